@@ -1,0 +1,1 @@
+//! placeholder: this crate arrives with its issue

@@ -1,0 +1,144 @@
+//! Key custody for idstation: every private or secret key the station uses lives in an HSM
+//! and is used only through the [`KeyStore`] trait. One module per backend:
+//! [`pkcs11`] (any PKCS#11 module; SoftHSM2 by default) and [`yubihsm2`] (YubiHSM 2 over USB
+//! or yubihsm-connector).
+//!
+//! Keys are named by label. Asymmetric keys are ECDSA P-256, generated inside the HSM,
+//! non-extractable and sensitive. Signatures hash on the host (SHA-256) and send only the
+//! digest, because SoftHSM2 offers only `CKM_ECDSA`. Secret keys (HMAC-SHA256) derive
+//! per-card values, e.g. a card's PIV management key from its serial.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+/// What kind of key a label names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyKind {
+    /// ECDSA key pair on the NIST P-256 curve.
+    EcP256,
+    /// HMAC-SHA256 secret key, used to derive per-card secrets.
+    HmacSha256,
+}
+
+/// A key the HSM holds, as the station sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    pub label: String,
+    pub kind: KeyKind,
+    /// SubjectPublicKeyInfo DER for key pairs; `None` for secret keys.
+    pub spki_der: Option<Vec<u8>>,
+}
+
+/// Where a secret (HSM user PIN, YubiHSM auth password) comes from. Never the command line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub enum SecretSource {
+    /// The value of an environment variable.
+    Env(String),
+    /// The first line of a file (mode 0600 recommended).
+    File(PathBuf),
+}
+
+/// How to reach the HSM; read from `station.toml` (`[hsm]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "backend", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum HsmConfig {
+    /// Any PKCS#11 module; the token is found by its label (slot ids move after init).
+    Pkcs11 {
+        module: PathBuf,
+        token_label: String,
+        pin: SecretSource,
+        /// Extra environment for the module, e.g. `SOFTHSM2_CONF` for a private SoftHSM2 token dir.
+        #[serde(default)]
+        env: std::collections::BTreeMap<String, String>,
+    },
+    /// YubiHSM 2.
+    Yubihsm {
+        connector: YubihsmConnector,
+        auth_key_id: u16,
+        password: SecretSource,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum YubihsmConnector {
+    /// yubihsm-connector over HTTP, e.g. `http://127.0.0.1:12345`.
+    Http { addr: String, port: u16 },
+    /// Directly over USB; `serial` picks one device when several are attached.
+    Usb { serial: Option<String> },
+}
+
+/// One error enum for the crate. Messages never carry a PIN, password or key material.
+#[derive(Debug, thiserror::Error)]
+pub enum HsmError {
+    #[error("HSM module {path}: {reason}")]
+    Module { path: PathBuf, reason: String },
+    #[error("HSM token {label:?} not found")]
+    TokenNotFound { label: String },
+    #[error("HSM login failed: {0}")]
+    Login(String),
+    #[error("HSM secret source {source_desc}: {reason}")]
+    Secret { source_desc: String, reason: String },
+    #[error("key {label:?} not found in the HSM")]
+    KeyNotFound { label: String },
+    #[error("key {label:?} already exists in the HSM")]
+    KeyExists { label: String },
+    #[error("key {label:?} is a {actual:?} key, this operation needs {expected:?}")]
+    WrongKeyKind { label: String, expected: KeyKind, actual: KeyKind },
+    #[error("HSM operation {op} failed: {reason}")]
+    Operation { op: &'static str, reason: String },
+}
+
+pub type Result<T> = std::result::Result<T, HsmError>;
+
+/// Key custody. Implementations must be usable from several threads.
+pub trait KeyStore: Send + Sync {
+    /// Short backend name for logs and `ca show` ("pkcs11", "yubihsm").
+    fn backend(&self) -> &'static str;
+
+    /// Generate a P-256 key pair under `label` (non-extractable, sensitive). Fails with
+    /// [`HsmError::KeyExists`] if the label is taken.
+    fn generate_p256(&self, label: &str) -> Result<KeyInfo>;
+
+    /// Generate an HMAC-SHA256 secret key under `label` (non-extractable, sensitive).
+    fn generate_hmac_secret(&self, label: &str) -> Result<KeyInfo>;
+
+    /// Find a key by label.
+    fn find(&self, label: &str) -> Result<Option<KeyInfo>>;
+
+    /// Every key the station can see, sorted by label.
+    fn list(&self) -> Result<Vec<KeyInfo>>;
+
+    /// SubjectPublicKeyInfo DER of the P-256 key `label`.
+    fn public_key_spki(&self, label: &str) -> Result<Vec<u8>>;
+
+    /// ECDSA P-256 with SHA-256 over `message` (hashed on the host). Returns the signature as
+    /// DER `Ecdsa-Sig-Value` (the form X.509, CRLs and CMS carry), low-S normalised.
+    fn sign_p256_sha256(&self, label: &str, message: &[u8]) -> Result<Vec<u8>>;
+
+    /// HMAC-SHA256(secret `label`, `data`) computed inside the HSM. Used to derive per-card
+    /// secrets from a master key and a card serial; the result is the caller's to zeroize.
+    fn hmac_sha256(&self, label: &str, data: &[u8]) -> Result<Zeroizing<[u8; 32]>>;
+}
+
+/// Per-card secret: HMAC-SHA256(master, "idstation/" || purpose || 0x00 || serial), inside the HSM.
+pub fn derive_card_secret(
+    store: &dyn KeyStore,
+    master_label: &str,
+    purpose: &str,
+    card_serial: &[u8],
+) -> Result<Zeroizing<[u8; 32]>> {
+    let mut data = Vec::with_capacity(16 + purpose.len() + card_serial.len());
+    data.extend_from_slice(b"idstation/");
+    data.extend_from_slice(purpose.as_bytes());
+    data.push(0);
+    data.extend_from_slice(card_serial);
+    store.hmac_sha256(master_label, &data)
+}
+
+pub mod pkcs11;
+pub mod yubihsm2;

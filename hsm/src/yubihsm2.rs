@@ -1,0 +1,1 @@
+//! YubiHSM 2 backend (placeholder until the backend lands).
