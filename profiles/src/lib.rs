@@ -1,1 +1,790 @@
-//! placeholder: this crate arrives with its issue
+//! Certificate and CRL profiles for idstation: the TOML files under `profiles/cert/` and
+//! `profiles/crl/`, and their typed, validated loader.
+//!
+//! A certificate profile says everything a certificate carries (RFC 5280 §4.1 and §4.2):
+//! subject template, validity, key usage, extended key usage, basic constraints, certificate
+//! policies, QC statements (ETSI EN 319 412-5 §4), CRL distribution point, authority
+//! information access, subject and authority key identifiers. A CRL profile says how a CRL
+//! (RFC 5280 §5) is dated. Code reads profiles; it does not hard-code them.
+//!
+//! Files are parsed with `deny_unknown_fields` and then checked against the rules in
+//! [`rules`]; every error names the file, the key and the rule. The shipped profiles are
+//! embedded in the binary ([`builtin`]) so a data dir can be initialised without the source
+//! tree ([`write_builtin`]); a directory can override them ([`load_dir_over_builtin`]).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use const_oid::ObjectIdentifier;
+use serde::{Deserialize, Deserializer};
+
+pub mod rules;
+
+/// Errors from loading profiles. Every message names the file and, where there is one, the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error("profile {file}: cannot read: {reason}")]
+    Io { file: PathBuf, reason: String },
+    /// TOML syntax, unknown key or wrong type; `message` comes from the TOML parser and names
+    /// the key and the line.
+    #[error("profile {file}: {message}")]
+    Parse { file: PathBuf, message: String },
+    /// A well-formed file that breaks a rule (an impossible combination or a bad value).
+    #[error("profile {file}: key `{key}`: {rule}")]
+    Rule {
+        file: PathBuf,
+        key: String,
+        rule: String,
+    },
+    #[error("unknown {kind} profile '{name}' (known: {known})")]
+    Unknown {
+        kind: &'static str,
+        name: String,
+        known: String,
+    },
+    #[error("profile {file}: refusing to overwrite an existing file")]
+    Exists { file: PathBuf },
+    /// A placeholder in a template had no value at render time.
+    #[error("template `{template}`: placeholder {{{placeholder}}} has no value")]
+    MissingValue {
+        template: String,
+        placeholder: String,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, ProfileError>;
+
+// ---------------------------------------------------------------------------------------------
+// Certificate profile
+// ---------------------------------------------------------------------------------------------
+
+/// What a certificate profile issues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CertKind {
+    /// Self-signed trust anchor.
+    RootCa,
+    /// A CA certificate signed by another CA (e.g. the e-signature issuing CA).
+    SubordinateCa,
+    /// A holder's certificate.
+    EndEntity,
+}
+
+impl CertKind {
+    pub fn is_ca(self) -> bool {
+        !matches!(self, CertKind::EndEntity)
+    }
+}
+
+/// A certificate profile (`profiles/cert/<name>.toml`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertProfile {
+    /// The profile's name: the file stem (`holder-sign` for `cert/holder-sign.toml`).
+    #[serde(skip)]
+    pub name: String,
+    pub description: String,
+    pub kind: CertKind,
+    /// Subject distinguished name, one attribute per RDN, in this order (RFC 5280 §4.1.2.6).
+    pub subject: Vec<SubjectAttribute>,
+    pub validity: ValidityRule,
+    /// keyUsage bits (RFC 5280 §4.2.1.3); always encoded critical.
+    pub key_usage: Vec<KeyUsageBit>,
+    /// extendedKeyUsage purposes (RFC 5280 §4.2.1.12), by name or dotted OID; non-critical.
+    #[serde(default)]
+    pub extended_key_usage: Vec<Eku>,
+    /// basicConstraints (RFC 5280 §4.2.1.9); required for CAs, encoded critical.
+    pub basic_constraints: Option<BasicConstraintsRule>,
+    /// certificatePolicies (RFC 5280 §4.2.1.4); non-critical.
+    #[serde(default)]
+    pub policies: Vec<PolicyRule>,
+    /// qcStatements (ETSI EN 319 412-5 §4); end-entity only.
+    pub qc_statements: Option<QcStatementsRule>,
+    /// cRLDistributionPoints URL template (RFC 5280 §4.2.1.13). Placeholders:
+    /// `{issuer_key}` (the issuing key's HSM label) and `{issuer_key_id}` (hex of the issuing
+    /// key's subject key identifier): each issuing key publishes its own CRL.
+    pub crl_distribution_point: Option<String>,
+    /// authorityInfoAccess (RFC 5280 §4.2.2.1); same placeholders as the CRL URL.
+    pub authority_info_access: Option<AiaRule>,
+    /// How the subjectKeyIdentifier is derived (RFC 5280 §4.2.1.2, RFC 7093 §2).
+    #[serde(default)]
+    pub subject_key_identifier: SkiMethod,
+    /// Whether to include authorityKeyIdentifier (keyIdentifier form, RFC 5280 §4.2.1.1);
+    /// for a self-signed root it repeats the root's own SKI.
+    #[serde(default = "default_true")]
+    pub authority_key_identifier: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// One subject attribute: `{ attribute = "serialNumber", value = "PNOUZ-{pinfl}" }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubjectAttribute {
+    pub attribute: AttributeKind,
+    /// Literal text with placeholders ([`HOLDER_PLACEHOLDERS`]) for end-entity profiles.
+    pub value: String,
+}
+
+/// Subject attribute types (RFC 5280 Appendix A.1, X.520; organizationIdentifier from
+/// ETSI EN 319 412-1 §5.1.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum AttributeKind {
+    #[serde(rename = "C")]
+    Country,
+    #[serde(rename = "O")]
+    Organization,
+    #[serde(rename = "OU")]
+    OrganizationalUnit,
+    #[serde(rename = "L")]
+    Locality,
+    #[serde(rename = "CN")]
+    CommonName,
+    #[serde(rename = "serialNumber")]
+    SerialNumber,
+    #[serde(rename = "givenName")]
+    GivenName,
+    #[serde(rename = "surname")]
+    Surname,
+    #[serde(rename = "organizationIdentifier")]
+    OrganizationIdentifier,
+}
+
+impl AttributeKind {
+    /// The attribute type OID (X.520 §6, EN 319 412-1 §5.1.4).
+    pub fn oid(self) -> ObjectIdentifier {
+        const fn o(s: &str) -> ObjectIdentifier {
+            ObjectIdentifier::new_unwrap(s)
+        }
+        match self {
+            AttributeKind::Country => o("2.5.4.6"),
+            AttributeKind::Organization => o("2.5.4.10"),
+            AttributeKind::OrganizationalUnit => o("2.5.4.11"),
+            AttributeKind::Locality => o("2.5.4.7"),
+            AttributeKind::CommonName => o("2.5.4.3"),
+            AttributeKind::SerialNumber => o("2.5.4.5"),
+            AttributeKind::GivenName => o("2.5.4.42"),
+            AttributeKind::Surname => o("2.5.4.4"),
+            AttributeKind::OrganizationIdentifier => o("2.5.4.97"),
+        }
+    }
+
+    /// Upper bound in characters (RFC 5280 Appendix A.1 `ub-*`).
+    pub fn max_chars(self) -> usize {
+        match self {
+            AttributeKind::Country => 2,
+            AttributeKind::Organization | AttributeKind::OrganizationalUnit => 64,
+            AttributeKind::Locality => 128,
+            AttributeKind::CommonName => 64,
+            AttributeKind::SerialNumber => 64,
+            AttributeKind::GivenName | AttributeKind::Surname => 40,
+            AttributeKind::OrganizationIdentifier => 64,
+        }
+    }
+
+    /// countryName and serialNumber are PrintableString (RFC 5280 Appendix A.1); the rest
+    /// are encoded as UTF8String (RFC 5280 §4.1.2.6: "CAs MUST use UTF8String").
+    pub fn is_printable_string(self) -> bool {
+        matches!(self, AttributeKind::Country | AttributeKind::SerialNumber)
+    }
+
+    /// The short name used in the TOML files and in error messages.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            AttributeKind::Country => "C",
+            AttributeKind::Organization => "O",
+            AttributeKind::OrganizationalUnit => "OU",
+            AttributeKind::Locality => "L",
+            AttributeKind::CommonName => "CN",
+            AttributeKind::SerialNumber => "serialNumber",
+            AttributeKind::GivenName => "givenName",
+            AttributeKind::Surname => "surname",
+            AttributeKind::OrganizationIdentifier => "organizationIdentifier",
+        }
+    }
+}
+
+/// Placeholders an end-entity subject template may use; the CA fills them from the holder.
+pub const HOLDER_PLACEHOLDERS: &[&str] =
+    &["surname", "given_names", "pinfl", "common_name", "country"];
+
+/// Placeholders URL templates (CRL distribution point, AIA) may use.
+pub const ISSUER_PLACEHOLDERS: &[&str] = &["issuer_key", "issuer_key_id"];
+
+/// Validity period of issued certificates.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidityRule {
+    /// notAfter = notBefore + `days` days.
+    pub days: u32,
+}
+
+/// keyUsage bits by their RFC 5280 §4.2.1.3 names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum KeyUsageBit {
+    DigitalSignature,
+    /// Renamed contentCommitment in X.509 (2008).
+    #[serde(alias = "contentCommitment")]
+    NonRepudiation,
+    KeyEncipherment,
+    DataEncipherment,
+    KeyAgreement,
+    KeyCertSign,
+    #[serde(rename = "cRLSign")]
+    CrlSign,
+}
+
+/// An extended key usage purpose, written in TOML by name (`clientAuth`, `emailProtection`,
+/// `serverAuth`, `codeSigning`, `timeStamping`, `OCSPSigning`) or as a dotted OID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Eku(pub ObjectIdentifier);
+
+impl Eku {
+    pub const SERVER_AUTH: Eku = Eku(ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.1"));
+    pub const CLIENT_AUTH: Eku = Eku(ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.2"));
+    pub const CODE_SIGNING: Eku = Eku(ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.3"));
+    pub const EMAIL_PROTECTION: Eku = Eku(ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.4"));
+    pub const TIME_STAMPING: Eku = Eku(ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.8"));
+    pub const OCSP_SIGNING: Eku = Eku(ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.9"));
+
+    fn from_name(s: &str) -> Option<Eku> {
+        Some(match s {
+            "serverAuth" => Eku::SERVER_AUTH,
+            "clientAuth" => Eku::CLIENT_AUTH,
+            "codeSigning" => Eku::CODE_SIGNING,
+            "emailProtection" => Eku::EMAIL_PROTECTION,
+            "timeStamping" => Eku::TIME_STAMPING,
+            "OCSPSigning" => Eku::OCSP_SIGNING,
+            _ => return None,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Eku {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if let Some(e) = Eku::from_name(&s) {
+            return Ok(e);
+        }
+        ObjectIdentifier::new(&s).map(Eku).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "extended key usage `{s}` is neither a known name (serverAuth, clientAuth, \
+                 codeSigning, emailProtection, timeStamping, OCSPSigning) nor a dotted OID"
+            ))
+        })
+    }
+}
+
+/// An object identifier written as a dotted string in TOML.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Oid(pub ObjectIdentifier);
+
+impl<'de> Deserialize<'de> for Oid {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        ObjectIdentifier::new(&s)
+            .map(Oid)
+            .map_err(|e| serde::de::Error::custom(format!("`{s}` is not a dotted OID: {e}")))
+    }
+}
+
+impl fmt::Display for Oid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// basicConstraints (RFC 5280 §4.2.1.9).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicConstraintsRule {
+    pub ca: bool,
+    /// pathLenConstraint; only meaningful (and only allowed) when `ca = true`.
+    pub path_len: Option<u8>,
+}
+
+/// One certificate policy (RFC 5280 §4.2.1.4) with optional qualifiers.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRule {
+    pub oid: Oid,
+    /// id-qt-cps qualifier: where the certification practice statement is published.
+    pub cps_uri: Option<String>,
+    /// id-qt-unotice qualifier, explicitText (UTF8String, at most 200 characters).
+    pub user_notice: Option<String>,
+}
+
+/// QC statements (ETSI EN 319 412-5 §4.2 and §4.3; EN 319 412-1 §5.1 for the semantics id).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QcStatementsRule {
+    /// esi4-qcStatement-1 QcCompliance (0.4.0.1862.1.1), EN 319 412-5 §4.2.1.
+    #[serde(default)]
+    pub compliance: bool,
+    /// esi4-qcStatement-4 QcSSCD (0.4.0.1862.1.4), EN 319 412-5 §4.2.2.
+    #[serde(default)]
+    pub sscd: bool,
+    /// esi4-qcStatement-6 QcType (0.4.0.1862.1.6), EN 319 412-5 §4.2.3.
+    #[serde(default)]
+    pub qc_type: Vec<QcType>,
+    /// esi4-qcStatement-5 QcPDS (0.4.0.1862.1.5), EN 319 412-5 §4.3.4.
+    #[serde(default)]
+    pub pds: Vec<PdsLocationRule>,
+    /// esi4-qcStatement-7 QcCClegislation (0.4.0.1862.1.7), EN 319 412-5 §4.2.4: the
+    /// countries whose legislation the certificate is qualified under (non-EU).
+    #[serde(default)]
+    pub legislation: Vec<String>,
+    /// id-etsi-qcs-SemanticsId-Natural (0.4.0.194121.1.1), EN 319 412-1 §5.1.3, naming the
+    /// semantics of subject serialNumber ("PNOUZ-…").
+    #[serde(default)]
+    pub semantics_id_natural: bool,
+}
+
+/// QcType values (EN 319 412-5 §4.2.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QcType {
+    /// id-etsi-qct-esign 0.4.0.1862.1.6.1
+    Esign,
+    /// id-etsi-qct-eseal 0.4.0.1862.1.6.2
+    Eseal,
+    /// id-etsi-qct-web 0.4.0.1862.1.6.3
+    Web,
+}
+
+/// A PDS location (EN 319 412-5 §4.3.4): https URL and ISO 639-1 language code.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PdsLocationRule {
+    pub url: String,
+    pub lang: String,
+}
+
+/// authorityInfoAccess URLs (RFC 5280 §4.2.2.1).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AiaRule {
+    pub ca_issuers: Option<String>,
+    pub ocsp: Option<String>,
+}
+
+/// How the subjectKeyIdentifier is computed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SkiMethod {
+    /// SHA-1 of the subjectPublicKey BIT STRING value (RFC 5280 §4.2.1.2 method 1).
+    #[default]
+    Rfc5280Sha1,
+    /// Leftmost 160 bits of SHA-256 of the same bytes (RFC 7093 §2 method 1).
+    Rfc7093Sha256,
+}
+
+// ---------------------------------------------------------------------------------------------
+// CRL profile
+// ---------------------------------------------------------------------------------------------
+
+/// A CRL profile (`profiles/crl/<name>.toml`), RFC 5280 §5.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrlProfile {
+    #[serde(skip)]
+    pub name: String,
+    pub description: String,
+    /// nextUpdate = thisUpdate + this many hours (RFC 5280 §5.1.2.5).
+    pub next_update_hours: u32,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sets, loading
+// ---------------------------------------------------------------------------------------------
+
+/// All profiles known to the station, by name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProfileSet {
+    pub certs: BTreeMap<String, CertProfile>,
+    pub crls: BTreeMap<String, CrlProfile>,
+}
+
+impl ProfileSet {
+    /// The certificate profile `name`, or [`ProfileError::Unknown`].
+    pub fn cert(&self, name: &str) -> Result<&CertProfile> {
+        self.certs.get(name).ok_or_else(|| ProfileError::Unknown {
+            kind: "certificate",
+            name: name.to_owned(),
+            known: self.certs.keys().cloned().collect::<Vec<_>>().join(", "),
+        })
+    }
+
+    /// The CRL profile `name`, or [`ProfileError::Unknown`].
+    pub fn crl(&self, name: &str) -> Result<&CrlProfile> {
+        self.crls.get(name).ok_or_else(|| ProfileError::Unknown {
+            kind: "CRL",
+            name: name.to_owned(),
+            known: self.crls.keys().cloned().collect::<Vec<_>>().join(", "),
+        })
+    }
+}
+
+/// The profiles shipped with idstation, as (relative path, TOML text).
+pub const BUILTIN_FILES: &[(&str, &str)] = &[
+    ("cert/root-ca.toml", include_str!("../cert/root-ca.toml")),
+    ("cert/esign-ca.toml", include_str!("../cert/esign-ca.toml")),
+    ("cert/holder-auth.toml", include_str!("../cert/holder-auth.toml")),
+    ("cert/holder-sign.toml", include_str!("../cert/holder-sign.toml")),
+    ("crl/esign-crl.toml", include_str!("../crl/esign-crl.toml")),
+];
+
+/// Parse and check one certificate profile from text; `file` is used in errors and its
+/// stem becomes the profile name.
+pub fn parse_cert_profile(file: &Path, text: &str) -> Result<CertProfile> {
+    let mut p: CertProfile = toml::from_str(text).map_err(|e| ProfileError::Parse {
+        file: file.to_owned(),
+        message: e.to_string().trim_end().to_owned(),
+    })?;
+    p.name = stem(file)?;
+    rules::check_cert_profile(&p).map_err(|(key, rule)| ProfileError::Rule {
+        file: file.to_owned(),
+        key,
+        rule,
+    })?;
+    Ok(p)
+}
+
+/// Parse and check one CRL profile from text.
+pub fn parse_crl_profile(file: &Path, text: &str) -> Result<CrlProfile> {
+    let mut p: CrlProfile = toml::from_str(text).map_err(|e| ProfileError::Parse {
+        file: file.to_owned(),
+        message: e.to_string().trim_end().to_owned(),
+    })?;
+    p.name = stem(file)?;
+    rules::check_crl_profile(&p).map_err(|(key, rule)| ProfileError::Rule {
+        file: file.to_owned(),
+        key,
+        rule,
+    })?;
+    Ok(p)
+}
+
+/// Load one certificate profile file.
+pub fn load_cert_profile(path: &Path) -> Result<CertProfile> {
+    parse_cert_profile(path, &read(path)?)
+}
+
+/// Load one CRL profile file.
+pub fn load_crl_profile(path: &Path) -> Result<CrlProfile> {
+    parse_crl_profile(path, &read(path)?)
+}
+
+/// Load every profile under `dir` (`dir/cert/*.toml`, `dir/crl/*.toml`; missing subdirs are
+/// empty). Any bad file fails the whole load.
+pub fn load_dir(dir: &Path) -> Result<ProfileSet> {
+    let mut set = ProfileSet::default();
+    add_dir(&mut set, dir)?;
+    Ok(set)
+}
+
+/// The shipped profiles, parsed from the copies embedded in the binary.
+pub fn builtin() -> Result<ProfileSet> {
+    let mut set = ProfileSet::default();
+    for (rel, text) in BUILTIN_FILES {
+        let file = Path::new("<builtin>").join(rel);
+        if rel.starts_with("cert/") {
+            let p = parse_cert_profile(&file, text)?;
+            set.certs.insert(p.name.clone(), p);
+        } else {
+            let p = parse_crl_profile(&file, text)?;
+            set.crls.insert(p.name.clone(), p);
+        }
+    }
+    Ok(set)
+}
+
+/// The shipped profiles, with every profile found under `dir` replacing the shipped one of
+/// the same name (and adding new ones). A missing `dir` just yields the shipped set.
+pub fn load_dir_over_builtin(dir: &Path) -> Result<ProfileSet> {
+    let mut set = builtin()?;
+    add_dir(&mut set, dir)?;
+    Ok(set)
+}
+
+/// Write the shipped profile files under `dir` (creating `cert/` and `crl/`). Refuses to
+/// overwrite any existing file; checks all targets before writing any.
+pub fn write_builtin(dir: &Path) -> Result<Vec<PathBuf>> {
+    let targets: Vec<PathBuf> = BUILTIN_FILES.iter().map(|(rel, _)| dir.join(rel)).collect();
+    if let Some(existing) = targets.iter().find(|t| t.exists()) {
+        return Err(ProfileError::Exists {
+            file: existing.clone(),
+        });
+    }
+    for (target, (_, text)) in targets.iter().zip(BUILTIN_FILES) {
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| io_err(parent, e))?;
+        }
+        std::fs::write(target, text).map_err(|e| io_err(target, e))?;
+    }
+    Ok(targets)
+}
+
+/// Fill `{placeholder}`s in `template` from `value`; `{{` and `}}` are not special. The
+/// placeholder names were checked at load time; a `None` here is [`ProfileError::MissingValue`].
+pub fn render_template<'a>(
+    template: &str,
+    value: impl Fn(&str) -> Option<&'a str>,
+) -> Result<String> {
+    let mut out = String::with_capacity(template.len() + 16);
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let close = after.find('}').ok_or_else(|| ProfileError::MissingValue {
+            template: template.to_owned(),
+            placeholder: after.to_owned(),
+        })?;
+        let name = &after[..close];
+        let v = value(name).ok_or_else(|| ProfileError::MissingValue {
+            template: template.to_owned(),
+            placeholder: name.to_owned(),
+        })?;
+        out.push_str(v);
+        rest = &after[close + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn add_dir(set: &mut ProfileSet, dir: &Path) -> Result<()> {
+    for (sub, is_cert) in [("cert", true), ("crl", false)] {
+        let d = dir.join(sub);
+        if !d.is_dir() {
+            continue;
+        }
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&d)
+            .map_err(|e| io_err(&d, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        for f in files {
+            if is_cert {
+                let p = load_cert_profile(&f)?;
+                tracing::debug!(profile = %p.name, file = %f.display(), "loaded certificate profile");
+                set.certs.insert(p.name.clone(), p);
+            } else {
+                let p = load_crl_profile(&f)?;
+                tracing::debug!(profile = %p.name, file = %f.display(), "loaded CRL profile");
+                set.crls.insert(p.name.clone(), p);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| io_err(path, e))
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> ProfileError {
+    ProfileError::Io {
+        file: path.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+fn stem(file: &Path) -> Result<String> {
+    file.file_stem()
+        .and_then(|s| s.to_str())
+        .filter(|s| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+        .map(str::to_owned)
+        .ok_or_else(|| ProfileError::Rule {
+            file: file.to_owned(),
+            key: "<file name>".into(),
+            rule: "a profile file name must be letters, digits, '-' or '_' followed by .toml"
+                .into(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOLDER_SIGN: &str = include_str!("../cert/holder-sign.toml");
+
+    fn cert(text: &str) -> Result<CertProfile> {
+        parse_cert_profile(Path::new("cert/test.toml"), text)
+    }
+
+    fn rule_key(r: Result<CertProfile>) -> (String, String) {
+        match r {
+            Err(ProfileError::Rule { key, rule, .. }) => (key, rule),
+            other => panic!("expected a rule error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn shipped_profiles_load_and_say_what_the_issue_requires() {
+        let set = builtin().expect("builtin profiles are valid");
+        assert_eq!(
+            set.certs.keys().collect::<Vec<_>>(),
+            ["esign-ca", "holder-auth", "holder-sign", "root-ca"]
+        );
+        let root = set.cert("root-ca").unwrap();
+        assert_eq!(root.kind, CertKind::RootCa);
+        let ca = set.cert("esign-ca").unwrap();
+        assert_eq!(ca.basic_constraints.as_ref().unwrap().path_len, Some(0));
+        let auth = set.cert("holder-auth").unwrap();
+        assert_eq!(auth.key_usage, [KeyUsageBit::DigitalSignature]);
+        assert_eq!(auth.extended_key_usage, [Eku::CLIENT_AUTH]);
+        let sign = set.cert("holder-sign").unwrap();
+        assert_eq!(sign.key_usage, [KeyUsageBit::NonRepudiation]);
+        assert_eq!(sign.policies[0].oid.to_string(), "0.4.0.194112.1.2");
+        let qc = sign.qc_statements.as_ref().unwrap();
+        assert!(qc.compliance && qc.sscd);
+        assert_eq!(qc.qc_type, [QcType::Esign]);
+        assert!(qc.pds[0].url.starts_with("https://"));
+        assert_eq!(sign.subject[1].value, "PNOUZ-{pinfl}");
+        assert_eq!(set.crl("esign-crl").unwrap().next_update_hours, 48);
+    }
+
+    #[test]
+    fn unknown_key_is_refused_naming_file_and_key() {
+        let text = HOLDER_SIGN.replace("kind = ", "colour = \"blue\"\nkind = ");
+        let err = cert(&text).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, ProfileError::Parse { .. }), "{msg}");
+        assert!(msg.contains("cert/test.toml"), "{msg}");
+        assert!(msg.contains("colour"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_key_inside_a_table_is_refused() {
+        let text = HOLDER_SIGN.replace("sscd = true", "sscd = true\nqscd = true");
+        let msg = cert(&text).unwrap_err().to_string();
+        assert!(msg.contains("qscd"), "{msg}");
+    }
+
+    #[test]
+    fn ca_profile_without_key_cert_sign_is_refused() {
+        let text = include_str!("../cert/esign-ca.toml").replace(
+            r#"["digitalSignature", "keyCertSign", "cRLSign"]"#,
+            r#"["digitalSignature", "cRLSign"]"#,
+        );
+        let (key, rule) = rule_key(cert(&text));
+        assert_eq!(key, "key_usage");
+        assert!(rule.contains("keyCertSign"), "{rule}");
+    }
+
+    #[test]
+    fn path_len_on_an_end_entity_is_refused() {
+        let text = include_str!("../cert/holder-auth.toml").replace(
+            "\nkey_usage = [",
+            "\nbasic_constraints = { ca = false, path_len = 0 }\nkey_usage = [",
+        );
+        let (key, rule) = rule_key(cert(&text));
+        assert_eq!(key, "basic_constraints.path_len");
+        assert!(rule.contains("pathLen"), "{rule}");
+    }
+
+    #[test]
+    fn non_repudiation_only_with_client_auth_is_refused() {
+        let text = HOLDER_SIGN.replace(
+            r#"key_usage = ["nonRepudiation"]"#,
+            "key_usage = [\"nonRepudiation\"]\nextended_key_usage = [\"clientAuth\"]",
+        );
+        let (key, rule) = rule_key(cert(&text));
+        assert_eq!(key, "extended_key_usage[0]");
+        assert!(rule.contains("digitalSignature"), "{rule}");
+    }
+
+    #[test]
+    fn qc_statements_on_a_ca_are_refused() {
+        let text = format!(
+            "{}\n[qc_statements]\ncompliance = true\n",
+            include_str!("../cert/esign-ca.toml")
+        );
+        let (key, _) = rule_key(cert(&text));
+        assert_eq!(key, "qc_statements");
+    }
+
+    #[test]
+    fn unknown_placeholder_is_refused() {
+        let text = HOLDER_SIGN.replace("{given_names}", "{first_name}");
+        let (key, rule) = rule_key(cert(&text));
+        assert_eq!(key, "subject[2].value");
+        assert!(rule.contains("{first_name}"), "{rule}");
+    }
+
+    #[test]
+    fn crl_url_placeholder_must_name_the_issuer_key() {
+        let text = HOLDER_SIGN.replace("crl/{issuer_key}.crl", "crl/{ca}.crl");
+        let (key, _) = rule_key(cert(&text));
+        assert_eq!(key, "crl_distribution_point");
+    }
+
+    #[test]
+    fn pds_must_be_https() {
+        let text = HOLDER_SIGN.replace("https://pki.idstation.example/pds", "http://x/pds");
+        let (key, _) = rule_key(cert(&text));
+        assert_eq!(key, "qc_statements.pds[0].url");
+    }
+
+    #[test]
+    fn unknown_key_usage_name_is_refused() {
+        let text = HOLDER_SIGN.replace("\"nonRepudiation\"", "\"signEverything\"");
+        let msg = cert(&text).unwrap_err().to_string();
+        assert!(msg.contains("signEverything"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_profile_lists_the_known_ones() {
+        let set = builtin().unwrap();
+        let msg = set.cert("x").unwrap_err().to_string();
+        assert_eq!(
+            msg,
+            "unknown certificate profile 'x' (known: esign-ca, holder-auth, holder-sign, root-ca)"
+        );
+    }
+
+    #[test]
+    fn directory_overrides_builtin_and_write_builtin_refuses_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = write_builtin(dir.path()).unwrap();
+        assert_eq!(written.len(), BUILTIN_FILES.len());
+        assert!(matches!(
+            write_builtin(dir.path()),
+            Err(ProfileError::Exists { .. })
+        ));
+        let f = dir.path().join("crl/esign-crl.toml");
+        let text = std::fs::read_to_string(&f)
+            .unwrap()
+            .replace("= 48", "= 12");
+        std::fs::write(&f, text).unwrap();
+        let set = load_dir_over_builtin(dir.path()).unwrap();
+        assert_eq!(set.crl("esign-crl").unwrap().next_update_hours, 12);
+        assert_eq!(set.certs.len(), 4);
+    }
+
+    #[test]
+    fn load_dir_names_the_bad_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("cert")).unwrap();
+        let bad = dir.path().join("cert/broken.toml");
+        std::fs::write(&bad, "description = 1").unwrap();
+        let msg = load_dir(dir.path()).unwrap_err().to_string();
+        assert!(msg.contains("broken.toml"), "{msg}");
+    }
+
+    #[test]
+    fn render_fills_placeholders() {
+        let s = render_template("PNOUZ-{pinfl}", |n| (n == "pinfl").then_some("123")).unwrap();
+        assert_eq!(s, "PNOUZ-123");
+        assert!(render_template("{x}", |_| None).is_err());
+    }
+}
