@@ -1,1 +1,32 @@
-//! placeholder: this crate arrives with its issue
+//! Host side of the ID card: everything the station says to a chip.
+//!
+//! Layers, bottom up (one module per card concept, named after the standards' nouns):
+//! - [`apdu`]: ISO/IEC 7816-4 §5 command/response APDUs, command chaining (CLA bit 0x10),
+//!   GET RESPONSE for `61xx`, typed status words;
+//! - [`tlv`]: ISO/IEC 7816-4 §5.2 / ISO/IEC 8825-1 BER-TLV, a small total parser and encoder;
+//! - [`transport`]: the [`Transport`](transport::Transport) trait and its PC/SC implementation
+//!   (an in-process one over `chip::Card` exists for unit tests only);
+//! - [`piv`]: a NIST SP 800-73-4 PIV client (plus the Yubico vendor instructions the card
+//!   contract uses) and the PIV data objects (CHUID, CCC, Discovery, Printed Information, ...);
+//! - [`plan`]: the card profile (`profiles/card/*.toml`) as typed values;
+//! - [`executor`]: the two-phase personalization (prepare → CA → complete) and the reset path.
+//!
+//! Secrets (PINs, PUKs, management keys) live in zeroizing buffers, and no `Debug`, `Display`,
+//! log line or error ever contains one.
+
+pub mod apdu;
+pub mod error;
+pub mod executor;
+pub mod piv;
+pub mod plan;
+pub mod secret;
+pub mod tlv;
+pub mod transport;
+
+#[cfg(test)]
+mod testutil;
+
+pub use error::Error;
+
+/// Result with the crate's error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
