@@ -449,4 +449,134 @@ mod tests {
         assert_eq!(Piv::tag_list(0x5FC102), vec![0x5C, 0x03, 0x5F, 0xC1, 0x02]);
         assert_eq!(Piv::tag_list(0x7E), vec![0x5C, 0x01, 0x7E]);
     }
+
+    /// A scripted card for the management-key protocol (APDU vectors; crypto with the test's
+    /// own AES, not the client's).
+    struct MgmCard {
+        key: [u8; 16],
+        witness: [u8; 16],
+        tamper_answer: bool,
+        sent: Vec<Vec<u8>>,
+    }
+
+    impl Transport for MgmCard {
+        fn transmit(&mut self, capdu: &[u8]) -> Result<Vec<u8>, Error> {
+            use aes::cipher::{BlockCipherEncrypt, KeyInit};
+            self.sent.push(capdu.to_vec());
+            let aes = aes::Aes128::new_from_slice(&self.key).unwrap();
+            let enc = |b: &[u8]| {
+                let mut blk = aes::cipher::Block::<aes::Aes128>::default();
+                blk.copy_from_slice(b);
+                aes.encrypt_block(&mut blk);
+                blk.to_vec()
+            };
+            if capdu[5..] == [0x7C, 0x02, 0x80, 0x00, 0x00] {
+                let mut r = vec![0x7C, 0x12, 0x80, 0x10];
+                r.extend(enc(&self.witness));
+                r.extend([0x90, 0x00]);
+                return Ok(r);
+            }
+            // 00 87 08 9B 26 7C 24 80 10 <witness> 81 10 <challenge> 00
+            assert_eq!(&capdu[..9], &[0x00, 0x87, 0x08, 0x9B, 0x26, 0x7C, 0x24, 0x80, 0x10]);
+            if capdu[9..25] != self.witness {
+                return Ok(vec![0x69, 0x82]);
+            }
+            assert_eq!(&capdu[25..27], &[0x81, 0x10]);
+            let mut answer = enc(&capdu[27..43]);
+            if self.tamper_answer {
+                answer[0] ^= 1;
+            }
+            let mut r = vec![0x7C, 0x12, 0x82, 0x10];
+            r.extend(answer);
+            r.extend([0x90, 0x00]);
+            Ok(r)
+        }
+    }
+
+    fn aes_key(k: &[u8; 16]) -> ManagementKey {
+        ManagementKey::new(crate::secret::MgmtAlgorithm::Aes128, k).unwrap()
+    }
+
+    #[test]
+    fn mutual_authentication_follows_sp800_73_appendix_a3() {
+        let mut card = MgmCard {
+            key: [0x42; 16],
+            witness: [0x17; 16],
+            tamper_answer: false,
+            sent: vec![],
+        };
+        Piv::new(&mut card).authenticate(&aes_key(&[0x42; 16])).unwrap();
+        assert_eq!(card.sent[0], vec![0x00, 0x87, 0x08, 0x9B, 0x04, 0x7C, 0x02, 0x80, 0x00, 0x00]);
+        assert_eq!(card.sent.len(), 2);
+    }
+
+    #[test]
+    fn wrong_management_key_is_rejected_by_the_card() {
+        let mut card = MgmCard {
+            key: [0x42; 16],
+            witness: [0x17; 16],
+            tamper_answer: false,
+            sent: vec![],
+        };
+        let e = Piv::new(&mut card)
+            .authenticate(&aes_key(&[0x43; 16]))
+            .unwrap_err();
+        assert!(matches!(e, Error::ManagementKeyRejected { .. }), "{e}");
+    }
+
+    #[test]
+    fn card_that_cannot_answer_our_challenge_is_not_trusted() {
+        let mut card = MgmCard {
+            key: [0x42; 16],
+            witness: [0x17; 16],
+            tamper_answer: true,
+            sent: vec![],
+        };
+        let e = Piv::new(&mut card)
+            .authenticate(&aes_key(&[0x42; 16]))
+            .unwrap_err();
+        assert!(matches!(e, Error::CardAuthenticationFailed), "{e}");
+    }
+
+    struct Fixed(Vec<u8>);
+    impl Transport for Fixed {
+        fn transmit(&mut self, _: &[u8]) -> Result<Vec<u8>, Error> {
+            Ok(self.0.clone())
+        }
+    }
+
+    #[test]
+    fn malformed_card_answers_are_errors_not_panics() {
+        for answer in [
+            vec![0x90, 0x00],
+            vec![0x7F, 0x49, 0x03, 0x86, 0x01, 0x04, 0x90, 0x00],
+            vec![0x7C, 0x05, 0x82, 0x03, 0x30, 0x01, 0x90, 0x00],
+            vec![0x53, 0x01, 0x09, 0x90, 0x00],
+            vec![0x01, 0x02, 0x90, 0x00],
+            vec![0x7C, 0x82, 0x90, 0x00],
+        ] {
+            let mut t = Fixed(answer.clone());
+            let mut piv = Piv::new(&mut t);
+            assert!(piv.generate_p256(Slot::Signature).is_err(), "{answer:02X?}");
+            assert!(piv.lifecycle().is_err(), "{answer:02X?}");
+            assert!(piv.serial().is_err(), "{answer:02X?}");
+            assert!(piv.authenticate(&aes_key(&[1; 16])).is_err(), "{answer:02X?}");
+            let _ = piv.sign_p256(Slot::Signature, &[0; 32]);
+        }
+    }
+
+    #[test]
+    fn wrong_pin_reports_tries_left_and_blocked() {
+        let mut t = Fixed(vec![0x63, 0xC2]);
+        let e = Piv::new(&mut t)
+            .verify(&Pin::new(PinKind::Pin, "000000").unwrap())
+            .unwrap_err();
+        assert_eq!(e.to_string(), "wrong PIN: 2 tries left");
+        let mut t = Fixed(vec![0x69, 0x83]);
+        let e = Piv::new(&mut t)
+            .verify(&Pin::new(PinKind::Puk, "00000000").unwrap())
+            .unwrap_err();
+        assert_eq!(e.to_string(), "PUK is blocked");
+    }
 }
+
