@@ -1,1 +1,1033 @@
-//! placeholder: this crate arrives with its issue
+//! The idstation certificate authority: X.509 certificates (RFC 5280 §4) and v2 CRLs
+//! (RFC 5280 §5) built from [`profiles`] and signed inside the HSM through [`hsm::KeyStore`].
+//!
+//! The hierarchy (ARCHITECTURE.md, "The PKI"): a self-signed National Root CA
+//! ([`create_root`]), the e-Signature issuing CA signed by it ([`create_subordinate_ca`]),
+//! and holder certificates issued by that CA ([`issue`], [`issue_from_csr`]). Every issuing
+//! key signs its own CRL ([`issue_crl`]). Keys are ECDSA P-256; the private keys stay in the
+//! HSM, only the to-be-signed bytes go in and a DER `Ecdsa-Sig-Value` comes back.
+//!
+//! The CA generates no keys: the caller creates the HSM key (`KeyStore::generate_p256`) and
+//! passes its label. Each call takes `now` so the caller (and tests) decide the clock.
+//!
+//! ```no_run
+//! # fn demo(store: &dyn hsm::KeyStore, holder_spki: &[u8]) -> Result<(), ca::CaError> {
+//! use std::time::SystemTime;
+//! let profiles = profiles::builtin()?;
+//! let now = SystemTime::now();
+//! store.generate_p256("root-2026")?;
+//! let root = ca::create_root(store, profiles.cert("root-ca")?, "root-2026", now)?;
+//! store.generate_p256("esign-2026")?;
+//! let esign = ca::create_subordinate_ca(store, profiles.cert("esign-ca")?, &root, "esign-2026", now)?;
+//! let holder = ca::HolderSubject {
+//!     pinfl: "31234567890123".into(), surname: "Karimova".into(),
+//!     given_names: "Dilnoza".into(), common_name: "Dilnoza Karimova".into(), country: "UZ".into(),
+//! };
+//! let cert = ca::issue(store, profiles.cert("holder-sign")?, &esign, holder_spki, &holder, now)?;
+//! println!("{}", ca::fingerprint_sha256(&cert.der)?);
+//! # Ok(()) }
+//! ```
+
+use std::time::{Duration, SystemTime};
+
+use const_oid::ObjectIdentifier;
+use der::asn1::{BitString, Ia5String, OctetString, PrintableStringRef, Utf8StringRef};
+use der::{Any, Decode, Encode};
+use hsm::{HsmError, KeyStore};
+use p256::ecdsa::{DerSignature, VerifyingKey};
+use profiles::{
+    AttributeKind, CertKind, CertProfile, CrlProfile, KeyUsageBit, ProfileError, SkiMethod,
+};
+use sha2::Digest;
+use signature::Verifier;
+use spki::{SubjectPublicKeyInfoOwned, SubjectPublicKeyInfoRef};
+use x509_cert::attr::AttributeTypeAndValue;
+use x509_cert::builder::profile::BuilderProfile;
+use x509_cert::builder::{Builder, CertificateBuilder};
+use x509_cert::certificate::{Certificate, TbsCertificate, Version};
+use x509_cert::crl::{CertificateList, RevokedCert, TbsCertList};
+use x509_cert::ext::pkix::certpolicy::{DisplayText, PolicyInformation, PolicyQualifierInfo, UserNotice};
+use x509_cert::ext::pkix::crl::dp::DistributionPoint;
+use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
+use x509_cert::ext::pkix::{
+    AccessDescription, AuthorityInfoAccessSyntax, AuthorityKeyIdentifier, BasicConstraints,
+    CertificatePolicies, CrlDistributionPoints, CrlNumber, CrlReason, ExtendedKeyUsage, KeyUsage,
+    KeyUsages, SubjectKeyIdentifier,
+};
+use x509_cert::ext::{Extension, Extensions};
+use x509_cert::name::{Name, RdnSequence, RelativeDistinguishedName};
+use x509_cert::request::CertReq;
+use x509_cert::serial_number::SerialNumber;
+use x509_cert::time::{Time, Validity};
+
+pub mod qc;
+mod signer;
+
+pub use signer::ECDSA_WITH_SHA256;
+use signer::HsmSigner;
+
+/// id-ecPublicKey (RFC 5480 §2.1.1).
+const ID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+/// secp256r1 / prime256v1 (RFC 5480 §2.1.1.1).
+const SECP256R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+const ID_QT_CPS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.2.1");
+const ID_QT_UNOTICE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.2.2");
+const ID_AD_OCSP: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1");
+const ID_AD_CA_ISSUERS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.2");
+
+/// Every error of the CA. Messages name the field and the rule; none carries key material.
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+    #[error("HSM: {0}")]
+    Hsm(#[from] HsmError),
+    #[error("CSR is not a valid PKCS#10 request (RFC 2986 §4): {reason}")]
+    CsrMalformed { reason: String },
+    #[error("CSR signature algorithm {oid} is not ecdsa-with-SHA256 (1.2.840.10045.4.3.2)")]
+    CsrAlgorithm { oid: String },
+    #[error("CSR signature does not verify (proof of possession failed, RFC 2986 §3)")]
+    CsrSignature,
+    #[error("public key is not a P-256 point: {reason}")]
+    NotP256 { reason: String },
+    #[error("holder {field}: {rule}")]
+    Holder { field: &'static str, rule: String },
+    #[error("profile '{profile}' is a {actual:?} profile; {operation} needs a {expected:?} profile")]
+    WrongProfileKind {
+        profile: String,
+        operation: &'static str,
+        expected: CertKind,
+        actual: CertKind,
+    },
+    #[error("issuer certificate for key '{label}': {rule}")]
+    Issuer { label: String, rule: String },
+    #[error("certificate notAfter {not_after} would be later than the issuing CA's notAfter {issuer_not_after} (shorten the profile validity or rotate the CA)")]
+    OutlivesIssuer {
+        not_after: String,
+        issuer_not_after: String,
+    },
+    #[error("revoked entry {index}: {rule}")]
+    Revocation { index: usize, rule: String },
+    #[error("not a valid X.509 certificate: {reason}")]
+    Certificate { reason: String },
+    #[error("cannot encode {what}: {reason}")]
+    Encoding { what: &'static str, reason: String },
+    #[error("operating system random number generator failed: {0}")]
+    Random(String),
+}
+
+pub type Result<T> = std::result::Result<T, CaError>;
+
+fn enc<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> CaError {
+    move |e| CaError::Encoding {
+        what,
+        reason: e.to_string(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issuer
+// ---------------------------------------------------------------------------------------------
+
+/// A CA that can sign: its HSM key label and its certificate, checked to belong together.
+#[derive(Debug, Clone)]
+pub struct Issuer {
+    key_label: String,
+    cert: Certificate,
+    cert_der: Vec<u8>,
+    public: VerifyingKey,
+    key_id: Vec<u8>,
+    path_len: Option<u8>,
+}
+
+impl Issuer {
+    /// Pair the HSM key `key_label` with its CA certificate (DER). Fails unless the
+    /// certificate is a CA certificate (basicConstraints cA, keyUsage keyCertSign) whose public
+    /// key is the HSM key's public key.
+    pub fn new(store: &dyn KeyStore, key_label: &str, cert_der: &[u8]) -> Result<Issuer> {
+        let cert = Certificate::from_der(cert_der).map_err(|e| CaError::Certificate {
+            reason: e.to_string(),
+        })?;
+        let issuer_err = |rule: &str| CaError::Issuer {
+            label: key_label.to_owned(),
+            rule: rule.to_owned(),
+        };
+        let tbs = &cert.tbs_certificate();
+        let bc = tbs
+            .get_extension::<BasicConstraints>()
+            .map_err(|e| issuer_err(&format!("basicConstraints does not decode: {e}")))?
+            .map(|(_, bc)| bc)
+            .filter(|bc| bc.ca)
+            .ok_or_else(|| issuer_err("not a CA certificate (basicConstraints cA is not TRUE)"))?;
+        if let Some((_, ku)) = tbs
+            .get_extension::<KeyUsage>()
+            .map_err(|e| issuer_err(&format!("keyUsage does not decode: {e}")))?
+        {
+            if !ku.key_cert_sign() {
+                return Err(issuer_err("keyUsage lacks keyCertSign"));
+            }
+        }
+        let cert_spki = tbs
+            .subject_public_key_info()
+            .to_der()
+            .map_err(enc("issuer public key"))?;
+        let hsm_spki = store.public_key_spki(key_label)?;
+        if hsm_spki != cert_spki {
+            return Err(issuer_err(
+                "the HSM key's public key is not the certificate's public key",
+            ));
+        }
+        let public = p256_key(tbs.subject_public_key_info())?;
+        let key_id = match tbs
+            .get_extension::<SubjectKeyIdentifier>()
+            .map_err(|e| issuer_err(&format!("subjectKeyIdentifier does not decode: {e}")))?
+        {
+            Some((_, ski)) => ski.0.as_bytes().to_vec(),
+            None => key_identifier(SkiMethod::Rfc5280Sha1, tbs.subject_public_key_info()),
+        };
+        Ok(Issuer {
+            key_label: key_label.to_owned(),
+            cert_der: cert_der.to_vec(),
+            cert,
+            public,
+            key_id,
+            path_len: bc.path_len_constraint,
+        })
+    }
+
+    /// HSM label of the signing key.
+    pub fn key_label(&self) -> &str {
+        &self.key_label
+    }
+
+    /// The CA certificate, DER.
+    pub fn cert_der(&self) -> &[u8] {
+        &self.cert_der
+    }
+
+    /// The CA certificate, parsed.
+    pub fn certificate(&self) -> &Certificate {
+        &self.cert
+    }
+
+    /// The key identifier (the certificate's subjectKeyIdentifier) that certificates and CRLs
+    /// signed by this key carry as authorityKeyIdentifier.
+    pub fn key_id(&self) -> &[u8] {
+        &self.key_id
+    }
+
+    /// The CA certificate's notAfter.
+    pub fn not_after(&self) -> SystemTime {
+        self.cert.tbs_certificate().validity().not_after.to_system_time()
+    }
+
+    fn subject(&self) -> &Name {
+        self.cert.tbs_certificate().subject()
+    }
+}
+
+/// A certificate just issued, with what the registry records about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedCert {
+    pub der: Vec<u8>,
+    /// Serial number, big-endian unsigned bytes (16 bytes).
+    pub serial: Vec<u8>,
+    pub not_before: SystemTime,
+    pub not_after: SystemTime,
+    /// HSM label of the key that signed it.
+    pub issuer_key_label: String,
+}
+
+impl IssuedCert {
+    /// Serial number as lower-case hex.
+    pub fn serial_hex(&self) -> String {
+        hex::encode(&self.serial)
+    }
+}
+
+/// The holder data an end-entity subject template is filled from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HolderSubject {
+    /// Personal identification number (PINFL): 14 digits.
+    pub pinfl: String,
+    pub surname: String,
+    /// Given name(s), space separated.
+    pub given_names: String,
+    /// Usually "given names surname".
+    pub common_name: String,
+    /// ISO 3166-1 alpha-2, e.g. "UZ".
+    pub country: String,
+}
+
+impl HolderSubject {
+    /// Check the fields before they go into a certificate.
+    pub fn validate(&self) -> Result<()> {
+        let holder = |field, rule: String| Err(CaError::Holder { field, rule });
+        if !(self.pinfl.len() == 14 && self.pinfl.bytes().all(|b| b.is_ascii_digit())) {
+            return holder(
+                "pinfl",
+                format!(
+                    "must be exactly 14 digits (got {} characters)",
+                    self.pinfl.chars().count()
+                ),
+            );
+        }
+        if !(self.country.len() == 2 && self.country.bytes().all(|b| b.is_ascii_uppercase())) {
+            return holder(
+                "country",
+                "must be an ISO 3166-1 alpha-2 code (two capital letters)".into(),
+            );
+        }
+        for (field, v) in [
+            ("surname", &self.surname),
+            ("given_names", &self.given_names),
+            ("common_name", &self.common_name),
+        ] {
+            if v.trim().is_empty() {
+                return holder(field, "must not be empty".into());
+            }
+            if v.chars().any(char::is_control) {
+                return holder(field, "must not contain control characters".into());
+            }
+            if v.trim() != v {
+                return holder(field, "must not start or end with spaces".into());
+            }
+        }
+        Ok(())
+    }
+
+    fn placeholder(&self, name: &str) -> Option<&str> {
+        Some(match name {
+            "pinfl" => &self.pinfl,
+            "surname" => &self.surname,
+            "given_names" => &self.given_names,
+            "common_name" => &self.common_name,
+            "country" => &self.country,
+            _ => return None,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issuance
+// ---------------------------------------------------------------------------------------------
+
+/// Create the self-signed root certificate for the HSM key `key_label` under a `root-ca`
+/// profile. Returns the root as an [`Issuer`].
+pub fn create_root(
+    store: &dyn KeyStore,
+    profile: &CertProfile,
+    key_label: &str,
+    now: SystemTime,
+) -> Result<Issuer> {
+    expect_kind(profile, CertKind::RootCa, "create_root")?;
+    let spki_der = store.public_key_spki(key_label)?;
+    let (spki, public) = checked_p256_spki(&spki_der)?;
+    let subject = render_subject(profile, None)?;
+    let ski = key_identifier(profile.subject_key_identifier, &spki);
+    let (not_before, not_after) = validity(profile, now, None)?;
+    let ctx = ExtContext {
+        issuer_label: key_label,
+        issuer_key_id: &ski,
+        ski: &ski,
+    };
+    let extensions = extensions(profile, &ctx)?;
+    let cert = sign_certificate(
+        store,
+        key_label,
+        public,
+        Prepared {
+            issuer: subject.clone(),
+            subject,
+            extensions,
+        },
+        spki,
+        not_before,
+        not_after,
+    )?;
+    tracing::info!(key = key_label, profile = %profile.name, "created self-signed root certificate");
+    Issuer::new(store, key_label, &cert.der)
+}
+
+/// Create a subordinate CA certificate (e.g. the e-Signature CA) for the HSM key
+/// `key_label`, signed by `parent`. Returns the new CA as an [`Issuer`].
+pub fn create_subordinate_ca(
+    store: &dyn KeyStore,
+    profile: &CertProfile,
+    parent: &Issuer,
+    key_label: &str,
+    now: SystemTime,
+) -> Result<Issuer> {
+    expect_kind(profile, CertKind::SubordinateCa, "create_subordinate_ca")?;
+    if parent.path_len == Some(0) {
+        return Err(CaError::Issuer {
+            label: parent.key_label.clone(),
+            rule: "pathLenConstraint 0: this CA may not certify another CA (RFC 5280 §4.2.1.9)"
+                .into(),
+        });
+    }
+    let spki_der = store.public_key_spki(key_label)?;
+    let cert = issue_for_spki(store, profile, parent, &spki_der, None, now)?;
+    tracing::info!(key = key_label, issuer = %parent.key_label, profile = %profile.name, "created subordinate CA certificate");
+    Issuer::new(store, key_label, &cert.der)
+}
+
+/// Issue an end-entity certificate for `spki_der` (a SubjectPublicKeyInfo, which must be a
+/// valid P-256 point) to `holder` under an end-entity `profile`, signed by `issuer`.
+pub fn issue(
+    store: &dyn KeyStore,
+    profile: &CertProfile,
+    issuer: &Issuer,
+    spki_der: &[u8],
+    holder: &HolderSubject,
+    now: SystemTime,
+) -> Result<IssuedCert> {
+    expect_kind(profile, CertKind::EndEntity, "issue")?;
+    holder.validate()?;
+    let cert = issue_for_spki(store, profile, issuer, spki_der, Some(holder), now)?;
+    tracing::info!(issuer = %issuer.key_label, profile = %profile.name, serial = %cert.serial_hex(), "issued certificate");
+    Ok(cert)
+}
+
+/// Issue an end-entity certificate from a PKCS#10 request (DER or PEM) after checking its
+/// self-signature (proof of possession). Only the request's public key is used; the subject
+/// comes from `holder` and the profile, never from the request.
+pub fn issue_from_csr(
+    store: &dyn KeyStore,
+    profile: &CertProfile,
+    issuer: &Issuer,
+    csr: &[u8],
+    holder: &HolderSubject,
+    now: SystemTime,
+) -> Result<IssuedCert> {
+    let spki_der = verify_csr(csr)?;
+    issue(store, profile, issuer, &spki_der, holder, now)
+}
+
+/// Parse a PKCS#10 request (DER or PEM), check that its key is P-256 and that it is signed
+/// by that key with ecdsa-with-SHA256. Returns the request's SubjectPublicKeyInfo, DER.
+pub fn verify_csr(csr: &[u8]) -> Result<Vec<u8>> {
+    let req = if csr.starts_with(b"-----BEGIN") {
+        use der::DecodePem;
+        CertReq::from_pem(csr)
+    } else {
+        CertReq::from_der(csr)
+    }
+    .map_err(|e| CaError::CsrMalformed {
+        reason: e.to_string(),
+    })?;
+    let key = p256_key(&req.info.public_key)?;
+    if req.algorithm.oid != ECDSA_WITH_SHA256 {
+        return Err(CaError::CsrAlgorithm {
+            oid: req.algorithm.oid.to_string(),
+        });
+    }
+    let sig_bytes = req
+        .signature
+        .as_bytes()
+        .ok_or(CaError::CsrSignature)?;
+    let sig = DerSignature::from_bytes(sig_bytes).map_err(|_| CaError::CsrSignature)?;
+    let info = req.info.to_der().map_err(|e| CaError::CsrMalformed {
+        reason: e.to_string(),
+    })?;
+    key.verify(&info, &sig).map_err(|_| CaError::CsrSignature)?;
+    req.info
+        .public_key
+        .to_der()
+        .map_err(enc("CSR public key"))
+}
+
+/// SHA-256 fingerprint of a DER certificate, as `openssl x509 -fingerprint -sha256` prints it
+/// (upper-case hex, colon separated). Fails if `cert_der` is not a certificate.
+pub fn fingerprint_sha256(cert_der: &[u8]) -> Result<String> {
+    Certificate::from_der(cert_der).map_err(|e| CaError::Certificate {
+        reason: e.to_string(),
+    })?;
+    let digest = sha2::Sha256::digest(cert_der);
+    Ok(digest
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":"))
+}
+
+/// PEM text of a DER certificate (`CERTIFICATE`).
+pub fn cert_pem(cert_der: &[u8]) -> Result<String> {
+    der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, cert_der)
+        .map_err(enc("certificate PEM"))
+}
+
+/// PEM text of a DER CRL (`X509 CRL`).
+pub fn crl_pem(crl_der: &[u8]) -> Result<String> {
+    der::pem::encode_string("X509 CRL", der::pem::LineEnding::LF, crl_der).map_err(enc("CRL PEM"))
+}
+
+/// The CRL URL certificates signed by `issuer` point to under `profile` (its
+/// `crl_distribution_point` template filled in), if the profile has one.
+pub fn crl_url(profile: &CertProfile, issuer: &Issuer) -> Result<Option<String>> {
+    profile
+        .crl_distribution_point
+        .as_deref()
+        .map(|t| render_url(t, &issuer.key_label, &issuer.key_id))
+        .transpose()
+}
+
+fn expect_kind(profile: &CertProfile, expected: CertKind, operation: &'static str) -> Result<()> {
+    if profile.kind != expected {
+        return Err(CaError::WrongProfileKind {
+            profile: profile.name.clone(),
+            operation,
+            expected,
+            actual: profile.kind,
+        });
+    }
+    Ok(())
+}
+
+fn issue_for_spki(
+    store: &dyn KeyStore,
+    profile: &CertProfile,
+    issuer: &Issuer,
+    spki_der: &[u8],
+    holder: Option<&HolderSubject>,
+    now: SystemTime,
+) -> Result<IssuedCert> {
+    let (spki, _) = checked_p256_spki(spki_der)?;
+    let subject = render_subject(profile, holder)?;
+    let ski = key_identifier(profile.subject_key_identifier, &spki);
+    let (not_before, not_after) = validity(profile, now, Some(issuer))?;
+    let ctx = ExtContext {
+        issuer_label: &issuer.key_label,
+        issuer_key_id: &issuer.key_id,
+        ski: &ski,
+    };
+    let extensions = extensions(profile, &ctx)?;
+    sign_certificate(
+        store,
+        &issuer.key_label,
+        issuer.public,
+        Prepared {
+            issuer: issuer.subject().clone(),
+            subject,
+            extensions,
+        },
+        spki,
+        not_before,
+        not_after,
+    )
+}
+
+/// A profile resolved for one certificate, handed to `x509-cert`'s builder.
+struct Prepared {
+    issuer: Name,
+    subject: Name,
+    extensions: Vec<Extension>,
+}
+
+impl BuilderProfile for Prepared {
+    fn get_issuer(&self, _subject: &Name) -> Name {
+        self.issuer.clone()
+    }
+
+    fn get_subject(&self) -> Name {
+        self.subject.clone()
+    }
+
+    fn build_extensions(
+        &self,
+        _spk: SubjectPublicKeyInfoRef<'_>,
+        _issuer_spk: SubjectPublicKeyInfoRef<'_>,
+        _tbs: &TbsCertificate,
+    ) -> x509_cert::builder::Result<Vec<Extension>> {
+        Ok(self.extensions.clone())
+    }
+}
+
+fn sign_certificate(
+    store: &dyn KeyStore,
+    signer_label: &str,
+    signer_public: VerifyingKey,
+    prepared: Prepared,
+    spki: SubjectPublicKeyInfoOwned,
+    not_before: Time,
+    not_after: Time,
+) -> Result<IssuedCert> {
+    let serial = random_serial()?;
+    let serial_number = SerialNumber::new(&serial).map_err(enc("serial number"))?;
+    let validity = Validity::new(not_before, not_after);
+    let builder = CertificateBuilder::new(prepared, serial_number, validity, spki)
+        .map_err(enc("certificate"))?;
+    let signer = HsmSigner::new(store, signer_label, signer_public);
+    let cert = builder
+        .build::<_, DerSignature>(&signer)
+        .map_err(|e| match signer.take_error() {
+            Some(h) => CaError::Hsm(h),
+            None => CaError::Encoding {
+                what: "certificate",
+                reason: e.to_string(),
+            },
+        })?;
+    debug_assert_eq!(cert.tbs_certificate().version(), Version::V3);
+    let der = cert.to_der().map_err(enc("certificate"))?;
+    Ok(IssuedCert {
+        der,
+        serial,
+        not_before: not_before.to_system_time(),
+        not_after: not_after.to_system_time(),
+        issuer_key_label: signer_label.to_owned(),
+    })
+}
+
+/// 16 bytes from the OS CSPRNG, made positive (top bit clear) and of fixed length (second bit
+/// set): 126 random bits, RFC 5280 §4.1.2.2 (positive, at most 20 octets).
+fn random_serial() -> Result<Vec<u8>> {
+    let mut b = vec![0u8; 16];
+    getrandom::fill(&mut b).map_err(|e| CaError::Random(e.to_string()))?;
+    b[0] = (b[0] & 0x7f) | 0x40;
+    Ok(b)
+}
+
+fn validity(
+    profile: &CertProfile,
+    now: SystemTime,
+    issuer: Option<&Issuer>,
+) -> Result<(Time, Time)> {
+    let secs = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_err(|_| enc::<&str>("validity")("clock is before 1970"))?
+        .as_secs();
+    let nb = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+    // notAfter is inclusive (RFC 5280 §4.1.2.5): the last second of the `days` period.
+    let na = nb + Duration::from_secs(u64::from(profile.validity.days) * 86_400 - 1);
+    if let Some(i) = issuer {
+        if na > i.not_after() {
+            return Err(CaError::OutlivesIssuer {
+                not_after: Time::try_from(na).map(|t| t.to_string()).unwrap_or_default(),
+                issuer_not_after: i.cert.tbs_certificate().validity().not_after.to_string(),
+            });
+        }
+    }
+    Ok((
+        Time::try_from(nb).map_err(enc("notBefore"))?,
+        Time::try_from(na).map_err(enc("notAfter"))?,
+    ))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Public keys
+// ---------------------------------------------------------------------------------------------
+
+/// Decode an SPKI and check it is an uncompressed-or-compressed P-256 point on the curve
+/// (RFC 5480 §2). Returns the SPKI re-encoded canonically (uncompressed point) and the key.
+fn checked_p256_spki(spki_der: &[u8]) -> Result<(SubjectPublicKeyInfoOwned, VerifyingKey)> {
+    let spki = SubjectPublicKeyInfoOwned::from_der(spki_der).map_err(|e| CaError::NotP256 {
+        reason: format!("not a SubjectPublicKeyInfo: {e}"),
+    })?;
+    let key = p256_key(&spki)?;
+    let canonical = SubjectPublicKeyInfoOwned::from_key(&key).map_err(enc("public key"))?;
+    Ok((canonical, key))
+}
+
+fn p256_key(spki: &SubjectPublicKeyInfoOwned) -> Result<VerifyingKey> {
+    let not = |reason: String| CaError::NotP256 { reason };
+    if spki.algorithm.oid != ID_EC_PUBLIC_KEY {
+        return Err(not(format!(
+            "algorithm is {}, not id-ecPublicKey (1.2.840.10045.2.1){}",
+            spki.algorithm.oid,
+            if spki.algorithm.oid.to_string() == "1.2.840.113549.1.1.1" {
+                " (this is an RSA key)"
+            } else {
+                ""
+            }
+        )));
+    }
+    let curve = spki
+        .algorithm
+        .parameters
+        .as_ref()
+        .and_then(|p| p.decode_as::<ObjectIdentifier>().ok())
+        .ok_or_else(|| not("EC parameters are not a named curve OID".into()))?;
+    if curve != SECP256R1 {
+        return Err(not(format!(
+            "curve is {curve}, not prime256v1 (1.2.840.10045.3.1.7)"
+        )));
+    }
+    let point = spki
+        .subject_public_key
+        .as_bytes()
+        .ok_or_else(|| not("subjectPublicKey has unused bits".into()))?;
+    VerifyingKey::from_sec1_bytes(point)
+        .map_err(|_| not("the point does not decode or is not on the curve".into()))
+}
+
+/// Key identifier of an SPKI: SHA-1 (RFC 5280 §4.2.1.2 (1)) or the leftmost 160 bits of
+/// SHA-256 (RFC 7093 §2 (1)) over the subjectPublicKey BIT STRING value.
+fn key_identifier(method: SkiMethod, spki: &SubjectPublicKeyInfoOwned) -> Vec<u8> {
+    let bits = spki.subject_public_key.raw_bytes();
+    match method {
+        SkiMethod::Rfc5280Sha1 => sha1::Sha1::digest(bits).to_vec(),
+        SkiMethod::Rfc7093Sha256 => sha2::Sha256::digest(bits)[..20].to_vec(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Subject and extensions
+// ---------------------------------------------------------------------------------------------
+
+fn render_subject(profile: &CertProfile, holder: Option<&HolderSubject>) -> Result<Name> {
+    let mut seq = RdnSequence::default();
+    for attr in &profile.subject {
+        let value = profiles::render_template(&attr.value, |n| {
+            holder.and_then(|h| h.placeholder(n))
+        })?;
+        let field = attr.attribute.short_name();
+        if value.chars().count() > attr.attribute.max_chars() {
+            return Err(CaError::Holder {
+                field: holder_field(attr.attribute),
+                rule: format!(
+                    "subject {field} would be {} characters; at most {} (RFC 5280 Appendix A.1)",
+                    value.chars().count(),
+                    attr.attribute.max_chars()
+                ),
+            });
+        }
+        let any = if attr.attribute.is_printable_string() {
+            let s = PrintableStringRef::new(&value).map_err(|_| CaError::Holder {
+                field: holder_field(attr.attribute),
+                rule: format!(
+                    "subject {field} allows only PrintableString characters (A-Z a-z 0-9 space '()+,-./:=?)"
+                ),
+            })?;
+            Any::encode_from(&s)
+        } else {
+            let s = Utf8StringRef::new(&value).map_err(enc("subject attribute"))?;
+            Any::encode_from(&s)
+        }
+        .map_err(enc("subject attribute"))?;
+        let atv = AttributeTypeAndValue {
+            oid: attr.attribute.oid(),
+            value: any,
+        };
+        let rdn = RelativeDistinguishedName::try_from(vec![atv]).map_err(enc("subject"))?;
+        seq.push(rdn);
+    }
+    let der = seq.to_der().map_err(enc("subject"))?;
+    Name::from_der(&der).map_err(enc("subject"))
+}
+
+fn holder_field(kind: AttributeKind) -> &'static str {
+    match kind {
+        AttributeKind::SerialNumber => "pinfl",
+        AttributeKind::GivenName => "given_names",
+        AttributeKind::Surname => "surname",
+        AttributeKind::CommonName => "common_name",
+        AttributeKind::Country => "country",
+        _ => "subject",
+    }
+}
+
+fn render_url(template: &str, issuer_label: &str, issuer_key_id: &[u8]) -> Result<String> {
+    if !issuer_label
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(CaError::Issuer {
+            label: issuer_label.to_owned(),
+            rule: "a key label named in a URL may use only letters, digits, '-', '_' and '.'"
+                .into(),
+        });
+    }
+    let key_id = hex::encode(issuer_key_id);
+    Ok(profiles::render_template(template, |n| match n {
+        "issuer_key" => Some(issuer_label),
+        "issuer_key_id" => Some(key_id.as_str()),
+        _ => None,
+    })?)
+}
+
+struct ExtContext<'a> {
+    issuer_label: &'a str,
+    issuer_key_id: &'a [u8],
+    ski: &'a [u8],
+}
+
+fn ext<T: Encode>(oid: ObjectIdentifier, critical: bool, value: &T) -> Result<Extension> {
+    Ok(Extension {
+        extn_id: oid,
+        critical,
+        extn_value: OctetString::new(value.to_der().map_err(enc("extension"))?)
+            .map_err(enc("extension"))?,
+    })
+}
+
+fn ia5(s: &str) -> Result<Ia5String> {
+    Ia5String::new(s).map_err(enc("URI"))
+}
+
+fn extensions(profile: &CertProfile, ctx: &ExtContext<'_>) -> Result<Vec<Extension>> {
+    use const_oid::AssociatedOid;
+    let mut out = Vec::with_capacity(10);
+
+    if let Some(bc) = &profile.basic_constraints {
+        out.push(ext(
+            BasicConstraints::OID,
+            bc.ca,
+            &BasicConstraints {
+                ca: bc.ca,
+                path_len_constraint: bc.path_len,
+            },
+        )?);
+    }
+
+    let mut ku = der::flagset::FlagSet::<KeyUsages>::default();
+    for bit in &profile.key_usage {
+        ku |= match bit {
+            KeyUsageBit::DigitalSignature => KeyUsages::DigitalSignature,
+            KeyUsageBit::NonRepudiation => KeyUsages::NonRepudiation,
+            KeyUsageBit::KeyEncipherment => KeyUsages::KeyEncipherment,
+            KeyUsageBit::DataEncipherment => KeyUsages::DataEncipherment,
+            KeyUsageBit::KeyAgreement => KeyUsages::KeyAgreement,
+            KeyUsageBit::KeyCertSign => KeyUsages::KeyCertSign,
+            KeyUsageBit::CrlSign => KeyUsages::CRLSign,
+        };
+    }
+    out.push(ext(KeyUsage::OID, true, &KeyUsage(ku))?);
+
+    if !profile.extended_key_usage.is_empty() {
+        let ekus = ExtendedKeyUsage(profile.extended_key_usage.iter().map(|e| e.0).collect());
+        out.push(ext(ExtendedKeyUsage::OID, false, &ekus)?);
+    }
+
+    let ski = SubjectKeyIdentifier(OctetString::new(ctx.ski).map_err(enc("SKI"))?);
+    out.push(ext(SubjectKeyIdentifier::OID, false, &ski)?);
+
+    if profile.authority_key_identifier {
+        let aki = AuthorityKeyIdentifier {
+            key_identifier: Some(OctetString::new(ctx.issuer_key_id).map_err(enc("AKI"))?),
+            ..Default::default()
+        };
+        out.push(ext(AuthorityKeyIdentifier::OID, false, &aki)?);
+    }
+
+    if !profile.policies.is_empty() {
+        let mut policies = Vec::with_capacity(profile.policies.len());
+        for p in &profile.policies {
+            let mut qualifiers = Vec::new();
+            if let Some(cps) = &p.cps_uri {
+                qualifiers.push(PolicyQualifierInfo {
+                    policy_qualifier_id: ID_QT_CPS,
+                    qualifier: Some(Any::encode_from(&ia5(cps)?).map_err(enc("CPS URI"))?),
+                });
+            }
+            if let Some(text) = &p.user_notice {
+                let notice = UserNotice {
+                    notice_ref: None,
+                    explicit_text: Some(DisplayText::Utf8String(text.clone())),
+                };
+                qualifiers.push(PolicyQualifierInfo {
+                    policy_qualifier_id: ID_QT_UNOTICE,
+                    qualifier: Some(Any::encode_from(&notice).map_err(enc("user notice"))?),
+                });
+            }
+            policies.push(PolicyInformation {
+                policy_identifier: p.oid.0,
+                policy_qualifiers: (!qualifiers.is_empty()).then_some(qualifiers),
+            });
+        }
+        out.push(ext(
+            CertificatePolicies::OID,
+            false,
+            &CertificatePolicies(policies),
+        )?);
+    }
+
+    if let Some(t) = &profile.crl_distribution_point {
+        let url = render_url(t, ctx.issuer_label, ctx.issuer_key_id)?;
+        let dp = DistributionPoint {
+            distribution_point: Some(DistributionPointName::FullName(vec![
+                GeneralName::UniformResourceIdentifier(ia5(&url)?),
+            ])),
+            reasons: None,
+            crl_issuer: None,
+        };
+        out.push(ext(
+            CrlDistributionPoints::OID,
+            false,
+            &CrlDistributionPoints(vec![dp]),
+        )?);
+    }
+
+    if let Some(aia) = &profile.authority_info_access {
+        let mut access = Vec::new();
+        if let Some(t) = &aia.ocsp {
+            access.push(AccessDescription {
+                access_method: ID_AD_OCSP,
+                access_location: GeneralName::UniformResourceIdentifier(ia5(&render_url(
+                    t,
+                    ctx.issuer_label,
+                    ctx.issuer_key_id,
+                )?)?),
+            });
+        }
+        if let Some(t) = &aia.ca_issuers {
+            access.push(AccessDescription {
+                access_method: ID_AD_CA_ISSUERS,
+                access_location: GeneralName::UniformResourceIdentifier(ia5(&render_url(
+                    t,
+                    ctx.issuer_label,
+                    ctx.issuer_key_id,
+                )?)?),
+            });
+        }
+        out.push(ext(
+            AuthorityInfoAccessSyntax::OID,
+            false,
+            &AuthorityInfoAccessSyntax(access),
+        )?);
+    }
+
+    if let Some(qc_rule) = &profile.qc_statements {
+        let statements = qc::statements(qc_rule).map_err(enc("QC statements"))?;
+        out.push(ext(qc::ID_PE_QC_STATEMENTS, false, &statements)?);
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// CRLs
+// ---------------------------------------------------------------------------------------------
+
+/// Why a certificate was revoked (RFC 5280 §5.3.1). `unspecified` is expressed by giving no
+/// reason (the reasonCode entry extension is then omitted, as §5.3.1 recommends);
+/// `removeFromCRL` exists only in delta CRLs, which this CA does not issue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevocationReason {
+    KeyCompromise,
+    CaCompromise,
+    AffiliationChanged,
+    Superseded,
+    CessationOfOperation,
+    CertificateHold,
+    PrivilegeWithdrawn,
+    AaCompromise,
+}
+
+impl RevocationReason {
+    fn crl_reason(self) -> CrlReason {
+        match self {
+            RevocationReason::KeyCompromise => CrlReason::KeyCompromise,
+            RevocationReason::CaCompromise => CrlReason::CaCompromise,
+            RevocationReason::AffiliationChanged => CrlReason::AffiliationChanged,
+            RevocationReason::Superseded => CrlReason::Superseded,
+            RevocationReason::CessationOfOperation => CrlReason::CessationOfOperation,
+            RevocationReason::CertificateHold => CrlReason::CertificateHold,
+            RevocationReason::PrivilegeWithdrawn => CrlReason::PrivilegeWithdrawn,
+            RevocationReason::AaCompromise => CrlReason::AaCompromise,
+        }
+    }
+}
+
+/// One revoked certificate for a CRL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedEntry {
+    /// Serial number, big-endian unsigned bytes (as in [`IssuedCert::serial`]).
+    pub serial: Vec<u8>,
+    pub revoked_at: SystemTime,
+    pub reason: Option<RevocationReason>,
+}
+
+/// Issue a v2 CRL (RFC 5280 §5) signed by `issuer`'s HSM key: cRLNumber `crl_number` (the
+/// caller keeps it strictly increasing per key, §5.2.3), authorityKeyIdentifier of the signing
+/// key (§5.2.1), thisUpdate `now`, nextUpdate from the profile, and one entry per revoked
+/// certificate with its revocation date and reason code (§5.3.1). Returns the CRL, DER.
+///
+/// The CRL is built here rather than with `x509_cert::builder::CrlBuilder`, which copies the
+/// issuer certificate's own authorityKeyIdentifier (the key that signed the CA, not the key
+/// that signs the CRL).
+pub fn issue_crl(
+    store: &dyn KeyStore,
+    profile: &CrlProfile,
+    issuer: &Issuer,
+    crl_number: u64,
+    revoked: &[RevokedEntry],
+    now: SystemTime,
+) -> Result<Vec<u8>> {
+    use const_oid::AssociatedOid;
+    let this_secs = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_err(|_| enc::<&str>("thisUpdate")("clock is before 1970"))?
+        .as_secs();
+    let this_update = SystemTime::UNIX_EPOCH + Duration::from_secs(this_secs);
+    let next_update =
+        this_update + Duration::from_secs(u64::from(profile.next_update_hours) * 3600);
+
+    let mut entries = Vec::with_capacity(revoked.len());
+    let mut seen = std::collections::BTreeSet::new();
+    for (index, r) in revoked.iter().enumerate() {
+        let bad = |rule: &str| CaError::Revocation {
+            index,
+            rule: rule.to_owned(),
+        };
+        if !seen.insert(r.serial.as_slice()) {
+            return Err(bad("serial number listed twice"));
+        }
+        let serial = SerialNumber::<x509_cert::certificate::Rfc5280>::new(&r.serial)
+            .map_err(|e| bad(&format!("serial number is not a positive integer of at most 20 octets: {e}")))?;
+        if r.revoked_at > this_update {
+            return Err(bad("revocation date is after thisUpdate"));
+        }
+        let crl_entry_extensions = match r.reason {
+            Some(reason) => Some(vec![ext(CrlReason::OID, false, &reason.crl_reason())?]),
+            None => None,
+        };
+        entries.push(RevokedCert {
+            serial_number: serial,
+            revocation_date: Time::try_from(r.revoked_at).map_err(enc("revocationDate"))?,
+            crl_entry_extensions,
+        });
+    }
+
+    let aki = AuthorityKeyIdentifier {
+        key_identifier: Some(OctetString::new(issuer.key_id()).map_err(enc("AKI"))?),
+        ..Default::default()
+    };
+    let number = CrlNumber::try_from(crl_number).map_err(enc("cRLNumber"))?;
+    let crl_extensions: Extensions = vec![
+        ext(AuthorityKeyIdentifier::OID, false, &aki)?,
+        ext(CrlNumber::OID, false, &number)?,
+    ];
+    let algorithm = spki::AlgorithmIdentifierOwned {
+        oid: ECDSA_WITH_SHA256,
+        parameters: None,
+    };
+    let tbs = TbsCertList {
+        version: Version::V2,
+        signature: algorithm.clone(),
+        issuer: issuer.subject().clone(),
+        this_update: Time::try_from(this_update).map_err(enc("thisUpdate"))?,
+        next_update: Some(Time::try_from(next_update).map_err(enc("nextUpdate"))?),
+        revoked_certificates: (!entries.is_empty()).then_some(entries),
+        crl_extensions: Some(crl_extensions),
+    };
+    let tbs_der = tbs.to_der().map_err(enc("CRL"))?;
+    let sig = store.sign_p256_sha256(&issuer.key_label, &tbs_der)?;
+    DerSignature::from_bytes(&sig).map_err(|e| CaError::Encoding {
+        what: "CRL signature from the HSM",
+        reason: e.to_string(),
+    })?;
+    let crl = CertificateList {
+        tbs_cert_list: tbs,
+        signature_algorithm: algorithm,
+        signature: BitString::from_bytes(&sig).map_err(enc("CRL signature"))?,
+    };
+    let der = crl.to_der().map_err(enc("CRL"))?;
+    tracing::info!(issuer = %issuer.key_label, crl_number, entries = revoked.len(), "issued CRL");
+    Ok(der)
+}
+
+#[cfg(test)]
+#[path = "../tests/common/memstore.rs"]
+mod memstore;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,373 @@
+//! Unit tests of issuance and CRLs over the in-memory test key store. The independent
+//! oracles (openssl, pkilint) and SoftHSM2 are in `tests/`.
+use super::memstore::MemStore;
+use super::*;
+use const_oid::AssociatedOid;
+use std::time::{Duration, SystemTime};
+
+pub(crate) fn holder() -> HolderSubject {
+    HolderSubject {
+        pinfl: "31234567890123".into(),
+        surname: "Karimova".into(),
+        given_names: "Dilnoza".into(),
+        common_name: "Dilnoza Karimova".into(),
+        country: "UZ".into(),
+    }
+}
+
+struct Pki {
+    store: MemStore,
+    set: profiles::ProfileSet,
+    root: Issuer,
+    esign: Issuer,
+}
+
+fn pki() -> Pki {
+    let store = MemStore::new();
+    let set = profiles::builtin().unwrap();
+    let now = SystemTime::now();
+    store.generate_p256("root-1").unwrap();
+    let root = create_root(&store, set.cert("root-ca").unwrap(), "root-1", now).unwrap();
+    store.generate_p256("esign-1").unwrap();
+    let esign =
+        create_subordinate_ca(&store, set.cert("esign-ca").unwrap(), &root, "esign-1", now)
+            .unwrap();
+    Pki {
+        store,
+        set,
+        root,
+        esign,
+    }
+}
+
+fn holder_key(store: &MemStore, label: &str) -> Vec<u8> {
+    store.generate_p256(label).unwrap();
+    store.public_key_spki(label).unwrap()
+}
+
+fn verify_signed_by(cert_der: &[u8], issuer: &Issuer) {
+    let cert = Certificate::from_der(cert_der).unwrap();
+    let tbs = cert.tbs_certificate().to_der().unwrap();
+    let sig = DerSignature::from_bytes(cert.signature().as_bytes().unwrap()).unwrap();
+    issuer.public.verify(&tbs, &sig).expect("signature verifies");
+}
+
+#[test]
+fn root_is_self_signed_ca_with_matching_ski_and_aki() {
+    let p = pki();
+    let cert = p.root.certificate();
+    assert_eq!(cert.tbs_certificate().subject(), cert.tbs_certificate().issuer());
+    verify_signed_by(p.root.cert_der(), &p.root);
+    let (_, aki) = cert
+        .tbs_certificate()
+        .get_extension::<AuthorityKeyIdentifier>()
+        .unwrap()
+        .unwrap();
+    assert_eq!(aki.key_identifier.unwrap().as_bytes(), p.root.key_id());
+    assert_eq!(p.root.key_id().len(), 20);
+}
+
+#[test]
+fn esign_ca_has_path_len_zero_and_root_aki() {
+    let p = pki();
+    verify_signed_by(p.esign.cert_der(), &p.root);
+    let tbs = &p.esign.certificate().tbs_certificate();
+    let (crit, bc) = tbs.get_extension::<BasicConstraints>().unwrap().unwrap();
+    assert!(crit && bc.ca);
+    assert_eq!(bc.path_len_constraint, Some(0));
+    let (_, aki) = tbs.get_extension::<AuthorityKeyIdentifier>().unwrap().unwrap();
+    assert_eq!(aki.key_identifier.unwrap().as_bytes(), p.root.key_id());
+    assert_eq!(tbs.issuer(), p.root.certificate().tbs_certificate().subject());
+}
+
+#[test]
+fn holder_sign_subject_and_extensions_follow_the_profile() {
+    let p = pki();
+    let spki = holder_key(&p.store, "card-9c");
+    let now = SystemTime::now();
+    let c = issue(
+        &p.store,
+        p.set.cert("holder-sign").unwrap(),
+        &p.esign,
+        &spki,
+        &holder(),
+        now,
+    )
+    .unwrap();
+    verify_signed_by(&c.der, &p.esign);
+    let cert = Certificate::from_der(&c.der).unwrap();
+    let tbs = &cert.tbs_certificate();
+    // RFC 4514 prints the last RDN first: the DER order is C, serialNumber, givenName,
+    // surname, CN, as the profile lists them.
+    assert_eq!(
+        tbs.subject().to_string(),
+        "CN=Dilnoza Karimova,SN=Karimova,GN=Dilnoza,SERIALNUMBER=PNOUZ-31234567890123,C=UZ"
+    );
+    let (crit, ku) = tbs.get_extension::<KeyUsage>().unwrap().unwrap();
+    assert!(crit);
+    assert!(ku.non_repudiation() && !ku.digital_signature());
+    assert!(tbs.get_extension::<ExtendedKeyUsage>().unwrap().is_none());
+    let qc = tbs
+        .extensions()
+        .unwrap()
+        .iter()
+        .find(|e| e.extn_id == qc::ID_PE_QC_STATEMENTS)
+        .expect("qcStatements present");
+    let statements: Vec<qc::QcStatement> = Vec::from_der(qc.extn_value.as_bytes()).unwrap();
+    let ids: Vec<String> = statements.iter().map(|s| s.statement_id.to_string()).collect();
+    for want in ["0.4.0.1862.1.1", "0.4.0.1862.1.4", "0.4.0.1862.1.6", "0.4.0.1862.1.5"] {
+        assert!(ids.contains(&want.to_string()), "{want} in {ids:?}");
+    }
+    assert_eq!(c.serial.len(), 16);
+    assert_eq!(c.serial[0] & 0x80, 0, "serial is positive");
+    assert_eq!(
+        cert.tbs_certificate().serial_number().as_bytes(),
+        c.serial.as_slice()
+    );
+    let (_, crldp) = tbs.get_extension::<CrlDistributionPoints>().unwrap().unwrap();
+    let Some(DistributionPointName::FullName(names)) = &crldp.0[0].distribution_point else {
+        panic!("full name expected")
+    };
+    assert_eq!(
+        names[0],
+        GeneralName::UniformResourceIdentifier(
+            Ia5String::new("http://pki.idstation.example/crl/esign-1.crl").unwrap()
+        ),
+        "CRL URL names the issuing key"
+    );
+}
+
+#[test]
+fn serial_numbers_differ() {
+    let p = pki();
+    let spki = holder_key(&p.store, "card");
+    let prof = p.set.cert("holder-auth").unwrap();
+    let now = SystemTime::now();
+    let a = issue(&p.store, prof, &p.esign, &spki, &holder(), now).unwrap();
+    let b = issue(&p.store, prof, &p.esign, &spki, &holder(), now).unwrap();
+    assert_ne!(a.serial, b.serial);
+}
+
+#[test]
+fn rsa_and_p384_keys_are_refused() {
+    let p = pki();
+    let prof = p.set.cert("holder-auth").unwrap();
+    // RSA-2048 SPKI header with a short dummy body is enough to be refused by algorithm.
+    let rsa = spki::SubjectPublicKeyInfoOwned {
+        algorithm: spki::AlgorithmIdentifierOwned {
+            oid: ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1"),
+            parameters: Some(Any::null()),
+        },
+        subject_public_key: BitString::from_bytes(&[0x30, 0x03, 0x02, 0x01, 0x03]).unwrap(),
+    }
+    .to_der()
+    .unwrap();
+    let err = issue(&p.store, prof, &p.esign, &rsa, &holder(), SystemTime::now()).unwrap_err();
+    assert!(
+        err.to_string().starts_with("public key is not a P-256 point: algorithm is 1.2.840.113549.1.1.1"),
+        "{err}"
+    );
+    let mut p384 = [0u8; 97];
+    p384[0] = 4;
+    let p384 = spki::SubjectPublicKeyInfoOwned {
+        algorithm: spki::AlgorithmIdentifierOwned {
+            oid: ID_EC_PUBLIC_KEY,
+            parameters: Some(Any::encode_from(&ObjectIdentifier::new_unwrap("1.3.132.0.34")).unwrap()),
+        },
+        subject_public_key: BitString::from_bytes(&p384).unwrap(),
+    }
+    .to_der()
+    .unwrap();
+    let err = issue(&p.store, prof, &p.esign, &p384, &holder(), SystemTime::now()).unwrap_err();
+    assert!(err.to_string().contains("curve is 1.3.132.0.34"), "{err}");
+}
+
+#[test]
+fn off_curve_point_is_refused() {
+    let p = pki();
+    let mut spki_der = holder_key(&p.store, "card");
+    let n = spki_der.len();
+    spki_der[n - 1] ^= 0x01; // y no longer matches x
+    let err = issue(
+        &p.store,
+        p.set.cert("holder-auth").unwrap(),
+        &p.esign,
+        &spki_der,
+        &holder(),
+        SystemTime::now(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "public key is not a P-256 point: the point does not decode or is not on the curve"
+    );
+}
+
+#[test]
+fn bad_holder_fields_are_named() {
+    let p = pki();
+    let spki = holder_key(&p.store, "card");
+    let prof = p.set.cert("holder-sign").unwrap();
+    let mut h = holder();
+    h.pinfl = "1234".into();
+    let err = issue(&p.store, prof, &p.esign, &spki, &h, SystemTime::now()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "holder pinfl: must be exactly 14 digits (got 4 characters)"
+    );
+    let mut h = holder();
+    h.surname = "X".repeat(41);
+    let err = issue(&p.store, prof, &p.esign, &spki, &h, SystemTime::now()).unwrap_err();
+    assert!(err.to_string().starts_with("holder surname: subject surname would be 41 characters"), "{err}");
+}
+
+#[test]
+fn profile_kind_must_fit_the_operation() {
+    let p = pki();
+    let spki = holder_key(&p.store, "card");
+    let err = issue(
+        &p.store,
+        p.set.cert("esign-ca").unwrap(),
+        &p.esign,
+        &spki,
+        &holder(),
+        SystemTime::now(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, CaError::WrongProfileKind { .. }), "{err}");
+}
+
+#[test]
+fn esign_ca_may_not_certify_another_ca() {
+    let p = pki();
+    p.store.generate_p256("sub-2").unwrap();
+    let err = create_subordinate_ca(
+        &p.store,
+        p.set.cert("esign-ca").unwrap(),
+        &p.esign,
+        "sub-2",
+        SystemTime::now(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("pathLenConstraint 0"), "{err}");
+}
+
+#[test]
+fn certificate_may_not_outlive_its_issuer() {
+    let p = pki();
+    let spki = holder_key(&p.store, "card");
+    let later = SystemTime::now() + Duration::from_secs(9 * 365 * 86_400);
+    let err = issue(
+        &p.store,
+        p.set.cert("holder-sign").unwrap(),
+        &p.esign,
+        &spki,
+        &holder(),
+        later,
+    )
+    .unwrap_err();
+    assert!(matches!(err, CaError::OutlivesIssuer { .. }), "{err}");
+}
+
+#[test]
+fn issuer_key_must_match_issuer_certificate() {
+    let p = pki();
+    p.store.generate_p256("other").unwrap();
+    let err = Issuer::new(&p.store, "other", p.esign.cert_der()).unwrap_err();
+    assert!(err.to_string().contains("is not the certificate's public key"), "{err}");
+    let err = Issuer::new(&p.store, "missing", p.esign.cert_der()).unwrap_err();
+    assert!(matches!(err, CaError::Hsm(HsmError::KeyNotFound { .. })), "{err}");
+}
+
+#[test]
+fn crl_has_number_aki_dates_and_reasons() {
+    let p = pki();
+    let now = SystemTime::now();
+    let revoked = vec![
+        RevokedEntry {
+            serial: vec![0x41; 16],
+            revoked_at: now - Duration::from_secs(3600),
+            reason: Some(RevocationReason::KeyCompromise),
+        },
+        RevokedEntry {
+            serial: vec![0x42; 16],
+            revoked_at: now - Duration::from_secs(60),
+            reason: None,
+        },
+    ];
+    let der = issue_crl(
+        &p.store,
+        p.set.crl("esign-crl").unwrap(),
+        &p.esign,
+        7,
+        &revoked,
+        now,
+    )
+    .unwrap();
+    let crl = CertificateList::<x509_cert::certificate::Rfc5280>::from_der(&der).unwrap();
+    let tbs = &crl.tbs_cert_list;
+    assert_eq!(tbs.version, Version::V2);
+    let sig = DerSignature::from_bytes(crl.signature.as_bytes().unwrap()).unwrap();
+    p.esign.public.verify(&tbs.to_der().unwrap(), &sig).unwrap();
+    let next = tbs.next_update.unwrap().to_system_time();
+    let this = tbs.this_update.to_system_time();
+    assert_eq!(next.duration_since(this).unwrap(), Duration::from_secs(48 * 3600));
+    let exts = tbs.crl_extensions.as_ref().unwrap();
+    let aki = exts.iter().find(|e| e.extn_id == AuthorityKeyIdentifier::OID).unwrap();
+    let aki = AuthorityKeyIdentifier::from_der(aki.extn_value.as_bytes()).unwrap();
+    assert_eq!(aki.key_identifier.unwrap().as_bytes(), p.esign.key_id());
+    let num = exts.iter().find(|e| e.extn_id == CrlNumber::OID).unwrap();
+    assert_eq!(CrlNumber::from_der(num.extn_value.as_bytes()).unwrap(), CrlNumber::try_from(7u64).unwrap());
+    let entries = tbs.revoked_certificates.as_ref().unwrap();
+    assert_eq!(entries.len(), 2);
+    let reason = &entries[0].crl_entry_extensions.as_ref().unwrap()[0];
+    assert_eq!(CrlReason::from_der(reason.extn_value.as_bytes()).unwrap(), CrlReason::KeyCompromise);
+    assert!(entries[1].crl_entry_extensions.is_none());
+}
+
+#[test]
+fn crl_refuses_future_revocation_and_duplicates() {
+    let p = pki();
+    let now = SystemTime::now();
+    let prof = p.set.crl("esign-crl").unwrap();
+    let e = RevokedEntry {
+        serial: vec![1, 2, 3],
+        revoked_at: now + Duration::from_secs(3600),
+        reason: None,
+    };
+    let err = issue_crl(&p.store, prof, &p.esign, 1, &[e.clone()], now).unwrap_err();
+    assert_eq!(err.to_string(), "revoked entry 0: revocation date is after thisUpdate");
+    let e = RevokedEntry { revoked_at: now - Duration::from_secs(1), ..e };
+    let err = issue_crl(&p.store, prof, &p.esign, 1, &[e.clone(), e], now).unwrap_err();
+    assert_eq!(err.to_string(), "revoked entry 1: serial number listed twice");
+}
+
+#[test]
+fn fingerprint_is_colon_hex_and_refuses_garbage() {
+    let p = pki();
+    let fp = fingerprint_sha256(p.root.cert_der()).unwrap();
+    assert_eq!(fp.len(), 32 * 3 - 1);
+    assert!(fingerprint_sha256(b"not a certificate").is_err());
+}
+
+#[test]
+fn hsm_failure_surfaces_as_hsm_error() {
+    struct Failing(MemStore);
+    impl KeyStore for Failing {
+        fn backend(&self) -> &'static str { "failing" }
+        fn generate_p256(&self, l: &str) -> hsm::Result<hsm::KeyInfo> { self.0.generate_p256(l) }
+        fn generate_hmac_secret(&self, l: &str) -> hsm::Result<hsm::KeyInfo> { self.0.generate_hmac_secret(l) }
+        fn find(&self, l: &str) -> hsm::Result<Option<hsm::KeyInfo>> { self.0.find(l) }
+        fn list(&self) -> hsm::Result<Vec<hsm::KeyInfo>> { self.0.list() }
+        fn public_key_spki(&self, l: &str) -> hsm::Result<Vec<u8>> { self.0.public_key_spki(l) }
+        fn sign_p256_sha256(&self, _: &str, _: &[u8]) -> hsm::Result<Vec<u8>> {
+            Err(HsmError::Operation { op: "sign", reason: "CKR_DEVICE_ERROR".into() })
+        }
+        fn hmac_sha256(&self, l: &str, d: &[u8]) -> hsm::Result<zeroize::Zeroizing<[u8; 32]>> { self.0.hmac_sha256(l, d) }
+    }
+    let f = Failing(MemStore::new());
+    f.generate_p256("root").unwrap();
+    let set = profiles::builtin().unwrap();
+    let err = create_root(&f, set.cert("root-ca").unwrap(), "root", SystemTime::now()).unwrap_err();
+    assert_eq!(err.to_string(), "HSM: HSM operation sign failed: CKR_DEVICE_ERROR");
+}
