@@ -1,0 +1,199 @@
+//! The checks the registry itself guarantees, whoever writes to it: identifier shapes, real
+//! calendar dates, date order. Richer holder-record rules (PINFL check digit, sex/century, Uzbek
+//! letters) are the station's; these are the floor under them. Every refusal is an
+//! [`Error::Invalid`] naming the field and the rule.
+
+use time::{Date, Month};
+
+use crate::{Error, Result};
+
+/// PINFL (personal identification number of an individual): exactly 14 ASCII digits.
+pub fn pinfl(field: &str, v: &str) -> Result<()> {
+    if v.len() != 14 || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Error::invalid(
+            field,
+            v,
+            format!(
+                "must be exactly 14 digits (got {} characters)",
+                v.chars().count()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Document series: exactly 2 Latin capital letters A–Z.
+pub fn series(field: &str, v: &str) -> Result<()> {
+    if v.len() != 2 || !v.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(Error::invalid(
+            field,
+            v,
+            "must be exactly 2 Latin capital letters A-Z",
+        ));
+    }
+    Ok(())
+}
+
+/// Document number within a series: 1..=9_999_999 (printed as 7 digits).
+pub fn number(field: &str, v: u32) -> Result<()> {
+    if !(1..=9_999_999).contains(&v) {
+        return Err(Error::invalid(
+            field,
+            v.to_string(),
+            "must be between 0000001 and 9999999",
+        ));
+    }
+    Ok(())
+}
+
+/// A calendar date written `YYYY-MM-DD` (ISO 8601 extended, year 1900..=2999).
+pub fn date(field: &str, v: &str) -> Result<Date> {
+    let b = v.as_bytes();
+    let shape = b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+    if !shape {
+        return Err(Error::invalid(
+            field,
+            v,
+            "must be a date written YYYY-MM-DD",
+        ));
+    }
+    let num = |s: &str| s.parse::<u32>().unwrap_or(0);
+    let (y, m, d) = (num(&v[0..4]), num(&v[5..7]), num(&v[8..10]));
+    if !(1900..=2999).contains(&y) {
+        return Err(Error::invalid(
+            field,
+            v,
+            "year must be between 1900 and 2999",
+        ));
+    }
+    let month = u8::try_from(m)
+        .ok()
+        .and_then(|m| Month::try_from(m).ok())
+        .ok_or_else(|| Error::invalid(field, v, "is not a calendar date (month 01-12)"))?;
+    Date::from_calendar_date(y as i32, month, d as u8).map_err(|_| {
+        Error::invalid(
+            field,
+            v,
+            format!(
+                "is not a calendar date ({} {} has {} days)",
+                month,
+                y,
+                time::util::days_in_month(month, y as i32)
+            ),
+        )
+    })
+}
+
+/// `later` must be strictly after `earlier`.
+pub fn after(field: &str, later: &str, earlier_field: &str, earlier: &str) -> Result<()> {
+    let l = date(field, later)?;
+    let e = date(earlier_field, earlier)?;
+    if l <= e {
+        return Err(Error::invalid(
+            field,
+            later,
+            format!("must be after {earlier_field} ({earlier})"),
+        ));
+    }
+    Ok(())
+}
+
+/// Citizenship: ISO 3166-1 alpha-3 (3 capital letters), `XXA` for stateless persons.
+pub fn citizenship(field: &str, v: &str) -> Result<()> {
+    if v.len() != 3 || !v.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(Error::invalid(
+            field,
+            v,
+            "must be an ISO 3166-1 alpha-3 code (3 capital letters; XXA for stateless)",
+        ));
+    }
+    Ok(())
+}
+
+/// A text field that must not be empty or only whitespace, and has an upper length.
+pub fn text(field: &str, v: &str, max_chars: usize) -> Result<()> {
+    if v.trim().is_empty() {
+        return Err(Error::invalid(field, v, "must not be empty"));
+    }
+    if v.chars().count() > max_chars {
+        return Err(Error::invalid(
+            field,
+            v,
+            format!("must be at most {max_chars} characters"),
+        ));
+    }
+    if v.chars().any(|c| c.is_control()) {
+        return Err(Error::invalid(
+            field,
+            v,
+            "must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Optional text: `None` is fine, `Some` must pass [`text`].
+pub fn opt_text(field: &str, v: Option<&str>, max_chars: usize) -> Result<()> {
+    match v {
+        Some(s) => text(field, s, max_chars),
+        None => Ok(()),
+    }
+}
+
+/// Office code: 2–16 capital letters or digits (e.g. `TAS01`).
+pub fn office(field: &str, v: &str) -> Result<()> {
+    if !(2..=16).contains(&v.len())
+        || !v
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+    {
+        return Err(Error::invalid(
+            field,
+            v,
+            "must be 2-16 capital Latin letters or digits",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pinfl_of_13_digits_is_refused_naming_field_and_rule() {
+        let e = pinfl("pinfl", "3120588004002").unwrap_err().to_string();
+        assert!(
+            e.contains("pinfl") && e.contains("exactly 14 digits"),
+            "{e}"
+        );
+        assert!(pinfl("pinfl", "31205880040025").is_ok());
+        assert!(pinfl("pinfl", "3120588004002a").is_err());
+    }
+
+    #[test]
+    fn february_30_is_not_a_calendar_date() {
+        let e = date("date_of_birth", "1985-02-30").unwrap_err().to_string();
+        assert!(
+            e.contains("date_of_birth") && e.contains("not a calendar date"),
+            "{e}"
+        );
+        assert!(date("date_of_birth", "1984-02-29").is_ok());
+        assert!(date("date_of_birth", "1985-13-01").is_err());
+        assert!(date("date_of_birth", "85-02-03").is_err());
+    }
+
+    #[test]
+    fn series_and_citizenship_shapes() {
+        assert!(series("series", "AD").is_ok());
+        assert!(series("series", "A1").is_err());
+        assert!(series("series", "ad").is_err());
+        assert!(citizenship("citizenship", "XXA").is_ok());
+        assert!(citizenship("citizenship", "UZ").is_err());
+    }
+}
