@@ -42,6 +42,48 @@ pub enum SecretSource {
     File(PathBuf),
 }
 
+impl SecretSource {
+    /// Human-readable description of where the secret comes from (never the secret itself),
+    /// for error messages: `environment variable IDSTATION_HSM_PIN`, `file /x/hsm-pin`.
+    pub fn describe(&self) -> String {
+        match self {
+            SecretSource::Env(name) => format!("environment variable {name}"),
+            SecretSource::File(path) => format!("file {}", path.display()),
+        }
+    }
+
+    /// Read the secret. An environment variable is taken as is; a file contributes its first
+    /// line without the line ending. An unset variable, an unreadable file or an empty secret
+    /// is an [`HsmError::Secret`] naming the source (not the value).
+    pub fn read(&self) -> Result<Zeroizing<String>> {
+        let fail = |reason: String| HsmError::Secret {
+            source_desc: self.describe(),
+            reason,
+        };
+        let secret = match self {
+            SecretSource::Env(name) => match std::env::var(name) {
+                Ok(v) => Zeroizing::new(v),
+                Err(std::env::VarError::NotPresent) => return Err(fail("is not set".into())),
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    return Err(fail("is not valid UTF-8".into()))
+                }
+            },
+            SecretSource::File(path) => {
+                let whole = Zeroizing::new(
+                    std::fs::read_to_string(path)
+                        .map_err(|e| fail(format!("cannot be read: {e}")))?,
+                );
+                let first = whole.lines().next().unwrap_or("");
+                Zeroizing::new(first.to_owned())
+            }
+        };
+        if secret.is_empty() {
+            return Err(fail("is empty; an HSM secret must not be empty".into()));
+        }
+        Ok(secret)
+    }
+}
+
 /// How to reach the HSM; read from `station.toml` (`[hsm]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "backend", rename_all = "kebab-case", deny_unknown_fields)]
@@ -88,9 +130,15 @@ pub enum HsmError {
     #[error("key {label:?} already exists in the HSM")]
     KeyExists { label: String },
     #[error("key {label:?} is a {actual:?} key, this operation needs {expected:?}")]
-    WrongKeyKind { label: String, expected: KeyKind, actual: KeyKind },
+    WrongKeyKind {
+        label: String,
+        expected: KeyKind,
+        actual: KeyKind,
+    },
     #[error("HSM operation {op} failed: {reason}")]
     Operation { op: &'static str, reason: String },
+    #[error("key label {label:?} is not allowed: {rule}")]
+    InvalidLabel { label: String, rule: String },
 }
 
 pub type Result<T> = std::result::Result<T, HsmError>;
@@ -125,6 +173,12 @@ pub trait KeyStore: Send + Sync {
     fn hmac_sha256(&self, label: &str, data: &[u8]) -> Result<Zeroizing<[u8; 32]>>;
 }
 
+impl std::fmt::Debug for dyn KeyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeyStore({})", self.backend())
+    }
+}
+
 /// Per-card secret: HMAC-SHA256(master, "idstation/" || purpose || 0x00 || serial), inside the HSM.
 pub fn derive_card_secret(
     store: &dyn KeyStore,
@@ -140,5 +194,83 @@ pub fn derive_card_secret(
     store.hmac_sha256(master_label, &data)
 }
 
+/// Open the key store `cfg` describes: loads the PKCS#11 module or connects to the YubiHSM 2,
+/// reads the PIN / password from its [`SecretSource`] and logs in.
+pub fn open(cfg: &HsmConfig) -> Result<Box<dyn KeyStore>> {
+    match cfg {
+        HsmConfig::Pkcs11 { .. } => Ok(Box::new(pkcs11::Pkcs11Store::from_config(cfg)?)),
+        HsmConfig::Yubihsm { .. } => Ok(Box::new(yubihsm2::YubiHsmStore::from_config(cfg)?)),
+    }
+}
+
+/// Labels are how the station names keys: non-empty, at most [`MAX_LABEL_LEN`] bytes of
+/// UTF-8 without control characters (backends may allow fewer, e.g. YubiHSM 2: 40 bytes).
+pub const MAX_LABEL_LEN: usize = 64;
+
+pub(crate) fn check_label(label: &str, max_len: usize) -> Result<()> {
+    let bad = |rule: String| {
+        Err(HsmError::InvalidLabel {
+            label: label.to_owned(),
+            rule,
+        })
+    };
+    if label.is_empty() {
+        return bad("a key label must not be empty".into());
+    }
+    if label.len() > max_len {
+        return bad(format!(
+            "a key label on this backend is at most {max_len} bytes, this one has {}",
+            label.len()
+        ));
+    }
+    if label.chars().any(char::is_control) {
+        return bad("a key label must not contain control characters".into());
+    }
+    Ok(())
+}
+
+/// SHA-256 of `message`, the digest both backends sign (hashing happens on the host).
+pub(crate) fn sha256(message: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(message).into()
+}
+
+/// Raw `r || s` (64 bytes, PKCS#11 `CKM_ECDSA` output, PKCS#11 v3.0 §2.3.1) or a DER
+/// `Ecdsa-Sig-Value` (SEC 1 §C.5, what YubiHSM returns) to a low-S DER `Ecdsa-Sig-Value`.
+pub(crate) fn normalise_p256_signature(sig: &[u8], op: &'static str) -> Result<Vec<u8>> {
+    let parsed = if sig.len() == 64 {
+        p256::ecdsa::Signature::from_slice(sig)
+    } else {
+        p256::ecdsa::Signature::from_der(sig)
+    }
+    .map_err(|e| HsmError::Operation {
+        op,
+        reason: format!(
+            "the HSM returned a malformed P-256 signature ({} bytes): {e}",
+            sig.len()
+        ),
+    })?;
+    Ok(parsed.normalize_s().to_der().as_bytes().to_vec())
+}
+
+/// Uncompressed SEC 1 point `04 || X || Y` to SubjectPublicKeyInfo DER (RFC 5480 §2),
+/// refusing anything that is not a point on P-256.
+pub(crate) fn p256_point_to_spki(point: &[u8], op: &'static str) -> Result<Vec<u8>> {
+    use p256::pkcs8::EncodePublicKey;
+    let key = p256::PublicKey::from_sec1_bytes(point).map_err(|e| HsmError::Operation {
+        op,
+        reason: format!("the HSM returned a public key that is not a P-256 point: {e}"),
+    })?;
+    let doc = key.to_public_key_der().map_err(|e| HsmError::Operation {
+        op,
+        reason: format!("cannot encode SubjectPublicKeyInfo: {e}"),
+    })?;
+    Ok(doc.as_bytes().to_vec())
+}
+
+#[cfg(test)]
+pub(crate) mod conformance;
 pub mod pkcs11;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod yubihsm2;
