@@ -131,7 +131,7 @@ fn holder_sign_subject_and_extensions_follow_the_profile() {
     assert_eq!(
         names[0],
         GeneralName::UniformResourceIdentifier(
-            Ia5String::new("http://pki.idstation.example/crl/esign-1.crl").unwrap()
+            Ia5String::new("http://pki.idstation.example.com/crl/esign-1.crl").unwrap()
         ),
         "CRL URL names the issuing key"
     );

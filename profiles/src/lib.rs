@@ -730,7 +730,7 @@ mod tests {
 
     #[test]
     fn pds_must_be_https() {
-        let text = HOLDER_SIGN.replace("https://pki.idstation.example/pds", "http://x/pds");
+        let text = HOLDER_SIGN.replace("https://pki.idstation.example.com/pds", "http://x/pds");
         let (key, _) = rule_key(cert(&text));
         assert_eq!(key, "qc_statements.pds[0].url");
     }
