@@ -1026,7 +1026,6 @@ pub fn issue_crl(
 }
 
 #[cfg(test)]
-#[path = "../tests/common/memstore.rs"]
 mod memstore;
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Independent oracles over the CA's output: `openssl verify` / `openssl crl -verify` check
 //! the chain and the CRL signatures, pkilint checks the certificates against RFC 5280 and
 //! ETSI EN 319 412-2/-5 and the CRL against RFC 5280. The tools must be installed: a missing
-//! tool fails the test, it is never skipped.
+//! tool fails the test, it is never skipped. The CA keys are in SoftHSM2 (PKCS#11).
 
 mod common;
 
@@ -127,8 +127,9 @@ fn fixture(store: &dyn KeyStore) -> Fixture {
     }
 }
 
-fn store() -> common::memstore::MemStore {
-    common::memstore::MemStore::new()
+/// Keys live in SoftHSM2 through `hsm::pkcs11::Pkcs11Store`, as in the station.
+fn store() -> hsm::pkcs11::Pkcs11Store {
+    common::softhsm_store()
 }
 
 #[test]

@@ -2,10 +2,42 @@
 //! oracles (openssl, pkilint), and test holders.
 #![allow(dead_code)]
 
-pub mod memstore;
-
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+use hsm::pkcs11::{Pkcs11Store, SoftHsm2Token};
+use zeroize::Zeroizing;
+
+const SO_PIN: &str = "ca-test-so-4711";
+const USER_PIN: &str = "ca-test-user-0815";
+
+/// One private SoftHSM2 token directory per test process (SoftHSM2 reads `SOFTHSM2_CONF`
+/// once per process): `DIR/softhsm2.conf` with `directories.tokendir = DIR/tokens`.
+fn softhsm_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        tempfile::Builder::new()
+            .prefix("idstation-ca-test-")
+            .tempdir()
+            .expect("temp dir")
+            .keep()
+    })
+    .clone()
+}
+
+/// A logged-in store on a newly initialised SoftHSM2 token (`/usr/lib/softhsm/libsofthsm2.so`)
+/// in the process's private token directory: the real HSM path the station uses.
+pub fn softhsm_store() -> Pkcs11Store {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let label = format!("ca{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
+    let token = SoftHsm2Token::create(&softhsm_dir(), &label, SO_PIN, USER_PIN)
+        .unwrap_or_else(|e| panic!("SoftHSM2 token init failed (is Debian softhsm2 installed?): {e}"));
+    token
+        .open(Zeroizing::new(USER_PIN.to_owned()))
+        .unwrap_or_else(|e| panic!("SoftHSM2 token open failed: {e}"))
+}
 
 /// The holder used across tests (PINFL is 14 digits, names in Latin script).
 pub fn holder() -> ca::HolderSubject {

@@ -1,5 +1,5 @@
-//! Test-only in-memory [`hsm::KeyStore`] over `p256` (never shipped: it lives under `tests/`
-//! and is compiled only into tests). It lets the CA's unit tests run without SoftHSM2; the
+//! Test-only in-memory [`hsm::KeyStore`] over `p256` (never shipped: compiled only under
+//! `cfg(test)`). It lets the CA's unit tests run without SoftHSM2; the
 //! oracle tests and the benchmark use SoftHSM2 through `hsm::pkcs11`.
 
 use std::collections::BTreeMap;
