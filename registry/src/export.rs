@@ -1130,6 +1130,44 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn exports_verify_with_an_independent_python_and_openssl_verifier() {
+        // registry/tests/verify_export.py is written from docs/audit-format.md alone.
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/verify_export.py");
+        let p = pki(7);
+        let (d, reg) = filled(25, &p.audit_key);
+        let root_pem = d.path().join("root.pem");
+        let pem = Certificate::from_der(&p.root_der)
+            .unwrap()
+            .to_pem(der::pem::LineEnding::LF)
+            .unwrap();
+        std::fs::write(&root_pem, pem).unwrap();
+        let run = |dir: &Path| {
+            let out = std::process::Command::new("python3")
+                .arg(&script)
+                .arg(dir)
+                .arg(&root_pem)
+                .output()
+                .expect("python3 and openssl are needed for this test");
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).to_string(),
+            )
+        };
+        for f in [ExportFormat::Jsonl, ExportFormat::Csv] {
+            let out = d.path().join(format!("py-{}", f.as_str()));
+            export(&reg, &p, &out, ExportRange::Seq { from: 3, to: 25 }, f);
+            let (ok, text) = run(&out);
+            assert!(ok, "{text}");
+            assert_eq!(text.trim(), "OK 23 25");
+        }
+        let out = d.path().join("py-edited");
+        export(&reg, &p, &out, ExportRange::All, ExportFormat::Jsonl);
+        rewrite(&out, |l| l[3] = l[3].replace("\"alice\"", "\"mallory\""));
+        let (ok, text) = run(&out);
+        assert!(!ok && text.contains("FAIL"), "{text}");
+    }
+
+    #[test]
     fn csv_parser_round_trips_quotes_commas_and_newlines() {
         let mut line = String::new();
         for v in ["plain", "a,b", "say \"hi\"", "two\nlines"] {

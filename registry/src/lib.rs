@@ -245,6 +245,13 @@ impl Tx<'_> {
     pub(crate) fn conn(&self) -> &Connection {
         &self.tx
     }
+
+    /// The transaction's connection, for bulk loads (benchmark fixtures, imports). Writes
+    /// through it skip this crate's validation; the schema's CHECKs and triggers still apply.
+    #[doc(hidden)]
+    pub fn raw_connection(&self) -> &Connection {
+        &self.tx
+    }
 }
 
 /// The current time as RFC 3339 UTC with microseconds, fixed width (`2026-11-25T12:00:00.000000Z`),
