@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use p256::ecdsa::{DerSignature, VerifyingKey};
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 
 use crate::{now_rfc3339, Actor, Error, Registry, Result, Tx};
@@ -110,25 +110,35 @@ pub(crate) fn verify_der(key: &VerifyingKey, msg: &[u8], sig: &[u8]) -> bool {
     }
 }
 
-#[inline]
-fn field(h: &mut Sha256, s: &[u8]) {
-    h.update((s.len() as u32).to_be_bytes());
-    h.update(s);
-}
-
 /// SHA-256 of the canonical encoding of one event:
 /// `field(EVENT_DOMAIN) ‖ u64be(seq) ‖ field(time) ‖ field(operator) ‖ field(role) ‖
 /// field(station) ‖ field(action) ‖ field(object) ‖ field(details) ‖ prev_hash`,
 /// where `field(x) = u32be(len(x)) ‖ x` (UTF-8 bytes).
 pub fn event_hash(seq: u64, fields: [&str; 7], prev_hash: &[u8; 32]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    field(&mut h, EVENT_DOMAIN.as_bytes());
-    h.update(seq.to_be_bytes());
-    for f in fields {
-        field(&mut h, f.as_bytes());
+    EventHasher::default().hash(seq, fields, prev_hash)
+}
+
+/// Reusable encoder for [`event_hash`]: builds the encoding in one buffer and hashes it in one
+/// call (much faster than many small `update`s when verifying millions of events).
+#[derive(Default)]
+pub struct EventHasher {
+    buf: Vec<u8>,
+}
+
+impl EventHasher {
+    pub fn hash(&mut self, seq: u64, fields: [&str; 7], prev_hash: &[u8]) -> [u8; 32] {
+        let b = &mut self.buf;
+        b.clear();
+        b.extend_from_slice(&(EVENT_DOMAIN.len() as u32).to_be_bytes());
+        b.extend_from_slice(EVENT_DOMAIN.as_bytes());
+        b.extend_from_slice(&seq.to_be_bytes());
+        for f in fields {
+            b.extend_from_slice(&(f.len() as u32).to_be_bytes());
+            b.extend_from_slice(f.as_bytes());
+        }
+        b.extend_from_slice(prev_hash);
+        Sha256::digest(&b[..]).into()
     }
-    h.update(prev_hash);
-    h.finalize().into()
 }
 
 /// The bytes a checkpoint signature covers:
@@ -438,74 +448,78 @@ impl Registry {
                 }
             }
         }
-        let mut st = self.conn.prepare(
-            "SELECT seq, time, operator, role, station, action, object, details, prev_hash, hash
-             FROM audit_events ORDER BY seq",
-        )?;
-        let mut rows = st.query([])?;
-        let mut expected: u64 = 1;
-        let mut prev = GENESIS_PREV_HASH;
-        let mut count = 0u64;
-        let mut next_cp = checkpoints.range(..).next().map(|(s, _)| *s);
-        while let Some(r) = rows.next()? {
-            let seq = r.get_ref(0)?.as_i64()? as u64;
-            if seq != expected {
-                return Err(Error::AuditBroken {
-                    seq: expected,
-                    reason: if seq > expected {
-                        format!("event {expected} is missing (next present is {seq})")
-                    } else {
-                        format!("sequence goes backwards to {seq}")
-                    },
+        let max_seq: Option<i64> =
+            self.conn
+                .query_row("SELECT max(seq) FROM audit_events", [], |r| r.get(0))?;
+        let max_seq = max_seq.unwrap_or(0).max(0) as u64;
+        let mut anchors: BTreeMap<u64, [u8; 32]> =
+            checkpoints.iter().map(|(s, c)| (*s, c.hash)).collect();
+        // The anchor is checked like a checkpoint (if both name one seq, both must match).
+        let anchor_clash = opts.anchor.and_then(|(s, h)| match anchors.insert(s, h) {
+            Some(old) if old != h => Some(s),
+            _ => None,
+        });
+        // Two halves on two connections (SQLite reads in WAL run in parallel); events at or
+        // below max_seq never change legitimately, so both see the same rows.
+        let mid = max_seq / 2;
+        let (a, b) = if max_seq >= PARALLEL_MIN {
+            let second = Connection::open_with_flags(
+                &self.path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            let anchors = &anchors;
+            std::thread::scope(|sc| {
+                let hb = sc.spawn(move || verify_range(&second, mid + 1, max_seq, anchors));
+                let a = verify_range(&self.conn, 1, mid, anchors);
+                let b = hb.join().unwrap_or_else(|_| {
+                    Err(Error::AuditBroken {
+                        seq: mid + 1,
+                        reason: "verifier thread panicked".into(),
+                    })
                 });
-            }
-            let s = |i: usize| -> Result<&str> { Ok(r.get_ref(i)?.as_str()?) };
-            let fields = [s(1)?, s(2)?, s(3)?, s(4)?, s(5)?, s(6)?, s(7)?];
-            let stored_prev = r.get_ref(8)?.as_blob()?;
-            let stored_hash = blob32(r.get_ref(9)?.as_blob()?, "hash", seq)?;
-            if stored_prev != prev {
-                return Err(Error::AuditBroken {
-                    seq,
-                    reason: if seq == 1 {
-                        "prev_hash of the first event is not 32 zero bytes".into()
-                    } else {
-                        format!("prev_hash does not match the hash of event {}", seq - 1)
-                    },
-                });
-            }
-            let computed = event_hash(seq, fields, &prev);
-            if computed != stored_hash {
-                return Err(Error::AuditBroken {
-                    seq,
-                    reason: "stored hash does not match the event's contents (edited or moved)"
-                        .into(),
-                });
-            }
-            if next_cp == Some(seq) {
-                if let Some(cp) = checkpoints.get(&seq) {
-                    if cp.hash != computed {
-                        return Err(Error::AuditBroken {
-                            seq,
-                            reason: "event hash differs from the signed checkpoint (log rewritten)"
-                                .into(),
-                        });
-                    }
-                }
-                next_cp = checkpoints.range(seq + 1..).next().map(|(s, _)| *s);
-            }
-            if let Some((aseq, ahash)) = opts.anchor {
-                if aseq == seq && ahash != computed {
+                (a, b)
+            })
+        } else {
+            (
+                verify_range(&self.conn, 1, max_seq, &anchors),
+                Ok(RangeResult::empty()),
+            )
+        };
+        let a = a?;
+        // The link between the halves comes before any error inside the second half.
+        if mid >= 1 && max_seq >= PARALLEL_MIN {
+            let p: Option<Vec<u8>> = self
+                .conn
+                .query_row(
+                    "SELECT prev_hash FROM audit_events WHERE seq = ?1",
+                    [(mid + 1) as i64],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(p) = p {
+                if p[..] != a.last_hash {
                     return Err(Error::AuditBroken {
-                        seq,
-                        reason: "event hash differs from the trusted anchor".into(),
+                        seq: mid + 1,
+                        reason: format!("prev_hash does not match the hash of event {mid}"),
                     });
                 }
             }
-            prev = computed;
-            expected = seq + 1;
-            count += 1;
         }
-        let last_seq = expected - 1;
+        let b = b?;
+        let count = a.count + b.count;
+        let last_hash = if b.count > 0 {
+            b.last_hash
+        } else {
+            a.last_hash
+        };
+        let last_seq = max_seq;
+        if let Some(s) = anchor_clash {
+            return Err(Error::AuditBroken {
+                seq: s,
+                reason: "the anchor differs from the signed checkpoint".into(),
+            });
+        }
         if let Some((&cseq, _)) = checkpoints.range(last_seq + 1..).next() {
             return Err(Error::AuditBroken {
                 seq: last_seq + 1,
@@ -527,11 +541,126 @@ impl Registry {
         Ok(VerifyReport {
             events: count,
             last_seq,
-            last_hash: prev,
+            last_hash,
             checkpoints: checkpoints.len() as u64,
             checkpoint_signatures_checked: opts.checkpoint_key.is_some(),
         })
     }
+}
+
+/// From this many events on, verification runs on two connections in two threads.
+#[cfg(not(test))]
+const PARALLEL_MIN: u64 = 200_000;
+/// Small in tests so that the tamper tests exercise the two-thread path.
+#[cfg(test)]
+const PARALLEL_MIN: u64 = 16;
+
+struct RangeResult {
+    count: u64,
+    /// Stored prev_hash of the first event of the range (None if the range is empty).
+    first_prev: Option<[u8; 32]>,
+    last_hash: [u8; 32],
+}
+
+impl RangeResult {
+    fn empty() -> Self {
+        RangeResult {
+            count: 0,
+            first_prev: None,
+            last_hash: GENESIS_PREV_HASH,
+        }
+    }
+}
+
+/// Verify events `from..=to`: no gaps, each hash recomputed over its fields and stored
+/// prev_hash, each link to the previous event inside the range, and the hashes named by
+/// `anchors` (signed checkpoints, trusted anchor). For `from == 1` the first prev_hash must be
+/// the genesis value; the link into a later range is checked by the caller.
+fn verify_range(
+    conn: &Connection,
+    from: u64,
+    to: u64,
+    anchors: &BTreeMap<u64, [u8; 32]>,
+) -> Result<RangeResult> {
+    let mut res = RangeResult {
+        count: 0,
+        first_prev: None,
+        last_hash: GENESIS_PREV_HASH,
+    };
+    if to < from {
+        return Ok(res);
+    }
+    let mut st = conn.prepare(
+        "SELECT seq, time, operator, role, station, action, object, details, prev_hash, hash
+         FROM audit_events WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq",
+    )?;
+    let mut rows = st.query(params![from as i64, to as i64])?;
+    let mut expected = from;
+    let mut prev = GENESIS_PREV_HASH;
+    let mut hasher = EventHasher::default();
+    let mut next_anchor = anchors.range(from..=to).next().map(|(s, _)| *s);
+    while let Some(r) = rows.next()? {
+        let seq = r.get_ref(0)?.as_i64()? as u64;
+        if seq != expected {
+            return Err(Error::AuditBroken {
+                seq: expected,
+                reason: format!("event {expected} is missing (next present is {seq})"),
+            });
+        }
+        let s = |i: usize| -> Result<&str> { Ok(r.get_ref(i)?.as_str()?) };
+        let fields = [s(1)?, s(2)?, s(3)?, s(4)?, s(5)?, s(6)?, s(7)?];
+        let stored_prev = r.get_ref(8)?.as_blob()?;
+        let stored_hash = r.get_ref(9)?.as_blob()?;
+        if seq == from {
+            let p = blob32(stored_prev, "prev_hash", seq)?;
+            res.first_prev = Some(p);
+            if from == 1 {
+                if p != GENESIS_PREV_HASH {
+                    return Err(Error::AuditBroken {
+                        seq,
+                        reason: "prev_hash of the first event is not 32 zero bytes".into(),
+                    });
+                }
+            } else {
+                prev = p;
+            }
+        }
+        if stored_prev != prev {
+            return Err(Error::AuditBroken {
+                seq,
+                reason: format!("prev_hash does not match the hash of event {}", seq - 1),
+            });
+        }
+        let computed = hasher.hash(seq, fields, &prev);
+        if computed[..] != *stored_hash {
+            return Err(Error::AuditBroken {
+                seq,
+                reason: "stored hash does not match the event's contents (edited or moved)".into(),
+            });
+        }
+        if next_anchor == Some(seq) {
+            if anchors.get(&seq) != Some(&computed) {
+                return Err(Error::AuditBroken {
+                    seq,
+                    reason:
+                        "event hash differs from the signed checkpoint or anchor (log rewritten)"
+                            .into(),
+                });
+            }
+            next_anchor = anchors.range(seq + 1..=to).next().map(|(s, _)| *s);
+        }
+        prev = computed;
+        expected = seq + 1;
+        res.count += 1;
+    }
+    if expected <= to {
+        return Err(Error::AuditBroken {
+            seq: expected,
+            reason: format!("event {expected} is missing (range ends at {to})"),
+        });
+    }
+    res.last_hash = prev;
+    Ok(res)
 }
 
 #[cfg(test)]

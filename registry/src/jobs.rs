@@ -185,6 +185,25 @@ impl Tx<'_> {
                 job.holder_id
             )));
         }
+        if let Some(num) = job.document {
+            let state = crate::numbers::number_state(self.conn(), num)?;
+            if state != crate::NumberState::Allocated {
+                return Err(Error::Conflict(format!(
+                    "document number {num} is {}; a job needs a freshly allocated number",
+                    state.as_str()
+                )));
+            }
+            let taken: i64 = self.conn().query_row(
+                "SELECT count(*) FROM issuance_jobs WHERE series = ?1 AND number = ?2",
+                params![num.series_str(), num.number],
+                |r| r.get(0),
+            )?;
+            if taken > 0 {
+                return Err(Error::Conflict(format!(
+                    "document number {num} already belongs to another job"
+                )));
+            }
+        }
         let now = now_rfc3339();
         self.conn()
             .execute(

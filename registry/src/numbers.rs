@@ -221,7 +221,7 @@ impl Tx<'_> {
     }
 }
 
-fn number_state(c: &rusqlite::Connection, num: DocumentNumber) -> Result<NumberState> {
+pub(crate) fn number_state(c: &rusqlite::Connection, num: DocumentNumber) -> Result<NumberState> {
     let s: Option<String> = c
         .query_row(
             "SELECT state FROM document_numbers WHERE series = ?1 AND number = ?2",
