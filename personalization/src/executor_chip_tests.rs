@@ -60,7 +60,7 @@ fn full_plan_turns_a_blank_card_into_a_locked_card_that_signs() {
     let prof = profile();
     let p = Personalizer::new(&prof);
     let mut ca = TestCa::new();
-    let mut t = InProcess::new(chip::Card::new_blank(0x0012_3456));
+    let mut t = InProcess::new(chip::Card::new_blank(0x0012_3456).unwrap());
     let mut progress = Vec::new();
     let prepared = p
         .prepare(&mut t, &card_key(), &mut |pr| progress.push(pr.clone()))
@@ -116,7 +116,7 @@ fn full_plan_turns_a_blank_card_into_a_locked_card_that_signs() {
         .unwrap_err();
     assert!(matches!(e, Error::WrongPin { tries_left: 2, .. }), "{e}");
     piv.verify(&pin).unwrap();
-    let cert = objects::certificate_from_object(&piv.get_data(tags::CERT_9C).unwrap()).unwrap();
+    let cert = crate::piv::objects::certificate_from_object(&piv.get_data(tags::CERT_9C).unwrap()).unwrap();
     assert_eq!(cert, certificates[1].1);
     piv.verify(&pin).unwrap();
     test_sign(&mut piv, Slot::Signature, report.serial, &cert).unwrap();
@@ -125,7 +125,7 @@ fn full_plan_turns_a_blank_card_into_a_locked_card_that_signs() {
 #[test]
 fn nine_c_refuses_to_sign_without_a_fresh_pin() {
     let mut ca = TestCa::new();
-    let mut t = InProcess::new(chip::Card::new_blank(7));
+    let mut t = InProcess::new(chip::Card::new_blank(7).unwrap());
     let r = personalize(&mut t, &mut ca).unwrap();
     t.reinsert();
     let mut piv = Piv::new(&mut t);
@@ -150,7 +150,7 @@ fn wrong_transport_key_is_a_clear_error_and_sends_no_write() {
         "0807060504030201080706050403020108070605040302ff",
     );
     let prof = CardProfile::parse("wrong-transport.toml", &text).unwrap();
-    let mut t = Recording::new(InProcess::new(chip::Card::new_blank(9)));
+    let mut t = Recording::new(InProcess::new(chip::Card::new_blank(9).unwrap()));
     let e = Personalizer::new(&prof)
         .prepare(&mut t, &card_key(), &mut |_| {})
         .unwrap_err();
@@ -165,7 +165,7 @@ fn wrong_transport_key_is_a_clear_error_and_sends_no_write() {
 #[test]
 fn locked_card_is_refused_by_prepare_and_reset_without_writes() {
     let mut ca = TestCa::new();
-    let mut t = InProcess::new(chip::Card::new_blank(10));
+    let mut t = InProcess::new(chip::Card::new_blank(10).unwrap());
     personalize(&mut t, &mut ca).unwrap();
     t.reinsert();
     let prof = profile();
@@ -184,7 +184,7 @@ fn locked_card_is_refused_by_prepare_and_reset_without_writes() {
 #[test]
 fn card_without_piv_gives_a_clear_error_and_no_write() {
     let prof = profile();
-    let mut t = Recording::new(InProcess::new(chip::Card::new_without_piv(11)));
+    let mut t = Recording::new(InProcess::new(chip::Card::new_without_piv(11).unwrap()));
     let e = Personalizer::new(&prof)
         .prepare(&mut t, &card_key(), &mut |_| {})
         .unwrap_err();
@@ -198,7 +198,7 @@ fn certificate_for_another_key_is_refused_before_any_apdu() {
     let prof = profile();
     let p = Personalizer::new(&prof);
     let mut ca = TestCa::new();
-    let mut t = InProcess::new(chip::Card::new_blank(12));
+    let mut t = InProcess::new(chip::Card::new_blank(12).unwrap());
     let prepared = p.prepare(&mut t, &card_key(), &mut |_| {}).unwrap();
     let mut certificates = certs(&mut ca, &prepared);
     certificates.swap(0, 1);
@@ -228,7 +228,7 @@ fn reset_uses_the_transport_key_when_the_key_change_never_happened_and_card_key_
     // Torn right after the transport-key authentication: still BLANK (no state change yet).
     // Tear after SET MANAGEMENT KEY is sent: PERSONALIZING with the card key.
     let steps_before_set = 4 + 2; // select, serial, version, lifecycle, 2 x auth
-    let mut t = InProcess::new(chip::Card::new_blank(13));
+    let mut t = InProcess::new(chip::Card::new_blank(13).unwrap());
     t.tear_after = Some(steps_before_set + 1);
     let e = p.prepare(&mut t, &card_key(), &mut |_| {}).unwrap_err();
     assert!(e.is_card_gone(), "{e}");
@@ -264,9 +264,9 @@ fn reset_uses_the_transport_key_when_the_key_change_never_happened_and_card_key_
 fn card_pulled_at_every_apdu_index_gives_card_removed_naming_the_step_and_recovers() {
     // Count the APDUs of one whole personalization.
     let mut ca = TestCa::new();
-    let mut t = InProcess::new(chip::Card::new_blank(100));
+    let mut t = InProcess::new(chip::Card::new_blank(100).unwrap());
     let full = personalize(&mut t, &mut ca).unwrap();
-    let mut t2 = InProcess::new(chip::Card::new_blank(101));
+    let mut t2 = InProcess::new(chip::Card::new_blank(101).unwrap());
     let prof = profile();
     let p = Personalizer::new(&prof);
     let prepared = p.prepare(&mut t2, &card_key(), &mut |_| {}).unwrap();
@@ -275,7 +275,7 @@ fn card_pulled_at_every_apdu_index_gives_card_removed_naming_the_step_and_recove
 
     let mut after_lock = 0;
     for n in 0..total {
-        let mut t = InProcess::new(chip::Card::new_blank(1000 + n as u32));
+        let mut t = InProcess::new(chip::Card::new_blank(1000 + n as u32).unwrap());
         t.tear_after = Some(n);
         let e = personalize(&mut t, &mut ca).expect_err("a torn card cannot finish");
         assert!(matches!(e.root(), Error::CardRemoved), "tear {n}: {e}");

@@ -99,7 +99,7 @@ impl ManagementKey {
     pub fn from_hex(algorithm: MgmtAlgorithm, text: &str) -> Result<Self, Error> {
         let digits: Zeroizing<Vec<u8>> =
             Zeroizing::new(text.bytes().filter(|b| !b.is_ascii_whitespace()).collect());
-        if digits.len() % 2 != 0 || !digits.iter().all(u8::is_ascii_hexdigit) {
+        if !digits.len().is_multiple_of(2) || !digits.iter().all(u8::is_ascii_hexdigit) {
             return Err(Error::Invalid {
                 field: "management key".into(),
                 rule: "must be hexadecimal digits, two per byte".into(),

@@ -205,8 +205,14 @@ impl<'t> Piv<'t> {
     }
 
     /// PUT DATA (SP 800-73-4 Part 2 §3.2.2): `object` is the complete object (`53 …` or `7E …`).
+    /// The data field is the tag list `5C` and the object, except for the Discovery Object, whose
+    /// `7E` template is the whole data field.
     pub fn put_data(&mut self, tag: Tag, object: &[u8]) -> Result<(), Error> {
-        let mut data = Self::tag_list(tag);
+        let mut data = if tag == objects::tags::DISCOVERY {
+            Vec::with_capacity(object.len())
+        } else {
+            Self::tag_list(tag)
+        };
         data.extend_from_slice(object);
         self.ch
             .ok(&Command::new("PUT DATA", 0xDB, 0x3F, 0xFF, data))

@@ -1,0 +1,141 @@
+//! Shared helpers for the end-to-end tests and the benchmark: blank card images made with
+//! `vchip create`, a test CA made with the `openssl` CLI (independent of our code), and one
+//! full personalization through pcscd.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use personalization::executor::{CompleteInput, HolderCardData, Personalizer, Prepared, Report};
+use personalization::piv::Slot;
+use personalization::plan::CardProfile;
+use personalization::secret::{ManagementKey, MgmtAlgorithm, Pin, PinKind};
+use personalization::transport::Transport;
+use personalization::Error;
+
+pub const HOLDER_PIN: &str = "918273";
+pub const HOLDER_PUK: &str = "56473829";
+pub const CARD_KEY_HEX: &str = "a1a2a3a4a5a6a7a8a9aaabacadaeafb0";
+
+pub fn profile() -> CardProfile {
+    let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../profiles/card/card-esign.toml");
+    CardProfile::load(Path::new(p)).expect("shipped card profile loads")
+}
+
+pub fn card_key() -> ManagementKey {
+    ManagementKey::from_hex(MgmtAlgorithm::Aes128, CARD_KEY_HEX).unwrap()
+}
+
+pub fn holder() -> HolderCardData {
+    HolderCardData {
+        name: "ALIYEV SHERZOD".into(),
+        document_number: "AD1234567".into(),
+        expiry: time::macros::date!(2036 - 11 - 24),
+    }
+}
+
+pub fn run(cmd: &mut Command) -> std::process::Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A blank card image with `serial` (`vchip create`), or one without PIV.
+pub fn blank_image(dir: &Path, serial: u32, no_piv: bool) -> PathBuf {
+    let img = dir.join(format!("card-{serial}.img"));
+    let mut c = Command::new(testrig::vchip_bin().expect("vchip binary"));
+    c.arg("create")
+        .arg("--out")
+        .arg(&img)
+        .arg("--serial")
+        .arg(serial.to_string());
+    if no_piv {
+        c.arg("--no-piv");
+    }
+    run(&mut c);
+    img
+}
+
+/// A test CA made with the openssl CLI: P-256 key + self-signed certificate.
+pub struct OpensslCa {
+    dir: PathBuf,
+    n: u32,
+}
+
+impl OpensslCa {
+    pub fn new(dir: &Path) -> Self {
+        let dir = dir.join("ca");
+        std::fs::create_dir_all(&dir).unwrap();
+        run(Command::new("openssl")
+            .args(["ecparam", "-genkey", "-name", "prime256v1", "-noout", "-out"])
+            .arg(dir.join("ca.key")));
+        run(Command::new("openssl")
+            .args(["req", "-x509", "-new", "-subj", "/CN=Personalization Test CA", "-days", "30", "-key"])
+            .arg(dir.join("ca.key"))
+            .arg("-out")
+            .arg(dir.join("ca.pem")));
+        Self { dir, n: 0 }
+    }
+
+    /// A DER certificate for the SPKI (DER), issued by the CA.
+    pub fn issue(&mut self, spki_der: &[u8], cn: &str) -> Vec<u8> {
+        self.n += 1;
+        let spki = self.dir.join(format!("k{}.der", self.n));
+        let pubpem = self.dir.join(format!("k{}.pem", self.n));
+        let cert = self.dir.join(format!("c{}.der", self.n));
+        std::fs::write(&spki, spki_der).unwrap();
+        run(Command::new("openssl")
+            .args(["pkey", "-pubin", "-inform", "DER", "-in"])
+            .arg(&spki)
+            .arg("-out")
+            .arg(&pubpem));
+        run(Command::new("openssl")
+            .args(["x509", "-new", "-subj", &format!("/CN={cn}"), "-days", "30"])
+            .arg("-force_pubkey")
+            .arg(&pubpem)
+            .arg("-CA")
+            .arg(self.dir.join("ca.pem"))
+            .arg("-CAkey")
+            .arg(self.dir.join("ca.key"))
+            .args(["-outform", "DER", "-out"])
+            .arg(&cert));
+        std::fs::read(&cert).unwrap()
+    }
+
+    pub fn certs(&mut self, prepared: &Prepared) -> Vec<(Slot, Vec<u8>)> {
+        prepared
+            .public_keys
+            .iter()
+            .map(|k| (k.slot, self.issue(&k.spki_der, &format!("Holder {}", k.slot))))
+            .collect()
+    }
+}
+
+/// prepare + CA + complete on one transport.
+pub fn personalize(
+    t: &mut dyn Transport,
+    ca: &mut OpensslCa,
+) -> Result<(Prepared, Vec<(Slot, Vec<u8>)>, Report), Error> {
+    let prof = profile();
+    let p = Personalizer::new(&prof);
+    let prepared = p.prepare(t, &card_key(), &mut |_| {})?;
+    let certificates = ca.certs(&prepared);
+    let pin = Pin::new(PinKind::Pin, HOLDER_PIN)?;
+    let puk = Pin::new(PinKind::Puk, HOLDER_PUK)?;
+    let h = holder();
+    let input = CompleteInput {
+        certificates: &certificates,
+        holder: &h,
+        pin: &pin,
+        puk: &puk,
+    };
+    let report = p.complete(t, &prepared, &card_key(), &input, &mut |_| {})?;
+    Ok((prepared, certificates, report))
+}
