@@ -46,7 +46,9 @@ use x509_cert::builder::profile::BuilderProfile;
 use x509_cert::builder::{Builder, CertificateBuilder};
 use x509_cert::certificate::{Certificate, TbsCertificate, Version};
 use x509_cert::crl::{CertificateList, RevokedCert, TbsCertList};
-use x509_cert::ext::pkix::certpolicy::{DisplayText, PolicyInformation, PolicyQualifierInfo, UserNotice};
+use x509_cert::ext::pkix::certpolicy::{
+    DisplayText, PolicyInformation, PolicyQualifierInfo, UserNotice,
+};
 use x509_cert::ext::pkix::crl::dp::DistributionPoint;
 use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
 use x509_cert::ext::pkix::{
@@ -63,8 +65,8 @@ use x509_cert::time::{Time, Validity};
 pub mod qc;
 mod signer;
 
-pub use signer::ECDSA_WITH_SHA256;
 use signer::HsmSigner;
+pub use signer::ECDSA_WITH_SHA256;
 
 /// id-ecPublicKey (RFC 5480 §2.1.1).
 const ID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
@@ -92,7 +94,9 @@ pub enum CaError {
     NotP256 { reason: String },
     #[error("holder {field}: {rule}")]
     Holder { field: &'static str, rule: String },
-    #[error("profile '{profile}' is a {actual:?} profile; {operation} needs a {expected:?} profile")]
+    #[error(
+        "profile '{profile}' is a {actual:?} profile; {operation} needs a {expected:?} profile"
+    )]
     WrongProfileKind {
         profile: String,
         operation: &'static str,
@@ -218,7 +222,11 @@ impl Issuer {
 
     /// The CA certificate's notAfter.
     pub fn not_after(&self) -> SystemTime {
-        self.cert.tbs_certificate().validity().not_after.to_system_time()
+        self.cert
+            .tbs_certificate()
+            .validity()
+            .not_after
+            .to_system_time()
     }
 
     fn subject(&self) -> &Name {
@@ -422,19 +430,13 @@ pub fn verify_csr(csr: &[u8]) -> Result<Vec<u8>> {
             oid: req.algorithm.oid.to_string(),
         });
     }
-    let sig_bytes = req
-        .signature
-        .as_bytes()
-        .ok_or(CaError::CsrSignature)?;
+    let sig_bytes = req.signature.as_bytes().ok_or(CaError::CsrSignature)?;
     let sig = DerSignature::from_bytes(sig_bytes).map_err(|_| CaError::CsrSignature)?;
     let info = req.info.to_der().map_err(|e| CaError::CsrMalformed {
         reason: e.to_string(),
     })?;
     key.verify(&info, &sig).map_err(|_| CaError::CsrSignature)?;
-    req.info
-        .public_key
-        .to_der()
-        .map_err(enc("CSR public key"))
+    req.info.public_key.to_der().map_err(enc("CSR public key"))
 }
 
 /// SHA-256 fingerprint of a DER certificate, as `openssl x509 -fingerprint -sha256` prints it
@@ -558,15 +560,16 @@ fn sign_certificate(
     let builder = CertificateBuilder::new(prepared, serial_number, validity, spki)
         .map_err(enc("certificate"))?;
     let signer = HsmSigner::new(store, signer_label, signer_public);
-    let cert = builder
-        .build::<_, DerSignature>(&signer)
-        .map_err(|e| match signer.take_error() {
-            Some(h) => CaError::Hsm(h),
-            None => CaError::Encoding {
-                what: "certificate",
-                reason: e.to_string(),
-            },
-        })?;
+    let cert =
+        builder
+            .build::<_, DerSignature>(&signer)
+            .map_err(|e| match signer.take_error() {
+                Some(h) => CaError::Hsm(h),
+                None => CaError::Encoding {
+                    what: "certificate",
+                    reason: e.to_string(),
+                },
+            })?;
     debug_assert_eq!(cert.tbs_certificate().version(), Version::V3);
     let der = cert.to_der().map_err(enc("certificate"))?;
     Ok(IssuedCert {
@@ -602,7 +605,9 @@ fn validity(
     if let Some(i) = issuer {
         if na > i.not_after() {
             return Err(CaError::OutlivesIssuer {
-                not_after: Time::try_from(na).map(|t| t.to_string()).unwrap_or_default(),
+                not_after: Time::try_from(na)
+                    .map(|t| t.to_string())
+                    .unwrap_or_default(),
                 issuer_not_after: i.cert.tbs_certificate().validity().not_after.to_string(),
             });
         }
@@ -677,9 +682,8 @@ fn key_identifier(method: SkiMethod, spki: &SubjectPublicKeyInfoOwned) -> Vec<u8
 fn render_subject(profile: &CertProfile, holder: Option<&HolderSubject>) -> Result<Name> {
     let mut seq = RdnSequence::default();
     for attr in &profile.subject {
-        let value = profiles::render_template(&attr.value, |n| {
-            holder.and_then(|h| h.placeholder(n))
-        })?;
+        let value =
+            profiles::render_template(&attr.value, |n| holder.and_then(|h| h.placeholder(n)))?;
         let field = attr.attribute.short_name();
         if value.chars().count() > attr.attribute.max_chars() {
             return Err(CaError::Holder {
@@ -971,8 +975,12 @@ pub fn issue_crl(
         if !seen.insert(r.serial.as_slice()) {
             return Err(bad("serial number listed twice"));
         }
-        let serial = SerialNumber::<x509_cert::certificate::Rfc5280>::new(&r.serial)
-            .map_err(|e| bad(&format!("serial number is not a positive integer of at most 20 octets: {e}")))?;
+        let serial =
+            SerialNumber::<x509_cert::certificate::Rfc5280>::new(&r.serial).map_err(|e| {
+                bad(&format!(
+                    "serial number is not a positive integer of at most 20 octets: {e}"
+                ))
+            })?;
         if r.revoked_at > this_update {
             return Err(bad("revocation date is after thisUpdate"));
         }

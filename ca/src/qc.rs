@@ -22,8 +22,7 @@ use der::{Any, Encode, Sequence};
 use profiles::{QcStatementsRule, QcType};
 
 /// id-pe-qcStatements (RFC 3739 §3.2.6).
-pub const ID_PE_QC_STATEMENTS: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.1.3");
+pub const ID_PE_QC_STATEMENTS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.1.3");
 /// id-qcs-pkixQCSyntax-v2 (RFC 3739 §3.2.6.1), carrying SemanticsInformation.
 pub const ID_QCS_PKIX_QC_SYNTAX_V2: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.11.2");
@@ -128,7 +127,7 @@ pub fn statements(rule: &QcStatementsRule) -> der::Result<Vec<QcStatement>> {
         let countries = rule
             .legislation
             .iter()
-            .map(|c| PrintableString::new(c))
+            .map(PrintableString::new)
             .collect::<der::Result<Vec<_>>>()?;
         out.push(QcStatement {
             statement_id: ID_ETSI_QCS_QC_CC_LEGISLATION,

@@ -29,9 +29,8 @@ fn pki() -> Pki {
     store.generate_p256("root-1").unwrap();
     let root = create_root(&store, set.cert("root-ca").unwrap(), "root-1", now).unwrap();
     store.generate_p256("esign-1").unwrap();
-    let esign =
-        create_subordinate_ca(&store, set.cert("esign-ca").unwrap(), &root, "esign-1", now)
-            .unwrap();
+    let esign = create_subordinate_ca(&store, set.cert("esign-ca").unwrap(), &root, "esign-1", now)
+        .unwrap();
     Pki {
         store,
         set,
@@ -49,14 +48,20 @@ fn verify_signed_by(cert_der: &[u8], issuer: &Issuer) {
     let cert = Certificate::from_der(cert_der).unwrap();
     let tbs = cert.tbs_certificate().to_der().unwrap();
     let sig = DerSignature::from_bytes(cert.signature().as_bytes().unwrap()).unwrap();
-    issuer.public.verify(&tbs, &sig).expect("signature verifies");
+    issuer
+        .public
+        .verify(&tbs, &sig)
+        .expect("signature verifies");
 }
 
 #[test]
 fn root_is_self_signed_ca_with_matching_ski_and_aki() {
     let p = pki();
     let cert = p.root.certificate();
-    assert_eq!(cert.tbs_certificate().subject(), cert.tbs_certificate().issuer());
+    assert_eq!(
+        cert.tbs_certificate().subject(),
+        cert.tbs_certificate().issuer()
+    );
     verify_signed_by(p.root.cert_der(), &p.root);
     let (_, aki) = cert
         .tbs_certificate()
@@ -75,9 +80,15 @@ fn esign_ca_has_path_len_zero_and_root_aki() {
     let (crit, bc) = tbs.get_extension::<BasicConstraints>().unwrap().unwrap();
     assert!(crit && bc.ca);
     assert_eq!(bc.path_len_constraint, Some(0));
-    let (_, aki) = tbs.get_extension::<AuthorityKeyIdentifier>().unwrap().unwrap();
+    let (_, aki) = tbs
+        .get_extension::<AuthorityKeyIdentifier>()
+        .unwrap()
+        .unwrap();
     assert_eq!(aki.key_identifier.unwrap().as_bytes(), p.root.key_id());
-    assert_eq!(tbs.issuer(), p.root.certificate().tbs_certificate().subject());
+    assert_eq!(
+        tbs.issuer(),
+        p.root.certificate().tbs_certificate().subject()
+    );
 }
 
 #[test]
@@ -114,8 +125,16 @@ fn holder_sign_subject_and_extensions_follow_the_profile() {
         .find(|e| e.extn_id == qc::ID_PE_QC_STATEMENTS)
         .expect("qcStatements present");
     let statements: Vec<qc::QcStatement> = Vec::from_der(qc.extn_value.as_bytes()).unwrap();
-    let ids: Vec<String> = statements.iter().map(|s| s.statement_id.to_string()).collect();
-    for want in ["0.4.0.1862.1.1", "0.4.0.1862.1.4", "0.4.0.1862.1.6", "0.4.0.1862.1.5"] {
+    let ids: Vec<String> = statements
+        .iter()
+        .map(|s| s.statement_id.to_string())
+        .collect();
+    for want in [
+        "0.4.0.1862.1.1",
+        "0.4.0.1862.1.4",
+        "0.4.0.1862.1.6",
+        "0.4.0.1862.1.5",
+    ] {
         assert!(ids.contains(&want.to_string()), "{want} in {ids:?}");
     }
     assert_eq!(c.serial.len(), 16);
@@ -124,7 +143,10 @@ fn holder_sign_subject_and_extensions_follow_the_profile() {
         cert.tbs_certificate().serial_number().as_bytes(),
         c.serial.as_slice()
     );
-    let (_, crldp) = tbs.get_extension::<CrlDistributionPoints>().unwrap().unwrap();
+    let (_, crldp) = tbs
+        .get_extension::<CrlDistributionPoints>()
+        .unwrap()
+        .unwrap();
     let Some(DistributionPointName::FullName(names)) = &crldp.0[0].distribution_point else {
         panic!("full name expected")
     };
@@ -164,7 +186,8 @@ fn rsa_and_p384_keys_are_refused() {
     .unwrap();
     let err = issue(&p.store, prof, &p.esign, &rsa, &holder(), SystemTime::now()).unwrap_err();
     assert!(
-        err.to_string().starts_with("public key is not a P-256 point: algorithm is 1.2.840.113549.1.1.1"),
+        err.to_string()
+            .starts_with("public key is not a P-256 point: algorithm is 1.2.840.113549.1.1.1"),
         "{err}"
     );
     let mut p384 = [0u8; 97];
@@ -172,13 +195,23 @@ fn rsa_and_p384_keys_are_refused() {
     let p384 = spki::SubjectPublicKeyInfoOwned {
         algorithm: spki::AlgorithmIdentifierOwned {
             oid: ID_EC_PUBLIC_KEY,
-            parameters: Some(Any::encode_from(&ObjectIdentifier::new_unwrap("1.3.132.0.34")).unwrap()),
+            parameters: Some(
+                Any::encode_from(&ObjectIdentifier::new_unwrap("1.3.132.0.34")).unwrap(),
+            ),
         },
         subject_public_key: BitString::from_bytes(&p384).unwrap(),
     }
     .to_der()
     .unwrap();
-    let err = issue(&p.store, prof, &p.esign, &p384, &holder(), SystemTime::now()).unwrap_err();
+    let err = issue(
+        &p.store,
+        prof,
+        &p.esign,
+        &p384,
+        &holder(),
+        SystemTime::now(),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("curve is 1.3.132.0.34"), "{err}");
 }
 
@@ -218,7 +251,11 @@ fn bad_holder_fields_are_named() {
     let mut h = holder();
     h.surname = "X".repeat(41);
     let err = issue(&p.store, prof, &p.esign, &spki, &h, SystemTime::now()).unwrap_err();
-    assert!(err.to_string().starts_with("holder surname: subject surname would be 41 characters"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("holder surname: subject surname would be 41 characters"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -274,9 +311,16 @@ fn issuer_key_must_match_issuer_certificate() {
     let p = pki();
     p.store.generate_p256("other").unwrap();
     let err = Issuer::new(&p.store, "other", p.esign.cert_der()).unwrap_err();
-    assert!(err.to_string().contains("is not the certificate's public key"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("is not the certificate's public key"),
+        "{err}"
+    );
     let err = Issuer::new(&p.store, "missing", p.esign.cert_der()).unwrap_err();
-    assert!(matches!(err, CaError::Hsm(HsmError::KeyNotFound { .. })), "{err}");
+    assert!(
+        matches!(err, CaError::Hsm(HsmError::KeyNotFound { .. })),
+        "{err}"
+    );
 }
 
 #[test]
@@ -311,17 +355,29 @@ fn crl_has_number_aki_dates_and_reasons() {
     p.esign.public.verify(&tbs.to_der().unwrap(), &sig).unwrap();
     let next = tbs.next_update.unwrap().to_system_time();
     let this = tbs.this_update.to_system_time();
-    assert_eq!(next.duration_since(this).unwrap(), Duration::from_secs(48 * 3600));
+    assert_eq!(
+        next.duration_since(this).unwrap(),
+        Duration::from_secs(48 * 3600)
+    );
     let exts = tbs.crl_extensions.as_ref().unwrap();
-    let aki = exts.iter().find(|e| e.extn_id == AuthorityKeyIdentifier::OID).unwrap();
+    let aki = exts
+        .iter()
+        .find(|e| e.extn_id == AuthorityKeyIdentifier::OID)
+        .unwrap();
     let aki = AuthorityKeyIdentifier::from_der(aki.extn_value.as_bytes()).unwrap();
     assert_eq!(aki.key_identifier.unwrap().as_bytes(), p.esign.key_id());
     let num = exts.iter().find(|e| e.extn_id == CrlNumber::OID).unwrap();
-    assert_eq!(CrlNumber::from_der(num.extn_value.as_bytes()).unwrap(), CrlNumber::try_from(7u64).unwrap());
+    assert_eq!(
+        CrlNumber::from_der(num.extn_value.as_bytes()).unwrap(),
+        CrlNumber::try_from(7u64).unwrap()
+    );
     let entries = tbs.revoked_certificates.as_ref().unwrap();
     assert_eq!(entries.len(), 2);
     let reason = &entries[0].crl_entry_extensions.as_ref().unwrap()[0];
-    assert_eq!(CrlReason::from_der(reason.extn_value.as_bytes()).unwrap(), CrlReason::KeyCompromise);
+    assert_eq!(
+        CrlReason::from_der(reason.extn_value.as_bytes()).unwrap(),
+        CrlReason::KeyCompromise
+    );
     assert!(entries[1].crl_entry_extensions.is_none());
 }
 
@@ -335,11 +391,20 @@ fn crl_refuses_future_revocation_and_duplicates() {
         revoked_at: now + Duration::from_secs(3600),
         reason: None,
     };
-    let err = issue_crl(&p.store, prof, &p.esign, 1, &[e.clone()], now).unwrap_err();
-    assert_eq!(err.to_string(), "revoked entry 0: revocation date is after thisUpdate");
-    let e = RevokedEntry { revoked_at: now - Duration::from_secs(1), ..e };
+    let err = issue_crl(&p.store, prof, &p.esign, 1, std::slice::from_ref(&e), now).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "revoked entry 0: revocation date is after thisUpdate"
+    );
+    let e = RevokedEntry {
+        revoked_at: now - Duration::from_secs(1),
+        ..e
+    };
     let err = issue_crl(&p.store, prof, &p.esign, 1, &[e.clone(), e], now).unwrap_err();
-    assert_eq!(err.to_string(), "revoked entry 1: serial number listed twice");
+    assert_eq!(
+        err.to_string(),
+        "revoked entry 1: serial number listed twice"
+    );
 }
 
 #[test]
@@ -354,20 +419,40 @@ fn fingerprint_is_colon_hex_and_refuses_garbage() {
 fn hsm_failure_surfaces_as_hsm_error() {
     struct Failing(MemStore);
     impl KeyStore for Failing {
-        fn backend(&self) -> &'static str { "failing" }
-        fn generate_p256(&self, l: &str) -> hsm::Result<hsm::KeyInfo> { self.0.generate_p256(l) }
-        fn generate_hmac_secret(&self, l: &str) -> hsm::Result<hsm::KeyInfo> { self.0.generate_hmac_secret(l) }
-        fn find(&self, l: &str) -> hsm::Result<Option<hsm::KeyInfo>> { self.0.find(l) }
-        fn list(&self) -> hsm::Result<Vec<hsm::KeyInfo>> { self.0.list() }
-        fn public_key_spki(&self, l: &str) -> hsm::Result<Vec<u8>> { self.0.public_key_spki(l) }
-        fn sign_p256_sha256(&self, _: &str, _: &[u8]) -> hsm::Result<Vec<u8>> {
-            Err(HsmError::Operation { op: "sign", reason: "CKR_DEVICE_ERROR".into() })
+        fn backend(&self) -> &'static str {
+            "failing"
         }
-        fn hmac_sha256(&self, l: &str, d: &[u8]) -> hsm::Result<zeroize::Zeroizing<[u8; 32]>> { self.0.hmac_sha256(l, d) }
+        fn generate_p256(&self, l: &str) -> hsm::Result<hsm::KeyInfo> {
+            self.0.generate_p256(l)
+        }
+        fn generate_hmac_secret(&self, l: &str) -> hsm::Result<hsm::KeyInfo> {
+            self.0.generate_hmac_secret(l)
+        }
+        fn find(&self, l: &str) -> hsm::Result<Option<hsm::KeyInfo>> {
+            self.0.find(l)
+        }
+        fn list(&self) -> hsm::Result<Vec<hsm::KeyInfo>> {
+            self.0.list()
+        }
+        fn public_key_spki(&self, l: &str) -> hsm::Result<Vec<u8>> {
+            self.0.public_key_spki(l)
+        }
+        fn sign_p256_sha256(&self, _: &str, _: &[u8]) -> hsm::Result<Vec<u8>> {
+            Err(HsmError::Operation {
+                op: "sign",
+                reason: "CKR_DEVICE_ERROR".into(),
+            })
+        }
+        fn hmac_sha256(&self, l: &str, d: &[u8]) -> hsm::Result<zeroize::Zeroizing<[u8; 32]>> {
+            self.0.hmac_sha256(l, d)
+        }
     }
     let f = Failing(MemStore::new());
     f.generate_p256("root").unwrap();
     let set = profiles::builtin().unwrap();
     let err = create_root(&f, set.cert("root-ca").unwrap(), "root", SystemTime::now()).unwrap_err();
-    assert_eq!(err.to_string(), "HSM: HSM operation sign failed: CKR_DEVICE_ERROR");
+    assert_eq!(
+        err.to_string(),
+        "HSM: HSM operation sign failed: CKR_DEVICE_ERROR"
+    );
 }

@@ -16,14 +16,25 @@ fn csr(dir: &Path, name: &str, newkey: &[&str]) -> Vec<u8> {
     let mut args = vec!["req", "-new", "-nodes"];
     args.extend_from_slice(newkey);
     args.extend_from_slice(&[
-        "-keyout", &key, "-subj", "/CN=applicant", "-outform", "DER", "-out", &out,
+        "-keyout",
+        &key,
+        "-subj",
+        "/CN=applicant",
+        "-outform",
+        "DER",
+        "-out",
+        &out,
     ]);
     run_ok("openssl", &args, dir);
     std::fs::read(dir.join(out)).expect("openssl wrote the CSR")
 }
 
 fn p256_csr(dir: &Path) -> Vec<u8> {
-    csr(dir, "p256", &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
+    csr(
+        dir,
+        "p256",
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+    )
 }
 
 struct Ca {
@@ -62,8 +73,8 @@ fn good_csr_in_der_and_pem_is_accepted() {
     let c = ca();
     let der = p256_csr(dir.path());
     issue_csr(&c, &der).expect("DER CSR");
-    let pem = der::pem::encode_string("CERTIFICATE REQUEST", der::pem::LineEnding::LF, &der)
-        .unwrap();
+    let pem =
+        der::pem::encode_string("CERTIFICATE REQUEST", der::pem::LineEnding::LF, &der).unwrap();
     issue_csr(&c, pem.as_bytes()).expect("PEM CSR");
 }
 
@@ -105,7 +116,13 @@ fn csr_with_a_bad_signature_is_refused() {
     let n = broken.len();
     broken[n - 3] ^= 0xff;
     let err = issue_csr(&c, &broken).unwrap_err();
-    assert!(matches!(err, ca::CaError::CsrSignature | ca::CaError::CsrMalformed { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ca::CaError::CsrSignature | ca::CaError::CsrMalformed { .. }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -136,7 +153,9 @@ fn rsa_csr_and_rsa_spki_are_refused_as_not_p256() {
     );
     run_ok(
         "openssl",
-        &["pkey", "-in", "rsa.key", "-pubout", "-outform", "DER", "-out", "rsa.spki"],
+        &[
+            "pkey", "-in", "rsa.key", "-pubout", "-outform", "DER", "-out", "rsa.spki",
+        ],
         dir.path(),
     );
     let spki = std::fs::read(dir.path().join("rsa.spki")).unwrap();
@@ -168,9 +187,16 @@ fn profile_file_with_an_unknown_key_is_refused_naming_file_and_key() {
     profiles::write_builtin(dir.path()).unwrap();
     let f = dir.path().join("cert/holder-sign.toml");
     let text = std::fs::read_to_string(&f).unwrap();
-    std::fs::write(&f, text.replace("[qc_statements]", "[qc_statements]\nqscd = true")).unwrap();
+    std::fs::write(
+        &f,
+        text.replace("[qc_statements]", "[qc_statements]\nqscd = true"),
+    )
+    .unwrap();
     let err = profiles::load_dir_over_builtin(dir.path()).unwrap_err();
     let msg = err.to_string();
-    assert!(msg.starts_with(&format!("profile {}: ", f.display())), "{msg}");
+    assert!(
+        msg.starts_with(&format!("profile {}: ", f.display())),
+        "{msg}"
+    );
     assert!(msg.contains("unknown field `qscd`"), "{msg}");
 }

@@ -25,7 +25,16 @@ fn csr_from_openssl(dir: &Path, name: &str, newkey: &[&str]) -> Vec<u8> {
     let csr = format!("{name}.csr");
     let mut args = vec!["req", "-new", "-nodes"];
     args.extend_from_slice(newkey);
-    args.extend_from_slice(&["-keyout", &key, "-subj", "/CN=ignored", "-outform", "DER", "-out", &csr]);
+    args.extend_from_slice(&[
+        "-keyout",
+        &key,
+        "-subj",
+        "/CN=ignored",
+        "-outform",
+        "DER",
+        "-out",
+        &csr,
+    ]);
     run_ok("openssl", &args, dir);
     std::fs::read(dir.join(csr)).expect("openssl wrote the CSR")
 }
@@ -113,7 +122,14 @@ fn fixture(store: &dyn KeyStore) -> Fixture {
     if let Some(keep) = std::env::var_os("IDSTATION_KEEP_ORACLE_DIR") {
         let keep = Path::new(&keep);
         std::fs::create_dir_all(keep).expect("create keep dir");
-        for f in ["root.pem", "esign-ca.pem", "holder-auth.pem", "holder-sign.pem", "crl.pem", "chain.pem"] {
+        for f in [
+            "root.pem",
+            "esign-ca.pem",
+            "holder-auth.pem",
+            "holder-sign.pem",
+            "crl.pem",
+            "chain.pem",
+        ] {
             std::fs::copy(d.join(f), keep.join(f)).expect("copy oracle file");
         }
     }
@@ -140,7 +156,14 @@ fn openssl_verifies_holder_auth_and_holder_sign_chains() {
     for holder in ["holder-auth.pem", "holder-sign.pem"] {
         let out = run_ok(
             "openssl",
-            &["verify", "-CAfile", "root.pem", "-untrusted", "esign-ca.pem", holder],
+            &[
+                "verify",
+                "-CAfile",
+                "root.pem",
+                "-untrusted",
+                "esign-ca.pem",
+                holder,
+            ],
             d,
         );
         assert_eq!(out.trim(), format!("{holder}: OK"));
@@ -148,7 +171,16 @@ fn openssl_verifies_holder_auth_and_holder_sign_chains() {
     // The authentication certificate is fit for TLS client authentication.
     run_ok(
         "openssl",
-        &["verify", "-purpose", "sslclient", "-CAfile", "root.pem", "-untrusted", "esign-ca.pem", "holder-auth.pem"],
+        &[
+            "verify",
+            "-purpose",
+            "sslclient",
+            "-CAfile",
+            "root.pem",
+            "-untrusted",
+            "esign-ca.pem",
+            "holder-auth.pem",
+        ],
         d,
     );
 }
@@ -160,12 +192,23 @@ fn openssl_verifies_the_crl_and_sees_the_revocation() {
     let d = f.dir.path();
     let out = run_ok(
         "openssl",
-        &["crl", "-in", "crl.pem", "-CAfile", "chain.pem", "-verify", "-noout"],
+        &[
+            "crl",
+            "-in",
+            "crl.pem",
+            "-CAfile",
+            "chain.pem",
+            "-verify",
+            "-noout",
+        ],
         d,
     );
     assert!(out.contains("verify OK"), "{out}");
     let text = run_ok("openssl", &["crl", "-in", "crl.pem", "-noout", "-text"], d);
-    assert!(text.contains("X509v3 CRL Number: \n                1"), "{text}");
+    assert!(
+        text.contains("X509v3 CRL Number: \n                1"),
+        "{text}"
+    );
     assert!(text.contains("Key Compromise"), "{text}");
     assert!(text.contains("Cessation Of Operation"), "{text}");
     assert!(
@@ -175,14 +218,34 @@ fn openssl_verifies_the_crl_and_sees_the_revocation() {
     // openssl, checking the CRL, refuses the revoked certificate and accepts the other one.
     let (code, out) = run(
         "openssl",
-        &["verify", "-crl_check", "-CRLfile", "crl.pem", "-CAfile", "root.pem", "-untrusted", "esign-ca.pem", "holder-sign.pem"],
+        &[
+            "verify",
+            "-crl_check",
+            "-CRLfile",
+            "crl.pem",
+            "-CAfile",
+            "root.pem",
+            "-untrusted",
+            "esign-ca.pem",
+            "holder-sign.pem",
+        ],
         d,
     );
     assert_ne!(code, 0, "revoked certificate must not verify: {out}");
     assert!(out.contains("certificate revoked"), "{out}");
     run_ok(
         "openssl",
-        &["verify", "-crl_check", "-CRLfile", "crl.pem", "-CAfile", "root.pem", "-untrusted", "esign-ca.pem", "holder-auth.pem"],
+        &[
+            "verify",
+            "-crl_check",
+            "-CRLfile",
+            "crl.pem",
+            "-CAfile",
+            "root.pem",
+            "-untrusted",
+            "esign-ca.pem",
+            "holder-auth.pem",
+        ],
         d,
     );
     assert!(!f.crl_der.is_empty());
@@ -194,7 +257,14 @@ fn fingerprint_matches_openssl() {
     let f = fixture(&s);
     let out = run_ok(
         "openssl",
-        &["x509", "-in", "root.pem", "-noout", "-fingerprint", "-sha256"],
+        &[
+            "x509",
+            "-in",
+            "root.pem",
+            "-noout",
+            "-fingerprint",
+            "-sha256",
+        ],
         f.dir.path(),
     );
     let fp = ca::fingerprint_sha256(f.root.cert_der()).unwrap();

@@ -433,8 +433,14 @@ impl ProfileSet {
 pub const BUILTIN_FILES: &[(&str, &str)] = &[
     ("cert/root-ca.toml", include_str!("../cert/root-ca.toml")),
     ("cert/esign-ca.toml", include_str!("../cert/esign-ca.toml")),
-    ("cert/holder-auth.toml", include_str!("../cert/holder-auth.toml")),
-    ("cert/holder-sign.toml", include_str!("../cert/holder-sign.toml")),
+    (
+        "cert/holder-auth.toml",
+        include_str!("../cert/holder-auth.toml"),
+    ),
+    (
+        "cert/holder-sign.toml",
+        include_str!("../cert/holder-sign.toml"),
+    ),
     ("crl/esign-crl.toml", include_str!("../crl/esign-crl.toml")),
 ];
 
@@ -762,9 +768,7 @@ mod tests {
             Err(ProfileError::Exists { .. })
         ));
         let f = dir.path().join("crl/esign-crl.toml");
-        let text = std::fs::read_to_string(&f)
-            .unwrap()
-            .replace("= 48", "= 12");
+        let text = std::fs::read_to_string(&f).unwrap().replace("= 48", "= 12");
         std::fs::write(&f, text).unwrap();
         let set = load_dir_over_builtin(dir.path()).unwrap();
         assert_eq!(set.crl("esign-crl").unwrap().next_update_hours, 12);

@@ -38,7 +38,11 @@ pub fn check_cert_profile(p: &CertProfile) -> RuleResult {
             );
         }
         if let Some(u) = &aia.ca_issuers {
-            check_url_template("authority_info_access.ca_issuers", u, &["http://", "ldap://"])?;
+            check_url_template(
+                "authority_info_access.ca_issuers",
+                u,
+                &["http://", "ldap://"],
+            )?;
         }
         if let Some(u) = &aia.ocsp {
             check_url_template("authority_info_access.ocsp", u, &["http://"])?;
@@ -161,8 +165,7 @@ fn check_key_usage(p: &CertProfile) -> RuleResult {
             "keyCertSign and cRLSign are for CA profiles only (RFC 5280 §4.2.1.3)",
         );
     }
-    if set.contains(&KeyUsageBit::KeyEncipherment) || set.contains(&KeyUsageBit::DataEncipherment)
-    {
+    if set.contains(&KeyUsageBit::KeyEncipherment) || set.contains(&KeyUsageBit::DataEncipherment) {
         return fail(
             "key_usage",
             "keys are ECDSA P-256: keyEncipherment and dataEncipherment are not possible (RFC 5480 §3)",
@@ -233,7 +236,11 @@ fn check_policies(p: &CertProfile) -> RuleResult {
             );
         }
         if let Some(u) = &pol.cps_uri {
-            check_url(&format!("policies[{i}].cps_uri"), u, &["http://", "https://"])?;
+            check_url(
+                &format!("policies[{i}].cps_uri"),
+                u,
+                &["http://", "https://"],
+            )?;
         }
         if let Some(n) = &pol.user_notice {
             if n.is_empty() || n.chars().count() > 200 {
@@ -265,7 +272,10 @@ fn check_qc(p: &CertProfile) -> RuleResult {
         && qc.legislation.is_empty()
         && !qc.semantics_id_natural
     {
-        return fail("qc_statements", "the table is present but claims no statement");
+        return fail(
+            "qc_statements",
+            "the table is present but claims no statement",
+        );
     }
     if qc.sscd && !qc.compliance {
         return fail(
@@ -281,7 +291,11 @@ fn check_qc(p: &CertProfile) -> RuleResult {
         );
     }
     for (i, pds) in qc.pds.iter().enumerate() {
-        check_url(&format!("qc_statements.pds[{i}].url"), &pds.url, &["https://"])?;
+        check_url(
+            &format!("qc_statements.pds[{i}].url"),
+            &pds.url,
+            &["https://"],
+        )?;
         if !(pds.lang.len() == 2 && pds.lang.chars().all(|c| c.is_ascii_lowercase())) {
             return fail(
                 format!("qc_statements.pds[{i}].lang"),
@@ -352,11 +366,7 @@ pub fn placeholders(template: &str) -> std::result::Result<Vec<String>, String> 
             (None, None) => return Ok(out),
             (Some(o), Some(c)) if o < c => {
                 let name = &rest[o + 1..c];
-                if name.is_empty()
-                    || !name
-                        .chars()
-                        .all(|ch| ch.is_ascii_lowercase() || ch == '_')
-                {
+                if name.is_empty() || !name.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_') {
                     return Err(format!(
                         "`{{{name}}}` is not a placeholder (lower-case letters and '_')"
                     ));

@@ -31,9 +31,15 @@ fn softhsm_dir() -> PathBuf {
 /// in the process's private token directory: the real HSM path the station uses.
 pub fn softhsm_store() -> Pkcs11Store {
     static N: AtomicUsize = AtomicUsize::new(0);
-    let label = format!("ca{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
-    let token = SoftHsm2Token::create(&softhsm_dir(), &label, SO_PIN, USER_PIN)
-        .unwrap_or_else(|e| panic!("SoftHSM2 token init failed (is Debian softhsm2 installed?): {e}"));
+    let label = format!(
+        "ca{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    );
+    let token =
+        SoftHsm2Token::create(&softhsm_dir(), &label, SO_PIN, USER_PIN).unwrap_or_else(|e| {
+            panic!("SoftHSM2 token init failed (is Debian softhsm2 installed?): {e}")
+        });
     token
         .open(Zeroizing::new(USER_PIN.to_owned()))
         .unwrap_or_else(|e| panic!("SoftHSM2 token open failed: {e}"))
@@ -70,7 +76,12 @@ pub fn run(tool: &str, args: &[&str], dir: &Path) -> (i32, String) {
 /// Run a tool and require exit status 0, printing its output otherwise.
 pub fn run_ok(tool: &str, args: &[&str], dir: &Path) -> String {
     let (code, text) = run(tool, args, dir);
-    assert_eq!(code, 0, "`{tool} {}` failed (exit {code}):\n{text}", args.join(" "));
+    assert_eq!(
+        code,
+        0,
+        "`{tool} {}` failed (exit {code}):\n{text}",
+        args.join(" ")
+    );
     text
 }
 
