@@ -274,3 +274,121 @@ pub mod pkcs11;
 #[cfg(test)]
 pub(crate) mod test_support;
 pub mod yubihsm2;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_file_contributes_its_first_line_without_line_ending() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("pin");
+        std::fs::write(&p, "s3cret-1\r\nsecond line\n").unwrap();
+        assert_eq!(SecretSource::File(p).read().unwrap().as_str(), "s3cret-1");
+    }
+
+    #[test]
+    fn missing_or_empty_secret_is_an_error_naming_the_source_not_the_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("absent");
+        let e = SecretSource::File(missing.clone()).read().unwrap_err();
+        assert!(
+            e.to_string().contains(&missing.display().to_string()),
+            "{e}"
+        );
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\nsecret-on-line-2\n").unwrap();
+        let e = SecretSource::File(empty).read().unwrap_err();
+        assert!(e.to_string().contains("is empty"), "{e}");
+        assert!(!e.to_string().contains("secret-on-line-2"), "{e}");
+        let e = SecretSource::Env("IDSTATION_TEST_SURELY_UNSET_PIN".into())
+            .read()
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "HSM secret source environment variable IDSTATION_TEST_SURELY_UNSET_PIN: is not set"
+        );
+    }
+
+    #[test]
+    fn hsm_config_reads_from_its_station_toml_form() {
+        #[derive(serde::Deserialize)]
+        struct Station {
+            hsm: HsmConfig,
+        }
+        let pkcs11: Station = toml::from_str(
+            r#"
+            [hsm]
+            backend = "pkcs11"
+            module = "/usr/lib/softhsm/libsofthsm2.so"
+            token_label = "idstation"
+            pin = { file = "/var/lib/idstation/hsm-pin" }
+            env = { SOFTHSM2_CONF = "/var/lib/idstation/hsm/softhsm2.conf" }
+            "#,
+        )
+        .unwrap();
+        let HsmConfig::Pkcs11 { pin, env, .. } = &pkcs11.hsm else {
+            panic!("pkcs11 expected")
+        };
+        assert_eq!(
+            pin,
+            &SecretSource::File("/var/lib/idstation/hsm-pin".into())
+        );
+        assert_eq!(env.len(), 1);
+
+        let yubi: Station = toml::from_str(
+            r#"
+            [hsm]
+            backend = "yubihsm"
+            auth_key_id = 1
+            password = { env = "IDSTATION_YUBIHSM_PASSWORD" }
+            connector = { kind = "http", addr = "127.0.0.1", port = 12345 }
+            "#,
+        )
+        .unwrap();
+        assert!(matches!(
+            yubi.hsm,
+            HsmConfig::Yubihsm {
+                connector: YubihsmConnector::Http { port: 12345, .. },
+                auth_key_id: 1,
+                ..
+            }
+        ));
+        let usb: Station = toml::from_str(
+            "[hsm]\nbackend = \"yubihsm\"\nauth_key_id = 2\npassword = { file = \"/p\" }\n\
+             connector = { kind = \"usb\" }\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            usb.hsm,
+            HsmConfig::Yubihsm {
+                connector: YubihsmConnector::Usb { serial: None },
+                ..
+            }
+        ));
+        // A PIN written inline is not a thing: unknown keys are refused.
+        let inline = toml::from_str::<Station>(
+            "[hsm]\nbackend = \"pkcs11\"\nmodule = \"/m\"\ntoken_label = \"t\"\npin = \"1234\"\n",
+        );
+        assert!(inline.is_err());
+    }
+
+    #[test]
+    fn signature_normalisation_makes_high_s_low_and_keeps_der() {
+        use p256::ecdsa::signature::hazmat::PrehashSigner;
+        let sk = p256::ecdsa::SigningKey::from_slice(&[0x11; 32]).unwrap();
+        let digest = sha256(b"m");
+        let sig: p256::ecdsa::Signature = sk.sign_prehash(&digest).unwrap();
+        let low = sig.normalize_s();
+        // Build the high-S twin: s' = n - s.
+        let (r, s) = low.split_scalars();
+        let high = p256::ecdsa::Signature::from_scalars(r.to_bytes(), (-*s).to_bytes()).unwrap();
+        assert_ne!(high, low);
+        let raw: Vec<u8> = high.to_bytes().to_vec();
+        let der = normalise_p256_signature(&raw, "t").unwrap();
+        assert_eq!(der, low.to_der().as_bytes());
+        let der2 = normalise_p256_signature(high.to_der().as_bytes(), "t").unwrap();
+        assert_eq!(der2, der);
+        assert!(normalise_p256_signature(&[1, 2, 3], "t").is_err());
+    }
+}
