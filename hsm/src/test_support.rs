@@ -3,7 +3,7 @@
 //! TRACE-level log capture.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -14,16 +14,29 @@ use crate::pkcs11::{Pkcs11Store, SoftHsm2Token};
 pub const SO_PIN: &str = "so-pin-0f1e2d";
 pub const USER_PIN: &str = "user-pin-3c4b5a";
 
-/// The per-process token directory. Leaked on purpose: a `static` is never dropped, and the
-/// module keeps files open until the process exits.
+/// The per-process token directory, `$TMP/idstation-hsm-test-<pid>`. It cannot be removed on
+/// exit (a `static` is never dropped, and the module keeps files open until the process ends),
+/// so each test process first removes the directories of test processes that are gone.
 pub fn softhsm_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = tempfile::Builder::new()
-            .prefix("idstation-hsm-test-")
-            .tempdir()
-            .expect("temp dir");
-        dir.keep()
+        let tmp = std::env::temp_dir();
+        const PREFIX: &str = "idstation-hsm-test-";
+        if let Ok(entries) = std::fs::read_dir(&tmp) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let Some(pid) = name.strip_prefix(PREFIX) else {
+                    continue;
+                };
+                if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let dir = tmp.join(format!("{PREFIX}{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("test token dir");
+        dir
     })
     .clone()
 }
