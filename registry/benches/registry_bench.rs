@@ -194,20 +194,62 @@ fn main() {
         rates.push(r.events as f64 / t.elapsed().as_secs_f64());
     }
     let verify_rate = median(&mut rates);
-    // Peer: SHA-256 alone over the same canonical encodings, read into memory first.
+    // Peers: the SQLite scan alone (same rows, same columns touched, no hashing), and SHA-256
+    // alone over the same encodings held in memory.
+    let mut scan = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let mut st = reg
+            .connection()
+            .prepare("SELECT seq, time, operator, role, station, action, object, details, prev_hash, hash FROM audit_events ORDER BY seq")
+            .expect("prepare");
+        let mut rows = st.query([]).expect("query");
+        let mut bytes = 0usize;
+        while let Some(r) = rows.next().expect("row") {
+            for i in 1..8 {
+                bytes += r.get_ref(i).expect("col").as_str().expect("text").len();
+            }
+            bytes += r.get_ref(9).expect("col").as_blob().expect("blob").len();
+        }
+        scan.push(events as f64 / t.elapsed().as_secs_f64());
+        std::hint::black_box(bytes);
+    }
+    let scan_rate = median(&mut scan);
     let encodings: Vec<registry::AuditEvent> = reg.audit_events(1, events as u64).expect("read");
+    let mut hasher = registry::audit::EventHasher::default();
     let t = Instant::now();
     let mut acc = 0u8;
     for e in &encodings {
-        acc ^= e.compute_hash()[0];
+        acc ^= hasher.hash(
+            e.seq,
+            [
+                e.time.as_bytes(),
+                e.operator.as_bytes(),
+                e.role.as_bytes(),
+                e.station.as_bytes(),
+                e.action.as_bytes(),
+                e.object.as_bytes(),
+                e.details.as_bytes(),
+            ],
+            &e.prev_hash,
+        )[0];
     }
     let sha_rate = encodings.len() as f64 / t.elapsed().as_secs_f64();
+    std::hint::black_box(acc);
     drop(encodings);
     rows.push((
-        "audit verification (chain + checkpoint signatures), median of 3".into(),
+        "audit verification (chain + checkpoint signatures; 2 threads), median of 3".into(),
         format!("{:.2} M events/s", verify_rate / 1e6),
-        format!("target >= 1.00 M/s; SHA-256 alone over the same encodings in memory: {:.2} M/s (x{acc:02x})", sha_rate / 1e6),
+        format!(
+            "target >= 1.00 M/s; one-thread SQLite scan of the same rows, no hashing: {:.2} M/s; one-thread SHA-256 of the same encodings in memory: {:.2} M/s",
+            scan_rate / 1e6,
+            sha_rate / 1e6
+        ),
     ));
+    if std::env::var("REGISTRY_BENCH_ONLY").as_deref() == Ok("verify") {
+        print_rows(&rows);
+        return;
+    }
 
     // 2. Export all events vs sqlite3 -csv of the same rows.
     let auditor = Actor::new("auditor-01", "auditor", "TAS01-ST1");
@@ -399,11 +441,18 @@ fn main() {
     let _ = std::fs::remove_file(work.with_extension("sqlite-wal"));
     let _ = std::fs::remove_file(work.with_extension("sqlite-shm"));
 
+    print_rows(&rows);
+}
+
+fn print_rows(rows: &[(String, String, String)]) {
     println!();
     println!("| measurement | result | peer / target |");
     println!("|---|---|---|");
     for (a, b, c) in rows {
         println!("| {a} | {b} | {c} |");
+    }
+    if let Ok(l) = std::fs::read_to_string("/proc/loadavg") {
+        println!("\nload average at the end (2 cores): {}", l.trim());
     }
 }
 

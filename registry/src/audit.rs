@@ -115,7 +115,7 @@ pub(crate) fn verify_der(key: &VerifyingKey, msg: &[u8], sig: &[u8]) -> bool {
 /// field(station) ‖ field(action) ‖ field(object) ‖ field(details) ‖ prev_hash`,
 /// where `field(x) = u32be(len(x)) ‖ x` (UTF-8 bytes).
 pub fn event_hash(seq: u64, fields: [&str; 7], prev_hash: &[u8; 32]) -> [u8; 32] {
-    EventHasher::default().hash(seq, fields, prev_hash)
+    EventHasher::default().hash(seq, fields.map(str::as_bytes), prev_hash)
 }
 
 /// Reusable encoder for [`event_hash`]: builds the encoding in one buffer and hashes it in one
@@ -126,7 +126,8 @@ pub struct EventHasher {
 }
 
 impl EventHasher {
-    pub fn hash(&mut self, seq: u64, fields: [&str; 7], prev_hash: &[u8]) -> [u8; 32] {
+    /// `fields` are the UTF-8 bytes of time, operator, role, station, action, object, details.
+    pub fn hash(&mut self, seq: u64, fields: [&[u8]; 7], prev_hash: &[u8]) -> [u8; 32] {
         let b = &mut self.buf;
         b.clear();
         b.extend_from_slice(&(EVENT_DOMAIN.len() as u32).to_be_bytes());
@@ -134,7 +135,7 @@ impl EventHasher {
         b.extend_from_slice(&seq.to_be_bytes());
         for f in fields {
             b.extend_from_slice(&(f.len() as u32).to_be_bytes());
-            b.extend_from_slice(f.as_bytes());
+            b.extend_from_slice(f);
         }
         b.extend_from_slice(prev_hash);
         Sha256::digest(&b[..]).into()
@@ -607,8 +608,17 @@ fn verify_range(
                 reason: format!("event {expected} is missing (next present is {seq})"),
             });
         }
-        let s = |i: usize| -> Result<&str> { Ok(r.get_ref(i)?.as_str()?) };
-        let fields = [s(1)?, s(2)?, s(3)?, s(4)?, s(5)?, s(6)?, s(7)?];
+        // The hash covers the stored bytes; no UTF-8 decoding needed (STRICT TEXT columns).
+        let t = |i: usize| -> Result<&[u8]> {
+            match r.get_ref(i)? {
+                rusqlite::types::ValueRef::Text(b) => Ok(b),
+                _ => Err(Error::AuditBroken {
+                    seq,
+                    reason: format!("column {i} is not text"),
+                }),
+            }
+        };
+        let fields = [t(1)?, t(2)?, t(3)?, t(4)?, t(5)?, t(6)?, t(7)?];
         let stored_prev = r.get_ref(8)?.as_blob()?;
         let stored_hash = r.get_ref(9)?.as_blob()?;
         if seq == from {
@@ -647,7 +657,11 @@ fn verify_range(
                             .into(),
                 });
             }
-            next_anchor = anchors.range(seq + 1..=to).next().map(|(s, _)| *s);
+            next_anchor = if seq < to {
+                anchors.range(seq + 1..=to).next().map(|(s, _)| *s)
+            } else {
+                None
+            };
         }
         prev = computed;
         expected = seq + 1;
@@ -682,7 +696,7 @@ pub(crate) mod tests {
         }
     }
 
-    /// A registry with `n` events and checkpoints after events 5 and `n - 3`.
+    /// A registry with `n` events and checkpoints after events 5, `n - 3` and `n`.
     fn log(n: u64) -> (tempfile::TempDir, Registry, SigningKey) {
         let (d, mut reg) = temp_registry();
         let a = actor();
@@ -695,7 +709,7 @@ pub(crate) mod tests {
                 details: &json!({"i": i, "note": "line\nbreak \"q\""}),
             })
             .unwrap();
-            if i == 5 || i == n - 3 {
+            if i == 5 || i == n - 3 || i == n {
                 reg.audit_checkpoint(&signer(&k)).unwrap();
             }
         }
@@ -729,7 +743,7 @@ pub(crate) mod tests {
     fn untouched_log_verifies_with_checkpoint_signatures() {
         let (_d, reg, k) = log(20);
         let r = reg.verify_audit(&opts(&k)).unwrap();
-        assert_eq!((r.events, r.last_seq, r.checkpoints), (20, 20, 2));
+        assert_eq!((r.events, r.last_seq, r.checkpoints), (20, 20, 3));
         assert!(r.checkpoint_signatures_checked);
     }
 

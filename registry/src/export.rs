@@ -259,6 +259,7 @@ impl Registry {
         let mut expected = from;
         let mut first_seq = 0u64;
         let mut hexbuf = [0u8; 64];
+        let mut hasher = crate::audit::EventHasher::default();
         while let Some(r) = rows.next()? {
             let seq = r.get_ref(0)?.as_i64()? as u64;
             if seq != expected {
@@ -280,7 +281,7 @@ impl Registry {
                     reason: "prev_hash does not match the previous event".into(),
                 });
             }
-            let h = event_hash(seq, fields, &prev);
+            let h = hasher.hash(seq, fields.map(str::as_bytes), &prev);
             if stored_hash != h {
                 return Err(Error::AuditBroken {
                     seq,
