@@ -25,6 +25,18 @@ pub enum Error {
         /// Reader name.
         reader: String,
     },
+    /// The card answered without a status word and is still reported present.
+    #[error("the card in {reader:?} stopped answering (no status word)")]
+    CardMute {
+        /// Reader name.
+        reader: String,
+    },
+    /// Another application keeps the card in use.
+    #[error("the card in {reader:?} is in use by another application")]
+    ReaderBusy {
+        /// Reader name.
+        reader: String,
+    },
     /// No reader of that name.
     #[error("no reader named {reader:?} (readers: {available})")]
     UnknownReader {

@@ -199,6 +199,7 @@ fn card_pulled_at_every_apdu_index_gives_card_removed_naming_the_step_then_reset
         assert!(matches!(err.root(), Error::CardRemoved), "tear after {n}: {err:?}");
         let step = err.step().expect("the error names the step").to_string();
         assert_eq!(err.to_string(), format!("card removed during '{step}'"));
+        eprintln!("tear after {n}: {err}");
         steps_seen.insert(step.clone());
         // vchip ends by itself at the tear; pcscd must then see the slot empty.
         card.wait_removed(Duration::from_secs(20))

@@ -11,6 +11,9 @@ use pcsc::{Context, Disposition, Protocols, ReaderState, Scope, ShareMode, State
 use super::Transport;
 use crate::error::Error;
 
+/// How long [`Pcsc::connect`] waits for another application to release the card.
+const CONNECT_BUSY_WAIT: Duration = Duration::from_secs(5);
+
 /// A reader and what is in it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReaderInfo {
@@ -151,10 +154,26 @@ impl Pcsc {
     /// Connects to the card in `reader`: T=1, exclusive.
     pub fn connect(&self, reader: &str) -> Result<PcscCard, Error> {
         let name = self.check_known(reader)?;
-        let card = self
-            .ctx
-            .connect(&name, ShareMode::Exclusive, Protocols::T1)
-            .map_err(|e| map_err(e, reader))?;
+        // Another PC/SC client (a PKCS#11 module scanning readers, a monitor tool) may hold the
+        // card for a moment: retry a sharing violation for up to CONNECT_BUSY_WAIT.
+        let deadline = Instant::now() + CONNECT_BUSY_WAIT;
+        let card = loop {
+            match self
+                .ctx
+                .connect(&name, ShareMode::Exclusive, Protocols::T1)
+            {
+                Ok(c) => break c,
+                Err(pcsc::Error::SharingViolation) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(pcsc::Error::SharingViolation) => {
+                    return Err(Error::ReaderBusy {
+                        reader: reader.to_string(),
+                    })
+                }
+                Err(e) => return Err(map_err(e, reader)),
+            }
+        };
         tracing::debug!(reader, "connected T=1 exclusive");
         Ok(PcscCard {
             card,
@@ -229,13 +248,51 @@ impl PcscTransaction<'_> {
     }
 }
 
+/// How long a card that answered without a status word is watched for removal.
+const MUTE_GRACE: Duration = Duration::from_secs(3);
+
+impl PcscTransaction<'_> {
+    /// Classifies an answer without status word: removed / reset if pcscd reports so within
+    /// [`MUTE_GRACE`], else a mute card.
+    fn mute_card(&self) -> Error {
+        let deadline = Instant::now() + MUTE_GRACE;
+        while let Some(tx) = &self.tx {
+            match tx.status2_owned() {
+                Err(pcsc::Error::RemovedCard) | Err(pcsc::Error::NoSmartcard) => {
+                    return Error::CardRemoved
+                }
+                Err(pcsc::Error::ResetCard) => return Error::CardReset,
+                Err(e) => return map_err(e, &self.reader),
+                Ok(st) if !st.status().contains(pcsc::Status::PRESENT) => {
+                    return Error::CardRemoved
+                }
+                Ok(_) => {}
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        Error::CardMute {
+            reader: self.reader.clone(),
+        }
+    }
+}
+
 impl Transport for PcscTransaction<'_> {
     fn transmit(&mut self, capdu: &[u8]) -> Result<Vec<u8>, Error> {
         let Some(tx) = self.tx.as_ref() else {
             return Err(Error::CardRemoved);
         };
         match tx.transmit(capdu, &mut self.buf) {
-            Ok(r) => Ok(r.to_vec()),
+            Ok(r) if r.len() >= 2 => Ok(r.to_vec()),
+            Ok(_) => {
+                // No status word: vpcd (and some readers) report a card that vanished mid-command
+                // as an empty answer before pcscd notices the removal. Ask pcscd until it knows.
+                let err = self.mute_card();
+                tracing::debug!(reader = %self.reader, error = %err, "answer without status word");
+                Err(err)
+            }
             Err(e) => {
                 let err = self.classify(e);
                 tracing::debug!(reader = %self.reader, error = %err, "transmit failed");
