@@ -102,6 +102,16 @@ impl YubiHsmStore {
                 (Connector::usb(&cfg), "YubiHSM 2 over USB".to_owned())
             }
         };
+        Self::open_with(conn, &desc, auth_key_id, password)
+    }
+
+    /// Authenticate over an already built connector (`desc` names it in errors and logs).
+    fn open_with(
+        conn: Connector,
+        desc: &str,
+        auth_key_id: u16,
+        password: Zeroizing<String>,
+    ) -> Result<Self> {
         let credentials = Credentials::from_password(auth_key_id, password.as_bytes());
         drop(password);
         let client = Client::open(conn, credentials, true).map_err(|e| match e.kind() {
@@ -109,7 +119,7 @@ impl YubiHsmStore {
                 HsmError::Login(format!("{desc} refused auth key {auth_key_id}: {e}"))
             }
             _ => HsmError::Module {
-                path: desc.clone().into(),
+                path: desc.into(),
                 reason: e.to_string(),
             },
         })?;
@@ -407,6 +417,39 @@ mod tests {
             );
             assert_eq!(info.origin, object::Origin::Generated, "{label}");
         }
+    }
+
+    #[test]
+    fn no_yubihsm_password_appears_in_logs_or_errors() {
+        let logs = crate::test_support::capture_logs();
+        let wrong = "yubi-wrong-pw-4f3e2d";
+        let err = YubiHsmStore::open_with(
+            Connector::mockhsm(),
+            "MockHsm",
+            1,
+            Zeroizing::new(wrong.into()),
+        )
+        .unwrap_err();
+        let shown = format!("{err} {err:?}");
+        assert!(matches!(err, HsmError::Login(_)), "{shown}");
+        // MockHsm's auth key 1 is derived from the password "password".
+        let store = YubiHsmStore::open_with(
+            Connector::mockhsm(),
+            "MockHsm",
+            1,
+            Zeroizing::new("password".into()),
+        )
+        .unwrap();
+        store.generate_p256("k").unwrap();
+        store.sign_p256_sha256("k", b"m").unwrap();
+        let text = logs.text();
+        assert!(text.contains("YubiHSM 2 session opened"), "{text}");
+        assert!(!text.contains(wrong), "the password leaked into the log");
+        assert!(
+            !shown.contains(wrong),
+            "the password leaked into the error: {shown}"
+        );
+        assert!(!format!("{store:?}").contains("password"));
     }
 
     #[test]
