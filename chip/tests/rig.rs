@@ -12,7 +12,10 @@ fn transmit(card: &pcsc::Card, apdu: &[u8]) -> Vec<u8> {
 fn inserted_card_answers_through_pcscd_and_disappears_when_pulled() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("card.img");
-    chip::Card::new_blank(0x00C0FFEE).unwrap().save(&img).unwrap();
+    chip::Card::new_blank(0x00C0FFEE)
+        .unwrap()
+        .save(&img)
+        .unwrap();
     let slot = testrig::Slot::lease();
     let inserted = slot.insert(&img, &[]);
     assert!(testrig::card_present(&slot.reader_name).unwrap());
@@ -29,7 +32,10 @@ fn inserted_card_answers_through_pcscd_and_disappears_when_pulled() {
             (st.protocol2(), st.atr().to_vec())
         };
         assert_eq!(atr, chip::os::atr());
-        let r = transmit(&card, &[0x00, 0xA4, 0x04, 0x00, 0x05, 0xA0, 0x00, 0x00, 0x03, 0x08]);
+        let r = transmit(
+            &card,
+            &[0x00, 0xA4, 0x04, 0x00, 0x05, 0xA0, 0x00, 0x00, 0x03, 0x08],
+        );
         assert_eq!(&r[r.len() - 2..], &[0x90, 0x00]);
         let r = transmit(&card, &[0x00, 0xF8, 0x00, 0x00]);
         assert_eq!(r, vec![0x00, 0xC0, 0xFF, 0xEE, 0x90, 0x00]);
@@ -54,7 +60,9 @@ fn tear_after_ends_vchip_and_the_slot_empties() {
         let mut buf = [0u8; 300];
         let sel = [0x00, 0xA4, 0x04, 0x00, 0x05, 0xA0, 0x00, 0x00, 0x03, 0x08];
         assert!(card.transmit(&sel, &mut buf).is_ok());
-        let second = card.transmit(&[0x00, 0xF8, 0x00, 0x00], &mut buf).map(|r| r.to_vec());
+        let second = card
+            .transmit(&[0x00, 0xF8, 0x00, 0x00], &mut buf)
+            .map(|r| r.to_vec());
         // vpcd answers a command sent to a just-torn card with an EMPTY response and
         // SCARD_S_SUCCESS (no status word); hosts must treat < 2 bytes as "card removed".
         assert!(
