@@ -35,17 +35,6 @@ impl Host {
         self.tx(&h(hexstr)).1
     }
 
-    /// Send and follow 61xx with GET RESPONSE.
-    fn tx_all(&mut self, apdu: &[u8]) -> (Vec<u8>, u16) {
-        let (mut data, mut sw) = self.tx(apdu);
-        while sw >> 8 == 0x61 {
-            let (more, s) = self.tx(&[0x00, 0xC0, 0x00, 0x00, (sw & 0xFF) as u8]);
-            data.extend(more);
-            sw = s;
-        }
-        (data, sw)
-    }
-
     fn select(&mut self) {
         assert_eq!(self.sw("00A4040005A000000308"), 0x9000);
     }
