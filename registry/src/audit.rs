@@ -807,6 +807,33 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn an_event_rewritten_with_its_own_hash_recomputed_breaks_the_next_link() {
+        // Event 10 is the last of the first half when verification runs in two threads.
+        let (_d, reg, k) = log(20);
+        drop_triggers(&reg);
+        let mut e = reg.audit_events(10, 10).unwrap().remove(0);
+        e.operator = "mallory".into();
+        e.hash = e.compute_hash();
+        reg.connection()
+            .execute(
+                "UPDATE audit_events SET operator = 'mallory', hash = ?2 WHERE seq = ?1",
+                params![10, &e.hash[..]],
+            )
+            .unwrap();
+        assert_eq!(broken_at(&reg, &k), 11);
+    }
+
+    #[test]
+    fn a_read_only_registry_verifies_the_same_log() {
+        let (d, reg, k) = log(20);
+        let path = reg.path().to_path_buf();
+        drop(reg);
+        let ro = Registry::open_read_only(&path).unwrap();
+        assert_eq!(ro.verify_audit(&opts(&k)).unwrap().events, 20);
+        drop(d);
+    }
+
+    #[test]
     fn deleted_event_is_named() {
         let (_d, reg, k) = log(20);
         drop_triggers(&reg);
