@@ -212,6 +212,37 @@ impl Registry {
             )));
         }
         let events_path = req.out_dir.join(req.format.file_name());
+        if events_path.exists() {
+            return Err(Error::Conflict(format!(
+                "{} already exists",
+                events_path.display()
+            )));
+        }
+        let out = self.write_export(req, sign, from, to, &events_path, &manifest_path);
+        if out.is_err() {
+            // Leave no half-written export behind (manifest.json is written last, so a crash
+            // leaves a folder that does not verify).
+            for f in [
+                events_path.clone(),
+                req.out_dir.join("chain.pem"),
+                req.out_dir.join("manifest.sig"),
+            ] {
+                let _ = std::fs::remove_file(f);
+            }
+        }
+        out
+    }
+
+    fn write_export<E: std::fmt::Display>(
+        &self,
+        req: &ExportRequest<'_>,
+        sign: &crate::SignFn<'_, E>,
+        from: u64,
+        to: u64,
+        events_path: &Path,
+        manifest_path: &Path,
+    ) -> Result<ExportSummary> {
+        let events_path = events_path.to_path_buf();
         let file = File::create(&events_path).map_err(|e| Error::io(&events_path, e))?;
         let mut w = HashingWriter {
             inner: BufWriter::with_capacity(1 << 20, file),
@@ -401,7 +432,7 @@ impl Registry {
         }
         write_synced(&req.out_dir.join("chain.pem"), pem.as_bytes())?;
         write_synced(&req.out_dir.join("manifest.sig"), &signature)?;
-        write_synced(&manifest_path, &manifest_bytes)?;
+        write_synced(manifest_path, &manifest_bytes)?;
         tracing::info!(count, first_seq, last_seq, dir = %req.out_dir.display(), "audit export written");
         Ok(ExportSummary {
             first_seq,
@@ -1166,6 +1197,31 @@ pub(crate) mod tests {
         rewrite(&out, |l| l[3] = l[3].replace("\"alice\"", "\"mallory\""));
         let (ok, text) = run(&out);
         assert!(!ok && text.contains("FAIL"), "{text}");
+    }
+
+    #[test]
+    fn a_broken_log_is_not_exported_and_leaves_no_files() {
+        let p = pki(7);
+        let (d, reg) = filled(15, &p.audit_key);
+        reg.connection()
+            .execute_batch("DROP TRIGGER audit_events_no_update; UPDATE audit_events SET object = 'x' WHERE seq = 5;")
+            .unwrap();
+        let out = d.path().join("broken");
+        let a = Actor::new("audrey", "auditor", "TAS01-ST1");
+        let e = reg
+            .export_audit(
+                &ExportRequest {
+                    out_dir: &out,
+                    range: ExportRange::All,
+                    format: ExportFormat::Jsonl,
+                    exporter: &a,
+                    chain_der: &[p.audit_der.clone(), p.root_der.clone()],
+                },
+                &signer(&p.audit_key),
+            )
+            .unwrap_err();
+        assert!(matches!(e, Error::AuditBroken { seq: 5, .. }), "{e}");
+        assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "no files left");
     }
 
     #[test]
