@@ -409,6 +409,104 @@ impl Tx<'_> {
     }
 }
 
+/// How to undo an unfinished issuance (recovery, or a failed attempt).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rollback {
+    pub job_id: i64,
+    /// What becomes of the job's document number: `Spoiled` (printed on / written to a card
+    /// that is discarded) or `Released` (never used). Ignored if the job has no number.
+    pub number: crate::NumberState,
+    /// The card, if it was reset to BLANK (so it can be issued again).
+    pub card_reset: Option<String>,
+    /// Why (recorded in the job and the audit event).
+    pub reason: String,
+}
+
+/// What a rollback did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollbackSummary {
+    /// Certificates revoked (reason cessationOfOperation): they must appear on the next CRL.
+    pub revoked_certificates: Vec<i64>,
+    pub document: Option<DocumentNumber>,
+}
+
+impl Tx<'_> {
+    /// Undo an unfinished issuance in one transaction: every certificate of the job that is not
+    /// revoked is revoked with `cessationOfOperation` (none of them reached a locked card that
+    /// the registry shows as issued), the document number becomes spoiled or released, steps
+    /// still `started` become `undone`, the card (if reset) is BLANK again, the job ends
+    /// `rolled-back`, and an audit event records it.
+    pub fn roll_back_issuance(&self, r: &Rollback, by: &Actor) -> Result<RollbackSummary> {
+        if !matches!(
+            r.number,
+            crate::NumberState::Spoiled | crate::NumberState::Released
+        ) {
+            return Err(Error::invalid(
+                "number",
+                r.number.as_str(),
+                "a rolled-back job's number becomes spoiled or released",
+            ));
+        }
+        validate::text("reason", &r.reason, 500)?;
+        let job: Job = self
+            .conn()
+            .query_row(
+                &format!("SELECT {JOB_COLS} FROM issuance_jobs WHERE id = ?1"),
+                [r.job_id],
+                job_from_row,
+            )
+            .optional()?
+            .ok_or_else(|| Error::NotFound(format!("job {}", r.job_id)))?;
+        if !matches!(job.state, JobState::Running | JobState::Failed) {
+            return Err(Error::Conflict(format!(
+                "job {} is {}: only running or failed jobs are rolled back",
+                r.job_id,
+                job.state.as_str()
+            )));
+        }
+        let now = now_rfc3339();
+        let mut st = self.conn().prepare(
+            "SELECT id FROM certificates WHERE job_id = ?1 AND status IN ('issued', 'active') ORDER BY id",
+        )?;
+        let ids: Vec<i64> = st
+            .query_map([r.job_id], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        for id in &ids {
+            self.revoke_certificate(*id, "cessationOfOperation", &now)?;
+        }
+        if let Some(num) = job.document {
+            if crate::numbers::number_state(self.conn(), num)? == crate::NumberState::Allocated {
+                self.mark_document_number(num, r.number, Some(&r.reason))?;
+            }
+        }
+        if let Some(serial) = &r.card_reset {
+            self.upsert_card(serial, CardLifecycle::Blank)?;
+            self.bind_card(serial, CardLifecycle::Blank, None, None)?;
+        }
+        self.conn().execute(
+            "UPDATE job_steps SET state = 'undone', finished_at = ?2 WHERE job_id = ?1 AND state = 'started'",
+            params![r.job_id, now],
+        )?;
+        self.end_job(r.job_id, JobState::RolledBack, Some(&r.reason))?;
+        self.audit(&AuditEntry {
+            actor: by,
+            action: "issuance.rolled-back",
+            object: &format!("job:{}", r.job_id),
+            details: &serde_json::json!({
+                "revoked_certificates": ids,
+                "document": job.document.map(|d| d.to_string()),
+                "number_state": r.number.as_str(),
+                "card_reset": r.card_reset,
+                "reason": r.reason,
+            }),
+        })?;
+        Ok(RollbackSummary {
+            revoked_certificates: ids,
+            document: job.document,
+        })
+    }
+}
+
 impl Registry {
     /// Create a job in its own durable transaction.
     pub fn create_job(&mut self, job: &NewJob, by: &Actor) -> Result<i64> {
@@ -673,6 +771,108 @@ mod tests {
             hist.iter().map(|c| c.status.as_str()).collect::<Vec<_>>(),
             ["active", "lost"]
         );
+    }
+
+    #[test]
+    fn rolling_back_revokes_the_jobs_certificates_spoils_the_number_and_frees_the_holder() {
+        let (_d, mut reg) = temp_registry();
+        let a = actor();
+        let (h, k) = setup(&mut reg);
+        let num = reg.allocate_document_number("TAS01").unwrap();
+        let job = reg
+            .create_job(
+                &NewJob {
+                    holder_id: h,
+                    office: "TAS01".into(),
+                    document: Some(num),
+                },
+                &a,
+            )
+            .unwrap();
+        reg.write(|tx| {
+            tx.upsert_card("VCHIP-9", CardLifecycle::Personalizing)
+                .map(|_| ())
+        })
+        .unwrap();
+        let step = reg
+            .journal_step(job, "card.write", &serde_json::json!({}))
+            .unwrap();
+        let cert = reg
+            .write(|tx| {
+                tx.insert_certificate(&NewCertificate {
+                    issuer_key_id: k,
+                    serial: "77".into(),
+                    subject: "CN=K".into(),
+                    purpose: "holder-auth".into(),
+                    not_before: "2026-01-01T00:00:00Z".into(),
+                    not_after: "2031-01-01T00:00:00Z".into(),
+                    holder_id: Some(h),
+                    card_id: None,
+                    job_id: Some(job),
+                    der: vec![0x30, 0],
+                })
+            })
+            .unwrap();
+        let sum = reg
+            .write(|tx| {
+                tx.roll_back_issuance(
+                    &Rollback {
+                        job_id: job,
+                        number: crate::NumberState::Spoiled,
+                        card_reset: Some("VCHIP-9".into()),
+                        reason: "card pulled during card.write".into(),
+                    },
+                    &a,
+                )
+            })
+            .unwrap();
+        assert_eq!(sum.revoked_certificates, vec![cert]);
+        let c = &reg.certificates_of_job(job).unwrap()[0];
+        assert_eq!(c.status, CertStatus::Revoked);
+        assert_eq!(c.revocation_reason.as_deref(), Some("cessationOfOperation"));
+        assert_eq!(
+            reg.revoked_certificates(k).unwrap().len(),
+            1,
+            "on the next CRL"
+        );
+        assert_eq!(
+            reg.document_number_state(num).unwrap(),
+            crate::NumberState::Spoiled
+        );
+        assert_eq!(
+            reg.card("VCHIP-9").unwrap().unwrap().lifecycle,
+            CardLifecycle::Blank
+        );
+        let j = reg.job(job).unwrap().unwrap();
+        assert_eq!(j.state, JobState::RolledBack);
+        assert_eq!(j.steps[0].id, step);
+        assert_eq!(j.steps[0].state, StepState::Undone);
+        assert!(reg.unfinished_jobs().unwrap().is_empty());
+        // The holder can be issued again, with a fresh number.
+        let num2 = reg.allocate_document_number("TAS01").unwrap();
+        assert_ne!(num, num2);
+        reg.create_job(
+            &NewJob {
+                holder_id: h,
+                office: "TAS01".into(),
+                document: Some(num2),
+            },
+            &a,
+        )
+        .unwrap();
+        // A spoiled number cannot start a job.
+        let e = reg
+            .create_job(
+                &NewJob {
+                    holder_id: h,
+                    office: "TAS01".into(),
+                    document: Some(num),
+                },
+                &a,
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("is spoiled"), "{e}");
+        assert_eq!(reg.verify_audit(&Default::default()).unwrap().events, 1);
     }
 
     #[test]

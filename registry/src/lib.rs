@@ -27,7 +27,9 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 pub use audit::{AuditEntry, AuditEvent, Checkpoint, VerifyOptions, VerifyReport};
 pub use export::{ExportFormat, ExportRange, ExportReport, ExportRequest, ExportSummary};
-pub use jobs::{IssuanceFilter, Job, JobState, NewJob, Step, StepState};
+pub use jobs::{
+    Completion, IssuanceFilter, Job, JobState, NewJob, Rollback, RollbackSummary, Step, StepState,
+};
 pub use numbers::{DocumentNumber, NumberBlock, NumberState};
 pub use records::*;
 
