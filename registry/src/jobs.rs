@@ -717,6 +717,9 @@ mod tests {
         assert_eq!(active.card.lifecycle, CardLifecycle::Locked);
         assert_eq!(active.certificates[0].status, CertStatus::Active);
         assert_eq!(reg.certificates_by_serial("1A2B").unwrap().len(), 1);
+        // Emergency revocation of key k: its active holder certificate is listed for re-issuance.
+        assert_eq!(reg.write(|tx| tx.mark_reissue_for_issuer(k)).unwrap(), 1);
+        assert_eq!(reg.certificates_needing_reissue().unwrap()[0].id, cert);
         assert_eq!(
             reg.outbox_pending().unwrap()[0].topic,
             TOPIC_EGOV_REGISTER_HOLDER

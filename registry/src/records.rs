@@ -820,6 +820,16 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// After an issuing key is revoked: flag every unrevoked holder certificate it issued for
+    /// re-issuance. Returns how many were flagged.
+    pub fn mark_reissue_for_issuer(&self, issuer_key_id: i64) -> Result<usize> {
+        Ok(self.conn().execute(
+            "UPDATE certificates SET reissue_required = 1
+             WHERE issuer_key_id = ?1 AND holder_id IS NOT NULL AND status IN ('issued', 'active')",
+            [issuer_key_id],
+        )?)
+    }
+
     /// Record a new CA key (state `generated`). `public_key` is the SPKI DER.
     pub fn insert_ca_key(
         &self,
@@ -1266,6 +1276,15 @@ impl Registry {
             "SELECT {CERT_COLS} FROM certificates WHERE issuer_key_id = ?1 AND status = 'revoked' ORDER BY id"
         ))?;
         let rows = st.query_map([issuer_key_id], cert_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Holder certificates flagged for re-issuance (emergency CA revocation), oldest first.
+    pub fn certificates_needing_reissue(&self) -> Result<Vec<Certificate>> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {CERT_COLS} FROM certificates WHERE reissue_required = 1 ORDER BY id"
+        ))?;
+        let rows = st.query_map([], cert_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

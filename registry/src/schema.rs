@@ -236,7 +236,7 @@ BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only: DELETE refused'); 
 "#;
 
 /// Version 2: what CA rotation (issue 8) and the GUI/CLI queries need — dual-control requests
-/// with their approvals, and indexes for certificate-by-serial, issuance listings, audit date
+/// with their approvals, a re-issuance flag on certificates, and indexes for certificate-by-serial, issuance listings, audit date
 /// ranges and CRL building.
 const V2: &str = r#"
 CREATE TABLE ca_requests (
@@ -257,6 +257,10 @@ CREATE TABLE ca_request_approvals (
     at         TEXT NOT NULL,
     PRIMARY KEY (request_id, operator)
 ) STRICT;
+-- Emergency CA revocation (issue 8): holder certificates to re-issue, listed for the clerks.
+ALTER TABLE certificates ADD COLUMN reissue_required INTEGER NOT NULL DEFAULT 0
+    CHECK (reissue_required IN (0, 1));
+CREATE INDEX certificates_reissue ON certificates (reissue_required) WHERE reissue_required = 1;
 CREATE INDEX certificates_serial ON certificates (serial);
 CREATE INDEX certificates_issuer_status ON certificates (issuer_key_id, status);
 CREATE INDEX certificates_job ON certificates (job_id);
@@ -409,6 +413,9 @@ mod tests {
             .query_row("SELECT count(*) FROM sqlite_master WHERE type='index' AND name='certificates_serial'", [], |r| r.get(0))
             .unwrap();
         assert_eq!(idx, 1);
+        // The v1 certificate gained the v2 re-issuance flag (default 0) and can be flagged.
+        assert_eq!(reg.write(|tx| tx.mark_reissue_for_issuer(1)).unwrap(), 1);
+        assert_eq!(reg.certificates_needing_reissue().unwrap().len(), 1);
         // The allocator continues after the v1 number, never reusing it.
         assert_eq!(
             reg.allocate_document_number("TAS01").unwrap().to_string(),
