@@ -133,6 +133,9 @@ fn enc<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> CaError {
 // Issuer
 // ---------------------------------------------------------------------------------------------
 
+/// Per-issuer memo of profile-derived extensions (see [`Issuer::extensions_for`]).
+type ExtCache = std::sync::Arc<std::sync::Mutex<Vec<(CertProfile, Vec<Extension>)>>>;
+
 /// A CA that can sign: its HSM key label and its certificate, checked to belong together.
 #[derive(Debug, Clone)]
 pub struct Issuer {
@@ -141,7 +144,12 @@ pub struct Issuer {
     cert_der: Vec<u8>,
     public: VerifyingKey,
     key_id: Vec<u8>,
+    key_id_hex: String,
     path_len: Option<u8>,
+    /// Extensions that depend only on (profile, this issuer), per profile seen; the SKI entry
+    /// is replaced per certificate. Keyed by the whole profile value, so an edited profile
+    /// is never served from a stale entry.
+    ext_cache: ExtCache,
 }
 
 impl Issuer {
@@ -194,8 +202,10 @@ impl Issuer {
             cert_der: cert_der.to_vec(),
             cert,
             public,
+            key_id_hex: hex::encode(&key_id),
             key_id,
             path_len: bc.path_len_constraint,
+            ext_cache: Default::default(),
         })
     }
 
@@ -231,6 +241,45 @@ impl Issuer {
 
     fn subject(&self) -> &Name {
         self.cert.tbs_certificate().subject()
+    }
+
+    /// [`extensions`] for `profile` under this issuer, from the cache when the same profile was
+    /// used before, with the subjectKeyIdentifier set to `ctx.ski`.
+    fn extensions_for(
+        &self,
+        profile: &CertProfile,
+        ctx: &ExtContext<'_>,
+    ) -> Result<Vec<Extension>> {
+        use const_oid::AssociatedOid;
+        let cached = self
+            .ext_cache
+            .lock()
+            .ok()
+            .and_then(|c| c.iter().find(|(p, _)| p == profile).map(|(_, e)| e.clone()));
+        let mut exts = match cached {
+            Some(e) => e,
+            None => {
+                let e = extensions(profile, ctx)?;
+                if let Ok(mut c) = self.ext_cache.lock() {
+                    if c.len() < 32 {
+                        c.push((profile.clone(), e.clone()));
+                    }
+                }
+                e
+            }
+        };
+        let ski = ext(
+            SubjectKeyIdentifier::OID,
+            false,
+            &SubjectKeyIdentifier(OctetString::new(ctx.ski).map_err(enc("SKI"))?),
+        )?;
+        if let Some(e) = exts
+            .iter_mut()
+            .find(|e| e.extn_id == SubjectKeyIdentifier::OID)
+        {
+            *e = ski;
+        }
+        Ok(exts)
     }
 }
 
@@ -334,9 +383,11 @@ pub fn create_root(
     let subject = render_subject(profile, None)?;
     let ski = key_identifier(profile.subject_key_identifier, &spki);
     let (not_before, not_after) = validity(profile, now, None)?;
+    let ski_hex = hex::encode(&ski);
     let ctx = ExtContext {
         issuer_label: key_label,
         issuer_key_id: &ski,
+        issuer_key_id_hex: &ski_hex,
         ski: &ski,
     };
     let extensions = extensions(profile, &ctx)?;
@@ -470,7 +521,7 @@ pub fn crl_url(profile: &CertProfile, issuer: &Issuer) -> Result<Option<String>>
     profile
         .crl_distribution_point
         .as_deref()
-        .map(|t| render_url(t, &issuer.key_label, &issuer.key_id))
+        .map(|t| render_url(t, &issuer.key_label, &issuer.key_id_hex))
         .transpose()
 }
 
@@ -501,9 +552,10 @@ fn issue_for_spki(
     let ctx = ExtContext {
         issuer_label: &issuer.key_label,
         issuer_key_id: &issuer.key_id,
+        issuer_key_id_hex: &issuer.key_id_hex,
         ski: &ski,
     };
-    let extensions = extensions(profile, &ctx)?;
+    let extensions = issuer.extensions_for(profile, &ctx)?;
     sign_certificate(
         store,
         &issuer.key_label,
@@ -557,21 +609,30 @@ fn sign_certificate(
     let serial = random_serial()?;
     let serial_number = SerialNumber::new(&serial).map_err(enc("serial number"))?;
     let validity = Validity::new(not_before, not_after);
-    let builder = CertificateBuilder::new(prepared, serial_number, validity, spki)
+    let mut builder = CertificateBuilder::new(prepared, serial_number, validity, spki)
         .map_err(enc("certificate"))?;
     let signer = HsmSigner::new(store, signer_label, signer_public);
-    let cert =
-        builder
-            .build::<_, DerSignature>(&signer)
-            .map_err(|e| match signer.take_error() {
-                Some(h) => CaError::Hsm(h),
-                None => CaError::Encoding {
-                    what: "certificate",
-                    reason: e.to_string(),
-                },
-            })?;
-    debug_assert_eq!(cert.tbs_certificate().version(), Version::V3);
-    let der = cert.to_der().map_err(enc("certificate"))?;
+    // x509-cert's builder assembles and encodes the tbsCertificate; the signed certificate is
+    // then written around those exact bytes (Builder::build followed by to_der would encode the
+    // whole tbsCertificate a second time, the largest software cost of an issuance).
+    let tbs_der = builder.finalize(&signer).map_err(enc("tbsCertificate"))?;
+    let signature: DerSignature =
+        signature::Signer::try_sign(&signer, &tbs_der).map_err(|e| match signer.take_error() {
+            Some(h) => CaError::Hsm(h),
+            None => CaError::Encoding {
+                what: "certificate signature from the HSM",
+                reason: e.to_string(),
+            },
+        })?;
+    let der = SignedBytes {
+        tbs: der::asn1::AnyRef::from_der(&tbs_der).map_err(enc("tbsCertificate"))?,
+        algorithm: spki::DynSignatureAlgorithmIdentifier::signature_algorithm_identifier(&signer)
+            .map_err(enc("signature algorithm"))?,
+        signature: spki::SignatureBitStringEncoding::to_bitstring(&signature)
+            .map_err(enc("signature"))?,
+    }
+    .to_der()
+    .map_err(enc("certificate"))?;
     Ok(IssuedCert {
         der,
         serial,
@@ -581,8 +642,18 @@ fn sign_certificate(
     })
 }
 
+/// `Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue }`
+/// (RFC 5280 §4.1) around an already encoded tbsCertificate.
+#[derive(der::Sequence)]
+struct SignedBytes<'a> {
+    tbs: der::asn1::AnyRef<'a>,
+    algorithm: spki::AlgorithmIdentifierOwned,
+    signature: BitString,
+}
+
 /// 16 bytes from the OS CSPRNG, made positive (top bit clear) and of fixed length (second bit
-/// set): 126 random bits, RFC 5280 §4.1.2.2 (positive, at most 20 octets).
+/// set): 126 random bits, RFC 5280 §4.1.2.2 (positive, at most 20 octets). One `getrandom`
+/// call per serial (about 1 µs): no user-space pool that a fork could duplicate.
 fn random_serial() -> Result<Vec<u8>> {
     let mut b = vec![0u8; 16];
     getrandom::fill(&mut b).map_err(|e| CaError::Random(e.to_string()))?;
@@ -629,6 +700,11 @@ fn checked_p256_spki(spki_der: &[u8]) -> Result<(SubjectPublicKeyInfoOwned, Veri
         reason: format!("not a SubjectPublicKeyInfo: {e}"),
     })?;
     let key = p256_key(&spki)?;
+    let uncompressed = spki.subject_public_key.as_bytes().map(|p| p.len()) == Some(65)
+        && spki.algorithm.parameters.as_ref().map(|p| p.value().len()) == Some(8);
+    if uncompressed {
+        return Ok((spki, key));
+    }
     let canonical = SubjectPublicKeyInfoOwned::from_key(&key).map_err(enc("public key"))?;
     Ok((canonical, key))
 }
@@ -715,8 +791,7 @@ fn render_subject(profile: &CertProfile, holder: Option<&HolderSubject>) -> Resu
         let rdn = RelativeDistinguishedName::try_from(vec![atv]).map_err(enc("subject"))?;
         seq.push(rdn);
     }
-    let der = seq.to_der().map_err(enc("subject"))?;
-    Name::from_der(&der).map_err(enc("subject"))
+    Ok(Name::hazmat_from_rdn_sequence(seq))
 }
 
 fn holder_field(kind: AttributeKind) -> &'static str {
@@ -730,7 +805,7 @@ fn holder_field(kind: AttributeKind) -> &'static str {
     }
 }
 
-fn render_url(template: &str, issuer_label: &str, issuer_key_id: &[u8]) -> Result<String> {
+fn render_url(template: &str, issuer_label: &str, issuer_key_id_hex: &str) -> Result<String> {
     if !issuer_label
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
@@ -741,10 +816,9 @@ fn render_url(template: &str, issuer_label: &str, issuer_key_id: &[u8]) -> Resul
                 .into(),
         });
     }
-    let key_id = hex::encode(issuer_key_id);
     Ok(profiles::render_template(template, |n| match n {
         "issuer_key" => Some(issuer_label),
-        "issuer_key_id" => Some(key_id.as_str()),
+        "issuer_key_id" => Some(issuer_key_id_hex),
         _ => None,
     })?)
 }
@@ -752,6 +826,7 @@ fn render_url(template: &str, issuer_label: &str, issuer_key_id: &[u8]) -> Resul
 struct ExtContext<'a> {
     issuer_label: &'a str,
     issuer_key_id: &'a [u8],
+    issuer_key_id_hex: &'a str,
     ski: &'a [u8],
 }
 
@@ -846,7 +921,7 @@ fn extensions(profile: &CertProfile, ctx: &ExtContext<'_>) -> Result<Vec<Extensi
     }
 
     if let Some(t) = &profile.crl_distribution_point {
-        let url = render_url(t, ctx.issuer_label, ctx.issuer_key_id)?;
+        let url = render_url(t, ctx.issuer_label, ctx.issuer_key_id_hex)?;
         let dp = DistributionPoint {
             distribution_point: Some(DistributionPointName::FullName(vec![
                 GeneralName::UniformResourceIdentifier(ia5(&url)?),
@@ -869,7 +944,7 @@ fn extensions(profile: &CertProfile, ctx: &ExtContext<'_>) -> Result<Vec<Extensi
                 access_location: GeneralName::UniformResourceIdentifier(ia5(&render_url(
                     t,
                     ctx.issuer_label,
-                    ctx.issuer_key_id,
+                    ctx.issuer_key_id_hex,
                 )?)?),
             });
         }
@@ -879,7 +954,7 @@ fn extensions(profile: &CertProfile, ctx: &ExtContext<'_>) -> Result<Vec<Extensi
                 access_location: GeneralName::UniformResourceIdentifier(ia5(&render_url(
                     t,
                     ctx.issuer_label,
-                    ctx.issuer_key_id,
+                    ctx.issuer_key_id_hex,
                 )?)?),
             });
         }

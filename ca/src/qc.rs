@@ -62,11 +62,18 @@ pub struct SemanticsInformation {
     pub semantics_identifier: Option<ObjectIdentifier>,
 }
 
+/// id-etsi-qct-esign (EN 319 412-5 §4.2.3).
+pub const ID_ETSI_QCT_ESIGN: ObjectIdentifier = ObjectIdentifier::new_unwrap("0.4.0.1862.1.6.1");
+/// id-etsi-qct-eseal (EN 319 412-5 §4.2.3).
+pub const ID_ETSI_QCT_ESEAL: ObjectIdentifier = ObjectIdentifier::new_unwrap("0.4.0.1862.1.6.2");
+/// id-etsi-qct-web (EN 319 412-5 §4.2.3).
+pub const ID_ETSI_QCT_WEB: ObjectIdentifier = ObjectIdentifier::new_unwrap("0.4.0.1862.1.6.3");
+
 fn qc_type_oid(t: QcType) -> ObjectIdentifier {
     match t {
-        QcType::Esign => ObjectIdentifier::new_unwrap("0.4.0.1862.1.6.1"),
-        QcType::Eseal => ObjectIdentifier::new_unwrap("0.4.0.1862.1.6.2"),
-        QcType::Web => ObjectIdentifier::new_unwrap("0.4.0.1862.1.6.3"),
+        QcType::Esign => ID_ETSI_QCT_ESIGN,
+        QcType::Eseal => ID_ETSI_QCT_ESEAL,
+        QcType::Web => ID_ETSI_QCT_WEB,
     }
 }
 

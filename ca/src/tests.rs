@@ -456,3 +456,38 @@ fn hsm_failure_surfaces_as_hsm_error() {
         "HSM: HSM operation sign failed: CKR_DEVICE_ERROR"
     );
 }
+
+#[test]
+fn edited_profile_is_not_served_from_the_extension_cache() {
+    let p = pki();
+    let spki = holder_key(&p.store, "card");
+    let now = SystemTime::now();
+    let original = p.set.cert("holder-auth").unwrap();
+    let first = issue(&p.store, original, &p.esign, &spki, &holder(), now).unwrap();
+    let mut edited = original.clone();
+    edited.extended_key_usage = vec![profiles::Eku::EMAIL_PROTECTION];
+    let second = issue(&p.store, &edited, &p.esign, &spki, &holder(), now).unwrap();
+    let eku = |der: &[u8]| {
+        let c = Certificate::from_der(der).unwrap();
+        c.tbs_certificate()
+            .get_extension::<ExtendedKeyUsage>()
+            .unwrap()
+            .unwrap()
+            .1
+             .0
+    };
+    assert_eq!(eku(&first.der), vec![profiles::Eku::CLIENT_AUTH.0]);
+    assert_eq!(eku(&second.der), vec![profiles::Eku::EMAIL_PROTECTION.0]);
+    // And the SKI follows each certificate's key, not the cached first one.
+    let other = holder_key(&p.store, "card-2");
+    let third = issue(&p.store, original, &p.esign, &other, &holder(), now).unwrap();
+    let ski = |der: &[u8]| {
+        let c = Certificate::from_der(der).unwrap();
+        c.tbs_certificate()
+            .get_extension::<SubjectKeyIdentifier>()
+            .unwrap()
+            .unwrap()
+            .1
+    };
+    assert_ne!(ski(&first.der), ski(&third.der));
+}

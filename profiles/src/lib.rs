@@ -156,19 +156,25 @@ pub enum AttributeKind {
 impl AttributeKind {
     /// The attribute type OID (X.520 §6, EN 319 412-1 §5.1.4).
     pub fn oid(self) -> ObjectIdentifier {
-        const fn o(s: &str) -> ObjectIdentifier {
-            ObjectIdentifier::new_unwrap(s)
-        }
+        const C: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.6");
+        const O: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.10");
+        const OU: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.11");
+        const L: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.7");
+        const CN: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.3");
+        const SERIAL_NUMBER: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.5");
+        const GIVEN_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.42");
+        const SURNAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.4");
+        const ORGANIZATION_IDENTIFIER: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.97");
         match self {
-            AttributeKind::Country => o("2.5.4.6"),
-            AttributeKind::Organization => o("2.5.4.10"),
-            AttributeKind::OrganizationalUnit => o("2.5.4.11"),
-            AttributeKind::Locality => o("2.5.4.7"),
-            AttributeKind::CommonName => o("2.5.4.3"),
-            AttributeKind::SerialNumber => o("2.5.4.5"),
-            AttributeKind::GivenName => o("2.5.4.42"),
-            AttributeKind::Surname => o("2.5.4.4"),
-            AttributeKind::OrganizationIdentifier => o("2.5.4.97"),
+            AttributeKind::Country => C,
+            AttributeKind::Organization => O,
+            AttributeKind::OrganizationalUnit => OU,
+            AttributeKind::Locality => L,
+            AttributeKind::CommonName => CN,
+            AttributeKind::SerialNumber => SERIAL_NUMBER,
+            AttributeKind::GivenName => GIVEN_NAME,
+            AttributeKind::Surname => SURNAME,
+            AttributeKind::OrganizationIdentifier => ORGANIZATION_IDENTIFIER,
         }
     }
 
