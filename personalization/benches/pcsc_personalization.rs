@@ -5,7 +5,7 @@
 //! scripts it (one invocation per action: generate 9C, import certificate, set CHUID, change PIN,
 //! change PUK, set management key). Certificate making (openssl) is outside both timings.
 //!
-//! Run: `cargo bench -p personalization --bench pcsc_personalization` (env ROUNDS, default 5).
+//! Run: `cargo bench -p personalization --bench pcsc_personalization` (env ROUNDS, default 10).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -38,6 +38,15 @@ fn ykpiv(reader: &str, args: &[&str], elapsed: &mut Duration, apdus: &mut u64) {
         out.status.success(),
         "yubico-piv-tool {args:?} failed:\n{text}"
     );
+    if let Some(log) = std::env::var_os("YKPIV_LOG") {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("YKPIV_LOG is writable");
+        writeln!(f, "### yubico-piv-tool {args:?}\n{text}").expect("YKPIV_LOG is writable");
+    }
     *apdus += text.lines().filter(|l| l.starts_with("> ")).count() as u64;
 }
 
@@ -49,7 +58,7 @@ fn main() {
     let rounds: u32 = std::env::var("ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+        .unwrap_or(10);
     testrig::ensure_pcscd().expect("pcscd with vpcd readers");
     let dir = tempfile::tempdir().unwrap();
     let mut ca = OpensslCa::new(dir.path());
@@ -65,12 +74,13 @@ fn main() {
     let mut theirs = Vec::new();
     let mut theirs_apdus = 0;
     for round in 0..rounds {
-        // Ours: prepare + complete (card time only; the CA sits outside the timer).
+        // Ours: connect + prepare + complete + disconnect (the CA sits outside the timer).
         let img = blank_image(dir.path(), 0x00B0_0000 + round, false);
         let card = slot.insert(&img, &[]);
+        // Timed from connect (T=1, exclusive) + transaction start, like each yubico-piv-tool run.
+        let t0 = Instant::now();
         let mut c = pcsc.connect(&reader).unwrap();
         let mut tx = c.begin().unwrap();
-        let t0 = Instant::now();
         let prepared = p.prepare(&mut tx, &card_key(), &mut |_| {}).unwrap();
         let mut elapsed = t0.elapsed();
         let certificates = ca.certs(&prepared);
@@ -87,9 +97,9 @@ fn main() {
         let report = p
             .complete(&mut tx, &prepared, &card_key(), &input, &mut |_| {})
             .unwrap();
-        elapsed += t1.elapsed();
         tx.end().unwrap();
         drop(c);
+        elapsed += t1.elapsed();
         card.pull();
         ours.push(elapsed);
         ours_apdus = prepared.stats.apdus + report.stats.apdus;
@@ -110,7 +120,17 @@ fn main() {
         let mut apdus = 0;
         ykpiv(
             &reader,
-            &[&keyarg, "-a", "generate", "-s", "9c", "-A", "ECCP256", "-o", pubpem.to_str().unwrap()],
+            &[
+                &keyarg,
+                "-a",
+                "generate",
+                "-s",
+                "9c",
+                "-A",
+                "ECCP256",
+                "-o",
+                pubpem.to_str().unwrap(),
+            ],
             &mut t,
             &mut apdus,
         );
@@ -129,7 +149,15 @@ fn main() {
             .arg(&certpem));
         ykpiv(
             &reader,
-            &[&keyarg, "-a", "import-certificate", "-s", "9c", "-i", certpem.to_str().unwrap()],
+            &[
+                &keyarg,
+                "-a",
+                "import-certificate",
+                "-s",
+                "9c",
+                "-i",
+                certpem.to_str().unwrap(),
+            ],
             &mut t,
             &mut apdus,
         );
@@ -173,5 +201,8 @@ fn main() {
         theirs.iter().min().unwrap().as_secs_f64() * 1e3,
         theirs_apdus
     );
-    println!("ratio ours / yubico-piv-tool: {:.2}", o.as_secs_f64() / y.as_secs_f64());
+    println!(
+        "ratio ours / yubico-piv-tool: {:.2}",
+        o.as_secs_f64() / y.as_secs_f64()
+    );
 }

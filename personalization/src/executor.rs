@@ -149,7 +149,8 @@ pub struct CardInfo {
 /// Reads serial, version and lifecycle (no authentication, no write).
 pub fn inspect(transport: &mut dyn Transport) -> Result<CardInfo, Error> {
     let mut piv = Piv::new(transport);
-    piv.select().map_err(|e| e.in_step("select PIV application"))?;
+    piv.select()
+        .map_err(|e| e.in_step("select PIV application"))?;
     let serial = piv.serial().map_err(|e| e.in_step("read serial"))?;
     let version = piv.version().map_err(|e| e.in_step("read version"))?;
     let lifecycle = piv.lifecycle().map_err(|e| e.in_step("read lifecycle"))?;
@@ -598,7 +599,11 @@ impl<'a> Personalizer<'a> {
             Ok(l)
         })?;
         let stats = piv.stats();
-        tracing::info!(serial = prepared.serial, apdus = stats.apdus, "card personalized and locked");
+        tracing::info!(
+            serial = prepared.serial,
+            apdus = stats.apdus,
+            "card personalized and locked"
+        );
         Ok(Report {
             serial: prepared.serial,
             guid,
@@ -662,7 +667,8 @@ impl<'a> Personalizer<'a> {
         };
         let total = names.len() + 1;
         report(&names[3], total - 1, total);
-        piv.reset_to_blank().map_err(|e| e.in_step("reset to blank"))?;
+        piv.reset_to_blank()
+            .map_err(|e| e.in_step("reset to blank"))?;
         report(&names[4], total, total);
         let l = piv
             .lifecycle()
@@ -707,7 +713,6 @@ fn test_sign(piv: &mut Piv<'_>, slot: Slot, serial: u32, cert_der: &[u8]) -> Res
         })
 }
 
-
 #[cfg(test)]
 mod scripted_tests {
     //! Host-logic tests with scripted card answers (APDU vectors); the chip-backed tests are in
@@ -732,7 +737,10 @@ mod scripted_tests {
     }
 
     fn profile() -> CardProfile {
-        let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../profiles/card/card-esign.toml");
+        let p = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../profiles/card/card-esign.toml"
+        );
         CardProfile::load(std::path::Path::new(p)).unwrap()
     }
 
@@ -765,10 +773,19 @@ mod scripted_tests {
             .unwrap_err();
         assert_eq!(e.step(), Some("read lifecycle"));
         assert!(
-            matches!(e.root(), Error::WrongLifecycle { found: Lifecycle::Locked, .. }),
+            matches!(
+                e.root(),
+                Error::WrongLifecycle {
+                    found: Lifecycle::Locked,
+                    ..
+                }
+            ),
             "{e}"
         );
-        assert_eq!(e.to_string(), "card is LOCKED, personalization needs BLANK during 'read lifecycle'");
+        assert_eq!(
+            e.to_string(),
+            "card is LOCKED, personalization needs BLANK during 'read lifecycle'"
+        );
         assert!(!t.sent_a_write());
         assert_eq!(seen.len(), 4);
     }

@@ -13,7 +13,10 @@ const HOLDER_PUK: &str = "56473829";
 const CARD_KEY_HEX: &str = "a1a2a3a4a5a6a7a8a9aaabacadaeafb0";
 
 fn profile() -> CardProfile {
-    let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../profiles/card/card-esign.toml");
+    let p = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../profiles/card/card-esign.toml"
+    );
     CardProfile::load(std::path::Path::new(p)).unwrap()
 }
 
@@ -108,7 +111,13 @@ fn full_plan_turns_a_blank_card_into_a_locked_card_that_signs() {
         .put_data(tags::KEY_HISTORY, &KeyHistory::default().encode())
         .unwrap_err();
     assert!(
-        matches!(e, Error::Status { sw: crate::apdu::StatusWord::ConditionsNotSatisfied, .. }),
+        matches!(
+            e,
+            Error::Status {
+                sw: crate::apdu::StatusWord::ConditionsNotSatisfied,
+                ..
+            }
+        ),
         "{e}"
     );
     let e = piv
@@ -116,7 +125,8 @@ fn full_plan_turns_a_blank_card_into_a_locked_card_that_signs() {
         .unwrap_err();
     assert!(matches!(e, Error::WrongPin { tries_left: 2, .. }), "{e}");
     piv.verify(&pin).unwrap();
-    let cert = crate::piv::objects::certificate_from_object(&piv.get_data(tags::CERT_9C).unwrap()).unwrap();
+    let cert = crate::piv::objects::certificate_from_object(&piv.get_data(tags::CERT_9C).unwrap())
+        .unwrap();
     assert_eq!(cert, certificates[1].1);
     piv.verify(&pin).unwrap();
     test_sign(&mut piv, Slot::Signature, report.serial, &cert).unwrap();
@@ -132,7 +142,13 @@ fn nine_c_refuses_to_sign_without_a_fresh_pin() {
     piv.select().unwrap();
     let e = piv.sign_p256(Slot::Signature, &[0u8; 32]).unwrap_err();
     assert!(
-        matches!(e, Error::Status { sw: crate::apdu::StatusWord::SecurityStatusNotSatisfied, .. }),
+        matches!(
+            e,
+            Error::Status {
+                sw: crate::apdu::StatusWord::SecurityStatusNotSatisfied,
+                ..
+            }
+        ),
         "{e}"
     );
     assert_eq!(r.serial, 7);
@@ -155,7 +171,10 @@ fn wrong_transport_key_is_a_clear_error_and_sends_no_write() {
         .prepare(&mut t, &card_key(), &mut |_| {})
         .unwrap_err();
     assert_eq!(e.step(), Some("authenticate transport key"));
-    assert!(matches!(e.root(), Error::ManagementKeyRejected { .. }), "{e}");
+    assert!(
+        matches!(e.root(), Error::ManagementKeyRejected { .. }),
+        "{e}"
+    );
     assert!(!t.sent_a_write());
     // And the card is still BLANK.
     let info = inspect(t.inner_mut()).unwrap();
@@ -217,7 +236,10 @@ fn certificate_for_another_key_is_refused_before_any_apdu() {
     let e = p
         .complete(&mut rec, &prepared, &card_key(), &input, &mut |_| {})
         .unwrap_err();
-    assert!(e.to_string().contains("not the key generated on this card"), "{e}");
+    assert!(
+        e.to_string().contains("not the key generated on this card"),
+        "{e}"
+    );
     assert!(rec.headers.is_empty());
 }
 
@@ -246,7 +268,8 @@ fn reset_uses_the_transport_key_when_the_key_change_never_happened_and_card_key_
     {
         let mut piv = Piv::new(&mut t);
         piv.select().unwrap();
-        piv.authenticate(&ManagementKey::transport_default()).unwrap();
+        piv.authenticate(&ManagementKey::transport_default())
+            .unwrap();
         piv.put_data(tags::KEY_HISTORY, &KeyHistory::default().encode())
             .unwrap();
         assert_eq!(piv.lifecycle().unwrap(), Lifecycle::Personalizing);
@@ -279,7 +302,9 @@ fn card_pulled_at_every_apdu_index_gives_card_removed_naming_the_step_and_recove
         t.tear_after = Some(n);
         let e = personalize(&mut t, &mut ca).expect_err("a torn card cannot finish");
         assert!(matches!(e.root(), Error::CardRemoved), "tear {n}: {e}");
-        let step = e.step().unwrap_or_else(|| panic!("tear {n}: no step in {e}"));
+        let step = e
+            .step()
+            .unwrap_or_else(|| panic!("tear {n}: no step in {e}"));
         assert!(
             e.to_string()
                 .starts_with(&format!("card removed during '{step}'")),
@@ -291,7 +316,10 @@ fn card_pulled_at_every_apdu_index_gives_card_removed_naming_the_step_and_recove
         let info = inspect(&mut t).unwrap();
         if info.lifecycle == Lifecycle::Locked {
             // Only a tear after LOCK was processed leaves a locked card.
-            assert!(step == "read lifecycle after lock" || step == "lock", "tear {n} in {step}");
+            assert!(
+                step == "read lifecycle after lock" || step == "lock",
+                "tear {n} in {step}"
+            );
             after_lock += 1;
             continue;
         }

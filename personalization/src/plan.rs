@@ -196,8 +196,7 @@ impl CardProfile {
             file: file.into(),
             key: "(syntax)".into(),
             rule: e.message().to_string()
-                + &e
-                    .span()
+                + &e.span()
                     .map(|s| {
                         let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
                         format!(" (line {line})")
@@ -231,7 +230,10 @@ impl CardProfile {
         Pin::new(PinKind::Puk, &self.transport.puk)
             .map_err(|_| bad("transport.puk", "must be 6 to 8 ASCII characters".into()))?;
         if self.keys.is_empty() {
-            return Err(bad("keys", "at least one [[keys]] entry is required".into()));
+            return Err(bad(
+                "keys",
+                "at least one [[keys]] entry is required".into(),
+            ));
         }
         for (i, k) in self.keys.iter().enumerate() {
             if self.keys[..i].iter().any(|o| o.slot == k.slot) {
@@ -286,11 +288,20 @@ impl CardProfile {
                 ));
             }
             for (k, v) in [
-                ("printed_information.organization_line1", &pi.organization_line1),
-                ("printed_information.organization_line2", &pi.organization_line2),
+                (
+                    "printed_information.organization_line1",
+                    &pi.organization_line1,
+                ),
+                (
+                    "printed_information.organization_line2",
+                    &pi.organization_line2,
+                ),
             ] {
                 if v.as_ref().is_some_and(|s| s.len() > 20) {
-                    return Err(bad(k, "must be at most 20 bytes (SP 800-73-4 Table 11)".into()));
+                    return Err(bad(
+                        k,
+                        "must be at most 20 bytes (SP 800-73-4 Table 11)".into(),
+                    ));
                 }
             }
         }
@@ -356,7 +367,10 @@ mod tests {
     use super::*;
 
     fn shipped() -> String {
-        let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../profiles/card/card-esign.toml");
+        let p = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../profiles/card/card-esign.toml"
+        );
         std::fs::read_to_string(p).unwrap()
     }
 
@@ -365,15 +379,23 @@ mod tests {
         let p = CardProfile::parse("card-esign.toml", &shipped()).unwrap();
         assert_eq!(p.slots(), vec![Slot::Authentication, Slot::Signature]);
         assert_eq!(p.management_key.algorithm, MgmtAlgorithm::Aes128);
-        assert_eq!(p.transport_key().unwrap().algorithm(), MgmtAlgorithm::TripleDes);
+        assert_eq!(
+            p.transport_key().unwrap().algorithm(),
+            MgmtAlgorithm::TripleDes
+        );
         assert!(p.objects.chuid && p.objects.printed_information);
     }
 
     #[test]
     fn unknown_key_is_refused_naming_file_and_key() {
         let text = shipped().replace("[objects]", "[objects]\nbiometrics = true");
-        let e = CardProfile::parse("card-esign.toml", &text).unwrap_err().to_string();
-        assert!(e.contains("card-esign.toml") && e.contains("biometrics"), "{e}");
+        let e = CardProfile::parse("card-esign.toml", &text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("card-esign.toml") && e.contains("biometrics"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -393,13 +415,18 @@ mod tests {
             "0102030405060708",
         );
         let e = CardProfile::parse("f.toml", &text).unwrap_err().to_string();
-        assert!(e.contains("transport.management_key") && !e.contains("0102"), "{e}");
+        assert!(
+            e.contains("transport.management_key") && !e.contains("0102"),
+            "{e}"
+        );
     }
 
     #[test]
     fn holder_pin_policy_is_enforced() {
         let p = CardProfile::parse("f", &shipped()).unwrap();
-        assert!(p.check_secret(&Pin::new(PinKind::Pin, "918273").unwrap()).is_ok());
+        assert!(p
+            .check_secret(&Pin::new(PinKind::Pin, "918273").unwrap())
+            .is_ok());
         let e = p
             .check_secret(&Pin::new(PinKind::Pin, "123456").unwrap())
             .unwrap_err();

@@ -97,10 +97,7 @@ pub fn expect_single(input: &[u8], tag: Tag) -> Result<&[u8], Error> {
         return Err(err(format!("expected tag {tag:X}, found {:X}", t.tag)));
     }
     if !rest.is_empty() {
-        return Err(err(format!(
-            "{} bytes after tag {tag:X}",
-            rest.len()
-        )));
+        return Err(err(format!("{} bytes after tag {tag:X}", rest.len())));
     }
     Ok(t.value)
 }
@@ -169,7 +166,13 @@ mod tests {
         assert_eq!(parts.len(), 3);
         assert_eq!(parts[0].tag, 0x70);
         assert_eq!(parts[0].value.len(), 400);
-        assert_eq!(parts[2], Tlv { tag: 0xFE, value: &[] });
+        assert_eq!(
+            parts[2],
+            Tlv {
+                tag: 0xFE,
+                value: &[]
+            }
+        );
     }
 
     #[test]

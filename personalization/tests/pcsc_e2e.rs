@@ -43,7 +43,8 @@ fn full_plan_over_pcscd_makes_a_card_opensc_signs_with_and_openssl_verifies() {
     assert!(readers
         .iter()
         .any(|r| r.name == slot.reader_name && r.card_present));
-    pcsc.wait_for_card(&slot.reader_name, Duration::from_secs(10)).unwrap();
+    pcsc.wait_for_card(&slot.reader_name, Duration::from_secs(10))
+        .unwrap();
     let (prepared, certs, report) = {
         let mut c = pcsc.connect(&slot.reader_name).unwrap();
         let mut tx = c.begin().unwrap();
@@ -65,8 +66,18 @@ fn full_plan_over_pcscd_makes_a_card_opensc_signs_with_and_openssl_verifies() {
     let sig = dir.path().join("sig.der");
     let p11 = p11_slot(&slot.reader_name);
     run(Command::new("pkcs11-tool")
-        .args(["--module", OPENSC, "--slot", &p11, "--login", "--pin", HOLDER_PIN])
-        .args(["--sign", "--mechanism", "ECDSA", "--id", "02", "--signature-format", "openssl"])
+        .args([
+            "--module", OPENSC, "--slot", &p11, "--login", "--pin", HOLDER_PIN,
+        ])
+        .args([
+            "--sign",
+            "--mechanism",
+            "ECDSA",
+            "--id",
+            "02",
+            "--signature-format",
+            "openssl",
+        ])
         .arg("--input-file")
         .arg(&digest)
         .arg("--output-file")
@@ -164,8 +175,8 @@ fn wrong_transport_key_locked_card_and_card_without_piv_give_clear_errors_and_no
 }
 
 #[test]
-fn card_pulled_at_every_apdu_index_gives_card_removed_naming_the_step_then_reset_and_reissue_work(
-) {
+fn card_pulled_at_every_apdu_index_gives_card_removed_naming_the_step_then_reset_and_reissue_work()
+{
     testrig::ensure_pcscd().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut ca = OpensslCa::new(dir.path());
@@ -196,7 +207,10 @@ fn card_pulled_at_every_apdu_index_gives_card_removed_naming_the_step_then_reset
             let mut tx = c.begin().unwrap();
             personalize(&mut tx, &mut ca).expect_err("a torn card cannot finish")
         };
-        assert!(matches!(err.root(), Error::CardRemoved), "tear after {n}: {err:?}");
+        assert!(
+            matches!(err.root(), Error::CardRemoved),
+            "tear after {n}: {err:?}"
+        );
         let step = err.step().expect("the error names the step").to_string();
         assert_eq!(err.to_string(), format!("card removed during '{step}'"));
         eprintln!("tear after {n}: {err}");
@@ -211,7 +225,10 @@ fn card_pulled_at_every_apdu_index_gives_card_removed_naming_the_step_then_reset
         let mut tx = c.begin().unwrap();
         let info = inspect(&mut tx).unwrap();
         if info.lifecycle == Lifecycle::Locked {
-            assert!(step == "lock" || step == "read lifecycle after lock", "tear {n} in {step}");
+            assert!(
+                step == "lock" || step == "read lifecycle after lock",
+                "tear {n} in {step}"
+            );
             locked_by_tear += 1;
         } else {
             let outcome = p.reset(&mut tx, &card_key(), &mut |_| {}).unwrap();

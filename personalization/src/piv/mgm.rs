@@ -76,8 +76,9 @@ mod tests {
     #[test]
     fn aes128_matches_fips197_appendix_c1_vector() {
         // FIPS-197 Appendix C.1.
-        let key = ManagementKey::from_hex(MgmtAlgorithm::Aes128, "000102030405060708090a0b0c0d0e0f")
-            .unwrap();
+        let key =
+            ManagementKey::from_hex(MgmtAlgorithm::Aes128, "000102030405060708090a0b0c0d0e0f")
+                .unwrap();
         let pt = [
             0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd,
             0xee, 0xff,
@@ -86,8 +87,8 @@ mod tests {
         assert_eq!(
             &ct[..],
             &[
-                0x69, 0xc4, 0xe0, 0xd8, 0x6a, 0x7b, 0x04, 0x30, 0xd8, 0xcd, 0xb7, 0x80, 0x70,
-                0xb4, 0xc5, 0x5a
+                0x69, 0xc4, 0xe0, 0xd8, 0x6a, 0x7b, 0x04, 0x30, 0xd8, 0xcd, 0xb7, 0x80, 0x70, 0xb4,
+                0xc5, 0x5a
             ]
         );
         assert_eq!(&cipher_block(&key, &ct, false).unwrap()[..], &pt);

@@ -137,7 +137,12 @@ impl<'t> Piv<'t> {
         match r.sw {
             StatusWord::Ok => {}
             StatusWord::NotFound => return Err(Error::NoPivApplication),
-            sw => return Err(Error::Status { command: "SELECT", sw }),
+            sw => {
+                return Err(Error::Status {
+                    command: "SELECT",
+                    sw,
+                })
+            }
         }
         if !r.data.is_empty() {
             tlv::expect_single(&r.data, 0x61).map_err(|e| Error::Malformed {
@@ -243,7 +248,12 @@ impl<'t> Piv<'t> {
                     algorithm: alg.name(),
                 });
             }
-            sw => return Err(Error::Status { command: step1.name, sw }),
+            sw => {
+                return Err(Error::Status {
+                    command: step1.name,
+                    sw,
+                })
+            }
         }
         let malformed = |d: String| Error::Malformed {
             command: "GENERAL AUTHENTICATE (witness)",
@@ -284,7 +294,12 @@ impl<'t> Piv<'t> {
                     algorithm: alg.name(),
                 })
             }
-            sw => return Err(Error::Status { command: step2.name, sw }),
+            sw => {
+                return Err(Error::Status {
+                    command: step2.name,
+                    sw,
+                })
+            }
         }
         let malformed = |d: String| Error::Malformed {
             command: "GENERAL AUTHENTICATE (mutual)",
@@ -345,7 +360,10 @@ impl<'t> Piv<'t> {
             StatusWord::Ok => Ok(PinStatus::Verified),
             StatusWord::WrongPin(0) | StatusWord::Blocked => Ok(PinStatus::Blocked),
             StatusWord::WrongPin(n) => Ok(PinStatus::TriesLeft(n)),
-            sw => Err(Error::Status { command: "VERIFY", sw }),
+            sw => Err(Error::Status {
+                command: "VERIFY",
+                sw,
+            }),
         }
     }
 
@@ -425,7 +443,9 @@ impl<'t> Piv<'t> {
     /// LOCK (card contract: ISO 7816-9 ACTIVATE FILE `00 44 00 00` on the PIV application):
     /// PERSONALIZING → LOCKED; needs the management key authenticated.
     pub fn lock(&mut self) -> Result<(), Error> {
-        let r = self.ch.exchange(&Command::new("LOCK", 0x44, 0, 0, vec![]))?;
+        let r = self
+            .ch
+            .exchange(&Command::new("LOCK", 0x44, 0, 0, vec![]))?;
         check("LOCK", r.sw)
     }
 
@@ -483,7 +503,10 @@ mod tests {
                 return Ok(r);
             }
             // 00 87 08 9B 26 7C 24 80 10 <witness> 81 10 <challenge> 00
-            assert_eq!(&capdu[..9], &[0x00, 0x87, 0x08, 0x9B, 0x26, 0x7C, 0x24, 0x80, 0x10]);
+            assert_eq!(
+                &capdu[..9],
+                &[0x00, 0x87, 0x08, 0x9B, 0x26, 0x7C, 0x24, 0x80, 0x10]
+            );
             if capdu[9..25] != self.witness {
                 return Ok(vec![0x69, 0x82]);
             }
@@ -511,8 +534,13 @@ mod tests {
             tamper_answer: false,
             sent: vec![],
         };
-        Piv::new(&mut card).authenticate(&aes_key(&[0x42; 16])).unwrap();
-        assert_eq!(card.sent[0], vec![0x00, 0x87, 0x08, 0x9B, 0x04, 0x7C, 0x02, 0x80, 0x00, 0x00]);
+        Piv::new(&mut card)
+            .authenticate(&aes_key(&[0x42; 16]))
+            .unwrap();
+        assert_eq!(
+            card.sent[0],
+            vec![0x00, 0x87, 0x08, 0x9B, 0x04, 0x7C, 0x02, 0x80, 0x00, 0x00]
+        );
         assert_eq!(card.sent.len(), 2);
     }
 
@@ -566,7 +594,10 @@ mod tests {
             assert!(piv.generate_p256(Slot::Signature).is_err(), "{answer:02X?}");
             assert!(piv.lifecycle().is_err(), "{answer:02X?}");
             assert!(piv.serial().is_err(), "{answer:02X?}");
-            assert!(piv.authenticate(&aes_key(&[1; 16])).is_err(), "{answer:02X?}");
+            assert!(
+                piv.authenticate(&aes_key(&[1; 16])).is_err(),
+                "{answer:02X?}"
+            );
             let _ = piv.sign_p256(Slot::Signature, &[0; 32]);
         }
     }
@@ -585,4 +616,3 @@ mod tests {
         assert_eq!(e.to_string(), "PUK is blocked");
     }
 }
-

@@ -331,7 +331,12 @@ impl PrintedInformation {
             20,
             false,
         )?;
-        check_text("printed_information.card_serial", &self.card_serial, 10, true)?;
+        check_text(
+            "printed_information.card_serial",
+            &self.card_serial,
+            10,
+            true,
+        )?;
         check_text("printed_information.issuer", &self.issuer, 15, true)?;
         if let Some(l) = &self.organization_line1 {
             check_text("printed_information.organization_line1", l, 20, false)?;
@@ -398,7 +403,9 @@ pub fn certificate_from_object(obj: &[u8]) -> Result<Vec<u8>, Error> {
     let items = tlv::parse_all(inner)?;
     if let Some(info) = items.iter().find(|t| t.tag == 0x71) {
         if info.value.first().copied().unwrap_or(0) & 0x01 != 0 {
-            return Err(Error::Tlv("compressed certificates (CertInfo 01) are not supported".into()));
+            return Err(Error::Tlv(
+                "compressed certificates (CertInfo 01) are not supported".into(),
+            ));
         }
     }
     items
@@ -462,8 +469,8 @@ mod tests {
         assert_eq!(
             d,
             vec![
-                0x7E, 0x12, 0x4F, 0x0B, 0xA0, 0x00, 0x00, 0x03, 0x08, 0x00, 0x00, 0x10, 0x00,
-                0x01, 0x00, 0x5F, 0x2F, 0x02, 0x40, 0x00
+                0x7E, 0x12, 0x4F, 0x0B, 0xA0, 0x00, 0x00, 0x03, 0x08, 0x00, 0x00, 0x10, 0x00, 0x01,
+                0x00, 0x5F, 0x2F, 0x02, 0x40, 0x00
             ]
         );
     }
@@ -484,7 +491,10 @@ mod tests {
         assert_eq!(tlv::find(v, 0x04).unwrap().unwrap(), b"2035FEB28");
         p.issuer = "A VERY LONG ISSUER NAME".into();
         let err = p.encode().unwrap_err().to_string();
-        assert!(err.contains("printed_information.issuer") && err.contains("15"), "{err}");
+        assert!(
+            err.contains("printed_information.issuer") && err.contains("15"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -58,9 +58,7 @@ impl<T: Transport> Recording<T> {
 
     /// True if any state-changing instruction was sent.
     pub fn sent_a_write(&self) -> bool {
-        self.headers
-            .iter()
-            .any(|h| Self::WRITE_INS.contains(&h[1]))
+        self.headers.iter().any(|h| Self::WRITE_INS.contains(&h[1]))
     }
 }
 

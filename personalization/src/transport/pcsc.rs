@@ -158,10 +158,7 @@ impl Pcsc {
         // card for a moment: retry a sharing violation for up to CONNECT_BUSY_WAIT.
         let deadline = Instant::now() + CONNECT_BUSY_WAIT;
         let card = loop {
-            match self
-                .ctx
-                .connect(&name, ShareMode::Exclusive, Protocols::T1)
-            {
+            match self.ctx.connect(&name, ShareMode::Exclusive, Protocols::T1) {
                 Ok(c) => break c,
                 Err(pcsc::Error::SharingViolation) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(50));

@@ -18,7 +18,10 @@ pub const HOLDER_PUK: &str = "56473829";
 pub const CARD_KEY_HEX: &str = "a1a2a3a4a5a6a7a8a9aaabacadaeafb0";
 
 pub fn profile() -> CardProfile {
-    let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../profiles/card/card-esign.toml");
+    let p = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../profiles/card/card-esign.toml"
+    );
     CardProfile::load(Path::new(p)).expect("shipped card profile loads")
 }
 
@@ -74,10 +77,26 @@ impl OpensslCa {
         let dir = dir.join("ca");
         std::fs::create_dir_all(&dir).unwrap();
         run(Command::new("openssl")
-            .args(["ecparam", "-genkey", "-name", "prime256v1", "-noout", "-out"])
+            .args([
+                "ecparam",
+                "-genkey",
+                "-name",
+                "prime256v1",
+                "-noout",
+                "-out",
+            ])
             .arg(dir.join("ca.key")));
         run(Command::new("openssl")
-            .args(["req", "-x509", "-new", "-subj", "/CN=Personalization Test CA", "-days", "30", "-key"])
+            .args([
+                "req",
+                "-x509",
+                "-new",
+                "-subj",
+                "/CN=Personalization Test CA",
+                "-days",
+                "30",
+                "-key",
+            ])
             .arg(dir.join("ca.key"))
             .arg("-out")
             .arg(dir.join("ca.pem")));
@@ -113,7 +132,12 @@ impl OpensslCa {
         prepared
             .public_keys
             .iter()
-            .map(|k| (k.slot, self.issue(&k.spki_der, &format!("Holder {}", k.slot))))
+            .map(|k| {
+                (
+                    k.slot,
+                    self.issue(&k.spki_der, &format!("Holder {}", k.slot)),
+                )
+            })
             .collect()
     }
 }
