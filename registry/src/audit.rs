@@ -946,6 +946,61 @@ pub(crate) mod tests {
         assert_eq!(broken_at(&reg, &k), 5);
     }
 
+    const CHILD_ENV: &str = "REGISTRY_TEST_AUDIT_CHILD_DB";
+
+    /// Child half of `two_processes_appending_at_once_keep_one_valid_chain` (run by it only).
+    #[test]
+    #[ignore = "child process of two_processes_appending_at_once_keep_one_valid_chain"]
+    fn audit_child_process() {
+        let path = std::env::var(CHILD_ENV).expect("run by the parent test only");
+        let mut reg = Registry::open(&path).expect("open shared registry");
+        let a = Actor::new(&format!("clerk-{}", std::process::id()), "clerk", "S");
+        for i in 0..200 {
+            reg.audit(&AuditEntry {
+                actor: &a,
+                action: "test.append",
+                object: &format!("n:{i}"),
+                details: &json!({}),
+            })
+            .expect("append");
+        }
+    }
+
+    #[test]
+    fn two_processes_appending_at_once_keep_one_valid_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("shared.sqlite");
+        drop(Registry::open(&db).unwrap());
+        let exe = std::env::current_exe().unwrap();
+        let spawn = || {
+            std::process::Command::new(&exe)
+                .args([
+                    "--ignored",
+                    "--exact",
+                    "audit::tests::audit_child_process",
+                    "--test-threads=1",
+                ])
+                .env(CHILD_ENV, &db)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        };
+        let (mut a, mut b) = (spawn(), spawn());
+        assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
+        let reg = Registry::open(&db).unwrap();
+        let r = reg.verify_audit(&VerifyOptions::default()).unwrap();
+        assert_eq!((r.events, r.last_seq), (400, 400));
+        let operators: i64 = reg
+            .connection()
+            .query_row(
+                "SELECT count(DISTINCT operator) FROM audit_events",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(operators, 2);
+    }
+
     #[test]
     fn canonical_json_sorts_keys_and_refuses_secrets_and_floats() {
         let v = json!({"b": 1, "a": [true, null, "x\"y"], "é": "ü", "A": {"z": -2, "c": "\u{1}"}});
