@@ -247,3 +247,43 @@ fn card_pulled_at_every_apdu_index_gives_card_removed_naming_the_step_then_reset
     assert!(steps_seen.contains("write certificate 9C"));
     assert!(steps_seen.contains("generate key 9A"));
 }
+
+#[test]
+fn readers_waits_and_connect_errors_are_typed() {
+    testrig::ensure_pcscd().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let slot = testrig::Slot::lease();
+    let pcsc = Pcsc::establish().unwrap();
+    let reader = slot.reader_name.clone();
+
+    // Empty slot: listed without a card, connect says NoCard, waiting for a card times out.
+    let info = pcsc.readers().unwrap();
+    assert!(info.iter().any(|r| r.name == reader && !r.card_present));
+    assert!(matches!(pcsc.connect(&reader), Err(Error::NoCard { .. })));
+    assert!(matches!(
+        pcsc.wait_for_card(&reader, Duration::from_millis(300)),
+        Err(Error::Timeout { .. })
+    ));
+    let e = pcsc.connect("No Such Reader 99").err().unwrap();
+    assert!(
+        matches!(e, Error::UnknownReader { .. }) && e.to_string().contains(&reader),
+        "{e}"
+    );
+
+    // Insertion and removal are seen through SCardGetStatusChange.
+    let img = blank_image(dir.path(), 0x00E2_E201, false);
+    let card = slot.insert(&img, &[]);
+    pcsc.wait_for_card(&reader, Duration::from_secs(5)).unwrap();
+    let present = pcsc.readers().unwrap();
+    let r = present.iter().find(|r| r.name == reader).unwrap();
+    assert!(r.card_present && !r.atr.is_empty());
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            card.pull();
+        });
+        pcsc.wait_for_removal(&reader, Duration::from_secs(10))
+            .unwrap();
+    });
+    assert!(matches!(pcsc.connect(&reader), Err(Error::NoCard { .. })));
+}

@@ -142,11 +142,11 @@ impl OpensslCa {
     }
 }
 
+/// What one personalization produced: phase-1 result, the certificates, the report.
+pub type Personalized = (Prepared, Vec<(Slot, Vec<u8>)>, Report);
+
 /// prepare + CA + complete on one transport.
-pub fn personalize(
-    t: &mut dyn Transport,
-    ca: &mut OpensslCa,
-) -> Result<(Prepared, Vec<(Slot, Vec<u8>)>, Report), Error> {
+pub fn personalize(t: &mut dyn Transport, ca: &mut OpensslCa) -> Result<Personalized, Error> {
     let prof = profile();
     let p = Personalizer::new(&prof);
     let prepared = p.prepare(t, &card_key(), &mut |_| {})?;
