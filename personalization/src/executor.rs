@@ -686,6 +686,49 @@ impl<'a> Personalizer<'a> {
     }
 }
 
+/// Checks, with reads only, that the card is the LOCKED card `serial` carrying exactly these
+/// certificates: for recovery when a job was interrupted after the LOCK command reached the card
+/// (the executor locks only after read-back and test signatures passed).
+pub fn verify_issued(
+    transport: &mut dyn Transport,
+    serial: u32,
+    certificates: &[(Slot, Vec<u8>)],
+) -> Result<(), Error> {
+    let mut piv = Piv::new(transport);
+    piv.select()
+        .map_err(|e| e.in_step("select PIV application"))?;
+    let found = piv.serial().map_err(|e| e.in_step("read serial"))?;
+    if found != serial {
+        return Err(Error::WrongCard {
+            expected: serial,
+            found,
+        }
+        .in_step("read serial"));
+    }
+    let l = piv.lifecycle().map_err(|e| e.in_step("read lifecycle"))?;
+    if l != Lifecycle::Locked {
+        return Err(Error::WrongLifecycle {
+            operation: "verifying an issued card",
+            found: l,
+            needed: "LOCKED",
+        }
+        .in_step("read lifecycle"));
+    }
+    for (slot, der) in certificates {
+        let step = format!("read back certificate {slot}");
+        let got = piv
+            .get_data(slot.certificate_tag())
+            .map_err(|e| e.in_step(&step))?;
+        if got != certificate_object(der) {
+            return Err(Error::ReadBackMismatch {
+                object: format!("certificate {slot}"),
+            }
+            .in_step(&step));
+        }
+    }
+    Ok(())
+}
+
 /// Signs a fresh SHA-256 digest with `slot` and verifies the signature with the certificate's key.
 fn test_sign(piv: &mut Piv<'_>, slot: Slot, serial: u32, cert_der: &[u8]) -> Result<(), Error> {
     use p256::ecdsa::signature::hazmat::PrehashVerifier;

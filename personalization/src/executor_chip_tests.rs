@@ -331,3 +331,82 @@ fn card_pulled_at_every_apdu_index_gives_card_removed_naming_the_step_and_recove
     }
     assert!(after_lock <= 2);
 }
+
+#[test]
+fn verify_issued_accepts_the_locked_card_with_its_certificates_only() {
+    let mut ca = TestCa::new();
+    let mut t = InProcess::new(chip::Card::new_blank(200).unwrap());
+    let prof = profile();
+    let p = Personalizer::new(&prof);
+    let prepared = p.prepare(&mut t, &card_key(), &mut |_| {}).unwrap();
+    let certificates = certs(&mut ca, &prepared);
+    let e = verify_issued(&mut t, 200, &certificates).unwrap_err();
+    assert!(e.to_string().contains("PERSONALIZING"), "{e}");
+    let pin = Pin::new(PinKind::Pin, HOLDER_PIN).unwrap();
+    let puk = Pin::new(PinKind::Puk, HOLDER_PUK).unwrap();
+    let h = holder();
+    let input = CompleteInput {
+        certificates: &certificates,
+        holder: &h,
+        pin: &pin,
+        puk: &puk,
+    };
+    p.complete(&mut t, &prepared, &card_key(), &input, &mut |_| {})
+        .unwrap();
+    t.reinsert();
+    let mut rec = Recording::new(&mut t);
+    verify_issued(&mut rec, 200, &certificates).unwrap();
+    assert!(!rec.sent_a_write());
+    let e = verify_issued(&mut rec, 201, &certificates).unwrap_err();
+    assert!(matches!(e.root(), Error::WrongCard { .. }), "{e}");
+    let other = certs(&mut ca, &prepared);
+    let e = verify_issued(&mut rec, 200, &other).unwrap_err();
+    assert!(matches!(e.root(), Error::ReadBackMismatch { .. }), "{e}");
+}
+
+#[test]
+fn no_secret_reaches_the_logs_even_at_trace_level() {
+    use std::sync::{Arc, Mutex};
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let mut ca = TestCa::new();
+    tracing::subscriber::with_default(subscriber, || {
+        let mut t = InProcess::new(chip::Card::new_blank(300).unwrap());
+        personalize(&mut t, &mut ca).unwrap();
+        let mut t = InProcess::new(chip::Card::new_blank(301).unwrap());
+        t.tear_after = Some(30);
+        personalize(&mut t, &mut ca).unwrap_err();
+    });
+    let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.contains("C-APDU") && text.contains("step"),
+        "logging was captured"
+    );
+    for secret in [
+        HOLDER_PIN,
+        HOLDER_PUK,
+        "123456",
+        "12345678",
+        CARD_KEY_HEX,
+        "a1 a2 a3",
+        "0102030405060708",
+    ] {
+        assert!(!text.contains(secret), "log contains {secret}");
+    }
+}
