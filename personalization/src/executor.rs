@@ -624,20 +624,24 @@ impl<'a> Personalizer<'a> {
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<ResetOutcome, Error> {
         let transport_key = self.profile.transport_key()?;
-        let mut names = self.reset_steps();
+        // Progress indexes are positions in `reset_steps()`; the transport-key step (4) is
+        // skipped when the card key is accepted, so the index may jump from 3 to 5.
+        let names = self.reset_steps();
+        let total = names.len();
         let mut piv = Piv::new(transport);
-        let mut report = |name: &str, index: usize, total: usize| {
+        let mut step = |i: usize| -> &str {
             progress(&Progress {
                 phase: Phase::Reset,
-                step: name.to_string(),
-                index,
+                step: names[i].clone(),
+                index: i + 1,
                 total,
-            })
+            });
+            &names[i]
         };
-        report(&names[0], 1, names.len());
-        piv.select().map_err(|e| e.in_step(&names[0]))?;
-        report(&names[1], 2, names.len());
-        let l = piv.lifecycle().map_err(|e| e.in_step(&names[1]))?;
+        let name = step(0).to_string();
+        piv.select().map_err(|e| e.in_step(&name))?;
+        let name = step(1).to_string();
+        let l = piv.lifecycle().map_err(|e| e.in_step(&name))?;
         match l {
             Lifecycle::Blank => return Ok(ResetOutcome::AlreadyBlank),
             Lifecycle::Locked => {
@@ -646,40 +650,32 @@ impl<'a> Personalizer<'a> {
                     found: l,
                     needed: "BLANK or PERSONALIZING",
                 }
-                .in_step(&names[1]))
+                .in_step(&name))
             }
             Lifecycle::Personalizing => {}
         }
-        report(&names[2], 3, names.len());
+        let name = step(2).to_string();
         let outcome = match piv.authenticate(card_key) {
-            Ok(()) => {
-                names.remove(3);
-                ResetOutcome::ResetWithCardKey
-            }
+            Ok(()) => ResetOutcome::ResetWithCardKey,
             Err(Error::ManagementKeyRejected { .. }) => {
-                report(&names[3], 4, names.len());
+                let name = step(3).to_string();
                 piv.authenticate(&transport_key)
-                    .map_err(|e| e.in_step(&names[3]))?;
-                names.remove(2);
+                    .map_err(|e| e.in_step(&name))?;
                 ResetOutcome::ResetWithTransportKey
             }
-            Err(e) => return Err(e.in_step(&names[2])),
+            Err(e) => return Err(e.in_step(&name)),
         };
-        let total = names.len() + 1;
-        report(&names[3], total - 1, total);
-        piv.reset_to_blank()
-            .map_err(|e| e.in_step("reset to blank"))?;
-        report(&names[4], total, total);
-        let l = piv
-            .lifecycle()
-            .map_err(|e| e.in_step("read lifecycle after reset"))?;
+        let name = step(4).to_string();
+        piv.reset_to_blank().map_err(|e| e.in_step(&name))?;
+        let name = step(5).to_string();
+        let l = piv.lifecycle().map_err(|e| e.in_step(&name))?;
         if l != Lifecycle::Blank {
             return Err(Error::WrongLifecycle {
                 operation: "reset",
                 found: l,
                 needed: "BLANK after reset",
             }
-            .in_step("read lifecycle after reset"));
+            .in_step(&name));
         }
         tracing::info!(outcome = ?outcome, "card reset to BLANK");
         Ok(outcome)

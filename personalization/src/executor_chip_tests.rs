@@ -255,10 +255,14 @@ fn reset_uses_the_transport_key_when_the_key_change_never_happened_and_card_key_
     let e = p.prepare(&mut t, &card_key(), &mut |_| {}).unwrap_err();
     assert!(e.is_card_gone(), "{e}");
     t.reinsert();
+    let mut seen = Vec::new();
     assert_eq!(
-        p.reset(&mut t, &card_key(), &mut |_| {}).unwrap(),
+        p.reset(&mut t, &card_key(), &mut |pr| seen
+            .push((pr.index, pr.total)))
+            .unwrap(),
         ResetOutcome::ResetWithCardKey
     );
+    assert_eq!(seen, vec![(1, 6), (2, 6), (3, 6), (5, 6), (6, 6)]);
     assert_eq!(
         p.reset(&mut t, &card_key(), &mut |_| {}).unwrap(),
         ResetOutcome::AlreadyBlank
