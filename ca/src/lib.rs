@@ -672,7 +672,8 @@ fn validity(
         .as_secs();
     let nb = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
     // notAfter is inclusive (RFC 5280 §4.1.2.5): the last second of the `days` period.
-    let na = nb + Duration::from_secs(u64::from(profile.validity.days) * 86_400 - 1);
+    let days = u64::from(profile.validity.days.max(1));
+    let na = nb + Duration::from_secs(days * 86_400 - 1);
     if let Some(i) = issuer {
         if na > i.not_after() {
             return Err(CaError::OutlivesIssuer {
@@ -765,7 +766,7 @@ fn render_subject(profile: &CertProfile, holder: Option<&HolderSubject>) -> Resu
             return Err(CaError::Holder {
                 field: holder_field(attr.attribute),
                 rule: format!(
-                    "subject {field} would be {} characters; at most {} (RFC 5280 Appendix A.1)",
+                    "subject {field} would be {} characters; at most {} (RFC 5280 Appendix A.1 upper bounds)",
                     value.chars().count(),
                     attr.attribute.max_chars()
                 ),

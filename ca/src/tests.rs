@@ -249,11 +249,11 @@ fn bad_holder_fields_are_named() {
         "holder pinfl: must be exactly 14 digits (got 4 characters)"
     );
     let mut h = holder();
-    h.surname = "X".repeat(41);
+    h.surname = "X".repeat(65);
     let err = issue(&p.store, prof, &p.esign, &spki, &h, SystemTime::now()).unwrap_err();
     assert!(
         err.to_string()
-            .starts_with("holder surname: subject surname would be 41 characters"),
+            .starts_with("holder surname: subject surname would be 65 characters"),
         "{err}"
     );
 }

@@ -313,3 +313,65 @@ fn pkilint_finds_nothing_in_the_crl() {
         &f.dir.path().join("crl.pem"),
     );
 }
+
+#[test]
+fn pkilint_and_openssl_accept_uzbek_latin_names_in_utf8() {
+    let s = store();
+    let f = fixture(&s);
+    let set = profiles::builtin().unwrap();
+    s.generate_p256("card-uz").unwrap();
+    let spki = s.public_key_spki("card-uz").unwrap();
+    let holder = ca::HolderSubject {
+        pinfl: "52108934560017".into(),
+        surname: "Gʻulomov".into(),
+        given_names: "Oʻtkir Shuhrat".into(),
+        common_name: "Oʻtkir Shuhrat Gʻulomov".into(),
+        country: "UZ".into(),
+    };
+    let c = ca::issue(
+        &s,
+        set.cert("holder-sign").unwrap(),
+        &f.esign,
+        &spki,
+        &holder,
+        SystemTime::now(),
+    )
+    .unwrap();
+    let d = f.dir.path();
+    let pem = write(d, "holder-uz.pem", &ca::cert_pem(&c.der).unwrap());
+    run_ok(
+        "openssl",
+        &[
+            "verify",
+            "-CAfile",
+            "root.pem",
+            "-untrusted",
+            "esign-ca.pem",
+            "holder-uz.pem",
+        ],
+        d,
+    );
+    let subject = run_ok(
+        "openssl",
+        &[
+            "x509",
+            "-in",
+            "holder-uz.pem",
+            "-noout",
+            "-subject",
+            "-nameopt",
+            "RFC2253,-esc_msb",
+        ],
+        d,
+    );
+    assert!(subject.contains("Gʻulomov"), "{subject}");
+    assert!(
+        subject.contains("serialNumber=PNOUZ-52108934560017"),
+        "{subject}"
+    );
+    pkilint(
+        "lint_etsi_cert",
+        &["-t", "QCP-N-QSCD-NON-EIDAS-FINAL-CERTIFICATE"],
+        &pem,
+    );
+}

@@ -178,7 +178,8 @@ impl AttributeKind {
         }
     }
 
-    /// Upper bound in characters (RFC 5280 Appendix A.1 `ub-*`).
+    /// Upper bound in characters: RFC 5280 Appendix A.1 `ub-*` where it sets one; givenName
+    /// and surname (only `ub-name` there) are held to 64, like commonName.
     pub fn max_chars(self) -> usize {
         match self {
             AttributeKind::Country => 2,
@@ -186,7 +187,7 @@ impl AttributeKind {
             AttributeKind::Locality => 128,
             AttributeKind::CommonName => 64,
             AttributeKind::SerialNumber => 64,
-            AttributeKind::GivenName | AttributeKind::Surname => 40,
+            AttributeKind::GivenName | AttributeKind::Surname => 64,
             AttributeKind::OrganizationIdentifier => 64,
         }
     }

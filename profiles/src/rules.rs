@@ -128,7 +128,7 @@ fn check_subject(p: &CertProfile) -> RuleResult {
             return fail(
                 key,
                 format!(
-                    "{} is at most {} characters (RFC 5280 Appendix A.1)",
+                    "{} is at most {} characters (RFC 5280 Appendix A.1 upper bounds)",
                     a.attribute.short_name(),
                     a.attribute.max_chars()
                 ),
