@@ -46,26 +46,102 @@ fn personalize_with_yubico_piv_tool(reader: &str, dir: &Path) -> PathBuf {
     let cert = dir.join("cert.pem");
     ok(
         "yubico-piv-tool",
-        &["-r", reader, "-a", "generate", "-s", "9c", "-A", "ECCP256", "-o", path(&pubkey)],
+        &[
+            "-r",
+            reader,
+            "-a",
+            "generate",
+            "-s",
+            "9c",
+            "-A",
+            "ECCP256",
+            "-o",
+            path(&pubkey),
+        ],
     );
     // yubico-piv-tool's selfsign fails before any APDU under OpenSSL 3 (Yubico/yubico-piv-tool
     // #388): make the certificate with openssl around the card's public key.
-    ok("openssl", &["ecparam", "-name", "prime256v1", "-genkey", "-out", path(&anykey)]);
     ok(
         "openssl",
-        &["req", "-new", "-key", path(&anykey), "-subj", "/CN=Test Holder/serialNumber=PNOUZ-1", "-out", path(&csr)],
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-out",
+            path(&anykey),
+        ],
     );
     ok(
         "openssl",
         &[
-            "x509", "-req", "-in", path(&csr), "-signkey", path(&anykey), "-force_pubkey",
-            path(&pubkey), "-days", "30", "-out", path(&cert),
+            "req",
+            "-new",
+            "-key",
+            path(&anykey),
+            "-subj",
+            "/CN=Test Holder/serialNumber=PNOUZ-1",
+            "-out",
+            path(&csr),
         ],
     );
-    ok("yubico-piv-tool", &["-r", reader, "-a", "import-certificate", "-s", "9c", "-i", path(&cert)]);
+    ok(
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            path(&csr),
+            "-signkey",
+            path(&anykey),
+            "-force_pubkey",
+            path(&pubkey),
+            "-days",
+            "30",
+            "-out",
+            path(&cert),
+        ],
+    );
+    ok(
+        "yubico-piv-tool",
+        &[
+            "-r",
+            reader,
+            "-a",
+            "import-certificate",
+            "-s",
+            "9c",
+            "-i",
+            path(&cert),
+        ],
+    );
     ok("yubico-piv-tool", &["-r", reader, "-a", "set-chuid"]);
-    ok("yubico-piv-tool", &["-r", reader, "-a", "change-pin", "-P", "123456", "-N", "654321"]);
-    ok("yubico-piv-tool", &["-r", reader, "-a", "change-puk", "-P", "12345678", "-N", "87654321"]);
+    ok(
+        "yubico-piv-tool",
+        &[
+            "-r",
+            reader,
+            "-a",
+            "change-pin",
+            "-P",
+            "123456",
+            "-N",
+            "654321",
+        ],
+    );
+    ok(
+        "yubico-piv-tool",
+        &[
+            "-r",
+            reader,
+            "-a",
+            "change-puk",
+            "-P",
+            "12345678",
+            "-N",
+            "87654321",
+        ],
+    );
     cert
 }
 
@@ -76,20 +152,64 @@ fn sign_with_pkcs11_and_verify(reader: &str, pin: &str, dir: &Path, cert: &Path)
     let sig = dir.join("msg.sig");
     let certpub = dir.join("certpub.pem");
     std::fs::write(&msg, b"idstation qualified signature test\n").unwrap();
-    ok("openssl", &["dgst", "-sha256", "-binary", "-out", path(&hash), path(&msg)]);
+    ok(
+        "openssl",
+        &[
+            "dgst",
+            "-sha256",
+            "-binary",
+            "-out",
+            path(&hash),
+            path(&msg),
+        ],
+    );
     let _ = std::fs::remove_file(&sig);
     ok(
         "pkcs11-tool",
         &[
-            "--module", PKCS11, "--slot-description", reader, "--login", "-p", pin, "--sign",
-            "--mechanism", "ECDSA", "--id", "02", "--signature-format", "openssl", "-i",
-            path(&hash), "-o", path(&sig),
+            "--module",
+            PKCS11,
+            "--slot-description",
+            reader,
+            "--login",
+            "-p",
+            pin,
+            "--sign",
+            "--mechanism",
+            "ECDSA",
+            "--id",
+            "02",
+            "--signature-format",
+            "openssl",
+            "-i",
+            path(&hash),
+            "-o",
+            path(&sig),
         ],
     );
-    ok("openssl", &["x509", "-in", path(cert), "-noout", "-pubkey", "-out", path(&certpub)]);
+    ok(
+        "openssl",
+        &[
+            "x509",
+            "-in",
+            path(cert),
+            "-noout",
+            "-pubkey",
+            "-out",
+            path(&certpub),
+        ],
+    );
     let out = ok(
         "openssl",
-        &["dgst", "-sha256", "-verify", path(&certpub), "-signature", path(&sig), path(&msg)],
+        &[
+            "dgst",
+            "-sha256",
+            "-verify",
+            path(&certpub),
+            "-signature",
+            path(&sig),
+            path(&msg),
+        ],
     );
     assert!(out.contains("Verified OK"), "{out}");
 }
@@ -98,7 +218,10 @@ fn sign_with_pkcs11_and_verify(reader: &str, pin: &str, dir: &Path, cert: &Path)
 fn yubico_piv_tool_personalizes_then_opensc_lists_and_signs_and_puk_unblocks() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("card.img");
-    chip::Card::new_blank(0x0A0B0C0D).unwrap().save(&img).unwrap();
+    chip::Card::new_blank(0x0A0B0C0D)
+        .unwrap()
+        .save(&img)
+        .unwrap();
     let slot = testrig::Slot::lease();
     let _card = slot.insert(&img, &[]);
     let r = slot.reader_name.as_str();
@@ -110,26 +233,68 @@ fn yubico_piv_tool_personalizes_then_opensc_lists_and_signs_and_puk_unblocks() {
 
     // OpenSC sees a PIV card with the certificate.
     let certs = ok("pkcs15-tool", &["--reader", r, "--list-certificates"]);
-    assert!(certs.contains("Certificate for Digital Signature"), "{certs}");
+    assert!(
+        certs.contains("Certificate for Digital Signature"),
+        "{certs}"
+    );
     let objs = ok(
         "pkcs11-tool",
-        &["--module", PKCS11, "--slot-description", r, "--login", "-p", "654321", "--list-objects"],
+        &[
+            "--module",
+            PKCS11,
+            "--slot-description",
+            r,
+            "--login",
+            "-p",
+            "654321",
+            "--list-objects",
+        ],
     );
     assert!(objs.contains("Private Key Object; EC"), "{objs}");
-    assert!(objs.contains("always authenticate"), "9C needs the PIN per signature: {objs}");
-    assert!(objs.contains("Certificate Object; type = X.509 cert"), "{objs}");
+    assert!(
+        objs.contains("always authenticate"),
+        "9C needs the PIN per signature: {objs}"
+    );
+    assert!(
+        objs.contains("Certificate Object; type = X.509 cert"),
+        "{objs}"
+    );
     assert!(objs.contains("CN=Test Holder"), "{objs}");
     sign_with_pkcs11_and_verify(r, "654321", dir.path(), &cert);
 
     // Wrong PIN three times blocks, the PUK unblocks.
     for _ in 0..3 {
-        let (success, _) = run("yubico-piv-tool", &["-r", r, "-a", "verify-pin", "-P", "000000"]);
+        let (success, _) = run(
+            "yubico-piv-tool",
+            &["-r", r, "-a", "verify-pin", "-P", "000000"],
+        );
         assert!(!success);
     }
-    let (success, text) = run("yubico-piv-tool", &["-r", r, "-a", "verify-pin", "-P", "654321"]);
-    assert!(!success && text.to_lowercase().contains("blocked"), "{text}");
-    ok("yubico-piv-tool", &["-r", r, "-a", "unblock-pin", "-P", "87654321", "-N", "112233"]);
-    ok("yubico-piv-tool", &["-r", r, "-a", "verify-pin", "-P", "112233"]);
+    let (success, text) = run(
+        "yubico-piv-tool",
+        &["-r", r, "-a", "verify-pin", "-P", "654321"],
+    );
+    assert!(
+        !success && text.to_lowercase().contains("blocked"),
+        "{text}"
+    );
+    ok(
+        "yubico-piv-tool",
+        &[
+            "-r",
+            r,
+            "-a",
+            "unblock-pin",
+            "-P",
+            "87654321",
+            "-N",
+            "112233",
+        ],
+    );
+    ok(
+        "yubico-piv-tool",
+        &["-r", r, "-a", "verify-pin", "-P", "112233"],
+    );
     sign_with_pkcs11_and_verify(r, "112233", dir.path(), &cert);
 }
 
@@ -144,7 +309,10 @@ fn lock_card(reader: &str) {
         .unwrap();
     let mut buf = [0u8; 300];
     let mut tx = |apdu: &[u8]| card.transmit(apdu, &mut buf).unwrap().to_vec();
-    assert_eq!(tx(&[0x00, 0xA4, 0x04, 0x00, 0x05, 0xA0, 0x00, 0x00, 0x03, 0x08]).ends_with(&[0x90, 0x00]), true);
+    assert_eq!(
+        tx(&[0x00, 0xA4, 0x04, 0x00, 0x05, 0xA0, 0x00, 0x00, 0x03, 0x08]).ends_with(&[0x90, 0x00]),
+        true
+    );
     let key = des::TdesEde3::new_from_slice(&chip::mgmt::TRANSPORT_MGMT_KEY).unwrap();
     let r = tx(&[0x00, 0x87, 0x03, 0x9B, 0x04, 0x7C, 0x02, 0x80, 0x00]);
     assert_eq!(&r[r.len() - 2..], &[0x90, 0x00]);
@@ -178,16 +346,37 @@ fn after_lock_put_data_and_generate_are_refused_while_pin_change_and_signing_wor
     let cert = personalize_with_yubico_piv_tool(r, dir.path());
     lock_card(r);
 
-    let (success, text) = run("yubico-piv-tool", &["-r", r, "-a", "generate", "-s", "9a", "-A", "ECCP256"]);
+    let (success, text) = run(
+        "yubico-piv-tool",
+        &["-r", r, "-a", "generate", "-s", "9a", "-A", "ECCP256"],
+    );
     assert!(!success, "GENERATE after lock must fail: {text}");
     let (success, text) = run("yubico-piv-tool", &["-r", r, "-a", "set-chuid"]);
     assert!(!success, "PUT DATA after lock must fail: {text}");
-    let (success, text) = run("yubico-piv-tool", &["-r", r, "-a", "import-certificate", "-s", "9c", "-i", path(&cert)]);
+    let (success, text) = run(
+        "yubico-piv-tool",
+        &[
+            "-r",
+            r,
+            "-a",
+            "import-certificate",
+            "-s",
+            "9c",
+            "-i",
+            path(&cert),
+        ],
+    );
     assert!(!success, "certificate import after lock must fail: {text}");
 
-    ok("yubico-piv-tool", &["-r", r, "-a", "change-pin", "-P", "654321", "-N", "135790"]);
+    ok(
+        "yubico-piv-tool",
+        &["-r", r, "-a", "change-pin", "-P", "654321", "-N", "135790"],
+    );
     sign_with_pkcs11_and_verify(r, "135790", dir.path(), &cert);
     let shown = ok(env!("CARGO_BIN_EXE_vchip"), &["show", path(&img)]);
     assert!(shown.contains("lifecycle:  locked"), "{shown}");
-    assert!(!shown.contains("135790") && !shown.contains("313335373930"), "PIN leaked: {shown}");
+    assert!(
+        !shown.contains("135790") && !shown.contains("313335373930"),
+        "PIN leaked: {shown}"
+    );
 }

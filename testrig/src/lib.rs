@@ -75,6 +75,9 @@ const SETUP_LOCK: &str = "/tmp/idstation-pcscd.lock";
 
 const LEASE_TIMEOUT: Duration = Duration::from_secs(600);
 const CARD_TIMEOUT: Duration = Duration::from_secs(15);
+const INSERT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(4);
+/// Pause after pcscd reported a card absent, so the next insertion falls into a later poll.
+const REMOVAL_SETTLE: Duration = Duration::from_millis(500);
 
 fn lock_path(port: u16) -> PathBuf {
     PathBuf::from(format!("/tmp/idstation-vpcd-{port}.lock"))
@@ -348,22 +351,41 @@ impl Slot {
                 self.reader_name, self.port
             )));
         }
-        let child = Command::new(&bin)
-            .arg("insert")
-            .arg(image)
-            .arg("--port")
-            .arg(self.port.to_string())
-            .arg("--exit-with-stdin")
-            .args(extra_args)
-            .stdin(Stdio::piped())
-            .spawn()
-            .map_err(|e| RigError::Vchip(format!("cannot start {}: {e}", bin.display())))?;
-        let mut card = InsertedCard {
-            slot: self,
-            child: Some(child),
-        };
-        card.wait_state(true)?;
-        Ok(card)
+        // pcscd polls vpcd slots every 400 ms; a card that connects again within a poll
+        // interval of being removed is sometimes never reported present (seen after tears).
+        // Like a user, the rig then pulls and re-inserts it.
+        let mut last_err = None;
+        for attempt in 0..4 {
+            if attempt > 0 {
+                std::thread::sleep(REMOVAL_SETTLE * 2);
+            }
+            let child = Command::new(&bin)
+                .arg("insert")
+                .arg(image)
+                .arg("--port")
+                .arg(self.port.to_string())
+                .arg("--exit-with-stdin")
+                .args(extra_args)
+                .stdin(Stdio::piped())
+                .spawn()
+                .map_err(|e| RigError::Vchip(format!("cannot start {}: {e}", bin.display())))?;
+            let mut card = InsertedCard {
+                slot: self,
+                child: Some(child),
+            };
+            match card.wait_state_for(true, INSERT_ATTEMPT_TIMEOUT) {
+                Ok(()) => return Ok(card),
+                Err(e) => {
+                    if let Some(mut child) = card.child.take() {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                    }
+                    let _ = card.wait_state_for(false, CARD_TIMEOUT);
+                    last_err = Some(e);
+                }
+            }
+        }
+        Err(last_err.unwrap_or_else(|| RigError::Vchip("insertion failed".into())))
     }
 }
 
@@ -425,9 +447,16 @@ impl InsertedCard<'_> {
     }
 
     fn wait_state(&mut self, present: bool) -> Result<(), RigError> {
+        self.wait_state_for(present, CARD_TIMEOUT)
+    }
+
+    fn wait_state_for(&mut self, present: bool, timeout: Duration) -> Result<(), RigError> {
         let start = Instant::now();
         loop {
             if card_present(&self.slot.reader_name)? == present {
+                if !present {
+                    std::thread::sleep(REMOVAL_SETTLE);
+                }
                 return Ok(());
             }
             if present {
@@ -440,12 +469,12 @@ impl InsertedCard<'_> {
                     }
                 }
             }
-            if start.elapsed() > CARD_TIMEOUT {
+            if start.elapsed() > timeout {
                 return Err(RigError::Vchip(format!(
                     "card did not {} in {} within {} s",
                     if present { "appear" } else { "disappear" },
                     self.slot.reader_name,
-                    CARD_TIMEOUT.as_secs()
+                    timeout.as_secs()
                 )));
             }
             std::thread::sleep(Duration::from_millis(20));
