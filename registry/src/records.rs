@@ -830,6 +830,43 @@ impl Tx<'_> {
         )?)
     }
 
+    /// The next CRL number of a CA key: one above the last recorded (1 for the first CRL).
+    /// Call it in the transaction that then records the CRL with [`Tx::record_crl`].
+    pub fn next_crl_number(&self, key_id: i64) -> Result<u64> {
+        let last: Option<i64> = self.conn().query_row(
+            "SELECT max(crl_number) FROM crls WHERE key_id = ?1",
+            [key_id],
+            |r| r.get(0),
+        )?;
+        Ok(last.map_or(1, |n| n as u64 + 1))
+    }
+
+    /// Record a CRL a CA key signed. Refuses a CRL number that is not above the last one.
+    pub fn record_crl(
+        &self,
+        key_id: i64,
+        crl_number: u64,
+        this_update: &str,
+        next_update: &str,
+        der: &[u8],
+    ) -> Result<()> {
+        validate::date_time("this_update", this_update)?;
+        validate::date_time("next_update", next_update)?;
+        let next = self.next_crl_number(key_id)?;
+        if crl_number < next {
+            return Err(Error::Conflict(format!(
+                "CRL number {crl_number} of CA key {key_id} is not above the last one ({})",
+                next - 1
+            )));
+        }
+        self.conn().execute(
+            "INSERT INTO crls (key_id, crl_number, this_update, next_update, der)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![key_id, crl_number as i64, this_update, next_update, der],
+        )?;
+        Ok(())
+    }
+
     /// Record a new CA key (state `generated`). `public_key` is the SPKI DER.
     pub fn insert_ca_key(
         &self,
@@ -1299,6 +1336,30 @@ impl Registry {
             .optional()?)
     }
 
+    /// A CA key by its HSM label.
+    pub fn ca_key_by_label(&self, label: &str) -> Result<Option<CaKey>> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT {CA_KEY_COLS} FROM ca_keys WHERE label = ?1"),
+                [label],
+                ca_key_from_row,
+            )
+            .optional()?)
+    }
+
+    /// The latest CRL recorded for a CA key: (CRL number, DER).
+    pub fn latest_crl(&self, key_id: i64) -> Result<Option<(u64, Vec<u8>)>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT crl_number, der FROM crls WHERE key_id = ?1 ORDER BY crl_number DESC LIMIT 1",
+                [key_id],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
     /// The active key of a CA, if any.
     pub fn active_ca_key(&self, ca: &str) -> Result<Option<CaKey>> {
         Ok(self
@@ -1651,5 +1712,40 @@ pub(crate) mod tests {
         })
         .unwrap();
         assert_eq!(reg.operator("bob").unwrap().unwrap().role, Role::Clerk);
+    }
+
+    #[test]
+    fn crl_numbers_rise_per_key_and_are_never_reused() {
+        let (_d, mut reg) = temp_registry();
+        let a = actor();
+        let (k1, k2) = reg
+            .write(|tx| {
+                let k1 = tx.insert_ca_key("esign-1", "esign", "issuing", b"spki-1", &a)?;
+                let k2 = tx.insert_ca_key("esign-2", "esign", "issuing", b"spki-2", &a)?;
+                Ok((k1, k2))
+            })
+            .unwrap();
+        let t = ("2026-11-25T10:00:00Z", "2026-11-26T10:00:00Z");
+        reg.write(|tx| {
+            assert_eq!(tx.next_crl_number(k1)?, 1);
+            tx.record_crl(k1, 1, t.0, t.1, b"crl-1")?;
+            assert_eq!(tx.next_crl_number(k1)?, 2);
+            tx.record_crl(k1, 2, t.0, t.1, b"crl-2")?;
+            assert_eq!(tx.next_crl_number(k2)?, 1, "each key has its own numbering");
+            Ok(())
+        })
+        .unwrap();
+        let again = reg.write(|tx| tx.record_crl(k1, 2, t.0, t.1, b"again"));
+        assert!(
+            matches!(again, Err(Error::Conflict(m)) if m.contains("not above the last one (2)"))
+        );
+        let bad = reg.write(|tx| tx.record_crl(k1, 3, "yesterday", t.1, b"x"));
+        assert!(matches!(bad, Err(Error::Invalid { field, .. }) if field == "this_update"));
+        assert_eq!(reg.latest_crl(k1).unwrap(), Some((2, b"crl-2".to_vec())));
+        assert_eq!(
+            reg.ca_key_by_label("esign-2").unwrap().map(|k| k.id),
+            Some(k2)
+        );
+        assert_eq!(reg.ca_key_by_label("nope").unwrap(), None);
     }
 }

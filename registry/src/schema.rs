@@ -8,7 +8,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::{Error, Result};
 
 /// The newest schema this code knows.
-pub const LATEST: i64 = 2;
+pub const LATEST: i64 = 3;
 
 /// Version 1: the core registry.
 const V1: &str = r#"
@@ -271,7 +271,20 @@ CREATE INDEX audit_events_time ON audit_events (time);
 CREATE INDEX documents_holder ON documents (holder_id);
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2];
+/// Version 3: the CRLs each CA key has signed. The CRL number of a key is strictly increasing
+/// (RFC 5280 §5.2.3): the next one is allocated inside the transaction that records the CRL.
+const V3: &str = r#"
+CREATE TABLE crls (
+    key_id      INTEGER NOT NULL REFERENCES ca_keys (id),
+    crl_number  INTEGER NOT NULL CHECK (crl_number >= 1),
+    this_update TEXT NOT NULL,
+    next_update TEXT NOT NULL CHECK (next_update > this_update),
+    der         BLOB NOT NULL,
+    PRIMARY KEY (key_id, crl_number)
+) STRICT;
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version of the file (`PRAGMA user_version`; 0 = empty).
 pub fn version(conn: &Connection) -> Result<i64> {
