@@ -1,7 +1,7 @@
 //! The personalization executor: runs a [`CardProfile`] on a card in two phases so the CA can sit
 //! in between (ARCHITECTURE.md "One issuance"), and brings a half-personalized card back to BLANK.
 //!
-//! - [`Personalizer::prepare`]: SELECT, check BLANK, authenticate with the transport key (mutual),
+//! - [`Personalizer::prepare`]: SELECT, check BLANK and the PIN retry counter, authenticate with the transport key (mutual),
 //!   install the per-card management key and prove it, generate the key pairs; returns the public
 //!   keys (SPKI DER per slot). A card that is not BLANK is refused before any write.
 //! - [`Personalizer::complete`]: write the certificates and the other objects, set PIN and PUK
@@ -23,7 +23,7 @@ use crate::piv::objects::{
     certificate_object, random_uuid, tags, Ccc, Chuid, Discovery, Fascn, KeyHistory,
     PrintedInformation,
 };
-use crate::piv::{Lifecycle, Piv, Slot};
+use crate::piv::{Lifecycle, PinStatus, Piv, Slot};
 use crate::plan::{CardProfile, FascnKind};
 use crate::secret::{ManagementKey, Pin, PinKind};
 use crate::transport::Transport;
@@ -253,6 +253,7 @@ impl<'a> Personalizer<'a> {
             "read serial",
             "read version",
             "read lifecycle",
+            "read PIN retry counter",
             "authenticate transport key",
             "set card management key",
             "authenticate card management key",
@@ -360,6 +361,24 @@ impl<'a> Personalizer<'a> {
                 });
             }
             Ok(())
+        })?;
+        let want = self.profile.pin.retries;
+        steps.run(&mut piv, "read PIN retry counter", |p| {
+            match p.pin_status(PinKind::Pin)? {
+                PinStatus::TriesLeft(n) if n == want => Ok(()),
+                found => Err(Error::Invalid {
+                    field: "PIN retry counter".into(),
+                    rule: format!(
+                        "profile {} wants a blank card with {want} PIN tries, the card reports {}",
+                        self.profile.card.name,
+                        match found {
+                            PinStatus::TriesLeft(n) => format!("{n} tries"),
+                            PinStatus::Blocked => "a blocked PIN".into(),
+                            PinStatus::Verified => "a PIN already verified".into(),
+                        }
+                    ),
+                }),
+            }
         })?;
         steps.run(&mut piv, "authenticate transport key", |p| {
             p.authenticate(&transport_key)

@@ -249,7 +249,7 @@ fn reset_uses_the_transport_key_when_the_key_change_never_happened_and_card_key_
     let p = Personalizer::new(&prof);
     // Torn right after the transport-key authentication: still BLANK (no state change yet).
     // Tear after SET MANAGEMENT KEY is sent: PERSONALIZING with the card key.
-    let steps_before_set = 4 + 2; // select, serial, version, lifecycle, 2 x auth
+    let steps_before_set = 5 + 2; // select, serial, version, lifecycle, PIN status, 2 x auth
     let mut t = InProcess::new(chip::Card::new_blank(13).unwrap());
     t.tear_after = Some(steps_before_set + 1);
     let e = p.prepare(&mut t, &card_key(), &mut |_| {}).unwrap_err();
@@ -413,4 +413,22 @@ fn no_secret_reaches_the_logs_even_at_trace_level() {
     ] {
         assert!(!text.contains(secret), "log contains {secret}");
     }
+}
+
+#[test]
+fn blank_card_with_another_pin_retry_counter_than_the_profile_is_refused_without_writes() {
+    let prof = profile();
+    let mut t = Recording::new(InProcess::new(
+        chip::Card::new_blank_with(14, 5, 10).unwrap(),
+    ));
+    let e = Personalizer::new(&prof)
+        .prepare(&mut t, &card_key(), &mut |_| {})
+        .unwrap_err();
+    assert_eq!(e.step(), Some("read PIN retry counter"));
+    assert!(
+        e.to_string()
+            .contains("3 PIN tries, the card reports 5 tries"),
+        "{e}"
+    );
+    assert!(!t.sent_a_write());
 }

@@ -143,7 +143,9 @@ pub struct SecretPolicy {
     /// Digits only.
     #[serde(default = "yes")]
     pub numeric: bool,
-    /// Retry counter the card must report for a fresh value (checked, not set).
+    /// Retry counter. For the PIN, `prepare` checks that the blank card reports it (VERIFY
+    /// without data, 63Cx) before any write; the card contract has no command to set it, and
+    /// PIV has no status query for the PUK, so for the PUK it is documentation only.
     pub retries: u8,
     /// The holder's value must differ from the transport value.
     #[serde(default = "yes")]
