@@ -161,6 +161,21 @@ pub fn office(field: &str, v: &str) -> Result<()> {
     Ok(())
 }
 
+/// An RFC 3339 UTC timestamp as the registry stores it (`YYYY-MM-DDTHH:MM:SSZ`).
+pub fn date_time(field: &str, v: &str) -> Result<()> {
+    use time::format_description::well_known::Rfc3339;
+    let ok = v.ends_with('Z') && time::OffsetDateTime::parse(v, &Rfc3339).is_ok();
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            field,
+            v,
+            "must be an RFC 3339 UTC timestamp (YYYY-MM-DDTHH:MM:SSZ)",
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,20 +210,5 @@ mod tests {
         assert!(series("series", "ad").is_err());
         assert!(citizenship("citizenship", "XXA").is_ok());
         assert!(citizenship("citizenship", "UZ").is_err());
-    }
-}
-
-/// An RFC 3339 UTC timestamp as the registry stores it (`YYYY-MM-DDTHH:MM:SSZ`).
-pub fn date_time(field: &str, v: &str) -> Result<()> {
-    use time::format_description::well_known::Rfc3339;
-    let ok = v.ends_with('Z') && time::OffsetDateTime::parse(v, &Rfc3339).is_ok();
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::invalid(
-            field,
-            v,
-            "must be an RFC 3339 UTC timestamp (YYYY-MM-DDTHH:MM:SSZ)",
-        ))
     }
 }
