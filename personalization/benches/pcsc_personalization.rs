@@ -201,8 +201,18 @@ fn main() {
         theirs.iter().min().unwrap().as_secs_f64() * 1e3,
         theirs_apdus
     );
+    let mut per_round: Vec<f64> = ours
+        .iter()
+        .zip(&theirs)
+        .map(|(a, b)| a.as_secs_f64() / b.as_secs_f64())
+        .collect();
+    per_round.sort_by(f64::total_cmp);
     println!(
-        "ratio ours / yubico-piv-tool: {:.2}",
-        o.as_secs_f64() / y.as_secs_f64()
+        "ratio ours / yubico-piv-tool: {:.2} (medians); per-round ratio median {:.2}",
+        o.as_secs_f64() / y.as_secs_f64(),
+        per_round[per_round.len() / 2]
     );
+    if let Ok(l) = std::fs::read_to_string("/proc/loadavg") {
+        println!("load average at the end: {}", l.trim());
+    }
 }
