@@ -20,6 +20,8 @@ pub struct ServeOptions {
     pub tear_after: Option<u64>,
     /// With `tear_after`: process (and persist) APDU N+1 before dropping, without answering.
     pub tear_after_processing: bool,
+    /// Leave Nagle and delayed ACKs on (only to measure what TCP_NODELAY/TCP_QUICKACK save).
+    pub no_tcp_tuning: bool,
 }
 
 /// How a session with the reader ended.
@@ -75,10 +77,13 @@ pub fn serve(
         path: "vpcd socket".into(),
         source: e,
     };
-    stream.set_nodelay(true).map_err(io)?;
+    let tune = !opts.no_tcp_tuning;
+    stream.set_nodelay(tune).map_err(io)?;
     let mut len_buf = [0u8; 2];
     loop {
-        quickack(stream);
+        if tune {
+            quickack(stream);
+        }
         match read_exact_or_eof(stream, &mut len_buf) {
             Ok(true) => {}
             Ok(false) => return Ok(SessionEnd::ReaderClosed),
@@ -89,7 +94,9 @@ pub fn serve(
         }
         let len = usize::from(u16::from_be_bytes(len_buf));
         let mut payload = vec![0u8; len];
-        quickack(stream);
+        if tune {
+            quickack(stream);
+        }
         match read_exact_or_eof(stream, &mut payload) {
             Ok(true) => {}
             Ok(false) => return Ok(SessionEnd::ReaderClosed),

@@ -400,7 +400,7 @@ pub fn card_present(reader: &str) -> Result<bool, RigError> {
 }
 
 /// The vchip binary: `$VCHIP_BIN`, else `vchip` in the directory above the test executable's
-/// `deps/` directory (target/<profile>/vchip), else next to the executable.
+/// `deps/` or `examples/` directory (target/<profile>/vchip), else next to the executable.
 pub fn vchip_bin() -> Result<PathBuf, RigError> {
     if let Some(p) = std::env::var_os("VCHIP_BIN") {
         let p = PathBuf::from(p);
@@ -416,7 +416,10 @@ pub fn vchip_bin() -> Result<PathBuf, RigError> {
     let exe = std::env::current_exe().map_err(|e| RigError::Vchip(format!("current_exe: {e}")))?;
     let mut candidates = Vec::new();
     if let Some(dir) = exe.parent() {
-        if dir.file_name().is_some_and(|n| n == "deps") {
+        if dir
+            .file_name()
+            .is_some_and(|n| n == "deps" || n == "examples")
+        {
             if let Some(profile) = dir.parent() {
                 candidates.push(profile.join("vchip"));
             }

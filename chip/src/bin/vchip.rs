@@ -70,6 +70,9 @@ enum Cmd {
         /// never outlives the test that inserted it).
         #[arg(long)]
         exit_with_stdin: bool,
+        /// Leave Nagle's algorithm and delayed ACKs on (measurement only: ~40 ms per APDU).
+        #[arg(long)]
+        no_tcp_tuning: bool,
     },
     /// Print lifecycle, data objects and public keys of an image (never secrets).
     Show {
@@ -126,6 +129,7 @@ fn main() -> Result<()> {
             tear_after_processing,
             once,
             exit_with_stdin,
+            no_tcp_tuning,
         } => insert(
             image,
             &host,
@@ -133,6 +137,7 @@ fn main() -> Result<()> {
             ServeOptions {
                 tear_after,
                 tear_after_processing,
+                no_tcp_tuning,
             },
             once,
             exit_with_stdin,
