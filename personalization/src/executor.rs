@@ -451,6 +451,16 @@ impl<'a> Personalizer<'a> {
                 rule: "the profile does not plan this slot".into(),
             });
         }
+        if input.certificates.len() != self.profile.keys.len() {
+            return Err(Error::Invalid {
+                field: "certificates".into(),
+                rule: format!(
+                    "exactly one certificate per planned slot ({}), got {}",
+                    self.profile.keys.len(),
+                    input.certificates.len()
+                ),
+            });
+        }
         if input.pin.kind() != PinKind::Pin || input.puk.kind() != PinKind::Puk {
             return Err(Error::Invalid {
                 field: "PIN/PUK".into(),

@@ -220,6 +220,29 @@ fn certificate_for_another_key_is_refused_before_any_apdu() {
     let mut t = InProcess::new(chip::Card::new_blank(12).unwrap());
     let prepared = p.prepare(&mut t, &card_key(), &mut |_| {}).unwrap();
     let mut certificates = certs(&mut ca, &prepared);
+    {
+        let mut twice = certificates.clone();
+        twice.push(certificates[1].clone());
+        let pin = Pin::new(PinKind::Pin, HOLDER_PIN).unwrap();
+        let puk = Pin::new(PinKind::Puk, HOLDER_PUK).unwrap();
+        let h = holder();
+        let input = CompleteInput {
+            certificates: &twice,
+            holder: &h,
+            pin: &pin,
+            puk: &puk,
+        };
+        let mut rec = Recording::new(&mut t);
+        let e = p
+            .complete(&mut rec, &prepared, &card_key(), &input, &mut |_| {})
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("exactly one certificate per planned slot"),
+            "{e}"
+        );
+        assert!(rec.headers.is_empty());
+    }
     certificates.swap(0, 1);
     certificates[0].0 = Slot::Authentication;
     certificates[1].0 = Slot::Signature;
