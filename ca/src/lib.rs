@@ -993,6 +993,22 @@ pub enum RevocationReason {
 }
 
 impl RevocationReason {
+    /// The reason from its RFC 5280 §5.3.1 CRLReason name (`keyCompromise`,
+    /// `cessationOfOperation`, ...); `None` for `unspecified` and unknown names.
+    pub fn from_rfc5280_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "keyCompromise" => RevocationReason::KeyCompromise,
+            "cACompromise" => RevocationReason::CaCompromise,
+            "affiliationChanged" => RevocationReason::AffiliationChanged,
+            "superseded" => RevocationReason::Superseded,
+            "cessationOfOperation" => RevocationReason::CessationOfOperation,
+            "certificateHold" => RevocationReason::CertificateHold,
+            "privilegeWithdrawn" => RevocationReason::PrivilegeWithdrawn,
+            "aACompromise" => RevocationReason::AaCompromise,
+            _ => return None,
+        })
+    }
+
     fn crl_reason(self) -> CrlReason {
         match self {
             RevocationReason::KeyCompromise => CrlReason::KeyCompromise,
@@ -1114,3 +1130,212 @@ mod memstore;
 
 #[cfg(test)]
 mod tests;
+
+// ---------------------------------------------------------------------------------------------
+// Station certificates, inspection helpers
+// ---------------------------------------------------------------------------------------------
+
+/// Issue a certificate for one of the station's own keys (e.g. the audit signer) under an
+/// end-entity `profile` whose subject uses only `{common_name}`, signed by `issuer`.
+pub fn issue_station_cert(
+    store: &dyn KeyStore,
+    profile: &CertProfile,
+    issuer: &Issuer,
+    spki_der: &[u8],
+    common_name: &str,
+    now: SystemTime,
+) -> Result<IssuedCert> {
+    expect_kind(profile, CertKind::EndEntity, "issue_station_cert")?;
+    if common_name.trim().is_empty() || common_name.chars().any(char::is_control) {
+        return Err(CaError::Holder {
+            field: "common_name",
+            rule: "must be non-empty text without control characters".into(),
+        });
+    }
+    let subject = HolderSubject {
+        pinfl: String::new(),
+        surname: String::new(),
+        given_names: String::new(),
+        common_name: common_name.to_owned(),
+        country: String::new(),
+    };
+    for attr in &profile.subject {
+        let names = profiles::rules::placeholders(&attr.value).map_err(|rule| CaError::Holder {
+            field: "subject",
+            rule,
+        })?;
+        if names.iter().any(|n| n != "common_name") {
+            return Err(CaError::Holder {
+                field: "subject",
+                rule: format!(
+                    "profile '{}' uses placeholders other than {{common_name}}; it is not a station profile",
+                    profile.name
+                ),
+            });
+        }
+    }
+    issue_for_spki(store, profile, issuer, spki_der, Some(&subject), now)
+}
+
+/// A SubjectPublicKeyInfo given as DER or as PEM (`PUBLIC KEY`), checked to be a P-256 key;
+/// returned as DER.
+pub fn spki_from_der_or_pem(bytes: &[u8]) -> Result<Vec<u8>> {
+    let der = if bytes.starts_with(b"-----BEGIN") {
+        let text = std::str::from_utf8(bytes).map_err(|_| CaError::NotP256 {
+            reason: "PEM input is not text".into(),
+        })?;
+        let (label, der) = der::pem::decode_vec(text.as_bytes()).map_err(|e| CaError::NotP256 {
+            reason: format!("not a PEM public key: {e}"),
+        })?;
+        if label != "PUBLIC KEY" {
+            return Err(CaError::NotP256 {
+                reason: format!("PEM label is {label:?}, expected \"PUBLIC KEY\""),
+            });
+        }
+        der
+    } else {
+        bytes.to_vec()
+    };
+    checked_p256_spki(&der)?;
+    Ok(der)
+}
+
+/// The holder subject named in a PKCS#10 request: serialNumber `PNOUZ-<PINFL>` (ETSI
+/// EN 319 412-1 §5.1.3 semantics identifier), givenName, surname, optional CN and C.
+pub fn holder_subject_from_csr(csr: &[u8]) -> Result<HolderSubject> {
+    let req = if csr.starts_with(b"-----BEGIN") {
+        use der::DecodePem;
+        CertReq::from_pem(csr)
+    } else {
+        CertReq::from_der(csr)
+    }
+    .map_err(|e| CaError::CsrMalformed {
+        reason: e.to_string(),
+    })?;
+    let mut found: std::collections::BTreeMap<&'static str, String> = Default::default();
+    {
+        for atv in req.info.subject.iter() {
+            let key = match atv.oid {
+                o if o == const_oid::db::rfc4519::SERIAL_NUMBER => "serialNumber",
+                o if o == const_oid::db::rfc4519::GIVEN_NAME => "givenName",
+                o if o == const_oid::db::rfc4519::SN => "surname",
+                o if o == const_oid::db::rfc4519::CN => "CN",
+                o if o == const_oid::db::rfc4519::C => "C",
+                _ => continue,
+            };
+            let value = atv
+                .value
+                .decode_as::<Utf8StringRef<'_>>()
+                .map(|s| s.to_string())
+                .or_else(|_| {
+                    atv.value
+                        .decode_as::<PrintableStringRef<'_>>()
+                        .map(|s| s.to_string())
+                })
+                .map_err(|e| CaError::CsrMalformed {
+                    reason: format!("subject {key} is not a string: {e}"),
+                })?;
+            found.insert(key, value);
+        }
+    }
+    let need = |k: &'static str| {
+        found.get(k).cloned().ok_or_else(|| CaError::Holder {
+            field: "subject",
+            rule: format!("the CSR subject has no {k} attribute (give --subject FILE instead)"),
+        })
+    };
+    let serial = need("serialNumber")?;
+    let pinfl = serial
+        .strip_prefix("PNOUZ-")
+        .ok_or_else(|| CaError::Holder {
+            field: "pinfl",
+            rule: format!(
+                "CSR serialNumber {serial:?} is not PNOUZ-<PINFL> (ETSI EN 319 412-1 §5.1.3)"
+            ),
+        })?
+        .to_owned();
+    let given_names = need("givenName")?;
+    let surname = need("surname")?;
+    let subject = HolderSubject {
+        common_name: found
+            .get("CN")
+            .cloned()
+            .unwrap_or_else(|| format!("{given_names} {surname}")),
+        country: found.get("C").cloned().unwrap_or_else(|| "UZ".into()),
+        pinfl,
+        surname,
+        given_names,
+    };
+    subject.validate()?;
+    Ok(subject)
+}
+
+/// What the registry and `ca show` record about a certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertInfo {
+    /// Serial number as lower-case hex (as [`IssuedCert::serial_hex`]).
+    pub serial_hex: String,
+    /// Subject DN in RFC 4514 form.
+    pub subject: String,
+    /// Validity as RFC 3339 UTC timestamps.
+    pub not_before: String,
+    pub not_after: String,
+}
+
+impl CertInfo {
+    pub fn parse(cert_der: &[u8]) -> Result<Self> {
+        let cert = Certificate::from_der(cert_der).map_err(|e| CaError::Certificate {
+            reason: e.to_string(),
+        })?;
+        let tbs = cert.tbs_certificate();
+        let serial = tbs.serial_number().as_bytes();
+        let serial = match serial {
+            [0, rest @ ..] if !rest.is_empty() => rest,
+            s => s,
+        };
+        Ok(CertInfo {
+            serial_hex: hex::encode(serial),
+            subject: tbs.subject().to_string(),
+            not_before: rfc3339(tbs.validity().not_before.to_system_time()),
+            not_after: rfc3339(tbs.validity().not_after.to_system_time()),
+        })
+    }
+}
+
+/// What the registry records about a CRL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlInfo {
+    pub this_update: String,
+    pub next_update: String,
+    pub revoked: usize,
+}
+
+impl CrlInfo {
+    pub fn parse(crl_der: &[u8]) -> Result<Self> {
+        let crl =
+            CertificateList::<x509_cert::certificate::Rfc5280>::from_der(crl_der).map_err(|e| {
+                CaError::Certificate {
+                    reason: format!("not a CRL: {e}"),
+                }
+            })?;
+        let tbs = &crl.tbs_cert_list;
+        Ok(CrlInfo {
+            this_update: rfc3339(tbs.this_update.to_system_time()),
+            next_update: tbs
+                .next_update
+                .map(|t| rfc3339(t.to_system_time()))
+                .unwrap_or_default(),
+            revoked: tbs.revoked_certificates.as_ref().map_or(0, |r| r.len()),
+        })
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for a time from a certificate or CRL (whole seconds, UTC).
+fn rfc3339(t: SystemTime) -> String {
+    use time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::from(t)
+        .replace_nanosecond(0)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}

@@ -448,6 +448,10 @@ pub const BUILTIN_FILES: &[(&str, &str)] = &[
         "cert/holder-sign.toml",
         include_str!("../cert/holder-sign.toml"),
     ),
+    (
+        "cert/audit-signer.toml",
+        include_str!("../cert/audit-signer.toml"),
+    ),
     ("crl/esign-crl.toml", include_str!("../crl/esign-crl.toml")),
 ];
 
@@ -646,8 +650,17 @@ mod tests {
         let set = builtin().expect("builtin profiles are valid");
         assert_eq!(
             set.certs.keys().collect::<Vec<_>>(),
-            ["esign-ca", "holder-auth", "holder-sign", "root-ca"]
+            [
+                "audit-signer",
+                "esign-ca",
+                "holder-auth",
+                "holder-sign",
+                "root-ca"
+            ]
         );
+        let audit = set.cert("audit-signer").unwrap();
+        assert_eq!(audit.kind, CertKind::EndEntity);
+        assert_eq!(audit.key_usage, [KeyUsageBit::DigitalSignature]);
         let root = set.cert("root-ca").unwrap();
         assert_eq!(root.kind, CertKind::RootCa);
         let ca = set.cert("esign-ca").unwrap();
@@ -761,7 +774,7 @@ mod tests {
         let msg = set.cert("x").unwrap_err().to_string();
         assert_eq!(
             msg,
-            "unknown certificate profile 'x' (known: esign-ca, holder-auth, holder-sign, root-ca)"
+            "unknown certificate profile 'x' (known: audit-signer, esign-ca, holder-auth, holder-sign, root-ca)"
         );
     }
 
@@ -779,7 +792,7 @@ mod tests {
         std::fs::write(&f, text).unwrap();
         let set = load_dir_over_builtin(dir.path()).unwrap();
         assert_eq!(set.crl("esign-crl").unwrap().next_update_hours, 12);
-        assert_eq!(set.certs.len(), 4);
+        assert_eq!(set.certs.len(), 5);
     }
 
     #[test]

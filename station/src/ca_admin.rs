@@ -1,0 +1,310 @@
+//! CA administration over the station's HSM and registry: the hierarchy as recorded
+//! (`ca show`), certificate issuance by profile from a CSR or a public key (`ca issue`), and
+//! CRLs per CA key (`ca crl`).
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use registry::{AuditEntry, CaKey, CaKeyState, Registry};
+use serde::{Deserialize, Serialize};
+
+use crate::datadir::{write_atomic, Layout};
+use crate::error::StationError;
+use crate::init::CaSummary;
+use crate::operators::Session;
+use crate::Station;
+
+/// The CAs of the hierarchy, in the order `ca show` prints them.
+pub const CA_NAMES: &[&str] = &["root", "esign", "audit"];
+
+/// Every CA key the registry knows, with its certificate's facts.
+pub fn summaries(reg: &Registry, layout: &Layout) -> Result<Vec<CaSummary>, StationError> {
+    let mut out = Vec::new();
+    for name in CA_NAMES {
+        for key in reg.ca_keys(name)? {
+            out.push(summary(&key, layout)?);
+        }
+    }
+    Ok(out)
+}
+
+fn summary(key: &CaKey, layout: &Layout) -> Result<CaSummary, StationError> {
+    let (subject, fingerprint, not_before, not_after) = match &key.certificate {
+        Some(der) => {
+            let info = ca::CertInfo::parse(der)?;
+            (
+                info.subject,
+                ca::fingerprint_sha256(der)?,
+                info.not_before,
+                info.not_after,
+            )
+        }
+        None => (String::new(), String::new(), String::new(), String::new()),
+    };
+    Ok(CaSummary {
+        ca: key.ca.clone(),
+        key_label: key.label.clone(),
+        subject,
+        fingerprint_sha256: fingerprint,
+        not_before,
+        not_after,
+        state: key.state.as_str().to_string(),
+        file: layout.ca_cert(&key.label),
+    })
+}
+
+/// The subject of a holder certificate, as given to `ca issue --subject FILE` (JSON).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubjectFile {
+    pub pinfl: String,
+    pub surname: String,
+    pub given_names: String,
+    #[serde(default)]
+    pub common_name: Option<String>,
+    #[serde(default)]
+    pub country: Option<String>,
+}
+
+impl SubjectFile {
+    pub fn load(path: &Path) -> Result<Self, StationError> {
+        let text = std::fs::read_to_string(path).map_err(|e| StationError::io(path, e))?;
+        serde_json::from_str(&text).map_err(|e| {
+            StationError::invalid(
+                "subject",
+                format!("{} is not a subject JSON file: {e}", path.display()),
+            )
+        })
+    }
+
+    pub fn holder_subject(&self) -> ca::HolderSubject {
+        ca::HolderSubject {
+            pinfl: self.pinfl.clone(),
+            surname: self.surname.clone(),
+            given_names: self.given_names.clone(),
+            common_name: self
+                .common_name
+                .clone()
+                .unwrap_or_else(|| format!("{} {}", self.given_names, self.surname)),
+            country: self.country.clone().unwrap_or_else(|| "UZ".into()),
+        }
+    }
+}
+
+/// Where the public key of `ca issue` comes from.
+pub enum KeySource {
+    /// A PKCS#10 request (DER or PEM); its signature is checked (proof of possession).
+    Csr(Vec<u8>),
+    /// A SubjectPublicKeyInfo (DER or PEM `PUBLIC KEY`).
+    Spki(Vec<u8>),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IssueReport {
+    pub serial: String,
+    pub profile: String,
+    pub issuer_key: String,
+    pub subject: String,
+    pub not_before: String,
+    pub not_after: String,
+    pub out: PathBuf,
+}
+
+/// The active key of CA `ca` and its [`ca::Issuer`].
+pub fn active_issuer(st: &Station, ca_name: &str) -> Result<(CaKey, ca::Issuer), StationError> {
+    let key = st.registry.active_ca_key(ca_name)?.ok_or_else(|| {
+        StationError::Other(format!("no active {ca_name} CA key in the registry"))
+    })?;
+    let der = key
+        .certificate
+        .as_deref()
+        .ok_or_else(|| StationError::Other(format!("CA key {} has no certificate", key.label)))?;
+    let issuer = ca::Issuer::new(st.keys.as_ref(), &key.label, der)?;
+    Ok((key, issuer))
+}
+
+/// `ca issue`: an end-entity certificate under `profile`, signed by the active e-Signature CA
+/// key, recorded in the registry and written to `out` as PEM.
+pub fn issue(
+    st: &mut Station,
+    session: &Session,
+    profile_name: &str,
+    source: KeySource,
+    subject: &ca::HolderSubject,
+    out: &Path,
+) -> Result<IssueReport, StationError> {
+    let profile = st.profiles.cert(profile_name)?.clone();
+    if profile.kind != profiles::CertKind::EndEntity {
+        return Err(StationError::invalid(
+            "profile",
+            format!("'{profile_name}' is a CA profile; ca issue issues end-entity certificates"),
+        ));
+    }
+    let (key, issuer) = active_issuer(st, "esign")?;
+    let spki = match source {
+        KeySource::Csr(bytes) => ca::verify_csr(&bytes)?,
+        KeySource::Spki(bytes) => ca::spki_from_der_or_pem(&bytes)?,
+    };
+    if out.exists() {
+        return Err(StationError::invalid(
+            "out",
+            format!("{} exists; refusing to overwrite it", out.display()),
+        ));
+    }
+    let cert = ca::issue(
+        st.keys.as_ref(),
+        &profile,
+        &issuer,
+        &spki,
+        subject,
+        SystemTime::now(),
+    )?;
+    let record = crate::init::cert_record(key.id, &cert.der, profile_name)?;
+    {
+        let tx = st.registry.transaction()?;
+        tx.insert_certificate(&record)?;
+        tx.audit(&AuditEntry {
+            actor: &session.actor,
+            action: "certificate.issued",
+            object: &format!("certificate:{}", record.serial),
+            details: &serde_json::json!({
+                "profile": profile_name,
+                "issuer_key": key.label,
+                "subject": record.subject,
+                "not_after": record.not_after,
+            }),
+        })?;
+        tx.commit()?;
+    }
+    write_atomic(out, ca::cert_pem(&cert.der)?.as_bytes()).map_err(|e| StationError::io(out, e))?;
+    Ok(IssueReport {
+        serial: record.serial,
+        profile: profile_name.into(),
+        issuer_key: key.label,
+        subject: record.subject,
+        not_before: record.not_before,
+        not_after: record.not_after,
+        out: out.to_path_buf(),
+    })
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CrlReport {
+    pub issuer_key: String,
+    pub crl_number: u64,
+    pub revoked: usize,
+    pub this_update: String,
+    pub next_update: String,
+    pub out: PathBuf,
+}
+
+/// `ca crl`: a CRL for one CA key (default: the active e-Signature CA key) listing every
+/// certificate it issued that is revoked, with a CRL number one above the last one recorded
+/// for that key. Published to the data dir (`crl/<label>.crl`) and written to `out`.
+pub fn crl(
+    st: &mut Station,
+    session: &Session,
+    key_label: Option<&str>,
+    out: &Path,
+) -> Result<CrlReport, StationError> {
+    let key = match key_label {
+        Some(label) => st.registry.ca_key_by_label(label)?.ok_or_else(|| {
+            StationError::invalid(
+                "key",
+                format!("no CA key labelled {label:?} in the registry"),
+            )
+        })?,
+        None => st
+            .registry
+            .active_ca_key("esign")?
+            .ok_or_else(|| StationError::Other("no active esign CA key in the registry".into()))?,
+    };
+    if matches!(key.state, CaKeyState::Destroyed | CaKeyState::Generated) {
+        return Err(StationError::invalid(
+            "key",
+            format!(
+                "CA key {} is {}; only active, retired or revoked keys sign CRLs",
+                key.label,
+                key.state.as_str()
+            ),
+        ));
+    }
+    let der = key
+        .certificate
+        .as_deref()
+        .ok_or_else(|| StationError::Other(format!("CA key {} has no certificate", key.label)))?;
+    let issuer = ca::Issuer::new(st.keys.as_ref(), &key.label, der)?;
+    let profile = st.profiles.crl("esign-crl")?.clone();
+    let now = SystemTime::now();
+    let revoked: Vec<ca::RevokedEntry> = st
+        .registry
+        .revoked_certificates(key.id)?
+        .into_iter()
+        .map(|c| revoked_entry(&c))
+        .collect::<Result<_, _>>()?;
+    let count = revoked.len();
+    // Number, sign and record in one registry transaction: a CRL number is never handed out twice.
+    let tx = st.registry.transaction()?;
+    let number = tx.next_crl_number(key.id)?;
+    let crl_der = ca::issue_crl(st.keys.as_ref(), &profile, &issuer, number, &revoked, now)?;
+    let info = ca::CrlInfo::parse(&crl_der)?;
+    tx.record_crl(
+        key.id,
+        number,
+        &info.this_update,
+        &info.next_update,
+        &crl_der,
+    )?;
+    tx.audit(&AuditEntry {
+        actor: &session.actor,
+        action: "crl.published",
+        object: &format!("ca-key:{}", key.label),
+        details: &serde_json::json!({ "crl_number": number, "revoked": count, "next_update": info.next_update }),
+    })?;
+    tx.commit()?;
+    let published = st.layout.crl(&key.label);
+    write_atomic(&published, &crl_der).map_err(|e| StationError::io(&published, e))?;
+    if out != published {
+        let bytes = if out.extension().is_some_and(|e| e == "pem") {
+            ca::crl_pem(&crl_der)?.into_bytes()
+        } else {
+            crl_der
+        };
+        write_atomic(out, &bytes).map_err(|e| StationError::io(out, e))?;
+    }
+    Ok(CrlReport {
+        issuer_key: key.label,
+        crl_number: number,
+        revoked: count,
+        this_update: info.this_update,
+        next_update: info.next_update,
+        out: out.to_path_buf(),
+    })
+}
+
+fn revoked_entry(c: &registry::Certificate) -> Result<ca::RevokedEntry, StationError> {
+    let serial = hex::decode(&c.data.serial).map_err(|_| {
+        StationError::Other(format!(
+            "certificate {} has a malformed serial in the registry",
+            c.id
+        ))
+    })?;
+    let at = c.revoked_at.as_deref().ok_or_else(|| {
+        StationError::Other(format!(
+            "revoked certificate {} has no revocation time",
+            c.id
+        ))
+    })?;
+    let revoked_at = crate::time_util::parse_rfc3339(at).map_err(|e| {
+        StationError::Other(format!("certificate {}: revocation time {at}: {e}", c.id))
+    })?;
+    let reason = c
+        .revocation_reason
+        .as_deref()
+        .and_then(ca::RevocationReason::from_rfc5280_name);
+    Ok(ca::RevokedEntry {
+        serial,
+        revoked_at,
+        reason,
+    })
+}

@@ -1,0 +1,91 @@
+//! `station.toml`: the one configuration file of a station's data dir.
+//!
+//! It names the HSM (backend, module, token, where its PIN comes from — never the PIN itself),
+//! the key labels of the CA hierarchy, the office this station issues for, and where profiles
+//! come from. `idstation init` writes it last, so its presence marks an initialised data dir.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::StationError;
+
+pub const CONFIG_FILE: &str = "station.toml";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StationConfig {
+    pub station: StationSection,
+    pub hsm: hsm::HsmConfig,
+    pub ca: CaSection,
+    #[serde(default)]
+    pub profiles: ProfilesSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StationSection {
+    /// Name of this station, recorded in every audit event.
+    pub name: String,
+    /// Office code of the issuance office this station belongs to.
+    pub office: String,
+}
+
+/// Key labels that do not rotate through the registry. The CA keys themselves (root,
+/// e-Signature CA, ...) are recorded in the registry with their state, so that a rotation
+/// switches keys in one transaction; the registry, not this file, says which key is active.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaSection {
+    /// HSM label of the master secret per-card management keys are derived from.
+    pub card_master_key: String,
+    /// HSM label of the station audit-signing key.
+    pub audit_key: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfilesSection {
+    /// A directory of profile TOML files overriding the built-in ones (optional).
+    pub dir: Option<PathBuf>,
+}
+
+impl StationConfig {
+    pub fn load(data_dir: &Path) -> Result<Self, StationError> {
+        let path = data_dir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                StationError::NotInitialised {
+                    data_dir: data_dir.to_path_buf(),
+                }
+            } else {
+                StationError::io(&path, e)
+            }
+        })?;
+        toml::from_str(&text).map_err(|e| StationError::Config {
+            path: path.clone(),
+            reason: e.to_string(),
+        })
+    }
+
+    pub fn to_toml(&self) -> Result<String, StationError> {
+        toml::to_string_pretty(self)
+            .map_err(|e| StationError::Other(format!("serialising station.toml: {e}")))
+    }
+}
+
+/// Names of stations and operators: 1–64 characters, letters, digits, `.`, `_`, `-`.
+pub fn check_name(field: &str, v: &str) -> Result<(), StationError> {
+    let ok = !v.is_empty()
+        && v.chars().count() <= 64
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(StationError::invalid(
+            field,
+            format!("{v:?} must be 1-64 characters of A-Z a-z 0-9 . _ -"),
+        ))
+    }
+}

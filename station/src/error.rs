@@ -1,0 +1,83 @@
+//! The station's error type and the CLI exit codes it maps to
+//! (0 ok, 2 invalid input, 3 card or reader, 4 HSM, 5 conflict, 6 not permitted
+//! (wrong operator password or role), 1 anything else).
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StationError {
+    #[error("invalid input: {field}: {rule}")]
+    Invalid { field: String, rule: String },
+    #[error("data dir {data_dir} is not initialised (run `idstation init`)")]
+    NotInitialised { data_dir: PathBuf },
+    #[error("data dir {data_dir} is already initialised; refusing to overwrite it")]
+    AlreadyInitialised { data_dir: PathBuf },
+    #[error("config {path}: {reason}")]
+    Config { path: PathBuf, reason: String },
+    #[error("{path}: {reason}")]
+    Io { path: PathBuf, reason: String },
+    #[error("HSM: {0}")]
+    Hsm(#[from] hsm::HsmError),
+    #[error("CA: {0}")]
+    Ca(#[from] ca::CaError),
+    #[error("profile: {0}")]
+    Profile(#[from] profiles::ProfileError),
+    #[error("registry: {0}")]
+    Registry(#[from] registry::Error),
+    #[error("not permitted: {0}")]
+    NotPermitted(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl StationError {
+    pub fn io(path: &Path, e: std::io::Error) -> Self {
+        StationError::Io {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        }
+    }
+
+    pub fn invalid(field: impl Into<String>, rule: impl Into<String>) -> Self {
+        StationError::Invalid {
+            field: field.into(),
+            rule: rule.into(),
+        }
+    }
+
+    /// Exit code of the `idstation` CLI for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            StationError::Invalid { .. }
+            | StationError::NotInitialised { .. }
+            | StationError::AlreadyInitialised { .. }
+            | StationError::Config { .. }
+            | StationError::Profile(_) => 2,
+            StationError::Ca(e) => ca_exit_code(e),
+            StationError::Hsm(_) => 4,
+            StationError::Conflict(_) => 5,
+            StationError::NotPermitted(_) => 6,
+            StationError::Registry(e) => registry_exit_code(e),
+            StationError::Io { .. } | StationError::Other(_) => 1,
+        }
+    }
+}
+
+fn ca_exit_code(e: &ca::CaError) -> i32 {
+    use ca::CaError as E;
+    match e {
+        E::Hsm(_) | E::Random(_) => 4,
+        E::Encoding { .. } => 1,
+        _ => 2,
+    }
+}
+
+fn registry_exit_code(e: &registry::Error) -> i32 {
+    match e {
+        registry::Error::Invalid { .. } => 2,
+        registry::Error::Conflict(_) => 5,
+        _ => 1,
+    }
+}

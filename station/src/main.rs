@@ -1,0 +1,353 @@
+//! `idstation`: the station's command line. It parses arguments, reads secrets from the
+//! environment or a prompt (never from argv), calls `station`, prints the result (text, or
+//! JSON with `--json`) and exits with the documented code:
+//! 0 ok, 2 invalid input, 3 card or reader, 4 HSM, 5 conflict, 6 not permitted, 1 anything else.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use registry::Role;
+use serde::Serialize;
+use station::ca_admin::{self, KeySource, SubjectFile};
+use station::error::StationError;
+use station::init::{self, InitOptions};
+use station::operators::read_secret;
+use station::Station;
+
+#[derive(Parser)]
+#[command(name = "idstation", version, about = "ID-card issuance station")]
+struct Cli {
+    /// The station's data dir (default: $XDG_DATA_HOME/idstation).
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Machine-readable output (JSON) on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create a new station: HSM token, CA hierarchy, registry and the first ca-admin
+    /// (password from IDSTATION_PASSWORD or a prompt). Refuses an initialised data dir.
+    Init(InitArgs),
+    /// Certificate authority.
+    #[command(subcommand)]
+    Ca(CaCmd),
+    /// Operators.
+    #[command(subcommand)]
+    Operator(OperatorCmd),
+}
+
+#[derive(Args)]
+struct InitArgs {
+    /// Name of the first ca-admin operator.
+    #[arg(long, default_value = "admin")]
+    admin: String,
+    /// Office code of this issuance office (e.g. TAS01).
+    #[arg(long, default_value = "TAS01")]
+    office: String,
+    /// Document-number series of the office's first number block.
+    #[arg(long, default_value = "AA")]
+    series: String,
+    /// Name of this station in audit events.
+    #[arg(long, default_value = "station-1")]
+    station: String,
+    /// File holding the HSM user PIN (first line); otherwise the PIN is read from
+    /// IDSTATION_HSM_PIN at every start. The PIN is never stored by idstation.
+    #[arg(long, value_name = "FILE")]
+    hsm_pin_file: Option<PathBuf>,
+    /// PKCS#11 module.
+    #[arg(long, value_name = "PATH", default_value = hsm::pkcs11::SOFTHSM2_MODULE)]
+    hsm_module: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum CaCmd {
+    /// The CA hierarchy: certificates, fingerprints, validity, key labels and states.
+    Show,
+    /// Issue an end-entity certificate from a CSR or a public key.
+    Issue(IssueArgs),
+    /// Sign and publish a CRL for a CA key (default: the active e-Signature CA key).
+    Crl(CrlArgs),
+}
+
+#[derive(Args)]
+struct OperatorArg {
+    /// The operator doing this (password from IDSTATION_PASSWORD or a prompt).
+    #[arg(long)]
+    operator: String,
+}
+
+#[derive(Args)]
+struct IssueArgs {
+    /// PKCS#10 request (DER or PEM); its signature is verified (proof of possession).
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "spki",
+        required_unless_present = "spki"
+    )]
+    csr: Option<PathBuf>,
+    /// SubjectPublicKeyInfo (DER or PEM) of the key to certify.
+    #[arg(long, value_name = "FILE")]
+    spki: Option<PathBuf>,
+    /// Holder subject as JSON {pinfl, surname, given_names[, common_name, country]}; with
+    /// --csr it defaults to the request's subject.
+    #[arg(long, value_name = "FILE", required_unless_present = "csr")]
+    subject: Option<PathBuf>,
+    /// Certificate profile, e.g. holder-auth or holder-sign.
+    #[arg(long)]
+    profile: String,
+    /// Where to write the certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    #[command(flatten)]
+    op: OperatorArg,
+}
+
+#[derive(Args)]
+struct CrlArgs {
+    /// Where to write the CRL (DER; PEM when the name ends in .pem).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// HSM label of the CA key whose CRL to sign (default: the active e-Signature CA key).
+    #[arg(long)]
+    key: Option<String>,
+    #[command(flatten)]
+    op: OperatorArg,
+}
+
+#[derive(Subcommand)]
+enum OperatorCmd {
+    /// Add an operator (password from IDSTATION_NEW_PASSWORD or a prompt). ca-admin only.
+    Add {
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_parser = ["clerk", "ca-admin", "auditor"])]
+        role: String,
+        #[command(flatten)]
+        op: OperatorArg,
+    },
+    /// List operators (names, roles, state).
+    List,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("IDSTATION_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let data_dir = cli
+        .data_dir
+        .clone()
+        .unwrap_or_else(station::datadir::default_data_dir);
+    match run(&cli, &data_dir) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let code = e.exit_code();
+            if cli.json {
+                let v = serde_json::json!({ "error": e.to_string(), "exit_code": code });
+                println!("{v}");
+            }
+            eprintln!("idstation: {e}");
+            ExitCode::from(code as u8)
+        }
+    }
+}
+
+fn print<T: Serialize>(
+    json: bool,
+    value: &T,
+    text: impl FnOnce(&T) -> String,
+) -> Result<(), StationError> {
+    if json {
+        let s =
+            serde_json::to_string_pretty(value).map_err(|e| StationError::Other(e.to_string()))?;
+        println!("{s}");
+    } else {
+        print!("{}", text(value));
+    }
+    Ok(())
+}
+
+fn password() -> Result<zeroize::Zeroizing<String>, StationError> {
+    read_secret("IDSTATION_PASSWORD", "Operator password", false)
+}
+
+fn read_input(path: &Path, field: &str) -> Result<Vec<u8>, StationError> {
+    std::fs::read(path)
+        .map_err(|e| StationError::invalid(field, format!("cannot read {}: {e}", path.display())))
+}
+
+fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
+    match &cli.cmd {
+        Cmd::Init(a) => {
+            let hsm_pin = match &a.hsm_pin_file {
+                Some(f) => hsm::SecretSource::File(
+                    std::path::absolute(f).map_err(|e| StationError::io(f, e))?,
+                ),
+                None => hsm::SecretSource::Env("IDSTATION_HSM_PIN".into()),
+            };
+            let admin_password = read_secret(
+                "IDSTATION_PASSWORD",
+                &format!("Password for {}", a.admin),
+                true,
+            )?;
+            let hsm_so_pin = std::env::var("IDSTATION_HSM_SO_PIN")
+                .ok()
+                .map(zeroize::Zeroizing::new);
+            let opts = InitOptions {
+                station_name: a.station.clone(),
+                office: a.office.clone(),
+                series: a.series.clone(),
+                admin_name: a.admin.clone(),
+                admin_password,
+                hsm_pin,
+                hsm_so_pin,
+                module: a.hsm_module.clone(),
+            };
+            let report = init::init(data_dir, &opts)?;
+            print(cli.json, &report, |r| {
+                let mut s = format!(
+                    "Initialised {} (HSM token {:?}, ca-admin {})\n",
+                    r.data_dir.display(),
+                    r.hsm_token,
+                    r.admin
+                );
+                s += &show_text(&r.cas);
+                s
+            })
+        }
+        Cmd::Ca(CaCmd::Show) => {
+            let st = Station::open(data_dir)?;
+            let cas = ca_admin::summaries(&st.registry, &st.layout)?;
+            print(cli.json, &cas, |c| show_text(c))
+        }
+        Cmd::Ca(CaCmd::Issue(a)) => {
+            let source = match (&a.csr, &a.spki) {
+                (Some(f), _) => KeySource::Csr(read_input(f, "csr")?),
+                (None, Some(f)) => KeySource::Spki(read_input(f, "spki")?),
+                (None, None) => {
+                    return Err(StationError::invalid(
+                        "csr",
+                        "give --csr FILE or --spki FILE",
+                    ))
+                }
+            };
+            let subject = match (&a.subject, &source) {
+                (Some(f), _) => SubjectFile::load(f)?.holder_subject(),
+                (None, KeySource::Csr(bytes)) => ca::holder_subject_from_csr(bytes)?,
+                (None, KeySource::Spki(_)) => {
+                    return Err(StationError::invalid(
+                        "subject",
+                        "--spki needs --subject FILE",
+                    ))
+                }
+            };
+            let mut st = Station::open(data_dir)?;
+            let session = st.authorize(
+                &a.op.operator,
+                &password()?,
+                "issue certificates",
+                &[Role::CaAdmin],
+            )?;
+            let r = ca_admin::issue(&mut st, &session, &a.profile, source, &subject, &a.out)?;
+            print(cli.json, &r, |r| {
+                format!(
+                    "Issued {} certificate serial {} for {:?} by {}, valid {} .. {}, written to {}\n",
+                    r.profile,
+                    r.serial,
+                    r.subject,
+                    r.issuer_key,
+                    r.not_before,
+                    r.not_after,
+                    r.out.display()
+                )
+            })
+        }
+        Cmd::Ca(CaCmd::Crl(a)) => {
+            let mut st = Station::open(data_dir)?;
+            let session = st.authorize(
+                &a.op.operator,
+                &password()?,
+                "publish CRLs",
+                &[Role::CaAdmin],
+            )?;
+            let r = ca_admin::crl(&mut st, &session, a.key.as_deref(), &a.out)?;
+            print(cli.json, &r, |r| {
+                format!(
+                    "CRL number {} of {} lists {} revoked certificate(s); next update {}; written to {}\n",
+                    r.crl_number,
+                    r.issuer_key,
+                    r.revoked,
+                    r.next_update,
+                    r.out.display()
+                )
+            })
+        }
+        Cmd::Operator(OperatorCmd::Add { name, role, op }) => {
+            let mut st = Station::open(data_dir)?;
+            let session = st.authorize(
+                &op.operator,
+                &password()?,
+                "add operators",
+                &[Role::CaAdmin],
+            )?;
+            let new_password = read_secret(
+                "IDSTATION_NEW_PASSWORD",
+                &format!("Password for {name}"),
+                true,
+            )?;
+            let role = Role::parse(role)?;
+            station::operators::add(&mut st.registry, &session, name, role, &new_password)?;
+            print(
+                cli.json,
+                &serde_json::json!({ "name": name, "role": role.as_str() }),
+                |_| format!("Added operator {name} ({})\n", role.as_str()),
+            )
+        }
+        Cmd::Operator(OperatorCmd::List) => {
+            let st = Station::open(data_dir)?;
+            let ops: Vec<_> = st
+                .registry
+                .operators()?
+                .into_iter()
+                .map(|o| serde_json::json!({ "name": o.name, "role": o.role.as_str(), "active": o.active, "created_at": o.created_at }))
+                .collect();
+            print(cli.json, &ops, |ops| {
+                ops.iter()
+                    .map(|o| {
+                        format!(
+                            "{}\t{}\t{}\n",
+                            o["name"].as_str().unwrap_or(""),
+                            o["role"].as_str().unwrap_or(""),
+                            if o["active"] == true {
+                                "active"
+                            } else {
+                                "disabled"
+                            }
+                        )
+                    })
+                    .collect()
+            })
+        }
+    }
+}
+
+fn show_text(cas: &[init::CaSummary]) -> String {
+    let mut s = String::new();
+    for c in cas {
+        s += &format!(
+            "{:<6} {:<12} {:<8} {}\n       SHA-256 {}\n       valid {} .. {}\n",
+            c.ca, c.key_label, c.state, c.subject, c.fingerprint_sha256, c.not_before, c.not_after
+        );
+    }
+    s
+}

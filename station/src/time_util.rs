@@ -1,0 +1,36 @@
+//! RFC 3339 timestamps as the registry stores them (UTC, `YYYY-MM-DDTHH:MM:SSZ`).
+
+use std::time::SystemTime;
+
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+pub fn parse_rfc3339(s: &str) -> Result<SystemTime, String> {
+    OffsetDateTime::parse(s, &Rfc3339)
+        .map(SystemTime::from)
+        .map_err(|e| e.to_string())
+}
+
+pub fn format_rfc3339(t: SystemTime) -> String {
+    OffsetDateTime::from(t)
+        .replace_nanosecond(0)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+pub fn today_utc() -> time::Date {
+    OffsetDateTime::now_utc().date()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_whole_seconds() {
+        let t = parse_rfc3339("2026-11-25T12:30:00Z").expect("parse");
+        assert_eq!(format_rfc3339(t), "2026-11-25T12:30:00Z");
+        assert!(parse_rfc3339("2026-02-30T00:00:00Z").is_err());
+    }
+}
