@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod audit_cli;
+
 use clap::{Args, Parser, Subcommand};
 use registry::Role;
 use serde::Serialize;
@@ -39,6 +41,12 @@ enum Cmd {
     /// Operators.
     #[command(subcommand)]
     Operator(OperatorCmd),
+    /// The audit log: checkpoints, export for auditors, offline verification.
+    #[command(subcommand)]
+    Audit(audit_cli::AuditCmd),
+    /// Messages for other government systems (e.g. e-government registration).
+    #[command(subcommand)]
+    Outbox(audit_cli::OutboxCmd),
 }
 
 #[derive(Args)]
@@ -75,10 +83,10 @@ enum CaCmd {
 }
 
 #[derive(Args)]
-struct OperatorArg {
+pub(crate) struct OperatorArg {
     /// The operator doing this (password from IDSTATION_PASSWORD or a prompt).
     #[arg(long)]
-    operator: String,
+    pub(crate) operator: String,
 }
 
 #[derive(Args)]
@@ -162,7 +170,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn print<T: Serialize>(
+pub(crate) fn print<T: Serialize>(
     json: bool,
     value: &T,
     text: impl FnOnce(&T) -> String,
@@ -177,7 +185,7 @@ fn print<T: Serialize>(
     Ok(())
 }
 
-fn password() -> Result<zeroize::Zeroizing<String>, StationError> {
+pub(crate) fn password() -> Result<zeroize::Zeroizing<String>, StationError> {
     read_secret("IDSTATION_PASSWORD", "Operator password", false)
 }
 
@@ -313,6 +321,8 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
                 |_| format!("Added operator {name} ({})\n", role.as_str()),
             )
         }
+        Cmd::Audit(c) => audit_cli::run_audit(c, cli.json, data_dir),
+        Cmd::Outbox(c) => audit_cli::run_outbox(c, cli.json, data_dir),
         Cmd::Operator(OperatorCmd::List) => {
             let st = Station::open(data_dir)?;
             let ops: Vec<_> = st
