@@ -66,6 +66,13 @@ impl Command {
     }
 }
 
+impl Drop for Command {
+    /// The data field may hold a PIN, PUK or key: wipe it.
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.data);
+    }
+}
+
 fn le_to_ne(le: u8) -> usize {
     if le == 0 {
         256

@@ -117,6 +117,12 @@ struct Chain {
     data: Vec<u8>,
 }
 
+impl Drop for Chain {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.data);
+    }
+}
+
 /// The card OS: applications, selection, chaining and response buffering.
 pub struct CardOs {
     pub(crate) ctx: CardContext,
@@ -246,8 +252,12 @@ impl CardOs {
                     return Err(StatusWord::WrongLength);
                 }
                 Command {
-                    data: chain.data,
-                    ..cmd
+                    cla: cmd.cla,
+                    ins: cmd.ins,
+                    p1: cmd.p1,
+                    p2: cmd.p2,
+                    data: std::mem::take(&mut chain.data),
+                    ne: cmd.ne,
                 }
             }
             None => cmd,

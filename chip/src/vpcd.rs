@@ -148,7 +148,9 @@ pub fn serve(
             );
             return Ok(SessionEnd::Torn);
         }
-        send(stream, &rapdu).map_err(io)?;
+        let sent = send(stream, &rapdu);
         rapdu.fill(0);
+        payload.fill(0);
+        sent.map_err(io)?;
     }
 }
