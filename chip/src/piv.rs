@@ -187,6 +187,12 @@ fn valid_pin_format(block: &[u8]) -> bool {
         && block[len..].iter().all(|b| *b == 0xFF)
 }
 
+/// What a GENERAL AUTHENTICATE with an asymmetric key asks for.
+enum Operation<'a> {
+    Sign(&'a [u8]),
+    Ecdh(&'a [u8]),
+}
+
 /// Management-key authentication in progress (SP 800-73-4 Part 2 appendix A.1).
 enum PendingAuth {
     /// The card sent an encrypted witness; this is the plain witness.
@@ -703,16 +709,16 @@ impl Piv {
         if cmd.p1 != ALG_ECC_P256 {
             return Err(StatusWord::IncorrectP1P2);
         }
-        // Signature: 82 empty (response requested), 81 = hash to sign.
-        let (Some(hash), Some(&[])) = (challenge, resp) else {
+        if witness.is_some() || resp != Some(&[]) {
             return Err(StatusWord::IncorrectData);
+        }
+        // 82 empty (response requested) with 81 = hash to sign (ECDSA), or 85 = the peer's
+        // public point (ECC key establishment, SP 800-73-4 Part 2 appendix A.5).
+        let operation = match (challenge, exponentiation) {
+            (Some(hash), None) if hash.len() == 32 => Operation::Sign(hash),
+            (None, Some(point)) if point.len() == 65 => Operation::Ecdh(point),
+            _ => return Err(StatusWord::IncorrectData),
         };
-        if witness.is_some() || exponentiation.is_some() {
-            return Err(StatusWord::IncorrectData);
-        }
-        if hash.len() != 32 {
-            return Err(StatusWord::IncorrectData);
-        }
         let slot = cmd.p2;
         if !self.keys.contains_key(&slot) {
             return Err(StatusWord::ReferenceNotFound);
@@ -728,10 +734,27 @@ impl Piv {
                 if !(self.pin_verified && self.pin_fresh_for_always) {
                     return Err(StatusWord::SecurityStatusNotSatisfied);
                 }
-                // One signature per PIN presentation.
+                // One private-key operation per PIN presentation.
                 self.pin_fresh_for_always = false;
             }
         }
+        let hash = match operation {
+            Operation::Sign(hash) => hash,
+            Operation::Ecdh(point) => {
+                let key = &self
+                    .keys
+                    .get(&slot)
+                    .ok_or(StatusWord::ReferenceNotFound)?
+                    .key;
+                let peer = p256::PublicKey::from_sec1_bytes(point)
+                    .map_err(|_| StatusWord::IncorrectData)?;
+                let shared = p256::ecdh::diffie_hellman(key.as_nonzero_scalar(), peer.as_affine());
+                return Ok(tlv::encode(
+                    0x7C,
+                    &tlv::encode(0x82, shared.raw_secret_bytes().as_slice()),
+                ));
+            }
+        };
         let key = &self
             .keys
             .get(&slot)

@@ -613,6 +613,31 @@ fn general_authenticate_malformed_templates() {
 }
 
 #[test]
+fn ecdh_key_agreement_with_slot_9d_matches_the_peer_side() {
+    let mut c = Host::new();
+    c.select();
+    c.mgmt_auth(&MgmtKey::transport());
+    let (g, _) = c.generate(0x9D);
+    let card_pub = p256::PublicKey::from_sec1_bytes(&g[5..]).unwrap();
+    let peer = p256::SecretKey::from_slice(&[0x17; 32]).unwrap();
+    let peer_point = p256::ecdsa::VerifyingKey::from(peer.public_key()).to_sec1_point(false);
+    let mut apdu = vec![
+        0x00, 0x87, 0x11, 0x9D, 0x47, 0x7C, 0x45, 0x82, 0x00, 0x85, 0x41,
+    ];
+    apdu.extend(peer_point.as_bytes());
+    assert_eq!(c.tx(&apdu).1, 0x6982, "9D needs the PIN");
+    c.verify_pin("123456");
+    let (d, sw) = c.tx(&apdu);
+    assert_eq!(sw, 0x9000);
+    let z = crate::tlv::parse_single(crate::tlv::parse_single(&d, 0x7C).unwrap(), 0x82).unwrap();
+    let expect = p256::ecdh::diffie_hellman(peer.to_nonzero_scalar(), card_pub.as_affine());
+    assert_eq!(z, expect.raw_secret_bytes().as_slice());
+    let mut bad = apdu.clone();
+    bad[12] ^= 0x01; // not on the curve
+    assert_eq!(c.tx(&bad).1, 0x6A80);
+}
+
+#[test]
 fn management_key_mutual_and_external_authentication() {
     let mut c = Host::new();
     c.select();

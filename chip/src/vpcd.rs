@@ -154,3 +154,115 @@ pub fn serve(
         sent.map_err(io)?;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// A fake vpcd reader: sends framed messages and reads framed answers.
+    struct Reader(TcpStream);
+
+    impl Reader {
+        fn send(&mut self, payload: &[u8]) {
+            let mut msg = (payload.len() as u16).to_be_bytes().to_vec();
+            msg.extend_from_slice(payload);
+            self.0.write_all(&msg).unwrap();
+        }
+        fn recv(&mut self) -> Option<Vec<u8>> {
+            let mut len = [0u8; 2];
+            if !read_exact_or_eof(&mut self.0, &mut len).unwrap() {
+                return None;
+            }
+            let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            read_exact_or_eof(&mut self.0, &mut buf).unwrap();
+            Some(buf)
+        }
+    }
+
+    fn session(
+        opts: ServeOptions,
+    ) -> (
+        Reader,
+        std::thread::JoinHandle<(SessionEnd, u64)>,
+        tempfile::TempDir,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("c.img");
+        Card::new_blank(42).unwrap().save(&img).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let handle = std::thread::spawn(move || {
+            let mut stream = TcpStream::connect(addr).unwrap();
+            let mut card = Card::load(&img).unwrap();
+            let mut n = 0;
+            let end = serve(&mut stream, &mut card, &img, &opts, &mut n).unwrap();
+            (end, n)
+        });
+        let (reader, _) = listener.accept().unwrap();
+        (Reader(reader), handle, dir)
+    }
+
+    #[test]
+    fn answers_atr_requests_and_apdus_with_framing() {
+        let (mut r, handle, _dir) = session(ServeOptions::default());
+        r.send(&[0x01]); // power on: no answer
+        r.send(&[0x04]);
+        assert_eq!(r.recv().unwrap(), crate::os::atr());
+        r.send(&[0x00, 0xA4, 0x04, 0x00, 0x05, 0xA0, 0x00, 0x00, 0x03, 0x08]);
+        assert_eq!(r.recv().unwrap()[0], 0x61);
+        r.send(&[0x00, 0xF8, 0x00, 0x00]);
+        assert_eq!(r.recv().unwrap(), vec![0, 0, 0, 42, 0x90, 0x00]);
+        drop(r);
+        assert_eq!(handle.join().unwrap(), (SessionEnd::ReaderClosed, 2));
+    }
+
+    #[test]
+    fn tear_after_drops_the_connection_without_answering() {
+        let (mut r, handle, _dir) = session(ServeOptions {
+            tear_after: Some(1),
+            ..ServeOptions::default()
+        });
+        r.send(&[0x00, 0xA4, 0x04, 0x00, 0x05, 0xA0, 0x00, 0x00, 0x03, 0x08]);
+        assert!(r.recv().is_some());
+        r.send(&[0x00, 0xF8, 0x00, 0x00]);
+        assert!(r.recv().is_none(), "no answer after the tear");
+        assert_eq!(handle.join().unwrap(), (SessionEnd::Torn, 2));
+    }
+
+    #[test]
+    fn state_changes_reach_the_image_before_the_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("c.img");
+        Card::new_blank(1).unwrap().save(&img).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let img2 = img.clone();
+        let handle = std::thread::spawn(move || {
+            let mut stream = TcpStream::connect(addr).unwrap();
+            let mut card = Card::load(&img2).unwrap();
+            let mut n = 0;
+            serve(
+                &mut stream,
+                &mut card,
+                &img2,
+                &ServeOptions::default(),
+                &mut n,
+            )
+            .unwrap()
+        });
+        let (s, _) = listener.accept().unwrap();
+        let mut r = Reader(s);
+        r.send(&[0x00, 0xA4, 0x04, 0x00, 0x05, 0xA0, 0x00, 0x00, 0x03, 0x08]);
+        r.recv();
+        r.send(&[
+            0x00, 0x20, 0x00, 0x80, 0x08, b'0', b'0', b'0', b'0', b'0', b'0', 0xFF, 0xFF,
+        ]);
+        assert_eq!(r.recv().unwrap(), vec![0x63, 0xC2]);
+        // the answer arrived, so the image already holds the decremented counter
+        let shown = Card::load(&img).unwrap().public_description().unwrap();
+        assert_eq!(shown["applications"]["piv"]["pin_retries_left"], 2);
+        drop(r);
+        assert_eq!(handle.join().unwrap(), SessionEnd::ReaderClosed);
+    }
+}
