@@ -1,34 +1,195 @@
 //! `idstation audit …` and `idstation outbox …` (argument parsing and output only; the work
-//! is in the `station` library).
+//! is in `station::audit`). Roles (docs/audit.md): checkpoint = clerk or ca-admin; export =
+//! auditor or ca-admin; verify-log = any operator; verify = nobody (offline, no database);
+//! outbox list = no operator (like `ca show`); outbox ack = clerk or ca-admin.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
+use registry::{ExportFormat, Role};
+use station::audit::{self, Range};
 use station::error::StationError;
+use station::Station;
+
+use crate::{password, print};
 
 #[derive(Subcommand)]
 pub enum AuditCmd {
-    /// Sign a checkpoint over the newest audit event with the station's HSM audit key.
+    /// Sign a checkpoint over the newest audit event with the station's HSM audit key
+    /// (clerk or ca-admin).
     Checkpoint {
+        #[command(flatten)]
+        op: crate::OperatorArg,
+    },
+    /// Export the audit log for auditors: events, a manifest, its signature by the audit key
+    /// and the certificate chain (auditor or ca-admin).
+    Export(ExportArgs),
+    /// Verify an export folder offline against a trusted root certificate. Needs no database
+    /// and no HSM; exit 0 when valid, 2 with the first bad sequence number when not.
+    Verify {
+        /// The export folder.
+        dir: PathBuf,
+        /// Trusted root certificate (PEM or DER); default DATA/ca/root-ca-1.pem of --data-dir.
+        #[arg(long, value_name = "FILE")]
+        root: Option<PathBuf>,
+    },
+    /// Verify the audit chain in the database, checkpoint signatures included (any operator).
+    VerifyLog {
         #[command(flatten)]
         op: crate::OperatorArg,
     },
 }
 
-#[derive(Subcommand)]
-pub enum OutboxCmd {
-    /// Messages not yet acknowledged by the receiving system.
-    List,
+#[derive(Args)]
+pub struct ExportArgs {
+    /// Folder to write (created; must not already hold an export).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// First day or time (inclusive): YYYY-MM-DD or RFC 3339 UTC.
+    #[arg(long, value_name = "DATE", conflicts_with_all = ["from_seq", "to_seq"])]
+    from: Option<String>,
+    /// Last day (inclusive) or time (exclusive): YYYY-MM-DD or RFC 3339 UTC.
+    #[arg(long, value_name = "DATE", conflicts_with_all = ["from_seq", "to_seq"])]
+    to: Option<String>,
+    /// First sequence number (inclusive).
+    #[arg(long, value_name = "N")]
+    from_seq: Option<u64>,
+    /// Last sequence number (inclusive).
+    #[arg(long, value_name = "M")]
+    to_seq: Option<u64>,
+    /// Events file format.
+    #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "csv"])]
+    format: String,
+    #[command(flatten)]
+    op: crate::OperatorArg,
 }
 
-pub fn run_audit(cmd: &AuditCmd, _json: bool, _data_dir: &Path) -> Result<(), StationError> {
+#[derive(Subcommand)]
+pub enum OutboxCmd {
+    /// Messages not yet acknowledged by the receiving system (no operator needed).
+    List,
+    /// Mark a message as delivered (clerk or ca-admin).
+    Ack {
+        /// Message id (from `outbox list`).
+        id: i64,
+        #[command(flatten)]
+        op: crate::OperatorArg,
+    },
+}
+
+pub fn run_audit(cmd: &AuditCmd, json: bool, data_dir: &Path) -> Result<(), StationError> {
     match cmd {
-        AuditCmd::Checkpoint { .. } => Err(StationError::Other("audit checkpoint: not built yet".into())),
+        AuditCmd::Checkpoint { op } => {
+            let mut st = Station::open(data_dir)?;
+            let session = st.authorize(
+                &op.operator,
+                &password()?,
+                "sign audit checkpoints",
+                &[Role::Clerk, Role::CaAdmin],
+            )?;
+            let c = audit::checkpoint(&mut st, &session)?;
+            print(json, &c, |c| {
+                format!(
+                    "Checkpoint over event {} (hash {}) signed by {} at {}\n",
+                    c.seq, c.hash, c.key_label, c.time
+                )
+            })
+        }
+        AuditCmd::Export(a) => {
+            let range = match (&a.from, &a.to, a.from_seq, a.to_seq) {
+                (None, None, None, None) => Range::All,
+                (None, None, from, to) => Range::Seq { from, to },
+                (from, to, _, _) => Range::Time {
+                    from: from.clone(),
+                    to: to.clone(),
+                },
+            };
+            let format = ExportFormat::parse(&a.format)?;
+            let mut st = Station::open(data_dir)?;
+            let session = st.authorize(
+                &a.op.operator,
+                &password()?,
+                "export the audit log",
+                &[Role::Auditor, Role::CaAdmin],
+            )?;
+            let r = audit::export(&mut st, &session, &a.out, &range, format)?;
+            print(json, &r, |r| {
+                let range = match (r.first_seq, r.last_seq) {
+                    (Some(f), Some(l)) => format!("events {f}..{l}"),
+                    _ => "no events in the range".into(),
+                };
+                format!(
+                    "Exported {} event(s) ({range}) as {}; last hash {}; {} checkpoint(s)\nManifest {} signed by {}\n",
+                    r.count,
+                    r.format,
+                    if r.last_hash.is_empty() { "-" } else { &r.last_hash },
+                    r.checkpoints,
+                    r.manifest.display(),
+                    r.signer_key
+                )
+            })
+        }
+        AuditCmd::Verify { dir, root } => {
+            let root = audit::root_file(root.as_deref(), data_dir)?;
+            let r = audit::verify(dir, &root)?;
+            print(json, &r, |r| {
+                format!(
+                    "OK: {} event(s) {}..{}, last hash {}, {} checkpoint(s)\nSigned by {} at {}; chains to root {} (SHA-256 {})\n",
+                    r.count,
+                    r.first_seq,
+                    r.last_seq,
+                    r.last_hash,
+                    r.checkpoints,
+                    r.signer_subject,
+                    r.exported_at,
+                    r.root.display(),
+                    r.root_sha256
+                )
+            })
+        }
+        AuditCmd::VerifyLog { op } => {
+            let mut st = Station::open(data_dir)?;
+            st.authorize(
+                &op.operator,
+                &password()?,
+                "verify the audit log",
+                &[Role::Clerk, Role::CaAdmin, Role::Auditor],
+            )?;
+            let r = audit::verify_log(&st)?;
+            print(json, &r, |r| {
+                format!(
+                    "OK: {} event(s), last {} (hash {}), {} checkpoint(s) signed by {} verified\n",
+                    r.events, r.last_seq, r.last_hash, r.checkpoints, r.key_label
+                )
+            })
+        }
     }
 }
 
-pub fn run_outbox(cmd: &OutboxCmd, _json: bool, _data_dir: &Path) -> Result<(), StationError> {
+pub fn run_outbox(cmd: &OutboxCmd, json: bool, data_dir: &Path) -> Result<(), StationError> {
     match cmd {
-        OutboxCmd::List => Err(StationError::Other("outbox list: not built yet".into())),
+        OutboxCmd::List => {
+            let st = Station::open(data_dir)?;
+            let items = audit::outbox_pending(&st.registry)?;
+            print(json, &items, |items| {
+                items
+                    .iter()
+                    .map(|m| format!("{}\t{}\t{}\t{}\n", m.id, m.topic, m.created_at, m.payload))
+                    .collect()
+            })
+        }
+        OutboxCmd::Ack { id, op } => {
+            let mut st = Station::open(data_dir)?;
+            let session = st.authorize(
+                &op.operator,
+                &password()?,
+                "acknowledge outbox messages",
+                &[Role::Clerk, Role::CaAdmin],
+            )?;
+            let m = audit::outbox_ack(&mut st, &session, *id)?;
+            print(json, &m, |m| {
+                format!("Acknowledged outbox message {} ({})\n", m.id, m.topic)
+            })
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! (with later issues) the issuance job, recovery, operators and roles. The `idstation` binary
 //! only parses arguments and calls into this crate.
 
+pub mod audit;
 pub mod ca_admin;
 pub mod config;
 pub mod datadir;
