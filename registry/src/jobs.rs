@@ -253,6 +253,18 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Note why a running job stopped, leaving it for recovery (it stays `running`).
+    pub fn set_job_error(&self, job_id: i64, error: &str) -> Result<()> {
+        let n = self.conn().execute(
+            "UPDATE issuance_jobs SET error = ?2, updated_at = ?3 WHERE id = ?1",
+            params![job_id, error, now_rfc3339()],
+        )?;
+        if n == 0 {
+            return Err(Error::NotFound(format!("job {job_id}")));
+        }
+        Ok(())
+    }
+
     /// Journal the start of a step (before its side effect). Returns the step id.
     pub fn begin_step(&self, job_id: i64, step: &str, details: &serde_json::Value) -> Result<i64> {
         validate::text("step", step, 64)?;
@@ -565,6 +577,38 @@ impl Registry {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The job that was given document number `num`, if any.
+    pub fn job_of_document(&self, num: DocumentNumber) -> Result<Option<Job>> {
+        let id: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT id FROM issuance_jobs WHERE series = ?1 AND number = ?2 ORDER BY id DESC LIMIT 1",
+                params![num.series_str(), num.number],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match id {
+            Some(id) => self.job(id),
+            None => Ok(None),
+        }
+    }
+
+    /// Every job of a holder, newest first.
+    pub fn jobs_of_holder(&self, holder_id: i64) -> Result<Vec<Job>> {
+        let ids: Vec<i64> = self
+            .conn
+            .prepare("SELECT id FROM issuance_jobs WHERE holder_id = ?1 ORDER BY id DESC")?
+            .query_map([holder_id], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(j) = self.job(id)? {
+                out.push(j);
+            }
+        }
+        Ok(out)
     }
 
     /// Every job still `running`, with its steps: what recovery must resolve.

@@ -22,8 +22,16 @@ pub enum StationError {
     Ca(#[from] ca::CaError),
     #[error("profile: {0}")]
     Profile(#[from] profiles::ProfileError),
+    /// Card or reader: which job step (if any) and what happened, in plain words.
+    #[error("{}", match step { Some(s) => format!("card: {message} (job step {s})"), None => format!("card: {message}") })]
+    Card {
+        step: Option<String>,
+        message: String,
+    },
     #[error("registry: {0}")]
     Registry(#[from] registry::Error),
+    #[error("not found: {0}")]
+    NotFound(String),
     #[error("not permitted: {0}")]
     NotPermitted(String),
     #[error("conflict: {0}")]
@@ -47,6 +55,22 @@ impl StationError {
         }
     }
 
+    /// A card or reader error from `personalization`, with the job step it happened in.
+    pub fn card(step: Option<&str>, e: &personalization::Error) -> Self {
+        StationError::Card {
+            step: step.map(str::to_owned),
+            message: e.to_string(),
+        }
+    }
+
+    /// A card profile that does not load.
+    pub fn card_profile(e: personalization::Error) -> Self {
+        StationError::Config {
+            path: "card profile".into(),
+            reason: e.to_string(),
+        }
+    }
+
     /// Exit code of the `idstation` CLI for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
@@ -58,7 +82,9 @@ impl StationError {
             StationError::Ca(e) => ca_exit_code(e),
             StationError::Hsm(_) => 4,
             StationError::Conflict(_) => 5,
+            StationError::Card { .. } => 3,
             StationError::NotPermitted(_) => 6,
+            StationError::NotFound(_) => 2,
             StationError::Registry(e) => registry_exit_code(e),
             StationError::Io { .. } | StationError::Other(_) => 1,
         }
@@ -76,7 +102,7 @@ fn ca_exit_code(e: &ca::CaError) -> i32 {
 
 fn registry_exit_code(e: &registry::Error) -> i32 {
     match e {
-        registry::Error::Invalid { .. } => 2,
+        registry::Error::Invalid { .. } | registry::Error::NotFound(_) => 2,
         registry::Error::Conflict(_) => 5,
         _ => 1,
     }

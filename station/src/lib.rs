@@ -6,10 +6,14 @@ pub mod audit;
 pub mod ca_admin;
 pub mod config;
 pub mod datadir;
+pub mod document;
 pub mod error;
 pub mod holder;
 pub mod init;
+pub mod issuance;
 pub mod operators;
+pub mod records;
+pub mod recovery;
 pub mod time_util;
 
 use std::path::Path;

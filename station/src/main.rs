@@ -41,6 +41,46 @@ enum Cmd {
     /// Operators.
     #[command(subcommand)]
     Operator(OperatorCmd),
+    /// Readers, whether a card is present, and its lifecycle state.
+    Readers,
+    /// Issue an ID card: the holder record onto the blank card in a reader (clerk). PIN and PUK
+    /// from IDSTATION_PIN / IDSTATION_PUK or prompted twice.
+    Issue {
+        /// Holder record (JSON).
+        #[arg(long, value_name = "FILE")]
+        holder: PathBuf,
+        /// Reader name (or a unique part of it); default: the one reader holding a card.
+        #[arg(long)]
+        reader: Option<String>,
+        #[command(flatten)]
+        op: OperatorArg,
+    },
+    /// Show a holder, a document or an issuance job with its certificates and status.
+    Show {
+        #[arg(long, conflicts_with_all = ["pinfl", "job"], required_unless_present_any = ["pinfl", "job"])]
+        document: Option<String>,
+        #[arg(long, conflicts_with = "job")]
+        pinfl: Option<String>,
+        #[arg(long)]
+        job: Option<i64>,
+    },
+    /// Take a document out of use (lost, stolen, damaged, ...): status, certificate revocation.
+    Revoke {
+        #[arg(long)]
+        document: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        op: OperatorArg,
+    },
+    /// Resolve unfinished issuance jobs (interrupted by a pulled card, a crash, a power cut).
+    Recover {
+        /// Roll back jobs whose card is not in a reader (their certificates are revoked).
+        #[arg(long)]
+        without_card: bool,
+        #[command(flatten)]
+        op: OperatorArg,
+    },
     /// The audit log: checkpoints, export for auditors, offline verification.
     #[command(subcommand)]
     Audit(audit_cli::AuditCmd),
@@ -321,6 +361,153 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
                 |_| format!("Added operator {name} ({})\n", role.as_str()),
             )
         }
+        Cmd::Readers => {
+            let readers = readers()?;
+            print(cli.json, &readers, |rs| {
+                rs.iter()
+                    .map(|r| {
+                        format!(
+                            "{}\t{}\n",
+                            r["reader"].as_str().unwrap_or(""),
+                            r["state"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect()
+            })
+        }
+        Cmd::Issue { holder, reader, op } => {
+            let mut st = Station::open(data_dir)?;
+            let session =
+                st.authorize(&op.operator, &password()?, "issue cards", &[Role::Clerk])?;
+            let doc = station::document::DocumentProfile::load(&st)?;
+            let mut policy =
+                station::holder::ValidationPolicy::new(station::time_util::today_utc());
+            policy.pinfl_check_digit = doc.pinfl_check_digit;
+            let holder = station::holder::load(holder, &policy).map_err(|errs| {
+                StationError::invalid(
+                    errs.first().map(|e| e.field.clone()).unwrap_or_default(),
+                    errs.iter()
+                        .map(|e| e.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )
+            })?;
+            let pin = read_secret("IDSTATION_PIN", "Holder PIN", true)?;
+            let puk = read_secret("IDSTATION_PUK", "Holder PUK", true)?;
+            let input = station::issuance::IssueInput {
+                holder,
+                reader: reader.clone(),
+                pin,
+                puk,
+            };
+            let quiet = cli.json;
+            let r = station::issuance::issue(&mut st, &session, &input, &mut |p| {
+                if !quiet {
+                    match &p.card {
+                        Some(c) => eprintln!("[{}] {}/{} {}", p.job_step, c.index, c.total, c.step),
+                        None => eprintln!("[{}]", p.job_step),
+                    }
+                }
+            })?;
+            print(cli.json, &r, |r| {
+                let mut s = format!(
+                    "Issued document {} on card {} in {} (job {})\n",
+                    r.document, r.card_serial, r.reader, r.job_id
+                );
+                for c in &r.certificates {
+                    s += &format!(
+                        "  {} {} certificate serial {}\n",
+                        c.slot, c.profile, c.serial
+                    );
+                }
+                s += &format!(
+                    "  {} APDUs, {:.0} ms (card {:.0}, HSM {:.0}, registry {:.0})\n",
+                    r.apdus,
+                    r.timings.total_ms,
+                    r.timings.card_ms,
+                    r.timings.hsm_ms,
+                    r.timings.registry_ms
+                );
+                s
+            })
+        }
+        Cmd::Show {
+            document,
+            pinfl,
+            job,
+        } => {
+            let st = Station::open(data_dir)?;
+            let v = match (document, pinfl, job) {
+                (Some(d), _, _) => {
+                    let (h, d) = station::records::show_document(&st, d)?;
+                    serde_json::json!({ "holder": h, "document": d })
+                }
+                (_, Some(p), _) => {
+                    serde_json::json!({ "holder": station::records::show_pinfl(&st, p)? })
+                }
+                (_, _, Some(j)) => {
+                    serde_json::json!({ "job": station::records::show_job(&st, *j)? })
+                }
+                _ => {
+                    return Err(StationError::invalid(
+                        "show",
+                        "give --document, --pinfl or --job",
+                    ))
+                }
+            };
+            print(cli.json, &v, |v| {
+                serde_json::to_string_pretty(v)
+                    .map(|s| s + "\n")
+                    .unwrap_or_default()
+            })
+        }
+        Cmd::Revoke {
+            document,
+            reason,
+            op,
+        } => {
+            let mut st = Station::open(data_dir)?;
+            let session = st.authorize(
+                &op.operator,
+                &password()?,
+                "revoke documents",
+                &[Role::Clerk, Role::CaAdmin],
+            )?;
+            let r = station::records::revoke(&mut st, &session, document, reason)?;
+            print(cli.json, &r, |r| {
+                format!(
+                    "Document {} is now {}; {} certificate(s) revoked ({}), listed on the next CRL\n",
+                    r.document,
+                    r.status,
+                    r.revoked_certificates.len(),
+                    r.crl_reason
+                )
+            })
+        }
+        Cmd::Recover { without_card, op } => {
+            let mut st = Station::open(data_dir)?;
+            let session = st.authorize(
+                &op.operator,
+                &password()?,
+                "recover issuances",
+                &[Role::Clerk, Role::CaAdmin],
+            )?;
+            let mode = if *without_card {
+                station::recovery::Mode::WithoutCardRollsBack
+            } else {
+                station::recovery::Mode::LookForCards
+            };
+            let r = station::recovery::recover(&mut st, &session.actor, mode)?;
+            print(cli.json, &r, |r| {
+                if r.is_empty() {
+                    "Nothing to recover\n".into()
+                } else {
+                    r.iter()
+                        .map(|x| format!("job {}: {} ({})\n", x.job_id, x.outcome, x.detail))
+                        .collect()
+                }
+            })
+        }
         Cmd::Audit(c) => audit_cli::run_audit(c, cli.json, data_dir),
         Cmd::Outbox(c) => audit_cli::run_outbox(c, cli.json, data_dir),
         Cmd::Operator(OperatorCmd::List) => {
@@ -349,6 +536,33 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
             })
         }
     }
+}
+
+fn readers() -> Result<Vec<serde_json::Value>, StationError> {
+    use personalization::transport::pcsc::Pcsc;
+    let pcsc = Pcsc::establish().map_err(|e| StationError::card(None, &e))?;
+    let mut out = Vec::new();
+    for r in pcsc.readers().map_err(|e| StationError::card(None, &e))? {
+        let state = if !r.card_present {
+            "no card".to_string()
+        } else {
+            match pcsc.connect(&r.name).and_then(|mut c| {
+                let mut tx = c.begin()?;
+                personalization::executor::inspect(&mut tx)
+            }) {
+                Ok(i) => format!(
+                    "card {} {}",
+                    station::issuance::serial_text(i.serial),
+                    i.lifecycle
+                ),
+                Err(e) => format!("card present: {e}"),
+            }
+        };
+        out.push(
+            serde_json::json!({ "reader": r.name, "card_present": r.card_present, "state": state }),
+        );
+    }
+    Ok(out)
 }
 
 fn show_text(cas: &[init::CaSummary]) -> String {

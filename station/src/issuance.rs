@@ -1,0 +1,690 @@
+//! The issuance job (ARCHITECTURE "One issuance"): a validated holder record and a blank card
+//! in a reader become an issued ID card, journaled step by step in the registry.
+//!
+//! ```text
+//! registry: holder, document number, job ─► card: inspect (reset if left PERSONALIZING)
+//!  ─► card.prepare (per-card management key derived in the HSM, keys generated on the chip)
+//!  ─► ca.issue (certificates signed in the HSM, recorded as issued)
+//!  ─► card.complete (write, read back, test-sign; card.lock journaled before LOCK is sent)
+//!  ─► registry: document ACTIVE, card LOCKED, certificates ACTIVE, outbox, audit (one commit)
+//! ```
+//!
+//! Every step is journaled before its side effect. A failure before the LOCK command rolls
+//! the job back at once (certificates revoked as cessationOfOperation, the number spoiled or
+//! released; the card is reset when it is next inserted). A failure after the LOCK command may
+//! have reached the card leaves the job for [`crate::recovery`], which asks the card.
+//!
+//! While a job runs, its process holds an exclusive lock file (`DATA/locks/job-<id>.lock`), so
+//! recovery in another process never touches a job that is still alive.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use personalization::executor::{self, CompleteInput, HolderCardData, Personalizer, Progress};
+use personalization::piv::{Lifecycle, Slot};
+use personalization::plan::CardProfile;
+use personalization::secret::{ManagementKey, Pin, PinKind};
+use personalization::transport::pcsc::Pcsc;
+use registry::{
+    AuditEntry, CardLifecycle, DocumentNumber, NewAddress, NewHolder, NumberState, Rollback,
+    StepState,
+};
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+use crate::error::StationError;
+use crate::holder::{AddressKind, ValidHolder};
+use crate::operators::Session;
+use crate::Station;
+
+/// Step names in the job journal.
+pub mod steps {
+    pub const CARD_RESET: &str = "card.reset";
+    pub const CARD_PREPARE: &str = "card.prepare";
+    pub const CA_ISSUE: &str = "ca.issue";
+    pub const CARD_COMPLETE: &str = "card.complete";
+    /// Journaled by the progress callback right before the LOCK command goes to the card.
+    pub const CARD_LOCK: &str = "card.lock";
+    pub const REGISTRY_COMPLETE: &str = "registry.complete";
+}
+
+/// The purpose string of the per-card PIV management key derivation.
+pub const MGMT_KEY_PURPOSE: &str = "piv-management-key";
+
+/// What the clerk (or a script) hands to an issuance.
+pub struct IssueInput {
+    pub holder: ValidHolder,
+    /// Reader name (or a unique part of it); `None` = the one reader holding a card.
+    pub reader: Option<String>,
+    pub pin: Zeroizing<String>,
+    pub puk: Zeroizing<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IssuedCertSummary {
+    pub slot: String,
+    pub profile: String,
+    pub serial: String,
+}
+
+/// Where the time of one issuance went (for the benchmark and the notes).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Timings {
+    pub card_ms: f64,
+    pub hsm_ms: f64,
+    pub registry_ms: f64,
+    pub total_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IssueReport {
+    pub job_id: i64,
+    pub document: String,
+    pub card_serial: String,
+    pub reader: String,
+    pub certificates: Vec<IssuedCertSummary>,
+    pub apdus: u64,
+    pub bytes_to_card: u64,
+    pub bytes_from_card: u64,
+    pub timings: Timings,
+}
+
+/// A progress event for the CLI and the GUI: the job step and, inside card steps, the card step.
+#[derive(Debug, Clone)]
+pub struct JobProgress {
+    pub job_step: &'static str,
+    pub card: Option<Progress>,
+}
+
+/// Card serial as the registry records it (8 hex digits).
+pub fn serial_text(serial: u32) -> String {
+    format!("{serial:08X}")
+}
+
+/// The embedded card profile (`profiles/card/card-esign.toml`), or the data dir's override.
+pub fn card_profile(st: &Station) -> Result<CardProfile, StationError> {
+    const BUILTIN: &str = include_str!("../../profiles/card/card-esign.toml");
+    if let Some(dir) = &st.config.profiles.dir {
+        let p = st.layout.root.join(dir).join("card/card-esign.toml");
+        if p.is_file() {
+            return CardProfile::load(&p).map_err(StationError::card_profile);
+        }
+    }
+    CardProfile::parse("<builtin>/card/card-esign.toml", BUILTIN)
+        .map_err(StationError::card_profile)
+}
+
+/// Check PIN and PUK against the card profile before anything is written anywhere.
+pub fn check_secrets(
+    profile: &CardProfile,
+    pin: &str,
+    puk: &str,
+) -> Result<(Pin, Pin), StationError> {
+    let pin =
+        Pin::new(PinKind::Pin, pin).map_err(|e| StationError::invalid("pin", e.to_string()))?;
+    profile
+        .check_secret(&pin)
+        .map_err(|e| StationError::invalid("pin", e.to_string()))?;
+    let puk =
+        Pin::new(PinKind::Puk, puk).map_err(|e| StationError::invalid("puk", e.to_string()))?;
+    profile
+        .check_secret(&puk)
+        .map_err(|e| StationError::invalid("puk", e.to_string()))?;
+    Ok((pin, puk))
+}
+
+/// The per-card management key: HMAC-SHA256(master, purpose ‖ serial) in the HSM, first 16
+/// bytes as the AES-128 key.
+pub fn card_management_key(
+    st: &Station,
+    profile: &CardProfile,
+    serial: u32,
+) -> Result<ManagementKey, StationError> {
+    let secret = hsm::derive_card_secret(
+        st.keys.as_ref(),
+        &st.config.ca.card_master_key,
+        MGMT_KEY_PURPOSE,
+        &serial.to_be_bytes(),
+    )?;
+    let alg = profile.management_key.algorithm;
+    let len = alg.key_len();
+    if len > secret.len() {
+        return Err(StationError::Other(format!(
+            "management key algorithm {} needs {len} bytes",
+            alg.name()
+        )));
+    }
+    ManagementKey::new(alg, &secret[..len]).map_err(|e| StationError::card(None, &e))
+}
+
+/// Kill this process (SIGKILL) when `IDSTATION_FAILPOINT` names `point`: the crash tests use it
+/// to stop the job right after a journaled step.
+pub fn failpoint(point: &str) {
+    if std::env::var("IDSTATION_FAILPOINT").is_ok_and(|v| v == point) {
+        // SAFETY: raise() only sends a signal to this process.
+        unsafe {
+            libc::raise(libc::SIGKILL);
+        }
+    }
+}
+
+/// Pick the reader: the named one, else the only one with a card in it.
+pub fn choose_reader(pcsc: &Pcsc, wanted: Option<&str>) -> Result<String, StationError> {
+    if let Some(w) = wanted {
+        return personalization::transport::pcsc::find_reader(pcsc, w)
+            .map_err(|e| StationError::card(None, &e));
+    }
+    let readers = pcsc.readers().map_err(|e| StationError::card(None, &e))?;
+    let with_card: Vec<_> = readers.iter().filter(|r| r.card_present).collect();
+    match with_card.as_slice() {
+        [one] => Ok(one.name.clone()),
+        [] => Err(StationError::Card {
+            step: None,
+            message: format!(
+                "no card in any reader ({}); insert a blank card",
+                readers
+                    .iter()
+                    .map(|r| r.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }),
+        many => Err(StationError::invalid(
+            "reader",
+            format!(
+                "cards are present in several readers ({}); name one with --reader",
+                many.iter()
+                    .map(|r| r.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
+}
+
+/// Exclusive lock that marks a job as alive in this process.
+pub struct JobLock {
+    _file: std::fs::File,
+    path: PathBuf,
+}
+
+impl JobLock {
+    pub fn path(data_dir: &Path, job_id: i64) -> PathBuf {
+        data_dir.join("locks").join(format!("job-{job_id}.lock"))
+    }
+
+    pub fn acquire(data_dir: &Path, job_id: i64) -> Result<JobLock, StationError> {
+        let path = Self::path(data_dir, job_id);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| StationError::io(dir, e))?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| StationError::io(&path, e))?;
+        file.try_lock().map_err(|_| {
+            StationError::Conflict(format!(
+                "job {job_id} is being worked on by another process"
+            ))
+        })?;
+        Ok(JobLock { _file: file, path })
+    }
+
+    /// Whether a live process holds the lock of `job_id`.
+    pub fn is_held(data_dir: &Path, job_id: i64) -> bool {
+        let path = Self::path(data_dir, job_id);
+        match std::fs::OpenOptions::new().write(true).open(&path) {
+            Ok(f) => f.try_lock().is_err(),
+            Err(_) => false,
+        }
+    }
+}
+
+impl Drop for JobLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Issue one card. See the module docs for the steps and what a failure leaves behind.
+pub fn issue(
+    st: &mut Station,
+    session: &Session,
+    input: &IssueInput,
+    progress: &mut dyn FnMut(&JobProgress),
+) -> Result<IssueReport, StationError> {
+    let started = Instant::now();
+    let mut t = Timings::default();
+    let profile = card_profile(st)?;
+    let (pin, puk) = check_secrets(&profile, &input.pin, &input.puk)?;
+    let doc_profile = crate::document::DocumentProfile::load(st)?;
+
+    // Card first (reads only): a missing card or reader costs no document number.
+    let t0 = Instant::now();
+    let pcsc = Pcsc::establish().map_err(|e| StationError::card(None, &e))?;
+    let reader = choose_reader(&pcsc, input.reader.as_deref())?;
+    let mut card = pcsc
+        .connect(&reader)
+        .map_err(|e| StationError::card(None, &e))?;
+    let mut tx = card.begin().map_err(|e| StationError::card(None, &e))?;
+    let first = executor::inspect(&mut tx).map_err(|e| StationError::card(None, &e))?;
+    t.card_ms += ms(t0);
+
+    // Recovery first: unfinished jobs are resolved, those of this card with the card at hand.
+    let resolved = crate::recovery::recover_with_card(st, &session.actor, &mut tx, first.serial)?;
+    let info = executor::inspect(&mut tx).map_err(|e| StationError::card(None, &e))?;
+    if info.lifecycle == Lifecycle::Locked {
+        let by_recovery = resolved
+            .iter()
+            .find(|r| r.outcome == "completed")
+            .map(|r| format!(" (recovery just completed its unfinished job {})", r.job_id))
+            .unwrap_or_default();
+        return Err(StationError::Conflict(format!(
+            "card {} in {reader} is already issued (LOCKED){by_recovery}; insert a blank card",
+            serial_text(info.serial)
+        )));
+    }
+
+    // Registry: holder, number, job (one transaction; a conflict leaves nothing behind).
+    let t0 = Instant::now();
+    let (job_id, number, _lock) = start_job(st, session, &input.holder, info.serial)?;
+    t.registry_ms += ms(t0);
+    failpoint("job.created");
+
+    let mut state = RunState {
+        lock_journaled: false,
+        complete_started: false,
+    };
+    let result = run_card_steps(
+        st,
+        session,
+        &profile,
+        &doc_profile,
+        &mut tx,
+        &info,
+        job_id,
+        number,
+        &input.holder,
+        (&pin, &puk),
+        &mut t,
+        &mut state,
+        progress,
+    );
+    match result {
+        Ok(mut report) => {
+            drop(tx);
+            report.reader = reader;
+            t.total_ms = ms(started);
+            report.timings = t;
+            Ok(report)
+        }
+        Err(e) => {
+            if state.lock_journaled {
+                // The LOCK may have reached the card: only the card can say. Recovery asks it
+                // when it is inserted again (or `idstation recover` decides without it).
+                tracing::warn!(
+                    job = job_id,
+                    "issuance failed after LOCK was sent; left for recovery"
+                );
+                let _ = st
+                    .registry
+                    .write(|tx| tx.set_job_error(job_id, &e.to_string()));
+            } else {
+                let rollback = Rollback {
+                    job_id,
+                    number: if state.complete_started {
+                        NumberState::Spoiled
+                    } else {
+                        NumberState::Released
+                    },
+                    card_reset: None,
+                    reason: e.to_string(),
+                };
+                let serial = serial_text(info.serial);
+                let undone = st.registry.write(|tx| {
+                    tx.upsert_card(&serial, CardLifecycle::Personalizing)?;
+                    tx.roll_back_issuance(&rollback, &session.actor)
+                });
+                if let Err(re) = undone {
+                    tracing::error!(job = job_id, error = %re, "rollback failed; recovery will retry");
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+struct RunState {
+    lock_journaled: bool,
+    complete_started: bool,
+}
+
+fn ms(t0: Instant) -> f64 {
+    t0.elapsed().as_secs_f64() * 1000.0
+}
+
+fn start_job(
+    st: &mut Station,
+    session: &Session,
+    holder: &ValidHolder,
+    serial: u32,
+) -> Result<(i64, DocumentNumber, JobLock), StationError> {
+    let office = st.config.station.office.clone();
+    let r = &holder.record;
+    let new_holder = NewHolder {
+        pinfl: r.pinfl.clone(),
+        surname: r.surname.clone(),
+        given_names: r.given_names.clone(),
+        patronymic: r.patronymic.clone(),
+        surname_cyrillic: r.surname_cyrillic.clone(),
+        given_names_cyrillic: r.given_names_cyrillic.clone(),
+        patronymic_cyrillic: r.patronymic_cyrillic.clone(),
+        sex: r.sex.clone(),
+        date_of_birth: r.date_of_birth.clone(),
+        place_of_birth: r.place_of_birth.clone(),
+        citizenship: r.citizenship.clone(),
+    };
+    let address = NewAddress {
+        kind: match holder.address_kind {
+            AddressKind::Permanent => registry::AddressKind::Permanent,
+            AddressKind::Temporary => registry::AddressKind::Temporary,
+        },
+        region: r.address.region.clone(),
+        district: r.address.district.clone(),
+        street: r.address.street.clone(),
+        house: r.address.house.clone(),
+        apartment: r.address.apartment.clone(),
+        registered_on: r.address.registered_on.clone(),
+        registered_until: r.address.registered_until.clone(),
+    };
+    let existing = st.registry.holder_by_pinfl(&r.pinfl)?;
+    let latest_address = match &existing {
+        Some(h) => st
+            .registry
+            .addresses(h.id)?
+            .into_iter()
+            .last()
+            .map(|a| a.data),
+        None => None,
+    };
+    let actor = &session.actor;
+    let tx = st.registry.transaction()?;
+    let holder_id = match &existing {
+        Some(h) => {
+            if latest_address.as_ref() != Some(&address) {
+                tx.add_address(h.id, &address, actor)?;
+            }
+            h.id
+        }
+        None => tx.insert_holder(&new_holder, &address, actor)?,
+    };
+    let number = tx.allocate_document_number(&office)?;
+    let job_id = tx.create_job(
+        &registry::NewJob {
+            holder_id,
+            office: office.clone(),
+            document: Some(number),
+        },
+        actor,
+    )?;
+    // Locked before the job becomes visible: recovery in another process never sees it unlocked.
+    let lock = JobLock::acquire(&st.layout.root, job_id)?;
+    tx.set_job_subjects(job_id, None, Some(&serial_text(serial)))?;
+    tx.audit(&AuditEntry {
+        actor,
+        action: "issuance.started",
+        object: &format!("job:{job_id}"),
+        details: &serde_json::json!({ "document": number.to_string(), "pinfl": r.pinfl, "card": serial_text(serial) }),
+    })?;
+    tx.commit()?;
+    Ok((job_id, number, lock))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_card_steps(
+    st: &mut Station,
+    session: &Session,
+    profile: &CardProfile,
+    doc_profile: &crate::document::DocumentProfile,
+    tx: &mut dyn personalization::transport::Transport,
+    info: &executor::CardInfo,
+    job_id: i64,
+    number: DocumentNumber,
+    holder: &ValidHolder,
+    (pin, puk): (&Pin, &Pin),
+    t: &mut Timings,
+    state: &mut RunState,
+    progress: &mut dyn FnMut(&JobProgress),
+) -> Result<IssueReport, StationError> {
+    let personalizer = Personalizer::new(profile);
+    let t0 = Instant::now();
+    let card_key = card_management_key(st, profile, info.serial)?;
+    t.hsm_ms += ms(t0);
+
+    // A card left PERSONALIZING by an earlier failure is reset before it is used again.
+    if info.lifecycle == Lifecycle::Personalizing {
+        let step = begin(st, job_id, steps::CARD_RESET, serde_json::json!({}))?;
+        let t0 = Instant::now();
+        let outcome = personalizer
+            .reset(tx, &card_key, &mut |p| {
+                progress(&JobProgress {
+                    job_step: steps::CARD_RESET,
+                    card: Some(p.clone()),
+                })
+            })
+            .map_err(|e| StationError::card(Some(steps::CARD_RESET), &e))?;
+        t.card_ms += ms(t0);
+        finish(
+            st,
+            step,
+            serde_json::json!({ "outcome": format!("{outcome:?}") }),
+        )?;
+    }
+
+    // card.prepare
+    let step = begin(
+        st,
+        job_id,
+        steps::CARD_PREPARE,
+        serde_json::json!({ "card": serial_text(info.serial) }),
+    )?;
+    failpoint(steps::CARD_PREPARE);
+    let t0 = Instant::now();
+    let prepared = personalizer
+        .prepare(tx, &card_key, &mut |p| {
+            progress(&JobProgress {
+                job_step: steps::CARD_PREPARE,
+                card: Some(p.clone()),
+            })
+        })
+        .map_err(|e| StationError::card(Some(steps::CARD_PREPARE), &e))?;
+    t.card_ms += ms(t0);
+    finish(
+        st,
+        step,
+        serde_json::json!({ "keys": prepared.public_keys.len() }),
+    )?;
+
+    // ca.issue: certificates signed in the HSM and recorded (status issued) with the step.
+    let step = begin(st, job_id, steps::CA_ISSUE, serde_json::json!({}))?;
+    failpoint(steps::CA_ISSUE);
+    progress(&JobProgress {
+        job_step: steps::CA_ISSUE,
+        card: None,
+    });
+    let (esign_key, issuer) = crate::ca_admin::active_issuer(st, "esign")?;
+    let subject = ca::HolderSubject {
+        pinfl: holder.record.pinfl.clone(),
+        surname: holder.record.surname.clone(),
+        given_names: holder.record.given_names.clone(),
+        common_name: format!("{} {}", holder.record.given_names, holder.record.surname),
+        country: "UZ".into(),
+    };
+    let now = SystemTime::now();
+    let mut certs: Vec<(Slot, String, Vec<u8>)> = Vec::new();
+    let t0 = Instant::now();
+    for key in &profile.keys {
+        let spki = prepared.public_key(key.slot).ok_or_else(|| {
+            StationError::Other(format!(
+                "the card returned no public key for slot {:?}",
+                key.slot
+            ))
+        })?;
+        let cert_profile = st.profiles.cert(&key.certificate_profile)?;
+        let cert = ca::issue(st.keys.as_ref(), cert_profile, &issuer, spki, &subject, now)?;
+        certs.push((key.slot, key.certificate_profile.clone(), cert.der));
+    }
+    t.hsm_ms += ms(t0);
+    let t0 = Instant::now();
+    let holder_id = st
+        .registry
+        .holder_by_pinfl(&holder.record.pinfl)?
+        .map(|h| h.id)
+        .ok_or_else(|| StationError::Other("holder vanished from the registry".into()))?;
+    let mut cert_ids = Vec::new();
+    let mut summaries = Vec::new();
+    {
+        let rtx = st.registry.transaction()?;
+        for (slot, prof, der) in &certs {
+            let mut rec = crate::init::cert_record(esign_key.id, der, prof)?;
+            rec.holder_id = Some(holder_id);
+            rec.job_id = Some(job_id);
+            summaries.push(IssuedCertSummary {
+                slot: slot_name(*slot),
+                profile: prof.clone(),
+                serial: rec.serial.clone(),
+            });
+            cert_ids.push(rtx.insert_certificate(&rec)?);
+        }
+        rtx.finish_step(step, StepState::Done, Some(&serde_json::json!({ "certificates": summaries.iter().map(|c| &c.serial).collect::<Vec<_>>() })))?;
+        rtx.commit()?;
+    }
+    t.registry_ms += ms(t0);
+
+    // card.complete: write, read back, test-sign; card.lock journaled before LOCK.
+    let step = begin(st, job_id, steps::CARD_COMPLETE, serde_json::json!({}))?;
+    state.complete_started = true;
+    failpoint(steps::CARD_COMPLETE);
+    let expiry = doc_profile.expiry(crate::time_util::today_utc());
+    let card_data = HolderCardData {
+        name: printed_name(holder),
+        document_number: number.to_string(),
+        expiry,
+    };
+    let slot_certs: Vec<(Slot, Vec<u8>)> = certs.iter().map(|(s, _, d)| (*s, d.clone())).collect();
+    let t0 = Instant::now();
+    let mut journal_error: Option<StationError> = None;
+    let report = {
+        let reg = &mut st.registry;
+        let lock_journaled = &mut state.lock_journaled;
+        personalizer.complete(
+            tx,
+            &prepared,
+            &card_key,
+            &CompleteInput {
+                certificates: &slot_certs,
+                holder: &card_data,
+                pin,
+                puk,
+            },
+            &mut |p| {
+                if p.step == "lock" && !*lock_journaled {
+                    match reg
+                        .write(|tx| tx.begin_step(job_id, steps::CARD_LOCK, &serde_json::json!({})))
+                    {
+                        Ok(_) => *lock_journaled = true,
+                        Err(e) => journal_error = Some(e.into()),
+                    }
+                    failpoint(steps::CARD_LOCK);
+                }
+                progress(&JobProgress {
+                    job_step: steps::CARD_COMPLETE,
+                    card: Some(p.clone()),
+                })
+            },
+        )
+    };
+    if let Some(e) = journal_error {
+        return Err(e);
+    }
+    let report = report.map_err(|e| StationError::card(Some(steps::CARD_COMPLETE), &e))?;
+    t.card_ms += ms(t0);
+    finish(
+        st,
+        step,
+        serde_json::json!({ "objects": report.objects_verified, "signatures": report.signatures_verified.len() }),
+    )?;
+    failpoint("card.locked");
+
+    // registry.complete: everything true in one commit.
+    let t0 = Instant::now();
+    progress(&JobProgress {
+        job_step: steps::REGISTRY_COMPLETE,
+        card: None,
+    });
+    let today = crate::time_util::today_utc();
+    let completion = registry::Completion {
+        job_id,
+        date_of_issue: today.to_string(),
+        date_of_expiry: expiry.to_string(),
+        card_serial: serial_text(info.serial),
+        certificate_ids: cert_ids,
+    };
+    {
+        let rtx = st.registry.transaction()?;
+        let s = rtx.begin_step(job_id, steps::REGISTRY_COMPLETE, &serde_json::json!({}))?;
+        rtx.finish_step(s, StepState::Done, None)?;
+        rtx.complete_issuance(&completion, &session.actor)?;
+        rtx.commit()?;
+    }
+    t.registry_ms += ms(t0);
+    let mut stats_total = prepared.stats.clone();
+    stats_total.add(&report.stats);
+    Ok(IssueReport {
+        job_id,
+        document: number.to_string(),
+        card_serial: serial_text(info.serial),
+        reader: String::new(),
+        certificates: summaries,
+        apdus: stats_total.apdus,
+        bytes_to_card: stats_total.bytes_sent,
+        bytes_from_card: stats_total.bytes_received,
+        timings: Timings::default(),
+    })
+}
+
+fn begin(
+    st: &mut Station,
+    job_id: i64,
+    step: &str,
+    details: serde_json::Value,
+) -> Result<i64, StationError> {
+    Ok(st
+        .registry
+        .write(|tx| tx.begin_step(job_id, step, &details))?)
+}
+
+fn finish(st: &mut Station, step_id: i64, details: serde_json::Value) -> Result<(), StationError> {
+    Ok(st
+        .registry
+        .write(|tx| tx.finish_step(step_id, StepState::Done, Some(&details)))?)
+}
+
+pub fn slot_name(slot: Slot) -> String {
+    match slot {
+        Slot::Authentication => "9A".into(),
+        Slot::Signature => "9C".into(),
+        Slot::KeyManagement => "9D".into(),
+        Slot::CardAuthentication => "9E".into(),
+    }
+}
+
+/// The holder's name as printed in the chip's Printed Information: "SURNAME Given Names".
+pub fn printed_name(holder: &ValidHolder) -> String {
+    format!("{} {}", holder.record.surname, holder.record.given_names)
+}
+
+/// How long `wait` waits for a card.
+pub const CARD_WAIT: Duration = Duration::from_secs(10);

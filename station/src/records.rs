@@ -1,0 +1,239 @@
+//! Looking records up (`idstation show`) and declaring a card lost, stolen or otherwise out of
+//! use (`idstation revoke`): document status, certificate revocation, audit event.
+
+use registry::{AuditEntry, CertStatus, DocumentNumber, DocumentStatus, Holder, Job};
+use serde::Serialize;
+
+use crate::error::StationError;
+use crate::operators::Session;
+use crate::Station;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CertView {
+    pub serial: String,
+    pub profile: String,
+    pub status: String,
+    pub not_after: String,
+    pub revocation_reason: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DocumentView {
+    pub document: String,
+    pub status: String,
+    pub office: String,
+    pub date_of_issue: String,
+    pub date_of_expiry: String,
+    pub card_serial: Option<String>,
+    pub job_id: Option<i64>,
+    pub certificates: Vec<CertView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct JobView {
+    pub job_id: i64,
+    pub state: String,
+    pub document: Option<String>,
+    pub card_serial: Option<String>,
+    pub operator: String,
+    pub created_at: String,
+    pub error: Option<String>,
+    pub steps: Vec<String>,
+    pub certificates: Vec<CertView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HolderView {
+    pub pinfl: String,
+    pub surname: String,
+    pub given_names: String,
+    pub patronymic: Option<String>,
+    pub date_of_birth: String,
+    pub citizenship: String,
+    pub documents: Vec<DocumentView>,
+    pub jobs: Vec<JobView>,
+}
+
+fn cert_views(st: &Station, job_id: i64) -> Result<Vec<CertView>, StationError> {
+    Ok(st
+        .registry
+        .certificates_of_job(job_id)?
+        .into_iter()
+        .map(|c| CertView {
+            serial: c.data.serial,
+            profile: c.data.purpose,
+            status: c.status.as_str().to_string(),
+            not_after: c.data.not_after,
+            revocation_reason: c.revocation_reason,
+            revoked_at: c.revoked_at,
+        })
+        .collect())
+}
+
+fn job_view(st: &Station, j: &Job) -> Result<JobView, StationError> {
+    Ok(JobView {
+        job_id: j.id,
+        state: j.state.as_str().to_string(),
+        document: j.document.map(|d| d.to_string()),
+        card_serial: j.card_serial.clone(),
+        operator: j.operator.clone(),
+        created_at: j.created_at.clone(),
+        error: j.error.clone(),
+        steps: j
+            .steps
+            .iter()
+            .map(|s| format!("{} {}", s.step, s.state.as_str()))
+            .collect(),
+        certificates: cert_views(st, j.id)?,
+    })
+}
+
+pub fn parse_document(s: &str) -> Result<DocumentNumber, StationError> {
+    s.parse::<DocumentNumber>().map_err(StationError::from)
+}
+
+fn document_view(st: &Station, d: &registry::Document) -> Result<DocumentView, StationError> {
+    let job = st.registry.job_of_document(d.number)?;
+    Ok(DocumentView {
+        document: d.number.to_string(),
+        status: d.status.as_str().to_string(),
+        office: d.office.clone(),
+        date_of_issue: d.date_of_issue.clone(),
+        date_of_expiry: d.date_of_expiry.clone(),
+        card_serial: job.as_ref().and_then(|j| j.card_serial.clone()),
+        job_id: job.as_ref().map(|j| j.id),
+        certificates: match &job {
+            Some(j) => cert_views(st, j.id)?,
+            None => Vec::new(),
+        },
+    })
+}
+
+fn holder_view(st: &Station, h: &Holder) -> Result<HolderView, StationError> {
+    let documents = st
+        .registry
+        .documents_of_holder(h.id)?
+        .iter()
+        .map(|d| document_view(st, d))
+        .collect::<Result<_, _>>()?;
+    let jobs = st
+        .registry
+        .jobs_of_holder(h.id)?
+        .iter()
+        .map(|j| job_view(st, j))
+        .collect::<Result<_, _>>()?;
+    Ok(HolderView {
+        pinfl: h.data.pinfl.clone(),
+        surname: h.data.surname.clone(),
+        given_names: h.data.given_names.clone(),
+        patronymic: h.data.patronymic.clone(),
+        date_of_birth: h.data.date_of_birth.clone(),
+        citizenship: h.data.citizenship.clone(),
+        documents,
+        jobs,
+    })
+}
+
+pub fn show_pinfl(st: &Station, pinfl: &str) -> Result<HolderView, StationError> {
+    let h = st
+        .registry
+        .holder_by_pinfl(pinfl)?
+        .ok_or_else(|| StationError::NotFound(format!("no holder with PINFL {pinfl}")))?;
+    holder_view(st, &h)
+}
+
+pub fn show_document(st: &Station, num: &str) -> Result<(HolderView, DocumentView), StationError> {
+    let num = parse_document(num)?;
+    let d = st
+        .registry
+        .document(num)?
+        .ok_or_else(|| StationError::NotFound(format!("no document {num}")))?;
+    let h = st
+        .registry
+        .holder(d.holder_id)?
+        .ok_or_else(|| StationError::Other(format!("document {num} has no holder")))?;
+    Ok((holder_view(st, &h)?, document_view(st, &d)?))
+}
+
+pub fn show_job(st: &Station, id: i64) -> Result<JobView, StationError> {
+    let j = st
+        .registry
+        .job(id)?
+        .ok_or_else(|| StationError::NotFound(format!("no job {id}")))?;
+    job_view(st, &j)
+}
+
+/// Why a document is taken out of use, and what that means for it and its certificates.
+pub fn revocation_for(reason: &str) -> Result<(DocumentStatus, &'static str), StationError> {
+    Ok(match reason {
+        // The private keys may be in someone else's hands.
+        "lost" | "stolen" => (DocumentStatus::Lost, "keyCompromise"),
+        "damaged" | "deceased" => (DocumentStatus::Revoked, "cessationOfOperation"),
+        "replaced" => (DocumentStatus::Revoked, "superseded"),
+        "data-changed" => (DocumentStatus::Revoked, "affiliationChanged"),
+        other => return Err(StationError::invalid(
+            "reason",
+            format!(
+                "{other:?} must be one of lost, stolen, damaged, deceased, replaced, data-changed"
+            ),
+        )),
+    })
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RevokeReport {
+    pub document: String,
+    pub status: String,
+    pub revoked_certificates: Vec<String>,
+    pub crl_reason: String,
+}
+
+/// `idstation revoke`: the document's status, its certificates revoked (they appear on the
+/// next CRL of the key that issued them), one audit event — in one transaction.
+pub fn revoke(
+    st: &mut Station,
+    session: &Session,
+    num: &str,
+    reason: &str,
+) -> Result<RevokeReport, StationError> {
+    let (status, crl_reason) = revocation_for(reason)?;
+    let num = parse_document(num)?;
+    let doc = st
+        .registry
+        .document(num)?
+        .ok_or_else(|| StationError::NotFound(format!("no document {num}")))?;
+    if doc.status != DocumentStatus::Active && doc.status != DocumentStatus::Suspended {
+        return Err(StationError::Conflict(format!(
+            "document {num} is {}, not active",
+            doc.status.as_str()
+        )));
+    }
+    let certs = match st.registry.job_of_document(num)? {
+        Some(j) => st.registry.certificates_of_job(j.id)?,
+        None => Vec::new(),
+    };
+    let now = registry::now_rfc3339();
+    let mut revoked = Vec::new();
+    let tx = st.registry.transaction()?;
+    tx.set_document_status(num, status, reason, &session.actor)?;
+    for c in &certs {
+        if matches!(c.status, CertStatus::Active | CertStatus::Issued) {
+            tx.revoke_certificate(c.id, crl_reason, &now)?;
+            revoked.push(c.data.serial.clone());
+        }
+    }
+    tx.audit(&AuditEntry {
+        actor: &session.actor,
+        action: "document.revoked",
+        object: &format!("document:{num}"),
+        details: &serde_json::json!({ "reason": reason, "status": status.as_str(), "certificates": revoked, "crl_reason": crl_reason }),
+    })?;
+    tx.commit()?;
+    Ok(RevokeReport {
+        document: num.to_string(),
+        status: status.as_str().into(),
+        revoked_certificates: revoked,
+        crl_reason: crl_reason.into(),
+    })
+}

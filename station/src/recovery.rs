@@ -1,0 +1,253 @@
+//! Recovery of unfinished issuance jobs (at every issuance, and by `idstation recover`).
+//!
+//! A job is unfinished when its process died or failed after the LOCK command may have reached
+//! the card. Jobs whose process is alive (it holds the job's lock file) are never touched.
+//!
+//! - No `card.lock` step journaled: the card cannot be LOCKED by this job, so the job is rolled
+//!   back — its certificates revoked (cessationOfOperation, on the next CRL), its document
+//!   number spoiled (if the card was written) or released, the job `rolled-back`. The card is
+//!   reset when it is next inserted for an issuance.
+//! - `card.lock` journaled: only the card can say whether LOCK arrived. With the card at hand:
+//!   LOCKED with exactly this job's certificates → the issuance is completed; otherwise it is
+//!   reset and the job rolled back. Without the card, automatic recovery leaves the job for the
+//!   card's next insertion; `idstation recover --without-card` rolls it back (the certificates
+//!   are revoked, so a LOCKED card that never came back cannot be used to sign).
+
+use personalization::executor::{self, Personalizer};
+use personalization::piv::{Lifecycle, Slot};
+use personalization::transport::pcsc::Pcsc;
+use personalization::transport::Transport;
+use registry::{Actor, CardLifecycle, Job, NumberState, Rollback};
+use serde::Serialize;
+
+use crate::error::StationError;
+use crate::issuance::{self, steps, JobLock};
+use crate::Station;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Resolved {
+    pub job_id: i64,
+    pub outcome: &'static str,
+    pub detail: String,
+}
+
+/// How hard to try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Resolve what needs no card; leave jobs that need their card.
+    Automatic,
+    /// Also look for each job's card in the readers; leave the job when the card is absent.
+    LookForCards,
+    /// Look for each job's card in the readers; roll the job back when the card is absent.
+    WithoutCardRollsBack,
+}
+
+fn lock_journaled(job: &Job) -> bool {
+    job.steps.iter().any(|s| s.step == steps::CARD_LOCK)
+}
+
+fn card_written(job: &Job) -> bool {
+    job.steps.iter().any(|s| s.step == steps::CARD_COMPLETE)
+}
+
+fn roll_back(
+    st: &mut Station,
+    actor: &Actor,
+    job: &Job,
+    card_reset: Option<String>,
+    reason: &str,
+) -> Result<Resolved, StationError> {
+    let number = if card_written(job) {
+        NumberState::Spoiled
+    } else {
+        NumberState::Released
+    };
+    let summary = st.registry.write(|tx| {
+        if let Some(serial) = &job.card_serial {
+            if card_reset.is_none() {
+                tx.upsert_card(serial, CardLifecycle::Personalizing)?;
+            }
+        }
+        tx.roll_back_issuance(
+            &Rollback {
+                job_id: job.id,
+                number,
+                card_reset: card_reset.clone(),
+                reason: reason.into(),
+            },
+            actor,
+        )
+    })?;
+    Ok(Resolved {
+        job_id: job.id,
+        outcome: "rolled-back",
+        detail: format!(
+            "{reason}; {} certificate(s) revoked, document number {}",
+            summary.revoked_certificates.len(),
+            number.as_str()
+        ),
+    })
+}
+
+/// Resolve every unfinished job that `mode` allows. Returns what was done.
+pub fn recover(st: &mut Station, actor: &Actor, mode: Mode) -> Result<Vec<Resolved>, StationError> {
+    let mut out = Vec::new();
+    let jobs = st.registry.unfinished_jobs()?;
+    for job in jobs {
+        if JobLock::is_held(&st.layout.root, job.id) {
+            continue;
+        }
+        let Ok(_lock) = JobLock::acquire(&st.layout.root, job.id) else {
+            continue;
+        };
+        if !lock_journaled(&job) {
+            out.push(roll_back(
+                st,
+                actor,
+                &job,
+                None,
+                "unfinished issuance rolled back by recovery",
+            )?);
+            continue;
+        }
+        if mode == Mode::Automatic {
+            out.push(Resolved {
+                job_id: job.id,
+                outcome: "left",
+                detail: format!(
+                    "LOCK may have reached card {}: insert it to finish, or run `idstation recover --without-card`",
+                    job.card_serial.as_deref().unwrap_or("?")
+                ),
+            });
+            continue;
+        }
+        let serial = job.card_serial.clone().unwrap_or_default();
+        match find_card(&serial) {
+            Some(reader) => {
+                let pcsc = Pcsc::establish().map_err(|e| StationError::card(None, &e))?;
+                let mut card = pcsc.connect(&reader).map_err(|e| StationError::card(None, &e))?;
+                let mut tx = card.begin().map_err(|e| StationError::card(None, &e))?;
+                out.push(resolve_with_card(st, actor, &job, &mut tx)?);
+            }
+            None if mode == Mode::WithoutCardRollsBack => out.push(roll_back(
+                st,
+                actor,
+                &job,
+                None,
+                &format!("card {serial} not present; its certificates are revoked"),
+            )?),
+            None => out.push(Resolved {
+                job_id: job.id,
+                outcome: "left",
+                detail: format!(
+                    "card {serial} is not in a reader: insert it and run recover again, or use --without-card"
+                ),
+            }),
+        }
+    }
+    Ok(out)
+}
+
+/// Before an issuance on card `serial`: resolve unfinished jobs of that card with the card.
+pub fn recover_with_card(
+    st: &mut Station,
+    actor: &Actor,
+    tx: &mut dyn Transport,
+    serial: u32,
+) -> Result<Vec<Resolved>, StationError> {
+    let mut out = recover(st, actor, Mode::Automatic)?;
+    let serial = issuance::serial_text(serial);
+    for job in st.registry.unfinished_jobs()? {
+        if job.card_serial.as_deref() != Some(serial.as_str()) || JobLock::is_held(&st.layout.root, job.id) {
+            continue;
+        }
+        let Ok(_lock) = JobLock::acquire(&st.layout.root, job.id) else {
+            continue;
+        };
+        out.push(resolve_with_card(st, actor, &job, tx)?);
+    }
+    Ok(out)
+}
+
+fn resolve_with_card(
+    st: &mut Station,
+    actor: &Actor,
+    job: &Job,
+    tx: &mut dyn Transport,
+) -> Result<Resolved, StationError> {
+    let profile = issuance::card_profile(st)?;
+    let info = executor::inspect(tx).map_err(|e| StationError::card(Some("recovery"), &e))?;
+    let certs = st.registry.certificates_of_job(job.id)?;
+    let slot_of = |purpose: &str| {
+        profile
+            .keys
+            .iter()
+            .find(|k| k.certificate_profile == purpose)
+            .map(|k| k.slot)
+    };
+    let slot_certs: Vec<(Slot, Vec<u8>)> = certs
+        .iter()
+        .filter_map(|c| slot_of(&c.data.purpose).map(|s| (s, c.data.der.clone())))
+        .collect();
+    if info.lifecycle == Lifecycle::Locked
+        && executor::verify_issued(tx, info.serial, &slot_certs).is_ok()
+    {
+        let doc = crate::document::DocumentProfile::load(st)?;
+        let issued =
+            registry::validate::date("created_at", job.created_at.get(..10).unwrap_or(""))?;
+        let completion = registry::Completion {
+            job_id: job.id,
+            date_of_issue: issued.to_string(),
+            date_of_expiry: doc.expiry(issued).to_string(),
+            card_serial: issuance::serial_text(info.serial),
+            certificate_ids: certs.iter().map(|c| c.id).collect(),
+        };
+        st.registry
+            .write(|tx| tx.complete_issuance(&completion, actor))?;
+        return Ok(Resolved {
+            job_id: job.id,
+            outcome: "completed",
+            detail: "the card is LOCKED with this job's certificates".into(),
+        });
+    }
+    if info.lifecycle == Lifecycle::Locked {
+        return roll_back(
+            st,
+            actor,
+            job,
+            None,
+            "the card is LOCKED but not with this job's certificates",
+        );
+    }
+    let key = issuance::card_management_key(st, &profile, info.serial)?;
+    Personalizer::new(&profile)
+        .reset(tx, &key, &mut |_| {})
+        .map_err(|e| StationError::card(Some(steps::CARD_RESET), &e))?;
+    roll_back(
+        st,
+        actor,
+        job,
+        Some(issuance::serial_text(info.serial)),
+        "the card never reached LOCKED; it was reset",
+    )
+}
+
+/// The reader holding the card with `serial`, if any.
+fn find_card(serial: &str) -> Option<String> {
+    let pcsc = Pcsc::establish().ok()?;
+    for r in pcsc.readers().ok()? {
+        if !r.card_present {
+            continue;
+        }
+        let Ok(mut card) = pcsc.connect(&r.name) else {
+            continue;
+        };
+        let Ok(mut tx) = card.begin() else { continue };
+        if let Ok(info) = executor::inspect(&mut tx) {
+            if issuance::serial_text(info.serial) == serial {
+                return Some(r.name);
+            }
+        }
+    }
+    None
+}
