@@ -90,12 +90,13 @@ pub enum Range {
 }
 
 impl Range {
-    fn to_registry(&self) -> ExportRange {
+    /// The registry's range; an open sequence end is the newest event, `last`.
+    fn to_registry(&self, last: u64) -> ExportRange {
         match self {
             Range::All => ExportRange::All,
             Range::Seq { from, to } => ExportRange::Seq {
                 from: from.unwrap_or(1),
-                to: to.unwrap_or(i64::MAX as u64),
+                to: to.unwrap_or(last),
             },
             Range::Time { from, to } => ExportRange::Time {
                 from: from.clone(),
@@ -193,7 +194,7 @@ pub fn export(
     let sign = |m: &[u8]| keys.sign_p256_sha256(&label, m);
     let req = ExportRequest {
         out_dir,
-        range: range.to_registry(),
+        range: range.to_registry(checkpoint.seq),
         format,
         exporter: &session.actor,
         chain_der: &chain,
@@ -593,13 +594,7 @@ mod tests {
             to: None,
         };
         assert_eq!(r.describe()["from"], 2);
-        assert_eq!(
-            r.to_registry(),
-            ExportRange::Seq {
-                from: 2,
-                to: i64::MAX as u64
-            }
-        );
+        assert_eq!(r.to_registry(9), ExportRange::Seq { from: 2, to: 9 });
     }
 
     #[test]

@@ -293,6 +293,26 @@ fn auditor_exports_jsonl_and_csv_that_verify_offline_without_the_data_dir() {
         "{r}"
     );
     assert_eq!(r["count"], 3, "{r}");
+    // An open end is the newest event: the export's own.
+    let tail = tmp.path().join("export-tail");
+    let r = json(&ok(export(
+        &data,
+        &tail,
+        &["--from-seq", "5"],
+        "aud1",
+        AUDITOR_PASSWORD,
+    )));
+    assert_eq!(r["first_seq"], 5, "{r}");
+    assert_eq!(r["last_seq"], r["checkpoint"]["seq"], "{r}");
+    // A range past the end of the log is refused.
+    let o = export(
+        &data,
+        &tmp.path().join("export-past"),
+        &["--from-seq", "1", "--to-seq", "100000"],
+        "aud1",
+        AUDITOR_PASSWORD,
+    );
+    assert!(!o.status.success(), "{}", text(&o));
 
     let first: serde_json::Value = serde_json::from_str(&lines[0]).expect("event JSON");
     let today = first["time"].as_str().expect("time")[..10].to_string();
@@ -366,6 +386,10 @@ fn auditor_exports_jsonl_and_csv_that_verify_offline_without_the_data_dir() {
     );
 
     // The independent verifier agrees.
+    let o = python_verify(&tail, &root);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = verify_offline(&elsewhere, &tail, Some(&root));
+    assert!(o.status.success(), "{}", text(&o));
     for (dir, n) in [(&jsonl, count), (&csv, count + 1), (&range, 3)] {
         let o = python_verify(dir, &root);
         assert!(o.status.success(), "{}", text(&o));
@@ -644,4 +668,51 @@ fn outbox_list_needs_no_operator_and_ack_is_audited_for_clerks_only() {
     assert_eq!(acked.len(), 1, "{acked:?}");
     assert_eq!(acked[0]["operator"], "clerk1");
     assert_eq!(acked[0]["object"], format!("outbox:{id}"));
+}
+
+#[test]
+fn verify_log_names_the_sequence_of_an_event_edited_in_the_database_and_export_refuses_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = station(tmp.path());
+    ok(idstation(
+        &data,
+        &["audit", "checkpoint", "--operator", "admin"],
+        ADMIN_PASSWORD,
+    ));
+    ok(idstation(
+        &data,
+        &["audit", "verify-log", "--operator", "aud1"],
+        AUDITOR_PASSWORD,
+    ));
+    // Someone with raw access to the file drops the append-only triggers and edits event 3.
+    let o = Command::new("sqlite3")
+        .arg(data.join("registry.sqlite"))
+        .arg(
+            "DROP TRIGGER audit_events_no_update; \
+             UPDATE audit_events SET operator = 'mallory' WHERE seq = 3;",
+        )
+        .output()
+        .expect("sqlite3 (Debian sqlite3)");
+    assert!(o.status.success(), "{}", text(&o));
+    let o = idstation(
+        &data,
+        &["audit", "verify-log", "--operator", "aud1"],
+        AUDITOR_PASSWORD,
+    );
+    exit(&o, 2);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("sequence 3"),
+        "{}",
+        text(&o)
+    );
+    // A broken log is not signed into an export.
+    let out = tmp.path().join("export");
+    let o = export(&data, &out, &[], "aud1", AUDITOR_PASSWORD);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("sequence 3"),
+        "{}",
+        text(&o)
+    );
+    assert!(!out.join("manifest.json").exists());
 }
