@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds and runs the station on the embedded demo default: a demo data dir with a SoftHSM2
-# token, the CA hierarchy and a blank virtual card in a virtual reader. Idempotent: an existing
-# demo data dir is reused, never overwritten.
+# token, the CA hierarchy, a registry with a demo ca-admin and clerk, and a blank virtual card
+# in a virtual reader. Idempotent: an existing demo data dir is reused, never overwritten.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -21,18 +21,35 @@ if [ ! -s "$PIN_FILE" ]; then
   (umask 077; head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$PIN_FILE")
 fi
 
+# Documented demo passwords (README): a real station sets its own.
+export IDSTATION_DEMO_ADMIN_PASSWORD=demo-admin-password
+export IDSTATION_DEMO_CLERK_PASSWORD=demo-clerk-password
 if [ ! -f "$DEMO_DIR/station.toml" ]; then
-  "$BIN/idstation" --data-dir "$DEMO_DIR" init --hsm-pin-file "$PIN_FILE" --office TAS01 --station demo-station
+  IDSTATION_PASSWORD=$IDSTATION_DEMO_ADMIN_PASSWORD \
+    "$BIN/idstation" --data-dir "$DEMO_DIR" init --hsm-pin-file "$PIN_FILE" --office TAS01 --station demo-station --admin admin
+  IDSTATION_PASSWORD=$IDSTATION_DEMO_ADMIN_PASSWORD IDSTATION_NEW_PASSWORD=$IDSTATION_DEMO_CLERK_PASSWORD \
+    "$BIN/idstation" --data-dir "$DEMO_DIR" operator add --name clerk --role clerk --operator admin
 fi
 
-# A virtual reader with a blank virtual card in it.
+# A virtual reader ("Virtual PCD 00 00") with a blank virtual card in it.
 bash scripts/pcsc-up.sh
 CARD="$DEMO_DIR/cards/demo-card.img"
 mkdir -p "$DEMO_DIR/cards"
 [ -f "$CARD" ] || "$BIN/vchip" create --out "$CARD"
 if ! pgrep -f "vchip insert $CARD" >/dev/null; then
-  nohup "$BIN/vchip" insert "$CARD" --port 35963 > "$DEMO_DIR/vchip.log" 2>&1 &
-  sleep 1
+  setsid nohup "$BIN/vchip" insert "$CARD" --port 35963 > "$DEMO_DIR/vchip.log" 2>&1 < /dev/null &
+  for _ in $(seq 1 50); do
+    "$BIN/idstation" --data-dir "$DEMO_DIR" readers 2>/dev/null | grep -q "^Virtual PCD 00 00.card" && break
+    sleep 0.2
+  done
 fi
 
 "$BIN/idstation" --data-dir "$DEMO_DIR" ca show
+"$BIN/idstation" --data-dir "$DEMO_DIR" readers
+cat <<MSG
+
+Demo station ready in $DEMO_DIR (the GUI comes with issue #7). Issue the blank card with:
+  IDSTATION_PASSWORD=$IDSTATION_DEMO_CLERK_PASSWORD IDSTATION_PIN=482916 IDSTATION_PUK=73015528 \\
+    $BIN/idstation --data-dir $DEMO_DIR issue --holder station/tests/fixtures/holders/holder-01.json \\
+    --reader "Virtual PCD 00 00" --operator clerk
+MSG

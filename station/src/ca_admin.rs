@@ -298,6 +298,9 @@ fn revoked_entry(c: &registry::Certificate) -> Result<ca::RevokedEntry, StationE
     let revoked_at = crate::time_util::parse_rfc3339(at).map_err(|e| {
         StationError::Other(format!("certificate {}: revocation time {at}: {e}", c.id))
     })?;
+    // CRL times are whole seconds (RFC 5280 §5.1.2.4 UTCTime/GeneralizedTime without fractions):
+    // a revocation in the same second as the CRL must not come out later than thisUpdate.
+    let revoked_at = crate::time_util::floor_to_second(revoked_at);
     let reason = c
         .revocation_reason
         .as_deref()

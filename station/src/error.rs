@@ -104,6 +104,8 @@ fn registry_exit_code(e: &registry::Error) -> i32 {
     match e {
         registry::Error::Invalid { .. } | registry::Error::NotFound(_) => 2,
         registry::Error::Conflict(_) => 5,
+        // The signing function is the HSM's (audit checkpoints, export manifests).
+        registry::Error::Signer(_) => 4,
         _ => 1,
     }
 }

@@ -633,14 +633,20 @@ fn run_card_steps(
         certificate_ids: cert_ids,
     };
     {
+        // The completion and a checkpoint over its audit event, signed with the HSM audit key,
+        // commit together: every issuance ends inside a signed checkpoint.
+        let audit_label = st.config.ca.audit_key.clone();
+        let keys = &st.keys;
+        let sign = |m: &[u8]| keys.sign_p256_sha256(&audit_label, m);
         let rtx = st.registry.transaction()?;
         let s = rtx.begin_step(job_id, steps::REGISTRY_COMPLETE, &serde_json::json!({}))?;
         rtx.finish_step(s, StepState::Done, None)?;
         rtx.complete_issuance(&completion, &session.actor)?;
+        rtx.audit_checkpoint(&sign)?;
         rtx.commit()?;
     }
     t.registry_ms += ms(t0);
-    let mut stats_total = prepared.stats.clone();
+    let mut stats_total = prepared.stats;
     stats_total.add(&report.stats);
     Ok(IssueReport {
         job_id,

@@ -172,12 +172,14 @@ pub fn revocation_for(reason: &str) -> Result<(DocumentStatus, &'static str), St
         "damaged" | "deceased" => (DocumentStatus::Revoked, "cessationOfOperation"),
         "replaced" => (DocumentStatus::Revoked, "superseded"),
         "data-changed" => (DocumentStatus::Revoked, "affiliationChanged"),
-        other => return Err(StationError::invalid(
-            "reason",
-            format!(
+        other => {
+            return Err(StationError::invalid(
+                "reason",
+                format!(
                 "{other:?} must be one of lost, stolen, damaged, deceased, replaced, data-changed"
             ),
-        )),
+            ))
+        }
     })
 }
 

@@ -158,7 +158,9 @@ pub fn recover_with_card(
     let mut out = recover(st, actor, Mode::Automatic)?;
     let serial = issuance::serial_text(serial);
     for job in st.registry.unfinished_jobs()? {
-        if job.card_serial.as_deref() != Some(serial.as_str()) || JobLock::is_held(&st.layout.root, job.id) {
+        if job.card_serial.as_deref() != Some(serial.as_str())
+            || JobLock::is_held(&st.layout.root, job.id)
+        {
             continue;
         }
         let Ok(_lock) = JobLock::acquire(&st.layout.root, job.id) else {

@@ -19,6 +19,14 @@ pub fn format_rfc3339(t: SystemTime) -> String {
         .unwrap_or_default()
 }
 
+/// `t` without its fraction of a second.
+pub fn floor_to_second(t: SystemTime) -> SystemTime {
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(d.as_secs()),
+        Err(_) => t,
+    }
+}
+
 pub fn today_utc() -> time::Date {
     OffsetDateTime::now_utc().date()
 }
@@ -32,5 +40,7 @@ mod tests {
         let t = parse_rfc3339("2026-11-25T12:30:00Z").expect("parse");
         assert_eq!(format_rfc3339(t), "2026-11-25T12:30:00Z");
         assert!(parse_rfc3339("2026-02-30T00:00:00Z").is_err());
+        let t = parse_rfc3339("2026-11-25T12:30:00.999999Z").expect("parse");
+        assert_eq!(format_rfc3339(floor_to_second(t)), "2026-11-25T12:30:00Z");
     }
 }

@@ -20,7 +20,9 @@ struct Station {
 }
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/holders").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/holders")
+        .join(name)
 }
 
 fn text(o: &Output) -> String {
@@ -33,14 +35,27 @@ fn text(o: &Output) -> String {
 }
 
 fn assert_no_secret(o: &Output) {
-    let all = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-    for s in [HSM_PIN, ADMIN_PASSWORD, CLERK_PASSWORD, AUDITOR_PASSWORD, PIN, PUK] {
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for s in [
+        HSM_PIN,
+        ADMIN_PASSWORD,
+        CLERK_PASSWORD,
+        AUDITOR_PASSWORD,
+        PIN,
+        PUK,
+    ] {
         assert!(!all.contains(s), "secret {s:?} appeared in output:\n{all}");
     }
 }
 
 fn run(cmd: &mut Command) -> Output {
-    let o = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let o = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(o.status.success(), "{cmd:?} failed:\n{}", text(&o));
     o
 }
@@ -51,10 +66,42 @@ impl Station {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().to_path_buf();
         let data = dir.join("data");
-        let s = Station { _tmp: tmp, dir, data };
-        s.ok(&["init", "--admin", "admin", "--station", "e2e"], ADMIN_PASSWORD);
-        s.ok(&["operator", "add", "--name", "clerk", "--role", "clerk", "--operator", "admin"], ADMIN_PASSWORD);
-        s.cmd_env(&["operator", "add", "--name", "auditor", "--role", "auditor", "--operator", "admin"], ADMIN_PASSWORD, &[("IDSTATION_NEW_PASSWORD", AUDITOR_PASSWORD)]);
+        let s = Station {
+            _tmp: tmp,
+            dir,
+            data,
+        };
+        s.ok(
+            &["init", "--admin", "admin", "--station", "e2e"],
+            ADMIN_PASSWORD,
+        );
+        s.ok(
+            &[
+                "operator",
+                "add",
+                "--name",
+                "clerk",
+                "--role",
+                "clerk",
+                "--operator",
+                "admin",
+            ],
+            ADMIN_PASSWORD,
+        );
+        s.cmd_env(
+            &[
+                "operator",
+                "add",
+                "--name",
+                "auditor",
+                "--role",
+                "auditor",
+                "--operator",
+                "admin",
+            ],
+            ADMIN_PASSWORD,
+            &[("IDSTATION_NEW_PASSWORD", AUDITOR_PASSWORD)],
+        );
         s
     }
 
@@ -81,7 +128,11 @@ impl Station {
 
     fn ok(&self, args: &[&str], password: &str) -> Output {
         let o = self.cmd(args, password);
-        assert!(o.status.success(), "idstation {args:?} failed:\n{}", text(&o));
+        assert!(
+            o.status.success(),
+            "idstation {args:?} failed:\n{}",
+            text(&o)
+        );
         o
     }
 
@@ -89,12 +140,22 @@ impl Station {
         let mut full = vec!["--json"];
         full.extend_from_slice(args);
         let o = self.ok(&full, password);
-        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}):\n{}", text(&o)))
+        serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}):\n{}", text(&o)))
     }
 
     fn issue(&self, holder: &Path, reader: &str, env: &[(&str, &str)]) -> Output {
         self.cmd_env(
-            &["--json", "issue", "--holder", holder.to_str().unwrap(), "--reader", reader, "--operator", "clerk"],
+            &[
+                "--json",
+                "issue",
+                "--holder",
+                holder.to_str().unwrap(),
+                "--reader",
+                reader,
+                "--operator",
+                "clerk",
+            ],
             CLERK_PASSWORD,
             env,
         )
@@ -127,7 +188,10 @@ impl Station {
                 |r| r.get(0),
             )
             .expect("query");
-        assert_eq!(active_without_locked, 0, "a certificate is ACTIVE without a LOCKED card");
+        assert_eq!(
+            active_without_locked, 0,
+            "a certificate is ACTIVE without a LOCKED card"
+        );
         let unrevoked_of_failed: i64 = conn
             .query_row(
                 "SELECT count(*) FROM certificates c JOIN issuance_jobs j ON j.id = c.job_id
@@ -136,10 +200,17 @@ impl Station {
                 |r| r.get(0),
             )
             .expect("query");
-        assert_eq!(unrevoked_of_failed, 0, "a certificate of a failed job is not revoked");
+        assert_eq!(
+            unrevoked_of_failed, 0,
+            "a certificate of a failed job is not revoked"
+        );
         if !allow_running {
             let running: i64 = conn
-                .query_row("SELECT count(*) FROM issuance_jobs WHERE state = 'running'", [], |r| r.get(0))
+                .query_row(
+                    "SELECT count(*) FROM issuance_jobs WHERE state = 'running'",
+                    [],
+                    |r| r.get(0),
+                )
                 .expect("query");
             assert_eq!(running, 0, "a job is still running");
         }
@@ -148,18 +219,45 @@ impl Station {
     /// Serials (lower-case hex) on the current CRL of the active e-Signature CA key.
     fn crl_serials(&self) -> Vec<String> {
         let out = self.dir.join("current.crl.pem");
-        self.ok(&["ca", "crl", "--out", out.to_str().unwrap(), "--operator", "admin"], ADMIN_PASSWORD);
-        let o = run(Command::new("openssl").args(["crl", "-noout", "-text", "-in"]).arg(&out));
+        self.ok(
+            &[
+                "ca",
+                "crl",
+                "--out",
+                out.to_str().unwrap(),
+                "--operator",
+                "admin",
+            ],
+            ADMIN_PASSWORD,
+        );
+        let o = run(Command::new("openssl")
+            .args(["crl", "-noout", "-text", "-in"])
+            .arg(&out));
         String::from_utf8_lossy(&o.stdout)
             .lines()
             .filter_map(|l| l.trim().strip_prefix("Serial Number: "))
-            .map(|s| s.trim().to_ascii_lowercase().trim_start_matches('0').to_string())
+            .map(|s| {
+                s.trim()
+                    .to_ascii_lowercase()
+                    .trim_start_matches('0')
+                    .to_string()
+            })
             .collect()
     }
 }
 
+/// pkcs11-tool with OpenSC configured for all six test readers (its default is four).
+fn pkcs11_tool() -> Command {
+    let mut c = Command::new("pkcs11-tool");
+    c.env(
+        "OPENSC_CONF",
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../chip/tests/opensc.conf"),
+    );
+    c
+}
+
 fn p11_slot(reader: &str) -> String {
-    let out = run(Command::new("pkcs11-tool").args(["--module", OPENSC, "-L"]));
+    let out = run(pkcs11_tool().args(["--module", OPENSC, "-L"]));
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()
         .filter(|l| l.starts_with("Slot ") && l.contains(reader))
@@ -175,26 +273,64 @@ fn opensc_signs_and_openssl_verifies(st: &Station, reader: &str, tag: &str) {
     let data = dir.join("data.txt");
     std::fs::write(&data, format!("signed by {tag} through OpenSC")).expect("write");
     let digest = dir.join("digest.bin");
-    run(Command::new("openssl").args(["dgst", "-sha256", "-binary", "-out"]).arg(&digest).arg(&data));
+    run(Command::new("openssl")
+        .args(["dgst", "-sha256", "-binary", "-out"])
+        .arg(&digest)
+        .arg(&data));
     let slot = p11_slot(reader);
     let cert_der = dir.join("9c.der");
-    run(Command::new("pkcs11-tool")
-        .args(["--module", OPENSC, "--slot", &slot, "--read-object", "--type", "cert", "--id", "02", "--output-file"])
+    run(pkcs11_tool()
+        .args([
+            "--module",
+            OPENSC,
+            "--slot",
+            &slot,
+            "--read-object",
+            "--type",
+            "cert",
+            "--id",
+            "02",
+            "--output-file",
+        ])
         .arg(&cert_der));
     let sig = dir.join("sig.der");
-    run(Command::new("pkcs11-tool")
+    run(pkcs11_tool()
         .args(["--module", OPENSC, "--slot", &slot, "--login", "--pin", PIN])
-        .args(["--sign", "--mechanism", "ECDSA", "--id", "02", "--signature-format", "openssl", "--input-file"])
+        .args([
+            "--sign",
+            "--mechanism",
+            "ECDSA",
+            "--id",
+            "02",
+            "--signature-format",
+            "openssl",
+            "--input-file",
+        ])
         .arg(&digest)
         .arg("--output-file")
         .arg(&sig));
     let cert_pem = dir.join("9c.pem");
-    run(Command::new("openssl").args(["x509", "-inform", "DER", "-in"]).arg(&cert_der).arg("-out").arg(&cert_pem));
+    run(Command::new("openssl")
+        .args(["x509", "-inform", "DER", "-in"])
+        .arg(&cert_der)
+        .arg("-out")
+        .arg(&cert_pem));
     let pubkey = dir.join("9c-pub.pem");
-    let o = run(Command::new("openssl").args(["x509", "-pubkey", "-noout", "-in"]).arg(&cert_pem));
+    let o = run(Command::new("openssl")
+        .args(["x509", "-pubkey", "-noout", "-in"])
+        .arg(&cert_pem));
     std::fs::write(&pubkey, &o.stdout).expect("write");
-    let o = run(Command::new("openssl").args(["dgst", "-sha256", "-verify"]).arg(&pubkey).arg("-signature").arg(&sig).arg(&data));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("Verified OK"), "{}", text(&o));
+    let o = run(Command::new("openssl")
+        .args(["dgst", "-sha256", "-verify"])
+        .arg(&pubkey)
+        .arg("-signature")
+        .arg(&sig)
+        .arg(&data));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("Verified OK"),
+        "{}",
+        text(&o)
+    );
     let o = run(Command::new("openssl")
         .arg("verify")
         .arg("-CAfile")
@@ -202,14 +338,21 @@ fn opensc_signs_and_openssl_verifies(st: &Station, reader: &str, tag: &str) {
         .arg("-untrusted")
         .arg(st.data.join("ca/esign-ca-1.pem"))
         .arg(&cert_pem));
-    assert!(String::from_utf8_lossy(&o.stdout).contains(": OK"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(": OK"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
 fn three_fixture_holders_are_issued_and_their_cards_sign_through_opensc() {
     let st = Station::new();
     let slot = testrig::Slot::lease();
-    for (i, name) in ["holder-01.json", "holder-02.json", "holder-03.json"].iter().enumerate() {
+    for (i, name) in ["holder-01.json", "holder-02.json", "holder-03.json"]
+        .iter()
+        .enumerate()
+    {
         let img = st.blank_card(0x1D00_0001 + i as u32);
         let card = slot.insert(&img, &[]);
         let o = st.issue(&fixture(name), &slot.reader_name, &[]);
@@ -231,39 +374,105 @@ fn three_fixture_holders_are_issued_and_their_cards_sign_through_opensc() {
     let card = slot.insert(&img, &[]);
     let o = st.issue(&fixture("holder-01.json"), &slot.reader_name, &[]);
     assert_eq!(o.status.code(), Some(5), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("already has an active card"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("already has an active card"),
+        "{}",
+        text(&o)
+    );
     // ... until the old card is declared lost: then the same blank card is issued.
     let holder = st.json(&["show", "--pinfl", "41505852610128"], "");
-    let old = holder["holder"]["documents"][0]["document"].as_str().expect("doc").to_string();
-    st.ok(&["revoke", "--document", &old, "--reason", "lost", "--operator", "clerk"], CLERK_PASSWORD);
+    let old = holder["holder"]["documents"][0]["document"]
+        .as_str()
+        .expect("doc")
+        .to_string();
+    st.ok(
+        &[
+            "revoke",
+            "--document",
+            &old,
+            "--reason",
+            "lost",
+            "--operator",
+            "clerk",
+        ],
+        CLERK_PASSWORD,
+    );
     let o = st.issue(&fixture("holder-01.json"), &slot.reader_name, &[]);
     assert!(o.status.success(), "{}", text(&o));
     card.pull();
-    let revoked: Vec<String> = st.json(&["show", "--document", &old], "")["document"]["certificates"]
+    let revoked: Vec<String> = st.json(&["show", "--document", &old], "")["document"]
+        ["certificates"]
         .as_array()
         .expect("certs")
         .iter()
-        .map(|c| c["serial"].as_str().unwrap_or("").trim_start_matches('0').to_string())
+        .map(|c| {
+            c["serial"]
+                .as_str()
+                .unwrap_or("")
+                .trim_start_matches('0')
+                .to_string()
+        })
         .collect();
     let crl = st.crl_serials();
     for s in &revoked {
-        assert!(crl.contains(s), "revoked certificate {s} is not on the CRL {crl:?}");
+        assert!(
+            crl.contains(s),
+            "revoked certificate {s} is not on the CRL {crl:?}"
+        );
     }
     st.check_invariants(false);
 
     // Roles: an auditor may not issue; a clerk may not add operators. Both refusals are audited.
-    let o = st.cmd(&["issue", "--holder", fixture("holder-02.json").to_str().unwrap(), "--operator", "auditor"], AUDITOR_PASSWORD);
+    let o = st.cmd(
+        &[
+            "issue",
+            "--holder",
+            fixture("holder-02.json").to_str().unwrap(),
+            "--operator",
+            "auditor",
+        ],
+        AUDITOR_PASSWORD,
+    );
     assert_eq!(o.status.code(), Some(6), "{}", text(&o));
-    let o = st.cmd(&["operator", "add", "--name", "x", "--role", "clerk", "--operator", "clerk"], CLERK_PASSWORD);
+    let o = st.cmd(
+        &[
+            "operator",
+            "add",
+            "--name",
+            "x",
+            "--role",
+            "clerk",
+            "--operator",
+            "clerk",
+        ],
+        CLERK_PASSWORD,
+    );
     assert_eq!(o.status.code(), Some(6), "{}", text(&o));
     let events = st.registry().audit_events(1, u64::MAX).expect("events");
-    assert_eq!(events.iter().filter(|e| e.action == "operator.refused").count(), 2);
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.action == "operator.refused")
+            .count(),
+        2
+    );
 
     // No PIN, PUK, password or HSM PIN in any file of the data dir (registry, WAL, config...).
     for entry in walk(&st.data) {
         let bytes = std::fs::read(&entry).unwrap_or_default();
-        for s in [HSM_PIN, ADMIN_PASSWORD, CLERK_PASSWORD, AUDITOR_PASSWORD, PIN, PUK] {
-            assert!(!contains(&bytes, s.as_bytes()), "secret {s:?} found in {}", entry.display());
+        for s in [
+            HSM_PIN,
+            ADMIN_PASSWORD,
+            CLERK_PASSWORD,
+            AUDITOR_PASSWORD,
+            PIN,
+            PUK,
+        ] {
+            assert!(
+                !contains(&bytes, s.as_bytes()),
+                "secret {s:?} found in {}",
+                entry.display()
+            );
         }
     }
 }
@@ -296,7 +505,18 @@ fn apdus_of_one_issuance(st: &Station, slot: &testrig::Slot) -> u64 {
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     card.pull();
     let doc = r["document"].as_str().expect("doc").to_string();
-    st.ok(&["revoke", "--document", &doc, "--reason", "damaged", "--operator", "clerk"], CLERK_PASSWORD);
+    st.ok(
+        &[
+            "revoke",
+            "--document",
+            &doc,
+            "--reason",
+            "damaged",
+            "--operator",
+            "clerk",
+        ],
+        CLERK_PASSWORD,
+    );
     r["apdus"].as_u64().expect("apdus")
 }
 
@@ -317,12 +537,31 @@ fn a_card_pulled_at_every_apdu_leaves_a_recoverable_state_and_issuing_again_succ
             // The card was not pulled before the end of the issuance (k beyond its APDUs).
             let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
             let doc = r["document"].as_str().expect("doc").to_string();
-            st.ok(&["revoke", "--document", &doc, "--reason", "damaged", "--operator", "clerk"], CLERK_PASSWORD);
+            st.ok(
+                &[
+                    "revoke",
+                    "--document",
+                    &doc,
+                    "--reason",
+                    "damaged",
+                    "--operator",
+                    "clerk",
+                ],
+                CLERK_PASSWORD,
+            );
             continue;
         }
-        assert_eq!(o.status.code(), Some(3), "tear after {k}: exit 3 expected:\n{}", text(&o));
+        assert_eq!(
+            o.status.code(),
+            Some(3),
+            "tear after {k}: exit 3 expected:\n{}",
+            text(&o)
+        );
         let stderr = String::from_utf8_lossy(&o.stderr);
-        assert!(stderr.contains("card"), "tear after {k}: names the card problem:\n{stderr}");
+        assert!(
+            stderr.contains("card"),
+            "tear after {k}: names the card problem:\n{stderr}"
+        );
         st.check_invariants(true);
 
         // Re-insert the card: issuing again succeeds, or recovery finds the card LOCKED with
@@ -334,17 +573,39 @@ fn a_card_pulled_at_every_apdu_leaves_a_recoverable_state_and_issuing_again_succ
             let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
             r["document"].as_str().expect("doc").to_string()
         } else {
-            assert_eq!(o.status.code(), Some(5), "tear after {k}: re-issue:\n{}", text(&o));
-            assert!(String::from_utf8_lossy(&o.stderr).contains("recovery just completed"), "tear after {k}:\n{}", text(&o));
+            assert_eq!(
+                o.status.code(),
+                Some(5),
+                "tear after {k}: re-issue:\n{}",
+                text(&o)
+            );
+            assert!(
+                String::from_utf8_lossy(&o.stderr).contains("recovery just completed"),
+                "tear after {k}:\n{}",
+                text(&o)
+            );
             let h = st.json(&["show", "--pinfl", "32307921400450"], "");
             let docs = h["holder"]["documents"].as_array().expect("docs").clone();
-            docs.iter().find(|d| d["status"] == "active").expect("an active document")["document"]
+            docs.iter()
+                .find(|d| d["status"] == "active")
+                .expect("an active document")["document"]
                 .as_str()
                 .expect("doc")
                 .to_string()
         };
         st.check_invariants(false);
-        st.ok(&["revoke", "--document", &doc, "--reason", "damaged", "--operator", "clerk"], CLERK_PASSWORD);
+        st.ok(
+            &[
+                "revoke",
+                "--document",
+                &doc,
+                "--reason",
+                "damaged",
+                "--operator",
+                "clerk",
+            ],
+            CLERK_PASSWORD,
+        );
     }
     // Every certificate of every failed job is on the CRL.
     let crl = st.crl_serials();
@@ -353,9 +614,16 @@ fn a_card_pulled_at_every_apdu_leaves_a_recoverable_state_and_issuing_again_succ
         .connection()
         .prepare("SELECT c.serial FROM certificates c JOIN issuance_jobs j ON j.id = c.job_id WHERE j.state = 'rolled-back'")
         .expect("prepare");
-    let failed: Vec<String> = stmt.query_map([], |r| r.get(0)).expect("query").map(|s| s.expect("row")).collect();
+    let failed: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .map(|s| s.expect("row"))
+        .collect();
     for s in failed {
-        assert!(crl.contains(&s.trim_start_matches('0').to_string()), "certificate {s} of a failed job is not on the CRL");
+        assert!(
+            crl.contains(&s.trim_start_matches('0').to_string()),
+            "certificate {s} of a failed job is not on the CRL"
+        );
     }
 }
 
@@ -364,13 +632,35 @@ fn a_crash_after_each_journaled_step_is_finished_or_undone_by_recover() {
     let st = Station::new();
     let slot = testrig::Slot::lease();
     let holder = fixture("holder-03.json");
-    for (i, point) in ["job.created", "card.prepare", "ca.issue", "card.complete", "card.lock", "card.locked"].iter().enumerate() {
+    for (i, point) in [
+        "job.created",
+        "card.prepare",
+        "ca.issue",
+        "card.complete",
+        "card.lock",
+        "card.locked",
+    ]
+    .iter()
+    .enumerate()
+    {
         let img = st.blank_card(0x0C00_0001 + i as u32);
         let card = slot.insert(&img, &[]);
-        let o = st.issue(&holder, &slot.reader_name, &[("IDSTATION_FAILPOINT", point)]);
+        let o = st.issue(
+            &holder,
+            &slot.reader_name,
+            &[("IDSTATION_FAILPOINT", point)],
+        );
         use std::os::unix::process::ExitStatusExt;
-        assert_eq!(o.status.signal(), Some(9), "failpoint {point}: killed by SIGKILL:\n{}", text(&o));
-        let o = st.ok(&["--json", "recover", "--operator", "clerk"], CLERK_PASSWORD);
+        assert_eq!(
+            o.status.signal(),
+            Some(9),
+            "failpoint {point}: killed by SIGKILL:\n{}",
+            text(&o)
+        );
+        let o = st.ok(
+            &["--json", "recover", "--operator", "clerk"],
+            CLERK_PASSWORD,
+        );
         let resolved: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
         st.check_invariants(false);
         let outcome = resolved[0]["outcome"].as_str().unwrap_or("").to_string();
@@ -385,8 +675,25 @@ fn a_crash_after_each_journaled_step_is_finished_or_undone_by_recover() {
         }
         card.pull();
         let h = st.json(&["show", "--pinfl", "50102033001175"], "");
-        let doc = h["holder"]["documents"].as_array().expect("docs").iter().find(|d| d["status"] == "active").cloned().expect("active doc");
-        st.ok(&["revoke", "--document", doc["document"].as_str().expect("doc"), "--reason", "damaged", "--operator", "clerk"], CLERK_PASSWORD);
+        let doc = h["holder"]["documents"]
+            .as_array()
+            .expect("docs")
+            .iter()
+            .find(|d| d["status"] == "active")
+            .cloned()
+            .expect("active doc");
+        st.ok(
+            &[
+                "revoke",
+                "--document",
+                doc["document"].as_str().expect("doc"),
+                "--reason",
+                "damaged",
+                "--operator",
+                "clerk",
+            ],
+            CLERK_PASSWORD,
+        );
     }
 }
 
@@ -400,9 +707,22 @@ fn two_processes_issuing_to_one_holder_on_two_readers_one_wins_the_other_exits_5
     let holder = fixture("holder-02.json");
     let spawn = |reader: &str| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_idstation"));
-        c.arg("--data-dir").arg(&st.data).args(["--json", "issue", "--holder", holder.to_str().unwrap(), "--reader", reader, "--operator", "clerk"]);
-        c.env("IDSTATION_HSM_PIN", HSM_PIN).env("IDSTATION_PASSWORD", CLERK_PASSWORD).env("IDSTATION_PIN", PIN).env("IDSTATION_PUK", PUK);
-        c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        c.arg("--data-dir").arg(&st.data).args([
+            "--json",
+            "issue",
+            "--holder",
+            holder.to_str().unwrap(),
+            "--reader",
+            reader,
+            "--operator",
+            "clerk",
+        ]);
+        c.env("IDSTATION_HSM_PIN", HSM_PIN)
+            .env("IDSTATION_PASSWORD", CLERK_PASSWORD)
+            .env("IDSTATION_PIN", PIN)
+            .env("IDSTATION_PUK", PUK);
+        c.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
         c.spawn().expect("spawn")
     };
     let pa = spawn(&a.reader_name);
@@ -410,7 +730,12 @@ fn two_processes_issuing_to_one_holder_on_two_readers_one_wins_the_other_exits_5
     let oa = pa.wait_with_output().expect("wait");
     let ob = pb.wait_with_output().expect("wait");
     let codes = [oa.status.code(), ob.status.code()];
-    assert!(codes.contains(&Some(0)) && codes.contains(&Some(5)), "one 0 and one 5:\n{}\n{}", text(&oa), text(&ob));
+    assert!(
+        codes.contains(&Some(0)) && codes.contains(&Some(5)),
+        "one 0 and one 5:\n{}\n{}",
+        text(&oa),
+        text(&ob)
+    );
     ca.pull();
     cb.pull();
     st.check_invariants(false);
