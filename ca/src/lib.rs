@@ -463,10 +463,9 @@ pub fn issue_from_csr(
     issue(store, profile, issuer, &spki_der, holder, now)
 }
 
-/// Parse a PKCS#10 request (DER or PEM), check that its key is P-256 and that it is signed
-/// by that key with ecdsa-with-SHA256. Returns the request's SubjectPublicKeyInfo, DER.
-pub fn verify_csr(csr: &[u8]) -> Result<Vec<u8>> {
-    let req = if csr.starts_with(b"-----BEGIN") {
+/// A PKCS#10 request (RFC 2986) given as DER or PEM.
+fn parse_csr(csr: &[u8]) -> Result<CertReq> {
+    if csr.starts_with(b"-----BEGIN") {
         use der::DecodePem;
         CertReq::from_pem(csr)
     } else {
@@ -474,7 +473,13 @@ pub fn verify_csr(csr: &[u8]) -> Result<Vec<u8>> {
     }
     .map_err(|e| CaError::CsrMalformed {
         reason: e.to_string(),
-    })?;
+    })
+}
+
+/// Parse a PKCS#10 request (DER or PEM), check that its key is P-256 and that it is signed
+/// by that key with ecdsa-with-SHA256. Returns the request's SubjectPublicKeyInfo, DER.
+pub fn verify_csr(csr: &[u8]) -> Result<Vec<u8>> {
+    let req = parse_csr(csr)?;
     let key = p256_key(&req.info.public_key)?;
     if req.algorithm.oid != ECDSA_WITH_SHA256 {
         return Err(CaError::CsrAlgorithm {
@@ -1203,15 +1208,7 @@ pub fn spki_from_der_or_pem(bytes: &[u8]) -> Result<Vec<u8>> {
 /// The holder subject named in a PKCS#10 request: serialNumber `PNOUZ-<PINFL>` (ETSI
 /// EN 319 412-1 §5.1.3 semantics identifier), givenName, surname, optional CN and C.
 pub fn holder_subject_from_csr(csr: &[u8]) -> Result<HolderSubject> {
-    let req = if csr.starts_with(b"-----BEGIN") {
-        use der::DecodePem;
-        CertReq::from_pem(csr)
-    } else {
-        CertReq::from_der(csr)
-    }
-    .map_err(|e| CaError::CsrMalformed {
-        reason: e.to_string(),
-    })?;
+    let req = parse_csr(csr)?;
     let mut found: std::collections::BTreeMap<&'static str, String> = Default::default();
     {
         for atv in req.info.subject.iter() {

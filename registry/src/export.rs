@@ -716,12 +716,9 @@ pub fn verify_export(dir: &Path, root: &[u8]) -> Result<ExportReport> {
     }
     let events_path = dir.join(&m.events_file);
     let data = read(&events_path)?;
-    if hex::encode(Sha256::digest(&data)) != m.events_sha256 {
-        return Err(bad(format!(
-            "{}: SHA-256 differs from the manifest",
-            m.events_file
-        )));
-    }
+    // The file hash is checked after the walk below, so that an edited, deleted, inserted or
+    // reordered event is reported by its sequence number, not only as "the file changed".
+    let file_hash_ok = hex::encode(Sha256::digest(&data)) == m.events_sha256;
     let text =
         std::str::from_utf8(&data).map_err(|_| bad(format!("{} is not UTF-8", m.events_file)))?;
     let first_prev = hex32(&m.first_prev_hash, "first_prev_hash")?;
@@ -863,6 +860,12 @@ pub fn verify_export(dir: &Path, root: &[u8]) -> Result<ExportReport> {
             seq: expected,
             reason: format!("export truncated: a checkpoint covers {s}"),
         });
+    }
+    if !file_hash_ok {
+        return Err(bad(format!(
+            "{}: SHA-256 differs from the manifest",
+            m.events_file
+        )));
     }
     Ok(ExportReport {
         count,
@@ -1097,6 +1100,18 @@ pub(crate) mod tests {
         // An edited event: the file no longer matches the signed manifest.
         let out = fresh("edited");
         rewrite(&out, |l| l[4] = l[4].replace("\"alice\"", "\"mallory\""));
+        let e = verify_export(&out, &p.root_der).unwrap_err();
+        assert!(
+            matches!(&e, Error::AuditBroken { reason, .. } if reason.contains("hash does not match")),
+            "an edited event is named by its sequence number: {e}"
+        );
+        // Only the file's bytes changed (a trailing blank line): the file hash still catches it.
+        let out = fresh("whitespace");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(out.join("events.jsonl"))
+            .unwrap();
+        std::io::Write::write_all(&mut f, b"\n").unwrap();
         let e = verify_export(&out, &p.root_der).unwrap_err();
         assert!(e.to_string().contains("SHA-256 differs"), "{e}");
         // An edited manifest.

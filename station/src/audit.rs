@@ -287,16 +287,10 @@ pub fn verify(dir: &Path, root: &Path) -> Result<VerifyOutcome, StationError> {
             format!("{} is not a directory", dir.display()),
         ));
     }
+    // The registry names the first bad sequence number of an edited, deleted, inserted or
+    // reordered event before it compares the events file's hash with the manifest.
     let r = registry::export::verify_export(dir, &root_bytes).map_err(|e| {
-        let mut rule = e.to_string();
-        // The events file no longer matches the signed manifest (whose signature was checked
-        // before the file hash): walk the events to name the first one that was changed.
-        if rule.contains("SHA-256 differs from the manifest") {
-            if let Some((seq, why)) = first_bad_event(dir) {
-                rule = format!("{rule}; first bad event: sequence {seq}: {why}");
-            }
-        }
-        StationError::invalid(format!("audit export {}", dir.display()), rule)
+        StationError::invalid(format!("audit export {}", dir.display()), e.to_string())
     })?;
     Ok(VerifyOutcome {
         dir: dir.to_path_buf(),
@@ -310,165 +304,6 @@ pub fn verify(dir: &Path, root: &Path) -> Result<VerifyOutcome, StationError> {
         signer_subject: r.signer_subject,
         exported_at: r.exported_at,
     })
-}
-
-/// One event as an export file carries it (docs/audit-format.md section 6).
-#[derive(serde::Deserialize)]
-struct FileEvent {
-    seq: u64,
-    time: String,
-    operator: String,
-    role: String,
-    station: String,
-    action: String,
-    object: String,
-    details: String,
-    prev_hash: String,
-    hash: String,
-}
-
-/// Diagnosis only, after the events file failed its SHA-256 check against the (verified)
-/// manifest: walk the file from the manifest's `first_seq` / `first_prev_hash` as
-/// docs/audit-format.md section 7 step 6 does, and name the first event that is missing, out
-/// of order, unlinked or whose hash no longer matches its contents. `None` if the walk finds
-/// nothing to name (e.g. only whitespace changed).
-fn first_bad_event(dir: &Path) -> Option<(u64, String)> {
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).ok()?).ok()?;
-    let file = manifest["events_file"].as_str()?;
-    if file.contains(['/', '\\']) || file.starts_with('.') {
-        return None;
-    }
-    let text = String::from_utf8(std::fs::read(dir.join(file)).ok()?).ok()?;
-    let mut expected = manifest["first_seq"].as_u64().unwrap_or(1);
-    let mut prev: [u8; 32] = hex::decode(manifest["first_prev_hash"].as_str()?)
-        .ok()?
-        .try_into()
-        .ok()?;
-    let checkpoints: std::collections::BTreeMap<u64, String> = manifest["checkpoints"]
-        .as_array()?
-        .iter()
-        .filter_map(|c| Some((c["seq"].as_u64()?, c["hash"].as_str()?.to_string())))
-        .collect();
-    let events: Vec<Result<FileEvent, String>> = match manifest["events_format"].as_str()? {
-        "jsonl" => text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.is_empty())
-            .map(|(i, l)| {
-                serde_json::from_str(l).map_err(|e| format!("line {} is not an event: {e}", i + 1))
-            })
-            .collect(),
-        "csv" => parse_csv(&text)?
-            .into_iter()
-            .skip(1)
-            .enumerate()
-            .map(|(i, r)| csv_event(r).ok_or(format!("record {} is not an event", i + 1)))
-            .collect(),
-        _ => return None,
-    };
-    for ev in events {
-        let ev = match ev {
-            Ok(ev) => ev,
-            Err(why) => return Some((expected, why)),
-        };
-        if ev.seq != expected {
-            return Some((
-                expected,
-                if ev.seq > expected {
-                    format!("event {expected} is missing (next present is {})", ev.seq)
-                } else {
-                    format!("event {} appears where {expected} was expected", ev.seq)
-                },
-            ));
-        }
-        if ev.prev_hash != hex::encode(prev) {
-            return Some((ev.seq, "prev_hash does not match the previous event".into()));
-        }
-        let h = registry::audit::event_hash(
-            ev.seq,
-            [
-                &ev.time,
-                &ev.operator,
-                &ev.role,
-                &ev.station,
-                &ev.action,
-                &ev.object,
-                &ev.details,
-            ],
-            &prev,
-        );
-        if ev.hash != hex::encode(h) {
-            return Some((ev.seq, "hash does not match the event's contents".into()));
-        }
-        if checkpoints.get(&ev.seq).is_some_and(|c| *c != ev.hash) {
-            return Some((
-                ev.seq,
-                "event hash differs from the signed checkpoint".into(),
-            ));
-        }
-        prev = h;
-        expected = ev.seq + 1;
-    }
-    let last = manifest["last_seq"].as_u64()?;
-    (expected <= last).then(|| {
-        (
-            expected,
-            format!("events {expected}..{last} are missing from the end"),
-        )
-    })
-}
-
-fn csv_event(r: Vec<String>) -> Option<FileEvent> {
-    let [seq, time, operator, role, station, action, object, details, prev_hash, hash]: [String;
-        10] = r.try_into().ok()?;
-    Some(FileEvent {
-        seq: seq.parse().ok()?,
-        time,
-        operator,
-        role,
-        station,
-        action,
-        object,
-        details,
-        prev_hash,
-        hash,
-    })
-}
-
-/// RFC 4180 records (fields in `"` with `""` for a quote; CRLF or LF line ends).
-fn parse_csv(text: &str) -> Option<Vec<Vec<String>>> {
-    let mut rows = Vec::new();
-    let mut row = Vec::new();
-    let mut field = String::new();
-    let mut quoted = false;
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                chars.next();
-                field.push('"');
-            }
-            (true, '"') => quoted = false,
-            (true, c) => field.push(c),
-            (false, '"') if field.is_empty() => quoted = true,
-            (false, ',') => row.push(std::mem::take(&mut field)),
-            (false, '\r') if chars.peek() == Some(&'\n') => {}
-            (false, '\n') => {
-                row.push(std::mem::take(&mut field));
-                rows.push(std::mem::take(&mut row));
-            }
-            (false, c) => field.push(c),
-        }
-    }
-    if quoted {
-        return None;
-    }
-    if !field.is_empty() || !row.is_empty() {
-        row.push(field);
-        rows.push(row);
-    }
-    Some(rows)
 }
 
 /// What `idstation audit verify-log` reports.
@@ -572,19 +407,6 @@ pub fn outbox_ack(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn csv_parser_reads_quoted_fields_with_commas_quotes_and_newlines() {
-        let rows = parse_csv("a,b\r\n1,\"x,\"\"y\"\"\nz\"\n").expect("valid csv");
-        assert_eq!(
-            rows,
-            vec![
-                vec!["a".to_string(), "b".to_string()],
-                vec!["1".to_string(), "x,\"y\"\nz".to_string()]
-            ]
-        );
-        assert_eq!(parse_csv("a,\"unterminated\n"), None);
-    }
 
     #[test]
     fn range_descriptions_name_their_kind() {

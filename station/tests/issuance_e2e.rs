@@ -457,6 +457,38 @@ fn three_fixture_holders_are_issued_and_their_cards_sign_through_opensc() {
         2
     );
 
+    // The audit export of the run verifies offline (no database), with only the root certificate.
+    let export = st.dir.join("audit-export");
+    st.ok(
+        &[
+            "audit",
+            "export",
+            "--out",
+            export.to_str().unwrap(),
+            "--operator",
+            "auditor",
+        ],
+        AUDITOR_PASSWORD,
+    );
+    let root = st.dir.join("root.pem");
+    std::fs::copy(st.data.join("ca/root-ca-1.pem"), &root).expect("copy root");
+    let o = Command::new(env!("CARGO_BIN_EXE_idstation"))
+        .args(["audit", "verify"])
+        .arg(&export)
+        .arg("--root")
+        .arg(&root)
+        .current_dir(&st.dir)
+        .env_remove("IDSTATION_PASSWORD")
+        .output()
+        .expect("audit verify");
+    assert!(o.status.success(), "audit verify:\n{}", text(&o));
+    let events = std::fs::read_to_string(export.join("events.jsonl")).expect("events");
+    assert_eq!(
+        events.matches("\"issuance.completed\"").count(),
+        4,
+        "three holders + the re-issue"
+    );
+
     // No PIN, PUK, password or HSM PIN in any file of the data dir (registry, WAL, config...).
     for entry in walk(&st.data) {
         let bytes = std::fs::read(&entry).unwrap_or_default();
