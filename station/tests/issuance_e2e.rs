@@ -17,6 +17,8 @@ struct Station {
     _tmp: tempfile::TempDir,
     dir: PathBuf,
     data: PathBuf,
+    /// Everything every `idstation` run printed (stdout + stderr, logs at debug level).
+    log: std::cell::RefCell<Vec<u8>>,
 }
 
 fn fixture(name: &str) -> PathBuf {
@@ -70,6 +72,7 @@ impl Station {
             _tmp: tmp,
             dir,
             data,
+            log: Default::default(),
         };
         s.ok(
             &["init", "--admin", "admin", "--station", "e2e"],
@@ -119,6 +122,8 @@ impl Station {
         }
         let o = c.output().expect("run idstation");
         assert_no_secret(&o);
+        self.log.borrow_mut().extend_from_slice(&o.stdout);
+        self.log.borrow_mut().extend_from_slice(&o.stderr);
         o
     }
 
@@ -506,6 +511,78 @@ fn three_fixture_holders_are_issued_and_their_cards_sign_through_opensc() {
                 entry.display()
             );
         }
+    }
+
+    // Nor any card's management key (derived in the HSM by a separate process, as the station
+    // does) in those files or in anything the station printed or logged.
+    let serials: Vec<String> = [0x1D00_0001u32, 0x1D00_0002, 0x1D00_0003, 0x1D00_00FF]
+        .iter()
+        .map(u32::to_string)
+        .collect();
+    let child = Command::new(std::env::current_exe().expect("test exe"))
+        .args([
+            "--exact",
+            "child_prints_management_keys",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("IDSTATION_TEST_DATA", &st.data)
+        .env("IDSTATION_TEST_SERIALS", serials.join(","))
+        .env("IDSTATION_HSM_PIN", HSM_PIN)
+        .output()
+        .expect("child");
+    let keys: Vec<Vec<u8>> = String::from_utf8_lossy(&child.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("MGMT-KEY "))
+        .map(|h| hex::decode(h.trim()).expect("hex"))
+        .collect();
+    assert_eq!(keys.len(), serials.len(), "child output:\n{}", text(&child));
+    let log = st.log.borrow();
+    let files: Vec<Vec<u8>> = walk(&st.data)
+        .iter()
+        .map(|p| std::fs::read(p).unwrap_or_default())
+        .collect();
+    for key in &keys {
+        for form in [
+            key.clone(),
+            hex::encode(key).into_bytes(),
+            hex::encode_upper(key).into_bytes(),
+        ] {
+            assert!(
+                !contains(&log, &form),
+                "a management key appeared in the station's output"
+            );
+            assert!(
+                !files.iter().any(|f| contains(f, &form)),
+                "a management key was found in the data dir"
+            );
+        }
+    }
+}
+
+/// Not a test on its own: run by the test above in a separate process (SoftHSM2 reads its
+/// configuration once per process) to derive the per-card management keys the way the station
+/// does, so the parent can look for them.
+#[test]
+#[ignore = "child process of three_fixture_holders_are_issued_and_their_cards_sign_through_opensc"]
+fn child_prints_management_keys() {
+    let data = PathBuf::from(std::env::var("IDSTATION_TEST_DATA").expect("IDSTATION_TEST_DATA"));
+    let st = station::Station::open(&data).expect("open station");
+    let profile = station::issuance::card_profile(&st).expect("card profile");
+    let len = profile.management_key.algorithm.key_len();
+    for serial in std::env::var("IDSTATION_TEST_SERIALS")
+        .expect("serials")
+        .split(',')
+    {
+        let serial: u32 = serial.parse().expect("serial");
+        let secret = hsm::derive_card_secret(
+            st.keys.as_ref(),
+            &st.config.ca.card_master_key,
+            station::issuance::MGMT_KEY_PURPOSE,
+            &serial.to_be_bytes(),
+        )
+        .expect("derive");
+        println!("MGMT-KEY {}", hex::encode(&secret[..len]));
     }
 }
 
