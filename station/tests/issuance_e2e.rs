@@ -667,9 +667,15 @@ fn a_card_pulled_at_every_apdu_leaves_a_recoverable_state_and_issuing_again_succ
             text(&o)
         );
         let stderr = String::from_utf8_lossy(&o.stderr);
+        let error_line = stderr
+            .lines()
+            .find(|l| l.starts_with("idstation: "))
+            .unwrap_or_default()
+            .to_string();
+        // e.g. "idstation: card: card removed during 'write certificate 9C' (job step card.complete)"
         assert!(
-            stderr.contains("card"),
-            "tear after {k}: names the card problem:\n{stderr}"
+            error_line.contains("card: ") && error_line.contains(" during '"),
+            "tear after {k}: the error names the card step:\n{stderr}"
         );
         st.check_invariants(true);
 
