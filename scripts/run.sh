@@ -33,9 +33,18 @@ fi
 
 # A virtual reader ("Virtual PCD 00 00") with a blank virtual card in it.
 bash scripts/pcsc-up.sh
-CARD="$DEMO_DIR/cards/demo-card.img"
+# The newest demo card stays in the reader while it is blank; once issued (or half-personalized)
+# it is taken out and a new blank card goes in, so every run offers a card to issue.
 mkdir -p "$DEMO_DIR/cards"
-[ -f "$CARD" ] || "$BIN/vchip" create --out "$CARD"
+CARD=$(ls -1t "$DEMO_DIR"/cards/demo-card*.img 2>/dev/null | head -n 1 || true)
+if [ -z "$CARD" ] || ! "$BIN/vchip" show --json "$CARD" | grep -q '"lifecycle": "blank"'; then
+  if [ -n "$CARD" ]; then
+    for pid in $(pgrep -f "vchip insert $CARD" || true); do kill "$pid"; done
+    sleep 1
+  fi
+  CARD="$DEMO_DIR/cards/demo-card-$(date +%Y%m%d-%H%M%S).img"
+  "$BIN/vchip" create --out "$CARD"
+fi
 if ! pgrep -f "vchip insert $CARD" >/dev/null; then
   setsid nohup "$BIN/vchip" insert "$CARD" --port 35963 > "$DEMO_DIR/vchip.log" 2>&1 < /dev/null &
   for _ in $(seq 1 50); do
@@ -48,7 +57,8 @@ fi
 "$BIN/idstation" --data-dir "$DEMO_DIR" readers
 cat <<MSG
 
-Demo station ready in $DEMO_DIR (the GUI comes with issue #7). Issue the blank card with:
+Demo station ready in $DEMO_DIR (the GUI comes with issue #7). Issue the blank card with
+(one active card per holder: for the next card take holder-02/-03, or revoke the first one):
   IDSTATION_PASSWORD=$IDSTATION_DEMO_CLERK_PASSWORD IDSTATION_PIN=482916 IDSTATION_PUK=73015528 \\
     $BIN/idstation --data-dir $DEMO_DIR issue --holder station/tests/fixtures/holders/holder-01.json \\
     --reader "Virtual PCD 00 00" --operator clerk
