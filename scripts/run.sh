@@ -46,7 +46,14 @@ if [ -z "$CARD" ] || ! "$BIN/vchip" show --json "$CARD" | grep -q '"lifecycle": 
   "$BIN/vchip" create --out "$CARD"
 fi
 if ! pgrep -f "vchip insert $CARD" >/dev/null; then
-  setsid nohup "$BIN/vchip" insert "$CARD" --port 35963 > "$DEMO_DIR/vchip.log" 2>&1 < /dev/null &
+  # Hold the slot's lease (the same flock the test rig takes) for as long as the demo card is in
+  # the reader, so a test run on this machine picks another slot instead of finding a stray card.
+  LEASE=/tmp/idstation-vpcd-35963.lock
+  if ! flock -n "$LEASE" true; then
+    echo "run.sh: slot 35963 (Virtual PCD 00 00) is leased by a running test; try again when it ends" >&2
+    exit 1
+  fi
+  setsid nohup flock -n "$LEASE" "$BIN/vchip" insert "$CARD" --port 35963 > "$DEMO_DIR/vchip.log" 2>&1 < /dev/null &
   for _ in $(seq 1 50); do
     "$BIN/idstation" --data-dir "$DEMO_DIR" readers 2>/dev/null | grep -q "^Virtual PCD 00 00.card" && break
     sleep 0.2
