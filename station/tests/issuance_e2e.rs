@@ -141,6 +141,22 @@ impl Station {
         o
     }
 
+    /// Take an issued document out of use (reason damaged), so its holder can be issued again.
+    fn retire(&self, document: &str) {
+        self.ok(
+            &[
+                "revoke",
+                "--document",
+                document,
+                "--reason",
+                "damaged",
+                "--operator",
+                "clerk",
+            ],
+            CLERK_PASSWORD,
+        );
+    }
+
     fn json(&self, args: &[&str], password: &str) -> serde_json::Value {
         let mut full = vec!["--json"];
         full.extend_from_slice(args);
@@ -614,18 +630,7 @@ fn apdus_of_one_issuance(st: &Station, slot: &testrig::Slot) -> u64 {
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     card.pull();
     let doc = r["document"].as_str().expect("doc").to_string();
-    st.ok(
-        &[
-            "revoke",
-            "--document",
-            &doc,
-            "--reason",
-            "damaged",
-            "--operator",
-            "clerk",
-        ],
-        CLERK_PASSWORD,
-    );
+    st.retire(&doc);
     r["apdus"].as_u64().expect("apdus")
 }
 
@@ -646,18 +651,7 @@ fn a_card_pulled_at_every_apdu_leaves_a_recoverable_state_and_issuing_again_succ
             // The card was not pulled before the end of the issuance (k beyond its APDUs).
             let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
             let doc = r["document"].as_str().expect("doc").to_string();
-            st.ok(
-                &[
-                    "revoke",
-                    "--document",
-                    &doc,
-                    "--reason",
-                    "damaged",
-                    "--operator",
-                    "clerk",
-                ],
-                CLERK_PASSWORD,
-            );
+            st.retire(&doc);
             continue;
         }
         assert_eq!(
@@ -709,18 +703,7 @@ fn a_card_pulled_at_every_apdu_leaves_a_recoverable_state_and_issuing_again_succ
                 .to_string()
         };
         st.check_invariants(false);
-        st.ok(
-            &[
-                "revoke",
-                "--document",
-                &doc,
-                "--reason",
-                "damaged",
-                "--operator",
-                "clerk",
-            ],
-            CLERK_PASSWORD,
-        );
+        st.retire(&doc);
     }
     // Every certificate of every failed job is on the CRL.
     let crl = st.crl_serials();
@@ -797,18 +780,7 @@ fn a_crash_after_each_journaled_step_is_finished_or_undone_by_recover() {
             .find(|d| d["status"] == "active")
             .cloned()
             .expect("active doc");
-        st.ok(
-            &[
-                "revoke",
-                "--document",
-                doc["document"].as_str().expect("doc"),
-                "--reason",
-                "damaged",
-                "--operator",
-                "clerk",
-            ],
-            CLERK_PASSWORD,
-        );
+        st.retire(doc["document"].as_str().expect("doc"));
     }
 }
 
