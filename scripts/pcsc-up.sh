@@ -30,7 +30,9 @@ fi
 
 if ! pgrep -x pcscd >/dev/null; then
   mkdir -p /run/pcscd
-  setsid pcscd --foreground </dev/null >/tmp/idstation-pcscd.log 2>&1 &
+  # 9>&-: pcscd must not inherit the setup lock, or every later holder of it (the test rig)
+  # waits for as long as pcscd runs.
+  setsid pcscd --foreground </dev/null >/tmp/idstation-pcscd.log 2>&1 9>&- &
   echo $! > /tmp/idstation-pcscd.pid
   echo "pcsc-up: started pcscd (pid $!)"
 fi

@@ -12,5 +12,14 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
-cargo test --workspace --no-fail-fast
+# A hung test must fail the run loudly, long before CI's own 90-minute limit (a full run takes
+# about 15 minutes on 2 cores). IDSTATION_TEST_TIMEOUT overrides the limit (timeout(1) syntax).
+limit="${IDSTATION_TEST_TIMEOUT:-45m}"
+rc=0
+timeout --kill-after=30s "$limit" cargo test --workspace --no-fail-fast || rc=$?
+if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+  echo "== FAILED: cargo test did not finish within $limit (a test hangs); pcscd log: /tmp/idstation-pcscd.log" >&2
+  exit 1
+fi
+[ "$rc" -eq 0 ] || { echo "== FAILED: cargo test exited $rc" >&2; exit "$rc"; }
 echo "== all green"

@@ -74,6 +74,8 @@ pub const PCSCD_PIDFILE: &str = "/tmp/idstation-pcscd.pid";
 const SETUP_LOCK: &str = "/tmp/idstation-pcscd.lock";
 
 const LEASE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Set-up (install + start pcscd) takes seconds; longer means a process holds the lock by mistake.
+const SETUP_LOCK_TIMEOUT: Duration = Duration::from_secs(60);
 const CARD_TIMEOUT: Duration = Duration::from_secs(15);
 const INSERT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(4);
 /// Pause after pcscd reported a card absent, so the next insertion falls into a later poll.
@@ -224,7 +226,17 @@ fn wait_for_readers(want_all: bool) -> Result<Vec<String>, RigError> {
 /// restarted, but only when no slot is leased. Fails loudly when pcscd or vpcd cannot be used.
 pub fn ensure_pcscd() -> Result<(), RigError> {
     let setup = open_lock(Path::new(SETUP_LOCK))?;
-    flock(&setup, true).map_err(|e| RigError::Pcscd(format!("{SETUP_LOCK}: {e}")))?;
+    let start = Instant::now();
+    while !flock(&setup, false).map_err(|e| RigError::Pcscd(format!("{SETUP_LOCK}: {e}")))? {
+        if start.elapsed() > SETUP_LOCK_TIMEOUT {
+            return Err(RigError::Pcscd(format!(
+                "{SETUP_LOCK} stayed locked for {} s; a process holds it open \
+                 (find it with `fuser -v {SETUP_LOCK}`; a pcscd that inherited it must be restarted)",
+                SETUP_LOCK_TIMEOUT.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let installed = install_reader_conf();
     match pcscd_readers() {
         None => {
@@ -558,6 +570,35 @@ mod tests {
             assert!(READER_CONF.contains(lib));
         }
         assert_eq!(SLOTS.len(), 6);
+    }
+
+    /// A pcscd that inherited the set-up lock (scripts/pcsc-up.sh once leaked its fd 9 into
+    /// pcscd) makes every later `ensure_pcscd` wait for as long as pcscd runs.
+    #[test]
+    fn running_pcscd_does_not_hold_the_setup_lock() {
+        ensure_pcscd().expect("pcscd with the vpcd readers");
+        let mut pcscds = 0;
+        for entry in fs::read_dir("/proc").expect("/proc").flatten() {
+            let comm = fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+            if comm.trim() != "pcscd" {
+                continue;
+            }
+            pcscds += 1;
+            for fd in fs::read_dir(entry.path().join("fd"))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let target = fs::read_link(fd.path()).unwrap_or_default();
+                assert_ne!(
+                    target,
+                    Path::new(SETUP_LOCK),
+                    "pcscd {:?} holds {SETUP_LOCK} open",
+                    entry.file_name()
+                );
+            }
+        }
+        assert!(pcscds > 0, "no pcscd process found after ensure_pcscd");
     }
 
     #[test]
