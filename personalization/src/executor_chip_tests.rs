@@ -414,6 +414,9 @@ fn no_secret_reaches_the_logs_even_at_trace_level() {
         .finish();
     let mut ca = TestCa::new();
     tracing::subscriber::with_default(subscriber, || {
+        // Tests on other threads may have registered callsites while no subscriber wanted them;
+        // tracing caches that "never" interest. Recompute it now that ours is installed.
+        tracing::callsite::rebuild_interest_cache();
         let mut t = InProcess::new(chip::Card::new_blank(300).unwrap());
         personalize(&mut t, &mut ca).unwrap();
         let mut t = InProcess::new(chip::Card::new_blank(301).unwrap());
