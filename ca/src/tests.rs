@@ -532,7 +532,7 @@ fn template_tbs_equals_the_x509_cert_builder_output() {
                         extensions: tbs.extensions().unwrap().to_vec(),
                     },
                     tbs.serial_number().clone(),
-                    tbs.validity().clone(),
+                    *tbs.validity(),
                     tbs.subject_public_key_info().clone(),
                 )
                 .unwrap();
