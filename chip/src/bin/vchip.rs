@@ -335,7 +335,9 @@ fn show(image: PathBuf, json: bool) -> Result<()> {
             }
             for (fid, v) in files {
                 let len = v.as_str().map(|s| s.len() / 2).unwrap_or(0);
-                let name = u16::from_str_radix(fid, 16).map(ef_name).unwrap_or_default();
+                let name = u16::from_str_radix(fid, 16)
+                    .map(ef_name)
+                    .unwrap_or_default();
                 println!("LDS file {}: {len:>5} bytes  {name}", fid.to_uppercase());
             }
         }
