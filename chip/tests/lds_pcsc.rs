@@ -479,3 +479,57 @@ fn personalize_lock_and_read_back_through_bac_over_pcsc() {
     let seed_hex = hex::encode(&Sha1::digest(MRZ_INFO.as_bytes())[..16]);
     assert!(!text.to_lowercase().contains(&seed_hex), "{text}");
 }
+
+/// A second, independent oracle: `pyscard_bac.py` (pyscard + the `cryptography` package,
+/// installed by scripts/install-deps.sh) opens the locked card with BAC and reads it.
+#[test]
+fn pyscard_reader_reads_the_lds_through_bac() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("card.img");
+    chip::Card::new_blank(0x00DA_7A02)
+        .unwrap()
+        .save(&img)
+        .unwrap();
+    let slot = testrig::Slot::lease();
+    let inserted = slot.insert(&img, &[]);
+    {
+        let mut c = Pcsc::connect(&slot.reader_name);
+        personalize(&c);
+        // a fresh card session, as a border post would start one
+        c.card
+            .reconnect(
+                pcsc::ShareMode::Shared,
+                pcsc::Protocols::T1,
+                pcsc::Disposition::ResetCard,
+            )
+            .unwrap();
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pyscard_bac.py");
+    let run = |mrz: &str, fids: &[&str]| {
+        let out = Command::new("python3")
+            .arg(script)
+            .arg(&slot.reader_name)
+            .arg(mrz)
+            .args(fids)
+            .output()
+            .expect("python3 (with pyscard and cryptography: scripts/install-deps.sh)");
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        (out.status.code(), stdout, stderr)
+    };
+    let (code, stdout, stderr) = run("L898902C<369080619406237", &["011E"]);
+    assert_eq!(code, Some(3), "wrong MRZ: {stdout} {stderr}");
+    assert!(stdout.contains("6300"), "{stdout}");
+    let fids = ["011E", "0101", "0102", "010B", "010C", "011D"];
+    let (code, stdout, stderr) = run(MRZ_INFO, &fids);
+    assert_eq!(code, Some(0), "{stdout} {stderr}");
+    let read: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    for (fid, content) in lds_files() {
+        assert_eq!(
+            read[format!("{fid:04X}")],
+            hex::encode(&content),
+            "EF {fid:04X} as pyscard read it"
+        );
+    }
+    inserted.pull();
+}
