@@ -17,6 +17,7 @@
 pub mod apdu;
 pub mod error;
 pub mod executor;
+pub mod mrz;
 pub mod piv;
 pub mod plan;
 pub mod secret;
