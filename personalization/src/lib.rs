@@ -15,8 +15,10 @@
 //! log line or error ever contains one.
 
 pub mod apdu;
+pub mod bac;
 pub mod error;
 pub mod executor;
+pub mod lds;
 pub mod mrz;
 pub mod piv;
 pub mod plan;
