@@ -23,6 +23,7 @@ pub mod mrz;
 pub mod piv;
 pub mod plan;
 pub mod secret;
+pub mod sod;
 pub mod tlv;
 pub mod transport;
 
