@@ -33,7 +33,7 @@ pub use jobs::{
 };
 pub use numbers::{DocumentNumber, NumberBlock, NumberState};
 pub use records::*;
-pub use rotation::{time_in, ReissueEntry, RequestStep};
+pub use rotation::{time_in, KeyGeneration, ReissueEntry, RequestStep};
 
 /// Everything that can go wrong in the registry. Messages name the field and the rule.
 #[derive(Debug, thiserror::Error)]

@@ -14,6 +14,18 @@ pub fn time_in(seconds: u64) -> String {
     format_time(time::OffsetDateTime::now_utc() + time::Duration::seconds(secs))
 }
 
+/// A key generated in the HSM for a dual-control request (see [`Tx::record_key_generation`]).
+#[derive(Debug, Clone, Copy)]
+pub struct KeyGeneration<'a> {
+    pub label: &'a str,
+    pub ca: &'a str,
+    pub role: &'a str,
+    /// SubjectPublicKeyInfo DER.
+    pub public_key: &'a [u8],
+    pub approvers: &'a [&'a str],
+    pub request_id: i64,
+}
+
 /// One journaled step of a request's execution.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestStep {
@@ -130,18 +142,10 @@ impl Tx<'_> {
     /// Record a key generated for a dual-control request: the key (state `generated`, SHA-256
     /// fingerprint of its SPKI) and a state-history row naming the requester, the approvers
     /// and the request.
-    pub fn record_key_generation(
-        &self,
-        label: &str,
-        ca: &str,
-        role: &str,
-        public_key: &[u8],
-        requester: &Actor,
-        approvers: &[&str],
-        request_id: i64,
-    ) -> Result<i64> {
-        let id = self.insert_ca_key(label, ca, role, public_key, requester)?;
-        let approvers = serde_json::to_string(approvers).unwrap_or_else(|_| "[]".into());
+    pub fn record_key_generation(&self, g: &KeyGeneration<'_>, requester: &Actor) -> Result<i64> {
+        let id = self.insert_ca_key(g.label, g.ca, g.role, g.public_key, requester)?;
+        let request_id = g.request_id;
+        let approvers = serde_json::to_string(g.approvers).unwrap_or_else(|_| "[]".into());
         self.conn().execute(
             "UPDATE ca_key_states SET approvers = ?2, note = ?3
              WHERE key_id = ?1 AND state = 'generated'",
@@ -337,7 +341,17 @@ mod tests {
         let a = Actor::new("alice", "ca-admin", "S1");
         let key = reg
             .write(|tx| {
-                tx.record_key_generation("esign-ca-2", "esign", "issuing", b"spki", &a, &["bob"], 7)
+                tx.record_key_generation(
+                    &KeyGeneration {
+                        label: "esign-ca-2",
+                        ca: "esign",
+                        role: "issuing",
+                        public_key: b"spki",
+                        approvers: &["bob"],
+                        request_id: 7,
+                    },
+                    &a,
+                )
             })
             .unwrap();
         let h = reg.ca_key_history(key).unwrap();
