@@ -361,4 +361,40 @@ mod tests {
         assert_eq!(h[0].approvers, vec!["bob".to_string()]);
         assert!(h[0].note.as_deref().unwrap().contains("request 7"));
     }
+
+    #[test]
+    fn a_certificate_signed_by_a_revoked_ca_key_is_not_recorded() {
+        let (_d, mut reg) = temp_registry();
+        let a = Actor::new("alice", "ca-admin", "S1");
+        let key = reg
+            .write(|tx| tx.insert_ca_key("esign-ca-1", "esign", "issuing", b"spki", &a))
+            .unwrap();
+        let cert = crate::NewCertificate {
+            issuer_key_id: key,
+            serial: "4a01".into(),
+            subject: "CN=x".into(),
+            purpose: "holder-sign".into(),
+            not_before: "2026-01-01T00:00:00Z".into(),
+            not_after: "2027-01-01T00:00:00Z".into(),
+            holder_id: None,
+            card_id: None,
+            job_id: None,
+            der: vec![0x30, 0x00],
+        };
+        reg.write(|tx| tx.insert_certificate(&cert)).unwrap();
+        reg.write(|tx| tx.set_ca_key_state(key, crate::CaKeyState::Revoked, &a, &["bob"], None))
+            .unwrap();
+        let e = reg
+            .write(|tx| {
+                tx.insert_certificate(&crate::NewCertificate {
+                    serial: "4a02".into(),
+                    ..cert.clone()
+                })
+            })
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("CA key esign-ca-1 is revoked"),
+            "{e}"
+        );
+    }
 }
