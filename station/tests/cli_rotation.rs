@@ -304,6 +304,20 @@ fn openssl_verify(trusted: &Path, untrusted: &[&Path], crls: &[&Path], cert: &Pa
     sh(&mut c)
 }
 
+/// pkilint reports no finding at WARNING or above.
+fn pkilint(tool: &str, args: &[&str], file: &Path) {
+    let o = sh(Command::new(tool)
+        .args(args)
+        .args(["-s", "WARNING"])
+        .arg(file));
+    assert!(
+        o.status.success() && o.stdout.iter().all(u8::is_ascii_whitespace),
+        "{tool} {args:?} found problems in {}:\n{}",
+        file.display(),
+        text(&o)
+    );
+}
+
 fn verifies(trusted: &Path, untrusted: &[&Path], cert: &Path) -> bool {
     openssl_verify(trusted, untrusted, &[], cert)
         .status
@@ -493,9 +507,13 @@ fn after_a_root_rollover_link_certificates_let_either_root_validate_both_chains(
         assert!(f.is_file(), "{} missing", f.display());
     }
     assert_eq!(st.active("root"), vec!["root-ca-2"]);
+    for f in [&root2, &old_with_new, &new_with_old] {
+        pkilint("lint_pkix_cert", &["lint"], f);
+    }
     // The e-Signature CA is then rotated under the new root: a new-chain certificate.
     st.rotate("esign");
     let esign2 = st.ca_pem("esign-ca-2");
+    pkilint("lint_pkix_cert", &["lint"], &esign2);
     let new_chain = st.issue_cert("new-holder");
 
     // Each chain under its own root.
@@ -878,6 +896,7 @@ fn cards_issued_before_and_after_a_rotation_keep_their_chain_and_crl_and_a_ca_re
             .to_ascii_lowercase()
     };
     assert!(crl_serials(&root_crl).contains(&esign2_serial));
+    pkilint("lint_crl", &["lint", "-t", "CRL", "-p", "PKIX"], &root_crl);
     assert!(crl_signed_by(&root_crl, &root));
     let o = sh(Command::new("openssl")
         .args(["verify", "-crl_check_all", "-CAfile"])
