@@ -62,10 +62,12 @@ use x509_cert::request::CertReq;
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::{Time, Validity};
 
+pub mod link;
 pub mod qc;
 mod signer;
 mod template;
 
+pub use link::{link_certificate, root_link_certificates, RootLinks};
 use signer::HsmSigner;
 pub use signer::ECDSA_WITH_SHA256;
 
