@@ -943,3 +943,59 @@ fn cards_issued_before_and_after_a_rotation_keep_their_chain_and_crl_and_a_ca_re
     let c3 = st.issue_cert("after-revocation");
     assert!(verifies(&root, &[&st.ca_pem("esign-ca-3")], &c3));
 }
+
+#[test]
+fn cards_issued_in_a_loop_while_a_rotation_runs_each_verify_under_exactly_one_key() {
+    testrig::ensure_pcscd().expect("pcscd with vpcd readers");
+    let st = Station::new();
+    let slot = testrig::Slot::lease();
+    let id = st.request("admin", &["ca", "rotate", "--ca", "esign"]);
+    let started = std::sync::atomic::AtomicBool::new(false);
+    let reports = std::thread::scope(|s| {
+        let approver = s.spawn(|| {
+            // The rotation is approved (and runs) while the second card is being issued.
+            while !started.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            st.approve("bob", id)
+        });
+        let mut reports = Vec::new();
+        for (i, h) in ["holder-01.json", "holder-02.json", "holder-03.json"]
+            .iter()
+            .enumerate()
+        {
+            if i == 1 {
+                started.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            reports.push(st.issue_card(&slot, h, 0x5207_1000 + i as u32));
+        }
+        let r = approver.join().expect("approver thread");
+        assert_eq!(r["request"]["state"], "executed", "{r}");
+        reports
+    });
+    let root = st.ca_pem("root-ca-1");
+    let (k1, k2) = (st.ca_pem("esign-ca-1"), st.ca_pem("esign-ca-2"));
+    let mut under = Vec::new();
+    for (i, r) in reports.iter().enumerate() {
+        let mut keys = Vec::new();
+        for c in r["certificates"].as_array().expect("certificates") {
+            let serial = c["serial"].as_str().expect("serial");
+            let pem = st.cert_from_registry(serial, &format!("loop-card-{i}-{serial}"));
+            let a = verifies(&root, &[&k1], &pem);
+            let b = verifies(&root, &[&k2], &pem);
+            assert!(a ^ b, "card {i} {serial}: key 1 {a}, key 2 {b}");
+            keys.push(usize::from(b) + 1);
+        }
+        keys.dedup();
+        assert_eq!(
+            keys.len(),
+            1,
+            "card {i}: one issuance used one key: {keys:?}"
+        );
+        under.push(keys[0]);
+    }
+    eprintln!("cards issued under keys {under:?}");
+    assert_eq!(under[0], 1, "the first card precedes the rotation");
+    assert_eq!(under[2], 2, "the last card follows it");
+}
