@@ -641,6 +641,83 @@ fn a_rotation_killed_midway_leaves_one_active_key_and_recover_finishes_it() {
             .map(|n| format!("esign-ca-{n}"))
             .collect::<Vec<_>>()
     );
+
+    // A root rollover killed after signing (before the link certificates were recorded).
+    let id = st.request("admin", &["ca", "rotate", "--ca", "root"]);
+    let o = st.cmd_env(
+        "bob",
+        &["ca", "approve", &id.to_string(), "--operator", "bob"],
+        &[("IDSTATION_FAILPOINT", "rotation.cert-signed")],
+    );
+    assert_eq!(o.status.code(), None, "not killed:\n{}", text(&o));
+    assert_eq!(st.active("root"), vec!["root-ca-1"]);
+    let r = st.json("clerk", &["recover", "--operator", "clerk"]);
+    assert!(
+        r.to_string()
+            .contains("finished: rotate root now root-ca-2"),
+        "{r}"
+    );
+    assert_eq!(st.active("root"), vec!["root-ca-2"]);
+    for f in [
+        "link-root-ca-1-by-root-ca-2.pem",
+        "link-root-ca-2-by-root-ca-1.pem",
+    ] {
+        assert!(st.data.join("ca").join(f).is_file(), "{f}");
+    }
+    let links: i64 = st
+        .registry()
+        .connection()
+        .query_row(
+            "SELECT count(*) FROM certificates WHERE purpose LIKE 'link-%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        links, 2,
+        "the resumed step recorded one pair of link certificates"
+    );
+
+    // A CA revocation killed after its transaction, before the root's CRL was published.
+    let id = st.request(
+        "admin",
+        &[
+            "ca",
+            "revoke-ca",
+            "--ca",
+            "esign",
+            "--reason",
+            "keyCompromise",
+        ],
+    );
+    let o = st.cmd_env(
+        "bob",
+        &["ca", "approve", &id.to_string(), "--operator", "bob"],
+        &[("IDSTATION_FAILPOINT", "rotation.revoked")],
+    );
+    assert_eq!(o.status.code(), None, "not killed:\n{}", text(&o));
+    let r = st.json("clerk", &["recover", "--operator", "clerk"]);
+    assert!(r.to_string().contains("finished: revoke-ca esign"), "{r}");
+    let last = format!("esign-ca-{expected}");
+    assert!(st
+        .keys("esign")
+        .contains(&(last.clone(), "revoked".to_string())));
+    let serial = {
+        let o = sh_ok(
+            Command::new("openssl")
+                .args(["x509", "-noout", "-serial", "-in"])
+                .arg(st.ca_pem(&last)),
+        );
+        String::from_utf8_lossy(&o.stdout)
+            .trim()
+            .trim_start_matches("serial=")
+            .to_ascii_lowercase()
+    };
+    assert!(crl_serials(&st.data.join("crl/root-ca-1.crl")).contains(&serial));
+    assert_eq!(
+        st.json("admin", &["ca", "requests"])[0]["state"],
+        "executed"
+    );
 }
 
 #[test]
