@@ -141,3 +141,37 @@ pub fn check_name(field: &str, v: &str) -> Result<(), StationError> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotation_defaults_to_two_persons_and_24_hours_and_refuses_a_quorum_of_zero() {
+        let d = RotationSection::default();
+        assert_eq!((d.quorum, d.request_expiry_seconds), (1, 86_400));
+        let p = Path::new("station.toml");
+        assert!(d.check(p).is_ok());
+        let e = RotationSection {
+            quorum: 0,
+            ..d.clone()
+        }
+        .check(p)
+        .unwrap_err();
+        assert!(e.to_string().contains("rotation.quorum = 0"), "{e}");
+        let e = RotationSection {
+            request_expiry_seconds: 0,
+            ..d
+        }
+        .check(p)
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("rotation.request_expiry_seconds"),
+            "{e}"
+        );
+        let parsed: RotationSection = toml::from_str("quorum = 2").unwrap();
+        assert_eq!(parsed.quorum, 2);
+        assert_eq!(parsed.request_expiry_seconds, 86_400);
+        assert!(toml::from_str::<RotationSection>("quorom = 2").is_err());
+    }
+}

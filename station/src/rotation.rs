@@ -1060,3 +1060,54 @@ fn is_locked(data_dir: &Path, id: i64) -> bool {
         Err(_) => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(state: &str, payload: &str) -> CaRequest {
+        CaRequest {
+            id: 7,
+            kind: KIND_REVOKE_CA.into(),
+            ca: "esign".into(),
+            payload: payload.into(),
+            quorum: 1,
+            requested_by: "alice".into(),
+            created_at: "2026-01-01T00:00:00.000000Z".into(),
+            expires_at: "2026-01-02T00:00:00.000000Z".into(),
+            state: state.into(),
+            approvals: vec!["bob".into()],
+        }
+    }
+
+    #[test]
+    fn only_pending_requests_can_be_approved_or_refused_and_the_rule_is_named() {
+        assert_eq!(settled_rule(&req("pending", "{}")), None);
+        let expired = settled_rule(&req("expired", "{}")).unwrap();
+        assert!(expired.contains("CA request 7 expired at 2026-01-02T00:00:00.000000Z"));
+        assert!(expired.contains("must be approved before it expires"));
+        for s in ["approved", "executed", "refused"] {
+            assert_eq!(
+                settled_rule(&req(s, "{}")).unwrap(),
+                format!("CA request 7 is {s}, not pending")
+            );
+        }
+    }
+
+    #[test]
+    fn a_request_view_shows_the_key_and_reason_of_its_payload() {
+        let v = RequestView::new(
+            &req(
+                "pending",
+                r#"{"key":"esign-ca-2","reason":"keyCompromise"}"#,
+            ),
+            None,
+        );
+        assert_eq!(v.key.as_deref(), Some("esign-ca-2"));
+        assert_eq!(v.reason.as_deref(), Some("keyCompromise"));
+        assert_eq!(v.approvals, vec!["bob"]);
+        let v = RequestView::new(&req("pending", "not json"), Some("x".into()));
+        assert_eq!(v.key, None);
+        assert_eq!(v.outcome.as_deref(), Some("x"));
+    }
+}

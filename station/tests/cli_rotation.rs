@@ -641,6 +641,83 @@ fn a_rotation_killed_midway_leaves_one_active_key_and_recover_finishes_it() {
             .map(|n| format!("esign-ca-{n}"))
             .collect::<Vec<_>>()
     );
+
+    // A root rollover killed after signing (before the link certificates were recorded).
+    let id = st.request("admin", &["ca", "rotate", "--ca", "root"]);
+    let o = st.cmd_env(
+        "bob",
+        &["ca", "approve", &id.to_string(), "--operator", "bob"],
+        &[("IDSTATION_FAILPOINT", "rotation.cert-signed")],
+    );
+    assert_eq!(o.status.code(), None, "not killed:\n{}", text(&o));
+    assert_eq!(st.active("root"), vec!["root-ca-1"]);
+    let r = st.json("clerk", &["recover", "--operator", "clerk"]);
+    assert!(
+        r.to_string()
+            .contains("finished: rotate root now root-ca-2"),
+        "{r}"
+    );
+    assert_eq!(st.active("root"), vec!["root-ca-2"]);
+    for f in [
+        "link-root-ca-1-by-root-ca-2.pem",
+        "link-root-ca-2-by-root-ca-1.pem",
+    ] {
+        assert!(st.data.join("ca").join(f).is_file(), "{f}");
+    }
+    let links: i64 = st
+        .registry()
+        .connection()
+        .query_row(
+            "SELECT count(*) FROM certificates WHERE purpose LIKE 'link-%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        links, 2,
+        "the resumed step recorded one pair of link certificates"
+    );
+
+    // A CA revocation killed after its transaction, before the root's CRL was published.
+    let id = st.request(
+        "admin",
+        &[
+            "ca",
+            "revoke-ca",
+            "--ca",
+            "esign",
+            "--reason",
+            "keyCompromise",
+        ],
+    );
+    let o = st.cmd_env(
+        "bob",
+        &["ca", "approve", &id.to_string(), "--operator", "bob"],
+        &[("IDSTATION_FAILPOINT", "rotation.revoked")],
+    );
+    assert_eq!(o.status.code(), None, "not killed:\n{}", text(&o));
+    let r = st.json("clerk", &["recover", "--operator", "clerk"]);
+    assert!(r.to_string().contains("finished: revoke-ca esign"), "{r}");
+    let last = format!("esign-ca-{expected}");
+    assert!(st
+        .keys("esign")
+        .contains(&(last.clone(), "revoked".to_string())));
+    let serial = {
+        let o = sh_ok(
+            Command::new("openssl")
+                .args(["x509", "-noout", "-serial", "-in"])
+                .arg(st.ca_pem(&last)),
+        );
+        String::from_utf8_lossy(&o.stdout)
+            .trim()
+            .trim_start_matches("serial=")
+            .to_ascii_lowercase()
+    };
+    assert!(crl_serials(&st.data.join("crl/root-ca-1.crl")).contains(&serial));
+    assert_eq!(
+        st.json("admin", &["ca", "requests"])[0]["state"],
+        "executed"
+    );
 }
 
 #[test]
@@ -942,4 +1019,60 @@ fn cards_issued_before_and_after_a_rotation_keep_their_chain_and_crl_and_a_ca_re
     assert_eq!(e["old_key"], serde_json::Value::Null);
     let c3 = st.issue_cert("after-revocation");
     assert!(verifies(&root, &[&st.ca_pem("esign-ca-3")], &c3));
+}
+
+#[test]
+fn cards_issued_in_a_loop_while_a_rotation_runs_each_verify_under_exactly_one_key() {
+    testrig::ensure_pcscd().expect("pcscd with vpcd readers");
+    let st = Station::new();
+    let slot = testrig::Slot::lease();
+    let id = st.request("admin", &["ca", "rotate", "--ca", "esign"]);
+    let started = std::sync::atomic::AtomicBool::new(false);
+    let reports = std::thread::scope(|s| {
+        let approver = s.spawn(|| {
+            // The rotation is approved (and runs) while the second card is being issued.
+            while !started.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            st.approve("bob", id)
+        });
+        let mut reports = Vec::new();
+        for (i, h) in ["holder-01.json", "holder-02.json", "holder-03.json"]
+            .iter()
+            .enumerate()
+        {
+            if i == 1 {
+                started.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            reports.push(st.issue_card(&slot, h, 0x5207_1000 + i as u32));
+        }
+        let r = approver.join().expect("approver thread");
+        assert_eq!(r["request"]["state"], "executed", "{r}");
+        reports
+    });
+    let root = st.ca_pem("root-ca-1");
+    let (k1, k2) = (st.ca_pem("esign-ca-1"), st.ca_pem("esign-ca-2"));
+    let mut under = Vec::new();
+    for (i, r) in reports.iter().enumerate() {
+        let mut keys = Vec::new();
+        for c in r["certificates"].as_array().expect("certificates") {
+            let serial = c["serial"].as_str().expect("serial");
+            let pem = st.cert_from_registry(serial, &format!("loop-card-{i}-{serial}"));
+            let a = verifies(&root, &[&k1], &pem);
+            let b = verifies(&root, &[&k2], &pem);
+            assert!(a ^ b, "card {i} {serial}: key 1 {a}, key 2 {b}");
+            keys.push(usize::from(b) + 1);
+        }
+        keys.dedup();
+        assert_eq!(
+            keys.len(),
+            1,
+            "card {i}: one issuance used one key: {keys:?}"
+        );
+        under.push(keys[0]);
+    }
+    eprintln!("cards issued under keys {under:?}");
+    assert_eq!(under[0], 1, "the first card precedes the rotation");
+    assert_eq!(under[2], 2, "the last card follows it");
 }
