@@ -121,7 +121,7 @@ impl Host {
         c
     }
 
-    /// BAC as an inspection system does it (Part 11 §4.3.3.1); `None` if the chip refused.
+    /// BAC as an inspection system does it (Part 11 §4.3); `None` if the chip refused.
     fn bac(&mut self, mrz_information: &[u8]) -> Result<Terminal, u16> {
         assert_eq!(self.sw(SELECT_LDS), 0x9000);
         let seed = bac::key_seed_from_mrz_information(mrz_information);
