@@ -324,18 +324,29 @@ impl<'t> Channel<'t> {
                 return Ok(resp);
             }
         }
+        self.collect(cmd.name, resp)
+    }
+
+    /// Sends one short C-APDU built by the caller (e.g. a secure-messaging APDU, or one with an
+    /// explicit Le) and fetches all `61xx` data with GET RESPONSE, like [`exchange`](Self::exchange).
+    pub fn exchange_short(&mut self, name: &'static str, capdu: &[u8]) -> Result<Response, Error> {
+        let resp = self.raw(capdu, name)?;
+        self.collect(name, resp)
+    }
+
+    fn collect(&mut self, name: &'static str, mut resp: Response) -> Result<Response, Error> {
         let mut data = std::mem::take(&mut resp.data);
         let mut rounds = 0;
         while let StatusWord::MoreData(n) = resp.sw {
             rounds += 1;
             if rounds > MAX_GET_RESPONSE {
                 return Err(Error::Malformed {
-                    command: cmd.name,
+                    command: name,
                     detail: format!("more than {MAX_GET_RESPONSE} GET RESPONSE rounds"),
                 });
             }
             let get = [0x00, 0xC0, 0x00, 0x00, n];
-            resp = self.raw(&get, cmd.name)?;
+            resp = self.raw(&get, name)?;
             data.append(&mut resp.data);
         }
         Ok(Response { data, sw: resp.sw })

@@ -150,6 +150,22 @@ pub enum Error {
         /// The rule broken.
         rule: String,
     },
+    /// Basic Access Control or secure messaging failed (ICAO 9303 Part 11): wrong MRZ, a
+    /// response MAC that does not verify, a malformed protected response. Never holds a key.
+    #[error("BAC: {rule}")]
+    Bac {
+        /// What failed.
+        rule: String,
+    },
+    /// An LDS data group or EF.SOD is malformed, or passive authentication failed
+    /// (ICAO 9303 Part 10, Part 11 §5.1).
+    #[error("LDS {object}: {rule}")]
+    Lds {
+        /// The file or structure, e.g. "EF.SOD", "DG1".
+        object: String,
+        /// The rule broken.
+        rule: String,
+    },
     /// Caller input is invalid.
     #[error("{field}: {rule}")]
     Invalid {

@@ -15,11 +15,15 @@
 //! log line or error ever contains one.
 
 pub mod apdu;
+pub mod bac;
 pub mod error;
 pub mod executor;
+pub mod lds;
+pub mod mrz;
 pub mod piv;
 pub mod plan;
 pub mod secret;
+pub mod sod;
 pub mod tlv;
 pub mod transport;
 

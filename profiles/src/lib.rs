@@ -452,6 +452,11 @@ pub const BUILTIN_FILES: &[(&str, &str)] = &[
         "cert/audit-signer.toml",
         include_str!("../cert/audit-signer.toml"),
     ),
+    ("cert/csca.toml", include_str!("../cert/csca.toml")),
+    (
+        "cert/document-signer.toml",
+        include_str!("../cert/document-signer.toml"),
+    ),
     ("crl/esign-crl.toml", include_str!("../crl/esign-crl.toml")),
 ];
 
@@ -652,12 +657,26 @@ mod tests {
             set.certs.keys().collect::<Vec<_>>(),
             [
                 "audit-signer",
+                "csca",
+                "document-signer",
                 "esign-ca",
                 "holder-auth",
                 "holder-sign",
                 "root-ca"
             ]
         );
+        // ICAO 9303 Part 12 §7.1.1: CSCA keyCertSign + cRLSign, CA pathLen 0; DS digitalSignature.
+        let csca = set.cert("csca").unwrap();
+        assert_eq!(csca.kind, CertKind::RootCa);
+        assert_eq!(
+            csca.key_usage,
+            [KeyUsageBit::KeyCertSign, KeyUsageBit::CrlSign]
+        );
+        assert_eq!(csca.basic_constraints.as_ref().unwrap().path_len, Some(0));
+        let ds = set.cert("document-signer").unwrap();
+        assert_eq!(ds.kind, CertKind::EndEntity);
+        assert_eq!(ds.key_usage, [KeyUsageBit::DigitalSignature]);
+        assert!(ds.authority_key_identifier);
         let audit = set.cert("audit-signer").unwrap();
         assert_eq!(audit.kind, CertKind::EndEntity);
         assert_eq!(audit.key_usage, [KeyUsageBit::DigitalSignature]);
@@ -774,7 +793,7 @@ mod tests {
         let msg = set.cert("x").unwrap_err().to_string();
         assert_eq!(
             msg,
-            "unknown certificate profile 'x' (known: audit-signer, esign-ca, holder-auth, holder-sign, root-ca)"
+            "unknown certificate profile 'x' (known: audit-signer, csca, document-signer, esign-ca, holder-auth, holder-sign, root-ca)"
         );
     }
 
@@ -792,7 +811,7 @@ mod tests {
         std::fs::write(&f, text).unwrap();
         let set = load_dir_over_builtin(dir.path()).unwrap();
         assert_eq!(set.crl("esign-crl").unwrap().next_update_hours, 12);
-        assert_eq!(set.certs.len(), 5);
+        assert_eq!(set.certs.len(), 7);
     }
 
     #[test]
