@@ -1,9 +1,9 @@
-//! Basic Access Control, chip side (ICAO Doc 9303 Part 11 §4.3) and the symmetric cryptography
-//! it rests on (§9.7): key derivation from the key seed with SHA-1 and DES parity adjustment
-//! (§9.7.1.1, §9.7.2), two-key 3DES in CBC mode with a zero IV (§9.7.4 / §4.3.3.1), and the
-//! ISO/IEC 9797-1 MAC algorithm 3 ("retail MAC") with padding method 2 (§9.7.4). The block
-//! ciphers and SHA-1 come from the `des`, `cbc` and `sha1` crates; only the retail-MAC
-//! composition (single-DES CBC over all blocks, then 3DES on the last block) is written here.
+//! Basic Access Control, chip side (ICAO Doc 9303 Part 11 §4.3), and the symmetric
+//! cryptography it rests on (Part 11 §9.7): key derivation from the key seed with SHA-1 and DES
+//! parity adjustment, two-key 3DES in CBC mode with a zero IV, and the ISO/IEC 9797-1 MAC
+//! algorithm 3 ("retail MAC") with padding method 2. The block ciphers and SHA-1 come from the
+//! `des`, `cbc` and `sha1` crates; only the retail-MAC composition (single-DES CBC over all
+//! blocks, then 3DES on the last block) is written here.
 
 use cbc::cipher::block_padding::NoPadding;
 use cbc::cipher::{BlockCipherDecrypt, BlockCipherEncrypt, BlockModeDecrypt, BlockModeEncrypt};
@@ -14,15 +14,15 @@ use zeroize::Zeroizing;
 /// A two-key 3DES key K_a ‖ K_b (16 bytes), wiped on drop.
 pub type Key16 = Zeroizing<[u8; 16]>;
 
-/// Counter c of the key derivation for an encryption key (§9.7.1.1).
+/// Counter c of the key derivation for an encryption key (§9.7).
 pub const KDF_ENC: u32 = 1;
-/// Counter c of the key derivation for a MAC key (§9.7.1.1).
+/// Counter c of the key derivation for a MAC key (§9.7).
 pub const KDF_MAC: u32 = 2;
 
 /// Length of E_IFD ‖ M_IFD in MUTUAL AUTHENTICATE (32-byte cryptogram + 8-byte MAC).
 pub const MUTUAL_AUTH_LEN: usize = 40;
 
-/// Why a MUTUAL AUTHENTICATE failed (the chip answers 6300 for both, §4.3.3.1).
+/// Why a MUTUAL AUTHENTICATE failed (the chip answers 6300 for both, §4.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BacFailure {
     /// M_IFD is not the MAC of E_IFD under K_MAC.
@@ -35,7 +35,7 @@ pub enum BacFailure {
 
 /// Document Basic Access Key seed from the MRZ information (document number ‖ check digit ‖
 /// date of birth ‖ check digit ‖ date of expiry ‖ check digit): the 16 most significant bytes
-/// of SHA-1 (§9.7.2). The chip receives the seed from the host; this is here for tests and for
+/// of SHA-1 (§9.7). The chip receives the seed from the host; this is here for tests and for
 /// the documentation of what the host sends.
 pub fn key_seed_from_mrz_information(mrz_information: &[u8]) -> Key16 {
     let digest = Sha1::digest(mrz_information);
@@ -44,7 +44,7 @@ pub fn key_seed_from_mrz_information(mrz_information: &[u8]) -> Key16 {
     seed
 }
 
-/// Key derivation (§9.7.1.1): H = SHA-1(K_seed ‖ c), K_a = H[0..8], K_b = H[8..16], each byte
+/// Key derivation (§9.7): H = SHA-1(K_seed ‖ c), K_a = H[0..8], K_b = H[8..16], each byte
 /// adjusted to odd parity (the DES parity bits, FIPS 46-3).
 pub fn derive_key(seed: &[u8; 16], counter: u32) -> Key16 {
     let mut hasher = Sha1::new();
@@ -85,7 +85,7 @@ pub fn unpad(data: &[u8]) -> Option<&[u8]> {
     Some(&data[..end])
 }
 
-/// 3DES-CBC encryption with a zero IV (§9.7.4 for BAC secure messaging and §4.3.3.1 for the
+/// 3DES-CBC encryption with a zero IV (§9.7 for BAC secure messaging and §4.3 for the
 /// authentication cryptograms). `None` when `data` is not a whole number of blocks.
 pub fn tdes_encrypt(key: &[u8; 16], data: &[u8]) -> Option<Vec<u8>> {
     if !data.len().is_multiple_of(8) {
@@ -106,7 +106,7 @@ pub fn tdes_decrypt(key: &[u8; 16], data: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
         .map(Zeroizing::new)
 }
 
-/// ISO/IEC 9797-1 MAC algorithm 3 with DES, padding method 2 and an 8-byte result (§9.7.4):
+/// ISO/IEC 9797-1 MAC algorithm 3 with DES, padding method 2 and an 8-byte result (§9.7):
 /// single-DES CBC-MAC under K_a over the padded message, then the last block is decrypted with
 /// K_b and encrypted with K_a again.
 pub fn retail_mac(key: &[u8; 16], message: &[u8]) -> [u8; 8] {
@@ -136,7 +136,7 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// What a successful mutual authentication establishes: the session keys and the initial send
-/// sequence counter (§9.8.2: SSC = the 4 least significant bytes of RND.ICC ‖ those of RND.IFD).
+/// sequence counter (§9.8: SSC = the 4 least significant bytes of RND.ICC ‖ those of RND.IFD).
 pub struct SessionKeys {
     /// KS_ENC.
     pub ks_enc: Key16,
@@ -146,7 +146,7 @@ pub struct SessionKeys {
     pub ssc: [u8; 8],
 }
 
-/// The chip's step of MUTUAL AUTHENTICATE (§4.3.3.1 steps 3–5 and §9.7.1 for the session keys):
+/// The chip's half of MUTUAL AUTHENTICATE (§4.3; §9.7 for the session keys):
 /// check M_IFD over E_IFD with K_MAC, decrypt E_IFD with K_ENC into RND.IFD ‖ RND.ICC' ‖ K.IFD,
 /// check RND.ICC' = RND.ICC, then answer E_ICC ‖ M_ICC where E_ICC = 3DES(K_ENC, RND.ICC ‖
 /// RND.IFD ‖ K.ICC), and derive KS_ENC, KS_MAC from K_seed = K.IFD ⊕ K.ICC.

@@ -3,7 +3,7 @@
 //! read with SELECT / READ BINARY (ISO/IEC 7816-4 clauses 11.2.2, 11.3.3, also by short EF
 //! identifier) inside Basic Access Control secure messaging (Part 11 §4.3, §9.8; see [`bac`]
 //! and [`sm`]). Personalization (card contract `coord/LDS-CONTRACT.md`): CREATE FILE (ISO/IEC
-//! 7816-9 clause 8.2.1.1 with an FCP template), UPDATE BINARY, and PUT DATA of the BAC key seed,
+//! 7816-9, with an FCP template), UPDATE BINARY, and PUT DATA of the BAC key seed,
 //! allowed while the card is PERSONALIZING and the PIV management key was authenticated in this
 //! card session.
 //!
@@ -22,7 +22,7 @@ use crate::sm::{SmSession, SM_CLA};
 use crate::sw::StatusWord;
 use crate::tlv;
 
-/// AID of the LDS1 eMRTD application (Part 10 §3.1 / 4.1).
+/// AID of the LDS1 eMRTD application (Part 10).
 pub const LDS_AID: [u8; 7] = [0xA0, 0x00, 0x00, 0x02, 0x47, 0x10, 0x01];
 
 /// Largest EF (bytes): offsets of a short READ BINARY are 15 bits (card contract).
@@ -34,13 +34,13 @@ pub const EF_COM: u16 = 0x011E;
 pub const EF_SOD: u16 = 0x011D;
 
 /// Whether `fid` is one of the LDS1 EFs this chip offers: DG1..DG16 (0101..0110), EF.SOD
-/// (011D), EF.COM (011E) (Part 10 §4.6 table "LDS1 elementary files").
+/// (011D), EF.COM (011E) (Part 10, the LDS1 elementary files).
 pub fn is_lds_fid(fid: u16) -> bool {
     matches!(fid, 0x0101..=0x0110 | EF_SOD | EF_COM)
 }
 
 /// Short EF identifier of an LDS1 EF: the low byte of its FID (DG1 = 01 … DG16 = 10,
-/// EF.SOD = 1D, EF.COM = 1E; Part 10 §4.6).
+/// EF.SOD = 1D, EF.COM = 1E; Part 10).
 pub fn sfi_of(fid: u16) -> u8 {
     (fid & 0x1F) as u8
 }
@@ -308,7 +308,7 @@ impl Lds {
         Ok(Vec::new())
     }
 
-    // --- CREATE FILE (ISO 7816-9 8.2.1.1): 62 { 80 02 <size>, 83 02 <FID> [, 82 01 01] } ---
+    // --- CREATE FILE (ISO 7816-9): 62 { 80 02 <size>, 83 02 <FID> [, 82 01 01] } ---
     fn create_file(&mut self, ctx: &mut CardContext, cmd: &Command) -> Result<Vec<u8>, StatusWord> {
         Lds::require_personalization(ctx)?;
         if (cmd.p1, cmd.p2) != (0, 0) {
@@ -394,7 +394,7 @@ impl Lds {
         ))
     }
 
-    // --- GET CHALLENGE (ISO 7816-4 11.5.3; Part 11 §4.3.3.1 step 1) ---
+    // --- GET CHALLENGE (ISO 7816-4; Part 11 §4.3, first step) ---
     fn get_challenge(&mut self, ctx: &CardContext, cmd: &Command) -> Result<Vec<u8>, StatusWord> {
         self.end_session();
         if (cmd.p1, cmd.p2) != (0, 0) {
@@ -410,8 +410,7 @@ impl Lds {
         Ok(out)
     }
 
-    // --- MUTUAL AUTHENTICATE (ISO 7816-4 11.5.4 EXTERNAL AUTHENTICATE with INS 82; Part 11
-    // §4.3.3.1 steps 3..5) ---
+    // --- MUTUAL AUTHENTICATE (ISO 7816-4 EXTERNAL AUTHENTICATE, INS 82; Part 11 §4.3) ---
     fn mutual_authenticate(
         &mut self,
         ctx: &CardContext,
@@ -485,7 +484,7 @@ impl Application for Lds {
     }
 
     fn process(&mut self, ctx: &mut CardContext, cmd: &Command) -> Result<Vec<u8>, StatusWord> {
-        // A plain command aborts secure messaging (Part 11 §9.8.6.1), and a challenge is only
+        // A plain command aborts secure messaging (Part 11 §9.8), and a challenge is only
         // good for the MUTUAL AUTHENTICATE that follows it.
         if cmd.ins != 0x82 {
             self.end_session();
@@ -517,7 +516,7 @@ impl Application for Lds {
             };
         }
         // Secure messaging: verify and decrypt, process, protect the answer. An SM error ends
-        // the session and is answered in plain (§9.8.6.1).
+        // the session and is answered in plain (§9.8).
         let BacState::Session(mut session) = std::mem::replace(&mut self.bac, BacState::Idle)
         else {
             return (Vec::new(), StatusWord::SmDataObjectsIncorrect);

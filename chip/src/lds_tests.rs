@@ -121,7 +121,7 @@ impl Host {
         c
     }
 
-    /// BAC as an inspection system does it (Part 11 §4.3.3.1); `None` if the chip refused.
+    /// BAC as an inspection system does it (Part 11 §4.3); `None` if the chip refused.
     fn bac(&mut self, mrz_information: &[u8]) -> Result<Terminal, u16> {
         assert_eq!(self.sw(SELECT_LDS), 0x9000);
         let seed = bac::key_seed_from_mrz_information(mrz_information);
@@ -645,4 +645,84 @@ fn card_without_lds_answers_6a82_and_without_piv_cannot_be_personalized() {
         split(&card.transmit(&h("00E000000A6208800200108302011E"))).1,
         0x6985
     );
+}
+
+// ------------------------------------------------------------ random APDUs ---
+
+mod randomized {
+    use proptest::prelude::*;
+
+    use super::{h, split, Host, MRZ_INFO};
+
+    /// LDS instructions with random parameters and bodies, plain or with CLA 0C.
+    fn lds_apdu() -> impl Strategy<Value = Vec<u8>> {
+        (
+            prop_oneof![Just(0x00u8), Just(0x0C), Just(0x10)],
+            prop_oneof![
+                Just(0xA4u8),
+                Just(0xB0),
+                Just(0xD6),
+                Just(0xE0),
+                Just(0xDA),
+                Just(0x84),
+                Just(0x82),
+                Just(0x44),
+                any::<u8>()
+            ],
+            prop_oneof![
+                Just(0x00u8),
+                Just(0x01),
+                Just(0x02),
+                Just(0x7F),
+                Just(0x9E),
+                any::<u8>()
+            ],
+            any::<u8>(),
+            proptest::collection::vec(any::<u8>(), 0..60),
+            proptest::option::of(any::<u8>()),
+        )
+            .prop_map(|(cla, ins, p1, p2, body, le)| {
+                let mut v = vec![cla, ins, p1, p2];
+                if !body.is_empty() {
+                    v.push(body.len() as u8);
+                    v.extend(&body);
+                }
+                if let Some(le) = le {
+                    v.push(le);
+                }
+                v
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn random_lds_commands_on_a_personalizing_card_always_get_a_status_word(
+            seq in proptest::collection::vec(lds_apdu(), 1..32)
+        ) {
+            let mut c = Host::personalizing();
+            prop_assert_eq!(c.create(0x011E, 40), 0x9000);
+            prop_assert_eq!(c.set_seed(MRZ_INFO), 0x9000);
+            let mut t = c.bac(MRZ_INFO).unwrap();
+            // a valid protected command first, then the random ones
+            let (_, sw) = c.sm(&mut t, 0xB0, 0x9E, 0x00, &[], Some(8));
+            prop_assert_eq!(sw, 0x9000);
+            for a in &seq {
+                let r = c.card.transmit(a);
+                prop_assert!(r.len() >= 2 && r.len() <= 258);
+                let (_, sw) = split(&r);
+                prop_assert!(matches!(sw >> 8, 0x90 | 0x61 | 0x63 | 0x67 | 0x68 | 0x69 | 0x6A | 0x6B | 0x6D | 0x6E | 0x6F),
+                    "unexpected SW {sw:04X} for {}", hex::encode(a));
+            }
+            let img = c.card.to_image_bytes().unwrap();
+            prop_assert!(crate::Card::from_image_bytes(&img).is_ok());
+            // the application still answers (a chain left open is answered 6883 once)
+            let mut sw = split(&c.card.transmit(&h("00A4040C07A0000002471001"))).1;
+            if sw == 0x6883 {
+                sw = split(&c.card.transmit(&h("00A4040C07A0000002471001"))).1;
+            }
+            prop_assert_eq!(sw, 0x9000);
+        }
+    }
 }

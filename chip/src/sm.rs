@@ -3,7 +3,7 @@
 //! the padded data), DO'97' (Le) and DO'8E' (retail MAC over SSC ‖ padded header ‖ DO'87' ‖
 //! DO'97'); protected responses carry DO'87', DO'99' (the status word) and DO'8E' (MAC over
 //! SSC ‖ DO'87' ‖ DO'99'). The send sequence counter is incremented before every command and
-//! every response is protected (§9.8.2).
+//! every response is protected (§9.8).
 
 use zeroize::Zeroizing;
 
@@ -42,7 +42,7 @@ impl SmSession {
         self.ssc = u64::from_be_bytes(self.ssc).wrapping_add(1).to_be_bytes();
     }
 
-    /// Verify and decrypt a protected command (§9.8.4, §9.8.5). Any error is an SM error:
+    /// Verify and decrypt a protected command (§9.8). Any error is an SM error:
     /// the caller answers 6988 and ends the session.
     pub fn unwrap_command(&mut self, cmd: &Command) -> Result<Command, StatusWord> {
         const SM_ERROR: StatusWord = StatusWord::SmDataObjectsIncorrect;
@@ -57,7 +57,7 @@ impl SmSession {
         while !rest.is_empty() {
             let (obj, next) = tlv::parse_one(rest).map_err(|_| SM_ERROR)?;
             let raw = &rest[..rest.len() - next.len()];
-            // Order fixed by §9.8.4: [DO'87'] [DO'97'] DO'8E', nothing after the MAC.
+            // Order fixed by §9.8: [DO'87'] [DO'97'] DO'8E', nothing after the MAC.
             if mac.is_some() {
                 return Err(SM_ERROR);
             }
@@ -111,7 +111,7 @@ impl SmSession {
         })
     }
 
-    /// Protect a response (§9.8.6): [DO'87'] DO'99' DO'8E'. The status word travels in DO'99'
+    /// Protect a response (§9.8): [DO'87'] DO'99' DO'8E'. The status word travels in DO'99'
     /// and, unchanged, as the trailer of the R-APDU.
     pub fn wrap_response(&mut self, data: &[u8], sw: StatusWord) -> Vec<u8> {
         self.increment();

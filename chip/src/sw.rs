@@ -9,7 +9,7 @@ pub enum StatusWord {
     Ok,
     /// 61xx: xx more response bytes available with GET RESPONSE (xx = 00 means 256).
     MoreData(u8),
-    /// 6300: authentication failed, no information given (ICAO 9303 Part 11 §4.3.3.1: wrong
+    /// 6300: authentication failed, no information given (ICAO 9303 Part 11 §4.3: wrong
     /// BAC cryptogram or MAC in MUTUAL AUTHENTICATE).
     AuthenticationFailed,
     /// 63Cx: verification failed, x retries left (ISO 7816-4 table 6, SP 800-73-4 3.2.1).
@@ -29,7 +29,7 @@ pub enum StatusWord {
     /// 6986: command not allowed (no current EF for READ/UPDATE BINARY).
     NoCurrentEf,
     /// 6988: incorrect secure messaging data objects (missing DO, bad MAC; ICAO 9303 Part 11
-    /// §9.8.6.1). The BAC session ends.
+    /// §9.8). The BAC session ends.
     SmDataObjectsIncorrect,
     /// 6A80: incorrect parameters in the command data field.
     IncorrectData,

@@ -35,7 +35,7 @@ fn unpad(d: &[u8]) -> Vec<u8> {
     d[..end].to_vec()
 }
 
-/// Part 11 §9.7.1.1: SHA-1(seed ‖ counter), first 16 bytes, odd parity.
+/// Part 11 §9.7: SHA-1(seed ‖ counter), first 16 bytes, odd parity.
 fn kdf(seed: &[u8], counter: u8) -> [u8; 16] {
     let mut hsh = Sha1::new();
     hsh.update(seed);
@@ -117,7 +117,7 @@ struct Sm {
 }
 
 impl Sm {
-    /// Part 11 §9.8.4 (as in Appendix D.4 steps a–f).
+    /// Part 11 §9.8 (as in Appendix D.4 steps a–f).
     fn protect(&mut self, ins: u8, p1: u8, p2: u8, data: &[u8], le: Option<u8>) -> Vec<u8> {
         self.ssc += 1;
         let mut body = Vec::new();
@@ -139,7 +139,7 @@ impl Sm {
         apdu
     }
 
-    /// Part 11 §9.8.6 (Appendix D.4 steps h–k). Returns the plain data; panics on a bad MAC.
+    /// Part 11 §9.8 (Appendix D.4 steps h–k). Returns the plain data; panics on a bad MAC.
     fn unprotect(&mut self, resp: &[u8], sw: u16) -> Vec<u8> {
         self.ssc += 1;
         let objs = dos(resp);
@@ -255,7 +255,7 @@ impl Pcsc {
         self.tx(&h(s)).1
     }
 
-    /// BAC (Part 11 §4.3.3.1) with our RND.IFD / K.IFD; Err(sw) when the chip refuses.
+    /// BAC (Part 11 §4.3) with our RND.IFD / K.IFD; Err(sw) when the chip refuses.
     fn bac(&self, mrz_information: &str) -> Result<Sm, u16> {
         assert_eq!(self.sw("00A4040C07A0000002471001"), 0x9000);
         let seed = Sha1::digest(mrz_information.as_bytes())[..16].to_vec();

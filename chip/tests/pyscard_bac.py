@@ -31,7 +31,7 @@ def unpad(data):
 
 
 def kdf(seed, counter):
-    """§9.7.1.1: SHA-1(seed || c), 16 bytes, odd parity."""
+    """§9.7: SHA-1(seed || c), 16 bytes, odd parity."""
     key = bytearray(hashlib.sha1(seed + counter.to_bytes(4, "big")).digest()[:16])
     for i, b in enumerate(key):
         b &= 0xFE
