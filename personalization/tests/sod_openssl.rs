@@ -145,8 +145,9 @@ fn files(pki: &Pki) -> LdsFiles {
             full_name: "TOʻXTAYEVA<<GʻULNORA SHAVKAT QIZI".into(),
             personal_number: "41505852610128".into(),
             place_of_birth: "Toshkent shahri".into(),
-            permanent_address:
+            permanent_address: Some(
                 "Toshkent shahri, Yunusobod tumani, Amir Temur shoh koʻchasi 108, 12".into(),
+            ),
         }),
     );
     dgs.insert(
