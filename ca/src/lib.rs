@@ -62,9 +62,12 @@ use x509_cert::request::CertReq;
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::{Time, Validity};
 
+pub mod link;
 pub mod qc;
 mod signer;
+mod template;
 
+pub use link::{link_certificate, root_link_certificates, RootLinks};
 use signer::HsmSigner;
 pub use signer::ECDSA_WITH_SHA256;
 
@@ -134,7 +137,9 @@ fn enc<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> CaError {
 // ---------------------------------------------------------------------------------------------
 
 /// Per-issuer memo of profile-derived extensions (see [`Issuer::extensions_for`]).
-type ExtCache = std::sync::Arc<std::sync::Mutex<Vec<(CertProfile, Vec<Extension>)>>>;
+type ExtCache = std::sync::Arc<
+    std::sync::Mutex<Vec<(CertProfile, std::sync::Arc<template::ExtensionTemplate>)>>,
+>;
 
 /// A CA that can sign: its HSM key label and its certificate, checked to belong together.
 #[derive(Debug, Clone)]
@@ -146,9 +151,11 @@ pub struct Issuer {
     key_id: Vec<u8>,
     key_id_hex: String,
     path_len: Option<u8>,
-    /// Extensions that depend only on (profile, this issuer), per profile seen; the SKI entry
-    /// is replaced per certificate. Keyed by the whole profile value, so an edited profile
-    /// is never served from a stale entry.
+    /// The issuer name and signature algorithm, encoded once for every certificate it signs.
+    parts: template::IssuerParts,
+    /// Extensions that depend only on (profile, this issuer), encoded, per profile seen; the
+    /// SKI entry is replaced per certificate. Keyed by the whole profile value, so an edited
+    /// profile is never served from a stale entry.
     ext_cache: ExtCache,
 }
 
@@ -197,6 +204,15 @@ impl Issuer {
             Some((_, ski)) => ski.0.as_bytes().to_vec(),
             None => key_identifier(SkiMethod::Rfc5280Sha1, tbs.subject_public_key_info()),
         };
+        let parts = template::IssuerParts {
+            name_der: tbs.subject().to_der().map_err(enc("issuer name"))?,
+            algorithm_der: spki::AlgorithmIdentifierOwned {
+                oid: ECDSA_WITH_SHA256,
+                parameters: None,
+            }
+            .to_der()
+            .map_err(enc("signature algorithm"))?,
+        };
         Ok(Issuer {
             key_label: key_label.to_owned(),
             cert_der: cert_der.to_vec(),
@@ -205,6 +221,7 @@ impl Issuer {
             key_id_hex: hex::encode(&key_id),
             key_id,
             path_len: bc.path_len_constraint,
+            parts,
             ext_cache: Default::default(),
         })
     }
@@ -249,37 +266,24 @@ impl Issuer {
         &self,
         profile: &CertProfile,
         ctx: &ExtContext<'_>,
-    ) -> Result<Vec<Extension>> {
-        use const_oid::AssociatedOid;
-        let cached = self
-            .ext_cache
-            .lock()
-            .ok()
-            .and_then(|c| c.iter().find(|(p, _)| p == profile).map(|(_, e)| e.clone()));
-        let mut exts = match cached {
-            Some(e) => e,
-            None => {
-                let e = extensions(profile, ctx)?;
-                if let Ok(mut c) = self.ext_cache.lock() {
-                    if c.len() < 32 {
-                        c.push((profile.clone(), e.clone()));
-                    }
-                }
-                e
-            }
-        };
-        let ski = ext(
-            SubjectKeyIdentifier::OID,
-            false,
-            &SubjectKeyIdentifier(OctetString::new(ctx.ski).map_err(enc("SKI"))?),
-        )?;
-        if let Some(e) = exts
-            .iter_mut()
-            .find(|e| e.extn_id == SubjectKeyIdentifier::OID)
-        {
-            *e = ski;
+    ) -> Result<std::sync::Arc<template::ExtensionTemplate>> {
+        let cached = self.ext_cache.lock().ok().and_then(|c| {
+            c.iter()
+                .find(|(p, _)| p == profile)
+                .map(|(_, e)| std::sync::Arc::clone(e))
+        });
+        if let Some(e) = cached {
+            return Ok(e);
         }
-        Ok(exts)
+        let e = std::sync::Arc::new(template::ExtensionTemplate::new(&extensions(
+            profile, ctx,
+        )?)?);
+        if let Ok(mut c) = self.ext_cache.lock() {
+            if c.len() < 32 {
+                c.push((profile.clone(), std::sync::Arc::clone(&e)));
+            }
+        }
+        Ok(e)
     }
 }
 
@@ -551,6 +555,15 @@ fn issue_for_spki(
     now: SystemTime,
 ) -> Result<IssuedCert> {
     let (spki, _) = checked_p256_spki(spki_der)?;
+    // checked_p256_spki keeps an uncompressed key's SPKI as decoded (strict DER), so its
+    // encoding is the input; a compressed key was re-encoded uncompressed.
+    let canonical;
+    let spki_bytes: &[u8] = if is_uncompressed_p256(&spki) {
+        spki_der
+    } else {
+        canonical = spki.to_der().map_err(enc("subjectPublicKeyInfo"))?;
+        &canonical
+    };
     let subject = render_subject(profile, holder)?;
     let ski = key_identifier(profile.subject_key_identifier, &spki);
     let (not_before, not_after) = validity(profile, now, Some(issuer))?;
@@ -561,19 +574,20 @@ fn issue_for_spki(
         ski: &ski,
     };
     let extensions = issuer.extensions_for(profile, &ctx)?;
-    sign_certificate(
-        store,
-        &issuer.key_label,
-        issuer.public,
-        Prepared {
-            issuer: issuer.subject().clone(),
+    let serial = random_serial()?;
+    let tbs_der = template::encode_tbs(
+        &issuer.parts,
+        &extensions,
+        template::PerCertificate {
+            serial: &serial,
+            validity: Validity::new(not_before, not_after),
             subject,
-            extensions,
+            spki_der: spki_bytes,
+            ski: &ski,
         },
-        spki,
-        not_before,
-        not_after,
-    )
+    )?;
+    let signer = HsmSigner::new(store, &issuer.key_label, issuer.public);
+    sign_tbs(&signer, tbs_der, serial, not_before, not_after)
 }
 
 /// A profile resolved for one certificate, handed to `x509-cert`'s builder.
@@ -621,8 +635,19 @@ fn sign_certificate(
     // then written around those exact bytes (Builder::build followed by to_der would encode the
     // whole tbsCertificate a second time, the largest software cost of an issuance).
     let tbs_der = builder.finalize(&signer).map_err(enc("tbsCertificate"))?;
+    sign_tbs(&signer, tbs_der, serial, not_before, not_after)
+}
+
+/// Sign an encoded tbsCertificate in the HSM and wrap it into the Certificate.
+fn sign_tbs(
+    signer: &HsmSigner<'_>,
+    tbs_der: Vec<u8>,
+    serial: Vec<u8>,
+    not_before: Time,
+    not_after: Time,
+) -> Result<IssuedCert> {
     let signature: DerSignature =
-        signature::Signer::try_sign(&signer, &tbs_der).map_err(|e| match signer.take_error() {
+        signature::Signer::try_sign(signer, &tbs_der).map_err(|e| match signer.take_error() {
             Some(h) => CaError::Hsm(h),
             None => CaError::Encoding {
                 what: "certificate signature from the HSM",
@@ -631,7 +656,7 @@ fn sign_certificate(
         })?;
     let der = SignedBytes {
         tbs: der::asn1::AnyRef::from_der(&tbs_der).map_err(enc("tbsCertificate"))?,
-        algorithm: spki::DynSignatureAlgorithmIdentifier::signature_algorithm_identifier(&signer)
+        algorithm: spki::DynSignatureAlgorithmIdentifier::signature_algorithm_identifier(signer)
             .map_err(enc("signature algorithm"))?,
         signature: spki::SignatureBitStringEncoding::to_bitstring(&signature)
             .map_err(enc("signature"))?,
@@ -643,7 +668,7 @@ fn sign_certificate(
         serial,
         not_before: not_before.to_system_time(),
         not_after: not_after.to_system_time(),
-        issuer_key_label: signer_label.to_owned(),
+        issuer_key_label: signer.key_label().to_owned(),
     })
 }
 
@@ -706,13 +731,18 @@ fn checked_p256_spki(spki_der: &[u8]) -> Result<(SubjectPublicKeyInfoOwned, Veri
         reason: format!("not a SubjectPublicKeyInfo: {e}"),
     })?;
     let key = p256_key(&spki)?;
-    let uncompressed = spki.subject_public_key.as_bytes().map(|p| p.len()) == Some(65)
-        && spki.algorithm.parameters.as_ref().map(|p| p.value().len()) == Some(8);
-    if uncompressed {
+    if is_uncompressed_p256(&spki) {
         return Ok((spki, key));
     }
     let canonical = SubjectPublicKeyInfoOwned::from_key(&key).map_err(enc("public key"))?;
     Ok((canonical, key))
+}
+
+/// The SPKI (already checked by [`p256_key`]) carries an uncompressed point and the named-curve
+/// parameter: [`checked_p256_spki`] returns it as decoded, so its DER is the caller's input.
+fn is_uncompressed_p256(spki: &SubjectPublicKeyInfoOwned) -> bool {
+    spki.subject_public_key.as_bytes().map(<[u8]>::len) == Some(65)
+        && spki.algorithm.parameters.as_ref().map(|p| p.value().len()) == Some(8)
 }
 
 fn p256_key(spki: &SubjectPublicKeyInfoOwned) -> Result<VerifyingKey> {

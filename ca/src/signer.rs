@@ -33,6 +33,11 @@ impl<'a> HsmSigner<'a> {
         }
     }
 
+    /// HSM label of the signing key.
+    pub(crate) fn key_label(&self) -> &str {
+        self.label
+    }
+
     /// The HSM error behind the last failed signature, if any.
     pub(crate) fn take_error(&self) -> Option<HsmError> {
         self.last_error.lock().ok().and_then(|mut e| e.take())

@@ -491,3 +491,63 @@ fn edited_profile_is_not_served_from_the_extension_cache() {
     };
     assert_ne!(ski(&first.der), ski(&third.der));
 }
+
+/// The end-entity encoder (pre-encoded issuer parts and extensions) must produce exactly what
+/// `x509-cert`'s `CertificateBuilder` produces for the same certificate: rebuild every issued
+/// holder certificate through the builder and compare the tbsCertificate bytes.
+#[test]
+fn template_tbs_equals_the_x509_cert_builder_output() {
+    let p = pki();
+    let uncompressed = holder_key(&p.store, "card-9a");
+    // The same kind of key given with a compressed point (re-encoded uncompressed on issue).
+    let (spki, _) = checked_p256_spki(&uncompressed).unwrap();
+    let point = spki.subject_public_key.raw_bytes();
+    let mut x_only = vec![0x02 | (point[64] & 1)];
+    x_only.extend_from_slice(&point[1..33]);
+    let compressed = SubjectPublicKeyInfoOwned {
+        algorithm: spki.algorithm.clone(),
+        subject_public_key: BitString::from_bytes(&x_only).unwrap(),
+    }
+    .to_der()
+    .unwrap();
+    let now = SystemTime::now();
+    let mut compared = 0;
+    for profile in ["holder-auth", "holder-sign"] {
+        for key_der in [&uncompressed, &compressed] {
+            // Twice: the second issuance is served from the issuer's extension cache.
+            for _ in 0..2 {
+                let profile = p.set.cert(profile).unwrap();
+                let issued = issue(&p.store, profile, &p.esign, key_der, &holder(), now).unwrap();
+                let raw_tbs = SignedBytes::from_der(&issued.der)
+                    .unwrap()
+                    .tbs
+                    .to_der()
+                    .unwrap();
+                let cert = Certificate::from_der(&issued.der).unwrap();
+                let tbs = cert.tbs_certificate();
+                let mut builder = CertificateBuilder::new(
+                    Prepared {
+                        issuer: tbs.issuer().clone(),
+                        subject: tbs.subject().clone(),
+                        extensions: tbs.extensions().unwrap().to_vec(),
+                    },
+                    tbs.serial_number().clone(),
+                    *tbs.validity(),
+                    tbs.subject_public_key_info().clone(),
+                )
+                .unwrap();
+                let signer = HsmSigner::new(&p.store, p.esign.key_label(), p.esign.public);
+                let via_builder = builder.finalize(&signer).unwrap();
+                assert_eq!(
+                    hex::encode(&raw_tbs),
+                    hex::encode(&via_builder),
+                    "{} tbsCertificate differs from the builder's",
+                    profile.name
+                );
+                verify_signed_by(&issued.der, &p.esign);
+                compared += 1;
+            }
+        }
+    }
+    assert_eq!(compared, 8);
+}

@@ -23,8 +23,9 @@ use crate::ChipError;
 
 /// Format name written into every image.
 pub const FORMAT: &str = "idstation-vchip-image";
-/// Image format version.
-pub const VERSION: u32 = 1;
+/// Image format version written by this vchip. 2 added the LDS application
+/// (`applications.lds`); version 1 images still load (without the LDS application).
+pub const VERSION: u32 = 2;
 
 /// The fixed chip secret (see the module documentation for what this does and does not do).
 const CHIP_SECRET: &[u8; 32] = b"idstation vchip image secret v1.";

@@ -1,7 +1,9 @@
 //! The virtual ID-card chip of idstation: an ISO/IEC 7816-4 card OS ([`os`]) hosting a NIST
-//! SP 800-73-4 PIV application ([`piv`]), with its whole state in one atomically written image
-//! file ([`image`]), and a vsmartcard vpcd client ([`vpcd`]) that plugs it into pcscd as the
-//! `vchip` binary. Written from the standards; shares no code with the host side.
+//! SP 800-73-4 PIV application ([`piv`]) and an ICAO Doc 9303 LDS1 eMRTD application ([`lds`])
+//! read through Basic Access Control ([`bac`]) and secure messaging ([`sm`]), with its whole
+//! state in one atomically written image file ([`image`]), and a vsmartcard vpcd client
+//! ([`vpcd`]) that plugs it into pcscd as the `vchip` binary. Written from the standards;
+//! shares no code with the host side.
 //!
 //! ```
 //! let mut card = chip::Card::new_blank(0x0102_0304).unwrap();
@@ -12,10 +14,13 @@
 //! ```
 
 pub mod apdu;
+pub mod bac;
 pub mod image;
+pub mod lds;
 pub mod mgmt;
 pub mod os;
 pub mod piv;
+pub mod sm;
 pub mod sw;
 pub mod tlv;
 pub mod vpcd;
@@ -65,17 +70,44 @@ pub struct Card {
     salt: Vec<u8>,
 }
 
+/// Which applications a new card carries (`vchip create --no-piv / --no-lds`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applications {
+    /// The PIV application (NIST SP 800-73-4).
+    pub piv: bool,
+    /// The LDS1 eMRTD application (ICAO Doc 9303 Part 10).
+    pub lds: bool,
+}
+
+impl Applications {
+    /// PIV and LDS: what `vchip create` makes by default.
+    pub const ALL: Applications = Applications {
+        piv: true,
+        lds: true,
+    };
+}
+
 impl Card {
-    /// A blank card with the PIV application and default retry limits.
+    /// A blank card with the PIV and LDS applications and default retry limits.
     pub fn new_blank(serial: u32) -> Result<Card, ChipError> {
         Card::new_blank_with(serial, DEFAULT_PIN_RETRIES, DEFAULT_PUK_RETRIES)
     }
 
-    /// A blank card with the PIV application and the given retry limits (1..=15 each).
+    /// A blank card with the PIV and LDS applications and the given retry limits (1..=15 each).
     pub fn new_blank_with(
         serial: u32,
         pin_retries: u8,
         puk_retries: u8,
+    ) -> Result<Card, ChipError> {
+        Card::new_with_applications(serial, pin_retries, puk_retries, Applications::ALL)
+    }
+
+    /// A blank card with the chosen applications and retry limits (1..=15 each).
+    pub fn new_with_applications(
+        serial: u32,
+        pin_retries: u8,
+        puk_retries: u8,
+        which: Applications,
     ) -> Result<Card, ChipError> {
         for (name, v) in [("pin_retries", pin_retries), ("puk_retries", puk_retries)] {
             if !(1..=15).contains(&v) {
@@ -84,19 +116,39 @@ impl Card {
                 )));
             }
         }
-        let piv: Box<dyn Application> = Box::new(piv::Piv::blank(pin_retries, puk_retries));
+        let mut apps: Vec<Box<dyn Application>> = Vec::new();
+        if which.piv {
+            apps.push(Box::new(piv::Piv::blank(pin_retries, puk_retries)));
+        }
+        if which.lds {
+            apps.push(Box::new(lds::Lds::blank()));
+        }
         Ok(Card {
-            os: os::CardOs::new(serial, Lifecycle::Blank, vec![piv]),
+            os: os::CardOs::new(serial, Lifecycle::Blank, apps),
             salt: image::new_salt()?,
         })
     }
 
-    /// A card without any application (SELECT of the PIV AID answers 6A82), for negative tests.
+    /// A card without the PIV application (SELECT of the PIV AID answers 6A82) but with the
+    /// LDS application, for negative tests.
     pub fn new_without_piv(serial: u32) -> Result<Card, ChipError> {
-        Ok(Card {
-            os: os::CardOs::new(serial, Lifecycle::Blank, Vec::new()),
-            salt: image::new_salt()?,
-        })
+        Card::new_with_applications(
+            serial,
+            DEFAULT_PIN_RETRIES,
+            DEFAULT_PUK_RETRIES,
+            Applications {
+                piv: false,
+                lds: true,
+            },
+        )
+    }
+
+    /// Fault injection for passive-authentication tests (card contract): whenever EF `fid`
+    /// of the LDS application is read (plain or through secure messaging), the chip returns
+    /// its last byte with the lowest bit flipped. The stored file is unchanged; the setting is
+    /// not saved in the image.
+    pub fn corrupt_ef(&mut self, fid: u16) {
+        self.os.ctx.corrupt_efs.insert(fid);
     }
 
     /// Cold reset: returns the ATR and clears every volatile state (selection, PIN and
@@ -167,9 +219,12 @@ impl Card {
                 image::FORMAT
             )));
         }
-        if body.get("version").and_then(|v| v.as_u64()) != Some(u64::from(image::VERSION)) {
+        let version = body.get("version").and_then(|v| v.as_u64());
+        if !version.is_some_and(|v| (1..=u64::from(image::VERSION)).contains(&v)) {
             return Err(ChipError::Image(format!(
-                "version: must be {}",
+                "version: must be 1..={} (this vchip reads images up to version {}; the image \
+                 was written by a newer vchip or is not a vchip image)",
+                image::VERSION,
                 image::VERSION
             )));
         }
@@ -195,6 +250,7 @@ impl Card {
             .get("applications")
             .and_then(|v| v.as_object())
             .ok_or_else(|| ChipError::Image("applications: must be an object".into()))?;
+        // Version 1 images (before the LDS application) load as they were: PIV only.
         let mut apps: Vec<Box<dyn Application>> = Vec::new();
         for (name, public) in apps_obj {
             let secret = Zeroizing::new(
@@ -206,6 +262,12 @@ impl Card {
             );
             match name.as_str() {
                 "piv" => apps.push(Box::new(piv::Piv::from_image(public, &secret)?)),
+                "lds" if version == Some(1) => {
+                    return Err(ChipError::Image(
+                        "applications.lds: not allowed in a version 1 image".into(),
+                    ))
+                }
+                "lds" => apps.push(Box::new(lds::Lds::from_image(public, &secret)?)),
                 other => {
                     return Err(ChipError::Image(format!(
                         "applications.{other}: unknown application"
@@ -248,5 +310,7 @@ impl Card {
     }
 }
 
+#[cfg(test)]
+mod lds_tests;
 #[cfg(test)]
 mod tests;

@@ -2,8 +2,11 @@
 //! chaining (clause 5.3.3, CLA b5 = 0x10), response chaining with 61xx and GET RESPONSE
 //! (clause 5.3.4, INS C0), application selection by DF name (clause 11.2.2 SELECT, P1 = 04,
 //! right-truncated AIDs accepted), and dispatch of every other command to the selected
-//! [`Application`]. The card lifecycle (BLANK → PERSONALIZING → LOCKED) lives here because it
-//! is a property of the whole chip, not of one application.
+//! [`Application`]. The card lifecycle (BLANK → PERSONALIZING → LOCKED), the card-wide
+//! "management key authenticated in this session" flag and the fault-injection settings live
+//! here because they are properties of the whole chip, not of one application. Commands with
+//! secure messaging (CLA 0C, clause 10) go whole to the selected application if it offers
+//! secure messaging (the LDS application, ICAO 9303 Part 11 §9.8).
 
 use crate::apdu::{response, Command};
 use crate::sw::StatusWord;
@@ -60,7 +63,15 @@ pub struct CardContext {
     pub serial: u32,
     /// Lifecycle state (persistent).
     pub lifecycle: Lifecycle,
+    /// The PIV card application administration key (9B) was authenticated in this card
+    /// session (mutual or external flow). Card-wide so that the LDS application's
+    /// personalization commands can rely on it (card contract); cleared by power-on / reset.
+    pub mgmt_authenticated: bool,
+    /// Fault injection (`vchip insert --corrupt-ef`, [`crate::Card::corrupt_ef`]): EFs whose
+    /// last byte is returned with its lowest bit flipped. Not persistent.
+    pub corrupt_efs: std::collections::BTreeSet<u16>,
     dirty: bool,
+    wipe: bool,
 }
 
 impl CardContext {
@@ -68,6 +79,35 @@ impl CardContext {
     /// leaves the card.
     pub fn mark_dirty(&mut self) {
         self.dirty = true;
+    }
+
+    /// RESET TO BLANK was accepted: after the current command every application is wiped
+    /// ([`Application::wipe`]) and the management-key authentication is forgotten.
+    pub fn request_wipe(&mut self) {
+        self.wipe = true;
+        self.lifecycle = Lifecycle::Blank;
+        self.mgmt_authenticated = false;
+        self.dirty = true;
+    }
+
+    /// The card-wide LOCK (card contract; ISO 7816-9 ACTIVATE FILE): needs the management key
+    /// in this session (else 6982) and the state PERSONALIZING (else 6985).
+    pub fn lock(&mut self, cmd: &Command) -> Result<Vec<u8>, StatusWord> {
+        if (cmd.p1, cmd.p2) != (0, 0) {
+            return Err(StatusWord::IncorrectP1P2);
+        }
+        if !cmd.data.is_empty() {
+            return Err(StatusWord::WrongLength);
+        }
+        if !self.mgmt_authenticated {
+            return Err(StatusWord::SecurityStatusNotSatisfied);
+        }
+        if self.lifecycle != Lifecycle::Personalizing {
+            return Err(StatusWord::ConditionsNotSatisfied);
+        }
+        self.lifecycle = Lifecycle::Locked;
+        self.dirty = true;
+        Ok(Vec::new())
     }
 
     /// A personalization command succeeded: BLANK becomes PERSONALIZING.
@@ -101,15 +141,41 @@ pub trait Application: Send {
     fn reset(&mut self);
     /// Process one complete (de-chained) command.
     fn process(&mut self, ctx: &mut CardContext, cmd: &Command) -> Result<Vec<u8>, StatusWord>;
+    /// Process one command into response data and a status word. The default maps
+    /// [`Application::process`]; an application that answers data together with an error
+    /// status (a protected status word under secure messaging) overrides it.
+    fn respond(&mut self, ctx: &mut CardContext, cmd: &Command) -> (Vec<u8>, StatusWord) {
+        match self.process(ctx, cmd) {
+            Ok(data) => (data, StatusWord::Ok),
+            Err(sw) => (Vec::new(), sw),
+        }
+    }
+    /// Whether commands with CLA 0C (secure messaging) are passed to this application
+    /// (otherwise the OS answers 6E00).
+    fn supports_secure_messaging(&self) -> bool {
+        false
+    }
+    /// RESET TO BLANK: destroy all persistent content and return to the blank state.
+    fn wipe(&mut self);
     /// Persistent state for the card image.
     fn image(&self) -> AppImage;
 }
 
 /// What processing produced: data still to be cut into 256-byte chunks, or a chunk that
-/// already carries its status word (GET RESPONSE).
+/// already carries its status word (GET RESPONSE, or a protected error response).
 enum Reply {
     Data(Vec<u8>),
     Chunk(Vec<u8>, StatusWord),
+}
+
+impl Reply {
+    fn from_response((data, sw): (Vec<u8>, StatusWord)) -> Result<Reply, StatusWord> {
+        match sw {
+            StatusWord::Ok => Ok(Reply::Data(data)),
+            sw if data.is_empty() => Err(sw),
+            sw => Ok(Reply::Chunk(data, sw)),
+        }
+    }
 }
 
 struct Chain {
@@ -157,7 +223,10 @@ impl CardOs {
             ctx: CardContext {
                 serial,
                 lifecycle,
+                mgmt_authenticated: false,
+                corrupt_efs: std::collections::BTreeSet::new(),
                 dirty: false,
+                wipe: false,
             },
             apps,
             selected: None,
@@ -171,6 +240,7 @@ impl CardOs {
         self.selected = None;
         self.chain = None;
         self.pending.clear();
+        self.ctx.mgmt_authenticated = false;
         for app in &mut self.apps {
             app.reset();
         }
@@ -184,7 +254,13 @@ impl CardOs {
 
     /// Process one C-APDU into an R-APDU. Never panics.
     pub(crate) fn transmit(&mut self, capdu: &[u8]) -> Vec<u8> {
-        let (data, sw) = match self.process(capdu) {
+        let result = self.process(capdu);
+        if std::mem::take(&mut self.ctx.wipe) {
+            for app in &mut self.apps {
+                app.wipe();
+            }
+        }
+        let (data, sw) = match result {
             Ok(Reply::Data(data)) => self.send_chunk(data, 256),
             Ok(Reply::Chunk(data, sw)) => (data, sw),
             Err(sw) => (Vec::new(), sw),
@@ -211,8 +287,19 @@ impl CardOs {
                 return Err(sw);
             }
         };
-        // Only the interindustry class without secure messaging on the basic logical channel
-        // (ISO 7816-4 clause 5.4.1: CLA 0x00, with 0x10 for chaining).
+        // Only the interindustry class on the basic logical channel (ISO 7816-4 clause 5.4.1):
+        // CLA 0x00, 0x10 for chaining, 0x0C for secure messaging with an authenticated header.
+        if cmd.cla == crate::sm::SM_CLA {
+            self.chain = None;
+            self.pending.clear();
+            let app = self.selected.and_then(|i| self.apps.get_mut(i));
+            return match app {
+                Some(app) if app.supports_secure_messaging() => {
+                    Reply::from_response(app.respond(&mut self.ctx, &cmd))
+                }
+                _ => Err(StatusWord::ClaNotSupported),
+            };
+        }
         if cmd.cla & !0x10 != 0x00 {
             self.chain = None;
             self.pending.clear();
@@ -263,17 +350,15 @@ impl CardOs {
             None => cmd,
         };
 
-        if cmd.ins == 0xA4 {
+        if cmd.ins == 0xA4 && cmd.p1 == 0x04 {
             return self.select(&cmd).map(Reply::Data);
         }
-        let result = match self.selected {
-            Some(i) => match self.apps.get_mut(i) {
-                Some(app) => app.process(&mut self.ctx, &cmd),
-                None => Err(StatusWord::InsNotSupported),
-            },
+        match self.selected.and_then(|i| self.apps.get_mut(i)) {
+            Some(app) => Reply::from_response(app.respond(&mut self.ctx, &cmd)),
+            // SELECT of a file with no application selected: no such file.
+            None if cmd.ins == 0xA4 => Err(StatusWord::NotFound),
             None => Err(StatusWord::InsNotSupported),
-        };
-        result.map(Reply::Data)
+        }
     }
 
     fn get_response(&mut self, cmd: &Command) -> Result<Reply, StatusWord> {
@@ -296,11 +381,8 @@ impl CardOs {
         Ok(Reply::Chunk(data, sw))
     }
 
+    /// SELECT by DF name (P1 = 04). Selection of files (other P1) goes to the application.
     fn select(&mut self, cmd: &Command) -> Result<Vec<u8>, StatusWord> {
-        if cmd.p1 != 0x04 {
-            // No file system on this card: only selection by DF name (application).
-            return Err(StatusWord::NotFound);
-        }
         if cmd.p2 != 0x00 && cmd.p2 != 0x0C {
             return Err(StatusWord::IncorrectP1P2);
         }

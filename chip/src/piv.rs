@@ -211,7 +211,6 @@ pub struct Piv {
     // volatile security state
     pin_verified: bool,
     pin_fresh_for_always: bool,
-    mgmt_authenticated: bool,
     pending: Option<PendingAuth>,
 }
 
@@ -280,7 +279,6 @@ impl Piv {
             objects,
             pin_verified: false,
             pin_fresh_for_always: false,
-            mgmt_authenticated: false,
             pending: None,
         }
     }
@@ -389,7 +387,6 @@ impl Piv {
             objects,
             pin_verified: false,
             pin_fresh_for_always: false,
-            mgmt_authenticated: false,
             pending: None,
         })
     }
@@ -397,7 +394,6 @@ impl Piv {
     fn clear_security_state(&mut self) {
         self.pin_verified = false;
         self.pin_fresh_for_always = false;
-        self.mgmt_authenticated = false;
         self.pending = None;
     }
 
@@ -413,7 +409,7 @@ impl Piv {
         if ctx.lifecycle == Lifecycle::Locked {
             return Err(StatusWord::ConditionsNotSatisfied);
         }
-        if !self.mgmt_authenticated {
+        if !ctx.mgmt_authenticated {
             return Err(StatusWord::SecurityStatusNotSatisfied);
         }
         Ok(())
@@ -680,7 +676,11 @@ impl Piv {
     }
 
     // --- GENERAL AUTHENTICATE (SP 800-73-4 Part 2 clause 3.2.4, appendix A) ---
-    fn general_authenticate(&mut self, cmd: &Command) -> Result<Vec<u8>, StatusWord> {
+    fn general_authenticate(
+        &mut self,
+        ctx: &mut CardContext,
+        cmd: &Command,
+    ) -> Result<Vec<u8>, StatusWord> {
         let template = tlv::parse_single(&cmd.data, 0x7C)?;
         let mut witness = None;
         let mut challenge = None;
@@ -700,7 +700,7 @@ impl Piv {
             *slot = Some(obj.value);
         }
         if cmd.p2 == KEY_MGMT {
-            return self.authenticate_mgmt(cmd.p1, witness, challenge, resp);
+            return self.authenticate_mgmt(ctx, cmd.p1, witness, challenge, resp);
         }
         self.pending = None;
         if !is_key_slot(cmd.p2) {
@@ -769,6 +769,7 @@ impl Piv {
 
     fn authenticate_mgmt(
         &mut self,
+        ctx: &mut CardContext,
         p1: u8,
         witness: Option<&[u8]>,
         challenge: Option<&[u8]>,
@@ -776,14 +777,14 @@ impl Piv {
     ) -> Result<Vec<u8>, StatusWord> {
         let pending = self.pending.take();
         if p1 != self.mgmt.alg.id() {
-            self.mgmt_authenticated = false;
+            ctx.mgmt_authenticated = false;
             return Err(StatusWord::IncorrectP1P2);
         }
         let bl = self.mgmt.alg.block_len();
         match (witness, challenge, resp) {
             // Mutual, step 1: request a witness.
             (Some(&[]), None, None) => {
-                self.mgmt_authenticated = false;
+                ctx.mgmt_authenticated = false;
                 let plain = Zeroizing::new(random_bytes(bl)?);
                 let mut enc = plain.to_vec();
                 self.mgmt.crypt_block(&mut enc, true)?;
@@ -808,12 +809,12 @@ impl Piv {
                 }
                 let mut enc = c.to_vec();
                 self.mgmt.crypt_block(&mut enc, true)?;
-                self.mgmt_authenticated = true;
+                ctx.mgmt_authenticated = true;
                 Ok(tlv::encode(0x7C, &tlv::encode(0x82, &enc)))
             }
             // External, step 1: request a challenge.
             (None, Some(&[]), None) => {
-                self.mgmt_authenticated = false;
+                ctx.mgmt_authenticated = false;
                 let plain = Zeroizing::new(random_bytes(bl)?);
                 let out = tlv::encode(0x7C, &tlv::encode(0x81, &plain));
                 self.pending = Some(PendingAuth::Challenge(plain));
@@ -837,7 +838,7 @@ impl Piv {
                 if !same {
                     return Err(StatusWord::SecurityStatusNotSatisfied);
                 }
-                self.mgmt_authenticated = true;
+                ctx.mgmt_authenticated = true;
                 Ok(Vec::new())
             }
             _ => Err(StatusWord::IncorrectData),
@@ -883,32 +884,17 @@ impl Piv {
             return Err(StatusWord::ConditionsNotSatisfied);
         }
         let both_blocked = self.pin.left == 0 && self.puk.left == 0;
-        if !self.mgmt_authenticated && !both_blocked {
+        if !ctx.mgmt_authenticated && !both_blocked {
             return Err(StatusWord::SecurityStatusNotSatisfied);
         }
-        *self = Piv::blank(self.pin.max, self.puk.max);
-        ctx.lifecycle = Lifecycle::Blank;
-        ctx.mark_dirty();
+        // Every application (PIV and LDS) is wiped by the OS after this command.
+        ctx.request_wipe();
         Ok(Vec::new())
     }
 
-    // --- LOCK (ISO 7816-9 ACTIVATE FILE on the PIV application, card contract) ---
+    // --- LOCK (ISO 7816-9 ACTIVATE FILE, card-wide, card contract) ---
     fn lock(&mut self, ctx: &mut CardContext, cmd: &Command) -> Result<Vec<u8>, StatusWord> {
-        if (cmd.p1, cmd.p2) != (0, 0) {
-            return Err(StatusWord::IncorrectP1P2);
-        }
-        if !cmd.data.is_empty() {
-            return Err(StatusWord::WrongLength);
-        }
-        if !self.mgmt_authenticated {
-            return Err(StatusWord::SecurityStatusNotSatisfied);
-        }
-        if ctx.lifecycle != Lifecycle::Personalizing {
-            return Err(StatusWord::ConditionsNotSatisfied);
-        }
-        ctx.lifecycle = Lifecycle::Locked;
-        ctx.mark_dirty();
-        Ok(Vec::new())
+        ctx.lock(cmd)
     }
 
     // --- GET METADATA (Yubico INS F7) ---
@@ -1007,6 +993,10 @@ impl Application for Piv {
         self.clear_security_state();
     }
 
+    fn wipe(&mut self) {
+        *self = Piv::blank(self.pin.max, self.puk.max);
+    }
+
     fn process(&mut self, ctx: &mut CardContext, cmd: &Command) -> Result<Vec<u8>, StatusWord> {
         if cmd.ins != 0x87 {
             // A pending management-key challenge is only valid for the next command.
@@ -1019,7 +1009,9 @@ impl Application for Piv {
             0x24 => self.change_reference(ctx, cmd),
             0x2C => self.reset_retry_counter(ctx, cmd),
             0x47 => self.generate(ctx, cmd),
-            0x87 => self.general_authenticate(cmd),
+            0x87 => self.general_authenticate(ctx, cmd),
+            // No file system in the PIV application (SP 800-73-4 has no EFs).
+            0xA4 => Err(StatusWord::NotFound),
             0xFE => self.import(ctx, cmd),
             0xFF => self.set_management_key(ctx, cmd),
             0xFB => self.reset_to_blank(ctx, cmd),

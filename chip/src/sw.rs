@@ -9,6 +9,9 @@ pub enum StatusWord {
     Ok,
     /// 61xx: xx more response bytes available with GET RESPONSE (xx = 00 means 256).
     MoreData(u8),
+    /// 6300: authentication failed, no information given (ICAO 9303 Part 11 §4.3.3.1: wrong
+    /// BAC cryptogram or MAC in MUTUAL AUTHENTICATE).
+    AuthenticationFailed,
     /// 63Cx: verification failed, x retries left (ISO 7816-4 table 6, SP 800-73-4 3.2.1).
     WrongPin(u8),
     /// 6700: wrong length (Lc/Le or data object length).
@@ -23,6 +26,11 @@ pub enum StatusWord {
     AuthBlocked,
     /// 6985: conditions of use not satisfied (wrong lifecycle state, no data for GET RESPONSE).
     ConditionsNotSatisfied,
+    /// 6986: command not allowed (no current EF for READ/UPDATE BINARY).
+    NoCurrentEf,
+    /// 6988: incorrect secure messaging data objects (missing DO, bad MAC; ICAO 9303 Part 11
+    /// §9.8.6.1). The BAC session ends.
+    SmDataObjectsIncorrect,
     /// 6A80: incorrect parameters in the command data field.
     IncorrectData,
     /// 6A81: function not supported.
@@ -35,6 +43,10 @@ pub enum StatusWord {
     IncorrectP1P2,
     /// 6A88: referenced data (key reference) not found (SP 800-73-4 3.2.1 VERIFY).
     ReferenceNotFound,
+    /// 6A89: file already exists (CREATE FILE, ISO 7816-9).
+    FileExists,
+    /// 6B00: wrong parameters P1-P2: offset outside the EF (READ/UPDATE BINARY).
+    WrongOffset,
     /// 6D00: instruction code not supported or invalid.
     InsNotSupported,
     /// 6E00: class not supported.
@@ -49,6 +61,7 @@ impl StatusWord {
         match self {
             StatusWord::Ok => [0x90, 0x00],
             StatusWord::MoreData(n) => [0x61, n],
+            StatusWord::AuthenticationFailed => [0x63, 0x00],
             StatusWord::WrongPin(n) => [0x63, 0xC0 | (n & 0x0F)],
             StatusWord::WrongLength => [0x67, 0x00],
             StatusWord::LastCommandExpected => [0x68, 0x83],
@@ -56,12 +69,16 @@ impl StatusWord {
             StatusWord::SecurityStatusNotSatisfied => [0x69, 0x82],
             StatusWord::AuthBlocked => [0x69, 0x83],
             StatusWord::ConditionsNotSatisfied => [0x69, 0x85],
+            StatusWord::NoCurrentEf => [0x69, 0x86],
+            StatusWord::SmDataObjectsIncorrect => [0x69, 0x88],
             StatusWord::IncorrectData => [0x6A, 0x80],
             StatusWord::FunctionNotSupported => [0x6A, 0x81],
             StatusWord::NotFound => [0x6A, 0x82],
             StatusWord::NotEnoughMemory => [0x6A, 0x84],
             StatusWord::IncorrectP1P2 => [0x6A, 0x86],
             StatusWord::ReferenceNotFound => [0x6A, 0x88],
+            StatusWord::FileExists => [0x6A, 0x89],
+            StatusWord::WrongOffset => [0x6B, 0x00],
             StatusWord::InsNotSupported => [0x6D, 0x00],
             StatusWord::ClaNotSupported => [0x6E, 0x00],
             StatusWord::NoPreciseDiagnosis => [0x6F, 0x00],
@@ -93,5 +110,10 @@ mod tests {
         assert_eq!(StatusWord::AuthBlocked.to_u16(), 0x6983);
         assert_eq!(StatusWord::ConditionsNotSatisfied.to_u16(), 0x6985);
         assert_eq!(StatusWord::ClaNotSupported.to_u16(), 0x6E00);
+        assert_eq!(StatusWord::AuthenticationFailed.to_u16(), 0x6300);
+        assert_eq!(StatusWord::NoCurrentEf.to_u16(), 0x6986);
+        assert_eq!(StatusWord::SmDataObjectsIncorrect.to_u16(), 0x6988);
+        assert_eq!(StatusWord::FileExists.to_u16(), 0x6A89);
+        assert_eq!(StatusWord::WrongOffset.to_u16(), 0x6B00);
     }
 }

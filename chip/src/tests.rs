@@ -165,8 +165,8 @@ fn select_by_full_and_partial_aid_answers_the_property_template() {
 fn select_of_unknown_aid_or_file_is_6a82_and_keeps_the_selection() {
     let mut c = Host::new();
     c.select();
-    assert_eq!(c.sw("00A4040007A0000002471001"), 0x6A82);
-    assert_eq!(c.sw("00A40000023F00"), 0x6A82, "no file system");
+    assert_eq!(c.sw("00A4040007A0000000031010"), 0x6A82);
+    assert_eq!(c.sw("00A40000023F00"), 0x6A82, "no file system in PIV");
     assert_eq!(c.sw("00A4040403A00000"), 0x6A86, "bad P2");
     assert_eq!(c.sw("00F8000000"), 0x9000, "PIV still selected");
 }
@@ -958,6 +958,13 @@ mod randomized {
             Just(0xFD),
             Just(0xF8),
             Just(0xC0),
+            // LDS application and BAC
+            Just(0xB0),
+            Just(0xD6),
+            Just(0xE0),
+            Just(0xDA),
+            Just(0x84),
+            Just(0x82),
             any::<u8>()
         ]
     }
@@ -966,9 +973,13 @@ mod randomized {
         prop_oneof![
             // arbitrary bytes
             proptest::collection::vec(any::<u8>(), 0..300),
+            // select the LDS application
+            Just(vec![
+                0x00, 0xA4, 0x04, 0x0C, 0x07, 0xA0, 0x00, 0x00, 0x02, 0x47, 0x10, 0x01
+            ]),
             // well-formed header, random body
             (
-                prop_oneof![Just(0x00u8), Just(0x10), any::<u8>()],
+                prop_oneof![Just(0x00u8), Just(0x10), Just(0x0C), any::<u8>()],
                 interesting_ins(),
                 any::<u8>(),
                 any::<u8>(),
@@ -992,14 +1003,14 @@ mod randomized {
         fn random_apdu_sequences_always_get_a_status_word(seq in proptest::collection::vec(apdu(), 1..24)) {
             let mut card = Card::new_blank(1).unwrap();
             card.power_on();
-            // start from a selected, management-authenticated card half the time
+            // start with PIV selected (sequences may select the LDS application themselves)
             card.transmit(&[0x00, 0xA4, 0x04, 0x00, 0x05, 0xA0, 0x00, 0x00, 0x03, 0x08]);
             for a in &seq {
                 let r = card.transmit(a);
                 prop_assert!(r.len() >= 2);
                 prop_assert!(r.len() <= 258);
                 let sw1 = r[r.len() - 2];
-                prop_assert!(matches!(sw1, 0x90 | 0x61 | 0x63 | 0x67 | 0x68 | 0x69 | 0x6A | 0x6D | 0x6E | 0x6F),
+                prop_assert!(matches!(sw1, 0x90 | 0x61 | 0x63 | 0x67 | 0x68 | 0x69 | 0x6A | 0x6B | 0x6D | 0x6E | 0x6F),
                     "unexpected SW1 {sw1:02X}");
             }
             // the state still serializes and loads

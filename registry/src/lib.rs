@@ -17,6 +17,7 @@ pub mod export;
 pub mod jobs;
 pub mod numbers;
 pub mod records;
+pub mod rotation;
 pub mod schema;
 pub mod validate;
 
@@ -32,6 +33,7 @@ pub use jobs::{
 };
 pub use numbers::{DocumentNumber, NumberBlock, NumberState};
 pub use records::*;
+pub use rotation::{time_in, KeyGeneration, ReissueEntry, RequestStep};
 
 /// Everything that can go wrong in the registry. Messages name the field and the rule.
 #[derive(Debug, thiserror::Error)]

@@ -754,6 +754,24 @@ impl Tx<'_> {
                 "certificate DER must not be empty",
             ));
         }
+        // A certificate signed by a key whose CA certificate was revoked (issue 8) is refused:
+        // SQLite serialises this with the revocation, so every holder certificate of a revoked
+        // key is either flagged for re-issuance by the revocation or never recorded.
+        let issuer: Option<(String, String)> = self
+            .conn()
+            .query_row(
+                "SELECT label, state FROM ca_keys WHERE id = ?1",
+                [c.issuer_key_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        if let Some((label, state)) = issuer {
+            if state == "revoked" {
+                return Err(Error::Conflict(format!(
+                    "CA key {label} is revoked: certificates it signed are not recorded (issue under the active key)"
+                )));
+            }
+        }
         self.conn()
             .execute(
                 "INSERT INTO certificates (issuer_key_id, serial, subject, purpose, not_before, not_after,

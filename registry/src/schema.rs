@@ -8,7 +8,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::{Error, Result};
 
 /// The newest schema this code knows.
-pub const LATEST: i64 = 3;
+pub const LATEST: i64 = 4;
 
 /// Version 1: the core registry.
 const V1: &str = r#"
@@ -284,7 +284,24 @@ CREATE TABLE crls (
 ) STRICT;
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+/// Version 4: the execution journal of dual-control CA requests (issue 8): each step of a key
+/// rotation is journaled before its side effect, so recovery can finish an interrupted one; and
+/// the outcome of a settled request.
+const V4: &str = r#"
+CREATE TABLE ca_request_steps (
+    id          INTEGER PRIMARY KEY,
+    request_id  INTEGER NOT NULL REFERENCES ca_requests (id),
+    step        TEXT NOT NULL,
+    state       TEXT NOT NULL CHECK (state IN ('started', 'done')),
+    details     TEXT NOT NULL DEFAULT '{}',
+    started_at  TEXT NOT NULL,
+    finished_at TEXT
+) STRICT;
+CREATE INDEX ca_request_steps_request ON ca_request_steps (request_id);
+ALTER TABLE ca_requests ADD COLUMN outcome TEXT;
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The schema version of the file (`PRAGMA user_version`; 0 = empty).
 pub fn version(conn: &Connection) -> Result<i64> {

@@ -207,6 +207,17 @@ pub fn crl(
     key_label: Option<&str>,
     out: &Path,
 ) -> Result<CrlReport, StationError> {
+    crl_as(st, &session.actor, key_label, out)
+}
+
+/// [`crl`] on behalf of `actor` (also used by the CA revocation of `rotation`, which publishes
+/// the root's CRL listing the revoked CA certificate).
+pub fn crl_as(
+    st: &mut Station,
+    actor: &registry::Actor,
+    key_label: Option<&str>,
+    out: &Path,
+) -> Result<CrlReport, StationError> {
     let key = match key_label {
         Some(label) => st.registry.ca_key_by_label(label)?.ok_or_else(|| {
             StationError::invalid(
@@ -256,7 +267,7 @@ pub fn crl(
         &crl_der,
     )?;
     tx.audit(&AuditEntry {
-        actor: &session.actor,
+        actor,
         action: "crl.published",
         object: &format!("ca-key:{}", key.label),
         details: &serde_json::json!({ "crl_number": number, "revoked": count, "next_update": info.next_update }),

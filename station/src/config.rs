@@ -20,6 +20,56 @@ pub struct StationConfig {
     pub ca: CaSection,
     #[serde(default)]
     pub profiles: ProfilesSection,
+    /// Dual control of CA key changes (issue 8); defaults when absent.
+    #[serde(default, skip_serializing_if = "RotationSection::is_default")]
+    pub rotation: RotationSection,
+}
+
+/// Dual control of CA key rotation, root rollover and CA revocation (docs/rotation.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RotationSection {
+    /// Approvals needed from distinct ca-admins other than the requester (M; default 1, so
+    /// two persons in total).
+    pub quorum: u32,
+    /// How long a request can be approved, in seconds (default 24 h).
+    pub request_expiry_seconds: u64,
+}
+
+impl Default for RotationSection {
+    fn default() -> Self {
+        RotationSection {
+            quorum: 1,
+            request_expiry_seconds: 24 * 3600,
+        }
+    }
+}
+
+impl RotationSection {
+    fn is_default(&self) -> bool {
+        *self == RotationSection::default()
+    }
+
+    /// Refuse settings that would defeat dual control.
+    pub fn check(&self, path: &Path) -> Result<(), StationError> {
+        let bad = |reason: String| StationError::Config {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if self.quorum < 1 || self.quorum > 16 {
+            return Err(bad(format!(
+                "rotation.quorum = {}: must be 1..16 approvals by ca-admins other than the requester (dual control needs at least one)",
+                self.quorum
+            )));
+        }
+        if self.request_expiry_seconds < 1 || self.request_expiry_seconds > 30 * 86_400 {
+            return Err(bad(format!(
+                "rotation.request_expiry_seconds = {}: must be 1..2592000 (30 days)",
+                self.request_expiry_seconds
+            )));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,10 +112,12 @@ impl StationConfig {
                 StationError::io(&path, e)
             }
         })?;
-        toml::from_str(&text).map_err(|e| StationError::Config {
+        let cfg: StationConfig = toml::from_str(&text).map_err(|e| StationError::Config {
             path: path.clone(),
             reason: e.to_string(),
-        })
+        })?;
+        cfg.rotation.check(&path)?;
+        Ok(cfg)
     }
 
     pub fn to_toml(&self) -> Result<String, StationError> {
@@ -87,5 +139,39 @@ pub fn check_name(field: &str, v: &str) -> Result<(), StationError> {
             field,
             format!("{v:?} must be 1-64 characters of A-Z a-z 0-9 . _ -"),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotation_defaults_to_two_persons_and_24_hours_and_refuses_a_quorum_of_zero() {
+        let d = RotationSection::default();
+        assert_eq!((d.quorum, d.request_expiry_seconds), (1, 86_400));
+        let p = Path::new("station.toml");
+        assert!(d.check(p).is_ok());
+        let e = RotationSection {
+            quorum: 0,
+            ..d.clone()
+        }
+        .check(p)
+        .unwrap_err();
+        assert!(e.to_string().contains("rotation.quorum = 0"), "{e}");
+        let e = RotationSection {
+            request_expiry_seconds: 0,
+            ..d
+        }
+        .check(p)
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("rotation.request_expiry_seconds"),
+            "{e}"
+        );
+        let parsed: RotationSection = toml::from_str("quorum = 2").unwrap();
+        assert_eq!(parsed.quorum, 2);
+        assert_eq!(parsed.request_expiry_seconds, 86_400);
+        assert!(toml::from_str::<RotationSection>("quorom = 2").is_err());
     }
 }

@@ -290,6 +290,7 @@ pub fn init(data_dir: &Path, opts: &InitOptions) -> Result<InitReport, StationEr
             audit_key: AUDIT_KEY.into(),
         },
         profiles: ProfilesSection::default(),
+        rotation: Default::default(),
     };
     let toml = config.to_toml()?;
     write_atomic(&layout.config(), toml.as_bytes())

@@ -14,6 +14,7 @@ pub mod issuance;
 pub mod operators;
 pub mod records;
 pub mod recovery;
+pub mod rotation;
 pub mod time_util;
 
 use std::path::Path;

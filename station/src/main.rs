@@ -120,6 +120,46 @@ enum CaCmd {
     Issue(IssueArgs),
     /// Sign and publish a CRL for a CA key (default: the active e-Signature CA key).
     Crl(CrlArgs),
+    /// Request a key rotation of a CA (dual control: runs once other ca-admins approve).
+    Rotate {
+        #[arg(long, value_parser = ["esign", "root"])]
+        ca: String,
+        #[command(flatten)]
+        op: OperatorArg,
+    },
+    /// Request the revocation of a CA certificate (dual control), e.g. after a key compromise.
+    RevokeCa {
+        #[arg(long, value_parser = ["esign"])]
+        ca: String,
+        /// HSM label of the CA key (default: the CA's active key).
+        #[arg(long)]
+        key: Option<String>,
+        /// RFC 5280 CRLReason, e.g. keyCompromise or cACompromise.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        op: OperatorArg,
+    },
+    /// Approve a pending CA request; the approval that reaches the quorum executes it.
+    Approve {
+        /// Request number (see `ca requests`).
+        request: i64,
+        #[command(flatten)]
+        op: OperatorArg,
+    },
+    /// Refuse (veto) a pending CA request.
+    Refuse {
+        request: i64,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        note: Option<String>,
+        #[command(flatten)]
+        op: OperatorArg,
+    },
+    /// Dual-control CA requests and their state.
+    Requests,
+    /// Holder certificates to re-issue because their issuing CA was revoked.
+    ReissueList,
 }
 
 #[derive(Args)]
@@ -340,6 +380,119 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
                 )
             })
         }
+        Cmd::Ca(CaCmd::Rotate { ca, op }) => {
+            let mut st = Station::open(data_dir)?;
+            let session = st.authorize(
+                &op.operator,
+                &password()?,
+                "request CA key rotations",
+                &[Role::CaAdmin],
+            )?;
+            let r = station::rotation::request_rotation(&mut st, &session, ca)?;
+            print(cli.json, &r, |r| request_text(r, "Filed"))
+        }
+        Cmd::Ca(CaCmd::RevokeCa {
+            ca,
+            key,
+            reason,
+            op,
+        }) => {
+            let mut st = Station::open(data_dir)?;
+            let session = st.authorize(
+                &op.operator,
+                &password()?,
+                "request CA revocations",
+                &[Role::CaAdmin],
+            )?;
+            let r = station::rotation::request_ca_revocation(
+                &mut st,
+                &session,
+                ca,
+                key.as_deref(),
+                reason,
+            )?;
+            print(cli.json, &r, |r| request_text(r, "Filed"))
+        }
+        Cmd::Ca(CaCmd::Approve { request, op }) => {
+            let mut st = Station::open(data_dir)?;
+            let session = st.authorize(
+                &op.operator,
+                &password()?,
+                "approve CA requests",
+                &[Role::CaAdmin],
+            )?;
+            let r = station::rotation::approve(&mut st, &session, *request)?;
+            print(cli.json, &r, |r| {
+                let mut s = request_text(&r.request, "Approved");
+                if let Some(e) = &r.executed {
+                    s += &format!(
+                        "Executed: {} {} -> {}{} (certificate SHA-256 {}), {:.2} s\n",
+                        e.kind,
+                        e.ca,
+                        e.key,
+                        e.old_key
+                            .as_deref()
+                            .map(|o| format!(", {o} retired"))
+                            .unwrap_or_default(),
+                        e.certificate_sha256,
+                        e.seconds
+                    );
+                    if e.reissue_required > 0 {
+                        s += &format!(
+                            "{} holder certificate(s) flagged for re-issuance (see `ca reissue-list`)\n",
+                            e.reissue_required
+                        );
+                    }
+                    for f in &e.files {
+                        s += &format!("  wrote {}\n", f.display());
+                    }
+                }
+                s
+            })
+        }
+        Cmd::Ca(CaCmd::Refuse { request, note, op }) => {
+            let mut st = Station::open(data_dir)?;
+            let session = st.authorize(
+                &op.operator,
+                &password()?,
+                "refuse CA requests",
+                &[Role::CaAdmin],
+            )?;
+            let r = station::rotation::refuse(&mut st, &session, *request, note.as_deref())?;
+            print(cli.json, &r, |r| request_text(r, "Refused"))
+        }
+        Cmd::Ca(CaCmd::Requests) => {
+            let mut st = Station::open(data_dir)?;
+            let actor = station::rotation::system_actor(&st);
+            let r = station::rotation::list_requests(&mut st, &actor)?;
+            print(cli.json, &r, |rs| {
+                rs.iter().map(|r| request_text(r, "")).collect::<String>()
+            })
+        }
+        Cmd::Ca(CaCmd::ReissueList) => {
+            let st = Station::open(data_dir)?;
+            let r = station::rotation::reissue_list(&st)?;
+            print(cli.json, &r, |rs| {
+                if rs.is_empty() {
+                    return "No certificates need re-issuance\n".into();
+                }
+                rs.iter()
+                    .map(|e| {
+                        format!(
+                            "{}\t{} {}\t{}\t{}\t{} by {}\t{}\n",
+                            e.pinfl,
+                            e.given_names,
+                            e.surname,
+                            e.document.as_deref().unwrap_or("-"),
+                            e.purpose,
+                            e.certificate_serial,
+                            e.issuer_key,
+                            e.status
+                        )
+                    })
+                    .collect()
+            })
+        }
         Cmd::Operator(OperatorCmd::Add { name, role, op }) => {
             let mut st = Station::open(data_dir)?;
             let session = st.authorize(
@@ -499,12 +652,26 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
                 station::recovery::Mode::LookForCards
             };
             let r = station::recovery::recover(&mut st, &session.actor, mode)?;
-            print(cli.json, &r, |r| {
-                if r.is_empty() {
+            // Interrupted CA key rotations and revocations (docs/rotation.md).
+            let rot = station::recovery::recover_ca_requests(&mut st, &session.actor)?;
+            let mut all: Vec<serde_json::Value> = r
+                .iter()
+                .map(|x| serde_json::to_value(x).unwrap_or_default())
+                .collect();
+            all.extend(
+                rot.iter()
+                    .map(|x| serde_json::to_value(x).unwrap_or_default()),
+            );
+            print(cli.json, &all, |_| {
+                if r.is_empty() && rot.is_empty() {
                     "Nothing to recover\n".into()
                 } else {
                     r.iter()
                         .map(|x| format!("job {}: {} ({})\n", x.job_id, x.outcome, x.detail))
+                        .chain(
+                            rot.iter()
+                                .map(|x| format!("CA request {}: {}\n", x.request_id, x.outcome)),
+                        )
                         .collect()
                 }
             })
@@ -564,6 +731,33 @@ fn readers() -> Result<Vec<serde_json::Value>, StationError> {
         );
     }
     Ok(out)
+}
+
+fn request_text(r: &station::rotation::RequestView, verb: &str) -> String {
+    let what = match (r.kind.as_str(), &r.key, &r.reason) {
+        ("revoke-ca", Some(k), Some(reason)) => format!("revoke-ca {} {k} ({reason})", r.ca),
+        (kind, Some(k), _) => format!("{kind} {} (from {k})", r.ca),
+        (kind, None, _) => format!("{kind} {}", r.ca),
+    };
+    let lead = if verb.is_empty() {
+        String::new()
+    } else {
+        format!("{verb} ")
+    };
+    format!(
+        "{lead}CA request {}: {what}, {}, requested by {}, approvals {}/{} [{}], expires {}{}\n",
+        r.id,
+        r.state,
+        r.requested_by,
+        r.approvals.len(),
+        r.quorum,
+        r.approvals.join(", "),
+        r.expires_at,
+        r.outcome
+            .as_deref()
+            .map(|o| format!("; {o}"))
+            .unwrap_or_default()
+    )
 }
 
 fn show_text(cas: &[init::CaSummary]) -> String {

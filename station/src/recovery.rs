@@ -31,6 +31,15 @@ pub struct Resolved {
     pub detail: String,
 }
 
+/// Finish interrupted dual-control CA requests (key rotation, root rollover, CA revocation):
+/// see [`crate::rotation::recover`].
+pub fn recover_ca_requests(
+    st: &mut Station,
+    actor: &Actor,
+) -> Result<Vec<crate::rotation::Recovered>, StationError> {
+    crate::rotation::recover(st, actor)
+}
+
 /// How hard to try.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {

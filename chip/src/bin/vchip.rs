@@ -1,6 +1,7 @@
 //! `vchip`: the virtual ID card. `create` makes a blank card image, `insert` connects an image
 //! to a vsmartcard vpcd reader slot and serves APDUs (the card is "in the reader" while the
-//! connection stands), `show` prints what is on a card without its secrets. See docs/vchip.md.
+//! connection stands), `show` prints what is on a card without its secrets. See docs/vchip.md
+//! and docs/card.md.
 
 use std::io::Read;
 use std::net::TcpStream;
@@ -11,13 +12,13 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 use chip::vpcd::{serve, ServeOptions, SessionEnd};
-use chip::Card;
+use chip::{Applications, Card};
 
 #[derive(Parser)]
 #[command(
     name = "vchip",
     version,
-    about = "idstation virtual ID card (PIV) for pcscd + vpcd"
+    about = "idstation virtual ID card (PIV + ICAO 9303 LDS with BAC) for pcscd + vpcd"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -37,6 +38,9 @@ enum Cmd {
         /// A card without the PIV application (SELECT answers 6A82), for negative tests.
         #[arg(long)]
         no_piv: bool,
+        /// A card without the ICAO 9303 LDS application (SELECT answers 6A82).
+        #[arg(long)]
+        no_lds: bool,
         /// PIN retry limit (1..=15).
         #[arg(long, default_value_t = chip::DEFAULT_PIN_RETRIES)]
         pin_retries: u8,
@@ -73,6 +77,11 @@ enum Cmd {
         /// Leave Nagle's algorithm and delayed ACKs on (measurement only: ~40 ms per APDU).
         #[arg(long)]
         no_tcp_tuning: bool,
+        /// Fault injection: when this LDS EF (FID in hex, e.g. 0101) is read, the chip flips
+        /// the lowest bit of the EF's last byte in the returned data (repeatable). The stored
+        /// file is unchanged.
+        #[arg(long, value_name = "FID", value_parser = parse_fid)]
+        corrupt_ef: Vec<u16>,
     },
     /// Print lifecycle, data objects and public keys of an image (never secrets).
     Show {
@@ -98,6 +107,7 @@ fn main() -> Result<()> {
             out,
             serial,
             no_piv,
+            no_lds,
             pin_retries,
             puk_retries,
             force,
@@ -112,11 +122,15 @@ fn main() -> Result<()> {
                 Some(s) => s,
                 None => getrandom::u32().map_err(|e| anyhow::anyhow!("random serial: {e}"))?,
             };
-            let card = if no_piv {
-                Card::new_without_piv(serial)?
-            } else {
-                Card::new_blank_with(serial, pin_retries, puk_retries)?
-            };
+            let card = Card::new_with_applications(
+                serial,
+                pin_retries,
+                puk_retries,
+                Applications {
+                    piv: !no_piv,
+                    lds: !no_lds,
+                },
+            )?;
             card.save(&out)?;
             println!("created {} serial {serial}", out.display());
             Ok(())
@@ -130,6 +144,7 @@ fn main() -> Result<()> {
             once,
             exit_with_stdin,
             no_tcp_tuning,
+            corrupt_ef,
         } => insert(
             image,
             &host,
@@ -141,6 +156,7 @@ fn main() -> Result<()> {
             },
             once,
             exit_with_stdin,
+            &corrupt_ef,
         ),
         Cmd::Show { image, json } => show(image, json),
     }
@@ -153,6 +169,7 @@ fn insert(
     opts: ServeOptions,
     once: bool,
     exit_with_stdin: bool,
+    corrupt_efs: &[u16],
 ) -> Result<()> {
     if exit_with_stdin {
         std::thread::spawn(|| {
@@ -171,6 +188,9 @@ fn insert(
         // Re-read the image on every insertion, as a real card keeps only what it persisted.
         let mut card =
             Card::load(&image).with_context(|| format!("loading {}", image.display()))?;
+        for fid in corrupt_efs {
+            card.corrupt_ef(*fid);
+        }
         let mut stream = match TcpStream::connect((host, port)) {
             Ok(s) => s,
             Err(e) => {
@@ -199,6 +219,31 @@ fn insert(
                 std::thread::sleep(Duration::from_millis(250));
             }
         }
+    }
+}
+
+/// `--corrupt-ef`: an LDS1 file identifier in hex (0101..0110, 011D, 011E; `0x` allowed).
+fn parse_fid(s: &str) -> Result<u16, String> {
+    let digits = s.strip_prefix("0x").unwrap_or(s);
+    let fid = u16::from_str_radix(digits, 16)
+        .ok()
+        .filter(|_| digits.len() == 4)
+        .ok_or_else(|| format!("--corrupt-ef {s}: must be a file identifier of 4 hex digits"))?;
+    if !chip::lds::is_lds_fid(fid) {
+        return Err(format!(
+            "--corrupt-ef {s}: not an LDS1 EF (0101..0110 data groups, 011D EF.SOD, 011E EF.COM)"
+        ));
+    }
+    Ok(fid)
+}
+
+/// Name of an LDS1 EF (ICAO 9303 Part 10).
+fn ef_name(fid: u16) -> String {
+    match fid {
+        chip::lds::EF_COM => "EF.COM".into(),
+        chip::lds::EF_SOD => "EF.SOD".into(),
+        0x0101..=0x0110 => format!("EF.DG{}", fid - 0x0100),
+        _ => String::new(),
     }
 }
 
@@ -268,6 +313,32 @@ fn show(image: PathBuf, json: bool) -> Result<()> {
             for (tag, v) in objs {
                 let len = v.as_str().map(|s| s.len() / 2).unwrap_or(0);
                 println!("object {tag:>6}: {len:>5} bytes  {}", object_name(tag));
+            }
+        }
+    }
+    if let Some(lds) = body.get("applications").and_then(|a| a.get("lds")) {
+        let seed = lds
+            .get("bac_key_seed_set")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
+        println!(
+            "BAC key:    {}",
+            if seed {
+                "key seed set"
+            } else {
+                "no key seed (BAC not available)"
+            }
+        );
+        if let Some(files) = lds.get("files").and_then(|v| v.as_object()) {
+            if files.is_empty() {
+                println!("LDS files:  (none)");
+            }
+            for (fid, v) in files {
+                let len = v.as_str().map(|s| s.len() / 2).unwrap_or(0);
+                let name = u16::from_str_radix(fid, 16)
+                    .map(ef_name)
+                    .unwrap_or_default();
+                println!("LDS file {}: {len:>5} bytes  {name}", fid.to_uppercase());
             }
         }
     }

@@ -1,0 +1,1113 @@
+//! CA key rotation, root rollover and CA revocation under dual control (issue 8;
+//! docs/rotation.md).
+//!
+//! A ca-admin files a request ([`request_rotation`], [`request_ca_revocation`]); it is executed
+//! only once `rotation.quorum` other ca-admins (distinct, never the requester) approved it
+//! ([`approve`]) before it expired. Every request, approval, refusal, expiry and refused attempt
+//! is an audit event.
+//!
+//! Execution is journaled (`ca_request_steps`) before each side effect and every step is
+//! idempotent, so a crash leaves the old key active (or, after the one-transaction switch, the
+//! new one) and [`recover`] finishes the request:
+//!
+//! 1. `key.generate`: a new P-256 key `<ca>-ca-<N+1>` in the HSM, recorded with its SHA-256
+//!    fingerprint, the requester and the approvers (state `generated`).
+//! 2. `cert.sign`: the e-Signature CA certificate signed by the active root (RFC 5280 §4.2.1.9
+//!    pathLen 0), or for a root the self-signed certificate plus the link certificates
+//!    OldWithNew / NewWithOld (RFC 4210 §4.4.1); written to `DATA/ca/` and the registry.
+//! 3. `switch`: one registry transaction retires the old key (it then signs only CRLs for what
+//!    it issued) and activates the new one. Issuances read the active key once and sign all
+//!    their certificates with it, so one issuance never mixes keys.
+//!
+//! CA revocation revokes the CA certificate in the registry, marks the key `revoked`, flags
+//! every unrevoked holder certificate it issued `reissue_required` (one transaction), then the
+//! root key that signed the CA certificate publishes its CRL listing it (RFC 5280 §5).
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use registry::{Actor, AuditEntry, CaKey, CaKeyState, CaRequest, KeyGeneration, Role};
+use serde::Serialize;
+
+use crate::datadir::write_atomic;
+use crate::error::StationError;
+use crate::issuance::failpoint;
+use crate::operators::Session;
+use crate::Station;
+
+/// Request kinds.
+pub const KIND_ROTATE: &str = "rotate";
+pub const KIND_REVOKE_CA: &str = "revoke-ca";
+
+/// The CAs whose keys rotate under dual control.
+pub const ROTATING_CAS: &[&str] = &["esign", "root"];
+
+/// Journal step names.
+pub mod steps {
+    pub const KEY_GENERATE: &str = "key.generate";
+    pub const CERT_SIGN: &str = "cert.sign";
+    pub const SWITCH: &str = "switch";
+    pub const REVOKE: &str = "revoke";
+    pub const CRL_PUBLISH: &str = "crl.publish";
+}
+
+/// A dual-control request as the CLI and the GUI show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestView {
+    pub id: i64,
+    pub kind: String,
+    pub ca: String,
+    /// CA revocation: the key whose certificate is revoked; rotation: the key being replaced.
+    pub key: Option<String>,
+    /// CA revocation: the RFC 5280 CRLReason.
+    pub reason: Option<String>,
+    /// `pending`, `approved` (quorum reached, executing), `executed`, `refused`, `expired`.
+    pub state: String,
+    pub requested_by: String,
+    pub created_at: String,
+    pub expires_at: String,
+    pub quorum: u32,
+    pub approvals: Vec<String>,
+    pub outcome: Option<String>,
+}
+
+impl RequestView {
+    fn new(r: &CaRequest, outcome: Option<String>) -> Self {
+        let payload: serde_json::Value = serde_json::from_str(&r.payload).unwrap_or_default();
+        let text = |k: &str| payload.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        RequestView {
+            id: r.id,
+            kind: r.kind.clone(),
+            ca: r.ca.clone(),
+            key: text("key"),
+            reason: text("reason"),
+            state: r.state.clone(),
+            requested_by: r.requested_by.clone(),
+            created_at: r.created_at.clone(),
+            expires_at: r.expires_at.clone(),
+            quorum: r.quorum,
+            approvals: r.approvals.clone(),
+            outcome,
+        }
+    }
+}
+
+/// What an executed request did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Execution {
+    pub request_id: i64,
+    pub kind: String,
+    pub ca: String,
+    /// Rotation: the key retired (none when the CA had no active key, e.g. after revocation).
+    pub old_key: Option<String>,
+    /// Rotation: the new active key; revocation: the revoked key.
+    pub key: String,
+    /// SHA-256 fingerprint of the new or revoked CA certificate (openssl format).
+    pub certificate_sha256: String,
+    /// Files written to the data dir (CA certificate, link certificates, CRL).
+    pub files: Vec<PathBuf>,
+    /// Revocation: holder certificates flagged for re-issuance.
+    pub reissue_required: usize,
+    pub seconds: f64,
+}
+
+/// What an approval did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Approval {
+    pub request: RequestView,
+    /// Present when this approval reached the quorum and the request was executed.
+    pub executed: Option<Execution>,
+}
+
+/// One entry of the clerks' re-issuance list.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReissueItem {
+    pub certificate_serial: String,
+    pub purpose: String,
+    pub status: String,
+    pub issuer_key: String,
+    pub holder_id: i64,
+    pub pinfl: String,
+    pub surname: String,
+    pub given_names: String,
+    pub document: Option<String>,
+}
+
+/// A request `recover` resumed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Recovered {
+    pub request_id: i64,
+    pub outcome: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests
+// ---------------------------------------------------------------------------------------------
+
+/// File a rotation request for CA `ca` (`esign` or `root`).
+pub fn request_rotation(
+    st: &mut Station,
+    session: &Session,
+    ca: &str,
+) -> Result<RequestView, StationError> {
+    require_ca_admin(st, session, "request a CA key rotation", None)?;
+    if !ROTATING_CAS.contains(&ca) {
+        return Err(StationError::invalid(
+            "ca",
+            format!("{ca:?}: rotation is for {}", ROTATING_CAS.join(" or ")),
+        ));
+    }
+    let from = st.registry.active_ca_key(ca)?.map(|k| k.label);
+    let payload = serde_json::json!({ "key": from });
+    create(st, session, KIND_ROTATE, ca, payload)
+}
+
+/// File a request to revoke the certificate of CA key `key` (default: the active key of `ca`)
+/// for `reason` (an RFC 5280 CRLReason name, e.g. keyCompromise or cACompromise).
+pub fn request_ca_revocation(
+    st: &mut Station,
+    session: &Session,
+    ca: &str,
+    key: Option<&str>,
+    reason: &str,
+) -> Result<RequestView, StationError> {
+    require_ca_admin(st, session, "request a CA revocation", None)?;
+    if ca != "esign" {
+        return Err(StationError::invalid(
+            "ca",
+            format!("{ca:?}: only the e-Signature CA certificate can be revoked (a root is withdrawn by distrusting it)"),
+        ));
+    }
+    if !registry::REVOCATION_REASONS.contains(&reason) || reason == "certificateHold" {
+        return Err(StationError::invalid(
+            "reason",
+            format!(
+                "{reason:?} must be an RFC 5280 CRLReason other than certificateHold: {}",
+                registry::REVOCATION_REASONS
+                    .iter()
+                    .filter(|r| **r != "certificateHold")
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    let target = match key {
+        Some(label) => st.registry.ca_key_by_label(label)?.ok_or_else(|| {
+            StationError::invalid(
+                "key",
+                format!("no CA key labelled {label:?} in the registry"),
+            )
+        })?,
+        None => st.registry.active_ca_key(ca)?.ok_or_else(|| {
+            StationError::invalid(
+                "key",
+                format!("CA {ca} has no active key; name one with --key"),
+            )
+        })?,
+    };
+    if target.ca != ca {
+        return Err(StationError::invalid(
+            "key",
+            format!("{} is a key of CA {}, not {ca}", target.label, target.ca),
+        ));
+    }
+    if !matches!(target.state, CaKeyState::Active | CaKeyState::Retired) {
+        return Err(StationError::invalid(
+            "key",
+            format!(
+                "{} is {}; only an active or retired key's certificate can be revoked",
+                target.label,
+                target.state.as_str()
+            ),
+        ));
+    }
+    let payload = serde_json::json!({ "key": target.label, "reason": reason });
+    create(st, session, KIND_REVOKE_CA, ca, payload)
+}
+
+fn create(
+    st: &mut Station,
+    session: &Session,
+    kind: &str,
+    ca: &str,
+    payload: serde_json::Value,
+) -> Result<RequestView, StationError> {
+    expire_overdue(st, &session.actor)?;
+    if let Some(open) = st
+        .registry
+        .ca_requests(Some(&["pending", "approved"]))?
+        .into_iter()
+        .find(|r| r.kind == kind && r.ca == ca)
+    {
+        return Err(StationError::Conflict(format!(
+            "CA request {} ({kind} {ca}) is still {}; settle it before filing another",
+            open.id, open.state
+        )));
+    }
+    let quorum = st.config.rotation.quorum;
+    let expires_at = registry::time_in(st.config.rotation.request_expiry_seconds);
+    let id = {
+        let tx = st.registry.transaction()?;
+        let id = tx.create_ca_request(kind, ca, &payload, quorum, &expires_at, &session.actor)?;
+        tx.audit(&AuditEntry {
+            actor: &session.actor,
+            action: "ca.request.created",
+            object: &format!("ca-request:{id}"),
+            details: &serde_json::json!({
+                "kind": kind, "ca": ca, "payload": payload, "quorum": quorum, "expires_at": expires_at,
+            }),
+        })?;
+        tx.commit()?;
+        id
+    };
+    tracing::info!(request = id, kind, ca, "CA request filed");
+    view(st, id)
+}
+
+/// Approve request `id`. Refused (and audited) for a non-ca-admin, the requester, a second
+/// approval by the same admin, and a request that is expired or no longer pending. The
+/// approval that reaches the quorum executes the request.
+pub fn approve(st: &mut Station, session: &Session, id: i64) -> Result<Approval, StationError> {
+    require_ca_admin(st, session, "approve CA requests", Some(id))?;
+    expire_overdue(st, &session.actor)?;
+    let req = load(st, id)?;
+    if let Some(rule) = settled_rule(&req) {
+        return Err(refused_attempt(st, &session.actor, id, "approve", &rule));
+    }
+    let reached = {
+        let tx = st.registry.transaction()?;
+        match tx.approve_ca_request(id, &session.actor) {
+            Ok(count) => {
+                tx.audit(&AuditEntry {
+                    actor: &session.actor,
+                    action: "ca.request.approved",
+                    object: &format!("ca-request:{id}"),
+                    details: &serde_json::json!({ "approvals": count, "quorum": req.quorum }),
+                })?;
+                let reached = count >= req.quorum;
+                if reached {
+                    tx.set_ca_request_state(id, "approved")?;
+                }
+                tx.commit()?;
+                reached
+            }
+            Err(registry::Error::Conflict(why)) => {
+                drop(tx);
+                let rule = format!("dual control: {why}");
+                return Err(refused_attempt(st, &session.actor, id, "approve", &rule));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    if !reached {
+        return Ok(Approval {
+            request: view(st, id)?,
+            executed: None,
+        });
+    }
+    failpoint("rotation.approved");
+    let executed = execute(st, &session.actor, id)?;
+    Ok(Approval {
+        request: view(st, id)?,
+        executed: Some(executed),
+    })
+}
+
+/// Refuse (veto) request `id`: it can no longer be approved. Any ca-admin may refuse a pending
+/// request, the requester included (withdrawal).
+pub fn refuse(
+    st: &mut Station,
+    session: &Session,
+    id: i64,
+    note: Option<&str>,
+) -> Result<RequestView, StationError> {
+    require_ca_admin(st, session, "refuse CA requests", Some(id))?;
+    expire_overdue(st, &session.actor)?;
+    let req = load(st, id)?;
+    if let Some(rule) = settled_rule(&req) {
+        return Err(refused_attempt(st, &session.actor, id, "refuse", &rule));
+    }
+    {
+        let tx = st.registry.transaction()?;
+        tx.set_ca_request_state(id, "refused")?;
+        tx.set_ca_request_outcome(id, &format!("refused by {}", session.actor.operator))?;
+        tx.audit(&AuditEntry {
+            actor: &session.actor,
+            action: "ca.request.refused",
+            object: &format!("ca-request:{id}"),
+            details: &serde_json::json!({ "note": note }),
+        })?;
+        tx.commit()?;
+    }
+    view(st, id)
+}
+
+/// Every request, newest first. Pending requests past their expiry are first marked
+/// `expired` (audited, by `actor`).
+pub fn list_requests(st: &mut Station, actor: &Actor) -> Result<Vec<RequestView>, StationError> {
+    expire_overdue(st, actor)?;
+    st.registry
+        .ca_requests(None)?
+        .iter()
+        .map(|r| Ok(RequestView::new(r, st.registry.ca_request_outcome(r.id)?)))
+        .collect()
+}
+
+/// Holder certificates whose issuing CA was revoked: the clerks' re-issuance list.
+pub fn reissue_list(st: &Station) -> Result<Vec<ReissueItem>, StationError> {
+    Ok(st
+        .registry
+        .reissue_list()?
+        .into_iter()
+        .map(|e| ReissueItem {
+            certificate_serial: e.serial,
+            purpose: e.purpose,
+            status: e.status,
+            issuer_key: e.issuer_key,
+            holder_id: e.holder_id,
+            pinfl: e.pinfl,
+            surname: e.surname,
+            given_names: e.given_names,
+            document: e.document,
+        })
+        .collect())
+}
+
+/// The actor recorded for housekeeping no operator asked for (expiry seen by a reader).
+pub fn system_actor(st: &Station) -> Actor {
+    Actor::new("idstation", "system", &st.config.station.name)
+}
+
+fn view(st: &Station, id: i64) -> Result<RequestView, StationError> {
+    let r = load(st, id)?;
+    Ok(RequestView::new(&r, st.registry.ca_request_outcome(id)?))
+}
+
+fn load(st: &Station, id: i64) -> Result<CaRequest, StationError> {
+    st.registry
+        .ca_request(id)?
+        .ok_or_else(|| StationError::NotFound(format!("CA request {id}")))
+}
+
+/// Why a request can no longer be approved or refused, if it cannot.
+fn settled_rule(req: &CaRequest) -> Option<String> {
+    match req.state.as_str() {
+        "pending" => None,
+        "expired" => Some(format!(
+            "CA request {} expired at {}: a request must be approved before it expires (rotation.request_expiry_seconds); file a new one",
+            req.id, req.expires_at
+        )),
+        s => Some(format!("CA request {} is {s}, not pending", req.id)),
+    }
+}
+
+fn require_ca_admin(
+    st: &mut Station,
+    session: &Session,
+    action: &str,
+    id: Option<i64>,
+) -> Result<(), StationError> {
+    if session.role == Role::CaAdmin {
+        return Ok(());
+    }
+    let rule = format!(
+        "role {} may not {action}: CA key changes need ca-admins (dual control)",
+        session.role.as_str()
+    );
+    Err(refused_attempt(
+        st,
+        &session.actor,
+        id.unwrap_or(0),
+        action,
+        &rule,
+    ))
+}
+
+/// Audit a refused attempt and return the error naming the rule.
+fn refused_attempt(
+    st: &mut Station,
+    actor: &Actor,
+    id: i64,
+    action: &str,
+    rule: &str,
+) -> StationError {
+    let audited = st.registry.audit(&AuditEntry {
+        actor,
+        action: "ca.request.refused-attempt",
+        object: &format!("ca-request:{id}"),
+        details: &serde_json::json!({ "attempt": action, "rule": rule }),
+    });
+    if let Err(e) = audited {
+        tracing::error!(error = %e, "could not audit a refused CA request attempt");
+    }
+    StationError::NotPermitted(rule.to_owned())
+}
+
+fn expire_overdue(st: &mut Station, actor: &Actor) -> Result<(), StationError> {
+    let tx = st.registry.transaction()?;
+    let ids = tx.expire_ca_requests()?;
+    for id in &ids {
+        tx.audit(&AuditEntry {
+            actor,
+            action: "ca.request.expired",
+            object: &format!("ca-request:{id}"),
+            details: &serde_json::json!({}),
+        })?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Execution
+// ---------------------------------------------------------------------------------------------
+
+/// Held (flock) by the process executing a request, so recovery leaves it alone.
+struct RequestLock {
+    _file: std::fs::File,
+    path: PathBuf,
+}
+
+impl RequestLock {
+    fn path(data_dir: &Path, id: i64) -> PathBuf {
+        data_dir.join("locks").join(format!("ca-request-{id}.lock"))
+    }
+
+    fn acquire(data_dir: &Path, id: i64) -> Result<RequestLock, StationError> {
+        let path = Self::path(data_dir, id);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| StationError::io(dir, e))?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| StationError::io(&path, e))?;
+        file.try_lock().map_err(|_| {
+            StationError::Conflict(format!(
+                "CA request {id} is being executed by another process"
+            ))
+        })?;
+        Ok(RequestLock { _file: file, path })
+    }
+}
+
+impl Drop for RequestLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Execute (or resume) an approved request. Every step is idempotent: what the journal and
+/// the registry show as done is not done again.
+fn execute(st: &mut Station, actor: &Actor, id: i64) -> Result<Execution, StationError> {
+    let _lock = RequestLock::acquire(&st.layout.root, id)?;
+    let req = load(st, id)?;
+    let started = std::time::Instant::now();
+    let mut out = match req.kind.as_str() {
+        KIND_ROTATE => execute_rotation(st, actor, &req)?,
+        KIND_REVOKE_CA => execute_revocation(st, actor, &req)?,
+        other => {
+            return Err(StationError::Other(format!(
+                "CA request {id} has unknown kind {other:?}"
+            )))
+        }
+    };
+    out.seconds = started.elapsed().as_secs_f64();
+    Ok(out)
+}
+
+fn step_details(
+    st: &Station,
+    id: i64,
+    step: &str,
+) -> Result<Option<(i64, String, serde_json::Value)>, StationError> {
+    Ok(st
+        .registry
+        .request_steps(id)?
+        .into_iter()
+        .rev()
+        .find(|s| s.step == step)
+        .map(|s| {
+            let d = serde_json::from_str(&s.details).unwrap_or_default();
+            (s.id, s.state, d)
+        }))
+}
+
+fn journal(
+    st: &mut Station,
+    id: i64,
+    step: &str,
+    details: serde_json::Value,
+) -> Result<i64, StationError> {
+    Ok(st
+        .registry
+        .write(|tx| tx.journal_request_step(id, step, &details))?)
+}
+
+/// The next free label `<ca>-ca-<N+1>` (N = the highest number among the CA's keys).
+fn next_label(st: &Station, ca: &str) -> Result<String, StationError> {
+    let prefix = format!("{ca}-ca-");
+    let mut n = st
+        .registry
+        .ca_keys(ca)?
+        .iter()
+        .filter_map(|k| k.label.strip_prefix(&prefix)?.parse::<u32>().ok())
+        .max()
+        .unwrap_or(0)
+        + 1;
+    // A key under the label that no journal names (a foreign object) is never reused.
+    while st.keys.find(&format!("{prefix}{n}"))?.is_some()
+        || st
+            .registry
+            .ca_key_by_label(&format!("{prefix}{n}"))?
+            .is_some()
+    {
+        n += 1;
+    }
+    Ok(format!("{prefix}{n}"))
+}
+
+fn execute_rotation(
+    st: &mut Station,
+    actor: &Actor,
+    req: &CaRequest,
+) -> Result<Execution, StationError> {
+    let id = req.id;
+    let ca = req.ca.as_str();
+    let approvers: Vec<&str> = req.approvals.iter().map(String::as_str).collect();
+    let requester = Actor::new(&req.requested_by, Role::CaAdmin.as_str(), &actor.station);
+
+    // 1. key.generate
+    let label = match step_details(st, id, steps::KEY_GENERATE)? {
+        Some((_, _, d)) => d
+            .get("label")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                StationError::Other(format!(
+                    "CA request {id}: key.generate journaled without a label"
+                ))
+            })?,
+        None => {
+            let label = next_label(st, ca)?;
+            journal(
+                st,
+                id,
+                steps::KEY_GENERATE,
+                serde_json::json!({ "label": label }),
+            )?;
+            label
+        }
+    };
+    let mut key = match st.registry.ca_key_by_label(&label)? {
+        Some(k) => k,
+        None => {
+            if st.keys.find(&label)?.is_none() {
+                st.keys.generate_p256(&label)?;
+            }
+            failpoint("rotation.key-generated");
+            let spki = st.keys.public_key_spki(&label)?;
+            let (step_id, _, _) = step_details(st, id, steps::KEY_GENERATE)?
+                .ok_or_else(|| StationError::Other("key.generate step vanished".into()))?;
+            let role = if ca == "root" { "root" } else { "issuing" };
+            let key_id = {
+                let tx = st.registry.transaction()?;
+                let key_id = tx.record_key_generation(
+                    &KeyGeneration {
+                        label: &label,
+                        ca,
+                        role,
+                        public_key: &spki,
+                        approvers: &approvers,
+                        request_id: id,
+                    },
+                    &requester,
+                )?;
+                let fp = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&spki));
+                tx.finish_request_step(
+                    step_id,
+                    Some(&serde_json::json!({ "label": label, "spki_sha256": fp })),
+                )?;
+                tx.audit(&AuditEntry {
+                    actor,
+                    action: "ca.key.generated",
+                    object: &format!("ca-key:{label}"),
+                    details: &serde_json::json!({
+                        "ca": ca, "request": id, "spki_sha256": fp,
+                        "requested_by": req.requested_by, "approvers": approvers,
+                    }),
+                })?;
+                tx.commit()?;
+                key_id
+            };
+            failpoint("rotation.key-recorded");
+            st.registry
+                .ca_key(key_id)?
+                .ok_or_else(|| StationError::Other(format!("CA key {label} vanished")))?
+        }
+    };
+
+    // 2. cert.sign
+    let mut files = vec![st.layout.ca_cert(&label)];
+    let old = st.registry.active_ca_key(ca)?;
+    if key.certificate.is_none() {
+        if step_details(st, id, steps::CERT_SIGN)?.is_none() {
+            journal(
+                st,
+                id,
+                steps::CERT_SIGN,
+                serde_json::json!({ "label": label }),
+            )?;
+        }
+        let (step_id, _, _) = step_details(st, id, steps::CERT_SIGN)?
+            .ok_or_else(|| StationError::Other("cert.sign step vanished".into()))?;
+        let now = SystemTime::now();
+        if ca == "root" {
+            sign_root(st, actor, req, &key, old.as_ref(), step_id, now, &mut files)?;
+        } else {
+            sign_subordinate(st, actor, req, &key, step_id, now)?;
+        }
+        failpoint("rotation.cert-recorded");
+        key = st
+            .registry
+            .ca_key(key.id)?
+            .ok_or_else(|| StationError::Other(format!("CA key {label} vanished")))?;
+    } else if ca == "root" {
+        if let Some(o) = &old {
+            files.push(link_path(st, &o.label, &label));
+            files.push(link_path(st, &label, &o.label));
+        }
+    }
+    let cert_der = key
+        .certificate
+        .clone()
+        .ok_or_else(|| StationError::Other(format!("CA key {label} has no certificate")))?;
+    // The PEM in the data dir is (re)written from the registry: idempotent.
+    let pem = st.layout.ca_cert(&label);
+    write_atomic(&pem, ca::cert_pem(&cert_der)?.as_bytes())
+        .map_err(|e| StationError::io(&pem, e))?;
+
+    // 3. switch: one transaction.
+    let old_label = old
+        .as_ref()
+        .filter(|o| o.id != key.id)
+        .map(|o| o.label.clone());
+    if key.state != CaKeyState::Active {
+        let tx = st.registry.transaction()?;
+        let step_id = tx.journal_request_step(
+            id,
+            steps::SWITCH,
+            &serde_json::json!({ "from": old_label, "to": label }),
+        )?;
+        if let Some(o) = old.as_ref().filter(|o| o.id != key.id) {
+            tx.set_ca_key_state(
+                o.id,
+                CaKeyState::Retired,
+                actor,
+                &approvers,
+                Some(&format!(
+                    "retired by CA request {id}: signs only CRLs for what it issued"
+                )),
+            )?;
+        }
+        tx.set_ca_key_state(
+            key.id,
+            CaKeyState::Active,
+            actor,
+            &approvers,
+            Some(&format!("activated by CA request {id}")),
+        )?;
+        tx.finish_request_step(step_id, None)?;
+        tx.set_ca_request_state(id, "executed")?;
+        let outcome = match &old_label {
+            Some(o) => format!("{label} active, {o} retired"),
+            None => format!("{label} active"),
+        };
+        tx.set_ca_request_outcome(id, &outcome)?;
+        tx.audit(&AuditEntry {
+            actor,
+            action: "ca.key.rotated",
+            object: &format!("ca-key:{label}"),
+            details: &serde_json::json!({
+                "ca": ca, "request": id, "from": old_label, "to": label,
+                "certificate_sha256": ca::fingerprint_sha256(&cert_der)?,
+                "requested_by": req.requested_by, "approvers": approvers,
+            }),
+        })?;
+        tx.commit()?;
+        tracing::info!(ca, from = ?old_label, to = %label, request = id, "CA key rotated");
+    }
+    failpoint("rotation.switched");
+    Ok(Execution {
+        request_id: id,
+        kind: KIND_ROTATE.into(),
+        ca: ca.into(),
+        old_key: old_label,
+        key: label,
+        certificate_sha256: ca::fingerprint_sha256(&cert_der)?,
+        files,
+        reissue_required: 0,
+        seconds: 0.0,
+    })
+}
+
+/// The file of the link certificate certifying `certified`'s key, signed by `signer`.
+pub fn link_path(st: &Station, certified: &str, signer: &str) -> PathBuf {
+    st.layout
+        .ca_dir()
+        .join(format!("link-{certified}-by-{signer}.pem"))
+}
+
+fn sign_subordinate(
+    st: &mut Station,
+    actor: &Actor,
+    req: &CaRequest,
+    key: &CaKey,
+    step_id: i64,
+    now: SystemTime,
+) -> Result<(), StationError> {
+    let (root_key, root) = crate::ca_admin::active_issuer(st, "root")?;
+    let profile = st.profiles.cert(&format!("{}-ca", req.ca))?.clone();
+    let new = ca::create_subordinate_ca(st.keys.as_ref(), &profile, &root, &key.label, now)?;
+    failpoint("rotation.cert-signed");
+    let record = crate::init::cert_record(root_key.id, new.cert_der(), &req.ca)?;
+    let tx = st.registry.transaction()?;
+    tx.set_ca_key_certificate(key.id, new.cert_der())?;
+    tx.insert_certificate(&record)?;
+    tx.finish_request_step(
+        step_id,
+        Some(&serde_json::json!({ "label": key.label, "issuer": root_key.label, "serial": record.serial })),
+    )?;
+    tx.audit(&AuditEntry {
+        actor,
+        action: "ca.certificate.signed",
+        object: &format!("ca-key:{}", key.label),
+        details: &serde_json::json!({
+            "request": req.id, "issuer": root_key.label, "serial": record.serial,
+            "certificate_sha256": ca::fingerprint_sha256(new.cert_der())?,
+        }),
+    })?;
+    tx.commit()?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn sign_root(
+    st: &mut Station,
+    actor: &Actor,
+    req: &CaRequest,
+    key: &CaKey,
+    old: Option<&CaKey>,
+    step_id: i64,
+    now: SystemTime,
+    files: &mut Vec<PathBuf>,
+) -> Result<(), StationError> {
+    let profile = st.profiles.cert("root-ca")?.clone();
+    let new = ca::create_root(st.keys.as_ref(), &profile, &key.label, now)?;
+    let links = match old {
+        Some(o) => {
+            let der = o.certificate.as_deref().ok_or_else(|| {
+                StationError::Other(format!("CA key {} has no certificate", o.label))
+            })?;
+            let old_issuer = ca::Issuer::new(st.keys.as_ref(), &o.label, der)?;
+            Some((
+                o,
+                ca::root_link_certificates(st.keys.as_ref(), &old_issuer, &new, now)?,
+            ))
+        }
+        None => None,
+    };
+    failpoint("rotation.cert-signed");
+    // Link files first: a crash before the registry commit only leaves files the resumed
+    // step overwrites.
+    let mut records = Vec::new();
+    if let Some((o, l)) = &links {
+        for (certified, signer, signer_id, der, purpose) in [
+            (
+                &o.label,
+                &key.label,
+                key.id,
+                &l.old_with_new.der,
+                "link-old-with-new",
+            ),
+            (
+                &key.label,
+                &o.label,
+                o.id,
+                &l.new_with_old.der,
+                "link-new-with-old",
+            ),
+        ] {
+            let path = link_path(st, certified, signer);
+            write_atomic(&path, ca::cert_pem(der)?.as_bytes())
+                .map_err(|e| StationError::io(&path, e))?;
+            files.push(path);
+            records.push(crate::init::cert_record(signer_id, der, purpose)?);
+        }
+    }
+    let tx = st.registry.transaction()?;
+    tx.set_ca_key_certificate(key.id, new.cert_der())?;
+    for r in &records {
+        tx.insert_certificate(r)?;
+    }
+    tx.finish_request_step(
+        step_id,
+        Some(&serde_json::json!({
+            "label": key.label,
+            "links": records.iter().map(|r| serde_json::json!({"purpose": r.purpose, "serial": r.serial})).collect::<Vec<_>>(),
+        })),
+    )?;
+    tx.audit(&AuditEntry {
+        actor,
+        action: "ca.certificate.signed",
+        object: &format!("ca-key:{}", key.label),
+        details: &serde_json::json!({
+            "request": req.id, "self_signed": true,
+            "certificate_sha256": ca::fingerprint_sha256(new.cert_der())?,
+            "links": records.iter().map(|r| serde_json::json!({"purpose": r.purpose, "serial": r.serial})).collect::<Vec<_>>(),
+        }),
+    })?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn execute_revocation(
+    st: &mut Station,
+    actor: &Actor,
+    req: &CaRequest,
+) -> Result<Execution, StationError> {
+    let id = req.id;
+    let view = RequestView::new(req, None);
+    let approvers: Vec<&str> = req.approvals.iter().map(String::as_str).collect();
+    let label = view
+        .key
+        .clone()
+        .ok_or_else(|| StationError::Other(format!("CA request {id} names no key")))?;
+    let reason = view.reason.clone().unwrap_or_else(|| "unspecified".into());
+    let key = st
+        .registry
+        .ca_key_by_label(&label)?
+        .ok_or_else(|| StationError::Other(format!("CA key {label} is not in the registry")))?;
+    let der = key
+        .certificate
+        .clone()
+        .ok_or_else(|| StationError::Other(format!("CA key {label} has no certificate")))?;
+    let info = ca::CertInfo::parse(&der)?;
+    let cert_row = st
+        .registry
+        .certificates_by_serial(&info.serial_hex)?
+        .into_iter()
+        .find(|c| c.data.der == der)
+        .ok_or_else(|| {
+            StationError::Other(format!(
+                "the certificate of CA key {label} is not recorded as issued"
+            ))
+        })?;
+    let signer = st
+        .registry
+        .ca_key(cert_row.data.issuer_key_id)?
+        .ok_or_else(|| {
+            StationError::Other(format!(
+                "the issuer of CA key {label}'s certificate is unknown"
+            ))
+        })?;
+    let mut flagged = 0;
+    if key.state != CaKeyState::Revoked {
+        let at = registry::now_rfc3339();
+        let tx = st.registry.transaction()?;
+        let step =
+            tx.journal_request_step(id, steps::REVOKE, &serde_json::json!({ "key": label }))?;
+        tx.revoke_certificate(cert_row.id, &reason, &at)?;
+        tx.set_ca_key_state(
+            key.id,
+            CaKeyState::Revoked,
+            actor,
+            &approvers,
+            Some(&format!(
+                "CA certificate revoked ({reason}) by CA request {id}"
+            )),
+        )?;
+        flagged = tx.mark_reissue_for_issuer(key.id)?;
+        tx.finish_request_step(
+            step,
+            Some(&serde_json::json!({ "key": label, "reissue_required": flagged })),
+        )?;
+        tx.journal_request_step(
+            id,
+            steps::CRL_PUBLISH,
+            &serde_json::json!({ "key": signer.label }),
+        )?;
+        tx.audit(&AuditEntry {
+            actor,
+            action: "ca.revoked",
+            object: &format!("ca-key:{label}"),
+            details: &serde_json::json!({
+                "request": id, "reason": reason, "serial": info.serial_hex,
+                "reissue_required": flagged, "requested_by": req.requested_by, "approvers": approvers,
+            }),
+        })?;
+        tx.commit()?;
+        tracing::warn!(key = %label, reason = %reason, flagged, "CA certificate revoked");
+    }
+    failpoint("rotation.revoked");
+    // The root key that signed the CA certificate lists it on its CRL.
+    let out = st.layout.crl(&signer.label);
+    crate::ca_admin::crl_as(st, actor, Some(&signer.label), &out)?;
+    {
+        let started = tx_started_step(st, id, steps::CRL_PUBLISH)?;
+        let tx = st.registry.transaction()?;
+        if let Some(s) = started {
+            tx.finish_request_step(s, None)?;
+        }
+        if req.state != "executed" {
+            tx.set_ca_request_state(id, "executed")?;
+            tx.set_ca_request_outcome(
+                id,
+                &format!("{label} revoked ({reason}); {} lists it", signer.label),
+            )?;
+        }
+        tx.commit()?;
+    }
+    let flagged_total = if flagged > 0 {
+        flagged
+    } else {
+        st.registry
+            .reissue_list()?
+            .iter()
+            .filter(|e| e.issuer_key == label)
+            .count()
+    };
+    Ok(Execution {
+        request_id: id,
+        kind: KIND_REVOKE_CA.into(),
+        ca: req.ca.clone(),
+        old_key: None,
+        key: label,
+        certificate_sha256: ca::fingerprint_sha256(&der)?,
+        files: vec![out],
+        reissue_required: flagged_total,
+        seconds: 0.0,
+    })
+}
+
+fn tx_started_step(st: &Station, id: i64, step: &str) -> Result<Option<i64>, StationError> {
+    Ok(step_details(st, id, step)?
+        .filter(|(_, state, _)| state == "started")
+        .map(|(sid, _, _)| sid))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recovery
+// ---------------------------------------------------------------------------------------------
+
+/// Finish every request whose execution was interrupted (quorum reached but not executed, or a
+/// journaled step left `started`) and that no live process is executing. All steps are
+/// idempotent, so finishing is always the way forward; until it succeeds the old key stays
+/// active.
+pub fn recover(st: &mut Station, actor: &Actor) -> Result<Vec<Recovered>, StationError> {
+    let mut out = Vec::new();
+    let mut candidates: Vec<i64> = st
+        .registry
+        .ca_requests(Some(&["approved"]))?
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    for r in st.registry.ca_requests(Some(&["executed"]))? {
+        if st
+            .registry
+            .request_steps(r.id)?
+            .iter()
+            .any(|s| s.state == "started")
+        {
+            candidates.push(r.id);
+        }
+    }
+    candidates.sort_unstable();
+    for id in candidates {
+        if is_locked(&st.layout.root, id) {
+            out.push(Recovered {
+                request_id: id,
+                outcome: "left: another process is executing it".into(),
+            });
+            continue;
+        }
+        match execute(st, actor, id) {
+            Ok(e) => out.push(Recovered {
+                request_id: id,
+                outcome: format!("finished: {} {} now {}", e.kind, e.ca, e.key),
+            }),
+            Err(e) => {
+                tracing::error!(request = id, error = %e, "could not finish CA request");
+                out.push(Recovered {
+                    request_id: id,
+                    outcome: format!("left (old key stays active): {e}"),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn is_locked(data_dir: &Path, id: i64) -> bool {
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .open(RequestLock::path(data_dir, id))
+    {
+        Ok(f) => f.try_lock().is_err(),
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(state: &str, payload: &str) -> CaRequest {
+        CaRequest {
+            id: 7,
+            kind: KIND_REVOKE_CA.into(),
+            ca: "esign".into(),
+            payload: payload.into(),
+            quorum: 1,
+            requested_by: "alice".into(),
+            created_at: "2026-01-01T00:00:00.000000Z".into(),
+            expires_at: "2026-01-02T00:00:00.000000Z".into(),
+            state: state.into(),
+            approvals: vec!["bob".into()],
+        }
+    }
+
+    #[test]
+    fn only_pending_requests_can_be_approved_or_refused_and_the_rule_is_named() {
+        assert_eq!(settled_rule(&req("pending", "{}")), None);
+        let expired = settled_rule(&req("expired", "{}")).unwrap();
+        assert!(expired.contains("CA request 7 expired at 2026-01-02T00:00:00.000000Z"));
+        assert!(expired.contains("must be approved before it expires"));
+        for s in ["approved", "executed", "refused"] {
+            assert_eq!(
+                settled_rule(&req(s, "{}")).unwrap(),
+                format!("CA request 7 is {s}, not pending")
+            );
+        }
+    }
+
+    #[test]
+    fn a_request_view_shows_the_key_and_reason_of_its_payload() {
+        let v = RequestView::new(
+            &req(
+                "pending",
+                r#"{"key":"esign-ca-2","reason":"keyCompromise"}"#,
+            ),
+            None,
+        );
+        assert_eq!(v.key.as_deref(), Some("esign-ca-2"));
+        assert_eq!(v.reason.as_deref(), Some("keyCompromise"));
+        assert_eq!(v.approvals, vec!["bob"]);
+        let v = RequestView::new(&req("pending", "not json"), Some("x".into()));
+        assert_eq!(v.key, None);
+        assert_eq!(v.outcome.as_deref(), Some("x"));
+    }
+}
