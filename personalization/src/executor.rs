@@ -107,11 +107,37 @@ pub struct CompleteInput<'a> {
     pub puk: &'a Pin,
 }
 
+/// The ICAO 9303 LDS to write in [`Personalizer::complete_with_lds`], after the PIV objects
+/// and before the lock, and what to check it against when it is read back through BAC.
+pub struct LdsPlan<'a> {
+    /// EF.COM is derived; the data groups and EF.SOD as built by the caller.
+    pub files: &'a crate::lds::LdsFiles,
+    /// The MRZ information (document number, birth, expiry with check digits) the BAC keys
+    /// derive from; the key seed written to the card is computed from it.
+    pub mrz_information: zeroize::Zeroizing<String>,
+    /// The CSCA certificate (DER) that passive authentication chains the Document Signer to.
+    pub csca_der: &'a [u8],
+    /// "Now" for the Document Signer certificate's validity.
+    pub now: std::time::SystemTime,
+}
+
+/// LDS step names of [`Personalizer::complete_with_lds`], between the test signatures and the
+/// lock.
+pub const LDS_STEPS: [&str; 4] = [
+    "write LDS",
+    "read LDS through BAC",
+    "passive authentication",
+    "select PIV application again",
+];
+
 /// Result of [`Personalizer::complete`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Report {
     /// Card serial.
     pub serial: u32,
+    /// Data groups read back through BAC and verified by passive authentication (empty when no
+    /// LDS was written).
+    pub lds_verified: Vec<u8>,
     /// The CHUID GUID written (if the plan writes a CHUID).
     pub guid: Option<[u8; 16]>,
     /// Names of the objects written and read back equal.
@@ -269,6 +295,12 @@ impl<'a> Personalizer<'a> {
 
     /// Step names of [`complete`](Self::complete), in order.
     pub fn complete_steps(&self) -> Vec<String> {
+        self.complete_steps_with_lds(false)
+    }
+
+    /// Step names of [`complete_with_lds`](Self::complete_with_lds); with `lds`, the
+    /// [`LDS_STEPS`] come right before "lock".
+    pub fn complete_steps_with_lds(&self, lds: bool) -> Vec<String> {
         let mut v: Vec<String> = [
             "select PIV application",
             "read serial",
@@ -299,6 +331,9 @@ impl<'a> Personalizer<'a> {
                 v.push(format!("verify PIN for {}", k.slot));
             }
             v.push(format!("test-sign {}", k.slot));
+        }
+        if lds {
+            v.extend(LDS_STEPS.iter().map(|s| s.to_string()));
         }
         v.push("lock".into());
         v.push("read lifecycle after lock".into());
@@ -496,6 +531,23 @@ impl<'a> Personalizer<'a> {
         input: &CompleteInput<'_>,
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<Report, Error> {
+        self.complete_with_lds(transport, prepared, card_key, input, None, progress)
+    }
+
+    /// [`complete`](Self::complete), writing the ICAO 9303 LDS too: after the PIV objects,
+    /// the PIN change, the read-back and the test signatures, the LDS files and the BAC key
+    /// seed are written, read back through BAC with the MRZ, and EF.SOD is verified (passive
+    /// authentication: signature, chain to the CSCA, every data-group hash). Any failure stops
+    /// before the lock, so the card stays PERSONALIZING and can be reset.
+    pub fn complete_with_lds(
+        &self,
+        transport: &mut dyn Transport,
+        prepared: &Prepared,
+        card_key: &ManagementKey,
+        input: &CompleteInput<'_>,
+        lds: Option<&LdsPlan<'_>>,
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Result<Report, Error> {
         self.check_input(prepared, input)?;
         let transport_pin = self.profile.transport_pin()?;
         let transport_puk = self.profile.transport_puk()?;
@@ -541,7 +593,7 @@ impl<'a> Personalizer<'a> {
 
         let mut steps = Steps {
             phase: Phase::Complete,
-            names: self.complete_steps(),
+            names: self.complete_steps_with_lds(lds.is_some()),
             next: 0,
             progress,
         };
@@ -615,6 +667,26 @@ impl<'a> Personalizer<'a> {
             })?;
             signatures_verified.push(slot);
         }
+        let mut lds_verified = Vec::new();
+        if let Some(plan) = lds {
+            let kseed = crate::bac::kseed(&plan.mrz_information);
+            steps.run(&mut piv, LDS_STEPS[0], |p| {
+                crate::lds::write_lds(p.channel(), plan.files, &kseed)
+            })?;
+            let read = steps.run(&mut piv, LDS_STEPS[1], |p| {
+                crate::lds::read_lds(p.channel(), &plan.mrz_information)
+            })?;
+            let pa = steps.run(&mut piv, LDS_STEPS[2], |_| {
+                if read.com != plan.files.com()? {
+                    return Err(Error::ReadBackMismatch {
+                        object: "EF.COM".into(),
+                    });
+                }
+                crate::sod::passive_authentication(&read.sod, &read.dgs, plan.csca_der, plan.now)
+            })?;
+            lds_verified = pa.dg_hashes.keys().copied().collect();
+            steps.run(&mut piv, LDS_STEPS[3], |p| p.select().map(|_| ()))?;
+        }
         steps.run(&mut piv, "lock", |p| p.lock())?;
         let lifecycle = steps.run(&mut piv, "read lifecycle after lock", |p| {
             let l = p.lifecycle()?;
@@ -635,6 +707,7 @@ impl<'a> Personalizer<'a> {
         );
         Ok(Report {
             serial: prepared.serial,
+            lds_verified,
             guid,
             objects_verified,
             signatures_verified,

@@ -261,22 +261,24 @@ pub struct Dg11 {
     pub personal_number: String,
     /// `5F11` place of birth.
     pub place_of_birth: String,
-    /// `5F42` permanent address.
-    pub permanent_address: String,
+    /// `5F42` permanent address (omitted when the holder has only a temporary registration).
+    pub permanent_address: Option<String>,
 }
 
 /// Encodes DG11: `6B` { `5C` tag list, `5F0E`, `5F10`, `5F11`, `5F42` }.
 pub fn dg11(d: &Dg11) -> Vec<u8> {
+    let mut list = vec![0x5F, 0x0E, 0x5F, 0x10, 0x5F, 0x11];
+    if d.permanent_address.is_some() {
+        list.extend_from_slice(&[0x5F, 0x42]);
+    }
     let mut v = Vec::new();
-    tlv::push(
-        &mut v,
-        0x5C,
-        &[0x5F, 0x0E, 0x5F, 0x10, 0x5F, 0x11, 0x5F, 0x42],
-    );
+    tlv::push(&mut v, 0x5C, &list);
     tlv::push(&mut v, 0x5F0E, d.full_name.as_bytes());
     tlv::push(&mut v, 0x5F10, d.personal_number.as_bytes());
     tlv::push(&mut v, 0x5F11, d.place_of_birth.as_bytes());
-    tlv::push(&mut v, 0x5F42, d.permanent_address.as_bytes());
+    if let Some(a) = &d.permanent_address {
+        tlv::push(&mut v, 0x5F42, a.as_bytes());
+    }
     tlv::encode(0x6B, &v)
 }
 
@@ -487,7 +489,7 @@ mod tests {
             full_name: "TOʻXTAYEVA<<GʻULNORA SHAVKAT QIZI".into(),
             personal_number: "41505852610128".into(),
             place_of_birth: "Toshkent shahri".into(),
-            permanent_address: "Toshkent shahri, Yunusobod tumani".into(),
+            permanent_address: Some("Toshkent shahri, Yunusobod tumani".into()),
         });
         assert_eq!(d[0], 0x6B);
         let v = tlv::expect_single(&d, 0x6B).unwrap();

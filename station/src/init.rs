@@ -63,6 +63,14 @@ pub const ROOT_KEY: &str = "root-ca-1";
 pub const ESIGN_KEY: &str = "esign-ca-1";
 pub const CARD_MASTER_KEY: &str = "card-master-1";
 pub const AUDIT_KEY: &str = "audit-1";
+/// ICAO 9303 Part 12 Country Signing CA key (offline in production; the station's token here).
+pub const CSCA_KEY: &str = "csca-1";
+/// ICAO 9303 Part 12 Document Signer key: signs EF.SOD of every card.
+pub const DS_KEY: &str = "ds-1";
+/// Registry CA names of the chip-data PKI (`ca_keys.ca`).
+pub const CSCA_CA: &str = "csca";
+/// See [`CSCA_CA`].
+pub const DS_CA: &str = "document-signer";
 
 /// Removes what an unfinished `init` created.
 struct Undo {
@@ -139,6 +147,8 @@ pub fn init(data_dir: &Path, opts: &InitOptions) -> Result<InitReport, StationEr
     let root_profile = profiles.cert("root-ca")?;
     let esign_profile = profiles.cert("esign-ca")?;
     let audit_profile = profiles.cert("audit-signer")?;
+    let csca_profile = profiles.cert("csca")?;
+    let ds_profile = profiles.cert("document-signer")?;
 
     // 2. Side effects, undone on failure.
     let mut undo = Undo {
@@ -163,7 +173,7 @@ pub fn init(data_dir: &Path, opts: &InitOptions) -> Result<InitReport, StationEr
     drop(so_pin);
     let store = Pkcs11Store::open(&token.module, &token.env, TOKEN_LABEL, user_pin)?;
 
-    for label in [ROOT_KEY, ESIGN_KEY, AUDIT_KEY] {
+    for label in [ROOT_KEY, ESIGN_KEY, AUDIT_KEY, CSCA_KEY, DS_KEY] {
         store.generate_p256(label)?;
     }
     store.generate_hmac_secret(CARD_MASTER_KEY)?;
@@ -181,7 +191,24 @@ pub fn init(data_dir: &Path, opts: &InitOptions) -> Result<InitReport, StationEr
         now,
     )?;
 
-    for (label, der) in [(ROOT_KEY, root.cert_der()), (ESIGN_KEY, esign.cert_der())] {
+    // The chip-data PKI (ICAO 9303 Part 12): CSCA self-signed, Document Signer under it.
+    let csca = ca::create_root(&store, csca_profile, CSCA_KEY, now)?;
+    let ds_spki = store.public_key_spki(DS_KEY)?;
+    let ds_cert = ca::issue_station_cert(
+        &store,
+        ds_profile,
+        &csca,
+        &ds_spki,
+        "idstation Document Signer 1",
+        now,
+    )?;
+
+    for (label, der) in [
+        (ROOT_KEY, root.cert_der()),
+        (ESIGN_KEY, esign.cert_der()),
+        (CSCA_KEY, csca.cert_der()),
+        (DS_KEY, &ds_cert.der[..]),
+    ] {
         let path = layout.ca_cert(label);
         write_atomic(&path, ca::cert_pem(der)?.as_bytes())
             .map_err(|e| StationError::io(&path, e))?;
@@ -208,6 +235,8 @@ pub fn init(data_dir: &Path, opts: &InitOptions) -> Result<InitReport, StationEr
             (ROOT_KEY, "root", "root", root.cert_der().to_vec()),
             (ESIGN_KEY, "esign", "issuing", esign.cert_der().to_vec()),
             (AUDIT_KEY, "audit", "audit-signing", audit_cert.der.clone()),
+            (CSCA_KEY, CSCA_CA, "csca", csca.cert_der().to_vec()),
+            (DS_KEY, DS_CA, "document-signing", ds_cert.der.clone()),
         ] {
             let spki = store.public_key_spki(label)?;
             let id = tx.insert_ca_key(label, ca_name, role, &spki, &actor)?;
@@ -218,8 +247,14 @@ pub fn init(data_dir: &Path, opts: &InitOptions) -> Result<InitReport, StationEr
         // The CA certificates themselves are certificates the hierarchy issued: record them so
         // that they can be listed and revoked like any other.
         let root_id = keys[0].2;
-        for (label, ca_name, _, der) in &keys[1..] {
+        for (label, ca_name, _, der) in &keys[1..3] {
             tx.insert_certificate(&cert_record(root_id, der, ca_name)?)?;
+            tracing::debug!(key = label, "recorded CA certificate");
+        }
+        // The Document Signer certificate, issued by the CSCA.
+        let csca_id = keys[3].2;
+        for (label, ca_name, _, der) in &keys[4..] {
+            tx.insert_certificate(&cert_record(csca_id, der, ca_name)?)?;
             tracing::debug!(key = label, "recorded CA certificate");
         }
         tx.audit(&AuditEntry {

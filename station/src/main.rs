@@ -593,7 +593,8 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
             let v = match (document, pinfl, job) {
                 (Some(d), _, _) => {
                     let (h, d) = station::records::show_document(&st, d)?;
-                    serde_json::json!({ "holder": h, "document": d })
+                    // `mrz` at the top level too: other tools open the chip with BAC from it.
+                    serde_json::json!({ "mrz": d.mrz.clone(), "holder": h, "document": d })
                 }
                 (_, Some(p), _) => {
                     serde_json::json!({ "holder": station::records::show_pinfl(&st, p)? })

@@ -28,6 +28,10 @@ pub struct DocumentView {
     pub card_serial: Option<String>,
     pub job_id: Option<i64>,
     pub certificates: Vec<CertView>,
+    /// The three TD1 MRZ lines (ICAO 9303 Part 5) printed on the card and in its DG1, derived
+    /// from the holder record and the document; `None` while the document has no expiry date
+    /// (not issued yet).
+    pub mrz: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -93,8 +97,29 @@ pub fn parse_document(s: &str) -> Result<DocumentNumber, StationError> {
     s.parse::<DocumentNumber>().map_err(StationError::from)
 }
 
+/// The MRZ of a document, from the registry's holder and document records.
+pub fn document_mrz(
+    st: &Station,
+    d: &registry::Document,
+) -> Result<Option<[String; 3]>, StationError> {
+    let Ok(expiry) = crate::holder::parse_date(&d.date_of_expiry) else {
+        return Ok(None);
+    };
+    let h = st
+        .registry
+        .holder(d.holder_id)?
+        .ok_or_else(|| StationError::Other(format!("document {} has no holder", d.number)))?;
+    crate::issuance::mrz_lines(
+        &crate::issuance::MrzHolder::from_registry(&h.data),
+        &d.number.to_string(),
+        expiry,
+    )
+    .map(Some)
+}
+
 fn document_view(st: &Station, d: &registry::Document) -> Result<DocumentView, StationError> {
     let job = st.registry.job_of_document(d.number)?;
+    let mrz = document_mrz(st, d)?.map(|m| m.to_vec());
     Ok(DocumentView {
         document: d.number.to_string(),
         status: d.status.as_str().to_string(),
@@ -107,6 +132,7 @@ fn document_view(st: &Station, d: &registry::Document) -> Result<DocumentView, S
             Some(j) => cert_views(st, j.id)?,
             None => Vec::new(),
         },
+        mrz,
     })
 }
 

@@ -129,6 +129,12 @@ impl<'t> Piv<'t> {
         self.ch.stats()
     }
 
+    /// The channel underneath, for another application on the same card session (the LDS
+    /// writer and BAC reader, [`crate::lds`]); its APDUs count in [`stats`](Self::stats).
+    pub fn channel(&mut self) -> &mut Channel<'t> {
+        &mut self.ch
+    }
+
     /// SELECT the PIV application by its full AID (ISO 7816-4 §11.2.2, SP 800-73-4 Part 2
     /// §3.1.1); returns the application property template (tag 61).
     pub fn select(&mut self) -> Result<Vec<u8>, Error> {

@@ -1,0 +1,329 @@
+//! The ICAO 9303 LDS of an issued card, end to end through the real parts: the `idstation`
+//! binary, pcscd + vpcd with `vchip` cards, SoftHSM2 (the Document Signer key), the registry.
+//!
+//! Oracles: OpenSSL `cms -verify` with the station's CSCA certificate as the only trust anchor
+//! accepts EF.SOD read from the card through BAC, and the data-group hashes in the content
+//! OpenSSL extracts match the data groups read through BAC. The chip fault injection
+//! (`vchip insert --corrupt-ef 0101`) makes the station refuse the issuance at passive
+//! authentication and leave the document not issued.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use der::Decode;
+use personalization::apdu::{Channel, Command as Apdu, StatusWord};
+use personalization::transport::pcsc::Pcsc;
+use personalization::{lds, mrz, sod};
+use sha2::{Digest, Sha256};
+
+const HSM_PIN: &str = "hsm-pin-lds-e2e-5d1";
+const ADMIN_PASSWORD: &str = "admin-password-lds-1";
+const CLERK_PASSWORD: &str = "clerk-password-lds-2";
+const PIN: &str = "482916";
+const PUK: &str = "73015528";
+
+struct Station {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    data: PathBuf,
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/holders")
+        .join(name)
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let o = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(o.status.success(), "{cmd:?} failed:\n{}", text(&o));
+    o
+}
+
+impl Station {
+    fn new() -> Self {
+        testrig::ensure_pcscd().expect("pcscd with vpcd readers");
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let data = dir.join("data");
+        let s = Station {
+            _tmp: tmp,
+            dir,
+            data,
+        };
+        s.ok(
+            &["init", "--admin", "admin", "--station", "lds"],
+            ADMIN_PASSWORD,
+        );
+        s.ok(
+            &[
+                "operator",
+                "add",
+                "--name",
+                "clerk",
+                "--role",
+                "clerk",
+                "--operator",
+                "admin",
+            ],
+            ADMIN_PASSWORD,
+        );
+        s
+    }
+
+    fn cmd(&self, args: &[&str], password: &str) -> Output {
+        let o = Command::new(env!("CARGO_BIN_EXE_idstation"))
+            .arg("--data-dir")
+            .arg(&self.data)
+            .args(args)
+            .env("IDSTATION_HSM_PIN", HSM_PIN)
+            .env("IDSTATION_PASSWORD", password)
+            .env("IDSTATION_NEW_PASSWORD", CLERK_PASSWORD)
+            .env("IDSTATION_PIN", PIN)
+            .env("IDSTATION_PUK", PUK)
+            .output()
+            .expect("run idstation");
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        for s in [HSM_PIN, ADMIN_PASSWORD, CLERK_PASSWORD, PIN, PUK] {
+            assert!(!all.contains(s), "secret {s:?} appeared in output:\n{all}");
+        }
+        o
+    }
+
+    fn ok(&self, args: &[&str], password: &str) -> Output {
+        let o = self.cmd(args, password);
+        assert!(
+            o.status.success(),
+            "idstation {args:?} failed:\n{}",
+            text(&o)
+        );
+        o
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut full = vec!["--json"];
+        full.extend_from_slice(args);
+        let o = self.ok(&full, "");
+        serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", text(&o)))
+    }
+
+    fn issue(&self, holder: &str, reader: &str) -> Output {
+        self.cmd(
+            &[
+                "--json",
+                "issue",
+                "--holder",
+                fixture(holder).to_str().unwrap(),
+                "--reader",
+                reader,
+                "--operator",
+                "clerk",
+            ],
+            CLERK_PASSWORD,
+        )
+    }
+
+    fn blank_card(&self, serial: u32) -> PathBuf {
+        let img = self.dir.join(format!("card-{serial:08X}.img"));
+        run(Command::new(testrig::vchip_bin().expect("vchip"))
+            .args(["create", "--out"])
+            .arg(&img)
+            .args(["--serial", &serial.to_string()]));
+        img
+    }
+}
+
+/// BAC read of the card in `reader` with the MRZ lines `mrz`.
+fn bac_read(reader: &str, mrz: &[String; 3]) -> personalization::Result<lds::LdsRead> {
+    let pcsc = Pcsc::establish()?;
+    let mut card = pcsc.connect(reader)?;
+    let mut tx = card.begin()?;
+    let mut ch = Channel::new(&mut tx);
+    lds::read_lds(&mut ch, &mrz::bac_mrz_information(mrz)?)
+}
+
+fn mrz_of(v: &serde_json::Value) -> [String; 3] {
+    let lines: Vec<String> = v
+        .as_array()
+        .unwrap_or_else(|| panic!("mrz is not a list: {v}"))
+        .iter()
+        .map(|l| l.as_str().expect("line").to_string())
+        .collect();
+    lines.try_into().expect("three lines")
+}
+
+#[test]
+fn issued_card_is_read_through_bac_and_openssl_accepts_its_sod_with_the_csca() {
+    let st = Station::new();
+    let slot = testrig::Slot::lease();
+    let img = st.blank_card(0x1D5A_0001);
+    let card = slot.insert(&img, &[]);
+    let o = st.issue("holder-01.json", &slot.reader_name);
+    assert!(o.status.success(), "{}", text(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let doc = r["document"].as_str().expect("document").to_string();
+    card.pull();
+
+    // `show` prints the MRZ the card was made with (key `mrz`, three lines).
+    let show = st.json(&["show", "--document", &doc]);
+    let mrz = mrz_of(&show["mrz"]);
+    assert_eq!(mrz[2], "TOXTAYEVA<<GULNORA<<<<<<<<<<<<");
+    assert_eq!(&mrz[0][5..14], doc.as_str());
+    let checker = Command::new("python3")
+        .args([
+            "-c",
+            "import sys; from mrz.checker.td1 import TD1CodeChecker; sys.exit(0 if TD1CodeChecker(sys.argv[1]) else 1)",
+            &mrz.join("\n"),
+        ])
+        .output()
+        .expect("python3");
+    assert!(checker.status.success(), "PyPI mrz refused {mrz:?}");
+
+    // A fresh session on the LOCKED card: everything through BAC.
+    let card = slot.insert(&img, &[]);
+    let read = bac_read(&slot.reader_name, &mrz).expect("BAC read");
+    assert_eq!(
+        read.dgs.keys().copied().collect::<Vec<_>>(),
+        vec![1, 2, 11, 12]
+    );
+    assert_eq!(lds::parse_dg1(&read.dgs[&1]).unwrap(), mrz);
+    assert_eq!(
+        lds::parse_dg2_jpeg(&read.dgs[&2]).unwrap(),
+        std::fs::read(fixture("photo-01.jpg")).unwrap()
+    );
+
+    // OpenSSL, with the CSCA as the only trust anchor, accepts EF.SOD from the card.
+    let sod_der = st.dir.join("sod.der");
+    std::fs::write(&sod_der, sod::content_info_der(&read.sod).unwrap()).unwrap();
+    let content = st.dir.join("content.der");
+    let o = Command::new("openssl")
+        .args(["cms", "-verify", "-inform", "DER", "-in"])
+        .arg(&sod_der)
+        .arg("-CAfile")
+        .arg(st.data.join("ca/csca-1.pem"))
+        // No `-purpose any` needed (OpenSSL 3.0): the DS certificate has no EKU and keyUsage
+        // digitalSignature, which satisfies the default S/MIME signing purpose.
+        .args(["-binary", "-out"])
+        .arg(&content)
+        .output()
+        .expect("openssl");
+    assert!(
+        o.status.success(),
+        "openssl cms -verify refused:\n{}",
+        text(&o)
+    );
+    let lso = sod::LdsSecurityObject::from_der(&std::fs::read(&content).unwrap()).unwrap();
+    assert_eq!(lso.data_group_hash_values.len(), read.dgs.len());
+    for h in &lso.data_group_hash_values {
+        let dg = &read.dgs[&h.data_group_number];
+        assert_eq!(
+            h.data_group_hash_value.as_bytes(),
+            Sha256::digest(dg).as_slice(),
+            "DG{}",
+            h.data_group_number
+        );
+    }
+    // The e-Signature root is not a trust anchor for chip data.
+    let o = Command::new("openssl")
+        .args(["cms", "-verify", "-inform", "DER", "-in"])
+        .arg(&sod_der)
+        .arg("-CAfile")
+        .arg(st.data.join("ca/root-ca-1.pem"))
+        .args(["-purpose", "any", "-binary", "-out", "/dev/null"])
+        .output()
+        .expect("openssl");
+    assert!(
+        !o.status.success(),
+        "openssl accepted the SOD with the wrong anchor"
+    );
+
+    // Without BAC the locked card answers a security status error; a wrong MRZ fails BAC.
+    {
+        let pcsc = Pcsc::establish().unwrap();
+        let mut c = pcsc.connect(&slot.reader_name).unwrap();
+        let mut tx = c.begin().unwrap();
+        let mut ch = Channel::new(&mut tx);
+        ch.ok(&Apdu::new(
+            "SELECT LDS1",
+            0xA4,
+            0x04,
+            0x0C,
+            vec![0xA0, 0x00, 0x00, 0x02, 0x47, 0x10, 0x01],
+        ))
+        .expect("select LDS1");
+        let r = ch
+            .exchange(&Apdu::new("SELECT EF", 0xA4, 0x02, 0x0C, vec![0x01, 0x01]))
+            .unwrap();
+        let r = if r.sw == StatusWord::Ok {
+            ch.exchange_short("READ BINARY", &[0x00, 0xB0, 0x00, 0x00, 0x04])
+                .unwrap()
+        } else {
+            r
+        };
+        assert_eq!(r.sw.to_u16(), 0x6982, "plain access after lock: {}", r.sw);
+    }
+    let mut wrong = mrz.clone();
+    wrong[1] = format!("{}{}", "000101", &wrong[1][6..]);
+    let e = bac_read(&slot.reader_name, &wrong).unwrap_err();
+    assert!(e.to_string().contains("MUTUAL AUTHENTICATE"), "{e}");
+    card.pull();
+}
+
+#[test]
+fn altered_data_group_fails_passive_authentication_and_the_card_is_not_issued() {
+    let st = Station::new();
+    let slot = testrig::Slot::lease();
+    let img = st.blank_card(0x1D5A_0002);
+    let card = slot.insert(&img, &["--corrupt-ef", "0101"]);
+    let o = st.issue("holder-02.json", &slot.reader_name);
+    assert!(
+        !o.status.success(),
+        "issued despite a corrupt DG1:\n{}",
+        text(&o)
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("passive authentication") && err.contains("DG1"),
+        "{}",
+        text(&o)
+    );
+    card.pull();
+    let holder = st.json(&["show", "--pinfl", "32307921400450"]);
+    let docs = holder["holder"]["documents"].as_array().expect("documents");
+    assert!(
+        docs.iter().all(|d| d["status"] != "active"),
+        "a document is active: {holder}"
+    );
+    let jobs = holder["holder"]["jobs"].as_array().expect("jobs");
+    assert_eq!(jobs.len(), 1, "{holder}");
+    assert_ne!(jobs[0]["state"], "completed", "{holder}");
+    assert!(
+        jobs[0]["certificates"]
+            .as_array()
+            .expect("certs")
+            .iter()
+            .all(|c| c["status"] == "revoked"),
+        "{holder}"
+    );
+    // The same card, without the fault, is then issued (it is reset first: recoverable).
+    let card = slot.insert(&img, &[]);
+    let o = st.issue("holder-02.json", &slot.reader_name);
+    assert!(o.status.success(), "{}", text(&o));
+    card.pull();
+}
