@@ -123,18 +123,50 @@ fn p11(e: &P11Error) -> String {
     }
 }
 
+/// The slot holding the token labelled `label`. SoftHSM2 re-reads its file store on every
+/// slot and token query, and answers CKR_GENERAL_ERROR when another process rewrites a token
+/// file at that moment (seen with two stations on one data dir); such transient failures are
+/// retried a few times before they are reported.
 fn find_token_slot(ctx: &Pkcs11, label: &str) -> Result<Option<Slot>> {
+    const ATTEMPTS: u32 = 5;
+    let mut attempt = 1;
+    loop {
+        match find_token_slot_once(ctx, label) {
+            Err((e, transient)) if transient && attempt < ATTEMPTS => {
+                tracing::warn!(attempt, error = %e, "token lookup failed; retrying");
+                std::thread::sleep(std::time::Duration::from_millis(25 * u64::from(attempt)));
+                attempt += 1;
+            }
+            Err((e, _)) => return Err(e),
+            Ok(found) => return Ok(found),
+        }
+    }
+}
+
+fn find_token_slot_once(
+    ctx: &Pkcs11,
+    label: &str,
+) -> std::result::Result<Option<Slot>, (HsmError, bool)> {
+    let fail = |op: &'static str, e: P11Error| {
+        let transient = matches!(
+            e,
+            P11Error::Pkcs11(RvError::GeneralError | RvError::DeviceError, _)
+        );
+        (
+            HsmError::Operation {
+                op,
+                reason: p11(&e),
+            },
+            transient,
+        )
+    };
     let slots = ctx
         .get_slots_with_initialized_token()
-        .map_err(|e| HsmError::Operation {
-            op: "list slots",
-            reason: p11(&e),
-        })?;
+        .map_err(|e| fail("list slots", e))?;
     for slot in slots {
-        let info = ctx.get_token_info(slot).map_err(|e| HsmError::Operation {
-            op: "read token info",
-            reason: p11(&e),
-        })?;
+        let info = ctx
+            .get_token_info(slot)
+            .map_err(|e| fail("read token info", e))?;
         if info.label().trim_end() == label {
             return Ok(Some(slot));
         }
