@@ -211,7 +211,8 @@ impl Error {
         )
     }
 
-    pub(crate) fn in_step(self, step: &str) -> Error {
+    /// Name the step `self` happened in (kept if it already names one): "… during 'step'".
+    pub fn in_step(self, step: &str) -> Error {
         match self {
             e @ Error::Step { .. } => e,
             e => Error::Step {

@@ -272,8 +272,10 @@ pub fn issue(
     let reader = choose_reader(&pcsc, input.reader.as_deref())?;
     let mut card = pcsc
         .connect(&reader)
-        .map_err(|e| StationError::card(None, &e))?;
-    let mut tx = card.begin().map_err(|e| StationError::card(None, &e))?;
+        .map_err(|e| StationError::card(None, &e.in_step("connect to the card")))?;
+    let mut tx = card
+        .begin()
+        .map_err(|e| StationError::card(None, &e.in_step("open a card transaction")))?;
     let first = executor::inspect(&mut tx).map_err(|e| StationError::card(None, &e))?;
     t.card_ms += ms(t0);
 

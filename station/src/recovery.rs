@@ -134,8 +134,12 @@ pub fn recover(st: &mut Station, actor: &Actor, mode: Mode) -> Result<Vec<Resolv
         match find_card(&serial) {
             Some(reader) => {
                 let pcsc = Pcsc::establish().map_err(|e| StationError::card(None, &e))?;
-                let mut card = pcsc.connect(&reader).map_err(|e| StationError::card(None, &e))?;
-                let mut tx = card.begin().map_err(|e| StationError::card(None, &e))?;
+                let mut card = pcsc
+                    .connect(&reader)
+                    .map_err(|e| StationError::card(None, &e.in_step("connect to the card")))?;
+                let mut tx = card.begin().map_err(|e| {
+                    StationError::card(None, &e.in_step("open a card transaction"))
+                })?;
                 out.push(resolve_with_card(st, actor, &job, &mut tx)?);
             }
             None if mode == Mode::WithoutCardRollsBack => out.push(roll_back(
