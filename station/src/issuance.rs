@@ -908,7 +908,12 @@ pub fn build_lds(
         sod: Vec::new(),
     };
     let (ds_label, ds_cert) = active_key(st, crate::init::DS_CA)?;
-    let (_, csca_der) = active_key(st, crate::init::CSCA_CA)?;
+    // The CSCA key that certified this Document Signer (after a CSCA rollover the DS may
+    // still be certified by the retired CSCA key, whose certificate stays valid).
+    let csca_der = crate::rotation::certifying_key(st, &ds_label, &ds_cert)?
+        .1
+        .certificate
+        .ok_or_else(|| StationError::Other("the CSCA key has no certificate".into()))?;
     let mut hsm_error = None;
     let sod = personalization::sod::build_sod(&files.dg_hashes(), &ds_cert, |m| {
         st.keys.sign_p256_sha256(&ds_label, m).map_err(|e| {

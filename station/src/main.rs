@@ -122,7 +122,8 @@ enum CaCmd {
     Crl(CrlArgs),
     /// Request a key rotation of a CA (dual control: runs once other ca-admins approve).
     Rotate {
-        #[arg(long, value_parser = ["esign", "root"])]
+        /// esign, root, document-signer (alias ds) or csca.
+        #[arg(long, value_parser = ["esign", "root", "document-signer", "ds", "csca"])]
         ca: String,
         #[command(flatten)]
         op: OperatorArg,

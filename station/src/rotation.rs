@@ -1,5 +1,9 @@
 //! CA key rotation, root rollover and CA revocation under dual control (issue 8;
-//! docs/rotation.md).
+//! docs/rotation.md), and the same for the chip-data PKI of ICAO 9303 Part 12 (issue 9): the
+//! Document Signer (`document-signer`, alias `ds`: a new end-entity certificate under the
+//! active CSCA, the old DS key retired so that it signs no new EF.SOD) and the CSCA (a new
+//! self-signed CSCA plus link certificates, the NewWithOld one being Part 12's CSCA link
+//! certificate). Each CA's rules are one [`RotatingCa`] entry; all share one execution path.
 //!
 //! A ca-admin files a request ([`request_rotation`], [`request_ca_revocation`]); it is executed
 //! only once `rotation.quorum` other ca-admins (distinct, never the requester) approved it
@@ -39,8 +43,91 @@ use crate::Station;
 pub const KIND_ROTATE: &str = "rotate";
 pub const KIND_REVOKE_CA: &str = "revoke-ca";
 
-/// The CAs whose keys rotate under dual control.
-pub const ROTATING_CAS: &[&str] = &["esign", "root"];
+/// The CAs whose keys rotate under dual control (registry CA names; `ds` is accepted as an
+/// alias of `document-signer`).
+pub const ROTATING_CAS: &[&str] = &["esign", "root", "document-signer", "csca"];
+
+/// How a rotating CA's new key gets its certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Certified {
+    /// Self-signed, plus link certificates OldWithNew / NewWithOld (RFC 4210 §4.4.1; for a
+    /// CSCA the NewWithOld one is ICAO 9303 Part 12's CSCA link certificate).
+    SelfSigned,
+    /// A CA certificate signed by the active key of the named CA.
+    SubordinateOf(&'static str),
+    /// An end-entity certificate signed by the active key of the named CA (the Document
+    /// Signer, ICAO 9303 Part 12 §5: certified by the CSCA).
+    EndEntityOf(&'static str),
+}
+
+/// What a key rotation of one CA does: the label of its keys, the registry role, the
+/// certificate profile and who certifies the new key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RotatingCa {
+    /// Registry CA name (`ca_keys.ca`).
+    pub name: &'static str,
+    /// HSM labels are `<label_prefix><N>`.
+    pub label_prefix: &'static str,
+    /// Registry key role (`ca_keys.role`).
+    pub role: &'static str,
+    /// Certificate profile of the new key's certificate.
+    pub profile: &'static str,
+    pub certified: Certified,
+    /// Common name of an end-entity certificate, `{n}` replaced by the key number.
+    pub common_name: &'static str,
+    /// What the retired key may still do (recorded in its state history).
+    pub retired_note: &'static str,
+}
+
+/// The rotation rules of every CA that rotates (see [`ROTATING_CAS`]).
+pub const ROTATING: &[RotatingCa] = &[
+    RotatingCa {
+        name: "esign",
+        label_prefix: "esign-ca-",
+        role: "issuing",
+        profile: "esign-ca",
+        certified: Certified::SubordinateOf("root"),
+        common_name: "",
+        retired_note: "signs only CRLs for what it issued",
+    },
+    RotatingCa {
+        name: "root",
+        label_prefix: "root-ca-",
+        role: "root",
+        profile: "root-ca",
+        certified: Certified::SelfSigned,
+        common_name: "",
+        retired_note: "signs only CRLs for what it issued",
+    },
+    RotatingCa {
+        name: crate::init::DS_CA,
+        label_prefix: "ds-",
+        role: "document-signing",
+        profile: "document-signer",
+        certified: Certified::EndEntityOf(crate::init::CSCA_CA),
+        common_name: "idstation Document Signer {n}",
+        retired_note: "signs no new EF.SOD; its certificate stays valid for the documents it signed (ICAO 9303 Part 12)",
+    },
+    RotatingCa {
+        name: crate::init::CSCA_CA,
+        label_prefix: "csca-",
+        role: "csca",
+        profile: "csca",
+        certified: Certified::SelfSigned,
+        common_name: "",
+        retired_note: "signs only CRLs for what it issued",
+    },
+];
+
+/// The rotation rules of CA `name` (registry name or the alias `ds`).
+pub fn rotating_ca(name: &str) -> Option<&'static RotatingCa> {
+    let name = if name == "ds" {
+        crate::init::DS_CA
+    } else {
+        name
+    };
+    ROTATING.iter().find(|c| c.name == name)
+}
 
 /// Journal step names.
 pub mod steps {
@@ -151,12 +238,17 @@ pub fn request_rotation(
     ca: &str,
 ) -> Result<RequestView, StationError> {
     require_ca_admin(st, session, "request a CA key rotation", None)?;
-    if !ROTATING_CAS.contains(&ca) {
-        return Err(StationError::invalid(
-            "ca",
-            format!("{ca:?}: rotation is for {}", ROTATING_CAS.join(" or ")),
-        ));
-    }
+    let ca = rotating_ca(ca)
+        .ok_or_else(|| {
+            StationError::invalid(
+                "ca",
+                format!(
+                    "{ca:?}: rotation is for {} (ds = document-signer)",
+                    ROTATING_CAS.join(", ")
+                ),
+            )
+        })?
+        .name;
     let from = st.registry.active_ca_key(ca)?.map(|k| k.label);
     let payload = serde_json::json!({ "key": from });
     create(st, session, KIND_ROTATE, ca, payload)
@@ -547,14 +639,14 @@ fn journal(
         .write(|tx| tx.journal_request_step(id, step, &details))?)
 }
 
-/// The next free label `<ca>-ca-<N+1>` (N = the highest number among the CA's keys).
-fn next_label(st: &Station, ca: &str) -> Result<String, StationError> {
-    let prefix = format!("{ca}-ca-");
+/// The next free label `<prefix><N+1>` (N = the highest number among the CA's keys).
+fn next_label(st: &Station, spec: &RotatingCa) -> Result<String, StationError> {
+    let (ca, prefix) = (spec.name, spec.label_prefix);
     let mut n = st
         .registry
         .ca_keys(ca)?
         .iter()
-        .filter_map(|k| k.label.strip_prefix(&prefix)?.parse::<u32>().ok())
+        .filter_map(|k| k.label.strip_prefix(prefix)?.parse::<u32>().ok())
         .max()
         .unwrap_or(0)
         + 1;
@@ -577,6 +669,9 @@ fn execute_rotation(
 ) -> Result<Execution, StationError> {
     let id = req.id;
     let ca = req.ca.as_str();
+    let spec = rotating_ca(ca).ok_or_else(|| {
+        StationError::Other(format!("CA request {id}: CA {ca:?} does not rotate"))
+    })?;
     let approvers: Vec<&str> = req.approvals.iter().map(String::as_str).collect();
     let requester = Actor::new(&req.requested_by, Role::CaAdmin.as_str(), &actor.station);
 
@@ -592,7 +687,7 @@ fn execute_rotation(
                 ))
             })?,
         None => {
-            let label = next_label(st, ca)?;
+            let label = next_label(st, spec)?;
             journal(
                 st,
                 id,
@@ -612,7 +707,7 @@ fn execute_rotation(
             let spki = st.keys.public_key_spki(&label)?;
             let (step_id, _, _) = step_details(st, id, steps::KEY_GENERATE)?
                 .ok_or_else(|| StationError::Other("key.generate step vanished".into()))?;
-            let role = if ca == "root" { "root" } else { "issuing" };
+            let role = spec.role;
             let key_id = {
                 let tx = st.registry.transaction()?;
                 let key_id = tx.record_key_generation(
@@ -665,17 +760,27 @@ fn execute_rotation(
         let (step_id, _, _) = step_details(st, id, steps::CERT_SIGN)?
             .ok_or_else(|| StationError::Other("cert.sign step vanished".into()))?;
         let now = SystemTime::now();
-        if ca == "root" {
-            sign_root(st, actor, req, &key, old.as_ref(), step_id, now, &mut files)?;
+        if spec.certified == Certified::SelfSigned {
+            sign_root(
+                st,
+                actor,
+                req,
+                spec,
+                &key,
+                old.as_ref(),
+                step_id,
+                now,
+                &mut files,
+            )?;
         } else {
-            sign_subordinate(st, actor, req, &key, step_id, now)?;
+            sign_subordinate(st, actor, req, spec, &key, step_id, now)?;
         }
         failpoint("rotation.cert-recorded");
         key = st
             .registry
             .ca_key(key.id)?
             .ok_or_else(|| StationError::Other(format!("CA key {label} vanished")))?;
-    } else if ca == "root" {
+    } else if spec.certified == Certified::SelfSigned {
         if let Some(o) = &old {
             files.push(link_path(st, &o.label, &label));
             files.push(link_path(st, &label, &o.label));
@@ -709,7 +814,8 @@ fn execute_rotation(
                 actor,
                 &approvers,
                 Some(&format!(
-                    "retired by CA request {id}: signs only CRLs for what it issued"
+                    "retired by CA request {id}: {}",
+                    spec.retired_note
                 )),
             )?;
         }
@@ -765,17 +871,41 @@ fn sign_subordinate(
     st: &mut Station,
     actor: &Actor,
     req: &CaRequest,
+    spec: &RotatingCa,
     key: &CaKey,
     step_id: i64,
     now: SystemTime,
 ) -> Result<(), StationError> {
-    let (root_key, root) = crate::ca_admin::active_issuer(st, "root")?;
-    let profile = st.profiles.cert(&format!("{}-ca", req.ca))?.clone();
-    let new = ca::create_subordinate_ca(st.keys.as_ref(), &profile, &root, &key.label, now)?;
+    let (issuer_ca, end_entity) = match spec.certified {
+        Certified::SubordinateOf(i) => (i, false),
+        Certified::EndEntityOf(i) => (i, true),
+        Certified::SelfSigned => {
+            return Err(StationError::Other(format!(
+                "CA {} is self-signed, not certified by another CA",
+                spec.name
+            )))
+        }
+    };
+    let (root_key, root) = crate::ca_admin::active_issuer(st, issuer_ca)?;
+    let profile = st.profiles.cert(spec.profile)?.clone();
+    let new_der = if end_entity {
+        // The key number of the label names the certificate (`ds-2` → "… Document Signer 2").
+        let n = key
+            .label
+            .strip_prefix(spec.label_prefix)
+            .unwrap_or(&key.label);
+        let spki = st.keys.public_key_spki(&key.label)?;
+        let cn = spec.common_name.replace("{n}", n);
+        ca::issue_station_cert(st.keys.as_ref(), &profile, &root, &spki, &cn, now)?.der
+    } else {
+        ca::create_subordinate_ca(st.keys.as_ref(), &profile, &root, &key.label, now)?
+            .cert_der()
+            .to_vec()
+    };
     failpoint("rotation.cert-signed");
-    let record = crate::init::cert_record(root_key.id, new.cert_der(), &req.ca)?;
+    let record = crate::init::cert_record(root_key.id, &new_der, &req.ca)?;
     let tx = st.registry.transaction()?;
-    tx.set_ca_key_certificate(key.id, new.cert_der())?;
+    tx.set_ca_key_certificate(key.id, &new_der)?;
     tx.insert_certificate(&record)?;
     tx.finish_request_step(
         step_id,
@@ -787,7 +917,7 @@ fn sign_subordinate(
         object: &format!("ca-key:{}", key.label),
         details: &serde_json::json!({
             "request": req.id, "issuer": root_key.label, "serial": record.serial,
-            "certificate_sha256": ca::fingerprint_sha256(new.cert_der())?,
+            "certificate_sha256": ca::fingerprint_sha256(&new_der)?,
         }),
     })?;
     tx.commit()?;
@@ -799,13 +929,14 @@ fn sign_root(
     st: &mut Station,
     actor: &Actor,
     req: &CaRequest,
+    spec: &RotatingCa,
     key: &CaKey,
     old: Option<&CaKey>,
     step_id: i64,
     now: SystemTime,
     files: &mut Vec<PathBuf>,
 ) -> Result<(), StationError> {
-    let profile = st.profiles.cert("root-ca")?.clone();
+    let profile = st.profiles.cert(spec.profile)?.clone();
     let new = ca::create_root(st.keys.as_ref(), &profile, &key.label, now)?;
     let links = match old {
         Some(o) => {
@@ -896,24 +1027,7 @@ fn execute_revocation(
         .clone()
         .ok_or_else(|| StationError::Other(format!("CA key {label} has no certificate")))?;
     let info = ca::CertInfo::parse(&der)?;
-    let cert_row = st
-        .registry
-        .certificates_by_serial(&info.serial_hex)?
-        .into_iter()
-        .find(|c| c.data.der == der)
-        .ok_or_else(|| {
-            StationError::Other(format!(
-                "the certificate of CA key {label} is not recorded as issued"
-            ))
-        })?;
-    let signer = st
-        .registry
-        .ca_key(cert_row.data.issuer_key_id)?
-        .ok_or_else(|| {
-            StationError::Other(format!(
-                "the issuer of CA key {label}'s certificate is unknown"
-            ))
-        })?;
+    let (cert_row, signer) = certifying_key(st, &label, &der)?;
     let mut flagged = 0;
     if key.state != CaKeyState::Revoked {
         let at = registry::now_rfc3339();
@@ -991,6 +1105,36 @@ fn execute_revocation(
         reissue_required: flagged_total,
         seconds: 0.0,
     })
+}
+
+/// The registry row of CA key `label`'s certificate `der` and the key that signed it (e.g. the
+/// CSCA key that certified a Document Signer, which after a CSCA rollover may be a retired
+/// CSCA key: its certificate stays the trust anchor for that Document Signer).
+pub(crate) fn certifying_key(
+    st: &Station,
+    label: &str,
+    der: &[u8],
+) -> Result<(registry::Certificate, CaKey), StationError> {
+    let info = ca::CertInfo::parse(der)?;
+    let cert_row = st
+        .registry
+        .certificates_by_serial(&info.serial_hex)?
+        .into_iter()
+        .find(|c| c.data.der == der)
+        .ok_or_else(|| {
+            StationError::Other(format!(
+                "the certificate of CA key {label} is not recorded as issued"
+            ))
+        })?;
+    let signer = st
+        .registry
+        .ca_key(cert_row.data.issuer_key_id)?
+        .ok_or_else(|| {
+            StationError::Other(format!(
+                "the issuer of CA key {label}'s certificate is unknown"
+            ))
+        })?;
+    Ok((cert_row, signer))
 }
 
 fn tx_started_step(st: &Station, id: i64, step: &str) -> Result<Option<i64>, StationError> {
@@ -1077,6 +1221,22 @@ mod tests {
             expires_at: "2026-01-02T00:00:00.000000Z".into(),
             state: state.into(),
             approvals: vec!["bob".into()],
+        }
+    }
+
+    #[test]
+    fn ds_is_an_alias_of_the_document_signer_which_is_certified_by_the_csca_as_end_entity() {
+        let ds = rotating_ca("ds").unwrap();
+        assert_eq!(ds, rotating_ca("document-signer").unwrap());
+        assert_eq!(ds.certified, Certified::EndEntityOf("csca"));
+        assert_eq!(ds.label_prefix, "ds-");
+        assert_eq!(
+            rotating_ca("csca").unwrap().certified,
+            Certified::SelfSigned
+        );
+        assert_eq!(rotating_ca("audit"), None);
+        for name in ROTATING_CAS {
+            assert_eq!(rotating_ca(name).unwrap().name, *name);
         }
     }
 
