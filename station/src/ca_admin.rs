@@ -15,7 +15,7 @@ use crate::operators::Session;
 use crate::Station;
 
 /// The CAs of the hierarchy, in the order `ca show` prints them.
-pub const CA_NAMES: &[&str] = &["root", "esign", "audit"];
+pub const CA_NAMES: &[&str] = &["root", "esign", "audit", "csca", "document-signer"];
 
 /// Every CA key the registry knows, with its certificate's facts.
 pub fn summaries(reg: &Registry, layout: &Layout) -> Result<Vec<CaSummary>, StationError> {

@@ -77,8 +77,8 @@ fn init(dir: &Path) {
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(
         out.matches("SHA-256").count(),
-        3,
-        "root, e-Signature CA and audit key fingerprints:\n{out}"
+        5,
+        "root, e-Signature CA, audit, CSCA and Document Signer key fingerprints:\n{out}"
     );
 }
 
@@ -331,7 +331,7 @@ fn init_issue_and_crl_verify_with_openssl_and_pkilint() {
         .unwrap_or("")
         .to_string();
     let cas = cas.as_array().expect("array");
-    assert_eq!(cas.len(), 3);
+    assert_eq!(cas.len(), 5, "root, esign, audit, csca, document-signer");
     assert!(cas.iter().all(|c| c["state"] == "active"));
     assert_eq!(
         cas[0]["fingerprint_sha256"].as_str(),
