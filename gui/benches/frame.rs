@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use criterion::{criterion_group, criterion_main, Criterion};
+use egui_kittest::kittest::Queryable;
 
 fn fill_clerk_form(h: &mut H) {
     for (label, text) in [

@@ -107,7 +107,7 @@ pub enum Event {
     LoggedIn(SessionInfo),
     LoginFailed(String),
     LoggedOut,
-    Holder(Result<Option<HolderRecord>, String>),
+    Holder(Result<Option<Box<HolderRecord>>, String>),
     Document(Result<Box<(HolderView, DocumentView)>, String>),
     IssueStep(StepReport),
     Issued(Result<Box<IssueReport>, Failure>),
@@ -292,8 +292,11 @@ impl WorkerState {
                 send(Event::LoggedOut);
             }
             Command::LookupHolder { pinfl } => send(Event::Holder(
-                need(&[Role::Clerk], "look up holders")
-                    .and_then(|_| gui_support::holder_record(st, pinfl.trim()).map_err(text)),
+                need(&[Role::Clerk], "look up holders").and_then(|_| {
+                    gui_support::holder_record(st, pinfl.trim())
+                        .map(|h| h.map(Box::new))
+                        .map_err(text)
+                }),
             )),
             Command::LookupDocument { number } => send(Event::Document(
                 need(&[Role::Clerk], "look up documents").and_then(|_| {
