@@ -97,13 +97,16 @@ fn poll_loop(
                     } else if is_busy {
                         "card present (station is working on a card)".to_string()
                     } else {
-                        let s = match station::gui_support::inspect_card(&r.reader) {
-                            Ok(s) => s,
+                        match station::gui_support::inspect_card(&r.reader) {
+                            Ok(s) => {
+                                known.retain(|(n, _, _)| *n != r.reader);
+                                known.push((r.reader.clone(), r.atr.clone(), s.clone()));
+                                s
+                            }
+                            // Not cached: asked again at the next poll (a card still powering
+                            // up, or one another program holds in a transaction).
                             Err(e) => format!("card present, not readable: {e}"),
-                        };
-                        known.retain(|(n, _, _)| *n != r.reader);
-                        known.push((r.reader.clone(), r.atr.clone(), s.clone()));
-                        s
+                        }
                     };
                     if !r.card_present {
                         known.retain(|(n, _, _)| *n != r.reader);
