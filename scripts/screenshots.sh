@@ -37,7 +37,7 @@ done
 # A free X display number.
 N=97
 while [ -e "/tmp/.X11-unix/X$N" ] || [ -e "/tmp/.X$N-lock" ]; do N=$((N + 1)); done
-Xvfb ":$N" -screen 0 1280x800x24 -nolisten tcp >/dev/null 2>&1 &
+Xvfb ":$N" -screen 0 1280x800x24 -nolisten tcp -noreset >/dev/null 2>&1 &
 XPID=$!
 export DISPLAY=":$N"
 sleep 1
@@ -77,12 +77,18 @@ for role in clerk admin auditor; do
     auditor) pw=shot-auditor-password; name=auditor ;;
   esac
   start_gui
-  xdotool mousemove --window "$WID" 400 300
-  xdotool key --window "$WID" Tab
-  xdotool type --window "$WID" --delay 30 "$role"
-  xdotool key --window "$WID" Tab
-  xdotool type --window "$WID" --delay 30 "$pw"
-  xdotool key --window "$WID" Return
+  # No window manager under Xvfb: give the window the X input focus, then type as a person.
+  xdotool windowfocus --sync "$WID" 2>/dev/null || xdotool windowfocus "$WID"
+  # Click into each field (window at 0,0; field positions of the log-in form) and type.
+  xdotool mousemove 190 125 click 1
+  sleep 0.5
+  xdotool type --delay 60 "$role"
+  sleep 0.3
+  xdotool mousemove 190 148 click 1
+  sleep 0.5
+  xdotool type --delay 60 "$pw"
+  sleep 0.3
+  xdotool key Return
   shot "$name"
   stop_gui
 done

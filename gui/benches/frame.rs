@@ -58,6 +58,12 @@ fn frames(c: &mut Criterion) {
     let mut g = c.benchmark_group("gui_frame");
     g.measurement_time(Duration::from_secs(8));
 
+    // Peer in the same run: the log-in screen, the lightest screen of the same app.
+    let mut h = harness(options(None, false), [1280.0, 800.0]);
+    h.step();
+    g.bench_function("login_screen_peer", |b| b.iter(|| h.step()));
+    drop(h);
+
     let mut h = harness(options(None, true), [1280.0, 800.0]);
     log_in(&mut h, "clerk", CLERK_PASSWORD, "Clerk workspace");
     fill_clerk_form(&mut h);

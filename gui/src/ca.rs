@@ -181,9 +181,10 @@ pub fn ui(ui: &mut egui::Ui, st: &mut CaState, cmds: &mut Vec<Command>) {
     });
 }
 
-/// A 64-hex-digit fingerprint as two lines of colon-separated pairs.
+/// A SHA-256 fingerprint (hex, with or without colons) as two lines of colon-separated pairs.
 fn fingerprint_lines(fp: &str) -> String {
-    let pairs: Vec<&str> = fp
+    let hex: String = fp.chars().filter(|c| *c != ':').collect();
+    let pairs: Vec<&str> = hex
         .as_bytes()
         .chunks(2)
         .map(|c| std::str::from_utf8(c).unwrap_or("??"))
