@@ -136,6 +136,8 @@ impl StationApp {
                 if clerk_busy && !self.clerk.busy() {
                     if let Some(r) = &self.readers {
                         r.busy.store(false, std::sync::atomic::Ordering::Relaxed);
+                        r.generation
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
             }

@@ -3,7 +3,7 @@
 //! GET DATA through `station::gui_support::inspect_card`). While an issuance holds the card
 //! the poller only lists readers and does not connect to the card.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,6 +34,8 @@ pub struct ReaderPoller {
     pub shared: Arc<Mutex<ReaderSnapshot>>,
     /// Set while an issuance owns the card: no connects to cards.
     pub busy: Arc<AtomicBool>,
+    /// Bumped when the station changed a card (an issuance ended): every card is read again.
+    pub generation: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 }
 
@@ -48,14 +50,25 @@ impl ReaderPoller {
         let shared = Arc::new(Mutex::new(ReaderSnapshot::default()));
         let busy = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
-        let (s, b, st) = (shared.clone(), busy.clone(), stop.clone());
+        let generation = Arc::new(AtomicU64::new(0));
+        let (s, b, st, g) = (
+            shared.clone(),
+            busy.clone(),
+            stop.clone(),
+            generation.clone(),
+        );
         let spawned = std::thread::Builder::new()
             .name("reader-poller".into())
-            .spawn(move || poll_loop(&s, &b, &st, &waker, only.as_deref()));
+            .spawn(move || poll_loop(&s, &b, &g, &st, &waker, only.as_deref()));
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start the reader poller");
         }
-        ReaderPoller { shared, busy, stop }
+        ReaderPoller {
+            shared,
+            busy,
+            generation,
+            stop,
+        }
     }
 
     pub fn snapshot(&self) -> ReaderSnapshot {
@@ -66,20 +79,22 @@ impl ReaderPoller {
 fn poll_loop(
     shared: &Mutex<ReaderSnapshot>,
     busy: &AtomicBool,
+    generation: &AtomicU64,
     stop: &AtomicBool,
     waker: &Waker,
     only: Option<&str>,
 ) {
     // (reader, ATR) -> state text, so a card is inspected once per insertion.
     let mut known: Vec<(String, Vec<u8>, String)> = Vec::new();
-    let mut was_busy = false;
+    let mut seen_generation = 0;
     while !stop.load(Ordering::Relaxed) {
         let is_busy = busy.load(Ordering::Relaxed);
-        if was_busy && !is_busy {
-            // The issuance changed the card's lifecycle: read it again.
+        let g = generation.load(Ordering::Relaxed);
+        if g != seen_generation {
+            // An issuance changed a card's lifecycle: read the cards again.
             known.clear();
+            seen_generation = g;
         }
-        was_busy = is_busy;
         let next = match station::gui_support::readers() {
             Ok(readers) => {
                 let mut rows = Vec::new();
