@@ -8,6 +8,8 @@ APT_PACKAGES=(
   pcscd libpcsclite-dev pcsc-tools vsmartcard-vpcd
   softhsm2 opensc yubico-piv-tool
   pkg-config openssl sqlite3 xvfb python3-pip
+  # GUI: a font with the Uzbek modifier letters (ʻ ʼ), Mesa's lavapipe for the wgpu snapshot tests
+  fonts-dejavu-core mesa-vulkan-drivers libvulkan1
 )
 PIP_PACKAGES=(pkilint pyhanko mrz pyscard)
 

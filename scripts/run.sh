@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Builds and runs the station on the embedded demo default: a demo data dir with a SoftHSM2
 # token, the CA hierarchy, a registry with a demo ca-admin and clerk, and a blank virtual card
-# in a virtual reader. Idempotent: an existing demo data dir is reused, never overwritten.
+# in a virtual reader; then it opens the station GUI (issue #7) on that data dir. Idempotent: an
+# existing demo data dir is reused, never overwritten. IDSTATION_NO_GUI=1 (or no display) only
+# prints how to issue from the command line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
 bash scripts/install-deps.sh
-cargo build --release -p station -p chip --bins
+cargo build --release -p station -p chip -p gui --bins
 
 DEMO_DIR=${IDSTATION_DEMO_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/idstation-demo}
 BIN="$ROOT/target/release"
@@ -24,11 +26,18 @@ fi
 # Documented demo passwords (README): a real station sets its own.
 export IDSTATION_DEMO_ADMIN_PASSWORD=demo-admin-password
 export IDSTATION_DEMO_CLERK_PASSWORD=demo-clerk-password
+export IDSTATION_DEMO_AUDITOR_PASSWORD=demo-auditor-password
 if [ ! -f "$DEMO_DIR/station.toml" ]; then
   IDSTATION_PASSWORD=$IDSTATION_DEMO_ADMIN_PASSWORD \
     "$BIN/idstation" --data-dir "$DEMO_DIR" init --hsm-pin-file "$PIN_FILE" --office TAS01 --station demo-station --admin admin
   IDSTATION_PASSWORD=$IDSTATION_DEMO_ADMIN_PASSWORD IDSTATION_NEW_PASSWORD=$IDSTATION_DEMO_CLERK_PASSWORD \
     "$BIN/idstation" --data-dir "$DEMO_DIR" operator add --name clerk --role clerk --operator admin
+fi
+# The demo auditor (added once; demo dirs made before the GUI get it on their next run).
+if [ ! -f "$DEMO_DIR/.demo-auditor" ]; then
+  IDSTATION_PASSWORD=$IDSTATION_DEMO_ADMIN_PASSWORD IDSTATION_NEW_PASSWORD=$IDSTATION_DEMO_AUDITOR_PASSWORD \
+    "$BIN/idstation" --data-dir "$DEMO_DIR" operator add --name auditor --role auditor --operator admin \
+    && touch "$DEMO_DIR/.demo-auditor"
 fi
 
 # A virtual reader ("Virtual PCD 00 00") with a blank virtual card in it.
@@ -64,9 +73,20 @@ fi
 "$BIN/idstation" --data-dir "$DEMO_DIR" readers
 cat <<MSG
 
-Demo station ready in $DEMO_DIR (the GUI comes with issue #7). Issue the blank card with
+Demo station ready in $DEMO_DIR. Operators: admin / $IDSTATION_DEMO_ADMIN_PASSWORD (CA admin),
+clerk / $IDSTATION_DEMO_CLERK_PASSWORD, auditor / $IDSTATION_DEMO_AUDITOR_PASSWORD.
+GUI: $BIN/idstation --data-dir $DEMO_DIR gui --reader "Virtual PCD 00 00"
+Or issue the blank card from the command line with
 (one active card per holder: for the next card take holder-02/-03, or revoke the first one):
   IDSTATION_PASSWORD=$IDSTATION_DEMO_CLERK_PASSWORD IDSTATION_PIN=482916 IDSTATION_PUK=73015528 \\
     $BIN/idstation --data-dir $DEMO_DIR issue --holder station/tests/fixtures/holders/holder-01.json \\
     --reader "Virtual PCD 00 00" --operator clerk
 MSG
+
+if [ "${IDSTATION_NO_GUI:-0}" != 1 ] && { [ -n "${DISPLAY:-}" ] || [ -n "${WAYLAND_DISPLAY:-}" ]; }; then
+  echo "Opening the station GUI (log in as clerk to issue the card in Virtual PCD 00 00)..."
+  exec "$BIN/idstation" --data-dir "$DEMO_DIR" gui --reader "Virtual PCD 00 00"
+elif [ "${IDSTATION_NO_GUI:-0}" != 1 ]; then
+  echo "No display (DISPLAY/WAYLAND_DISPLAY unset): the GUI was not opened. Under a headless"
+  echo "machine run it in Xvfb: xvfb-run -a -s '-screen 0 1280x800x24' $BIN/idstation --data-dir $DEMO_DIR gui"
+fi

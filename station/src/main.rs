@@ -87,6 +87,16 @@ enum Cmd {
     /// Messages for other government systems (e.g. e-government registration).
     #[command(subcommand)]
     Outbox(audit_cli::OutboxCmd),
+    /// Open the station GUI on the data dir (runs `idstation-gui` from the `gui` crate, found
+    /// next to this binary or on PATH: `gui` depends on `station`, so it cannot be linked in).
+    Gui {
+        /// Only this reader (or readers whose name contains it) belongs to the station.
+        #[arg(long)]
+        reader: Option<String>,
+        /// Log the operator out after this many seconds without input.
+        #[arg(long, default_value_t = 300)]
+        idle_timeout: u64,
+    },
 }
 
 #[derive(Args)]
@@ -313,6 +323,30 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
                 s += &show_text(&r.cas);
                 s
             })
+        }
+        Cmd::Gui {
+            reader,
+            idle_timeout,
+        } => {
+            use std::os::unix::process::CommandExt;
+            let sibling = std::env::current_exe()
+                .ok()
+                .and_then(|p| p.parent().map(|d| d.join("idstation-gui")))
+                .filter(|p| p.is_file())
+                .unwrap_or_else(|| PathBuf::from("idstation-gui"));
+            let mut c = std::process::Command::new(&sibling);
+            c.arg("--data-dir")
+                .arg(data_dir)
+                .arg("--idle-timeout")
+                .arg(idle_timeout.to_string());
+            if let Some(r) = reader {
+                c.arg("--reader").arg(r);
+            }
+            let e = c.exec();
+            Err(StationError::Other(format!(
+                "cannot start {}: {e} (build it with `cargo build -p gui`)",
+                sibling.display()
+            )))
         }
         Cmd::Ca(CaCmd::Show) => {
             let st = Station::open(data_dir)?;

@@ -1,0 +1,194 @@
+//! The CA administrator's workspace: the CA hierarchy as the registry records it (certificate
+//! subject, SHA-256 fingerprint, validity, HSM key label, key state), publishing a CRL of the
+//! active e-Signature CA key, revoking one certificate by serial (RFC 5280 §5.3.1 reason), and
+//! the place where key rotation (issue #8) will go.
+
+use egui::{Color32, RichText};
+use station::ca_admin::CrlReport;
+use station::init::CaSummary;
+
+use crate::worker::{Command, Event};
+
+/// RFC 5280 §5.3.1 reason names offered for a single certificate.
+pub const REASONS: &[&str] = &[
+    "keyCompromise",
+    "cessationOfOperation",
+    "superseded",
+    "affiliationChanged",
+    "privilegeWithdrawn",
+];
+
+#[derive(Default)]
+pub struct CaState {
+    requested: bool,
+    summaries: Option<Result<Vec<CaSummary>, String>>,
+    crl_pending: bool,
+    crl: Option<Result<CrlReport, String>>,
+    serial: String,
+    reason: usize,
+    confirm: bool,
+    revoke_pending: bool,
+    revoked: Option<Result<String, String>>,
+}
+
+impl CaState {
+    pub fn busy(&self) -> bool {
+        self.crl_pending || self.revoke_pending || (self.requested && self.summaries.is_none())
+    }
+
+    pub fn handle(&mut self, ev: &Event) {
+        match ev {
+            Event::CaSummaries(r) => self.summaries = Some(r.clone()),
+            Event::CrlPublished(r) => {
+                self.crl_pending = false;
+                self.crl = Some(r.clone());
+            }
+            Event::CertificateRevoked(r) => {
+                self.revoke_pending = false;
+                self.confirm = false;
+                self.revoked = Some(r.clone());
+            }
+            _ => {}
+        }
+    }
+}
+
+pub fn ui(ui: &mut egui::Ui, st: &mut CaState, cmds: &mut Vec<Command>) {
+    if !st.requested {
+        st.requested = true;
+        cmds.push(Command::CaSummaries);
+    }
+    egui::CentralPanel::default_margins().show(ui, |ui| {
+        egui::ScrollArea::vertical().show(ui, |ui| {
+            ui.horizontal(|ui| {
+                ui.heading("CA hierarchy");
+                if ui.button("Refresh").clicked() {
+                    st.summaries = None;
+                    cmds.push(Command::CaSummaries);
+                }
+            });
+            match &st.summaries {
+                None => {
+                    ui.spinner();
+                }
+                Some(Err(e)) => {
+                    ui.colored_label(Color32::RED, e);
+                }
+                Some(Ok(list)) => {
+                    egui::Grid::new("ca-keys")
+                        .striped(true)
+                        .num_columns(6)
+                        .show(ui, |ui| {
+                            for h in ["CA", "Key label", "State", "Subject", "Valid", "SHA-256"] {
+                                ui.label(RichText::new(h).strong());
+                            }
+                            ui.end_row();
+                            for c in list {
+                                ui.label(&c.ca);
+                                ui.label(RichText::new(&c.key_label).monospace());
+                                let color = match c.state.as_str() {
+                                    "active" => Color32::from_rgb(0, 140, 60),
+                                    "revoked" | "destroyed" => Color32::RED,
+                                    _ => Color32::GRAY,
+                                };
+                                ui.colored_label(color, &c.state);
+                                ui.label(&c.subject);
+                                ui.label(format!("{}\n{}", c.not_before, c.not_after));
+                                ui.label(RichText::new(fingerprint_lines(&c.fingerprint_sha256)).monospace().small());
+                                ui.end_row();
+                            }
+                        });
+                }
+            }
+            ui.separator();
+            ui.heading("Certificate revocation list");
+            if ui
+                .add_enabled(!st.crl_pending, egui::Button::new("Publish CRL"))
+                .clicked()
+            {
+                st.crl_pending = true;
+                cmds.push(Command::PublishCrl);
+            }
+            if st.crl_pending {
+                ui.horizontal(|ui| {
+                    ui.spinner();
+                    ui.label("Signing the CRL in the HSM…");
+                });
+            }
+            match &st.crl {
+                Some(Ok(r)) => {
+                    ui.colored_label(
+                        Color32::from_rgb(0, 140, 60),
+                        format!(
+                            "CRL number {} of {} published: {} revoked, next update {} ({})",
+                            r.crl_number,
+                            r.issuer_key,
+                            r.revoked,
+                            r.next_update,
+                            r.out.display()
+                        ),
+                    );
+                }
+                Some(Err(e)) => {
+                    ui.colored_label(Color32::RED, e);
+                }
+                None => {}
+            }
+            ui.separator();
+            ui.heading("Revoke a certificate");
+            ui.horizontal(|ui| {
+                let l = ui.label("Certificate serial (hex)");
+                ui.add(egui::TextEdit::singleline(&mut st.serial).desired_width(320.0))
+                    .labelled_by(l.id);
+            });
+            egui::ComboBox::from_label("Revocation reason")
+                .selected_text(REASONS[st.reason.min(REASONS.len() - 1)])
+                .show_ui(ui, |ui| {
+                    for (i, r) in REASONS.iter().enumerate() {
+                        ui.selectable_value(&mut st.reason, i, *r);
+                    }
+                });
+            ui.checkbox(&mut st.confirm, "I have checked the serial: revoke it");
+            if ui
+                .add_enabled(
+                    st.confirm && !st.revoke_pending && !st.serial.trim().is_empty(),
+                    egui::Button::new("Revoke certificate"),
+                )
+                .clicked()
+            {
+                st.revoke_pending = true;
+                cmds.push(Command::RevokeCertificate {
+                    serial: st.serial.clone(),
+                    reason: REASONS[st.reason.min(REASONS.len() - 1)].to_string(),
+                });
+            }
+            match &st.revoked {
+                Some(Ok(s)) => {
+                    ui.colored_label(
+                        Color32::from_rgb(0, 140, 60),
+                        format!("Certificate {s} revoked; it appears on the next CRL."),
+                    );
+                }
+                Some(Err(e)) => {
+                    ui.colored_label(Color32::RED, e);
+                }
+                None => {}
+            }
+            ui.separator();
+            ui.heading("Key rotation");
+            ui.label("Rotation requests and their approval (two CA administrators) arrive with issue #8; this section will list pending requests and let a second administrator approve them.");
+        });
+    });
+}
+
+/// A SHA-256 fingerprint (hex, with or without colons) as two lines of colon-separated pairs.
+fn fingerprint_lines(fp: &str) -> String {
+    let hex: String = fp.chars().filter(|c| *c != ':').collect();
+    let pairs: Vec<&str> = hex
+        .as_bytes()
+        .chunks(2)
+        .map(|c| std::str::from_utf8(c).unwrap_or("??"))
+        .collect();
+    let half = pairs.len().div_ceil(2);
+    format!("{}\n{}", pairs[..half].join(":"), pairs[half..].join(":"))
+}

@@ -1,0 +1,33 @@
+//! The idstation station GUI (issue #7): log-in, and the clerk, CA-admin and auditor
+//! workspaces in egui/eframe over the `station` core. The UI thread only draws: card, HSM and
+//! database work runs on the [`worker`] thread, PC/SC polling on the [`readers`] thread.
+//! See docs/gui.md.
+
+pub mod app;
+pub mod auditor;
+pub mod ca;
+pub mod clerk;
+pub mod error;
+pub mod fonts;
+pub mod form;
+pub mod readers;
+pub mod worker;
+
+pub use app::{GuiOptions, StationApp};
+pub use error::GuiError;
+
+/// Open the station window on `opts.data_dir` and run until it is closed.
+pub fn run(opts: GuiOptions) -> Result<(), GuiError> {
+    let native = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("idstation")
+            .with_inner_size([1240.0, 780.0]),
+        ..Default::default()
+    };
+    eframe::run_native(
+        "idstation",
+        native,
+        Box::new(move |_cc| Ok(Box::new(StationApp::new(opts)))),
+    )
+    .map_err(|e| GuiError::Window(e.to_string()))
+}

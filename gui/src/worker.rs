@@ -1,0 +1,386 @@
+//! The station worker: one thread that owns the opened [`station::Station`] (HSM session,
+//! registry file, PC/SC during an issuance) and runs every command the UI sends over a
+//! channel. The UI thread never touches the card, the HSM or the database; it reads the
+//! [`Event`]s back each frame and asks egui to repaint when one arrives.
+
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+
+use registry::{AuditEvent, ExportFormat, Role};
+use station::audit::{ExportOutcome, Range, VerifyLogOutcome, VerifyOutcome};
+use station::ca_admin::CrlReport;
+use station::error::StationError;
+use station::gui_support;
+use station::holder::{HolderRecord, ValidHolder};
+use station::init::CaSummary;
+use station::issuance::{IssueInput, IssueReport, JobProgress};
+use station::operators::Session;
+use station::records::{DocumentView, HolderView, RevokeReport};
+use station::Station;
+use zeroize::Zeroizing;
+
+/// What the UI asks the station to do. Secrets travel in zeroizing buffers.
+pub enum Command {
+    Login {
+        name: String,
+        password: Zeroizing<String>,
+    },
+    Logout {
+        reason: &'static str,
+    },
+    LookupHolder {
+        pinfl: String,
+    },
+    LookupDocument {
+        number: String,
+    },
+    Issue {
+        holder: Box<ValidHolder>,
+        reader: Option<String>,
+        pin: Zeroizing<String>,
+        puk: Zeroizing<String>,
+    },
+    RevokeDocument {
+        number: String,
+        reason: String,
+    },
+    CaSummaries,
+    PublishCrl,
+    RevokeCertificate {
+        serial: String,
+        reason: String,
+    },
+    AuditEvents,
+    VerifyLog,
+    Export {
+        dir: PathBuf,
+        range: Range,
+        format: ExportFormat,
+    },
+    VerifyExport {
+        dir: PathBuf,
+        root: Option<PathBuf>,
+    },
+}
+
+/// Who is logged in, as the UI needs to know it (no password).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub operator: String,
+    pub role: Role,
+    /// The document profile's PINFL check-digit rule (for validation as you type).
+    pub pinfl_check_digit: bool,
+}
+
+/// One step of an issuance as the progress view shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepReport {
+    pub job_step: &'static str,
+    /// "3/12 write certificate 9C" inside card steps.
+    pub card_step: Option<String>,
+}
+
+impl From<&JobProgress> for StepReport {
+    fn from(p: &JobProgress) -> Self {
+        StepReport {
+            job_step: p.job_step,
+            card_step: p
+                .card
+                .as_ref()
+                .map(|c| format!("{}/{} {}", c.index, c.total, c.step)),
+        }
+    }
+}
+
+/// A failed command in words for the operator: what happened and what to do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub message: String,
+    pub next: String,
+    /// The same action may simply be repeated (card pulled, reader busy).
+    pub retry: bool,
+}
+
+/// What comes back from the worker.
+pub enum Event {
+    LoggedIn(SessionInfo),
+    LoginFailed(String),
+    LoggedOut,
+    Holder(Result<Option<Box<HolderRecord>>, String>),
+    Document(Result<Box<(HolderView, DocumentView)>, String>),
+    IssueStep(StepReport),
+    Issued(Result<Box<IssueReport>, Failure>),
+    DocumentRevoked(Result<RevokeReport, String>),
+    CaSummaries(Result<Vec<CaSummary>, String>),
+    CrlPublished(Result<CrlReport, String>),
+    CertificateRevoked(Result<String, String>),
+    AuditEvents(Result<Vec<AuditEvent>, String>),
+    LogVerified(Result<VerifyLogOutcome, String>),
+    Exported(Result<Box<ExportOutcome>, String>),
+    ExportVerified(Result<Box<VerifyOutcome>, String>),
+}
+
+/// Wakes the UI when an event arrives (set once the first frame has a context).
+#[derive(Clone, Default)]
+pub struct Waker(Arc<Mutex<Option<egui::Context>>>);
+
+impl Waker {
+    pub fn set(&self, ctx: &egui::Context) {
+        if let Ok(mut g) = self.0.lock() {
+            if g.is_none() {
+                *g = Some(ctx.clone());
+            }
+        }
+    }
+
+    pub fn wake(&self) {
+        if let Ok(g) = self.0.lock() {
+            if let Some(ctx) = g.as_ref() {
+                ctx.request_repaint();
+            }
+        }
+    }
+}
+
+/// The UI's handle on the worker thread.
+pub struct Worker {
+    tx: Sender<Command>,
+    rx: Receiver<Event>,
+    pub waker: Waker,
+}
+
+impl Worker {
+    /// Start the worker on `data_dir`; the station is opened on the worker thread at the
+    /// first log-in (so a missing HSM PIN is a log-in error, not a crash).
+    pub fn spawn(data_dir: PathBuf) -> Worker {
+        let (tx, cmd_rx) = mpsc::channel::<Command>();
+        let (ev_tx, rx) = mpsc::channel::<Event>();
+        let waker = Waker::default();
+        let w = waker.clone();
+        let spawned = std::thread::Builder::new()
+            .name("station-worker".into())
+            .spawn(move || {
+                let mut state = WorkerState {
+                    data_dir,
+                    station: None,
+                    session: None,
+                };
+                for cmd in cmd_rx {
+                    let send = |e: Event| {
+                        let _ = ev_tx.send(e);
+                        w.wake();
+                    };
+                    state.run(cmd, &send);
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the station worker thread");
+        }
+        Worker { tx, rx, waker }
+    }
+
+    /// Send a command; `false` when the worker is gone.
+    pub fn send(&self, cmd: Command) -> bool {
+        self.tx.send(cmd).is_ok()
+    }
+
+    /// Events that arrived since the last call.
+    pub fn poll(&self) -> Vec<Event> {
+        self.rx.try_iter().collect()
+    }
+}
+
+struct WorkerState {
+    data_dir: PathBuf,
+    station: Option<Station>,
+    session: Option<Session>,
+}
+
+fn text(e: StationError) -> String {
+    e.to_string()
+}
+
+/// Plain words and the next step for a failed issuance.
+pub fn explain_issue_error(e: &StationError) -> Failure {
+    match e {
+        StationError::Card { message, .. } if message.contains("removed") => Failure {
+            message: format!("The card was removed while the station was working on it ({message})."),
+            next: "Insert it again and press Retry. The station finishes or undoes the interrupted job first.".into(),
+            retry: true,
+        },
+        StationError::Card { message, .. } if message.contains("no card") => Failure {
+            message: format!("There is no card in a reader ({message})."),
+            next: "Insert a blank card and press Retry.".into(),
+            retry: true,
+        },
+        StationError::Card { message, .. } => Failure {
+            message: format!("The card or reader failed: {message}."),
+            next: "Check the reader and the card, then press Retry. If it fails again, use another blank card.".into(),
+            retry: true,
+        },
+        StationError::Conflict(m) => Failure {
+            message: m.clone(),
+            next: "If the holder's old card is lost or stolen, declare it first; if the card is already issued, insert a blank card.".into(),
+            retry: false,
+        },
+        StationError::Invalid { field, rule } => Failure {
+            message: format!("{field}: {rule}"),
+            next: "Correct the field and press Issue again.".into(),
+            retry: false,
+        },
+        StationError::Hsm(h) => Failure {
+            message: format!("The HSM failed: {h}."),
+            next: "Nothing was written to the card that cannot be recovered. Call the CA administrator.".into(),
+            retry: false,
+        },
+        other => Failure {
+            message: other.to_string(),
+            next: "Press Retry; if it fails again, call the administrator with this message.".into(),
+            retry: true,
+        },
+    }
+}
+
+impl WorkerState {
+    fn station(&mut self) -> Result<&mut Station, String> {
+        if self.station.is_none() {
+            self.station = Some(Station::open(&self.data_dir).map_err(text)?);
+        }
+        self.station
+            .as_mut()
+            .ok_or_else(|| "station not open".into())
+    }
+
+    fn run(&mut self, cmd: Command, send: &dyn Fn(Event)) {
+        if let Command::Login { name, password } = cmd {
+            let r = self.station().and_then(|st| {
+                let s = gui_support::login(st, &name, &password).map_err(text)?;
+                let doc = station::document::DocumentProfile::load(st).map_err(text)?;
+                Ok((s, doc.pinfl_check_digit))
+            });
+            match r {
+                Ok((s, pinfl_check_digit)) => {
+                    send(Event::LoggedIn(SessionInfo {
+                        operator: s.actor.operator.clone(),
+                        role: s.role,
+                        pinfl_check_digit,
+                    }));
+                    self.session = Some(s);
+                }
+                Err(e) => send(Event::LoginFailed(e)),
+            }
+            return;
+        }
+        let Some(session) = self.session.clone() else {
+            tracing::warn!("command without a logged-in operator ignored");
+            return;
+        };
+        let Some(st) = self.station.as_mut() else {
+            return;
+        };
+        let need = |roles: &[Role], action: &str| {
+            gui_support::require(&session, action, roles).map_err(text)
+        };
+        match cmd {
+            Command::Login { .. } => {}
+            Command::Logout { reason } => {
+                if let Err(e) = gui_support::logout(st, &session, reason) {
+                    tracing::error!(error = %e, "could not audit a log-out");
+                }
+                self.session = None;
+                send(Event::LoggedOut);
+            }
+            Command::LookupHolder { pinfl } => send(Event::Holder(
+                need(&[Role::Clerk], "look up holders").and_then(|_| {
+                    gui_support::holder_record(st, pinfl.trim())
+                        .map(|h| h.map(Box::new))
+                        .map_err(text)
+                }),
+            )),
+            Command::LookupDocument { number } => send(Event::Document(
+                need(&[Role::Clerk], "look up documents").and_then(|_| {
+                    station::records::show_document(st, number.trim())
+                        .map(Box::new)
+                        .map_err(text)
+                }),
+            )),
+            Command::Issue {
+                holder,
+                reader,
+                pin,
+                puk,
+            } => {
+                let r = match need(&[Role::Clerk], "issue cards") {
+                    Err(m) => Err(Failure {
+                        message: m,
+                        next: "Log in as a clerk.".into(),
+                        retry: false,
+                    }),
+                    Ok(()) => {
+                        let input = IssueInput {
+                            holder: *holder,
+                            reader,
+                            pin,
+                            puk,
+                        };
+                        station::issuance::issue(st, &session, &input, &mut |p| {
+                            send(Event::IssueStep(StepReport::from(p)))
+                        })
+                        .map(Box::new)
+                        .map_err(|e| explain_issue_error(&e))
+                    }
+                };
+                send(Event::Issued(r));
+            }
+            Command::RevokeDocument { number, reason } => send(Event::DocumentRevoked(
+                need(&[Role::Clerk, Role::CaAdmin], "revoke documents").and_then(|_| {
+                    station::records::revoke(st, &session, number.trim(), &reason).map_err(text)
+                }),
+            )),
+            Command::CaSummaries => send(Event::CaSummaries(
+                need(&[Role::CaAdmin], "view the CA hierarchy").and_then(|_| {
+                    station::ca_admin::summaries(&st.registry, &st.layout).map_err(text)
+                }),
+            )),
+            Command::PublishCrl => send(Event::CrlPublished(
+                need(&[Role::CaAdmin], "publish CRLs").and_then(|_| {
+                    let label = st
+                        .registry
+                        .active_ca_key("esign")
+                        .map_err(|e| e.to_string())?
+                        .map(|k| k.label)
+                        .ok_or("no active esign CA key")?;
+                    let out = st.layout.crl(&label);
+                    station::ca_admin::crl(st, &session, None, &out).map_err(text)
+                }),
+            )),
+            Command::RevokeCertificate { serial, reason } => send(Event::CertificateRevoked(
+                gui_support::revoke_certificate(st, &session, &serial, &reason).map_err(text),
+            )),
+            Command::AuditEvents => send(Event::AuditEvents(
+                gui_support::audit_events(st, &session).map_err(text),
+            )),
+            Command::VerifyLog => send(Event::LogVerified(
+                need(&[Role::Auditor, Role::CaAdmin], "verify the audit log")
+                    .and_then(|_| station::audit::verify_log(st).map_err(text)),
+            )),
+            Command::Export { dir, range, format } => send(Event::Exported(
+                need(&[Role::Auditor], "export the audit log").and_then(|_| {
+                    station::audit::export(st, &session, &dir, &range, format)
+                        .map(Box::new)
+                        .map_err(text)
+                }),
+            )),
+            Command::VerifyExport { dir, root } => send(Event::ExportVerified(
+                need(&[Role::Auditor, Role::CaAdmin], "verify audit exports").and_then(|_| {
+                    let root =
+                        station::audit::root_file(root.as_deref(), &self.data_dir).map_err(text)?;
+                    station::audit::verify(&dir, &root)
+                        .map(Box::new)
+                        .map_err(text)
+                }),
+            )),
+        }
+    }
+}

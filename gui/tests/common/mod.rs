@@ -1,0 +1,150 @@
+//! Shared set-up of the GUI tests: one initialised data dir per test process (SoftHSM2 reads
+//! its token dir once per process), the three operators, and helpers that click and type like
+//! a person.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use egui_kittest::kittest::Queryable;
+use egui_kittest::Harness;
+use gui::{GuiOptions, StationApp};
+use zeroize::Zeroizing;
+
+pub const ADMIN_PASSWORD: &str = "admin-password-gui-1";
+pub const CLERK_PASSWORD: &str = "clerk-password-gui-2";
+pub const AUDITOR_PASSWORD: &str = "auditor-password-gui-3";
+pub const HSM_PIN: &str = "hsm-pin-gui-5521";
+
+pub struct Rig {
+    pub dir: PathBuf,
+    pub data: PathBuf,
+}
+
+static RIG: OnceLock<Rig> = OnceLock::new();
+
+/// The data dir of this test process: `idstation init` (admin), plus a clerk and an auditor.
+pub fn rig() -> &'static Rig {
+    RIG.get_or_init(|| {
+        let tmp = tempfile::Builder::new()
+            .prefix("gui-test-")
+            .tempdir_in(
+                option_env!("CARGO_TARGET_TMPDIR")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(std::env::temp_dir),
+            )
+            .expect("tempdir");
+        let dir = tmp.keep();
+        let data = dir.join("data");
+        let pin_file = dir.join("hsm-pin");
+        std::fs::write(&pin_file, HSM_PIN).expect("pin file");
+        let opts = station::init::InitOptions {
+            station_name: "gui-test".into(),
+            office: "TAS01".into(),
+            series: "AA".into(),
+            admin_name: "admin".into(),
+            admin_password: Zeroizing::new(ADMIN_PASSWORD.into()),
+            hsm_pin: hsm::SecretSource::File(pin_file),
+            hsm_so_pin: None,
+            module: PathBuf::from(hsm::pkcs11::SOFTHSM2_MODULE),
+        };
+        station::init::init(&data, &opts).expect("init data dir");
+        let mut st = station::Station::open(&data).expect("open");
+        let admin = st
+            .authorize(
+                "admin",
+                &Zeroizing::new(ADMIN_PASSWORD.into()),
+                "add operators",
+                &[registry::Role::CaAdmin],
+            )
+            .expect("admin");
+        for (name, role, pw) in [
+            ("clerk", registry::Role::Clerk, CLERK_PASSWORD),
+            ("auditor", registry::Role::Auditor, AUDITOR_PASSWORD),
+        ] {
+            station::operators::add(
+                &mut st.registry,
+                &admin,
+                name,
+                role,
+                &Zeroizing::new(pw.into()),
+            )
+            .expect("add operator");
+        }
+        Rig { dir, data }
+    })
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../station/tests/fixtures/holders")
+        .join(name)
+}
+
+pub fn options(reader: Option<&str>, poll: bool) -> GuiOptions {
+    let mut o = GuiOptions::new(rig().data.clone());
+    o.poll_readers = poll;
+    o.reader = reader.map(str::to_owned);
+    o
+}
+
+pub type H = Harness<'static, StationApp>;
+
+pub fn harness(opts: GuiOptions, size: [f32; 2]) -> H {
+    Harness::builder()
+        .with_size(size)
+        .build_ui_state(|ui, app: &mut StationApp| app.ui(ui), StationApp::new(opts))
+}
+
+/// Step the UI until `pred` holds, or panic after `timeout` naming what was awaited.
+pub fn wait_for(h: &mut H, what: &str, timeout: Duration, pred: impl Fn(&H) -> bool) {
+    let start = Instant::now();
+    loop {
+        h.step();
+        if pred(h) {
+            h.step();
+            return;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Some node is labelled exactly `label`.
+pub fn has_label(h: &H, label: &str) -> bool {
+    h.query_all_by_label(label).next().is_some()
+}
+
+/// Some node's label contains `part`.
+pub fn has_label_containing(h: &H, part: &str) -> bool {
+    h.query_all_by_label_contains(part).next().is_some()
+}
+
+/// Click the text field labelled `label` and type `text` into it.
+pub fn type_into(h: &mut H, label: &str, text: &str) {
+    h.get_by_label(label).click();
+    h.step();
+    h.get_by_label(label).type_text(text);
+    // The frame that takes the text, and the next one that shows its validation.
+    h.step();
+    h.step();
+}
+
+pub fn click(h: &mut H, label: &str) {
+    h.get_by_label(label).click();
+    h.step();
+}
+
+/// Log in through the form and wait for the workspace heading.
+pub fn log_in(h: &mut H, name: &str, password: &str, heading: &str) {
+    type_into(h, "Operator", name);
+    type_into(h, "Password", password);
+    click(h, "Log in");
+    wait_for(h, heading, Duration::from_secs(30), |h| {
+        has_label(h, heading)
+    });
+}

@@ -1,0 +1,228 @@
+//! A clerk issues a card from the GUI against a real virtual chip (`vchip`) through pcscd and
+//! vpcd, SoftHSM2 and the registry file; and a card pulled mid-issuance shows what to do, and
+//! Retry after re-inserting it finishes the job.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use egui_kittest::kittest::Queryable;
+
+const PIN: &str = "482916";
+const PUK: &str = "73015528";
+
+fn blank_card(serial: u32) -> PathBuf {
+    let img = rig().dir.join(format!("card-{serial:08X}.img"));
+    let out = Command::new(testrig::vchip_bin().expect("vchip"))
+        .args(["create", "--out"])
+        .arg(&img)
+        .args(["--serial", &serial.to_string()])
+        .output()
+        .expect("run vchip create");
+    assert!(out.status.success(), "vchip create: {out:?}");
+    img
+}
+
+/// Type the fixture holder into the form, field by field, and load its photo.
+fn enter_holder(h: &mut H, file: &str) {
+    let path = fixture(file);
+    let rec: station::holder::HolderRecord =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("json");
+    let a = &rec.address;
+    let mut fields = vec![
+        ("PINFL", rec.pinfl.clone()),
+        ("Sex", rec.sex.clone()),
+        ("Date of birth", rec.date_of_birth.clone()),
+        ("Surname", rec.surname.clone()),
+        ("Given names", rec.given_names.clone()),
+        ("Place of birth", rec.place_of_birth.clone()),
+        ("Region", a.region.clone()),
+        ("District", a.district.clone()),
+        ("Street", a.street.clone()),
+        ("House", a.house.clone()),
+        ("Registered on", a.registered_on.clone()),
+    ];
+    for (label, v) in [
+        ("Patronymic", &rec.patronymic),
+        ("Surname (Cyrillic)", &rec.surname_cyrillic),
+        ("Given names (Cyrillic)", &rec.given_names_cyrillic),
+        ("Patronymic (Cyrillic)", &rec.patronymic_cyrillic),
+        ("Apartment", &a.apartment),
+        ("Registered until", &a.registered_until),
+    ] {
+        if let Some(v) = v {
+            fields.push((label, v.clone()));
+        }
+    }
+    if a.kind != "permanent" {
+        // The form starts with "permanent": select it and type over it.
+        h.get_by_label("Address kind").click();
+        h.step();
+        h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+        h.step();
+        h.get_by_label("Address kind").type_text(&a.kind);
+        h.step();
+    }
+    for (label, v) in fields {
+        type_into(h, label, &v);
+    }
+    let photo = path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(rec.photo.as_deref().expect("fixture has a photo"));
+    type_into(h, "Photo file", &photo.display().to_string());
+    click(h, "Load photo");
+    wait_for(h, "photo preview", Duration::from_secs(10), |h| {
+        has_label_containing(h, "Photo loaded: ")
+    });
+    assert!(
+        !has_label_containing(h, ": is required") && !has_label_containing(h, "must be"),
+        "the fixture is valid"
+    );
+}
+
+fn enter_secrets(h: &mut H) {
+    type_into(h, "PIN", PIN);
+    type_into(h, "PIN again", PIN);
+    type_into(h, "PUK", PUK);
+    type_into(h, "PUK again", PUK);
+}
+
+fn document_status(number: &str) -> String {
+    let reg =
+        registry::Registry::open_read_only(rig().data.join("registry.sqlite")).expect("registry");
+    let d = reg
+        .document(number.parse().expect("document number"))
+        .expect("read")
+        .expect("document recorded");
+    d.status.as_str().to_string()
+}
+
+/// The document number the result screen shows (it is also checked in the registry).
+fn issued_document(h: &H) -> String {
+    let number = h
+        .state()
+        .clerk
+        .issued_document()
+        .expect("an issued document");
+    assert!(
+        has_label(h, &format!("Document number {number}")),
+        "shown on screen"
+    );
+    number
+}
+
+#[test]
+fn a_clerk_issues_a_card_from_the_form_and_sees_the_result() {
+    let slot = testrig::Slot::lease();
+    let img = blank_card(0x6E00_0001);
+    let card = slot.insert(&img, &[]);
+    let mut h = harness(options(Some(&slot.reader_name), true), [1280.0, 1600.0]);
+    log_in(&mut h, "clerk", CLERK_PASSWORD, "Clerk workspace");
+    let blank = format!("{}: card 6E000001 BLANK", slot.reader_name);
+    wait_for(
+        &mut h,
+        "blank card in the reader panel",
+        Duration::from_secs(20),
+        |h| has_label(h, &blank),
+    );
+    enter_holder(&mut h, "holder-01.json");
+    assert!(has_label(&h, "Printed name: Toʻxtayeva Gʻulnora"));
+    enter_secrets(&mut h);
+    click(&mut h, "Issue card");
+    h.step();
+    assert!(
+        has_label(&h, "Issuing…") || has_label(&h, "Card issued"),
+        "progress view: {}",
+        h.state().clerk.view_text()
+    );
+    wait_for(&mut h, "result screen", Duration::from_secs(180), |h| {
+        has_label(h, "Card issued") || has_label(h, "The card was not issued")
+    });
+    assert!(
+        has_label(&h, "Card issued"),
+        "issued: {:?}",
+        h.state().clerk.view_text()
+    );
+    let number = issued_document(&h);
+    assert!(has_label(&h, "Card serial 6E000001"));
+    assert!(has_label_containing(&h, "Certificate 9A ("));
+    assert!(has_label_containing(&h, "Certificate 9C ("));
+    // Independent of the GUI: the registry records the document as active.
+    assert_eq!(document_status(&number), "active");
+    let locked = format!("{}: card 6E000001 LOCKED", slot.reader_name);
+    wait_for(
+        &mut h,
+        "LOCKED in the reader panel",
+        Duration::from_secs(20),
+        |h| has_label(h, &locked),
+    );
+
+    // Declare it lost from the look-up.
+    click(&mut h, "Next holder");
+    type_into(&mut h, "Document number", &number);
+    click(&mut h, "Find document");
+    wait_for(&mut h, "document found", Duration::from_secs(20), |h| {
+        has_label(h, "Status: active")
+    });
+    click(&mut h, "Declare lost");
+    click(&mut h, "Confirm: lost");
+    wait_for(&mut h, "revoked", Duration::from_secs(20), |h| {
+        has_label_containing(h, "is now lost")
+    });
+    assert_eq!(document_status(&number), "lost");
+    card.pull();
+}
+
+#[test]
+fn a_card_pulled_during_issuance_asks_to_insert_it_again_and_retry_finishes() {
+    let slot = testrig::Slot::lease();
+    let img = blank_card(0x6E00_0002);
+    let torn = slot.insert(&img, &["--tear-after", "40"]);
+    let mut h = harness(options(Some(&slot.reader_name), true), [1280.0, 1600.0]);
+    log_in(&mut h, "clerk", CLERK_PASSWORD, "Clerk workspace");
+    let blank = format!("{}: card 6E000002 BLANK", slot.reader_name);
+    wait_for(&mut h, "blank card", Duration::from_secs(20), |h| {
+        has_label(h, &blank)
+    });
+    enter_holder(&mut h, "holder-02.json");
+    enter_secrets(&mut h);
+    click(&mut h, "Issue card");
+    wait_for(&mut h, "failure screen", Duration::from_secs(120), |h| {
+        has_label(h, "The card was not issued") || has_label(h, "Card issued")
+    });
+    assert!(
+        has_label(&h, "The card was not issued"),
+        "the tear stops the job"
+    );
+    assert!(has_label_containing(
+        &h,
+        "The card was removed while the station was working on it"
+    ));
+    assert!(has_label_containing(&h, "Insert it again and press Retry."));
+    let _ = torn.wait_removed(Duration::from_secs(10));
+
+    let card = slot.insert(&img, &[]);
+    click(&mut h, "Retry");
+    wait_for(
+        &mut h,
+        "result after retry",
+        Duration::from_secs(180),
+        |h| has_label(h, "Card issued") || has_label(h, "The card was not issued"),
+    );
+    if has_label(&h, "Card issued") {
+        let number = issued_document(&h);
+        assert_eq!(document_status(&number), "active");
+    } else {
+        // Recovery found the card LOCKED with the torn job's certificates and completed it.
+        assert!(
+            has_label_containing(&h, "recovery just completed"),
+            "{:?}",
+            h.state().clerk.view_text()
+        );
+    }
+    card.pull();
+}

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# PNG screenshots of the real station window (eframe, wgpu on Mesa) under Xvfb, saved into
+# docs/screenshots/: the log-in screen and each role's workspace on a fresh demo data dir.
+# The operator logs in by keyboard like a person (xdotool types into the window).
+# Needs: xvfb, xdotool, imagemagick (`import`), mesa-vulkan-drivers (or Mesa GL), softhsm2.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+OUT="$ROOT/docs/screenshots"
+mkdir -p "$OUT"
+for tool in Xvfb xdotool import; do
+  command -v "$tool" >/dev/null || { echo "screenshots.sh: $tool missing (apt-get install xvfb xdotool imagemagick)" >&2; exit 1; }
+done
+
+cargo build -p station -p gui --bins
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
+
+WORK=$(mktemp -d)
+DATA="$WORK/data"
+XPID=""
+GPID=""
+cleanup() {
+  [ -n "$GPID" ] && kill "$GPID" 2>/dev/null || true
+  [ -n "$XPID" ] && kill "$XPID" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+(umask 077; echo "screenshot-hsm-pin-$$" > "$WORK/hsm.pin")
+IDSTATION_PASSWORD=shot-admin-password "$BIN/idstation" --data-dir "$DATA" init \
+  --hsm-pin-file "$WORK/hsm.pin" --office TAS01 --station screenshots --admin admin >/dev/null
+for op in clerk auditor; do
+  IDSTATION_PASSWORD=shot-admin-password IDSTATION_NEW_PASSWORD="shot-$op-password" \
+    "$BIN/idstation" --data-dir "$DATA" operator add --name "$op" --role "$op" --operator admin >/dev/null
+done
+
+# A free X display number.
+N=97
+while [ -e "/tmp/.X11-unix/X$N" ] || [ -e "/tmp/.X$N-lock" ]; do N=$((N + 1)); done
+Xvfb ":$N" -screen 0 1280x800x24 -nolisten tcp -noreset >/dev/null 2>&1 &
+XPID=$!
+export DISPLAY=":$N"
+sleep 1
+
+start_gui() {
+  "$BIN/idstation-gui" --data-dir "$DATA" --reader "no-reader-in-screenshots" >"$WORK/gui.log" 2>&1 &
+  GPID=$!
+  for _ in $(seq 1 100); do
+    WID=$(xdotool search --name '^idstation$' 2>/dev/null | head -n 1 || true)
+    [ -n "$WID" ] && break
+    sleep 0.2
+  done
+  [ -n "$WID" ] || { cat "$WORK/gui.log" >&2; echo "screenshots.sh: no window" >&2; exit 1; }
+  sleep 2
+}
+
+stop_gui() {
+  kill "$GPID"
+  wait "$GPID" 2>/dev/null || true
+  GPID=""
+}
+
+shot() {
+  sleep 3
+  import -window root "$OUT/$1.png"
+  echo "wrote docs/screenshots/$1.png"
+}
+
+start_gui
+shot login
+stop_gui
+
+for role in clerk admin auditor; do
+  case $role in
+    clerk) pw=shot-clerk-password; name=clerk ;;
+    admin) pw=shot-admin-password; name=ca-admin ;;
+    auditor) pw=shot-auditor-password; name=auditor ;;
+  esac
+  start_gui
+  # No window manager under Xvfb: give the window the X input focus, then type as a person.
+  xdotool windowfocus --sync "$WID" 2>/dev/null || xdotool windowfocus "$WID"
+  # Click into each field (window at 0,0; field positions of the log-in form) and type.
+  xdotool mousemove 190 125 click 1
+  sleep 0.5
+  xdotool type --delay 60 "$role"
+  sleep 0.3
+  xdotool mousemove 190 148 click 1
+  sleep 0.5
+  xdotool type --delay 60 "$pw"
+  sleep 0.3
+  xdotool key Return
+  shot "$name"
+  stop_gui
+done

@@ -1,0 +1,206 @@
+//! Small station functions the GUI (`gui` crate, issue #7) needs beyond what the CLI uses:
+//! a log-in that is audited once per GUI session, the editable holder record for a PINFL
+//! (prefill), the audit events for the auditor's table, the readers with their cards'
+//! lifecycle, and revocation of a single certificate by serial (CA admin).
+//!
+//! Roles are checked here as in the CLI: every function that changes state takes the
+//! [`Session`] of an operator who logged in, checks its role and records it in the audit log.
+
+use registry::{AuditEntry, AuditEvent, CertStatus, Role};
+use zeroize::Zeroizing;
+
+use crate::error::StationError;
+use crate::holder::{AddressRecord, HolderRecord};
+use crate::operators::Session;
+use crate::Station;
+
+/// Log an operator in to the GUI: the password and the role are checked by
+/// [`Station::authorize`] (refusals are audited there) and the log-in itself is audited.
+pub fn login(
+    st: &mut Station,
+    name: &str,
+    password: &Zeroizing<String>,
+) -> Result<Session, StationError> {
+    let session = st.authorize(
+        name,
+        password,
+        "log in to the station GUI",
+        &[Role::Clerk, Role::CaAdmin, Role::Auditor],
+    )?;
+    st.registry.audit(&AuditEntry {
+        actor: &session.actor,
+        action: "operator.login",
+        object: &format!("operator:{name}"),
+        details: &serde_json::json!({ "client": "gui" }),
+    })?;
+    Ok(session)
+}
+
+/// Record a log-out (`reason`: "operator" or "idle timeout").
+pub fn logout(st: &mut Station, session: &Session, reason: &str) -> Result<(), StationError> {
+    st.registry.audit(&AuditEntry {
+        actor: &session.actor,
+        action: "operator.logout",
+        object: &format!("operator:{}", session.actor.operator),
+        details: &serde_json::json!({ "client": "gui", "reason": reason }),
+    })?;
+    Ok(())
+}
+
+/// Refuse unless `session`'s role is one of `roles`.
+pub fn require(session: &Session, action: &str, roles: &[Role]) -> Result<(), StationError> {
+    if roles.contains(&session.role) {
+        Ok(())
+    } else {
+        Err(StationError::NotPermitted(format!(
+            "{}: role {} may not {action}",
+            session.actor.operator,
+            session.role.as_str()
+        )))
+    }
+}
+
+/// The holder record of `pinfl` as the clerk would enter it (newest address), or `None`.
+pub fn holder_record(st: &Station, pinfl: &str) -> Result<Option<HolderRecord>, StationError> {
+    let Some(h) = st.registry.holder_by_pinfl(pinfl)? else {
+        return Ok(None);
+    };
+    let addresses = st.registry.addresses(h.id)?;
+    let address = addresses
+        .last()
+        .map(|a| AddressRecord {
+            kind: a.data.kind.as_str().to_string(),
+            region: a.data.region.clone(),
+            district: a.data.district.clone(),
+            street: a.data.street.clone(),
+            house: a.data.house.clone(),
+            apartment: a.data.apartment.clone(),
+            registered_on: a.data.registered_on.clone(),
+            registered_until: a.data.registered_until.clone(),
+        })
+        .unwrap_or_default();
+    let d = h.data;
+    Ok(Some(HolderRecord {
+        pinfl: d.pinfl,
+        surname: d.surname,
+        given_names: d.given_names,
+        patronymic: d.patronymic,
+        surname_cyrillic: d.surname_cyrillic,
+        given_names_cyrillic: d.given_names_cyrillic,
+        patronymic_cyrillic: d.patronymic_cyrillic,
+        sex: d.sex,
+        date_of_birth: d.date_of_birth,
+        place_of_birth: d.place_of_birth,
+        citizenship: d.citizenship,
+        address,
+        photo: None,
+    }))
+}
+
+/// Every audit event, oldest first (auditor and CA admin only).
+pub fn audit_events(st: &Station, session: &Session) -> Result<Vec<AuditEvent>, StationError> {
+    require(
+        session,
+        "read the audit log",
+        &[Role::Auditor, Role::CaAdmin],
+    )?;
+    Ok(st.registry.audit_events(1, u64::MAX)?)
+}
+
+/// A reader as the GUI's reader panel shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReaderStatus {
+    pub reader: String,
+    pub card_present: bool,
+    pub atr: Vec<u8>,
+}
+
+/// The PC/SC readers and whether a card is in each (no card is connected to).
+pub fn readers() -> Result<Vec<ReaderStatus>, StationError> {
+    use personalization::transport::pcsc::Pcsc;
+    let pcsc = Pcsc::establish().map_err(|e| StationError::card(None, &e))?;
+    Ok(pcsc
+        .readers()
+        .map_err(|e| StationError::card(None, &e))?
+        .into_iter()
+        .map(|r| ReaderStatus {
+            reader: r.name,
+            card_present: r.card_present,
+            atr: r.atr,
+        })
+        .collect())
+}
+
+/// The card in `reader`: "card 2C000001 BLANK" (serial and lifecycle), read without
+/// authentication and without writing.
+pub fn inspect_card(reader: &str) -> Result<String, StationError> {
+    use personalization::transport::pcsc::Pcsc;
+    let pcsc = Pcsc::establish().map_err(|e| StationError::card(None, &e))?;
+    let mut card = pcsc
+        .connect(reader)
+        .map_err(|e| StationError::card(None, &e))?;
+    let mut tx = card.begin().map_err(|e| StationError::card(None, &e))?;
+    let i =
+        personalization::executor::inspect(&mut tx).map_err(|e| StationError::card(None, &e))?;
+    Ok(format!(
+        "card {} {}",
+        crate::issuance::serial_text(i.serial),
+        i.lifecycle
+    ))
+}
+
+/// Revoke one certificate by serial (hex, as the registry records it) with an RFC 5280
+/// reason name; it appears on the next CRL of its issuing key. CA admin only; audited.
+pub fn revoke_certificate(
+    st: &mut Station,
+    session: &Session,
+    serial: &str,
+    reason: &str,
+) -> Result<String, StationError> {
+    require(session, "revoke certificates", &[Role::CaAdmin])?;
+    let serial = serial.trim().to_ascii_lowercase();
+    if serial.is_empty() || !serial.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(StationError::invalid(
+            "serial",
+            format!("{serial:?} must be the certificate serial in hexadecimal"),
+        ));
+    }
+    if ca::RevocationReason::from_rfc5280_name(reason).is_none() {
+        return Err(StationError::invalid(
+            "reason",
+            format!("{reason:?} is not an RFC 5280 revocation reason name"),
+        ));
+    }
+    let certs = st.registry.certificates_by_serial(&serial)?;
+    let cert = match certs.as_slice() {
+        [] => {
+            return Err(StationError::NotFound(format!(
+                "no certificate with serial {serial}"
+            )))
+        }
+        [one] => one.clone(),
+        _ => {
+            return Err(StationError::Conflict(format!(
+                "{} certificates have serial {serial}; revoke them through their documents",
+                certs.len()
+            )))
+        }
+    };
+    if !matches!(cert.status, CertStatus::Active | CertStatus::Issued) {
+        return Err(StationError::Conflict(format!(
+            "certificate {serial} is {}, not active",
+            cert.status.as_str()
+        )));
+    }
+    let now = registry::now_rfc3339();
+    let tx = st.registry.transaction()?;
+    tx.revoke_certificate(cert.id, reason, &now)?;
+    tx.audit(&AuditEntry {
+        actor: &session.actor,
+        action: "certificate.revoked",
+        object: &format!("certificate:{serial}"),
+        details: &serde_json::json!({ "reason": reason, "subject": cert.data.subject }),
+    })?;
+    tx.commit()?;
+    Ok(serial)
+}
