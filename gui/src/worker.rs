@@ -71,6 +71,10 @@ pub struct SessionInfo {
     pub role: Role,
     /// The document profile's PINFL check-digit rule (for validation as you type).
     pub pinfl_check_digit: bool,
+    /// The series of the office's current number block (for the MRZ preview), if any.
+    pub series: Option<String>,
+    /// The expiry a document issued today gets (document profile).
+    pub expiry: time::Date,
 }
 
 /// One step of an issuance as the progress view shows it.
@@ -257,14 +261,23 @@ impl WorkerState {
             let r = self.station().and_then(|st| {
                 let s = gui_support::login(st, &name, &password).map_err(text)?;
                 let doc = station::document::DocumentProfile::load(st).map_err(text)?;
-                Ok((s, doc.pinfl_check_digit))
+                let series = st
+                    .registry
+                    .number_blocks(&st.config.station.office)
+                    .ok()
+                    .and_then(|b| b.into_iter().find(|b| b.next <= b.last))
+                    .map(|b| b.series);
+                let expiry = doc.expiry(station::time_util::today_utc());
+                Ok((s, doc.pinfl_check_digit, series, expiry))
             });
             match r {
-                Ok((s, pinfl_check_digit)) => {
+                Ok((s, pinfl_check_digit, series, expiry)) => {
                     send(Event::LoggedIn(SessionInfo {
                         operator: s.actor.operator.clone(),
                         role: s.role,
                         pinfl_check_digit,
+                        series,
+                        expiry,
                     }));
                     self.session = Some(s);
                 }
