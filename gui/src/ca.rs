@@ -1,13 +1,21 @@
 //! The CA administrator's workspace: the CA hierarchy as the registry records it (certificate
 //! subject, SHA-256 fingerprint, validity, HSM key label, key state), publishing a CRL of the
 //! active e-Signature CA key, revoking one certificate by serial (RFC 5280 §5.3.1 reason), and
-//! the place where key rotation (issue #8) will go.
+//! and CA key rotation under dual control (`station::rotation`, docs/rotation.md): filing
+//! rotation requests, approving or refusing open ones, and the re-issuance list.
 
 use egui::{Color32, RichText};
 use station::ca_admin::CrlReport;
 use station::init::CaSummary;
 
-use crate::worker::{Command, Event};
+use crate::worker::{Command, Event, RotationLists};
+
+/// The rotation requests an administrator can file: (button, CA name for `request_rotation`).
+pub const ROTATIONS: &[(&str, &str)] = &[
+    ("Request e-Signature CA rotation", "esign"),
+    ("Request root rollover", "root"),
+    ("Request Document Signer rotation", "document-signer"),
+];
 
 /// RFC 5280 §5.3.1 reason names offered for a single certificate.
 pub const REASONS: &[&str] = &[
@@ -29,11 +37,17 @@ pub struct CaState {
     confirm: bool,
     revoke_pending: bool,
     revoked: Option<Result<String, String>>,
+    rotation: Option<Result<Box<RotationLists>, String>>,
+    rotation_pending: bool,
+    rotation_result: Option<Result<String, String>>,
 }
 
 impl CaState {
     pub fn busy(&self) -> bool {
-        self.crl_pending || self.revoke_pending || (self.requested && self.summaries.is_none())
+        self.crl_pending
+            || self.revoke_pending
+            || self.rotation_pending
+            || (self.requested && (self.summaries.is_none() || self.rotation.is_none()))
     }
 
     pub fn handle(&mut self, ev: &Event) {
@@ -42,6 +56,11 @@ impl CaState {
             Event::CrlPublished(r) => {
                 self.crl_pending = false;
                 self.crl = Some(r.clone());
+            }
+            Event::CaRequests(r) => self.rotation = Some(r.clone()),
+            Event::CaRequestDone(r) => {
+                self.rotation_pending = false;
+                self.rotation_result = Some(r.clone());
             }
             Event::CertificateRevoked(r) => {
                 self.revoke_pending = false;
@@ -57,6 +76,7 @@ pub fn ui(ui: &mut egui::Ui, st: &mut CaState, cmds: &mut Vec<Command>) {
     if !st.requested {
         st.requested = true;
         cmds.push(Command::CaSummaries);
+        cmds.push(Command::CaRequests);
     }
     egui::CentralPanel::default_margins().show(ui, |ui| {
         egui::ScrollArea::vertical().show(ui, |ui| {
@@ -94,7 +114,11 @@ pub fn ui(ui: &mut egui::Ui, st: &mut CaState, cmds: &mut Vec<Command>) {
                                 ui.colored_label(color, &c.state);
                                 ui.label(&c.subject);
                                 ui.label(format!("{}\n{}", c.not_before, c.not_after));
-                                ui.label(RichText::new(fingerprint_lines(&c.fingerprint_sha256)).monospace().small());
+                                ui.label(
+                                    RichText::new(fingerprint_lines(&c.fingerprint_sha256))
+                                        .monospace()
+                                        .small(),
+                                );
                                 ui.end_row();
                             }
                         });
@@ -175,10 +199,154 @@ pub fn ui(ui: &mut egui::Ui, st: &mut CaState, cmds: &mut Vec<Command>) {
                 None => {}
             }
             ui.separator();
-            ui.heading("Key rotation");
-            ui.label("Rotation requests and their approval (two CA administrators) arrive with issue #8; this section will list pending requests and let a second administrator approve them.");
+            rotation_ui(ui, st, cmds);
         });
     });
+}
+
+/// Send a rotation command; afterwards the lists and the hierarchy are read again.
+fn rotation_cmd(st: &mut CaState, cmds: &mut Vec<Command>, cmd: Command) {
+    st.rotation_pending = true;
+    st.rotation_result = None;
+    cmds.push(cmd);
+    cmds.push(Command::CaRequests);
+    cmds.push(Command::CaSummaries);
+}
+
+fn rotation_ui(ui: &mut egui::Ui, st: &mut CaState, cmds: &mut Vec<Command>) {
+    ui.heading("Key rotation");
+    ui.label(
+        "A request filed by one CA administrator runs when another approves it (dual control).",
+    );
+    ui.horizontal(|ui| {
+        for (button, ca) in ROTATIONS {
+            if ui
+                .add_enabled(!st.rotation_pending, egui::Button::new(*button))
+                .clicked()
+            {
+                rotation_cmd(st, cmds, Command::RequestRotation { ca: ca.to_string() });
+            }
+        }
+    });
+    if st.rotation_pending {
+        ui.horizontal(|ui| {
+            ui.spinner();
+            ui.label("Working on the request (HSM)…");
+        });
+    }
+    match &st.rotation_result {
+        Some(Ok(m)) => {
+            ui.colored_label(Color32::from_rgb(0, 140, 60), m);
+        }
+        Some(Err(e)) => {
+            ui.colored_label(Color32::RED, format!("Refused: {e}"));
+        }
+        None => {}
+    }
+    let mut action = None;
+    match &st.rotation {
+        None => {
+            ui.spinner();
+        }
+        Some(Err(e)) => {
+            ui.colored_label(Color32::RED, e);
+        }
+        Some(Ok(lists)) => {
+            if lists.requests.is_empty() {
+                ui.label("No CA requests.");
+            } else {
+                egui::Grid::new("ca-requests")
+                    .striped(true)
+                    .num_columns(8)
+                    .show(ui, |ui| {
+                        for h in [
+                            "Request",
+                            "CA",
+                            "Kind",
+                            "Requested by",
+                            "Approvals",
+                            "State",
+                            "Expires",
+                            "",
+                        ] {
+                            ui.label(RichText::new(h).strong());
+                        }
+                        ui.end_row();
+                        for r in &lists.requests {
+                            ui.label(format!("Request {}", r.id));
+                            ui.label(&r.ca);
+                            ui.label(&r.kind);
+                            ui.label(&r.requested_by);
+                            ui.label(format!(
+                                "{}/{} {}",
+                                r.approvals.len(),
+                                r.quorum,
+                                r.approvals.join(", ")
+                            ));
+                            ui.label(match &r.outcome {
+                                Some(o) => format!("{}: {o}", r.state),
+                                None => r.state.clone(),
+                            });
+                            ui.label(&r.expires_at);
+                            if r.state == "pending" {
+                                ui.horizontal(|ui| {
+                                    let enabled = !st.rotation_pending;
+                                    if ui
+                                        .add_enabled(enabled, egui::Button::new("Approve"))
+                                        .clicked()
+                                    {
+                                        action = Some(Command::ApproveRequest { id: r.id });
+                                    }
+                                    if ui
+                                        .add_enabled(enabled, egui::Button::new("Refuse"))
+                                        .clicked()
+                                    {
+                                        action = Some(Command::RefuseRequest { id: r.id });
+                                    }
+                                });
+                            } else {
+                                ui.label("");
+                            }
+                            ui.end_row();
+                        }
+                    });
+            }
+            ui.add_space(6.0);
+            ui.label(RichText::new("Re-issuance list").strong());
+            if lists.reissue.is_empty() {
+                ui.label("No holder certificate needs re-issuance.");
+            } else {
+                egui::Grid::new("reissue")
+                    .striped(true)
+                    .num_columns(6)
+                    .show(ui, |ui| {
+                        for h in [
+                            "Holder",
+                            "PINFL",
+                            "Document",
+                            "Certificate",
+                            "Purpose",
+                            "Issuer key",
+                        ] {
+                            ui.label(RichText::new(h).strong());
+                        }
+                        ui.end_row();
+                        for i in &lists.reissue {
+                            ui.label(format!("{} {}", i.surname, i.given_names));
+                            ui.label(&i.pinfl);
+                            ui.label(i.document.as_deref().unwrap_or("-"));
+                            ui.label(RichText::new(&i.certificate_serial).monospace());
+                            ui.label(format!("{} ({})", i.purpose, i.status));
+                            ui.label(&i.issuer_key);
+                            ui.end_row();
+                        }
+                    });
+            }
+        }
+    }
+    if let Some(cmd) = action {
+        rotation_cmd(st, cmds, cmd);
+    }
 }
 
 /// A SHA-256 fingerprint (hex, with or without colons) as two lines of colon-separated pairs.

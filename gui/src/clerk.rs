@@ -557,10 +557,7 @@ fn form_ui(
             ui.label("Printed name: (shown when the form is valid)");
         }
     }
-    ui.label(
-        RichText::new("MRZ preview arrives with #9 (personalization::mrz is not merged yet)")
-            .italics(),
-    );
+    mrz_preview(ui, st, session);
 
     ui.separator();
     ui.heading("Issue");
@@ -617,6 +614,39 @@ fn form_ui(
             Color32::RED,
             "Correct the fields marked in red before issuing.",
         );
+    }
+}
+
+/// The document number the preview shows: the next number is handed out only when the card is
+/// issued, so the preview uses the office's series with seven zeros.
+pub fn placeholder_number(session: &SessionInfo) -> String {
+    format!("{}0000000", session.series.as_deref().unwrap_or("AA"))
+}
+
+/// The TD1 MRZ (ICAO 9303 Part 5) the card will carry, from `station::issuance::mrz_lines`.
+fn mrz_preview(ui: &mut egui::Ui, st: &ClerkState, session: &SessionInfo) {
+    let Some(v) = &st.valid else {
+        ui.label(RichText::new("MRZ: shown when the form is valid").weak());
+        return;
+    };
+    let number = placeholder_number(session);
+    match station::issuance::mrz_lines(
+        &station::issuance::MrzHolder::from_record(&v.record),
+        &number,
+        session.expiry,
+    ) {
+        Ok(lines) => {
+            ui.label(format!(
+                "MRZ (document number {number} is a placeholder: the real number is assigned at issuance; expiry {}):",
+                session.expiry
+            ));
+            for l in lines {
+                ui.label(RichText::new(l).monospace());
+            }
+        }
+        Err(e) => {
+            ui.colored_label(Color32::RED, format!("MRZ: {e}"));
+        }
     }
 }
 

@@ -17,6 +17,7 @@ use station::init::CaSummary;
 use station::issuance::{IssueInput, IssueReport, JobProgress};
 use station::operators::Session;
 use station::records::{DocumentView, HolderView, RevokeReport};
+use station::rotation::{Approval, ReissueItem, RequestView};
 use station::Station;
 use zeroize::Zeroizing;
 
@@ -51,6 +52,18 @@ pub enum Command {
         serial: String,
         reason: String,
     },
+    /// Rotation requests and the re-issuance list.
+    CaRequests,
+    /// File a rotation request for CA `ca` (`esign`, `root`, `document-signer`).
+    RequestRotation {
+        ca: String,
+    },
+    ApproveRequest {
+        id: i64,
+    },
+    RefuseRequest {
+        id: i64,
+    },
     AuditEvents,
     VerifyLog,
     Export {
@@ -71,6 +84,10 @@ pub struct SessionInfo {
     pub role: Role,
     /// The document profile's PINFL check-digit rule (for validation as you type).
     pub pinfl_check_digit: bool,
+    /// The series of the office's current number block (for the MRZ preview), if any.
+    pub series: Option<String>,
+    /// The expiry a document issued today gets (document profile).
+    pub expiry: time::Date,
 }
 
 /// One step of an issuance as the progress view shows it.
@@ -115,10 +132,43 @@ pub enum Event {
     CaSummaries(Result<Vec<CaSummary>, String>),
     CrlPublished(Result<CrlReport, String>),
     CertificateRevoked(Result<String, String>),
+    CaRequests(Result<Box<RotationLists>, String>),
+    /// The outcome of a request, approve or refuse, in plain words.
+    CaRequestDone(Result<String, String>),
     AuditEvents(Result<Vec<AuditEvent>, String>),
     LogVerified(Result<VerifyLogOutcome, String>),
     Exported(Result<Box<ExportOutcome>, String>),
     ExportVerified(Result<Box<VerifyOutcome>, String>),
+}
+
+/// The CA-admin's rotation view: every request (newest first) and the re-issuance list.
+#[derive(Debug, Clone)]
+pub struct RotationLists {
+    pub requests: Vec<RequestView>,
+    pub reissue: Vec<ReissueItem>,
+}
+
+/// A rotation result in plain words.
+fn approval_text(a: &Approval) -> String {
+    match &a.executed {
+        Some(x) => format!(
+            "Request {} approved and executed: CA {} now signs with {}{} ({} certificate(s) to re-issue).",
+            a.request.id,
+            x.ca,
+            x.key,
+            x.old_key
+                .as_ref()
+                .map(|o| format!(", replacing {o}"))
+                .unwrap_or_default(),
+            x.reissue_required
+        ),
+        None => format!(
+            "Request {} approved ({} of {} approvals); it runs when the quorum is reached.",
+            a.request.id,
+            a.request.approvals.len(),
+            a.request.quorum
+        ),
+    }
 }
 
 /// Wakes the UI when an event arrives (set once the first frame has a context).
@@ -257,14 +307,23 @@ impl WorkerState {
             let r = self.station().and_then(|st| {
                 let s = gui_support::login(st, &name, &password).map_err(text)?;
                 let doc = station::document::DocumentProfile::load(st).map_err(text)?;
-                Ok((s, doc.pinfl_check_digit))
+                let series = st
+                    .registry
+                    .number_blocks(&st.config.station.office)
+                    .ok()
+                    .and_then(|b| b.into_iter().find(|b| b.next <= b.last))
+                    .map(|b| b.series);
+                let expiry = doc.expiry(station::time_util::today_utc());
+                Ok((s, doc.pinfl_check_digit, series, expiry))
             });
             match r {
-                Ok((s, pinfl_check_digit)) => {
+                Ok((s, pinfl_check_digit, series, expiry)) => {
                     send(Event::LoggedIn(SessionInfo {
                         operator: s.actor.operator.clone(),
                         role: s.role,
                         pinfl_check_digit,
+                        series,
+                        expiry,
                     }));
                     self.session = Some(s);
                 }
@@ -357,6 +416,34 @@ impl WorkerState {
             )),
             Command::RevokeCertificate { serial, reason } => send(Event::CertificateRevoked(
                 gui_support::revoke_certificate(st, &session, &serial, &reason).map_err(text),
+            )),
+            Command::CaRequests => send(Event::CaRequests(
+                need(&[Role::CaAdmin], "view CA requests").and_then(|_| {
+                    let requests =
+                        station::rotation::list_requests(st, &session.actor).map_err(text)?;
+                    let reissue = station::rotation::reissue_list(st).map_err(text)?;
+                    Ok(Box::new(RotationLists { requests, reissue }))
+                }),
+            )),
+            Command::RequestRotation { ca } => send(Event::CaRequestDone(
+                station::rotation::request_rotation(st, &session, &ca)
+                    .map(|r| {
+                        format!(
+                            "Request {} filed: rotate CA {}. Another CA administrator must approve it before {}.",
+                            r.id, r.ca, r.expires_at
+                        )
+                    })
+                    .map_err(text),
+            )),
+            Command::ApproveRequest { id } => send(Event::CaRequestDone(
+                station::rotation::approve(st, &session, id)
+                    .map(|a| approval_text(&a))
+                    .map_err(text),
+            )),
+            Command::RefuseRequest { id } => send(Event::CaRequestDone(
+                station::rotation::refuse(st, &session, id, None)
+                    .map(|r| format!("Request {} refused: {}.", r.id, r.outcome.unwrap_or_default()))
+                    .map_err(text),
             )),
             Command::AuditEvents => send(Event::AuditEvents(
                 gui_support::audit_events(st, &session).map_err(text),

@@ -82,5 +82,34 @@ fn a_complete_form_previews_the_printed_name() {
         has_label(&h, "Printed name: Toʻxtayeva Gʻulnora"),
         "preview from station::issuance::printed_name"
     );
-    assert!(has_label_containing(&h, "MRZ preview arrives with #9"));
+    assert!(has_label_containing(&h, "is a placeholder"));
+}
+
+#[test]
+fn a_complete_form_previews_the_td1_mrz() {
+    let mut h = clerk();
+    assert!(has_label(&h, "MRZ: shown when the form is valid"));
+    let fields = [
+        ("PINFL", "41505852610128"),
+        ("Sex", "F"),
+        ("Date of birth", "1985-05-15"),
+        ("Surname", "Karimova"),
+        ("Given names", "Dilnoza"),
+        ("Place of birth", "Toshkent shahri"),
+        ("Region", "Toshkent shahri"),
+        ("District", "Yunusobod tumani"),
+        ("Street", "Amir Temur shoh koʻchasi"),
+        ("House", "108"),
+        ("Registered on", "2019-03-01"),
+    ];
+    for (label, text) in fields {
+        type_into(&mut h, label, text);
+    }
+    // TD1 line 3 is the name field, 30 characters, filled with '<'.
+    let name_line = format!("{:<<30}", "KARIMOVA<<DILNOZA");
+    assert!(has_label(&h, &name_line), "MRZ name line {name_line} shown");
+    // Line 2 carries birth date 850515, its check digit (8·7+5·3+0+5·7+1·3+5 = 114 -> 4) and
+    // sex F (ICAO 9303 Part 5 §4.2.2, Part 3 §4.9).
+    assert!(has_label_containing(&h, "8505154F"));
+    assert!(!has_label(&h, "MRZ: shown when the form is valid"));
 }
