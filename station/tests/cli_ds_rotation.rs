@@ -6,162 +6,17 @@
 //! EF.SOD read from a card through BAC.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use personalization::apdu::Channel;
 use personalization::transport::pcsc::Pcsc;
 use personalization::{lds, mrz, sod};
 
-const HSM_PIN: &str = "hsm-pin-dsrot-7a41c9";
-const PASSWORDS: &[(&str, &str)] = &[
-    ("admin", "admin-password-dsrot-1"),
-    ("bob", "bob-password-dsrot-22"),
-    ("carol", "carol-password-dsrot-3"),
-    ("clerk", "clerk-password-dsrot-4"),
-];
-const PIN: &str = "482916";
-const PUK: &str = "73015528";
-
-fn password(op: &str) -> &'static str {
-    PASSWORDS
-        .iter()
-        .find(|(n, _)| *n == op)
-        .map(|(_, p)| *p)
-        .unwrap_or("no-such-operator-pw")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn sh(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
-}
-
-fn sh_ok(cmd: &mut Command) -> Output {
-    let o = sh(cmd);
-    assert!(o.status.success(), "{cmd:?} failed:\n{}", text(&o));
-    o
-}
-
-struct Station {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-    data: PathBuf,
-}
+#[path = "common/rotation.rs"]
+mod rig;
+use rig::*;
 
 impl Station {
-    /// A new data dir with ca-admins admin, bob, carol and a clerk.
-    fn new() -> Self {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let dir = tmp.path().to_path_buf();
-        let data = dir.join("data");
-        let s = Station {
-            _tmp: tmp,
-            dir,
-            data,
-        };
-        s.ok("admin", &["init", "--admin", "admin", "--station", "dsrot"]);
-        for (name, role) in [
-            ("bob", "ca-admin"),
-            ("carol", "ca-admin"),
-            ("clerk", "clerk"),
-        ] {
-            let o = s.cmd_env(
-                "admin",
-                &[
-                    "operator",
-                    "add",
-                    "--name",
-                    name,
-                    "--role",
-                    role,
-                    "--operator",
-                    "admin",
-                ],
-                &[("IDSTATION_NEW_PASSWORD", password(name))],
-            );
-            assert!(o.status.success(), "{}", text(&o));
-        }
-        s
-    }
-
-    fn cmd_env(&self, op: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_idstation"));
-        c.arg("--data-dir").arg(&self.data).args(args);
-        c.env("IDSTATION_HSM_PIN", HSM_PIN)
-            .env("IDSTATION_PASSWORD", password(op))
-            .env("IDSTATION_PIN", PIN)
-            .env("IDSTATION_PUK", PUK)
-            .env("IDSTATION_LOG", "debug");
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        let o = c.output().expect("run idstation");
-        let all = text(&o);
-        for (_, p) in PASSWORDS {
-            assert!(
-                !all.contains(p),
-                "a password appeared in the output:\n{all}"
-            );
-        }
-        assert!(!all.contains(HSM_PIN), "the HSM PIN appeared:\n{all}");
-        o
-    }
-
-    fn cmd(&self, op: &str, args: &[&str]) -> Output {
-        self.cmd_env(op, args, &[])
-    }
-
-    fn ok(&self, op: &str, args: &[&str]) -> Output {
-        let o = self.cmd(op, args);
-        assert!(
-            o.status.success(),
-            "idstation {args:?} failed:\n{}",
-            text(&o)
-        );
-        o
-    }
-
-    fn json(&self, op: &str, args: &[&str]) -> serde_json::Value {
-        let mut full = vec!["--json"];
-        full.extend_from_slice(args);
-        let o = self.ok(op, &full);
-        serde_json::from_slice(&o.stdout)
-            .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}):\n{}", text(&o)))
-    }
-
-    /// Refused with exit 6, the error naming `rule`.
-    fn refused(&self, op: &str, args: &[&str], rule: &str) {
-        let o = self.cmd(op, args);
-        assert_eq!(o.status.code(), Some(6), "{args:?} by {op}:\n{}", text(&o));
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(
-            err.contains(rule),
-            "{args:?} by {op}: expected {rule:?} in:\n{err}"
-        );
-    }
-
-    fn registry(&self) -> registry::Registry {
-        registry::Registry::open_read_only(self.data.join("registry.sqlite")).expect("registry")
-    }
-
-    fn set_quorum(&self, quorum: u32) {
-        let p = self.data.join("station.toml");
-        let mut t = std::fs::read_to_string(&p).expect("station.toml");
-        if let Some(i) = t.find("\n[rotation]") {
-            t.truncate(i + 1);
-        }
-        t.push_str(&format!("\n[rotation]\nquorum = {quorum}\n"));
-        std::fs::write(&p, t).expect("write station.toml");
-    }
-
     /// File a rotation request for `ca` by `op`; returns the request.
     fn request(&self, op: &str, ca: &str) -> serde_json::Value {
         self.json(op, &["ca", "rotate", "--ca", ca, "--operator", op])
@@ -264,7 +119,7 @@ fn subject(cert: &Path) -> String {
 #[test]
 fn a_document_signer_rollover_needs_two_ca_admins_and_certifies_the_new_key_under_the_csca() {
     let st = Station::new();
-    st.set_quorum(2);
+    st.set_rotation(2, 86_400);
     // A clerk cannot even file one (CLI role check, exit 6).
     let o = st.cmd(
         "clerk",
@@ -399,7 +254,7 @@ fn a_document_signer_rollover_needs_two_ca_admins_and_certifies_the_new_key_unde
 
     // CSCA rollover: csca-2 self-signed plus the link certificates; the active DS is still
     // ds-2 (certified by csca-1) until the next DS rollover, which certifies ds-3 under csca-2.
-    st.set_quorum(1);
+    st.set_rotation(1, 86_400);
     let e = st.rotate("csca");
     assert_eq!(e["key"], "csca-2", "{e}");
     assert_eq!(st.active("csca"), vec!["csca-2"]);

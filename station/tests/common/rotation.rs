@@ -1,0 +1,161 @@
+//! The harness the CA-rotation end-to-end tests share (`cli_rotation.rs`, `cli_ds_rotation.rs`):
+//! a data dir with ca-admins admin, bob, carol and a clerk, the `idstation` binary run as one of
+//! them (every run checked for leaked passwords and the HSM PIN), and station.toml's
+//! `[rotation]` settings. Included with `#[path = "common/rotation.rs"] mod rig;`.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+pub const HSM_PIN: &str = "hsm-pin-rot-5c2e81";
+pub const PASSWORDS: &[(&str, &str)] = &[
+    ("admin", "admin-password-rot-1"),
+    ("bob", "bob-password-rot-22"),
+    ("carol", "carol-password-rot-3"),
+    ("clerk", "clerk-password-rot-4"),
+];
+pub const PIN: &str = "482916";
+pub const PUK: &str = "73015528";
+
+pub fn password(op: &str) -> &'static str {
+    PASSWORDS
+        .iter()
+        .find(|(n, _)| *n == op)
+        .map(|(_, p)| *p)
+        .unwrap_or("no-such-operator-pw")
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+pub fn sh(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+pub fn sh_ok(cmd: &mut Command) -> Output {
+    let o = sh(cmd);
+    assert!(o.status.success(), "{cmd:?} failed:\n{}", text(&o));
+    o
+}
+
+pub struct Station {
+    _tmp: tempfile::TempDir,
+    pub dir: PathBuf,
+    pub data: PathBuf,
+}
+
+impl Station {
+    /// A new data dir with ca-admins admin, bob, carol and a clerk.
+    pub fn new() -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let data = dir.join("data");
+        let s = Station {
+            _tmp: tmp,
+            dir,
+            data,
+        };
+        s.ok("admin", &["init", "--admin", "admin", "--station", "rot"]);
+        for (name, role) in [
+            ("bob", "ca-admin"),
+            ("carol", "ca-admin"),
+            ("clerk", "clerk"),
+        ] {
+            let o = s.cmd_env(
+                "admin",
+                &[
+                    "operator",
+                    "add",
+                    "--name",
+                    name,
+                    "--role",
+                    role,
+                    "--operator",
+                    "admin",
+                ],
+                &[("IDSTATION_NEW_PASSWORD", password(name))],
+            );
+            assert!(o.status.success(), "{}", text(&o));
+        }
+        s
+    }
+
+    pub fn cmd_env(&self, op: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_idstation"));
+        c.arg("--data-dir").arg(&self.data).args(args);
+        c.env("IDSTATION_HSM_PIN", HSM_PIN)
+            .env("IDSTATION_PASSWORD", password(op))
+            .env("IDSTATION_PIN", PIN)
+            .env("IDSTATION_PUK", PUK)
+            .env("IDSTATION_LOG", "debug");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let o = c.output().expect("run idstation");
+        let all = text(&o);
+        for (_, p) in PASSWORDS {
+            assert!(
+                !all.contains(p),
+                "a password appeared in the output:\n{all}"
+            );
+        }
+        assert!(!all.contains(HSM_PIN), "the HSM PIN appeared:\n{all}");
+        o
+    }
+
+    pub fn cmd(&self, op: &str, args: &[&str]) -> Output {
+        self.cmd_env(op, args, &[])
+    }
+
+    pub fn ok(&self, op: &str, args: &[&str]) -> Output {
+        let o = self.cmd(op, args);
+        assert!(
+            o.status.success(),
+            "idstation {args:?} failed:\n{}",
+            text(&o)
+        );
+        o
+    }
+
+    pub fn json(&self, op: &str, args: &[&str]) -> serde_json::Value {
+        let mut full = vec!["--json"];
+        full.extend_from_slice(args);
+        let o = self.ok(op, &full);
+        serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}):\n{}", text(&o)))
+    }
+
+    /// Refused with exit 6, the error naming `rule`.
+    pub fn refused(&self, op: &str, args: &[&str], rule: &str) {
+        let o = self.cmd(op, args);
+        assert_eq!(o.status.code(), Some(6), "{args:?} by {op}:\n{}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains(rule),
+            "{args:?} by {op}: expected {rule:?} in:\n{err}"
+        );
+    }
+
+    pub fn registry(&self) -> registry::Registry {
+        registry::Registry::open_read_only(self.data.join("registry.sqlite")).expect("registry")
+    }
+
+    pub fn set_rotation(&self, quorum: u32, expiry: u64) {
+        let p = self.data.join("station.toml");
+        let mut t = std::fs::read_to_string(&p).expect("station.toml");
+        if let Some(i) = t.find("\n[rotation]") {
+            t.truncate(i + 1);
+        }
+        t.push_str(&format!(
+            "\n[rotation]\nquorum = {quorum}\nrequest_expiry_seconds = {expiry}\n"
+        ));
+        std::fs::write(&p, t).expect("write station.toml");
+    }
+}
