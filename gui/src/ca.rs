@@ -113,7 +113,12 @@ pub fn ui(ui: &mut egui::Ui, st: &mut CaState, cmds: &mut Vec<Command>) {
                                 };
                                 ui.colored_label(color, &c.state);
                                 ui.label(&c.subject);
-                                ui.label(format!("{}\n{}", c.not_before, c.not_after));
+                                // Monospace: dates of equal length keep the column, and so
+                                // the fingerprint column after it, at the same x every time.
+                                ui.label(
+                                    RichText::new(format!("{}\n{}", c.not_before, c.not_after))
+                                        .monospace(),
+                                );
                                 ui.label(
                                     RichText::new(fingerprint_lines(&c.fingerprint_sha256))
                                         .monospace()
