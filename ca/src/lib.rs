@@ -554,18 +554,30 @@ fn issue_for_spki(
     holder: Option<&HolderSubject>,
     now: SystemTime,
 ) -> Result<IssuedCert> {
-    let (spki, _) = checked_p256_spki(spki_der)?;
-    // checked_p256_spki keeps an uncompressed key's SPKI as decoded (strict DER), so its
-    // encoding is the input; a compressed key was re-encoded uncompressed.
-    let canonical;
-    let spki_bytes: &[u8] = if is_uncompressed_p256(&spki) {
-        spki_der
+    // The key is decoded borrowed and checked (P-256, on the curve). An uncompressed key's
+    // SPKI was decoded as strict DER, so its encoding is the input as given; a compressed key
+    // is re-encoded uncompressed.
+    let spki_ref = SubjectPublicKeyInfoRef::from_der(spki_der).map_err(|e| CaError::NotP256 {
+        reason: format!("not a SubjectPublicKeyInfo: {e}"),
+    })?;
+    let key = p256_key_of(
+        &spki_ref.algorithm.oid,
+        spki_ref.algorithm.parameters,
+        spki_ref.subject_public_key.as_bytes(),
+    )?;
+    let (canonical_der, canonical_point);
+    let (spki_bytes, point): (&[u8], &[u8]) = if spki_ref.subject_public_key.raw_bytes().len() == 65
+        && spki_ref.algorithm.parameters.map(|p| p.value().len()) == Some(8)
+    {
+        (spki_der, spki_ref.subject_public_key.raw_bytes())
     } else {
-        canonical = spki.to_der().map_err(enc("subjectPublicKeyInfo"))?;
-        &canonical
+        let owned = SubjectPublicKeyInfoOwned::from_key(&key).map_err(enc("public key"))?;
+        canonical_der = owned.to_der().map_err(enc("subjectPublicKeyInfo"))?;
+        canonical_point = owned.subject_public_key.raw_bytes().to_vec();
+        (&canonical_der, &canonical_point)
     };
-    let subject = render_subject(profile, holder)?;
-    let ski = key_identifier(profile.subject_key_identifier, &spki);
+    let subject = subject_values(profile, holder)?;
+    let ski = key_identifier_of(profile.subject_key_identifier, point);
     let (not_before, not_after) = validity(profile, now, Some(issuer))?;
     let ctx = ExtContext {
         issuer_label: &issuer.key_label,
@@ -581,13 +593,38 @@ fn issue_for_spki(
         template::PerCertificate {
             serial: &serial,
             validity: Validity::new(not_before, not_after),
-            subject,
+            subject: &subject,
             spki_der: spki_bytes,
             ski: &ski,
         },
     )?;
-    let signer = HsmSigner::new(store, &issuer.key_label, issuer.public);
-    sign_tbs(&signer, tbs_der, serial, not_before, not_after)
+    // The store returns a checked, low-S, DER ECDSA-Sig-Value: it goes into the BIT STRING as
+    // it is, next to the issuer's pre-encoded signature algorithm.
+    let signature = store.sign_p256_sha256(&issuer.key_label, &tbs_der)?;
+    let der = CertificateRef {
+        tbs: der::asn1::AnyRef::from_der(&tbs_der).map_err(enc("tbsCertificate"))?,
+        algorithm: der::asn1::AnyRef::from_der(&issuer.parts.algorithm_der)
+            .map_err(enc("signature algorithm"))?,
+        signature: der::asn1::BitStringRef::from_bytes(&signature).map_err(enc("signature"))?,
+    }
+    .to_der()
+    .map_err(enc("certificate"))?;
+    Ok(IssuedCert {
+        der,
+        serial,
+        not_before: not_before.to_system_time(),
+        not_after: not_after.to_system_time(),
+        issuer_key_label: issuer.key_label.clone(),
+    })
+}
+
+/// `Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue }`
+/// (RFC 5280 §4.1), every part already encoded.
+#[derive(der::Sequence)]
+struct CertificateRef<'a> {
+    tbs: der::asn1::AnyRef<'a>,
+    algorithm: der::asn1::AnyRef<'a>,
+    signature: der::asn1::BitStringRef<'a>,
 }
 
 /// A profile resolved for one certificate, handed to `x509-cert`'s builder.
@@ -682,13 +719,72 @@ struct SignedBytes<'a> {
 }
 
 /// 16 bytes from the OS CSPRNG, made positive (top bit clear) and of fixed length (second bit
-/// set): 126 random bits, RFC 5280 §4.1.2.2 (positive, at most 20 octets). One `getrandom`
-/// call per serial (about 1 µs): no user-space pool that a fork could duplicate.
+/// set): 126 random bits, RFC 5280 §4.1.2.2 (positive, at most 20 octets). The bytes come from
+/// [`serial_randomness`].
 fn random_serial() -> Result<Vec<u8>> {
     let mut b = vec![0u8; 16];
-    getrandom::fill(&mut b).map_err(|e| CaError::Random(e.to_string()))?;
+    serial_randomness(&mut b)?;
     b[0] = (b[0] & 0x7f) | 0x40;
     Ok(b)
+}
+
+/// Bytes of OS CSPRNG output (`getrandom`) fetched per thread in blocks of [`POOL_BYTES`]
+/// and handed out once each: one system call per 64 serial numbers instead of one per
+/// certificate. Issue 2's benchmark measured the per-certificate `getrandom` call at about
+/// 1.5–2 µs of an issuance interleaved with SoftHSM2 (the call itself, and what it evicts).
+///
+/// A forked child inherits a copy of this thread-local pool, so parent and child would hand
+/// out the same bytes. A `pthread_atfork` child handler therefore bumps [`FORK_GENERATION`],
+/// and a pool filled in another generation is discarded before use. (Processes started with
+/// `std::process::Command` exec at once and never run this code.) Handed-out bytes are zeroed
+/// in the pool.
+fn serial_randomness(out: &mut [u8]) -> Result<()> {
+    use std::cell::RefCell;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    const POOL_BYTES: usize = 1024;
+    static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
+    static AT_FORK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    extern "C" fn forked_child() {
+        // Async-signal-safe: one atomic increment.
+        FORK_GENERATION.fetch_add(1, Ordering::SeqCst);
+    }
+    struct Pool {
+        bytes: [u8; POOL_BYTES],
+        next: usize,
+        generation: u64,
+    }
+    thread_local! {
+        static POOL: RefCell<Pool> = const {
+            RefCell::new(Pool { bytes: [0; POOL_BYTES], next: POOL_BYTES, generation: 0 })
+        };
+    }
+    let random = |e: getrandom::Error| CaError::Random(e.to_string());
+    if out.len() > POOL_BYTES {
+        return getrandom::fill(out).map_err(random);
+    }
+    let registered = *AT_FORK.get_or_init(|| {
+        // SAFETY: registers a handler that only performs an atomic increment.
+        unsafe { libc::pthread_atfork(None, None, Some(forked_child)) == 0 }
+    });
+    if !registered {
+        // Without the fork guard, no pool.
+        return getrandom::fill(out).map_err(random);
+    }
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let generation = FORK_GENERATION.load(Ordering::SeqCst);
+        if pool.generation != generation || pool.next + out.len() > POOL_BYTES {
+            getrandom::fill(&mut pool.bytes).map_err(random)?;
+            pool.next = 0;
+            pool.generation = generation;
+        }
+        let at = pool.next;
+        out.copy_from_slice(&pool.bytes[at..at + out.len()]);
+        pool.bytes[at..at + out.len()].fill(0);
+        pool.next += out.len();
+        Ok(())
+    })
 }
 
 fn validity(
@@ -746,22 +842,32 @@ fn is_uncompressed_p256(spki: &SubjectPublicKeyInfoOwned) -> bool {
 }
 
 fn p256_key(spki: &SubjectPublicKeyInfoOwned) -> Result<VerifyingKey> {
+    p256_key_of(
+        &spki.algorithm.oid,
+        spki.algorithm.parameters.as_ref().map(Into::into),
+        spki.subject_public_key.as_bytes(),
+    )
+}
+
+/// The P-256 public key of an SPKI given by parts: id-ecPublicKey, the prime256v1 named curve,
+/// a subjectPublicKey without unused bits holding a point on the curve.
+fn p256_key_of(
+    algorithm: &ObjectIdentifier,
+    parameters: Option<der::asn1::AnyRef<'_>>,
+    point: Option<&[u8]>,
+) -> Result<VerifyingKey> {
     let not = |reason: String| CaError::NotP256 { reason };
-    if spki.algorithm.oid != ID_EC_PUBLIC_KEY {
+    if *algorithm != ID_EC_PUBLIC_KEY {
         return Err(not(format!(
-            "algorithm is {}, not id-ecPublicKey (1.2.840.10045.2.1){}",
-            spki.algorithm.oid,
-            if spki.algorithm.oid.to_string() == "1.2.840.113549.1.1.1" {
+            "algorithm is {algorithm}, not id-ecPublicKey (1.2.840.10045.2.1){}",
+            if algorithm.to_string() == "1.2.840.113549.1.1.1" {
                 " (this is an RSA key)"
             } else {
                 ""
             }
         )));
     }
-    let curve = spki
-        .algorithm
-        .parameters
-        .as_ref()
+    let curve = parameters
         .and_then(|p| p.decode_as::<ObjectIdentifier>().ok())
         .ok_or_else(|| not("EC parameters are not a named curve OID".into()))?;
     if curve != SECP256R1 {
@@ -769,10 +875,7 @@ fn p256_key(spki: &SubjectPublicKeyInfoOwned) -> Result<VerifyingKey> {
             "curve is {curve}, not prime256v1 (1.2.840.10045.3.1.7)"
         )));
     }
-    let point = spki
-        .subject_public_key
-        .as_bytes()
-        .ok_or_else(|| not("subjectPublicKey has unused bits".into()))?;
+    let point = point.ok_or_else(|| not("subjectPublicKey has unused bits".into()))?;
     VerifyingKey::from_sec1_bytes(point)
         .map_err(|_| not("the point does not decode or is not on the curve".into()))
 }
@@ -780,7 +883,11 @@ fn p256_key(spki: &SubjectPublicKeyInfoOwned) -> Result<VerifyingKey> {
 /// Key identifier of an SPKI: SHA-1 (RFC 5280 §4.2.1.2 (1)) or the leftmost 160 bits of
 /// SHA-256 (RFC 7093 §2 (1)) over the subjectPublicKey BIT STRING value.
 fn key_identifier(method: SkiMethod, spki: &SubjectPublicKeyInfoOwned) -> Vec<u8> {
-    let bits = spki.subject_public_key.raw_bytes();
+    key_identifier_of(method, spki.subject_public_key.raw_bytes())
+}
+
+/// [`key_identifier`] over the subjectPublicKey BIT STRING value `bits`.
+fn key_identifier_of(method: SkiMethod, bits: &[u8]) -> Vec<u8> {
     match method {
         SkiMethod::Rfc5280Sha1 => sha1::Sha1::digest(bits).to_vec(),
         SkiMethod::Rfc7093Sha256 => sha2::Sha256::digest(bits)[..20].to_vec(),
@@ -791,37 +898,60 @@ fn key_identifier(method: SkiMethod, spki: &SubjectPublicKeyInfoOwned) -> Vec<u8
 // Subject and extensions
 // ---------------------------------------------------------------------------------------------
 
-fn render_subject(profile: &CertProfile, holder: Option<&HolderSubject>) -> Result<Name> {
-    let mut seq = RdnSequence::default();
+/// The subject attributes of `profile` filled from `holder`, in profile order, each checked
+/// against its RFC 5280 Appendix A.1 upper bound and, for PrintableString attributes, its
+/// character set.
+fn subject_values(
+    profile: &CertProfile,
+    holder: Option<&HolderSubject>,
+) -> Result<Vec<template::SubjectValue>> {
+    let mut values = Vec::with_capacity(profile.subject.len());
     for attr in &profile.subject {
         let value =
             profiles::render_template(&attr.value, |n| holder.and_then(|h| h.placeholder(n)))?;
         let field = attr.attribute.short_name();
-        if value.chars().count() > attr.attribute.max_chars() {
+        let chars = value.chars().count();
+        if chars > attr.attribute.max_chars() {
             return Err(CaError::Holder {
                 field: holder_field(attr.attribute),
                 rule: format!(
-                    "subject {field} would be {} characters; at most {} (RFC 5280 Appendix A.1 upper bounds)",
-                    value.chars().count(),
+                    "subject {field} would be {chars} characters; at most {} (RFC 5280 Appendix A.1 upper bounds)",
                     attr.attribute.max_chars()
                 ),
             });
         }
-        let any = if attr.attribute.is_printable_string() {
-            let s = PrintableStringRef::new(&value).map_err(|_| CaError::Holder {
+        let printable = attr.attribute.is_printable_string();
+        if printable {
+            PrintableStringRef::new(&value).map_err(|_| CaError::Holder {
                 field: holder_field(attr.attribute),
                 rule: format!(
                     "subject {field} allows only PrintableString characters (A-Z a-z 0-9 space '()+,-./:=?)"
                 ),
             })?;
+        }
+        values.push(template::SubjectValue {
+            oid: attr.attribute.oid(),
+            printable,
+            value,
+        });
+    }
+    Ok(values)
+}
+
+/// [`subject_values`] as an `x509-cert` [`Name`], one attribute per RDN.
+fn render_subject(profile: &CertProfile, holder: Option<&HolderSubject>) -> Result<Name> {
+    let mut seq = RdnSequence::default();
+    for v in subject_values(profile, holder)? {
+        let any = if v.printable {
+            let s = PrintableStringRef::new(&v.value).map_err(enc("subject attribute"))?;
             Any::encode_from(&s)
         } else {
-            let s = Utf8StringRef::new(&value).map_err(enc("subject attribute"))?;
+            let s = Utf8StringRef::new(&v.value).map_err(enc("subject attribute"))?;
             Any::encode_from(&s)
         }
         .map_err(enc("subject attribute"))?;
         let atv = AttributeTypeAndValue {
-            oid: attr.attribute.oid(),
+            oid: v.oid,
             value: any,
         };
         let rdn = RelativeDistinguishedName::try_from(vec![atv]).map_err(enc("subject"))?;

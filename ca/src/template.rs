@@ -2,63 +2,62 @@
 //! profile: the issuer name, the signature algorithm and every profile-derived extension are
 //! DER-encoded when a profile is first used under an issuer; per certificate only the serial,
 //! validity, subject, public key and subjectKeyIdentifier are new. All encoding goes through
-//! `der` (derive + `AnyRef` for the pre-encoded parts); nothing is written byte by byte.
+//! `der` (its headers, lengths and the encoders of every value); the pre-encoded parts are
+//! complete DER elements produced by `der` and copied in as they are.
 //!
 //! Why: issue 2 asks that issuing a holder certificate cost at most 1.15 × one HSM signature.
 //! `x509-cert`'s `CertificateBuilder` re-encodes the whole issuer name and extension list for
-//! every certificate; here that work is done once. CA certificates (root, subordinate) still
-//! go through the builder, and a test checks that this encoder and the builder produce the
-//! same bytes for the same certificate (`template_tbs_equals_the_x509_cert_builder_output`).
+//! every certificate and allocates every attribute of the subject; here the constant parts are
+//! encoded once and the per-certificate parts are borrowed, not owned. CA certificates (root,
+//! subordinate) still go through the builder, and a test checks that this encoder and the
+//! builder produce the same bytes for the same certificate
+//! (`template_tbs_equals_the_x509_cert_builder_output`).
 
-use der::asn1::{AnyRef, OctetString};
-use der::{Decode, Encode};
+use const_oid::ObjectIdentifier;
+use der::asn1::{AnyRef, ContextSpecificRef, OctetStringRef, UintRef};
+use der::{Encode, EncodeValue, FixedTag, Length, Tag, TagMode, TagNumber, Writer};
 use x509_cert::certificate::Version;
 use x509_cert::ext::pkix::SubjectKeyIdentifier;
 use x509_cert::ext::Extension;
-use x509_cert::name::Name;
-use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::Validity;
 
 use crate::{enc, Result};
 
-/// `TBSCertificate` (RFC 5280 §4.1.2) of a v3 certificate with extensions and no unique
-/// identifiers, with the parts that repeat between certificates carried as encoded DER.
-#[derive(der::Sequence)]
-struct TbsParts<'a> {
-    #[asn1(context_specific = "0", tag_mode = "EXPLICIT")]
-    version: Version,
-    serial_number: SerialNumber,
-    signature: AnyRef<'a>,
-    issuer: AnyRef<'a>,
-    validity: Validity,
-    subject: Name,
-    subject_public_key_info: AnyRef<'a>,
-    #[asn1(context_specific = "3", tag_mode = "EXPLICIT")]
-    extensions: Vec<AnyRef<'a>>,
-}
-
-/// What one (issuer, profile) pair contributes to every certificate: encoded extensions in
-/// profile order, with the position of the subjectKeyIdentifier (replaced per certificate).
+/// What one (issuer, profile) pair contributes to every certificate: the extensions in
+/// profile order, encoded and concatenated, split around the subjectKeyIdentifier (which is
+/// new in every certificate).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ExtensionTemplate {
-    encoded: Vec<Vec<u8>>,
-    ski_index: Option<usize>,
+    /// The encoded extensions before the SKI (all of them if the profile has no SKI).
+    before_ski: Vec<u8>,
+    /// The encoded extensions after the SKI.
+    after_ski: Vec<u8>,
+    has_ski: bool,
 }
 
 impl ExtensionTemplate {
-    /// Encode `extensions` once. The subjectKeyIdentifier, if the profile has one, is a
-    /// placeholder here and is re-encoded for every certificate.
+    /// Encode `extensions` once. The subjectKeyIdentifier, if the profile has one, is left
+    /// out here and encoded for every certificate.
     pub(crate) fn new(extensions: &[Extension]) -> Result<Self> {
         use const_oid::AssociatedOid;
-        let mut encoded = Vec::with_capacity(extensions.len());
-        let mut ski_index = None;
-        for (i, e) in extensions.iter().enumerate() {
+        let mut t = ExtensionTemplate {
+            before_ski: Vec::new(),
+            after_ski: Vec::new(),
+            has_ski: false,
+        };
+        for e in extensions {
             if e.extn_id == SubjectKeyIdentifier::OID {
-                ski_index = Some(i);
+                t.has_ski = true;
+                continue;
             }
-            encoded.push(e.to_der().map_err(enc("extension"))?);
+            let part = if t.has_ski {
+                &mut t.after_ski
+            } else {
+                &mut t.before_ski
+            };
+            e.encode_to_vec(part).map_err(enc("extension"))?;
         }
-        Ok(ExtensionTemplate { encoded, ski_index })
+        Ok(t)
     }
 }
 
@@ -69,17 +68,128 @@ pub(crate) struct IssuerParts {
     pub(crate) algorithm_der: Vec<u8>,
 }
 
+/// One subject attribute, rendered and checked (`crate::subject_values`).
+pub(crate) struct SubjectValue {
+    pub oid: ObjectIdentifier,
+    /// PrintableString if true (its character set already checked), else UTF8String.
+    pub printable: bool,
+    pub value: String,
+}
+
 /// Everything that is new in one certificate.
 pub(crate) struct PerCertificate<'a> {
     pub serial: &'a [u8],
     pub validity: Validity,
-    pub subject: Name,
+    /// In profile order, one attribute per RelativeDistinguishedName.
+    pub subject: &'a [SubjectValue],
     /// The subject's SubjectPublicKeyInfo, already checked and in canonical DER.
     pub spki_der: &'a [u8],
     pub ski: &'a [u8],
 }
 
+/// `AttributeTypeAndValue` (RFC 5280 §4.1.2.4) over a borrowed value.
+#[derive(der::Sequence)]
+struct AttributeRef<'a> {
+    oid: ObjectIdentifier,
+    value: AnyRef<'a>,
+}
+
+/// A `RelativeDistinguishedName` (SET OF AttributeTypeAndValue) of exactly one attribute, the
+/// only shape profiles produce; a one-element SET OF needs no DER sorting.
+struct SingleAttributeRdn<'a>(AttributeRef<'a>);
+
+impl FixedTag for SingleAttributeRdn<'_> {
+    const TAG: Tag = Tag::Set;
+}
+
+impl EncodeValue for SingleAttributeRdn<'_> {
+    fn value_len(&self) -> der::Result<Length> {
+        self.0.encoded_len()
+    }
+    fn encode_value(&self, writer: &mut impl Writer) -> der::Result<()> {
+        self.0.encode(writer)
+    }
+}
+
+/// `Extension` (RFC 5280 §4.1.2.9) for the subjectKeyIdentifier: not critical, so the
+/// DEFAULT FALSE `critical` field is absent in DER.
+#[derive(der::Sequence)]
+struct SkiExtensionRef<'a> {
+    extn_id: ObjectIdentifier,
+    extn_value: &'a OctetStringRef,
+}
+
+/// `Extensions` (SEQUENCE OF Extension): the pre-encoded extensions around this
+/// certificate's SKI extension.
+struct ExtensionsRef<'a> {
+    before: &'a [u8],
+    ski: Option<SkiExtensionRef<'a>>,
+    after: &'a [u8],
+}
+
+impl FixedTag for ExtensionsRef<'_> {
+    const TAG: Tag = Tag::Sequence;
+}
+
+impl EncodeValue for ExtensionsRef<'_> {
+    fn value_len(&self) -> der::Result<Length> {
+        let ski = match &self.ski {
+            Some(s) => s.encoded_len()?,
+            None => Length::ZERO,
+        };
+        Length::try_from(self.before.len())? + ski + Length::try_from(self.after.len())?
+    }
+    fn encode_value(&self, writer: &mut impl Writer) -> der::Result<()> {
+        writer.write(self.before)?;
+        if let Some(s) = &self.ski {
+            s.encode(writer)?;
+        }
+        writer.write(self.after)
+    }
+}
+
+/// `TBSCertificate` (RFC 5280 §4.1.2) of a v3 certificate with extensions and no unique
+/// identifiers.
+struct TbsParts<'a> {
+    version: ContextSpecificRef<'a, Version>,
+    serial_number: UintRef<'a>,
+    signature: AnyRef<'a>,
+    issuer: AnyRef<'a>,
+    validity: &'a Validity,
+    subject: &'a Vec<SingleAttributeRdn<'a>>,
+    subject_public_key_info: AnyRef<'a>,
+    extensions: ContextSpecificRef<'a, ExtensionsRef<'a>>,
+}
+
+impl FixedTag for TbsParts<'_> {
+    const TAG: Tag = Tag::Sequence;
+}
+
+impl EncodeValue for TbsParts<'_> {
+    fn value_len(&self) -> der::Result<Length> {
+        self.version.encoded_len()?
+            + self.serial_number.encoded_len()?
+            + self.signature.encoded_len()?
+            + self.issuer.encoded_len()?
+            + self.validity.encoded_len()?
+            + self.subject.encoded_len()?
+            + self.subject_public_key_info.encoded_len()?
+            + self.extensions.encoded_len()?
+    }
+    fn encode_value(&self, writer: &mut impl Writer) -> der::Result<()> {
+        self.version.encode(writer)?;
+        self.serial_number.encode(writer)?;
+        self.signature.encode(writer)?;
+        self.issuer.encode(writer)?;
+        self.validity.encode(writer)?;
+        self.subject.encode(writer)?;
+        self.subject_public_key_info.encode(writer)?;
+        self.extensions.encode(writer)
+    }
+}
+
 fn any<'a>(bytes: &'a [u8], what: &'static str) -> Result<AnyRef<'a>> {
+    use der::Decode;
     AnyRef::from_der(bytes).map_err(enc::<der::Error>(what))
 }
 
@@ -89,34 +199,57 @@ pub(crate) fn encode_tbs(
     exts: &ExtensionTemplate,
     cert: PerCertificate<'_>,
 ) -> Result<Vec<u8>> {
-    let ski_der = match exts.ski_index {
-        Some(_) => Some(
-            crate::ext(
-                <SubjectKeyIdentifier as const_oid::AssociatedOid>::OID,
-                false,
-                &SubjectKeyIdentifier(OctetString::new(cert.ski).map_err(enc("SKI"))?),
-            )?
-            .to_der()
-            .map_err(enc("SKI"))?,
+    // The SKI extension's extnValue: the DER of the KeyIdentifier OCTET STRING.
+    let mut ski_buf = [0u8; 64];
+    let ski_value = match exts.has_ski {
+        true => Some(
+            OctetStringRef::new(cert.ski)
+                .and_then(|s| s.encode_to_slice(&mut ski_buf))
+                .map_err(enc("SKI"))?,
         ),
+        false => None,
+    };
+    let ski = match ski_value {
+        Some(v) => Some(SkiExtensionRef {
+            extn_id: <SubjectKeyIdentifier as const_oid::AssociatedOid>::OID,
+            extn_value: OctetStringRef::new(v).map_err(enc("SKI"))?,
+        }),
         None => None,
     };
-    let mut extensions = Vec::with_capacity(exts.encoded.len());
-    for (i, e) in exts.encoded.iter().enumerate() {
-        match (&ski_der, exts.ski_index) {
-            (Some(ski), Some(at)) if at == i => extensions.push(any(ski, "SKI")?),
-            _ => extensions.push(any(e, "extension")?),
-        }
+    let mut subject = Vec::with_capacity(cert.subject.len());
+    for v in cert.subject {
+        let tag = if v.printable {
+            Tag::PrintableString
+        } else {
+            Tag::Utf8String
+        };
+        subject.push(SingleAttributeRdn(AttributeRef {
+            oid: v.oid,
+            value: AnyRef::new(tag, v.value.as_bytes()).map_err(enc("subject attribute"))?,
+        }));
     }
+    let extensions = ExtensionsRef {
+        before: &exts.before_ski,
+        ski,
+        after: &exts.after_ski,
+    };
     TbsParts {
-        version: Version::V3,
-        serial_number: SerialNumber::new(cert.serial).map_err(enc("serial number"))?,
+        version: ContextSpecificRef {
+            tag_number: TagNumber(0),
+            tag_mode: TagMode::Explicit,
+            value: &Version::V3,
+        },
+        serial_number: UintRef::new(cert.serial).map_err(enc("serial number"))?,
         signature: any(&issuer.algorithm_der, "signature algorithm")?,
         issuer: any(&issuer.name_der, "issuer name")?,
-        validity: cert.validity,
-        subject: cert.subject,
+        validity: &cert.validity,
+        subject: &subject,
         subject_public_key_info: any(cert.spki_der, "subjectPublicKeyInfo")?,
-        extensions,
+        extensions: ContextSpecificRef {
+            tag_number: TagNumber(3),
+            tag_mode: TagMode::Explicit,
+            value: &extensions,
+        },
     }
     .to_der()
     .map_err(enc("tbsCertificate"))

@@ -512,12 +512,24 @@ fn template_tbs_equals_the_x509_cert_builder_output() {
     .unwrap();
     let now = SystemTime::now();
     let mut compared = 0;
-    for profile in ["holder-auth", "holder-sign"] {
+    // A holder with non-ASCII names too (UTF8String attributes, the ʻ of Uzbek Latin).
+    let utf8_holder = HolderSubject {
+        pinfl: "52001234567890".into(),
+        surname: "Gʻulomova".into(),
+        given_names: "Oʻgʻiloy Shahnoza".into(),
+        common_name: "Oʻgʻiloy Gʻulomova".into(),
+        country: "UZ".into(),
+    };
+    for (profile, h) in [
+        ("holder-auth", holder()),
+        ("holder-sign", holder()),
+        ("holder-sign", utf8_holder),
+    ] {
         for key_der in [&uncompressed, &compressed] {
             // Twice: the second issuance is served from the issuer's extension cache.
             for _ in 0..2 {
                 let profile = p.set.cert(profile).unwrap();
-                let issued = issue(&p.store, profile, &p.esign, key_der, &holder(), now).unwrap();
+                let issued = issue(&p.store, profile, &p.esign, key_der, &h, now).unwrap();
                 let raw_tbs = SignedBytes::from_der(&issued.der)
                     .unwrap()
                     .tbs
@@ -525,6 +537,14 @@ fn template_tbs_equals_the_x509_cert_builder_output() {
                     .unwrap();
                 let cert = Certificate::from_der(&issued.der).unwrap();
                 let tbs = cert.tbs_certificate();
+                // The subject as x509-cert's own Name types encode it, independently of the
+                // borrowed encoder in the template.
+                assert_eq!(
+                    hex::encode(tbs.subject().to_der().unwrap()),
+                    hex::encode(render_subject(profile, Some(&h)).unwrap().to_der().unwrap()),
+                    "{} subject differs from x509-cert's encoding",
+                    profile.name
+                );
                 let mut builder = CertificateBuilder::new(
                     Prepared {
                         issuer: tbs.issuer().clone(),
@@ -549,5 +569,58 @@ fn template_tbs_equals_the_x509_cert_builder_output() {
             }
         }
     }
-    assert_eq!(compared, 8);
+    assert_eq!(compared, 12);
+}
+
+#[test]
+fn serial_numbers_are_positive_16_bytes_and_never_repeat() {
+    let mut seen = std::collections::HashSet::new();
+    // Several pool refills (64 serials per 1 KiB block).
+    for _ in 0..5000 {
+        let s = random_serial().unwrap();
+        assert_eq!(s.len(), 16);
+        assert_eq!(
+            s[0] & 0xc0,
+            0x40,
+            "positive, no leading zero octet: {}",
+            hex::encode(&s)
+        );
+        assert!(seen.insert(s), "a serial number repeated");
+    }
+}
+
+#[test]
+fn a_forked_child_does_not_reuse_the_parents_serial_randomness() {
+    // Fill this thread's pool, then fork: the child inherits a copy of the pool. Without the
+    // pthread_atfork guard both would hand out the same next serial.
+    random_serial().unwrap();
+    let mut fds = [0i32; 2];
+    // SAFETY: plain pipe(2) into a two-element array.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: the child only computes a serial, writes it to the pipe and _exits.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let s = random_serial().unwrap_or_default();
+        // SAFETY: writes the serial's bytes to the pipe's write end, then leaves at once.
+        unsafe {
+            libc::write(fds[1], s.as_ptr().cast(), s.len());
+            libc::_exit(0);
+        }
+    }
+    let parent = random_serial().unwrap();
+    let mut child = [0u8; 16];
+    // SAFETY: reads at most 16 bytes into a 16-byte buffer; waits for the child.
+    let n = unsafe { libc::read(fds[0], child.as_mut_ptr().cast(), child.len()) };
+    unsafe {
+        libc::waitpid(pid, std::ptr::null_mut(), 0);
+        libc::close(fds[0]);
+        libc::close(fds[1]);
+    }
+    assert_eq!(n, 16, "the child sent its serial");
+    assert_ne!(
+        parent,
+        child.to_vec(),
+        "parent and child handed out the same serial"
+    );
 }
