@@ -151,11 +151,13 @@ pub struct Issuer {
     key_id: Vec<u8>,
     key_id_hex: String,
     path_len: Option<u8>,
+    /// The CA certificate's notAfter, converted once (every issuance checks against it).
+    not_after: SystemTime,
     /// The issuer name and signature algorithm, encoded once for every certificate it signs.
     parts: template::IssuerParts,
     /// Extensions that depend only on (profile, this issuer), encoded, per profile seen; the
-    /// SKI entry is replaced per certificate. Keyed by the whole profile value, so an edited
-    /// profile is never served from a stale entry.
+    /// SKI entry is replaced per certificate. Keyed by the profile's digest (its name and the
+    /// text it was loaded from), so a profile edited and reloaded gets a new entry.
     ext_cache: ExtCache,
 }
 
@@ -204,6 +206,7 @@ impl Issuer {
             Some((_, ski)) => ski.0.as_bytes().to_vec(),
             None => key_identifier(SkiMethod::Rfc5280Sha1, tbs.subject_public_key_info()),
         };
+        let not_after = tbs.validity().not_after.to_system_time();
         let parts = template::IssuerParts {
             name_der: tbs.subject().to_der().map_err(enc("issuer name"))?,
             algorithm_der: spki::AlgorithmIdentifierOwned {
@@ -221,6 +224,7 @@ impl Issuer {
             key_id_hex: hex::encode(&key_id),
             key_id,
             path_len: bc.path_len_constraint,
+            not_after,
             parts,
             ext_cache: Default::default(),
         })
@@ -249,11 +253,7 @@ impl Issuer {
 
     /// The CA certificate's notAfter.
     pub fn not_after(&self) -> SystemTime {
-        self.cert
-            .tbs_certificate()
-            .validity()
-            .not_after
-            .to_system_time()
+        self.not_after
     }
 
     fn subject(&self) -> &Name {
@@ -267,10 +267,27 @@ impl Issuer {
         profile: &CertProfile,
         ctx: &ExtContext<'_>,
     ) -> Result<std::sync::Arc<template::ExtensionTemplate>> {
+        // Keyed by the profile's digest (name + source text), not by comparing whole profile
+        // values: that comparison walked every string of two profile copies and cost about
+        // 1 µs of an issuance (issue 2). Debug builds still compare the whole value.
         let cached = self.ext_cache.lock().ok().and_then(|c| {
             c.iter()
-                .find(|(p, _)| p == profile)
-                .map(|(_, e)| std::sync::Arc::clone(e))
+                .find(|(p, _)| {
+                    if profile.digest() == &[0u8; 32] {
+                        // Not made by profiles::parse_cert_profile: no digest to key on.
+                        p == profile
+                    } else {
+                        p.digest() == profile.digest() && p.name == profile.name
+                    }
+                })
+                .map(|(p, e)| {
+                    debug_assert!(
+                        p == profile,
+                        "profile {} was changed in memory after loading",
+                        profile.name
+                    );
+                    std::sync::Arc::clone(e)
+                })
         });
         if let Some(e) = cached {
             return Ok(e);
@@ -901,10 +918,10 @@ fn key_identifier_of(method: SkiMethod, bits: &[u8]) -> Vec<u8> {
 /// The subject attributes of `profile` filled from `holder`, in profile order, each checked
 /// against its RFC 5280 Appendix A.1 upper bound and, for PrintableString attributes, its
 /// character set.
-fn subject_values(
-    profile: &CertProfile,
-    holder: Option<&HolderSubject>,
-) -> Result<Vec<template::SubjectValue>> {
+fn subject_values<'a>(
+    profile: &'a CertProfile,
+    holder: Option<&'a HolderSubject>,
+) -> Result<Vec<template::SubjectValue<'a>>> {
     let mut values = Vec::with_capacity(profile.subject.len());
     for attr in &profile.subject {
         let value =
@@ -922,7 +939,7 @@ fn subject_values(
         }
         let printable = attr.attribute.is_printable_string();
         if printable {
-            PrintableStringRef::new(&value).map_err(|_| CaError::Holder {
+            PrintableStringRef::new(value.as_bytes()).map_err(|_| CaError::Holder {
                 field: holder_field(attr.attribute),
                 rule: format!(
                     "subject {field} allows only PrintableString characters (A-Z a-z 0-9 space '()+,-./:=?)"
@@ -943,10 +960,10 @@ fn render_subject(profile: &CertProfile, holder: Option<&HolderSubject>) -> Resu
     let mut seq = RdnSequence::default();
     for v in subject_values(profile, holder)? {
         let any = if v.printable {
-            let s = PrintableStringRef::new(&v.value).map_err(enc("subject attribute"))?;
+            let s = PrintableStringRef::new(v.value.as_bytes()).map_err(enc("subject attribute"))?;
             Any::encode_from(&s)
         } else {
-            let s = Utf8StringRef::new(&v.value).map_err(enc("subject attribute"))?;
+            let s = Utf8StringRef::new(v.value.as_bytes()).map_err(enc("subject attribute"))?;
             Any::encode_from(&s)
         }
         .map_err(enc("subject attribute"))?;
@@ -986,7 +1003,8 @@ fn render_url(template: &str, issuer_label: &str, issuer_key_id_hex: &str) -> Re
         "issuer_key" => Some(issuer_label),
         "issuer_key_id" => Some(issuer_key_id_hex),
         _ => None,
-    })?)
+    })?
+    .into_owned())
 }
 
 struct ExtContext<'a> {

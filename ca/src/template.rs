@@ -69,11 +69,12 @@ pub(crate) struct IssuerParts {
 }
 
 /// One subject attribute, rendered and checked (`crate::subject_values`).
-pub(crate) struct SubjectValue {
+pub(crate) struct SubjectValue<'a> {
     pub oid: ObjectIdentifier,
     /// PrintableString if true (its character set already checked), else UTF8String.
     pub printable: bool,
-    pub value: String,
+    /// Borrowed from the profile or the holder when the template is one of them verbatim.
+    pub value: std::borrow::Cow<'a, str>,
 }
 
 /// Everything that is new in one certificate.
@@ -81,7 +82,7 @@ pub(crate) struct PerCertificate<'a> {
     pub serial: &'a [u8],
     pub validity: Validity,
     /// In profile order, one attribute per RelativeDistinguishedName.
-    pub subject: &'a [SubjectValue],
+    pub subject: &'a [SubjectValue<'a>],
     /// The subject's SubjectPublicKeyInfo, already checked and in canonical DER.
     pub spki_der: &'a [u8],
     pub ski: &'a [u8],

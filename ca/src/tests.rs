@@ -464,8 +464,18 @@ fn edited_profile_is_not_served_from_the_extension_cache() {
     let now = SystemTime::now();
     let original = p.set.cert("holder-auth").unwrap();
     let first = issue(&p.store, original, &p.esign, &spki, &holder(), now).unwrap();
-    let mut edited = original.clone();
-    edited.extended_key_usage = vec![profiles::Eku::EMAIL_PROTECTION];
+    // The profile file edited and loaded again, as a station restarted after an edit sees it.
+    let (file, text) = profiles::BUILTIN_FILES
+        .iter()
+        .find(|(f, _)| *f == "cert/holder-auth.toml")
+        .unwrap();
+    let edited_text = text.replace(
+        r#"extended_key_usage = ["clientAuth"]"#,
+        r#"extended_key_usage = ["emailProtection"]"#,
+    );
+    assert_ne!(&edited_text, text);
+    let edited = profiles::parse_cert_profile(std::path::Path::new(file), &edited_text).unwrap();
+    assert_ne!(edited.digest(), original.digest());
     let second = issue(&p.store, &edited, &p.esign, &spki, &holder(), now).unwrap();
     let eku = |der: &[u8]| {
         let c = Certificate::from_der(der).unwrap();
@@ -490,6 +500,22 @@ fn edited_profile_is_not_served_from_the_extension_cache() {
             .1
     };
     assert_ne!(ski(&first.der), ski(&third.der));
+}
+
+/// A loaded profile is a read-only value; the extension cache keys on its digest. Changing one
+/// in memory after loading is a bug that debug builds catch.
+#[test]
+#[cfg(debug_assertions)]
+#[should_panic(expected = "was changed in memory after loading")]
+fn a_profile_changed_in_memory_after_loading_is_caught_in_debug_builds() {
+    let p = pki();
+    let spki = holder_key(&p.store, "card");
+    let now = SystemTime::now();
+    let original = p.set.cert("holder-auth").unwrap();
+    issue(&p.store, original, &p.esign, &spki, &holder(), now).unwrap();
+    let mut changed = original.clone();
+    changed.extended_key_usage = vec![profiles::Eku::EMAIL_PROTECTION];
+    let _ = issue(&p.store, &changed, &p.esign, &spki, &holder(), now);
 }
 
 /// The end-entity encoder (pre-encoded issuer parts and extensions) must produce exactly what

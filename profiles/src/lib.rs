@@ -114,6 +114,19 @@ pub struct CertProfile {
     /// for a self-signed root it repeats the root's own SKI.
     #[serde(default = "default_true")]
     pub authority_key_identifier: bool,
+    /// SHA-256 over the profile's name and the text it was parsed from, set by
+    /// [`parse_cert_profile`]: profiles with the same digest came from the same file content.
+    /// What a cache of profile-derived data keys on ([`CertProfile::digest`]).
+    #[serde(skip)]
+    digest: [u8; 32],
+}
+
+impl CertProfile {
+    /// SHA-256 over the profile's name and source text (see the field). Loaded profiles are
+    /// read-only values; a profile changed in memory after loading keeps its old digest.
+    pub fn digest(&self) -> &[u8; 32] {
+        &self.digest
+    }
 }
 
 fn default_true() -> bool {
@@ -468,6 +481,14 @@ pub fn parse_cert_profile(file: &Path, text: &str) -> Result<CertProfile> {
         message: e.to_string().trim_end().to_owned(),
     })?;
     p.name = stem(file)?;
+    p.digest = {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(p.name.as_bytes());
+        h.update([0]);
+        h.update(text.as_bytes());
+        h.finalize().into()
+    };
     rules::check_cert_profile(&p).map_err(|(key, rule)| ProfileError::Rule {
         file: file.to_owned(),
         key,
@@ -553,10 +574,28 @@ pub fn write_builtin(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// Fill `{placeholder}`s in `template` from `value`; `{{` and `}}` are not special. The
 /// placeholder names were checked at load time; a `None` here is [`ProfileError::MissingValue`].
+///
+/// A template that is a single placeholder, or has none, is returned borrowed (no copy).
 pub fn render_template<'a>(
-    template: &str,
+    template: &'a str,
     value: impl Fn(&str) -> Option<&'a str>,
-) -> Result<String> {
+) -> Result<std::borrow::Cow<'a, str>> {
+    use std::borrow::Cow;
+    if !template.contains('{') {
+        return Ok(Cow::Borrowed(template));
+    }
+    if let Some(name) = template
+        .strip_prefix('{')
+        .and_then(|t| t.strip_suffix('}'))
+        .filter(|n| !n.contains(['{', '}']))
+    {
+        return value(name)
+            .map(Cow::Borrowed)
+            .ok_or_else(|| ProfileError::MissingValue {
+                template: template.to_owned(),
+                placeholder: name.to_owned(),
+            });
+    }
     let mut out = String::with_capacity(template.len() + 16);
     let mut rest = template;
     while let Some(open) = rest.find('{') {
@@ -575,7 +614,7 @@ pub fn render_template<'a>(
         rest = &after[close + 1..];
     }
     out.push_str(rest);
-    Ok(out)
+    Ok(Cow::Owned(out))
 }
 
 fn add_dir(set: &mut ProfileSet, dir: &Path) -> Result<()> {
@@ -828,6 +867,17 @@ mod tests {
     fn render_fills_placeholders() {
         let s = render_template("PNOUZ-{pinfl}", |n| (n == "pinfl").then_some("123")).unwrap();
         assert_eq!(s, "PNOUZ-123");
+        assert!(matches!(s, std::borrow::Cow::Owned(_)));
         assert!(render_template("{x}", |_| None).is_err());
+        // A literal, or exactly one placeholder, is returned borrowed.
+        let lit = render_template("UZ", |_| None).unwrap();
+        assert!(matches!(lit, std::borrow::Cow::Borrowed("UZ")));
+        let one = render_template("{surname}", |n| (n == "surname").then_some("Karimova"));
+        assert!(matches!(one.unwrap(), std::borrow::Cow::Borrowed("Karimova")));
+        // Two placeholders side by side are not mistaken for one.
+        let two = render_template("{a}{b}", |n| Some(if n == "a" { "x" } else { "y" }));
+        assert_eq!(two.unwrap(), "xy");
+        let e = render_template("{surname}", |_| None).unwrap_err().to_string();
+        assert!(e.contains("surname"), "{e}");
     }
 }
