@@ -208,13 +208,19 @@ impl Issuer {
         };
         let not_after = tbs.validity().not_after.to_system_time();
         let parts = template::IssuerParts {
-            name_der: tbs.subject().to_der().map_err(enc("issuer name"))?,
-            algorithm_der: spki::AlgorithmIdentifierOwned {
-                oid: ECDSA_WITH_SHA256,
-                parameters: None,
-            }
-            .to_der()
-            .map_err(enc("signature algorithm"))?,
+            name: template::Encoded::new(
+                tbs.subject().to_der().map_err(enc("issuer name"))?,
+                "issuer name",
+            )?,
+            algorithm: template::Encoded::new(
+                spki::AlgorithmIdentifierOwned {
+                    oid: ECDSA_WITH_SHA256,
+                    parameters: None,
+                }
+                .to_der()
+                .map_err(enc("signature algorithm"))?,
+                "signature algorithm",
+            )?,
         };
         Ok(Issuer {
             key_label: key_label.to_owned(),
@@ -571,23 +577,28 @@ fn issue_for_spki(
     holder: Option<&HolderSubject>,
     now: SystemTime,
 ) -> Result<IssuedCert> {
-    // The key is decoded borrowed and checked (P-256, on the curve). An uncompressed key's
-    // SPKI was decoded as strict DER, so its encoding is the input as given; a compressed key
-    // is re-encoded uncompressed.
-    let spki_ref = SubjectPublicKeyInfoRef::from_der(spki_der).map_err(|e| CaError::NotP256 {
-        reason: format!("not a SubjectPublicKeyInfo: {e}"),
-    })?;
-    let key = p256_key_of(
-        &spki_ref.algorithm.oid,
-        spki_ref.algorithm.parameters,
-        spki_ref.subject_public_key.as_bytes(),
-    )?;
+    // The key is checked (P-256, on the curve). A key given in the canonical uncompressed
+    // encoding is recognised by its DER prefix and used as given; anything else is decoded,
+    // checked and re-encoded uncompressed.
     let (canonical_der, canonical_point);
-    let (spki_bytes, point): (&[u8], &[u8]) = if spki_ref.subject_public_key.raw_bytes().len() == 65
-        && spki_ref.algorithm.parameters.map(|p| p.value().len()) == Some(8)
+    let prefix = p256_spki_prefix();
+    let (spki_bytes, point): (&[u8], &[u8]) = if !prefix.is_empty()
+        && spki_der.len() == prefix.len() + 65
+        && spki_der.starts_with(prefix)
     {
-        (spki_der, spki_ref.subject_public_key.raw_bytes())
+        let point = &spki_der[prefix.len()..];
+        p256_point(point)?;
+        (spki_der, point)
     } else {
+        let spki_ref =
+            SubjectPublicKeyInfoRef::from_der(spki_der).map_err(|e| CaError::NotP256 {
+                reason: format!("not a SubjectPublicKeyInfo: {e}"),
+            })?;
+        let key = p256_key_of(
+            &spki_ref.algorithm.oid,
+            spki_ref.algorithm.parameters,
+            spki_ref.subject_public_key.as_bytes(),
+        )?;
         let owned = SubjectPublicKeyInfoOwned::from_key(&key).map_err(enc("public key"))?;
         canonical_der = owned.to_der().map_err(enc("subjectPublicKeyInfo"))?;
         canonical_point = owned.subject_public_key.raw_bytes().to_vec();
@@ -620,8 +631,7 @@ fn issue_for_spki(
     let signature = store.sign_p256_sha256(&issuer.key_label, &tbs_der)?;
     let der = CertificateRef {
         tbs: der::asn1::AnyRef::from_der(&tbs_der).map_err(enc("tbsCertificate"))?,
-        algorithm: der::asn1::AnyRef::from_der(&issuer.parts.algorithm_der)
-            .map_err(enc("signature algorithm"))?,
+        algorithm: issuer.parts.algorithm.any(),
         signature: der::asn1::BitStringRef::from_bytes(&signature).map_err(enc("signature"))?,
     }
     .to_der()
@@ -893,8 +903,43 @@ fn p256_key_of(
         )));
     }
     let point = point.ok_or_else(|| not("subjectPublicKey has unused bits".into()))?;
-    VerifyingKey::from_sec1_bytes(point)
-        .map_err(|_| not("the point does not decode or is not on the curve".into()))
+    p256_point(point)
+}
+
+/// A SEC 1 encoded P-256 point, checked to be on the curve.
+fn p256_point(point: &[u8]) -> Result<VerifyingKey> {
+    VerifyingKey::from_sec1_bytes(point).map_err(|_| CaError::NotP256 {
+        reason: "the point does not decode or is not on the curve".into(),
+    })
+}
+
+/// The DER of an uncompressed P-256 SubjectPublicKeyInfo up to its 65-byte point (RFC 5480
+/// §2: id-ecPublicKey, the prime256v1 named curve, a BIT STRING without unused bits), encoded
+/// once with `spki`/`der`. Every canonical P-256 SPKI is this prefix followed by the point.
+/// Empty if it could not be encoded (then every key takes the decoding path).
+fn p256_spki_prefix() -> &'static [u8] {
+    static PREFIX: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    PREFIX.get_or_init(|| {
+        let point = [0u8; 65];
+        let spki = SubjectPublicKeyInfoRef {
+            algorithm: spki::AlgorithmIdentifierRef {
+                oid: ID_EC_PUBLIC_KEY,
+                parameters: der::asn1::AnyRef::new(
+                    der::Tag::ObjectIdentifier,
+                    SECP256R1.as_bytes(),
+                )
+                .ok(),
+            },
+            subject_public_key: match der::asn1::BitStringRef::from_bytes(&point) {
+                Ok(b) => b,
+                Err(_) => return Vec::new(),
+            },
+        };
+        match spki.to_der() {
+            Ok(der) if der.len() > point.len() => der[..der.len() - point.len()].to_vec(),
+            _ => Vec::new(),
+        }
+    })
 }
 
 /// Key identifier of an SPKI: SHA-1 (RFC 5280 §4.2.1.2 (1)) or the leftmost 160 bits of
@@ -960,7 +1005,8 @@ fn render_subject(profile: &CertProfile, holder: Option<&HolderSubject>) -> Resu
     let mut seq = RdnSequence::default();
     for v in subject_values(profile, holder)? {
         let any = if v.printable {
-            let s = PrintableStringRef::new(v.value.as_bytes()).map_err(enc("subject attribute"))?;
+            let s =
+                PrintableStringRef::new(v.value.as_bytes()).map_err(enc("subject attribute"))?;
             Any::encode_from(&s)
         } else {
             let s = Utf8StringRef::new(v.value.as_bytes()).map_err(enc("subject attribute"))?;

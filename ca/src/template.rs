@@ -64,8 +64,36 @@ impl ExtensionTemplate {
 /// The issuer-constant parts: the issuer's name and the signature algorithm, encoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct IssuerParts {
-    pub(crate) name_der: Vec<u8>,
-    pub(crate) algorithm_der: Vec<u8>,
+    pub(crate) name: Encoded,
+    pub(crate) algorithm: Encoded,
+}
+
+/// One DER element encoded once, with its header parsed once, so that every certificate can
+/// carry it as an [`AnyRef`] without decoding it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Encoded {
+    der: Vec<u8>,
+    tag: Tag,
+    value_at: usize,
+}
+
+impl Encoded {
+    pub(crate) fn new(der: Vec<u8>, what: &'static str) -> Result<Self> {
+        let (tag, value_len) = {
+            let any = any(&der, what)?;
+            (der::Tagged::tag(&any), any.value().len())
+        };
+        Ok(Encoded {
+            value_at: der.len() - value_len,
+            tag,
+            der,
+        })
+    }
+
+    pub(crate) fn any(&self) -> AnyRef<'_> {
+        // The value was taken from a decoded element: its length is valid.
+        AnyRef::new(self.tag, &self.der[self.value_at..]).unwrap_or(AnyRef::NULL)
+    }
 }
 
 /// One subject attribute, rendered and checked (`crate::subject_values`).
@@ -241,8 +269,8 @@ pub(crate) fn encode_tbs(
             value: &Version::V3,
         },
         serial_number: UintRef::new(cert.serial).map_err(enc("serial number"))?,
-        signature: any(&issuer.algorithm_der, "signature algorithm")?,
-        issuer: any(&issuer.name_der, "issuer name")?,
+        signature: issuer.algorithm.any(),
+        issuer: issuer.name.any(),
         validity: &cert.validity,
         subject: &subject,
         subject_public_key_info: any(cert.spki_der, "subjectPublicKeyInfo")?,

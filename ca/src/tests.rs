@@ -236,6 +236,39 @@ fn off_curve_point_is_refused() {
     );
 }
 
+/// The canonical-form shortcut: its prefix is what `spki` encodes for every P-256 key, and a
+/// key in that form still has its point checked (the off-curve test above takes this path).
+#[test]
+fn canonical_p256_spki_prefix_matches_every_generated_key() {
+    let p = pki();
+    let prefix = p256_spki_prefix();
+    assert_eq!(
+        hex::encode(prefix),
+        "3059301306072a8648ce3d020106082a8648ce3d030107034200"
+    );
+    for i in 0..8 {
+        let spki_der = holder_key(&p.store, &format!("k{i}"));
+        assert_eq!(spki_der.len(), prefix.len() + 65);
+        assert!(spki_der.starts_with(prefix));
+        let (decoded, _) = checked_p256_spki(&spki_der).unwrap();
+        assert_eq!(decoded.to_der().unwrap(), spki_der);
+    }
+    // A 65-byte point with a compressed-point tag matches the prefix and is still refused.
+    let mut bad = prefix.to_vec();
+    bad.push(0x02);
+    bad.extend_from_slice(&[0x11; 64]);
+    let err = issue(
+        &p.store,
+        p.set.cert("holder-auth").unwrap(),
+        &p.esign,
+        &bad,
+        &holder(),
+        SystemTime::now(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, CaError::NotP256 { .. }), "{err}");
+}
+
 #[test]
 fn bad_holder_fields_are_named() {
     let p = pki();
