@@ -12,7 +12,7 @@ bash scripts/install-deps.sh
 cargo build --release -p station -p chip -p gui --bins
 
 DEMO_DIR=${IDSTATION_DEMO_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/idstation-demo}
-BIN="$ROOT/target/release"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 mkdir -p "$DEMO_DIR/secrets"
 chmod 700 "$DEMO_DIR/secrets"
 

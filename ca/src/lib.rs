@@ -1278,6 +1278,24 @@ pub fn issue_crl(
     now: SystemTime,
 ) -> Result<Vec<u8>> {
     use const_oid::AssociatedOid;
+    // RFC 5280 §4.2.1.3: a key that signs CRLs has the cRLSign bit in its certificate.
+    let ku = issuer
+        .cert
+        .tbs_certificate()
+        .get_extension::<KeyUsage>()
+        .map_err(|e| CaError::Issuer {
+            label: issuer.key_label.clone(),
+            rule: format!("keyUsage does not decode: {e}"),
+        })?;
+    if let Some((_, ku)) = ku {
+        if !ku.crl_sign() {
+            return Err(CaError::Issuer {
+                label: issuer.key_label.clone(),
+                rule: "keyUsage lacks cRLSign: this key does not sign CRLs (RFC 5280 §4.2.1.3)"
+                    .into(),
+            });
+        }
+    }
     let this_secs = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_err(|_| enc::<&str>("thisUpdate")("clock is before 1970"))?

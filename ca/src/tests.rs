@@ -683,3 +683,39 @@ fn a_forked_child_does_not_reuse_the_parents_serial_randomness() {
         "parent and child handed out the same serial"
     );
 }
+
+/// RFC 5280 §4.2.1.3: only a key whose certificate asserts cRLSign signs CRLs. A CA profile
+/// without it (edited from the shipped esign-ca) gives a CA that issues certificates but no CRL.
+#[test]
+fn a_ca_key_without_crl_sign_signs_no_crl() {
+    let p = pki();
+    let now = SystemTime::now();
+    let (file, text) = profiles::BUILTIN_FILES
+        .iter()
+        .find(|(f, _)| *f == "cert/esign-ca.toml")
+        .unwrap();
+    let edited = text.replace(
+        r#"key_usage = ["digitalSignature", "keyCertSign", "cRLSign"]"#,
+        r#"key_usage = ["digitalSignature", "keyCertSign"]"#,
+    );
+    assert_ne!(&edited, text);
+    let profile = profiles::parse_cert_profile(std::path::Path::new(file), &edited).unwrap();
+    p.store.generate_p256("no-crl-sign").unwrap();
+    let ca = create_subordinate_ca(&p.store, &profile, &p.root, "no-crl-sign", now).unwrap();
+    let crl_profile = p.set.crl("esign-crl").unwrap();
+    let err = issue_crl(&p.store, crl_profile, &ca, 1, &[], now).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}",
+            CaError::Issuer {
+                label: "no-crl-sign".into(),
+                rule: "keyUsage lacks cRLSign: this key does not sign CRLs (RFC 5280 §4.2.1.3)"
+                    .into()
+            }
+        )
+    );
+    // The shipped CA keys still sign theirs.
+    issue_crl(&p.store, crl_profile, &p.esign, 1, &[], now).unwrap();
+    issue_crl(&p.store, crl_profile, &p.root, 1, &[], now).unwrap();
+}

@@ -873,11 +873,16 @@ mod tests {
         let lit = render_template("UZ", |_| None).unwrap();
         assert!(matches!(lit, std::borrow::Cow::Borrowed("UZ")));
         let one = render_template("{surname}", |n| (n == "surname").then_some("Karimova"));
-        assert!(matches!(one.unwrap(), std::borrow::Cow::Borrowed("Karimova")));
+        assert!(matches!(
+            one.unwrap(),
+            std::borrow::Cow::Borrowed("Karimova")
+        ));
         // Two placeholders side by side are not mistaken for one.
         let two = render_template("{a}{b}", |n| Some(if n == "a" { "x" } else { "y" }));
         assert_eq!(two.unwrap(), "xy");
-        let e = render_template("{surname}", |_| None).unwrap_err().to_string();
+        let e = render_template("{surname}", |_| None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("surname"), "{e}");
     }
 }
