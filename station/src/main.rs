@@ -796,10 +796,20 @@ fn request_text(r: &station::rotation::RequestView, verb: &str) -> String {
 }
 
 fn show_text(cas: &[init::CaSummary]) -> String {
+    // Columns as wide as their longest entry ("document-signer" is wider than "root").
+    let ca_w = cas.iter().map(|c| c.ca.len()).max().unwrap_or(0).max(6);
+    let key_w = cas
+        .iter()
+        .map(|c| c.key_label.len())
+        .max()
+        .unwrap_or(0)
+        .max(12);
+    let state_w = cas.iter().map(|c| c.state.len()).max().unwrap_or(0).max(8);
+    let indent = " ".repeat(ca_w + 1);
     let mut s = String::new();
     for c in cas {
         s += &format!(
-            "{:<6} {:<12} {:<8} {}\n       SHA-256 {}\n       valid {} .. {}\n",
+            "{:<ca_w$} {:<key_w$} {:<state_w$} {}\n{indent}SHA-256 {}\n{indent}valid {} .. {}\n",
             c.ca, c.key_label, c.state, c.subject, c.fingerprint_sha256, c.not_before, c.not_after
         );
     }
