@@ -125,21 +125,29 @@ fn p11(e: &P11Error) -> String {
 
 /// The slot holding the token labelled `label`. SoftHSM2 re-reads its file store on every
 /// slot and token query, and answers CKR_GENERAL_ERROR when another process rewrites a token
-/// file at that moment (seen with two stations on one data dir); such transient failures are
-/// retried a few times before they are reported.
+/// file at that moment (seen with two stations on one data dir), or leaves that token out of the
+/// slot list for that one query (seen as "token not found" while another process approved a
+/// CA rotation); such transient failures, and a token missing from the list, are retried a few
+/// times (≈ 0.25 s in all) before they are reported.
 fn find_token_slot(ctx: &Pkcs11, label: &str) -> Result<Option<Slot>> {
     const ATTEMPTS: u32 = 5;
     let mut attempt = 1;
     loop {
+        let pause =
+            || std::thread::sleep(std::time::Duration::from_millis(25 * u64::from(attempt)));
         match find_token_slot_once(ctx, label) {
             Err((e, transient)) if transient && attempt < ATTEMPTS => {
                 tracing::warn!(attempt, error = %e, "token lookup failed; retrying");
-                std::thread::sleep(std::time::Duration::from_millis(25 * u64::from(attempt)));
-                attempt += 1;
+                pause();
+            }
+            Ok(None) if attempt < ATTEMPTS => {
+                tracing::debug!(attempt, label, "token not in the slot list; looking again");
+                pause();
             }
             Err((e, _)) => return Err(e),
             Ok(found) => return Ok(found),
         }
+        attempt += 1;
     }
 }
 
