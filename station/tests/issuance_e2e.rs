@@ -634,15 +634,60 @@ fn apdus_of_one_issuance(st: &Station, slot: &testrig::Slot) -> u64 {
     r["apdus"].as_u64().expect("apdus")
 }
 
+/// The tear points are shared out over this many stations working at once, each with its own
+/// data dir, SoftHSM2 token, registry and leased vpcd slot. An iteration mostly waits (pcscd
+/// polls, process starts, fsync), so stations in parallel shorten the test even on 2 cores.
+const TEAR_STATIONS: u64 = 4;
+
 #[test]
 fn a_card_pulled_at_every_apdu_leaves_a_recoverable_state_and_issuing_again_succeeds() {
     let st = Station::new();
     let slot = testrig::Slot::lease();
     let total = apdus_of_one_issuance(&st, &slot);
     assert!(total > 20, "an issuance sends {total} APDUs");
+    // The station itself sends a few reads before personalization (inspect); tear over all:
+    // k = 1..=total + 6, station w taking every TEAR_STATIONS-th point (interleaved, so early and
+    // late tear points, which cost differently, are spread evenly). This station is number 0.
+    let points = |w: u64| -> Vec<u64> {
+        (1..=total + 6)
+            .filter(|k| (k - 1) % TEAR_STATIONS == w)
+            .collect()
+    };
+    let covered: u64 = (0..TEAR_STATIONS).map(|w| points(w).len() as u64).sum();
+    assert_eq!(covered, total + 6, "every tear point is run exactly once");
+    std::thread::scope(|s| {
+        let others: Vec<_> = (1..TEAR_STATIONS)
+            .map(|w| {
+                let ks = points(w);
+                std::thread::Builder::new()
+                    .name(format!("tear-station-{w}"))
+                    .spawn_scoped(s, move || {
+                        let st = Station::new();
+                        let slot = testrig::Slot::lease();
+                        tear_at_each(&st, &slot, &ks);
+                    })
+                    .expect("spawn")
+            })
+            .collect();
+        tear_at_each(&st, &slot, &points(0));
+        // Join all before reporting, so a failure shows its own panic message (printed by the
+        // failing thread) and no station is left half-way.
+        let results: Vec<_> = others.into_iter().map(|h| h.join()).collect();
+        for r in results {
+            if let Err(panic) = r {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    });
+}
+
+/// For every k in `ks`: a blank card torn out after its k-th APDU during an issuance leaves a
+/// state the invariants accept, and issuing again on the re-inserted card succeeds (or recovery
+/// completes the torn issuance). Then every certificate of a rolled-back job of this station is
+/// on its CRL.
+fn tear_at_each(st: &Station, slot: &testrig::Slot, ks: &[u64]) {
     let holder = fixture("holder-02.json");
-    // The station itself sends a few reads before personalization (inspect); tear over all.
-    for k in 1..=total + 6 {
+    for &k in ks {
         let img = st.blank_card(0x7E00_0000 + k as u32);
         let torn = slot.insert(&img, &["--tear-after", &k.to_string()]);
         let o = st.issue(&holder, &slot.reader_name, &[]);

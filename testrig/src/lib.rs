@@ -25,6 +25,7 @@ use std::os::unix::io::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Errors of the rig. Every message says what to do.
@@ -78,7 +79,9 @@ const LEASE_TIMEOUT: Duration = Duration::from_secs(600);
 const SETUP_LOCK_TIMEOUT: Duration = Duration::from_secs(60);
 const CARD_TIMEOUT: Duration = Duration::from_secs(15);
 const INSERT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(4);
-/// Pause after pcscd reported a card absent, so the next insertion falls into a later poll.
+/// Pause after pcscd reported a card absent, so the next insertion falls into a later poll. It is
+/// taken before the next insertion into the slot (or before the lease ends), not at removal, so
+/// whatever a test does between a removal and the next insertion overlaps with it.
 const REMOVAL_SETTLE: Duration = Duration::from_millis(500);
 
 fn lock_path(port: u16) -> PathBuf {
@@ -294,6 +297,9 @@ pub struct Slot {
     pub port: u16,
     /// PC/SC reader name of the slot.
     pub reader_name: String,
+    /// When pcscd last reported the slot's card absent; the next insertion waits until
+    /// [`REMOVAL_SETTLE`] has passed since then.
+    removed_at: Mutex<Option<Instant>>,
     _lock: File,
 }
 
@@ -326,6 +332,7 @@ impl Slot {
                     return Ok(Slot {
                         port: *port,
                         reader_name: name.to_string(),
+                        removed_at: Mutex::new(None),
                         _lock: f,
                     });
                 }
@@ -357,6 +364,7 @@ impl Slot {
         extra_args: &[&str],
     ) -> Result<InsertedCard<'_>, RigError> {
         let bin = vchip_bin()?;
+        self.settle();
         if card_present(&self.reader_name)? {
             return Err(RigError::Vchip(format!(
                 "{} already holds a card before insertion (a stray vchip on port {}?)",
@@ -398,6 +406,28 @@ impl Slot {
             }
         }
         Err(last_err.unwrap_or_else(|| RigError::Vchip("insertion failed".into())))
+    }
+
+    /// Note that pcscd has just reported the slot's card absent.
+    fn note_removed(&self) {
+        *self.removed_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    }
+
+    /// Sleep until [`REMOVAL_SETTLE`] has passed since the last removal, if it has not yet.
+    fn settle(&self) {
+        let removed_at = *self.removed_at.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = removed_at {
+            if let Some(left) = REMOVAL_SETTLE.checked_sub(t.elapsed()) {
+                std::thread::sleep(left);
+            }
+        }
+    }
+}
+
+impl Drop for Slot {
+    /// The next lessee of the slot (another thread or process) inserts only after the settle.
+    fn drop(&mut self) {
+        self.settle();
     }
 }
 
@@ -470,7 +500,7 @@ impl InsertedCard<'_> {
         loop {
             if card_present(&self.slot.reader_name)? == present {
                 if !present {
-                    std::thread::sleep(REMOVAL_SETTLE);
+                    self.slot.note_removed();
                 }
                 return Ok(());
             }
