@@ -13,7 +13,7 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 # A hung test must fail the run loudly, long before CI's own 90-minute limit (a full run takes
-# about 15 minutes on 2 cores). IDSTATION_TEST_TIMEOUT overrides the limit (timeout(1) syntax).
+# about 5-6 minutes of tests after the build on 2 cores). IDSTATION_TEST_TIMEOUT overrides the limit (timeout(1) syntax).
 limit="${IDSTATION_TEST_TIMEOUT:-45m}"
 rc=0
 timeout --kill-after=30s "$limit" cargo test --workspace --no-fail-fast || rc=$?

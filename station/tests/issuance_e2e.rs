@@ -1,8 +1,11 @@
 //! Issuance end to end through the real parts: the `idstation` binary, pcscd + vpcd with
 //! `vchip` cards, SoftHSM2, the registry file; OpenSC and openssl as independent oracles.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 const HSM_PIN: &str = "hsm-pin-e2e-93c1d0";
@@ -645,31 +648,32 @@ fn a_card_pulled_at_every_apdu_leaves_a_recoverable_state_and_issuing_again_succ
     let slot = testrig::Slot::lease();
     let total = apdus_of_one_issuance(&st, &slot);
     assert!(total > 20, "an issuance sends {total} APDUs");
-    // The station itself sends a few reads before personalization (inspect); tear over all:
-    // k = 1..=total + 6, station w taking every TEAR_STATIONS-th point (interleaved, so early and
-    // late tear points, which cost differently, are spread evenly). This station is number 0.
-    let points = |w: u64| -> Vec<u64> {
-        (1..=total + 6)
-            .filter(|k| (k - 1) % TEAR_STATIONS == w)
-            .collect()
+    // Tear after k = 1, 2, 3, ... APDUs until an issuance completes (k beyond the last APDU the
+    // card sees), so every APDU of an issuance is torn once, whatever the station's own count
+    // (`total`, which leaves out a few exchanges) says. The points are dealt out to
+    // TEAR_STATIONS stations working at once, each taking the next k in turn; this station is
+    // number 0.
+    let next = AtomicU64::new(1);
+    let first_success = AtomicU64::new(u64::MAX);
+    let outcomes = Mutex::new(BTreeMap::new());
+    let limit = 2 * total + 50;
+    let run = |st: &Station, slot: &testrig::Slot| {
+        tear_until_complete(st, slot, &next, &first_success, &outcomes, limit)
     };
-    let covered: u64 = (0..TEAR_STATIONS).map(|w| points(w).len() as u64).sum();
-    assert_eq!(covered, total + 6, "every tear point is run exactly once");
     std::thread::scope(|s| {
         let others: Vec<_> = (1..TEAR_STATIONS)
             .map(|w| {
-                let ks = points(w);
                 std::thread::Builder::new()
                     .name(format!("tear-station-{w}"))
-                    .spawn_scoped(s, move || {
+                    .spawn_scoped(s, || {
                         let st = Station::new();
                         let slot = testrig::Slot::lease();
-                        tear_at_each(&st, &slot, &ks);
+                        run(&st, &slot);
                     })
                     .expect("spawn")
             })
             .collect();
-        tear_at_each(&st, &slot, &points(0));
+        run(&st, &slot);
         // Join all before reporting, so a failure shows its own panic message (printed by the
         // failing thread) and no station is left half-way.
         let results: Vec<_> = others.into_iter().map(|h| h.join()).collect();
@@ -679,21 +683,61 @@ fn a_card_pulled_at_every_apdu_leaves_a_recoverable_state_and_issuing_again_succ
             }
         }
     });
+    let complete_at = first_success.load(Ordering::SeqCst);
+    let outcomes = outcomes.into_inner().expect("outcomes");
+    for k in 1..complete_at {
+        assert_eq!(
+            outcomes.get(&k),
+            Some(&false),
+            "tear after {k}: expected a torn (failed) issuance"
+        );
+    }
+    assert_eq!(outcomes.get(&complete_at), Some(&true));
+    assert!(
+        complete_at > total,
+        "the first untorn issuance came at k = {complete_at}, within the {total} APDUs the station counts"
+    );
+    eprintln!(
+        "tear test: the card was pulled after each of {} APDUs (the station counts {total})",
+        complete_at - 1
+    );
 }
 
 /// For every k in `ks`: a blank card torn out after its k-th APDU during an issuance leaves a
 /// state the invariants accept, and issuing again on the re-inserted card succeeds (or recovery
 /// completes the torn issuance). Then every certificate of a rolled-back job of this station is
 /// on its CRL.
-fn tear_at_each(st: &Station, slot: &testrig::Slot, ks: &[u64]) {
+/// Take tear points `k` from `next` until one beyond the first completed issuance; record
+/// whether each issuance completed (true) or was torn (false).
+fn tear_until_complete(
+    st: &Station,
+    slot: &testrig::Slot,
+    next: &AtomicU64,
+    first_success: &AtomicU64,
+    outcomes: &Mutex<BTreeMap<u64, bool>>,
+    limit: u64,
+) {
     let holder = fixture("holder-02.json");
-    for &k in ks {
+    loop {
+        let k = next.fetch_add(1, Ordering::SeqCst);
+        if k > first_success.load(Ordering::SeqCst) {
+            break;
+        }
+        assert!(
+            k <= limit,
+            "no issuance completed with the card pulled after up to {limit} APDUs"
+        );
         let img = st.blank_card(0x7E00_0000 + k as u32);
         let torn = slot.insert(&img, &["--tear-after", &k.to_string()]);
         let o = st.issue(&holder, &slot.reader_name, &[]);
         let _ = torn.wait_removed(Duration::from_secs(10));
+        outcomes
+            .lock()
+            .expect("outcomes")
+            .insert(k, o.status.success());
         if o.status.success() {
             // The card was not pulled before the end of the issuance (k beyond its APDUs).
+            first_success.fetch_min(k, Ordering::SeqCst);
             let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
             let doc = r["document"].as_str().expect("doc").to_string();
             st.retire(&doc);
