@@ -590,16 +590,7 @@ fn issue_for_spki(
         p256_point(point)?;
         (spki_der, point)
     } else {
-        let spki_ref =
-            SubjectPublicKeyInfoRef::from_der(spki_der).map_err(|e| CaError::NotP256 {
-                reason: format!("not a SubjectPublicKeyInfo: {e}"),
-            })?;
-        let key = p256_key_of(
-            &spki_ref.algorithm.oid,
-            spki_ref.algorithm.parameters,
-            spki_ref.subject_public_key.as_bytes(),
-        )?;
-        let owned = SubjectPublicKeyInfoOwned::from_key(&key).map_err(enc("public key"))?;
+        let (owned, _) = checked_p256_spki(spki_der)?;
         canonical_der = owned.to_der().map_err(enc("subjectPublicKeyInfo"))?;
         canonical_point = owned.subject_public_key.raw_bytes().to_vec();
         (&canonical_der, &canonical_point)
