@@ -12,6 +12,11 @@
 //! [`Pkcs11Store`] for a module decides its environment; a later one asking for a different
 //! environment gets a clear [`HsmError::Module`] instead of silently using the wrong token dir.
 //!
+//! Every call into the module runs under a cross-process lock on the token directory
+//! ([`token_lock`]): SoftHSM2 rewrites token files in a way that another process can read
+//! half-written, and then loses the token for that process's whole life. The lock's module
+//! docs give the cause, from SoftHSM2's source.
+//!
 //! Sessions recover by themselves: an operation that fails with `CKR_SESSION_HANDLE_INVALID`,
 //! `CKR_SESSION_CLOSED`, `CKR_DEVICE_ERROR` or `CKR_USER_NOT_LOGGED_IN` (or finds a cached key
 //! handle invalid, or finds no key while the session has silently lost its login) reopens the
@@ -32,6 +37,10 @@ use der::{Decode, Encode};
 use zeroize::Zeroizing;
 
 use crate::{HsmConfig, HsmError, KeyInfo, KeyKind, KeyStore, Result};
+
+mod token_lock;
+pub use token_lock::LOCK_FILE_NAME;
+use token_lock::{Access, TokenLock};
 
 /// Debian's SoftHSM2 module, the default PKCS#11 module.
 pub const SOFTHSM2_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
@@ -94,6 +103,10 @@ pub fn context_for(module: &Path, env: &BTreeMap<String, String>) -> Result<Pkcs
         // The module reads its environment when it initialises; set it before loading.
         std::env::set_var(k, v);
     }
+    // C_Initialize enumerates and reads every token (SoftHSM2's ObjectStore): not while
+    // another process rewrites one.
+    let token_lock = TokenLock::for_module(module, env)?;
+    let _held = token_lock.hold(Access::Write)?;
     let ctx = Pkcs11::new(module).map_err(|e| module_error(module, format!("cannot load: {e}")))?;
     match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
         Ok(()) | Err(P11Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
@@ -123,50 +136,13 @@ fn p11(e: &P11Error) -> String {
     }
 }
 
-/// The slot holding the token labelled `label`. SoftHSM2 re-reads its file store on every
-/// slot and token query, and answers CKR_GENERAL_ERROR when another process rewrites a token
-/// file at that moment (seen with two stations on one data dir), or leaves that token out of the
-/// slot list for that one query (seen as "token not found" while another process approved a
-/// CA rotation); such transient failures, and a token missing from the list, are retried a few
-/// times (≈ 0.25 s in all) before they are reported.
+/// The slot holding the token labelled `label`. The caller holds the token lock: SoftHSM2
+/// reads the token files for `C_GetTokenInfo` ([`token_lock`] explains why that must not
+/// overlap another process's write). Any error is real and reported at once.
 fn find_token_slot(ctx: &Pkcs11, label: &str) -> Result<Option<Slot>> {
-    const ATTEMPTS: u32 = 5;
-    let mut attempt = 1;
-    loop {
-        let pause =
-            || std::thread::sleep(std::time::Duration::from_millis(25 * u64::from(attempt)));
-        match find_token_slot_once(ctx, label) {
-            Err((e, transient)) if transient && attempt < ATTEMPTS => {
-                tracing::warn!(attempt, error = %e, "token lookup failed; retrying");
-                pause();
-            }
-            Ok(None) if attempt < ATTEMPTS => {
-                tracing::debug!(attempt, label, "token not in the slot list; looking again");
-                pause();
-            }
-            Err((e, _)) => return Err(e),
-            Ok(found) => return Ok(found),
-        }
-        attempt += 1;
-    }
-}
-
-fn find_token_slot_once(
-    ctx: &Pkcs11,
-    label: &str,
-) -> std::result::Result<Option<Slot>, (HsmError, bool)> {
-    let fail = |op: &'static str, e: P11Error| {
-        let transient = matches!(
-            e,
-            P11Error::Pkcs11(RvError::GeneralError | RvError::DeviceError, _)
-        );
-        (
-            HsmError::Operation {
-                op,
-                reason: p11(&e),
-            },
-            transient,
-        )
+    let fail = |op: &'static str, e: P11Error| HsmError::Operation {
+        op,
+        reason: p11(&e),
     };
     let slots = ctx
         .get_slots_with_initialized_token()
@@ -229,6 +205,8 @@ pub fn init_token(
     }
     let ctx = context_for(module, env)?;
     let _serial = lock(init_lock());
+    let token_lock = TokenLock::for_module(module, env)?;
+    let _held = token_lock.hold(Access::Write)?;
     if find_token_slot(&ctx, label)?.is_some() {
         return Err(HsmError::Operation {
             op,
@@ -456,14 +434,27 @@ impl Fail {
 }
 
 /// Key store over one token of a PKCS#11 module. One session, used under a lock; it is
-/// reopened (and logged in again) when the module says it is gone.
+/// reopened (and logged in again) when the module says it is gone. Every module call also
+/// holds the cross-process token lock ([`token_lock`]) for its own duration.
 pub struct Pkcs11Store {
     ctx: Pkcs11,
     module: PathBuf,
     slot: Slot,
     token_label: String,
     pin: AuthPin,
+    token_lock: TokenLock,
     state: Mutex<State>,
+}
+
+impl Drop for Pkcs11Store {
+    fn drop(&mut self) {
+        // C_CloseSession (and the log-out of the last session) under the token lock too.
+        let held = self.token_lock.hold(Access::Write);
+        let mut st = lock(&self.state);
+        st.cache.clear();
+        drop(st.session.take());
+        drop(held);
+    }
 }
 
 impl std::fmt::Debug for Pkcs11Store {
@@ -486,7 +477,12 @@ impl Pkcs11Store {
         user_pin: Zeroizing<String>,
     ) -> Result<Self> {
         let ctx = context_for(module, env)?;
-        let slot = find_token_slot(&ctx, token_label)?.ok_or_else(|| HsmError::TokenNotFound {
+        let token_lock = TokenLock::for_module(module, env)?;
+        let slot = {
+            let _held = token_lock.hold(Access::Read)?;
+            find_token_slot(&ctx, token_label)?
+        }
+        .ok_or_else(|| HsmError::TokenNotFound {
             label: token_label.to_owned(),
         })?;
         let store = Pkcs11Store {
@@ -495,6 +491,7 @@ impl Pkcs11Store {
             slot,
             token_label: token_label.to_owned(),
             pin: AuthPin::new(Box::from(user_pin.as_str())),
+            token_lock,
             state: Mutex::new(State {
                 session: None,
                 cache: HashMap::new(),
@@ -558,8 +555,11 @@ impl Pkcs11Store {
         }
     }
 
+    /// Open and log in a session unless one is open. C_Login rewrites the token file in
+    /// SoftHSM2, so this takes the token lock for writing while it does.
     fn ensure_session(&self, st: &mut State) -> Result<()> {
         if st.session.is_none() {
+            let _held = self.token_lock.hold(Access::Write)?;
             let session = self
                 .ctx
                 .open_rw_session(self.slot)
@@ -577,6 +577,7 @@ impl Pkcs11Store {
     fn reset_session(&self, st: &mut State, fail: &Fail) {
         st.cache.clear();
         if let Some(session) = st.session.take() {
+            let _held = self.token_lock.hold(Access::Write);
             if fail.session_is_gone() {
                 // The handle is dead; closing it again would only log a failure.
                 std::mem::forget(session);
@@ -586,11 +587,15 @@ impl Pkcs11Store {
         }
     }
 
-    /// Run `f` with a logged-in session; on a recoverable failure reopen the session, log in
-    /// again and run `f` once more.
+    /// Run `f` with a logged-in session, holding the token lock for `access` while it runs;
+    /// on a recoverable failure (the module lost the session or its log-in, as a network
+    /// HSM does when its connection drops: `CKR_SESSION_HANDLE_INVALID`, `CKR_SESSION_CLOSED`,
+    /// `CKR_DEVICE_ERROR`, `CKR_USER_NOT_LOGGED_IN`) reopen the session, log in again and run
+    /// `f` once more.
     fn run<T>(
         &self,
         op: &'static str,
+        access: Access,
         mut f: impl FnMut(&Session, &mut HashMap<String, Found>) -> std::result::Result<T, Fail>,
     ) -> Result<T> {
         let mut st = lock(&self.state);
@@ -605,7 +610,11 @@ impl Pkcs11Store {
                     reason: "no session".into(),
                 });
             };
-            match f(session, cache) {
+            let outcome = {
+                let _held = self.token_lock.hold(access)?;
+                f(session, cache)
+            };
+            match outcome {
                 Ok(v) => return Ok(v),
                 Err(fail) if attempt == 1 && fail.recoverable() => {
                     let why = match &fail {
@@ -634,13 +643,14 @@ impl Pkcs11Store {
             op: "test",
             reason: "no session".into(),
         })?;
+        let _held = self.token_lock.hold(Access::Write)?;
         Ok(f(session))
     }
 
     /// The private or secret key objects labelled `label`.
     #[cfg(test)]
     pub(crate) fn key_handle(&self, label: &str) -> Result<Option<ObjectHandle>> {
-        self.run("find key", |s, c| {
+        self.run("find key", Access::Read, |s, c| {
             Ok(lookup(s, c, label)?.map(|f: Found| f.key))
         })
     }
@@ -853,7 +863,7 @@ impl KeyStore for Pkcs11Store {
 
     fn generate_p256(&self, label: &str) -> Result<KeyInfo> {
         crate::check_label(label, crate::MAX_LABEL_LEN)?;
-        let spki = self.run("generate P-256 key pair", |s, cache| {
+        let spki = self.run("generate P-256 key pair", Access::Write, |s, cache| {
             refuse_taken(s, cache, label)?;
             let id = s.generate_random_vec(16)?;
             let public = [
@@ -886,7 +896,7 @@ impl KeyStore for Pkcs11Store {
 
     fn generate_hmac_secret(&self, label: &str) -> Result<KeyInfo> {
         crate::check_label(label, crate::MAX_LABEL_LEN)?;
-        self.run("generate HMAC secret", |s, cache| {
+        self.run("generate HMAC secret", Access::Write, |s, cache| {
             refuse_taken(s, cache, label)?;
             let id = s.generate_random_vec(16)?;
             let template = [
@@ -914,7 +924,7 @@ impl KeyStore for Pkcs11Store {
     }
 
     fn find(&self, label: &str) -> Result<Option<KeyInfo>> {
-        self.run("find key", |s, cache| {
+        self.run("find key", Access::Read, |s, cache| {
             let Some(f) = lookup(s, cache, label)? else {
                 return Ok(None);
             };
@@ -931,7 +941,7 @@ impl KeyStore for Pkcs11Store {
     }
 
     fn list(&self) -> Result<Vec<KeyInfo>> {
-        let mut keys = self.run("list keys", |s, _cache| {
+        let mut keys = self.run("list keys", Access::Read, |s, _cache| {
             let mut out = Vec::new();
             for class in [ObjectClass::PRIVATE_KEY, ObjectClass::SECRET_KEY] {
                 for h in s.find_objects(&[Attribute::Token(true), Attribute::Class(class)])? {
@@ -968,7 +978,7 @@ impl KeyStore for Pkcs11Store {
     }
 
     fn public_key_spki(&self, label: &str) -> Result<Vec<u8>> {
-        self.run("read public key", |s, cache| {
+        self.run("read public key", Access::Read, |s, cache| {
             let key = require(s, cache, label, KeyKind::EcP256)?;
             spki_of(s, label, &key_id_of(s, key)?)
         })
@@ -976,7 +986,7 @@ impl KeyStore for Pkcs11Store {
 
     fn sign_p256_sha256(&self, label: &str, message: &[u8]) -> Result<Vec<u8>> {
         let digest = crate::sha256(message);
-        let raw = self.run("sign (CKM_ECDSA)", |s, cache| {
+        let raw = self.run("sign (CKM_ECDSA)", Access::Read, |s, cache| {
             let key = require(s, cache, label, KeyKind::EcP256)?;
             Ok(s.sign(&Mechanism::Ecdsa, key, &digest)?)
         })?;
@@ -985,10 +995,13 @@ impl KeyStore for Pkcs11Store {
     }
 
     fn hmac_sha256(&self, label: &str, data: &[u8]) -> Result<Zeroizing<[u8; 32]>> {
-        let tag = Zeroizing::new(self.run("HMAC (CKM_SHA256_HMAC)", |s, cache| {
-            let key = require(s, cache, label, KeyKind::HmacSha256)?;
-            Ok(s.sign(&Mechanism::Sha256Hmac, key, data)?)
-        })?);
+        let tag =
+            Zeroizing::new(
+                self.run("HMAC (CKM_SHA256_HMAC)", Access::Read, |s, cache| {
+                    let key = require(s, cache, label, KeyKind::HmacSha256)?;
+                    Ok(s.sign(&Mechanism::Sha256Hmac, key, data)?)
+                })?,
+            );
         let mut out = Zeroizing::new([0u8; 32]);
         if tag.len() != out.len() {
             return Err(HsmError::Operation {
