@@ -53,6 +53,8 @@ struct PendingIssue {
     holder: ValidHolder,
     pin: Zeroizing<String>,
     puk: Zeroizing<String>,
+    /// The clerk confirmed the registered holder's changed data.
+    update_holder: bool,
 }
 
 pub struct ClerkState {
@@ -603,6 +605,7 @@ fn form_ui(
                     holder,
                     pin: Zeroizing::new(st.pin.clone()),
                     puk: Zeroizing::new(st.puk.clone()),
+                    update_holder: false,
                 };
                 st.clear_secrets();
                 start_issue(st, pending, opts, cmds);
@@ -656,6 +659,7 @@ fn start_issue(st: &mut ClerkState, p: PendingIssue, opts: &GuiOptions, cmds: &m
         reader: opts.reader.clone(),
         pin: p.pin.clone(),
         puk: p.puk.clone(),
+        update_holder: p.update_holder,
     });
     st.last = Some(p);
     st.view = IssueView::Running { steps: Vec::new() };
@@ -694,6 +698,7 @@ fn steps_ui(ui: &mut egui::Ui, steps: &[StepReport], running: bool) {
 fn issue_view(ui: &mut egui::Ui, st: &mut ClerkState, opts: &GuiOptions, cmds: &mut Vec<Command>) {
     let mut back = false;
     let mut retry = false;
+    let mut confirm_update = false;
     match &st.view {
         IssueView::Form => {}
         IssueView::Running { steps } => {
@@ -729,16 +734,25 @@ fn issue_view(ui: &mut egui::Ui, st: &mut ClerkState, opts: &GuiOptions, cmds: &
             steps_ui(ui, steps, false);
             ui.colored_label(Color32::RED, &failure.message);
             ui.label(RichText::new(&failure.next).strong());
+            if !failure.holder_changes.is_empty() {
+                holder_changes_ui(ui, &failure.holder_changes);
+            }
             ui.horizontal(|ui| {
                 if failure.retry && st.last.is_some() {
                     retry = ui.button("Retry").clicked();
+                }
+                if !failure.holder_changes.is_empty() && st.last.is_some() {
+                    confirm_update = ui
+                        .button("The documents confirm it: update the registry and issue")
+                        .clicked();
                 }
                 back = ui.button("Back to the form").clicked();
             });
         }
     }
-    if retry {
-        if let Some(p) = st.last.take() {
+    if retry || confirm_update {
+        if let Some(mut p) = st.last.take() {
+            p.update_holder |= confirm_update;
             start_issue(st, p, opts, cmds);
         }
     } else if back {
@@ -749,6 +763,34 @@ fn issue_view(ui: &mut egui::Ui, st: &mut ClerkState, opts: &GuiOptions, cmds: &
             st.view = IssueView::Form;
         }
     }
+}
+
+/// Registered → entered, one row per field that differs.
+fn holder_changes_ui(ui: &mut egui::Ui, changes: &[station::holder_update::FieldChange]) {
+    let shown = |v: &Option<String>, field: &str| match v {
+        None => "(none)".to_owned(),
+        Some(_) if field == "photo" => "a photo".to_owned(),
+        Some(v) => v.clone(),
+    };
+    egui::Grid::new("holder-changes")
+        .striped(true)
+        .show(ui, |ui| {
+            ui.label(RichText::new("Field").strong());
+            ui.label(RichText::new("In the registry").strong());
+            ui.label(RichText::new("Entered now").strong());
+            ui.end_row();
+            for c in changes {
+                ui.label(crate::form::label_of(c.field));
+                ui.label(shown(&c.old, c.field));
+                let new = if c.field == "photo" && c.new.is_some() && c.old.is_some() {
+                    "another photo".to_owned()
+                } else {
+                    shown(&c.new, c.field)
+                };
+                ui.label(new);
+                ui.end_row();
+            }
+        });
 }
 
 fn load_photo(st: &mut ClerkState) {

@@ -191,6 +191,19 @@ pub const FIELDS: &[Field] = &[
     ),
 ];
 
+/// The label the clerk sees for a record key (`photo` is the photo; an unknown key is shown
+/// as it is).
+pub fn label_of(key: &str) -> &str {
+    if key == "photo" {
+        return "Photo";
+    }
+    FIELDS
+        .iter()
+        .find(|f| f.key == key)
+        .map(|f| f.label)
+        .unwrap_or(key)
+}
+
 /// The Latin/Cyrillic pairs shown side by side.
 pub const NAME_PAIRS: &[(&str, &str)] = &[
     ("surname", "surname_cyrillic"),

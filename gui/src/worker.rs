@@ -41,6 +41,8 @@ pub enum Command {
         reader: Option<String>,
         pin: Zeroizing<String>,
         puk: Zeroizing<String>,
+        /// The clerk confirmed a registered holder's changed data.
+        update_holder: bool,
     },
     RevokeDocument {
         number: String,
@@ -111,12 +113,15 @@ impl From<&JobProgress> for StepReport {
 }
 
 /// A failed command in words for the operator: what happened and what to do next.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Failure {
     pub message: String,
     pub next: String,
     /// The same action may simply be repeated (card pulled, reader busy).
     pub retry: bool,
+    /// The holder is registered with other personal data: what differs (registered → entered),
+    /// for the clerk to confirm against the holder's documents.
+    pub holder_changes: Vec<station::holder_update::FieldChange>,
 }
 
 /// What comes back from the worker.
@@ -258,36 +263,53 @@ pub fn explain_issue_error(e: &StationError) -> Failure {
             message: format!("The card was removed while the station was working on it ({message})."),
             next: "Insert it again and press Retry. The station finishes or undoes the interrupted job first.".into(),
             retry: true,
+            ..Failure::default()
         },
         StationError::Card { message, .. } if message.contains("no card") => Failure {
             message: format!("There is no card in a reader ({message})."),
             next: "Insert a blank card and press Retry.".into(),
             retry: true,
+            ..Failure::default()
         },
         StationError::Card { message, .. } => Failure {
             message: format!("The card or reader failed: {message}."),
             next: "Check the reader and the card, then press Retry. If it fails again, use another blank card.".into(),
             retry: true,
+            ..Failure::default()
         },
         StationError::Conflict(m) => Failure {
             message: m.clone(),
             next: "If the holder's old card is lost or stolen, declare it first; if the card is already issued, insert a blank card.".into(),
             retry: false,
+            ..Failure::default()
+        },
+        StationError::HolderDiffers { changes, .. } => Failure {
+            message: "This holder is registered with other personal data than the form shows."
+                .into(),
+            next: "Compare each field below with the holder's documents. If the documents \
+                   confirm the new data, update the registry and issue; otherwise correct the \
+                   form."
+                .into(),
+            retry: false,
+            holder_changes: changes.clone(),
         },
         StationError::Invalid { field, rule } => Failure {
             message: format!("{field}: {rule}"),
             next: "Correct the field and press Issue again.".into(),
             retry: false,
+            ..Failure::default()
         },
         StationError::Hsm(h) => Failure {
             message: format!("The HSM failed: {h}."),
             next: "Nothing was written to the card that cannot be recovered. Call the CA administrator.".into(),
             retry: false,
+            ..Failure::default()
         },
         other => Failure {
             message: other.to_string(),
             next: "Press Retry; if it fails again, call the administrator with this message.".into(),
             retry: true,
+            ..Failure::default()
         },
     }
 }
@@ -369,12 +391,14 @@ impl WorkerState {
                 reader,
                 pin,
                 puk,
+                update_holder,
             } => {
                 let r = match need(&[Role::Clerk], "issue cards") {
                     Err(m) => Err(Failure {
                         message: m,
                         next: "Log in as a clerk.".into(),
                         retry: false,
+                        ..Failure::default()
                     }),
                     Ok(()) => {
                         let input = IssueInput {
@@ -382,6 +406,7 @@ impl WorkerState {
                             reader,
                             pin,
                             puk,
+                            update_holder,
                         };
                         station::issuance::issue(st, &session, &input, &mut |p| {
                             send(Event::IssueStep(StepReport::from(p)))

@@ -28,7 +28,12 @@ fn blank_card(serial: u32) -> PathBuf {
 
 /// Type the fixture holder into the form, field by field, and load its photo.
 fn enter_holder(h: &mut H, file: &str) {
-    let path = fixture(file);
+    enter_holder_from(h, &fixture(file));
+}
+
+/// Type the holder file at `path` into the form (its photo path is relative to the file).
+fn enter_holder_from(h: &mut H, path: &Path) {
+    let path = path.to_path_buf();
     let rec: station::holder::HolderRecord =
         serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("json");
     let a = &rec.address;
@@ -225,4 +230,83 @@ fn a_card_pulled_during_issuance_asks_to_insert_it_again_and_retry_finishes() {
         );
     }
     card.pull();
+}
+
+/// The holder comes back with a new surname: the GUI stops before the card and lists what
+/// differs (registry → form); the clerk confirms against the documents and the card is issued,
+/// the registry taking the new surname.
+#[test]
+fn a_changed_holder_is_shown_old_and_new_and_issued_after_the_clerk_confirms() {
+    let slot = testrig::Slot::lease();
+    let first = slot.insert(&blank_card(0x6E00_0003), &[]);
+    let mut h = harness(options(Some(&slot.reader_name), true), [1280.0, 1600.0]);
+    log_in(&mut h, "clerk", CLERK_PASSWORD, "Clerk workspace");
+    wait_for(&mut h, "blank card", Duration::from_secs(20), |h| {
+        has_label(h, &format!("{}: card 6E000003 BLANK", slot.reader_name))
+    });
+    enter_holder(&mut h, "holder-03.json");
+    enter_secrets(&mut h);
+    click(&mut h, "Issue card");
+    wait_for(&mut h, "first result", Duration::from_secs(180), |h| {
+        has_label(h, "Card issued") || has_label(h, "The card was not issued")
+    });
+    let number = issued_document(&h);
+    first.pull();
+    click(&mut h, "Next holder");
+    type_into(&mut h, "Document number", &number);
+    click(&mut h, "Find document");
+    wait_for(&mut h, "document found", Duration::from_secs(20), |h| {
+        has_label(h, "Status: active")
+    });
+    click(&mut h, "Declare lost");
+    click(&mut h, "Confirm: lost");
+    wait_for(&mut h, "revoked", Duration::from_secs(20), |h| {
+        has_label_containing(h, "is now lost")
+    });
+
+    // The same PINFL with another surname.
+    let mut rec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("holder-03.json")).expect("fixture"))
+            .expect("json");
+    let old_surname = rec["surname"].as_str().expect("surname").to_owned();
+    rec["surname"] = "Qodirova".into();
+    let photo = fixture(rec["photo"].as_str().expect("photo"));
+    rec["photo"] = photo.to_str().expect("utf-8").into();
+    let changed = rig().dir.join("holder-03-changed.json");
+    std::fs::write(&changed, rec.to_string()).expect("write");
+    let second = slot.insert(&blank_card(0x6E00_0004), &[]);
+    wait_for(&mut h, "second blank card", Duration::from_secs(20), |h| {
+        has_label(h, &format!("{}: card 6E000004 BLANK", slot.reader_name))
+    });
+    enter_holder_from(&mut h, &changed);
+    enter_secrets(&mut h);
+    click(&mut h, "Issue card");
+    wait_for(&mut h, "refusal", Duration::from_secs(60), |h| {
+        has_label(h, "The card was not issued") || has_label(h, "Card issued")
+    });
+    assert!(
+        has_label_containing(&h, "registered with other personal data"),
+        "{:?}",
+        h.state().clerk.view_text()
+    );
+    assert!(has_label(&h, "In the registry") && has_label(&h, "Entered now"));
+    assert!(has_label(&h, &old_surname) && has_label(&h, "Qodirova"));
+    let reg =
+        registry::Registry::open_read_only(rig().data.join("registry.sqlite")).expect("registry");
+    let pinfl = rec["pinfl"].as_str().expect("pinfl");
+    let before = reg.holder_by_pinfl(pinfl).expect("read").expect("holder");
+    assert_eq!(before.data.surname, old_surname, "nothing changed yet");
+
+    click(
+        &mut h,
+        "The documents confirm it: update the registry and issue",
+    );
+    wait_for(&mut h, "confirmed result", Duration::from_secs(180), |h| {
+        has_label(h, "Card issued") || has_label(h, "The card was not issued")
+    });
+    let number = issued_document(&h);
+    assert_eq!(document_status(&number), "active");
+    let after = reg.holder_by_pinfl(pinfl).expect("read").expect("holder");
+    assert_eq!(after.data.surname, "Qodirova");
+    second.pull();
 }

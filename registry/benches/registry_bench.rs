@@ -359,6 +359,7 @@ fn main() {
                         date_of_birth: "1985-02-14".into(),
                         place_of_birth: "Toshkent".into(),
                         citizenship: "UZB".into(),
+                        photo_sha256: None,
                         ..Default::default()
                     },
                     &registry::NewAddress {

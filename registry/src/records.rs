@@ -24,6 +24,9 @@ pub struct NewHolder {
     pub place_of_birth: String,
     /// ISO 3166-1 alpha-3, `XXA` = stateless.
     pub citizenship: String,
+    /// SHA-256 of the photo printed on the card and written to DG2 (64 lower-case hex
+    /// digits); `None` when no photo was recorded (holders enrolled before schema 5).
+    pub photo_sha256: Option<String>,
 }
 
 /// A holder as stored.
@@ -396,6 +399,19 @@ fn validate_holder(h: &NewHolder) -> Result<()> {
     }
     validate::text("place_of_birth", &h.place_of_birth, 200)?;
     validate::citizenship("citizenship", &h.citizenship)?;
+    if let Some(d) = &h.photo_sha256 {
+        if d.len() != 64
+            || !d
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(Error::invalid(
+                "photo_sha256",
+                d,
+                "must be 64 lower-case hexadecimal digits (SHA-256)",
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -437,6 +453,7 @@ fn holder_from_row(r: &Row<'_>) -> rusqlite::Result<Holder> {
             date_of_birth: r.get(9)?,
             place_of_birth: r.get(10)?,
             citizenship: r.get(11)?,
+            photo_sha256: r.get(14)?,
         },
         created_at: r.get(12)?,
         created_by: r.get(13)?,
@@ -444,7 +461,7 @@ fn holder_from_row(r: &Row<'_>) -> rusqlite::Result<Holder> {
 }
 const HOLDER_COLS: &str = "id, pinfl, surname, given_names, patronymic, surname_cyrillic, \
     given_names_cyrillic, patronymic_cyrillic, sex, date_of_birth, place_of_birth, citizenship, \
-    created_at, created_by";
+    created_at, created_by, photo_sha256";
 
 fn document_from_row(r: &Row<'_>) -> rusqlite::Result<Document> {
     let series: String = r.get(1)?;
@@ -559,8 +576,8 @@ impl Tx<'_> {
             .execute(
                 "INSERT INTO holders (pinfl, surname, given_names, patronymic, surname_cyrillic,
                     given_names_cyrillic, patronymic_cyrillic, sex, date_of_birth, place_of_birth,
-                    citizenship, created_at, created_by)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                    citizenship, created_at, created_by, photo_sha256)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                 params![
                     h.pinfl,
                     h.surname,
@@ -574,7 +591,8 @@ impl Tx<'_> {
                     h.place_of_birth,
                     h.citizenship,
                     now,
-                    by.operator
+                    by.operator,
+                    h.photo_sha256
                 ],
             )
             .map_err(|e| {
@@ -583,6 +601,41 @@ impl Tx<'_> {
         let id = self.conn().last_insert_rowid();
         self.add_address(id, address, by)?;
         Ok(id)
+    }
+
+    /// Replace the personal data of holder `holder_id` (same PINFL) with `h`. The caller
+    /// audits what changed (old and new value of each field) in the same transaction.
+    pub fn update_holder(&self, holder_id: i64, h: &NewHolder) -> Result<()> {
+        validate_holder(h)?;
+        let n = self.conn().execute(
+            "UPDATE holders SET surname = ?2, given_names = ?3, patronymic = ?4,
+                surname_cyrillic = ?5, given_names_cyrillic = ?6, patronymic_cyrillic = ?7,
+                sex = ?8, date_of_birth = ?9, place_of_birth = ?10, citizenship = ?11,
+                photo_sha256 = ?12
+             WHERE id = ?1 AND pinfl = ?13",
+            params![
+                holder_id,
+                h.surname,
+                h.given_names,
+                h.patronymic,
+                h.surname_cyrillic,
+                h.given_names_cyrillic,
+                h.patronymic_cyrillic,
+                h.sex,
+                h.date_of_birth,
+                h.place_of_birth,
+                h.citizenship,
+                h.photo_sha256,
+                h.pinfl
+            ],
+        )?;
+        if n != 1 {
+            return Err(Error::NotFound(format!(
+                "holder {holder_id} with pinfl {}",
+                h.pinfl
+            )));
+        }
+        Ok(())
     }
 
     /// Record a new registration address; earlier ones stay as history.
@@ -1504,6 +1557,7 @@ pub(crate) mod tests {
             date_of_birth: "1985-02-14".into(),
             place_of_birth: "Toshkent".into(),
             citizenship: "UZB".into(),
+            photo_sha256: None,
         }
     }
 
@@ -1569,6 +1623,7 @@ pub(crate) mod tests {
             (
                 NewHolder {
                     citizenship: "UZ".into(),
+                    photo_sha256: None,
                     ..holder("31405850000012")
                 },
                 address(),

@@ -8,7 +8,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::{Error, Result};
 
 /// The newest schema this code knows.
-pub const LATEST: i64 = 4;
+pub const LATEST: i64 = 5;
 
 /// Version 1: the core registry.
 const V1: &str = r#"
@@ -301,7 +301,13 @@ CREATE INDEX ca_request_steps_request ON ca_request_steps (request_id);
 ALTER TABLE ca_requests ADD COLUMN outcome TEXT;
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+/// Version 5: the SHA-256 of the holder's photo, so that a holder who comes back with another
+/// photo is noticed like one who comes back with another name (NULL for earlier holders).
+const V5: &str = r#"
+ALTER TABLE holders ADD COLUMN photo_sha256 TEXT;
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// The schema version of the file (`PRAGMA user_version`; 0 = empty).
 pub fn version(conn: &Connection) -> Result<i64> {

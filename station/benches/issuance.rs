@@ -99,6 +99,7 @@ fn main() {
             reader: Some(slot.reader_name.clone()),
             pin: Zeroizing::new("482916".into()),
             puk: Zeroizing::new("73015528".into()),
+            update_holder: false,
         };
         let t0 = SystemTime::now();
         let r = issue(&mut st, &clerk, &input, &mut |_| {}).expect("issue");

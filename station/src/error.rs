@@ -36,6 +36,17 @@ pub enum StationError {
     NotPermitted(String),
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A registered holder came back with other personal data and the clerk has not
+    /// confirmed the update.
+    #[error(
+        "invalid input: holder: PINFL {pinfl} is registered with other data ({}); check the \
+         holder's documents, then issue with --update-holder to update the registry",
+        changes.iter().map(|c| c.field).collect::<Vec<_>>().join(", ")
+    )]
+    HolderDiffers {
+        pinfl: String,
+        changes: Vec<crate::holder_update::FieldChange>,
+    },
     #[error("{0}")]
     Other(String),
 }
@@ -78,6 +89,7 @@ impl StationError {
             | StationError::NotInitialised { .. }
             | StationError::AlreadyInitialised { .. }
             | StationError::Config { .. }
+            | StationError::HolderDiffers { .. }
             | StationError::Profile(_) => 2,
             StationError::Ca(e) => ca_exit_code(e),
             StationError::Hsm(_) => 4,

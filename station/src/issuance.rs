@@ -31,8 +31,7 @@ use personalization::plan::CardProfile;
 use personalization::secret::{ManagementKey, Pin, PinKind};
 use personalization::transport::pcsc::Pcsc;
 use registry::{
-    AuditEntry, CardLifecycle, DocumentNumber, NewAddress, NewHolder, NumberState, Rollback,
-    StepState,
+    AuditEntry, CardLifecycle, DocumentNumber, NewHolder, NumberState, Rollback, StepState,
 };
 use serde::Serialize;
 use zeroize::Zeroizing;
@@ -63,6 +62,10 @@ pub struct IssueInput {
     pub reader: Option<String>,
     pub pin: Zeroizing<String>,
     pub puk: Zeroizing<String>,
+    /// The clerk confirmed that a registered holder's changed personal data is right: the
+    /// registry takes the new data (each change audited). Without it such an issuance is
+    /// refused before the card is touched.
+    pub update_holder: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -265,6 +268,14 @@ pub fn issue(
     let profile = card_profile(st)?;
     let (pin, puk) = check_secrets(&profile, &input.pin, &input.puk)?;
     let doc_profile = crate::document::DocumentProfile::load(st)?;
+    // A registered holder with other data: refused before the card unless confirmed.
+    let holder_view = crate::holder_update::registry_view(&input.holder)?;
+    if !input.update_holder {
+        if let Some(h) = st.registry.holder_by_pinfl(&holder_view.pinfl)? {
+            let changes = crate::holder_update::differences(&h.data, &holder_view);
+            crate::holder_update::refuse_unconfirmed(&holder_view.pinfl, &changes)?;
+        }
+    }
 
     // Card first (reads only): a missing card or reader costs no document number.
     let t0 = Instant::now();
@@ -296,7 +307,14 @@ pub fn issue(
 
     // Registry: holder, number, job (one transaction; a conflict leaves nothing behind).
     let t0 = Instant::now();
-    let (job_id, number, _lock) = start_job(st, session, &input.holder, info.serial)?;
+    let (job_id, number, _lock) = start_job(
+        st,
+        session,
+        &input.holder,
+        &holder_view,
+        input.update_holder,
+        info.serial,
+    )?;
     t.registry_ms += ms(t0);
     failpoint("job.created");
 
@@ -376,36 +394,13 @@ fn start_job(
     st: &mut Station,
     session: &Session,
     holder: &ValidHolder,
+    new_holder: &NewHolder,
+    update_holder: bool,
     serial: u32,
 ) -> Result<(i64, DocumentNumber, JobLock), StationError> {
     let office = st.config.station.office.clone();
     let r = &holder.record;
-    let new_holder = NewHolder {
-        pinfl: r.pinfl.clone(),
-        surname: r.surname.clone(),
-        given_names: r.given_names.clone(),
-        patronymic: r.patronymic.clone(),
-        surname_cyrillic: r.surname_cyrillic.clone(),
-        given_names_cyrillic: r.given_names_cyrillic.clone(),
-        patronymic_cyrillic: r.patronymic_cyrillic.clone(),
-        sex: r.sex.clone(),
-        date_of_birth: r.date_of_birth.clone(),
-        place_of_birth: r.place_of_birth.clone(),
-        citizenship: r.citizenship.clone(),
-    };
-    let address = NewAddress {
-        kind: match holder.address_kind {
-            AddressKind::Permanent => registry::AddressKind::Permanent,
-            AddressKind::Temporary => registry::AddressKind::Temporary,
-        },
-        region: r.address.region.clone(),
-        district: r.address.district.clone(),
-        street: r.address.street.clone(),
-        house: r.address.house.clone(),
-        apartment: r.address.apartment.clone(),
-        registered_on: r.address.registered_on.clone(),
-        registered_until: r.address.registered_until.clone(),
-    };
+    let address = crate::holder_update::address_view(holder);
     let existing = st.registry.holder_by_pinfl(&r.pinfl)?;
     let latest_address = match &existing {
         Some(h) => st
@@ -420,12 +415,30 @@ fn start_job(
     let tx = st.registry.transaction()?;
     let holder_id = match &existing {
         Some(h) => {
+            // Checked again inside the transaction: the data may have changed since the
+            // check before the card.
+            let changes = crate::holder_update::differences(&h.data, new_holder);
+            if !update_holder {
+                crate::holder_update::refuse_unconfirmed(&r.pinfl, &changes)?;
+            }
+            if !changes.is_empty() {
+                tx.update_holder(h.id, new_holder)?;
+                tx.audit(&AuditEntry {
+                    actor,
+                    action: "holder.updated",
+                    object: &format!("holder:{}", r.pinfl),
+                    details: &serde_json::json!({
+                        "changes": changes,
+                        "confirmed_by_clerk": update_holder,
+                    }),
+                })?;
+            }
             if latest_address.as_ref() != Some(&address) {
                 tx.add_address(h.id, &address, actor)?;
             }
             h.id
         }
-        None => tx.insert_holder(&new_holder, &address, actor)?,
+        None => tx.insert_holder(new_holder, &address, actor)?,
     };
     let number = tx.allocate_document_number(&office)?;
     let job_id = tx.create_job(

@@ -10,6 +10,7 @@ pub mod document;
 pub mod error;
 pub mod gui_support;
 pub mod holder;
+pub mod holder_update;
 pub mod init;
 pub mod issuance;
 pub mod operators;

@@ -52,6 +52,12 @@ enum Cmd {
         /// Reader name (or a unique part of it); default: the one reader holding a card.
         #[arg(long)]
         reader: Option<String>,
+        /// The holder is registered with other personal data (name, date of birth, sex,
+        /// citizenship, photo…) and the clerk has checked the documents: update the registry
+        /// (each change audited). Without it such an issuance is refused (exit 2) naming the
+        /// fields that differ.
+        #[arg(long)]
+        update_holder: bool,
         #[command(flatten)]
         op: OperatorArg,
     },
@@ -563,7 +569,12 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
                     .collect()
             })
         }
-        Cmd::Issue { holder, reader, op } => {
+        Cmd::Issue {
+            holder,
+            reader,
+            update_holder,
+            op,
+        } => {
             let mut st = Station::open(data_dir)?;
             let session =
                 st.authorize(&op.operator, &password()?, "issue cards", &[Role::Clerk])?;
@@ -587,6 +598,7 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
                 reader: reader.clone(),
                 pin,
                 puk,
+                update_holder: *update_holder,
             };
             let quiet = cli.json;
             let r = station::issuance::issue(&mut st, &session, &input, &mut |p| {

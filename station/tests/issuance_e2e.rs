@@ -918,3 +918,118 @@ fn two_processes_issuing_to_one_holder_on_two_readers_one_wins_the_other_exits_5
     cb.pull();
     st.check_invariants(false);
 }
+
+/// A registered holder who comes back with another surname and another photo: `issue` refuses
+/// before the card (exit 2, naming the fields; the card stays BLANK, no number is spent, the
+/// registry keeps the old data) unless the clerk passes `--update-holder`; then the registry
+/// takes the new data and `holder.updated` records each change, old and new.
+#[test]
+fn a_registered_holder_with_changed_data_is_refused_unless_the_clerk_confirms_the_update() {
+    let st = Station::new();
+    let slot = testrig::Slot::lease();
+    let first = slot.insert(&st.blank_card(0x2D00_0001), &[]);
+    let o = st.issue(&fixture("holder-01.json"), &slot.reader_name, &[]);
+    assert!(o.status.success(), "first issuance:\n{}", text(&o));
+    let issued: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let document = issued["document"].as_str().expect("document").to_owned();
+    first.pull();
+    st.retire(&document);
+
+    // The same PINFL, married name, new photo.
+    let mut changed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("holder-01.json")).expect("fixture"))
+            .expect("json");
+    changed["surname"] = "Rahimova".into();
+    changed["surname_cyrillic"] = "Раҳимова".into();
+    let photo = st.dir.join("photo-new.jpg");
+    std::fs::copy(fixture("photo-02.jpg"), &photo).expect("photo");
+    changed["photo"] = photo.to_str().expect("utf-8").into();
+    let file = st.dir.join("holder-01-changed.json");
+    std::fs::write(&file, changed.to_string()).expect("write");
+
+    let documents_before: i64 = st
+        .registry()
+        .connection()
+        .query_row("SELECT count(*) FROM documents", [], |r| r.get(0))
+        .expect("count");
+    let second_img = st.blank_card(0x2D00_0002);
+    let second = slot.insert(&second_img, &[]);
+    let o = st.issue(&file, &slot.reader_name, &[]);
+    assert_eq!(o.status.code(), Some(2), "refused:\n{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("PINFL 41505852610128 is registered with other data")
+            && err.contains("surname, surname_cyrillic, photo")
+            && err.contains("--update-holder"),
+        "{err}"
+    );
+    let reg = st.registry();
+    let h = reg
+        .holder_by_pinfl("41505852610128")
+        .expect("query")
+        .expect("holder");
+    assert_eq!(
+        h.data.surname, "Toʻxtayeva",
+        "the registry keeps the old data"
+    );
+    let documents_after: i64 = reg
+        .connection()
+        .query_row("SELECT count(*) FROM documents", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(documents_after, documents_before, "no number spent");
+    let readers = st.json(&["readers"], CLERK_PASSWORD);
+    let card = readers
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|r| r["reader"] == slot.reader_name.as_str())
+        .expect("our reader")
+        .clone();
+    let state = card["state"].as_str().unwrap_or("").to_ascii_lowercase();
+    assert!(
+        state.contains("2d000002") && state.contains("blank"),
+        "the card was not touched: {card}"
+    );
+
+    // Confirmed: issued, registry updated, each change audited with old and new.
+    let args = [
+        "--json",
+        "issue",
+        "--holder",
+        file.to_str().unwrap(),
+        "--reader",
+        &slot.reader_name,
+        "--update-holder",
+        "--operator",
+        "clerk",
+    ];
+    let o = st.cmd(&args, CLERK_PASSWORD);
+    assert!(o.status.success(), "confirmed issuance:\n{}", text(&o));
+    second.pull();
+    let reg = st.registry();
+    let h = reg
+        .holder_by_pinfl("41505852610128")
+        .expect("query")
+        .expect("holder");
+    assert_eq!(h.data.surname, "Rahimova");
+    assert_eq!(h.data.surname_cyrillic.as_deref(), Some("Раҳимова"));
+    let details: String = reg
+        .connection()
+        .query_row(
+            "SELECT details FROM audit_events WHERE action = 'holder.updated'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("one holder.updated event");
+    let d: serde_json::Value = serde_json::from_str(&details).expect("json");
+    let changes = d["changes"].as_array().expect("changes");
+    let surname = changes
+        .iter()
+        .find(|c| c["field"] == "surname")
+        .expect("surname change");
+    assert_eq!(surname["old"], "Toʻxtayeva");
+    assert_eq!(surname["new"], "Rahimova");
+    assert!(changes.iter().any(|c| c["field"] == "photo"), "{d}");
+    assert_eq!(d["confirmed_by_clerk"], true);
+    st.check_invariants(false);
+}
