@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The full test suite, as CI runs it: install what the tests need, start pcscd with our virtual
-# readers, then formatting, lints and every test. Fails loudly on the first error.
+# readers, then formatting, lints, every test and a bounded run
+# of each fuzz target. Fails loudly on the first error.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,4 +23,6 @@ if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
   exit 1
 fi
 [ "$rc" -eq 0 ] || { echo "== FAILED: cargo test exited $rc" >&2; exit "$rc"; }
+echo "== cargo fuzz (bounded: IDSTATION_FUZZ_SECONDS per target, default 60)"
+bash scripts/fuzz.sh
 echo "== all green"
