@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The full test suite, as CI runs it: install what the tests need, start pcscd with our virtual
-# readers, then formatting, lints, every test and a bounded run
-# of each fuzz target. Fails loudly on the first error.
+# readers, then formatting, lints, the no-failpoints check of a normal build, every test and a
+# bounded run of each fuzz target. Fails loudly on the first error.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +12,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== no failpoint code without the failpoints feature"
+bash scripts/check-no-failpoints.sh
 echo "== cargo test"
 # A hung test must fail the run loudly, long before CI's own 90-minute limit (a full run takes
 # about 5-6 minutes of tests after the build on 2 cores). IDSTATION_TEST_TIMEOUT overrides the limit (timeout(1) syntax).
