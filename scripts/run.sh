@@ -15,6 +15,9 @@ DEMO_DIR=${IDSTATION_DEMO_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/idstation-de
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 mkdir -p "$DEMO_DIR/secrets"
 chmod 700 "$DEMO_DIR/secrets"
+# The station refuses to start on a data dir that group or others can enter (docs/security.md);
+# init makes it 0700, and demo dirs made before that rule get it here.
+chmod 700 "$DEMO_DIR"
 
 # The demo HSM user PIN: random, generated once, kept in a 0600 file the config names.
 # (A production station names an operator-provisioned file or an environment variable.)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The full test suite, as CI runs it: install what the tests need, start pcscd with our virtual
-# readers, then formatting, lints and every test. Fails loudly on the first error.
+# readers, then formatting, lints, the no-failpoints check of a normal build, every test and a
+# bounded run of each fuzz target. Fails loudly on the first error.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== no failpoint code without the failpoints feature"
+bash scripts/check-no-failpoints.sh
 echo "== cargo test"
 # A hung test must fail the run loudly, long before CI's own 90-minute limit (a full run takes
 # about 5-6 minutes of tests after the build on 2 cores). IDSTATION_TEST_TIMEOUT overrides the limit (timeout(1) syntax).
@@ -22,4 +25,6 @@ if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
   exit 1
 fi
 [ "$rc" -eq 0 ] || { echo "== FAILED: cargo test exited $rc" >&2; exit "$rc"; }
+echo "== cargo fuzz (bounded: IDSTATION_FUZZ_SECONDS per target, default 60)"
+bash scripts/fuzz.sh
 echo "== all green"

@@ -69,10 +69,12 @@ pub fn pad(data: &[u8]) -> Vec<u8> {
     v
 }
 
-/// Removes padding method 2; `None` if it is not there.
+/// Removes padding method 2; `None` if it is not there. The padding (0x80 and up to seven
+/// zeros) lies within the last 8-byte block: a longer run of zeros, or a 0x80 in an earlier
+/// block, is not padding this method makes, and is refused rather than stripped.
 fn unpad(data: &[u8]) -> Option<&[u8]> {
     let i = data.iter().rposition(|&b| b != 0)?;
-    (data[i] == 0x80).then(|| &data[..i])
+    (data[i] == 0x80 && data.len() - i <= 8).then(|| &data[..i])
 }
 
 /// ISO/IEC 9797-1 MAC algorithm 3 with DES and padding method 2 (the "retail MAC"): DES-CBC
@@ -373,18 +375,31 @@ impl SmSession {
         let mut pos = 0;
         while pos < body.len() {
             let (tag, v, used) = next_do(&body[pos..])?;
-            match tag {
-                0x87 => do87 = Some(v),
-                0x99 => do99 = Some(v),
+            // DO'8E' closes the response (ISO/IEC 7816-4 §10; Doc 9303-11 §9.8.6.2): the MAC
+            // covers only what comes before it, so anything after it is unauthenticated and
+            // would otherwise be taken as card data.
+            if do8e.is_some() {
+                return Err(bac_err(format!(
+                    "secure-messaging response: data object {tag:02X} after DO'8E' (the MAC must be the last data object)"
+                )));
+            }
+            let slot = match tag {
+                0x87 => &mut do87,
+                0x99 => &mut do99,
                 0x8E => {
-                    do8e = Some(v);
                     mac_input_end = pos;
+                    &mut do8e
                 }
                 t => {
                     return Err(bac_err(format!(
                         "unexpected data object {t:02X} in response"
                     )))
                 }
+            };
+            if slot.replace(v).is_some() {
+                return Err(bac_err(format!(
+                    "secure-messaging response: data object {tag:02X} appears twice (each may appear once)"
+                )));
             }
             pos += used;
         }
@@ -409,7 +424,9 @@ impl SmSession {
                 }
                 let plain = tdes_cbc(&self.ks_enc, ct, false)?;
                 unpad(&plain)
-                    .ok_or_else(|| bac_err("DO'87' plaintext lacks ISO 9797-1 padding"))?
+                    .ok_or_else(|| {
+                        bac_err("DO'87' plaintext lacks ISO/IEC 9797-1 padding method 2 within its last 8-byte block")
+                    })?
                     .to_vec()
             }
         };
@@ -661,6 +678,103 @@ mod tests {
             .unprotect(&h("990290008E08FA855A5D4C50A8EE"), StatusWord::Ok)
             .unwrap_err();
         assert!(e.to_string().contains("MAC"), "{e}");
+    }
+
+    /// The Appendix D.4 session just after the protected SELECT EF.COM command.
+    fn d4_session_after_select() -> SmSession {
+        let mut s = SmSession::from_parts(
+            a16("979EC13B1CBFE9DCD01AB0FED307EAE5"),
+            a16("F1CB1F1FB5ADF208806B89DC579DC1F8"),
+            0x887022120C06C226,
+        );
+        s.protect(0xA4, 0x02, 0x0C, &[0x01, 0x1E], None).unwrap();
+        s
+    }
+
+    #[test]
+    fn a_data_object_after_the_mac_is_refused_not_taken_as_card_data() {
+        // The attack: the genuine, MAC-verified answer to SELECT (DO'99' DO'8E') with a DO'87'
+        // replayed from another answer of the same session appended after DO'8E'. The MAC does
+        // not cover it; a reader that accepts it returns data the card never sent for this
+        // command (here "60145F01", the start of EF.COM).
+        let mut forged = h("990290008E08FA855A5D4C50A8ED");
+        forged.extend_from_slice(&h("8709019FF0EC34F9922651"));
+        let e = d4_session_after_select()
+            .unprotect(&forged, StatusWord::Ok)
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("data object 87 after DO'8E' (the MAC must be the last data object)"),
+            "{e}"
+        );
+        // Even a lone trailing DO'99' is refused: the MAC closes the response.
+        let mut forged = h("990290008E08FA855A5D4C50A8ED");
+        forged.extend_from_slice(&h("99026A82"));
+        let e = d4_session_after_select()
+            .unprotect(&forged, StatusWord::Ok)
+            .unwrap_err();
+        assert!(e.to_string().contains("data object 99 after DO'8E'"), "{e}");
+        // The untouched answer still opens.
+        let (d, sw) = d4_session_after_select()
+            .unprotect(&h("990290008E08FA855A5D4C50A8ED"), StatusWord::Ok)
+            .unwrap();
+        assert!(d.is_empty());
+        assert_eq!(sw, StatusWord::Ok);
+    }
+
+    /// A response to the D.4 session after SELECT, MACed with the session key like a card
+    /// would, carrying `plain` encrypted as is (no padding added) in DO'87' and status 9000.
+    fn macced_response(plain: &[u8]) -> Vec<u8> {
+        let s = d4_session_after_select();
+        let ct = tdes_cbc(s.ks_enc(), plain, true).unwrap();
+        let mut body = vec![0x87, (ct.len() + 1) as u8, 0x01];
+        body.extend_from_slice(&ct);
+        body.extend_from_slice(&[0x99, 0x02, 0x90, 0x00]);
+        let mut n = (s.ssc() + 1).to_be_bytes().to_vec();
+        n.extend_from_slice(&body);
+        let cc = retail_mac(s.ks_mac(), &n);
+        body.extend_from_slice(&[0x8E, 0x08]);
+        body.extend_from_slice(&cc);
+        body
+    }
+
+    #[test]
+    fn padding_longer_than_one_block_is_refused() {
+        // Correct padding within the last block opens (the MAC is genuine).
+        let ok = macced_response(&h("60145F0180000000"));
+        let (d, _) = d4_session_after_select()
+            .unprotect(&ok, StatusWord::Ok)
+            .unwrap();
+        assert_eq!(d, h("60145F01"));
+        // 0x80 followed by eleven zeros spans two blocks: not ISO/IEC 9797-1 method 2 padding,
+        // and a lax reader would silently drop a whole block of the card's data.
+        for plain in [
+            "60145F01800000000000000000000000",
+            "80000000000000000000000000000000",
+        ] {
+            let plain = h(plain);
+            let e = d4_session_after_select()
+                .unprotect(&macced_response(&plain), StatusWord::Ok)
+                .unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains("padding method 2 within its last 8-byte block"),
+                "{plain:02X?}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_data_object_twice_is_refused() {
+        let mut body = h("99029000");
+        body.extend_from_slice(&macced_response(&h("60145F0180000000")));
+        let e = d4_session_after_select()
+            .unprotect(&body, StatusWord::Ok)
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("data object 99 appears twice"),
+            "{e}"
+        );
     }
 
     #[test]

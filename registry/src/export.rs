@@ -203,20 +203,24 @@ impl Registry {
                 }
             }
         };
-        std::fs::create_dir_all(req.out_dir).map_err(|e| Error::io(req.out_dir, e))?;
+        // 0700 when made here; a link at the export folder's name is refused (crate::files).
+        crate::files::create_dir_private(req.out_dir).map_err(|e| Error::io(req.out_dir, e))?;
         let manifest_path = req.out_dir.join("manifest.json");
-        if manifest_path.exists() {
+        // symlink_metadata, not exists(): a dangling link counts as something in the way.
+        if std::fs::symlink_metadata(&manifest_path).is_ok() {
             return Err(Error::Conflict(format!(
                 "{} already holds an export",
                 req.out_dir.display()
             )));
         }
         let events_path = req.out_dir.join(req.format.file_name());
-        if events_path.exists() {
-            return Err(Error::Conflict(format!(
-                "{} already exists",
-                events_path.display()
-            )));
+        for p in [
+            events_path.clone(),
+            req.out_dir.join("chain.pem"),
+            req.out_dir.join("manifest.sig"),
+        ] {
+            crate::files::check_absent(&p)
+                .map_err(|e| Error::Conflict(format!("{}: {e}", p.display())))?;
         }
         let out = self.write_export(req, sign, from, to, &events_path, &manifest_path);
         if out.is_err() {
@@ -243,7 +247,8 @@ impl Registry {
         manifest_path: &Path,
     ) -> Result<ExportSummary> {
         let events_path = events_path.to_path_buf();
-        let file = File::create(&events_path).map_err(|e| Error::io(&events_path, e))?;
+        let file =
+            crate::files::create_new(&events_path).map_err(|e| Error::io(&events_path, e))?;
         let mut w = HashingWriter {
             inner: BufWriter::with_capacity(1 << 20, file),
             hash: Sha256::new(),
@@ -445,7 +450,8 @@ impl Registry {
 }
 
 fn write_synced(p: &Path, data: &[u8]) -> Result<()> {
-    let mut f = File::create(p).map_err(|e| Error::io(p, e))?;
+    // New, 0600, never through a link (crate::files).
+    let mut f = crate::files::create_new(p).map_err(|e| Error::io(p, e))?;
     f.write_all(data)
         .and_then(|_| f.sync_all())
         .map_err(|e| Error::io(p, e))

@@ -14,6 +14,7 @@
 
 pub mod audit;
 pub mod export;
+pub mod files;
 pub mod jobs;
 pub mod numbers;
 pub mod records;

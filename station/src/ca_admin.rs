@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use registry::{AuditEntry, CaKey, CaKeyState, Registry};
 use serde::{Deserialize, Serialize};
 
-use crate::datadir::{write_atomic, Layout};
+use crate::datadir::{check_new_output, write_atomic, write_new, Layout};
 use crate::error::StationError;
 use crate::init::CaSummary;
 use crate::operators::Session;
@@ -145,12 +145,7 @@ pub fn issue(
         KeySource::Csr(bytes) => ca::verify_csr(&bytes)?,
         KeySource::Spki(bytes) => ca::spki_from_der_or_pem(&bytes)?,
     };
-    if out.exists() {
-        return Err(StationError::invalid(
-            "out",
-            format!("{} exists; refusing to overwrite it", out.display()),
-        ));
-    }
+    check_new_output("out", out)?;
     let cert = ca::issue(
         st.keys.as_ref(),
         &profile,
@@ -176,7 +171,7 @@ pub fn issue(
         })?;
         tx.commit()?;
     }
-    write_atomic(out, ca::cert_pem(&cert.der)?.as_bytes()).map_err(|e| StationError::io(out, e))?;
+    write_new(out, ca::cert_pem(&cert.der)?.as_bytes()).map_err(|e| StationError::io(out, e))?;
     Ok(IssueReport {
         serial: record.serial,
         profile: profile_name.into(),
@@ -245,6 +240,11 @@ pub fn crl_as(
         .as_deref()
         .ok_or_else(|| StationError::Other(format!("CA key {} has no certificate", key.label)))?;
     let issuer = ca::Issuer::new(st.keys.as_ref(), &key.label, der)?;
+    let published = st.layout.crl(&key.label);
+    if out != published {
+        // Before a CRL number is spent: the operator's file is new, never overwritten.
+        check_new_output("out", out)?;
+    }
     let profile = st.profiles.crl("esign-crl")?.clone();
     let now = SystemTime::now();
     let revoked: Vec<ca::RevokedEntry> = st
@@ -273,7 +273,6 @@ pub fn crl_as(
         details: &serde_json::json!({ "crl_number": number, "revoked": count, "next_update": info.next_update }),
     })?;
     tx.commit()?;
-    let published = st.layout.crl(&key.label);
     write_atomic(&published, &crl_der).map_err(|e| StationError::io(&published, e))?;
     if out != published {
         let bytes = if out.extension().is_some_and(|e| e == "pem") {
@@ -281,7 +280,7 @@ pub fn crl_as(
         } else {
             crl_der
         };
-        write_atomic(out, &bytes).map_err(|e| StationError::io(out, e))?;
+        write_new(out, &bytes).map_err(|e| StationError::io(out, e))?;
     }
     Ok(CrlReport {
         issuer_key: key.label,

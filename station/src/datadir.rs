@@ -10,10 +10,16 @@
 //! DIR/secrets/              operator-provisioned secret files (e.g. the HSM PIN file), 0700
 //! ```
 //!
+//! `init` makes DIR 0700 and everything in it 0700 (directories) / 0600 (files); start-up
+//! ([`check_private`]) refuses a DIR or HSM PIN file open to group or others. Files are
+//! written through `registry::files`: created new, never through a link (docs/security.md).
+//!
 //! The default location follows the XDG base directory convention:
 //! `$XDG_DATA_HOME/idstation`, else `$HOME/.local/share/idstation`.
 
 use std::path::{Path, PathBuf};
+
+use crate::error::StationError;
 
 pub fn default_data_dir() -> PathBuf {
     if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
@@ -59,23 +65,100 @@ impl Layout {
     }
 }
 
-/// Write `bytes` to `path` atomically: a temp file in the same directory, fsync, rename.
+/// Write `bytes` to `path` atomically, replacing it: a temp file created new (O_EXCL,
+/// O_NOFOLLOW, 0600) in the same directory, fsync, rename. For files the data dir republishes;
+/// a path an operator names goes through [`write_new`].
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
-    ));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
+    registry::files::write_atomic(path, bytes)
+}
+
+/// Write a new file at an operator-chosen `path` atomically, 0600; an existing file or a
+/// symbolic link there is an error and stays untouched (`registry::files::write_new`).
+pub fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    registry::files::write_new(path, bytes)
+}
+
+/// Refuse an output path (`field`) where anything exists already — a file, or a symbolic
+/// link, dangling or not — before any work is done for it.
+pub fn check_new_output(field: &str, path: &Path) -> Result<(), StationError> {
+    registry::files::check_absent(path)
+        .map_err(|e| StationError::invalid(field, format!("{}: {e}", path.display())))
+}
+
+/// Start-up check (issue 13, item 11): the data dir and a file the HSM PIN comes from must
+/// be the owner's alone. Group or other permission bits on either are refused, naming the
+/// path, the rule and the `chmod` that fixes it.
+pub fn check_private(data_dir: &Path, hsm: &hsm::HsmConfig) -> Result<(), StationError> {
+    let m = mode(data_dir)?;
+    if m & 0o077 != 0 {
+        return Err(StationError::Insecure {
+            path: data_dir.to_path_buf(),
+            rule: format!(
+                "data dir has mode {m:04o}: group and others must have no access (mode 0700), since it holds the registry and the HSM token; fix: chmod 700 {}",
+                data_dir.display()
+            ),
+        });
     }
-    std::fs::rename(&tmp, path)?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
+    match secret_file(hsm) {
+        Some(p) => check_secret_file(p),
+        None => Ok(()),
+    }
+}
+
+/// A file an HSM secret is read from must be 0600 or tighter.
+pub fn check_secret_file(path: &Path) -> Result<(), StationError> {
+    let m = mode(path)?;
+    if m & 0o077 != 0 {
+        return Err(StationError::Insecure {
+            path: path.to_path_buf(),
+            rule: format!(
+                "HSM PIN file has mode {m:04o}: group and others must have no access (mode 0600); fix: chmod 600 {}",
+                path.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn mode(p: &Path) -> Result<u32, StationError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p)
+        .map(|m| m.permissions().mode() & 0o7777)
+        .map_err(|e| StationError::io(p, e))
+}
+
+/// The file an HSM secret (PKCS#11 user PIN, YubiHSM password) is read from, if any.
+pub fn secret_file(hsm: &hsm::HsmConfig) -> Option<&Path> {
+    let source = match hsm {
+        hsm::HsmConfig::Pkcs11 { pin, .. } => pin,
+        hsm::HsmConfig::Yubihsm { password, .. } => password,
+    };
+    match source {
+        hsm::SecretSource::File(p) => Some(p),
+        hsm::SecretSource::Env(_) => None,
+    }
+}
+
+/// Make every directory under `root` (and `root`) 0700 and every file 0600, without following
+/// links: what `init` leaves behind, whatever the umask and whatever the HSM library or SQLite
+/// created with their own modes.
+pub fn make_private(root: &Path) -> Result<(), StationError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::symlink_metadata(root).map_err(|e| StationError::io(root, e))?;
+    let mode = if meta.is_dir() {
+        registry::files::DIR_MODE
+    } else if meta.is_file() {
+        registry::files::FILE_MODE
+    } else {
+        return Ok(()); // a link or something else: never followed, never changed
+    };
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| StationError::io(root, e))?;
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(root).map_err(|e| StationError::io(root, e))? {
+            let entry = entry.map_err(|e| StationError::io(root, e))?;
+            make_private(&entry.path())?;
+        }
     }
     Ok(())
 }

@@ -16,6 +16,9 @@ pub enum StationError {
     Config { path: PathBuf, reason: String },
     #[error("{path}: {reason}")]
     Io { path: PathBuf, reason: String },
+    /// A file or directory others can read that must be the owner's alone.
+    #[error("{path}: {rule}")]
+    Insecure { path: PathBuf, rule: String },
     #[error("HSM: {0}")]
     Hsm(#[from] hsm::HsmError),
     #[error("CA: {0}")]
@@ -90,6 +93,7 @@ impl StationError {
             | StationError::AlreadyInitialised { .. }
             | StationError::Config { .. }
             | StationError::HolderDiffers { .. }
+            | StationError::Insecure { .. }
             | StationError::Profile(_) => 2,
             StationError::Ca(e) => ca_exit_code(e),
             StationError::Hsm(_) => 4,

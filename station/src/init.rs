@@ -142,6 +142,11 @@ pub fn init(data_dir: &Path, opts: &InitOptions) -> Result<InitReport, StationEr
     crate::config::check_name("station", &opts.station_name)?;
     crate::config::check_name("admin", &opts.admin_name)?;
     let admin_hash = crate::operators::hash_password(&opts.admin_password)?;
+    if let SecretSource::File(pin_file) = &opts.hsm_pin {
+        // The rule station start-up applies: refuse now rather than make a station that
+        // will not start.
+        crate::datadir::check_secret_file(pin_file)?;
+    }
     let user_pin = opts.hsm_pin.read()?;
     let profiles = profiles::builtin()?;
     let root_profile = profiles.cert("root-ca")?;
@@ -160,10 +165,17 @@ pub fn init(data_dir: &Path, opts: &InitOptions) -> Result<InitReport, StationEr
         paths: Vec::new(),
         armed: true,
     };
-    std::fs::create_dir_all(data_dir).map_err(|e| StationError::io(data_dir, e))?;
+    // Owner-only from the first moment (issue 13, item 11): the data dir 0700 — tightened if
+    // it existed — and everything made in it 0700 / 0600, whatever the umask.
+    registry::files::create_dir_private(data_dir).map_err(|e| StationError::io(data_dir, e))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| StationError::io(data_dir, e))?;
+    }
     for dir in [layout.hsm_dir(), layout.ca_dir(), layout.crl_dir()] {
         undo.paths.push(dir.clone());
-        std::fs::create_dir_all(&dir).map_err(|e| StationError::io(&dir, e))?;
+        registry::files::create_dir_private(&dir).map_err(|e| StationError::io(&dir, e))?;
     }
     let so_pin = match &opts.hsm_so_pin {
         Some(p) => p.clone(),
@@ -224,6 +236,10 @@ pub fn init(data_dir: &Path, opts: &InitOptions) -> Result<InitReport, StationEr
             layout.registry().display()
         )));
     }
+    // SQLite creates the database with 0644 less the umask, and its -wal and -shm files with
+    // the database's mode: create it 0600 first.
+    registry::files::create_new(&layout.registry())
+        .map_err(|e| StationError::io(&layout.registry(), e))?;
     let mut reg = Registry::open(layout.registry())?;
     let actor = Actor::new(&opts.admin_name, Role::CaAdmin.as_str(), &opts.station_name);
     {
@@ -293,6 +309,9 @@ pub fn init(data_dir: &Path, opts: &InitOptions) -> Result<InitReport, StationEr
         rotation: Default::default(),
     };
     let toml = config.to_toml()?;
+    // What the HSM library wrote (its configuration, the token files) keeps its own modes:
+    // make the whole dir owner-only before station.toml marks it initialised.
+    crate::datadir::make_private(data_dir)?;
     write_atomic(&layout.config(), toml.as_bytes())
         .map_err(|e| StationError::io(&layout.config(), e))?;
     undo.armed = false;

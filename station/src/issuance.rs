@@ -166,7 +166,9 @@ pub fn card_management_key(
 }
 
 /// Kill this process (SIGKILL) when `IDSTATION_FAILPOINT` names `point`: the crash tests use it
-/// to stop the job right after a journaled step.
+/// to stop the job right after a journaled step. Compiled only with the `failpoints` feature,
+/// which only test builds enable; elsewhere it does nothing and the variable is never read.
+#[cfg(feature = "failpoints")]
 pub fn failpoint(point: &str) {
     if std::env::var("IDSTATION_FAILPOINT").is_ok_and(|v| v == point) {
         // SAFETY: raise() only sends a signal to this process.
@@ -175,6 +177,11 @@ pub fn failpoint(point: &str) {
         }
     }
 }
+
+/// See the `failpoints` build of this function: without the feature it is empty.
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn failpoint(_point: &str) {}
 
 /// Pick the reader: the named one, else the only one with a card in it.
 pub fn choose_reader(pcsc: &Pcsc, wanted: Option<&str>) -> Result<String, StationError> {
@@ -224,14 +231,11 @@ impl JobLock {
     pub fn acquire(data_dir: &Path, job_id: i64) -> Result<JobLock, StationError> {
         let path = Self::path(data_dir, job_id);
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| StationError::io(dir, e))?;
+            registry::files::create_dir_private(dir).map_err(|e| StationError::io(dir, e))?;
         }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| StationError::io(&path, e))?;
+        // 0600, and never through a link planted at the lock's name.
+        let file =
+            registry::files::open_or_create(&path).map_err(|e| StationError::io(&path, e))?;
         file.try_lock().map_err(|_| {
             StationError::Conflict(format!(
                 "job {job_id} is being worked on by another process"

@@ -40,6 +40,7 @@ impl Station {
     pub fn open(data_dir: &Path) -> Result<Self, StationError> {
         let layout = Layout::new(data_dir);
         let config = StationConfig::load(data_dir)?;
+        datadir::check_private(data_dir, &config.hsm)?;
         let profiles = match &config.profiles.dir {
             Some(dir) => profiles::load_dir_over_builtin(&layout.root.join(dir))?,
             None => profiles::builtin()?,

@@ -569,14 +569,11 @@ impl RequestLock {
     fn acquire(data_dir: &Path, id: i64) -> Result<RequestLock, StationError> {
         let path = Self::path(data_dir, id);
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| StationError::io(dir, e))?;
+            registry::files::create_dir_private(dir).map_err(|e| StationError::io(dir, e))?;
         }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| StationError::io(&path, e))?;
+        // 0600, and never through a link planted at the lock's name.
+        let file =
+            registry::files::open_or_create(&path).map_err(|e| StationError::io(&path, e))?;
         file.try_lock().map_err(|_| {
             StationError::Conflict(format!(
                 "CA request {id} is being executed by another process"

@@ -40,6 +40,12 @@ pub fn rig() -> &'static Rig {
         let data = dir.join("data");
         let pin_file = dir.join("hsm-pin");
         std::fs::write(&pin_file, HSM_PIN).expect("pin file");
+        // Owner-only, or the station refuses to start (docs/security.md).
+        std::fs::set_permissions(
+            &pin_file,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .expect("chmod 600 pin file");
         let opts = station::init::InitOptions {
             station_name: "gui-test".into(),
             office: "TAS01".into(),

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Bounded fuzzing run, as CI runs it after the tests: every cargo-fuzz target of the project
+# (chip/fuzz: the card's APDU entry point; personalization/fuzz: the host's secure-messaging
+# response reader) for IDSTATION_FUZZ_SECONDS each (default 60), starting from the committed
+# seed corpus (copied: the committed corpus is not changed). A crash fails the run and leaves
+# the input under <crate>/fuzz/artifacts/<target>/.
+#
+# cargo-fuzz needs unstable rustc flags (sanitizer, coverage instrumentation): a nightly
+# toolchain when rustup has one, else the machine's stable toolchain with RUSTC_BOOTSTRAP=1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+secs="${IDSTATION_FUZZ_SECONDS:-60}"
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+  fuzz=(cargo +nightly fuzz)
+else
+  export RUSTC_BOOTSTRAP=1
+  fuzz=(cargo fuzz)
+fi
+# The fuzz crates are not workspace members and build with their own flags: keep their
+# artifacts apart from the workspace's target dir.
+unset CARGO_TARGET_DIR
+
+for t in chip/fuzz:apdu personalization/fuzz:sm_response; do
+  dir="${t%%:*}" target="${t##*:}"
+  work="$(mktemp -d)"
+  cp -r "$dir/corpus/$target/." "$work/"
+  echo "== fuzz $dir $target for ${secs}s"
+  log="$work.log"
+  rc=0
+  (cd "$dir" && "${fuzz[@]}" run "$target" "$work" -- -max_total_time="$secs") >"$log" 2>&1 || rc=$?
+  grep -E '^Done [0-9]+ runs|panicked at|^SUMMARY' "$log" || true
+  rm -rf "$work"
+  if [ "$rc" -ne 0 ]; then
+    tail -40 "$log" >&2
+    echo "== FAILED: fuzz target $target ($dir) exited $rc; a crash input is in $dir/artifacts/$target/" >&2
+    exit 1
+  fi
+  rm -f "$log"
+done
+echo "== fuzzing done"
