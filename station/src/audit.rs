@@ -345,17 +345,22 @@ pub struct VerifyLogOutcome {
 }
 
 /// `idstation audit verify-log`: verify the chain in the database, checkpoint signatures
-/// included, with the audit key's public key as recorded in the registry. A broken chain is an
+/// included, with the public key of the audit certificate recorded in the registry (no HSM). A broken chain is an
 /// `Invalid` error naming the sequence number (exit code 2).
 pub fn verify_log(st: &Station) -> Result<VerifyLogOutcome, StationError> {
     let label = st.config.ca.audit_key.clone();
     let key = st.registry.ca_key_by_label(&label)?.ok_or_else(|| {
         StationError::Other(format!("audit key {label} is not recorded in the registry"))
     })?;
-    let spki = x509_cert::spki::SubjectPublicKeyInfoRef::from_der(&key.public_key)
-        .map_err(|e| StationError::Other(format!("audit key {label}: public key: {e}")))?;
-    let point = spki.subject_public_key.raw_bytes();
-    let checkpoint_key = Some(TryFrom::try_from(point).map_err(|_| {
+    // The public key from the audit certificate (the HSM is not opened).
+    let cert = key.certificate.ok_or_else(|| {
+        StationError::Other(format!(
+            "audit key {label} has no certificate in the registry"
+        ))
+    })?;
+    let point = certificate_key(&cert)
+        .map_err(|e| StationError::Other(format!("audit certificate {label}: {e}")))?;
+    let checkpoint_key = Some(TryFrom::try_from(&point[..]).map_err(|_| {
         StationError::Other(format!(
             "audit key {label}: public key is not a P-256 point"
         ))

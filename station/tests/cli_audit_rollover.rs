@@ -47,7 +47,14 @@ fn export_and_verify(st: &Station, label: &str) {
     let out = st.dir.join(format!("export-{label}"));
     st.ok(
         "admin",
-        &["audit", "export", "--out", out.to_str().unwrap(), "--operator", "admin"],
+        &[
+            "audit",
+            "export",
+            "--out",
+            out.to_str().unwrap(),
+            "--operator",
+            "admin",
+        ],
     );
     let roots = roots(st);
     assert!(!roots.is_empty());
@@ -72,7 +79,12 @@ fn export_and_verify(st: &Station, label: &str) {
     let wrong = st.data.join("ca/csca-1.pem");
     let c = cli_verify(&out, &wrong);
     let p = python_verify(&out, &wrong);
-    assert_eq!(c.status.code(), Some(2), "{label}: wrong root:\n{}", text(&c));
+    assert_eq!(
+        c.status.code(),
+        Some(2),
+        "{label}: wrong root:\n{}",
+        text(&c)
+    );
     assert!(!p.status.success(), "{label}: wrong root:\n{}", text(&p));
 }
 
@@ -80,7 +92,10 @@ fn rollover_case(ca: &str, times: usize) -> Station {
     let st = Station::new();
     export_and_verify(&st, "before");
     for n in 1..=times {
-        let o = st.json("admin", &["ca", "rotate", "--ca", ca, "--operator", "admin"]);
+        let o = st.json(
+            "admin",
+            &["ca", "rotate", "--ca", ca, "--operator", "admin"],
+        );
         let id = o["id"].as_i64().expect("request id").to_string();
         export_and_verify(&st, &format!("during-{n}"));
         st.ok("bob", &["ca", "approve", &id, "--operator", "bob"]);
