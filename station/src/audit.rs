@@ -60,6 +60,20 @@ fn audited_checkpoint(
     })
 }
 
+/// Sign a checkpoint over the newest event after an issuance was rolled back or finished by
+/// recovery, so that those outcomes end inside a signed checkpoint too (a completed issuance
+/// commits its checkpoint with the completion). It runs after the outcome's own commit: an HSM
+/// that cannot sign must not undo a rollback, so a failure is logged and left to the next
+/// checkpoint.
+pub fn checkpoint_after(st: &mut Station, what: &str) {
+    let label = st.config.ca.audit_key.clone();
+    let keys = &st.keys;
+    let sign = |m: &[u8]| keys.sign_p256_sha256(&label, m);
+    if let Err(e) = st.registry.write(|tx| tx.audit_checkpoint(&sign)) {
+        tracing::warn!(error = %e, after = what, "could not sign an audit checkpoint; the next one covers these events");
+    }
+}
+
 /// `idstation audit checkpoint`: record the request and sign a checkpoint over it.
 pub fn checkpoint(st: &mut Station, session: &Session) -> Result<CheckpointOutcome, StationError> {
     let label = st.config.ca.audit_key.clone();

@@ -360,8 +360,11 @@ pub fn issue(
                     tx.upsert_card(&serial, CardLifecycle::Personalizing)?;
                     tx.roll_back_issuance(&rollback, &session.actor)
                 });
-                if let Err(re) = undone {
-                    tracing::error!(job = job_id, error = %re, "rollback failed; recovery will retry");
+                match undone {
+                    Ok(_) => crate::audit::checkpoint_after(st, "issuance.rolled-back"),
+                    Err(re) => {
+                        tracing::error!(job = job_id, error = %re, "rollback failed; recovery will retry")
+                    }
                 }
             }
             Err(e)

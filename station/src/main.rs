@@ -241,6 +241,14 @@ enum OperatorCmd {
     },
     /// List operators (names, roles, state).
     List,
+    /// Disable an operator: it can no longer log in. ca-admin only, not oneself.
+    Disable {
+        /// The operator to disable.
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        op: OperatorArg,
+    },
 }
 
 fn main() -> ExitCode {
@@ -556,6 +564,21 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
                 cli.json,
                 &serde_json::json!({ "name": name, "role": role.as_str() }),
                 |_| format!("Added operator {name} ({})\n", role.as_str()),
+            )
+        }
+        Cmd::Operator(OperatorCmd::Disable { name, op }) => {
+            let mut st = Station::open(data_dir)?;
+            let session = st.authorize(
+                &op.operator,
+                &password()?,
+                "disable operators",
+                &[Role::CaAdmin],
+            )?;
+            station::operators::disable(&mut st.registry, &session, name)?;
+            print(
+                cli.json,
+                &serde_json::json!({ "name": name, "active": false }),
+                |_| format!("Disabled operator {name}\n"),
             )
         }
         Cmd::Readers => {

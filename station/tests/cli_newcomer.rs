@@ -268,3 +268,93 @@ fn help_texts_of_show_revoke_and_ca_refuse() {
     ]));
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 }
+
+/// The newest audit event is covered by a signed checkpoint.
+fn assert_checkpointed(st: &Station, after: &str) {
+    let reg = st.registry();
+    let (events, checkpoint): (i64, Option<i64>) = reg
+        .connection()
+        .query_row(
+            "SELECT (SELECT max(seq) FROM audit_events), (SELECT max(seq) FROM audit_checkpoints)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("query");
+    assert_eq!(
+        checkpoint,
+        Some(events),
+        "after {after}: the newest event {events} is not inside a signed checkpoint"
+    );
+}
+
+#[test]
+fn rollbacks_and_recovered_jobs_end_inside_a_signed_checkpoint() {
+    let st = Station::new();
+    let slot = testrig::Slot::lease();
+    let img = blank_card(&st.dir, 0x1904);
+    let holder = fixture("holder-02.json");
+    // A job left behind by a crash, rolled back by `recover --without-card`.
+    let card = slot.insert(&img, &[]);
+    let o = st.cmd_env(
+        "clerk",
+        &[
+            "issue",
+            "--holder",
+            holder.to_str().unwrap(),
+            "--reader",
+            &slot.reader_name,
+            "--operator",
+            "clerk",
+        ],
+        &[("IDSTATION_FAILPOINT", "job.created")],
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    card.pull();
+    let o = st.ok(
+        "clerk",
+        &["--json", "recover", "--without-card", "--operator", "clerk"],
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("rolled-back"),
+        "{}",
+        text(&o)
+    );
+    assert_checkpointed(&st, "a recovered (rolled back) job");
+    // An issuance that fails on the card is rolled back at once.
+    let card = slot.insert(&img, &["--tear-after", "12"]);
+    let o = issue(&st, &holder, &slot.reader_name);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    drop(card);
+    assert_checkpointed(&st, "a rolled-back issuance");
+}
+
+#[test]
+fn a_disabled_operator_as_the_docs_name_it_can_be_made_and_is_refused() {
+    let st = Station::new();
+    let o = st.cmd(
+        "carol",
+        &[
+            "operator",
+            "disable",
+            "--name",
+            "carol",
+            "--operator",
+            "carol",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(6), "{}", text(&o));
+    st.ok(
+        "admin",
+        &[
+            "operator",
+            "disable",
+            "--name",
+            "clerk",
+            "--operator",
+            "admin",
+        ],
+    );
+    let list = String::from_utf8_lossy(&st.ok("admin", &["operator", "list"]).stdout).into_owned();
+    assert!(list.contains("clerk\tclerk\tdisabled"), "{list}");
+    st.refused("clerk", &["recover", "--operator", "clerk"], "disabled");
+}
