@@ -5,7 +5,7 @@
 //! are C-APDUs, answered with the R-APDU. A closed socket means the card was removed.
 //!
 //! The socket sets TCP_NODELAY, and TCP_QUICKACK before every read: without them every APDU
-//! waits about 40 ms for a delayed ACK (measured, docs/BENCHMARKS.md).
+//! waits about 50 ms for a delayed ACK (measured, docs/BENCHMARKS.md).
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;

@@ -3,8 +3,9 @@
 //!
 //! Folder layout: `events.jsonl` (or `events.csv`, RFC 4180), `manifest.json` (canonical JSON),
 //! `manifest.sig` (DER ECDSA P-256/SHA-256 over the exact bytes of `manifest.json`) and
-//! `chain.pem` (the signer's certificate first, up to the root). [`verify_export`] needs only
-//! the folder and the root certificate: it checks the certificate chain (RFC 5280 §6 basics:
+//! `chain.pem` (the signer's certificate first, then root link certificates, then the root that
+//! issued the signer). [`verify_export`] needs only the folder and the root certificate (old or
+//! new after a root rollover): it checks the certificate chain (RFC 5280 §6 basics:
 //! names, signatures, CA flag, validity at export time), the manifest signature, every event
 //! hash and link, the count, first and last hashes, and every checkpoint signature.
 
@@ -691,23 +692,25 @@ pub fn verify_export(dir: &Path, root: &[u8]) -> Result<ExportReport> {
     .unix_timestamp()
     .max(0) as u64;
 
-    // Certificate chain: signer → ... → root.
+    // Certificate chain: signer → ... → the trusted root. The path ends at the first
+    // certificate the trusted root issued: after a root rollover the chain is [signer, link
+    // "old root key by new root", …, old root], so a verifier trusting the old root stops at
+    // the signer and one trusting the new root follows the links (docs/audit-format.md).
     let root_der = root.to_der().map_err(|e| bad(e.to_string()))?;
-    let mut path: Vec<Certificate> = chain;
-    let ends_at_root = path
-        .last()
-        .map(|c| c.to_der().ok() == Some(root_der.clone()))
-        .unwrap_or(false);
-    if !ends_at_root {
-        path.push(root.clone());
-    }
-    for i in 0..path.len() - 1 {
-        check_link(&path[i], &path[i + 1], at, i)?;
-    }
-    let signer = &path[0];
-    if path.len() == 1 {
+    let path: Vec<Certificate> = chain;
+    if path.is_empty() || path[0].to_der().ok() == Some(root_der.clone()) {
         return Err(bad("chain.pem: the signer must not be the root itself"));
     }
+    // Each step either reaches the trusted root or links to the next certificate; the last
+    // certificate must reach the root (its error is the one reported).
+    for i in 0..path.len() {
+        match check_link(&path[i], root, at, i) {
+            Ok(()) => break,
+            Err(e) if i + 1 == path.len() => return Err(e),
+            Err(_) => check_link(&path[i], &path[i + 1], at, i)?,
+        }
+    }
+    let signer = &path[0];
     let key = key_of(signer)?;
     if !verify_der(&key, &manifest_bytes, &sig) {
         return Err(bad(

@@ -1387,6 +1387,15 @@ impl Registry {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Certificates recorded with this purpose (e.g. `link-old-with-new`), oldest first.
+    pub fn certificates_with_purpose(&self, purpose: &str) -> Result<Vec<Certificate>> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {CERT_COLS} FROM certificates WHERE purpose = ?1 ORDER BY id"
+        ))?;
+        let rows = st.query_map([purpose], cert_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Holder certificates flagged for re-issuance (emergency CA revocation), oldest first.
     pub fn certificates_needing_reissue(&self) -> Result<Vec<Certificate>> {
         let mut st = self.conn.prepare(&format!(

@@ -1,6 +1,6 @@
 //! The station's side of the audit log (ARCHITECTURE "Registry", "Roles"; format in
 //! `docs/audit-format.md`): checkpoints signed by the HSM audit key, exports for auditors
-//! signed by the same key with the chain [audit certificate, root], offline verification of an
+//! signed by the same key with the chain [audit certificate, root links, root], offline verification of an
 //! export folder (no database, no HSM), verification of the log in the database, and the outbox
 //! of messages for other government systems.
 //!
@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use der::{Decode, Encode};
+use der::Decode;
 use registry::{AuditEntry, ExportFormat, ExportRange, ExportRequest};
 use serde::Serialize;
 use x509_cert::Certificate;
@@ -58,6 +58,20 @@ fn audited_checkpoint(
         time: cp.time,
         key_label: label,
     })
+}
+
+/// Sign a checkpoint over the newest event after an issuance was rolled back or finished by
+/// recovery, so that those outcomes end inside a signed checkpoint too (a completed issuance
+/// commits its checkpoint with the completion). It runs after the outcome's own commit: an HSM
+/// that cannot sign must not undo a rollback, so a failure is logged and left to the next
+/// checkpoint.
+pub fn checkpoint_after(st: &mut Station, what: &str) {
+    let label = st.config.ca.audit_key.clone();
+    let keys = &st.keys;
+    let sign = |m: &[u8]| keys.sign_p256_sha256(&label, m);
+    if let Err(e) = st.registry.write(|tx| tx.audit_checkpoint(&sign)) {
+        tracing::warn!(error = %e, after = what, "could not sign an audit checkpoint; the next one covers these events");
+    }
 }
 
 /// `idstation audit checkpoint`: record the request and sign a checkpoint over it.
@@ -135,7 +149,11 @@ pub struct ExportOutcome {
     pub signer_key: String,
 }
 
-/// The audit key's certificate and the root that issued it (DER), from the registry.
+/// The chain that signs an export (DER), from the registry: the audit key's certificate, then
+/// for every root rollover since its root certified it the link certificate "old root key
+/// certified by the next root" (`link-old-with-new`), then the root that issued the audit
+/// certificate. A verifier trusting the old root stops at the audit certificate's issuer; one
+/// trusting a newer root follows the links to it (docs/audit-format.md, "chain.pem").
 pub fn audit_chain(st: &Station) -> Result<Vec<Vec<u8>>, StationError> {
     let label = &st.config.ca.audit_key;
     let key = st.registry.ca_key_by_label(label)?.ok_or_else(|| {
@@ -146,34 +164,57 @@ pub fn audit_chain(st: &Station) -> Result<Vec<Vec<u8>>, StationError> {
             "audit key {label} has no certificate in the registry"
         ))
     })?;
-    let audit = Certificate::from_der(&audit_der)
-        .map_err(|e| StationError::Other(format!("audit certificate {label}: {e}")))?;
-    let issuer = audit
-        .tbs_certificate()
-        .issuer()
-        .to_der()
-        .map_err(|e| StationError::Other(format!("audit certificate {label}: {e}")))?;
-    // The root whose subject is the audit certificate's issuer; an active one first (after a
-    // root rollover the old root may still be listed).
-    let mut roots = st.registry.ca_keys("root")?;
-    roots.sort_by_key(|k| k.state != registry::CaKeyState::Active);
-    for r in roots {
-        let Some(der) = r.certificate else { continue };
-        let Ok(c) = Certificate::from_der(&der) else {
-            continue;
+    // The root key that really signed the audit certificate (after a root rollover the newest
+    // root has the same name but another key).
+    let (_, issuer) = crate::rotation::certifying_key(st, label, &audit_der)?;
+    let issuer_der = issuer.certificate.clone().ok_or_else(|| {
+        StationError::Other(format!(
+            "root key {} (issuer of the audit certificate {label}) has no certificate",
+            issuer.label
+        ))
+    })?;
+    let links = st.registry.certificates_with_purpose("link-old-with-new")?;
+    let mut chain = vec![audit_der];
+    let mut current = issuer;
+    let mut seen = vec![current.id];
+    loop {
+        let want = subject_key(&current.public_key)?;
+        let next = links.iter().find(|l| {
+            !seen.contains(&l.data.issuer_key_id)
+                && certificate_key(&l.data.der).ok().as_deref() == Some(&want[..])
+        });
+        let Some(link) = next else { break };
+        let Some(signer) = st.registry.ca_key(link.data.issuer_key_id)? else {
+            break;
         };
-        if c.tbs_certificate().subject().to_der().ok().as_deref() == Some(&issuer[..]) {
-            return Ok(vec![audit_der, der]);
-        }
+        chain.push(link.data.der.clone());
+        seen.push(signer.id);
+        current = signer;
     }
-    Err(StationError::Other(format!(
-        "no root certificate in the registry issued the audit certificate {label}"
-    )))
+    chain.push(issuer_der);
+    Ok(chain)
+}
+
+/// The subjectPublicKey bits of a SubjectPublicKeyInfo (DER).
+fn subject_key(spki_der: &[u8]) -> Result<Vec<u8>, StationError> {
+    let spki = x509_cert::spki::SubjectPublicKeyInfoRef::from_der(spki_der)
+        .map_err(|e| StationError::Other(format!("public key: {e}")))?;
+    Ok(spki.subject_public_key.raw_bytes().to_vec())
+}
+
+/// The subjectPublicKey bits of a certificate (DER).
+fn certificate_key(der: &[u8]) -> Result<Vec<u8>, StationError> {
+    let c = Certificate::from_der(der).map_err(|e| StationError::Other(e.to_string()))?;
+    Ok(c.tbs_certificate()
+        .subject_public_key_info()
+        .subject_public_key
+        .raw_bytes()
+        .to_vec())
 }
 
 /// `idstation audit export`: record the export (who, range, format), sign a checkpoint over
-/// that event, then write the folder signed by the audit key with the chain
-/// [audit certificate, root]. A failure after the first step is recorded as
+/// that event, then write the folder signed by the audit key with the chain of
+/// [`audit_chain`]. A failure after the first step is recorded as
 /// `audit.export-failed`.
 pub fn export(
     st: &mut Station,
@@ -318,17 +359,22 @@ pub struct VerifyLogOutcome {
 }
 
 /// `idstation audit verify-log`: verify the chain in the database, checkpoint signatures
-/// included, with the audit key's public key as recorded in the registry. A broken chain is an
+/// included, with the public key of the audit certificate recorded in the registry (no HSM). A broken chain is an
 /// `Invalid` error naming the sequence number (exit code 2).
 pub fn verify_log(st: &Station) -> Result<VerifyLogOutcome, StationError> {
     let label = st.config.ca.audit_key.clone();
     let key = st.registry.ca_key_by_label(&label)?.ok_or_else(|| {
         StationError::Other(format!("audit key {label} is not recorded in the registry"))
     })?;
-    let spki = x509_cert::spki::SubjectPublicKeyInfoRef::from_der(&key.public_key)
-        .map_err(|e| StationError::Other(format!("audit key {label}: public key: {e}")))?;
-    let point = spki.subject_public_key.raw_bytes();
-    let checkpoint_key = Some(TryFrom::try_from(point).map_err(|_| {
+    // The public key from the audit certificate (the HSM is not opened).
+    let cert = key.certificate.ok_or_else(|| {
+        StationError::Other(format!(
+            "audit key {label} has no certificate in the registry"
+        ))
+    })?;
+    let point = certificate_key(&cert)
+        .map_err(|e| StationError::Other(format!("audit certificate {label}: {e}")))?;
+    let checkpoint_key = Some(TryFrom::try_from(&point[..]).map_err(|_| {
         StationError::Other(format!(
             "audit key {label}: public key is not a P-256 point"
         ))

@@ -148,7 +148,7 @@ pub fn run_audit(cmd: &AuditCmd, json: bool, data_dir: &Path) -> Result<(), Stat
             })
         }
         AuditCmd::VerifyLog { op } => {
-            let mut st = Station::open(data_dir)?;
+            let mut st = Station::open_read_only(data_dir)?;
             st.authorize(
                 &op.operator,
                 &password()?,
@@ -169,7 +169,7 @@ pub fn run_audit(cmd: &AuditCmd, json: bool, data_dir: &Path) -> Result<(), Stat
 pub fn run_outbox(cmd: &OutboxCmd, json: bool, data_dir: &Path) -> Result<(), StationError> {
     match cmd {
         OutboxCmd::List => {
-            let st = Station::open(data_dir)?;
+            let st = Station::open_read_only(data_dir)?;
             let items = audit::outbox_pending(&st.registry)?;
             print(json, &items, |items| {
                 items

@@ -56,6 +56,26 @@ impl Station {
         })
     }
 
+    /// Open an initialised data dir for a command that only reads the registry (`show`,
+    /// `ca show`, `ca requests`, `operator list`, …): like [`Station::open`] but the HSM is not
+    /// opened (no HSM PIN needed); any key operation fails with an HSM error saying so.
+    pub fn open_read_only(data_dir: &Path) -> Result<Self, StationError> {
+        let layout = Layout::new(data_dir);
+        let config = StationConfig::load(data_dir)?;
+        let profiles = match &config.profiles.dir {
+            Some(dir) => profiles::load_dir_over_builtin(&layout.root.join(dir))?,
+            None => profiles::builtin()?,
+        };
+        let registry = registry::Registry::open(layout.registry())?;
+        Ok(Station {
+            layout,
+            config,
+            keys: Box::new(NoHsm),
+            registry,
+            profiles,
+        })
+    }
+
     /// Log an operator in for `action`, requiring one of `roles` (refusals are audited).
     pub fn authorize(
         &mut self,
@@ -73,5 +93,45 @@ impl Station {
             action,
             roles,
         )
+    }
+}
+
+/// The key store of a station opened with [`Station::open_read_only`]: the HSM is never
+/// opened, and every key operation is refused.
+struct NoHsm;
+
+impl NoHsm {
+    fn refuse<T>(op: &'static str) -> hsm::Result<T> {
+        Err(hsm::HsmError::Operation {
+            op,
+            reason: "this command only reads the registry and does not open the HSM".into(),
+        })
+    }
+}
+
+impl hsm::KeyStore for NoHsm {
+    fn backend(&self) -> &'static str {
+        "none (read-only)"
+    }
+    fn generate_p256(&self, _label: &str) -> hsm::Result<hsm::KeyInfo> {
+        Self::refuse("generate_p256")
+    }
+    fn generate_hmac_secret(&self, _label: &str) -> hsm::Result<hsm::KeyInfo> {
+        Self::refuse("generate_hmac_secret")
+    }
+    fn find(&self, _label: &str) -> hsm::Result<Option<hsm::KeyInfo>> {
+        Self::refuse("find")
+    }
+    fn list(&self) -> hsm::Result<Vec<hsm::KeyInfo>> {
+        Self::refuse("list")
+    }
+    fn public_key_spki(&self, _label: &str) -> hsm::Result<Vec<u8>> {
+        Self::refuse("public_key_spki")
+    }
+    fn sign_p256_sha256(&self, _label: &str, _message: &[u8]) -> hsm::Result<Vec<u8>> {
+        Self::refuse("sign_p256_sha256")
+    }
+    fn hmac_sha256(&self, _label: &str, _data: &[u8]) -> hsm::Result<zeroize::Zeroizing<[u8; 32]>> {
+        Self::refuse("hmac_sha256")
     }
 }

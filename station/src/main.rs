@@ -61,19 +61,27 @@ enum Cmd {
         #[command(flatten)]
         op: OperatorArg,
     },
-    /// Show a holder, a document or an issuance job with its certificates and status.
+    /// Show a holder, a document or an issuance job with its certificates and status (text;
+    /// JSON with --json). Give exactly one of --document, --pinfl and --job.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["document", "pinfl", "job"])))]
     Show {
-        #[arg(long, conflicts_with_all = ["pinfl", "job"], required_unless_present_any = ["pinfl", "job"])]
+        /// Document number, e.g. AA0000001: the document, its holder, MRZ and certificates.
+        #[arg(long, value_name = "NUMBER")]
         document: Option<String>,
-        #[arg(long, conflicts_with = "job")]
+        /// The holder's PINFL (14 digits): the holder with every document and issuance job.
+        #[arg(long, value_name = "PINFL")]
         pinfl: Option<String>,
-        #[arg(long)]
+        /// Issuance job number (printed by `issue`): its state, steps and certificates.
+        #[arg(long, value_name = "ID")]
         job: Option<i64>,
     },
     /// Take a document out of use (lost, stolen, damaged, ...): status, certificate revocation.
     Revoke {
-        #[arg(long)]
+        /// Document number, e.g. AA0000001.
+        #[arg(long, value_name = "NUMBER")]
         document: String,
+        /// Why: lost or stolen (certificates revoked keyCompromise), damaged or deceased
+        /// (cessationOfOperation), replaced (superseded), data-changed (affiliationChanged).
         #[arg(long)]
         reason: String,
         #[command(flatten)]
@@ -166,6 +174,7 @@ enum CaCmd {
     },
     /// Refuse (veto) a pending CA request.
     Refuse {
+        /// Request number (see `ca requests`).
         request: i64,
         /// Why (recorded in the audit log).
         #[arg(long)]
@@ -238,6 +247,14 @@ enum OperatorCmd {
     },
     /// List operators (names, roles, state).
     List,
+    /// Disable an operator: it can no longer log in. ca-admin only, not oneself.
+    Disable {
+        /// The operator to disable.
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        op: OperatorArg,
+    },
 }
 
 fn main() -> ExitCode {
@@ -355,7 +372,7 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
             )))
         }
         Cmd::Ca(CaCmd::Show) => {
-            let st = Station::open(data_dir)?;
+            let st = Station::open_read_only(data_dir)?;
             let cas = ca_admin::summaries(&st.registry, &st.layout)?;
             print(cli.json, &cas, |c| show_text(c))
         }
@@ -503,7 +520,7 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
             print(cli.json, &r, |r| request_text(r, "Refused"))
         }
         Cmd::Ca(CaCmd::Requests) => {
-            let mut st = Station::open(data_dir)?;
+            let mut st = Station::open_read_only(data_dir)?;
             let actor = station::rotation::system_actor(&st);
             let r = station::rotation::list_requests(&mut st, &actor)?;
             print(cli.json, &r, |rs| {
@@ -511,7 +528,7 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
             })
         }
         Cmd::Ca(CaCmd::ReissueList) => {
-            let st = Station::open(data_dir)?;
+            let st = Station::open_read_only(data_dir)?;
             let r = station::rotation::reissue_list(&st)?;
             print(cli.json, &r, |rs| {
                 if rs.is_empty() {
@@ -555,6 +572,21 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
                 |_| format!("Added operator {name} ({})\n", role.as_str()),
             )
         }
+        Cmd::Operator(OperatorCmd::Disable { name, op }) => {
+            let mut st = Station::open(data_dir)?;
+            let session = st.authorize(
+                &op.operator,
+                &password()?,
+                "disable operators",
+                &[Role::CaAdmin],
+            )?;
+            station::operators::disable(&mut st.registry, &session, name)?;
+            print(
+                cli.json,
+                &serde_json::json!({ "name": name, "active": false }),
+                |_| format!("Disabled operator {name}\n"),
+            )
+        }
         Cmd::Readers => {
             let readers = readers()?;
             print(cli.json, &readers, |rs| {
@@ -582,15 +614,7 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
             let mut policy =
                 station::holder::ValidationPolicy::new(station::time_util::today_utc());
             policy.pinfl_check_digit = doc.pinfl_check_digit;
-            let holder = station::holder::load(holder, &policy).map_err(|errs| {
-                StationError::invalid(
-                    errs.first().map(|e| e.field.clone()).unwrap_or_default(),
-                    errs.iter()
-                        .map(|e| e.to_string())
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                )
-            })?;
+            let holder = station::holder::load(holder, &policy).map_err(holder_errors)?;
             let pin = read_secret("IDSTATION_PIN", "Holder PIN", true)?;
             let puk = read_secret("IDSTATION_PUK", "Holder PUK", true)?;
             let input = station::issuance::IssueInput {
@@ -636,18 +660,32 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
             pinfl,
             job,
         } => {
-            let st = Station::open(data_dir)?;
-            let v = match (document, pinfl, job) {
+            let st = Station::open_read_only(data_dir)?;
+            let (v, text) = match (document, pinfl, job) {
                 (Some(d), _, _) => {
                     let (h, d) = station::records::show_document(&st, d)?;
+                    let text = format!("{}{}", holder_line(&h), document_text(&d));
                     // `mrz` at the top level too: other tools open the chip with BAC from it.
-                    serde_json::json!({ "mrz": d.mrz.clone(), "holder": h, "document": d })
+                    (
+                        serde_json::json!({ "mrz": d.mrz.clone(), "holder": h, "document": d }),
+                        text,
+                    )
                 }
                 (_, Some(p), _) => {
-                    serde_json::json!({ "holder": station::records::show_pinfl(&st, p)? })
+                    let h = station::records::show_pinfl(&st, p)?;
+                    let mut text = holder_line(&h);
+                    for d in &h.documents {
+                        text += &document_text(d);
+                    }
+                    for j in &h.jobs {
+                        text += &job_text(j);
+                    }
+                    (serde_json::json!({ "holder": h }), text)
                 }
                 (_, _, Some(j)) => {
-                    serde_json::json!({ "job": station::records::show_job(&st, *j)? })
+                    let j = station::records::show_job(&st, *j)?;
+                    let text = job_text(&j);
+                    (serde_json::json!({ "job": j }), text)
                 }
                 _ => {
                     return Err(StationError::invalid(
@@ -656,11 +694,7 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
                     ))
                 }
             };
-            print(cli.json, &v, |v| {
-                serde_json::to_string_pretty(v)
-                    .map(|s| s + "\n")
-                    .unwrap_or_default()
-            })
+            print(cli.json, &v, |_| text)
         }
         Cmd::Revoke {
             document,
@@ -726,7 +760,7 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
         Cmd::Audit(c) => audit_cli::run_audit(c, cli.json, data_dir),
         Cmd::Outbox(c) => audit_cli::run_outbox(c, cli.json, data_dir),
         Cmd::Operator(OperatorCmd::List) => {
-            let st = Station::open(data_dir)?;
+            let st = Station::open_read_only(data_dir)?;
             let ops: Vec<_> = st
                 .registry
                 .operators()?
@@ -826,4 +860,103 @@ fn show_text(cas: &[init::CaSummary]) -> String {
         );
     }
     s
+}
+
+/// `show`'s text form (docs/station.md, "show, revoke"): one line for the holder.
+fn holder_line(h: &station::records::HolderView) -> String {
+    format!(
+        "Holder {}: {} {}{}, born {}, citizenship {}\n",
+        h.pinfl,
+        h.surname,
+        h.given_names,
+        h.patronymic
+            .as_deref()
+            .map(|p| format!(" {p}"))
+            .unwrap_or_default(),
+        h.date_of_birth,
+        h.citizenship
+    )
+}
+
+fn certificates_text(certs: &[station::records::CertView]) -> String {
+    certs
+        .iter()
+        .map(|c| {
+            format!(
+                "  certificate {} {} {}{}, valid until {}\n",
+                c.serial,
+                c.profile,
+                c.status,
+                c.revocation_reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default(),
+                c.not_after
+            )
+        })
+        .collect()
+}
+
+/// A document: status, dates, card, job, MRZ, certificates.
+fn document_text(d: &station::records::DocumentView) -> String {
+    let mut s = format!(
+        "Document {} {}, office {}, issued {}, expires {}, card {}, job {}\n",
+        d.document,
+        d.status,
+        d.office,
+        if d.date_of_issue.is_empty() {
+            "-"
+        } else {
+            &d.date_of_issue
+        },
+        if d.date_of_expiry.is_empty() {
+            "-"
+        } else {
+            &d.date_of_expiry
+        },
+        d.card_serial.as_deref().unwrap_or("-"),
+        d.job_id
+            .map(|j| j.to_string())
+            .unwrap_or_else(|| "-".into())
+    );
+    if let Some(mrz) = &d.mrz {
+        for (i, line) in mrz.iter().enumerate() {
+            s += &format!("  {} {line}\n", if i == 0 { "MRZ" } else { "   " });
+        }
+    }
+    s + &certificates_text(&d.certificates)
+}
+
+/// An issuance job: state, document, card, operator, steps, error, certificates.
+fn job_text(j: &station::records::JobView) -> String {
+    let mut s = format!(
+        "Job {} {}, document {}, card {}, by {} at {}\n",
+        j.job_id,
+        j.state,
+        j.document.as_deref().unwrap_or("-"),
+        j.card_serial.as_deref().unwrap_or("-"),
+        j.operator,
+        j.created_at
+    );
+    if !j.steps.is_empty() {
+        s += &format!("  steps: {}\n", j.steps.join(", "));
+    }
+    if let Some(e) = &j.error {
+        s += &format!("  error: {e}\n");
+    }
+    s + &certificates_text(&j.certificates)
+}
+
+/// Holder validation errors as one `Invalid` error that names each field once:
+/// "pinfl: check digit …; sex: …" (the first field is the error's field).
+fn holder_errors(errs: Vec<station::holder::FieldError>) -> StationError {
+    let mut it = errs.into_iter();
+    let Some(first) = it.next() else {
+        return StationError::invalid("holder", "the holder record was refused");
+    };
+    let mut rule = first.rule;
+    for e in it {
+        rule += &format!("; {e}");
+    }
+    StationError::invalid(first.field, rule)
 }

@@ -129,6 +129,27 @@ pub fn add(
     Ok(())
 }
 
+/// Disable an operator (ca-admin): it can no longer log in (`operator.refused`, exit 6). A
+/// ca-admin cannot disable themself, so a station never loses its last administrator this way.
+pub fn disable(reg: &mut Registry, session: &Session, name: &str) -> Result<(), StationError> {
+    crate::config::check_name("name", name)?;
+    if name == session.actor.operator {
+        return Err(StationError::NotPermitted(format!(
+            "{name} cannot disable themself; another ca-admin must do it"
+        )));
+    }
+    let tx = reg.transaction()?;
+    tx.set_operator_active(name, false)?;
+    tx.audit(&registry::AuditEntry {
+        actor: &session.actor,
+        action: "operator.disabled",
+        object: &format!("operator:{name}"),
+        details: &serde_json::json!({}),
+    })?;
+    tx.commit()?;
+    Ok(())
+}
+
 // argon2id hash of a random password nobody knows, used to equalise timing for unknown names.
 const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$0f1dOTtbq4dAX8LSq0vDr4g3Jp5bd6HsTWkm1nqvDqo";

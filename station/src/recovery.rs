@@ -87,6 +87,7 @@ fn roll_back(
             actor,
         )
     })?;
+    crate::audit::checkpoint_after(st, "recovery.rolled-back");
     Ok(Resolved {
         job_id: job.id,
         outcome: "rolled-back",
@@ -219,6 +220,7 @@ fn resolve_with_card(
         };
         st.registry
             .write(|tx| tx.complete_issuance(&completion, actor))?;
+        crate::audit::checkpoint_after(st, "recovery.completed");
         return Ok(Resolved {
             job_id: job.id,
             outcome: "completed",

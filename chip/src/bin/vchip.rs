@@ -74,7 +74,7 @@ enum Cmd {
         /// never outlives the test that inserted it).
         #[arg(long)]
         exit_with_stdin: bool,
-        /// Leave Nagle's algorithm and delayed ACKs on (measurement only: ~40 ms per APDU).
+        /// Leave Nagle's algorithm and delayed ACKs on (measurement only: about 50 ms per APDU).
         #[arg(long)]
         no_tcp_tuning: bool,
         /// Fault injection: when this LDS EF (FID in hex, e.g. 0101) is read, the chip flips

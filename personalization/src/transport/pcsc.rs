@@ -302,13 +302,71 @@ impl Transport for PcscTransaction<'_> {
 /// The name of the first reader whose name contains `needle` (for CLIs: `--reader "PCD 00 01"`).
 pub fn find_reader(pcsc: &Pcsc, needle: &str) -> Result<String, Error> {
     let names = pcsc.reader_names()?;
-    names
-        .iter()
-        .find(|n| n.as_str() == needle)
-        .or_else(|| names.iter().find(|n| n.contains(needle)))
-        .cloned()
-        .ok_or_else(|| Error::UnknownReader {
+    pick_reader(&names, needle)
+}
+
+/// The reader named exactly `needle`, else the one reader whose name contains it. A part that
+/// matches several readers is refused with the matches listed (never one picked silently).
+pub fn pick_reader(names: &[String], needle: &str) -> Result<String, Error> {
+    if let Some(n) = names.iter().find(|n| n.as_str() == needle) {
+        return Ok(n.clone());
+    }
+    let matches: Vec<&String> = names.iter().filter(|n| n.contains(needle)).collect();
+    match matches.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(Error::UnknownReader {
             reader: needle.to_string(),
             available: names.join(", "),
-        })
+        }),
+        many => Err(Error::Invalid {
+            field: "reader".into(),
+            rule: format!(
+                "{needle:?} matches {} readers ({}); give a longer part or the full name",
+                many.len(),
+                many.iter()
+                    .map(|n| format!("{n:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod pick_reader_tests {
+    use super::pick_reader;
+
+    fn names() -> Vec<String> {
+        [
+            "Virtual PCD 00 00",
+            "Virtual PCD C 00 00",
+            "Virtual PCD C 00 01",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    #[test]
+    fn a_part_matching_two_readers_is_refused_listing_both() {
+        let e = pick_reader(&names(), "C 00").unwrap_err().to_string();
+        assert!(
+            e.contains("\"Virtual PCD C 00 00\"") && e.contains("\"Virtual PCD C 00 01\""),
+            "{e}"
+        );
+        assert!(e.contains("reader"), "{e}");
+    }
+
+    #[test]
+    fn an_exact_name_or_a_unique_part_picks_that_reader() {
+        assert_eq!(
+            pick_reader(&names(), "Virtual PCD 00 00").unwrap(),
+            "Virtual PCD 00 00"
+        );
+        assert_eq!(
+            pick_reader(&names(), "C 00 01").unwrap(),
+            "Virtual PCD C 00 01"
+        );
+        assert!(pick_reader(&names(), "nope").is_err());
+    }
 }
