@@ -285,8 +285,33 @@ pub fn write_softhsm2_conf(conf_path: &Path, token_dir: &Path) -> Result<()> {
         std::fs::set_permissions(token_dir, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| io("cannot restrict", token_dir, e))?;
     }
-    std::fs::write(conf_path, softhsm2_conf(token_dir))
-        .map_err(|e| io("cannot write", conf_path, e))
+    // Written to a temporary beside it and renamed into place: another thread or process that
+    // reads the configuration (SoftHSM2 at C_Initialize, the token lock) sees the whole file or
+    // none, never a half-written one.
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let tmp = conf_path.with_extension(format!(
+        "conf.tmp-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)
+            .map_err(|e| io("cannot create", &tmp, e))?;
+        f.write_all(softhsm2_conf(token_dir).as_bytes())
+            .and_then(|()| f.sync_all())
+            .map_err(|e| io("cannot write", &tmp, e))?;
+    }
+    std::fs::rename(&tmp, conf_path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io("cannot write", conf_path, e)
+    })
 }
 
 /// A private SoftHSM2 token under a directory: `DIR/softhsm2.conf` and `DIR/tokens/`.

@@ -243,6 +243,44 @@ mod tests {
     }
 
     #[test]
+    fn a_configuration_being_rewritten_is_never_read_half_written() {
+        // Test threads of one process create tokens in one directory at once, and each
+        // `SoftHsm2Token::create` may (re)write softhsm2.conf while another reads it.
+        let dir = tempfile::tempdir().expect("tmp");
+        let conf = dir.path().join("softhsm2.conf");
+        let tokens = dir.path().join("tokens");
+        crate::pkcs11::write_softhsm2_conf(&conf, &tokens).expect("first write");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (conf, tokens, stop) = (conf.clone(), tokens.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    crate::pkcs11::write_softhsm2_conf(&conf, &tokens).expect("rewrite");
+                }
+            })
+        };
+        for _ in 0..2000 {
+            let text = std::fs::read_to_string(&conf).expect("read");
+            assert_eq!(
+                parse_token_dir(&text).as_deref(),
+                Some(tokens.as_path()),
+                "{text:?}"
+            );
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        writer.join().expect("writer");
+        let leftovers = std::fs::read_dir(dir.path())
+            .expect("list")
+            .filter(|e| {
+                e.as_ref()
+                    .map(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+                    .unwrap_or(false)
+            })
+            .count();
+        assert_eq!(leftovers, 0, "no temporary left behind");
+    }
+
+    #[test]
     fn a_planted_link_is_not_followed() {
         let dir = tempfile::tempdir().expect("tmp");
         let target = dir.path().join("elsewhere");
