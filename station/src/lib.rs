@@ -14,6 +14,7 @@ pub mod holder_update;
 pub mod init;
 pub mod issuance;
 pub mod operators;
+pub mod pin_letter;
 pub mod records;
 pub mod recovery;
 pub mod rotation;
@@ -38,6 +39,22 @@ pub struct Station {
 impl Station {
     /// Open an initialised data dir: read station.toml, log in to the HSM, open the registry.
     pub fn open(data_dir: &Path) -> Result<Self, StationError> {
+        Self::open_with(data_dir, |config| Ok(hsm::open(&config.hsm)?))
+    }
+
+    /// Open an initialised data dir for a command that only reads the registry (`show`,
+    /// `ca show`, `ca requests`, `operator list`, …): like [`Station::open`] but the HSM is not
+    /// opened (no HSM PIN needed); any key operation fails with an HSM error saying so.
+    pub fn open_read_only(data_dir: &Path) -> Result<Self, StationError> {
+        Self::open_with(data_dir, |_| Ok(Box::new(NoHsm)))
+    }
+
+    /// Both openings: the configuration, the private-files check (a data dir or HSM PIN file
+    /// others can read is refused either way), profiles, `keys`, the registry.
+    fn open_with(
+        data_dir: &Path,
+        keys: impl FnOnce(&StationConfig) -> Result<Box<dyn hsm::KeyStore>, StationError>,
+    ) -> Result<Self, StationError> {
         let layout = Layout::new(data_dir);
         let config = StationConfig::load(data_dir)?;
         datadir::check_private(data_dir, &config.hsm)?;
@@ -45,32 +62,12 @@ impl Station {
             Some(dir) => profiles::load_dir_over_builtin(&layout.root.join(dir))?,
             None => profiles::builtin()?,
         };
-        let keys = hsm::open(&config.hsm)?;
+        let keys = keys(&config)?;
         let registry = registry::Registry::open(layout.registry())?;
         Ok(Station {
             layout,
             config,
             keys,
-            registry,
-            profiles,
-        })
-    }
-
-    /// Open an initialised data dir for a command that only reads the registry (`show`,
-    /// `ca show`, `ca requests`, `operator list`, …): like [`Station::open`] but the HSM is not
-    /// opened (no HSM PIN needed); any key operation fails with an HSM error saying so.
-    pub fn open_read_only(data_dir: &Path) -> Result<Self, StationError> {
-        let layout = Layout::new(data_dir);
-        let config = StationConfig::load(data_dir)?;
-        let profiles = match &config.profiles.dir {
-            Some(dir) => profiles::load_dir_over_builtin(&layout.root.join(dir))?,
-            None => profiles::builtin()?,
-        };
-        let registry = registry::Registry::open(layout.registry())?;
-        Ok(Station {
-            layout,
-            config,
-            keys: Box::new(NoHsm),
             registry,
             profiles,
         })
