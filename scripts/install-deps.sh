@@ -8,6 +8,8 @@ APT_PACKAGES=(
   pcscd libpcsclite-dev pcsc-tools vsmartcard-vpcd
   softhsm2 opensc yubico-piv-tool
   pkg-config openssl sqlite3 xvfb python3-pip
+  # pdftotext reads the PIN letter back in the tests (an independent PDF reader)
+  poppler-utils
   # GUI: a font with the Uzbek modifier letters (ʻ ʼ), Mesa's lavapipe for the wgpu snapshot tests
   fonts-dejavu-core mesa-vulkan-drivers libvulkan1
 )
@@ -45,7 +47,7 @@ if [ ${#need_pip[@]} -gt 0 ]; then
   command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 fi
 
-for tool in lint_etsi_cert lint_pkix_cert lint_crl openssl pkcs11-tool pkcs15-tool yubico-piv-tool softhsm2-util pcscd; do
+for tool in pdftotext lint_etsi_cert lint_pkix_cert lint_crl openssl pkcs11-tool pkcs15-tool yubico-piv-tool softhsm2-util pcscd; do
   command -v "$tool" >/dev/null 2>&1 || { echo "install-deps: $tool is still missing after install" >&2; exit 1; }
 done
 echo "install-deps: all present"
