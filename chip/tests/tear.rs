@@ -8,12 +8,25 @@ use std::process::Command;
 use std::time::Duration;
 
 fn tool(program: &str, args: &[&str]) -> bool {
-    Command::new(program)
+    tool_output(program, args).is_ok()
+}
+
+/// Runs `program`; `Err` with its exit status and output when it fails.
+fn tool_output(program: &str, args: &[&str]) -> Result<(), String> {
+    let o = Command::new(program)
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e} (install it)"))
-        .status
-        .success()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e} (install it)"));
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{program} {args:?}: {}\n{}{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ))
+    }
 }
 
 fn p(path: &Path) -> &str {
@@ -22,13 +35,14 @@ fn p(path: &Path) -> &str {
 
 /// The personalization of issue 3, stopping at the first failing step. Returns the number of
 /// steps that succeeded.
-fn personalize(reader: &str, dir: &Path) -> usize {
+/// How far the personalization got (5 = all of it), and the failing tool's output.
+fn personalize(reader: &str, dir: &Path) -> (usize, String) {
     let pubkey = dir.join("pub.pem");
     let anykey = dir.join("any.key");
     let csr = dir.join("x.csr");
     let cert = dir.join("cert.pem");
     let _ = std::fs::remove_file(&pubkey);
-    if !tool(
+    if let Err(e) = tool_output(
         "yubico-piv-tool",
         &[
             "-r",
@@ -43,7 +57,7 @@ fn personalize(reader: &str, dir: &Path) -> usize {
             p(&pubkey),
         ],
     ) {
-        return 0;
+        return (0, e);
     }
     assert!(tool(
         "openssl",
@@ -95,11 +109,11 @@ fn personalize(reader: &str, dir: &Path) -> usize {
     for (i, step) in steps.iter().enumerate() {
         let mut args = vec!["-r", reader];
         args.extend_from_slice(step);
-        if !tool("yubico-piv-tool", &args) {
-            return i + 1;
+        if let Err(e) = tool_output("yubico-piv-tool", &args) {
+            return (i + 1, e);
         }
     }
-    steps.len() + 1
+    (steps.len() + 1, String::new())
 }
 
 fn tear_every_apdu(after_processing: bool) {
@@ -119,7 +133,7 @@ fn tear_every_apdu(after_processing: bool) {
             args.push("--tear-after-processing");
         }
         let mut card = slot.insert(&img, &args);
-        let done = personalize(&reader, dir.path());
+        let (done, failed) = personalize(&reader, dir.path());
         if done == 5 {
             // The whole personalization fit in N APDUs: every tear point has been covered.
             assert!(
@@ -133,7 +147,9 @@ fn tear_every_apdu(after_processing: bool) {
         }
         let status = card
             .wait_removed(Duration::from_secs(10))
-            .unwrap_or_else(|e| panic!("N={n}: {e}"));
+            .unwrap_or_else(|e| {
+                panic!("N={n}: {e}; the tool stopped at step {done} without a tear: {failed}")
+            });
         assert!(status.success(), "N={n}: vchip exit {status}");
         // The image is never corrupt...
         let loaded = chip::Card::load(&img).unwrap_or_else(|e| panic!("N={n}: image corrupt: {e}"));

@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -86,6 +87,10 @@ fn readme_shell_blocks_run_in_order_on_a_fresh_data_dir() {
         ]),
     );
     let o = c.output().expect("bash");
+    // The blocks' own `vchip insert … &` was killed when bash exited; the lease ends only once
+    // pcscd has seen that card go (else the next test on this slot finds it still there).
+    slot.wait_empty(Duration::from_secs(10))
+        .expect("the README's card leaves the reader");
     assert!(
         o.status.success(),
         "the README's blocks failed ({:?}):\nstdout:\n{}\nstderr:\n{}",

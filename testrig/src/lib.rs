@@ -408,6 +408,25 @@ impl Slot {
         Err(last_err.unwrap_or_else(|| RigError::Vchip("insertion failed".into())))
     }
 
+    /// Wait until pcscd reports the slot empty: after a card that something other than the rig
+    /// inserted (a script's `vchip insert … &`) has been removed, so that the next lessee never
+    /// finds it still there. The removal is noted, so the next insertion settles first.
+    pub fn wait_empty(&self, timeout: Duration) -> Result<(), RigError> {
+        let start = Instant::now();
+        while card_present(&self.reader_name)? {
+            if start.elapsed() > timeout {
+                return Err(RigError::Vchip(format!(
+                    "a card stayed in {} for {} s after its vchip was stopped",
+                    self.reader_name,
+                    timeout.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.note_removed();
+        Ok(())
+    }
+
     /// Note that pcscd has just reported the slot's card absent.
     fn note_removed(&self) {
         *self.removed_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
