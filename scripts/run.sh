@@ -81,9 +81,11 @@ clerk / $IDSTATION_DEMO_CLERK_PASSWORD, auditor / $IDSTATION_DEMO_AUDITOR_PASSWO
 GUI: $BIN/idstation --data-dir $DEMO_DIR gui --reader "Virtual PCD 00 00"
 Or issue the blank card from the command line with
 (one active card per holder: for the next card take holder-02/-03, or revoke the first one):
-  IDSTATION_PASSWORD=$IDSTATION_DEMO_CLERK_PASSWORD IDSTATION_PIN=482916 IDSTATION_PUK=73015528 \\
+  IDSTATION_PASSWORD=$IDSTATION_DEMO_CLERK_PASSWORD \\
     $BIN/idstation --data-dir $DEMO_DIR issue --holder station/tests/fixtures/holders/holder-01.json \\
-    --reader "Virtual PCD 00 00" --operator clerk
+    --reader "Virtual PCD 00 00" --pin-letter \$HOME/pin-letter-holder-01.pdf --operator clerk
+(the holder types the PIN twice; the PIN letter with the station's random PUK is written to the
+file --pin-letter names)
 MSG
 
 if [ "${IDSTATION_NO_GUI:-0}" != 1 ] && { [ -n "${DISPLAY:-}" ] || [ -n "${WAYLAND_DISPLAY:-}" ]; }; then

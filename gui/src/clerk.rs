@@ -52,7 +52,8 @@ pub enum IssueView {
 struct PendingIssue {
     holder: ValidHolder,
     pin: Zeroizing<String>,
-    puk: Zeroizing<String>,
+    /// Where the PIN letter (with the PUK the station draws) is written.
+    pin_letter: PathBuf,
     /// The clerk confirmed the registered holder's changed data.
     update_holder: bool,
 }
@@ -74,10 +75,21 @@ pub struct ClerkState {
     photo: Option<(egui::TextureHandle, [usize; 2])>,
     photo_rx: Option<Receiver<Result<(PathBuf, egui::ColorImage), String>>>,
     photo_error: Option<String>,
+    /// The holder's PIN, typed by the holder in the holder PIN window (never in the form).
     pin: String,
     pin2: String,
-    puk: String,
-    puk2: String,
+    /// The holder PIN window is open (the form is validated and the letter path chosen).
+    holder_pin_open: bool,
+    /// Entry attempts in the holder PIN window: the fields are new widgets after a refusal
+    /// (their text was zeroized; a widget keeping its old cursor would not take new text).
+    pin_attempt: u32,
+    /// Put the keyboard focus on the first PIN field in the next frame (when the window opens
+    /// and after a refusal), so the holder can type at once.
+    focus_holder_pin: bool,
+    /// Where the clerk saves the PIN letter.
+    pin_letter: String,
+    /// The PIN letter of the card just issued.
+    letter_saved: Option<PathBuf>,
     secret_error: Option<String>,
     pub view: IssueView,
     last: Option<PendingIssue>,
@@ -104,8 +116,11 @@ impl Default for ClerkState {
             photo_error: None,
             pin: String::new(),
             pin2: String::new(),
-            puk: String::new(),
-            puk2: String::new(),
+            holder_pin_open: false,
+            pin_attempt: 0,
+            focus_holder_pin: false,
+            pin_letter: String::new(),
+            letter_saved: None,
             secret_error: None,
             view: IssueView::Form,
             last: None,
@@ -135,7 +150,11 @@ impl ClerkState {
     /// The issuance view in words (for test failure messages and logs; no secrets).
     pub fn view_text(&self) -> String {
         match &self.view {
-            IssueView::Form => "form".into(),
+            IssueView::Form => match (&self.secret_error, self.holder_pin_open) {
+                (Some(e), open) => format!("form (holder PIN window open: {open}; {e})"),
+                (None, true) => "form (holder PIN window open)".into(),
+                (None, false) => "form".into(),
+            },
             IssueView::Running { steps } => format!("running {steps:?}"),
             IssueView::Done(r) => format!("issued {}", r.document),
             IssueView::Failed { failure, .. } => {
@@ -147,8 +166,7 @@ impl ClerkState {
     fn clear_secrets(&mut self) {
         self.pin.zeroize();
         self.pin2.zeroize();
-        self.puk.zeroize();
-        self.puk2.zeroize();
+        self.holder_pin_open = false;
     }
 
     pub fn handle(&mut self, ev: &Event) {
@@ -205,7 +223,8 @@ impl ClerkState {
                 };
                 self.view = match r {
                     Ok(rep) => {
-                        self.last = None;
+                        self.letter_saved = self.last.take().map(|p| p.pin_letter);
+                        self.pin_letter.clear();
                         IssueView::Done(rep.clone())
                     }
                     Err(f) => IssueView::Failed {
@@ -563,55 +582,34 @@ fn form_ui(
 
     ui.separator();
     ui.heading("Issue");
-    egui::Grid::new("secrets").num_columns(4).show(ui, |ui| {
-        for (label, text) in [("PIN", &mut st.pin), ("PIN again", &mut st.pin2)] {
-            let l = ui.label(label);
-            ui.add(
-                egui::TextEdit::singleline(text)
-                    .password(true)
-                    .desired_width(120.0),
-            )
-            .labelled_by(l.id);
-        }
-        ui.end_row();
-        for (label, text) in [("PUK", &mut st.puk), ("PUK again", &mut st.puk2)] {
-            let l = ui.label(label);
-            ui.add(
-                egui::TextEdit::singleline(text)
-                    .password(true)
-                    .desired_width(120.0),
-            )
-            .labelled_by(l.id);
-        }
-        ui.end_row();
+    ui.horizontal(|ui| {
+        let l = ui.label("Save the PIN letter to");
+        ui.add(egui::TextEdit::singleline(&mut st.pin_letter).desired_width(360.0))
+            .labelled_by(l.id)
+            .on_hover_text(
+                "A new PDF file: the letter with the PUK the station draws for this card. \
+                 Print it for the holder; the station keeps no copy.",
+            );
     });
     if let Some(e) = &st.secret_error {
         ui.colored_label(Color32::RED, e);
     }
     if ui.button("Issue card").clicked() {
         st.form.touch_all();
-        st.secret_error = if st.pin != st.pin2 {
-            Some("pin: the two PIN entries differ".into())
-        } else if st.puk != st.puk2 {
-            Some("puk: the two PUK entries differ".into())
-        } else if st.pin.is_empty() || st.puk.is_empty() {
-            Some("pin/puk: enter the holder's PIN and PUK twice".into())
+        st.secret_error = if st.pin_letter.trim().is_empty() {
+            Some("PIN letter: choose the file the PIN letter is saved to".into())
         } else {
             None
         };
-        if st.secret_error.is_none() {
-            if let Some(holder) = st.valid.clone() {
-                let pending = PendingIssue {
-                    holder,
-                    pin: Zeroizing::new(st.pin.clone()),
-                    puk: Zeroizing::new(st.puk.clone()),
-                    update_holder: false,
-                };
-                st.clear_secrets();
-                start_issue(st, pending, opts, cmds);
-            }
+        if st.secret_error.is_none() && st.valid.is_some() {
+            // The holder types the PIN in a window of their own.
+            st.pin.zeroize();
+            st.pin2.zeroize();
+            st.holder_pin_open = true;
+            st.focus_holder_pin = true;
         }
     }
+    holder_pin_window(ui.ctx(), st, opts, cmds);
     if st.valid.is_none() && !st.errors.is_empty() && st.form.touched.len() >= FIELDS.len() {
         ui.colored_label(
             Color32::RED,
@@ -653,12 +651,111 @@ fn mrz_preview(ui: &mut egui::Ui, st: &ClerkState, session: &SessionInfo) {
     }
 }
 
+/// The holder's own PIN entry: a window apart from the clerk's form, for the holder to type
+/// the new PIN twice (turn the screen, or put this window on the holder-facing display). The
+/// entries never reach the form and are zeroized as soon as the issuance has them.
+fn holder_pin_window(
+    ctx: &egui::Context,
+    st: &mut ClerkState,
+    opts: &GuiOptions,
+    cmds: &mut Vec<Command>,
+) {
+    if !st.holder_pin_open {
+        return;
+    }
+    let mut start = false;
+    let mut cancel = false;
+    egui::Window::new("Holder PIN entry")
+        .collapsible(false)
+        .resizable(false)
+        .anchor(egui::Align2::CENTER_CENTER, [0.0, 0.0])
+        .show(ctx, |ui| {
+            ui.label(
+                RichText::new("For the holder: choose the PIN of your card and type it twice.")
+                    .strong(),
+            );
+            ui.label("6 to 8 digits; not one digit repeated, not a run like 123456, not your birth date.");
+            let focus = std::mem::take(&mut st.focus_holder_pin);
+            egui::Grid::new("holder-pin").num_columns(2).show(ui, |ui| {
+                for (label, text) in [
+                    ("Holder PIN", &mut st.pin),
+                    ("Holder PIN again", &mut st.pin2),
+                ] {
+                    let l = ui.label(label);
+                    let r = ui
+                        .add(
+                            egui::TextEdit::singleline(text)
+                                .id_salt((label, st.pin_attempt))
+                                .password(true)
+                                .desired_width(160.0),
+                        )
+                        .labelled_by(l.id);
+                    if focus && label == "Holder PIN" {
+                        r.request_focus();
+                    }
+                    ui.end_row();
+                }
+            });
+            // The error line is always there (empty when there is none), so the window keeps
+            // its size and nothing moves under the holder's finger after a refusal.
+            ui.colored_label(
+                Color32::RED,
+                st.secret_error.as_deref().unwrap_or(" "),
+            );
+            ui.horizontal(|ui| {
+                start = ui.button("Start issuance").clicked();
+                cancel = ui.button("Cancel").clicked();
+            });
+        });
+    if cancel {
+        st.clear_secrets();
+        st.secret_error = None;
+        return;
+    }
+    if !start {
+        return;
+    }
+    st.secret_error = if st.pin.is_empty() {
+        Some("PIN: type the PIN twice".into())
+    } else if st.pin != st.pin2 {
+        Some("PIN: the two entries differ; type them again".into())
+    } else {
+        st.valid.as_ref().and_then(|v| {
+            station::pin_letter::check_holder_pin(&st.pin, v.date_of_birth)
+                .err()
+                .map(|e| {
+                    format!(
+                        "PIN {}",
+                        e.to_string().trim_start_matches("invalid input: pin: ")
+                    )
+                })
+        })
+    };
+    if st.secret_error.is_some() {
+        st.pin.zeroize();
+        st.pin2.zeroize();
+        st.pin_attempt += 1;
+        st.focus_holder_pin = true;
+        return;
+    }
+    if let Some(holder) = st.valid.clone() {
+        let pending = PendingIssue {
+            holder,
+            pin: Zeroizing::new(st.pin.clone()),
+            pin_letter: PathBuf::from(st.pin_letter.trim()),
+            update_holder: false,
+        };
+        st.clear_secrets();
+        start_issue(st, pending, opts, cmds);
+    }
+}
+
 fn start_issue(st: &mut ClerkState, p: PendingIssue, opts: &GuiOptions, cmds: &mut Vec<Command>) {
     cmds.push(Command::Issue {
         holder: Box::new(p.holder.clone()),
         reader: opts.reader.clone(),
         pin: p.pin.clone(),
-        puk: p.puk.clone(),
+        pin_letter: p.pin_letter.clone(),
         update_holder: p.update_holder,
     });
     st.last = Some(p);
@@ -723,6 +820,15 @@ fn issue_view(ui: &mut egui::Ui, st: &mut ClerkState, opts: &GuiOptions, cmds: &
                     "Certificate {} ({}) serial {}",
                     c.slot, c.profile, c.serial
                 ));
+            }
+            if let Some(letter) = &st.letter_saved {
+                ui.label(
+                    RichText::new(format!(
+                        "PIN letter saved to {}: print it for the holder, then delete the file.",
+                        letter.display()
+                    ))
+                    .strong(),
+                );
             }
             ui.label(
                 RichText::new(format!("Job {} · {:.0} ms", r.job_id, r.timings.total_ms)).weak(),

@@ -40,7 +40,7 @@ pub enum Command {
         holder: Box<ValidHolder>,
         reader: Option<String>,
         pin: Zeroizing<String>,
-        puk: Zeroizing<String>,
+        pin_letter: std::path::PathBuf,
         /// The clerk confirmed a registered holder's changed data.
         update_holder: bool,
     },
@@ -390,7 +390,7 @@ impl WorkerState {
                 holder,
                 reader,
                 pin,
-                puk,
+                pin_letter,
                 update_holder,
             } => {
                 let r = match need(&[Role::Clerk], "issue cards") {
@@ -405,7 +405,7 @@ impl WorkerState {
                             holder: *holder,
                             reader,
                             pin,
-                            puk,
+                            pin_letter,
                             update_holder,
                         };
                         station::issuance::issue(st, &session, &input, &mut |p| {

@@ -11,8 +11,7 @@ use std::time::Duration;
 use common::*;
 use egui_kittest::kittest::Queryable;
 
-const PIN: &str = "482916";
-const PUK: &str = "73015528";
+const PIN: &str = "48291637";
 
 fn blank_card(serial: u32) -> PathBuf {
     let img = rig().dir.join(format!("card-{serial:08X}.img"));
@@ -89,11 +88,30 @@ fn enter_holder_from(h: &mut H, path: &Path) {
     );
 }
 
-fn enter_secrets(h: &mut H) {
-    type_into(h, "PIN", PIN);
-    type_into(h, "PIN again", PIN);
-    type_into(h, "PUK", PUK);
-    type_into(h, "PUK again", PUK);
+/// The clerk chooses where the PIN letter goes and presses Issue card; the holder types the PIN
+/// twice in the holder PIN window and starts the issuance. Returns the letter's path.
+fn issue_with_holder_pin(h: &mut H) -> PathBuf {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let letter = rig().dir.join(format!(
+        "gui-pin-letter-{}-{}.pdf",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    type_into(h, "Save the PIN letter to", &letter.display().to_string());
+    click(h, "Issue card");
+    // The window is laid out in the frame after it opens.
+    h.step();
+    assert!(
+        has_label(
+            h,
+            "For the holder: choose the PIN of your card and type it twice."
+        ),
+        "the holder PIN window is open"
+    );
+    type_into(h, "Holder PIN", PIN);
+    type_into(h, "Holder PIN again", PIN);
+    click(h, "Start issuance");
+    letter
 }
 
 fn document_status(number: &str) -> String {
@@ -136,8 +154,28 @@ fn a_clerk_issues_a_card_from_the_form_and_sees_the_result() {
     );
     enter_holder(&mut h, "holder-01.json");
     assert!(has_label(&h, "Printed name: Toʻxtayeva Gʻulnora"));
-    enter_secrets(&mut h);
+    // The clerk's form has no PIN or PUK field: the holder types the PIN in a window of their
+    // own, and a PIN that is easy to guess is refused there.
+    assert!(h.query_by_label("PUK").is_none() && h.query_by_label("PIN").is_none());
+    let letter = rig().dir.join("gui-first-letter.pdf");
+    type_into(
+        &mut h,
+        "Save the PIN letter to",
+        &letter.display().to_string(),
+    );
     click(&mut h, "Issue card");
+    h.step();
+    type_into(&mut h, "Holder PIN", "15051985");
+    type_into(&mut h, "Holder PIN again", "15051985");
+    click(&mut h, "Start issuance");
+    h.step();
+    assert!(
+        has_label_containing(&h, "is the holder's date of birth"),
+        "a weak PIN is refused in the holder window"
+    );
+    type_into(&mut h, "Holder PIN", PIN);
+    type_into(&mut h, "Holder PIN again", PIN);
+    click(&mut h, "Start issuance");
     h.step();
     assert!(
         has_label(&h, "Issuing…") || has_label(&h, "Card issued"),
@@ -154,6 +192,9 @@ fn a_clerk_issues_a_card_from_the_form_and_sees_the_result() {
     );
     let number = issued_document(&h);
     assert!(has_label(&h, "Card serial 6E000001"));
+    assert!(has_label_containing(&h, "PIN letter saved to"));
+    let pdf = std::fs::read(&letter).expect("the PIN letter was written");
+    assert!(pdf.starts_with(b"%PDF-"));
     assert!(has_label_containing(&h, "Certificate 9A ("));
     assert!(has_label_containing(&h, "Certificate 9C ("));
     // Independent of the GUI: the registry records the document as active.
@@ -194,8 +235,7 @@ fn a_card_pulled_during_issuance_asks_to_insert_it_again_and_retry_finishes() {
         has_label(h, &blank)
     });
     enter_holder(&mut h, "holder-02.json");
-    enter_secrets(&mut h);
-    click(&mut h, "Issue card");
+    issue_with_holder_pin(&mut h);
     wait_for(&mut h, "failure screen", Duration::from_secs(120), |h| {
         has_label(h, "The card was not issued") || has_label(h, "Card issued")
     });
@@ -245,8 +285,7 @@ fn a_changed_holder_is_shown_old_and_new_and_issued_after_the_clerk_confirms() {
         has_label(h, &format!("{}: card 6E000003 BLANK", slot.reader_name))
     });
     enter_holder(&mut h, "holder-03.json");
-    enter_secrets(&mut h);
-    click(&mut h, "Issue card");
+    issue_with_holder_pin(&mut h);
     wait_for(&mut h, "first result", Duration::from_secs(180), |h| {
         has_label(h, "Card issued") || has_label(h, "The card was not issued")
     });
@@ -279,8 +318,7 @@ fn a_changed_holder_is_shown_old_and_new_and_issued_after_the_clerk_confirms() {
         has_label(h, &format!("{}: card 6E000004 BLANK", slot.reader_name))
     });
     enter_holder_from(&mut h, &changed);
-    enter_secrets(&mut h);
-    click(&mut h, "Issue card");
+    issue_with_holder_pin(&mut h);
     wait_for(&mut h, "refusal", Duration::from_secs(60), |h| {
         has_label(h, "The card was not issued") || has_label(h, "Card issued")
     });

@@ -97,8 +97,8 @@ fn main() {
         let input = IssueInput {
             holder,
             reader: Some(slot.reader_name.clone()),
-            pin: Zeroizing::new("482916".into()),
-            puk: Zeroizing::new("73015528".into()),
+            pin: Zeroizing::new("48291637".into()),
+            pin_letter: tmp.path().join(format!("pin-letter-{i}.pdf")),
             update_holder: false,
         };
         let t0 = SystemTime::now();

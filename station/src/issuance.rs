@@ -60,8 +60,12 @@ pub struct IssueInput {
     pub holder: ValidHolder,
     /// Reader name (or a unique part of it); `None` = the one reader holding a card.
     pub reader: Option<String>,
+    /// The holder's PIN, entered by the holder (not the clerk): checked against the card
+    /// profile and refused when easy to guess ([`crate::pin_letter::check_holder_pin`]).
     pub pin: Zeroizing<String>,
-    pub puk: Zeroizing<String>,
+    /// Where the PIN letter (a PDF with the PUK the station draws at random) is written; the
+    /// file must not exist. The station keeps no copy of the PUK.
+    pub pin_letter: std::path::PathBuf,
     /// The clerk confirmed that a registered holder's changed personal data is right: the
     /// registry takes the new data (each change audited). Without it such an issuance is
     /// refused before the card is touched.
@@ -123,22 +127,31 @@ pub fn card_profile(st: &Station) -> Result<CardProfile, StationError> {
 }
 
 /// Check PIN and PUK against the card profile before anything is written anywhere.
-pub fn check_secrets(
+/// The holder's PIN as the card takes it: the card profile's rules, then the weak-PIN rules
+/// (one digit, a run, the holder's birth date). Errors name the rule, never the value.
+pub fn check_pin(
     profile: &CardProfile,
     pin: &str,
-    puk: &str,
-) -> Result<(Pin, Pin), StationError> {
-    let pin =
+    date_of_birth: time::Date,
+) -> Result<Pin, StationError> {
+    let checked =
         Pin::new(PinKind::Pin, pin).map_err(|e| StationError::invalid("pin", e.to_string()))?;
     profile
-        .check_secret(&pin)
+        .check_secret(&checked)
         .map_err(|e| StationError::invalid("pin", e.to_string()))?;
+    crate::pin_letter::check_holder_pin(pin, date_of_birth)?;
+    Ok(checked)
+}
+
+/// A PUK drawn at random, as long as the card profile allows, checked against it.
+fn random_puk(profile: &CardProfile) -> Result<(Pin, Zeroizing<String>), StationError> {
+    let text = crate::pin_letter::generate_puk(profile.puk.max_length)?;
     let puk =
-        Pin::new(PinKind::Puk, puk).map_err(|e| StationError::invalid("puk", e.to_string()))?;
+        Pin::new(PinKind::Puk, &text).map_err(|e| StationError::invalid("puk", e.to_string()))?;
     profile
         .check_secret(&puk)
         .map_err(|e| StationError::invalid("puk", e.to_string()))?;
-    Ok((pin, puk))
+    Ok((puk, text))
 }
 
 /// The per-card management key: HMAC-SHA256(master, purpose ‖ serial) in the HSM, first 16
@@ -274,7 +287,8 @@ pub fn issue(
     let started = Instant::now();
     let mut t = Timings::default();
     let profile = card_profile(st)?;
-    let (pin, puk) = check_secrets(&profile, &input.pin, &input.puk)?;
+    let pin = check_pin(&profile, &input.pin, input.holder.date_of_birth)?;
+    crate::pin_letter::check_destination(&input.pin_letter)?;
     let doc_profile = crate::document::DocumentProfile::load(st)?;
     // A registered holder with other data: refused before the card unless confirmed.
     let holder_view = crate::holder_update::registry_view(&input.holder)?;
@@ -332,21 +346,38 @@ pub fn issue(
         lock_journaled: false,
         complete_started: false,
     };
-    let result = run_card_steps(
-        st,
-        session,
-        &profile,
-        &doc_profile,
-        &mut tx,
-        &info,
-        job_id,
-        number,
-        &input.holder,
-        (&pin, &puk),
-        &mut t,
-        &mut state,
-        progress,
-    );
+    // The PUK: drawn now, printed into the letter before it goes to the card (a PUK on a card
+    // with no letter would help nobody), kept nowhere else.
+    let mut letter_written = false;
+    let result = random_puk(&profile)
+        .and_then(|(puk, text)| {
+            let facts = crate::pin_letter::LetterFacts {
+                document: &number.to_string(),
+                holder_name: &printed_name(&input.holder),
+                office: &st.config.station.office,
+                issued_on: crate::time_util::today_utc(),
+            };
+            crate::pin_letter::write(&input.pin_letter, &facts, &text)?;
+            letter_written = true;
+            Ok(puk)
+        })
+        .and_then(|puk| {
+            run_card_steps(
+                st,
+                session,
+                &profile,
+                &doc_profile,
+                &mut tx,
+                &info,
+                job_id,
+                number,
+                &input.holder,
+                (&pin, &puk),
+                &mut t,
+                &mut state,
+                progress,
+            )
+        });
     match result {
         Ok(mut report) => {
             drop(tx);
@@ -367,6 +398,12 @@ pub fn issue(
                     .registry
                     .write(|tx| tx.set_job_error(job_id, &e.to_string()));
             } else {
+                // The card does not keep this PUK: its letter must not survive either.
+                if letter_written {
+                    if let Err(re) = std::fs::remove_file(&input.pin_letter) {
+                        tracing::error!(error = %re, path = %input.pin_letter.display(), "could not remove the PIN letter of a rolled-back issuance");
+                    }
+                }
                 let rollback = Rollback {
                     job_id,
                     number: if state.complete_started {

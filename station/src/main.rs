@@ -43,8 +43,9 @@ enum Cmd {
     Operator(OperatorCmd),
     /// Readers, whether a card is present, and its lifecycle state.
     Readers,
-    /// Issue an ID card: the holder record onto the blank card in a reader (clerk). PIN and PUK
-    /// from IDSTATION_PIN / IDSTATION_PUK or prompted twice.
+    /// Issue an ID card: the holder record onto the blank card in a reader (clerk). The holder
+    /// types the PIN (prompt, or --pin-fd); the station draws the PUK and writes it into the
+    /// PIN letter (--pin-letter), nowhere else.
     Issue {
         /// Holder record (JSON).
         #[arg(long, value_name = "FILE")]
@@ -58,6 +59,14 @@ enum Cmd {
         /// fields that differ.
         #[arg(long)]
         update_holder: bool,
+        /// Read the holder's PIN from this file descriptor (one line), e.g. a pipe from the
+        /// holder-facing PIN pad; without it the holder types it twice at a masked prompt.
+        #[arg(long, value_name = "N")]
+        pin_fd: Option<u32>,
+        /// Write the PIN letter (a one-page PDF with the PUK the station draws at random) to
+        /// this new file; it must not exist. Hand it to the holder; the station keeps no copy.
+        #[arg(long, value_name = "FILE")]
+        pin_letter: PathBuf,
         #[command(flatten)]
         op: OperatorArg,
     },
@@ -605,6 +614,8 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
             holder,
             reader,
             update_holder,
+            pin_fd,
+            pin_letter,
             op,
         } => {
             let mut st = Station::open(data_dir)?;
@@ -615,13 +626,12 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
                 station::holder::ValidationPolicy::new(station::time_util::today_utc());
             policy.pinfl_check_digit = doc.pinfl_check_digit;
             let holder = station::holder::load(holder, &policy).map_err(holder_errors)?;
-            let pin = read_secret("IDSTATION_PIN", "Holder PIN", true)?;
-            let puk = read_secret("IDSTATION_PUK", "Holder PUK", true)?;
+            let pin = station::pin_letter::read_holder_pin(*pin_fd)?;
             let input = station::issuance::IssueInput {
                 holder,
                 reader: reader.clone(),
                 pin,
-                puk,
+                pin_letter: pin_letter.clone(),
                 update_holder: *update_holder,
             };
             let quiet = cli.json;
@@ -651,6 +661,10 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
                     r.timings.card_ms,
                     r.timings.hsm_ms,
                     r.timings.registry_ms
+                );
+                s += &format!(
+                    "  PIN letter with the PUK: {} (hand it to the holder, then delete the file)\n",
+                    pin_letter.display()
                 );
                 s
             })

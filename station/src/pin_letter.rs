@@ -13,6 +13,55 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::StationError;
 
+/// The holder's PIN for the CLI: one line read from file descriptor `fd` (a pipe from the
+/// holder-facing PIN pad or program), or typed twice by the holder at a masked prompt. Never
+/// from the environment or the command line.
+pub fn read_holder_pin(fd: Option<u32>) -> Result<Zeroizing<String>, StationError> {
+    use std::io::Read;
+    if let Some(fd) = fd {
+        // /dev/fd/N opens the descriptor the caller handed down, without unsafe code.
+        let path = std::path::PathBuf::from(format!("/dev/fd/{fd}"));
+        let file = std::fs::File::open(&path).map_err(|e| {
+            StationError::invalid("pin-fd", format!("cannot read file descriptor {fd}: {e}"))
+        })?;
+        let mut buf = Zeroizing::new(Vec::with_capacity(64));
+        file.take(256).read_to_end(&mut buf).map_err(|e| {
+            StationError::invalid("pin-fd", format!("cannot read file descriptor {fd}: {e}"))
+        })?;
+        let line = buf.split(|b| *b == b'\n').next().unwrap_or(&[]);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let pin = std::str::from_utf8(line)
+            .map_err(|_| StationError::invalid("pin", "is not text".to_owned()))?;
+        if pin.is_empty() {
+            return Err(StationError::invalid(
+                "pin-fd",
+                format!("file descriptor {fd} gave an empty line; the holder's PIN is missing"),
+            ));
+        }
+        return Ok(Zeroizing::new(pin.to_owned()));
+    }
+    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        return Err(StationError::invalid(
+            "pin",
+            "no terminal for the holder to type the PIN on: pass it on --pin-fd N".to_owned(),
+        ));
+    }
+    let prompt = |p: &str| {
+        rpassword::prompt_password(p)
+            .map(Zeroizing::new)
+            .map_err(|e| StationError::Other(format!("prompt: {e}")))
+    };
+    let first = prompt("Holder, type your new PIN: ")?;
+    let again = prompt("Holder, type it again: ")?;
+    if *first != *again {
+        return Err(StationError::invalid(
+            "pin",
+            "the two entries differ".to_owned(),
+        ));
+    }
+    Ok(first)
+}
+
 /// What the letter says besides the PUK.
 pub struct LetterFacts<'a> {
     /// The document number the card carries.

@@ -4,6 +4,8 @@
 //! `registry/tests/verify_export.py`, against every root certificate the station has written.
 //! The two verifiers must agree on every export and root, and a wrong anchor fails both.
 
+#[path = "common/holder_pin.rs"]
+mod holder_pin;
 #[path = "common/rotation.rs"]
 mod rig;
 

@@ -12,6 +12,8 @@ use personalization::apdu::Channel;
 use personalization::transport::pcsc::Pcsc;
 use personalization::{lds, mrz, sod};
 
+#[path = "common/holder_pin.rs"]
+mod holder_pin;
 #[path = "common/rotation.rs"]
 mod rig;
 use rig::*;

@@ -3,6 +3,8 @@
 //! do; reading needs no HSM; `show` prints text; a reader part matching two readers is refused;
 //! validation messages name each field once; the help texts of `show`, `revoke`, `ca refuse`.
 
+#[path = "common/holder_pin.rs"]
+mod holder_pin;
 #[path = "common/rotation.rs"]
 mod rig;
 

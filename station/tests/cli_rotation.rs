@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[path = "common/holder_pin.rs"]
+mod holder_pin;
 #[path = "common/rotation.rs"]
 mod rig;
 use rig::*;

@@ -16,6 +16,9 @@ const AUDITOR_PASSWORD: &str = "auditor-password-e2e-3";
 // (seen once in CI: "22:41:51.482916Z"), which the secret scans would report.
 const PIN: &str = "48291637";
 const PUK: &str = "73015528";
+#[path = "common/holder_pin.rs"]
+mod holder_pin;
+
 const OPENSC: &str = "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so";
 
 struct Station {
@@ -119,13 +122,11 @@ impl Station {
         c.env("IDSTATION_HSM_PIN", HSM_PIN)
             .env("IDSTATION_PASSWORD", password)
             .env("IDSTATION_NEW_PASSWORD", CLERK_PASSWORD)
-            .env("IDSTATION_PIN", PIN)
-            .env("IDSTATION_PUK", PUK)
             .env("IDSTATION_LOG", "debug");
         for (k, v) in env {
             c.env(k, v);
         }
-        let o = c.output().expect("run idstation");
+        let o = holder_pin::output(c, args, &self.dir, PIN);
         assert_no_secret(&o);
         self.log.borrow_mut().extend_from_slice(&o.stdout);
         self.log.borrow_mut().extend_from_slice(&o.stderr);
@@ -270,6 +271,19 @@ impl Station {
             })
             .collect()
     }
+}
+
+/// The lifecycle a card image records (`vchip show`), read from the file: asking the reader
+/// (`idstation readers`) would send APDUs to every card in every reader, including other tests'
+/// cards in the middle of their own work.
+fn image_lifecycle(img: &Path) -> String {
+    let o = run(Command::new(testrig::vchip_bin().expect("vchip"))
+        .arg("show")
+        .arg(img));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("lifecycle:").map(|s| s.trim().to_string()))
+        .unwrap_or_default()
 }
 
 /// pkcs11-tool with OpenSC configured for all six test readers (its default is four).
@@ -515,23 +529,40 @@ fn three_fixture_holders_are_issued_and_their_cards_sign_through_opensc() {
         "three holders + the re-issue"
     );
 
-    // No PIN, PUK, password or HSM PIN in any file of the data dir (registry, WAL, config...).
+    // No PIN, PUK, password or HSM PIN in any file of the data dir (registry, WAL, config...),
+    // nor in anything the station printed or logged. The PUKs are the station's own random
+    // ones, read back from the PIN letters.
+    let puks: Vec<String> = std::fs::read_dir(&st.dir)
+        .expect("test dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pdf"))
+        .map(|p| holder_pin::puk_in_letter(&p))
+        .collect();
+    assert_eq!(puks.len(), 4, "one PIN letter per issued card");
+    let mut secrets: Vec<&str> = vec![
+        HSM_PIN,
+        ADMIN_PASSWORD,
+        CLERK_PASSWORD,
+        AUDITOR_PASSWORD,
+        PIN,
+    ];
+    secrets.extend(puks.iter().map(String::as_str));
     for entry in walk(&st.data) {
         let bytes = std::fs::read(&entry).unwrap_or_default();
-        for s in [
-            HSM_PIN,
-            ADMIN_PASSWORD,
-            CLERK_PASSWORD,
-            AUDITOR_PASSWORD,
-            PIN,
-            PUK,
-        ] {
+        for s in &secrets {
             assert!(
                 !contains(&bytes, s.as_bytes()),
                 "secret {s:?} found in {}",
                 entry.display()
             );
         }
+    }
+    for puk in &puks {
+        assert!(
+            !contains(&st.log.borrow(), puk.as_bytes()),
+            "a PUK appeared in the station's output or logs"
+        );
     }
 
     // Nor any card's management key (derived in the HSM by a separate process, as the station
@@ -883,30 +914,29 @@ fn two_processes_issuing_to_one_holder_on_two_readers_one_wins_the_other_exits_5
     let ca = a.insert(&st.blank_card(0x2C00_0001), &[]);
     let cb = b.insert(&st.blank_card(0x2C00_0002), &[]);
     let holder = fixture("holder-02.json");
-    let spawn = |reader: &str| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_idstation"));
-        c.arg("--data-dir").arg(&st.data).args([
+    // Both processes at once, each with the holder's PIN on its standard input.
+    let run = |reader: String| {
+        let args = [
             "--json",
             "issue",
             "--holder",
             holder.to_str().unwrap(),
             "--reader",
-            reader,
+            &reader,
             "--operator",
             "clerk",
-        ]);
+        ];
+        let mut c = Command::new(env!("CARGO_BIN_EXE_idstation"));
+        c.arg("--data-dir").arg(&st.data).args(args);
         c.env("IDSTATION_HSM_PIN", HSM_PIN)
-            .env("IDSTATION_PASSWORD", CLERK_PASSWORD)
-            .env("IDSTATION_PIN", PIN)
-            .env("IDSTATION_PUK", PUK);
-        c.stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        c.spawn().expect("spawn")
+            .env("IDSTATION_PASSWORD", CLERK_PASSWORD);
+        holder_pin::output(c, &args, &st.dir, PIN)
     };
-    let pa = spawn(&a.reader_name);
-    let pb = spawn(&b.reader_name);
-    let oa = pa.wait_with_output().expect("wait");
-    let ob = pb.wait_with_output().expect("wait");
+    let (oa, ob) = std::thread::scope(|s| {
+        let pa = s.spawn(|| run(a.reader_name.clone()));
+        let pb = s.spawn(|| run(b.reader_name.clone()));
+        (pa.join().expect("a"), pb.join().expect("b"))
+    });
     let codes = [oa.status.code(), ob.status.code()];
     assert!(
         codes.contains(&Some(0)) && codes.contains(&Some(5)),
@@ -977,19 +1007,8 @@ fn a_registered_holder_with_changed_data_is_refused_unless_the_clerk_confirms_th
         .query_row("SELECT count(*) FROM documents", [], |r| r.get(0))
         .expect("count");
     assert_eq!(documents_after, documents_before, "no number spent");
-    let readers = st.json(&["readers"], CLERK_PASSWORD);
-    let card = readers
-        .as_array()
-        .expect("array")
-        .iter()
-        .find(|r| r["reader"] == slot.reader_name.as_str())
-        .expect("our reader")
-        .clone();
-    let state = card["state"].as_str().unwrap_or("").to_ascii_lowercase();
-    assert!(
-        state.contains("2d000002") && state.contains("blank"),
-        "the card was not touched: {card}"
-    );
+    let state = image_lifecycle(&second_img).to_ascii_lowercase();
+    assert!(state.contains("blank"), "the card was not touched: {state}");
 
     // Confirmed: issued, registry updated, each change audited with old and new.
     let args = [
@@ -1032,4 +1051,142 @@ fn a_registered_holder_with_changed_data_is_refused_unless_the_clerk_confirms_th
     assert!(changes.iter().any(|c| c["field"] == "photo"), "{d}");
     assert_eq!(d["confirmed_by_clerk"], true);
     st.check_invariants(false);
+}
+
+/// The holder's secrets are the holder's: the PIN comes in on a file descriptor (never from the
+/// environment), weak PINs and a taken letter path are refused before the card, and the PUK is
+/// the station's random one, printed only in the PIN letter (a PDF pdftotext reads), 0600 —
+/// and it is the PUK on the card: it unblocks a PIN blocked by three wrong tries.
+#[test]
+fn the_puk_is_drawn_by_the_station_printed_once_in_the_letter_and_unblocks_the_card() {
+    use std::os::unix::fs::PermissionsExt;
+    let st = Station::new();
+    let slot = testrig::Slot::lease();
+    let card = slot.insert(&st.blank_card(0x2E00_0001), &[]);
+    let holder = fixture("holder-03.json");
+    let issue_args = |letter: &Path| -> Vec<String> {
+        [
+            "--json",
+            "issue",
+            "--holder",
+            holder.to_str().unwrap(),
+            "--reader",
+            &slot.reader_name,
+            "--pin-letter",
+            letter.to_str().unwrap(),
+            "--operator",
+            "clerk",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let run_with_pin = |letter: &Path, pin: &str, env: &[(&str, &str)]| {
+        let args = issue_args(letter);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut c = Command::new(env!("CARGO_BIN_EXE_idstation"));
+        c.arg("--data-dir").arg(&st.data).args(&args);
+        c.env("IDSTATION_HSM_PIN", HSM_PIN)
+            .env("IDSTATION_PASSWORD", CLERK_PASSWORD);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        holder_pin::output(c, &args, &st.dir, pin)
+    };
+    let img = st.dir.join(format!("card-{:08X}.img", 0x2E00_0001u32));
+    let blank = || image_lifecycle(&img).to_ascii_lowercase().contains("blank");
+
+    // The environment is not a way in: no --pin-fd, no terminal → refused, whatever is set.
+    let letter = st.dir.join("letter-env.pdf");
+    let args = issue_args(&letter);
+    let mut c = Command::new(env!("CARGO_BIN_EXE_idstation"));
+    c.arg("--data-dir")
+        .arg(&st.data)
+        .args(&args)
+        .env("IDSTATION_HSM_PIN", HSM_PIN)
+        .env("IDSTATION_PASSWORD", CLERK_PASSWORD)
+        .env("IDSTATION_PIN", PIN)
+        .env("IDSTATION_PUK", PUK)
+        .stdin(std::process::Stdio::null());
+    let o = c.output().expect("run");
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--pin-fd"),
+        "{}",
+        text(&o)
+    );
+
+    // A weak PIN (a run; the holder's birth date) is refused before the card.
+    for (weak, rule) in [
+        ("345678", "consecutive digits"),
+        ("01022003", "date of birth"),
+    ] {
+        let o = run_with_pin(&letter, weak, &[]);
+        assert_eq!(o.status.code(), Some(2), "{weak}: {}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("pin: ") && err.contains(rule), "{weak}: {err}");
+        assert!(!err.contains(weak), "the PIN is not echoed: {err}");
+    }
+    // A letter path that is taken is refused before the card; nothing is overwritten.
+    let taken = st.dir.join("taken.pdf");
+    std::fs::write(&taken, b"someone else's file").expect("write");
+    let o = run_with_pin(&taken, PIN, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("pin-letter"));
+    assert_eq!(std::fs::read(&taken).expect("read"), b"someone else's file");
+    assert!(blank(), "no refusal touched the card");
+    assert!(!letter.exists(), "no letter for a refused issuance");
+
+    // Issued: the letter is a private PDF with the document number and an 8-digit PUK.
+    let o = run_with_pin(&letter, PIN, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let document = r["document"].as_str().expect("document");
+    let mode = std::fs::metadata(&letter)
+        .expect("letter")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600, "the letter is owner-only");
+    let puk = holder_pin::puk_in_letter(&letter);
+    assert_eq!(puk.len(), 8, "{puk}");
+    assert!(puk.bytes().all(|b| b.is_ascii_digit()));
+    assert_ne!(puk, PUK, "not the value the tests used to hand in");
+    let text_of_letter = Command::new("pdftotext")
+        .arg(&letter)
+        .arg("-")
+        .output()
+        .expect("pdftotext");
+    assert!(String::from_utf8_lossy(&text_of_letter.stdout).contains(document));
+    let all = text(&o);
+    assert!(!all.contains(&puk), "the PUK is printed only in the letter");
+    for entry in walk(&st.data) {
+        let bytes = std::fs::read(&entry).unwrap_or_default();
+        assert!(
+            !contains(&bytes, puk.as_bytes()),
+            "the PUK is stored in {}",
+            entry.display()
+        );
+    }
+
+    // It is the card's PUK: three wrong PINs block the card, the PUK unblocks it.
+    let piv = |args: &[&str]| {
+        Command::new("yubico-piv-tool")
+            .args(["-r", &slot.reader_name])
+            .args(args)
+            .output()
+            .expect("yubico-piv-tool")
+    };
+    for _ in 0..3 {
+        let o = piv(&["-a", "verify-pin", "-P", "99999999"]);
+        assert!(!o.status.success(), "a wrong PIN is refused");
+    }
+    let o = piv(&["-a", "verify-pin", "-P", PIN]);
+    assert!(!o.status.success(), "blocked after three wrong PINs");
+    let new_pin = "70418263";
+    let o = piv(&["-a", "unblock-pin", "-P", &puk, "-N", new_pin]);
+    assert!(o.status.success(), "unblock with the letter's PUK: {o:?}");
+    let o = piv(&["-a", "verify-pin", "-P", new_pin]);
+    assert!(o.status.success(), "the new PIN works: {o:?}");
+    card.pull();
 }

@@ -22,6 +22,9 @@ const CLERK_PASSWORD: &str = "clerk-password-lds-2";
 // Eight digits: a six-digit PIN also turns up by chance as the microseconds of a log timestamp
 // (seen once in CI: "22:41:51.482916Z"), which the secret scans would report.
 const PIN: &str = "48291637";
+#[path = "common/holder_pin.rs"]
+mod holder_pin;
+
 const PUK: &str = "73015528";
 
 struct Station {
@@ -85,17 +88,14 @@ impl Station {
     }
 
     fn cmd(&self, args: &[&str], password: &str) -> Output {
-        let o = Command::new(env!("CARGO_BIN_EXE_idstation"))
-            .arg("--data-dir")
+        let mut c = Command::new(env!("CARGO_BIN_EXE_idstation"));
+        c.arg("--data-dir")
             .arg(&self.data)
             .args(args)
             .env("IDSTATION_HSM_PIN", HSM_PIN)
             .env("IDSTATION_PASSWORD", password)
-            .env("IDSTATION_NEW_PASSWORD", CLERK_PASSWORD)
-            .env("IDSTATION_PIN", PIN)
-            .env("IDSTATION_PUK", PUK)
-            .output()
-            .expect("run idstation");
+            .env("IDSTATION_NEW_PASSWORD", CLERK_PASSWORD);
+        let o = holder_pin::output(c, args, &self.dir, PIN);
         let all = format!(
             "{}{}",
             String::from_utf8_lossy(&o.stdout),

@@ -93,13 +93,11 @@ impl Station {
         c.arg("--data-dir").arg(&self.data).args(args);
         c.env("IDSTATION_HSM_PIN", HSM_PIN)
             .env("IDSTATION_PASSWORD", password(op))
-            .env("IDSTATION_PIN", PIN)
-            .env("IDSTATION_PUK", PUK)
             .env("IDSTATION_LOG", "debug");
         for (k, v) in env {
             c.env(k, v);
         }
-        let o = c.output().expect("run idstation");
+        let o = crate::holder_pin::output(c, args, &self.dir, PIN);
         let all = text(&o);
         for (_, p) in PASSWORDS {
             assert!(
