@@ -71,6 +71,31 @@ pub enum CertKind {
     EndEntity,
 }
 
+/// Where the key a profile certifies must come from, and so who may ask for the certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyOrigin {
+    /// Generated inside the station's or the centre's HSM by the system itself (CA, audit and
+    /// Document Signer keys). The default: a profile must say so to be issued for any other key.
+    #[default]
+    Hsm,
+    /// Generated on the holder's card by the issuance job (the holder's authentication and
+    /// qualified e-signature keys: QcSSCD says the key lives in a signature-creation device).
+    Card,
+    /// Any key an operator brings (a CSR or an SPKI file): the only kind `ca issue` certifies.
+    Any,
+}
+
+impl KeyOrigin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyOrigin::Hsm => "hsm",
+            KeyOrigin::Card => "card",
+            KeyOrigin::Any => "any",
+        }
+    }
+}
+
 impl CertKind {
     pub fn is_ca(self) -> bool {
         !matches!(self, CertKind::EndEntity)
@@ -86,6 +111,9 @@ pub struct CertProfile {
     pub name: String,
     pub description: String,
     pub kind: CertKind,
+    /// Where the certified key comes from (default `hsm`); `ca issue` certifies only `any`.
+    #[serde(default)]
+    pub key_origin: KeyOrigin,
     /// Subject distinguished name, one attribute per RDN, in this order (RFC 5280 §4.1.2.6).
     pub subject: Vec<SubjectAttribute>,
     pub validity: ValidityRule,

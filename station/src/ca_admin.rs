@@ -140,6 +140,31 @@ pub fn issue(
             format!("'{profile_name}' is a CA profile; ca issue issues end-entity certificates"),
         ));
     }
+    // A holder's certificate certifies a key generated on the holder's card, and an audit or
+    // Document Signer certificate one generated in the HSM: `ca issue` would let anyone's
+    // software key carry them (a "qualified" QcSSCD signature, a station audit signer).
+    match profile.key_origin {
+        profiles::KeyOrigin::Any => {}
+        profiles::KeyOrigin::Card => {
+            return Err(StationError::invalid(
+                "profile",
+                format!(
+                    "'{profile_name}' certifies keys generated on a holder's card: only the \
+                     issuance job (`idstation issue`) issues it; ca issue certifies profiles with \
+                     key_origin = \"any\""
+                ),
+            ))
+        }
+        profiles::KeyOrigin::Hsm => {
+            return Err(StationError::invalid(
+                "profile",
+                format!(
+                    "'{profile_name}' certifies keys the system generates in its HSM (`init`, \
+                     `ca rotate`); ca issue certifies profiles with key_origin = \"any\""
+                ),
+            ))
+        }
+    }
     let (key, issuer) = active_issuer(st, "esign")?;
     let spki = match source {
         KeySource::Csr(bytes) => ca::verify_csr(&bytes)?,

@@ -186,6 +186,35 @@ pub fn revoke_certificate(
             )))
         }
     };
+    // A CA, audit or Document Signer certificate is not one person's certificate: taking it out
+    // of use is `ca revoke-ca`, under dual control, with its re-issuance list.
+    let holder_kind = st
+        .profiles
+        .cert(&cert.data.purpose)
+        .map(|p| {
+            !p.kind.is_ca()
+                && matches!(
+                    p.key_origin,
+                    profiles::KeyOrigin::Card | profiles::KeyOrigin::Any
+                )
+        })
+        .unwrap_or(false);
+    if !holder_kind {
+        st.registry.audit(&AuditEntry {
+            actor: &session.actor,
+            action: "certificate.revoke-refused",
+            object: &format!("certificate:{serial}"),
+            details: &serde_json::json!({
+                "reason": "not a holder certificate; ca revoke-ca under dual control",
+                "purpose": cert.data.purpose,
+            }),
+        })?;
+        return Err(StationError::NotPermitted(format!(
+            "certificate {serial} is a {} certificate of the station's PKI, not a holder's: \
+             revoke it with `idstation ca revoke-ca` (two CA administrators approve)",
+            cert.data.purpose
+        )));
+    }
     if !matches!(cert.status, CertStatus::Active | CertStatus::Issued) {
         return Err(StationError::Conflict(format!(
             "certificate {serial} is {}, not active",

@@ -12,6 +12,9 @@ const CLERK_PASSWORD: &str = "clerk-password-b93c71";
 const AUDITOR_PASSWORD: &str = "auditor-password-d4a618";
 const SECRETS: [&str; 4] = [HSM_PIN, ADMIN_PASSWORD, CLERK_PASSWORD, AUDITOR_PASSWORD];
 
+#[path = "common/software_profiles.rs"]
+mod software_profiles;
+
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_idstation"));
     c.env("IDSTATION_LOG", "trace");
@@ -79,6 +82,7 @@ fn station(tmp: &Path) -> PathBuf {
         &["init", "--admin", "admin", "--station", "audit-test"],
         ADMIN_PASSWORD,
     ));
+    software_profiles::install(&data);
     for (name, role, pw) in [
         ("clerk1", "clerk", CLERK_PASSWORD),
         ("aud1", "auditor", AUDITOR_PASSWORD),
@@ -139,7 +143,7 @@ fn station(tmp: &Path) -> PathBuf {
             "--subject",
             s(&subject),
             "--profile",
-            "holder-auth",
+            "software-holder-auth",
             "--out",
             s(&cert),
             "--operator",

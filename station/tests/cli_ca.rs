@@ -9,6 +9,9 @@ const HSM_PIN: &str = "hsm-pin-4e1f9a77c2";
 const ADMIN_PASSWORD: &str = "admin-password-31d8";
 const CLERK_PASSWORD: &str = "clerk-password-77aa";
 
+#[path = "common/software_profiles.rs"]
+mod software_profiles;
+
 fn idstation(data_dir: &Path, args: &[&str], password: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_idstation"))
         .arg("--data-dir")
@@ -142,6 +145,7 @@ fn init_issue_and_crl_verify_with_openssl_and_pkilint() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("data");
     init(&data);
+    software_profiles::install(&data);
     let root = data.join("ca/root-ca-1.pem");
     let esign = data.join("ca/esign-ca-1.pem");
 
@@ -155,7 +159,7 @@ fn init_issue_and_crl_verify_with_openssl_and_pkilint() {
             "--csr",
             csr.to_str().unwrap(),
             "--profile",
-            "holder-sign",
+            "software-holder-sign",
             "--out",
             sign_pem.to_str().unwrap(),
             "--operator",
@@ -196,7 +200,7 @@ fn init_issue_and_crl_verify_with_openssl_and_pkilint() {
             "--subject",
             subject.to_str().unwrap(),
             "--profile",
-            "holder-auth",
+            "software-holder-auth",
             "--out",
             auth_pem.to_str().unwrap(),
             "--operator",
@@ -373,6 +377,7 @@ fn bad_input_gives_one_clear_error_and_changes_nothing() {
     assert!(!data.exists(), "a failed init leaves no data dir behind");
 
     init(&data);
+    software_profiles::install(&data);
     let again = idstation(&data, &["init"], ADMIN_PASSWORD);
     assert_eq!(again.status.code(), Some(2), "{}", text(&again));
     assert!(
@@ -411,7 +416,7 @@ fn bad_input_gives_one_clear_error_and_changes_nothing() {
                 "--csr",
                 malformed.to_str().unwrap(),
                 "--profile",
-                "holder-sign",
+                "software-holder-sign",
             ],
             2,
             "not a valid PKCS#10 request",
@@ -421,15 +426,38 @@ fn bad_input_gives_one_clear_error_and_changes_nothing() {
                 "--csr",
                 forged.to_str().unwrap(),
                 "--profile",
-                "holder-sign",
+                "software-holder-sign",
             ],
             2,
             "signature does not verify",
         ),
         (
-            vec!["--csr", p384.to_str().unwrap(), "--profile", "holder-sign"],
+            vec![
+                "--csr",
+                p384.to_str().unwrap(),
+                "--profile",
+                "software-holder-sign",
+            ],
             2,
             "P-256",
+        ),
+        // A qualified holder certificate for a software key: only the issuance job issues
+        // holder profiles, from keys generated on a card.
+        (
+            vec!["--csr", good.to_str().unwrap(), "--profile", "holder-sign"],
+            2,
+            "only the issuance job",
+        ),
+        (
+            vec!["--csr", good.to_str().unwrap(), "--profile", "holder-auth"],
+            2,
+            "only the issuance job",
+        ),
+        // A station audit signer for a software key.
+        (
+            vec!["--csr", good.to_str().unwrap(), "--profile", "audit-signer"],
+            2,
+            "generates in its HSM",
         ),
         (
             vec![
@@ -479,7 +507,7 @@ fn bad_input_gives_one_clear_error_and_changes_nothing() {
     }
 
     // A profile file with an unknown key, in the data dir's profile override directory.
-    let profiles = data.join("profiles/cert");
+    let profiles = data.join("test-profiles/cert");
     std::fs::create_dir_all(&profiles).expect("mkdir");
     let mut bad = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles/cert/holder-sign.toml"),
@@ -487,14 +515,6 @@ fn bad_input_gives_one_clear_error_and_changes_nothing() {
     .expect("read profile");
     bad.push_str("\nkey_usage_extra = true\n");
     std::fs::write(profiles.join("holder-sign.toml"), bad).expect("write");
-    let cfg_path = data.join("station.toml");
-    let cfg = std::fs::read_to_string(&cfg_path).expect("config");
-    assert!(cfg.contains("[profiles]\n"), "{cfg}");
-    std::fs::write(
-        &cfg_path,
-        cfg.replace("[profiles]\n", "[profiles]\ndir = \"profiles\"\n"),
-    )
-    .expect("write config");
     let o = idstation(
         &data,
         &[
@@ -581,4 +601,88 @@ fn a_clerk_may_not_publish_crls_and_the_refusal_is_audited() {
     assert_eq!(refused.len(), 2, "{events:#?}");
     assert_eq!(refused[0].operator, "clerk1");
     assert!(refused[0].details.contains("publish CRLs"));
+}
+
+/// The GUI's "revoke a certificate" (station::gui_support::revoke_certificate) takes one
+/// holder's certificate out of use; the PKI's own certificates (root, e-Signature CA, CSCA,
+/// Document Signer, station audit signer) go only through `ca revoke-ca` under dual control.
+/// The refusal names that path, changes nothing and is audited.
+#[test]
+fn revoking_one_certificate_refuses_the_pkis_own_certificates() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let pin = tmp.path().join("hsm.pin");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(&pin, format!("{HSM_PIN}\n")).expect("pin file");
+        std::fs::set_permissions(&pin, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+    ok(idstation(
+        &data,
+        &[
+            "init",
+            "--admin",
+            "admin",
+            "--station",
+            "revoke-test",
+            "--hsm-pin-file",
+            pin.to_str().unwrap(),
+        ],
+        ADMIN_PASSWORD,
+    ));
+    let mut st = station::Station::open(&data).expect("open the station");
+    let session = st
+        .authorize(
+            "admin",
+            &zeroize::Zeroizing::new(ADMIN_PASSWORD.to_owned()),
+            "revoke certificates",
+            &[registry::Role::CaAdmin],
+        )
+        .expect("log in");
+    let pki: Vec<registry::Certificate> = {
+        let c = st.registry.connection();
+        let mut q = c
+            .prepare("SELECT serial FROM certificates ORDER BY id")
+            .expect("query");
+        let serials: Vec<String> = q
+            .query_map([], |r| r.get(0))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        serials
+            .iter()
+            .flat_map(|s| st.registry.certificates_by_serial(s).expect("by serial"))
+            .collect()
+    };
+    assert!(
+        pki.len() >= 3,
+        "init records the PKI's certificates: {}",
+        pki.len()
+    );
+    for cert in &pki {
+        let e = station::gui_support::revoke_certificate(
+            &mut st,
+            &session,
+            &cert.data.serial,
+            "keyCompromise",
+        )
+        .expect_err(&cert.data.purpose);
+        assert_eq!(e.exit_code(), 6, "{e}");
+        assert!(e.to_string().contains("ca revoke-ca"), "{e}");
+        let now = st
+            .registry
+            .certificates_by_serial(&cert.data.serial)
+            .expect("read");
+        assert_eq!(now[0].status, cert.status, "nothing changed");
+    }
+    let refusals: i64 = st
+        .registry
+        .connection()
+        .query_row(
+            "SELECT count(*) FROM audit_events WHERE action = 'certificate.revoke-refused'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(refusals, pki.len() as i64, "every refusal is audited");
 }

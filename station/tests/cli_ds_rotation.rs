@@ -16,6 +16,8 @@ use personalization::{lds, mrz, sod};
 mod holder_pin;
 #[path = "common/rotation.rs"]
 mod rig;
+#[path = "common/software_profiles.rs"]
+mod software_profiles;
 use rig::*;
 
 impl Station {

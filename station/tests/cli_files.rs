@@ -12,6 +12,9 @@ const ADMIN_PASSWORD: &str = "admin-password-c41f";
 const AUDITOR_PASSWORD: &str = "auditor-password-2b7e";
 
 /// `idstation` under `umask`, through sh so that the umask is the child's own.
+#[path = "common/software_profiles.rs"]
+mod software_profiles;
+
 fn idstation_umask(umask: &str, data: &Path, args: &[&str], password: &str) -> Output {
     Command::new("sh")
         .arg("-c")
@@ -202,6 +205,7 @@ fn outputs_are_never_written_over_a_file_or_through_a_planted_link() {
     let t = tmp.path();
     let data = t.join("data");
     ok(init(&data, &[], "022"));
+    software_profiles::install(&data);
     ok(idstation(
         &data,
         &[
@@ -290,7 +294,7 @@ fn outputs_are_never_written_over_a_file_or_through_a_planted_link() {
             "--subject",
             s(&subject),
             "--profile",
-            "holder-auth",
+            "software-holder-auth",
             "--out",
             s(&dangling),
             "--operator",

@@ -7,6 +7,8 @@
 mod holder_pin;
 #[path = "common/rotation.rs"]
 mod rig;
+#[path = "common/software_profiles.rs"]
+mod software_profiles;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -9,6 +9,8 @@ use std::process::{Command, Output};
 mod holder_pin;
 #[path = "common/rotation.rs"]
 mod rig;
+#[path = "common/software_profiles.rs"]
+mod software_profiles;
 use rig::*;
 
 impl Station {
@@ -111,7 +113,7 @@ impl Station {
                 "--csr",
                 csr.to_str().unwrap(),
                 "--profile",
-                "holder-sign",
+                "software-holder-sign",
                 "--out",
                 out.to_str().unwrap(),
                 "--operator",

@@ -64,6 +64,9 @@ impl Station {
             data,
         };
         s.ok("admin", &["init", "--admin", "admin", "--station", "rot"]);
+        // `ca issue` certifies openssl keys with the test profiles (the holder profiles are
+        // the issuance job's alone).
+        crate::software_profiles::install(&s.data);
         for (name, role) in [
             ("bob", "ca-admin"),
             ("carol", "ca-admin"),
