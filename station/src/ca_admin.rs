@@ -272,6 +272,9 @@ pub fn crl_as(
         object: &format!("ca-key:{}", key.label),
         details: &serde_json::json!({ "crl_number": number, "revoked": count, "next_update": info.next_update }),
     })?;
+    // A CA admin's change is covered by an HSM-signed checkpoint in the same transaction.
+    let audit_label = &st.config.ca.audit_key;
+    tx.audit_checkpoint(&|m: &[u8]| st.keys.sign_p256_sha256(audit_label, m))?;
     tx.commit()?;
     write_atomic(&published, &crl_der).map_err(|e| StationError::io(&published, e))?;
     if out != published {

@@ -350,11 +350,23 @@ fn create(
                 "kind": kind, "ca": ca, "payload": payload, "quorum": quorum, "expires_at": expires_at,
             }),
         })?;
+        checkpoint_in(&tx, st.keys.as_ref(), &st.config.ca.audit_key)?;
         tx.commit()?;
         id
     };
     tracing::info!(request = id, kind, ca, "CA request filed");
     view(st, id)
+}
+
+/// Sign a checkpoint over the newest event inside `tx` with the HSM audit key: every state
+/// change a CA admin makes commits together with a signed checkpoint over it (docs/audit.md).
+fn checkpoint_in(
+    tx: &registry::Tx<'_>,
+    keys: &dyn hsm::KeyStore,
+    label: &str,
+) -> Result<(), StationError> {
+    tx.audit_checkpoint(&|m: &[u8]| keys.sign_p256_sha256(label, m))?;
+    Ok(())
 }
 
 /// Approve request `id`. Refused (and audited) for a non-ca-admin, the requester, a second
@@ -381,6 +393,7 @@ pub fn approve(st: &mut Station, session: &Session, id: i64) -> Result<Approval,
                 if reached {
                     tx.set_ca_request_state(id, "approved")?;
                 }
+                checkpoint_in(&tx, st.keys.as_ref(), &st.config.ca.audit_key)?;
                 tx.commit()?;
                 reached
             }
@@ -400,6 +413,8 @@ pub fn approve(st: &mut Station, session: &Session, id: i64) -> Result<Approval,
     }
     failpoint("rotation.approved");
     let executed = execute(st, &session.actor, id)?;
+    // The execution's events (new key, certificates, CRL, state) end inside a checkpoint too.
+    crate::audit::checkpoint_after(st, "ca.request.executed");
     Ok(Approval {
         request: view(st, id)?,
         executed: Some(executed),
@@ -430,6 +445,7 @@ pub fn refuse(
             object: &format!("ca-request:{id}"),
             details: &serde_json::json!({ "note": note }),
         })?;
+        checkpoint_in(&tx, st.keys.as_ref(), &st.config.ca.audit_key)?;
         tx.commit()?;
     }
     view(st, id)
