@@ -838,6 +838,20 @@ fn signer_path(
     }
     let signer = &path[0];
     check_audit_signer(signer)?;
+    // The audit-signer profile is issued by the root directly (after a root rollover the
+    // root's name stays, only its key changes): an audit-signing certificate some issuing CA
+    // minted is not the station's.
+    let (issuer, root_name) = (
+        signer.tbs_certificate().issuer(),
+        root.tbs_certificate().subject(),
+    );
+    if issuer != root_name {
+        return Err(bad(format!(
+            "chain.pem: signer {} was issued by {issuer}, not by the root {root_name}: a station \
+             audit certificate is issued by the root directly",
+            signer.tbs_certificate().subject()
+        )));
+    }
     // The certificates actually used: the path up to the one that links to the root, then
     // the root.
     let mut used: Vec<&Certificate> = Vec::new();
@@ -874,11 +888,22 @@ pub fn audit_key_from_chain(
 /// Verify an export folder as [`verify_export`] does, and also against CRLs and a previous
 /// export's head (`checks`).
 pub fn verify_export_with(dir: &Path, root: &[u8], checks: &VerifyChecks) -> Result<ExportReport> {
+    verify_export_files(&|name: &str| read(&dir.join(name)), root, checks)
+}
+
+/// The verification of [`verify_export_with`] over files given by `load(name)` (the folder's
+/// plain file names: `manifest.json`, `manifest.sig`, `chain.pem`, the events file). The
+/// fuzz target (registry/fuzz, `export_verify`) calls it with bytes held in memory.
+pub fn verify_export_files(
+    load: &dyn Fn(&str) -> Result<Vec<u8>>,
+    root: &[u8],
+    checks: &VerifyChecks,
+) -> Result<ExportReport> {
     let roots = parse_certs(root, "root certificate")?;
     let root = &roots[0];
-    let manifest_bytes = read(&dir.join("manifest.json"))?;
-    let sig = read(&dir.join("manifest.sig"))?;
-    let chain = parse_certs(&read(&dir.join("chain.pem"))?, "chain.pem")?;
+    let manifest_bytes = load("manifest.json")?;
+    let sig = load("manifest.sig")?;
+    let chain = parse_certs(&load("chain.pem")?, "chain.pem")?;
     let m: Manifest =
         serde_json::from_slice(&manifest_bytes).map_err(|e| bad(format!("manifest.json: {e}")))?;
     if m.format_version != EXPORT_FORMAT_VERSION || m.hash_encoding != audit::EVENT_DOMAIN {
@@ -927,8 +952,7 @@ pub fn verify_export_with(dir: &Path, root: &[u8], checks: &VerifyChecks) -> Res
     {
         return Err(bad("manifest.json: events_file must be a plain file name"));
     }
-    let events_path = dir.join(&m.events_file);
-    let data = read(&events_path)?;
+    let data = load(&m.events_file)?;
     // The file hash is checked after the walk below, so that an edited, deleted, inserted or
     // reordered event is reported by its sequence number, not only as "the file changed".
     let file_hash_ok = hex::encode(Sha256::digest(&data)) == m.events_sha256;
@@ -1166,6 +1190,7 @@ pub(crate) mod tests {
         issuer: Name,
         subject: Name,
         audit_eku: bool,
+        ca: bool,
     }
     impl BuilderProfile for Leaf {
         fn get_issuer(&self, _subject: &Name) -> Name {
@@ -1181,7 +1206,7 @@ pub(crate) mod tests {
             tbs: &x509_cert::TbsCertificate,
         ) -> x509_cert::builder::Result<Vec<Extension>> {
             let bc = BasicConstraints {
-                ca: false,
+                ca: self.ca,
                 path_len_constraint: None,
             }
             .to_extension(tbs.subject(), &[])?;
@@ -1236,6 +1261,7 @@ pub(crate) mod tests {
             issuer: root_name,
             subject: Name::from_str("CN=Station TAS01-ST1 audit,O=idstation test,C=UZ").unwrap(),
             audit_eku,
+            ca: false,
         };
         let audit = CertificateBuilder::new(
             leaf,
@@ -1526,6 +1552,68 @@ pub(crate) mod tests {
         let e = verify_export(&out, &p.root_der).unwrap_err().to_string();
         assert!(e.contains("is not a station audit certificate"), "{e}");
         assert!(e.contains("1.3.6.1.4.1.32473.1.3.1"), "{e}");
+    }
+
+    #[test]
+    fn an_audit_signing_certificate_from_an_issuing_ca_is_not_the_stations() {
+        // An issuing CA under the root mints a certificate with the audit-signing mark for a
+        // key of its choosing: the path is sound, the mark is there, but the root did not
+        // issue it.
+        let p = pki(7);
+        let root_key = SigningKey::from_slice(&[7u8; 32]).unwrap();
+        let ca_key = SigningKey::from_slice(&[9u8; 32]).unwrap();
+        let root_name = Name::from_str("CN=Test National Root CA,O=idstation test,C=UZ").unwrap();
+        let ca_name = Name::from_str("CN=Test e-Signature CA,O=idstation test,C=UZ").unwrap();
+        let validity = Validity::from_now(Duration::from_secs(3600 * 24 * 365)).unwrap();
+        let build = |leaf: Leaf, serial: u32, key: &SigningKey, by: &SigningKey| {
+            CertificateBuilder::new(leaf, SerialNumber::from(serial), validity, spki_of(key))
+                .unwrap()
+                .build::<_, DerSignature>(by)
+                .unwrap()
+                .to_der()
+                .unwrap()
+        };
+        let ca_der = build(
+            Leaf {
+                issuer: root_name.clone(),
+                subject: ca_name.clone(),
+                audit_eku: false,
+                ca: true,
+            },
+            3,
+            &ca_key,
+            &root_key,
+        );
+        let minted = build(
+            Leaf {
+                issuer: ca_name,
+                subject: Name::from_str("CN=Not the station,O=idstation test,C=UZ").unwrap(),
+                audit_eku: true,
+                ca: false,
+            },
+            4,
+            &p.audit_key,
+            &ca_key,
+        );
+        let (d, reg) = filled(3, &p.audit_key);
+        let out = d.path().join("minted");
+        let a = Actor::new("audrey", "auditor", "TAS01-ST1");
+        reg.export_audit(
+            &ExportRequest {
+                out_dir: &out,
+                range: ExportRange::All,
+                format: ExportFormat::Jsonl,
+                exporter: &a,
+                chain_der: &[minted, ca_der, p.root_der.clone()],
+            },
+            &signer(&p.audit_key),
+        )
+        .unwrap();
+        let e = verify_export(&out, &p.root_der).unwrap_err().to_string();
+        assert!(
+            e.contains("a station audit certificate is issued by the root directly"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -138,6 +138,8 @@ def verify(d, root, crls, head):
         eku = openssl_out(["x509", "-in", leaf, "-noout", "-ext", "extendedKeyUsage"])
         if AUDIT_SIGNING_EKU not in eku:
             fail("signer is not a station audit certificate (no extendedKeyUsage %s)" % AUDIT_SIGNING_EKU)
+        if cert_field(leaf, "issuer") != cert_field(root, "subject"):
+            fail("signer is not a station audit certificate: not issued by the root directly")
         path_pems = []
         for i, c in enumerate(certs):
             p = os.path.join(t, "c%d.pem" % i)
