@@ -60,6 +60,18 @@ fn audited_checkpoint(
     })
 }
 
+/// Sign a checkpoint over the newest event inside `tx` with the HSM audit key `label`: every
+/// state change a CA admin makes commits together with a signed checkpoint over it
+/// (docs/audit.md); an HSM that cannot sign refuses the change.
+pub(crate) fn checkpoint_in(
+    tx: &registry::Tx<'_>,
+    keys: &dyn hsm::KeyStore,
+    label: &str,
+) -> Result<(), StationError> {
+    tx.audit_checkpoint(&|m: &[u8]| keys.sign_p256_sha256(label, m))?;
+    Ok(())
+}
+
 /// Sign a checkpoint over the newest event after an issuance was rolled back or finished by
 /// recovery, so that those outcomes end inside a signed checkpoint too (a completed issuance
 /// commits its checkpoint with the completion). It runs after the outcome's own commit: an HSM

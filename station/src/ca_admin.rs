@@ -169,6 +169,7 @@ pub fn issue(
                 "not_after": record.not_after,
             }),
         })?;
+        crate::audit::checkpoint_in(&tx, st.keys.as_ref(), &st.config.ca.audit_key)?;
         tx.commit()?;
     }
     write_new(out, ca::cert_pem(&cert.der)?.as_bytes()).map_err(|e| StationError::io(out, e))?;
@@ -273,8 +274,7 @@ pub fn crl_as(
         details: &serde_json::json!({ "crl_number": number, "revoked": count, "next_update": info.next_update }),
     })?;
     // A CA admin's change is covered by an HSM-signed checkpoint in the same transaction.
-    let audit_label = &st.config.ca.audit_key;
-    tx.audit_checkpoint(&|m: &[u8]| st.keys.sign_p256_sha256(audit_label, m))?;
+    crate::audit::checkpoint_in(&tx, st.keys.as_ref(), &st.config.ca.audit_key)?;
     tx.commit()?;
     write_atomic(&published, &crl_der).map_err(|e| StationError::io(&published, e))?;
     if out != published {

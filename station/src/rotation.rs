@@ -350,23 +350,12 @@ fn create(
                 "kind": kind, "ca": ca, "payload": payload, "quorum": quorum, "expires_at": expires_at,
             }),
         })?;
-        checkpoint_in(&tx, st.keys.as_ref(), &st.config.ca.audit_key)?;
+        crate::audit::checkpoint_in(&tx, st.keys.as_ref(), &st.config.ca.audit_key)?;
         tx.commit()?;
         id
     };
     tracing::info!(request = id, kind, ca, "CA request filed");
     view(st, id)
-}
-
-/// Sign a checkpoint over the newest event inside `tx` with the HSM audit key: every state
-/// change a CA admin makes commits together with a signed checkpoint over it (docs/audit.md).
-fn checkpoint_in(
-    tx: &registry::Tx<'_>,
-    keys: &dyn hsm::KeyStore,
-    label: &str,
-) -> Result<(), StationError> {
-    tx.audit_checkpoint(&|m: &[u8]| keys.sign_p256_sha256(label, m))?;
-    Ok(())
 }
 
 /// Approve request `id`. Refused (and audited) for a non-ca-admin, the requester, a second
@@ -393,7 +382,7 @@ pub fn approve(st: &mut Station, session: &Session, id: i64) -> Result<Approval,
                 if reached {
                     tx.set_ca_request_state(id, "approved")?;
                 }
-                checkpoint_in(&tx, st.keys.as_ref(), &st.config.ca.audit_key)?;
+                crate::audit::checkpoint_in(&tx, st.keys.as_ref(), &st.config.ca.audit_key)?;
                 tx.commit()?;
                 reached
             }
@@ -445,7 +434,7 @@ pub fn refuse(
             object: &format!("ca-request:{id}"),
             details: &serde_json::json!({ "note": note }),
         })?;
-        checkpoint_in(&tx, st.keys.as_ref(), &st.config.ca.audit_key)?;
+        crate::audit::checkpoint_in(&tx, st.keys.as_ref(), &st.config.ca.audit_key)?;
         tx.commit()?;
     }
     view(st, id)
