@@ -731,6 +731,7 @@ fn check_audit_signer(signer: &Certificate) -> Result<()> {
 /// signed by a certificate of the path, and no certificate of the path may be on a CRL of its
 /// issuer.
 fn check_crls(path: &[&Certificate], crls: &[(String, Vec<u8>)]) -> Result<()> {
+    use der::DecodePem as _;
     use x509_cert::crl::CertificateList;
     for (name, bytes) in crls {
         let crl = match std::str::from_utf8(bytes)
@@ -741,7 +742,6 @@ fn check_crls(path: &[&Certificate], crls: &[(String, Vec<u8>)]) -> Result<()> {
             None => CertificateList::from_der(bytes),
         }
         .map_err(|e| bad(format!("CRL {name}: not a CRL (PEM or DER): {e}")))?;
-        use der::DecodePem as _;
         let issuer = &crl.tbs_cert_list.issuer;
         let candidates: Vec<&&Certificate> = path
             .iter()
