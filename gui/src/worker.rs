@@ -475,7 +475,10 @@ impl WorkerState {
             )),
             Command::VerifyLog => send(Event::LogVerified(
                 need(&[Role::Auditor, Role::CaAdmin], "verify the audit log")
-                    .and_then(|_| station::audit::verify_log(st).map_err(text)),
+                    .and_then(|_| {
+                        let root = station::audit::root_file(None, &self.data_dir).map_err(text)?;
+                        station::audit::verify_log(st, &root, &Default::default()).map_err(text)
+                    }),
             )),
             Command::Export { dir, range, format } => send(Event::Exported(
                 need(&[Role::Auditor], "export the audit log").and_then(|_| {

@@ -331,10 +331,23 @@ impl Tx<'_> {
                 "the signing function did not return a DER ECDSA P-256 signature".into(),
             ));
         }
-        self.conn().execute(
+        let inserted = self.conn().execute(
             "INSERT OR IGNORE INTO audit_checkpoints (seq, hash, time, signature) VALUES (?1, ?2, ?3, ?4)",
             params![seq as i64, &hash[..], time, signature],
         )?;
+        if inserted == 1 {
+            // Published in the same transaction: a system off the station can hold the heads.
+            self.outbox_push(
+                crate::records::TOPIC_AUDIT_CHECKPOINT,
+                &serde_json::json!({
+                    "checkpoint_encoding": CHECKPOINT_DOMAIN,
+                    "seq": seq,
+                    "hash": hex::encode(hash),
+                    "time": time,
+                    "signature": hex::encode(&signature),
+                }),
+            )?;
+        }
         Ok(Some(Checkpoint {
             seq,
             hash,

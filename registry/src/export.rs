@@ -30,6 +30,15 @@ pub const EXPORT_FORMAT_VERSION: u32 = 1;
 /// ecdsa-with-SHA256 (RFC 5758 §3.2).
 const ECDSA_WITH_SHA256: der::asn1::ObjectIdentifier =
     der::asn1::ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
+/// The project's private arc: under the IANA example enterprise number 32473 (RFC 5612), as
+/// the demo PKI's example.com names are; a deployment replaces it with its own arc
+/// (docs/audit-format.md, "Object identifiers").
+pub const IDSTATION_ARC: &str = "1.3.6.1.4.1.32473.1";
+/// `id-kp-idstationAuditSigning` = {IDSTATION_ARC}.3.1: the extended key usage only the
+/// station audit-signer profile carries (profiles/cert/audit-signer.toml). An export whose
+/// signer certificate lacks it is refused, whatever it chains to.
+pub const AUDIT_SIGNING_EKU: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("1.3.6.1.4.1.32473.1.3.1");
 /// CSV header (column order of both formats).
 pub const CSV_HEADER: &str = "seq,time,operator,role,station,action,object,details,prev_hash,hash";
 
@@ -92,6 +101,17 @@ pub struct ExportSummary {
     pub count: u64,
     pub last_hash: [u8; 32],
     pub checkpoints: usize,
+}
+
+/// What `verify_export_with` checks beyond the folder and the root.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyChecks {
+    /// CRLs (PEM or DER, with the file name for messages): each must be signed by a
+    /// certificate of the export's path; a certificate of the path listed on one is refused.
+    pub crls: Vec<(String, Vec<u8>)>,
+    /// A previous export's (last_seq, last_hash): the export must hold that event with that
+    /// hash (continuity; `audit verify --previous`).
+    pub previous: Option<(u64, [u8; 32])>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -671,11 +691,219 @@ fn parse_csv(text: &str) -> Result<Vec<Vec<String>>> {
 /// Verify an export folder with nothing but the folder and the trusted root certificate
 /// (PEM or DER bytes).
 pub fn verify_export(dir: &Path, root: &[u8]) -> Result<ExportReport> {
+    verify_export_with(dir, root, &VerifyChecks::default())
+}
+
+/// Unix seconds of an RFC 3339 time in the manifest or an event.
+fn unix(t: &str, what: &str) -> Result<u64> {
+    Ok(
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+            .map_err(|_| bad(format!("{what}: {t} is not RFC 3339")))?
+            .unix_timestamp()
+            .max(0) as u64,
+    )
+}
+
+/// The signer must be a station audit certificate: its extendedKeyUsage holds
+/// `id-kp-idstationAuditSigning` (no holder, CA or Document Signer certificate carries it).
+fn check_audit_signer(signer: &Certificate) -> Result<()> {
+    let tbs = signer.tbs_certificate();
+    let eku = tbs
+        .get_extension::<x509_cert::ext::pkix::ExtendedKeyUsage>()
+        .map_err(|e| {
+            bad(format!(
+                "chain.pem: signer {}: extendedKeyUsage: {e}",
+                tbs.subject()
+            ))
+        })?;
+    match eku {
+        Some((_, eku)) if eku.0.contains(&AUDIT_SIGNING_EKU) => Ok(()),
+        _ => Err(bad(format!(
+            "chain.pem: signer {} is not a station audit certificate: its extendedKeyUsage lacks \
+             id-kp-idstationAuditSigning ({AUDIT_SIGNING_EKU}); only the audit-signer profile may sign an export \
+             (an audit certificate issued before this rule must be re-certified, docs/audit.md)",
+            tbs.subject()
+        ))),
+    }
+}
+
+/// Check `path` (signer first, then its issuers, `root` last) against `crls`: each CRL must be
+/// signed by a certificate of the path, and no certificate of the path may be on a CRL of its
+/// issuer.
+fn check_crls(path: &[&Certificate], crls: &[(String, Vec<u8>)]) -> Result<()> {
+    use der::DecodePem as _;
+    use x509_cert::crl::CertificateList;
+    for (name, bytes) in crls {
+        let crl = match std::str::from_utf8(bytes)
+            .ok()
+            .filter(|s| s.contains("-----BEGIN X509 CRL"))
+        {
+            Some(pem) => CertificateList::from_pem(pem.as_bytes()),
+            None => CertificateList::from_der(bytes),
+        }
+        .map_err(|e| bad(format!("CRL {name}: not a CRL (PEM or DER): {e}")))?;
+        let issuer = &crl.tbs_cert_list.issuer;
+        let candidates: Vec<&&Certificate> = path
+            .iter()
+            .filter(|c| c.tbs_certificate().subject() == issuer)
+            .collect();
+        if candidates.is_empty() {
+            return Err(bad(format!(
+                "CRL {name}: issuer {issuer} is not a certificate of the export's chain"
+            )));
+        }
+        if crl.signature_algorithm.oid != ECDSA_WITH_SHA256 {
+            return Err(bad(format!(
+                "CRL {name}: signature algorithm {} is not ecdsa-with-SHA256",
+                crl.signature_algorithm.oid
+            )));
+        }
+        let tbs = crl
+            .tbs_cert_list
+            .to_der()
+            .map_err(|e| bad(format!("CRL {name}: {e}")))?;
+        let sig = crl
+            .signature
+            .as_bytes()
+            .ok_or_else(|| bad(format!("CRL {name}: signature bit string has unused bits")))?;
+        let Some(crl_signer) = candidates.iter().find(|c| {
+            key_of(c)
+                .map(|k| verify_der(&k, &tbs, sig))
+                .unwrap_or(false)
+        }) else {
+            return Err(bad(format!(
+                "CRL {name}: signature does not verify with the key of {issuer} in the chain"
+            )));
+        };
+        let signer_key = crl_signer.tbs_certificate().subject_public_key_info();
+        for (i, c) in path.iter().enumerate() {
+            let ct = c.tbs_certificate();
+            if ct.issuer() != issuer {
+                continue;
+            }
+            // Only certificates that this CRL's key issued (the next certificate in the path
+            // with that key is the issuer).
+            let issued_by_it = path
+                .get(i + 1)
+                .map(|p| p.tbs_certificate().subject_public_key_info() == signer_key)
+                .unwrap_or(false);
+            if !issued_by_it {
+                continue;
+            }
+            if let Some(r) = crl
+                .tbs_cert_list
+                .revoked_certificates
+                .iter()
+                .flatten()
+                .find(|r| r.serial_number == *ct.serial_number())
+            {
+                return Err(bad(format!(
+                    "chain certificate {i} ({}): serial {} is revoked on CRL {name} (since {}); \
+                     a revoked certificate cannot vouch for an export",
+                    ct.subject(),
+                    ct.serial_number(),
+                    r.revocation_date
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Check a signer path (the signer first, then link certificates, then its root, as in
+/// chain.pem) against the trusted `root` at `at` (unix seconds): every link, the signer's
+/// audit-signing extended key usage, and `crls`.
+fn signer_path(
+    path: &[Certificate],
+    root: &Certificate,
+    at: u64,
+    crls: &[(String, Vec<u8>)],
+) -> Result<()> {
+    // Certificate chain: signer → ... → the trusted root. The path ends at the first
+    // certificate the trusted root issued: after a root rollover the chain is [signer, link
+    // "old root key by new root", …, old root], so a verifier trusting the old root stops at
+    // the signer and one trusting the new root follows the links (docs/audit-format.md).
+    let root_der = root.to_der().map_err(|e| bad(e.to_string()))?;
+    if path.is_empty() || path[0].to_der().ok() == Some(root_der.clone()) {
+        return Err(bad("chain.pem: the signer must not be the root itself"));
+    }
+    // Each step either reaches the trusted root or links to the next certificate; the last
+    // certificate must reach the root (its error is the one reported).
+    for i in 0..path.len() {
+        match check_link(&path[i], root, at, i) {
+            Ok(()) => break,
+            Err(e) if i + 1 == path.len() => return Err(e),
+            Err(_) => check_link(&path[i], &path[i + 1], at, i)?,
+        }
+    }
+    let signer = &path[0];
+    check_audit_signer(signer)?;
+    // The audit-signer profile is issued by the root directly (after a root rollover the
+    // root's name stays, only its key changes): an audit-signing certificate some issuing CA
+    // minted is not the station's.
+    let (issuer, root_name) = (
+        signer.tbs_certificate().issuer(),
+        root.tbs_certificate().subject(),
+    );
+    if issuer != root_name {
+        return Err(bad(format!(
+            "chain.pem: signer {} was issued by {issuer}, not by the root {root_name}: a station \
+             audit certificate is issued by the root directly",
+            signer.tbs_certificate().subject()
+        )));
+    }
+    // The certificates actually used: the path up to the one that links to the root, then
+    // the root.
+    let mut used: Vec<&Certificate> = Vec::new();
+    for c in path {
+        used.push(c);
+        if check_link(c, root, at, 0).is_ok() {
+            break;
+        }
+    }
+    used.push(root);
+    check_crls(&used, crls)?;
+    Ok(())
+}
+
+/// The audit public key from its certificate chain (DER, signer first, as `chain.pem`),
+/// checked against the trusted root (PEM or DER) at `at` (unix seconds) like an export's
+/// signer (docs/audit-format.md section 7, step 1), CRLs included. `audit verify-log` takes
+/// the key from here, never from a key table in the database.
+pub fn audit_key_from_chain(
+    chain_der: &[Vec<u8>],
+    root: &[u8],
+    at: u64,
+    crls: &[(String, Vec<u8>)],
+) -> Result<VerifyingKey> {
+    let roots = parse_certs(root, "root certificate")?;
+    let path = chain_der
+        .iter()
+        .map(|d| Certificate::from_der(d).map_err(|e| bad(format!("audit chain: {e}"))))
+        .collect::<Result<Vec<_>>>()?;
+    signer_path(&path, &roots[0], at, crls)?;
+    key_of(&path[0])
+}
+
+/// Verify an export folder as [`verify_export`] does, and also against CRLs and a previous
+/// export's head (`checks`).
+pub fn verify_export_with(dir: &Path, root: &[u8], checks: &VerifyChecks) -> Result<ExportReport> {
+    verify_export_files(&|name: &str| read(&dir.join(name)), root, checks)
+}
+
+/// The verification of [`verify_export_with`] over files given by `load(name)` (the folder's
+/// plain file names: `manifest.json`, `manifest.sig`, `chain.pem`, the events file). The
+/// fuzz target (registry/fuzz, `export_verify`) calls it with bytes held in memory.
+pub fn verify_export_files(
+    load: &dyn Fn(&str) -> Result<Vec<u8>>,
+    root: &[u8],
+    checks: &VerifyChecks,
+) -> Result<ExportReport> {
     let roots = parse_certs(root, "root certificate")?;
     let root = &roots[0];
-    let manifest_bytes = read(&dir.join("manifest.json"))?;
-    let sig = read(&dir.join("manifest.sig"))?;
-    let chain = parse_certs(&read(&dir.join("chain.pem"))?, "chain.pem")?;
+    let manifest_bytes = load("manifest.json")?;
+    let sig = load("manifest.sig")?;
+    let chain = parse_certs(&load("chain.pem")?, "chain.pem")?;
     let m: Manifest =
         serde_json::from_slice(&manifest_bytes).map_err(|e| bad(format!("manifest.json: {e}")))?;
     if m.format_version != EXPORT_FORMAT_VERSION || m.hash_encoding != audit::EVENT_DOMAIN {
@@ -692,25 +920,26 @@ pub fn verify_export(dir: &Path, root: &[u8]) -> Result<ExportReport> {
     .unix_timestamp()
     .max(0) as u64;
 
-    // Certificate chain: signer → ... → the trusted root. The path ends at the first
-    // certificate the trusted root issued: after a root rollover the chain is [signer, link
-    // "old root key by new root", …, old root], so a verifier trusting the old root stops at
-    // the signer and one trusting the new root follows the links (docs/audit-format.md).
-    let root_der = root.to_der().map_err(|e| bad(e.to_string()))?;
-    let path: Vec<Certificate> = chain;
-    if path.is_empty() || path[0].to_der().ok() == Some(root_der.clone()) {
-        return Err(bad("chain.pem: the signer must not be the root itself"));
-    }
-    // Each step either reaches the trusted root or links to the next certificate; the last
-    // certificate must reach the root (its error is the one reported).
-    for i in 0..path.len() {
-        match check_link(&path[i], root, at, i) {
-            Ok(()) => break,
-            Err(e) if i + 1 == path.len() => return Err(e),
-            Err(_) => check_link(&path[i], &path[i + 1], at, i)?,
+    let path = chain;
+    signer_path(&path, root, at, &checks.crls)?;
+    let signer = &path[0];
+    let (nb, na) = {
+        let v = signer.tbs_certificate().validity();
+        (
+            v.not_before.to_unix_duration().as_secs(),
+            v.not_after.to_unix_duration().as_secs(),
+        )
+    };
+    for c in &m.checkpoints {
+        let t = unix(&c.time, &format!("checkpoint {} time", c.seq))?;
+        if t < nb || t > na {
+            return Err(bad(format!(
+                "checkpoint {} was signed at {}, outside the signer certificate's validity: \
+                 the audit certificate must be valid when its checkpoints were signed",
+                c.seq, c.time
+            )));
         }
     }
-    let signer = &path[0];
     let key = key_of(signer)?;
     if !verify_der(&key, &manifest_bytes, &sig) {
         return Err(bad(
@@ -723,8 +952,7 @@ pub fn verify_export(dir: &Path, root: &[u8]) -> Result<ExportReport> {
     {
         return Err(bad("manifest.json: events_file must be a plain file name"));
     }
-    let events_path = dir.join(&m.events_file);
-    let data = read(&events_path)?;
+    let data = load(&m.events_file)?;
     // The file hash is checked after the walk below, so that an edited, deleted, inserted or
     // reordered event is reported by its sequence number, not only as "the file changed".
     let file_hash_ok = hex::encode(Sha256::digest(&data)) == m.events_sha256;
@@ -746,6 +974,19 @@ pub fn verify_export(dir: &Path, root: &[u8]) -> Result<ExportReport> {
     let mut prev = first_prev;
     let mut count = 0u64;
     let mut expected = m.first_seq.unwrap_or(1);
+    let mut last_time = String::new();
+    let mut previous_seen = false;
+    if let Some((pseq, phash)) = checks.previous {
+        if m.first_seq.is_some_and(|f| f > 0 && pseq == f - 1) {
+            if phash != first_prev {
+                return Err(Error::AuditBroken {
+                    seq: pseq,
+                    reason: "history rewritten: first_prev_hash differs from the previous export's last_hash".into(),
+                });
+            }
+            previous_seen = true;
+        }
+    }
     let mut check = |ev: JsonEvent| -> Result<()> {
         if ev.seq != expected {
             return Err(Error::AuditBroken {
@@ -791,9 +1032,21 @@ pub fn verify_export(dir: &Path, root: &[u8]) -> Result<ExportReport> {
                 });
             }
         }
+        if let Some((pseq, phash)) = checks.previous {
+            if pseq == ev.seq {
+                if phash != h {
+                    return Err(Error::AuditBroken {
+                        seq: ev.seq,
+                        reason: "history rewritten: the event's hash differs from the previous export's last_hash at this sequence".into(),
+                    });
+                }
+                previous_seen = true;
+            }
+        }
         prev = h;
         expected = ev.seq + 1;
         count += 1;
+        last_time = ev.time;
         Ok(())
     };
     match m.events_format.as_str() {
@@ -876,6 +1129,30 @@ pub fn verify_export(dir: &Path, root: &[u8]) -> Result<ExportReport> {
             m.events_file
         )));
     }
+    if count > 0 && at < unix(&last_time, "last event time")? {
+        return Err(bad(format!(
+            "manifest.json: exported_at {} is before the last event's time {last_time}",
+            m.exported_at
+        )));
+    }
+    if let Some((pseq, _)) = checks.previous {
+        if !previous_seen {
+            let last = expected.saturating_sub(1);
+            return Err(if count > 0 && pseq > last {
+                Error::AuditBroken {
+                    seq: last + 1,
+                    reason: format!(
+                        "history truncated: the previous export ends at sequence {pseq}, this one at {last}"
+                    ),
+                }
+            } else {
+                bad(format!(
+                    "previous export: its last event {pseq} is not in this export ({}..{last}); export a range that holds it (--from-seq {pseq} or earlier)",
+                    m.first_seq.unwrap_or(0)
+                ))
+            });
+        }
+    }
     Ok(ExportReport {
         count,
         first_seq: m.first_seq.unwrap_or(0),
@@ -912,6 +1189,8 @@ pub(crate) mod tests {
     struct Leaf {
         issuer: Name,
         subject: Name,
+        audit_eku: bool,
+        ca: bool,
     }
     impl BuilderProfile for Leaf {
         fn get_issuer(&self, _subject: &Name) -> Name {
@@ -927,12 +1206,18 @@ pub(crate) mod tests {
             tbs: &x509_cert::TbsCertificate,
         ) -> x509_cert::builder::Result<Vec<Extension>> {
             let bc = BasicConstraints {
-                ca: false,
+                ca: self.ca,
                 path_len_constraint: None,
             }
             .to_extension(tbs.subject(), &[])?;
             let mut v = vec![bc];
             v.push(KeyUsage(KeyUsages::DigitalSignature.into()).to_extension(tbs.subject(), &v)?);
+            if self.audit_eku {
+                v.push(
+                    x509_cert::ext::pkix::ExtendedKeyUsage(vec![AUDIT_SIGNING_EKU])
+                        .to_extension(tbs.subject(), &v)?,
+                );
+            }
             Ok(v)
         }
     }
@@ -951,6 +1236,12 @@ pub(crate) mod tests {
 
     /// Test root + audit certificate built with x509-cert's builder and software P-256 keys.
     pub fn pki(root_seed: u8) -> Pki {
+        pki_with(root_seed, true)
+    }
+
+    /// As [`pki`]; `audit_eku: false` gives an audit certificate as issued before the
+    /// audit-signing extended key usage existed.
+    pub fn pki_with(root_seed: u8, audit_eku: bool) -> Pki {
         let root_key = SigningKey::from_slice(&[root_seed; 32]).unwrap();
         let audit_key = test_key();
         let root_name = Name::from_str("CN=Test National Root CA,O=idstation test,C=UZ").unwrap();
@@ -969,6 +1260,8 @@ pub(crate) mod tests {
         let leaf = Leaf {
             issuer: root_name,
             subject: Name::from_str("CN=Station TAS01-ST1 audit,O=idstation test,C=UZ").unwrap(),
+            audit_eku,
+            ca: false,
         };
         let audit = CertificateBuilder::new(
             leaf,
@@ -1246,6 +1539,132 @@ pub(crate) mod tests {
             .unwrap_err();
         assert!(matches!(e, Error::AuditBroken { seq: 5, .. }), "{e}");
         assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "no files left");
+    }
+
+    #[test]
+    fn an_audit_certificate_without_the_audit_signing_eku_may_not_sign_an_export() {
+        // An audit certificate issued before the marker existed (or any other certificate
+        // under the root) is refused, naming the rule.
+        let p = pki_with(7, false);
+        let (d, reg) = filled(3, &p.audit_key);
+        let out = d.path().join("legacy");
+        export(&reg, &p, &out, ExportRange::All, ExportFormat::Jsonl);
+        let e = verify_export(&out, &p.root_der).unwrap_err().to_string();
+        assert!(e.contains("is not a station audit certificate"), "{e}");
+        assert!(e.contains("1.3.6.1.4.1.32473.1.3.1"), "{e}");
+    }
+
+    #[test]
+    fn an_audit_signing_certificate_from_an_issuing_ca_is_not_the_stations() {
+        // An issuing CA under the root mints a certificate with the audit-signing mark for a
+        // key of its choosing: the path is sound, the mark is there, but the root did not
+        // issue it.
+        let p = pki(7);
+        let root_key = SigningKey::from_slice(&[7u8; 32]).unwrap();
+        let ca_key = SigningKey::from_slice(&[9u8; 32]).unwrap();
+        let root_name = Name::from_str("CN=Test National Root CA,O=idstation test,C=UZ").unwrap();
+        let ca_name = Name::from_str("CN=Test e-Signature CA,O=idstation test,C=UZ").unwrap();
+        let validity = Validity::from_now(Duration::from_secs(3600 * 24 * 365)).unwrap();
+        let build = |leaf: Leaf, serial: u32, key: &SigningKey, by: &SigningKey| {
+            CertificateBuilder::new(leaf, SerialNumber::from(serial), validity, spki_of(key))
+                .unwrap()
+                .build::<_, DerSignature>(by)
+                .unwrap()
+                .to_der()
+                .unwrap()
+        };
+        let ca_der = build(
+            Leaf {
+                issuer: root_name.clone(),
+                subject: ca_name.clone(),
+                audit_eku: false,
+                ca: true,
+            },
+            3,
+            &ca_key,
+            &root_key,
+        );
+        let minted = build(
+            Leaf {
+                issuer: ca_name,
+                subject: Name::from_str("CN=Not the station,O=idstation test,C=UZ").unwrap(),
+                audit_eku: true,
+                ca: false,
+            },
+            4,
+            &p.audit_key,
+            &ca_key,
+        );
+        let (d, reg) = filled(3, &p.audit_key);
+        let out = d.path().join("minted");
+        let a = Actor::new("audrey", "auditor", "TAS01-ST1");
+        reg.export_audit(
+            &ExportRequest {
+                out_dir: &out,
+                range: ExportRange::All,
+                format: ExportFormat::Jsonl,
+                exporter: &a,
+                chain_der: &[minted, ca_der, p.root_der.clone()],
+            },
+            &signer(&p.audit_key),
+        )
+        .unwrap();
+        let e = verify_export(&out, &p.root_der).unwrap_err().to_string();
+        assert!(
+            e.contains("a station audit certificate is issued by the root directly"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn previous_export_head_catches_a_rewritten_or_truncated_history() {
+        let p = pki(7);
+        let (d, mut reg) = filled(12, &p.audit_key);
+        let old = d.path().join("old");
+        let s = export(&reg, &p, &old, ExportRange::All, ExportFormat::Jsonl);
+        let head = (s.last_seq, s.last_hash);
+        // The same history, later: continuity holds, also for a range that starts right after.
+        for i in 13..=15 {
+            reg.audit(&AuditEntry {
+                actor: &actor(),
+                action: "holder.enrolled",
+                object: &format!("holder:{i}"),
+                details: &json!({}),
+            })
+            .unwrap();
+        }
+        let new = d.path().join("new");
+        export(&reg, &p, &new, ExportRange::All, ExportFormat::Jsonl);
+        let with = |h| VerifyChecks {
+            crls: vec![],
+            previous: Some(h),
+        };
+        verify_export_with(&new, &p.root_der, &with(head)).unwrap();
+        let next = d.path().join("next");
+        export(
+            &reg,
+            &p,
+            &next,
+            ExportRange::Seq {
+                from: head.0 + 1,
+                to: head.0 + 2,
+            },
+            ExportFormat::Csv,
+        );
+        verify_export_with(&next, &p.root_der, &with(head)).unwrap();
+        // Another hash at the old head's sequence: rewritten.
+        let mut other = head;
+        other.1[0] ^= 1;
+        let e = verify_export_with(&new, &p.root_der, &with(other)).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains(&format!("broken at sequence {}", head.0))
+                && e.to_string().contains("history rewritten"),
+            "{e}"
+        );
+        // A history that ends before the old head: truncated.
+        let e = verify_export_with(&new, &p.root_der, &with((99, head.1))).unwrap_err();
+        assert!(e.to_string().contains("history truncated"), "{e}");
     }
 
     #[test]

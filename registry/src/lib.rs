@@ -28,7 +28,9 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 pub use audit::{AuditEntry, AuditEvent, Checkpoint, VerifyOptions, VerifyReport};
-pub use export::{ExportFormat, ExportRange, ExportReport, ExportRequest, ExportSummary};
+pub use export::{
+    ExportFormat, ExportRange, ExportReport, ExportRequest, ExportSummary, VerifyChecks,
+};
 pub use jobs::{
     Completion, IssuanceFilter, Job, JobState, NewJob, Rollback, RollbackSummary, Step, StepState,
 };

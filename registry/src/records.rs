@@ -373,6 +373,9 @@ pub struct OutboxMessage {
 
 /// Outbox topic: register a holder in the e-government system.
 pub const TOPIC_EGOV_REGISTER_HOLDER: &str = "egov.register-holder";
+/// Outbox topic: a signed audit checkpoint (seq, hash, time, signature), so that a system off
+/// the station holds the heads of the audit chain (docs/audit-format.md section 4).
+pub const TOPIC_AUDIT_CHECKPOINT: &str = "audit.checkpoint";
 
 fn validate_holder(h: &NewHolder) -> Result<()> {
     validate::pinfl("pinfl", &h.pinfl)?;

@@ -60,6 +60,18 @@ fn audited_checkpoint(
     })
 }
 
+/// Sign a checkpoint over the newest event inside `tx` with the HSM audit key `label`: every
+/// state change a CA admin makes commits together with a signed checkpoint over it
+/// (docs/audit.md); an HSM that cannot sign refuses the change.
+pub(crate) fn checkpoint_in(
+    tx: &registry::Tx<'_>,
+    keys: &dyn hsm::KeyStore,
+    label: &str,
+) -> Result<(), StationError> {
+    tx.audit_checkpoint(&|m: &[u8]| keys.sign_p256_sha256(label, m))?;
+    Ok(())
+}
+
 /// Sign a checkpoint over the newest event after an issuance was rolled back or finished by
 /// recovery, so that those outcomes end inside a signed checkpoint too (a completed issuance
 /// commits its checkpoint with the completion). It runs after the outcome's own commit: an HSM
@@ -316,6 +328,74 @@ pub fn root_file(root: Option<&Path>, data_dir: &Path) -> Result<PathBuf, Statio
 /// database nor the HSM. Every way the folder can fail (missing file, bad signature, broken
 /// chain at sequence N, wrong root) is an `Invalid` error naming the folder (exit code 2).
 pub fn verify(dir: &Path, root: &Path) -> Result<VerifyOutcome, StationError> {
+    verify_with(dir, root, &TrustInputs::default())
+}
+
+/// What an auditor brings besides the root: CRLs (`--crl FILE`, repeatable) and an earlier
+/// export (`--previous DIR`) whose head the log must still hold.
+#[derive(Debug, Clone, Default)]
+pub struct TrustInputs {
+    pub crls: Vec<PathBuf>,
+    pub previous: Option<PathBuf>,
+}
+
+impl TrustInputs {
+    fn crls(&self) -> Result<Vec<(String, Vec<u8>)>, StationError> {
+        self.crls
+            .iter()
+            .map(|p| {
+                std::fs::read(p)
+                    .map(|b| (p.display().to_string(), b))
+                    .map_err(|e| {
+                        StationError::invalid("crl", format!("cannot read {}: {e}", p.display()))
+                    })
+            })
+            .collect()
+    }
+
+    /// The previous export's (last_seq, last_hash), after verifying that export itself against
+    /// the same root and CRLs.
+    fn previous_head(
+        &self,
+        root_bytes: &[u8],
+        crls: &[(String, Vec<u8>)],
+    ) -> Result<Option<(u64, [u8; 32])>, StationError> {
+        let Some(prev) = &self.previous else {
+            return Ok(None);
+        };
+        let checks = registry::VerifyChecks {
+            crls: crls.to_vec(),
+            previous: None,
+        };
+        let r = registry::export::verify_export_with(prev, root_bytes, &checks).map_err(|e| {
+            StationError::invalid(
+                "previous",
+                format!("previous export {} does not verify: {e}", prev.display()),
+            )
+        })?;
+        if r.count == 0 {
+            return Err(StationError::invalid(
+                "previous",
+                format!(
+                    "previous export {} holds no events: it has no head to continue from",
+                    prev.display()
+                ),
+            ));
+        }
+        let hash: [u8; 32] = hex::decode(&r.last_hash)
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .ok_or_else(|| StationError::invalid("previous", "last_hash is not 32 bytes of hex"))?;
+        Ok(Some((r.last_seq, hash)))
+    }
+}
+
+/// [`verify`] with CRLs and a previous export (`audit verify --crl … --previous …`).
+pub fn verify_with(
+    dir: &Path,
+    root: &Path,
+    trust: &TrustInputs,
+) -> Result<VerifyOutcome, StationError> {
     let root_bytes = std::fs::read(root).map_err(|e| {
         StationError::invalid("root", format!("cannot read {}: {e}", root.display()))
     })?;
@@ -330,7 +410,10 @@ pub fn verify(dir: &Path, root: &Path) -> Result<VerifyOutcome, StationError> {
     }
     // The registry names the first bad sequence number of an edited, deleted, inserted or
     // reordered event before it compares the events file's hash with the manifest.
-    let r = registry::export::verify_export(dir, &root_bytes).map_err(|e| {
+    let crls = trust.crls()?;
+    let previous = trust.previous_head(&root_bytes, &crls)?;
+    let checks = registry::VerifyChecks { crls, previous };
+    let r = registry::export::verify_export_with(dir, &root_bytes, &checks).map_err(|e| {
         StationError::invalid(format!("audit export {}", dir.display()), e.to_string())
     })?;
     Ok(VerifyOutcome {
@@ -359,29 +442,31 @@ pub struct VerifyLogOutcome {
 }
 
 /// `idstation audit verify-log`: verify the chain in the database, checkpoint signatures
-/// included, with the public key of the audit certificate recorded in the registry (no HSM). A broken chain is an
-/// `Invalid` error naming the sequence number (exit code 2).
-pub fn verify_log(st: &Station) -> Result<VerifyLogOutcome, StationError> {
+/// included, with the audit key taken from its certificate chain checked against the trusted
+/// `root` file (the audit-signing mark, the links, `trust.crls`) — never from a key table in
+/// the same database (no HSM). With `trust.previous`, the log must hold that export's last
+/// event with its hash. A broken chain is an `Invalid` error naming the sequence number
+/// (exit code 2).
+pub fn verify_log(
+    st: &Station,
+    root: &Path,
+    trust: &TrustInputs,
+) -> Result<VerifyLogOutcome, StationError> {
     let label = st.config.ca.audit_key.clone();
-    let key = st.registry.ca_key_by_label(&label)?.ok_or_else(|| {
-        StationError::Other(format!("audit key {label} is not recorded in the registry"))
+    let root_bytes = std::fs::read(root).map_err(|e| {
+        StationError::invalid("root", format!("cannot read {}: {e}", root.display()))
     })?;
-    // The public key from the audit certificate (the HSM is not opened).
-    let cert = key.certificate.ok_or_else(|| {
-        StationError::Other(format!(
-            "audit key {label} has no certificate in the registry"
-        ))
-    })?;
-    let point = certificate_key(&cert)
-        .map_err(|e| StationError::Other(format!("audit certificate {label}: {e}")))?;
-    let checkpoint_key = Some(TryFrom::try_from(&point[..]).map_err(|_| {
-        StationError::Other(format!(
-            "audit key {label}: public key is not a P-256 point"
-        ))
-    })?);
+    let crls = trust.crls()?;
+    let chain = audit_chain(st)?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
+    let key =
+        registry::export::audit_key_from_chain(&chain, &root_bytes, now, &crls).map_err(|e| {
+            StationError::invalid("audit key", format!("audit certificate {label}: {e}"))
+        })?;
+    let anchor = trust.previous_head(&root_bytes, &crls)?;
     let opts = registry::VerifyOptions {
-        checkpoint_key,
-        anchor: None,
+        checkpoint_key: Some(key),
+        anchor,
     };
     let r = st.registry.verify_audit(&opts).map_err(|e| match e {
         registry::Error::AuditBroken { .. } => StationError::invalid("audit log", e.to_string()),

@@ -32,12 +32,42 @@ pub enum AuditCmd {
         /// Trusted root certificate (PEM or DER); default DATA/ca/root-ca-1.pem of --data-dir.
         #[arg(long, value_name = "FILE")]
         root: Option<PathBuf>,
+        #[command(flatten)]
+        trust: TrustArgs,
     },
-    /// Verify the audit chain in the database, checkpoint signatures included (any operator).
+    /// Verify the audit chain in the database, checkpoint signatures included, with the audit
+    /// key from its certificate chain checked against the root (any operator).
     VerifyLog {
+        /// Trusted root certificate (PEM or DER); default DATA/ca/root-ca-1.pem of --data-dir.
+        #[arg(long, value_name = "FILE")]
+        root: Option<PathBuf>,
+        #[command(flatten)]
+        trust: TrustArgs,
         #[command(flatten)]
         op: crate::OperatorArg,
     },
+}
+
+/// CRLs and an earlier export, for `audit verify` and `audit verify-log`.
+#[derive(Args)]
+pub struct TrustArgs {
+    /// A CRL (PEM or DER) of a CA in the audit certificate's chain; the audit certificate
+    /// (and any link) must not be on it. Repeatable.
+    #[arg(long = "crl", value_name = "FILE")]
+    crls: Vec<PathBuf>,
+    /// An earlier export: the log must still hold its last event, with the same hash, at the
+    /// same sequence number (a rewritten or truncated history fails).
+    #[arg(long, value_name = "OLD_EXPORT")]
+    previous: Option<PathBuf>,
+}
+
+impl TrustArgs {
+    fn inputs(&self) -> audit::TrustInputs {
+        audit::TrustInputs {
+            crls: self.crls.clone(),
+            previous: self.previous.clone(),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -129,9 +159,9 @@ pub fn run_audit(cmd: &AuditCmd, json: bool, data_dir: &Path) -> Result<(), Stat
                 )
             })
         }
-        AuditCmd::Verify { dir, root } => {
+        AuditCmd::Verify { dir, root, trust } => {
             let root = audit::root_file(root.as_deref(), data_dir)?;
-            let r = audit::verify(dir, &root)?;
+            let r = audit::verify_with(dir, &root, &trust.inputs())?;
             print(json, &r, |r| {
                 format!(
                     "OK: {} event(s) {}..{}, last hash {}, {} checkpoint(s)\nSigned by {} at {}; chains to root {} (SHA-256 {})\n",
@@ -147,7 +177,8 @@ pub fn run_audit(cmd: &AuditCmd, json: bool, data_dir: &Path) -> Result<(), Stat
                 )
             })
         }
-        AuditCmd::VerifyLog { op } => {
+        AuditCmd::VerifyLog { root, trust, op } => {
+            let root = audit::root_file(root.as_deref(), data_dir)?;
             let mut st = Station::open_read_only(data_dir)?;
             st.authorize(
                 &op.operator,
@@ -155,7 +186,7 @@ pub fn run_audit(cmd: &AuditCmd, json: bool, data_dir: &Path) -> Result<(), Stat
                 "verify the audit log",
                 &[Role::Clerk, Role::CaAdmin, Role::Auditor],
             )?;
-            let r = audit::verify_log(&st)?;
+            let r = audit::verify_log(&st, &root, &trust.inputs())?;
             print(json, &r, |r| {
                 format!(
                     "OK: {} event(s), last {} (hash {}), {} checkpoint(s) signed by {} verified\n",

@@ -194,6 +194,7 @@ pub fn issue(
                 "not_after": record.not_after,
             }),
         })?;
+        crate::audit::checkpoint_in(&tx, st.keys.as_ref(), &st.config.ca.audit_key)?;
         tx.commit()?;
     }
     write_new(out, ca::cert_pem(&cert.der)?.as_bytes()).map_err(|e| StationError::io(out, e))?;
@@ -297,6 +298,8 @@ pub fn crl_as(
         object: &format!("ca-key:{}", key.label),
         details: &serde_json::json!({ "crl_number": number, "revoked": count, "next_update": info.next_update }),
     })?;
+    // A CA admin's change is covered by an HSM-signed checkpoint in the same transaction.
+    crate::audit::checkpoint_in(&tx, st.keys.as_ref(), &st.config.ca.audit_key)?;
     tx.commit()?;
     write_atomic(&published, &crl_der).map_err(|e| StationError::io(&published, e))?;
     if out != published {

@@ -230,6 +230,7 @@ pub fn revoke_certificate(
         object: &format!("certificate:{serial}"),
         details: &serde_json::json!({ "reason": reason, "subject": cert.data.subject }),
     })?;
+    crate::audit::checkpoint_in(&tx, st.keys.as_ref(), &st.config.ca.audit_key)?;
     tx.commit()?;
     Ok(serial)
 }

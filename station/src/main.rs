@@ -575,6 +575,7 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
             )?;
             let role = Role::parse(role)?;
             station::operators::add(&mut st.registry, &session, name, role, &new_password)?;
+            station::audit::checkpoint_after(&mut st, "operator.added");
             print(
                 cli.json,
                 &serde_json::json!({ "name": name, "role": role.as_str() }),
@@ -590,6 +591,7 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
                 &[Role::CaAdmin],
             )?;
             station::operators::disable(&mut st.registry, &session, name)?;
+            station::audit::checkpoint_after(&mut st, "operator.disabled");
             print(
                 cli.json,
                 &serde_json::json!({ "name": name, "active": false }),

@@ -61,6 +61,8 @@ pub fn authorize(
 ) -> Result<Session, StationError> {
     let op = reg.operator(name).map_err(StationError::from)?;
     let refuse = |reg: &mut Registry, role: &str, why: &str| -> StationError {
+        // A caller may type anything as a name: the log and the message get a bounded one.
+        let name = &bounded_name(name);
         let actor = Actor::new(name, role, station);
         let details = serde_json::json!({ "action": action, "reason": why });
         let audited = reg.audit(&registry::AuditEntry {
@@ -150,6 +152,18 @@ pub fn disable(reg: &mut Registry, session: &Session, name: &str) -> Result<(), 
     Ok(())
 }
 
+/// At most this many characters of a refused caller's name reach the audit log.
+pub const MAX_LOGGED_NAME_CHARS: usize = 64;
+
+/// `name` as a refusal records it: unchanged up to [`MAX_LOGGED_NAME_CHARS`] characters,
+/// else its first 64 characters and `…(truncated, N bytes)` with the full length in bytes.
+pub fn bounded_name(name: &str) -> String {
+    match name.char_indices().nth(MAX_LOGGED_NAME_CHARS) {
+        None => name.to_string(),
+        Some((cut, _)) => format!("{}…(truncated, {} bytes)", &name[..cut], name.len()),
+    }
+}
+
 // argon2id hash of a random password nobody knows, used to equalise timing for unknown names.
 const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$0f1dOTtbq4dAX8LSq0vDr4g3Jp5bd6HsTWkm1nqvDqo";
@@ -203,6 +217,14 @@ mod tests {
                 .contains("password: must have at least 10 characters"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn refused_names_are_bounded_and_marked() {
+        assert_eq!(bounded_name("clerk1"), "clerk1");
+        let long = "é".repeat(5000);
+        let b = bounded_name(&long);
+        assert_eq!(b, format!("{}…(truncated, 10000 bytes)", "é".repeat(64)));
     }
 
     #[test]

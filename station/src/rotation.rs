@@ -350,6 +350,7 @@ fn create(
                 "kind": kind, "ca": ca, "payload": payload, "quorum": quorum, "expires_at": expires_at,
             }),
         })?;
+        crate::audit::checkpoint_in(&tx, st.keys.as_ref(), &st.config.ca.audit_key)?;
         tx.commit()?;
         id
     };
@@ -381,6 +382,7 @@ pub fn approve(st: &mut Station, session: &Session, id: i64) -> Result<Approval,
                 if reached {
                     tx.set_ca_request_state(id, "approved")?;
                 }
+                crate::audit::checkpoint_in(&tx, st.keys.as_ref(), &st.config.ca.audit_key)?;
                 tx.commit()?;
                 reached
             }
@@ -400,6 +402,8 @@ pub fn approve(st: &mut Station, session: &Session, id: i64) -> Result<Approval,
     }
     failpoint("rotation.approved");
     let executed = execute(st, &session.actor, id)?;
+    // The execution's events (new key, certificates, CRL, state) end inside a checkpoint too.
+    crate::audit::checkpoint_after(st, "ca.request.executed");
     Ok(Approval {
         request: view(st, id)?,
         executed: Some(executed),
@@ -430,6 +434,7 @@ pub fn refuse(
             object: &format!("ca-request:{id}"),
             details: &serde_json::json!({ "note": note }),
         })?;
+        crate::audit::checkpoint_in(&tx, st.keys.as_ref(), &st.config.ca.audit_key)?;
         tx.commit()?;
     }
     view(st, id)
