@@ -44,7 +44,7 @@ fn audited_checkpoint(
     let sign = |m: &[u8]| keys.sign_p256_sha256(&label, m);
     let cp = st.registry.write(|tx| {
         tx.audit(&AuditEntry {
-            actor: &session.actor,
+            actor: session.actor(),
             action,
             object,
             details,
@@ -237,7 +237,7 @@ pub fn export(
         out_dir,
         range: range.to_registry(checkpoint.seq),
         format,
-        exporter: &session.actor,
+        exporter: session.actor(),
         chain_der: &chain,
     };
     match st.registry.export_audit(&req, &sign) {
@@ -263,7 +263,7 @@ pub fn export(
         Err(e) => {
             let reason = e.to_string();
             let failed = st.registry.audit(&AuditEntry {
-                actor: &session.actor,
+                actor: session.actor(),
                 action: "audit.export-failed",
                 object: "audit-log",
                 details: &serde_json::json!({ "reason": reason }),
@@ -439,9 +439,9 @@ pub fn outbox_ack(
             StationError::invalid("id", format!("no unacknowledged outbox message {id}"))
         })?;
     st.registry.write(|tx| {
-        tx.outbox_ack(id, &session.actor)?;
+        tx.outbox_ack(id, session.actor())?;
         tx.audit(&AuditEntry {
-            actor: &session.actor,
+            actor: session.actor(),
             action: "outbox.acked",
             object: &format!("outbox:{id}"),
             details: &serde_json::json!({ "topic": item.topic }),

@@ -159,7 +159,7 @@ pub fn issue(
         let tx = st.registry.transaction()?;
         tx.insert_certificate(&record)?;
         tx.audit(&AuditEntry {
-            actor: &session.actor,
+            actor: session.actor(),
             action: "certificate.issued",
             object: &format!("certificate:{}", record.serial),
             details: &serde_json::json!({
@@ -202,7 +202,7 @@ pub fn crl(
     key_label: Option<&str>,
     out: &Path,
 ) -> Result<CrlReport, StationError> {
-    crl_as(st, &session.actor, key_label, out)
+    crl_as(st, session.actor(), key_label, out)
 }
 
 /// [`crl`] on behalf of `actor` (also used by the CA revocation of `rotation`, which publishes

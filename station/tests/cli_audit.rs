@@ -619,14 +619,22 @@ fn outbox_list_needs_no_operator_and_ack_is_audited_for_clerks_only() {
         })
         .expect("push");
     }
-    let o = ok(idstation(&data, &["--json", "outbox", "list"], ""));
+    let o = ok(idstation(
+        &data,
+        &["--json", "outbox", "list", "--operator", "clerk1"],
+        CLERK_PASSWORD,
+    ));
     let items = json(&o);
     let items = items.as_array().expect("array");
     assert_eq!(items.len(), 1, "{items:?}");
     let id = items[0]["id"].as_i64().expect("id").to_string();
     assert_eq!(items[0]["topic"], registry::TOPIC_EGOV_REGISTER_HOLDER);
     assert_eq!(items[0]["payload"]["document"], "AA0000001");
-    let o = ok(idstation(&data, &["outbox", "list"], ""));
+    let o = ok(idstation(
+        &data,
+        &["outbox", "list", "--operator", "clerk1"],
+        CLERK_PASSWORD,
+    ));
     assert!(
         String::from_utf8_lossy(&o.stdout).starts_with(&format!("{id}\tegov.register-holder\t")),
         "{}",
@@ -654,7 +662,11 @@ fn outbox_list_needs_no_operator_and_ack_is_audited_for_clerks_only() {
     );
     exit(&again, 2);
     assert!(String::from_utf8_lossy(&again.stderr).contains(&format!("outbox message {id}")));
-    let o = ok(idstation(&data, &["--json", "outbox", "list"], ""));
+    let o = ok(idstation(
+        &data,
+        &["--json", "outbox", "list", "--operator", "clerk1"],
+        CLERK_PASSWORD,
+    ));
     assert_eq!(json(&o), serde_json::json!([]));
 
     let ex = tmp.path().join("export");

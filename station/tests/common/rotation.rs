@@ -1,5 +1,6 @@
 //! The harness the CA-rotation end-to-end tests share (`cli_rotation.rs`, `cli_ds_rotation.rs`):
-//! a data dir with ca-admins admin, bob, carol and a clerk, the `idstation` binary run as one of
+//! a data dir with ca-admins admin, bob (init's second), carol (enabled by dual-control
+//! request 1) and a clerk, the `idstation` binary run as one of
 //! them (every run checked for leaked passwords and the HSM PIN), and station.toml's
 //! `[rotation]` settings. Included with `#[path = "common/rotation.rs"] mod rig;`.
 #![allow(dead_code)]
@@ -63,15 +64,27 @@ impl Station {
             dir,
             data,
         };
-        s.ok("admin", &["init", "--admin", "admin", "--station", "rot"]);
-        for (name, role) in [
-            ("bob", "ca-admin"),
-            ("carol", "ca-admin"),
-            ("clerk", "clerk"),
-        ] {
+        // bob is the ceremony's second ca-admin; carol, a third, is added by admin and
+        // enabled by bob's approval (dual control, docs/rotation.md).
+        let o = s.cmd_env(
+            "admin",
+            &[
+                "init",
+                "--admin",
+                "admin",
+                "--second-admin",
+                "bob",
+                "--station",
+                "rot",
+            ],
+            &[("IDSTATION_NEW_PASSWORD", password("bob"))],
+        );
+        assert!(o.status.success(), "{}", text(&o));
+        for (name, role) in [("carol", "ca-admin"), ("clerk", "clerk")] {
             let o = s.cmd_env(
                 "admin",
                 &[
+                    "--json",
                     "operator",
                     "add",
                     "--name",
@@ -84,6 +97,13 @@ impl Station {
                 &[("IDSTATION_NEW_PASSWORD", password(name))],
             );
             assert!(o.status.success(), "{}", text(&o));
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+            if let Some(id) = v["request"]["id"].as_i64() {
+                s.ok(
+                    "bob",
+                    &["ca", "approve", &id.to_string(), "--operator", "bob"],
+                );
+            }
         }
         s
     }
