@@ -156,6 +156,11 @@ pub struct RotationLists {
 /// A rotation result in plain words.
 fn approval_text(a: &Approval) -> String {
     match &a.executed {
+        // An operator request (operator-add, -enable, -role): `key` says what it did.
+        Some(x) if station::rotation::OPERATOR_KINDS.contains(&x.kind.as_str()) => format!(
+            "Request {} approved and executed: {}.",
+            a.request.id, x.key
+        ),
         Some(x) => format!(
             "Request {} approved and executed: CA {} now signs with {}{} ({} certificate(s) to re-issue).",
             a.request.id,

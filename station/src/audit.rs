@@ -76,6 +76,12 @@ pub fn checkpoint_after(st: &mut Station, what: &str) {
 
 /// `idstation audit checkpoint`: record the request and sign a checkpoint over it.
 pub fn checkpoint(st: &mut Station, session: &Session) -> Result<CheckpointOutcome, StationError> {
+    crate::operators::require_current(
+        &mut st.registry,
+        session,
+        "sign audit checkpoints",
+        &[registry::Role::Clerk, registry::Role::CaAdmin],
+    )?;
     let label = st.config.ca.audit_key.clone();
     audited_checkpoint(
         st,
@@ -223,6 +229,12 @@ pub fn export(
     range: &Range,
     format: ExportFormat,
 ) -> Result<ExportOutcome, StationError> {
+    crate::operators::require_current(
+        &mut st.registry,
+        session,
+        "export the audit log",
+        &[registry::Role::Auditor, registry::Role::CaAdmin],
+    )?;
     let chain = audit_chain(st)?;
     let label = st.config.ca.audit_key.clone();
     let details = serde_json::json!({
@@ -432,6 +444,12 @@ pub fn outbox_ack(
     session: &Session,
     id: i64,
 ) -> Result<OutboxItem, StationError> {
+    crate::operators::require_current(
+        &mut st.registry,
+        session,
+        "acknowledge outbox messages",
+        &[registry::Role::Clerk, registry::Role::CaAdmin],
+    )?;
     let item = outbox_pending(&st.registry)?
         .into_iter()
         .find(|m| m.id == id)

@@ -271,6 +271,12 @@ pub fn issue(
     input: &IssueInput,
     progress: &mut dyn FnMut(&JobProgress),
 ) -> Result<IssueReport, StationError> {
+    crate::operators::require_current(
+        &mut st.registry,
+        session,
+        "issue cards",
+        &[registry::Role::Clerk],
+    )?;
     let started = Instant::now();
     let mut t = Timings::default();
     let profile = card_profile(st)?;

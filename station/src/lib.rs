@@ -62,6 +62,9 @@ impl Station {
     pub fn open_read_only(data_dir: &Path) -> Result<Self, StationError> {
         let layout = Layout::new(data_dir);
         let config = StationConfig::load(data_dir)?;
+        // The same refusal as `open`: a data dir (or HSM PIN file) others can read is not used,
+        // even only to read it.
+        datadir::check_private(data_dir, &config.hsm)?;
         let profiles = match &config.profiles.dir {
             Some(dir) => profiles::load_dir_over_builtin(&layout.root.join(dir))?,
             None => profiles::builtin()?,

@@ -62,7 +62,8 @@ enum Cmd {
         op: OperatorArg,
     },
     /// Show a holder, a document or an issuance job with its certificates and status (text;
-    /// JSON with --json). Give exactly one of --document, --pinfl and --job.
+    /// JSON with --json). Give exactly one of --document, --pinfl and --job. A clerk or an
+    /// auditor; every read of a holder's record is audited (holder.read).
     #[command(group(clap::ArgGroup::new("what").required(true).args(["document", "pinfl", "job"])))]
     Show {
         /// Document number, e.g. AA0000001: the document, its holder, MRZ and certificates.
@@ -74,7 +75,6 @@ enum Cmd {
         /// Issuance job number (printed by `issue`): its state, steps and certificates.
         #[arg(long, value_name = "ID")]
         job: Option<i64>,
-        /// A clerk or auditor; every holder record read is audited (holder.read).
         #[command(flatten)]
         op: OperatorArg,
     },
@@ -872,9 +872,9 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
             } else {
                 station::recovery::Mode::LookForCards
             };
-            let r = station::recovery::recover(&mut st, session.actor(), mode)?;
+            let r = station::recovery::recover(&mut st, &session, mode)?;
             // Interrupted CA key rotations and revocations (docs/rotation.md).
-            let rot = station::recovery::recover_ca_requests(&mut st, session.actor())?;
+            let rot = station::recovery::recover_ca_requests(&mut st, &session)?;
             let mut all: Vec<serde_json::Value> = r
                 .iter()
                 .map(|x| serde_json::to_value(x).unwrap_or_default())

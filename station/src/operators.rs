@@ -126,7 +126,7 @@ pub fn authorize(
             });
         }
         let why = format!(
-            "wrong password ({count} in a row; the account locks at {})",
+            "{WRONG_LOGIN}: wrong password, {count} in a row (the account locks at {})",
             registry::MAX_FAILED_LOGINS
         );
         return Err(refuse(reg, op.role.as_str(), &why, WRONG_LOGIN));

@@ -315,6 +315,12 @@ pub fn revoke(
     num: &str,
     reason: &str,
 ) -> Result<RevokeReport, StationError> {
+    crate::operators::require_current(
+        &mut st.registry,
+        session,
+        "revoke documents",
+        &[registry::Role::Clerk, registry::Role::CaAdmin],
+    )?;
     let (status, crl_reason) = revocation_for(reason)?;
     let num = parse_document(num)?;
     let doc = st

@@ -604,7 +604,7 @@ fn a_clerk_cannot_export_an_auditor_cannot_change_anything_and_refusals_are_audi
 }
 
 #[test]
-fn outbox_list_needs_no_operator_and_ack_is_audited_for_clerks_only() {
+fn outbox_list_needs_an_operator_and_ack_is_audited_for_clerks_only() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = station(tmp.path());
     // The issuance job queues outbox messages; it is not part of this test, so queue one the

@@ -263,13 +263,20 @@ fn help_texts_of_show_revoke_and_ca_refuse() {
         show.contains("<--document <NUMBER>|--pinfl <PINFL>|--job <ID>>"),
         "show --help must say one of the three is required:\n{show}"
     );
+    // Whitespace-insensitive: the column width follows the longest option.
+    let flat = show.split_whitespace().collect::<Vec<_>>().join(" ");
     for line in [
-        "--document <NUMBER>  Document number",
-        "--pinfl <PINFL>      The holder's PINFL",
-        "--job <ID>           Issuance job number",
+        "--document <NUMBER> Document number",
+        "--pinfl <PINFL> The holder's PINFL",
+        "--job <ID> Issuance job number",
+        "--operator <OPERATOR> The operator doing this",
     ] {
-        assert!(show.contains(line), "{line:?} missing:\n{show}");
+        assert!(flat.contains(line), "{line:?} missing:\n{show}");
     }
+    assert!(
+        flat.contains("A clerk or an auditor; every read of a holder's record is audited"),
+        "{show}"
+    );
     let revoke = help(&["revoke", "--help"]);
     assert!(
         revoke.contains("--reason <REASON>") && revoke.contains("lost or stolen"),
