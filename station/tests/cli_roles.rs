@@ -143,9 +143,7 @@ fn a_ca_admin_cannot_create_the_second_approver_of_their_own_request() {
     let (code, err) = exit_and_err(&o);
     assert_eq!(code, Some(6), "{}", text(&o));
     assert!(
-        err.contains(&format!(
-            "dual control: approver mallory holds the role since"
-        )) && err.contains(&format!("after CA request {rot_id} was filed"))
+        err.contains("dual control: approver mallory holds the role since") && err.contains(&format!("after CA request {rot_id} was filed"))
             && err.contains("only an operator who was already a ca-admin when a request was filed may approve it"),
         "{err}"
     );
