@@ -1949,4 +1949,84 @@ pub(crate) mod tests {
         );
         assert_eq!(reg.ca_key_by_label("nope").unwrap(), None);
     }
+
+    const PHC: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$0f1dOTtbq4dAX8LSq0vDr4g3Jp5bd6HsTWkm1nqvDqo";
+
+    #[test]
+    fn an_approver_who_became_a_ca_admin_after_the_request_cannot_approve_it() {
+        let (_d, mut reg) = temp_registry();
+        let a = Actor::new("alice", "ca-admin", "S1");
+        let b = Actor::new("bob", "ca-admin", "S1");
+        let m = Actor::new("mallory", "ca-admin", "S1");
+        reg.write(|tx| tx.add_operator("alice", Role::CaAdmin, PHC, None))
+            .unwrap();
+        reg.write(|tx| tx.add_operator("bob", Role::CaAdmin, PHC, None))
+            .unwrap();
+        let exp = crate::rotation::time_in(600);
+        let id = reg
+            .write(|tx| {
+                tx.create_ca_request("rotate", "esign", &serde_json::json!({}), 2, &exp, &a)
+            })
+            .unwrap();
+        reg.write(|tx| tx.add_operator("mallory", Role::CaAdmin, PHC, Some(&a)))
+            .unwrap();
+        let e = reg.write(|tx| tx.approve_ca_request(id, &m)).unwrap_err();
+        assert!(
+            matches!(&e, Error::Conflict(w) if w.contains("approver mallory holds the role since")
+                && w.contains(&format!("after CA request {id} was filed"))),
+            "{e}"
+        );
+        assert_eq!(reg.write(|tx| tx.approve_ca_request(id, &b)).unwrap(), 1);
+        // Re-enabling bob restarts his role's age: a later request's approval is refused too.
+        reg.write(|tx| tx.set_operator_active("bob", false))
+            .unwrap();
+        reg.write(|tx| tx.set_operator_active("bob", true)).unwrap();
+        let id2 = reg
+            .write(|tx| tx.create_ca_request("rotate", "root", &serde_json::json!({}), 1, &exp, &a))
+            .unwrap();
+        assert_eq!(reg.write(|tx| tx.approve_ca_request(id2, &b)).unwrap(), 1);
+        reg.write(|tx| tx.set_operator_role("bob", Role::Clerk))
+            .unwrap();
+        reg.write(|tx| tx.set_operator_role("bob", Role::CaAdmin))
+            .unwrap();
+        let id3 = reg
+            .write(|tx| {
+                tx.create_ca_request("revoke-ca", "esign", &serde_json::json!({}), 1, &exp, &a)
+            })
+            .unwrap();
+        assert_eq!(reg.write(|tx| tx.approve_ca_request(id3, &b)).unwrap(), 1);
+        assert!(reg.write(|tx| tx.approve_ca_request(id, &m)).is_err());
+    }
+
+    #[test]
+    fn five_wrong_passwords_lock_and_only_unlock_lifts_the_lock() {
+        let (_d, mut reg) = temp_registry();
+        reg.write(|tx| tx.add_operator("clerk", Role::Clerk, PHC, None))
+            .unwrap();
+        // A right password counts nothing.
+        assert_eq!(
+            reg.write(|tx| tx.count_failed_login("clerk", false))
+                .unwrap(),
+            (0, false)
+        );
+        for n in 1..MAX_FAILED_LOGINS {
+            assert_eq!(
+                reg.write(|tx| tx.count_failed_login("clerk", true))
+                    .unwrap(),
+                (n, false)
+            );
+        }
+        assert_eq!(
+            reg.write(|tx| tx.count_failed_login("clerk", true))
+                .unwrap(),
+            (MAX_FAILED_LOGINS, true)
+        );
+        // A successful log-in's reset of the count does not unlock.
+        reg.write(|tx| tx.reset_failed_logins("clerk")).unwrap();
+        let op = reg.operator("clerk").unwrap().unwrap();
+        assert!(op.locked && op.failed_logins == 0);
+        reg.write(|tx| tx.unlock_operator("clerk")).unwrap();
+        let op = reg.operator("clerk").unwrap().unwrap();
+        assert!(!op.locked && op.failed_logins == 0);
+    }
 }
