@@ -627,7 +627,7 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
             })
         }
         Cmd::Operator(OperatorCmd::Add { name, role, op }) => {
-            let mut st = Station::open_read_only(data_dir)?;
+            let mut st = Station::open(data_dir)?;
             let session = st.authorize(
                 &op.operator,
                 &password()?,
@@ -644,7 +644,7 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
             print(cli.json, &c, |c| change_text("Added", c))
         }
         Cmd::Operator(OperatorCmd::Disable { name, op }) => {
-            let mut st = Station::open_read_only(data_dir)?;
+            let mut st = Station::open(data_dir)?;
             let session = st.authorize(
                 &op.operator,
                 &password()?,
@@ -659,7 +659,7 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
             )
         }
         Cmd::Operator(OperatorCmd::Enable { name, op }) => {
-            let mut st = Station::open_read_only(data_dir)?;
+            let mut st = Station::open(data_dir)?;
             let session = st.authorize(
                 &op.operator,
                 &password()?,
@@ -670,7 +670,7 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
             print(cli.json, &c, |c| change_text("Enabled", c))
         }
         Cmd::Operator(OperatorCmd::Role { name, role, op }) => {
-            let mut st = Station::open_read_only(data_dir)?;
+            let mut st = Station::open(data_dir)?;
             let session = st.authorize(
                 &op.operator,
                 &password()?,
@@ -682,7 +682,7 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
             print(cli.json, &c, |c| change_text("Changed the role of", c))
         }
         Cmd::Operator(OperatorCmd::Passwd { name, op }) => {
-            let mut st = Station::open_read_only(data_dir)?;
+            let mut st = Station::open(data_dir)?;
             let own = name.as_deref().is_none_or(|n| n == op.operator);
             let session = st.authorize(
                 &op.operator,
@@ -706,7 +706,7 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
             })
         }
         Cmd::Operator(OperatorCmd::Unlock { name, op }) => {
-            let mut st = Station::open_read_only(data_dir)?;
+            let mut st = Station::open(data_dir)?;
             let session = st.authorize(
                 &op.operator,
                 &password()?,

@@ -118,12 +118,15 @@ pub fn authorize(
     let (count, locked) = reg.write(|tx| tx.count_failed_login(name, !right))?;
     if !right {
         if locked && !op.locked {
-            let _ = reg.audit(&registry::AuditEntry {
+            let audited = reg.audit(&registry::AuditEntry {
                 actor: &Actor::new(name, op.role.as_str(), station),
                 action: "operator.locked",
                 object: &format!("operator:{name}"),
                 details: &serde_json::json!({ "failed_logins": count }),
             });
+            if let Err(e) = audited {
+                tracing::error!(error = %e, "could not audit a lock");
+            }
         }
         let why = format!(
             "{WRONG_LOGIN}: wrong password, {count} in a row (the account locks at {})",
