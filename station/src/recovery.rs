@@ -186,7 +186,7 @@ fn recover_as(st: &mut Station, actor: &Actor, mode: Mode) -> Result<Vec<Resolve
 }
 
 /// Before an issuance on card `serial`: resolve unfinished jobs of that card with the card.
-pub fn recover_with_card(
+pub(crate) fn recover_with_card(
     st: &mut Station,
     actor: &Actor,
     tx: &mut dyn Transport,

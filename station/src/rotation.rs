@@ -1261,7 +1261,7 @@ fn tx_started_step(st: &Station, id: i64, step: &str) -> Result<Option<i64>, Sta
 /// journaled step left `started`) and that no live process is executing. All steps are
 /// idempotent, so finishing is always the way forward; until it succeeds the old key stays
 /// active.
-pub fn recover(st: &mut Station, actor: &Actor) -> Result<Vec<Recovered>, StationError> {
+pub(crate) fn recover(st: &mut Station, actor: &Actor) -> Result<Vec<Recovered>, StationError> {
     let mut out = Vec::new();
     let mut candidates: Vec<i64> = st
         .registry
