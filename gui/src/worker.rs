@@ -156,6 +156,11 @@ pub struct RotationLists {
 /// A rotation result in plain words.
 fn approval_text(a: &Approval) -> String {
     match &a.executed {
+        // An operator request (operator-add, -enable, -role): `key` says what it did.
+        Some(x) if station::rotation::OPERATOR_KINDS.contains(&x.kind.as_str()) => format!(
+            "Request {} approved and executed: {}.",
+            a.request.id, x.key
+        ),
         Some(x) => format!(
             "Request {} approved and executed: CA {} now signs with {}{} ({} certificate(s) to re-issue).",
             a.request.id,
@@ -341,8 +346,8 @@ impl WorkerState {
             match r {
                 Ok((s, pinfl_check_digit, series, expiry)) => {
                     send(Event::LoggedIn(SessionInfo {
-                        operator: s.actor.operator.clone(),
-                        role: s.role,
+                        operator: s.operator().to_owned(),
+                        role: s.role(),
                         pinfl_check_digit,
                         series,
                         expiry,
@@ -360,8 +365,10 @@ impl WorkerState {
         let Some(st) = self.station.as_mut() else {
             return;
         };
-        let need = |roles: &[Role], action: &str| {
-            gui_support::require(&session, action, roles).map_err(text)
+        // Before every action: the account is still enabled, unlocked and of the same role,
+        // and the role may do it; refusals are audited like the CLI's.
+        let need = |st: &mut Station, roles: &[Role], action: &str| {
+            gui_support::require(st, &session, action, roles).map_err(text)
         };
         match cmd {
             Command::Login { .. } => {}
@@ -373,15 +380,15 @@ impl WorkerState {
                 send(Event::LoggedOut);
             }
             Command::LookupHolder { pinfl } => send(Event::Holder(
-                need(&[Role::Clerk], "look up holders").and_then(|_| {
-                    gui_support::holder_record(st, pinfl.trim())
+                need(st, &[Role::Clerk], "look up holders").and_then(|_| {
+                    gui_support::holder_record(st, &session, pinfl.trim())
                         .map(|h| h.map(Box::new))
                         .map_err(text)
                 }),
             )),
             Command::LookupDocument { number } => send(Event::Document(
-                need(&[Role::Clerk], "look up documents").and_then(|_| {
-                    station::records::show_document(st, number.trim())
+                need(st, &[Role::Clerk], "look up documents").and_then(|_| {
+                    station::records::show_document(st, &session, number.trim())
                         .map(Box::new)
                         .map_err(text)
                 }),
@@ -393,7 +400,7 @@ impl WorkerState {
                 pin_letter,
                 update_holder,
             } => {
-                let r = match need(&[Role::Clerk], "issue cards") {
+                let r = match need(st, &[Role::Clerk], "issue cards") {
                     Err(m) => Err(Failure {
                         message: m,
                         next: "Log in as a clerk.".into(),
@@ -418,17 +425,17 @@ impl WorkerState {
                 send(Event::Issued(r));
             }
             Command::RevokeDocument { number, reason } => send(Event::DocumentRevoked(
-                need(&[Role::Clerk, Role::CaAdmin], "revoke documents").and_then(|_| {
+                need(st, &[Role::Clerk, Role::CaAdmin], "revoke documents").and_then(|_| {
                     station::records::revoke(st, &session, number.trim(), &reason).map_err(text)
                 }),
             )),
             Command::CaSummaries => send(Event::CaSummaries(
-                need(&[Role::CaAdmin], "view the CA hierarchy").and_then(|_| {
+                need(st, &[Role::CaAdmin], "view the CA hierarchy").and_then(|_| {
                     station::ca_admin::summaries(&st.registry, &st.layout).map_err(text)
                 }),
             )),
             Command::PublishCrl => send(Event::CrlPublished(
-                need(&[Role::CaAdmin], "publish CRLs").and_then(|_| {
+                need(st, &[Role::CaAdmin], "publish CRLs").and_then(|_| {
                     let label = st
                         .registry
                         .active_ca_key("esign")
@@ -443,10 +450,10 @@ impl WorkerState {
                 gui_support::revoke_certificate(st, &session, &serial, &reason).map_err(text),
             )),
             Command::CaRequests => send(Event::CaRequests(
-                need(&[Role::CaAdmin], "view CA requests").and_then(|_| {
+                need(st, &[Role::CaAdmin], "view CA requests").and_then(|_| {
                     let requests =
-                        station::rotation::list_requests(st, &session.actor).map_err(text)?;
-                    let reissue = station::rotation::reissue_list(st).map_err(text)?;
+                        station::rotation::list_requests(st, session.actor()).map_err(text)?;
+                    let reissue = station::rotation::reissue_list(st, &session).map_err(text)?;
                     Ok(Box::new(RotationLists { requests, reissue }))
                 }),
             )),
@@ -474,21 +481,21 @@ impl WorkerState {
                 gui_support::audit_events(st, &session).map_err(text),
             )),
             Command::VerifyLog => send(Event::LogVerified(
-                need(&[Role::Auditor, Role::CaAdmin], "verify the audit log")
+                need(st, &[Role::Auditor, Role::CaAdmin], "verify the audit log")
                     .and_then(|_| {
                         let root = station::audit::root_file(None, &self.data_dir).map_err(text)?;
                         station::audit::verify_log(st, &root, &Default::default()).map_err(text)
                     }),
             )),
             Command::Export { dir, range, format } => send(Event::Exported(
-                need(&[Role::Auditor], "export the audit log").and_then(|_| {
+                need(st, &[Role::Auditor], "export the audit log").and_then(|_| {
                     station::audit::export(st, &session, &dir, &range, format)
                         .map(Box::new)
                         .map_err(text)
                 }),
             )),
             Command::VerifyExport { dir, root } => send(Event::ExportVerified(
-                need(&[Role::Auditor, Role::CaAdmin], "verify audit exports").and_then(|_| {
+                need(st, &[Role::Auditor, Role::CaAdmin], "verify audit exports").and_then(|_| {
                     let root =
                         station::audit::root_file(root.as_deref(), &self.data_dir).map_err(text)?;
                     station::audit::verify(&dir, &root)

@@ -8,30 +8,6 @@ use std::time::Duration;
 
 use common::*;
 use egui_kittest::kittest::{NodeT, Queryable};
-use zeroize::Zeroizing;
-
-const ADMIN2_PASSWORD: &str = "admin2-password-gui-7";
-
-/// A second ca-admin, added by the first through the station API (as `idstation operator add`).
-fn add_second_admin() {
-    let mut st = station::Station::open(&rig().data).expect("open");
-    let admin = st
-        .authorize(
-            "admin",
-            &Zeroizing::new(ADMIN_PASSWORD.into()),
-            "add operators",
-            &[registry::Role::CaAdmin],
-        )
-        .expect("admin");
-    station::operators::add(
-        &mut st.registry,
-        &admin,
-        "admin2",
-        registry::Role::CaAdmin,
-        &Zeroizing::new(ADMIN2_PASSWORD.into()),
-    )
-    .expect("add admin2");
-}
 
 /// Log in, and on a refusal fail with the message the window shows.
 fn admin_log_in(h: &mut H, name: &str, pw: &str) {
@@ -58,7 +34,6 @@ fn admin_log_in(h: &mut H, name: &str, pw: &str) {
 
 #[test]
 fn an_esign_rotation_needs_a_second_administrator_and_then_runs() {
-    add_second_admin();
     let mut h = harness(options(None, false), [1600.0, 1400.0]);
     admin_log_in(&mut h, "admin", ADMIN_PASSWORD);
     wait_for(&mut h, "request list", Duration::from_secs(30), |h| {

@@ -359,7 +359,17 @@ pub struct Operator {
     pub active: bool,
     pub created_at: String,
     pub created_by: Option<String>,
+    /// Wrong passwords since the last successful log-in.
+    pub failed_logins: u32,
+    /// Locked after [`MAX_FAILED_LOGINS`] wrong passwords, until a ca-admin unlocks it.
+    pub locked: bool,
+    /// Since when the operator holds `role` as an enabled account (created, enabled or given
+    /// the role); RFC 3339 UTC like every registry time.
+    pub role_since: String,
 }
+
+/// Wrong passwords in a row that lock an operator account.
+pub const MAX_FAILED_LOGINS: u32 = 5;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxMessage {
@@ -553,6 +563,9 @@ fn operator_from_row(r: &Row<'_>) -> rusqlite::Result<Operator> {
         active: r.get::<_, i64>(4)? == 1,
         created_at: r.get(5)?,
         created_by: r.get(6)?,
+        failed_logins: r.get::<_, i64>(7)?.try_into().unwrap_or(u32::MAX),
+        locked: r.get::<_, i64>(8)? == 1,
+        role_since: r.get::<_, Option<String>>(9)?.unwrap_or_default(),
     })
 }
 
@@ -1092,6 +1105,30 @@ impl Tx<'_> {
                 by.operator
             )));
         }
+        // Only someone who already held their role when the request was filed may approve it:
+        // a ca-admin created, enabled or given the role afterwards could be the requester's
+        // own creation.
+        let filed: String = self.conn().query_row(
+            "SELECT created_at FROM ca_requests WHERE id = ?1",
+            [request_id],
+            |r| r.get(0),
+        )?;
+        let since: Option<Option<String>> = self
+            .conn()
+            .query_row(
+                "SELECT role_since FROM operators WHERE name = ?1",
+                [&by.operator],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(Some(since)) = since {
+            if since > filed {
+                return Err(Error::Conflict(format!(
+                    "approver {} holds the role since {since}, after CA request {request_id} was filed at {filed}; only an operator who was already a ca-admin when a request was filed may approve it",
+                    by.operator
+                )));
+            }
+        }
         self.conn()
             .execute(
                 "INSERT INTO ca_request_approvals (request_id, operator, at) VALUES (?1, ?2, ?3)",
@@ -1147,8 +1184,8 @@ impl Tx<'_> {
         }
         self.conn()
             .execute(
-                "INSERT INTO operators (name, role, password_hash, created_at, created_by)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO operators (name, role, password_hash, created_at, created_by, role_since)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?4)",
                 params![
                     name,
                     role.as_str(),
@@ -1161,11 +1198,93 @@ impl Tx<'_> {
         Ok(self.conn().last_insert_rowid())
     }
 
-    /// Enable or disable an operator.
+    /// Enable or disable an operator. Enabling restarts `role_since`: an operator enabled after
+    /// a dual-control request was filed cannot approve it.
     pub fn set_operator_active(&self, name: &str, active: bool) -> Result<()> {
+        let n = if active {
+            self.conn().execute(
+                "UPDATE operators SET active = 1, role_since = ?2 WHERE name = ?1",
+                params![name, now_rfc3339()],
+            )?
+        } else {
+            self.conn().execute(
+                "UPDATE operators SET active = 0 WHERE name = ?1",
+                params![name],
+            )?
+        };
+        if n == 0 {
+            return Err(Error::NotFound(format!("operator {name}")));
+        }
+        Ok(())
+    }
+
+    /// Give an operator another role; `role_since` restarts.
+    pub fn set_operator_role(&self, name: &str, role: Role) -> Result<()> {
         let n = self.conn().execute(
-            "UPDATE operators SET active = ?2 WHERE name = ?1",
-            params![name, active as i64],
+            "UPDATE operators SET role = ?2, role_since = ?3 WHERE name = ?1",
+            params![name, role.as_str(), now_rfc3339()],
+        )?;
+        if n == 0 {
+            return Err(Error::NotFound(format!("operator {name}")));
+        }
+        Ok(())
+    }
+
+    /// Replace an operator's password hash (an argon2 PHC string; the caller hashes).
+    pub fn set_operator_password(&self, name: &str, password_hash: &str) -> Result<()> {
+        if !password_hash.starts_with("$argon2") {
+            return Err(Error::invalid(
+                "password_hash",
+                "(not shown)",
+                "must be an argon2 PHC string ($argon2id$...)",
+            ));
+        }
+        let n = self.conn().execute(
+            "UPDATE operators SET password_hash = ?2 WHERE name = ?1",
+            params![name, password_hash],
+        )?;
+        if n == 0 {
+            return Err(Error::NotFound(format!("operator {name}")));
+        }
+        Ok(())
+    }
+
+    /// After a log-in attempt: count a wrong password (`wrong`), locking the account at
+    /// [`MAX_FAILED_LOGINS`]. The same statement runs whether or not the password was wrong,
+    /// so both take the same path. Returns the count and whether the account is locked.
+    pub fn count_failed_login(&self, name: &str, wrong: bool) -> Result<(u32, bool)> {
+        self.conn().execute(
+            "UPDATE operators SET failed_logins = failed_logins + ?3,
+                    locked = CASE WHEN failed_logins + ?3 >= ?2 THEN 1 ELSE locked END
+             WHERE name = ?1",
+            params![name, MAX_FAILED_LOGINS, wrong as i64],
+        )?;
+        let (n, locked): (i64, i64) = self
+            .conn()
+            .query_row(
+                "SELECT failed_logins, locked FROM operators WHERE name = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?
+            .ok_or_else(|| Error::NotFound(format!("operator {name}")))?;
+        Ok((n.try_into().unwrap_or(u32::MAX), locked == 1))
+    }
+
+    /// A successful log-in: the count of wrong passwords restarts.
+    pub fn reset_failed_logins(&self, name: &str) -> Result<()> {
+        self.conn().execute(
+            "UPDATE operators SET failed_logins = 0 WHERE name = ?1 AND failed_logins <> 0",
+            params![name],
+        )?;
+        Ok(())
+    }
+
+    /// Lift the lock (and the count of wrong passwords) of an operator.
+    pub fn unlock_operator(&self, name: &str) -> Result<()> {
+        let n = self.conn().execute(
+            "UPDATE operators SET locked = 0, failed_logins = 0 WHERE name = ?1",
+            params![name],
         )?;
         if n == 0 {
             return Err(Error::NotFound(format!("operator {name}")));
@@ -1517,7 +1636,7 @@ impl Registry {
         Ok(self
             .conn
             .query_row(
-                "SELECT id, name, role, password_hash, active, created_at, created_by FROM operators WHERE name = ?1",
+                "SELECT id, name, role, password_hash, active, created_at, created_by, failed_logins, locked, role_since FROM operators WHERE name = ?1",
                 [name],
                 operator_from_row,
             )
@@ -1526,7 +1645,7 @@ impl Registry {
 
     pub fn operators(&self) -> Result<Vec<Operator>> {
         let mut st = self.conn.prepare(
-            "SELECT id, name, role, password_hash, active, created_at, created_by FROM operators ORDER BY id",
+            "SELECT id, name, role, password_hash, active, created_at, created_by, failed_logins, locked, role_since FROM operators ORDER BY id",
         )?;
         let rows = st.query_map([], operator_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -1832,5 +1951,85 @@ pub(crate) mod tests {
             Some(k2)
         );
         assert_eq!(reg.ca_key_by_label("nope").unwrap(), None);
+    }
+
+    const PHC: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$0f1dOTtbq4dAX8LSq0vDr4g3Jp5bd6HsTWkm1nqvDqo";
+
+    #[test]
+    fn an_approver_who_became_a_ca_admin_after_the_request_cannot_approve_it() {
+        let (_d, mut reg) = temp_registry();
+        let a = Actor::new("alice", "ca-admin", "S1");
+        let b = Actor::new("bob", "ca-admin", "S1");
+        let m = Actor::new("mallory", "ca-admin", "S1");
+        reg.write(|tx| tx.add_operator("alice", Role::CaAdmin, PHC, None))
+            .unwrap();
+        reg.write(|tx| tx.add_operator("bob", Role::CaAdmin, PHC, None))
+            .unwrap();
+        let exp = crate::rotation::time_in(600);
+        let id = reg
+            .write(|tx| {
+                tx.create_ca_request("rotate", "esign", &serde_json::json!({}), 2, &exp, &a)
+            })
+            .unwrap();
+        reg.write(|tx| tx.add_operator("mallory", Role::CaAdmin, PHC, Some(&a)))
+            .unwrap();
+        let e = reg.write(|tx| tx.approve_ca_request(id, &m)).unwrap_err();
+        assert!(
+            matches!(&e, Error::Conflict(w) if w.contains("approver mallory holds the role since")
+                && w.contains(&format!("after CA request {id} was filed"))),
+            "{e}"
+        );
+        assert_eq!(reg.write(|tx| tx.approve_ca_request(id, &b)).unwrap(), 1);
+        // Re-enabling bob restarts his role's age: a later request's approval is refused too.
+        reg.write(|tx| tx.set_operator_active("bob", false))
+            .unwrap();
+        reg.write(|tx| tx.set_operator_active("bob", true)).unwrap();
+        let id2 = reg
+            .write(|tx| tx.create_ca_request("rotate", "root", &serde_json::json!({}), 1, &exp, &a))
+            .unwrap();
+        assert_eq!(reg.write(|tx| tx.approve_ca_request(id2, &b)).unwrap(), 1);
+        reg.write(|tx| tx.set_operator_role("bob", Role::Clerk))
+            .unwrap();
+        reg.write(|tx| tx.set_operator_role("bob", Role::CaAdmin))
+            .unwrap();
+        let id3 = reg
+            .write(|tx| {
+                tx.create_ca_request("revoke-ca", "esign", &serde_json::json!({}), 1, &exp, &a)
+            })
+            .unwrap();
+        assert_eq!(reg.write(|tx| tx.approve_ca_request(id3, &b)).unwrap(), 1);
+        assert!(reg.write(|tx| tx.approve_ca_request(id, &m)).is_err());
+    }
+
+    #[test]
+    fn five_wrong_passwords_lock_and_only_unlock_lifts_the_lock() {
+        let (_d, mut reg) = temp_registry();
+        reg.write(|tx| tx.add_operator("clerk", Role::Clerk, PHC, None))
+            .unwrap();
+        // A right password counts nothing.
+        assert_eq!(
+            reg.write(|tx| tx.count_failed_login("clerk", false))
+                .unwrap(),
+            (0, false)
+        );
+        for n in 1..MAX_FAILED_LOGINS {
+            assert_eq!(
+                reg.write(|tx| tx.count_failed_login("clerk", true))
+                    .unwrap(),
+                (n, false)
+            );
+        }
+        assert_eq!(
+            reg.write(|tx| tx.count_failed_login("clerk", true))
+                .unwrap(),
+            (MAX_FAILED_LOGINS, true)
+        );
+        // A successful log-in's reset of the count does not unlock.
+        reg.write(|tx| tx.reset_failed_logins("clerk")).unwrap();
+        let op = reg.operator("clerk").unwrap().unwrap();
+        assert!(op.locked && op.failed_logins == 0);
+        reg.write(|tx| tx.unlock_operator("clerk")).unwrap();
+        let op = reg.operator("clerk").unwrap().unwrap();
+        assert!(!op.locked && op.failed_logins == 0);
     }
 }

@@ -8,7 +8,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::{Error, Result};
 
 /// The newest schema this code knows.
-pub const LATEST: i64 = 5;
+pub const LATEST: i64 = 6;
 
 /// Version 1: the core registry.
 const V1: &str = r#"
@@ -307,7 +307,18 @@ const V5: &str = r#"
 ALTER TABLE holders ADD COLUMN photo_sha256 TEXT;
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+/// Version 6: operator lifecycle (issue 13 items 4 and 6): wrong passwords in a row and the
+/// lock they set after [`crate::MAX_FAILED_LOGINS`], and since when the operator holds their
+/// role (created, enabled or given the role), so that an approver who became a ca-admin after a
+/// dual-control request was filed cannot approve it.
+const V6: &str = r#"
+ALTER TABLE operators ADD COLUMN failed_logins INTEGER NOT NULL DEFAULT 0 CHECK (failed_logins >= 0);
+ALTER TABLE operators ADD COLUMN locked INTEGER NOT NULL DEFAULT 0 CHECK (locked IN (0, 1));
+ALTER TABLE operators ADD COLUMN role_since TEXT;
+UPDATE operators SET role_since = created_at;
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// The schema version of the file (`PRAGMA user_version`; 0 = empty).
 pub fn version(conn: &Connection) -> Result<i64> {

@@ -35,6 +35,7 @@ fn main() {
             series: "AA".into(),
             admin_name: "admin".into(),
             admin_password: Zeroizing::new("bench-admin-password".into()),
+            second_admin: None,
             hsm_pin: hsm::SecretSource::Env("IDSTATION_BENCH_HSM_PIN".into()),
             hsm_so_pin: None,
             module: hsm::pkcs11::SOFTHSM2_MODULE.into(),
@@ -51,14 +52,8 @@ fn main() {
             &[registry::Role::CaAdmin],
         )
         .expect("admin");
-    station::operators::add(
-        &mut st.registry,
-        &admin,
-        "clerk",
-        registry::Role::Clerk,
-        &clerk_pw,
-    )
-    .expect("clerk");
+    station::operators::add(&mut st, &admin, "clerk", registry::Role::Clerk, &clerk_pw)
+        .expect("clerk");
     let clerk = st
         .authorize("clerk", &clerk_pw, "bench", &[registry::Role::Clerk])
         .expect("clerk");

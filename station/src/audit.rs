@@ -44,7 +44,7 @@ fn audited_checkpoint(
     let sign = |m: &[u8]| keys.sign_p256_sha256(&label, m);
     let cp = st.registry.write(|tx| {
         tx.audit(&AuditEntry {
-            actor: &session.actor,
+            actor: session.actor(),
             action,
             object,
             details,
@@ -88,6 +88,12 @@ pub fn checkpoint_after(st: &mut Station, what: &str) {
 
 /// `idstation audit checkpoint`: record the request and sign a checkpoint over it.
 pub fn checkpoint(st: &mut Station, session: &Session) -> Result<CheckpointOutcome, StationError> {
+    crate::operators::require_current(
+        &mut st.registry,
+        session,
+        "sign audit checkpoints",
+        &[registry::Role::Clerk, registry::Role::CaAdmin],
+    )?;
     let label = st.config.ca.audit_key.clone();
     audited_checkpoint(
         st,
@@ -235,6 +241,12 @@ pub fn export(
     range: &Range,
     format: ExportFormat,
 ) -> Result<ExportOutcome, StationError> {
+    crate::operators::require_current(
+        &mut st.registry,
+        session,
+        "export the audit log",
+        &[registry::Role::Auditor, registry::Role::CaAdmin],
+    )?;
     let chain = audit_chain(st)?;
     let label = st.config.ca.audit_key.clone();
     let details = serde_json::json!({
@@ -249,7 +261,7 @@ pub fn export(
         out_dir,
         range: range.to_registry(checkpoint.seq),
         format,
-        exporter: &session.actor,
+        exporter: session.actor(),
         chain_der: &chain,
     };
     match st.registry.export_audit(&req, &sign) {
@@ -275,7 +287,7 @@ pub fn export(
         Err(e) => {
             let reason = e.to_string();
             let failed = st.registry.audit(&AuditEntry {
-                actor: &session.actor,
+                actor: session.actor(),
                 action: "audit.export-failed",
                 object: "audit-log",
                 details: &serde_json::json!({ "reason": reason }),
@@ -517,6 +529,12 @@ pub fn outbox_ack(
     session: &Session,
     id: i64,
 ) -> Result<OutboxItem, StationError> {
+    crate::operators::require_current(
+        &mut st.registry,
+        session,
+        "acknowledge outbox messages",
+        &[registry::Role::Clerk, registry::Role::CaAdmin],
+    )?;
     let item = outbox_pending(&st.registry)?
         .into_iter()
         .find(|m| m.id == id)
@@ -524,9 +542,9 @@ pub fn outbox_ack(
             StationError::invalid("id", format!("no unacknowledged outbox message {id}"))
         })?;
     st.registry.write(|tx| {
-        tx.outbox_ack(id, &session.actor)?;
+        tx.outbox_ack(id, session.actor())?;
         tx.audit(&AuditEntry {
-            actor: &session.actor,
+            actor: session.actor(),
             action: "outbox.acked",
             object: &format!("outbox:{id}"),
             details: &serde_json::json!({ "topic": item.topic }),

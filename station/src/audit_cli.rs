@@ -96,8 +96,12 @@ pub struct ExportArgs {
 
 #[derive(Subcommand)]
 pub enum OutboxCmd {
-    /// Messages not yet acknowledged by the receiving system (no operator needed).
-    List,
+    /// Messages not yet acknowledged by the receiving system (clerk, ca-admin or auditor; the
+    /// read is audited).
+    List {
+        #[command(flatten)]
+        op: crate::OperatorArg,
+    },
     /// Mark a message as delivered (clerk or ca-admin).
     Ack {
         /// Message id (from `outbox list`).
@@ -199,9 +203,15 @@ pub fn run_audit(cmd: &AuditCmd, json: bool, data_dir: &Path) -> Result<(), Stat
 
 pub fn run_outbox(cmd: &OutboxCmd, json: bool, data_dir: &Path) -> Result<(), StationError> {
     match cmd {
-        OutboxCmd::List => {
-            let st = Station::open_read_only(data_dir)?;
-            let items = audit::outbox_pending(&st.registry)?;
+        OutboxCmd::List { op } => {
+            let mut st = Station::open_read_only(data_dir)?;
+            let session = st.authorize(
+                &op.operator,
+                &password()?,
+                "read the outbox",
+                &[Role::Clerk, Role::CaAdmin, Role::Auditor],
+            )?;
+            let items = station::records::outbox_list(&mut st, &session)?;
             print(json, &items, |items| {
                 items
                     .iter()

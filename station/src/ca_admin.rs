@@ -133,6 +133,12 @@ pub fn issue(
     subject: &ca::HolderSubject,
     out: &Path,
 ) -> Result<IssueReport, StationError> {
+    crate::operators::require_current(
+        &mut st.registry,
+        session,
+        "issue certificates",
+        &[registry::Role::CaAdmin],
+    )?;
     let profile = st.profiles.cert(profile_name)?.clone();
     if profile.kind != profiles::CertKind::EndEntity {
         return Err(StationError::invalid(
@@ -184,7 +190,7 @@ pub fn issue(
         let tx = st.registry.transaction()?;
         tx.insert_certificate(&record)?;
         tx.audit(&AuditEntry {
-            actor: &session.actor,
+            actor: session.actor(),
             action: "certificate.issued",
             object: &format!("certificate:{}", record.serial),
             details: &serde_json::json!({
@@ -228,12 +234,18 @@ pub fn crl(
     key_label: Option<&str>,
     out: &Path,
 ) -> Result<CrlReport, StationError> {
-    crl_as(st, &session.actor, key_label, out)
+    crate::operators::require_current(
+        &mut st.registry,
+        session,
+        "publish CRLs",
+        &[registry::Role::CaAdmin],
+    )?;
+    crl_as(st, session.actor(), key_label, out)
 }
 
 /// [`crl`] on behalf of `actor` (also used by the CA revocation of `rotation`, which publishes
 /// the root's CRL listing the revoked CA certificate).
-pub fn crl_as(
+pub(crate) fn crl_as(
     st: &mut Station,
     actor: &registry::Actor,
     key_label: Option<&str>,

@@ -28,7 +28,7 @@ pub fn login(
         &[Role::Clerk, Role::CaAdmin, Role::Auditor],
     )?;
     st.registry.audit(&AuditEntry {
-        actor: &session.actor,
+        actor: session.actor(),
         action: "operator.login",
         object: &format!("operator:{name}"),
         details: &serde_json::json!({ "client": "gui" }),
@@ -39,32 +39,38 @@ pub fn login(
 /// Record a log-out (`reason`: "operator" or "idle timeout").
 pub fn logout(st: &mut Station, session: &Session, reason: &str) -> Result<(), StationError> {
     st.registry.audit(&AuditEntry {
-        actor: &session.actor,
+        actor: session.actor(),
         action: "operator.logout",
-        object: &format!("operator:{}", session.actor.operator),
+        object: &format!("operator:{}", session.actor().operator),
         details: &serde_json::json!({ "client": "gui", "reason": reason }),
     })?;
     Ok(())
 }
 
-/// Refuse unless `session`'s role is one of `roles`.
-pub fn require(session: &Session, action: &str, roles: &[Role]) -> Result<(), StationError> {
-    if roles.contains(&session.role) {
-        Ok(())
-    } else {
-        Err(StationError::NotPermitted(format!(
-            "{}: role {} may not {action}",
-            session.actor.operator,
-            session.role.as_str()
-        )))
-    }
+/// Refuse unless `session`'s account is still enabled, unlocked and of the role it logged in
+/// with, and that role is one of `roles`. The GUI calls this before every action; a refusal is
+/// audited (`operator.refused`) like the CLI's ([`crate::operators::require_current`]).
+pub fn require(
+    st: &mut Station,
+    session: &Session,
+    action: &str,
+    roles: &[Role],
+) -> Result<(), StationError> {
+    crate::operators::require_current(&mut st.registry, session, action, roles)
 }
 
-/// The holder record of `pinfl` as the clerk would enter it (newest address), or `None`.
-pub fn holder_record(st: &Station, pinfl: &str) -> Result<Option<HolderRecord>, StationError> {
+/// The holder record of `pinfl` as the clerk would enter it (newest address), or `None`
+/// (clerk or auditor; the read is audited, `holder.read`).
+pub fn holder_record(
+    st: &mut Station,
+    session: &Session,
+    pinfl: &str,
+) -> Result<Option<HolderRecord>, StationError> {
+    require(st, session, "look up holders", crate::records::READ_ROLES)?;
     let Some(h) = st.registry.holder_by_pinfl(pinfl)? else {
         return Ok(None);
     };
+    crate::records::audit_holder_reads(st, session, &[&h.data.pinfl], "gui look-up")?;
     let addresses = st.registry.addresses(h.id)?;
     let address = addresses
         .last()
@@ -98,8 +104,9 @@ pub fn holder_record(st: &Station, pinfl: &str) -> Result<Option<HolderRecord>, 
 }
 
 /// Every audit event, oldest first (auditor and CA admin only).
-pub fn audit_events(st: &Station, session: &Session) -> Result<Vec<AuditEvent>, StationError> {
+pub fn audit_events(st: &mut Station, session: &Session) -> Result<Vec<AuditEvent>, StationError> {
     require(
+        st,
         session,
         "read the audit log",
         &[Role::Auditor, Role::CaAdmin],
@@ -157,7 +164,7 @@ pub fn revoke_certificate(
     serial: &str,
     reason: &str,
 ) -> Result<String, StationError> {
-    require(session, "revoke certificates", &[Role::CaAdmin])?;
+    require(st, session, "revoke certificates", &[Role::CaAdmin])?;
     let serial = serial.trim().to_ascii_lowercase();
     if serial.is_empty() || !serial.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(StationError::invalid(
@@ -201,7 +208,7 @@ pub fn revoke_certificate(
         .unwrap_or(false);
     if !holder_kind {
         st.registry.audit(&AuditEntry {
-            actor: &session.actor,
+            actor: session.actor(),
             action: "certificate.revoke-refused",
             object: &format!("certificate:{serial}"),
             details: &serde_json::json!({
@@ -225,7 +232,7 @@ pub fn revoke_certificate(
     let tx = st.registry.transaction()?;
     tx.revoke_certificate(cert.id, reason, &now)?;
     tx.audit(&AuditEntry {
-        actor: &session.actor,
+        actor: session.actor(),
         action: "certificate.revoked",
         object: &format!("certificate:{serial}"),
         details: &serde_json::json!({ "reason": reason, "subject": cert.data.subject }),

@@ -31,6 +31,10 @@ pub struct InitOptions {
     pub series: String,
     pub admin_name: String,
     pub admin_password: Zeroizing<String>,
+    /// The second ca-admin of the ceremony, with their password. Adding a ca-admin later needs
+    /// an existing ca-admin's approval besides the one who adds it (dual control), so a
+    /// station that is to rotate CA keys or add administrators names two at `init`.
+    pub second_admin: Option<(String, Zeroizing<String>)>,
     /// Where the HSM user PIN comes from; recorded in station.toml (the PIN itself never is).
     pub hsm_pin: SecretSource,
     /// The SoftHSM2 SO PIN; `None` = a random one that is used once and forgotten.
@@ -142,6 +146,19 @@ pub fn init(data_dir: &Path, opts: &InitOptions) -> Result<InitReport, StationEr
     crate::config::check_name("station", &opts.station_name)?;
     crate::config::check_name("admin", &opts.admin_name)?;
     let admin_hash = crate::operators::hash_password(&opts.admin_password)?;
+    let second = match &opts.second_admin {
+        Some((name, password)) => {
+            crate::config::check_name("second_admin", name)?;
+            if *name == opts.admin_name {
+                return Err(StationError::invalid(
+                    "second_admin",
+                    format!("{name:?} must differ from admin (two persons)"),
+                ));
+            }
+            Some((name.clone(), crate::operators::hash_password(password)?))
+        }
+        None => None,
+    };
     if let SecretSource::File(pin_file) = &opts.hsm_pin {
         // The rule station start-up applies: refuse now rather than make a station that
         // will not start.
@@ -245,6 +262,9 @@ pub fn init(data_dir: &Path, opts: &InitOptions) -> Result<InitReport, StationEr
     {
         let tx = reg.transaction()?;
         tx.add_operator(&opts.admin_name, Role::CaAdmin, &admin_hash, None)?;
+        if let Some((name, hash)) = &second {
+            tx.add_operator(name, Role::CaAdmin, hash, None)?;
+        }
         tx.add_number_block(&opts.office, &opts.series, 1, 9_999_999)?;
         let mut keys = Vec::new();
         for (label, ca_name, role, der) in [
@@ -285,6 +305,9 @@ pub fn init(data_dir: &Path, opts: &InitOptions) -> Result<InitReport, StationEr
                     "label": l, "ca": c, "certificate_sha256": ca::fingerprint_sha256(d).unwrap_or_default()
                 })).collect::<Vec<_>>(),
                 "card_master_key": CARD_MASTER_KEY,
+                "ca_admins": std::iter::once(opts.admin_name.as_str())
+                    .chain(second.as_ref().map(|(n, _)| n.as_str()))
+                    .collect::<Vec<_>>(),
             }),
         })?;
         tx.commit()?;

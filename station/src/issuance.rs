@@ -284,6 +284,12 @@ pub fn issue(
     input: &IssueInput,
     progress: &mut dyn FnMut(&JobProgress),
 ) -> Result<IssueReport, StationError> {
+    crate::operators::require_current(
+        &mut st.registry,
+        session,
+        "issue cards",
+        &[registry::Role::Clerk],
+    )?;
     let started = Instant::now();
     let mut t = Timings::default();
     let profile = card_profile(st)?;
@@ -315,7 +321,7 @@ pub fn issue(
     t.card_ms += ms(t0);
 
     // Recovery first: unfinished jobs are resolved, those of this card with the card at hand.
-    let resolved = crate::recovery::recover_with_card(st, &session.actor, &mut tx, first.serial)?;
+    let resolved = crate::recovery::recover_with_card(st, session.actor(), &mut tx, first.serial)?;
     let info = executor::inspect(&mut tx).map_err(|e| StationError::card(None, &e))?;
     if info.lifecycle == Lifecycle::Locked {
         let by_recovery = resolved
@@ -417,7 +423,7 @@ pub fn issue(
                 let serial = serial_text(info.serial);
                 let undone = st.registry.write(|tx| {
                     tx.upsert_card(&serial, CardLifecycle::Personalizing)?;
-                    tx.roll_back_issuance(&rollback, &session.actor)
+                    tx.roll_back_issuance(&rollback, session.actor())
                 });
                 match undone {
                     Ok(_) => crate::audit::checkpoint_after(st, "issuance.rolled-back"),
@@ -562,7 +568,7 @@ fn start_job(
             .map(|a| a.data),
         None => None,
     };
-    let actor = &session.actor;
+    let actor = session.actor();
     let tx = st.registry.transaction()?;
     let holder_id = match &existing {
         Some(h) => {
@@ -840,7 +846,7 @@ fn run_card_steps(
         let rtx = st.registry.transaction()?;
         let s = rtx.begin_step(job_id, steps::REGISTRY_COMPLETE, &serde_json::json!({}))?;
         rtx.finish_step(s, StepState::Done, None)?;
-        rtx.complete_issuance(&completion, &session.actor)?;
+        rtx.complete_issuance(&completion, session.actor())?;
         rtx.audit_checkpoint(&sign)?;
         rtx.commit()?;
     }

@@ -71,7 +71,8 @@ enum Cmd {
         op: OperatorArg,
     },
     /// Show a holder, a document or an issuance job with its certificates and status (text;
-    /// JSON with --json). Give exactly one of --document, --pinfl and --job.
+    /// JSON with --json). Give exactly one of --document, --pinfl and --job. A clerk or an
+    /// auditor; every read of a holder's record is audited (holder.read).
     #[command(group(clap::ArgGroup::new("what").required(true).args(["document", "pinfl", "job"])))]
     Show {
         /// Document number, e.g. AA0000001: the document, its holder, MRZ and certificates.
@@ -83,6 +84,8 @@ enum Cmd {
         /// Issuance job number (printed by `issue`): its state, steps and certificates.
         #[arg(long, value_name = "ID")]
         job: Option<i64>,
+        #[command(flatten)]
+        op: OperatorArg,
     },
     /// Take a document out of use (lost, stolen, damaged, ...): status, certificate revocation.
     Revoke {
@@ -127,6 +130,11 @@ struct InitArgs {
     /// Name of the first ca-admin operator.
     #[arg(long, default_value = "admin")]
     admin: String,
+    /// Name of a second ca-admin created by the ceremony (password from
+    /// IDSTATION_NEW_PASSWORD or a prompt). Later ca-admins need an existing ca-admin's
+    /// approval besides the one who adds them, so dual control needs two from the start.
+    #[arg(long, value_name = "NAME")]
+    second_admin: Option<String>,
     /// Office code of this issuance office (e.g. TAS01).
     #[arg(long, default_value = "TAS01")]
     office: String,
@@ -193,8 +201,12 @@ enum CaCmd {
     },
     /// Dual-control CA requests and their state.
     Requests,
-    /// Holder certificates to re-issue because their issuing CA was revoked.
-    ReissueList,
+    /// Holder certificates to re-issue because their issuing CA was revoked (clerk or
+    /// ca-admin; each holder's read is audited).
+    ReissueList {
+        #[command(flatten)]
+        op: OperatorArg,
+    },
 }
 
 #[derive(Args)]
@@ -245,7 +257,9 @@ struct CrlArgs {
 
 #[derive(Subcommand)]
 enum OperatorCmd {
-    /// Add an operator (password from IDSTATION_NEW_PASSWORD or a prompt). ca-admin only.
+    /// Add an operator (password from IDSTATION_NEW_PASSWORD or a prompt). ca-admin only. A
+    /// new ca-admin stays disabled until another ca-admin approves the request this files
+    /// (`ca approve N`).
     Add {
         #[arg(long)]
         name: String,
@@ -254,11 +268,52 @@ enum OperatorCmd {
         #[command(flatten)]
         op: OperatorArg,
     },
-    /// List operators (names, roles, state).
-    List,
+    /// List operators (names, roles, state). ca-admin or auditor.
+    List {
+        #[command(flatten)]
+        op: OperatorArg,
+    },
     /// Disable an operator: it can no longer log in. ca-admin only, not oneself.
     Disable {
         /// The operator to disable.
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        op: OperatorArg,
+    },
+    /// Enable a disabled operator. ca-admin only, not oneself; a ca-admin is enabled only when
+    /// another ca-admin approves the request this files.
+    Enable {
+        /// The operator to enable.
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        op: OperatorArg,
+    },
+    /// Give an operator another role. ca-admin only, not oneself; to or from ca-admin only
+    /// when another ca-admin approves the request this files.
+    Role {
+        /// The operator.
+        #[arg(long)]
+        name: String,
+        /// The new role.
+        #[arg(long, value_parser = ["clerk", "ca-admin", "auditor"])]
+        role: String,
+        #[command(flatten)]
+        op: OperatorArg,
+    },
+    /// Change your password (new one from IDSTATION_NEW_PASSWORD or a prompt); a ca-admin may
+    /// reset a clerk's or an auditor's with --name.
+    Passwd {
+        /// Whose password (default: the operator's own).
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        op: OperatorArg,
+    },
+    /// Unlock an operator locked after 5 wrong passwords. ca-admin only, not oneself.
+    Unlock {
+        /// The operator to unlock.
         #[arg(long)]
         name: String,
         #[command(flatten)]
@@ -331,6 +386,13 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
                 &format!("Password for {}", a.admin),
                 true,
             )?;
+            let second_admin = match &a.second_admin {
+                Some(n) => Some((
+                    n.clone(),
+                    read_secret("IDSTATION_NEW_PASSWORD", &format!("Password for {n}"), true)?,
+                )),
+                None => None,
+            };
             let hsm_so_pin = std::env::var("IDSTATION_HSM_SO_PIN")
                 .ok()
                 .map(zeroize::Zeroizing::new);
@@ -340,6 +402,7 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
                 series: a.series.clone(),
                 admin_name: a.admin.clone(),
                 admin_password,
+                second_admin,
                 hsm_pin,
                 hsm_so_pin,
                 module: a.hsm_module.clone(),
@@ -491,7 +554,13 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
             let r = station::rotation::approve(&mut st, &session, *request)?;
             print(cli.json, &r, |r| {
                 let mut s = request_text(&r.request, "Approved");
-                if let Some(e) = &r.executed {
+                if let Some(e) = r
+                    .executed
+                    .as_ref()
+                    .filter(|e| e.certificate_sha256.is_empty())
+                {
+                    s += &format!("Executed: {} {}: {}\n", e.kind, e.ca, e.key);
+                } else if let Some(e) = &r.executed {
                     s += &format!(
                         "Executed: {} {} -> {}{} (certificate SHA-256 {}), {:.2} s\n",
                         e.kind,
@@ -536,9 +605,15 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
                 rs.iter().map(|r| request_text(r, "")).collect::<String>()
             })
         }
-        Cmd::Ca(CaCmd::ReissueList) => {
-            let st = Station::open_read_only(data_dir)?;
-            let r = station::rotation::reissue_list(&st)?;
+        Cmd::Ca(CaCmd::ReissueList { op }) => {
+            let mut st = Station::open_read_only(data_dir)?;
+            let session = st.authorize(
+                &op.operator,
+                &password()?,
+                "read the re-issuance list",
+                &[Role::Clerk, Role::CaAdmin],
+            )?;
+            let r = station::rotation::reissue_list(&mut st, &session)?;
             print(cli.json, &r, |rs| {
                 if rs.is_empty() {
                     return "No certificates need re-issuance\n".into();
@@ -574,13 +649,9 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
                 true,
             )?;
             let role = Role::parse(role)?;
-            station::operators::add(&mut st.registry, &session, name, role, &new_password)?;
+            let c = station::operators::add(&mut st, &session, name, role, &new_password)?;
             station::audit::checkpoint_after(&mut st, "operator.added");
-            print(
-                cli.json,
-                &serde_json::json!({ "name": name, "role": role.as_str() }),
-                |_| format!("Added operator {name} ({})\n", role.as_str()),
-            )
+            print(cli.json, &c, |c| change_text("Added", c))
         }
         Cmd::Operator(OperatorCmd::Disable { name, op }) => {
             let mut st = Station::open(data_dir)?;
@@ -590,12 +661,78 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
                 "disable operators",
                 &[Role::CaAdmin],
             )?;
-            station::operators::disable(&mut st.registry, &session, name)?;
+            station::operators::disable(&mut st, &session, name)?;
             station::audit::checkpoint_after(&mut st, "operator.disabled");
             print(
                 cli.json,
                 &serde_json::json!({ "name": name, "active": false }),
                 |_| format!("Disabled operator {name}\n"),
+            )
+        }
+        Cmd::Operator(OperatorCmd::Enable { name, op }) => {
+            let mut st = Station::open(data_dir)?;
+            let session = st.authorize(
+                &op.operator,
+                &password()?,
+                "enable operators",
+                &[Role::CaAdmin],
+            )?;
+            let c = station::operators::enable(&mut st, &session, name)?;
+            station::audit::checkpoint_after(&mut st, "operator.enabled");
+            print(cli.json, &c, |c| change_text("Enabled", c))
+        }
+        Cmd::Operator(OperatorCmd::Role { name, role, op }) => {
+            let mut st = Station::open(data_dir)?;
+            let session = st.authorize(
+                &op.operator,
+                &password()?,
+                "change operator roles",
+                &[Role::CaAdmin],
+            )?;
+            let role = Role::parse(role)?;
+            let c = station::operators::set_role(&mut st, &session, name, role)?;
+            station::audit::checkpoint_after(&mut st, "operator.role-changed");
+            print(cli.json, &c, |c| change_text("Changed the role of", c))
+        }
+        Cmd::Operator(OperatorCmd::Passwd { name, op }) => {
+            let mut st = Station::open(data_dir)?;
+            let own = name.as_deref().is_none_or(|n| n == op.operator);
+            let session = st.authorize(
+                &op.operator,
+                &password()?,
+                "change passwords",
+                if own {
+                    &[Role::Clerk, Role::CaAdmin, Role::Auditor]
+                } else {
+                    &[Role::CaAdmin]
+                },
+            )?;
+            let whose = name.clone().unwrap_or_else(|| op.operator.clone());
+            let new_password = read_secret(
+                "IDSTATION_NEW_PASSWORD",
+                &format!("New password for {whose}"),
+                true,
+            )?;
+            let n = station::operators::passwd(&mut st, &session, name.as_deref(), &new_password)?;
+            station::audit::checkpoint_after(&mut st, "operator.password-changed");
+            print(cli.json, &serde_json::json!({ "name": n }), |_| {
+                format!("Changed the password of {n}\n")
+            })
+        }
+        Cmd::Operator(OperatorCmd::Unlock { name, op }) => {
+            let mut st = Station::open(data_dir)?;
+            let session = st.authorize(
+                &op.operator,
+                &password()?,
+                "unlock operators",
+                &[Role::CaAdmin],
+            )?;
+            station::operators::unlock(&mut st, &session, name)?;
+            station::audit::checkpoint_after(&mut st, "operator.unlocked");
+            print(
+                cli.json,
+                &serde_json::json!({ "name": name, "locked": false }),
+                |_| format!("Unlocked operator {name}\n"),
             )
         }
         Cmd::Readers => {
@@ -675,11 +812,18 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
             document,
             pinfl,
             job,
+            op,
         } => {
-            let st = Station::open_read_only(data_dir)?;
+            let mut st = Station::open_read_only(data_dir)?;
+            let session = st.authorize(
+                &op.operator,
+                &password()?,
+                "read holder records",
+                station::records::READ_ROLES,
+            )?;
             let (v, text) = match (document, pinfl, job) {
                 (Some(d), _, _) => {
-                    let (h, d) = station::records::show_document(&st, d)?;
+                    let (h, d) = station::records::show_document(&mut st, &session, d)?;
                     let text = format!("{}{}", holder_line(&h), document_text(&d));
                     // `mrz` at the top level too: other tools open the chip with BAC from it.
                     (
@@ -688,7 +832,7 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
                     )
                 }
                 (_, Some(p), _) => {
-                    let h = station::records::show_pinfl(&st, p)?;
+                    let h = station::records::show_pinfl(&mut st, &session, p)?;
                     let mut text = holder_line(&h);
                     for d in &h.documents {
                         text += &document_text(d);
@@ -699,7 +843,7 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
                     (serde_json::json!({ "holder": h }), text)
                 }
                 (_, _, Some(j)) => {
-                    let j = station::records::show_job(&st, *j)?;
+                    let j = station::records::show_job(&mut st, &session, *j)?;
                     let text = job_text(&j);
                     (serde_json::json!({ "job": j }), text)
                 }
@@ -748,9 +892,9 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
             } else {
                 station::recovery::Mode::LookForCards
             };
-            let r = station::recovery::recover(&mut st, &session.actor, mode)?;
+            let r = station::recovery::recover(&mut st, &session, mode)?;
             // Interrupted CA key rotations and revocations (docs/rotation.md).
-            let rot = station::recovery::recover_ca_requests(&mut st, &session.actor)?;
+            let rot = station::recovery::recover_ca_requests(&mut st, &session)?;
             let mut all: Vec<serde_json::Value> = r
                 .iter()
                 .map(|x| serde_json::to_value(x).unwrap_or_default())
@@ -775,31 +919,34 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
         }
         Cmd::Audit(c) => audit_cli::run_audit(c, cli.json, data_dir),
         Cmd::Outbox(c) => audit_cli::run_outbox(c, cli.json, data_dir),
-        Cmd::Operator(OperatorCmd::List) => {
-            let st = Station::open_read_only(data_dir)?;
-            let ops: Vec<_> = st
-                .registry
-                .operators()?
-                .into_iter()
-                .map(|o| serde_json::json!({ "name": o.name, "role": o.role.as_str(), "active": o.active, "created_at": o.created_at }))
-                .collect();
+        Cmd::Operator(OperatorCmd::List { op }) => {
+            let mut st = Station::open_read_only(data_dir)?;
+            let session = st.authorize(
+                &op.operator,
+                &password()?,
+                "list operators",
+                &[Role::CaAdmin, Role::Auditor],
+            )?;
+            let ops = station::operators::list(&mut st, &session)?;
             print(cli.json, &ops, |ops| {
                 ops.iter()
-                    .map(|o| {
-                        format!(
-                            "{}\t{}\t{}\n",
-                            o["name"].as_str().unwrap_or(""),
-                            o["role"].as_str().unwrap_or(""),
-                            if o["active"] == true {
-                                "active"
-                            } else {
-                                "disabled"
-                            }
-                        )
-                    })
+                    .map(|o| format!("{}\t{}\t{}\n", o.name, o.role, o.state))
                     .collect()
             })
         }
+    }
+}
+
+/// `operator add|enable|role`'s text: done, or waiting for another ca-admin's approval.
+fn change_text(verb: &str, c: &station::operators::Change) -> String {
+    match &c.request {
+        Some(r) => format!(
+            "{verb} operator {} ({}): waits for another ca-admin's approval\n{}",
+            c.name,
+            c.role,
+            request_text(r, "Filed")
+        ),
+        None => format!("{verb} operator {} ({}), {}\n", c.name, c.role, c.state),
     }
 }
 

@@ -1,7 +1,7 @@
 //! Looking records up (`idstation show`) and declaring a card lost, stolen or otherwise out of
 //! use (`idstation revoke`): document status, certificate revocation, audit event.
 
-use registry::{AuditEntry, CertStatus, DocumentNumber, DocumentStatus, Holder, Job};
+use registry::{AuditEntry, CertStatus, DocumentNumber, DocumentStatus, Holder, Job, Role};
 use serde::Serialize;
 
 use crate::error::StationError;
@@ -161,15 +161,64 @@ fn holder_view(st: &Station, h: &Holder) -> Result<HolderView, StationError> {
     })
 }
 
-pub fn show_pinfl(st: &Station, pinfl: &str) -> Result<HolderView, StationError> {
+/// Who may read a holder's record: clerks (enrolment, look-ups) and auditors.
+pub const READ_ROLES: &[Role] = &[Role::Clerk, Role::Auditor];
+
+/// Record that `session` read the records of `pinfls` (`holder.read`, one event a holder, in
+/// one transaction) through `via` (`show --pinfl`, the GUI look-up, ...). A read that cannot be
+/// audited is not answered.
+pub fn audit_holder_reads(
+    st: &mut Station,
+    session: &Session,
+    pinfls: &[&str],
+    via: &str,
+) -> Result<(), StationError> {
+    let tx = st.registry.transaction()?;
+    for pinfl in pinfls {
+        tx.audit(&AuditEntry {
+            actor: session.actor(),
+            action: "holder.read",
+            object: &format!("holder:{pinfl}"),
+            details: &serde_json::json!({ "via": via }),
+        })?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// The holder with PINFL `pinfl`, their documents and jobs (clerk or auditor; audited).
+pub fn show_pinfl(
+    st: &mut Station,
+    session: &Session,
+    pinfl: &str,
+) -> Result<HolderView, StationError> {
+    crate::operators::require_current(
+        &mut st.registry,
+        session,
+        "read holder records",
+        READ_ROLES,
+    )?;
     let h = st
         .registry
         .holder_by_pinfl(pinfl)?
         .ok_or_else(|| StationError::NotFound(format!("no holder with PINFL {pinfl}")))?;
-    holder_view(st, &h)
+    let v = holder_view(st, &h)?;
+    audit_holder_reads(st, session, &[&h.data.pinfl], "show --pinfl")?;
+    Ok(v)
 }
 
-pub fn show_document(st: &Station, num: &str) -> Result<(HolderView, DocumentView), StationError> {
+/// Document `num` and its holder (clerk or auditor; the holder's read is audited).
+pub fn show_document(
+    st: &mut Station,
+    session: &Session,
+    num: &str,
+) -> Result<(HolderView, DocumentView), StationError> {
+    crate::operators::require_current(
+        &mut st.registry,
+        session,
+        "read holder records",
+        READ_ROLES,
+    )?;
     let num = parse_document(num)?;
     let d = st
         .registry
@@ -179,15 +228,56 @@ pub fn show_document(st: &Station, num: &str) -> Result<(HolderView, DocumentVie
         .registry
         .holder(d.holder_id)?
         .ok_or_else(|| StationError::Other(format!("document {num} has no holder")))?;
-    Ok((holder_view(st, &h)?, document_view(st, &d)?))
+    let out = (holder_view(st, &h)?, document_view(st, &d)?);
+    audit_holder_reads(
+        st,
+        session,
+        &[&h.data.pinfl],
+        &format!("show --document {num}"),
+    )?;
+    Ok(out)
 }
 
-pub fn show_job(st: &Station, id: i64) -> Result<JobView, StationError> {
+/// Issuance job `id` (clerk or auditor; the read of its holder's job is audited).
+pub fn show_job(st: &mut Station, session: &Session, id: i64) -> Result<JobView, StationError> {
+    crate::operators::require_current(
+        &mut st.registry,
+        session,
+        "read holder records",
+        READ_ROLES,
+    )?;
     let j = st
         .registry
         .job(id)?
         .ok_or_else(|| StationError::NotFound(format!("no job {id}")))?;
-    job_view(st, &j)
+    let v = job_view(st, &j)?;
+    if let Some(h) = st.registry.holder(j.holder_id)? {
+        audit_holder_reads(st, session, &[&h.data.pinfl], &format!("show --job {id}"))?;
+    }
+    Ok(v)
+}
+
+/// Messages not yet acknowledged (they carry holders' data to other systems): clerk, ca-admin
+/// or auditor; the read is audited (`outbox.read`, how many messages).
+pub fn outbox_list(
+    st: &mut Station,
+    session: &Session,
+) -> Result<Vec<crate::audit::OutboxItem>, StationError> {
+    crate::operators::require_current(
+        &mut st.registry,
+        session,
+        "read the outbox",
+        &[Role::Clerk, Role::CaAdmin, Role::Auditor],
+    )?;
+    let items = crate::audit::outbox_pending(&st.registry)?;
+    let ids: Vec<i64> = items.iter().map(|m| m.id).collect();
+    st.registry.audit(&AuditEntry {
+        actor: session.actor(),
+        action: "outbox.read",
+        object: "outbox",
+        details: &serde_json::json!({ "messages": ids }),
+    })?;
+    Ok(items)
 }
 
 /// Why a document is taken out of use, and what that means for it and its certificates.
@@ -225,6 +315,12 @@ pub fn revoke(
     num: &str,
     reason: &str,
 ) -> Result<RevokeReport, StationError> {
+    crate::operators::require_current(
+        &mut st.registry,
+        session,
+        "revoke documents",
+        &[registry::Role::Clerk, registry::Role::CaAdmin],
+    )?;
     let (status, crl_reason) = revocation_for(reason)?;
     let num = parse_document(num)?;
     let doc = st
@@ -244,7 +340,7 @@ pub fn revoke(
     let now = registry::now_rfc3339();
     let mut revoked = Vec::new();
     let tx = st.registry.transaction()?;
-    tx.set_document_status(num, status, reason, &session.actor)?;
+    tx.set_document_status(num, status, reason, session.actor())?;
     for c in &certs {
         if matches!(c.status, CertStatus::Active | CertStatus::Issued) {
             tx.revoke_certificate(c.id, crl_reason, &now)?;
@@ -252,7 +348,7 @@ pub fn revoke(
         }
     }
     tx.audit(&AuditEntry {
-        actor: &session.actor,
+        actor: session.actor(),
         action: "document.revoked",
         object: &format!("document:{num}"),
         details: &serde_json::json!({ "reason": reason, "status": status.as_str(), "certificates": revoked, "crl_reason": crl_reason }),

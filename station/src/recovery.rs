@@ -33,11 +33,18 @@ pub struct Resolved {
 
 /// Finish interrupted dual-control CA requests (key rotation, root rollover, CA revocation):
 /// see [`crate::rotation::recover`].
+/// Clerk or ca-admin.
 pub fn recover_ca_requests(
     st: &mut Station,
-    actor: &Actor,
+    session: &crate::operators::Session,
 ) -> Result<Vec<crate::rotation::Recovered>, StationError> {
-    crate::rotation::recover(st, actor)
+    crate::operators::require_current(
+        &mut st.registry,
+        session,
+        "recover CA requests",
+        &[registry::Role::Clerk, registry::Role::CaAdmin],
+    )?;
+    crate::rotation::recover(st, session.actor())
 }
 
 /// How hard to try.
@@ -100,7 +107,23 @@ fn roll_back(
 }
 
 /// Resolve every unfinished job that `mode` allows. Returns what was done.
-pub fn recover(st: &mut Station, actor: &Actor, mode: Mode) -> Result<Vec<Resolved>, StationError> {
+/// Clerk or ca-admin.
+pub fn recover(
+    st: &mut Station,
+    session: &crate::operators::Session,
+    mode: Mode,
+) -> Result<Vec<Resolved>, StationError> {
+    crate::operators::require_current(
+        &mut st.registry,
+        session,
+        "recover issuances",
+        &[registry::Role::Clerk, registry::Role::CaAdmin],
+    )?;
+    recover_as(st, &session.actor().clone(), mode)
+}
+
+/// [`recover`] on behalf of `actor` (an issuance that found an unfinished job on its card).
+fn recover_as(st: &mut Station, actor: &Actor, mode: Mode) -> Result<Vec<Resolved>, StationError> {
     let mut out = Vec::new();
     let jobs = st.registry.unfinished_jobs()?;
     for job in jobs {
@@ -163,13 +186,13 @@ pub fn recover(st: &mut Station, actor: &Actor, mode: Mode) -> Result<Vec<Resolv
 }
 
 /// Before an issuance on card `serial`: resolve unfinished jobs of that card with the card.
-pub fn recover_with_card(
+pub(crate) fn recover_with_card(
     st: &mut Station,
     actor: &Actor,
     tx: &mut dyn Transport,
     serial: u32,
 ) -> Result<Vec<Resolved>, StationError> {
-    let mut out = recover(st, actor, Mode::Automatic)?;
+    let mut out = recover_as(st, actor, Mode::Automatic)?;
     let serial = issuance::serial_text(serial);
     for job in st.registry.unfinished_jobs()? {
         if job.card_serial.as_deref() != Some(serial.as_str())

@@ -42,6 +42,14 @@ use crate::Station;
 /// Request kinds.
 pub const KIND_ROTATE: &str = "rotate";
 pub const KIND_REVOKE_CA: &str = "revoke-ca";
+/// A new ca-admin (added disabled) becomes active (issue 13 item 4).
+pub const KIND_OPERATOR_ADD: &str = "operator-add";
+/// A disabled ca-admin is enabled again.
+pub const KIND_OPERATOR_ENABLE: &str = "operator-enable";
+/// An operator's role changes to or from ca-admin.
+pub const KIND_OPERATOR_ROLE: &str = "operator-role";
+/// The request kinds that change an operator (their `ca` column holds the operator's name).
+pub const OPERATOR_KINDS: &[&str] = &[KIND_OPERATOR_ADD, KIND_OPERATOR_ENABLE, KIND_OPERATOR_ROLE];
 
 /// The CAs whose keys rotate under dual control (registry CA names; `ds` is accepted as an
 /// alias of `document-signer`).
@@ -318,6 +326,28 @@ pub fn request_ca_revocation(
     create(st, session, KIND_REVOKE_CA, ca, payload)
 }
 
+/// File a dual-control request that changes ca-admin `name` ([`crate::operators::add`],
+/// [`crate::operators::enable`], [`crate::operators::set_role`]): `kind` is one of
+/// [`OPERATOR_KINDS`], `role` the role the operator has once it is approved. Executed, like a
+/// rotation, by the approval that reaches `rotation.quorum`.
+pub fn request_operator_change(
+    st: &mut Station,
+    session: &Session,
+    kind: &str,
+    name: &str,
+    role: Role,
+) -> Result<RequestView, StationError> {
+    require_ca_admin(st, session, "request operator changes", None)?;
+    if !OPERATOR_KINDS.contains(&kind) {
+        return Err(StationError::invalid(
+            "kind",
+            format!("{kind:?} is not one of {}", OPERATOR_KINDS.join(", ")),
+        ));
+    }
+    let payload = serde_json::json!({ "operator": name, "role": role.as_str() });
+    create(st, session, kind, name, payload)
+}
+
 fn create(
     st: &mut Station,
     session: &Session,
@@ -325,7 +355,7 @@ fn create(
     ca: &str,
     payload: serde_json::Value,
 ) -> Result<RequestView, StationError> {
-    expire_overdue(st, &session.actor)?;
+    expire_overdue(st, session.actor())?;
     if let Some(open) = st
         .registry
         .ca_requests(Some(&["pending", "approved"]))?
@@ -341,9 +371,9 @@ fn create(
     let expires_at = registry::time_in(st.config.rotation.request_expiry_seconds);
     let id = {
         let tx = st.registry.transaction()?;
-        let id = tx.create_ca_request(kind, ca, &payload, quorum, &expires_at, &session.actor)?;
+        let id = tx.create_ca_request(kind, ca, &payload, quorum, &expires_at, session.actor())?;
         tx.audit(&AuditEntry {
-            actor: &session.actor,
+            actor: session.actor(),
             action: "ca.request.created",
             object: &format!("ca-request:{id}"),
             details: &serde_json::json!({
@@ -363,17 +393,17 @@ fn create(
 /// approval that reaches the quorum executes the request.
 pub fn approve(st: &mut Station, session: &Session, id: i64) -> Result<Approval, StationError> {
     require_ca_admin(st, session, "approve CA requests", Some(id))?;
-    expire_overdue(st, &session.actor)?;
+    expire_overdue(st, session.actor())?;
     let req = load(st, id)?;
     if let Some(rule) = settled_rule(&req) {
-        return Err(refused_attempt(st, &session.actor, id, "approve", &rule));
+        return Err(refused_attempt(st, session.actor(), id, "approve", &rule));
     }
     let reached = {
         let tx = st.registry.transaction()?;
-        match tx.approve_ca_request(id, &session.actor) {
+        match tx.approve_ca_request(id, session.actor()) {
             Ok(count) => {
                 tx.audit(&AuditEntry {
-                    actor: &session.actor,
+                    actor: session.actor(),
                     action: "ca.request.approved",
                     object: &format!("ca-request:{id}"),
                     details: &serde_json::json!({ "approvals": count, "quorum": req.quorum }),
@@ -389,7 +419,7 @@ pub fn approve(st: &mut Station, session: &Session, id: i64) -> Result<Approval,
             Err(registry::Error::Conflict(why)) => {
                 drop(tx);
                 let rule = format!("dual control: {why}");
-                return Err(refused_attempt(st, &session.actor, id, "approve", &rule));
+                return Err(refused_attempt(st, session.actor(), id, "approve", &rule));
             }
             Err(e) => return Err(e.into()),
         }
@@ -401,7 +431,7 @@ pub fn approve(st: &mut Station, session: &Session, id: i64) -> Result<Approval,
         });
     }
     failpoint("rotation.approved");
-    let executed = execute(st, &session.actor, id)?;
+    let executed = execute(st, session.actor(), id)?;
     // The execution's events (new key, certificates, CRL, state) end inside a checkpoint too.
     crate::audit::checkpoint_after(st, "ca.request.executed");
     Ok(Approval {
@@ -419,17 +449,17 @@ pub fn refuse(
     note: Option<&str>,
 ) -> Result<RequestView, StationError> {
     require_ca_admin(st, session, "refuse CA requests", Some(id))?;
-    expire_overdue(st, &session.actor)?;
+    expire_overdue(st, session.actor())?;
     let req = load(st, id)?;
     if let Some(rule) = settled_rule(&req) {
-        return Err(refused_attempt(st, &session.actor, id, "refuse", &rule));
+        return Err(refused_attempt(st, session.actor(), id, "refuse", &rule));
     }
     {
         let tx = st.registry.transaction()?;
         tx.set_ca_request_state(id, "refused")?;
-        tx.set_ca_request_outcome(id, &format!("refused by {}", session.actor.operator))?;
+        tx.set_ca_request_outcome(id, &format!("refused by {}", session.actor().operator))?;
         tx.audit(&AuditEntry {
-            actor: &session.actor,
+            actor: session.actor(),
             action: "ca.request.refused",
             object: &format!("ca-request:{id}"),
             details: &serde_json::json!({ "note": note }),
@@ -451,11 +481,23 @@ pub fn list_requests(st: &mut Station, actor: &Actor) -> Result<Vec<RequestView>
         .collect()
 }
 
-/// Holder certificates whose issuing CA was revoked: the clerks' re-issuance list.
-pub fn reissue_list(st: &Station) -> Result<Vec<ReissueItem>, StationError> {
-    Ok(st
-        .registry
-        .reissue_list()?
+/// Holder certificates whose issuing CA was revoked: the clerks' re-issuance list (clerk or
+/// ca-admin; each holder's read is audited, `holder.read`).
+pub fn reissue_list(st: &mut Station, session: &Session) -> Result<Vec<ReissueItem>, StationError> {
+    crate::operators::require_current(
+        &mut st.registry,
+        session,
+        "read the re-issuance list",
+        &[Role::Clerk, Role::CaAdmin],
+    )?;
+    let entries = st.registry.reissue_list()?;
+    let mut pinfls: Vec<&str> = entries.iter().map(|e| e.pinfl.as_str()).collect();
+    pinfls.sort_unstable();
+    pinfls.dedup();
+    let pinfls: Vec<String> = pinfls.into_iter().map(str::to_owned).collect();
+    let refs: Vec<&str> = pinfls.iter().map(String::as_str).collect();
+    crate::records::audit_holder_reads(st, session, &refs, "ca reissue-list")?;
+    Ok(entries
         .into_iter()
         .map(|e| ReissueItem {
             certificate_serial: e.serial,
@@ -505,16 +547,23 @@ fn require_ca_admin(
     action: &str,
     id: Option<i64>,
 ) -> Result<(), StationError> {
-    if session.role == Role::CaAdmin {
+    // The account must still be what it was at log-in (enabled, not locked, same role).
+    crate::operators::require_current(
+        &mut st.registry,
+        session,
+        action,
+        &[Role::Clerk, Role::CaAdmin, Role::Auditor],
+    )?;
+    if session.role() == Role::CaAdmin {
         return Ok(());
     }
     let rule = format!(
         "role {} may not {action}: CA key changes need ca-admins (dual control)",
-        session.role.as_str()
+        session.role().as_str()
     );
     Err(refused_attempt(
         st,
-        &session.actor,
+        session.actor(),
         id.unwrap_or(0),
         action,
         &rule,
@@ -603,6 +652,7 @@ fn execute(st: &mut Station, actor: &Actor, id: i64) -> Result<Execution, Statio
     let mut out = match req.kind.as_str() {
         KIND_ROTATE => execute_rotation(st, actor, &req)?,
         KIND_REVOKE_CA => execute_revocation(st, actor, &req)?,
+        k if OPERATOR_KINDS.contains(&k) => execute_operator_change(st, actor, &req)?,
         other => {
             return Err(StationError::Other(format!(
                 "CA request {id} has unknown kind {other:?}"
@@ -857,6 +907,69 @@ fn execute_rotation(
         key: label,
         certificate_sha256: ca::fingerprint_sha256(&cert_der)?,
         files,
+        reissue_required: 0,
+        seconds: 0.0,
+    })
+}
+
+/// Carry out an approved operator change: the operator becomes active (add, enable) or gets
+/// the role (role), `role_since` restarts, one transaction with its audit event.
+fn execute_operator_change(
+    st: &mut Station,
+    actor: &Actor,
+    req: &CaRequest,
+) -> Result<Execution, StationError> {
+    let payload: serde_json::Value = serde_json::from_str(&req.payload).unwrap_or_default();
+    let role = payload
+        .get("role")
+        .and_then(|r| r.as_str())
+        .ok_or_else(|| StationError::Other(format!("CA request {} names no role", req.id)))?;
+    let role = Role::parse(role)?;
+    let name = req.ca.as_str();
+    let id = req.id;
+    let (action, outcome) = {
+        let tx = st.registry.transaction()?;
+        let (action, outcome) = if req.kind == KIND_OPERATOR_ROLE {
+            tx.set_operator_role(name, role)?;
+            (
+                "operator.role-changed",
+                format!("{name} is {}", role.as_str()),
+            )
+        } else {
+            tx.set_operator_active(name, true)?;
+            (
+                "operator.enabled",
+                format!("{name} enabled as {}", role.as_str()),
+            )
+        };
+        tx.set_ca_request_state(id, "executed")?;
+        tx.set_ca_request_outcome(id, &outcome)?;
+        tx.audit(&AuditEntry {
+            actor,
+            action,
+            object: &format!("operator:{name}"),
+            details: &serde_json::json!({
+                "request": id, "kind": req.kind, "role": role.as_str(),
+                "requested_by": req.requested_by, "approvers": req.approvals,
+            }),
+        })?;
+        tx.commit()?;
+        (action, outcome)
+    };
+    tracing::info!(
+        request = id,
+        operator = name,
+        action,
+        "operator change executed"
+    );
+    Ok(Execution {
+        request_id: id,
+        kind: req.kind.clone(),
+        ca: name.into(),
+        old_key: None,
+        key: outcome,
+        certificate_sha256: String::new(),
+        files: Vec::new(),
         reissue_required: 0,
         seconds: 0.0,
     })
@@ -1153,7 +1266,7 @@ fn tx_started_step(st: &Station, id: i64, step: &str) -> Result<Option<i64>, Sta
 /// journaled step left `started`) and that no live process is executing. All steps are
 /// idempotent, so finishing is always the way forward; until it succeeds the old key stays
 /// active.
-pub fn recover(st: &mut Station, actor: &Actor) -> Result<Vec<Recovered>, StationError> {
+pub(crate) fn recover(st: &mut Station, actor: &Actor) -> Result<Vec<Recovered>, StationError> {
     let mut out = Vec::new();
     let mut candidates: Vec<i64> = st
         .registry

@@ -608,7 +608,7 @@ fn a_clerk_cannot_export_an_auditor_cannot_change_anything_and_refusals_are_audi
 }
 
 #[test]
-fn outbox_list_needs_no_operator_and_ack_is_audited_for_clerks_only() {
+fn outbox_list_needs_an_operator_and_ack_is_audited_for_clerks_only() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = station(tmp.path());
     // The issuance job queues outbox messages; it is not part of this test, so queue one the
@@ -634,13 +634,21 @@ fn outbox_list_needs_no_operator_and_ack_is_audited_for_clerks_only() {
             .cloned()
             .collect()
     };
-    let o = ok(idstation(&data, &["--json", "outbox", "list"], ""));
+    let o = ok(idstation(
+        &data,
+        &["--json", "outbox", "list", "--operator", "clerk1"],
+        CLERK_PASSWORD,
+    ));
     let items = egov(&o);
     assert_eq!(items.len(), 1, "{items:?}");
     let id = items[0]["id"].as_i64().expect("id").to_string();
     assert_eq!(items[0]["topic"], registry::TOPIC_EGOV_REGISTER_HOLDER);
     assert_eq!(items[0]["payload"]["document"], "AA0000001");
-    let o = ok(idstation(&data, &["outbox", "list"], ""));
+    let o = ok(idstation(
+        &data,
+        &["outbox", "list", "--operator", "clerk1"],
+        CLERK_PASSWORD,
+    ));
     assert!(
         String::from_utf8_lossy(&o.stdout)
             .lines()
@@ -670,7 +678,11 @@ fn outbox_list_needs_no_operator_and_ack_is_audited_for_clerks_only() {
     );
     exit(&again, 2);
     assert!(String::from_utf8_lossy(&again.stderr).contains(&format!("outbox message {id}")));
-    let o = ok(idstation(&data, &["--json", "outbox", "list"], ""));
+    let o = ok(idstation(
+        &data,
+        &["--json", "outbox", "list", "--operator", "clerk1"],
+        CLERK_PASSWORD,
+    ));
     assert_eq!(egov(&o), Vec::<serde_json::Value>::new());
 
     let ex = tmp.path().join("export");

@@ -394,7 +394,10 @@ impl Station {
         );
         let doc = r["document"].as_str().expect("document").to_string();
         card.pull();
-        let show = self.json("clerk", &["show", "--document", &doc]);
+        let show = self.json(
+            "clerk",
+            &["show", "--document", &doc, "--operator", "clerk"],
+        );
         let mrz: [String; 3] = show["mrz"]
             .as_array()
             .expect("mrz")

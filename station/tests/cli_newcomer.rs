@@ -95,7 +95,8 @@ fn issuance_without_an_active_esign_key_stops_before_the_first_apdu_and_says_wha
             "admin",
         ],
     );
-    st.ok("bob", &["ca", "approve", "1", "--operator", "bob"]);
+    // Request 1 enabled carol (the rig); the revocation is request 2.
+    st.ok("bob", &["ca", "approve", "2", "--operator", "bob"]);
     let slot = testrig::Slot::lease();
     let img = blank_card(&st.dir, 0x1901);
     // The card tears at its first APDU: an issuance that sent one would fail with a card error.
@@ -146,13 +147,19 @@ fn reading_needs_no_hsm_show_prints_text_and_a_second_card_for_the_holder_stops_
     for (op, args) in [
         ("admin", vec!["ca", "show"]),
         ("admin", vec!["ca", "requests"]),
-        ("admin", vec!["ca", "reissue-list"]),
-        ("admin", vec!["outbox", "list"]),
-        ("admin", vec!["operator", "list"]),
+        ("admin", vec!["ca", "reissue-list", "--operator", "admin"]),
+        ("admin", vec!["outbox", "list", "--operator", "admin"]),
+        ("admin", vec!["operator", "list", "--operator", "admin"]),
         ("admin", vec!["audit", "verify-log", "--operator", "admin"]),
-        ("clerk", vec!["show", "--document", &doc]),
-        ("clerk", vec!["show", "--pinfl", "41505852610128"]),
-        ("clerk", vec!["show", "--job", &job]),
+        (
+            "clerk",
+            vec!["show", "--document", &doc, "--operator", "clerk"],
+        ),
+        (
+            "clerk",
+            vec!["show", "--pinfl", "41505852610128", "--operator", "clerk"],
+        ),
+        ("clerk", vec!["show", "--job", &job, "--operator", "clerk"]),
     ] {
         let o = without_hsm(&st, op, &args);
         assert!(
@@ -162,7 +169,11 @@ fn reading_needs_no_hsm_show_prints_text_and_a_second_card_for_the_holder_stops_
         );
     }
     // `show` prints its text form unless --json.
-    let o = without_hsm(&st, "clerk", &["show", "--document", &doc]);
+    let o = without_hsm(
+        &st,
+        "clerk",
+        &["show", "--document", &doc, "--operator", "clerk"],
+    );
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
         !out.trim_start().starts_with('{'),
@@ -175,10 +186,18 @@ fn reading_needs_no_hsm_show_prints_text_and_a_second_card_for_the_holder_stops_
             && out.contains("holder-auth active"),
         "{out}"
     );
-    let o = without_hsm(&st, "clerk", &["show", "--job", &job]);
+    let o = without_hsm(
+        &st,
+        "clerk",
+        &["show", "--job", &job, "--operator", "clerk"],
+    );
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.starts_with(&format!("Job {job} completed")), "{out}");
-    let o = without_hsm(&st, "clerk", &["--json", "show", "--document", &doc]);
+    let o = without_hsm(
+        &st,
+        "clerk",
+        &["--json", "show", "--document", &doc, "--operator", "clerk"],
+    );
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("show --json");
     assert_eq!(v["document"]["document"], doc.as_str());
 
@@ -248,13 +267,20 @@ fn help_texts_of_show_revoke_and_ca_refuse() {
         show.contains("<--document <NUMBER>|--pinfl <PINFL>|--job <ID>>"),
         "show --help must say one of the three is required:\n{show}"
     );
+    // Whitespace-insensitive: the column width follows the longest option.
+    let flat = show.split_whitespace().collect::<Vec<_>>().join(" ");
     for line in [
-        "--document <NUMBER>  Document number",
-        "--pinfl <PINFL>      The holder's PINFL",
-        "--job <ID>           Issuance job number",
+        "--document <NUMBER> Document number",
+        "--pinfl <PINFL> The holder's PINFL",
+        "--job <ID> Issuance job number",
+        "--operator <OPERATOR> The operator doing this",
     ] {
-        assert!(show.contains(line), "{line:?} missing:\n{show}");
+        assert!(flat.contains(line), "{line:?} missing:\n{show}");
     }
+    assert!(
+        flat.contains("A clerk or an auditor; every read of a holder's record is audited"),
+        "{show}"
+    );
     let revoke = help(&["revoke", "--help"]);
     assert!(
         revoke.contains("--reason <REASON>") && revoke.contains("lost or stolen"),
@@ -358,7 +384,26 @@ fn a_disabled_operator_as_the_docs_name_it_can_be_made_and_is_refused() {
             "admin",
         ],
     );
-    let list = String::from_utf8_lossy(&st.ok("admin", &["operator", "list"]).stdout).into_owned();
+    let list = String::from_utf8_lossy(
+        &st.ok("admin", &["operator", "list", "--operator", "admin"])
+            .stdout,
+    )
+    .into_owned();
     assert!(list.contains("clerk\tclerk\tdisabled"), "{list}");
-    st.refused("clerk", &["recover", "--operator", "clerk"], "disabled");
+    // A disabled account answers like a wrong password (issue 13 item 6); the audit log says
+    // which it was.
+    st.refused(
+        "clerk",
+        &["recover", "--operator", "clerk"],
+        "clerk: operator name or password is wrong",
+    );
+    let last = st
+        .registry()
+        .audit_events(1, u64::MAX)
+        .expect("events")
+        .into_iter()
+        .rev()
+        .find(|e| e.action == "operator.refused")
+        .expect("refusal audited");
+    assert!(last.details.contains("operator is disabled"), "{last:?}");
 }

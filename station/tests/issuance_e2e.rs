@@ -403,7 +403,10 @@ fn three_fixture_holders_are_issued_and_their_cards_sign_through_opensc() {
         opensc_signs_and_openssl_verifies(&st, &slot.reader_name, name);
         card.pull();
 
-        let show = st.json(&["show", "--document", &doc], "");
+        let show = st.json(
+            &["show", "--document", &doc, "--operator", "clerk"],
+            CLERK_PASSWORD,
+        );
         assert_eq!(show["document"]["status"], "active", "{show}");
         let certs = show["document"]["certificates"].as_array().expect("certs");
         assert_eq!(certs.len(), 2);
@@ -420,7 +423,10 @@ fn three_fixture_holders_are_issued_and_their_cards_sign_through_opensc() {
         text(&o)
     );
     // ... until the old card is declared lost: then the same blank card is issued.
-    let holder = st.json(&["show", "--pinfl", "41505852610128"], "");
+    let holder = st.json(
+        &["show", "--pinfl", "41505852610128", "--operator", "clerk"],
+        CLERK_PASSWORD,
+    );
     let old = holder["holder"]["documents"][0]["document"]
         .as_str()
         .expect("doc")
@@ -440,8 +446,10 @@ fn three_fixture_holders_are_issued_and_their_cards_sign_through_opensc() {
     let o = st.issue(&fixture("holder-01.json"), &slot.reader_name, &[]);
     assert!(o.status.success(), "{}", text(&o));
     card.pull();
-    let revoked: Vec<String> = st.json(&["show", "--document", &old], "")["document"]
-        ["certificates"]
+    let revoked: Vec<String> = st.json(
+        &["show", "--document", &old, "--operator", "clerk"],
+        CLERK_PASSWORD,
+    )["document"]["certificates"]
         .as_array()
         .expect("certs")
         .iter()
@@ -815,7 +823,10 @@ fn tear_until_complete(
                 "tear after {k}:\n{}",
                 text(&o)
             );
-            let h = st.json(&["show", "--pinfl", "32307921400450"], "");
+            let h = st.json(
+                &["show", "--pinfl", "32307921400450", "--operator", "clerk"],
+                CLERK_PASSWORD,
+            );
             let docs = h["holder"]["documents"].as_array().expect("docs").clone();
             docs.iter()
                 .find(|d| d["status"] == "active")
@@ -894,7 +905,10 @@ fn a_crash_after_each_journaled_step_is_finished_or_undone_by_recover() {
             assert!(o.status.success(), "{point}: issuing again:\n{}", text(&o));
         }
         card.pull();
-        let h = st.json(&["show", "--pinfl", "50102033001175"], "");
+        let h = st.json(
+            &["show", "--pinfl", "50102033001175", "--operator", "clerk"],
+            CLERK_PASSWORD,
+        );
         let doc = h["holder"]["documents"]
             .as_array()
             .expect("docs")

@@ -117,10 +117,12 @@ impl Station {
         o
     }
 
+    /// `idstation --json ARGS` as the clerk.
     fn json(&self, args: &[&str]) -> serde_json::Value {
         let mut full = vec!["--json"];
         full.extend_from_slice(args);
-        let o = self.ok(&full, "");
+        full.extend_from_slice(&["--operator", "clerk"]);
+        let o = self.ok(&full, CLERK_PASSWORD);
         serde_json::from_slice(&o.stdout)
             .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", text(&o)))
     }

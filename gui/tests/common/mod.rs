@@ -17,6 +17,8 @@ pub const ADMIN_PASSWORD: &str = "admin-password-gui-1";
 pub const CLERK_PASSWORD: &str = "clerk-password-gui-2";
 pub const AUDITOR_PASSWORD: &str = "auditor-password-gui-3";
 pub const HSM_PIN: &str = "hsm-pin-gui-5521";
+/// The second ca-admin, created by `init` (a ca-admin added later needs another's approval).
+pub const ADMIN2_PASSWORD: &str = "admin2-password-gui-7";
 
 pub struct Rig {
     pub dir: PathBuf,
@@ -25,7 +27,8 @@ pub struct Rig {
 
 static RIG: OnceLock<Rig> = OnceLock::new();
 
-/// The data dir of this test process: `idstation init` (admin), plus a clerk and an auditor.
+/// The data dir of this test process: `idstation init` (ca-admins admin and admin2), plus a
+/// clerk and an auditor.
 pub fn rig() -> &'static Rig {
     RIG.get_or_init(|| {
         let tmp = tempfile::Builder::new()
@@ -52,6 +55,7 @@ pub fn rig() -> &'static Rig {
             series: "AA".into(),
             admin_name: "admin".into(),
             admin_password: Zeroizing::new(ADMIN_PASSWORD.into()),
+            second_admin: Some(("admin2".into(), Zeroizing::new(ADMIN2_PASSWORD.into()))),
             hsm_pin: hsm::SecretSource::File(pin_file),
             hsm_so_pin: None,
             module: PathBuf::from(hsm::pkcs11::SOFTHSM2_MODULE),
@@ -70,14 +74,8 @@ pub fn rig() -> &'static Rig {
             ("clerk", registry::Role::Clerk, CLERK_PASSWORD),
             ("auditor", registry::Role::Auditor, AUDITOR_PASSWORD),
         ] {
-            station::operators::add(
-                &mut st.registry,
-                &admin,
-                name,
-                role,
-                &Zeroizing::new(pw.into()),
-            )
-            .expect("add operator");
+            station::operators::add(&mut st, &admin, name, role, &Zeroizing::new(pw.into()))
+                .expect("add operator");
         }
         Rig { dir, data }
     })

@@ -1,7 +1,10 @@
 //! The harness the CA-rotation end-to-end tests share (`cli_rotation.rs`, `cli_ds_rotation.rs`):
-//! a data dir with ca-admins admin, bob, carol and a clerk, the `idstation` binary run as one of
+//! a data dir with ca-admins admin, bob (init's second), carol (enabled by dual-control
+//! request 1) and a clerk, the `idstation` binary run as one of
 //! them (every run checked for leaked passwords and the HSM PIN), and station.toml's
-//! `[rotation]` settings. Included with `#[path = "common/rotation.rs"] mod rig;`.
+//! `[rotation]` settings. Included with `#[path = "common/rotation.rs"] mod rig;`, beside
+//! `common/holder_pin.rs` (`mod holder_pin`) and `common/software_profiles.rs`
+//! (`mod software_profiles`), which it uses.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -63,18 +66,30 @@ impl Station {
             dir,
             data,
         };
-        s.ok("admin", &["init", "--admin", "admin", "--station", "rot"]);
+        // bob is the ceremony's second ca-admin; carol, a third, is added by admin and
+        // enabled by bob's approval (dual control, docs/rotation.md).
+        let o = s.cmd_env(
+            "admin",
+            &[
+                "init",
+                "--admin",
+                "admin",
+                "--second-admin",
+                "bob",
+                "--station",
+                "rot",
+            ],
+            &[("IDSTATION_NEW_PASSWORD", password("bob"))],
+        );
+        assert!(o.status.success(), "{}", text(&o));
         // `ca issue` certifies openssl keys with the test profiles (the holder profiles are
         // the issuance job's alone).
         crate::software_profiles::install(&s.data);
-        for (name, role) in [
-            ("bob", "ca-admin"),
-            ("carol", "ca-admin"),
-            ("clerk", "clerk"),
-        ] {
+        for (name, role) in [("carol", "ca-admin"), ("clerk", "clerk")] {
             let o = s.cmd_env(
                 "admin",
                 &[
+                    "--json",
                     "operator",
                     "add",
                     "--name",
@@ -87,6 +102,13 @@ impl Station {
                 &[("IDSTATION_NEW_PASSWORD", password(name))],
             );
             assert!(o.status.success(), "{}", text(&o));
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+            if let Some(id) = v["request"]["id"].as_i64() {
+                s.ok(
+                    "bob",
+                    &["ca", "approve", &id.to_string(), "--operator", "bob"],
+                );
+            }
         }
         s
     }
