@@ -15,9 +15,21 @@ use personalization::Error;
 
 const OPENSC: &str = "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so";
 
+/// pkcs11-tool with OpenSC configured to give every one of the six test readers a slot (by
+/// default OpenSC gives four readers slots, so a test leasing a fifth or sixth reader found no
+/// slot for it).
+fn pkcs11_tool() -> Command {
+    let mut c = Command::new("pkcs11-tool");
+    c.env(
+        "OPENSC_CONF",
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../chip/tests/opensc.conf"),
+    );
+    c
+}
+
 /// The PKCS#11 slot id OpenSC gives the reader (`pkcs11-tool -L` lists "Slot N (0x..): <reader>").
 fn p11_slot(reader: &str) -> String {
-    let out = run(Command::new("pkcs11-tool").args(["--module", OPENSC, "-L"]));
+    let out = run(pkcs11_tool().args(["--module", OPENSC, "-L"]));
     let text = String::from_utf8_lossy(&out.stdout);
     for line in text.lines() {
         if line.starts_with("Slot ") && line.contains(reader) {
@@ -65,7 +77,7 @@ fn full_plan_over_pcscd_makes_a_card_opensc_signs_with_and_openssl_verifies() {
         .arg(&data));
     let sig = dir.path().join("sig.der");
     let p11 = p11_slot(&slot.reader_name);
-    run(Command::new("pkcs11-tool")
+    run(pkcs11_tool()
         .args([
             "--module", OPENSC, "--slot", &p11, "--login", "--pin", HOLDER_PIN,
         ])
