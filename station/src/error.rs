@@ -48,7 +48,7 @@ pub enum StationError {
     )]
     HolderDiffers {
         pinfl: String,
-        changes: Vec<crate::holder_update::FieldChange>,
+        changes: Vec<crate::field_change::FieldChange>,
     },
     #[error("{0}")]
     Other(String),

@@ -5,30 +5,11 @@
 //! and an audit event records each changed field, old and new, in the issuance's transaction.
 
 use registry::NewHolder;
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::StationError;
+pub use crate::field_change::FieldChange;
 use crate::holder::{AddressKind, ValidHolder};
-
-/// One field whose registered value differs from the one the clerk entered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FieldChange {
-    /// The holder file's field name (`surname`, `date_of_birth`, `photo`, …).
-    pub field: &'static str,
-    /// As registered (`None`: not recorded).
-    pub old: Option<String>,
-    /// As entered now (`None`: left empty).
-    pub new: Option<String>,
-}
-
-impl FieldChange {
-    /// A change that fills in a value the registry never recorded (a photo digest for a holder
-    /// enrolled before the registry kept one). It needs no confirmation; it is still audited.
-    pub fn fills_a_gap(&self) -> bool {
-        self.old.is_none() && self.field == "photo"
-    }
-}
 
 /// The registry's view of a validated holder, with the SHA-256 of the photo file.
 pub fn registry_view(holder: &ValidHolder) -> Result<NewHolder, StationError> {

@@ -8,6 +8,7 @@ pub mod config;
 pub mod datadir;
 pub mod document;
 pub mod error;
+pub mod field_change;
 pub mod gui_support;
 pub mod holder;
 pub mod holder_update;
