@@ -13,6 +13,9 @@ const CLERK_PASSWORD: &str = "clerk-password-60a9f4";
 const AUDITOR_PASSWORD: &str = "auditor-password-e3d5b8";
 const SECRETS: [&str; 4] = [HSM_PIN, ADMIN_PASSWORD, CLERK_PASSWORD, AUDITOR_PASSWORD];
 
+#[path = "common/software_profiles.rs"]
+mod software_profiles;
+
 fn idstation_new(data: &Path, args: &[&str], password: &str, new_password: &str) -> Output {
     let o = Command::new(env!("CARGO_BIN_EXE_idstation"))
         .arg("--data-dir")
@@ -69,8 +72,9 @@ fn sh(cmd: &mut Command) -> Output {
 }
 
 /// A data dir with ca-admin `admin`, clerk `clerk1`, auditor `aud1`, and a holder-auth
-/// certificate (slot 9A profile) issued for a software key whose private half is in
-/// `tmp/holder.key`: the key an attacker holds.
+/// certificate (the slot 9A profile's content, through the test profile
+/// `software-holder-auth`, since `ca issue` refuses the card-only `holder-auth`) issued for a
+/// software key whose private half is in `tmp/holder.key`: the key an attacker holds.
 fn station(tmp: &Path) -> PathBuf {
     let data = tmp.join("data");
     ok(idstation(
@@ -78,6 +82,7 @@ fn station(tmp: &Path) -> PathBuf {
         &["init", "--admin", "admin", "--station", "trust-test"],
         ADMIN_PASSWORD,
     ));
+    software_profiles::install(&data);
     for (name, role, pw) in [
         ("clerk1", "clerk", CLERK_PASSWORD),
         ("aud1", "auditor", AUDITOR_PASSWORD),
@@ -131,7 +136,7 @@ fn station(tmp: &Path) -> PathBuf {
             "--subject",
             s(&subject),
             "--profile",
-            "holder-auth",
+            "software-holder-auth",
             "--out",
             s(&tmp.join("holder-auth.pem")),
             "--operator",
@@ -563,9 +568,14 @@ fn ca_admin_changes_are_checkpointed_at_once_and_published_to_the_outbox() {
             "{args:?}: the newest event is covered by a checkpoint"
         );
     }
-    let o = ok(idstation(&data, &["--json", "outbox", "list"], ""));
-    let items: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    // The head before the read: listing the outbox is itself audited (`outbox.read`).
     let (last, _) = head(&data);
+    let o = ok(idstation(
+        &data,
+        &["--json", "outbox", "list", "--operator", "admin"],
+        ADMIN_PASSWORD,
+    ));
+    let items: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     let published: Vec<&serde_json::Value> = items
         .as_array()
         .expect("array")
