@@ -367,6 +367,31 @@ pub(crate) fn password() -> Result<zeroize::Zeroizing<String>, StationError> {
     read_secret("IDSTATION_PASSWORD", "Operator password", false)
 }
 
+/// Open the station (logging in to the HSM) and log `operator` in for `action` with one of
+/// `roles`, the password from IDSTATION_PASSWORD or a prompt (refusals are audited).
+fn open_as(
+    data_dir: &Path,
+    operator: &str,
+    action: &str,
+    roles: &[Role],
+) -> Result<(Station, station::operators::Session), StationError> {
+    let mut st = Station::open(data_dir)?;
+    let session = st.authorize(operator, &password()?, action, roles)?;
+    Ok((st, session))
+}
+
+/// [`open_as`] for a command that only reads the registry: the HSM is not opened.
+fn open_read_only_as(
+    data_dir: &Path,
+    operator: &str,
+    action: &str,
+    roles: &[Role],
+) -> Result<(Station, station::operators::Session), StationError> {
+    let mut st = Station::open_read_only(data_dir)?;
+    let session = st.authorize(operator, &password()?, action, roles)?;
+    Ok((st, session))
+}
+
 fn read_input(path: &Path, field: &str) -> Result<Vec<u8>, StationError> {
     std::fs::read(path)
         .map_err(|e| StationError::invalid(field, format!("cannot read {}: {e}", path.display())))
@@ -469,10 +494,9 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
                     ))
                 }
             };
-            let mut st = Station::open(data_dir)?;
-            let session = st.authorize(
+            let (mut st, session) = open_as(
+                data_dir,
                 &a.op.operator,
-                &password()?,
                 "issue certificates",
                 &[Role::CaAdmin],
             )?;
@@ -491,13 +515,8 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
             })
         }
         Cmd::Ca(CaCmd::Crl(a)) => {
-            let mut st = Station::open(data_dir)?;
-            let session = st.authorize(
-                &a.op.operator,
-                &password()?,
-                "publish CRLs",
-                &[Role::CaAdmin],
-            )?;
+            let (mut st, session) =
+                open_as(data_dir, &a.op.operator, "publish CRLs", &[Role::CaAdmin])?;
             let r = ca_admin::crl(&mut st, &session, a.key.as_deref(), &a.out)?;
             print(cli.json, &r, |r| {
                 format!(
@@ -511,10 +530,9 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
             })
         }
         Cmd::Ca(CaCmd::Rotate { ca, op }) => {
-            let mut st = Station::open(data_dir)?;
-            let session = st.authorize(
+            let (mut st, session) = open_as(
+                data_dir,
                 &op.operator,
-                &password()?,
                 "request CA key rotations",
                 &[Role::CaAdmin],
             )?;
@@ -527,10 +545,9 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
             reason,
             op,
         }) => {
-            let mut st = Station::open(data_dir)?;
-            let session = st.authorize(
+            let (mut st, session) = open_as(
+                data_dir,
                 &op.operator,
-                &password()?,
                 "request CA revocations",
                 &[Role::CaAdmin],
             )?;
@@ -544,10 +561,9 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
             print(cli.json, &r, |r| request_text(r, "Filed"))
         }
         Cmd::Ca(CaCmd::Approve { request, op }) => {
-            let mut st = Station::open(data_dir)?;
-            let session = st.authorize(
+            let (mut st, session) = open_as(
+                data_dir,
                 &op.operator,
-                &password()?,
                 "approve CA requests",
                 &[Role::CaAdmin],
             )?;
@@ -587,10 +603,9 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
             })
         }
         Cmd::Ca(CaCmd::Refuse { request, note, op }) => {
-            let mut st = Station::open(data_dir)?;
-            let session = st.authorize(
+            let (mut st, session) = open_as(
+                data_dir,
                 &op.operator,
-                &password()?,
                 "refuse CA requests",
                 &[Role::CaAdmin],
             )?;
@@ -606,10 +621,9 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
             })
         }
         Cmd::Ca(CaCmd::ReissueList { op }) => {
-            let mut st = Station::open_read_only(data_dir)?;
-            let session = st.authorize(
+            let (mut st, session) = open_read_only_as(
+                data_dir,
                 &op.operator,
-                &password()?,
                 "read the re-issuance list",
                 &[Role::Clerk, Role::CaAdmin],
             )?;
@@ -636,13 +650,8 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
             })
         }
         Cmd::Operator(OperatorCmd::Add { name, role, op }) => {
-            let mut st = Station::open(data_dir)?;
-            let session = st.authorize(
-                &op.operator,
-                &password()?,
-                "add operators",
-                &[Role::CaAdmin],
-            )?;
+            let (mut st, session) =
+                open_as(data_dir, &op.operator, "add operators", &[Role::CaAdmin])?;
             let new_password = read_secret(
                 "IDSTATION_NEW_PASSWORD",
                 &format!("Password for {name}"),
@@ -654,10 +663,9 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
             print(cli.json, &c, |c| change_text("Added", c))
         }
         Cmd::Operator(OperatorCmd::Disable { name, op }) => {
-            let mut st = Station::open(data_dir)?;
-            let session = st.authorize(
+            let (mut st, session) = open_as(
+                data_dir,
                 &op.operator,
-                &password()?,
                 "disable operators",
                 &[Role::CaAdmin],
             )?;
@@ -670,22 +678,16 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
             )
         }
         Cmd::Operator(OperatorCmd::Enable { name, op }) => {
-            let mut st = Station::open(data_dir)?;
-            let session = st.authorize(
-                &op.operator,
-                &password()?,
-                "enable operators",
-                &[Role::CaAdmin],
-            )?;
+            let (mut st, session) =
+                open_as(data_dir, &op.operator, "enable operators", &[Role::CaAdmin])?;
             let c = station::operators::enable(&mut st, &session, name)?;
             station::audit::checkpoint_after(&mut st, "operator.enabled");
             print(cli.json, &c, |c| change_text("Enabled", c))
         }
         Cmd::Operator(OperatorCmd::Role { name, role, op }) => {
-            let mut st = Station::open(data_dir)?;
-            let session = st.authorize(
+            let (mut st, session) = open_as(
+                data_dir,
                 &op.operator,
-                &password()?,
                 "change operator roles",
                 &[Role::CaAdmin],
             )?;
@@ -720,13 +722,8 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
             })
         }
         Cmd::Operator(OperatorCmd::Unlock { name, op }) => {
-            let mut st = Station::open(data_dir)?;
-            let session = st.authorize(
-                &op.operator,
-                &password()?,
-                "unlock operators",
-                &[Role::CaAdmin],
-            )?;
+            let (mut st, session) =
+                open_as(data_dir, &op.operator, "unlock operators", &[Role::CaAdmin])?;
             station::operators::unlock(&mut st, &session, name)?;
             station::audit::checkpoint_after(&mut st, "operator.unlocked");
             print(
@@ -757,9 +754,7 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
             pin_letter,
             op,
         } => {
-            let mut st = Station::open(data_dir)?;
-            let session =
-                st.authorize(&op.operator, &password()?, "issue cards", &[Role::Clerk])?;
+            let (mut st, session) = open_as(data_dir, &op.operator, "issue cards", &[Role::Clerk])?;
             let doc = station::document::DocumentProfile::load(&st)?;
             let mut policy =
                 station::holder::ValidationPolicy::new(station::time_util::today_utc());
@@ -814,10 +809,9 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
             job,
             op,
         } => {
-            let mut st = Station::open_read_only(data_dir)?;
-            let session = st.authorize(
+            let (mut st, session) = open_read_only_as(
+                data_dir,
                 &op.operator,
-                &password()?,
                 "read holder records",
                 station::records::READ_ROLES,
             )?;
@@ -861,10 +855,9 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
             reason,
             op,
         } => {
-            let mut st = Station::open(data_dir)?;
-            let session = st.authorize(
+            let (mut st, session) = open_as(
+                data_dir,
                 &op.operator,
-                &password()?,
                 "revoke documents",
                 &[Role::Clerk, Role::CaAdmin],
             )?;
@@ -880,10 +873,9 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
             })
         }
         Cmd::Recover { without_card, op } => {
-            let mut st = Station::open(data_dir)?;
-            let session = st.authorize(
+            let (mut st, session) = open_as(
+                data_dir,
                 &op.operator,
-                &password()?,
                 "recover issuances",
                 &[Role::Clerk, Role::CaAdmin],
             )?;
@@ -920,10 +912,9 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
         Cmd::Audit(c) => audit_cli::run_audit(c, cli.json, data_dir),
         Cmd::Outbox(c) => audit_cli::run_outbox(c, cli.json, data_dir),
         Cmd::Operator(OperatorCmd::List { op }) => {
-            let mut st = Station::open_read_only(data_dir)?;
-            let session = st.authorize(
+            let (mut st, session) = open_read_only_as(
+                data_dir,
                 &op.operator,
-                &password()?,
                 "list operators",
                 &[Role::CaAdmin, Role::Auditor],
             )?;
