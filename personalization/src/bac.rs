@@ -281,6 +281,19 @@ fn next_do(buf: &[u8]) -> Result<(u8, &[u8], usize)> {
         }
         _ => return Err(malformed("bad length octets")),
     };
+    // Lengths in the shortest form only (ISO/IEC 7816-4 §5.2.2.2 allows the long forms, but a
+    // card has no reason to send `8E 82 00 08`): the MAC does not cover DO'8E''s own header, so
+    // a reader that took several spellings of it would accept responses the card never sent.
+    let shortest = match hdr {
+        3 => len >= 0x80,
+        4 => len > 0xFF,
+        _ => true,
+    };
+    if !shortest {
+        return Err(malformed(&format!(
+            "data object {tag:02X} has its length {len} in a longer form than needed"
+        )));
+    }
     let v = buf
         .get(hdr..hdr + len)
         .ok_or_else(|| malformed("data object longer than the response"))?;
@@ -720,6 +733,25 @@ mod tests {
             .unwrap();
         assert!(d.is_empty());
         assert_eq!(sw, StatusWord::Ok);
+    }
+
+    #[test]
+    fn a_length_in_a_longer_form_than_needed_is_refused() {
+        // The genuine D.4 answer to SELECT with DO'8E''s length spelled `82 00 08` instead of
+        // `08`: the MAC (over what precedes DO'8E') still verifies, so only the length rule
+        // stops it (found by the sm_response fuzz target in CI's sweep).
+        let e = d4_session_after_select()
+            .unprotect(&h("990290008E820008FA855A5D4C50A8ED"), StatusWord::Ok)
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("data object 8E has its length 8 in a longer form than needed"),
+            "{e}"
+        );
+        let e = d4_session_after_select()
+            .unprotect(&h("99810290008E08FA855A5D4C50A8ED"), StatusWord::Ok)
+            .unwrap_err();
+        assert!(e.to_string().contains("data object 99"), "{e}");
     }
 
     /// A response to the D.4 session after SELECT, MACed with the session key like a card
