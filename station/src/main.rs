@@ -375,9 +375,7 @@ fn open_as(
     action: &str,
     roles: &[Role],
 ) -> Result<(Station, station::operators::Session), StationError> {
-    let mut st = Station::open(data_dir)?;
-    let session = st.authorize(operator, &password()?, action, roles)?;
-    Ok((st, session))
+    log_in(Station::open(data_dir)?, operator, action, roles)
 }
 
 /// [`open_as`] for a command that only reads the registry: the HSM is not opened.
@@ -387,7 +385,15 @@ fn open_read_only_as(
     action: &str,
     roles: &[Role],
 ) -> Result<(Station, station::operators::Session), StationError> {
-    let mut st = Station::open_read_only(data_dir)?;
+    log_in(Station::open_read_only(data_dir)?, operator, action, roles)
+}
+
+fn log_in(
+    mut st: Station,
+    operator: &str,
+    action: &str,
+    roles: &[Role],
+) -> Result<(Station, station::operators::Session), StationError> {
     let session = st.authorize(operator, &password()?, action, roles)?;
     Ok((st, session))
 }
