@@ -3,7 +3,7 @@
 //! building the certificate must be noise next to the HSM).
 //!
 //! Both figures go through the same `hsm::pkcs11::Pkcs11Store` on a private SoftHSM2 token
-//! (SOFTHSM2_CONF in a temp dir); the raw signature signs a message as long as the holder
+//! (the SOFTHSM2_CONF cargo's runner gives the process); the raw signature signs a message as long as the holder
 //! certificate's tbsCertificate.
 //!
 //! Run: `cargo bench -p ca --bench issuance`
@@ -29,9 +29,13 @@ fn holder() -> ca::HolderSubject {
 }
 
 fn issuance(c: &mut Criterion) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let token = SoftHsm2Token::create(dir.path(), "ca-bench", "ca-bench-so-pin", PIN)
-        .expect("SoftHSM2 token (is softhsm2 installed?)");
+    let token = SoftHsm2Token::create(
+        &SoftHsm2Token::process_dir().expect("run through cargo bench (scripts/cargo-runner.sh)"),
+        "ca-bench",
+        "ca-bench-so-pin",
+        PIN,
+    )
+    .expect("SoftHSM2 token (is softhsm2 installed?)");
     let store = token.open(Zeroizing::new(PIN.into())).expect("open token");
     let set = profiles::builtin().expect("profiles");
     let now = SystemTime::now();

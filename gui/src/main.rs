@@ -37,6 +37,14 @@ fn main() -> ExitCode {
     let data_dir = cli
         .data_dir
         .unwrap_or_else(station::datadir::default_data_dir);
+    // SoftHSM2 reads its configuration only from the environment the process started with:
+    // restart with the data dir's when it is missing, before any thread exists. A data dir
+    // whose configuration cannot be read needs nothing here; the GUI reports it.
+    let env = station::hsm_env::for_data_dir(&data_dir).unwrap_or_default();
+    if let Err(e) = station::hsm_env::restart_with(&env) {
+        eprintln!("idstation-gui: {e}");
+        return ExitCode::FAILURE;
+    }
     let mut opts = gui::GuiOptions::new(data_dir);
     opts.idle_timeout = Duration::from_secs(cli.idle_timeout.max(10));
     opts.reader = cli.reader;

@@ -17,8 +17,13 @@ use zeroize::Zeroizing;
 const PIN: &str = "bench-user-pin";
 
 fn softhsm2(c: &mut Criterion) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let token = SoftHsm2Token::create(dir.path(), "bench", "bench-so-pin", PIN).expect("token");
+    let token = SoftHsm2Token::create(
+        &SoftHsm2Token::process_dir().expect("run through cargo bench (scripts/cargo-runner.sh)"),
+        "bench",
+        "bench-so-pin",
+        PIN,
+    )
+    .expect("token");
     let store = token.open(Zeroizing::new(PIN.into())).expect("open");
     store.generate_p256("ca").expect("key");
     store.generate_hmac_secret("master").expect("secret");

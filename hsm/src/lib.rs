@@ -139,6 +139,18 @@ pub enum HsmError {
     Operation { op: &'static str, reason: String },
     #[error("key label {label:?} is not allowed: {rule}")]
     InvalidLabel { label: String, rule: String },
+    /// The process was started without the environment a PKCS#11 module reads at
+    /// `C_Initialize` (see [`process_env`]).
+    #[error(
+        "environment variable {name} must be {wanted:?} when the process starts (found: {found}); \
+         the PKCS#11 module reads it once, at C_Initialize, and a running process does not change \
+         its own environment"
+    )]
+    Environment {
+        name: String,
+        wanted: String,
+        found: String,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, HsmError>;
@@ -271,6 +283,7 @@ pub(crate) fn p256_point_to_spki(point: &[u8], op: &'static str) -> Result<Vec<u
 #[cfg(test)]
 pub(crate) mod conformance;
 pub mod pkcs11;
+pub mod process_env;
 #[cfg(test)]
 pub(crate) mod test_support;
 pub mod yubihsm2;

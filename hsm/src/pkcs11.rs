@@ -8,9 +8,11 @@
 //! so the module refuses to reveal `CKA_VALUE` (`CKR_ATTRIBUTE_SENSITIVE`, §5.7).
 //!
 //! `C_Initialize` is per process (§5.4), and SoftHSM2 reads `SOFTHSM2_CONF` only then, so this
-//! module keeps one initialised context per module path for the whole process. The first
-//! [`Pkcs11Store`] for a module decides its environment; a later one asking for a different
-//! environment gets a clear [`HsmError::Module`] instead of silently using the wrong token dir.
+//! module keeps one initialised context per module path for the whole process. The `env` of a
+//! configuration must be the environment the process was started with ([`crate::process_env`]:
+//! binaries restart themselves with it, tests get it from cargo's runner); a configuration asking
+//! for another gets a clear [`HsmError::Environment`] instead of silently using the wrong token
+//! dir.
 //!
 //! Every call into the module runs under a cross-process lock on the token directory
 //! ([`token_lock`]): SoftHSM2 rewrites token files in a way that another process can read
@@ -54,13 +56,8 @@ const P256_OID: &str = "1.2.840.10045.3.1.7";
 // ---------------------------------------------------------------------------------------------
 // Process-wide module contexts
 
-struct LoadedModule {
-    ctx: Pkcs11,
-    env: BTreeMap<String, String>,
-}
-
-fn modules() -> &'static Mutex<HashMap<PathBuf, LoadedModule>> {
-    static MODULES: OnceLock<Mutex<HashMap<PathBuf, LoadedModule>>> = OnceLock::new();
+fn modules() -> &'static Mutex<HashMap<PathBuf, Pkcs11>> {
+    static MODULES: OnceLock<Mutex<HashMap<PathBuf, Pkcs11>>> = OnceLock::new();
     MODULES.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
@@ -76,32 +73,21 @@ fn module_error(path: &Path, reason: impl Into<String>) -> HsmError {
     }
 }
 
-/// The initialised context for `module`, loading it (after setting `env`) on first use.
+/// The initialised context for `module`, loading it on first use. `env` is what the module
+/// needs in the process environment ([`crate::process_env::check`]).
 pub fn context_for(module: &Path, env: &BTreeMap<String, String>) -> Result<Pkcs11> {
+    // The module reads its environment when it initialises: the process must have been
+    // started with it (never set here: see `process_env`).
+    crate::process_env::check(env)?;
     let mut loaded = lock(modules());
-    if let Some(m) = loaded.get(module) {
-        if &m.env != env {
-            return Err(module_error(
-                module,
-                format!(
-                    "already initialised in this process with environment {:?}; a PKCS#11 \
-                     module is initialised once per process (C_Initialize), so it cannot be \
-                     reopened with {:?}",
-                    m.env, env
-                ),
-            ));
-        }
-        return Ok(m.ctx.clone());
+    if let Some(ctx) = loaded.get(module) {
+        return Ok(ctx.clone());
     }
     if !module.is_file() {
         return Err(module_error(
             module,
             "no such file (is the PKCS#11 module installed?)",
         ));
-    }
-    for (k, v) in env {
-        // The module reads its environment when it initialises; set it before loading.
-        std::env::set_var(k, v);
     }
     // C_Initialize enumerates and reads every token (SoftHSM2's ObjectStore): not while
     // another process rewrites one.
@@ -118,13 +104,7 @@ pub fn context_for(module: &Path, env: &BTreeMap<String, String>) -> Result<Pkcs
         }
     }
     tracing::info!(module = %module.display(), "PKCS#11 module initialised");
-    loaded.insert(
-        module.to_owned(),
-        LoadedModule {
-            ctx: ctx.clone(),
-            env: env.clone(),
-        },
-    );
+    loaded.insert(module.to_owned(), ctx.clone());
     Ok(ctx)
 }
 
@@ -342,6 +322,18 @@ impl SoftHsm2Token {
             token_label: token_label.to_owned(),
             env,
         }
+    }
+
+    /// The directory of the SoftHSM2 configuration this process was started with, when
+    /// `SOFTHSM2_CONF` names `DIR/softhsm2.conf` (the layout [`SoftHsm2Token::at`] uses): tokens
+    /// created under it work in this process without a restart. Tests and benchmarks get one
+    /// from cargo's runner (`scripts/cargo-runner.sh`).
+    pub fn process_dir() -> Option<PathBuf> {
+        let conf = PathBuf::from(std::env::var_os("SOFTHSM2_CONF")?);
+        if conf.file_name()? != "softhsm2.conf" {
+            return None;
+        }
+        conf.parent().map(Path::to_path_buf)
     }
 
     /// Write the configuration (unless present) and initialise the token in the first free slot.

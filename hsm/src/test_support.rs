@@ -1,9 +1,9 @@
 //! Test fixtures: one private SoftHSM2 token directory per test process (SoftHSM2 reads
-//! `SOFTHSM2_CONF` once, at `C_Initialize`), a fresh token per test, and a process-wide
-//! TRACE-level log capture.
+//! `SOFTHSM2_CONF` once, at `C_Initialize`; cargo's runner sets it), a fresh token per test, and
+//! a process-wide TRACE-level log capture.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -14,27 +14,17 @@ use crate::pkcs11::{Pkcs11Store, SoftHsm2Token};
 pub const SO_PIN: &str = "so-pin-0f1e2d";
 pub const USER_PIN: &str = "user-pin-3c4b5a";
 
-/// The per-process token directory, `$TMP/idstation-hsm-test-<pid>`. It cannot be removed on
-/// exit (a `static` is never dropped, and the module keeps files open until the process ends),
-/// so each test process first removes the directories of test processes that are gone.
+/// The per-process token directory: the directory of the `SOFTHSM2_CONF` the process was
+/// started with. Cargo starts every test process through `scripts/cargo-runner.sh`
+/// (`.cargo/config.toml`), which makes a private directory for it and removes it afterwards;
+/// the process never sets the variable itself ([`crate::process_env`]).
 pub fn softhsm_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let tmp = std::env::temp_dir();
-        const PREFIX: &str = "idstation-hsm-test-";
-        if let Ok(entries) = std::fs::read_dir(&tmp) {
-            for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let Some(pid) = name.strip_prefix(PREFIX) else {
-                    continue;
-                };
-                if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
-                    let _ = std::fs::remove_dir_all(e.path());
-                }
-            }
-        }
-        let dir = tmp.join(format!("{PREFIX}{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = SoftHsm2Token::process_dir().expect(
+            "SOFTHSM2_CONF does not name DIR/softhsm2.conf: run tests through cargo, whose runner \
+             (scripts/cargo-runner.sh) gives every test process a private SoftHSM2 configuration",
+        );
         std::fs::create_dir_all(&dir).expect("test token dir");
         dir
     })

@@ -35,10 +35,11 @@ const ENV_ROUND: &str = "IDSTATION_CONTENTION_ROUND";
 
 #[test]
 fn eight_processes_times_25_rounds_on_one_token_never_fail() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    // The process's own token dir (cargo's runner sets SOFTHSM2_CONF); the children are
+    // started with the same configuration.
+    let dir = SoftHsm2Token::process_dir().expect("run through cargo (scripts/cargo-runner.sh)");
     let label = "contention";
-    let token =
-        SoftHsm2Token::create(dir.path(), label, SO_PIN, USER_PIN).expect("initialise token");
+    let token = SoftHsm2Token::create(&dir, label, SO_PIN, USER_PIN).expect("initialise token");
     {
         let store = token
             .open(Zeroizing::new(USER_PIN.to_owned()))
@@ -51,7 +52,7 @@ fn eight_processes_times_25_rounds_on_one_token_never_fail() {
     let lanes: Vec<_> = (0..LANES)
         .map(|lane| {
             let exe = exe.clone();
-            let dir = dir.path().to_owned();
+            let dir = dir.clone();
             std::thread::spawn(move || {
                 (0..ROUNDS)
                     .filter_map(|round| one_round(&exe, &dir, label, lane * ROUNDS + round).err())
@@ -108,7 +109,7 @@ fn one_round(exe: &Path, dir: &Path, label: &str, round: usize) -> Result<(), St
         .env(ENV_DIR, dir)
         .env(ENV_LABEL, label)
         .env(ENV_ROUND, round.to_string())
-        .env_remove("SOFTHSM2_CONF")
+        .env("SOFTHSM2_CONF", dir.join("softhsm2.conf"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -26,7 +26,14 @@ fn main() {
     testrig::ensure_pcscd().expect("pcscd");
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("data");
-    std::env::set_var("IDSTATION_BENCH_HSM_PIN", "bench-hsm-pin-1");
+    // The HSM PIN from an owner-only file, as a real station keeps it (never the environment).
+    let pin_file = tmp.path().join("hsm-pin");
+    std::fs::write(&pin_file, "bench-hsm-pin-1\n").expect("pin file");
+    std::fs::set_permissions(
+        &pin_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .expect("chmod 600");
     init(
         &data,
         &InitOptions {
@@ -36,9 +43,13 @@ fn main() {
             admin_name: "admin".into(),
             admin_password: Zeroizing::new("bench-admin-password".into()),
             second_admin: None,
-            hsm_pin: hsm::SecretSource::Env("IDSTATION_BENCH_HSM_PIN".into()),
+            hsm_pin: hsm::SecretSource::File(pin_file),
             hsm_so_pin: None,
             module: hsm::pkcs11::SOFTHSM2_MODULE.into(),
+            softhsm_dir: Some(
+                hsm::pkcs11::SoftHsm2Token::process_dir()
+                    .expect("run through cargo bench (scripts/cargo-runner.sh)"),
+            ),
         },
     )
     .expect("init");

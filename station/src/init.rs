@@ -40,6 +40,10 @@ pub struct InitOptions {
     /// The SoftHSM2 SO PIN; `None` = a random one that is used once and forgotten.
     pub hsm_so_pin: Option<Zeroizing<String>>,
     pub module: PathBuf,
+    /// Where the SoftHSM2 token is kept: `DIR/softhsm2.conf` and `DIR/tokens/`; `None` = the
+    /// data dir's `hsm/`. The process that runs `init` must have been started with
+    /// `SOFTHSM2_CONF=DIR/softhsm2.conf` ([`crate::hsm_env::for_init`]).
+    pub softhsm_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -198,7 +202,8 @@ pub fn init(data_dir: &Path, opts: &InitOptions) -> Result<InitReport, StationEr
         Some(p) => p.clone(),
         None => random_pin()?,
     };
-    let token = SoftHsm2Token::create(&layout.hsm_dir(), TOKEN_LABEL, &so_pin, &user_pin)?;
+    let softhsm_dir = opts.softhsm_dir.clone().unwrap_or_else(|| layout.hsm_dir());
+    let token = SoftHsm2Token::create(&softhsm_dir, TOKEN_LABEL, &so_pin, &user_pin)?;
     drop(so_pin);
     let store = Pkcs11Store::open(&token.module, &token.env, TOKEN_LABEL, user_pin)?;
 

@@ -12,6 +12,7 @@ pub mod field_change;
 pub mod gui_support;
 pub mod holder;
 pub mod holder_update;
+pub mod hsm_env;
 pub mod init;
 pub mod issuance;
 pub mod operators;

@@ -151,6 +151,10 @@ struct InitArgs {
     /// PKCS#11 module.
     #[arg(long, value_name = "PATH", default_value = hsm::pkcs11::SOFTHSM2_MODULE)]
     hsm_module: PathBuf,
+    /// Keep the SoftHSM2 token in DIR (DIR/softhsm2.conf, DIR/tokens/) instead of the data
+    /// dir's hsm/, e.g. on a separate encrypted volume. One station per DIR.
+    #[arg(long, value_name = "DIR")]
+    softhsm_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -334,7 +338,7 @@ fn main() -> ExitCode {
         .data_dir
         .clone()
         .unwrap_or_else(station::datadir::default_data_dir);
-    match run(&cli, &data_dir) {
+    match start_with_hsm_environment(&cli, &data_dir).and_then(|()| run(&cli, &data_dir)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let code = e.exit_code();
@@ -403,6 +407,24 @@ fn read_input(path: &Path, field: &str) -> Result<Vec<u8>, StationError> {
         .map_err(|e| StationError::invalid(field, format!("cannot read {}: {e}", path.display())))
 }
 
+/// SoftHSM2 reads its configuration only from the environment the process started with: when
+/// this process lacks the data dir's, restart it with it (before any thread exists). A data dir
+/// whose configuration cannot be read needs nothing here; the command reports it.
+fn start_with_hsm_environment(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
+    let env = match &cli.cmd {
+        Cmd::Init(a) => station::hsm_env::for_init(data_dir, absolute_softhsm_dir(a)?.as_deref()),
+        _ => station::hsm_env::for_data_dir(data_dir).unwrap_or_default(),
+    };
+    station::hsm_env::restart_with(&env)
+}
+
+fn absolute_softhsm_dir(a: &InitArgs) -> Result<Option<PathBuf>, StationError> {
+    a.softhsm_dir
+        .as_deref()
+        .map(|d| std::path::absolute(d).map_err(|e| StationError::io(d, e)))
+        .transpose()
+}
+
 fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
     match &cli.cmd {
         Cmd::Init(a) => {
@@ -437,6 +459,7 @@ fn run(cli: &Cli, data_dir: &Path) -> Result<(), StationError> {
                 hsm_pin,
                 hsm_so_pin,
                 module: a.hsm_module.clone(),
+                softhsm_dir: absolute_softhsm_dir(a)?,
             };
             let report = init::init(data_dir, &opts)?;
             print(cli.json, &report, |r| {

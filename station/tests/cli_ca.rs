@@ -627,6 +627,13 @@ fn revoking_one_certificate_refuses_the_pkis_own_certificates() {
             "revoke-test",
             "--hsm-pin-file",
             pin.to_str().unwrap(),
+            // The token where this test process's SoftHSM2 configuration points (cargo's
+            // runner sets SOFTHSM2_CONF), so the station also opens in this process below.
+            "--softhsm-dir",
+            hsm::pkcs11::SoftHsm2Token::process_dir()
+                .expect("run through cargo (scripts/cargo-runner.sh)")
+                .to_str()
+                .unwrap(),
         ],
         ADMIN_PASSWORD,
     ));

@@ -588,6 +588,9 @@ fn three_fixture_holders_are_issued_and_their_cards_sign_through_opensc() {
         ])
         .env("IDSTATION_TEST_DATA", &st.data)
         .env("IDSTATION_TEST_SERIALS", serials.join(","))
+        // The child opens the station in its own process: start it with the data dir's HSM
+        // environment, as the idstation binary restarts itself with it.
+        .envs(station::hsm_env::for_data_dir(&st.data).expect("HSM environment"))
         .env("IDSTATION_HSM_PIN", HSM_PIN)
         .output()
         .expect("child");

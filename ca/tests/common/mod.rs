@@ -13,16 +13,16 @@ use zeroize::Zeroizing;
 const SO_PIN: &str = "ca-test-so-4711";
 const USER_PIN: &str = "ca-test-user-0815";
 
-/// One private SoftHSM2 token directory per test process (SoftHSM2 reads `SOFTHSM2_CONF`
-/// once per process): `DIR/softhsm2.conf` with `directories.tokendir = DIR/tokens`.
+/// The process's private SoftHSM2 token directory: the directory of the `SOFTHSM2_CONF` that
+/// cargo's runner (`scripts/cargo-runner.sh`) started the test process with. SoftHSM2 reads the
+/// variable once, at `C_Initialize`, and the process never sets it itself.
 fn softhsm_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        tempfile::Builder::new()
-            .prefix("idstation-ca-test-")
-            .tempdir()
-            .expect("temp dir")
-            .keep()
+        SoftHsm2Token::process_dir().expect(
+            "SOFTHSM2_CONF does not name DIR/softhsm2.conf: run the tests through cargo \
+             (scripts/cargo-runner.sh)",
+        )
     })
     .clone()
 }

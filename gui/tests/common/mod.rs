@@ -59,6 +59,12 @@ pub fn rig() -> &'static Rig {
             hsm_pin: hsm::SecretSource::File(pin_file),
             hsm_so_pin: None,
             module: PathBuf::from(hsm::pkcs11::SOFTHSM2_MODULE),
+            // The token goes where this process's SoftHSM2 configuration points (cargo's
+            // runner sets SOFTHSM2_CONF), so the station opens in this process.
+            softhsm_dir: Some(
+                hsm::pkcs11::SoftHsm2Token::process_dir()
+                    .expect("run through cargo (scripts/cargo-runner.sh)"),
+            ),
         };
         station::init::init(&data, &opts).expect("init data dir");
         let mut st = station::Station::open(&data).expect("open");

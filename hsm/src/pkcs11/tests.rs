@@ -289,14 +289,19 @@ fn unknown_token_label_is_token_not_found() {
 }
 
 #[test]
-fn a_second_softhsm_environment_in_one_process_is_refused() {
+fn a_softhsm_environment_the_process_was_not_started_with_is_refused_and_not_set() {
     let _ = fresh_store();
+    let before = std::env::var_os("SOFTHSM2_CONF");
     let other = tempfile::tempdir().unwrap();
     let err = SoftHsm2Token::create(other.path(), "elsewhere", "so-1", "user-1").unwrap_err();
     assert!(
-        matches!(&err, HsmError::Module { reason, .. } if reason.contains("once per process")),
+        matches!(&err, HsmError::Environment { name, wanted, .. }
+            if name == "SOFTHSM2_CONF" && wanted.starts_with(&*other.path().to_string_lossy())),
         "{err}"
     );
+    assert!(err.to_string().contains("when the process starts"), "{err}");
+    // The process environment is read, never written.
+    assert_eq!(std::env::var_os("SOFTHSM2_CONF"), before);
 }
 
 #[test]
