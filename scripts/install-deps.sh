@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what idstation builds and tests with on Debian 12, idempotently:
 # Debian packages (PC/SC stack with vsmartcard's vpcd, SoftHSM2, OpenSC, yubico-piv-tool, ...)
-# and the Python tools the tests use as independent oracles (pkilint, pyHanko, mrz, pyscard).
+# PostgreSQL for the centre, and the Python tools the tests use as independent oracles (pkilint, pyHanko, mrz, pyscard).
 set -euo pipefail
 
 APT_PACKAGES=(
@@ -10,6 +10,8 @@ APT_PACKAGES=(
   pkg-config openssl sqlite3 xvfb python3-pip
   # pdftotext reads the PIN letter back in the tests (an independent PDF reader)
   poppler-utils
+  # the national centre's registry: a private cluster per test run / demo (scripts/pg-up.sh)
+  postgresql
   # GUI: a font with the Uzbek modifier letters (ʻ ʼ), Mesa's lavapipe for the wgpu snapshot tests
   fonts-dejavu-core mesa-vulkan-drivers libvulkan1
 )

@@ -498,6 +498,10 @@ pub const BUILTIN_FILES: &[(&str, &str)] = &[
         "cert/document-signer.toml",
         include_str!("../cert/document-signer.toml"),
     ),
+    (
+        "cert/station-ca.toml",
+        include_str!("../cert/station-ca.toml"),
+    ),
     ("crl/esign-crl.toml", include_str!("../crl/esign-crl.toml")),
 ];
 
@@ -729,7 +733,8 @@ mod tests {
                 "esign-ca",
                 "holder-auth",
                 "holder-sign",
-                "root-ca"
+                "root-ca",
+                "station-ca"
             ]
         );
         // ICAO 9303 Part 12 §7.1.1: CSCA keyCertSign + cRLSign, CA pathLen 0; DS digitalSignature.
@@ -860,7 +865,7 @@ mod tests {
         let msg = set.cert("x").unwrap_err().to_string();
         assert_eq!(
             msg,
-            "unknown certificate profile 'x' (known: audit-signer, csca, document-signer, esign-ca, holder-auth, holder-sign, root-ca)"
+            "unknown certificate profile 'x' (known: audit-signer, csca, document-signer, esign-ca, holder-auth, holder-sign, root-ca, station-ca)"
         );
     }
 
@@ -878,7 +883,7 @@ mod tests {
         std::fs::write(&f, text).unwrap();
         let set = load_dir_over_builtin(dir.path()).unwrap();
         assert_eq!(set.crl("esign-crl").unwrap().next_update_hours, 12);
-        assert_eq!(set.certs.len(), 7);
+        assert_eq!(set.certs.len(), 8);
     }
 
     #[test]

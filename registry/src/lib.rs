@@ -17,6 +17,7 @@ pub mod export;
 pub mod files;
 pub mod jobs;
 pub mod numbers;
+pub mod passwords;
 pub mod records;
 pub mod rotation;
 pub mod schema;
@@ -69,6 +70,9 @@ pub enum Error {
     /// The caller's signing function failed.
     #[error("signing failed: {0}")]
     Signer(String),
+    /// A password was refused or could not be hashed (the password itself is never named).
+    #[error("password: {0}")]
+    Password(String),
     /// SQLite reported an error.
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),

@@ -1,0 +1,90 @@
+//! `centre.toml`: where the centre's database, HSM and listener are. Secrets (the database
+//! password, the HSM PIN) are named by file, never written here.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{CentralError, Result};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CentreConfig {
+    pub centre: CentreSection,
+    pub database: DatabaseSection,
+    pub hsm: hsm::HsmConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CentreSection {
+    /// Name of this centre in audit events (e.g. "centre").
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSection {
+    /// `postgres://USER@HOST:PORT/DB` (several hosts for a standby: `host=a,b` with
+    /// `target_session_attrs=read-write`); no password in it.
+    pub url: String,
+    /// File holding the database password (first line), owner-only.
+    pub password_file: Option<PathBuf>,
+    /// Connections in the pool.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+}
+
+fn default_pool_size() -> usize {
+    8
+}
+
+impl CentreConfig {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| CentralError::io(path, e))?;
+        let cfg: CentreConfig = toml::from_str(&text).map_err(|e| CentralError::Config {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        if url_has_password(&cfg.database.url) {
+            return Err(CentralError::Config {
+                path: path.to_owned(),
+                reason: "database.url: must not contain a password; name a password_file".into(),
+            });
+        }
+        if cfg.database.pool_size == 0 {
+            return Err(CentralError::Config {
+                path: path.to_owned(),
+                reason: "database.pool_size: must be at least 1".into(),
+            });
+        }
+        Ok(cfg)
+    }
+}
+
+/// `postgres://user:password@host/...` carries a password between `//` and `@`.
+fn url_has_password(url: &str) -> bool {
+    let Some(rest) = url.split_once("://").map(|(_, r)| r) else {
+        return url.contains("password=");
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let in_userinfo = authority
+        .rsplit_once('@')
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'));
+    in_userinfo || url.contains("password=")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_in_the_url_is_found() {
+        assert!(url_has_password("postgres://u:secret@127.0.0.1:5432/db"));
+        assert!(url_has_password("host=a user=u password=x"));
+        assert!(!url_has_password("postgres://u@127.0.0.1:5432/db"));
+        assert!(!url_has_password(
+            "postgres://u@a:1,b:2/db?target_session_attrs=read-write"
+        ));
+    }
+}

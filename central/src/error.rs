@@ -1,0 +1,89 @@
+//! The centre's one error type; messages name the field and the rule, never a secret.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CentralError {
+    #[error("{field}: {rule}")]
+    Invalid { field: &'static str, rule: String },
+    #[error("configuration {path}: {reason}")]
+    Config { path: PathBuf, reason: String },
+    #[error("{path}: {reason}")]
+    Io { path: PathBuf, reason: String },
+    #[error("database: {0}")]
+    Database(String),
+    #[error("the centre is already initialised (database {0})")]
+    AlreadyInitialised(String),
+    #[error("the centre is not initialised: run `idcentral init` first")]
+    NotInitialised,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NotPermitted(String),
+    #[error(transparent)]
+    Hsm(#[from] hsm::HsmError),
+    #[error(transparent)]
+    Ca(#[from] ca::CaError),
+    #[error(transparent)]
+    Profile(#[from] profiles::ProfileError),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl CentralError {
+    pub fn invalid(field: &'static str, rule: impl Into<String>) -> Self {
+        CentralError::Invalid {
+            field,
+            rule: rule.into(),
+        }
+    }
+
+    pub fn io(path: &std::path::Path, e: std::io::Error) -> Self {
+        CentralError::Io {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        }
+    }
+
+    /// The process exit code, the station's scheme (docs/station.md): 1 other, 2 invalid input
+    /// or state, 4 HSM, 5 conflict, 6 not permitted, 7 the database is unreachable.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CentralError::Invalid { .. }
+            | CentralError::Config { .. }
+            | CentralError::AlreadyInitialised(_)
+            | CentralError::NotInitialised
+            | CentralError::NotFound(_)
+            | CentralError::Profile(_) => 2,
+            CentralError::Ca(ca::CaError::Hsm(_)) | CentralError::Hsm(_) => 4,
+            CentralError::Ca(_) => 2,
+            CentralError::Conflict(_) => 5,
+            CentralError::NotPermitted(_) => 6,
+            CentralError::Database(_) => 7,
+            CentralError::Io { .. } | CentralError::Other(_) => 1,
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for CentralError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        // The server's own message (constraint, trigger) when there is one.
+        match e.as_db_error() {
+            Some(db) => CentralError::Database(format!("{} ({})", db.message(), db.code().code())),
+            None => CentralError::Database(e.to_string()),
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for CentralError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(b) => b.into(),
+            other => CentralError::Database(other.to_string()),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, CentralError>;

@@ -1,0 +1,14 @@
+//! The national centre: one CA hierarchy (National Root, e-Signature, CSCA, Station CA) in the
+//! centre's HSM and one registry in PostgreSQL for every issuance office; stations enrol with a
+//! one-time code. The `idcentral` binary is a thin layer over these modules (docs/centre.md).
+
+pub mod audit;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod init;
+pub mod operators;
+pub mod stations;
+
+pub use config::CentreConfig;
+pub use error::{CentralError, Result};

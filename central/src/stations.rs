@@ -1,0 +1,258 @@
+//! Issuance stations known to the centre: added by a ca-admin with a one-time enrolment code,
+//! enrolled by the station itself with that code, disabled to cut one off.
+//!
+//! The code is 25 characters of Crockford base32 (125 bits from the OS's random source) in
+//! groups of five; only its SHA-256 is stored, it works once and expires after
+//! [`ENROLMENT_CODE_HOURS`] hours.
+
+use deadpool_postgres::Pool;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::audit;
+use crate::error::{CentralError, Result};
+use crate::operators::{Role, Session};
+
+/// Hours an enrolment code stays valid.
+pub const ENROLMENT_CODE_HOURS: i32 = 24;
+
+/// Crockford's base32 alphabet (no I, L, O, U).
+const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/// Station names: 1–63 of `a-z 0-9 -`, starting with a letter or digit.
+pub fn check_station_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name.as_bytes()[0].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(CentralError::invalid(
+            "station",
+            "must be 1-63 of a-z 0-9 - starting with a letter or digit (e.g. tas01-st1)",
+        ))
+    }
+}
+
+/// Office codes: three capital letters and two digits (e.g. TAS01).
+pub fn check_office(office: &str) -> Result<()> {
+    let b = office.as_bytes();
+    if b.len() == 5
+        && b[..3].iter().all(u8::is_ascii_uppercase)
+        && b[3..].iter().all(u8::is_ascii_digit)
+    {
+        Ok(())
+    } else {
+        Err(CentralError::invalid(
+            "office",
+            "must be three capital letters and two digits (e.g. TAS01)",
+        ))
+    }
+}
+
+/// A fresh enrolment code, `XXXXX-XXXXX-XXXXX-XXXXX-XXXXX`.
+fn new_code() -> Result<Zeroizing<String>> {
+    let mut raw = Zeroizing::new([0u8; 25]);
+    getrandom::fill(&mut raw[..]).map_err(|e| CentralError::Other(format!("random code: {e}")))?;
+    let mut code = Zeroizing::new(String::with_capacity(29));
+    for (i, b) in raw.iter().enumerate() {
+        if i > 0 && i % 5 == 0 {
+            code.push('-');
+        }
+        code.push(ALPHABET[(b & 31) as usize] as char);
+    }
+    Ok(code)
+}
+
+/// SHA-256 of a code as typed: case, spaces and dashes do not matter, and Crockford's
+/// look-alikes (I, L → 1; O → 0) read as the digits.
+pub fn code_digest(code: &str) -> [u8; 32] {
+    let norm: String = code
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .map(|c| match c.to_ascii_uppercase() {
+            'I' | 'L' => '1',
+            'O' => '0',
+            c => c,
+        })
+        .collect();
+    Sha256::digest(norm.as_bytes()).into()
+}
+
+/// A station added, with its code (shown once).
+pub struct Added {
+    pub station: String,
+    pub office: String,
+    pub code: Zeroizing<String>,
+    pub expires_at: String,
+}
+
+/// Add `station` of `office`; returns the one-time enrolment code.
+pub async fn add(pool: &Pool, session: &Session, office: &str, station: &str) -> Result<Added> {
+    require(session, Role::CaAdmin, "add stations")?;
+    check_office(office)?;
+    check_station_name(station)?;
+    let code = new_code()?;
+    let digest = code_digest(&code);
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let exists = tx
+        .query_opt("SELECT state FROM stations WHERE name = $1", &[&station])
+        .await?;
+    if let Some(row) = exists {
+        let state: String = row.get(0);
+        return Err(CentralError::Conflict(format!(
+            "station {station} already exists ({state})"
+        )));
+    }
+    let row = tx
+        .query_one(
+            "INSERT INTO stations (name, office, state, enrolment_code_sha256, enrolment_expires_at, created_by)
+             VALUES ($1, $2, 'awaiting-enrolment', $3, now() + make_interval(hours => $4), $5)
+             RETURNING to_char(enrolment_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')",
+            &[&station, &office, &digest.as_slice(), &ENROLMENT_CODE_HOURS, &session.actor().operator],
+        )
+        .await?;
+    let expires_at: String = row.get(0);
+    let details = serde_json::json!({ "office": office, "enrolment_expires_at": expires_at });
+    audit::append(
+        &tx,
+        session.actor(),
+        "station.added",
+        &format!("station:{station}"),
+        &details,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Added {
+        station: station.to_owned(),
+        office: office.to_owned(),
+        code,
+        expires_at,
+    })
+}
+
+/// One station as `station list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StationInfo {
+    pub name: String,
+    pub office: String,
+    pub state: String,
+    pub enrolment_expires_at: Option<String>,
+}
+
+pub async fn list(pool: &Pool, session: &Session) -> Result<Vec<StationInfo>> {
+    require_any(session, &[Role::CaAdmin, Role::Auditor], "list stations")?;
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT name, office, state,
+                    to_char(enrolment_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+             FROM stations ORDER BY office, name",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| StationInfo {
+            name: r.get(0),
+            office: r.get(1),
+            state: r.get(2),
+            enrolment_expires_at: r.get(3),
+        })
+        .collect())
+}
+
+/// Cut `station` off: its enrolment code (if unused) stops working, and it is refused from now
+/// on. Disabling a disabled station is refused.
+pub async fn disable(pool: &Pool, session: &Session, station: &str) -> Result<()> {
+    require(session, Role::CaAdmin, "disable stations")?;
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let state: Option<String> = tx
+        .query_opt(
+            "SELECT state FROM stations WHERE name = $1 FOR UPDATE",
+            &[&station],
+        )
+        .await?
+        .map(|r| r.get(0));
+    match state.as_deref() {
+        None => {
+            return Err(CentralError::NotFound(format!(
+                "station {station} is not known to the centre"
+            )))
+        }
+        Some("disabled") => {
+            return Err(CentralError::Conflict(format!(
+                "station {station} is already disabled"
+            )))
+        }
+        Some(_) => {}
+    }
+    tx.execute(
+        "UPDATE stations SET state = 'disabled', enrolment_code_sha256 = NULL, disabled_at = now() WHERE name = $1",
+        &[&station],
+    )
+    .await?;
+    let details = serde_json::json!({ "previous_state": state });
+    audit::append(
+        &tx,
+        session.actor(),
+        "station.disabled",
+        &format!("station:{station}"),
+        &details,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+fn require(session: &Session, role: Role, action: &str) -> Result<()> {
+    require_any(session, &[role], action)
+}
+
+fn require_any(session: &Session, roles: &[Role], action: &str) -> Result<()> {
+    if roles.contains(&session.role()) {
+        Ok(())
+    } else {
+        Err(CentralError::NotPermitted(format!(
+            "{} is a {}; {action} needs another role",
+            session.actor().operator,
+            session.role().as_str()
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_grouped_crockford_base32_and_read_back_leniently() {
+        let code = new_code().unwrap();
+        assert_eq!(code.len(), 29);
+        assert_eq!(code.matches('-').count(), 4);
+        assert!(code
+            .chars()
+            .all(|c| c == '-' || ALPHABET.contains(&(c as u8))));
+        let typed = code.to_lowercase().replace('-', " ");
+        assert_eq!(code_digest(&typed), code_digest(&code));
+        assert_eq!(code_digest("0O1IL"), code_digest("00111"));
+        assert_ne!(new_code().unwrap(), code);
+    }
+
+    #[test]
+    fn names_and_offices_follow_their_rules() {
+        assert!(check_station_name("tas01-st1").is_ok());
+        assert!(check_station_name("-x").is_err());
+        assert!(check_station_name("Tas01").is_err());
+        assert!(check_office("TAS01").is_ok());
+        assert!(check_office("TAS1").is_err());
+        let e = check_office("tas01").unwrap_err().to_string();
+        assert!(e.starts_with("office: "), "{e}");
+    }
+}

@@ -1,0 +1,472 @@
+//! `idcentral` end to end on a real PostgreSQL cluster (scripts/pg-up.sh, started by the test)
+//! and a real SoftHSM2 token: init, stations with one-time enrolment codes, operators' refusals,
+//! the append-only audit chain; openssl checks the CA certificates independently.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const ADMIN_PASSWORD: &str = "centre-admin-pw-71c2";
+const HSM_PIN: &str = "centre-hsm-pin-5e9a";
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+/// A private cluster under `dir/pg`, stopped when dropped.
+struct Cluster {
+    dir: PathBuf,
+}
+
+impl Cluster {
+    fn start(dir: &Path) -> Cluster {
+        let out = Command::new("bash")
+            .arg(workspace().join("scripts/pg-up.sh"))
+            .arg(dir.join("pg"))
+            .output()
+            .expect("run scripts/pg-up.sh");
+        assert!(
+            out.status.success(),
+            "pg-up.sh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Cluster {
+            dir: dir.join("pg"),
+        }
+    }
+    fn url(&self) -> String {
+        std::fs::read_to_string(self.dir.join("url"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(workspace().join("scripts/pg-down.sh"))
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+fn idcentral(config: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_idcentral"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("IDCENTRAL_LOG", "debug")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run idcentral");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().expect("wait");
+    let all = text(&out);
+    for secret in [ADMIN_PASSWORD, HSM_PIN] {
+        assert!(
+            !all.contains(secret),
+            "a secret appeared in the output:\n{all}"
+        );
+    }
+    out
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn ok(o: Output) -> String {
+    assert!(o.status.success(), "idcentral failed:\n{}", text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn refused(o: &Output, code: i32, part: &str) {
+    assert_eq!(o.status.code(), Some(code), "{}", text(o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(part),
+        "wanted {part:?}:\n{}",
+        text(o)
+    );
+}
+
+fn private_file(path: &Path, content: &str) {
+    std::fs::write(path, content).unwrap();
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+}
+
+async fn db(cluster: &Cluster) -> tokio_postgres::Client {
+    let mut cfg: tokio_postgres::Config = cluster.url().parse().unwrap();
+    cfg.password(
+        std::fs::read_to_string(cluster.dir.join("password"))
+            .unwrap()
+            .trim(),
+    );
+    let (client, conn) = cfg.connect(tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(conn);
+    client
+}
+
+fn openssl(args: &[&str], dir: &Path) -> Output {
+    Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl (scripts/install-deps.sh installs it)")
+}
+
+#[test]
+fn the_centre_initialises_adds_and_disables_stations_and_keeps_an_append_only_audit_chain() {
+    // The server runs as the `postgres` user when we are root: it must be able to pass through.
+    let tmp = tempfile::Builder::new()
+        .prefix("idcentral-test-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o711),
+    )
+    .unwrap();
+    let cluster = Cluster::start(tmp.path());
+    let pin = tmp.path().join("hsm-pin");
+    private_file(&pin, &format!("{HSM_PIN}\n"));
+    let config = tmp.path().join("centre.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[centre]
+name = "centre"
+
+[database]
+url = "{url}"
+password_file = "{pw}"
+
+[hsm]
+backend = "pkcs11"
+module = "/usr/lib/softhsm/libsofthsm2.so"
+token_label = "idcentral"
+pin = {{ file = "{pin}" }}
+env = {{ SOFTHSM2_CONF = "{hsm}/softhsm2.conf" }}
+"#,
+            url = cluster.url(),
+            pw = cluster.dir.join("password").display(),
+            pin = pin.display(),
+            hsm = tmp.path().join("hsm").display(),
+        ),
+    )
+    .unwrap();
+    let pw = format!("{ADMIN_PASSWORD}\n");
+
+    // init: four CAs, printed with fingerprints; a second init is refused.
+    let out = ok(idcentral(&config, &["init", "--admin", "admin"], &pw));
+    for ca in ["root-ca-1", "esign-ca-1", "csca-1", "station-ca-1"] {
+        assert!(out.contains(ca), "{out}");
+    }
+    refused(
+        &idcentral(&config, &["init", "--admin", "admin"], &pw),
+        2,
+        "already initialised",
+    );
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = rt.block_on(db(&cluster));
+
+    // openssl: the root and the CSCA are self-signed, the e-Signature and Station CAs chain to
+    // the root, and each printed fingerprint is openssl's.
+    let rows = rt
+        .block_on(client.query(
+            "SELECT label, cert_der FROM ca_keys WHERE state = 'active'",
+            &[],
+        ))
+        .unwrap();
+    assert_eq!(rows.len(), 4);
+    for r in &rows {
+        let label: String = r.get(0);
+        std::fs::write(
+            tmp.path().join(format!("{label}.der")),
+            r.get::<_, Vec<u8>>(1),
+        )
+        .unwrap();
+        let o = openssl(
+            &[
+                "x509",
+                "-inform",
+                "DER",
+                "-in",
+                &format!("{label}.der"),
+                "-out",
+                &format!("{label}.pem"),
+            ],
+            tmp.path(),
+        );
+        assert!(o.status.success());
+        let fp = openssl(
+            &[
+                "x509",
+                "-in",
+                &format!("{label}.pem"),
+                "-noout",
+                "-fingerprint",
+                "-sha256",
+            ],
+            tmp.path(),
+        );
+        let fp = String::from_utf8_lossy(&fp.stdout)
+            .trim()
+            .replace("sha256 Fingerprint=", "")
+            .replace("SHA256 Fingerprint=", "");
+        assert!(
+            out.contains(&fp),
+            "fingerprint of {label} ({fp}) not printed:\n{out}"
+        );
+    }
+    for (ca, anchor) in [
+        ("root-ca-1", "root-ca-1"),
+        ("csca-1", "csca-1"),
+        ("esign-ca-1", "root-ca-1"),
+        ("station-ca-1", "root-ca-1"),
+    ] {
+        let o = openssl(
+            &[
+                "verify",
+                "-x509_strict",
+                "-CAfile",
+                &format!("{anchor}.pem"),
+                &format!("{ca}.pem"),
+            ],
+            tmp.path(),
+        );
+        assert!(
+            o.status.success(),
+            "openssl verify {ca}: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+    }
+
+    // A wrong password: refused like an unknown name, exit 6, audited.
+    let wrong = idcentral(
+        &config,
+        &[
+            "station",
+            "add",
+            "--office",
+            "TAS01",
+            "--station",
+            "tas01-st1",
+            "--operator",
+            "admin",
+        ],
+        "not-the-password\n",
+    );
+    refused(&wrong, 6, "admin: operator name or password is wrong");
+    let ghost = idcentral(&config, &["station", "list", "--operator", "ghost"], &pw);
+    refused(&ghost, 6, "ghost: operator name or password is wrong");
+
+    // Bad input names the field.
+    refused(
+        &idcentral(
+            &config,
+            &[
+                "station",
+                "add",
+                "--office",
+                "tas1",
+                "--station",
+                "x",
+                "--operator",
+                "admin",
+            ],
+            &pw,
+        ),
+        2,
+        "office: ",
+    );
+    refused(
+        &idcentral(
+            &config,
+            &[
+                "station",
+                "add",
+                "--office",
+                "TAS01",
+                "--station",
+                "TAS 1",
+                "--operator",
+                "admin",
+            ],
+            &pw,
+        ),
+        2,
+        "station: ",
+    );
+
+    // add: a one-time code, printed once, stored only as its SHA-256.
+    let added = ok(idcentral(
+        &config,
+        &[
+            "--json",
+            "station",
+            "add",
+            "--office",
+            "TAS01",
+            "--station",
+            "tas01-st1",
+            "--operator",
+            "admin",
+        ],
+        &pw,
+    ));
+    let v: serde_json::Value = serde_json::from_str(&added).unwrap();
+    let code = v["enrolment_code"].as_str().unwrap().to_owned();
+    assert_eq!(code.len(), 29, "{added}");
+    let stored: Vec<u8> = rt
+        .block_on(client.query_one(
+            "SELECT enrolment_code_sha256 FROM stations WHERE name = 'tas01-st1'",
+            &[],
+        ))
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, central::stations::code_digest(&code));
+    let dump = rt
+        .block_on(client.query("SELECT row_to_json(s)::text FROM stations s", &[]))
+        .unwrap();
+    assert!(dump.iter().all(|r| !r.get::<_, String>(0).contains(&code)));
+    refused(
+        &idcentral(
+            &config,
+            &[
+                "station",
+                "add",
+                "--office",
+                "TAS01",
+                "--station",
+                "tas01-st1",
+                "--operator",
+                "admin",
+            ],
+            &pw,
+        ),
+        5,
+        "already exists",
+    );
+
+    let list = ok(idcentral(
+        &config,
+        &["station", "list", "--operator", "admin"],
+        &pw,
+    ));
+    assert!(
+        list.contains("TAS01  tas01-st1") && list.contains("awaiting-enrolment"),
+        "{list}"
+    );
+
+    // disable: the code stops working; twice is refused.
+    ok(idcentral(
+        &config,
+        &[
+            "station",
+            "disable",
+            "--station",
+            "tas01-st1",
+            "--operator",
+            "admin",
+        ],
+        &pw,
+    ));
+    let row = rt
+        .block_on(client.query_one(
+            "SELECT state, enrolment_code_sha256 IS NULL FROM stations WHERE name = 'tas01-st1'",
+            &[],
+        ))
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "disabled");
+    assert!(row.get::<_, bool>(1));
+    refused(
+        &idcentral(
+            &config,
+            &[
+                "station",
+                "disable",
+                "--station",
+                "tas01-st1",
+                "--operator",
+                "admin",
+            ],
+            &pw,
+        ),
+        5,
+        "already disabled",
+    );
+    refused(
+        &idcentral(
+            &config,
+            &[
+                "station",
+                "disable",
+                "--station",
+                "nowhere",
+                "--operator",
+                "admin",
+            ],
+            &pw,
+        ),
+        2,
+        "not known",
+    );
+
+    // The audit chain holds and records every step, refusals included; the table is append-only.
+    let verified = ok(idcentral(
+        &config,
+        &["audit", "verify-log", "--operator", "admin"],
+        &pw,
+    ));
+    assert!(verified.contains("the chain holds"), "{verified}");
+    let actions: Vec<String> = rt
+        .block_on(client.query("SELECT action FROM audit_log ORDER BY seq", &[]))
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        actions.first().map(String::as_str),
+        Some("centre.initialised")
+    );
+    for a in ["operator.refused", "station.added", "station.disabled"] {
+        assert!(
+            actions.iter().any(|x| x == a),
+            "{a} missing from {actions:?}"
+        );
+    }
+    for sql in [
+        "UPDATE audit_log SET operator = 'mallory'",
+        "DELETE FROM audit_log",
+        "TRUNCATE audit_log",
+    ] {
+        let e = rt.block_on(client.execute(sql, &[])).expect_err(sql);
+        let msg = e
+            .as_db_error()
+            .map(|d| d.message().to_owned())
+            .unwrap_or_default();
+        assert!(msg.contains("append-only"), "{sql}: {e}");
+    }
+    drop(client);
+    drop(cluster);
+}
