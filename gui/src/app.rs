@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use egui::{Color32, RichText};
-use registry::Role;
+use station::Role;
 use zeroize::Zeroize;
 
 use crate::auditor::AuditorState;

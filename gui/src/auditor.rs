@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 
 use egui::{Color32, RichText};
-use registry::{AuditEvent, ExportFormat};
 use station::audit::{ExportOutcome, Range, VerifyLogOutcome, VerifyOutcome};
+use station::{AuditEvent, ExportFormat};
 
 use crate::app::GuiOptions;
 use crate::worker::{Command, Event};

@@ -7,18 +7,18 @@ use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
-use registry::{AuditEvent, ExportFormat, Role};
 use station::audit::{ExportOutcome, Range, VerifyLogOutcome, VerifyOutcome};
 use station::ca_admin::CrlReport;
 use station::error::StationError;
-use station::gui_support;
 use station::holder::{HolderRecord, ValidHolder};
 use station::init::CaSummary;
+use station::interactive;
 use station::issuance::{IssueInput, IssueReport, JobProgress};
 use station::operators::Session;
 use station::records::{DocumentView, HolderView, RevokeReport};
 use station::rotation::{Approval, ReissueItem, RequestView};
 use station::Station;
+use station::{AuditEvent, ExportFormat, Role};
 use zeroize::Zeroizing;
 
 /// What the UI asks the station to do. Secrets travel in zeroizing buffers.
@@ -332,7 +332,7 @@ impl WorkerState {
     fn run(&mut self, cmd: Command, send: &dyn Fn(Event)) {
         if let Command::Login { name, password } = cmd {
             let r = self.station().and_then(|st| {
-                let s = gui_support::login(st, &name, &password).map_err(text)?;
+                let s = interactive::login(st, &name, &password).map_err(text)?;
                 let doc = station::document::DocumentProfile::load(st).map_err(text)?;
                 let series = st
                     .registry
@@ -368,12 +368,12 @@ impl WorkerState {
         // Before every action: the account is still enabled, unlocked and of the same role,
         // and the role may do it; refusals are audited like the CLI's.
         let need = |st: &mut Station, roles: &[Role], action: &str| {
-            gui_support::require(st, &session, action, roles).map_err(text)
+            interactive::require(st, &session, action, roles).map_err(text)
         };
         match cmd {
             Command::Login { .. } => {}
             Command::Logout { reason } => {
-                if let Err(e) = gui_support::logout(st, &session, reason) {
+                if let Err(e) = interactive::logout(st, &session, reason) {
                     tracing::error!(error = %e, "could not audit a log-out");
                 }
                 self.session = None;
@@ -381,7 +381,7 @@ impl WorkerState {
             }
             Command::LookupHolder { pinfl } => send(Event::Holder(
                 need(st, &[Role::Clerk], "look up holders").and_then(|_| {
-                    gui_support::holder_record(st, &session, pinfl.trim())
+                    interactive::holder_record(st, &session, pinfl.trim())
                         .map(|h| h.map(Box::new))
                         .map_err(text)
                 }),
@@ -447,7 +447,7 @@ impl WorkerState {
                 }),
             )),
             Command::RevokeCertificate { serial, reason } => send(Event::CertificateRevoked(
-                gui_support::revoke_certificate(st, &session, &serial, &reason).map_err(text),
+                interactive::revoke_certificate(st, &session, &serial, &reason).map_err(text),
             )),
             Command::CaRequests => send(Event::CaRequests(
                 need(st, &[Role::CaAdmin], "view CA requests").and_then(|_| {
@@ -478,7 +478,7 @@ impl WorkerState {
                     .map_err(text),
             )),
             Command::AuditEvents => send(Event::AuditEvents(
-                gui_support::audit_events(st, &session).map_err(text),
+                interactive::audit_events(st, &session).map_err(text),
             )),
             Command::VerifyLog => send(Event::LogVerified(
                 need(st, &[Role::Auditor, Role::CaAdmin], "verify the audit log")

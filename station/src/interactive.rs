@@ -1,5 +1,5 @@
-//! Small station functions the GUI (`gui` crate, issue #7) needs beyond what the CLI uses:
-//! a log-in that is audited once per GUI session, the editable holder record for a PINFL
+//! What an interactive front end (the `gui` crate) needs beyond the CLI's commands: a log-in
+//! that is audited once per session, the editable holder record for a PINFL
 //! (prefill), the audit events for the auditor's table, the readers with their cards'
 //! lifecycle, and revocation of a single certificate by serial (CA admin).
 //!
