@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use station::audit::{ExportOutcome, Range, VerifyLogOutcome, VerifyOutcome};
 use station::ca_admin::CrlReport;
+use station::document::DocumentProfile;
 use station::error::StationError;
 use station::holder::{HolderRecord, ValidHolder};
 use station::init::CaSummary;
@@ -84,8 +85,8 @@ pub enum Command {
 pub struct SessionInfo {
     pub operator: String,
     pub role: Role,
-    /// The document profile's PINFL check-digit rule (for validation as you type).
-    pub pinfl_check_digit: bool,
+    /// The document profile (its PINFL check-digit rule, for validation as you type).
+    pub document: DocumentProfile,
     /// The series of the office's current number block (for the MRZ preview), if any.
     pub series: Option<String>,
     /// The expiry a document issued today gets (document profile).
@@ -341,14 +342,14 @@ impl WorkerState {
                     .and_then(|b| b.into_iter().find(|b| b.next <= b.last))
                     .map(|b| b.series);
                 let expiry = doc.expiry(station::time_util::today_utc());
-                Ok((s, doc.pinfl_check_digit, series, expiry))
+                Ok((s, doc, series, expiry))
             });
             match r {
-                Ok((s, pinfl_check_digit, series, expiry)) => {
+                Ok((s, document, series, expiry)) => {
                     send(Event::LoggedIn(SessionInfo {
                         operator: s.operator().to_owned(),
                         role: s.role(),
-                        pinfl_check_digit,
+                        document,
                         series,
                         expiry,
                     }));

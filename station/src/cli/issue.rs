@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 use registry::Role;
+use station::document::DocumentProfile;
 use station::error::StationError;
+use station::interactive::holder_policy;
 use station::issuance::{IssueInput, IssueReport};
 
 use super::{Ctx, OperatorArg};
@@ -38,9 +40,7 @@ pub struct IssueArgs {
 
 pub fn run(ctx: &Ctx, a: &IssueArgs) -> Result<(), StationError> {
     let (mut st, session) = ctx.open_as(&a.op.operator, "issue cards", &[Role::Clerk])?;
-    let doc = station::document::DocumentProfile::load(&st)?;
-    let mut policy = station::holder::ValidationPolicy::new(station::time_util::today_utc());
-    policy.pinfl_check_digit = doc.pinfl_check_digit;
+    let policy = holder_policy(&DocumentProfile::load(&st)?);
     let holder = station::holder::load(&a.holder, &policy).map_err(holder_errors)?;
     let pin = station::pin_letter::read_holder_pin(a.pin_fd)?;
     let input = IssueInput {
