@@ -114,7 +114,8 @@ pub struct VerifyChecks {
     pub previous: Option<(u64, [u8; 32])>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a valid export holds: its events, last hash, checkpoints and signer.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ExportReport {
     pub count: u64,
     pub first_seq: u64,

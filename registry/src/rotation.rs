@@ -40,11 +40,16 @@ pub struct RequestStep {
 }
 
 /// A holder certificate to be re-issued (its issuing CA was revoked), with whom to call.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Serialized as the clerks' re-issuance list shows it (`ca reissue-list --json`): the
+/// certificate by serial, without the registry's row id and the subject.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ReissueEntry {
+    #[serde(skip)]
     pub certificate_id: i64,
+    #[serde(rename = "certificate_serial")]
     pub serial: String,
     pub purpose: String,
+    #[serde(skip)]
     pub subject: String,
     pub status: String,
     pub issuer_key: String,

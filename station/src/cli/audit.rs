@@ -164,13 +164,13 @@ pub fn run_audit(ctx: &Ctx, cmd: &AuditCmd) -> Result<(), StationError> {
             ctx.print(&r, |r| {
                 format!(
                     "OK: {} event(s) {}..{}, last hash {}, {} checkpoint(s)\nSigned by {} at {}; chains to root {} (SHA-256 {})\n",
-                    r.count,
-                    r.first_seq,
-                    r.last_seq,
-                    r.last_hash,
-                    r.checkpoints,
-                    r.signer_subject,
-                    r.exported_at,
+                    r.export.count,
+                    r.export.first_seq,
+                    r.export.last_seq,
+                    r.export.last_hash,
+                    r.export.checkpoints,
+                    r.export.signer_subject,
+                    r.export.exported_at,
                     r.root.display(),
                     r.root_sha256
                 )

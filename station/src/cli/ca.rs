@@ -240,7 +240,7 @@ fn reissue_list(ctx: &Ctx, op: &OperatorArg) -> Result<(), StationError> {
                     e.surname,
                     e.document.as_deref().unwrap_or("-"),
                     e.purpose,
-                    e.certificate_serial,
+                    e.serial,
                     e.issuer_key,
                     e.status
                 )
