@@ -178,8 +178,43 @@ impl Registry {
                 "the signer's certificate chain must not be empty",
             ));
         }
-        let (from, to) = match &req.range {
-            ExportRange::All => (1u64, i64::MAX as u64),
+        let (from, to) = self.export_bounds(&req.range)?;
+        // 0700 when made here; a link at the export folder's name is refused (crate::files).
+        crate::files::create_dir_private(req.out_dir).map_err(|e| Error::io(req.out_dir, e))?;
+        let manifest_path = req.out_dir.join("manifest.json");
+        // symlink_metadata, not exists(): a dangling link counts as something in the way.
+        if std::fs::symlink_metadata(&manifest_path).is_ok() {
+            return Err(Error::Conflict(format!(
+                "{} already holds an export",
+                req.out_dir.display()
+            )));
+        }
+        let events_path = req.out_dir.join(req.format.file_name());
+        let others = [
+            events_path.clone(),
+            req.out_dir.join("chain.pem"),
+            req.out_dir.join("manifest.sig"),
+        ];
+        for p in &others {
+            crate::files::check_absent(p)
+                .map_err(|e| Error::Conflict(format!("{}: {e}", p.display())))?;
+        }
+        let out = self.write_export(req, sign, from, to, &events_path, &manifest_path);
+        if out.is_err() {
+            // Leave no half-written export behind (manifest.json is written last, so a crash
+            // leaves a folder that does not verify).
+            for f in others {
+                let _ = std::fs::remove_file(f);
+            }
+        }
+        out
+    }
+
+    /// The sequence numbers `range` covers, `from..=to` (`(1, 0)` when a time range holds no
+    /// event).
+    fn export_bounds(&self, range: &ExportRange) -> Result<(u64, u64)> {
+        match range {
+            ExportRange::All => Ok((1u64, i64::MAX as u64)),
             ExportRange::Seq { from, to } => {
                 if to < from || *from == 0 {
                     return Err(Error::invalid(
@@ -188,25 +223,12 @@ impl Registry {
                         "sequence range must satisfy 1 <= from <= to",
                     ));
                 }
-                (*from, *to)
+                Ok((*from, *to))
             }
             ExportRange::Time { from, to } => {
                 for (f, v) in [("from", from), ("to", to)] {
                     if let Some(v) = v {
-                        if v.len() == 10 {
-                            crate::validate::date(f, v)?;
-                        } else if time::OffsetDateTime::parse(
-                            v,
-                            &time::format_description::well_known::Rfc3339,
-                        )
-                        .is_err()
-                        {
-                            return Err(Error::invalid(
-                                f,
-                                v.as_str(),
-                                "must be YYYY-MM-DD or an RFC 3339 time",
-                            ));
-                        }
+                        check_time_bound(f, v)?;
                     }
                 }
                 let lo: Option<i64> = self.conn.query_row(
@@ -220,45 +242,15 @@ impl Registry {
                     |r| r.get(0),
                 )?;
                 match (lo, hi) {
-                    (Some(l), Some(h)) if l <= h => (l as u64, h as u64),
-                    _ => (1, 0), // empty
+                    (Some(l), Some(h)) if l <= h => Ok((l as u64, h as u64)),
+                    _ => Ok((1, 0)), // empty
                 }
             }
-        };
-        // 0700 when made here; a link at the export folder's name is refused (crate::files).
-        crate::files::create_dir_private(req.out_dir).map_err(|e| Error::io(req.out_dir, e))?;
-        let manifest_path = req.out_dir.join("manifest.json");
-        // symlink_metadata, not exists(): a dangling link counts as something in the way.
-        if std::fs::symlink_metadata(&manifest_path).is_ok() {
-            return Err(Error::Conflict(format!(
-                "{} already holds an export",
-                req.out_dir.display()
-            )));
         }
-        let events_path = req.out_dir.join(req.format.file_name());
-        for p in [
-            events_path.clone(),
-            req.out_dir.join("chain.pem"),
-            req.out_dir.join("manifest.sig"),
-        ] {
-            crate::files::check_absent(&p)
-                .map_err(|e| Error::Conflict(format!("{}: {e}", p.display())))?;
-        }
-        let out = self.write_export(req, sign, from, to, &events_path, &manifest_path);
-        if out.is_err() {
-            // Leave no half-written export behind (manifest.json is written last, so a crash
-            // leaves a folder that does not verify).
-            for f in [
-                events_path.clone(),
-                req.out_dir.join("chain.pem"),
-                req.out_dir.join("manifest.sig"),
-            ] {
-                let _ = std::fs::remove_file(f);
-            }
-        }
-        out
     }
 
+    /// The export's files: the events (verified link by link on the way), then chain.pem,
+    /// manifest.sig and, last, manifest.json.
     fn write_export<E: std::fmt::Display>(
         &self,
         req: &ExportRequest<'_>,
@@ -268,6 +260,78 @@ impl Registry {
         events_path: &Path,
         manifest_path: &Path,
     ) -> Result<ExportSummary> {
+        let written = self.write_events(req, from, to, events_path)?;
+        let checkpoints: Vec<Checkpoint> = self
+            .audit_checkpoints()?
+            .into_iter()
+            .filter(|c| {
+                written.count > 0 && c.seq >= written.first_seq && c.seq <= written.last_seq
+            })
+            .collect();
+        let manifest = manifest_json(req, &written, &checkpoints);
+        let manifest_bytes = audit::canonical_json(&manifest)?.into_bytes();
+        let signature = sign(&manifest_bytes).map_err(|e| Error::Signer(e.to_string()))?;
+        if DerSignature::from_bytes(&signature).is_err() {
+            return Err(Error::Signer(
+                "the signing function did not return a DER ECDSA P-256 signature".into(),
+            ));
+        }
+        let pem = chain_pem(req.chain_der)?;
+        write_synced(&req.out_dir.join("chain.pem"), pem.as_bytes())?;
+        write_synced(&req.out_dir.join("manifest.sig"), &signature)?;
+        write_synced(manifest_path, &manifest_bytes)?;
+        let Written {
+            first_seq,
+            last_seq,
+            count,
+            last_hash,
+            ..
+        } = written;
+        tracing::info!(count, first_seq, last_seq, dir = %req.out_dir.display(), "audit export written");
+        Ok(ExportSummary {
+            first_seq,
+            last_seq,
+            count,
+            last_hash,
+            checkpoints: checkpoints.len(),
+        })
+    }
+
+    /// The hash of event `from - 1` (the genesis value before event 1): the export's
+    /// first_prev_hash, and the link its first event is checked against.
+    fn hash_before(&self, from: u64) -> Result<[u8; 32]> {
+        if from <= 1 {
+            return Ok(GENESIS_PREV_HASH);
+        }
+        let h: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT hash FROM audit_events WHERE seq = ?1",
+                [(from - 1) as i64],
+                |r| r.get(0),
+            )
+            .ok();
+        match h {
+            Some(h) => h.as_slice().try_into().map_err(|_| Error::AuditBroken {
+                seq: from - 1,
+                reason: "hash is not 32 bytes".into(),
+            }),
+            None => Err(Error::AuditBroken {
+                seq: from - 1,
+                reason: "event before the export range is missing".into(),
+            }),
+        }
+    }
+
+    /// Write events `from..=to` to `events_path` in `req.format`, checking each event's link
+    /// and hash as it goes (a broken log is refused rather than exported), and sync the file.
+    fn write_events(
+        &self,
+        req: &ExportRequest<'_>,
+        from: u64,
+        to: u64,
+        events_path: &Path,
+    ) -> Result<Written> {
         let events_path = events_path.to_path_buf();
         let file =
             crate::files::create_new(&events_path).map_err(|e| Error::io(&events_path, e))?;
@@ -275,33 +339,8 @@ impl Registry {
             inner: BufWriter::with_capacity(1 << 20, file),
             hash: Sha256::new(),
         };
-
-        // The event just before the range gives first_prev_hash (and is the link we check).
-        let mut prev: [u8; 32] = if from <= 1 {
-            GENESIS_PREV_HASH
-        } else {
-            let h: Option<Vec<u8>> = self
-                .conn
-                .query_row(
-                    "SELECT hash FROM audit_events WHERE seq = ?1",
-                    [(from - 1) as i64],
-                    |r| r.get(0),
-                )
-                .ok();
-            match h {
-                Some(h) => h.as_slice().try_into().map_err(|_| Error::AuditBroken {
-                    seq: from - 1,
-                    reason: "hash is not 32 bytes".into(),
-                })?,
-                None => {
-                    return Err(Error::AuditBroken {
-                        seq: from - 1,
-                        reason: "event before the export range is missing".into(),
-                    })
-                }
-            }
-        };
-        let first_prev_hash = prev;
+        let first_prev_hash = self.hash_before(from)?;
+        let mut prev = first_prev_hash;
         if req.format == ExportFormat::Csv {
             w.write_all(CSV_HEADER.as_bytes())
                 .and_then(|_| w.write_all(b"\n"))
@@ -313,10 +352,7 @@ impl Registry {
         )?;
         let mut rows = st.query(params![from as i64, to.min(i64::MAX as u64) as i64])?;
         let mut line = String::with_capacity(1024);
-        let mut count = 0u64;
-        let mut expected = from;
-        let mut first_seq = 0u64;
-        let mut hexbuf = [0u8; 64];
+        let (mut count, mut expected, mut first_seq) = (0u64, from, 0u64);
         let mut hasher = crate::audit::EventHasher::default();
         while let Some(r) = rows.next()? {
             let seq = r.get_ref(0)?.as_i64()? as u64;
@@ -331,56 +367,15 @@ impl Registry {
             }
             let s = |i: usize| -> Result<&str> { Ok(r.get_ref(i)?.as_str()?) };
             let fields = [s(1)?, s(2)?, s(3)?, s(4)?, s(5)?, s(6)?, s(7)?];
-            let stored_prev = r.get_ref(8)?.as_blob()?;
-            let stored_hash = r.get_ref(9)?.as_blob()?;
-            if stored_prev != prev {
-                return Err(Error::AuditBroken {
-                    seq,
-                    reason: "prev_hash does not match the previous event".into(),
-                });
-            }
             let h = hasher.hash(seq, fields.map(str::as_bytes), &prev);
-            if stored_hash != h {
-                return Err(Error::AuditBroken {
-                    seq,
-                    reason: "stored hash does not match the event's contents".into(),
-                });
-            }
-            line.clear();
-            match req.format {
-                ExportFormat::Jsonl => {
-                    line.push_str("{\"seq\":");
-                    line.push_str(itoa(seq, &mut [0u8; 20]));
-                    for (name, v) in [
-                        "time", "operator", "role", "station", "action", "object", "details",
-                    ]
-                    .iter()
-                    .zip(fields)
-                    {
-                        line.push_str(",\"");
-                        line.push_str(name);
-                        line.push_str("\":");
-                        json_string(v, &mut line);
-                    }
-                    line.push_str(",\"prev_hash\":\"");
-                    line.push_str(hex_into(&prev, &mut hexbuf));
-                    line.push_str("\",\"hash\":\"");
-                    line.push_str(hex_into(&h, &mut hexbuf));
-                    line.push_str("\"}\n");
-                }
-                ExportFormat::Csv => {
-                    line.push_str(itoa(seq, &mut [0u8; 20]));
-                    for v in fields {
-                        line.push(',');
-                        csv_field(v, &mut line);
-                    }
-                    line.push(',');
-                    line.push_str(hex_into(&prev, &mut hexbuf));
-                    line.push(',');
-                    line.push_str(hex_into(&h, &mut hexbuf));
-                    line.push('\n');
-                }
-            }
+            check_stored_link(
+                seq,
+                r.get_ref(8)?.as_blob()?,
+                &prev,
+                r.get_ref(9)?.as_blob()?,
+                &h,
+            )?;
+            event_line(req.format, seq, fields, &prev, &h, &mut line);
             w.write_all(line.as_bytes())
                 .map_err(|e| Error::io(&events_path, e))?;
             prev = h;
@@ -399,76 +394,169 @@ impl Registry {
             .into_inner()
             .map_err(|e| Error::io(&events_path, e.into_error()))?;
         file.sync_all().map_err(|e| Error::io(&events_path, e))?;
-        let events_sha256 = hex::encode(hash.finalize());
-        let last_seq = if count == 0 {
-            from.saturating_sub(1)
-        } else {
-            expected - 1
-        };
-
-        let checkpoints: Vec<Checkpoint> = self
-            .audit_checkpoints()?
-            .into_iter()
-            .filter(|c| count > 0 && c.seq >= first_seq && c.seq <= last_seq)
-            .collect();
-        let filter = match &req.range {
-            ExportRange::All => json!({"kind": "all"}),
-            ExportRange::Seq { from, to } => json!({"kind": "seq", "from": from, "to": to}),
-            ExportRange::Time { from, to } => json!({"kind": "time", "from": from, "to": to}),
-        };
-        let manifest = json!({
-            "format_version": EXPORT_FORMAT_VERSION,
-            "hash_encoding": audit::EVENT_DOMAIN,
-            "checkpoint_encoding": audit::CHECKPOINT_DOMAIN,
-            "events_file": req.format.file_name(),
-            "events_format": req.format.as_str(),
-            "events_sha256": events_sha256,
-            "filter": filter,
-            "first_seq": if count == 0 { serde_json::Value::Null } else { json!(first_seq) },
-            "last_seq": if count == 0 { serde_json::Value::Null } else { json!(last_seq) },
-            "count": count,
-            "first_prev_hash": hex::encode(first_prev_hash),
-            "last_hash": hex::encode(prev),
-            "checkpoints": checkpoints.iter().map(|c| json!({
-                "seq": c.seq, "hash": hex::encode(c.hash), "time": c.time, "signature": hex::encode(&c.signature),
-            })).collect::<Vec<_>>(),
-            "exported_at": now_rfc3339(),
-            "exporter": {"operator": req.exporter.operator, "role": req.exporter.role, "station": req.exporter.station},
-        });
-        let manifest_bytes = audit::canonical_json(&manifest)?.into_bytes();
-        let signature = sign(&manifest_bytes).map_err(|e| Error::Signer(e.to_string()))?;
-        if DerSignature::from_bytes(&signature).is_err() {
-            return Err(Error::Signer(
-                "the signing function did not return a DER ECDSA P-256 signature".into(),
-            ));
-        }
-        let mut pem = String::new();
-        for (i, der) in req.chain_der.iter().enumerate() {
-            let c = Certificate::from_der(der).map_err(|e| {
-                Error::invalid(
-                    "chain",
-                    format!("certificate {i}"),
-                    format!("is not a DER X.509 certificate: {e}"),
-                )
-            })?;
-            pem.push_str(
-                &c.to_pem(der::pem::LineEnding::LF).map_err(|e| {
-                    Error::invalid("chain", format!("certificate {i}"), e.to_string())
-                })?,
-            );
-        }
-        write_synced(&req.out_dir.join("chain.pem"), pem.as_bytes())?;
-        write_synced(&req.out_dir.join("manifest.sig"), &signature)?;
-        write_synced(manifest_path, &manifest_bytes)?;
-        tracing::info!(count, first_seq, last_seq, dir = %req.out_dir.display(), "audit export written");
-        Ok(ExportSummary {
+        Ok(Written {
+            first_prev_hash,
             first_seq,
-            last_seq,
+            last_seq: if count == 0 {
+                from.saturating_sub(1)
+            } else {
+                expected - 1
+            },
             count,
             last_hash: prev,
-            checkpoints: checkpoints.len(),
+            events_sha256: hex::encode(hash.finalize()),
         })
     }
+}
+
+/// What [`Registry::write_events`] wrote: the manifest's figures.
+struct Written {
+    first_prev_hash: [u8; 32],
+    first_seq: u64,
+    last_seq: u64,
+    count: u64,
+    last_hash: [u8; 32],
+    events_sha256: String,
+}
+
+/// A time bound of an export range: a date `YYYY-MM-DD` or an RFC 3339 time.
+fn check_time_bound(field: &str, v: &str) -> Result<()> {
+    if v.len() == 10 {
+        crate::validate::date(field, v)?;
+    } else if time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
+        .is_err()
+    {
+        return Err(Error::invalid(
+            field,
+            v,
+            "must be YYYY-MM-DD or an RFC 3339 time",
+        ));
+    }
+    Ok(())
+}
+
+/// An event as stored must link to the one before (`stored_prev`) and hash to what its
+/// contents hash to (`computed`), or the log is broken at `seq`.
+fn check_stored_link(
+    seq: u64,
+    stored_prev: &[u8],
+    prev: &[u8; 32],
+    stored_hash: &[u8],
+    computed: &[u8; 32],
+) -> Result<()> {
+    if stored_prev != prev {
+        return Err(Error::AuditBroken {
+            seq,
+            reason: "prev_hash does not match the previous event".into(),
+        });
+    }
+    if stored_hash != computed {
+        return Err(Error::AuditBroken {
+            seq,
+            reason: "stored hash does not match the event's contents".into(),
+        });
+    }
+    Ok(())
+}
+
+/// One event as a line of the events file (`line` is cleared first): a JSON object, or an
+/// RFC 4180 record in [`CSV_HEADER`]'s column order.
+fn event_line(
+    format: ExportFormat,
+    seq: u64,
+    fields: [&str; 7],
+    prev: &[u8; 32],
+    hash: &[u8; 32],
+    line: &mut String,
+) {
+    let mut hexbuf = [0u8; 64];
+    line.clear();
+    match format {
+        ExportFormat::Jsonl => {
+            line.push_str("{\"seq\":");
+            line.push_str(itoa(seq, &mut [0u8; 20]));
+            for (name, v) in [
+                "time", "operator", "role", "station", "action", "object", "details",
+            ]
+            .iter()
+            .zip(fields)
+            {
+                line.push_str(",\"");
+                line.push_str(name);
+                line.push_str("\":");
+                json_string(v, line);
+            }
+            line.push_str(",\"prev_hash\":\"");
+            line.push_str(hex_into(prev, &mut hexbuf));
+            line.push_str("\",\"hash\":\"");
+            line.push_str(hex_into(hash, &mut hexbuf));
+            line.push_str("\"}\n");
+        }
+        ExportFormat::Csv => {
+            line.push_str(itoa(seq, &mut [0u8; 20]));
+            for v in fields {
+                line.push(',');
+                csv_field(v, line);
+            }
+            line.push(',');
+            line.push_str(hex_into(prev, &mut hexbuf));
+            line.push(',');
+            line.push_str(hex_into(hash, &mut hexbuf));
+            line.push('\n');
+        }
+    }
+}
+
+/// manifest.json's content (docs/audit-format.md, "Export folder"), before canonicalization.
+fn manifest_json(
+    req: &ExportRequest<'_>,
+    w: &Written,
+    checkpoints: &[Checkpoint],
+) -> serde_json::Value {
+    let filter = match &req.range {
+        ExportRange::All => json!({"kind": "all"}),
+        ExportRange::Seq { from, to } => json!({"kind": "seq", "from": from, "to": to}),
+        ExportRange::Time { from, to } => json!({"kind": "time", "from": from, "to": to}),
+    };
+    let count = w.count;
+    json!({
+        "format_version": EXPORT_FORMAT_VERSION,
+        "hash_encoding": audit::EVENT_DOMAIN,
+        "checkpoint_encoding": audit::CHECKPOINT_DOMAIN,
+        "events_file": req.format.file_name(),
+        "events_format": req.format.as_str(),
+        "events_sha256": w.events_sha256,
+        "filter": filter,
+        "first_seq": if count == 0 { serde_json::Value::Null } else { json!(w.first_seq) },
+        "last_seq": if count == 0 { serde_json::Value::Null } else { json!(w.last_seq) },
+        "count": count,
+        "first_prev_hash": hex::encode(w.first_prev_hash),
+        "last_hash": hex::encode(w.last_hash),
+        "checkpoints": checkpoints.iter().map(|c| json!({
+            "seq": c.seq, "hash": hex::encode(c.hash), "time": c.time, "signature": hex::encode(&c.signature),
+        })).collect::<Vec<_>>(),
+        "exported_at": now_rfc3339(),
+        "exporter": {"operator": req.exporter.operator, "role": req.exporter.role, "station": req.exporter.station},
+    })
+}
+
+/// chain.pem: the signer's chain (DER, signer first) as PEM blocks.
+fn chain_pem(chain_der: &[Vec<u8>]) -> Result<String> {
+    let mut pem = String::new();
+    for (i, der) in chain_der.iter().enumerate() {
+        let c = Certificate::from_der(der).map_err(|e| {
+            Error::invalid(
+                "chain",
+                format!("certificate {i}"),
+                format!("is not a DER X.509 certificate: {e}"),
+            )
+        })?;
+        pem.push_str(
+            &c.to_pem(der::pem::LineEnding::LF)
+                .map_err(|e| Error::invalid("chain", format!("certificate {i}"), e.to_string()))?,
+        );
+    }
+    Ok(pem)
 }
 
 fn write_synced(p: &Path, data: &[u8]) -> Result<()> {
@@ -904,9 +992,43 @@ pub fn verify_export_files(
     let root = &roots[0];
     let manifest_bytes = load("manifest.json")?;
     let sig = load("manifest.sig")?;
-    let chain = parse_certs(&load("chain.pem")?, "chain.pem")?;
+    let path = parse_certs(&load("chain.pem")?, "chain.pem")?;
+    let (m, at) = read_manifest(&manifest_bytes)?;
+    signer_path(&path, root, at, &checks.crls)?;
+    let signer = &path[0];
+    let key = check_signature(signer, &m, &manifest_bytes, &sig)?;
+
+    // Events.
+    if m.events_file.contains('/') || m.events_file.contains('\\') || m.events_file.starts_with('.')
+    {
+        return Err(bad("manifest.json: events_file must be a plain file name"));
+    }
+    let data = load(&m.events_file)?;
+    // The file hash is checked after the walk below, so that an edited, deleted, inserted or
+    // reordered event is reported by its sequence number, not only as "the file changed".
+    let file_hash_ok = hex::encode(Sha256::digest(&data)) == m.events_sha256;
+    let text =
+        std::str::from_utf8(&data).map_err(|_| bad(format!("{} is not UTF-8", m.events_file)))?;
+    let first_prev = hex32(&m.first_prev_hash, "first_prev_hash")?;
+    let cps = checkpoint_hashes(&m, &key)?;
+    let mut walk = EventWalk::start(&m, first_prev, cps, checks.previous)?;
+    read_events(&m, text, &mut |ev| walk.check(ev))?;
+    let count = walk.finish(&m, file_hash_ok, at)?;
+    Ok(ExportReport {
+        count,
+        first_seq: m.first_seq.unwrap_or(0),
+        last_seq: m.last_seq.unwrap_or(0),
+        last_hash: m.last_hash,
+        checkpoints: m.checkpoints.len(),
+        signer_subject: signer.tbs_certificate().subject().to_string(),
+        exported_at: m.exported_at,
+    })
+}
+
+/// manifest.json parsed, its format checked, and its export time (unix seconds).
+fn read_manifest(manifest_bytes: &[u8]) -> Result<(Manifest, u64)> {
     let m: Manifest =
-        serde_json::from_slice(&manifest_bytes).map_err(|e| bad(format!("manifest.json: {e}")))?;
+        serde_json::from_slice(manifest_bytes).map_err(|e| bad(format!("manifest.json: {e}")))?;
     if m.format_version != EXPORT_FORMAT_VERSION || m.hash_encoding != audit::EVENT_DOMAIN {
         return Err(bad(format!(
             "manifest.json: unsupported format_version {} / hash_encoding {}",
@@ -920,10 +1042,17 @@ pub fn verify_export_files(
     .map_err(|_| bad("manifest.json: exported_at is not RFC 3339"))?
     .unix_timestamp()
     .max(0) as u64;
+    Ok((m, at))
+}
 
-    let path = chain;
-    signer_path(&path, root, at, &checks.crls)?;
-    let signer = &path[0];
+/// The signer's key, once every checkpoint time lies within the signer certificate's
+/// validity and manifest.sig verifies with it.
+fn check_signature(
+    signer: &Certificate,
+    m: &Manifest,
+    manifest_bytes: &[u8],
+    sig: &[u8],
+) -> Result<VerifyingKey> {
     let (nb, na) = {
         let v = signer.tbs_certificate().validity();
         (
@@ -942,29 +1071,24 @@ pub fn verify_export_files(
         }
     }
     let key = key_of(signer)?;
-    if !verify_der(&key, &manifest_bytes, &sig) {
+    if !verify_der(&key, manifest_bytes, sig) {
         return Err(bad(
             "manifest.sig does not verify with the signer certificate's key",
         ));
     }
+    Ok(key)
+}
 
-    // Events.
-    if m.events_file.contains('/') || m.events_file.contains('\\') || m.events_file.starts_with('.')
-    {
-        return Err(bad("manifest.json: events_file must be a plain file name"));
-    }
-    let data = load(&m.events_file)?;
-    // The file hash is checked after the walk below, so that an edited, deleted, inserted or
-    // reordered event is reported by its sequence number, not only as "the file changed".
-    let file_hash_ok = hex::encode(Sha256::digest(&data)) == m.events_sha256;
-    let text =
-        std::str::from_utf8(&data).map_err(|_| bad(format!("{} is not UTF-8", m.events_file)))?;
-    let first_prev = hex32(&m.first_prev_hash, "first_prev_hash")?;
+/// The manifest's checkpoints by sequence number, each signature verified with `key`.
+fn checkpoint_hashes(
+    m: &Manifest,
+    key: &VerifyingKey,
+) -> Result<std::collections::BTreeMap<u64, [u8; 32]>> {
     let mut cps: std::collections::BTreeMap<u64, [u8; 32]> = Default::default();
     for c in &m.checkpoints {
         let h = hex32(&c.hash, "checkpoint hash")?;
         let s = hex::decode(&c.signature).map_err(|_| bad("checkpoint signature: not hex"))?;
-        if !verify_der(&key, &audit::checkpoint_message(c.seq, &h, &c.time), &s) {
+        if !verify_der(key, &audit::checkpoint_message(c.seq, &h, &c.time), &s) {
             return Err(Error::AuditBroken {
                 seq: c.seq,
                 reason: "checkpoint signature does not verify with the signer's key".into(),
@@ -972,23 +1096,116 @@ pub fn verify_export_files(
         }
         cps.insert(c.seq, h);
     }
-    let mut prev = first_prev;
-    let mut count = 0u64;
-    let mut expected = m.first_seq.unwrap_or(1);
-    let mut last_time = String::new();
-    let mut previous_seen = false;
-    if let Some((pseq, phash)) = checks.previous {
-        if m.first_seq.is_some_and(|f| f > 0 && pseq == f - 1) {
-            if phash != first_prev {
-                return Err(Error::AuditBroken {
-                    seq: pseq,
-                    reason: "history rewritten: first_prev_hash differs from the previous export's last_hash".into(),
-                });
+    Ok(cps)
+}
+
+/// Feed each event of the events file (`m.events_format`) to `check`, in file order.
+fn read_events(
+    m: &Manifest,
+    text: &str,
+    check: &mut dyn FnMut(JsonEvent) -> Result<()>,
+) -> Result<()> {
+    match m.events_format.as_str() {
+        "jsonl" => {
+            for (i, line) in text.lines().enumerate() {
+                if line.is_empty() {
+                    continue;
+                }
+                let ev: JsonEvent = serde_json::from_str(line)
+                    .map_err(|e| bad(format!("{} line {}: {e}", m.events_file, i + 1)))?;
+                check(ev)?;
             }
-            previous_seen = true;
+            Ok(())
         }
+        "csv" => read_csv_events(&m.events_file, text, check),
+        other => Err(bad(format!("manifest.json: unknown events_format {other}"))),
     }
-    let mut check = |ev: JsonEvent| -> Result<()> {
+}
+
+/// The RFC 4180 events file: the header, then one record of ten fields per event.
+fn read_csv_events(
+    file: &str,
+    text: &str,
+    check: &mut dyn FnMut(JsonEvent) -> Result<()>,
+) -> Result<()> {
+    let rows = parse_csv(text)?;
+    let mut it = rows.into_iter();
+    match it.next() {
+        Some(h) if h.join(",") == CSV_HEADER => {}
+        _ => return Err(bad(format!("{file}: header must be {CSV_HEADER}"))),
+    }
+    for (i, r) in it.enumerate() {
+        let [seq, time, operator, role, station, action, object, details, prev_hash, hash]: [String;
+            10] = r
+            .try_into()
+            .map_err(|_| bad(format!("{file} record {}: 10 fields expected", i + 1)))?;
+        let seq = seq
+            .parse()
+            .map_err(|_| bad(format!("{file} record {}: seq is not a number", i + 1)))?;
+        check(JsonEvent {
+            seq,
+            time,
+            operator,
+            role,
+            station,
+            action,
+            object,
+            details,
+            prev_hash,
+            hash,
+        })?;
+    }
+    Ok(())
+}
+
+/// The walk over an export's events in order: each must be the next sequence number, link
+/// to the one before, hash to its contents, match its signed checkpoint and, with
+/// `--previous`, the earlier export's last event (docs/audit-format.md section 7).
+struct EventWalk {
+    prev: [u8; 32],
+    count: u64,
+    expected: u64,
+    last_time: String,
+    /// The previous export's (last_seq, last_hash), and whether this export reached it.
+    previous: Option<(u64, [u8; 32])>,
+    previous_seen: bool,
+    cps: std::collections::BTreeMap<u64, [u8; 32]>,
+}
+
+impl EventWalk {
+    /// Before the first event: an export that starts right after the previous one must
+    /// start from its last hash.
+    fn start(
+        m: &Manifest,
+        first_prev: [u8; 32],
+        cps: std::collections::BTreeMap<u64, [u8; 32]>,
+        previous: Option<(u64, [u8; 32])>,
+    ) -> Result<Self> {
+        let mut previous_seen = false;
+        if let Some((pseq, phash)) = previous {
+            if m.first_seq.is_some_and(|f| f > 0 && pseq == f - 1) {
+                if phash != first_prev {
+                    return Err(Error::AuditBroken {
+                        seq: pseq,
+                        reason: "history rewritten: first_prev_hash differs from the previous export's last_hash".into(),
+                    });
+                }
+                previous_seen = true;
+            }
+        }
+        Ok(EventWalk {
+            prev: first_prev,
+            count: 0,
+            expected: m.first_seq.unwrap_or(1),
+            last_time: String::new(),
+            previous,
+            previous_seen,
+            cps,
+        })
+    }
+
+    fn check(&mut self, ev: JsonEvent) -> Result<()> {
+        let expected = self.expected;
         if ev.seq != expected {
             return Err(Error::AuditBroken {
                 seq: expected,
@@ -1000,40 +1217,35 @@ pub fn verify_export_files(
             });
         }
         let stored_prev = hex32(&ev.prev_hash, "prev_hash")?;
-        if stored_prev != prev {
+        if stored_prev != self.prev {
             return Err(Error::AuditBroken {
                 seq: ev.seq,
                 reason: "prev_hash does not match the previous event".into(),
             });
         }
-        let h = event_hash(
-            ev.seq,
-            [
-                &ev.time,
-                &ev.operator,
-                &ev.role,
-                &ev.station,
-                &ev.action,
-                &ev.object,
-                &ev.details,
-            ],
-            &prev,
-        );
+        let fields = [
+            &ev.time,
+            &ev.operator,
+            &ev.role,
+            &ev.station,
+            &ev.action,
+            &ev.object,
+            &ev.details,
+        ];
+        let h = event_hash(ev.seq, fields.map(String::as_str), &self.prev);
         if hex32(&ev.hash, "hash")? != h {
             return Err(Error::AuditBroken {
                 seq: ev.seq,
                 reason: "hash does not match the event's contents".into(),
             });
         }
-        if let Some(c) = cps.get(&ev.seq) {
-            if *c != h {
-                return Err(Error::AuditBroken {
-                    seq: ev.seq,
-                    reason: "event hash differs from the signed checkpoint".into(),
-                });
-            }
+        if self.cps.get(&ev.seq).is_some_and(|c| *c != h) {
+            return Err(Error::AuditBroken {
+                seq: ev.seq,
+                reason: "event hash differs from the signed checkpoint".into(),
+            });
         }
-        if let Some((pseq, phash)) = checks.previous {
+        if let Some((pseq, phash)) = self.previous {
             if pseq == ev.seq {
                 if phash != h {
                     return Err(Error::AuditBroken {
@@ -1041,128 +1253,90 @@ pub fn verify_export_files(
                         reason: "history rewritten: the event's hash differs from the previous export's last_hash at this sequence".into(),
                     });
                 }
-                previous_seen = true;
+                self.previous_seen = true;
             }
         }
-        prev = h;
-        expected = ev.seq + 1;
-        count += 1;
-        last_time = ev.time;
+        self.prev = h;
+        self.expected = ev.seq + 1;
+        self.count += 1;
+        self.last_time = ev.time;
         Ok(())
-    };
-    match m.events_format.as_str() {
-        "jsonl" => {
-            for (i, line) in text.lines().enumerate() {
-                if line.is_empty() {
-                    continue;
-                }
-                let ev: JsonEvent = serde_json::from_str(line)
-                    .map_err(|e| bad(format!("{} line {}: {e}", m.events_file, i + 1)))?;
-                check(ev)?;
-            }
-        }
-        "csv" => {
-            let rows = parse_csv(text)?;
-            let mut it = rows.into_iter();
-            match it.next() {
-                Some(h) if h.join(",") == CSV_HEADER => {}
-                _ => {
-                    return Err(bad(format!(
-                        "{}: header must be {CSV_HEADER}",
-                        m.events_file
-                    )))
-                }
-            }
-            for (i, r) in it.enumerate() {
-                let [seq, time, operator, role, station, action, object, details, prev_hash, hash]: [String; 10] =
-                    r.try_into().map_err(|_| bad(format!("{} record {}: 10 fields expected", m.events_file, i + 1)))?;
-                let seq = seq.parse().map_err(|_| {
-                    bad(format!(
-                        "{} record {}: seq is not a number",
-                        m.events_file,
-                        i + 1
-                    ))
-                })?;
-                check(JsonEvent {
-                    seq,
-                    time,
-                    operator,
-                    role,
-                    station,
-                    action,
-                    object,
-                    details,
-                    prev_hash,
-                    hash,
-                })?;
-            }
-        }
-        other => return Err(bad(format!("manifest.json: unknown events_format {other}"))),
     }
-    if count != m.count {
-        return Err(Error::AuditBroken {
-            seq: expected,
-            reason: format!("export holds {count} events, the manifest says {}", m.count),
-        });
-    }
-    if count > 0 && m.last_seq != Some(expected - 1) {
-        return Err(bad(format!(
-            "last_seq {:?} differs from the last event {}",
-            m.last_seq,
-            expected - 1
-        )));
-    }
-    if hex::encode(prev) != m.last_hash {
-        return Err(Error::AuditBroken {
-            seq: expected.saturating_sub(1),
-            reason: "last event's hash differs from the manifest's last_hash".into(),
-        });
-    }
-    if let Some((&s, _)) = cps.range(expected..).next() {
-        return Err(Error::AuditBroken {
-            seq: expected,
-            reason: format!("export truncated: a checkpoint covers {s}"),
-        });
-    }
-    if !file_hash_ok {
-        return Err(bad(format!(
-            "{}: SHA-256 differs from the manifest",
-            m.events_file
-        )));
-    }
-    if count > 0 && at < unix(&last_time, "last event time")? {
-        return Err(bad(format!(
-            "manifest.json: exported_at {} is before the last event's time {last_time}",
-            m.exported_at
-        )));
-    }
-    if let Some((pseq, _)) = checks.previous {
-        if !previous_seen {
-            let last = expected.saturating_sub(1);
-            return Err(if count > 0 && pseq > last {
-                Error::AuditBroken {
-                    seq: last + 1,
-                    reason: format!(
-                        "history truncated: the previous export ends at sequence {pseq}, this one at {last}"
-                    ),
-                }
-            } else {
-                bad(format!(
-                    "previous export: its last event {pseq} is not in this export ({}..{last}); export a range that holds it (--from-seq {pseq} or earlier)",
-                    m.first_seq.unwrap_or(0)
-                ))
+
+    /// After the last event: the walk must agree with the manifest (count, last_seq,
+    /// last_hash), cover every checkpoint, match the file hash, precede the export time and
+    /// reach the previous export. Returns the number of events.
+    fn finish(self, m: &Manifest, file_hash_ok: bool, at: u64) -> Result<u64> {
+        let EventWalk {
+            prev,
+            count,
+            expected,
+            ..
+        } = self;
+        if count != m.count {
+            return Err(Error::AuditBroken {
+                seq: expected,
+                reason: format!("export holds {count} events, the manifest says {}", m.count),
             });
         }
+        if count > 0 && m.last_seq != Some(expected - 1) {
+            return Err(bad(format!(
+                "last_seq {:?} differs from the last event {}",
+                m.last_seq,
+                expected - 1
+            )));
+        }
+        if hex::encode(prev) != m.last_hash {
+            return Err(Error::AuditBroken {
+                seq: expected.saturating_sub(1),
+                reason: "last event's hash differs from the manifest's last_hash".into(),
+            });
+        }
+        if let Some((&s, _)) = self.cps.range(expected..).next() {
+            return Err(Error::AuditBroken {
+                seq: expected,
+                reason: format!("export truncated: a checkpoint covers {s}"),
+            });
+        }
+        if !file_hash_ok {
+            return Err(bad(format!(
+                "{}: SHA-256 differs from the manifest",
+                m.events_file
+            )));
+        }
+        if count > 0 && at < unix(&self.last_time, "last event time")? {
+            return Err(bad(format!(
+                "manifest.json: exported_at {} is before the last event's time {}",
+                m.exported_at, self.last_time
+            )));
+        }
+        self.check_reached_previous(m)?;
+        Ok(count)
     }
-    Ok(ExportReport {
-        count,
-        first_seq: m.first_seq.unwrap_or(0),
-        last_seq: m.last_seq.unwrap_or(0),
-        last_hash: m.last_hash,
-        checkpoints: m.checkpoints.len(),
-        signer_subject: signer.tbs_certificate().subject().to_string(),
-        exported_at: m.exported_at,
-    })
+
+    /// With `--previous`: the previous export's last event must be in this one.
+    fn check_reached_previous(&self, m: &Manifest) -> Result<()> {
+        let Some((pseq, _)) = self.previous else {
+            return Ok(());
+        };
+        if self.previous_seen {
+            return Ok(());
+        }
+        let last = self.expected.saturating_sub(1);
+        Err(if self.count > 0 && pseq > last {
+            Error::AuditBroken {
+                seq: last + 1,
+                reason: format!(
+                    "history truncated: the previous export ends at sequence {pseq}, this one at {last}"
+                ),
+            }
+        } else {
+            bad(format!(
+                "previous export: its last event {pseq} is not in this export ({}..{last}); export a range that holds it (--from-seq {pseq} or earlier)",
+                m.first_seq.unwrap_or(0)
+            ))
+        })
+    }
 }
 
 /// Parse a root certificate given as PEM or DER (for callers that want to check it early).
