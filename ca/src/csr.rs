@@ -45,7 +45,8 @@ pub fn verify_csr(csr: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// The holder subject named in a PKCS#10 request: serialNumber `PNOUZ-<PINFL>` (ETSI
-/// EN 319 412-1 §5.1.3 semantics identifier), givenName, surname, optional CN and C.
+/// EN 319 412-1 §5.1.3 semantics identifier), givenName, surname and C (required), and an
+/// optional CN.
 pub fn holder_subject_from_csr(csr: &[u8]) -> Result<HolderSubject> {
     let req = parse_csr(csr)?;
     let mut found: std::collections::BTreeMap<&'static str, String> = Default::default();
@@ -92,12 +93,15 @@ pub fn holder_subject_from_csr(csr: &[u8]) -> Result<HolderSubject> {
         .to_owned();
     let given_names = need("givenName")?;
     let surname = need("surname")?;
+    // The holder's country goes into the certificate's C attribute (RFC 5280 §4.1.2.6,
+    // ETSI EN 319 412-2 §4.2.4): a request without one is refused, not given a default.
+    let country = need("C")?;
     let subject = HolderSubject {
         common_name: found
             .get("CN")
             .cloned()
             .unwrap_or_else(|| format!("{given_names} {surname}")),
-        country: found.get("C").cloned().unwrap_or_else(|| "UZ".into()),
+        country,
         pinfl,
         surname,
         given_names,
