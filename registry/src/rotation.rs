@@ -1,8 +1,8 @@
-//! What CA key rotation under dual control (issue 8) keeps in the registry beyond the v2 request
-//! tables: the journal of a request's execution (`ca_request_steps`, written before each side
-//! effect so that `idstation recover` can finish it), the request's outcome, key generations
-//! with their requester and approvers, request listings with expiry, and the re-issuance list
-//! after an emergency CA revocation.
+//! What CA key rotation under dual control (docs/rotation.md) keeps in the registry beyond the
+//! v2 request tables: the journal of a request's execution (`ca_request_steps`, written before
+//! each side effect so that `idstation recover` can finish it), the request's outcome, key
+//! generations with their requester and approvers, request listings with expiry, and the
+//! re-issuance list after an emergency CA revocation.
 
 use rusqlite::{params, OptionalExtension};
 

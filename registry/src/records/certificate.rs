@@ -130,7 +130,8 @@ impl Tx<'_> {
                 "certificate DER must not be empty",
             ));
         }
-        // A certificate signed by a key whose CA certificate was revoked (issue 8) is refused:
+        // A certificate signed by a key whose CA certificate was revoked (docs/rotation.md,
+        // emergency revocation) is refused:
         // SQLite serialises this with the revocation, so every holder certificate of a revoked
         // key is either flagged for re-issuance by the revocation or never recorded.
         let issuer: Option<(String, String)> = self
