@@ -88,7 +88,65 @@ pub(crate) fn extensions(profile: &CertProfile, ctx: &ExtContext<'_>) -> Result<
             },
         )?);
     }
+    out.push(ext(KeyUsage::OID, true, &key_usage(profile))?);
+    if !profile.extended_key_usage.is_empty() {
+        let ekus = ExtendedKeyUsage(profile.extended_key_usage.iter().map(|e| e.0).collect());
+        out.push(ext(ExtendedKeyUsage::OID, false, &ekus)?);
+    }
+    let ski = SubjectKeyIdentifier(OctetString::new(ctx.ski).map_err(enc("SKI"))?);
+    out.push(ext(SubjectKeyIdentifier::OID, false, &ski)?);
+    if profile.authority_key_identifier {
+        let aki = AuthorityKeyIdentifier {
+            key_identifier: Some(OctetString::new(ctx.issuer_key_id).map_err(enc("AKI"))?),
+            ..Default::default()
+        };
+        out.push(ext(AuthorityKeyIdentifier::OID, false, &aki)?);
+    }
+    if !profile.policies.is_empty() {
+        out.push(ext(
+            CertificatePolicies::OID,
+            false,
+            &certificate_policies(profile)?,
+        )?);
+    }
+    if let Some(t) = &profile.crl_distribution_point {
+        let uri = url(t, ctx)?;
+        let dp = DistributionPoint {
+            distribution_point: Some(DistributionPointName::FullName(vec![uri])),
+            reasons: None,
+            crl_issuer: None,
+        };
+        out.push(ext(
+            CrlDistributionPoints::OID,
+            false,
+            &CrlDistributionPoints(vec![dp]),
+        )?);
+    }
+    if let Some(aia) = &profile.authority_info_access {
+        let mut access = Vec::new();
+        for (method, template) in [(ID_AD_OCSP, &aia.ocsp), (ID_AD_CA_ISSUERS, &aia.ca_issuers)] {
+            if let Some(t) = template {
+                access.push(AccessDescription {
+                    access_method: method,
+                    access_location: url(t, ctx)?,
+                });
+            }
+        }
+        out.push(ext(
+            AuthorityInfoAccessSyntax::OID,
+            false,
+            &AuthorityInfoAccessSyntax(access),
+        )?);
+    }
+    if let Some(qc_rule) = &profile.qc_statements {
+        let statements = qc::statements(qc_rule).map_err(enc("QC statements"))?;
+        out.push(ext(qc::ID_PE_QC_STATEMENTS, false, &statements)?);
+    }
+    Ok(out)
+}
 
+/// keyUsage (RFC 5280 §4.2.1.3) from the profile's bits.
+fn key_usage(profile: &CertProfile) -> KeyUsage {
     let mut ku = der::flagset::FlagSet::<KeyUsages>::default();
     for bit in &profile.key_usage {
         ku |= match bit {
@@ -101,104 +159,40 @@ pub(crate) fn extensions(profile: &CertProfile, ctx: &ExtContext<'_>) -> Result<
             KeyUsageBit::CrlSign => KeyUsages::CRLSign,
         };
     }
-    out.push(ext(KeyUsage::OID, true, &KeyUsage(ku))?);
+    KeyUsage(ku)
+}
 
-    if !profile.extended_key_usage.is_empty() {
-        let ekus = ExtendedKeyUsage(profile.extended_key_usage.iter().map(|e| e.0).collect());
-        out.push(ext(ExtendedKeyUsage::OID, false, &ekus)?);
-    }
-
-    let ski = SubjectKeyIdentifier(OctetString::new(ctx.ski).map_err(enc("SKI"))?);
-    out.push(ext(SubjectKeyIdentifier::OID, false, &ski)?);
-
-    if profile.authority_key_identifier {
-        let aki = AuthorityKeyIdentifier {
-            key_identifier: Some(OctetString::new(ctx.issuer_key_id).map_err(enc("AKI"))?),
-            ..Default::default()
-        };
-        out.push(ext(AuthorityKeyIdentifier::OID, false, &aki)?);
-    }
-
-    if !profile.policies.is_empty() {
-        let mut policies = Vec::with_capacity(profile.policies.len());
-        for p in &profile.policies {
-            let mut qualifiers = Vec::new();
-            if let Some(cps) = &p.cps_uri {
-                qualifiers.push(PolicyQualifierInfo {
-                    policy_qualifier_id: ID_QT_CPS,
-                    qualifier: Some(Any::encode_from(&ia5(cps)?).map_err(enc("CPS URI"))?),
-                });
-            }
-            if let Some(text) = &p.user_notice {
-                let notice = UserNotice {
-                    notice_ref: None,
-                    explicit_text: Some(DisplayText::Utf8String(text.clone())),
-                };
-                qualifiers.push(PolicyQualifierInfo {
-                    policy_qualifier_id: ID_QT_UNOTICE,
-                    qualifier: Some(Any::encode_from(&notice).map_err(enc("user notice"))?),
-                });
-            }
-            policies.push(PolicyInformation {
-                policy_identifier: p.oid.0,
-                policy_qualifiers: (!qualifiers.is_empty()).then_some(qualifiers),
+/// certificatePolicies (RFC 5280 §4.2.1.4) with their CPS URI and user notice qualifiers.
+fn certificate_policies(profile: &CertProfile) -> Result<CertificatePolicies> {
+    let mut policies = Vec::with_capacity(profile.policies.len());
+    for p in &profile.policies {
+        let mut qualifiers = Vec::new();
+        if let Some(cps) = &p.cps_uri {
+            qualifiers.push(PolicyQualifierInfo {
+                policy_qualifier_id: ID_QT_CPS,
+                qualifier: Some(Any::encode_from(&ia5(cps)?).map_err(enc("CPS URI"))?),
             });
         }
-        out.push(ext(
-            CertificatePolicies::OID,
-            false,
-            &CertificatePolicies(policies),
-        )?);
-    }
-
-    if let Some(t) = &profile.crl_distribution_point {
-        let url = render_url(t, ctx.issuer_label, ctx.issuer_key_id_hex)?;
-        let dp = DistributionPoint {
-            distribution_point: Some(DistributionPointName::FullName(vec![
-                GeneralName::UniformResourceIdentifier(ia5(&url)?),
-            ])),
-            reasons: None,
-            crl_issuer: None,
-        };
-        out.push(ext(
-            CrlDistributionPoints::OID,
-            false,
-            &CrlDistributionPoints(vec![dp]),
-        )?);
-    }
-
-    if let Some(aia) = &profile.authority_info_access {
-        let mut access = Vec::new();
-        if let Some(t) = &aia.ocsp {
-            access.push(AccessDescription {
-                access_method: ID_AD_OCSP,
-                access_location: GeneralName::UniformResourceIdentifier(ia5(&render_url(
-                    t,
-                    ctx.issuer_label,
-                    ctx.issuer_key_id_hex,
-                )?)?),
+        if let Some(text) = &p.user_notice {
+            let notice = UserNotice {
+                notice_ref: None,
+                explicit_text: Some(DisplayText::Utf8String(text.clone())),
+            };
+            qualifiers.push(PolicyQualifierInfo {
+                policy_qualifier_id: ID_QT_UNOTICE,
+                qualifier: Some(Any::encode_from(&notice).map_err(enc("user notice"))?),
             });
         }
-        if let Some(t) = &aia.ca_issuers {
-            access.push(AccessDescription {
-                access_method: ID_AD_CA_ISSUERS,
-                access_location: GeneralName::UniformResourceIdentifier(ia5(&render_url(
-                    t,
-                    ctx.issuer_label,
-                    ctx.issuer_key_id_hex,
-                )?)?),
-            });
-        }
-        out.push(ext(
-            AuthorityInfoAccessSyntax::OID,
-            false,
-            &AuthorityInfoAccessSyntax(access),
-        )?);
+        policies.push(PolicyInformation {
+            policy_identifier: p.oid.0,
+            policy_qualifiers: (!qualifiers.is_empty()).then_some(qualifiers),
+        });
     }
+    Ok(CertificatePolicies(policies))
+}
 
-    if let Some(qc_rule) = &profile.qc_statements {
-        let statements = qc::statements(qc_rule).map_err(enc("QC statements"))?;
-        out.push(ext(qc::ID_PE_QC_STATEMENTS, false, &statements)?);
-    }
-    Ok(out)
+/// A URL template of the profile filled for this issuer, as a URI general name.
+fn url(template: &str, ctx: &ExtContext<'_>) -> Result<GeneralName> {
+    let u = render_url(template, ctx.issuer_label, ctx.issuer_key_id_hex)?;
+    Ok(GeneralName::UniformResourceIdentifier(ia5(&u)?))
 }
