@@ -108,24 +108,7 @@ pub fn issue_crl(
     now: SystemTime,
 ) -> Result<Vec<u8>> {
     use const_oid::AssociatedOid;
-    // RFC 5280 §4.2.1.3: a key that signs CRLs has the cRLSign bit in its certificate.
-    let ku = issuer
-        .cert
-        .tbs_certificate()
-        .get_extension::<KeyUsage>()
-        .map_err(|e| CaError::Issuer {
-            label: issuer.key_label.clone(),
-            rule: format!("keyUsage does not decode: {e}"),
-        })?;
-    if let Some((_, ku)) = ku {
-        if !ku.crl_sign() {
-            return Err(CaError::Issuer {
-                label: issuer.key_label.clone(),
-                rule: "keyUsage lacks cRLSign: this key does not sign CRLs (RFC 5280 §4.2.1.3)"
-                    .into(),
-            });
-        }
-    }
+    check_crl_signer(issuer)?;
     let this_secs = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_err(|_| enc::<&str>("thisUpdate")("clock is before 1970"))?
@@ -134,35 +117,7 @@ pub fn issue_crl(
     let next_update =
         this_update + Duration::from_secs(u64::from(profile.next_update_hours) * 3600);
 
-    let mut entries = Vec::with_capacity(revoked.len());
-    let mut seen = std::collections::BTreeSet::new();
-    for (index, r) in revoked.iter().enumerate() {
-        let bad = |rule: &str| CaError::Revocation {
-            index,
-            rule: rule.to_owned(),
-        };
-        if !seen.insert(r.serial.as_slice()) {
-            return Err(bad("serial number listed twice"));
-        }
-        let serial =
-            SerialNumber::<x509_cert::certificate::Rfc5280>::new(&r.serial).map_err(|e| {
-                bad(&format!(
-                    "serial number is not a positive integer of at most 20 octets: {e}"
-                ))
-            })?;
-        if r.revoked_at > this_update {
-            return Err(bad("revocation date is after thisUpdate"));
-        }
-        let crl_entry_extensions = match r.reason {
-            Some(reason) => Some(vec![ext(CrlReason::OID, false, &reason.crl_reason())?]),
-            None => None,
-        };
-        entries.push(RevokedCert {
-            serial_number: serial,
-            revocation_date: Time::try_from(r.revoked_at).map_err(enc("revocationDate"))?,
-            crl_entry_extensions,
-        });
-    }
+    let entries = revoked_certs(revoked, this_update)?;
 
     let aki = AuthorityKeyIdentifier {
         key_identifier: Some(OctetString::new(issuer.key_id()).map_err(enc("AKI"))?),
@@ -200,6 +155,64 @@ pub fn issue_crl(
     let der = crl.to_der().map_err(enc("CRL"))?;
     tracing::info!(issuer = %issuer.key_label, crl_number, entries = revoked.len(), "issued CRL");
     Ok(der)
+}
+
+/// RFC 5280 §4.2.1.3: a key that signs CRLs has the cRLSign bit in its certificate.
+fn check_crl_signer(issuer: &Issuer) -> Result<()> {
+    let ku = issuer
+        .cert
+        .tbs_certificate()
+        .get_extension::<KeyUsage>()
+        .map_err(|e| CaError::Issuer {
+            label: issuer.key_label.clone(),
+            rule: format!("keyUsage does not decode: {e}"),
+        })?;
+    if let Some((_, ku)) = ku {
+        if !ku.crl_sign() {
+            return Err(CaError::Issuer {
+                label: issuer.key_label.clone(),
+                rule: "keyUsage lacks cRLSign: this key does not sign CRLs (RFC 5280 §4.2.1.3)"
+                    .into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The CRL entries (RFC 5280 §5.1.2.6): each serial once, revoked no later than thisUpdate,
+/// with its reasonCode entry extension when a reason is given (§5.3.1).
+fn revoked_certs(revoked: &[RevokedEntry], this_update: SystemTime) -> Result<Vec<RevokedCert>> {
+    use const_oid::AssociatedOid;
+    let mut entries = Vec::with_capacity(revoked.len());
+    let mut seen = std::collections::BTreeSet::new();
+    for (index, r) in revoked.iter().enumerate() {
+        let bad = |rule: &str| CaError::Revocation {
+            index,
+            rule: rule.to_owned(),
+        };
+        if !seen.insert(r.serial.as_slice()) {
+            return Err(bad("serial number listed twice"));
+        }
+        let serial =
+            SerialNumber::<x509_cert::certificate::Rfc5280>::new(&r.serial).map_err(|e| {
+                bad(&format!(
+                    "serial number is not a positive integer of at most 20 octets: {e}"
+                ))
+            })?;
+        if r.revoked_at > this_update {
+            return Err(bad("revocation date is after thisUpdate"));
+        }
+        let crl_entry_extensions = match r.reason {
+            Some(reason) => Some(vec![ext(CrlReason::OID, false, &reason.crl_reason())?]),
+            None => None,
+        };
+        entries.push(RevokedCert {
+            serial_number: serial,
+            revocation_date: Time::try_from(r.revoked_at).map_err(enc("revocationDate"))?,
+            crl_entry_extensions,
+        });
+    }
+    Ok(entries)
 }
 
 /// What the registry records about a CRL.
