@@ -6,6 +6,8 @@
 
 use rusqlite::{params, OptionalExtension};
 
+use crate::records::{approvals, request_by_id, request_from_row, REQUEST_COLS};
+
 use crate::{format_time, now_rfc3339, Actor, CaRequest, Error, Registry, Result, Tx};
 
 /// RFC 3339 UTC time `seconds` from now, in the registry's format (for request expiry).
@@ -59,32 +61,6 @@ pub struct ReissueEntry {
     pub given_names: String,
     /// The holder's active document (`AA1234567`), if any.
     pub document: Option<String>,
-}
-
-const REQUEST_COLS: &str =
-    "id, kind, ca, payload, quorum, requested_by, created_at, expires_at, state";
-
-fn request_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CaRequest> {
-    Ok(CaRequest {
-        id: r.get(0)?,
-        kind: r.get(1)?,
-        ca: r.get(2)?,
-        payload: r.get(3)?,
-        quorum: r.get(4)?,
-        requested_by: r.get(5)?,
-        created_at: r.get(6)?,
-        expires_at: r.get(7)?,
-        state: r.get(8)?,
-        approvals: Vec::new(),
-    })
-}
-
-fn approvals(conn: &rusqlite::Connection, id: i64) -> Result<Vec<String>> {
-    let mut st = conn.prepare(
-        "SELECT operator FROM ca_request_approvals WHERE request_id = ?1 ORDER BY at, operator",
-    )?;
-    let rows = st.query_map([id], |r| r.get(0))?;
-    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 impl Tx<'_> {
@@ -181,17 +157,7 @@ impl Tx<'_> {
 
     /// A request as seen inside this transaction (with its approvals).
     pub fn ca_request_in_tx(&self, id: i64) -> Result<Option<CaRequest>> {
-        let req = self
-            .conn()
-            .query_row(
-                &format!("SELECT {REQUEST_COLS} FROM ca_requests WHERE id = ?1"),
-                [id],
-                request_from_row,
-            )
-            .optional()?;
-        let Some(mut req) = req else { return Ok(None) };
-        req.approvals = approvals(self.conn(), id)?;
-        Ok(Some(req))
+        request_by_id(self.conn(), id)
     }
 }
 

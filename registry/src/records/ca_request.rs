@@ -142,35 +142,49 @@ impl Tx<'_> {
 
 impl Registry {
     pub fn ca_request(&self, id: i64) -> Result<Option<CaRequest>> {
-        let req = self
-            .conn
-            .query_row(
-                "SELECT id, kind, ca, payload, quorum, requested_by, created_at, expires_at, state
-                 FROM ca_requests WHERE id = ?1",
-                [id],
-                |r| {
-                    Ok(CaRequest {
-                        id: r.get(0)?,
-                        kind: r.get(1)?,
-                        ca: r.get(2)?,
-                        payload: r.get(3)?,
-                        quorum: r.get(4)?,
-                        requested_by: r.get(5)?,
-                        created_at: r.get(6)?,
-                        expires_at: r.get(7)?,
-                        state: r.get(8)?,
-                        approvals: Vec::new(),
-                    })
-                },
-            )
-            .optional()?;
-        let Some(mut req) = req else { return Ok(None) };
-        let mut st = self.conn.prepare(
-            "SELECT operator FROM ca_request_approvals WHERE request_id = ?1 ORDER BY at, operator",
-        )?;
-        req.approvals = st
-            .query_map([id], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
-        Ok(Some(req))
+        request_by_id(&self.conn, id)
     }
+}
+
+/// The columns [`request_from_row`] reads, in its order.
+pub(crate) const REQUEST_COLS: &str =
+    "id, kind, ca, payload, quorum, requested_by, created_at, expires_at, state";
+
+/// A request from a row of [`REQUEST_COLS`] (its approvals are read apart).
+pub(crate) fn request_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CaRequest> {
+    Ok(CaRequest {
+        id: r.get(0)?,
+        kind: r.get(1)?,
+        ca: r.get(2)?,
+        payload: r.get(3)?,
+        quorum: r.get(4)?,
+        requested_by: r.get(5)?,
+        created_at: r.get(6)?,
+        expires_at: r.get(7)?,
+        state: r.get(8)?,
+        approvals: Vec::new(),
+    })
+}
+
+/// The operators who approved request `id`, in the order they approved.
+pub(crate) fn approvals(conn: &rusqlite::Connection, id: i64) -> Result<Vec<String>> {
+    let mut st = conn.prepare(
+        "SELECT operator FROM ca_request_approvals WHERE request_id = ?1 ORDER BY at, operator",
+    )?;
+    let rows = st.query_map([id], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Request `id` with its approvals, read on `conn` (the registry's or a transaction's).
+pub(crate) fn request_by_id(conn: &rusqlite::Connection, id: i64) -> Result<Option<CaRequest>> {
+    let req = conn
+        .query_row(
+            &format!("SELECT {REQUEST_COLS} FROM ca_requests WHERE id = ?1"),
+            [id],
+            request_from_row,
+        )
+        .optional()?;
+    let Some(mut req) = req else { return Ok(None) };
+    req.approvals = approvals(conn, id)?;
+    Ok(Some(req))
 }
