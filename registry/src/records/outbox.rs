@@ -17,9 +17,8 @@ pub struct OutboxMessage {
 /// Outbox topic: register a holder in the e-government system.
 pub const TOPIC_EGOV_REGISTER_HOLDER: &str = "egov.register-holder";
 
-/// Outbox topic: a signed audit checkpoint (seq, hash, time, signature), so that a system off
-/// the station holds the heads of the audit chain (docs/audit-format.md section 4).
-pub const TOPIC_AUDIT_CHECKPOINT: &str = "audit.checkpoint";
+/// Outbox topic of a signed audit checkpoint: defined with the audit log that sends it.
+pub use crate::audit::TOPIC_AUDIT_CHECKPOINT;
 
 impl Tx<'_> {
     /// Queue a message for another government system.

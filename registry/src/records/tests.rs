@@ -290,7 +290,7 @@ fn an_approver_who_became_a_ca_admin_after_the_request_cannot_approve_it() {
         .unwrap();
     reg.write(|tx| tx.add_operator("bob", Role::CaAdmin, PHC, None))
         .unwrap();
-    let exp = crate::rotation::time_in(600);
+    let exp = crate::time_in(600);
     let id = reg
         .write(|tx| tx.create_ca_request("rotate", "esign", &serde_json::json!({}), 2, &exp, &a))
         .unwrap();
