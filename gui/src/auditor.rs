@@ -8,7 +8,7 @@ use egui::{Color32, RichText};
 use station::audit::{ExportOutcome, Range, VerifyLogOutcome, VerifyOutcome};
 use station::{AuditEvent, ExportFormat};
 
-use crate::app::GuiOptions;
+use crate::options::GuiOptions;
 use crate::worker::{Command, Event};
 
 #[derive(Default)]

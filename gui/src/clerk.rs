@@ -12,8 +12,8 @@ use station::issuance::{steps, IssueReport};
 use station::records::{DocumentView, HolderView, RevokeReport};
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::app::GuiOptions;
 use crate::form::{self, HolderForm, FIELDS, NAME_PAIRS};
+use crate::options::GuiOptions;
 use crate::readers::ReaderSnapshot;
 use crate::worker::{Command, Event, Failure, SessionInfo, StepReport};
 
