@@ -126,38 +126,7 @@ pub fn run_audit(ctx: &Ctx, cmd: &AuditCmd) -> Result<(), StationError> {
                 )
             })
         }
-        AuditCmd::Export(a) => {
-            let range = match (&a.from, &a.to, a.from_seq, a.to_seq) {
-                (None, None, None, None) => Range::All,
-                (None, None, from, to) => Range::Seq { from, to },
-                (from, to, _, _) => Range::Time {
-                    from: from.clone(),
-                    to: to.clone(),
-                },
-            };
-            let format = ExportFormat::parse(&a.format)?;
-            let (mut st, session) = ctx.open_as(
-                &a.op.operator,
-                "export the audit log",
-                &[Role::Auditor, Role::CaAdmin],
-            )?;
-            let r = audit::export(&mut st, &session, &a.out, &range, format)?;
-            ctx.print(&r, |r| {
-                let range = match (r.first_seq, r.last_seq) {
-                    (Some(f), Some(l)) => format!("events {f}..{l}"),
-                    _ => "no events in the range".into(),
-                };
-                format!(
-                    "Exported {} event(s) ({range}) as {}; last hash {}; {} checkpoint(s)\nManifest {} signed by {}\n",
-                    r.count,
-                    r.format,
-                    if r.last_hash.is_empty() { "-" } else { &r.last_hash },
-                    r.checkpoints,
-                    r.manifest.display(),
-                    r.signer_key
-                )
-            })
-        }
+        AuditCmd::Export(a) => export(ctx, a),
         AuditCmd::Verify { dir, root, trust } => {
             let root = audit::root_file(root.as_deref(), ctx.data_dir)?;
             let r = audit::verify_with(dir, &root, &trust.inputs())?;
@@ -192,6 +161,40 @@ pub fn run_audit(ctx: &Ctx, cmd: &AuditCmd) -> Result<(), StationError> {
             })
         }
     }
+}
+
+/// `audit export`: the range and format from the arguments, then the signed export.
+fn export(ctx: &Ctx, a: &ExportArgs) -> Result<(), StationError> {
+    let range = match (&a.from, &a.to, a.from_seq, a.to_seq) {
+        (None, None, None, None) => Range::All,
+        (None, None, from, to) => Range::Seq { from, to },
+        (from, to, _, _) => Range::Time {
+            from: from.clone(),
+            to: to.clone(),
+        },
+    };
+    let format = ExportFormat::parse(&a.format)?;
+    let (mut st, session) = ctx.open_as(
+        &a.op.operator,
+        "export the audit log",
+        &[Role::Auditor, Role::CaAdmin],
+    )?;
+    let r = audit::export(&mut st, &session, &a.out, &range, format)?;
+    ctx.print(&r, |r| {
+        let range = match (r.first_seq, r.last_seq) {
+            (Some(f), Some(l)) => format!("events {f}..{l}"),
+            _ => "no events in the range".into(),
+        };
+        format!(
+            "Exported {} event(s) ({range}) as {}; last hash {}; {} checkpoint(s)\nManifest {} signed by {}\n",
+            r.count,
+            r.format,
+            if r.last_hash.is_empty() { "-" } else { &r.last_hash },
+            r.checkpoints,
+            r.manifest.display(),
+            r.signer_key
+        )
+    })
 }
 
 pub fn run_outbox(ctx: &Ctx, cmd: &OutboxCmd) -> Result<(), StationError> {
