@@ -18,7 +18,10 @@ use x509_cert::certificate::Certificate;
 use x509_cert::ext::pkix::AuthorityKeyIdentifier;
 use x509_cert::time::Time;
 
-use crate::{enc, ext, sign_certificate, CaError, IssuedCert, Issuer, Prepared, Result};
+use crate::error::enc;
+use crate::extensions::ext;
+use crate::sign::{sign_certificate, Prepared};
+use crate::{CaError, IssuedCert, Issuer, Result};
 
 /// The two link certificates of a root rollover.
 #[derive(Debug, Clone)]

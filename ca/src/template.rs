@@ -5,7 +5,8 @@
 //! `der` (its headers, lengths and the encoders of every value); the pre-encoded parts are
 //! complete DER elements produced by `der` and copied in as they are.
 //!
-//! Why: issue 2 asks that issuing a holder certificate cost at most 1.15 × one HSM signature.
+//! Why: issuing a holder certificate should cost little more than the HSM signature itself
+//! (the CA budget in docs/BENCHMARKS.md).
 //! `x509-cert`'s `CertificateBuilder` re-encodes the whole issuer name and extension list for
 //! every certificate and allocates every attribute of the subject; here the constant parts are
 //! encoded once and the per-certificate parts are borrowed, not owned. CA certificates (root,
@@ -21,7 +22,8 @@ use x509_cert::ext::pkix::SubjectKeyIdentifier;
 use x509_cert::ext::Extension;
 use x509_cert::time::Validity;
 
-use crate::{enc, Result};
+use crate::error::enc;
+use crate::Result;
 
 /// What one (issuer, profile) pair contributes to every certificate: the extensions in
 /// profile order, encoded and concatenated, split around the subjectKeyIdentifier (which is

@@ -2,8 +2,28 @@
 //! oracles (openssl, pkilint) and SoftHSM2 are in `tests/`.
 use super::memstore::MemStore;
 use super::*;
-use const_oid::AssociatedOid;
 use std::time::{Duration, SystemTime};
+
+use crate::keys::{checked_p256_spki, p256_spki_prefix, ID_EC_PUBLIC_KEY};
+use crate::sign::{random_serial, Prepared, SignedBytes};
+use crate::signer::HsmSigner;
+use crate::subject::render_subject;
+use const_oid::AssociatedOid;
+use const_oid::ObjectIdentifier;
+use der::asn1::{BitString, Ia5String};
+use der::{Any, Decode, Encode};
+use hsm::{HsmError, KeyStore};
+use p256::ecdsa::DerSignature;
+use signature::Verifier;
+use spki::SubjectPublicKeyInfoOwned;
+use x509_cert::builder::{Builder, CertificateBuilder};
+use x509_cert::certificate::{Certificate, Version};
+use x509_cert::crl::CertificateList;
+use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
+use x509_cert::ext::pkix::{
+    AuthorityKeyIdentifier, BasicConstraints, CrlDistributionPoints, CrlNumber, CrlReason,
+    ExtendedKeyUsage, KeyUsage, SubjectKeyIdentifier,
+};
 
 pub(crate) fn holder() -> HolderSubject {
     HolderSubject {

@@ -200,3 +200,47 @@ fn profile_file_with_an_unknown_key_is_refused_naming_file_and_key() {
     );
     assert!(msg.contains("unknown field `qscd`"), "{msg}");
 }
+
+/// A holder subject taken from a request must name the country (C): a request without one is
+/// refused naming the attribute, not given a default country; with C it is taken as given.
+#[test]
+fn a_csr_subject_without_a_country_is_refused_not_defaulted() {
+    let dir = tempfile::tempdir().unwrap();
+    let make = |name: &str, subj: &str| {
+        let (key, out) = (format!("{name}.key"), format!("{name}.csr"));
+        run_ok(
+            "openssl",
+            &[
+                "req",
+                "-new",
+                "-nodes",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-keyout",
+                &key,
+                "-subj",
+                subj,
+                "-outform",
+                "DER",
+                "-out",
+                &out,
+            ],
+            dir.path(),
+        );
+        std::fs::read(dir.path().join(out)).expect("openssl wrote the CSR")
+    };
+    let without = make(
+        "no-c",
+        "/serialNumber=PNOUZ-31234567890123/GN=Dilnoza/SN=Karimova",
+    );
+    let e = ca::holder_subject_from_csr(&without).expect_err("no C");
+    assert!(e.to_string().contains("no C attribute"), "{e}");
+    let with = make(
+        "with-c",
+        "/C=KZ/serialNumber=PNOUZ-31234567890123/GN=Dilnoza/SN=Karimova",
+    );
+    let s = ca::holder_subject_from_csr(&with).expect("with C");
+    assert_eq!(s.country, "KZ");
+}

@@ -2,42 +2,18 @@
 //! workspace is drawn by a function of `&mut` its state (clerk.rs, ca.rs, auditor.rs), and all
 //! station work goes to the [`Worker`] thread.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use egui::{Color32, RichText};
-use registry::Role;
+use station::Role;
 use zeroize::Zeroize;
 
 use crate::auditor::AuditorState;
 use crate::ca::CaState;
 use crate::clerk::ClerkState;
+use crate::options::GuiOptions;
 use crate::readers::ReaderPoller;
 use crate::worker::{Command, Event, SessionInfo, Worker};
-
-/// How the GUI is started.
-#[derive(Debug, Clone)]
-pub struct GuiOptions {
-    pub data_dir: PathBuf,
-    /// Log the operator out after this long without input.
-    pub idle_timeout: Duration,
-    /// Poll PC/SC for the reader panel (off in snapshot tests: the shared pcscd's other
-    /// readers are not part of this station).
-    pub poll_readers: bool,
-    /// Only this reader (or readers whose name contains it) is the station's.
-    pub reader: Option<String>,
-}
-
-impl GuiOptions {
-    pub fn new(data_dir: PathBuf) -> Self {
-        GuiOptions {
-            data_dir,
-            idle_timeout: Duration::from_secs(5 * 60),
-            poll_readers: true,
-            reader: None,
-        }
-    }
-}
 
 #[derive(Default)]
 struct LoginState {

@@ -5,10 +5,10 @@
 use std::path::PathBuf;
 
 use egui::{Color32, RichText};
-use registry::{AuditEvent, ExportFormat};
 use station::audit::{ExportOutcome, Range, VerifyLogOutcome, VerifyOutcome};
+use station::{AuditEvent, ExportFormat};
 
-use crate::app::GuiOptions;
+use crate::options::GuiOptions;
 use crate::worker::{Command, Event};
 
 #[derive(Default)]
@@ -283,7 +283,7 @@ fn actions_ui(ui: &mut egui::Ui, st: &mut AuditorState, cmds: &mut Vec<Command>)
                 Color32::from_rgb(0, 140, 60),
                 format!(
                     "Export verified: {} events ({}..{}), {} checkpoints, signed by {}, root SHA-256 {}",
-                    v.count, v.first_seq, v.last_seq, v.checkpoints, v.signer_subject, v.root_sha256
+                    v.export.count, v.export.first_seq, v.export.last_seq, v.export.checkpoints, v.export.signer_subject, v.root_sha256
                 ),
             );
         }

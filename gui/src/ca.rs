@@ -340,7 +340,7 @@ fn rotation_ui(ui: &mut egui::Ui, st: &mut CaState, cmds: &mut Vec<Command>) {
                             ui.label(format!("{} {}", i.surname, i.given_names));
                             ui.label(&i.pinfl);
                             ui.label(i.document.as_deref().unwrap_or("-"));
-                            ui.label(RichText::new(&i.certificate_serial).monospace());
+                            ui.label(RichText::new(&i.serial).monospace());
                             ui.label(format!("{} ({})", i.purpose, i.status));
                             ui.label(&i.issuer_key);
                             ui.end_row();

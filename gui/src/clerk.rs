@@ -12,8 +12,8 @@ use station::issuance::{steps, IssueReport};
 use station::records::{DocumentView, HolderView, RevokeReport};
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::app::GuiOptions;
 use crate::form::{self, HolderForm, FIELDS, NAME_PAIRS};
+use crate::options::GuiOptions;
 use crate::readers::ReaderSnapshot;
 use crate::worker::{Command, Event, Failure, SessionInfo, StepReport};
 
@@ -255,12 +255,6 @@ impl ClerkState {
     }
 }
 
-fn policy(s: &SessionInfo) -> ValidationPolicy {
-    let mut p = ValidationPolicy::new(station::time_util::today_utc());
-    p.pinfl_check_digit = s.pinfl_check_digit;
-    p
-}
-
 /// Draw the clerk workspace.
 pub fn ui(
     ui: &mut egui::Ui,
@@ -481,7 +475,7 @@ fn form_ui(
     opts: &GuiOptions,
     cmds: &mut Vec<Command>,
 ) {
-    st.revalidate(&policy(session));
+    st.revalidate(&station::interactive::holder_policy(&session.document));
     ui.heading("Holder");
     ui.horizontal(|ui| {
         field_ui(ui, st, "pinfl");

@@ -1,4 +1,4 @@
-//! The idstation station GUI (issue #7): log-in, and the clerk, CA-admin and auditor
+//! The idstation station GUI: log-in, and the clerk, CA-admin and auditor
 //! workspaces in egui/eframe over the `station` core. The UI thread only draws: card, HSM and
 //! database work runs on the [`worker`] thread, PC/SC polling on the [`readers`] thread.
 //! See docs/gui.md.
@@ -10,11 +10,13 @@ pub mod clerk;
 pub mod error;
 pub mod fonts;
 pub mod form;
+pub mod options;
 pub mod readers;
 pub mod worker;
 
-pub use app::{GuiOptions, StationApp};
+pub use app::StationApp;
 pub use error::GuiError;
+pub use options::GuiOptions;
 
 /// Open the station window on `opts.data_dir` and run until it is closed.
 pub fn run(opts: GuiOptions) -> Result<(), GuiError> {

@@ -1,6 +1,6 @@
 //! The reader panel's data: a thread that polls PC/SC (never the UI thread) every
 //! [`POLL_INTERVAL`], and reads a card's serial and lifecycle once when it appears (PIV
-//! GET DATA through `station::gui_support::inspect_card`). While an issuance holds the card
+//! GET DATA through `station::interactive::inspect_card`). While an issuance holds the card
 //! the poller only lists readers and does not connect to the card.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -95,7 +95,7 @@ fn poll_loop(
             known.clear();
             seen_generation = g;
         }
-        let next = match station::gui_support::readers() {
+        let next = match station::interactive::readers() {
             Ok(readers) => {
                 let mut rows = Vec::new();
                 for r in readers {
@@ -112,7 +112,7 @@ fn poll_loop(
                     } else if is_busy {
                         "card present (station is working on a card)".to_string()
                     } else {
-                        match station::gui_support::inspect_card(&r.reader) {
+                        match station::interactive::inspect_card(&r.reader) {
                             Ok(s) => {
                                 known.retain(|(n, _, _)| *n != r.reader);
                                 known.push((r.reader.clone(), r.atr.clone(), s.clone()));

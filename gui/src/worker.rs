@@ -3,22 +3,23 @@
 //! channel. The UI thread never touches the card, the HSM or the database; it reads the
 //! [`Event`]s back each frame and asks egui to repaint when one arrives.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
-use registry::{AuditEvent, ExportFormat, Role};
 use station::audit::{ExportOutcome, Range, VerifyLogOutcome, VerifyOutcome};
 use station::ca_admin::CrlReport;
+use station::document::DocumentProfile;
 use station::error::StationError;
-use station::gui_support;
 use station::holder::{HolderRecord, ValidHolder};
 use station::init::CaSummary;
+use station::interactive;
 use station::issuance::{IssueInput, IssueReport, JobProgress};
 use station::operators::Session;
 use station::records::{DocumentView, HolderView, RevokeReport};
 use station::rotation::{Approval, ReissueItem, RequestView};
 use station::Station;
+use station::{AuditEvent, ExportFormat, Role};
 use zeroize::Zeroizing;
 
 /// What the UI asks the station to do. Secrets travel in zeroizing buffers.
@@ -84,8 +85,8 @@ pub enum Command {
 pub struct SessionInfo {
     pub operator: String,
     pub role: Role,
-    /// The document profile's PINFL check-digit rule (for validation as you type).
-    pub pinfl_check_digit: bool,
+    /// The document profile (its PINFL check-digit rule, for validation as you type).
+    pub document: DocumentProfile,
     /// The series of the office's current number block (for the MRZ preview), if any.
     pub series: Option<String>,
     /// The expiry a document issued today gets (document profile).
@@ -331,31 +332,7 @@ impl WorkerState {
 
     fn run(&mut self, cmd: Command, send: &dyn Fn(Event)) {
         if let Command::Login { name, password } = cmd {
-            let r = self.station().and_then(|st| {
-                let s = gui_support::login(st, &name, &password).map_err(text)?;
-                let doc = station::document::DocumentProfile::load(st).map_err(text)?;
-                let series = st
-                    .registry
-                    .number_blocks(&st.config.station.office)
-                    .ok()
-                    .and_then(|b| b.into_iter().find(|b| b.next <= b.last))
-                    .map(|b| b.series);
-                let expiry = doc.expiry(station::time_util::today_utc());
-                Ok((s, doc.pinfl_check_digit, series, expiry))
-            });
-            match r {
-                Ok((s, pinfl_check_digit, series, expiry)) => {
-                    send(Event::LoggedIn(SessionInfo {
-                        operator: s.operator().to_owned(),
-                        role: s.role(),
-                        pinfl_check_digit,
-                        series,
-                        expiry,
-                    }));
-                    self.session = Some(s);
-                }
-                Err(e) => send(Event::LoginFailed(e)),
-            }
+            self.log_in(&name, &password, send);
             return;
         }
         let Some(session) = self.session.clone() else {
@@ -365,77 +342,144 @@ impl WorkerState {
         let Some(st) = self.station.as_mut() else {
             return;
         };
-        // Before every action: the account is still enabled, unlocked and of the same role,
-        // and the role may do it; refusals are audited like the CLI's.
-        let need = |st: &mut Station, roles: &[Role], action: &str| {
-            gui_support::require(st, &session, action, roles).map_err(text)
-        };
         match cmd {
             Command::Login { .. } => {}
             Command::Logout { reason } => {
-                if let Err(e) = gui_support::logout(st, &session, reason) {
+                if let Err(e) = interactive::logout(st, &session, reason) {
                     tracing::error!(error = %e, "could not audit a log-out");
                 }
                 self.session = None;
                 send(Event::LoggedOut);
             }
-            Command::LookupHolder { pinfl } => send(Event::Holder(
-                need(st, &[Role::Clerk], "look up holders").and_then(|_| {
-                    gui_support::holder_record(st, &session, pinfl.trim())
-                        .map(|h| h.map(Box::new))
-                        .map_err(text)
-                }),
-            )),
-            Command::LookupDocument { number } => send(Event::Document(
-                need(st, &[Role::Clerk], "look up documents").and_then(|_| {
-                    station::records::show_document(st, &session, number.trim())
-                        .map(Box::new)
-                        .map_err(text)
-                }),
-            )),
-            Command::Issue {
-                holder,
-                reader,
-                pin,
-                pin_letter,
-                update_holder,
-            } => {
-                let r = match need(st, &[Role::Clerk], "issue cards") {
-                    Err(m) => Err(Failure {
-                        message: m,
-                        next: "Log in as a clerk.".into(),
-                        retry: false,
-                        ..Failure::default()
-                    }),
-                    Ok(()) => {
-                        let input = IssueInput {
-                            holder: *holder,
-                            reader,
-                            pin,
-                            pin_letter,
-                            update_holder,
-                        };
-                        station::issuance::issue(st, &session, &input, &mut |p| {
-                            send(Event::IssueStep(StepReport::from(p)))
-                        })
-                        .map(Box::new)
-                        .map_err(|e| explain_issue_error(&e))
-                    }
-                };
-                send(Event::Issued(r));
+            c @ (Command::LookupHolder { .. }
+            | Command::LookupDocument { .. }
+            | Command::Issue { .. }
+            | Command::RevokeDocument { .. }) => clerk(st, &session, c, send),
+            c @ (Command::AuditEvents
+            | Command::VerifyLog
+            | Command::Export { .. }
+            | Command::VerifyExport { .. }) => auditor(st, &session, &self.data_dir, c, send),
+            c @ (Command::CaSummaries
+            | Command::PublishCrl
+            | Command::RevokeCertificate { .. }
+            | Command::CaRequests
+            | Command::RequestRotation { .. }
+            | Command::ApproveRequest { .. }
+            | Command::RefuseRequest { .. }) => ca_admin(st, &session, c, send),
+        }
+    }
+
+    /// Log in (audited), then load what the clerk's form needs from the document profile and
+    /// the office's number block.
+    fn log_in(&mut self, name: &str, password: &Zeroizing<String>, send: &dyn Fn(Event)) {
+        let r = self.station().and_then(|st| {
+            let s = interactive::login(st, name, password).map_err(text)?;
+            let doc = station::document::DocumentProfile::load(st).map_err(text)?;
+            let series = st
+                .registry
+                .number_blocks(&st.config.station.office)
+                .ok()
+                .and_then(|b| b.into_iter().find(|b| b.next <= b.last))
+                .map(|b| b.series);
+            let expiry = doc.expiry(station::time_util::today_utc());
+            Ok((s, doc, series, expiry))
+        });
+        match r {
+            Ok((s, document, series, expiry)) => {
+                send(Event::LoggedIn(SessionInfo {
+                    operator: s.operator().to_owned(),
+                    role: s.role(),
+                    document,
+                    series,
+                    expiry,
+                }));
+                self.session = Some(s);
             }
-            Command::RevokeDocument { number, reason } => send(Event::DocumentRevoked(
-                need(st, &[Role::Clerk, Role::CaAdmin], "revoke documents").and_then(|_| {
-                    station::records::revoke(st, &session, number.trim(), &reason).map_err(text)
+            Err(e) => send(Event::LoginFailed(e)),
+        }
+    }
+}
+
+/// Before every action: the account is still enabled, unlocked and of the same role, and the
+/// role may do it; refusals are audited like the CLI's.
+fn need(st: &mut Station, session: &Session, roles: &[Role], action: &str) -> Result<(), String> {
+    interactive::require(st, session, action, roles).map_err(text)
+}
+
+/// The clerk's commands: look-ups, issuance, revocation of a document.
+fn clerk(st: &mut Station, session: &Session, cmd: Command, send: &dyn Fn(Event)) {
+    match cmd {
+        Command::LookupHolder { pinfl } => send(Event::Holder(
+            need(st, session, &[Role::Clerk], "look up holders").and_then(|_| {
+                interactive::holder_record(st, session, pinfl.trim())
+                    .map(|h| h.map(Box::new))
+                    .map_err(text)
+            }),
+        )),
+        Command::LookupDocument { number } => send(Event::Document(
+            need(st, session, &[Role::Clerk], "look up documents").and_then(|_| {
+                station::records::show_document(st, session, number.trim())
+                    .map(Box::new)
+                    .map_err(text)
+            }),
+        )),
+        Command::Issue {
+            holder,
+            reader,
+            pin,
+            pin_letter,
+            update_holder,
+        } => {
+            let r = match need(st, session, &[Role::Clerk], "issue cards") {
+                Err(m) => Err(Failure {
+                    message: m,
+                    next: "Log in as a clerk.".into(),
+                    retry: false,
+                    ..Failure::default()
                 }),
-            )),
+                Ok(()) => {
+                    let input = IssueInput {
+                        holder: *holder,
+                        reader,
+                        pin,
+                        pin_letter,
+                        update_holder,
+                    };
+                    station::issuance::issue(st, session, &input, &mut |p| {
+                        send(Event::IssueStep(StepReport::from(p)))
+                    })
+                    .map(Box::new)
+                    .map_err(|e| explain_issue_error(&e))
+                }
+            };
+            send(Event::Issued(r));
+        }
+        Command::RevokeDocument { number, reason } => send(Event::DocumentRevoked(
+            need(
+                st,
+                session,
+                &[Role::Clerk, Role::CaAdmin],
+                "revoke documents",
+            )
+            .and_then(|_| {
+                station::records::revoke(st, session, number.trim(), &reason).map_err(text)
+            }),
+        )),
+        _ => {}
+    }
+}
+
+/// The CA administrator's commands: the hierarchy, CRLs, certificates and dual-control
+/// requests.
+fn ca_admin(st: &mut Station, session: &Session, cmd: Command, send: &dyn Fn(Event)) {
+    match cmd {
             Command::CaSummaries => send(Event::CaSummaries(
-                need(st, &[Role::CaAdmin], "view the CA hierarchy").and_then(|_| {
+                need(st, session, &[Role::CaAdmin], "view the CA hierarchy").and_then(|_| {
                     station::ca_admin::summaries(&st.registry, &st.layout).map_err(text)
                 }),
             )),
             Command::PublishCrl => send(Event::CrlPublished(
-                need(st, &[Role::CaAdmin], "publish CRLs").and_then(|_| {
+                need(st, session, &[Role::CaAdmin], "publish CRLs").and_then(|_| {
                     let label = st
                         .registry
                         .active_ca_key("esign")
@@ -443,22 +487,22 @@ impl WorkerState {
                         .map(|k| k.label)
                         .ok_or("no active esign CA key")?;
                     let out = st.layout.crl(&label);
-                    station::ca_admin::crl(st, &session, None, &out).map_err(text)
+                    station::ca_admin::crl(st, session, None, &out).map_err(text)
                 }),
             )),
             Command::RevokeCertificate { serial, reason } => send(Event::CertificateRevoked(
-                gui_support::revoke_certificate(st, &session, &serial, &reason).map_err(text),
+                interactive::revoke_certificate(st, session, &serial, &reason).map_err(text),
             )),
             Command::CaRequests => send(Event::CaRequests(
-                need(st, &[Role::CaAdmin], "view CA requests").and_then(|_| {
+                need(st, session, &[Role::CaAdmin], "view CA requests").and_then(|_| {
                     let requests =
                         station::rotation::list_requests(st, session.actor()).map_err(text)?;
-                    let reissue = station::rotation::reissue_list(st, &session).map_err(text)?;
+                    let reissue = station::rotation::reissue_list(st, session).map_err(text)?;
                     Ok(Box::new(RotationLists { requests, reissue }))
                 }),
             )),
             Command::RequestRotation { ca } => send(Event::CaRequestDone(
-                station::rotation::request_rotation(st, &session, &ca)
+                station::rotation::request_rotation(st, session, &ca)
                     .map(|r| {
                         format!(
                             "Request {} filed: rotate CA {}. Another CA administrator must approve it before {}.",
@@ -468,41 +512,64 @@ impl WorkerState {
                     .map_err(text),
             )),
             Command::ApproveRequest { id } => send(Event::CaRequestDone(
-                station::rotation::approve(st, &session, id)
+                station::rotation::approve(st, session, id)
                     .map(|a| approval_text(&a))
                     .map_err(text),
             )),
             Command::RefuseRequest { id } => send(Event::CaRequestDone(
-                station::rotation::refuse(st, &session, id, None)
+                station::rotation::refuse(st, session, id, None)
                     .map(|r| format!("Request {} refused: {}.", r.id, r.outcome.unwrap_or_default()))
                     .map_err(text),
             )),
-            Command::AuditEvents => send(Event::AuditEvents(
-                gui_support::audit_events(st, &session).map_err(text),
-            )),
-            Command::VerifyLog => send(Event::LogVerified(
-                need(st, &[Role::Auditor, Role::CaAdmin], "verify the audit log")
-                    .and_then(|_| {
-                        let root = station::audit::root_file(None, &self.data_dir).map_err(text)?;
-                        station::audit::verify_log(st, &root, &Default::default()).map_err(text)
-                    }),
-            )),
-            Command::Export { dir, range, format } => send(Event::Exported(
-                need(st, &[Role::Auditor], "export the audit log").and_then(|_| {
-                    station::audit::export(st, &session, &dir, &range, format)
-                        .map(Box::new)
-                        .map_err(text)
-                }),
-            )),
-            Command::VerifyExport { dir, root } => send(Event::ExportVerified(
-                need(st, &[Role::Auditor, Role::CaAdmin], "verify audit exports").and_then(|_| {
-                    let root =
-                        station::audit::root_file(root.as_deref(), &self.data_dir).map_err(text)?;
-                    station::audit::verify(&dir, &root)
-                        .map(Box::new)
-                        .map_err(text)
-                }),
-            )),
-        }
+            _ => {}
+    }
+}
+
+/// The auditor's commands: the audit log, its verification and exports.
+fn auditor(
+    st: &mut Station,
+    session: &Session,
+    data_dir: &Path,
+    cmd: Command,
+    send: &dyn Fn(Event),
+) {
+    match cmd {
+        Command::AuditEvents => send(Event::AuditEvents(
+            interactive::audit_events(st, session).map_err(text),
+        )),
+        Command::VerifyLog => send(Event::LogVerified(
+            need(
+                st,
+                session,
+                &[Role::Auditor, Role::CaAdmin],
+                "verify the audit log",
+            )
+            .and_then(|_| {
+                let root = station::audit::root_file(None, data_dir).map_err(text)?;
+                station::audit::verify_log(st, &root, &Default::default()).map_err(text)
+            }),
+        )),
+        Command::Export { dir, range, format } => send(Event::Exported(
+            need(st, session, &[Role::Auditor], "export the audit log").and_then(|_| {
+                station::audit::export(st, session, &dir, &range, format)
+                    .map(Box::new)
+                    .map_err(text)
+            }),
+        )),
+        Command::VerifyExport { dir, root } => send(Event::ExportVerified(
+            need(
+                st,
+                session,
+                &[Role::Auditor, Role::CaAdmin],
+                "verify audit exports",
+            )
+            .and_then(|_| {
+                let root = station::audit::root_file(root.as_deref(), data_dir).map_err(text)?;
+                station::audit::verify(&dir, &root)
+                    .map(Box::new)
+                    .map_err(text)
+            }),
+        )),
+        _ => {}
     }
 }

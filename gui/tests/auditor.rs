@@ -35,7 +35,7 @@ fn an_auditor_exports_the_log_and_verifies_the_export_folder() {
     // Offline check, independent of the GUI: the station's verifier accepts the folder.
     let root = rig().data.join("ca/root-ca-1.pem");
     let v = station::audit::verify(&out, &root).expect("export verifies");
-    assert!(v.count > 0);
+    assert!(v.export.count > 0);
 
     // The verify field was filled with the export folder.
     click(&mut h, "Verify folder");
@@ -44,7 +44,7 @@ fn an_auditor_exports_the_log_and_verifies_the_export_folder() {
     });
     assert!(has_label_containing(
         &h,
-        &format!("Export verified: {} events", v.count)
+        &format!("Export verified: {} events", v.export.count)
     ));
 
     // A tampered copy is refused.

@@ -21,6 +21,9 @@ pub const EVENT_DOMAIN: &str = "idstation-audit-event-v1";
 pub const CHECKPOINT_DOMAIN: &str = "idstation-audit-checkpoint-v1";
 /// `prev_hash` of the first event (seq 1).
 pub const GENESIS_PREV_HASH: [u8; 32] = [0u8; 32];
+/// Outbox topic: a signed audit checkpoint (seq, hash, time, signature), so that a system off
+/// the station holds the heads of the audit chain (docs/audit-format.md section 4).
+pub const TOPIC_AUDIT_CHECKPOINT: &str = "audit.checkpoint";
 
 /// Keys that must never appear in details (secrets are never logged).
 const SECRET_KEYS: &[&str] = &[
@@ -338,7 +341,7 @@ impl Tx<'_> {
         if inserted == 1 {
             // Published in the same transaction: a system off the station can hold the heads.
             self.outbox_push(
-                crate::records::TOPIC_AUDIT_CHECKPOINT,
+                TOPIC_AUDIT_CHECKPOINT,
                 &serde_json::json!({
                     "checkpoint_encoding": CHECKPOINT_DOMAIN,
                     "seq": seq,

@@ -1,10 +1,12 @@
-//! What CA key rotation under dual control (issue 8) keeps in the registry beyond the v2 request
-//! tables: the journal of a request's execution (`ca_request_steps`, written before each side
-//! effect so that `idstation recover` can finish it), the request's outcome, key generations
-//! with their requester and approvers, request listings with expiry, and the re-issuance list
-//! after an emergency CA revocation.
+//! What CA key rotation under dual control (docs/rotation.md) keeps in the registry beyond the
+//! v2 request tables: the journal of a request's execution (`ca_request_steps`, written before
+//! each side effect so that `idstation recover` can finish it), the request's outcome, key
+//! generations with their requester and approvers, request listings with expiry, and the
+//! re-issuance list after an emergency CA revocation.
 
 use rusqlite::{params, OptionalExtension};
+
+use crate::records::{approvals, request_by_id, request_from_row, REQUEST_COLS};
 
 use crate::{format_time, now_rfc3339, Actor, CaRequest, Error, Registry, Result, Tx};
 
@@ -40,11 +42,16 @@ pub struct RequestStep {
 }
 
 /// A holder certificate to be re-issued (its issuing CA was revoked), with whom to call.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Serialized as the clerks' re-issuance list shows it (`ca reissue-list --json`): the
+/// certificate by serial, without the registry's row id and the subject.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ReissueEntry {
+    #[serde(skip)]
     pub certificate_id: i64,
+    #[serde(rename = "certificate_serial")]
     pub serial: String,
     pub purpose: String,
+    #[serde(skip)]
     pub subject: String,
     pub status: String,
     pub issuer_key: String,
@@ -54,32 +61,6 @@ pub struct ReissueEntry {
     pub given_names: String,
     /// The holder's active document (`AA1234567`), if any.
     pub document: Option<String>,
-}
-
-const REQUEST_COLS: &str =
-    "id, kind, ca, payload, quorum, requested_by, created_at, expires_at, state";
-
-fn request_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CaRequest> {
-    Ok(CaRequest {
-        id: r.get(0)?,
-        kind: r.get(1)?,
-        ca: r.get(2)?,
-        payload: r.get(3)?,
-        quorum: r.get(4)?,
-        requested_by: r.get(5)?,
-        created_at: r.get(6)?,
-        expires_at: r.get(7)?,
-        state: r.get(8)?,
-        approvals: Vec::new(),
-    })
-}
-
-fn approvals(conn: &rusqlite::Connection, id: i64) -> Result<Vec<String>> {
-    let mut st = conn.prepare(
-        "SELECT operator FROM ca_request_approvals WHERE request_id = ?1 ORDER BY at, operator",
-    )?;
-    let rows = st.query_map([id], |r| r.get(0))?;
-    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 impl Tx<'_> {
@@ -176,17 +157,7 @@ impl Tx<'_> {
 
     /// A request as seen inside this transaction (with its approvals).
     pub fn ca_request_in_tx(&self, id: i64) -> Result<Option<CaRequest>> {
-        let req = self
-            .conn()
-            .query_row(
-                &format!("SELECT {REQUEST_COLS} FROM ca_requests WHERE id = ?1"),
-                [id],
-                request_from_row,
-            )
-            .optional()?;
-        let Some(mut req) = req else { return Ok(None) };
-        req.approvals = approvals(self.conn(), id)?;
-        Ok(Some(req))
+        request_by_id(self.conn(), id)
     }
 }
 

@@ -235,9 +235,10 @@ CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
 BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only: DELETE refused'); END;
 "#;
 
-/// Version 2: what CA rotation (issue 8) and the GUI/CLI queries need — dual-control requests
-/// with their approvals, a re-issuance flag on certificates, and indexes for certificate-by-serial, issuance listings, audit date
-/// ranges and CRL building.
+/// Version 2: what CA key rotation under dual control (docs/rotation.md) and the GUI/CLI
+/// queries need — dual-control requests with their approvals, a re-issuance flag on
+/// certificates, and indexes for certificate-by-serial, issuance listings, audit date ranges and
+/// CRL building.
 const V2: &str = r#"
 CREATE TABLE ca_requests (
     id           INTEGER PRIMARY KEY,
@@ -257,7 +258,7 @@ CREATE TABLE ca_request_approvals (
     at         TEXT NOT NULL,
     PRIMARY KEY (request_id, operator)
 ) STRICT;
--- Emergency CA revocation (issue 8): holder certificates to re-issue, listed for the clerks.
+-- Emergency CA revocation (docs/rotation.md): holder certificates to re-issue, listed for the clerks.
 ALTER TABLE certificates ADD COLUMN reissue_required INTEGER NOT NULL DEFAULT 0
     CHECK (reissue_required IN (0, 1));
 CREATE INDEX certificates_reissue ON certificates (reissue_required) WHERE reissue_required = 1;
@@ -284,7 +285,7 @@ CREATE TABLE crls (
 ) STRICT;
 "#;
 
-/// Version 4: the execution journal of dual-control CA requests (issue 8): each step of a key
+/// Version 4: the execution journal of dual-control CA requests (docs/rotation.md): each step of a key
 /// rotation is journaled before its side effect, so recovery can finish an interrupted one; and
 /// the outcome of a settled request.
 const V4: &str = r#"
@@ -307,10 +308,10 @@ const V5: &str = r#"
 ALTER TABLE holders ADD COLUMN photo_sha256 TEXT;
 "#;
 
-/// Version 6: operator lifecycle (issue 13 items 4 and 6): wrong passwords in a row and the
-/// lock they set after [`crate::MAX_FAILED_LOGINS`], and since when the operator holds their
-/// role (created, enabled or given the role), so that an approver who became a ca-admin after a
-/// dual-control request was filed cannot approve it.
+/// Version 6: operator lifecycle (docs/security.md, "Roles and dual control"): wrong
+/// passwords in a row and the lock they set after [`crate::MAX_FAILED_LOGINS`], and since when
+/// the operator holds their role (created, enabled or given the role), so that an approver who
+/// became a ca-admin after a dual-control request was filed cannot approve it.
 const V6: &str = r#"
 ALTER TABLE operators ADD COLUMN failed_logins INTEGER NOT NULL DEFAULT 0 CHECK (failed_logins >= 0);
 ALTER TABLE operators ADD COLUMN locked INTEGER NOT NULL DEFAULT 0 CHECK (locked IN (0, 1));

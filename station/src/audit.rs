@@ -307,13 +307,9 @@ pub struct VerifyOutcome {
     /// The trusted root certificate file and its SHA-256 fingerprint.
     pub root: PathBuf,
     pub root_sha256: String,
-    pub count: u64,
-    pub first_seq: u64,
-    pub last_seq: u64,
-    pub last_hash: String,
-    pub checkpoints: usize,
-    pub signer_subject: String,
-    pub exported_at: String,
+    /// What the export holds (serialized inline: count, first_seq, last_seq, …).
+    #[serde(flatten)]
+    pub export: registry::ExportReport,
 }
 
 /// The root certificate to trust: `root` if given, else the data dir's own root
@@ -432,13 +428,7 @@ pub fn verify_with(
         dir: dir.to_path_buf(),
         root: root.to_path_buf(),
         root_sha256,
-        count: r.count,
-        first_seq: r.first_seq,
-        last_seq: r.last_seq,
-        last_hash: r.last_hash,
-        checkpoints: r.checkpoints,
-        signer_subject: r.signer_subject,
-        exported_at: r.exported_at,
+        export: r,
     })
 }
 

@@ -9,11 +9,11 @@ pub mod datadir;
 pub mod document;
 pub mod error;
 pub mod field_change;
-pub mod gui_support;
 pub mod holder;
 pub mod holder_update;
 pub mod hsm_env;
 pub mod init;
+pub mod interactive;
 pub mod issuance;
 pub mod operators;
 pub mod pin_letter;
@@ -134,3 +134,7 @@ impl hsm::KeyStore for NoHsm {
         Self::refuse("hmac_sha256")
     }
 }
+
+// Re-exports for the GUI: the registry types a front end names, so that `gui` depends on
+// `station` only (ARCHITECTURE.md, crate arrows).
+pub use registry::{AuditEvent, ExportFormat, Role};

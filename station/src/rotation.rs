@@ -214,19 +214,9 @@ pub struct Approval {
     pub executed: Option<Execution>,
 }
 
-/// One entry of the clerks' re-issuance list.
-#[derive(Debug, Clone, Serialize)]
-pub struct ReissueItem {
-    pub certificate_serial: String,
-    pub purpose: String,
-    pub status: String,
-    pub issuer_key: String,
-    pub holder_id: i64,
-    pub pinfl: String,
-    pub surname: String,
-    pub given_names: String,
-    pub document: Option<String>,
-}
+/// One entry of the clerks' re-issuance list: the registry's entry, serialized as the list
+/// shows it.
+pub use registry::ReissueEntry as ReissueItem;
 
 /// A request `recover` resumed.
 #[derive(Debug, Clone, Serialize)]
@@ -497,20 +487,7 @@ pub fn reissue_list(st: &mut Station, session: &Session) -> Result<Vec<ReissueIt
     let pinfls: Vec<String> = pinfls.into_iter().map(str::to_owned).collect();
     let refs: Vec<&str> = pinfls.iter().map(String::as_str).collect();
     crate::records::audit_holder_reads(st, session, &refs, "ca reissue-list")?;
-    Ok(entries
-        .into_iter()
-        .map(|e| ReissueItem {
-            certificate_serial: e.serial,
-            purpose: e.purpose,
-            status: e.status,
-            issuer_key: e.issuer_key,
-            holder_id: e.holder_id,
-            pinfl: e.pinfl,
-            surname: e.surname,
-            given_names: e.given_names,
-            document: e.document,
-        })
-        .collect())
+    Ok(entries)
 }
 
 /// The actor recorded for housekeeping no operator asked for (expiry seen by a reader).

@@ -603,7 +603,7 @@ fn a_clerk_may_not_publish_crls_and_the_refusal_is_audited() {
     assert!(refused[0].details.contains("publish CRLs"));
 }
 
-/// The GUI's "revoke a certificate" (station::gui_support::revoke_certificate) takes one
+/// The GUI's "revoke a certificate" (station::interactive::revoke_certificate) takes one
 /// holder's certificate out of use; the PKI's own certificates (root, e-Signature CA, CSCA,
 /// Document Signer, station audit signer) go only through `ca revoke-ca` under dual control.
 /// The refusal names that path, changes nothing and is audited.
@@ -667,7 +667,7 @@ fn revoking_one_certificate_refuses_the_pkis_own_certificates() {
         pki.len()
     );
     for cert in &pki {
-        let e = station::gui_support::revoke_certificate(
+        let e = station::interactive::revoke_certificate(
             &mut st,
             &session,
             &cert.data.serial,

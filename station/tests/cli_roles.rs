@@ -487,7 +487,7 @@ fn the_core_checks_roles_itself_and_a_stale_session_is_refused_and_audited() {
             .contains("role clerk may not list operators (needs ca-admin or auditor)"),
         "{e}"
     );
-    let e = station::gui_support::audit_events(&mut station, &clerk).expect_err("audit log");
+    let e = station::interactive::audit_events(&mut station, &clerk).expect_err("audit log");
     assert_eq!(e.exit_code(), 6, "{e}");
     let e = station::operators::unlock(&mut station, &clerk, "bob").expect_err("unlock");
     assert_eq!(e.exit_code(), 6, "{e}");

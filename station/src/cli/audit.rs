@@ -1,17 +1,16 @@
-//! `idstation audit …` and `idstation outbox …` (argument parsing and output only; the work
-//! is in `station::audit`). Roles (docs/audit.md): checkpoint = clerk or ca-admin; export =
+//! `idstation audit …` and `idstation outbox …` (arguments and output only; the work is in
+//! `station::audit`). Roles (docs/audit.md): checkpoint = clerk or ca-admin; export =
 //! auditor or ca-admin; verify-log = any operator; verify = nobody (offline, no database);
 //! outbox list = no operator (like `ca show`); outbox ack = clerk or ca-admin.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use registry::{ExportFormat, Role};
 use station::audit::{self, Range};
 use station::error::StationError;
-use station::Station;
 
-use crate::{password, print};
+use super::{Ctx, OperatorArg};
 
 #[derive(Subcommand)]
 pub enum AuditCmd {
@@ -19,7 +18,7 @@ pub enum AuditCmd {
     /// (clerk or ca-admin).
     Checkpoint {
         #[command(flatten)]
-        op: crate::OperatorArg,
+        op: OperatorArg,
     },
     /// Export the audit log for auditors: events, a manifest, its signature by the audit key
     /// and the certificate chain (auditor or ca-admin).
@@ -44,7 +43,7 @@ pub enum AuditCmd {
         #[command(flatten)]
         trust: TrustArgs,
         #[command(flatten)]
-        op: crate::OperatorArg,
+        op: OperatorArg,
     },
 }
 
@@ -91,7 +90,7 @@ pub struct ExportArgs {
     #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "csv"])]
     format: String,
     #[command(flatten)]
-    op: crate::OperatorArg,
+    op: OperatorArg,
 }
 
 #[derive(Subcommand)]
@@ -100,98 +99,61 @@ pub enum OutboxCmd {
     /// read is audited).
     List {
         #[command(flatten)]
-        op: crate::OperatorArg,
+        op: OperatorArg,
     },
     /// Mark a message as delivered (clerk or ca-admin).
     Ack {
         /// Message id (from `outbox list`).
         id: i64,
         #[command(flatten)]
-        op: crate::OperatorArg,
+        op: OperatorArg,
     },
 }
 
-pub fn run_audit(cmd: &AuditCmd, json: bool, data_dir: &Path) -> Result<(), StationError> {
+pub fn run_audit(ctx: &Ctx, cmd: &AuditCmd) -> Result<(), StationError> {
     match cmd {
         AuditCmd::Checkpoint { op } => {
-            let mut st = Station::open(data_dir)?;
-            let session = st.authorize(
+            let (mut st, session) = ctx.open_as(
                 &op.operator,
-                &password()?,
                 "sign audit checkpoints",
                 &[Role::Clerk, Role::CaAdmin],
             )?;
             let c = audit::checkpoint(&mut st, &session)?;
-            print(json, &c, |c| {
+            ctx.print(&c, |c| {
                 format!(
                     "Checkpoint over event {} (hash {}) signed by {} at {}\n",
                     c.seq, c.hash, c.key_label, c.time
                 )
             })
         }
-        AuditCmd::Export(a) => {
-            let range = match (&a.from, &a.to, a.from_seq, a.to_seq) {
-                (None, None, None, None) => Range::All,
-                (None, None, from, to) => Range::Seq { from, to },
-                (from, to, _, _) => Range::Time {
-                    from: from.clone(),
-                    to: to.clone(),
-                },
-            };
-            let format = ExportFormat::parse(&a.format)?;
-            let mut st = Station::open(data_dir)?;
-            let session = st.authorize(
-                &a.op.operator,
-                &password()?,
-                "export the audit log",
-                &[Role::Auditor, Role::CaAdmin],
-            )?;
-            let r = audit::export(&mut st, &session, &a.out, &range, format)?;
-            print(json, &r, |r| {
-                let range = match (r.first_seq, r.last_seq) {
-                    (Some(f), Some(l)) => format!("events {f}..{l}"),
-                    _ => "no events in the range".into(),
-                };
-                format!(
-                    "Exported {} event(s) ({range}) as {}; last hash {}; {} checkpoint(s)\nManifest {} signed by {}\n",
-                    r.count,
-                    r.format,
-                    if r.last_hash.is_empty() { "-" } else { &r.last_hash },
-                    r.checkpoints,
-                    r.manifest.display(),
-                    r.signer_key
-                )
-            })
-        }
+        AuditCmd::Export(a) => export(ctx, a),
         AuditCmd::Verify { dir, root, trust } => {
-            let root = audit::root_file(root.as_deref(), data_dir)?;
+            let root = audit::root_file(root.as_deref(), ctx.data_dir)?;
             let r = audit::verify_with(dir, &root, &trust.inputs())?;
-            print(json, &r, |r| {
+            ctx.print(&r, |r| {
                 format!(
                     "OK: {} event(s) {}..{}, last hash {}, {} checkpoint(s)\nSigned by {} at {}; chains to root {} (SHA-256 {})\n",
-                    r.count,
-                    r.first_seq,
-                    r.last_seq,
-                    r.last_hash,
-                    r.checkpoints,
-                    r.signer_subject,
-                    r.exported_at,
+                    r.export.count,
+                    r.export.first_seq,
+                    r.export.last_seq,
+                    r.export.last_hash,
+                    r.export.checkpoints,
+                    r.export.signer_subject,
+                    r.export.exported_at,
                     r.root.display(),
                     r.root_sha256
                 )
             })
         }
         AuditCmd::VerifyLog { root, trust, op } => {
-            let root = audit::root_file(root.as_deref(), data_dir)?;
-            let mut st = Station::open_read_only(data_dir)?;
-            st.authorize(
+            let root = audit::root_file(root.as_deref(), ctx.data_dir)?;
+            let (st, _session) = ctx.open_read_only_as(
                 &op.operator,
-                &password()?,
                 "verify the audit log",
                 &[Role::Clerk, Role::CaAdmin, Role::Auditor],
             )?;
             let r = audit::verify_log(&st, &root, &trust.inputs())?;
-            print(json, &r, |r| {
+            ctx.print(&r, |r| {
                 format!(
                     "OK: {} event(s), last {} (hash {}), {} checkpoint(s) signed by {} verified\n",
                     r.events, r.last_seq, r.last_hash, r.checkpoints, r.key_label
@@ -201,18 +163,50 @@ pub fn run_audit(cmd: &AuditCmd, json: bool, data_dir: &Path) -> Result<(), Stat
     }
 }
 
-pub fn run_outbox(cmd: &OutboxCmd, json: bool, data_dir: &Path) -> Result<(), StationError> {
+/// `audit export`: the range and format from the arguments, then the signed export.
+fn export(ctx: &Ctx, a: &ExportArgs) -> Result<(), StationError> {
+    let range = match (&a.from, &a.to, a.from_seq, a.to_seq) {
+        (None, None, None, None) => Range::All,
+        (None, None, from, to) => Range::Seq { from, to },
+        (from, to, _, _) => Range::Time {
+            from: from.clone(),
+            to: to.clone(),
+        },
+    };
+    let format = ExportFormat::parse(&a.format)?;
+    let (mut st, session) = ctx.open_as(
+        &a.op.operator,
+        "export the audit log",
+        &[Role::Auditor, Role::CaAdmin],
+    )?;
+    let r = audit::export(&mut st, &session, &a.out, &range, format)?;
+    ctx.print(&r, |r| {
+        let range = match (r.first_seq, r.last_seq) {
+            (Some(f), Some(l)) => format!("events {f}..{l}"),
+            _ => "no events in the range".into(),
+        };
+        format!(
+            "Exported {} event(s) ({range}) as {}; last hash {}; {} checkpoint(s)\nManifest {} signed by {}\n",
+            r.count,
+            r.format,
+            if r.last_hash.is_empty() { "-" } else { &r.last_hash },
+            r.checkpoints,
+            r.manifest.display(),
+            r.signer_key
+        )
+    })
+}
+
+pub fn run_outbox(ctx: &Ctx, cmd: &OutboxCmd) -> Result<(), StationError> {
     match cmd {
         OutboxCmd::List { op } => {
-            let mut st = Station::open_read_only(data_dir)?;
-            let session = st.authorize(
+            let (mut st, session) = ctx.open_read_only_as(
                 &op.operator,
-                &password()?,
                 "read the outbox",
                 &[Role::Clerk, Role::CaAdmin, Role::Auditor],
             )?;
             let items = station::records::outbox_list(&mut st, &session)?;
-            print(json, &items, |items| {
+            ctx.print(&items, |items| {
                 items
                     .iter()
                     .map(|m| format!("{}\t{}\t{}\t{}\n", m.id, m.topic, m.created_at, m.payload))
@@ -220,15 +214,13 @@ pub fn run_outbox(cmd: &OutboxCmd, json: bool, data_dir: &Path) -> Result<(), St
             })
         }
         OutboxCmd::Ack { id, op } => {
-            let mut st = Station::open(data_dir)?;
-            let session = st.authorize(
+            let (mut st, session) = ctx.open_as(
                 &op.operator,
-                &password()?,
                 "acknowledge outbox messages",
                 &[Role::Clerk, Role::CaAdmin],
             )?;
             let m = audit::outbox_ack(&mut st, &session, *id)?;
-            print(json, &m, |m| {
+            ctx.print(&m, |m| {
                 format!("Acknowledged outbox message {} ({})\n", m.id, m.topic)
             })
         }

@@ -1,7 +1,9 @@
-//! Small station functions the GUI (`gui` crate, issue #7) needs beyond what the CLI uses:
-//! a log-in that is audited once per GUI session, the editable holder record for a PINFL
+//! What an interactive front end (the `gui` crate) needs beyond the CLI's commands: a log-in
+//! that is audited once per session, the editable holder record for a PINFL
 //! (prefill), the audit events for the auditor's table, the readers with their cards'
-//! lifecycle, and revocation of a single certificate by serial (CA admin).
+//! lifecycle, and revocation of a single certificate by serial (CA admin). The holder
+//! validation policy a typed-in record is checked against is built here once, for the GUI and
+//! the `idstation issue` command alike.
 //!
 //! Roles are checked here as in the CLI: every function that changes state takes the
 //! [`Session`] of an operator who logged in, checks its role and records it in the audit log.
@@ -9,10 +11,19 @@
 use registry::{AuditEntry, AuditEvent, CertStatus, Role};
 use zeroize::Zeroizing;
 
+use crate::document::DocumentProfile;
 use crate::error::StationError;
-use crate::holder::{AddressRecord, HolderRecord};
+use crate::holder::{AddressRecord, HolderRecord, ValidationPolicy};
 use crate::operators::Session;
 use crate::Station;
+
+/// The policy a holder record is validated against today: the document profile's PINFL
+/// check-digit rule, and today's date (UTC) for dates that may not lie in the future.
+pub fn holder_policy(doc: &DocumentProfile) -> ValidationPolicy {
+    let mut policy = ValidationPolicy::new(crate::time_util::today_utc());
+    policy.pinfl_check_digit = doc.pinfl_check_digit;
+    policy
+}
 
 /// Log an operator in to the GUI: the password and the role are checked by
 /// [`Station::authorize`] (refusals are audited there) and the log-in itself is audited.

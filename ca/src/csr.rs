@@ -1,0 +1,111 @@
+//! PKCS#10 certification requests (RFC 2986): parsing, proof of possession, and the holder
+//! subject a request names.
+
+use der::asn1::{PrintableStringRef, Utf8StringRef};
+use der::{Decode, Encode};
+use p256::ecdsa::DerSignature;
+use signature::Verifier;
+use x509_cert::request::CertReq;
+
+use crate::error::{enc, CaError, Result};
+use crate::keys::p256_key;
+use crate::signer::ECDSA_WITH_SHA256;
+use crate::subject::HolderSubject;
+
+/// A PKCS#10 request (RFC 2986) given as DER or PEM.
+pub(crate) fn parse_csr(csr: &[u8]) -> Result<CertReq> {
+    if csr.starts_with(b"-----BEGIN") {
+        use der::DecodePem;
+        CertReq::from_pem(csr)
+    } else {
+        CertReq::from_der(csr)
+    }
+    .map_err(|e| CaError::CsrMalformed {
+        reason: e.to_string(),
+    })
+}
+
+/// Parse a PKCS#10 request (DER or PEM), check that its key is P-256 and that it is signed
+/// by that key with ecdsa-with-SHA256. Returns the request's SubjectPublicKeyInfo, DER.
+pub fn verify_csr(csr: &[u8]) -> Result<Vec<u8>> {
+    let req = parse_csr(csr)?;
+    let key = p256_key(&req.info.public_key)?;
+    if req.algorithm.oid != ECDSA_WITH_SHA256 {
+        return Err(CaError::CsrAlgorithm {
+            oid: req.algorithm.oid.to_string(),
+        });
+    }
+    let sig_bytes = req.signature.as_bytes().ok_or(CaError::CsrSignature)?;
+    let sig = DerSignature::from_bytes(sig_bytes).map_err(|_| CaError::CsrSignature)?;
+    let info = req.info.to_der().map_err(|e| CaError::CsrMalformed {
+        reason: e.to_string(),
+    })?;
+    key.verify(&info, &sig).map_err(|_| CaError::CsrSignature)?;
+    req.info.public_key.to_der().map_err(enc("CSR public key"))
+}
+
+/// The holder subject named in a PKCS#10 request: serialNumber `PNOUZ-<PINFL>` (ETSI
+/// EN 319 412-1 §5.1.3 semantics identifier), givenName, surname and C (required), and an
+/// optional CN.
+pub fn holder_subject_from_csr(csr: &[u8]) -> Result<HolderSubject> {
+    let req = parse_csr(csr)?;
+    let mut found: std::collections::BTreeMap<&'static str, String> = Default::default();
+    {
+        for atv in req.info.subject.iter() {
+            let key = match atv.oid {
+                o if o == const_oid::db::rfc4519::SERIAL_NUMBER => "serialNumber",
+                o if o == const_oid::db::rfc4519::GIVEN_NAME => "givenName",
+                o if o == const_oid::db::rfc4519::SN => "surname",
+                o if o == const_oid::db::rfc4519::CN => "CN",
+                o if o == const_oid::db::rfc4519::C => "C",
+                _ => continue,
+            };
+            let value = atv
+                .value
+                .decode_as::<Utf8StringRef<'_>>()
+                .map(|s| s.to_string())
+                .or_else(|_| {
+                    atv.value
+                        .decode_as::<PrintableStringRef<'_>>()
+                        .map(|s| s.to_string())
+                })
+                .map_err(|e| CaError::CsrMalformed {
+                    reason: format!("subject {key} is not a string: {e}"),
+                })?;
+            found.insert(key, value);
+        }
+    }
+    let need = |k: &'static str| {
+        found.get(k).cloned().ok_or_else(|| CaError::Holder {
+            field: "subject",
+            rule: format!("the CSR subject has no {k} attribute (give --subject FILE instead)"),
+        })
+    };
+    let serial = need("serialNumber")?;
+    let pinfl = serial
+        .strip_prefix("PNOUZ-")
+        .ok_or_else(|| CaError::Holder {
+            field: "pinfl",
+            rule: format!(
+                "CSR serialNumber {serial:?} is not PNOUZ-<PINFL> (ETSI EN 319 412-1 §5.1.3)"
+            ),
+        })?
+        .to_owned();
+    let given_names = need("givenName")?;
+    let surname = need("surname")?;
+    // The holder's country goes into the certificate's C attribute (RFC 5280 §4.1.2.6,
+    // ETSI EN 319 412-2 §4.2.4): a request without one is refused, not given a default.
+    let country = need("C")?;
+    let subject = HolderSubject {
+        common_name: found
+            .get("CN")
+            .cloned()
+            .unwrap_or_else(|| format!("{given_names} {surname}")),
+        country,
+        pinfl,
+        surname,
+        given_names,
+    };
+    subject.validate()?;
+    Ok(subject)
+}

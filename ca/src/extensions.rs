@@ -1,0 +1,198 @@
+//! Certificate extensions (RFC 5280 §4.2) rendered from a profile for one issuer, and the
+//! URLs (CRL distribution point, AIA) they carry.
+
+use const_oid::ObjectIdentifier;
+use der::asn1::{Ia5String, OctetString};
+use der::{Any, Encode};
+use profiles::{CertProfile, KeyUsageBit};
+use x509_cert::ext::pkix::certpolicy::{
+    DisplayText, PolicyInformation, PolicyQualifierInfo, UserNotice,
+};
+use x509_cert::ext::pkix::crl::dp::DistributionPoint;
+use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
+use x509_cert::ext::pkix::{
+    AccessDescription, AuthorityInfoAccessSyntax, AuthorityKeyIdentifier, BasicConstraints,
+    CertificatePolicies, CrlDistributionPoints, ExtendedKeyUsage, KeyUsage, KeyUsages,
+    SubjectKeyIdentifier,
+};
+use x509_cert::ext::Extension;
+
+use crate::error::{enc, CaError, Result};
+use crate::qc;
+
+pub(crate) const ID_QT_CPS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.2.1");
+pub(crate) const ID_QT_UNOTICE: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.2.2");
+pub(crate) const ID_AD_OCSP: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1");
+pub(crate) const ID_AD_CA_ISSUERS: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.2");
+
+pub(crate) fn render_url(
+    template: &str,
+    issuer_label: &str,
+    issuer_key_id_hex: &str,
+) -> Result<String> {
+    if !issuer_label
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(CaError::Issuer {
+            label: issuer_label.to_owned(),
+            rule: "a key label named in a URL may use only letters, digits, '-', '_' and '.'"
+                .into(),
+        });
+    }
+    Ok(profiles::render_template(template, |n| match n {
+        "issuer_key" => Some(issuer_label),
+        "issuer_key_id" => Some(issuer_key_id_hex),
+        _ => None,
+    })?
+    .into_owned())
+}
+
+pub(crate) struct ExtContext<'a> {
+    pub(crate) issuer_label: &'a str,
+    pub(crate) issuer_key_id: &'a [u8],
+    pub(crate) issuer_key_id_hex: &'a str,
+    pub(crate) ski: &'a [u8],
+}
+
+pub(crate) fn ext<T: Encode>(
+    oid: ObjectIdentifier,
+    critical: bool,
+    value: &T,
+) -> Result<Extension> {
+    Ok(Extension {
+        extn_id: oid,
+        critical,
+        extn_value: OctetString::new(value.to_der().map_err(enc("extension"))?)
+            .map_err(enc("extension"))?,
+    })
+}
+
+pub(crate) fn ia5(s: &str) -> Result<Ia5String> {
+    Ia5String::new(s).map_err(enc("URI"))
+}
+
+pub(crate) fn extensions(profile: &CertProfile, ctx: &ExtContext<'_>) -> Result<Vec<Extension>> {
+    use const_oid::AssociatedOid;
+    let mut out = Vec::with_capacity(10);
+
+    if let Some(bc) = &profile.basic_constraints {
+        out.push(ext(
+            BasicConstraints::OID,
+            bc.ca,
+            &BasicConstraints {
+                ca: bc.ca,
+                path_len_constraint: bc.path_len,
+            },
+        )?);
+    }
+    out.push(ext(KeyUsage::OID, true, &key_usage(profile))?);
+    if !profile.extended_key_usage.is_empty() {
+        let ekus = ExtendedKeyUsage(profile.extended_key_usage.iter().map(|e| e.0).collect());
+        out.push(ext(ExtendedKeyUsage::OID, false, &ekus)?);
+    }
+    let ski = SubjectKeyIdentifier(OctetString::new(ctx.ski).map_err(enc("SKI"))?);
+    out.push(ext(SubjectKeyIdentifier::OID, false, &ski)?);
+    if profile.authority_key_identifier {
+        let aki = AuthorityKeyIdentifier {
+            key_identifier: Some(OctetString::new(ctx.issuer_key_id).map_err(enc("AKI"))?),
+            ..Default::default()
+        };
+        out.push(ext(AuthorityKeyIdentifier::OID, false, &aki)?);
+    }
+    if !profile.policies.is_empty() {
+        out.push(ext(
+            CertificatePolicies::OID,
+            false,
+            &certificate_policies(profile)?,
+        )?);
+    }
+    if let Some(t) = &profile.crl_distribution_point {
+        let uri = url(t, ctx)?;
+        let dp = DistributionPoint {
+            distribution_point: Some(DistributionPointName::FullName(vec![uri])),
+            reasons: None,
+            crl_issuer: None,
+        };
+        out.push(ext(
+            CrlDistributionPoints::OID,
+            false,
+            &CrlDistributionPoints(vec![dp]),
+        )?);
+    }
+    if let Some(aia) = &profile.authority_info_access {
+        let mut access = Vec::new();
+        for (method, template) in [(ID_AD_OCSP, &aia.ocsp), (ID_AD_CA_ISSUERS, &aia.ca_issuers)] {
+            if let Some(t) = template {
+                access.push(AccessDescription {
+                    access_method: method,
+                    access_location: url(t, ctx)?,
+                });
+            }
+        }
+        out.push(ext(
+            AuthorityInfoAccessSyntax::OID,
+            false,
+            &AuthorityInfoAccessSyntax(access),
+        )?);
+    }
+    if let Some(qc_rule) = &profile.qc_statements {
+        let statements = qc::statements(qc_rule).map_err(enc("QC statements"))?;
+        out.push(ext(qc::ID_PE_QC_STATEMENTS, false, &statements)?);
+    }
+    Ok(out)
+}
+
+/// keyUsage (RFC 5280 §4.2.1.3) from the profile's bits.
+fn key_usage(profile: &CertProfile) -> KeyUsage {
+    let mut ku = der::flagset::FlagSet::<KeyUsages>::default();
+    for bit in &profile.key_usage {
+        ku |= match bit {
+            KeyUsageBit::DigitalSignature => KeyUsages::DigitalSignature,
+            KeyUsageBit::NonRepudiation => KeyUsages::NonRepudiation,
+            KeyUsageBit::KeyEncipherment => KeyUsages::KeyEncipherment,
+            KeyUsageBit::DataEncipherment => KeyUsages::DataEncipherment,
+            KeyUsageBit::KeyAgreement => KeyUsages::KeyAgreement,
+            KeyUsageBit::KeyCertSign => KeyUsages::KeyCertSign,
+            KeyUsageBit::CrlSign => KeyUsages::CRLSign,
+        };
+    }
+    KeyUsage(ku)
+}
+
+/// certificatePolicies (RFC 5280 §4.2.1.4) with their CPS URI and user notice qualifiers.
+fn certificate_policies(profile: &CertProfile) -> Result<CertificatePolicies> {
+    let mut policies = Vec::with_capacity(profile.policies.len());
+    for p in &profile.policies {
+        let mut qualifiers = Vec::new();
+        if let Some(cps) = &p.cps_uri {
+            qualifiers.push(PolicyQualifierInfo {
+                policy_qualifier_id: ID_QT_CPS,
+                qualifier: Some(Any::encode_from(&ia5(cps)?).map_err(enc("CPS URI"))?),
+            });
+        }
+        if let Some(text) = &p.user_notice {
+            let notice = UserNotice {
+                notice_ref: None,
+                explicit_text: Some(DisplayText::Utf8String(text.clone())),
+            };
+            qualifiers.push(PolicyQualifierInfo {
+                policy_qualifier_id: ID_QT_UNOTICE,
+                qualifier: Some(Any::encode_from(&notice).map_err(enc("user notice"))?),
+            });
+        }
+        policies.push(PolicyInformation {
+            policy_identifier: p.oid.0,
+            policy_qualifiers: (!qualifiers.is_empty()).then_some(qualifiers),
+        });
+    }
+    Ok(CertificatePolicies(policies))
+}
+
+/// A URL template of the profile filled for this issuer, as a URI general name.
+fn url(template: &str, ctx: &ExtContext<'_>) -> Result<GeneralName> {
+    let u = render_url(template, ctx.issuer_label, ctx.issuer_key_id_hex)?;
+    Ok(GeneralName::UniformResourceIdentifier(ia5(&u)?))
+}

@@ -1,0 +1,72 @@
+//! What the registry and `ca show` record about a certificate: serial, subject, validity,
+//! SHA-256 fingerprint and PEM text.
+
+use std::time::SystemTime;
+
+use der::Decode;
+use sha2::Digest;
+use x509_cert::certificate::Certificate;
+
+use crate::error::{enc, CaError, Result};
+
+/// SHA-256 fingerprint of a DER certificate, as `openssl x509 -fingerprint -sha256` prints it
+/// (upper-case hex, colon separated). Fails if `cert_der` is not a certificate.
+pub fn fingerprint_sha256(cert_der: &[u8]) -> Result<String> {
+    Certificate::from_der(cert_der).map_err(|e| CaError::Certificate {
+        reason: e.to_string(),
+    })?;
+    let digest = sha2::Sha256::digest(cert_der);
+    Ok(digest
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":"))
+}
+
+/// PEM text of a DER certificate (`CERTIFICATE`).
+pub fn cert_pem(cert_der: &[u8]) -> Result<String> {
+    der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, cert_der)
+        .map_err(enc("certificate PEM"))
+}
+
+/// What the registry and `ca show` record about a certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertInfo {
+    /// Serial number as lower-case hex (as [`IssuedCert::serial_hex`]).
+    pub serial_hex: String,
+    /// Subject DN in RFC 4514 form.
+    pub subject: String,
+    /// Validity as RFC 3339 UTC timestamps.
+    pub not_before: String,
+    pub not_after: String,
+}
+
+impl CertInfo {
+    pub fn parse(cert_der: &[u8]) -> Result<Self> {
+        let cert = Certificate::from_der(cert_der).map_err(|e| CaError::Certificate {
+            reason: e.to_string(),
+        })?;
+        let tbs = cert.tbs_certificate();
+        let serial = tbs.serial_number().as_bytes();
+        let serial = match serial {
+            [0, rest @ ..] if !rest.is_empty() => rest,
+            s => s,
+        };
+        Ok(CertInfo {
+            serial_hex: hex::encode(serial),
+            subject: tbs.subject().to_string(),
+            not_before: rfc3339(tbs.validity().not_before.to_system_time()),
+            not_after: rfc3339(tbs.validity().not_after.to_system_time()),
+        })
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for a time from a certificate or CRL (whole seconds, UTC).
+pub(crate) fn rfc3339(t: SystemTime) -> String {
+    use time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::from(t)
+        .replace_nanosecond(0)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}

@@ -1,0 +1,55 @@
+//! `idstation recover`: resolves interrupted issuance jobs and CA requests (the work is
+//! `station::recovery`; docs/rotation.md for the CA requests).
+
+use clap::Args;
+use registry::Role;
+use station::error::StationError;
+use station::recovery::{self, Mode};
+
+use super::{Ctx, OperatorArg};
+
+#[derive(Args)]
+pub struct RecoverArgs {
+    /// Roll back jobs whose card is not in a reader (their certificates are revoked).
+    #[arg(long)]
+    without_card: bool,
+    #[command(flatten)]
+    op: OperatorArg,
+}
+
+pub fn run(ctx: &Ctx, a: &RecoverArgs) -> Result<(), StationError> {
+    let (mut st, session) = ctx.open_as(
+        &a.op.operator,
+        "recover issuances",
+        &[Role::Clerk, Role::CaAdmin],
+    )?;
+    let mode = if a.without_card {
+        Mode::WithoutCardRollsBack
+    } else {
+        Mode::LookForCards
+    };
+    let r = recovery::recover(&mut st, &session, mode)?;
+    // Interrupted CA key rotations and revocations (docs/rotation.md).
+    let rot = recovery::recover_ca_requests(&mut st, &session)?;
+    let mut all: Vec<serde_json::Value> = r
+        .iter()
+        .map(|x| serde_json::to_value(x).unwrap_or_default())
+        .collect();
+    all.extend(
+        rot.iter()
+            .map(|x| serde_json::to_value(x).unwrap_or_default()),
+    );
+    ctx.print(&all, |_| {
+        if r.is_empty() && rot.is_empty() {
+            "Nothing to recover\n".into()
+        } else {
+            r.iter()
+                .map(|x| format!("job {}: {} ({})\n", x.job_id, x.outcome, x.detail))
+                .chain(
+                    rot.iter()
+                        .map(|x| format!("CA request {}: {}\n", x.request_id, x.outcome)),
+                )
+                .collect()
+        }
+    })
+}
