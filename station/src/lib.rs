@@ -4,10 +4,12 @@
 
 pub mod audit;
 pub mod ca_admin;
+pub mod card;
 pub mod config;
 pub mod datadir;
 pub mod document;
 pub mod error;
+pub mod failpoint;
 pub mod field_change;
 pub mod gui_support;
 pub mod holder;
@@ -16,6 +18,7 @@ pub mod init;
 pub mod issuance;
 pub mod operators;
 pub mod pin_letter;
+pub mod readers;
 pub mod records;
 pub mod recovery;
 pub mod rotation;

@@ -21,7 +21,7 @@ use registry::{Actor, CardLifecycle, Job, NumberState, Rollback};
 use serde::Serialize;
 
 use crate::error::StationError;
-use crate::issuance::{self, steps, JobLock};
+use crate::issuance::{steps, JobLock};
 use crate::Station;
 
 #[derive(Debug, Clone, Serialize)]
@@ -155,7 +155,7 @@ fn recover_as(st: &mut Station, actor: &Actor, mode: Mode) -> Result<Vec<Resolve
             continue;
         }
         let serial = job.card_serial.clone().unwrap_or_default();
-        match find_card(&serial) {
+        match crate::readers::find_card(&serial) {
             Some(reader) => {
                 let pcsc = Pcsc::establish().map_err(|e| StationError::card(None, &e))?;
                 let mut card = pcsc
@@ -193,7 +193,7 @@ pub(crate) fn recover_with_card(
     serial: u32,
 ) -> Result<Vec<Resolved>, StationError> {
     let mut out = recover_as(st, actor, Mode::Automatic)?;
-    let serial = issuance::serial_text(serial);
+    let serial = crate::card::serial_text(serial);
     for job in st.registry.unfinished_jobs()? {
         if job.card_serial.as_deref() != Some(serial.as_str())
             || JobLock::is_held(&st.layout.root, job.id)
@@ -214,7 +214,7 @@ fn resolve_with_card(
     job: &Job,
     tx: &mut dyn Transport,
 ) -> Result<Resolved, StationError> {
-    let profile = issuance::card_profile(st)?;
+    let profile = crate::card::card_profile(st)?;
     let info = executor::inspect(tx).map_err(|e| StationError::card(Some("recovery"), &e))?;
     let certs = st.registry.certificates_of_job(job.id)?;
     let slot_of = |purpose: &str| {
@@ -238,7 +238,7 @@ fn resolve_with_card(
             job_id: job.id,
             date_of_issue: issued.to_string(),
             date_of_expiry: doc.expiry(issued).to_string(),
-            card_serial: issuance::serial_text(info.serial),
+            card_serial: crate::card::serial_text(info.serial),
             certificate_ids: certs.iter().map(|c| c.id).collect(),
         };
         st.registry
@@ -259,7 +259,7 @@ fn resolve_with_card(
             "the card is LOCKED but not with this job's certificates",
         );
     }
-    let key = issuance::card_management_key(st, &profile, info.serial)?;
+    let key = crate::card::card_management_key(st, &profile, info.serial)?;
     Personalizer::new(&profile)
         .reset(tx, &key, &mut |_| {})
         .map_err(|e| StationError::card(Some(steps::CARD_RESET), &e))?;
@@ -267,27 +267,7 @@ fn resolve_with_card(
         st,
         actor,
         job,
-        Some(issuance::serial_text(info.serial)),
+        Some(crate::card::serial_text(info.serial)),
         "the card never reached LOCKED; it was reset",
     )
-}
-
-/// The reader holding the card with `serial`, if any.
-fn find_card(serial: &str) -> Option<String> {
-    let pcsc = Pcsc::establish().ok()?;
-    for r in pcsc.readers().ok()? {
-        if !r.card_present {
-            continue;
-        }
-        let Ok(mut card) = pcsc.connect(&r.name) else {
-            continue;
-        };
-        let Ok(mut tx) = card.begin() else { continue };
-        if let Ok(info) = executor::inspect(&mut tx) {
-            if issuance::serial_text(info.serial) == serial {
-                return Some(r.name);
-            }
-        }
-    }
-    None
 }

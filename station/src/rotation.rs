@@ -35,7 +35,7 @@ use serde::Serialize;
 
 use crate::datadir::write_atomic;
 use crate::error::StationError;
-use crate::issuance::failpoint;
+use crate::failpoint::hit as failpoint;
 use crate::operators::Session;
 use crate::Station;
 

@@ -19,7 +19,7 @@
 //! recovery in another process never touches a job that is still alive.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use personalization::executor::{
     self, CompleteInput, HolderCardData, LdsPlan, Personalizer, Progress,
@@ -28,7 +28,7 @@ use personalization::lds::{self, Dg11, FaceGender, LdsFiles};
 use personalization::mrz::{self, MrzSex, Td1};
 use personalization::piv::{Lifecycle, Slot};
 use personalization::plan::CardProfile;
-use personalization::secret::{ManagementKey, Pin, PinKind};
+use personalization::secret::{Pin, PinKind};
 use personalization::transport::pcsc::Pcsc;
 use registry::{
     AuditEntry, CardLifecycle, DocumentNumber, NewHolder, NumberState, Rollback, StepState,
@@ -41,6 +41,11 @@ use crate::holder::{AddressKind, ValidHolder};
 use crate::operators::Session;
 use crate::Station;
 
+// Moved to their owners; kept here for the callers that still name them through `issuance`.
+pub use crate::card::{
+    card_management_key, card_profile, serial_text, slot_name, MGMT_KEY_PURPOSE,
+};
+
 /// Step names in the job journal.
 pub mod steps {
     pub const CARD_RESET: &str = "card.reset";
@@ -51,9 +56,6 @@ pub mod steps {
     pub const CARD_LOCK: &str = "card.lock";
     pub const REGISTRY_COMPLETE: &str = "registry.complete";
 }
-
-/// The purpose string of the per-card PIV management key derivation.
-pub const MGMT_KEY_PURPOSE: &str = "piv-management-key";
 
 /// What the clerk (or a script) hands to an issuance.
 pub struct IssueInput {
@@ -108,24 +110,6 @@ pub struct JobProgress {
     pub card: Option<Progress>,
 }
 
-/// Card serial as the registry records it (8 hex digits).
-pub fn serial_text(serial: u32) -> String {
-    format!("{serial:08X}")
-}
-
-/// The embedded card profile (`profiles/card/card-esign.toml`), or the data dir's override.
-pub fn card_profile(st: &Station) -> Result<CardProfile, StationError> {
-    const BUILTIN: &str = include_str!("../../profiles/card/card-esign.toml");
-    if let Some(dir) = &st.config.profiles.dir {
-        let p = st.layout.root.join(dir).join("card/card-esign.toml");
-        if p.is_file() {
-            return CardProfile::load(&p).map_err(StationError::card_profile);
-        }
-    }
-    CardProfile::parse("<builtin>/card/card-esign.toml", BUILTIN)
-        .map_err(StationError::card_profile)
-}
-
 /// Check PIN and PUK against the card profile before anything is written anywhere.
 /// The holder's PIN as the card takes it: the card profile's rules, then the weak-PIN rules
 /// (one digit, a run, the holder's birth date). Errors name the rule, never the value.
@@ -152,86 +136,6 @@ fn random_puk(profile: &CardProfile) -> Result<(Pin, Zeroizing<String>), Station
         .check_secret(&puk)
         .map_err(|e| StationError::invalid("puk", e.to_string()))?;
     Ok((puk, text))
-}
-
-/// The per-card management key: HMAC-SHA256(master, purpose ‖ serial) in the HSM, first 16
-/// bytes as the AES-128 key.
-pub fn card_management_key(
-    st: &Station,
-    profile: &CardProfile,
-    serial: u32,
-) -> Result<ManagementKey, StationError> {
-    let secret = hsm::derive_card_secret(
-        st.keys.as_ref(),
-        &st.config.ca.card_master_key,
-        MGMT_KEY_PURPOSE,
-        &serial.to_be_bytes(),
-    )?;
-    let alg = profile.management_key.algorithm;
-    let len = alg.key_len();
-    if len > secret.len() {
-        return Err(StationError::Other(format!(
-            "management key algorithm {} needs {len} bytes",
-            alg.name()
-        )));
-    }
-    ManagementKey::new(alg, &secret[..len]).map_err(|e| StationError::card(None, &e))
-}
-
-/// Kill this process (SIGKILL) when `IDSTATION_FAILPOINT` names `point`: the crash tests use it
-/// to stop the job right after a journaled step. Compiled only with the `failpoints` feature,
-/// which only test builds enable; elsewhere it does nothing and the variable is never read.
-#[cfg(feature = "failpoints")]
-pub fn failpoint(point: &str) {
-    if std::env::var("IDSTATION_FAILPOINT").is_ok_and(|v| v == point) {
-        // SAFETY: raise() only sends a signal to this process.
-        unsafe {
-            libc::raise(libc::SIGKILL);
-        }
-    }
-}
-
-/// See the `failpoints` build of this function: without the feature it is empty.
-#[cfg(not(feature = "failpoints"))]
-#[inline(always)]
-pub fn failpoint(_point: &str) {}
-
-/// Pick the reader: the named one, else the only one with a card in it.
-pub fn choose_reader(pcsc: &Pcsc, wanted: Option<&str>) -> Result<String, StationError> {
-    if let Some(w) = wanted {
-        return personalization::transport::pcsc::find_reader(pcsc, w).map_err(|e| match e {
-            personalization::Error::Invalid { field, rule } => {
-                StationError::Invalid { field, rule }
-            }
-            e => StationError::card(None, &e),
-        });
-    }
-    let readers = pcsc.readers().map_err(|e| StationError::card(None, &e))?;
-    let with_card: Vec<_> = readers.iter().filter(|r| r.card_present).collect();
-    match with_card.as_slice() {
-        [one] => Ok(one.name.clone()),
-        [] => Err(StationError::Card {
-            step: None,
-            message: format!(
-                "no card in any reader ({}); insert a blank card",
-                readers
-                    .iter()
-                    .map(|r| r.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        }),
-        many => Err(StationError::invalid(
-            "reader",
-            format!(
-                "cards are present in several readers ({}); name one with --reader",
-                many.iter()
-                    .map(|r| r.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        )),
-    }
 }
 
 /// Exclusive lock that marks a job as alive in this process.
@@ -310,7 +214,7 @@ pub fn issue(
     // Card first (reads only): a missing card or reader costs no document number.
     let t0 = Instant::now();
     let pcsc = Pcsc::establish().map_err(|e| StationError::card(None, &e))?;
-    let reader = choose_reader(&pcsc, input.reader.as_deref())?;
+    let reader = crate::readers::choose_reader(&pcsc, input.reader.as_deref())?;
     let mut card = pcsc
         .connect(&reader)
         .map_err(|e| StationError::card(None, &e.in_step("connect to the card")))?;
@@ -346,7 +250,7 @@ pub fn issue(
         info.serial,
     )?;
     t.registry_ms += ms(t0);
-    failpoint("job.created");
+    crate::failpoint::hit("job.created");
 
     let mut state = RunState {
         lock_journaled: false,
@@ -667,7 +571,7 @@ fn run_card_steps(
         steps::CARD_PREPARE,
         serde_json::json!({ "card": serial_text(info.serial) }),
     )?;
-    failpoint(steps::CARD_PREPARE);
+    crate::failpoint::hit(steps::CARD_PREPARE);
     let t0 = Instant::now();
     let prepared = personalizer
         .prepare(tx, &card_key, &mut |p| {
@@ -686,7 +590,7 @@ fn run_card_steps(
 
     // ca.issue: certificates signed in the HSM and recorded (status issued) with the step.
     let step = begin(st, job_id, steps::CA_ISSUE, serde_json::json!({}))?;
-    failpoint(steps::CA_ISSUE);
+    crate::failpoint::hit(steps::CA_ISSUE);
     progress(&JobProgress {
         job_step: steps::CA_ISSUE,
         card: None,
@@ -762,7 +666,7 @@ fn run_card_steps(
         serde_json::json!({ "lds": lds_data.files.dgs.keys().collect::<Vec<_>>() }),
     )?;
     state.complete_started = true;
-    failpoint(steps::CARD_COMPLETE);
+    crate::failpoint::hit(steps::CARD_COMPLETE);
     let card_data = HolderCardData {
         name: printed_name(holder),
         document_number: number.to_string(),
@@ -798,7 +702,7 @@ fn run_card_steps(
                         Ok(_) => *lock_journaled = true,
                         Err(e) => journal_error = Some(e.into()),
                     }
-                    failpoint(steps::CARD_LOCK);
+                    crate::failpoint::hit(steps::CARD_LOCK);
                 }
                 progress(&JobProgress {
                     job_step: steps::CARD_COMPLETE,
@@ -821,7 +725,7 @@ fn run_card_steps(
             "lds_passive_authentication": report.lds_verified,
         }),
     )?;
-    failpoint("card.locked");
+    crate::failpoint::hit("card.locked");
 
     // registry.complete: everything true in one commit.
     let t0 = Instant::now();
@@ -883,22 +787,10 @@ fn finish(st: &mut Station, step_id: i64, details: serde_json::Value) -> Result<
         .write(|tx| tx.finish_step(step_id, StepState::Done, Some(&details)))?)
 }
 
-pub fn slot_name(slot: Slot) -> String {
-    match slot {
-        Slot::Authentication => "9A".into(),
-        Slot::Signature => "9C".into(),
-        Slot::KeyManagement => "9D".into(),
-        Slot::CardAuthentication => "9E".into(),
-    }
-}
-
 /// The holder's name as printed in the chip's Printed Information: "SURNAME Given Names".
 pub fn printed_name(holder: &ValidHolder) -> String {
     format!("{} {}", holder.record.surname, holder.record.given_names)
 }
-
-/// How long `wait` waits for a card.
-pub const CARD_WAIT: Duration = Duration::from_secs(10);
 
 /// The holder fields the MRZ is made of (from a holder file or from the registry).
 pub struct MrzHolder<'a> {
