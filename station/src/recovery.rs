@@ -20,8 +20,9 @@ use personalization::transport::Transport;
 use registry::{Actor, CardLifecycle, Job, NumberState, Rollback};
 use serde::Serialize;
 
+use crate::datadir::{Work, WorkLock};
 use crate::error::StationError;
-use crate::issuance::{steps, JobLock};
+use crate::issuance::steps;
 use crate::Station;
 
 #[derive(Debug, Clone, Serialize)]
@@ -127,10 +128,10 @@ fn recover_as(st: &mut Station, actor: &Actor, mode: Mode) -> Result<Vec<Resolve
     let mut out = Vec::new();
     let jobs = st.registry.unfinished_jobs()?;
     for job in jobs {
-        if JobLock::is_held(&st.layout.root, job.id) {
+        if WorkLock::is_held(&st.layout.root, Work::IssuanceJob(job.id)) {
             continue;
         }
-        let Ok(_lock) = JobLock::acquire(&st.layout.root, job.id) else {
+        let Ok(_lock) = WorkLock::acquire(&st.layout.root, Work::IssuanceJob(job.id)) else {
             continue;
         };
         if !lock_journaled(&job) {
@@ -196,11 +197,11 @@ pub(crate) fn recover_with_card(
     let serial = crate::card::serial_text(serial);
     for job in st.registry.unfinished_jobs()? {
         if job.card_serial.as_deref() != Some(serial.as_str())
-            || JobLock::is_held(&st.layout.root, job.id)
+            || WorkLock::is_held(&st.layout.root, Work::IssuanceJob(job.id))
         {
             continue;
         }
-        let Ok(_lock) = JobLock::acquire(&st.layout.root, job.id) else {
+        let Ok(_lock) = WorkLock::acquire(&st.layout.root, Work::IssuanceJob(job.id)) else {
             continue;
         };
         out.push(resolve_with_card(st, actor, &job, tx)?);

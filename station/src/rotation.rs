@@ -27,13 +27,13 @@
 //! every unrevoked holder certificate it issued `reissue_required` (one transaction), then the
 //! root key that signed the CA certificate publishes its CRL listing it (RFC 5280 §5).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::SystemTime;
 
 use registry::{Actor, AuditEntry, CaKey, CaKeyState, CaRequest, KeyGeneration, Role};
 use serde::Serialize;
 
-use crate::datadir::write_atomic;
+use crate::datadir::{write_atomic, Work, WorkLock};
 use crate::error::StationError;
 use crate::failpoint::hit as failpoint;
 use crate::operators::Session;
@@ -609,44 +609,10 @@ fn expire_overdue(st: &mut Station, actor: &Actor) -> Result<(), StationError> {
 // Execution
 // ---------------------------------------------------------------------------------------------
 
-/// Held (flock) by the process executing a request, so recovery leaves it alone.
-struct RequestLock {
-    _file: std::fs::File,
-    path: PathBuf,
-}
-
-impl RequestLock {
-    fn path(data_dir: &Path, id: i64) -> PathBuf {
-        data_dir.join("locks").join(format!("ca-request-{id}.lock"))
-    }
-
-    fn acquire(data_dir: &Path, id: i64) -> Result<RequestLock, StationError> {
-        let path = Self::path(data_dir, id);
-        if let Some(dir) = path.parent() {
-            registry::files::create_dir_private(dir).map_err(|e| StationError::io(dir, e))?;
-        }
-        // 0600, and never through a link planted at the lock's name.
-        let file =
-            registry::files::open_or_create(&path).map_err(|e| StationError::io(&path, e))?;
-        file.try_lock().map_err(|_| {
-            StationError::Conflict(format!(
-                "CA request {id} is being executed by another process"
-            ))
-        })?;
-        Ok(RequestLock { _file: file, path })
-    }
-}
-
-impl Drop for RequestLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
 /// Execute (or resume) an approved request. Every step is idempotent: what the journal and
 /// the registry show as done is not done again.
 fn execute(st: &mut Station, actor: &Actor, id: i64) -> Result<Execution, StationError> {
-    let _lock = RequestLock::acquire(&st.layout.root, id)?;
+    let _lock = WorkLock::acquire(&st.layout.root, Work::CaRequest(id))?;
     let req = load(st, id)?;
     let started = std::time::Instant::now();
     let mut out = match req.kind.as_str() {
@@ -1286,7 +1252,7 @@ pub(crate) fn recover(st: &mut Station, actor: &Actor) -> Result<Vec<Recovered>,
     }
     candidates.sort_unstable();
     for id in candidates {
-        if is_locked(&st.layout.root, id) {
+        if WorkLock::is_held(&st.layout.root, Work::CaRequest(id)) {
             out.push(Recovered {
                 request_id: id,
                 outcome: "left: another process is executing it".into(),
@@ -1308,16 +1274,6 @@ pub(crate) fn recover(st: &mut Station, actor: &Actor) -> Result<Vec<Recovered>,
         }
     }
     Ok(out)
-}
-
-fn is_locked(data_dir: &Path, id: i64) -> bool {
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .open(RequestLock::path(data_dir, id))
-    {
-        Ok(f) => f.try_lock().is_err(),
-        Err(_) => false,
-    }
 }
 
 #[cfg(test)]

@@ -18,7 +18,6 @@
 //! While a job runs, its process holds an exclusive lock file (`DATA/locks/job-<id>.lock`), so
 //! recovery in another process never touches a job that is still alive.
 
-use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
 use personalization::executor::{
@@ -36,6 +35,7 @@ use registry::{
 use serde::Serialize;
 use zeroize::Zeroizing;
 
+use crate::datadir::{Work, WorkLock};
 use crate::error::StationError;
 use crate::holder::{AddressKind, ValidHolder};
 use crate::operators::Session;
@@ -136,49 +136,6 @@ fn random_puk(profile: &CardProfile) -> Result<(Pin, Zeroizing<String>), Station
         .check_secret(&puk)
         .map_err(|e| StationError::invalid("puk", e.to_string()))?;
     Ok((puk, text))
-}
-
-/// Exclusive lock that marks a job as alive in this process.
-pub struct JobLock {
-    _file: std::fs::File,
-    path: PathBuf,
-}
-
-impl JobLock {
-    pub fn path(data_dir: &Path, job_id: i64) -> PathBuf {
-        data_dir.join("locks").join(format!("job-{job_id}.lock"))
-    }
-
-    pub fn acquire(data_dir: &Path, job_id: i64) -> Result<JobLock, StationError> {
-        let path = Self::path(data_dir, job_id);
-        if let Some(dir) = path.parent() {
-            registry::files::create_dir_private(dir).map_err(|e| StationError::io(dir, e))?;
-        }
-        // 0600, and never through a link planted at the lock's name.
-        let file =
-            registry::files::open_or_create(&path).map_err(|e| StationError::io(&path, e))?;
-        file.try_lock().map_err(|_| {
-            StationError::Conflict(format!(
-                "job {job_id} is being worked on by another process"
-            ))
-        })?;
-        Ok(JobLock { _file: file, path })
-    }
-
-    /// Whether a live process holds the lock of `job_id`.
-    pub fn is_held(data_dir: &Path, job_id: i64) -> bool {
-        let path = Self::path(data_dir, job_id);
-        match std::fs::OpenOptions::new().write(true).open(&path) {
-            Ok(f) => f.try_lock().is_err(),
-            Err(_) => false,
-        }
-    }
-}
-
-impl Drop for JobLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
 }
 
 /// Issue one card. See the module docs for the steps and what a failure leaves behind.
@@ -458,7 +415,7 @@ fn start_job(
     new_holder: &NewHolder,
     update_holder: bool,
     serial: u32,
-) -> Result<(i64, DocumentNumber, JobLock), StationError> {
+) -> Result<(i64, DocumentNumber, WorkLock), StationError> {
     let office = st.config.station.office.clone();
     let r = &holder.record;
     let address = crate::holder_update::address_view(holder);
@@ -511,7 +468,7 @@ fn start_job(
         actor,
     )?;
     // Locked before the job becomes visible: recovery in another process never sees it unlocked.
-    let lock = JobLock::acquire(&st.layout.root, job_id)?;
+    let lock = WorkLock::acquire(&st.layout.root, Work::IssuanceJob(job_id))?;
     tx.set_job_subjects(job_id, None, Some(&serial_text(serial)))?;
     tx.audit(&AuditEntry {
         actor,
