@@ -14,6 +14,7 @@ pub mod field_change;
 pub mod gui_support;
 pub mod holder;
 pub mod holder_update;
+pub mod holder_views;
 pub mod init;
 pub mod issuance;
 pub mod operators;

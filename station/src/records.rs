@@ -109,8 +109,8 @@ pub fn document_mrz(
         .registry
         .holder(d.holder_id)?
         .ok_or_else(|| StationError::Other(format!("document {} has no holder", d.number)))?;
-    crate::issuance::mrz_lines(
-        &crate::issuance::MrzHolder::from_registry(&h.data),
+    crate::holder_views::record_mrz_lines(
+        &crate::holder_views::MrzRecord::from_registry(&h.data),
         &d.number.to_string(),
         expiry,
     )

@@ -23,8 +23,6 @@ use std::time::{Instant, SystemTime};
 use personalization::executor::{
     self, CompleteInput, HolderCardData, LdsPlan, Personalizer, Progress,
 };
-use personalization::lds::{self, Dg11, FaceGender, LdsFiles};
-use personalization::mrz::{self, MrzSex, Td1};
 use personalization::piv::{Lifecycle, Slot};
 use personalization::plan::CardProfile;
 use personalization::secret::{Pin, PinKind};
@@ -37,13 +35,20 @@ use zeroize::Zeroizing;
 
 use crate::datadir::{Work, WorkLock};
 use crate::error::StationError;
-use crate::holder::{AddressKind, ValidHolder};
+use crate::holder::ValidHolder;
 use crate::operators::Session;
 use crate::Station;
 
 // Moved to their owners; kept here for the callers that still name them through `issuance`.
+mod lds;
+
+pub use lds::{build_lds, LdsData};
+
 pub use crate::card::{
     card_management_key, card_profile, serial_text, slot_name, MGMT_KEY_PURPOSE,
+};
+pub use crate::holder_views::{
+    printed_name, record_mrz_lines as mrz_lines, MrzRecord as MrzHolder, ISSUING_STATE,
 };
 
 /// Step names in the job journal.
@@ -742,217 +747,4 @@ fn finish(st: &mut Station, step_id: i64, details: serde_json::Value) -> Result<
     Ok(st
         .registry
         .write(|tx| tx.finish_step(step_id, StepState::Done, Some(&details)))?)
-}
-
-/// The holder's name as printed in the chip's Printed Information: "SURNAME Given Names".
-pub fn printed_name(holder: &ValidHolder) -> String {
-    format!("{} {}", holder.record.surname, holder.record.given_names)
-}
-
-/// The holder fields the MRZ is made of (from a holder file or from the registry).
-pub struct MrzHolder<'a> {
-    pub pinfl: &'a str,
-    pub surname: &'a str,
-    pub given_names: &'a str,
-    pub surname_cyrillic: Option<&'a str>,
-    pub given_names_cyrillic: Option<&'a str>,
-    /// "M" or "F".
-    pub sex: &'a str,
-    /// YYYY-MM-DD.
-    pub date_of_birth: &'a str,
-    /// ISO 3166-1 alpha-3 (XXA = stateless).
-    pub citizenship: &'a str,
-}
-
-impl<'a> MrzHolder<'a> {
-    pub fn from_registry(h: &'a registry::NewHolder) -> Self {
-        Self {
-            pinfl: &h.pinfl,
-            surname: &h.surname,
-            given_names: &h.given_names,
-            surname_cyrillic: h.surname_cyrillic.as_deref(),
-            given_names_cyrillic: h.given_names_cyrillic.as_deref(),
-            sex: &h.sex,
-            date_of_birth: &h.date_of_birth,
-            citizenship: &h.citizenship,
-        }
-    }
-
-    pub fn from_record(r: &'a crate::holder::HolderRecord) -> Self {
-        Self {
-            pinfl: &r.pinfl,
-            surname: &r.surname,
-            given_names: &r.given_names,
-            surname_cyrillic: r.surname_cyrillic.as_deref(),
-            given_names_cyrillic: r.given_names_cyrillic.as_deref(),
-            sex: &r.sex,
-            date_of_birth: &r.date_of_birth,
-            citizenship: &r.citizenship,
-        }
-    }
-}
-
-/// Issuing state of every document (ICAO 9303 Part 3 §5: Uzbekistan).
-pub const ISSUING_STATE: &str = "UZB";
-
-/// The TD1 MRZ of a document (ICAO 9303 Part 5): document code I, issuing state UZB, the
-/// document number (series + number, 9 characters), the PINFL as optional data, birth, sex,
-/// expiry, nationality, name (surname `<<` given names; the patronymic is not part of the MRZ
-/// name, it is in DG11). Names come from the Latin form, or the Cyrillic one transliterated
-/// when no Latin form exists (see `personalization::mrz`).
-pub fn mrz_lines(
-    h: &MrzHolder<'_>,
-    document: &str,
-    expiry: time::Date,
-) -> Result<[String; 3], StationError> {
-    let lift = |e: personalization::Error| match e {
-        personalization::Error::Invalid { field, rule } => StationError::Invalid { field, rule },
-        e => StationError::Other(e.to_string()),
-    };
-    let dob = crate::holder::parse_date(h.date_of_birth)
-        .map_err(|rule| StationError::invalid("date_of_birth", rule))?;
-    let sex = match h.sex {
-        "M" => MrzSex::Male,
-        "F" => MrzSex::Female,
-        other => {
-            return Err(StationError::invalid(
-                "sex",
-                format!("{other:?} must be M or F"),
-            ))
-        }
-    };
-    let td1 = Td1 {
-        issuing_state: ISSUING_STATE.into(),
-        document_number: document.to_string(),
-        optional_data: h.pinfl.to_string(),
-        date_of_birth: dob,
-        sex,
-        date_of_expiry: expiry,
-        nationality: h.citizenship.to_string(),
-        primary: mrz::name_components("surname", Some(h.surname), h.surname_cyrillic)
-            .map_err(lift)?,
-        secondary: mrz::name_components("given_names", Some(h.given_names), h.given_names_cyrillic)
-            .map_err(lift)?,
-    };
-    mrz::td1(&td1).map_err(lift)
-}
-
-/// What the card step needs to write and check the LDS.
-pub struct LdsData {
-    pub files: LdsFiles,
-    pub mrz: [String; 3],
-    pub mrz_information: Zeroizing<String>,
-    pub csca_der: Vec<u8>,
-}
-
-/// The active key (with its certificate) of a registry CA name.
-fn active_key(st: &Station, ca_name: &str) -> Result<(String, Vec<u8>), StationError> {
-    st.registry
-        .ca_keys(ca_name)?
-        .into_iter()
-        .rev()
-        .find(|k| k.state == registry::CaKeyState::Active && k.certificate.is_some())
-        .and_then(|k| k.certificate.map(|c| (k.label, c)))
-        .ok_or_else(|| {
-            StationError::NotFound(format!(
-                "no active {ca_name} key with a certificate in the registry (stations initialised before ICAO LDS support have none: see docs/lds.md)"
-            ))
-        })
-}
-
-/// Builds the LDS of one card: DG1 (MRZ), DG2 (the photo as JPEG in an ISO/IEC 19794-5 record;
-/// omitted when the holder record has no photo), DG11 (name in national characters, PINFL,
-/// place of birth, permanent address), DG12 (issuing office, date of issue), EF.SOD signed by
-/// the active Document Signer key in the HSM.
-pub fn build_lds(
-    st: &Station,
-    holder: &ValidHolder,
-    document: &str,
-    expiry: time::Date,
-    today: time::Date,
-) -> Result<LdsData, StationError> {
-    let r = &holder.record;
-    let lift = |field: &'static str| {
-        move |e: personalization::Error| StationError::invalid(field, e.to_string())
-    };
-    let mrz_lines = mrz_lines(&MrzHolder::from_record(r), document, expiry)?;
-    let mrz_information =
-        Zeroizing::new(mrz::bac_mrz_information(&mrz_lines).map_err(lift("mrz"))?);
-    let mut dgs = std::collections::BTreeMap::new();
-    dgs.insert(1, lds::dg1(&mrz_lines).map_err(lift("mrz"))?);
-    if let Some(photo) = &holder.photo_path {
-        let jpeg = std::fs::read(photo).map_err(|e| StationError::io(photo, e))?;
-        let gender = match holder.sex {
-            crate::holder::Sex::M => FaceGender::Male,
-            crate::holder::Sex::F => FaceGender::Female,
-        };
-        dgs.insert(2, lds::dg2(&jpeg, gender).map_err(lift("photo"))?);
-    }
-    let mut full_name = r.surname.clone();
-    full_name.push_str("<<");
-    full_name.push_str(&r.given_names);
-    if let Some(p) = &r.patronymic {
-        full_name.push(' ');
-        full_name.push_str(p);
-    }
-    let a = &r.address;
-    let permanent_address = match holder.address_kind {
-        AddressKind::Permanent => Some(
-            [
-                Some(a.region.as_str()),
-                Some(a.district.as_str()),
-                Some(a.street.as_str()),
-                Some(a.house.as_str()),
-                a.apartment.as_deref(),
-            ]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(", "),
-        ),
-        AddressKind::Temporary => None,
-    };
-    dgs.insert(
-        11,
-        lds::dg11(&Dg11 {
-            full_name,
-            personal_number: r.pinfl.clone(),
-            place_of_birth: r.place_of_birth.clone(),
-            permanent_address,
-        }),
-    );
-    dgs.insert(12, lds::dg12(&st.config.station.office, today));
-    let mut files = LdsFiles {
-        dgs,
-        sod: Vec::new(),
-    };
-    let (ds_label, ds_cert) = active_key(st, crate::init::DS_CA)?;
-    // The CSCA key that certified this Document Signer (after a CSCA rollover the DS may
-    // still be certified by the retired CSCA key, whose certificate stays valid).
-    let csca_der = crate::rotation::certifying_key(st, &ds_label, &ds_cert)?
-        .1
-        .certificate
-        .ok_or_else(|| StationError::Other("the CSCA key has no certificate".into()))?;
-    let mut hsm_error = None;
-    let sod = personalization::sod::build_sod(&files.dg_hashes(), &ds_cert, |m| {
-        st.keys.sign_p256_sha256(&ds_label, m).map_err(|e| {
-            let msg = e.to_string();
-            hsm_error = Some(e);
-            personalization::Error::Lds {
-                object: "EF.SOD".into(),
-                rule: format!("the Document Signer key could not sign: {msg}"),
-            }
-        })
-    });
-    files.sod = match (sod, hsm_error) {
-        (_, Some(e)) => return Err(e.into()),
-        (Ok(s), None) => s,
-        (Err(e), None) => return Err(StationError::Other(e.to_string())),
-    };
-    Ok(LdsData {
-        files,
-        mrz: mrz_lines,
-        mrz_information,
-        csca_der,
-    })
 }
