@@ -1,6 +1,6 @@
 //! The views of a holder that the layers below take, made in one place: the card's MRZ and
 //! LDS views (ICAO 9303 Part 5 and Part 10) from a validated holder, typed, and from a
-//! registry record read back.
+//! registry record read back; the certificate subject (RFC 5280 §4.1.2.6).
 
 use personalization::lds::LdsHolder;
 use personalization::mrz::{MrzDocument, MrzSex};
@@ -63,6 +63,21 @@ impl<'a> From<&'a ValidHolder> for LdsHolder<'a> {
             patronymic: r.patronymic.as_deref(),
             place_of_birth: &r.place_of_birth,
             permanent_address,
+        }
+    }
+}
+
+impl From<&ValidHolder> for ca::HolderSubject {
+    /// The subject of a holder certificate: PINFL, names, "given names surname" as the common
+    /// name, the country of [`ISSUING_STATE`] as its ISO 3166-1 alpha-2 code.
+    fn from(h: &ValidHolder) -> Self {
+        let r = &h.record;
+        ca::HolderSubject {
+            pinfl: r.pinfl.clone(),
+            surname: r.surname.clone(),
+            given_names: r.given_names.clone(),
+            common_name: format!("{} {}", r.given_names, r.surname),
+            country: "UZ".into(),
         }
     }
 }

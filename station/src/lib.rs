@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod ca_admin;
 pub mod card;
+pub mod certifier;
 pub mod config;
 pub mod datadir;
 pub mod document;
@@ -22,6 +23,7 @@ pub mod pin_letter;
 pub mod readers;
 pub mod records;
 pub mod recovery;
+pub mod registrar;
 pub mod rotation;
 pub mod time_util;
 

@@ -17,12 +17,12 @@ use personalization::executor::{self, Personalizer};
 use personalization::piv::{Lifecycle, Slot};
 use personalization::transport::pcsc::Pcsc;
 use personalization::transport::Transport;
-use registry::{Actor, CardLifecycle, Job, NumberState, Rollback};
+use registry::{Actor, CardLifecycle, Job, Rollback};
 use serde::Serialize;
 
 use crate::datadir::{Work, WorkLock};
 use crate::error::StationError;
-use crate::issuance::steps;
+use crate::issuance::{JobStep, Reached};
 use crate::Station;
 
 #[derive(Debug, Clone, Serialize)]
@@ -59,12 +59,9 @@ pub enum Mode {
     WithoutCardRollsBack,
 }
 
-fn lock_journaled(job: &Job) -> bool {
-    job.steps.iter().any(|s| s.step == steps::CARD_LOCK)
-}
-
-fn card_written(job: &Job) -> bool {
-    job.steps.iter().any(|s| s.step == steps::CARD_COMPLETE)
+/// How far `job` got, as its journal shows.
+fn reached(job: &Job) -> Reached {
+    Reached::from_journal(job.steps.iter().map(|s| s.step.as_str()))
 }
 
 fn roll_back(
@@ -74,11 +71,7 @@ fn roll_back(
     card_reset: Option<String>,
     reason: &str,
 ) -> Result<Resolved, StationError> {
-    let number = if card_written(job) {
-        NumberState::Spoiled
-    } else {
-        NumberState::Released
-    };
+    let number = reached(job).number_on_rollback();
     let summary = st.registry.write(|tx| {
         if let Some(serial) = &job.card_serial {
             if card_reset.is_none() {
@@ -134,7 +127,7 @@ fn recover_as(st: &mut Station, actor: &Actor, mode: Mode) -> Result<Vec<Resolve
         let Ok(_lock) = WorkLock::acquire(&st.layout.root, Work::IssuanceJob(job.id)) else {
             continue;
         };
-        if !lock_journaled(&job) {
+        if !reached(&job).lock_may_have_reached_the_card() {
             out.push(roll_back(
                 st,
                 actor,
@@ -263,7 +256,7 @@ fn resolve_with_card(
     let key = crate::card::card_management_key(st, &profile, info.serial)?;
     Personalizer::new(&profile)
         .reset(tx, &key, &mut |_| {})
-        .map_err(|e| StationError::card(Some(steps::CARD_RESET), &e))?;
+        .map_err(|e| StationError::card(Some(JobStep::CardReset.as_str()), &e))?;
     roll_back(
         st,
         actor,
