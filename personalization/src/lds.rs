@@ -60,32 +60,7 @@ fn lds_err(object: &str, rule: impl Into<String>) -> Error {
     }
 }
 
-/// Total length (header + value) of the BER-TLV object at the start of `head` (one- or
-/// multi-byte tag, definite length of up to 3 length octets); `None` if `head` is too short or
-/// not a definite-length header.
-pub fn tlv_total_len(head: &[u8]) -> Option<usize> {
-    let first = *head.first()?;
-    let tag_len = if first & 0x1F == 0x1F {
-        let mut i = 1;
-        while head.get(i)? & 0x80 != 0 {
-            i += 1;
-        }
-        i + 1
-    } else {
-        1
-    };
-    let l0 = *head.get(tag_len)? as usize;
-    let (len, len_octets) = match l0 {
-        n if n < 0x80 => (n, 1),
-        0x81 => (*head.get(tag_len + 1)? as usize, 2),
-        0x82 => (
-            (*head.get(tag_len + 1)? as usize) << 8 | *head.get(tag_len + 2)? as usize,
-            3,
-        ),
-        _ => return None,
-    };
-    Some(tag_len + len_octets + len)
-}
+pub use crate::tlv::total_len as tlv_total_len;
 
 /// EF.COM (Part 10 §4.6.1): tag `60` { `5F01` LDS version "0108", `5F36` Unicode version
 /// "040000", `5C` tag list of the data groups present }.

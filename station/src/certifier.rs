@@ -55,7 +55,7 @@ impl Certifier for InStationCa {
         holder: &ValidHolder,
         keys: &[KeyToCertify<'_>],
     ) -> Result<Vec<CardCertificate>, StationError> {
-        let (esign_key, issuer) = crate::ca_admin::active_issuer(st, "esign")?;
+        let (esign_key, issuer) = crate::hierarchy::active_issuer(st, "esign")?;
         let subject = ca::HolderSubject::from(holder);
         let now = SystemTime::now();
         keys.iter()

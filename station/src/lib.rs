@@ -13,11 +13,13 @@ pub mod error;
 pub mod failpoint;
 pub mod field_change;
 pub mod gui_support;
+pub mod hierarchy;
 pub mod holder;
 pub mod holder_update;
 pub mod holder_views;
 pub mod init;
 pub mod issuance;
+pub mod journal;
 pub mod operators;
 pub mod pin_letter;
 pub mod readers;
@@ -25,6 +27,7 @@ pub mod records;
 pub mod recovery;
 pub mod registrar;
 pub mod rotation;
+pub mod session;
 pub mod time_util;
 
 use std::path::Path;
@@ -87,9 +90,9 @@ impl Station {
         password: &zeroize::Zeroizing<String>,
         action: &str,
         roles: &[registry::Role],
-    ) -> Result<operators::Session, StationError> {
+    ) -> Result<session::Session, StationError> {
         let station = self.config.station.name.clone();
-        operators::authorize(
+        session::authorize(
             &mut self.registry,
             &station,
             operator,

@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use crate::datadir::{Work, WorkLock};
 use crate::error::StationError;
-use crate::issuance::{JobStep, Reached};
+use crate::journal::{JobStep, Reached};
 use crate::Station;
 
 #[derive(Debug, Clone, Serialize)]
@@ -37,9 +37,9 @@ pub struct Resolved {
 /// Clerk or ca-admin.
 pub fn recover_ca_requests(
     st: &mut Station,
-    session: &crate::operators::Session,
+    session: &crate::session::Session,
 ) -> Result<Vec<crate::rotation::Recovered>, StationError> {
-    crate::operators::require_current(
+    crate::session::require_current(
         &mut st.registry,
         session,
         "recover CA requests",
@@ -104,10 +104,10 @@ fn roll_back(
 /// Clerk or ca-admin.
 pub fn recover(
     st: &mut Station,
-    session: &crate::operators::Session,
+    session: &crate::session::Session,
     mode: Mode,
 ) -> Result<Vec<Resolved>, StationError> {
-    crate::operators::require_current(
+    crate::session::require_current(
         &mut st.registry,
         session,
         "recover issuances",

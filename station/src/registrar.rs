@@ -227,7 +227,7 @@ impl Registrar for LocalRegistry {
         let rtx = st.registry.transaction()?;
         let mut recorded = Vec::new();
         for c in certificates {
-            let mut rec = crate::init::cert_record(c.issuer_key_id, &c.der, &c.profile)?;
+            let mut rec = crate::hierarchy::cert_record(c.issuer_key_id, &c.der, &c.profile)?;
             rec.holder_id = Some(holder_id);
             rec.job_id = Some(job_id);
             let serial = rec.serial.clone();

@@ -36,7 +36,7 @@ use serde::Serialize;
 use crate::datadir::{write_atomic, Work, WorkLock};
 use crate::error::StationError;
 use crate::failpoint::hit as failpoint;
-use crate::operators::Session;
+use crate::session::Session;
 use crate::Station;
 
 /// Request kinds.
@@ -108,16 +108,16 @@ pub const ROTATING: &[RotatingCa] = &[
         retired_note: "signs only CRLs for what it issued",
     },
     RotatingCa {
-        name: crate::init::DS_CA,
+        name: crate::hierarchy::DS_CA,
         label_prefix: "ds-",
         role: "document-signing",
         profile: "document-signer",
-        certified: Certified::EndEntityOf(crate::init::CSCA_CA),
+        certified: Certified::EndEntityOf(crate::hierarchy::CSCA_CA),
         common_name: "idstation Document Signer {n}",
         retired_note: "signs no new EF.SOD; its certificate stays valid for the documents it signed (ICAO 9303 Part 12)",
     },
     RotatingCa {
-        name: crate::init::CSCA_CA,
+        name: crate::hierarchy::CSCA_CA,
         label_prefix: "csca-",
         role: "csca",
         profile: "csca",
@@ -130,7 +130,7 @@ pub const ROTATING: &[RotatingCa] = &[
 /// The rotation rules of CA `name` (registry name or the alias `ds`).
 pub fn rotating_ca(name: &str) -> Option<&'static RotatingCa> {
     let name = if name == "ds" {
-        crate::init::DS_CA
+        crate::hierarchy::DS_CA
     } else {
         name
     };
@@ -484,7 +484,7 @@ pub fn list_requests(st: &mut Station, actor: &Actor) -> Result<Vec<RequestView>
 /// Holder certificates whose issuing CA was revoked: the clerks' re-issuance list (clerk or
 /// ca-admin; each holder's read is audited, `holder.read`).
 pub fn reissue_list(st: &mut Station, session: &Session) -> Result<Vec<ReissueItem>, StationError> {
-    crate::operators::require_current(
+    crate::session::require_current(
         &mut st.registry,
         session,
         "read the re-issuance list",
@@ -548,7 +548,7 @@ fn require_ca_admin(
     id: Option<i64>,
 ) -> Result<(), StationError> {
     // The account must still be what it was at log-in (enabled, not locked, same role).
-    crate::operators::require_current(
+    crate::session::require_current(
         &mut st.registry,
         session,
         action,
@@ -967,7 +967,7 @@ fn sign_subordinate(
             )))
         }
     };
-    let (root_key, root) = crate::ca_admin::active_issuer(st, issuer_ca)?;
+    let (root_key, root) = crate::hierarchy::active_issuer(st, issuer_ca)?;
     let profile = st.profiles.cert(spec.profile)?.clone();
     let new_der = if end_entity {
         // The key number of the label names the certificate (`ds-2` → "… Document Signer 2").
@@ -984,7 +984,7 @@ fn sign_subordinate(
             .to_vec()
     };
     failpoint("rotation.cert-signed");
-    let record = crate::init::cert_record(root_key.id, &new_der, &req.ca)?;
+    let record = crate::hierarchy::cert_record(root_key.id, &new_der, &req.ca)?;
     let tx = st.registry.transaction()?;
     tx.set_ca_key_certificate(key.id, &new_der)?;
     tx.insert_certificate(&record)?;
@@ -1057,7 +1057,7 @@ fn sign_root(
             write_atomic(&path, ca::cert_pem(der)?.as_bytes())
                 .map_err(|e| StationError::io(&path, e))?;
             files.push(path);
-            records.push(crate::init::cert_record(signer_id, der, purpose)?);
+            records.push(crate::hierarchy::cert_record(signer_id, der, purpose)?);
         }
     }
     let tx = st.registry.transaction()?;
@@ -1108,7 +1108,7 @@ fn execute_revocation(
         .clone()
         .ok_or_else(|| StationError::Other(format!("CA key {label} has no certificate")))?;
     let info = ca::CertInfo::parse(&der)?;
-    let (cert_row, signer) = certifying_key(st, &label, &der)?;
+    let (cert_row, signer) = crate::hierarchy::certifying_key(st, &label, &der)?;
     let mut flagged = 0;
     if key.state != CaKeyState::Revoked {
         let at = registry::now_rfc3339();
@@ -1186,36 +1186,6 @@ fn execute_revocation(
         reissue_required: flagged_total,
         seconds: 0.0,
     })
-}
-
-/// The registry row of CA key `label`'s certificate `der` and the key that signed it (e.g. the
-/// CSCA key that certified a Document Signer, which after a CSCA rollover may be a retired
-/// CSCA key: its certificate stays the trust anchor for that Document Signer).
-pub(crate) fn certifying_key(
-    st: &Station,
-    label: &str,
-    der: &[u8],
-) -> Result<(registry::Certificate, CaKey), StationError> {
-    let info = ca::CertInfo::parse(der)?;
-    let cert_row = st
-        .registry
-        .certificates_by_serial(&info.serial_hex)?
-        .into_iter()
-        .find(|c| c.data.der == der)
-        .ok_or_else(|| {
-            StationError::Other(format!(
-                "the certificate of CA key {label} is not recorded as issued"
-            ))
-        })?;
-    let signer = st
-        .registry
-        .ca_key(cert_row.data.issuer_key_id)?
-        .ok_or_else(|| {
-            StationError::Other(format!(
-                "the issuer of CA key {label}'s certificate is unknown"
-            ))
-        })?;
-    Ok((cert_row, signer))
 }
 
 fn tx_started_step(st: &Station, id: i64, step: &str) -> Result<Option<i64>, StationError> {

@@ -23,15 +23,15 @@ use registry::{DocumentNumber, StepState};
 use serde_json::{json, Value};
 
 use super::lds::{build_lds, LdsData};
-use super::step::{JobStep, Reached};
 use super::{IssueReport, IssuedCertSummary, JobProgress, Timings};
 use crate::card::{card_management_key, serial_text, slot_name};
 use crate::certifier::{CardCertificate, Certifier, KeyToCertify};
 use crate::document::DocumentProfile;
 use crate::error::StationError;
 use crate::holder::ValidHolder;
-use crate::operators::Session;
+use crate::journal::{JobStep, Reached};
 use crate::registrar::{RecordedCertificate, Registrar};
+use crate::session::Session;
 use crate::Station;
 
 /// What every state of a running job works with.

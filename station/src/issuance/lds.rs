@@ -81,8 +81,8 @@ pub fn build_lds(
 /// certificate of the CSCA key that certified that Document Signer (after a CSCA rollover the
 /// DS may still be certified by the retired CSCA key, whose certificate stays valid).
 fn sign_sod(st: &Station, files: &mut LdsFiles) -> Result<Vec<u8>, StationError> {
-    let (ds_label, ds_cert) = active_key(st, crate::init::DS_CA)?;
-    let csca_der = crate::rotation::certifying_key(st, &ds_label, &ds_cert)?
+    let (ds_label, ds_cert) = active_key(st, crate::hierarchy::DS_CA)?;
+    let csca_der = crate::hierarchy::certifying_key(st, &ds_label, &ds_cert)?
         .1
         .certificate
         .ok_or_else(|| StationError::Other("the CSCA key has no certificate".into()))?;

@@ -30,7 +30,6 @@ mod job;
 mod lds;
 mod preflight;
 mod secrets;
-mod step;
 
 use std::time::Instant;
 
@@ -46,15 +45,15 @@ use zeroize::Zeroizing;
 use crate::certifier::{Certifier, InStationCa};
 use crate::error::StationError;
 use crate::holder::ValidHolder;
-use crate::operators::Session;
 use crate::registrar::{LocalRegistry, Registrar, Reservation};
+use crate::session::Session;
 use crate::Station;
 use job::{ms, Inspected, Job};
 
+pub use crate::journal::{names as steps, JobStep, Reached};
 pub use lds::{build_lds, LdsData};
 pub use preflight::preflight;
 pub use secrets::check_pin;
-pub use step::{names as steps, JobStep, Reached};
 
 // Moved to their owners; kept here for the callers that still name them through `issuance`.
 pub use crate::card::{
@@ -149,7 +148,7 @@ pub fn issue_with(
     registrar: &dyn Registrar,
     progress: &mut dyn FnMut(&JobProgress),
 ) -> Result<IssueReport, StationError> {
-    crate::operators::require_current(
+    crate::session::require_current(
         &mut st.registry,
         session,
         "issue cards",

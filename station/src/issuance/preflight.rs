@@ -28,7 +28,7 @@ pub fn preflight(
         .active_ca_key("esign")?
         .filter(|k| k.certificate.is_some())
         .ok_or_else(|| rotate("esign", "e-Signature CA"))?;
-    crate::ca_admin::active_issuer(st, "esign").map_err(|e| match e {
+    crate::hierarchy::active_issuer(st, "esign").map_err(|e| match e {
         StationError::Ca(ca::CaError::Issuer { label, rule }) => StationError::Conflict(format!(
             "e-Signature CA key {label} cannot issue: {rule}; run `idstation ca rotate --ca esign`"
         )),
@@ -37,11 +37,11 @@ pub fn preflight(
     // Document Signer (signs EF.SOD) and the CSCA that certified it.
     let ds = st
         .registry
-        .active_ca_key(crate::init::DS_CA)?
+        .active_ca_key(crate::hierarchy::DS_CA)?
         .filter(|k| k.certificate.is_some())
         .ok_or_else(|| rotate("ds", "Document Signer"))?;
     let ds_der = ds.certificate.clone().unwrap_or_default();
-    let (_, csca) = crate::rotation::certifying_key(st, &ds.label, &ds_der)?;
+    let (_, csca) = crate::hierarchy::certifying_key(st, &ds.label, &ds_der)?;
     if csca.certificate.is_none()
         || !matches!(
             csca.state,

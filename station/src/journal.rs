@@ -1,5 +1,6 @@
-//! The steps of an issuance job and how far a job got, as the job journal records them. The
-//! journal stores each step's stable name ([`JobStep::as_str`], the one place those strings
+//! The issuance job journal's vocabulary: the steps of a job and how far a job got, shared by
+//! the job ([`crate::issuance`]) and [`crate::recovery`]. The journal stores each step's stable
+//! name ([`JobStep::as_str`], the one place those strings
 //! are written); recovery reads them back with [`JobStep::parse`] and [`Reached::from_journal`].
 
 use registry::NumberState;
@@ -53,7 +54,7 @@ impl JobStep {
 
     /// Whether the card reports this step's progress itself (card steps); the others get one
     /// progress event when they begin.
-    pub(super) fn card_reports_progress(self) -> bool {
+    pub fn card_reports_progress(self) -> bool {
         matches!(
             self,
             JobStep::CardReset | JobStep::CardPrepare | JobStep::CardComplete
