@@ -81,6 +81,55 @@ impl Drop for Undo {
 pub fn init(data_dir: &Path, opts: &InitOptions) -> Result<InitReport, StationError> {
     let layout = Layout::new(data_dir);
     // 1. Checks without side effects.
+    check_target(data_dir, &layout)?;
+    let checked = check_options(opts)?;
+
+    // 2. Side effects, undone on failure.
+    let mut undo = Undo {
+        created_root: if data_dir.exists() {
+            None
+        } else {
+            Some(data_dir.to_path_buf())
+        },
+        paths: Vec::new(),
+        armed: true,
+    };
+    make_dirs(data_dir, &layout, &mut undo)?;
+    let so_pin = match &opts.hsm_so_pin {
+        Some(p) => p.clone(),
+        None => random_pin()?,
+    };
+    let token = SoftHsm2Token::create(&layout.hsm_dir(), TOKEN_LABEL, &so_pin, &checked.user_pin)?;
+    drop(so_pin);
+    let store = Pkcs11Store::open(&token.module, &token.env, TOKEN_LABEL, checked.user_pin)?;
+    let keys = create_hierarchy(&store, &checked.profiles, &opts.station_name)?;
+    for key in &keys {
+        let path = layout.ca_cert(key.label);
+        write_atomic(&path, ca::cert_pem(&key.der)?.as_bytes())
+            .map_err(|e| StationError::io(&path, e))?;
+    }
+    let reg = create_registry(
+        &layout,
+        &mut undo,
+        opts,
+        (&checked.admin_hash, &checked.second),
+        &store,
+        &keys,
+    )?;
+    write_config(data_dir, &layout, opts, &token)?;
+    undo.armed = false;
+
+    let cas = crate::hierarchy::summaries(&reg, &layout)?;
+    Ok(InitReport {
+        data_dir: data_dir.to_path_buf(),
+        hsm_token: TOKEN_LABEL.into(),
+        cas,
+        admin: opts.admin_name.clone(),
+    })
+}
+
+/// A data dir `init` may use: not initialised, and new or empty (but for a secrets/ folder).
+fn check_target(data_dir: &Path, layout: &Layout) -> Result<(), StationError> {
     if layout.config().exists() {
         return Err(StationError::AlreadyInitialised {
             data_dir: data_dir.to_path_buf(),
@@ -104,6 +153,20 @@ pub fn init(data_dir: &Path, opts: &InitOptions) -> Result<InitReport, StationEr
             ));
         }
     }
+    Ok(())
+}
+
+/// What the checks of the options produce: the password hashes, the HSM user PIN and the
+/// built-in profiles.
+struct Checked {
+    admin_hash: String,
+    second: Option<(String, String)>,
+    user_pin: Zeroizing<String>,
+    profiles: profiles::ProfileSet,
+}
+
+/// Every option checked before anything is created.
+fn check_options(opts: &InitOptions) -> Result<Checked, StationError> {
     if !opts.module.is_file() {
         return Err(StationError::Hsm(hsm::HsmError::Module {
             path: opts.module.clone(),
@@ -143,24 +206,27 @@ pub fn init(data_dir: &Path, opts: &InitOptions) -> Result<InitReport, StationEr
     }
     let user_pin = opts.hsm_pin.read()?;
     let profiles = profiles::builtin()?;
-    let root_profile = profiles.cert("root-ca")?;
-    let esign_profile = profiles.cert("esign-ca")?;
-    let audit_profile = profiles.cert("audit-signer")?;
-    let csca_profile = profiles.cert("csca")?;
-    let ds_profile = profiles.cert("document-signer")?;
+    for name in [
+        "root-ca",
+        "esign-ca",
+        "audit-signer",
+        "csca",
+        "document-signer",
+    ] {
+        profiles.cert(name)?;
+    }
+    Ok(Checked {
+        admin_hash,
+        second,
+        user_pin,
+        profiles,
+    })
+}
 
-    // 2. Side effects, undone on failure.
-    let mut undo = Undo {
-        created_root: if data_dir.exists() {
-            None
-        } else {
-            Some(data_dir.to_path_buf())
-        },
-        paths: Vec::new(),
-        armed: true,
-    };
-    // Owner-only from the first moment (issue 13, item 11): the data dir 0700 — tightened if
-    // it existed — and everything made in it 0700 / 0600, whatever the umask.
+/// The data dir and its hsm/, ca/ and crl/ folders, owner-only from the first moment
+/// (docs/security.md): the data dir 0700 — tightened if it existed — and everything made in it
+/// 0700 / 0600, whatever the umask.
+fn make_dirs(data_dir: &Path, layout: &Layout, undo: &mut Undo) -> Result<(), StationError> {
     registry::files::create_dir_private(data_dir).map_err(|e| StationError::io(data_dir, e))?;
     {
         use std::os::unix::fs::PermissionsExt;
@@ -171,58 +237,80 @@ pub fn init(data_dir: &Path, opts: &InitOptions) -> Result<InitReport, StationEr
         undo.paths.push(dir.clone());
         registry::files::create_dir_private(&dir).map_err(|e| StationError::io(&dir, e))?;
     }
-    let so_pin = match &opts.hsm_so_pin {
-        Some(p) => p.clone(),
-        None => random_pin()?,
-    };
-    let token = SoftHsm2Token::create(&layout.hsm_dir(), TOKEN_LABEL, &so_pin, &user_pin)?;
-    drop(so_pin);
-    let store = Pkcs11Store::open(&token.module, &token.env, TOKEN_LABEL, user_pin)?;
+    Ok(())
+}
 
+/// One CA key `init` creates, with its certificate.
+struct HierarchyKey {
+    label: &'static str,
+    /// Registry CA name.
+    ca: &'static str,
+    /// Registry key role.
+    role: &'static str,
+    der: Vec<u8>,
+}
+
+/// The keys in the HSM and the certificates of the hierarchy: root, e-Signature CA and the
+/// audit signer under it; the chip-data PKI (ICAO 9303 Part 12), CSCA self-signed and the
+/// Document Signer under it. Returned in that order: root, esign, audit, csca, ds.
+fn create_hierarchy(
+    store: &Pkcs11Store,
+    profiles: &profiles::ProfileSet,
+    station_name: &str,
+) -> Result<Vec<HierarchyKey>, StationError> {
     for label in [ROOT_KEY, ESIGN_KEY, AUDIT_KEY, CSCA_KEY, DS_KEY] {
         store.generate_p256(label)?;
     }
     store.generate_hmac_secret(CARD_MASTER_KEY)?;
-
     let now = SystemTime::now();
-    let root = ca::create_root(&store, root_profile, ROOT_KEY, now)?;
-    let esign = ca::create_subordinate_ca(&store, esign_profile, &root, ESIGN_KEY, now)?;
+    let root = ca::create_root(store, profiles.cert("root-ca")?, ROOT_KEY, now)?;
+    let esign =
+        ca::create_subordinate_ca(store, profiles.cert("esign-ca")?, &root, ESIGN_KEY, now)?;
     let audit_spki = store.public_key_spki(AUDIT_KEY)?;
     let audit_cert = ca::issue_station_cert(
-        &store,
-        audit_profile,
+        store,
+        profiles.cert("audit-signer")?,
         &root,
         &audit_spki,
-        &opts.station_name,
+        station_name,
         now,
     )?;
-
-    // The chip-data PKI (ICAO 9303 Part 12): CSCA self-signed, Document Signer under it.
-    let csca = ca::create_root(&store, csca_profile, CSCA_KEY, now)?;
+    let csca = ca::create_root(store, profiles.cert("csca")?, CSCA_KEY, now)?;
     let ds_spki = store.public_key_spki(DS_KEY)?;
     let ds_cert = ca::issue_station_cert(
-        &store,
-        ds_profile,
+        store,
+        profiles.cert("document-signer")?,
         &csca,
         &ds_spki,
         "idstation Document Signer 1",
         now,
     )?;
+    let key = |label, ca, role, der: &[u8]| HierarchyKey {
+        label,
+        ca,
+        role,
+        der: der.to_vec(),
+    };
+    Ok(vec![
+        key(ROOT_KEY, "root", "root", root.cert_der()),
+        key(ESIGN_KEY, "esign", "issuing", esign.cert_der()),
+        key(AUDIT_KEY, "audit", "audit-signing", &audit_cert.der),
+        key(CSCA_KEY, CSCA_CA, "csca", csca.cert_der()),
+        key(DS_KEY, DS_CA, "document-signing", &ds_cert.der),
+    ])
+}
 
-    for (label, der) in [
-        (ROOT_KEY, root.cert_der()),
-        (ESIGN_KEY, esign.cert_der()),
-        (CSCA_KEY, csca.cert_der()),
-        (DS_KEY, &ds_cert.der[..]),
-    ] {
-        let path = layout.ca_cert(label);
-        write_atomic(&path, ca::cert_pem(der)?.as_bytes())
-            .map_err(|e| StationError::io(&path, e))?;
-    }
-    let audit_path = layout.ca_cert(AUDIT_KEY);
-    write_atomic(&audit_path, ca::cert_pem(&audit_cert.der)?.as_bytes())
-        .map_err(|e| StationError::io(&audit_path, e))?;
-
+/// The registry: created 0600 (SQLite would create it 0644 less the umask, and its -wal and
+/// -shm files with the database's mode), then the ca-admins, the office's number block, the
+/// CA keys and certificates and the audit event, in one transaction.
+fn create_registry(
+    layout: &Layout,
+    undo: &mut Undo,
+    opts: &InitOptions,
+    (admin_hash, second): (&str, &Option<(String, String)>),
+    store: &Pkcs11Store,
+    keys: &[HierarchyKey],
+) -> Result<Registry, StationError> {
     undo.paths.push(layout.registry());
     for suffix in ["-wal", "-shm", "-journal"] {
         undo.paths.push(PathBuf::from(format!(
@@ -230,66 +318,63 @@ pub fn init(data_dir: &Path, opts: &InitOptions) -> Result<InitReport, StationEr
             layout.registry().display()
         )));
     }
-    // SQLite creates the database with 0644 less the umask, and its -wal and -shm files with
-    // the database's mode: create it 0600 first.
     registry::files::create_new(&layout.registry())
         .map_err(|e| StationError::io(&layout.registry(), e))?;
     let mut reg = Registry::open(layout.registry())?;
     let actor = Actor::new(&opts.admin_name, Role::CaAdmin.as_str(), &opts.station_name);
-    {
-        let tx = reg.transaction()?;
-        tx.add_operator(&opts.admin_name, Role::CaAdmin, &admin_hash, None)?;
-        if let Some((name, hash)) = &second {
-            tx.add_operator(name, Role::CaAdmin, hash, None)?;
-        }
-        tx.add_number_block(&opts.office, &opts.series, 1, 9_999_999)?;
-        let mut keys = Vec::new();
-        for (label, ca_name, role, der) in [
-            (ROOT_KEY, "root", "root", root.cert_der().to_vec()),
-            (ESIGN_KEY, "esign", "issuing", esign.cert_der().to_vec()),
-            (AUDIT_KEY, "audit", "audit-signing", audit_cert.der.clone()),
-            (CSCA_KEY, CSCA_CA, "csca", csca.cert_der().to_vec()),
-            (DS_KEY, DS_CA, "document-signing", ds_cert.der.clone()),
-        ] {
-            let spki = store.public_key_spki(label)?;
-            let id = tx.insert_ca_key(label, ca_name, role, &spki, &actor)?;
-            tx.set_ca_key_certificate(id, &der)?;
-            tx.set_ca_key_state(id, CaKeyState::Active, &actor, &[], Some("created by init"))?;
-            keys.push((label, ca_name, id, der));
-        }
-        // The CA certificates themselves are certificates the hierarchy issued: record them so
-        // that they can be listed and revoked like any other.
-        let root_id = keys[0].2;
-        for (label, ca_name, _, der) in &keys[1..3] {
-            tx.insert_certificate(&crate::hierarchy::cert_record(root_id, der, ca_name)?)?;
-            tracing::debug!(key = label, "recorded CA certificate");
-        }
-        // The Document Signer certificate, issued by the CSCA.
-        let csca_id = keys[3].2;
-        for (label, ca_name, _, der) in &keys[4..] {
-            tx.insert_certificate(&crate::hierarchy::cert_record(csca_id, der, ca_name)?)?;
-            tracing::debug!(key = label, "recorded CA certificate");
-        }
-        tx.audit(&AuditEntry {
-            actor: &actor,
-            action: "station.initialised",
-            object: &format!("station:{}", opts.station_name),
-            details: &serde_json::json!({
-                "office": opts.office,
-                "series": opts.series,
-                "hsm_token": TOKEN_LABEL,
-                "keys": keys.iter().map(|(l, c, _, d)| serde_json::json!({
-                    "label": l, "ca": c, "certificate_sha256": ca::fingerprint_sha256(d).unwrap_or_default()
-                })).collect::<Vec<_>>(),
-                "card_master_key": CARD_MASTER_KEY,
-                "ca_admins": std::iter::once(opts.admin_name.as_str())
-                    .chain(second.as_ref().map(|(n, _)| n.as_str()))
-                    .collect::<Vec<_>>(),
-            }),
-        })?;
-        tx.commit()?;
+    let tx = reg.transaction()?;
+    tx.add_operator(&opts.admin_name, Role::CaAdmin, admin_hash, None)?;
+    if let Some((name, hash)) = second {
+        tx.add_operator(name, Role::CaAdmin, hash, None)?;
     }
+    tx.add_number_block(&opts.office, &opts.series, 1, 9_999_999)?;
+    let mut ids = Vec::new();
+    for k in keys {
+        let spki = store.public_key_spki(k.label)?;
+        let id = tx.insert_ca_key(k.label, k.ca, k.role, &spki, &actor)?;
+        tx.set_ca_key_certificate(id, &k.der)?;
+        tx.set_ca_key_state(id, CaKeyState::Active, &actor, &[], Some("created by init"))?;
+        ids.push(id);
+    }
+    // The CA certificates themselves are certificates the hierarchy issued: record them so
+    // that they can be listed and revoked like any other (esign and audit under the root, the
+    // Document Signer under the CSCA).
+    for (issuer, issued) in [(0, 1..3), (3, 4..5)] {
+        for k in &keys[issued] {
+            tx.insert_certificate(&crate::hierarchy::cert_record(ids[issuer], &k.der, k.ca)?)?;
+            tracing::debug!(key = k.label, "recorded CA certificate");
+        }
+    }
+    tx.audit(&AuditEntry {
+        actor: &actor,
+        action: "station.initialised",
+        object: &format!("station:{}", opts.station_name),
+        details: &serde_json::json!({
+            "office": opts.office,
+            "series": opts.series,
+            "hsm_token": TOKEN_LABEL,
+            "keys": keys.iter().map(|k| serde_json::json!({
+                "label": k.label, "ca": k.ca, "certificate_sha256": ca::fingerprint_sha256(&k.der).unwrap_or_default()
+            })).collect::<Vec<_>>(),
+            "card_master_key": CARD_MASTER_KEY,
+            "ca_admins": std::iter::once(opts.admin_name.as_str())
+                .chain(second.as_ref().map(|(n, _)| n.as_str()))
+                .collect::<Vec<_>>(),
+        }),
+    })?;
+    tx.commit()?;
+    Ok(reg)
+}
 
+/// station.toml, written last: it marks the data dir initialised. What the HSM library wrote
+/// (its configuration, the token files) keeps its own modes: the whole dir is made owner-only
+/// first.
+fn write_config(
+    data_dir: &Path,
+    layout: &Layout,
+    opts: &InitOptions,
+    token: &SoftHsm2Token,
+) -> Result<(), StationError> {
     let config = StationConfig {
         station: StationSection {
             name: opts.station_name.clone(),
@@ -309,20 +394,9 @@ pub fn init(data_dir: &Path, opts: &InitOptions) -> Result<InitReport, StationEr
         rotation: Default::default(),
     };
     let toml = config.to_toml()?;
-    // What the HSM library wrote (its configuration, the token files) keeps its own modes:
-    // make the whole dir owner-only before station.toml marks it initialised.
     crate::datadir::make_private(data_dir)?;
     write_atomic(&layout.config(), toml.as_bytes())
-        .map_err(|e| StationError::io(&layout.config(), e))?;
-    undo.armed = false;
-
-    let cas = crate::hierarchy::summaries(&reg, &layout)?;
-    Ok(InitReport {
-        data_dir: data_dir.to_path_buf(),
-        hsm_token: TOKEN_LABEL.into(),
-        cas,
-        admin: opts.admin_name.clone(),
-    })
+        .map_err(|e| StationError::io(&layout.config(), e))
 }
 
 fn random_pin() -> Result<Zeroizing<String>, StationError> {
