@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use time::{Date, Month};
 
-/// The holder record as enrolled (input format fixed by issue #6).
+/// The holder record as enrolled: the holder file (JSON, e.g. station/tests/fixtures/holders/),
+/// validated field by field by [`validate`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct HolderRecord {

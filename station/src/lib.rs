@@ -1,6 +1,12 @@
-//! idstation's application core: configuration, the holder record, the CA ceremonies and
-//! (with later issues) the issuance job, recovery, operators and roles. The `idstation` binary
-//! only parses arguments and calls into this crate.
+//! idstation's application core: opening a station ([`Station`]: configuration, HSM,
+//! registry, profiles), the holder record and its views, the issuance job and its recovery,
+//! the CA hierarchy and its ceremonies (init, rotation under dual control, CRLs), operators and
+//! sessions, the audit log. The `idstation` binary and the GUI only parse input and call into
+//! this crate.
+//!
+//! An issuance talks to certification and registration through two seams,
+//! [`certifier::Certifier`] and [`registrar::Registrar`]: today the in-station CA and the local
+//! registry, next the national centre.
 
 pub mod audit;
 pub mod ca_admin;

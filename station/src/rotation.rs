@@ -1,5 +1,5 @@
-//! CA key rotation, root rollover and CA revocation under dual control (issue 8;
-//! docs/rotation.md), and the same for the chip-data PKI of ICAO 9303 Part 12 (issue 9): the
+//! CA key rotation, root rollover and CA revocation under dual control (docs/rotation.md), and
+//! the same for the chip-data PKI of ICAO 9303 Part 12: the
 //! Document Signer (`document-signer`, alias `ds`: a new end-entity certificate under the
 //! active CSCA, the old DS key retired so that it signs no new EF.SOD) and the CSCA (a new
 //! self-signed CSCA plus link certificates, the NewWithOld one being Part 12's CSCA link
@@ -42,7 +42,8 @@ use crate::Station;
 /// Request kinds.
 pub const KIND_ROTATE: &str = "rotate";
 pub const KIND_REVOKE_CA: &str = "revoke-ca";
-/// A new ca-admin (added disabled) becomes active (issue 13 item 4).
+/// A new ca-admin (added disabled) becomes active once a second ca-admin approves (dual
+/// control over who holds the CA role, docs/security.md).
 pub const KIND_OPERATOR_ADD: &str = "operator-add";
 /// A disabled ca-admin is enabled again.
 pub const KIND_OPERATOR_ENABLE: &str = "operator-enable";
