@@ -1,15 +1,94 @@
-//! The views of a holder that the layers below take, made in one place: the card's MRZ and
-//! LDS views (ICAO 9303 Part 5 and Part 10) from a validated holder, typed, and from a
-//! registry record read back; the certificate subject (RFC 5280 §4.1.2.6).
+//! The views of a holder that the layers below take, made in one place from the typed
+//! [`ValidHolder`]: the registry's holder and address records, the card's MRZ and LDS views
+//! (ICAO 9303 Part 5 and Part 10) and Printed Information (NIST SP 800-73-4 Table 11), the
+//! certificate subject (RFC 5280 §4.1.2.6); and the MRZ view of a registry record read back.
 
 use personalization::lds::LdsHolder;
 use personalization::mrz::{MrzDocument, MrzSex};
+
+use personalization::executor::HolderCardData;
+use sha2::{Digest, Sha256};
+use time::Date;
 
 use crate::error::StationError;
 use crate::holder::{AddressKind, Sex, ValidHolder};
 
 /// Issuing state of every document (ICAO 9303 Part 3 §5: Uzbekistan).
 pub const ISSUING_STATE: &str = "UZB";
+
+/// A date as the registry stores it: `YYYY-MM-DD`.
+fn iso_date(d: Date) -> String {
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
+impl Sex {
+    /// `M` or `F`, as the holder file, the registry and the MRZ write it.
+    pub fn code(self) -> &'static str {
+        match self {
+            Sex::M => "M",
+            Sex::F => "F",
+        }
+    }
+}
+
+impl TryFrom<&ValidHolder> for registry::NewHolder {
+    type Error = StationError;
+
+    /// The registry's holder record, with the SHA-256 of the photo file (read here).
+    fn try_from(h: &ValidHolder) -> Result<Self, StationError> {
+        let r = &h.record;
+        let photo_sha256 = match &h.photo_path {
+            Some(p) => {
+                let bytes = std::fs::read(p).map_err(|e| StationError::io(p, e))?;
+                Some(hex::encode(Sha256::digest(&bytes)))
+            }
+            None => None,
+        };
+        Ok(registry::NewHolder {
+            pinfl: r.pinfl.clone(),
+            surname: r.surname.clone(),
+            given_names: r.given_names.clone(),
+            patronymic: r.patronymic.clone(),
+            surname_cyrillic: r.surname_cyrillic.clone(),
+            given_names_cyrillic: r.given_names_cyrillic.clone(),
+            patronymic_cyrillic: r.patronymic_cyrillic.clone(),
+            sex: h.sex.code().to_string(),
+            date_of_birth: iso_date(h.date_of_birth),
+            place_of_birth: r.place_of_birth.clone(),
+            citizenship: r.citizenship.clone(),
+            photo_sha256,
+        })
+    }
+}
+
+impl From<&ValidHolder> for registry::NewAddress {
+    fn from(h: &ValidHolder) -> Self {
+        let a = &h.record.address;
+        registry::NewAddress {
+            kind: match h.address_kind {
+                AddressKind::Permanent => registry::AddressKind::Permanent,
+                AddressKind::Temporary => registry::AddressKind::Temporary,
+            },
+            region: a.region.clone(),
+            district: a.district.clone(),
+            street: a.street.clone(),
+            house: a.house.clone(),
+            apartment: a.apartment.clone(),
+            registered_on: iso_date(h.registered_on),
+            registered_until: h.registered_until.map(iso_date),
+        }
+    }
+}
+
+/// What the chip's Printed Information and CHUID carry of a holder's document: the printed
+/// name, the document number, the expiry.
+pub fn card_data(holder: &ValidHolder, document: &str, expiry: Date) -> HolderCardData {
+    HolderCardData {
+        name: printed_name(holder),
+        document_number: document.to_string(),
+        expiry,
+    }
+}
 
 impl From<Sex> for MrzSex {
     fn from(s: Sex) -> Self {
@@ -190,4 +269,44 @@ pub fn record_mrz_lines(
     expiry: time::Date,
 ) -> Result<[String; 3], StationError> {
     mrz_lines(&holder.typed()?, document, expiry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::date;
+
+    fn fixture() -> ValidHolder {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/holders/holder-01.json");
+        crate::holder::load(
+            &p,
+            &crate::holder::ValidationPolicy::new(date!(2026 - 01 - 01)),
+        )
+        .expect("the fixture holder is valid")
+    }
+
+    #[test]
+    fn the_registry_views_carry_the_record_as_enrolled() {
+        let h = fixture();
+        let n = registry::NewHolder::try_from(&h).expect("holder view");
+        assert_eq!(n.sex, h.record.sex);
+        assert_eq!(n.date_of_birth, h.record.date_of_birth);
+        assert_eq!(n.photo_sha256.is_some(), h.photo_path.is_some());
+        let a = registry::NewAddress::from(&h);
+        assert_eq!(a.registered_on, h.record.address.registered_on);
+        assert_eq!(a.registered_until, h.record.address.registered_until);
+    }
+
+    #[test]
+    fn the_mrz_of_a_valid_holder_and_of_its_registry_record_agree() {
+        let h = fixture();
+        let n = registry::NewHolder::try_from(&h).expect("holder view");
+        let expiry = date!(2036 - 01 - 01);
+        let typed = mrz_lines(&(&h).into(), "AA0000001", expiry).expect("typed");
+        let read_back = record_mrz_lines(&MrzRecord::from_registry(&n), "AA0000001", expiry)
+            .expect("registry record");
+        assert_eq!(typed, read_back);
+        assert!(typed[0].starts_with("I<UZBAA0000001"), "{typed:?}");
+    }
 }

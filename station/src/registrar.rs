@@ -18,7 +18,7 @@ use crate::Station;
 /// What an issuance asks to reserve.
 pub struct Reservation<'a> {
     pub holder: &'a ValidHolder,
-    /// The registry's view of the holder ([`crate::holder_update::registry_view`]).
+    /// The registry's view of the holder (`NewHolder::try_from(holder)`, the photo hashed).
     pub record: &'a NewHolder,
     /// The clerk confirmed a registered holder's changed data.
     pub update_holder: bool,
@@ -145,7 +145,7 @@ impl Registrar for LocalRegistry {
         let office = st.config.station.office.clone();
         let pinfl = &request.holder.record.pinfl;
         let serial = crate::card::serial_text(request.card_serial);
-        let address = crate::holder_update::address_view(request.holder);
+        let address = registry::NewAddress::from(request.holder);
         let existing = st.registry.holder_by_pinfl(pinfl)?;
         let latest_address = match &existing {
             Some(h) => st

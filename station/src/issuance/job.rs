@@ -12,9 +12,7 @@
 
 use std::time::{Instant, SystemTime};
 
-use personalization::executor::{
-    self, CardInfo, CardStep, CompleteInput, HolderCardData, LdsPlan, Personalizer,
-};
+use personalization::executor::{self, CardInfo, CardStep, CompleteInput, LdsPlan, Personalizer};
 use personalization::piv::{Lifecycle, Slot};
 use personalization::plan::CardProfile;
 use personalization::secret::{ManagementKey, Pin};
@@ -256,11 +254,7 @@ impl Certified {
         expiry: time::Date,
         (pin, puk): (&Pin, &Pin),
     ) -> Result<executor::Report, StationError> {
-        let holder = HolderCardData {
-            name: crate::holder_views::printed_name(job.holder),
-            document_number: job.number.to_string(),
-            expiry,
-        };
+        let holder = crate::holder_views::card_data(job.holder, &job.number.to_string(), expiry);
         let certificates: Vec<(Slot, Vec<u8>)> = self
             .certificates
             .iter()

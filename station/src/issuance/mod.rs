@@ -161,7 +161,7 @@ pub fn issue_with(
     crate::pin_letter::check_destination(&input.pin_letter)?;
     let doc_profile = crate::document::DocumentProfile::load(st)?;
     // A registered holder with other data: refused before the card unless confirmed.
-    let record = crate::holder_update::registry_view(&input.holder)?;
+    let record = registry::NewHolder::try_from(&input.holder)?;
     registrar.check_holder(st, &record, input.update_holder)?;
     // Everything that needs no card, before the first APDU: a doomed issuance costs no card.
     preflight(st, &input.holder, registrar)?;
