@@ -327,8 +327,8 @@ pub fn request_ca_revocation(
     create(st, session, KIND_REVOKE_CA, ca, payload)
 }
 
-/// File a dual-control request that changes ca-admin `name` ([`crate::operators::add`],
-/// [`crate::operators::enable`], [`crate::operators::set_role`]): `kind` is one of
+/// File a dual-control request that changes ca-admin `name` (for the operators module's `add`,
+/// `enable` and `set_role`, which call this one): `kind` is one of
 /// [`OPERATOR_KINDS`], `role` the role the operator has once it is approved. Executed, like a
 /// rotation, by the approval that reaches `rotation.quorum`.
 pub fn request_operator_change(
