@@ -156,15 +156,12 @@ pub fn issue_with(
     )?;
     let started = Instant::now();
     let mut t = Timings::default();
-    let profile = card_profile(st)?;
-    let pin = check_pin(&profile, &input.pin, input.holder.date_of_birth)?;
-    crate::pin_letter::check_destination(&input.pin_letter)?;
-    let doc_profile = crate::document::DocumentProfile::load(st)?;
-    // A registered holder with other data: refused before the card unless confirmed.
-    let record = registry::NewHolder::try_from(&input.holder)?;
-    registrar.check_holder(st, &record, input.update_holder)?;
-    // Everything that needs no card, before the first APDU: a doomed issuance costs no card.
-    preflight(st, &input.holder, registrar)?;
+    let Checked {
+        profile,
+        pin,
+        doc_profile,
+        record,
+    } = check_before_card(st, input, registrar)?;
 
     // Card first (reads only): a missing card or reader costs no document number.
     let t0 = Instant::now();
@@ -226,6 +223,38 @@ pub fn issue_with(
             Err(e)
         }
     }
+}
+
+/// What the checks before the card produce.
+struct Checked {
+    profile: personalization::plan::CardProfile,
+    pin: Pin,
+    doc_profile: crate::document::DocumentProfile,
+    /// The registry's view of the holder.
+    record: registry::NewHolder,
+}
+
+/// Everything that needs no card, before the first APDU: a doomed issuance costs no card.
+/// The holder's PIN, the PIN letter's destination, the profiles, a registered holder with
+/// other data (refused unless the clerk confirmed), then [`preflight`].
+fn check_before_card(
+    st: &Station,
+    input: &IssueInput,
+    registrar: &dyn Registrar,
+) -> Result<Checked, StationError> {
+    let profile = card_profile(st)?;
+    let pin = check_pin(&profile, &input.pin, input.holder.date_of_birth)?;
+    crate::pin_letter::check_destination(&input.pin_letter)?;
+    let doc_profile = crate::document::DocumentProfile::load(st)?;
+    let record = registry::NewHolder::try_from(&input.holder)?;
+    registrar.check_holder(st, &record, input.update_holder)?;
+    preflight(st, &input.holder, registrar)?;
+    Ok(Checked {
+        profile,
+        pin,
+        doc_profile,
+        record,
+    })
 }
 
 /// Recovery first: unfinished jobs are resolved, those of this card with the card at hand.
