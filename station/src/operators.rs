@@ -1,6 +1,8 @@
-//! Operators and roles (ARCHITECTURE "Roles"): clerk, ca-admin, auditor. Passwords are hashed
-//! with argon2id (PHC strings in the registry); a password is read from `IDSTATION_PASSWORD` or
-//! a prompt, held in a zeroizing buffer, and never logged, stored or echoed.
+//! Operators and roles (ARCHITECTURE "Roles"): clerk, ca-admin, auditor. The operator commands
+//! (add, disable, enable, change role, unlock, change password, list; a ca-admin change goes
+//! through a dual-control request in [`crate::rotation`]) and reading a password from
+//! `IDSTATION_PASSWORD` or a prompt; log-in, sessions and role checks are [`crate::session`]'s.
+//! A password is held in a zeroizing buffer and never logged, stored or echoed.
 
 use registry::{Registry, Role};
 use zeroize::Zeroizing;
