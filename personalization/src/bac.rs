@@ -526,7 +526,7 @@ impl<'c, 't> BacReader<'c, 't> {
     pub fn read_ef(&mut self, fid: u16) -> Result<Vec<u8>> {
         self.select_ef(fid)?;
         let head = self.read_binary(0, 4)?;
-        let total = crate::lds::tlv_total_len(&head).ok_or_else(|| Error::Malformed {
+        let total = crate::tlv::total_len(&head).ok_or_else(|| Error::Malformed {
             command: "READ BINARY (SM)",
             detail: format!("EF {fid:04X} does not start with a BER-TLV header"),
         })?;

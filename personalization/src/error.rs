@@ -1,8 +1,8 @@
 //! The crate's one error type. Messages name the step, the field and the rule; they never contain
 //! a PIN, PUK or key (see [`crate::secret`]).
 
-use crate::apdu::StatusWord;
-use crate::piv::Lifecycle;
+use crate::lifecycle::Lifecycle;
+use crate::status::StatusWord;
 
 /// Everything that can go wrong talking to a reader or a card, or reading a card profile.
 #[derive(Debug, thiserror::Error)]

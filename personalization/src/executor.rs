@@ -20,8 +20,7 @@ use time::Date;
 use crate::apdu::Stats;
 use crate::error::Error;
 use crate::piv::objects::{
-    certificate_object, random_uuid, tags, Ccc, Chuid, Discovery, Fascn, KeyHistory,
-    PrintedInformation,
+    certificate_object, random_uuid, Ccc, Chuid, Discovery, Fascn, KeyHistory, PrintedInformation,
 };
 use crate::piv::{Lifecycle, PinStatus, Piv, Slot};
 use crate::plan::{CardProfile, FascnKind};
@@ -44,8 +43,8 @@ pub enum Phase {
 pub struct Progress {
     /// Phase.
     pub phase: Phase,
-    /// Step name, e.g. "write certificate 9C".
-    pub step: String,
+    /// The step; its `Display` is its name, e.g. "write certificate 9C".
+    pub step: CardStep,
     /// 1-based index.
     pub index: usize,
     /// Steps in this phase.
@@ -121,14 +120,7 @@ pub struct LdsPlan<'a> {
     pub now: std::time::SystemTime,
 }
 
-/// LDS step names of [`Personalizer::complete_with_lds`], between the test signatures and the
-/// lock.
-pub const LDS_STEPS: [&str; 4] = [
-    "write LDS",
-    "read LDS through BAC",
-    "passive authentication",
-    "select PIV application again",
-];
+pub use crate::steps::{CardStep, PivObject, LDS_STEPS};
 
 /// Result of [`Personalizer::complete`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -187,61 +179,42 @@ pub fn inspect(transport: &mut dyn Transport) -> Result<CardInfo, Error> {
     })
 }
 
-/// Runs steps, reporting progress and naming the step in errors.
+/// Runs a phase's plan step by step, reporting progress and naming the step in errors.
 struct Steps<'p> {
     phase: Phase,
-    names: Vec<String>,
-    next: usize,
     progress: &'p mut dyn FnMut(&Progress),
 }
 
 impl Steps<'_> {
-    fn run<T>(
+    fn run_all(
         &mut self,
         piv: &mut Piv<'_>,
-        name: &str,
-        f: impl FnOnce(&mut Piv<'_>) -> Result<T, Error>,
-    ) -> Result<T, Error> {
-        debug_assert_eq!(
-            self.names.get(self.next).map(String::as_str),
-            Some(name),
-            "step list out of sync"
-        );
-        self.next += 1;
-        (self.progress)(&Progress {
-            phase: self.phase,
-            step: name.to_string(),
-            index: self.next,
-            total: self.names.len(),
-        });
-        tracing::debug!(phase = ?self.phase, step = name, index = self.next, "step");
-        f(piv).map_err(|e| {
-            tracing::warn!(phase = ?self.phase, step = name, error = %e, "step failed");
-            e.in_step(name)
-        })
+        plan: &[CardStep],
+        mut run: impl FnMut(CardStep, &mut Piv<'_>) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        for (i, &step) in plan.iter().enumerate() {
+            (self.progress)(&Progress {
+                phase: self.phase,
+                step,
+                index: i + 1,
+                total: plan.len(),
+            });
+            tracing::debug!(phase = ?self.phase, %step, index = i + 1, "step");
+            run(step, piv).map_err(|e| {
+                tracing::warn!(phase = ?self.phase, %step, error = %e, "step failed");
+                e.in_step(&step.to_string())
+            })?;
+        }
+        Ok(())
     }
 }
 
-/// Objects the plan writes besides certificates, in write order: (name, tag).
-fn planned_objects(profile: &CardProfile) -> Vec<(&'static str, u32)> {
-    let o = &profile.objects;
-    let mut v = Vec::new();
-    if o.chuid {
-        v.push(("CHUID", tags::CHUID));
+/// A step in a phase whose plan never holds it.
+fn not_in_phase(step: CardStep, phase: &str) -> Error {
+    Error::Invalid {
+        field: "card step".into(),
+        rule: format!("'{step}' is not a step of the {phase} phase"),
     }
-    if o.ccc {
-        v.push(("CCC", tags::CCC));
-    }
-    if o.discovery {
-        v.push(("Discovery", tags::DISCOVERY));
-    }
-    if o.printed_information {
-        v.push(("Printed Information", tags::PRINTED));
-    }
-    if o.key_history {
-        v.push(("Key History", tags::KEY_HISTORY));
-    }
-    v
 }
 
 fn spki_of_cert(slot: Slot, der: &[u8]) -> Result<p256::PublicKey, Error> {
@@ -266,94 +239,123 @@ pub struct Personalizer<'a> {
     profile: &'a CardProfile,
 }
 
+/// What the prepare phase has read and generated so far.
+#[derive(Default)]
+struct PrepareState {
+    serial: u32,
+    version: [u8; 3],
+    public_keys: Vec<PublicKeyInfo>,
+}
+
+/// Everything the complete phase works with, and what it has verified so far.
+struct CompleteRun<'r> {
+    prepared: &'r Prepared,
+    card_key: &'r ManagementKey,
+    input: &'r CompleteInput<'r>,
+    lds: Option<&'r LdsPlan<'r>>,
+    transport_pin: Pin,
+    transport_puk: Pin,
+    /// Every planned object's encoding, built before the first APDU.
+    objects: Vec<(PivObject, Vec<u8>)>,
+    objects_verified: Vec<String>,
+    signatures_verified: Vec<Slot>,
+    lds_read: Option<crate::lds::LdsRead>,
+    lds_verified: Vec<u8>,
+    lifecycle: Option<Lifecycle>,
+}
+
 impl<'a> Personalizer<'a> {
     /// An executor for `profile`.
     pub fn new(profile: &'a CardProfile) -> Self {
         Self { profile }
     }
 
-    /// Step names of [`prepare`](Self::prepare), in order.
-    pub fn prepare_steps(&self) -> Vec<String> {
-        let mut v: Vec<String> = [
-            "select PIV application",
-            "read serial",
-            "read version",
-            "read lifecycle",
-            "read PIN retry counter",
-            "authenticate transport key",
-            "set card management key",
-            "authenticate card management key",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        for s in self.profile.slots() {
-            v.push(format!("generate key {s}"));
+    /// Objects the plan writes, in write order: a certificate per planned slot, then the
+    /// objects the profile asks for.
+    fn planned_objects(&self) -> Vec<PivObject> {
+        let o = &self.profile.objects;
+        let mut v: Vec<PivObject> = self
+            .profile
+            .slots()
+            .into_iter()
+            .map(PivObject::Certificate)
+            .collect();
+        for (wanted, object) in [
+            (o.chuid, PivObject::Chuid),
+            (o.ccc, PivObject::Ccc),
+            (o.discovery, PivObject::Discovery),
+            (o.printed_information, PivObject::PrintedInformation),
+            (o.key_history, PivObject::KeyHistory),
+        ] {
+            if wanted {
+                v.push(object);
+            }
         }
         v
     }
 
-    /// Step names of [`complete`](Self::complete), in order.
-    pub fn complete_steps(&self) -> Vec<String> {
+    /// The steps of [`prepare`](Self::prepare), in order: the plan it runs.
+    pub fn prepare_steps(&self) -> Vec<CardStep> {
+        let mut v = vec![
+            CardStep::SelectPiv,
+            CardStep::ReadSerial,
+            CardStep::ReadVersion,
+            CardStep::ReadLifecycle,
+            CardStep::ReadPinRetries,
+            CardStep::AuthenticateTransportKey,
+            CardStep::SetCardKey,
+            CardStep::AuthenticateCardKey,
+        ];
+        v.extend(self.profile.slots().into_iter().map(CardStep::GenerateKey));
+        v
+    }
+
+    /// The steps of [`complete`](Self::complete), in order.
+    pub fn complete_steps(&self) -> Vec<CardStep> {
         self.complete_steps_with_lds(false)
     }
 
-    /// Step names of [`complete_with_lds`](Self::complete_with_lds); with `lds`, the
-    /// [`LDS_STEPS`] come right before "lock".
-    pub fn complete_steps_with_lds(&self, lds: bool) -> Vec<String> {
-        let mut v: Vec<String> = [
-            "select PIV application",
-            "read serial",
-            "read lifecycle",
-            "authenticate card management key",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let slots = self.profile.slots();
-        for s in &slots {
-            v.push(format!("write certificate {s}"));
-        }
-        for (name, _) in planned_objects(self.profile) {
-            v.push(format!("write {name}"));
-        }
-        v.push("change PIN".into());
-        v.push("change PUK".into());
-        v.push("verify PIN".into());
-        for s in &slots {
-            v.push(format!("read back certificate {s}"));
-        }
-        for (name, _) in planned_objects(self.profile) {
-            v.push(format!("read back {name}"));
-        }
+    /// The steps of [`complete_with_lds`](Self::complete_with_lds): the plan it runs; with
+    /// `lds`, the [`LDS_STEPS`] come right before the lock.
+    pub fn complete_steps_with_lds(&self, lds: bool) -> Vec<CardStep> {
+        let mut v = vec![
+            CardStep::SelectPiv,
+            CardStep::ReadSerial,
+            CardStep::ReadLifecycle,
+            CardStep::AuthenticateCardKey,
+        ];
+        let objects = self.planned_objects();
+        v.extend(objects.iter().copied().map(CardStep::Write));
+        v.extend([
+            CardStep::ChangePin,
+            CardStep::ChangePuk,
+            CardStep::VerifyPin,
+        ]);
+        v.extend(objects.iter().copied().map(CardStep::ReadBack));
         for k in &self.profile.keys {
             if k.pin_before_each_use {
-                v.push(format!("verify PIN for {}", k.slot));
+                v.push(CardStep::VerifyPinFor(k.slot));
             }
-            v.push(format!("test-sign {}", k.slot));
+            v.push(CardStep::TestSign(k.slot));
         }
         if lds {
-            v.extend(LDS_STEPS.iter().map(|s| s.to_string()));
+            v.extend(LDS_STEPS);
         }
-        v.push("lock".into());
-        v.push("read lifecycle after lock".into());
+        v.extend([CardStep::Lock, CardStep::ReadLifecycleAfterLock]);
         v
     }
 
-    /// Step names of [`reset`](Self::reset) on a PERSONALIZING card (the transport-key step is
+    /// The steps of [`reset`](Self::reset) on a PERSONALIZING card (the transport-key step is
     /// taken only if the card key is refused).
-    pub fn reset_steps(&self) -> Vec<String> {
-        [
-            "select PIV application",
-            "read lifecycle",
-            "authenticate card management key",
-            "authenticate transport key",
-            "reset to blank",
-            "read lifecycle after reset",
+    pub fn reset_steps(&self) -> Vec<CardStep> {
+        vec![
+            CardStep::SelectPiv,
+            CardStep::ReadLifecycle,
+            CardStep::AuthenticateCardKey,
+            CardStep::AuthenticateTransportKey,
+            CardStep::ResetToBlank,
+            CardStep::ReadLifecycleAfterReset,
         ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
     }
 
     /// Phase 1. `card_key` is the per-card management key (derived by the caller in the HSM);
@@ -376,77 +378,84 @@ impl<'a> Personalizer<'a> {
             });
         }
         let transport_key = self.profile.transport_key()?;
-        let mut steps = Steps {
-            phase: Phase::Prepare,
-            names: self.prepare_steps(),
-            next: 0,
-            progress,
-        };
         let mut piv = Piv::new(transport);
-        steps.run(&mut piv, "select PIV application", |p| p.select())?;
-        let serial = steps.run(&mut piv, "read serial", |p| p.serial())?;
-        let version = steps.run(&mut piv, "read version", |p| p.version())?;
-        steps.run(&mut piv, "read lifecycle", |p| {
-            let l = p.lifecycle()?;
-            if l != Lifecycle::Blank {
-                return Err(Error::WrongLifecycle {
+        let mut state = PrepareState::default();
+        Steps {
+            phase: Phase::Prepare,
+            progress,
+        }
+        .run_all(&mut piv, &self.prepare_steps(), |step, p| {
+            self.prepare_step(step, p, (&transport_key, card_key), &mut state)
+        })?;
+        let stats = piv.stats();
+        tracing::info!(serial = state.serial, apdus = stats.apdus, "card prepared");
+        Ok(Prepared {
+            serial: state.serial,
+            version: state.version,
+            public_keys: state.public_keys,
+            stats,
+        })
+    }
+
+    /// One step of the prepare phase.
+    fn prepare_step(
+        &self,
+        step: CardStep,
+        p: &mut Piv<'_>,
+        (transport_key, card_key): (&ManagementKey, &ManagementKey),
+        state: &mut PrepareState,
+    ) -> Result<(), Error> {
+        match step {
+            CardStep::SelectPiv => p.select().map(|_| ()),
+            CardStep::ReadSerial => p.serial().map(|s| state.serial = s),
+            CardStep::ReadVersion => p.version().map(|v| state.version = v),
+            CardStep::ReadLifecycle => match p.lifecycle()? {
+                Lifecycle::Blank => Ok(()),
+                l => Err(Error::WrongLifecycle {
                     operation: "personalization",
                     found: l,
                     needed: "BLANK",
-                });
-            }
-            Ok(())
-        })?;
-        let want = self.profile.pin.retries;
-        steps.run(&mut piv, "read PIN retry counter", |p| {
-            match p.pin_status(PinKind::Pin)? {
-                PinStatus::TriesLeft(n) if n == want => Ok(()),
-                found => Err(Error::Invalid {
-                    field: "PIN retry counter".into(),
-                    rule: format!(
-                        "profile {} wants a blank card with {want} PIN tries, the card reports {}",
-                        self.profile.card.name,
-                        match found {
-                            PinStatus::TriesLeft(n) => format!("{n} tries"),
-                            PinStatus::Blocked => "a blocked PIN".into(),
-                            PinStatus::Verified => "a PIN already verified".into(),
-                        }
-                    ),
                 }),
+            },
+            CardStep::ReadPinRetries => self.check_pin_retries(p),
+            CardStep::AuthenticateTransportKey => p.authenticate(transport_key),
+            CardStep::SetCardKey => p.set_management_key(card_key),
+            CardStep::AuthenticateCardKey => p.authenticate(card_key),
+            CardStep::GenerateKey(slot) => {
+                let pk = p.generate_p256(slot)?;
+                let spki_der = pk
+                    .to_public_key_der()
+                    .map_err(|e| Error::Malformed {
+                        command: "GENERATE ASYMMETRIC KEY PAIR",
+                        detail: format!("public key does not encode as SPKI: {e}"),
+                    })?
+                    .as_bytes()
+                    .to_vec();
+                state.public_keys.push(PublicKeyInfo { slot, spki_der });
+                Ok(())
             }
-        })?;
-        steps.run(&mut piv, "authenticate transport key", |p| {
-            p.authenticate(&transport_key)
-        })?;
-        steps.run(&mut piv, "set card management key", |p| {
-            p.set_management_key(card_key)
-        })?;
-        steps.run(&mut piv, "authenticate card management key", |p| {
-            p.authenticate(card_key)
-        })?;
-        let mut public_keys = Vec::new();
-        for slot in self.profile.slots() {
-            let pk = steps.run(&mut piv, &format!("generate key {slot}"), |p| {
-                p.generate_p256(slot)
-            })?;
-            let spki_der = pk
-                .to_public_key_der()
-                .map_err(|e| Error::Malformed {
-                    command: "GENERATE ASYMMETRIC KEY PAIR",
-                    detail: format!("public key does not encode as SPKI: {e}"),
-                })?
-                .as_bytes()
-                .to_vec();
-            public_keys.push(PublicKeyInfo { slot, spki_der });
+            other => Err(not_in_phase(other, "prepare")),
         }
-        let stats = piv.stats();
-        tracing::info!(serial, apdus = stats.apdus, "card prepared");
-        Ok(Prepared {
-            serial,
-            version,
-            public_keys,
-            stats,
-        })
+    }
+
+    /// A blank card has the profile's PIN retry counter.
+    fn check_pin_retries(&self, p: &mut Piv<'_>) -> Result<(), Error> {
+        let want = self.profile.pin.retries;
+        match p.pin_status(PinKind::Pin)? {
+            PinStatus::TriesLeft(n) if n == want => Ok(()),
+            found => Err(Error::Invalid {
+                field: "PIN retry counter".into(),
+                rule: format!(
+                    "profile {} wants a blank card with {want} PIN tries, the card reports {}",
+                    self.profile.card.name,
+                    match found {
+                        PinStatus::TriesLeft(n) => format!("{n} tries"),
+                        PinStatus::Blocked => "a blocked PIN".into(),
+                        PinStatus::Verified => "a PIN already verified".into(),
+                    }
+                ),
+            }),
+        }
     }
 
     fn check_input(&self, prepared: &Prepared, input: &CompleteInput<'_>) -> Result<(), Error> {
@@ -549,28 +558,66 @@ impl<'a> Personalizer<'a> {
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<Report, Error> {
         self.check_input(prepared, input)?;
-        let transport_pin = self.profile.transport_pin()?;
-        let transport_puk = self.profile.transport_puk()?;
-
-        // Build every object before touching the card.
-        let mut guid = None;
-        let mut objects: Vec<(String, u32, Vec<u8>)> = Vec::new();
-        for (slot, der) in input.certificates.iter() {
-            objects.push((
-                format!("certificate {slot}"),
-                slot.certificate_tag(),
-                certificate_object(der),
-            ));
+        // Every object is built before the card is touched.
+        let (objects, guid) = self.build_objects(input)?;
+        let mut run = CompleteRun {
+            prepared,
+            card_key,
+            input,
+            lds,
+            transport_pin: self.profile.transport_pin()?,
+            transport_puk: self.profile.transport_puk()?,
+            objects,
+            objects_verified: Vec::new(),
+            signatures_verified: Vec::new(),
+            lds_read: None,
+            lds_verified: Vec::new(),
+            lifecycle: None,
+        };
+        let mut piv = Piv::new(transport);
+        let plan = self.complete_steps_with_lds(lds.is_some());
+        Steps {
+            phase: Phase::Complete,
+            progress,
         }
-        objects.sort_by_key(|(_, tag, _)| {
-            self.profile
-                .slots()
-                .iter()
-                .position(|s| s.certificate_tag() == *tag)
-        });
-        for (name, tag) in planned_objects(self.profile) {
-            let value = match tag {
-                tags::CHUID => {
+        .run_all(&mut piv, &plan, |step, p| run.step(step, p))?;
+        let stats = piv.stats();
+        tracing::info!(
+            serial = prepared.serial,
+            apdus = stats.apdus,
+            "card personalized and locked"
+        );
+        Ok(Report {
+            serial: prepared.serial,
+            lds_verified: run.lds_verified,
+            guid,
+            objects_verified: run.objects_verified,
+            signatures_verified: run.signatures_verified,
+            lifecycle: run.lifecycle.unwrap_or(Lifecycle::Locked),
+            stats,
+        })
+    }
+
+    /// The encoding of every planned object, in plan order, and the CHUID's GUID (if the plan
+    /// writes a CHUID).
+    #[allow(clippy::type_complexity)]
+    fn build_objects(
+        &self,
+        input: &CompleteInput<'_>,
+    ) -> Result<(Vec<(PivObject, Vec<u8>)>, Option<[u8; 16]>), Error> {
+        let mut guid = None;
+        let mut objects = Vec::new();
+        for object in self.planned_objects() {
+            let value = match object {
+                PivObject::Certificate(slot) => certificate_object(
+                    input
+                        .certificates
+                        .iter()
+                        .find(|(s, _)| *s == slot)
+                        .map(|(_, d)| d.as_slice())
+                        .unwrap_or_default(),
+                ),
+                PivObject::Chuid => {
                     let g = random_uuid()?;
                     guid = Some(g);
                     Chuid {
@@ -583,137 +630,14 @@ impl<'a> Personalizer<'a> {
                     }
                     .encode()
                 }
-                tags::CCC => Ccc::random()?.encode(),
-                tags::DISCOVERY => Discovery::application_pin().encode(),
-                tags::PRINTED => self.printed(input.holder).encode()?,
-                _ => KeyHistory::default().encode(),
+                PivObject::Ccc => Ccc::random()?.encode(),
+                PivObject::Discovery => Discovery::application_pin().encode(),
+                PivObject::PrintedInformation => self.printed(input.holder).encode()?,
+                PivObject::KeyHistory => KeyHistory::default().encode(),
             };
-            objects.push((name.to_string(), tag, value));
+            objects.push((object, value));
         }
-
-        let mut steps = Steps {
-            phase: Phase::Complete,
-            names: self.complete_steps_with_lds(lds.is_some()),
-            next: 0,
-            progress,
-        };
-        let mut piv = Piv::new(transport);
-        steps.run(&mut piv, "select PIV application", |p| p.select())?;
-        steps.run(&mut piv, "read serial", |p| {
-            let s = p.serial()?;
-            if s != prepared.serial {
-                return Err(Error::WrongCard {
-                    expected: prepared.serial,
-                    found: s,
-                });
-            }
-            Ok(())
-        })?;
-        steps.run(&mut piv, "read lifecycle", |p| {
-            let l = p.lifecycle()?;
-            if l != Lifecycle::Personalizing {
-                return Err(Error::WrongLifecycle {
-                    operation: "completing personalization",
-                    found: l,
-                    needed: "PERSONALIZING",
-                });
-            }
-            Ok(())
-        })?;
-        steps.run(&mut piv, "authenticate card management key", |p| {
-            p.authenticate(card_key)
-        })?;
-        for (name, tag, value) in &objects {
-            steps.run(&mut piv, &format!("write {name}"), |p| {
-                p.put_data(*tag, value)
-            })?;
-        }
-        steps.run(&mut piv, "change PIN", |p| {
-            p.change_reference(&transport_pin, input.pin)
-        })?;
-        steps.run(&mut piv, "change PUK", |p| {
-            p.change_reference(&transport_puk, input.puk)
-        })?;
-        steps.run(&mut piv, "verify PIN", |p| p.verify(input.pin))?;
-        let mut objects_verified = Vec::new();
-        for (name, tag, value) in &objects {
-            steps.run(&mut piv, &format!("read back {name}"), |p| {
-                let got = p.get_data(*tag)?;
-                if got != *value {
-                    return Err(Error::ReadBackMismatch {
-                        object: name.clone(),
-                    });
-                }
-                Ok(())
-            })?;
-            objects_verified.push(name.clone());
-        }
-        let mut signatures_verified = Vec::new();
-        for k in &self.profile.keys {
-            let slot = k.slot;
-            if k.pin_before_each_use {
-                steps.run(&mut piv, &format!("verify PIN for {slot}"), |p| {
-                    p.verify(input.pin)
-                })?;
-            }
-            let der = input
-                .certificates
-                .iter()
-                .find(|(s, _)| *s == slot)
-                .map(|(_, d)| d.as_slice())
-                .unwrap_or_default();
-            steps.run(&mut piv, &format!("test-sign {slot}"), |p| {
-                test_sign(p, slot, prepared.serial, der)
-            })?;
-            signatures_verified.push(slot);
-        }
-        let mut lds_verified = Vec::new();
-        if let Some(plan) = lds {
-            let kseed = crate::bac::kseed(&plan.mrz_information);
-            steps.run(&mut piv, LDS_STEPS[0], |p| {
-                crate::lds::write_lds(p.channel(), plan.files, &kseed)
-            })?;
-            let read = steps.run(&mut piv, LDS_STEPS[1], |p| {
-                crate::lds::read_lds(p.channel(), &plan.mrz_information)
-            })?;
-            let pa = steps.run(&mut piv, LDS_STEPS[2], |_| {
-                if read.com != plan.files.com()? {
-                    return Err(Error::ReadBackMismatch {
-                        object: "EF.COM".into(),
-                    });
-                }
-                crate::sod::passive_authentication(&read.sod, &read.dgs, plan.csca_der, plan.now)
-            })?;
-            lds_verified = pa.dg_hashes.keys().copied().collect();
-            steps.run(&mut piv, LDS_STEPS[3], |p| p.select().map(|_| ()))?;
-        }
-        steps.run(&mut piv, "lock", |p| p.lock())?;
-        let lifecycle = steps.run(&mut piv, "read lifecycle after lock", |p| {
-            let l = p.lifecycle()?;
-            if l != Lifecycle::Locked {
-                return Err(Error::WrongLifecycle {
-                    operation: "lock",
-                    found: l,
-                    needed: "LOCKED after lock",
-                });
-            }
-            Ok(l)
-        })?;
-        let stats = piv.stats();
-        tracing::info!(
-            serial = prepared.serial,
-            apdus = stats.apdus,
-            "card personalized and locked"
-        );
-        Ok(Report {
-            serial: prepared.serial,
-            lds_verified,
-            guid,
-            objects_verified,
-            signatures_verified,
-            lifecycle,
-            stats,
-        })
+        Ok((objects, guid))
     }
 
     /// Brings a card left PERSONALIZING back to BLANK: authenticates with `card_key`, or with
@@ -726,61 +650,189 @@ impl<'a> Personalizer<'a> {
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<ResetOutcome, Error> {
         let transport_key = self.profile.transport_key()?;
-        // Progress indexes are positions in `reset_steps()`; the transport-key step (4) is
-        // skipped when the card key is accepted, so the index may jump from 3 to 5.
-        let names = self.reset_steps();
-        let total = names.len();
+        // Progress indexes are positions in `reset_steps()`; the transport-key step is skipped
+        // when the card key is accepted, so the index may jump from 3 to 5.
+        let plan = self.reset_steps();
         let mut piv = Piv::new(transport);
-        let mut step = |i: usize| -> &str {
+        let mut outcome = ResetOutcome::AlreadyBlank;
+        for (i, &step) in plan.iter().enumerate() {
+            if step == CardStep::AuthenticateTransportKey
+                && outcome == ResetOutcome::ResetWithCardKey
+            {
+                continue;
+            }
             progress(&Progress {
                 phase: Phase::Reset,
-                step: names[i].clone(),
+                step,
                 index: i + 1,
-                total,
+                total: plan.len(),
             });
-            &names[i]
-        };
-        let name = step(0).to_string();
-        piv.select().map_err(|e| e.in_step(&name))?;
-        let name = step(1).to_string();
-        let l = piv.lifecycle().map_err(|e| e.in_step(&name))?;
-        match l {
-            Lifecycle::Blank => return Ok(ResetOutcome::AlreadyBlank),
-            Lifecycle::Locked => {
+            let done = reset_step(step, &mut piv, (card_key, &transport_key), &mut outcome)
+                .map_err(|e| e.in_step(&step.to_string()))?;
+            if done {
+                return Ok(outcome);
+            }
+        }
+        tracing::info!(outcome = ?outcome, "card reset to BLANK");
+        Ok(outcome)
+    }
+}
+
+/// One step of the reset phase; `true` when the card turned out BLANK already.
+fn reset_step(
+    step: CardStep,
+    piv: &mut Piv<'_>,
+    (card_key, transport_key): (&ManagementKey, &ManagementKey),
+    outcome: &mut ResetOutcome,
+) -> Result<bool, Error> {
+    match step {
+        CardStep::SelectPiv => piv.select().map(|_| ())?,
+        CardStep::ReadLifecycle => match piv.lifecycle()? {
+            Lifecycle::Blank => return Ok(true),
+            l @ Lifecycle::Locked => {
                 return Err(Error::WrongLifecycle {
                     operation: "reset",
                     found: l,
                     needed: "BLANK or PERSONALIZING",
-                }
-                .in_step(&name))
+                })
             }
             Lifecycle::Personalizing => {}
-        }
-        let name = step(2).to_string();
-        let outcome = match piv.authenticate(card_key) {
-            Ok(()) => ResetOutcome::ResetWithCardKey,
+        },
+        CardStep::AuthenticateCardKey => match piv.authenticate(card_key) {
+            Ok(()) => *outcome = ResetOutcome::ResetWithCardKey,
             Err(Error::ManagementKeyRejected { .. }) => {
-                let name = step(3).to_string();
-                piv.authenticate(&transport_key)
-                    .map_err(|e| e.in_step(&name))?;
-                ResetOutcome::ResetWithTransportKey
+                *outcome = ResetOutcome::ResetWithTransportKey
             }
-            Err(e) => return Err(e.in_step(&name)),
-        };
-        let name = step(4).to_string();
-        piv.reset_to_blank().map_err(|e| e.in_step(&name))?;
-        let name = step(5).to_string();
-        let l = piv.lifecycle().map_err(|e| e.in_step(&name))?;
-        if l != Lifecycle::Blank {
-            return Err(Error::WrongLifecycle {
-                operation: "reset",
-                found: l,
-                needed: "BLANK after reset",
+            Err(e) => return Err(e),
+        },
+        CardStep::AuthenticateTransportKey => piv.authenticate(transport_key)?,
+        CardStep::ResetToBlank => piv.reset_to_blank()?,
+        CardStep::ReadLifecycleAfterReset => {
+            let l = piv.lifecycle()?;
+            if l != Lifecycle::Blank {
+                return Err(Error::WrongLifecycle {
+                    operation: "reset",
+                    found: l,
+                    needed: "BLANK after reset",
+                });
             }
-            .in_step(&name));
         }
-        tracing::info!(outcome = ?outcome, "card reset to BLANK");
-        Ok(outcome)
+        other => return Err(not_in_phase(other, "reset")),
+    }
+    Ok(false)
+}
+
+impl CompleteRun<'_> {
+    /// One step of the complete phase.
+    fn step(&mut self, step: CardStep, p: &mut Piv<'_>) -> Result<(), Error> {
+        let input = self.input;
+        match step {
+            CardStep::SelectPiv => p.select().map(|_| ()),
+            CardStep::ReadSerial => match p.serial()? {
+                s if s == self.prepared.serial => Ok(()),
+                s => Err(Error::WrongCard {
+                    expected: self.prepared.serial,
+                    found: s,
+                }),
+            },
+            CardStep::ReadLifecycle => match p.lifecycle()? {
+                Lifecycle::Personalizing => Ok(()),
+                l => Err(Error::WrongLifecycle {
+                    operation: "completing personalization",
+                    found: l,
+                    needed: "PERSONALIZING",
+                }),
+            },
+            CardStep::AuthenticateCardKey => p.authenticate(self.card_key),
+            CardStep::Write(object) => p.put_data(object.tag(), self.object(object)?),
+            CardStep::ChangePin => p.change_reference(&self.transport_pin, input.pin),
+            CardStep::ChangePuk => p.change_reference(&self.transport_puk, input.puk),
+            CardStep::VerifyPin | CardStep::VerifyPinFor(_) => p.verify(input.pin),
+            CardStep::ReadBack(object) => {
+                if p.get_data(object.tag())? != self.object(object)? {
+                    return Err(Error::ReadBackMismatch {
+                        object: object.to_string(),
+                    });
+                }
+                self.objects_verified.push(object.to_string());
+                Ok(())
+            }
+            CardStep::TestSign(slot) => {
+                let der = input
+                    .certificates
+                    .iter()
+                    .find(|(s, _)| *s == slot)
+                    .map(|(_, d)| d.as_slice())
+                    .unwrap_or_default();
+                test_sign(p, slot, self.prepared.serial, der)?;
+                self.signatures_verified.push(slot);
+                Ok(())
+            }
+            CardStep::WriteLds
+            | CardStep::ReadLdsThroughBac
+            | CardStep::PassiveAuthentication
+            | CardStep::SelectPivAgain => self.lds_step(step, p),
+            CardStep::Lock => p.lock(),
+            CardStep::ReadLifecycleAfterLock => match p.lifecycle()? {
+                l @ Lifecycle::Locked => {
+                    self.lifecycle = Some(l);
+                    Ok(())
+                }
+                l => Err(Error::WrongLifecycle {
+                    operation: "lock",
+                    found: l,
+                    needed: "LOCKED after lock",
+                }),
+            },
+            other => Err(not_in_phase(other, "complete")),
+        }
+    }
+
+    /// The encoding of a planned object.
+    fn object(&self, object: PivObject) -> Result<&[u8], Error> {
+        self.objects
+            .iter()
+            .find(|(o, _)| *o == object)
+            .map(|(_, v)| v.as_slice())
+            .ok_or_else(|| not_in_phase(CardStep::Write(object), "complete"))
+    }
+
+    /// The ICAO 9303 steps: write the LDS and the BAC key seed, read it back through BAC,
+    /// passive authentication, select PIV again.
+    fn lds_step(&mut self, step: CardStep, p: &mut Piv<'_>) -> Result<(), Error> {
+        let plan = self
+            .lds
+            .ok_or_else(|| not_in_phase(step, "complete without an LDS"))?;
+        match step {
+            CardStep::WriteLds => {
+                let kseed = crate::bac::kseed(&plan.mrz_information);
+                crate::lds::write_lds(p.channel(), plan.files, &kseed)
+            }
+            CardStep::ReadLdsThroughBac => {
+                self.lds_read = Some(crate::lds::read_lds(p.channel(), &plan.mrz_information)?);
+                Ok(())
+            }
+            CardStep::PassiveAuthentication => {
+                let read = self
+                    .lds_read
+                    .as_ref()
+                    .ok_or_else(|| not_in_phase(step, "complete before the LDS is read"))?;
+                if read.com != plan.files.com()? {
+                    return Err(Error::ReadBackMismatch {
+                        object: "EF.COM".into(),
+                    });
+                }
+                let pa = crate::sod::passive_authentication(
+                    &read.sod,
+                    &read.dgs,
+                    plan.csca_der,
+                    plan.now,
+                )?;
+                self.lds_verified = pa.dg_hashes.keys().copied().collect();
+                Ok(())
+            }
+            _ => p.select().map(|_| ()),
+        }
     }
 }
 
@@ -910,7 +962,7 @@ mod scripted_tests {
         let mut t = Recording::new(card_in_state(2));
         let mut seen = Vec::new();
         let e = Personalizer::new(&prof)
-            .prepare(&mut t, &card_key(), &mut |p| seen.push(p.step.clone()))
+            .prepare(&mut t, &card_key(), &mut |p| seen.push(p.step))
             .unwrap_err();
         assert_eq!(e.step(), Some("read lifecycle"));
         assert!(
@@ -970,10 +1022,11 @@ mod scripted_tests {
     fn step_lists_name_every_planned_slot_and_object() {
         let prof = profile();
         let p = Personalizer::new(&prof);
-        let prep = p.prepare_steps();
+        let names = |steps: Vec<CardStep>| steps.iter().map(ToString::to_string).collect();
+        let prep: Vec<String> = names(p.prepare_steps());
         assert!(prep.contains(&"generate key 9A".to_string()));
         assert!(prep.contains(&"generate key 9C".to_string()));
-        let comp = p.complete_steps();
+        let comp: Vec<String> = names(p.complete_steps());
         for s in [
             "write certificate 9C",
             "write CHUID",

@@ -2,6 +2,7 @@
 //! personalization, refusals without writes, and a card pulled at every APDU index.
 
 use super::*;
+use crate::piv::objects::tags;
 use crate::secret::MgmtAlgorithm;
 use crate::testutil::TestCa;
 use crate::transport::in_process::InProcess;
@@ -88,7 +89,7 @@ fn full_plan_turns_a_blank_card_into_a_locked_card_that_signs() {
     let mut progress = Vec::new();
     let report = p
         .complete(&mut t, &prepared, &card_key(), &input, &mut |pr| {
-            progress.push(pr.step.clone())
+            progress.push(pr.step)
         })
         .unwrap();
     assert_eq!(progress, p.complete_steps());

@@ -60,32 +60,7 @@ fn lds_err(object: &str, rule: impl Into<String>) -> Error {
     }
 }
 
-/// Total length (header + value) of the BER-TLV object at the start of `head` (one- or
-/// multi-byte tag, definite length of up to 3 length octets); `None` if `head` is too short or
-/// not a definite-length header.
-pub fn tlv_total_len(head: &[u8]) -> Option<usize> {
-    let first = *head.first()?;
-    let tag_len = if first & 0x1F == 0x1F {
-        let mut i = 1;
-        while head.get(i)? & 0x80 != 0 {
-            i += 1;
-        }
-        i + 1
-    } else {
-        1
-    };
-    let l0 = *head.get(tag_len)? as usize;
-    let (len, len_octets) = match l0 {
-        n if n < 0x80 => (n, 1),
-        0x81 => (*head.get(tag_len + 1)? as usize, 2),
-        0x82 => (
-            (*head.get(tag_len + 1)? as usize) << 8 | *head.get(tag_len + 2)? as usize,
-            3,
-        ),
-        _ => return None,
-    };
-    Some(tag_len + len_octets + len)
-}
+pub use crate::tlv::total_len as tlv_total_len;
 
 /// EF.COM (Part 10 §4.6.1): tag `60` { `5F01` LDS version "0108", `5F36` Unicode version
 /// "040000", `5C` tag list of the data groups present }.
@@ -282,6 +257,94 @@ pub fn dg11(d: &Dg11) -> Vec<u8> {
     tlv::encode(0x6B, &v)
 }
 
+/// The holder as the LDS data groups carry them, typed: the MRZ fields (DG1) plus the
+/// additional personal details (DG11).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LdsHolder<'a> {
+    /// What DG1's MRZ encodes (and DG2's gender).
+    pub mrz: crate::mrz::MrzHolder<'a>,
+    /// Patronymic (DG11's full name only; not in the MRZ name).
+    pub patronymic: Option<&'a str>,
+    /// Place of birth (DG11 `5F11`).
+    pub place_of_birth: &'a str,
+    /// Permanent address (DG11 `5F42`), `None` with only a temporary registration.
+    pub permanent_address: Option<String>,
+}
+
+impl LdsHolder<'_> {
+    /// DG11's content: full name as surname `<<` given names, a space and the patronymic.
+    pub fn dg11(&self) -> Dg11 {
+        let mut full_name = format!("{}<<{}", self.mrz.surname, self.mrz.given_names);
+        if let Some(p) = self.patronymic {
+            full_name.push(' ');
+            full_name.push_str(p);
+        }
+        Dg11 {
+            full_name,
+            personal_number: self.mrz.personal_number.to_string(),
+            place_of_birth: self.place_of_birth.to_string(),
+            permanent_address: self.permanent_address.clone(),
+        }
+    }
+}
+
+impl From<crate::mrz::MrzSex> for FaceGender {
+    fn from(s: crate::mrz::MrzSex) -> Self {
+        match s {
+            crate::mrz::MrzSex::Male => FaceGender::Male,
+            crate::mrz::MrzSex::Female => FaceGender::Female,
+            crate::mrz::MrzSex::Unspecified => FaceGender::Unspecified,
+        }
+    }
+}
+
+/// The data groups of one document and the MRZ they were made from.
+pub struct HolderDataGroups {
+    /// DG1, DG2 (when there is a photo), DG11, DG12 by number.
+    pub dgs: BTreeMap<u8, Vec<u8>>,
+    /// The TD1 MRZ of DG1.
+    pub mrz: [String; 3],
+    /// The MRZ information the BAC keys derive from (Part 11 §9.7.1).
+    pub mrz_information: zeroize::Zeroizing<String>,
+}
+
+/// The data groups of `holder`'s document `doc`: DG1 (the MRZ), DG2 (the photo, a JPEG, in an
+/// ISO/IEC 19794-5 record; omitted without a photo), DG11 and DG12 (the issuing authority and
+/// the date of issue). A photo or MRZ the LDS cannot carry is an [`Error::Invalid`] naming
+/// `photo` or `mrz`.
+pub fn holder_data_groups(
+    holder: &LdsHolder<'_>,
+    photo_jpeg: Option<&[u8]>,
+    doc: &crate::mrz::MrzDocument<'_>,
+    issuing_authority: &str,
+    date_of_issue: Date,
+) -> Result<HolderDataGroups> {
+    let invalid = |field: &'static str| {
+        move |e: Error| Error::Invalid {
+            field: field.into(),
+            rule: e.to_string(),
+        }
+    };
+    let mrz = crate::mrz::holder_td1(&holder.mrz, doc)?;
+    let mrz_information =
+        zeroize::Zeroizing::new(crate::mrz::bac_mrz_information(&mrz).map_err(invalid("mrz"))?);
+    let mut dgs = BTreeMap::new();
+    dgs.insert(1, dg1(&mrz).map_err(invalid("mrz"))?);
+    if let Some(jpeg) = photo_jpeg {
+        dgs.insert(
+            2,
+            dg2(jpeg, holder.mrz.sex.into()).map_err(invalid("photo"))?,
+        );
+    }
+    dgs.insert(11, dg11(&holder.dg11()));
+    dgs.insert(12, dg12(issuing_authority, date_of_issue));
+    Ok(HolderDataGroups {
+        dgs,
+        mrz,
+        mrz_information,
+    })
+}
+
 /// DG12 "additional document details" (Part 10 §4.7.12): `6C` { `5C` tag list, `5F19` issuing
 /// authority, `5F26` date of issue YYYYMMDD }.
 pub fn dg12(issuing_authority: &str, date_of_issue: Date) -> Vec<u8> {
@@ -432,6 +495,53 @@ mod tests {
                 .join("tests/fixtures/holders/photo-01.jpg"),
         )
         .unwrap()
+    }
+
+    fn holder<'a>() -> LdsHolder<'a> {
+        LdsHolder {
+            mrz: crate::mrz::MrzHolder {
+                personal_number: "31503851234567",
+                surname: "Karimova",
+                given_names: "Dilnoza",
+                surname_cyrillic: None,
+                given_names_cyrillic: None,
+                sex: crate::mrz::MrzSex::Female,
+                date_of_birth: time::macros::date!(1985 - 03 - 15),
+                nationality: "UZB",
+            },
+            patronymic: Some("Rustamovna"),
+            place_of_birth: "Toshkent",
+            permanent_address: None,
+        }
+    }
+
+    #[test]
+    fn holder_data_groups_hold_the_mrz_the_photo_and_the_personal_details() {
+        let doc = crate::mrz::MrzDocument {
+            issuing_state: "UZB",
+            number: "AA1234567",
+            expiry: time::macros::date!(2035 - 03 - 14),
+        };
+        let today = time::macros::date!(2025 - 03 - 15);
+        let g = holder_data_groups(&holder(), Some(&photo()), &doc, "Tashkent-01", today).unwrap();
+        assert_eq!(
+            g.dgs.keys().copied().collect::<Vec<_>>(),
+            vec![1, 2, 11, 12]
+        );
+        assert!(g.mrz[0].starts_with("I<UZBAA1234567"), "{:?}", g.mrz);
+        assert!(g.mrz[2].starts_with("KARIMOVA<<DILNOZA"), "{:?}", g.mrz);
+        assert_eq!(parse_dg1(&g.dgs[&1]).unwrap(), g.mrz);
+        assert_eq!(g.mrz_information.len(), 24);
+        assert_eq!(holder().dg11().full_name, "Karimova<<Dilnoza Rustamovna");
+        let none = holder_data_groups(&holder(), None, &doc, "Tashkent-01", today).unwrap();
+        assert!(!none.dgs.contains_key(&2));
+        let e = holder_data_groups(&holder(), Some(b"not a jpeg"), &doc, "T", today)
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&e, Error::Invalid { field, .. } if field == "photo"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! - [`piv`]: a NIST SP 800-73-4 PIV client (plus the Yubico vendor instructions the card
 //!   contract uses) and the PIV data objects (CHUID, CCC, Discovery, Printed Information, ...);
 //! - [`plan`]: the card profile (`profiles/card/*.toml`) as typed values;
-//! - [`executor`]: the two-phase personalization (prepare → CA → complete) and the reset path.
+//! - [`executor`]: the two-phase personalization (prepare → CA → complete) and the reset path,
+//!   each phase a plan of [`steps::CardStep`]s that the executor runs as listed.
 //!
 //! Secrets (PINs, PUKs, management keys) live in zeroizing buffers, and no `Debug`, `Display`,
 //! log line or error ever contains one.
@@ -19,11 +20,14 @@ pub mod bac;
 pub mod error;
 pub mod executor;
 pub mod lds;
+pub mod lifecycle;
 pub mod mrz;
 pub mod piv;
 pub mod plan;
 pub mod secret;
 pub mod sod;
+pub mod status;
+pub mod steps;
 pub mod tlv;
 pub mod transport;
 

@@ -397,6 +397,62 @@ pub fn td1(t: &Td1) -> Result<[String; 3]> {
     Ok([l1, l2, l3])
 }
 
+/// The holder as the MRZ encodes them, typed (a validated holder record, or a registry record
+/// read back): the caller has already checked dates and sex, the MRZ only formats them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MrzHolder<'a> {
+    /// The PINFL, written as line 1's optional data.
+    pub personal_number: &'a str,
+    /// Surname, official Latin form.
+    pub surname: &'a str,
+    /// Given names, official Latin form.
+    pub given_names: &'a str,
+    /// Surname in Cyrillic, transliterated when the Latin form is empty.
+    pub surname_cyrillic: Option<&'a str>,
+    /// Given names in Cyrillic, transliterated when the Latin form is empty.
+    pub given_names_cyrillic: Option<&'a str>,
+    /// Sex.
+    pub sex: MrzSex,
+    /// Date of birth.
+    pub date_of_birth: Date,
+    /// Nationality, ISO 3166-1 alpha-3 (`XXA` = stateless person, Part 3 §5).
+    pub nationality: &'a str,
+}
+
+/// The document an MRZ belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MrzDocument<'a> {
+    /// Issuing state, ISO 3166-1 alpha-3.
+    pub issuing_state: &'a str,
+    /// Series + number, 9 characters.
+    pub number: &'a str,
+    /// Date of expiry.
+    pub expiry: Date,
+}
+
+/// The TD1 MRZ of `holder`'s document `doc` (Part 5 §4.2.2): document code I, the issuing
+/// state, the document number, the personal number as optional data, birth, sex, expiry,
+/// nationality, name (surname `<<` given names; a patronymic is not part of the MRZ name).
+/// Names come from the Latin form, or the Cyrillic one transliterated when no Latin form
+/// exists ([`name_components`]).
+pub fn holder_td1(holder: &MrzHolder<'_>, doc: &MrzDocument<'_>) -> Result<[String; 3]> {
+    td1(&Td1 {
+        issuing_state: doc.issuing_state.into(),
+        document_number: doc.number.into(),
+        optional_data: holder.personal_number.into(),
+        date_of_birth: holder.date_of_birth,
+        sex: holder.sex,
+        date_of_expiry: doc.expiry,
+        nationality: holder.nationality.into(),
+        primary: name_components("surname", Some(holder.surname), holder.surname_cyrillic)?,
+        secondary: name_components(
+            "given_names",
+            Some(holder.given_names),
+            holder.given_names_cyrillic,
+        )?,
+    })
+}
+
 /// The MRZ information for BAC (Part 11 §9.7.1 / Appendix D.2): document number, its check
 /// digit, date of birth, its check digit, date of expiry, its check digit, taken from a TD1.
 pub fn bac_mrz_information(lines: &[String; 3]) -> Result<String> {

@@ -46,8 +46,21 @@ pub fn number(field: &str, v: u32) -> Result<()> {
     Ok(())
 }
 
-/// A calendar date written `YYYY-MM-DD` (ISO 8601 extended, year 1900..=2999).
-pub fn date(field: &str, v: &str) -> Result<Date> {
+/// Why a text is not a calendar date written `YYYY-MM-DD` ([`parse_date`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DateFault {
+    /// Not ten characters `DDDD-DD-DD`.
+    Shape,
+    /// The month is not 01–12.
+    Month,
+    /// The day is not in the month.
+    Day { month: Month, year: i32 },
+}
+
+/// A date written `YYYY-MM-DD` (ISO 8601 extended, any four-digit year), or why it is not
+/// one: the one parser of the registry's and the station's date rules, which word their own
+/// refusals.
+pub fn parse_date(v: &str) -> std::result::Result<Date, DateFault> {
     let b = v.as_bytes();
     let shape = b.len() == 10
         && b[4] == b'-'
@@ -56,14 +69,32 @@ pub fn date(field: &str, v: &str) -> Result<Date> {
             .enumerate()
             .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
     if !shape {
+        return Err(DateFault::Shape);
+    }
+    let num = |s: &str| s.parse::<u32>().unwrap_or(0);
+    let (y, m, d) = (num(&v[0..4]), num(&v[5..7]), num(&v[8..10]));
+    let month = u8::try_from(m)
+        .ok()
+        .and_then(|m| Month::try_from(m).ok())
+        .ok_or(DateFault::Month)?;
+    Date::from_calendar_date(y as i32, month, d as u8).map_err(|_| DateFault::Day {
+        month,
+        year: y as i32,
+    })
+}
+
+/// A calendar date written `YYYY-MM-DD` (ISO 8601 extended, year 1900..=2999).
+pub fn date(field: &str, v: &str) -> Result<Date> {
+    let parsed = parse_date(v);
+    if parsed == Err(DateFault::Shape) {
         return Err(Error::invalid(
             field,
             v,
             "must be a date written YYYY-MM-DD",
         ));
     }
-    let num = |s: &str| s.parse::<u32>().unwrap_or(0);
-    let (y, m, d) = (num(&v[0..4]), num(&v[5..7]), num(&v[8..10]));
+    // The shape is checked: four ASCII digits.
+    let y = v[0..4].parse::<u32>().unwrap_or(0);
     if !(1900..=2999).contains(&y) {
         return Err(Error::invalid(
             field,
@@ -71,21 +102,20 @@ pub fn date(field: &str, v: &str) -> Result<Date> {
             "year must be between 1900 and 2999",
         ));
     }
-    let month = u8::try_from(m)
-        .ok()
-        .and_then(|m| Month::try_from(m).ok())
-        .ok_or_else(|| Error::invalid(field, v, "is not a calendar date (month 01-12)"))?;
-    Date::from_calendar_date(y as i32, month, d as u8).map_err(|_| {
-        Error::invalid(
+    parsed.map_err(|fault| match fault {
+        DateFault::Day { month, year } => Error::invalid(
             field,
             v,
             format!(
                 "is not a calendar date ({} {} has {} days)",
                 month,
-                y,
-                time::util::days_in_month(month, y as i32)
+                year,
+                time::util::days_in_month(month, year)
             ),
-        )
+        ),
+        DateFault::Shape | DateFault::Month => {
+            Error::invalid(field, v, "is not a calendar date (month 01-12)")
+        }
     })
 }
 
@@ -115,26 +145,47 @@ pub fn citizenship(field: &str, v: &str) -> Result<()> {
     Ok(())
 }
 
+/// Why a free text is refused ([`text_fault`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextFault {
+    /// Empty or only whitespace.
+    Empty,
+    /// More characters than allowed.
+    TooLong,
+    /// A control character.
+    Control,
+}
+
+/// The first rule of a free text that `v` breaks (non-empty, at most `max_chars` characters,
+/// no control characters), checked in that order; `None` when it keeps them all.
+pub fn text_fault(v: &str, max_chars: usize) -> Option<TextFault> {
+    if v.trim().is_empty() {
+        Some(TextFault::Empty)
+    } else if v.chars().count() > max_chars {
+        Some(TextFault::TooLong)
+    } else if v.chars().any(|c| c.is_control()) {
+        Some(TextFault::Control)
+    } else {
+        None
+    }
+}
+
 /// A text field that must not be empty or only whitespace, and has an upper length.
 pub fn text(field: &str, v: &str, max_chars: usize) -> Result<()> {
-    if v.trim().is_empty() {
-        return Err(Error::invalid(field, v, "must not be empty"));
-    }
-    if v.chars().count() > max_chars {
-        return Err(Error::invalid(
+    match text_fault(v, max_chars) {
+        None => Ok(()),
+        Some(TextFault::Empty) => Err(Error::invalid(field, v, "must not be empty")),
+        Some(TextFault::TooLong) => Err(Error::invalid(
             field,
             v,
             format!("must be at most {max_chars} characters"),
-        ));
-    }
-    if v.chars().any(|c| c.is_control()) {
-        return Err(Error::invalid(
+        )),
+        Some(TextFault::Control) => Err(Error::invalid(
             field,
             v,
             "must not contain control characters",
-        ));
+        )),
     }
-    Ok(())
 }
 
 /// Optional text: `None` is fine, `Some` must pass [`text`].
@@ -201,6 +252,27 @@ mod tests {
         assert!(date("date_of_birth", "1984-02-29").is_ok());
         assert!(date("date_of_birth", "1985-13-01").is_err());
         assert!(date("date_of_birth", "85-02-03").is_err());
+    }
+
+    #[test]
+    fn parse_date_names_the_fault_and_text_fault_the_first_rule_broken() {
+        assert_eq!(parse_date("85-02-03"), Err(DateFault::Shape));
+        assert_eq!(parse_date("1985-13-01"), Err(DateFault::Month));
+        assert_eq!(
+            parse_date("1985-02-30"),
+            Err(DateFault::Day {
+                month: Month::February,
+                year: 1985
+            })
+        );
+        assert!(
+            parse_date("1800-01-01").is_ok(),
+            "the year range is the caller's"
+        );
+        assert_eq!(text_fault(" ", 5), Some(TextFault::Empty));
+        assert_eq!(text_fault("abcdef", 5), Some(TextFault::TooLong));
+        assert_eq!(text_fault("a\tb", 5), Some(TextFault::Control));
+        assert_eq!(text_fault("abc", 5), None);
     }
 
     #[test]

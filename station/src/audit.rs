@@ -15,7 +15,7 @@ use serde::Serialize;
 use x509_cert::Certificate;
 
 use crate::error::StationError;
-use crate::operators::Session;
+use crate::session::Session;
 use crate::Station;
 
 /// A signed checkpoint as the CLI reports it.
@@ -88,7 +88,7 @@ pub fn checkpoint_after(st: &mut Station, what: &str) {
 
 /// `idstation audit checkpoint`: record the request and sign a checkpoint over it.
 pub fn checkpoint(st: &mut Station, session: &Session) -> Result<CheckpointOutcome, StationError> {
-    crate::operators::require_current(
+    crate::session::require_current(
         &mut st.registry,
         session,
         "sign audit checkpoints",
@@ -184,7 +184,7 @@ pub fn audit_chain(st: &Station) -> Result<Vec<Vec<u8>>, StationError> {
     })?;
     // The root key that really signed the audit certificate (after a root rollover the newest
     // root has the same name but another key).
-    let (_, issuer) = crate::rotation::certifying_key(st, label, &audit_der)?;
+    let (_, issuer) = crate::hierarchy::certifying_key(st, label, &audit_der)?;
     let issuer_der = issuer.certificate.clone().ok_or_else(|| {
         StationError::Other(format!(
             "root key {} (issuer of the audit certificate {label}) has no certificate",
@@ -241,7 +241,7 @@ pub fn export(
     range: &Range,
     format: ExportFormat,
 ) -> Result<ExportOutcome, StationError> {
-    crate::operators::require_current(
+    crate::session::require_current(
         &mut st.registry,
         session,
         "export the audit log",
@@ -318,7 +318,7 @@ pub fn root_file(root: Option<&Path>, data_dir: &Path) -> Result<PathBuf, Statio
     if let Some(r) = root {
         return Ok(r.to_path_buf());
     }
-    let own = crate::datadir::Layout::new(data_dir).ca_cert(crate::init::ROOT_KEY);
+    let own = crate::datadir::Layout::new(data_dir).ca_cert(crate::hierarchy::ROOT_KEY);
     if own.is_file() {
         Ok(own)
     } else {
@@ -519,7 +519,7 @@ pub fn outbox_ack(
     session: &Session,
     id: i64,
 ) -> Result<OutboxItem, StationError> {
-    crate::operators::require_current(
+    crate::session::require_current(
         &mut st.registry,
         session,
         "acknowledge outbox messages",

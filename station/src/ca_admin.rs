@@ -5,53 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use registry::{AuditEntry, CaKey, CaKeyState, Registry};
+use registry::{AuditEntry, CaKeyState};
 use serde::{Deserialize, Serialize};
 
-use crate::datadir::{check_new_output, write_atomic, write_new, Layout};
+use crate::datadir::{check_new_output, write_atomic, write_new};
 use crate::error::StationError;
-use crate::init::CaSummary;
-use crate::operators::Session;
+pub use crate::hierarchy::{active_issuer, summaries, CA_NAMES};
+use crate::session::Session;
 use crate::Station;
-
-/// The CAs of the hierarchy, in the order `ca show` prints them.
-pub const CA_NAMES: &[&str] = &["root", "esign", "audit", "csca", "document-signer"];
-
-/// Every CA key the registry knows, with its certificate's facts.
-pub fn summaries(reg: &Registry, layout: &Layout) -> Result<Vec<CaSummary>, StationError> {
-    let mut out = Vec::new();
-    for name in CA_NAMES {
-        for key in reg.ca_keys(name)? {
-            out.push(summary(&key, layout)?);
-        }
-    }
-    Ok(out)
-}
-
-fn summary(key: &CaKey, layout: &Layout) -> Result<CaSummary, StationError> {
-    let (subject, fingerprint, not_before, not_after) = match &key.certificate {
-        Some(der) => {
-            let info = ca::CertInfo::parse(der)?;
-            (
-                info.subject,
-                ca::fingerprint_sha256(der)?,
-                info.not_before,
-                info.not_after,
-            )
-        }
-        None => (String::new(), String::new(), String::new(), String::new()),
-    };
-    Ok(CaSummary {
-        ca: key.ca.clone(),
-        key_label: key.label.clone(),
-        subject,
-        fingerprint_sha256: fingerprint,
-        not_before,
-        not_after,
-        state: key.state.as_str().to_string(),
-        file: layout.ca_cert(&key.label),
-    })
-}
 
 /// The subject of a holder certificate, as given to `ca issue --subject FILE` (JSON).
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -110,19 +71,6 @@ pub struct IssueReport {
     pub out: PathBuf,
 }
 
-/// The active key of CA `ca` and its [`ca::Issuer`].
-pub fn active_issuer(st: &Station, ca_name: &str) -> Result<(CaKey, ca::Issuer), StationError> {
-    let key = st.registry.active_ca_key(ca_name)?.ok_or_else(|| {
-        StationError::Other(format!("no active {ca_name} CA key in the registry"))
-    })?;
-    let der = key
-        .certificate
-        .as_deref()
-        .ok_or_else(|| StationError::Other(format!("CA key {} has no certificate", key.label)))?;
-    let issuer = ca::Issuer::new(st.keys.as_ref(), &key.label, der)?;
-    Ok((key, issuer))
-}
-
 /// `ca issue`: an end-entity certificate under `profile`, signed by the active e-Signature CA
 /// key, recorded in the registry and written to `out` as PEM.
 pub fn issue(
@@ -133,7 +81,7 @@ pub fn issue(
     subject: &ca::HolderSubject,
     out: &Path,
 ) -> Result<IssueReport, StationError> {
-    crate::operators::require_current(
+    crate::session::require_current(
         &mut st.registry,
         session,
         "issue certificates",
@@ -185,7 +133,7 @@ pub fn issue(
         subject,
         SystemTime::now(),
     )?;
-    let record = crate::init::cert_record(key.id, &cert.der, profile_name)?;
+    let record = crate::hierarchy::cert_record(key.id, &cert.der, profile_name)?;
     {
         let tx = st.registry.transaction()?;
         tx.insert_certificate(&record)?;
@@ -234,7 +182,7 @@ pub fn crl(
     key_label: Option<&str>,
     out: &Path,
 ) -> Result<CrlReport, StationError> {
-    crate::operators::require_current(
+    crate::session::require_current(
         &mut st.registry,
         session,
         "publish CRLs",

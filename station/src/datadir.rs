@@ -8,6 +8,7 @@
 //! DIR/ca/<label>.pem        CA certificates, one per CA key
 //! DIR/crl/<label>.crl       the latest CRL of each CA key (DER)
 //! DIR/secrets/              operator-provisioned secret files (e.g. the HSM PIN file), 0700
+//! DIR/locks/<work>.lock     held (flock) by the process doing a piece of work ([`WorkLock`])
 //! ```
 //!
 //! `init` makes DIR 0700 and everything in it 0700 (directories) / 0600 (files); start-up
@@ -85,7 +86,7 @@ pub fn check_new_output(field: &str, path: &Path) -> Result<(), StationError> {
         .map_err(|e| StationError::invalid(field, format!("{}: {e}", path.display())))
 }
 
-/// Start-up check (issue 13, item 11): the data dir and a file the HSM PIN comes from must
+/// Start-up check (docs/security.md, private files): the data dir and a file the HSM PIN comes from must
 /// be the owner's alone. Group or other permission bits on either are refused, naming the
 /// path, the rule and the `chmod` that fixes it.
 pub fn check_private(data_dir: &Path, hsm: &hsm::HsmConfig) -> Result<(), StationError> {
@@ -163,6 +164,77 @@ pub fn make_private(root: &Path) -> Result<(), StationError> {
     Ok(())
 }
 
+/// Work that one process at a time may do, each with its lock file under `DIR/locks/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Work {
+    /// An issuance job: its process holds the lock while the job runs, so recovery in another
+    /// process never touches a job that is still alive.
+    IssuanceJob(i64),
+    /// A dual-control CA request being executed (or resumed by recovery).
+    CaRequest(i64),
+}
+
+impl Work {
+    fn file_name(self) -> String {
+        match self {
+            Work::IssuanceJob(id) => format!("job-{id}.lock"),
+            Work::CaRequest(id) => format!("ca-request-{id}.lock"),
+        }
+    }
+
+    fn busy(self) -> String {
+        match self {
+            Work::IssuanceJob(id) => format!("job {id} is being worked on by another process"),
+            Work::CaRequest(id) => format!("CA request {id} is being executed by another process"),
+        }
+    }
+}
+
+/// An exclusive lock (flock) on a [`Work`]'s lock file, held until dropped; the file is
+/// removed on drop. A process that dies loses the lock with its file descriptors.
+pub struct WorkLock {
+    _file: std::fs::File,
+    path: PathBuf,
+}
+
+impl WorkLock {
+    /// The lock file of `work` in `data_dir`.
+    pub fn path(data_dir: &Path, work: Work) -> PathBuf {
+        data_dir.join("locks").join(work.file_name())
+    }
+
+    /// Take the lock of `work`; a conflict when another process holds it.
+    pub fn acquire(data_dir: &Path, work: Work) -> Result<WorkLock, StationError> {
+        let path = Self::path(data_dir, work);
+        if let Some(dir) = path.parent() {
+            registry::files::create_dir_private(dir).map_err(|e| StationError::io(dir, e))?;
+        }
+        // 0600, and never through a link planted at the lock's name.
+        let file =
+            registry::files::open_or_create(&path).map_err(|e| StationError::io(&path, e))?;
+        file.try_lock()
+            .map_err(|_| StationError::Conflict(work.busy()))?;
+        Ok(WorkLock { _file: file, path })
+    }
+
+    /// Whether a live process holds the lock of `work`.
+    pub fn is_held(data_dir: &Path, work: Work) -> bool {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .open(Self::path(data_dir, work))
+        {
+            Ok(f) => f.try_lock().is_err(),
+            Err(_) => false,
+        }
+    }
+}
+
+impl Drop for WorkLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,5 +251,22 @@ mod tests {
             1,
             "no temp file left behind"
         );
+    }
+
+    #[test]
+    fn a_work_lock_is_held_until_dropped_and_refuses_a_second_holder() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let job = Work::IssuanceJob(7);
+        assert!(!WorkLock::is_held(d.path(), job));
+        let lock = WorkLock::acquire(d.path(), job).expect("first lock");
+        assert!(WorkLock::is_held(d.path(), job));
+        assert!(!WorkLock::is_held(d.path(), Work::CaRequest(7)));
+        let e = WorkLock::acquire(d.path(), job)
+            .err()
+            .expect("second lock refused");
+        assert!(e.to_string().contains("job 7 is being worked on"), "{e}");
+        drop(lock);
+        assert!(!WorkLock::is_held(d.path(), job));
+        assert!(!WorkLock::path(d.path(), job).exists());
     }
 }

@@ -14,9 +14,10 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use time::{Date, Month};
+use time::Date;
 
-/// The holder record as enrolled (input format fixed by issue #6).
+/// The holder record as enrolled: the holder file (JSON, e.g. station/tests/fixtures/holders/),
+/// validated field by field by [`validate`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct HolderRecord {
@@ -319,24 +320,11 @@ pub fn validate(
 
 /// Parse `YYYY-MM-DD` as a real calendar date.
 pub fn parse_date(s: &str) -> Result<Date, String> {
-    let b = s.as_bytes();
-    let shape_ok = b.len() == 10
-        && b[4] == b'-'
-        && b[7] == b'-'
-        && b.iter()
-            .enumerate()
-            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
-    if !shape_ok {
-        return Err(format!("{s:?} is not a date in the form YYYY-MM-DD"));
-    }
-    let num = |r: std::ops::Range<usize>| s[r].parse::<u32>().unwrap_or(0);
-    let (y, m, d) = (num(0..4), num(5..7), num(8..10));
-    let month = u8::try_from(m).ok().and_then(|m| Month::try_from(m).ok());
-    match month {
-        Some(month) => Date::from_calendar_date(y as i32, month, d as u8)
-            .map_err(|_| format!("{s} is not a calendar date")),
-        None => Err(format!("{s} is not a calendar date")),
-    }
+    use registry::validate::DateFault;
+    registry::validate::parse_date(s).map_err(|fault| match fault {
+        DateFault::Shape => format!("{s:?} is not a date in the form YYYY-MM-DD"),
+        DateFault::Month | DateFault::Day { .. } => format!("{s} is not a calendar date"),
+    })
 }
 
 /// PINFL rules: 14 digits; digit 1 agrees with sex and century of birth; digits 2–7 are the
@@ -474,14 +462,12 @@ fn check_name_shape(name: &str) -> Result<(), String> {
 
 /// Free text (place of birth, address parts): non-empty, no control characters, bounded.
 fn check_text(value: &str, max: usize) -> Result<(), String> {
-    if value.trim().is_empty() {
-        return Err("must not be empty".into());
-    }
-    if value.chars().count() > max {
-        return Err(format!("is longer than {max} characters"));
-    }
-    if value.chars().any(char::is_control) {
-        return Err("must not contain control characters".into());
+    use registry::validate::TextFault;
+    match registry::validate::text_fault(value, max) {
+        Some(TextFault::Empty) => return Err("must not be empty".into()),
+        Some(TextFault::TooLong) => return Err(format!("is longer than {max} characters")),
+        Some(TextFault::Control) => return Err("must not contain control characters".into()),
+        None => {}
     }
     if value.trim() != value {
         return Err(format!("{value:?} must not start or end with spaces"));

@@ -5,55 +5,9 @@
 //! and an audit event records each changed field, old and new, in the issuance's transaction.
 
 use registry::NewHolder;
-use sha2::{Digest, Sha256};
 
 use crate::error::StationError;
 pub use crate::field_change::FieldChange;
-use crate::holder::{AddressKind, ValidHolder};
-
-/// The registry's view of a validated holder, with the SHA-256 of the photo file.
-pub fn registry_view(holder: &ValidHolder) -> Result<NewHolder, StationError> {
-    let r = &holder.record;
-    let photo_sha256 = match &holder.photo_path {
-        Some(p) => {
-            let bytes = std::fs::read(p).map_err(|e| StationError::io(p, e))?;
-            Some(hex::encode(Sha256::digest(&bytes)))
-        }
-        None => None,
-    };
-    Ok(NewHolder {
-        pinfl: r.pinfl.clone(),
-        surname: r.surname.clone(),
-        given_names: r.given_names.clone(),
-        patronymic: r.patronymic.clone(),
-        surname_cyrillic: r.surname_cyrillic.clone(),
-        given_names_cyrillic: r.given_names_cyrillic.clone(),
-        patronymic_cyrillic: r.patronymic_cyrillic.clone(),
-        sex: r.sex.clone(),
-        date_of_birth: r.date_of_birth.clone(),
-        place_of_birth: r.place_of_birth.clone(),
-        citizenship: r.citizenship.clone(),
-        photo_sha256,
-    })
-}
-
-/// The registry's address view of a validated holder.
-pub fn address_view(holder: &ValidHolder) -> registry::NewAddress {
-    let a = &holder.record.address;
-    registry::NewAddress {
-        kind: match holder.address_kind {
-            AddressKind::Permanent => registry::AddressKind::Permanent,
-            AddressKind::Temporary => registry::AddressKind::Temporary,
-        },
-        region: a.region.clone(),
-        district: a.district.clone(),
-        street: a.street.clone(),
-        house: a.house.clone(),
-        apartment: a.apartment.clone(),
-        registered_on: a.registered_on.clone(),
-        registered_until: a.registered_until.clone(),
-    }
-}
 
 /// Every personal-data field (not the address, which has its own history) where `new`
 /// differs from `registered`, in the holder file's order.

@@ -1,25 +1,40 @@
-//! idstation's application core: configuration, the holder record, the CA ceremonies and
-//! (with later issues) the issuance job, recovery, operators and roles. The `idstation` binary
-//! only parses arguments and calls into this crate.
+//! idstation's application core: opening a station ([`Station`]: configuration, HSM,
+//! registry, profiles), the holder record and its views, the issuance job and its recovery,
+//! the CA hierarchy and its ceremonies (init, rotation under dual control, CRLs), operators and
+//! sessions, the audit log. The `idstation` binary and the GUI only parse input and call into
+//! this crate.
+//!
+//! An issuance talks to certification and registration through two seams,
+//! [`certifier::Certifier`] and [`registrar::Registrar`]: today the in-station CA and the local
+//! registry, next the national centre.
 
 pub mod audit;
 pub mod ca_admin;
+pub mod card;
+pub mod certifier;
 pub mod config;
 pub mod datadir;
 pub mod document;
 pub mod error;
+pub mod failpoint;
 pub mod field_change;
+pub mod hierarchy;
 pub mod holder;
 pub mod holder_update;
+pub mod holder_views;
 pub mod hsm_env;
 pub mod init;
 pub mod interactive;
 pub mod issuance;
+pub mod journal;
 pub mod operators;
 pub mod pin_letter;
+pub mod readers;
 pub mod records;
 pub mod recovery;
+pub mod registrar;
 pub mod rotation;
+pub mod session;
 pub mod time_util;
 
 use std::path::Path;
@@ -82,9 +97,9 @@ impl Station {
         password: &zeroize::Zeroizing<String>,
         action: &str,
         roles: &[registry::Role],
-    ) -> Result<operators::Session, StationError> {
+    ) -> Result<session::Session, StationError> {
         let station = self.config.station.name.clone();
-        operators::authorize(
+        session::authorize(
             &mut self.registry,
             &station,
             operator,

@@ -1,242 +1,18 @@
-//! Operators and roles (ARCHITECTURE "Roles"): clerk, ca-admin, auditor. Passwords are hashed
-//! with argon2id (PHC strings in the registry); a password is read from `IDSTATION_PASSWORD` or
-//! a prompt, held in a zeroizing buffer, and never logged, stored or echoed.
+//! Operators and roles (ARCHITECTURE "Roles"): clerk, ca-admin, auditor. The operator commands
+//! (add, disable, enable, change role, unlock, change password, list; a ca-admin change goes
+//! through a dual-control request in [`crate::rotation`]) and reading a password from
+//! `IDSTATION_PASSWORD` or a prompt; log-in, sessions and role checks are [`crate::session`]'s.
+//! A password is held in a zeroizing buffer and never logged, stored or echoed.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
-use registry::{Actor, Registry, Role};
+use registry::{Registry, Role};
 use zeroize::Zeroizing;
 
 use crate::error::StationError;
-
-/// Minimum operator password length.
-pub const MIN_PASSWORD_CHARS: usize = 10;
-
-/// Hash a new operator password (argon2id, random salt).
-pub fn hash_password(password: &str) -> Result<String, StationError> {
-    if password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(StationError::invalid(
-            "password",
-            format!("must have at least {MIN_PASSWORD_CHARS} characters"),
-        ));
-    }
-    let mut salt_bytes = [0u8; 16];
-    getrandom::fill(&mut salt_bytes)
-        .map_err(|e| StationError::Other(format!("random salt: {e}")))?;
-    let salt = SaltString::encode_b64(&salt_bytes)
-        .map_err(|e| StationError::Other(format!("salt: {e}")))?;
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| StationError::Other(format!("argon2: {e}")))
-}
-
-fn verify_password(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc)
-        .map(|h| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &h)
-                .is_ok()
-        })
-        .unwrap_or(false)
-}
-
-/// An operator who proved their password, acting from this station.
-///
-/// A `Session` is made only by a successful log-in ([`authorize`]): its fields are private and
-/// it has no public constructor, so library code cannot be handed a session with a role
-/// nobody logged in with. This does not compile:
-///
-/// ```compile_fail,E0451
-/// let forged = station::operators::Session {
-///     actor: registry::Actor::new("mallory", "ca-admin", "station-1"),
-///     role: registry::Role::CaAdmin,
-/// };
-/// ```
-#[derive(Debug, Clone)]
-pub struct Session {
-    actor: Actor,
-    role: Role,
-}
-
-impl Session {
-    /// Who acts, as the audit log records them.
-    pub fn actor(&self) -> &Actor {
-        &self.actor
-    }
-    /// The role the operator logged in with.
-    pub fn role(&self) -> Role {
-        self.role
-    }
-    /// The operator's name.
-    pub fn operator(&self) -> &str {
-        &self.actor.operator
-    }
-}
-
-/// What every refusal at log-in answers, whatever the reason (unknown name, wrong password,
-/// disabled or locked account): the caller cannot tell which.
-pub const WRONG_LOGIN: &str = "operator name or password is wrong";
-
-/// Check `name`'s password and that their role is one of `allowed`. Every refusal (unknown
-/// operator, wrong password, disabled, locked, wrong role) is written to the audit log before
-/// the error returns. Unknown name, wrong password, a disabled and a locked account all answer
-/// [`WRONG_LOGIN`] (exit 6) after the same work (one argon2 verification, one counter update,
-/// one audit event); the audit event says which it was. The account locks after
-/// [`registry::MAX_FAILED_LOGINS`] wrong passwords in a row, until a ca-admin unlocks it.
-pub fn authorize(
-    reg: &mut Registry,
-    station: &str,
-    name: &str,
-    password: &Zeroizing<String>,
-    action: &str,
-    allowed: &[Role],
-) -> Result<Session, StationError> {
-    let op = reg.operator(name).map_err(StationError::from)?;
-    let refuse = |reg: &mut Registry, role: &str, why: &str, shown: &str| -> StationError {
-        // A caller may type anything as a name: the log and the message get a bounded one.
-        let name = &bounded_name(name);
-        let actor = Actor::new(name, role, station);
-        let details = serde_json::json!({ "action": action, "reason": why });
-        let audited = reg.audit(&registry::AuditEntry {
-            actor: &actor,
-            action: "operator.refused",
-            object: &format!("operator:{name}"),
-            details: &details,
-        });
-        if let Err(e) = audited {
-            tracing::error!(error = %e, "could not audit a refusal");
-        }
-        StationError::NotPermitted(format!("{name}: {shown}"))
-    };
-    let Some(op) = op else {
-        // Spend the time a verification would take, so a missing name looks like a bad password.
-        let _ = verify_password(password, DUMMY_HASH);
-        let _ = reg.write(|tx| tx.count_failed_login(name, false));
-        return Err(refuse(reg, "unknown", WRONG_LOGIN, WRONG_LOGIN));
-    };
-    let right = verify_password(password, &op.password_hash);
-    // The same statement on every path; it counts only a wrong password.
-    let (count, locked) = reg.write(|tx| tx.count_failed_login(name, !right))?;
-    if !right {
-        if locked && !op.locked {
-            let audited = reg.audit(&registry::AuditEntry {
-                actor: &Actor::new(name, op.role.as_str(), station),
-                action: "operator.locked",
-                object: &format!("operator:{name}"),
-                details: &serde_json::json!({ "failed_logins": count }),
-            });
-            if let Err(e) = audited {
-                tracing::error!(error = %e, "could not audit a lock");
-            }
-        }
-        let why = format!(
-            "{WRONG_LOGIN}: wrong password, {count} in a row (the account locks at {})",
-            registry::MAX_FAILED_LOGINS
-        );
-        return Err(refuse(reg, op.role.as_str(), &why, WRONG_LOGIN));
-    }
-    if op.locked {
-        let why = format!(
-            "account locked after {} wrong passwords; a ca-admin must unlock it",
-            registry::MAX_FAILED_LOGINS
-        );
-        return Err(refuse(reg, op.role.as_str(), &why, WRONG_LOGIN));
-    }
-    if !op.active {
-        return Err(refuse(
-            reg,
-            op.role.as_str(),
-            "operator is disabled",
-            WRONG_LOGIN,
-        ));
-    }
-    if !allowed.contains(&op.role) {
-        let roles: Vec<&str> = allowed.iter().map(|r| r.as_str()).collect();
-        let why = format!(
-            "role {} may not {action} (needs {})",
-            op.role.as_str(),
-            roles.join(" or ")
-        );
-        return Err(refuse(reg, op.role.as_str(), &why, &why));
-    }
-    if op.failed_logins > 0 {
-        reg.write(|tx| tx.reset_failed_logins(name))?;
-    }
-    Ok(Session {
-        actor: Actor::new(name, op.role.as_str(), station),
-        role: op.role,
-    })
-}
-
-/// Refuse unless `session`'s role is one of `roles`; a refusal is audited
-/// (`operator.refused`) like a refused log-in. Every library function that changes state or
-/// reads personal data calls this (or [`require_current`]) itself.
-pub fn require(
-    reg: &mut Registry,
-    session: &Session,
-    action: &str,
-    roles: &[Role],
-) -> Result<(), StationError> {
-    if roles.contains(&session.role) {
-        return Ok(());
-    }
-    let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
-    let why = format!(
-        "role {} may not {action} (needs {})",
-        session.role.as_str(),
-        names.join(" or ")
-    );
-    refuse_session(reg, session, action, &why);
-    Err(StationError::NotPermitted(format!(
-        "{}: {why}",
-        session.actor.operator
-    )))
-}
-
-/// [`require`], after checking that the session's account is still what it was at log-in:
-/// it exists, is enabled and not locked, and has the same role. A long-lived session (the
-/// GUI) calls this before every action, so that disabling an operator or changing their role
-/// takes effect at their next click. A stale session is refused like a wrong password.
-pub fn require_current(
-    reg: &mut Registry,
-    session: &Session,
-    action: &str,
-    roles: &[Role],
-) -> Result<(), StationError> {
-    let op = reg.operator(&session.actor.operator)?;
-    let stale = match &op {
-        None => Some("operator no longer exists".to_string()),
-        Some(o) if !o.active => Some("operator is disabled".into()),
-        Some(o) if o.locked => Some("account is locked".into()),
-        Some(o) if o.role != session.role => Some(format!(
-            "role changed from {} to {} since log-in",
-            session.role.as_str(),
-            o.role.as_str()
-        )),
-        Some(_) => None,
-    };
-    if let Some(why) = stale {
-        refuse_session(reg, session, action, &format!("session ended: {why}"));
-        return Err(StationError::NotPermitted(format!(
-            "{}: {WRONG_LOGIN}",
-            session.actor.operator
-        )));
-    }
-    require(reg, session, action, roles)
-}
-
-fn refuse_session(reg: &mut Registry, session: &Session, action: &str, why: &str) {
-    let audited = reg.audit(&registry::AuditEntry {
-        actor: &session.actor,
-        action: "operator.refused",
-        object: &format!("operator:{}", session.actor.operator),
-        details: &serde_json::json!({ "action": action, "reason": why }),
-    });
-    if let Err(e) = audited {
-        tracing::error!(error = %e, "could not audit a refusal");
-    }
-}
+use crate::session::refuse_session;
+pub use crate::session::{
+    authorize, bounded_name, hash_password, require, require_current, Session,
+    MAX_LOGGED_NAME_CHARS, MIN_PASSWORD_CHARS, WRONG_LOGIN,
+};
 
 /// What adding, enabling or changing the role of an operator did.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -256,7 +32,7 @@ fn other_operator(
     action: &str,
 ) -> Result<registry::Operator, StationError> {
     crate::config::check_name("name", name)?;
-    if name == session.actor.operator {
+    if name == session.actor().operator {
         let why = format!("{name} cannot {action} themself; another ca-admin must do it");
         refuse_session(reg, session, action, &why);
         return Err(StationError::NotPermitted(why));
@@ -282,12 +58,12 @@ pub fn add(
     let hash = hash_password(password)?;
     let pending = role == Role::CaAdmin;
     let tx = st.registry.transaction()?;
-    tx.add_operator(name, role, &hash, Some(&session.actor))?;
+    tx.add_operator(name, role, &hash, Some(session.actor()))?;
     if pending {
         tx.set_operator_active(name, false)?;
     }
     tx.audit(&registry::AuditEntry {
-        actor: &session.actor,
+        actor: session.actor(),
         action: "operator.added",
         object: &format!("operator:{name}"),
         details: &serde_json::json!({ "role": role.as_str(), "active": !pending }),
@@ -326,25 +102,13 @@ pub fn disable(st: &mut crate::Station, session: &Session, name: &str) -> Result
     let tx = st.registry.transaction()?;
     tx.set_operator_active(name, false)?;
     tx.audit(&registry::AuditEntry {
-        actor: &session.actor,
+        actor: session.actor(),
         action: "operator.disabled",
         object: &format!("operator:{name}"),
         details: &serde_json::json!({}),
     })?;
     tx.commit()?;
     Ok(())
-}
-
-/// At most this many characters of a refused caller's name reach the audit log.
-pub const MAX_LOGGED_NAME_CHARS: usize = 64;
-
-/// `name` as a refusal records it: unchanged up to [`MAX_LOGGED_NAME_CHARS`] characters,
-/// else its first 64 characters and `…(truncated, N bytes)` with the full length in bytes.
-pub fn bounded_name(name: &str) -> String {
-    match name.char_indices().nth(MAX_LOGGED_NAME_CHARS) {
-        None => name.to_string(),
-        Some((cut, _)) => format!("{}…(truncated, {} bytes)", &name[..cut], name.len()),
-    }
 }
 
 /// Enable a disabled operator (ca-admin, not oneself). A clerk or auditor is enabled at once;
@@ -384,7 +148,7 @@ pub fn enable(
     let tx = st.registry.transaction()?;
     tx.set_operator_active(name, true)?;
     tx.audit(&registry::AuditEntry {
-        actor: &session.actor,
+        actor: session.actor(),
         action: "operator.enabled",
         object: &format!("operator:{name}"),
         details: &serde_json::json!({ "role": op.role.as_str() }),
@@ -437,7 +201,7 @@ pub fn set_role(
     let tx = st.registry.transaction()?;
     tx.set_operator_role(name, role)?;
     tx.audit(&registry::AuditEntry {
-        actor: &session.actor,
+        actor: session.actor(),
         action: "operator.role-changed",
         object: &format!("operator:{name}"),
         details: &serde_json::json!({ "from": op.role.as_str(), "to": role.as_str() }),
@@ -463,7 +227,7 @@ pub fn unlock(st: &mut crate::Station, session: &Session, name: &str) -> Result<
     let tx = st.registry.transaction()?;
     tx.unlock_operator(name)?;
     tx.audit(&registry::AuditEntry {
-        actor: &session.actor,
+        actor: session.actor(),
         action: "operator.unlocked",
         object: &format!("operator:{name}"),
         details: &serde_json::json!({ "was_locked": op.locked, "failed_logins": op.failed_logins }),
@@ -481,8 +245,8 @@ pub fn passwd(
     name: Option<&str>,
     new_password: &Zeroizing<String>,
 ) -> Result<String, StationError> {
-    let name = name.unwrap_or(&session.actor.operator).to_owned();
-    let own = name == session.actor.operator;
+    let name = name.unwrap_or(&session.actor().operator).to_owned();
+    let own = name == session.actor().operator;
     if own {
         require_current(
             &mut st.registry,
@@ -514,7 +278,7 @@ pub fn passwd(
     let tx = st.registry.transaction()?;
     tx.set_operator_password(&name, &hash)?;
     tx.audit(&registry::AuditEntry {
-        actor: &session.actor,
+        actor: session.actor(),
         action: "operator.password-changed",
         object: &format!("operator:{name}"),
         details: &serde_json::json!({ "own": own }),
@@ -567,10 +331,6 @@ pub fn list(st: &mut crate::Station, session: &Session) -> Result<Vec<OperatorVi
         .collect())
 }
 
-// argon2id hash of a random password nobody knows, used to equalise timing for unknown names.
-const DUMMY_HASH: &str =
-    "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$0f1dOTtbq4dAX8LSq0vDr4g3Jp5bd6HsTWkm1nqvDqo";
-
 /// Read a secret: from the environment variable `env`, else from a masked prompt on the
 /// terminal (twice when `confirm`). Never from the command line.
 pub fn read_secret(
@@ -601,37 +361,4 @@ pub fn read_secret(
         }
     }
     Ok(first)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hashes_verify_and_short_passwords_are_refused() {
-        let h = hash_password("correct horse battery").expect("hash");
-        assert!(h.starts_with("$argon2id$"));
-        assert!(verify_password("correct horse battery", &h));
-        assert!(!verify_password("correct horse batterY", &h));
-        assert!(!h.contains("correct"));
-        let e = hash_password("short").expect_err("too short");
-        assert!(
-            e.to_string()
-                .contains("password: must have at least 10 characters"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn refused_names_are_bounded_and_marked() {
-        assert_eq!(bounded_name("clerk1"), "clerk1");
-        let long = "é".repeat(5000);
-        let b = bounded_name(&long);
-        assert_eq!(b, format!("{}…(truncated, 10000 bytes)", "é".repeat(64)));
-    }
-
-    #[test]
-    fn the_dummy_hash_is_a_valid_phc_string() {
-        assert!(PasswordHash::new(DUMMY_HASH).is_ok());
-    }
 }

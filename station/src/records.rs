@@ -5,7 +5,7 @@ use registry::{AuditEntry, CertStatus, DocumentNumber, DocumentStatus, Holder, J
 use serde::Serialize;
 
 use crate::error::StationError;
-use crate::operators::Session;
+use crate::session::Session;
 use crate::Station;
 
 #[derive(Debug, Clone, Serialize)]
@@ -109,8 +109,8 @@ pub fn document_mrz(
         .registry
         .holder(d.holder_id)?
         .ok_or_else(|| StationError::Other(format!("document {} has no holder", d.number)))?;
-    crate::issuance::mrz_lines(
-        &crate::issuance::MrzHolder::from_registry(&h.data),
+    crate::holder_views::record_mrz_lines(
+        &crate::holder_views::MrzRecord::from_registry(&h.data),
         &d.number.to_string(),
         expiry,
     )
@@ -192,12 +192,7 @@ pub fn show_pinfl(
     session: &Session,
     pinfl: &str,
 ) -> Result<HolderView, StationError> {
-    crate::operators::require_current(
-        &mut st.registry,
-        session,
-        "read holder records",
-        READ_ROLES,
-    )?;
+    crate::session::require_current(&mut st.registry, session, "read holder records", READ_ROLES)?;
     let h = st
         .registry
         .holder_by_pinfl(pinfl)?
@@ -213,12 +208,7 @@ pub fn show_document(
     session: &Session,
     num: &str,
 ) -> Result<(HolderView, DocumentView), StationError> {
-    crate::operators::require_current(
-        &mut st.registry,
-        session,
-        "read holder records",
-        READ_ROLES,
-    )?;
+    crate::session::require_current(&mut st.registry, session, "read holder records", READ_ROLES)?;
     let num = parse_document(num)?;
     let d = st
         .registry
@@ -240,12 +230,7 @@ pub fn show_document(
 
 /// Issuance job `id` (clerk or auditor; the read of its holder's job is audited).
 pub fn show_job(st: &mut Station, session: &Session, id: i64) -> Result<JobView, StationError> {
-    crate::operators::require_current(
-        &mut st.registry,
-        session,
-        "read holder records",
-        READ_ROLES,
-    )?;
+    crate::session::require_current(&mut st.registry, session, "read holder records", READ_ROLES)?;
     let j = st
         .registry
         .job(id)?
@@ -263,7 +248,7 @@ pub fn outbox_list(
     st: &mut Station,
     session: &Session,
 ) -> Result<Vec<crate::audit::OutboxItem>, StationError> {
-    crate::operators::require_current(
+    crate::session::require_current(
         &mut st.registry,
         session,
         "read the outbox",
@@ -315,7 +300,7 @@ pub fn revoke(
     num: &str,
     reason: &str,
 ) -> Result<RevokeReport, StationError> {
-    crate::operators::require_current(
+    crate::session::require_current(
         &mut st.registry,
         session,
         "revoke documents",

@@ -17,11 +17,12 @@ use personalization::executor::{self, Personalizer};
 use personalization::piv::{Lifecycle, Slot};
 use personalization::transport::pcsc::Pcsc;
 use personalization::transport::Transport;
-use registry::{Actor, CardLifecycle, Job, NumberState, Rollback};
+use registry::{Actor, CardLifecycle, Job, Rollback};
 use serde::Serialize;
 
+use crate::datadir::{Work, WorkLock};
 use crate::error::StationError;
-use crate::issuance::{self, steps, JobLock};
+use crate::journal::{JobStep, Reached};
 use crate::Station;
 
 #[derive(Debug, Clone, Serialize)]
@@ -36,9 +37,9 @@ pub struct Resolved {
 /// Clerk or ca-admin.
 pub fn recover_ca_requests(
     st: &mut Station,
-    session: &crate::operators::Session,
+    session: &crate::session::Session,
 ) -> Result<Vec<crate::rotation::Recovered>, StationError> {
-    crate::operators::require_current(
+    crate::session::require_current(
         &mut st.registry,
         session,
         "recover CA requests",
@@ -58,12 +59,9 @@ pub enum Mode {
     WithoutCardRollsBack,
 }
 
-fn lock_journaled(job: &Job) -> bool {
-    job.steps.iter().any(|s| s.step == steps::CARD_LOCK)
-}
-
-fn card_written(job: &Job) -> bool {
-    job.steps.iter().any(|s| s.step == steps::CARD_COMPLETE)
+/// How far `job` got, as its journal shows.
+fn reached(job: &Job) -> Reached {
+    Reached::from_journal(job.steps.iter().map(|s| s.step.as_str()))
 }
 
 fn roll_back(
@@ -73,11 +71,7 @@ fn roll_back(
     card_reset: Option<String>,
     reason: &str,
 ) -> Result<Resolved, StationError> {
-    let number = if card_written(job) {
-        NumberState::Spoiled
-    } else {
-        NumberState::Released
-    };
+    let number = reached(job).number_on_rollback();
     let summary = st.registry.write(|tx| {
         if let Some(serial) = &job.card_serial {
             if card_reset.is_none() {
@@ -110,10 +104,10 @@ fn roll_back(
 /// Clerk or ca-admin.
 pub fn recover(
     st: &mut Station,
-    session: &crate::operators::Session,
+    session: &crate::session::Session,
     mode: Mode,
 ) -> Result<Vec<Resolved>, StationError> {
-    crate::operators::require_current(
+    crate::session::require_current(
         &mut st.registry,
         session,
         "recover issuances",
@@ -127,13 +121,13 @@ fn recover_as(st: &mut Station, actor: &Actor, mode: Mode) -> Result<Vec<Resolve
     let mut out = Vec::new();
     let jobs = st.registry.unfinished_jobs()?;
     for job in jobs {
-        if JobLock::is_held(&st.layout.root, job.id) {
+        if WorkLock::is_held(&st.layout.root, Work::IssuanceJob(job.id)) {
             continue;
         }
-        let Ok(_lock) = JobLock::acquire(&st.layout.root, job.id) else {
+        let Ok(_lock) = WorkLock::acquire(&st.layout.root, Work::IssuanceJob(job.id)) else {
             continue;
         };
-        if !lock_journaled(&job) {
+        if !reached(&job).lock_may_have_reached_the_card() {
             out.push(roll_back(
                 st,
                 actor,
@@ -155,7 +149,7 @@ fn recover_as(st: &mut Station, actor: &Actor, mode: Mode) -> Result<Vec<Resolve
             continue;
         }
         let serial = job.card_serial.clone().unwrap_or_default();
-        match find_card(&serial) {
+        match crate::readers::find_card(&serial) {
             Some(reader) => {
                 let pcsc = Pcsc::establish().map_err(|e| StationError::card(None, &e))?;
                 let mut card = pcsc
@@ -193,14 +187,14 @@ pub(crate) fn recover_with_card(
     serial: u32,
 ) -> Result<Vec<Resolved>, StationError> {
     let mut out = recover_as(st, actor, Mode::Automatic)?;
-    let serial = issuance::serial_text(serial);
+    let serial = crate::card::serial_text(serial);
     for job in st.registry.unfinished_jobs()? {
         if job.card_serial.as_deref() != Some(serial.as_str())
-            || JobLock::is_held(&st.layout.root, job.id)
+            || WorkLock::is_held(&st.layout.root, Work::IssuanceJob(job.id))
         {
             continue;
         }
-        let Ok(_lock) = JobLock::acquire(&st.layout.root, job.id) else {
+        let Ok(_lock) = WorkLock::acquire(&st.layout.root, Work::IssuanceJob(job.id)) else {
             continue;
         };
         out.push(resolve_with_card(st, actor, &job, tx)?);
@@ -214,7 +208,7 @@ fn resolve_with_card(
     job: &Job,
     tx: &mut dyn Transport,
 ) -> Result<Resolved, StationError> {
-    let profile = issuance::card_profile(st)?;
+    let profile = crate::card::card_profile(st)?;
     let info = executor::inspect(tx).map_err(|e| StationError::card(Some("recovery"), &e))?;
     let certs = st.registry.certificates_of_job(job.id)?;
     let slot_of = |purpose: &str| {
@@ -238,7 +232,7 @@ fn resolve_with_card(
             job_id: job.id,
             date_of_issue: issued.to_string(),
             date_of_expiry: doc.expiry(issued).to_string(),
-            card_serial: issuance::serial_text(info.serial),
+            card_serial: crate::card::serial_text(info.serial),
             certificate_ids: certs.iter().map(|c| c.id).collect(),
         };
         st.registry
@@ -259,35 +253,15 @@ fn resolve_with_card(
             "the card is LOCKED but not with this job's certificates",
         );
     }
-    let key = issuance::card_management_key(st, &profile, info.serial)?;
+    let key = crate::card::card_management_key(st, &profile, info.serial)?;
     Personalizer::new(&profile)
         .reset(tx, &key, &mut |_| {})
-        .map_err(|e| StationError::card(Some(steps::CARD_RESET), &e))?;
+        .map_err(|e| StationError::card(Some(JobStep::CardReset.as_str()), &e))?;
     roll_back(
         st,
         actor,
         job,
-        Some(issuance::serial_text(info.serial)),
+        Some(crate::card::serial_text(info.serial)),
         "the card never reached LOCKED; it was reset",
     )
-}
-
-/// The reader holding the card with `serial`, if any.
-fn find_card(serial: &str) -> Option<String> {
-    let pcsc = Pcsc::establish().ok()?;
-    for r in pcsc.readers().ok()? {
-        if !r.card_present {
-            continue;
-        }
-        let Ok(mut card) = pcsc.connect(&r.name) else {
-            continue;
-        };
-        let Ok(mut tx) = card.begin() else { continue };
-        if let Ok(info) = executor::inspect(&mut tx) {
-            if issuance::serial_text(info.serial) == serial {
-                return Some(r.name);
-            }
-        }
-    }
-    None
 }

@@ -1,5 +1,5 @@
-//! CA key rotation, root rollover and CA revocation under dual control (issue 8;
-//! docs/rotation.md), and the same for the chip-data PKI of ICAO 9303 Part 12 (issue 9): the
+//! CA key rotation, root rollover and CA revocation under dual control (docs/rotation.md), and
+//! the same for the chip-data PKI of ICAO 9303 Part 12: the
 //! Document Signer (`document-signer`, alias `ds`: a new end-entity certificate under the
 //! active CSCA, the old DS key retired so that it signs no new EF.SOD) and the CSCA (a new
 //! self-signed CSCA plus link certificates, the NewWithOld one being Part 12's CSCA link
@@ -27,22 +27,23 @@
 //! every unrevoked holder certificate it issued `reissue_required` (one transaction), then the
 //! root key that signed the CA certificate publishes its CRL listing it (RFC 5280 §5).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::SystemTime;
 
 use registry::{Actor, AuditEntry, CaKey, CaKeyState, CaRequest, KeyGeneration, Role};
 use serde::Serialize;
 
-use crate::datadir::write_atomic;
+use crate::datadir::{write_atomic, Work, WorkLock};
 use crate::error::StationError;
-use crate::issuance::failpoint;
-use crate::operators::Session;
+use crate::failpoint::hit as failpoint;
+use crate::session::Session;
 use crate::Station;
 
 /// Request kinds.
 pub const KIND_ROTATE: &str = "rotate";
 pub const KIND_REVOKE_CA: &str = "revoke-ca";
-/// A new ca-admin (added disabled) becomes active (issue 13 item 4).
+/// A new ca-admin (added disabled) becomes active once a second ca-admin approves (dual
+/// control over who holds the CA role, docs/security.md).
 pub const KIND_OPERATOR_ADD: &str = "operator-add";
 /// A disabled ca-admin is enabled again.
 pub const KIND_OPERATOR_ENABLE: &str = "operator-enable";
@@ -108,16 +109,16 @@ pub const ROTATING: &[RotatingCa] = &[
         retired_note: "signs only CRLs for what it issued",
     },
     RotatingCa {
-        name: crate::init::DS_CA,
+        name: crate::hierarchy::DS_CA,
         label_prefix: "ds-",
         role: "document-signing",
         profile: "document-signer",
-        certified: Certified::EndEntityOf(crate::init::CSCA_CA),
+        certified: Certified::EndEntityOf(crate::hierarchy::CSCA_CA),
         common_name: "idstation Document Signer {n}",
         retired_note: "signs no new EF.SOD; its certificate stays valid for the documents it signed (ICAO 9303 Part 12)",
     },
     RotatingCa {
-        name: crate::init::CSCA_CA,
+        name: crate::hierarchy::CSCA_CA,
         label_prefix: "csca-",
         role: "csca",
         profile: "csca",
@@ -130,7 +131,7 @@ pub const ROTATING: &[RotatingCa] = &[
 /// The rotation rules of CA `name` (registry name or the alias `ds`).
 pub fn rotating_ca(name: &str) -> Option<&'static RotatingCa> {
     let name = if name == "ds" {
-        crate::init::DS_CA
+        crate::hierarchy::DS_CA
     } else {
         name
     };
@@ -316,8 +317,8 @@ pub fn request_ca_revocation(
     create(st, session, KIND_REVOKE_CA, ca, payload)
 }
 
-/// File a dual-control request that changes ca-admin `name` ([`crate::operators::add`],
-/// [`crate::operators::enable`], [`crate::operators::set_role`]): `kind` is one of
+/// File a dual-control request that changes ca-admin `name` (for the operators module's `add`,
+/// `enable` and `set_role`, which call this one): `kind` is one of
 /// [`OPERATOR_KINDS`], `role` the role the operator has once it is approved. Executed, like a
 /// rotation, by the approval that reaches `rotation.quorum`.
 pub fn request_operator_change(
@@ -474,7 +475,7 @@ pub fn list_requests(st: &mut Station, actor: &Actor) -> Result<Vec<RequestView>
 /// Holder certificates whose issuing CA was revoked: the clerks' re-issuance list (clerk or
 /// ca-admin; each holder's read is audited, `holder.read`).
 pub fn reissue_list(st: &mut Station, session: &Session) -> Result<Vec<ReissueItem>, StationError> {
-    crate::operators::require_current(
+    crate::session::require_current(
         &mut st.registry,
         session,
         "read the re-issuance list",
@@ -525,7 +526,7 @@ fn require_ca_admin(
     id: Option<i64>,
 ) -> Result<(), StationError> {
     // The account must still be what it was at log-in (enabled, not locked, same role).
-    crate::operators::require_current(
+    crate::session::require_current(
         &mut st.registry,
         session,
         action,
@@ -586,44 +587,10 @@ fn expire_overdue(st: &mut Station, actor: &Actor) -> Result<(), StationError> {
 // Execution
 // ---------------------------------------------------------------------------------------------
 
-/// Held (flock) by the process executing a request, so recovery leaves it alone.
-struct RequestLock {
-    _file: std::fs::File,
-    path: PathBuf,
-}
-
-impl RequestLock {
-    fn path(data_dir: &Path, id: i64) -> PathBuf {
-        data_dir.join("locks").join(format!("ca-request-{id}.lock"))
-    }
-
-    fn acquire(data_dir: &Path, id: i64) -> Result<RequestLock, StationError> {
-        let path = Self::path(data_dir, id);
-        if let Some(dir) = path.parent() {
-            registry::files::create_dir_private(dir).map_err(|e| StationError::io(dir, e))?;
-        }
-        // 0600, and never through a link planted at the lock's name.
-        let file =
-            registry::files::open_or_create(&path).map_err(|e| StationError::io(&path, e))?;
-        file.try_lock().map_err(|_| {
-            StationError::Conflict(format!(
-                "CA request {id} is being executed by another process"
-            ))
-        })?;
-        Ok(RequestLock { _file: file, path })
-    }
-}
-
-impl Drop for RequestLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
 /// Execute (or resume) an approved request. Every step is idempotent: what the journal and
 /// the registry show as done is not done again.
 fn execute(st: &mut Station, actor: &Actor, id: i64) -> Result<Execution, StationError> {
-    let _lock = RequestLock::acquire(&st.layout.root, id)?;
+    let _lock = WorkLock::acquire(&st.layout.root, Work::CaRequest(id))?;
     let req = load(st, id)?;
     let started = std::time::Instant::now();
     let mut out = match req.kind.as_str() {
@@ -978,7 +945,7 @@ fn sign_subordinate(
             )))
         }
     };
-    let (root_key, root) = crate::ca_admin::active_issuer(st, issuer_ca)?;
+    let (root_key, root) = crate::hierarchy::active_issuer(st, issuer_ca)?;
     let profile = st.profiles.cert(spec.profile)?.clone();
     let new_der = if end_entity {
         // The key number of the label names the certificate (`ds-2` → "… Document Signer 2").
@@ -995,7 +962,7 @@ fn sign_subordinate(
             .to_vec()
     };
     failpoint("rotation.cert-signed");
-    let record = crate::init::cert_record(root_key.id, &new_der, &req.ca)?;
+    let record = crate::hierarchy::cert_record(root_key.id, &new_der, &req.ca)?;
     let tx = st.registry.transaction()?;
     tx.set_ca_key_certificate(key.id, &new_der)?;
     tx.insert_certificate(&record)?;
@@ -1068,7 +1035,7 @@ fn sign_root(
             write_atomic(&path, ca::cert_pem(der)?.as_bytes())
                 .map_err(|e| StationError::io(&path, e))?;
             files.push(path);
-            records.push(crate::init::cert_record(signer_id, der, purpose)?);
+            records.push(crate::hierarchy::cert_record(signer_id, der, purpose)?);
         }
     }
     let tx = st.registry.transaction()?;
@@ -1119,7 +1086,7 @@ fn execute_revocation(
         .clone()
         .ok_or_else(|| StationError::Other(format!("CA key {label} has no certificate")))?;
     let info = ca::CertInfo::parse(&der)?;
-    let (cert_row, signer) = certifying_key(st, &label, &der)?;
+    let (cert_row, signer) = crate::hierarchy::certifying_key(st, &label, &der)?;
     let mut flagged = 0;
     if key.state != CaKeyState::Revoked {
         let at = registry::now_rfc3339();
@@ -1199,36 +1166,6 @@ fn execute_revocation(
     })
 }
 
-/// The registry row of CA key `label`'s certificate `der` and the key that signed it (e.g. the
-/// CSCA key that certified a Document Signer, which after a CSCA rollover may be a retired
-/// CSCA key: its certificate stays the trust anchor for that Document Signer).
-pub(crate) fn certifying_key(
-    st: &Station,
-    label: &str,
-    der: &[u8],
-) -> Result<(registry::Certificate, CaKey), StationError> {
-    let info = ca::CertInfo::parse(der)?;
-    let cert_row = st
-        .registry
-        .certificates_by_serial(&info.serial_hex)?
-        .into_iter()
-        .find(|c| c.data.der == der)
-        .ok_or_else(|| {
-            StationError::Other(format!(
-                "the certificate of CA key {label} is not recorded as issued"
-            ))
-        })?;
-    let signer = st
-        .registry
-        .ca_key(cert_row.data.issuer_key_id)?
-        .ok_or_else(|| {
-            StationError::Other(format!(
-                "the issuer of CA key {label}'s certificate is unknown"
-            ))
-        })?;
-    Ok((cert_row, signer))
-}
-
 fn tx_started_step(st: &Station, id: i64, step: &str) -> Result<Option<i64>, StationError> {
     Ok(step_details(st, id, step)?
         .filter(|(_, state, _)| state == "started")
@@ -1263,7 +1200,7 @@ pub(crate) fn recover(st: &mut Station, actor: &Actor) -> Result<Vec<Recovered>,
     }
     candidates.sort_unstable();
     for id in candidates {
-        if is_locked(&st.layout.root, id) {
+        if WorkLock::is_held(&st.layout.root, Work::CaRequest(id)) {
             out.push(Recovered {
                 request_id: id,
                 outcome: "left: another process is executing it".into(),
@@ -1285,16 +1222,6 @@ pub(crate) fn recover(st: &mut Station, actor: &Actor) -> Result<Vec<Recovered>,
         }
     }
     Ok(out)
-}
-
-fn is_locked(data_dir: &Path, id: i64) -> bool {
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .open(RequestLock::path(data_dir, id))
-    {
-        Ok(f) => f.try_lock().is_err(),
-        Err(_) => false,
-    }
 }
 
 #[cfg(test)]

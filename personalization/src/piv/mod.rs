@@ -16,26 +16,7 @@ use crate::secret::{ManagementKey, Pin, PinKind};
 use crate::tlv::{self, Tag};
 use crate::transport::Transport;
 
-/// Card lifecycle (card contract).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Lifecycle {
-    /// Transport credentials, nothing written.
-    Blank,
-    /// Personalization started, not locked.
-    Personalizing,
-    /// Operational; personalization commands refused.
-    Locked,
-}
-
-impl fmt::Display for Lifecycle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Blank => "BLANK",
-            Self::Personalizing => "PERSONALIZING",
-            Self::Locked => "LOCKED",
-        })
-    }
-}
+pub use crate::lifecycle::Lifecycle;
 
 /// PIV key slots this crate uses (SP 800-73-4 Part 1 Table 4b key references).
 #[derive(

@@ -1,0 +1,81 @@
+//! The certification seam of an issuance: [`Certifier`] turns the public keys generated on a
+//! card, plus the holder, into the card's certificates (RFC 5280, profiles under
+//! `profiles/cert/`).
+//!
+//! The first implementation, [`InStationCa`], signs with the station's own e-Signature CA key
+//! in the HSM. The national centre will be the second: the station sends the keys and the
+//! holder, the centre answers with certificates. The issuance job talks to the CA only
+//! through this trait.
+
+use std::time::SystemTime;
+
+use personalization::piv::Slot;
+
+use crate::error::StationError;
+use crate::holder::ValidHolder;
+use crate::Station;
+
+/// One key generated on the card that needs a certificate.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyToCertify<'a> {
+    pub slot: Slot,
+    /// The certificate profile the card profile names for this slot.
+    pub profile: &'a str,
+    /// SubjectPublicKeyInfo, DER, as the card returned it.
+    pub public_key: &'a [u8],
+}
+
+/// A certificate made for one card key.
+#[derive(Debug, Clone)]
+pub struct CardCertificate {
+    pub slot: Slot,
+    pub profile: String,
+    pub der: Vec<u8>,
+    /// The registry id of the CA key that signed it.
+    pub issuer_key_id: i64,
+}
+
+/// Turns a card's public keys plus the holder into certificates, one per key, in key order.
+pub trait Certifier {
+    fn certify(
+        &self,
+        st: &Station,
+        holder: &ValidHolder,
+        keys: &[KeyToCertify<'_>],
+    ) -> Result<Vec<CardCertificate>, StationError>;
+}
+
+/// The station's own CA: certificates signed in the HSM by the active e-Signature CA key.
+pub struct InStationCa;
+
+impl Certifier for InStationCa {
+    fn certify(
+        &self,
+        st: &Station,
+        holder: &ValidHolder,
+        keys: &[KeyToCertify<'_>],
+    ) -> Result<Vec<CardCertificate>, StationError> {
+        let (esign_key, issuer) = crate::hierarchy::active_issuer(st, "esign")?;
+        let subject = ca::HolderSubject::from(holder);
+        let now = SystemTime::now();
+        keys.iter()
+            .map(|key| {
+                let cert_profile = st.profiles.cert(key.profile)?;
+                let cert = ca::issue(
+                    st.keys.as_ref(),
+                    cert_profile,
+                    &issuer,
+                    key.public_key,
+                    &subject,
+                    now,
+                )?;
+                Ok(CardCertificate {
+                    slot: key.slot,
+                    profile: key.profile.to_string(),
+                    der: cert.der,
+                    issuer_key_id: esign_key.id,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,357 @@
+//! The running issuance job as a state machine. [`Job`] is the context every state uses (the
+//! station, the card, the seams, the journal); each state owns what the steps before it
+//! produced, and moving to the next state consumes it, so the steps can only run in order:
+//!
+//! ```text
+//! Inspected ─prepare─► Prepared ─certify─► Certified ─personalize─► Locked ─register─► report
+//!  (card.reset, card.prepare)  (ca.issue)   (card.complete, card.lock)  (registry.complete)
+//! ```
+//!
+//! Every journaled step goes through [`Job::journaled`]: begin in the journal, crash point,
+//! progress, the work, finish.
+
+use std::time::{Instant, SystemTime};
+
+use personalization::executor::{self, CardInfo, CardStep, CompleteInput, LdsPlan, Personalizer};
+use personalization::piv::{Lifecycle, Slot};
+use personalization::plan::CardProfile;
+use personalization::secret::{ManagementKey, Pin};
+use personalization::transport::Transport;
+use registry::{DocumentNumber, StepState};
+use serde_json::{json, Value};
+
+use super::lds::{build_lds, LdsData};
+use super::{IssueReport, IssuedCertSummary, JobProgress, Timings};
+use crate::card::{card_management_key, serial_text, slot_name};
+use crate::certifier::{CardCertificate, Certifier, KeyToCertify};
+use crate::document::DocumentProfile;
+use crate::error::StationError;
+use crate::holder::ValidHolder;
+use crate::journal::{JobStep, Reached};
+use crate::registrar::{RecordedCertificate, Registrar};
+use crate::session::Session;
+use crate::Station;
+
+/// What every state of a running job works with.
+pub(super) struct Job<'a> {
+    pub st: &'a mut Station,
+    pub session: &'a Session,
+    pub certifier: &'a dyn Certifier,
+    pub registrar: &'a dyn Registrar,
+    pub job_id: i64,
+    pub number: DocumentNumber,
+    /// The card's serial.
+    pub serial: u32,
+    pub holder: &'a ValidHolder,
+    pub profile: &'a CardProfile,
+    pub doc_profile: &'a DocumentProfile,
+    pub card: &'a mut dyn Transport,
+    pub progress: &'a mut dyn FnMut(&JobProgress),
+    /// How far the journal shows the job: decides how a failure is undone.
+    pub reached: Reached,
+    pub timings: Timings,
+}
+
+/// Journal the beginning of `step` of job `job_id` and move `reached` on.
+fn begin_step(
+    st: &mut Station,
+    reached: &mut Reached,
+    job_id: i64,
+    step: JobStep,
+    details: &Value,
+) -> Result<i64, StationError> {
+    let id = st
+        .registry
+        .write(|tx| tx.begin_step(job_id, step.as_str(), details))?;
+    *reached = reached.after_beginning(step);
+    Ok(id)
+}
+
+pub(super) fn ms(t0: Instant) -> f64 {
+    t0.elapsed().as_secs_f64() * 1000.0
+}
+
+impl Job<'_> {
+    /// One journaled step: begun in the journal before its side effect (with `details`), the
+    /// crash point of its name, one progress event unless the card reports the step's
+    /// progress itself, then `work`. `work` gets the journal id of the step and returns the
+    /// details the step finishes with, or `None` when it finished the step itself (in the
+    /// transaction that records its outcome).
+    fn journaled<T>(
+        &mut self,
+        step: JobStep,
+        details: Value,
+        work: impl FnOnce(&mut Self, i64) -> Result<(T, Option<Value>), StationError>,
+    ) -> Result<T, StationError> {
+        let id = begin_step(self.st, &mut self.reached, self.job_id, step, &details)?;
+        crate::failpoint::hit(step.as_str());
+        if !step.card_reports_progress() {
+            (self.progress)(&JobProgress::new(step, None));
+        }
+        let (out, finished) = work(self, id)?;
+        if let Some(d) = finished {
+            self.st
+                .registry
+                .write(|tx| tx.finish_step(id, StepState::Done, Some(&d)))?;
+        }
+        Ok(out)
+    }
+}
+
+/// The card-side progress of `step`, as job progress.
+fn card_progress<'p>(
+    progress: &'p mut dyn FnMut(&JobProgress),
+    step: JobStep,
+) -> impl FnMut(&executor::Progress) + 'p {
+    move |p| progress(&JobProgress::new(step, Some(p.clone())))
+}
+
+/// The card inspected and the job reserved: the card steps start here.
+pub(super) struct Inspected {
+    pub info: CardInfo,
+}
+
+/// Key pairs generated on the card under its per-card management key.
+pub(super) struct Prepared {
+    card_key: ManagementKey,
+    prepared: executor::Prepared,
+}
+
+/// Certificates for the card's keys, recorded as issued.
+pub(super) struct Certified {
+    prepared: Prepared,
+    certificates: Vec<CardCertificate>,
+    recorded: Vec<RecordedCertificate>,
+}
+
+/// The card written, checked and LOCKED.
+pub(super) struct Locked {
+    certified: Certified,
+    report: executor::Report,
+    expiry: time::Date,
+}
+
+impl Inspected {
+    /// `card.reset` (a card left PERSONALIZING by an earlier failure goes back to BLANK),
+    /// then `card.prepare`.
+    pub fn prepare(self, job: &mut Job<'_>) -> Result<Prepared, StationError> {
+        let personalizer = Personalizer::new(job.profile);
+        let t0 = Instant::now();
+        let card_key = card_management_key(job.st, job.profile, self.info.serial)?;
+        job.timings.hsm_ms += ms(t0);
+        if self.info.lifecycle == Lifecycle::Personalizing {
+            job.journaled(JobStep::CardReset, json!({}), |job, _| {
+                let t0 = Instant::now();
+                let mut progress = card_progress(&mut *job.progress, JobStep::CardReset);
+                let outcome = personalizer
+                    .reset(&mut *job.card, &card_key, &mut progress)
+                    .map_err(|e| StationError::card(Some(JobStep::CardReset.as_str()), &e))?;
+                job.timings.card_ms += ms(t0);
+                Ok(((), Some(json!({ "outcome": format!("{outcome:?}") }))))
+            })?;
+        }
+        let details = json!({ "card": serial_text(self.info.serial) });
+        let prepared = job.journaled(JobStep::CardPrepare, details, |job, _| {
+            let t0 = Instant::now();
+            let mut progress = card_progress(&mut *job.progress, JobStep::CardPrepare);
+            let prepared = personalizer
+                .prepare(&mut *job.card, &card_key, &mut progress)
+                .map_err(|e| StationError::card(Some(JobStep::CardPrepare.as_str()), &e))?;
+            job.timings.card_ms += ms(t0);
+            let keys = prepared.public_keys.len();
+            Ok((prepared, Some(json!({ "keys": keys }))))
+        })?;
+        Ok(Prepared { card_key, prepared })
+    }
+}
+
+impl Prepared {
+    /// `ca.issue`: the certifier makes one certificate per planned key; the registrar records
+    /// them (as issued) in the transaction that finishes the step.
+    pub fn certify(self, job: &mut Job<'_>) -> Result<Certified, StationError> {
+        job.journaled(JobStep::CaIssue, json!({}), |job, step_id| {
+            let keys = job
+                .profile
+                .keys
+                .iter()
+                .map(|key| {
+                    let public_key = self.prepared.public_key(key.slot).ok_or_else(|| {
+                        StationError::Other(format!(
+                            "the card returned no public key for slot {:?}",
+                            key.slot
+                        ))
+                    })?;
+                    Ok(KeyToCertify {
+                        slot: key.slot,
+                        profile: &key.certificate_profile,
+                        public_key,
+                    })
+                })
+                .collect::<Result<Vec<_>, StationError>>()?;
+            let t0 = Instant::now();
+            let certificates = job.certifier.certify(job.st, job.holder, &keys)?;
+            job.timings.hsm_ms += ms(t0);
+            let t0 = Instant::now();
+            let recorded = job.registrar.record_certificates(
+                job.st,
+                job.job_id,
+                step_id,
+                job.holder,
+                &certificates,
+            )?;
+            job.timings.registry_ms += ms(t0);
+            Ok((
+                Certified {
+                    prepared: self,
+                    certificates,
+                    recorded,
+                },
+                None,
+            ))
+        })
+    }
+}
+
+impl Certified {
+    /// The LDS built (a bad photo costs no card I/O), then `card.complete`: PIV objects and the
+    /// LDS written, read back, test-signed, passive authentication, `card.lock` journaled right
+    /// before the LOCK command.
+    pub fn personalize(
+        self,
+        job: &mut Job<'_>,
+        pin: &Pin,
+        puk: &Pin,
+    ) -> Result<Locked, StationError> {
+        let today = crate::time_util::today_utc();
+        let expiry = job.doc_profile.expiry(today);
+        let t0 = Instant::now();
+        let lds = build_lds(job.st, job.holder, &job.number.to_string(), expiry, today)?;
+        job.timings.hsm_ms += ms(t0);
+        let details = json!({ "lds": lds.files.dgs.keys().collect::<Vec<_>>() });
+        let report = job.journaled(JobStep::CardComplete, details, |job, _| {
+            let report = self.complete_card(job, &lds, expiry, (pin, puk))?;
+            let details = json!({
+                "objects": report.objects_verified,
+                "signatures": report.signatures_verified.len(),
+                "lds_passive_authentication": report.lds_verified,
+            });
+            Ok((report, Some(details)))
+        })?;
+        crate::failpoint::hit("card.locked");
+        Ok(Locked {
+            certified: self,
+            report,
+            expiry,
+        })
+    }
+
+    /// The card's part of `card.complete`, journaling `card.lock` from the card's progress
+    /// right before the LOCK command goes out.
+    fn complete_card(
+        &self,
+        job: &mut Job<'_>,
+        lds: &LdsData,
+        expiry: time::Date,
+        (pin, puk): (&Pin, &Pin),
+    ) -> Result<executor::Report, StationError> {
+        let holder = crate::holder_views::card_data(job.holder, &job.number.to_string(), expiry);
+        let certificates: Vec<(Slot, Vec<u8>)> = self
+            .certificates
+            .iter()
+            .map(|c| (c.slot, c.der.clone()))
+            .collect();
+        let plan = LdsPlan {
+            files: &lds.files,
+            mrz_information: lds.mrz_information.clone(),
+            csca_der: &lds.csca_der,
+            now: SystemTime::now(),
+        };
+        let input = CompleteInput {
+            certificates: &certificates,
+            holder: &holder,
+            pin,
+            puk,
+        };
+        let t0 = Instant::now();
+        let mut journal_error: Option<StationError> = None;
+        let Job {
+            st,
+            job_id,
+            reached,
+            card,
+            progress,
+            profile,
+            ..
+        } = job;
+        let report = Personalizer::new(profile).complete_with_lds(
+            &mut **card,
+            &self.prepared.prepared,
+            &self.prepared.card_key,
+            &input,
+            Some(&plan),
+            &mut |p| {
+                if p.step == CardStep::Lock && !reached.lock_may_have_reached_the_card() {
+                    let lock = JobStep::CardLock;
+                    if let Err(e) = begin_step(st, reached, *job_id, lock, &json!({})) {
+                        journal_error = Some(e);
+                    }
+                    crate::failpoint::hit(lock.as_str());
+                }
+                progress(&JobProgress::new(JobStep::CardComplete, Some(p.clone())))
+            },
+        );
+        if let Some(e) = journal_error {
+            return Err(e);
+        }
+        let report =
+            report.map_err(|e| StationError::card(Some(JobStep::CardComplete.as_str()), &e))?;
+        job.timings.card_ms += ms(t0);
+        Ok(report)
+    }
+}
+
+impl Locked {
+    /// `registry.complete`: document ACTIVE, card LOCKED, certificates ACTIVE, outbox, audit,
+    /// in one commit with the step itself.
+    pub fn register(self, job: &mut Job<'_>) -> Result<IssueReport, StationError> {
+        let t0 = Instant::now();
+        let step = JobStep::RegistryComplete;
+        (job.progress)(&JobProgress::new(step, None));
+        let today = crate::time_util::today_utc();
+        let serial = serial_text(self.certified.prepared.prepared.serial);
+        let completion = registry::Completion {
+            job_id: job.job_id,
+            date_of_issue: today.to_string(),
+            date_of_expiry: self.expiry.to_string(),
+            card_serial: serial.clone(),
+            certificate_ids: self.certified.recorded.iter().map(|c| c.id).collect(),
+        };
+        job.registrar
+            .complete(job.st, job.session.actor(), &completion, step.as_str())?;
+        job.timings.registry_ms += ms(t0);
+        let mut stats = self.certified.prepared.prepared.stats;
+        stats.add(&self.report.stats);
+        let certificates = self
+            .certified
+            .certificates
+            .iter()
+            .zip(&self.certified.recorded)
+            .map(|(c, r)| IssuedCertSummary {
+                slot: slot_name(c.slot),
+                profile: c.profile.clone(),
+                serial: r.serial.clone(),
+            })
+            .collect();
+        Ok(IssueReport {
+            job_id: job.job_id,
+            document: job.number.to_string(),
+            card_serial: serial,
+            reader: String::new(),
+            certificates,
+            apdus: stats.apdus,
+            bytes_to_card: stats.bytes_sent,
+            bytes_from_card: stats.bytes_received,
+            timings: Timings::default(),
+        })
+    }
+}
