@@ -237,6 +237,20 @@ pub fn passive_authentication(
     csca_der: &[u8],
     now: SystemTime,
 ) -> Result<PassiveAuthentication> {
+    let (sd, econtent, lso) = signed_security_object(ef_sod)?;
+    let cert = document_signer(&sd)?;
+    verify_signer_info(&sd, &cert, &econtent)?;
+    verify_document_signer(&cert, csca_der, now)?;
+    let dg_hashes = check_data_groups(&lso, dgs)?;
+    Ok(PassiveAuthentication {
+        ds_cert_der: cert.to_der().map_err(der_err("DS certificate"))?,
+        dg_hashes,
+    })
+}
+
+/// EF.SOD as SignedData over an LDSSecurityObject with SHA-256 data group hashes (Part 10
+/// §4.6.2): the SignedData, its eContent and the decoded security object.
+fn signed_security_object(ef_sod: &[u8]) -> Result<(SignedData, OctetString, LdsSecurityObject)> {
     let ci = ContentInfo::from_der(&content_info_der(ef_sod)?).map_err(der_err("ContentInfo"))?;
     if ci.content_type != ID_SIGNED_DATA {
         return Err(sod_err(format!(
@@ -266,9 +280,12 @@ pub fn passive_authentication(
             lso.hash_algorithm.oid
         )));
     }
-    // The Document Signer certificate.
-    let cert = sd
-        .certificates
+    Ok((sd, econtent, lso))
+}
+
+/// The Document Signer certificate EF.SOD carries (Part 10 §4.6.2.2: certificates).
+fn document_signer(sd: &SignedData) -> Result<Certificate> {
+    sd.certificates
         .as_ref()
         .and_then(|cs| {
             cs.0.iter().find_map(|c| match c {
@@ -276,7 +293,13 @@ pub fn passive_authentication(
                 _ => None,
             })
         })
-        .ok_or_else(|| sod_err("no Document Signer certificate in EF.SOD"))?;
+        .ok_or_else(|| sod_err("no Document Signer certificate in EF.SOD"))
+}
+
+/// The one SignerInfo names `cert`, uses ecdsa-with-SHA256, its signed attributes carry the
+/// right contentType and the eContent's messageDigest, and its signature verifies with `cert`
+/// (RFC 5652 §5.4, §11.1, §11.2).
+fn verify_signer_info(sd: &SignedData, cert: &Certificate, econtent: &OctetString) -> Result<()> {
     let [signer] = sd.signer_infos.0.as_slice() else {
         return Err(sod_err("EF.SOD must have exactly one SignerInfo"));
     };
@@ -324,10 +347,15 @@ pub fn passive_authentication(
     let signed = attrs.to_der().map_err(der_err("signedAttrs"))?;
     let sig = DerSignature::from_bytes(signer.signature.as_bytes())
         .map_err(|_| sod_err("signature is not a DER ECDSA signature"))?;
-    verifying_key(&cert)?
+    verifying_key(cert)?
         .verify(&signed, &sig)
         .map_err(|_| sod_err("signature does not verify with the Document Signer certificate"))?;
-    // Chain: CSCA → Document Signer.
+    Ok(())
+}
+
+/// `cert` was issued by the CSCA `csca_der` (issuer name, ECDSA-SHA256 signature) and is valid
+/// at `now` (Part 12 §5).
+fn verify_document_signer(cert: &Certificate, csca_der: &[u8], now: SystemTime) -> Result<()> {
     let csca = Certificate::from_der(csca_der).map_err(der_err("CSCA certificate"))?;
     if cert.tbs_certificate().issuer() != csca.tbs_certificate().subject() {
         return Err(sod_err(
@@ -356,7 +384,15 @@ pub fn passive_authentication(
     if now < v.not_before.to_system_time() || now > v.not_after.to_system_time() {
         return Err(sod_err("the Document Signer certificate is not valid now"));
     }
-    // Every data group.
+    Ok(())
+}
+
+/// Every data group read hashes (SHA-256) to its value in EF.SOD, with none missing on either
+/// side and none listed twice; the hashes EF.SOD holds.
+fn check_data_groups(
+    lso: &LdsSecurityObject,
+    dgs: &BTreeMap<u8, Vec<u8>>,
+) -> Result<BTreeMap<u8, Vec<u8>>> {
     let mut in_sod = BTreeMap::new();
     for h in &lso.data_group_hash_values {
         if in_sod
@@ -382,8 +418,5 @@ pub fn passive_authentication(
     if let Some(n) = in_sod.keys().find(|n| !dgs.contains_key(n)) {
         return Err(sod_err(format!("DG{n} is in EF.SOD but was not read")));
     }
-    Ok(PassiveAuthentication {
-        ds_cert_der: cert.to_der().map_err(der_err("DS certificate"))?,
-        dg_hashes: in_sod,
-    })
+    Ok(in_sod)
 }
