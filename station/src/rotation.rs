@@ -664,14 +664,53 @@ fn execute_rotation(
     req: &CaRequest,
 ) -> Result<Execution, StationError> {
     let id = req.id;
-    let ca = req.ca.as_str();
-    let spec = rotating_ca(ca).ok_or_else(|| {
-        StationError::Other(format!("CA request {id}: CA {ca:?} does not rotate"))
+    let spec = rotating_ca(&req.ca).ok_or_else(|| {
+        StationError::Other(format!("CA request {id}: CA {:?} does not rotate", req.ca))
     })?;
-    let approvers: Vec<&str> = req.approvals.iter().map(String::as_str).collect();
-    let requester = Actor::new(&req.requested_by, Role::CaAdmin.as_str(), &actor.station);
+    let run = RotationRun {
+        req,
+        spec,
+        approvers: req.approvals.iter().map(String::as_str).collect(),
+        requester: Actor::new(&req.requested_by, Role::CaAdmin.as_str(), &actor.station),
+    };
+    // 1. key.generate, 2. cert.sign, 3. switch: each journaled, each resumable.
+    let key = generated_key(st, actor, &run)?;
+    let label = key.label.clone();
+    let old = st.registry.active_ca_key(&req.ca)?;
+    let (key, cert_der, files) = certified_key(st, actor, &run, key, old.as_ref())?;
+    let old_label = switch_to(st, actor, &run, &key, old.as_ref(), &cert_der)?;
+    failpoint("rotation.switched");
+    Ok(Execution {
+        request_id: id,
+        kind: KIND_ROTATE.into(),
+        ca: req.ca.clone(),
+        old_key: old_label,
+        key: label,
+        certificate_sha256: ca::fingerprint_sha256(&cert_der)?,
+        files,
+        reissue_required: 0,
+        seconds: 0.0,
+    })
+}
 
-    // 1. key.generate
+/// What every step of one rotation request needs.
+struct RotationRun<'a> {
+    req: &'a CaRequest,
+    spec: &'static RotatingCa,
+    approvers: Vec<&'a str>,
+    /// The ca-admin who filed the request (the key generation is recorded in their name).
+    requester: Actor,
+}
+
+/// Step 1, `key.generate`: the new key's label (journaled before the key exists), the key in
+/// the HSM, and its record in the registry.
+fn generated_key(
+    st: &mut Station,
+    actor: &Actor,
+    run: &RotationRun<'_>,
+) -> Result<CaKey, StationError> {
+    let (id, ca, spec, req) = (run.req.id, run.req.ca.as_str(), run.spec, run.req);
+    let (approvers, requester) = (run.approvers.as_slice(), &run.requester);
     let label = match step_details(st, id, steps::KEY_GENERATE)? {
         Some((_, _, d)) => d
             .get("label")
@@ -693,7 +732,7 @@ fn execute_rotation(
             label
         }
     };
-    let mut key = match st.registry.ca_key_by_label(&label)? {
+    let key = match st.registry.ca_key_by_label(&label)? {
         Some(k) => k,
         None => {
             if st.keys.find(&label)?.is_none() {
@@ -712,10 +751,10 @@ fn execute_rotation(
                         ca,
                         role,
                         public_key: &spki,
-                        approvers: &approvers,
+                        approvers,
                         request_id: id,
                     },
-                    &requester,
+                    requester,
                 )?;
                 let fp = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&spki));
                 tx.finish_request_step(
@@ -741,9 +780,22 @@ fn execute_rotation(
         }
     };
 
-    // 2. cert.sign
+    Ok(key)
+}
+
+/// Step 2, `cert.sign`: the new key's certificate (self-signed with link certificates for a
+/// root, else by its parent), and the PEM in the data dir rewritten from the registry. Returns
+/// the key as recorded now, its certificate and the files written.
+fn certified_key(
+    st: &mut Station,
+    actor: &Actor,
+    run: &RotationRun<'_>,
+    mut key: CaKey,
+    old: Option<&CaKey>,
+) -> Result<(CaKey, Vec<u8>, Vec<PathBuf>), StationError> {
+    let (id, spec, req) = (run.req.id, run.spec, run.req);
+    let label = key.label.clone();
     let mut files = vec![st.layout.ca_cert(&label)];
-    let old = st.registry.active_ca_key(ca)?;
     if key.certificate.is_none() {
         if step_details(st, id, steps::CERT_SIGN)?.is_none() {
             journal(
@@ -757,17 +809,7 @@ fn execute_rotation(
             .ok_or_else(|| StationError::Other("cert.sign step vanished".into()))?;
         let now = SystemTime::now();
         if spec.certified == Certified::SelfSigned {
-            sign_root(
-                st,
-                actor,
-                req,
-                spec,
-                &key,
-                old.as_ref(),
-                step_id,
-                now,
-                &mut files,
-            )?;
+            sign_root(st, actor, req, spec, &key, old, step_id, now, &mut files)?;
         } else {
             sign_subordinate(st, actor, req, spec, &key, step_id, now)?;
         }
@@ -777,7 +819,7 @@ fn execute_rotation(
             .ca_key(key.id)?
             .ok_or_else(|| StationError::Other(format!("CA key {label} vanished")))?;
     } else if spec.certified == Certified::SelfSigned {
-        if let Some(o) = &old {
+        if let Some(o) = old {
             files.push(link_path(st, &o.label, &label));
             files.push(link_path(st, &label, &o.label));
         }
@@ -791,11 +833,28 @@ fn execute_rotation(
     write_atomic(&pem, ca::cert_pem(&cert_der)?.as_bytes())
         .map_err(|e| StationError::io(&pem, e))?;
 
-    // 3. switch: one transaction.
-    let old_label = old
-        .as_ref()
-        .filter(|o| o.id != key.id)
-        .map(|o| o.label.clone());
+    Ok((key, cert_der, files))
+}
+
+/// Step 3, `switch`: in one transaction the old key retires, the new one becomes active, the
+/// request is executed and the rotation audited. Returns the retired key's label.
+fn switch_to(
+    st: &mut Station,
+    actor: &Actor,
+    run: &RotationRun<'_>,
+    key: &CaKey,
+    old: Option<&CaKey>,
+    cert_der: &[u8],
+) -> Result<Option<String>, StationError> {
+    let (id, ca, spec, req, approvers) = (
+        run.req.id,
+        run.req.ca.as_str(),
+        run.spec,
+        run.req,
+        run.approvers.as_slice(),
+    );
+    let label = &key.label;
+    let old_label = old.filter(|o| o.id != key.id).map(|o| o.label.clone());
     if key.state != CaKeyState::Active {
         let tx = st.registry.transaction()?;
         let step_id = tx.journal_request_step(
@@ -803,12 +862,12 @@ fn execute_rotation(
             steps::SWITCH,
             &serde_json::json!({ "from": old_label, "to": label }),
         )?;
-        if let Some(o) = old.as_ref().filter(|o| o.id != key.id) {
+        if let Some(o) = old.filter(|o| o.id != key.id) {
             tx.set_ca_key_state(
                 o.id,
                 CaKeyState::Retired,
                 actor,
-                &approvers,
+                approvers,
                 Some(&format!(
                     "retired by CA request {id}: {}",
                     spec.retired_note
@@ -819,7 +878,7 @@ fn execute_rotation(
             key.id,
             CaKeyState::Active,
             actor,
-            &approvers,
+            approvers,
             Some(&format!("activated by CA request {id}")),
         )?;
         tx.finish_request_step(step_id, None)?;
@@ -835,25 +894,14 @@ fn execute_rotation(
             object: &format!("ca-key:{label}"),
             details: &serde_json::json!({
                 "ca": ca, "request": id, "from": old_label, "to": label,
-                "certificate_sha256": ca::fingerprint_sha256(&cert_der)?,
+                "certificate_sha256": ca::fingerprint_sha256(cert_der)?,
                 "requested_by": req.requested_by, "approvers": approvers,
             }),
         })?;
         tx.commit()?;
         tracing::info!(ca, from = ?old_label, to = %label, request = id, "CA key rotated");
     }
-    failpoint("rotation.switched");
-    Ok(Execution {
-        request_id: id,
-        kind: KIND_ROTATE.into(),
-        ca: ca.into(),
-        old_key: old_label,
-        key: label,
-        certificate_sha256: ca::fingerprint_sha256(&cert_der)?,
-        files,
-        reissue_required: 0,
-        seconds: 0.0,
-    })
+    Ok(old_label)
 }
 
 /// Carry out an approved operator change: the operator becomes active (add, enable) or gets
