@@ -24,6 +24,9 @@ use crate::enrol::{self, EnrolRequest, EnrolResponse, WhoAmI};
 use crate::error::{CentralError, Refusal, Result};
 use crate::pki::{self, Centre};
 
+/// How long a client may take to finish the TLS handshake before the connection is dropped.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The client certificate of the connection a request came on (DER), verified up to the
 /// Station CA by the TLS layer; `None` when the client sent none.
 #[derive(Clone, Default)]
@@ -149,10 +152,14 @@ async fn connection(
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
 ) {
-    let tls = match acceptor.accept(tcp).await {
-        Ok(s) => s,
-        Err(e) => {
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
             tracing::info!(%peer, error = %e, "TLS handshake refused");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "TLS handshake not finished in time");
             return;
         }
     };

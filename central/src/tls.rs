@@ -115,3 +115,22 @@ pub fn server_config(
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_server_is_named_by_its_public_name_and_loopback() {
+        let n = server_names("centre.example.com");
+        assert_eq!(n.dns, ["centre.example.com"]);
+        assert_eq!(n.ip, [IpAddr::from([127, 0, 0, 1])]);
+        let n = server_names("10.1.2.3");
+        assert!(n.dns.is_empty());
+        assert_eq!(
+            n.ip,
+            [IpAddr::from([10, 1, 2, 3]), IpAddr::from([127, 0, 0, 1])]
+        );
+        assert_eq!(server_names("127.0.0.1").ip.len(), 1);
+    }
+}
