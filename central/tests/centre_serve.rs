@@ -230,6 +230,7 @@ fn a_station_enrols_once_over_mutual_tls_and_is_refused_when_it_should_be() {
     let code1 = add_station(&config, "tas01-st1");
     let code2 = add_station(&config, "tas01-st2");
     let code3 = add_station(&config, "tas01-st3");
+    let code4 = add_station(&config, "tas01-st4");
     let server = Server::start(&config);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -406,6 +407,37 @@ fn a_station_enrols_once_over_mutual_tls_and_is_refused_when_it_should_be() {
         "a certificate from another CA was accepted: {r:?}"
     );
 
+    // The same code sent twice at once: the row lock makes one enrolment, the other is told
+    // the code is used.
+    let (a, b) = (Station::new("st4a"), Station::new("st4b"));
+    let (ra, rb) = (
+        a.enrol_request("tas01-st4", &code4),
+        b.enrol_request("tas01-st4", &code4),
+    );
+    let (ra, rb) = rt.block_on(async {
+        tokio::join!(
+            https(
+                server.addr,
+                "localhost",
+                Arc::clone(&anon),
+                "POST",
+                "/v1/enrol",
+                Some(&ra)
+            ),
+            https(
+                server.addr,
+                "localhost",
+                Arc::clone(&anon),
+                "POST",
+                "/v1/enrol",
+                Some(&rb)
+            ),
+        )
+    });
+    let mut statuses = [ra.unwrap().0, rb.unwrap().0];
+    statuses.sort();
+    assert_eq!(statuses, [200, 409]);
+
     // An expired code, and a disabled station's code.
     rt.block_on(db.execute(
         "UPDATE stations SET enrolment_expires_at = now() - interval '1 minute' WHERE name = 'tas01-st3'",
@@ -438,7 +470,7 @@ fn a_station_enrols_once_over_mutual_tls_and_is_refused_when_it_should_be() {
     let actions = rt.block_on(audit_actions(&db));
     assert_eq!(
         actions.iter().filter(|a| *a == "station.enrolled").count(),
-        1,
+        2,
         "{actions:?}"
     );
     ok(idcentral(
