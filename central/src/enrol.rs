@@ -7,6 +7,8 @@
 //! the three certificates, records them, marks the station enrolled (which spends the code) and
 //! writes the audit event. A failure anywhere leaves the code unspent.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{self, Actor};
@@ -140,11 +142,10 @@ fn checked_key(field: &'static str, text: &str) -> Result<Vec<u8>> {
 }
 
 /// The three certificates of an enrolment, DER: identity, audit, Document Signer.
-fn issue_three(centre: &Centre, req: &EnrolRequest, keys: &[Vec<u8>; 3]) -> Result<[Vec<u8>; 3]> {
+fn issue_three(centre: &Centre, st: &str, keys: &[Vec<u8>; 3]) -> Result<[Vec<u8>; 3]> {
     let store = centre.store.as_ref();
     let now = std::time::SystemTime::now();
     let p = |n| centre.profiles.cert(n);
-    let st = &req.station;
     let identity = ca::issue_station_cert(
         store,
         p("station-identity")?,
@@ -173,7 +174,8 @@ fn issue_three(centre: &Centre, req: &EnrolRequest, keys: &[Vec<u8>; 3]) -> Resu
 }
 
 /// Enrol `req.station` (see the module documentation).
-pub async fn enrol(centre: &Centre, req: &EnrolRequest) -> Result<EnrolResponse> {
+/// The HSM signatures run on tokio's blocking pool, not on the thread that serves connections.
+pub async fn enrol(centre: &Arc<Centre>, req: &EnrolRequest) -> Result<EnrolResponse> {
     check_station_name(&req.station)?;
     let keys = [
         checked_key("identity_csr", &req.identity_csr)?,
@@ -189,7 +191,10 @@ pub async fn enrol(centre: &Centre, req: &EnrolRequest) -> Result<EnrolResponse>
     let mut client = centre.pool.get().await?;
     let tx = client.transaction().await?;
     let office = check_code(&tx, &req.station, &req.enrolment_code).await?;
-    let certs = issue_three(centre, req, &keys)?;
+    let (c, station) = (Arc::clone(centre), req.station.clone());
+    let certs = tokio::task::spawn_blocking(move || issue_three(&c, &station, &keys))
+        .await
+        .map_err(|e| CentralError::Other(format!("issuing task: {e}")))??;
     let mut details = serde_json::Map::new();
     for (purpose, der) in ["identity", "audit", "document-signer"].iter().zip(&certs) {
         let info = ca::CertInfo::parse(der)?;
