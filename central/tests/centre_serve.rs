@@ -444,19 +444,15 @@ fn a_station_enrols_once_over_mutual_tls_and_is_refused_when_it_should_be() {
         &[],
     ))
     .unwrap();
-    let req3 = Station::new("st3").enrol_request("tas01-st3", &code3);
-    assert_refused(
-        &call(&anon, "POST", "/v1/enrol", Some(&req3)),
-        403,
-        "enrolment-code-expired",
-    );
+    let enrol_with_new_keys = |token: &str, station: &str, code: &str| {
+        let req = Station::new(token).enrol_request(station, code);
+        call(&anon, "POST", "/v1/enrol", Some(&req))
+    };
+    let r = enrol_with_new_keys("st3", "tas01-st3", &code3);
+    assert_refused(&r, 403, "enrolment-code-expired");
     disable_station(&config, "tas01-st2");
-    let req2 = Station::new("st2b").enrol_request("tas01-st2", &code2);
-    assert_refused(
-        &call(&anon, "POST", "/v1/enrol", Some(&req2)),
-        403,
-        "station-disabled",
-    );
+    let r = enrol_with_new_keys("st2b", "tas01-st2", &code2);
+    assert_refused(&r, 403, "station-disabled");
 
     // Disabling the enrolled station cuts it off.
     disable_station(&config, "tas01-st1");
