@@ -8,7 +8,7 @@ use signature::Verifier;
 use x509_cert::request::CertReq;
 
 use crate::error::{enc, CaError, Result};
-use crate::keys::p256_key;
+use crate::keys::{checked_p256_spki, p256_key};
 use crate::signer::ECDSA_WITH_SHA256;
 use crate::subject::HolderSubject;
 
@@ -108,4 +108,42 @@ pub fn holder_subject_from_csr(csr: &[u8]) -> Result<HolderSubject> {
     };
     subject.validate()?;
     Ok(subject)
+}
+
+/// A PKCS#10 request (RFC 2986, DER) for the HSM key `label` with the subject `CN=common_name`,
+/// built by x509-cert's `RequestBuilder` and signed by that key in the HSM (ecdsa-with-SHA256):
+/// the proof of possession a CA checks with [`verify_csr`]. The common name may use letters,
+/// digits, space, '-' and '.'.
+pub fn csr_for_hsm_key(
+    store: &dyn hsm::KeyStore,
+    label: &str,
+    common_name: &str,
+) -> Result<Vec<u8>> {
+    use std::str::FromStr;
+    use x509_cert::builder::Builder;
+    if common_name.is_empty()
+        || !common_name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, ' ' | '-' | '.'))
+    {
+        return Err(CaError::Holder {
+            field: "common_name",
+            rule: "a request's CN may use letters, digits, space, '-' and '.'".into(),
+        });
+    }
+    let (_, public) = checked_p256_spki(&store.public_key_spki(label)?)?;
+    let subject = x509_cert::name::Name::from_str(&format!("CN={common_name}"))
+        .map_err(enc("CSR subject"))?;
+    let signer = crate::signer::HsmSigner::new(store, label, public);
+    let req = x509_cert::request::RequestBuilder::new(subject)
+        .map_err(enc("CSR"))?
+        .build::<_, DerSignature>(&signer)
+        .map_err(|e| match signer.take_error() {
+            Some(h) => CaError::Hsm(h),
+            None => CaError::Encoding {
+                what: "CSR",
+                reason: e.to_string(),
+            },
+        })?;
+    req.to_der().map_err(enc("CSR"))
 }

@@ -15,6 +15,7 @@ use crate::issuer::Issuer;
 use crate::keys::{
     checked_p256_spki, key_identifier, key_identifier_of, p256_point, p256_spki_prefix,
 };
+use crate::san::{san_extension, SubjectAltNames};
 use crate::sign::{
     random_serial, sign_certificate, validity, CertificateRef, IssuedCert, Prepared,
 };
@@ -78,7 +79,15 @@ pub fn create_subordinate_ca(
         });
     }
     let spki_der = store.public_key_spki(key_label)?;
-    let cert = issue_for_spki(store, profile, parent, &spki_der, None, now)?;
+    let cert = issue_for_spki(
+        store,
+        profile,
+        parent,
+        &spki_der,
+        None,
+        &Default::default(),
+        now,
+    )?;
     tracing::info!(key = key_label, issuer = %parent.key_label, profile = %profile.name, "created subordinate CA certificate");
     Issuer::new(store, key_label, &cert.der)
 }
@@ -95,7 +104,15 @@ pub fn issue(
 ) -> Result<IssuedCert> {
     expect_kind(profile, CertKind::EndEntity, "issue")?;
     holder.validate()?;
-    let cert = issue_for_spki(store, profile, issuer, spki_der, Some(holder), now)?;
+    let cert = issue_for_spki(
+        store,
+        profile,
+        issuer,
+        spki_der,
+        Some(holder),
+        &Default::default(),
+        now,
+    )?;
     tracing::info!(issuer = %issuer.key_label, profile = %profile.name, serial = %cert.serial_hex(), "issued certificate");
     Ok(cert)
 }
@@ -137,8 +154,14 @@ pub(crate) fn issue_for_spki(
     issuer: &Issuer,
     spki_der: &[u8],
     holder: Option<&HolderSubject>,
+    names: &SubjectAltNames,
     now: SystemTime,
 ) -> Result<IssuedCert> {
+    let mut own_extensions = Vec::new();
+    if let Some(san) = san_extension(profile, names)? {
+        san.encode_to_vec(&mut own_extensions)
+            .map_err(enc("subjectAltName"))?;
+    }
     // The key is checked (P-256, on the curve). A key given in the canonical uncompressed
     // encoding is recognised by its DER prefix and used as given; anything else is decoded,
     // checked and re-encoded uncompressed.
@@ -177,6 +200,7 @@ pub(crate) fn issue_for_spki(
             subject: &subject,
             spki_der: spki_bytes,
             ski: &ski,
+            own_extensions: &own_extensions,
         },
     )?;
     // The store returns a checked, low-S, DER ECDSA-Sig-Value: it goes into the BIT STRING as
@@ -208,6 +232,28 @@ pub fn issue_station_cert(
     common_name: &str,
     now: SystemTime,
 ) -> Result<IssuedCert> {
+    issue_station_cert_with_names(
+        store,
+        profile,
+        issuer,
+        spki_der,
+        common_name,
+        &SubjectAltNames::default(),
+        now,
+    )
+}
+
+/// [`issue_station_cert`] with subject alternative names (e.g. the centre's TLS server
+/// certificate: its DNS name and address), checked against the profile's `subject_alt_name`.
+pub fn issue_station_cert_with_names(
+    store: &dyn KeyStore,
+    profile: &CertProfile,
+    issuer: &Issuer,
+    spki_der: &[u8],
+    common_name: &str,
+    names: &SubjectAltNames,
+    now: SystemTime,
+) -> Result<IssuedCert> {
     expect_kind(profile, CertKind::EndEntity, "issue_station_cert")?;
     if common_name.trim().is_empty() || common_name.chars().any(char::is_control) {
         return Err(CaError::Holder {
@@ -237,5 +283,5 @@ pub fn issue_station_cert(
             });
         }
     }
-    issue_for_spki(store, profile, issuer, spki_der, Some(&subject), now)
+    issue_for_spki(store, profile, issuer, spki_der, Some(&subject), names, now)
 }

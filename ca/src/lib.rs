@@ -29,7 +29,7 @@
 //! ```
 //!
 //! One module per noun: [`Issuer`] (`issuer`), the subject ([`HolderSubject`], `subject`),
-//! issuance (`issue`) and signing (`sign`), PKCS#10 requests (`csr`), public keys (`keys`),
+//! issuance (`issue`) and signing (`sign`), PKCS#10 requests (`csr`), public keys (`keys`), subject alternative names (`san`),
 //! extensions (`extensions`), CRLs (`crl`), link certificates (`link`), QC statements (`qc`),
 //! and what the registry records about a certificate (`info`).
 
@@ -43,19 +43,24 @@ mod issuer;
 mod keys;
 pub mod link;
 pub mod qc;
+mod san;
 mod sign;
 mod signer;
 mod subject;
 mod template;
 
 pub use crl::{crl_pem, crl_url, issue_crl, CrlInfo, RevocationReason, RevokedEntry};
-pub use csr::{holder_subject_from_csr, verify_csr};
+pub use csr::{csr_for_hsm_key, holder_subject_from_csr, verify_csr};
 pub use error::{CaError, Result};
 pub use info::{cert_pem, fingerprint_sha256, CertInfo};
-pub use issue::{create_root, create_subordinate_ca, issue, issue_from_csr, issue_station_cert};
+pub use issue::{
+    create_root, create_subordinate_ca, issue, issue_from_csr, issue_station_cert,
+    issue_station_cert_with_names,
+};
 pub use issuer::Issuer;
 pub use keys::spki_from_der_or_pem;
 pub use link::{link_certificate, root_link_certificates, RootLinks};
+pub use san::SubjectAltNames;
 pub use sign::IssuedCert;
 pub use signer::ECDSA_WITH_SHA256;
 pub use subject::HolderSubject;

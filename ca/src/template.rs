@@ -116,6 +116,8 @@ pub(crate) struct PerCertificate<'a> {
     /// The subject's SubjectPublicKeyInfo, already checked and in canonical DER.
     pub spki_der: &'a [u8],
     pub ski: &'a [u8],
+    /// Extensions of this certificate alone (the subjectAltName), encoded, after the profile's.
+    pub own_extensions: &'a [u8],
 }
 
 /// `AttributeTypeAndValue` (RFC 5280 §4.1.2.4) over a borrowed value.
@@ -156,6 +158,7 @@ struct ExtensionsRef<'a> {
     before: &'a [u8],
     ski: Option<SkiExtensionRef<'a>>,
     after: &'a [u8],
+    own: &'a [u8],
 }
 
 impl FixedTag for ExtensionsRef<'_> {
@@ -168,14 +171,18 @@ impl EncodeValue for ExtensionsRef<'_> {
             Some(s) => s.encoded_len()?,
             None => Length::ZERO,
         };
-        Length::try_from(self.before.len())? + ski + Length::try_from(self.after.len())?
+        Length::try_from(self.before.len())?
+            + ski
+            + Length::try_from(self.after.len())?
+            + Length::try_from(self.own.len())?
     }
     fn encode_value(&self, writer: &mut impl Writer) -> der::Result<()> {
         writer.write(self.before)?;
         if let Some(s) = &self.ski {
             s.encode(writer)?;
         }
-        writer.write(self.after)
+        writer.write(self.after)?;
+        writer.write(self.own)
     }
 }
 
@@ -263,6 +270,7 @@ pub(crate) fn encode_tbs(
         before: &exts.before_ski,
         ski,
         after: &exts.after_ski,
+        own: cert.own_extensions,
     };
     TbsParts {
         version: ContextSpecificRef {

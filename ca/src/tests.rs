@@ -739,3 +739,17 @@ fn a_ca_key_without_crl_sign_signs_no_crl() {
     issue_crl(&p.store, crl_profile, &p.esign, 1, &[], now).unwrap();
     issue_crl(&p.store, crl_profile, &p.root, 1, &[], now).unwrap();
 }
+
+#[test]
+fn a_request_signed_in_the_hsm_proves_possession_of_its_key() {
+    let store = MemStore::new();
+    let spki = holder_key(&store, "identity");
+    let csr = crate::csr_for_hsm_key(&store, "identity", "tas01-st1").unwrap();
+    assert_eq!(crate::verify_csr(&csr).unwrap(), spki);
+    let mut bad = csr.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    assert!(crate::verify_csr(&bad).is_err());
+    let e = crate::csr_for_hsm_key(&store, "identity", "a,b=c").unwrap_err();
+    assert!(e.to_string().contains("CN may use"), "{e}");
+}

@@ -375,3 +375,128 @@ fn pkilint_and_openssl_accept_uzbek_latin_names_in_utf8() {
         &pem,
     );
 }
+
+/// The Station CA's two end-entity profiles: the centre's TLS server certificate (SAN from the
+/// issuance call) and a station's identity (TLS client). openssl checks the chain for the TLS
+/// purposes and the host/IP names; pkilint checks both against RFC 5280.
+#[test]
+fn tls_server_and_client_certificates_verify_for_their_purposes() {
+    let s = store();
+    let f = fixture(&s);
+    let set = profiles::builtin().unwrap();
+    let now = SystemTime::now();
+    s.generate_p256("station-ca-1").unwrap();
+    let station_ca = ca::create_subordinate_ca(
+        &s,
+        set.cert("station-ca").unwrap(),
+        &f.root,
+        "station-ca-1",
+        now,
+    )
+    .unwrap();
+    s.generate_p256("centre-tls-1").unwrap();
+    s.generate_p256("identity").unwrap();
+    let names = ca::SubjectAltNames {
+        dns: vec!["centre.example.com".into()],
+        ip: vec!["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()],
+    };
+    let tls = set.cert("centre-tls").unwrap();
+    let server = ca::issue_station_cert_with_names(
+        &s,
+        tls,
+        &station_ca,
+        &s.public_key_spki("centre-tls-1").unwrap(),
+        "centre.example.com",
+        &names,
+        now,
+    )
+    .unwrap();
+    let client = ca::issue_station_cert(
+        &s,
+        set.cert("station-identity").unwrap(),
+        &station_ca,
+        &s.public_key_spki("identity").unwrap(),
+        "tas01-st1",
+        now,
+    )
+    .unwrap();
+    // The profile requires a SAN, and the identity profile allows none.
+    let spki = s.public_key_spki("identity").unwrap();
+    let e = ca::issue_station_cert(&s, tls, &station_ca, &spki, "x", now).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("requires at least one subject alternative name"),
+        "{e}"
+    );
+    let e = ca::issue_station_cert_with_names(
+        &s,
+        set.cert("station-identity").unwrap(),
+        &station_ca,
+        &spki,
+        "x",
+        &names,
+        now,
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("allows no subject alternative names"),
+        "{e}"
+    );
+
+    let d = f.dir.path();
+    write(
+        d,
+        "station-ca.pem",
+        &ca::cert_pem(station_ca.cert_der()).unwrap(),
+    );
+    write(d, "server.pem", &ca::cert_pem(&server.der).unwrap());
+    write(d, "client.pem", &ca::cert_pem(&client.der).unwrap());
+    let text = run_ok(
+        "openssl",
+        &["x509", "-in", "server.pem", "-noout", "-text"],
+        d,
+    );
+    assert!(
+        text.contains("DNS:centre.example.com, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1"),
+        "{text}"
+    );
+    assert!(text.contains("TLS Web Server Authentication"), "{text}");
+    let base = [
+        "verify",
+        "-x509_strict",
+        "-CAfile",
+        "root.pem",
+        "-untrusted",
+        "station-ca.pem",
+    ];
+    let check = |extra: &[&str], cert: &str| {
+        let mut args = base.to_vec();
+        args.extend_from_slice(extra);
+        args.push(cert);
+        run("openssl", &args, d)
+    };
+    for extra in [
+        &[
+            "-purpose",
+            "sslserver",
+            "-verify_hostname",
+            "centre.example.com",
+        ][..],
+        &["-purpose", "sslserver", "-verify_ip", "127.0.0.1"][..],
+    ] {
+        let (code, out) = check(extra, "server.pem");
+        assert_eq!(code, 0, "{extra:?}: {out}");
+    }
+    let (code, out) = check(&["-purpose", "sslclient"], "client.pem");
+    assert_eq!(code, 0, "{out}");
+    // The wrong purpose and a name not in the SAN are refused.
+    let (code, _) = check(&["-purpose", "sslclient"], "server.pem");
+    assert_ne!(code, 0);
+    let (code, _) = check(&["-purpose", "sslserver"], "client.pem");
+    assert_ne!(code, 0);
+    let (code, _) = check(&["-verify_hostname", "other.example.com"], "server.pem");
+    assert_ne!(code, 0);
+    pkilint("lint_pkix_cert", &[], &d.join("server.pem"));
+    pkilint("lint_pkix_cert", &[], &d.join("client.pem"));
+}

@@ -13,6 +13,38 @@ pub struct CentreConfig {
     pub centre: CentreSection,
     pub database: DatabaseSection,
     pub hsm: hsm::HsmConfig,
+    /// The HTTPS server (`idcentral serve`); defaults when the section is absent.
+    #[serde(default)]
+    pub server: ServerSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Address and port to listen on (`--listen` overrides it).
+    #[serde(default = "default_listen")]
+    pub listen: std::net::SocketAddr,
+    /// The name stations connect to: a DNS name or an IP address, put in the TLS server
+    /// certificate's subjectAltName (with 127.0.0.1).
+    #[serde(default = "default_public_name")]
+    pub public_name: String,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            listen: default_listen(),
+            public_name: default_public_name(),
+        }
+    }
+}
+
+fn default_listen() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 8443))
+}
+
+fn default_public_name() -> String {
+    "localhost".into()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

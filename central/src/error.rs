@@ -22,6 +22,14 @@ pub enum CentralError {
     Conflict(String),
     #[error("{0}")]
     NotPermitted(String),
+    /// A station's request refused by a named rule (HTTP 401, 403 or 409 with `rule` in the
+    /// JSON body).
+    #[error("{reason}")]
+    Refused {
+        status: Refusal,
+        rule: &'static str,
+        reason: String,
+    },
     #[error(transparent)]
     Hsm(#[from] hsm::HsmError),
     #[error(transparent)]
@@ -32,7 +40,27 @@ pub enum CentralError {
     Other(String),
 }
 
+/// How a station's request is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No (valid) client certificate where one is required: HTTP 401.
+    Unauthenticated,
+    /// Not allowed: HTTP 403.
+    Forbidden,
+    /// In conflict with the current state (e.g. already enrolled): HTTP 409.
+    Conflict,
+}
+
 impl CentralError {
+    /// A refusal by the rule `rule` (a short kebab-case name clients can match on).
+    pub fn refused(status: Refusal, rule: &'static str, reason: impl Into<String>) -> Self {
+        CentralError::Refused {
+            status,
+            rule,
+            reason: reason.into(),
+        }
+    }
+
     pub fn invalid(field: &'static str, rule: impl Into<String>) -> Self {
         CentralError::Invalid {
             field,
@@ -61,6 +89,10 @@ impl CentralError {
             CentralError::Ca(_) => 2,
             CentralError::Conflict(_) => 5,
             CentralError::NotPermitted(_) => 6,
+            CentralError::Refused { status, .. } => match status {
+                Refusal::Conflict => 5,
+                Refusal::Unauthenticated | Refusal::Forbidden => 6,
+            },
             CentralError::Database(_) => 7,
             CentralError::Io { .. } | CentralError::Other(_) => 1,
         }

@@ -5,10 +5,14 @@
 pub mod audit;
 pub mod config;
 pub mod db;
+pub mod enrol;
 pub mod error;
 pub mod init;
 pub mod operators;
+pub mod pki;
+pub mod server;
 pub mod stations;
+pub mod tls;
 
 pub use config::CentreConfig;
-pub use error::{CentralError, Result};
+pub use error::{CentralError, Refusal, Result};

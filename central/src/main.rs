@@ -36,6 +36,12 @@ enum Cmd {
         #[arg(long, value_name = "NAME")]
         admin: String,
     },
+    /// Serve the HTTPS API (TLS 1.3, mutual TLS for stations) until stopped.
+    Serve {
+        /// Address to listen on (default: `[server] listen`); port 0 picks a free port.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+    },
     /// Issuance stations: add (prints a one-time enrolment code), list, disable.
     #[command(subcommand)]
     Station(StationCmd),
@@ -121,7 +127,12 @@ fn start(cli: &Cli) -> Result<(), CentralError> {
     if let hsm::HsmConfig::Pkcs11 { env, .. } = &cfg.hsm {
         hsm::process_env::exec_with(env)?;
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
+    // The server handles connections on several threads; the other commands need one.
+    let mut builder = match cli.cmd {
+        Cmd::Serve { .. } => tokio::runtime::Builder::new_multi_thread(),
+        _ => tokio::runtime::Builder::new_current_thread(),
+    };
+    let rt = builder
         .enable_all()
         .build()
         .map_err(|e| CentralError::Other(format!("runtime: {e}")))?;
@@ -148,6 +159,7 @@ async fn run(cli: &Cli, cfg: &CentreConfig) -> Result<(), CentralError> {
                 s
             })
         }
+        Cmd::Serve { listen } => central::server::serve(cfg, *listen).await,
         Cmd::Station(sc) => station(cli, cfg, sc).await,
         Cmd::Operator(OperatorCmd::List { operator }) => {
             let pool = central::db::pool(&cfg.database)?;

@@ -2,125 +2,12 @@
 //! and a real SoftHSM2 token: init, stations with one-time enrolment codes, operators' refusals,
 //! the append-only audit chain; openssl checks the CA certificates independently.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output};
 
-const ADMIN_PASSWORD: &str = "centre-admin-pw-71c2";
-const HSM_PIN: &str = "centre-hsm-pin-5e9a";
+mod common;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
-/// A private cluster under `dir/pg`, stopped when dropped.
-struct Cluster {
-    dir: PathBuf,
-}
-
-impl Cluster {
-    fn start(dir: &Path) -> Cluster {
-        let out = Command::new("bash")
-            .arg(workspace().join("scripts/pg-up.sh"))
-            .arg(dir.join("pg"))
-            .output()
-            .expect("run scripts/pg-up.sh");
-        assert!(
-            out.status.success(),
-            "pg-up.sh: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Cluster {
-            dir: dir.join("pg"),
-        }
-    }
-    fn url(&self) -> String {
-        std::fs::read_to_string(self.dir.join("url"))
-            .unwrap()
-            .trim()
-            .to_owned()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(workspace().join("scripts/pg-down.sh"))
-            .arg(&self.dir)
-            .status();
-    }
-}
-
-fn idcentral(config: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_idcentral"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env("IDCENTRAL_LOG", "debug")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run idcentral");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().expect("wait");
-    let all = text(&out);
-    for secret in [ADMIN_PASSWORD, HSM_PIN] {
-        assert!(
-            !all.contains(secret),
-            "a secret appeared in the output:\n{all}"
-        );
-    }
-    out
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn ok(o: Output) -> String {
-    assert!(o.status.success(), "idcentral failed:\n{}", text(&o));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn refused(o: &Output, code: i32, part: &str) {
-    assert_eq!(o.status.code(), Some(code), "{}", text(o));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains(part),
-        "wanted {part:?}:\n{}",
-        text(o)
-    );
-}
-
-fn private_file(path: &Path, content: &str) {
-    std::fs::write(path, content).unwrap();
-    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-}
-
-async fn db(cluster: &Cluster) -> tokio_postgres::Client {
-    let mut cfg: tokio_postgres::Config = cluster.url().parse().unwrap();
-    cfg.password(
-        std::fs::read_to_string(cluster.dir.join("password"))
-            .unwrap()
-            .trim(),
-    );
-    let (client, conn) = cfg.connect(tokio_postgres::NoTls).await.expect("connect");
-    tokio::spawn(conn);
-    client
-}
+use common::*;
 
 fn openssl(args: &[&str], dir: &Path) -> Output {
     Command::new("openssl")
@@ -132,44 +19,7 @@ fn openssl(args: &[&str], dir: &Path) -> Output {
 
 #[test]
 fn the_centre_initialises_adds_and_disables_stations_and_keeps_an_append_only_audit_chain() {
-    // The server runs as the `postgres` user when we are root: it must be able to pass through.
-    let tmp = tempfile::Builder::new()
-        .prefix("idcentral-test-")
-        .tempdir_in("/tmp")
-        .unwrap();
-    std::fs::set_permissions(
-        tmp.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o711),
-    )
-    .unwrap();
-    let cluster = Cluster::start(tmp.path());
-    let pin = tmp.path().join("hsm-pin");
-    private_file(&pin, &format!("{HSM_PIN}\n"));
-    let config = tmp.path().join("centre.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[centre]
-name = "centre"
-
-[database]
-url = "{url}"
-password_file = "{pw}"
-
-[hsm]
-backend = "pkcs11"
-module = "/usr/lib/softhsm/libsofthsm2.so"
-token_label = "idcentral"
-pin = {{ file = "{pin}" }}
-env = {{ SOFTHSM2_CONF = "{hsm}/softhsm2.conf" }}
-"#,
-            url = cluster.url(),
-            pw = cluster.dir.join("password").display(),
-            pin = pin.display(),
-            hsm = tmp.path().join("hsm").display(),
-        ),
-    )
-    .unwrap();
+    let (tmp, cluster, config) = centre("");
     let pw = format!("{ADMIN_PASSWORD}\n");
 
     // init: four CAs, printed with fingerprints; a second init is refused.
@@ -319,24 +169,8 @@ env = {{ SOFTHSM2_CONF = "{hsm}/softhsm2.conf" }}
     );
 
     // add: a one-time code, printed once, stored only as its SHA-256.
-    let added = ok(idcentral(
-        &config,
-        &[
-            "--json",
-            "station",
-            "add",
-            "--office",
-            "TAS01",
-            "--station",
-            "tas01-st1",
-            "--operator",
-            "admin",
-        ],
-        &pw,
-    ));
-    let v: serde_json::Value = serde_json::from_str(&added).unwrap();
-    let code = v["enrolment_code"].as_str().unwrap().to_owned();
-    assert_eq!(code.len(), 29, "{added}");
+    let code = add_station(&config, "tas01-st1");
+    assert_eq!(code.len(), 29, "{code}");
     let stored: Vec<u8> = rt
         .block_on(client.query_one(
             "SELECT enrolment_code_sha256 FROM stations WHERE name = 'tas01-st1'",
@@ -379,18 +213,7 @@ env = {{ SOFTHSM2_CONF = "{hsm}/softhsm2.conf" }}
     );
 
     // disable: the code stops working; twice is refused.
-    ok(idcentral(
-        &config,
-        &[
-            "station",
-            "disable",
-            "--station",
-            "tas01-st1",
-            "--operator",
-            "admin",
-        ],
-        &pw,
-    ));
+    disable_station(&config, "tas01-st1");
     let row = rt
         .block_on(client.query_one(
             "SELECT state, enrolment_code_sha256 IS NULL FROM stations WHERE name = 'tas01-st1'",
@@ -439,12 +262,7 @@ env = {{ SOFTHSM2_CONF = "{hsm}/softhsm2.conf" }}
         &pw,
     ));
     assert!(verified.contains("the chain holds"), "{verified}");
-    let actions: Vec<String> = rt
-        .block_on(client.query("SELECT action FROM audit_log ORDER BY seq", &[]))
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let actions = rt.block_on(audit_actions(&client));
     assert_eq!(
         actions.first().map(String::as_str),
         Some("centre.initialised")

@@ -286,6 +286,8 @@ pub mod pkcs11;
 pub mod process_env;
 #[cfg(test)]
 pub(crate) mod test_support;
+#[cfg(feature = "rustls")]
+pub mod tls;
 pub mod yubihsm2;
 
 #[cfg(test)]

@@ -135,6 +135,9 @@ pub struct CertProfile {
     pub crl_distribution_point: Option<String>,
     /// authorityInfoAccess (RFC 5280 §4.2.2.1); same placeholders as the CRL URL.
     pub authority_info_access: Option<AiaRule>,
+    /// subjectAltName (RFC 5280 §4.2.1.6): which name forms the certificate may carry; the
+    /// values come from the issuance call, never from the profile or a request. End-entity only.
+    pub subject_alt_name: Option<SanRule>,
     /// How the subjectKeyIdentifier is derived (RFC 5280 §4.2.1.2, RFC 7093 §2).
     #[serde(default)]
     pub subject_key_identifier: SkiMethod,
@@ -420,6 +423,28 @@ pub struct AiaRule {
     pub ocsp: Option<String>,
 }
 
+/// subjectAltName rule (RFC 5280 §4.2.1.6): the general-name forms allowed, and whether a
+/// certificate must carry at least one name.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SanRule {
+    /// `dNSName` and/or `iPAddress`.
+    pub types: Vec<SanType>,
+    /// Refuse to issue without a name (a TLS server certificate is matched by its SAN,
+    /// RFC 9525 §6.3).
+    #[serde(default)]
+    pub required: bool,
+}
+
+/// The subjectAltName forms a profile may allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+pub enum SanType {
+    #[serde(rename = "dNSName")]
+    DnsName,
+    #[serde(rename = "iPAddress")]
+    IpAddress,
+}
+
 /// How the subjectKeyIdentifier is computed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -501,6 +526,14 @@ pub const BUILTIN_FILES: &[(&str, &str)] = &[
     (
         "cert/station-ca.toml",
         include_str!("../cert/station-ca.toml"),
+    ),
+    (
+        "cert/centre-tls.toml",
+        include_str!("../cert/centre-tls.toml"),
+    ),
+    (
+        "cert/station-identity.toml",
+        include_str!("../cert/station-identity.toml"),
     ),
     ("crl/esign-crl.toml", include_str!("../crl/esign-crl.toml")),
 ];
@@ -728,13 +761,15 @@ mod tests {
             set.certs.keys().collect::<Vec<_>>(),
             [
                 "audit-signer",
+                "centre-tls",
                 "csca",
                 "document-signer",
                 "esign-ca",
                 "holder-auth",
                 "holder-sign",
                 "root-ca",
-                "station-ca"
+                "station-ca",
+                "station-identity"
             ]
         );
         // ICAO 9303 Part 12 §7.1.1: CSCA keyCertSign + cRLSign, CA pathLen 0; DS digitalSignature.
@@ -768,6 +803,27 @@ mod tests {
         assert!(qc.pds[0].url.starts_with("https://"));
         assert_eq!(sign.subject[1].value, "PNOUZ-{pinfl}");
         assert_eq!(set.crl("esign-crl").unwrap().next_update_hours, 48);
+        let tls = set.cert("centre-tls").unwrap();
+        assert_eq!(tls.extended_key_usage, [Eku::SERVER_AUTH]);
+        let san = tls.subject_alt_name.as_ref().unwrap();
+        assert!(san.required);
+        assert_eq!(san.types, [SanType::DnsName, SanType::IpAddress]);
+        let id = set.cert("station-identity").unwrap();
+        assert_eq!(id.extended_key_usage, [Eku::CLIENT_AUTH]);
+        assert_eq!(id.subject.last().unwrap().value, "{common_name}");
+    }
+
+    #[test]
+    fn subject_alt_name_is_for_end_entities_with_at_least_one_form() {
+        let ca = include_str!("../cert/station-ca.toml").to_owned()
+            + "subject_alt_name = { types = [\"dNSName\"] }\n";
+        assert_eq!(rule_key(cert(&ca)).0, "subject_alt_name");
+        let tls = include_str!("../cert/centre-tls.toml")
+            .replace("types = [\"dNSName\", \"iPAddress\"]", "types = []");
+        assert_eq!(rule_key(cert(&tls)).0, "subject_alt_name.types");
+        let twice =
+            include_str!("../cert/centre-tls.toml").replace("\"iPAddress\"]", "\"dNSName\"]");
+        assert_eq!(rule_key(cert(&twice)).0, "subject_alt_name.types");
     }
 
     #[test]
@@ -865,7 +921,7 @@ mod tests {
         let msg = set.cert("x").unwrap_err().to_string();
         assert_eq!(
             msg,
-            "unknown certificate profile 'x' (known: audit-signer, csca, document-signer, esign-ca, holder-auth, holder-sign, root-ca, station-ca)"
+            "unknown certificate profile 'x' (known: audit-signer, centre-tls, csca, document-signer, esign-ca, holder-auth, holder-sign, root-ca, station-ca, station-identity)"
         );
     }
 
@@ -883,7 +939,7 @@ mod tests {
         std::fs::write(&f, text).unwrap();
         let set = load_dir_over_builtin(dir.path()).unwrap();
         assert_eq!(set.crl("esign-crl").unwrap().next_update_hours, 12);
-        assert_eq!(set.certs.len(), 8);
+        assert_eq!(set.certs.len(), 10);
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub fn check_cert_profile(p: &CertProfile) -> RuleResult {
     check_eku(p)?;
     check_policies(p)?;
     check_qc(p)?;
+    check_san(p)?;
     if let Some(url) = &p.crl_distribution_point {
         check_url_template("crl_distribution_point", url, &["http://", "ldap://"])?;
     }
@@ -222,6 +223,31 @@ fn check_eku(p: &CertProfile) -> RuleResult {
             "extended_key_usage",
             "a root certificate carries no extendedKeyUsage (RFC 5280 §4.2.1.12: for end entities)",
         );
+    }
+    Ok(())
+}
+
+fn check_san(p: &CertProfile) -> RuleResult {
+    let Some(san) = &p.subject_alt_name else {
+        return Ok(());
+    };
+    if p.kind.is_ca() {
+        return fail(
+            "subject_alt_name",
+            "subject alternative names are for end-entity profiles (RFC 5280 §4.2.1.6 names the \
+             subject of an end-entity certificate; a CA is named by its subject)",
+        );
+    }
+    if san.types.is_empty() {
+        return fail(
+            "subject_alt_name.types",
+            "name at least one form: dNSName or iPAddress (RFC 5280 §4.2.1.6: GeneralNames has \
+             at least one entry)",
+        );
+    }
+    let distinct: BTreeSet<_> = san.types.iter().collect();
+    if distinct.len() != san.types.len() {
+        return fail("subject_alt_name.types", "a form is listed twice");
     }
     Ok(())
 }

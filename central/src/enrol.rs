@@ -1,0 +1,286 @@
+//! Station enrolment (`POST /v1/enrol`) and the authenticated station (`GET /v1/whoami`).
+//!
+//! Enrolment: the station sends its name, its one-time code and three PKCS#10 requests
+//! (RFC 2986) for keys in its own HSM: identity (TLS client), audit signer and Document Signer.
+//! In one transaction the centre locks the station's row, checks the code (its SHA-256, not
+//! expired, the station awaiting enrolment), checks each request's proof of possession, issues
+//! the three certificates, records them, marks the station enrolled (which spends the code) and
+//! writes the audit event. A failure anywhere leaves the code unspent.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{self, Actor};
+use crate::error::{CentralError, Refusal, Result};
+use crate::pki::Centre;
+use crate::stations::{check_station_name, code_digest};
+
+/// `POST /v1/enrol`. The CSRs are PEM (`-----BEGIN CERTIFICATE REQUEST-----`) or DER in hex.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrolRequest {
+    pub station: String,
+    pub enrolment_code: String,
+    pub identity_csr: String,
+    pub audit_csr: String,
+    pub document_signer_csr: String,
+}
+
+impl std::fmt::Debug for EnrolRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnrolRequest")
+            .field("station", &self.station)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The trust anchors a station keeps (PEM).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrustAnchors {
+    pub root: String,
+    pub csca: String,
+    pub station_ca: String,
+}
+
+/// The answer to an enrolment: the station's certificates (PEM), the anchors, and the
+/// fingerprint of the centre's TLS certificate.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnrolResponse {
+    pub station: String,
+    pub office: String,
+    pub identity_cert: String,
+    pub audit_cert: String,
+    pub document_signer_cert: String,
+    pub trust_anchors: TrustAnchors,
+    pub centre_tls_fingerprint_sha256: String,
+}
+
+/// `GET /v1/whoami`: the station the client certificate belongs to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WhoAmI {
+    pub station: String,
+    pub office: String,
+    pub state: String,
+}
+
+fn forbidden(rule: &'static str, reason: String) -> CentralError {
+    CentralError::refused(Refusal::Forbidden, rule, reason)
+}
+
+/// The station's state and office, with the row locked, after checking the code against it.
+async fn check_code(
+    tx: &tokio_postgres::Transaction<'_>,
+    station: &str,
+    code: &str,
+) -> Result<String> {
+    let row = tx
+        .query_opt(
+            "SELECT office, state, enrolment_code_sha256, enrolment_expires_at < now(),
+                    to_char(enrolment_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+             FROM stations WHERE name = $1 FOR UPDATE",
+            &[&station],
+        )
+        .await?;
+    // An unknown station and a wrong code get the same answer: the request learns nothing
+    // about which stations exist.
+    let wrong = || {
+        forbidden(
+            "enrolment-code-wrong",
+            format!("the enrolment code is not valid for station {station}"),
+        )
+    };
+    let row = row.ok_or_else(wrong)?;
+    let office: String = row.get(0);
+    let state: &str = row.get(1);
+    match state {
+        "disabled" => {
+            return Err(forbidden(
+                "station-disabled",
+                format!("station {station} is disabled"),
+            ))
+        }
+        "enrolled" => {
+            return Err(CentralError::refused(
+                Refusal::Conflict,
+                "enrolment-code-used",
+                format!("station {station} is already enrolled: an enrolment code works once"),
+            ))
+        }
+        _ => {}
+    }
+    let stored: Option<&[u8]> = row.get(2);
+    if stored != Some(code_digest(code).as_slice()) {
+        return Err(wrong());
+    }
+    if row.get::<_, Option<bool>>(3) != Some(false) {
+        let until: Option<String> = row.get(4);
+        return Err(forbidden(
+            "enrolment-code-expired",
+            format!(
+                "the enrolment code of station {station} expired at {}; ask for a new station entry",
+                until.unwrap_or_default()
+            ),
+        ));
+    }
+    Ok(office)
+}
+
+fn csr_bytes(field: &'static str, text: &str) -> Result<Vec<u8>> {
+    let t = text.trim();
+    if t.starts_with("-----BEGIN") {
+        return Ok(t.as_bytes().to_vec());
+    }
+    hex::decode(t)
+        .map_err(|_| CentralError::invalid(field, "must be a PEM or hex DER PKCS#10 request"))
+}
+
+/// Check a request's proof of possession; its SubjectPublicKeyInfo (DER).
+fn checked_key(field: &'static str, text: &str) -> Result<Vec<u8>> {
+    ca::verify_csr(&csr_bytes(field, text)?)
+        .map_err(|e| CentralError::invalid(field, e.to_string()))
+}
+
+/// The three certificates of an enrolment, DER: identity, audit, Document Signer.
+fn issue_three(centre: &Centre, st: &str, keys: &[Vec<u8>; 3]) -> Result<[Vec<u8>; 3]> {
+    let store = centre.store.as_ref();
+    let now = std::time::SystemTime::now();
+    let p = |n| centre.profiles.cert(n);
+    let identity = ca::issue_station_cert(
+        store,
+        p("station-identity")?,
+        &centre.cas.station_ca,
+        &keys[0],
+        st,
+        now,
+    )?;
+    let audit = ca::issue_station_cert(
+        store,
+        p("audit-signer")?,
+        &centre.cas.root,
+        &keys[1],
+        st,
+        now,
+    )?;
+    let ds = ca::issue_station_cert(
+        store,
+        p("document-signer")?,
+        &centre.cas.csca,
+        &keys[2],
+        &format!("{st} Document Signer"),
+        now,
+    )?;
+    Ok([identity.der, audit.der, ds.der])
+}
+
+/// Enrol `req.station` (see the module documentation).
+/// The HSM signatures run on tokio's blocking pool, not on the thread that serves connections.
+pub async fn enrol(centre: &Arc<Centre>, req: &EnrolRequest) -> Result<EnrolResponse> {
+    check_station_name(&req.station)?;
+    let keys = [
+        checked_key("identity_csr", &req.identity_csr)?,
+        checked_key("audit_csr", &req.audit_csr)?,
+        checked_key("document_signer_csr", &req.document_signer_csr)?,
+    ];
+    if keys[0] == keys[1] || keys[0] == keys[2] || keys[1] == keys[2] {
+        return Err(CentralError::invalid(
+            "csr",
+            "the identity, audit and Document Signer keys must be three different keys",
+        ));
+    }
+    let mut client = centre.pool.get().await?;
+    let tx = client.transaction().await?;
+    let office = check_code(&tx, &req.station, &req.enrolment_code).await?;
+    let (c, station) = (Arc::clone(centre), req.station.clone());
+    let certs = tokio::task::spawn_blocking(move || issue_three(&c, &station, &keys))
+        .await
+        .map_err(|e| CentralError::Other(format!("issuing task: {e}")))??;
+    let mut details = serde_json::Map::new();
+    for (purpose, der) in ["identity", "audit", "document-signer"].iter().zip(&certs) {
+        let info = ca::CertInfo::parse(der)?;
+        let serial =
+            hex::decode(&info.serial_hex).map_err(|e| CentralError::Other(e.to_string()))?;
+        tx.execute(
+            "INSERT INTO station_certs (station, purpose, serial, cert_der) VALUES ($1, $2, $3, $4)",
+            &[&req.station, purpose, &serial, der],
+        )
+        .await?;
+        details.insert(
+            (*purpose).into(),
+            serde_json::json!({ "serial": info.serial_hex, "fingerprint_sha256": ca::fingerprint_sha256(der)? }),
+        );
+    }
+    tx.execute(
+        "UPDATE stations SET state = 'enrolled', enrolment_code_sha256 = NULL, enrolled_at = now() WHERE name = $1",
+        &[&req.station],
+    )
+    .await?;
+    let actor = Actor {
+        operator: req.station.clone(),
+        role: "station".into(),
+        station: req.station.clone(),
+    };
+    let object = format!("station:{}", req.station);
+    audit::append(&tx, &actor, "station.enrolled", &object, &details.into()).await?;
+    tx.commit().await?;
+    tracing::info!(station = %req.station, office = %office, "station enrolled");
+    let pem = |der: &[u8]| ca::cert_pem(der).map_err(CentralError::from);
+    Ok(EnrolResponse {
+        station: req.station.clone(),
+        office,
+        identity_cert: pem(&certs[0])?,
+        audit_cert: pem(&certs[1])?,
+        document_signer_cert: pem(&certs[2])?,
+        trust_anchors: TrustAnchors {
+            root: pem(centre.cas.root.cert_der())?,
+            csca: pem(centre.cas.csca.cert_der())?,
+            station_ca: pem(centre.cas.station_ca.cert_der())?,
+        },
+        centre_tls_fingerprint_sha256: centre.tls_fingerprint.clone(),
+    })
+}
+
+/// The station a TLS client certificate (already verified up to the Station CA by the TLS
+/// layer) belongs to: it must be the identity certificate recorded at enrolment, and the station
+/// must not be disabled.
+pub async fn authenticate(centre: &Centre, client_cert: Option<&[u8]>) -> Result<WhoAmI> {
+    let der = client_cert.ok_or_else(|| {
+        CentralError::refused(
+            Refusal::Unauthenticated,
+            "client-certificate-required",
+            "this endpoint needs a station's client certificate (TLS)",
+        )
+    })?;
+    let info = ca::CertInfo::parse(der)?;
+    let serial = hex::decode(&info.serial_hex).map_err(|e| CentralError::Other(e.to_string()))?;
+    let client = centre.pool.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT s.name, s.office, s.state, c.cert_der FROM station_certs c
+             JOIN stations s ON s.name = c.station
+             WHERE c.purpose = 'identity' AND c.serial = $1",
+            &[&serial],
+        )
+        .await?;
+    let row = row.filter(|r| r.get::<_, &[u8]>(3) == der).ok_or_else(|| {
+        forbidden(
+            "certificate-not-enrolled",
+            format!(
+                "the client certificate (serial {}) is not a station identity the centre issued",
+                info.serial_hex
+            ),
+        )
+    })?;
+    let who = WhoAmI {
+        station: row.get(0),
+        office: row.get(1),
+        state: row.get(2),
+    };
+    if who.state != "enrolled" {
+        return Err(forbidden(
+            "station-disabled",
+            format!("station {} is {}", who.station, who.state),
+        ));
+    }
+    Ok(who)
+}

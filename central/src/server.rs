@@ -1,0 +1,184 @@
+//! `idcentral serve`: the HTTPS API (TLS 1.3, mutual TLS for stations) as a thin axum layer over
+//! [`crate::enrol`]. Each connection is accepted by tokio-rustls; the verified client
+//! certificate, if any, goes with every request of that connection as a [`ClientCert`].
+//!
+//! - `POST /v1/enrol` (no client certificate needed): [`crate::enrol::enrol`];
+//! - `GET /v1/whoami` (a station's certificate): [`crate::enrol::authenticate`].
+//!
+//! Refusals are JSON `{"error": "...", "rule": "..."}` with 400, 401, 403, 404 or 409.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Extension, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::CentreConfig;
+use crate::enrol::{self, EnrolRequest, EnrolResponse, WhoAmI};
+use crate::error::{CentralError, Refusal, Result};
+use crate::pki::{self, Centre};
+
+/// How long a client may take to finish the TLS handshake before the connection is dropped.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The client certificate of the connection a request came on (DER), verified up to the
+/// Station CA by the TLS layer; `None` when the client sent none.
+#[derive(Clone, Default)]
+pub struct ClientCert(pub Option<Arc<Vec<u8>>>);
+
+/// An error as the HTTP answer: its status, and a JSON body naming the rule.
+pub struct ApiError(pub CentralError);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, rule) = match &self.0 {
+            CentralError::Refused { status, rule, .. } => (
+                match status {
+                    Refusal::Unauthenticated => StatusCode::UNAUTHORIZED,
+                    Refusal::Forbidden => StatusCode::FORBIDDEN,
+                    Refusal::Conflict => StatusCode::CONFLICT,
+                },
+                *rule,
+            ),
+            CentralError::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid-request"),
+            CentralError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
+            CentralError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            CentralError::NotPermitted(_) => (StatusCode::FORBIDDEN, "not-permitted"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(error = %self.0, "request failed");
+            "the centre could not complete the request; see its log".to_owned()
+        } else {
+            self.0.to_string()
+        };
+        (
+            status,
+            Json(serde_json::json!({ "error": message, "rule": rule })),
+        )
+            .into_response()
+    }
+}
+
+async fn enrol_handler(
+    State(centre): State<Arc<Centre>>,
+    Json(req): Json<EnrolRequest>,
+) -> std::result::Result<Json<EnrolResponse>, ApiError> {
+    enrol::enrol(&centre, &req)
+        .await
+        .map(Json)
+        .map_err(ApiError)
+}
+
+async fn whoami_handler(
+    State(centre): State<Arc<Centre>>,
+    Extension(cert): Extension<ClientCert>,
+) -> std::result::Result<Json<WhoAmI>, ApiError> {
+    enrol::authenticate(&centre, cert.0.as_deref().map(Vec::as_slice))
+        .await
+        .map(Json)
+        .map_err(ApiError)
+}
+
+/// The API's routes over `centre`.
+pub fn router(centre: Arc<Centre>) -> Router {
+    Router::new()
+        .route("/v1/enrol", post(enrol_handler))
+        .route("/v1/whoami", get(whoami_handler))
+        .with_state(centre)
+}
+
+/// Open the database and the HSM, make sure the server certificate exists, and build the
+/// shared state and the TLS configuration.
+pub async fn prepare(cfg: &CentreConfig) -> Result<(Arc<Centre>, rustls::ServerConfig)> {
+    let pool = crate::db::pool(&cfg.database)?;
+    crate::db::migrate(&pool).await?;
+    let store: Arc<dyn hsm::KeyStore> = Arc::from(hsm::open(&cfg.hsm)?);
+    let cas = pki::load_cas(&pool, store.as_ref()).await?;
+    let profiles = profiles::builtin()?;
+    let server_cert =
+        crate::tls::server_certificate(&pool, store.as_ref(), &cas, &profiles, &cfg.server).await?;
+    let tls =
+        crate::tls::server_config(Arc::clone(&store), &server_cert, cas.station_ca.cert_der())?;
+    let centre = Centre {
+        name: cfg.centre.name.clone(),
+        pool,
+        store,
+        cas,
+        profiles,
+        tls_fingerprint: ca::fingerprint_sha256(&server_cert)?,
+    };
+    Ok((Arc::new(centre), tls))
+}
+
+/// Serve until the process is stopped. Prints `listening on ADDR` (the bound address, so
+/// `--listen 127.0.0.1:0` tells the caller its port) and the server certificate's fingerprint.
+pub async fn serve(cfg: &CentreConfig, listen: Option<SocketAddr>) -> Result<()> {
+    let (centre, tls) = prepare(cfg).await?;
+    let addr = listen.unwrap_or(cfg.server.listen);
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| CentralError::Other(format!("listen on {addr}: {e}")))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| CentralError::Other(format!("listen on {addr}: {e}")))?;
+    println!("listening on {bound}");
+    println!("TLS SHA256 Fingerprint={}", centre.tls_fingerprint);
+    let acceptor = TlsAcceptor::from(Arc::new(tls));
+    let app = router(centre);
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                continue;
+            }
+        };
+        tokio::spawn(connection(acceptor.clone(), app.clone(), tcp, peer));
+    }
+}
+
+/// One connection: the TLS handshake, then HTTP/1.1 with the client certificate attached to
+/// every request.
+async fn connection(
+    acceptor: TlsAcceptor,
+    app: Router,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+) {
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, error = %e, "TLS handshake refused");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "TLS handshake not finished in time");
+            return;
+        }
+    };
+    let cert = ClientCert(
+        tls.get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| Arc::new(c.as_ref().to_vec())),
+    );
+    let service =
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(cert.clone());
+            tower::ServiceExt::oneshot(app.clone(), req)
+        });
+    if let Err(e) = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(tls), service)
+        .await
+    {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
