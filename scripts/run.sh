@@ -26,19 +26,21 @@ if [ ! -s "$PIN_FILE" ]; then
   (umask 077; head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$PIN_FILE")
 fi
 
-# Documented demo passwords (README): a real station sets its own.
-export IDSTATION_DEMO_ADMIN_PASSWORD=demo-admin-password
-export IDSTATION_DEMO_CLERK_PASSWORD=demo-clerk-password
-export IDSTATION_DEMO_AUDITOR_PASSWORD=demo-auditor-password
+# Documented demo passwords (README): a real station sets its own. Shell variables, not
+# exported: idstation reads secrets from standard input (one per line: the operator's
+# password, then the new operator's), never from the environment.
+DEMO_ADMIN_PASSWORD=demo-admin-password
+DEMO_CLERK_PASSWORD=demo-clerk-password
+DEMO_AUDITOR_PASSWORD=demo-auditor-password
 if [ ! -f "$DEMO_DIR/station.toml" ]; then
-  IDSTATION_PASSWORD=$IDSTATION_DEMO_ADMIN_PASSWORD \
+  printf '%s\n' "$DEMO_ADMIN_PASSWORD" |
     "$BIN/idstation" --data-dir "$DEMO_DIR" init --hsm-pin-file "$PIN_FILE" --office TAS01 --station demo-station --admin admin
-  IDSTATION_PASSWORD=$IDSTATION_DEMO_ADMIN_PASSWORD IDSTATION_NEW_PASSWORD=$IDSTATION_DEMO_CLERK_PASSWORD \
+  printf '%s\n' "$DEMO_ADMIN_PASSWORD" "$DEMO_CLERK_PASSWORD" |
     "$BIN/idstation" --data-dir "$DEMO_DIR" operator add --name clerk --role clerk --operator admin
 fi
 # The demo auditor (added once; demo dirs made before the GUI get it on their next run).
 if [ ! -f "$DEMO_DIR/.demo-auditor" ]; then
-  IDSTATION_PASSWORD=$IDSTATION_DEMO_ADMIN_PASSWORD IDSTATION_NEW_PASSWORD=$IDSTATION_DEMO_AUDITOR_PASSWORD \
+  printf '%s\n' "$DEMO_ADMIN_PASSWORD" "$DEMO_AUDITOR_PASSWORD" |
     "$BIN/idstation" --data-dir "$DEMO_DIR" operator add --name auditor --role auditor --operator admin \
     && touch "$DEMO_DIR/.demo-auditor"
 fi
@@ -76,16 +78,15 @@ fi
 "$BIN/idstation" --data-dir "$DEMO_DIR" readers
 cat <<MSG
 
-Demo station ready in $DEMO_DIR. Operators: admin / $IDSTATION_DEMO_ADMIN_PASSWORD (CA admin),
-clerk / $IDSTATION_DEMO_CLERK_PASSWORD, auditor / $IDSTATION_DEMO_AUDITOR_PASSWORD.
+Demo station ready in $DEMO_DIR. Operators: admin / $DEMO_ADMIN_PASSWORD (CA admin),
+clerk / $DEMO_CLERK_PASSWORD, auditor / $DEMO_AUDITOR_PASSWORD.
 GUI: $BIN/idstation --data-dir $DEMO_DIR gui --reader "Virtual PCD 00 00"
 Or issue the blank card from the command line with
 (one active card per holder: for the next card take holder-02/-03, or revoke the first one):
-  IDSTATION_PASSWORD=$IDSTATION_DEMO_CLERK_PASSWORD \\
-    $BIN/idstation --data-dir $DEMO_DIR issue --holder station/tests/fixtures/holders/holder-01.json \\
+  $BIN/idstation --data-dir $DEMO_DIR issue --holder station/tests/fixtures/holders/holder-01.json \\
     --reader "Virtual PCD 00 00" --pin-letter \$HOME/pin-letter-holder-01.pdf --operator clerk
-(the holder types the PIN twice; the PIN letter with the station's random PUK is written to the
-file --pin-letter names)
+(the clerk types their password, then the holder types the PIN twice; the PIN letter with the
+station's random PUK is written to the file --pin-letter names)
 MSG
 
 if [ "${IDSTATION_NO_GUI:-0}" != 1 ] && { [ -n "${DISPLAY:-}" ] || [ -n "${WAYLAND_DISPLAY:-}" ]; }; then

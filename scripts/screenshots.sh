@@ -27,10 +27,11 @@ cleanup() {
 trap cleanup EXIT
 
 (umask 077; echo "screenshot-hsm-pin-$$" > "$WORK/hsm.pin")
-IDSTATION_PASSWORD=shot-admin-password "$BIN/idstation" --data-dir "$DATA" init \
+# Secrets on standard input, one per line (never the environment).
+printf '%s\n' shot-admin-password | "$BIN/idstation" --data-dir "$DATA" init \
   --hsm-pin-file "$WORK/hsm.pin" --office TAS01 --station screenshots --admin admin >/dev/null
 for op in clerk auditor; do
-  IDSTATION_PASSWORD=shot-admin-password IDSTATION_NEW_PASSWORD="shot-$op-password" \
+  printf '%s\n' shot-admin-password "shot-$op-password" |
     "$BIN/idstation" --data-dir "$DATA" operator add --name "$op" --role "$op" --operator admin >/dev/null
 done
 

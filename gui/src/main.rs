@@ -1,5 +1,5 @@
 //! `idstation-gui`: opens the station GUI on a data dir (`idstation gui` runs this binary).
-//! The HSM PIN comes from the data dir's configured source (IDSTATION_HSM_PIN or a file).
+//! The HSM PIN comes from the file station.toml names (`[hsm] pin = { file = ... }`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;

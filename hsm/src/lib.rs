@@ -32,42 +32,62 @@ pub struct KeyInfo {
     pub spki_der: Option<Vec<u8>>,
 }
 
-/// Where a secret (HSM user PIN, YubiHSM auth password) comes from. Never the command line.
+/// Where a secret (HSM user PIN, YubiHSM auth password) comes from: a file, mode 0600, the
+/// station's user's. Never the command line, never an environment variable: a station.toml
+/// that still says `{ env = "NAME" }` is refused with [`ENV_SOURCE_REFUSED`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(
+    rename_all = "kebab-case",
+    deny_unknown_fields,
+    try_from = "SecretSourceToml"
+)]
 pub enum SecretSource {
-    /// The value of an environment variable.
-    Env(String),
-    /// The first line of a file (mode 0600 recommended).
+    /// The first line of a file (mode 0600).
     File(PathBuf),
+}
+
+/// Why `{ env = "NAME" }` is no longer a secret source, and what to write instead.
+pub const ENV_SOURCE_REFUSED: &str = "secrets never come from environment variables (the \
+     environment is inherited by every child process and readable in /proc/PID/environ); \
+     put the secret in a file only the station's user can read (chmod 600 FILE) and write \
+     { file = \"/absolute/path/FILE\" } instead";
+
+/// Every form a secret source has had in station.toml, so that the old environment form is
+/// refused with a message that says how to fix it rather than "unknown variant".
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+enum SecretSourceToml {
+    File(PathBuf),
+    Env(serde::de::IgnoredAny),
+}
+
+impl TryFrom<SecretSourceToml> for SecretSource {
+    type Error = &'static str;
+    fn try_from(raw: SecretSourceToml) -> std::result::Result<Self, Self::Error> {
+        match raw {
+            SecretSourceToml::File(p) => Ok(SecretSource::File(p)),
+            SecretSourceToml::Env(_) => Err(ENV_SOURCE_REFUSED),
+        }
+    }
 }
 
 impl SecretSource {
     /// Human-readable description of where the secret comes from (never the secret itself),
-    /// for error messages: `environment variable IDSTATION_HSM_PIN`, `file /x/hsm-pin`.
+    /// for error messages: `file /x/hsm-pin`.
     pub fn describe(&self) -> String {
         match self {
-            SecretSource::Env(name) => format!("environment variable {name}"),
             SecretSource::File(path) => format!("file {}", path.display()),
         }
     }
 
-    /// Read the secret. An environment variable is taken as is; a file contributes its first
-    /// line without the line ending. An unset variable, an unreadable file or an empty secret
-    /// is an [`HsmError::Secret`] naming the source (not the value).
+    /// Read the secret: the file's first line without the line ending. An unreadable file or
+    /// an empty secret is an [`HsmError::Secret`] naming the source (not the value).
     pub fn read(&self) -> Result<Zeroizing<String>> {
         let fail = |reason: String| HsmError::Secret {
             source_desc: self.describe(),
             reason,
         };
         let secret = match self {
-            SecretSource::Env(name) => match std::env::var(name) {
-                Ok(v) => Zeroizing::new(v),
-                Err(std::env::VarError::NotPresent) => return Err(fail("is not set".into())),
-                Err(std::env::VarError::NotUnicode(_)) => {
-                    return Err(fail("is not valid UTF-8".into()))
-                }
-            },
             SecretSource::File(path) => {
                 let whole = Zeroizing::new(
                     std::fs::read_to_string(path)
@@ -316,13 +336,6 @@ mod tests {
         let e = SecretSource::File(empty).read().unwrap_err();
         assert!(e.to_string().contains("is empty"), "{e}");
         assert!(!e.to_string().contains("secret-on-line-2"), "{e}");
-        let e = SecretSource::Env("IDSTATION_TEST_SURELY_UNSET_PIN".into())
-            .read()
-            .unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "HSM secret source environment variable IDSTATION_TEST_SURELY_UNSET_PIN: is not set"
-        );
     }
 
     #[test]
@@ -356,7 +369,7 @@ mod tests {
             [hsm]
             backend = "yubihsm"
             auth_key_id = 1
-            password = { env = "IDSTATION_YUBIHSM_PASSWORD" }
+            password = { file = "/etc/idstation/yubihsm-password" }
             connector = { kind = "http", addr = "127.0.0.1", port = 12345 }
             "#,
         )
@@ -386,6 +399,33 @@ mod tests {
             "[hsm]\nbackend = \"pkcs11\"\nmodule = \"/m\"\ntoken_label = \"t\"\npin = \"1234\"\n",
         );
         assert!(inline.is_err());
+    }
+
+    #[test]
+    fn an_environment_variable_is_refused_as_a_secret_source_saying_what_to_write() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Station {
+            hsm: HsmConfig,
+        }
+        for (field, toml) in [
+            (
+                "pin",
+                "[hsm]\nbackend = \"pkcs11\"\nmodule = \"/m\"\ntoken_label = \"t\"\n\
+                 pin = { env = \"IDSTATION_HSM_PIN\" }\n",
+            ),
+            (
+                "password",
+                "[hsm]\nbackend = \"yubihsm\"\nauth_key_id = 1\n\
+                 password = { env = \"IDSTATION_YUBIHSM_PASSWORD\" }\n\
+                 connector = { kind = \"usb\" }\n",
+            ),
+        ] {
+            let e = toml::from_str::<Station>(toml).unwrap_err().to_string();
+            // The internally tagged [hsm] table loses the span: station's config loader names
+            // the field itself (`[hsm] pin`).
+            assert!(e.contains(ENV_SOURCE_REFUSED), "{field}: {e}");
+        }
     }
 
     #[test]

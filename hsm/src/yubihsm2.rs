@@ -453,19 +453,21 @@ mod tests {
     }
 
     #[test]
-    fn missing_password_variable_is_named_in_the_error() {
+    fn missing_password_file_is_named_in_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let absent = dir.path().join("no-such-password-file");
         let cfg = HsmConfig::Yubihsm {
             connector: YubihsmConnector::Http {
                 addr: "127.0.0.1".into(),
                 port: 1,
             },
             auth_key_id: 1,
-            password: crate::SecretSource::Env("IDSTATION_TEST_UNSET_YUBIHSM_PW".into()),
+            password: crate::SecretSource::File(absent.clone()),
         };
         let err = crate::open(&cfg).unwrap_err();
         assert!(
             err.to_string()
-                .contains("environment variable IDSTATION_TEST_UNSET_YUBIHSM_PW"),
+                .contains(&format!("file {}", absent.display())),
             "{err}"
         );
     }

@@ -43,7 +43,7 @@ fn main() {
             admin_name: "admin".into(),
             admin_password: Zeroizing::new("bench-admin-password".into()),
             second_admin: None,
-            hsm_pin: hsm::SecretSource::File(pin_file),
+            hsm_pin: Some(hsm::SecretSource::File(pin_file)),
             hsm_so_pin: None,
             module: hsm::pkcs11::SOFTHSM2_MODULE.into(),
             softhsm_dir: Some(

@@ -112,6 +112,7 @@ impl StationConfig {
                 StationError::io(&path, e)
             }
         })?;
+        refuse_env_secrets(&path, &text)?;
         let cfg: StationConfig = toml::from_str(&text).map_err(|e| StationError::Config {
             path: path.clone(),
             reason: e.to_string(),
@@ -124,6 +125,34 @@ impl StationConfig {
         toml::to_string_pretty(self)
             .map_err(|e| StationError::Other(format!("serialising station.toml: {e}")))
     }
+}
+
+/// A station.toml written when secrets could come from the environment (`[hsm] pin = { env =
+/// "NAME" }`, `[hsm] password = { env = ... }`) is refused naming the field, the rule and the
+/// fix; the `hsm` crate refuses the form too, but its message cannot name the field.
+fn refuse_env_secrets(path: &Path, text: &str) -> Result<(), StationError> {
+    let Ok(doc) = text.parse::<toml::Table>() else {
+        return Ok(()); // the typed parse that follows reports the syntax error
+    };
+    let Some(hsm) = doc.get("hsm").and_then(|h| h.as_table()) else {
+        return Ok(());
+    };
+    for field in ["pin", "password"] {
+        if hsm
+            .get(field)
+            .and_then(|v| v.as_table())
+            .is_some_and(|t| t.contains_key("env"))
+        {
+            return Err(StationError::Config {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "[hsm] {field} = {{ env = ... }} is refused: {}",
+                    hsm::ENV_SOURCE_REFUSED
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Names of stations and operators: 1–64 characters, letters, digits, `.`, `_`, `-`.
@@ -145,6 +174,27 @@ pub fn check_name(field: &str, v: &str) -> Result<(), StationError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_hsm_secret_from_the_environment_is_refused_naming_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = "[station]\nname = \"s\"\noffice = \"TAS01\"\n\
+                    [hsm]\nbackend = \"pkcs11\"\nmodule = \"/m\"\ntoken_label = \"t\"\n\
+                    pin = { env = \"IDSTATION_HSM_PIN\" }\n\
+                    [ca]\ncard_master_key = \"k\"\naudit_key = \"a\"\n";
+        std::fs::write(dir.path().join(CONFIG_FILE), toml).unwrap();
+        let e = StationConfig::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("[hsm] pin = { env = ... } is refused"), "{e}");
+        assert!(e.contains("never come from environment variables"), "{e}");
+        assert!(e.contains("chmod 600"), "{e}");
+        // The same file with a 0600 file as the source loads.
+        let fixed = toml.replace(
+            "pin = { env = \"IDSTATION_HSM_PIN\" }",
+            "pin = { file = \"/p\" }",
+        );
+        std::fs::write(dir.path().join(CONFIG_FILE), fixed).unwrap();
+        StationConfig::load(dir.path()).unwrap();
+    }
 
     #[test]
     fn rotation_defaults_to_two_persons_and_24_hours_and_refuses_a_quorum_of_zero() {

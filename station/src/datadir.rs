@@ -7,7 +7,8 @@
 //! DIR/hsm/softhsm2.conf     private SoftHSM2 configuration, DIR/hsm/tokens/ its token store
 //! DIR/ca/<label>.pem        CA certificates, one per CA key
 //! DIR/crl/<label>.crl       the latest CRL of each CA key (DER)
-//! DIR/secrets/              operator-provisioned secret files (e.g. the HSM PIN file), 0700
+//! DIR/secrets/              secret files, 0700: hsm-pin (the HSM user PIN `init` draws
+//!                           unless given --hsm-pin-file), or ones the operator provisions
 //! DIR/locks/<work>.lock     held (flock) by the process doing a piece of work ([`WorkLock`])
 //! ```
 //!
@@ -63,6 +64,13 @@ impl Layout {
     }
     pub fn crl(&self, label: &str) -> PathBuf {
         self.crl_dir().join(format!("{label}.crl"))
+    }
+    pub fn secrets_dir(&self) -> PathBuf {
+        self.root.join("secrets")
+    }
+    /// Where `init` writes the HSM user PIN it draws.
+    pub fn hsm_pin_file(&self) -> PathBuf {
+        self.secrets_dir().join("hsm-pin")
     }
 }
 
@@ -136,7 +144,6 @@ pub fn secret_file(hsm: &hsm::HsmConfig) -> Option<&Path> {
     };
     match source {
         hsm::SecretSource::File(p) => Some(p),
-        hsm::SecretSource::Env(_) => None,
     }
 }
 

@@ -39,7 +39,9 @@ pub struct InitOptions {
     /// station that is to rotate CA keys or add administrators names two at `init`.
     pub second_admin: Option<(String, Zeroizing<String>)>,
     /// Where the HSM user PIN comes from; recorded in station.toml (the PIN itself never is).
-    pub hsm_pin: SecretSource,
+    /// `None`: init draws a random PIN and writes it to `DATA/secrets/hsm-pin` (created new,
+    /// 0600, never through a link), which station.toml then names.
+    pub hsm_pin: Option<SecretSource>,
     /// The SoftHSM2 SO PIN; `None` = a random one that is used once and forgotten.
     pub hsm_so_pin: Option<Zeroizing<String>>,
     pub module: PathBuf,
@@ -55,6 +57,10 @@ pub struct InitReport {
     pub hsm_token: String,
     pub cas: Vec<CaSummary>,
     pub admin: String,
+    /// The file the HSM user PIN is read from at every start (station.toml names it).
+    pub hsm_pin_file: PathBuf,
+    /// Whether init drew that PIN and wrote the file itself.
+    pub hsm_pin_generated: bool,
 }
 
 /// Removes what an unfinished `init` created.
@@ -86,7 +92,7 @@ pub fn init(data_dir: &Path, opts: &InitOptions) -> Result<InitReport, StationEr
     let layout = Layout::new(data_dir);
     // 1. Checks without side effects.
     check_target(data_dir, &layout)?;
-    let checked = check_options(opts)?;
+    let checked = check_options(data_dir, opts)?;
 
     // 2. Side effects, undone on failure.
     let mut undo = Undo {
@@ -99,9 +105,12 @@ pub fn init(data_dir: &Path, opts: &InitOptions) -> Result<InitReport, StationEr
         armed: true,
     };
     make_dirs(data_dir, &layout, &mut undo)?;
+    if checked.pin_generated {
+        write_generated_pin(&layout, &checked, &mut undo)?;
+    }
     let so_pin = match &opts.hsm_so_pin {
         Some(p) => p.clone(),
-        None => random_pin()?,
+        None => random_pin("SO PIN")?,
     };
     let softhsm_dir = opts.softhsm_dir.clone().unwrap_or_else(|| layout.hsm_dir());
     let token = SoftHsm2Token::create(&softhsm_dir, TOKEN_LABEL, &so_pin, &checked.user_pin)?;
@@ -121,7 +130,7 @@ pub fn init(data_dir: &Path, opts: &InitOptions) -> Result<InitReport, StationEr
         &store,
         &keys,
     )?;
-    write_config(data_dir, &layout, opts, &token)?;
+    write_config(data_dir, &layout, opts, &checked.pin_source, &token)?;
     undo.armed = false;
 
     let cas = crate::hierarchy::summaries(&reg, &layout)?;
@@ -130,6 +139,10 @@ pub fn init(data_dir: &Path, opts: &InitOptions) -> Result<InitReport, StationEr
         hsm_token: TOKEN_LABEL.into(),
         cas,
         admin: opts.admin_name.clone(),
+        hsm_pin_file: match &checked.pin_source {
+            SecretSource::File(p) => p.clone(),
+        },
+        hsm_pin_generated: checked.pin_generated,
     })
 }
 
@@ -167,11 +180,15 @@ struct Checked {
     admin_hash: String,
     second: Option<(String, String)>,
     user_pin: Zeroizing<String>,
+    /// Where the user PIN is read from at start (station.toml's `[hsm] pin`).
+    pin_source: SecretSource,
+    /// The PIN was drawn here and is to be written to `pin_source`'s file.
+    pin_generated: bool,
     profiles: profiles::ProfileSet,
 }
 
 /// Every option checked before anything is created.
-fn check_options(opts: &InitOptions) -> Result<Checked, StationError> {
+fn check_options(data_dir: &Path, opts: &InitOptions) -> Result<Checked, StationError> {
     if !opts.module.is_file() {
         return Err(StationError::Hsm(hsm::HsmError::Module {
             path: opts.module.clone(),
@@ -204,12 +221,20 @@ fn check_options(opts: &InitOptions) -> Result<Checked, StationError> {
         }
         None => None,
     };
-    if let SecretSource::File(pin_file) = &opts.hsm_pin {
-        // The rule station start-up applies: refuse now rather than make a station that
-        // will not start.
-        crate::datadir::check_secret_file(pin_file)?;
-    }
-    let user_pin = opts.hsm_pin.read()?;
+    let (pin_source, user_pin, pin_generated) = match &opts.hsm_pin {
+        Some(source @ SecretSource::File(pin_file)) => {
+            // The rule station start-up applies: refuse now rather than make a station that
+            // will not start.
+            crate::datadir::check_secret_file(pin_file)?;
+            (source.clone(), source.read()?, false)
+        }
+        None => {
+            let root = std::path::absolute(data_dir).map_err(|e| StationError::io(data_dir, e))?;
+            let file = Layout::new(&root).hsm_pin_file();
+            crate::datadir::check_new_output("hsm-pin-file", &file)?;
+            (SecretSource::File(file), random_pin("HSM user PIN")?, true)
+        }
+    };
     let profiles = profiles::builtin()?;
     for name in [
         "root-ca",
@@ -224,6 +249,8 @@ fn check_options(opts: &InitOptions) -> Result<Checked, StationError> {
         admin_hash,
         second,
         user_pin,
+        pin_source,
+        pin_generated,
         profiles,
     })
 }
@@ -242,6 +269,27 @@ fn make_dirs(data_dir: &Path, layout: &Layout, undo: &mut Undo) -> Result<(), St
         undo.paths.push(dir.clone());
         registry::files::create_dir_private(&dir).map_err(|e| StationError::io(&dir, e))?;
     }
+    Ok(())
+}
+
+/// The drawn HSM user PIN into `DATA/secrets/hsm-pin`: the folder 0700 (it may exist), the
+/// file created new, 0600, never through a link, synced; removed again if init fails.
+fn write_generated_pin(
+    layout: &Layout,
+    checked: &Checked,
+    undo: &mut Undo,
+) -> Result<(), StationError> {
+    let dir = layout.secrets_dir();
+    if !dir.exists() {
+        undo.paths.push(dir.clone());
+    }
+    registry::files::create_dir_private(&dir).map_err(|e| StationError::io(&dir, e))?;
+    let SecretSource::File(file) = &checked.pin_source;
+    let mut line = Zeroizing::new(Vec::with_capacity(checked.user_pin.len() + 1));
+    line.extend_from_slice(checked.user_pin.as_bytes());
+    line.push(b'\n');
+    registry::files::write_new_synced(file, &line).map_err(|e| StationError::io(file, e))?;
+    undo.paths.push(file.clone());
     Ok(())
 }
 
@@ -378,6 +426,7 @@ fn write_config(
     data_dir: &Path,
     layout: &Layout,
     opts: &InitOptions,
+    pin: &SecretSource,
     token: &SoftHsm2Token,
 ) -> Result<(), StationError> {
     let config = StationConfig {
@@ -388,7 +437,7 @@ fn write_config(
         hsm: HsmConfig::Pkcs11 {
             module: token.module.clone(),
             token_label: TOKEN_LABEL.into(),
-            pin: opts.hsm_pin.clone(),
+            pin: pin.clone(),
             env: token.env.clone().into_iter().collect::<BTreeMap<_, _>>(),
         },
         ca: CaSection {
@@ -404,8 +453,9 @@ fn write_config(
         .map_err(|e| StationError::io(&layout.config(), e))
 }
 
-fn random_pin() -> Result<Zeroizing<String>, StationError> {
+/// 128 bits from the OS CSPRNG, as 32 hex digits.
+fn random_pin(what: &str) -> Result<Zeroizing<String>, StationError> {
     let mut b = Zeroizing::new([0u8; 16]);
-    getrandom::fill(&mut b[..]).map_err(|e| StationError::Other(format!("random SO PIN: {e}")))?;
+    getrandom::fill(&mut b[..]).map_err(|e| StationError::Other(format!("random {what}: {e}")))?;
     Ok(Zeroizing::new(hex::encode(&b[..])))
 }

@@ -34,6 +34,7 @@ pub mod records;
 pub mod recovery;
 pub mod registrar;
 pub mod rotation;
+pub mod secret_input;
 pub mod session;
 pub mod time_util;
 

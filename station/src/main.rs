@@ -29,7 +29,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Create a new station: HSM token, CA hierarchy, registry and the first ca-admin
-    /// (password from IDSTATION_PASSWORD or a prompt). Refuses an initialised data dir.
+    /// (secrets from masked prompts or, without a terminal, one per line on standard input:
+    /// see `init --help`). Refuses an initialised data dir.
     Init(cli::init::InitArgs),
     /// Certificate authority.
     #[command(subcommand)]

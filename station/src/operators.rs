@@ -1,7 +1,7 @@
 //! Operators and roles (ARCHITECTURE "Roles"): clerk, ca-admin, auditor. The operator commands
 //! (add, disable, enable, change role, unlock, change password, list; a ca-admin change goes
-//! through a dual-control request in [`crate::rotation`]) and reading a password from
-//! `IDSTATION_PASSWORD` or a prompt; log-in, sessions and role checks are [`crate::session`]'s.
+//! through a dual-control request in [`crate::rotation`]); passwords are read by
+//! [`crate::secret_input`], log-in, sessions and role checks are [`crate::session`]'s.
 //! A password is held in a zeroizing buffer and never logged, stored or echoed.
 
 use registry::{Registry, Role};
@@ -329,36 +329,4 @@ pub fn list(st: &mut crate::Station, session: &Session) -> Result<Vec<OperatorVi
             role_since: o.role_since,
         })
         .collect())
-}
-
-/// Read a secret: from the environment variable `env`, else from a masked prompt on the
-/// terminal (twice when `confirm`). Never from the command line.
-pub fn read_secret(
-    env: &str,
-    prompt: &str,
-    confirm: bool,
-) -> Result<Zeroizing<String>, StationError> {
-    if let Ok(v) = std::env::var(env) {
-        return Ok(Zeroizing::new(v));
-    }
-    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-        return Err(StationError::invalid(
-            env,
-            "is not set and there is no terminal to prompt on",
-        ));
-    }
-    let first = Zeroizing::new(
-        rpassword::prompt_password(format!("{prompt}: "))
-            .map_err(|e| StationError::Other(format!("prompt: {e}")))?,
-    );
-    if confirm {
-        let again = Zeroizing::new(
-            rpassword::prompt_password(format!("{prompt} (again): "))
-                .map_err(|e| StationError::Other(format!("prompt: {e}")))?,
-        );
-        if *first != *again {
-            return Err(StationError::invalid(env, "the two entries differ"));
-        }
-    }
-    Ok(first)
 }

@@ -15,9 +15,13 @@ use crate::error::StationError;
 
 /// The holder's PIN for the CLI: one line read from file descriptor `fd` (a pipe from the
 /// holder-facing PIN pad or program), or typed twice by the holder at a masked prompt. Never
-/// from the environment or the command line.
+/// from the environment or the command line. `--pin-fd 0` is the next line of standard input,
+/// after the operator's password (see [`crate::secret_input`]).
 pub fn read_holder_pin(fd: Option<u32>) -> Result<Zeroizing<String>, StationError> {
     use std::io::Read;
+    if fd == Some(0) {
+        return crate::secret_input::stdin_line("pin-fd");
+    }
     if let Some(fd) = fd {
         // /dev/fd/N opens the descriptor the caller handed down, without unsafe code.
         let path = std::path::PathBuf::from(format!("/dev/fd/{fd}"));

@@ -12,6 +12,8 @@ const CLERK_PASSWORD: &str = "clerk-password-b93c71";
 const AUDITOR_PASSWORD: &str = "auditor-password-d4a618";
 const SECRETS: [&str; 4] = [HSM_PIN, ADMIN_PASSWORD, CLERK_PASSWORD, AUDITOR_PASSWORD];
 
+#[path = "common/holder_pin.rs"]
+mod holder_pin;
 #[path = "common/software_profiles.rs"]
 mod software_profiles;
 
@@ -27,15 +29,9 @@ fn idstation(data: &Path, args: &[&str], password: &str) -> Output {
 }
 
 fn idstation_new(data: &Path, args: &[&str], password: &str, new_password: &str) -> Output {
-    let o = bin()
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .env("IDSTATION_HSM_PIN", HSM_PIN)
-        .env("IDSTATION_PASSWORD", password)
-        .env("IDSTATION_NEW_PASSWORD", new_password)
-        .output()
-        .expect("run idstation");
+    let mut c = bin();
+    c.arg("--data-dir").arg(data).args(args);
+    let o = holder_pin::with_stdin(c, &[password, new_password]);
     assert_no_secret(&o);
     o
 }

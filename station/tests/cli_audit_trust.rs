@@ -13,19 +13,15 @@ const CLERK_PASSWORD: &str = "clerk-password-60a9f4";
 const AUDITOR_PASSWORD: &str = "auditor-password-e3d5b8";
 const SECRETS: [&str; 4] = [HSM_PIN, ADMIN_PASSWORD, CLERK_PASSWORD, AUDITOR_PASSWORD];
 
+#[path = "common/holder_pin.rs"]
+mod holder_pin;
 #[path = "common/software_profiles.rs"]
 mod software_profiles;
 
 fn idstation_new(data: &Path, args: &[&str], password: &str, new_password: &str) -> Output {
-    let o = Command::new(env!("CARGO_BIN_EXE_idstation"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .env("IDSTATION_HSM_PIN", HSM_PIN)
-        .env("IDSTATION_PASSWORD", password)
-        .env("IDSTATION_NEW_PASSWORD", new_password)
-        .output()
-        .expect("run idstation");
+    let mut c = Command::new(env!("CARGO_BIN_EXE_idstation"));
+    c.arg("--data-dir").arg(data).args(args);
+    let o = holder_pin::with_stdin(c, &[password, new_password]);
     let all = text(&o);
     for s in SECRETS {
         assert!(!all.contains(s), "a secret appeared in the output:\n{all}");

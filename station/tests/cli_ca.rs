@@ -9,20 +9,20 @@ const HSM_PIN: &str = "hsm-pin-4e1f9a77c2";
 const ADMIN_PASSWORD: &str = "admin-password-31d8";
 const CLERK_PASSWORD: &str = "clerk-password-77aa";
 
+#[path = "common/holder_pin.rs"]
+mod holder_pin;
 #[path = "common/software_profiles.rs"]
 mod software_profiles;
 
+/// `idstation ARGS` with `password` and then CLERK_PASSWORD (a new operator's) on standard
+/// input.
 fn idstation(data_dir: &Path, args: &[&str], password: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_idstation"))
-        .arg("--data-dir")
+    let mut c = Command::new(env!("CARGO_BIN_EXE_idstation"));
+    c.arg("--data-dir")
         .arg(data_dir)
         .args(args)
-        .env("IDSTATION_HSM_PIN", HSM_PIN)
-        .env("IDSTATION_PASSWORD", password)
-        .env("IDSTATION_NEW_PASSWORD", CLERK_PASSWORD)
-        .env("IDSTATION_LOG", "trace")
-        .output()
-        .expect("run idstation")
+        .env("IDSTATION_LOG", "trace");
+    holder_pin::with_stdin(c, &[password, CLERK_PASSWORD])
 }
 
 fn text(o: &Output) -> String {

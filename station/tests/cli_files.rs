@@ -11,23 +11,23 @@ const HSM_PIN: &str = "hsm-pin-90c2e71b55";
 const ADMIN_PASSWORD: &str = "admin-password-c41f";
 const AUDITOR_PASSWORD: &str = "auditor-password-2b7e";
 
+#[path = "common/holder_pin.rs"]
+mod holder_pin;
 /// `idstation` under `umask`, through sh so that the umask is the child's own.
 #[path = "common/software_profiles.rs"]
 mod software_profiles;
 
+/// `idstation ARGS` under `umask`, with `password` and then AUDITOR_PASSWORD (a new
+/// operator's) on standard input.
 fn idstation_umask(umask: &str, data: &Path, args: &[&str], password: &str) -> Output {
-    Command::new("sh")
-        .arg("-c")
+    let mut c = Command::new("sh");
+    c.arg("-c")
         .arg(format!("umask {umask}; exec \"$0\" \"$@\""))
         .arg(env!("CARGO_BIN_EXE_idstation"))
         .arg("--data-dir")
         .arg(data)
-        .args(args)
-        .env("IDSTATION_HSM_PIN", HSM_PIN)
-        .env("IDSTATION_PASSWORD", password)
-        .env("IDSTATION_NEW_PASSWORD", AUDITOR_PASSWORD)
-        .output()
-        .expect("run idstation")
+        .args(args);
+    holder_pin::with_stdin(c, &[password, AUDITOR_PASSWORD])
 }
 
 fn idstation(data: &Path, args: &[&str], password: &str) -> Output {

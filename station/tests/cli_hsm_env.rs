@@ -9,18 +9,20 @@ use std::process::{Command, Output};
 const HSM_PIN: &str = "hsm-pin-5d0c2b71e9";
 const ADMIN_PASSWORD: &str = "admin-password-8c3e";
 
+#[path = "common/holder_pin.rs"]
+mod holder_pin;
+
 fn idstation(data_dir: &Path, args: &[&str], softhsm2_conf: Option<&Path>) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_idstation"));
     c.arg("--data-dir")
         .arg(data_dir)
         .args(args)
-        .env("IDSTATION_PASSWORD", ADMIN_PASSWORD)
         .env("IDSTATION_LOG", "debug");
     match softhsm2_conf {
         Some(conf) => c.env("SOFTHSM2_CONF", conf),
         None => c.env_remove("SOFTHSM2_CONF"),
     };
-    c.output().expect("run idstation")
+    holder_pin::with_stdin(c, &[ADMIN_PASSWORD])
 }
 
 fn text(o: &Output) -> String {

@@ -66,14 +66,11 @@ fn count(st: &Station, table: &str) -> i64 {
         .expect("count")
 }
 
-/// `idstation` on the station's data dir with no HSM PIN anywhere in the environment.
+/// `idstation` on the station's data dir, the operator's password on standard input.
 fn without_hsm(st: &Station, op: &str, args: &[&str]) -> Output {
-    let o = sh(Command::new(env!("CARGO_BIN_EXE_idstation"))
-        .arg("--data-dir")
-        .arg(&st.data)
-        .args(args)
-        .env_remove("IDSTATION_HSM_PIN")
-        .env("IDSTATION_PASSWORD", rig::password(op)));
+    let mut c = Command::new(env!("CARGO_BIN_EXE_idstation"));
+    c.arg("--data-dir").arg(&st.data).args(args);
+    let o = holder_pin::with_stdin(c, &[rig::password(op)]);
     let all = text(&o);
     assert!(!all.contains(rig::password(op)), "password leaked:\n{all}");
     o

@@ -60,7 +60,7 @@ fn active_esign(st: &Station) -> String {
 }
 
 fn add(st: &Station, by: &str, name: &str, role: &str, pw: &str) -> serde_json::Value {
-    let o = st.cmd_env(
+    let o = st.cmd_new(
         by,
         &[
             "--json",
@@ -73,22 +73,18 @@ fn add(st: &Station, by: &str, name: &str, role: &str, pw: &str) -> serde_json::
             "--operator",
             by,
         ],
-        &[("IDSTATION_NEW_PASSWORD", pw)],
+        pw,
     );
     assert!(o.status.success(), "{}", text(&o));
     serde_json::from_slice(&o.stdout).expect("json")
 }
 
-/// `idstation ARGS` with `password` as IDSTATION_PASSWORD (the rig's commands use the
+/// `idstation ARGS` with `password` on standard input (the rig's commands use the
 /// operator's own).
 fn as_password(st: &Station, password: &str, args: &[&str]) -> std::process::Output {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_idstation"));
-    c.arg("--data-dir")
-        .arg(&st.data)
-        .args(args)
-        .env("IDSTATION_HSM_PIN", HSM_PIN)
-        .env("IDSTATION_PASSWORD", password);
-    c.output().expect("run idstation")
+    c.arg("--data-dir").arg(&st.data).args(args);
+    holder_pin::with_stdin(c, &[password])
 }
 
 #[test]
@@ -323,10 +319,10 @@ fn five_wrong_passwords_lock_an_account_and_a_locked_or_disabled_one_answers_lik
 fn operators_change_their_own_password_and_no_ca_admin_resets_another_ca_admins() {
     let st = Station::new();
     let new_pw = "clerk-new-password-9";
-    let o = st.cmd_env(
+    let o = st.cmd_new(
         "clerk",
         &["operator", "passwd", "--operator", "clerk"],
-        &[("IDSTATION_NEW_PASSWORD", new_pw)],
+        new_pw,
     );
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(
@@ -355,7 +351,7 @@ fn operators_change_their_own_password_and_no_ca_admin_resets_another_ca_admins(
     );
     assert_eq!(o.status.code(), Some(6), "{}", text(&o));
     // A ca-admin resets a clerk's …
-    let o = st.cmd_env(
+    let o = st.cmd_new(
         "admin",
         &[
             "operator",
@@ -365,15 +361,15 @@ fn operators_change_their_own_password_and_no_ca_admin_resets_another_ca_admins(
             "--operator",
             "admin",
         ],
-        &[("IDSTATION_NEW_PASSWORD", password("clerk"))],
+        password("clerk"),
     );
     assert!(o.status.success(), "{}", text(&o));
     st.ok("clerk", &["recover", "--operator", "clerk"]);
     // … but never another ca-admin's: that would make one admin two.
-    let o = st.cmd_env(
+    let o = st.cmd_new(
         "admin",
         &["operator", "passwd", "--name", "bob", "--operator", "admin"],
-        &[("IDSTATION_NEW_PASSWORD", "admin-knows-this-1")],
+        "admin-knows-this-1",
     );
     assert_eq!(exit_and_err(&o).0, Some(6), "{}", text(&o));
     assert!(

@@ -82,8 +82,24 @@ impl Station {
             data,
             log: Default::default(),
         };
+        // The HSM PIN in a 0600 file of the test's own, so the leak checks know it.
+        let pin_file = s.dir.join("hsm-pin");
+        std::fs::write(&pin_file, format!("{HSM_PIN}\n")).expect("pin file");
+        std::fs::set_permissions(
+            &pin_file,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .expect("chmod");
         s.ok(
-            &["init", "--admin", "admin", "--station", "e2e"],
+            &[
+                "init",
+                "--admin",
+                "admin",
+                "--station",
+                "e2e",
+                "--hsm-pin-file",
+                pin_file.to_str().expect("utf-8 path"),
+            ],
             ADMIN_PASSWORD,
         );
         s.ok(
@@ -99,7 +115,7 @@ impl Station {
             ],
             ADMIN_PASSWORD,
         );
-        s.cmd_env(
+        s.run(
             &[
                 "operator",
                 "add",
@@ -110,23 +126,26 @@ impl Station {
                 "--operator",
                 "admin",
             ],
-            ADMIN_PASSWORD,
-            &[("IDSTATION_NEW_PASSWORD", AUDITOR_PASSWORD)],
+            &[ADMIN_PASSWORD, AUDITOR_PASSWORD],
+            &[],
         );
         s
     }
 
+    /// `idstation ARGS` with `password` and then CLERK_PASSWORD (the new password of
+    /// `operator add`) on standard input, and `env` (test switches, never a secret).
     fn cmd_env(&self, args: &[&str], password: &str, env: &[(&str, &str)]) -> Output {
+        self.run(args, &[password, CLERK_PASSWORD], env)
+    }
+
+    fn run(&self, args: &[&str], secrets: &[&str], env: &[(&str, &str)]) -> Output {
         let mut c = Command::new(env!("CARGO_BIN_EXE_idstation"));
         c.arg("--data-dir").arg(&self.data).args(args);
-        c.env("IDSTATION_HSM_PIN", HSM_PIN)
-            .env("IDSTATION_PASSWORD", password)
-            .env("IDSTATION_NEW_PASSWORD", CLERK_PASSWORD)
-            .env("IDSTATION_LOG", "debug");
+        c.env("IDSTATION_LOG", "debug");
         for (k, v) in env {
             c.env(k, v);
         }
-        let o = holder_pin::output(c, args, &self.dir, PIN);
+        let o = holder_pin::output(c, args, &self.dir, secrets, PIN);
         assert_no_secret(&o);
         self.log.borrow_mut().extend_from_slice(&o.stdout);
         self.log.borrow_mut().extend_from_slice(&o.stderr);
@@ -591,7 +610,6 @@ fn three_fixture_holders_are_issued_and_their_cards_sign_through_opensc() {
         // The child opens the station in its own process: start it with the data dir's HSM
         // environment, as the idstation binary restarts itself with it.
         .envs(station::hsm_env::for_data_dir(&st.data).expect("HSM environment"))
-        .env("IDSTATION_HSM_PIN", HSM_PIN)
         .output()
         .expect("child");
     let keys: Vec<Vec<u8>> = String::from_utf8_lossy(&child.stdout)
@@ -945,9 +963,7 @@ fn two_processes_issuing_to_one_holder_on_two_readers_one_wins_the_other_exits_5
         ];
         let mut c = Command::new(env!("CARGO_BIN_EXE_idstation"));
         c.arg("--data-dir").arg(&st.data).args(args);
-        c.env("IDSTATION_HSM_PIN", HSM_PIN)
-            .env("IDSTATION_PASSWORD", CLERK_PASSWORD);
-        holder_pin::output(c, &args, &st.dir, PIN)
+        holder_pin::output(c, &args, &st.dir, &[CLERK_PASSWORD], PIN)
     };
     let (oa, ob) = std::thread::scope(|s| {
         let pa = s.spawn(|| run(a.reader_name.clone()));
@@ -1103,29 +1119,25 @@ fn the_puk_is_drawn_by_the_station_printed_once_in_the_letter_and_unblocks_the_c
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut c = Command::new(env!("CARGO_BIN_EXE_idstation"));
         c.arg("--data-dir").arg(&st.data).args(&args);
-        c.env("IDSTATION_HSM_PIN", HSM_PIN)
-            .env("IDSTATION_PASSWORD", CLERK_PASSWORD);
         for (k, v) in env {
             c.env(k, v);
         }
-        holder_pin::output(c, &args, &st.dir, pin)
+        holder_pin::output(c, &args, &st.dir, &[CLERK_PASSWORD], pin)
     };
     let img = st.dir.join(format!("card-{:08X}.img", 0x2E00_0001u32));
     let blank = || image_lifecycle(&img).to_ascii_lowercase().contains("blank");
 
-    // The environment is not a way in: no --pin-fd, no terminal → refused, whatever is set.
+    // The environment is not a way in: no --pin-fd, no terminal → refused, whatever is set
+    // (the operator's password is on standard input, the PIN only in the environment).
     let letter = st.dir.join("letter-env.pdf");
     let args = issue_args(&letter);
     let mut c = Command::new(env!("CARGO_BIN_EXE_idstation"));
     c.arg("--data-dir")
         .arg(&st.data)
         .args(&args)
-        .env("IDSTATION_HSM_PIN", HSM_PIN)
-        .env("IDSTATION_PASSWORD", CLERK_PASSWORD)
         .env("IDSTATION_PIN", PIN)
-        .env("IDSTATION_PUK", PUK)
-        .stdin(std::process::Stdio::null());
-    let o = c.output().expect("run");
+        .env("IDSTATION_PUK", PUK);
+    let o = holder_pin::with_stdin(c, &[CLERK_PASSWORD]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("--pin-fd"),

@@ -89,13 +89,8 @@ impl Station {
 
     fn cmd(&self, args: &[&str], password: &str) -> Output {
         let mut c = Command::new(env!("CARGO_BIN_EXE_idstation"));
-        c.arg("--data-dir")
-            .arg(&self.data)
-            .args(args)
-            .env("IDSTATION_HSM_PIN", HSM_PIN)
-            .env("IDSTATION_PASSWORD", password)
-            .env("IDSTATION_NEW_PASSWORD", CLERK_PASSWORD);
-        let o = holder_pin::output(c, args, &self.dir, PIN);
+        c.arg("--data-dir").arg(&self.data).args(args);
+        let o = holder_pin::output(c, args, &self.dir, &[password, CLERK_PASSWORD], PIN);
         let all = format!(
             "{}{}",
             String::from_utf8_lossy(&o.stdout),

@@ -112,6 +112,8 @@ fn readme_shell_blocks_run_in_order_on_a_fresh_data_dir() {
 /// Subcommand words and `--flags` of one documented `idstation …` line.
 fn command_of(line: &str) -> Option<(Vec<String>, Vec<String>)> {
     let line = line.split(" #").next().unwrap_or(line);
+    // `echo SECRET | idstation …`: the command is what reads the pipe.
+    let line = line.rsplit(" | ").next().unwrap_or(line);
     let mut toks = line.split_whitespace().peekable();
     // Leading VAR=value assignments.
     while toks

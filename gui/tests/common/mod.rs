@@ -56,7 +56,7 @@ pub fn rig() -> &'static Rig {
             admin_name: "admin".into(),
             admin_password: Zeroizing::new(ADMIN_PASSWORD.into()),
             second_admin: Some(("admin2".into(), Zeroizing::new(ADMIN2_PASSWORD.into()))),
-            hsm_pin: hsm::SecretSource::File(pin_file),
+            hsm_pin: Some(hsm::SecretSource::File(pin_file)),
             hsm_so_pin: None,
             module: PathBuf::from(hsm::pkcs11::SOFTHSM2_MODULE),
             // The token goes where this process's SoftHSM2 configuration points (cargo's

@@ -28,6 +28,7 @@ pub struct IssueArgs {
     update_holder: bool,
     /// Read the holder's PIN from this file descriptor (one line), e.g. a pipe from the
     /// holder-facing PIN pad; without it the holder types it twice at a masked prompt.
+    /// `--pin-fd 0` is the line of standard input after the operator's password.
     #[arg(long, value_name = "N")]
     pin_fd: Option<u32>,
     /// Write the PIN letter (a one-page PDF with the PUK the station draws at random) to

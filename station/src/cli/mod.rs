@@ -19,7 +19,8 @@ use clap::Args;
 use registry::Role;
 use serde::Serialize;
 use station::error::StationError;
-use station::operators::{read_secret, Session};
+use station::operators::Session;
+use station::secret_input::read_secret;
 use station::Station;
 
 /// What every command gets from the global flags.
@@ -32,7 +33,8 @@ pub struct Ctx<'a> {
 
 #[derive(Args)]
 pub struct OperatorArg {
-    /// The operator doing this (password from IDSTATION_PASSWORD or a prompt).
+    /// The operator doing this. Their password is typed at a masked prompt or, without a
+    /// terminal, is the first line of standard input (never the environment).
     #[arg(long)]
     pub operator: String,
 }
@@ -55,7 +57,7 @@ impl Ctx<'_> {
     }
 
     /// Open the station (logging in to the HSM) and log `operator` in for `action` with one of
-    /// `roles`, the password from IDSTATION_PASSWORD or a prompt (refusals are audited).
+    /// `roles`, the password from a prompt or standard input's first line (refusals are audited).
     pub fn open_as(
         &self,
         operator: &str,
@@ -81,9 +83,9 @@ impl Ctx<'_> {
     }
 }
 
-/// The operator's password, from IDSTATION_PASSWORD or a prompt.
+/// The operator's password: a masked prompt, or the first line of standard input.
 pub fn password() -> Result<zeroize::Zeroizing<String>, StationError> {
-    read_secret("IDSTATION_PASSWORD", "Operator password", false)
+    read_secret("operator password", "Operator password", false)
 }
 
 fn log_in(

@@ -4,14 +4,16 @@
 use clap::Subcommand;
 use registry::Role;
 use station::error::StationError;
-use station::operators::{self, read_secret, Change, Session};
+use station::operators::{self, Change, Session};
+use station::secret_input::read_secret;
 use station::Station;
 
 use super::{Ctx, OperatorArg};
 
 #[derive(Subcommand)]
 pub enum OperatorCmd {
-    /// Add an operator (password from IDSTATION_NEW_PASSWORD or a prompt). ca-admin only. A
+    /// Add an operator. ca-admin only. Secrets: your password, then the new operator's
+    /// (masked prompts, typed twice; without a terminal, one line each on standard input). A
     /// new ca-admin stays disabled until another ca-admin approves the request this files
     /// (`ca approve N`).
     Add {
@@ -56,8 +58,9 @@ pub enum OperatorCmd {
         #[command(flatten)]
         op: OperatorArg,
     },
-    /// Change your password (new one from IDSTATION_NEW_PASSWORD or a prompt); a ca-admin may
-    /// reset a clerk's or an auditor's with --name.
+    /// Change your password; a ca-admin may reset a clerk's or an auditor's with --name.
+    /// Secrets: your password, then the new one (masked prompts; without a terminal, one line
+    /// each on standard input).
     Passwd {
         /// Whose password (default: the operator's own).
         #[arg(long)]
@@ -80,7 +83,7 @@ pub fn run(ctx: &Ctx, cmd: &OperatorCmd) -> Result<(), StationError> {
         OperatorCmd::Add { name, role, op } => {
             let c = as_ca_admin(ctx, op, "add operators", "operator.added", |st, s| {
                 let new_password = read_secret(
-                    "IDSTATION_NEW_PASSWORD",
+                    "new operator's password",
                     &format!("Password for {name}"),
                     true,
                 )?;
@@ -167,11 +170,7 @@ fn passwd(ctx: &Ctx, name: Option<&str>, op: &OperatorArg) -> Result<(), Station
     };
     let (mut st, session) = ctx.open_as(&op.operator, "change passwords", roles)?;
     let whose = name.unwrap_or(&op.operator);
-    let new_password = read_secret(
-        "IDSTATION_NEW_PASSWORD",
-        &format!("New password for {whose}"),
-        true,
-    )?;
+    let new_password = read_secret("new password", &format!("New password for {whose}"), true)?;
     let n = operators::passwd(&mut st, &session, name, &new_password)?;
     station::audit::checkpoint_after(&mut st, "operator.password-changed");
     ctx.print(&serde_json::json!({ "name": n }), |_| {

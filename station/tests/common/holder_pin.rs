@@ -1,7 +1,7 @@
-//! `idstation issue` as the tests run it: the holder's PIN goes in on a file descriptor
-//! (`--pin-fd 0`, the child's standard input, as a holder-facing PIN pad would hand it over),
-//! never in the environment, and the PIN letter is written to a fresh file in the test's
-//! directory. Included with `#[path = "common/holder_pin.rs"] mod holder_pin;`.
+//! `idstation` as the tests run it: secrets on standard input, one per line, never in the
+//! environment. For `issue`, the holder's PIN goes in on a file descriptor (`--pin-fd 0`, the
+//! line after the operator's password, as a holder-facing PIN pad would hand it over), and
+//! the PIN letter is written to a fresh file in the test's directory. Included with `#[path = "common/holder_pin.rs"] mod holder_pin;`.
 #![allow(dead_code)]
 
 use std::io::Write;
@@ -24,26 +24,42 @@ pub fn letter_path(dir: &Path) -> PathBuf {
     ))
 }
 
-/// Run `c` (an `idstation` command line holding `args`); for `issue` without its own
-/// `--pin-fd`/`--pin-letter`, add `--pin-fd 0 --pin-letter <letters>/pin-letter-N.pdf` and
-/// write `pin` to the child's standard input.
-pub fn output(mut c: Command, args: &[&str], letters: &Path, pin: &str) -> Output {
-    if !is_issue(args) || args.contains(&"--pin-fd") {
-        return c.output().expect("run idstation");
-    }
-    if !args.contains(&"--pin-letter") {
-        c.arg("--pin-letter").arg(letter_path(letters));
-    }
-    c.args(["--pin-fd", "0"])
-        .stdin(Stdio::piped())
+/// Run `c` with `lines` written to its standard input, one per line: the way the station
+/// takes secrets without a terminal (docs/station.md: the operator's password first, then the
+/// command's other secrets, then the holder's PIN on `--pin-fd 0`).
+pub fn with_stdin(mut c: Command, lines: &[&str]) -> Output {
+    c.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = c.spawn().expect("run idstation");
     if let Some(mut stdin) = child.stdin.take() {
-        // The child may exit before it reads (a refusal before the PIN): ignore a broken pipe.
-        let _ = stdin.write_all(format!("{pin}\n").as_bytes());
+        // The child may exit before it reads (a refusal before a secret): ignore a broken pipe.
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        let _ = stdin.write_all(text.as_bytes());
     }
     child.wait_with_output().expect("wait for idstation")
+}
+
+/// Run `c` (an `idstation` command line holding `args`) with `secrets` on standard input
+/// (the operator's password, then e.g. a new password); for `issue` without its own
+/// `--pin-fd`/`--pin-letter`, add `--pin-fd 0 --pin-letter <letters>/pin-letter-N.pdf` and
+/// write the operator's password (`secrets[0]`) and then `pin`.
+pub fn output(
+    mut c: Command,
+    args: &[&str],
+    letters: &Path,
+    secrets: &[&str],
+    pin: &str,
+) -> Output {
+    if !is_issue(args) || args.contains(&"--pin-fd") {
+        return with_stdin(c, secrets);
+    }
+    if !args.contains(&"--pin-letter") {
+        c.arg("--pin-letter").arg(letter_path(letters));
+    }
+    c.args(["--pin-fd", "0"]);
+    let first = secrets.first().copied().unwrap_or("");
+    with_stdin(c, &[first, pin])
 }
 
 /// The PUK printed in a PIN letter, read back with poppler's `pdftotext` (an independent PDF

@@ -68,7 +68,7 @@ impl Station {
         };
         // bob is the ceremony's second ca-admin; carol, a third, is added by admin and
         // enabled by bob's approval (dual control, docs/rotation.md).
-        let o = s.cmd_env(
+        let o = s.cmd_new(
             "admin",
             &[
                 "init",
@@ -79,14 +79,14 @@ impl Station {
                 "--station",
                 "rot",
             ],
-            &[("IDSTATION_NEW_PASSWORD", password("bob"))],
+            password("bob"),
         );
         assert!(o.status.success(), "{}", text(&o));
         // `ca issue` certifies openssl keys with the test profiles (the holder profiles are
         // the issuance job's alone).
         crate::software_profiles::install(&s.data);
         for (name, role) in [("carol", "ca-admin"), ("clerk", "clerk")] {
-            let o = s.cmd_env(
+            let o = s.cmd_new(
                 "admin",
                 &[
                     "--json",
@@ -99,7 +99,7 @@ impl Station {
                     "--operator",
                     "admin",
                 ],
-                &[("IDSTATION_NEW_PASSWORD", password(name))],
+                password(name),
             );
             assert!(o.status.success(), "{}", text(&o));
             let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
@@ -113,16 +113,26 @@ impl Station {
         s
     }
 
+    /// `idstation ARGS` as `op` with a new password (`operator add`, `passwd`; `init`'s second
+    /// admin) as the second line of standard input.
+    pub fn cmd_new(&self, op: &str, args: &[&str], new_password: &str) -> Output {
+        self.run(args, &[password(op), new_password], &[])
+    }
+
+    /// `idstation ARGS` as `op` with `env` set (test-only switches such as a failpoint; never a
+    /// secret).
     pub fn cmd_env(&self, op: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+        self.run(args, &[password(op)], env)
+    }
+
+    fn run(&self, args: &[&str], secrets: &[&str], env: &[(&str, &str)]) -> Output {
         let mut c = Command::new(env!("CARGO_BIN_EXE_idstation"));
         c.arg("--data-dir").arg(&self.data).args(args);
-        c.env("IDSTATION_HSM_PIN", HSM_PIN)
-            .env("IDSTATION_PASSWORD", password(op))
-            .env("IDSTATION_LOG", "debug");
+        c.env("IDSTATION_LOG", "debug");
         for (k, v) in env {
             c.env(k, v);
         }
-        let o = crate::holder_pin::output(c, args, &self.dir, PIN);
+        let o = crate::holder_pin::output(c, args, &self.dir, secrets, PIN);
         let all = text(&o);
         for (_, p) in PASSWORDS {
             assert!(
@@ -130,8 +140,18 @@ impl Station {
                 "a password appeared in the output:\n{all}"
             );
         }
-        assert!(!all.contains(HSM_PIN), "the HSM PIN appeared:\n{all}");
+        assert!(
+            !all.contains(&self.hsm_pin()),
+            "the HSM PIN appeared:\n{all}"
+        );
         o
+    }
+
+    /// The HSM user PIN `init` drew into `DATA/secrets/hsm-pin` (a placeholder before init).
+    pub fn hsm_pin(&self) -> String {
+        std::fs::read_to_string(self.data.join("secrets/hsm-pin"))
+            .map(|p| p.trim().to_owned())
+            .unwrap_or_else(|_| HSM_PIN.to_owned())
     }
 
     pub fn cmd(&self, op: &str, args: &[&str]) -> Output {
