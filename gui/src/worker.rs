@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 
 use station::audit::{ExportOutcome, Range, VerifyLogOutcome, VerifyOutcome};
 use station::ca_admin::CrlReport;
-use station::document::DocumentProfile;
 use station::error::StationError;
 use station::holder::{HolderRecord, ValidHolder};
 use station::init::CaSummary;
@@ -18,6 +17,7 @@ use station::issuance::{IssueInput, IssueReport, JobProgress};
 use station::operators::Session;
 use station::records::{DocumentView, HolderView, RevokeReport};
 use station::rotation::{Approval, ReissueItem, RequestView};
+use station::DocumentProfile;
 use station::Station;
 use station::{AuditEvent, ExportFormat, Role};
 use zeroize::Zeroizing;
@@ -374,7 +374,7 @@ impl WorkerState {
     fn log_in(&mut self, name: &str, password: &Zeroizing<String>, send: &dyn Fn(Event)) {
         let r = self.station().and_then(|st| {
             let s = interactive::login(st, name, password).map_err(text)?;
-            let doc = station::document::DocumentProfile::load(st).map_err(text)?;
+            let doc = st.document_profile().map_err(text)?.clone();
             let series = st
                 .registry
                 .number_blocks(&st.config.station.office)

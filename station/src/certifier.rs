@@ -9,7 +9,7 @@
 
 use std::time::SystemTime;
 
-use personalization::piv::Slot;
+use profiles::card::Slot;
 
 use crate::error::StationError;
 use crate::holder::ValidHolder;

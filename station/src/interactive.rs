@@ -11,11 +11,11 @@
 use registry::{AuditEntry, AuditEvent, CertStatus, Role};
 use zeroize::Zeroizing;
 
-use crate::document::DocumentProfile;
 use crate::error::StationError;
 use crate::holder::{AddressRecord, HolderRecord, ValidationPolicy};
 use crate::operators::Session;
 use crate::Station;
+use profiles::document::DocumentProfile;
 
 /// The policy a holder record is validated against today: the document profile's PINFL
 /// check-digit rule, and today's date (UTC) for dates that may not lie in the future.

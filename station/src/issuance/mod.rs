@@ -56,9 +56,7 @@ pub use preflight::preflight;
 pub use secrets::check_pin;
 
 // Moved to their owners; kept here for the callers that still name them through `issuance`.
-pub use crate::card::{
-    card_management_key, card_profile, serial_text, slot_name, MGMT_KEY_PURPOSE,
-};
+pub use crate::card::{card_management_key, serial_text, slot_name, MGMT_KEY_PURPOSE};
 pub use crate::holder_views::{
     printed_name, record_mrz_lines as mrz_lines, MrzRecord as MrzHolder, ISSUING_STATE,
 };
@@ -227,9 +225,9 @@ pub fn issue_with(
 
 /// What the checks before the card produce.
 struct Checked {
-    profile: personalization::plan::CardProfile,
+    profile: profiles::card::CardProfile,
     pin: Pin,
-    doc_profile: crate::document::DocumentProfile,
+    doc_profile: profiles::document::DocumentProfile,
     /// The registry's view of the holder.
     record: registry::NewHolder,
 }
@@ -242,10 +240,10 @@ fn check_before_card(
     input: &IssueInput,
     registrar: &dyn Registrar,
 ) -> Result<Checked, StationError> {
-    let profile = card_profile(st)?;
+    let profile = st.card_profile()?.clone();
     let pin = check_pin(&profile, &input.pin, input.holder.date_of_birth)?;
     crate::pin_letter::check_destination(&input.pin_letter)?;
-    let doc_profile = crate::document::DocumentProfile::load(st)?;
+    let doc_profile = st.document_profile()?.clone();
     let record = registry::NewHolder::try_from(&input.holder)?;
     registrar.check_holder(st, &record, input.update_holder)?;
     preflight(st, &input.holder, registrar)?;
