@@ -93,12 +93,30 @@ pub struct ClerkState {
     secret_error: Option<String>,
     pub view: IssueView,
     last: Option<PendingIssue>,
+    /// The document profile's default nationality: a new form starts with it.
+    default_nationality: String,
+}
+
+impl ClerkState {
+    /// The clerk's workspace after log-in: a new form with the document profile's default
+    /// nationality.
+    pub fn for_document(doc: &station::DocumentProfile) -> Self {
+        Self::with_nationality(doc.default_nationality.clone())
+    }
+
+    fn with_nationality(nationality: String) -> Self {
+        let mut st = ClerkState::default();
+        st.form = HolderForm::new(&nationality);
+        st.default_nationality = nationality;
+        st
+    }
 }
 
 impl Default for ClerkState {
     fn default() -> Self {
         ClerkState {
-            form: HolderForm::new(),
+            form: HolderForm::new(""),
+            default_nationality: String::new(),
             errors: BTreeMap::new(),
             valid: None,
             validated_form: None,
@@ -627,6 +645,7 @@ fn mrz_preview(ui: &mut egui::Ui, st: &ClerkState, session: &SessionInfo) {
     let number = placeholder_number(session);
     match station::issuance::mrz_lines(
         &station::issuance::MrzHolder::from_record(&v.record),
+        &session.document,
         &number,
         session.expiry,
     ) {
@@ -857,7 +876,7 @@ fn issue_view(ui: &mut egui::Ui, st: &mut ClerkState, opts: &GuiOptions, cmds: &
         }
     } else if back {
         if matches!(st.view, IssueView::Done(_)) {
-            *st = ClerkState::default();
+            *st = ClerkState::with_nationality(std::mem::take(&mut st.default_nationality));
         } else {
             st.last = None;
             st.view = IssueView::Form;

@@ -1,6 +1,6 @@
 //! Document profiles (`profiles/document/<name>.toml`): the document a card is (ICAO 9303
-//! Part 5, TD1): its validity, the PINFL check-digit rule, and which card profile
-//! personalizes its chip.
+//! Part 5, TD1): its validity, the PINFL check-digit rule, which card profile personalizes its
+//! chip, and who issues it (issuing state, default nationality, country).
 
 use std::path::Path;
 
@@ -23,6 +23,14 @@ pub struct DocumentProfile {
     pub pinfl_check_digit: bool,
     /// The card profile (`profiles/card/<name>.toml`) the chip is personalized with.
     pub card_profile: String,
+    /// The issuing state or organization, ICAO 9303 Part 3 §5 three-letter code (MRZ, DG1).
+    pub issuing_state: String,
+    /// The nationality a new holder starts with (ICAO 9303 Part 3 §5 three-letter code).
+    pub default_nationality: String,
+    /// The issuing country, ISO 3166-1 alpha-2: certificate subjects' C and the country of
+    /// the national identity number (semantics identifier "PNO" + country, ETSI EN 319 412-1
+    /// §5.1.3).
+    pub country: String,
 }
 
 impl DocumentProfile {
@@ -64,7 +72,32 @@ fn check(p: &DocumentProfile) -> std::result::Result<(), (&'static str, String)>
     if p.card_profile.trim().is_empty() {
         return Err(("card_profile", "must name a card profile".into()));
     }
+    for (key, value) in [
+        ("issuing_state", &p.issuing_state),
+        ("default_nationality", &p.default_nationality),
+    ] {
+        if !upper_letters(value, 3) {
+            return Err((
+                key,
+                format!("{value:?} must be three capital letters (ISO 3166-1 alpha-3, ICAO 9303 Part 3 §5)"),
+            ));
+        }
+    }
+    if !upper_letters(&p.country, 2) {
+        return Err((
+            "country",
+            format!(
+                "{:?} must be two capital letters (ISO 3166-1 alpha-2)",
+                p.country
+            ),
+        ));
+    }
     Ok(())
+}
+
+/// `len` letters A to Z: the shape of an ISO 3166-1 alpha-2 or alpha-3 code.
+fn upper_letters(code: &str, len: usize) -> bool {
+    code.len() == len && code.bytes().all(|b| b.is_ascii_uppercase())
 }
 
 #[cfg(test)]
@@ -85,6 +118,11 @@ mod tests {
         assert_eq!(p.validity_years, 10);
         assert!(p.pinfl_check_digit);
         assert_eq!(p.card_profile, "card-esign");
+        assert_eq!(
+            (p.issuing_state.as_str(), p.default_nationality.as_str()),
+            ("UZB", "UZB")
+        );
+        assert_eq!(p.country, "UZ");
         assert_eq!(p.expiry(date!(2026 - 11 - 25)), date!(2036 - 11 - 25));
         assert_eq!(p.expiry(date!(2028 - 02 - 29)), date!(2038 - 02 - 28));
     }
@@ -103,5 +141,29 @@ mod tests {
                 .contains("key `validity_years`: must be 1 to 20, got 0"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn issuing_state_nationality_and_country_must_have_the_iso_3166_shape() {
+        for (from, to, key) in [
+            (
+                "issuing_state = \"UZB\"",
+                "issuing_state = \"UZ\"",
+                "issuing_state",
+            ),
+            (
+                "default_nationality = \"UZB\"",
+                "default_nationality = \"uzb\"",
+                "default_nationality",
+            ),
+            ("country = \"UZ\"", "country = \"UZB\"", "country"),
+            ("country = \"UZ\"", "country = \"U1\"", "country"),
+        ] {
+            let e = parse(&SHIPPED.replace(from, to)).expect_err(to).to_string();
+            assert!(
+                e.contains(&format!("key `{key}`")) && e.contains("ISO 3166-1"),
+                "{e}"
+            );
+        }
     }
 }

@@ -38,7 +38,8 @@ impl SubjectFile {
         })
     }
 
-    pub fn holder_subject(&self) -> ca::HolderSubject {
+    /// The subject; `country` (the document profile's) where the file names none.
+    pub fn holder_subject(&self, country: &str) -> ca::HolderSubject {
         ca::HolderSubject {
             pinfl: self.pinfl.clone(),
             surname: self.surname.clone(),
@@ -47,8 +48,27 @@ impl SubjectFile {
                 .common_name
                 .clone()
                 .unwrap_or_else(|| format!("{} {}", self.given_names, self.surname)),
-            country: self.country.clone().unwrap_or_else(|| "UZ".into()),
+            country: self.country.clone().unwrap_or_else(|| country.to_owned()),
         }
+    }
+}
+
+/// The subject of `ca issue`: the subject file's, or the one the CSR names; the country where
+/// the file names none, and the PNO country of a CSR's serialNumber, are the document
+/// profile's.
+pub fn holder_subject(
+    st: &Station,
+    file: Option<SubjectFile>,
+    source: &KeySource,
+) -> Result<ca::HolderSubject, StationError> {
+    let country = &st.document_profile()?.country;
+    match (file, source) {
+        (Some(f), _) => Ok(f.holder_subject(country)),
+        (None, KeySource::Csr(bytes)) => Ok(ca::holder_subject_from_csr(bytes, country)?),
+        (None, KeySource::Spki(_)) => Err(StationError::invalid(
+            "subject",
+            "--spki needs --subject FILE",
+        )),
     }
 }
 

@@ -170,17 +170,9 @@ fn issue(ctx: &Ctx, a: &IssueArgs) -> Result<(), StationError> {
             ))
         }
     };
-    let subject = match (&a.subject, &source) {
-        (Some(f), _) => SubjectFile::load(f)?.holder_subject(),
-        (None, KeySource::Csr(bytes)) => ca::holder_subject_from_csr(bytes)?,
-        (None, KeySource::Spki(_)) => {
-            return Err(StationError::invalid(
-                "subject",
-                "--spki needs --subject FILE",
-            ))
-        }
-    };
+    let file = a.subject.as_deref().map(SubjectFile::load).transpose()?;
     let (mut st, session) = ctx.open_as(&a.op.operator, "issue certificates", &[Role::CaAdmin])?;
+    let subject = ca_admin::holder_subject(&st, file, &source)?;
     let r = ca_admin::issue(&mut st, &session, &a.profile, source, &subject, &a.out)?;
     ctx.print(&r, |r| {
         format!(

@@ -11,7 +11,7 @@ use zeroize::Zeroizing;
 
 use crate::error::StationError;
 use crate::holder::ValidHolder;
-use crate::holder_views::{lift, ISSUING_STATE};
+use crate::holder_views::lift;
 use crate::Station;
 
 /// What the card step needs to write and check the LDS.
@@ -56,7 +56,7 @@ pub fn build_lds(
         &holder.into(),
         photo.as_deref(),
         &MrzDocument {
-            issuing_state: ISSUING_STATE,
+            issuing_state: &st.document_profile()?.issuing_state,
             number: document,
             expiry,
         },

@@ -58,7 +58,7 @@ pub use secrets::check_pin;
 // Moved to their owners; kept here for the callers that still name them through `issuance`.
 pub use crate::card::{card_management_key, serial_text, slot_name, MGMT_KEY_PURPOSE};
 pub use crate::holder_views::{
-    printed_name, record_mrz_lines as mrz_lines, MrzRecord as MrzHolder, ISSUING_STATE,
+    printed_name, record_mrz_lines as mrz_lines, MrzRecord as MrzHolder,
 };
 
 /// What the clerk (or a script) hands to an issuance.
