@@ -21,11 +21,12 @@ use crate::apdu::Stats;
 use crate::error::Error;
 use profiles::card::{CardProfile, FascnKind, Slot};
 
+use crate::lifecycle::Lifecycle;
 use crate::piv::objects::{
     certificate_object, certificate_tag, random_uuid, Ccc, Chuid, Discovery, Fascn, KeyHistory,
     PrintedInformation,
 };
-use crate::piv::{Lifecycle, PinStatus, Piv};
+use crate::piv::{PinStatus, Piv};
 use crate::plan::Credentials;
 use crate::secret::{ManagementKey, Pin, PinKind};
 use crate::transport::Transport;

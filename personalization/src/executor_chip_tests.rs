@@ -115,7 +115,7 @@ fn full_plan_turns_a_blank_card_into_a_locked_card_that_signs() {
         matches!(
             e,
             Error::Status {
-                sw: crate::apdu::StatusWord::ConditionsNotSatisfied,
+                sw: crate::status::StatusWord::ConditionsNotSatisfied,
                 ..
             }
         ),
@@ -146,7 +146,7 @@ fn nine_c_refuses_to_sign_without_a_fresh_pin() {
         matches!(
             e,
             Error::Status {
-                sw: crate::apdu::StatusWord::SecurityStatusNotSatisfied,
+                sw: crate::status::StatusWord::SecurityStatusNotSatisfied,
                 ..
             }
         ),

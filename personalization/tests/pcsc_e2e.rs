@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use personalization::executor::{inspect, Personalizer, ResetOutcome};
-use personalization::piv::Lifecycle;
+use personalization::lifecycle::Lifecycle;
 use personalization::transport::pcsc::Pcsc;
 use personalization::transport::Recording;
 use personalization::Error;

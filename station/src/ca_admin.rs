@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::datadir::{check_new_output, write_atomic, write_new};
 use crate::error::StationError;
-pub use crate::hierarchy::{active_issuer, summaries, CA_NAMES};
 use crate::session::Session;
 use crate::Station;
 
@@ -139,7 +138,7 @@ pub fn issue(
             ))
         }
     }
-    let (key, issuer) = active_issuer(st, "esign")?;
+    let (key, issuer) = crate::hierarchy::active_issuer(st, "esign")?;
     let spki = match source {
         KeySource::Csr(bytes) => ca::verify_csr(&bytes)?,
         KeySource::Spki(bytes) => ca::spki_from_der_or_pem(&bytes)?,

@@ -162,7 +162,7 @@ pub fn inspect_card(reader: &str) -> Result<String, StationError> {
         personalization::executor::inspect(&mut tx).map_err(|e| StationError::card(None, &e))?;
     Ok(format!(
         "card {} {}",
-        crate::issuance::serial_text(i.serial),
+        crate::card::serial_text(i.serial),
         i.lifecycle
     ))
 }

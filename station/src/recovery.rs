@@ -14,7 +14,7 @@
 //!   are revoked, so a LOCKED card that never came back cannot be used to sign).
 
 use personalization::executor::{self, Personalizer};
-use personalization::piv::Lifecycle;
+use personalization::lifecycle::Lifecycle;
 use personalization::transport::pcsc::Pcsc;
 use personalization::transport::Transport;
 use profiles::card::Slot;

@@ -9,13 +9,13 @@ pub mod objects;
 use profiles::card::Slot;
 use zeroize::Zeroizing;
 
-use crate::apdu::{check, Channel, Command, Stats, StatusWord};
+use crate::apdu::{check, Channel, Command, Stats};
 use crate::error::Error;
+use crate::lifecycle::Lifecycle;
 use crate::secret::{ManagementKey, Pin, PinKind};
+use crate::status::StatusWord;
 use crate::tlv::{self, Tag};
 use crate::transport::Transport;
-
-pub use crate::lifecycle::Lifecycle;
 
 /// PIN retry status as VERIFY without data reports it (SP 800-73-4 Part 2 §3.2.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

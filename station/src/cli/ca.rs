@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use registry::Role;
 use station::ca_admin::{self, KeySource, SubjectFile};
 use station::error::StationError;
-use station::init::CaSummary;
+use station::hierarchy::CaSummary;
 use station::rotation::{self, Approval, RequestView};
 use station::Station;
 
@@ -150,7 +150,7 @@ pub fn run(ctx: &Ctx, cmd: &CaCmd) -> Result<(), StationError> {
 
 fn show(ctx: &Ctx) -> Result<(), StationError> {
     let st = Station::open_read_only(ctx.data_dir)?;
-    let cas = ca_admin::summaries(&st.registry, &st.layout)?;
+    let cas = station::hierarchy::summaries(&st.registry, &st.layout)?;
     ctx.print(&cas, |c| summaries_text(c))
 }
 

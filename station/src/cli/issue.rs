@@ -53,8 +53,8 @@ pub fn run(ctx: &Ctx, a: &IssueArgs) -> Result<(), StationError> {
     let r = station::issuance::issue(&mut st, &session, &input, &mut |p| {
         if !quiet {
             match &p.card {
-                Some(c) => eprintln!("[{}] {}/{} {}", p.job_step, c.index, c.total, c.step),
-                None => eprintln!("[{}]", p.job_step),
+                Some(c) => eprintln!("[{}] {}/{} {}", p.step, c.index, c.total, c.step),
+                None => eprintln!("[{}]", p.step),
             }
         }
     })?;

@@ -13,7 +13,7 @@
 use std::time::{Instant, SystemTime};
 
 use personalization::executor::{self, CardInfo, CardStep, CompleteInput, LdsPlan, Personalizer};
-use personalization::piv::Lifecycle;
+use personalization::lifecycle::Lifecycle;
 use personalization::secret::{ManagementKey, Pin};
 use personalization::transport::Transport;
 use profiles::card::{CardProfile, Slot};

@@ -17,7 +17,6 @@ use crate::Station;
 /// What the card step needs to write and check the LDS.
 pub struct LdsData {
     pub files: LdsFiles,
-    pub mrz: [String; 3],
     pub mrz_information: Zeroizing<String>,
     pub csca_der: Vec<u8>,
 }
@@ -71,7 +70,6 @@ pub fn build_lds(
     let csca_der = sign_sod(st, &mut files)?;
     Ok(LdsData {
         files,
-        mrz: groups.mrz,
         mrz_information: groups.mrz_information,
         csca_der,
     })
