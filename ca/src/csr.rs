@@ -44,10 +44,12 @@ pub fn verify_csr(csr: &[u8]) -> Result<Vec<u8>> {
     req.info.public_key.to_der().map_err(enc("CSR public key"))
 }
 
-/// The holder subject named in a PKCS#10 request: serialNumber `PNOUZ-<PINFL>` (ETSI
-/// EN 319 412-1 §5.1.3 semantics identifier), givenName, surname and C (required), and an
-/// optional CN.
-pub fn holder_subject_from_csr(csr: &[u8]) -> Result<HolderSubject> {
+/// The holder subject named in a PKCS#10 request: serialNumber `PNO<pno_country>-<PINFL>`
+/// (ETSI EN 319 412-1 §5.1.3: semantics identifier "PNO", then the ISO 3166-1 alpha-2 code of
+/// the country that issued the national identity number, here the issuing country of the
+/// document profile), givenName, surname and C (required), and an optional CN. C is the
+/// holder's country and may differ from `pno_country`.
+pub fn holder_subject_from_csr(csr: &[u8], pno_country: &str) -> Result<HolderSubject> {
     let req = parse_csr(csr)?;
     let mut found: std::collections::BTreeMap<&'static str, String> = Default::default();
     {
@@ -82,12 +84,13 @@ pub fn holder_subject_from_csr(csr: &[u8]) -> Result<HolderSubject> {
         })
     };
     let serial = need("serialNumber")?;
+    let prefix = format!("PNO{pno_country}-");
     let pinfl = serial
-        .strip_prefix("PNOUZ-")
+        .strip_prefix(&prefix)
         .ok_or_else(|| CaError::Holder {
             field: "pinfl",
             rule: format!(
-                "CSR serialNumber {serial:?} is not PNOUZ-<PINFL> (ETSI EN 319 412-1 §5.1.3)"
+                "CSR serialNumber {serial:?} is not {prefix}<PINFL> (ETSI EN 319 412-1 §5.1.3)"
             ),
         })?
         .to_owned();

@@ -19,9 +19,10 @@
 //! let root = ca::create_root(store, profiles.cert("root-ca")?, "root-2026", now)?;
 //! store.generate_p256("esign-2026")?;
 //! let esign = ca::create_subordinate_ca(store, profiles.cert("esign-ca")?, &root, "esign-2026", now)?;
+//! let country = profiles.document("id-card")?.country.clone();
 //! let holder = ca::HolderSubject {
 //!     pinfl: "31234567890123".into(), surname: "Karimova".into(),
-//!     given_names: "Dilnoza".into(), common_name: "Dilnoza Karimova".into(), country: "UZ".into(),
+//!     given_names: "Dilnoza".into(), common_name: "Dilnoza Karimova".into(), country,
 //! };
 //! let cert = ca::issue(store, profiles.cert("holder-sign")?, &esign, holder_spki, &holder, now)?;
 //! println!("{}", ca::fingerprint_sha256(&cert.der)?);

@@ -20,7 +20,7 @@ pub struct HolderSubject {
     pub given_names: String,
     /// Usually "given names surname".
     pub common_name: String,
-    /// ISO 3166-1 alpha-2, e.g. "UZ".
+    /// ISO 3166-1 alpha-2 (the document profile's `country` for holders the station enrols).
     pub country: String,
 }
 

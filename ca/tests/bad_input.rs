@@ -235,12 +235,12 @@ fn a_csr_subject_without_a_country_is_refused_not_defaulted() {
         "no-c",
         "/serialNumber=PNOUZ-31234567890123/GN=Dilnoza/SN=Karimova",
     );
-    let e = ca::holder_subject_from_csr(&without).expect_err("no C");
+    let e = ca::holder_subject_from_csr(&without, "UZ").expect_err("no C");
     assert!(e.to_string().contains("no C attribute"), "{e}");
     let with = make(
         "with-c",
         "/C=KZ/serialNumber=PNOUZ-31234567890123/GN=Dilnoza/SN=Karimova",
     );
-    let s = ca::holder_subject_from_csr(&with).expect("with C");
+    let s = ca::holder_subject_from_csr(&with, "UZ").expect("with C");
     assert_eq!(s.country, "KZ");
 }

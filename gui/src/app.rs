@@ -94,7 +94,7 @@ impl StationApp {
                 self.login.error = None;
                 self.notice = None;
                 self.last_activity = Instant::now();
-                self.clerk = ClerkState::default();
+                self.clerk = ClerkState::for_document(&s.document);
                 self.ca = CaState::default();
                 self.auditor = AuditorState::default();
                 self.session = Some(s);

@@ -6,7 +6,7 @@
 
 use egui::{Color32, RichText};
 use station::ca_admin::CrlReport;
-use station::init::CaSummary;
+use station::hierarchy::CaSummary;
 
 use crate::worker::{Command, Event, RotationLists};
 

@@ -8,7 +8,8 @@ use std::sync::mpsc::{self, Receiver};
 
 use egui::{Color32, RichText};
 use station::holder::{FieldError, ValidHolder, ValidationPolicy};
-use station::issuance::{steps, IssueReport};
+use station::issuance::IssueReport;
+use station::journal::JobStep;
 use station::records::{DocumentView, HolderView, RevokeReport};
 use zeroize::{Zeroize, Zeroizing};
 
@@ -18,19 +19,19 @@ use crate::readers::ReaderSnapshot;
 use crate::worker::{Command, Event, Failure, SessionInfo, StepReport};
 
 /// The job steps in the order an issuance runs them, with the words the clerk sees.
-pub const JOB_STEPS: &[(&str, &str)] = &[
+pub const JOB_STEPS: &[(JobStep, &str)] = &[
     (
-        steps::CARD_RESET,
+        JobStep::CardReset,
         "Reset the card left by an interrupted job",
     ),
     (
-        steps::CARD_PREPARE,
+        JobStep::CardPrepare,
         "Prepare the card (keys generated on the card)",
     ),
-    (steps::CA_ISSUE, "CA issues the holder certificates"),
-    (steps::CARD_COMPLETE, "Write, check and lock the card"),
+    (JobStep::CaIssue, "CA issues the holder certificates"),
+    (JobStep::CardComplete, "Write, check and lock the card"),
     (
-        steps::REGISTRY_COMPLETE,
+        JobStep::RegistryComplete,
         "Record the document in the registry",
     ),
 ];
@@ -93,12 +94,30 @@ pub struct ClerkState {
     secret_error: Option<String>,
     pub view: IssueView,
     last: Option<PendingIssue>,
+    /// The document profile's default nationality: a new form starts with it.
+    default_nationality: String,
+}
+
+impl ClerkState {
+    /// The clerk's workspace after log-in: a new form with the document profile's default
+    /// nationality.
+    pub fn for_document(doc: &station::DocumentProfile) -> Self {
+        Self::with_nationality(doc.default_nationality.clone())
+    }
+
+    fn with_nationality(nationality: String) -> Self {
+        let mut st = ClerkState::default();
+        st.form = HolderForm::new(&nationality);
+        st.default_nationality = nationality;
+        st
+    }
 }
 
 impl Default for ClerkState {
     fn default() -> Self {
         ClerkState {
-            form: HolderForm::new(),
+            form: HolderForm::new(""),
+            default_nationality: String::new(),
             errors: BTreeMap::new(),
             valid: None,
             validated_form: None,
@@ -565,7 +584,7 @@ fn form_ui(
         Some(v) => {
             ui.label(format!(
                 "Printed name: {}",
-                station::issuance::printed_name(v)
+                station::holder_views::printed_name(v)
             ));
         }
         None => {
@@ -618,15 +637,17 @@ pub fn placeholder_number(session: &SessionInfo) -> String {
     format!("{}0000000", session.series.as_deref().unwrap_or("AA"))
 }
 
-/// The TD1 MRZ (ICAO 9303 Part 5) the card will carry, from `station::issuance::mrz_lines`.
+/// The TD1 MRZ (ICAO 9303 Part 5) the card will carry, from
+/// `station::holder_views::record_mrz_lines`.
 fn mrz_preview(ui: &mut egui::Ui, st: &ClerkState, session: &SessionInfo) {
     let Some(v) = &st.valid else {
         ui.label(RichText::new("MRZ: shown when the form is valid").weak());
         return;
     };
     let number = placeholder_number(session);
-    match station::issuance::mrz_lines(
-        &station::issuance::MrzHolder::from_record(&v.record),
+    match station::holder_views::record_mrz_lines(
+        &station::holder_views::MrzRecord::from_record(&v.record),
+        &session.document,
         &number,
         session.expiry,
     ) {
@@ -757,13 +778,13 @@ fn start_issue(st: &mut ClerkState, p: PendingIssue, opts: &GuiOptions, cmds: &m
 }
 
 fn steps_ui(ui: &mut egui::Ui, steps: &[StepReport], running: bool) {
-    let current = steps.last().map(|s| s.job_step);
-    let reached = |name: &str| steps.iter().any(|s| s.job_step == name);
-    for (name, words) in JOB_STEPS {
-        if *name == steps::CARD_RESET && !reached(name) {
+    let current = steps.last().map(|s| s.step);
+    let reached = |step: JobStep| steps.iter().any(|s| s.step == step);
+    for &(step, words) in JOB_STEPS {
+        if step == JobStep::CardReset && !reached(step) {
             continue;
         }
-        let is_current = current == Some(*name);
+        let is_current = current == Some(step);
         let text = if is_current && running {
             RichText::new(format!("▶ {words}"))
                 .strong()
@@ -772,7 +793,7 @@ fn steps_ui(ui: &mut egui::Ui, steps: &[StepReport], running: bool) {
             RichText::new(format!("✖ {words}"))
                 .strong()
                 .color(Color32::RED)
-        } else if reached(name) {
+        } else if reached(step) {
             RichText::new(format!("✔ {words}")).color(Color32::from_rgb(0, 140, 60))
         } else {
             RichText::new(format!("· {words}")).weak()
@@ -857,7 +878,7 @@ fn issue_view(ui: &mut egui::Ui, st: &mut ClerkState, opts: &GuiOptions, cmds: &
         }
     } else if back {
         if matches!(st.view, IssueView::Done(_)) {
-            *st = ClerkState::default();
+            *st = ClerkState::with_nationality(std::mem::take(&mut st.default_nationality));
         } else {
             st.last = None;
             st.view = IssueView::Form;

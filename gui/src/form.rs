@@ -41,10 +41,11 @@ fn opt(s: &str) -> Option<String> {
 }
 
 impl HolderForm {
-    /// A new, empty form (citizenship UZB, permanent address, as most enrolments are).
-    pub fn new() -> Self {
+    /// A new, empty form: citizenship `nationality` (the document profile's default
+    /// nationality) and a permanent address, as most enrolments are.
+    pub fn new(nationality: &str) -> Self {
         HolderForm {
-            citizenship: "UZB".into(),
+            citizenship: nationality.to_owned(),
             address_kind: "permanent".into(),
             ..Default::default()
         }
@@ -229,14 +230,14 @@ mod tests {
     fn a_prefilled_form_gives_back_the_same_record_without_photo() {
         let mut r = fixture();
         r.photo = None;
-        let mut form = HolderForm::new();
+        let mut form = HolderForm::new("UZB");
         form.prefill(&r);
         assert_eq!(form.record(), r);
     }
 
     #[test]
     fn every_record_field_has_a_form_field() {
-        let mut form = HolderForm::new();
+        let mut form = HolderForm::new("UZB");
         for f in FIELDS {
             assert!(form.field_mut(f.key).is_some(), "{}", f.key);
         }
@@ -245,7 +246,7 @@ mod tests {
 
     #[test]
     fn validation_messages_are_the_stations_field_and_rule() {
-        let mut form = HolderForm::new();
+        let mut form = HolderForm::new("UZB");
         form.prefill(&fixture());
         form.pinfl = "123".into();
         let policy = ValidationPolicy::new(time::macros::date!(2026 - 01 - 01));

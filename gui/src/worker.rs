@@ -9,15 +9,16 @@ use std::sync::{Arc, Mutex};
 
 use station::audit::{ExportOutcome, Range, VerifyLogOutcome, VerifyOutcome};
 use station::ca_admin::CrlReport;
-use station::document::DocumentProfile;
 use station::error::StationError;
+use station::hierarchy::CaSummary;
 use station::holder::{HolderRecord, ValidHolder};
-use station::init::CaSummary;
 use station::interactive;
 use station::issuance::{IssueInput, IssueReport, JobProgress};
+use station::journal::JobStep;
 use station::operators::Session;
 use station::records::{DocumentView, HolderView, RevokeReport};
 use station::rotation::{Approval, ReissueItem, RequestView};
+use station::DocumentProfile;
 use station::Station;
 use station::{AuditEvent, ExportFormat, Role};
 use zeroize::Zeroizing;
@@ -96,7 +97,7 @@ pub struct SessionInfo {
 /// One step of an issuance as the progress view shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepReport {
-    pub job_step: &'static str,
+    pub step: JobStep,
     /// "3/12 write certificate 9C" inside card steps.
     pub card_step: Option<String>,
 }
@@ -104,7 +105,7 @@ pub struct StepReport {
 impl From<&JobProgress> for StepReport {
     fn from(p: &JobProgress) -> Self {
         StepReport {
-            job_step: p.job_step,
+            step: p.step,
             card_step: p
                 .card
                 .as_ref()
@@ -374,7 +375,7 @@ impl WorkerState {
     fn log_in(&mut self, name: &str, password: &Zeroizing<String>, send: &dyn Fn(Event)) {
         let r = self.station().and_then(|st| {
             let s = interactive::login(st, name, password).map_err(text)?;
-            let doc = station::document::DocumentProfile::load(st).map_err(text)?;
+            let doc = st.document_profile().map_err(text)?.clone();
             let series = st
                 .registry
                 .number_blocks(&st.config.station.office)
@@ -475,7 +476,7 @@ fn ca_admin(st: &mut Station, session: &Session, cmd: Command, send: &dyn Fn(Eve
     match cmd {
             Command::CaSummaries => send(Event::CaSummaries(
                 need(st, session, &[Role::CaAdmin], "view the CA hierarchy").and_then(|_| {
-                    station::ca_admin::summaries(&st.registry, &st.layout).map_err(text)
+                    station::hierarchy::summaries(&st.registry, &st.layout).map_err(text)
                 }),
             )),
             Command::PublishCrl => send(Event::CrlPublished(

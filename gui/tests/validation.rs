@@ -80,7 +80,7 @@ fn a_complete_form_previews_the_printed_name() {
     }
     assert!(
         has_label(&h, "Printed name: Toʻxtayeva Gʻulnora"),
-        "preview from station::issuance::printed_name"
+        "preview from station::holder_views::printed_name"
     );
     assert!(has_label_containing(&h, "is a placeholder"));
 }

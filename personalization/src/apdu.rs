@@ -10,7 +10,7 @@ use crate::transport::Transport;
 /// Largest data field of one short C-APDU.
 pub const MAX_SHORT_DATA: usize = 255;
 
-pub use crate::status::StatusWord;
+use crate::status::StatusWord;
 
 /// A command APDU before it is cut into short APDUs. The data may hold a secret; it is zeroized
 /// when the command is dropped and `Debug` does not show it.

@@ -20,7 +20,8 @@ use aes::cipher::{KeyInit, KeyIvInit};
 use sha1::{Digest, Sha1};
 use zeroize::Zeroizing;
 
-use crate::apdu::{Channel, Command, StatusWord};
+use crate::apdu::{Channel, Command};
+use crate::status::StatusWord;
 use crate::{Error, Result};
 
 /// A 16-byte two-key 3DES key, zeroized on drop.

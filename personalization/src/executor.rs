@@ -19,11 +19,15 @@ use time::Date;
 
 use crate::apdu::Stats;
 use crate::error::Error;
+use profiles::card::{CardProfile, FascnKind, Slot};
+
+use crate::lifecycle::Lifecycle;
 use crate::piv::objects::{
-    certificate_object, random_uuid, Ccc, Chuid, Discovery, Fascn, KeyHistory, PrintedInformation,
+    certificate_object, certificate_tag, random_uuid, Ccc, Chuid, Discovery, Fascn, KeyHistory,
+    PrintedInformation,
 };
-use crate::piv::{Lifecycle, PinStatus, Piv, Slot};
-use crate::plan::{CardProfile, FascnKind};
+use crate::piv::{PinStatus, Piv};
+use crate::plan::Credentials;
 use crate::secret::{ManagementKey, Pin, PinKind};
 use crate::transport::Transport;
 
@@ -867,7 +871,7 @@ pub fn verify_issued(
     for (slot, der) in certificates {
         let step = format!("read back certificate {slot}");
         let got = piv
-            .get_data(slot.certificate_tag())
+            .get_data(certificate_tag(*slot))
             .map_err(|e| e.in_step(&step))?;
         if got != certificate_object(der) {
             return Err(Error::ReadBackMismatch {
@@ -934,12 +938,12 @@ mod scripted_tests {
             env!("CARGO_MANIFEST_DIR"),
             "/../profiles/card/card-esign.toml"
         );
-        CardProfile::load(std::path::Path::new(p)).unwrap()
+        profiles::card::load_card_profile(std::path::Path::new(p)).unwrap()
     }
 
     fn card_key() -> ManagementKey {
         ManagementKey::from_hex(
-            crate::secret::MgmtAlgorithm::Aes128,
+            profiles::card::MgmtAlgorithm::Aes128,
             "a1a2a3a4a5a6a7a8a9aaabacadaeafb0",
         )
         .unwrap()

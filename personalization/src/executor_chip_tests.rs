@@ -3,10 +3,10 @@
 
 use super::*;
 use crate::piv::objects::tags;
-use crate::secret::MgmtAlgorithm;
 use crate::testutil::TestCa;
 use crate::transport::in_process::InProcess;
 use crate::transport::Recording;
+use profiles::card::MgmtAlgorithm;
 use time::macros::date;
 
 const HOLDER_PIN: &str = "918273";
@@ -18,7 +18,7 @@ fn profile() -> CardProfile {
         env!("CARGO_MANIFEST_DIR"),
         "/../profiles/card/card-esign.toml"
     );
-    CardProfile::load(std::path::Path::new(p)).unwrap()
+    profiles::card::load_card_profile(std::path::Path::new(p)).unwrap()
 }
 
 fn card_key() -> ManagementKey {
@@ -115,7 +115,7 @@ fn full_plan_turns_a_blank_card_into_a_locked_card_that_signs() {
         matches!(
             e,
             Error::Status {
-                sw: crate::apdu::StatusWord::ConditionsNotSatisfied,
+                sw: crate::status::StatusWord::ConditionsNotSatisfied,
                 ..
             }
         ),
@@ -146,7 +146,7 @@ fn nine_c_refuses_to_sign_without_a_fresh_pin() {
         matches!(
             e,
             Error::Status {
-                sw: crate::apdu::StatusWord::SecurityStatusNotSatisfied,
+                sw: crate::status::StatusWord::SecurityStatusNotSatisfied,
                 ..
             }
         ),
@@ -166,7 +166,9 @@ fn wrong_transport_key_is_a_clear_error_and_sends_no_write() {
         "010203040506070801020304050607080102030405060708",
         "0807060504030201080706050403020108070605040302ff",
     );
-    let prof = CardProfile::parse("wrong-transport.toml", &text).unwrap();
+    let prof =
+        profiles::card::parse_card_profile(std::path::Path::new("wrong-transport.toml"), &text)
+            .unwrap();
     let mut t = Recording::new(InProcess::new(chip::Card::new_blank(9).unwrap()));
     let e = Personalizer::new(&prof)
         .prepare(&mut t, &card_key(), &mut |_| {})

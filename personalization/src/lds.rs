@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use sha2::{Digest, Sha256};
 use time::Date;
 
-use crate::apdu::{Channel, Command, StatusWord};
+use crate::apdu::{Channel, Command};
 use crate::bac::{BacKeys, BacReader, LDS1_AID};
+use crate::status::StatusWord;
 use crate::tlv;
 use crate::{Error, Result};
 
@@ -59,8 +60,6 @@ fn lds_err(object: &str, rule: impl Into<String>) -> Error {
         rule: rule.into(),
     }
 }
-
-pub use crate::tlv::total_len as tlv_total_len;
 
 /// EF.COM (Part 10 §4.6.1): tag `60` { `5F01` LDS version "0108", `5F36` Unicode version
 /// "040000", `5C` tag list of the data groups present }.
@@ -571,7 +570,7 @@ mod tests {
         let d = dg1(&m).unwrap();
         assert_eq!(&d[..5], &[0x61, 0x5D, 0x5F, 0x1F, 0x5A]);
         assert_eq!(parse_dg1(&d).unwrap(), m);
-        assert_eq!(tlv_total_len(&d[..4]), Some(d.len()));
+        assert_eq!(crate::tlv::total_len(&d[..4]), Some(d.len()));
     }
 
     #[test]
@@ -582,7 +581,7 @@ mod tests {
         assert_eq!(parse_dg2_jpeg(&d).unwrap(), j);
         let (w, h) = jpeg_dimensions(&j).unwrap();
         assert!(w > 0 && h > 0);
-        assert_eq!(tlv_total_len(&d[..4]), Some(d.len()));
+        assert_eq!(crate::tlv::total_len(&d[..4]), Some(d.len()));
     }
 
     #[test]

@@ -5,67 +5,9 @@ use std::fmt;
 
 use zeroize::Zeroizing;
 
+use profiles::card::MgmtAlgorithm;
+
 use crate::error::Error;
-
-/// PIV management key algorithm (SP 800-78-4 Table 6-2 algorithm identifiers).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MgmtAlgorithm {
-    /// Triple DES, three keys (identifier 03; 24-byte key, 8-byte blocks).
-    #[serde(rename = "3des")]
-    TripleDes,
-    /// AES-128 (identifier 08).
-    Aes128,
-    /// AES-192 (identifier 0A).
-    Aes192,
-    /// AES-256 (identifier 0C).
-    Aes256,
-}
-
-impl MgmtAlgorithm {
-    /// Algorithm identifier as used in P1 of GENERAL AUTHENTICATE and in SET MANAGEMENT KEY.
-    pub fn id(self) -> u8 {
-        match self {
-            Self::TripleDes => 0x03,
-            Self::Aes128 => 0x08,
-            Self::Aes192 => 0x0A,
-            Self::Aes256 => 0x0C,
-        }
-    }
-
-    /// Key length in bytes.
-    pub fn key_len(self) -> usize {
-        match self {
-            Self::TripleDes | Self::Aes192 => 24,
-            Self::Aes128 => 16,
-            Self::Aes256 => 32,
-        }
-    }
-
-    /// Cipher block length in bytes (the challenge/witness length of GENERAL AUTHENTICATE).
-    pub fn block_len(self) -> usize {
-        match self {
-            Self::TripleDes => 8,
-            _ => 16,
-        }
-    }
-
-    /// Name used in profiles and messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::TripleDes => "3des",
-            Self::Aes128 => "aes128",
-            Self::Aes192 => "aes192",
-            Self::Aes256 => "aes256",
-        }
-    }
-}
-
-impl fmt::Display for MgmtAlgorithm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// A PIV card management key (key reference 9B). The key bytes are zeroized on drop and never
 /// printed.

@@ -6,7 +6,9 @@
 use std::fmt;
 
 use crate::piv::objects::tags;
-use crate::piv::Slot;
+use profiles::card::Slot;
+
+use crate::piv::objects::certificate_tag;
 
 /// A PIV data object the executor writes and reads back (NIST SP 800-73-4 Part 1 §3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -29,7 +31,7 @@ impl PivObject {
     /// The object's BER-TLV tag (SP 800-73-4 Part 1 Table 3).
     pub fn tag(self) -> u32 {
         match self {
-            PivObject::Certificate(slot) => slot.certificate_tag(),
+            PivObject::Certificate(slot) => certificate_tag(slot),
             PivObject::Chuid => tags::CHUID,
             PivObject::Ccc => tags::CCC,
             PivObject::Discovery => tags::DISCOVERY,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use personalization::executor::{inspect, Personalizer, ResetOutcome};
-use personalization::piv::Lifecycle;
+use personalization::lifecycle::Lifecycle;
 use personalization::transport::pcsc::Pcsc;
 use personalization::transport::Recording;
 use personalization::Error;
@@ -130,7 +130,9 @@ fn wrong_transport_key_locked_card_and_card_without_piv_give_clear_errors_and_no
         "010203040506070801020304050607080102030405060708",
         "0807060504030201080706050403020108070605040302ff",
     );
-    let wrong = personalization::plan::CardProfile::parse("wrong-transport.toml", &text).unwrap();
+    let wrong =
+        profiles::card::parse_card_profile(std::path::Path::new("wrong-transport.toml"), &text)
+            .unwrap();
     let img = blank_image(dir.path(), 0x00E2_E101, false);
     let card = slot.insert(&img, &[]);
     {

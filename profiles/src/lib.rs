@@ -1,5 +1,6 @@
-//! Certificate and CRL profiles for idstation: the TOML files under `profiles/cert/` and
-//! `profiles/crl/`, and their typed, validated loader.
+//! Every profile idstation reads: certificate (`profiles/cert/`), CRL (`profiles/crl/`), card
+//! (`profiles/card/`, [`card`]) and document (`profiles/document/`, [`document`]) profiles,
+//! the TOML files and their typed, validated loader.
 //!
 //! A certificate profile says everything a certificate carries (RFC 5280 §4.1 and §4.2):
 //! subject template, validity, key usage, extended key usage, basic constraints, certificate
@@ -19,7 +20,12 @@ use std::path::{Path, PathBuf};
 use const_oid::ObjectIdentifier;
 use serde::{Deserialize, Deserializer};
 
+pub mod card;
+pub mod document;
 pub mod rules;
+
+use card::CardProfile;
+use document::DocumentProfile;
 
 /// Errors from loading profiles. Every message names the file and, where there is one, the key.
 #[derive(Debug, thiserror::Error)]
@@ -480,6 +486,8 @@ pub struct CrlProfile {
 pub struct ProfileSet {
     pub certs: BTreeMap<String, CertProfile>,
     pub crls: BTreeMap<String, CrlProfile>,
+    pub cards: BTreeMap<String, CardProfile>,
+    pub documents: BTreeMap<String, DocumentProfile>,
 }
 
 impl ProfileSet {
@@ -490,6 +498,55 @@ impl ProfileSet {
             name: name.to_owned(),
             known: self.certs.keys().cloned().collect::<Vec<_>>().join(", "),
         })
+    }
+
+    /// The card profile `name`, or [`ProfileError::Unknown`].
+    pub fn card(&self, name: &str) -> Result<&CardProfile> {
+        self.cards.get(name).ok_or_else(|| ProfileError::Unknown {
+            kind: "card",
+            name: name.to_owned(),
+            known: self.cards.keys().cloned().collect::<Vec<_>>().join(", "),
+        })
+    }
+
+    /// The document profile `name`, or [`ProfileError::Unknown`].
+    pub fn document(&self, name: &str) -> Result<&DocumentProfile> {
+        self.documents
+            .get(name)
+            .ok_or_else(|| ProfileError::Unknown {
+                kind: "document",
+                name: name.to_owned(),
+                known: self
+                    .documents
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
+    /// A document profile and the card profile it names.
+    pub fn document_and_card(&self, name: &str) -> Result<(&DocumentProfile, &CardProfile)> {
+        let doc = self.document(name)?;
+        Ok((doc, self.card(&doc.card_profile)?))
+    }
+
+    /// Every document profile names a card profile of the set.
+    fn check_links(&self) -> Result<()> {
+        for doc in self.documents.values() {
+            if !self.cards.contains_key(&doc.card_profile) {
+                return Err(ProfileError::Rule {
+                    file: PathBuf::from(format!("document/{}.toml", doc.name)),
+                    key: "card_profile".into(),
+                    rule: format!(
+                        "names card profile '{}', which is not loaded (known: {})",
+                        doc.card_profile,
+                        self.cards.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The CRL profile `name`, or [`ProfileError::Unknown`].
@@ -536,15 +593,72 @@ pub const BUILTIN_FILES: &[(&str, &str)] = &[
         include_str!("../cert/station-identity.toml"),
     ),
     ("crl/esign-crl.toml", include_str!("../crl/esign-crl.toml")),
+    (
+        "card/card-esign.toml",
+        include_str!("../card/card-esign.toml"),
+    ),
+    (
+        "document/id-card.toml",
+        include_str!("../document/id-card.toml"),
+    ),
 ];
+
+/// The document profile an issuance uses unless told otherwise.
+pub const DEFAULT_DOCUMENT: &str = "id-card";
+
+/// The kinds of profile, each in its own subdirectory.
+#[derive(Clone, Copy)]
+enum Kind {
+    Cert,
+    Crl,
+    Card,
+    Document,
+}
+
+const KINDS: [(&str, Kind); 4] = [
+    ("cert", Kind::Cert),
+    ("crl", Kind::Crl),
+    ("card", Kind::Card),
+    ("document", Kind::Document),
+];
+
+impl ProfileSet {
+    /// Parse `text` as a profile of `kind` and add it, replacing one of the same name.
+    fn add(&mut self, kind: Kind, file: &Path, text: &str) -> Result<()> {
+        match kind {
+            Kind::Cert => {
+                let p = parse_cert_profile(file, text)?;
+                self.certs.insert(p.name.clone(), p);
+            }
+            Kind::Crl => {
+                let p = parse_crl_profile(file, text)?;
+                self.crls.insert(p.name.clone(), p);
+            }
+            Kind::Card => {
+                let p = card::parse_card_profile(file, text)?;
+                self.cards.insert(stem(file)?, p);
+            }
+            Kind::Document => {
+                let p = document::parse_document_profile(file, text)?;
+                self.documents.insert(p.name.clone(), p);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// TOML text as a profile type; syntax, unknown-key and type errors name the file and the key.
+fn parse_toml<T: serde::de::DeserializeOwned>(file: &Path, text: &str) -> Result<T> {
+    toml::from_str(text).map_err(|e| ProfileError::Parse {
+        file: file.to_owned(),
+        message: e.to_string().trim_end().to_owned(),
+    })
+}
 
 /// Parse and check one certificate profile from text; `file` is used in errors and its
 /// stem becomes the profile name.
 pub fn parse_cert_profile(file: &Path, text: &str) -> Result<CertProfile> {
-    let mut p: CertProfile = toml::from_str(text).map_err(|e| ProfileError::Parse {
-        file: file.to_owned(),
-        message: e.to_string().trim_end().to_owned(),
-    })?;
+    let mut p: CertProfile = parse_toml(file, text)?;
     p.name = stem(file)?;
     p.digest = {
         use sha2::Digest;
@@ -564,10 +678,7 @@ pub fn parse_cert_profile(file: &Path, text: &str) -> Result<CertProfile> {
 
 /// Parse and check one CRL profile from text.
 pub fn parse_crl_profile(file: &Path, text: &str) -> Result<CrlProfile> {
-    let mut p: CrlProfile = toml::from_str(text).map_err(|e| ProfileError::Parse {
-        file: file.to_owned(),
-        message: e.to_string().trim_end().to_owned(),
-    })?;
+    let mut p: CrlProfile = parse_toml(file, text)?;
     p.name = stem(file)?;
     rules::check_crl_profile(&p).map_err(|(key, rule)| ProfileError::Rule {
         file: file.to_owned(),
@@ -587,11 +698,12 @@ pub fn load_crl_profile(path: &Path) -> Result<CrlProfile> {
     parse_crl_profile(path, &read(path)?)
 }
 
-/// Load every profile under `dir` (`dir/cert/*.toml`, `dir/crl/*.toml`; missing subdirs are
-/// empty). Any bad file fails the whole load.
+/// Load every profile under `dir` (`dir/cert/*.toml`, `dir/crl/*.toml`, `dir/card/*.toml`,
+/// `dir/document/*.toml`; missing subdirs are empty). Any bad file fails the whole load.
 pub fn load_dir(dir: &Path) -> Result<ProfileSet> {
     let mut set = ProfileSet::default();
     add_dir(&mut set, dir)?;
+    set.check_links()?;
     Ok(set)
 }
 
@@ -600,14 +712,18 @@ pub fn builtin() -> Result<ProfileSet> {
     let mut set = ProfileSet::default();
     for (rel, text) in BUILTIN_FILES {
         let file = Path::new("<builtin>").join(rel);
-        if rel.starts_with("cert/") {
-            let p = parse_cert_profile(&file, text)?;
-            set.certs.insert(p.name.clone(), p);
-        } else {
-            let p = parse_crl_profile(&file, text)?;
-            set.crls.insert(p.name.clone(), p);
-        }
+        let kind = KINDS
+            .iter()
+            .find(|(sub, _)| rel.strip_prefix(sub).is_some_and(|r| r.starts_with('/')))
+            .map(|(_, k)| *k)
+            .ok_or_else(|| ProfileError::Rule {
+                file: file.clone(),
+                key: "<file name>".into(),
+                rule: "a built-in profile lives in cert/, crl/, card/ or document/".into(),
+            })?;
+        set.add(kind, &file, text)?;
     }
+    set.check_links()?;
     Ok(set)
 }
 
@@ -616,10 +732,12 @@ pub fn builtin() -> Result<ProfileSet> {
 pub fn load_dir_over_builtin(dir: &Path) -> Result<ProfileSet> {
     let mut set = builtin()?;
     add_dir(&mut set, dir)?;
+    set.check_links()?;
     Ok(set)
 }
 
-/// Write the shipped profile files under `dir` (creating `cert/` and `crl/`). Refuses to
+/// Write the shipped profile files under `dir` (creating `cert/`, `crl/`, `card/` and
+/// `document/`). Refuses to
 /// overwrite any existing file; checks all targets before writing any.
 pub fn write_builtin(dir: &Path) -> Result<Vec<PathBuf>> {
     let targets: Vec<PathBuf> = BUILTIN_FILES.iter().map(|(rel, _)| dir.join(rel)).collect();
@@ -683,7 +801,7 @@ pub fn render_template<'a>(
 }
 
 fn add_dir(set: &mut ProfileSet, dir: &Path) -> Result<()> {
-    for (sub, is_cert) in [("cert", true), ("crl", false)] {
+    for (sub, kind) in KINDS {
         let d = dir.join(sub);
         if !d.is_dir() {
             continue;
@@ -695,15 +813,8 @@ fn add_dir(set: &mut ProfileSet, dir: &Path) -> Result<()> {
             .collect();
         files.sort();
         for f in files {
-            if is_cert {
-                let p = load_cert_profile(&f)?;
-                tracing::debug!(profile = %p.name, file = %f.display(), "loaded certificate profile");
-                set.certs.insert(p.name.clone(), p);
-            } else {
-                let p = load_crl_profile(&f)?;
-                tracing::debug!(profile = %p.name, file = %f.display(), "loaded CRL profile");
-                set.crls.insert(p.name.clone(), p);
-            }
+            set.add(kind, &f, &read(&f)?)?;
+            tracing::debug!(kind = sub, file = %f.display(), "loaded profile");
         }
     }
     Ok(())

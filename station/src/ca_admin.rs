@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::datadir::{check_new_output, write_atomic, write_new};
 use crate::error::StationError;
-pub use crate::hierarchy::{active_issuer, summaries, CA_NAMES};
 use crate::session::Session;
 use crate::Station;
 
@@ -38,7 +37,8 @@ impl SubjectFile {
         })
     }
 
-    pub fn holder_subject(&self) -> ca::HolderSubject {
+    /// The subject; `country` (the document profile's) where the file names none.
+    pub fn holder_subject(&self, country: &str) -> ca::HolderSubject {
         ca::HolderSubject {
             pinfl: self.pinfl.clone(),
             surname: self.surname.clone(),
@@ -47,8 +47,27 @@ impl SubjectFile {
                 .common_name
                 .clone()
                 .unwrap_or_else(|| format!("{} {}", self.given_names, self.surname)),
-            country: self.country.clone().unwrap_or_else(|| "UZ".into()),
+            country: self.country.clone().unwrap_or_else(|| country.to_owned()),
         }
+    }
+}
+
+/// The subject of `ca issue`: the subject file's, or the one the CSR names; the country where
+/// the file names none, and the PNO country of a CSR's serialNumber, are the document
+/// profile's.
+pub fn holder_subject(
+    st: &Station,
+    file: Option<SubjectFile>,
+    source: &KeySource,
+) -> Result<ca::HolderSubject, StationError> {
+    let country = &st.document_profile()?.country;
+    match (file, source) {
+        (Some(f), _) => Ok(f.holder_subject(country)),
+        (None, KeySource::Csr(bytes)) => Ok(ca::holder_subject_from_csr(bytes, country)?),
+        (None, KeySource::Spki(_)) => Err(StationError::invalid(
+            "subject",
+            "--spki needs --subject FILE",
+        )),
     }
 }
 
@@ -119,7 +138,7 @@ pub fn issue(
             ))
         }
     }
-    let (key, issuer) = active_issuer(st, "esign")?;
+    let (key, issuer) = crate::hierarchy::active_issuer(st, "esign")?;
     let spki = match source {
         KeySource::Csr(bytes) => ca::verify_csr(&bytes)?,
         KeySource::Spki(bytes) => ca::spki_from_der_or_pem(&bytes)?,

@@ -1,9 +1,8 @@
 //! The ID card as the station sees it (NIST SP 800-73-4 PIV): its card profile, its per-card
 //! management key derived in the HSM, and how the registry names its serial and slots.
 
-use personalization::piv::Slot;
-use personalization::plan::CardProfile;
 use personalization::secret::ManagementKey;
+use profiles::card::{CardProfile, Slot};
 
 use crate::error::StationError;
 use crate::Station;
@@ -24,19 +23,6 @@ pub fn slot_name(slot: Slot) -> String {
         Slot::KeyManagement => "9D".into(),
         Slot::CardAuthentication => "9E".into(),
     }
-}
-
-/// The embedded card profile (`profiles/card/card-esign.toml`), or the data dir's override.
-pub fn card_profile(st: &Station) -> Result<CardProfile, StationError> {
-    const BUILTIN: &str = include_str!("../../profiles/card/card-esign.toml");
-    if let Some(dir) = &st.config.profiles.dir {
-        let p = st.layout.root.join(dir).join("card/card-esign.toml");
-        if p.is_file() {
-            return CardProfile::load(&p).map_err(StationError::card_profile);
-        }
-    }
-    CardProfile::parse("<builtin>/card/card-esign.toml", BUILTIN)
-        .map_err(StationError::card_profile)
 }
 
 /// The per-card management key: HMAC-SHA256(master, purpose ‖ serial) in the HSM, first 16

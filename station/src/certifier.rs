@@ -9,7 +9,7 @@
 
 use std::time::SystemTime;
 
-use personalization::piv::Slot;
+use profiles::card::Slot;
 
 use crate::error::StationError;
 use crate::holder::ValidHolder;
@@ -56,7 +56,8 @@ impl Certifier for InStationCa {
         keys: &[KeyToCertify<'_>],
     ) -> Result<Vec<CardCertificate>, StationError> {
         let (esign_key, issuer) = crate::hierarchy::active_issuer(st, "esign")?;
-        let subject = ca::HolderSubject::from(holder);
+        let country = &st.document_profile()?.country;
+        let subject = crate::holder_views::certificate_subject(holder, country);
         let now = SystemTime::now();
         keys.iter()
             .map(|key| {

@@ -77,14 +77,6 @@ impl StationError {
         }
     }
 
-    /// A card profile that does not load.
-    pub fn card_profile(e: personalization::Error) -> Self {
-        StationError::Config {
-            path: "card profile".into(),
-            reason: e.to_string(),
-        }
-    }
-
     /// Exit code of the `idstation` CLI for this error.
     pub fn exit_code(&self) -> i32 {
         match self {

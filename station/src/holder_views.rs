@@ -7,14 +7,12 @@ use personalization::lds::LdsHolder;
 use personalization::mrz::{MrzDocument, MrzSex};
 
 use personalization::executor::HolderCardData;
+use profiles::document::DocumentProfile;
 use sha2::{Digest, Sha256};
 use time::Date;
 
 use crate::error::StationError;
 use crate::holder::{AddressKind, Sex, ValidHolder};
-
-/// Issuing state of every document (ICAO 9303 Part 3 §5: Uzbekistan).
-pub const ISSUING_STATE: &str = "UZB";
 
 /// A date as the registry stores it: `YYYY-MM-DD`.
 fn iso_date(d: Date) -> String {
@@ -146,18 +144,16 @@ impl<'a> From<&'a ValidHolder> for LdsHolder<'a> {
     }
 }
 
-impl From<&ValidHolder> for ca::HolderSubject {
-    /// The subject of a holder certificate: PINFL, names, "given names surname" as the common
-    /// name, the country of [`ISSUING_STATE`] as its ISO 3166-1 alpha-2 code.
-    fn from(h: &ValidHolder) -> Self {
-        let r = &h.record;
-        ca::HolderSubject {
-            pinfl: r.pinfl.clone(),
-            surname: r.surname.clone(),
-            given_names: r.given_names.clone(),
-            common_name: format!("{} {}", r.given_names, r.surname),
-            country: "UZ".into(),
-        }
+/// The subject of a holder certificate: PINFL, names, "given names surname" as the common
+/// name, and `country` (ISO 3166-1 alpha-2: the document profile's issuing country).
+pub fn certificate_subject(h: &ValidHolder, country: &str) -> ca::HolderSubject {
+    let r = &h.record;
+    ca::HolderSubject {
+        pinfl: r.pinfl.clone(),
+        surname: r.surname.clone(),
+        given_names: r.given_names.clone(),
+        common_name: format!("{} {}", r.given_names, r.surname),
+        country: country.to_owned(),
     }
 }
 
@@ -245,16 +241,17 @@ impl<'a> MrzRecord<'a> {
 }
 
 /// The TD1 MRZ (ICAO 9303 Part 5) of document `document` (series + number) expiring on
-/// `expiry`, issued by [`ISSUING_STATE`] to `holder`.
+/// `expiry`, issued to `holder` by the issuing state of `profile`.
 pub fn mrz_lines(
     holder: &personalization::mrz::MrzHolder<'_>,
+    profile: &DocumentProfile,
     document: &str,
     expiry: time::Date,
 ) -> Result<[String; 3], StationError> {
     personalization::mrz::holder_td1(
         holder,
         &MrzDocument {
-            issuing_state: ISSUING_STATE,
+            issuing_state: &profile.issuing_state,
             number: document,
             expiry,
         },
@@ -265,10 +262,11 @@ pub fn mrz_lines(
 /// [`mrz_lines`] of a holder kept as text (see [`MrzRecord`]).
 pub fn record_mrz_lines(
     holder: &MrzRecord<'_>,
+    profile: &DocumentProfile,
     document: &str,
     expiry: time::Date,
 ) -> Result<[String; 3], StationError> {
-    mrz_lines(&holder.typed()?, document, expiry)
+    mrz_lines(&holder.typed()?, profile, document, expiry)
 }
 
 #[cfg(test)]
@@ -303,8 +301,10 @@ mod tests {
         let h = fixture();
         let n = registry::NewHolder::try_from(&h).expect("holder view");
         let expiry = date!(2036 - 01 - 01);
-        let typed = mrz_lines(&(&h).into(), "AA0000001", expiry).expect("typed");
-        let read_back = record_mrz_lines(&MrzRecord::from_registry(&n), "AA0000001", expiry)
+        let set = profiles::builtin().expect("built-in profiles");
+        let doc = set.document(profiles::DEFAULT_DOCUMENT).expect("id-card");
+        let typed = mrz_lines(&(&h).into(), doc, "AA0000001", expiry).expect("typed");
+        let read_back = record_mrz_lines(&MrzRecord::from_registry(&n), doc, "AA0000001", expiry)
             .expect("registry record");
         assert_eq!(typed, read_back);
         assert!(typed[0].starts_with("I<UZBAA0000001"), "{typed:?}");

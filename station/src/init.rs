@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 use crate::config::{CaSection, ProfilesSection, StationConfig, StationSection};
 use crate::datadir::{write_atomic, Layout};
 use crate::error::StationError;
-pub use crate::hierarchy::{
+use crate::hierarchy::{
     CaSummary, AUDIT_KEY, CARD_MASTER_KEY, CSCA_CA, CSCA_KEY, DS_CA, DS_KEY, ESIGN_KEY, ROOT_KEY,
 };
 

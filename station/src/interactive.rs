@@ -11,11 +11,11 @@
 use registry::{AuditEntry, AuditEvent, CertStatus, Role};
 use zeroize::Zeroizing;
 
-use crate::document::DocumentProfile;
 use crate::error::StationError;
 use crate::holder::{AddressRecord, HolderRecord, ValidationPolicy};
 use crate::operators::Session;
 use crate::Station;
+use profiles::document::DocumentProfile;
 
 /// The policy a holder record is validated against today: the document profile's PINFL
 /// check-digit rule, and today's date (UTC) for dates that may not lie in the future.
@@ -162,7 +162,7 @@ pub fn inspect_card(reader: &str) -> Result<String, StationError> {
         personalization::executor::inspect(&mut tx).map_err(|e| StationError::card(None, &e))?;
     Ok(format!(
         "card {} {}",
-        crate::issuance::serial_text(i.serial),
+        crate::card::serial_text(i.serial),
         i.lifecycle
     ))
 }

@@ -113,17 +113,6 @@ impl Reached {
     }
 }
 
-/// The journal names as constants, for callers that compare text (the GUI's step list).
-pub mod names {
-    use super::JobStep;
-    pub const CARD_RESET: &str = JobStep::CardReset.as_str();
-    pub const CARD_PREPARE: &str = JobStep::CardPrepare.as_str();
-    pub const CA_ISSUE: &str = JobStep::CaIssue.as_str();
-    pub const CARD_COMPLETE: &str = JobStep::CardComplete.as_str();
-    pub const CARD_LOCK: &str = JobStep::CardLock.as_str();
-    pub const REGISTRY_COMPLETE: &str = JobStep::RegistryComplete.as_str();
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,6 @@ pub mod card;
 pub mod certifier;
 pub mod config;
 pub mod datadir;
-pub mod document;
 pub mod error;
 pub mod failpoint;
 pub mod field_change;
@@ -91,6 +90,21 @@ impl Station {
         })
     }
 
+    /// The document profile an issuance uses (`profiles/document/id-card.toml`, or the data
+    /// dir's override of it).
+    pub fn document_profile(&self) -> Result<&profiles::document::DocumentProfile, StationError> {
+        Ok(self.profiles.document(profiles::DEFAULT_DOCUMENT)?)
+    }
+
+    /// The card profile the document profile names (`profiles/card/card-esign.toml`, or the
+    /// data dir's override of it).
+    pub fn card_profile(&self) -> Result<&profiles::card::CardProfile, StationError> {
+        Ok(self
+            .profiles
+            .document_and_card(profiles::DEFAULT_DOCUMENT)?
+            .1)
+    }
+
     /// Log an operator in for `action`, requiring one of `roles` (refusals are audited).
     pub fn authorize(
         &mut self,
@@ -154,3 +168,5 @@ impl hsm::KeyStore for NoHsm {
 // Re-exports for the GUI: the registry types a front end names, so that `gui` depends on
 // `station` only (ARCHITECTURE.md, crate arrows).
 pub use registry::{AuditEvent, ExportFormat, Role};
+// And the document profile the clerk's form validates against.
+pub use profiles::document::DocumentProfile;

@@ -111,6 +111,7 @@ pub fn document_mrz(
         .ok_or_else(|| StationError::Other(format!("document {} has no holder", d.number)))?;
     crate::holder_views::record_mrz_lines(
         &crate::holder_views::MrzRecord::from_registry(&h.data),
+        st.document_profile()?,
         &d.number.to_string(),
         expiry,
     )

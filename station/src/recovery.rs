@@ -14,9 +14,10 @@
 //!   are revoked, so a LOCKED card that never came back cannot be used to sign).
 
 use personalization::executor::{self, Personalizer};
-use personalization::piv::{Lifecycle, Slot};
+use personalization::lifecycle::Lifecycle;
 use personalization::transport::pcsc::Pcsc;
 use personalization::transport::Transport;
+use profiles::card::Slot;
 use registry::{Actor, CardLifecycle, Job, Rollback};
 use serde::Serialize;
 
@@ -208,7 +209,7 @@ fn resolve_with_card(
     job: &Job,
     tx: &mut dyn Transport,
 ) -> Result<Resolved, StationError> {
-    let profile = crate::card::card_profile(st)?;
+    let profile = st.card_profile()?.clone();
     let info = executor::inspect(tx).map_err(|e| StationError::card(Some("recovery"), &e))?;
     let certs = st.registry.certificates_of_job(job.id)?;
     let slot_of = |purpose: &str| {
@@ -225,7 +226,7 @@ fn resolve_with_card(
     if info.lifecycle == Lifecycle::Locked
         && executor::verify_issued(tx, info.serial, &slot_certs).is_ok()
     {
-        let doc = crate::document::DocumentProfile::load(st)?;
+        let doc = st.document_profile()?;
         let issued =
             registry::validate::date("created_at", job.created_at.get(..10).unwrap_or(""))?;
         let completion = registry::Completion {

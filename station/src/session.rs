@@ -3,43 +3,22 @@
 //! operator still holds a role it needs. A password is held in a zeroizing buffer and never
 //! logged, stored or echoed.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
+use registry::passwords::{verify_password, DUMMY_HASH};
 use registry::{Actor, Registry, Role};
 use zeroize::Zeroizing;
 
 use crate::error::StationError;
 
-/// Minimum operator password length.
-pub const MIN_PASSWORD_CHARS: usize = 10;
+pub use registry::passwords::MIN_PASSWORD_CHARS;
 
-/// Hash a new operator password (argon2id, random salt).
+/// Hash a new operator password ([`registry::passwords::hash_password`]: argon2id, random
+/// salt, the rule the centre keeps too); a password that breaks the rule is an invalid
+/// `password`, like any other bad input.
 pub fn hash_password(password: &str) -> Result<String, StationError> {
-    if password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(StationError::invalid(
-            "password",
-            format!("must have at least {MIN_PASSWORD_CHARS} characters"),
-        ));
-    }
-    let mut salt_bytes = [0u8; 16];
-    getrandom::fill(&mut salt_bytes)
-        .map_err(|e| StationError::Other(format!("random salt: {e}")))?;
-    let salt = SaltString::encode_b64(&salt_bytes)
-        .map_err(|e| StationError::Other(format!("salt: {e}")))?;
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| StationError::Other(format!("argon2: {e}")))
-}
-
-fn verify_password(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc)
-        .map(|h| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &h)
-                .is_ok()
-        })
-        .unwrap_or(false)
+    registry::passwords::hash_password(password).map_err(|e| match e {
+        registry::Error::Password(rule) => StationError::invalid("password", rule),
+        e => e.into(),
+    })
 }
 
 /// An operator who proved their password, acting from this station.
@@ -251,10 +230,6 @@ pub fn bounded_name(name: &str) -> String {
     }
 }
 
-// argon2id hash of a random password nobody knows, used to equalise timing for unknown names.
-const DUMMY_HASH: &str =
-    "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$0f1dOTtbq4dAX8LSq0vDr4g3Jp5bd6HsTWkm1nqvDqo";
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,10 +255,5 @@ mod tests {
         let long = "é".repeat(5000);
         let b = bounded_name(&long);
         assert_eq!(b, format!("{}…(truncated, 10000 bytes)", "é".repeat(64)));
-    }
-
-    #[test]
-    fn the_dummy_hash_is_a_valid_phc_string() {
-        assert!(PasswordHash::new(DUMMY_HASH).is_ok());
     }
 }

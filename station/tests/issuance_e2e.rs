@@ -649,7 +649,7 @@ fn three_fixture_holders_are_issued_and_their_cards_sign_through_opensc() {
 fn child_prints_management_keys() {
     let data = PathBuf::from(std::env::var("IDSTATION_TEST_DATA").expect("IDSTATION_TEST_DATA"));
     let st = station::Station::open(&data).expect("open station");
-    let profile = station::card::card_profile(&st).expect("card profile");
+    let profile = st.card_profile().expect("card profile");
     let len = profile.management_key.algorithm.key_len();
     for serial in std::env::var("IDSTATION_TEST_SERIALS")
         .expect("serials")

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use der::Decode;
-use personalization::apdu::{Channel, Command as Apdu, StatusWord};
+use personalization::apdu::{Channel, Command as Apdu};
+use personalization::status::StatusWord;
 use personalization::transport::pcsc::Pcsc;
 use personalization::{lds, mrz, sod};
 use sha2::{Digest, Sha256};

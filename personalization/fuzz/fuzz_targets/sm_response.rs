@@ -14,7 +14,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use personalization::apdu::StatusWord;
+use personalization::status::StatusWord;
 use personalization::bac::{retail_mac, SmSession};
 
 const KS_ENC: [u8; 16] = [

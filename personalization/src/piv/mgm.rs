@@ -6,7 +6,9 @@ use aes::cipher::{BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
 use zeroize::Zeroizing;
 
 use crate::error::Error;
-use crate::secret::{ManagementKey, MgmtAlgorithm};
+use profiles::card::MgmtAlgorithm;
+
+use crate::secret::ManagementKey;
 
 fn bad_key() -> Error {
     Error::Invalid {

@@ -6,64 +6,16 @@
 pub mod mgm;
 pub mod objects;
 
-use std::fmt;
-
+use profiles::card::Slot;
 use zeroize::Zeroizing;
 
-use crate::apdu::{check, Channel, Command, Stats, StatusWord};
+use crate::apdu::{check, Channel, Command, Stats};
 use crate::error::Error;
+use crate::lifecycle::Lifecycle;
 use crate::secret::{ManagementKey, Pin, PinKind};
+use crate::status::StatusWord;
 use crate::tlv::{self, Tag};
 use crate::transport::Transport;
-
-pub use crate::lifecycle::Lifecycle;
-
-/// PIV key slots this crate uses (SP 800-73-4 Part 1 Table 4b key references).
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize, serde::Serialize,
-)]
-pub enum Slot {
-    /// 9A PIV Authentication.
-    #[serde(rename = "9a", alias = "9A")]
-    Authentication,
-    /// 9C Digital Signature (PIN always before use).
-    #[serde(rename = "9c", alias = "9C")]
-    Signature,
-    /// 9D Key Management.
-    #[serde(rename = "9d", alias = "9D")]
-    KeyManagement,
-    /// 9E Card Authentication.
-    #[serde(rename = "9e", alias = "9E")]
-    CardAuthentication,
-}
-
-impl Slot {
-    /// Key reference.
-    pub fn key_ref(self) -> u8 {
-        match self {
-            Self::Authentication => 0x9A,
-            Self::Signature => 0x9C,
-            Self::KeyManagement => 0x9D,
-            Self::CardAuthentication => 0x9E,
-        }
-    }
-
-    /// Tag of the slot's certificate object.
-    pub fn certificate_tag(self) -> Tag {
-        match self {
-            Self::Authentication => objects::tags::CERT_9A,
-            Self::Signature => objects::tags::CERT_9C,
-            Self::KeyManagement => objects::tags::CERT_9D,
-            Self::CardAuthentication => objects::tags::CERT_9E,
-        }
-    }
-}
-
-impl fmt::Display for Slot {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:02X}", self.key_ref())
-    }
-}
 
 /// PIN retry status as VERIFY without data reports it (SP 800-73-4 Part 2 §3.2.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -453,8 +405,8 @@ mod tests {
     #[test]
     fn slots_name_their_key_reference_and_certificate() {
         assert_eq!(Slot::Signature.to_string(), "9C");
-        assert_eq!(Slot::Signature.certificate_tag(), 0x5FC10A);
-        assert_eq!(Slot::Authentication.certificate_tag(), 0x5FC105);
+        assert_eq!(objects::certificate_tag(Slot::Signature), 0x5FC10A);
+        assert_eq!(objects::certificate_tag(Slot::Authentication), 0x5FC105);
     }
 
     #[test]
@@ -510,7 +462,7 @@ mod tests {
     }
 
     fn aes_key(k: &[u8; 16]) -> ManagementKey {
-        ManagementKey::new(crate::secret::MgmtAlgorithm::Aes128, k).unwrap()
+        ManagementKey::new(profiles::card::MgmtAlgorithm::Aes128, k).unwrap()
     }
 
     #[test]

@@ -4,15 +4,26 @@
 //! Card Capability Container (Table 8), Discovery (Table 18), Printed Information (Table 11),
 //! Key History (Table 19) and X.509 certificate containers (Table 10).
 
+use profiles::card::Slot;
 use time::Date;
 
 use crate::error::Error;
-use crate::tlv;
+use crate::tlv::{self, Tag};
 
 /// PIV application identifier (SP 800-73-4 Part 1 §2.2), full form with version 01 00.
 pub const PIV_AID: [u8; 11] = [
     0xA0, 0x00, 0x00, 0x03, 0x08, 0x00, 0x00, 0x10, 0x00, 0x01, 0x00,
 ];
+
+/// Tag of a slot's certificate object (SP 800-73-4 Part 1 Table 3).
+pub fn certificate_tag(slot: Slot) -> Tag {
+    match slot {
+        Slot::Authentication => tags::CERT_9A,
+        Slot::Signature => tags::CERT_9C,
+        Slot::KeyManagement => tags::CERT_9D,
+        Slot::CardAuthentication => tags::CERT_9E,
+    }
+}
 
 /// Data object tags (SP 800-73-4 Part 1 Table 3).
 pub mod tags {

@@ -7,11 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use personalization::executor::{CompleteInput, HolderCardData, Personalizer, Prepared, Report};
-use personalization::piv::Slot;
-use personalization::plan::CardProfile;
-use personalization::secret::{ManagementKey, MgmtAlgorithm, Pin, PinKind};
+use personalization::secret::{ManagementKey, Pin, PinKind};
 use personalization::transport::Transport;
 use personalization::Error;
+use profiles::card::{CardProfile, MgmtAlgorithm, Slot};
 
 pub const HOLDER_PIN: &str = "918273";
 pub const HOLDER_PUK: &str = "56473829";
@@ -22,7 +21,7 @@ pub fn profile() -> CardProfile {
         env!("CARGO_MANIFEST_DIR"),
         "/../profiles/card/card-esign.toml"
     );
-    CardProfile::load(Path::new(p)).expect("shipped card profile loads")
+    profiles::card::load_card_profile(Path::new(p)).expect("shipped card profile loads")
 }
 
 pub fn card_key() -> ManagementKey {

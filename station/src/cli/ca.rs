@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use registry::Role;
 use station::ca_admin::{self, KeySource, SubjectFile};
 use station::error::StationError;
-use station::init::CaSummary;
+use station::hierarchy::CaSummary;
 use station::rotation::{self, Approval, RequestView};
 use station::Station;
 
@@ -150,7 +150,7 @@ pub fn run(ctx: &Ctx, cmd: &CaCmd) -> Result<(), StationError> {
 
 fn show(ctx: &Ctx) -> Result<(), StationError> {
     let st = Station::open_read_only(ctx.data_dir)?;
-    let cas = ca_admin::summaries(&st.registry, &st.layout)?;
+    let cas = station::hierarchy::summaries(&st.registry, &st.layout)?;
     ctx.print(&cas, |c| summaries_text(c))
 }
 
@@ -170,17 +170,9 @@ fn issue(ctx: &Ctx, a: &IssueArgs) -> Result<(), StationError> {
             ))
         }
     };
-    let subject = match (&a.subject, &source) {
-        (Some(f), _) => SubjectFile::load(f)?.holder_subject(),
-        (None, KeySource::Csr(bytes)) => ca::holder_subject_from_csr(bytes)?,
-        (None, KeySource::Spki(_)) => {
-            return Err(StationError::invalid(
-                "subject",
-                "--spki needs --subject FILE",
-            ))
-        }
-    };
+    let file = a.subject.as_deref().map(SubjectFile::load).transpose()?;
     let (mut st, session) = ctx.open_as(&a.op.operator, "issue certificates", &[Role::CaAdmin])?;
+    let subject = ca_admin::holder_subject(&st, file, &source)?;
     let r = ca_admin::issue(&mut st, &session, &a.profile, source, &subject, &a.out)?;
     ctx.print(&r, |r| {
         format!(

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use clap::Args;
 use registry::Role;
-use station::document::DocumentProfile;
 use station::error::StationError;
 use station::interactive::holder_policy;
 use station::issuance::{IssueInput, IssueReport};
@@ -41,7 +40,7 @@ pub struct IssueArgs {
 
 pub fn run(ctx: &Ctx, a: &IssueArgs) -> Result<(), StationError> {
     let (mut st, session) = ctx.open_as(&a.op.operator, "issue cards", &[Role::Clerk])?;
-    let policy = holder_policy(&DocumentProfile::load(&st)?);
+    let policy = holder_policy(st.document_profile()?);
     let holder = station::holder::load(&a.holder, &policy).map_err(holder_errors)?;
     let pin = station::pin_letter::read_holder_pin(a.pin_fd)?;
     let input = IssueInput {
@@ -55,8 +54,8 @@ pub fn run(ctx: &Ctx, a: &IssueArgs) -> Result<(), StationError> {
     let r = station::issuance::issue(&mut st, &session, &input, &mut |p| {
         if !quiet {
             match &p.card {
-                Some(c) => eprintln!("[{}] {}/{} {}", p.job_step, c.index, c.total, c.step),
-                None => eprintln!("[{}]", p.job_step),
+                Some(c) => eprintln!("[{}] {}/{} {}", p.step, c.index, c.total, c.step),
+                None => eprintln!("[{}]", p.step),
             }
         }
     })?;

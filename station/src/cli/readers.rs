@@ -34,7 +34,7 @@ fn readers() -> Result<Vec<serde_json::Value>, StationError> {
             }) {
                 Ok(i) => format!(
                     "card {} {}",
-                    station::issuance::serial_text(i.serial),
+                    station::card::serial_text(i.serial),
                     i.lifecycle
                 ),
                 Err(e) => format!("card present: {e}"),

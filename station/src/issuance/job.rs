@@ -13,10 +13,11 @@
 use std::time::{Instant, SystemTime};
 
 use personalization::executor::{self, CardInfo, CardStep, CompleteInput, LdsPlan, Personalizer};
-use personalization::piv::{Lifecycle, Slot};
-use personalization::plan::CardProfile;
+use personalization::lifecycle::Lifecycle;
 use personalization::secret::{ManagementKey, Pin};
 use personalization::transport::Transport;
+use profiles::card::{CardProfile, Slot};
+use profiles::document::DocumentProfile;
 use registry::{DocumentNumber, StepState};
 use serde_json::{json, Value};
 
@@ -24,7 +25,6 @@ use super::lds::{build_lds, LdsData};
 use super::{IssueReport, IssuedCertSummary, JobProgress, Timings};
 use crate::card::{card_management_key, serial_text, slot_name};
 use crate::certifier::{CardCertificate, Certifier, KeyToCertify};
-use crate::document::DocumentProfile;
 use crate::error::StationError;
 use crate::holder::ValidHolder;
 use crate::journal::{JobStep, Reached};

@@ -11,13 +11,12 @@ use zeroize::Zeroizing;
 
 use crate::error::StationError;
 use crate::holder::ValidHolder;
-use crate::holder_views::{lift, ISSUING_STATE};
+use crate::holder_views::lift;
 use crate::Station;
 
 /// What the card step needs to write and check the LDS.
 pub struct LdsData {
     pub files: LdsFiles,
-    pub mrz: [String; 3],
     pub mrz_information: Zeroizing<String>,
     pub csca_der: Vec<u8>,
 }
@@ -56,7 +55,7 @@ pub fn build_lds(
         &holder.into(),
         photo.as_deref(),
         &MrzDocument {
-            issuing_state: ISSUING_STATE,
+            issuing_state: &st.document_profile()?.issuing_state,
             number: document,
             expiry,
         },
@@ -71,7 +70,6 @@ pub fn build_lds(
     let csca_der = sign_sod(st, &mut files)?;
     Ok(LdsData {
         files,
-        mrz: groups.mrz,
         mrz_information: groups.mrz_information,
         csca_der,
     })

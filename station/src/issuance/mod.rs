@@ -34,7 +34,7 @@ mod secrets;
 use std::time::Instant;
 
 use personalization::executor::{self, Progress};
-use personalization::piv::Lifecycle;
+use personalization::lifecycle::Lifecycle;
 use personalization::secret::Pin;
 use personalization::transport::pcsc::Pcsc;
 use personalization::transport::Transport;
@@ -50,18 +50,12 @@ use crate::session::Session;
 use crate::Station;
 use job::{ms, Inspected, Job};
 
-pub use crate::journal::{names as steps, JobStep, Reached};
-pub use lds::{build_lds, LdsData};
 pub use preflight::preflight;
 pub use secrets::check_pin;
 
-// Moved to their owners; kept here for the callers that still name them through `issuance`.
-pub use crate::card::{
-    card_management_key, card_profile, serial_text, slot_name, MGMT_KEY_PURPOSE,
-};
-pub use crate::holder_views::{
-    printed_name, record_mrz_lines as mrz_lines, MrzRecord as MrzHolder, ISSUING_STATE,
-};
+use crate::card::serial_text;
+use crate::holder_views::printed_name;
+use crate::journal::{JobStep, Reached};
 
 /// What the clerk (or a script) hands to an issuance.
 pub struct IssueInput {
@@ -113,18 +107,12 @@ pub struct IssueReport {
 #[derive(Debug, Clone)]
 pub struct JobProgress {
     pub step: JobStep,
-    /// The step's journal name (`step.as_str()`), for callers that show or compare text.
-    pub job_step: &'static str,
     pub card: Option<Progress>,
 }
 
 impl JobProgress {
     pub fn new(step: JobStep, card: Option<Progress>) -> Self {
-        JobProgress {
-            step,
-            job_step: step.as_str(),
-            card,
-        }
+        JobProgress { step, card }
     }
 }
 
@@ -227,9 +215,9 @@ pub fn issue_with(
 
 /// What the checks before the card produce.
 struct Checked {
-    profile: personalization::plan::CardProfile,
+    profile: profiles::card::CardProfile,
     pin: Pin,
-    doc_profile: crate::document::DocumentProfile,
+    doc_profile: profiles::document::DocumentProfile,
     /// The registry's view of the holder.
     record: registry::NewHolder,
 }
@@ -242,10 +230,10 @@ fn check_before_card(
     input: &IssueInput,
     registrar: &dyn Registrar,
 ) -> Result<Checked, StationError> {
-    let profile = card_profile(st)?;
+    let profile = st.card_profile()?.clone();
     let pin = check_pin(&profile, &input.pin, input.holder.date_of_birth)?;
     crate::pin_letter::check_destination(&input.pin_letter)?;
-    let doc_profile = crate::document::DocumentProfile::load(st)?;
+    let doc_profile = st.document_profile()?.clone();
     let record = registry::NewHolder::try_from(&input.holder)?;
     registrar.check_holder(st, &record, input.update_holder)?;
     preflight(st, &input.holder, registrar)?;

@@ -1,8 +1,9 @@
 //! The holder's secrets as the card takes them: the PIN the holder chose and the PUK the
 //! station draws, each checked against the card profile. Errors name the rule, never the value.
 
-use personalization::plan::CardProfile;
+use personalization::plan::Credentials;
 use personalization::secret::{Pin, PinKind};
+use profiles::card::CardProfile;
 use zeroize::Zeroizing;
 
 use crate::error::StationError;
