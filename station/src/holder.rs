@@ -147,7 +147,39 @@ pub fn validate(
             rule,
         })
     };
+    let (sex, dob) = check_person(record, policy, &mut err);
+    check_names(record, &mut err);
+    if let Err(rule) = check_text(&record.place_of_birth, 80) {
+        err("place_of_birth", rule);
+    }
+    if let Err(rule) = check_citizenship(&record.citizenship) {
+        err("citizenship", rule);
+    }
+    let (kind, on, until) = check_address(&record.address, dob, policy, &mut err);
+    let photo_path = check_photo(record, photo_base, &mut err);
+    match (errs.is_empty(), sex, dob, kind, on) {
+        (true, Some(sex), Some(date_of_birth), Some(address_kind), Some(registered_on)) => {
+            Ok(ValidHolder {
+                record: record.clone(),
+                sex,
+                date_of_birth,
+                address_kind,
+                registered_on,
+                registered_until: until,
+                photo_path,
+            })
+        }
+        _ => Err(errs),
+    }
+}
 
+/// Sex, date of birth (a calendar date, not in the future, not before 1900) and the PINFL that
+/// encodes both.
+fn check_person(
+    record: &HolderRecord,
+    policy: &ValidationPolicy,
+    err: &mut impl FnMut(&str, String),
+) -> (Option<Sex>, Option<Date>) {
     let sex = match record.sex.as_str() {
         "M" => Some(Sex::M),
         "F" => Some(Sex::F),
@@ -170,6 +202,12 @@ pub fn validate(
         err("pinfl", rule);
     }
 
+    (sex, dob)
+}
+
+/// Latin names (surname and given names required), their optional Cyrillic forms, and no
+/// Cyrillic patronymic without a Latin one.
+fn check_names(record: &HolderRecord, err: &mut impl FnMut(&str, String)) {
     for (field, value, required) in [
         ("surname", Some(&record.surname), true),
         ("given_names", Some(&record.given_names), true),
@@ -202,15 +240,17 @@ pub fn validate(
             "is required when patronymic_cyrillic is given".into(),
         );
     }
+}
 
-    if let Err(rule) = check_text(&record.place_of_birth, 80) {
-        err("place_of_birth", rule);
-    }
-    if let Err(rule) = check_citizenship(&record.citizenship) {
-        err("citizenship", rule);
-    }
-
-    let a = &record.address;
+/// The registration address: its kind, texts, and dates (registered_on not before birth nor in
+/// the future; registered_until only for, and required for, a temporary address, after
+/// registered_on).
+fn check_address(
+    a: &AddressRecord,
+    dob: Option<Date>,
+    policy: &ValidationPolicy,
+    err: &mut impl FnMut(&str, String),
+) -> (Option<AddressKind>, Option<Date>, Option<Date>) {
     let kind = match a.kind.as_str() {
         "permanent" => Some(AddressKind::Permanent),
         "temporary" => Some(AddressKind::Temporary),
@@ -288,7 +328,16 @@ pub fn validate(
         (None, _) => None,
     };
 
-    let photo_path = match (&record.photo, photo_base) {
+    (kind, on, until)
+}
+
+/// The photo, when the record names one and there is a base directory: a JPEG file.
+fn check_photo(
+    record: &HolderRecord,
+    photo_base: Option<&Path>,
+    err: &mut impl FnMut(&str, String),
+) -> Option<PathBuf> {
+    match (&record.photo, photo_base) {
         (Some(p), Some(base)) => {
             let path = base.join(p);
             match check_jpeg(&path) {
@@ -300,21 +349,6 @@ pub fn validate(
             }
         }
         _ => None,
-    };
-
-    match (errs.is_empty(), sex, dob, kind, on) {
-        (true, Some(sex), Some(date_of_birth), Some(address_kind), Some(registered_on)) => {
-            Ok(ValidHolder {
-                record: record.clone(),
-                sex,
-                date_of_birth,
-                address_kind,
-                registered_on,
-                registered_until: until,
-                photo_path,
-            })
-        }
-        _ => Err(errs),
     }
 }
 
