@@ -5,6 +5,11 @@
 //! ([`vpcd`]) that plugs it into pcscd as the `vchip` binary. Written from the standards;
 //! shares no code with the host side.
 //!
+//! Where this crate and `personalization` look alike (BER-TLV, BAC key derivation, secure
+//! messaging, EF.SOD structures), they are two implementations of the same clauses on
+//! purpose: a misreading of a standard on one side is then caught by the other, instead of
+//! being shared by both. Do not factor them into a common crate.
+//!
 //! ```
 //! let mut card = chip::Card::new_blank(0x0102_0304).unwrap();
 //! let atr = card.power_on();

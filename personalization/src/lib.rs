@@ -1,5 +1,9 @@
 //! Host side of the ID card: everything the station says to a chip.
 //!
+//! The card side is `chip`, written separately from the same standards on purpose: where the
+//! two look alike (BER-TLV, BAC and secure messaging, EF.SOD), each checks the other's reading
+//! of the clause, so they share no code.
+//!
 //! Layers, bottom up (one module per card concept, named after the standards' nouns):
 //! - [`apdu`]: ISO/IEC 7816-4 §5 command/response APDUs, command chaining (CLA bit 0x10),
 //!   GET RESPONSE for `61xx`, typed status words;
