@@ -18,12 +18,13 @@ use personalization::lifecycle::Lifecycle;
 use personalization::transport::pcsc::Pcsc;
 use personalization::transport::Transport;
 use profiles::card::Slot;
-use registry::{Actor, CardLifecycle, Job, Rollback};
+use registry::{Actor, Job, Rollback};
 use serde::Serialize;
 
 use crate::datadir::{Work, WorkLock};
 use crate::error::StationError;
 use crate::journal::{JobStep, Reached};
+use crate::registrar::{LocalRegistry, Registrar};
 use crate::Station;
 
 #[derive(Debug, Clone, Serialize)]
@@ -65,30 +66,23 @@ fn reached(job: &Job) -> Reached {
     Reached::from_journal(job.steps.iter().map(|s| s.step.as_str()))
 }
 
+/// Roll `job` back through the [`Registrar`] (the card reset now, if `card_reset` names it).
 fn roll_back(
     st: &mut Station,
     actor: &Actor,
+    registrar: &dyn Registrar,
     job: &Job,
     card_reset: Option<String>,
     reason: &str,
 ) -> Result<Resolved, StationError> {
     let number = reached(job).number_on_rollback();
-    let summary = st.registry.write(|tx| {
-        if let Some(serial) = &job.card_serial {
-            if card_reset.is_none() {
-                tx.upsert_card(serial, CardLifecycle::Personalizing)?;
-            }
-        }
-        tx.roll_back_issuance(
-            &Rollback {
-                job_id: job.id,
-                number,
-                card_reset: card_reset.clone(),
-                reason: reason.into(),
-            },
-            actor,
-        )
-    })?;
+    let rollback = Rollback {
+        job_id: job.id,
+        number,
+        card_reset,
+        reason: reason.into(),
+    };
+    let summary = registrar.abort(st, actor, &rollback, job.card_serial.as_deref())?;
     crate::audit::checkpoint_after(st, "recovery.rolled-back");
     Ok(Resolved {
         job_id: job.id,
@@ -114,11 +108,16 @@ pub fn recover(
         "recover issuances",
         &[registry::Role::Clerk, registry::Role::CaAdmin],
     )?;
-    recover_as(st, &session.actor().clone(), mode)
+    recover_as(st, &session.actor().clone(), &LocalRegistry, mode)
 }
 
 /// [`recover`] on behalf of `actor` (an issuance that found an unfinished job on its card).
-fn recover_as(st: &mut Station, actor: &Actor, mode: Mode) -> Result<Vec<Resolved>, StationError> {
+fn recover_as(
+    st: &mut Station,
+    actor: &Actor,
+    registrar: &dyn Registrar,
+    mode: Mode,
+) -> Result<Vec<Resolved>, StationError> {
     let mut out = Vec::new();
     let jobs = st.registry.unfinished_jobs()?;
     for job in jobs {
@@ -132,6 +131,7 @@ fn recover_as(st: &mut Station, actor: &Actor, mode: Mode) -> Result<Vec<Resolve
             out.push(roll_back(
                 st,
                 actor,
+                registrar,
                 &job,
                 None,
                 "unfinished issuance rolled back by recovery",
@@ -159,11 +159,12 @@ fn recover_as(st: &mut Station, actor: &Actor, mode: Mode) -> Result<Vec<Resolve
                 let mut tx = card.begin().map_err(|e| {
                     StationError::card(None, &e.in_step("open a card transaction"))
                 })?;
-                out.push(resolve_with_card(st, actor, &job, &mut tx)?);
+                out.push(resolve_with_card(st, actor, registrar, &job, &mut tx)?);
             }
             None if mode == Mode::WithoutCardRollsBack => out.push(roll_back(
                 st,
                 actor,
+                registrar,
                 &job,
                 None,
                 &format!("card {serial} not present; its certificates are revoked"),
@@ -184,10 +185,11 @@ fn recover_as(st: &mut Station, actor: &Actor, mode: Mode) -> Result<Vec<Resolve
 pub(crate) fn recover_with_card(
     st: &mut Station,
     actor: &Actor,
+    registrar: &dyn Registrar,
     tx: &mut dyn Transport,
     serial: u32,
 ) -> Result<Vec<Resolved>, StationError> {
-    let mut out = recover_as(st, actor, Mode::Automatic)?;
+    let mut out = recover_as(st, actor, registrar, Mode::Automatic)?;
     let serial = crate::card::serial_text(serial);
     for job in st.registry.unfinished_jobs()? {
         if job.card_serial.as_deref() != Some(serial.as_str())
@@ -198,7 +200,7 @@ pub(crate) fn recover_with_card(
         let Ok(_lock) = WorkLock::acquire(&st.layout.root, Work::IssuanceJob(job.id)) else {
             continue;
         };
-        out.push(resolve_with_card(st, actor, &job, tx)?);
+        out.push(resolve_with_card(st, actor, registrar, &job, tx)?);
     }
     Ok(out)
 }
@@ -206,6 +208,7 @@ pub(crate) fn recover_with_card(
 fn resolve_with_card(
     st: &mut Station,
     actor: &Actor,
+    registrar: &dyn Registrar,
     job: &Job,
     tx: &mut dyn Transport,
 ) -> Result<Resolved, StationError> {
@@ -249,6 +252,7 @@ fn resolve_with_card(
         return roll_back(
             st,
             actor,
+            registrar,
             job,
             None,
             "the card is LOCKED but not with this job's certificates",
@@ -261,6 +265,7 @@ fn resolve_with_card(
     roll_back(
         st,
         actor,
+        registrar,
         job,
         Some(crate::card::serial_text(info.serial)),
         "the card never reached LOCKED; it was reset",

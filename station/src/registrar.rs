@@ -7,7 +7,10 @@
 //! issuance job talks to the registry about holders, numbers and certificates only through
 //! this trait (its step journal stays local).
 
-use registry::{Actor, AuditEntry, CardLifecycle, DocumentNumber, NewHolder, Rollback, StepState};
+use registry::{
+    Actor, AuditEntry, CardLifecycle, DocumentNumber, NewHolder, Rollback, RollbackSummary,
+    StepState,
+};
 
 use crate::certifier::CardCertificate;
 use crate::datadir::{Work, WorkLock};
@@ -83,15 +86,17 @@ pub trait Registrar {
         step_name: &str,
     ) -> Result<(), StationError>;
 
-    /// Undo the issuance: certificates revoked, the number spoiled or released, the card
-    /// (`card_serial`) left to be reset at its next insertion.
+    /// Undo the issuance: certificates revoked, the number spoiled or released, and the card
+    /// (`card_serial`, when the job got one and `rollback.card_reset` says it was not reset
+    /// just now) left to be reset at its next insertion. Returns what was revoked. Used by the
+    /// job and by recovery.
     fn abort(
         &self,
         st: &mut Station,
         actor: &Actor,
         rollback: &Rollback,
-        card_serial: &str,
-    ) -> Result<(), StationError>;
+        card_serial: Option<&str>,
+    ) -> Result<RollbackSummary, StationError>;
 }
 
 /// The station's own SQLite registry.
@@ -272,13 +277,13 @@ impl Registrar for LocalRegistry {
         st: &mut Station,
         actor: &Actor,
         rollback: &Rollback,
-        card_serial: &str,
-    ) -> Result<(), StationError> {
-        st.registry.write(|tx| {
-            tx.upsert_card(card_serial, CardLifecycle::Personalizing)?;
+        card_serial: Option<&str>,
+    ) -> Result<RollbackSummary, StationError> {
+        Ok(st.registry.write(|tx| {
+            if let (Some(serial), None) = (card_serial, &rollback.card_reset) {
+                tx.upsert_card(serial, CardLifecycle::Personalizing)?;
+            }
             tx.roll_back_issuance(rollback, actor)
-        })?;
-        crate::audit::checkpoint_after(st, "issuance.rolled-back");
-        Ok(())
+        })?)
     }
 }

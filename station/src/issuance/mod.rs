@@ -163,7 +163,7 @@ pub fn issue_with(
         .map_err(|e| StationError::card(None, &e.in_step("open a card transaction")))?;
     let first = executor::inspect(&mut tx).map_err(|e| StationError::card(None, &e))?;
     t.card_ms += ms(t0);
-    let info = recover_first(st, session, &mut tx, first.serial, &reader)?;
+    let info = recover_first(st, session, registrar, &mut tx, first.serial, &reader)?;
 
     // Registry: holder, number, job (one transaction; a conflict leaves nothing behind).
     let t0 = Instant::now();
@@ -250,11 +250,12 @@ fn check_before_card(
 fn recover_first(
     st: &mut Station,
     session: &Session,
+    registrar: &dyn Registrar,
     tx: &mut dyn Transport,
     serial: u32,
     reader: &str,
 ) -> Result<executor::CardInfo, StationError> {
-    let resolved = crate::recovery::recover_with_card(st, session.actor(), tx, serial)?;
+    let resolved = crate::recovery::recover_with_card(st, session.actor(), registrar, tx, serial)?;
     let info = executor::inspect(tx).map_err(|e| StationError::card(None, &e))?;
     if info.lifecycle == Lifecycle::Locked {
         let by_recovery = resolved
@@ -331,10 +332,13 @@ fn abandon(job: &mut Job<'_>, e: &StationError, letter: Option<&std::path::PathB
         reason: e.to_string(),
     };
     let serial = serial_text(job.serial);
-    if let Err(re) = job
+    match job
         .registrar
-        .abort(job.st, job.session.actor(), &rollback, &serial)
+        .abort(job.st, job.session.actor(), &rollback, Some(&serial))
     {
-        tracing::error!(job = job_id, error = %re, "rollback failed; recovery will retry");
+        Ok(_) => crate::audit::checkpoint_after(job.st, "issuance.rolled-back"),
+        Err(re) => {
+            tracing::error!(job = job_id, error = %re, "rollback failed; recovery will retry")
+        }
     }
 }
