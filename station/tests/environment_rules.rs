@@ -1,7 +1,13 @@
-//! Secrets never come from the environment (docs/security.md): no source file of the workspace
-//! reads an environment variable whose name says it holds a password, PIN, PUK or secret
-//! (`std::env::var`, `var_os`, `env!`, `option_env!`, clap's `env = "…"`), and a read whose
-//! name is not a literal or a `const` of the same file must be listed here with its reason.
+//! The process environment carries no secret and is never changed by our code.
+//!
+//! - Secrets never come from the environment (docs/security.md): no source file of the
+//!   workspace reads an environment variable whose name says it holds a password, PIN, PUK or
+//!   secret (`std::env::var`, `var_os`, `env!`, `option_env!`, clap's `env = "…"`), and a read
+//!   whose name is not a literal or a `const` of the same file must be listed here with its
+//!   reason.
+//! - No code changes its own process environment: SoftHSM2's configuration (and any PKCS#11
+//!   module's) is given to a process before it starts (`hsm::process_env`), because `setenv` in
+//!   a running, threaded process races with every `getenv`.
 
 use std::path::{Path, PathBuf};
 
@@ -150,4 +156,32 @@ fn the_scanner_finds_each_form_of_a_secret_read() {
             "{line} {what}: {found:#?}"
         );
     }
+}
+
+#[test]
+fn no_source_file_calls_set_var_or_remove_var() {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace");
+    let mut files = Vec::new();
+    rust_files(workspace, &mut files);
+    assert!(files.len() > 50, "found the workspace's sources");
+    let needles = [
+        ["env::", "set_var("].concat(),
+        ["env::", "remove_var("].concat(),
+    ];
+    let offenders: Vec<String> = files
+        .iter()
+        .filter_map(|f| {
+            let text = std::fs::read_to_string(f).ok()?;
+            text.lines()
+                .enumerate()
+                .find(|(_, l)| {
+                    let code = l.split("//").next().unwrap_or("");
+                    needles.iter().any(|n| code.contains(n.as_str()))
+                })
+                .map(|(i, l)| format!("{}:{}: {}", f.display(), i + 1, l.trim()))
+        })
+        .collect();
+    assert!(offenders.is_empty(), "{}", offenders.join("\n"));
 }
