@@ -7,9 +7,15 @@ use time::{Date, Month};
 
 use crate::{Error, Result};
 
-/// PINFL (personal identification number of an individual): exactly 14 ASCII digits.
+/// Whether `v` has the shape of a PINFL (personal identification number of an individual):
+/// exactly 14 ASCII digits. The one rule the station's richer check starts from.
+pub fn is_pinfl_shaped(v: &str) -> bool {
+    v.len() == 14 && v.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// PINFL: exactly 14 ASCII digits ([`is_pinfl_shaped`]).
 pub fn pinfl(field: &str, v: &str) -> Result<()> {
-    if v.len() != 14 || !v.bytes().all(|b| b.is_ascii_digit()) {
+    if !is_pinfl_shaped(v) {
         return Err(Error::invalid(
             field,
             v,
@@ -133,16 +139,44 @@ pub fn after(field: &str, later: &str, earlier_field: &str, earlier: &str) -> Re
     Ok(())
 }
 
-/// Citizenship: ISO 3166-1 alpha-3 (3 capital letters), `XXA` for stateless persons.
-pub fn citizenship(field: &str, v: &str) -> Result<()> {
+/// Why a nationality code is refused ([`citizenship_fault`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CitizenshipFault {
+    /// Not three capital letters.
+    Shape,
+    /// An `XX?` code other than the four ICAO 9303-3 §5 assigns (XXA stateless person, XXB
+    /// refugee, XXC refugee under other instruments, XXX unspecified nationality).
+    UnknownXx,
+}
+
+/// The first rule of a nationality code that `v` breaks: ISO 3166-1 alpha-3 shape, and among
+/// the `XX?` codes only those of ICAO 9303-3 §5.
+pub fn citizenship_fault(v: &str) -> Option<CitizenshipFault> {
     if v.len() != 3 || !v.bytes().all(|b| b.is_ascii_uppercase()) {
-        return Err(Error::invalid(
+        Some(CitizenshipFault::Shape)
+    } else if v.starts_with("XX") && !matches!(v, "XXA" | "XXB" | "XXC" | "XXX") {
+        Some(CitizenshipFault::UnknownXx)
+    } else {
+        None
+    }
+}
+
+/// Citizenship: ISO 3166-1 alpha-3 (3 capital letters), `XXA` for stateless persons
+/// ([`citizenship_fault`]).
+pub fn citizenship(field: &str, v: &str) -> Result<()> {
+    match citizenship_fault(v) {
+        None => Ok(()),
+        Some(CitizenshipFault::Shape) => Err(Error::invalid(
             field,
             v,
             "must be an ISO 3166-1 alpha-3 code (3 capital letters; XXA for stateless)",
-        ));
+        )),
+        Some(CitizenshipFault::UnknownXx) => Err(Error::invalid(
+            field,
+            v,
+            "is not an ICAO 9303-3 code (XXA, XXB, XXC or XXX)",
+        )),
     }
-    Ok(())
 }
 
 /// Why a free text is refused ([`text_fault`]).
@@ -282,5 +316,13 @@ mod tests {
         assert!(series("series", "ad").is_err());
         assert!(citizenship("citizenship", "XXA").is_ok());
         assert!(citizenship("citizenship", "UZ").is_err());
+        // ICAO 9303-3 §5: only XXA, XXB, XXC and XXX among the XX codes.
+        for ok in ["XXA", "XXB", "XXC", "XXX"] {
+            assert_eq!(citizenship_fault(ok), None, "{ok}");
+        }
+        assert_eq!(citizenship_fault("XXZ"), Some(CitizenshipFault::UnknownXx));
+        assert_eq!(citizenship_fault("uzb"), Some(CitizenshipFault::Shape));
+        let e = citizenship("citizenship", "XXZ").unwrap_err().to_string();
+        assert!(e.contains("XXA, XXB, XXC or XXX"), "{e}");
     }
 }

@@ -369,7 +369,7 @@ pub fn check_pinfl(
     dob: Option<Date>,
     check_digit: bool,
 ) -> Result<(), String> {
-    if pinfl.len() != 14 || !pinfl.bytes().all(|c| c.is_ascii_digit()) {
+    if !registry::validate::is_pinfl_shaped(pinfl) {
         return Err(format!("{pinfl:?} must be exactly 14 digits"));
     }
     let d: Vec<u32> = pinfl.bytes().map(|c| u32::from(c - b'0')).collect();
@@ -513,15 +513,13 @@ fn check_text(value: &str, max: usize) -> Result<(), String> {
 /// persons without a state: XXA stateless, XXB refugee (1951 Convention), XXC refugee (other),
 /// XXX unspecified nationality.
 pub fn check_citizenship(code: &str) -> Result<(), String> {
-    if code.len() == 3 && code.bytes().all(|c| c.is_ascii_uppercase()) {
-        if code.starts_with("XX") && !matches!(code, "XXA" | "XXB" | "XXC" | "XXX") {
-            return Err(format!(
-                "{code:?} is not a valid ICAO code (XXA, XXB, XXC or XXX)"
-            ));
-        }
-        Ok(())
-    } else {
-        Err(format!("{code:?} must be an ISO 3166-1 alpha-3 code (three capital letters) or XXA for stateless persons"))
+    use registry::validate::{citizenship_fault, CitizenshipFault};
+    match citizenship_fault(code) {
+        None => Ok(()),
+        Some(CitizenshipFault::UnknownXx) => Err(format!(
+            "{code:?} is not a valid ICAO code (XXA, XXB, XXC or XXX)"
+        )),
+        Some(CitizenshipFault::Shape) => Err(format!("{code:?} must be an ISO 3166-1 alpha-3 code (three capital letters) or XXA for stateless persons")),
     }
 }
 
