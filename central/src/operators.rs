@@ -67,22 +67,9 @@ pub fn check_name(field: &'static str, name: &str) -> Result<()> {
             field,
             format!(
                 "{:?} must be 1-64 of a-z 0-9 . _ - starting with a letter or digit",
-                bounded(name)
+                registry::audit::bounded_name(name)
             ),
         ))
-    }
-}
-
-/// At most 64 characters of a name someone typed, marked when cut (for refusals).
-fn bounded(name: &str) -> String {
-    if name.chars().count() <= 64 {
-        name.to_owned()
-    } else {
-        format!(
-            "{}…(truncated, {} bytes)",
-            name.chars().take(64).collect::<String>(),
-            name.len()
-        )
     }
 }
 
@@ -112,7 +99,7 @@ pub async fn log_in(
     let refused = |reason: &str| serde_json::json!({ "action": action, "reason": reason });
     let tx = client.transaction().await?;
     let who = Actor {
-        operator: bounded(name),
+        operator: registry::audit::bounded_name(name),
         role: role.clone().unwrap_or_else(|| "unknown".into()),
         station: centre.to_owned(),
     };
@@ -142,7 +129,7 @@ pub async fn log_in(
         tx.commit().await?;
         return Err(CentralError::NotPermitted(format!(
             "{}: operator name or password is wrong",
-            bounded(name)
+            registry::audit::bounded_name(name)
         )));
     }
     let role = role

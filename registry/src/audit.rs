@@ -21,6 +21,19 @@ pub const EVENT_DOMAIN: &str = "idstation-audit-event-v1";
 pub const CHECKPOINT_DOMAIN: &str = "idstation-audit-checkpoint-v1";
 /// `prev_hash` of the first event (seq 1).
 pub const GENESIS_PREV_HASH: [u8; 32] = [0u8; 32];
+
+/// Characters of an operator name a refusal records before cutting it.
+pub const MAX_LOGGED_NAME_CHARS: usize = 64;
+
+/// A name someone typed, as a refusal records it: unchanged up to [`MAX_LOGGED_NAME_CHARS`]
+/// characters, else its first 64 characters and `…(truncated, N bytes)` with the full length in
+/// bytes. Shared by the station and the centre, so both audit logs bound names alike.
+pub fn bounded_name(name: &str) -> String {
+    match name.char_indices().nth(MAX_LOGGED_NAME_CHARS) {
+        None => name.to_string(),
+        Some((cut, _)) => format!("{}…(truncated, {} bytes)", &name[..cut], name.len()),
+    }
+}
 /// Outbox topic: a signed audit checkpoint (seq, hash, time, signature), so that a system off
 /// the station holds the heads of the audit chain (docs/audit-format.md section 4).
 pub const TOPIC_AUDIT_CHECKPOINT: &str = "audit.checkpoint";

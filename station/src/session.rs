@@ -218,17 +218,7 @@ pub(crate) fn refuse_session(reg: &mut Registry, session: &Session, action: &str
     }
 }
 
-/// At most this many characters of a refused caller's name reach the audit log.
-pub const MAX_LOGGED_NAME_CHARS: usize = 64;
-
-/// `name` as a refusal records it: unchanged up to [`MAX_LOGGED_NAME_CHARS`] characters,
-/// else its first 64 characters and `…(truncated, N bytes)` with the full length in bytes.
-pub fn bounded_name(name: &str) -> String {
-    match name.char_indices().nth(MAX_LOGGED_NAME_CHARS) {
-        None => name.to_string(),
-        Some((cut, _)) => format!("{}…(truncated, {} bytes)", &name[..cut], name.len()),
-    }
-}
+pub use registry::audit::{bounded_name, MAX_LOGGED_NAME_CHARS};
 
 #[cfg(test)]
 mod tests {
