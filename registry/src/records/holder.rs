@@ -6,8 +6,9 @@ use rusqlite::{params, OptionalExtension, Row};
 use super::unique_conflict;
 use crate::{now_rfc3339, validate, Actor, Error, Registry, Result, Tx};
 
-/// Holder as given for enrolment.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// Holder as given for enrolment (also the holder of the centre's `reserve` request).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewHolder {
     pub pinfl: String,
     pub surname: String,
@@ -38,7 +39,8 @@ pub struct Holder {
 }
 
 /// Kind of registration address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum AddressKind {
     Permanent,
     Temporary,
@@ -60,7 +62,8 @@ impl AddressKind {
 }
 
 /// A registration address (permanent or temporary, with its dates).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewAddress {
     pub kind: AddressKind,
     pub region: String,
@@ -79,6 +82,20 @@ pub struct Address {
     pub data: NewAddress,
     pub recorded_at: String,
     pub recorded_by: String,
+}
+
+impl NewHolder {
+    /// The rules the registry applies before storing a holder (each refusal names the field).
+    pub fn validate(&self) -> Result<()> {
+        validate_holder(self)
+    }
+}
+
+impl NewAddress {
+    /// The rules the registry applies before storing an address (each refusal names the field).
+    pub fn validate(&self) -> Result<()> {
+        validate_address(self)
+    }
 }
 
 fn validate_holder(h: &NewHolder) -> Result<()> {

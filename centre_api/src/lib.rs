@@ -1,0 +1,401 @@
+//! The wire format between a station and the national centre (`idcentral serve`): the JSON
+//! bodies of the HTTPS API, shared by the server (`central`) and its client (`station`), so the
+//! two cannot drift apart. docs/centre.md describes the protocol with example messages.
+//!
+//! Binary values travel as hexadecimal (certificates, public keys and signatures as DER),
+//! certificates at enrolment as PEM. Every issuance call names a job by a UUID the station draws
+//! before its first call; the centre answers a repeated call of the same step of the same job
+//! with the answer it gave the first time (idempotency by station, job and step), so a station
+//! may retry any call after a timeout.
+
+use registry::{NewAddress, NewHolder};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The API's paths.
+pub mod paths {
+    pub const ENROL: &str = "/v1/enrol";
+    pub const WHOAMI: &str = "/v1/whoami";
+    pub const STATUS: &str = "/v1/status";
+    pub const RESERVE: &str = "/v1/jobs/reserve";
+    pub const AUDIT_PUSH: &str = "/v1/audit/push";
+
+    /// `GET`: what the centre knows of a job (recovery asks this).
+    pub fn job(job: &str) -> String {
+        format!("/v1/jobs/{job}")
+    }
+    pub fn certify(job: &str) -> String {
+        format!("/v1/jobs/{job}/certify")
+    }
+    pub fn complete(job: &str) -> String {
+        format!("/v1/jobs/{job}/complete")
+    }
+    pub fn abort(job: &str) -> String {
+        format!("/v1/jobs/{job}/abort")
+    }
+}
+
+/// A refusal: HTTP 400, 401, 403, 404 or 409 with this body. `rule` is a stable name
+/// (docs/centre.md lists them); `office` names the office concerned where the rule is about
+/// another office's card (`holder-has-active-card`, `holder-has-pending-issuance`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub error: String,
+    pub rule: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub office: Option<String>,
+}
+
+/// Rules of refusals a station acts on.
+pub mod rules {
+    pub const HOLDER_HAS_ACTIVE_CARD: &str = "holder-has-active-card";
+    pub const HOLDER_HAS_PENDING_ISSUANCE: &str = "holder-has-pending-issuance";
+    pub const HOLDER_DATA_DIFFERS: &str = "holder-data-differs";
+    pub const NO_NUMBERS_LEFT: &str = "no-numbers-left";
+    /// The same job UUID with a different request, or a step out of order.
+    pub const JOB_CONFLICT: &str = "job-conflict";
+    /// A job that belongs to another station.
+    pub const JOB_OF_ANOTHER_STATION: &str = "job-of-another-station";
+    pub const PROOF_OF_POSSESSION_FAILED: &str = "proof-of-possession-failed";
+    pub const JOB_ABORTED: &str = "job-aborted";
+    pub const AUDIT_HEAD_DOES_NOT_EXTEND: &str = "audit-head-does-not-extend";
+    pub const STATION_DISABLED: &str = "station-disabled";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Enrolment and status
+
+/// `POST /v1/enrol` (no client certificate). The CSRs are PEM (`-----BEGIN CERTIFICATE
+/// REQUEST-----`) or DER in hex.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrolRequest {
+    pub station: String,
+    pub enrolment_code: String,
+    pub identity_csr: String,
+    pub audit_csr: String,
+    pub document_signer_csr: String,
+}
+
+impl std::fmt::Debug for EnrolRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnrolRequest")
+            .field("station", &self.station)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The CA certificates a station keeps (PEM): the anchors it trusts (National Root CA, CSCA,
+/// Station CA) and the e-Signature CA that issues its holders' certificates.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrustAnchors {
+    pub root: String,
+    pub esign: String,
+    pub csca: String,
+    pub station_ca: String,
+}
+
+/// A block of document numbers of one series assigned to one station: `first..=last`, the
+/// next unused one `next` (`last + 1` when exhausted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NumberBlock {
+    pub series: String,
+    pub first: u32,
+    pub last: u32,
+    pub next: u32,
+}
+
+impl NumberBlock {
+    pub fn left(&self) -> u64 {
+        (u64::from(self.last) + 1).saturating_sub(u64::from(self.next))
+    }
+}
+
+/// The answer to an enrolment: the station's certificates (PEM), the CA certificates, the
+/// fingerprint of the centre's TLS certificate and the station's first number block.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnrolResponse {
+    pub station: String,
+    pub office: String,
+    pub identity_cert: String,
+    pub audit_cert: String,
+    pub document_signer_cert: String,
+    pub trust_anchors: TrustAnchors,
+    pub centre_tls_fingerprint_sha256: String,
+    pub number_block: NumberBlock,
+}
+
+/// `GET /v1/whoami`: the station the client certificate belongs to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WhoAmI {
+    pub station: String,
+    pub office: String,
+    pub state: String,
+}
+
+/// `GET /v1/status`: the station as the centre sees it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StationStatus {
+    pub station: String,
+    pub office: String,
+    pub state: String,
+    /// The identity certificate's notAfter (RFC 3339).
+    pub identity_not_after: String,
+    /// The station's number blocks, oldest first.
+    pub number_blocks: Vec<NumberBlock>,
+    /// Numbers left over all blocks.
+    pub numbers_left: u64,
+    /// Jobs reserved or certified and not yet completed or aborted.
+    pub open_jobs: u64,
+    /// The last audit checkpoint the centre accepted from the station (0 = none yet).
+    pub audit_head_seq: u64,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issuance
+
+/// `POST /v1/jobs/reserve`: step 1. The centre refuses a holder with an active card anywhere
+/// in the country (`holder-has-active-card`, naming the office) or with an issuance open at
+/// another job (`holder-has-pending-issuance`), and a registered holder whose data differ
+/// unless `update_holder` (`holder-data-differs`); otherwise it records the holder (and an
+/// address that differs from the latest one) and reserves the next number of the station's
+/// blocks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReserveRequest {
+    /// The job's UUID (RFC 9562 text form), drawn by the station.
+    pub job: String,
+    /// The station's operator (clerk) who runs the issuance.
+    pub operator: String,
+    pub holder: NewHolder,
+    pub address: NewAddress,
+    /// The clerk confirmed a registered holder's changed data.
+    pub update_holder: bool,
+    /// The chip serial of the card to be personalized (8 hex digits).
+    pub card_serial: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReserveResponse {
+    pub job: String,
+    /// Series and number, e.g. `AA0000042`.
+    pub document: String,
+    pub series: String,
+    pub number: u32,
+    /// 32 random bytes (hex) each card key signs in `certify` ([`proof_digest`]).
+    pub challenge: String,
+}
+
+/// One key generated on the card, with its proof of possession.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyToCertify {
+    /// PIV key reference in hex, e.g. `9A`, `9C`.
+    pub slot: String,
+    /// The certificate profile the station's card profile names for the slot.
+    pub profile: String,
+    /// SubjectPublicKeyInfo, DER, hex.
+    pub public_key: String,
+    /// ECDSA signature (DER, hex) by the card key over [`proof_digest`].
+    pub proof: String,
+}
+
+/// `POST /v1/jobs/{job}/certify`: step 3.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertifyRequest {
+    pub operator: String,
+    pub keys: Vec<KeyToCertify>,
+}
+
+/// A certificate the centre issued for a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedCertificate {
+    pub slot: String,
+    pub profile: String,
+    /// Serial number, upper-case hex.
+    pub serial: String,
+    /// The certificate, DER, hex.
+    pub der: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertifyResponse {
+    pub job: String,
+    pub certificates: Vec<IssuedCertificate>,
+    /// The issuing CA's certificate (DER, hex).
+    pub issuer: String,
+}
+
+/// `POST /v1/jobs/{job}/complete`: step 5, the card is LOCKED with the certificates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteRequest {
+    pub operator: String,
+    pub card_serial: String,
+    /// `YYYY-MM-DD`.
+    pub date_of_issue: String,
+    /// `YYYY-MM-DD`.
+    pub date_of_expiry: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompleteResponse {
+    pub job: String,
+    pub document: String,
+    pub state: JobState,
+}
+
+/// What happens to an aborted job's document number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NumberOutcome {
+    /// Never printed or written anywhere: it may be handed out again.
+    Released,
+    /// It may exist on a card or a letter: never used again.
+    Spoiled,
+}
+
+/// `POST /v1/jobs/{job}/abort`: step 5 when the card was not finished. Certificates issued for
+/// the job are revoked (cessationOfOperation).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AbortRequest {
+    pub operator: String,
+    pub reason: String,
+    pub number: NumberOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AbortResponse {
+    pub job: String,
+    pub state: JobState,
+    /// Serials of the certificates revoked by this abort.
+    pub revoked: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Reserved,
+    Certified,
+    Completed,
+    Aborted,
+}
+
+/// `GET /v1/jobs/{job}`: what the centre knows of one of the station's jobs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobStatus {
+    pub job: String,
+    pub state: JobState,
+    pub document: String,
+    pub certificates: Vec<IssuedCertificate>,
+    /// Why it was aborted (by the station, or by the centre after the job timeout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort_reason: Option<String>,
+}
+
+/// Domain separation of the proof of possession.
+pub const PROOF_DOMAIN: &[u8] = b"idstation proof of possession v1";
+
+/// The digest a card key signs to prove possession for a job (ECDSA P-256 over this SHA-256):
+/// `SHA-256(PROOF_DOMAIN ‖ 0x00 ‖ job UUID text ‖ 0x00 ‖ challenge ‖ slot key reference ‖
+/// SubjectPublicKeyInfo DER)`. Binding the job, the centre's challenge, the slot and the key
+/// means a signature proves nothing for any other job, slot or key.
+pub fn proof_digest(job: &str, challenge: &[u8], slot: u8, spki_der: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(PROOF_DOMAIN);
+    h.update([0]);
+    h.update(job.as_bytes());
+    h.update([0]);
+    h.update(challenge);
+    h.update([slot]);
+    h.update(spki_der);
+    h.finalize().into()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Audit anchoring
+
+/// One event of a station's audit log (registry::audit's fields; hashes in hex).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditEventWire {
+    pub seq: u64,
+    pub time: String,
+    pub operator: String,
+    pub role: String,
+    pub station: String,
+    pub action: String,
+    pub object: String,
+    pub details: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// A signed checkpoint (registry::audit::Checkpoint; hash and signature in hex).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointWire {
+    pub seq: u64,
+    pub hash: String,
+    pub time: String,
+    pub signature: String,
+}
+
+/// `POST /v1/audit/push`: the station's events after the last head the centre accepted, up to
+/// and including `checkpoint.seq`, and the checkpoint signed by the station's audit key. The
+/// centre refuses (`audit-head-does-not-extend`) events that do not chain from its head, a
+/// checkpoint whose hash is not the last event's, and a signature that does not verify with
+/// the station's audit certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditPush {
+    pub events: Vec<AuditEventWire>,
+    pub checkpoint: CheckpointWire,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditHead {
+    pub station: String,
+    pub seq: u64,
+    pub hash: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_proof_digest_binds_job_challenge_slot_and_key() {
+        let base = proof_digest("j", &[1; 32], 0x9a, b"k");
+        assert_ne!(base, proof_digest("k", &[1; 32], 0x9a, b"k"));
+        assert_ne!(base, proof_digest("j", &[2; 32], 0x9a, b"k"));
+        assert_ne!(base, proof_digest("j", &[1; 32], 0x9c, b"k"));
+        assert_ne!(base, proof_digest("j", &[1; 32], 0x9a, b"l"));
+        assert_eq!(base, proof_digest("j", &[1; 32], 0x9a, b"k"));
+    }
+
+    #[test]
+    fn a_number_block_counts_what_is_left() {
+        let b = NumberBlock {
+            series: "AA".into(),
+            first: 1,
+            last: 10,
+            next: 11,
+        };
+        assert_eq!(b.left(), 0);
+        assert_eq!(NumberBlock { next: 1, ..b }.left(), 10);
+    }
+
+    #[test]
+    fn a_refusal_without_an_office_parses_and_unknown_request_fields_are_refused() {
+        let r = serde_json::from_str::<Refusal>(r#"{"error":"e","rule":"r"}"#).unwrap();
+        assert_eq!(r.office, None);
+        let e = serde_json::from_str::<CompleteRequest>(
+            r#"{"operator":"o","card_serial":"1","date_of_issue":"d","date_of_expiry":"d","x":1}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("unknown field `x`"), "{e}");
+    }
+}
