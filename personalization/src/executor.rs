@@ -644,6 +644,59 @@ impl<'a> Personalizer<'a> {
         Ok((objects, guid))
     }
 
+    /// Proof of possession for a CA that will certify the prepared card's keys (the CA's
+    /// challenge, RFC 4211 §4.1 in spirit: the key signs what the CA asked). On the card
+    /// `prepare` left PERSONALIZING: for each `(slot, digest)`, VERIFY the profile's transport
+    /// PIN (9C signs only right after a VERIFY, SP 800-73-4 Part 1 §3.2.2 PIN Always) and sign
+    /// the digest with the slot's key (GENERAL AUTHENTICATE). Each signature is checked with the
+    /// public key the card returned at `prepare` before it is handed out, so a card that signs
+    /// with another key is refused here, not by the CA. The transport PIN stays the card's PIN
+    /// until `complete` changes it.
+    pub fn prove_possession(
+        &self,
+        transport: &mut dyn Transport,
+        prepared: &Prepared,
+        digests: &[(Slot, [u8; 32])],
+    ) -> Result<Vec<(Slot, Vec<u8>)>, Error> {
+        use p256::ecdsa::signature::hazmat::PrehashVerifier;
+        let transport_pin = self.profile.transport_pin()?;
+        let mut piv = Piv::new(transport);
+        piv.select()?;
+        match piv.lifecycle()? {
+            Lifecycle::Personalizing => {}
+            l => {
+                return Err(Error::WrongLifecycle {
+                    operation: "proof of possession",
+                    found: l,
+                    needed: "PERSONALIZING",
+                })
+            }
+        }
+        let mut out = Vec::with_capacity(digests.len());
+        for (slot, digest) in digests {
+            let key = prepared
+                .public_key(*slot)
+                .and_then(|d| p256::PublicKey::from_public_key_der(d).ok())
+                .ok_or_else(|| Error::Certificate {
+                    slot: slot.to_string(),
+                    rule: "the prepared card has no key in this slot".into(),
+                })?;
+            piv.verify(&transport_pin)?;
+            let sig = piv.sign_p256(*slot, digest)?;
+            let parsed = p256::ecdsa::Signature::from_der(&sig).map_err(|_| Error::Malformed {
+                command: "GENERAL AUTHENTICATE (sign)",
+                detail: "signature is not a DER Ecdsa-Sig-Value".into(),
+            })?;
+            p256::ecdsa::VerifyingKey::from(&key)
+                .verify_prehash(digest, &parsed)
+                .map_err(|_| Error::SignatureInvalid {
+                    slot: slot.to_string(),
+                })?;
+            out.push((*slot, sig));
+        }
+        Ok(out)
+    }
+
     /// Brings a card left PERSONALIZING back to BLANK: authenticates with `card_key`, or with
     /// the transport key if the card refuses it, and sends RESET TO BLANK. A BLANK card is left
     /// alone; a LOCKED card is refused.

@@ -492,3 +492,65 @@ fn blank_card_with_another_pin_retry_counter_than_the_profile_is_refused_without
     );
     assert!(!t.sent_a_write());
 }
+
+#[test]
+fn the_prepared_card_proves_possession_of_each_key_and_then_completes() {
+    use p256::ecdsa::signature::hazmat::PrehashVerifier;
+    let prof = profile();
+    let p = Personalizer::new(&prof);
+    let mut ca = TestCa::new();
+    let mut t = InProcess::new(chip::Card::new_blank(0x0012_3457).unwrap());
+    let prepared = p.prepare(&mut t, &card_key(), &mut |_| {}).unwrap();
+    let digests: Vec<(Slot, [u8; 32])> = prepared
+        .public_keys
+        .iter()
+        .map(|k| (k.slot, Sha256::digest(&k.spki_der).into()))
+        .collect();
+    let proofs = p.prove_possession(&mut t, &prepared, &digests).unwrap();
+    assert_eq!(proofs.len(), 2);
+    for ((slot, sig), (dslot, digest)) in proofs.iter().zip(&digests) {
+        assert_eq!(slot, dslot);
+        let key =
+            p256::PublicKey::from_public_key_der(prepared.public_key(*slot).unwrap()).unwrap();
+        let sig = p256::ecdsa::Signature::from_der(sig).unwrap();
+        let vk = p256::ecdsa::VerifyingKey::from(&key);
+        vk.verify_prehash(digest, &sig).unwrap();
+        // Not a signature over anything else.
+        assert!(vk.verify_prehash(&[0u8; 32], &sig).is_err());
+    }
+    // The transport PIN is still the card's PIN: the rest of the personalization works.
+    let certificates = certs(&mut ca, &prepared);
+    let pin = Pin::new(PinKind::Pin, HOLDER_PIN).unwrap();
+    let puk = Pin::new(PinKind::Puk, HOLDER_PUK).unwrap();
+    let h = holder();
+    let input = CompleteInput {
+        certificates: &certificates,
+        holder: &h,
+        pin: &pin,
+        puk: &puk,
+    };
+    let report = p
+        .complete(&mut t, &prepared, &card_key(), &input, &mut |_| {})
+        .unwrap();
+    assert_eq!(report.lifecycle, Lifecycle::Locked);
+    // A LOCKED card gives no proof any more (the issuer's flow is over).
+    let e = p.prove_possession(&mut t, &prepared, &digests).unwrap_err();
+    assert!(matches!(e, Error::WrongLifecycle { .. }), "{e}");
+}
+
+#[test]
+fn a_blank_card_gives_no_proof_of_possession() {
+    let prof = profile();
+    let p = Personalizer::new(&prof);
+    let mut t = InProcess::new(chip::Card::new_blank(0x0012_3458).unwrap());
+    let prepared = Prepared {
+        serial: 0x0012_3458,
+        version: [0; 3],
+        public_keys: Vec::new(),
+        stats: Stats::default(),
+    };
+    let e = p
+        .prove_possession(&mut t, &prepared, &[(Slot::Signature, [1; 32])])
+        .unwrap_err();
+    assert!(matches!(e, Error::WrongLifecycle { .. }), "{e}");
+}

@@ -184,6 +184,46 @@ impl Tx<'_> {
         DocumentNumber::new(&series, n)
     }
 
+    /// Record `num` as allocated to `office` when another authority handed it out (a station
+    /// enrolled to the national centre mirrors the number the centre reserved for it): the
+    /// number must lie in one of the office's blocks and never have been recorded; the block's
+    /// `next` moves past it. `NotFound` when no block of the office holds it (the caller
+    /// mirrors the authority's blocks first).
+    pub fn take_document_number(&self, office: &str, num: DocumentNumber) -> Result<()> {
+        validate::office("office", office)?;
+        let block: Option<i64> = self
+            .conn()
+            .query_row(
+                "SELECT id FROM number_blocks
+                 WHERE office = ?1 AND series = ?2 AND first <= ?3 AND last >= ?3",
+                params![office, num.series_str(), num.number],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(block_id) = block else {
+            return Err(Error::NotFound(format!(
+                "no number block of office {office} holds document number {num}"
+            )));
+        };
+        let now = now_rfc3339();
+        let inserted = self.conn().execute(
+            "INSERT INTO document_numbers (series, number, block_id, office, state, allocated_at, changed_at)
+             VALUES (?1, ?2, ?3, ?4, 'allocated', ?5, ?5) ON CONFLICT DO NOTHING",
+            params![num.series_str(), num.number, block_id, office, now],
+        )?;
+        if inserted == 0 {
+            return Err(Error::Conflict(format!(
+                "document number {num} was already handed out ({})",
+                number_state(self.conn(), num)?.as_str()
+            )));
+        }
+        self.conn().execute(
+            "UPDATE number_blocks SET next = max(next, ?2 + 1) WHERE id = ?1",
+            params![block_id, num.number],
+        )?;
+        Ok(())
+    }
+
     /// Move an allocated number to `used`, `spoiled` or `released` (forward only).
     pub fn mark_document_number(
         &self,
@@ -288,6 +328,42 @@ mod tests {
         let ok: DocumentNumber = "AD1234567".parse().unwrap();
         assert_eq!(ok.to_string(), "AD1234567");
         assert!("AD0000000".parse::<DocumentNumber>().is_err());
+    }
+
+    #[test]
+    fn a_number_handed_out_by_the_centre_is_taken_once_inside_a_block_and_moves_next_past_it() {
+        let (_d, mut reg) = temp_registry();
+        reg.write(|tx| tx.add_number_block("TAS01", "AA", 100, 199).map(|_| ()))
+            .unwrap();
+        let n: DocumentNumber = "AA0000150".parse().unwrap();
+        reg.write(|tx| tx.take_document_number("TAS01", n)).unwrap();
+        assert_eq!(
+            reg.document_number_state(n).unwrap(),
+            NumberState::Allocated
+        );
+        assert_eq!(reg.number_blocks("TAS01").unwrap()[0].next, 151);
+        let e = reg
+            .write(|tx| tx.take_document_number("TAS01", n))
+            .unwrap_err();
+        assert!(
+            matches!(e, Error::Conflict(_)) && e.to_string().contains("AA0000150"),
+            "{e}"
+        );
+        // A lower number later does not move `next` back.
+        let low: DocumentNumber = "AA0000120".parse().unwrap();
+        reg.write(|tx| tx.take_document_number("TAS01", low))
+            .unwrap();
+        assert_eq!(reg.number_blocks("TAS01").unwrap()[0].next, 151);
+        // Outside every block of the office, or another office's block: not found.
+        let outside: DocumentNumber = "AA0000200".parse().unwrap();
+        let e = reg
+            .write(|tx| tx.take_document_number("TAS01", outside))
+            .unwrap_err();
+        assert!(matches!(e, Error::NotFound(_)), "{e}");
+        let e = reg
+            .write(|tx| tx.take_document_number("SAM01", "AA0000160".parse().unwrap()))
+            .unwrap_err();
+        assert!(matches!(e, Error::NotFound(_)), "{e}");
     }
 
     #[test]
