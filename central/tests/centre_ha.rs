@@ -636,6 +636,36 @@ fn the_same_centre_carries_on_after_the_primary_is_killed_and_the_standby_promot
         &["audit", "verify-log", "--operator", "admin"],
         &db_pw,
     ));
+
+    // The old primary comes back as the new primary's synchronous standby (docs/centre-ha.md):
+    // its data removed, pg-replica.sh the other way round. The centre's URL needs no change
+    // (read-write picks the primary), and commits are acknowledged by two nodes again.
+    script("pg-down.sh", &[&primary]);
+    std::fs::remove_dir_all(primary.join("data")).unwrap();
+    let reversed = script("pg-replica.sh", &[&standby, &primary]);
+    assert_eq!(
+        reversed,
+        format!(
+            "postgres://idcentral@127.0.0.1:{sb},127.0.0.1:{pr}/idcentral?target_session_attrs=read-write"
+        )
+    );
+    assert_eq!(
+        psql_super(
+            &standby,
+            "SELECT application_name, state, sync_state FROM pg_stat_replication"
+        ),
+        "standby_pg|streaming|sync"
+    );
+    add_station(&config, "tas01-ha3", &db_pw);
+    assert_eq!(psql_super(&primary, "SELECT pg_is_in_recovery()"), "t");
+    assert_eq!(
+        psql_super(
+            &primary,
+            "SELECT count(*) FROM pg_catalog.pg_stat_wal_receiver WHERE status = 'streaming'"
+        ),
+        "1"
+    );
+    assert_eq!(call(&id2).unwrap(), (200, whoami("tas01-ha2")));
     drop(server);
     drop(clusters);
 }
