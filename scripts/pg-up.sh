@@ -60,12 +60,15 @@ if ! as "$bin/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
 fi
 
 if [ "$fresh" -eq 1 ]; then
+  # The password goes to psql on standard input (printf is a builtin), never on a command line.
   pw=$(cat "$dir/password")
-  as "$bin/psql" -v ON_ERROR_STOP=1 -q -h "$dir/socket" -p "$port" -d postgres \
-    -v pw="$pw" <<'SQL' >/dev/null
+  {
+    printf '\\set pw %s\n' "$pw"
+    cat <<'SQL'
 CREATE ROLE idcentral LOGIN PASSWORD :'pw';
 CREATE DATABASE idcentral OWNER idcentral;
 SQL
+  } | as "$bin/psql" -v ON_ERROR_STOP=1 -q -h "$dir/socket" -p "$port" -d postgres >/dev/null
   unset pw
 fi
 echo "$url" > "$dir/url"

@@ -1,11 +1,21 @@
 //! PostgreSQL: the connection pool and the versioned schema (`central/migrations/V*__*.sql`,
 //! applied in order by refinery, each in its own transaction, recorded in
 //! `refinery_schema_history`).
+//!
+//! The pool outlives a failover (docs/centre-ha.md): `database.url` may name the primary and its
+//! standby (`postgres://idcentral@a:5432,b:5432/idcentral?target_session_attrs=read-write`);
+//! each new connection tries the hosts in order and keeps the first that accepts writes, each
+//! attempt bounded by `connect_timeout`. A pooled connection is checked on every checkout
+//! (`SHOW transaction_read_only`, itself bounded): one that broke, hangs, or now reaches a
+//! read-only server is dropped and another made. While no primary answers, every request fails
+//! at once with [`CentralError::Database`].
 
 use std::path::Path;
+use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
+use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::config::TargetSessionAttrs;
+use tokio_postgres::{NoTls, SimpleQueryMessage};
 use zeroize::Zeroizing;
 
 use crate::config::DatabaseSection;
@@ -15,11 +25,42 @@ mod embedded {
     refinery::embed_migrations!("migrations");
 }
 
-/// The connection settings of `db`: its URL, with the password read from its file.
+/// How long one connection attempt to one host may take when the URL sets no
+/// `connect_timeout`: a dead or unreachable host fails fast and the next one is tried.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long sent data may stay unacknowledged before the kernel gives the connection up, when
+/// the URL sets no `tcp_user_timeout`: a primary that vanished from the network (no RST) does
+/// not hold a request for the TCP retransmission timeout (about 15 minutes).
+pub const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the check of a pooled connection may take before the connection is dropped.
+const RECYCLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a caller waits for a free connection when all `pool_size` are in use.
+const WAIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The connection settings of `db`: its URL, with the password read from its file and the
+/// timeouts above where the URL sets none. A URL naming several hosts must ask for
+/// `target_session_attrs=read-write`, or a connection could land on a read-only standby.
 pub fn pg_config(db: &DatabaseSection) -> Result<tokio_postgres::Config> {
     let mut cfg: tokio_postgres::Config = db.url.parse().map_err(|e| {
         CentralError::invalid("database.url", format!("is not a PostgreSQL URL: {e}"))
     })?;
+    if cfg.get_hosts().len() > 1 && cfg.get_target_session_attrs() != TargetSessionAttrs::ReadWrite
+    {
+        return Err(CentralError::invalid(
+            "database.url",
+            format!(
+                "names {} hosts but not target_session_attrs=read-write: the centre must connect \
+                 only to the one that accepts writes (the primary)",
+                cfg.get_hosts().len()
+            ),
+        ));
+    }
+    if cfg.get_connect_timeout().is_none() {
+        cfg.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if cfg.get_tcp_user_timeout().is_none() {
+        cfg.tcp_user_timeout(TCP_USER_TIMEOUT);
+    }
     if let Some(file) = &db.password_file {
         cfg.password(read_password(file)?.as_bytes());
     }
@@ -50,19 +91,75 @@ fn read_password(file: &Path) -> Result<Zeroizing<String>> {
     Ok(Zeroizing::new(first.to_owned()))
 }
 
-/// A pool of `db.pool_size` connections (made lazily; a dead one is replaced on checkout).
+/// A pool of `db.pool_size` connections, made lazily. On checkout a pooled connection must be
+/// open and answer [`writable`] within [`RECYCLE_TIMEOUT`], or it is dropped and another taken
+/// or made; a new one must reach a server that accepts writes within the connect timeouts.
 pub fn pool(db: &DatabaseSection) -> Result<Pool> {
+    let cfg = pg_config(db)?;
+    let hosts = u32::try_from(cfg.get_hosts().len().max(1)).unwrap_or(u32::MAX);
+    let per_host = cfg
+        .get_connect_timeout()
+        .copied()
+        .unwrap_or(CONNECT_TIMEOUT);
+    // Every host may be tried once, then authentication and the read-write check.
+    let create_timeout = per_host.saturating_mul(hosts) + RECYCLE_TIMEOUT;
     let mgr = Manager::from_config(
-        pg_config(db)?,
+        cfg,
         NoTls,
         ManagerConfig {
-            recycling_method: RecyclingMethod::Verified,
+            // Only `is_closed` here: the post-recycle hook's query is the liveness check.
+            recycling_method: RecyclingMethod::Fast,
         },
     );
     Pool::builder(mgr)
         .max_size(db.pool_size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(WAIT_TIMEOUT))
+        .create_timeout(Some(create_timeout))
+        .recycle_timeout(Some(RECYCLE_TIMEOUT))
+        .post_create(Hook::async_fn(|client, _| {
+            Box::pin(async move { writable(client).await })
+        }))
+        .post_recycle(Hook::async_fn(|client, _| {
+            Box::pin(async move {
+                tokio::time::timeout(RECYCLE_TIMEOUT, writable(client))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(HookError::message(
+                            "the server did not answer the connection check in time",
+                        ))
+                    })
+                    .inspect_err(
+                        |e| tracing::warn!(error = %e, "a pooled database connection was dropped"),
+                    )
+            })
+        }))
         .build()
         .map_err(|e| CentralError::Database(format!("pool: {e}")))
+}
+
+/// The connection check: the connection answers, and its server accepts writes
+/// (`transaction_read_only` is `off`: not a standby in recovery, not
+/// `default_transaction_read_only`). One round trip.
+async fn writable(client: &tokio_postgres::Client) -> std::result::Result<(), HookError> {
+    let messages = client
+        .simple_query("SHOW transaction_read_only")
+        .await
+        .map_err(HookError::Backend)?;
+    let value = messages.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(row) => row.get(0),
+        _ => None,
+    });
+    match value {
+        Some("off") => Ok(()),
+        Some(_) => Err(HookError::message(
+            "the server is read-only (a standby, or default_transaction_read_only is on); \
+             the centre writes only to the primary",
+        )),
+        None => Err(HookError::message(
+            "the server did not answer SHOW transaction_read_only",
+        )),
+    }
 }
 
 /// Bring the schema up to the newest version this program knows; refuse a database written by a
@@ -83,4 +180,54 @@ pub async fn migrate(pool: &Pool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(url: &str) -> DatabaseSection {
+        DatabaseSection {
+            url: url.into(),
+            password_file: None,
+            pool_size: 2,
+        }
+    }
+
+    #[test]
+    fn several_hosts_without_read_write_are_refused_naming_the_field() {
+        for url in [
+            "postgres://idcentral@127.0.0.1:5432,127.0.0.1:5433/idcentral",
+            "postgres://idcentral@a:1,b:2/idcentral?target_session_attrs=any",
+        ] {
+            let e = pg_config(&section(url)).unwrap_err();
+            let text = e.to_string();
+            assert!(
+                text.starts_with("database.url: names 2 hosts")
+                    && text.contains("target_session_attrs=read-write"),
+                "{text}"
+            );
+            assert_eq!(e.exit_code(), 2);
+        }
+        let ok = pg_config(&section(
+            "postgres://idcentral@a:1,b:2/idcentral?target_session_attrs=read-write",
+        ))
+        .unwrap();
+        assert_eq!(ok.get_hosts().len(), 2);
+        assert_eq!(ok.get_ports(), &[1, 2]);
+        assert_eq!(ok.get_target_session_attrs(), TargetSessionAttrs::ReadWrite);
+    }
+
+    #[test]
+    fn timeouts_default_when_the_url_sets_none_and_the_url_wins_when_it_does() {
+        let dflt = pg_config(&section("postgres://idcentral@127.0.0.1:5432/idcentral")).unwrap();
+        assert_eq!(dflt.get_connect_timeout(), Some(&CONNECT_TIMEOUT));
+        assert_eq!(dflt.get_tcp_user_timeout(), Some(&TCP_USER_TIMEOUT));
+        let set = pg_config(&section(
+            "postgres://idcentral@127.0.0.1:5432/idcentral?connect_timeout=2&tcp_user_timeout=7",
+        ))
+        .unwrap();
+        assert_eq!(set.get_connect_timeout(), Some(&Duration::from_secs(2)));
+        assert_eq!(set.get_tcp_user_timeout(), Some(&Duration::from_secs(7)));
+    }
 }
