@@ -23,6 +23,54 @@ pub struct StationConfig {
     /// Dual control of CA key changes (issue 8); defaults when absent.
     #[serde(default, skip_serializing_if = "RotationSection::is_default")]
     pub rotation: RotationSection,
+    /// The national centre this station is enrolled with (`init --centre`); absent for a
+    /// standalone station.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub centre: Option<CentreSection>,
+}
+
+/// `[centre]`: where the national centre is and how its first TLS certificate looked. After
+/// enrolment the server's chain is verified up to the Station CA received then
+/// (`DIR/centre/station-ca.pem`), for the URL's host name; the fingerprint is kept as a record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CentreSection {
+    /// `https://HOST[:PORT]`.
+    pub url: String,
+    /// SHA-256 of the centre's TLS certificate at enrolment (upper-case hex with colons).
+    pub fingerprint_sha256: String,
+    /// How long one request may take, in seconds (default 30).
+    #[serde(
+        default = "CentreSection::default_request_timeout",
+        skip_serializing_if = "CentreSection::is_default_request_timeout"
+    )]
+    pub request_timeout_seconds: u64,
+}
+
+impl CentreSection {
+    pub const DEFAULT_REQUEST_TIMEOUT_SECONDS: u64 = 30;
+
+    fn default_request_timeout() -> u64 {
+        Self::DEFAULT_REQUEST_TIMEOUT_SECONDS
+    }
+
+    fn is_default_request_timeout(v: &u64) -> bool {
+        *v == Self::DEFAULT_REQUEST_TIMEOUT_SECONDS
+    }
+
+    /// Refuse a timeout of 0 or above 10 minutes.
+    pub fn check(&self, path: &Path) -> Result<(), StationError> {
+        if !(1..=600).contains(&self.request_timeout_seconds) {
+            return Err(StationError::Config {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "centre.request_timeout_seconds = {}: must be 1..600",
+                    self.request_timeout_seconds
+                ),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Dual control of CA key rotation, root rollover and CA revocation (docs/rotation.md).
@@ -118,6 +166,9 @@ impl StationConfig {
             reason: e.to_string(),
         })?;
         cfg.rotation.check(&path)?;
+        if let Some(c) = &cfg.centre {
+            c.check(&path)?;
+        }
         Ok(cfg)
     }
 
