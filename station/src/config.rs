@@ -248,6 +248,33 @@ mod tests {
     }
 
     #[test]
+    fn a_centre_section_round_trips_with_the_default_timeout_and_refuses_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = "[station]\nname = \"s\"\noffice = \"TAS01\"\n\
+                    [hsm]\nbackend = \"pkcs11\"\nmodule = \"/m\"\ntoken_label = \"t\"\n\
+                    pin = { file = \"/p\" }\n\
+                    [ca]\ncard_master_key = \"k\"\naudit_key = \"a\"\n";
+        std::fs::write(dir.path().join(CONFIG_FILE), base).unwrap();
+        assert_eq!(StationConfig::load(dir.path()).unwrap().centre, None);
+        let with =
+            format!("{base}[centre]\nurl = \"https://c:8443\"\nfingerprint_sha256 = \"AB\"\n");
+        std::fs::write(dir.path().join(CONFIG_FILE), &with).unwrap();
+        let cfg = StationConfig::load(dir.path()).unwrap();
+        let c = cfg.centre.clone().unwrap();
+        assert_eq!(c.request_timeout_seconds, 30);
+        assert_eq!(c.url, "https://c:8443");
+        let again: StationConfig = toml::from_str(&cfg.to_toml().unwrap()).unwrap();
+        assert_eq!(again, cfg);
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            format!("{with}request_timeout_seconds = 0\n"),
+        )
+        .unwrap();
+        let e = StationConfig::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("centre.request_timeout_seconds = 0"), "{e}");
+    }
+
+    #[test]
     fn rotation_defaults_to_two_persons_and_24_hours_and_refuses_a_quorum_of_zero() {
         let d = RotationSection::default();
         assert_eq!((d.quorum, d.request_expiry_seconds), (1, 86_400));
