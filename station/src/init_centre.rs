@@ -348,6 +348,15 @@ fn finish(
             )
         })?;
     let a = &a;
+    if a.station != opts.station_name {
+        return Err(StationError::invalid(
+            "enrolment answer",
+            format!(
+                "names station {:?}, but this station enrolled as {:?}",
+                a.station, opts.station_name
+            ),
+        ));
+    }
     registry::validate::office("office", &a.office)?;
     registry::validate::series("number_block.series", &a.number_block.series)?;
     let pem = |field: &str, text: &str| pem_to_der(&format!("enrolment answer: {field}"), text);

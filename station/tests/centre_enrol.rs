@@ -265,6 +265,19 @@ fn a_wrong_fingerprint_is_refused_before_anything_is_sent_and_the_code_still_wor
     let r = ok(enrol(&data, &centre, "tas01-st2", &fp, &code));
     assert_eq!(r["station"], "tas01-st2");
     assert_eq!(station_state(&centre, "tas01-st2"), "enrolled");
+
+    // After enrolment only a chain to the Station CA received then is accepted: another
+    // centre (its own Station CA) at the configured URL ends the handshake, exit 7.
+    let mut other = Centre::start();
+    other.serve();
+    let toml = std::fs::read_to_string(data.join("station.toml")).unwrap();
+    std::fs::write(
+        data.join("station.toml"),
+        toml.replace(&centre.url(), &other.url()),
+    )
+    .unwrap();
+    let o = idstation(&data, &["centre", "status"], &[], &[]);
+    refused(&o, 7, "TLS");
 }
 
 #[test]
@@ -297,8 +310,17 @@ fn centre_status_exits_7_at_once_when_the_centre_is_stopped_and_6_once_the_stati
     );
     assert!(String::from_utf8_lossy(&o.stderr).contains("nothing was changed"));
 
-    // Back on the same port: the chain to the Station CA is verified, status works again.
+    // Back on the same port with a renewed server certificate (another public name, so the
+    // centre issues a new one): the chain to the Station CA is verified, not the fingerprint
+    // typed at enrolment, so status works again.
+    let old = centre.fingerprint().to_owned();
+    centre.set_public_name("centre.test");
     centre.serve();
+    assert_ne!(
+        centre.fingerprint(),
+        old,
+        "the server certificate was renewed"
+    );
     let s = ok(idstation(&data, &["--json", "centre", "status"], &[], &[]));
     assert_eq!(s["reachable"], true, "{s}");
 

@@ -190,6 +190,20 @@ public_name = "localhost"
         ]);
     }
 
+    /// Set `[server] public_name` (the next `serve` issues a new server certificate for it).
+    pub fn set_public_name(&self, name: &str) {
+        let text = std::fs::read_to_string(&self.config).expect("read centre.toml");
+        let (head, _) = text
+            .split_once("public_name = ")
+            .expect("centre.toml has public_name");
+        let rest = text[head.len()..].split_once('\n').map_or("", |(_, r)| r);
+        std::fs::write(
+            &self.config,
+            format!("{head}public_name = \"{name}\"\n{rest}"),
+        )
+        .expect("write centre.toml");
+    }
+
     /// Start `idcentral serve` (on a free port the first time, on the same port after
     /// [`Centre::stop`]) and wait until it listens.
     pub fn serve(&mut self) {
