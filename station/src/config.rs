@@ -23,6 +23,54 @@ pub struct StationConfig {
     /// Dual control of CA key changes (issue 8); defaults when absent.
     #[serde(default, skip_serializing_if = "RotationSection::is_default")]
     pub rotation: RotationSection,
+    /// The national centre this station is enrolled with (`init --centre`); absent for a
+    /// standalone station.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub centre: Option<CentreSection>,
+}
+
+/// `[centre]`: where the national centre is and how its first TLS certificate looked. After
+/// enrolment the server's chain is verified up to the Station CA received then
+/// (`DIR/centre/station-ca.pem`), for the URL's host name; the fingerprint is kept as a record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CentreSection {
+    /// `https://HOST[:PORT]`.
+    pub url: String,
+    /// SHA-256 of the centre's TLS certificate at enrolment (upper-case hex with colons).
+    pub fingerprint_sha256: String,
+    /// How long one request may take, in seconds (default 30).
+    #[serde(
+        default = "CentreSection::default_request_timeout",
+        skip_serializing_if = "CentreSection::is_default_request_timeout"
+    )]
+    pub request_timeout_seconds: u64,
+}
+
+impl CentreSection {
+    pub const DEFAULT_REQUEST_TIMEOUT_SECONDS: u64 = 30;
+
+    fn default_request_timeout() -> u64 {
+        Self::DEFAULT_REQUEST_TIMEOUT_SECONDS
+    }
+
+    fn is_default_request_timeout(v: &u64) -> bool {
+        *v == Self::DEFAULT_REQUEST_TIMEOUT_SECONDS
+    }
+
+    /// Refuse a timeout of 0 or above 10 minutes.
+    pub fn check(&self, path: &Path) -> Result<(), StationError> {
+        if !(1..=600).contains(&self.request_timeout_seconds) {
+            return Err(StationError::Config {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "centre.request_timeout_seconds = {}: must be 1..600",
+                    self.request_timeout_seconds
+                ),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Dual control of CA key rotation, root rollover and CA revocation (docs/rotation.md).
@@ -118,6 +166,9 @@ impl StationConfig {
             reason: e.to_string(),
         })?;
         cfg.rotation.check(&path)?;
+        if let Some(c) = &cfg.centre {
+            c.check(&path)?;
+        }
         Ok(cfg)
     }
 
@@ -194,6 +245,33 @@ mod tests {
         );
         std::fs::write(dir.path().join(CONFIG_FILE), fixed).unwrap();
         StationConfig::load(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn a_centre_section_round_trips_with_the_default_timeout_and_refuses_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = "[station]\nname = \"s\"\noffice = \"TAS01\"\n\
+                    [hsm]\nbackend = \"pkcs11\"\nmodule = \"/m\"\ntoken_label = \"t\"\n\
+                    pin = { file = \"/p\" }\n\
+                    [ca]\ncard_master_key = \"k\"\naudit_key = \"a\"\n";
+        std::fs::write(dir.path().join(CONFIG_FILE), base).unwrap();
+        assert_eq!(StationConfig::load(dir.path()).unwrap().centre, None);
+        let with =
+            format!("{base}[centre]\nurl = \"https://c:8443\"\nfingerprint_sha256 = \"AB\"\n");
+        std::fs::write(dir.path().join(CONFIG_FILE), &with).unwrap();
+        let cfg = StationConfig::load(dir.path()).unwrap();
+        let c = cfg.centre.clone().unwrap();
+        assert_eq!(c.request_timeout_seconds, 30);
+        assert_eq!(c.url, "https://c:8443");
+        let again: StationConfig = toml::from_str(&cfg.to_toml().unwrap()).unwrap();
+        assert_eq!(again, cfg);
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            format!("{with}request_timeout_seconds = 0\n"),
+        )
+        .unwrap();
+        let e = StationConfig::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("centre.request_timeout_seconds = 0"), "{e}");
     }
 
     #[test]

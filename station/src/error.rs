@@ -1,6 +1,8 @@
 //! The station's error type and the CLI exit codes it maps to
 //! (0 ok, 2 invalid input, 3 card or reader, 4 HSM, 5 conflict, 6 not permitted
-//! (wrong operator password or role), 1 anything else).
+//! (wrong operator password or role), 7 the national centre cannot be reached, 1 anything
+//! else). A refusal by the centre maps to the code of its kind (409 → 5, 401/403 → 6,
+//! 400/404 → 2).
 
 use std::path::{Path, PathBuf};
 
@@ -50,9 +52,25 @@ pub enum StationError {
         pinfl: String,
         changes: Vec<crate::field_change::FieldChange>,
     },
+    /// The national centre could not be reached: connection refused, a timeout, a TLS
+    /// failure or an HTTP 5xx answer. Nothing was changed on this station.
+    #[error(
+        "centre: the centre at {url} cannot be reached ({reason}); nothing was changed on this \
+         station; check the network and try again"
+    )]
+    CentreUnreachable { url: String, reason: String },
+    /// The national centre refused the request: its sentence and rule (docs/centre.md).
+    #[error("centre refused: {} (rule {})", refusal.error, refusal.rule)]
+    CentreRefused {
+        status: u16,
+        refusal: centre_api::Refusal,
+    },
     #[error("{0}")]
     Other(String),
 }
+
+/// Exit code of [`StationError::CentreUnreachable`].
+pub const EXIT_CENTRE_UNREACHABLE: i32 = 7;
 
 impl StationError {
     pub fn io(path: &Path, e: std::io::Error) -> Self {
@@ -95,6 +113,12 @@ impl StationError {
             StationError::NotFound(_) => 2,
             StationError::Registry(e) => registry_exit_code(e),
             StationError::Io { .. } | StationError::Other(_) => 1,
+            StationError::CentreUnreachable { .. } => EXIT_CENTRE_UNREACHABLE,
+            StationError::CentreRefused { status, .. } => match status {
+                409 => 5,
+                401 | 403 => 6,
+                _ => 2,
+            },
         }
     }
 }

@@ -64,10 +64,25 @@ pub struct InitReport {
 }
 
 /// Removes what an unfinished `init` created.
-struct Undo {
-    created_root: Option<PathBuf>,
-    paths: Vec<PathBuf>,
-    armed: bool,
+pub(crate) struct Undo {
+    pub(crate) created_root: Option<PathBuf>,
+    pub(crate) paths: Vec<PathBuf>,
+    pub(crate) armed: bool,
+}
+
+impl Undo {
+    /// Armed, removing `data_dir` itself when it does not exist yet.
+    pub(crate) fn for_data_dir(data_dir: &Path) -> Undo {
+        Undo {
+            created_root: if data_dir.exists() {
+                None
+            } else {
+                Some(data_dir.to_path_buf())
+            },
+            paths: Vec::new(),
+            armed: true,
+        }
+    }
 }
 
 impl Drop for Undo {
@@ -95,15 +110,7 @@ pub fn init(data_dir: &Path, opts: &InitOptions) -> Result<InitReport, StationEr
     let checked = check_options(data_dir, opts)?;
 
     // 2. Side effects, undone on failure.
-    let mut undo = Undo {
-        created_root: if data_dir.exists() {
-            None
-        } else {
-            Some(data_dir.to_path_buf())
-        },
-        paths: Vec::new(),
-        armed: true,
-    };
+    let mut undo = Undo::for_data_dir(data_dir);
     make_dirs(data_dir, &layout, &mut undo)?;
     if checked.pin_generated {
         write_generated_pin(&layout, &checked, &mut undo)?;
@@ -147,7 +154,7 @@ pub fn init(data_dir: &Path, opts: &InitOptions) -> Result<InitReport, StationEr
 }
 
 /// A data dir `init` may use: not initialised, and new or empty (but for a secrets/ folder).
-fn check_target(data_dir: &Path, layout: &Layout) -> Result<(), StationError> {
+pub(crate) fn check_target(data_dir: &Path, layout: &Layout) -> Result<(), StationError> {
     if layout.config().exists() {
         return Err(StationError::AlreadyInitialised {
             data_dir: data_dir.to_path_buf(),
@@ -176,22 +183,60 @@ fn check_target(data_dir: &Path, layout: &Layout) -> Result<(), StationError> {
 
 /// What the checks of the options produce: the password hashes, the HSM user PIN and the
 /// built-in profiles.
-struct Checked {
-    admin_hash: String,
-    second: Option<(String, String)>,
-    user_pin: Zeroizing<String>,
+pub(crate) struct Checked {
+    pub(crate) admin_hash: String,
+    pub(crate) second: Option<(String, String)>,
+    pub(crate) user_pin: Zeroizing<String>,
     /// Where the user PIN is read from at start (station.toml's `[hsm] pin`).
-    pin_source: SecretSource,
+    pub(crate) pin_source: SecretSource,
     /// The PIN was drawn here and is to be written to `pin_source`'s file.
-    pin_generated: bool,
-    profiles: profiles::ProfileSet,
+    pub(crate) pin_generated: bool,
+    pub(crate) profiles: profiles::ProfileSet,
 }
 
 /// Every option checked before anything is created.
 fn check_options(data_dir: &Path, opts: &InitOptions) -> Result<Checked, StationError> {
+    registry::validate::office("office", &opts.office)?;
+    registry::validate::series("series", &opts.series)?;
+    let checked = check_ceremony(
+        data_dir,
+        &Ceremony {
+            station_name: &opts.station_name,
+            admin_name: &opts.admin_name,
+            admin_password: &opts.admin_password,
+            second_admin: &opts.second_admin,
+            hsm_pin: &opts.hsm_pin,
+            module: &opts.module,
+        },
+    )?;
+    for name in [
+        "root-ca",
+        "esign-ca",
+        "audit-signer",
+        "csca",
+        "document-signer",
+    ] {
+        checked.profiles.cert(name)?;
+    }
+    Ok(checked)
+}
+
+/// What both ceremonies (standalone and `--centre`) take from their options.
+pub(crate) struct Ceremony<'a> {
+    pub(crate) station_name: &'a str,
+    pub(crate) admin_name: &'a str,
+    pub(crate) admin_password: &'a Zeroizing<String>,
+    pub(crate) second_admin: &'a Option<(String, Zeroizing<String>)>,
+    pub(crate) hsm_pin: &'a Option<SecretSource>,
+    pub(crate) module: &'a Path,
+}
+
+/// The checks both ceremonies make before anything is created: the module, the names, the
+/// passwords (hashed), the HSM user PIN (read, or drawn), the built-in profiles.
+pub(crate) fn check_ceremony(data_dir: &Path, opts: &Ceremony) -> Result<Checked, StationError> {
     if !opts.module.is_file() {
         return Err(StationError::Hsm(hsm::HsmError::Module {
-            path: opts.module.clone(),
+            path: opts.module.to_path_buf(),
             reason:
                 "no such file (install softhsm2, or name your PKCS#11 module with --hsm-module)"
                     .into(),
@@ -203,12 +248,10 @@ fn check_options(data_dir: &Path, opts: &InitOptions) -> Result<Checked, Station
             "init creates a private SoftHSM2 token; for another PKCS#11 module write station.toml by hand (see docs/station.md)",
         ));
     }
-    registry::validate::office("office", &opts.office)?;
-    registry::validate::series("series", &opts.series)?;
-    crate::config::check_name("station", &opts.station_name)?;
-    crate::config::check_name("admin", &opts.admin_name)?;
-    let admin_hash = crate::session::hash_password(&opts.admin_password)?;
-    let second = match &opts.second_admin {
+    crate::config::check_name("station", opts.station_name)?;
+    crate::config::check_name("admin", opts.admin_name)?;
+    let admin_hash = crate::session::hash_password(opts.admin_password)?;
+    let second = match opts.second_admin {
         Some((name, password)) => {
             crate::config::check_name("second_admin", name)?;
             if *name == opts.admin_name {
@@ -221,7 +264,7 @@ fn check_options(data_dir: &Path, opts: &InitOptions) -> Result<Checked, Station
         }
         None => None,
     };
-    let (pin_source, user_pin, pin_generated) = match &opts.hsm_pin {
+    let (pin_source, user_pin, pin_generated) = match opts.hsm_pin {
         Some(source @ SecretSource::File(pin_file)) => {
             // The rule station start-up applies: refuse now rather than make a station that
             // will not start.
@@ -236,15 +279,6 @@ fn check_options(data_dir: &Path, opts: &InitOptions) -> Result<Checked, Station
         }
     };
     let profiles = profiles::builtin()?;
-    for name in [
-        "root-ca",
-        "esign-ca",
-        "audit-signer",
-        "csca",
-        "document-signer",
-    ] {
-        profiles.cert(name)?;
-    }
     Ok(Checked {
         admin_hash,
         second,
@@ -258,7 +292,11 @@ fn check_options(data_dir: &Path, opts: &InitOptions) -> Result<Checked, Station
 /// The data dir and its hsm/, ca/ and crl/ folders, owner-only from the first moment
 /// (docs/security.md): the data dir 0700 — tightened if it existed — and everything made in it
 /// 0700 / 0600, whatever the umask.
-fn make_dirs(data_dir: &Path, layout: &Layout, undo: &mut Undo) -> Result<(), StationError> {
+pub(crate) fn make_dirs(
+    data_dir: &Path,
+    layout: &Layout,
+    undo: &mut Undo,
+) -> Result<(), StationError> {
     registry::files::create_dir_private(data_dir).map_err(|e| StationError::io(data_dir, e))?;
     {
         use std::os::unix::fs::PermissionsExt;
@@ -274,7 +312,7 @@ fn make_dirs(data_dir: &Path, layout: &Layout, undo: &mut Undo) -> Result<(), St
 
 /// The drawn HSM user PIN into `DATA/secrets/hsm-pin`: the folder 0700 (it may exist), the
 /// file created new, 0600, never through a link, synced; removed again if init fails.
-fn write_generated_pin(
+pub(crate) fn write_generated_pin(
     layout: &Layout,
     checked: &Checked,
     undo: &mut Undo,
@@ -429,11 +467,26 @@ fn write_config(
     pin: &SecretSource,
     token: &SoftHsm2Token,
 ) -> Result<(), StationError> {
+    let station = StationSection {
+        name: opts.station_name.clone(),
+        office: opts.office.clone(),
+    };
+    write_station_config(data_dir, layout, station, pin, token, None)
+}
+
+/// station.toml for a SoftHSM2 token `token` whose user PIN comes from `pin`: the keys
+/// `card-master-1` and `audit-1`, built-in profiles, default rotation, and `centre` for an
+/// enrolled station.
+pub(crate) fn write_station_config(
+    data_dir: &Path,
+    layout: &Layout,
+    station: StationSection,
+    pin: &SecretSource,
+    token: &SoftHsm2Token,
+    centre: Option<crate::config::CentreSection>,
+) -> Result<(), StationError> {
     let config = StationConfig {
-        station: StationSection {
-            name: opts.station_name.clone(),
-            office: opts.office.clone(),
-        },
+        station,
         hsm: HsmConfig::Pkcs11 {
             module: token.module.clone(),
             token_label: TOKEN_LABEL.into(),
@@ -446,6 +499,7 @@ fn write_config(
         },
         profiles: ProfilesSection::default(),
         rotation: Default::default(),
+        centre,
     };
     let toml = config.to_toml()?;
     crate::datadir::make_private(data_dir)?;
@@ -454,7 +508,7 @@ fn write_config(
 }
 
 /// 128 bits from the OS CSPRNG, as 32 hex digits.
-fn random_pin(what: &str) -> Result<Zeroizing<String>, StationError> {
+pub(crate) fn random_pin(what: &str) -> Result<Zeroizing<String>, StationError> {
     let mut b = Zeroizing::new([0u8; 16]);
     getrandom::fill(&mut b[..]).map_err(|e| StationError::Other(format!("random {what}: {e}")))?;
     Ok(Zeroizing::new(hex::encode(&b[..])))

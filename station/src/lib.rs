@@ -11,6 +11,7 @@
 pub mod audit;
 pub mod ca_admin;
 pub mod card;
+pub mod centre;
 pub mod certifier;
 pub mod config;
 pub mod datadir;
@@ -23,6 +24,7 @@ pub mod holder_update;
 pub mod holder_views;
 pub mod hsm_env;
 pub mod init;
+pub mod init_centre;
 pub mod interactive;
 pub mod issuance;
 pub mod journal;

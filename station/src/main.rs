@@ -2,7 +2,8 @@
 //! command (the modules under `cli/`), which read secrets from the environment or a prompt
 //! (never from argv), call `station` and print the result (text, or JSON with `--json`). It
 //! exits with the documented code:
-//! 0 ok, 2 invalid input, 3 card or reader, 4 HSM, 5 conflict, 6 not permitted, 1 anything else.
+//! 0 ok, 2 invalid input, 3 card or reader, 4 HSM, 5 conflict, 6 not permitted, 7 the national
+//! centre cannot be reached, 1 anything else.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +36,9 @@ enum Cmd {
     /// Certificate authority.
     #[command(subcommand)]
     Ca(cli::ca::CaCmd),
+    /// The national centre this station is enrolled with (`init --centre`).
+    #[command(subcommand)]
+    Centre(cli::centre::CentreCmd),
     /// Operators.
     #[command(subcommand)]
     Operator(cli::operator::OperatorCmd),
@@ -112,6 +116,7 @@ fn run(cmd: &Cmd, ctx: &Ctx) -> Result<(), StationError> {
     match cmd {
         Cmd::Init(a) => cli::init::run(ctx, a),
         Cmd::Ca(c) => cli::ca::run(ctx, c),
+        Cmd::Centre(c) => cli::centre::run(ctx, c),
         Cmd::Operator(c) => cli::operator::run(ctx, c),
         Cmd::Readers => cli::readers::run(ctx),
         Cmd::Issue(a) => cli::issue::run(ctx, a),

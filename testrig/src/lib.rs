@@ -19,6 +19,8 @@
 //!   until pcscd reports it absent. The vchip binary is `$VCHIP_BIN`, else `vchip` next to the
 //!   test executable (target/<profile>/vchip: build it with `cargo build -p chip --bin vchip`).
 
+pub mod centre;
+
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::io::AsRawFd;

@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod ca;
+pub mod centre;
 pub mod gui;
 pub mod init;
 pub mod issue;

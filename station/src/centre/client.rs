@@ -1,0 +1,442 @@
+//! [`CentreClient`]: a synchronous HTTPS client of the national centre's API (docs/centre.md).
+//! hyper's HTTP/1.1 client over tokio-rustls on a current-thread tokio runtime the client owns;
+//! rustls 0.23 with the ring provider, TLS 1.3 only (RFC 8446).
+//!
+//! The server is authenticated in one of two ways: at enrolment by the SHA-256 of its
+//! certificate, which the operator typed ([`super::pin`]); afterwards by its chain up to the
+//! Station CA received at enrolment, for the URL's host name (webpki), so a renewed server
+//! certificate keeps working. An enrolled station presents its identity certificate; the
+//! signature of the handshake is made by its HSM (`hsm::tls`).
+//!
+//! One connection per request (the station makes a handful per issuance). Errors: no
+//! connection, a timeout, a TLS failure or an HTTP 5xx are [`StationError::CentreUnreachable`]
+//! (exit 7); a 4xx refusal is [`StationError::CentreRefused`] with the centre's sentence and
+//! rule. Bodies are never logged (an enrolment request carries the one-time code).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::sign::CertifiedKey;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::files::CentreFiles;
+use super::pin::{Fingerprint, PinnedVerifier};
+use crate::error::StationError;
+use crate::Station;
+
+/// How long the TCP connection and the TLS handshake may take together.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The largest answer body read, in bytes.
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// How the centre's certificate is checked.
+pub enum ServerAuth {
+    /// Enrolment: exactly the certificate with this SHA-256.
+    Fingerprint(Fingerprint),
+    /// Afterwards: a chain up to this Station CA certificate (DER), for the URL's host name.
+    Anchor(Vec<u8>),
+}
+
+/// A client of one centre, for one station (or for one enrolment).
+pub struct CentreClient {
+    url: String,
+    host: String,
+    port: u16,
+    authority: String,
+    server_name: ServerName<'static>,
+    tls: Arc<rustls::ClientConfig>,
+    pinned: Option<Arc<PinnedVerifier>>,
+    rt: tokio::runtime::Runtime,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+}
+
+impl std::fmt::Debug for CentreClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CentreClient")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CentreClient {
+    /// For an enrolled station (station.toml has `[centre]`): the Station CA anchor and the
+    /// identity certificate from `DIR/centre/`, the identity key in the station's HSM (opened
+    /// here from `[hsm]`, so a station opened read-only works too).
+    pub fn for_station(st: &Station) -> Result<CentreClient, StationError> {
+        let centre = st.config.centre.as_ref().ok_or_else(|| {
+            StationError::invalid(
+                "centre",
+                "this station is not enrolled with a national centre (station.toml has no \
+                 [centre] section; a station enrols with `idstation init --centre URL ...`)",
+            )
+        })?;
+        let files = CentreFiles::new(&st.layout.root);
+        let anchor = files.read_station_ca()?;
+        let identity = files.read_identity()?;
+        let keys: Arc<dyn hsm::KeyStore> = Arc::from(hsm::open(&st.config.hsm)?);
+        let ck = hsm::tls::certified_key(keys, super::IDENTITY_KEY, &[identity])?;
+        CentreClient::new(
+            &centre.url,
+            ServerAuth::Anchor(anchor),
+            Some(ck),
+            Duration::from_secs(centre.request_timeout_seconds),
+        )
+    }
+
+    /// A client for `url` (`https://HOST[:PORT]`) authenticating the server by `auth`,
+    /// presenting `identity` when given.
+    pub fn new(
+        url: &str,
+        auth: ServerAuth,
+        identity: Option<CertifiedKey>,
+        request_timeout: Duration,
+    ) -> Result<CentreClient, StationError> {
+        let (host, port) = parse_url(url)?;
+        let server_name = ServerName::try_from(host.clone()).map_err(|e| {
+            StationError::invalid("centre", format!("{url}: host {host:?} is not usable: {e}"))
+        })?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| StationError::Other(format!("TLS configuration: {e}")))?;
+        let (builder, pinned) = match auth {
+            ServerAuth::Fingerprint(fp) => {
+                let v = Arc::new(PinnedVerifier::new(fp, Arc::clone(&provider)));
+                (
+                    builder
+                        .dangerous()
+                        .with_custom_certificate_verifier(Arc::clone(&v) as _),
+                    Some(v),
+                )
+            }
+            ServerAuth::Anchor(der) => {
+                let mut roots = rustls::RootCertStore::empty();
+                roots.add(CertificateDer::from(der)).map_err(|e| {
+                    StationError::invalid(
+                        "centre/station-ca.pem",
+                        format!("is not a usable trust anchor: {e}"),
+                    )
+                })?;
+                (builder.with_root_certificates(roots), None)
+            }
+        };
+        let tls = match identity {
+            Some(ck) => builder
+                .with_client_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(ck))),
+            None => builder.with_no_client_auth(),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(|e| StationError::Other(format!("the centre client's runtime: {e}")))?;
+        let authority = if port == 443 {
+            host.clone()
+        } else if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        Ok(CentreClient {
+            url: url.trim_end_matches('/').to_owned(),
+            host,
+            port,
+            authority,
+            server_name,
+            tls: Arc::new(tls),
+            pinned,
+            rt,
+            connect_timeout: CONNECT_TIMEOUT,
+            request_timeout,
+        })
+    }
+
+    /// The centre's URL as configured.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// `GET path` and the JSON answer.
+    pub fn get<R: DeserializeOwned>(&self, path: &str) -> Result<R, StationError> {
+        let body = self.request("GET", path, None)?;
+        self.parse(path, &body)
+    }
+
+    /// `POST path` with `body` as JSON, and the JSON answer.
+    pub fn post<Q: Serialize, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Q,
+    ) -> Result<R, StationError> {
+        let json = serde_json::to_vec(body)
+            .map_err(|e| StationError::Other(format!("request body for {path}: {e}")))?;
+        let answer = self.request("POST", path, Some(json))?;
+        self.parse(path, &answer)
+    }
+
+    fn parse<R: DeserializeOwned>(&self, path: &str, body: &[u8]) -> Result<R, StationError> {
+        serde_json::from_slice(body).map_err(|e| {
+            StationError::Other(format!(
+                "the centre at {} answered {path} with a body this station does not understand: {e}",
+                self.url
+            ))
+        })
+    }
+
+    fn unreachable(&self, reason: impl Into<String>) -> StationError {
+        StationError::CentreUnreachable {
+            url: self.url.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    /// One request on a new connection: the answer's body on 2xx, the typed error otherwise.
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Bytes, StationError> {
+        tracing::debug!(url = %self.url, method, path, "centre request");
+        let (status, bytes) = self.rt.block_on(async {
+            let stream = tokio::time::timeout(self.connect_timeout, self.connect())
+                .await
+                .map_err(|_| {
+                    self.unreachable(format!(
+                        "no connection within {} s",
+                        self.connect_timeout.as_secs()
+                    ))
+                })??;
+            tokio::time::timeout(
+                self.request_timeout,
+                self.exchange(stream, method, path, body),
+            )
+            .await
+            .map_err(|_| {
+                self.unreachable(format!(
+                    "no answer to {method} {path} within {} s",
+                    self.request_timeout.as_secs()
+                ))
+            })?
+        })?;
+        tracing::debug!(url = %self.url, method, path, status, "centre answer");
+        match status {
+            200..=299 => Ok(bytes),
+            400..=499 => Err(StationError::CentreRefused {
+                status,
+                refusal: refusal(status, &bytes),
+            }),
+            500..=599 => {
+                Err(self.unreachable(format!("HTTP {status}: {}", refusal(status, &bytes).error)))
+            }
+            _ => Err(StationError::Other(format!(
+                "the centre at {} answered {method} {path} with HTTP {status}",
+                self.url
+            ))),
+        }
+    }
+
+    async fn connect(
+        &self,
+    ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, StationError> {
+        let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| self.unreachable(e.to_string()))?;
+        let connector = tokio_rustls::TlsConnector::from(Arc::clone(&self.tls));
+        connector
+            .connect(self.server_name.clone(), tcp)
+            .await
+            .map_err(|e| {
+                match self
+                    .pinned
+                    .as_ref()
+                    .and_then(|p| p.mismatch().map(|m| (p, m)))
+                {
+                    Some((p, seen)) => StationError::invalid(
+                        "centre-fingerprint",
+                        format!(
+                        "the centre at {} presented a TLS certificate with SHA-256 {seen}, not \
+                         {}; nothing was sent (the enrolment code is not spent): check the \
+                         fingerprint and the URL with the centre",
+                        self.url,
+                        p.expected()
+                    ),
+                    ),
+                    None => self.unreachable(format!("TLS: {e}")),
+                }
+            })
+    }
+
+    async fn exchange(
+        &self,
+        stream: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, Bytes), StationError> {
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| self.unreachable(format!("HTTP: {e}")))?;
+        let conn = tokio::spawn(conn);
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, &self.authority)
+            .header(hyper::header::ACCEPT, "application/json")
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| StationError::invalid("path", format!("{path:?}: {e}")))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| self.unreachable(format!("{method} {path}: {e}")))?;
+        let status = resp.status().as_u16();
+        let bytes = Limited::new(resp.into_body(), MAX_BODY)
+            .collect()
+            .await
+            .map_err(|e| self.unreachable(format!("reading the answer to {method} {path}: {e}")))?
+            .to_bytes();
+        drop(sender);
+        conn.abort();
+        Ok((status, bytes))
+    }
+}
+
+/// The centre's refusal body, or one made from the status when the body is not one (e.g. an
+/// older centre's plain 404).
+fn refusal(status: u16, body: &[u8]) -> centre_api::Refusal {
+    serde_json::from_slice(body).unwrap_or_else(|_| {
+        let text = String::from_utf8_lossy(body);
+        let text = text.trim();
+        centre_api::Refusal {
+            error: if text.is_empty() {
+                format!("HTTP {status} without an explanation")
+            } else {
+                format!(
+                    "HTTP {status}: {}",
+                    text.chars().take(200).collect::<String>()
+                )
+            },
+            rule: format!("http-{status}"),
+            office: None,
+        }
+    })
+}
+
+/// `https://HOST[:PORT]` (a trailing `/` allowed): the host (brackets of an IPv6 address
+/// removed) and the port (443 by default).
+pub fn parse_url(url: &str) -> Result<(String, u16), StationError> {
+    let bad = |rule: &str| StationError::invalid("centre", format!("{url:?}: {rule}"));
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|_| bad("is not a URL (https://HOST[:PORT])"))?;
+    if uri.scheme_str() != Some("https") {
+        return Err(bad(
+            "must start with https:// (the centre speaks TLS 1.3 only)",
+        ));
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(bad("must be https://HOST[:PORT] without a path or query"));
+    }
+    let authority = uri.authority().ok_or_else(|| bad("has no host"))?;
+    if authority.as_str().contains('@') {
+        return Err(bad("must not carry a user name or password"));
+    }
+    let host = uri
+        .host()
+        .ok_or_else(|| bad("has no host"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    if host.is_empty() {
+        return Err(bad("has no host"));
+    }
+    Ok((host, uri.port_u16().unwrap_or(443)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_centre_url_is_https_host_and_port_only() {
+        assert_eq!(
+            parse_url("https://centre.example:8443").unwrap(),
+            ("centre.example".into(), 8443)
+        );
+        assert_eq!(
+            parse_url("https://127.0.0.1/").unwrap(),
+            ("127.0.0.1".into(), 443)
+        );
+        assert_eq!(parse_url("https://[::1]:9").unwrap(), ("::1".into(), 9));
+        for (url, rule) in [
+            ("http://centre:80", "https://"),
+            ("https://centre/v1", "without a path"),
+            ("https://u:p@centre", "user name"),
+            ("centre", "https://"),
+        ] {
+            let e = parse_url(url).unwrap_err().to_string();
+            assert!(e.contains("centre") && e.contains(rule), "{url}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_refusal_without_a_json_body_names_the_status() {
+        let r = refusal(404, b"");
+        assert_eq!(r.rule, "http-404");
+        assert!(r.error.contains("HTTP 404"), "{}", r.error);
+        let r = refusal(409, br#"{"error":"used","rule":"enrolment-code-used"}"#);
+        assert_eq!(
+            (r.error.as_str(), r.rule.as_str()),
+            ("used", "enrolment-code-used")
+        );
+    }
+
+    #[test]
+    fn refusals_map_to_exit_codes_by_status_and_unreachable_is_seven() {
+        let r = |status| StationError::CentreRefused {
+            status,
+            refusal: refusal(status, b"{\"error\":\"no\",\"rule\":\"r\"}"),
+        };
+        assert_eq!(
+            [400, 401, 403, 404, 409].map(|s| r(s).exit_code()),
+            [2, 6, 6, 2, 5]
+        );
+        assert_eq!(r(403).to_string(), "centre refused: no (rule r)");
+        let e = StationError::CentreUnreachable {
+            url: "https://c".into(),
+            reason: "connection refused".into(),
+        };
+        assert_eq!(e.exit_code(), 7);
+        let s = e.to_string();
+        assert!(
+            s.contains("https://c cannot be reached") && s.contains("nothing was changed"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn a_closed_port_is_unreachable_at_once() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let c = CentreClient::new(
+            &format!("https://127.0.0.1:{port}"),
+            ServerAuth::Fingerprint(Fingerprint::of(b"x")),
+            None,
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        let t = std::time::Instant::now();
+        let e = c.get::<serde_json::Value>("/v1/whoami").unwrap_err();
+        assert!(matches!(e, StationError::CentreUnreachable { .. }), "{e}");
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    }
+}

@@ -1,0 +1,63 @@
+//! What enrolment leaves in the data dir, beside the registry: `DIR/centre/` (0700) with the
+//! Station CA certificate the centre's TLS chain is verified against (`station-ca.pem`), the
+//! station's identity certificate (`identity-1.pem`) and, between the centre's answer and the
+//! end of a local step that failed, that answer (`enrolment.json`, 0600).
+
+use std::path::{Path, PathBuf};
+
+use crate::error::StationError;
+
+/// The `centre/` folder of a data dir.
+#[derive(Debug, Clone)]
+pub struct CentreFiles {
+    pub dir: PathBuf,
+}
+
+impl CentreFiles {
+    pub fn new(data_dir: &Path) -> Self {
+        CentreFiles {
+            dir: data_dir.join("centre"),
+        }
+    }
+
+    /// The Station CA certificate (PEM): the anchor of the centre's TLS certificate.
+    pub fn station_ca(&self) -> PathBuf {
+        self.dir.join("station-ca.pem")
+    }
+
+    /// The station's identity certificate (PEM): its TLS client certificate.
+    pub fn identity(&self) -> PathBuf {
+        self.dir.join(format!("{}.pem", super::IDENTITY_KEY))
+    }
+
+    /// The centre's answer to the enrolment, kept until the local step finished.
+    pub fn pending_enrolment(&self) -> PathBuf {
+        self.dir.join("enrolment.json")
+    }
+
+    /// The Station CA certificate, DER.
+    pub fn read_station_ca(&self) -> Result<Vec<u8>, StationError> {
+        read_pem_cert(&self.station_ca())
+    }
+
+    /// The identity certificate, DER.
+    pub fn read_identity(&self) -> Result<Vec<u8>, StationError> {
+        read_pem_cert(&self.identity())
+    }
+}
+
+/// One PEM certificate from `path`, as DER.
+pub fn read_pem_cert(path: &Path) -> Result<Vec<u8>, StationError> {
+    let text = std::fs::read_to_string(path).map_err(|e| StationError::io(path, e))?;
+    pem_to_der(&path.display().to_string(), &text)
+}
+
+/// A PEM certificate (`-----BEGIN CERTIFICATE-----`) as DER; `field` names it in the error.
+pub fn pem_to_der(field: &str, pem: &str) -> Result<Vec<u8>, StationError> {
+    use der::{DecodePem, Encode};
+    let cert = x509_cert::Certificate::from_pem(pem.as_bytes()).map_err(|e| {
+        StationError::invalid(field, format!("is not a PEM X.509 certificate: {e}"))
+    })?;
+    cert.to_der()
+        .map_err(|e| StationError::invalid(field, format!("does not re-encode as DER: {e}")))
+}

@@ -1,0 +1,15 @@
+//! The station as the national centre's client (docs/centre.md, docs/station.md
+//! "Enrolment"): the HTTPS client ([`CentreClient`]: TLS 1.3, the station's identity key in
+//! its HSM as the client certificate), the files enrolment leaves in the data dir
+//! ([`files`]), the pinned first connection ([`pin`]) and `idstation centre status`
+//! ([`status`]).
+
+pub mod client;
+pub mod files;
+pub mod pin;
+pub mod status;
+
+pub use client::CentreClient;
+
+/// HSM label of the station's identity key (its TLS client certificate at the centre).
+pub const IDENTITY_KEY: &str = "identity-1";

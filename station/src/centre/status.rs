@@ -1,0 +1,165 @@
+//! `idstation centre status`: whether the centre answers, the station and office as the
+//! centre sees them (`GET /v1/status`, or `GET /v1/whoami` from a centre that lacks it), the
+//! identity certificate's validity (from the local certificate) and the numbers left.
+
+use serde::Serialize;
+
+use super::files::CentreFiles;
+use super::CentreClient;
+use crate::error::StationError;
+use crate::Station;
+
+/// What `centre status` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct CentreStatus {
+    pub url: String,
+    /// The centre answered.
+    pub reachable: bool,
+    /// What this station knows without asking.
+    pub local: LocalView,
+    /// What the centre said (absent when it could not be reached).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub centre: Option<CentreView>,
+    /// What could not be learnt, in plain words.
+    pub missing: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LocalView {
+    pub station: String,
+    pub office: String,
+    pub identity: IdentityValidity,
+    /// Numbers left in the office's local number blocks.
+    pub numbers_left: u64,
+}
+
+/// The identity certificate (the TLS client certificate at the centre).
+#[derive(Debug, Clone, Serialize)]
+pub struct IdentityValidity {
+    pub subject: String,
+    pub serial: String,
+    pub not_before: String,
+    pub not_after: String,
+    /// Whole days until notAfter (negative once expired).
+    pub days_left: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CentreView {
+    /// `status` or `whoami`: which endpoint answered.
+    pub source: String,
+    pub station: String,
+    pub office: String,
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity_not_after: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub numbers_left: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub open_jobs: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_head_seq: Option<u64>,
+}
+
+/// The status. `Ok((report, Some(e)))` when the centre could not be reached: the report holds
+/// what is known locally and `e` is the [`StationError::CentreUnreachable`] to exit with. A
+/// refusal by the centre (e.g. a disabled station, exit 6) is `Err`.
+pub fn status(st: &Station) -> Result<(CentreStatus, Option<StationError>), StationError> {
+    let centre = st.config.centre.as_ref().ok_or_else(|| {
+        StationError::invalid(
+            "centre",
+            "this station is not enrolled with a national centre (station.toml has no [centre] \
+             section; a station enrols with `idstation init --centre URL ...`)",
+        )
+    })?;
+    let local = local_view(st)?;
+    let mut report = CentreStatus {
+        url: centre.url.clone(),
+        reachable: false,
+        local,
+        centre: None,
+        missing: Vec::new(),
+    };
+    let client = CentreClient::for_station(st)?;
+    match client.get::<centre_api::StationStatus>(centre_api::paths::STATUS) {
+        Ok(s) => {
+            report.reachable = true;
+            report.centre = Some(CentreView {
+                source: "status".into(),
+                station: s.station,
+                office: s.office,
+                state: s.state,
+                identity_not_after: Some(s.identity_not_after),
+                numbers_left: Some(s.numbers_left),
+                open_jobs: Some(s.open_jobs),
+                audit_head_seq: Some(s.audit_head_seq),
+            });
+        }
+        Err(StationError::CentreRefused { status: 404, .. }) => {
+            let w: centre_api::WhoAmI = match client.get(centre_api::paths::WHOAMI) {
+                Ok(w) => w,
+                Err(e @ StationError::CentreUnreachable { .. }) => return Ok((report, Some(e))),
+                Err(e) => return Err(e),
+            };
+            report.reachable = true;
+            report.missing.push(format!(
+                "the centre does not answer {} (HTTP 404): the numbers left, open jobs and \
+                 audit head as the centre sees them are unknown; {} answered instead",
+                centre_api::paths::STATUS,
+                centre_api::paths::WHOAMI
+            ));
+            report.centre = Some(CentreView {
+                source: "whoami".into(),
+                station: w.station,
+                office: w.office,
+                state: w.state,
+                identity_not_after: None,
+                numbers_left: None,
+                open_jobs: None,
+                audit_head_seq: None,
+            });
+        }
+        Err(e @ StationError::CentreUnreachable { .. }) => {
+            report
+                .missing
+                .push("everything the centre knows: it cannot be reached".into());
+            return Ok((report, Some(e)));
+        }
+        Err(e) => return Err(e),
+    }
+    Ok((report, None))
+}
+
+/// The station's own facts: names, the identity certificate, the numbers left.
+fn local_view(st: &Station) -> Result<LocalView, StationError> {
+    let der = CentreFiles::new(&st.layout.root).read_identity()?;
+    let info = ca::CertInfo::parse(&der)?;
+    let days_left = crate::time_util::parse_rfc3339(&info.not_after)
+        .map(|t| {
+            let now = std::time::SystemTime::now();
+            match t.duration_since(now) {
+                Ok(d) => (d.as_secs() / 86_400) as i64,
+                Err(e) => -((e.duration().as_secs() / 86_400) as i64) - 1,
+            }
+        })
+        .map_err(|e| StationError::Other(format!("identity certificate notAfter: {e}")))?;
+    let office = st.config.station.office.clone();
+    let numbers_left = st
+        .registry
+        .number_blocks(&office)?
+        .iter()
+        .map(|b| (u64::from(b.last) + 1).saturating_sub(u64::from(b.next)))
+        .sum();
+    Ok(LocalView {
+        station: st.config.station.name.clone(),
+        office,
+        identity: IdentityValidity {
+            subject: info.subject,
+            serial: info.serial_hex,
+            not_before: info.not_before,
+            not_after: info.not_after,
+            days_left,
+        },
+        numbers_left,
+    })
+}

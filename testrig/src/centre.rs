@@ -1,0 +1,323 @@
+//! A national centre for the station's end-to-end tests: a private PostgreSQL cluster
+//! (scripts/pg-up.sh under a temporary directory), a `centre.toml` with its own SoftHSM2
+//! token, `idcentral init`, and `idcentral serve` on 127.0.0.1 as a child process that can be
+//! stopped and started again on the same port.
+//!
+//! ```no_run
+//! let mut centre = testrig::centre::Centre::start();  // cluster, config, init (admin "admin")
+//! centre.serve();                                      // https://127.0.0.1:PORT
+//! let code = centre.add_station("TAS01", "tas01-st1"); // the one-time enrolment code
+//! // idstation init --centre centre.url() --centre-fingerprint centre.fingerprint() ...
+//! centre.stop();
+//! ```
+//!
+//! The `idcentral` binary is `$IDCENTRAL_BIN`, else `idcentral` in target/<profile>/ beside
+//! the test executable: build it with `cargo build -p central --bin idcentral` (same
+//! CARGO_TARGET_DIR and profile). As root the cluster runs as the `postgres` user, so the
+//! temporary directory is made under /tmp and traversable (0711).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+/// The password of the centre's first ca-admin, `admin`.
+pub const CENTRE_ADMIN_PASSWORD: &str = "centre-admin-pw-71c2";
+/// The centre's HSM user PIN (in a 0600 file the config names).
+pub const CENTRE_HSM_PIN: &str = "centre-hsm-pin-5e9a";
+
+/// A centre: its cluster, configuration and (when serving) its server. Everything is stopped
+/// and removed when dropped.
+pub struct Centre {
+    tmp: tempfile::TempDir,
+    pg: PathBuf,
+    config: PathBuf,
+    server: Option<Child>,
+    addr: Option<SocketAddr>,
+    fingerprint: Option<String>,
+}
+
+/// The workspace root (scripts/ lives there).
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("testrig sits in the workspace")
+        .to_owned()
+}
+
+impl Centre {
+    /// A new cluster, `centre.toml` and `idcentral init --admin admin`.
+    pub fn start() -> Centre {
+        // Fail first, and clearly, when the binary is missing.
+        idcentral_bin().unwrap_or_else(|e| panic!("{e}"));
+        let tmp = tempfile::Builder::new()
+            .prefix("idcentral-rig-")
+            .tempdir_in("/tmp")
+            .expect("a temporary directory under /tmp");
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o711))
+            .expect("chmod 0711 the centre's directory");
+        let pg = tmp.path().join("pg");
+        let out = Command::new("bash")
+            .arg(workspace().join("scripts/pg-up.sh"))
+            .arg(&pg)
+            .output()
+            .expect("run scripts/pg-up.sh");
+        assert!(
+            out.status.success(),
+            "scripts/pg-up.sh {} failed: {}",
+            pg.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let url = std::fs::read_to_string(pg.join("url")).expect("the cluster's url file");
+        let pin = tmp.path().join("hsm-pin");
+        std::fs::write(&pin, format!("{CENTRE_HSM_PIN}\n")).expect("write the HSM PIN file");
+        std::fs::set_permissions(&pin, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let config = tmp.path().join("centre.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"[centre]
+name = "centre"
+
+[database]
+url = "{url}"
+password_file = "{pw}"
+
+[hsm]
+backend = "pkcs11"
+module = "/usr/lib/softhsm/libsofthsm2.so"
+token_label = "idcentral"
+pin = {{ file = "{pin}" }}
+env = {{ SOFTHSM2_CONF = "{hsm}/softhsm2.conf" }}
+
+[server]
+public_name = "localhost"
+"#,
+                url = url.trim(),
+                pw = pg.join("password").display(),
+                pin = pin.display(),
+                hsm = tmp.path().join("hsm").display(),
+            ),
+        )
+        .expect("write centre.toml");
+        let c = Centre {
+            tmp,
+            pg,
+            config,
+            server: None,
+            addr: None,
+            fingerprint: None,
+        };
+        c.ok(&["init", "--admin", "admin"]);
+        c
+    }
+
+    /// The centre's directory (config, HSM, cluster).
+    pub fn dir(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// `centre.toml`.
+    pub fn config(&self) -> &Path {
+        &self.config
+    }
+
+    /// `idcentral --config centre.toml ARGS` with `stdin` on standard input.
+    pub fn idcentral(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = Command::new(idcentral_bin().unwrap_or_else(|e| panic!("{e}")))
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run idcentral");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write idcentral's stdin");
+        child.wait_with_output().expect("wait for idcentral")
+    }
+
+    /// `idcentral ARGS` as the admin (password on standard input), which must succeed; its
+    /// standard output.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.idcentral(args, &format!("{CENTRE_ADMIN_PASSWORD}\n"));
+        assert!(
+            out.status.success(),
+            "idcentral {args:?}: status {:?}\nstdout:\n{}\nstderr:\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `idcentral station add`: the one-time enrolment code.
+    pub fn add_station(&self, office: &str, station: &str) -> String {
+        let out = self.ok(&[
+            "--json",
+            "station",
+            "add",
+            "--office",
+            office,
+            "--station",
+            station,
+            "--operator",
+            "admin",
+        ]);
+        let v: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("station add --json: {e}: {out}"));
+        v["enrolment_code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no enrolment_code in {out}"))
+            .to_owned()
+    }
+
+    /// `idcentral station disable`.
+    pub fn disable_station(&self, station: &str) {
+        self.ok(&[
+            "station",
+            "disable",
+            "--station",
+            station,
+            "--operator",
+            "admin",
+        ]);
+    }
+
+    /// Set `[server] public_name` (the next `serve` issues a new server certificate for it).
+    pub fn set_public_name(&self, name: &str) {
+        let text = std::fs::read_to_string(&self.config).expect("read centre.toml");
+        let (head, _) = text
+            .split_once("public_name = ")
+            .expect("centre.toml has public_name");
+        let rest = text[head.len()..].split_once('\n').map_or("", |(_, r)| r);
+        std::fs::write(
+            &self.config,
+            format!("{head}public_name = \"{name}\"\n{rest}"),
+        )
+        .expect("write centre.toml");
+    }
+
+    /// Start `idcentral serve` (on a free port the first time, on the same port after
+    /// [`Centre::stop`]) and wait until it listens.
+    pub fn serve(&mut self) {
+        assert!(self.server.is_none(), "the centre is already serving");
+        let listen = self
+            .addr
+            .map_or_else(|| "127.0.0.1:0".to_owned(), |a| a.to_string());
+        let mut child = Command::new(idcentral_bin().unwrap_or_else(|e| panic!("{e}")))
+            .arg("--config")
+            .arg(&self.config)
+            .args(["serve", "--listen", &listen])
+            .env("IDCENTRAL_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start idcentral serve");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut next = || match lines.next() {
+            Some(Ok(l)) => l,
+            _ => panic!("idcentral serve stopped before it listened (its stderr is above)"),
+        };
+        let first = next();
+        let addr: SocketAddr = first
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("idcentral serve: unexpected first line {first:?}"))
+            .parse()
+            .unwrap_or_else(|e| panic!("idcentral serve: {first:?}: {e}"));
+        let second = next();
+        let fingerprint = second
+            .strip_prefix("TLS SHA256 Fingerprint=")
+            .unwrap_or_else(|| panic!("idcentral serve: unexpected second line {second:?}"))
+            .to_owned();
+        // Whatever else it prints must not fill the pipe.
+        std::thread::spawn(move || for _ in lines {});
+        self.addr = Some(addr);
+        self.fingerprint = Some(fingerprint);
+        self.server = Some(child);
+    }
+
+    /// Kill the server (SIGKILL) and reap it; the address is kept for [`Centre::serve`].
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.server.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stop and serve again on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.serve();
+    }
+
+    /// `https://127.0.0.1:PORT` of the server (it must have served once).
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr.expect("call serve() first"))
+    }
+
+    /// The server's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr.expect("call serve() first")
+    }
+
+    /// `TLS SHA256 Fingerprint=` as `idcentral serve` printed it.
+    pub fn fingerprint(&self) -> &str {
+        self.fingerprint.as_deref().expect("call serve() first")
+    }
+
+    /// The cluster's directory (`url`, `password`, `socket/`).
+    pub fn cluster_dir(&self) -> &Path {
+        &self.pg
+    }
+}
+
+impl Drop for Centre {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = Command::new("bash")
+            .arg(workspace().join("scripts/pg-down.sh"))
+            .arg(&self.pg)
+            .status();
+    }
+}
+
+/// The idcentral binary: `$IDCENTRAL_BIN`, else `idcentral` in the directory above the test
+/// executable's `deps/` (target/<profile>/idcentral), else next to the executable.
+pub fn idcentral_bin() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("IDCENTRAL_BIN") {
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(format!("IDCENTRAL_BIN={} is not a file", p.display()))
+        };
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let mut candidates = Vec::new();
+    if let Some(dir) = exe.parent() {
+        if dir
+            .file_name()
+            .is_some_and(|n| n == "deps" || n == "examples")
+        {
+            if let Some(profile) = dir.parent() {
+                candidates.push(profile.join("idcentral"));
+            }
+        }
+        candidates.push(dir.join("idcentral"));
+    }
+    candidates.into_iter().find(|p| p.is_file()).ok_or_else(|| {
+        format!(
+            "idcentral not found next to {} (run `cargo build -p central --bin idcentral` with \
+             the same CARGO_TARGET_DIR and profile, or set IDCENTRAL_BIN)",
+            exe.display()
+        )
+    })
+}
