@@ -163,6 +163,10 @@ pub async fn certify(
         certificates,
         issuer: hex::encode(centre.cas.esign.cert_der()),
     };
+    // An aborted job's certificates are revoked: never hand them out again, even to a repeat.
+    if job.state == JobState::Aborted {
+        return Err(super::aborted(&job));
+    }
     if super::repeated(&job.id, "certify", job.certify_request.as_ref(), req)?.is_some() {
         return Ok(answer(certificates(&tx, &job.id).await?));
     }

@@ -55,6 +55,10 @@ pub async fn complete(
         document: job.document(),
         state: JobState::Completed,
     };
+    // An aborted job's certificates are revoked: never hand them out again, even to a repeat.
+    if job.state == JobState::Aborted {
+        return Err(super::aborted(&job));
+    }
     if super::repeated(&job.id, "complete", job.complete_request.as_ref(), req)?.is_some() {
         return Ok(answer);
     }
