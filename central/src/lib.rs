@@ -15,6 +15,7 @@ pub mod numbers;
 pub mod operators;
 pub mod pki;
 pub mod server;
+pub mod show;
 pub mod stations;
 pub mod tls;
 

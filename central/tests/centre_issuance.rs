@@ -625,7 +625,9 @@ fn stations_reserve_certify_and_complete_once_per_holder_in_the_country() {
         &pw,
     ));
 
-    // Anchoring station 1's audit log (item: audit push), then the timeout sweep.
+    show(&config, &db, &w, &a, &c);
+
+    // Anchoring station 1's audit log, then the timeout sweep.
     audit_push(&w, &st1);
     timeout_sweep(&w, &st2, &config, &db);
 }
@@ -772,4 +774,101 @@ fn timeout_sweep(w: &World, st: &Enrolled, config: &std::path::Path, db: &tokio_
     .unwrap();
     assert_eq!(ab.state, centre_api::JobState::Aborted);
     drop(second);
+}
+
+/// `idcentral show`: by PINFL (JSON) and by document (text); unknown and malformed look-ups are
+/// refused; every look-up is audited.
+fn show(
+    config: &std::path::Path,
+    db: &tokio_postgres::Client,
+    w: &World,
+    a: &NewHolder,
+    c: &NewHolder,
+) {
+    let pw = format!("{ADMIN_PASSWORD}\n");
+    let args = [
+        "--json",
+        "show",
+        "--pinfl",
+        a.pinfl.as_str(),
+        "--operator",
+        "admin",
+    ];
+    let v: Value = serde_json::from_str(&ok(idcentral(config, &args, &pw))).unwrap();
+    assert_eq!(v["holder"]["surname"], "Karimova");
+    assert_eq!(v["addresses"][0]["street"], "Amir Temur 1");
+    assert_eq!(v["addresses"][0]["station"], "tas01-st1");
+    let d = &v["documents"][0];
+    assert_eq!(
+        (
+            d["document"].as_str(),
+            d["state"].as_str(),
+            d["office"].as_str()
+        ),
+        (Some("AA0000001"), Some("active"), Some("TAS01")),
+        "{v}"
+    );
+    assert_eq!(
+        (d["date_of_issue"].as_str(), d["date_of_expiry"].as_str()),
+        (Some("2026-12-02"), Some("2036-12-01"))
+    );
+    let certs = v["certificates"].as_array().unwrap();
+    assert_eq!(certs.len(), 2);
+    assert!(certs.iter().all(|c| c["state"] == "active"), "{v}");
+    // The other holder's aborted issuances show their revoked certificates.
+    let args = [
+        "--json",
+        "show",
+        "--pinfl",
+        c.pinfl.as_str(),
+        "--operator",
+        "admin",
+    ];
+    let v: Value = serde_json::from_str(&ok(idcentral(config, &args, &pw))).unwrap();
+    assert!(
+        v["certificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["state"] == "revoked" && c["revocation_reason"] == "cessationOfOperation"),
+        "{v}"
+    );
+    let text = ok(idcentral(
+        config,
+        &["show", "--document", "AA0000001", "--operator", "admin"],
+        &pw,
+    ));
+    assert!(
+        text.contains("Karimova")
+            && text.contains("AA0000001 active")
+            && text.contains("holder-sign"),
+        "{text}"
+    );
+    let out = idcentral(
+        config,
+        &["show", "--pinfl", "99999999999999", "--operator", "admin"],
+        &pw,
+    );
+    refused(&out, 2, "not in the national registry");
+    let out = idcentral(
+        config,
+        &["show", "--document", "AA42", "--operator", "admin"],
+        &pw,
+    );
+    refused(&out, 2, "document: ");
+    let out = idcentral(
+        config,
+        &["show", "--pinfl", a.pinfl.as_str(), "--operator", "admin"],
+        "wrong-password\n",
+    );
+    refused(&out, 6, "operator name or password is wrong");
+    let shown =
+        w.rt.block_on(audit_actions(db))
+            .iter()
+            .filter(|a| *a == "holder.shown")
+            .count();
+    assert_eq!(
+        shown, 5,
+        "every look-up that got past the log-in is audited"
+    );
 }
