@@ -43,6 +43,7 @@ mod issue;
 mod issuer;
 mod keys;
 pub mod link;
+mod possession;
 pub mod qc;
 mod san;
 mod sign;
@@ -61,6 +62,7 @@ pub use issue::{
 pub use issuer::Issuer;
 pub use keys::spki_from_der_or_pem;
 pub use link::{link_certificate, root_link_certificates, RootLinks};
+pub use possession::{holder_subject, verify_possession};
 pub use san::SubjectAltNames;
 pub use sign::IssuedCert;
 pub use signer::ECDSA_WITH_SHA256;

@@ -16,6 +16,64 @@ pub struct CentreConfig {
     /// The HTTPS server (`idcentral serve`); defaults when the section is absent.
     #[serde(default)]
     pub server: ServerSection,
+    /// The issuance protocol; defaults when the section is absent.
+    #[serde(default)]
+    pub issuance: IssuanceSection,
+}
+
+/// `[issuance]`: the document series, the size of the number blocks stations get, and how long
+/// a job may stay open before the centre aborts it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuanceSection {
+    /// Two capital letters (ICAO 9303 document number prefix), e.g. "AA".
+    #[serde(default = "default_series")]
+    pub series: String,
+    /// Numbers in each block a station is assigned.
+    #[serde(default = "default_block_size")]
+    pub block_size: u32,
+    /// A job reserved or certified longer than this is aborted by the centre.
+    #[serde(default = "default_job_timeout")]
+    pub job_timeout_seconds: u64,
+}
+
+impl Default for IssuanceSection {
+    fn default() -> Self {
+        IssuanceSection {
+            series: default_series(),
+            block_size: default_block_size(),
+            job_timeout_seconds: default_job_timeout(),
+        }
+    }
+}
+
+impl IssuanceSection {
+    /// The section's rules, each refusal naming its key.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let s = self.series.as_bytes();
+        if !(s.len() == 2 && s.iter().all(u8::is_ascii_uppercase)) {
+            return Err("issuance.series: must be two capital letters (e.g. AA)".into());
+        }
+        if !(1..=1_000_000).contains(&self.block_size) {
+            return Err("issuance.block_size: must be 1 to 1000000".into());
+        }
+        if !(1..=30 * 86_400).contains(&self.job_timeout_seconds) {
+            return Err("issuance.job_timeout_seconds: must be 1 to 2592000 (30 days)".into());
+        }
+        Ok(())
+    }
+}
+
+fn default_series() -> String {
+    "AA".into()
+}
+
+fn default_block_size() -> u32 {
+    10_000
+}
+
+fn default_job_timeout() -> u64 {
+    3600
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +148,12 @@ impl CentreConfig {
                 reason: "database.pool_size: must be at least 1".into(),
             });
         }
+        cfg.issuance
+            .check()
+            .map_err(|reason| CentralError::Config {
+                path: path.to_owned(),
+                reason,
+            })?;
         Ok(cfg)
     }
 }
@@ -109,6 +173,23 @@ fn url_has_password(url: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_issuance_section_has_defaults_and_rules() {
+        let d = IssuanceSection::default();
+        assert_eq!(
+            (d.series.as_str(), d.block_size, d.job_timeout_seconds),
+            ("AA", 10_000, 3600)
+        );
+        assert!(d.check().is_ok());
+        let bad = IssuanceSection {
+            series: "A1".into(),
+            ..d.clone()
+        };
+        assert!(bad.check().unwrap_err().starts_with("issuance.series"));
+        let bad = IssuanceSection { block_size: 0, ..d };
+        assert!(bad.check().unwrap_err().starts_with("issuance.block_size"));
+    }
 
     #[test]
     fn a_password_in_the_url_is_found() {

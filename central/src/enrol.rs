@@ -5,64 +5,17 @@
 //! In one transaction the centre locks the station's row, checks the code (its SHA-256, not
 //! expired, the station awaiting enrolment), checks each request's proof of possession, issues
 //! the three certificates, records them, marks the station enrolled (which spends the code) and
-//! writes the audit event. A failure anywhere leaves the code unspent.
+//! writes the audit event, and assigns the station its first block of document numbers. A
+//! failure anywhere leaves the code unspent.
 
 use std::sync::Arc;
-
-use serde::{Deserialize, Serialize};
 
 use crate::audit::{self, Actor};
 use crate::error::{CentralError, Refusal, Result};
 use crate::pki::Centre;
 use crate::stations::{check_station_name, code_digest};
 
-/// `POST /v1/enrol`. The CSRs are PEM (`-----BEGIN CERTIFICATE REQUEST-----`) or DER in hex.
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EnrolRequest {
-    pub station: String,
-    pub enrolment_code: String,
-    pub identity_csr: String,
-    pub audit_csr: String,
-    pub document_signer_csr: String,
-}
-
-impl std::fmt::Debug for EnrolRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EnrolRequest")
-            .field("station", &self.station)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The trust anchors a station keeps (PEM).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TrustAnchors {
-    pub root: String,
-    pub csca: String,
-    pub station_ca: String,
-}
-
-/// The answer to an enrolment: the station's certificates (PEM), the anchors, and the
-/// fingerprint of the centre's TLS certificate.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EnrolResponse {
-    pub station: String,
-    pub office: String,
-    pub identity_cert: String,
-    pub audit_cert: String,
-    pub document_signer_cert: String,
-    pub trust_anchors: TrustAnchors,
-    pub centre_tls_fingerprint_sha256: String,
-}
-
-/// `GET /v1/whoami`: the station the client certificate belongs to.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct WhoAmI {
-    pub station: String,
-    pub office: String,
-    pub state: String,
-}
+pub use centre_api::{EnrolRequest, EnrolResponse, TrustAnchors, WhoAmI};
 
 fn forbidden(rule: &'static str, reason: String) -> CentralError {
     CentralError::refused(Refusal::Forbidden, rule, reason)
@@ -221,6 +174,11 @@ pub async fn enrol(centre: &Arc<Centre>, req: &EnrolRequest) -> Result<EnrolResp
         station: req.station.clone(),
     };
     let object = format!("station:{}", req.station);
+    let number_block = crate::numbers::assign_block(&tx, &req.station, &centre.issuance).await?;
+    details.insert(
+        "number_block".into(),
+        serde_json::to_value(&number_block).map_err(|e| CentralError::Other(e.to_string()))?,
+    );
     audit::append(&tx, &actor, "station.enrolled", &object, &details.into()).await?;
     tx.commit().await?;
     tracing::info!(station = %req.station, office = %office, "station enrolled");
@@ -233,10 +191,12 @@ pub async fn enrol(centre: &Arc<Centre>, req: &EnrolRequest) -> Result<EnrolResp
         document_signer_cert: pem(&certs[2])?,
         trust_anchors: TrustAnchors {
             root: pem(centre.cas.root.cert_der())?,
+            esign: pem(centre.cas.esign.cert_der())?,
             csca: pem(centre.cas.csca.cert_der())?,
             station_ca: pem(centre.cas.station_ca.cert_der())?,
         },
         centre_tls_fingerprint_sha256: centre.tls_fingerprint.clone(),
+        number_block,
     })
 }
 

@@ -22,13 +22,14 @@ pub enum CentralError {
     Conflict(String),
     #[error("{0}")]
     NotPermitted(String),
-    /// A station's request refused by a named rule (HTTP 401, 403 or 409 with `rule` in the
-    /// JSON body).
+    /// A station's request refused by a named rule (HTTP 400, 401, 403, 404 or 409 with `rule`
+    /// in the JSON body, and `office` when the rule is about another office's card).
     #[error("{reason}")]
     Refused {
         status: Refusal,
         rule: &'static str,
         reason: String,
+        office: Option<String>,
     },
     #[error(transparent)]
     Hsm(#[from] hsm::HsmError),
@@ -43,10 +44,14 @@ pub enum CentralError {
 /// How a station's request is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
+    /// The request breaks a rule of its own (e.g. a proof of possession): HTTP 400.
+    BadRequest,
     /// No (valid) client certificate where one is required: HTTP 401.
     Unauthenticated,
     /// Not allowed: HTTP 403.
     Forbidden,
+    /// No such thing (e.g. an unknown job): HTTP 404.
+    NotFound,
     /// In conflict with the current state (e.g. already enrolled): HTTP 409.
     Conflict,
 }
@@ -58,6 +63,17 @@ impl CentralError {
             status,
             rule,
             reason: reason.into(),
+            office: None,
+        }
+    }
+
+    /// A refusal about a card or an issuance of `office` (HTTP 409 with `office` in the body).
+    pub fn refused_at(rule: &'static str, office: String, reason: impl Into<String>) -> Self {
+        CentralError::Refused {
+            status: Refusal::Conflict,
+            rule,
+            reason: reason.into(),
+            office: Some(office),
         }
     }
 
@@ -91,6 +107,7 @@ impl CentralError {
             CentralError::NotPermitted(_) => 6,
             CentralError::Refused { status, .. } => match status {
                 Refusal::Conflict => 5,
+                Refusal::BadRequest | Refusal::NotFound => 2,
                 Refusal::Unauthenticated | Refusal::Forbidden => 6,
             },
             CentralError::Database(_) => 7,

@@ -3,14 +3,19 @@
 //! one-time code. The `idcentral` binary is a thin layer over these modules (docs/centre.md).
 
 pub mod audit;
+pub mod audit_push;
 pub mod config;
 pub mod db;
 pub mod enrol;
 pub mod error;
+pub mod holders;
 pub mod init;
+pub mod issuance;
+pub mod numbers;
 pub mod operators;
 pub mod pki;
 pub mod server;
+pub mod show;
 pub mod stations;
 pub mod tls;
 

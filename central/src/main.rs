@@ -51,6 +51,18 @@ enum Cmd {
     /// The centre's audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// One holder in the national registry: data, addresses, documents, certificates
+    /// (ca-admin or auditor; the look-up is audited).
+    #[command(group(clap::ArgGroup::new("by").required(true).args(["pinfl", "document"])))]
+    Show {
+        #[arg(long, value_name = "N")]
+        pinfl: Option<String>,
+        /// Series and number, e.g. AA0000042.
+        #[arg(long, value_name = "D")]
+        document: Option<String>,
+        #[arg(long, value_name = "NAME")]
+        operator: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -185,6 +197,24 @@ async fn run(cli: &Cli, cfg: &CentreConfig) -> Result<(), CentralError> {
                     .collect()
             })
         }
+        Cmd::Show {
+            pinfl,
+            document,
+            operator,
+        } => {
+            let query = match (pinfl, document) {
+                (Some(p), _) => central::show::Query::Pinfl(p.clone()),
+                (None, Some(d)) => central::show::Query::Document(d.clone()),
+                (None, None) => {
+                    return Err(CentralError::invalid("pinfl", "give --pinfl or --document"))
+                }
+            };
+            let pool = central::db::pool(&cfg.database)?;
+            let roles = [Role::CaAdmin, Role::Auditor];
+            let s = log_in(&pool, cfg, operator, "show holders", &roles).await?;
+            let record = central::show::show(&pool, &s, &query).await?;
+            print(cli.json, &record, show_text)
+        }
         Cmd::Audit(AuditCmd::VerifyLog { operator }) => {
             let pool = central::db::pool(&cfg.database)?;
             log_in(
@@ -272,6 +302,77 @@ async fn log_in(
 ) -> Result<operators::Session, CentralError> {
     let password = read_secret(&format!("Password for {operator}"), false)?;
     operators::log_in(pool, &cfg.centre.name, operator, &password, action, roles).await
+}
+
+fn show_text(r: &central::show::HolderRecord) -> String {
+    let h = &r.holder;
+    let mut s = format!(
+        "Holder {}: {} {}{}\n  born {} in {}, sex {}, citizenship {}\n",
+        h.pinfl,
+        h.surname,
+        h.given_names,
+        h.patronymic
+            .as_deref()
+            .map(|p| format!(" {p}"))
+            .unwrap_or_default(),
+        h.date_of_birth,
+        h.place_of_birth,
+        h.sex,
+        h.citizenship
+    );
+    s += "Addresses:\n";
+    for a in &r.addresses {
+        let x = &a.address;
+        s += &format!(
+            "  {:<9} {}, {}, {} {}{} (from {}{}) recorded {} by {} at {}\n",
+            x.kind.as_str(),
+            x.region,
+            x.district,
+            x.street,
+            x.house,
+            x.apartment
+                .as_deref()
+                .map(|p| format!(", apt {p}"))
+                .unwrap_or_default(),
+            x.registered_on,
+            x.registered_until
+                .as_deref()
+                .map(|u| format!(" until {u}"))
+                .unwrap_or_default(),
+            a.recorded_at,
+            a.operator,
+            a.station
+        );
+    }
+    s += "Documents:\n";
+    for d in &r.documents {
+        s += &format!(
+            "  {} {:<9} office {} station {} issued {} expires {} card {}\n",
+            d.document,
+            d.state,
+            d.office,
+            d.station,
+            d.date_of_issue,
+            d.date_of_expiry,
+            d.card_serial
+        );
+    }
+    s += "Certificates:\n";
+    for c in &r.certificates {
+        s += &format!(
+            "  {} {} {:<11} {:<7}{} ({})\n",
+            c.serial,
+            c.slot,
+            c.profile,
+            c.state,
+            c.revocation_reason
+                .as_deref()
+                .map(|r| format!(" {r}"))
+                .unwrap_or_default(),
+            c.document
+        );
+    }
+    s
 }
 
 fn state_word(active: bool, locked: bool) -> &'static str {

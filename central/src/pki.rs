@@ -8,10 +8,12 @@ use hsm::KeyStore;
 
 use crate::error::{CentralError, Result};
 
-/// The CAs enrolment issues under, and the trust anchors it hands out.
+/// The CAs enrolment and issuance issue under, and the trust anchors it hands out.
 pub struct CentreCas {
     /// National Root CA: station audit signers.
     pub root: ca::Issuer,
+    /// e-Signature CA: holder certificates (the issuance protocol's `certify`).
+    pub esign: ca::Issuer,
     /// CSCA: station Document Signers.
     pub csca: ca::Issuer,
     /// Station CA: station identities and the centre's TLS server certificate.
@@ -27,6 +29,8 @@ pub struct Centre {
     pub profiles: profiles::ProfileSet,
     /// SHA-256 fingerprint of the centre's TLS server certificate (as `ca::fingerprint_sha256`).
     pub tls_fingerprint: String,
+    /// `[issuance]`: series, block size, job timeout.
+    pub issuance: crate::config::IssuanceSection,
 }
 
 /// The active key of each CA the server issues under, checked against the HSM.
@@ -49,6 +53,7 @@ pub async fn load_cas(pool: &Pool, store: &dyn KeyStore) -> Result<CentreCas> {
     };
     Ok(CentreCas {
         root: find("root")?,
+        esign: find("esign")?,
         csca: find("csca")?,
         station_ca: find("station-ca")?,
     })

@@ -3,14 +3,21 @@
 //! certificate, if any, goes with every request of that connection as a [`ClientCert`].
 //!
 //! - `POST /v1/enrol` (no client certificate needed): [`crate::enrol::enrol`];
-//! - `GET /v1/whoami` (a station's certificate): [`crate::enrol::authenticate`].
+//! - `GET /v1/whoami` (a station's certificate): [`crate::enrol::authenticate`];
+//! - `GET /v1/status`: [`crate::issuance::status`];
+//! - `POST /v1/jobs/reserve`, `POST /v1/jobs/{job}/certify|complete|abort`, `GET /v1/jobs/{job}`:
+//!   [`crate::issuance`];
+//! - `POST /v1/audit/push`: [`crate::audit_push`].
 //!
-//! Refusals are JSON `{"error": "...", "rule": "..."}` with 400, 401, 403, 404 or 409.
+//! Every endpoint but enrolment authenticates the station by its client certificate first.
+//! Refusals are JSON `{"error": "...", "rule": "..."}` (and `"office"` where the rule is about
+//! another office's card) with 400, 401, 403, 404 or 409.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Extension, State};
+use axum::body::Bytes;
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -20,8 +27,9 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::CentreConfig;
-use crate::enrol::{self, EnrolRequest, EnrolResponse, WhoAmI};
+use crate::enrol::{self, EnrolResponse, WhoAmI};
 use crate::error::{CentralError, Refusal, Result};
+use crate::issuance;
 use crate::pki::{self, Centre};
 
 /// How long a client may take to finish the TLS handshake before the connection is dropped.
@@ -37,15 +45,26 @@ pub struct ApiError(pub CentralError);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let mut office = None;
         let (status, rule) = match &self.0 {
-            CentralError::Refused { status, rule, .. } => (
-                match status {
-                    Refusal::Unauthenticated => StatusCode::UNAUTHORIZED,
-                    Refusal::Forbidden => StatusCode::FORBIDDEN,
-                    Refusal::Conflict => StatusCode::CONFLICT,
-                },
-                *rule,
-            ),
+            CentralError::Refused {
+                status,
+                rule,
+                office: o,
+                ..
+            } => {
+                office = o.clone();
+                (
+                    match status {
+                        Refusal::BadRequest => StatusCode::BAD_REQUEST,
+                        Refusal::Unauthenticated => StatusCode::UNAUTHORIZED,
+                        Refusal::Forbidden => StatusCode::FORBIDDEN,
+                        Refusal::NotFound => StatusCode::NOT_FOUND,
+                        Refusal::Conflict => StatusCode::CONFLICT,
+                    },
+                    *rule,
+                )
+            }
             CentralError::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid-request"),
             CentralError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
             CentralError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
@@ -58,39 +77,132 @@ impl IntoResponse for ApiError {
         } else {
             self.0.to_string()
         };
-        (
-            status,
-            Json(serde_json::json!({ "error": message, "rule": rule })),
-        )
-            .into_response()
+        let body = centre_api::Refusal {
+            error: message,
+            rule: rule.to_owned(),
+            office,
+        };
+        (status, Json(body)).into_response()
     }
 }
 
-async fn enrol_handler(
-    State(centre): State<Arc<Centre>>,
-    Json(req): Json<EnrolRequest>,
-) -> std::result::Result<Json<EnrolResponse>, ApiError> {
-    enrol::enrol(&centre, &req)
-        .await
-        .map(Json)
-        .map_err(ApiError)
+type Answer<T> = std::result::Result<Json<T>, ApiError>;
+
+/// A JSON body of type `T`; a body that does not parse is `invalid-request` naming the error.
+fn body<T: serde::de::DeserializeOwned>(bytes: &Bytes) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| CentralError::invalid("body", e.to_string()))
+}
+
+fn client_cert(cert: &ClientCert) -> Option<&[u8]> {
+    cert.0.as_deref().map(Vec::as_slice)
+}
+
+async fn enrol_handler(State(centre): State<Arc<Centre>>, bytes: Bytes) -> Answer<EnrolResponse> {
+    let run = async { enrol::enrol(&centre, &body(&bytes)?).await };
+    run.await.map(Json).map_err(ApiError)
 }
 
 async fn whoami_handler(
     State(centre): State<Arc<Centre>>,
     Extension(cert): Extension<ClientCert>,
-) -> std::result::Result<Json<WhoAmI>, ApiError> {
-    enrol::authenticate(&centre, cert.0.as_deref().map(Vec::as_slice))
+) -> Answer<WhoAmI> {
+    enrol::authenticate(&centre, client_cert(&cert))
         .await
         .map(Json)
         .map_err(ApiError)
 }
 
+async fn status_handler(
+    State(centre): State<Arc<Centre>>,
+    Extension(cert): Extension<ClientCert>,
+) -> Answer<centre_api::StationStatus> {
+    let run = async {
+        let who = enrol::authenticate(&centre, client_cert(&cert)).await?;
+        issuance::status::station_status(&centre, &who).await
+    };
+    run.await.map(Json).map_err(ApiError)
+}
+
+async fn reserve_handler(
+    State(centre): State<Arc<Centre>>,
+    Extension(cert): Extension<ClientCert>,
+    bytes: Bytes,
+) -> Answer<centre_api::ReserveResponse> {
+    let run = async {
+        let who = enrol::authenticate(&centre, client_cert(&cert)).await?;
+        issuance::reserve::reserve(&centre, &who, &body(&bytes)?).await
+    };
+    run.await.map(Json).map_err(ApiError)
+}
+
+/// `POST /v1/jobs/{job}/{step}`: certify, complete or abort.
+async fn step_handler(
+    State(centre): State<Arc<Centre>>,
+    Extension(cert): Extension<ClientCert>,
+    Path((job, step)): Path<(String, String)>,
+    bytes: Bytes,
+) -> std::result::Result<Response, ApiError> {
+    let run = async {
+        let who = enrol::authenticate(&centre, client_cert(&cert)).await?;
+        issuance::check_job_id(&job)?;
+        let json = |v: serde_json::Value| Json(v).into_response();
+        Ok(match step.as_str() {
+            "certify" => json(issuance::json(
+                &issuance::certify::certify(&centre, &who, &job, &body(&bytes)?).await?,
+            )?),
+            "complete" => json(issuance::json(
+                &issuance::finish::complete(&centre, &who, &job, &body(&bytes)?).await?,
+            )?),
+            "abort" => json(issuance::json(
+                &issuance::finish::abort(&centre, &who, &job, &body(&bytes)?).await?,
+            )?),
+            other => {
+                return Err(CentralError::refused(
+                    Refusal::NotFound,
+                    "not-found",
+                    format!("a job has no step {other:?} (certify, complete, abort)"),
+                ))
+            }
+        })
+    };
+    run.await.map_err(ApiError)
+}
+
+async fn job_handler(
+    State(centre): State<Arc<Centre>>,
+    Extension(cert): Extension<ClientCert>,
+    Path(job): Path<String>,
+) -> Answer<centre_api::JobStatus> {
+    let run = async {
+        let who = enrol::authenticate(&centre, client_cert(&cert)).await?;
+        issuance::status::job_status(&centre, &who, &job).await
+    };
+    run.await.map(Json).map_err(ApiError)
+}
+
+async fn audit_push_handler(
+    State(centre): State<Arc<Centre>>,
+    Extension(cert): Extension<ClientCert>,
+    bytes: Bytes,
+) -> Answer<centre_api::AuditHead> {
+    let run = async {
+        let who = enrol::authenticate(&centre, client_cert(&cert)).await?;
+        crate::audit_push::push(&centre, &who, &body(&bytes)?).await
+    };
+    run.await.map(Json).map_err(ApiError)
+}
+
 /// The API's routes over `centre`.
 pub fn router(centre: Arc<Centre>) -> Router {
+    use centre_api::paths;
     Router::new()
-        .route("/v1/enrol", post(enrol_handler))
-        .route("/v1/whoami", get(whoami_handler))
+        .route(paths::ENROL, post(enrol_handler))
+        .route(paths::WHOAMI, get(whoami_handler))
+        .route(paths::STATUS, get(status_handler))
+        .route(paths::RESERVE, post(reserve_handler))
+        .route("/v1/jobs/{job}", get(job_handler))
+        .route("/v1/jobs/{job}/{step}", post(step_handler))
+        .route(paths::AUDIT_PUSH, post(audit_push_handler))
         .with_state(centre)
 }
 
@@ -113,6 +225,7 @@ pub async fn prepare(cfg: &CentreConfig) -> Result<(Arc<Centre>, rustls::ServerC
         cas,
         profiles,
         tls_fingerprint: ca::fingerprint_sha256(&server_cert)?,
+        issuance: cfg.issuance.clone(),
     };
     Ok((Arc::new(centre), tls))
 }
@@ -131,6 +244,7 @@ pub async fn serve(cfg: &CentreConfig, listen: Option<SocketAddr>) -> Result<()>
     println!("listening on {bound}");
     println!("TLS SHA256 Fingerprint={}", centre.tls_fingerprint);
     let acceptor = TlsAcceptor::from(Arc::new(tls));
+    tokio::spawn(issuance::sweep::run(Arc::clone(&centre)));
     let app = router(centre);
     loop {
         let (tcp, peer) = match listener.accept().await {

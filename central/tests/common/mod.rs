@@ -3,6 +3,10 @@
 //! `idcentral` with a password on standard input.
 #![allow(dead_code)]
 
+pub mod serve;
+#[allow(unused_imports)]
+pub use serve::*;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -194,8 +198,13 @@ pub async fn audit_actions(client: &tokio_postgres::Client) -> Vec<String> {
         .collect()
 }
 
-/// `idcentral station add`; the enrolment code.
+/// `idcentral station add` for office TAS01; the enrolment code.
 pub fn add_station(config: &Path, station: &str) -> String {
+    add_station_at(config, "TAS01", station)
+}
+
+/// `idcentral station add --office OFFICE`; the enrolment code.
+pub fn add_station_at(config: &Path, office: &str, station: &str) -> String {
     let out = ok(idcentral(
         config,
         &[
@@ -203,7 +212,7 @@ pub fn add_station(config: &Path, station: &str) -> String {
             "station",
             "add",
             "--office",
-            "TAS01",
+            office,
             "--station",
             station,
             "--operator",

@@ -1,0 +1,243 @@
+//! `POST /v1/jobs/{job}/complete` and `/abort`: step 5. Complete: the document becomes ACTIVE
+//! with its dates and card serial, the number used, the certificates active, one e-government
+//! outbox message. Abort: the certificates revoked (cessationOfOperation), the number spoiled or
+//! released. Each in one transaction with its audit event; the centre's timeout sweep aborts
+//! through [`abort_job`] too.
+
+use centre_api::{
+    AbortRequest, AbortResponse, CompleteRequest, CompleteResponse, JobState, NumberOutcome,
+};
+use deadpool_postgres::Transaction;
+
+use super::{actor, check_card_serial, check_operator, json, station_job, Job};
+use crate::audit::{self, Actor};
+use crate::enrol::WhoAmI;
+use crate::error::{CentralError, Result};
+use crate::pki::Centre;
+
+/// A `YYYY-MM-DD` calendar date.
+fn date(field: &'static str, v: &str) -> Result<time::Date> {
+    registry::validate::date(field, v).map_err(|e| CentralError::invalid(field, e.to_string()))
+}
+
+fn check_complete(job: &Job, req: &CompleteRequest) -> Result<(time::Date, time::Date)> {
+    check_operator(&req.operator)?;
+    check_card_serial(&req.card_serial)?;
+    if !req.card_serial.eq_ignore_ascii_case(&job.card_serial) {
+        return Err(super::conflict(format!(
+            "job {} was reserved for card {}, not {}",
+            job.id, job.card_serial, req.card_serial
+        )));
+    }
+    let issue = date("date_of_issue", &req.date_of_issue)?;
+    let expiry = date("date_of_expiry", &req.date_of_expiry)?;
+    if expiry <= issue {
+        return Err(CentralError::invalid(
+            "date_of_expiry",
+            "must be after date_of_issue",
+        ));
+    }
+    Ok((issue, expiry))
+}
+
+/// Complete (see the module documentation). A repeated request gets the same answer.
+pub async fn complete(
+    centre: &Centre,
+    who: &WhoAmI,
+    id: &str,
+    req: &CompleteRequest,
+) -> Result<CompleteResponse> {
+    let mut client = centre.pool.get().await?;
+    let tx = client.transaction().await?;
+    let job = station_job(&tx, who, id, true).await?;
+    let answer = CompleteResponse {
+        job: job.id.clone(),
+        document: job.document(),
+        state: JobState::Completed,
+    };
+    // An aborted job's certificates are revoked: never hand them out again, even to a repeat.
+    if job.state == JobState::Aborted {
+        return Err(super::aborted(&job));
+    }
+    if super::repeated(&job.id, "complete", job.complete_request.as_ref(), req)?.is_some() {
+        return Ok(answer);
+    }
+    match job.state {
+        JobState::Certified => {}
+        JobState::Aborted => return Err(super::aborted(&job)),
+        s => {
+            return Err(super::conflict(format!(
+                "job {} is {}: complete comes after certify only",
+                job.id,
+                super::state_str(s)
+            )))
+        }
+    }
+    let (issue, expiry) = check_complete(&job, req)?;
+    tx.execute(
+        "INSERT INTO documents (series, number, holder_id, station, office, job, state, date_of_issue, date_of_expiry, card_serial)
+         VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9)",
+        &[&job.series, &job.number, &job.holder_id, &who.station, &who.office, &job.id, &issue, &expiry, &req.card_serial],
+    )
+    .await?;
+    crate::numbers::set_state(&tx, &job.series, job.number, "used").await?;
+    let serials: Vec<String> = tx
+        .query("UPDATE certificates SET state = 'active' WHERE job = $1 AND state = 'issued' RETURNING serial", &[&job.id])
+        .await?
+        .iter()
+        .map(|r| hex::encode_upper(r.get::<_, &[u8]>(0)))
+        .collect();
+    outbox(&tx, &job, who, req, &serials).await?;
+    super::set_state(
+        &tx,
+        &job.id,
+        JobState::Completed,
+        "complete_request",
+        &json(req)?,
+    )
+    .await?;
+    let details = serde_json::json!({
+        "job": job.id, "document": job.document(), "card_serial": req.card_serial,
+        "date_of_issue": req.date_of_issue, "date_of_expiry": req.date_of_expiry, "certificates": serials,
+    });
+    audit::append(
+        &tx,
+        &actor(who, &req.operator),
+        "job.completed",
+        &format!("document:{}", job.document()),
+        &details,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(answer)
+}
+
+/// The e-government message of a completed issuance.
+async fn outbox(
+    tx: &Transaction<'_>,
+    job: &Job,
+    who: &WhoAmI,
+    req: &CompleteRequest,
+    serials: &[String],
+) -> Result<()> {
+    let pinfl: String = tx
+        .query_one("SELECT pinfl FROM holders WHERE id = $1", &[&job.holder_id])
+        .await?
+        .get(0);
+    let payload = serde_json::json!({
+        "document": job.document(), "pinfl": pinfl, "office": who.office, "station": who.station,
+        "date_of_issue": req.date_of_issue, "date_of_expiry": req.date_of_expiry,
+        "card_serial": req.card_serial, "certificates": serials,
+    });
+    tx.execute(
+        "INSERT INTO outbox (topic, job, payload) VALUES ('document.issued', $1, $2)",
+        &[&job.id, &payload],
+    )
+    .await?;
+    Ok(())
+}
+
+fn check_abort(req: &AbortRequest) -> Result<()> {
+    check_operator(&req.operator)?;
+    let r = req.reason.trim();
+    if r.is_empty() || r.chars().count() > 200 || req.reason.chars().any(char::is_control) {
+        return Err(CentralError::invalid(
+            "reason",
+            "must be 1-200 characters without control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Abort (see the module documentation). Aborting a completed job is `job-conflict`; an
+/// aborted job answers with its state.
+pub async fn abort(
+    centre: &Centre,
+    who: &WhoAmI,
+    id: &str,
+    req: &AbortRequest,
+) -> Result<AbortResponse> {
+    check_abort(req)?;
+    let mut client = centre.pool.get().await?;
+    let tx = client.transaction().await?;
+    let job = station_job(&tx, who, id, true).await?;
+    super::repeated(&job.id, "abort", job.abort_request.as_ref(), req)?;
+    match job.state {
+        JobState::Completed => {
+            return Err(super::conflict(format!(
+                "job {} is completed: its card is active; revoke the document instead",
+                job.id
+            )))
+        }
+        JobState::Aborted => {
+            let revoked = revoked_serials(&tx, &job.id).await?;
+            return Ok(AbortResponse {
+                job: job.id,
+                state: JobState::Aborted,
+                revoked,
+            });
+        }
+        JobState::Reserved | JobState::Certified => {}
+    }
+    let revoked = abort_job(
+        &tx,
+        &job,
+        &actor(who, &req.operator),
+        &req.reason,
+        req.number,
+        Some(&json(req)?),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(AbortResponse {
+        job: job.id,
+        state: JobState::Aborted,
+        revoked,
+    })
+}
+
+async fn revoked_serials(tx: &Transaction<'_>, job: &str) -> Result<Vec<String>> {
+    Ok(tx
+        .query(
+            "SELECT serial FROM certificates WHERE job = $1 AND state = 'revoked' ORDER BY slot",
+            &[&job],
+        )
+        .await?
+        .iter()
+        .map(|r| hex::encode_upper(r.get::<_, &[u8]>(0)))
+        .collect())
+}
+
+/// Abort an open job inside `tx`: revoke its certificates, spoil or release its number, record
+/// the reason (and the station's request), audit. The serials revoked.
+pub async fn abort_job(
+    tx: &Transaction<'_>,
+    job: &Job,
+    by: &Actor,
+    reason: &str,
+    number: NumberOutcome,
+    request: Option<&serde_json::Value>,
+) -> Result<Vec<String>> {
+    tx.execute(
+        "UPDATE certificates SET state = 'revoked', revocation_reason = 'cessationOfOperation', revoked_at = now()
+         WHERE job = $1 AND state <> 'revoked'",
+        &[&job.id],
+    )
+    .await?;
+    let revoked = revoked_serials(tx, &job.id).await?;
+    let outcome = match number {
+        NumberOutcome::Released => "released",
+        NumberOutcome::Spoiled => "spoiled",
+    };
+    crate::numbers::set_state(tx, &job.series, job.number, outcome).await?;
+    tx.execute(
+        "UPDATE jobs SET state = 'aborted', abort_reason = $2, abort_request = $3, updated_at = now() WHERE id = $1",
+        &[&job.id, &reason, &request],
+    )
+    .await?;
+    let details = serde_json::json!({
+        "job": job.id, "document": job.document(), "reason": reason, "number": outcome, "revoked": revoked,
+    });
+    audit::append(tx, by, "job.aborted", &format!("job:{}", job.id), &details).await?;
+    Ok(revoked)
+}

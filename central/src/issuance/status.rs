@@ -1,0 +1,67 @@
+//! `GET /v1/jobs/{job}` (what the centre knows of one of the station's jobs: recovery asks it)
+//! and `GET /v1/status` (the station as the centre sees it).
+
+use centre_api::{JobStatus, StationStatus};
+
+use super::{certificates, station_job};
+use crate::enrol::WhoAmI;
+use crate::error::Result;
+use crate::pki::Centre;
+
+/// The job `id` of station `who`.
+pub async fn job_status(centre: &Centre, who: &WhoAmI, id: &str) -> Result<JobStatus> {
+    let client = centre.pool.get().await?;
+    let job = station_job(&client, who, id, false).await?;
+    Ok(JobStatus {
+        certificates: certificates(&client, &job.id).await?,
+        document: job.document(),
+        state: job.state,
+        abort_reason: job.abort_reason.clone(),
+        job: job.id,
+    })
+}
+
+/// The station's identity certificate's notAfter, number blocks, open jobs and audit head.
+pub async fn station_status(centre: &Centre, who: &WhoAmI) -> Result<StationStatus> {
+    let client = centre.pool.get().await?;
+    let identity: Vec<u8> = client
+        .query_one(
+            "SELECT cert_der FROM station_certs WHERE station = $1 AND purpose = 'identity'",
+            &[&who.station],
+        )
+        .await?
+        .get(0);
+    let number_blocks = crate::numbers::blocks(&client, &who.station).await?;
+    let released: i64 = client
+        .query_one(
+            "SELECT count(*) FROM document_numbers n JOIN number_blocks b ON b.id = n.block_id
+             WHERE b.station = $1 AND n.state = 'released'",
+            &[&who.station],
+        )
+        .await?
+        .get(0);
+    let open_jobs: i64 = client
+        .query_one(
+            "SELECT count(*) FROM jobs WHERE station = $1 AND state IN ('reserved', 'certified')",
+            &[&who.station],
+        )
+        .await?
+        .get(0);
+    let head: Option<i64> = client
+        .query_opt(
+            "SELECT seq FROM station_audit_heads WHERE station = $1",
+            &[&who.station],
+        )
+        .await?
+        .map(|r| r.get(0));
+    Ok(StationStatus {
+        station: who.station.clone(),
+        office: who.office.clone(),
+        state: who.state.clone(),
+        identity_not_after: ca::CertInfo::parse(&identity)?.not_after,
+        numbers_left: number_blocks.iter().map(|b| b.left()).sum::<u64>() + released as u64,
+        number_blocks,
+        open_jobs: open_jobs as u64,
+        audit_head_seq: head.unwrap_or(0) as u64,
+    })
+}

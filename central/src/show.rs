@@ -1,0 +1,197 @@
+//! `idcentral show --pinfl N | --document D`: one holder as the national registry knows them —
+//! their data, address history, documents (station, office, state, dates) and certificates
+//! (serial, profile, state). A read of personal data: ca-admin or auditor, and every look-up is
+//! written to the audit log (found, not found or refused) in the transaction that reads.
+
+use deadpool_postgres::{GenericClient, Pool};
+use registry::NewHolder;
+use serde::Serialize;
+
+use crate::audit;
+use crate::error::{CentralError, Result};
+use crate::holders::{self, RecordedAddress};
+use crate::operators::{Role, Session};
+
+/// What to look a holder up by.
+#[derive(Debug, Clone)]
+pub enum Query {
+    Pinfl(String),
+    /// Series and number, e.g. `AA0000042`.
+    Document(String),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DocumentRecord {
+    pub document: String,
+    pub state: String,
+    pub station: String,
+    pub office: String,
+    pub date_of_issue: String,
+    pub date_of_expiry: String,
+    pub card_serial: String,
+    pub job: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CertificateRecord {
+    pub serial: String,
+    pub slot: String,
+    pub profile: String,
+    pub state: String,
+    pub revocation_reason: Option<String>,
+    /// The document number of the job it was issued for.
+    pub document: String,
+    pub job: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HolderRecord {
+    pub holder: NewHolder,
+    pub addresses: Vec<RecordedAddress>,
+    pub documents: Vec<DocumentRecord>,
+    pub certificates: Vec<CertificateRecord>,
+}
+
+/// A document number's series and number (`AA0000042`).
+fn parse_document(d: &str) -> Result<(String, i32)> {
+    let ok = d.len() == 9
+        && d.as_bytes()[..2].iter().all(u8::is_ascii_uppercase)
+        && d.as_bytes()[2..].iter().all(u8::is_ascii_digit);
+    let number = d.get(2..).and_then(|n| n.parse::<i32>().ok());
+    match number {
+        Some(n) if ok => Ok((d[..2].to_owned(), n)),
+        _ => Err(CentralError::invalid(
+            "document",
+            "must be a series of two capital letters and seven digits (e.g. AA0000042)",
+        )),
+    }
+}
+
+async fn holder_id(c: &impl GenericClient, q: &Query) -> Result<Option<i64>> {
+    Ok(match q {
+        Query::Pinfl(p) => {
+            registry::validate::pinfl("pinfl", p)
+                .map_err(|e| CentralError::invalid("pinfl", e.to_string()))?;
+            holders::find(c, p).await?.map(|(id, _)| id)
+        }
+        Query::Document(d) => {
+            let (series, number) = parse_document(d)?;
+            c.query_opt(
+                "SELECT holder_id FROM jobs WHERE series = $1 AND number = $2 ORDER BY created_at DESC LIMIT 1",
+                &[&series, &number],
+            )
+            .await?
+            .map(|r| r.get(0))
+        }
+    })
+}
+
+async fn documents(c: &impl GenericClient, holder: i64) -> Result<Vec<DocumentRecord>> {
+    let rows = c
+        .query(
+            "SELECT series, number, state, station, office, date_of_issue::text, date_of_expiry::text, card_serial, job
+             FROM documents WHERE holder_id = $1 ORDER BY id",
+            &[&holder],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| DocumentRecord {
+            document: crate::numbers::document_number(r.get(0), r.get(1)),
+            state: r.get(2),
+            station: r.get(3),
+            office: r.get(4),
+            date_of_issue: r.get(5),
+            date_of_expiry: r.get(6),
+            card_serial: r.get(7),
+            job: r.get(8),
+        })
+        .collect())
+}
+
+async fn certificates(c: &impl GenericClient, holder: i64) -> Result<Vec<CertificateRecord>> {
+    let rows = c
+        .query(
+            "SELECT c.serial, c.slot, c.profile, c.state, c.revocation_reason, j.series, j.number, j.id
+             FROM certificates c JOIN jobs j ON j.id = c.job
+             WHERE c.holder_id = $1 ORDER BY c.issued_at, c.slot",
+            &[&holder],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| CertificateRecord {
+            serial: hex::encode_upper(r.get::<_, &[u8]>(0)),
+            slot: r.get(1),
+            profile: r.get(2),
+            state: r.get(3),
+            revocation_reason: r.get(4),
+            document: crate::numbers::document_number(r.get(5), r.get(6)),
+            job: r.get(7),
+        })
+        .collect())
+}
+
+fn describe(q: &Query) -> (String, serde_json::Value) {
+    match q {
+        Query::Pinfl(p) => (format!("holder:{p}"), serde_json::json!({ "pinfl": p })),
+        Query::Document(d) => (
+            format!("document:{d}"),
+            serde_json::json!({ "document": d }),
+        ),
+    }
+}
+
+/// Look a holder up (see the module documentation).
+pub async fn show(pool: &Pool, session: &Session, q: &Query) -> Result<HolderRecord> {
+    if !matches!(session.role(), Role::CaAdmin | Role::Auditor) {
+        return Err(CentralError::NotPermitted(format!(
+            "{} is a {}; show needs the ca-admin or auditor role",
+            session.actor().operator,
+            session.role().as_str()
+        )));
+    }
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let id = holder_id(&tx, q).await;
+    let (object, mut details) = describe(q);
+    match &id {
+        Ok(found) => details["found"] = found.is_some().into(),
+        Err(e) => details["refused"] = e.to_string().into(),
+    }
+    audit::append(&tx, session.actor(), "holder.shown", &object, &details).await?;
+    let id = match id {
+        Ok(id) => id,
+        Err(e) => {
+            tx.commit().await?;
+            return Err(e);
+        }
+    };
+    let record = match id {
+        None => None,
+        Some(id) => Some(HolderRecord {
+            holder: holders::get(&tx, id).await?,
+            addresses: holders::addresses(&tx, id).await?,
+            documents: documents(&tx, id).await?,
+            certificates: certificates(&tx, id).await?,
+        }),
+    };
+    tx.commit().await?;
+    record
+        .ok_or_else(|| CentralError::NotFound(format!("{object} is not in the national registry")))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn document_numbers_parse_and_bad_ones_name_the_field() {
+        assert_eq!(
+            super::parse_document("AA0000042").unwrap(),
+            ("AA".into(), 42)
+        );
+        for bad in ["AA000004", "aa0000042", "AA00000X2", "AAA000042"] {
+            let e = super::parse_document(bad).unwrap_err().to_string();
+            assert!(e.starts_with("document: "), "{bad}: {e}");
+        }
+    }
+}
