@@ -2,14 +2,15 @@
 //! card, plus the holder, into the card's certificates (RFC 5280, profiles under
 //! `profiles/cert/`).
 //!
-//! The first implementation, [`InStationCa`], signs with the station's own e-Signature CA key
-//! in the HSM. The national centre will be the second: the station sends the keys and the
-//! holder, the centre answers with certificates. The issuance job talks to the CA only
-//! through this trait.
+//! [`InStationCa`] signs with the station's own e-Signature CA key in the HSM (a standalone
+//! station). [`crate::ra::CentreCertifier`] asks the national centre: the station sends the
+//! keys with a proof of possession made on the card, the centre answers with certificates.
+//! The issuance job talks to the CA only through this trait.
 
 use std::time::SystemTime;
 
 use profiles::card::Slot;
+use registry::Actor;
 
 use crate::error::StationError;
 use crate::holder::ValidHolder;
@@ -23,6 +24,9 @@ pub struct KeyToCertify<'a> {
     pub profile: &'a str,
     /// SubjectPublicKeyInfo, DER, as the card returned it.
     pub public_key: &'a [u8],
+    /// The card key's signature (DER ECDSA) over the digest [`Certifier::proof_digests`]
+    /// named for this slot; `None` when the certifier asked for no proof.
+    pub proof: Option<&'a [u8]>,
 }
 
 /// A certificate made for one card key.
@@ -35,11 +39,28 @@ pub struct CardCertificate {
     pub issuer_key_id: i64,
 }
 
+/// One SHA-256 digest per card key, for the key to sign as proof of possession.
+pub type ProofDigests = Vec<(Slot, [u8; 32])>;
+
 /// Turns a card's public keys plus the holder into certificates, one per key, in key order.
 pub trait Certifier {
+    /// What each card key of job `job_id` must sign to prove possession before
+    /// [`certify`](Self::certify): one SHA-256 digest per `(slot, SubjectPublicKeyInfo)`, or
+    /// `None` when this certifier needs no proof (it generated nothing it does not trust).
+    fn proof_digests(
+        &self,
+        _st: &Station,
+        _job_id: i64,
+        _keys: &[(Slot, &[u8])],
+    ) -> Result<Option<ProofDigests>, StationError> {
+        Ok(None)
+    }
+
     fn certify(
         &self,
-        st: &Station,
+        st: &mut Station,
+        actor: &Actor,
+        job_id: i64,
         holder: &ValidHolder,
         keys: &[KeyToCertify<'_>],
     ) -> Result<Vec<CardCertificate>, StationError>;
@@ -51,7 +72,9 @@ pub struct InStationCa;
 impl Certifier for InStationCa {
     fn certify(
         &self,
-        st: &Station,
+        st: &mut Station,
+        _actor: &Actor,
+        _job_id: i64,
         holder: &ValidHolder,
         keys: &[KeyToCertify<'_>],
     ) -> Result<Vec<CardCertificate>, StationError> {

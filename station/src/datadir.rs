@@ -179,6 +179,9 @@ pub enum Work {
     IssuanceJob(i64),
     /// A dual-control CA request being executed (or resumed by recovery).
     CaRequest(i64),
+    /// A reservation at the national centre not yet recorded in a local job (the first 64
+    /// bits of its job UUID).
+    CentreReservation(u64),
 }
 
 impl Work {
@@ -186,6 +189,7 @@ impl Work {
         match self {
             Work::IssuanceJob(id) => format!("job-{id}.lock"),
             Work::CaRequest(id) => format!("ca-request-{id}.lock"),
+            Work::CentreReservation(id) => format!("centre-reservation-{id:016x}.lock"),
         }
     }
 
@@ -193,6 +197,9 @@ impl Work {
         match self {
             Work::IssuanceJob(id) => format!("job {id} is being worked on by another process"),
             Work::CaRequest(id) => format!("CA request {id} is being executed by another process"),
+            Work::CentreReservation(id) => {
+                format!("reservation {id:016x} at the centre is being made by another process")
+            }
         }
     }
 }

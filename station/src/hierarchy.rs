@@ -26,6 +26,9 @@ pub const CSCA_CA: &str = "csca";
 /// See [`CSCA_CA`].
 pub const DS_CA: &str = "document-signer";
 
+/// The CAs whose keys the national centre holds for an enrolled station.
+pub const CENTRE_HELD_CAS: &[&str] = &["root", "esign", "csca"];
+
 /// The CAs of the hierarchy, in the order `ca show` prints them.
 pub const CA_NAMES: &[&str] = &["root", "esign", "audit", "csca", "document-signer"];
 
@@ -79,6 +82,12 @@ pub struct CaSummary {
 
 /// The active key of CA `ca` and its [`ca::Issuer`].
 pub fn active_issuer(st: &Station, ca_name: &str) -> Result<(CaKey, ca::Issuer), StationError> {
+    if st.config.centre.is_some() && CENTRE_HELD_CAS.contains(&ca_name) {
+        return Err(StationError::NotPermitted(format!(
+            "this station is enrolled to the national centre, which holds the {ca_name} CA's key: \
+             its certificates, CRLs and rotations are made there (`idcentral ca ...`)"
+        )));
+    }
     let key = st.registry.active_ca_key(ca_name)?.ok_or_else(|| {
         StationError::Other(format!("no active {ca_name} CA key in the registry"))
     })?;

@@ -30,6 +30,7 @@ pub mod issuance;
 pub mod journal;
 pub mod operators;
 pub mod pin_letter;
+pub mod ra;
 pub mod readers;
 pub mod records;
 pub mod recovery;

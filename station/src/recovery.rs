@@ -24,7 +24,7 @@ use serde::Serialize;
 use crate::datadir::{Work, WorkLock};
 use crate::error::StationError;
 use crate::journal::{JobStep, Reached};
-use crate::registrar::{LocalRegistry, Registrar};
+use crate::registrar::Registrar;
 use crate::Station;
 
 #[derive(Debug, Clone, Serialize)]
@@ -108,7 +108,8 @@ pub fn recover(
         "recover issuances",
         &[registry::Role::Clerk, registry::Role::CaAdmin],
     )?;
-    recover_as(st, &session.actor().clone(), &LocalRegistry, mode)
+    let (_, registrar) = crate::ra::seams(st);
+    recover_as(st, &session.actor().clone(), registrar.as_ref(), mode)
 }
 
 /// [`recover`] on behalf of `actor` (an issuance that found an unfinished job on its card).
@@ -119,6 +120,20 @@ fn recover_as(
     mode: Mode,
 ) -> Result<Vec<Resolved>, StationError> {
     let mut out = Vec::new();
+    if st.config.centre.is_some() {
+        // Reservations the centre holds for jobs never recorded here; the centre being away
+        // leaves them for the next run.
+        match crate::ra::recover_pending(st, actor) {
+            Ok(settled) => out.extend(settled.into_iter().map(|job| Resolved {
+                job_id: 0,
+                outcome: "released",
+                detail: format!("reservation {job} at the centre, never recorded here, aborted"),
+            })),
+            Err(e) => {
+                tracing::warn!(error = %e, "pending reservations at the centre left for later")
+            }
+        }
+    }
     let jobs = st.registry.unfinished_jobs()?;
     for job in jobs {
         if WorkLock::is_held(&st.layout.root, Work::IssuanceJob(job.id)) {
@@ -239,9 +254,7 @@ fn resolve_with_card(
             card_serial: crate::card::serial_text(info.serial),
             certificate_ids: certs.iter().map(|c| c.id).collect(),
         };
-        st.registry
-            .write(|tx| tx.complete_issuance(&completion, actor))?;
-        crate::audit::checkpoint_after(st, "recovery.completed");
+        registrar.complete(st, actor, &completion, JobStep::RegistryComplete.as_str())?;
         return Ok(Resolved {
             job_id: job.id,
             outcome: "completed",

@@ -99,6 +99,70 @@ pub trait Registrar {
     ) -> Result<RollbackSummary, StationError>;
 }
 
+/// What registering an issuance's holder changes in the local registry, read before the
+/// transaction that applies it.
+pub struct HolderUpsert {
+    existing: Option<registry::Holder>,
+    latest_address: Option<registry::NewAddress>,
+}
+
+impl HolderUpsert {
+    pub fn read(st: &Station, request: &Reservation<'_>) -> Result<Self, StationError> {
+        let existing = st.registry.holder_by_pinfl(&request.holder.record.pinfl)?;
+        let latest_address = match &existing {
+            Some(h) => st
+                .registry
+                .addresses(h.id)?
+                .into_iter()
+                .last()
+                .map(|a| a.data),
+            None => None,
+        };
+        Ok(HolderUpsert {
+            existing,
+            latest_address,
+        })
+    }
+
+    /// Register the holder, or update a registered one (changes refused unless the clerk
+    /// confirmed them; each change audited) and add an address that differs from the latest.
+    /// Returns the holder's id.
+    pub fn apply(
+        &self,
+        tx: &registry::Tx<'_>,
+        actor: &Actor,
+        request: &Reservation<'_>,
+    ) -> Result<i64, StationError> {
+        let pinfl = &request.holder.record.pinfl;
+        let address = registry::NewAddress::from(request.holder);
+        let Some(h) = &self.existing else {
+            return Ok(tx.insert_holder(request.record, &address, actor)?);
+        };
+        // Checked again inside the transaction: the data may have changed since the check
+        // before the card.
+        let changes = crate::holder_update::differences(&h.data, request.record);
+        if !request.update_holder {
+            crate::holder_update::refuse_unconfirmed(pinfl, &changes)?;
+        }
+        if !changes.is_empty() {
+            tx.update_holder(h.id, request.record)?;
+            tx.audit(&AuditEntry {
+                actor,
+                action: "holder.updated",
+                object: &format!("holder:{pinfl}"),
+                details: &serde_json::json!({
+                    "changes": changes,
+                    "confirmed_by_clerk": request.update_holder,
+                }),
+            })?;
+        }
+        if self.latest_address.as_ref() != Some(&address) {
+            tx.add_address(h.id, &address, actor)?;
+        }
+        Ok(h.id)
+    }
+}
+
 /// The station's own SQLite registry.
 pub struct LocalRegistry;
 
@@ -150,45 +214,9 @@ impl Registrar for LocalRegistry {
         let office = st.config.station.office.clone();
         let pinfl = &request.holder.record.pinfl;
         let serial = crate::card::serial_text(request.card_serial);
-        let address = registry::NewAddress::from(request.holder);
-        let existing = st.registry.holder_by_pinfl(pinfl)?;
-        let latest_address = match &existing {
-            Some(h) => st
-                .registry
-                .addresses(h.id)?
-                .into_iter()
-                .last()
-                .map(|a| a.data),
-            None => None,
-        };
+        let upsert = HolderUpsert::read(st, request)?;
         let tx = st.registry.transaction()?;
-        let holder_id = match &existing {
-            Some(h) => {
-                // Checked again inside the transaction: the data may have changed since the
-                // check before the card.
-                let changes = crate::holder_update::differences(&h.data, request.record);
-                if !request.update_holder {
-                    crate::holder_update::refuse_unconfirmed(pinfl, &changes)?;
-                }
-                if !changes.is_empty() {
-                    tx.update_holder(h.id, request.record)?;
-                    tx.audit(&AuditEntry {
-                        actor,
-                        action: "holder.updated",
-                        object: &format!("holder:{pinfl}"),
-                        details: &serde_json::json!({
-                            "changes": changes,
-                            "confirmed_by_clerk": request.update_holder,
-                        }),
-                    })?;
-                }
-                if latest_address.as_ref() != Some(&address) {
-                    tx.add_address(h.id, &address, actor)?;
-                }
-                h.id
-            }
-            None => tx.insert_holder(request.record, &address, actor)?,
-        };
+        let holder_id = upsert.apply(&tx, actor, request)?;
         let number = tx.allocate_document_number(&office)?;
         let job_id = tx.create_job(
             &registry::NewJob {

@@ -166,11 +166,12 @@ impl Inspected {
 }
 
 impl Prepared {
-    /// `ca.issue`: the certifier makes one certificate per planned key; the registrar records
-    /// them (as issued) in the transaction that finishes the step.
+    /// `ca.issue`: the certifier makes one certificate per planned key (after the card proved
+    /// possession of each key, when the certifier asks for it); the registrar records them (as
+    /// issued) in the transaction that finishes the step.
     pub fn certify(self, job: &mut Job<'_>) -> Result<Certified, StationError> {
         job.journaled(JobStep::CaIssue, json!({}), |job, step_id| {
-            let keys = job
+            let public_keys = job
                 .profile
                 .keys
                 .iter()
@@ -181,15 +182,33 @@ impl Prepared {
                             key.slot
                         ))
                     })?;
-                    Ok(KeyToCertify {
-                        slot: key.slot,
-                        profile: &key.certificate_profile,
-                        public_key,
-                    })
+                    Ok((key.slot, public_key))
                 })
                 .collect::<Result<Vec<_>, StationError>>()?;
+            let proofs = self.prove_possession(job, &public_keys)?;
+            let keys: Vec<KeyToCertify<'_>> = job
+                .profile
+                .keys
+                .iter()
+                .zip(&public_keys)
+                .map(|(key, (slot, public_key))| KeyToCertify {
+                    slot: *slot,
+                    profile: &key.certificate_profile,
+                    public_key,
+                    proof: proofs
+                        .iter()
+                        .find(|(s, _)| s == slot)
+                        .map(|(_, p)| p.as_slice()),
+                })
+                .collect();
             let t0 = Instant::now();
-            let certificates = job.certifier.certify(job.st, job.holder, &keys)?;
+            let certificates = job.certifier.certify(
+                job.st,
+                job.session.actor(),
+                job.job_id,
+                job.holder,
+                &keys,
+            )?;
             job.timings.hsm_ms += ms(t0);
             let t0 = Instant::now();
             let recorded = job.registrar.record_certificates(
@@ -209,6 +228,28 @@ impl Prepared {
                 None,
             ))
         })
+    }
+}
+
+impl Prepared {
+    /// The card signs what the certifier asks for each key (nothing when it asks for nothing).
+    fn prove_possession(
+        &self,
+        job: &mut Job<'_>,
+        public_keys: &[(Slot, &[u8])],
+    ) -> Result<Vec<(Slot, Vec<u8>)>, StationError> {
+        let Some(digests) = job
+            .certifier
+            .proof_digests(job.st, job.job_id, public_keys)?
+        else {
+            return Ok(Vec::new());
+        };
+        let t0 = Instant::now();
+        let proofs = Personalizer::new(job.profile)
+            .prove_possession(&mut *job.card, &self.prepared, &digests)
+            .map_err(|e| StationError::card(Some(JobStep::CaIssue.as_str()), &e))?;
+        job.timings.card_ms += ms(t0);
+        Ok(proofs)
     }
 }
 

@@ -20,8 +20,8 @@
 //! may have reached the card leaves the job for [`crate::recovery`], which asks the card.
 //!
 //! The job talks to the CA only through [`Certifier`] and to the holder and document records
-//! only through [`Registrar`]: today the in-station CA and the local registry
-//! ([`issue`]), next the national centre ([`issue_with`]).
+//! only through [`Registrar`]: the in-station CA and the local registry on a standalone
+//! station, the national centre's API on an enrolled one ([`crate::ra`]).
 //!
 //! While a job runs, its process holds the job's [`crate::datadir::WorkLock`], so recovery in
 //! another process never touches a job that is still alive.
@@ -42,10 +42,10 @@ use registry::Rollback;
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-use crate::certifier::{Certifier, InStationCa};
+use crate::certifier::Certifier;
 use crate::error::StationError;
 use crate::holder::ValidHolder;
-use crate::registrar::{LocalRegistry, Registrar, Reservation};
+use crate::registrar::{Registrar, Reservation};
 use crate::session::Session;
 use crate::Station;
 use job::{ms, Inspected, Job};
@@ -116,15 +116,24 @@ impl JobProgress {
     }
 }
 
-/// Issue one card with the in-station CA and the local registry. See the module docs for the
-/// steps and what a failure leaves behind.
+/// Issue one card: through the national centre when the station is enrolled to one, else with
+/// the in-station CA and the local registry ([`crate::ra::seams`]). See the module docs for
+/// the steps and what a failure leaves behind.
 pub fn issue(
     st: &mut Station,
     session: &Session,
     input: &IssueInput,
     progress: &mut dyn FnMut(&JobProgress),
 ) -> Result<IssueReport, StationError> {
-    issue_with(st, session, input, &InStationCa, &LocalRegistry, progress)
+    let (certifier, registrar) = crate::ra::seams(st);
+    issue_with(
+        st,
+        session,
+        input,
+        certifier.as_ref(),
+        registrar.as_ref(),
+        progress,
+    )
 }
 
 /// [`issue`] with another [`Certifier`] and [`Registrar`].

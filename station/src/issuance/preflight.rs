@@ -23,17 +23,11 @@ pub fn preflight(
             "no active {what} key with a certificate, so no card can be issued; run `idstation ca rotate --ca {ca}` and have another ca-admin approve it"
         ))
     };
-    // e-Signature CA: the key that signs the holder certificates.
-    st.registry
-        .active_ca_key("esign")?
-        .filter(|k| k.certificate.is_some())
-        .ok_or_else(|| rotate("esign", "e-Signature CA"))?;
-    crate::hierarchy::active_issuer(st, "esign").map_err(|e| match e {
-        StationError::Ca(ca::CaError::Issuer { label, rule }) => StationError::Conflict(format!(
-            "e-Signature CA key {label} cannot issue: {rule}; run `idstation ca rotate --ca esign`"
-        )),
-        e => e,
-    })?;
+    // e-Signature CA: the key that signs the holder certificates (the centre's, when the
+    // station is enrolled to one: it checks its own key).
+    if st.config.centre.is_none() {
+        esign_ready(st, &rotate)?;
+    }
     // Document Signer (signs EF.SOD) and the CSCA that certified it.
     let ds = st
         .registry
@@ -89,4 +83,22 @@ fn certificate_has_key(der: &[u8], spki: &[u8]) -> bool {
         .subject_public_key
         .raw_bytes()
         == k.subject_public_key.raw_bytes()
+}
+
+/// The station's active e-Signature CA key has a certificate and can issue.
+fn esign_ready(
+    st: &Station,
+    rotate: &dyn Fn(&str, &str) -> StationError,
+) -> Result<(), StationError> {
+    st.registry
+        .active_ca_key("esign")?
+        .filter(|k| k.certificate.is_some())
+        .ok_or_else(|| rotate("esign", "e-Signature CA"))?;
+    crate::hierarchy::active_issuer(st, "esign").map_err(|e| match e {
+        StationError::Ca(ca::CaError::Issuer { label, rule }) => StationError::Conflict(format!(
+            "e-Signature CA key {label} cannot issue: {rule}; run `idstation ca rotate --ca esign`"
+        )),
+        e => e,
+    })?;
+    Ok(())
 }

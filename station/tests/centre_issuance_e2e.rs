@@ -1,0 +1,339 @@
+//! Issue 15, issuance through the national centre end to end: two stations (two data dirs, two
+//! SoftHSM2 tokens) enrolled to one `idcentral serve` (PostgreSQL, its own SoftHSM2 token,
+//! TLS 1.3 with mutual TLS on 127.0.0.1: testrig::centre) issue cards in vpcd readers through
+//! the `idstation` binary. Oracles: openssl (`verify` of the holder certificates up to the
+//! centre's root, `cms -verify` of EF.SOD up to the centre's CSCA) and `idcentral show`.
+//!
+//! Needs `idcentral` built in the same target dir (`cargo build -p central --bin idcentral`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use testrig::centre::Centre;
+
+const ADMIN_PASSWORD: &str = "station-admin-pw-6b0e";
+const CLERK_PASSWORD: &str = "station-clerk-pw-93aa";
+const HSM_PIN: &str = "station-hsm-pin-c1e4";
+const PIN: &str = "48291637";
+#[path = "common/holder_pin.rs"]
+mod holder_pin;
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/holders")
+        .join(name)
+}
+
+/// A station enrolled to `centre`, with a clerk.
+struct Station {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    data: PathBuf,
+    office: String,
+}
+
+impl Station {
+    fn enrol(centre: &Centre, office: &str, name: &str) -> Station {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let data = dir.join("data");
+        let pin_file = dir.join("hsm-pin");
+        std::fs::write(&pin_file, format!("{HSM_PIN}\n")).unwrap();
+        std::fs::set_permissions(
+            &pin_file,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+        let st = Station {
+            _tmp: tmp,
+            dir,
+            data,
+            office: office.into(),
+        };
+        let code = centre.add_station(office, name);
+        let o = st.run(
+            &[
+                "init",
+                "--centre",
+                &centre.url(),
+                "--centre-fingerprint",
+                centre.fingerprint(),
+                "--enrolment-code",
+                "-",
+                "--station",
+                name,
+                "--admin",
+                "admin",
+                "--hsm-pin-file",
+                pin_file.to_str().unwrap(),
+            ],
+            &[ADMIN_PASSWORD, &code],
+            &[],
+        );
+        assert!(o.status.success(), "enrol {name}:\n{}", text(&o));
+        let o = st.run(
+            &[
+                "operator",
+                "add",
+                "--name",
+                "clerk",
+                "--role",
+                "clerk",
+                "--operator",
+                "admin",
+            ],
+            &[ADMIN_PASSWORD, CLERK_PASSWORD],
+            &[],
+        );
+        assert!(o.status.success(), "clerk:\n{}", text(&o));
+        st
+    }
+
+    fn run(&self, args: &[&str], secrets: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_idstation"));
+        c.arg("--data-dir").arg(&self.data).args(args);
+        c.env("IDSTATION_LOG", "debug");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let o = holder_pin::output(c, args, &self.dir, secrets, PIN);
+        let all = text(&o);
+        for s in [ADMIN_PASSWORD, CLERK_PASSWORD, HSM_PIN, PIN] {
+            assert!(!all.contains(s), "secret {s:?} in the output:\n{all}");
+        }
+        o
+    }
+
+    fn issue(&self, holder: &str, reader: &str, env: &[(&str, &str)]) -> Output {
+        self.run(
+            &[
+                "--json",
+                "issue",
+                "--holder",
+                fixture(holder).to_str().unwrap(),
+                "--reader",
+                reader,
+                "--operator",
+                "clerk",
+            ],
+            &[CLERK_PASSWORD],
+            env,
+        )
+    }
+
+    fn blank_card(&self, serial: u32) -> PathBuf {
+        let img = self.dir.join(format!("card-{serial:08X}.img"));
+        let o = Command::new(testrig::vchip_bin().expect("vchip"))
+            .args(["create", "--out"])
+            .arg(&img)
+            .args(["--serial", &serial.to_string()])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        img
+    }
+
+    fn registry(&self) -> registry::Registry {
+        registry::Registry::open_read_only(self.data.join("registry.sqlite")).expect("registry")
+    }
+
+    /// The PEM file of the CA certificate of CA `ca` (`ca show`).
+    fn ca_file(&self, ca: &str) -> PathBuf {
+        let o = self.run(&["--json", "ca", "show"], &[], &[]);
+        assert!(o.status.success(), "{}", text(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let list = v.as_array().cloned().unwrap_or_default();
+        let entry = list
+            .iter()
+            .find(|c| c["ca"] == ca && c["state"] == "active")
+            .unwrap_or_else(|| panic!("no active {ca} in {v}"));
+        PathBuf::from(entry["file"].as_str().unwrap())
+    }
+
+    /// The holder certificates (DER) the station recorded for `document`'s job.
+    fn certificates_of(&self, document: &str) -> Vec<Vec<u8>> {
+        let reg = self.registry();
+        let mut stmt = reg
+            .connection()
+            .prepare(
+                "SELECT c.der FROM certificates c JOIN issuance_jobs j ON c.job_id = j.id
+                 WHERE j.series || printf('%07d', j.number) = ?1",
+            )
+            .unwrap();
+        let rows = stmt
+            .query_map([document], |r| r.get::<_, Vec<u8>>(0))
+            .unwrap();
+        rows.map(Result::unwrap).collect()
+    }
+}
+
+fn openssl(args: &[&str], files: &[&Path]) -> Output {
+    let mut c = Command::new("openssl");
+    c.args(args);
+    for f in files {
+        c.arg(f);
+    }
+    c.output().expect("openssl")
+}
+
+/// The certificate `der` verifies up to `root` through `esign` (openssl, -x509_strict).
+fn assert_chains(dir: &Path, der: &[u8], root: &Path, esign: &Path) {
+    let cert = dir.join("holder.der");
+    std::fs::write(&cert, der).unwrap();
+    let pem = dir.join("holder.pem");
+    let o = openssl(&["x509", "-inform", "DER", "-in"], &[&cert]);
+    assert!(o.status.success(), "{}", text(&o));
+    std::fs::write(&pem, &o.stdout).unwrap();
+    let o = Command::new("openssl")
+        .args(["verify", "-x509_strict", "-CAfile"])
+        .arg(root)
+        .arg("-untrusted")
+        .arg(esign)
+        .arg(&pem)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "openssl verify:\n{}", text(&o));
+}
+
+#[test]
+fn two_enrolled_stations_issue_with_national_numbers_one_card_per_holder_and_the_centres_pki() {
+    let mut centre = Centre::start();
+    centre.serve();
+    let tas = Station::enrol(&centre, "TAS01", "tas01-st1");
+    let sam = Station::enrol(&centre, "SAM01", "sam01-st1");
+    let a = testrig::Slot::lease();
+    let b = testrig::Slot::lease();
+
+    // The fixture holders between the two stations.
+    let mut documents = Vec::new();
+    for (i, (st, holder)) in [
+        (&tas, "holder-01.json"),
+        (&sam, "holder-02.json"),
+        (&tas, "holder-03.json"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let card = a.insert(&st.blank_card(0x5A00_0001 + i as u32), &[]);
+        let o = st.issue(holder, &a.reader_name, &[]);
+        assert!(
+            o.status.success(),
+            "{holder} at {}:\n{}",
+            st.office,
+            text(&o)
+        );
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        documents.push((st, r["document"].as_str().unwrap().to_owned()));
+        card.pull();
+    }
+    let mut numbers: Vec<&String> = documents.iter().map(|(_, d)| d).collect();
+    numbers.sort();
+    numbers.dedup();
+    assert_eq!(numbers.len(), 3, "document numbers unique across stations");
+
+    for (st, doc) in &documents {
+        // The centre lists every card, with the office that issued it.
+        let shown = centre.ok(&["--json", "show", "--document", doc, "--operator", "admin"]);
+        assert!(
+            shown.contains(doc.as_str()) && shown.contains(&st.office),
+            "{doc}: {shown}"
+        );
+        // Each certificate chains to the centre's root.
+        let certs = st.certificates_of(doc);
+        assert_eq!(certs.len(), 2, "{doc}");
+        for der in certs {
+            assert_chains(&st.dir, &der, &st.ca_file("root"), &st.ca_file("esign"));
+        }
+    }
+
+    // The same holder (holder-01 has an active card from TAS01) at SAM01: refused, exit 5,
+    // naming the office; the card stays blank.
+    let card = a.insert(&sam.blank_card(0x5A00_0010), &[]);
+    let o = sam.issue("holder-01.json", &a.reader_name, &[]);
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("TAS01"),
+        "names the office:\n{}",
+        text(&o)
+    );
+    card.pull();
+
+    // A new holder on both stations at once: exactly one card.
+    let holder = "holder-new.json";
+    let mut h: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture("holder-02.json")).unwrap()).unwrap();
+    h["pinfl"] = serde_json::json!("32307921400993");
+    for st in [&tas, &sam] {
+        let mut v = h.clone();
+        if let Some(p) = v["photo"].as_str() {
+            v["photo"] = serde_json::json!(fixture(p).to_str().unwrap());
+        }
+        std::fs::write(st.dir.join(holder), v.to_string()).unwrap();
+    }
+    let ca = a.insert(&tas.blank_card(0x5A00_0020), &[]);
+    let cb = b.insert(&sam.blank_card(0x5A00_0021), &[]);
+    let issue_at = |st: &Station, reader: &str| {
+        st.run(
+            &[
+                "--json",
+                "issue",
+                "--holder",
+                st.dir.join(holder).to_str().unwrap(),
+                "--reader",
+                reader,
+                "--operator",
+                "clerk",
+            ],
+            &[CLERK_PASSWORD],
+            &[],
+        )
+    };
+    let (oa, ob) = std::thread::scope(|s| {
+        let pa = s.spawn(|| issue_at(&tas, &a.reader_name));
+        let pb = s.spawn(|| issue_at(&sam, &b.reader_name));
+        (pa.join().unwrap(), pb.join().unwrap())
+    });
+    let codes = [oa.status.code(), ob.status.code()];
+    assert!(
+        codes.contains(&Some(0)) && codes.contains(&Some(5)),
+        "one card and one refusal:\n{}\n{}",
+        text(&oa),
+        text(&ob)
+    );
+    ca.pull();
+    cb.pull();
+
+    // The centre stopped: issuance refuses at once, before the card, and loses nothing.
+    centre.stop();
+    let img = tas.blank_card(0x5A00_0030);
+    let card = a.insert(&img, &[]);
+    let started = std::time::Instant::now();
+    let o = tas.issue("holder-02.json", &a.reader_name, &[]);
+    assert_eq!(o.status.code(), Some(7), "{}", text(&o));
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("centre"),
+        "{}",
+        text(&o)
+    );
+    card.pull();
+    let o = Command::new(testrig::vchip_bin().unwrap())
+        .args(["show", "--json"])
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("\"lifecycle\": \"blank\""),
+        "the card was not touched:\n{}",
+        text(&o)
+    );
+}
