@@ -8,6 +8,7 @@ pub mod config;
 pub mod db;
 pub mod enrol;
 pub mod error;
+pub mod failpoint;
 pub mod holders;
 pub mod init;
 pub mod issuance;

@@ -1,6 +1,6 @@
 //! Document numbers: blocks of one series assigned to stations (cut one after another under a
-//! lock, so they never overlap), and the numbers handed out of them. A station's released numbers go out
-//! again first; when its blocks run out it gets the next block of the series.
+//! lock, so they never overlap), and the numbers handed out of them. A released number is never handed
+//! out again; when a station's blocks run out it gets the next block of the series.
 
 use centre_api::NumberBlock;
 use deadpool_postgres::Transaction;
@@ -77,32 +77,16 @@ pub async fn blocks(client: &tokio_postgres::Client, station: &str) -> Result<Ve
         .collect())
 }
 
-/// Hand out a number to `job`: a released number of the station's blocks first, else the next
-/// one of its oldest block with numbers left, else of a new block. Returns (series, number).
+/// Hand out a number to `job`: the next one of the station's oldest block with numbers left,
+/// else of a new block. Returns (series, number). A released number is not handed out again
+/// (the station registry's rule too: every number names at most one job, and a station's
+/// mirror of its numbers never sees one come back).
 pub async fn allocate(
     tx: &Transaction<'_>,
     station: &str,
     job: &str,
     cfg: &IssuanceSection,
 ) -> Result<(String, i32)> {
-    let released = tx
-        .query_opt(
-            "SELECT n.series, n.number FROM document_numbers n JOIN number_blocks b ON b.id = n.block_id
-             WHERE b.station = $1 AND n.state = 'released'
-             ORDER BY n.series, n.number LIMIT 1 FOR UPDATE OF n SKIP LOCKED",
-            &[&station],
-        )
-        .await?;
-    if let Some(r) = released {
-        let (series, number): (String, i32) = (r.get(0), r.get(1));
-        tx.execute(
-            "UPDATE document_numbers SET state = 'allocated', job = $3, changed_at = now()
-             WHERE series = $1 AND number = $2",
-            &[&series, &number, &job],
-        )
-        .await?;
-        return Ok((series, number));
-    }
     let (block, series, number) = match next_of_blocks(tx, station).await? {
         Some(n) => n,
         None => {

@@ -130,7 +130,9 @@ async fn reserve_handler(
 ) -> Answer<centre_api::ReserveResponse> {
     let run = async {
         let who = enrol::authenticate(&centre, client_cert(&cert)).await?;
-        issuance::reserve::reserve(&centre, &who, &body(&bytes)?).await
+        let answer = issuance::reserve::reserve(&centre, &who, &body(&bytes)?).await?;
+        crate::failpoint::hit("reserve");
+        Ok(answer)
     };
     run.await.map(Json).map_err(ApiError)
 }
@@ -146,7 +148,7 @@ async fn step_handler(
         let who = enrol::authenticate(&centre, client_cert(&cert)).await?;
         issuance::check_job_id(&job)?;
         let json = |v: serde_json::Value| Json(v).into_response();
-        Ok(match step.as_str() {
+        let answer = match step.as_str() {
             "certify" => json(issuance::json(
                 &issuance::certify::certify(&centre, &who, &job, &body(&bytes)?).await?,
             )?),
@@ -163,7 +165,9 @@ async fn step_handler(
                     format!("a job has no step {other:?} (certify, complete, abort)"),
                 ))
             }
-        })
+        };
+        crate::failpoint::hit(&step);
+        Ok(answer)
     };
     run.await.map_err(ApiError)
 }

@@ -337,3 +337,192 @@ fn two_enrolled_stations_issue_with_national_numbers_one_card_per_holder_and_the
         text(&o)
     );
 }
+
+/// A copy of fixture `base` with another valid PINFL (sequence digits `seq`, the 7-3-1 check
+/// digit recomputed) written into the station's directory; returns its path.
+fn holder_variant(st: &Station, base: &str, seq: u32) -> PathBuf {
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture(base)).unwrap()).unwrap();
+    let pinfl = v["pinfl"].as_str().unwrap().to_owned();
+    let mut digits: Vec<u32> = pinfl[..9]
+        .chars()
+        .map(|c| c.to_digit(10).unwrap())
+        .collect();
+    digits.extend(format!("{seq:04}").chars().map(|c| c.to_digit(10).unwrap()));
+    let check = digits
+        .iter()
+        .zip([7, 3, 1].iter().cycle())
+        .map(|(d, w)| d * w)
+        .sum::<u32>()
+        % 10;
+    let new: String = digits
+        .iter()
+        .chain(std::iter::once(&check))
+        .map(|d| char::from_digit(*d, 10).unwrap())
+        .collect();
+    v["pinfl"] = serde_json::json!(new);
+    if let Some(p) = v["photo"].as_str() {
+        v["photo"] = serde_json::json!(fixture(p).to_str().unwrap());
+    }
+    let path = st.dir.join(format!("holder-{new}.json"));
+    std::fs::write(&path, v.to_string()).unwrap();
+    path
+}
+
+/// What the centre knows of the holder in `holder_file` (`idcentral show --pinfl --json`).
+fn centre_view(centre: &Centre, holder_file: &Path) -> serde_json::Value {
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(holder_file).unwrap()).unwrap();
+    let pinfl = v["pinfl"].as_str().unwrap();
+    let out = centre.ok(&["--json", "show", "--pinfl", pinfl, "--operator", "admin"]);
+    let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+    if shown.get("documents").is_some() {
+        shown
+    } else {
+        shown["holder"].clone()
+    }
+}
+
+/// The centre's invariants for one holder: at most one active document; an active certificate
+/// only for an active document; never more than the card's two certificates for one job.
+/// Returns the number of active documents.
+fn check_centre_invariants(view: &serde_json::Value) -> usize {
+    let docs = view["documents"].as_array().cloned().unwrap_or_default();
+    let certs = view["certificates"].as_array().cloned().unwrap_or_default();
+    let active: Vec<&serde_json::Value> = docs.iter().filter(|d| d["state"] == "active").collect();
+    assert!(active.len() <= 1, "one active document at most: {view}");
+    for c in &certs {
+        if c["state"] == "active" {
+            assert!(
+                active.iter().any(|d| d["document"] == c["document"]),
+                "an active certificate without an active document: {view}"
+            );
+        }
+        let of_job = certs.iter().filter(|o| o["job"] == c["job"]).count();
+        assert!(
+            of_job <= 2,
+            "more than two certificates for job {}: {view}",
+            c["job"]
+        );
+    }
+    active.len()
+}
+
+/// The station's invariants (as on a standalone station): no certificate ACTIVE without a
+/// LOCKED card; no job left running.
+fn check_station_invariants(st: &Station) {
+    let reg = st.registry();
+    let conn = reg.connection();
+    let bad: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM certificates c
+             WHERE c.status = 'active' AND NOT EXISTS (
+               SELECT 1 FROM cards k WHERE k.id = c.card_id AND k.lifecycle = 'locked')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(bad, 0, "active certificates without a locked card");
+    let running: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM issuance_jobs WHERE state NOT IN ('completed', 'rolled-back')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(running, 0, "jobs left unfinished");
+}
+
+#[test]
+fn the_centre_or_the_station_killed_after_each_protocol_step_leaves_nothing_duplicated_or_lost() {
+    let mut centre = Centre::start();
+    centre.serve();
+    let st = Station::enrol(&centre, "TAS01", "tas01-st1");
+    let slot = testrig::Slot::lease();
+    // (who is killed, where, whether the card was LOCKED by then)
+    let cases = [
+        ("centre", "reserve", false),
+        ("centre", "certify", false),
+        ("centre", "complete", true),
+        ("station", "centre.certified", false),
+        ("station", "card.lock", false),
+        ("station", "centre.completed", true),
+    ];
+    for (i, (who, point, locked)) in cases.into_iter().enumerate() {
+        let holder = holder_variant(&st, "holder-03.json", 100 + i as u32);
+        let img = st.blank_card(0x5B00_0001 + i as u32);
+        let card = slot.insert(&img, &[]);
+        let mut env = Vec::new();
+        if who == "centre" {
+            centre.stop();
+            centre.serve_with(&[("IDCENTRAL_FAILPOINT", point)]);
+        } else {
+            env.push(("IDSTATION_FAILPOINT", point));
+        }
+        let o = st.run(
+            &[
+                "--json",
+                "issue",
+                "--holder",
+                holder.to_str().unwrap(),
+                "--reader",
+                &slot.reader_name,
+                "--operator",
+                "clerk",
+            ],
+            &[CLERK_PASSWORD],
+            &env,
+        );
+        if who == "centre" {
+            // No answer: the station says the centre cannot be reached.
+            assert_eq!(o.status.code(), Some(7), "{point}:\n{}", text(&o));
+            centre.stop();
+            centre.serve();
+        } else {
+            use std::os::unix::process::ExitStatusExt;
+            assert_eq!(o.status.signal(), Some(9), "{point}:\n{}", text(&o));
+        }
+        let o = st.run(
+            &["--json", "recover", "--operator", "clerk"],
+            &[CLERK_PASSWORD],
+            &[],
+        );
+        assert!(o.status.success(), "{who} {point}: recover:\n{}", text(&o));
+        check_station_invariants(&st);
+        let view = centre_view(&centre, &holder);
+        let active = check_centre_invariants(&view);
+        if locked {
+            // The card was LOCKED: recovery completed the issuance on both sides.
+            assert_eq!(active, 1, "{who} {point}: completed at the centre: {view}");
+        } else {
+            assert_eq!(active, 0, "{who} {point}: nothing active: {view}");
+            let live = view["certificates"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|c| c["state"] != "revoked")
+                .count();
+            assert_eq!(live, 0, "{who} {point}: every certificate revoked: {view}");
+            // The same card (reset if needed) is issued now.
+            let o = st.run(
+                &[
+                    "--json",
+                    "issue",
+                    "--holder",
+                    holder.to_str().unwrap(),
+                    "--reader",
+                    &slot.reader_name,
+                    "--operator",
+                    "clerk",
+                ],
+                &[CLERK_PASSWORD],
+                &[],
+            );
+            assert!(o.status.success(), "{who} {point}: again:\n{}", text(&o));
+            let view = centre_view(&centre, &holder);
+            assert_eq!(check_centre_invariants(&view), 1, "{view}");
+        }
+        card.pull();
+    }
+}

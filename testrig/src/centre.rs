@@ -207,6 +207,12 @@ public_name = "localhost"
     /// Start `idcentral serve` (on a free port the first time, on the same port after
     /// [`Centre::stop`]) and wait until it listens.
     pub fn serve(&mut self) {
+        self.serve_with(&[]);
+    }
+
+    /// [`Centre::serve`] with `env` set for the server (a failpoint, `IDCENTRAL_FAILPOINT`;
+    /// never a secret).
+    pub fn serve_with(&mut self, env: &[(&str, &str)]) {
         assert!(self.server.is_none(), "the centre is already serving");
         let listen = self
             .addr
@@ -216,6 +222,7 @@ public_name = "localhost"
             .arg(&self.config)
             .args(["serve", "--listen", &listen])
             .env("IDCENTRAL_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

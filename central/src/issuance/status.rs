@@ -32,14 +32,6 @@ pub async fn station_status(centre: &Centre, who: &WhoAmI) -> Result<StationStat
         .await?
         .get(0);
     let number_blocks = crate::numbers::blocks(&client, &who.station).await?;
-    let released: i64 = client
-        .query_one(
-            "SELECT count(*) FROM document_numbers n JOIN number_blocks b ON b.id = n.block_id
-             WHERE b.station = $1 AND n.state = 'released'",
-            &[&who.station],
-        )
-        .await?
-        .get(0);
     let open_jobs: i64 = client
         .query_one(
             "SELECT count(*) FROM jobs WHERE station = $1 AND state IN ('reserved', 'certified')",
@@ -59,7 +51,7 @@ pub async fn station_status(centre: &Centre, who: &WhoAmI) -> Result<StationStat
         office: who.office.clone(),
         state: who.state.clone(),
         identity_not_after: ca::CertInfo::parse(&identity)?.not_after,
-        numbers_left: number_blocks.iter().map(|b| b.left()).sum::<u64>() + released as u64,
+        numbers_left: number_blocks.iter().map(|b| b.left()).sum::<u64>(),
         number_blocks,
         open_jobs: open_jobs as u64,
         audit_head_seq: head.unwrap_or(0) as u64,
