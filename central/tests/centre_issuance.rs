@@ -619,6 +619,43 @@ fn stations_reserve_certify_and_complete_once_per_holder_in_the_country() {
     ] {
         assert!(actions.iter().any(|x| x == a), "{a} missing: {actions:?}");
     }
+    // Every refusal of an enrolled station is audited with its rule, station and operator.
+    let refusals: Vec<(String, String, String)> = w
+        .rt
+        .block_on(db.query(
+            "SELECT station, operator, details FROM audit_log WHERE action = 'request.refused' ORDER BY seq",
+            &[],
+        ))
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let has = |station: &str, operator: &str, rule: &str| {
+        refusals.iter().any(|(s, o, d)| {
+            s == station && o == operator && d.contains(&format!("\"rule\":\"{rule}\""))
+        })
+    };
+    assert!(
+        has("sam02-st1", "clerk1", "holder-has-active-card"),
+        "{refusals:?}"
+    );
+    assert!(
+        has("sam02-st1", "clerk1", "job-of-another-station"),
+        "{refusals:?}"
+    );
+    assert!(
+        has("tas01-st1", "clerk1", "proof-of-possession-failed"),
+        "{refusals:?}"
+    );
+    assert!(has("tas01-st1", "clerk1", "job-conflict"), "{refusals:?}");
+    assert!(
+        has("tas01-st1", "clerk1", "invalid-request"),
+        "{refusals:?}"
+    );
+    assert!(
+        has("tas01-st3", "tas01-st3", "station-disabled"),
+        "{refusals:?}"
+    );
     ok(idcentral(
         &config,
         &["audit", "verify-log", "--operator", "admin"],
