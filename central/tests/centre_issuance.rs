@@ -616,6 +616,7 @@ fn stations_reserve_certify_and_complete_once_per_holder_in_the_country() {
         "job.completed",
         "job.aborted",
         "holder.updated",
+        "job.shown",
     ] {
         assert!(actions.iter().any(|x| x == a), "{a} missing: {actions:?}");
     }
