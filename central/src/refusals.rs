@@ -7,9 +7,9 @@
 use serde_json::json;
 
 use crate::audit::{self, Actor};
-use crate::enrol::WhoAmI;
 use crate::error::{CentralError, Result};
 use crate::pki::Centre;
+use centre_api::WhoAmI;
 
 /// A string field of a JSON body, bounded for the log (the body is the client's).
 fn field(body: &serde_json::Value, name: &str) -> Option<String> {
