@@ -36,3 +36,34 @@ pub fn holder_subject(
         country: country.to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use p256::ecdsa::signature::hazmat::PrehashSigner;
+    use p256::ecdsa::{DerSignature, SigningKey};
+    use p256::pkcs8::EncodePublicKey;
+
+    use super::*;
+
+    #[test]
+    fn a_proof_verifies_only_for_its_digest_and_key() {
+        let key = SigningKey::from_slice(&[7u8; 32]).unwrap();
+        let other = SigningKey::from_slice(&[8u8; 32]).unwrap();
+        let spki = key.verifying_key().to_public_key_der().unwrap();
+        let digest = [1u8; 32];
+        let sig: DerSignature = key.sign_prehash(&digest).unwrap();
+        assert!(verify_possession(spki.as_bytes(), &digest, sig.as_bytes()).unwrap());
+        assert!(!verify_possession(spki.as_bytes(), &[2u8; 32], sig.as_bytes()).unwrap());
+        let forged: DerSignature = other.sign_prehash(&digest).unwrap();
+        assert!(!verify_possession(spki.as_bytes(), &digest, forged.as_bytes()).unwrap());
+        assert!(!verify_possession(spki.as_bytes(), &digest, b"not DER").unwrap());
+        assert!(verify_possession(b"not a key", &digest, sig.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn the_holder_subject_names_given_names_then_surname() {
+        let s = holder_subject("31234567890123", "Karimova", "Dilnoza", "UZ");
+        assert_eq!(s.common_name, "Dilnoza Karimova");
+        assert!(s.validate().is_ok());
+    }
+}

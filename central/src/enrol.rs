@@ -236,11 +236,14 @@ pub async fn authenticate(centre: &Centre, client_cert: Option<&[u8]>) -> Result
         office: row.get(1),
         state: row.get(2),
     };
+    drop(client);
     if who.state != "enrolled" {
-        return Err(forbidden(
+        let err = forbidden(
             "station-disabled",
             format!("station {} is {}", who.station, who.state),
-        ));
+        );
+        crate::refusals::record(centre, &who.station, "authenticate", None, &[], &err).await;
+        return Err(err);
     }
     Ok(who)
 }

@@ -77,6 +77,19 @@ impl CentralError {
         }
     }
 
+    /// The rule a station's request was refused by; `None` when the error is the centre's own
+    /// failure (database, HSM, ...), not a refusal.
+    pub fn rule(&self) -> Option<&'static str> {
+        Some(match self {
+            CentralError::Refused { rule, .. } => rule,
+            CentralError::Invalid { .. } => "invalid-request",
+            CentralError::NotFound(_) => "not-found",
+            CentralError::Conflict(_) => "conflict",
+            CentralError::NotPermitted(_) => "not-permitted",
+            _ => return None,
+        })
+    }
+
     pub fn invalid(field: &'static str, rule: impl Into<String>) -> Self {
         CentralError::Invalid {
             field,

@@ -15,6 +15,7 @@ pub mod issuance;
 pub mod numbers;
 pub mod operators;
 pub mod pki;
+pub mod refusals;
 pub mod server;
 pub mod show;
 pub mod stations;

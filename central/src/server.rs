@@ -29,8 +29,8 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::CentreConfig;
 use crate::enrol::{self, EnrolResponse, WhoAmI};
 use crate::error::{CentralError, Refusal, Result};
-use crate::issuance;
 use crate::pki::{self, Centre};
+use crate::{issuance, refusals};
 
 /// How long a client may take to finish the TLS handshake before the connection is dropped.
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -45,32 +45,24 @@ pub struct ApiError(pub CentralError);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut office = None;
-        let (status, rule) = match &self.0 {
-            CentralError::Refused {
-                status,
-                rule,
-                office: o,
-                ..
-            } => {
-                office = o.clone();
-                (
-                    match status {
-                        Refusal::BadRequest => StatusCode::BAD_REQUEST,
-                        Refusal::Unauthenticated => StatusCode::UNAUTHORIZED,
-                        Refusal::Forbidden => StatusCode::FORBIDDEN,
-                        Refusal::NotFound => StatusCode::NOT_FOUND,
-                        Refusal::Conflict => StatusCode::CONFLICT,
-                    },
-                    *rule,
-                )
-            }
-            CentralError::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid-request"),
-            CentralError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
-            CentralError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            CentralError::NotPermitted(_) => (StatusCode::FORBIDDEN, "not-permitted"),
-            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        let (status, office) = match &self.0 {
+            CentralError::Refused { status, office, .. } => (
+                match status {
+                    Refusal::BadRequest => StatusCode::BAD_REQUEST,
+                    Refusal::Unauthenticated => StatusCode::UNAUTHORIZED,
+                    Refusal::Forbidden => StatusCode::FORBIDDEN,
+                    Refusal::NotFound => StatusCode::NOT_FOUND,
+                    Refusal::Conflict => StatusCode::CONFLICT,
+                },
+                office.clone(),
+            ),
+            CentralError::Invalid { .. } => (StatusCode::BAD_REQUEST, None),
+            CentralError::NotFound(_) => (StatusCode::NOT_FOUND, None),
+            CentralError::Conflict(_) => (StatusCode::CONFLICT, None),
+            CentralError::NotPermitted(_) => (StatusCode::FORBIDDEN, None),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, None),
         };
+        let rule = self.0.rule().unwrap_or("internal");
         let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(error = %self.0, "request failed");
             "the centre could not complete the request; see its log".to_owned()
@@ -118,7 +110,8 @@ async fn status_handler(
 ) -> Answer<centre_api::StationStatus> {
     let run = async {
         let who = enrol::authenticate(&centre, client_cert(&cert)).await?;
-        issuance::status::station_status(&centre, &who).await
+        let r = issuance::status::station_status(&centre, &who).await;
+        refusals::audited(&centre, &who, "status", None, &[], r).await
     };
     run.await.map(Json).map_err(ApiError)
 }
@@ -130,9 +123,11 @@ async fn reserve_handler(
 ) -> Answer<centre_api::ReserveResponse> {
     let run = async {
         let who = enrol::authenticate(&centre, client_cert(&cert)).await?;
-        let answer = issuance::reserve::reserve(&centre, &who, &body(&bytes)?).await?;
-        crate::failpoint::hit("reserve");
-        Ok(answer)
+        let r = async { issuance::reserve::reserve(&centre, &who, &body(&bytes)?).await }.await;
+        if r.is_ok() {
+            crate::failpoint::hit("reserve");
+        }
+        refusals::audited(&centre, &who, "reserve", None, &bytes, r).await
     };
     run.await.map(Json).map_err(ApiError)
 }
@@ -146,17 +141,32 @@ async fn step_handler(
 ) -> std::result::Result<Response, ApiError> {
     let run = async {
         let who = enrol::authenticate(&centre, client_cert(&cert)).await?;
-        issuance::check_job_id(&job)?;
+        let r = run_step(&centre, &who, &job, &step, &bytes).await;
+        refusals::audited(&centre, &who, &step, Some(&job), &bytes, r).await
+    };
+    run.await.map_err(ApiError)
+}
+
+/// One step of a job, by its name.
+async fn run_step(
+    centre: &Arc<Centre>,
+    who: &WhoAmI,
+    job: &str,
+    step: &str,
+    bytes: &Bytes,
+) -> Result<Response> {
+    {
+        issuance::check_job_id(job)?;
         let json = |v: serde_json::Value| Json(v).into_response();
-        let answer = match step.as_str() {
+        let answer = match step {
             "certify" => json(issuance::json(
-                &issuance::certify::certify(&centre, &who, &job, &body(&bytes)?).await?,
+                &issuance::certify::certify(centre, who, job, &body(bytes)?).await?,
             )?),
             "complete" => json(issuance::json(
-                &issuance::finish::complete(&centre, &who, &job, &body(&bytes)?).await?,
+                &issuance::finish::complete(centre, who, job, &body(bytes)?).await?,
             )?),
             "abort" => json(issuance::json(
-                &issuance::finish::abort(&centre, &who, &job, &body(&bytes)?).await?,
+                &issuance::finish::abort(centre, who, job, &body(bytes)?).await?,
             )?),
             other => {
                 return Err(CentralError::refused(
@@ -166,10 +176,9 @@ async fn step_handler(
                 ))
             }
         };
-        crate::failpoint::hit(&step);
+        crate::failpoint::hit(step);
         Ok(answer)
-    };
-    run.await.map_err(ApiError)
+    }
 }
 
 async fn job_handler(
@@ -179,7 +188,8 @@ async fn job_handler(
 ) -> Answer<centre_api::JobStatus> {
     let run = async {
         let who = enrol::authenticate(&centre, client_cert(&cert)).await?;
-        issuance::status::job_status(&centre, &who, &job).await
+        let r = issuance::status::job_status(&centre, &who, &job).await;
+        refusals::audited(&centre, &who, "job", Some(&job), &[], r).await
     };
     run.await.map(Json).map_err(ApiError)
 }
@@ -191,7 +201,8 @@ async fn audit_push_handler(
 ) -> Answer<centre_api::AuditHead> {
     let run = async {
         let who = enrol::authenticate(&centre, client_cert(&cert)).await?;
-        crate::audit_push::push(&centre, &who, &body(&bytes)?).await
+        let r = async { crate::audit_push::push(&centre, &who, &body(&bytes)?).await }.await;
+        refusals::audited(&centre, &who, "audit-push", None, &bytes, r).await
     };
     run.await.map(Json).map_err(ApiError)
 }

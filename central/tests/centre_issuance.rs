@@ -454,17 +454,31 @@ fn stations_reserve_certify_and_complete_once_per_holder_in_the_country() {
         "{v}"
     );
 
-    // The same new holder at both stations at once: exactly one reservation.
+    // The same new holder at both stations at once, through two centre instances: exactly one
+    // reservation.
     let b = holder("51234567890123", "Rahimov");
     let (b1, b2) = (
         reserve_body(&new_job(), &b, false),
         reserve_body(&new_job(), &b, false),
     );
+    // Station 2 talks to a second centre instance on the same database: the holder's lock
+    // is PostgreSQL's, not the process's.
+    let instance2 = Server::start(&config);
     let replies: Vec<Reply> = std::thread::scope(|s| {
         let t1 = s.spawn(|| w.call(&st1.tls, "POST", "/v1/jobs/reserve", Some(&b1)));
-        let t2 = s.spawn(|| w.call(&st2.tls, "POST", "/v1/jobs/reserve", Some(&b2)));
+        let t2 = s.spawn(|| {
+            w.rt.block_on(https(
+                instance2.addr,
+                "localhost",
+                Arc::clone(&st2.tls),
+                "POST",
+                "/v1/jobs/reserve",
+                Some(&b2),
+            ))
+        });
         vec![t1.join().unwrap(), t2.join().unwrap()]
     });
+    drop(instance2);
     let mut statuses: Vec<u16> = replies.iter().map(|r| r.as_ref().unwrap().0).collect();
     statuses.sort();
     assert_eq!(statuses, [200, 409], "{replies:?}");
@@ -616,9 +630,47 @@ fn stations_reserve_certify_and_complete_once_per_holder_in_the_country() {
         "job.completed",
         "job.aborted",
         "holder.updated",
+        "job.shown",
     ] {
         assert!(actions.iter().any(|x| x == a), "{a} missing: {actions:?}");
     }
+    // Every refusal of an enrolled station is audited with its rule, station and operator.
+    let refusals: Vec<(String, String, String)> = w
+        .rt
+        .block_on(db.query(
+            "SELECT station, operator, details FROM audit_log WHERE action = 'request.refused' ORDER BY seq",
+            &[],
+        ))
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let has = |station: &str, operator: &str, rule: &str| {
+        refusals.iter().any(|(s, o, d)| {
+            s == station && o == operator && d.contains(&format!("\"rule\":\"{rule}\""))
+        })
+    };
+    assert!(
+        has("sam02-st1", "clerk1", "holder-has-active-card"),
+        "{refusals:?}"
+    );
+    assert!(
+        has("sam02-st1", "clerk1", "job-of-another-station"),
+        "{refusals:?}"
+    );
+    assert!(
+        has("tas01-st1", "clerk1", "proof-of-possession-failed"),
+        "{refusals:?}"
+    );
+    assert!(has("tas01-st1", "clerk1", "job-conflict"), "{refusals:?}");
+    assert!(
+        has("tas01-st1", "clerk1", "invalid-request"),
+        "{refusals:?}"
+    );
+    assert!(
+        has("tas01-st3", "tas01-st3", "station-disabled"),
+        "{refusals:?}"
+    );
     ok(idcentral(
         &config,
         &["audit", "verify-log", "--operator", "admin"],

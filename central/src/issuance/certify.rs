@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use centre_api::{rules, CertifyRequest, CertifyResponse, JobState, KeyToCertify};
+use deadpool_postgres::Transaction;
 use profiles::card::Slot;
 
 use super::{actor, certificates, check_operator, json, station_job, Job};
@@ -118,10 +119,13 @@ fn check_keys(centre: &Centre, job: &Job, req: &CertifyRequest) -> Result<Vec<Ch
 /// Issue the certificates in the HSM (on the blocking pool: the HSM call blocks).
 async fn issue(
     centre: &Arc<Centre>,
+    tx: &Transaction<'_>,
     job: &Job,
     keys: Vec<Checked>,
 ) -> Result<Vec<(Checked, ca::IssuedCert)>> {
-    let holder = crate::holders::get(&centre.pool.get().await?, job.holder_id).await?;
+    // Read through the step's own connection: a second one from the pool could wait forever
+    // when every connection is held by a certify.
+    let holder = crate::holders::get(tx, job.holder_id).await?;
     let c = Arc::clone(centre);
     tokio::task::spawn_blocking(move || {
         let country = &c.profiles.document(profiles::DEFAULT_DOCUMENT)?.country;
@@ -182,7 +186,7 @@ pub async fn certify(
         }
     }
     let keys = check_keys(centre, &job, req)?;
-    let issued = issue(centre, &job, keys).await?;
+    let issued = issue(centre, &tx, &job, keys).await?;
     let mut serials = Vec::new();
     for (k, cert) in &issued {
         tx.execute(

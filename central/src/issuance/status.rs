@@ -4,21 +4,40 @@
 use centre_api::{JobStatus, StationStatus};
 
 use super::{certificates, station_job};
+use crate::audit::{self, Actor};
 use crate::enrol::WhoAmI;
 use crate::error::Result;
 use crate::pki::Centre;
 
-/// The job `id` of station `who`.
+/// The job `id` of station `who`. Its certificates name the holder: the read is audited
+/// (`job.shown`).
 pub async fn job_status(centre: &Centre, who: &WhoAmI, id: &str) -> Result<JobStatus> {
-    let client = centre.pool.get().await?;
-    let job = station_job(&client, who, id, false).await?;
-    Ok(JobStatus {
-        certificates: certificates(&client, &job.id).await?,
+    let mut client = centre.pool.get().await?;
+    let tx = client.transaction().await?;
+    let job = station_job(&tx, who, id, false).await?;
+    let status = JobStatus {
+        certificates: certificates(&tx, &job.id).await?,
         document: job.document(),
         state: job.state,
         abort_reason: job.abort_reason.clone(),
         job: job.id,
-    })
+    };
+    let by = Actor {
+        operator: who.station.clone(),
+        role: "station".into(),
+        station: who.station.clone(),
+    };
+    let details = serde_json::json!({ "job": status.job, "state": super::state_str(status.state) });
+    audit::append(
+        &tx,
+        &by,
+        "job.shown",
+        &format!("job:{}", status.job),
+        &details,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(status)
 }
 
 /// The station's identity certificate's notAfter, number blocks, open jobs and audit head.
