@@ -148,13 +148,8 @@ impl<'a> From<&'a ValidHolder> for LdsHolder<'a> {
 /// name, and `country` (ISO 3166-1 alpha-2: the document profile's issuing country).
 pub fn certificate_subject(h: &ValidHolder, country: &str) -> ca::HolderSubject {
     let r = &h.record;
-    ca::HolderSubject {
-        pinfl: r.pinfl.clone(),
-        surname: r.surname.clone(),
-        given_names: r.given_names.clone(),
-        common_name: format!("{} {}", r.given_names, r.surname),
-        country: country.to_owned(),
-    }
+    // The centre names the subjects of the certificates it issues the same way.
+    ca::holder_subject(&r.pinfl, &r.surname, &r.given_names, country)
 }
 
 /// The holder's name as printed in the chip's Printed Information: "SURNAME Given Names".

@@ -362,7 +362,10 @@ impl Registrar for CentreRegistrar {
             Err(e) => return Err(e),
         }
         crate::failpoint::hit("centre.completed");
-        LocalRegistry.complete(st, actor, completion, step_name)
+        LocalRegistry.complete(st, actor, completion, step_name)?;
+        // The completion's signed checkpoint, anchored at the centre.
+        crate::centre::audit_push::push_after(st, "issuance.completed");
+        Ok(())
     }
 
     fn abort(

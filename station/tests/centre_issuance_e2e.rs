@@ -176,6 +176,54 @@ impl Station {
     }
 }
 
+/// Read the card in `reader` through BAC with the MRZ `show` gives for `document`, and have
+/// openssl verify its EF.SOD with the CSCA the station trusts (the centre's) as the only anchor.
+fn assert_sod_verifies(st: &Station, document: &str, reader: &str) {
+    use personalization::transport::pcsc::Pcsc;
+    use personalization::{apdu::Channel, lds, mrz, sod};
+    let o = st.run(
+        &[
+            "--json",
+            "show",
+            "--document",
+            document,
+            "--operator",
+            "clerk",
+        ],
+        &[CLERK_PASSWORD],
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let lines: Vec<String> = v["mrz"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no mrz: {v}"))
+        .iter()
+        .map(|l| l.as_str().unwrap().to_owned())
+        .collect();
+    let mrz_lines: [String; 3] = lines.try_into().unwrap();
+    let pcsc = Pcsc::establish().unwrap();
+    let mut card = pcsc.connect(reader).unwrap();
+    let mut tx = card.begin().unwrap();
+    let mut ch = Channel::new(&mut tx);
+    let read = lds::read_lds(&mut ch, &mrz::bac_mrz_information(&mrz_lines).unwrap()).unwrap();
+    let sod_der = st.dir.join(format!("sod-{document}.der"));
+    std::fs::write(&sod_der, sod::content_info_der(&read.sod).unwrap()).unwrap();
+    let o = Command::new("openssl")
+        .args(["cms", "-verify", "-inform", "DER", "-in"])
+        .arg(&sod_der)
+        .arg("-CAfile")
+        .arg(st.ca_file("csca"))
+        .args(["-binary", "-out", "/dev/null"])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "openssl cms -verify of {document}:\n{}",
+        text(&o)
+    );
+}
+
 fn openssl(args: &[&str], files: &[&Path]) -> Output {
     let mut c = Command::new("openssl");
     c.args(args);
@@ -223,7 +271,8 @@ fn two_enrolled_stations_issue_with_national_numbers_one_card_per_holder_and_the
     .into_iter()
     .enumerate()
     {
-        let card = a.insert(&st.blank_card(0x5A00_0001 + i as u32), &[]);
+        let img = st.blank_card(0x5A00_0001 + i as u32);
+        let card = a.insert(&img, &[]);
         let o = st.issue(holder, &a.reader_name, &[]);
         assert!(
             o.status.success(),
@@ -232,15 +281,15 @@ fn two_enrolled_stations_issue_with_national_numbers_one_card_per_holder_and_the
             text(&o)
         );
         let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        documents.push((st, r["document"].as_str().unwrap().to_owned()));
+        documents.push((st, r["document"].as_str().unwrap().to_owned(), img));
         card.pull();
     }
-    let mut numbers: Vec<&String> = documents.iter().map(|(_, d)| d).collect();
+    let mut numbers: Vec<&String> = documents.iter().map(|(_, d, _)| d).collect();
     numbers.sort();
     numbers.dedup();
     assert_eq!(numbers.len(), 3, "document numbers unique across stations");
 
-    for (st, doc) in &documents {
+    for (st, doc, img) in &documents {
         // The centre lists every card, with the office that issued it.
         let shown = centre.ok(&["--json", "show", "--document", doc, "--operator", "admin"]);
         assert!(
@@ -253,6 +302,25 @@ fn two_enrolled_stations_issue_with_national_numbers_one_card_per_holder_and_the
         for der in certs {
             assert_chains(&st.dir, &der, &st.ca_file("root"), &st.ca_file("esign"));
         }
+        // EF.SOD, signed by the station's own Document Signer, verifies up to the centre's
+        // CSCA (openssl cms, the CSCA the only trust anchor).
+        let card = a.insert(img, &[]);
+        assert_sod_verifies(st, doc, &a.reader_name);
+        card.pull();
+    }
+
+    // Each completion's signed checkpoint is anchored at the centre; a push now sends nothing.
+    for st in [&tas, &sam] {
+        let o = st.run(&["--json", "centre", "status"], &[], &[]);
+        assert!(o.status.success(), "{}", text(&o));
+        let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let head = s["centre"]["audit_head_seq"].as_u64().unwrap_or(0);
+        assert!(head > 0, "the centre holds the station's audit head: {s}");
+        let o = st.run(&["--json", "centre", "push-audit"], &[], &[]);
+        assert!(o.status.success(), "{}", text(&o));
+        let p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(p["events"], 0, "{p}");
+        assert_eq!(p["head_seq"].as_u64(), Some(head), "{p}");
     }
 
     // The same holder (holder-01 has an active card from TAS01) at SAM01: refused, exit 5,

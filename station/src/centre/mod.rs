@@ -4,6 +4,7 @@
 //! ([`files`]), the pinned first connection ([`pin`]) and `idstation centre status`
 //! ([`status`]).
 
+pub mod audit_push;
 pub mod client;
 pub mod files;
 pub mod pin;

@@ -14,6 +14,10 @@ pub enum CentreCmd {
     /// identity certificate's validity; the numbers left. When the centre cannot be reached,
     /// prints what the station knows and exits 7 at once.
     Status,
+    /// Anchor the audit log at the centre now: the events after the head the centre holds, up
+    /// to the latest signed checkpoint (issuances do this after each completion; this sends
+    /// what an unreachable centre missed).
+    PushAudit,
 }
 
 pub fn run(ctx: &Ctx, c: &CentreCmd) -> Result<(), StationError> {
@@ -27,6 +31,16 @@ pub fn run(ctx: &Ctx, c: &CentreCmd) -> Result<(), StationError> {
                 Some(e) => Err(e),
                 None => Ok(()),
             }
+        }
+        CentreCmd::PushAudit => {
+            let st = Station::open_read_only(ctx.data_dir)?;
+            let p = station::centre::audit_push::push(&st)?;
+            ctx.print(&p, |p| {
+                format!(
+                    "Audit log anchored at the centre up to event {} ({} event(s) sent; it held {} before)\n",
+                    p.head_seq, p.events, p.from_seq
+                )
+            })
         }
     }
 }
