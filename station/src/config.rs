@@ -39,6 +39,12 @@ pub struct CentreSection {
     pub url: String,
     /// SHA-256 of the centre's TLS certificate at enrolment (upper-case hex with colons).
     pub fingerprint_sha256: String,
+    /// Other instances of the same centre (`https://HOST[:PORT]`, the same TLS certificate
+    /// names): a request the centre at `url` does not answer is sent to each in turn (every
+    /// request of the protocol may be repeated: the centre answers a repeat with its first
+    /// answer).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_urls: Vec<String>,
     /// How long one request may take, in seconds (default 30).
     #[serde(
         default = "CentreSection::default_request_timeout",
@@ -60,6 +66,14 @@ impl CentreSection {
 
     /// Refuse a timeout of 0 or above 10 minutes.
     pub fn check(&self, path: &Path) -> Result<(), StationError> {
+        for u in std::iter::once(&self.url).chain(&self.other_urls) {
+            if let Err(e) = crate::centre::client::parse_url(u) {
+                return Err(StationError::Config {
+                    path: path.to_path_buf(),
+                    reason: format!("centre: {e}"),
+                });
+            }
+        }
         if !(1..=600).contains(&self.request_timeout_seconds) {
             return Err(StationError::Config {
                 path: path.to_path_buf(),

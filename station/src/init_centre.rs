@@ -43,6 +43,8 @@ pub const CENTRE_CSCA: &str = "centre-csca";
 pub struct CentreInitOptions {
     /// `https://HOST[:PORT]` of `idcentral serve`.
     pub url: String,
+    /// Other instances of the same centre (station.toml `[centre] other_urls`).
+    pub other_urls: Vec<String>,
     /// The SHA-256 of the centre's TLS certificate, as `idcentral serve` prints it.
     pub fingerprint: String,
     /// The one-time enrolment code of `idcentral station add`.
@@ -99,6 +101,9 @@ pub fn init_centre(
     // 1. Checks without side effects.
     init::check_target(data_dir, &layout)?;
     parse_url(&opts.url)?;
+    for u in &opts.other_urls {
+        parse_url(u)?;
+    }
     let fingerprint = Fingerprint::parse("centre-fingerprint", &opts.fingerprint)?;
     check_code(&opts.enrolment_code)?;
     let checked = init::check_ceremony(data_dir, &ceremony(opts))?;
@@ -488,6 +493,7 @@ fn finish(
         token,
         Some(CentreSection {
             url: pending.url.clone(),
+            other_urls: opts.other_urls.clone(),
             fingerprint_sha256: pending.fingerprint_sha256.clone(),
             request_timeout_seconds: CentreSection::DEFAULT_REQUEST_TIMEOUT_SECONDS,
         }),

@@ -594,3 +594,85 @@ fn the_centre_or_the_station_killed_after_each_protocol_step_leaves_nothing_dupl
         card.pull();
     }
 }
+
+#[test]
+fn with_two_instances_of_the_centre_one_killed_the_station_carries_on_with_the_other() {
+    let mut centre = Centre::start();
+    centre.serve();
+    let mut second = centre.another_instance();
+    assert_eq!(
+        second.fingerprint(),
+        centre.fingerprint(),
+        "one certificate"
+    );
+    // The station knows both instances: its requests go to the first, then the second.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let data = dir.join("data");
+    let st = Station {
+        _tmp: tmp,
+        dir,
+        data,
+        office: "TAS01".into(),
+    };
+    let code = centre.add_station("TAS01", "tas01-st2");
+    let o = st.run(
+        &[
+            "init",
+            "--centre",
+            &second.url(),
+            "--centre-also",
+            &centre.url(),
+            "--centre-fingerprint",
+            centre.fingerprint(),
+            "--enrolment-code",
+            "-",
+            "--station",
+            "tas01-st2",
+            "--admin",
+            "admin",
+        ],
+        &[ADMIN_PASSWORD, &code],
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o = st.run(
+        &[
+            "operator",
+            "add",
+            "--name",
+            "clerk",
+            "--role",
+            "clerk",
+            "--operator",
+            "admin",
+        ],
+        &[ADMIN_PASSWORD, CLERK_PASSWORD],
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let slot = testrig::Slot::lease();
+    let card = slot.insert(&st.blank_card(0x5C00_0001), &[]);
+    let o = st.issue("holder-01.json", &slot.reader_name, &[]);
+    assert!(
+        o.status.success(),
+        "through the first instance:\n{}",
+        text(&o)
+    );
+    card.pull();
+
+    // The first instance killed: the next card goes through the other.
+    second.kill();
+    let card = slot.insert(&st.blank_card(0x5C00_0002), &[]);
+    let o = st.issue("holder-02.json", &slot.reader_name, &[]);
+    assert!(
+        o.status.success(),
+        "through the other instance:\n{}",
+        text(&o)
+    );
+    card.pull();
+    let s = st.run(&["--json", "centre", "status"], &[], &[]);
+    assert!(s.status.success(), "{}", text(&s));
+    let view = centre_view(&centre, &fixture("holder-02.json"));
+    assert_eq!(check_centre_invariants(&view), 1, "{view}");
+}

@@ -217,38 +217,21 @@ public_name = "localhost"
         let listen = self
             .addr
             .map_or_else(|| "127.0.0.1:0".to_owned(), |a| a.to_string());
-        let mut child = Command::new(idcentral_bin().unwrap_or_else(|e| panic!("{e}")))
-            .arg("--config")
-            .arg(&self.config)
-            .args(["serve", "--listen", &listen])
-            .env("IDCENTRAL_LOG", "info")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start idcentral serve");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let mut next = || match lines.next() {
-            Some(Ok(l)) => l,
-            _ => panic!("idcentral serve stopped before it listened (its stderr is above)"),
-        };
-        let first = next();
-        let addr: SocketAddr = first
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("idcentral serve: unexpected first line {first:?}"))
-            .parse()
-            .unwrap_or_else(|e| panic!("idcentral serve: {first:?}: {e}"));
-        let second = next();
-        let fingerprint = second
-            .strip_prefix("TLS SHA256 Fingerprint=")
-            .unwrap_or_else(|| panic!("idcentral serve: unexpected second line {second:?}"))
-            .to_owned();
-        // Whatever else it prints must not fill the pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let (child, addr, fingerprint) = spawn_serve(&self.config, &listen, env);
         self.addr = Some(addr);
         self.fingerprint = Some(fingerprint);
         self.server = Some(child);
+    }
+
+    /// A second `idcentral serve` on the same database and HSM (a free port), killed when
+    /// dropped: several instances of one centre.
+    pub fn another_instance(&self) -> Instance {
+        let (child, addr, fingerprint) = spawn_serve(&self.config, "127.0.0.1:0", &[]);
+        Instance {
+            child: Some(child),
+            addr,
+            fingerprint,
+        }
     }
 
     /// Kill the server (SIGKILL) and reap it; the address is kept for [`Centre::serve`].
@@ -294,6 +277,75 @@ impl Drop for Centre {
             .arg(&self.pg)
             .status();
     }
+}
+
+/// Another `idcentral serve` of a [`Centre`]; killed (SIGKILL) when dropped or by
+/// [`Instance::kill`].
+pub struct Instance {
+    child: Option<Child>,
+    addr: SocketAddr,
+    fingerprint: String,
+}
+
+impl Instance {
+    /// `https://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// `TLS SHA256 Fingerprint=` as this instance printed it.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// SIGKILL, and reap it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Start `idcentral --config CONFIG serve --listen LISTEN` with `env` and wait until it
+/// listens: the child, its address and its certificate's fingerprint.
+fn spawn_serve(config: &Path, listen: &str, env: &[(&str, &str)]) -> (Child, SocketAddr, String) {
+    let mut child = Command::new(idcentral_bin().unwrap_or_else(|e| panic!("{e}")))
+        .arg("--config")
+        .arg(config)
+        .args(["serve", "--listen", listen])
+        .env("IDCENTRAL_LOG", "info")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start idcentral serve");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut next = || match lines.next() {
+        Some(Ok(l)) => l,
+        _ => panic!("idcentral serve stopped before it listened (its stderr is above)"),
+    };
+    let first = next();
+    let addr: SocketAddr = first
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("idcentral serve: unexpected first line {first:?}"))
+        .parse()
+        .unwrap_or_else(|e| panic!("idcentral serve: {first:?}: {e}"));
+    let second = next();
+    let fingerprint = second
+        .strip_prefix("TLS SHA256 Fingerprint=")
+        .unwrap_or_else(|| panic!("idcentral serve: unexpected second line {second:?}"))
+        .to_owned();
+    // Whatever else it prints must not fill the pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr, fingerprint)
 }
 
 /// The idcentral binary: `$IDCENTRAL_BIN`, else `idcentral` in the directory above the test

@@ -55,6 +55,8 @@ pub struct CentreClient {
     rt: tokio::runtime::Runtime,
     connect_timeout: Duration,
     request_timeout: Duration,
+    /// Other instances of the same centre, asked in turn when this one cannot be reached.
+    others: Vec<CentreClient>,
 }
 
 impl std::fmt::Debug for CentreClient {
@@ -82,12 +84,23 @@ impl CentreClient {
         let identity = files.read_identity()?;
         let keys: Arc<dyn hsm::KeyStore> = Arc::from(hsm::open(&st.config.hsm)?);
         let ck = hsm::tls::certified_key(keys, super::IDENTITY_KEY, &[identity])?;
-        CentreClient::new(
+        let timeout = Duration::from_secs(centre.request_timeout_seconds);
+        let mut client = CentreClient::new(
             &centre.url,
-            ServerAuth::Anchor(anchor),
-            Some(ck),
-            Duration::from_secs(centre.request_timeout_seconds),
-        )
+            ServerAuth::Anchor(anchor.clone()),
+            Some(ck.clone()),
+            timeout,
+        )?;
+        for url in &centre.other_urls {
+            let other = CentreClient::new(
+                url,
+                ServerAuth::Anchor(anchor.clone()),
+                Some(ck.clone()),
+                timeout,
+            )?;
+            client.others.push(other);
+        }
+        Ok(client)
     }
 
     /// A client for `url` (`https://HOST[:PORT]`) authenticating the server by `auth`,
@@ -155,7 +168,33 @@ impl CentreClient {
             rt,
             connect_timeout: CONNECT_TIMEOUT,
             request_timeout,
+            others: Vec::new(),
         })
+    }
+
+    /// `call` on this centre, and when it cannot be reached on each other instance in turn
+    /// (every request of the protocol may be repeated); the first instance's error when none
+    /// answers.
+    fn with_others<T>(
+        &self,
+        call: impl Fn(&CentreClient) -> Result<T, StationError>,
+    ) -> Result<T, StationError> {
+        let first = match call(self) {
+            Err(e @ StationError::CentreUnreachable { .. }) => e,
+            answer => return answer,
+        };
+        for other in &self.others {
+            match call(other) {
+                Err(e @ StationError::CentreUnreachable { .. }) => {
+                    tracing::warn!(url = %other.url, error = %e, "another instance of the centre cannot be reached either");
+                }
+                answer => {
+                    tracing::warn!(first = %self.url, answered = %other.url, error = %first, "the centre's first instance cannot be reached; another answered");
+                    return answer;
+                }
+            }
+        }
+        Err(first)
     }
 
     /// The centre's URL as configured.
@@ -165,8 +204,10 @@ impl CentreClient {
 
     /// `GET path` and the JSON answer.
     pub fn get<R: DeserializeOwned>(&self, path: &str) -> Result<R, StationError> {
-        let body = self.request("GET", path, None)?;
-        self.parse(path, &body)
+        self.with_others(|c| {
+            let body = c.request("GET", path, None)?;
+            c.parse(path, &body)
+        })
     }
 
     /// `POST path` with `body` as JSON, and the JSON answer.
@@ -177,8 +218,10 @@ impl CentreClient {
     ) -> Result<R, StationError> {
         let json = serde_json::to_vec(body)
             .map_err(|e| StationError::Other(format!("request body for {path}: {e}")))?;
-        let answer = self.request("POST", path, Some(json))?;
-        self.parse(path, &answer)
+        self.with_others(|c| {
+            let answer = c.request("POST", path, Some(json.clone()))?;
+            c.parse(path, &answer)
+        })
     }
 
     fn parse<R: DeserializeOwned>(&self, path: &str, body: &[u8]) -> Result<R, StationError> {

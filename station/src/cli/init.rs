@@ -36,6 +36,10 @@ pub struct InitArgs {
     /// --enrolment-code.
     #[arg(long, value_name = "URL", requires_all = ["centre_fingerprint", "enrolment_code"])]
     centre: Option<String>,
+    /// Another instance of the same centre (repeatable): requests the first does not answer
+    /// go to the next (station.toml `[centre] other_urls`).
+    #[arg(long, value_name = "URL", requires = "centre")]
+    centre_also: Vec<String>,
     /// SHA-256 of the centre's TLS certificate, as `idcentral serve` prints it (hex, with or
     /// without colons). The first connection is refused, before anything is sent, unless the
     /// centre's certificate has exactly this fingerprint.
@@ -132,6 +136,7 @@ fn run_centre(ctx: &Ctx, a: &InitArgs) -> Result<(), StationError> {
     };
     let opts = CentreInitOptions {
         url: a.centre.clone().unwrap_or_default(),
+        other_urls: a.centre_also.clone(),
         fingerprint: a.centre_fingerprint.clone().unwrap_or_default(),
         enrolment_code: code,
         station_name: a.station.clone(),
