@@ -676,3 +676,50 @@ fn with_two_instances_of_the_centre_one_killed_the_station_carries_on_with_the_o
     let view = centre_view(&centre, &fixture("holder-02.json"));
     assert_eq!(check_centre_invariants(&view), 1, "{view}");
 }
+
+#[test]
+fn the_database_primary_killed_the_standby_promoted_issuance_goes_on_through_the_same_centre() {
+    let mut centre = Centre::start_replicated();
+    centre.serve();
+    let st = Station::enrol(&centre, "TAS01", "tas01-st1");
+    let slot = testrig::Slot::lease();
+    let card = slot.insert(&st.blank_card(0x5D00_0001), &[]);
+    let o = st.issue("holder-01.json", &slot.reader_name, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let first: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    card.pull();
+
+    centre.kill_primary();
+    // While no primary answers, the station is told at once and nothing is touched.
+    let img = st.blank_card(0x5D00_0002);
+    let card = slot.insert(&img, &[]);
+    let o = st.issue("holder-02.json", &slot.reader_name, &[]);
+    assert_eq!(o.status.code(), Some(7), "{}", text(&o));
+    centre.promote_standby();
+    // The same centre process reconnects to the promoted node.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let s = st.run(&["--json", "centre", "status"], &[], &[]);
+        if s.status.success() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the centre did not come back:\n{}",
+            text(&s)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let o = st.issue("holder-02.json", &slot.reader_name, &[]);
+    assert!(o.status.success(), "after the failover:\n{}", text(&o));
+    card.pull();
+    // The issuance acknowledged before the failover is there.
+    let view = centre_view(&centre, &fixture("holder-01.json"));
+    assert_eq!(check_centre_invariants(&view), 1, "{view}");
+    assert!(view
+        .to_string()
+        .contains(first["document"].as_str().unwrap()));
+    let view = centre_view(&centre, &fixture("holder-02.json"));
+    assert_eq!(check_centre_invariants(&view), 1, "{view}");
+    check_station_invariants(&st);
+}

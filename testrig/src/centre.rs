@@ -49,6 +49,17 @@ fn workspace() -> PathBuf {
 impl Centre {
     /// A new cluster, `centre.toml` and `idcentral init --admin admin`.
     pub fn start() -> Centre {
+        Centre::start_with(false)
+    }
+
+    /// [`Centre::start`] on a primary with a synchronous streaming standby
+    /// (scripts/pg-replica.sh), the centre on the multi-host URL: see
+    /// [`Centre::kill_primary`] and [`Centre::promote_standby`].
+    pub fn start_replicated() -> Centre {
+        Centre::start_with(true)
+    }
+
+    fn start_with(replicated: bool) -> Centre {
         // Fail first, and clearly, when the binary is missing.
         idcentral_bin().unwrap_or_else(|e| panic!("{e}"));
         let tmp = tempfile::Builder::new()
@@ -69,7 +80,11 @@ impl Centre {
             pg.display(),
             String::from_utf8_lossy(&out.stderr)
         );
-        let url = std::fs::read_to_string(pg.join("url")).expect("the cluster's url file");
+        let url = if replicated {
+            script("pg-replica.sh", &[&pg, &standby_dir(&pg)])
+        } else {
+            std::fs::read_to_string(pg.join("url")).expect("the cluster's url file")
+        };
         let pin = tmp.path().join("hsm-pin");
         std::fs::write(&pin, format!("{CENTRE_HSM_PIN}\n")).expect("write the HSM PIN file");
         std::fs::set_permissions(&pin, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -269,13 +284,66 @@ public_name = "localhost"
     }
 }
 
+impl Centre {
+    /// SIGKILL the primary's postmaster (the first line of DATA/postmaster.pid) and wait until
+    /// its port refuses connections.
+    pub fn kill_primary(&self) {
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+        let pid = read(&self.pg.join("data/postmaster.pid"))
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        assert!(pid.parse::<u32>().is_ok(), "postmaster.pid: {pid:?}");
+        let st = Command::new("kill").args(["-KILL", &pid]).status().unwrap();
+        assert!(st.success(), "kill -KILL {pid}");
+        let port: u16 = read(&self.pg.join("port")).trim().parse().expect("port");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "port {port} still open after SIGKILL"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Promote the standby of [`Centre::start_replicated`] (scripts/pg-promote.sh).
+    pub fn promote_standby(&self) {
+        script("pg-promote.sh", &[&standby_dir(&self.pg)]);
+    }
+}
+
+/// Where [`Centre::start_replicated`] keeps the standby: beside the primary.
+fn standby_dir(pg: &Path) -> PathBuf {
+    pg.with_file_name("pg-standby")
+}
+
+/// `bash scripts/NAME ARGS`, which must succeed; its standard output, trimmed.
+fn script(name: &str, args: &[&Path]) -> String {
+    let out = Command::new("bash")
+        .arg(workspace().join("scripts").join(name))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run scripts/{name}: {e}"));
+    assert!(
+        out.status.success(),
+        "scripts/{name} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 impl Drop for Centre {
     fn drop(&mut self) {
         self.stop();
-        let _ = Command::new("bash")
-            .arg(workspace().join("scripts/pg-down.sh"))
-            .arg(&self.pg)
-            .status();
+        for dir in [self.pg.clone(), standby_dir(&self.pg)] {
+            let _ = Command::new("bash")
+                .arg(workspace().join("scripts/pg-down.sh"))
+                .arg(dir)
+                .status();
+        }
     }
 }
 
