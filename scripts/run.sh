@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Builds and runs the station on the embedded demo default: a demo data dir with a SoftHSM2
-# token, the CA hierarchy, a registry with a demo ca-admin and clerk, and a blank virtual card
-# in a virtual reader; then it opens the station GUI (issue #7) on that data dir. Idempotent: an
-# existing demo data dir is reused, never overwritten. IDSTATION_NO_GUI=1 (or no display) only
-# prints how to issue from the command line.
+# Builds and runs the system on the embedded demo default: a local national centre (a private
+# PostgreSQL cluster, `idcentral` with its CAs in its own SoftHSM2 token, serving HTTPS on
+# 127.0.0.1:8443: scripts/centre-up.sh), a demo station enrolled to it (its own SoftHSM2 token
+# with its identity, audit and Document Signer keys; a registry with a demo ca-admin, clerk and
+# auditor), and a blank virtual card in a virtual reader; then it opens the station GUI on that
+# data dir. Idempotent: an existing demo data dir and centre are reused, never overwritten (a
+# demo dir made before the centre stays a standalone station). IDSTATION_NO_GUI=1 (or no
+# display) only prints how to issue from the command line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
 bash scripts/install-deps.sh
-cargo build --release -p station -p chip -p gui --bins
+cargo build --release -p station -p chip -p gui -p central --bins
 
 DEMO_DIR=${IDSTATION_DEMO_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/idstation-demo}
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
@@ -32,9 +35,28 @@ fi
 DEMO_ADMIN_PASSWORD=demo-admin-password
 DEMO_CLERK_PASSWORD=demo-clerk-password
 DEMO_AUDITOR_PASSWORD=demo-auditor-password
+DEMO_CENTRE_ADMIN_PASSWORD=demo-centre-admin-password
+
+# The local national centre (docs/centre.md). As root its PostgreSQL server runs as the
+# `postgres` user, which cannot enter root's home: the centre lives under /var/tmp.
+CENTRE_DIR=${IDSTATION_DEMO_CENTRE_DIR:-/var/tmp/idstation-demo-centre}
+CENTRE_PORT=${IDSTATION_DEMO_CENTRE_PORT:-8443}
+CENTRE_URL=$(printf '%s\n' "$DEMO_CENTRE_ADMIN_PASSWORD" |
+  IDCENTRAL_BIN="$BIN/idcentral" bash scripts/centre-up.sh "$CENTRE_DIR" "$CENTRE_PORT")
+IDCENTRAL=("$BIN/idcentral" --config "$CENTRE_DIR/centre.toml")
+
 if [ ! -f "$DEMO_DIR/station.toml" ]; then
-  printf '%s\n' "$DEMO_ADMIN_PASSWORD" |
-    "$BIN/idstation" --data-dir "$DEMO_DIR" init --hsm-pin-file "$PIN_FILE" --office TAS01 --station demo-station --admin admin
+  # A one-time enrolment code from the centre, then the station's enrolment with it (the code
+  # on standard input after the admin password, never in argv).
+  STATION_NAME="demo-st-$(date +%Y%m%d%H%M%S)"
+  CODE=$(printf '%s\n' "$DEMO_CENTRE_ADMIN_PASSWORD" |
+    "${IDCENTRAL[@]}" --json station add --office TAS01 --station "$STATION_NAME" --operator admin |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["enrolment_code"])')
+  printf '%s\n' "$DEMO_ADMIN_PASSWORD" "$CODE" |
+    "$BIN/idstation" --data-dir "$DEMO_DIR" init --centre "$CENTRE_URL" \
+      --centre-fingerprint "$(cat "$CENTRE_DIR/fingerprint")" --enrolment-code - \
+      --hsm-pin-file "$PIN_FILE" --station "$STATION_NAME" --admin admin
+  unset CODE
   printf '%s\n' "$DEMO_ADMIN_PASSWORD" "$DEMO_CLERK_PASSWORD" |
     "$BIN/idstation" --data-dir "$DEMO_DIR" operator add --name clerk --role clerk --operator admin
 fi
@@ -75,11 +97,19 @@ if ! pgrep -f "vchip insert $CARD" >/dev/null; then
 fi
 
 "$BIN/idstation" --data-dir "$DEMO_DIR" ca show
+if grep -q '^\[centre\]' "$DEMO_DIR/station.toml"; then
+  "$BIN/idstation" --data-dir "$DEMO_DIR" centre status
+else
+  echo "$DEMO_DIR is a standalone station (made before the demo had a centre); remove it to get one enrolled to the centre"
+fi
 "$BIN/idstation" --data-dir "$DEMO_DIR" readers
 cat <<MSG
 
 Demo station ready in $DEMO_DIR. Operators: admin / $DEMO_ADMIN_PASSWORD (CA admin),
 clerk / $DEMO_CLERK_PASSWORD, auditor / $DEMO_AUDITOR_PASSWORD.
+National centre at $CENTRE_URL (data in $CENTRE_DIR; ca-admin admin / $DEMO_CENTRE_ADMIN_PASSWORD;
+stop it with scripts/centre-down.sh $CENTRE_DIR). What it holds of a holder:
+  printf '%s\\n' $DEMO_CENTRE_ADMIN_PASSWORD | ${IDCENTRAL[*]} show --pinfl 41505852610128 --operator admin
 GUI: $BIN/idstation --data-dir $DEMO_DIR gui --reader "Virtual PCD 00 00"
 Or issue the blank card from the command line with
 (one active card per holder: for the next card take holder-02/-03, or revoke the first one):

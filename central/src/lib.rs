@@ -6,6 +6,7 @@ pub mod audit;
 pub mod audit_push;
 pub mod config;
 pub mod db;
+pub mod documents;
 pub mod enrol;
 pub mod error;
 pub mod failpoint;

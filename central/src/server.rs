@@ -181,6 +181,22 @@ async fn run_step(
     }
 }
 
+/// `POST /v1/documents/{document}/revoke`: [`crate::documents::revoke`].
+async fn revoke_handler(
+    State(centre): State<Arc<Centre>>,
+    Extension(cert): Extension<ClientCert>,
+    Path(document): Path<String>,
+    bytes: Bytes,
+) -> Answer<centre_api::RevokeResponse> {
+    let run = async {
+        let who = enrol::authenticate(&centre, client_cert(&cert)).await?;
+        let r = async { crate::documents::revoke(&centre, &who, &document, &body(&bytes)?).await }
+            .await;
+        refusals::audited(&centre, &who, "revoke", Some(&document), &bytes, r).await
+    };
+    run.await.map(Json).map_err(ApiError)
+}
+
 async fn job_handler(
     State(centre): State<Arc<Centre>>,
     Extension(cert): Extension<ClientCert>,
@@ -218,6 +234,7 @@ pub fn router(centre: Arc<Centre>) -> Router {
         .route("/v1/jobs/{job}", get(job_handler))
         .route("/v1/jobs/{job}/{step}", post(step_handler))
         .route(paths::AUDIT_PUSH, post(audit_push_handler))
+        .route("/v1/documents/{document}/revoke", post(revoke_handler))
         .with_state(centre)
 }
 

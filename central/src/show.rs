@@ -53,7 +53,7 @@ pub struct HolderRecord {
 }
 
 /// A document number's series and number (`AA0000042`).
-fn parse_document(d: &str) -> Result<(String, i32)> {
+pub(crate) fn parse_document(d: &str) -> Result<(String, i32)> {
     let ok = d.len() == 9
         && d.as_bytes()[..2].iter().all(u8::is_ascii_uppercase)
         && d.as_bytes()[2..].iter().all(u8::is_ascii_digit);

@@ -33,6 +33,10 @@ pub mod paths {
     pub fn abort(job: &str) -> String {
         format!("/v1/jobs/{job}/abort")
     }
+    /// `POST`: take an issued document out of use.
+    pub fn revoke(document: &str) -> String {
+        format!("/v1/documents/{document}/revoke")
+    }
 }
 
 /// A refusal: HTTP 400, 401, 403, 404 or 409 with this body. `rule` is a stable name
@@ -312,6 +316,30 @@ pub fn proof_digest(job: &str, challenge: &[u8], slot: u8, spki_der: &[u8]) -> [
     h.update([slot]);
     h.update(spki_der);
     h.finalize().into()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Documents
+
+/// `POST /v1/documents/{document}/revoke`: any enrolled station takes an issued document out
+/// of use (a holder may go to any office). `reason`: lost, stolen (the document becomes `lost`,
+/// its certificates revoked keyCompromise), damaged, deceased (cessationOfOperation), replaced
+/// (superseded), data-changed (affiliationChanged).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    pub operator: String,
+    pub reason: String,
+}
+
+/// The document's state afterwards and its certificates revoked (serials, upper-case hex). A
+/// document already out of use answers with its state; `crl_reason` is then empty.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokeResponse {
+    pub document: String,
+    pub state: String,
+    pub revoked: Vec<String>,
+    pub crl_reason: String,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -253,14 +253,9 @@ impl Registrar for CentreRegistrar {
                 status.station, status.state
             )));
         }
-        if let Some(h) = st.registry.holder_by_pinfl(&holder.record.pinfl)? {
-            if let Some(active) = st.registry.active_card(h.id)? {
-                return Err(StationError::Conflict(format!(
-                    "holder {} already has an active card (document {}) issued by office {}",
-                    holder.record.pinfl, active.document.number, active.document.office
-                )));
-            }
-        }
+        // The holder rule is the centre's (its `reserve` refuses naming the office): this
+        // station's mirror does not see documents another office took out of use.
+        let _ = holder;
         Ok(())
     }
 
@@ -482,6 +477,26 @@ fn mirror_blocks_for(
         Ok(())
     })?;
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Documents
+
+/// Take `document` out of use at the centre (any office's document; a repeat answers with
+/// its state).
+pub fn revoke_at_centre(
+    st: &Station,
+    actor: &Actor,
+    document: DocumentNumber,
+    reason: &str,
+) -> Result<centre_api::RevokeResponse, StationError> {
+    CentreClient::for_station(st)?.post(
+        &paths::revoke(&document.to_string()),
+        &centre_api::RevokeRequest {
+            operator: actor.operator.clone(),
+            reason: reason.to_owned(),
+        },
+    )
 }
 
 // ---------------------------------------------------------------------------------------------

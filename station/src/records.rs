@@ -309,6 +309,19 @@ pub fn revoke(
     )?;
     let (status, crl_reason) = revocation_for(reason)?;
     let num = parse_document(num)?;
+    if st.config.centre.is_some() {
+        // The centre's record decides; the station mirrors what it knows.
+        let answer = crate::ra::revoke_at_centre(st, session.actor(), num, reason)?;
+        if st.registry.document(num)?.is_none() {
+            // Issued by another office: nothing to mirror here.
+            return Ok(RevokeReport {
+                document: answer.document,
+                status: answer.state,
+                revoked_certificates: answer.revoked,
+                crl_reason: crl_reason.into(),
+            });
+        }
+    }
     let doc = st
         .registry
         .document(num)?

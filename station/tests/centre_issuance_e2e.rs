@@ -335,6 +335,49 @@ fn two_enrolled_stations_issue_with_national_numbers_one_card_per_holder_and_the
     );
     card.pull();
 
+    // SAM01 declares that card lost (it was issued by TAS01): revoked at the centre, and the
+    // holder gets a new card at SAM01.
+    let tas_doc = documents[0].1.clone();
+    let o = sam.run(
+        &[
+            "--json",
+            "revoke",
+            "--document",
+            &tas_doc,
+            "--reason",
+            "lost",
+            "--operator",
+            "clerk",
+        ],
+        &[CLERK_PASSWORD],
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["status"], "lost", "{r}");
+    assert_eq!(
+        r["revoked_certificates"].as_array().map(Vec::len),
+        Some(2),
+        "{r}"
+    );
+    let card = a.insert(&sam.blank_card(0x5A00_0011), &[]);
+    let o = sam.issue("holder-01.json", &a.reader_name, &[]);
+    assert!(
+        o.status.success(),
+        "a new card after the loss:\n{}",
+        text(&o)
+    );
+    card.pull();
+    let view = centre_view(&centre, &fixture("holder-01.json"));
+    assert_eq!(check_centre_invariants(&view), 1, "{view}");
+    let lost = view["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["revocation_reason"] == "keyCompromise")
+        .count();
+    assert_eq!(lost, 2, "the lost card's certificates: {view}");
+
     // A new holder on both stations at once: exactly one card.
     let holder = "holder-new.json";
     let mut h: serde_json::Value =

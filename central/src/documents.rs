@@ -1,0 +1,114 @@
+//! Documents taken out of use (`POST /v1/documents/{document}/revoke`): a station's clerk
+//! declares a card lost, stolen, damaged, replaced, its holder deceased or their data changed.
+//! Any enrolled station may do it (a holder may go to any office). In one transaction the
+//! document's state changes, every certificate of its issuance is revoked with the reason's
+//! CRL reason (RFC 5280 §5.3.1), and the change is audited naming the station and the
+//! operator. A repeated request for a document already out of use answers with its state and
+//! the certificates revoked, and changes nothing.
+
+use centre_api::{RevokeRequest, RevokeResponse};
+
+use crate::audit;
+use crate::enrol::WhoAmI;
+use crate::error::{CentralError, Refusal, Result};
+use crate::pki::Centre;
+
+/// The document state and the CRL reason of a revocation reason (the station's mapping:
+/// `station::records::revocation_for`).
+pub fn revocation_for(reason: &str) -> Result<(&'static str, &'static str)> {
+    Ok(match reason {
+        // The private keys may be in someone else's hands.
+        "lost" | "stolen" => ("lost", "keyCompromise"),
+        "damaged" | "deceased" => ("revoked", "cessationOfOperation"),
+        "replaced" => ("revoked", "superseded"),
+        "data-changed" => ("revoked", "affiliationChanged"),
+        _ => {
+            return Err(CentralError::invalid(
+                "reason",
+                "must be one of lost, stolen, damaged, deceased, replaced, data-changed",
+            ))
+        }
+    })
+}
+
+/// Take `document` out of use (see the module documentation).
+pub async fn revoke(
+    centre: &Centre,
+    who: &WhoAmI,
+    document: &str,
+    req: &RevokeRequest,
+) -> Result<RevokeResponse> {
+    crate::issuance::check_operator(&req.operator)?;
+    let (state, crl_reason) = revocation_for(&req.reason)?;
+    let (series, number) = crate::show::parse_document(document)?;
+    let mut client = centre.pool.get().await?;
+    let tx = client.transaction().await?;
+    let row = tx
+        .query_opt(
+            "SELECT job, state, office FROM documents WHERE series = $1 AND number = $2 FOR UPDATE",
+            &[&series, &number],
+        )
+        .await?
+        .ok_or_else(|| {
+            CentralError::refused(
+                Refusal::NotFound,
+                "document-not-found",
+                format!("the centre has no issued document {document}"),
+            )
+        })?;
+    let (job, current, office): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+    if current != "active" && current != "suspended" {
+        let revoked = revoked_of(&tx, &job).await?;
+        return Ok(RevokeResponse {
+            document: document.to_owned(),
+            state: current,
+            revoked,
+            crl_reason: String::new(),
+        });
+    }
+    let by = crate::issuance::actor(who, &req.operator);
+    tx.execute(
+        "UPDATE documents SET state = $2, state_reason = $3, state_changed_at = now(), state_changed_by = $4
+         WHERE job = $1",
+        &[&job, &state, &req.reason, &format!("{}/{}", who.station, req.operator)],
+    )
+    .await?;
+    tx.execute(
+        "UPDATE certificates SET state = 'revoked', revocation_reason = $2, revoked_at = now()
+         WHERE job = $1 AND state <> 'revoked'",
+        &[&job, &crl_reason],
+    )
+    .await?;
+    let revoked = revoked_of(&tx, &job).await?;
+    let details = serde_json::json!({
+        "document": document, "issued_by_office": office, "reason": req.reason,
+        "state": state, "crl_reason": crl_reason, "certificates": revoked,
+    });
+    audit::append(
+        &tx,
+        &by,
+        "document.revoked",
+        &format!("document:{document}"),
+        &details,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(RevokeResponse {
+        document: document.to_owned(),
+        state: state.to_owned(),
+        revoked,
+        crl_reason: crl_reason.to_owned(),
+    })
+}
+
+async fn revoked_of(tx: &deadpool_postgres::Transaction<'_>, job: &str) -> Result<Vec<String>> {
+    Ok(tx
+        .query(
+            "SELECT serial FROM certificates WHERE job = $1 AND state = 'revoked' ORDER BY slot",
+            &[&job],
+        )
+        .await?
+        .iter()
+        .map(|r| hex::encode_upper(r.get::<_, &[u8]>(0)))
+        .collect())
+}
