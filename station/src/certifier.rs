@@ -3,7 +3,8 @@
 //! `profiles/cert/`).
 //!
 //! [`InStationCa`] signs with the station's own e-Signature CA key in the HSM (a standalone
-//! station). [`crate::ra::CentreCertifier`] asks the national centre: the station sends the
+//! station). The national centre's implementation (`CentreCertifier`, in the station's
+//! registration-authority module) asks the centre: the station sends the
 //! keys with a proof of possession made on the card, the centre answers with certificates.
 //! The issuance job talks to the CA only through this trait.
 

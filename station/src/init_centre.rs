@@ -329,6 +329,191 @@ struct Cert {
     der: Vec<u8>,
 }
 
+/// The centre's answer, checked: its certificates (DER) and the number block.
+struct Answer {
+    a: centre_api::EnrolResponse,
+    identity: Vec<u8>,
+    station_ca: Vec<u8>,
+    /// Root, e-Signature CA, audit signer, CSCA, Document Signer, in that order.
+    certs: [Cert; 5],
+}
+
+/// Parse and check the answer saved in `pending`: it names this station, its certificates
+/// parse and certify the keys this station sent.
+fn read_answer(
+    pending: &Pending,
+    opts: &CentreInitOptions,
+    store: &Pkcs11Store,
+) -> Result<Answer, StationError> {
+    let a: centre_api::EnrolResponse =
+        serde_json::from_value(pending.answer.clone()).map_err(|e| {
+            StationError::invalid(
+                "enrolment answer",
+                format!("does not parse: {e} (is the centre older or newer than this station?)"),
+            )
+        })?;
+    if a.station != opts.station_name {
+        return Err(StationError::invalid(
+            "enrolment answer",
+            format!(
+                "names station {:?}, but this station enrolled as {:?}",
+                a.station, opts.station_name
+            ),
+        ));
+    }
+    registry::validate::office("office", &a.office)?;
+    registry::validate::series("number_block.series", &a.number_block.series)?;
+    let pem = |field: &str, text: &str| pem_to_der(&format!("enrolment answer: {field}"), text);
+    let cert = |label, ca, role, field: &str, text: &str| -> Result<Cert, StationError> {
+        Ok(Cert {
+            label,
+            ca,
+            role,
+            der: pem(field, text)?,
+        })
+    };
+    let t = &a.trust_anchors;
+    let certs = [
+        cert(CENTRE_ROOT, "root", "root", "trust_anchors.root", &t.root)?,
+        cert(
+            CENTRE_ESIGN,
+            "esign",
+            "issuing",
+            "trust_anchors.esign",
+            &t.esign,
+        )?,
+        cert(
+            AUDIT_KEY,
+            "audit",
+            "audit-signing",
+            "audit_cert",
+            &a.audit_cert,
+        )?,
+        cert(CENTRE_CSCA, CSCA_CA, "csca", "trust_anchors.csca", &t.csca)?,
+        cert(
+            DS_KEY,
+            DS_CA,
+            "document-signing",
+            "document_signer_cert",
+            &a.document_signer_cert,
+        )?,
+    ];
+    let identity = pem("identity_cert", &a.identity_cert)?;
+    let station_ca = pem("trust_anchors.station_ca", &t.station_ca)?;
+    // The centre certified the keys this station sent.
+    for (label, der) in [
+        (IDENTITY_KEY, &identity),
+        (AUDIT_KEY, &certs[2].der),
+        (DS_KEY, &certs[4].der),
+    ] {
+        if spki_of(der)? != store.public_key_spki(label)? {
+            return Err(StationError::invalid(
+                "enrolment answer",
+                format!("the certificate for {label} does not certify this station's key {label}"),
+            ));
+        }
+    }
+    Ok(Answer {
+        a,
+        identity,
+        station_ca,
+        certs,
+    })
+}
+
+/// The Station CA anchor, the identity certificate and the CA certificates as PEM files.
+fn write_cert_files(
+    files: &CentreFiles,
+    layout: &Layout,
+    ans: &Answer,
+) -> Result<(), StationError> {
+    write_atomic(
+        &files.station_ca(),
+        ca::cert_pem(&ans.station_ca)?.as_bytes(),
+    )
+    .map_err(|e| StationError::io(&files.station_ca(), e))?;
+    write_atomic(&files.identity(), ca::cert_pem(&ans.identity)?.as_bytes())
+        .map_err(|e| StationError::io(&files.identity(), e))?;
+    for c in &ans.certs {
+        let path = layout.ca_cert(c.label);
+        write_atomic(&path, ca::cert_pem(&c.der)?.as_bytes())
+            .map_err(|e| StationError::io(&path, e))?;
+    }
+    Ok(())
+}
+
+/// The CAs, the station's certificates, the number block and the audit event, in one
+/// transaction (skipped when an earlier run committed it).
+fn record_enrolment(
+    layout: &Layout,
+    opts: &CentreInitOptions,
+    pending: &Pending,
+    ans: &Answer,
+    resumed: bool,
+) -> Result<Registry, StationError> {
+    let (a, certs) = (&ans.a, &ans.certs);
+    let mut reg = Registry::open(layout.registry())?;
+    if reg.ca_key_by_label(CENTRE_ROOT)?.is_some() {
+        return Ok(reg);
+    }
+    let first_number = a.number_block.next.max(a.number_block.first);
+    let actor = Actor::new(&opts.admin_name, Role::CaAdmin.as_str(), &a.station);
+    let tx = reg.transaction()?;
+    let mut ids = Vec::new();
+    for c in certs {
+        let note = if c.label.starts_with("centre-") {
+            "the national centre's CA (enrolment): no private key in this station's HSM"
+        } else {
+            "certified by the national centre at enrolment"
+        };
+        let id = tx.insert_ca_key(c.label, c.ca, c.role, &spki_of(&c.der)?, &actor)?;
+        tx.set_ca_key_certificate(id, &c.der)?;
+        tx.set_ca_key_state(id, CaKeyState::Active, &actor, &[], Some(note))?;
+        ids.push(id);
+    }
+    // What the centre's CAs issued that this station holds: the e-Signature CA and the
+    // audit signer under the root, the Document Signer under the CSCA.
+    for (issuer, issued) in [(0, 1), (0, 2), (3, 4)] {
+        tx.insert_certificate(&crate::hierarchy::cert_record(
+            ids[issuer],
+            &certs[issued].der,
+            certs[issued].ca,
+        )?)?;
+    }
+    if first_number <= a.number_block.last {
+        tx.add_number_block(
+            &a.office,
+            &a.number_block.series,
+            first_number,
+            a.number_block.last,
+        )?;
+    }
+    tx.audit(&AuditEntry {
+        actor: &actor,
+        action: "station.enrolled",
+        object: &format!("station:{}", a.station),
+        details: &serde_json::json!({
+            "centre": pending.url,
+            "centre_tls_fingerprint_sha256": pending.fingerprint_sha256,
+            "office": a.office,
+            "hsm_token": TOKEN_LABEL,
+            "identity_certificate_sha256": ca::fingerprint_sha256(&ans.identity)?,
+            "keys": certs.iter().map(|c| serde_json::json!({
+                "label": c.label, "ca": c.ca,
+                "certificate_sha256": ca::fingerprint_sha256(&c.der).unwrap_or_default(),
+            })).collect::<Vec<_>>(),
+            "number_block": a.number_block,
+            "card_master_key": CARD_MASTER_KEY,
+            "ca_admins": std::iter::once(opts.admin_name.as_str())
+                .chain(opts.second_admin.as_ref().map(|(n, _)| n.as_str()))
+                .collect::<Vec<_>>(),
+            "resumed": resumed,
+        }),
+    })?;
+    tx.commit()?;
+    Ok(reg)
+}
+
 /// The local step after the answer: check it, write the certificate files, record the CAs,
 /// the station's certificates and the number block in one transaction (skipped when an earlier
 /// run committed it), station.toml, and the pending answer removed last.
@@ -345,143 +530,10 @@ fn finish(
     pin_generated: bool,
     resumed: bool,
 ) -> Result<CentreInitReport, StationError> {
-    let a: centre_api::EnrolResponse =
-        serde_json::from_value(pending.answer.clone()).map_err(|e| {
-            StationError::invalid(
-                "enrolment answer",
-                format!("does not parse: {e} (is the centre older or newer than this station?)"),
-            )
-        })?;
-    let a = &a;
-    if a.station != opts.station_name {
-        return Err(StationError::invalid(
-            "enrolment answer",
-            format!(
-                "names station {:?}, but this station enrolled as {:?}",
-                a.station, opts.station_name
-            ),
-        ));
-    }
-    registry::validate::office("office", &a.office)?;
-    registry::validate::series("number_block.series", &a.number_block.series)?;
-    let pem = |field: &str, text: &str| pem_to_der(&format!("enrolment answer: {field}"), text);
-    let identity = pem("identity_cert", &a.identity_cert)?;
-    let certs = [
-        Cert {
-            label: CENTRE_ROOT,
-            ca: "root",
-            role: "root",
-            der: pem("trust_anchors.root", &a.trust_anchors.root)?,
-        },
-        Cert {
-            label: CENTRE_ESIGN,
-            ca: "esign",
-            role: "issuing",
-            der: pem("trust_anchors.esign", &a.trust_anchors.esign)?,
-        },
-        Cert {
-            label: AUDIT_KEY,
-            ca: "audit",
-            role: "audit-signing",
-            der: pem("audit_cert", &a.audit_cert)?,
-        },
-        Cert {
-            label: CENTRE_CSCA,
-            ca: CSCA_CA,
-            role: "csca",
-            der: pem("trust_anchors.csca", &a.trust_anchors.csca)?,
-        },
-        Cert {
-            label: DS_KEY,
-            ca: DS_CA,
-            role: "document-signing",
-            der: pem("document_signer_cert", &a.document_signer_cert)?,
-        },
-    ];
-    let station_ca = pem("trust_anchors.station_ca", &a.trust_anchors.station_ca)?;
-    // The centre certified the keys this station sent.
-    for (label, der) in [
-        (IDENTITY_KEY, &identity),
-        (AUDIT_KEY, &certs[2].der),
-        (DS_KEY, &certs[4].der),
-    ] {
-        if spki_of(der)? != store.public_key_spki(label)? {
-            return Err(StationError::invalid(
-                "enrolment answer",
-                format!("the certificate for {label} does not certify this station's key {label}"),
-            ));
-        }
-    }
-
-    write_atomic(&files.station_ca(), ca::cert_pem(&station_ca)?.as_bytes())
-        .map_err(|e| StationError::io(&files.station_ca(), e))?;
-    write_atomic(&files.identity(), ca::cert_pem(&identity)?.as_bytes())
-        .map_err(|e| StationError::io(&files.identity(), e))?;
-    for c in &certs {
-        let path = layout.ca_cert(c.label);
-        write_atomic(&path, ca::cert_pem(&c.der)?.as_bytes())
-            .map_err(|e| StationError::io(&path, e))?;
-    }
-
-    let mut reg = Registry::open(layout.registry())?;
-    let first_number = a.number_block.next.max(a.number_block.first);
-    if reg.ca_key_by_label(CENTRE_ROOT)?.is_none() {
-        let actor = Actor::new(&opts.admin_name, Role::CaAdmin.as_str(), &a.station);
-        let tx = reg.transaction()?;
-        let mut ids = Vec::new();
-        for c in &certs {
-            let note = if c.label.starts_with("centre-") {
-                "the national centre's CA (enrolment): no private key in this station's HSM"
-            } else {
-                "certified by the national centre at enrolment"
-            };
-            let id = tx.insert_ca_key(c.label, c.ca, c.role, &spki_of(&c.der)?, &actor)?;
-            tx.set_ca_key_certificate(id, &c.der)?;
-            tx.set_ca_key_state(id, CaKeyState::Active, &actor, &[], Some(note))?;
-            ids.push(id);
-        }
-        // What the centre's CAs issued that this station holds: the e-Signature CA and the
-        // audit signer under the root, the Document Signer under the CSCA.
-        for (issuer, issued) in [(0, 1), (0, 2), (3, 4)] {
-            tx.insert_certificate(&crate::hierarchy::cert_record(
-                ids[issuer],
-                &certs[issued].der,
-                certs[issued].ca,
-            )?)?;
-        }
-        if first_number <= a.number_block.last {
-            tx.add_number_block(
-                &a.office,
-                &a.number_block.series,
-                first_number,
-                a.number_block.last,
-            )?;
-        }
-        tx.audit(&AuditEntry {
-            actor: &actor,
-            action: "station.enrolled",
-            object: &format!("station:{}", a.station),
-            details: &serde_json::json!({
-                "centre": pending.url,
-                "centre_tls_fingerprint_sha256": pending.fingerprint_sha256,
-                "office": a.office,
-                "hsm_token": TOKEN_LABEL,
-                "identity_certificate_sha256": ca::fingerprint_sha256(&identity)?,
-                "keys": certs.iter().map(|c| serde_json::json!({
-                    "label": c.label, "ca": c.ca,
-                    "certificate_sha256": ca::fingerprint_sha256(&c.der).unwrap_or_default(),
-                })).collect::<Vec<_>>(),
-                "number_block": a.number_block,
-                "card_master_key": CARD_MASTER_KEY,
-                "ca_admins": std::iter::once(opts.admin_name.as_str())
-                    .chain(opts.second_admin.as_ref().map(|(n, _)| n.as_str()))
-                    .collect::<Vec<_>>(),
-                "resumed": resumed,
-            }),
-        })?;
-        tx.commit()?;
-    }
-
+    let ans = read_answer(pending, opts, store)?;
+    write_cert_files(files, layout, &ans)?;
+    let reg = record_enrolment(layout, opts, pending, &ans, resumed)?;
+    let a = &ans.a;
     init::write_station_config(
         data_dir,
         layout,
@@ -500,7 +552,7 @@ fn finish(
     )?;
     let _ = std::fs::remove_file(files.pending_enrolment());
 
-    let info = ca::CertInfo::parse(&identity)?;
+    let info = ca::CertInfo::parse(&ans.identity)?;
     let cas = crate::hierarchy::summaries(&reg, layout)?;
     let SecretSource::File(pin_file) = pin_source;
     Ok(CentreInitReport {
