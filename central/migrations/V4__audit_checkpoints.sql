@@ -15,7 +15,9 @@ CREATE UNIQUE INDEX audit_signer_keys_one_active ON audit_signer_keys (state) WH
 -- Checkpoints: (seq, hash, time) of an audit event, signed with the audit key over
 -- registry::audit::checkpoint_message. Append-only like audit_log.
 CREATE TABLE audit_checkpoints (
-    seq        BIGINT PRIMARY KEY REFERENCES audit_log (seq),
+    -- No foreign key to audit_log: TRUNCATE audit_log must reach its append-only trigger;
+    -- `audit verify-log` checks that each checkpoint's event exists with the signed hash.
+    seq        BIGINT PRIMARY KEY CHECK (seq >= 1),
     hash       BYTEA NOT NULL CHECK (length(hash) = 32),
     time       TEXT NOT NULL,
     signature  BYTEA NOT NULL,
@@ -29,4 +31,9 @@ $$;
 CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE OR DELETE ON audit_checkpoints
     FOR EACH ROW EXECUTE FUNCTION table_is_append_only();
 CREATE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON audit_checkpoints
+    FOR EACH STATEMENT EXECUTE FUNCTION table_is_append_only();
+-- A signer key is retired, never removed: the checkpoints it signed name it.
+CREATE TRIGGER audit_signer_keys_no_delete BEFORE DELETE ON audit_signer_keys
+    FOR EACH ROW EXECUTE FUNCTION table_is_append_only();
+CREATE TRIGGER audit_signer_keys_no_truncate BEFORE TRUNCATE ON audit_signer_keys
     FOR EACH STATEMENT EXECUTE FUNCTION table_is_append_only();

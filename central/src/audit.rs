@@ -433,12 +433,18 @@ pub async fn verify_log(client: &tokio_postgres::Client) -> Result<LogReport> {
                 c.seq, c.time
             )));
         }
-        let ev = events_at(client, c.seq).await?;
-        if ev != Some(c.hash) {
-            return Err(CentralError::Conflict(format!(
-                "audit log broken at sequence {}: the event differs from its signed checkpoint",
+        match events_at(client, c.seq).await? {
+            Some(h) if h == c.hash => {}
+            Some(_) => {
+                return Err(CentralError::Conflict(format!(
+                    "audit log broken at sequence {}: the event differs from its signed checkpoint",
+                    c.seq
+                )))
+            }
+            None => return Err(CentralError::Conflict(format!(
+                "audit log broken at sequence {}: a signed checkpoint names it but it is missing",
                 c.seq
-            )));
+            ))),
         }
     }
     Ok(LogReport {
