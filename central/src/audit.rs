@@ -441,10 +441,12 @@ pub async fn verify_log(client: &tokio_postgres::Client) -> Result<LogReport> {
                     c.seq
                 )))
             }
-            None => return Err(CentralError::Conflict(format!(
+            None => {
+                return Err(CentralError::Conflict(format!(
                 "audit log broken at sequence {}: a signed checkpoint names it but it is missing",
                 c.seq
-            ))),
+            )))
+            }
         }
     }
     Ok(LogReport {

@@ -151,20 +151,26 @@ pub async fn export(
     range: &Range,
     format: ExportFormat,
 ) -> Result<ExportOutcome> {
-    range.check()?;
     let files = [
         out.join("manifest.json"),
         out.join("manifest.sig"),
         out.join("chain.pem"),
         out.join(format.file_name()),
     ];
-    for f in &files {
-        registry::files::check_absent(f).map_err(|e| {
-            CentralError::Conflict(format!(
-                "{}: {e}: the folder already holds an export",
-                f.display()
-            ))
-        })?;
+    let refused = range.check().and_then(|()| {
+        files.iter().try_for_each(|f| {
+            registry::files::check_absent(f).map_err(|e| {
+                CentralError::Conflict(format!(
+                    "{}: {e}: the folder already holds an export",
+                    f.display()
+                ))
+            })
+        })
+    });
+    if let Err(e) = refused {
+        // Nothing written: the files in the way are someone else's and stay.
+        audit_failed(pool, session, range, &e).await;
+        return Err(e);
     }
     let signer = audit::ensure_signer(pool, store, centre).await?;
     let details = json!({
@@ -180,25 +186,47 @@ pub async fn export(
         tx.commit().await?;
     }
     audit::checkpoint(pool, store, centre).await?;
-    match write(pool, store, session, out, range, format, &signer).await {
+    let mut created = Vec::new();
+    let written = write(
+        pool,
+        store,
+        session,
+        (out, &mut created),
+        range,
+        format,
+        &signer,
+    )
+    .await;
+    match written {
         Ok(o) => Ok(o),
         Err(e) => {
-            for f in &files {
+            // Only what this export created (another's files stay).
+            for f in &created {
                 let _ = std::fs::remove_file(f);
             }
-            let failed = async {
-                let mut client = pool.get().await?;
-                let tx = client.transaction().await?;
-                let d = json!({ "filter": range.filter(), "error": e.to_string() });
-                audit::append(&tx, session.actor(), "audit.export-failed", "audit-log", &d).await?;
-                tx.commit().await?;
-                Ok::<_, CentralError>(())
-            };
-            if let Err(a) = failed.await {
-                tracing::error!(error = %a, "could not audit a failed export");
-            }
+            audit_failed(pool, session, range, &e).await;
             Err(e)
         }
+    }
+}
+
+/// Record a refused or failed export as `audit.export-failed` with the error.
+async fn audit_failed(
+    pool: &deadpool_postgres::Pool,
+    session: &Session,
+    range: &Range,
+    e: &CentralError,
+) {
+    let failed = async {
+        let mut client = pool.get().await?;
+        let tx = client.transaction().await?;
+        let d = json!({ "filter": range.filter(), "error": e.to_string() });
+        audit::append(&tx, session.actor(), "audit.export-failed", "audit-log", &d).await?;
+        tx.commit().await?;
+        Ok::<_, CentralError>(())
+    };
+    if let Err(a) = failed.await {
+        tracing::error!(error = %a, "could not audit a failed export");
     }
 }
 
@@ -208,7 +236,7 @@ async fn write(
     pool: &deadpool_postgres::Pool,
     store: &dyn hsm::KeyStore,
     session: &Session,
-    out: &Path,
+    (out, created): (&Path, &mut Vec<PathBuf>),
     range: &Range,
     format: ExportFormat,
     signer: &AuditSigner,
@@ -325,11 +353,11 @@ async fn write(
         pem.push_str(&ca::cert_pem(der)?);
     }
     registry::files::create_dir_private(out).map_err(|e| CentralError::io(out, e))?;
-    write_new(&out.join(format.file_name()), text.as_bytes())?;
-    write_new(&out.join("chain.pem"), pem.as_bytes())?;
-    write_new(&out.join("manifest.sig"), &signature)?;
+    write_new(&out.join(format.file_name()), text.as_bytes(), created)?;
+    write_new(&out.join("chain.pem"), pem.as_bytes(), created)?;
+    write_new(&out.join("manifest.sig"), &signature, created)?;
     let manifest_path = out.join("manifest.json");
-    write_new(&manifest_path, &manifest_bytes)?;
+    write_new(&manifest_path, &manifest_bytes, created)?;
     tracing::info!(count, dir = %out.display(), "audit export written");
     Ok(ExportOutcome {
         dir: out.to_owned(),
@@ -400,9 +428,10 @@ fn event_line(format: ExportFormat, e: &registry::AuditEvent, out: &mut String) 
     Ok(())
 }
 
-/// A new file, 0600, never through a link, synced.
-fn write_new(p: &Path, data: &[u8]) -> Result<()> {
+/// A new file, 0600, never through a link, synced; recorded in `created` once made.
+fn write_new(p: &Path, data: &[u8], created: &mut Vec<PathBuf>) -> Result<()> {
     let mut f = registry::files::create_new(p).map_err(|e| CentralError::io(p, e))?;
+    created.push(p.to_owned());
     f.write_all(data)
         .and_then(|_| f.sync_all())
         .map_err(|e| CentralError::io(p, e))

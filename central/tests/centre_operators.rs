@@ -551,7 +551,15 @@ fn the_national_audit_export_is_the_stations_format_and_one_changed_byte_is_foun
     }
     let actions = rt.block_on(audit_actions(&client));
     assert!(actions.iter().any(|a| a == "audit.export"));
-    assert!(actions.iter().any(|a| a == "audit.signer-certified"));
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| *a == "audit.signer-certified")
+            .count(),
+        1,
+        "the signer is made once, by init; later commands reuse it"
+    );
+    assert_eq!(actions[1], "audit.signer-certified", "{actions:?}");
 
     // The station's verifier (registry::export, what `idstation audit verify` runs) and the
     // centre's accept it.
@@ -637,6 +645,14 @@ fn the_national_audit_export_is_the_stations_format_and_one_changed_byte_is_foun
         ),
         5,
         "already holds an export",
+    );
+    assert!(rt
+        .block_on(audit_actions(&client))
+        .iter()
+        .any(|a| a == "audit.export-failed"));
+    assert!(
+        out_dir.join("manifest.json").is_file(),
+        "the export in the way stays"
     );
 
     // Date ranges and CSV: today's events (all of them) and none from 2000; both verify.
