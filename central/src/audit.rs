@@ -2,6 +2,11 @@
 //! docs/audit-format.md) in a PostgreSQL table that triggers keep append-only. Appends from
 //! several centre instances are serialised by a transaction-scoped advisory lock, so the chain
 //! has one order.
+//!
+//! Checkpoints anchor the chain: (seq, hash, time) of the newest event signed by the centre's
+//! audit key (`centre-audit-1` in the HSM, certified by the National Root CA under the
+//! `audit-signer` profile), stored in `audit_checkpoints` (append-only). [`ensure_signer`] makes
+//! the key once, [`checkpoint`] signs, [`verify_log`] checks the chain and every signature.
 
 use registry::audit::{canonical_json, event_hash, AuditEvent, GENESIS_PREV_HASH};
 use tokio_postgres::Transaction;
@@ -10,6 +15,9 @@ use crate::error::{CentralError, Result};
 
 /// Key of the advisory lock that serialises appends (any constant shared by all instances).
 const AUDIT_LOCK: i64 = 0x1d5_a0d1;
+
+/// HSM label of the centre's audit-signing key.
+pub const AUDIT_KEY_LABEL: &str = "centre-audit-1";
 
 /// Who did something at the centre.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,7 +103,7 @@ pub async fn append(
 
 /// Every event with `from <= seq <= to`, in order.
 pub async fn events(
-    client: &tokio_postgres::Client,
+    client: &impl tokio_postgres::GenericClient,
     from: u64,
     to: u64,
 ) -> Result<Vec<AuditEvent>> {
@@ -144,4 +152,323 @@ pub async fn verify_chain(client: &tokio_postgres::Client) -> Result<u64> {
         prev = e.hash;
     }
     Ok(all.len() as u64)
+}
+
+/// The centre's audit signer: its HSM key label and its certificate chain (DER: the signer's
+/// certificate, then the National Root CA that issued it).
+#[derive(Debug, Clone)]
+pub struct AuditSigner {
+    pub label: String,
+    pub chain_der: Vec<Vec<u8>>,
+}
+
+/// The active National Root certificate (DER).
+async fn root_cert(client: &tokio_postgres::Client) -> Result<Vec<u8>> {
+    client
+        .query_opt(
+            "SELECT cert_der FROM ca_keys WHERE ca = 'root' AND state = 'active'",
+            &[],
+        )
+        .await?
+        .map(|r| r.get(0))
+        .ok_or(CentralError::NotInitialised)
+}
+
+/// The audit signer, made on first use: a P-256 key `centre-audit-1` in the HSM (an existing
+/// key of that label is reused: a run that stopped after generating it), certified by the
+/// National Root CA under the `audit-signer` profile, stored in `audit_signer_keys` with the
+/// event `audit.signer-certified`. Idempotent and safe between several centre instances: it
+/// runs under the audit log's advisory lock. An existing signer whose certificate does not
+/// match the HSM key is refused.
+pub async fn ensure_signer(
+    pool: &deadpool_postgres::Pool,
+    store: &dyn hsm::KeyStore,
+    centre: &str,
+) -> Result<AuditSigner> {
+    let mut client = pool.get().await?;
+    let root = root_cert(&client).await?;
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&AUDIT_LOCK])
+        .await?;
+    let row = tx
+        .query_opt(
+            "SELECT label, cert_der FROM audit_signer_keys WHERE state = 'active'",
+            &[],
+        )
+        .await?;
+    if let Some(row) = row {
+        let label: String = row.get(0);
+        let der: Vec<u8> = row.get(1);
+        tx.commit().await?;
+        check_key_matches(store, &label, &der)?;
+        return Ok(AuditSigner {
+            label,
+            chain_der: vec![der, root],
+        });
+    }
+    let label = AUDIT_KEY_LABEL;
+    if store.find(label)?.is_none() {
+        store.generate_p256(label)?;
+    }
+    let spki = store.public_key_spki(label)?;
+    let root_issuer = tx
+        .query_one(
+            "SELECT label FROM ca_keys WHERE ca = 'root' AND state = 'active'",
+            &[],
+        )
+        .await?;
+    let issuer = ca::Issuer::new(store, root_issuer.get(0), &root)?;
+    let profiles = profiles::builtin()?;
+    let cert = ca::issue_station_cert(
+        store,
+        profiles.cert("audit-signer")?,
+        &issuer,
+        &spki,
+        &format!("{centre} audit"),
+        std::time::SystemTime::now(),
+    )?;
+    tx.execute(
+        "INSERT INTO audit_signer_keys (label, state, cert_der) VALUES ($1, 'active', $2)",
+        &[&label, &cert.der],
+    )
+    .await?;
+    let actor = Actor {
+        operator: "idcentral".into(),
+        role: "system".into(),
+        station: centre.to_owned(),
+    };
+    append(
+        &tx,
+        &actor,
+        "audit.signer-certified",
+        &format!("audit-key:{label}"),
+        &serde_json::json!({
+            "key_label": label,
+            "serial": cert.serial_hex(),
+            "fingerprint_sha256": ca::fingerprint_sha256(&cert.der)?,
+            "profile": "audit-signer",
+        }),
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(key = label, "certified the centre's audit signer");
+    Ok(AuditSigner {
+        label: label.to_owned(),
+        chain_der: vec![cert.der, root],
+    })
+}
+
+/// The signer's certificate must hold the public key of the HSM key `label`.
+fn check_key_matches(store: &dyn hsm::KeyStore, label: &str, cert_der: &[u8]) -> Result<()> {
+    let spki = store.public_key_spki(label)?;
+    if cert_spki(cert_der)? != spki {
+        return Err(CentralError::Conflict(format!(
+            "audit_signer_keys.{label}: the certificate does not hold the HSM key {label}'s public key"
+        )));
+    }
+    Ok(())
+}
+
+fn cert_spki(cert_der: &[u8]) -> Result<Vec<u8>> {
+    use der::{Decode, Encode};
+    let c = x509_cert::Certificate::from_der(cert_der)
+        .map_err(|e| CentralError::Database(format!("audit signer certificate: {e}")))?;
+    c.tbs_certificate()
+        .subject_public_key_info()
+        .to_der()
+        .map_err(|e| CentralError::Database(format!("audit signer certificate: {e}")))
+}
+
+/// Sign a checkpoint over the newest audit event with the audit key (made first if missing).
+/// `None` when the log is empty or its newest event already has one. Under the audit log's
+/// advisory lock, so the newest event cannot change while it is signed.
+pub async fn checkpoint(
+    pool: &deadpool_postgres::Pool,
+    store: &dyn hsm::KeyStore,
+    centre: &str,
+) -> Result<Option<registry::Checkpoint>> {
+    let signer = ensure_signer(pool, store, centre).await?;
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&AUDIT_LOCK])
+        .await?;
+    let last = tx
+        .query_opt(
+            "SELECT l.seq, l.hash, c.seq IS NOT NULL FROM audit_log l
+             LEFT JOIN audit_checkpoints c ON c.seq = l.seq
+             ORDER BY l.seq DESC LIMIT 1",
+            &[],
+        )
+        .await?;
+    let Some(last) = last else {
+        return Ok(None);
+    };
+    if last.get::<_, bool>(2) {
+        return Ok(None);
+    }
+    let seq = last.get::<_, i64>(0) as u64;
+    let hash: [u8; 32] = last
+        .get::<_, Vec<u8>>(1)
+        .try_into()
+        .map_err(|_| CentralError::Database("audit_log.hash is not 32 bytes".into()))?;
+    let time = registry::now_rfc3339();
+    let msg = registry::audit::checkpoint_message(seq, &hash, &time);
+    let signature = store.sign_p256_sha256(&signer.label, &msg)?;
+    tx.execute(
+        "INSERT INTO audit_checkpoints (seq, hash, time, signature, key_label)
+         VALUES ($1, $2, $3, $4, $5)",
+        &[
+            &(seq as i64),
+            &hash.as_slice(),
+            &time,
+            &signature,
+            &signer.label,
+        ],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Some(registry::Checkpoint {
+        seq,
+        hash,
+        time,
+        signature,
+    }))
+}
+
+/// [`checkpoint`] after a command changed something: a failure is logged, not returned (the
+/// change is committed; the next checkpoint covers its events).
+pub async fn checkpoint_after(
+    pool: &deadpool_postgres::Pool,
+    store: &dyn hsm::KeyStore,
+    centre: &str,
+    what: &str,
+) {
+    if let Err(e) = checkpoint(pool, store, centre).await {
+        tracing::warn!(error = %e, after = what, "could not sign an audit checkpoint; the next one covers these events");
+    }
+}
+
+/// Sign a checkpoint every `every` until the task is dropped (for `serve`: spawn it beside the
+/// timeout sweep). Failures are logged and retried at the next tick.
+pub async fn run_checkpoints(
+    centre: std::sync::Arc<crate::pki::Centre>,
+    every: std::time::Duration,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = checkpoint(&centre.pool, centre.store.as_ref(), &centre.name).await {
+            tracing::warn!(error = %e, "could not sign a periodic audit checkpoint");
+        }
+    }
+}
+
+/// Every checkpoint, by sequence number, with the label of the key that signed it.
+pub async fn checkpoints(
+    client: &impl tokio_postgres::GenericClient,
+) -> Result<Vec<(registry::Checkpoint, String)>> {
+    let rows = client
+        .query(
+            "SELECT seq, hash, time, signature, key_label FROM audit_checkpoints ORDER BY seq",
+            &[],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let hash: [u8; 32] = r.get::<_, Vec<u8>>(1).try_into().map_err(|_| {
+                CentralError::Database("audit_checkpoints.hash is not 32 bytes".into())
+            })?;
+            Ok((
+                registry::Checkpoint {
+                    seq: r.get::<_, i64>(0) as u64,
+                    hash,
+                    time: r.get(2),
+                    signature: r.get(3),
+                },
+                r.get(4),
+            ))
+        })
+        .collect()
+}
+
+/// What `audit verify-log` found.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LogReport {
+    pub events: u64,
+    pub checkpoints: u64,
+    /// The newest checkpoint's sequence number, if any.
+    pub last_checkpoint: Option<u64>,
+}
+
+/// The whole chain ([`verify_chain`]) and every checkpoint: its key's certificate chains to the
+/// National Root CA (audit-signing EKU), its signature verifies, and the event it names has the
+/// hash it signed. The first failure is an error naming the sequence number.
+pub async fn verify_log(client: &tokio_postgres::Client) -> Result<LogReport> {
+    let events = verify_chain(client).await?;
+    let root = root_cert(client).await?;
+    let keys = client
+        .query("SELECT label, cert_der FROM audit_signer_keys", &[])
+        .await?;
+    let mut verifiers = std::collections::BTreeMap::new();
+    for k in &keys {
+        let label: String = k.get(0);
+        let der: Vec<u8> = k.get(1);
+        let key =
+            registry::export::audit_key_from_chain(&[der, root.clone()], &root, unix_now(), &[])
+                .map_err(|e| CentralError::Conflict(format!("audit signer {label}: {e}")))?;
+        verifiers.insert(label, key);
+    }
+    let cps = checkpoints(client).await?;
+    for (c, label) in &cps {
+        let key = verifiers.get(label).ok_or_else(|| {
+            CentralError::Conflict(format!(
+                "audit checkpoint {}: signed by {label}, which has no certificate",
+                c.seq
+            ))
+        })?;
+        if !c.verify(key) {
+            return Err(CentralError::Conflict(format!(
+                "audit checkpoint {} (signed at {}): the signature does not verify with {label}",
+                c.seq, c.time
+            )));
+        }
+        match events_at(client, c.seq).await? {
+            Some(h) if h == c.hash => {}
+            Some(_) => {
+                return Err(CentralError::Conflict(format!(
+                    "audit log broken at sequence {}: the event differs from its signed checkpoint",
+                    c.seq
+                )))
+            }
+            None => {
+                return Err(CentralError::Conflict(format!(
+                "audit log broken at sequence {}: a signed checkpoint names it but it is missing",
+                c.seq
+            )))
+            }
+        }
+    }
+    Ok(LogReport {
+        events,
+        checkpoints: cps.len() as u64,
+        last_checkpoint: cps.last().map(|(c, _)| c.seq),
+    })
+}
+
+async fn events_at(client: &tokio_postgres::Client, seq: u64) -> Result<Option<[u8; 32]>> {
+    Ok(client
+        .query_opt(
+            "SELECT hash FROM audit_log WHERE seq = $1",
+            &[&(seq as i64)],
+        )
+        .await?
+        .and_then(|r| r.get::<_, Vec<u8>>(0).try_into().ok()))
+}
+
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

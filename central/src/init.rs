@@ -33,6 +33,10 @@ pub const CAS: &[(&str, &str, &str, Option<&str>)] = &[
 pub struct InitOptions {
     pub admin: String,
     pub admin_password: Zeroizing<String>,
+    /// The second ca-admin of the ceremony, with their password. Adding a ca-admin later needs
+    /// a second ca-admin's approval (dual control), so a centre that is to add administrators
+    /// names two at `init`.
+    pub second_admin: Option<(String, Zeroizing<String>)>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -53,6 +57,21 @@ pub async fn init(cfg: &CentreConfig, opts: &InitOptions) -> Result<InitReport> 
     check_name("admin", &opts.admin)?;
     let password_hash = registry::passwords::hash_password(&opts.admin_password)
         .map_err(|e| CentralError::invalid("password", strip_field(&e.to_string())))?;
+    let second = match &opts.second_admin {
+        None => None,
+        Some((name, password)) => {
+            check_name("second-admin", name)?;
+            if *name == opts.admin {
+                return Err(CentralError::invalid(
+                    "second-admin",
+                    "must differ from --admin: dual control needs two people",
+                ));
+            }
+            let hash = registry::passwords::hash_password(password)
+                .map_err(|e| CentralError::invalid("password", strip_field(&e.to_string())))?;
+            Some((name.clone(), hash))
+        }
+    };
     let pool = db::pool(&cfg.database)?;
     db::migrate(&pool).await?;
     refuse_if_initialised(&pool, &cfg.database.url).await?;
@@ -82,12 +101,20 @@ pub async fn init(cfg: &CentreConfig, opts: &InitOptions) -> Result<InitReport> 
         &[&opts.admin, &Role::CaAdmin.as_str(), &password_hash],
     )
     .await?;
+    if let Some((name, hash)) = &second {
+        tx.execute(
+            "INSERT INTO operators (name, role, password_hash) VALUES ($1, $2, $3)",
+            &[name, &Role::CaAdmin.as_str(), hash],
+        )
+        .await?;
+    }
     let actor = Actor {
         operator: opts.admin.clone(),
         role: Role::CaAdmin.as_str().into(),
         station: cfg.centre.name.clone(),
     };
     let details = serde_json::json!({
+        "second_admin": second.as_ref().map(|(n, _)| n),
         "cas": cas.iter().map(|c| serde_json::json!({
             "ca": c.ca, "key": c.key_label, "fingerprint_sha256": c.fingerprint_sha256,
         })).collect::<Vec<_>>(),

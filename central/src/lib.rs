@@ -3,6 +3,7 @@
 //! one-time code. The `idcentral` binary is a thin layer over these modules (docs/centre.md).
 
 pub mod audit;
+pub mod audit_export;
 pub mod audit_push;
 pub mod config;
 pub mod db;

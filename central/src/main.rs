@@ -18,9 +18,9 @@ use zeroize::Zeroizing;
     about = "The national centre of idstation: one CA and one registry for every office"
 )]
 struct Cli {
-    /// The centre's configuration (centre.toml).
+    /// The centre's configuration (centre.toml); every command but `audit verify` needs it.
     #[arg(long, value_name = "FILE")]
-    config: PathBuf,
+    config: Option<PathBuf>,
     /// Print results as JSON.
     #[arg(long, global = true)]
     json: bool,
@@ -30,11 +30,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Create the schema, the CA keys in the HSM and their certificates, and the first ca-admin
-    /// (password: prompt, or the first line of standard input).
+    /// Create the schema, the CA keys in the HSM and their certificates, the audit signer, and
+    /// the first ca-admin (password: prompt, or the first line of standard input).
     Init {
         #[arg(long, value_name = "NAME")]
         admin: String,
+        /// A second ca-admin made by the ceremony (their password is the next secret): adding a
+        /// ca-admin later needs two.
+        #[arg(long, value_name = "NAME")]
+        second_admin: Option<String>,
     },
     /// Serve the HTTPS API (TLS 1.3, mutual TLS for stations) until stopped.
     Serve {
@@ -97,14 +101,94 @@ enum OperatorCmd {
         #[arg(long, value_name = "NAME")]
         operator: String,
     },
+    /// Add an operator (ca-admin). Secrets, one line each on standard input or masked prompts:
+    /// your password, the new operator's, then (a new ca-admin) the approving ca-admin's.
+    Add {
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_parser = ["ca-admin", "auditor"])]
+        role: String,
+        #[arg(long, value_name = "NAME")]
+        operator: String,
+        /// A second ca-admin who approves a new ca-admin (dual control); their password is read
+        /// after the new operator's.
+        #[arg(long, value_name = "NAME")]
+        approved_by: Option<String>,
+    },
+    /// Disable an operator: it can no longer log in (ca-admin, not oneself; never the last
+    /// active ca-admin).
+    Disable {
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_name = "NAME")]
+        operator: String,
+    },
+    /// Enable a disabled operator (ca-admin, not oneself); a ca-admin only with --approved-by.
+    Enable {
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_name = "NAME")]
+        operator: String,
+        /// A second ca-admin who approves enabling a ca-admin; their password is read after yours.
+        #[arg(long, value_name = "NAME")]
+        approved_by: Option<String>,
+    },
+    /// Change your own password: your password, then the new one.
+    Password {
+        #[arg(long, value_name = "NAME")]
+        operator: String,
+    },
+    /// Unlock an operator locked after 5 wrong passwords (ca-admin, not oneself).
+    Unlock {
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_name = "NAME")]
+        operator: String,
+    },
 }
 
 #[derive(Subcommand)]
 enum AuditCmd {
-    /// Walk the hash chain in the database.
+    /// Walk the hash chain in the database and check every signed checkpoint.
     VerifyLog {
         #[arg(long, value_name = "NAME")]
         operator: String,
+    },
+    /// Sign a checkpoint over the newest event with the centre's audit key (ca-admin).
+    Checkpoint {
+        #[arg(long, value_name = "NAME")]
+        operator: String,
+    },
+    /// Export the audit log in the station's format: events, manifest signed by the centre's
+    /// audit key, and its certificate chain (auditor or ca-admin).
+    Export {
+        /// Folder to write (created; must not already hold an export).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// First day or time (inclusive): YYYY-MM-DD or RFC 3339 UTC.
+        #[arg(long, value_name = "DATE", conflicts_with_all = ["from_seq", "to_seq"])]
+        from: Option<String>,
+        /// Last day (inclusive) or time (exclusive): YYYY-MM-DD or RFC 3339 UTC.
+        #[arg(long, value_name = "DATE", conflicts_with_all = ["from_seq", "to_seq"])]
+        to: Option<String>,
+        /// First sequence number (inclusive).
+        #[arg(long, value_name = "N", requires = "to_seq")]
+        from_seq: Option<u64>,
+        /// Last sequence number (inclusive).
+        #[arg(long, value_name = "M", requires = "from_seq")]
+        to_seq: Option<u64>,
+        #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "csv"])]
+        format: String,
+        #[arg(long, value_name = "NAME")]
+        operator: String,
+    },
+    /// Verify an export folder offline against the trusted National Root certificate (no
+    /// database, no HSM, no --config); exit 0 when valid, 2 naming what is wrong.
+    Verify {
+        dir: PathBuf,
+        /// The National Root CA certificate (PEM or DER).
+        #[arg(long, value_name = "FILE")]
+        root: PathBuf,
     },
 }
 
@@ -135,7 +219,28 @@ fn main() -> ExitCode {
 /// Load the configuration, restart with the HSM module's environment if this process lacks it
 /// (before any thread exists: SoftHSM2 reads SOFTHSM2_CONF once), then run the command.
 fn start(cli: &Cli) -> Result<(), CentralError> {
-    let cfg = CentreConfig::load(&cli.config)?;
+    if let Cmd::Audit(AuditCmd::Verify { dir, root }) = &cli.cmd {
+        let r = central::audit_export::verify(dir, root)?;
+        return print(cli.json, &r, |r| {
+            format!(
+                "OK: {} event(s) {}..{}, last hash {}, {} checkpoint(s)\nSigned by {} at {}\n",
+                r.count,
+                r.first_seq,
+                r.last_seq,
+                r.last_hash,
+                r.checkpoints,
+                r.signer_subject,
+                r.exported_at
+            )
+        });
+    }
+    let config = cli.config.as_deref().ok_or_else(|| {
+        CentralError::invalid(
+            "config",
+            "give --config FILE: this command needs the centre",
+        )
+    })?;
+    let cfg = CentreConfig::load(config)?;
     if let hsm::HsmConfig::Pkcs11 { env, .. } = &cfg.hsm {
         hsm::process_env::exec_with(env)?;
     }
@@ -153,13 +258,24 @@ fn start(cli: &Cli) -> Result<(), CentralError> {
 
 async fn run(cli: &Cli, cfg: &CentreConfig) -> Result<(), CentralError> {
     match &cli.cmd {
-        Cmd::Init { admin } => {
+        Cmd::Init {
+            admin,
+            second_admin,
+        } => {
             let admin_password = read_secret(&format!("Password for {admin}"), true)?;
+            let second_admin = match second_admin {
+                Some(n) => Some((n.clone(), read_secret(&format!("Password for {n}"), true)?)),
+                None => None,
+            };
             let opts = central::init::InitOptions {
                 admin: admin.clone(),
                 admin_password,
+                second_admin,
             };
             let report = central::init::init(cfg, &opts).await?;
+            // The audit signer (centre-audit-1) and the first checkpoint.
+            let pool = central::db::pool(&cfg.database)?;
+            checkpoint_after(cfg, &pool, "centre.initialised").await;
             print(cli.json, &report, |r| {
                 let mut s = format!("Initialised the centre (ca-admin {})\n", r.admin);
                 for c in &r.cas {
@@ -173,8 +289,34 @@ async fn run(cli: &Cli, cfg: &CentreConfig) -> Result<(), CentralError> {
         }
         Cmd::Serve { listen } => central::server::serve(cfg, *listen).await,
         Cmd::Station(sc) => station(cli, cfg, sc).await,
-        Cmd::Operator(OperatorCmd::List { operator }) => {
+        Cmd::Show {
+            pinfl,
+            document,
+            operator,
+        } => {
+            let query = match (pinfl, document) {
+                (Some(p), _) => central::show::Query::Pinfl(p.clone()),
+                (None, Some(d)) => central::show::Query::Document(d.clone()),
+                (None, None) => {
+                    return Err(CentralError::invalid("pinfl", "give --pinfl or --document"))
+                }
+            };
             let pool = central::db::pool(&cfg.database)?;
+            let roles = [Role::CaAdmin, Role::Auditor];
+            let s = log_in(&pool, cfg, operator, "show holders", &roles).await?;
+            let record = central::show::show(&pool, &s, &query).await?;
+            print(cli.json, &record, show_text)
+        }
+        Cmd::Operator(oc) => operator(cli, cfg, oc).await,
+        Cmd::Audit(ac) => audit(cli, cfg, ac).await,
+    }
+}
+
+async fn operator(cli: &Cli, cfg: &CentreConfig, oc: &OperatorCmd) -> Result<(), CentralError> {
+    let pool = central::db::pool(&cfg.database)?;
+    let admin = [Role::CaAdmin];
+    match oc {
+        OperatorCmd::List { operator } => {
             log_in(
                 &pool,
                 cfg,
@@ -197,39 +339,187 @@ async fn run(cli: &Cli, cfg: &CentreConfig) -> Result<(), CentralError> {
                     .collect()
             })
         }
-        Cmd::Show {
-            pinfl,
-            document,
+        OperatorCmd::Add {
+            name,
+            role,
             operator,
+            approved_by,
         } => {
-            let query = match (pinfl, document) {
-                (Some(p), _) => central::show::Query::Pinfl(p.clone()),
-                (None, Some(d)) => central::show::Query::Document(d.clone()),
-                (None, None) => {
-                    return Err(CentralError::invalid("pinfl", "give --pinfl or --document"))
-                }
+            let role = Role::parse(role)
+                .ok_or_else(|| CentralError::invalid("role", "must be ca-admin or auditor"))?;
+            if role != Role::CaAdmin && approved_by.is_some() {
+                return Err(CentralError::invalid(
+                    "approved-by",
+                    "only a new ca-admin takes a second ca-admin's approval",
+                ));
+            }
+            let s = log_in(&pool, cfg, operator, "add operators", &admin).await?;
+            let password = read_secret(&format!("Password for the new operator {name}"), true)?;
+            let approver = match approved_by {
+                Some(a) => Some(log_in(&pool, cfg, a, "approve a new ca-admin", &admin).await?),
+                None => None,
             };
-            let pool = central::db::pool(&cfg.database)?;
-            let roles = [Role::CaAdmin, Role::Auditor];
-            let s = log_in(&pool, cfg, operator, "show holders", &roles).await?;
-            let record = central::show::show(&pool, &s, &query).await?;
-            print(cli.json, &record, show_text)
+            let c = operators::add(&pool, &s, name, role, &password, approver.as_ref()).await?;
+            checkpoint_after(cfg, &pool, "operator.added").await;
+            print(cli.json, &c, change_text)
         }
-        Cmd::Audit(AuditCmd::VerifyLog { operator }) => {
-            let pool = central::db::pool(&cfg.database)?;
+        OperatorCmd::Disable { name, operator } => {
+            let s = log_in(&pool, cfg, operator, "disable operators", &admin).await?;
+            operators::disable(&pool, &s, name).await?;
+            checkpoint_after(cfg, &pool, "operator.disabled").await;
+            print(
+                cli.json,
+                &serde_json::json!({ "name": name, "active": false }),
+                |_| format!("Disabled operator {name}\n"),
+            )
+        }
+        OperatorCmd::Enable {
+            name,
+            operator,
+            approved_by,
+        } => {
+            let s = log_in(&pool, cfg, operator, "enable operators", &admin).await?;
+            let approver = match approved_by {
+                Some(a) => {
+                    Some(log_in(&pool, cfg, a, "approve enabling a ca-admin", &admin).await?)
+                }
+                None => None,
+            };
+            let c = operators::enable(&pool, &s, name, approver.as_ref()).await?;
+            checkpoint_after(cfg, &pool, "operator.enabled").await;
+            print(cli.json, &c, change_text)
+        }
+        OperatorCmd::Password { operator } => {
+            let all = [Role::CaAdmin, Role::Auditor];
+            let s = log_in(&pool, cfg, operator, "change their password", &all).await?;
+            let password = read_secret(&format!("New password for {operator}"), true)?;
+            operators::change_password(&pool, &s, &password).await?;
+            checkpoint_after(cfg, &pool, "operator.password-changed").await;
+            print(cli.json, &serde_json::json!({ "name": operator }), |_| {
+                format!("Changed the password of {operator}\n")
+            })
+        }
+        OperatorCmd::Unlock { name, operator } => {
+            let s = log_in(&pool, cfg, operator, "unlock operators", &admin).await?;
+            operators::unlock(&pool, &s, name).await?;
+            checkpoint_after(cfg, &pool, "operator.unlocked").await;
+            print(
+                cli.json,
+                &serde_json::json!({ "name": name, "locked": false }),
+                |_| format!("Unlocked operator {name}\n"),
+            )
+        }
+    }
+}
+
+fn change_text(c: &operators::Change) -> String {
+    match &c.approved_by {
+        Some(a) => format!("Operator {} ({}) active, approved by {a}\n", c.name, c.role),
+        None => format!("Operator {} ({}) active\n", c.name, c.role),
+    }
+}
+
+async fn audit(cli: &Cli, cfg: &CentreConfig, ac: &AuditCmd) -> Result<(), CentralError> {
+    let pool = central::db::pool(&cfg.database)?;
+    let both = [Role::CaAdmin, Role::Auditor];
+    match ac {
+        AuditCmd::VerifyLog { operator } => {
+            log_in(&pool, cfg, operator, "verify the audit log", &both).await?;
+            let client = pool.get().await?;
+            let r = central::audit::verify_log(&client).await?;
+            print(cli.json, &r, |r| {
+                format!(
+                    "audit log: {} events, the chain holds; {} checkpoint(s) verified (newest at {})\n",
+                    r.events,
+                    r.checkpoints,
+                    r.last_checkpoint.map(|s| s.to_string()).unwrap_or_else(|| "-".into())
+                )
+            })
+        }
+        AuditCmd::Checkpoint { operator } => {
             log_in(
                 &pool,
                 cfg,
                 operator,
-                "verify the audit log",
-                &[Role::CaAdmin, Role::Auditor],
+                "sign audit checkpoints",
+                &[Role::CaAdmin],
             )
             .await?;
-            let client = pool.get().await?;
-            let n = central::audit::verify_chain(&client).await?;
-            print(cli.json, &serde_json::json!({ "events": n }), |_| {
-                format!("audit log: {n} events, the chain holds\n")
+            let store = hsm::open(&cfg.hsm)?;
+            let c = central::audit::checkpoint(&pool, store.as_ref(), &cfg.centre.name).await?;
+            let v = c.as_ref().map(|c| {
+                serde_json::json!({ "seq": c.seq, "hash": hex::encode(c.hash), "time": c.time })
+            });
+            print(cli.json, &v, |v| match v {
+                Some(v) => format!(
+                    "Checkpoint over event {} signed at {}\n",
+                    v["seq"], v["time"]
+                ),
+                None => "The newest event already has a checkpoint\n".into(),
             })
+        }
+        AuditCmd::Export {
+            out,
+            from,
+            to,
+            from_seq,
+            to_seq,
+            format,
+            operator,
+        } => {
+            let range = match (from, to, from_seq, to_seq) {
+                (None, None, None, None) => central::audit_export::Range::All,
+                (_, _, Some(f), Some(t)) => central::audit_export::Range::Seq { from: *f, to: *t },
+                _ => central::audit_export::Range::Time {
+                    from: from.clone(),
+                    to: to.clone(),
+                },
+            };
+            let format = registry::export::ExportFormat::parse(format)
+                .map_err(|_| CentralError::invalid("format", "must be jsonl or csv"))?;
+            let s = log_in(&pool, cfg, operator, "export the audit log", &both).await?;
+            let store = hsm::open(&cfg.hsm)?;
+            let r = central::audit_export::export(
+                &pool,
+                store.as_ref(),
+                &cfg.centre.name,
+                &s,
+                out,
+                &range,
+                format,
+            )
+            .await?;
+            print(cli.json, &r, |r| {
+                let range = match (r.first_seq, r.last_seq) {
+                    (Some(f), Some(l)) => format!("events {f}..{l}"),
+                    _ => "no events in the range".into(),
+                };
+                format!(
+                    "Exported {} event(s) ({range}) as {}; {} checkpoint(s)\nManifest {} signed by {}\n",
+                    r.count,
+                    r.format,
+                    r.checkpoints,
+                    r.manifest.display(),
+                    r.signer_key
+                )
+            })
+        }
+        AuditCmd::Verify { dir, .. } => Err(CentralError::Other(format!(
+            "audit verify {} runs without the centre",
+            dir.display()
+        ))),
+    }
+}
+
+/// After a command changed something: sign a checkpoint over the newest event (the audit key
+/// is made first if missing). A failure is logged; the change stands.
+async fn checkpoint_after(cfg: &CentreConfig, pool: &deadpool_postgres::Pool, what: &str) {
+    match hsm::open(&cfg.hsm) {
+        Ok(store) => {
+            central::audit::checkpoint_after(pool, store.as_ref(), &cfg.centre.name, what).await
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, after = what, "could not open the HSM to sign an audit checkpoint")
         }
     }
 }
@@ -244,6 +534,7 @@ async fn station(cli: &Cli, cfg: &CentreConfig, sc: &StationCmd) -> Result<(), C
         } => {
             let s = log_in(&pool, cfg, operator, "add stations", &[Role::CaAdmin]).await?;
             let added = stations::add(&pool, &s, office, station).await?;
+            checkpoint_after(cfg, &pool, "station.added").await;
             let v = serde_json::json!({
                 "station": added.station, "office": added.office,
                 "enrolment_code": added.code.as_str(), "expires_at": added.expires_at,
@@ -284,6 +575,7 @@ async fn station(cli: &Cli, cfg: &CentreConfig, sc: &StationCmd) -> Result<(), C
         StationCmd::Disable { station, operator } => {
             let s = log_in(&pool, cfg, operator, "disable stations", &[Role::CaAdmin]).await?;
             stations::disable(&pool, &s, station).await?;
+            checkpoint_after(cfg, &pool, "station.disabled").await;
             print(
                 cli.json,
                 &serde_json::json!({ "station": station, "state": "disabled" }),

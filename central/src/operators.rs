@@ -1,6 +1,11 @@
 //! The centre's operators (ca-admin, auditor) and their log-in, with the station's rules: argon2id
 //! passwords (`registry::passwords`), one answer for every refused log-in, a lock after
 //! [`MAX_FAILED_LOGINS`] wrong passwords in a row, and every refusal in the audit log.
+//!
+//! The operator commands keep the station's rules: only a ca-admin changes operators, never
+//! themself (another ca-admin must); a new or re-enabled ca-admin needs a second ca-admin's
+//! approval given at once (dual control: both log in); the last active ca-admin cannot be
+//! disabled; a password is changed only by its owner. Each change and each refusal is audited.
 
 use deadpool_postgres::Pool;
 use zeroize::Zeroizing;
@@ -197,4 +202,420 @@ pub async fn list(pool: &Pool) -> Result<Vec<OperatorInfo>> {
             locked: r.get::<_, i32>(3) >= MAX_FAILED_LOGINS,
         })
         .collect())
+}
+
+/// What adding or enabling an operator did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Change {
+    pub name: String,
+    pub role: String,
+    pub active: bool,
+    /// The second ca-admin who approved it (a ca-admin added or enabled).
+    pub approved_by: Option<String>,
+}
+
+/// Record a refusal of `session`'s `action` (its own transaction: the refused change rolled
+/// back) and return it as [`CentralError::NotPermitted`] or `err`.
+async fn refuse(
+    pool: &Pool,
+    session: &Session,
+    action: &str,
+    object: &str,
+    reason: &str,
+    err: CentralError,
+) -> CentralError {
+    let log = async {
+        let mut client = pool.get().await?;
+        let tx = client.transaction().await?;
+        audit::append(
+            &tx,
+            session.actor(),
+            "operator.refused",
+            object,
+            &serde_json::json!({ "action": action, "reason": reason }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok::<_, CentralError>(())
+    };
+    if let Err(e) = log.await {
+        tracing::error!(error = %e, "could not audit a refusal");
+    }
+    err
+}
+
+/// The dual-control rule for a ca-admin: `approver` is a second ca-admin who logged in too.
+async fn check_approval(
+    pool: &Pool,
+    session: &Session,
+    approver: Option<&Session>,
+    action: &str,
+    name: &str,
+) -> Result<Option<String>> {
+    let object = format!("operator:{name}");
+    match approver {
+        None => {
+            let why = format!(
+                "{action} {name} as a ca-admin needs a second ca-admin's approval (dual control): give --approved-by"
+            );
+            let e = CentralError::invalid("approved-by", why.clone());
+            Err(refuse(pool, session, action, &object, "no second ca-admin", e).await)
+        }
+        Some(a) if a.actor().operator == session.actor().operator || a.actor().operator == name => {
+            let why = format!(
+                "approved-by: {} cannot approve this; dual control needs a second ca-admin, neither the one acting nor {name}",
+                a.actor().operator
+            );
+            Err(refuse(
+                pool,
+                session,
+                action,
+                &object,
+                "approver not a second ca-admin",
+                CentralError::NotPermitted(why),
+            )
+            .await)
+        }
+        Some(a) if a.role() != Role::CaAdmin => {
+            let why = format!(
+                "approved-by: {} is a {}; only a ca-admin may approve a ca-admin",
+                a.actor().operator,
+                a.role().as_str()
+            );
+            Err(refuse(
+                pool,
+                session,
+                action,
+                &object,
+                "approver not a ca-admin",
+                CentralError::NotPermitted(why),
+            )
+            .await)
+        }
+        Some(a) => Ok(Some(a.actor().operator.clone())),
+    }
+}
+
+/// `session` (a ca-admin) acting on `name`: not on themself.
+async fn other_operator(pool: &Pool, session: &Session, name: &str, action: &str) -> Result<()> {
+    check_name("name", name)?;
+    if name == session.actor().operator {
+        let why = format!("{name} cannot {action} themself; another ca-admin must do it");
+        let e = CentralError::NotPermitted(why);
+        return Err(refuse(
+            pool,
+            session,
+            action,
+            &format!("operator:{name}"),
+            "oneself",
+            e,
+        )
+        .await);
+    }
+    Ok(())
+}
+
+/// Inside `tx`: every operator (name, role, active), their rows locked so that concurrent
+/// changes go one after the other.
+async fn lock_operators(
+    tx: &tokio_postgres::Transaction<'_>,
+) -> Result<Vec<(String, String, bool)>> {
+    let rows = tx
+        .query(
+            "SELECT name, role, active FROM operators ORDER BY name FOR UPDATE",
+            &[],
+        )
+        .await?;
+    let all: Vec<(String, String, bool)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    Ok(all)
+}
+
+/// `session`'s operator is still an active operator of its role (a session made before another
+/// ca-admin disabled them does not act).
+fn still_current(
+    all: &[(String, String, bool)],
+    session: &Session,
+) -> std::result::Result<(), String> {
+    let me = &session.actor().operator;
+    match all.iter().find(|(n, _, _)| n == me) {
+        Some((_, role, true)) if role == session.role().as_str() => Ok(()),
+        _ => Err(format!(
+            "{me} is no longer an active {}: log in again",
+            session.role().as_str()
+        )),
+    }
+}
+
+/// [`still_current`] inside `tx`; a refusal ends `tx` (its row locks) before it is audited.
+async fn require_current<T>(
+    pool: &Pool,
+    tx: T,
+    all: &[(String, String, bool)],
+    session: &Session,
+    action: &str,
+    name: &str,
+) -> Result<T> {
+    match still_current(all, session) {
+        Ok(()) => Ok(tx),
+        Err(why) => {
+            drop(tx);
+            let e = CentralError::NotPermitted(why);
+            let object = format!("operator:{name}");
+            Err(refuse(
+                pool,
+                session,
+                action,
+                &object,
+                "session no longer current",
+                e,
+            )
+            .await)
+        }
+    }
+}
+
+/// Add operator `name` with `role` and `password` (hashed here). `session` must be a ca-admin;
+/// a new ca-admin also needs `approver`, a second ca-admin (dual control).
+pub async fn add(
+    pool: &Pool,
+    session: &Session,
+    name: &str,
+    role: Role,
+    password: &Zeroizing<String>,
+    approver: Option<&Session>,
+) -> Result<Change> {
+    check_name("name", name)?;
+    let approved_by = if role == Role::CaAdmin {
+        check_approval(pool, session, approver, "add", name).await?
+    } else {
+        None
+    };
+    let hash = hash_password(password)?;
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let all = lock_operators(&tx).await?;
+    let tx = require_current(pool, tx, &all, session, "add", name).await?;
+    if all.iter().any(|(n, _, _)| n == name) {
+        return Err(CentralError::Conflict(format!(
+            "operator {name} already exists"
+        )));
+    }
+    tx.execute(
+        "INSERT INTO operators (name, role, password_hash) VALUES ($1, $2, $3)",
+        &[&name, &role.as_str(), &hash],
+    )
+    .await?;
+    audit::append(
+        &tx,
+        session.actor(),
+        "operator.added",
+        &format!("operator:{name}"),
+        &serde_json::json!({ "role": role.as_str(), "approved_by": approved_by }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Change {
+        name: name.to_owned(),
+        role: role.as_str().to_owned(),
+        active: true,
+        approved_by,
+    })
+}
+
+/// Disable `name` (ca-admin, not oneself): it can no longer log in. The last active ca-admin
+/// is never disabled.
+pub async fn disable(pool: &Pool, session: &Session, name: &str) -> Result<()> {
+    other_operator(pool, session, name, "disable").await?;
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let all = lock_operators(&tx).await?;
+    let Some((_, role, active)) = all.iter().find(|(n, _, _)| n == name) else {
+        return Err(CentralError::NotFound(format!(
+            "operator {name} does not exist"
+        )));
+    };
+    if !active {
+        return Err(CentralError::Conflict(format!(
+            "operator {name} is already disabled"
+        )));
+    }
+    let others = all
+        .iter()
+        .filter(|(n, r, a)| n != name && r == Role::CaAdmin.as_str() && *a)
+        .count();
+    if role == Role::CaAdmin.as_str() && others == 0 {
+        drop(tx);
+        let why = format!(
+            "{name} is the last active ca-admin; the centre must keep one (enable or add another first)"
+        );
+        let e = CentralError::Conflict(why);
+        return Err(refuse(
+            pool,
+            session,
+            "disable",
+            &format!("operator:{name}"),
+            "last active ca-admin",
+            e,
+        )
+        .await);
+    }
+    let tx = require_current(pool, tx, &all, session, "disable", name).await?;
+    tx.execute(
+        "UPDATE operators SET active = FALSE WHERE name = $1",
+        &[&name],
+    )
+    .await?;
+    audit::append(
+        &tx,
+        session.actor(),
+        "operator.disabled",
+        &format!("operator:{name}"),
+        &serde_json::json!({ "role": role }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Enable a disabled operator (ca-admin, not oneself); a ca-admin only with `approver`, a
+/// second ca-admin (dual control).
+pub async fn enable(
+    pool: &Pool,
+    session: &Session,
+    name: &str,
+    approver: Option<&Session>,
+) -> Result<Change> {
+    other_operator(pool, session, name, "enable").await?;
+    let role = {
+        let client = pool.get().await?;
+        let row = client
+            .query_opt("SELECT role FROM operators WHERE name = $1", &[&name])
+            .await?
+            .ok_or_else(|| CentralError::NotFound(format!("operator {name} does not exist")))?;
+        row.get::<_, String>(0)
+    };
+    let approved_by = if role == Role::CaAdmin.as_str() {
+        check_approval(pool, session, approver, "enable", name).await?
+    } else {
+        None
+    };
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let all = lock_operators(&tx).await?;
+    let tx = require_current(pool, tx, &all, session, "enable", name).await?;
+    match all.iter().find(|(n, _, _)| n == name) {
+        None => {
+            return Err(CentralError::NotFound(format!(
+                "operator {name} does not exist"
+            )))
+        }
+        Some((_, _, true)) => {
+            return Err(CentralError::Conflict(format!(
+                "operator {name} is already enabled"
+            )))
+        }
+        Some((_, r, false)) if *r != role => {
+            return Err(CentralError::Conflict(format!(
+                "operator {name} changed role while this ran; try again"
+            )))
+        }
+        Some(_) => {}
+    }
+    tx.execute(
+        "UPDATE operators SET active = TRUE WHERE name = $1",
+        &[&name],
+    )
+    .await?;
+    audit::append(
+        &tx,
+        session.actor(),
+        "operator.enabled",
+        &format!("operator:{name}"),
+        &serde_json::json!({ "role": role, "approved_by": approved_by }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Change {
+        name: name.to_owned(),
+        role,
+        active: true,
+        approved_by,
+    })
+}
+
+/// Unlock `name` after wrong passwords (ca-admin, not oneself): its count starts again.
+pub async fn unlock(pool: &Pool, session: &Session, name: &str) -> Result<()> {
+    other_operator(pool, session, name, "unlock").await?;
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let all = lock_operators(&tx).await?;
+    let tx = require_current(pool, tx, &all, session, "unlock", name).await?;
+    let row = tx
+        .query_opt(
+            "SELECT failed_logins FROM operators WHERE name = $1",
+            &[&name],
+        )
+        .await?
+        .ok_or_else(|| CentralError::NotFound(format!("operator {name} does not exist")))?;
+    let failed: i32 = row.get(0);
+    tx.execute(
+        "UPDATE operators SET failed_logins = 0 WHERE name = $1",
+        &[&name],
+    )
+    .await?;
+    audit::append(
+        &tx,
+        session.actor(),
+        "operator.unlocked",
+        &format!("operator:{name}"),
+        &serde_json::json!({ "was_locked": failed >= MAX_FAILED_LOGINS, "failed_logins": failed }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Change `session`'s own password (any role; the log-in proved the old one).
+pub async fn change_password(
+    pool: &Pool,
+    session: &Session,
+    new_password: &Zeroizing<String>,
+) -> Result<()> {
+    let hash = hash_password(new_password)?;
+    let me = &session.actor().operator;
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let n = tx
+        .execute(
+            "UPDATE operators SET password_hash = $2 WHERE name = $1 AND active",
+            &[me, &hash],
+        )
+        .await?;
+    if n != 1 {
+        return Err(CentralError::NotPermitted(format!(
+            "{me}: operator name or password is wrong"
+        )));
+    }
+    audit::append(
+        &tx,
+        session.actor(),
+        "operator.password-changed",
+        &format!("operator:{me}"),
+        &serde_json::json!({ "own": true }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A new password hashed ([`registry::passwords::hash_password`]); one that breaks the rule is
+/// an invalid `password`.
+fn hash_password(password: &Zeroizing<String>) -> Result<String> {
+    registry::passwords::hash_password(password).map_err(|e| match e {
+        registry::Error::Password(rule) => CentralError::invalid("password", rule),
+        e => CentralError::Other(e.to_string()),
+    })
 }
