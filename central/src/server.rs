@@ -32,6 +32,9 @@ use crate::error::{CentralError, Refusal, Result};
 use crate::pki::{self, Centre};
 use crate::{issuance, refusals};
 
+/// How often `serve` signs an audit checkpoint over what the log gained since the last one.
+const AUDIT_CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// How long a client may take to finish the TLS handshake before the connection is dropped.
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -277,6 +280,10 @@ pub async fn serve(cfg: &CentreConfig, listen: Option<SocketAddr>) -> Result<()>
     println!("TLS SHA256 Fingerprint={}", centre.tls_fingerprint);
     let acceptor = TlsAcceptor::from(Arc::new(tls));
     tokio::spawn(issuance::sweep::run(Arc::clone(&centre)));
+    tokio::spawn(crate::audit::run_checkpoints(
+        Arc::clone(&centre),
+        AUDIT_CHECKPOINT_EVERY,
+    ));
     let app = router(centre);
     loop {
         let (tcp, peer) = match listener.accept().await {
