@@ -71,5 +71,15 @@ SQL
   } | as "$bin/psql" -v ON_ERROR_STOP=1 -q -h "$dir/socket" -p "$port" -d postgres >/dev/null
   unset pw
 fi
+# The role the centre's sessions act as (SET ROLE): it may read and write the registry but not
+# change or remove audit events (central/migrations/V6). Created once, on every run if missing.
+as "$bin/psql" -v ON_ERROR_STOP=1 -q -h "$dir/socket" -p "$port" -d postgres >/dev/null <<'SQL'
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'idcentral_app') THEN
+    CREATE ROLE idcentral_app NOLOGIN;
+  END IF;
+END $$;
+GRANT idcentral_app TO idcentral;
+SQL
 echo "$url" > "$dir/url"
 echo "$url"

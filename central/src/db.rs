@@ -118,7 +118,10 @@ pub fn pool(db: &DatabaseSection) -> Result<Pool> {
         .create_timeout(Some(create_timeout))
         .recycle_timeout(Some(RECYCLE_TIMEOUT))
         .post_create(Hook::async_fn(|client, _| {
-            Box::pin(async move { writable(client).await })
+            Box::pin(async move {
+                writable(client).await?;
+                act_as_app(client).await
+            })
         }))
         .post_recycle(Hook::async_fn(|client, _| {
             Box::pin(async move {
@@ -136,6 +139,28 @@ pub fn pool(db: &DatabaseSection) -> Result<Pool> {
         }))
         .build()
         .map_err(|e| CentralError::Database(format!("pool: {e}")))
+}
+
+/// The role every session acts as (migration V6): the registry's reads and writes, but no
+/// UPDATE, DELETE or TRUNCATE on the audit tables.
+pub const APP_ROLE: &str = "idcentral_app";
+
+/// `SET ROLE idcentral_app` when the role exists and the login role may use it (a database
+/// before migration V6, or a cluster whose administrator has not created it yet, keeps the
+/// login role: V6 refuses to run without it).
+async fn act_as_app(client: &tokio_postgres::Client) -> std::result::Result<(), HookError> {
+    client
+        .batch_execute(
+            "DO $$ BEGIN
+               IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'idcentral_app') THEN
+                 IF pg_has_role(current_user, 'idcentral_app', 'MEMBER') THEN
+                   SET ROLE idcentral_app;
+                 END IF;
+               END IF;
+             END $$",
+        )
+        .await
+        .map_err(HookError::Backend)
 }
 
 /// The connection check: the connection answers, and its server accepts writes
@@ -167,11 +192,17 @@ async fn writable(client: &tokio_postgres::Client) -> std::result::Result<(), Ho
 pub async fn migrate(pool: &Pool) -> Result<()> {
     let mut obj = pool.get().await?;
     let client: &mut tokio_postgres::Client = &mut obj;
+    // Migrations run as the owner; the connection goes back to the pool as the app role.
+    client.batch_execute("RESET ROLE").await?;
     let report = embedded::migrations::runner()
         .set_abort_divergent(true)
         .run_async(client)
         .await
-        .map_err(|e| CentralError::Database(format!("schema migration: {e}")))?;
+        .map_err(|e| CentralError::Database(format!("schema migration: {e}")));
+    act_as_app(client)
+        .await
+        .map_err(|e| CentralError::Database(format!("SET ROLE {APP_ROLE}: {e}")))?;
+    let report = report?;
     for m in report.applied_migrations() {
         tracing::info!(
             version = m.version(),

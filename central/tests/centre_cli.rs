@@ -285,6 +285,40 @@ fn the_centre_initialises_adds_and_disables_stations_and_keeps_an_append_only_au
             .unwrap_or_default();
         assert!(msg.contains("append-only"), "{sql}: {e}");
     }
+    // The centre's own sessions act as idcentral_app, which may not even try: no UPDATE,
+    // DELETE or TRUNCATE on the audit tables (migration V6), whatever the triggers.
+    let db = central::config::DatabaseSection {
+        url: cluster.url(),
+        password_file: Some(cluster.dir.join("password")),
+        pool_size: 1,
+    };
+    let pool = central::db::pool(&db).unwrap();
+    let app = rt.block_on(pool.get()).unwrap();
+    let who: String = rt
+        .block_on(app.query_one("SELECT current_user::text", &[]))
+        .unwrap()
+        .get(0);
+    assert_eq!(who, central::db::APP_ROLE);
+    for sql in [
+        "UPDATE audit_log SET operator = 'mallory'",
+        "DELETE FROM audit_checkpoints",
+        "TRUNCATE station_audit_events",
+    ] {
+        let e = rt.block_on(app.execute(sql, &[])).expect_err(sql);
+        let msg = e
+            .as_db_error()
+            .map(|d| d.message().to_owned())
+            .unwrap_or_default();
+        assert!(msg.contains("permission denied"), "{sql}: {e}");
+    }
+    // It still reads and appends what the centre needs.
+    let n: i64 = rt
+        .block_on(app.query_one("SELECT count(*) FROM audit_log", &[]))
+        .unwrap()
+        .get(0);
+    assert!(n > 0);
+    drop(app);
+    drop(pool);
     drop(client);
     drop(cluster);
 }
