@@ -537,7 +537,7 @@ fn sample_waits(cluster: &Cluster, from: Instant, stop: Instant) -> Vec<(String,
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let mut v: Vec<(String, u64)> = tally.into_iter().collect();
-        v.sort_by(|a, b| b.1.cmp(&a.1));
+        v.sort_by_key(|w| std::cmp::Reverse(w.1));
         v
     })
 }
