@@ -249,6 +249,7 @@ fn worker(kind: &str, dir: &Path, args: &[String]) {
             station::init_centre::init_centre(
                 &data,
                 &station::init_centre::CentreInitOptions {
+                    other_urls: Vec::new(),
                     url: url.clone(),
                     fingerprint: fingerprint.clone(),
                     enrolment_code: Zeroizing::new(secret.trim().to_owned()),
