@@ -6,7 +6,8 @@
 # DIR/hsm and a random HSM PIN in DIR/secrets/hsm-pin (0600), `idcentral init` once (the first
 # ca-admin `admin`, whose password is the first line of standard input; only read at init), and
 # `idcentral serve --listen 127.0.0.1:PORT` in the background (pid in DIR/serve.pid, log in
-# DIR/serve.log) unless it already runs. Prints the centre's URL and writes the SHA-256
+# DIR/serve.log) unless it already runs. Prints the centre's URL (only that, on standard output;
+# what init prints goes to standard error) and writes the SHA-256
 # fingerprint of its TLS certificate to DIR/fingerprint (what `idstation init
 # --centre-fingerprint` takes). `scripts/centre-down.sh DIR` stops it.
 #
@@ -60,7 +61,7 @@ fi
 if [ ! -f "$DIR/.initialised" ]; then
   # The admin password: the first line of our standard input, handed on the same way.
   IFS= read -r ADMIN_PASSWORD || { echo "centre-up: the admin password is the first line of standard input" >&2; exit 2; }
-  printf '%s\n' "$ADMIN_PASSWORD" | "$BIN" --config "$CONFIG" init --admin admin
+  printf '%s\n' "$ADMIN_PASSWORD" | "$BIN" --config "$CONFIG" init --admin admin >&2
   unset ADMIN_PASSWORD
   touch "$DIR/.initialised"
 fi
