@@ -63,10 +63,18 @@ impl IntoResponse for ApiError {
             CentralError::NotFound(_) => (StatusCode::NOT_FOUND, None),
             CentralError::Conflict(_) => (StatusCode::CONFLICT, None),
             CentralError::NotPermitted(_) => (StatusCode::FORBIDDEN, None),
+            // The database away (a failover, a restart): nothing was changed, try again.
+            CentralError::Database(_) => (StatusCode::SERVICE_UNAVAILABLE, None),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, None),
         };
-        let rule = self.0.rule().unwrap_or("internal");
-        let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
+        let rule = match status {
+            StatusCode::SERVICE_UNAVAILABLE => "database-unavailable",
+            _ => self.0.rule().unwrap_or("internal"),
+        };
+        let message = if status == StatusCode::SERVICE_UNAVAILABLE {
+            tracing::error!(error = %self.0, "request failed: the database");
+            "the centre's database cannot be reached now; nothing was changed, try again".to_owned()
+        } else if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(error = %self.0, "request failed");
             "the centre could not complete the request; see its log".to_owned()
         } else {
