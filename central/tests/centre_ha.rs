@@ -15,9 +15,11 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use testrig::centre::{kill_postmaster, script};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -34,21 +36,6 @@ fn workspace() -> PathBuf {
         .parent()
         .expect("the crate sits in the workspace")
         .to_owned()
-}
-
-/// `bash scripts/NAME ARGS`, which must succeed; its standard output, trimmed.
-fn script(name: &str, args: &[&Path]) -> String {
-    let out = Command::new("bash")
-        .arg(workspace().join("scripts").join(name))
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("run scripts/{name}: {e}"));
-    assert!(
-        out.status.success(),
-        "scripts/{name} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// The private clusters of a test (primary first), stopped when dropped.
@@ -91,28 +78,6 @@ fn read(path: &Path) -> String {
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         .trim()
         .to_owned()
-}
-
-/// SIGKILL the postmaster of the cluster under `dir` (its pid is the first line of
-/// DATA/postmaster.pid) and wait until its port refuses connections.
-fn kill_postmaster(dir: &Path) {
-    let pid = read(&dir.join("data/postmaster.pid"))
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    assert!(pid.parse::<u32>().is_ok(), "postmaster.pid: {pid:?}");
-    let st = Command::new("kill").args(["-KILL", &pid]).status().unwrap();
-    assert!(st.success(), "kill -KILL {pid}");
-    let port: u16 = read(&dir.join("port")).parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-        assert!(
-            Instant::now() < deadline,
-            "port {port} still open after SIGKILL"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// A query as the cluster's superuser over its unix socket (as root through `runuser`, as

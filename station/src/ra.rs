@@ -28,8 +28,7 @@ use centre_api::{
 };
 use profiles::card::Slot;
 use registry::{
-    Actor, AuditEntry, CaKeyState, DocumentNumber, NewHolder, NumberState, Rollback,
-    RollbackSummary, StepState,
+    Actor, CaKeyState, DocumentNumber, NewHolder, NumberState, Rollback, RollbackSummary,
 };
 use serde::{Deserialize, Serialize};
 
@@ -38,7 +37,9 @@ use crate::certifier::{CardCertificate, Certifier, KeyToCertify, ProofDigests};
 use crate::datadir::{Work, WorkLock};
 use crate::error::StationError;
 use crate::holder::ValidHolder;
-use crate::registrar::{LocalRegistry, RecordedCertificate, Registrar, Reservation, Reserved};
+use crate::registrar::{
+    JournalEntry, LocalRegistry, RecordedCertificate, Registrar, Reservation, Reserved,
+};
 use crate::Station;
 
 /// The journal step (finished in the reserve transaction) that records the centre's job.
@@ -410,44 +411,26 @@ fn record_reservation(
 ) -> Result<Reserved, StationError> {
     let office = st.config.station.office.clone();
     mirror_blocks_for(st, &office, number)?;
-    let upsert = crate::registrar::HolderUpsert::read(st, request)?;
-    let serial = crate::card::serial_text(request.card_serial);
-    let tx = st.registry.transaction()?;
-    let holder_id = upsert.apply(&tx, actor, request)?;
-    tx.take_document_number(&office, number)?;
-    let job_id = tx.create_job(
-        &registry::NewJob {
-            holder_id,
-            office: office.clone(),
-            document: Some(number),
-        },
-        actor,
-    )?;
-    let lock = WorkLock::acquire(&st.layout.root, Work::IssuanceJob(job_id))?;
-    tx.set_job_subjects(job_id, None, Some(&serial))?;
     let details = serde_json::to_value(CentreJob {
         centre_job: uuid.to_owned(),
         challenge: answer.challenge.clone(),
         document: answer.document.clone(),
     })
     .map_err(|e| StationError::Other(e.to_string()))?;
-    let step = tx.begin_step(job_id, RESERVE_STEP, &details)?;
-    tx.finish_step(step, StepState::Done, None)?;
-    tx.audit(&AuditEntry {
+    crate::registrar::open_job(
+        st,
         actor,
-        action: "issuance.started",
-        object: &format!("job:{job_id}"),
-        details: &serde_json::json!({
-            "document": number.to_string(), "pinfl": request.holder.record.pinfl,
-            "card": serial, "centre_job": uuid,
+        request,
+        |tx, office| {
+            tx.take_document_number(office, number)?;
+            Ok(number)
+        },
+        Some(JournalEntry {
+            step: RESERVE_STEP,
+            details: &details,
+            audit: serde_json::json!({ "centre_job": uuid }),
         }),
-    })?;
-    tx.commit()?;
-    Ok(Reserved {
-        job_id,
-        number,
-        lock,
-    })
+    )
 }
 
 /// Make sure a local block of `office` holds `number`: when none does, the centre assigned the

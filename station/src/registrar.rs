@@ -163,6 +163,67 @@ impl HolderUpsert {
     }
 }
 
+/// The local half of every reservation, in one transaction: the holder (registered, or
+/// updated as [`HolderUpsert`] allows), the document number `number` gives (allocated here, or
+/// the centre's), the job (locked before it becomes visible, so recovery in another process
+/// never sees it unlocked) with its card, `step` (a journal step finished at once, e.g. the
+/// centre's reservation) and `issuance.started`, whose details take the step's `audit` fields
+/// too.
+pub fn open_job(
+    st: &mut Station,
+    actor: &Actor,
+    request: &Reservation<'_>,
+    number: impl FnOnce(&registry::Tx<'_>, &str) -> Result<DocumentNumber, StationError>,
+    step: Option<JournalEntry<'_>>,
+) -> Result<Reserved, StationError> {
+    let office = st.config.station.office.clone();
+    let serial = crate::card::serial_text(request.card_serial);
+    let upsert = HolderUpsert::read(st, request)?;
+    let tx = st.registry.transaction()?;
+    let holder_id = upsert.apply(&tx, actor, request)?;
+    let number = number(&tx, &office)?;
+    let job_id = tx.create_job(
+        &registry::NewJob {
+            holder_id,
+            office: office.clone(),
+            document: Some(number),
+        },
+        actor,
+    )?;
+    let lock = WorkLock::acquire(&st.layout.root, Work::IssuanceJob(job_id))?;
+    tx.set_job_subjects(job_id, None, Some(&serial))?;
+    let mut details = serde_json::json!({
+        "document": number.to_string(), "pinfl": request.holder.record.pinfl, "card": serial,
+    });
+    if let Some(entry) = step {
+        let id = tx.begin_step(job_id, entry.step, entry.details)?;
+        tx.finish_step(id, StepState::Done, None)?;
+        if let (Some(d), Some(extra)) = (details.as_object_mut(), entry.audit.as_object()) {
+            d.extend(extra.clone());
+        }
+    }
+    tx.audit(&AuditEntry {
+        actor,
+        action: "issuance.started",
+        object: &format!("job:{job_id}"),
+        details: &details,
+    })?;
+    tx.commit()?;
+    Ok(Reserved {
+        job_id,
+        number,
+        lock,
+    })
+}
+
+/// A journal step [`open_job`] records, finished, with the job.
+pub struct JournalEntry<'a> {
+    pub step: &'a str,
+    pub details: &'a serde_json::Value,
+    /// Fields added to the `issuance.started` audit event.
+    pub audit: serde_json::Value,
+}
+
 /// The station's own SQLite registry.
 pub struct LocalRegistry;
 
@@ -211,37 +272,13 @@ impl Registrar for LocalRegistry {
         actor: &Actor,
         request: &Reservation<'_>,
     ) -> Result<Reserved, StationError> {
-        let office = st.config.station.office.clone();
-        let pinfl = &request.holder.record.pinfl;
-        let serial = crate::card::serial_text(request.card_serial);
-        let upsert = HolderUpsert::read(st, request)?;
-        let tx = st.registry.transaction()?;
-        let holder_id = upsert.apply(&tx, actor, request)?;
-        let number = tx.allocate_document_number(&office)?;
-        let job_id = tx.create_job(
-            &registry::NewJob {
-                holder_id,
-                office: office.clone(),
-                document: Some(number),
-            },
+        open_job(
+            st,
             actor,
-        )?;
-        // Locked before the job becomes visible: recovery in another process never sees it
-        // unlocked.
-        let lock = WorkLock::acquire(&st.layout.root, Work::IssuanceJob(job_id))?;
-        tx.set_job_subjects(job_id, None, Some(&serial))?;
-        tx.audit(&AuditEntry {
-            actor,
-            action: "issuance.started",
-            object: &format!("job:{job_id}"),
-            details: &serde_json::json!({ "document": number.to_string(), "pinfl": pinfl, "card": serial }),
-        })?;
-        tx.commit()?;
-        Ok(Reserved {
-            job_id,
-            number,
-            lock,
-        })
+            request,
+            |tx, office| Ok(tx.allocate_document_number(office)?),
+            None,
+        )
     }
 
     fn record_certificates(

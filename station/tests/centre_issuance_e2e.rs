@@ -43,6 +43,11 @@ struct Station {
 
 impl Station {
     fn enrol(centre: &Centre, office: &str, name: &str) -> Station {
+        Station::enrol_at(centre, office, name, &centre.url(), &[])
+    }
+
+    /// Enrolled to `centre` at `url`, knowing the other instances `also` (`--centre-also`).
+    fn enrol_at(centre: &Centre, office: &str, name: &str, url: &str, also: &[&str]) -> Station {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
         let data = dir.join("data");
@@ -60,25 +65,25 @@ impl Station {
             office: office.into(),
         };
         let code = centre.add_station(office, name);
-        let o = st.run(
-            &[
-                "init",
-                "--centre",
-                &centre.url(),
-                "--centre-fingerprint",
-                centre.fingerprint(),
-                "--enrolment-code",
-                "-",
-                "--station",
-                name,
-                "--admin",
-                "admin",
-                "--hsm-pin-file",
-                pin_file.to_str().unwrap(),
-            ],
-            &[ADMIN_PASSWORD, &code],
-            &[],
-        );
+        let mut args = vec![
+            "init",
+            "--centre",
+            url,
+            "--centre-fingerprint",
+            centre.fingerprint(),
+            "--enrolment-code",
+            "-",
+            "--station",
+            name,
+            "--admin",
+            "admin",
+            "--hsm-pin-file",
+            pin_file.to_str().unwrap(),
+        ];
+        for other in also {
+            args.extend(["--centre-also", other]);
+        }
+        let o = st.run(&args, &[ADMIN_PASSWORD, &code], &[]);
         assert!(o.status.success(), "enrol {name}:\n{}", text(&o));
         let o = st.run(
             &[
@@ -649,51 +654,14 @@ fn with_two_instances_of_the_centre_one_killed_the_station_carries_on_with_the_o
         "one certificate"
     );
     // The station knows both instances: its requests go to the first, then the second.
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().to_path_buf();
-    let data = dir.join("data");
-    let st = Station {
-        _tmp: tmp,
-        dir,
-        data,
-        office: "TAS01".into(),
-    };
-    let code = centre.add_station("TAS01", "tas01-st2");
-    let o = st.run(
-        &[
-            "init",
-            "--centre",
-            &second.url(),
-            "--centre-also",
-            &centre.url(),
-            "--centre-fingerprint",
-            centre.fingerprint(),
-            "--enrolment-code",
-            "-",
-            "--station",
-            "tas01-st2",
-            "--admin",
-            "admin",
-        ],
-        &[ADMIN_PASSWORD, &code],
-        &[],
+    let centre_url = centre.url();
+    let st = Station::enrol_at(
+        &centre,
+        "TAS01",
+        "tas01-st2",
+        &second.url(),
+        &[centre_url.as_str()],
     );
-    assert!(o.status.success(), "{}", text(&o));
-    let o = st.run(
-        &[
-            "operator",
-            "add",
-            "--name",
-            "clerk",
-            "--role",
-            "clerk",
-            "--operator",
-            "admin",
-        ],
-        &[ADMIN_PASSWORD, CLERK_PASSWORD],
-        &[],
-    );
-    assert!(o.status.success(), "{}", text(&o));
     let slot = testrig::Slot::lease();
     let card = slot.insert(&st.blank_card(0x5C00_0001), &[]);
     let o = st.issue("holder-01.json", &slot.reader_name, &[]);

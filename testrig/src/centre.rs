@@ -285,28 +285,9 @@ public_name = "localhost"
 }
 
 impl Centre {
-    /// SIGKILL the primary's postmaster (the first line of DATA/postmaster.pid) and wait until
-    /// its port refuses connections.
+    /// SIGKILL the primary's postmaster and wait until its port refuses connections.
     pub fn kill_primary(&self) {
-        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
-        let pid = read(&self.pg.join("data/postmaster.pid"))
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_owned();
-        assert!(pid.parse::<u32>().is_ok(), "postmaster.pid: {pid:?}");
-        let st = Command::new("kill").args(["-KILL", &pid]).status().unwrap();
-        assert!(st.success(), "kill -KILL {pid}");
-        let port: u16 = read(&self.pg.join("port")).trim().parse().expect("port");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "port {port} still open after SIGKILL"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        kill_postmaster(&self.pg);
     }
 
     /// Promote the standby of [`Centre::start_replicated`] (scripts/pg-promote.sh).
@@ -315,13 +296,38 @@ impl Centre {
     }
 }
 
+/// SIGKILL the postmaster of the private cluster scripts/pg-up.sh made under `dir` (the first
+/// line of DATA/postmaster.pid) and wait until its port refuses connections.
+pub fn kill_postmaster(dir: &Path) {
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    let pid = read(&dir.join("data/postmaster.pid"))
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    assert!(pid.parse::<u32>().is_ok(), "postmaster.pid: {pid:?}");
+    let st = Command::new("kill").args(["-KILL", &pid]).status().unwrap();
+    assert!(st.success(), "kill -KILL {pid}");
+    let port: u16 = read(&dir.join("port")).trim().parse().expect("port");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "port {port} still open after SIGKILL"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// Where [`Centre::start_replicated`] keeps the standby: beside the primary.
 fn standby_dir(pg: &Path) -> PathBuf {
     pg.with_file_name("pg-standby")
 }
 
-/// `bash scripts/NAME ARGS`, which must succeed; its standard output, trimmed.
-fn script(name: &str, args: &[&Path]) -> String {
+/// `bash scripts/NAME ARGS` (the workspace's scripts), which must succeed; its standard
+/// output, trimmed.
+pub fn script(name: &str, args: &[&Path]) -> String {
     let out = Command::new("bash")
         .arg(workspace().join("scripts").join(name))
         .args(args)
