@@ -95,7 +95,12 @@ fn checked_key(field: &'static str, text: &str) -> Result<Vec<u8>> {
 }
 
 /// The three certificates of an enrolment, DER: identity, audit, Document Signer.
-fn issue_three(centre: &Centre, st: &str, keys: &[Vec<u8>; 3]) -> Result<[Vec<u8>; 3]> {
+fn issue_three(
+    centre: &Centre,
+    csca: &ca::Issuer,
+    st: &str,
+    keys: &[Vec<u8>; 3],
+) -> Result<[Vec<u8>; 3]> {
     let store = centre.store.as_ref();
     let now = std::time::SystemTime::now();
     let p = |n| centre.profiles.cert(n);
@@ -118,7 +123,7 @@ fn issue_three(centre: &Centre, st: &str, keys: &[Vec<u8>; 3]) -> Result<[Vec<u8
     let ds = ca::issue_station_cert(
         store,
         p("document-signer")?,
-        &centre.cas.csca,
+        csca,
         &keys[2],
         &format!("{st} Document Signer"),
         now,
@@ -144,8 +149,12 @@ pub async fn enrol(centre: &Arc<Centre>, req: &EnrolRequest) -> Result<EnrolResp
     let mut client = centre.pool.get().await?;
     let tx = client.transaction().await?;
     let office = check_code(&tx, &req.station, &req.enrolment_code).await?;
-    let (c, station) = (Arc::clone(centre), req.station.clone());
-    let certs = tokio::task::spawn_blocking(move || issue_three(&c, &station, &keys))
+    // The rotating CAs' active keys, read in this transaction: the Document Signer is certified
+    // by the CSCA key that is active now, and the anchors handed out are the active ones.
+    let csca = centre.active_issuer(&tx, "csca").await?;
+    let esign = centre.active_issuer(&tx, "esign").await?;
+    let (c, station, signer) = (Arc::clone(centre), req.station.clone(), Arc::clone(&csca));
+    let certs = tokio::task::spawn_blocking(move || issue_three(&c, &signer, &station, &keys))
         .await
         .map_err(|e| CentralError::Other(format!("issuing task: {e}")))??;
     let mut details = serde_json::Map::new();
@@ -191,8 +200,8 @@ pub async fn enrol(centre: &Arc<Centre>, req: &EnrolRequest) -> Result<EnrolResp
         document_signer_cert: pem(&certs[2])?,
         trust_anchors: TrustAnchors {
             root: pem(centre.cas.root.cert_der())?,
-            esign: pem(centre.cas.esign.cert_der())?,
-            csca: pem(centre.cas.csca.cert_der())?,
+            esign: pem(esign.cert_der())?,
+            csca: pem(csca.cert_der())?,
             station_ca: pem(centre.cas.station_ca.cert_der())?,
         },
         centre_tls_fingerprint_sha256: centre.tls_fingerprint.clone(),

@@ -18,6 +18,7 @@ pub mod numbers;
 pub mod operators;
 pub mod pki;
 pub mod refusals;
+pub mod rotation;
 pub mod server;
 pub mod show;
 pub mod stations;

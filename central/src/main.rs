@@ -11,6 +11,8 @@ use central::{stations, CentralError, CentreConfig};
 use clap::{Parser, Subcommand};
 use zeroize::Zeroizing;
 
+mod ca_cli;
+
 #[derive(Parser)]
 #[command(
     name = "idcentral",
@@ -55,6 +57,10 @@ enum Cmd {
     /// The centre's audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// CA keys: list, rotation under dual control (rotate, approve, refuse, requests),
+    /// recovery of an interrupted rotation, certificates.
+    #[command(subcommand)]
+    Ca(ca_cli::CaCmd),
     /// One holder in the national registry: data, addresses, documents, certificates
     /// (ca-admin or auditor; the look-up is audited).
     #[command(group(clap::ArgGroup::new("by").required(true).args(["pinfl", "document"])))]
@@ -309,6 +315,7 @@ async fn run(cli: &Cli, cfg: &CentreConfig) -> Result<(), CentralError> {
         }
         Cmd::Operator(oc) => operator(cli, cfg, oc).await,
         Cmd::Audit(ac) => audit(cli, cfg, ac).await,
+        Cmd::Ca(cc) => ca_cli::run(cli, cfg, cc).await,
     }
 }
 

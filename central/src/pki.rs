@@ -31,6 +31,52 @@ pub struct Centre {
     pub tls_fingerprint: String,
     /// `[issuance]`: series, block size, job timeout.
     pub issuance: crate::config::IssuanceSection,
+    /// The keys of rotating CAs issued with since start (see [`Centre::active_issuer`]).
+    pub active: ActiveIssuers,
+}
+
+/// Issuers built for the active keys of the CAs that rotate while the centre serves (the
+/// e-Signature CA, the CSCA): one per key, made when a request first meets it.
+#[derive(Default)]
+pub struct ActiveIssuers(std::sync::Mutex<Vec<Arc<ca::Issuer>>>);
+
+impl Centre {
+    /// The active key of `ca` as the database has it now, read in the caller's transaction
+    /// with `FOR SHARE` (a rotation's switch waits until the caller commits, and a caller that
+    /// starts after the switch sees the new key), as an issuer.
+    pub async fn active_issuer(
+        &self,
+        client: &impl deadpool_postgres::GenericClient,
+        ca: &str,
+    ) -> Result<Arc<ca::Issuer>> {
+        // A statement that waited for a switch to commit finds the old row retired and cannot
+        // see the new one (its snapshot is older): ask again.
+        for _ in 0..3 {
+            let row = client
+                .query_opt(
+                    "SELECT label, cert_der FROM ca_keys WHERE ca = $1 AND state = 'active' FOR SHARE",
+                    &[&ca],
+                )
+                .await?;
+            let Some(row) = row else { continue };
+            let (label, der): (&str, &[u8]) = (row.get(0), row.get(1));
+            let mut cache = self
+                .active
+                .0
+                .lock()
+                .map_err(|_| CentralError::Other("issuer cache poisoned".into()))?;
+            if let Some(i) = cache
+                .iter()
+                .find(|i| i.key_label() == label && i.cert_der() == der)
+            {
+                return Ok(Arc::clone(i));
+            }
+            let issuer = Arc::new(ca::Issuer::new(self.store.as_ref(), label, der)?);
+            cache.push(Arc::clone(&issuer));
+            return Ok(issuer);
+        }
+        Err(CentralError::NotInitialised)
+    }
 }
 
 /// The active key of each CA the server issues under, checked against the HSM.

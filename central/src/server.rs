@@ -269,6 +269,7 @@ pub async fn prepare(cfg: &CentreConfig) -> Result<(Arc<Centre>, rustls::ServerC
         profiles,
         tls_fingerprint: ca::fingerprint_sha256(&server_cert)?,
         issuance: cfg.issuance.clone(),
+        active: Default::default(),
     };
     Ok((Arc::new(centre), tls))
 }

@@ -924,3 +924,291 @@ fn show(
         "every look-up that got past the log-in is audited"
     );
 }
+
+const ADMIN2_PASSWORD: &str = "centre-second-admin-pw-5e91";
+
+/// `idcentral ARGS` with `secrets` as standard input and `env`; the second admin's password never
+/// shows in the output.
+fn as_admin(
+    config: &std::path::Path,
+    args: &[&str],
+    secret: &str,
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    let out = idcentral_env(config, args, &format!("{secret}\n"), env);
+    assert!(!text(&out).contains(ADMIN2_PASSWORD), "{}", text(&out));
+    out
+}
+
+/// `openssl verify -x509_strict -CAfile ca -untrusted … leaf` in `d` (PEM files written there).
+fn verifies(d: &std::path::Path, ca_file: &str, untrusted: Option<&str>, leaf: &str) {
+    let mut args = vec!["-x509_strict", "-CAfile", ca_file];
+    if let Some(u) = untrusted {
+        args.extend(["-untrusted", u]);
+    }
+    args.push(leaf);
+    let (ok, out) = openssl_verify(d, &args);
+    assert!(ok, "openssl verify {leaf}: {out}");
+}
+
+#[test]
+fn a_rotation_under_dual_control_switches_the_serving_centres_keys_and_recovers_after_a_crash() {
+    let (tmp, cluster, config) = centre("\n[server]\npublic_name = \"localhost\"\n");
+    let d = tmp.path();
+    let pw = format!("{ADMIN_PASSWORD}\n{ADMIN2_PASSWORD}\n");
+    ok(idcentral(
+        &config,
+        &["init", "--admin", "admin", "--second-admin", "admin2"],
+        &pw,
+    ));
+    let code1 = add_station_at(&config, "TAS01", "tas01-st1");
+    let code2 = add_station_at(&config, "TAS01", "tas01-st2");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let db = rt.block_on(db(&cluster));
+    let station_ca: Vec<u8> = rt
+        .block_on(db.query_one("SELECT cert_der FROM ca_keys WHERE ca = 'station-ca'", &[]))
+        .unwrap()
+        .get(0);
+    let w = World {
+        server: Server::start(&config),
+        anon: client_config(&station_ca, None),
+        rt,
+    };
+    let st1 = w.enrol("r-st1", "tas01-st1", &code1);
+    std::fs::write(d.join("root.pem"), &st1.resp.trust_anchors.root).unwrap();
+
+    // A job certified under esign-ca-1 before the rotation.
+    let r1 = reserve(&w, &st1, &holder("31234567890123", "Karimova"));
+    let (a, s) = (CardKey::new(), CardKey::new());
+    let body1 = certify_body(vec![
+        a.entry(&r1.job, &r1.challenge, 0x9a, "holder-auth"),
+        s.entry(&r1.job, &r1.challenge, 0x9c, "holder-sign"),
+    ]);
+    let path1 = centre_api::paths::certify(&r1.job);
+    let c1: CertifyResponse =
+        serde_json::from_value(w.ok(&st1.tls, "POST", &path1, Some(&body1))).unwrap();
+    let esign1 = ca::cert_pem(&hex::decode(&c1.issuer).unwrap()).unwrap();
+    assert_eq!(esign1, st1.resp.trust_anchors.esign);
+
+    // Dual control: the requester cannot approve, a second request for the CA waits, the
+    // second ca-admin's approval executes it while the centre serves.
+    let filed = ok(as_admin(
+        &config,
+        &["ca", "rotate", "--ca", "esign", "--operator", "admin"],
+        ADMIN_PASSWORD,
+        &[],
+    ));
+    assert!(
+        filed.contains("Filed CA request 1: rotate esign (from esign-ca-1)"),
+        "{filed}"
+    );
+    refused(
+        &as_admin(
+            &config,
+            &["ca", "approve", "1", "--operator", "admin"],
+            ADMIN_PASSWORD,
+            &[],
+        ),
+        6,
+        "cannot also approve it (dual control)",
+    );
+    refused(
+        &as_admin(
+            &config,
+            &["ca", "rotate", "--ca", "esign", "--operator", "admin2"],
+            ADMIN2_PASSWORD,
+            &[],
+        ),
+        5,
+        "still pending",
+    );
+    refused(
+        &as_admin(
+            &config,
+            &["ca", "rotate", "--ca", "root", "--operator", "admin2"],
+            ADMIN2_PASSWORD,
+            &[],
+        ),
+        2,
+        "invalid value 'root'",
+    );
+    let done = ok(as_admin(
+        &config,
+        &["ca", "approve", "1", "--operator", "admin2"],
+        ADMIN2_PASSWORD,
+        &[],
+    ));
+    assert!(
+        done.contains("Executed CA request 1: esign esign-ca-2 active, esign-ca-1 retired"),
+        "{done}"
+    );
+    refused(
+        &as_admin(
+            &config,
+            &["ca", "approve", "1", "--operator", "admin2"],
+            ADMIN2_PASSWORD,
+            &[],
+        ),
+        6,
+        "CA request 1 is executed",
+    );
+    let list = ok(as_admin(
+        &config,
+        &["ca", "list", "--operator", "admin"],
+        ADMIN_PASSWORD,
+        &[],
+    ));
+    assert!(
+        list.contains("esign-ca-1    retired") && list.contains("esign-ca-2    active"),
+        "{list}"
+    );
+
+    // The repeat of the earlier certify names the key that issued it; a new job is issued by
+    // esign-ca-2, whose certificate the root signed.
+    let again: CertifyResponse =
+        serde_json::from_value(w.ok(&st1.tls, "POST", &path1, Some(&body1))).unwrap();
+    assert_eq!(
+        (again.issuer.as_str(), again.certificates.len()),
+        (c1.issuer.as_str(), 2)
+    );
+    let r2 = reserve(&w, &st1, &holder("31234567890124", "Rahimov"));
+    let c2 = certify(&w, &st1, &r2);
+    assert_ne!(c2.issuer, c1.issuer);
+    std::fs::write(
+        d.join("esign2.pem"),
+        ca::cert_pem(&hex::decode(&c2.issuer).unwrap()).unwrap(),
+    )
+    .unwrap();
+    for c in &c2.certificates {
+        let f = format!("new-{}.pem", c.slot);
+        std::fs::write(
+            d.join(&f),
+            ca::cert_pem(&hex::decode(&c.der).unwrap()).unwrap(),
+        )
+        .unwrap();
+        verifies(d, "root.pem", Some("esign2.pem"), &f);
+    }
+    let issuer_key: String =
+        w.rt.block_on(db.query_one(
+            "SELECT issuer_key FROM certificates WHERE job = $1 LIMIT 1",
+            &[&r2.job],
+        ))
+        .unwrap()
+        .get(0);
+    assert_eq!(issuer_key, "esign-ca-2");
+
+    // A CSCA rotation killed after its certificate was signed: the old key stays active until
+    // `ca recover` finishes the switch from the journal (the key is not generated twice).
+    ok(as_admin(
+        &config,
+        &["ca", "rotate", "--ca", "csca", "--operator", "admin2"],
+        ADMIN2_PASSWORD,
+        &[],
+    ));
+    let killed = as_admin(
+        &config,
+        &["ca", "approve", "2", "--operator", "admin"],
+        ADMIN_PASSWORD,
+        &[("IDCENTRAL_FAILPOINT", "rotation.cert-signed")],
+    );
+    assert_eq!(killed.status.code(), None, "{}", text(&killed));
+    let list = ok(as_admin(
+        &config,
+        &["ca", "list", "--operator", "admin"],
+        ADMIN_PASSWORD,
+        &[],
+    ));
+    assert!(
+        list.contains("csca-1        active") && !list.contains("csca-2"),
+        "{list}"
+    );
+    let requests = ok(as_admin(
+        &config,
+        &["ca", "requests", "--operator", "admin"],
+        ADMIN_PASSWORD,
+        &[],
+    ));
+    assert!(
+        requests.contains("2  approved rotate csca → csca-2"),
+        "{requests}"
+    );
+    let rec = ok(as_admin(
+        &config,
+        &["ca", "recover", "--operator", "admin"],
+        ADMIN_PASSWORD,
+        &[],
+    ));
+    assert!(
+        rec.contains("Executed CA request 2: csca csca-2 active, csca-1 retired")
+            && rec.contains("new-with-old, old-with-new"),
+        "{rec}"
+    );
+    let out = d.join("csca-certs");
+    ok(as_admin(
+        &config,
+        &[
+            "ca",
+            "certs",
+            "--key",
+            "csca-2",
+            "--out",
+            out.to_str().unwrap(),
+            "--operator",
+            "admin",
+        ],
+        ADMIN_PASSWORD,
+        &[],
+    ));
+    ok(as_admin(
+        &config,
+        &[
+            "ca",
+            "certs",
+            "--key",
+            "csca-1",
+            "--out",
+            d.join("csca-old").to_str().unwrap(),
+            "--operator",
+            "admin",
+        ],
+        ADMIN_PASSWORD,
+        &[],
+    ));
+    std::fs::copy(d.join("csca-old/csca-1.pem"), out.join("csca-1.pem")).unwrap();
+    // ICAO 9303-12's link certificate: a relying party holding only the old CSCA reaches the new.
+    verifies(&out, "csca-1.pem", None, "link-csca-2-by-csca-1.pem");
+    verifies(&out, "csca-2.pem", None, "link-csca-1-by-csca-2.pem");
+
+    // A station enrolled after the rotation gets its Document Signer from csca-2 and the new anchors.
+    let st2 = w.enrol("r-st2", "tas01-st2", &code2);
+    assert_eq!(
+        der_of_pem(&st2.resp.trust_anchors.csca),
+        der_of_pem(&std::fs::read_to_string(out.join("csca-2.pem")).unwrap())
+    );
+    assert_eq!(
+        der_of_pem(&st2.resp.trust_anchors.esign),
+        hex::decode(&c2.issuer).unwrap()
+    );
+    std::fs::write(out.join("ds2.pem"), &st2.resp.document_signer_cert).unwrap();
+    verifies(&out, "csca-2.pem", None, "ds2.pem");
+
+    let actions = w.rt.block_on(audit_actions(&db));
+    for a in [
+        "ca.request.created",
+        "ca.request.refused-attempt",
+        "ca.request.approved",
+        "ca.key.rotated",
+    ] {
+        assert!(actions.iter().any(|x| x == a), "no {a} in {actions:?}");
+    }
+    let verify = ok(as_admin(
+        &config,
+        &["audit", "verify-log", "--operator", "admin"],
+        ADMIN_PASSWORD,
+        &[],
+    ));
+    assert!(verify.contains("the chain holds"), "{verify}");
+}

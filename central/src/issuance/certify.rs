@@ -121,6 +121,7 @@ async fn issue(
     centre: &Arc<Centre>,
     tx: &Transaction<'_>,
     job: &Job,
+    esign: Arc<ca::Issuer>,
     keys: Vec<Checked>,
 ) -> Result<Vec<(Checked, ca::IssuedCert)>> {
     // Read through the step's own connection: a second one from the pool could wait forever
@@ -135,14 +136,7 @@ async fn issue(
         keys.into_iter()
             .map(|k| {
                 let profile = c.profiles.cert(&k.profile)?;
-                let cert = ca::issue(
-                    c.store.as_ref(),
-                    profile,
-                    &c.cas.esign,
-                    &k.spki,
-                    &subject,
-                    now,
-                )?;
+                let cert = ca::issue(c.store.as_ref(), profile, &esign, &k.spki, &subject, now)?;
                 Ok((k, cert))
             })
             .collect::<Result<Vec<_>>>()
@@ -162,17 +156,19 @@ pub async fn certify(
     let mut client = centre.pool.get().await?;
     let tx = client.transaction().await?;
     let job = station_job(&tx, who, id, true).await?;
-    let answer = |certificates| CertifyResponse {
+    // The issuer is the key that signed this job's certificates (a repeat after a rotation
+    // still names the key that issued them).
+    let answer = |(certificates, issuer): (Vec<_>, Vec<u8>)| CertifyResponse {
         job: job.id.clone(),
         certificates,
-        issuer: hex::encode(centre.cas.esign.cert_der()),
+        issuer: hex::encode(issuer),
     };
     // An aborted job's certificates are revoked: never hand them out again, even to a repeat.
     if job.state == JobState::Aborted {
         return Err(super::aborted(&job));
     }
     if super::repeated(&job.id, "certify", job.certify_request.as_ref(), req)?.is_some() {
-        return Ok(answer(certificates(&tx, &job.id).await?));
+        return Ok(answer(issued(&tx, &job.id).await?));
     }
     match job.state {
         JobState::Reserved => {}
@@ -186,9 +182,12 @@ pub async fn certify(
         }
     }
     let keys = check_keys(centre, &job, req)?;
-    let issued = issue(centre, &tx, &job, keys).await?;
+    // The active e-Signature CA key, read once for the whole job (a rotation's switch waits
+    // for this transaction).
+    let esign = centre.active_issuer(&tx, "esign").await?;
+    let made = issue(centre, &tx, &job, esign, keys).await?;
     let mut serials = Vec::new();
-    for (k, cert) in &issued {
+    for (k, cert) in &made {
         tx.execute(
             "INSERT INTO certificates (serial, job, holder_id, slot, profile, cert_der, issuer_key, state)
              VALUES ($1, $2, $3, $4, $5, $6, $7, 'issued')",
@@ -215,7 +214,24 @@ pub async fn certify(
         &details,
     )
     .await?;
-    let certs = certificates(&tx, &job.id).await?;
+    let certs = issued(&tx, &job.id).await?;
     tx.commit().await?;
     Ok(answer(certs))
+}
+
+/// The job's certificates and the certificate of the key that issued them.
+async fn issued(
+    tx: &Transaction<'_>,
+    job: &str,
+) -> Result<(Vec<centre_api::IssuedCertificate>, Vec<u8>)> {
+    let certs = certificates(tx, job).await?;
+    let issuer = tx
+        .query_one(
+            "SELECT k.cert_der FROM ca_keys k
+             WHERE k.label = (SELECT issuer_key FROM certificates WHERE job = $1 ORDER BY slot LIMIT 1)",
+            &[&job],
+        )
+        .await?
+        .get(0);
+    Ok((certs, issuer))
 }

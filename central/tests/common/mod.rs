@@ -60,10 +60,16 @@ impl Drop for Cluster {
 }
 
 pub fn idcentral(config: &Path, args: &[&str], stdin: &str) -> Output {
+    idcentral_env(config, args, stdin, &[])
+}
+
+/// [`idcentral`] with more environment (a failpoint).
+pub fn idcentral_env(config: &Path, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_idcentral"))
         .arg("--config")
         .arg(config)
         .args(args)
+        .envs(env.iter().copied())
         .env("IDCENTRAL_LOG", "debug")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

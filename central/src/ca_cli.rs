@@ -1,0 +1,181 @@
+//! `idcentral ca …`: the centre's CA keys and their rotation under dual control (the library
+//! side is `central::rotation`). Part of the `idcentral` binary.
+
+use std::path::PathBuf;
+
+use central::operators::Role;
+use central::rotation::{self, Execution, KeyView, RequestView};
+use central::{CentralError, CentreConfig};
+use clap::Subcommand;
+
+use super::{checkpoint_after, log_in, print, Cli};
+
+#[derive(Subcommand)]
+pub enum CaCmd {
+    /// Every CA key with its state (active, retired, revoked), subject and expiry.
+    List {
+        #[arg(long, value_name = "NAME")]
+        operator: String,
+    },
+    /// File a request to replace the active key of a CA; a second ca-admin approves it.
+    Rotate {
+        #[arg(long, value_parser = ["esign", "csca"])]
+        ca: String,
+        #[arg(long, value_name = "NAME")]
+        operator: String,
+    },
+    /// Approve request N (not your own): the approval executes it.
+    Approve {
+        id: i64,
+        #[arg(long, value_name = "NAME")]
+        operator: String,
+    },
+    /// Refuse (veto) request N; the requester may withdraw their own.
+    Refuse {
+        id: i64,
+        #[arg(long)]
+        note: Option<String>,
+        #[arg(long, value_name = "NAME")]
+        operator: String,
+    },
+    /// Every request with its state.
+    Requests {
+        #[arg(long, value_name = "NAME")]
+        operator: String,
+    },
+    /// Finish approved requests a crash interrupted.
+    Recover {
+        #[arg(long, value_name = "NAME")]
+        operator: String,
+    },
+    /// Write a CA key's certificate and its link certificates as PEM files into DIR (created).
+    Certs {
+        #[arg(long, value_name = "LABEL")]
+        key: String,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        #[arg(long, value_name = "NAME")]
+        operator: String,
+    },
+}
+
+pub async fn run(cli: &Cli, cfg: &CentreConfig, cc: &CaCmd) -> Result<(), CentralError> {
+    let pool = central::db::pool(&cfg.database)?;
+    let admin = [Role::CaAdmin];
+    let readers = [Role::CaAdmin, Role::Auditor];
+    match cc {
+        CaCmd::List { operator } => {
+            log_in(&pool, cfg, operator, "list CA keys", &readers).await?;
+            print(cli.json, &rotation::keys(&pool).await?, |k| keys_text(k))
+        }
+        CaCmd::Requests { operator } => {
+            log_in(&pool, cfg, operator, "list CA requests", &readers).await?;
+            print(cli.json, &rotation::list(&pool).await?, |l| {
+                l.iter().map(request_text).collect()
+            })
+        }
+        CaCmd::Rotate { ca, operator } => {
+            let s = log_in(&pool, cfg, operator, "file CA requests", &admin).await?;
+            let r = rotation::request_rotation(&pool, &s, ca).await?;
+            checkpoint_after(cfg, &pool, "ca.request.created").await;
+            print(cli.json, &r, |r| {
+                format!(
+                    "Filed CA request {}: rotate {} (from {}); a second ca-admin approves it before {}\n",
+                    r.id, r.ca, r.from_key, r.expires_at
+                )
+            })
+        }
+        CaCmd::Approve { id, operator } => {
+            let s = log_in(&pool, cfg, operator, "approve CA requests", &admin).await?;
+            let store = hsm::open(&cfg.hsm)?;
+            let (r, done) = rotation::approve(&pool, store.as_ref(), &s, *id).await?;
+            checkpoint_after(cfg, &pool, "ca.key.rotated").await;
+            let out = serde_json::json!({ "request": r, "executed": done });
+            print(cli.json, &out, |_| execution_text(&done))
+        }
+        CaCmd::Refuse { id, note, operator } => {
+            let s = log_in(&pool, cfg, operator, "refuse CA requests", &admin).await?;
+            let r = rotation::refuse(&pool, &s, *id, note.as_deref()).await?;
+            checkpoint_after(cfg, &pool, "ca.request.refused").await;
+            print(cli.json, &r, |r| format!("Refused CA request {}\n", r.id))
+        }
+        CaCmd::Recover { operator } => {
+            let s = log_in(&pool, cfg, operator, "recover CA requests", &admin).await?;
+            let store = hsm::open(&cfg.hsm)?;
+            let done = rotation::recover(&pool, store.as_ref(), &s).await?;
+            checkpoint_after(cfg, &pool, "ca.recovered").await;
+            print(cli.json, &done, |d| {
+                if d.is_empty() {
+                    "Nothing to recover\n".into()
+                } else {
+                    d.iter().map(execution_text).collect()
+                }
+            })
+        }
+        CaCmd::Certs { key, out, operator } => {
+            log_in(&pool, cfg, operator, "export CA certificates", &readers).await?;
+            let files = write_certs(&rotation::certificates(&pool, key).await?, out)?;
+            print(cli.json, &files, |f| {
+                f.iter().map(|p| format!("Wrote {p}\n")).collect()
+            })
+        }
+    }
+}
+
+fn write_certs(
+    certs: &[(String, Vec<u8>)],
+    out: &std::path::Path,
+) -> Result<Vec<String>, CentralError> {
+    let io = |path: &std::path::Path, e: std::io::Error| CentralError::Io {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    };
+    registry::files::create_dir_private(out).map_err(|e| io(out, e))?;
+    let mut written = Vec::new();
+    for (name, der) in certs {
+        let path = out.join(format!("{name}.pem"));
+        registry::files::write_new(&path, ca::cert_pem(der)?.as_bytes())
+            .map_err(|e| io(&path, e))?;
+        written.push(path.display().to_string());
+    }
+    Ok(written)
+}
+
+fn keys_text(keys: &[KeyView]) -> String {
+    keys.iter()
+        .map(|k| {
+            format!(
+                "{:<11} {:<13} {:<8} until {}  {}\n            SHA256 Fingerprint={}\n",
+                k.ca, k.label, k.state, k.not_after, k.subject, k.fingerprint_sha256
+            )
+        })
+        .collect()
+}
+
+fn request_text(r: &RequestView) -> String {
+    let settled = match (&r.approved_by, &r.refused_by) {
+        (Some(a), _) => format!(", approved by {a}"),
+        (_, Some(f)) => format!(", refused by {f}"),
+        _ => String::new(),
+    };
+    let new = r
+        .new_key
+        .as_deref()
+        .map(|k| format!(" → {k}"))
+        .unwrap_or_default();
+    format!(
+        "{:>4}  {:<8} {} {}{new}  {}  requested by {} at {}{settled}\n",
+        r.id, r.state, r.kind, r.ca, r.from_key, r.requested_by, r.created_at
+    )
+}
+
+fn execution_text(d: &Execution) -> String {
+    let mut s = format!(
+        "Executed CA request {}: {} {} active, {} retired\n  {}\n  SHA256 Fingerprint={}\n",
+        d.request, d.ca, d.new_key, d.old_key, d.subject, d.certificate_sha256
+    );
+    if !d.links.is_empty() {
+        s += &format!("  link certificates: {}\n", d.links.join(", "));
+    }
+    s
+}
