@@ -31,7 +31,7 @@ pub struct CaState {
     requested: bool,
     summaries: Option<Result<Vec<CaSummary>, String>>,
     crl_pending: bool,
-    crl: Option<Result<CrlReport, String>>,
+    crl: Option<Result<Vec<CrlReport>, String>>,
     serial: String,
     reason: usize,
     confirm: bool,
@@ -145,18 +145,31 @@ pub fn ui(ui: &mut egui::Ui, st: &mut CaState, cmds: &mut Vec<Command>) {
                 });
             }
             match &st.crl {
-                Some(Ok(r)) => {
+                Some(Ok(reports)) => {
                     ui.colored_label(
                         Color32::from_rgb(0, 140, 60),
-                        format!(
-                            "CRL number {} of {} published: {} revoked, next update {} ({})",
-                            r.crl_number,
-                            r.issuer_key,
-                            r.revoked,
-                            r.next_update,
-                            r.out.display()
-                        ),
+                        format!("{} CRLs published, one per CA key:", reports.len()),
                     );
+                    egui::Grid::new("crls").striped(true).show(ui, |ui| {
+                        for h in [
+                            "CA key",
+                            "CRL number",
+                            "revoked",
+                            "this update",
+                            "next update",
+                        ] {
+                            ui.strong(h);
+                        }
+                        ui.end_row();
+                        for r in reports {
+                            ui.label(RichText::new(&r.issuer_key).monospace());
+                            ui.label(r.crl_number.to_string());
+                            ui.label(r.revoked.to_string());
+                            ui.label(&r.this_update);
+                            ui.label(&r.next_update);
+                            ui.end_row();
+                        }
+                    });
                 }
                 Some(Err(e)) => {
                     ui.colored_label(Color32::RED, e);

@@ -137,7 +137,7 @@ pub enum Event {
     Issued(Result<Box<IssueReport>, Failure>),
     DocumentRevoked(Result<RevokeReport, String>),
     CaSummaries(Result<Vec<CaSummary>, String>),
-    CrlPublished(Result<CrlReport, String>),
+    CrlPublished(Result<Vec<CrlReport>, String>),
     CertificateRevoked(Result<String, String>),
     CaRequests(Result<Box<RotationLists>, String>),
     /// The outcome of a request, approve or refuse, in plain words.
@@ -480,16 +480,8 @@ fn ca_admin(st: &mut Station, session: &Session, cmd: Command, send: &dyn Fn(Eve
                 }),
             )),
             Command::PublishCrl => send(Event::CrlPublished(
-                need(st, session, &[Role::CaAdmin], "publish CRLs").and_then(|_| {
-                    let label = st
-                        .registry
-                        .active_ca_key("esign")
-                        .map_err(|e| e.to_string())?
-                        .map(|k| k.label)
-                        .ok_or("no active esign CA key")?;
-                    let out = st.layout.crl(&label);
-                    station::ca_admin::crl(st, session, None, &out).map_err(text)
-                }),
+                need(st, session, &[Role::CaAdmin], "publish CRLs")
+                    .and_then(|_| station::ca_admin::crl_all(st, session, None).map_err(text)),
             )),
             Command::RevokeCertificate { serial, reason } => send(Event::CertificateRevoked(
                 interactive::revoke_certificate(st, session, &serial, &reason).map_err(text),

@@ -210,6 +210,62 @@ pub fn crl(
     crl_as(st, session.actor(), key_label, out)
 }
 
+/// The CAs whose keys sign CRLs: each of their keys that is active, or retired and still has
+/// unexpired certificates, publishes its own (a retired key lists what it issued).
+pub const CRL_CAS: &[&str] = &["root", "esign", "csca"];
+
+/// `ca crl` without `--key`: the CRL of every CA key that must publish one (see [`CRL_CAS`]),
+/// each in the data dir (`crl/<label>.crl`); `out_dir` (created, private) also receives each as
+/// `<label>.crl`. A revoked CA key signs nothing: the CRL of the key that certified it lists it.
+pub fn crl_all(
+    st: &mut Station,
+    session: &Session,
+    out_dir: Option<&Path>,
+) -> Result<Vec<CrlReport>, StationError> {
+    crate::session::require_current(
+        &mut st.registry,
+        session,
+        "publish CRLs",
+        &[registry::Role::CaAdmin],
+    )?;
+    if st.config.centre.is_some() {
+        return Err(StationError::NotPermitted(
+            "this station is enrolled to the national centre, which holds the root, e-Signature and CSCA keys: their CRLs are published there".into(),
+        ));
+    }
+    if let Some(d) = out_dir {
+        check_new_output("out-dir", d)?;
+        registry::files::create_dir_private(d).map_err(|e| StationError::io(d, e))?;
+    }
+    let now = crate::time_util::format_rfc3339(SystemTime::now());
+    let mut labels = Vec::new();
+    for ca_name in CRL_CAS {
+        for key in st.registry.ca_keys(ca_name)? {
+            let publish = match key.state {
+                CaKeyState::Active => true,
+                CaKeyState::Retired => st.registry.has_unexpired_certificates(key.id, &now)?,
+                _ => false,
+            };
+            if publish && key.certificate.is_some() {
+                labels.push(key.label);
+            }
+        }
+    }
+    let mut reports = Vec::new();
+    for label in labels {
+        let published = st.layout.crl(&label);
+        let mut r = crl_as(st, session.actor(), Some(&label), &published)?;
+        if let Some(d) = out_dir {
+            let out = d.join(format!("{label}.crl"));
+            let der = std::fs::read(&published).map_err(|e| StationError::io(&published, e))?;
+            write_new(&out, &der).map_err(|e| StationError::io(&out, e))?;
+            r.out = out;
+        }
+        reports.push(r);
+    }
+    Ok(reports)
+}
+
 /// [`crl`] on behalf of `actor` (also used by the CA revocation of `rotation`, which publishes
 /// the root's CRL listing the revoked CA certificate).
 pub(crate) fn crl_as(

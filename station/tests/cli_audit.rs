@@ -150,7 +150,16 @@ fn station(tmp: &Path) -> PathBuf {
     let crl = tmp.join("esign.crl");
     ok(idstation(
         &data,
-        &["ca", "crl", "--out", s(&crl), "--operator", "admin"],
+        &[
+            "ca",
+            "crl",
+            "--key",
+            "esign-ca-1",
+            "--out",
+            s(&crl),
+            "--operator",
+            "admin",
+        ],
         ADMIN_PASSWORD,
     ));
     data
@@ -524,7 +533,16 @@ fn a_clerk_cannot_export_an_auditor_cannot_change_anything_and_refusals_are_audi
     exit(
         &idstation(
             &data,
-            &["ca", "crl", "--out", s(&crl), "--operator", "aud1"],
+            &[
+                "ca",
+                "crl",
+                "--key",
+                "esign-ca-1",
+                "--out",
+                s(&crl),
+                "--operator",
+                "aud1",
+            ],
             AUDITOR_PASSWORD,
         ),
         6,

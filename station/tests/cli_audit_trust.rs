@@ -328,7 +328,16 @@ fn a_revoked_audit_certificate_is_refused_with_the_roots_crl() {
     let esign_crl = tmp.path().join("esign.crl");
     ok(idstation(
         &data,
-        &["ca", "crl", "--out", s(&esign_crl), "--operator", "admin"],
+        &[
+            "ca",
+            "crl",
+            "--key",
+            "esign-ca-1",
+            "--out",
+            s(&esign_crl),
+            "--operator",
+            "admin",
+        ],
         ADMIN_PASSWORD,
     ));
     refused(
@@ -529,7 +538,16 @@ fn ca_admin_changes_are_checkpointed_at_once_and_published_to_the_outbox() {
     );
     let crl = tmp.path().join("e.crl");
     let changes: Vec<Vec<&str>> = vec![
-        vec!["ca", "crl", "--out", s(&crl), "--operator", "admin"],
+        vec![
+            "ca",
+            "crl",
+            "--key",
+            "esign-ca-1",
+            "--out",
+            s(&crl),
+            "--operator",
+            "admin",
+        ],
         vec![
             "operator",
             "disable",

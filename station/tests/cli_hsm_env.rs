@@ -88,6 +88,8 @@ fn idstation_started_without_or_with_another_softhsm2_conf_uses_its_data_dirs_to
         &[
             "ca",
             "crl",
+            "--key",
+            "esign-ca-1",
             "--out",
             crl.to_str().unwrap(),
             "--operator",
@@ -120,6 +122,8 @@ fn idstation_started_without_or_with_another_softhsm2_conf_uses_its_data_dirs_to
         &[
             "ca",
             "crl",
+            "--key",
+            "esign-ca-1",
             "--out",
             crl2.to_str().unwrap(),
             "--operator",

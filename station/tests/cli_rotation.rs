@@ -788,8 +788,36 @@ fn cards_issued_before_and_after_a_rotation_keep_their_chain_and_crl_and_a_ca_re
             "clerk",
         ],
     );
-    let crl1 = st.crl("esign-ca-1", "k1.crl");
-    let crl2 = st.crl("esign-ca-2", "k2.crl");
+    // `ca crl` without --key publishes every key's CRL: the retired key 1 signs its own, which
+    // carries the revocation (a CRL of the active key alone would never list it).
+    let all = st.dir.join("all-crls");
+    let r = st.json(
+        "admin",
+        &[
+            "ca",
+            "crl",
+            "--out-dir",
+            all.to_str().unwrap(),
+            "--operator",
+            "admin",
+        ],
+    );
+    let published: Vec<&str> = r
+        .as_array()
+        .expect("one report per key")
+        .iter()
+        .map(|k| k["issuer_key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        published,
+        ["root-ca-1", "esign-ca-1", "esign-ca-2", "csca-1"],
+        "{r}"
+    );
+    let (crl1, crl2) = (all.join("esign-ca-1.crl"), all.join("esign-ca-2.crl"));
+    assert_eq!(
+        std::fs::read(&crl1).unwrap(),
+        std::fs::read(st.data.join("crl/esign-ca-1.crl")).unwrap()
+    );
     assert!(crl_serials(&crl1).contains(&s1), "key-1 CRL lists it");
     assert!(!crl_serials(&crl2).contains(&s1), "key-2 CRL does not");
     assert!(crl_signed_by(&crl1, &k1), "key-1 CRL signed by key 1");

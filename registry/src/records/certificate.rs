@@ -255,6 +255,16 @@ impl Registry {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Whether key `issuer_key_id` issued a certificate still valid at `now` (RFC 3339 UTC, as
+    /// `not_after` is stored): its CRL must go on being published.
+    pub fn has_unexpired_certificates(&self, issuer_key_id: i64, now: &str) -> Result<bool> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM certificates WHERE issuer_key_id = ?1 AND not_after > ?2)",
+            rusqlite::params![issuer_key_id, now],
+            |r| r.get(0),
+        )?)
+    }
+
     /// Certificates recorded with this purpose (e.g. `link-old-with-new`), oldest first.
     pub fn certificates_with_purpose(&self, purpose: &str) -> Result<Vec<Certificate>> {
         let mut st = self.conn.prepare(&format!(

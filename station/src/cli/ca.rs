@@ -99,10 +99,19 @@ pub struct IssueArgs {
 
 #[derive(Args)]
 pub struct CrlArgs {
-    /// Where to write the CRL (DER; PEM when the name ends in .pem).
-    #[arg(long, value_name = "FILE")]
-    out: PathBuf,
-    /// HSM label of the CA key whose CRL to sign (default: the active e-Signature CA key).
+    /// With --key: where to write that key's CRL (DER; PEM when the name ends in .pem).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "key",
+        conflicts_with = "out_dir"
+    )]
+    out: Option<PathBuf>,
+    /// Without --key: a new folder that receives every published CRL as LABEL.crl.
+    #[arg(long, value_name = "DIR")]
+    out_dir: Option<PathBuf>,
+    /// HSM label of the one CA key whose CRL to sign. Without it, every CA key that must
+    /// publish one does (each active key, and each retired key with unexpired certificates).
     #[arg(long)]
     key: Option<String>,
     #[command(flatten)]
@@ -190,17 +199,33 @@ fn issue(ctx: &Ctx, a: &IssueArgs) -> Result<(), StationError> {
 
 fn crl(ctx: &Ctx, a: &CrlArgs) -> Result<(), StationError> {
     let (mut st, session) = ctx.open_as(&a.op.operator, "publish CRLs", &[Role::CaAdmin])?;
-    let r = ca_admin::crl(&mut st, &session, a.key.as_deref(), &a.out)?;
-    ctx.print(&r, |r| {
+    let text = |r: &ca_admin::CrlReport| {
         format!(
-            "CRL number {} of {} lists {} revoked certificate(s); next update {}; written to {}\n",
+            "CRL number {} of {} lists {} revoked certificate(s); this update {}, next update {}; written to {}\n",
             r.crl_number,
             r.issuer_key,
             r.revoked,
+            r.this_update,
             r.next_update,
             r.out.display()
         )
-    })
+    };
+    match &a.key {
+        // One key: its report (an object in --json).
+        Some(key) => {
+            let out = match &a.out {
+                Some(o) => o.clone(),
+                None => st.layout.crl(key),
+            };
+            let r = ca_admin::crl(&mut st, &session, Some(key), &out)?;
+            ctx.print(&r, text)
+        }
+        // Every key that publishes: one report each (an array in --json).
+        None => {
+            let rs = ca_admin::crl_all(&mut st, &session, a.out_dir.as_deref())?;
+            ctx.print(&rs, |rs| rs.iter().map(text).collect())
+        }
+    }
 }
 
 fn requests(ctx: &Ctx) -> Result<(), StationError> {
