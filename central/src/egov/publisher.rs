@@ -18,7 +18,9 @@ use crate::pki::Centre;
 /// Messages claimed at once by one instance.
 const BATCH: i64 = 16;
 /// How much longer than one delivery's timeout a claim lasts (recording the outcome included).
-const LEASE_MARGIN: Duration = Duration::from_secs(30);
+/// A lease that runs out early costs a second send, which the idempotency key makes harmless; a
+/// long one delays the message of an instance that died.
+const LEASE_MARGIN: Duration = Duration::from_secs(10);
 
 /// Start the publisher for `cfg` (nothing when `serve` has no `[egov]` section): make the keys
 /// an older centre lacks, load the receiver's CA file, then run [`run`] in the background. An
