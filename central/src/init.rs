@@ -131,10 +131,15 @@ pub async fn init(cfg: &CentreConfig, opts: &InitOptions) -> Result<InitReport> 
     )
     .await?;
     tx.commit().await?;
-    // The e-government keys (JWS signer, TLS client); a failure leaves them to the first
-    // `serve` with `[egov]`, which makes them too.
-    if let Err(e) = crate::egov::keys::ensure(&pool, store.as_ref(), &cfg.centre.name).await {
-        tracing::warn!(error = %e, "could not make the e-government keys; serve will");
+    // The audit signer (the checkpoint after init reuses it), then the e-government keys (JWS
+    // signer, TLS client). A failure leaves them to later commands: the first checkpoint makes
+    // the audit signer, the first `serve` with `[egov]` the e-government keys.
+    let keys = async {
+        audit::ensure_signer(&pool, store.as_ref(), &cfg.centre.name).await?;
+        crate::egov::keys::ensure(&pool, store.as_ref(), &cfg.centre.name).await
+    };
+    if let Err(e) = keys.await {
+        tracing::warn!(error = %e, "could not make the audit or e-government keys yet");
     }
     Ok(InitReport {
         admin: opts.admin.clone(),

@@ -879,6 +879,7 @@ mod tests {
                 "centre-tls",
                 "csca",
                 "document-signer",
+                "egov-signer",
                 "esign-ca",
                 "holder-auth",
                 "holder-sign",
