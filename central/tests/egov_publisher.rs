@@ -919,7 +919,19 @@ fn every_message_arrives_exactly_once_through_refusals_hangs_outages_and_a_resta
     //    their messages pending; then the receiver back, and a new centre process delivers
     //    both. Then the receiver keeps a message and hangs, the centre is killed before it
     //    hears the answer, and its successor (once the claim's lease ran out) sends it again:
-    //    still once as far as the receiver can tell.
+    //    still once as far as the receiver can tell. (This centre gives up only after 1000
+    //    attempts: however slow the machine, the messages are still pending when it dies.)
+    let patient = tmp.path().join("centre-patient.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("max_attempts = 8"));
+    std::fs::write(
+        &patient,
+        text.replace("max_attempts = 8", "max_attempts = 1000"),
+    )
+    .unwrap();
+    drop(server);
+    server = Server::start(&patient);
+    let addr = server.addr;
     recv.down();
     let pending: Vec<String> = rt.block_on(async {
         let mut v = Vec::new();
