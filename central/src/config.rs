@@ -19,6 +19,90 @@ pub struct CentreConfig {
     /// The issuance protocol; defaults when the section is absent.
     #[serde(default)]
     pub issuance: IssuanceSection,
+    /// The e-government publisher (docs/egov.md); without this section `serve` delivers nothing
+    /// and the outbox only fills.
+    #[serde(default)]
+    pub egov: Option<EgovSection>,
+}
+
+/// `[egov]`: where and how `idcentral serve` delivers the outbox (docs/egov.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgovSection {
+    /// The receiver's endpoint, `https://HOST[:PORT]/PATH`; each message is POSTed there.
+    pub url: String,
+    /// The CA certificate(s) (PEM) the receiver's TLS server certificate must chain to.
+    pub ca_file: PathBuf,
+    /// How long one delivery (connection, TLS handshake, request and answer) may take.
+    #[serde(default = "default_egov_timeout")]
+    pub timeout_seconds: u64,
+    /// Failed attempts after which a message is `failed` (the dead letter).
+    #[serde(default = "default_egov_attempts")]
+    pub max_attempts: u32,
+    /// The wait after the first failure; it doubles after each further one ...
+    #[serde(default = "default_egov_retry_initial")]
+    pub retry_initial_ms: u64,
+    /// ... up to this.
+    #[serde(default = "default_egov_retry_max")]
+    pub retry_max_ms: u64,
+    /// How often the publisher looks for due messages.
+    #[serde(default = "default_egov_poll")]
+    pub poll_interval_ms: u64,
+}
+
+impl EgovSection {
+    /// The section's rules, each refusal naming its key.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let url = &self.url;
+        let rest = url
+            .strip_prefix("https://")
+            .ok_or_else(|| format!("egov.url: {url:?} must start with https:// (mutual TLS)"))?;
+        let authority = rest.split(['/', '?']).next().unwrap_or("");
+        if authority.is_empty() || authority.contains('@') {
+            return Err(format!(
+                "egov.url: {url:?} must name a host (and no user name or password)"
+            ));
+        }
+        if !(1..=300).contains(&self.timeout_seconds) {
+            return Err("egov.timeout_seconds: must be 1 to 300".into());
+        }
+        if !(1..=1000).contains(&self.max_attempts) {
+            return Err("egov.max_attempts: must be 1 to 1000".into());
+        }
+        if !(1..=86_400_000).contains(&self.retry_initial_ms) {
+            return Err("egov.retry_initial_ms: must be 1 to 86400000 (a day)".into());
+        }
+        if !(self.retry_initial_ms..=7 * 86_400_000).contains(&self.retry_max_ms) {
+            return Err(
+                "egov.retry_max_ms: must be at least retry_initial_ms and at most 604800000 (a week)"
+                    .into(),
+            );
+        }
+        if !(10..=3_600_000).contains(&self.poll_interval_ms) {
+            return Err("egov.poll_interval_ms: must be 10 to 3600000".into());
+        }
+        Ok(())
+    }
+}
+
+fn default_egov_timeout() -> u64 {
+    10
+}
+
+fn default_egov_attempts() -> u32 {
+    10
+}
+
+fn default_egov_retry_initial() -> u64 {
+    2_000
+}
+
+fn default_egov_retry_max() -> u64 {
+    3_600_000
+}
+
+fn default_egov_poll() -> u64 {
+    2_000
 }
 
 /// `[issuance]`: the document series, the size of the number blocks stations get, and how long
@@ -154,6 +238,12 @@ impl CentreConfig {
                 path: path.to_owned(),
                 reason,
             })?;
+        if let Some(egov) = &cfg.egov {
+            egov.check().map_err(|reason| CentralError::Config {
+                path: path.to_owned(),
+                reason,
+            })?;
+        }
         Ok(cfg)
     }
 }
@@ -189,6 +279,43 @@ mod tests {
         assert!(bad.check().unwrap_err().starts_with("issuance.series"));
         let bad = IssuanceSection { block_size: 0, ..d };
         assert!(bad.check().unwrap_err().starts_with("issuance.block_size"));
+    }
+
+    #[test]
+    fn the_egov_section_has_defaults_and_rules() {
+        let e: EgovSection =
+            toml::from_str("url = \"https://egov.example:8443/v1/messages\"\nca_file = \"/x.pem\"")
+                .unwrap();
+        assert_eq!(
+            (
+                e.timeout_seconds,
+                e.max_attempts,
+                e.retry_initial_ms,
+                e.retry_max_ms
+            ),
+            (10, 10, 2_000, 3_600_000)
+        );
+        assert!(e.check().is_ok());
+        let bad = EgovSection {
+            url: "http://egov.example/v1".into(),
+            ..e.clone()
+        };
+        assert!(bad.check().unwrap_err().starts_with("egov.url"));
+        let bad = EgovSection {
+            url: "https://user:pw@egov.example/v1".into(),
+            ..e.clone()
+        };
+        assert!(bad.check().unwrap_err().starts_with("egov.url"));
+        let bad = EgovSection {
+            max_attempts: 0,
+            ..e.clone()
+        };
+        assert!(bad.check().unwrap_err().starts_with("egov.max_attempts"));
+        let bad = EgovSection {
+            retry_max_ms: 1,
+            ..e
+        };
+        assert!(bad.check().unwrap_err().starts_with("egov.retry_max_ms"));
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //! - CSCA (`csca-1`, `csca`, self-signed: ICAO 9303-12 §5): the stations' Document Signers;
 //! - Station CA (`station-ca-1`, `station-ca`, under the root): station identities.
 //!
+//! After them, the e-government keys (`crate::egov::keys`: `centre-egov-1` under the root,
+//! `centre-egov-tls-1` under the Station CA).
+//!
 //! The database part (CA keys, the first ca-admin, the audit event) is one transaction; the HSM
 //! part comes first, so a failed run leaves keys on the token and nothing in the database, and a
 //! second run on the same token is refused naming the key that exists.
@@ -128,6 +131,16 @@ pub async fn init(cfg: &CentreConfig, opts: &InitOptions) -> Result<InitReport> 
     )
     .await?;
     tx.commit().await?;
+    // The audit signer (the checkpoint after init reuses it), then the e-government keys (JWS
+    // signer, TLS client). A failure leaves them to later commands: the first checkpoint makes
+    // the audit signer, the first `serve` with `[egov]` the e-government keys.
+    let keys = async {
+        audit::ensure_signer(&pool, store.as_ref(), &cfg.centre.name).await?;
+        crate::egov::keys::ensure(&pool, store.as_ref(), &cfg.centre.name).await
+    };
+    if let Err(e) = keys.await {
+        tracing::warn!(error = %e, "could not make the audit or e-government keys yet");
+    }
     Ok(InitReport {
         admin: opts.admin.clone(),
         cas,

@@ -73,6 +73,28 @@ enum Cmd {
         #[arg(long, value_name = "NAME")]
         operator: String,
     },
+    /// The e-government outbox: what the publisher delivered, is retrying, or gave up on.
+    #[command(subcommand)]
+    Outbox(OutboxCmd),
+}
+
+#[derive(Subcommand)]
+enum OutboxCmd {
+    /// Every message with its delivery state (ca-admin or auditor; the read is audited).
+    List {
+        /// Only the failed messages (the dead letter).
+        #[arg(long)]
+        failed: bool,
+        #[arg(long, value_name = "NAME")]
+        operator: String,
+    },
+    /// Put a failed message back in the queue, due now (ca-admin; audited).
+    Retry {
+        /// Message id (from `outbox list`).
+        id: i64,
+        #[arg(long, value_name = "NAME")]
+        operator: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -316,6 +338,50 @@ async fn run(cli: &Cli, cfg: &CentreConfig) -> Result<(), CentralError> {
         Cmd::Operator(oc) => operator(cli, cfg, oc).await,
         Cmd::Audit(ac) => audit(cli, cfg, ac).await,
         Cmd::Ca(cc) => ca_cli::run(cli, cfg, cc).await,
+        Cmd::Outbox(oc) => outbox(cli, cfg, oc).await,
+    }
+}
+
+async fn outbox(cli: &Cli, cfg: &CentreConfig, oc: &OutboxCmd) -> Result<(), CentralError> {
+    use central::egov::outbox as ob;
+    let pool = central::db::pool(&cfg.database)?;
+    let line = |m: &ob::OutboxItem| {
+        let when = match m.status.as_str() {
+            "delivered" => format!("delivered {}", m.delivered_at.as_deref().unwrap_or("-")),
+            "pending" => format!("next {}", m.next_attempt_at.as_deref().unwrap_or("-")),
+            _ => format!("last {}", m.last_attempt_at.as_deref().unwrap_or("-")),
+        };
+        let error = m
+            .last_error
+            .as_deref()
+            .filter(|_| m.status != "delivered")
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default();
+        format!(
+            "{:>6} {:<16} {:<10} {:<9} attempts {:<3} {when}{error}\n",
+            m.id,
+            m.topic,
+            m.document.as_deref().unwrap_or("-"),
+            m.status,
+            m.attempts
+        )
+    };
+    match oc {
+        OutboxCmd::List { failed, operator } => {
+            let roles = [Role::CaAdmin, Role::Auditor];
+            let s = log_in(&pool, cfg, operator, "read the outbox", &roles).await?;
+            let items = ob::list(&pool, &s, *failed).await?;
+            print(cli.json, &items, |l| l.iter().map(line).collect())
+        }
+        OutboxCmd::Retry { id, operator } => {
+            let roles = [Role::CaAdmin];
+            let s = log_in(&pool, cfg, operator, "retry outbox messages", &roles).await?;
+            let item = ob::retry(&pool, &s, *id).await?;
+            checkpoint_after(cfg, &pool, "outbox.retried").await;
+            print(cli.json, &item, |m| {
+                format!("Outbox message {} is pending again\n{}", m.id, line(m))
+            })
+        }
     }
 }
 

@@ -9,6 +9,9 @@
 //!   [`crate::issuance`];
 //! - `POST /v1/audit/push`: [`crate::audit_push`].
 //!
+//! Beside them run the job timeout sweep, the audit checkpoints and, with `[egov]`, the
+//! e-government publisher ([`crate::egov`]).
+//!
 //! Every endpoint but enrolment authenticates the station by its client certificate first.
 //! Refusals are JSON `{"error": "...", "rule": "..."}` (and `"office"` where the rule is about
 //! another office's card) with 400, 401, 403, 404 or 409.
@@ -278,6 +281,7 @@ pub async fn prepare(cfg: &CentreConfig) -> Result<(Arc<Centre>, rustls::ServerC
 /// `--listen 127.0.0.1:0` tells the caller its port) and the server certificate's fingerprint.
 pub async fn serve(cfg: &CentreConfig, listen: Option<SocketAddr>) -> Result<()> {
     let (centre, tls) = prepare(cfg).await?;
+    crate::egov::spawn(&centre, cfg.egov.as_ref()).await?;
     let addr = listen.unwrap_or(cfg.server.listen);
     let listener = TcpListener::bind(addr)
         .await

@@ -575,6 +575,10 @@ pub const BUILTIN_FILES: &[(&str, &str)] = &[
         "cert/audit-signer.toml",
         include_str!("../cert/audit-signer.toml"),
     ),
+    (
+        "cert/egov-signer.toml",
+        include_str!("../cert/egov-signer.toml"),
+    ),
     ("cert/csca.toml", include_str!("../cert/csca.toml")),
     (
         "cert/document-signer.toml",
@@ -875,6 +879,7 @@ mod tests {
                 "centre-tls",
                 "csca",
                 "document-signer",
+                "egov-signer",
                 "esign-ca",
                 "holder-auth",
                 "holder-sign",
@@ -1032,7 +1037,7 @@ mod tests {
         let msg = set.cert("x").unwrap_err().to_string();
         assert_eq!(
             msg,
-            "unknown certificate profile 'x' (known: audit-signer, centre-tls, csca, document-signer, esign-ca, holder-auth, holder-sign, root-ca, station-ca, station-identity)"
+            "unknown certificate profile 'x' (known: audit-signer, centre-tls, csca, document-signer, egov-signer, esign-ca, holder-auth, holder-sign, root-ca, station-ca, station-identity)"
         );
     }
 
@@ -1050,7 +1055,7 @@ mod tests {
         std::fs::write(&f, text).unwrap();
         let set = load_dir_over_builtin(dir.path()).unwrap();
         assert_eq!(set.crl("esign-crl").unwrap().next_update_hours, 12);
-        assert_eq!(set.certs.len(), 10);
+        assert_eq!(set.certs.len(), 11);
     }
 
     #[test]

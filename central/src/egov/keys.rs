@@ -1,0 +1,173 @@
+//! The centre's e-government keys, both P-256 in its HSM, never extractable:
+//! - `centre-egov-1` signs the messages (JWS ES256), certified by the National Root CA under the
+//!   `egov-signer` profile (EKU id-kp-idstationEgovMessageSigning): a receiver checks a message
+//!   with the root certificate alone;
+//! - `centre-egov-tls-1` is the client key of the mutual TLS connection, certified by the
+//!   Station CA under the `station-identity` profile (EKU clientAuth), its TLS 1.3 signature made
+//!   in the HSM through `hsm::tls`, like a station's identity. The receiver trusts the Station CA
+//!   (or the root above it) for client certificates.
+//!
+//! [`ensure`] makes them once (`init`, or the first `serve` of a centre initialised before them):
+//! idempotent, under an advisory lock so several instances make one pair, an HSM key of the
+//! label left by an interrupted run is reused, and each certificate is audited
+//! (`egov.key-certified`).
+
+use deadpool_postgres::Pool;
+use hsm::KeyStore;
+
+use super::{JWS_KEY_LABEL, TLS_KEY_LABEL};
+use crate::audit::{self, Actor};
+use crate::error::{CentralError, Result};
+
+/// Key of the advisory lock that serialises making the keys.
+const EGOV_KEYS_LOCK: i64 = 0x0e90_7ea5;
+
+/// The two keys: HSM label and certificate chain (DER, end entity first, then its CA).
+#[derive(Debug, Clone)]
+pub struct EgovKeys {
+    pub jws_label: String,
+    pub jws_chain: Vec<Vec<u8>>,
+    pub tls_label: String,
+    pub tls_chain: Vec<Vec<u8>>,
+}
+
+/// One key's purpose: how it is named, certified and by whom.
+struct Purpose {
+    name: &'static str,
+    label: &'static str,
+    ca: &'static str,
+    profile: &'static str,
+    common_name: &'static str,
+}
+
+const JWS: Purpose = Purpose {
+    name: "jws",
+    label: JWS_KEY_LABEL,
+    ca: "root",
+    profile: "egov-signer",
+    common_name: "e-government message signer",
+};
+
+const TLS: Purpose = Purpose {
+    name: "tls-client",
+    label: TLS_KEY_LABEL,
+    ca: "station-ca",
+    profile: "station-identity",
+    common_name: "e-government client",
+};
+
+/// Both keys, made and certified where missing (see the module documentation).
+pub async fn ensure(pool: &Pool, store: &dyn KeyStore, centre: &str) -> Result<EgovKeys> {
+    let (jws_label, jws_chain) = ensure_one(pool, store, centre, &JWS).await?;
+    let (tls_label, tls_chain) = ensure_one(pool, store, centre, &TLS).await?;
+    Ok(EgovKeys {
+        jws_label,
+        jws_chain,
+        tls_label,
+        tls_chain,
+    })
+}
+
+/// The active certificate of `purpose` (`jws` or `tls-client`), if made.
+pub async fn active_cert(
+    client: &impl deadpool_postgres::GenericClient,
+    purpose: &str,
+) -> Result<Option<(String, Vec<u8>)>> {
+    Ok(client
+        .query_opt(
+            "SELECT label, cert_der FROM egov_keys WHERE purpose = $1 AND state = 'active'",
+            &[&purpose],
+        )
+        .await?
+        .map(|r| (r.get(0), r.get(1))))
+}
+
+async fn ensure_one(
+    pool: &Pool,
+    store: &dyn KeyStore,
+    centre: &str,
+    p: &Purpose,
+) -> Result<(String, Vec<Vec<u8>>)> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&EGOV_KEYS_LOCK])
+        .await?;
+    let ca = tx
+        .query_opt(
+            "SELECT label, cert_der FROM ca_keys WHERE ca = $1 AND state = 'active'",
+            &[&p.ca],
+        )
+        .await?
+        .ok_or(CentralError::NotInitialised)?;
+    let (ca_label, ca_der): (String, Vec<u8>) = (ca.get(0), ca.get(1));
+    if let Some((label, der)) = active_cert(&tx, p.name).await? {
+        tx.commit().await?;
+        check_key_matches(store, &label, &der)?;
+        return Ok((label, vec![der, ca_der]));
+    }
+    if store.find(p.label)?.is_none() {
+        store.generate_p256(p.label)?;
+    }
+    let spki = store.public_key_spki(p.label)?;
+    let issuer = ca::Issuer::new(store, &ca_label, &ca_der)?;
+    let profiles = profiles::builtin()?;
+    let cert = ca::issue_station_cert(
+        store,
+        profiles.cert(p.profile)?,
+        &issuer,
+        &spki,
+        &format!("{centre} {}", p.common_name),
+        std::time::SystemTime::now(),
+    )?;
+    tx.execute(
+        "INSERT INTO egov_keys (label, purpose, state, cert_der) VALUES ($1, $2, 'active', $3)",
+        &[&p.label, &p.name, &cert.der],
+    )
+    .await?;
+    let actor = Actor {
+        operator: "idcentral".into(),
+        role: "system".into(),
+        station: centre.to_owned(),
+    };
+    audit::append(
+        &tx,
+        &actor,
+        "egov.key-certified",
+        &format!("egov-key:{}", p.label),
+        &serde_json::json!({
+            "key_label": p.label,
+            "purpose": p.name,
+            "issuer_key": ca_label,
+            "serial": cert.serial_hex(),
+            "fingerprint_sha256": ca::fingerprint_sha256(&cert.der)?,
+            "profile": p.profile,
+        }),
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(
+        key = p.label,
+        purpose = p.name,
+        "certified an e-government key"
+    );
+    Ok((p.label.to_owned(), vec![cert.der, ca_der]))
+}
+
+/// The certificate must hold the public key of the HSM key `label`.
+fn check_key_matches(store: &dyn KeyStore, label: &str, cert_der: &[u8]) -> Result<()> {
+    use der::{Decode, Encode};
+    let spki = store.public_key_spki(label)?;
+    let c = x509_cert::Certificate::from_der(cert_der)
+        .map_err(|e| CentralError::Database(format!("egov_keys.{label}: certificate: {e}")))?;
+    let in_cert = c
+        .tbs_certificate()
+        .subject_public_key_info()
+        .to_der()
+        .map_err(|e| CentralError::Database(format!("egov_keys.{label}: certificate: {e}")))?;
+    if in_cert != spki {
+        return Err(CentralError::Conflict(format!(
+            "egov_keys.{label}: the certificate does not hold the HSM key {label}'s public key"
+        )));
+    }
+    Ok(())
+}

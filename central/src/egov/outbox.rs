@@ -1,0 +1,397 @@
+//! The outbox's delivery state in PostgreSQL (migration V8) and the operators' commands on it.
+//!
+//! A publisher *claims* due `pending` messages in one transaction with `FOR UPDATE SKIP LOCKED`
+//! (several centre instances never take the same message at once), signs a message's JWS the
+//! first time (kept in `message`: every retry sends the same bytes), and moves its
+//! `next_attempt_at` past the attempt's deadline, a lease: an instance killed mid-delivery leaves
+//! the message to be taken again when the lease runs out. Each claim has a random 16-byte token;
+//! the outcome is recorded only under that token, so an instance whose lease ran out cannot
+//! overwrite a later attempt's outcome. A 2xx answer makes the message `delivered` with the
+//! receipt (audited `egov.delivered`: personal data left the centre); a failure counts an
+//! attempt and waits `retry_initial_ms · 2^(attempts−1)` (at most `retry_max_ms`); the
+//! `max_attempts`-th failure makes it `failed`, the dead letter (audited `egov.failed`), until
+//! `idcentral outbox retry`.
+
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use serde::Serialize;
+
+use super::client::Outcome;
+use super::keys::EgovKeys;
+use crate::audit::{self, Actor};
+use crate::config::EgovSection;
+use crate::error::{CentralError, Result};
+use crate::operators::Session;
+
+/// A message taken for one attempt.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: i64,
+    pub claim: [u8; 16],
+    /// The compact JWS to send, or why it could not be made (counted as a failed attempt).
+    pub jws: std::result::Result<String, String>,
+}
+
+/// The wait after the `failures`-th failure: `initial · 2^(failures−1)`, at most `max`.
+pub fn backoff(cfg: &EgovSection, failures: u32) -> Duration {
+    let exp = failures.saturating_sub(1).min(40);
+    let ms = cfg
+        .retry_initial_ms
+        .saturating_mul(1u64 << exp)
+        .min(cfg.retry_max_ms);
+    Duration::from_millis(ms)
+}
+
+/// The publisher's actor in the audit log.
+fn publisher(centre: &str) -> Actor {
+    Actor {
+        operator: "idcentral".into(),
+        role: "system".into(),
+        station: centre.to_owned(),
+    }
+}
+
+/// Claim up to `batch` due messages for `lease` (see the module documentation).
+pub async fn claim(
+    pool: &Pool,
+    store: &dyn hsm::KeyStore,
+    keys: &EgovKeys,
+    centre: &str,
+    lease: Duration,
+    batch: i64,
+) -> Result<Vec<Claimed>> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let rows = tx
+        .query(
+            "SELECT id, topic, job, message FROM outbox
+             WHERE status = 'pending' AND next_attempt_at <= now()
+             ORDER BY next_attempt_at, id LIMIT $1 FOR UPDATE SKIP LOCKED",
+            &[&batch],
+        )
+        .await?;
+    let mut claimed = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let id: i64 = r.get(0);
+        let topic: String = r.get(1);
+        let job: String = r.get(2);
+        let jws = match r.get::<_, Option<String>>(3) {
+            Some(m) => Ok(m),
+            None => sign(&tx, store, keys, centre, id, &topic, &job)
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        let mut token = [0u8; 16];
+        getrandom::fill(&mut token)
+            .map_err(|e| CentralError::Other(format!("random claim token: {e}")))?;
+        tx.execute(
+            "UPDATE outbox SET claim = $2, next_attempt_at = now() + make_interval(secs => $3),
+                    last_attempt_at = now(), message = COALESCE(message, $4)
+             WHERE id = $1",
+            &[
+                &id,
+                &token.as_slice(),
+                &lease.as_secs_f64(),
+                &jws.as_ref().ok(),
+            ],
+        )
+        .await?;
+        claimed.push(Claimed {
+            id,
+            claim: token,
+            jws,
+        });
+    }
+    tx.commit().await?;
+    Ok(claimed)
+}
+
+/// The message of outbox row `id`, signed.
+async fn sign(
+    tx: &deadpool_postgres::Transaction<'_>,
+    store: &dyn hsm::KeyStore,
+    keys: &EgovKeys,
+    centre: &str,
+    id: i64,
+    topic: &str,
+    job: &str,
+) -> Result<String> {
+    let m = super::message::build(tx, centre, id, topic, job).await?;
+    let payload = serde_json::to_vec(&m).map_err(|e| CentralError::Other(e.to_string()))?;
+    super::jws::sign(store, &keys.jws_label, &keys.jws_chain, &payload)
+}
+
+/// What [`record`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    Delivered,
+    /// Failed; retried after the wait.
+    Retry(Duration),
+    /// Failed for the last time: the dead letter.
+    DeadLetter,
+    /// The claim was no longer this instance's (its lease ran out and another took over).
+    LeaseLost,
+}
+
+/// Record the outcome of the attempt `claimed` (under its claim token), with its audit event.
+pub async fn record(
+    pool: &Pool,
+    cfg: &EgovSection,
+    centre: &str,
+    claimed: &Claimed,
+    outcome: &Outcome,
+) -> Result<Recorded> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let row = tx
+        .query_opt(
+            "SELECT attempts, payload->>'document' FROM outbox
+             WHERE id = $1 AND claim = $2 AND status = 'pending' FOR UPDATE",
+            &[&claimed.id, &claimed.claim.as_slice()],
+        )
+        .await?;
+    let Some(row) = row else {
+        return Ok(Recorded::LeaseLost);
+    };
+    let attempts = row.get::<_, i32>(0).saturating_add(1);
+    let document: Option<String> = row.get(1);
+    let object = format!("outbox:{}", claimed.id);
+    let done = match outcome {
+        Outcome::Delivered { status, receipt } => {
+            tx.execute(
+                "UPDATE outbox SET status = 'delivered', delivered_at = now(), attempts = $2,
+                        receipt = $3, receipt_status = $4, last_error = NULL, claim = NULL
+                 WHERE id = $1",
+                &[&claimed.id, &attempts, receipt, &i32::from(*status)],
+            )
+            .await?;
+            let details = serde_json::json!({
+                "message": claimed.id, "document": document, "attempts": attempts,
+                "status": status, "receipt": receipt,
+            });
+            audit::append(&tx, &publisher(centre), "egov.delivered", &object, &details).await?;
+            Recorded::Delivered
+        }
+        Outcome::Failed { status, error } => {
+            let error: String = error.chars().take(500).collect();
+            if attempts as u32 >= cfg.max_attempts {
+                tx.execute(
+                    "UPDATE outbox SET status = 'failed', attempts = $2, last_error = $3,
+                            receipt_status = $4, claim = NULL
+                     WHERE id = $1",
+                    &[&claimed.id, &attempts, &error, &status.map(i32::from)],
+                )
+                .await?;
+                let details = serde_json::json!({
+                    "message": claimed.id, "document": document, "attempts": attempts,
+                    "last_error": error,
+                });
+                audit::append(&tx, &publisher(centre), "egov.failed", &object, &details).await?;
+                Recorded::DeadLetter
+            } else {
+                let wait = backoff(cfg, attempts as u32);
+                tx.execute(
+                    "UPDATE outbox SET attempts = $2, last_error = $3, receipt_status = $4,
+                            next_attempt_at = now() + make_interval(secs => $5), claim = NULL
+                     WHERE id = $1",
+                    &[
+                        &claimed.id,
+                        &attempts,
+                        &error,
+                        &status.map(i32::from),
+                        &wait.as_secs_f64(),
+                    ],
+                )
+                .await?;
+                Recorded::Retry(wait)
+            }
+        }
+    };
+    tx.commit().await?;
+    Ok(done)
+}
+
+/// One outbox message as `idcentral outbox list` shows it (no personal data but the document
+/// number).
+#[derive(Debug, Clone, Serialize)]
+pub struct OutboxItem {
+    pub id: i64,
+    pub topic: String,
+    pub document: Option<String>,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    pub attempts: i32,
+    pub created_at: String,
+    pub next_attempt_at: Option<String>,
+    pub last_attempt_at: Option<String>,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<String>,
+    /// The receiver's HTTP status at the last attempt that got an answer.
+    pub receipt_status: Option<i32>,
+}
+
+const ITEM_COLS: &str = "id, topic, payload->>'document', status, attempts,
+    to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+    CASE WHEN status = 'pending' THEN to_char(next_attempt_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') END,
+    to_char(last_attempt_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+    last_error,
+    to_char(delivered_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+    receipt_status";
+
+fn item(r: &tokio_postgres::Row) -> OutboxItem {
+    OutboxItem {
+        id: r.get(0),
+        topic: r.get(1),
+        document: r.get(2),
+        status: r.get(3),
+        attempts: r.get(4),
+        created_at: r.get(5),
+        next_attempt_at: r.get(6),
+        last_attempt_at: r.get(7),
+        last_error: r.get(8),
+        delivered_at: r.get(9),
+        receipt_status: r.get(10),
+    }
+}
+
+/// Every outbox message (or only the `failed` ones), oldest first. The read is audited
+/// (`outbox.read`, how many and which filter). The caller checked the role (ca-admin or
+/// auditor).
+pub async fn list(pool: &Pool, session: &Session, failed_only: bool) -> Result<Vec<OutboxItem>> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let filter = if failed_only {
+        "WHERE status = 'failed'"
+    } else {
+        ""
+    };
+    let items: Vec<OutboxItem> = tx
+        .query(
+            &format!("SELECT {ITEM_COLS} FROM outbox {filter} ORDER BY id"),
+            &[],
+        )
+        .await?
+        .iter()
+        .map(item)
+        .collect();
+    audit::append(
+        &tx,
+        session.actor(),
+        "outbox.read",
+        "outbox",
+        &serde_json::json!({ "failed_only": failed_only, "count": items.len() }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(items)
+}
+
+/// Put the dead letter `id` back in the queue: `pending`, no attempts counted, due now
+/// (audited `outbox.retried` with the attempts and the last error it had). A message that is
+/// not `failed`, or no message, is refused naming it, and the refusal audited
+/// (`operator.refused`). The caller checked the role (ca-admin).
+pub async fn retry(pool: &Pool, session: &Session, id: i64) -> Result<OutboxItem> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let row = tx
+        .query_opt(
+            "SELECT status, attempts, last_error FROM outbox WHERE id = $1 FOR UPDATE",
+            &[&id],
+        )
+        .await?;
+    let refusal = match &row {
+        None => Some((
+            "no such message",
+            CentralError::NotFound(format!("id: there is no outbox message {id}")),
+        )),
+        Some(r) if r.get::<_, &str>(0) != "failed" => {
+            let status: String = r.get(0);
+            Some((
+                "not failed",
+                CentralError::Conflict(format!(
+                    "id: outbox message {id} is {status}: only a failed message is retried"
+                )),
+            ))
+        }
+        Some(_) => None,
+    };
+    if let Some((reason, err)) = refusal {
+        drop(tx);
+        return Err(refuse(pool, session, id, reason, err).await);
+    }
+    let r = row.ok_or_else(|| CentralError::Other("outbox row vanished".into()))?;
+    let (attempts, last_error): (i32, Option<String>) = (r.get(1), r.get(2));
+    tx.execute(
+        "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = now(), claim = NULL
+         WHERE id = $1",
+        &[&id],
+    )
+    .await?;
+    audit::append(
+        &tx,
+        session.actor(),
+        "outbox.retried",
+        &format!("outbox:{id}"),
+        &serde_json::json!({ "message": id, "attempts": attempts, "last_error": last_error }),
+    )
+    .await?;
+    let item = item(
+        &tx.query_one(
+            &format!("SELECT {ITEM_COLS} FROM outbox WHERE id = $1"),
+            &[&id],
+        )
+        .await?,
+    );
+    tx.commit().await?;
+    Ok(item)
+}
+
+/// Audit a refused `outbox retry` in its own transaction and return `err`.
+async fn refuse(
+    pool: &Pool,
+    session: &Session,
+    id: i64,
+    reason: &str,
+    err: CentralError,
+) -> CentralError {
+    let log = async {
+        let mut client = pool.get().await?;
+        let tx = client.transaction().await?;
+        audit::append(
+            &tx,
+            session.actor(),
+            "operator.refused",
+            &format!("outbox:{id}"),
+            &serde_json::json!({ "action": "retry outbox messages", "reason": reason, "error": err.to_string() }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok::<_, CentralError>(())
+    };
+    if let Err(e) = log.await {
+        tracing::error!(error = %e, "could not audit a refusal");
+    }
+    err
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wait_doubles_from_the_initial_up_to_the_maximum() {
+        let cfg = EgovSection {
+            url: "https://egov.example/v1".into(),
+            ca_file: "/x".into(),
+            timeout_seconds: 10,
+            max_attempts: 10,
+            retry_initial_ms: 2_000,
+            retry_max_ms: 60_000,
+            poll_interval_ms: 1_000,
+        };
+        let waits: Vec<u64> = (1..=7).map(|n| backoff(&cfg, n).as_secs()).collect();
+        assert_eq!(waits, [2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(backoff(&cfg, 1000).as_secs(), 60);
+    }
+}

@@ -1,0 +1,115 @@
+//! The loop `idcentral serve` runs when `[egov]` is configured: claim the due messages
+//! ([`super::outbox::claim`]), deliver them at once, each on its own connection
+//! ([`super::client::EgovClient::deliver`]), record each outcome ([`super::outbox::record`]),
+//! and look again after `poll_interval_ms` (at once while there was work). Errors (the database
+//! away, the HSM) are logged and the loop goes on; nothing is lost, because the state is in
+//! PostgreSQL and a claim is only a lease.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::client::{EgovClient, Outcome};
+use super::keys::{self, EgovKeys};
+use super::outbox::{self, Recorded};
+use crate::config::EgovSection;
+use crate::error::{CentralError, Result};
+use crate::pki::Centre;
+
+/// Messages claimed at once by one instance.
+const BATCH: i64 = 16;
+/// How much longer than one delivery's timeout a claim lasts (recording the outcome included).
+/// A lease that runs out early costs a second send, which the idempotency key makes harmless; a
+/// long one delays the message of an instance that died.
+const LEASE_MARGIN: Duration = Duration::from_secs(10);
+
+/// Start the publisher for `cfg` (nothing when `serve` has no `[egov]` section): make the keys
+/// an older centre lacks, load the receiver's CA file, then run [`run`] in the background. An
+/// unusable configuration fails here, so `serve` does not start with a publisher that cannot
+/// deliver.
+pub async fn spawn(centre: &Arc<Centre>, cfg: Option<&EgovSection>) -> Result<()> {
+    let Some(cfg) = cfg else {
+        tracing::info!("no [egov] section: outbox messages are kept, not delivered");
+        return Ok(());
+    };
+    let keys = keys::ensure(&centre.pool, centre.store.as_ref(), &centre.name).await?;
+    let client = EgovClient::new(cfg, Arc::clone(&centre.store), &keys)?;
+    tracing::info!(url = client.url(), "e-government publisher started");
+    tokio::spawn(run(Arc::clone(centre), cfg.clone(), keys, Arc::new(client)));
+    Ok(())
+}
+
+/// Deliver until the process ends.
+pub async fn run(centre: Arc<Centre>, cfg: EgovSection, keys: EgovKeys, client: Arc<EgovClient>) {
+    let poll = Duration::from_millis(cfg.poll_interval_ms);
+    loop {
+        match once(&centre, &cfg, &keys, &client).await {
+            Ok(0) => tokio::time::sleep(poll).await,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "e-government publisher: will try again");
+                tokio::time::sleep(poll).await;
+            }
+        }
+    }
+}
+
+/// One round: the messages due now, delivered and recorded. How many were attempted.
+pub async fn once(
+    centre: &Centre,
+    cfg: &EgovSection,
+    keys: &EgovKeys,
+    client: &Arc<EgovClient>,
+) -> Result<usize> {
+    let lease = client.timeout() + LEASE_MARGIN;
+    let claimed = outbox::claim(
+        &centre.pool,
+        centre.store.as_ref(),
+        keys,
+        &centre.name,
+        lease,
+        BATCH,
+    )
+    .await?;
+    let n = claimed.len();
+    let mut attempts = tokio::task::JoinSet::new();
+    for c in claimed {
+        let client = Arc::clone(client);
+        attempts.spawn(async move {
+            let outcome = match &c.jws {
+                Ok(jws) => client.deliver(c.id, jws).await,
+                Err(e) => Outcome::Failed {
+                    status: None,
+                    error: format!("the message could not be made: {e}"),
+                },
+            };
+            (c, outcome)
+        });
+    }
+    let mut first_error = None;
+    while let Some(done) = attempts.join_next().await {
+        let (c, outcome) = done.map_err(|e| CentralError::Other(format!("delivery task: {e}")))?;
+        match outbox::record(&centre.pool, cfg, &centre.name, &c, &outcome).await {
+            Ok(Recorded::Delivered) => tracing::info!(message = c.id, "delivered to e-government"),
+            Ok(Recorded::Retry(wait)) => tracing::warn!(
+                message = c.id, ?outcome, wait_ms = wait.as_millis() as u64,
+                "e-government delivery failed; will retry"
+            ),
+            Ok(Recorded::DeadLetter) => tracing::error!(
+                message = c.id, ?outcome,
+                "e-government delivery failed for the last time: the message is failed (outbox list --failed)"
+            ),
+            Ok(Recorded::LeaseLost) => tracing::warn!(
+                message = c.id,
+                "the claim ran out before the outcome was recorded; another attempt will decide"
+            ),
+            Err(e) => {
+                tracing::warn!(message = c.id, error = %e, "could not record a delivery's outcome");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(n),
+    }
+}
