@@ -20,7 +20,8 @@ pub enum CaCmd {
     Show,
     /// Issue an end-entity certificate from a CSR or a public key.
     Issue(IssueArgs),
-    /// Sign and publish a CRL for a CA key (default: the active e-Signature CA key).
+    /// Sign and publish CRLs: one per CA key that must publish one (each active key, each retired
+    /// key with unexpired certificates), or with --key that key's alone.
     Crl(CrlArgs),
     /// Request a key rotation of a CA (dual control: runs once other ca-admins approve).
     Rotate {
