@@ -77,7 +77,8 @@ pub async fn init(cfg: &CentreConfig, opts: &InitOptions) -> Result<InitReport> 
     refuse_if_initialised(&pool, &cfg.database.url).await?;
 
     let store = open_or_create_token(&cfg.hsm)?;
-    let certs = create_cas(store.as_ref())?;
+    let profiles = crate::public::centre_profiles(cfg.public.base_url.as_deref())?;
+    let certs = create_cas(store.as_ref(), &profiles)?;
 
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
@@ -128,6 +129,10 @@ pub async fn init(cfg: &CentreConfig, opts: &InitOptions) -> Result<InitReport> 
     )
     .await?;
     tx.commit().await?;
+    // The OCSP responders and the time-stamping unit (a centre initialised before they existed
+    // gets them from its first `serve`).
+    let store: std::sync::Arc<dyn KeyStore> = std::sync::Arc::from(store);
+    crate::public::ensure_keys(&pool, &store, &profiles, &cfg.centre.name).await?;
     Ok(InitReport {
         admin: opts.admin.clone(),
         cas,
@@ -191,8 +196,7 @@ fn open_or_create_token(cfg: &hsm::HsmConfig) -> Result<Box<dyn KeyStore>> {
 }
 
 /// Generate the four CA keys and certify them; the certificates in [`CAS`] order (DER).
-fn create_cas(store: &dyn KeyStore) -> Result<Vec<Vec<u8>>> {
-    let profiles = profiles::builtin()?;
+fn create_cas(store: &dyn KeyStore, profiles: &profiles::ProfileSet) -> Result<Vec<Vec<u8>>> {
     let now = SystemTime::now();
     let mut issuers: Vec<(&str, ca::Issuer)> = Vec::new();
     for (name, label, profile, parent) in CAS {

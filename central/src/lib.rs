@@ -17,6 +17,7 @@ pub mod issuance;
 pub mod numbers;
 pub mod operators;
 pub mod pki;
+pub mod public;
 pub mod refusals;
 pub mod server;
 pub mod show;

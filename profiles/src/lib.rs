@@ -125,9 +125,17 @@ pub struct CertProfile {
     pub validity: ValidityRule,
     /// keyUsage bits (RFC 5280 §4.2.1.3); always encoded critical.
     pub key_usage: Vec<KeyUsageBit>,
-    /// extendedKeyUsage purposes (RFC 5280 §4.2.1.12), by name or dotted OID; non-critical.
+    /// extendedKeyUsage purposes (RFC 5280 §4.2.1.12), by name or dotted OID; non-critical
+    /// unless `extended_key_usage_critical`.
     #[serde(default)]
     pub extended_key_usage: Vec<Eku>,
+    /// Encode extendedKeyUsage critical (a time-stamping unit's certificate: RFC 3161 §2.3).
+    #[serde(default)]
+    pub extended_key_usage_critical: bool,
+    /// Carry id-pkix-ocsp-nocheck (RFC 6960 §4.2.2.2.1): a delegated OCSP responder's own
+    /// certificate is not checked for revocation. Needs the OCSPSigning purpose.
+    #[serde(default)]
+    pub ocsp_no_check: bool,
     /// basicConstraints (RFC 5280 §4.2.1.9); required for CAs, encoded critical.
     pub basic_constraints: Option<BasicConstraintsRule>,
     /// certificatePolicies (RFC 5280 §4.2.1.4); non-critical.
@@ -592,6 +600,11 @@ pub const BUILTIN_FILES: &[(&str, &str)] = &[
         "cert/station-identity.toml",
         include_str!("../cert/station-identity.toml"),
     ),
+    (
+        "cert/ocsp-responder.toml",
+        include_str!("../cert/ocsp-responder.toml"),
+    ),
+    ("cert/tsa.toml", include_str!("../cert/tsa.toml")),
     ("crl/esign-crl.toml", include_str!("../crl/esign-crl.toml")),
     (
         "card/card-esign.toml",
@@ -1050,7 +1063,7 @@ mod tests {
         std::fs::write(&f, text).unwrap();
         let set = load_dir_over_builtin(dir.path()).unwrap();
         assert_eq!(set.crl("esign-crl").unwrap().next_update_hours, 12);
-        assert_eq!(set.certs.len(), 10);
+        assert_eq!(set.certs.len(), 12);
     }
 
     #[test]
