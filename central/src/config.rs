@@ -262,18 +262,30 @@ mod tests {
             ..Default::default()
         };
         assert!(ok.check().is_ok());
-        for bad in ["pki.example.uz", "http://", "http://pki.example.uz/", "ftp://x", "http://a b"] {
+        for bad in [
+            "pki.example.uz",
+            "http://",
+            "http://pki.example.uz/",
+            "ftp://x",
+            "http://a b",
+        ] {
             let s = PublicSection {
                 base_url: Some(bad.into()),
                 ..Default::default()
             };
-            assert!(s.check().unwrap_err().starts_with("public.base_url"), "{bad}");
+            assert!(
+                s.check().unwrap_err().starts_with("public.base_url"),
+                "{bad}"
+            );
         }
         let s = PublicSection {
             ocsp_validity_seconds: 10,
             ..Default::default()
         };
-        assert!(s.check().unwrap_err().starts_with("public.ocsp_validity_seconds"));
+        assert!(s
+            .check()
+            .unwrap_err()
+            .starts_with("public.ocsp_validity_seconds"));
     }
 
     #[test]

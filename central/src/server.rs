@@ -314,7 +314,7 @@ pub async fn serve(cfg: &CentreConfig, listen: Option<SocketAddr>) -> Result<()>
 
 /// Serve until the process is stopped. Prints `listening on ADDR` (the bound address, so
 /// `--listen 127.0.0.1:0` tells the caller its port) and the server certificate's fingerprint,
-/// and `public listening on ADDR` for the public listener.
+/// then `public listening on ADDR` for the public listener (alone with `--public-only`).
 pub async fn serve_with(cfg: &CentreConfig, opts: &ServeOptions) -> Result<()> {
     let public_addr = opts.public_listen.or(cfg.public.listen);
     if opts.public_only {
@@ -335,7 +335,8 @@ pub async fn serve_with(cfg: &CentreConfig, opts: &ServeOptions) -> Result<()> {
             issuance: cfg.issuance.clone(),
         });
         let public = crate::public::prepare(cfg, centre).await?;
-        let listener = crate::public::bind(addr).await?;
+        let (listener, bound) = crate::public::bind(addr).await?;
+        println!("public listening on {bound}");
         return crate::public::serve(public, listener).await;
     }
     let (centre, tls) = prepare(cfg).await?;
@@ -355,7 +356,8 @@ pub async fn serve_with(cfg: &CentreConfig, opts: &ServeOptions) -> Result<()> {
     };
     println!("listening on {bound}");
     println!("TLS SHA256 Fingerprint={}", centre.tls_fingerprint);
-    if let Some((public, listener)) = public {
+    if let Some((public, (listener, public_bound))) = public {
+        println!("public listening on {public_bound}");
         tokio::spawn(async move {
             if let Err(e) = crate::public::serve(public, listener).await {
                 tracing::error!(error = %e, "the public listener stopped");

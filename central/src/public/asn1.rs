@@ -16,8 +16,7 @@ pub const SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.10
 pub const SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.2");
 pub const SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.3");
 /// ecdsa-with-SHA256 (RFC 5758 §3.2).
-pub const ECDSA_WITH_SHA256: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
+pub const ECDSA_WITH_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
 
 /// A DER encoding failure as the centre's error.
 pub fn enc(what: &'static str) -> impl Fn(der::Error) -> CentralError {

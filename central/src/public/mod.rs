@@ -117,7 +117,9 @@ pub async fn load_issuers(
             Ok(i) => {
                 out.insert(label, i);
             }
-            Err(e) => tracing::warn!(key = %label, error = %e, "CA key not usable for OCSP and CRLs"),
+            Err(e) => {
+                tracing::warn!(key = %label, error = %e, "CA key not usable for OCSP and CRLs")
+            }
         }
     }
     Ok(out)
@@ -177,16 +179,15 @@ pub fn router(public: Arc<Public>) -> Router {
         .with_state(public)
 }
 
-/// Bind the public listener; prints `public listening on ADDR`.
-pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
+/// Bind the public listener; the bound address (port 0 picks a free port).
+pub async fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr)> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| CentralError::Other(format!("listen on {addr}: {e}")))?;
     let bound = listener
         .local_addr()
         .map_err(|e| CentralError::Other(format!("listen on {addr}: {e}")))?;
-    println!("public listening on {bound}");
-    Ok(listener)
+    Ok((listener, bound))
 }
 
 /// Serve the public routes on `listener` until the process stops, with the signing worker.
@@ -229,10 +230,7 @@ pub fn signed_object(
                 .unwrap_or(0);
             let etag = hex::encode(&sha2::Sha256::digest(&der)[..16]);
             headers.insert(header::ETAG, header_value(&format!("\"{etag}\"")));
-            headers.insert(
-                header::LAST_MODIFIED,
-                header_value(&http_date(this_update)),
-            );
+            headers.insert(header::LAST_MODIFIED, header_value(&http_date(this_update)));
             headers.insert(header::EXPIRES, header_value(&http_date(next_update)));
             headers.insert(
                 header::CACHE_CONTROL,
@@ -264,7 +262,10 @@ async fn ocsp_post(State(p): State<Arc<Public>>, headers: HeaderMap, body: Bytes
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if !content_type.starts_with("application/ocsp-request") {
-        tracing::info!(content_type, "OCSP request with another media type: malformedRequest");
+        tracing::info!(
+            content_type,
+            "OCSP request with another media type: malformedRequest"
+        );
         return ocsp::malformed();
     }
     ocsp::answer(&p, &body).await
@@ -292,7 +293,10 @@ fn key_of<'a>(p: &Public, file: &'a str, exts: &[&str]) -> Option<&'a str> {
 
 async fn crl_get(State(p): State<Arc<Public>>, Path(file): Path<String>) -> Response {
     let Some(key) = key_of(&p, &file, &["crl"]) else {
-        return not_found(format!("no CRL {file}: the centre's CA keys are {}", keys(&p)));
+        return not_found(format!(
+            "no CRL {file}: the centre's CA keys are {}",
+            keys(&p)
+        ));
     };
     match crl::newest(&p, key).await {
         Ok(Some(c)) => signed_object(

@@ -346,7 +346,10 @@ fn try_later() -> Response {
 /// leading zero a DER INTEGER adds before a high bit.
 fn serial_bytes(id: &CertId) -> Vec<u8> {
     let b = id.serial_number.as_bytes();
-    let start = b.iter().position(|&x| x != 0).unwrap_or(b.len().saturating_sub(1));
+    let start = b
+        .iter()
+        .position(|&x| x != 0)
+        .unwrap_or(b.len().saturating_sub(1));
     b[start..].to_vec()
 }
 
@@ -434,11 +437,10 @@ async fn status_answer(
         Arc::clone(responder),
         public.ocsp_validity,
     );
-    let (der, this_update, next_update) = tokio::task::spawn_blocking(move || {
-        sign(store.as_ref(), &r, id, &status, validity)
-    })
-    .await
-    .map_err(|e| CentralError::Other(format!("OCSP signing task: {e}")))??;
+    let (der, this_update, next_update) =
+        tokio::task::spawn_blocking(move || sign(store.as_ref(), &r, id, &status, validity))
+            .await
+            .map_err(|e| CentralError::Other(format!("OCSP signing task: {e}")))??;
     Ok(super::signed_object(
         "application/ocsp-response",
         der,

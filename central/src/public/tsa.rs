@@ -21,8 +21,7 @@ use cmpv2::status::{PkiFailureInfoValues, PkiStatus, PkiStatusInfo};
 use cms02::cert::{CertificateChoices, IssuerAndSerialNumber};
 use cms02::content_info::{CmsVersion, ContentInfo};
 use cms02::signed_data::{
-    CertificateSet, EncapsulatedContentInfo, SignedData, SignerIdentifier, SignerInfo,
-    SignerInfos,
+    CertificateSet, EncapsulatedContentInfo, SignedData, SignerIdentifier, SignerInfo, SignerInfos,
 };
 use deadpool_postgres::Pool;
 use hsm::KeyStore;

@@ -58,8 +58,13 @@ pub async fn refresh(public: &Arc<Public>, at_start: bool) -> Result<()> {
             &[&(half_ocsp as f64)],
         )
         .await?;
-    let half_crl = u64::from(public.centre.profiles.crl(super::crl::PROFILE)?.next_update_hours)
-        * 1800;
+    let half_crl = u64::from(
+        public
+            .centre
+            .profiles
+            .crl(super::crl::PROFILE)?
+            .next_update_hours,
+    ) * 1800;
     client
         .execute(
             "INSERT INTO relying_party_queue (kind, issuer_key, serial)
