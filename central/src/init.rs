@@ -129,8 +129,10 @@ pub async fn init(cfg: &CentreConfig, opts: &InitOptions) -> Result<InitReport> 
     )
     .await?;
     tx.commit().await?;
-    // The OCSP responders and the time-stamping unit (a centre initialised before they existed
+    // The audit signer first (what every checkpoint needs, the second event of the log), then
+    // the OCSP responders and the time-stamping unit (a centre initialised before they existed
     // gets them from its first `serve`).
+    crate::audit::ensure_signer(&pool, store.as_ref(), &cfg.centre.name).await?;
     let store: std::sync::Arc<dyn KeyStore> = std::sync::Arc::from(store);
     crate::public::ensure_keys(&pool, &store, &profiles, &cfg.centre.name).await?;
     Ok(InitReport {

@@ -64,6 +64,31 @@ impl Centre {
     }
 }
 
+/// `idcentral serve --public-only` on a free port: the child and its public address.
+fn start_public_only(config: &Path) -> (Child, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_idcentral"))
+        .arg("--config")
+        .arg(config)
+        .args(["serve", "--public-only", "--public-listen", "127.0.0.1:0"])
+        .env("IDCENTRAL_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start idcentral serve --public-only");
+    let line = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .next()
+        .and_then(|l| l.ok())
+        .expect("idcentral serve --public-only stopped before it listened");
+    let addr = line
+        .strip_prefix("public listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .parse()
+        .unwrap();
+    (child, addr)
+}
+
 impl Drop for Centre {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -662,5 +687,58 @@ fn ocsp_crl_ca_and_tsa_answer_relying_parties_over_plain_http() {
         text.contains("Status: Rejected") && text.contains("Content-Type"),
         "{text}"
     );
+
+    // pkilint finds nothing at WARNING or above in the responder and TSA certificates, the CRL
+    // and the OCSP responses (good and revoked).
+    let stored = |sql: &str| -> Vec<u8> { rt.block_on(db.query_one(sql, &[])).unwrap().get(0) };
+    std::fs::write(
+        dir.join("responder.pem"),
+        pem(&stored(
+            "SELECT cert_der FROM ocsp_responders WHERE ca_key = 'esign-ca-1'",
+        )),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("tsa.pem"),
+        pem(&stored("SELECT cert_der FROM tsa_keys")),
+    )
+    .unwrap();
+    let revoked_der: Vec<u8> = rt
+        .block_on(db.query_one(
+            "SELECT response_der FROM ocsp_responses WHERE serial = $1",
+            &[&serial],
+        ))
+        .unwrap()
+        .get(0);
+    std::fs::write(dir.join("revoked.der"), revoked_der).unwrap();
+    for (lint, args, file) in [
+        ("lint_pkix_cert", &[][..], "responder.pem"),
+        ("lint_pkix_cert", &[][..], "tsa.pem"),
+        ("lint_crl", &["-t", "CRL", "-p", "PKIX"][..], "esign.crl"),
+        ("lint_ocsp_response", &[][..], "get.der"),
+        ("lint_ocsp_response", &[][..], "revoked.der"),
+    ] {
+        let mut all = vec!["lint"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["-s", "WARNING", file]);
+        let (clean, out) = tool(dir, lint, &all);
+        assert!(clean, "{lint} {file}: findings at WARNING or above:\n{out}");
+    }
+
+    // `serve --public-only` (a host of its own on the same database and HSM) answers the same.
+    let (mut only, addr) = start_public_only(&config);
+    let only_url = format!("http://{addr}/ocsp");
+    let (out, _) = ocsp_until(
+        dir,
+        &only_url,
+        &["-cert", "holder.pem"],
+        "holder.pem: revoked",
+        Duration::from_secs(10),
+    );
+    assert!(out.contains("Response verify OK"), "{out}");
+    let (status, _, body) = rt.block_on(http(addr, "GET", "/ca/root-ca-1.cer", None, vec![]));
+    assert_eq!((status, body), (200, root.clone()));
+    let _ = only.kill();
+    let _ = only.wait();
     drop(server);
 }
