@@ -879,6 +879,26 @@ mod tests {
     }
 
     #[test]
+    fn ocsp_nocheck_needs_ocsp_signing_and_a_critical_eku_needs_an_eku() {
+        let set = builtin().unwrap();
+        let ocsp = set.cert("ocsp-responder").unwrap();
+        assert!(ocsp.ocsp_no_check && ocsp.extended_key_usage == [Eku::OCSP_SIGNING]);
+        let tsa = set.cert("tsa").unwrap();
+        assert!(tsa.extended_key_usage_critical && tsa.extended_key_usage == [Eku::TIME_STAMPING]);
+        let text = include_str!("../cert/ocsp-responder.toml");
+        let (key, _) = rule_key(cert(&text.replace(
+            r#"extended_key_usage = ["OCSPSigning"]"#,
+            r#"extended_key_usage = ["clientAuth"]"#,
+        )));
+        assert_eq!(key, "ocsp_no_check");
+        let text = include_str!("../cert/audit-signer.toml").replace(
+            "extended_key_usage = [\"1.3.6.1.4.1.32473.1.3.1\"]",
+            "extended_key_usage_critical = true",
+        );
+        assert_eq!(rule_key(cert(&text)).0, "extended_key_usage_critical");
+    }
+
+    #[test]
     fn shipped_profiles_load_and_say_what_the_issue_requires() {
         let set = builtin().expect("builtin profiles are valid");
         assert_eq!(
@@ -891,9 +911,11 @@ mod tests {
                 "esign-ca",
                 "holder-auth",
                 "holder-sign",
+                "ocsp-responder",
                 "root-ca",
                 "station-ca",
-                "station-identity"
+                "station-identity",
+                "tsa"
             ]
         );
         // ICAO 9303 Part 12 §7.1.1: CSCA keyCertSign + cRLSign, CA pathLen 0; DS digitalSignature.
@@ -1045,7 +1067,7 @@ mod tests {
         let msg = set.cert("x").unwrap_err().to_string();
         assert_eq!(
             msg,
-            "unknown certificate profile 'x' (known: audit-signer, centre-tls, csca, document-signer, esign-ca, holder-auth, holder-sign, root-ca, station-ca, station-identity)"
+            "unknown certificate profile 'x' (known: audit-signer, centre-tls, csca, document-signer, esign-ca, holder-auth, holder-sign, ocsp-responder, root-ca, station-ca, station-identity, tsa)"
         );
     }
 
