@@ -240,7 +240,7 @@ fn ocsp_crl_ca_and_tsa_answer_relying_parties_over_plain_http() {
     let public = free_port();
     let base = format!("http://{public}");
     let (tmp, cluster, config) = centre(&format!(
-        "\n[server]\npublic_name = \"localhost\"\n\n[public]\nbase_url = \"{base}\"\n"
+        "\n[server]\npublic_name = \"localhost\"\n\n[public]\nbase_url = \"{base}\"\nocsp_validity_seconds = 60\n"
     ));
     let dir = tmp.path();
     let pw = format!("{ADMIN_PASSWORD}\n");
@@ -372,21 +372,35 @@ fn ocsp_crl_ca_and_tsa_answer_relying_parties_over_plain_http() {
     assert!(out.contains("Response verify OK"), "{out}");
     // The response signed ahead of time is stored (the queue was drained).
     let serial = hex::decode(&sign.serial).unwrap();
-    let start = Instant::now();
-    while rt
-        .block_on(db.query_opt(
-            "SELECT 1 FROM ocsp_responses WHERE serial = $1 AND status = 'good'",
+    type Signed = (std::time::SystemTime, std::time::SystemTime);
+    let stored_at = |db: &tokio_postgres::Client| -> Option<Signed> {
+        rt.block_on(db.query_opt(
+            "SELECT produced_at, next_update FROM ocsp_responses WHERE serial = $1 AND status = 'good'",
             &[&serial],
         ))
         .unwrap()
-        .is_none()
-    {
+        .map(|r| (r.get(0), r.get(1)))
+    };
+    let start = Instant::now();
+    let first_signed = loop {
+        let queued: i64 = rt
+            .block_on(db.query_one("SELECT count(*) FROM relying_party_queue", &[]))
+            .unwrap()
+            .get(0);
+        if let Some(t) = stored_at(&db).filter(|_| queued == 0) {
+            break t;
+        }
         assert!(
             start.elapsed() < Duration::from_secs(10),
             "no stored response"
         );
         std::thread::sleep(Duration::from_millis(50));
-    }
+    };
+    assert_eq!(
+        first_signed.1.duration_since(first_signed.0).unwrap(),
+        Duration::from_secs(60),
+        "nextUpdate = thisUpdate + ocsp_validity_seconds"
+    );
 
     // OCSP over GET (RFC 5019 §5): the base64 of the DER request in the path, with the caching
     // headers of the response's validity.
@@ -538,6 +552,28 @@ fn ocsp_crl_ca_and_tsa_answer_relying_parties_over_plain_http() {
     assert_eq!((status, body), (200, esign.clone()));
     let (status, _, _) = rt.block_on(http(public, "GET", "/ca/nobody.cer", None, vec![]));
     assert_eq!(status, 404);
+
+    // Refreshed before nextUpdate: with 60 s of validity, the response is signed again once less
+    // than 30 s are left (polled; the worker looks every 15 s).
+    let start = Instant::now();
+    loop {
+        let now = stored_at(&db).expect("still stored, still good");
+        if now.0 > first_signed.0 {
+            assert!(now.1 > first_signed.1, "{now:?} after {first_signed:?}");
+            assert!(now.0 < first_signed.1, "signed again only after nextUpdate");
+            let age = now.0.duration_since(first_signed.0).unwrap();
+            assert!(
+                age >= Duration::from_secs(29),
+                "signed again after {age:?}: not the refresh"
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(75),
+            "never signed again"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 
     // Revocation: `revoked` (with the reason) within 2 seconds, asked for as a relying party
     // would, and the CRL lists the serial within seconds too.

@@ -295,8 +295,8 @@ fn crl_reason(name: &str) -> Option<CrlReason> {
     })
 }
 
-/// Sign the stored (SHA-1 CertID) response of one certificate the CA key `issuer_key` issued,
-/// from its row in `certificates`; what the worker runs for each queued certificate.
+/// Sign the stored (SHA-1 CertID, RFC 5019 §2.2.1) response of the certificate `serial` of the
+/// responder's CA key in `status`; what the worker runs for each queued certificate.
 pub fn sign_stored(
     store: &dyn KeyStore,
     responder: &Responder,

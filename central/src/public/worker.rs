@@ -5,7 +5,7 @@
 //! transaction, and looks again at once while there is work, else every [`POLL`]. A revocation
 //! is therefore answered `revoked` within about [`POLL`] plus one signature.
 //!
-//! Every [`REFRESH`] it also queues what would otherwise expire: responses with less than half
+//! Every [`REFRESH`] (or a quarter of the OCSP validity, when shorter) it also queues what would otherwise expire: responses with less than half
 //! of their validity left, CRLs with less than half of theirs, and (once, at start) every
 //! certificate with no stored response; and it issues a responder certificate again when a
 //! third of its validity is left.
@@ -21,14 +21,16 @@ use crate::error::{CentralError, Result};
 const BATCH: i64 = 64;
 /// How often an idle worker looks at the queue.
 pub const POLL: Duration = Duration::from_millis(200);
-/// How often the worker queues what is about to expire.
+/// How often the worker queues what is about to expire (more often when a quarter of the OCSP
+/// validity is shorter).
 const REFRESH: Duration = Duration::from_secs(30);
 
 /// Run until the process stops.
 pub async fn run(public: Arc<Public>) {
     let mut last_refresh: Option<Instant> = None;
+    let every = REFRESH.min(public.ocsp_validity / 4);
     loop {
-        if last_refresh.is_none_or(|t| t.elapsed() >= REFRESH) {
+        if last_refresh.is_none_or(|t| t.elapsed() >= every) {
             if let Err(e) = refresh(&public, last_refresh.is_none()).await {
                 tracing::warn!(error = %e, "could not queue the responses and CRLs to refresh");
             }
