@@ -335,6 +335,7 @@ pub async fn serve_with(cfg: &CentreConfig, opts: &ServeOptions) -> Result<()> {
             issuance: cfg.issuance.clone(),
         });
         let public = crate::public::prepare(cfg, centre).await?;
+        crate::public::spawn_worker(&public, cfg);
         let (listener, bound) = crate::public::bind(addr).await?;
         println!("public listening on {bound}");
         return crate::public::serve(public, listener).await;
@@ -347,16 +348,17 @@ pub async fn serve_with(cfg: &CentreConfig, opts: &ServeOptions) -> Result<()> {
     let bound = listener
         .local_addr()
         .map_err(|e| CentralError::Other(format!("listen on {addr}: {e}")))?;
-    let public = match public_addr {
-        Some(a) => Some((
-            crate::public::prepare(cfg, Arc::clone(&centre)).await?,
-            crate::public::bind(a).await?,
-        )),
+    // The responders, the TSA and the signing worker run in every `serve` (what is published
+    // stays current whichever instance serves it); the public listener only where asked for.
+    let public = crate::public::prepare(cfg, Arc::clone(&centre)).await?;
+    crate::public::spawn_worker(&public, cfg);
+    let public_listener = match public_addr {
+        Some(a) => Some(crate::public::bind(a).await?),
         None => None,
     };
     println!("listening on {bound}");
     println!("TLS SHA256 Fingerprint={}", centre.tls_fingerprint);
-    if let Some((public, (listener, public_bound))) = public {
+    if let Some((listener, public_bound)) = public_listener {
         println!("public listening on {public_bound}");
         tokio::spawn(async move {
             if let Err(e) = crate::public::serve(public, listener).await {

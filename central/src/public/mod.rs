@@ -9,7 +9,8 @@
 //! - `POST /tsa`: time-stamps ([`tsa`], RFC 3161).
 //!
 //! What is signed ahead of time (OCSP responses, CRLs) is kept in PostgreSQL and signed again by
-//! [`worker`] from a queue the database fills on every issuance and revocation.
+//! [`worker`] from a queue the database fills on every issuance and revocation; every `serve`
+//! runs the worker, with or without the public listener.
 //!
 //! Requests are anonymous: a refused one is answered (`malformedRequest`, `unauthorized`, a
 //! rejected time-stamp, 404) and logged, not written to the audit chain, which is not theirs to
@@ -190,9 +191,13 @@ pub async fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAd
     Ok((listener, bound))
 }
 
-/// Serve the public routes on `listener` until the process stops, with the signing worker.
+/// Start the signing worker ([`worker`]): every `serve` runs one.
+pub fn spawn_worker(public: &Arc<Public>, cfg: &CentreConfig) {
+    tokio::spawn(worker::run(Arc::clone(public), cfg.database.clone()));
+}
+
+/// Serve the public routes on `listener` until the process stops.
 pub async fn serve(public: Arc<Public>, listener: tokio::net::TcpListener) -> Result<()> {
-    tokio::spawn(worker::run(Arc::clone(&public)));
     axum::serve(listener, router(public))
         .await
         .map_err(|e| CentralError::Other(format!("public listener: {e}")))

@@ -1,9 +1,12 @@
 //! What `serve` signs ahead of time, from the queue `relying_party_queue` that a trigger on
 //! `certificates` fills on every issuance and revocation (migration V7): each certificate's OCSP
-//! response and each CA key's CRL. The worker takes up to [`BATCH`] rows with `FOR UPDATE SKIP
-//! LOCKED` (so several instances share the work), signs, stores and deletes them in one
-//! transaction, and looks again at once while there is work, else every [`POLL`]. A revocation
-//! is therefore answered `revoked` within about [`POLL`] plus one signature.
+//! response and each CA key's CRL. Every `serve` runs it (with or without the public listener),
+//! so what is published is kept current whichever instance serves it. The worker takes up to
+//! [`BATCH`] rows with `FOR UPDATE SKIP LOCKED` (so several instances share the work), signs,
+//! stores and deletes them in one transaction, and looks again at once while there is work;
+//! idle, it waits for the trigger's `NOTIFY idcentral_relying_parties` on a connection of its own
+//! ([`listen`]), or [`POLL`] at most (the connection may be down: a failover). A revocation is
+//! therefore answered `revoked` within a few milliseconds plus one signature.
 //!
 //! Every [`REFRESH`] (or a quarter of the OCSP validity, when shorter) it also queues what would otherwise expire: responses with less than half
 //! of their validity left, CRLs with less than half of theirs, and (once, at start) every
@@ -19,14 +22,18 @@ use crate::error::{CentralError, Result};
 
 /// Queue rows signed in one transaction.
 const BATCH: i64 = 64;
-/// How often an idle worker looks at the queue.
-pub const POLL: Duration = Duration::from_millis(200);
+/// How long an idle worker waits for a notification before it looks at the queue anyway.
+pub const POLL: Duration = Duration::from_millis(500);
+/// The channel the V7 trigger notifies.
+const CHANNEL: &str = "idcentral_relying_parties";
 /// How often the worker queues what is about to expire (more often when a quarter of the OCSP
 /// validity is shorter).
 const REFRESH: Duration = Duration::from_secs(30);
 
-/// Run until the process stops.
-pub async fn run(public: Arc<Public>) {
+/// Run until the process stops; `db` is where to LISTEN (a connection apart from the pool).
+pub async fn run(public: Arc<Public>, db: crate::config::DatabaseSection) {
+    let wake = Arc::new(tokio::sync::Notify::new());
+    tokio::spawn(listen(db, Arc::clone(&wake)));
     let mut last_refresh: Option<Instant> = None;
     let every = REFRESH.min(public.ocsp_validity / 4);
     loop {
@@ -38,13 +45,61 @@ pub async fn run(public: Arc<Public>) {
         }
         match drain(&public).await {
             Ok(n) if n > 0 => continue,
-            Ok(_) => tokio::time::sleep(POLL).await,
+            Ok(_) => {
+                let _ = tokio::time::timeout(POLL, wake.notified()).await;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "could not sign the queued OCSP responses and CRLs");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
     }
+}
+
+/// LISTEN on [`CHANNEL`] and wake the worker at each notification; reconnect after a second
+/// when the connection fails (the worker polls meanwhile).
+async fn listen(db: crate::config::DatabaseSection, wake: Arc<tokio::sync::Notify>) {
+    loop {
+        if let Err(e) = listen_once(&db, &wake).await {
+            tracing::debug!(error = %e, "the relying-party queue's LISTEN connection ended");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn listen_once(
+    db: &crate::config::DatabaseSection,
+    wake: &Arc<tokio::sync::Notify>,
+) -> Result<()> {
+    let cfg = crate::db::pg_config(db)?;
+    let (client, mut conn) = cfg
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|e| CentralError::Database(e.to_string()))?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    // The connection delivers notifications only while it is polled.
+    let driver = tokio::spawn(async move {
+        while let Some(m) = std::future::poll_fn(|cx| conn.poll_message(cx)).await {
+            match m {
+                Ok(tokio_postgres::AsyncMessage::Notification(_)) => {
+                    if tx.send(()).is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    });
+    client
+        .batch_execute(&format!("LISTEN {CHANNEL}"))
+        .await
+        .map_err(|e| CentralError::Database(e.to_string()))?;
+    while rx.recv().await.is_some() {
+        wake.notify_one();
+    }
+    driver.abort();
+    Ok(())
 }
 
 /// Queue what is about to expire (see the module documentation); roll responders.
