@@ -134,6 +134,34 @@ async fn http(
     (status, headers, bytes.to_vec())
 }
 
+/// A plain HTTP/1.1 GET with extra request headers: (status, headers, body).
+async fn http_with(
+    addr: SocketAddr,
+    path: &str,
+    extra: &[(&str, &str)],
+) -> (u16, hyper::HeaderMap, Vec<u8>) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut req = hyper::Request::builder()
+        .method("GET")
+        .uri(path)
+        .header("host", addr.to_string());
+    for (k, v) in extra {
+        req = req.header(*k, *v);
+    }
+    let resp = sender
+        .send_request(req.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, bytes.to_vec())
+}
+
 /// Run a tool in `dir`: (success, stdout + stderr).
 fn tool(dir: &Path, program: &str, args: &[&str]) -> (bool, String) {
     let out = Command::new(program)
@@ -468,6 +496,22 @@ fn ocsp_crl_ca_and_tsa_answer_relying_parties_over_plain_http() {
         (header(&headers, "etag"), &body)
     );
 
+    // A cache revalidates by the ETag: 304 without a body. A path that is not base64 is a
+    // malformedRequest.
+    let etag = header(&headers, "etag").to_owned();
+    let (status, not_modified, body3) = rt.block_on(http_with(
+        public,
+        &format!("/ocsp/{b64}"),
+        &[("if-none-match", etag.as_str())],
+    ));
+    assert_eq!((status, body3.len()), (304, 0));
+    assert_eq!(header(&not_modified, "etag"), etag);
+    let (status, _, body4) = rt.block_on(http(public, "GET", "/ocsp/not*base64", None, vec![]));
+    assert_eq!(
+        (status, body4.as_slice()),
+        (200, &[0x30, 0x03, 0x0a, 0x01, 0x01][..])
+    );
+
     // The responder certificate: OCSPSigning, ocsp-nocheck, issued by the e-Signature CA.
     let (_, text) = tool(
         dir,
@@ -592,6 +636,7 @@ fn ocsp_crl_ca_and_tsa_answer_relying_parties_over_plain_http() {
         Duration::from_secs(10),
     );
     let took = revoked_at.elapsed();
+    eprintln!("OCSP answered revoked {took:?} after the revoke request was sent");
     assert!(took < Duration::from_secs(2), "revoked only after {took:?}");
     assert!(out.contains("Reason: keyCompromise"), "{out}");
     assert!(out.contains("Response verify OK"), "{out}");

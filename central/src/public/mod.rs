@@ -276,13 +276,37 @@ async fn ocsp_post(State(p): State<Arc<Public>>, headers: HeaderMap, body: Bytes
     ocsp::answer(&p, &body).await
 }
 
-async fn ocsp_get(State(p): State<Arc<Public>>, Path(request): Path<String>) -> Response {
+/// A GET whose `If-None-Match` names the answer's ETag gets 304 Not Modified with the same
+/// caching headers and no body (RFC 9110 §13.1.2; RFC 5019 §6.2 caches revalidate this way).
+fn conditional(request: &HeaderMap, answer: Response) -> Response {
+    let Some(etag) = answer.headers().get(header::ETAG).cloned() else {
+        return answer;
+    };
+    let matches = request
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim() == "*" || t.trim().as_bytes() == etag.as_bytes());
+    if !matches {
+        return answer;
+    }
+    let mut headers = answer.headers().clone();
+    headers.remove(header::CONTENT_TYPE);
+    (StatusCode::NOT_MODIFIED, headers).into_response()
+}
+
+async fn ocsp_get(
+    State(p): State<Arc<Public>>,
+    Path(request): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     // RFC 5019 §5 / RFC 6960 Appendix A.1: the URL-encoded base64 of the DER request; the
     // router has percent-decoded it already.
     use base64ct::Encoding;
     let text: String = request.chars().filter(|c| !c.is_whitespace()).collect();
     match base64ct::Base64::decode_vec(&text) {
-        Ok(der) => ocsp::answer(&p, &der).await,
+        Ok(der) => conditional(&headers, ocsp::answer(&p, &der).await),
         Err(_) => {
             tracing::info!("OCSP GET whose path is not base64: malformedRequest");
             ocsp::malformed()
@@ -296,7 +320,11 @@ fn key_of<'a>(p: &Public, file: &'a str, exts: &[&str]) -> Option<&'a str> {
     (exts.contains(&ext) && p.issuers.contains_key(key)).then_some(key)
 }
 
-async fn crl_get(State(p): State<Arc<Public>>, Path(file): Path<String>) -> Response {
+async fn crl_get(
+    State(p): State<Arc<Public>>,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let Some(key) = key_of(&p, &file, &["crl"]) else {
         return not_found(format!(
             "no CRL {file}: the centre's CA keys are {}",
@@ -304,10 +332,13 @@ async fn crl_get(State(p): State<Arc<Public>>, Path(file): Path<String>) -> Resp
         ));
     };
     match crl::newest(&p, key).await {
-        Ok(Some(c)) => signed_object(
-            "application/pkix-crl",
-            c.der,
-            Some((c.this_update, c.next_update)),
+        Ok(Some(c)) => conditional(
+            &headers,
+            signed_object(
+                "application/pkix-crl",
+                c.der,
+                Some((c.this_update, c.next_update)),
+            ),
         ),
         Ok(None) => not_found(format!("the CRL of {key} is not signed yet; try again")),
         Err(e) => internal(e),
