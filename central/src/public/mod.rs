@@ -383,3 +383,40 @@ pub fn internal(e: CentralError) -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_base_url_replaces_the_profiles_urls_and_nothing_else() {
+        let set = centre_profiles(Some("http://pki.example.uz:8080")).unwrap();
+        let sign = set.cert("holder-sign").unwrap();
+        assert_eq!(
+            sign.crl_distribution_point.as_deref(),
+            Some("http://pki.example.uz:8080/crl/{issuer_key}.crl")
+        );
+        let aia = sign.authority_info_access.as_ref().unwrap();
+        assert_eq!(aia.ocsp.as_deref(), Some("http://pki.example.uz:8080/ocsp"));
+        assert_eq!(
+            aia.ca_issuers.as_deref(),
+            Some("http://pki.example.uz:8080/ca/{issuer_key}.cer")
+        );
+        // The CPS is a document, not a service of the listener: it stays.
+        assert_eq!(
+            sign.policies[0].cps_uri.as_deref(),
+            Some("https://pki.idstation.example.com/cps")
+        );
+        // A rewritten profile is a different profile text: a different digest.
+        let builtin = profiles::builtin().unwrap();
+        assert_ne!(builtin.cert("holder-sign").unwrap().digest(), sign.digest());
+        // Without a base URL the built-in set is used as it is.
+        assert_eq!(centre_profiles(None).unwrap(), builtin);
+    }
+
+    #[test]
+    fn http_dates_are_imf_fixdate() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777);
+        assert_eq!(http_date(t), "Sun, 06 Nov 1994 08:49:37 GMT");
+    }
+}
