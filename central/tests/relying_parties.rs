@@ -304,7 +304,18 @@ fn ocsp_crl_ca_and_tsa_answer_relying_parties_over_plain_http() {
     );
     assert!(actions.iter().any(|a| a == "tsa.certified"), "{actions:?}");
 
+    // A centre that has the keys in its HSM but no certificates recorded for them (as after an
+    // interrupted run) gets them certified again by `serve`, with the keys it has.
+    rt.block_on(db.batch_execute("DELETE FROM ocsp_responders; DELETE FROM tsa_keys"))
+        .unwrap();
     let server = Centre::start(&config, public);
+    let count = |sql: &str| -> i64 { rt.block_on(db.query_one(sql, &[])).unwrap().get(0) };
+    assert_eq!(count("SELECT count(*) FROM ocsp_responders"), 4);
+    assert_eq!(count("SELECT count(*) FROM tsa_keys"), 1);
+    assert_eq!(
+        count("SELECT count(*) FROM audit_log WHERE action = 'ocsp.responder-certified'"),
+        8
+    );
 
     // A station enrols and issues a card: two holder certificates of the e-Signature CA.
     let station = Station::new("rp-st1");
