@@ -818,7 +818,22 @@ fn ocsp_crl_ca_and_tsa_answer_relying_parties_over_plain_http() {
     }
 
     // `serve --public-only` (a host of its own on the same database and HSM) answers the same.
+    // Its start rolls a responder with less than a third of its validity left: the e-Signature
+    // CA's, recorded to end tomorrow, gets a new certificate (same HSM key).
+    rt.block_on(db.execute(
+        "UPDATE ocsp_responders SET not_after = now() + interval '1 day' WHERE ca_key = 'esign-ca-1'",
+        &[],
+    ))
+    .unwrap();
     let (mut only, addr) = start_public_only(&config);
+    assert_eq!(
+        count("SELECT count(*) FROM ocsp_responders WHERE ca_key = 'esign-ca-1'"),
+        2
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM audit_log WHERE action = 'ocsp.responder-certified'"),
+        9
+    );
     let only_url = format!("http://{addr}/ocsp");
     let (out, _) = ocsp_until(
         dir,

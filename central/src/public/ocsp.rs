@@ -174,13 +174,15 @@ pub async fn ensure_responders(
         let key_exists = store.find(&label)?.is_some();
         let newest = tx
             .query_opt(
-                "SELECT cert_der FROM ocsp_responders WHERE ca_key = $1 AND key_label = $2
+                "SELECT cert_der, not_after FROM ocsp_responders WHERE ca_key = $1 AND key_label = $2
                  ORDER BY not_after DESC LIMIT 1",
                 &[ca_key, &label],
             )
             .await?;
         if let Some(row) = newest.filter(|_| key_exists) {
-            let r = Responder::new(issuer, label.clone(), row.get(0))?;
+            let mut r = Responder::new(issuer, label.clone(), row.get(0))?;
+            // The recorded end is the certificate's; a responder retired early ends sooner.
+            r.not_after = r.not_after.min(row.get(1));
             let left = r.not_after.duration_since(now).unwrap_or_default();
             if left > validity / ROLL_WHEN_LEFT {
                 out.push(Arc::new(r));
