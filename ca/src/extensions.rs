@@ -24,6 +24,9 @@ pub(crate) const ID_QT_CPS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3
 pub(crate) const ID_QT_UNOTICE: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.2.2");
 pub(crate) const ID_AD_OCSP: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1");
+/// id-pkix-ocsp-nocheck (RFC 6960 §4.2.2.2.1), its value NULL.
+pub(crate) const ID_PKIX_OCSP_NOCHECK: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1.5");
 pub(crate) const ID_AD_CA_ISSUERS: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.2");
 
@@ -91,7 +94,14 @@ pub(crate) fn extensions(profile: &CertProfile, ctx: &ExtContext<'_>) -> Result<
     out.push(ext(KeyUsage::OID, true, &key_usage(profile))?);
     if !profile.extended_key_usage.is_empty() {
         let ekus = ExtendedKeyUsage(profile.extended_key_usage.iter().map(|e| e.0).collect());
-        out.push(ext(ExtendedKeyUsage::OID, false, &ekus)?);
+        out.push(ext(
+            ExtendedKeyUsage::OID,
+            profile.extended_key_usage_critical,
+            &ekus,
+        )?);
+    }
+    if profile.ocsp_no_check {
+        out.push(ext(ID_PKIX_OCSP_NOCHECK, false, &der::asn1::Null)?);
     }
     let ski = SubjectKeyIdentifier(OctetString::new(ctx.ski).map_err(enc("SKI"))?);
     out.push(ext(SubjectKeyIdentifier::OID, false, &ski)?);

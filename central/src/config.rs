@@ -23,6 +23,10 @@ pub struct CentreConfig {
     /// and the outbox only fills.
     #[serde(default)]
     pub egov: Option<EgovSection>,
+    /// The public services for relying parties (OCSP, CRLs, CA certificates, time-stamps) on
+    /// a second, plain-HTTP listener; absent: no public listener unless `--public-listen`.
+    #[serde(default)]
+    pub public: PublicSection,
 }
 
 /// `[egov]`: where and how `idcentral serve` delivers the outbox (docs/egov.md).
@@ -103,6 +107,65 @@ fn default_egov_retry_max() -> u64 {
 
 fn default_egov_poll() -> u64 {
     2_000
+}
+
+/// `[public]`: the plain-HTTP listener of the relying-party services (docs/relying-parties.md)
+/// and the base URL certificates name for them (AIA, CRL distribution point).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublicSection {
+    /// Address and port of the public listener (`--public-listen` overrides it).
+    #[serde(default)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// `http://host[:port][/path]` relying parties reach the listener at: certificates issued
+    /// from now on name `BASE/ocsp`, `BASE/crl/<key>.crl` and `BASE/ca/<key>.cer`. Absent: the
+    /// profiles' own URLs stay.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// How long a signed OCSP response is valid (thisUpdate to nextUpdate); responses are signed
+    /// again when less than half of it is left.
+    #[serde(default = "default_ocsp_validity")]
+    pub ocsp_validity_seconds: u64,
+}
+
+impl Default for PublicSection {
+    fn default() -> Self {
+        PublicSection {
+            listen: None,
+            base_url: None,
+            ocsp_validity_seconds: default_ocsp_validity(),
+        }
+    }
+}
+
+fn default_ocsp_validity() -> u64 {
+    4 * 3600
+}
+
+impl PublicSection {
+    /// The section's rules, each refusal naming its key.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if let Some(url) = &self.base_url {
+            let host = url
+                .strip_prefix("http://")
+                .or_else(|| url.strip_prefix("https://"));
+            if !host.is_some_and(|h| !h.is_empty() && !h.starts_with('/'))
+                || !url.is_ascii()
+                || url.contains(|c: char| c.is_whitespace() || matches!(c, '"' | '{' | '}' | '\\'))
+                || url.ends_with('/')
+            {
+                return Err(format!(
+                    "public.base_url: `{url}` must be http://HOST[:PORT][/PATH] (or https://), ASCII, without a trailing slash"
+                ));
+            }
+        }
+        if !(60..=7 * 86_400).contains(&self.ocsp_validity_seconds) {
+            return Err(
+                "public.ocsp_validity_seconds: must be 60 to 604800 (7 days, RFC 5019 §6)".into(),
+            );
+        }
+        Ok(())
+    }
 }
 
 /// `[issuance]`: the document series, the size of the number blocks stations get, and how long
@@ -234,6 +297,7 @@ impl CentreConfig {
         }
         cfg.issuance
             .check()
+            .and_then(|()| cfg.public.check())
             .map_err(|reason| CentralError::Config {
                 path: path.to_owned(),
                 reason,
@@ -316,6 +380,39 @@ mod tests {
             ..e
         };
         assert!(bad.check().unwrap_err().starts_with("egov.retry_max_ms"));
+    }
+
+    #[test]
+    fn the_public_base_url_must_be_an_http_url_without_a_trailing_slash() {
+        let ok = PublicSection {
+            base_url: Some("http://pki.example.uz:8080".into()),
+            ..Default::default()
+        };
+        assert!(ok.check().is_ok());
+        for bad in [
+            "pki.example.uz",
+            "http://",
+            "http://pki.example.uz/",
+            "ftp://x",
+            "http://a b",
+        ] {
+            let s = PublicSection {
+                base_url: Some(bad.into()),
+                ..Default::default()
+            };
+            assert!(
+                s.check().unwrap_err().starts_with("public.base_url"),
+                "{bad}"
+            );
+        }
+        let s = PublicSection {
+            ocsp_validity_seconds: 10,
+            ..Default::default()
+        };
+        assert!(s
+            .check()
+            .unwrap_err()
+            .starts_with("public.ocsp_validity_seconds"));
     }
 
     #[test]

@@ -80,7 +80,8 @@ pub async fn init(cfg: &CentreConfig, opts: &InitOptions) -> Result<InitReport> 
     refuse_if_initialised(&pool, &cfg.database.url).await?;
 
     let store = open_or_create_token(&cfg.hsm)?;
-    let certs = create_cas(store.as_ref())?;
+    let profiles = crate::public::centre_profiles(cfg.public.base_url.as_deref())?;
+    let certs = create_cas(store.as_ref(), &profiles)?;
 
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
@@ -131,15 +132,18 @@ pub async fn init(cfg: &CentreConfig, opts: &InitOptions) -> Result<InitReport> 
     )
     .await?;
     tx.commit().await?;
-    // The audit signer (the checkpoint after init reuses it), then the e-government keys (JWS
-    // signer, TLS client). A failure leaves them to later commands: the first checkpoint makes
-    // the audit signer, the first `serve` with `[egov]` the e-government keys.
+    // The audit signer first (what every checkpoint needs, the second event of the log), then
+    // the e-government keys (JWS signer, TLS client), the OCSP responders and the time-stamping
+    // unit. A failure leaves them to later commands: the first checkpoint makes the audit
+    // signer, the first `serve` the others (as for a centre initialised before they existed).
+    let store: std::sync::Arc<dyn KeyStore> = std::sync::Arc::from(store);
     let keys = async {
         audit::ensure_signer(&pool, store.as_ref(), &cfg.centre.name).await?;
-        crate::egov::keys::ensure(&pool, store.as_ref(), &cfg.centre.name).await
+        crate::egov::keys::ensure(&pool, store.as_ref(), &cfg.centre.name).await?;
+        crate::public::ensure_keys(&pool, &store, &profiles, &cfg.centre.name).await
     };
     if let Err(e) = keys.await {
-        tracing::warn!(error = %e, "could not make the audit or e-government keys yet");
+        tracing::warn!(error = %e, "could not make the audit, e-government, OCSP or TSA keys yet");
     }
     Ok(InitReport {
         admin: opts.admin.clone(),
@@ -204,8 +208,7 @@ fn open_or_create_token(cfg: &hsm::HsmConfig) -> Result<Box<dyn KeyStore>> {
 }
 
 /// Generate the four CA keys and certify them; the certificates in [`CAS`] order (DER).
-fn create_cas(store: &dyn KeyStore) -> Result<Vec<Vec<u8>>> {
-    let profiles = profiles::builtin()?;
+fn create_cas(store: &dyn KeyStore, profiles: &profiles::ProfileSet) -> Result<Vec<Vec<u8>>> {
     let now = SystemTime::now();
     let mut issuers: Vec<(&str, ca::Issuer)> = Vec::new();
     for (name, label, profile, parent) in CAS {

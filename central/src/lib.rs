@@ -18,6 +18,7 @@ pub mod issuance;
 pub mod numbers;
 pub mod operators;
 pub mod pki;
+pub mod public;
 pub mod refusals;
 pub mod rotation;
 pub mod server;

@@ -42,11 +42,18 @@ enum Cmd {
         #[arg(long, value_name = "NAME")]
         second_admin: Option<String>,
     },
-    /// Serve the HTTPS API (TLS 1.3, mutual TLS for stations) until stopped.
+    /// Serve the HTTPS API (TLS 1.3, mutual TLS for stations) until stopped, and the public
+    /// relying-party services (OCSP, CRLs, CA certificates, time-stamps) over plain HTTP.
     Serve {
         /// Address to listen on (default: `[server] listen`); port 0 picks a free port.
         #[arg(long, value_name = "ADDR")]
         listen: Option<std::net::SocketAddr>,
+        /// Address of the public plain-HTTP listener (default: `[public] listen`; none if unset).
+        #[arg(long, value_name = "ADDR")]
+        public_listen: Option<std::net::SocketAddr>,
+        /// Run only the public listener (a separate host for relying parties).
+        #[arg(long)]
+        public_only: bool,
     },
     /// Issuance stations: add (prints a one-time enrolment code), list, disable.
     #[command(subcommand)]
@@ -315,7 +322,18 @@ async fn run(cli: &Cli, cfg: &CentreConfig) -> Result<(), CentralError> {
                 s
             })
         }
-        Cmd::Serve { listen } => central::server::serve(cfg, *listen).await,
+        Cmd::Serve {
+            listen,
+            public_listen,
+            public_only,
+        } => {
+            let opts = central::server::ServeOptions {
+                listen: *listen,
+                public_listen: *public_listen,
+                public_only: *public_only,
+            };
+            central::server::serve_with(cfg, &opts).await
+        }
         Cmd::Station(sc) => station(cli, cfg, sc).await,
         Cmd::Show {
             pinfl,

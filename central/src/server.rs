@@ -10,7 +10,9 @@
 //! - `POST /v1/audit/push`: [`crate::audit_push`].
 //!
 //! Beside them run the job timeout sweep, the audit checkpoints and, with `[egov]`, the
-//! e-government publisher ([`crate::egov`]).
+//! e-government publisher ([`crate::egov`]). The public relying-party services (OCSP, CRLs, CA
+//! certificates, time-stamps) run on a second, plain-HTTP listener: [`crate::public`]
+//! ([`ServeOptions`]).
 //!
 //! Every endpoint but enrolment authenticates the station by its client certificate first.
 //! Refusals are JSON `{"error": "...", "rule": "..."}` (and `"office"` where the rule is about
@@ -252,14 +254,28 @@ pub fn router(centre: Arc<Centre>) -> Router {
         .with_state(centre)
 }
 
-/// Open the database and the HSM, make sure the server certificate exists, and build the
-/// shared state and the TLS configuration.
-pub async fn prepare(cfg: &CentreConfig) -> Result<(Arc<Centre>, rustls::ServerConfig)> {
+/// The database (migrated), the HSM, the active CAs and the centre's profiles (the built-in
+/// set, its URLs at `[public] base_url`: [`crate::public::centre_profiles`]).
+async fn open(
+    cfg: &CentreConfig,
+) -> Result<(
+    deadpool_postgres::Pool,
+    Arc<dyn hsm::KeyStore>,
+    pki::CentreCas,
+    profiles::ProfileSet,
+)> {
     let pool = crate::db::pool(&cfg.database)?;
     crate::db::migrate(&pool).await?;
     let store: Arc<dyn hsm::KeyStore> = Arc::from(hsm::open(&cfg.hsm)?);
     let cas = pki::load_cas(&pool, store.as_ref()).await?;
-    let profiles = profiles::builtin()?;
+    let profiles = crate::public::centre_profiles(cfg.public.base_url.as_deref())?;
+    Ok((pool, store, cas, profiles))
+}
+
+/// Open the database and the HSM, make sure the server certificate exists, and build the
+/// shared state and the TLS configuration.
+pub async fn prepare(cfg: &CentreConfig) -> Result<(Arc<Centre>, rustls::ServerConfig)> {
+    let (pool, store, cas, profiles) = open(cfg).await?;
     let server_cert =
         crate::tls::server_certificate(&pool, store.as_ref(), &cas, &profiles, &cfg.server).await?;
     let tls =
@@ -277,20 +293,84 @@ pub async fn prepare(cfg: &CentreConfig) -> Result<(Arc<Centre>, rustls::ServerC
     Ok((Arc::new(centre), tls))
 }
 
-/// Serve until the process is stopped. Prints `listening on ADDR` (the bound address, so
-/// `--listen 127.0.0.1:0` tells the caller its port) and the server certificate's fingerprint.
+/// What `idcentral serve` runs: the mutual-TLS API on `listen` (default `[server] listen`),
+/// and the public relying-party services on `public_listen` (default `[public] listen`; none
+/// when neither is set); `public_only` runs the public services alone.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    pub listen: Option<SocketAddr>,
+    pub public_listen: Option<SocketAddr>,
+    pub public_only: bool,
+}
+
+/// Serve the mutual-TLS API until the process is stopped (see [`serve_with`]).
 pub async fn serve(cfg: &CentreConfig, listen: Option<SocketAddr>) -> Result<()> {
+    serve_with(
+        cfg,
+        &ServeOptions {
+            listen,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// Serve until the process is stopped. Prints `listening on ADDR` (the bound address, so
+/// `--listen 127.0.0.1:0` tells the caller its port) and the server certificate's fingerprint,
+/// then `public listening on ADDR` for the public listener (alone with `--public-only`).
+pub async fn serve_with(cfg: &CentreConfig, opts: &ServeOptions) -> Result<()> {
+    let public_addr = opts.public_listen.or(cfg.public.listen);
+    if opts.public_only {
+        let addr = public_addr.ok_or_else(|| {
+            CentralError::invalid(
+                "public-listen",
+                "--public-only serves the public listener: give --public-listen ADDR or [public] listen",
+            )
+        })?;
+        let (pool, store, cas, profiles) = open(cfg).await?;
+        let centre = Arc::new(Centre {
+            name: cfg.centre.name.clone(),
+            pool,
+            store,
+            cas,
+            profiles,
+            tls_fingerprint: String::new(),
+            issuance: cfg.issuance.clone(),
+            active: Default::default(),
+        });
+        let public = crate::public::prepare(cfg, centre).await?;
+        crate::public::spawn_worker(&public, cfg);
+        let (listener, bound) = crate::public::bind(addr).await?;
+        println!("public listening on {bound}");
+        return crate::public::serve(public, listener).await;
+    }
     let (centre, tls) = prepare(cfg).await?;
     crate::egov::spawn(&centre, cfg.egov.as_ref()).await?;
-    let addr = listen.unwrap_or(cfg.server.listen);
+    let addr = opts.listen.unwrap_or(cfg.server.listen);
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| CentralError::Other(format!("listen on {addr}: {e}")))?;
     let bound = listener
         .local_addr()
         .map_err(|e| CentralError::Other(format!("listen on {addr}: {e}")))?;
+    // The responders, the TSA and the signing worker run in every `serve` (what is published
+    // stays current whichever instance serves it); the public listener only where asked for.
+    let public = crate::public::prepare(cfg, Arc::clone(&centre)).await?;
+    crate::public::spawn_worker(&public, cfg);
+    let public_listener = match public_addr {
+        Some(a) => Some(crate::public::bind(a).await?),
+        None => None,
+    };
     println!("listening on {bound}");
     println!("TLS SHA256 Fingerprint={}", centre.tls_fingerprint);
+    if let Some((listener, public_bound)) = public_listener {
+        println!("public listening on {public_bound}");
+        tokio::spawn(async move {
+            if let Err(e) = crate::public::serve(public, listener).await {
+                tracing::error!(error = %e, "the public listener stopped");
+            }
+        });
+    }
     let acceptor = TlsAcceptor::from(Arc::new(tls));
     tokio::spawn(issuance::sweep::run(Arc::clone(&centre)));
     tokio::spawn(crate::audit::run_checkpoints(

@@ -973,7 +973,7 @@ fn a_rotation_under_dual_control_switches_the_serving_centres_keys_and_recovers_
         .unwrap()
         .get(0);
     let w = World {
-        server: Server::start(&config),
+        server: Server::start_public(&config),
         anon: client_config(&station_ca, None),
         rt,
     };
@@ -1099,6 +1099,44 @@ fn a_rotation_under_dual_control_switches_the_serving_centres_keys_and_recovers_
         .unwrap()
         .get(0);
     assert_eq!(issuer_key, "esign-ca-2");
+    // The serving centre's OCSP responder answers for the new key's certificates too (openssl
+    // as the relying party; the responder of esign-ca-2 is made when its first certificate is).
+    let mut chain = st1.resp.trust_anchors.root.clone();
+    chain.push_str(&std::fs::read_to_string(d.join("esign2.pem")).unwrap());
+    std::fs::write(d.join("chain2.pem"), chain).unwrap();
+    let url = format!("http://{}/ocsp", w.server.public.unwrap());
+    let start = std::time::Instant::now();
+    loop {
+        let o = std::process::Command::new("openssl")
+            .args([
+                "ocsp",
+                "-issuer",
+                "esign2.pem",
+                "-CAfile",
+                "chain2.pem",
+                "-no_nonce",
+                "-url",
+                &url,
+                "-cert",
+                "new-9C.pem",
+            ])
+            .current_dir(d)
+            .output()
+            .unwrap();
+        let out = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        if out.contains("new-9C.pem: good") && out.contains("Response verify OK") {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "no good answer for a certificate of esign-ca-2:\n{out}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 
     // A CSCA rotation killed after its certificate was signed: the old key stays active until
     // `ca recover` finishes the switch from the journal (the key is not generated twice).

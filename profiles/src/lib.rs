@@ -125,9 +125,17 @@ pub struct CertProfile {
     pub validity: ValidityRule,
     /// keyUsage bits (RFC 5280 §4.2.1.3); always encoded critical.
     pub key_usage: Vec<KeyUsageBit>,
-    /// extendedKeyUsage purposes (RFC 5280 §4.2.1.12), by name or dotted OID; non-critical.
+    /// extendedKeyUsage purposes (RFC 5280 §4.2.1.12), by name or dotted OID; non-critical
+    /// unless `extended_key_usage_critical`.
     #[serde(default)]
     pub extended_key_usage: Vec<Eku>,
+    /// Encode extendedKeyUsage critical (a time-stamping unit's certificate: RFC 3161 §2.3).
+    #[serde(default)]
+    pub extended_key_usage_critical: bool,
+    /// Carry id-pkix-ocsp-nocheck (RFC 6960 §4.2.2.2.1): a delegated OCSP responder's own
+    /// certificate is not checked for revocation. Needs the OCSPSigning purpose.
+    #[serde(default)]
+    pub ocsp_no_check: bool,
     /// basicConstraints (RFC 5280 §4.2.1.9); required for CAs, encoded critical.
     pub basic_constraints: Option<BasicConstraintsRule>,
     /// certificatePolicies (RFC 5280 §4.2.1.4); non-critical.
@@ -596,6 +604,11 @@ pub const BUILTIN_FILES: &[(&str, &str)] = &[
         "cert/station-identity.toml",
         include_str!("../cert/station-identity.toml"),
     ),
+    (
+        "cert/ocsp-responder.toml",
+        include_str!("../cert/ocsp-responder.toml"),
+    ),
+    ("cert/tsa.toml", include_str!("../cert/tsa.toml")),
     ("crl/esign-crl.toml", include_str!("../crl/esign-crl.toml")),
     (
         "card/card-esign.toml",
@@ -870,6 +883,26 @@ mod tests {
     }
 
     #[test]
+    fn ocsp_nocheck_needs_ocsp_signing_and_a_critical_eku_needs_an_eku() {
+        let set = builtin().unwrap();
+        let ocsp = set.cert("ocsp-responder").unwrap();
+        assert!(ocsp.ocsp_no_check && ocsp.extended_key_usage == [Eku::OCSP_SIGNING]);
+        let tsa = set.cert("tsa").unwrap();
+        assert!(tsa.extended_key_usage_critical && tsa.extended_key_usage == [Eku::TIME_STAMPING]);
+        let text = include_str!("../cert/ocsp-responder.toml");
+        let (key, _) = rule_key(cert(&text.replace(
+            r#"extended_key_usage = ["OCSPSigning"]"#,
+            r#"extended_key_usage = ["clientAuth"]"#,
+        )));
+        assert_eq!(key, "ocsp_no_check");
+        let text = include_str!("../cert/audit-signer.toml").replace(
+            "extended_key_usage = [\"1.3.6.1.4.1.32473.1.3.1\"]",
+            "extended_key_usage_critical = true",
+        );
+        assert_eq!(rule_key(cert(&text)).0, "extended_key_usage_critical");
+    }
+
+    #[test]
     fn shipped_profiles_load_and_say_what_the_issue_requires() {
         let set = builtin().expect("builtin profiles are valid");
         assert_eq!(
@@ -883,9 +916,11 @@ mod tests {
                 "esign-ca",
                 "holder-auth",
                 "holder-sign",
+                "ocsp-responder",
                 "root-ca",
                 "station-ca",
-                "station-identity"
+                "station-identity",
+                "tsa"
             ]
         );
         // ICAO 9303 Part 12 §7.1.1: CSCA keyCertSign + cRLSign, CA pathLen 0; DS digitalSignature.
@@ -1037,7 +1072,7 @@ mod tests {
         let msg = set.cert("x").unwrap_err().to_string();
         assert_eq!(
             msg,
-            "unknown certificate profile 'x' (known: audit-signer, centre-tls, csca, document-signer, egov-signer, esign-ca, holder-auth, holder-sign, root-ca, station-ca, station-identity)"
+            "unknown certificate profile 'x' (known: audit-signer, centre-tls, csca, document-signer, egov-signer, esign-ca, holder-auth, holder-sign, ocsp-responder, root-ca, station-ca, station-identity, tsa)"
         );
     }
 
@@ -1055,7 +1090,7 @@ mod tests {
         std::fs::write(&f, text).unwrap();
         let set = load_dir_over_builtin(dir.path()).unwrap();
         assert_eq!(set.crl("esign-crl").unwrap().next_update_hours, 12);
-        assert_eq!(set.certs.len(), 11);
+        assert_eq!(set.certs.len(), 13);
     }
 
     #[test]

@@ -25,6 +25,18 @@ pub fn check_cert_profile(p: &CertProfile) -> RuleResult {
     check_key_usage(p)?;
     check_basic_constraints(p)?;
     check_eku(p)?;
+    if p.extended_key_usage_critical && p.extended_key_usage.is_empty() {
+        return fail(
+            "extended_key_usage_critical",
+            "there is no extended_key_usage to mark critical",
+        );
+    }
+    if p.ocsp_no_check && !p.extended_key_usage.contains(&Eku::OCSP_SIGNING) {
+        return fail(
+            "ocsp_no_check",
+            "id-pkix-ocsp-nocheck is for a delegated OCSP responder: extended_key_usage must name OCSPSigning (RFC 6960 §4.2.2.2)",
+        );
+    }
     check_policies(p)?;
     check_qc(p)?;
     check_san(p)?;

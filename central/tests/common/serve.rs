@@ -22,14 +22,29 @@ pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
     pub fingerprint: String,
+    /// The public relying-party listener ([`Server::start_public`]).
+    pub public: Option<SocketAddr>,
 }
 
 impl Server {
     pub fn start(config: &Path) -> Server {
+        Server::start_with(config, false)
+    }
+
+    /// [`Server::start`] with the public listener on a free port too.
+    pub fn start_public(config: &Path) -> Server {
+        Server::start_with(config, true)
+    }
+
+    fn start_with(config: &Path, public: bool) -> Server {
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+        if public {
+            args.extend(["--public-listen", "127.0.0.1:0"]);
+        }
         let mut child = Command::new(env!("CARGO_BIN_EXE_idcentral"))
             .arg("--config")
             .arg(config)
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(&args)
             .env("IDCENTRAL_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -54,10 +69,19 @@ impl Server {
             .strip_prefix("TLS SHA256 Fingerprint=")
             .unwrap_or_else(|| panic!("unexpected second line {second:?}"))
             .to_owned();
+        let public = public.then(|| {
+            let third = next();
+            third
+                .strip_prefix("public listening on ")
+                .unwrap_or_else(|| panic!("unexpected third line {third:?}"))
+                .parse()
+                .unwrap()
+        });
         Server {
             child,
             addr,
             fingerprint,
+            public,
         }
     }
 }

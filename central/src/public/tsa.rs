@@ -1,0 +1,369 @@
+//! The time-stamping unit at `POST /tsa` (RFC 3161): a TimeStampReq
+//! (`application/timestamp-query`) in, a TimeStampResp (`application/timestamp-reply`) out. The
+//! token is CMS SignedData (RFC 5652) over a TSTInfo, signed by the TSA key `centre-tsa-1` in the
+//! centre's HSM (ECDSA P-256, SHA-256), whose certificate (profile `tsa`: EKU timeStamping only,
+//! critical) the National Root CA issues. The TSTInfo names
+//! - the policy: the first policy of the `tsa` profile (a request asking for another is
+//!   refused `unacceptedPolicy`);
+//! - genTime: the system clock in whole seconds, with accuracy 1 second stated;
+//! - a serial number of 127 random bits, unique by `tsa_tokens`' primary key (each token is
+//!   recorded there: serial, time, imprint);
+//! - the request's nonce, and the TSA certificate when `certReq` asks for it.
+//!
+//! Signed attributes: contentType id-ct-TSTInfo, messageDigest, and ESS signingCertificateV2
+//! (RFC 5035, RFC 5816) naming the TSA certificate by its SHA-256.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::response::Response;
+use cmpv2::status::{PkiFailureInfoValues, PkiStatus, PkiStatusInfo};
+use cms02::cert::{CertificateChoices, IssuerAndSerialNumber};
+use cms02::content_info::{CmsVersion, ContentInfo};
+use cms02::signed_data::{
+    CertificateSet, EncapsulatedContentInfo, SignedData, SignerIdentifier, SignerInfo, SignerInfos,
+};
+use deadpool_postgres::Pool;
+use hsm::KeyStore;
+use x509_cert_02::attr::Attribute;
+use x509_cert_02::der::asn1::{
+    Any, GeneralizedTime, Int, ObjectIdentifier, OctetString, SetOfVec, Utf8StringRef,
+};
+use x509_cert_02::der::{Decode, Encode};
+use x509_tsp::{Accuracy, TimeStampReq, TimeStampResp, TspVersion, TstInfo};
+
+use super::asn1::{self, enc};
+use super::Public;
+use crate::audit;
+use crate::error::{CentralError, Result};
+
+/// The TSA key's HSM label.
+pub const KEY: &str = "centre-tsa-1";
+/// The TSA certificate's profile.
+pub const PROFILE: &str = "tsa";
+
+const ID_CT_TST_INFO: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.1.4");
+const ID_SIGNED_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.2");
+const ID_CONTENT_TYPE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.3");
+const ID_MESSAGE_DIGEST: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.4");
+
+/// The time-stamping unit: its key, certificate and policy.
+pub struct Tsa {
+    pub key_label: String,
+    pub cert_der: Vec<u8>,
+    cert: x509_cert_02::Certificate,
+    pub policy: ObjectIdentifier,
+}
+
+/// The TSA key and certificate: the recorded ones, or new ones (the key generated when the HSM
+/// lacks it) issued by the National Root CA. Under a transaction advisory lock.
+pub async fn ensure_tsa(
+    pool: &Pool,
+    store: &Arc<dyn KeyStore>,
+    issuers: &std::collections::BTreeMap<String, ca::Issuer>,
+    profiles: &profiles::ProfileSet,
+    centre_name: &str,
+) -> Result<Tsa> {
+    let profile = profiles.cert(PROFILE)?;
+    let policy = profile
+        .policies
+        .first()
+        .ok_or_else(|| {
+            CentralError::invalid(
+                "profile tsa",
+                "policies: the first policy is the TSA policy (RFC 3161 §2.4.2); there is none",
+            )
+        })
+        .and_then(|p| {
+            ObjectIdentifier::new(&p.oid.0.to_string())
+                .map_err(|e| CentralError::Other(format!("TSA policy OID: {e}")))
+        })?;
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('idcentral.tsa'))",
+        &[],
+    )
+    .await?;
+    let key_exists = store.find(KEY)?.is_some();
+    let row = tx
+        .query_opt(
+            "SELECT cert_der FROM tsa_keys WHERE label = $1 AND not_after > now()",
+            &[&KEY],
+        )
+        .await?;
+    let cert_der: Vec<u8> = match row.filter(|_| key_exists) {
+        Some(r) => r.get(0),
+        None => {
+            let root_label: String = tx
+                .query_one(
+                    "SELECT label FROM ca_keys WHERE ca = 'root' AND state = 'active'",
+                    &[],
+                )
+                .await?
+                .get(0);
+            let root = issuers
+                .get(&root_label)
+                .ok_or(CentralError::NotInitialised)?;
+            if !key_exists {
+                store.generate_p256(KEY)?;
+            }
+            let cert = ca::issue_station_cert(
+                store.as_ref(),
+                profile,
+                root,
+                &store.public_key_spki(KEY)?,
+                "idstation Time-Stamping Unit",
+                SystemTime::now(),
+            )?;
+            tx.execute(
+                "INSERT INTO tsa_keys (label, cert_der, not_after) VALUES ($1, $2, $3)
+                 ON CONFLICT (label) DO UPDATE SET cert_der = $2, not_after = $3, created_at = now()",
+                &[&KEY, &cert.der, &cert.not_after],
+            )
+            .await?;
+            let details = serde_json::json!({
+                "key": KEY, "serial": cert.serial_hex(), "policy": policy.to_string(),
+                "fingerprint_sha256": ca::fingerprint_sha256(&cert.der)?,
+            });
+            audit::append(
+                &tx,
+                &super::centre_actor(centre_name),
+                "tsa.certified",
+                &format!("tsa:{KEY}"),
+                &details,
+            )
+            .await?;
+            tracing::info!(serial = %cert.serial_hex(), "certified the time-stamping unit");
+            cert.der
+        }
+    };
+    tx.commit().await?;
+    Ok(Tsa {
+        key_label: KEY.to_owned(),
+        cert: asn1::cert02(&cert_der)?,
+        cert_der,
+        policy,
+    })
+}
+
+/// A refused request as a TimeStampResp (RFC 3161 §2.4.2: status rejection, the failure and a
+/// sentence naming the rule), logged.
+fn rejection(fail: PkiFailureInfoValues, why: &str) -> Response {
+    tracing::info!(reason = why, "time-stamp request refused");
+    let text = Utf8StringRef::new(why).ok();
+    let resp = TimeStampResp {
+        status: PkiStatusInfo {
+            status: PkiStatus::Rejection,
+            status_string: text.map(|t| vec![t]),
+            fail_info: Some(fail.into()),
+        },
+        time_stamp_token: None,
+    };
+    super::signed_object(
+        "application/timestamp-reply",
+        resp.to_der().unwrap_or_default(),
+        None,
+    )
+}
+
+/// Answer one request body (see the module documentation).
+pub async fn answer(public: &Arc<Public>, content_type: &str, body: &[u8]) -> Response {
+    if !content_type.starts_with("application/timestamp-query") {
+        return rejection(
+            PkiFailureInfoValues::BadRequest,
+            "Content-Type: must be application/timestamp-query (RFC 3161 §3.4)",
+        );
+    }
+    let req = match TimeStampReq::from_der(body) {
+        Ok(r) => r,
+        Err(_) => {
+            return rejection(
+                PkiFailureInfoValues::BadDataFormat,
+                "body: not a DER TimeStampReq (RFC 3161 §2.4.1)",
+            )
+        }
+    };
+    let imprint = &req.message_imprint;
+    match asn1::digest_len(&imprint.hash_algorithm.oid) {
+        None => {
+            return rejection(
+                PkiFailureInfoValues::BadAlg,
+                "messageImprint.hashAlgorithm: must be SHA-1, SHA-256, SHA-384 or SHA-512",
+            )
+        }
+        Some(n) if n != imprint.hashed_message.as_bytes().len() => {
+            return rejection(
+                PkiFailureInfoValues::BadDataFormat,
+                "messageImprint.hashedMessage: its length is not the hash algorithm's",
+            )
+        }
+        Some(_) => {}
+    }
+    if req.req_policy.is_some_and(|p| p != public.tsa.policy) {
+        return rejection(
+            PkiFailureInfoValues::UnacceptedPolicy,
+            "reqPolicy: this TSA time-stamps under its own policy only",
+        );
+    }
+    match token(public, &req).await {
+        Ok(der) => super::signed_object("application/timestamp-reply", der, None),
+        Err(e) => {
+            tracing::error!(error = %e, "time-stamp failed");
+            rejection(
+                PkiFailureInfoValues::SystemFailure,
+                "the time-stamping unit could not sign now; try again",
+            )
+        }
+    }
+}
+
+/// A random positive 16-byte serial (127 bits of randomness, leading byte 0x40..=0x7f).
+fn random_serial() -> Result<Vec<u8>> {
+    let mut b = vec![0u8; 16];
+    getrandom::fill(&mut b).map_err(|e| CentralError::Other(format!("random serial: {e}")))?;
+    b[0] = (b[0] & 0x7f) | 0x40;
+    Ok(b)
+}
+
+/// Record, sign and encode one granted TimeStampResp.
+async fn token(public: &Arc<Public>, req: &TimeStampReq) -> Result<Vec<u8>> {
+    let now = SystemTime::now();
+    let gen_time: GeneralizedTime = asn1::generalized(now)?;
+    let client = public.centre.pool.get().await?;
+    let serial = random_serial()?;
+    client
+        .execute(
+            "INSERT INTO tsa_tokens (serial, gen_time, imprint_alg, imprint, tsa_key)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &serial,
+                &gen_time.to_system_time(),
+                &req.message_imprint.hash_algorithm.oid.to_string(),
+                &req.message_imprint.hashed_message.as_bytes(),
+                &public.tsa.key_label,
+            ],
+        )
+        .await?;
+    drop(client);
+    let tst = TstInfo {
+        version: TspVersion::V1,
+        policy: public.tsa.policy,
+        message_imprint: req.message_imprint.clone(),
+        serial_number: Int::new(&serial).map_err(enc("serialNumber"))?,
+        gen_time,
+        accuracy: Some(Accuracy {
+            seconds: Some(1),
+            millis: None,
+            micros: None,
+        }),
+        ordering: false,
+        nonce: req.nonce.clone(),
+        tsa: None,
+        extensions: None,
+    };
+    let tst_der = tst.to_der().map_err(enc("TSTInfo"))?;
+    let store = Arc::clone(&public.centre.store);
+    let key = public.tsa.key_label.clone();
+    let cert = public.tsa.cert.clone();
+    let cert_der = public.tsa.cert_der.clone();
+    let with_cert = req.cert_req;
+    tokio::task::spawn_blocking(move || {
+        signed_response(store.as_ref(), &key, &cert, &cert_der, &tst_der, with_cert)
+    })
+    .await
+    .map_err(|e| CentralError::Other(format!("time-stamp signing task: {e}")))?
+}
+
+fn attribute(
+    oid: ObjectIdentifier,
+    value: &(impl x509_cert_02::der::EncodeValue + x509_cert_02::der::Tagged),
+) -> Result<Attribute> {
+    let any = Any::encode_from(value).map_err(enc("attribute"))?;
+    Ok(Attribute {
+        oid,
+        values: SetOfVec::try_from(vec![any]).map_err(enc("attribute"))?,
+    })
+}
+
+/// The CMS SignedData token over `tst_der`, in a granted TimeStampResp, DER.
+fn signed_response(
+    store: &dyn KeyStore,
+    key: &str,
+    cert: &x509_cert_02::Certificate,
+    cert_der: &[u8],
+    tst_der: &[u8],
+    with_cert: bool,
+) -> Result<Vec<u8>> {
+    use sha2::Digest;
+    let sha256 = x509_cert_02::spki::AlgorithmIdentifierOwned {
+        oid: asn1::SHA256,
+        parameters: None,
+    };
+    let ess = asn1::SigningCertificateV2 {
+        certs: vec![asn1::EssCertIdV2 {
+            cert_hash: OctetString::new(sha2::Sha256::digest(cert_der).to_vec())
+                .map_err(enc("ESSCertIDv2"))?,
+        }],
+    };
+    let signed_attrs = SetOfVec::try_from(vec![
+        attribute(ID_CONTENT_TYPE, &ID_CT_TST_INFO)?,
+        attribute(
+            ID_MESSAGE_DIGEST,
+            &OctetString::new(sha2::Sha256::digest(tst_der).to_vec()).map_err(enc("digest"))?,
+        )?,
+        attribute(asn1::ID_AA_SIGNING_CERTIFICATE_V2, &ess)?,
+    ])
+    .map_err(enc("signed attributes"))?;
+    // RFC 5652 §5.4: the signature covers the DER of the attributes as a SET OF.
+    let to_sign = signed_attrs.to_der().map_err(enc("signed attributes"))?;
+    let signature = store.sign_p256_sha256(key, &to_sign)?;
+    let signer = SignerInfo {
+        version: CmsVersion::V1,
+        sid: SignerIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
+            issuer: cert.tbs_certificate.issuer.clone(),
+            serial_number: cert.tbs_certificate.serial_number.clone(),
+        }),
+        digest_alg: sha256.clone(),
+        signed_attrs: Some(signed_attrs),
+        signature_algorithm: asn1::ecdsa_with_sha256(),
+        signature: OctetString::new(signature).map_err(enc("signature"))?,
+        unsigned_attrs: None,
+    };
+    let certificates = if with_cert {
+        Some(CertificateSet(
+            SetOfVec::try_from(vec![CertificateChoices::Certificate(cert.clone())])
+                .map_err(enc("certificates"))?,
+        ))
+    } else {
+        None
+    };
+    let signed = SignedData {
+        version: CmsVersion::V3,
+        digest_algorithms: SetOfVec::try_from(vec![sha256]).map_err(enc("digestAlgorithms"))?,
+        encap_content_info: EncapsulatedContentInfo {
+            econtent_type: ID_CT_TST_INFO,
+            econtent: Some(
+                Any::encode_from(&OctetString::new(tst_der.to_vec()).map_err(enc("eContent"))?)
+                    .map_err(enc("eContent"))?,
+            ),
+        },
+        certificates,
+        crls: None,
+        signer_infos: SignerInfos(SetOfVec::try_from(vec![signer]).map_err(enc("signerInfos"))?),
+    };
+    let token = ContentInfo {
+        content_type: ID_SIGNED_DATA,
+        content: Any::encode_from(&signed).map_err(enc("SignedData"))?,
+    };
+    TimeStampResp {
+        status: PkiStatusInfo {
+            status: PkiStatus::Accepted,
+            status_string: None,
+            fail_info: None,
+        },
+        time_stamp_token: Some(token),
+    }
+    .to_der()
+    .map_err(enc("TimeStampResp"))
+}

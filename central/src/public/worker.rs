@@ -1,0 +1,260 @@
+//! What `serve` signs ahead of time, from the queue `relying_party_queue` that a trigger on
+//! `certificates` fills on every issuance and revocation (migration V7): each certificate's OCSP
+//! response and each CA key's CRL. Every `serve` runs it (with or without the public listener),
+//! so what is published is kept current whichever instance serves it. The worker takes up to
+//! [`BATCH`] rows with `FOR UPDATE SKIP LOCKED` (so several instances share the work), signs,
+//! stores and deletes them in one transaction, and looks again at once while there is work;
+//! idle, it waits for the trigger's `NOTIFY idcentral_relying_parties` on a connection of its own
+//! ([`listen`]), or [`POLL`] at most (the connection may be down: a failover). A revocation is
+//! therefore answered `revoked` within a few milliseconds plus one signature.
+//!
+//! Every [`REFRESH`] (or a quarter of the OCSP validity, when shorter) it also queues what would otherwise expire: responses with less than half
+//! of their validity left, CRLs with less than half of theirs, and (once, at start) every
+//! certificate with no stored response; and it issues a responder certificate again when a
+//! third of its validity is left.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::ocsp::{self, Status};
+use super::Public;
+use crate::error::{CentralError, Result};
+
+/// Queue rows signed in one transaction.
+const BATCH: i64 = 64;
+/// How long an idle worker waits for a notification before it looks at the queue anyway.
+pub const POLL: Duration = Duration::from_millis(500);
+/// The channel the V7 trigger notifies.
+const CHANNEL: &str = "idcentral_relying_parties";
+/// How often the worker queues what is about to expire (more often when a quarter of the OCSP
+/// validity is shorter).
+const REFRESH: Duration = Duration::from_secs(30);
+
+/// Run until the process stops; `db` is where to LISTEN (a connection apart from the pool).
+pub async fn run(public: Arc<Public>, db: crate::config::DatabaseSection) {
+    let wake = Arc::new(tokio::sync::Notify::new());
+    tokio::spawn(listen(db, Arc::clone(&wake)));
+    let mut last_refresh: Option<Instant> = None;
+    let every = REFRESH.min(public.ocsp_validity / 4);
+    loop {
+        if last_refresh.is_none_or(|t| t.elapsed() >= every) {
+            if let Err(e) = refresh(&public, last_refresh.is_none()).await {
+                tracing::warn!(error = %e, "could not queue the responses and CRLs to refresh");
+            }
+            last_refresh = Some(Instant::now());
+        }
+        match drain(&public).await {
+            Ok(n) if n > 0 => continue,
+            Ok(_) => {
+                let _ = tokio::time::timeout(POLL, wake.notified()).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not sign the queued OCSP responses and CRLs");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// LISTEN on [`CHANNEL`] and wake the worker at each notification; reconnect after a second
+/// when the connection fails (the worker polls meanwhile).
+async fn listen(db: crate::config::DatabaseSection, wake: Arc<tokio::sync::Notify>) {
+    loop {
+        if let Err(e) = listen_once(&db, &wake).await {
+            tracing::debug!(error = %e, "the relying-party queue's LISTEN connection ended");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn listen_once(
+    db: &crate::config::DatabaseSection,
+    wake: &Arc<tokio::sync::Notify>,
+) -> Result<()> {
+    let cfg = crate::db::pg_config(db)?;
+    let (client, mut conn) = cfg
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|e| CentralError::Database(e.to_string()))?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    // The connection delivers notifications only while it is polled.
+    let driver = tokio::spawn(async move {
+        while let Some(m) = std::future::poll_fn(|cx| conn.poll_message(cx)).await {
+            match m {
+                Ok(tokio_postgres::AsyncMessage::Notification(_)) => {
+                    if tx.send(()).is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    });
+    client
+        .batch_execute(&format!("LISTEN {CHANNEL}"))
+        .await
+        .map_err(|e| CentralError::Database(e.to_string()))?;
+    while rx.recv().await.is_some() {
+        wake.notify_one();
+    }
+    driver.abort();
+    Ok(())
+}
+
+/// Queue what is about to expire (see the module documentation); roll responders.
+pub async fn refresh(public: &Arc<Public>, at_start: bool) -> Result<()> {
+    let client = public.centre.pool.get().await?;
+    let half_ocsp = i64::try_from(public.ocsp_validity.as_secs() / 2).unwrap_or(i64::MAX);
+    client
+        .execute(
+            "INSERT INTO relying_party_queue (kind, issuer_key, serial)
+             SELECT 'ocsp', issuer_key, serial FROM ocsp_responses
+             WHERE next_update < now() + make_interval(secs => $1)
+             ON CONFLICT DO NOTHING",
+            &[&(half_ocsp as f64)],
+        )
+        .await?;
+    let half_crl = u64::from(
+        public
+            .centre
+            .profiles
+            .crl(super::crl::PROFILE)?
+            .next_update_hours,
+    ) * 1800;
+    client
+        .execute(
+            "INSERT INTO relying_party_queue (kind, issuer_key, serial)
+             SELECT 'crl', k.label, '\\x'::bytea FROM ca_keys k
+             WHERE NOT EXISTS (SELECT 1 FROM crls c WHERE c.issuer_key = k.label
+                               AND c.next_update > now() + make_interval(secs => $1))
+             ON CONFLICT DO NOTHING",
+            &[&(half_crl as f64)],
+        )
+        .await?;
+    if at_start {
+        client
+            .execute(
+                "INSERT INTO relying_party_queue (kind, issuer_key, serial)
+                 SELECT 'ocsp', c.issuer_key, c.serial FROM certificates c
+                 WHERE NOT EXISTS (SELECT 1 FROM ocsp_responses r
+                                   WHERE r.issuer_key = c.issuer_key AND r.serial = c.serial)
+                 ON CONFLICT DO NOTHING",
+                &[],
+            )
+            .await?;
+    }
+    drop(client);
+    let profile = public.centre.profiles.cert(ocsp::PROFILE)?;
+    let validity = Duration::from_secs(u64::from(profile.validity.days) * 86_400);
+    let now = SystemTime::now();
+    let rolling = public
+        .responders()
+        .iter()
+        .any(|r| r.not_after.duration_since(now).unwrap_or_default() <= validity / 3);
+    if rolling {
+        let fresh = ocsp::ensure_responders(
+            &public.centre.pool,
+            &public.centre.store,
+            &public.issuers(),
+            &public.centre.profiles,
+            &public.centre.name,
+        )
+        .await?;
+        if let Ok(mut r) = public.responders.write() {
+            *r = fresh;
+        }
+    }
+    Ok(())
+}
+
+/// Sign up to [`BATCH`] queued items in one transaction; how many there were.
+pub async fn drain(public: &Arc<Public>) -> Result<usize> {
+    let mut client = public.centre.pool.get().await?;
+    let tx = client.transaction().await?;
+    let rows = tx
+        .query(
+            "SELECT kind, issuer_key, serial, queued_at FROM relying_party_queue
+             ORDER BY queued_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+            &[&BATCH],
+        )
+        .await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    // A key this process does not know yet: a rotation at the centre made it.
+    let known = public.issuers();
+    if rows
+        .iter()
+        .any(|r| !known.contains_key(r.get::<_, &str>(1)))
+    {
+        public.reload_keys().await?;
+    }
+    let responders = public.responders();
+    for row in &rows {
+        let (kind, key, serial): (&str, &str, Vec<u8>) = (row.get(0), row.get(1), row.get(2));
+        match kind {
+            "crl" => super::crl::resign(public, &tx, key).await?,
+            _ => {
+                let Some(responder) = responders.iter().find(|r| r.ca_key == key).cloned() else {
+                    tracing::warn!(%key, "an OCSP response was queued for a CA key without a responder: skipped");
+                    continue;
+                };
+                let cert = tx
+                    .query_opt(
+                        "SELECT state, revoked_at, revocation_reason FROM certificates
+                         WHERE issuer_key = $1 AND serial = $2",
+                        &[&key, &serial],
+                    )
+                    .await?;
+                let Some(cert) = cert else {
+                    continue;
+                };
+                let status = if cert.get::<_, &str>(0) == "revoked" {
+                    Status::Revoked {
+                        at: cert
+                            .get::<_, Option<SystemTime>>(1)
+                            .unwrap_or(SystemTime::UNIX_EPOCH),
+                        reason: cert.get(2),
+                    }
+                } else {
+                    Status::Good
+                };
+                let (store, r, s, st, validity) = (
+                    Arc::clone(&public.centre.store),
+                    Arc::clone(&responder),
+                    serial.clone(),
+                    status.clone(),
+                    public.ocsp_validity,
+                );
+                let (der, this_update, next_update) = tokio::task::spawn_blocking(move || {
+                    ocsp::sign_stored(store.as_ref(), &r, &s, &st, validity)
+                })
+                .await
+                .map_err(|e| CentralError::Other(format!("OCSP signing task: {e}")))??;
+                let (word, at, reason) = match &status {
+                    Status::Revoked { at, reason } => ("revoked", Some(*at), reason.clone()),
+                    _ => ("good", None, None),
+                };
+                tx.execute(
+                    "INSERT INTO ocsp_responses
+                       (issuer_key, serial, status, revoked_at, reason, response_der, produced_at, next_update)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                     ON CONFLICT (issuer_key, serial) DO UPDATE
+                     SET status = $3, revoked_at = $4, reason = $5, response_der = $6,
+                         produced_at = $7, next_update = $8",
+                    &[&key, &serial, &word, &at, &reason, &der, &this_update, &next_update],
+                )
+                .await?;
+            }
+        }
+        tx.execute(
+            "DELETE FROM relying_party_queue
+             WHERE kind = $1 AND issuer_key = $2 AND serial = $3 AND queued_at = $4",
+            &[&kind, &key, &serial, &row.get::<_, SystemTime>(3)],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(rows.len())
+}

@@ -1,0 +1,851 @@
+//! The relying-party services end to end (docs/relying-parties.md): a real PostgreSQL cluster,
+//! the centre's SoftHSM2 token, `idcentral serve` with its public plain-HTTP listener, an
+//! enrolled station that issues a card (software card keys), and openssl as the relying party:
+//! `openssl ocsp` (POST, and the RFC 5019 GET built by hand), `openssl crl`, `openssl ts
+//! -verify`.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use centre_api::{CertifyResponse, EnrolResponse, ReserveResponse};
+use common::*;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use p256::ecdsa::signature::hazmat::PrehashSigner;
+use p256::pkcs8::EncodePublicKey;
+use serde_json::{json, Value};
+
+/// `idcentral serve` with both listeners, killed when dropped.
+struct Centre {
+    child: Child,
+    api: SocketAddr,
+}
+
+impl Centre {
+    fn start(config: &Path, public: SocketAddr) -> Centre {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_idcentral"))
+            .arg("--config")
+            .arg(config)
+            .args(["serve", "--listen", "127.0.0.1:0", "--public-listen"])
+            .arg(public.to_string())
+            .env("IDCENTRAL_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start idcentral serve");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut next = || {
+            lines
+                .next()
+                .and_then(|l| l.ok())
+                .unwrap_or_else(|| panic!("idcentral serve stopped before it listened"))
+        };
+        let api = next()
+            .strip_prefix("listening on ")
+            .expect("listening on")
+            .parse()
+            .unwrap();
+        assert!(next().starts_with("TLS SHA256 Fingerprint="));
+        let bound: SocketAddr = next()
+            .strip_prefix("public listening on ")
+            .expect("public listening on")
+            .parse()
+            .unwrap();
+        assert_eq!(bound, public);
+        Centre { child, api }
+    }
+}
+
+/// `idcentral serve --public-only` on a free port: the child and its public address.
+fn start_public_only(config: &Path) -> (Child, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_idcentral"))
+        .arg("--config")
+        .arg(config)
+        .args(["serve", "--public-only", "--public-listen", "127.0.0.1:0"])
+        .env("IDCENTRAL_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start idcentral serve --public-only");
+    let line = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .next()
+        .and_then(|l| l.ok())
+        .expect("idcentral serve --public-only stopped before it listened");
+    let addr = line
+        .strip_prefix("public listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .parse()
+        .unwrap();
+    (child, addr)
+}
+
+impl Drop for Centre {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free port on 127.0.0.1 (bound and released: the centre binds it next).
+fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// One plain HTTP/1.1 request: (status, headers, body).
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, hyper::HeaderMap, Vec<u8>) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    let resp = sender
+        .send_request(req.body(Full::new(Bytes::from(body))).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, bytes.to_vec())
+}
+
+/// A plain HTTP/1.1 GET with extra request headers: (status, headers, body).
+async fn http_with(
+    addr: SocketAddr,
+    path: &str,
+    extra: &[(&str, &str)],
+) -> (u16, hyper::HeaderMap, Vec<u8>) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut req = hyper::Request::builder()
+        .method("GET")
+        .uri(path)
+        .header("host", addr.to_string());
+    for (k, v) in extra {
+        req = req.header(*k, *v);
+    }
+    let resp = sender
+        .send_request(req.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, bytes.to_vec())
+}
+
+/// Run a tool in `dir`: (success, stdout + stderr).
+fn tool(dir: &Path, program: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} could not be started ({e}): it is required"));
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn pem(der: &[u8]) -> String {
+    der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, der).unwrap()
+}
+
+/// A fresh job UUID (v4 shape, lower case).
+fn new_job() -> String {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).unwrap();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+/// A card key's certify entry: a software P-256 key signing the proof digest.
+fn card_key(job: &str, challenge: &str, slot: u8, profile: &str) -> Value {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).unwrap();
+    let key = p256::ecdsa::SigningKey::from_slice(&b).unwrap();
+    let spki = key
+        .verifying_key()
+        .to_public_key_der()
+        .unwrap()
+        .as_bytes()
+        .to_vec();
+    let digest = centre_api::proof_digest(job, &hex::decode(challenge).unwrap(), slot, &spki);
+    let sig: p256::ecdsa::DerSignature = key.sign_prehash(&digest).unwrap();
+    json!({ "slot": format!("{slot:02X}"), "profile": profile,
+            "public_key": hex::encode(spki), "proof": hex::encode(sig.as_bytes()) })
+}
+
+/// `openssl ocsp` against the public listener for `cert` (a file in `dir`), verifying the
+/// response against `chain.pem`; its output.
+fn ocsp(dir: &Path, url: &str, cert_args: &[&str]) -> String {
+    let mut args = vec![
+        "ocsp",
+        "-issuer",
+        "esign.pem",
+        "-CAfile",
+        "chain.pem",
+        "-url",
+        url,
+        "-no_nonce",
+    ];
+    args.extend_from_slice(cert_args);
+    tool(dir, "openssl", &args).1
+}
+
+/// Ask until `ocsp` says `want` (at most `limit`); the answer and how long it took.
+fn ocsp_until(
+    dir: &Path,
+    url: &str,
+    cert_args: &[&str],
+    want: &str,
+    limit: Duration,
+) -> (String, Duration) {
+    let start = Instant::now();
+    loop {
+        let out = ocsp(dir, url, cert_args);
+        if out.contains(want) {
+            return (out, start.elapsed());
+        }
+        assert!(
+            start.elapsed() < limit,
+            "no {want:?} within {limit:?}; last answer:\n{out}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn header<'a>(h: &'a hyper::HeaderMap, name: &str) -> &'a str {
+    h.get(name)
+        .unwrap_or_else(|| panic!("no {name} header in {h:?}"))
+        .to_str()
+        .unwrap()
+}
+
+#[test]
+fn ocsp_crl_ca_and_tsa_answer_relying_parties_over_plain_http() {
+    let public = free_port();
+    let base = format!("http://{public}");
+    let (tmp, cluster, config) = centre(&format!(
+        "\n[server]\npublic_name = \"localhost\"\n\n[public]\nbase_url = \"{base}\"\nocsp_validity_seconds = 60\n"
+    ));
+    let dir = tmp.path();
+    let pw = format!("{ADMIN_PASSWORD}\n");
+    ok(idcentral(&config, &["init", "--admin", "admin"], &pw));
+    let code = add_station(&config, "tas01-st1");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let db = rt.block_on(db(&cluster));
+    let ca_cert = |ca: &str| -> Vec<u8> {
+        rt.block_on(db.query_one(
+            "SELECT cert_der FROM ca_keys WHERE ca = $1 AND state = 'active'",
+            &[&ca],
+        ))
+        .unwrap()
+        .get(0)
+    };
+    let (root, esign, station_ca) = (ca_cert("root"), ca_cert("esign"), ca_cert("station-ca"));
+    // init made a responder for every CA key and the TSA, and audited them.
+    let responders: i64 = rt
+        .block_on(db.query_one("SELECT count(*) FROM ocsp_responders", &[]))
+        .unwrap()
+        .get(0);
+    assert_eq!(responders, 4);
+    let actions = rt.block_on(audit_actions(&db));
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| *a == "ocsp.responder-certified")
+            .count(),
+        4
+    );
+    assert!(actions.iter().any(|a| a == "tsa.certified"), "{actions:?}");
+
+    // A centre that has the keys in its HSM but no certificates recorded for them (as after an
+    // interrupted run) gets them certified again by `serve`, with the keys it has.
+    rt.block_on(db.batch_execute("DELETE FROM ocsp_responders; DELETE FROM tsa_keys"))
+        .unwrap();
+    let server = Centre::start(&config, public);
+    let count = |sql: &str| -> i64 { rt.block_on(db.query_one(sql, &[])).unwrap().get(0) };
+    assert_eq!(count("SELECT count(*) FROM ocsp_responders"), 4);
+    assert_eq!(count("SELECT count(*) FROM tsa_keys"), 1);
+    assert_eq!(
+        count("SELECT count(*) FROM audit_log WHERE action = 'ocsp.responder-certified'"),
+        8
+    );
+
+    // A station enrols and issues a card: two holder certificates of the e-Signature CA.
+    let station = Station::new("rp-st1");
+    let anon = client_config(&station_ca, None);
+    let call = |tls: &Arc<rustls::ClientConfig>, method: &str, path: &str, body: &Value| {
+        let (status, v, _) = rt
+            .block_on(https(
+                server.api,
+                "localhost",
+                Arc::clone(tls),
+                method,
+                path,
+                Some(body),
+            ))
+            .unwrap();
+        assert_eq!(status, 200, "{method} {path}: {v}");
+        v
+    };
+    let resp: EnrolResponse = serde_json::from_value(call(
+        &anon,
+        "POST",
+        "/v1/enrol",
+        &station.enrol_request("tas01-st1", &code),
+    ))
+    .unwrap();
+    let id = identity(&station.store, "identity", der_of_pem(&resp.identity_cert));
+    let tls = client_config(&station_ca, Some(id));
+    let job = new_job();
+    let holder = json!({ "pinfl": "31234567890123", "surname": "Karimova", "given_names": "Dilnoza",
+        "patronymic": null, "surname_cyrillic": null, "given_names_cyrillic": null,
+        "patronymic_cyrillic": null, "sex": "F", "date_of_birth": "1990-04-12",
+        "place_of_birth": "Tashkent", "citizenship": "UZB", "photo_sha256": null });
+    let address = json!({ "kind": "permanent", "region": "Toshkent", "district": "Yunusobod",
+        "street": "Amir Temur 1", "house": "12", "apartment": null,
+        "registered_on": "2015-06-01", "registered_until": null });
+    let r: ReserveResponse = serde_json::from_value(call(
+        &tls,
+        "POST",
+        "/v1/jobs/reserve",
+        &json!({ "job": job, "operator": "clerk1", "holder": holder, "address": address,
+                 "update_holder": false, "card_serial": "0A1B2C3D" }),
+    ))
+    .unwrap();
+    let c: CertifyResponse = serde_json::from_value(call(
+        &tls,
+        "POST",
+        &centre_api::paths::certify(&job),
+        &json!({ "operator": "clerk1", "keys": [
+            card_key(&job, &r.challenge, 0x9a, "holder-auth"),
+            card_key(&job, &r.challenge, 0x9c, "holder-sign")] }),
+    ))
+    .unwrap();
+    call(
+        &tls,
+        "POST",
+        &centre_api::paths::complete(&job),
+        &json!({ "operator": "clerk1", "card_serial": "0A1B2C3D",
+                 "date_of_issue": "2026-12-02", "date_of_expiry": "2036-12-01" }),
+    );
+    let sign = c.certificates.iter().find(|x| x.slot == "9C").unwrap();
+    std::fs::write(
+        dir.join("holder.pem"),
+        pem(&hex::decode(&sign.der).unwrap()),
+    )
+    .unwrap();
+    std::fs::write(dir.join("esign.pem"), pem(&esign)).unwrap();
+    std::fs::write(dir.join("root.pem"), pem(&root)).unwrap();
+    std::fs::write(dir.join("chain.pem"), pem(&root) + &pem(&esign)).unwrap();
+
+    // The holder certificate names the public services (AIA OCSP and caIssuers, CDP).
+    let (_, text) = tool(
+        dir,
+        "openssl",
+        &["x509", "-in", "holder.pem", "-noout", "-text"],
+    );
+    for url in [
+        format!("OCSP - URI:{base}/ocsp"),
+        format!("CA Issuers - URI:{base}/ca/esign-ca-1.cer"),
+        format!("URI:{base}/crl/esign-ca-1.crl"),
+    ] {
+        assert!(text.contains(&url), "{url} not in\n{text}");
+    }
+
+    // OCSP over POST: good, the delegated responder's signature verified by openssl.
+    let url = format!("{base}/ocsp");
+    let (out, _) = ocsp_until(
+        dir,
+        &url,
+        &["-cert", "holder.pem"],
+        "holder.pem: good",
+        Duration::from_secs(10),
+    );
+    assert!(out.contains("Response verify OK"), "{out}");
+    // The response signed ahead of time is stored (the queue was drained).
+    let serial = hex::decode(&sign.serial).unwrap();
+    type Signed = (std::time::SystemTime, std::time::SystemTime);
+    let stored_at = |db: &tokio_postgres::Client| -> Option<Signed> {
+        rt.block_on(db.query_opt(
+            "SELECT produced_at, next_update FROM ocsp_responses WHERE serial = $1 AND status = 'good'",
+            &[&serial],
+        ))
+        .unwrap()
+        .map(|r| (r.get(0), r.get(1)))
+    };
+    let start = Instant::now();
+    let first_signed = loop {
+        let queued: i64 = rt
+            .block_on(db.query_one("SELECT count(*) FROM relying_party_queue", &[]))
+            .unwrap()
+            .get(0);
+        if let Some(t) = stored_at(&db).filter(|_| queued == 0) {
+            break t;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no stored response"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        first_signed.1.duration_since(first_signed.0).unwrap(),
+        Duration::from_secs(60),
+        "nextUpdate = thisUpdate + ocsp_validity_seconds"
+    );
+
+    // OCSP over GET (RFC 5019 §5): the base64 of the DER request in the path, with the caching
+    // headers of the response's validity.
+    let (built, o) = tool(
+        dir,
+        "openssl",
+        &[
+            "ocsp",
+            "-issuer",
+            "esign.pem",
+            "-cert",
+            "holder.pem",
+            "-no_nonce",
+            "-reqout",
+            "req.der",
+        ],
+    );
+    assert!(built, "{o}");
+    let req = std::fs::read(dir.join("req.der")).unwrap();
+    use base64ct::Encoding;
+    let b64 = base64ct::Base64::encode_string(&req)
+        .replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D");
+    let (status, headers, body) =
+        rt.block_on(http(public, "GET", &format!("/ocsp/{b64}"), None, vec![]));
+    assert_eq!(status, 200);
+    assert_eq!(
+        header(&headers, "content-type"),
+        "application/ocsp-response"
+    );
+    assert!(
+        header(&headers, "cache-control").starts_with("max-age="),
+        "{headers:?}"
+    );
+    assert!(header(&headers, "cache-control").contains("public, no-transform, must-revalidate"));
+    assert!(header(&headers, "etag").starts_with('"'));
+    assert!(header(&headers, "last-modified").ends_with(" GMT"));
+    assert!(header(&headers, "expires").ends_with(" GMT"));
+    std::fs::write(dir.join("get.der"), &body).unwrap();
+    let (_, out) = tool(
+        dir,
+        "openssl",
+        &[
+            "ocsp",
+            "-respin",
+            "get.der",
+            "-issuer",
+            "esign.pem",
+            "-cert",
+            "holder.pem",
+            "-CAfile",
+            "chain.pem",
+            "-no_nonce",
+        ],
+    );
+    assert!(
+        out.contains("holder.pem: good") && out.contains("Response verify OK"),
+        "{out}"
+    );
+    // The same request answered twice is the same stored response.
+    let (_, again, body2) = rt.block_on(http(public, "GET", &format!("/ocsp/{b64}"), None, vec![]));
+    assert_eq!(
+        (header(&again, "etag"), &body2),
+        (header(&headers, "etag"), &body)
+    );
+
+    // A cache revalidates by the ETag: 304 without a body. A path that is not base64 is a
+    // malformedRequest.
+    let etag = header(&headers, "etag").to_owned();
+    let (status, not_modified, body3) = rt.block_on(http_with(
+        public,
+        &format!("/ocsp/{b64}"),
+        &[("if-none-match", etag.as_str())],
+    ));
+    assert_eq!((status, body3.len()), (304, 0));
+    assert_eq!(header(&not_modified, "etag"), etag);
+    let (status, _, body4) = rt.block_on(http(public, "GET", "/ocsp/not*base64", None, vec![]));
+    assert_eq!(
+        (status, body4.as_slice()),
+        (200, &[0x30, 0x03, 0x0a, 0x01, 0x01][..])
+    );
+
+    // The responder certificate: OCSPSigning, ocsp-nocheck, issued by the e-Signature CA.
+    let (_, text) = tool(
+        dir,
+        "openssl",
+        &["ocsp", "-respin", "get.der", "-resp_text", "-noverify"],
+    );
+    assert!(
+        text.contains("OCSP Signing") && text.contains("OCSP No Check"),
+        "{text}"
+    );
+    assert!(
+        text.contains("idstation OCSP responder esign-ca-1"),
+        "{text}"
+    );
+
+    // A serial the CA never issued: unknown (never good).
+    let (out, _) = ocsp_until(
+        dir,
+        &url,
+        &["-serial", "0x4242424242424242"],
+        "unknown",
+        Duration::from_secs(5),
+    );
+    assert!(out.contains("Response verify OK"), "{out}");
+    // A CA that is not the centre's: unauthorized. Garbage: malformedRequest.
+    let (made, o) = tool(
+        dir,
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "other.key",
+            "-out",
+            "other.pem",
+            "-subj",
+            "/CN=another CA",
+            "-days",
+            "2",
+        ],
+    );
+    assert!(made, "{o}");
+    let (_, out) = tool(
+        dir,
+        "openssl",
+        &[
+            "ocsp",
+            "-issuer",
+            "other.pem",
+            "-serial",
+            "7",
+            "-url",
+            &url,
+            "-no_nonce",
+        ],
+    );
+    assert!(out.contains("unauthorized"), "{out}");
+    let (status, _, body) = rt.block_on(http(
+        public,
+        "POST",
+        "/ocsp",
+        Some("application/ocsp-request"),
+        b"not an OCSP request".to_vec(),
+    ));
+    // OCSPResponse { responseStatus malformedRequest (1) }
+    assert_eq!(
+        (status, body.as_slice()),
+        (200, &[0x30, 0x03, 0x0a, 0x01, 0x01][..])
+    );
+
+    // The CA certificate and the CRL (no entry yet) are served.
+    let (status, headers, body) =
+        rt.block_on(http(public, "GET", "/ca/esign-ca-1.cer", None, vec![]));
+    assert_eq!((status, body), (200, esign.clone()));
+    assert_eq!(header(&headers, "content-type"), "application/pkix-cert");
+    let (status, _, body) = rt.block_on(http(public, "GET", "/ca/esign-ca-1.crt", None, vec![]));
+    assert_eq!((status, body), (200, esign.clone()));
+    let (status, _, _) = rt.block_on(http(public, "GET", "/ca/nobody.cer", None, vec![]));
+    assert_eq!(status, 404);
+
+    // Refreshed before nextUpdate: with 60 s of validity, the response is signed again once less
+    // than 30 s are left (polled; the worker looks every 15 s).
+    let start = Instant::now();
+    loop {
+        let now = stored_at(&db).expect("still stored, still good");
+        if now.0 > first_signed.0 {
+            assert!(now.1 > first_signed.1, "{now:?} after {first_signed:?}");
+            assert!(now.0 < first_signed.1, "signed again only after nextUpdate");
+            let age = now.0.duration_since(first_signed.0).unwrap();
+            assert!(
+                age >= Duration::from_secs(29),
+                "signed again after {age:?}: not the refresh"
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(75),
+            "never signed again"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // Revocation: `revoked` (with the reason) within 2 seconds, asked for as a relying party
+    // would, and the CRL lists the serial within seconds too.
+    let revoked_at = Instant::now();
+    call(
+        &tls,
+        "POST",
+        "/v1/documents/AA0000001/revoke",
+        &json!({ "operator": "clerk1", "reason": "lost" }),
+    );
+    let (out, _) = ocsp_until(
+        dir,
+        &url,
+        &["-cert", "holder.pem"],
+        "holder.pem: revoked",
+        Duration::from_secs(10),
+    );
+    let took = revoked_at.elapsed();
+    eprintln!("OCSP answered revoked {took:?} after the revoke request was sent");
+    assert!(took < Duration::from_secs(2), "revoked only after {took:?}");
+    assert!(out.contains("Reason: keyCompromise"), "{out}");
+    assert!(out.contains("Response verify OK"), "{out}");
+    let start = Instant::now();
+    let crl_text = loop {
+        let (status, headers, body) =
+            rt.block_on(http(public, "GET", "/crl/esign-ca-1.crl", None, vec![]));
+        assert_eq!(status, 200);
+        assert_eq!(header(&headers, "content-type"), "application/pkix-crl");
+        std::fs::write(dir.join("esign.crl"), &body).unwrap();
+        let (verified, text) = tool(
+            dir,
+            "openssl",
+            &[
+                "crl",
+                "-in",
+                "esign.crl",
+                "-inform",
+                "DER",
+                "-CAfile",
+                "chain.pem",
+                "-noout",
+                "-text",
+            ],
+        );
+        assert!(verified && text.contains("verify OK"), "{text}");
+        if text.contains(&sign.serial.to_uppercase()) {
+            break text;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the CRL never listed the serial:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(crl_text.contains("Key Compromise"), "{crl_text}");
+
+    // Time-stamps: openssl ts -verify accepts the token against the National Root.
+    std::fs::write(dir.join("data.txt"), b"a signed PDF's signature value").unwrap();
+    let (made, o) = tool(
+        dir,
+        "openssl",
+        &[
+            "ts", "-query", "-data", "data.txt", "-sha256", "-cert", "-out", "q.tsq",
+        ],
+    );
+    assert!(made, "{o}");
+    let (status, headers, body) = rt.block_on(http(
+        public,
+        "POST",
+        "/tsa",
+        Some("application/timestamp-query"),
+        std::fs::read(dir.join("q.tsq")).unwrap(),
+    ));
+    assert_eq!(status, 200);
+    assert_eq!(
+        header(&headers, "content-type"),
+        "application/timestamp-reply"
+    );
+    std::fs::write(dir.join("r.tsr"), &body).unwrap();
+    let (verified, out) = tool(
+        dir,
+        "openssl",
+        &[
+            "ts",
+            "-verify",
+            "-in",
+            "r.tsr",
+            "-queryfile",
+            "q.tsq",
+            "-CAfile",
+            "root.pem",
+        ],
+    );
+    assert!(verified && out.contains("Verification: OK"), "{out}");
+    let (_, text) = tool(dir, "openssl", &["ts", "-reply", "-in", "r.tsr", "-text"]);
+    assert!(text.contains("1.3.6.1.4.1.32473.1.5.1"), "{text}");
+    assert!(text.contains("Accuracy: 0x01 seconds"), "{text}");
+    // A second token has another serial number; both are recorded.
+    let (_, _, body2) = rt.block_on(http(
+        public,
+        "POST",
+        "/tsa",
+        Some("application/timestamp-query"),
+        std::fs::read(dir.join("q.tsq")).unwrap(),
+    ));
+    std::fs::write(dir.join("r2.tsr"), &body2).unwrap();
+    let (_, text2) = tool(dir, "openssl", &["ts", "-reply", "-in", "r2.tsr", "-text"]);
+    let serial_of = |t: &str| {
+        t.lines()
+            .find(|l| l.starts_with("Serial number:"))
+            .unwrap()
+            .to_owned()
+    };
+    assert_ne!(serial_of(&text), serial_of(&text2));
+    let tokens: i64 = rt
+        .block_on(db.query_one("SELECT count(*) FROM tsa_tokens", &[]))
+        .unwrap()
+        .get(0);
+    assert_eq!(tokens, 2);
+    // Another data file does not verify against the token; a request of another kind is refused.
+    std::fs::write(dir.join("other.txt"), b"something else").unwrap();
+    let (verified, out) = tool(
+        dir,
+        "openssl",
+        &[
+            "ts",
+            "-verify",
+            "-in",
+            "r.tsr",
+            "-data",
+            "other.txt",
+            "-CAfile",
+            "root.pem",
+        ],
+    );
+    assert!(!verified, "{out}");
+    let (status, _, body) = rt.block_on(http(
+        public,
+        "POST",
+        "/tsa",
+        Some("application/json"),
+        b"{}".to_vec(),
+    ));
+    std::fs::write(dir.join("bad.tsr"), &body).unwrap();
+    let (_, text) = tool(dir, "openssl", &["ts", "-reply", "-in", "bad.tsr", "-text"]);
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("Status: Rejected") && text.contains("Content-Type"),
+        "{text}"
+    );
+
+    // pkilint finds nothing at WARNING or above in the responder and TSA certificates, the CRL
+    // and the OCSP responses (good and revoked).
+    let stored = |sql: &str| -> Vec<u8> { rt.block_on(db.query_one(sql, &[])).unwrap().get(0) };
+    std::fs::write(
+        dir.join("responder.pem"),
+        pem(&stored(
+            "SELECT cert_der FROM ocsp_responders WHERE ca_key = 'esign-ca-1'",
+        )),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("tsa.pem"),
+        pem(&stored("SELECT cert_der FROM tsa_keys")),
+    )
+    .unwrap();
+    let revoked_der: Vec<u8> = rt
+        .block_on(db.query_one(
+            "SELECT response_der FROM ocsp_responses WHERE serial = $1",
+            &[&serial],
+        ))
+        .unwrap()
+        .get(0);
+    std::fs::write(dir.join("revoked.der"), revoked_der).unwrap();
+    for (lint, args, file) in [
+        ("lint_pkix_cert", &[][..], "responder.pem"),
+        ("lint_pkix_cert", &[][..], "tsa.pem"),
+        ("lint_crl", &["-t", "CRL", "-p", "PKIX"][..], "esign.crl"),
+        ("lint_ocsp_response", &[][..], "get.der"),
+        ("lint_ocsp_response", &[][..], "revoked.der"),
+    ] {
+        let mut all = vec!["lint"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["-s", "WARNING", file]);
+        let (clean, out) = tool(dir, lint, &all);
+        assert!(clean, "{lint} {file}: findings at WARNING or above:\n{out}");
+    }
+
+    // `serve --public-only` (a host of its own on the same database and HSM) answers the same.
+    // Its start rolls a responder with less than a third of its validity left: the e-Signature
+    // CA's, recorded to end tomorrow, gets a new certificate (same HSM key).
+    rt.block_on(db.execute(
+        "UPDATE ocsp_responders SET not_after = now() + interval '1 day' WHERE ca_key = 'esign-ca-1'",
+        &[],
+    ))
+    .unwrap();
+    let (mut only, addr) = start_public_only(&config);
+    assert_eq!(
+        count("SELECT count(*) FROM ocsp_responders WHERE ca_key = 'esign-ca-1'"),
+        2
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM audit_log WHERE action = 'ocsp.responder-certified'"),
+        9
+    );
+    let only_url = format!("http://{addr}/ocsp");
+    let (out, _) = ocsp_until(
+        dir,
+        &only_url,
+        &["-cert", "holder.pem"],
+        "holder.pem: revoked",
+        Duration::from_secs(10),
+    );
+    assert!(out.contains("Response verify OK"), "{out}");
+    let (status, _, body) = rt.block_on(http(addr, "GET", "/ca/root-ca-1.cer", None, vec![]));
+    assert_eq!((status, body), (200, root.clone()));
+    let _ = only.kill();
+    let _ = only.wait();
+    drop(server);
+}
