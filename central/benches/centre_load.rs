@@ -472,39 +472,7 @@ fn commit_rate(cluster: &Cluster, d: Duration, serialised: bool) -> f64 {
 
 /// `idcentral serve` as an operator starts it: the default log level (warnings), stderr here.
 fn serve(config: &std::path::Path) -> Server {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_idcentral"))
-        .arg("--config")
-        .arg(config)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env_remove("IDCENTRAL_LOG")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .expect("start idcentral serve");
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut next = || match lines.next() {
-        Some(Ok(l)) => l,
-        _ => panic!("idcentral serve stopped before it listened"),
-    };
-    let first = next();
-    let addr = first
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-        .parse()
-        .unwrap();
-    let second = next();
-    let fingerprint = second
-        .strip_prefix("TLS SHA256 Fingerprint=")
-        .unwrap_or_else(|| panic!("unexpected second line {second:?}"))
-        .to_owned();
-    std::thread::spawn(move || for _ in lines {});
-    Server {
-        child,
-        addr,
-        fingerprint,
-    }
+    Server::start_with(config, false, None)
 }
 
 /// What the centre's PostgreSQL backends were doing, sampled every 10 ms until `stop`:

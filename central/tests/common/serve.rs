@@ -28,24 +28,30 @@ pub struct Server {
 
 impl Server {
     pub fn start(config: &Path) -> Server {
-        Server::start_with(config, false)
+        Server::start_with(config, false, Some("info"))
     }
 
     /// [`Server::start`] with the public listener on a free port too.
     pub fn start_public(config: &Path) -> Server {
-        Server::start_with(config, true)
+        Server::start_with(config, true, Some("info"))
     }
 
-    fn start_with(config: &Path, public: bool) -> Server {
+    /// `idcentral serve` on free ports (the public listener too when `public`), logging at
+    /// `log` (None: the operator's default, warnings).
+    pub fn start_with(config: &Path, public: bool, log: Option<&str>) -> Server {
         let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
         if public {
             args.extend(["--public-listen", "127.0.0.1:0"]);
         }
-        let mut child = Command::new(env!("CARGO_BIN_EXE_idcentral"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_idcentral"));
+        match log {
+            Some(level) => cmd.env("IDCENTRAL_LOG", level),
+            None => cmd.env_remove("IDCENTRAL_LOG"),
+        };
+        let mut child = cmd
             .arg("--config")
             .arg(config)
             .args(&args)
-            .env("IDCENTRAL_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -77,6 +83,7 @@ impl Server {
                 .parse()
                 .unwrap()
         });
+        std::thread::spawn(move || for _ in lines {});
         Server {
             child,
             addr,
