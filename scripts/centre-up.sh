@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Usage: scripts/centre-up.sh DIR [PORT]
+# Usage: scripts/centre-up.sh DIR [PORT [PUBLIC_PORT]]
 #
 # A local national centre for the demo (docs/centre.md), idempotent: a private PostgreSQL
 # cluster under DIR/pg (scripts/pg-up.sh), DIR/centre.toml with its own SoftHSM2 token under
 # DIR/hsm and a random HSM PIN in DIR/secrets/hsm-pin (0600), `idcentral init` once (the first
 # ca-admin `admin`, whose password is the first line of standard input; only read at init), and
-# `idcentral serve --listen 127.0.0.1:PORT` in the background (pid in DIR/serve.pid, log in
+# `idcentral serve --listen 127.0.0.1:PORT` in the background, with the relying-party services
+# (OCSP, CRLs, CA certificates, time-stamps: docs/relying-parties.md) on plain HTTP at
+# 127.0.0.1:PUBLIC_PORT (default PORT+1), which the certificates it issues name (pid in DIR/serve.pid, log in
 # DIR/serve.log) unless it already runs. Prints the centre's URL (only that, on standard output;
 # what init prints goes to standard error) and writes the SHA-256
 # fingerprint of its TLS certificate to DIR/fingerprint (what `idstation init
@@ -16,6 +18,7 @@
 set -euo pipefail
 DIR=${1:?usage: centre-up.sh DIR [PORT]}
 PORT=${2:-8443}
+PUBLIC_PORT=${3:-$((PORT + 1))}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${IDCENTRAL_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/idcentral}
 [ -x "$BIN" ] || { echo "centre-up: $BIN not built (cargo build --release -p central)" >&2; exit 1; }
@@ -54,6 +57,10 @@ env = { SOFTHSM2_CONF = "$DIR/hsm/softhsm2.conf" }
 [server]
 listen = "127.0.0.1:$PORT"
 public_name = "localhost"
+
+[public]
+listen = "127.0.0.1:$PUBLIC_PORT"
+base_url = "http://127.0.0.1:$PUBLIC_PORT"
 TOML
   )
 fi

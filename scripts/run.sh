@@ -108,7 +108,10 @@ cat <<MSG
 Demo station ready in $DEMO_DIR. Operators: admin / $DEMO_ADMIN_PASSWORD (CA admin),
 clerk / $DEMO_CLERK_PASSWORD, auditor / $DEMO_AUDITOR_PASSWORD.
 National centre at $CENTRE_URL (data in $CENTRE_DIR; ca-admin admin / $DEMO_CENTRE_ADMIN_PASSWORD;
-stop it with scripts/centre-down.sh $CENTRE_DIR). What it holds of a holder:
+stop it with scripts/centre-down.sh $CENTRE_DIR). Its relying-party services (OCSP, CRLs, CA
+certificates, time-stamps; docs/relying-parties.md) answer on http://127.0.0.1:$((CENTRE_PORT + 1)),
+e.g. curl -s http://127.0.0.1:$((CENTRE_PORT + 1))/ca/root-ca-1.cer | openssl x509 -inform DER -noout -subject
+What it holds of a holder:
   printf '%s\\n' $DEMO_CENTRE_ADMIN_PASSWORD | ${IDCENTRAL[*]} show --pinfl 41505852610128 --operator admin
 GUI: $BIN/idstation --data-dir $DEMO_DIR gui --reader "Virtual PCD 00 00"
 Or issue the blank card from the command line with
