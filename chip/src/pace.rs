@@ -54,11 +54,48 @@ pub const PASSWORD_CAN: u8 = 0x02;
 /// version 2, parameterId 13), PACEInfo(…, 2, 12) } (Part 11 §9.2.1). brainpoolP256r1
 /// first: it is the chip's default when MSE:Set AT names no parameter.
 pub const CARD_ACCESS: [u8; 42] = [
-    0x31, 0x28, //
-    0x30, 0x12, 0x06, 0x0A, 0x04, 0x00, 0x7F, 0x00, 0x07, 0x02, 0x02, 0x04, 0x02, 0x02, //
-    0x02, 0x01, 0x02, 0x02, 0x01, PARAM_BP256, //
-    0x30, 0x12, 0x06, 0x0A, 0x04, 0x00, 0x7F, 0x00, 0x07, 0x02, 0x02, 0x04, 0x02, 0x02, //
-    0x02, 0x01, 0x02, 0x02, 0x01, PARAM_P256,
+    0x31,
+    0x28, //
+    0x30,
+    0x12,
+    0x06,
+    0x0A,
+    0x04,
+    0x00,
+    0x7F,
+    0x00,
+    0x07,
+    0x02,
+    0x02,
+    0x04,
+    0x02,
+    0x02, //
+    0x02,
+    0x01,
+    0x02,
+    0x02,
+    0x01,
+    PARAM_BP256, //
+    0x30,
+    0x12,
+    0x06,
+    0x0A,
+    0x04,
+    0x00,
+    0x7F,
+    0x00,
+    0x07,
+    0x02,
+    0x02,
+    0x04,
+    0x02,
+    0x02, //
+    0x02,
+    0x01,
+    0x02,
+    0x02,
+    0x01,
+    PARAM_P256,
 ];
 
 /// KDF counter of KS_ENC (§9.7.1).
@@ -301,6 +338,29 @@ pub enum Randomness {
     },
 }
 
+#[cfg(test)]
+thread_local! {
+    static NEXT: std::cell::RefCell<Option<Randomness>> = const { std::cell::RefCell::new(None) };
+}
+
+impl Randomness {
+    /// The randomness of the next PACE run: the system's, or in tests what
+    /// [`Randomness::set_next`] left for this thread.
+    pub fn for_next_run() -> Randomness {
+        #[cfg(test)]
+        if let Some(r) = NEXT.with(|n| n.borrow_mut().take()) {
+            return r;
+        }
+        Randomness::System
+    }
+
+    /// Tests: the next PACE run on this thread uses `r`.
+    #[cfg(test)]
+    pub fn set_next(r: Randomness) {
+        NEXT.with(|n| *n.borrow_mut() = Some(r));
+    }
+}
+
 /// Why a PACE step failed: the status word to answer and whether the attempt counts as a
 /// failed password (only a wrong terminal token does).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -473,7 +533,8 @@ impl PaceRun {
             Step::Set => {
                 dynamic_auth_data(data, None)?;
                 let s = self.nonce().ok_or(fail(StatusWord::NoPreciseDiagnosis))?;
-                let z = aes_cbc_encrypt(&self.k_pi, &s).ok_or(fail(StatusWord::NoPreciseDiagnosis))?;
+                let z =
+                    aes_cbc_encrypt(&self.k_pi, &s).ok_or(fail(StatusWord::NoPreciseDiagnosis))?;
                 self.step = Step::NonceSent { s };
                 Ok((response(0x80, &z), None))
             }
@@ -482,7 +543,9 @@ impl PaceRun {
                 if !self.curve.is_valid_point(pk_map_ifd) {
                     return Err(fail(StatusWord::IncorrectData));
                 }
-                let sk_map = self.private_key(true).ok_or(fail(StatusWord::NoPreciseDiagnosis))?;
+                let sk_map = self
+                    .private_key(true)
+                    .ok_or(fail(StatusWord::NoPreciseDiagnosis))?;
                 let pk_map_ic = self
                     .curve
                     .mul(&sk_map, None)
@@ -507,7 +570,9 @@ impl PaceRun {
                 if !self.curve.is_valid_point(pk_ifd) {
                     return Err(fail(StatusWord::IncorrectData));
                 }
-                let sk_dh = self.private_key(false).ok_or(fail(StatusWord::NoPreciseDiagnosis))?;
+                let sk_dh = self
+                    .private_key(false)
+                    .ok_or(fail(StatusWord::NoPreciseDiagnosis))?;
                 let pk_ic = self
                     .curve
                     .mul(&sk_dh, Some(&g_hat))
@@ -578,3 +643,7 @@ pub fn guess_delay(failures: u32) -> std::time::Duration {
 #[cfg(test)]
 #[path = "pace_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "pace_card_tests.rs"]
+mod card_tests;

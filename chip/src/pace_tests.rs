@@ -84,7 +84,10 @@ fn appendix_g1_generic_mapping_on_brainpool_p256r1() {
 fn appendix_g1_key_agreement_session_keys_and_tokens() {
     let c = Curve::BrainpoolP256r1;
     assert_eq!(up(&c.mul(&h(SK_DH_IC), Some(&h(G_HAT))).unwrap()), PK_DH_IC);
-    assert_eq!(up(&c.mul(&h(SK_DH_IFD), Some(&h(G_HAT))).unwrap()), PK_DH_IFD);
+    assert_eq!(
+        up(&c.mul(&h(SK_DH_IFD), Some(&h(G_HAT))).unwrap()),
+        PK_DH_IFD
+    );
     let k_point = c.mul(&h(SK_DH_IC), Some(&h(PK_DH_IFD))).unwrap();
     let k = x_coordinate(&k_point).unwrap();
     assert_eq!(up(&k), SHARED_SECRET);
@@ -175,7 +178,10 @@ fn invalid_points_and_malformed_steps_are_refused() {
     let mut run = g1_run();
     run.step(&h("7C00")).unwrap();
     assert_eq!(
-        run.step(&h(&format!("7C438341{PK_MAP_IFD}"))).err().unwrap().sw,
+        run.step(&h(&format!("7C438341{PK_MAP_IFD}")))
+            .err()
+            .unwrap()
+            .sw,
         StatusWord::IncorrectData
     );
     // Step 1 with data.
@@ -189,7 +195,10 @@ fn invalid_points_and_malformed_steps_are_refused() {
     run.step(&h("7C00")).unwrap();
     run.step(&h(&format!("7C438141{PK_MAP_IFD}"))).unwrap();
     assert_eq!(
-        run.step(&h(&format!("7C438341{PK_DH_IC}"))).err().unwrap().sw,
+        run.step(&h(&format!("7C438341{PK_DH_IC}")))
+            .err()
+            .unwrap()
+            .sw,
         StatusWord::IncorrectData
     );
 }
