@@ -75,9 +75,18 @@ pub struct Lds {
     /// Consecutive PACE runs started (first GENERAL AUTHENTICATE) and not completed
     /// successfully; persistent, so that removing the card does not reset it.
     pace_failures: u32,
+    /// The Chip Authentication private key (P-256), generated on the chip.
+    ca_key: Option<Zeroizing<Vec<u8>>>,
+    /// The Active Authentication private key (P-256), generated on the chip.
+    aa_key: Option<Zeroizing<Vec<u8>>>,
     current_ef: Option<u16>,
     bac: BacState,
     pace: Option<PaceRun>,
+    /// MSE:Set AT for Chip Authentication was accepted in this session.
+    ca_armed: bool,
+    /// The session that replaces the current one once the current answer is protected (Chip
+    /// Authentication).
+    next_session: Option<SmSession>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -92,6 +101,10 @@ struct LdsPublic {
     can_set: bool,
     #[serde(default)]
     pace_failures: u32,
+    #[serde(default)]
+    ca_key_set: bool,
+    #[serde(default)]
+    aa_key_set: bool,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -102,6 +115,10 @@ struct LdsSecrets {
     pace_mrz_key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     can: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ca_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    aa_key: Option<String>,
 }
 
 impl Drop for LdsSecrets {
@@ -110,6 +127,8 @@ impl Drop for LdsSecrets {
             &mut self.bac_key_seed,
             &mut self.pace_mrz_key,
             &mut self.can,
+            &mut self.ca_key,
+            &mut self.aa_key,
         ]
         .into_iter()
         .flatten()
@@ -153,9 +172,13 @@ impl Lds {
             pace_mrz_key: None,
             can: None,
             pace_failures: 0,
+            ca_key: None,
+            aa_key: None,
             current_ef: None,
             bac: BacState::Idle,
             pace: None,
+            ca_armed: false,
+            next_session: None,
         }
     }
 
@@ -241,15 +264,46 @@ impl Lds {
         if can.is_some() != public.can_set {
             return Err(image_err("can_set", "does not match the sealed secrets"));
         }
+        let private_key = |field: &str, v: &Option<String>, set: bool| {
+            let key = match v {
+                None => None,
+                Some(k) => {
+                    let bytes = Zeroizing::new(
+                        hex::decode(k)
+                            .map_err(|_| image_err(&format!("secrets.{field}"), "must be hex"))?,
+                    );
+                    if pace::ca::public_key(&bytes).is_none() {
+                        return Err(image_err(
+                            &format!("secrets.{field}"),
+                            "must be a P-256 private key (32 bytes, 1..n-1)",
+                        ));
+                    }
+                    Some(bytes)
+                }
+            };
+            if key.is_some() != set {
+                return Err(image_err(
+                    &format!("{field}_set"),
+                    "does not match the sealed secrets",
+                ));
+            }
+            Ok(key)
+        };
+        let ca_key = private_key("ca_key", &secrets.ca_key, public.ca_key_set)?;
+        let aa_key = private_key("aa_key", &secrets.aa_key, public.aa_key_set)?;
         Ok(Lds {
             files,
             key_seed,
             pace_mrz_key,
             can,
             pace_failures: public.pace_failures,
+            ca_key,
+            aa_key,
             current_ef: None,
             bac: BacState::Idle,
             pace: None,
+            ca_armed: false,
+            next_session: None,
         })
     }
 
@@ -278,6 +332,8 @@ impl Lds {
 
     fn end_session(&mut self) {
         self.bac = BacState::Idle;
+        self.ca_armed = false;
+        self.next_session = None;
     }
 
     /// The bytes of an EF: a stored file, or EF.CardAccess while PACE is offered.
@@ -678,6 +734,30 @@ impl Lds {
         }
     }
 
+    // --- GENERATE ASYMMETRIC KEY PAIR (ISO 7816-8 INS 46): 00 01 = CA key, 00 02 = AA key ---
+    fn generate_key(
+        &mut self,
+        ctx: &mut CardContext,
+        cmd: &Command,
+    ) -> Result<Vec<u8>, StatusWord> {
+        Lds::require_personalization(ctx)?;
+        if !cmd.data.is_empty() {
+            return Err(StatusWord::WrongLength);
+        }
+        let slot = match (cmd.p1, cmd.p2) {
+            (0x00, pace::ca::KEY_CA) => &mut self.ca_key,
+            (0x00, pace::ca::KEY_AA) => &mut self.aa_key,
+            _ => return Err(StatusWord::IncorrectP1P2),
+        };
+        let sk = pace::ca::generate_private_key().ok_or(StatusWord::NoPreciseDiagnosis)?;
+        let pk = pace::ca::public_key(&sk).ok_or(StatusWord::NoPreciseDiagnosis)?;
+        *slot = Some(sk);
+        ctx.mark_dirty();
+        tracing::info!(key = cmd.p2, "LDS key pair generated on the chip");
+        // 7F49 { 86 uncompressed point } (ISO 7816-8 public key template).
+        Ok(tlv::encode(0x7F49, &tlv::encode(0x86, &pk)))
+    }
+
     /// A command that arrived inside secure messaging, already unwrapped.
     fn process_protected(
         &mut self,
@@ -687,6 +767,42 @@ impl Lds {
         match cmd.ins {
             0xA4 => self.select_ef(ctx, cmd),
             0xB0 => self.read_binary(ctx, cmd),
+            // MSE:Set AT for Chip Authentication (Part 11 §6.2.4.2).
+            0x22 => {
+                self.ca_armed = false;
+                if (cmd.p1, cmd.p2) != (0x41, 0xA4) {
+                    return Err(StatusWord::IncorrectP1P2);
+                }
+                if self.ca_key.is_none() {
+                    return Err(StatusWord::ConditionsNotSatisfied);
+                }
+                pace::ca::parse_set_at(&cmd.data)?;
+                self.ca_armed = true;
+                Ok(Vec::new())
+            }
+            0x86 => {
+                let armed = std::mem::take(&mut self.ca_armed);
+                let key = self.ca_key.as_ref().filter(|_| armed);
+                let key = key.ok_or(StatusWord::ConditionsNotSatisfied)?;
+                if (cmd.p1, cmd.p2) != (0x00, 0x00) {
+                    return Err(StatusWord::IncorrectP1P2);
+                }
+                let (ks_enc, ks_mac) = pace::ca::chip_authenticate(key, &cmd.data)?;
+                self.next_session = Some(SmSession::new_aes(ks_enc, ks_mac));
+                tracing::info!("Chip Authentication: secure messaging restarts with new keys");
+                Ok(tlv::encode(0x7C, &[]))
+            }
+            // INTERNAL AUTHENTICATE: Active Authentication (Part 11 §6.1).
+            0x88 => {
+                if (cmd.p1, cmd.p2) != (0x00, 0x00) {
+                    return Err(StatusWord::IncorrectP1P2);
+                }
+                let key = self
+                    .aa_key
+                    .as_ref()
+                    .ok_or(StatusWord::ConditionsNotSatisfied)?;
+                pace::ca::active_authenticate(key, &cmd.data)
+            }
             // No writes through BAC (card contract).
             0xD6 | 0xE0 | 0xDA => Err(StatusWord::SecurityStatusNotSatisfied),
             _ => Err(StatusWord::InsNotSupported),
@@ -748,6 +864,7 @@ impl Application for Lds {
             }
             0x22 => self.mse_set_at(ctx, cmd),
             0x86 => self.general_authenticate(ctx, cmd),
+            0x46 => self.generate_key(ctx, cmd),
             0xD6 => self.update_binary(ctx, cmd),
             0xE0 => self.create_file(ctx, cmd),
             0xDA => self.put_key_seed(ctx, cmd),
@@ -783,7 +900,8 @@ impl Application for Lds {
             Err(sw) => (Vec::new(), sw),
         };
         let protected = session.wrap_response(&data, sw);
-        self.bac = BacState::Session(session);
+        // Chip Authentication: its answer goes out under the old keys, then the new ones rule.
+        self.bac = BacState::Session(self.next_session.take().unwrap_or(session));
         (protected, sw)
     }
 
@@ -806,6 +924,8 @@ impl Application for Lds {
             pace_mrz_set: self.pace_mrz_key.is_some(),
             can_set: self.can.is_some(),
             pace_failures: self.pace_failures,
+            ca_key_set: self.ca_key.is_some(),
+            aa_key_set: self.aa_key.is_some(),
         };
         let secrets = LdsSecrets {
             bac_key_seed: self.key_seed.as_ref().map(|s| hex::encode(s.as_slice())),
@@ -817,6 +937,8 @@ impl Application for Lds {
                 .can
                 .as_ref()
                 .map(|c| String::from_utf8_lossy(c).into_owned()),
+            ca_key: self.ca_key.as_ref().map(|k| hex::encode(k.as_slice())),
+            aa_key: self.aa_key.as_ref().map(|k| hex::encode(k.as_slice())),
         };
         AppImage {
             public: serde_json::to_value(&public).unwrap_or(serde_json::Value::Null),

@@ -640,6 +640,9 @@ pub fn guess_delay(failures: u32) -> std::time::Duration {
     std::time::Duration::from_millis((BASE_MS << shift).min(MAX_MS))
 }
 
+#[path = "pace_ca.rs"]
+pub mod ca;
+
 #[cfg(test)]
 #[path = "pace_tests.rs"]
 mod tests;

@@ -850,6 +850,9 @@ impl<'c, 't> IcaoReader<'c, 't> {
     }
 }
 
+#[path = "pace_ca.rs"]
+pub mod ca;
+
 #[cfg(test)]
 #[path = "pace_tests.rs"]
 mod tests;

@@ -353,3 +353,91 @@ fn p256_when_the_card_offers_only_that_and_every_apdu_is_counted() {
     r.select_application().unwrap();
     assert_eq!(r.read_ef(crate::lds::fid::SOD).unwrap(), files().sod);
 }
+
+// ------------------------------------------------- Chip and Active Authentication ---
+
+/// A locked PACE card whose CA and AA keys were generated on the chip, with DG14 and DG15.
+fn issued_with_keys() -> (InProcess, crate::lds::LdsFiles, ca::ChipKeys) {
+    let mut t = InProcess::new(chip::Card::new_blank(0x1717_0014).unwrap());
+    let mut f = files();
+    let keys;
+    {
+        let mut piv = Piv::new(&mut t);
+        piv.select().unwrap();
+        piv.authenticate(&ManagementKey::transport_default())
+            .unwrap();
+        piv.put_data(tags::CHUID, &[0x53, 0x01, 0x01]).unwrap();
+        let ch = piv.channel();
+        ch.ok(&Command::new(
+            "SELECT LDS1",
+            0xA4,
+            0x04,
+            0x0C,
+            LDS1_AID.to_vec(),
+        ))
+        .unwrap();
+        keys = ca::generate_chip_keys(ch).unwrap();
+        f.dgs.insert(14, ca::dg14(&keys.ca));
+        f.dgs.insert(15, ca::dg15(&keys.aa));
+        crate::lds::write_lds_files(ch, &f).unwrap();
+        crate::lds::write_pace_passwords(ch, MRZ_INFO, CAN).unwrap();
+        ch.ok(&Command::new("LOCK", 0x44, 0, 0, vec![])).unwrap();
+        // After the lock no new keys.
+        let r = ch
+            .exchange(&Command::new("GENERATE KEY PAIR (CA)", 0x46, 0, 1, vec![]).with_le())
+            .unwrap();
+        assert_eq!(r.sw, StatusWord::ConditionsNotSatisfied);
+    }
+    t.reinsert();
+    (t, f, keys)
+}
+
+#[test]
+fn dg14_and_dg15_round_trip() {
+    let keys = ca::ChipKeys {
+        ca: h(PK_MAP_IFD),
+        aa: h(PK_DH_IFD),
+    };
+    // (brainpool points only as bytes here: the parser checks the structure, not the curve)
+    let d14 = ca::parse_dg14(&ca::dg14(&keys.ca)).unwrap();
+    assert_eq!(d14.ca_public, keys.ca);
+    assert!(d14.aa_ecdsa_sha256);
+    assert_eq!(ca::parse_dg15(&ca::dg15(&keys.aa)).unwrap(), keys.aa);
+    assert!(ca::parse_dg15(&ca::dg14(&keys.ca)).is_err());
+}
+
+#[test]
+fn chip_authentication_restarts_secure_messaging_and_active_authentication_verifies() {
+    let (mut t, f, keys) = issued_with_keys();
+    let mut ch = Channel::new(&mut t);
+    let mut r = IcaoReader::open(&mut ch, &Access::can(CAN).unwrap()).unwrap();
+    let d14 = ca::parse_dg14(&r.read_ef(crate::lds::fid::dg(14)).unwrap()).unwrap();
+    assert_eq!(d14.ca_public, keys.ca);
+    let aa_public = ca::parse_dg15(&r.read_ef(crate::lds::fid::dg(15)).unwrap()).unwrap();
+    r.chip_authenticate(&d14).unwrap();
+    let Session::Aes(s) = &r.session else {
+        panic!("AES session after CA")
+    };
+    assert_eq!(s.ssc(), 2, "SELECT under the new keys, from SSC 0");
+    assert_eq!(r.read_ef(crate::lds::fid::dg(1)).unwrap(), f.dgs[&1]);
+    r.active_authenticate(&aa_public).unwrap();
+    // DG15 of another key (a cloned chip's, or another card's) fails AA.
+    let other = ca::parse_dg15(&ca::dg15(&keys.ca)).unwrap();
+    let err = r.active_authenticate(&other).unwrap_err().to_string();
+    assert!(err.contains("does not verify with DG15's key"), "{err}");
+}
+
+#[test]
+fn chip_authentication_with_a_foreign_key_is_detected() {
+    // A clone that copied the data groups but not the private key: simulate by announcing
+    // another public key in DG14 (the terminal then derives keys the chip cannot know).
+    let (mut t, _f, keys) = issued_with_keys();
+    let mut ch = Channel::new(&mut t);
+    let mut r = IcaoReader::open(&mut ch, &Access::pace_mrz(MRZ_INFO)).unwrap();
+    let forged = ca::Dg14 {
+        ca_public: keys.aa.clone(),
+        aa_ecdsa_sha256: true,
+    };
+    let err = r.chip_authenticate(&forged).unwrap_err().to_string();
+    assert!(err.contains("does not hold DG14's private key"), "{err}");
+}
