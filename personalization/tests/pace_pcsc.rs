@@ -138,7 +138,6 @@ fn pace_ca_aa_through_pcscd_and_the_comparison_with_bac() {
     assert!(IcaoReader::open(&mut ch, &Access::can("000001").unwrap()).is_err());
     let slowed = t0.elapsed();
     assert!(slowed >= Duration::from_millis(250), "{slowed:?}");
-    drop(ch);
     tx.end().unwrap();
     drop(c);
 
@@ -166,6 +165,5 @@ fn pace_ca_aa_through_pcscd_and_the_comparison_with_bac() {
         "{:?}",
         t0.elapsed()
     );
-    drop(ch);
     tx.end().unwrap();
 }
