@@ -167,3 +167,209 @@ fn pace_ca_aa_through_pcscd_and_the_comparison_with_bac() {
     );
     tx.end().unwrap();
 }
+
+// ------------------------------------------------------------- DG15 swapped: AA and PA ---
+
+/// CSCA and Document Signer made by the openssl CLI (as in sod_openssl.rs).
+struct Pki {
+    _dir: tempfile::TempDir,
+    csca_der: Vec<u8>,
+    ds_der: Vec<u8>,
+    ds_key: p256::ecdsa::SigningKey,
+}
+
+fn pki() -> Pki {
+    use der::DecodePem;
+    use p256::pkcs8::DecodePrivateKey;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ossl = |args: &[&str]| {
+        run(std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(d));
+    };
+    ossl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "csca.key",
+        "-out",
+        "csca.pem",
+        "-days",
+        "3650",
+        "-subj",
+        "/C=UZ/O=idstation tests/CN=CSCA PACE",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE,pathlen:0",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        "-addext",
+        "subjectKeyIdentifier=hash",
+    ]);
+    ossl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "ds.key",
+        "-out",
+        "ds.csr",
+        "-subj",
+        "/C=UZ/O=idstation tests/CN=Document Signer",
+    ]);
+    std::fs::write(
+        d.join("ds.ext"),
+        "keyUsage=critical,digitalSignature\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n",
+    )
+    .unwrap();
+    ossl(&[
+        "x509",
+        "-req",
+        "-in",
+        "ds.csr",
+        "-CA",
+        "csca.pem",
+        "-CAkey",
+        "csca.key",
+        "-CAcreateserial",
+        "-days",
+        "365",
+        "-extfile",
+        "ds.ext",
+        "-outform",
+        "DER",
+        "-out",
+        "ds.der",
+    ]);
+    let csca =
+        x509_cert::Certificate::from_pem(std::fs::read(d.join("csca.pem")).unwrap()).unwrap();
+    Pki {
+        csca_der: der::Encode::to_der(&csca).unwrap(),
+        ds_der: std::fs::read(d.join("ds.der")).unwrap(),
+        ds_key: p256::ecdsa::SigningKey::from_pkcs8_pem(
+            &std::fs::read_to_string(d.join("ds.key")).unwrap(),
+        )
+        .unwrap(),
+        _dir: dir,
+    }
+}
+
+/// Personalizes the card in `slot` from `img`: keys on the chip, DG14/DG15, EF.SOD signed over
+/// the genuine data groups; `dg15_on_chip` replaces the DG15 written (the swap), not the one
+/// signed. Returns the signed files and the chip's public keys.
+fn issue(
+    pcsc: &Pcsc,
+    slot: &testrig::Slot,
+    img: &std::path::Path,
+    pki: &Pki,
+    dg15_on_chip: Option<&[u8]>,
+) -> (LdsFiles, ca::ChipKeys) {
+    use p256::ecdsa::signature::Signer;
+    let card = slot.insert(img, &[]);
+    pcsc.wait_for_card(&slot.reader_name, Duration::from_secs(10))
+        .unwrap();
+    let mut c = pcsc.connect(&slot.reader_name).unwrap();
+    let mut tx = c.begin().unwrap();
+    let mut f = files();
+    let keys = {
+        let mut piv = Piv::new(&mut tx);
+        piv.select().unwrap();
+        piv.authenticate(&ManagementKey::transport_default())
+            .unwrap();
+        piv.put_data(tags::CHUID, &[0x53, 0x01, 0x01]).unwrap();
+        let ch = piv.channel();
+        ch.ok(&Command::new(
+            "SELECT LDS1",
+            0xA4,
+            0x04,
+            0x0C,
+            personalization::bac::LDS1_AID.to_vec(),
+        ))
+        .unwrap();
+        let keys = ca::generate_chip_keys(ch).unwrap();
+        f.dgs.insert(14, ca::dg14(&keys.ca));
+        f.dgs.insert(15, ca::dg15(&keys.aa));
+        let key = pki.ds_key.clone();
+        f.sod = personalization::sod::build_sod(&f.dg_hashes(), &pki.ds_der, |m| {
+            let s: p256::ecdsa::DerSignature = key.sign(m);
+            Ok(s.to_bytes().to_vec())
+        })
+        .unwrap();
+        let mut written = LdsFiles {
+            dgs: f.dgs.clone(),
+            sod: f.sod.clone(),
+        };
+        if let Some(dg15) = dg15_on_chip {
+            written.dgs.insert(15, dg15.to_vec());
+        }
+        lds::write_lds_files(ch, &written).unwrap();
+        lds::write_pace_passwords(ch, MRZ_INFO, CAN).unwrap();
+        ch.ok(&Command::new("LOCK", 0x44, 0, 0, vec![])).unwrap();
+        keys
+    };
+    tx.end().unwrap();
+    drop(c);
+    card.pull();
+    (f, keys)
+}
+
+#[test]
+fn a_card_with_another_cards_dg15_fails_active_and_passive_authentication() {
+    testrig::ensure_pcscd().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki();
+    let slot = testrig::Slot::lease();
+    let pcsc = Pcsc::establish().unwrap();
+    let img_b = blank_image(dir.path(), 0x00E2_001B, false);
+    let (files_b, _) = issue(&pcsc, &slot, &img_b, &pki, None);
+    let img_a = blank_image(dir.path(), 0x00E2_001A, false);
+    let (files_a, _) = issue(&pcsc, &slot, &img_a, &pki, Some(&files_b.dgs[&15]));
+
+    let _card = slot.insert(&img_a, &[]);
+    pcsc.wait_for_card(&slot.reader_name, Duration::from_secs(10))
+        .unwrap();
+    let mut c = pcsc.connect(&slot.reader_name).unwrap();
+    let mut tx = c.begin().unwrap();
+    let mut ch = Channel::new(&mut tx);
+    let read = lds::read_lds_with(&mut ch, &Access::can(CAN).unwrap()).unwrap();
+    assert_eq!(read.dgs[&15], files_b.dgs[&15], "the chip carries B's DG15");
+    // Passive authentication: EF.SOD (A's, genuine) does not vouch for this DG15.
+    let err = personalization::sod::passive_authentication(
+        &read.sod,
+        &read.dgs,
+        &pki.csca_der,
+        std::time::SystemTime::now(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("15"), "PA must name DG15: {err}");
+    // Without the swapped DG, A's data groups pass passive authentication.
+    let mut genuine = read.dgs.clone();
+    genuine.insert(15, files_a.dgs[&15].clone());
+    personalization::sod::passive_authentication(
+        &read.sod,
+        &genuine,
+        &pki.csca_der,
+        std::time::SystemTime::now(),
+    )
+    .unwrap();
+    // Active Authentication with the DG15 on the chip (B's key) fails: A's chip holds A's key.
+    let mut r = IcaoReader::open(&mut ch, &Access::can(CAN).unwrap()).unwrap();
+    let aa_b = ca::parse_dg15(&r.read_ef(0x010F).unwrap()).unwrap();
+    let err = r.active_authenticate(&aa_b).unwrap_err().to_string();
+    assert!(err.contains("does not verify with DG15's key"), "{err}");
+    // With A's genuine DG15 (the one EF.SOD vouches for) it verifies; CA works too.
+    r.active_authenticate(&ca::parse_dg15(&files_a.dgs[&15]).unwrap())
+        .unwrap();
+    let d14 = ca::parse_dg14(&r.read_ef(0x010E).unwrap()).unwrap();
+    r.chip_authenticate(&d14).unwrap();
+}
