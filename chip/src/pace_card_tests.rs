@@ -199,6 +199,13 @@ impl Terminal {
         data: &[u8],
         le: Option<u8>,
     ) -> (Vec<u8>, u16) {
+        let apdu = self.protect(ins, p1, p2, data, le);
+        let (r, sw) = tx(card, &apdu);
+        self.open(&r, sw)
+    }
+
+    /// The protected C-APDU (SSC + 1).
+    fn protect(&mut self, ins: u8, p1: u8, p2: u8, data: &[u8], le: Option<u8>) -> Vec<u8> {
         self.ssc += 1;
         let mut body = Vec::new();
         if !data.is_empty() {
@@ -216,7 +223,11 @@ impl Terminal {
         let mut apdu = vec![0x0C, ins, p1, p2, body.len() as u8];
         apdu.extend(&body);
         apdu.push(0);
-        let (r, sw) = tx(card, &apdu);
+        apdu
+    }
+
+    /// Check and open a protected answer (SSC + 1).
+    fn open(&mut self, r: &[u8], sw: u16) -> (Vec<u8>, u16) {
         self.ssc += 1;
         let mac_at = r.len() - 10;
         let mut k = self.ssc.to_be_bytes().to_vec();
@@ -457,4 +468,198 @@ fn pace_commands_are_refused_out_of_order_or_without_a_password() {
         0x6985
     );
     assert_eq!(sw(&mut blank, "00B09C0000"), 0x6982);
+}
+
+#[test]
+fn chip_and_active_authentication_refusals() {
+    let mut card = issued();
+    assert_eq!(sw(&mut card, SELECT_LDS), 0x9000);
+    // No keys were generated on this card: CA's MSE:Set AT and AA are refused inside SM.
+    let mut t = pace(&mut card, 2, CAN, PARAM_BP256).unwrap();
+    let at = tlv::encode(0x80, &ca::OID_CA_ECDH_AES_128);
+    assert_eq!(t.send(&mut card, 0x22, 0x41, 0xA4, &at, None).1, 0x6985);
+    assert_eq!(
+        t.send(&mut card, 0x88, 0x00, 0x00, b"12345678", Some(0)).1,
+        0x6985
+    );
+    // GENERAL AUTHENTICATE inside SM without CA's MSE:Set AT.
+    assert_eq!(
+        t.send(&mut card, 0x86, 0x00, 0x00, &h("7C00"), Some(0)).1,
+        0x6985
+    );
+    // Plain INTERNAL AUTHENTICATE and key generation on a locked card.
+    assert_eq!(sw(&mut card, "00880000083132333435363738"), 0x6D00);
+    assert_eq!(sw(&mut card, "0046000100"), 0x6985);
+}
+
+#[test]
+fn generated_keys_stay_on_the_chip_and_drive_ca_and_aa() {
+    // Personalizing card: generate both keys, lock, then CA and AA through the test terminal.
+    let mut card = Card::new_blank(0x1717_0146).unwrap();
+    card.power_on();
+    assert_eq!(sw(&mut card, SELECT_PIV), 0x9000);
+    let (d, s) = tx(&mut card, &h("0087039B047C028100"));
+    assert_eq!(s, 0x9000);
+    let mut challenge = d[4..12].to_vec();
+    MgmtKey::transport()
+        .crypt_block(&mut challenge, true)
+        .unwrap();
+    let mut apdu = h("0087039B0C7C0A8208");
+    apdu.extend(&challenge);
+    assert_eq!(tx(&mut card, &apdu).1, 0x9000);
+    assert_eq!(sw(&mut card, "00DB3FFF085C035FC102530101"), 0x9000);
+    assert_eq!(sw(&mut card, SELECT_LDS), 0x9000);
+    let (ca_pk, s) = tx(&mut card, &h("0046000100"));
+    assert_eq!(s, 0x9000);
+    let (aa_pk, s) = tx(&mut card, &h("0046000200"));
+    assert_eq!(s, 0x9000);
+    assert_eq!(sw(&mut card, "0046000300"), 0x6A86);
+    let ca_pk = tlv::parse_single(tlv::parse_single(&ca_pk, 0x7F49).unwrap(), 0x86)
+        .unwrap()
+        .to_vec();
+    let aa_pk = tlv::parse_single(tlv::parse_single(&aa_pk, 0x7F49).unwrap(), 0x86)
+        .unwrap()
+        .to_vec();
+    let mut can = h("00DA010F06");
+    can.extend(CAN);
+    assert_eq!(tx(&mut card, &can).1, 0x9000);
+    assert_eq!(sw(&mut card, "00440000"), 0x9000);
+    // The image records that the keys exist; the private keys are only in the sealed part.
+    let public = card.public_description().unwrap().to_string();
+    assert!(public.contains("\"ca_key_set\":true"), "{public}");
+    let reloaded = Card::from_image_bytes(&card.to_image_bytes().unwrap()).unwrap();
+    assert_eq!(reloaded.lifecycle(), crate::Lifecycle::Locked);
+    card.power_on();
+    assert_eq!(sw(&mut card, SELECT_LDS), 0x9000);
+    let mut t = pace(&mut card, 2, CAN, PARAM_P256).unwrap();
+    // AA: r ‖ s over the challenge verifies with the generated key.
+    let (sig, s) = t.send(&mut card, 0x88, 0x00, 0x00, b"chal8byt", Some(0));
+    assert_eq!(s, 0x9000);
+    {
+        use p256::ecdsa::signature::Verifier;
+        let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(&aa_pk).unwrap();
+        let sig = p256::ecdsa::Signature::from_slice(&sig).unwrap();
+        assert!(vk.verify(b"chal8byt", &sig).is_ok());
+    }
+    // CA: 7C 00 under the PACE keys, then the new keys with SSC 0.
+    let eph = Curve::P256.random_scalar().unwrap();
+    let pk = Curve::P256.mul(&eph, None).unwrap();
+    let at = tlv::encode(0x80, &ca::OID_CA_ECDH_AES_128);
+    assert_eq!(t.send(&mut card, 0x22, 0x41, 0xA4, &at, None).1, 0x9000);
+    let ga = tlv::encode(0x7C, &tlv::encode(0x80, &pk));
+    let (d, s) = t.send(&mut card, 0x86, 0x00, 0x00, &ga, Some(0));
+    assert_eq!((up(&d), s), ("7C00".to_string(), 0x9000));
+    let k = x_coordinate(&Curve::P256.mul(&eph, Some(&ca_pk)).unwrap()).unwrap();
+    let mut old = Terminal {
+        ks_enc: t.ks_enc,
+        ks_mac: t.ks_mac,
+        ssc: t.ssc,
+    };
+    let mut t = Terminal {
+        ks_enc: *kdf_aes128(&k, KDF_ENC),
+        ks_mac: *kdf_aes128(&k, KDF_MAC),
+        ssc: 0,
+    };
+    assert_eq!(
+        t.send(&mut card, 0xA4, 0x04, 0x0C, &h("A0000002471001"), None)
+            .1,
+        0x9000
+    );
+    assert_eq!(
+        t.send(&mut card, 0xA4, 0x02, 0x0C, &[0x01, 0x1C], None).1,
+        0x9000
+    );
+    // The PACE keys no longer work: the card answers 6988 in plain and ends the session.
+    let apdu = old.protect(0xB0, 0x00, 0x00, &[], Some(4));
+    assert_eq!(tx(&mut card, &apdu), (vec![], 0x6988));
+    assert_eq!(
+        tx(&mut card, &t.protect(0xB0, 0x00, 0x00, &[], Some(4))).1,
+        0x6988,
+        "no session any more"
+    );
+}
+
+mod randomized {
+    //! Random PACE / CA / AA commands (the parsers of MSE:Set AT, GENERAL AUTHENTICATE,
+    //! INTERNAL AUTHENTICATE, GENERATE KEY PAIR and PUT DATA 01 0E / 01 0F) on a locked card:
+    //! every answer is a status word, no session opens without the password, and the card
+    //! still runs PACE afterwards. (cargo-fuzz needs nightly; this runs in plain cargo test.)
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn pace_apdu() -> impl Strategy<Value = Vec<u8>> {
+        (
+            prop_oneof![Just(0x00u8), Just(0x10), Just(0x0C)],
+            prop_oneof![
+                Just(0x22u8),
+                Just(0x86),
+                Just(0x88),
+                Just(0x46),
+                Just(0xDA),
+                Just(0xB0)
+            ],
+            prop_oneof![
+                Just(0x00u8),
+                Just(0xC1),
+                Just(0x41),
+                Just(0x9C),
+                any::<u8>()
+            ],
+            prop_oneof![
+                Just(0x00u8),
+                Just(0xA4),
+                Just(0x0E),
+                Just(0x0F),
+                any::<u8>()
+            ],
+            prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..80),
+                Just(h("800A04007F00070202040202830102")),
+                Just(h("7C00")),
+                (any::<u8>(), proptest::collection::vec(any::<u8>(), 0..70)).prop_map(|(t, v)| {
+                    tlv::encode(0x7C, &tlv::encode(u32::from(0x80 | (t & 0x07)), &v))
+                }),
+            ],
+            proptest::option::of(any::<u8>()),
+        )
+            .prop_map(|(cla, ins, p1, p2, body, le)| {
+                let mut v = vec![cla, ins, p1, p2];
+                if !body.is_empty() {
+                    v.push(body.len() as u8);
+                    v.extend(&body);
+                }
+                if let Some(le) = le {
+                    v.push(le);
+                }
+                v
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        #[test]
+        fn random_pace_commands_get_a_status_word_and_open_nothing(
+            seq in proptest::collection::vec(pace_apdu(), 1..24)
+        ) {
+            let mut card = issued();
+            prop_assert_eq!(sw(&mut card, SELECT_LDS), 0x9000);
+            for a in &seq {
+                let r = card.transmit(a);
+                prop_assert!(r.len() >= 2 && r.len() <= 258);
+                let (_, s) = split(&r);
+                prop_assert!(matches!(s >> 8, 0x90 | 0x61 | 0x63 | 0x67 | 0x68 | 0x69 | 0x6A | 0x6B | 0x6D | 0x6E | 0x6F),
+                    "unexpected SW {s:04X} for {}", hex::encode(a));
+                // Nothing random may open the data groups.
+                // (6883: a random chained command left a chain open, which this ends.)
+                let (_, s) = tx(&mut card, &h("00B0810000"));
+                prop_assert!(s == 0x6982 || s == 0x6883, "plain READ BINARY of DG1: {s:04X}");
+            }
+            // Still a working card: PACE with the CAN (after the delay of any runs counted).
+            card.power_on();
+            prop_assert_eq!(sw(&mut card, SELECT_LDS), 0x9000);
+            prop_assert!(pace(&mut card, 2, CAN, PARAM_P256).is_ok());
+        }
+    }
 }
