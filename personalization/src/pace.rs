@@ -853,6 +853,9 @@ impl<'c, 't> IcaoReader<'c, 't> {
 #[path = "pace_ca.rs"]
 pub mod ca;
 
+#[path = "pace_inspect.rs"]
+pub mod inspect;
+
 #[cfg(test)]
 #[path = "pace_tests.rs"]
 mod tests;
