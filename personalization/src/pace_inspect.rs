@@ -149,8 +149,8 @@ pub fn inspect(
         Check::NotOffered("EF.COM lists no DG15".into())
     };
     for &n in &numbers {
-        if !dgs.contains_key(&n) {
-            dgs.insert(n, r.read_ef(fid::dg(n))?);
+        if let std::collections::btree_map::Entry::Vacant(slot) = dgs.entry(n) {
+            slot.insert(r.read_ef(fid::dg(n))?);
         }
     }
     let sod = r.read_ef(fid::SOD)?;
