@@ -684,8 +684,9 @@ impl Lds {
                 StatusWord::IncorrectData
             });
         }
-        let first = !run.expects_token() && cmd.data[..] == [0x7C, 0x00];
-        if first {
+        // Counted by the run's state, not by the bytes of the command: any encoding of the
+        // first step that gets a nonce out of the card is an attempt.
+        if run.is_fresh() {
             // Count the attempt before it can be tested (docs/lds.md, "Guessing the CAN"):
             // the counter is persistent and only a successful run clears it, so pulling the
             // card in the middle of a run does not escape it.

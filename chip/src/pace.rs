@@ -516,6 +516,11 @@ impl PaceRun {
         }
     }
 
+    /// Whether the run has not started yet (next: the request for the encrypted nonce).
+    pub fn is_fresh(&self) -> bool {
+        matches!(self.step, Step::Set)
+    }
+
     /// Whether the run expects the last step (the terminal's token, sent without chaining).
     pub fn expects_token(&self) -> bool {
         matches!(self.step, Step::Agreed { .. })

@@ -447,6 +447,15 @@ pub fn establish(
     let (sw, data) = ga(ch, STEP1, false, 0, &[])?;
     crate::apdu::check(STEP1, sw)?;
     let z = answer_object(STEP1, &data, 0x80)?;
+    if z.len() != 16 {
+        return Err(Error::Malformed {
+            command: STEP1,
+            detail: format!(
+                "encrypted nonce of {} bytes, expected one AES block",
+                z.len()
+            ),
+        });
+    }
     let k_pi = kdf128(&password.secret(), 3);
     let s = Zeroizing::new(aes_cbc(&k_pi, &[0u8; 16], &z, false)?);
 
