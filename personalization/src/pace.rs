@@ -670,8 +670,7 @@ impl AesSession {
     }
 }
 
-/// How to open the ICAO application.
-#[derive(Debug)]
+/// How to open the ICAO application. `Debug` names the method only, never the password.
 pub enum Access {
     /// PACE with the CAN.
     PaceCan(Password),
@@ -679,6 +678,12 @@ pub enum Access {
     PaceMrz(Password),
     /// Basic Access Control with the MRZ information.
     Bac(Zeroizing<String>),
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Access::{}(..)", self.name())
+    }
 }
 
 impl Access {

@@ -247,6 +247,17 @@ fn can_must_be_six_digits() {
     }
     let can = crate::lds::random_can().unwrap();
     assert!(Password::can(&can).is_ok());
+    // Debug never shows a password.
+    let shown = format!(
+        "{:?} {:?} {:?}",
+        Access::can("305719").unwrap(),
+        Access::bac(MRZ_INFORMATION),
+        Password::mrz(MRZ_INFORMATION)
+    );
+    assert!(
+        !shown.contains("305719") && !shown.contains("T22000129"),
+        "{shown}"
+    );
 }
 
 // ------------------------------------------------------------------ against the chip ---
