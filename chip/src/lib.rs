@@ -24,6 +24,7 @@ pub mod image;
 pub mod lds;
 pub mod mgmt;
 pub mod os;
+pub mod pace;
 pub mod piv;
 pub mod sm;
 pub mod sw;

@@ -310,6 +310,16 @@ impl CardOs {
         }
         self.pending.clear();
 
+        // GENERAL AUTHENTICATE (INS 86) chains a protocol's steps (ICAO 9303-11 §4.4.4.2,
+        // BSI TR-03110-3 B.1): each part is answered by the application, not reassembled here.
+        if cmd.ins == 0x86 {
+            self.chain = None;
+            return match self.selected.and_then(|i| self.apps.get_mut(i)) {
+                Some(app) => Reply::from_response(app.respond(&mut self.ctx, &cmd)),
+                None => Err(StatusWord::InsNotSupported),
+            };
+        }
+
         if let Some(chain) = &self.chain {
             if chain.header != (cmd.ins, cmd.p1, cmd.p2) {
                 self.chain = None;

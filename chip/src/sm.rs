@@ -1,9 +1,14 @@
-//! Secure messaging after BAC, chip side (ICAO Doc 9303 Part 11 §9.8, ISO/IEC 7816-4 clause
-//! 10): protected commands carry CLA 0C, DO'87' (padding indicator 01 ‖ 3DES-CBC cryptogram of
-//! the padded data), DO'97' (Le) and DO'8E' (retail MAC over SSC ‖ padded header ‖ DO'87' ‖
-//! DO'97'); protected responses carry DO'87', DO'99' (the status word) and DO'8E' (MAC over
-//! SSC ‖ DO'87' ‖ DO'99'). The send sequence counter is incremented before every command and
-//! every response is protected (§9.8).
+//! Secure messaging, chip side (ICAO Doc 9303 Part 11 §9.8, ISO/IEC 7816-4 clause 10), after
+//! BAC (3DES, §9.8.6) or after PACE (AES-128, §9.8.7): protected commands carry CLA 0C, DO'87'
+//! (padding indicator 01 ‖ CBC cryptogram of the padded data), DO'97' (Le) and DO'8E' (MAC
+//! over SSC ‖ padded header ‖ DO'87' ‖ DO'97'); protected responses carry DO'87', DO'99' (the
+//! status word) and DO'8E' (MAC over SSC ‖ DO'87' ‖ DO'99'). The send sequence counter is
+//! incremented before every command and every response is protected (§9.8).
+//!
+//! 3DES: 8-byte SSC from the BAC challenges, CBC with a zero IV, retail MAC (ISO/IEC 9797-1
+//! MAC algorithm 3), padding to 8 bytes. AES: 16-byte SSC starting at 0 (§9.8.7.3), CBC with
+//! IV = AES(KS_ENC, SSC) (§9.8.7.1), AES-CMAC truncated to 8 bytes over the data padded to
+//! 16 bytes (§9.8.7.2), padding to 16 bytes.
 
 use zeroize::Zeroizing;
 
@@ -16,30 +21,151 @@ use crate::tlv;
 /// (ISO 7816-4 clause 5.4.1, b4 b3 = 11).
 pub const SM_CLA: u8 = 0x0C;
 
-/// An established BAC secure-messaging session (volatile: never stored in the image).
+/// The cipher suite of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmCipher {
+    /// Two-key 3DES and the retail MAC (after BAC).
+    Tdes,
+    /// AES-128 and CMAC (after PACE with an AES-128 protocol).
+    Aes128,
+}
+
+/// An established secure-messaging session (volatile: never stored in the image).
 pub struct SmSession {
+    cipher: SmCipher,
     ks_enc: Key16,
     ks_mac: Key16,
-    ssc: [u8; 8],
+    /// The SSC, big-endian, right-aligned: 3DES uses the last 8 bytes.
+    ssc: [u8; 16],
+}
+
+/// ISO/IEC 9797-1 padding method 2 to a multiple of `block` bytes.
+fn pad_to(data: &[u8], block: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + block);
+    out.extend_from_slice(data);
+    out.push(0x80);
+    while out.len() % block != 0 {
+        out.push(0x00);
+    }
+    out
+}
+
+/// Remove padding method 2 whose padding lies within the last `block` bytes.
+fn unpad_from(data: &[u8], block: usize) -> Option<&[u8]> {
+    let end = data.iter().rposition(|&b| b != 0)?;
+    if data[end] != 0x80 || data.len() - end > block {
+        return None;
+    }
+    Some(&data[..end])
 }
 
 impl SmSession {
-    /// A session with the keys and SSC from mutual authentication.
+    /// A 3DES session with the keys and SSC from BAC mutual authentication.
     pub fn new(keys: SessionKeys) -> SmSession {
+        let mut ssc = [0u8; 16];
+        ssc[8..].copy_from_slice(&keys.ssc);
         SmSession {
+            cipher: SmCipher::Tdes,
             ks_enc: keys.ks_enc,
             ks_mac: keys.ks_mac,
-            ssc: keys.ssc,
+            ssc,
         }
     }
 
-    /// The current send sequence counter (for tests).
-    pub fn ssc(&self) -> [u8; 8] {
-        self.ssc
+    /// An AES-128 session after PACE (or Chip Authentication): SSC = 0 (§9.8.7.3).
+    pub fn new_aes(ks_enc: Key16, ks_mac: Key16) -> SmSession {
+        SmSession {
+            cipher: SmCipher::Aes128,
+            ks_enc,
+            ks_mac,
+            ssc: [0u8; 16],
+        }
+    }
+
+    /// The cipher suite.
+    pub fn cipher(&self) -> SmCipher {
+        self.cipher
+    }
+
+    /// The current send sequence counter (8 bytes for 3DES, 16 for AES).
+    pub fn ssc(&self) -> Vec<u8> {
+        self.ssc_bytes().to_vec()
+    }
+
+    fn ssc_bytes(&self) -> &[u8] {
+        match self.cipher {
+            SmCipher::Tdes => &self.ssc[8..],
+            SmCipher::Aes128 => &self.ssc,
+        }
+    }
+
+    fn block(&self) -> usize {
+        match self.cipher {
+            SmCipher::Tdes => 8,
+            SmCipher::Aes128 => 16,
+        }
     }
 
     fn increment(&mut self) {
-        self.ssc = u64::from_be_bytes(self.ssc).wrapping_add(1).to_be_bytes();
+        let next = u128::from_be_bytes(self.ssc).wrapping_add(1);
+        let next = match self.cipher {
+            SmCipher::Tdes => next & u128::from(u64::MAX),
+            SmCipher::Aes128 => next,
+        };
+        self.ssc = next.to_be_bytes();
+    }
+
+    /// The MAC over `message` (not yet padded): retail MAC, or CMAC over the padded message.
+    fn mac(&self, message: &[u8]) -> [u8; 8] {
+        match self.cipher {
+            SmCipher::Tdes => bac::retail_mac(&self.ks_mac, message),
+            SmCipher::Aes128 => crate::pace::cmac8(&self.ks_mac, &pad_to(message, 16)),
+        }
+    }
+
+    /// The IV of the DO'87' cryptogram: zero (3DES), AES(KS_ENC, SSC) (AES, §9.8.7.1).
+    fn aes_iv(&self) -> [u8; 16] {
+        use aes::cipher::{BlockCipherEncrypt, KeyInit};
+        let cipher = aes::Aes128::new(&(*self.ks_enc).into());
+        let mut block = self.ssc.into();
+        cipher.encrypt_block(&mut block);
+        block.into()
+    }
+
+    fn encrypt(&self, padded: &[u8]) -> Option<Vec<u8>> {
+        match self.cipher {
+            SmCipher::Tdes => bac::tdes_encrypt(&self.ks_enc, padded),
+            SmCipher::Aes128 => {
+                use cbc::cipher::block_padding::NoPadding;
+                use cbc::cipher::{BlockModeEncrypt, KeyIvInit};
+                if !padded.len().is_multiple_of(16) {
+                    return None;
+                }
+                let enc =
+                    cbc::Encryptor::<aes::Aes128>::new_from_slices(&*self.ks_enc, &self.aes_iv())
+                        .ok()?;
+                Some(enc.encrypt_padded_vec::<NoPadding>(padded))
+            }
+        }
+    }
+
+    fn decrypt(&self, cryptogram: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        match self.cipher {
+            SmCipher::Tdes => bac::tdes_decrypt(&self.ks_enc, cryptogram),
+            SmCipher::Aes128 => {
+                use cbc::cipher::block_padding::NoPadding;
+                use cbc::cipher::{BlockModeDecrypt, KeyIvInit};
+                if cryptogram.is_empty() || !cryptogram.len().is_multiple_of(16) {
+                    return None;
+                }
+                let dec =
+                    cbc::Decryptor::<aes::Aes128>::new_from_slices(&*self.ks_enc, &self.aes_iv())
+                        .ok()?;
+                dec.decrypt_padded_vec::<NoPadding>(cryptogram)
+                    .ok()
+                    .map(Zeroizing::new)
+            }
+        }
     }
 
     /// Verify and decrypt a protected command (§9.8). Any error is an SM error:
@@ -70,16 +196,17 @@ impl SmSession {
             rest = next;
         }
         let mac = mac.ok_or(SM_ERROR)?;
-        let mut n = Zeroizing::new(Vec::with_capacity(cmd.data.len() + 16));
-        n.extend_from_slice(&self.ssc);
-        n.extend_from_slice(&bac::pad(&[cmd.cla, cmd.ins, cmd.p1, cmd.p2]));
+        let block = self.block();
+        let mut n = Zeroizing::new(Vec::with_capacity(cmd.data.len() + 32));
+        n.extend_from_slice(self.ssc_bytes());
+        n.extend_from_slice(&pad_to(&[cmd.cla, cmd.ins, cmd.p1, cmd.p2], block));
         if let Some((raw, _)) = do87 {
             n.extend_from_slice(raw);
         }
         if let Some((raw, _)) = do97 {
             n.extend_from_slice(raw);
         }
-        if !bac::ct_eq(&bac::retail_mac(&self.ks_mac, &n), mac) {
+        if !bac::ct_eq(&self.mac(&n), mac) {
             return Err(SM_ERROR);
         }
         let data = match do87 {
@@ -89,8 +216,8 @@ impl SmSession {
                 if indicator != 0x01 || cryptogram.is_empty() {
                     return Err(SM_ERROR);
                 }
-                let plain = bac::tdes_decrypt(&self.ks_enc, cryptogram).ok_or(SM_ERROR)?;
-                bac::unpad(&plain).ok_or(SM_ERROR)?.to_vec()
+                let plain = self.decrypt(cryptogram).ok_or(SM_ERROR)?;
+                unpad_from(&plain, block).ok_or(SM_ERROR)?.to_vec()
             }
         };
         let ne = match do97.map(|(_, v)| v) {
@@ -115,21 +242,21 @@ impl SmSession {
     /// and, unchanged, as the trailer of the R-APDU.
     pub fn wrap_response(&mut self, data: &[u8], sw: StatusWord) -> Vec<u8> {
         self.increment();
-        let mut out = Vec::with_capacity(data.len() + 32);
+        let mut out = Vec::with_capacity(data.len() + 40);
         if !data.is_empty() {
-            let padded = Zeroizing::new(bac::pad(data));
-            // pad() always yields whole blocks, so encryption cannot fail.
-            let cryptogram = bac::tdes_encrypt(&self.ks_enc, &padded).unwrap_or_default();
+            let padded = Zeroizing::new(pad_to(data, self.block()));
+            // pad_to() always yields whole blocks, so encryption cannot fail.
+            let cryptogram = self.encrypt(&padded).unwrap_or_default();
             let mut value = Vec::with_capacity(cryptogram.len() + 1);
             value.push(0x01);
             value.extend_from_slice(&cryptogram);
             tlv::push(&mut out, 0x87, &value);
         }
         tlv::push(&mut out, 0x99, &sw.to_bytes());
-        let mut k = Vec::with_capacity(out.len() + 8);
-        k.extend_from_slice(&self.ssc);
+        let mut k = Vec::with_capacity(out.len() + 16);
+        k.extend_from_slice(self.ssc_bytes());
         k.extend_from_slice(&out);
-        let mac = bac::retail_mac(&self.ks_mac, &k);
+        let mac = self.mac(&k);
         tlv::push(&mut out, 0x8E, &mac);
         out
     }

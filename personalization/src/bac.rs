@@ -495,6 +495,11 @@ impl<'c, 't> BacReader<'c, 't> {
         Ok(Self { channel, session })
     }
 
+    /// The secure-messaging session, to continue it elsewhere ([`crate::pace::IcaoReader`]).
+    pub fn into_session(self) -> SmSession {
+        self.session
+    }
+
     fn transmit(&mut self, name: &'static str, apdu: Vec<u8>) -> Result<(Vec<u8>, StatusWord)> {
         let r = self.channel.exchange_short(name, &apdu)?;
         self.session.unprotect(&r.data, r.sw)

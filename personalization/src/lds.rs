@@ -418,6 +418,15 @@ fn select_lds(channel: &mut Channel<'_>) -> Result<()> {
 /// management key authenticated in this card session). Each file is created with its exact
 /// size, then written in chunks of at most [`WRITE_CHUNK`] bytes.
 pub fn write_lds(channel: &mut Channel<'_>, files: &LdsFiles, kseed: &[u8; 16]) -> Result<()> {
+    write_lds_files(channel, files)?;
+    let seed = Command::new("SET BAC KEY SEED", 0xDA, 0x01, 0x0B, kseed.to_vec());
+    channel.ok(&seed)?;
+    Ok(())
+}
+
+/// Writes the LDS files only (a PACE-only card gets no BAC key seed; then
+/// [`write_pace_passwords`]).
+pub fn write_lds_files(channel: &mut Channel<'_>, files: &LdsFiles) -> Result<()> {
     select_lds(channel)?;
     for (fid, content) in files.files()? {
         if content.len() > 0x7FFF {
@@ -454,9 +463,49 @@ pub fn write_lds(channel: &mut Channel<'_>, files: &LdsFiles, kseed: &[u8; 16]) 
                 .map_err(|e| e.in_step(&format!("write EF {fid:04X}")))?;
         }
     }
-    let seed = Command::new("SET BAC KEY SEED", 0xDA, 0x01, 0x0B, kseed.to_vec());
-    channel.ok(&seed)?;
     Ok(())
+}
+
+/// Writes the PACE passwords (card contract, docs/lds.md): PUT DATA 01 0E with
+/// K = SHA-1(MRZ information) (ICAO 9303-11 §9.7.3) and PUT DATA 01 0F with the CAN (six ASCII
+/// digits). Same rights as [`write_lds`]; the ICAO application must be selected (it is after
+/// [`write_lds`]).
+pub fn write_pace_passwords(
+    channel: &mut Channel<'_>,
+    mrz_information: &str,
+    can: &str,
+) -> Result<()> {
+    let can = crate::pace::Password::can(can)?;
+    let mrz = crate::pace::Password::mrz(mrz_information);
+    channel.ok(&Command::new(
+        "SET PACE MRZ PASSWORD",
+        0xDA,
+        0x01,
+        0x0E,
+        mrz.secret().to_vec(),
+    ))?;
+    channel.ok(&Command::new(
+        "SET PACE CAN",
+        0xDA,
+        0x01,
+        0x0F,
+        can.secret().to_vec(),
+    ))?;
+    Ok(())
+}
+
+/// A random CAN: six decimal digits, uniform (rejection sampling on random bytes).
+pub fn random_can() -> Result<zeroize::Zeroizing<String>> {
+    let mut out = zeroize::Zeroizing::new(String::with_capacity(6));
+    while out.len() < 6 {
+        let mut b = [0u8; 1];
+        getrandom::fill(&mut b).map_err(|e| lds_err("CAN", format!("random generator: {e}")))?;
+        // 250 = 25 × 10: values 250..=255 would bias the digits.
+        if b[0] < 250 {
+            out.push(char::from(b'0' + b[0] % 10));
+        }
+    }
+    Ok(out)
 }
 
 /// What a BAC read of the LDS returned.
@@ -475,6 +524,19 @@ pub struct LdsRead {
 pub fn read_lds(channel: &mut Channel<'_>, mrz_information: &str) -> Result<LdsRead> {
     let keys = BacKeys::from_mrz_information(mrz_information);
     let mut r = BacReader::open(channel, &keys)?;
+    let com = r.read_ef(fid::COM)?;
+    let mut dgs = BTreeMap::new();
+    for n in parse_ef_com(&com)? {
+        dgs.insert(n, r.read_ef(fid::dg(n))?);
+    }
+    let sod = r.read_ef(fid::SOD)?;
+    Ok(LdsRead { com, dgs, sod })
+}
+
+/// Opens the ICAO application with `access` (PACE with the CAN or the MRZ, or BAC) and reads
+/// EF.COM, every data group it lists and EF.SOD through secure messaging.
+pub fn read_lds_with(channel: &mut Channel<'_>, access: &crate::pace::Access) -> Result<LdsRead> {
+    let mut r = crate::pace::IcaoReader::open(channel, access)?;
     let com = r.read_ef(fid::COM)?;
     let mut dgs = BTreeMap::new();
     for n in parse_ef_com(&com)? {

@@ -26,6 +26,7 @@ pub mod executor;
 pub mod lds;
 pub mod lifecycle;
 pub mod mrz;
+pub mod pace;
 pub mod piv;
 pub mod plan;
 pub mod secret;
