@@ -89,7 +89,7 @@ pub fn is_operational_slot(slot: u8) -> bool {
 }
 
 /// Data objects the issuer may write on a LOCKED card: the certificates of 9A (5FC105) and
-/// 9C (5FC10A) and the Key History object (5FC10C, SP 800-73-4 Part 1 clause 3.3.6), the
+/// 9C (5FC10A) and the Key History object (5FC10C, SP 800-73-4 Part 1 appendix A, table 19), the
 /// objects that name the keys a renewal replaces. Everything else (CHUID, CCC, Printed
 /// Information, Discovery, vendor objects) stays as issued.
 pub fn is_operational_tag(tag: u32) -> bool {
