@@ -21,6 +21,7 @@ pub mod passwords;
 pub mod records;
 pub mod rotation;
 pub mod schema;
+pub mod service_jobs;
 pub mod validate;
 
 use std::path::{Path, PathBuf};
