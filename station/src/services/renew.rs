@@ -14,7 +14,7 @@
 
 use std::time::{Instant, SystemTime};
 
-use personalization::piv::services::{self as card_services, IssuedCard};
+use personalization::piv::services as card_services;
 use personalization::piv::Piv;
 use personalization::secret::Pin;
 use personalization::transport::pcsc::Pcsc;
@@ -71,6 +71,10 @@ pub struct RenewReport {
 fn ms(t0: Instant) -> f64 {
     t0.elapsed().as_secs_f64() * 1000.0
 }
+
+/// A certificate the CA made for a new card key: slot, certificate profile, the registry id
+/// of the CA key that signed it, DER.
+type NewCertificate = (Slot, String, i64, Vec<u8>);
 
 /// The certificates a renewal recorded (`ca.issue` details).
 #[derive(Debug, Clone)]
@@ -168,7 +172,14 @@ pub fn renew(
         ok
     })
     .map_err(|e| refused(run.st, session, "renewal", &input.document, e))?;
-    run.verify_pin(&mut tx, &card, &pin)?;
+    if card.pin == personalization::piv::PinStatus::Blocked {
+        let e = StationError::Conflict(format!(
+            "pin: the PIN of card {} is blocked; unblock it first (idstation unblock)",
+            serial_text(card.serial)
+        ));
+        return Err(refused(run.st, session, "renewal", &input.document, e));
+    }
+    run.verify_pin(&mut tx, &pin)?;
 
     let card_key = card_management_key(run.st, &profile, card.serial)?;
     let (job_id, recorded, resumed) = match resumable {
@@ -336,18 +347,7 @@ impl Run<'_> {
 
     /// The holder's PIN checked by the card before anything changes (a wrong PIN costs a try
     /// and nothing else).
-    fn verify_pin(
-        &mut self,
-        tx: &mut dyn Transport,
-        card: &IssuedCard,
-        pin: &Pin,
-    ) -> Result<(), StationError> {
-        if card.pin == personalization::piv::PinStatus::Blocked {
-            return Err(StationError::Conflict(format!(
-                "pin: the PIN of card {} is blocked; unblock it first (idstation unblock)",
-                serial_text(card.serial)
-            )));
-        }
+    fn verify_pin(&mut self, tx: &mut dyn Transport, pin: &Pin) -> Result<(), StationError> {
         let t0 = Instant::now();
         let mut piv = Piv::new(tx);
         piv.select()
@@ -433,7 +433,7 @@ impl Run<'_> {
     fn certify(
         &mut self,
         keys: &card_services::RenewedKeys,
-    ) -> Result<Vec<(Slot, String, i64, Vec<u8>)>, StationError> {
+    ) -> Result<Vec<NewCertificate>, StationError> {
         let (esign_key, issuer) = crate::hierarchy::active_issuer(self.st, "esign")?;
         let country = self.st.document_profile()?.country.clone();
         let h = &self.doc.holder.data;
