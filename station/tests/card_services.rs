@@ -601,6 +601,8 @@ fn a_renewal_pulled_at_every_apdu_exits_3_naming_the_step_and_a_retry_succeeds()
         doc
     };
     let mut torn = 0;
+    let mut resumed = 0;
+    let mut steps = std::collections::BTreeSet::new();
     let mut k = 0u64;
     loop {
         assert!(
@@ -621,16 +623,42 @@ fn a_renewal_pulled_at_every_apdu_exits_3_naming_the_step_and_a_retry_succeeds()
             "tear after {k}: the error names the step: {line}"
         );
         st.check_agreement();
+        steps.insert(
+            [
+                "card.generate",
+                "card.install",
+                "read the card",
+                "verify the holder's PIN",
+            ]
+            .into_iter()
+            .find(|s| line.contains(s))
+            .unwrap_or("other"),
+        );
         // The card back in: the renewal (a new one, or the interrupted one resumed) succeeds.
         let card = slot.insert(&img, &[]);
         let o = st.renew(&doc, &slot.reader_name, PIN);
         assert!(o.status.success(), "retry after tear {k}:\n{}", text(&o));
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        if r["resumed"] == true {
+            resumed += 1;
+        }
         opensc_signs_and_openssl_verifies(&st, &slot.reader_name, PIN, &format!("tear-{k}"));
         card.pull();
         st.check_agreement();
         k += 1;
     }
     assert!(torn > 20, "only {torn} APDUs in a renewal?");
+    // Tears hit every card step, and those after the certificates were issued were resumed.
+    assert_eq!(
+        steps.into_iter().collect::<Vec<_>>(),
+        [
+            "card.generate",
+            "card.install",
+            "read the card",
+            "verify the holder's PIN"
+        ],
+    );
+    assert!(resumed > 5, "only {resumed} renewals resumed");
     let running: i64 = st
         .registry()
         .connection()
