@@ -459,9 +459,16 @@ impl Piv {
     }
 
     /// The management key was authenticated in this card session while the card was LOCKED
-    /// (the issuer, after issuance).
+    /// (the issuer, after issuance), and it is not the transport key: a card locked with the
+    /// key everybody knows grants nobody the issuer's rights.
     fn issuer_authenticated(&self, ctx: &CardContext) -> bool {
-        ctx.mgmt_authenticated && self.mgmt_authenticated_when_locked
+        ctx.mgmt_authenticated && self.mgmt_authenticated_when_locked && !self.transport_key()
+    }
+
+    /// The management key is still the transport key of a blank card.
+    fn transport_key(&self) -> bool {
+        self.mgmt.alg == MgmtAlgorithm::Tdes
+            && self.mgmt.key.as_slice() == crate::mgmt::TRANSPORT_MGMT_KEY
     }
 
     fn objects_total(&self) -> usize {
@@ -1021,9 +1028,7 @@ impl Piv {
             KEY_MGMT => {
                 tlv::push(&mut out, 0x01, &[self.mgmt.alg.id()]);
                 tlv::push(&mut out, 0x02, &[0x00, 0x01]);
-                let default = self.mgmt.alg == MgmtAlgorithm::Tdes
-                    && self.mgmt.key.as_slice() == crate::mgmt::TRANSPORT_MGMT_KEY;
-                tlv::push(&mut out, 0x05, &[u8::from(default)]);
+                tlv::push(&mut out, 0x05, &[u8::from(self.transport_key())]);
             }
             slot if is_key_slot(slot) => {
                 let k = self.keys.get(&slot).ok_or(StatusWord::ReferenceNotFound)?;

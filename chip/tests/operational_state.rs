@@ -279,20 +279,43 @@ fn the_personalization_authentication_ends_with_the_lock() {
     let mut c = Host { card };
     c.select();
     assert_eq!(c.mgmt_auth(&MgmtKey::transport()), 0x9000);
+    let mut set = h("00FFFFFF13089B10");
+    set.extend([0x4B; 16]);
+    assert_eq!(c.tx(&set).1, 0x9000);
+    assert_eq!(c.mgmt_auth(&card_key()), 0x9000);
     assert_eq!(c.generate(0x9A).1, 0x9000);
     assert_eq!(c.sw("00440000"), 0x9000);
     // Same session, key authenticated before the LOCK: not the issuer's authentication.
     assert_eq!(c.generate(0x9A).1, 0x6985);
     assert_eq!(c.put_object(0x5FC105, b"x"), 0x6985);
     // A new authentication on the LOCKED card opens the issuer's rights.
-    assert_eq!(c.mgmt_auth(&MgmtKey::transport()), 0x9000);
+    assert_eq!(c.mgmt_auth(&card_key()), 0x9000);
     assert_eq!(c.generate(0x9A).1, 0x9000);
     // A failed attempt closes them again.
     assert_eq!(
-        c.mgmt_auth(&MgmtKey::new(MgmtAlgorithm::Tdes, &[0x01; 24]).unwrap()),
+        c.mgmt_auth(&MgmtKey::new(MgmtAlgorithm::Aes128, &[0x01; 16]).unwrap()),
         0x6982
     );
     assert_eq!(c.generate(0x9A).1, 0x6985);
+}
+
+#[test]
+fn a_card_locked_with_the_transport_key_grants_nobody_the_issuers_rights() {
+    let mut card = Card::new_blank(8).unwrap();
+    card.power_on();
+    let mut c = Host { card };
+    c.select();
+    assert_eq!(c.mgmt_auth(&MgmtKey::transport()), 0x9000);
+    assert_eq!(c.generate(0x9C).1, 0x9000);
+    assert_eq!(c.sw("00440000"), 0x9000);
+    c.new_session();
+    // The key everybody knows authenticates, but opens nothing on a LOCKED card.
+    assert_eq!(c.mgmt_auth(&MgmtKey::transport()), 0x9000);
+    assert_eq!(c.generate(0x9C).1, 0x6985);
+    assert_eq!(c.put_object(0x5FC10A, b"forged"), 0x6985);
+    let mut reset = h("002C028008");
+    reset.extend(pin_block("000000"));
+    assert_eq!(c.tx(&reset).1, 0x6982);
 }
 
 #[test]
