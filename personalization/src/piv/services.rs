@@ -79,6 +79,28 @@ pub fn read_issued(transport: &mut dyn Transport, slots: &[Slot]) -> Result<Issu
     })
 }
 
+/// The MRZ in the card's DG1, read through Basic Access Control with the keys of
+/// `mrz_information` (ICAO Doc 9303 Part 11 §4.3; document number, birth and expiry dates with
+/// their check digits): a card personalized for another document fails BAC. Also the APDUs
+/// used.
+pub fn read_mrz(
+    transport: &mut dyn Transport,
+    mrz_information: &str,
+) -> Result<([String; 3], Stats), Error> {
+    let mut ch = crate::apdu::Channel::new(transport);
+    let lds = crate::lds::read_lds(&mut ch, mrz_information)
+        .map_err(|e| e.in_step("read the LDS through BAC"))?;
+    let dg1 = lds.dgs.get(&1).ok_or_else(|| {
+        Error::Lds {
+            object: "DG1".into(),
+            rule: "EF.COM lists no DG1".into(),
+        }
+        .in_step("read DG1")
+    })?;
+    let mrz = crate::lds::parse_dg1(dg1).map_err(|e| e.in_step("read DG1"))?;
+    Ok((mrz, ch.stats()))
+}
+
 /// Select PIV, check the serial and the LOCKED state, authenticate the per-card key.
 fn open_issuer(piv: &mut Piv<'_>, serial: u32, card_key: &ManagementKey) -> Result<(), Error> {
     piv.select()

@@ -22,7 +22,7 @@ pub use renew::{renew, RenewInput, RenewReport};
 pub use unblock::{unblock, UnblockInput, UnblockReport};
 
 use personalization::lifecycle::Lifecycle;
-use personalization::piv::services::IssuedCard;
+use personalization::piv::services::{self as card_services, IssuedCard};
 use profiles::card::{CardProfile, Slot};
 use registry::{AuditEntry, CertStatus, Certificate, DocumentStatus, StepState};
 use serde_json::Value;
@@ -176,6 +176,45 @@ pub(crate) fn match_card<'a>(
         }
     }
     Ok(())
+}
+
+/// The card's chip opens with the MRZ of the document on record (Basic Access Control, ICAO
+/// Doc 9303 Part 11, keys from the document number, birth and expiry dates the registry holds)
+/// and its DG1 carries that document number. The APDUs used.
+pub(crate) fn match_document(
+    st: &Station,
+    tx: &mut dyn personalization::transport::Transport,
+    doc: &IssuedDocument,
+) -> Result<u64, StationError> {
+    let number = doc.document.number;
+    let mrz = crate::records::document_mrz(st, &doc.document)?.ok_or_else(|| {
+        StationError::Other(format!(
+            "document {number}: no MRZ can be made from its registry record"
+        ))
+    })?;
+    let info = zeroize::Zeroizing::new(
+        personalization::mrz::bac_mrz_information(&mrz)
+            .map_err(|e| StationError::invalid("mrz", e.to_string()))?,
+    );
+    let step = "match the card to the registry";
+    let (on_card, stats) = match card_services::read_mrz(tx, &info) {
+        Ok(r) => r,
+        Err(e) if matches!(e.root(), personalization::Error::Bac { .. }) => {
+            return Err(StationError::Conflict(format!(
+                "document number: the card's chip does not open with the MRZ of document {number} (BAC: {})",
+                e.root()
+            )))
+        }
+        Err(e) => return Err(StationError::card(Some(step), &e)),
+    };
+    // TD1 line 1, positions 6-14: the document number.
+    let field = |l: &str| l.get(5..14).map(str::to_owned);
+    if field(&on_card[0]).is_none() || field(&on_card[0]) != field(&mrz[0]) {
+        return Err(StationError::Conflict(format!(
+            "document number: the card's DG1 does not carry document {number}"
+        )));
+    }
+    Ok(stats.apdus)
 }
 
 /// An audited refusal of a card service: the refusal is recorded, then returned.

@@ -172,6 +172,15 @@ pub fn renew(
         ok
     })
     .map_err(|e| refused(run.st, session, "renewal", &input.document, e))?;
+    let t0 = Instant::now();
+    run.apdus += match super::match_document(run.st, &mut tx, &doc) {
+        Ok(n) => n,
+        Err(e @ StationError::Conflict(_)) => {
+            return Err(refused(run.st, session, "renewal", &input.document, e))
+        }
+        Err(e) => return Err(e),
+    };
+    run.card_ms += ms(t0);
     if card.pin == personalization::piv::PinStatus::Blocked {
         let e = StationError::Conflict(format!(
             "pin: the PIN of card {} is blocked; unblock it first (idstation unblock)",

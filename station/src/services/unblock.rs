@@ -89,6 +89,13 @@ pub fn unblock(
             .unwrap_or_default()
     })
     .map_err(|e| refused(st, session, "unblock", &input.document, e))?;
+    match super::match_document(st, &mut tx, &doc) {
+        Ok(_) => {}
+        Err(e @ StationError::Conflict(_)) => {
+            return Err(refused(st, session, "unblock", &input.document, e))
+        }
+        Err(e) => return Err(e),
+    }
     if let Some(job) = st.registry.running_service_job(doc.document.id)? {
         return Err(refused(
             st,
