@@ -339,7 +339,7 @@ CREATE TABLE service_jobs (
     updated_at   TEXT NOT NULL,
     finished_at  TEXT
 ) STRICT;
-CREATE UNIQUE INDEX service_jobs_one_running_per_document ON service_jobs (document_id) WHERE state = 'running';
+CREATE UNIQUE INDEX service_jobs_one_running_per_document ON service_jobs (document_id, kind) WHERE state = 'running';
 CREATE TABLE service_job_steps (
     id          INTEGER PRIMARY KEY,
     job_id      INTEGER NOT NULL REFERENCES service_jobs (id),

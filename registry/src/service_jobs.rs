@@ -2,8 +2,8 @@
 //! ([`crate::jobs`]) but in their own tables (schema version 7) so that issuance recovery never
 //! mistakes one for an issuance: each step is journaled `started` before its side effect and
 //! finished after it; a job that stopped stays `running` (or `failed`) until the station
-//! resolves it with the card. At most one running service job per document (a partial unique
-//! index).
+//! resolves it with the card. At most one running service job of each kind per document (a
+//! partial unique index).
 
 use rusqlite::{params, OptionalExtension, Row};
 
@@ -125,7 +125,7 @@ fn step_state(s: &str) -> StepState {
 }
 
 impl Tx<'_> {
-    /// Start a service job. Conflict if the document has one running.
+    /// Start a service job. Conflict if the document has one of this kind running.
     pub fn create_service_job(&self, job: &NewServiceJob, by: &Actor) -> Result<i64> {
         validate::office("office", &job.office)?;
         let now = now_rfc3339();
@@ -147,8 +147,9 @@ impl Tx<'_> {
             .map_err(|e| {
                 unique_conflict(e, || {
                     format!(
-                        "document {} already has a card service in progress",
-                        job.document_id
+                        "document {} already has a {} in progress",
+                        job.document_id,
+                        job.kind.as_str()
                     )
                 })
             })?;
@@ -269,13 +270,17 @@ impl Registry {
         Ok(Some(job))
     }
 
-    /// The running service job of document `document_id`, if any, with its steps.
-    pub fn running_service_job(&self, document_id: i64) -> Result<Option<ServiceJob>> {
+    /// The running service job of `kind` of document `document_id`, if any, with its steps.
+    pub fn running_service_job(
+        &self,
+        document_id: i64,
+        kind: ServiceKind,
+    ) -> Result<Option<ServiceJob>> {
         let id: Option<i64> = self
             .conn
             .query_row(
-                "SELECT id FROM service_jobs WHERE document_id = ?1 AND state = 'running'",
-                [document_id],
+                "SELECT id FROM service_jobs WHERE document_id = ?1 AND kind = ?2 AND state = 'running'",
+                params![document_id, kind.as_str()],
                 |r| r.get(0),
             )
             .optional()?;
@@ -378,7 +383,10 @@ mod tests {
         };
         let job = reg.write(|tx| tx.create_service_job(&new, &a)).unwrap();
         let e = reg.write(|tx| tx.create_service_job(&new, &a)).unwrap_err();
-        assert!(e.to_string().contains("already has a card service"), "{e}");
+        assert!(
+            e.to_string().contains("already has a renew in progress"),
+            "{e}"
+        );
         let s = reg
             .write(|tx| tx.begin_service_step(job, "card.generate", &serde_json::json!({})))
             .unwrap();
@@ -390,7 +398,10 @@ mod tests {
             .unwrap();
         // Issuance recovery does not see it; the service journal does.
         assert!(reg.unfinished_jobs().unwrap().is_empty());
-        let open = reg.running_service_job(doc).unwrap().expect("running");
+        let open = reg
+            .running_service_job(doc, ServiceKind::Renew)
+            .unwrap()
+            .expect("running");
         assert_eq!(open.kind, ServiceKind::Renew);
         assert_eq!(open.current_step.as_deref(), Some("ca.issue"));
         assert_eq!(open.step("card.generate").unwrap().details, r#"{"keys":2}"#);
@@ -398,16 +409,21 @@ mod tests {
         assert_eq!(reg.unfinished_service_jobs().unwrap().len(), 1);
         reg.write(|tx| tx.end_service_job(job, JobState::Completed, None))
             .unwrap();
-        assert!(reg.running_service_job(doc).unwrap().is_none());
+        assert!(reg
+            .running_service_job(doc, ServiceKind::Renew)
+            .unwrap()
+            .is_none());
         let e = reg
             .write(|tx| tx.begin_service_step(job, "card.install", &serde_json::json!({})))
             .unwrap_err();
         assert!(e.to_string().contains("no new steps"), "{e}");
-        // The next one may start.
+        // The next one may start, and an unblock may run beside a renewal.
+        reg.write(|tx| tx.create_service_job(&new, &a)).unwrap();
         let unblock = NewServiceJob {
             kind: ServiceKind::Unblock,
             ..new
         };
         reg.write(|tx| tx.create_service_job(&unblock, &a)).unwrap();
+        assert_eq!(reg.unfinished_service_jobs().unwrap().len(), 2);
     }
 }

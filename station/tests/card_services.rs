@@ -105,9 +105,16 @@ impl Station {
     /// `idstation ARGS` with `secrets` on standard input, one per line; no secret may appear
     /// in the output.
     fn run(&self, args: &[&str], secrets: &[&str]) -> Output {
+        self.run_env(args, secrets, &[])
+    }
+
+    fn run_env(&self, args: &[&str], secrets: &[&str], env: &[(&str, &str)]) -> Output {
         let mut c = Command::new(env!("CARGO_BIN_EXE_idstation"));
         c.arg("--data-dir").arg(&self.data).args(args);
         c.env("IDSTATION_LOG", "debug");
+        for (k, v) in env {
+            c.env(k, v);
+        }
         let o = holder_pin::output(c, args, &self.dir, secrets, PIN);
         let all = format!(
             "{}{}",
@@ -166,7 +173,12 @@ impl Station {
 
     /// `idstation --json renew` with the holder's `pin` on `--pin-fd 0`.
     fn renew(&self, document: &str, reader: &str, pin: &str) -> Output {
-        self.run(
+        self.renew_env(document, reader, pin, &[])
+    }
+
+    /// [`Station::renew`] with `env` (test switches such as a failpoint, never a secret).
+    fn renew_env(&self, document: &str, reader: &str, pin: &str, env: &[(&str, &str)]) -> Output {
+        self.run_env(
             &[
                 "--json",
                 "renew",
@@ -180,6 +192,7 @@ impl Station {
                 "clerk",
             ],
             &[CLERK_PASSWORD, pin],
+            env,
         )
     }
 
@@ -627,6 +640,7 @@ fn a_renewal_pulled_at_every_apdu_exits_3_naming_the_step_and_a_retry_succeeds()
             [
                 "card.generate",
                 "card.install",
+                "match the card",
                 "read the card",
                 "verify the holder's PIN",
             ]
@@ -654,11 +668,88 @@ fn a_renewal_pulled_at_every_apdu_exits_3_naming_the_step_and_a_retry_succeeds()
         [
             "card.generate",
             "card.install",
+            "match the card",
             "read the card",
             "verify the holder's PIN"
         ],
     );
     assert!(resumed > 5, "only {resumed} renewals resumed");
+    let running: i64 = st
+        .registry()
+        .connection()
+        .query_row(
+            "SELECT count(*) FROM service_jobs WHERE state = 'running'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("query");
+    assert_eq!(running, 0);
+}
+
+#[test]
+fn a_renewal_or_unblock_killed_after_each_journaled_step_is_finished_by_the_next_one() {
+    use std::os::unix::process::ExitStatusExt;
+    let st = Station::new();
+    let slot = testrig::Slot::lease();
+    let img = st.blank_card(0x5E00_0040);
+    let _card = slot.insert(&img, &[]);
+    let r = &slot.reader_name;
+    let doc = st.issue(r);
+    for (point, resumes) in [
+        ("renew.card.generate", false),
+        ("renew.ca.issue", false),
+        ("renew.card.install", true),
+        ("renew.registry.complete", true),
+    ] {
+        let o = st.renew_env(&doc, r, PIN, &[("IDSTATION_FAILPOINT", point)]);
+        assert_eq!(o.status.signal(), Some(9), "{point}: killed:\n{}", text(&o));
+        st.check_agreement();
+        let o = st.renew(&doc, r, PIN);
+        assert!(o.status.success(), "{point}: renew again:\n{}", text(&o));
+        let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        assert_eq!(report["resumed"], resumes, "{point}: {report}");
+        let on_card = opensc_signs_and_openssl_verifies(&st, r, PIN, point);
+        let active = st.certificates(&doc, "active");
+        assert!(
+            active.contains(&on_card),
+            "{point}: {on_card} not in {active:?}"
+        );
+        st.check_agreement();
+    }
+    // Every certificate of an undone renewal is revoked, none is active.
+    let reg = st.registry();
+    let events = reg.audit_events(1, u64::MAX).expect("events");
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.action == "renewal.rolled-back")
+            .count(),
+        2
+    );
+    let unblock = |env: &[(&str, &str)]| {
+        st.run_env(
+            &[
+                "--json",
+                "unblock",
+                "--document",
+                &doc,
+                "--reader",
+                r,
+                "--identity-confirmed",
+                "--pin-fd",
+                "0",
+                "--operator",
+                "clerk",
+            ],
+            &[CLERK_PASSWORD, NEW_PIN],
+            env,
+        )
+    };
+    let o = unblock(&[("IDSTATION_FAILPOINT", "unblock.card.unblock")]);
+    assert_eq!(o.status.signal(), Some(9), "{}", text(&o));
+    let o = unblock(&[]);
+    assert!(o.status.success(), "{}", text(&o));
+    opensc_signs_and_openssl_verifies(&st, r, NEW_PIN, "unblock-after-kill");
     let running: i64 = st
         .registry()
         .connection()

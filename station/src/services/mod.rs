@@ -15,7 +15,7 @@
 //!
 //! Suspend / resume, replacement and address changes are not here yet.
 
-mod renew;
+pub(crate) mod renew;
 mod unblock;
 
 pub use renew::{renew, RenewInput, RenewReport};

@@ -78,13 +78,63 @@ type NewCertificate = (Slot, String, i64, Vec<u8>);
 
 /// The certificates a renewal recorded (`ca.issue` details).
 #[derive(Debug, Clone)]
-struct Recorded {
-    id: i64,
-    slot: Slot,
-    profile: String,
-    serial: String,
-    not_after: String,
-    der: Vec<u8>,
+pub(super) struct Recorded {
+    pub id: i64,
+    pub slot: Slot,
+    pub profile: String,
+    pub serial: String,
+    pub not_after: String,
+    pub der: Vec<u8>,
+}
+
+/// The certificates renewal `job` recorded at `ca.issue`, when that step finished.
+pub(super) fn renewal_certificates(
+    st: &Station,
+    doc: &IssuedDocument,
+    job: &ServiceJob,
+) -> Result<Option<Vec<Recorded>>, StationError> {
+    let Some(step) = job
+        .step(ServiceStep::CaIssue.as_str())
+        .filter(|s| s.state == StepState::Done)
+    else {
+        return Ok(None);
+    };
+    let details: serde_json::Value = serde_json::from_str(&step.details).map_err(|e| {
+        StationError::Other(format!("service job {}: ca.issue details: {e}", job.id))
+    })?;
+    let ids: Vec<i64> = details["certificates"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v["id"].as_i64()).collect())
+        .unwrap_or_default();
+    let all = st.registry.certificates_of_job(doc.issuance_job)?;
+    let profile = st.card_profile()?;
+    ids.iter()
+        .map(|id| {
+            let c = all.iter().find(|c| c.id == *id).ok_or_else(|| {
+                StationError::Other(format!("renewed certificate {id} is not in the registry"))
+            })?;
+            let slot = profile
+                .keys
+                .iter()
+                .find(|k| k.certificate_profile == c.data.purpose)
+                .map(|k| k.slot)
+                .ok_or_else(|| {
+                    StationError::Other(format!(
+                        "certificate {id}: profile {} names no slot of the card profile",
+                        c.data.purpose
+                    ))
+                })?;
+            Ok(Recorded {
+                id: c.id,
+                slot,
+                profile: c.data.purpose.clone(),
+                serial: c.data.serial.clone(),
+                not_after: c.data.not_after.clone(),
+                der: c.data.der.clone(),
+            })
+        })
+        .collect::<Result<Vec<_>, StationError>>()
+        .map(Some)
 }
 
 /// Renew the certificates of document `input.document` on its card in the reader. See the
@@ -135,23 +185,12 @@ pub fn renew(
         hsm_ms: 0.0,
         apdus: 0,
     };
-    let pending = run.st.registry.running_service_job(doc.document.id)?;
+    let pending = run
+        .st
+        .registry
+        .running_service_job(doc.document.id, ServiceKind::Renew)?;
     let resumable = match pending {
-        Some(job) if job.kind == ServiceKind::Renew => run.resumable(job)?,
-        Some(job) => {
-            return Err(refused(
-                run.st,
-                session,
-                "renewal",
-                &input.document,
-                StationError::Conflict(format!(
-                    "document {}: a {} (service job {}) is still running",
-                    doc.document.number,
-                    job.kind.as_str(),
-                    job.id
-                )),
-            ))
-        }
+        Some(job) => run.resumable(job)?,
         None => None,
     };
     let recorded_ders: Vec<(Slot, Vec<u8>)> = resumable
@@ -296,14 +335,7 @@ impl Run<'_> {
     /// A running renewal of this document: resumable (its certificates, from `ca.issue`) when
     /// `ca.issue` finished; otherwise nothing of it is in use and it is rolled back now.
     fn resumable(&mut self, job: ServiceJob) -> Result<Option<(i64, Vec<Recorded>)>, StationError> {
-        let issued = job
-            .step(ServiceStep::CaIssue.as_str())
-            .filter(|s| s.state == StepState::Done);
-        if let Some(step) = issued {
-            let details: serde_json::Value = serde_json::from_str(&step.details).map_err(|e| {
-                StationError::Other(format!("service job {}: ca.issue details: {e}", job.id))
-            })?;
-            let recorded = self.recorded(&details)?;
+        if let Some(recorded) = renewal_certificates(self.st, self.doc, &job)? {
             tracing::info!(job = job.id, "resuming an interrupted renewal");
             return Ok(Some((job.id, recorded)));
         }
@@ -313,45 +345,6 @@ impl Run<'_> {
         ));
         self.roll_back(job.id, &e);
         Ok(None)
-    }
-
-    /// The certificates a `ca.issue` step recorded, from the registry.
-    fn recorded(&self, details: &serde_json::Value) -> Result<Vec<Recorded>, StationError> {
-        let ids: Vec<i64> = details["certificates"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|v| v["id"].as_i64()).collect())
-            .unwrap_or_default();
-        let all = self
-            .st
-            .registry
-            .certificates_of_job(self.doc.issuance_job)?;
-        let profile = self.st.card_profile()?;
-        ids.iter()
-            .map(|id| {
-                let c = all.iter().find(|c| c.id == *id).ok_or_else(|| {
-                    StationError::Other(format!("renewed certificate {id} is not in the registry"))
-                })?;
-                let slot = profile
-                    .keys
-                    .iter()
-                    .find(|k| k.certificate_profile == c.data.purpose)
-                    .map(|k| k.slot)
-                    .ok_or_else(|| {
-                        StationError::Other(format!(
-                            "certificate {id}: profile {} names no slot of the card profile",
-                            c.data.purpose
-                        ))
-                    })?;
-                Ok(Recorded {
-                    id: c.id,
-                    slot,
-                    profile: c.data.purpose.clone(),
-                    serial: c.data.serial.clone(),
-                    not_after: c.data.not_after.clone(),
-                    der: c.data.der.clone(),
-                })
-            })
-            .collect()
     }
 
     /// The holder's PIN checked by the card before anything changes (a wrong PIN costs a try
@@ -593,12 +586,7 @@ impl Run<'_> {
             .service_job(job_id)
             .ok()
             .flatten()
-            .and_then(|j| {
-                j.step(ServiceStep::CaIssue.as_str())
-                    .map(|s| s.details.clone())
-            })
-            .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
-            .and_then(|d| self.recorded(&d).ok())
+            .and_then(|j| renewal_certificates(self.st, doc, &j).ok().flatten())
             .unwrap_or_default()
             .into_iter()
             .map(|c| (c.id, c.serial))

@@ -83,10 +83,27 @@ pub fn unblock(
     let slots: Vec<_> = profile.keys.iter().map(|k| k.slot).collect();
     let card = card_services::read_issued(&mut tx, &slots)
         .map_err(|e| StationError::card(Some("read the card"), &e))?;
+    // A renewal interrupted after its certificates were issued may have written them: they
+    // identify the card too (the renewal is finished by the next `renew`, which needs the PIN).
+    let renewing = match st
+        .registry
+        .running_service_job(doc.document.id, ServiceKind::Renew)?
+    {
+        Some(job) => super::renew::renewal_certificates(st, &doc, &job)?.unwrap_or_default(),
+        None => Vec::new(),
+    };
     match_card(&doc, &card, &slots, |slot| {
-        doc.certificate(&profile, slot)
-            .map(|c| vec![c.data.der.as_slice()])
-            .unwrap_or_default()
+        let mut ok: Vec<&[u8]> = Vec::new();
+        if let Some(c) = doc.certificate(&profile, slot) {
+            ok.push(&c.data.der);
+        }
+        ok.extend(
+            renewing
+                .iter()
+                .filter(|c| c.slot == slot)
+                .map(|c| c.der.as_slice()),
+        );
+        ok
     })
     .map_err(|e| refused(st, session, "unblock", &input.document, e))?;
     match super::match_document(st, &mut tx, &doc) {
@@ -96,19 +113,23 @@ pub fn unblock(
         }
         Err(e) => return Err(e),
     }
-    if let Some(job) = st.registry.running_service_job(doc.document.id)? {
-        return Err(refused(
-            st,
-            session,
-            "unblock",
-            &input.document,
-            StationError::Conflict(format!(
-                "document {}: a {} (service job {}) is still running; finish it first",
-                doc.document.number,
-                job.kind.as_str(),
-                job.id
-            )),
-        ));
+    if let Some(job) = st
+        .registry
+        .running_service_job(doc.document.id, ServiceKind::Unblock)?
+    {
+        // An unblock killed mid-way: the card has the old or the new PIN and nothing else
+        // depends on it; this unblock sets the PIN again.
+        let why = "interrupted; superseded by a new unblock";
+        st.registry.write(|t| {
+            t.end_service_job(job.id, JobState::Failed, Some(why))?;
+            t.audit(&AuditEntry {
+                actor: session.actor(),
+                action: "unblock.failed",
+                object: &format!("document:{}", doc.document.number),
+                details: &json!({ "service_job": job.id, "error": why }),
+            })?;
+            Ok(())
+        })?;
     }
     let card_key = card_management_key(st, &profile, card.serial)?;
 
