@@ -429,6 +429,23 @@ fn renewal_on_a_locked_card_signs_through_opensc_and_the_old_certificates_are_re
         "card's 9C {now_9c} is not a renewed one {new:?}"
     );
     assert_ne!(now_9c, old_9c);
+    // pyHanko signs a PDF with the renewed 9C key (PKCS#11 through OpenSC, the PIN again for
+    // the signature) and validates it to the station's root.
+    let slot_id = p11_slot(r);
+    let mut py = Command::new("python3");
+    py.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts/pyhanko_sign.py"))
+        .arg(OPENSC)
+        .arg(&slot_id)
+        .arg(st.dir.join("signed.pdf"))
+        .arg(st.data.join("ca/root-ca-1.pem"))
+        .arg(st.data.join("ca/esign-ca-1.pem"))
+        .env(
+            "OPENSC_CONF",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../chip/tests/opensc.conf"),
+        );
+    let o = holder_pin::with_stdin(py, &[PIN]);
+    assert!(o.status.success(), "pyHanko:\n{}", text(&o));
+    assert_eq!(norm(String::from_utf8_lossy(&o.stdout).trim()), now_9c);
     // yubico-piv-tool sees the renewed certificates too.
     let o = yubico(r, &["-a", "status"]);
     assert!(o.status.success(), "{}", text(&o));
