@@ -449,6 +449,23 @@ fn renewal_on_a_locked_card_signs_through_opensc_and_the_old_certificates_are_re
     // yubico-piv-tool sees the renewed certificates too.
     let o = yubico(r, &["-a", "status"]);
     assert!(o.status.success(), "{}", text(&o));
+    let fp = run(Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(st.dir.join("sign-renewed/9c.pem")));
+    let hex = |t: &str| {
+        t.chars()
+            .filter(char::is_ascii_hexdigit)
+            .collect::<String>()
+            .to_ascii_lowercase()
+    };
+    let fp = String::from_utf8_lossy(&fp.stdout);
+    let fp = hex(fp.rsplit('=').next().unwrap_or(""));
+    assert_eq!(fp.len(), 64, "{fp}");
+    assert!(
+        hex(&String::from_utf8_lossy(&o.stdout)).contains(&fp),
+        "yubico-piv-tool status does not show the renewed 9C certificate {fp}:\n{}",
+        text(&o)
+    );
     // The card stays LOCKED; the registry: the new ones active, the old revoked.
     assert!(image_keys(&img).contains("lifecycle:  locked"));
     let mut active = st.certificates(&doc, "active");
