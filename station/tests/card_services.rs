@@ -493,9 +493,45 @@ fn renewal_on_a_locked_card_signs_through_opensc_and_the_old_certificates_are_re
     }
     st.check_agreement();
 
-    // A second renewal works the same way (the card is still the document's card).
+    // With holder certificate profiles longer than the document (20 years), a renewal's
+    // certificates end with the document (or with the e-Signature CA, whichever is first).
+    let dir = st.data.join("long-profiles/cert");
+    std::fs::create_dir_all(&dir).expect("profile dir");
+    for name in ["holder-sign.toml", "holder-auth.toml"] {
+        let shipped = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../profiles/cert")
+                .join(name),
+        )
+        .expect("shipped profile");
+        assert!(shipped.contains("validity = { days = 1826 }"), "{shipped}");
+        std::fs::write(
+            dir.join(name),
+            shipped.replace("validity = { days = 1826 }", "validity = { days = 7305 }"),
+        )
+        .expect("write profile");
+    }
+    let cfg_path = st.data.join("station.toml");
+    let cfg = std::fs::read_to_string(&cfg_path).expect("station.toml");
+    assert!(cfg.contains("[profiles]\n"), "{cfg}");
+    std::fs::write(
+        &cfg_path,
+        cfg.replace("[profiles]\n", "[profiles]\ndir = \"long-profiles\"\n"),
+    )
+    .expect("station.toml");
     let o = st.renew(&doc, r, PIN);
     assert!(o.status.success(), "{}", text(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    for c in report["certificates"].as_array().expect("certificates") {
+        let not_after = c["not_after"].as_str().expect("not_after");
+        assert!(&not_after[..10] <= expiry, "{not_after} after {expiry}");
+        assert_eq!(
+            &not_after[..4],
+            &expiry[..4],
+            "capped at the document's year: {c}"
+        );
+    }
+    std::fs::write(&cfg_path, cfg).expect("station.toml");
     // Another card in the reader is refused before anything is done to it (exit 5).
     card.pull();
     let other = st.blank_card(0x5E00_0002);

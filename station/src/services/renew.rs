@@ -431,7 +431,8 @@ impl Run<'_> {
     }
 
     /// New certificates from the station's active e-Signature CA key, one per new key, each
-    /// certificate profile's validity capped at the document's expiry.
+    /// certificate profile's validity capped at the document's expiry (and at the issuing CA
+    /// certificate's, which a certificate may not outlive).
     fn certify(
         &mut self,
         keys: &card_services::RenewedKeys,
@@ -456,6 +457,22 @@ impl Run<'_> {
         }
         let profile = self.st.card_profile()?.clone();
         let now = SystemTime::now();
+        // Whole days the issuing CA's certificate still covers: a certificate may not outlive
+        // its issuer (ca refuses one that would), so the cap is the earlier of the two.
+        let issuer_days = issuer
+            .not_after()
+            .duration_since(now)
+            .map(|d| d.as_secs() / 86_400)
+            .unwrap_or(0);
+        let cap = u32::try_from(days_left.min(i64::try_from(issuer_days).unwrap_or(i64::MAX)))
+            .unwrap_or(u32::MAX);
+        if cap < 1 {
+            return Err(StationError::Conflict(format!(
+                "esign CA: its certificate expires within a day; roll the e-Signature CA over \
+                 before renewing document {}",
+                self.doc.document.number
+            )));
+        }
         let mut out = Vec::new();
         for key in &profile.keys {
             let spki = keys.public_key(key.slot).ok_or_else(|| {
@@ -465,7 +482,6 @@ impl Run<'_> {
                 ))
             })?;
             let mut cert_profile = self.st.profiles.cert(&key.certificate_profile)?.clone();
-            let cap = u32::try_from(days_left).unwrap_or(u32::MAX);
             cert_profile.validity.days = cert_profile.validity.days.min(cap);
             let cert = ca::issue(
                 self.st.keys.as_ref(),
