@@ -15,7 +15,7 @@ APT_PACKAGES=(
   # GUI: a font with the Uzbek modifier letters (ʻ ʼ), Mesa's lavapipe for the wgpu snapshot tests
   fonts-dejavu-core mesa-vulkan-drivers libvulkan1
 )
-PIP_PACKAGES=(pkilint pyhanko mrz pyscard)
+PIP_PACKAGES=(pkilint 'pyhanko[pkcs11]' mrz pyscard)
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi

@@ -82,6 +82,20 @@ fn read_needs_pin(tag: u32) -> bool {
     matches!(tag, 0x5FC103 | 0x5FC108 | 0x5FC109 | 0x5FC121 | 0x5FC123)
 }
 
+/// Key references the issuer may generate anew on a LOCKED card (docs/card.md "Operational
+/// state"): PIV Authentication 9A and Digital Signature 9C, the two keys a renewal replaces.
+pub fn is_operational_slot(slot: u8) -> bool {
+    matches!(slot, 0x9A | 0x9C)
+}
+
+/// Data objects the issuer may write on a LOCKED card: the certificates of 9A (5FC105) and
+/// 9C (5FC10A) and the Key History object (5FC10C, SP 800-73-4 Part 1 appendix A, table 19), the
+/// objects that name the keys a renewal replaces. Everything else (CHUID, CCC, Printed
+/// Information, Discovery, vendor objects) stays as issued.
+pub fn is_operational_tag(tag: u32) -> bool {
+    matches!(tag, 0x5FC105 | 0x5FC10A | 0x5FC10C)
+}
+
 /// PIN policy of a key slot (SP 800-73-4 Part 1 clause 3.1: 9A PIN, 9C PIN always, 9D PIN,
 /// 9E none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,6 +226,9 @@ pub struct Piv {
     pin_verified: bool,
     pin_fresh_for_always: bool,
     pending: Option<PendingAuth>,
+    /// The last successful management-key authentication of this session was made while
+    /// the card was LOCKED ([`Piv::require_issuer`]).
+    mgmt_authenticated_when_locked: bool,
 }
 
 /// Public part of the PIV state in the card image.
@@ -280,6 +297,7 @@ impl Piv {
             pin_verified: false,
             pin_fresh_for_always: false,
             pending: None,
+            mgmt_authenticated_when_locked: false,
         }
     }
 
@@ -388,6 +406,7 @@ impl Piv {
             pin_verified: false,
             pin_fresh_for_always: false,
             pending: None,
+            mgmt_authenticated_when_locked: false,
         })
     }
 
@@ -395,6 +414,7 @@ impl Piv {
         self.pin_verified = false;
         self.pin_fresh_for_always = false;
         self.pending = None;
+        self.mgmt_authenticated_when_locked = false;
     }
 
     /// Public description for `vchip show`: key slots and their public points.
@@ -413,6 +433,42 @@ impl Piv {
             return Err(StatusWord::SecurityStatusNotSatisfied);
         }
         Ok(())
+    }
+
+    /// The rights of the issuer on a LOCKED card (docs/card.md "Operational state"): in BLANK
+    /// and PERSONALIZING the personalization rule ([`Self::require_personalizable`]); in
+    /// LOCKED, `allowed` says whether the object or key reference is one the issuer may still
+    /// change (else 6985, before the authentication check, as for every LOCKED refusal), and
+    /// then the management key must be authenticated in this card session (else 6982).
+    ///
+    /// On a LOCKED card only an authentication made after the LOCK counts: the one that
+    /// personalized the card ends with the personalization, and without a new one the LOCKED
+    /// card answers exactly as it always did (6985).
+    fn require_issuer(
+        &self,
+        ctx: &CardContext,
+        allowed_when_locked: bool,
+    ) -> Result<(), StatusWord> {
+        if ctx.lifecycle != Lifecycle::Locked {
+            return self.require_personalizable(ctx);
+        }
+        if !allowed_when_locked || !self.issuer_authenticated(ctx) {
+            return Err(StatusWord::ConditionsNotSatisfied);
+        }
+        Ok(())
+    }
+
+    /// The management key was authenticated in this card session while the card was LOCKED
+    /// (the issuer, after issuance), and it is not the transport key: a card locked with the
+    /// key everybody knows grants nobody the issuer's rights.
+    fn issuer_authenticated(&self, ctx: &CardContext) -> bool {
+        ctx.mgmt_authenticated && self.mgmt_authenticated_when_locked && !self.transport_key()
+    }
+
+    /// The management key is still the transport key of a blank card.
+    fn transport_key(&self) -> bool {
+        self.mgmt.alg == MgmtAlgorithm::Tdes
+            && self.mgmt.key.as_slice() == crate::mgmt::TRANSPORT_MGMT_KEY
     }
 
     fn objects_total(&self) -> usize {
@@ -451,7 +507,13 @@ impl Piv {
         if (cmd.p1, cmd.p2) != (0x3F, 0xFF) {
             return Err(StatusWord::IncorrectP1P2);
         }
-        self.require_personalizable(ctx)?;
+        // The state comes first (a LOCKED card answers 6985 to anything it never accepts,
+        // whatever the data), then the tag decides what a LOCKED card still accepts.
+        if ctx.lifecycle != Lifecycle::Locked {
+            self.require_personalizable(ctx)?;
+        } else if !self.issuer_authenticated(ctx) {
+            return Err(StatusWord::ConditionsNotSatisfied);
+        }
         let (first, rest) = tlv::parse_one(&cmd.data)?;
         let (tag, stored) = match first.tag {
             TAG_DISCOVERY | TAG_BIT_GROUP => {
@@ -474,6 +536,7 @@ impl Piv {
         if !is_writable_tag(tag) {
             return Err(StatusWord::IncorrectData);
         }
+        self.require_issuer(ctx, is_operational_tag(tag))?;
         if stored.len() > MAX_OBJECT_LEN {
             return Err(StatusWord::NotEnoughMemory);
         }
@@ -579,6 +642,9 @@ impl Piv {
         ctx: &mut CardContext,
         cmd: &Command,
     ) -> Result<Vec<u8>, StatusWord> {
+        if cmd.p1 == 0x02 {
+            return self.reset_as_issuer(ctx, cmd);
+        }
         if cmd.p1 != 0x00 {
             return Err(StatusWord::IncorrectP1P2);
         }
@@ -605,12 +671,53 @@ impl Piv {
         Ok(Vec::new())
     }
 
+    /// RESET RETRY COUNTER with P1 = 02 (ISO/IEC 7816-4 clause 11.5.10: "the command data
+    /// field contains new reference data"; the resetting code is replaced by a security
+    /// status): the issuer, with the management key authenticated in this card session, sets
+    /// a new PIN (P2 = 80, 8 bytes in PIN format) or a new PUK (P2 = 81, any 8 bytes) and
+    /// resets that reference's retry counter to its maximum. Any lifecycle state. The PIN's
+    /// security status is cleared. SP 800-73-4 defines only P1 = 00 (PUK + new PIN).
+    fn reset_as_issuer(
+        &mut self,
+        ctx: &mut CardContext,
+        cmd: &Command,
+    ) -> Result<Vec<u8>, StatusWord> {
+        if cmd.p2 != KEY_PIN && cmd.p2 != KEY_PUK {
+            return Err(StatusWord::ReferenceNotFound);
+        }
+        if cmd.data.len() != 8 {
+            return Err(StatusWord::IncorrectData);
+        }
+        if cmd.p2 == KEY_PIN && !valid_pin_format(&cmd.data) {
+            return Err(StatusWord::IncorrectData);
+        }
+        let authenticated = if ctx.lifecycle == Lifecycle::Locked {
+            self.issuer_authenticated(ctx)
+        } else {
+            ctx.mgmt_authenticated
+        };
+        if !authenticated {
+            return Err(StatusWord::SecurityStatusNotSatisfied);
+        }
+        let reference = if cmd.p2 == KEY_PIN {
+            &mut self.pin
+        } else {
+            &mut self.puk
+        };
+        reference.value = Zeroizing::new(cmd.data.clone());
+        reference.left = reference.max;
+        self.pin_verified = false;
+        self.pin_fresh_for_always = false;
+        ctx.personalization_step();
+        Ok(Vec::new())
+    }
+
     // --- GENERATE ASYMMETRIC KEY PAIR (SP 800-73-4 Part 2 clause 3.3.2) ---
     fn generate(&mut self, ctx: &mut CardContext, cmd: &Command) -> Result<Vec<u8>, StatusWord> {
         if cmd.p1 != 0x00 || !is_key_slot(cmd.p2) {
             return Err(StatusWord::IncorrectP1P2);
         }
-        self.require_personalizable(ctx)?;
+        self.require_issuer(ctx, is_operational_slot(cmd.p2))?;
         let template = tlv::parse_single(&cmd.data, 0xAC)?;
         let mut alg = None;
         for obj in tlv::parse_all(template)? {
@@ -776,6 +883,8 @@ impl Piv {
         resp: Option<&[u8]>,
     ) -> Result<Vec<u8>, StatusWord> {
         let pending = self.pending.take();
+        // A new attempt forgets the earlier authentication (so does the OS flag below).
+        self.mgmt_authenticated_when_locked = false;
         if p1 != self.mgmt.alg.id() {
             ctx.mgmt_authenticated = false;
             return Err(StatusWord::IncorrectP1P2);
@@ -810,6 +919,7 @@ impl Piv {
                 let mut enc = c.to_vec();
                 self.mgmt.crypt_block(&mut enc, true)?;
                 ctx.mgmt_authenticated = true;
+                self.mgmt_authenticated_when_locked = ctx.lifecycle == Lifecycle::Locked;
                 Ok(tlv::encode(0x7C, &tlv::encode(0x82, &enc)))
             }
             // External, step 1: request a challenge.
@@ -839,6 +949,7 @@ impl Piv {
                     return Err(StatusWord::SecurityStatusNotSatisfied);
                 }
                 ctx.mgmt_authenticated = true;
+                self.mgmt_authenticated_when_locked = ctx.lifecycle == Lifecycle::Locked;
                 Ok(Vec::new())
             }
             _ => Err(StatusWord::IncorrectData),
@@ -917,9 +1028,7 @@ impl Piv {
             KEY_MGMT => {
                 tlv::push(&mut out, 0x01, &[self.mgmt.alg.id()]);
                 tlv::push(&mut out, 0x02, &[0x00, 0x01]);
-                let default = self.mgmt.alg == MgmtAlgorithm::Tdes
-                    && self.mgmt.key.as_slice() == crate::mgmt::TRANSPORT_MGMT_KEY;
-                tlv::push(&mut out, 0x05, &[u8::from(default)]);
+                tlv::push(&mut out, 0x05, &[u8::from(self.transport_key())]);
             }
             slot if is_key_slot(slot) => {
                 let k = self.keys.get(&slot).ok_or(StatusWord::ReferenceNotFound)?;

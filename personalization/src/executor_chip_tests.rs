@@ -108,8 +108,10 @@ fn full_plan_turns_a_blank_card_into_a_locked_card_that_signs() {
     piv.select().unwrap();
     assert_eq!(piv.lifecycle().unwrap(), Lifecycle::Locked);
     assert!(piv.authenticate(&card_key()).is_ok());
+    // (The issuer may still write the 9A/9C certificates and Key History: docs/card.md
+    // "Operational state"; the CHUID stays as issued.)
     let e = piv
-        .put_data(tags::KEY_HISTORY, &KeyHistory::default().encode())
+        .put_data(tags::CHUID, &KeyHistory::default().encode())
         .unwrap_err();
     assert!(
         matches!(

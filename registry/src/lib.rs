@@ -21,6 +21,7 @@ pub mod passwords;
 pub mod records;
 pub mod rotation;
 pub mod schema;
+pub mod service_jobs;
 pub mod validate;
 
 use std::path::{Path, PathBuf};
@@ -38,6 +39,7 @@ pub use jobs::{
 pub use numbers::{DocumentNumber, NumberBlock, NumberState};
 pub use records::*;
 pub use rotation::{time_in, KeyGeneration, ReissueEntry, RequestStep};
+pub use service_jobs::{NewServiceJob, ServiceJob, ServiceKind, ServiceStep};
 
 /// Everything that can go wrong in the registry. Messages name the field and the rule.
 #[derive(Debug, thiserror::Error)]

@@ -8,7 +8,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::{Error, Result};
 
 /// The newest schema this code knows.
-pub const LATEST: i64 = 6;
+pub const LATEST: i64 = 7;
 
 /// Version 1: the core registry.
 const V1: &str = r#"
@@ -319,7 +319,41 @@ ALTER TABLE operators ADD COLUMN role_since TEXT;
 UPDATE operators SET role_since = created_at;
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+/// Version 7: card-service jobs on issued cards (renew, unblock; `crate::service_jobs`) and
+/// their journal, apart from issuance jobs so that issuance recovery never sees them. At most
+/// one running service job per document.
+const V7: &str = r#"
+CREATE TABLE service_jobs (
+    id           INTEGER PRIMARY KEY,
+    kind         TEXT NOT NULL CHECK (kind IN ('renew', 'unblock')),
+    document_id  INTEGER NOT NULL REFERENCES documents (id),
+    holder_id    INTEGER NOT NULL REFERENCES holders (id),
+    card_serial  TEXT NOT NULL CHECK (length(card_serial) > 0),
+    office       TEXT NOT NULL,
+    operator     TEXT NOT NULL,
+    station      TEXT NOT NULL,
+    state        TEXT NOT NULL CHECK (state IN ('running', 'completed', 'failed', 'rolled-back')),
+    current_step TEXT,
+    error        TEXT,
+    created_at   TEXT NOT NULL,
+    updated_at   TEXT NOT NULL,
+    finished_at  TEXT
+) STRICT;
+CREATE UNIQUE INDEX service_jobs_one_running_per_document ON service_jobs (document_id, kind) WHERE state = 'running';
+CREATE TABLE service_job_steps (
+    id          INTEGER PRIMARY KEY,
+    job_id      INTEGER NOT NULL REFERENCES service_jobs (id),
+    ordinal     INTEGER NOT NULL,
+    step        TEXT NOT NULL,
+    state       TEXT NOT NULL CHECK (state IN ('started', 'done', 'failed', 'undone')),
+    details     TEXT NOT NULL DEFAULT '{}',
+    started_at  TEXT NOT NULL,
+    finished_at TEXT,
+    UNIQUE (job_id, ordinal)
+) STRICT;
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
 
 /// The schema version of the file (`PRAGMA user_version`; 0 = empty).
 pub fn version(conn: &Connection) -> Result<i64> {

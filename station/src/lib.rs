@@ -37,6 +37,7 @@ pub mod recovery;
 pub mod registrar;
 pub mod rotation;
 pub mod secret_input;
+pub mod services;
 pub mod session;
 pub mod time_util;
 

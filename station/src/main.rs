@@ -54,6 +54,15 @@ enum Cmd {
     Show(cli::show::ShowArgs),
     /// Take a document out of use (lost, stolen, damaged, ...): status, certificate revocation.
     Revoke(cli::revoke::RevokeArgs),
+    /// Renew the certificates of an issued card: new key pairs on the card (still LOCKED), new
+    /// certificates (capped at the document's expiry), read back and test-signed with the
+    /// holder's PIN, the old ones revoked as superseded (clerk). A renewal interrupted after
+    /// its certificates were issued is finished by running it again with the card.
+    Renew(cli::renew::RenewArgs),
+    /// Unblock the PIN of an issued card: after the clerk confirmed the holder's identity, the
+    /// holder's new PIN is set with the issuer's key; --new-puk also sets a new PUK and writes a
+    /// new PIN letter (clerk).
+    Unblock(cli::unblock::UnblockArgs),
     /// Resolve unfinished issuance jobs (interrupted by a pulled card, a crash, a power cut).
     Recover(cli::recover::RecoverArgs),
     /// The audit log: checkpoints, export for auditors, offline verification.
@@ -122,6 +131,8 @@ fn run(cmd: &Cmd, ctx: &Ctx) -> Result<(), StationError> {
         Cmd::Issue(a) => cli::issue::run(ctx, a),
         Cmd::Show(a) => cli::show::run(ctx, a),
         Cmd::Revoke(a) => cli::revoke::run(ctx, a),
+        Cmd::Renew(a) => cli::renew::run(ctx, a),
+        Cmd::Unblock(a) => cli::unblock::run(ctx, a),
         Cmd::Recover(a) => cli::recover::run(ctx, a),
         Cmd::Audit(c) => cli::audit::run_audit(ctx, c),
         Cmd::Outbox(c) => cli::audit::run_outbox(ctx, c),

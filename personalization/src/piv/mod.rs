@@ -5,6 +5,7 @@
 
 pub mod mgm;
 pub mod objects;
+pub mod services;
 
 use profiles::card::Slot;
 use zeroize::Zeroizing;
@@ -345,6 +346,56 @@ impl<'t> Piv<'t> {
             StatusWord::Ok => Ok(()),
             sw => Err(pin_error(old.kind(), "CHANGE REFERENCE DATA", sw)),
         }
+    }
+
+    /// RESET RETRY COUNTER as the issuer (ISO/IEC 7816-4 §11.5.10 with P1 = 02: the data field
+    /// is the new reference data only; docs/card.md "Operational state"): a new PIN or PUK
+    /// (by `value.kind()`) with its retry counter reset. Needs the management key authenticated
+    /// in this session (on a LOCKED card: after the LOCK).
+    pub fn set_reference_as_issuer(&mut self, value: &Pin) -> Result<(), Error> {
+        let name = match value.kind() {
+            PinKind::Pin => "RESET RETRY COUNTER (issuer, new PIN)",
+            PinKind::Puk => "RESET RETRY COUNTER (issuer, new PUK)",
+        };
+        let cmd = Command::new(
+            name,
+            0x2C,
+            0x02,
+            value.kind().reference(),
+            value.padded().to_vec(),
+        );
+        let r = self.ch.exchange(&cmd)?;
+        check(name, r.sw)
+    }
+
+    /// The public key in `slot` as GET METADATA (vendor F7, `04 { 86 <point> }`) reports it;
+    /// `None` when the slot is empty (6A88).
+    pub fn slot_public_key(&mut self, slot: Slot) -> Result<Option<p256::PublicKey>, Error> {
+        let cmd = Command::new("GET METADATA", 0xF7, 0x00, slot.key_ref(), vec![]).with_le();
+        let r = self.ch.exchange(&cmd)?;
+        match r.sw {
+            StatusWord::Ok => {}
+            StatusWord::ReferencedDataNotFound => return Ok(None),
+            sw => {
+                return Err(Error::Status {
+                    command: "GET METADATA",
+                    sw,
+                })
+            }
+        }
+        let malformed = |detail: String| Error::Malformed {
+            command: "GET METADATA",
+            detail,
+        };
+        let public = tlv::find(&r.data, 0x04)
+            .map_err(|e| malformed(e.to_string()))?
+            .ok_or_else(|| malformed("no public key (tag 04)".into()))?;
+        let point = tlv::find(public, 0x86)
+            .map_err(|e| malformed(e.to_string()))?
+            .ok_or_else(|| malformed("no EC point (tag 86)".into()))?;
+        p256::PublicKey::from_sec1_bytes(point)
+            .map(Some)
+            .map_err(|_| malformed("tag 86 is not a P-256 point".into()))
     }
 
     /// ECDSA P-256 signature with the key in `slot` over a SHA-256 digest (GENERAL AUTHENTICATE,

@@ -11,8 +11,10 @@ pub mod issue;
 pub mod operator;
 pub mod readers;
 pub mod recover;
+pub mod renew;
 pub mod revoke;
 pub mod show;
+pub mod unblock;
 
 use std::path::Path;
 
