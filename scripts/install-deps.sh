@@ -35,7 +35,9 @@ PY=python3
 need_pip=()
 python_has() { "$PY" -c "import $1" >/dev/null 2>&1; }
 python_has pkilint || need_pip+=(pkilint)
-python_has pyhanko || need_pip+=(pyhanko)
+python_has pyhanko || need_pip+=('pyhanko[pkcs11]')
+# pyHanko signs with a card through PKCS#11 (OpenSC) with python-pkcs11, its [pkcs11] extra.
+python_has pkcs11 || need_pip+=(python-pkcs11)
 python_has mrz || need_pip+=(mrz)
 python_has smartcard || need_pip+=(pyscard)
 if [ ${#need_pip[@]} -gt 0 ]; then

@@ -62,7 +62,7 @@ pub use issue::{
 pub use issuer::Issuer;
 pub use keys::spki_from_der_or_pem;
 pub use link::{link_certificate, root_link_certificates, RootLinks};
-pub use possession::{holder_subject, verify_possession};
+pub use possession::{holder_subject, issued_by, verify_possession};
 pub use san::SubjectAltNames;
 pub use sign::IssuedCert;
 pub use signer::ECDSA_WITH_SHA256;

@@ -20,6 +20,41 @@ pub fn verify_possession(spki_der: &[u8], digest: &[u8; 32], signature: &[u8]) -
         .is_ok_and(|sig| key.verify_prehash(digest, &sig).is_ok()))
 }
 
+/// Whether certificate `child_der` was signed by the key of certificate `issuer_der`
+/// (ecdsa-with-SHA256 over its TBSCertificate, RFC 5280 §4.1.1.3) and names it as its issuer.
+/// An error when either is not a certificate or the issuer's key is not P-256; `false` when the
+/// names differ or the signature does not verify. What a station checks of a CA certificate the
+/// centre sends it before it records it.
+pub fn issued_by(child_der: &[u8], issuer_der: &[u8]) -> Result<bool> {
+    use der::{Decode, Encode};
+    use signature::Verifier;
+    let parse = |d: &[u8]| {
+        x509_cert::Certificate::from_der(d).map_err(|e| crate::error::CaError::Certificate {
+            reason: e.to_string(),
+        })
+    };
+    let (child, issuer) = (parse(child_der)?, parse(issuer_der)?);
+    if child.tbs_certificate().issuer() != issuer.tbs_certificate().subject()
+        || child.signature_algorithm().oid != crate::ECDSA_WITH_SHA256
+    {
+        return Ok(false);
+    }
+    let spki = issuer
+        .tbs_certificate()
+        .subject_public_key_info()
+        .to_der()
+        .map_err(crate::error::enc("issuer SPKI"))?;
+    let (_, key) = checked_p256_spki(&spki)?;
+    let tbs = child
+        .tbs_certificate()
+        .to_der()
+        .map_err(crate::error::enc("TBSCertificate"))?;
+    let Some(sig) = child.signature().as_bytes() else {
+        return Ok(false);
+    };
+    Ok(DerSignature::from_bytes(sig).is_ok_and(|sig| key.verify(&tbs, &sig).is_ok()))
+}
+
 /// The subject of a holder certificate: PINFL, names, "given names surname" as the common name,
 /// and `country` (ISO 3166-1 alpha-2: the document profile's issuing country).
 pub fn holder_subject(

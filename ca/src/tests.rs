@@ -753,3 +753,30 @@ fn a_request_signed_in_the_hsm_proves_possession_of_its_key() {
     let e = crate::csr_for_hsm_key(&store, "identity", "a,b=c").unwrap_err();
     assert!(e.to_string().contains("CN may use"), "{e}");
 }
+
+#[test]
+fn issued_by_checks_the_issuer_name_and_signature() {
+    let p = pki();
+    let (root, esign) = (p.root.cert_der(), p.esign.cert_der());
+    assert!(crate::issued_by(esign, root).unwrap());
+    assert!(crate::issued_by(root, root).unwrap(), "a self-signed root");
+    assert!(
+        !crate::issued_by(root, esign).unwrap(),
+        "another issuer's name"
+    );
+    // Another root with the same name: the name matches, the signature does not.
+    p.store.generate_p256("root-2").unwrap();
+    let other = create_root(
+        &p.store,
+        p.set.cert("root-ca").unwrap(),
+        "root-2",
+        SystemTime::now(),
+    )
+    .unwrap();
+    assert!(!crate::issued_by(esign, other.cert_der()).unwrap());
+    let mut bent = esign.to_vec();
+    let n = bent.len();
+    bent[n - 5] ^= 0x01;
+    assert!(!crate::issued_by(&bent, root).unwrap_or(false));
+    assert!(crate::issued_by(b"not a certificate", root).is_err());
+}

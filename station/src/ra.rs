@@ -579,6 +579,21 @@ fn centre_issuer_key(st: &mut Station, issuer: &[u8]) -> Result<i64, StationErro
     {
         return Ok(k.id);
     }
+    // A key the station has not seen (a rotation at the centre): recorded only when the
+    // centre's National Root, the anchor enrolment stored, signed its certificate.
+    let root = st
+        .registry
+        .active_ca_key("root")?
+        .and_then(|k| k.certificate)
+        .ok_or_else(|| {
+            StationError::Other("no centre root CA certificate in the registry".into())
+        })?;
+    if !ca::issued_by(issuer, &root)? {
+        return Err(StationError::Other(format!(
+            "the centre's answer names an e-Signature CA certificate ({}) that the National Root this station enrolled with did not sign: refused",
+            ca::fingerprint_sha256(issuer)?
+        )));
+    }
     let info = ca::CertInfo::parse(issuer)?;
     let spki = spki_of(issuer)?;
     let label = format!(

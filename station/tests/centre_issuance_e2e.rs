@@ -383,6 +383,28 @@ fn two_enrolled_stations_issue_with_national_numbers_one_card_per_holder_and_the
         .count();
     assert_eq!(lost, 2, "the lost card's certificates: {view}");
 
+    // The centre rotates its e-Signature CA key under dual control while the stations work;
+    // the next card's certificates come from the new key, which each station records once it
+    // checked that the National Root signed it.
+    centre.ok(&["ca", "rotate", "--ca", "esign", "--operator", "admin"]);
+    let done = centre.ok_as(
+        &["ca", "approve", "1", "--operator", "admin2"],
+        testrig::centre::CENTRE_ADMIN2_PASSWORD,
+    );
+    assert!(done.contains("esign-ca-2 active"), "{done}");
+    let esign2_dir = tas.dir.join("esign2");
+    centre.ok(&[
+        "ca",
+        "certs",
+        "--key",
+        "esign-ca-2",
+        "--out",
+        esign2_dir.to_str().unwrap(),
+        "--operator",
+        "admin",
+    ]);
+    let esign2 = esign2_dir.join("esign-ca-2.pem");
+
     // A new holder on both stations at once: exactly one card.
     let holder = "holder-new.json";
     let mut h: serde_json::Value =
@@ -425,6 +447,16 @@ fn two_enrolled_stations_issue_with_national_numbers_one_card_per_holder_and_the
         text(&oa),
         text(&ob)
     );
+    let (winner, out) = if oa.status.success() {
+        (&tas, &oa)
+    } else {
+        (&sam, &ob)
+    };
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let doc = r["document"].as_str().unwrap();
+    for der in winner.certificates_of(doc) {
+        assert_chains(&winner.dir, &der, &winner.ca_file("root"), &esign2);
+    }
     ca.pull();
     cb.pull();
 

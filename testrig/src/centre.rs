@@ -24,6 +24,8 @@ use std::process::{Child, Command, Output, Stdio};
 
 /// The password of the centre's first ca-admin, `admin`.
 pub const CENTRE_ADMIN_PASSWORD: &str = "centre-admin-pw-71c2";
+/// The second ca-admin `admin2` (dual control: CA key rotations need two).
+pub const CENTRE_ADMIN2_PASSWORD: &str = "centre-admin2-pw-0b5e";
 /// The centre's HSM user PIN (in a 0600 file the config names).
 pub const CENTRE_HSM_PIN: &str = "centre-hsm-pin-5e9a";
 
@@ -47,7 +49,7 @@ fn workspace() -> PathBuf {
 }
 
 impl Centre {
-    /// A new cluster, `centre.toml` and `idcentral init --admin admin`.
+    /// A new cluster, `centre.toml` and `idcentral init --admin admin --second-admin admin2`.
     pub fn start() -> Centre {
         Centre::start_with(false)
     }
@@ -124,7 +126,11 @@ public_name = "localhost"
             addr: None,
             fingerprint: None,
         };
-        c.ok(&["init", "--admin", "admin"]);
+        let init = ["init", "--admin", "admin", "--second-admin", "admin2"];
+        c.ok_as(
+            &init,
+            &format!("{CENTRE_ADMIN_PASSWORD}\n{CENTRE_ADMIN2_PASSWORD}"),
+        );
         c
     }
 
@@ -161,7 +167,12 @@ public_name = "localhost"
     /// `idcentral ARGS` as the admin (password on standard input), which must succeed; its
     /// standard output.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.idcentral(args, &format!("{CENTRE_ADMIN_PASSWORD}\n"));
+        self.ok_as(args, CENTRE_ADMIN_PASSWORD)
+    }
+
+    /// [`Centre::ok`] with other secrets on standard input (`admin2`'s password, say).
+    pub fn ok_as(&self, args: &[&str], secrets: &str) -> String {
+        let out = self.idcentral(args, &format!("{secrets}\n"));
         assert!(
             out.status.success(),
             "idcentral {args:?}: status {:?}\nstdout:\n{}\nstderr:\n{}",
