@@ -8,7 +8,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::{Error, Result};
 
 /// The newest schema this code knows.
-pub const LATEST: i64 = 7;
+pub const LATEST: i64 = 8;
 
 /// Version 1: the core registry.
 const V1: &str = r#"
@@ -353,7 +353,30 @@ CREATE TABLE service_job_steps (
 ) STRICT;
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
+/// Version 8: the card's life after the desk (`crate::records::life`): the end of a temporary
+/// registration (addresses stay append-only; an end is its own row) and cards brought back to
+/// the office and destroyed.
+const V8: &str = r#"
+CREATE TABLE address_ends (
+    address_id  INTEGER PRIMARY KEY REFERENCES addresses (id),
+    ended_on    TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    recorded_at TEXT NOT NULL,
+    recorded_by TEXT NOT NULL
+) STRICT;
+CREATE TRIGGER address_ends_no_update BEFORE UPDATE ON address_ends
+BEGIN SELECT RAISE(ABORT, 'address ends are history: they are never changed'); END;
+CREATE TABLE card_returns (
+    id           INTEGER PRIMARY KEY,
+    card_id      INTEGER NOT NULL UNIQUE REFERENCES cards (id),
+    document_id  INTEGER NOT NULL REFERENCES documents (id),
+    returned_at  TEXT NOT NULL,
+    destroyed    INTEGER NOT NULL CHECK (destroyed IN (0, 1)),
+    operator     TEXT NOT NULL
+) STRICT;
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
 
 /// The schema version of the file (`PRAGMA user_version`; 0 = empty).
 pub fn version(conn: &Connection) -> Result<i64> {

@@ -44,7 +44,7 @@ pub struct Card {
     pub updated_at: String,
 }
 
-fn card_from_row(r: &Row<'_>) -> rusqlite::Result<Card> {
+pub(super) fn card_from_row(r: &Row<'_>) -> rusqlite::Result<Card> {
     let l: String = r.get(2)?;
     Ok(Card {
         id: r.get(0)?,
