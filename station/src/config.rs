@@ -23,6 +23,9 @@ pub struct StationConfig {
     /// Dual control of CA key changes (issue 8); defaults when absent.
     #[serde(default, skip_serializing_if = "RotationSection::is_default")]
     pub rotation: RotationSection,
+    /// Card services (issue 16); defaults when absent.
+    #[serde(default, skip_serializing_if = "ServicesSection::is_default")]
+    pub services: ServicesSection,
     /// The national centre this station is enrolled with (`init --centre`); absent for a
     /// standalone station.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,6 +87,29 @@ impl CentreSection {
             });
         }
         Ok(())
+    }
+}
+
+/// `[services]`: limits of the card services on issued cards (docs/station.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServicesSection {
+    /// How long a suspended document may be resumed, in days (default 30); after it resume
+    /// is refused and the document must be revoked.
+    pub suspension_limit_days: u32,
+}
+
+impl Default for ServicesSection {
+    fn default() -> Self {
+        ServicesSection {
+            suspension_limit_days: 30,
+        }
+    }
+}
+
+impl ServicesSection {
+    fn is_default(&self) -> bool {
+        *self == ServicesSection::default()
     }
 }
 

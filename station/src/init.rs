@@ -499,6 +499,7 @@ pub(crate) fn write_station_config(
         },
         profiles: ProfilesSection::default(),
         rotation: Default::default(),
+        services: Default::default(),
         centre,
     };
     let toml = config.to_toml()?;

@@ -63,6 +63,19 @@ enum Cmd {
     /// holder's new PIN is set with the issuer's key; --new-puk also sets a new PUK and writes a
     /// new PIN letter (clerk).
     Unblock(cli::unblock::UnblockArgs),
+    /// Suspend a document: its certificates on hold (CRL reason certificateHold), the document
+    /// SUSPENDED (clerk; standalone station).
+    Suspend(cli::suspend::SuspendArgs),
+    /// Resume a suspended document with its holder in person (--identity-confirmed), within
+    /// [services] suspension_limit_days: the hold released, the certificates off the next CRL.
+    Resume(cli::resume::ResumeArgs),
+    /// Physical cards after their document left use (`card returned`).
+    #[command(subcommand)]
+    Card(cli::card::CardCmd),
+    /// A holder's registration addresses: `address set` (permanent or temporary) and
+    /// `address end` (cancel a temporary registration); history kept, e-government outbox.
+    #[command(subcommand)]
+    Address(cli::address::AddressCmd),
     /// Resolve unfinished issuance jobs (interrupted by a pulled card, a crash, a power cut).
     Recover(cli::recover::RecoverArgs),
     /// The audit log: checkpoints, export for auditors, offline verification.
@@ -133,6 +146,10 @@ fn run(cmd: &Cmd, ctx: &Ctx) -> Result<(), StationError> {
         Cmd::Revoke(a) => cli::revoke::run(ctx, a),
         Cmd::Renew(a) => cli::renew::run(ctx, a),
         Cmd::Unblock(a) => cli::unblock::run(ctx, a),
+        Cmd::Suspend(a) => cli::suspend::run(ctx, a),
+        Cmd::Resume(a) => cli::resume::run(ctx, a),
+        Cmd::Card(c) => cli::card::run(ctx, c),
+        Cmd::Address(c) => cli::address::run(ctx, c),
         Cmd::Recover(a) => cli::recover::run(ctx, a),
         Cmd::Audit(c) => cli::audit::run_audit(ctx, c),
         Cmd::Outbox(c) => cli::audit::run_outbox(ctx, c),

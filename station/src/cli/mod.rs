@@ -2,8 +2,10 @@
 //! one function that opens the station, calls `station` and prints the result. What they share
 //! is here: the output switch (text or `--json`), the operator argument and the log-in.
 
+pub mod address;
 pub mod audit;
 pub mod ca;
+pub mod card;
 pub mod centre;
 pub mod gui;
 pub mod init;
@@ -12,8 +14,10 @@ pub mod operator;
 pub mod readers;
 pub mod recover;
 pub mod renew;
+pub mod resume;
 pub mod revoke;
 pub mod show;
+pub mod suspend;
 pub mod unblock;
 
 use std::path::Path;

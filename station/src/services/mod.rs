@@ -13,12 +13,19 @@
 //! (the certificates written again, read back, test-signed); one that stops earlier is rolled
 //! back at once (nothing of it is in use; the next renewal generates again).
 //!
-//! Suspend / resume, replacement and address changes are not here yet.
+//! [`suspend`] / [`resume`] (certificateHold, one registry transaction each), [`address`]
+//! changes (history kept, e-government outbox) and [`card_returned`] (a card brought back,
+//! destroyed) need no card. Replacement is not here yet.
 
+pub mod address;
 pub(crate) mod renew;
+mod returned;
+mod suspend;
 mod unblock;
 
 pub use renew::{renew, RenewInput, RenewReport};
+pub use returned::{card_returned, CardReturnReport};
+pub use suspend::{resume, suspend, ResumeInput, ResumeReport, SuspendReport};
 pub use unblock::{unblock, UnblockInput, UnblockReport};
 
 use personalization::lifecycle::Lifecycle;
@@ -107,6 +114,13 @@ pub(crate) fn issued_document(st: &Station, num: &str) -> Result<IssuedDocument,
         .registry
         .document(number)?
         .ok_or_else(|| StationError::NotFound(format!("no document {number}")))?;
+    if document.status == DocumentStatus::Suspended {
+        return Err(StationError::Conflict(format!(
+            "document status: document {number} is suspended (its certificates are on hold): \
+             a suspended document cannot be renewed or unblocked; resume it first \
+             (idstation resume, the holder in person)"
+        )));
+    }
     if document.status != DocumentStatus::Active {
         return Err(StationError::Conflict(format!(
             "document {number} is {}: card services need an active document",

@@ -1,0 +1,206 @@
+//! The card's life after the desk (issue 16): certificates put on hold and released
+//! (RFC 5280 §5.3.1 certificateHold), the end of a temporary registration (addresses stay
+//! append-only: an end is its own row), and cards brought back to the office and destroyed.
+
+use rusqlite::{params, OptionalExtension};
+
+use super::card::Card;
+use super::certificate::{cert_from_row, Certificate, CERT_COLS};
+use crate::{now_rfc3339, validate, Actor, Error, Registry, Result, Tx};
+
+/// The end of a registration address (`address end`): on `ended_on`, recorded by whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressEnd {
+    pub address_id: i64,
+    pub ended_on: String,
+    pub reason: String,
+    pub recorded_at: String,
+    pub recorded_by: String,
+}
+
+/// A card brought back to the office (`card returned`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardReturn {
+    pub card_id: i64,
+    pub document_id: i64,
+    pub returned_at: String,
+    pub destroyed: bool,
+    pub operator: String,
+}
+
+impl Tx<'_> {
+    /// Release a certificate from hold (resume): it is active again and absent from the next
+    /// full CRL. Only a certificate revoked with reason certificateHold can be released
+    /// (RFC 5280 §5.3.1: every other reason is final).
+    pub fn release_certificate_hold(&self, cert_id: i64) -> Result<()> {
+        let n = self.conn().execute(
+            "UPDATE certificates SET status = 'active', revocation_reason = NULL, revoked_at = NULL
+             WHERE id = ?1 AND status = 'revoked' AND revocation_reason = 'certificateHold'",
+            [cert_id],
+        )?;
+        if n == 0 {
+            return Err(Error::Conflict(format!(
+                "certificate {cert_id} is not on hold (only certificateHold can be released)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Record the end of registration address `address_id` on `ended_on` (a date). Refuses a
+    /// permanent address (it is replaced by a new one, never ended), an address already ended,
+    /// and a date before its registration.
+    pub fn end_address(
+        &self,
+        address_id: i64,
+        ended_on: &str,
+        reason: &str,
+        by: &Actor,
+    ) -> Result<()> {
+        validate::date("ended_on", ended_on)?;
+        validate::text("reason", reason, 200)?;
+        let row: Option<(String, String)> = self
+            .conn()
+            .query_row(
+                "SELECT kind, registered_on FROM addresses WHERE id = ?1",
+                [address_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let (kind, registered_on) =
+            row.ok_or_else(|| Error::NotFound(format!("address {address_id}")))?;
+        if kind != "temporary" {
+            return Err(Error::invalid(
+                "kind",
+                &kind,
+                "only a temporary registration is cancelled; a permanent one is replaced by a new address",
+            ));
+        }
+        if ended_on.as_bytes() < registered_on.as_bytes() {
+            return Err(Error::invalid(
+                "ended_on",
+                ended_on,
+                format!("must not be before the registration ({registered_on})"),
+            ));
+        }
+        let n = self.conn().execute(
+            "INSERT INTO address_ends (address_id, ended_on, reason, recorded_at, recorded_by)
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (address_id) DO NOTHING",
+            params![address_id, ended_on, reason, now_rfc3339(), by.operator],
+        )?;
+        if n == 0 {
+            return Err(Error::Conflict(format!(
+                "address {address_id} has already ended"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Record card `card_id` (of document `document_id`) as brought back, and destroyed if
+    /// `destroyed`; the card's lifecycle becomes destroyed then. A card is returned once.
+    pub fn record_card_return(
+        &self,
+        card_id: i64,
+        document_id: i64,
+        destroyed: bool,
+        by: &Actor,
+    ) -> Result<()> {
+        let now = now_rfc3339();
+        let n = self.conn().execute(
+            "INSERT INTO card_returns (card_id, document_id, returned_at, destroyed, operator)
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (card_id) DO NOTHING",
+            params![card_id, document_id, now, destroyed as i64, by.operator],
+        )?;
+        if n == 0 {
+            return Err(Error::Conflict(format!(
+                "card {card_id} has already been returned"
+            )));
+        }
+        if destroyed {
+            self.conn().execute(
+                "UPDATE cards SET lifecycle = 'destroyed', updated_at = ?2 WHERE id = ?1",
+                params![card_id, now],
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl Registry {
+    /// The card a document was issued on (whatever its lifecycle now), if any.
+    pub fn card_of_document(&self, document_id: i64) -> Result<Option<Card>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id, chip_serial, lifecycle, holder_id, document_id, updated_at
+                 FROM cards WHERE document_id = ?1 ORDER BY id DESC LIMIT 1",
+                [document_id],
+                super::card::card_from_row,
+            )
+            .optional()?)
+    }
+
+    /// The certificates on card `card_id`, oldest first.
+    pub fn certificates_of_card(&self, card_id: i64) -> Result<Vec<Certificate>> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {CERT_COLS} FROM certificates WHERE card_id = ?1 ORDER BY id"
+        ))?;
+        let rows = st.query_map([card_id], cert_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// When document `document_id` last became suspended (its status history), if ever.
+    pub fn suspended_since(&self, document_id: i64) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT at FROM document_status_history
+                 WHERE document_id = ?1 AND status = 'suspended' ORDER BY id DESC LIMIT 1",
+                [document_id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// The ends of a holder's registration addresses, oldest first.
+    pub fn address_ends(&self, holder_id: i64) -> Result<Vec<AddressEnd>> {
+        let mut st = self.conn.prepare(
+            "SELECT e.address_id, e.ended_on, e.reason, e.recorded_at, e.recorded_by
+             FROM address_ends e JOIN addresses a ON a.id = e.address_id
+             WHERE a.holder_id = ?1 ORDER BY e.address_id",
+        )?;
+        let rows = st.query_map([holder_id], |r| {
+            Ok(AddressEnd {
+                address_id: r.get(0)?,
+                ended_on: r.get(1)?,
+                reason: r.get(2)?,
+                recorded_at: r.get(3)?,
+                recorded_by: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The return of card `card_id`, if it was brought back.
+    pub fn card_return(&self, card_id: i64) -> Result<Option<CardReturn>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT card_id, document_id, returned_at, destroyed, operator
+                 FROM card_returns WHERE card_id = ?1",
+                [card_id],
+                |r| {
+                    Ok(CardReturn {
+                        card_id: r.get(0)?,
+                        document_id: r.get(1)?,
+                        returned_at: r.get(2)?,
+                        destroyed: r.get::<_, i64>(3)? != 0,
+                        operator: r.get(4)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+}
+
+/// Outbox topic: a holder's registration address set or ended (e-government registration).
+pub const TOPIC_EGOV_ADDRESS_CHANGED: &str = "egov.address-changed";

@@ -1,0 +1,237 @@
+//! `idstation suspend` / `resume`: a document put on hold and taken off it (issue 16). Suspend
+//! revokes the certificates on the document's card with reason certificateHold (RFC 5280
+//! §5.3.1) and sets the document SUSPENDED; resume, with the holder in person and within
+//! `[services] suspension_limit_days` of the suspension, releases the hold: the certificates
+//! are active again and absent from the next full CRL (this CA issues no delta CRLs, so
+//! removeFromCRL is never used; a relying party that cached the CRL listing the hold sees the
+//! release at the next CRL). Each is one registry transaction (status, certificates, audit):
+//! nothing of it is left half done, so there is nothing to journal.
+
+use registry::{AuditEntry, CertStatus, DocumentStatus};
+use serde::Serialize;
+
+use crate::error::StationError;
+use crate::session::Session;
+use crate::Station;
+
+use super::refused;
+
+/// CRLReason of a suspension (RFC 5280 §5.3.1).
+pub const HOLD: &str = "certificateHold";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SuspendReport {
+    pub document: String,
+    pub status: String,
+    /// Serials of the certificates put on hold (listed on the next CRL, certificateHold).
+    pub held_certificates: Vec<String>,
+    pub crl_reason: String,
+    /// The last moment resume is allowed (RFC 3339 UTC).
+    pub resume_until: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ResumeReport {
+    pub document: String,
+    pub status: String,
+    /// Serials released from hold (absent from the next CRL).
+    pub released_certificates: Vec<String>,
+    pub suspended_at: String,
+    pub identity_confirmed_by: String,
+}
+
+/// What the clerk hands to a resume.
+pub struct ResumeInput {
+    pub document: String,
+    /// The clerk checked the holder's identity in person (recorded in the audit log).
+    pub identity_confirmed: bool,
+}
+
+/// A station enrolled with a centre: the centre's record decides a document's state, and
+/// `centre_api` has no hold call.
+fn refuse_in_centre_mode(st: &Station, service: &str) -> Result<(), StationError> {
+    if st.config.centre.is_some() {
+        return Err(StationError::Conflict(format!(
+            "centre: this station is enrolled with a national centre and the centre API has no \
+             hold call, so `{service}` is only available on a standalone station; take the \
+             document out of use with `idstation revoke` instead"
+        )));
+    }
+    Ok(())
+}
+
+fn limit_seconds(st: &Station) -> u64 {
+    u64::from(st.config.services.suspension_limit_days) * 86_400
+}
+
+/// Suspend document `num`: its card's active certificates on hold, the document SUSPENDED.
+pub fn suspend(
+    st: &mut Station,
+    session: &Session,
+    num: &str,
+) -> Result<SuspendReport, StationError> {
+    crate::session::require_current(
+        &mut st.registry,
+        session,
+        "suspend documents",
+        &[registry::Role::Clerk],
+    )?;
+    let checked = (|| {
+        refuse_in_centre_mode(st, "suspend")?;
+        let number = crate::records::parse_document(num)?;
+        let doc = st
+            .registry
+            .document(number)?
+            .ok_or_else(|| StationError::NotFound(format!("document: no document {number}")))?;
+        if doc.status != DocumentStatus::Active {
+            return Err(StationError::Conflict(format!(
+                "document status: document {number} is {}; only an active document can be suspended",
+                doc.status.as_str()
+            )));
+        }
+        let card = st.registry.card_of_document(doc.id)?.ok_or_else(|| {
+            StationError::Conflict(format!(
+                "document {number} has no card on record: only an issued document can be suspended"
+            ))
+        })?;
+        let certs: Vec<_> = st
+            .registry
+            .certificates_of_card(card.id)?
+            .into_iter()
+            .filter(|c| c.status == CertStatus::Active)
+            .collect();
+        Ok((doc, certs))
+    })();
+    let (doc, certs) = checked.map_err(|e| refused(st, session, "suspend", num, e))?;
+    let number = doc.number;
+    let now = registry::now_rfc3339();
+    let until = crate::time_util::parse_rfc3339(&now)
+        .map(|t| t + std::time::Duration::from_secs(limit_seconds(st)))
+        .map(crate::time_util::format_rfc3339)
+        .map_err(StationError::Other)?;
+    let held: Vec<String> = certs.iter().map(|c| c.data.serial.clone()).collect();
+    let tx = st.registry.transaction()?;
+    tx.set_document_status(
+        number,
+        DocumentStatus::Suspended,
+        "suspended",
+        session.actor(),
+    )?;
+    for c in &certs {
+        tx.revoke_certificate(c.id, HOLD, &now)?;
+    }
+    tx.audit(&AuditEntry {
+        actor: session.actor(),
+        action: "document.suspended",
+        object: &format!("document:{number}"),
+        details: &serde_json::json!({
+            "certificates": held,
+            "crl_reason": HOLD,
+            "resume_until": until,
+            "suspension_limit_days": st.config.services.suspension_limit_days,
+        }),
+    })?;
+    tx.commit()?;
+    Ok(SuspendReport {
+        document: number.to_string(),
+        status: DocumentStatus::Suspended.as_str().into(),
+        held_certificates: held,
+        crl_reason: HOLD.into(),
+        resume_until: until,
+    })
+}
+
+/// Resume document `input.document`: the hold released, the document active again; only with
+/// the holder in person and within the configured limit.
+pub fn resume(
+    st: &mut Station,
+    session: &Session,
+    input: &ResumeInput,
+) -> Result<ResumeReport, StationError> {
+    crate::session::require_current(
+        &mut st.registry,
+        session,
+        "resume documents",
+        &[registry::Role::Clerk],
+    )?;
+    let num = input.document.as_str();
+    let checked = (|| {
+        refuse_in_centre_mode(st, "resume")?;
+        if !input.identity_confirmed {
+            return Err(StationError::invalid(
+                "identity_confirmed",
+                "a suspended document is resumed only with its holder in person: the clerk \
+                 confirms the holder's identity (--identity-confirmed)",
+            ));
+        }
+        let number = crate::records::parse_document(num)?;
+        let doc = st
+            .registry
+            .document(number)?
+            .ok_or_else(|| StationError::NotFound(format!("document: no document {number}")))?;
+        if doc.status != DocumentStatus::Suspended {
+            return Err(StationError::Conflict(format!(
+                "document status: document {number} is {}; only a suspended document can be resumed",
+                doc.status.as_str()
+            )));
+        }
+        let since = st.registry.suspended_since(doc.id)?.ok_or_else(|| {
+            StationError::Other(format!(
+                "document {number} is suspended but its history has no suspension"
+            ))
+        })?;
+        let at = crate::time_util::parse_rfc3339(&since).map_err(StationError::Other)?;
+        let elapsed = std::time::SystemTime::now()
+            .duration_since(at)
+            .unwrap_or_default()
+            .as_secs();
+        let limit = st.config.services.suspension_limit_days;
+        if elapsed >= limit_seconds(st) {
+            return Err(StationError::Conflict(format!(
+                "suspension_limit_days: document {number} was suspended at {since}, {} day(s) ago; \
+                 a suspension can be resumed within {limit} day(s) ([services] \
+                 suspension_limit_days), after that the document must be revoked \
+                 (idstation revoke --document {number} --reason ...)",
+                elapsed / 86_400
+            )));
+        }
+        let card = st.registry.card_of_document(doc.id)?.ok_or_else(|| {
+            StationError::Other(format!("document {number} has no card on record"))
+        })?;
+        let certs: Vec<_> = st
+            .registry
+            .certificates_of_card(card.id)?
+            .into_iter()
+            .filter(|c| {
+                c.status == CertStatus::Revoked && c.revocation_reason.as_deref() == Some(HOLD)
+            })
+            .collect();
+        Ok((doc, since, certs))
+    })();
+    let (doc, since, certs) = checked.map_err(|e| refused(st, session, "resume", num, e))?;
+    let number = doc.number;
+    let released: Vec<String> = certs.iter().map(|c| c.data.serial.clone()).collect();
+    let tx = st.registry.transaction()?;
+    tx.set_document_status(number, DocumentStatus::Active, "resumed", session.actor())?;
+    for c in &certs {
+        tx.release_certificate_hold(c.id)?;
+    }
+    tx.audit(&AuditEntry {
+        actor: session.actor(),
+        action: "document.resumed",
+        object: &format!("document:{number}"),
+        details: &serde_json::json!({
+            "certificates": released,
+            "suspended_at": since,
+            "identity_confirmed_by": session.operator(),
+        }),
+    })?;
+    tx.commit()?;
+    Ok(ResumeReport {
+        document: number.to_string(),
+        status: DocumentStatus::Active.as_str().into(),
+        released_certificates: released,
+        suspended_at: since,
+        identity_confirmed_by: session.operator().to_string(),
+    })
+}
