@@ -344,6 +344,12 @@ pub fn revoke(
         if matches!(c.status, CertStatus::Active | CertStatus::Issued) {
             tx.revoke_certificate(c.id, crl_reason, &now)?;
             revoked.push(c.data.serial.clone());
+        } else if c.status == CertStatus::Revoked
+            && c.revocation_reason.as_deref() == Some("certificateHold")
+        {
+            // A suspended document: its hold becomes final (RFC 5280 §5.3.1).
+            tx.finalize_certificate_hold(c.id, crl_reason, &now)?;
+            revoked.push(c.data.serial.clone());
         }
     }
     tx.audit(&AuditEntry {

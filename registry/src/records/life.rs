@@ -46,6 +46,31 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Turn a hold into a final revocation with `reason` (a suspended document revoked):
+    /// RFC 5280 §5.3.1 lets a certificateHold entry change to another reason; the revocation
+    /// date becomes `at`. Refuses a certificate not on hold.
+    pub fn finalize_certificate_hold(&self, cert_id: i64, reason: &str, at: &str) -> Result<()> {
+        if !super::certificate::REVOCATION_REASONS.contains(&reason) || reason == "certificateHold"
+        {
+            return Err(Error::invalid(
+                "revocation_reason",
+                reason,
+                "a hold is made final with an RFC 5280 CRLReason other than certificateHold",
+            ));
+        }
+        let n = self.conn().execute(
+            "UPDATE certificates SET revocation_reason = ?2, revoked_at = ?3
+             WHERE id = ?1 AND status = 'revoked' AND revocation_reason = 'certificateHold'",
+            params![cert_id, reason, at],
+        )?;
+        if n == 0 {
+            return Err(Error::Conflict(format!(
+                "certificate {cert_id} is not on hold"
+            )));
+        }
+        Ok(())
+    }
+
     /// Record the end of registration address `address_id` on `ended_on` (a date). Refuses a
     /// permanent address (it is replaced by a new one, never ended), an address already ended,
     /// and a date before its registration.

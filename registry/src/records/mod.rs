@@ -11,8 +11,8 @@ mod card;
 mod certificate;
 mod crl;
 mod document;
-mod life;
 mod holder;
+mod life;
 mod operator;
 mod outbox;
 
@@ -21,8 +21,8 @@ pub use ca_request::*;
 pub use card::*;
 pub use certificate::*;
 pub use document::*;
-pub use life::*;
 pub use holder::*;
+pub use life::*;
 pub use operator::*;
 pub use outbox::*;
 

@@ -88,9 +88,8 @@ fn address_text(a: &NewAddress) -> String {
 /// Read a holder-address file: the `address` object of a holder file (kind, region, district,
 /// street, house, apartment?, registered_on, registered_until for a temporary one).
 pub fn read_address_file(path: &std::path::Path) -> Result<NewAddress, StationError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        StationError::invalid("holder_address", format!("{}: {e}", path.display()))
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| StationError::invalid("holder_address", format!("{}: {e}", path.display())))?;
     serde_json::from_str(&text).map_err(|e| {
         StationError::invalid(
             "holder_address",
@@ -117,9 +116,8 @@ pub fn set(
     let checked = (|| {
         refuse_in_centre_mode(st)?;
         let h = holder(st, pinfl)?;
-        let on = crate::holder::parse_date(&address.registered_on).map_err(|rule| {
-            StationError::invalid("address.registered_on", format!("{rule}"))
-        })?;
+        let on = crate::holder::parse_date(&address.registered_on)
+            .map_err(|rule| StationError::invalid("address.registered_on", format!("{rule}")))?;
         if on > crate::time_util::today_utc() {
             return Err(StationError::invalid(
                 "address.registered_on",

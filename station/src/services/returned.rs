@@ -40,7 +40,10 @@ pub fn card_returned(
             .registry
             .document(number)?
             .ok_or_else(|| StationError::NotFound(format!("document: no document {number}")))?;
-        if matches!(doc.status, DocumentStatus::Active | DocumentStatus::Suspended) {
+        if matches!(
+            doc.status,
+            DocumentStatus::Active | DocumentStatus::Suspended
+        ) {
             return Err(StationError::Conflict(format!(
                 "document status: document {number} is {}; a card is taken back only when its \
                  document is out of use (revoke or replace it first)",
@@ -50,8 +53,7 @@ pub fn card_returned(
         let card = st.registry.card_of_document(doc.id)?.ok_or_else(|| {
             StationError::NotFound(format!("document {number} has no card on record"))
         })?;
-        if card.lifecycle == CardLifecycle::Destroyed
-            || st.registry.card_return(card.id)?.is_some()
+        if card.lifecycle == CardLifecycle::Destroyed || st.registry.card_return(card.id)?.is_some()
         {
             return Err(StationError::Conflict(format!(
                 "card: card {} of document {number} was already returned",
