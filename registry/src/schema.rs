@@ -354,7 +354,8 @@ CREATE TABLE service_job_steps (
 "#;
 
 /// Version 8: the card's life after the desk (`crate::records::life`): the end of a temporary
-/// registration (addresses stay append-only; an end is its own row) and cards brought back to
+/// registration (addresses stay append-only; an end is its own row), replacements (the link
+/// old document → new document, and the replacement's own journal), and cards brought back to
 /// the office and destroyed.
 const V8: &str = r#"
 CREATE TABLE address_ends (
@@ -366,6 +367,24 @@ CREATE TABLE address_ends (
 ) STRICT;
 CREATE TRIGGER address_ends_no_update BEFORE UPDATE ON address_ends
 BEGIN SELECT RAISE(ABORT, 'address ends are history: they are never changed'); END;
+CREATE TABLE document_replacements (
+    id                 INTEGER PRIMARY KEY,
+    old_document_id    INTEGER NOT NULL REFERENCES documents (id),
+    holder_id          INTEGER NOT NULL REFERENCES holders (id),
+    reason             TEXT NOT NULL CHECK (reason IN ('lost', 'stolen', 'damaged')),
+    crl_reason         TEXT NOT NULL,
+    state              TEXT NOT NULL CHECK (state IN ('holding', 'completed', 'rolled-back')),
+    issuance_job_floor INTEGER NOT NULL,
+    new_document_id    INTEGER REFERENCES documents (id),
+    issuance_job_id    INTEGER REFERENCES issuance_jobs (id),
+    operator           TEXT NOT NULL,
+    station            TEXT NOT NULL,
+    created_at         TEXT NOT NULL,
+    finished_at        TEXT,
+    CHECK ((state = 'completed') = (new_document_id IS NOT NULL AND issuance_job_id IS NOT NULL))
+) STRICT;
+CREATE UNIQUE INDEX document_replacements_one_open ON document_replacements (old_document_id)
+    WHERE state IN ('holding', 'completed');
 CREATE TABLE card_returns (
     id           INTEGER PRIMARY KEY,
     card_id      INTEGER NOT NULL UNIQUE REFERENCES cards (id),

@@ -69,6 +69,10 @@ enum Cmd {
     /// Resume a suspended document with its holder in person (--identity-confirmed), within
     /// [services] suspension_limit_days: the hold released, the certificates off the next CRL.
     Resume(cli::resume::ResumeArgs),
+    /// Replace a lost, stolen or damaged card: the old document held, a new card issued for
+    /// the same holder (as `issue`), then the old one revoked with the link old → new; an
+    /// issuance that fails gives the old document back (clerk; standalone station).
+    Replace(cli::replace::ReplaceArgs),
     /// Physical cards after their document left use (`card returned`).
     #[command(subcommand)]
     Card(cli::card::CardCmd),
@@ -148,6 +152,7 @@ fn run(cmd: &Cmd, ctx: &Ctx) -> Result<(), StationError> {
         Cmd::Unblock(a) => cli::unblock::run(ctx, a),
         Cmd::Suspend(a) => cli::suspend::run(ctx, a),
         Cmd::Resume(a) => cli::resume::run(ctx, a),
+        Cmd::Replace(a) => cli::replace::run(ctx, a),
         Cmd::Card(c) => cli::card::run(ctx, c),
         Cmd::Address(c) => cli::address::run(ctx, c),
         Cmd::Recover(a) => cli::recover::run(ctx, a),

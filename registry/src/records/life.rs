@@ -28,7 +28,108 @@ pub struct CardReturn {
     pub operator: String,
 }
 
+/// A replacement (`idstation replace`): the old document held while a new card is issued for
+/// the same holder, then revoked with the link to the new document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replacement {
+    pub id: i64,
+    pub old_document_id: i64,
+    pub holder_id: i64,
+    /// lost, stolen or damaged.
+    pub reason: String,
+    /// The RFC 5280 CRLReason the old certificates get when the replacement completes.
+    pub crl_reason: String,
+    /// holding (the old document suspended, the new card being issued), completed,
+    /// rolled-back (the old document active again).
+    pub state: String,
+    /// The largest issuance job id when the replacement began: its issuance job is the
+    /// holder's first job above it.
+    pub issuance_job_floor: i64,
+    pub new_document_id: Option<i64>,
+    pub issuance_job_id: Option<i64>,
+    pub operator: String,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+}
+
+const REPLACEMENT_COLS: &str = "id, old_document_id, holder_id, reason, crl_reason, state, \
+    issuance_job_floor, new_document_id, issuance_job_id, operator, created_at, finished_at";
+
+fn replacement_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Replacement> {
+    Ok(Replacement {
+        id: r.get(0)?,
+        old_document_id: r.get(1)?,
+        holder_id: r.get(2)?,
+        reason: r.get(3)?,
+        crl_reason: r.get(4)?,
+        state: r.get(5)?,
+        issuance_job_floor: r.get(6)?,
+        new_document_id: r.get(7)?,
+        issuance_job_id: r.get(8)?,
+        operator: r.get(9)?,
+        created_at: r.get(10)?,
+        finished_at: r.get(11)?,
+    })
+}
+
 impl Tx<'_> {
+    /// Begin a replacement of document `old_document_id` (state holding). Refuses a document
+    /// with a replacement already holding or completed.
+    pub fn start_replacement(
+        &self,
+        old_document_id: i64,
+        holder_id: i64,
+        reason: &str,
+        crl_reason: &str,
+        by: &Actor,
+    ) -> Result<i64> {
+        let floor: i64 =
+            self.conn()
+                .query_row("SELECT coalesce(max(id), 0) FROM issuance_jobs", [], |r| {
+                    r.get(0)
+                })?;
+        self.conn()
+            .execute(
+                "INSERT INTO document_replacements (old_document_id, holder_id, reason, crl_reason,
+                    state, issuance_job_floor, operator, station, created_at)
+                 VALUES (?1, ?2, ?3, ?4, 'holding', ?5, ?6, ?7, ?8)",
+                params![
+                    old_document_id,
+                    holder_id,
+                    reason,
+                    crl_reason,
+                    floor,
+                    by.operator,
+                    by.station,
+                    now_rfc3339()
+                ],
+            )
+            .map_err(|e| {
+                super::unique_conflict(e, || {
+                    format!("document {old_document_id} is already being replaced or was replaced")
+                })
+            })?;
+        Ok(self.conn().last_insert_rowid())
+    }
+
+    /// End replacement `id`: completed with the new document and its issuance job, or
+    /// rolled back (both `None`).
+    pub fn finish_replacement(&self, id: i64, new: Option<(i64, i64)>) -> Result<()> {
+        let (state, doc, job) = match new {
+            Some((d, j)) => ("completed", Some(d), Some(j)),
+            None => ("rolled-back", None, None),
+        };
+        let n = self.conn().execute(
+            "UPDATE document_replacements SET state = ?2, new_document_id = ?3, issuance_job_id = ?4,
+                finished_at = ?5 WHERE id = ?1 AND state = 'holding'",
+            params![id, state, doc, job, now_rfc3339()],
+        )?;
+        if n == 0 {
+            return Err(Error::Conflict(format!("replacement {id} is not holding")));
+        }
+        Ok(())
+    }
+
     /// Release a certificate from hold (resume): it is active again and absent from the next
     /// full CRL. Only a certificate revoked with reason certificateHold can be released
     /// (RFC 5280 §5.3.1: every other reason is final).
@@ -151,6 +252,24 @@ impl Tx<'_> {
 }
 
 impl Registry {
+    /// Replacements still holding (interrupted), oldest first.
+    pub fn open_replacements(&self) -> Result<Vec<Replacement>> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {REPLACEMENT_COLS} FROM document_replacements WHERE state = 'holding' ORDER BY id"
+        ))?;
+        let rows = st.query_map([], replacement_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every replacement of document `old_document_id`, oldest first (the link old → new).
+    pub fn replacements_of(&self, old_document_id: i64) -> Result<Vec<Replacement>> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {REPLACEMENT_COLS} FROM document_replacements WHERE old_document_id = ?1 ORDER BY id"
+        ))?;
+        let rows = st.query_map([old_document_id], replacement_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// The card a document was issued on (whatever its lifecycle now), if any.
     pub fn card_of_document(&self, document_id: i64) -> Result<Option<Card>> {
         Ok(self

@@ -14,6 +14,7 @@ pub mod operator;
 pub mod readers;
 pub mod recover;
 pub mod renew;
+pub mod replace;
 pub mod resume;
 pub mod revoke;
 pub mod show;

@@ -31,6 +31,8 @@ pub fn run(ctx: &Ctx, a: &RecoverArgs) -> Result<(), StationError> {
     let r = recovery::recover(&mut st, &session, mode)?;
     // Interrupted CA key rotations and revocations (docs/rotation.md).
     let rot = recovery::recover_ca_requests(&mut st, &session)?;
+    // Interrupted replacements (after their issuance jobs above).
+    let rep = recovery::recover_replacements(&mut st, &session)?;
     let mut all: Vec<serde_json::Value> = r
         .iter()
         .map(|x| serde_json::to_value(x).unwrap_or_default())
@@ -39,8 +41,12 @@ pub fn run(ctx: &Ctx, a: &RecoverArgs) -> Result<(), StationError> {
         rot.iter()
             .map(|x| serde_json::to_value(x).unwrap_or_default()),
     );
+    all.extend(
+        rep.iter()
+            .map(|x| serde_json::to_value(x).unwrap_or_default()),
+    );
     ctx.print(&all, |_| {
-        if r.is_empty() && rot.is_empty() {
+        if r.is_empty() && rot.is_empty() && rep.is_empty() {
             "Nothing to recover\n".into()
         } else {
             r.iter()
@@ -49,6 +55,12 @@ pub fn run(ctx: &Ctx, a: &RecoverArgs) -> Result<(), StationError> {
                     rot.iter()
                         .map(|x| format!("CA request {}: {}\n", x.request_id, x.outcome)),
                 )
+                .chain(rep.iter().map(|x| {
+                    format!(
+                        "replacement {} of document {}: {}\n",
+                        x.replacement, x.old_document, x.outcome
+                    )
+                }))
                 .collect()
         }
     })

@@ -15,15 +15,18 @@
 //!
 //! [`suspend`] / [`resume`] (certificateHold, one registry transaction each), [`address`]
 //! changes (history kept, e-government outbox) and [`card_returned`] (a card brought back,
-//! destroyed) need no card. Replacement is not here yet.
+//! destroyed) need no card. [`replace`] holds the old document while the ordinary issuance
+//! makes the new card, then settles (revokes the old or releases the hold).
 
 pub mod address;
 pub(crate) mod renew;
+pub mod replace;
 mod returned;
 mod suspend;
 mod unblock;
 
 pub use renew::{renew, RenewInput, RenewReport};
+pub use replace::{replace, ReplaceInput, ReplaceReport};
 pub use returned::{card_returned, CardReturnReport};
 pub use suspend::{resume, suspend, ResumeInput, ResumeReport, SuspendReport};
 pub use unblock::{unblock, UnblockInput, UnblockReport};

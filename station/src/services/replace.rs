@@ -1,0 +1,357 @@
+//! `idstation replace`: a new card for the same holder in place of a lost, stolen or damaged
+//! one, in one job whose every stop leaves the old card active or the new one issued, never
+//! neither:
+//!
+//! 1. **hold** (one transaction): a `document_replacements` row (state holding: the
+//!    replacement's journal and, once completed, the link old → new), the old document
+//!    SUSPENDED and its certificates on hold (certificateHold). The old document is no longer
+//!    active, so the issuance may begin; the hold can still be released.
+//! 2. **issue**: the ordinary issuance job ([`crate::issuance::issue`], its own journal and
+//!    recovery) onto the blank card in the reader.
+//! 3. **settle** (one transaction), decided by that issuance job: completed → the hold made
+//!    final with the reason's CRLReason (lost/stolen keyCompromise — the keys may be in
+//!    someone else's hands; damaged cessationOfOperation — the keys are gone with the chip,
+//!    not compromised, as `revoke --reason damaged`), the old document LOST or REVOKED, the
+//!    replacement completed with the new document; rolled back or never begun → the hold
+//!    released, the old document active again, the replacement rolled-back; still unfinished
+//!    (after the LOCK command) → left for `idstation recover`, which first finishes the
+//!    issuance, then settles the replacement ([`settle_open`]).
+
+use registry::{AuditEntry, CertStatus, DocumentStatus, JobState, Replacement};
+use serde::Serialize;
+
+use crate::error::StationError;
+use crate::issuance::{IssueInput, IssueReport, JobProgress};
+use crate::session::Session;
+use crate::Station;
+
+use super::refused;
+use super::suspend::HOLD;
+
+/// What the clerk hands to a replacement.
+pub struct ReplaceInput {
+    pub document: String,
+    /// lost, stolen or damaged.
+    pub reason: String,
+    /// The new card's issuance: the holder record (same PINFL as the old document's holder),
+    /// the reader with the blank card, the holder's PIN and the new PIN letter.
+    pub issue: IssueInput,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplaceReport {
+    pub replacement: i64,
+    pub old_document: String,
+    pub old_status: String,
+    pub reason: String,
+    pub crl_reason: String,
+    pub revoked_certificates: Vec<String>,
+    pub new: IssueReport,
+}
+
+/// How an open replacement was settled.
+#[derive(Debug, Clone, Serialize)]
+pub struct Settled {
+    pub replacement: i64,
+    pub old_document: String,
+    /// completed, rolled-back, or pending (its issuance job is still unfinished).
+    pub outcome: &'static str,
+    pub new_document: Option<String>,
+}
+
+/// The CRLReason of a replacement's reason.
+fn crl_reason(reason: &str) -> Result<&'static str, StationError> {
+    match reason {
+        "lost" | "stolen" => Ok("keyCompromise"),
+        "damaged" => Ok("cessationOfOperation"),
+        other => Err(StationError::invalid(
+            "reason",
+            format!("{other:?} must be one of lost, stolen, damaged"),
+        )),
+    }
+}
+
+/// Replace document `input.document`. See the module docs.
+pub fn replace(
+    st: &mut Station,
+    session: &Session,
+    input: &ReplaceInput,
+    progress: &mut dyn FnMut(&JobProgress),
+) -> Result<ReplaceReport, StationError> {
+    crate::session::require_current(
+        &mut st.registry,
+        session,
+        "replace documents",
+        &[registry::Role::Clerk],
+    )?;
+    let num = input.document.as_str();
+    // Earlier interrupted replacements first (their issuance jobs are resolved by the
+    // issuance's own recovery; what needs no card is settled here).
+    settle_open(st, session.actor())?;
+    let checked = (|| {
+        if st.config.centre.is_some() {
+            return Err(StationError::Conflict(
+                "centre: this station is enrolled with a national centre and the centre API has \
+                 no hold call, so `replace` is only available on a standalone station; revoke \
+                 the document (idstation revoke) and issue a new card (idstation issue)"
+                    .into(),
+            ));
+        }
+        let crl = crl_reason(&input.reason)?;
+        let number = crate::records::parse_document(num)?;
+        let doc = st
+            .registry
+            .document(number)?
+            .ok_or_else(|| StationError::NotFound(format!("document: no document {number}")))?;
+        if doc.status != DocumentStatus::Active {
+            return Err(StationError::Conflict(format!(
+                "document status: document {number} is {}; only an active document is replaced",
+                doc.status.as_str()
+            )));
+        }
+        let holder = st
+            .registry
+            .holder(doc.holder_id)?
+            .ok_or_else(|| StationError::Other(format!("document {number} has no holder")))?;
+        if holder.data.pinfl != input.issue.holder.record.pinfl {
+            return Err(StationError::invalid(
+                "pinfl",
+                format!(
+                    "the holder record is for PINFL {}, document {number} belongs to another \
+                     holder: a replacement is issued to the same holder",
+                    input.issue.holder.record.pinfl
+                ),
+            ));
+        }
+        let card = st.registry.card_of_document(doc.id)?.ok_or_else(|| {
+            StationError::Conflict(format!(
+                "document {number} has no card on record: only an issued document is replaced"
+            ))
+        })?;
+        Ok((doc, card, crl))
+    })();
+    let (doc, card, crl) = checked.map_err(|e| refused(st, session, "replace", num, e))?;
+    let number = doc.number;
+
+    // 1. hold
+    let certs: Vec<_> = st
+        .registry
+        .certificates_of_card(card.id)?
+        .into_iter()
+        .filter(|c| c.status == CertStatus::Active)
+        .collect();
+    let now = registry::now_rfc3339();
+    let tx = st.registry.transaction()?;
+    let rep_id =
+        tx.start_replacement(doc.id, doc.holder_id, &input.reason, crl, session.actor())?;
+    tx.set_document_status(
+        number,
+        DocumentStatus::Suspended,
+        "replacement",
+        session.actor(),
+    )?;
+    for c in &certs {
+        tx.revoke_certificate(c.id, HOLD, &now)?;
+    }
+    tx.audit(&AuditEntry {
+        actor: session.actor(),
+        action: "replacement.started",
+        object: &format!("document:{number}"),
+        details: &serde_json::json!({
+            "replacement": rep_id,
+            "reason": input.reason,
+            "held": certs.iter().map(|c| c.data.serial.as_str()).collect::<Vec<_>>(),
+        }),
+    })?;
+    tx.commit()?;
+    crate::failpoint::hit("replace.held");
+
+    // 2. issue
+    let issued = crate::issuance::issue(st, session, &input.issue, progress);
+    crate::failpoint::hit("replace.issued");
+
+    // 3. settle
+    let rep = st
+        .registry
+        .open_replacements()?
+        .into_iter()
+        .find(|r| r.id == rep_id)
+        .ok_or_else(|| StationError::Other(format!("replacement {rep_id} is not open")))?;
+    let settled = settle(st, session.actor(), &rep)?;
+    match issued {
+        Ok(new) => {
+            if settled.outcome != "completed" {
+                return Err(StationError::Other(format!(
+                    "replacement {rep_id}: the new card was issued but the replacement is {}",
+                    settled.outcome
+                )));
+            }
+            let old = st
+                .registry
+                .document(number)?
+                .ok_or_else(|| StationError::Other(format!("document {number} vanished")))?;
+            Ok(ReplaceReport {
+                replacement: rep_id,
+                old_document: number.to_string(),
+                old_status: old.status.as_str().into(),
+                reason: input.reason.clone(),
+                crl_reason: crl.into(),
+                revoked_certificates: certs.iter().map(|c| c.data.serial.clone()).collect(),
+                new,
+            })
+        }
+        Err(e) => {
+            let note = match settled.outcome {
+                "rolled-back" => format!(
+                    "replacement of document {number} rolled back: the old document is active again"
+                ),
+                _ => format!(
+                    "replacement of document {number} pending: `idstation recover` finishes the \
+                     new card's issuance, then the replacement"
+                ),
+            };
+            Err(with_note(e, &note))
+        }
+    }
+}
+
+/// `e` with `note` added to its message, keeping its kind (and so its exit code).
+fn with_note(e: StationError, note: &str) -> StationError {
+    match e {
+        StationError::Card { step, message } => StationError::Card {
+            step,
+            message: format!("{message}; {note}"),
+        },
+        StationError::Invalid { field, rule } => StationError::Invalid {
+            field,
+            rule: format!("{rule}; {note}"),
+        },
+        StationError::Conflict(m) => StationError::Conflict(format!("{m}; {note}")),
+        StationError::NotPermitted(m) => StationError::NotPermitted(format!("{m}; {note}")),
+        StationError::NotFound(m) => StationError::NotFound(format!("{m}; {note}")),
+        StationError::Other(m) => StationError::Other(format!("{m}; {note}")),
+        other => {
+            tracing::warn!(%note, "replacement");
+            other
+        }
+    }
+}
+
+/// Settle every replacement left holding (a crash, or an issuance left for recovery).
+pub fn settle_open(
+    st: &mut Station,
+    actor: &registry::Actor,
+) -> Result<Vec<Settled>, StationError> {
+    let mut out = Vec::new();
+    for rep in st.registry.open_replacements()? {
+        out.push(settle(st, actor, &rep)?);
+    }
+    Ok(out)
+}
+
+/// Settle one holding replacement from the state of its issuance job (module docs, step 3).
+fn settle(
+    st: &mut Station,
+    actor: &registry::Actor,
+    rep: &Replacement,
+) -> Result<Settled, StationError> {
+    let old = st
+        .registry
+        .documents_of_holder(rep.holder_id)?
+        .into_iter()
+        .find(|d| d.id == rep.old_document_id)
+        .ok_or_else(|| StationError::Other(format!("replacement {}: no old document", rep.id)))?;
+    let job = st
+        .registry
+        .jobs_of_holder(rep.holder_id)?
+        .into_iter()
+        .filter(|j| j.id > rep.issuance_job_floor)
+        .min_by_key(|j| j.id);
+    let held: Vec<_> = match st.registry.card_of_document(old.id)? {
+        Some(card) => st
+            .registry
+            .certificates_of_card(card.id)?
+            .into_iter()
+            .filter(|c| {
+                c.status == CertStatus::Revoked && c.revocation_reason.as_deref() == Some(HOLD)
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let number = old.number;
+    match job.as_ref().map(|j| j.state) {
+        Some(JobState::Running) | Some(JobState::Failed) => Ok(Settled {
+            replacement: rep.id,
+            old_document: number.to_string(),
+            outcome: "pending",
+            new_document: None,
+        }),
+        Some(JobState::Completed) => {
+            let job = job.as_ref().expect("matched Some");
+            let new_number = job.document.ok_or_else(|| {
+                StationError::Other(format!("issuance job {} has no document", job.id))
+            })?;
+            let new_doc = st.registry.document(new_number)?.ok_or_else(|| {
+                StationError::Other(format!("no document {new_number} of job {}", job.id))
+            })?;
+            let (status, _) = crate::records::revocation_for(&rep.reason)?;
+            let now = registry::now_rfc3339();
+            let tx = st.registry.transaction()?;
+            for c in &held {
+                tx.finalize_certificate_hold(c.id, &rep.crl_reason, &now)?;
+            }
+            tx.set_document_status(number, status, &format!("replaced: {}", rep.reason), actor)?;
+            tx.finish_replacement(rep.id, Some((new_doc.id, job.id)))?;
+            tx.audit(&AuditEntry {
+                actor,
+                action: "document.replaced",
+                object: &format!("document:{number}"),
+                details: &serde_json::json!({
+                    "replacement": rep.id,
+                    "reason": rep.reason,
+                    "crl_reason": rep.crl_reason,
+                    "certificates": held.iter().map(|c| c.data.serial.as_str()).collect::<Vec<_>>(),
+                    "new_document": new_number.to_string(),
+                    "issuance_job": job.id,
+                }),
+            })?;
+            tx.commit()?;
+            Ok(Settled {
+                replacement: rep.id,
+                old_document: number.to_string(),
+                outcome: "completed",
+                new_document: Some(new_number.to_string()),
+            })
+        }
+        // Rolled back, or never begun: the old card is the holder's again.
+        Some(JobState::RolledBack) | None => {
+            let tx = st.registry.transaction()?;
+            tx.set_document_status(
+                number,
+                DocumentStatus::Active,
+                "replacement rolled back",
+                actor,
+            )?;
+            for c in &held {
+                tx.release_certificate_hold(c.id)?;
+            }
+            tx.finish_replacement(rep.id, None)?;
+            tx.audit(&AuditEntry {
+                actor,
+                action: "replacement.rolled-back",
+                object: &format!("document:{number}"),
+                details: &serde_json::json!({
+                    "replacement": rep.id,
+                    "issuance_job": job.as_ref().map(|j| j.id),
+                }),
+            })?;
+            tx.commit()?;
+            Ok(Settled {
+                replacement: rep.id,
+                old_document: number.to_string(),
+                outcome: "rolled-back",
+                new_document: None,
+            })
+        }
+    }
+}
