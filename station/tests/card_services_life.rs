@@ -715,3 +715,193 @@ fn address_set_and_end_keep_the_history_and_queue_each_change_in_the_outbox() {
     assert!(events.iter().any(|e| e.action == "card.returned"));
     assert!(events.iter().any(|e| e.action == "card.returned.refused"));
 }
+
+impl Station {
+    /// `idstation --json replace` of `doc` for holder-01 onto the blank card in `reader`, the
+    /// holder's new PIN on `--pin-fd 0`.
+    fn replace_env(&self, doc: &str, reason: &str, reader: &str, env: &[(&str, &str)]) -> Output {
+        let letter = holder_pin::letter_path(&self.dir);
+        self.run_env(
+            &[
+                "--json",
+                "replace",
+                "--document",
+                doc,
+                "--reason",
+                reason,
+                "--holder",
+                fixture("holder-01.json").to_str().unwrap(),
+                "--reader",
+                reader,
+                "--pin-fd",
+                "0",
+                "--pin-letter",
+                letter.to_str().unwrap(),
+                "--operator",
+                "clerk",
+            ],
+            &[CLERK_PASSWORD, PIN],
+            env,
+        )
+    }
+
+    /// The replacements of document `doc` as (state, new document number).
+    fn replacements(&self, doc: &str) -> Vec<(String, Option<String>)> {
+        let reg = self.registry();
+        let d = reg
+            .document(doc.parse().expect("number"))
+            .expect("document")
+            .expect("on record");
+        reg.replacements_of(d.id)
+            .expect("replacements")
+            .into_iter()
+            .map(|r| {
+                let new = r.new_document_id.map(|id| {
+                    reg.connection()
+                        .query_row(
+                            "SELECT series || printf('%07d', number) FROM documents WHERE id = ?1",
+                            [id],
+                            |row| row.get::<_, String>(0),
+                        )
+                        .expect("new document")
+                });
+                (r.state, new)
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn replace_lost_revokes_the_old_keycompromise_issues_a_new_card_and_links_them() {
+    let st = Station::new();
+    let slot = testrig::Slot::lease();
+    let r = &slot.reader_name;
+    let old_img = st.blank_card(0x5E10_0004);
+    let old_card = slot.insert(&old_img, &[]);
+    let old = st.issue(r);
+    let mut old_certs = st.certificates(&old, "active");
+    old_certs.sort();
+    old_card.pull();
+    let new_img = st.blank_card(0x5E10_0005);
+    let _new_card = slot.insert(&new_img, &[]);
+
+    // A reason outside lost, stolen, damaged is refused before anything is done.
+    let o = st.replace_env(&old, "misplaced", r, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(error_line(&o).contains("reason"), "{}", text(&o));
+    assert_eq!(st.replacements(&old), vec![]);
+
+    let o = st.replace_env(&old, "lost", r, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let rep: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(rep["old_status"], "lost", "{rep}");
+    assert_eq!(rep["crl_reason"], "keyCompromise", "{rep}");
+    let new = rep["new"]["document"]
+        .as_str()
+        .expect("new document")
+        .to_string();
+    assert_ne!(new, old);
+    assert_eq!(
+        st.replacements(&old),
+        vec![("completed".into(), Some(new.clone()))]
+    );
+    assert_eq!(document_status(&st, &old), "lost");
+    assert_eq!(document_status(&st, &new), "active");
+    assert_eq!(st.certificates(&new, "active").len(), 2);
+    let mut revoked = st.certificates(&old, "revoked");
+    revoked.sort();
+    assert_eq!(revoked, old_certs);
+    let crl = st.crl_text();
+    let entries = crl_entries(&crl);
+    for serial in &old_certs {
+        let e = entries
+            .iter()
+            .find(|(s, _)| s == serial)
+            .unwrap_or_else(|| panic!("{serial} not on the CRL:\n{crl}"));
+        assert_eq!(e.1, "Key Compromise", "{crl}");
+    }
+    let events = st.registry().audit_events(1, u64::MAX).expect("events");
+    assert!(events.iter().any(|e| e.action == "replacement.started"));
+    assert!(events.iter().any(|e| e.action == "replace.refused"));
+    let replaced = events
+        .iter()
+        .find(|e| e.action == "document.replaced")
+        .expect("document.replaced audited");
+    assert!(replaced.details.contains(&new), "{replaced:?}");
+    // A replaced document is not replaced twice.
+    let o = st.replace_env(&old, "lost", r, &[]);
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    assert!(error_line(&o).contains("document status"), "{}", text(&o));
+}
+
+#[test]
+fn a_replacement_killed_before_or_after_the_issuance_leaves_the_old_or_the_new_card_never_neither()
+{
+    let st = Station::new();
+    let slot = testrig::Slot::lease();
+    let r = &slot.reader_name;
+    let old_img = st.blank_card(0x5E10_0006);
+    let old_card = slot.insert(&old_img, &[]);
+    let old = st.issue(r);
+    let mut old_certs = st.certificates(&old, "active");
+    old_certs.sort();
+    old_card.pull();
+    let new_img = st.blank_card(0x5E10_0007);
+    let _new_card = slot.insert(&new_img, &[]);
+
+    // Killed once the old document is held: recover gives the old card back.
+    let o = st.replace_env(
+        &old,
+        "damaged",
+        r,
+        &[("IDSTATION_FAILPOINT", "replace.held")],
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    assert_eq!(document_status(&st, &old), "suspended");
+    assert_eq!(st.replacements(&old), vec![("holding".into(), None)]);
+    let rec = st.json(&["recover", "--operator", "clerk"], &[CLERK_PASSWORD]);
+    assert!(
+        rec.as_array()
+            .expect("array")
+            .iter()
+            .any(|x| x["outcome"] == "rolled-back" && x["old_document"] == old.as_str()),
+        "{rec}"
+    );
+    assert_eq!(document_status(&st, &old), "active");
+    let mut active = st.certificates(&old, "active");
+    active.sort();
+    assert_eq!(active, old_certs);
+    assert_eq!(st.replacements(&old), vec![("rolled-back".into(), None)]);
+
+    // Killed after the new card was issued: recover completes the replacement.
+    let o = st.replace_env(
+        &old,
+        "damaged",
+        r,
+        &[("IDSTATION_FAILPOINT", "replace.issued")],
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    assert_eq!(document_status(&st, &old), "suspended");
+    let rec = st.json(&["recover", "--operator", "clerk"], &[CLERK_PASSWORD]);
+    let done = rec
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|x| x["outcome"] == "completed")
+        .unwrap_or_else(|| panic!("no completed replacement in {rec}"))
+        .clone();
+    let new = done["new_document"].as_str().expect("new").to_string();
+    assert_eq!(document_status(&st, &old), "revoked");
+    assert_eq!(document_status(&st, &new), "active");
+    let states: Vec<String> = st.replacements(&old).into_iter().map(|r| r.0).collect();
+    assert_eq!(states, ["rolled-back", "completed"]);
+    let crl = st.crl_text();
+    let entries = crl_entries(&crl);
+    for serial in &old_certs {
+        let e = entries
+            .iter()
+            .find(|(s, _)| s == serial)
+            .unwrap_or_else(|| panic!("{serial} not on the CRL:\n{crl}"));
+        assert_eq!(e.1, "Cessation Of Operation", "{crl}");
+    }
+}
