@@ -117,7 +117,7 @@ pub fn set(
         refuse_in_centre_mode(st)?;
         let h = holder(st, pinfl)?;
         let on = crate::holder::parse_date(&address.registered_on)
-            .map_err(|rule| StationError::invalid("address.registered_on", format!("{rule}")))?;
+            .map_err(|rule| StationError::invalid("address.registered_on", rule))?;
         if on > crate::time_util::today_utc() {
             return Err(StationError::invalid(
                 "address.registered_on",
@@ -210,7 +210,7 @@ pub fn end(
             ));
         }
         let on = crate::holder::parse_date(&ended_on)
-            .map_err(|rule| StationError::invalid("ended_on", format!("{rule}")))?;
+            .map_err(|rule| StationError::invalid("ended_on", rule))?;
         if on > today {
             return Err(StationError::invalid(
                 "ended_on",
