@@ -348,3 +348,58 @@ impl Registry {
 
 /// Outbox topic: a holder's registration address set or ended (e-government registration).
 pub const TOPIC_EGOV_ADDRESS_CHANGED: &str = "egov.address-changed";
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{address, holder};
+    use super::*;
+    use crate::testutil::{actor, temp_registry};
+    use crate::{AddressKind, NewAddress};
+
+    #[test]
+    fn only_a_temporary_registration_ends_once_and_not_before_it_began() {
+        let (_d, mut reg) = temp_registry();
+        let a = actor();
+        let h = reg
+            .write(|tx| tx.insert_holder(&holder("31405850000012"), &address(), &a))
+            .unwrap();
+        let permanent = reg.addresses(h).unwrap()[0].id;
+        let e = reg
+            .write(|tx| tx.end_address(permanent, "2020-01-01", "cancelled", &a))
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::Invalid { field, .. } if field == "kind"),
+            "{e}"
+        );
+        let temp = NewAddress {
+            kind: AddressKind::Temporary,
+            registered_on: "2024-03-01".into(),
+            registered_until: Some("2027-03-01".into()),
+            ..address()
+        };
+        let t = reg.write(|tx| tx.add_address(h, &temp, &a)).unwrap();
+        let e = reg
+            .write(|tx| tx.end_address(t, "2024-02-28", "cancelled", &a))
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::Invalid { field, .. } if field == "ended_on"),
+            "{e}"
+        );
+        reg.write(|tx| tx.end_address(t, "2025-01-01", "cancelled", &a))
+            .unwrap();
+        let e = reg
+            .write(|tx| tx.end_address(t, "2025-01-02", "cancelled", &a))
+            .unwrap_err();
+        assert!(matches!(e, Error::Conflict(_)), "{e}");
+        let ends = reg.address_ends(h).unwrap();
+        assert_eq!(ends.len(), 1);
+        assert_eq!(ends[0].address_id, t);
+        assert_eq!(ends[0].ended_on, "2025-01-01");
+        // History: an end is never changed.
+        assert!(reg
+            .connection()
+            .execute("UPDATE address_ends SET ended_on = '2026-01-01'", [])
+            .is_err());
+        assert_eq!(reg.addresses(h).unwrap().len(), 2);
+    }
+}
