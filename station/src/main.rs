@@ -80,7 +80,8 @@ enum Cmd {
     /// `address end` (cancel a temporary registration); history kept, e-government outbox.
     #[command(subcommand)]
     Address(cli::address::AddressCmd),
-    /// Resolve unfinished issuance jobs (interrupted by a pulled card, a crash, a power cut).
+    /// Resolve unfinished issuance jobs (interrupted by a pulled card, a crash, a power cut),
+    /// then settle interrupted replacements and CA requests.
     Recover(cli::recover::RecoverArgs),
     /// The audit log: checkpoints, export for auditors, offline verification.
     #[command(subcommand)]
