@@ -859,6 +859,20 @@ fn a_replacement_killed_before_or_after_the_issuance_leaves_the_old_or_the_new_c
     assert!(!o.status.success(), "{}", text(&o));
     assert_eq!(document_status(&st, &old), "suspended");
     assert_eq!(st.replacements(&old), vec![("holding".into(), None)]);
+    // A held document is not resumed by hand: the replacement decides.
+    let o = st.run(
+        &[
+            "resume",
+            "--document",
+            &old,
+            "--identity-confirmed",
+            "--operator",
+            "clerk",
+        ],
+        &[CLERK_PASSWORD],
+    );
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    assert!(error_line(&o).contains("replacement"), "{}", text(&o));
     let rec = st.json(&["recover", "--operator", "clerk"], &[CLERK_PASSWORD]);
     assert!(
         rec.as_array()

@@ -300,7 +300,15 @@ fn settle(
             for c in &held {
                 tx.finalize_certificate_hold(c.id, &rep.crl_reason, &now)?;
             }
-            tx.set_document_status(number, status, &format!("replaced: {}", rep.reason), actor)?;
+            // Revoked meanwhile (`idstation revoke` of the held document): that status stays.
+            if old.status == DocumentStatus::Suspended {
+                tx.set_document_status(
+                    number,
+                    status,
+                    &format!("replaced: {}", rep.reason),
+                    actor,
+                )?;
+            }
             tx.finish_replacement(rep.id, Some((new_doc.id, job.id)))?;
             tx.audit(&AuditEntry {
                 actor,
@@ -326,14 +334,17 @@ fn settle(
         // Rolled back, or never begun: the old card is the holder's again.
         Some(JobState::RolledBack) | None => {
             let tx = st.registry.transaction()?;
-            tx.set_document_status(
-                number,
-                DocumentStatus::Active,
-                "replacement rolled back",
-                actor,
-            )?;
-            for c in &held {
-                tx.release_certificate_hold(c.id)?;
+            // Revoked meanwhile (`idstation revoke` of the held document): it stays revoked.
+            if old.status == DocumentStatus::Suspended {
+                tx.set_document_status(
+                    number,
+                    DocumentStatus::Active,
+                    "replacement rolled back",
+                    actor,
+                )?;
+                for c in &held {
+                    tx.release_certificate_hold(c.id)?;
+                }
             }
             tx.finish_replacement(rep.id, None)?;
             tx.audit(&AuditEntry {

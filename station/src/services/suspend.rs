@@ -175,6 +175,18 @@ pub fn resume(
                 doc.status.as_str()
             )));
         }
+        if let Some(r) = st
+            .registry
+            .replacements_of(doc.id)?
+            .into_iter()
+            .find(|r| r.state == "holding")
+        {
+            return Err(StationError::Conflict(format!(
+                "document status: document {number} is held by replacement {} (a new card is \
+                 being issued); `idstation recover` settles it",
+                r.id
+            )));
+        }
         let since = st.registry.suspended_since(doc.id)?.ok_or_else(|| {
             StationError::Other(format!(
                 "document {number} is suspended but its history has no suspension"
