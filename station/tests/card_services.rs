@@ -219,6 +219,8 @@ impl Station {
             &[
                 "ca",
                 "crl",
+                "--key",
+                "esign-ca-1",
                 "--out",
                 out.to_str().unwrap(),
                 "--operator",
