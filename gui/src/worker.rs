@@ -23,11 +23,17 @@ use station::Station;
 use station::{AuditEvent, ExportFormat, Role};
 use zeroize::Zeroizing;
 
+use crate::i18n::{self, tr, tr_args, Lang};
+
 /// What the UI asks the station to do. Secrets travel in zeroizing buffers.
 pub enum Command {
     Login {
         name: String,
         password: Zeroizing<String>,
+        /// The language the operator chose on the log-in screen, to remember for them.
+        language: Option<String>,
+        /// The log-in screen's language (the worker's messages until the operator's own).
+        lang: Lang,
     },
     Logout {
         reason: &'static str,
@@ -92,6 +98,9 @@ pub struct SessionInfo {
     pub series: Option<String>,
     /// The expiry a document issued today gets (document profile).
     pub expiry: time::Date,
+    /// The operator's interface language: chosen at this log-in, or remembered from an
+    /// earlier one (`station::preferences`).
+    pub language: Option<String>,
 }
 
 /// One step of an issuance as the progress view shows it.
@@ -227,6 +236,7 @@ impl Worker {
                     data_dir,
                     station: None,
                     session: None,
+                    lang: Lang::default(),
                 };
                 for cmd in cmd_rx {
                     let send = |e: Event| {
@@ -257,64 +267,63 @@ struct WorkerState {
     data_dir: PathBuf,
     station: Option<Station>,
     session: Option<Session>,
+    /// The logged-in operator's interface language (the worker's own messages).
+    lang: Lang,
 }
 
 fn text(e: StationError) -> String {
     e.to_string()
 }
 
-/// Plain words and the next step for a failed issuance.
-pub fn explain_issue_error(e: &StationError) -> Failure {
+/// Plain words and the next step for a failed issuance, in `lang`.
+pub fn explain_issue_error(lang: Lang, e: &StationError) -> Failure {
+    let detail = |m: &str| [("detail", i18n::s(m))];
     match e {
         StationError::Card { message, .. } if message.contains("removed") => Failure {
-            message: format!("The card was removed while the station was working on it ({message})."),
-            next: "Insert it again and press Retry. The station finishes or undoes the interrupted job first.".into(),
+            message: tr_args(lang, "issue-card-removed", &detail(message)),
+            next: tr(lang, "issue-card-removed-next"),
             retry: true,
             ..Failure::default()
         },
         StationError::Card { message, .. } if message.contains("no card") => Failure {
-            message: format!("There is no card in a reader ({message})."),
-            next: "Insert a blank card and press Retry.".into(),
+            message: tr_args(lang, "issue-no-card", &detail(message)),
+            next: tr(lang, "issue-no-card-next"),
             retry: true,
             ..Failure::default()
         },
         StationError::Card { message, .. } => Failure {
-            message: format!("The card or reader failed: {message}."),
-            next: "Check the reader and the card, then press Retry. If it fails again, use another blank card.".into(),
+            message: tr_args(lang, "issue-card-failed", &detail(message)),
+            next: tr(lang, "issue-card-failed-next"),
             retry: true,
             ..Failure::default()
         },
         StationError::Conflict(m) => Failure {
             message: m.clone(),
-            next: "If the holder's old card is lost or stolen, declare it first; if the card is already issued, insert a blank card.".into(),
+            next: tr(lang, "issue-conflict-next"),
             retry: false,
             ..Failure::default()
         },
         StationError::HolderDiffers { changes, .. } => Failure {
-            message: "This holder is registered with other personal data than the form shows."
-                .into(),
-            next: "Compare each field below with the holder's documents. If the documents \
-                   confirm the new data, update the registry and issue; otherwise correct the \
-                   form."
-                .into(),
+            message: tr(lang, "issue-holder-differs"),
+            next: tr(lang, "issue-holder-differs-next"),
             retry: false,
             holder_changes: changes.clone(),
         },
         StationError::Invalid { field, rule } => Failure {
-            message: format!("{field}: {rule}"),
-            next: "Correct the field and press Issue again.".into(),
+            message: format!("{}: {rule}", crate::form::label_of(lang, field)),
+            next: tr(lang, "issue-invalid-next"),
             retry: false,
             ..Failure::default()
         },
         StationError::Hsm(h) => Failure {
-            message: format!("The HSM failed: {h}."),
-            next: "Nothing was written to the card that cannot be recovered. Call the CA administrator.".into(),
+            message: tr_args(lang, "issue-hsm-failed", &detail(&h.to_string())),
+            next: tr(lang, "issue-hsm-failed-next"),
             retry: false,
             ..Failure::default()
         },
         other => Failure {
             message: other.to_string(),
-            next: "Press Retry; if it fails again, call the administrator with this message.".into(),
+            next: tr(lang, "issue-other-next"),
             retry: true,
             ..Failure::default()
         },
@@ -332,10 +341,18 @@ impl WorkerState {
     }
 
     fn run(&mut self, cmd: Command, send: &dyn Fn(Event)) {
-        if let Command::Login { name, password } = cmd {
-            self.log_in(&name, &password, send);
+        if let Command::Login {
+            name,
+            password,
+            language,
+            lang,
+        } = cmd
+        {
+            self.lang = lang;
+            self.log_in(&name, &password, language, send);
             return;
         }
+        let lang = self.lang;
         let Some(session) = self.session.clone() else {
             tracing::warn!("command without a logged-in operator ignored");
             return;
@@ -355,7 +372,7 @@ impl WorkerState {
             c @ (Command::LookupHolder { .. }
             | Command::LookupDocument { .. }
             | Command::Issue { .. }
-            | Command::RevokeDocument { .. }) => clerk(st, &session, c, send),
+            | Command::RevokeDocument { .. }) => clerk(st, &session, lang, c, send),
             c @ (Command::AuditEvents
             | Command::VerifyLog
             | Command::Export { .. }
@@ -372,7 +389,13 @@ impl WorkerState {
 
     /// Log in (audited), then load what the clerk's form needs from the document profile and
     /// the office's number block.
-    fn log_in(&mut self, name: &str, password: &Zeroizing<String>, send: &dyn Fn(Event)) {
+    fn log_in(
+        &mut self,
+        name: &str,
+        password: &Zeroizing<String>,
+        chosen: Option<String>,
+        send: &dyn Fn(Event),
+    ) {
         let r = self.station().and_then(|st| {
             let s = interactive::login(st, name, password).map_err(text)?;
             let doc = st.document_profile().map_err(text)?.clone();
@@ -387,7 +410,24 @@ impl WorkerState {
         });
         match r {
             Ok((s, document, series, expiry)) => {
+                // The language chosen now is remembered for this operator; without a choice,
+                // the one remembered applies.
+                let language = match chosen {
+                    Some(tag) => {
+                        if let Err(e) =
+                            station::preferences::set_language(&self.data_dir, s.operator(), &tag)
+                        {
+                            tracing::warn!(error = %e, "could not remember the operator's language");
+                        }
+                        Some(tag)
+                    }
+                    None => station::preferences::language(&self.data_dir, s.operator()),
+                };
+                if let Some(l) = language.as_deref().and_then(Lang::from_tag) {
+                    self.lang = l;
+                }
                 send(Event::LoggedIn(SessionInfo {
+                    language,
                     operator: s.operator().to_owned(),
                     role: s.role(),
                     document,
@@ -408,7 +448,7 @@ fn need(st: &mut Station, session: &Session, roles: &[Role], action: &str) -> Re
 }
 
 /// The clerk's commands: look-ups, issuance, revocation of a document.
-fn clerk(st: &mut Station, session: &Session, cmd: Command, send: &dyn Fn(Event)) {
+fn clerk(st: &mut Station, session: &Session, lang: Lang, cmd: Command, send: &dyn Fn(Event)) {
     match cmd {
         Command::LookupHolder { pinfl } => send(Event::Holder(
             need(st, session, &[Role::Clerk], "look up holders").and_then(|_| {
@@ -434,7 +474,7 @@ fn clerk(st: &mut Station, session: &Session, cmd: Command, send: &dyn Fn(Event)
             let r = match need(st, session, &[Role::Clerk], "issue cards") {
                 Err(m) => Err(Failure {
                     message: m,
-                    next: "Log in as a clerk.".into(),
+                    next: tr(lang, "issue-log-in-as-clerk"),
                     retry: false,
                     ..Failure::default()
                 }),
@@ -450,7 +490,7 @@ fn clerk(st: &mut Station, session: &Session, cmd: Command, send: &dyn Fn(Event)
                         send(Event::IssueStep(StepReport::from(p)))
                     })
                     .map(Box::new)
-                    .map_err(|e| explain_issue_error(&e))
+                    .map_err(|e| explain_issue_error(lang, &e))
                 }
             };
             send(Event::Issued(r));

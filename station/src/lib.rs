@@ -29,6 +29,7 @@ pub mod interactive;
 pub mod issuance;
 pub mod journal;
 pub mod operators;
+pub mod preferences;
 pub mod pin_letter;
 pub mod ra;
 pub mod readers;
@@ -39,6 +40,7 @@ pub mod rotation;
 pub mod secret_input;
 pub mod session;
 pub mod time_util;
+pub mod translit;
 
 use std::path::Path;
 
