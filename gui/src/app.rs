@@ -189,11 +189,11 @@ impl StationApp {
             crate::fonts::install(ui.ctx());
             self.fonts_installed = true;
         }
-        i18n::set(ui.ctx(), self.lang);
         self.worker.waker.set(ui.ctx());
         for ev in self.worker.poll() {
             self.handle(ev);
         }
+        i18n::set(ui.ctx(), self.lang);
         let active = ui.input(|i| !i.events.is_empty() || i.pointer.is_moving());
         if active {
             self.last_activity = Instant::now();
@@ -234,7 +234,11 @@ impl StationApp {
             .resizable(false)
             .anchor(egui::Align2::CENTER_CENTER, [0.0, 0.0])
             .show(ui.ctx(), |ui| {
-                ui.label(i18n::ta(ui, "idle-warning", &[("seconds", i18n::n(left as f64))]));
+                ui.label(i18n::ta(
+                    ui,
+                    "idle-warning",
+                    &[("seconds", i18n::n(left as f64))],
+                ));
                 stay = ui.button(i18n::t(ui, "idle-stay")).clicked();
             });
         // Any input counts as activity; the button makes it explicit.
@@ -260,9 +264,7 @@ impl StationApp {
                 .show(ui, |ui| {
                     let l = ui.label(i18n::t(ui, "login-operator"));
                     let r = ui
-                        .add(
-                            egui::TextEdit::singleline(&mut self.login.name).desired_width(240.0),
-                        )
+                        .add(egui::TextEdit::singleline(&mut self.login.name).desired_width(240.0))
                         .labelled_by(l.id);
                     if focus {
                         r.request_focus();
@@ -278,18 +280,20 @@ impl StationApp {
                         .labelled_by(l.id);
                     ui.end_row();
                     let enter = pw.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
-                    let l = ui.label(i18n::t(ui, "login-language"));
-                    let before = self.lang;
+                    ui.label(i18n::t(ui, "login-language"));
                     ui.horizontal(|ui| {
                         for lang in Lang::ALL {
-                            ui.selectable_value(&mut self.lang, lang, lang.native_name())
-                                .labelled_by(l.id);
+                            // Choosing, even the language already shown, is remembered.
+                            if ui
+                                .selectable_label(self.lang == lang, lang.native_name())
+                                .clicked()
+                            {
+                                self.lang = lang;
+                                self.login.lang_chosen = true;
+                                i18n::set(ui.ctx(), lang);
+                            }
                         }
                     });
-                    if self.lang != before {
-                        self.login.lang_chosen = true;
-                        i18n::set(ui.ctx(), self.lang);
-                    }
                     ui.end_row();
                     ui.label("");
                     let clicked = ui

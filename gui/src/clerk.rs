@@ -226,12 +226,14 @@ impl ClerkState {
                         self.form.prefill(rec);
                         self.lookup_msg = Some((
                             true,
-                            tr_args(lang, "lookup-holder-loaded", &[("pinfl", i18n::s(rec.pinfl.as_str()))]),
+                            tr_args(
+                                lang,
+                                "lookup-holder-loaded",
+                                &[("pinfl", i18n::s(rec.pinfl.as_str()))],
+                            ),
                         ));
                     }
-                    Ok(None) => {
-                        self.lookup_msg = Some((false, tr(lang, "lookup-holder-none")))
-                    }
+                    Ok(None) => self.lookup_msg = Some((false, tr(lang, "lookup-holder-none"))),
                     Err(e) => self.lookup_msg = Some((false, e.clone())),
                 }
             }
@@ -310,24 +312,34 @@ impl ClerkState {
         let region = regions.region(&self.form.region);
         if !self.form.region.trim().is_empty() && region.is_none() {
             self.valid = None;
-            self.errors
-                .insert("address.region".into(), vec![tr(lang, "error-region-not-listed")]);
+            self.errors.insert(
+                "address.region".into(),
+                vec![tr(lang, "error-region-not-listed")],
+            );
         }
         if let Some(r) = region {
             if !self.form.district.trim().is_empty() && r.district(&self.form.district).is_none() {
                 self.valid = None;
                 self.errors.insert(
                     "address.district".into(),
-                    vec![tr_args(lang, "error-district-not-listed", &[("region", i18n::s(r.name.as_str()))])],
+                    vec![tr_args(
+                        lang,
+                        "error-district-not-listed",
+                        &[("region", i18n::s(r.name.as_str()))],
+                    )],
                 );
             }
         }
         if !self.form.citizenship.trim().is_empty()
-            && profiles::regions::citizenships().get(&self.form.citizenship).is_none()
+            && profiles::regions::citizenships()
+                .get(&self.form.citizenship)
+                .is_none()
         {
             self.valid = None;
-            self.errors
-                .insert("citizenship".into(), vec![tr(lang, "error-citizenship-not-listed")]);
+            self.errors.insert(
+                "citizenship".into(),
+                vec![tr(lang, "error-citizenship-not-listed")],
+            );
         }
         self.validated_form = Some(self.form.clone());
     }
@@ -337,6 +349,8 @@ impl ClerkState {
 /// the form.
 pub const COL_WIDTH: f32 = 250.0;
 const GREEN: Color32 = Color32::from_rgb(0, 140, 60);
+/// The height kept for the Issue bar under the form.
+const ISSUE_BAR_HEIGHT: f32 = 44.0;
 const ORANGE: Color32 = Color32::from_rgb(200, 120, 0);
 
 /// Draw the clerk workspace.
@@ -351,7 +365,10 @@ pub fn ui(
     poll_photo(ui.ctx(), st);
     let lang = i18n::current(ui.ctx());
     if matches!(st.view, IssueView::Form) {
-        st.revalidate(&station::interactive::holder_policy(&session.document), lang);
+        st.revalidate(
+            &station::interactive::holder_policy(&session.document),
+            lang,
+        );
     }
     egui::Panel::left("clerk-side")
         .default_size(300.0)
@@ -363,20 +380,23 @@ pub fn ui(
                 reader_panel(ui, readers);
             });
         });
-    if matches!(st.view, IssueView::Form) {
-        // The Issue bar stays at the bottom whatever the form's length.
-        egui::Panel::bottom("issue-bar").show(ui, |ui| {
-            issue_bar(ui, st);
-        });
-    }
     egui::CentralPanel::default_margins().show(ui, |ui| {
-        egui::ScrollArea::vertical().id_salt("main").show(ui, |ui| {
-            if matches!(st.view, IssueView::Form) {
-                form_ui(ui, st, session);
-            } else {
-                issue_view(ui, st, opts, cmds);
-            }
-        });
+        if matches!(st.view, IssueView::Form) {
+            // The form scrolls; the Issue bar under it stays at the bottom whatever the form's
+            // length, and comes after the form in the Tab order.
+            let bar = ISSUE_BAR_HEIGHT + if st.secret_error.is_some() { 20.0 } else { 0.0 };
+            egui::ScrollArea::vertical()
+                .id_salt("main")
+                .max_height((ui.available_height() - bar).max(100.0))
+                .auto_shrink([false, false])
+                .show(ui, |ui| form_ui(ui, st, session));
+            ui.separator();
+            issue_bar(ui, st);
+        } else {
+            egui::ScrollArea::vertical()
+                .id_salt("main")
+                .show(ui, |ui| issue_view(ui, st, opts, cmds));
+        }
     });
     holder_pin_window(ui.ctx(), st, opts, cmds);
 }
@@ -385,9 +405,11 @@ pub fn ui(
 pub fn copyable(ui: &mut egui::Ui, label: String, value: &str) {
     ui.horizontal_wrapped(|ui| {
         ui.label(format!("{label} {value}"));
-        let b = ui
-            .small_button("📋")
-            .on_hover_text(ta(ui, "copy-value", &[("what", i18n::s(label.as_str()))]));
+        let b = ui.small_button("📋").on_hover_text(ta(
+            ui,
+            "copy-value",
+            &[("what", i18n::s(label.as_str()))],
+        ));
         if b.clicked() {
             ui.ctx().copy_text(value.to_owned());
         }
@@ -408,14 +430,21 @@ fn reader_panel(ui: &mut egui::Ui, readers: Option<&ReaderSnapshot>) {
         }
         Some(r) => {
             if let Some(e) = &r.error {
-                ui.colored_label(Color32::RED, ta(ui, "readers-error", &[("detail", i18n::s(e.as_str()))]));
+                ui.colored_label(
+                    Color32::RED,
+                    ta(ui, "readers-error", &[("detail", i18n::s(e.as_str()))]),
+                );
             }
             if r.rows.is_empty() && r.error.is_none() {
                 ui.label(t(ui, "readers-none"));
             }
             for row in &r.rows {
                 ui.label(RichText::new(&row.reader).strong());
-                let color = if row.card_present { GREEN } else { Color32::GRAY };
+                let color = if row.card_present {
+                    GREEN
+                } else {
+                    Color32::GRAY
+                };
                 ui.colored_label(color, format!("{}: {}", row.reader, row.state));
             }
         }
@@ -433,7 +462,10 @@ fn lookup_panel(ui: &mut egui::Ui, st: &mut ClerkState, cmds: &mut Vec<Command>)
             .add(egui::TextEdit::singleline(&mut st.pinfl_lookup).desired_width(150.0))
             .labelled_by(l.id);
         let go = enter(ui, &r);
-        let b = ui.add_enabled(!st.lookup_pending, egui::Button::new(t(ui, "lookup-find-holder")));
+        let b = ui.add_enabled(
+            !st.lookup_pending,
+            egui::Button::new(t(ui, "lookup-find-holder")),
+        );
         if (b.clicked() || go) && !st.lookup_pending {
             st.lookup_pending = true;
             st.lookup_msg = None;
@@ -481,7 +513,11 @@ fn lookup_panel(ui: &mut egui::Ui, st: &mut ClerkState, cmds: &mut Vec<Command>)
             ("pinfl", i18n::s(h.pinfl.as_str())),
         ],
     ));
-    ui.label(ta(ui, "doc-status", &[("status", i18n::s(status_word(ui, &d.status)))]));
+    ui.label(ta(
+        ui,
+        "doc-status",
+        &[("status", i18n::s(status_word(ui, &d.status)))],
+    ));
     ui.label(ta(
         ui,
         "doc-valid",
@@ -535,7 +571,11 @@ fn lookup_panel(ui: &mut egui::Ui, st: &mut ClerkState, cmds: &mut Vec<Command>)
             ui.horizontal(|ui| {
                 let b = ui.add_enabled(
                     !st.revoke_pending,
-                    egui::Button::new(ta(ui, "doc-declare-confirm", &[("reason", i18n::s(reason_word.as_str()))])),
+                    egui::Button::new(ta(
+                        ui,
+                        "doc-declare-confirm",
+                        &[("reason", i18n::s(reason_word.as_str()))],
+                    )),
                 );
                 if b.clicked() {
                     st.revoke_pending = true;
@@ -628,6 +668,12 @@ fn choices(ui: &egui::Ui, st: &ClerkState, key: &str) -> Vec<(String, String)> {
 /// match.
 fn fold(s: &str) -> String {
     s.chars()
+        .filter(|c| {
+            !matches!(
+                c,
+                '\u{2BB}' | '\u{2BC}' | '\u{2018}' | '\u{2019}' | '\'' | '`'
+            )
+        })
         .filter(|c| c.is_alphanumeric() || *c == ' ')
         .flat_map(char::to_lowercase)
         .collect()
@@ -655,9 +701,7 @@ fn field_ui(ui: &mut egui::Ui, st: &mut ClerkState, key: &str) {
             // Two choices (sex, address kind): buttons, reached by Tab, chosen by Space/Enter.
             ui.horizontal(|ui| {
                 for (i, (value, shown)) in opts.iter().enumerate() {
-                    let r = ui
-                        .selectable_label(*text == *value, shown)
-                        .labelled_by(l.id);
+                    let r = ui.selectable_label(*text == *value, shown);
                     if r.clicked() {
                         *text = value.clone();
                     }
@@ -677,18 +721,17 @@ fn field_ui(ui: &mut egui::Ui, st: &mut ClerkState, key: &str) {
             if f.input == Input::Date && r.changed() {
                 *text = i18n::mask_date(text);
             }
-            if f.input == Input::Choice && r.has_focus() && !text.is_empty() {
-                // The list's entries that match what is typed: click one (or Tab to it and
-                // press Enter). An exact match (ignoring case and marks) is taken as typed.
+            if f.input == Input::Choice && !text.is_empty() && !opts.iter().any(|(v, _)| v == text)
+            {
+                // A name typed without its marks or capitals ("margilon shahri") is the listed
+                // one ("Margʻilon shahri") when exactly one entry matches.
                 let typed = fold(text);
-                let hits: Vec<&(String, String)> = opts
+                let exact: Vec<&(String, String)> = opts
                     .iter()
-                    .filter(|(v, s)| fold(v).contains(&typed) || fold(s).contains(&typed))
+                    .filter(|(v, s)| fold(v) == typed || fold(s) == typed)
                     .collect();
-                if let [only] = hits.as_slice() {
-                    if fold(&only.0) == typed || fold(&only.1) == typed {
-                        *text = only.0.clone();
-                    }
+                if let [only] = exact.as_slice() {
+                    *text = only.0.clone();
                 }
             }
             focus_target = Some(r);
@@ -739,16 +782,26 @@ fn field_ui(ui: &mut egui::Ui, st: &mut ClerkState, key: &str) {
 /// "Transliterate" beside a Cyrillic name: the Latin form in Cyrillic (or back), with the
 /// MRZ's correspondences (`station::translit`); the clerk takes it or leaves it.
 fn translit_ui(ui: &mut egui::Ui, st: &mut ClerkState, latin: &str, cyr: &str) {
-    let (Some(l), Some(c)) = (st.form.field_mut(latin).cloned(), st.form.field_mut(cyr).cloned())
-    else {
+    let (Some(l), Some(c)) = (
+        st.form.field_mut(latin).cloned(),
+        st.form.field_mut(cyr).cloned(),
+    ) else {
         return;
     };
     ui.horizontal(|ui| {
-        if !l.trim().is_empty() && c.trim().is_empty() && ui.small_button(t(ui, "translit-to-cyrillic")).clicked() {
-            st.suggestion.insert(cyr.to_owned(), station::translit::cyrillic_from_latin(&l));
+        if !l.trim().is_empty()
+            && c.trim().is_empty()
+            && ui.small_button(t(ui, "translit-to-cyrillic")).clicked()
+        {
+            st.suggestion
+                .insert(cyr.to_owned(), station::translit::cyrillic_from_latin(&l));
         }
-        if l.trim().is_empty() && !c.trim().is_empty() && ui.small_button(t(ui, "translit-to-latin")).clicked() {
-            st.suggestion.insert(latin.to_owned(), station::translit::latin_from_cyrillic(&c));
+        if l.trim().is_empty()
+            && !c.trim().is_empty()
+            && ui.small_button(t(ui, "translit-to-latin")).clicked()
+        {
+            st.suggestion
+                .insert(latin.to_owned(), station::translit::latin_from_cyrillic(&c));
         }
     });
     for key in [latin, cyr] {
@@ -760,7 +813,11 @@ fn translit_ui(ui: &mut egui::Ui, st: &mut ClerkState, latin: &str, cyr: &str) {
                 let mut take = false;
                 let mut drop = false;
                 ui.horizontal_wrapped(|ui| {
-                    ui.label(ta(ui, "translit-offer", &[("text", i18n::s(text.as_str()))]));
+                    ui.label(ta(
+                        ui,
+                        "translit-offer",
+                        &[("text", i18n::s(text.as_str()))],
+                    ));
                     take = ui.button(t(ui, "translit-take")).clicked();
                     drop = ui.button(t(ui, "translit-leave")).clicked();
                 });
@@ -775,7 +832,10 @@ fn translit_ui(ui: &mut egui::Ui, st: &mut ClerkState, latin: &str, cyr: &str) {
                 }
             }
             Err(e) => {
-                ui.colored_label(Color32::RED, ta(ui, "translit-failed", &[("detail", i18n::s(e.as_str()))]));
+                ui.colored_label(
+                    Color32::RED,
+                    ta(ui, "translit-failed", &[("detail", i18n::s(e.as_str()))]),
+                );
                 st.suggestion.remove(key);
             }
         }
@@ -844,7 +904,10 @@ fn form_ui(ui: &mut egui::Ui, st: &mut ClerkState, session: &SessionInfo) {
             st.focus_field = None;
         }
         let go = r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
-        let b = ui.add_enabled(st.photo_rx.is_none(), egui::Button::new(t(ui, "photo-load")));
+        let b = ui.add_enabled(
+            st.photo_rx.is_none(),
+            egui::Button::new(t(ui, "photo-load")),
+        );
         if (b.clicked() || go) && st.photo_rx.is_none() {
             load_photo(st);
         }
@@ -927,7 +990,11 @@ fn issue_bar(ui: &mut egui::Ui, st: &mut ClerkState) {
         if shown && !problems.is_empty() {
             ui.colored_label(
                 Color32::RED,
-                ta(ui, "issue-problems", &[("count", i18n::n(problems.len() as f64))]),
+                ta(
+                    ui,
+                    "issue-problems",
+                    &[("count", i18n::n(problems.len() as f64))],
+                ),
             );
             if ui.button(t(ui, "issue-go-to-first")).clicked() {
                 st.focus_field = problems.first().map(|(k, _)| k.clone());
@@ -979,7 +1046,14 @@ fn mrz_preview(ui: &mut egui::Ui, st: &ClerkState, session: &SessionInfo) {
             }
         }
         Err(e) => {
-            ui.colored_label(Color32::RED, ta(ui, "preview-mrz-error", &[("detail", i18n::s(e.to_string()))]));
+            ui.colored_label(
+                Color32::RED,
+                ta(
+                    ui,
+                    "preview-mrz-error",
+                    &[("detail", i18n::s(e.to_string()))],
+                ),
+            );
         }
     }
 }
@@ -1149,16 +1223,24 @@ fn issue_view(ui: &mut egui::Ui, st: &mut ClerkState, opts: &GuiOptions, cmds: &
             ui.heading(t(ui, "issue-done"));
             ui.horizontal(|ui| {
                 ui.label(
-                    RichText::new(ta(ui, "issue-document", &[("number", i18n::s(r.document.as_str()))]))
-                        .size(20.0)
-                        .strong(),
+                    RichText::new(ta(
+                        ui,
+                        "issue-document",
+                        &[("number", i18n::s(r.document.as_str()))],
+                    ))
+                    .size(20.0)
+                    .strong(),
                 );
                 if ui.small_button("📋").on_hover_text(t(ui, "copy")).clicked() {
                     ui.ctx().copy_text(r.document.clone());
                 }
             });
             copyable(ui, t(ui, "issue-card-serial"), &r.card_serial);
-            ui.label(ta(ui, "issue-reader", &[("reader", i18n::s(r.reader.as_str()))]));
+            ui.label(ta(
+                ui,
+                "issue-reader",
+                &[("reader", i18n::s(r.reader.as_str()))],
+            ));
             for c in &r.certificates {
                 copyable(
                     ui,

@@ -77,7 +77,11 @@ mod tests {
                         (c + u16_at(deltas + 2 * s)) & 0xFFFF
                     } else {
                         let g = u16_at(offsets + 2 * s + ro + 2 * (c - start));
-                        if g == 0 { 0 } else { (g + u16_at(deltas + 2 * s)) & 0xFFFF }
+                        if g == 0 {
+                            0
+                        } else {
+                            (g + u16_at(deltas + 2 * s)) & 0xFFFF
+                        }
                     };
                     return glyph != 0;
                 }

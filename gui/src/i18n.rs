@@ -75,8 +75,7 @@ fn bundle(lang: Lang) -> &'static Bundle {
         Lang::ALL
             .into_iter()
             .map(|l| {
-                let id: unic_langid::LanguageIdentifier =
-                    l.tag().parse().unwrap_or_default();
+                let id: unic_langid::LanguageIdentifier = l.tag().parse().unwrap_or_default();
                 let mut b = FluentBundle::new_concurrent(vec![id]);
                 // No Unicode isolation marks around arguments: labels are matched and read as
                 // plain text (screen readers, tests).
@@ -172,7 +171,8 @@ pub fn set(ctx: &egui::Context, lang: Lang) {
 
 /// The language of the windows of `ctx` (English until one is set).
 pub fn current(ctx: &egui::Context) -> Lang {
-    ctx.data(|d| d.get_temp::<Lang>(lang_id())).unwrap_or_default()
+    ctx.data(|d| d.get_temp::<Lang>(lang_id()))
+        .unwrap_or_default()
 }
 
 /// Message `id` in the language of `ui`'s window.
@@ -192,7 +192,9 @@ pub fn date(iso: &str) -> String {
     if b.len() >= 10
         && b[4] == b'-'
         && b[7] == b'-'
-        && [0, 1, 2, 3, 5, 6, 8, 9].iter().all(|&i| b[i].is_ascii_digit())
+        && [0, 1, 2, 3, 5, 6, 8, 9]
+            .iter()
+            .all(|&i| b[i].is_ascii_digit())
     {
         format!("{}.{}.{}{}", &iso[8..10], &iso[5..7], &iso[..4], &iso[10..])
     } else {
@@ -213,7 +215,9 @@ pub fn iso_from_typed(typed: &str) -> Option<String> {
     (b.len() == 10
         && b[2] == b'.'
         && b[5] == b'.'
-        && [0, 1, 3, 4, 6, 7, 8, 9].iter().all(|&i| b[i].is_ascii_digit()))
+        && [0, 1, 3, 4, 6, 7, 8, 9]
+            .iter()
+            .all(|&i| b[i].is_ascii_digit()))
     .then(|| format!("{}-{}-{}", &t[6..10], &t[3..5], &t[..2]))
 }
 
@@ -240,12 +244,21 @@ mod tests {
         let en = message_ids(Lang::En);
         assert!(en.len() > 100, "{} English messages", en.len());
         for l in Lang::ALL {
-            assert!(syntax_errors(l).is_empty(), "{}: {:?}", l.tag(), syntax_errors(l));
+            assert!(
+                syntax_errors(l).is_empty(),
+                "{}: {:?}",
+                l.tag(),
+                syntax_errors(l)
+            );
             let ids = message_ids(l);
             let missing: Vec<&String> = en.iter().filter(|i| !ids.contains(i)).collect();
             assert!(missing.is_empty(), "{} lacks {missing:?}", l.tag());
             let extra: Vec<&String> = ids.iter().filter(|i| !en.contains(i)).collect();
-            assert!(extra.is_empty(), "{} has ids English lacks: {extra:?}", l.tag());
+            assert!(
+                extra.is_empty(),
+                "{} has ids English lacks: {extra:?}",
+                l.tag()
+            );
             let mut sorted = ids.clone();
             sorted.sort();
             sorted.dedup();
@@ -257,7 +270,11 @@ mod tests {
     fn messages_are_translated_and_take_their_arguments() {
         assert_eq!(tr(Lang::En, "login-button"), "Log in");
         assert_ne!(tr(Lang::Ru, "login-button"), "Log in");
-        let m = tr_args(Lang::Ru, "top-operator", &[("name", s("clerk")), ("role", s("clerk"))]);
+        let m = tr_args(
+            Lang::Ru,
+            "top-operator",
+            &[("name", s("clerk")), ("role", s("clerk"))],
+        );
         assert!(m.contains("clerk"), "{m}");
         assert!(!m.contains('\u{2068}'), "no isolation marks: {m:?}");
     }

@@ -216,7 +216,9 @@ impl Waker {
 
 /// The UI's handle on the worker thread.
 pub struct Worker {
-    tx: Sender<Command>,
+    /// `None` only while dropping.
+    tx: Option<Sender<Command>>,
+    thread: Option<std::thread::JoinHandle<()>>,
     rx: Receiver<Event>,
     pub waker: Waker,
 }
@@ -246,18 +248,28 @@ impl Worker {
                     state.run(cmd, &send);
                 }
             });
-        if let Err(e) = spawned {
-            tracing::error!(error = %e, "cannot start the station worker thread");
+        let thread = match spawned {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the station worker thread");
+                None
+            }
+        };
+        Worker {
+            tx: Some(tx),
+            thread,
+            rx,
+            waker,
         }
-        Worker { tx, rx, waker }
     }
 
     /// Send a command; `false` when the worker is gone.
     pub fn send(&self, cmd: Command) -> bool {
-        self.tx.send(cmd).is_ok()
+        self.tx.as_ref().is_some_and(|tx| tx.send(cmd).is_ok())
     }
 
     /// Events that arrived since the last call.
+    /// (The worker ends when the UI's handle is dropped; see `Drop`.)
     pub fn poll(&self) -> Vec<Event> {
         self.rx.try_iter().collect()
     }
@@ -604,5 +616,17 @@ fn auditor(
             }),
         )),
         _ => {}
+    }
+}
+
+impl Drop for Worker {
+    /// Close the command channel and wait for the worker to finish its command and close the
+    /// station (HSM session, registry): a window closed during an issuance lets it end, and
+    /// the process never exits under a station that is still closing.
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }

@@ -31,10 +31,12 @@ fn each_role_opens_its_own_workspace_and_only_that() {
     ] {
         let mut h = harness(options(None, false), [1280.0, 900.0]);
         log_in(&mut h, name, pw, heading);
-        let who = format!(
-            "Operator {name} ({})",
-            h.state().session().expect("session").role.as_str()
-        );
+        let role = match h.state().session().expect("session").role {
+            station::Role::Clerk => "clerk",
+            station::Role::CaAdmin => "CA administrator",
+            station::Role::Auditor => "auditor",
+        };
+        let who = format!("Operator {name} ({role})");
         assert!(has_label(&h, &who), "{who} shown");
         for a in absent {
             assert!(!has_label(&h, a), "{name} must not see {a}");

@@ -76,7 +76,10 @@ impl Regions {
                     ));
                 }
                 if !names.insert(d.name.as_str()) {
-                    return Err(format!("district {} is listed twice in {}", d.name, reg.name));
+                    return Err(format!(
+                        "district {} is listed twice in {}",
+                        d.name, reg.name
+                    ));
                 }
             }
         }
@@ -183,7 +186,9 @@ mod tests {
             ("Fargʻona viloyati", "Margʻilon shahri"),
         ] {
             assert!(
-                r.region(region).and_then(|x| x.district(district)).is_some(),
+                r.region(region)
+                    .and_then(|x| x.district(district))
+                    .is_some(),
                 "{region} / {district}"
             );
         }

@@ -24,7 +24,10 @@ pub fn latin_from_cyrillic(name: &str) -> Result<String, String> {
         let mut seg = if c.is_uppercase() {
             let mut s = seg.chars();
             match s.next() {
-                Some(f) => f.to_uppercase().chain(s.flat_map(char::to_lowercase)).collect(),
+                Some(f) => f
+                    .to_uppercase()
+                    .chain(s.flat_map(char::to_lowercase))
+                    .collect(),
                 None => String::new(),
             }
         } else {
@@ -45,17 +48,29 @@ pub fn latin_from_cyrillic(name: &str) -> Result<String, String> {
 /// start and after a vowel, `e` → `э` at a word start, `ʼ` → `ъ`. Case follows the source.
 /// `Err` names the first character that is not an Uzbek Latin letter.
 pub fn cyrillic_from_latin(name: &str) -> Result<String, String> {
-    let mark = |c: char| matches!(c, '\u{2BB}' | '\u{2BC}' | '\'' | '\u{2018}' | '\u{2019}' | '`');
+    let mark = |c: char| {
+        matches!(
+            c,
+            '\u{2BB}' | '\u{2BC}' | '\'' | '\u{2018}' | '\u{2019}' | '`'
+        )
+    };
     let chars: Vec<char> = name.chars().collect();
     let mut out = String::new();
     let mut i = 0;
-    // The previous letter of the word, lower case (None at a word start).
+    // The last Cyrillic letter written in this word, lower case (None at a word start).
     let mut prev: Option<char> = None;
-    let vowel = |c: Option<char>| matches!(c, Some('a' | 'e' | 'i' | 'o' | 'u' | 'ў'));
+    let vowel = |c: Option<char>| {
+        matches!(
+            c,
+            Some('а' | 'е' | 'ё' | 'и' | 'о' | 'у' | 'ў' | 'э' | 'ю' | 'я')
+        )
+    };
     while i < chars.len() {
         let c = chars[i];
         let lc = c.to_lowercase().next().unwrap_or(c);
-        let next = chars.get(i + 1).map(|n| n.to_lowercase().next().unwrap_or(*n));
+        let next = chars
+            .get(i + 1)
+            .map(|n| n.to_lowercase().next().unwrap_or(*n));
         let upper = c.is_uppercase();
         let (cyr, used): (&str, usize) = match (lc, next) {
             (' ' | '-', _) => {
@@ -134,7 +149,10 @@ mod tests {
     fn latin_names_become_cyrillic() {
         assert_eq!(cyrillic_from_latin("Toʻxtayeva").unwrap(), "Тўхтаева");
         assert_eq!(cyrillic_from_latin("Gʻulnora").unwrap(), "Ғулнора");
-        assert_eq!(cyrillic_from_latin("Karimova Dilnoza").unwrap(), "Каримова Дилноза");
+        assert_eq!(
+            cyrillic_from_latin("Karimova Dilnoza").unwrap(),
+            "Каримова Дилноза"
+        );
         assert_eq!(cyrillic_from_latin("Ergash").unwrap(), "Эргаш");
         assert!(cyrillic_from_latin("Smith2").unwrap_err().contains("'2'"));
     }
@@ -156,8 +174,16 @@ mod tests {
             let cyr = cyrillic_from_latin(latin).unwrap();
             let back = latin_from_cyrillic(&cyr).unwrap();
             let mrz = |l: Option<&str>, c: Option<&str>| name_components("n", l, c).unwrap();
-            assert_eq!(mrz(Some(latin), None), mrz(None, Some(&cyr)), "{latin} / {cyr}");
-            assert_eq!(mrz(Some(&back), None), mrz(None, Some(&cyr)), "{back} / {cyr}");
+            assert_eq!(
+                mrz(Some(latin), None),
+                mrz(None, Some(&cyr)),
+                "{latin} / {cyr}"
+            );
+            assert_eq!(
+                mrz(Some(&back), None),
+                mrz(None, Some(&cyr)),
+                "{back} / {cyr}"
+            );
         }
     }
 }
