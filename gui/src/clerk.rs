@@ -405,7 +405,7 @@ pub fn ui(
 pub fn copyable(ui: &mut egui::Ui, label: String, value: &str) {
     ui.horizontal_wrapped(|ui| {
         ui.label(format!("{label} {value}"));
-        let b = ui.small_button("📋").on_hover_text(ta(
+        let b = ui.small_button(t(ui, "copy")).on_hover_text(ta(
             ui,
             "copy-value",
             &[("what", i18n::s(label.as_str()))],
@@ -1231,7 +1231,11 @@ fn issue_view(ui: &mut egui::Ui, st: &mut ClerkState, opts: &GuiOptions, cmds: &
                     .size(20.0)
                     .strong(),
                 );
-                if ui.small_button("📋").on_hover_text(t(ui, "copy")).clicked() {
+                if ui
+                    .small_button(t(ui, "copy"))
+                    .on_hover_text(t(ui, "copy"))
+                    .clicked()
+                {
                     ui.ctx().copy_text(r.document.clone());
                 }
             });

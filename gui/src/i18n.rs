@@ -196,7 +196,14 @@ pub fn date(iso: &str) -> String {
             .iter()
             .all(|&i| b[i].is_ascii_digit())
     {
-        format!("{}.{}.{}{}", &iso[8..10], &iso[5..7], &iso[..4], &iso[10..])
+        // An RFC 3339 time reads "02.12.2026 10:11:12 UTC".
+        let rest = iso[10..].strip_prefix('T').map(|r| format!(" {r}"));
+        let rest = rest.unwrap_or_else(|| iso[10..].to_owned());
+        let rest = rest
+            .strip_suffix('Z')
+            .map(|r| format!("{r} UTC"))
+            .unwrap_or(rest);
+        format!("{}.{}.{}{}", &iso[8..10], &iso[5..7], &iso[..4], rest)
     } else {
         iso.to_owned()
     }
@@ -282,7 +289,7 @@ mod tests {
     #[test]
     fn dates_are_dd_mm_yyyy() {
         assert_eq!(date("2026-12-02"), "02.12.2026");
-        assert_eq!(date("2026-12-02T10:11:12Z"), "02.12.2026T10:11:12Z");
+        assert_eq!(date("2026-12-02T10:11:12Z"), "02.12.2026 10:11:12 UTC");
         assert_eq!(date("soon"), "soon");
         assert_eq!(iso_from_typed("15.05.1985").as_deref(), Some("1985-05-15"));
         assert_eq!(iso_from_typed("1985-05-15"), None);

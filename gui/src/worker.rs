@@ -164,30 +164,38 @@ pub struct RotationLists {
     pub reissue: Vec<ReissueItem>,
 }
 
-/// A rotation result in plain words.
-fn approval_text(a: &Approval) -> String {
+/// A rotation result in plain words, in `lang`.
+fn approval_text(lang: Lang, a: &Approval) -> String {
+    let id = ("id", i18n::s(a.request.id.to_string()));
     match &a.executed {
         // An operator request (operator-add, -enable, -role): `key` says what it did.
-        Some(x) if station::rotation::OPERATOR_KINDS.contains(&x.kind.as_str()) => format!(
-            "Request {} approved and executed: {}.",
-            a.request.id, x.key
+        Some(x) if station::rotation::OPERATOR_KINDS.contains(&x.kind.as_str()) => tr_args(
+            lang,
+            "ca-approved-operator",
+            &[id, ("what", i18n::s(x.key.as_str()))],
         ),
-        Some(x) => format!(
-            "Request {} approved and executed: CA {} now signs with {}{} ({} certificate(s) to re-issue).",
-            a.request.id,
-            x.ca,
-            x.key,
-            x.old_key
-                .as_ref()
-                .map(|o| format!(", replacing {o}"))
-                .unwrap_or_default(),
-            x.reissue_required
+        Some(x) => tr_args(
+            lang,
+            match &x.old_key {
+                Some(_) => "ca-approved-replacing",
+                None => "ca-approved-key",
+            },
+            &[
+                id,
+                ("ca", i18n::s(x.ca.as_str())),
+                ("key", i18n::s(x.key.as_str())),
+                ("old", i18n::s(x.old_key.clone().unwrap_or_default())),
+                ("count", i18n::n(x.reissue_required as f64)),
+            ],
         ),
-        None => format!(
-            "Request {} approved ({} of {} approvals); it runs when the quorum is reached.",
-            a.request.id,
-            a.request.approvals.len(),
-            a.request.quorum
+        None => tr_args(
+            lang,
+            "ca-approved-waiting",
+            &[
+                id,
+                ("approvals", i18n::n(a.request.approvals.len() as f64)),
+                ("quorum", i18n::n(a.request.quorum as f64)),
+            ],
         ),
     }
 }
@@ -395,7 +403,7 @@ impl WorkerState {
             | Command::CaRequests
             | Command::RequestRotation { .. }
             | Command::ApproveRequest { .. }
-            | Command::RefuseRequest { .. }) => ca_admin(st, &session, c, send),
+            | Command::RefuseRequest { .. }) => ca_admin(st, &session, lang, c, send),
         }
     }
 
@@ -524,49 +532,63 @@ fn clerk(st: &mut Station, session: &Session, lang: Lang, cmd: Command, send: &d
 
 /// The CA administrator's commands: the hierarchy, CRLs, certificates and dual-control
 /// requests.
-fn ca_admin(st: &mut Station, session: &Session, cmd: Command, send: &dyn Fn(Event)) {
+fn ca_admin(st: &mut Station, session: &Session, lang: Lang, cmd: Command, send: &dyn Fn(Event)) {
     match cmd {
-            Command::CaSummaries => send(Event::CaSummaries(
-                need(st, session, &[Role::CaAdmin], "view the CA hierarchy").and_then(|_| {
-                    station::hierarchy::summaries(&st.registry, &st.layout).map_err(text)
-                }),
-            )),
-            Command::PublishCrl => send(Event::CrlPublished(
-                need(st, session, &[Role::CaAdmin], "publish CRLs")
-                    .and_then(|_| station::ca_admin::crl_all(st, session, None).map_err(text)),
-            )),
-            Command::RevokeCertificate { serial, reason } => send(Event::CertificateRevoked(
-                interactive::revoke_certificate(st, session, &serial, &reason).map_err(text),
-            )),
-            Command::CaRequests => send(Event::CaRequests(
-                need(st, session, &[Role::CaAdmin], "view CA requests").and_then(|_| {
-                    let requests =
-                        station::rotation::list_requests(st, session.actor()).map_err(text)?;
-                    let reissue = station::rotation::reissue_list(st, session).map_err(text)?;
-                    Ok(Box::new(RotationLists { requests, reissue }))
-                }),
-            )),
-            Command::RequestRotation { ca } => send(Event::CaRequestDone(
-                station::rotation::request_rotation(st, session, &ca)
-                    .map(|r| {
-                        format!(
-                            "Request {} filed: rotate CA {}. Another CA administrator must approve it before {}.",
-                            r.id, r.ca, r.expires_at
-                        )
-                    })
-                    .map_err(text),
-            )),
-            Command::ApproveRequest { id } => send(Event::CaRequestDone(
-                station::rotation::approve(st, session, id)
-                    .map(|a| approval_text(&a))
-                    .map_err(text),
-            )),
-            Command::RefuseRequest { id } => send(Event::CaRequestDone(
-                station::rotation::refuse(st, session, id, None)
-                    .map(|r| format!("Request {} refused: {}.", r.id, r.outcome.unwrap_or_default()))
-                    .map_err(text),
-            )),
-            _ => {}
+        Command::CaSummaries => send(Event::CaSummaries(
+            need(st, session, &[Role::CaAdmin], "view the CA hierarchy").and_then(|_| {
+                station::hierarchy::summaries(&st.registry, &st.layout).map_err(text)
+            }),
+        )),
+        Command::PublishCrl => send(Event::CrlPublished(
+            need(st, session, &[Role::CaAdmin], "publish CRLs")
+                .and_then(|_| station::ca_admin::crl_all(st, session, None).map_err(text)),
+        )),
+        Command::RevokeCertificate { serial, reason } => send(Event::CertificateRevoked(
+            interactive::revoke_certificate(st, session, &serial, &reason).map_err(text),
+        )),
+        Command::CaRequests => send(Event::CaRequests(
+            need(st, session, &[Role::CaAdmin], "view CA requests").and_then(|_| {
+                let requests =
+                    station::rotation::list_requests(st, session.actor()).map_err(text)?;
+                let reissue = station::rotation::reissue_list(st, session).map_err(text)?;
+                Ok(Box::new(RotationLists { requests, reissue }))
+            }),
+        )),
+        Command::RequestRotation { ca } => send(Event::CaRequestDone(
+            station::rotation::request_rotation(st, session, &ca)
+                .map(|r| {
+                    tr_args(
+                        lang,
+                        "ca-request-filed",
+                        &[
+                            ("id", i18n::s(r.id.to_string())),
+                            ("ca", i18n::s(r.ca.as_str())),
+                            ("expires", i18n::s(i18n::date(&r.expires_at))),
+                        ],
+                    )
+                })
+                .map_err(text),
+        )),
+        Command::ApproveRequest { id } => send(Event::CaRequestDone(
+            station::rotation::approve(st, session, id)
+                .map(|a| approval_text(lang, &a))
+                .map_err(text),
+        )),
+        Command::RefuseRequest { id } => send(Event::CaRequestDone(
+            station::rotation::refuse(st, session, id, None)
+                .map(|r| {
+                    tr_args(
+                        lang,
+                        "ca-request-refused",
+                        &[
+                            ("id", i18n::s(r.id.to_string())),
+                            ("why", i18n::s(r.outcome.unwrap_or_default())),
+                        ],
+                    )
+                })
+                .map_err(text),
+        )),
+        _ => {}
     }
 }
 

@@ -1,4 +1,4 @@
-# idstation GUI — ўзбекча (кирилл). Идентификаторлар инглизча каталогдаги (en/gui.ftl) билан бир хил.
+# idstation GUI — ўзбекча (кирилл). Идентификаторлар инглизча каталогдаги (en/gui.ftl) билан бир хил; uz-Latn/gui.ftl дан ўгирилган.
 
 ## Кириш ва иш жойлари рамкаси
 login-heading = idstation — оператор кириши
@@ -178,3 +178,87 @@ changes-entered = Ҳозир киритилган
 changes-none = (йўқ)
 changes-a-photo = сурат
 changes-another-photo = бошқа сурат
+refresh = Янгилаш
+
+## СМ бошқаруви (БРС бўлими ҳозирча инглизча)
+ca-hierarchy = СМ иерархияси
+ca-col-ca = СМ
+ca-col-key = Калит белгиси
+ca-col-state = Ҳолати
+ca-col-subject = Субйект
+ca-col-valid = Амал қилади
+ca-col-fingerprint = SHA-256 бармоқ изи
+ca-revoke-heading = Сертификатни бекор қилиш
+ca-revoke-serial = Сертификат серия рақами (hex)
+ca-revoke-reason = Бекор қилиш сабаби
+ca-revoke-confirm = Серия рақамини текширдим: бекор қилинсин
+ca-revoke-button = Сертификатни бекор қилиш
+ca-revoked = { $serial } сертификати бекор қилинди; у кейинги БРСда чиқади.
+reason-keyCompromise = Калит обрўсизланган
+reason-cessationOfOperation = Энди ишлатилмайди
+reason-superseded = Янги сертификат билан алмаштирилган
+reason-affiliationChanged = Эга маълумотлари ўзгарган
+reason-privilegeWithdrawn = Фойдаланиш ҳуқуқи олиб қўйилган
+ca-rotation-heading = Калитларни алмаштириш
+ca-rotation-note = Бир СМ администратори берган сўров бошқаси тасдиқлагач бажарилади (икки томонлама назорат).
+ca-request-esign = Электрон имзо СМ калитини алмаштиришни сўраш
+ca-request-root = Илдиз калитини алмаштиришни сўраш
+ca-request-document-signer = Ҳужжат имзоловчи калитини алмаштиришни сўраш
+ca-rotation-working = Сўров бажарилмоқда (HSM)…
+ca-refused = Рад этилди: { $detail }
+ca-no-requests = СМ сўровлари йўқ.
+ca-col-request = Сўров
+ca-col-kind = Тури
+ca-col-requested-by = Сўраган
+ca-col-approvals = Тасдиқлар
+ca-col-expires = Муддати тугайди
+ca-request = Сўров { $id }
+ca-approve = Тасдиқлаш
+ca-refuse = Рад этиш
+ca-reissue-heading = Қайта бериш рўйхати
+ca-reissue-none = Ҳеч бир эга сертификатини қайта бериш керак эмас.
+ca-col-holder = Эга
+ca-col-document = Ҳужжат
+ca-col-certificate = Сертификат
+ca-col-purpose = Вазифаси
+ca-col-issuer-key = Берувчи калити
+
+## Аудит
+audit-log = Аудит журнали
+audit-verifying = Занжир текширилмоқда…
+audit-chain-verified = Занжир текширилди: { $events } та ҳодиса, { $checkpoints } та имзоланган назорат нуқтаси (охирги ҳодиса { $last })
+audit-chain-verified-signed = Занжир текширилди: { $events } та ҳодиса, { $checkpoints } та имзоланган назорат нуқтаси, имзолар текширилди (охирги ҳодиса { $last })
+audit-chain-not-verified = Занжир ТЕКШИРИЛМАДИ: { $detail }
+audit-from = Санадан
+audit-to = Санагача
+audit-operator = Оператор бўйича филтр
+audit-action = Амал бўйича филтр
+audit-document = Ҳужжат бўйича филтр
+audit-date-shape = Саналарни КК.ОО.ЙЙЙЙ кўринишида киритинг, масалан 01.12.2026.
+audit-shown = { $total } та ҳодисадан { $shown } таси кўрсатилган
+audit-col-seq = №
+audit-col-time = Вақт
+audit-col-operator = Оператор
+audit-col-action = Амал
+audit-col-object = Обйект
+audit-col-details = Тафсилотлар
+audit-export-heading = Журнални экспорт қилиш
+audit-export-folder = Экспорт папкаси
+audit-csv = JSON lines ўрнига CSV
+audit-export = Экспорт қилиш
+audit-export-note = Экспорт юқоридаги сана оралиғини олади; оператор, амал ва ҳужжат филтрлари фақат жадвални торайтиради.
+audit-exporting = Экспорт қилинмоқда ва аудит калити билан имзоланмоқда…
+audit-export-complete = Экспорт тугади
+audit-exported = { $count } та ҳодиса { $dir } га экспорт қилинди ({ $format }), имзолаган: { $signer }
+audit-export-failed = Экспорт амалга ошмади: { $detail }
+audit-verify-heading = Экспорт папкасини текшириш
+audit-verify-folder = Текшириладиган папка
+audit-verify = Папкани текшириш
+audit-export-verified = Экспорт текширилди: { $count } та ҳодиса ({ $first }..{ $last }), { $checkpoints } та назорат нуқтаси, имзолаган: { $signer }, илдиз SHA-256 { $root }
+audit-export-not-verified = Экспорт ТЕКШИРИЛМАДИ: { $detail }
+ca-request-filed = { $id }-сўров берилди: { $ca } СМ калитини алмаштириш. Бошқа СМ администратори уни { $expires } гача тасдиқлаши керак.
+ca-request-refused = { $id }-сўров рад этилди: { $why }.
+ca-approved-operator = { $id }-сўров тасдиқланди ва бажарилди: { $what }.
+ca-approved-key = { $id }-сўров тасдиқланди ва бажарилди: { $ca } СМ энди { $key } билан имзолайди (қайта бериладиган сертификатлар: { $count }).
+ca-approved-replacing = { $id }-сўров тасдиқланди ва бажарилди: { $ca } СМ энди { $old } ўрнига { $key } билан имзолайди (қайта бериладиган сертификатлар: { $count }).
+ca-approved-waiting = { $id }-сўров тасдиқланди ({ $quorum } тадан { $approvals } та тасдиқ); кворум йиғилганда бажарилади.
