@@ -94,6 +94,8 @@ pub struct ClerkState {
     focus_field: Option<String>,
     /// Transliterations offered for a name field (key → suggestion), for the clerk to confirm.
     suggestion: BTreeMap<String, Result<String, String>>,
+    /// The width of a form column in this frame.
+    col_width: f32,
 }
 
 impl ClerkState {
@@ -143,6 +145,7 @@ impl Default for ClerkState {
             last: None,
             focus_field: None,
             suggestion: BTreeMap::new(),
+            col_width: COL_WIDTH,
         }
     }
 }
@@ -345,12 +348,15 @@ impl ClerkState {
     }
 }
 
-/// The width of one form column: fixed, so a message under a field wraps instead of widening
-/// the form.
+/// The widest a form column gets. Columns have a fixed width for the window's size (a third of
+/// the form's width, at most this), so a message under a field wraps instead of widening the
+/// form, and three columns fit a 1024 px wide window.
 pub const COL_WIDTH: f32 = 250.0;
+/// The narrowest a form column gets.
+pub const COL_MIN_WIDTH: f32 = 160.0;
 const GREEN: Color32 = Color32::from_rgb(0, 140, 60);
 /// The height kept for the Issue bar under the form.
-const ISSUE_BAR_HEIGHT: f32 = 44.0;
+const ISSUE_BAR_HEIGHT: f32 = 52.0;
 const ORANGE: Color32 = Color32::from_rgb(200, 120, 0);
 
 /// Draw the clerk workspace.
@@ -371,7 +377,7 @@ pub fn ui(
         );
     }
     egui::Panel::left("clerk-side")
-        .default_size(300.0)
+        .default_size(270.0)
         .resizable(true)
         .show(ui, |ui| {
             egui::ScrollArea::vertical().id_salt("side").show(ui, |ui| {
@@ -688,8 +694,9 @@ fn field_ui(ui: &mut egui::Ui, st: &mut ClerkState, key: &str) {
     } else {
         Vec::new()
     };
+    let col = st.col_width;
     ui.vertical(|ui| {
-        ui.set_width(COL_WIDTH);
+        ui.set_width(col);
         let l = ui.label(&label);
         let hint = t(ui, f.hint);
         let Some(text) = st.form.field_mut(key) else {
@@ -715,7 +722,7 @@ fn field_ui(ui: &mut egui::Ui, st: &mut ClerkState, key: &str) {
                 .add(
                     egui::TextEdit::singleline(text)
                         .hint_text(hint)
-                        .desired_width(COL_WIDTH - 8.0),
+                        .desired_width(col - 8.0),
                 )
                 .labelled_by(l.id);
             if f.input == Input::Date && r.changed() {
@@ -843,6 +850,8 @@ fn translit_ui(ui: &mut egui::Ui, st: &mut ClerkState, latin: &str, cyr: &str) {
 }
 
 fn form_ui(ui: &mut egui::Ui, st: &mut ClerkState, session: &SessionInfo) {
+    let gap = ui.spacing().item_spacing.x;
+    st.col_width = ((ui.available_width() - 2.0 * gap) / 3.0).clamp(COL_MIN_WIDTH, COL_WIDTH);
     ui.heading(t(ui, "holder-heading"));
     ui.horizontal_top(|ui| {
         field_ui(ui, st, "pinfl");
@@ -967,7 +976,7 @@ fn issue_bar(ui: &mut egui::Ui, st: &mut ClerkState) {
     ui.add_space(4.0);
     ui.horizontal_wrapped(|ui| {
         let l = ui.label(t(ui, "issue-letter"));
-        ui.add(egui::TextEdit::singleline(&mut st.pin_letter).desired_width(300.0))
+        ui.add(egui::TextEdit::singleline(&mut st.pin_letter).desired_width(220.0))
             .labelled_by(l.id)
             .on_hover_text(t(ui, "issue-letter-help"));
         if ui.button(t(ui, "issue-button")).clicked() {

@@ -64,9 +64,12 @@ fn enter_holder_from(h: &mut H, path: &Path) {
     }
     // Sex and address kind are choices.
     click(h, if rec.sex == "F" { "Female" } else { "Male" });
+    h.step();
     if a.kind != "permanent" {
         click(h, "Temporary");
+        h.step();
     }
+    assert_eq!(h.state().clerk.form.address_kind, a.kind);
     for (label, v) in fields {
         type_into(h, label, &v);
     }
@@ -103,7 +106,10 @@ fn issue_with_holder_pin(h: &mut H) -> PathBuf {
             h,
             "For the holder: choose the PIN of your card and type it twice."
         ),
-        "the holder PIN window is open"
+        "the holder PIN window is open: {} {:?} {:?}",
+        h.state().clerk.view_text(),
+        h.state().clerk.problems(),
+        h.state().clerk.form
     );
     type_into(h, "Holder PIN", PIN);
     type_into(h, "Holder PIN again", PIN);

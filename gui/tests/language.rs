@@ -28,7 +28,7 @@ fn log_in_and_clerk_screens_in_each_language_and_the_choice_is_remembered() {
                 lang.tag()
             );
         }
-        type_into(&mut h, &tr(lang, "login-operator"), "clerk");
+        type_into(&mut h, &tr(lang, "login-operator"), L10N_CLERK);
         type_into(&mut h, &tr(lang, "login-password"), CLERK_PASSWORD);
         click(&mut h, &tr(lang, "login-button"));
         let heading = tr(lang, "workspace-clerk");
@@ -80,7 +80,7 @@ fn log_in_and_clerk_screens_in_each_language_and_the_choice_is_remembered() {
         // The next log-in, without choosing, opens in the remembered language.
         let mut h = harness(options(None, false), [1280.0, 1000.0]);
         assert!(has_label(&h, "Log in"), "a new window starts in English");
-        type_into(&mut h, "Operator", "clerk");
+        type_into(&mut h, "Operator", L10N_CLERK);
         type_into(&mut h, "Password", CLERK_PASSWORD);
         click(&mut h, "Log in");
         wait_for(&mut h, &heading, Duration::from_secs(30), |h| {
@@ -88,7 +88,7 @@ fn log_in_and_clerk_screens_in_each_language_and_the_choice_is_remembered() {
         });
         assert_eq!(h.state().lang, lang, "remembered for the operator");
         assert_eq!(
-            station::preferences::language(&rig().data, "clerk").as_deref(),
+            station::preferences::language(&rig().data, L10N_CLERK).as_deref(),
             Some(lang.tag())
         );
     }
