@@ -451,9 +451,40 @@ fn reader_panel(ui: &mut egui::Ui, readers: Option<&ReaderSnapshot>) {
                 } else {
                     Color32::GRAY
                 };
-                ui.colored_label(color, format!("{}: {}", row.reader, row.state));
+                ui.colored_label(
+                    color,
+                    format!("{}: {}", row.reader, reader_state(ui, &row.state)),
+                );
             }
         }
+    }
+}
+
+/// A reader's state (`readers.rs`, `station::interactive::inspect_card`) in the operator's
+/// language: "no card", "card 2C000001 BLANK", the station at work, or a card not readable.
+fn reader_state(ui: &egui::Ui, state: &str) -> String {
+    if state == "no card" {
+        return t(ui, "reader-no-card");
+    }
+    if state.starts_with("card present (") {
+        return t(ui, "reader-busy");
+    }
+    if let Some(detail) = state.strip_prefix("card present, not readable: ") {
+        return ta(ui, "reader-unreadable", &[("detail", i18n::s(detail))]);
+    }
+    let mut parts = state.split(' ');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("card"), Some(serial), Some(life), None) => {
+            let id = format!("reader-lifecycle-{}", life.to_lowercase());
+            let word = t(ui, &id);
+            let word = if word == id { life.to_owned() } else { word };
+            ta(
+                ui,
+                "reader-card",
+                &[("serial", i18n::s(serial)), ("state", i18n::s(word))],
+            )
+        }
+        _ => state.to_owned(),
     }
 }
 
@@ -1406,7 +1437,14 @@ fn poll_photo(ctx: &egui::Context, st: &mut ClerkState) {
             st.photo_rx = None;
         }
         Ok(Err(e)) => {
-            st.photo_error = Some(e);
+            // "photo: PATH: reason" (GuiError::Photo) in the operator's words.
+            let reason = e.rsplit(": ").next().unwrap_or(&e).to_owned();
+            let file = st.photo_path.trim().to_owned();
+            st.photo_error = Some(tr_args(
+                i18n::current(ctx),
+                "photo-unreadable",
+                &[("file", i18n::s(file)), ("reason", i18n::s(reason))],
+            ));
             st.photo = None;
             st.form.photo = None;
             st.photo_rx = None;

@@ -181,3 +181,25 @@ fn a_cyrillic_name_is_offered_from_the_latin_one_and_the_clerk_confirms() {
     assert_eq!(h.state().clerk.form.given_names, "");
     assert!(!has_label_containing(&h, "Suggested:"));
 }
+
+#[test]
+fn a_photo_that_cannot_be_read_is_explained_in_the_photo_section() {
+    let mut h = clerk();
+    type_into(&mut h, "Photo file", "/nonexistent/photo.jpg");
+    click(&mut h, "Load photo");
+    wait_for(
+        &mut h,
+        "photo error",
+        std::time::Duration::from_secs(10),
+        |h| has_label_containing(h, "cannot be used"),
+    );
+    assert!(has_label_containing(
+        &h,
+        "The photo /nonexistent/photo.jpg cannot be used ("
+    ));
+    assert!(has_label_containing(&h, "Choose a JPEG photo file."));
+    assert!(
+        !has_label_containing(&h, "photo: /nonexistent"),
+        "no internal form"
+    );
+}
