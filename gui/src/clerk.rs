@@ -672,17 +672,19 @@ fn choices(ui: &egui::Ui, st: &ClerkState, key: &str) -> Vec<(String, String)> {
             ("permanent".into(), t(ui, "address-permanent")),
             ("temporary".into(), t(ui, "address-temporary")),
         ],
+        // The registry keeps the Uzbek Latin name; a Russian or Cyrillic screen also shows the
+        // Russian one (and finds it when typed).
         "address.region" => profiles::regions::uz_regions()
             .regions
             .iter()
-            .map(|r| (r.name.clone(), r.name.clone()))
+            .map(|r| (r.name.clone(), place_name(lang, &r.name, &r.name_ru)))
             .collect(),
         "address.district" => profiles::regions::uz_regions()
             .region(&st.form.region)
             .map(|r| {
                 r.districts
                     .iter()
-                    .map(|d| (d.name.clone(), d.name.clone()))
+                    .map(|d| (d.name.clone(), place_name(lang, &d.name, &d.name_ru)))
                     .collect()
             })
             .unwrap_or_default(),
@@ -698,6 +700,15 @@ fn choices(ui: &egui::Ui, st: &ClerkState, key: &str) -> Vec<(String, String)> {
             })
             .collect(),
         _ => Vec::new(),
+    }
+}
+
+/// A place as the list shows it: the Uzbek Latin name, with the Russian one beside it on a
+/// Russian or Uzbek Cyrillic screen.
+fn place_name(lang: Lang, name: &str, name_ru: &str) -> String {
+    match lang {
+        Lang::Ru | Lang::UzCyrl => format!("{name} — {name_ru}"),
+        _ => name.to_owned(),
     }
 }
 
