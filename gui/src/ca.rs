@@ -152,9 +152,9 @@ pub fn ui(ui: &mut egui::Ui, st: &mut CaState, cmds: &mut Vec<Command>) {
                 }
             }
             ui.separator();
-            ui.heading("Certificate revocation list");
+            ui.heading(t(ui, "crl-heading"));
             if ui
-                .add_enabled(!st.crl_pending, egui::Button::new("Publish CRL"))
+                .add_enabled(!st.crl_pending, egui::Button::new(t(ui, "crl-publish")))
                 .clicked()
             {
                 st.crl_pending = true;
@@ -163,24 +163,28 @@ pub fn ui(ui: &mut egui::Ui, st: &mut CaState, cmds: &mut Vec<Command>) {
             if st.crl_pending {
                 ui.horizontal(|ui| {
                     ui.spinner();
-                    ui.label("Signing the CRL in the HSM…");
+                    ui.label(t(ui, "crl-signing"));
                 });
             }
             match &st.crl {
                 Some(Ok(reports)) => {
                     ui.colored_label(
                         Color32::from_rgb(0, 140, 60),
-                        format!("{} CRLs published, one per CA key:", reports.len()),
+                        ta(
+                            ui,
+                            "crl-published",
+                            &[("count", i18n::n(reports.len() as f64))],
+                        ),
                     );
                     egui::Grid::new("crls").striped(true).show(ui, |ui| {
                         for h in [
-                            "CA key",
-                            "CRL number",
-                            "revoked",
-                            "this update",
-                            "next update",
+                            "crl-col-key",
+                            "crl-col-number",
+                            "crl-col-revoked",
+                            "crl-col-this-update",
+                            "crl-col-next-update",
                         ] {
-                            ui.strong(h);
+                            ui.strong(t(ui, h));
                         }
                         ui.end_row();
                         for r in reports {

@@ -187,7 +187,7 @@ changes-a-photo = a photo
 changes-another-photo = another photo
 refresh = Refresh
 
-## CA administration (the CRL section keeps its own words for now)
+## CA administration
 ca-hierarchy = CA hierarchy
 ca-col-ca = CA
 ca-col-key = Key label
@@ -277,3 +277,14 @@ reader-lifecycle-blank = BLANK
 reader-lifecycle-personalizing = PERSONALIZING
 reader-lifecycle-locked = LOCKED
 photo-unreadable = The photo { $file } cannot be used ({ $reason }). Choose a JPEG photo file.
+
+## Certificate revocation lists (one per CA key)
+crl-heading = Certificate revocation lists
+crl-publish = Publish CRL
+crl-signing = Signing the CRLs in the HSM…
+crl-published = { $count } CRLs published, one per CA key:
+crl-col-key = CA key
+crl-col-number = CRL number
+crl-col-revoked = Revoked
+crl-col-this-update = This update
+crl-col-next-update = Next update

@@ -270,3 +270,14 @@ reader-lifecycle-blank = ЧИСТАЯ
 reader-lifecycle-personalizing = ПЕРСОНАЛИЗАЦИЯ
 reader-lifecycle-locked = ЗАБЛОКИРОВАНА
 photo-unreadable = Фотографию { $file } нельзя использовать ({ $reason }). Выберите файл фотографии JPEG.
+
+## Certificate revocation lists (one per CA key)
+crl-heading = Списки отозванных сертификатов
+crl-publish = Опубликовать СОС
+crl-signing = СОС подписываются в HSM…
+crl-published = Опубликовано СОС: { $count }, по одному на каждый ключ УЦ:
+crl-col-key = Ключ УЦ
+crl-col-number = Номер СОС
+crl-col-revoked = Отозвано
+crl-col-this-update = Выпущен
+crl-col-next-update = Следующий выпуск

@@ -270,3 +270,14 @@ reader-lifecycle-blank = БЎШ
 reader-lifecycle-personalizing = ШАХСИЙЛАШТИРИЛМОҚДА
 reader-lifecycle-locked = ҚУЛФЛАНГАН
 photo-unreadable = { $file } суратидан фойдаланиб бўлмайди ({ $reason }). JPEG сурат файлини танланг.
+
+## Certificate revocation lists (one per CA key)
+crl-heading = Бекор қилинган сертификатлар рўйхатлари
+crl-publish = БСРни эълон қилиш
+crl-signing = БСРлар HSMда имзоланмоқда…
+crl-published = { $count } та БСР эълон қилинди, ҳар бир СМ калити учун биттадан:
+crl-col-key = СМ калити
+crl-col-number = БСР рақами
+crl-col-revoked = Бекор қилинган
+crl-col-this-update = Чиқарилган
+crl-col-next-update = Кейинги чиқариш

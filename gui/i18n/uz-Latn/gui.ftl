@@ -270,3 +270,14 @@ reader-lifecycle-blank = BOʻSH
 reader-lifecycle-personalizing = SHAXSIYLASHTIRILMOQDA
 reader-lifecycle-locked = QULFLANGAN
 photo-unreadable = { $file } suratidan foydalanib boʻlmaydi ({ $reason }). JPEG surat faylini tanlang.
+
+## Certificate revocation lists (one per CA key)
+crl-heading = Bekor qilingan sertifikatlar roʻyxatlari
+crl-publish = BSRni eʼlon qilish
+crl-signing = BSRlar HSMda imzolanmoqda…
+crl-published = { $count } ta BSR eʼlon qilindi, har bir SM kaliti uchun bittadan:
+crl-col-key = SM kaliti
+crl-col-number = BSR raqami
+crl-col-revoked = Bekor qilingan
+crl-col-this-update = Chiqarilgan
+crl-col-next-update = Keyingi chiqarish
