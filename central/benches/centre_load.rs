@@ -274,25 +274,7 @@ fn main() {
     let server = serve(&config);
     let addr = server.addr;
     let setup = runtime();
-    let station_ca: Vec<u8> = setup.block_on(async {
-        db(&cluster)
-            .await
-            .query_one("SELECT cert_der FROM ca_keys WHERE ca = 'station-ca'", &[])
-            .await
-            .unwrap()
-            .get(0)
-    });
-    let anon = client_config(&station_ca, None);
-    let mut stations = Vec::new();
-    let tls: Vec<Arc<rustls::ClientConfig>> = codes
-        .iter()
-        .enumerate()
-        .map(|(i, (name, code))| {
-            let (st, cfg) = shared::enrol(&setup, addr, &anon, &format!("load-st{i}"), name, code);
-            stations.push(st);
-            cfg
-        })
-        .collect();
+    let (stations, tls) = enrol_all(&setup, &cluster, addr, &codes, "load-st");
 
     // The raw peer: a fresh token in this process's SoftHSM2 directory.
     let dir = hsm::pkcs11::SoftHsm2Token::process_dir()
@@ -309,14 +291,7 @@ fn main() {
         })
         .collect();
 
-    let pg_pid: u32 = std::fs::read_to_string(cluster.dir.join("data/postmaster.pid"))
-        .expect("postmaster.pid")
-        .lines()
-        .next()
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pg_pid = postmaster_pid(&cluster);
 
     // Peers before the load.
     let raw_shared_1 = raw_sign_rate(std::slice::from_ref(&shared), peer);

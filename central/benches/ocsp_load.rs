@@ -301,10 +301,12 @@ fn free_port() -> SocketAddr {
     l.local_addr().unwrap()
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
+/// `openssl` with `args` (split at spaces) in `dir`, which must succeed.
+fn openssl(dir: &Path, args: &str) {
+    let args: Vec<&str> = args.split(' ').collect();
     let o = Command::new("openssl")
         .current_dir(dir)
-        .args(args)
+        .args(&args)
         .output()
         .expect("run openssl");
     assert!(
@@ -425,32 +427,7 @@ fn main() {
     let server = Server::start_with(&config, true, None);
     let public = server.public.expect("the public listener");
     let setup = runtime();
-    let station_ca: Vec<u8> = setup.block_on(async {
-        db(&cluster)
-            .await
-            .query_one("SELECT cert_der FROM ca_keys WHERE ca = 'station-ca'", &[])
-            .await
-            .unwrap()
-            .get(0)
-    });
-    let anon = client_config(&station_ca, None);
-    let mut stations = Vec::new();
-    let tls: Vec<Arc<rustls::ClientConfig>> = codes
-        .iter()
-        .enumerate()
-        .map(|(i, (name, code))| {
-            let (st, cfg) = enrol(
-                &setup,
-                server.addr,
-                &anon,
-                &format!("ocsp-st{i}"),
-                name,
-                code,
-            );
-            stations.push(st);
-            cfg
-        })
-        .collect();
+    let (stations, tls) = enrol_all(&setup, &cluster, server.addr, &codes, "ocsp-st");
 
     // The cards, through the protocol, from the two stations at once.
     let t = Instant::now();
@@ -558,33 +535,11 @@ fn main() {
     std::fs::write(dir.join("esign.pem"), pem(&esign_der)).unwrap();
     openssl(
         &dir,
-        &[
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-genkey",
-            "-noout",
-            "-out",
-            "rkey.pem",
-        ],
+        "ecparam -name prime256v1 -genkey -noout -out rkey.pem",
     );
     openssl(
         &dir,
-        &[
-            "req",
-            "-x509",
-            "-new",
-            "-key",
-            "rkey.pem",
-            "-subj",
-            "/CN=openssl ocsp peer",
-            "-days",
-            "2",
-            "-addext",
-            "extendedKeyUsage=OCSPSigning",
-            "-out",
-            "rcert.pem",
-        ],
+        "req -x509 -new -key rkey.pem -subj /CN=openssl-ocsp-peer -days 2 -addext extendedKeyUsage=OCSPSigning -out rcert.pem",
     );
     let (mut peer, peer_addr) = openssl_responder(&dir);
     // Same answers from both: good for a certificate of the set.
@@ -599,14 +554,7 @@ fn main() {
 
     // Maximum rate, then 80 % of it, for each; the peer in the same run.
     println!("load average before the load: {}", loadavg());
-    let pg_pid: u32 = std::fs::read_to_string(cluster.dir.join("data/postmaster.pid"))
-        .expect("postmaster.pid")
-        .lines()
-        .next()
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pg_pid = postmaster_pid(&cluster);
     let mut figures = Vec::new();
     for (name, addr, path, pid) in [
         (

@@ -339,3 +339,40 @@ pub fn enrol(
     Arc::get_mut(&mut cfg).unwrap().resumption = rustls::client::Resumption::disabled();
     (st, cfg)
 }
+
+/// Enrols the stations `codes` (name, one-time code) at the centre on `addr`, identity keys in
+/// tokens `{label}{i}`: the stations and their client configurations, in order.
+pub fn enrol_all(
+    rt: &tokio::runtime::Runtime,
+    cluster: &crate::common::Cluster,
+    addr: SocketAddr,
+    codes: &[(String, String)],
+    label: &str,
+) -> (Vec<crate::common::Station>, Vec<Arc<rustls::ClientConfig>>) {
+    let station_ca: Vec<u8> = rt.block_on(async {
+        crate::common::db(cluster)
+            .await
+            .query_one("SELECT cert_der FROM ca_keys WHERE ca = 'station-ca'", &[])
+            .await
+            .unwrap()
+            .get(0)
+    });
+    let anon = crate::common::client_config(&station_ca, None);
+    codes
+        .iter()
+        .enumerate()
+        .map(|(i, (name, code))| enrol(rt, addr, &anon, &format!("{label}{i}"), name, code))
+        .unzip()
+}
+
+/// The cluster's postmaster pid (its children are the backends).
+pub fn postmaster_pid(cluster: &crate::common::Cluster) -> u32 {
+    std::fs::read_to_string(cluster.dir.join("data/postmaster.pid"))
+        .expect("postmaster.pid")
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
