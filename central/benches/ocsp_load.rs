@@ -58,6 +58,9 @@ use x509_ocsp::{
     TbsRequest,
 };
 
+/// A certificate's serial and DER.
+type SerialAndCert = (Vec<u8>, Vec<u8>);
+
 fn env_count(name: &str, default: usize) -> usize {
     let v = std::env::var(name)
         .ok()
@@ -392,6 +395,12 @@ fn main() {
         println!("ocsp_load: bench");
         return;
     }
+    // `cargo bench` passes `--bench`; `cargo test --benches` (or `--all-targets`) runs this
+    // binary without it: then it does nothing.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("ocsp_load: a benchmark, run by `cargo bench -p central --bench ocsp_load`");
+        return;
+    }
     let cards = env_count("OCSP_LOAD_CARDS", 200);
     let clients = env_count("OCSP_LOAD_CLIENTS", 16);
     let window = env_secs("OCSP_LOAD_SECONDS", 10.0);
@@ -457,7 +466,7 @@ fn main() {
     );
 
     // Every certificate has its response signed ahead of time before the load starts.
-    let (esign_der, certs): (Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>) = setup.block_on(async {
+    let (esign_der, certs): (Vec<u8>, Vec<SerialAndCert>) = setup.block_on(async {
         let c = db(&cluster).await;
         let t = Instant::now();
         loop {
