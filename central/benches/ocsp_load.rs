@@ -286,17 +286,7 @@ fn load(
 }
 
 fn pem(der: &[u8]) -> String {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let lines: Vec<&str> = b64
-        .as_bytes()
-        .chunks(64)
-        .map(|c| std::str::from_utf8(c).unwrap())
-        .collect();
-    format!(
-        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-        lines.join("\n")
-    )
+    der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, der).unwrap()
 }
 
 fn free_port() -> SocketAddr {
