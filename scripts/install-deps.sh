@@ -15,7 +15,7 @@ APT_PACKAGES=(
   # GUI: a font with the Uzbek modifier letters (ʻ ʼ), Mesa's lavapipe for the wgpu snapshot tests
   fonts-dejavu-core mesa-vulkan-drivers libvulkan1
 )
-PIP_PACKAGES=(pkilint 'pyhanko[pkcs11]' mrz pyscard)
+PIP_PACKAGES=(pkilint 'pyhanko[pkcs11]' pyhanko-cli mrz pyscard)
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -38,6 +38,8 @@ python_has pkilint || need_pip+=(pkilint)
 python_has pyhanko || need_pip+=('pyhanko[pkcs11]')
 # pyHanko signs with a card through PKCS#11 (OpenSC) with python-pkcs11, its [pkcs11] extra.
 python_has pkcs11 || need_pip+=(python-pkcs11)
+# The `pyhanko` command (docs/relying-parties.md) lives in its own package since pyHanko 0.38.
+python_has pyhanko.cli || need_pip+=(pyhanko-cli)
 python_has mrz || need_pip+=(mrz)
 python_has smartcard || need_pip+=(pyscard)
 if [ ${#need_pip[@]} -gt 0 ]; then

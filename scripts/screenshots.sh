@@ -67,29 +67,46 @@ shot() {
   echo "wrote docs/screenshots/$1.png"
 }
 
+# The log-in screen, in English and in Uzbek (Latin); then each role's workspace in both. The
+# language is chosen on the log-in screen by keyboard: Tab from the password field reaches the
+# language buttons (Oʻzbekcha, Ўзбекча, Русский, English), Space picks one, Shift+Tab goes back
+# to the password field and Return logs in.
 start_gui
 shot login
+xdotool windowfocus --sync "$WID" 2>/dev/null || xdotool windowfocus "$WID"
+# egui moves the focus once a frame: one key at a time.
+xdotool key --delay 400 Tab Tab space
+shot login-uz-Latn
 stop_gui
 
-for role in clerk admin auditor; do
-  case $role in
-    clerk) pw=shot-clerk-password; name=clerk ;;
-    admin) pw=shot-admin-password; name=ca-admin ;;
-    auditor) pw=shot-auditor-password; name=auditor ;;
+for lang in en uz-Latn; do
+  case $lang in
+    en) tabs=4; suffix="" ;;
+    uz-Latn) tabs=1; suffix="-uz-Latn" ;;
   esac
-  start_gui
-  # No window manager under Xvfb: give the window the X input focus, then type as a person.
-  xdotool windowfocus --sync "$WID" 2>/dev/null || xdotool windowfocus "$WID"
-  # Click into each field (window at 0,0; field positions of the log-in form) and type.
-  xdotool mousemove 190 125 click 1
-  sleep 0.5
-  xdotool type --delay 60 "$role"
-  sleep 0.3
-  xdotool mousemove 190 148 click 1
-  sleep 0.5
-  xdotool type --delay 60 "$pw"
-  sleep 0.3
-  xdotool key Return
-  shot "$name"
-  stop_gui
+  for role in clerk admin auditor; do
+    case $role in
+      clerk) pw=shot-clerk-password; name=clerk ;;
+      admin) pw=shot-admin-password; name=ca-admin ;;
+      auditor) pw=shot-auditor-password; name=auditor ;;
+    esac
+    start_gui
+    # No window manager under Xvfb: give the window the X input focus, then type as a person.
+    # The operator field has the keyboard focus when the window opens.
+    xdotool windowfocus --sync "$WID" 2>/dev/null || xdotool windowfocus "$WID"
+    # egui moves the focus once a frame: one key at a time, with a pause.
+    xdotool type --delay 60 "$role"
+    sleep 0.4
+    xdotool key Tab
+    sleep 0.4
+    xdotool type --delay 60 "$pw"
+    sleep 0.4
+    for _ in $(seq 1 "$tabs"); do xdotool key Tab; sleep 0.4; done
+    xdotool key space
+    sleep 0.4
+    for _ in $(seq 1 "$tabs"); do xdotool key shift+Tab; sleep 0.4; done
+    xdotool key Return
+    shot "$name$suffix"
+    stop_gui
+  done
 done

@@ -487,7 +487,7 @@ fn chip_and_active_authentication_refusals() {
     assert_eq!(sw(&mut card, SELECT_LDS), 0x9000);
     // No keys were generated on this card: CA's MSE:Set AT and AA are refused inside SM.
     let mut t = pace(&mut card, 2, CAN, PARAM_BP256).unwrap();
-    let at = tlv::encode(0x80, &ca::OID_CA_ECDH_AES_128);
+    let at = tlv::encode(0x80, &super::ca::OID_CA_ECDH_AES_128);
     assert_eq!(t.send(&mut card, 0x22, 0x41, 0xA4, &at, None).1, 0x6985);
     assert_eq!(
         t.send(&mut card, 0x88, 0x00, 0x00, b"12345678", Some(0)).1,
@@ -555,7 +555,7 @@ fn generated_keys_stay_on_the_chip_and_drive_ca_and_aa() {
     // CA: 7C 00 under the PACE keys, then the new keys with SSC 0.
     let eph = Curve::P256.random_scalar().unwrap();
     let pk = Curve::P256.mul(&eph, None).unwrap();
-    let at = tlv::encode(0x80, &ca::OID_CA_ECDH_AES_128);
+    let at = tlv::encode(0x80, &super::ca::OID_CA_ECDH_AES_128);
     assert_eq!(t.send(&mut card, 0x22, 0x41, 0xA4, &at, None).1, 0x9000);
     let ga = tlv::encode(0x7C, &tlv::encode(0x80, &pk));
     let (d, s) = t.send(&mut card, 0x86, 0x00, 0x00, &ga, Some(0));

@@ -11,6 +11,7 @@ use zeroize::Zeroize;
 use crate::auditor::AuditorState;
 use crate::ca::CaState;
 use crate::clerk::ClerkState;
+use crate::i18n::{self, Lang};
 use crate::options::GuiOptions;
 use crate::readers::ReaderPoller;
 use crate::worker::{Command, Event, SessionInfo, Worker};
@@ -21,6 +22,18 @@ struct LoginState {
     password: String,
     pending: bool,
     error: Option<String>,
+    /// The operator chose the language on this log-in screen (it is then remembered for them);
+    /// otherwise their remembered language applies once they are logged in.
+    lang_chosen: bool,
+}
+
+/// What the idle time-out does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Idle {
+    Active,
+    /// The warning with its countdown is shown: seconds left.
+    Warning(u64),
+    LogOut,
 }
 
 /// The whole GUI.
@@ -38,6 +51,16 @@ pub struct StationApp {
     /// Time spent building the last frames' UI, for the frame-time figure.
     pub frame_times: Vec<Duration>,
     fonts_installed: bool,
+    /// The interface language.
+    pub lang: Lang,
+    /// Log out asked while the clerk's form holds data: the confirmation is open.
+    confirm_logout: bool,
+    /// Put the focus on the confirmation's Log out button (Enter confirms).
+    focus_confirm: bool,
+    /// The clerk's draft kept after an idle log-out, for the same operator's next log-in.
+    idle_draft: Option<(String, ClerkState)>,
+    /// Put the keyboard focus on the log-in form's first field (start, after a log-out).
+    focus_login: bool,
 }
 
 impl StationApp {
@@ -59,6 +82,11 @@ impl StationApp {
             auditor: AuditorState::default(),
             frame_times: Vec::new(),
             fonts_installed: false,
+            lang: Lang::default(),
+            confirm_logout: false,
+            focus_confirm: false,
+            idle_draft: None,
+            focus_login: true,
         }
     }
 
@@ -73,18 +101,45 @@ impl StationApp {
 
     fn send(&mut self, cmd: Command) {
         if !self.worker.send(cmd) {
-            self.notice = Some(crate::GuiError::WorkerGone.to_string());
+            self.notice = Some(i18n::tr(self.lang, "error-worker-gone"));
         }
     }
 
     fn log_out(&mut self, reason: &'static str) {
         self.send(Command::Logout { reason });
-        self.session = None;
-        // Nothing the previous operator saw stays on screen.
-        self.clerk = ClerkState::default();
+        let operator = self.session.take().map(|s| s.operator);
+        // Nothing the previous operator saw stays on screen; after an idle time-out the clerk's
+        // draft is kept (off screen) for the same operator's next log-in.
+        let clerk = std::mem::take(&mut self.clerk);
+        self.idle_draft = match (reason, operator) {
+            ("idle timeout", Some(op)) if clerk.has_data() => Some((op, clerk)),
+            _ => None,
+        };
         self.ca = CaState::default();
         self.auditor = AuditorState::default();
         self.login.password.zeroize();
+        self.login.lang_chosen = false;
+        self.confirm_logout = false;
+        self.focus_login = true;
+    }
+
+    /// Seconds of warning before an idle log-out: 30, or a third of a short time-out.
+    fn idle_warning(&self) -> Duration {
+        Duration::from_secs(30).min(self.opts.idle_timeout / 3)
+    }
+
+    fn idle_state(&self) -> Idle {
+        let idle = self.last_activity.elapsed();
+        let timeout = self.opts.idle_timeout;
+        if self.busy() {
+            Idle::Active
+        } else if idle >= timeout {
+            Idle::LogOut
+        } else if idle + self.idle_warning() >= timeout {
+            Idle::Warning((timeout - idle).as_secs_f64().ceil() as u64)
+        } else {
+            Idle::Active
+        }
     }
 
     fn handle(&mut self, ev: Event) {
@@ -94,7 +149,14 @@ impl StationApp {
                 self.login.error = None;
                 self.notice = None;
                 self.last_activity = Instant::now();
-                self.clerk = ClerkState::for_document(&s.document);
+                if let Some(l) = s.language.as_deref().and_then(Lang::from_tag) {
+                    self.lang = l;
+                }
+                self.clerk = match self.idle_draft.take() {
+                    Some((op, draft)) if op == s.operator => draft,
+                    _ => ClerkState::for_document(&s.document),
+                };
+                self.clerk.focus_first_field();
                 self.ca = CaState::default();
                 self.auditor = AuditorState::default();
                 self.session = Some(s);
@@ -106,7 +168,7 @@ impl StationApp {
             Event::LoggedOut => {}
             other => {
                 let clerk_busy = self.clerk.busy();
-                self.clerk.handle(&other);
+                self.clerk.handle(&other, self.lang);
                 self.ca.handle(&other);
                 self.auditor.handle(&other);
                 if clerk_busy && !self.clerk.busy() {
@@ -131,19 +193,26 @@ impl StationApp {
         for ev in self.worker.poll() {
             self.handle(ev);
         }
+        i18n::set(ui.ctx(), self.lang);
         let active = ui.input(|i| !i.events.is_empty() || i.pointer.is_moving());
         if active {
             self.last_activity = Instant::now();
         }
         if self.session.is_some() {
-            if !self.busy() && self.last_activity.elapsed() >= self.opts.idle_timeout {
-                self.log_out("idle timeout");
-                self.notice = Some(format!(
-                    "You were logged out after {} s without activity.",
-                    self.opts.idle_timeout.as_secs()
-                ));
-            } else {
-                ui.ctx().request_repaint_after(Duration::from_secs(1));
+            match self.idle_state() {
+                Idle::LogOut => {
+                    self.log_out("idle timeout");
+                    self.notice = Some(i18n::tr_args(
+                        self.lang,
+                        "idle-logged-out",
+                        &[("seconds", i18n::n(self.opts.idle_timeout.as_secs() as f64))],
+                    ));
+                }
+                Idle::Warning(left) => {
+                    self.idle_warning_ui(ui, left);
+                    ui.ctx().request_repaint_after(Duration::from_millis(250));
+                }
+                Idle::Active => ui.ctx().request_repaint_after(Duration::from_secs(1)),
             }
         }
 
@@ -157,80 +226,147 @@ impl StationApp {
         }
     }
 
+    /// The idle warning: a countdown and "Stay logged in" (Enter stays).
+    fn idle_warning_ui(&mut self, ui: &mut egui::Ui, left: u64) {
+        let mut stay = false;
+        egui::Window::new(i18n::t(ui, "idle-warning-title"))
+            .collapsible(false)
+            .resizable(false)
+            .anchor(egui::Align2::CENTER_CENTER, [0.0, 0.0])
+            .show(ui.ctx(), |ui| {
+                ui.label(i18n::ta(
+                    ui,
+                    "idle-warning",
+                    &[("seconds", i18n::n(left as f64))],
+                ));
+                stay = ui.button(i18n::t(ui, "idle-stay")).clicked();
+            });
+        // Any input counts as activity; the button makes it explicit.
+        if stay {
+            self.last_activity = Instant::now();
+        }
+    }
+
     fn login_ui(&mut self, ui: &mut egui::Ui) {
         egui::CentralPanel::default_margins().show(ui, |ui| {
             ui.vertical_centered(|ui| {
                 ui.add_space(60.0);
-                ui.heading("idstation — operator log-in");
+                ui.heading(i18n::t(ui, "login-heading"));
                 ui.add_space(20.0);
             });
             if let Some(n) = &self.notice {
                 ui.colored_label(Color32::from_rgb(200, 120, 0), n);
             }
-            egui::Grid::new("login").num_columns(2).show(ui, |ui| {
-                let l = ui.label("Operator");
-                ui.add(egui::TextEdit::singleline(&mut self.login.name).desired_width(240.0))
-                    .labelled_by(l.id);
-                ui.end_row();
-                let l = ui.label("Password");
-                let pw = ui
-                    .add(
-                        egui::TextEdit::singleline(&mut self.login.password)
-                            .password(true)
-                            .desired_width(240.0),
-                    )
-                    .labelled_by(l.id);
-                ui.end_row();
-                let enter = pw.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
-                ui.label("");
-                let clicked = ui
-                    .add_enabled(!self.login.pending, egui::Button::new("Log in"))
-                    .clicked();
-                if (clicked || enter) && !self.login.pending {
-                    let password =
-                        zeroize::Zeroizing::new(std::mem::take(&mut self.login.password));
-                    self.login.pending = true;
-                    self.login.error = None;
-                    let name = self.login.name.trim().to_string();
-                    self.send(Command::Login { name, password });
-                }
-                ui.end_row();
-            });
+            let focus = std::mem::take(&mut self.focus_login);
+            egui::Grid::new("login")
+                .num_columns(2)
+                .min_col_width(140.0)
+                .show(ui, |ui| {
+                    let l = ui.label(i18n::t(ui, "login-operator"));
+                    let r = ui
+                        .add(egui::TextEdit::singleline(&mut self.login.name).desired_width(240.0))
+                        .labelled_by(l.id);
+                    if focus {
+                        r.request_focus();
+                    }
+                    ui.end_row();
+                    let l = ui.label(i18n::t(ui, "login-password"));
+                    let pw = ui
+                        .add(
+                            egui::TextEdit::singleline(&mut self.login.password)
+                                .password(true)
+                                .desired_width(240.0),
+                        )
+                        .labelled_by(l.id);
+                    ui.end_row();
+                    let enter = pw.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                    ui.label(i18n::t(ui, "login-language"));
+                    ui.horizontal(|ui| {
+                        for lang in Lang::ALL {
+                            // Choosing, even the language already shown, is remembered.
+                            if ui
+                                .selectable_label(self.lang == lang, lang.native_name())
+                                .clicked()
+                            {
+                                self.lang = lang;
+                                self.login.lang_chosen = true;
+                                i18n::set(ui.ctx(), lang);
+                            }
+                        }
+                    });
+                    ui.end_row();
+                    ui.label("");
+                    let clicked = ui
+                        .add_enabled(
+                            !self.login.pending,
+                            egui::Button::new(i18n::t(ui, "login-button")),
+                        )
+                        .clicked();
+                    if (clicked || enter) && !self.login.pending {
+                        let password =
+                            zeroize::Zeroizing::new(std::mem::take(&mut self.login.password));
+                        self.login.pending = true;
+                        self.login.error = None;
+                        let name = self.login.name.trim().to_string();
+                        let language = self.login.lang_chosen.then(|| self.lang.tag().to_owned());
+                        self.send(Command::Login {
+                            name,
+                            password,
+                            language,
+                            lang: self.lang,
+                        });
+                    }
+                    ui.end_row();
+                });
             if self.login.pending {
                 ui.horizontal(|ui| {
                     ui.spinner();
-                    ui.label("Checking the password…");
+                    ui.label(i18n::t(ui, "login-checking"));
                 });
             }
             if let Some(e) = &self.login.error {
-                ui.colored_label(Color32::RED, format!("Log-in refused: {e}"));
+                ui.colored_label(
+                    Color32::RED,
+                    i18n::ta(ui, "login-refused", &[("reason", i18n::s(e.as_str()))]),
+                );
             }
             ui.add_space(12.0);
-            ui.label(RichText::new(format!("Data dir: {}", self.opts.data_dir.display())).weak());
+            ui.label(
+                RichText::new(i18n::ta(
+                    ui,
+                    "login-data-dir",
+                    &[("dir", i18n::s(self.opts.data_dir.display().to_string()))],
+                ))
+                .weak(),
+            );
         });
     }
 
     fn workspace_ui(&mut self, ui: &mut egui::Ui, s: &SessionInfo) {
         let workspace = match s.role {
-            Role::Clerk => "Clerk workspace",
-            Role::CaAdmin => "CA administration",
-            Role::Auditor => "Audit",
+            Role::Clerk => i18n::t(ui, "workspace-clerk"),
+            Role::CaAdmin => i18n::t(ui, "workspace-ca"),
+            Role::Auditor => i18n::t(ui, "workspace-auditor"),
         };
-        let mut logout = false;
+        let role = match s.role {
+            Role::Clerk => i18n::t(ui, "role-clerk"),
+            Role::CaAdmin => i18n::t(ui, "role-ca-admin"),
+            Role::Auditor => i18n::t(ui, "role-auditor"),
+        };
         egui::Panel::top("top").show(ui, |ui| {
             ui.horizontal(|ui| {
                 ui.heading(workspace);
                 ui.separator();
-                ui.label(format!("Operator {} ({})", s.operator, s.role.as_str()));
-                ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                    logout = ui.button("Log out").clicked();
-                });
+                ui.label(i18n::ta(
+                    ui,
+                    "top-operator",
+                    &[
+                        ("name", i18n::s(s.operator.as_str())),
+                        ("role", i18n::s(role)),
+                    ],
+                ));
             });
         });
-        if logout {
-            self.log_out("operator");
-            return;
-        }
         let mut cmds = Vec::new();
         // The role decides what is drawn: another role's workspace is never built, so it
         // cannot be reached by mouse, keyboard or screen reader.
@@ -250,9 +386,54 @@ impl StationApp {
         for c in cmds {
             self.send(c);
         }
+        // Log out is drawn last, at the top right: the last stop of the Tab order.
+        let mut logout = false;
+        egui::Area::new(egui::Id::unique("logout-area"))
+            .anchor(egui::Align2::RIGHT_TOP, [-10.0, 6.0])
+            .show(ui.ctx(), |ui| {
+                logout = ui.button(i18n::t(ui, "logout")).clicked();
+            });
+        if logout {
+            if s.role == Role::Clerk && self.clerk.has_data() {
+                self.confirm_logout = true;
+                self.focus_confirm = true;
+            } else {
+                self.log_out("operator");
+                return;
+            }
+        }
+        if self.confirm_logout && self.confirm_logout_ui(ui) {
+            self.log_out("operator");
+            return;
+        }
         if self.busy() {
             ui.ctx().request_repaint_after(Duration::from_millis(100));
         }
+    }
+
+    /// "The form holds data: log out?" Returns true when confirmed (Enter confirms).
+    fn confirm_logout_ui(&mut self, ui: &mut egui::Ui) -> bool {
+        let mut confirm = false;
+        let mut stay = false;
+        egui::Window::new(i18n::t(ui, "logout-confirm-title"))
+            .collapsible(false)
+            .resizable(false)
+            .anchor(egui::Align2::CENTER_CENTER, [0.0, 0.0])
+            .show(ui.ctx(), |ui| {
+                ui.label(i18n::t(ui, "logout-confirm-text"));
+                ui.horizontal(|ui| {
+                    let yes = ui.button(i18n::t(ui, "logout-confirm-yes"));
+                    if std::mem::take(&mut self.focus_confirm) {
+                        yes.request_focus();
+                    }
+                    confirm = yes.clicked();
+                    stay = ui.button(i18n::t(ui, "logout-confirm-stay")).clicked();
+                });
+            });
+        if stay || ui.input(|i| i.key_pressed(egui::Key::Escape)) {
+            self.confirm_logout = false;
+        }
+        confirm
     }
 }
 

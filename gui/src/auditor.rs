@@ -8,6 +8,7 @@ use egui::{Color32, RichText};
 use station::audit::{ExportOutcome, Range, VerifyLogOutcome, VerifyOutcome};
 use station::{AuditEvent, ExportFormat};
 
+use crate::i18n::{self, t, ta};
 use crate::options::GuiOptions;
 use crate::worker::{Command, Event};
 
@@ -25,11 +26,14 @@ impl Filters {
     /// (inclusive); the text filters are case-insensitive substrings.
     pub fn matches(&self, e: &AuditEvent) -> bool {
         let day = e.time.get(..10).unwrap_or(&e.time);
+        // Typed DD.MM.YYYY; compared as the log writes it, YYYY-MM-DD.
+        let from = i18n::iso_from_typed(&self.from).unwrap_or_default();
+        let to = i18n::iso_from_typed(&self.to).unwrap_or_default();
         let has = |hay: &str, needle: &str| {
             needle.trim().is_empty() || hay.to_lowercase().contains(&needle.trim().to_lowercase())
         };
-        (self.from.trim().is_empty() || day >= self.from.trim())
-            && (self.to.trim().is_empty() || day <= self.to.trim())
+        (from.is_empty() || day >= from.as_str())
+            && (to.is_empty() || day <= to.as_str())
             && has(&e.operator, &self.operator)
             && has(&e.action, &self.action)
             && (self.document.trim().is_empty()
@@ -90,10 +94,34 @@ impl AuditorState {
     }
 }
 
-fn text_filter(ui: &mut egui::Ui, label: &str, value: &mut String, width: f32) {
-    let l = ui.label(label);
+fn text_filter(ui: &mut egui::Ui, label_id: &str, value: &mut String, width: f32) {
+    let l = ui.label(t(ui, label_id));
     ui.add(egui::TextEdit::singleline(value).desired_width(width))
         .labelled_by(l.id);
+}
+
+/// A date filter: typed DD.MM.YYYY through the mask.
+fn date_filter(ui: &mut egui::Ui, label_id: &str, value: &mut String) {
+    let l = ui.label(t(ui, label_id));
+    let r = ui
+        .add(
+            egui::TextEdit::singleline(value)
+                .hint_text(t(ui, "hint-date"))
+                .desired_width(90.0),
+        )
+        .labelled_by(l.id);
+    if r.changed() {
+        *value = i18n::mask_date(value);
+    }
+}
+
+impl Filters {
+    /// A date filter that is neither empty nor DD.MM.YYYY.
+    pub fn bad_date(&self) -> bool {
+        [&self.from, &self.to]
+            .iter()
+            .any(|d| !d.trim().is_empty() && i18n::iso_from_typed(d).is_none())
+    }
 }
 
 pub fn ui(ui: &mut egui::Ui, st: &mut AuditorState, _opts: &GuiOptions, cmds: &mut Vec<Command>) {
@@ -105,8 +133,8 @@ pub fn ui(ui: &mut egui::Ui, st: &mut AuditorState, _opts: &GuiOptions, cmds: &m
         .show(ui, |ui| actions_ui(ui, st, cmds));
     egui::CentralPanel::default_margins().show(ui, |ui| {
         ui.horizontal(|ui| {
-            ui.heading("Audit log");
-            if ui.button("Refresh").clicked() {
+            ui.heading(t(ui, "audit-log"));
+            if ui.button(t(ui, "refresh")).clicked() {
                 st.refresh(cmds);
             }
         });
@@ -114,36 +142,48 @@ pub fn ui(ui: &mut egui::Ui, st: &mut AuditorState, _opts: &GuiOptions, cmds: &m
             None => {
                 ui.horizontal(|ui| {
                     ui.spinner();
-                    ui.label("Verifying the chain…");
+                    ui.label(t(ui, "audit-verifying"));
                 });
             }
             Some(Ok(v)) => {
                 ui.colored_label(
                     Color32::from_rgb(0, 140, 60),
-                    format!(
-                        "Chain verified: {} events, {} signed checkpoints{} (last event {})",
-                        v.events,
-                        v.checkpoints,
+                    ta(
+                        ui,
                         if v.checkpoint_signatures_checked {
-                            ", signatures checked"
+                            "audit-chain-verified-signed"
                         } else {
-                            ""
+                            "audit-chain-verified"
                         },
-                        v.last_seq
+                        &[
+                            ("events", i18n::n(v.events as f64)),
+                            ("checkpoints", i18n::n(v.checkpoints as f64)),
+                            ("last", i18n::s(v.last_seq.to_string())),
+                        ],
                     ),
                 );
             }
             Some(Err(e)) => {
-                ui.colored_label(Color32::RED, format!("Chain NOT verified: {e}"));
+                ui.colored_label(
+                    Color32::RED,
+                    ta(
+                        ui,
+                        "audit-chain-not-verified",
+                        &[("detail", i18n::s(e.as_str()))],
+                    ),
+                );
             }
         }
         ui.horizontal_wrapped(|ui| {
-            text_filter(ui, "From date", &mut st.filters.from, 90.0);
-            text_filter(ui, "To date", &mut st.filters.to, 90.0);
-            text_filter(ui, "Operator filter", &mut st.filters.operator, 90.0);
-            text_filter(ui, "Action filter", &mut st.filters.action, 110.0);
-            text_filter(ui, "Document filter", &mut st.filters.document, 110.0);
+            date_filter(ui, "audit-from", &mut st.filters.from);
+            date_filter(ui, "audit-to", &mut st.filters.to);
+            text_filter(ui, "audit-operator", &mut st.filters.operator, 90.0);
+            text_filter(ui, "audit-action", &mut st.filters.action, 110.0);
+            text_filter(ui, "audit-document", &mut st.filters.document, 110.0);
         });
+        if st.filters.bad_date() {
+            ui.colored_label(Color32::RED, t(ui, "audit-date-shape"));
+        }
         match &st.events {
             None => {
                 ui.spinner();
@@ -154,7 +194,14 @@ pub fn ui(ui: &mut egui::Ui, st: &mut AuditorState, _opts: &GuiOptions, cmds: &m
             Some(Ok(events)) => {
                 let shown: Vec<&AuditEvent> =
                     events.iter().filter(|e| st.filters.matches(e)).collect();
-                ui.label(format!("{} of {} events shown", shown.len(), events.len()));
+                ui.label(ta(
+                    ui,
+                    "audit-shown",
+                    &[
+                        ("shown", i18n::n(shown.len() as f64)),
+                        ("total", i18n::n(events.len() as f64)),
+                    ],
+                ));
                 table(ui, &shown);
             }
         }
@@ -171,8 +218,15 @@ fn table(ui: &mut egui::Ui, rows: &[&AuditEvent]) {
                 .num_columns(6)
                 .min_row_height(row_h)
                 .show(ui, |ui| {
-                    for h in ["Seq", "Time", "Operator", "Action", "Object", "Details"] {
-                        ui.label(RichText::new(h).strong());
+                    for h in [
+                        "audit-col-seq",
+                        "audit-col-time",
+                        "audit-col-operator",
+                        "audit-col-action",
+                        "audit-col-object",
+                        "audit-col-details",
+                    ] {
+                        ui.label(RichText::new(t(ui, h)).strong());
                     }
                     ui.end_row();
                     for e in rows
@@ -181,7 +235,7 @@ fn table(ui: &mut egui::Ui, rows: &[&AuditEvent]) {
                         .take(range.len())
                     {
                         ui.label(e.seq.to_string());
-                        ui.label(&e.time);
+                        ui.label(i18n::date(&e.time));
                         ui.label(format!("{} ({})", e.operator, e.role));
                         ui.label(&e.action);
                         ui.label(&e.object);
@@ -195,23 +249,23 @@ fn table(ui: &mut egui::Ui, rows: &[&AuditEvent]) {
 
 fn actions_ui(ui: &mut egui::Ui, st: &mut AuditorState, cmds: &mut Vec<Command>) {
     ui.add_space(4.0);
-    ui.heading("Export the log");
+    ui.heading(t(ui, "audit-export-heading"));
     ui.horizontal(|ui| {
-        text_filter(ui, "Export folder", &mut st.export_dir, 300.0);
-        ui.checkbox(&mut st.csv, "CSV instead of JSON lines");
-        let enabled = !st.export_pending && !st.export_dir.trim().is_empty();
+        text_filter(ui, "audit-export-folder", &mut st.export_dir, 300.0);
+        ui.checkbox(&mut st.csv, t(ui, "audit-csv"));
+        let enabled =
+            !st.export_pending && !st.export_dir.trim().is_empty() && !st.filters.bad_date();
         if ui
-            .add_enabled(enabled, egui::Button::new("Export"))
+            .add_enabled(enabled, egui::Button::new(t(ui, "audit-export")))
             .clicked()
         {
             let f = &st.filters;
-            let range = if f.from.trim().is_empty() && f.to.trim().is_empty() {
+            let from = i18n::iso_from_typed(&f.from);
+            let to = i18n::iso_from_typed(&f.to);
+            let range = if from.is_none() && to.is_none() {
                 Range::All
             } else {
-                Range::Time {
-                    from: (!f.from.trim().is_empty()).then(|| f.from.trim().to_string()),
-                    to: (!f.to.trim().is_empty()).then(|| f.to.trim().to_string()),
-                }
+                Range::Time { from, to }
             };
             st.export_pending = true;
             st.exported = None;
@@ -226,44 +280,51 @@ fn actions_ui(ui: &mut egui::Ui, st: &mut AuditorState, cmds: &mut Vec<Command>)
             });
         }
     });
-    ui.label(
-        RichText::new("The export uses the date range above; operator, action and document filters only narrow the table.")
-            .weak(),
-    );
+    ui.label(RichText::new(t(ui, "audit-export-note")).weak());
     if st.export_pending {
         // The station's export reports no intermediate progress: the bar runs until it ends.
         ui.add(
             egui::ProgressBar::new(0.5)
                 .animate(true)
-                .text("Exporting and signing with the audit key…"),
+                .text(t(ui, "audit-exporting")),
         );
     }
     match &st.exported {
         Some(Ok(o)) => {
-            ui.add(egui::ProgressBar::new(1.0).text("Export complete"));
+            ui.add(egui::ProgressBar::new(1.0).text(t(ui, "audit-export-complete")));
             ui.colored_label(
                 Color32::from_rgb(0, 140, 60),
-                format!(
-                    "Exported {} events to {} ({}), signed by {}",
-                    o.count,
-                    o.out_dir.display(),
-                    o.format,
-                    o.signer_key
+                ta(
+                    ui,
+                    "audit-exported",
+                    &[
+                        ("count", i18n::n(o.count as f64)),
+                        ("dir", i18n::s(o.out_dir.display().to_string())),
+                        ("format", i18n::s(o.format.to_string())),
+                        ("signer", i18n::s(o.signer_key.to_string())),
+                    ],
                 ),
             );
         }
         Some(Err(e)) => {
-            ui.colored_label(Color32::RED, format!("Export failed: {e}"));
+            ui.colored_label(
+                Color32::RED,
+                ta(
+                    ui,
+                    "audit-export-failed",
+                    &[("detail", i18n::s(e.as_str()))],
+                ),
+            );
         }
         None => {}
     }
     ui.separator();
-    ui.heading("Verify an export folder");
+    ui.heading(t(ui, "audit-verify-heading"));
     ui.horizontal(|ui| {
-        text_filter(ui, "Folder to verify", &mut st.verify_dir, 300.0);
+        text_filter(ui, "audit-verify-folder", &mut st.verify_dir, 300.0);
         let enabled = !st.verify_pending && !st.verify_dir.trim().is_empty();
         if ui
-            .add_enabled(enabled, egui::Button::new("Verify folder"))
+            .add_enabled(enabled, egui::Button::new(t(ui, "audit-verify")))
             .clicked()
         {
             st.verify_pending = true;
@@ -281,14 +342,29 @@ fn actions_ui(ui: &mut egui::Ui, st: &mut AuditorState, cmds: &mut Vec<Command>)
         Some(Ok(v)) => {
             ui.colored_label(
                 Color32::from_rgb(0, 140, 60),
-                format!(
-                    "Export verified: {} events ({}..{}), {} checkpoints, signed by {}, root SHA-256 {}",
-                    v.export.count, v.export.first_seq, v.export.last_seq, v.export.checkpoints, v.export.signer_subject, v.root_sha256
+                ta(
+                    ui,
+                    "audit-export-verified",
+                    &[
+                        ("count", i18n::n(v.export.count as f64)),
+                        ("first", i18n::s(v.export.first_seq.to_string())),
+                        ("last", i18n::s(v.export.last_seq.to_string())),
+                        ("checkpoints", i18n::n(v.export.checkpoints as f64)),
+                        ("signer", i18n::s(v.export.signer_subject.to_string())),
+                        ("root", i18n::s(v.root_sha256.to_string())),
+                    ],
                 ),
             );
         }
         Some(Err(e)) => {
-            ui.colored_label(Color32::RED, format!("Export NOT verified: {e}"));
+            ui.colored_label(
+                Color32::RED,
+                ta(
+                    ui,
+                    "audit-export-not-verified",
+                    &[("detail", i18n::s(e.as_str()))],
+                ),
+            );
         }
         None => {}
     }

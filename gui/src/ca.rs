@@ -8,16 +8,19 @@ use egui::{Color32, RichText};
 use station::ca_admin::CrlReport;
 use station::hierarchy::CaSummary;
 
+use crate::i18n::{self, t, ta};
 use crate::worker::{Command, Event, RotationLists};
 
-/// The rotation requests an administrator can file: (button, CA name for `request_rotation`).
+/// The rotation requests an administrator can file: (catalogue id of the button, CA name for
+/// `request_rotation`).
 pub const ROTATIONS: &[(&str, &str)] = &[
-    ("Request e-Signature CA rotation", "esign"),
-    ("Request root rollover", "root"),
-    ("Request Document Signer rotation", "document-signer"),
+    ("ca-request-esign", "esign"),
+    ("ca-request-root", "root"),
+    ("ca-request-document-signer", "document-signer"),
 ];
 
-/// RFC 5280 §5.3.1 reason names offered for a single certificate.
+/// RFC 5280 §5.3.1 reason names offered for a single certificate (shown in words: the
+/// catalogue's `reason-<name>`).
 pub const REASONS: &[&str] = &[
     "keyCompromise",
     "cessationOfOperation",
@@ -81,8 +84,8 @@ pub fn ui(ui: &mut egui::Ui, st: &mut CaState, cmds: &mut Vec<Command>) {
     egui::CentralPanel::default_margins().show(ui, |ui| {
         egui::ScrollArea::vertical().show(ui, |ui| {
             ui.horizontal(|ui| {
-                ui.heading("CA hierarchy");
-                if ui.button("Refresh").clicked() {
+                ui.heading(t(ui, "ca-hierarchy"));
+                if ui.button(t(ui, "refresh")).clicked() {
                     st.summaries = None;
                     cmds.push(Command::CaSummaries);
                 }
@@ -99,8 +102,15 @@ pub fn ui(ui: &mut egui::Ui, st: &mut CaState, cmds: &mut Vec<Command>) {
                         .striped(true)
                         .num_columns(6)
                         .show(ui, |ui| {
-                            for h in ["CA", "Key label", "State", "Subject", "Valid", "SHA-256"] {
-                                ui.label(RichText::new(h).strong());
+                            for h in [
+                                "ca-col-ca",
+                                "ca-col-key",
+                                "ca-col-state",
+                                "ca-col-subject",
+                                "ca-col-valid",
+                                "ca-col-fingerprint",
+                            ] {
+                                ui.label(RichText::new(t(ui, h)).strong());
                             }
                             ui.end_row();
                             for c in list {
@@ -116,23 +126,35 @@ pub fn ui(ui: &mut egui::Ui, st: &mut CaState, cmds: &mut Vec<Command>) {
                                 // Monospace: dates of equal length keep the column, and so
                                 // the fingerprint column after it, at the same x every time.
                                 ui.label(
-                                    RichText::new(format!("{}\n{}", c.not_before, c.not_after))
-                                        .monospace(),
+                                    RichText::new(format!(
+                                        "{}\n{}",
+                                        i18n::date(&c.not_before),
+                                        i18n::date(&c.not_after)
+                                    ))
+                                    .monospace(),
                                 );
-                                ui.label(
-                                    RichText::new(fingerprint_lines(&c.fingerprint_sha256))
-                                        .monospace()
-                                        .small(),
-                                );
+                                ui.horizontal(|ui| {
+                                    ui.label(
+                                        RichText::new(fingerprint_lines(&c.fingerprint_sha256))
+                                            .monospace(),
+                                    );
+                                    if ui
+                                        .small_button(t(ui, "copy"))
+                                        .on_hover_text(t(ui, "copy"))
+                                        .clicked()
+                                    {
+                                        ui.ctx().copy_text(c.fingerprint_sha256.clone());
+                                    }
+                                });
                                 ui.end_row();
                             }
                         });
                 }
             }
             ui.separator();
-            ui.heading("Certificate revocation list");
+            ui.heading(t(ui, "crl-heading"));
             if ui
-                .add_enabled(!st.crl_pending, egui::Button::new("Publish CRL"))
+                .add_enabled(!st.crl_pending, egui::Button::new(t(ui, "crl-publish")))
                 .clicked()
             {
                 st.crl_pending = true;
@@ -141,24 +163,28 @@ pub fn ui(ui: &mut egui::Ui, st: &mut CaState, cmds: &mut Vec<Command>) {
             if st.crl_pending {
                 ui.horizontal(|ui| {
                     ui.spinner();
-                    ui.label("Signing the CRL in the HSM…");
+                    ui.label(t(ui, "crl-signing"));
                 });
             }
             match &st.crl {
                 Some(Ok(reports)) => {
                     ui.colored_label(
                         Color32::from_rgb(0, 140, 60),
-                        format!("{} CRLs published, one per CA key:", reports.len()),
+                        ta(
+                            ui,
+                            "crl-published",
+                            &[("count", i18n::n(reports.len() as f64))],
+                        ),
                     );
                     egui::Grid::new("crls").striped(true).show(ui, |ui| {
                         for h in [
-                            "CA key",
-                            "CRL number",
-                            "revoked",
-                            "this update",
-                            "next update",
+                            "crl-col-key",
+                            "crl-col-number",
+                            "crl-col-revoked",
+                            "crl-col-this-update",
+                            "crl-col-next-update",
                         ] {
-                            ui.strong(h);
+                            ui.strong(t(ui, h));
                         }
                         ui.end_row();
                         for r in reports {
@@ -177,24 +203,27 @@ pub fn ui(ui: &mut egui::Ui, st: &mut CaState, cmds: &mut Vec<Command>) {
                 None => {}
             }
             ui.separator();
-            ui.heading("Revoke a certificate");
+            ui.heading(t(ui, "ca-revoke-heading"));
             ui.horizontal(|ui| {
-                let l = ui.label("Certificate serial (hex)");
+                let l = ui.label(t(ui, "ca-revoke-serial"));
                 ui.add(egui::TextEdit::singleline(&mut st.serial).desired_width(320.0))
                     .labelled_by(l.id);
             });
-            egui::ComboBox::from_label("Revocation reason")
-                .selected_text(REASONS[st.reason.min(REASONS.len() - 1)])
+            let reason_word = |ui: &egui::Ui, r: &str| t(ui, &format!("reason-{r}"));
+            let chosen = reason_word(ui, REASONS[st.reason.min(REASONS.len() - 1)]);
+            egui::ComboBox::from_label(t(ui, "ca-revoke-reason"))
+                .selected_text(chosen)
                 .show_ui(ui, |ui| {
                     for (i, r) in REASONS.iter().enumerate() {
-                        ui.selectable_value(&mut st.reason, i, *r);
+                        let w = reason_word(ui, r);
+                        ui.selectable_value(&mut st.reason, i, w);
                     }
                 });
-            ui.checkbox(&mut st.confirm, "I have checked the serial: revoke it");
+            ui.checkbox(&mut st.confirm, t(ui, "ca-revoke-confirm"));
             if ui
                 .add_enabled(
                     st.confirm && !st.revoke_pending && !st.serial.trim().is_empty(),
-                    egui::Button::new("Revoke certificate"),
+                    egui::Button::new(t(ui, "ca-revoke-button")),
                 )
                 .clicked()
             {
@@ -208,7 +237,7 @@ pub fn ui(ui: &mut egui::Ui, st: &mut CaState, cmds: &mut Vec<Command>) {
                 Some(Ok(s)) => {
                     ui.colored_label(
                         Color32::from_rgb(0, 140, 60),
-                        format!("Certificate {s} revoked; it appears on the next CRL."),
+                        ta(ui, "ca-revoked", &[("serial", i18n::s(s.as_str()))]),
                     );
                 }
                 Some(Err(e)) => {
@@ -232,14 +261,12 @@ fn rotation_cmd(st: &mut CaState, cmds: &mut Vec<Command>, cmd: Command) {
 }
 
 fn rotation_ui(ui: &mut egui::Ui, st: &mut CaState, cmds: &mut Vec<Command>) {
-    ui.heading("Key rotation");
-    ui.label(
-        "A request filed by one CA administrator runs when another approves it (dual control).",
-    );
+    ui.heading(t(ui, "ca-rotation-heading"));
+    ui.label(t(ui, "ca-rotation-note"));
     ui.horizontal(|ui| {
         for (button, ca) in ROTATIONS {
             if ui
-                .add_enabled(!st.rotation_pending, egui::Button::new(*button))
+                .add_enabled(!st.rotation_pending, egui::Button::new(t(ui, button)))
                 .clicked()
             {
                 rotation_cmd(st, cmds, Command::RequestRotation { ca: ca.to_string() });
@@ -249,7 +276,7 @@ fn rotation_ui(ui: &mut egui::Ui, st: &mut CaState, cmds: &mut Vec<Command>) {
     if st.rotation_pending {
         ui.horizontal(|ui| {
             ui.spinner();
-            ui.label("Working on the request (HSM)…");
+            ui.label(t(ui, "ca-rotation-working"));
         });
     }
     match &st.rotation_result {
@@ -257,7 +284,10 @@ fn rotation_ui(ui: &mut egui::Ui, st: &mut CaState, cmds: &mut Vec<Command>) {
             ui.colored_label(Color32::from_rgb(0, 140, 60), m);
         }
         Some(Err(e)) => {
-            ui.colored_label(Color32::RED, format!("Refused: {e}"));
+            ui.colored_label(
+                Color32::RED,
+                ta(ui, "ca-refused", &[("detail", i18n::s(e.as_str()))]),
+            );
         }
         None => {}
     }
@@ -271,27 +301,27 @@ fn rotation_ui(ui: &mut egui::Ui, st: &mut CaState, cmds: &mut Vec<Command>) {
         }
         Some(Ok(lists)) => {
             if lists.requests.is_empty() {
-                ui.label("No CA requests.");
+                ui.label(t(ui, "ca-no-requests"));
             } else {
                 egui::Grid::new("ca-requests")
                     .striped(true)
                     .num_columns(8)
                     .show(ui, |ui| {
                         for h in [
-                            "Request",
-                            "CA",
-                            "Kind",
-                            "Requested by",
-                            "Approvals",
-                            "State",
-                            "Expires",
-                            "",
+                            "ca-col-request",
+                            "ca-col-ca",
+                            "ca-col-kind",
+                            "ca-col-requested-by",
+                            "ca-col-approvals",
+                            "ca-col-state",
+                            "ca-col-expires",
                         ] {
-                            ui.label(RichText::new(h).strong());
+                            ui.label(RichText::new(t(ui, h)).strong());
                         }
+                        ui.label("");
                         ui.end_row();
                         for r in &lists.requests {
-                            ui.label(format!("Request {}", r.id));
+                            ui.label(ta(ui, "ca-request", &[("id", i18n::s(r.id.to_string()))]));
                             ui.label(&r.ca);
                             ui.label(&r.kind);
                             ui.label(&r.requested_by);
@@ -305,18 +335,21 @@ fn rotation_ui(ui: &mut egui::Ui, st: &mut CaState, cmds: &mut Vec<Command>) {
                                 Some(o) => format!("{}: {o}", r.state),
                                 None => r.state.clone(),
                             });
-                            ui.label(&r.expires_at);
+                            ui.label(i18n::date(&r.expires_at));
                             if r.state == "pending" {
                                 ui.horizontal(|ui| {
                                     let enabled = !st.rotation_pending;
                                     if ui
-                                        .add_enabled(enabled, egui::Button::new("Approve"))
+                                        .add_enabled(
+                                            enabled,
+                                            egui::Button::new(t(ui, "ca-approve")),
+                                        )
                                         .clicked()
                                     {
                                         action = Some(Command::ApproveRequest { id: r.id });
                                     }
                                     if ui
-                                        .add_enabled(enabled, egui::Button::new("Refuse"))
+                                        .add_enabled(enabled, egui::Button::new(t(ui, "ca-refuse")))
                                         .clicked()
                                     {
                                         action = Some(Command::RefuseRequest { id: r.id });
@@ -330,23 +363,23 @@ fn rotation_ui(ui: &mut egui::Ui, st: &mut CaState, cmds: &mut Vec<Command>) {
                     });
             }
             ui.add_space(6.0);
-            ui.label(RichText::new("Re-issuance list").strong());
+            ui.label(RichText::new(t(ui, "ca-reissue-heading")).strong());
             if lists.reissue.is_empty() {
-                ui.label("No holder certificate needs re-issuance.");
+                ui.label(t(ui, "ca-reissue-none"));
             } else {
                 egui::Grid::new("reissue")
                     .striped(true)
                     .num_columns(6)
                     .show(ui, |ui| {
                         for h in [
-                            "Holder",
-                            "PINFL",
-                            "Document",
-                            "Certificate",
-                            "Purpose",
-                            "Issuer key",
+                            "ca-col-holder",
+                            "field-pinfl",
+                            "ca-col-document",
+                            "ca-col-certificate",
+                            "ca-col-purpose",
+                            "ca-col-issuer-key",
                         ] {
-                            ui.label(RichText::new(h).strong());
+                            ui.label(RichText::new(t(ui, h)).strong());
                         }
                         ui.end_row();
                         for i in &lists.reissue {

@@ -1,6 +1,7 @@
 //! The clerk's holder form: every field of the holder record (issue #6 input format) as text,
 //! validated as the clerk types by the station's own [`station::holder::validate`], so the GUI
-//! shows exactly the CLI's messages ("field: rule").
+//! shows the CLI's rules under the field they concern. Dates are typed DD.MM.YYYY (a mask) and
+//! given to the station as `YYYY-MM-DD`.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -40,7 +41,30 @@ fn opt(s: &str) -> Option<String> {
     (!t.is_empty()).then(|| s.to_string())
 }
 
+/// A date as typed (DD.MM.YYYY) for the record (`YYYY-MM-DD`); text of another shape goes to
+/// the station as it is, and the form reports its shape ([`HolderForm::date_shape_errors`]).
+fn iso(typed: &str) -> String {
+    crate::i18n::iso_from_typed(typed).unwrap_or_else(|| typed.to_owned())
+}
+
 impl HolderForm {
+    /// Date fields whose text is not DD.MM.YYYY (empty ones are the station's to judge).
+    pub fn date_shape_errors(&self) -> Vec<&'static str> {
+        FIELDS
+            .iter()
+            .filter(|f| f.input == Input::Date)
+            .filter(|f| {
+                let text = match f.key {
+                    "date_of_birth" => &self.date_of_birth,
+                    "address.registered_on" => &self.registered_on,
+                    _ => &self.registered_until,
+                };
+                !text.trim().is_empty() && crate::i18n::iso_from_typed(text).is_none()
+            })
+            .map(|f| f.key)
+            .collect()
+    }
+
     /// A new, empty form: citizenship `nationality` (the document profile's default
     /// nationality) and a permanent address, as most enrolments are.
     pub fn new(nationality: &str) -> Self {
@@ -62,7 +86,7 @@ impl HolderForm {
             given_names_cyrillic: opt(&self.given_names_cyrillic),
             patronymic_cyrillic: opt(&self.patronymic_cyrillic),
             sex: self.sex.clone(),
-            date_of_birth: self.date_of_birth.clone(),
+            date_of_birth: iso(&self.date_of_birth),
             place_of_birth: self.place_of_birth.clone(),
             citizenship: self.citizenship.clone(),
             address: AddressRecord {
@@ -72,8 +96,8 @@ impl HolderForm {
                 street: self.street.clone(),
                 house: self.house.clone(),
                 apartment: opt(&self.apartment),
-                registered_on: self.registered_on.clone(),
-                registered_until: opt(&self.registered_until),
+                registered_on: iso(&self.registered_on),
+                registered_until: opt(&self.registered_until).map(|d| iso(&d)),
             },
             photo: self
                 .photo
@@ -96,7 +120,7 @@ impl HolderForm {
             given_names_cyrillic: s(&r.given_names_cyrillic),
             patronymic_cyrillic: s(&r.patronymic_cyrillic),
             sex: r.sex.clone(),
-            date_of_birth: r.date_of_birth.clone(),
+            date_of_birth: crate::i18n::date(&r.date_of_birth),
             place_of_birth: r.place_of_birth.clone(),
             citizenship: r.citizenship.clone(),
             address_kind: r.address.kind.clone(),
@@ -105,8 +129,8 @@ impl HolderForm {
             street: r.address.street.clone(),
             house: r.address.house.clone(),
             apartment: s(&r.address.apartment),
-            registered_on: r.address.registered_on.clone(),
-            registered_until: s(&r.address.registered_until),
+            registered_on: crate::i18n::date(&r.address.registered_on),
+            registered_until: crate::i18n::date(&s(&r.address.registered_until)),
             photo,
             touched: BTreeSet::new(),
         };
@@ -154,55 +178,135 @@ impl HolderForm {
     }
 }
 
-/// A form field: record key and the label the clerk sees (also its accessible name).
+/// A form field: record key, the catalogue ids of its label (also its accessible name) and of
+/// its hint, and how it is entered.
 pub struct Field {
     pub key: &'static str,
     pub label: &'static str,
     pub hint: &'static str,
+    pub input: Input,
 }
 
-const fn f(key: &'static str, label: &'static str, hint: &'static str) -> Field {
-    Field { key, label, hint }
+/// How a field is entered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    Text,
+    /// DD.MM.YYYY with a mask; the record gets `YYYY-MM-DD`.
+    Date,
+    /// One of a list (sex, address kind, citizenship, region, district).
+    Choice,
+}
+
+const fn f(key: &'static str, label: &'static str, hint: &'static str, input: Input) -> Field {
+    Field {
+        key,
+        label,
+        hint,
+        input,
+    }
 }
 
 /// Every field of the holder record, in form order.
 pub const FIELDS: &[Field] = &[
-    f("pinfl", "PINFL", "14 digits"),
-    f("surname", "Surname", "Latin"),
-    f("given_names", "Given names", "Latin"),
-    f("patronymic", "Patronymic", "Latin, optional"),
-    f("surname_cyrillic", "Surname (Cyrillic)", "optional"),
-    f("given_names_cyrillic", "Given names (Cyrillic)", "optional"),
-    f("patronymic_cyrillic", "Patronymic (Cyrillic)", "optional"),
-    f("sex", "Sex", "M or F"),
-    f("date_of_birth", "Date of birth", "YYYY-MM-DD"),
-    f("place_of_birth", "Place of birth", ""),
-    f("citizenship", "Citizenship", "alpha-3, XXA = stateless"),
-    f("address.kind", "Address kind", "permanent or temporary"),
-    f("address.region", "Region", ""),
-    f("address.district", "District", ""),
-    f("address.street", "Street", ""),
-    f("address.house", "House", ""),
-    f("address.apartment", "Apartment", "optional"),
-    f("address.registered_on", "Registered on", "YYYY-MM-DD"),
+    f("pinfl", "field-pinfl", "hint-pinfl", Input::Text),
+    f("surname", "field-surname", "hint-latin", Input::Text),
+    f(
+        "given_names",
+        "field-given-names",
+        "hint-latin",
+        Input::Text,
+    ),
+    f(
+        "patronymic",
+        "field-patronymic",
+        "hint-latin-optional",
+        Input::Text,
+    ),
+    f(
+        "surname_cyrillic",
+        "field-surname-cyrillic",
+        "hint-optional",
+        Input::Text,
+    ),
+    f(
+        "given_names_cyrillic",
+        "field-given-names-cyrillic",
+        "hint-optional",
+        Input::Text,
+    ),
+    f(
+        "patronymic_cyrillic",
+        "field-patronymic-cyrillic",
+        "hint-optional",
+        Input::Text,
+    ),
+    f("sex", "field-sex", "hint-none", Input::Choice),
+    f(
+        "date_of_birth",
+        "field-date-of-birth",
+        "hint-date",
+        Input::Date,
+    ),
+    f(
+        "place_of_birth",
+        "field-place-of-birth",
+        "hint-none",
+        Input::Text,
+    ),
+    f(
+        "citizenship",
+        "field-citizenship",
+        "hint-none",
+        Input::Choice,
+    ),
+    f(
+        "address.kind",
+        "field-address-kind",
+        "hint-none",
+        Input::Choice,
+    ),
+    f("address.region", "field-region", "hint-none", Input::Choice),
+    f(
+        "address.district",
+        "field-district",
+        "hint-none",
+        Input::Choice,
+    ),
+    f("address.street", "field-street", "hint-none", Input::Text),
+    f("address.house", "field-house", "hint-none", Input::Text),
+    f(
+        "address.apartment",
+        "field-apartment",
+        "hint-optional",
+        Input::Text,
+    ),
+    f(
+        "address.registered_on",
+        "field-registered-on",
+        "hint-date",
+        Input::Date,
+    ),
     f(
         "address.registered_until",
-        "Registered until",
-        "temporary address only",
+        "field-registered-until",
+        "hint-date-temporary",
+        Input::Date,
     ),
 ];
 
-/// The label the clerk sees for a record key (`photo` is the photo; an unknown key is shown
-/// as it is).
-pub fn label_of(key: &str) -> &str {
+/// The catalogue id of the label the clerk sees for a record key (`photo` is the photo).
+pub fn label_id_of(key: &str) -> Option<&'static str> {
     if key == "photo" {
-        return "Photo";
+        return Some("field-photo");
     }
-    FIELDS
-        .iter()
-        .find(|f| f.key == key)
-        .map(|f| f.label)
-        .unwrap_or(key)
+    FIELDS.iter().find(|f| f.key == key).map(|f| f.label)
+}
+
+/// The label the clerk sees for a record key, in `lang` (an unknown key is shown as it is).
+pub fn label_of(lang: crate::i18n::Lang, key: &str) -> String {
+    label_id_of(key)
+        .map(|id| crate::i18n::tr(lang, id))
+        .unwrap_or_else(|| key.to_owned())
 }
 
 /// The Latin/Cyrillic pairs shown side by side.

@@ -10,6 +10,7 @@ pub mod clerk;
 pub mod error;
 pub mod fonts;
 pub mod form;
+pub mod i18n;
 pub mod options;
 pub mod readers;
 pub mod worker;
@@ -23,7 +24,9 @@ pub fn run(opts: GuiOptions) -> Result<(), GuiError> {
     let native = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("idstation")
-            .with_inner_size([1240.0, 780.0]),
+            .with_inner_size([1240.0, 780.0])
+            .with_min_inner_size([1024.0, 700.0])
+            .with_maximized(true),
         ..Default::default()
     };
     eframe::run_native(

@@ -23,11 +23,17 @@ use station::Station;
 use station::{AuditEvent, ExportFormat, Role};
 use zeroize::Zeroizing;
 
+use crate::i18n::{self, tr, tr_args, Lang};
+
 /// What the UI asks the station to do. Secrets travel in zeroizing buffers.
 pub enum Command {
     Login {
         name: String,
         password: Zeroizing<String>,
+        /// The language the operator chose on the log-in screen, to remember for them.
+        language: Option<String>,
+        /// The log-in screen's language (the worker's messages until the operator's own).
+        lang: Lang,
     },
     Logout {
         reason: &'static str,
@@ -92,6 +98,9 @@ pub struct SessionInfo {
     pub series: Option<String>,
     /// The expiry a document issued today gets (document profile).
     pub expiry: time::Date,
+    /// The operator's interface language: chosen at this log-in, or remembered from an
+    /// earlier one (`station::preferences`).
+    pub language: Option<String>,
 }
 
 /// One step of an issuance as the progress view shows it.
@@ -155,30 +164,38 @@ pub struct RotationLists {
     pub reissue: Vec<ReissueItem>,
 }
 
-/// A rotation result in plain words.
-fn approval_text(a: &Approval) -> String {
+/// A rotation result in plain words, in `lang`.
+fn approval_text(lang: Lang, a: &Approval) -> String {
+    let id = ("id", i18n::s(a.request.id.to_string()));
     match &a.executed {
         // An operator request (operator-add, -enable, -role): `key` says what it did.
-        Some(x) if station::rotation::OPERATOR_KINDS.contains(&x.kind.as_str()) => format!(
-            "Request {} approved and executed: {}.",
-            a.request.id, x.key
+        Some(x) if station::rotation::OPERATOR_KINDS.contains(&x.kind.as_str()) => tr_args(
+            lang,
+            "ca-approved-operator",
+            &[id, ("what", i18n::s(x.key.as_str()))],
         ),
-        Some(x) => format!(
-            "Request {} approved and executed: CA {} now signs with {}{} ({} certificate(s) to re-issue).",
-            a.request.id,
-            x.ca,
-            x.key,
-            x.old_key
-                .as_ref()
-                .map(|o| format!(", replacing {o}"))
-                .unwrap_or_default(),
-            x.reissue_required
+        Some(x) => tr_args(
+            lang,
+            match &x.old_key {
+                Some(_) => "ca-approved-replacing",
+                None => "ca-approved-key",
+            },
+            &[
+                id,
+                ("ca", i18n::s(x.ca.as_str())),
+                ("key", i18n::s(x.key.as_str())),
+                ("old", i18n::s(x.old_key.clone().unwrap_or_default())),
+                ("count", i18n::n(x.reissue_required as f64)),
+            ],
         ),
-        None => format!(
-            "Request {} approved ({} of {} approvals); it runs when the quorum is reached.",
-            a.request.id,
-            a.request.approvals.len(),
-            a.request.quorum
+        None => tr_args(
+            lang,
+            "ca-approved-waiting",
+            &[
+                id,
+                ("approvals", i18n::n(a.request.approvals.len() as f64)),
+                ("quorum", i18n::n(a.request.quorum as f64)),
+            ],
         ),
     }
 }
@@ -207,7 +224,9 @@ impl Waker {
 
 /// The UI's handle on the worker thread.
 pub struct Worker {
-    tx: Sender<Command>,
+    /// `None` only while dropping.
+    tx: Option<Sender<Command>>,
+    thread: Option<std::thread::JoinHandle<()>>,
     rx: Receiver<Event>,
     pub waker: Waker,
 }
@@ -227,6 +246,7 @@ impl Worker {
                     data_dir,
                     station: None,
                     session: None,
+                    lang: Lang::default(),
                 };
                 for cmd in cmd_rx {
                     let send = |e: Event| {
@@ -236,18 +256,28 @@ impl Worker {
                     state.run(cmd, &send);
                 }
             });
-        if let Err(e) = spawned {
-            tracing::error!(error = %e, "cannot start the station worker thread");
+        let thread = match spawned {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the station worker thread");
+                None
+            }
+        };
+        Worker {
+            tx: Some(tx),
+            thread,
+            rx,
+            waker,
         }
-        Worker { tx, rx, waker }
     }
 
     /// Send a command; `false` when the worker is gone.
     pub fn send(&self, cmd: Command) -> bool {
-        self.tx.send(cmd).is_ok()
+        self.tx.as_ref().is_some_and(|tx| tx.send(cmd).is_ok())
     }
 
     /// Events that arrived since the last call.
+    /// (The worker ends when the UI's handle is dropped; see `Drop`.)
     pub fn poll(&self) -> Vec<Event> {
         self.rx.try_iter().collect()
     }
@@ -257,64 +287,63 @@ struct WorkerState {
     data_dir: PathBuf,
     station: Option<Station>,
     session: Option<Session>,
+    /// The logged-in operator's interface language (the worker's own messages).
+    lang: Lang,
 }
 
 fn text(e: StationError) -> String {
     e.to_string()
 }
 
-/// Plain words and the next step for a failed issuance.
-pub fn explain_issue_error(e: &StationError) -> Failure {
+/// Plain words and the next step for a failed issuance, in `lang`.
+pub fn explain_issue_error(lang: Lang, e: &StationError) -> Failure {
+    let detail = |m: &str| [("detail", i18n::s(m))];
     match e {
         StationError::Card { message, .. } if message.contains("removed") => Failure {
-            message: format!("The card was removed while the station was working on it ({message})."),
-            next: "Insert it again and press Retry. The station finishes or undoes the interrupted job first.".into(),
+            message: tr_args(lang, "issue-card-removed", &detail(message)),
+            next: tr(lang, "issue-card-removed-next"),
             retry: true,
             ..Failure::default()
         },
         StationError::Card { message, .. } if message.contains("no card") => Failure {
-            message: format!("There is no card in a reader ({message})."),
-            next: "Insert a blank card and press Retry.".into(),
+            message: tr_args(lang, "issue-no-card", &detail(message)),
+            next: tr(lang, "issue-no-card-next"),
             retry: true,
             ..Failure::default()
         },
         StationError::Card { message, .. } => Failure {
-            message: format!("The card or reader failed: {message}."),
-            next: "Check the reader and the card, then press Retry. If it fails again, use another blank card.".into(),
+            message: tr_args(lang, "issue-card-failed", &detail(message)),
+            next: tr(lang, "issue-card-failed-next"),
             retry: true,
             ..Failure::default()
         },
         StationError::Conflict(m) => Failure {
             message: m.clone(),
-            next: "If the holder's old card is lost or stolen, declare it first; if the card is already issued, insert a blank card.".into(),
+            next: tr(lang, "issue-conflict-next"),
             retry: false,
             ..Failure::default()
         },
         StationError::HolderDiffers { changes, .. } => Failure {
-            message: "This holder is registered with other personal data than the form shows."
-                .into(),
-            next: "Compare each field below with the holder's documents. If the documents \
-                   confirm the new data, update the registry and issue; otherwise correct the \
-                   form."
-                .into(),
+            message: tr(lang, "issue-holder-differs"),
+            next: tr(lang, "issue-holder-differs-next"),
             retry: false,
             holder_changes: changes.clone(),
         },
         StationError::Invalid { field, rule } => Failure {
-            message: format!("{field}: {rule}"),
-            next: "Correct the field and press Issue again.".into(),
+            message: format!("{}: {rule}", crate::form::label_of(lang, field)),
+            next: tr(lang, "issue-invalid-next"),
             retry: false,
             ..Failure::default()
         },
         StationError::Hsm(h) => Failure {
-            message: format!("The HSM failed: {h}."),
-            next: "Nothing was written to the card that cannot be recovered. Call the CA administrator.".into(),
+            message: tr_args(lang, "issue-hsm-failed", &detail(&h.to_string())),
+            next: tr(lang, "issue-hsm-failed-next"),
             retry: false,
             ..Failure::default()
         },
         other => Failure {
             message: other.to_string(),
-            next: "Press Retry; if it fails again, call the administrator with this message.".into(),
+            next: tr(lang, "issue-other-next"),
             retry: true,
             ..Failure::default()
         },
@@ -332,10 +361,18 @@ impl WorkerState {
     }
 
     fn run(&mut self, cmd: Command, send: &dyn Fn(Event)) {
-        if let Command::Login { name, password } = cmd {
-            self.log_in(&name, &password, send);
+        if let Command::Login {
+            name,
+            password,
+            language,
+            lang,
+        } = cmd
+        {
+            self.lang = lang;
+            self.log_in(&name, &password, language, send);
             return;
         }
+        let lang = self.lang;
         let Some(session) = self.session.clone() else {
             tracing::warn!("command without a logged-in operator ignored");
             return;
@@ -355,7 +392,7 @@ impl WorkerState {
             c @ (Command::LookupHolder { .. }
             | Command::LookupDocument { .. }
             | Command::Issue { .. }
-            | Command::RevokeDocument { .. }) => clerk(st, &session, c, send),
+            | Command::RevokeDocument { .. }) => clerk(st, &session, lang, c, send),
             c @ (Command::AuditEvents
             | Command::VerifyLog
             | Command::Export { .. }
@@ -366,13 +403,19 @@ impl WorkerState {
             | Command::CaRequests
             | Command::RequestRotation { .. }
             | Command::ApproveRequest { .. }
-            | Command::RefuseRequest { .. }) => ca_admin(st, &session, c, send),
+            | Command::RefuseRequest { .. }) => ca_admin(st, &session, lang, c, send),
         }
     }
 
     /// Log in (audited), then load what the clerk's form needs from the document profile and
     /// the office's number block.
-    fn log_in(&mut self, name: &str, password: &Zeroizing<String>, send: &dyn Fn(Event)) {
+    fn log_in(
+        &mut self,
+        name: &str,
+        password: &Zeroizing<String>,
+        chosen: Option<String>,
+        send: &dyn Fn(Event),
+    ) {
         let r = self.station().and_then(|st| {
             let s = interactive::login(st, name, password).map_err(text)?;
             let doc = st.document_profile().map_err(text)?.clone();
@@ -387,7 +430,24 @@ impl WorkerState {
         });
         match r {
             Ok((s, document, series, expiry)) => {
+                // The language chosen now is remembered for this operator; without a choice,
+                // the one remembered applies.
+                let language = match chosen {
+                    Some(tag) => {
+                        if let Err(e) =
+                            station::preferences::set_language(&self.data_dir, s.operator(), &tag)
+                        {
+                            tracing::warn!(error = %e, "could not remember the operator's language");
+                        }
+                        Some(tag)
+                    }
+                    None => station::preferences::language(&self.data_dir, s.operator()),
+                };
+                if let Some(l) = language.as_deref().and_then(Lang::from_tag) {
+                    self.lang = l;
+                }
                 send(Event::LoggedIn(SessionInfo {
+                    language,
                     operator: s.operator().to_owned(),
                     role: s.role(),
                     document,
@@ -408,7 +468,7 @@ fn need(st: &mut Station, session: &Session, roles: &[Role], action: &str) -> Re
 }
 
 /// The clerk's commands: look-ups, issuance, revocation of a document.
-fn clerk(st: &mut Station, session: &Session, cmd: Command, send: &dyn Fn(Event)) {
+fn clerk(st: &mut Station, session: &Session, lang: Lang, cmd: Command, send: &dyn Fn(Event)) {
     match cmd {
         Command::LookupHolder { pinfl } => send(Event::Holder(
             need(st, session, &[Role::Clerk], "look up holders").and_then(|_| {
@@ -434,7 +494,7 @@ fn clerk(st: &mut Station, session: &Session, cmd: Command, send: &dyn Fn(Event)
             let r = match need(st, session, &[Role::Clerk], "issue cards") {
                 Err(m) => Err(Failure {
                     message: m,
-                    next: "Log in as a clerk.".into(),
+                    next: tr(lang, "issue-log-in-as-clerk"),
                     retry: false,
                     ..Failure::default()
                 }),
@@ -450,7 +510,7 @@ fn clerk(st: &mut Station, session: &Session, cmd: Command, send: &dyn Fn(Event)
                         send(Event::IssueStep(StepReport::from(p)))
                     })
                     .map(Box::new)
-                    .map_err(|e| explain_issue_error(&e))
+                    .map_err(|e| explain_issue_error(lang, &e))
                 }
             };
             send(Event::Issued(r));
@@ -472,49 +532,63 @@ fn clerk(st: &mut Station, session: &Session, cmd: Command, send: &dyn Fn(Event)
 
 /// The CA administrator's commands: the hierarchy, CRLs, certificates and dual-control
 /// requests.
-fn ca_admin(st: &mut Station, session: &Session, cmd: Command, send: &dyn Fn(Event)) {
+fn ca_admin(st: &mut Station, session: &Session, lang: Lang, cmd: Command, send: &dyn Fn(Event)) {
     match cmd {
-            Command::CaSummaries => send(Event::CaSummaries(
-                need(st, session, &[Role::CaAdmin], "view the CA hierarchy").and_then(|_| {
-                    station::hierarchy::summaries(&st.registry, &st.layout).map_err(text)
-                }),
-            )),
-            Command::PublishCrl => send(Event::CrlPublished(
-                need(st, session, &[Role::CaAdmin], "publish CRLs")
-                    .and_then(|_| station::ca_admin::crl_all(st, session, None).map_err(text)),
-            )),
-            Command::RevokeCertificate { serial, reason } => send(Event::CertificateRevoked(
-                interactive::revoke_certificate(st, session, &serial, &reason).map_err(text),
-            )),
-            Command::CaRequests => send(Event::CaRequests(
-                need(st, session, &[Role::CaAdmin], "view CA requests").and_then(|_| {
-                    let requests =
-                        station::rotation::list_requests(st, session.actor()).map_err(text)?;
-                    let reissue = station::rotation::reissue_list(st, session).map_err(text)?;
-                    Ok(Box::new(RotationLists { requests, reissue }))
-                }),
-            )),
-            Command::RequestRotation { ca } => send(Event::CaRequestDone(
-                station::rotation::request_rotation(st, session, &ca)
-                    .map(|r| {
-                        format!(
-                            "Request {} filed: rotate CA {}. Another CA administrator must approve it before {}.",
-                            r.id, r.ca, r.expires_at
-                        )
-                    })
-                    .map_err(text),
-            )),
-            Command::ApproveRequest { id } => send(Event::CaRequestDone(
-                station::rotation::approve(st, session, id)
-                    .map(|a| approval_text(&a))
-                    .map_err(text),
-            )),
-            Command::RefuseRequest { id } => send(Event::CaRequestDone(
-                station::rotation::refuse(st, session, id, None)
-                    .map(|r| format!("Request {} refused: {}.", r.id, r.outcome.unwrap_or_default()))
-                    .map_err(text),
-            )),
-            _ => {}
+        Command::CaSummaries => send(Event::CaSummaries(
+            need(st, session, &[Role::CaAdmin], "view the CA hierarchy").and_then(|_| {
+                station::hierarchy::summaries(&st.registry, &st.layout).map_err(text)
+            }),
+        )),
+        Command::PublishCrl => send(Event::CrlPublished(
+            need(st, session, &[Role::CaAdmin], "publish CRLs")
+                .and_then(|_| station::ca_admin::crl_all(st, session, None).map_err(text)),
+        )),
+        Command::RevokeCertificate { serial, reason } => send(Event::CertificateRevoked(
+            interactive::revoke_certificate(st, session, &serial, &reason).map_err(text),
+        )),
+        Command::CaRequests => send(Event::CaRequests(
+            need(st, session, &[Role::CaAdmin], "view CA requests").and_then(|_| {
+                let requests =
+                    station::rotation::list_requests(st, session.actor()).map_err(text)?;
+                let reissue = station::rotation::reissue_list(st, session).map_err(text)?;
+                Ok(Box::new(RotationLists { requests, reissue }))
+            }),
+        )),
+        Command::RequestRotation { ca } => send(Event::CaRequestDone(
+            station::rotation::request_rotation(st, session, &ca)
+                .map(|r| {
+                    tr_args(
+                        lang,
+                        "ca-request-filed",
+                        &[
+                            ("id", i18n::s(r.id.to_string())),
+                            ("ca", i18n::s(r.ca.as_str())),
+                            ("expires", i18n::s(i18n::date(&r.expires_at))),
+                        ],
+                    )
+                })
+                .map_err(text),
+        )),
+        Command::ApproveRequest { id } => send(Event::CaRequestDone(
+            station::rotation::approve(st, session, id)
+                .map(|a| approval_text(lang, &a))
+                .map_err(text),
+        )),
+        Command::RefuseRequest { id } => send(Event::CaRequestDone(
+            station::rotation::refuse(st, session, id, None)
+                .map(|r| {
+                    tr_args(
+                        lang,
+                        "ca-request-refused",
+                        &[
+                            ("id", i18n::s(r.id.to_string())),
+                            ("why", i18n::s(r.outcome.unwrap_or_default())),
+                        ],
+                    )
+                })
+                .map_err(text),
+        )),
+        _ => {}
     }
 }
 
@@ -564,5 +638,17 @@ fn auditor(
             }),
         )),
         _ => {}
+    }
+}
+
+impl Drop for Worker {
+    /// Close the command channel and wait for the worker to finish its command and close the
+    /// station (HSM session, registry): a window closed during an issuance lets it end, and
+    /// the process never exits under a station that is still closing.
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }

@@ -38,8 +38,7 @@ fn enter_holder_from(h: &mut H, path: &Path) {
     let a = &rec.address;
     let mut fields = vec![
         ("PINFL", rec.pinfl.clone()),
-        ("Sex", rec.sex.clone()),
-        ("Date of birth", rec.date_of_birth.clone()),
+        ("Date of birth", gui::i18n::date(&rec.date_of_birth)),
         ("Surname", rec.surname.clone()),
         ("Given names", rec.given_names.clone()),
         ("Place of birth", rec.place_of_birth.clone()),
@@ -47,7 +46,7 @@ fn enter_holder_from(h: &mut H, path: &Path) {
         ("District", a.district.clone()),
         ("Street", a.street.clone()),
         ("House", a.house.clone()),
-        ("Registered on", a.registered_on.clone()),
+        ("Registered on", gui::i18n::date(&a.registered_on)),
     ];
     for (label, v) in [
         ("Patronymic", &rec.patronymic),
@@ -55,21 +54,22 @@ fn enter_holder_from(h: &mut H, path: &Path) {
         ("Given names (Cyrillic)", &rec.given_names_cyrillic),
         ("Patronymic (Cyrillic)", &rec.patronymic_cyrillic),
         ("Apartment", &a.apartment),
-        ("Registered until", &a.registered_until),
     ] {
         if let Some(v) = v {
             fields.push((label, v.clone()));
         }
     }
+    if let Some(until) = &a.registered_until {
+        fields.push(("Registered until", gui::i18n::date(until)));
+    }
+    // Sex and address kind are choices.
+    click(h, if rec.sex == "F" { "Female" } else { "Male" });
+    h.step();
     if a.kind != "permanent" {
-        // The form starts with "permanent": select it and type over it.
-        h.get_by_label("Address kind").click();
-        h.step();
-        h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
-        h.step();
-        h.get_by_label("Address kind").type_text(&a.kind);
+        click(h, "Temporary");
         h.step();
     }
+    assert_eq!(h.state().clerk.form.address_kind, a.kind);
     for (label, v) in fields {
         type_into(h, label, &v);
     }
@@ -106,7 +106,10 @@ fn issue_with_holder_pin(h: &mut H) -> PathBuf {
             h,
             "For the holder: choose the PIN of your card and type it twice."
         ),
-        "the holder PIN window is open"
+        "the holder PIN window is open: {} {:?} {:?}",
+        h.state().clerk.view_text(),
+        h.state().clerk.problems(),
+        h.state().clerk.form
     );
     type_into(h, "Holder PIN", PIN);
     type_into(h, "Holder PIN again", PIN);

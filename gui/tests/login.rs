@@ -31,10 +31,12 @@ fn each_role_opens_its_own_workspace_and_only_that() {
     ] {
         let mut h = harness(options(None, false), [1280.0, 900.0]);
         log_in(&mut h, name, pw, heading);
-        let who = format!(
-            "Operator {name} ({})",
-            h.state().session().expect("session").role.as_str()
-        );
+        let role = match h.state().session().expect("session").role {
+            station::Role::Clerk => "clerk",
+            station::Role::CaAdmin => "CA administrator",
+            station::Role::Auditor => "auditor",
+        };
+        let who = format!("Operator {name} ({role})");
         assert!(has_label(&h, &who), "{who} shown");
         for a in absent {
             assert!(!has_label(&h, a), "{name} must not see {a}");
@@ -138,4 +140,37 @@ fn a_ca_admin_publishes_a_crl() {
         assert!(has_label(&h, key), "{key}");
         assert!(rig().data.join(format!("crl/{key}.crl")).is_file(), "{key}");
     }
+}
+
+#[test]
+fn idle_log_out_warns_first_and_keeps_the_clerks_draft_for_the_same_clerk() {
+    let mut opts = options(None, false);
+    opts.idle_timeout = Duration::from_secs(3);
+    let mut h = harness(opts.clone(), [1280.0, 900.0]);
+    log_in(&mut h, "clerk", CLERK_PASSWORD, "Clerk workspace");
+    type_into(&mut h, "PINFL", "41505852610128");
+    h.remove_cursor();
+    // The last second of a 3 s time-out counts down, with a way to stay.
+    wait_for(&mut h, "idle warning", Duration::from_secs(10), |h| {
+        has_label(h, "Stay logged in")
+    });
+    assert!(has_label_containing(&h, "You will be logged out in "));
+    click(&mut h, "Stay logged in");
+    h.step();
+    assert!(h.state().session().is_some(), "staying keeps the session");
+    h.remove_cursor();
+    wait_for(&mut h, "idle log-out", Duration::from_secs(20), |h| {
+        h.state().session().is_none()
+    });
+    assert!(
+        !has_label_containing(&h, "41505852610128"),
+        "nothing left on screen"
+    );
+    // The same clerk finds the draft again (the log-in form keeps the operator's name).
+    type_into(&mut h, "Password", CLERK_PASSWORD);
+    click(&mut h, "Log in");
+    wait_for(&mut h, "clerk workspace", Duration::from_secs(30), |h| {
+        has_label(h, "Clerk workspace")
+    });
+    assert_eq!(h.state().clerk.form.pinfl, "41505852610128");
 }

@@ -495,7 +495,7 @@ impl<'c, 't> BacReader<'c, 't> {
         Ok(Self { channel, session })
     }
 
-    /// The secure-messaging session, to continue it elsewhere ([`crate::pace::IcaoReader`]).
+    /// The secure-messaging session, to continue it elsewhere (`IcaoReader` in the `pace` module).
     pub fn into_session(self) -> SmSession {
         self.session
     }

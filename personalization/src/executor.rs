@@ -55,14 +55,8 @@ pub struct Progress {
     pub total: usize,
 }
 
-/// A public key generated on the card.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PublicKeyInfo {
-    /// Slot.
-    pub slot: Slot,
-    /// SubjectPublicKeyInfo, DER (RFC 5480 id-ecPublicKey / prime256v1).
-    pub spki_der: Vec<u8>,
-}
+/// A public key generated on the card (defined with the PIV client).
+pub use crate::piv::PublicKeyInfo;
 
 /// Result of [`Personalizer::prepare`].
 #[derive(Clone, Debug, PartialEq, Eq)]

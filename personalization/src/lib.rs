@@ -37,6 +37,8 @@ pub mod tlv;
 pub mod transport;
 
 #[cfg(test)]
+mod services_chip_tests;
+#[cfg(test)]
 mod testutil;
 
 pub use error::Error;

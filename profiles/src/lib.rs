@@ -22,6 +22,7 @@ use serde::{Deserialize, Deserializer};
 
 pub mod card;
 pub mod document;
+pub mod regions;
 pub mod rules;
 
 use card::CardProfile;

@@ -30,6 +30,7 @@ pub mod issuance;
 pub mod journal;
 pub mod operators;
 pub mod pin_letter;
+pub mod preferences;
 pub mod ra;
 pub mod readers;
 pub mod records;
@@ -40,6 +41,7 @@ pub mod secret_input;
 pub mod services;
 pub mod session;
 pub mod time_util;
+pub mod translit;
 
 use std::path::Path;
 

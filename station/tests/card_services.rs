@@ -219,6 +219,8 @@ impl Station {
             &[
                 "ca",
                 "crl",
+                "--key",
+                "esign-ca-1",
                 "--out",
                 out.to_str().unwrap(),
                 "--operator",
@@ -686,6 +688,7 @@ fn a_renewal_pulled_at_every_apdu_exits_3_naming_the_step_and_a_retry_succeeds()
     let mut torn = 0;
     let mut resumed = 0;
     let mut steps = std::collections::BTreeSet::new();
+    let mut unnamed = Vec::new();
     let mut k = 0u64;
     loop {
         assert!(
@@ -706,18 +709,19 @@ fn a_renewal_pulled_at_every_apdu_exits_3_naming_the_step_and_a_retry_succeeds()
             "tear after {k}: the error names the step: {line}"
         );
         st.check_agreement();
-        steps.insert(
-            [
-                "card.generate",
-                "card.install",
-                "match the card",
-                "read the card",
-                "verify the holder's PIN",
-            ]
-            .into_iter()
-            .find(|s| line.contains(s))
-            .unwrap_or("other"),
-        );
+        let step = [
+            "card.generate",
+            "card.install",
+            "match the card",
+            "read the card",
+            "verify the holder's PIN",
+        ]
+        .into_iter()
+        .find(|s| line.contains(s));
+        if step.is_none() {
+            unnamed.push(format!("tear after {k}: {line}"));
+        }
+        steps.insert(step.unwrap_or("other"));
         // The card back in: the renewal (a new one, or the interrupted one resumed) succeeds.
         let card = slot.insert(&img, &[]);
         let o = st.renew(&doc, &slot.reader_name, PIN);
@@ -736,7 +740,7 @@ fn a_renewal_pulled_at_every_apdu_exits_3_naming_the_step_and_a_retry_succeeds()
     // such as the PIN check may fall between two tear points when a certificate's length moves
     // the APDU count by a GET RESPONSE), and those after the certificates were issued were
     // resumed.
-    assert!(!steps.contains("other"), "a tear named no step: {steps:?}");
+    assert!(unnamed.is_empty(), "a tear named no step: {unnamed:#?}");
     for step in [
         "card.generate",
         "card.install",

@@ -20,6 +20,10 @@ pub const HSM_PIN: &str = "hsm-pin-gui-5521";
 /// The second ca-admin, created by `init` (a ca-admin added later needs another's approval).
 pub const ADMIN2_PASSWORD: &str = "admin2-password-gui-7";
 
+/// The clerk the language tests log in as: choosing a language is remembered per operator, so
+/// they do not change the language of "clerk", whom tests running beside them use.
+pub const L10N_CLERK: &str = "clerk-lang";
+
 pub struct Rig {
     pub dir: PathBuf,
     pub data: PathBuf,
@@ -79,6 +83,8 @@ pub fn rig() -> &'static Rig {
         for (name, role, pw) in [
             ("clerk", registry::Role::Clerk, CLERK_PASSWORD),
             ("auditor", registry::Role::Auditor, AUDITOR_PASSWORD),
+            // A clerk whose language the language tests change (the others' stays English).
+            (L10N_CLERK, registry::Role::Clerk, CLERK_PASSWORD),
         ] {
             station::operators::add(&mut st, &admin, name, role, &Zeroizing::new(pw.into()))
                 .expect("add operator");

@@ -34,6 +34,15 @@ const ALG_P256: u8 = 0x11;
 /// Key reference of the card application administration (management) key.
 const MGM_KEY_REF: u8 = 0x9B;
 
+/// A public key generated on the card.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicKeyInfo {
+    /// Slot.
+    pub slot: Slot,
+    /// SubjectPublicKeyInfo, DER (RFC 5480 id-ecPublicKey / prime256v1).
+    pub spki_der: Vec<u8>,
+}
+
 /// A PIV session on one card. Counts APDUs and bytes through its [`Channel`].
 pub struct Piv<'t> {
     ch: Channel<'t>,
