@@ -164,3 +164,29 @@ pub fn log_in(h: &mut H, name: &str, password: &str, heading: &str) {
         has_label(h, heading)
     });
 }
+
+/// Times, serials, fingerprints, counts and the temporary data dir's path.
+pub fn volatile(text: &str) -> bool {
+    text.chars().any(|c| c.is_ascii_digit()) || text.contains('/')
+}
+
+pub fn mask_volatile(h: &mut H) {
+    let rects: Vec<egui::Rect> = h
+        .query_all_by(|n| {
+            n.label().is_some_and(|l| volatile(&l)) || n.value().is_some_and(|v| volatile(&v))
+        })
+        // To the right edge: a volatile text's width varies with its glyphs.
+        .map(|n| n.rect().with_max_x(1280.0))
+        .collect();
+    for r in rects {
+        h.mask(r);
+    }
+}
+
+pub fn settle(h: &mut H) {
+    h.remove_cursor();
+    for _ in 0..5 {
+        h.step();
+    }
+    mask_volatile(h);
+}

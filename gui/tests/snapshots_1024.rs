@@ -1,0 +1,59 @@
+//! The clerk's desk at 1024×768 in each language (snapshot images kept under
+//! `gui/tests/snapshots/`, masked as in `snapshots.rs`). A process of its own, so that its
+//! log-ins never show in the auditor screen `snapshots.rs` records.
+//! `UPDATE_SNAPSHOTS=1 cargo test -p gui --test snapshots_1024` writes new images.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use egui_kittest::kittest::{NodeT, Queryable};
+
+/// The clerk's desk at 1024×768 in each language: recorded as images, and no text or control
+/// reaches past the window's right or bottom edge (nothing is cut off; the form scrolls above
+/// the Issue bar).
+#[test]
+fn the_clerk_desk_fits_1024x768_in_each_language() {
+    let mut results = egui_kittest::SnapshotResults::new();
+    for lang in gui::i18n::Lang::ALL {
+        let mut h = harness(options(None, false), [1024.0, 768.0]);
+        click(&mut h, lang.native_name());
+        h.step();
+        settle(&mut h);
+        results.add(h.try_snapshot(format!("login-1024-{}", lang.tag())));
+        let heading = gui::i18n::tr(lang, "workspace-clerk");
+        type_into(&mut h, &gui::i18n::tr(lang, "login-operator"), L10N_CLERK);
+        type_into(
+            &mut h,
+            &gui::i18n::tr(lang, "login-password"),
+            CLERK_PASSWORD,
+        );
+        click(&mut h, &gui::i18n::tr(lang, "login-button"));
+        wait_for(&mut h, &heading, Duration::from_secs(30), |h| {
+            has_label(h, &heading)
+        });
+        for _ in 0..3 {
+            h.step();
+        }
+        let over: Vec<String> = h
+            .query_all_by(|n| n.label().is_some_and(|l| !l.is_empty()))
+            .filter(|n| n.rect().max.x > 1024.5 || n.rect().max.y > 768.5)
+            .map(|n| {
+                format!(
+                    "{:?} ends at {:?}",
+                    n.accesskit_node().label(),
+                    n.rect().max
+                )
+            })
+            .collect();
+        assert!(
+            over.is_empty(),
+            "{}: cut off at 1024 px: {over:?}",
+            lang.tag()
+        );
+        settle(&mut h);
+        let opts = egui_kittest::SnapshotOptions::new().max_failed_pixels(16usize);
+        results.add(h.try_snapshot_options(format!("clerk-1024-{}", lang.tag()), &opts));
+    }
+}
