@@ -710,6 +710,7 @@ fn a_renewal_pulled_at_every_apdu_exits_3_naming_the_step_and_a_retry_succeeds()
         );
         st.check_agreement();
         let step = [
+            "connect to the card",
             "card.generate",
             "card.install",
             "match the card",
