@@ -311,7 +311,7 @@ impl ClerkState {
                 .insert(key.to_string(), vec![tr(lang, "error-date-shape")]);
         }
         // Region, district and citizenship come from the lists.
-        let regions = profiles::regions::uz_regions();
+        let regions = station::regions::uz_regions();
         let region = regions.region(&self.form.region);
         if !self.form.region.trim().is_empty() && region.is_none() {
             self.valid = None;
@@ -334,7 +334,7 @@ impl ClerkState {
             }
         }
         if !self.form.citizenship.trim().is_empty()
-            && profiles::regions::citizenships()
+            && station::regions::citizenships()
                 .get(&self.form.citizenship)
                 .is_none()
         {
@@ -674,12 +674,12 @@ fn choices(ui: &egui::Ui, st: &ClerkState, key: &str) -> Vec<(String, String)> {
         ],
         // The registry keeps the Uzbek Latin name; a Russian or Cyrillic screen also shows the
         // Russian one (and finds it when typed).
-        "address.region" => profiles::regions::uz_regions()
+        "address.region" => station::regions::uz_regions()
             .regions
             .iter()
             .map(|r| (r.name.clone(), place_name(lang, &r.name, &r.name_ru)))
             .collect(),
-        "address.district" => profiles::regions::uz_regions()
+        "address.district" => station::regions::uz_regions()
             .region(&st.form.region)
             .map(|r| {
                 r.districts
@@ -688,7 +688,7 @@ fn choices(ui: &egui::Ui, st: &ClerkState, key: &str) -> Vec<(String, String)> {
                     .collect()
             })
             .unwrap_or_default(),
-        "citizenship" => profiles::regions::citizenships()
+        "citizenship" => station::regions::citizenships()
             .countries
             .iter()
             .map(|c| {

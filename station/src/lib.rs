@@ -176,3 +176,5 @@ impl hsm::KeyStore for NoHsm {
 pub use registry::{AuditEvent, ExportFormat, Role};
 // And the document profile the clerk's form validates against.
 pub use profiles::document::DocumentProfile;
+/// The official lists the clerk's forms choose from (regions and districts, citizenships).
+pub use profiles::regions;

@@ -50,23 +50,6 @@ pub fn recover_ca_requests(
     crate::rotation::recover(st, session.actor())
 }
 
-/// Settle replacements left holding (`idstation replace` interrupted): after the issuance
-/// jobs are resolved, each replacement is completed (its new card issued) or rolled back (the
-/// old document active again); one whose issuance is still unfinished stays pending. See
-/// [`crate::services::replace`]. Clerk or ca-admin.
-pub fn recover_replacements(
-    st: &mut Station,
-    session: &crate::session::Session,
-) -> Result<Vec<crate::services::replace::Settled>, StationError> {
-    crate::session::require_current(
-        &mut st.registry,
-        session,
-        "recover replacements",
-        &[registry::Role::Clerk, registry::Role::CaAdmin],
-    )?;
-    crate::services::replace::settle_open(st, session.actor())
-}
-
 /// How hard to try.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {

@@ -140,7 +140,16 @@ fn init_under_umask_000_leaves_only_owner_only_files_and_dirs() {
     ok(idstation_umask(
         "000",
         &data,
-        &["ca", "crl", "--out", s(&out), "--operator", "admin"],
+        &[
+            "ca",
+            "crl",
+            "--key",
+            "esign-ca-1",
+            "--out",
+            s(&out),
+            "--operator",
+            "admin",
+        ],
         ADMIN_PASSWORD,
     ));
     assert!(data.join("crl/esign-ca-1.crl").is_file());
@@ -235,6 +244,8 @@ fn outputs_are_never_written_over_a_file_or_through_a_planted_link() {
             "--json",
             "ca",
             "crl",
+            "--key",
+            "esign-ca-1",
             "--out",
             s(&first),
             "--operator",
@@ -255,7 +266,16 @@ fn outputs_are_never_written_over_a_file_or_through_a_planted_link() {
     ] {
         let o = idstation(
             &data,
-            &["ca", "crl", "--out", s(out), "--operator", "admin"],
+            &[
+                "ca",
+                "crl",
+                "--key",
+                "esign-ca-1",
+                "--out",
+                s(out),
+                "--operator",
+                "admin",
+            ],
             ADMIN_PASSWORD,
         );
         refused(&o, 2, &["invalid input: out", s(out), what]);
@@ -357,6 +377,8 @@ fn outputs_are_never_written_over_a_file_or_through_a_planted_link() {
             "--json",
             "ca",
             "crl",
+            "--key",
+            "esign-ca-1",
             "--out",
             s(&second),
             "--operator",
@@ -378,7 +400,16 @@ fn outputs_are_never_written_over_a_file_or_through_a_planted_link() {
     let third = t.join("third.crl");
     ok(idstation(
         &data,
-        &["ca", "crl", "--out", s(&third), "--operator", "admin"],
+        &[
+            "ca",
+            "crl",
+            "--key",
+            "esign-ca-1",
+            "--out",
+            s(&third),
+            "--operator",
+            "admin",
+        ],
         ADMIN_PASSWORD,
     ));
     assert!(std::fs::symlink_metadata(&published)

@@ -32,7 +32,7 @@ pub fn run(ctx: &Ctx, a: &RecoverArgs) -> Result<(), StationError> {
     // Interrupted CA key rotations and revocations (docs/rotation.md).
     let rot = recovery::recover_ca_requests(&mut st, &session)?;
     // Interrupted replacements (after their issuance jobs above).
-    let rep = recovery::recover_replacements(&mut st, &session)?;
+    let rep = station::services::replace::recover(&mut st, &session)?;
     let mut all: Vec<serde_json::Value> = r
         .iter()
         .map(|x| serde_json::to_value(x).unwrap_or_default())

@@ -366,3 +366,20 @@ fn settle(
         }
     }
 }
+
+/// Settle replacements left holding (`idstation replace` interrupted): after the issuance
+/// jobs are resolved, each replacement is completed (its new card issued) or rolled back (the
+/// old document active again); one whose issuance is still unfinished stays pending. See
+/// this module. Clerk or ca-admin.
+pub fn recover(
+    st: &mut Station,
+    session: &crate::session::Session,
+) -> Result<Vec<Settled>, StationError> {
+    crate::session::require_current(
+        &mut st.registry,
+        session,
+        "recover replacements",
+        &[registry::Role::Clerk, registry::Role::CaAdmin],
+    )?;
+    settle_open(st, session.actor())
+}
