@@ -38,6 +38,24 @@ pub struct Centre {
     server: Option<Child>,
     addr: Option<SocketAddr>,
     fingerprint: Option<String>,
+    public_base: Option<String>,
+}
+
+/// Append `[public]` to `config`: a free loopback port for the listener and the base URL that
+/// names it. Returns the base URL.
+fn add_public_section(config: &Path) -> String {
+    // A port the kernel just handed out and took back: free unless someone races for it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut text = std::fs::read_to_string(config).expect("read centre.toml");
+    text.push_str(&format!(
+        "\n[public]\nlisten = \"127.0.0.1:{port}\"\nbase_url = \"{base}\"\n"
+    ));
+    std::fs::write(config, text).expect("write centre.toml");
+    base
 }
 
 /// The workspace root (scripts/ lives there).
@@ -61,7 +79,19 @@ impl Centre {
         Centre::start_with(true)
     }
 
+    /// [`Centre::start`] with the public relying-party listener (OCSP, CRLs, CA certificates,
+    /// TSA) on a free loopback port, named as `[public] base_url` before `init`, so that every
+    /// certificate the centre issues (its CAs' too) carries AIA and CRL distribution points a
+    /// relying party can fetch: [`Centre::public_base`].
+    pub fn start_public() -> Centre {
+        Centre::start_with_public(false, true)
+    }
+
     fn start_with(replicated: bool) -> Centre {
+        Centre::start_with_public(replicated, false)
+    }
+
+    fn start_with_public(replicated: bool, public: bool) -> Centre {
         // Fail first, and clearly, when the binary is missing.
         idcentral_bin().unwrap_or_else(|e| panic!("{e}"));
         let tmp = tempfile::Builder::new()
@@ -118,6 +148,7 @@ public_name = "localhost"
             ),
         )
         .expect("write centre.toml");
+        let public_base = public.then(|| add_public_section(&config));
         let c = Centre {
             tmp,
             pg,
@@ -125,6 +156,7 @@ public_name = "localhost"
             server: None,
             addr: None,
             fingerprint: None,
+            public_base,
         };
         let init = ["init", "--admin", "admin", "--second-admin", "admin2"];
         c.ok_as(
@@ -287,6 +319,11 @@ public_name = "localhost"
     /// `TLS SHA256 Fingerprint=` as `idcentral serve` printed it.
     pub fn fingerprint(&self) -> &str {
         self.fingerprint.as_deref().expect("call serve() first")
+    }
+
+    /// `http://127.0.0.1:PORT` of the public listener of a [`Centre::start_public`] centre.
+    pub fn public_base(&self) -> Option<&str> {
+        self.public_base.as_deref()
     }
 
     /// The cluster's directory (`url`, `password`, `socket/`).
