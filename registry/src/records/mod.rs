@@ -7,6 +7,7 @@
 
 mod ca_key;
 mod ca_request;
+mod can;
 mod card;
 mod certificate;
 mod crl;
@@ -18,6 +19,7 @@ mod outbox;
 
 pub use ca_key::*;
 pub use ca_request::*;
+pub use can::*;
 pub use card::*;
 pub use certificate::*;
 pub use document::*;
