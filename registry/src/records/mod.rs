@@ -19,7 +19,6 @@ mod outbox;
 
 pub use ca_key::*;
 pub use ca_request::*;
-pub use can::*;
 pub use card::*;
 pub use certificate::*;
 pub use document::*;
