@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Bounded fuzzing run, as CI runs it after the tests: every cargo-fuzz target of the project
-# (chip/fuzz: the card's APDU entry point; personalization/fuzz: the host's secure-messaging
+# (chip/fuzz: the card's APDU entry point and its PACE / Chip Authentication parsers;
+# personalization/fuzz: the host's secure-messaging
 # response reader; registry/fuzz: the offline audit export verifier) for
 # IDSTATION_FUZZ_SECONDS each (default 60), starting from the committed seed corpus (copied:
 # the committed corpus is not changed). A crash fails the run and leaves
@@ -23,7 +24,7 @@ fi
 # artifacts apart from the workspace's target dir.
 unset CARGO_TARGET_DIR
 
-for t in chip/fuzz:apdu personalization/fuzz:sm_response registry/fuzz:export_verify; do
+for t in chip/fuzz:apdu chip/fuzz:pace personalization/fuzz:sm_response registry/fuzz:export_verify; do
   dir="${t%%:*}" target="${t##*:}"
   work="$(mktemp -d)"
   cp -r "$dir/corpus/$target/." "$work/"

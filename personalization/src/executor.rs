@@ -31,6 +31,10 @@ use crate::plan::Credentials;
 use crate::secret::{ManagementKey, Pin, PinKind};
 use crate::transport::Transport;
 
+#[path = "executor_lds.rs"]
+mod lds_steps;
+use lds_steps::lds_steps;
+
 /// Which phase a progress report belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
@@ -67,6 +71,10 @@ pub struct Prepared {
     pub version: [u8; 3],
     /// One per planned slot, in plan order.
     pub public_keys: Vec<PublicKeyInfo>,
+    /// The Chip Authentication and Active Authentication public keys the chip generated for
+    /// its ICAO application (a personalizer [`with_chip_access`](Personalizer::with_chip_access)),
+    /// for DG14 and DG15.
+    pub chip_keys: Option<crate::pace::ca::ChipKeys>,
     /// APDUs and bytes of this phase.
     pub stats: Stats,
 }
@@ -116,9 +124,13 @@ pub struct LdsPlan<'a> {
     pub csca_der: &'a [u8],
     /// "Now" for the Document Signer certificate's validity.
     pub now: std::time::SystemTime,
+    /// The card access number written as the PACE CAN (a personalizer
+    /// [`with_chip_access`](Personalizer::with_chip_access) needs it; six digits).
+    pub can: Option<zeroize::Zeroizing<String>>,
 }
 
 pub use crate::steps::{CardStep, PivObject, LDS_STEPS};
+pub use profiles::document::ChipAccess;
 
 /// Result of [`Personalizer::complete`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -128,6 +140,8 @@ pub struct Report {
     /// Data groups read back through BAC and verified by passive authentication (empty when no
     /// LDS was written).
     pub lds_verified: Vec<u8>,
+    /// The ICAO checks the read-back passed, in order ("PACE-CAN", "CA", "AA", "BAC", "PA").
+    pub lds_checks: Vec<&'static str>,
     /// The CHUID GUID written (if the plan writes a CHUID).
     pub guid: Option<[u8; 16]>,
     /// Names of the objects written and read back equal.
@@ -235,6 +249,9 @@ fn spki_of_cert(slot: Slot, der: &[u8]) -> Result<p256::PublicKey, Error> {
 /// The executor for one card profile.
 pub struct Personalizer<'a> {
     profile: &'a CardProfile,
+    /// The ICAO application's access control (document profile `chip_access`); `None`: an
+    /// LDS written is opened with BAC only, and no Chip/Active Authentication keys.
+    chip_access: Option<ChipAccess>,
 }
 
 /// What the prepare phase has read and generated so far.
@@ -243,6 +260,7 @@ struct PrepareState {
     serial: u32,
     version: [u8; 3],
     public_keys: Vec<PublicKeyInfo>,
+    chip_keys: Option<crate::pace::ca::ChipKeys>,
 }
 
 /// Everything the complete phase works with, and what it has verified so far.
@@ -257,15 +275,31 @@ struct CompleteRun<'r> {
     objects: Vec<(PivObject, Vec<u8>)>,
     objects_verified: Vec<String>,
     signatures_verified: Vec<Slot>,
+    chip_access: Option<ChipAccess>,
     lds_read: Option<crate::lds::LdsRead>,
     lds_verified: Vec<u8>,
+    lds_checks: Vec<&'static str>,
     lifecycle: Option<Lifecycle>,
 }
 
 impl<'a> Personalizer<'a> {
     /// An executor for `profile`.
     pub fn new(profile: &'a CardProfile) -> Self {
-        Self { profile }
+        Self {
+            profile,
+            chip_access: None,
+        }
+    }
+
+    /// The card's ICAO application is opened with PACE (and BAC too with
+    /// [`ChipAccess::PaceAndBac`]): prepare has the chip generate its Chip Authentication and
+    /// Active Authentication keys (for DG14/DG15, so EF.SOD covers them), complete writes the
+    /// PACE passwords (CAN and MRZ; the BAC key seed only with `PaceAndBac`) and reads the LDS
+    /// back through PACE with the CAN, Chip Authentication and Active Authentication before
+    /// passive authentication and the lock.
+    pub fn with_chip_access(mut self, access: ChipAccess) -> Self {
+        self.chip_access = Some(access);
+        self
     }
 
     /// Objects the plan writes, in write order: a certificate per planned slot, then the
@@ -305,6 +339,9 @@ impl<'a> Personalizer<'a> {
             CardStep::AuthenticateCardKey,
         ];
         v.extend(self.profile.slots().into_iter().map(CardStep::GenerateKey));
+        if self.chip_access.is_some() {
+            v.push(CardStep::GenerateChipKeys);
+        }
         v
     }
 
@@ -337,7 +374,7 @@ impl<'a> Personalizer<'a> {
             v.push(CardStep::TestSign(k.slot));
         }
         if lds {
-            v.extend(LDS_STEPS);
+            v.extend(lds_steps(self.chip_access));
         }
         v.extend([CardStep::Lock, CardStep::ReadLifecycleAfterLock]);
         v
@@ -391,6 +428,7 @@ impl<'a> Personalizer<'a> {
             serial: state.serial,
             version: state.version,
             public_keys: state.public_keys,
+            chip_keys: state.chip_keys,
             stats,
         })
     }
@@ -430,6 +468,10 @@ impl<'a> Personalizer<'a> {
                     .as_bytes()
                     .to_vec();
                 state.public_keys.push(PublicKeyInfo { slot, spki_der });
+                Ok(())
+            }
+            CardStep::GenerateChipKeys => {
+                state.chip_keys = Some(lds_steps::generate_chip_keys(p)?);
                 Ok(())
             }
             other => Err(not_in_phase(other, "prepare")),
@@ -556,6 +598,9 @@ impl<'a> Personalizer<'a> {
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<Report, Error> {
         self.check_input(prepared, input)?;
+        if let Some(plan) = lds {
+            lds_steps::check_plan(self.chip_access, prepared, plan)?;
+        }
         // Every object is built before the card is touched.
         let (objects, guid) = self.build_objects(input)?;
         let mut run = CompleteRun {
@@ -563,6 +608,7 @@ impl<'a> Personalizer<'a> {
             card_key,
             input,
             lds,
+            chip_access: self.chip_access,
             transport_pin: self.profile.transport_pin()?,
             transport_puk: self.profile.transport_puk()?,
             objects,
@@ -570,6 +616,7 @@ impl<'a> Personalizer<'a> {
             signatures_verified: Vec::new(),
             lds_read: None,
             lds_verified: Vec::new(),
+            lds_checks: Vec::new(),
             lifecycle: None,
         };
         let mut piv = Piv::new(transport);
@@ -588,6 +635,7 @@ impl<'a> Personalizer<'a> {
         Ok(Report {
             serial: prepared.serial,
             lds_verified: run.lds_verified,
+            lds_checks: run.lds_checks,
             guid,
             objects_verified: run.objects_verified,
             signatures_verified: run.signatures_verified,
@@ -820,6 +868,7 @@ impl CompleteRun<'_> {
                 Ok(())
             }
             CardStep::WriteLds
+            | CardStep::ReadLdsThroughPace
             | CardStep::ReadLdsThroughBac
             | CardStep::PassiveAuthentication
             | CardStep::SelectPivAgain => self.lds_step(step, p),
@@ -846,44 +895,6 @@ impl CompleteRun<'_> {
             .find(|(o, _)| *o == object)
             .map(|(_, v)| v.as_slice())
             .ok_or_else(|| not_in_phase(CardStep::Write(object), "complete"))
-    }
-
-    /// The ICAO 9303 steps: write the LDS and the BAC key seed, read it back through BAC,
-    /// passive authentication, select PIV again.
-    fn lds_step(&mut self, step: CardStep, p: &mut Piv<'_>) -> Result<(), Error> {
-        let plan = self
-            .lds
-            .ok_or_else(|| not_in_phase(step, "complete without an LDS"))?;
-        match step {
-            CardStep::WriteLds => {
-                let kseed = crate::bac::kseed(&plan.mrz_information);
-                crate::lds::write_lds(p.channel(), plan.files, &kseed)
-            }
-            CardStep::ReadLdsThroughBac => {
-                self.lds_read = Some(crate::lds::read_lds(p.channel(), &plan.mrz_information)?);
-                Ok(())
-            }
-            CardStep::PassiveAuthentication => {
-                let read = self
-                    .lds_read
-                    .as_ref()
-                    .ok_or_else(|| not_in_phase(step, "complete before the LDS is read"))?;
-                if read.com != plan.files.com()? {
-                    return Err(Error::ReadBackMismatch {
-                        object: "EF.COM".into(),
-                    });
-                }
-                let pa = crate::sod::passive_authentication(
-                    &read.sod,
-                    &read.dgs,
-                    plan.csca_der,
-                    plan.now,
-                )?;
-                self.lds_verified = pa.dg_hashes.keys().copied().collect();
-                Ok(())
-            }
-            _ => p.select().map(|_| ()),
-        }
     }
 }
 
@@ -1097,3 +1108,7 @@ mod scripted_tests {
 #[cfg(test)]
 #[path = "executor_chip_tests.rs"]
 mod chip_tests;
+
+#[cfg(test)]
+#[path = "executor_lds_tests.rs"]
+mod lds_tests;

@@ -549,6 +549,7 @@ fn a_blank_card_gives_no_proof_of_possession() {
         serial: 0x0012_3458,
         version: [0; 3],
         public_keys: Vec::new(),
+        chip_keys: None,
         stats: Stats::default(),
     };
     let e = p

@@ -255,3 +255,49 @@ impl IcaoReader<'_, '_> {
         })
     }
 }
+
+/// Opens the ICAO application with `access` and reads the LDS as an inspection system that
+/// insists on the chip's authenticity: EF.COM must list DG14 and DG15; DG14 is read and Chip
+/// Authentication run with its key (which must be `expected_ca` when given: the key the chip
+/// generated at personalization), then DG15 is read and Active Authentication run with its
+/// key, then every other data group and EF.SOD, all under the Chip Authentication session.
+/// Passive authentication of what is returned is the caller's ([`crate::sod`]).
+pub fn read_lds_authenticated(
+    channel: &mut Channel<'_>,
+    access: &super::Access,
+    expected_ca: Option<&[u8]>,
+) -> Result<crate::lds::LdsRead> {
+    use crate::lds::{fid, parse_ef_com};
+    let mut r = IcaoReader::open(channel, access)?;
+    let com = r.read_ef(fid::COM)?;
+    let numbers = parse_ef_com(&com)?;
+    for n in [14, 15] {
+        if !numbers.contains(&n) {
+            return Err(lds_err(
+                "EF.COM",
+                format!("lists no DG{n}: the chip cannot prove it is genuine"),
+            ));
+        }
+    }
+    let mut dgs = std::collections::BTreeMap::new();
+    let dg14 = r.read_ef(fid::dg(14))?;
+    let info = parse_dg14(&dg14)?;
+    if expected_ca.is_some_and(|k| k != info.ca_public) {
+        return Err(lds_err(
+            "DG14",
+            "its Chip Authentication key is not the one the chip generated",
+        ));
+    }
+    r.chip_authenticate(&info)?;
+    dgs.insert(14, dg14);
+    let dg15 = r.read_ef(fid::dg(15))?;
+    r.active_authenticate(&parse_dg15(&dg15)?)?;
+    dgs.insert(15, dg15);
+    for &n in &numbers {
+        if let std::collections::btree_map::Entry::Vacant(slot) = dgs.entry(n) {
+            slot.insert(r.read_ef(fid::dg(n))?);
+        }
+    }
+    let sod = r.read_ef(fid::SOD)?;
+    Ok(crate::lds::LdsRead { com, dgs, sod })
+}

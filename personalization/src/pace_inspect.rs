@@ -86,11 +86,12 @@ fn sod_hashes(ef_sod: &[u8]) -> Option<BTreeMap<u8, Vec<u8>>> {
 /// Inspects the card: opens the ICAO application with `access` (an error if that fails:
 /// nothing else can be read), then Chip Authentication if DG14 is present, Active
 /// Authentication if DG15 is, every data group of EF.COM, EF.SOD and passive authentication
-/// against `csca_der` at `now`.
+/// at `now` against the CSCA certificates `cscas` (it passes if one of them vouches for the
+/// Document Signer: after a CSCA rollover the older key still vouches for the cards it signed).
 pub fn inspect(
     channel: &mut Channel<'_>,
     access: &Access,
-    csca_der: &[u8],
+    cscas: &[&[u8]],
     now: SystemTime,
 ) -> Result<Inspection> {
     let mut r = IcaoReader::open(channel, access)?;
@@ -154,10 +155,16 @@ pub fn inspect(
         }
     }
     let sod = r.read_ef(fid::SOD)?;
-    let passive = match passive_authentication(&sod, &dgs, csca_der, now) {
-        Ok(_) => Check::Passed,
-        Err(e) => Check::Failed(e.to_string()),
-    };
+    let mut passive = Check::Failed("no CSCA certificate to verify EF.SOD against".into());
+    for csca_der in cscas {
+        passive = match passive_authentication(&sod, &dgs, csca_der, now) {
+            Ok(_) => Check::Passed,
+            Err(e) => Check::Failed(e.to_string()),
+        };
+        if passive == Check::Passed {
+            break;
+        }
+    }
     let in_sod = sod_hashes(&sod).unwrap_or_default();
     let data_groups = dgs
         .iter()
@@ -179,4 +186,19 @@ pub fn inspect(
         passive_authentication: passive,
         data_groups,
     })
+}
+
+impl Inspection {
+    /// Every check passed: CA, AA and passive authentication ran and passed, and every data
+    /// group's hash is the one EF.SOD holds.
+    pub fn all_passed(&self) -> bool {
+        [
+            &self.chip_authentication,
+            &self.active_authentication,
+            &self.passive_authentication,
+        ]
+        .iter()
+        .all(|c| **c == Check::Passed)
+            && self.data_groups.iter().all(|d| d.matches_sod)
+    }
 }

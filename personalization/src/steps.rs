@@ -75,6 +75,9 @@ pub enum CardStep {
     AuthenticateCardKey,
     /// GENERATE ASYMMETRIC KEY PAIR in a slot.
     GenerateKey(Slot),
+    /// The chip generates its Chip Authentication and Active Authentication keys (ICAO
+    /// application; DG14, DG15).
+    GenerateChipKeys,
     /// PUT DATA of an object.
     Write(PivObject),
     /// CHANGE REFERENCE DATA of the PIN (transport value → the holder's).
@@ -91,6 +94,9 @@ pub enum CardStep {
     TestSign(Slot),
     /// Write the ICAO 9303 LDS files and the BAC key seed.
     WriteLds,
+    /// Read the LDS back through PACE with the CAN, with Chip Authentication and Active
+    /// Authentication.
+    ReadLdsThroughPace,
     /// Read the LDS back through BAC.
     ReadLdsThroughBac,
     /// Passive authentication of what was read (ICAO 9303 Part 11 §5.1).
@@ -119,6 +125,9 @@ impl fmt::Display for CardStep {
             CardStep::SetCardKey => f.write_str("set card management key"),
             CardStep::AuthenticateCardKey => f.write_str("authenticate card management key"),
             CardStep::GenerateKey(slot) => write!(f, "generate key {slot}"),
+            CardStep::GenerateChipKeys => {
+                f.write_str("generate Chip and Active Authentication keys")
+            }
             CardStep::Write(o) => write!(f, "write {o}"),
             CardStep::ChangePin => f.write_str("change PIN"),
             CardStep::ChangePuk => f.write_str("change PUK"),
@@ -127,6 +136,9 @@ impl fmt::Display for CardStep {
             CardStep::VerifyPinFor(slot) => write!(f, "verify PIN for {slot}"),
             CardStep::TestSign(slot) => write!(f, "test-sign {slot}"),
             CardStep::WriteLds => f.write_str("write LDS"),
+            CardStep::ReadLdsThroughPace => {
+                f.write_str("read LDS through PACE, Chip and Active Authentication")
+            }
             CardStep::ReadLdsThroughBac => f.write_str("read LDS through BAC"),
             CardStep::PassiveAuthentication => f.write_str("passive authentication"),
             CardStep::SelectPivAgain => f.write_str("select PIV application again"),
@@ -138,7 +150,8 @@ impl fmt::Display for CardStep {
     }
 }
 
-/// The LDS steps of a complete phase, between the test signatures and the lock.
+/// The LDS steps of a complete phase without PACE (BAC only), between the test signatures and
+/// the lock.
 pub const LDS_STEPS: [CardStep; 4] = [
     CardStep::WriteLds,
     CardStep::ReadLdsThroughBac,

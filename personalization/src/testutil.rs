@@ -57,12 +57,31 @@ impl TestCa {
 
     /// A certificate for `spki_der` with subject CN=`cn`.
     pub(crate) fn issue(&mut self, spki_der: &[u8], cn: &str) -> Vec<u8> {
+        let subject = Name::from_str(&format!("CN={cn}")).unwrap();
+        self.issue_to(spki_der, subject)
+    }
+
+    /// The CA's own certificate (self-signed; e.g. the CSCA of a passive authentication).
+    pub(crate) fn self_certificate(&mut self) -> Vec<u8> {
+        use p256::pkcs8::EncodePublicKey;
+        let spki = self
+            .key
+            .verifying_key()
+            .to_public_key_der()
+            .unwrap()
+            .as_bytes()
+            .to_vec();
+        let subject = self.name.clone();
+        self.issue_to(&spki, subject)
+    }
+
+    fn issue_to(&mut self, spki_der: &[u8], subject: Name) -> Vec<u8> {
         use der::Decode;
         self.serial += 1;
         let spki = SubjectPublicKeyInfoOwned::from_der(spki_der).unwrap();
         let profile = Leaf {
             issuer: self.name.clone(),
-            subject: Name::from_str(&format!("CN={cn}")).unwrap(),
+            subject,
         };
         let builder = CertificateBuilder::new(
             profile,

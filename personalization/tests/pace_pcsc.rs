@@ -385,7 +385,7 @@ fn a_card_with_another_cards_dg15_fails_active_and_passive_authentication() {
     let report = inspect(
         &mut ch,
         &Access::can(CAN).unwrap(),
-        &pki.csca_der,
+        &[pki.csca_der.as_slice()],
         std::time::SystemTime::now(),
     )
     .unwrap();
@@ -418,7 +418,7 @@ fn a_card_with_another_cards_dg15_fails_active_and_passive_authentication() {
     let report = inspect(
         &mut ch,
         &Access::pace_mrz(MRZ_INFO),
-        &pki.csca_der,
+        &[pki.csca_der.as_slice()],
         std::time::SystemTime::now(),
     )
     .unwrap();
@@ -428,4 +428,5 @@ fn a_card_with_another_cards_dg15_fails_active_and_passive_authentication() {
     assert_eq!(report.passive_authentication, Check::Passed);
     assert_eq!(report.data_groups.len(), 4);
     assert!(report.data_groups.iter().all(|d| d.matches_sod));
+    assert!(report.all_passed());
 }

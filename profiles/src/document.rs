@@ -31,6 +31,50 @@ pub struct DocumentProfile {
     /// the national identity number (semantics identifier "PNO" + country, ETSI EN 319 412-1
     /// §5.1.3).
     pub country: String,
+    /// How an inspection system opens the chip's ICAO application (ICAO 9303-11 §4.2):
+    /// `"pace"` (default: PACE with the CAN or the MRZ only; the chip refuses BAC) or
+    /// `"pace-and-bac"` (BAC too, for readers that know no PACE).
+    #[serde(default)]
+    pub chip_access: ChipAccess,
+}
+
+/// The access control the chip's ICAO application offers (document profile `chip_access`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum ChipAccess {
+    /// PACE (CAN and MRZ passwords) only.
+    #[default]
+    Pace,
+    /// PACE, and BAC for old readers.
+    PaceAndBac,
+}
+
+impl ChipAccess {
+    /// The profile's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChipAccess::Pace => "pace",
+            ChipAccess::PaceAndBac => "pace-and-bac",
+        }
+    }
+
+    /// Whether the chip also answers Basic Access Control.
+    pub fn bac(self) -> bool {
+        self == ChipAccess::PaceAndBac
+    }
+}
+
+impl TryFrom<String> for ChipAccess {
+    type Error = String;
+    fn try_from(s: String) -> std::result::Result<Self, String> {
+        match s.as_str() {
+            "pace" => Ok(ChipAccess::Pace),
+            "pace-and-bac" => Ok(ChipAccess::PaceAndBac),
+            _ => Err(format!(
+                "chip_access must be \"pace\" or \"pace-and-bac\", got {s:?}"
+            )),
+        }
+    }
 }
 
 impl DocumentProfile {
@@ -123,6 +167,7 @@ mod tests {
             ("UZB", "UZB")
         );
         assert_eq!(p.country, "UZ");
+        assert_eq!(p.chip_access, ChipAccess::Pace);
         assert_eq!(p.expiry(date!(2026 - 11 - 25)), date!(2036 - 11 - 25));
         assert_eq!(p.expiry(date!(2028 - 02 - 29)), date!(2038 - 02 - 28));
     }
@@ -139,6 +184,26 @@ mod tests {
         assert!(
             e.to_string()
                 .contains("key `validity_years`: must be 1 to 20, got 0"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn chip_access_defaults_to_pace_and_refuses_other_values_naming_the_field() {
+        let p = parse(&SHIPPED.replace("chip_access = \"pace\"\n", "")).expect("no key");
+        assert_eq!(p.chip_access, ChipAccess::Pace);
+        let p = parse(&SHIPPED.replace("chip_access = \"pace\"", "chip_access = \"pace-and-bac\""))
+            .expect("pace-and-bac");
+        assert_eq!(p.chip_access, ChipAccess::PaceAndBac);
+        assert!(p.chip_access.bac() && !ChipAccess::Pace.bac());
+        let e = parse(&SHIPPED.replace("chip_access = \"pace\"", "chip_access = \"bac\""))
+            .expect_err("bac alone")
+            .to_string();
+        assert!(
+            e.contains("document/id-card.toml")
+                && e.contains("chip_access")
+                && e.contains("\"pace\" or \"pace-and-bac\"")
+                && e.contains("\"bac\""),
             "{e}"
         );
     }

@@ -8,7 +8,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::{Error, Result};
 
 /// The newest schema this code knows.
-pub const LATEST: i64 = 8;
+pub const LATEST: i64 = 9;
 
 /// Version 1: the core registry.
 const V1: &str = r#"
@@ -395,7 +395,20 @@ CREATE TABLE card_returns (
 ) STRICT;
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
+/// Version 9: the card access number (CAN) of each card issued with PACE (ICAO 9303-11 §4.4,
+/// printed on the card face; `crate::records::can`), drawn per issuance job before the card
+/// gets it. Never changed once written.
+const V9: &str = r#"
+CREATE TABLE document_cans (
+    job_id     INTEGER PRIMARY KEY REFERENCES issuance_jobs (id),
+    can        TEXT NOT NULL CHECK (length(can) = 6 AND can NOT GLOB '*[^0-9]*'),
+    created_at TEXT NOT NULL
+) STRICT;
+CREATE TRIGGER document_cans_no_update BEFORE UPDATE ON document_cans
+BEGIN SELECT RAISE(ABORT, 'a card access number is never changed'); END;
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9];
 
 /// The schema version of the file (`PRAGMA user_version`; 0 = empty).
 pub fn version(conn: &Connection) -> Result<i64> {

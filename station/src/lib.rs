@@ -25,6 +25,7 @@ pub mod holder_views;
 pub mod hsm_env;
 pub mod init;
 pub mod init_centre;
+pub mod inspect;
 pub mod interactive;
 pub mod issuance;
 pub mod journal;

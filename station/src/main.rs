@@ -52,6 +52,11 @@ enum Cmd {
     /// JSON with --json). Give exactly one of --document, --pinfl and --job. A clerk or an
     /// auditor; every read of a holder's record is audited (holder.read).
     Show(cli::show::ShowArgs),
+    /// Read the card in a reader as an inspection system would (ICAO 9303): the access control
+    /// (PACE with the CAN from --can-fd, or the registry's MRZ with --mrz-from-registry), Chip
+    /// and Active Authentication, passive authentication, each data group's hash. A clerk or
+    /// an auditor; audited; the exit code is not 0 unless every check passed.
+    Inspect(cli::inspect::InspectArgs),
     /// Take a document out of use (lost, stolen, damaged, ...): status, certificate revocation.
     Revoke(cli::revoke::RevokeArgs),
     /// Renew the certificates of an issued card: new key pairs on the card (still LOCKED), new
@@ -148,6 +153,7 @@ fn run(cmd: &Cmd, ctx: &Ctx) -> Result<(), StationError> {
         Cmd::Readers => cli::readers::run(ctx),
         Cmd::Issue(a) => cli::issue::run(ctx, a),
         Cmd::Show(a) => cli::show::run(ctx, a),
+        Cmd::Inspect(a) => cli::inspect::run(ctx, a),
         Cmd::Revoke(a) => cli::revoke::run(ctx, a),
         Cmd::Renew(a) => cli::renew::run(ctx, a),
         Cmd::Unblock(a) => cli::unblock::run(ctx, a),

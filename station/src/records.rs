@@ -32,6 +32,9 @@ pub struct DocumentView {
     /// from the holder record and the document; `None` while the document has no expiry date
     /// (not issued yet).
     pub mrz: Option<Vec<String>>,
+    /// The card access number (ICAO 9303-11 §4.4, printed on the card face) of a card issued
+    /// with PACE: only in [`show_document`], whose read of it is audited (`document.can-read`).
+    pub can: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -134,6 +137,7 @@ fn document_view(st: &Station, d: &registry::Document) -> Result<DocumentView, S
             None => Vec::new(),
         },
         mrz,
+        can: None,
     })
 }
 
@@ -203,7 +207,8 @@ pub fn show_pinfl(
     Ok(v)
 }
 
-/// Document `num` and its holder (clerk or auditor; the holder's read is audited).
+/// Document `num` and its holder, with the card's CAN (clerk or auditor; the holder's read is
+/// audited, and so is the read of the CAN).
 pub fn show_document(
     st: &mut Station,
     session: &Session,
@@ -219,13 +224,24 @@ pub fn show_document(
         .registry
         .holder(d.holder_id)?
         .ok_or_else(|| StationError::Other(format!("document {num} has no holder")))?;
-    let out = (holder_view(st, &h)?, document_view(st, &d)?);
+    let mut doc = document_view(st, &d)?;
+    doc.can = st.registry.document_can(num)?;
+    let out = (holder_view(st, &h)?, doc);
     audit_holder_reads(
         st,
         session,
         &[&h.data.pinfl],
         &format!("show --document {num}"),
     )?;
+    if out.1.can.is_some() {
+        // The CAN opens the chip: its read is personal data, audited before it is answered.
+        st.registry.audit(&AuditEntry {
+            actor: session.actor(),
+            action: "document.can-read",
+            object: &format!("document:{num}"),
+            details: &serde_json::json!({ "via": "show --document" }),
+        })?;
+    }
     Ok(out)
 }
 

@@ -49,6 +49,33 @@ pub fn read_secret(
     Ok(first)
 }
 
+/// The first line of file descriptor `fd` (a pipe the caller handed down; `0` is the next line
+/// of standard input, after the operator's password), without its line ending, as the secret
+/// `what` (named in errors, never the value). At most 256 bytes are read.
+pub fn fd_line(fd: u32, what: &str) -> Result<Zeroizing<String>, StationError> {
+    if fd == 0 {
+        return stdin_line(what);
+    }
+    let read_err = |e: std::io::Error| {
+        StationError::invalid(what, format!("cannot read file descriptor {fd}: {e}"))
+    };
+    // /dev/fd/N opens the descriptor the caller handed down, without unsafe code.
+    let file = std::fs::File::open(format!("/dev/fd/{fd}")).map_err(read_err)?;
+    let mut buf = Zeroizing::new(Vec::with_capacity(257));
+    file.take(256).read_to_end(&mut buf).map_err(read_err)?;
+    let line = buf.split(|b| *b == b'\n').next().unwrap_or(&[]);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let text = std::str::from_utf8(line)
+        .map_err(|_| StationError::invalid(what, "is not text".to_owned()))?;
+    if text.is_empty() {
+        return Err(StationError::invalid(
+            what,
+            format!("file descriptor {fd} gave an empty line"),
+        ));
+    }
+    Ok(Zeroizing::new(text.to_owned()))
+}
+
 /// The next line of standard input, without its line ending, as the secret `what`.
 ///
 /// Read one byte at a time from a duplicate of descriptor 0 (which shares its file offset), so

@@ -15,7 +15,7 @@ use testrig::centre::Centre;
 mod enrolled;
 use enrolled::*;
 
-/// Read the card in `reader` through BAC with the MRZ `show` gives for `document`, and have
+/// Read the card in `reader` through PACE with the MRZ `show` gives for `document`, and have
 /// openssl verify its EF.SOD with the CSCA the station trusts (the centre's) as the only anchor.
 fn assert_sod_verifies(st: &Station, document: &str, reader: &str) {
     use personalization::transport::pcsc::Pcsc;
@@ -45,7 +45,9 @@ fn assert_sod_verifies(st: &Station, document: &str, reader: &str) {
     let mut card = pcsc.connect(reader).unwrap();
     let mut tx = card.begin().unwrap();
     let mut ch = Channel::new(&mut tx);
-    let read = lds::read_lds(&mut ch, &mrz::bac_mrz_information(&mrz_lines).unwrap()).unwrap();
+    let info = mrz::bac_mrz_information(&mrz_lines).unwrap();
+    let access = personalization::pace::Access::pace_mrz(&info);
+    let read = lds::read_lds_with(&mut ch, &access).unwrap();
     let sod_der = st.dir.join(format!("sod-{document}.der"));
     std::fs::write(&sod_der, sod::content_info_der(&read.sod).unwrap()).unwrap();
     let o = Command::new("openssl")

@@ -3,7 +3,7 @@
 //! vpcd with `vchip` cards for the card issuances. Oracles: `openssl verify` for the DS
 //! certificate chain and the CSCA link certificates, pkilint's RFC 5280 linters (it has no
 //! ICAO 9303 linter), and `openssl cms -verify` with the CSCA as the only trust anchor for
-//! EF.SOD read from a card through BAC.
+//! EF.SOD read from a card through PACE.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -374,7 +374,7 @@ impl Station {
         img
     }
 
-    /// Issue `holder` onto a fresh card, read its LDS back through BAC with the printed MRZ,
+    /// Issue `holder` onto a fresh card, read its LDS back through PACE with the printed MRZ,
     /// and return the path of EF.SOD's ContentInfo (DER).
     fn issue_and_read_sod(&self, holder: &str, serial: u32) -> PathBuf {
         let slot = testrig::Slot::lease();
@@ -412,7 +412,9 @@ impl Station {
             let mut c = pcsc.connect(&slot.reader_name).expect("connect");
             let mut tx = c.begin().expect("begin");
             let mut ch = Channel::new(&mut tx);
-            lds::read_lds(&mut ch, &mrz::bac_mrz_information(&mrz).expect("mrz")).expect("BAC read")
+            let info = mrz::bac_mrz_information(&mrz).expect("mrz");
+            let access = personalization::pace::Access::pace_mrz(&info);
+            lds::read_lds_with(&mut ch, &access).expect("PACE read")
         };
         card.pull();
         let out = self.dir.join(format!("sod-{serial:08X}.der"));

@@ -79,26 +79,30 @@ pub fn read_issued(transport: &mut dyn Transport, slots: &[Slot]) -> Result<Issu
     })
 }
 
-/// The MRZ in the card's DG1, read through Basic Access Control with the keys of
-/// `mrz_information` (ICAO Doc 9303 Part 11 §4.3; document number, birth and expiry dates with
-/// their check digits): a card personalized for another document fails BAC. Also the APDUs
-/// used.
+/// The MRZ in the card's DG1, read through PACE with the MRZ password when the chip offers
+/// PACE (EF.CardAccess readable), else through Basic Access Control, with `mrz_information`
+/// (ICAO Doc 9303 Part 11 §4.4 / §4.3; document number, birth and expiry dates with their check
+/// digits): a card personalized for another document fails the access control. Also the APDUs
+/// used and the access control ("PACE-MRZ" or "BAC").
 pub fn read_mrz(
     transport: &mut dyn Transport,
     mrz_information: &str,
-) -> Result<([String; 3], Stats), Error> {
+) -> Result<([String; 3], Stats, &'static str), Error> {
+    use crate::pace::{read_card_access, Access, IcaoReader};
     let mut ch = crate::apdu::Channel::new(transport);
-    let lds = crate::lds::read_lds(&mut ch, mrz_information)
-        .map_err(|e| e.in_step("read the LDS through BAC"))?;
-    let dg1 = lds.dgs.get(&1).ok_or_else(|| {
-        Error::Lds {
-            object: "DG1".into(),
-            rule: "EF.COM lists no DG1".into(),
-        }
-        .in_step("read DG1")
-    })?;
-    let mrz = crate::lds::parse_dg1(dg1).map_err(|e| e.in_step("read DG1"))?;
-    Ok((mrz, ch.stats()))
+    let access = match read_card_access(&mut ch) {
+        Ok(_) => Access::pace_mrz(mrz_information),
+        Err(Error::Bac { .. }) => Access::bac(mrz_information),
+        Err(e) => return Err(e.in_step("read EF.CardAccess")),
+    };
+    let step = format!("open the ICAO application with {}", access.name());
+    let mut r = IcaoReader::open(&mut ch, &access).map_err(|e| e.in_step(&step))?;
+    let dg1 = r
+        .read_ef(crate::lds::fid::dg(1))
+        .map_err(|e| e.in_step("read DG1"))?;
+    let mrz = crate::lds::parse_dg1(&dg1).map_err(|e| e.in_step("read DG1"))?;
+    drop(r);
+    Ok((mrz, ch.stats(), access.name()))
 }
 
 /// Select PIV, check the serial and the LOCKED state, authenticate the per-card key.

@@ -7,6 +7,7 @@
 
 mod ca_key;
 mod ca_request;
+mod can;
 mod card;
 mod certificate;
 mod crl;

@@ -9,6 +9,7 @@ pub mod card;
 pub mod centre;
 pub mod gui;
 pub mod init;
+pub mod inspect;
 pub mod issue;
 pub mod operator;
 pub mod readers;

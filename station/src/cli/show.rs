@@ -31,9 +31,14 @@ pub fn run(ctx: &Ctx, a: &ShowArgs) -> Result<(), StationError> {
         (Some(d), _, _) => {
             let (h, d) = records::show_document(&mut st, &session, d)?;
             let text = format!("{}{}", holder_line(&h), document_text(&d));
-            // `mrz` at the top level too: other tools open the chip with BAC from it.
+            // `mrz` and `can` at the top level too: other tools open the chip with them.
             (
-                serde_json::json!({ "mrz": d.mrz.clone(), "holder": h, "document": d }),
+                serde_json::json!({
+                    "mrz": d.mrz.clone(),
+                    "can": d.can.clone(),
+                    "holder": h,
+                    "document": d,
+                }),
                 text,
             )
         }
@@ -124,6 +129,9 @@ fn document_text(d: &DocumentView) -> String {
         for (i, line) in mrz.iter().enumerate() {
             s += &format!("  {} {line}\n", if i == 0 { "MRZ" } else { "   " });
         }
+    }
+    if let Some(can) = &d.can {
+        s += &format!("  CAN {can} (printed on the card face; opens the chip with PACE)\n");
     }
     s + &certificates_text(&d.certificates)
 }

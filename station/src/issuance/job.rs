@@ -20,6 +20,7 @@ use profiles::card::{CardProfile, Slot};
 use profiles::document::DocumentProfile;
 use registry::{DocumentNumber, StepState};
 use serde_json::{json, Value};
+use zeroize::Zeroizing;
 
 use super::lds::{build_lds, LdsData};
 use super::{IssueReport, IssuedCertSummary, JobProgress, Timings};
@@ -135,7 +136,8 @@ impl Inspected {
     /// `card.reset` (a card left PERSONALIZING by an earlier failure goes back to BLANK),
     /// then `card.prepare`.
     pub fn prepare(self, job: &mut Job<'_>) -> Result<Prepared, StationError> {
-        let personalizer = Personalizer::new(job.profile);
+        let personalizer =
+            Personalizer::new(job.profile).with_chip_access(job.doc_profile.chip_access);
         let t0 = Instant::now();
         let card_key = card_management_key(job.st, job.profile, self.info.serial)?;
         job.timings.hsm_ms += ms(t0);
@@ -159,7 +161,11 @@ impl Inspected {
                 .map_err(|e| StationError::card(Some(JobStep::CardPrepare.as_str()), &e))?;
             job.timings.card_ms += ms(t0);
             let keys = prepared.public_keys.len();
-            Ok((prepared, Some(json!({ "keys": keys }))))
+            let chip_keys = prepared.chip_keys.is_some();
+            Ok((
+                prepared,
+                Some(json!({ "keys": keys, "chip_authentication_keys": chip_keys })),
+            ))
         })?;
         Ok(Prepared { card_key, prepared })
     }
@@ -266,15 +272,27 @@ impl Certified {
         let today = crate::time_util::today_utc();
         let expiry = job.doc_profile.expiry(today);
         let t0 = Instant::now();
-        let lds = build_lds(job.st, job.holder, &job.number.to_string(), expiry, today)?;
+        let chip_keys = self.prepared.prepared.chip_keys.as_ref();
+        let lds = build_lds(
+            job.st,
+            job.holder,
+            &job.number.to_string(),
+            (expiry, today),
+            chip_keys,
+        )?;
         job.timings.hsm_ms += ms(t0);
-        let details = json!({ "lds": lds.files.dgs.keys().collect::<Vec<_>>() });
+        let can = draw_can(job)?;
+        let details = json!({
+            "lds": lds.files.dgs.keys().collect::<Vec<_>>(),
+            "chip_access": job.doc_profile.chip_access.as_str(),
+        });
         let report = job.journaled(JobStep::CardComplete, details, |job, _| {
-            let report = self.complete_card(job, &lds, expiry, (pin, puk))?;
+            let report = self.complete_card(job, &lds, &can, expiry, (pin, puk))?;
             let details = json!({
                 "objects": report.objects_verified,
                 "signatures": report.signatures_verified.len(),
                 "lds_passive_authentication": report.lds_verified,
+                "lds_checks": report.lds_checks,
             });
             Ok((report, Some(details)))
         })?;
@@ -292,6 +310,7 @@ impl Certified {
         &self,
         job: &mut Job<'_>,
         lds: &LdsData,
+        can: &Zeroizing<String>,
         expiry: time::Date,
         (pin, puk): (&Pin, &Pin),
     ) -> Result<executor::Report, StationError> {
@@ -306,6 +325,7 @@ impl Certified {
             mrz_information: lds.mrz_information.clone(),
             csca_der: &lds.csca_der,
             now: SystemTime::now(),
+            can: Some(can.clone()),
         };
         let input = CompleteInput {
             certificates: &certificates,
@@ -322,9 +342,11 @@ impl Certified {
             card,
             progress,
             profile,
+            doc_profile,
             ..
         } = job;
-        let report = Personalizer::new(profile).complete_with_lds(
+        let personalizer = Personalizer::new(profile).with_chip_access(doc_profile.chip_access);
+        let report = personalizer.complete_with_lds(
             &mut **card,
             &self.prepared.prepared,
             &self.prepared.card_key,
@@ -349,6 +371,17 @@ impl Certified {
         job.timings.card_ms += ms(t0);
         Ok(report)
     }
+}
+
+/// The card access number of this card (ICAO 9303-11 §4.4; printed on the card face): six
+/// digits from the operating system's random generator, recorded in the registry for the job
+/// before the card gets it, so no card holds a CAN the registry lacks.
+fn draw_can(job: &mut Job<'_>) -> Result<Zeroizing<String>, StationError> {
+    let can = personalization::lds::random_can()
+        .map_err(|e| StationError::Other(format!("card access number: {e}")))?;
+    let job_id = job.job_id;
+    job.st.registry.write(|tx| tx.set_job_can(job_id, &can))?;
+    Ok(can)
 }
 
 impl Locked {

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use personalization::lds::LdsFiles;
 use personalization::mrz::MrzDocument;
+use personalization::pace::ca::{self, ChipKeys};
 use zeroize::Zeroizing;
 
 use crate::error::StationError;
@@ -38,14 +39,15 @@ fn active_key(st: &Station, ca_name: &str) -> Result<(String, Vec<u8>), StationE
 
 /// Builds the LDS of one card: DG1 (MRZ), DG2 (the photo as JPEG in an ISO/IEC 19794-5 record;
 /// omitted when the holder record has no photo), DG11 (name in national characters, PINFL,
-/// place of birth, permanent address), DG12 (issuing office, date of issue), EF.SOD signed by
-/// the active Document Signer key in the HSM.
+/// place of birth, permanent address), DG12 (issuing office, date of issue), DG14 and DG15
+/// (the Chip Authentication and Active Authentication public keys the chip generated, when
+/// it did), EF.SOD signed by the active Document Signer key in the HSM over all of them.
 pub fn build_lds(
     st: &Station,
     holder: &ValidHolder,
     document: &str,
-    expiry: time::Date,
-    today: time::Date,
+    (expiry, today): (time::Date, time::Date),
+    chip_keys: Option<&ChipKeys>,
 ) -> Result<LdsData, StationError> {
     let photo = match &holder.photo_path {
         Some(p) => Some(std::fs::read(p).map_err(|e| StationError::io(p, e))?),
@@ -67,6 +69,10 @@ pub fn build_lds(
         dgs: groups.dgs,
         sod: Vec::new(),
     };
+    if let Some(keys) = chip_keys {
+        files.dgs.insert(14, ca::dg14(&keys.ca));
+        files.dgs.insert(15, ca::dg15(&keys.aa));
+    }
     let csca_der = sign_sod(st, &mut files)?;
     Ok(LdsData {
         files,

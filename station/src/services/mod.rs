@@ -195,9 +195,10 @@ pub(crate) fn match_card<'a>(
     Ok(())
 }
 
-/// The card's chip opens with the MRZ of the document on record (Basic Access Control, ICAO
-/// Doc 9303 Part 11, keys from the document number, birth and expiry dates the registry holds)
-/// and its DG1 carries that document number. The APDUs used.
+/// The card's chip opens with the MRZ of the document on record (PACE with the MRZ password on
+/// a chip that offers PACE, else Basic Access Control; ICAO Doc 9303 Part 11, keys from the
+/// document number, birth and expiry dates the registry holds) and its DG1 carries that
+/// document number. The APDUs used.
 pub(crate) fn match_document(
     st: &Station,
     tx: &mut dyn personalization::transport::Transport,
@@ -214,11 +215,11 @@ pub(crate) fn match_document(
             .map_err(|e| StationError::invalid("mrz", e.to_string()))?,
     );
     let step = "match the card to the registry";
-    let (on_card, stats) = match card_services::read_mrz(tx, &info) {
+    let (on_card, stats, _access) = match card_services::read_mrz(tx, &info) {
         Ok(r) => r,
         Err(e) if matches!(e.root(), personalization::Error::Bac { .. }) => {
             return Err(StationError::Conflict(format!(
-                "document number: the card's chip does not open with the MRZ of document {number} (BAC: {})",
+                "document number: the card's chip does not open with the MRZ of document {number} ({})",
                 e.root()
             )))
         }
