@@ -305,6 +305,9 @@ fn renew_suspend_resume_address_and_replace_through_the_centre() {
     let chain = std::fs::read_to_string(&root).unwrap() + &std::fs::read_to_string(&esign).unwrap();
     std::fs::write(d.join("chain.pem"), chain).unwrap();
 
+    let holder: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture("holder-01.json")).unwrap()).unwrap();
+    let pinfl = holder["pinfl"].as_str().unwrap().to_owned();
     // A card issued at TAS01.
     let img = tas.blank_card(0x5C00_0001);
     let card = slot.insert(&img, &[]);
@@ -378,7 +381,7 @@ fn renew_suspend_resume_address_and_replace_through_the_centre() {
     for s in &old {
         assert!(crl_entry(&crl, s).contains("Superseded"), "{crl}");
     }
-    let view = show(&centre, "31234567890123");
+    let view = show(&centre, &pinfl);
     let active_at_centre = view["certificates"]
         .as_array()
         .unwrap()
@@ -416,13 +419,13 @@ fn renew_suspend_resume_address_and_replace_through_the_centre() {
             "address",
             "set",
             "--pinfl",
-            "31234567890123",
+            &pinfl,
             "--holder-address",
             addr.to_str().unwrap(),
         ],
         &[],
     );
-    let view = show(&centre, "31234567890123");
+    let view = show(&centre, &pinfl);
     let addresses = view["addresses"].as_array().unwrap();
     assert!(
         addresses
@@ -461,7 +464,7 @@ fn renew_suspend_resume_address_and_replace_through_the_centre() {
     let new_doc = rep["new"]["document"].as_str().unwrap().to_owned();
     assert_eq!(rep["old_status"], "lost", "{rep}");
     card.pull();
-    let view = show(&centre, "31234567890123");
+    let view = show(&centre, &pinfl);
     let docs = view["documents"].as_array().unwrap();
     let old_doc = docs.iter().find(|x| x["document"] == doc.as_str()).unwrap();
     assert_eq!(old_doc["state"], "lost", "{view}");
