@@ -382,13 +382,14 @@ pub async fn abort(
         )
         .await?;
     super::set_state(&tx, id, JobState::Aborted, Some(reason)).await?;
-    let answer = ServiceFinishResponse {
+    let mut answer = ServiceFinishResponse {
         job: id.to_owned(),
         document: doc.number.clone(),
         state: JobState::Aborted,
         active: Vec::new(),
         revoked: serials(&revoked),
     };
+    answer.revoked.sort();
     keep(&tx, id, "abort", req, &answer).await?;
     let details =
         serde_json::json!({ "service_job": id, "reason": reason, "revoked": answer.revoked });
