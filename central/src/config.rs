@@ -182,6 +182,14 @@ pub struct IssuanceSection {
     /// A job reserved or certified longer than this is aborted by the centre.
     #[serde(default = "default_job_timeout")]
     pub job_timeout_seconds: u64,
+    /// A held (suspended) document may be released within this many days of the hold; after
+    /// that it must be revoked.
+    #[serde(default = "default_suspension_limit")]
+    pub suspension_limit_days: u32,
+}
+
+fn default_suspension_limit() -> u32 {
+    30
 }
 
 impl Default for IssuanceSection {
@@ -190,6 +198,7 @@ impl Default for IssuanceSection {
             series: default_series(),
             block_size: default_block_size(),
             job_timeout_seconds: default_job_timeout(),
+            suspension_limit_days: default_suspension_limit(),
         }
     }
 }

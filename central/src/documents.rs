@@ -45,7 +45,7 @@ pub async fn revoke(
     let tx = client.transaction().await?;
     let row = tx
         .query_opt(
-            "SELECT job, state, office FROM documents WHERE series = $1 AND number = $2 FOR UPDATE",
+            "SELECT job, state, office, id, holder_id FROM documents WHERE series = $1 AND number = $2 FOR UPDATE",
             &[&series, &number],
         )
         .await?
@@ -57,6 +57,10 @@ pub async fn revoke(
             )
         })?;
     let (job, current, office): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+    let (id, holder): (i64, i64) = (row.get(3), row.get(4));
+    if let Some(new) = &req.replaced_by {
+        link_replacement(&tx, id, holder, new).await?;
+    }
     if current != "active" && current != "suspended" {
         let revoked = revoked_of(&tx, &job).await?;
         return Ok(RevokeResponse {
@@ -68,20 +72,23 @@ pub async fn revoke(
     }
     let by = crate::issuance::actor(who, &req.operator);
     tx.execute(
-        "UPDATE documents SET state = $2, state_reason = $3, state_changed_at = now(), state_changed_by = $4
+        "UPDATE documents SET state = $2, state_reason = $3, state_changed_at = now(), state_changed_by = $4,
+                suspended_at = NULL
          WHERE job = $1",
         &[&job, &state, &req.reason, &format!("{}/{}", who.station, req.operator)],
     )
     .await?;
     tx.execute(
+        // A certificate on hold (a suspended document) takes the final reason.
         "UPDATE certificates SET state = 'revoked', revocation_reason = $2, revoked_at = now()
-         WHERE job = $1 AND state <> 'revoked'",
+         WHERE job = $1 AND (state <> 'revoked' OR revocation_reason = 'certificateHold')",
         &[&job, &crl_reason],
     )
     .await?;
     let revoked = revoked_of(&tx, &job).await?;
     let details = serde_json::json!({
         "document": document, "issued_by_office": office, "reason": req.reason,
+        "replaced_by": req.replaced_by, "office": who.office,
         "state": state, "crl_reason": crl_reason, "certificates": revoked,
     });
     audit::append(
@@ -99,6 +106,38 @@ pub async fn revoke(
         revoked,
         crl_reason: crl_reason.to_owned(),
     })
+}
+
+/// Link document `old` (of `holder`) to the active document `new` of the same holder that
+/// replaces it.
+async fn link_replacement(
+    tx: &deadpool_postgres::Transaction<'_>,
+    old: i64,
+    holder: i64,
+    new: &str,
+) -> Result<()> {
+    let (series, number) = crate::show::parse_document(new).map_err(|_| {
+        CentralError::invalid("replaced_by", "must be a document number (e.g. AA0000042)")
+    })?;
+    let row = tx
+        .query_opt(
+            "SELECT id FROM documents WHERE series = $1 AND number = $2 AND holder_id = $3 AND state = 'active'",
+            &[&series, &number, &holder],
+        )
+        .await?
+        .ok_or_else(|| {
+            CentralError::invalid(
+                "replaced_by",
+                format!("{new} is not an active document of the same holder"),
+            )
+        })?;
+    let new_id: i64 = row.get(0);
+    tx.execute(
+        "UPDATE documents SET replaced_by = $2 WHERE id = $1",
+        &[&old, &new_id],
+    )
+    .await?;
+    Ok(())
 }
 
 async fn revoked_of(tx: &deadpool_postgres::Transaction<'_>, job: &str) -> Result<Vec<String>> {

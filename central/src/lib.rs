@@ -22,6 +22,7 @@ pub mod public;
 pub mod refusals;
 pub mod rotation;
 pub mod server;
+pub mod services;
 pub mod show;
 pub mod stations;
 pub mod tls;

@@ -7,7 +7,9 @@
 //! - `GET /v1/status`: [`crate::issuance::status`];
 //! - `POST /v1/jobs/reserve`, `POST /v1/jobs/{job}/certify|complete|abort`, `GET /v1/jobs/{job}`:
 //!   [`crate::issuance`];
-//! - `POST /v1/audit/push`: [`crate::audit_push`].
+//! - `POST /v1/audit/push`: [`crate::audit_push`];
+//! - `POST /v1/services/{job}/renew|certify|complete|abort|hold|release|address`,
+//!   `GET /v1/services/{job}`: the card services, [`crate::services`].
 //!
 //! Beside them run the job timeout sweep, the audit checkpoints and, with `[egov]`, the
 //! e-government publisher ([`crate::egov`]). The public relying-party services (OCSP, CRLs, CA
@@ -239,6 +241,80 @@ async fn audit_push_handler(
     run.await.map(Json).map_err(ApiError)
 }
 
+/// `POST /v1/services/{job}/{step}`: a card service step ([`crate::services`]).
+async fn service_handler(
+    State(centre): State<Arc<Centre>>,
+    Extension(cert): Extension<ClientCert>,
+    Path((job, step)): Path<(String, String)>,
+    bytes: Bytes,
+) -> std::result::Result<Response, ApiError> {
+    let run = async {
+        let who = enrol::authenticate(&centre, client_cert(&cert)).await?;
+        let r = run_service(&centre, &who, &job, &step, &bytes).await;
+        refusals::audited(&centre, &who, &step, Some(&job), &bytes, r).await
+    };
+    run.await.map_err(ApiError)
+}
+
+async fn run_service(
+    centre: &Arc<Centre>,
+    who: &WhoAmI,
+    job: &str,
+    step: &str,
+    bytes: &Bytes,
+) -> Result<Response> {
+    use crate::services::{address, hold, renew};
+    issuance::check_job_id(job)?;
+    let json = |v: serde_json::Value| Json(v).into_response();
+    let answer = match step {
+        "renew" => json(issuance::json(
+            &renew::open(centre, who, job, &body(bytes)?).await?,
+        )?),
+        "certify" => json(issuance::json(
+            &renew::certify(centre, who, job, &body(bytes)?).await?,
+        )?),
+        "complete" => json(issuance::json(
+            &renew::complete(centre, who, job, &body(bytes)?).await?,
+        )?),
+        "abort" => json(issuance::json(
+            &renew::abort(centre, who, job, &body(bytes)?).await?,
+        )?),
+        "hold" | "release" => {
+            let kind = if step == "hold" { "hold" } else { "release" };
+            json(issuance::json(
+                &hold::run(centre, who, job, kind, &body(bytes)?).await?,
+            )?)
+        }
+        "address" => json(issuance::json(
+            &address::change(centre, who, job, &body(bytes)?).await?,
+        )?),
+        other => {
+            return Err(CentralError::refused(
+                Refusal::NotFound,
+                "not-found",
+                format!(
+                    "a service job has no step {other:?} (renew, certify, complete, abort, hold, release, address)"
+                ),
+            ))
+        }
+    };
+    crate::failpoint::hit(&format!("service.{step}"));
+    Ok(answer)
+}
+
+async fn service_job_handler(
+    State(centre): State<Arc<Centre>>,
+    Extension(cert): Extension<ClientCert>,
+    Path(job): Path<String>,
+) -> Answer<centre_api::ServiceJobStatus> {
+    let run = async {
+        let who = enrol::authenticate(&centre, client_cert(&cert)).await?;
+        let r = crate::services::renew::status(&centre, &who, &job).await;
+        refusals::audited(&centre, &who, "service-job", Some(&job), &[], r).await
+    };
+    run.await.map(Json).map_err(ApiError)
+}
+
 /// The API's routes over `centre`.
 pub fn router(centre: Arc<Centre>) -> Router {
     use centre_api::paths;
@@ -251,6 +327,8 @@ pub fn router(centre: Arc<Centre>) -> Router {
         .route("/v1/jobs/{job}/{step}", post(step_handler))
         .route(paths::AUDIT_PUSH, post(audit_push_handler))
         .route("/v1/documents/{document}/revoke", post(revoke_handler))
+        .route("/v1/services/{job}", get(service_job_handler))
+        .route("/v1/services/{job}/{step}", post(service_handler))
         .with_state(centre)
 }
 

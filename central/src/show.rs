@@ -30,6 +30,9 @@ pub struct DocumentRecord {
     pub date_of_expiry: String,
     pub card_serial: String,
     pub job: String,
+    /// The document that replaced this one (a replacement), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaced_by: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -89,8 +92,10 @@ async fn holder_id(c: &impl GenericClient, q: &Query) -> Result<Option<i64>> {
 async fn documents(c: &impl GenericClient, holder: i64) -> Result<Vec<DocumentRecord>> {
     let rows = c
         .query(
-            "SELECT series, number, state, station, office, date_of_issue::text, date_of_expiry::text, card_serial, job
-             FROM documents WHERE holder_id = $1 ORDER BY id",
+            "SELECT d.series, d.number, d.state, d.station, d.office, d.date_of_issue::text,
+                    d.date_of_expiry::text, d.card_serial, d.job, n.series, n.number
+             FROM documents d LEFT JOIN documents n ON n.id = d.replaced_by
+             WHERE d.holder_id = $1 ORDER BY d.id",
             &[&holder],
         )
         .await?;
@@ -105,6 +110,9 @@ async fn documents(c: &impl GenericClient, holder: i64) -> Result<Vec<DocumentRe
             date_of_expiry: r.get(6),
             card_serial: r.get(7),
             job: r.get(8),
+            replaced_by: r
+                .get::<_, Option<String>>(9)
+                .map(|s| crate::numbers::document_number(&s, r.get(10))),
         })
         .collect())
 }

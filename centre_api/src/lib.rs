@@ -37,6 +37,15 @@ pub mod paths {
     pub fn revoke(document: &str) -> String {
         format!("/v1/documents/{document}/revoke")
     }
+    /// `POST`: one step of a card service job (`renew`, `certify`, `complete`, `abort`,
+    /// `hold`, `release`, `address`), named by the station's job UUID.
+    pub fn service(job: &str, step: &str) -> String {
+        format!("/v1/services/{job}/{step}")
+    }
+    /// `GET`: what the centre knows of a card service job (recovery asks this).
+    pub fn service_job(job: &str) -> String {
+        format!("/v1/services/{job}")
+    }
 }
 
 /// A refusal: HTTP 400, 401, 403, 404 or 409 with this body. `rule` is a stable name
@@ -64,6 +73,26 @@ pub mod rules {
     pub const JOB_ABORTED: &str = "job-aborted";
     pub const AUDIT_HEAD_DOES_NOT_EXTEND: &str = "audit-head-does-not-extend";
     pub const STATION_DISABLED: &str = "station-disabled";
+    /// A card service named a document the centre has not issued.
+    pub const DOCUMENT_NOT_FOUND: &str = "document-not-found";
+    /// A card service needs an active document (renewal, hold) or a suspended one (release).
+    pub const DOCUMENT_NOT_ACTIVE: &str = "document-not-active";
+    pub const DOCUMENT_SUSPENDED: &str = "document-suspended";
+    pub const DOCUMENT_NOT_SUSPENDED: &str = "document-not-suspended";
+    /// The card the station read is not the document's card.
+    pub const CARD_NOT_THE_DOCUMENTS: &str = "card-not-the-documents";
+    /// The document expires within a day: nothing to renew.
+    pub const DOCUMENT_EXPIRES: &str = "document-expires";
+    /// A release after `[issuance] suspension_limit_days`: revoke instead.
+    pub const SUSPENSION_LIMIT_EXCEEDED: &str = "suspension-limit-exceeded";
+    /// A release without the holder in person.
+    pub const IDENTITY_NOT_CONFIRMED: &str = "identity-not-confirmed";
+    /// A suspended document held for a replacement in progress.
+    pub const DOCUMENT_HELD_FOR_REPLACEMENT: &str = "document-held-for-replacement";
+    /// An address change for a PINFL the national registry does not know.
+    pub const HOLDER_NOT_FOUND: &str = "holder-not-found";
+    /// `address end` with no temporary registration in force.
+    pub const NO_TEMPORARY_ADDRESS: &str = "no-temporary-address";
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -330,6 +359,10 @@ pub fn proof_digest(job: &str, challenge: &[u8], slot: u8, spki_der: &[u8]) -> [
 pub struct RevokeRequest {
     pub operator: String,
     pub reason: String,
+    /// A replacement: the holder's new (active) document that replaces this one; the centre
+    /// links old → new.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced_by: Option<String>,
 }
 
 /// The document's state afterwards and its certificates revoked (serials, upper-case hex). A
@@ -340,6 +373,116 @@ pub struct RevokeResponse {
     pub state: String,
     pub revoked: Vec<String>,
     pub crl_reason: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Card services (issue 16): renewal, hold and release, address changes
+
+/// `POST /v1/services/{job}/renew`: open a renewal of an ACTIVE document whose card (chip
+/// serial `card_serial`) the station read and matched. Any enrolled station may serve any
+/// holder (the registry is national); the centre records which office did. The answer's
+/// challenge is signed by each new card key ([`proof_digest`] with the service job's UUID),
+/// as at issuance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewRequest {
+    pub operator: String,
+    pub document: String,
+    pub card_serial: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenewResponse {
+    pub job: String,
+    pub document: String,
+    /// 32 random bytes (hex) each new card key signs in `certify`.
+    pub challenge: String,
+    /// The document's expiry (`YYYY-MM-DD`): no certificate of the renewal outlives it.
+    pub date_of_expiry: String,
+}
+
+/// `POST /v1/services/{job}/complete` (the new certificates are on the card, read back and
+/// test-signed: they become active and the document's previous ones are revoked superseded)
+/// and `/abort` (the renewal's certificates revoked cessationOfOperation, the old ones stay).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceFinishRequest {
+    pub operator: String,
+    /// Why (abort only; empty on complete).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceFinishResponse {
+    pub job: String,
+    pub document: String,
+    pub state: JobState,
+    /// Serials made active (complete).
+    pub active: Vec<String>,
+    /// Serials revoked: superseded (complete) or the renewal's own (abort).
+    pub revoked: Vec<String>,
+}
+
+/// `POST /v1/services/{job}/hold` (suspend: certificateHold on the document's active
+/// certificates, the document SUSPENDED) and `/release` (resume, the holder in person, within
+/// the centre's `[issuance] suspension_limit_days`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoldRequest {
+    pub operator: String,
+    pub document: String,
+    /// Release only: the clerk confirmed the holder's identity in person.
+    #[serde(default)]
+    pub identity_confirmed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldResponse {
+    pub document: String,
+    /// `suspended` after a hold, `active` after a release.
+    pub state: String,
+    /// Serials put on hold or released.
+    pub certificates: Vec<String>,
+    /// When the hold began (RFC 3339 UTC).
+    pub suspended_at: String,
+    /// The last moment a release is allowed (RFC 3339 UTC).
+    pub release_until: String,
+}
+
+/// `POST /v1/services/{job}/address`: a registration address recorded in the national
+/// registry's history of holder `pinfl` (`set`), or the temporary registration in force ended
+/// (`end`, on `ended_on`); either goes to the e-government outbox (topic `address.changed`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddressRequest {
+    pub operator: String,
+    pub pinfl: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set: Option<NewAddress>,
+    /// `YYYY-MM-DD`: end the temporary registration in force on this day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_temporary_on: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressResponse {
+    pub pinfl: String,
+    /// The registry row of the address recorded (set) or ended (end).
+    pub address_id: i64,
+    /// The e-government outbox message.
+    pub outbox_id: i64,
+}
+
+/// `GET /v1/services/{job}`: a card service job as the centre has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceJobStatus {
+    pub job: String,
+    /// `renew`, `hold`, `release`, `address`.
+    pub kind: String,
+    pub state: JobState,
+    pub document: Option<String>,
+    pub certificates: Vec<IssuedCertificate>,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -173,6 +173,25 @@ impl CertProfile {
     pub fn digest(&self) -> &[u8; 32] {
         &self.digest
     }
+
+    /// This profile with its validity capped at `days` (a renewal that may not outlive the
+    /// document's expiry), under a digest of its own so that no cache mistakes it for the
+    /// profile as loaded.
+    pub fn with_validity_at_most(&self, days: u32) -> CertProfile {
+        let mut p = self.clone();
+        if days < p.validity.days {
+            p.validity.days = days;
+            p.digest = {
+                use sha2::Digest;
+                let mut h = sha2::Sha256::new();
+                h.update(self.digest);
+                h.update(b"validity.days");
+                h.update(days.to_be_bytes());
+                h.finalize().into()
+            };
+        }
+        p
+    }
 }
 
 fn default_true() -> bool {

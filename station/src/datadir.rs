@@ -182,6 +182,9 @@ pub enum Work {
     /// A reservation at the national centre not yet recorded in a local job (the first 64
     /// bits of its job UUID).
     CentreReservation(u64),
+    /// A card service (renew, unblock) on a document (its id): one at a time per document, and
+    /// recovery never touches a service job whose process is alive.
+    CardService(i64),
 }
 
 impl Work {
@@ -190,6 +193,7 @@ impl Work {
             Work::IssuanceJob(id) => format!("job-{id}.lock"),
             Work::CaRequest(id) => format!("ca-request-{id}.lock"),
             Work::CentreReservation(id) => format!("centre-reservation-{id:016x}.lock"),
+            Work::CardService(id) => format!("card-service-{id}.lock"),
         }
     }
 
@@ -199,6 +203,9 @@ impl Work {
             Work::CaRequest(id) => format!("CA request {id} is being executed by another process"),
             Work::CentreReservation(id) => {
                 format!("reservation {id:016x} at the centre is being made by another process")
+            }
+            Work::CardService(id) => {
+                format!("a card service on document {id} is running in another process")
             }
         }
     }

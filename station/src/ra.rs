@@ -85,7 +85,7 @@ fn centre_job(st: &Station, job_id: i64) -> Result<CentreJob, StationError> {
 }
 
 /// New job UUID (RFC 9562 version 4, from the OS CSPRNG).
-fn new_uuid() -> Result<String, StationError> {
+pub(crate) fn new_uuid() -> Result<String, StationError> {
     let mut b = [0u8; 16];
     getrandom::fill(&mut b).map_err(|e| StationError::Other(format!("random job id: {e}")))?;
     b[6] = (b[6] & 0x0f) | 0x40;
@@ -473,11 +473,24 @@ pub fn revoke_at_centre(
     document: DocumentNumber,
     reason: &str,
 ) -> Result<centre_api::RevokeResponse, StationError> {
+    revoke_replaced_at_centre(st, actor, document, reason, None)
+}
+
+/// [`revoke_at_centre`], naming the document that replaces it (a replacement: the centre links
+/// old → new).
+pub fn revoke_replaced_at_centre(
+    st: &Station,
+    actor: &Actor,
+    document: DocumentNumber,
+    reason: &str,
+    replaced_by: Option<&str>,
+) -> Result<centre_api::RevokeResponse, StationError> {
     CentreClient::for_station(st)?.post(
         &paths::revoke(&document.to_string()),
         &centre_api::RevokeRequest {
             operator: actor.operator.clone(),
             reason: reason.to_owned(),
+            replaced_by: replaced_by.map(str::to_owned),
         },
     )
 }
@@ -565,13 +578,13 @@ fn spki_of(cert: &[u8]) -> Result<Vec<u8>, StationError> {
         .map_err(|e| StationError::Other(format!("the centre's issuer certificate: {e}")))
 }
 
-fn decode_hex(what: &str, v: &str) -> Result<Vec<u8>, StationError> {
+pub(crate) fn decode_hex(what: &str, v: &str) -> Result<Vec<u8>, StationError> {
     hex::decode(v).map_err(|e| StationError::Other(format!("the centre's {what}: not hex: {e}")))
 }
 
 /// The local registry id of the centre's e-Signature CA key whose certificate is `issuer`:
 /// the one enrolment recorded, or (after a rotation at the centre) a new record of it.
-fn centre_issuer_key(st: &mut Station, issuer: &[u8]) -> Result<i64, StationError> {
+pub(crate) fn centre_issuer_key(st: &mut Station, issuer: &[u8]) -> Result<i64, StationError> {
     let known = st.registry.ca_keys("esign")?;
     if let Some(k) = known
         .iter()

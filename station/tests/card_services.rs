@@ -838,3 +838,104 @@ fn a_renewal_or_unblock_killed_after_each_journaled_step_is_finished_by_the_next
         .expect("query");
     assert_eq!(running, 0);
 }
+
+#[test]
+fn recover_rolls_back_a_renewal_before_ca_issue_waits_for_the_card_after_and_closes_an_unblock() {
+    use std::os::unix::process::ExitStatusExt;
+    let st = Station::new();
+    let slot = testrig::Slot::lease();
+    let img = st.blank_card(0x5E00_0050);
+    let _card = slot.insert(&img, &[]);
+    let r = &slot.reader_name;
+    let doc = st.issue(r);
+    let recover = || -> Vec<serde_json::Value> {
+        st.json(&["recover", "--operator", "clerk"], &[CLERK_PASSWORD])
+            .as_array()
+            .expect("array")
+            .iter()
+            .filter(|x| x["kind"].is_string())
+            .cloned()
+            .collect()
+    };
+    let running = || -> i64 {
+        st.registry()
+            .connection()
+            .query_row(
+                "SELECT count(*) FROM service_jobs WHERE state = 'running'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("query")
+    };
+    // Killed in ca.issue (before the certificates were recorded): recover rolls it back; the
+    // old certificates stay the document's, and the next renewal starts afresh.
+    let before = st.certificates(&doc, "active");
+    let o = st.renew_env(&doc, r, PIN, &[("IDSTATION_FAILPOINT", "renew.ca.issue")]);
+    assert_eq!(o.status.signal(), Some(9), "{}", text(&o));
+    let rec = recover();
+    assert_eq!(rec.len(), 1, "{rec:?}");
+    assert_eq!(
+        (rec[0]["kind"].as_str(), rec[0]["outcome"].as_str()),
+        (Some("renew"), Some("rolled-back")),
+        "{rec:?}"
+    );
+    assert_eq!(running(), 0);
+    assert_eq!(st.certificates(&doc, "active"), before);
+    assert!(recover().is_empty(), "a second recover finds nothing");
+    // Killed in card.install (certificates issued): recover leaves it for the card and says so;
+    // the next renewal with the card resumes it.
+    let o = st.renew_env(
+        &doc,
+        r,
+        PIN,
+        &[("IDSTATION_FAILPOINT", "renew.card.install")],
+    );
+    assert_eq!(o.status.signal(), Some(9), "{}", text(&o));
+    let rec = recover();
+    assert_eq!(rec.len(), 1, "{rec:?}");
+    assert_eq!(rec[0]["outcome"], "waiting-for-card", "{rec:?}");
+    assert!(
+        rec[0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains(&format!("idstation renew --document {doc}"))),
+        "{rec:?}"
+    );
+    assert_eq!(running(), 1);
+    let o = st.renew(&doc, r, PIN);
+    assert!(o.status.success(), "{}", text(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(report["resumed"], true, "{report}");
+    assert_eq!(running(), 0);
+    opensc_signs_and_openssl_verifies(&st, r, PIN, "recovered-renewal");
+    st.check_agreement();
+    // An unblock killed mid-way: recover closes it as failed.
+    let o = st.run_env(
+        &[
+            "--json",
+            "unblock",
+            "--document",
+            &doc,
+            "--reader",
+            r,
+            "--identity-confirmed",
+            "--pin-fd",
+            "0",
+            "--operator",
+            "clerk",
+        ],
+        &[CLERK_PASSWORD, NEW_PIN],
+        &[("IDSTATION_FAILPOINT", "unblock.card.unblock")],
+    );
+    assert_eq!(o.status.signal(), Some(9), "{}", text(&o));
+    let rec = recover();
+    assert_eq!(
+        (
+            rec.len(),
+            rec[0]["kind"].as_str(),
+            rec[0]["outcome"].as_str()
+        ),
+        (1, Some("unblock"), Some("failed")),
+        "{rec:?}"
+    );
+    assert_eq!(running(), 0);
+}

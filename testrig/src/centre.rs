@@ -262,6 +262,20 @@ public_name = "localhost"
         .expect("write centre.toml");
     }
 
+    /// Serve the relying-party services (OCSP, CRLs) on a plain-HTTP listener on a free port
+    /// of 127.0.0.1 from the next `serve` on (`[public] listen` and `base_url`); its address.
+    pub fn enable_public(&self) -> SocketAddr {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port");
+        let mut text = std::fs::read_to_string(&self.config).expect("read centre.toml");
+        text.push_str(&format!(
+            "\n[public]\nlisten = \"{addr}\"\nbase_url = \"http://{addr}\"\nocsp_validity_seconds = 60\n"
+        ));
+        std::fs::write(&self.config, text).expect("write centre.toml");
+        addr
+    }
+
     /// Start `idcentral serve` (on a free port the first time, on the same port after
     /// [`Centre::stop`]) and wait until it listens.
     pub fn serve(&mut self) {

@@ -10,8 +10,73 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{CentralError, Result};
 
-/// The only topic the centre writes today (`issuance::finish::complete`).
+/// A completed issuance (`issuance::finish::complete`).
 pub const DOCUMENT_ISSUED: &str = "document.issued";
+/// A registration address set or ended (`services::address`).
+pub const ADDRESS_CHANGED: &str = "address.changed";
+
+/// The message of an address change: the holder and the change as recorded (`change`: `set`
+/// with the `address`, or `end` with `ended_on`; the registry's `address_id`; the office and
+/// station that recorded it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressMessage {
+    pub message_id: i64,
+    pub topic: String,
+    pub centre: String,
+    pub created_at: String,
+    pub holder: Holder,
+    pub change: serde_json::Value,
+}
+
+/// The JSON payload of outbox row `id`, whatever its topic.
+pub async fn payload(
+    c: &impl GenericClient,
+    centre: &str,
+    id: i64,
+    topic: &str,
+    job: &str,
+) -> Result<Vec<u8>> {
+    let bytes = if topic == ADDRESS_CHANGED {
+        serde_json::to_vec(&build_address(c, centre, id).await?)
+    } else {
+        serde_json::to_vec(&build(c, centre, id, topic, job).await?)
+    };
+    bytes.map_err(|e| CentralError::Other(e.to_string()))
+}
+
+async fn build_address(c: &impl GenericClient, centre: &str, id: i64) -> Result<AddressMessage> {
+    let utc = "YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"";
+    let r = c
+        .query_one(
+            &format!(
+                "SELECT o.payload, to_char(o.created_at AT TIME ZONE 'UTC', '{utc}'), h.id
+                 FROM outbox o JOIN holders h ON h.pinfl = o.payload->>'pinfl' WHERE o.id = $1"
+            ),
+            &[&id],
+        )
+        .await?;
+    let h = crate::holders::get(c, r.get(2)).await?;
+    Ok(AddressMessage {
+        message_id: id,
+        topic: ADDRESS_CHANGED.to_owned(),
+        centre: centre.to_owned(),
+        created_at: r.get(1),
+        holder: Holder {
+            pinfl: h.pinfl,
+            surname: h.surname,
+            given_names: h.given_names,
+            patronymic: h.patronymic,
+            surname_cyrillic: h.surname_cyrillic,
+            given_names_cyrillic: h.given_names_cyrillic,
+            patronymic_cyrillic: h.patronymic_cyrillic,
+            sex: h.sex,
+            date_of_birth: h.date_of_birth,
+            place_of_birth: h.place_of_birth,
+            citizenship: h.citizenship,
+        },
+        change: r.get(0),
+    })
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
@@ -129,7 +194,8 @@ pub async fn build(
         .ok_or_else(|| missing("the holder has no registration address"))?;
     let certificates = c
         .query(
-            "SELECT serial, slot, profile FROM certificates WHERE job = $1 ORDER BY slot",
+            "SELECT serial, slot, profile FROM certificates
+             WHERE job = $1 AND service_job IS NULL ORDER BY slot",
             &[&job],
         )
         .await?

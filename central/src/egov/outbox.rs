@@ -117,8 +117,7 @@ async fn sign(
     topic: &str,
     job: &str,
 ) -> Result<String> {
-    let m = super::message::build(tx, centre, id, topic, job).await?;
-    let payload = serde_json::to_vec(&m).map_err(|e| CentralError::Other(e.to_string()))?;
+    let payload = super::message::payload(tx, centre, id, topic, job).await?;
     super::jws::sign(store, &keys.jws_label, &keys.jws_chain, &payload)
 }
 

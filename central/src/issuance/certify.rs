@@ -16,10 +16,10 @@ use crate::error::{CentralError, Refusal, Result};
 use crate::pki::Centre;
 
 /// A key checked for certification: its slot, profile and SubjectPublicKeyInfo.
-struct Checked {
-    slot: Slot,
-    profile: String,
-    spki: Vec<u8>,
+pub(crate) struct Checked {
+    pub slot: Slot,
+    pub profile: String,
+    pub spki: Vec<u8>,
 }
 
 /// The card profile's slot named `text` (hex key reference, e.g. `9A`).
@@ -49,7 +49,7 @@ fn slot_of(centre: &Centre, text: &str) -> Result<(Slot, String)> {
 }
 
 /// Check one key: its slot and profile against the card profile, its encoding and its proof.
-fn check_key(centre: &Centre, job: &Job, k: &KeyToCertify) -> Result<Checked> {
+fn check_key(centre: &Centre, job: &Proven<'_>, k: &KeyToCertify) -> Result<Checked> {
     let (slot, profile) = slot_of(centre, &k.slot)?;
     if k.profile != profile {
         return Err(CentralError::invalid(
@@ -65,7 +65,7 @@ fn check_key(centre: &Centre, job: &Job, k: &KeyToCertify) -> Result<Checked> {
     })?;
     let proof = hex::decode(&k.proof)
         .map_err(|_| CentralError::invalid("keys.proof", "must be hex DER (ECDSA signature)"))?;
-    let digest = centre_api::proof_digest(&job.id, &job.challenge, slot.key_ref(), &spki);
+    let digest = centre_api::proof_digest(job.id, job.challenge, slot.key_ref(), &spki);
     let verified = ca::verify_possession(&spki, &digest, &proof)
         .map_err(|e| CentralError::invalid("keys.public_key", format!("slot {slot}: {e}")))?;
     if !verified {
@@ -85,7 +85,19 @@ fn check_key(centre: &Centre, job: &Job, k: &KeyToCertify) -> Result<Checked> {
     })
 }
 
-fn check_keys(centre: &Centre, job: &Job, req: &CertifyRequest) -> Result<Vec<Checked>> {
+/// The job a proof of possession is bound to: its UUID and the centre's challenge.
+pub(crate) struct Proven<'a> {
+    pub id: &'a str,
+    pub challenge: &'a [u8],
+}
+
+/// Check every key of a certify request (issuance or renewal) against the card profile and
+/// its proof of possession for `job`.
+pub(crate) fn check_keys(
+    centre: &Centre,
+    job: &Proven<'_>,
+    req: &CertifyRequest,
+) -> Result<Vec<Checked>> {
     if req.keys.is_empty() {
         return Err(CentralError::invalid("keys", "must name at least one key"));
     }
@@ -181,7 +193,11 @@ pub async fn certify(
             )))
         }
     }
-    let keys = check_keys(centre, &job, req)?;
+    let proven = Proven {
+        id: &job.id,
+        challenge: &job.challenge,
+    };
+    let keys = check_keys(centre, &proven, req)?;
     // The active e-Signature CA key, read once for the whole job (a rotation's switch waits
     // for this transaction).
     let esign = centre.active_issuer(&tx, "esign").await?;
@@ -228,7 +244,8 @@ async fn issued(
     let issuer = tx
         .query_one(
             "SELECT k.cert_der FROM ca_keys k
-             WHERE k.label = (SELECT issuer_key FROM certificates WHERE job = $1 ORDER BY slot LIMIT 1)",
+             WHERE k.label = (SELECT issuer_key FROM certificates
+                              WHERE job = $1 AND service_job IS NULL ORDER BY slot LIMIT 1)",
             &[&job],
         )
         .await?

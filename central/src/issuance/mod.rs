@@ -203,11 +203,12 @@ pub fn aborted(job: &Job) -> CentralError {
     )
 }
 
-/// The certificates issued for a job, in slot order.
+/// The certificates issued for a job, in slot order (not those of later renewals).
 pub async fn certificates(c: &impl GenericClient, job: &str) -> Result<Vec<IssuedCertificate>> {
     let rows = c
         .query(
-            "SELECT slot, profile, serial, cert_der FROM certificates WHERE job = $1 ORDER BY slot",
+            "SELECT slot, profile, serial, cert_der FROM certificates
+             WHERE job = $1 AND service_job IS NULL ORDER BY slot",
             &[&job],
         )
         .await?;

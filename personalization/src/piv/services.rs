@@ -301,6 +301,46 @@ pub fn install_certificates(
     })
 }
 
+/// Each key's proof of possession (DER ECDSA signature), by slot.
+pub type Proofs = Vec<(Slot, Vec<u8>)>;
+
+/// Proof of possession for a renewal through the centre: each new key (slot, SubjectPublicKeyInfo)
+/// signs its digest after the holder's PIN (the card requires it for every use of 9C), and each
+/// signature is checked with the key before it leaves. Keys only, no issuer session: the proof
+/// is the holder's card answering, as it will for every signature.
+pub fn prove_possession(
+    transport: &mut dyn Transport,
+    pin: &Pin,
+    keys: &[(Slot, &[u8], [u8; 32])],
+) -> Result<(Proofs, Stats), Error> {
+    use p256::ecdsa::signature::hazmat::PrehashVerifier;
+    check_slots(keys.iter().map(|(s, _, _)| *s))?;
+    let mut piv = Piv::new(transport);
+    piv.select()?;
+    let mut out = Vec::with_capacity(keys.len());
+    for (slot, spki, digest) in keys {
+        let step = format!("proof of possession {slot}");
+        let key = p256::PublicKey::from_public_key_der(spki).map_err(|_| Error::Certificate {
+            slot: slot.to_string(),
+            rule: "the new key is not an ECC P-256 SubjectPublicKeyInfo".into(),
+        })?;
+        piv.verify(pin)
+            .map_err(|e| e.in_step("verify the holder's PIN"))?;
+        let sig = piv.sign_p256(*slot, digest).map_err(|e| e.in_step(&step))?;
+        let parsed = p256::ecdsa::Signature::from_der(&sig).map_err(|_| Error::Malformed {
+            command: "GENERAL AUTHENTICATE (sign)",
+            detail: "signature is not a DER Ecdsa-Sig-Value".into(),
+        })?;
+        p256::ecdsa::VerifyingKey::from(&key)
+            .verify_prehash(digest, &parsed)
+            .map_err(|_| Error::SignatureInvalid {
+                slot: slot.to_string(),
+            })?;
+        out.push((*slot, sig));
+    }
+    Ok((out, piv.stats()))
+}
+
 /// Signs a fresh digest with `slot` and verifies it with `key`.
 fn test_sign(
     piv: &mut Piv<'_>,

@@ -1,4 +1,5 @@
-//! `idstation recover`: resolves interrupted issuance jobs and CA requests (the work is
+//! `idstation recover`: resolves interrupted issuance jobs, CA requests, replacements and card
+//! services (renew, unblock: `station::services::recover`) (the work is
 //! `station::recovery`; docs/rotation.md for the CA requests).
 
 use clap::Args;
@@ -33,6 +34,8 @@ pub fn run(ctx: &Ctx, a: &RecoverArgs) -> Result<(), StationError> {
     let rot = recovery::recover_ca_requests(&mut st, &session)?;
     // Interrupted replacements (after their issuance jobs above).
     let rep = station::services::replace::recover(&mut st, &session)?;
+    // Interrupted renewals and unblocks.
+    let svc = station::services::recover(&mut st, &session)?;
     let mut all: Vec<serde_json::Value> = r
         .iter()
         .map(|x| serde_json::to_value(x).unwrap_or_default())
@@ -45,8 +48,12 @@ pub fn run(ctx: &Ctx, a: &RecoverArgs) -> Result<(), StationError> {
         rep.iter()
             .map(|x| serde_json::to_value(x).unwrap_or_default()),
     );
+    all.extend(
+        svc.iter()
+            .map(|x| serde_json::to_value(x).unwrap_or_default()),
+    );
     ctx.print(&all, |_| {
-        if r.is_empty() && rot.is_empty() && rep.is_empty() {
+        if r.is_empty() && rot.is_empty() && rep.is_empty() && svc.is_empty() {
             "Nothing to recover\n".into()
         } else {
             r.iter()
@@ -59,6 +66,12 @@ pub fn run(ctx: &Ctx, a: &RecoverArgs) -> Result<(), StationError> {
                     format!(
                         "replacement {} of document {}: {}\n",
                         x.replacement, x.old_document, x.outcome
+                    )
+                }))
+                .chain(svc.iter().map(|x| {
+                    format!(
+                        "{} job {} of document {}: {} ({})\n",
+                        x.kind, x.service_job, x.document, x.outcome, x.detail
                     )
                 }))
                 .collect()

@@ -5,6 +5,12 @@
 //! change goes to the e-government outbox (`egov.address-changed`) and the audit log in the
 //! same transaction. The chip is not touched: DG11 keeps the address printed at issuance (the
 //! LDS is signed in EF.SOD and read-only after issuance; docs/station.md).
+//!
+//! On a station enrolled to a national centre the change is the centre's
+//! ([`crate::service_seam::ServiceSeam::address`]): recorded in the national registry's history
+//! and put in the centre's e-government outbox (which delivers it); the station's registry
+//! mirrors it when it knows the holder, without a local outbox message (the report names the
+//! centre's). A holder this station has no record of is changed at the centre only.
 
 use registry::{AddressKind, AuditEntry, NewAddress, TOPIC_EGOV_ADDRESS_CHANGED};
 use serde::Serialize;
@@ -37,16 +43,52 @@ pub struct AddressHistoryEntry {
     pub recorded_by: String,
 }
 
-fn refuse_in_centre_mode(st: &Station) -> Result<(), StationError> {
-    if st.config.centre.is_some() {
-        return Err(StationError::Conflict(
-            "centre: this station is enrolled with a national centre, whose registry holds the \
-             holders' addresses, and the centre API has no address call: address changes are \
-             only available on a standalone station"
-                .into(),
-        ));
+/// A holder only the centre knows (no local record): the change made there, audited here.
+fn at_centre_only(
+    st: &mut Station,
+    session: &Session,
+    action: &str,
+    pinfl: &str,
+    set: Option<&NewAddress>,
+    end_on: Option<&str>,
+) -> Result<Option<AddressReport>, StationError> {
+    if st.registry.holder_by_pinfl(pinfl)?.is_some() {
+        return Ok(None);
     }
-    Ok(())
+    let seam = crate::ra_services::seam(st);
+    let r = match seam.address(st, session.actor(), pinfl, set, end_on) {
+        Ok(Some(r)) => r,
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(refused(st, session, action, pinfl, e)),
+    };
+    st.registry.audit(&AuditEntry {
+        actor: session.actor(),
+        action,
+        object: &format!("holder:{pinfl}"),
+        details: &serde_json::json!({ "at_centre": true, "address_id": r.address_id, "outbox": r.outbox_id }),
+    })?;
+    Ok(Some(AddressReport {
+        pinfl: pinfl.into(),
+        change: if set.is_some() { "set" } else { "end" }.into(),
+        address_id: r.address_id,
+        kind: set.map_or("temporary", |a| a.kind.as_str()).into(),
+        outbox_message: r.outbox_id,
+        history: Vec::new(),
+    }))
+}
+
+/// The change made in the national record (`None`: standalone), else refused and audited.
+fn national(
+    st: &mut Station,
+    session: &Session,
+    action: &str,
+    pinfl: &str,
+    set: Option<&NewAddress>,
+    end_on: Option<&str>,
+) -> Result<Option<centre_api::AddressResponse>, StationError> {
+    let seam = crate::ra_services::seam(st);
+    seam.address(st, session.actor(), pinfl, set, end_on)
+        .map_err(|e| refused(st, session, action, pinfl, e))
 }
 
 fn holder(st: &Station, pinfl: &str) -> Result<registry::Holder, StationError> {
@@ -113,8 +155,10 @@ pub fn set(
         "change addresses",
         &[registry::Role::Clerk],
     )?;
+    if let Some(r) = at_centre_only(st, session, "address.set", pinfl, Some(address), None)? {
+        return Ok(r);
+    }
     let checked = (|| {
-        refuse_in_centre_mode(st)?;
         let h = holder(st, pinfl)?;
         let on = crate::holder::parse_date(&address.registered_on)
             .map_err(|rule| StationError::invalid("address.registered_on", rule))?;
@@ -136,6 +180,7 @@ pub fn set(
         Ok(h)
     })();
     let h = checked.map_err(|e| refused(st, session, "address.set", pinfl, e))?;
+    let centre = national(st, session, "address.set", pinfl, Some(address), None)?;
     let tx = st.registry.transaction()?;
     let id = tx
         .add_address(h.id, address, session.actor())
@@ -147,15 +192,18 @@ pub fn set(
             return Err(refused(st, session, "address.set", pinfl, e));
         }
     };
-    let msg = tx.outbox_push(
-        TOPIC_EGOV_ADDRESS_CHANGED,
-        &serde_json::json!({
-            "pinfl": pinfl,
-            "change": "set",
-            "address_id": id,
-            "address": address,
-        }),
-    )?;
+    let msg = match &centre {
+        Some(r) => r.outbox_id,
+        None => tx.outbox_push(
+            TOPIC_EGOV_ADDRESS_CHANGED,
+            &serde_json::json!({
+                "pinfl": pinfl,
+                "change": "set",
+                "address_id": id,
+                "address": address,
+            }),
+        )?,
+    };
     tx.audit(&AuditEntry {
         actor: session.actor(),
         action: "address.set",
@@ -198,8 +246,19 @@ pub fn end(
             today.day()
         ),
     };
+    if kind == "temporary" {
+        if let Some(r) = at_centre_only(
+            st,
+            session,
+            "address.end",
+            pinfl,
+            None,
+            Some(ended_on.as_str()),
+        )? {
+            return Ok(r);
+        }
+    }
     let checked = (|| {
-        refuse_in_centre_mode(st)?;
         if kind != "temporary" {
             return Err(StationError::invalid(
                 "kind",
@@ -240,21 +299,32 @@ pub fn end(
         Ok((h, current))
     })();
     let (h, current) = checked.map_err(|e| refused(st, session, "address.end", pinfl, e))?;
+    let centre = national(
+        st,
+        session,
+        "address.end",
+        pinfl,
+        None,
+        Some(ended_on.as_str()),
+    )?;
     let tx = st.registry.transaction()?;
     if let Err(e) = tx.end_address(current.id, &ended_on, "cancelled", session.actor()) {
         drop(tx);
         return Err(refused(st, session, "address.end", pinfl, e.into()));
     }
-    let msg = tx.outbox_push(
-        TOPIC_EGOV_ADDRESS_CHANGED,
-        &serde_json::json!({
-            "pinfl": pinfl,
-            "change": "end",
-            "address_id": current.id,
-            "kind": "temporary",
-            "ended_on": ended_on,
-        }),
-    )?;
+    let msg = match &centre {
+        Some(r) => r.outbox_id,
+        None => tx.outbox_push(
+            TOPIC_EGOV_ADDRESS_CHANGED,
+            &serde_json::json!({
+                "pinfl": pinfl,
+                "change": "end",
+                "address_id": current.id,
+                "kind": "temporary",
+                "ended_on": ended_on,
+            }),
+        )?,
+    };
     tx.audit(&AuditEntry {
         actor: session.actor(),
         action: "address.ended",

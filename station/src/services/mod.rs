@@ -11,7 +11,12 @@
 //! ([`ServiceStep`]). A renewal that stops after its certificates were recorded is left
 //! `running`; the next `renew` of the document, with the card, resumes it at `card.install`
 //! (the certificates written again, read back, test-signed); one that stops earlier is rolled
-//! back at once (nothing of it is in use; the next renewal generates again).
+//! back at once (nothing of it is in use; the next renewal generates again). `idstation recover`
+//! settles jobs whose process died the same way ([`recover`]: a renewal before `ca.issue`
+//! rolled back, after it reported waiting for the card; an unblock failed).
+//!
+//! On a station enrolled to a national centre the services reach the centre's CA and registry
+//! only through [`crate::service_seam::ServiceSeam`] (`crate::ra_services::seam` picks it).
 //!
 //! [`suspend`] / [`resume`] (certificateHold, one registry transaction each), [`address`]
 //! changes (history kept, e-government outbox) and [`card_returned`] (a card brought back,
@@ -19,12 +24,14 @@
 //! makes the new card, then settles (revokes the old or releases the hold).
 
 pub mod address;
+pub mod recover;
 pub(crate) mod renew;
 pub mod replace;
 mod returned;
 mod suspend;
 mod unblock;
 
+pub use recover::{recover, ServiceRecovered};
 pub use renew::{renew, RenewInput, RenewReport};
 pub use replace::{replace, ReplaceInput, ReplaceReport};
 pub use returned::{card_returned, CardReturnReport};

@@ -1,6 +1,9 @@
-//! `idstation renew`: new key pairs on an issued (LOCKED) card, new certificates from the
-//! station's e-Signature CA (capped at the document's expiry), written and read back,
-//! test-signed with the holder's PIN, then the old certificates revoked as superseded.
+//! `idstation renew`: new key pairs on an issued (LOCKED) card, new certificates (capped at the
+//! document's expiry) from the station's e-Signature CA or, on a station enrolled to a
+//! national centre, from the centre's (each new key signs the centre's challenge with the
+//! holder's PIN: proof of possession), written and read back, test-signed with the holder's
+//! PIN, then the old certificates revoked as superseded. The CA and the national record are
+//! reached only through [`crate::service_seam::ServiceSeam`].
 //!
 //! ```text
 //! card read and matched ─► PIN verified ─► [resume a renewal left after ca.issue]
@@ -9,10 +12,12 @@
 //! ```
 //!
 //! A failure before `ca.issue` finished rolls the job back (the card may hold new keys under
-//! its old certificates until the next renewal; the old certificates stay active). From
-//! `ca.issue` on the job is left `running` and the next `renew` of the document resumes it.
+//! its old certificates until the next renewal; the old certificates stay active; the centre,
+//! if any, is told to abort the job's UUID, which revokes what it may have issued). From
+//! `ca.issue` on the job is left `running` and the next `renew` of the document resumes it
+//! (the centre's `complete` is idempotent by the job's UUID).
 
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use personalization::piv::services as card_services;
 use personalization::piv::Piv;
@@ -28,7 +33,9 @@ use zeroize::Zeroizing;
 use super::{begin, finish, issued_document, match_card, refused, IssuedDocument};
 use super::{ServiceProgress, ServiceStep};
 use crate::card::{card_management_key, serial_text, slot_name};
+use crate::certifier::{CardCertificate, KeyToCertify};
 use crate::error::StationError;
+use crate::service_seam::{Renewal, ServiceSeam};
 use crate::session::Session;
 use crate::Station;
 use registry::StepState;
@@ -71,10 +78,6 @@ pub struct RenewReport {
 fn ms(t0: Instant) -> f64 {
     t0.elapsed().as_secs_f64() * 1000.0
 }
-
-/// A certificate the CA made for a new card key: slot, certificate profile, the registry id
-/// of the CA key that signed it, DER.
-type NewCertificate = (Slot, String, i64, Vec<u8>);
 
 /// The certificates a renewal recorded (`ca.issue` details).
 #[derive(Debug, Clone)]
@@ -137,6 +140,34 @@ pub(super) fn renewal_certificates(
         .map(Some)
 }
 
+/// The UUID a renewal job drew (journaled with `card.generate`), the centre's key for it.
+pub(crate) fn renewal_uuid(job: &ServiceJob) -> String {
+    job.step(ServiceStep::CardGenerate.as_str())
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s.details).ok())
+        .and_then(|d| d["uuid"].as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// The card in a reader, in a transaction.
+struct CardSession {
+    reader: String,
+    conn: personalization::transport::pcsc::PcscCard,
+    _pcsc: Pcsc,
+}
+
+fn connect(reader: Option<&str>) -> Result<CardSession, StationError> {
+    let pcsc = Pcsc::establish().map_err(|e| StationError::card(None, &e))?;
+    let reader = crate::readers::choose_reader(&pcsc, reader)?;
+    let conn = pcsc
+        .connect(&reader)
+        .map_err(|e| StationError::card(None, &e.in_step("connect to the card")))?;
+    Ok(CardSession {
+        reader,
+        conn,
+        _pcsc: pcsc,
+    })
+}
+
 /// Renew the certificates of document `input.document` on its card in the reader. See the
 /// module docs.
 pub fn renew(
@@ -152,33 +183,36 @@ pub fn renew(
         &[registry::Role::Clerk],
     )?;
     let started = Instant::now();
-    let checked = check_before_card(st, input)
+    let (doc, pin) = check_before_card(st, input)
         .map_err(|e| refused(st, session, "renewal", &input.document, e))?;
-    let (doc, pin) = checked;
     crate::records::audit_holder_reads(
         st,
         session,
         &[&doc.holder.data.pinfl],
         &format!("renew --document {}", doc.document.number),
     )?;
-
+    // One card service per document at a time; recovery leaves a live one alone.
+    let _lock = crate::datadir::WorkLock::acquire(
+        &st.layout.root,
+        crate::datadir::Work::CardService(doc.document.id),
+    )?;
     let t0 = Instant::now();
-    let pcsc = Pcsc::establish().map_err(|e| StationError::card(None, &e))?;
-    let reader = crate::readers::choose_reader(&pcsc, input.reader.as_deref())?;
-    let mut conn = pcsc
-        .connect(&reader)
-        .map_err(|e| StationError::card(None, &e.in_step("connect to the card")))?;
-    let mut tx = conn
+    let mut card_session = connect(input.reader.as_deref())?;
+    let mut tx = card_session
+        .conn
         .begin()
         .map_err(|e| StationError::card(None, &e.in_step("open a card transaction")))?;
     let profile = st.card_profile()?.clone();
     let slots: Vec<Slot> = profile.keys.iter().map(|k| k.slot).collect();
     let card = card_services::read_issued(&mut tx, &slots)
         .map_err(|e| StationError::card(Some("read the card"), &e))?;
+    let number = doc.document.number.to_string();
     let mut run = Run {
+        seam: crate::ra_services::seam(st),
         st,
         session,
         doc: &doc,
+        number: &number,
         serial: card.serial,
         progress,
         card_ms: ms(t0),
@@ -193,91 +227,31 @@ pub fn renew(
         Some(job) => run.resumable(job)?,
         None => None,
     };
-    let recorded_ders: Vec<(Slot, Vec<u8>)> = resumable
-        .as_ref()
-        .map(|(_, r)| r.iter().map(|c| (c.slot, c.der.clone())).collect())
-        .unwrap_or_default();
-    match_card(&doc, &card, &slots, |slot| {
-        let mut ok: Vec<&[u8]> = Vec::new();
-        if let Some(c) = doc.certificate(&profile, slot) {
-            ok.push(&c.data.der);
-        }
-        ok.extend(
-            recorded_ders
-                .iter()
-                .filter(|(s, _)| *s == slot)
-                .map(|(_, d)| d.as_slice()),
-        );
-        ok
-    })
-    .map_err(|e| refused(run.st, session, "renewal", &input.document, e))?;
-    let t0 = Instant::now();
-    run.apdus += match super::match_document(run.st, &mut tx, &doc) {
-        Ok(n) => n,
-        Err(e @ StationError::Conflict(_)) => {
-            return Err(refused(run.st, session, "renewal", &input.document, e))
-        }
-        Err(e) => return Err(e),
-    };
-    run.card_ms += ms(t0);
-    if card.pin == personalization::piv::PinStatus::Blocked {
-        let e = StationError::Conflict(format!(
-            "pin: the PIN of card {} is blocked; unblock it first (idstation unblock)",
-            serial_text(card.serial)
-        ));
-        return Err(refused(run.st, session, "renewal", &input.document, e));
-    }
-    run.verify_pin(&mut tx, &pin)?;
-
+    run.check_card(&mut tx, &card, &profile, resumable.as_ref(), &pin)?;
     let card_key = card_management_key(run.st, &profile, card.serial)?;
-    let (job_id, recorded, resumed) = match resumable {
-        Some((job_id, recorded)) => (job_id, recorded, true),
+    let (job, recorded, resumed) = match resumable {
+        Some((job, recorded)) => (job, recorded, true),
         None => {
-            let job_id = run.st.registry.write(|t| {
-                let id = t.create_service_job(
-                    &NewServiceJob {
-                        kind: ServiceKind::Renew,
-                        document_id: doc.document.id,
-                        holder_id: doc.holder.id,
-                        card_serial: doc.card.chip_serial.clone(),
-                        office: run.st.config.station.office.clone(),
-                    },
-                    session.actor(),
-                )?;
-                t.audit(&AuditEntry {
-                    actor: session.actor(),
-                    action: "renewal.started",
-                    object: &format!("document:{}", doc.document.number),
-                    details: &json!({ "service_job": id, "card": doc.card.chip_serial }),
-                })?;
-                Ok(id)
-            })?;
-            let recorded = run
-                .generate_and_certify(&mut tx, job_id, &card_key, &slots)
-                .inspect_err(|e| run.roll_back(job_id, e))?;
-            (job_id, recorded, false)
+            let job = run.open_job()?;
+            let recorded = match run.generate_and_certify(&mut tx, &job, &card_key, &slots, &pin) {
+                Ok(r) => r,
+                Err(e) => {
+                    if let Err(re) = run.roll_back(&job, &e) {
+                        tracing::error!(job = job.id, error = %re, "renewal not rolled back; `idstation recover` or the next renewal does it");
+                    }
+                    return Err(e);
+                }
+            };
+            (job, recorded, false)
         }
     };
-    let result = run
-        .install(&mut tx, job_id, &card_key, &recorded, &pin)
-        .and_then(|()| run.complete(job_id, &recorded));
-    let superseded = match result {
-        Ok(s) => s,
-        Err(e) => {
-            // The certificates may be on the card: the next renewal resumes this job.
-            let _ = run
-                .st
-                .registry
-                .write(|t| t.set_service_job_error(job_id, &e.to_string()));
-            return Err(e);
-        }
-    };
+    let superseded = run.install_and_complete(&mut tx, &job, &card_key, &recorded, &pin)?;
     crate::audit::checkpoint_after(run.st, "renewal.completed");
     Ok(RenewReport {
-        service_job: job_id,
-        document: doc.document.number.to_string(),
+        service_job: job.id,
+        document: number.clone(),
         card_serial: serial_text(card.serial),
-        reader,
+        reader: card_session.reader.clone(),
         resumed,
         certificates: recorded
             .iter()
@@ -296,30 +270,31 @@ pub fn renew(
     })
 }
 
-/// Everything that needs no card: a station enrolled at a centre (no renewal in the centre's
-/// API yet), the document and its card on record, the holder's PIN as the profile takes it.
+/// Everything that needs no card: the document and its card on record, the holder's PIN as
+/// the profile takes it.
 fn check_before_card(
     st: &Station,
     input: &RenewInput,
 ) -> Result<(IssuedDocument, Pin), StationError> {
-    if st.config.centre.is_some() {
-        return Err(StationError::Conflict(
-            "renewal: this station is enrolled at a national centre, whose API (centre_api) has \
-             no certificate renewal yet; renew at a standalone station or replace the card"
-                .into(),
-        ));
-    }
     let doc = issued_document(st, &input.document)?;
     let pin = Pin::new(personalization::secret::PinKind::Pin, &input.pin)
         .map_err(|e| StationError::invalid("pin", e.to_string()))?;
     Ok((doc, pin))
 }
 
+/// A renewal job: its local id and its UUID.
+pub(crate) struct RenewJob {
+    pub id: i64,
+    pub uuid: String,
+}
+
 /// One renewal's context.
 struct Run<'a> {
+    seam: Box<dyn ServiceSeam>,
     st: &'a mut Station,
     session: &'a Session,
     doc: &'a IssuedDocument,
+    number: &'a str,
     serial: u32,
     progress: &'a mut dyn FnMut(&ServiceProgress),
     card_ms: f64,
@@ -327,23 +302,123 @@ struct Run<'a> {
     apdus: u64,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
     fn step_error(step: ServiceStep, e: &personalization::Error) -> StationError {
         StationError::card(Some(step.as_str()), e)
     }
 
+    /// The renewal as the seam sees it.
+    fn renewal<'b>(&self, job: &'b RenewJob) -> Renewal<'b>
+    where
+        'a: 'b,
+    {
+        let doc: &'a IssuedDocument = self.doc;
+        Renewal {
+            service_job: job.id,
+            uuid: &job.uuid,
+            document: self.number,
+            date_of_expiry: &doc.document.date_of_expiry,
+            card_serial: &doc.card.chip_serial,
+            holder: &doc.holder.data,
+        }
+    }
+
+    /// The card is the document's (with its current or, when resuming, the recorded new
+    /// certificates), its chip opens with the document's MRZ, and the holder's PIN verifies.
+    fn check_card(
+        &mut self,
+        tx: &mut dyn Transport,
+        card: &card_services::IssuedCard,
+        profile: &profiles::card::CardProfile,
+        resumable: Option<&(RenewJob, Vec<Recorded>)>,
+        pin: &Pin,
+    ) -> Result<(), StationError> {
+        let (doc, session, num) = (self.doc, self.session, self.number);
+        let slots: Vec<Slot> = profile.keys.iter().map(|k| k.slot).collect();
+        let recorded_ders: Vec<(Slot, &[u8])> = resumable
+            .map(|(_, r)| r.iter().map(|c| (c.slot, c.der.as_slice())).collect())
+            .unwrap_or_default();
+        match_card(doc, card, &slots, |slot| {
+            let mut ok: Vec<&[u8]> = Vec::new();
+            if let Some(c) = doc.certificate(profile, slot) {
+                ok.push(&c.data.der);
+            }
+            ok.extend(
+                recorded_ders
+                    .iter()
+                    .filter(|(s, _)| *s == slot)
+                    .map(|(_, d)| *d),
+            );
+            ok
+        })
+        .map_err(|e| refused(self.st, session, "renewal", num, e))?;
+        let t0 = Instant::now();
+        self.apdus += match super::match_document(self.st, tx, doc) {
+            Ok(n) => n,
+            Err(e @ StationError::Conflict(_)) => {
+                return Err(refused(self.st, session, "renewal", num, e))
+            }
+            Err(e) => return Err(e),
+        };
+        self.card_ms += ms(t0);
+        if card.pin == personalization::piv::PinStatus::Blocked {
+            let e = StationError::Conflict(format!(
+                "pin: the PIN of card {} is blocked; unblock it first (idstation unblock)",
+                serial_text(card.serial)
+            ));
+            return Err(refused(self.st, session, "renewal", num, e));
+        }
+        self.verify_pin(tx, pin)
+    }
+
+    /// A new renewal job (and its UUID), audited.
+    fn open_job(&mut self) -> Result<RenewJob, StationError> {
+        let doc = self.doc;
+        let session = self.session;
+        let office = self.st.config.station.office.clone();
+        let uuid = crate::ra_services::job_uuid()?;
+        let id = self.st.registry.write(|t| {
+            let id = t.create_service_job(
+                &NewServiceJob {
+                    kind: ServiceKind::Renew,
+                    document_id: doc.document.id,
+                    holder_id: doc.holder.id,
+                    card_serial: doc.card.chip_serial.clone(),
+                    office,
+                },
+                session.actor(),
+            )?;
+            t.audit(&AuditEntry {
+                actor: session.actor(),
+                action: "renewal.started",
+                object: &format!("document:{}", doc.document.number),
+                details: &json!({ "service_job": id, "card": doc.card.chip_serial, "uuid": uuid }),
+            })?;
+            Ok(id)
+        })?;
+        Ok(RenewJob { id, uuid })
+    }
+
     /// A running renewal of this document: resumable (its certificates, from `ca.issue`) when
-    /// `ca.issue` finished; otherwise nothing of it is in use and it is rolled back now.
-    fn resumable(&mut self, job: ServiceJob) -> Result<Option<(i64, Vec<Recorded>)>, StationError> {
+    /// `ca.issue` finished; otherwise nothing of it is in use and it is rolled back now (an
+    /// error when the centre could not be told: the job stays for the next attempt).
+    fn resumable(
+        &mut self,
+        job: ServiceJob,
+    ) -> Result<Option<(RenewJob, Vec<Recorded>)>, StationError> {
+        let rj = RenewJob {
+            id: job.id,
+            uuid: renewal_uuid(&job),
+        };
         if let Some(recorded) = renewal_certificates(self.st, self.doc, &job)? {
             tracing::info!(job = job.id, "resuming an interrupted renewal");
-            return Ok(Some((job.id, recorded)));
+            return Ok(Some((rj, recorded)));
         }
         let e = StationError::Other(format!(
             "interrupted before its certificates were issued ({})",
             job.error.as_deref().unwrap_or("no error recorded")
         ));
-        self.roll_back(job.id, &e);
+        self.roll_back(&rj, &e)?;
         Ok(None)
     }
 
@@ -364,16 +439,18 @@ impl Run<'_> {
     fn generate_and_certify(
         &mut self,
         tx: &mut dyn Transport,
-        job_id: i64,
+        job: &RenewJob,
         card_key: &personalization::secret::ManagementKey,
         slots: &[Slot],
+        pin: &Pin,
     ) -> Result<Vec<Recorded>, StationError> {
         let step = ServiceStep::CardGenerate;
+        let names: Vec<String> = slots.iter().map(|s| slot_name(*s)).collect();
         let id = begin(
             self.st,
-            job_id,
+            job.id,
             step,
-            &json!({ "slots": slots.iter().map(|s| slot_name(*s)).collect::<Vec<_>>() }),
+            &json!({ "slots": names, "uuid": job.uuid }),
         )?;
         crate::failpoint::hit("renew.card.generate");
         (self.progress)(&ServiceProgress {
@@ -385,95 +462,32 @@ impl Run<'_> {
             .map_err(|e| Self::step_error(step, &e))?;
         self.card_ms += ms(t0);
         self.apdus += keys.stats.apdus;
-        finish(
-            self.st,
-            id,
-            StepState::Done,
-            &json!({ "keys": keys.public_keys.len() }),
-        )?;
+        let done = json!({ "keys": keys.public_keys.len(), "slots": names, "uuid": job.uuid });
+        finish(self.st, id, StepState::Done, &done)?;
 
         let step = ServiceStep::CaIssue;
-        let id = begin(self.st, job_id, step, &json!({}))?;
+        let id = begin(self.st, job.id, step, &json!({ "uuid": job.uuid }))?;
         crate::failpoint::hit("renew.ca.issue");
         (self.progress)(&ServiceProgress {
             step,
             detail: "certificates from the e-Signature CA".into(),
         });
-        let t0 = Instant::now();
-        let certs = self.certify(&keys)?;
-        self.hsm_ms += ms(t0);
-        // Recorded as issued in the transaction that finishes the step.
-        let doc = self.doc;
-        let recorded = self.st.registry.write(|t| {
-            let mut out = Vec::new();
-            for (slot, profile, issuer_key_id, der) in &certs {
-                let mut rec = crate::hierarchy::cert_record(*issuer_key_id, der, profile)
-                    .map_err(|e| registry::Error::Conflict(e.to_string()))?;
-                rec.holder_id = Some(doc.holder.id);
-                rec.job_id = Some(doc.issuance_job);
-                let serial = rec.serial.clone();
-                let not_after = rec.not_after.clone();
-                out.push(Recorded {
-                    id: t.insert_certificate(&rec)?,
-                    slot: *slot,
-                    profile: profile.clone(),
-                    serial,
-                    not_after,
-                    der: der.clone(),
-                });
-            }
-            let details = json!({ "certificates": out.iter().map(|c| json!({
-                "id": c.id, "slot": slot_name(c.slot), "serial": c.serial })).collect::<Vec<_>>() });
-            t.finish_service_step(id, StepState::Done, Some(&details))?;
-            Ok(out)
-        })?;
-        Ok(recorded)
+        let certs = self.certify(tx, job, &keys, pin)?;
+        self.record(job, id, &certs)
     }
 
-    /// New certificates from the station's active e-Signature CA key, one per new key, each
-    /// certificate profile's validity capped at the document's expiry (and at the issuing CA
-    /// certificate's, which a certificate may not outlive).
+    /// Proof of possession (when the seam asks for it), then the certificates.
     fn certify(
         &mut self,
+        tx: &mut dyn Transport,
+        job: &RenewJob,
         keys: &card_services::RenewedKeys,
-    ) -> Result<Vec<NewCertificate>, StationError> {
-        let (esign_key, issuer) = crate::hierarchy::active_issuer(self.st, "esign")?;
-        let country = self.st.document_profile()?.country.clone();
-        let h = &self.doc.holder.data;
-        let subject = ca::holder_subject(&h.pinfl, &h.surname, &h.given_names, &country);
-        let expiry = crate::holder::parse_date(&self.doc.document.date_of_expiry).map_err(|e| {
-            StationError::Other(format!(
-                "document {}: date_of_expiry: {e}",
-                self.doc.document.number
-            ))
-        })?;
-        let today = crate::time_util::today_utc();
-        let days_left = (expiry - today).whole_days();
-        if days_left < 1 {
-            return Err(StationError::Conflict(format!(
-                "date_of_expiry: document {} expires on {expiry}: there is nothing to renew",
-                self.doc.document.number
-            )));
-        }
+        pin: &Pin,
+    ) -> Result<Vec<CardCertificate>, StationError> {
+        let renewal = self.renewal(job);
+        let actor = self.session.actor();
         let profile = self.st.card_profile()?.clone();
-        let now = SystemTime::now();
-        // Whole days the issuing CA's certificate still covers: a certificate may not outlive
-        // its issuer (ca refuses one that would), so the cap is the earlier of the two.
-        let issuer_days = issuer
-            .not_after()
-            .duration_since(now)
-            .map(|d| d.as_secs() / 86_400)
-            .unwrap_or(0);
-        let cap = u32::try_from(days_left.min(i64::try_from(issuer_days).unwrap_or(i64::MAX)))
-            .unwrap_or(u32::MAX);
-        if cap < 1 {
-            return Err(StationError::Conflict(format!(
-                "esign CA: its certificate expires within a day; roll the e-Signature CA over \
-                 before renewing document {}",
-                self.doc.document.number
-            )));
-        }
-        let mut out = Vec::new();
+        let mut wanted = Vec::new();
         for key in &profile.keys {
             let spki = keys.public_key(key.slot).ok_or_else(|| {
                 StationError::Other(format!(
@@ -481,26 +495,110 @@ impl Run<'_> {
                     slot_name(key.slot)
                 ))
             })?;
-            let mut cert_profile = self.st.profiles.cert(&key.certificate_profile)?.clone();
-            cert_profile.validity.days = cert_profile.validity.days.min(cap);
-            let cert = ca::issue(
-                self.st.keys.as_ref(),
-                &cert_profile,
-                &issuer,
-                spki,
-                &subject,
-                now,
-            )?;
-            out.push((
-                key.slot,
-                key.certificate_profile.clone(),
-                esign_key.id,
-                cert.der,
-            ));
+            wanted.push((key.slot, key.certificate_profile.clone(), spki));
         }
-        Ok(out)
+        let spkis: Vec<(Slot, &[u8])> = wanted.iter().map(|(s, _, k)| (*s, *k)).collect();
+        let t0 = Instant::now();
+        let digests = self
+            .seam
+            .renewal_proof_digests(self.st, actor, &renewal, &spkis)?;
+        self.hsm_ms += ms(t0);
+        let proofs = match digests {
+            Some(d) => {
+                let t0 = Instant::now();
+                let with: Vec<(Slot, &[u8], [u8; 32])> = d
+                    .iter()
+                    .filter_map(|(slot, digest)| {
+                        spkis
+                            .iter()
+                            .find(|(s, _)| s == slot)
+                            .map(|(s, k)| (*s, *k, *digest))
+                    })
+                    .collect();
+                let (proofs, stats) = card_services::prove_possession(tx, pin, &with)
+                    .map_err(|e| Self::step_error(ServiceStep::CaIssue, &e))?;
+                self.apdus += stats.apdus;
+                self.card_ms += ms(t0);
+                proofs
+            }
+            None => Vec::new(),
+        };
+        let to_certify: Vec<KeyToCertify<'_>> = wanted
+            .iter()
+            .map(|(slot, profile, spki)| KeyToCertify {
+                slot: *slot,
+                profile,
+                public_key: spki,
+                proof: proofs
+                    .iter()
+                    .find(|(s, _)| s == slot)
+                    .map(|(_, p)| p.as_slice()),
+            })
+            .collect();
+        let t0 = Instant::now();
+        let certs = self
+            .seam
+            .renewal_certify(self.st, actor, &renewal, &to_certify)?;
+        self.hsm_ms += ms(t0);
+        Ok(certs)
     }
 
+    /// The certificates recorded as issued in the transaction that finishes `ca.issue`.
+    fn record(
+        &mut self,
+        job: &RenewJob,
+        step_id: i64,
+        certs: &[CardCertificate],
+    ) -> Result<Vec<Recorded>, StationError> {
+        let doc = self.doc;
+        let uuid = &job.uuid;
+        let recorded = self.st.registry.write(|t| {
+            let mut out = Vec::new();
+            for c in certs {
+                let mut rec = crate::hierarchy::cert_record(c.issuer_key_id, &c.der, &c.profile)
+                    .map_err(|e| registry::Error::Conflict(e.to_string()))?;
+                rec.holder_id = Some(doc.holder.id);
+                rec.job_id = Some(doc.issuance_job);
+                let serial = rec.serial.clone();
+                let not_after = rec.not_after.clone();
+                out.push(Recorded {
+                    id: t.insert_certificate(&rec)?,
+                    slot: c.slot,
+                    profile: c.profile.clone(),
+                    serial,
+                    not_after,
+                    der: c.der.clone(),
+                });
+            }
+            let details = json!({ "uuid": uuid, "certificates": out.iter().map(|c| json!({
+                "id": c.id, "slot": slot_name(c.slot), "serial": c.serial })).collect::<Vec<_>>() });
+            t.finish_service_step(step_id, StepState::Done, Some(&details))?;
+            Ok(out)
+        })?;
+        Ok(recorded)
+    }
+
+    /// `card.install` then `registry.complete`; a failure leaves the job running (the new
+    /// certificates may be on the card) for the next renewal to resume.
+    fn install_and_complete(
+        &mut self,
+        tx: &mut dyn Transport,
+        job: &RenewJob,
+        card_key: &personalization::secret::ManagementKey,
+        recorded: &[Recorded],
+        pin: &Pin,
+    ) -> Result<Vec<String>, StationError> {
+        let result = self
+            .install(tx, job.id, card_key, recorded, pin)
+            .and_then(|()| self.complete(job, recorded));
+        if let Err(e) = &result {
+            let _ = self
+                .st
+                .registry
+                .write(|t| t.set_service_job_error(job.id, &e.to_string()));
+        }
+        result
+    }
     /// `card.install`: certificates and Key History written, read back, test-signed.
     fn install(
         &mut self,
@@ -539,7 +637,7 @@ impl Run<'_> {
     /// superseded, the job completed, one audit event — one commit.
     fn complete(
         &mut self,
-        job_id: i64,
+        job: &RenewJob,
         recorded: &[Recorded],
     ) -> Result<Vec<String>, StationError> {
         let step = ServiceStep::RegistryComplete;
@@ -548,6 +646,12 @@ impl Run<'_> {
             detail: "registry".into(),
         });
         crate::failpoint::hit("renew.registry.complete");
+        // The national record first (idempotent by the job's UUID): a crash between it and the
+        // local commit leaves the job running, and its resumption completes it again.
+        let renewal = self.renewal(job);
+        self.seam
+            .renewal_complete(self.st, self.session.actor(), &renewal)?;
+        let job_id = job.id;
         let doc = self.doc;
         let new_ids: Vec<i64> = recorded.iter().map(|c| c.id).collect();
         let old: Vec<(i64, String)> = doc
@@ -590,42 +694,61 @@ impl Run<'_> {
         Ok(superseded)
     }
 
-    /// Undo a renewal that never reached `card.install`: its certificates (if any were
-    /// recorded) revoked as cessationOfOperation, the job rolled back, audited.
-    fn roll_back(&mut self, job_id: i64, e: &StationError) {
-        let doc = self.doc;
-        let session = self.session;
-        let now = registry::now_rfc3339();
-        let issued: Vec<(i64, String)> = self
-            .st
-            .registry
-            .service_job(job_id)
-            .ok()
-            .flatten()
-            .and_then(|j| renewal_certificates(self.st, doc, &j).ok().flatten())
-            .unwrap_or_default()
-            .into_iter()
-            .map(|c| (c.id, c.serial))
-            .collect();
-        let result = self.st.registry.write(|t| {
-            for (id, _) in &issued {
-                t.revoke_certificate(*id, "cessationOfOperation", &now)?;
-            }
-            t.end_service_job(job_id, JobState::RolledBack, Some(&e.to_string()))?;
-            t.audit(&AuditEntry {
-                actor: session.actor(),
-                action: "renewal.rolled-back",
-                object: &format!("document:{}", doc.document.number),
-                details: &json!({
-                    "service_job": job_id,
-                    "error": e.to_string(),
-                    "revoked": issued.iter().map(|(_, s)| s).collect::<Vec<_>>(),
-                }),
-            })?;
-            Ok(())
-        });
-        if let Err(re) = result {
-            tracing::error!(job = job_id, error = %re, "renewal rollback failed; the next renewal retries it");
+    /// Undo a renewal that never reached `card.install`: the national record told first (the
+    /// centre revokes what it may have issued for the job's UUID), then its certificates (if
+    /// any were recorded) revoked as cessationOfOperation, the job rolled back, audited. An
+    /// error when the centre could not be told: the job stays running for the next attempt.
+    fn roll_back(&mut self, job: &RenewJob, e: &StationError) -> Result<(), StationError> {
+        let renewal = self.renewal(job);
+        if let Err(ce) =
+            self.seam
+                .renewal_abort(self.st, self.session.actor(), &renewal, &e.to_string())
+        {
+            let _ = self
+                .st
+                .registry
+                .write(|t| t.set_service_job_error(job.id, &format!("{e}; abort: {ce}")));
+            return Err(ce);
         }
+        roll_back_locally(self.st, self.session.actor(), self.doc, job.id, e)
     }
+}
+
+/// The local half of a rollback (see `Run::roll_back`; recovery uses it too).
+pub(crate) fn roll_back_locally(
+    st: &mut Station,
+    actor: &registry::Actor,
+    doc: &IssuedDocument,
+    job_id: i64,
+    e: &StationError,
+) -> Result<(), StationError> {
+    let now = registry::now_rfc3339();
+    let issued: Vec<(i64, String)> = st
+        .registry
+        .service_job(job_id)
+        .ok()
+        .flatten()
+        .and_then(|j| renewal_certificates(st, doc, &j).ok().flatten())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| (c.id, c.serial))
+        .collect();
+    st.registry.write(|t| {
+        for (id, _) in &issued {
+            t.revoke_certificate(*id, "cessationOfOperation", &now)?;
+        }
+        t.end_service_job(job_id, JobState::RolledBack, Some(&e.to_string()))?;
+        t.audit(&AuditEntry {
+            actor,
+            action: "renewal.rolled-back",
+            object: &format!("document:{}", doc.document.number),
+            details: &json!({
+                "service_job": job_id,
+                "error": e.to_string(),
+                "revoked": issued.iter().map(|(_, s)| s).collect::<Vec<_>>(),
+            }),
+        })?;
+        Ok(())
+    })?;
+    Ok(())
 }

@@ -8,6 +8,13 @@
 //!    active, so the issuance may begin; the hold can still be released.
 //! 2. **issue**: the ordinary issuance job ([`crate::issuance::issue`], its own journal and
 //!    recovery) onto the blank card in the reader.
+//!
+//! On a station enrolled to a national centre each step is the centre's too (through
+//! [`crate::service_seam::ServiceSeam`]): the old document is held at the centre before the
+//! local hold (a suspended document does not count against the one-active-card rule, so the
+//! centre reserves the new card), the issuance goes through the centre as any issuance, and the
+//! settlement revokes the old document at the centre naming the new one (the centre links old
+//! → new) or releases the hold there, before the local transaction.
 //! 3. **settle** (one transaction), decided by that issuance job: completed → the hold made
 //!    final with the reason's CRLReason (lost/stolen keyCompromise — the keys may be in
 //!    someone else's hands; damaged cessationOfOperation — the keys are gone with the chip,
@@ -89,14 +96,6 @@ pub fn replace(
     // issuance's own recovery; what needs no card is settled here).
     settle_open(st, session.actor())?;
     let checked = (|| {
-        if st.config.centre.is_some() {
-            return Err(StationError::Conflict(
-                "centre: this station is enrolled with a national centre and the centre API has \
-                 no hold call, so `replace` is only available on a standalone station; revoke \
-                 the document (idstation revoke) and issue a new card (idstation issue)"
-                    .into(),
-            ));
-        }
         let crl = crl_reason(&input.reason)?;
         let number = crate::records::parse_document(num)?;
         let doc = st
@@ -165,6 +164,21 @@ pub fn replace(
     })?;
     tx.commit()?;
     crate::failpoint::hit("replace.held");
+    // The national record (a station enrolled to a centre): the old document held there too,
+    // which lets the centre reserve the holder's new card. Refused or unreachable: the local
+    // hold is released at once (a crash in between: `idstation recover` releases it).
+    let national = crate::ra_services::seam(st).hold(st, session.actor(), &number.to_string());
+    if let Err(e) = national {
+        if let Some(rep) = st
+            .registry
+            .open_replacements()?
+            .into_iter()
+            .find(|r| r.id == rep_id)
+        {
+            settle(st, session.actor(), &rep)?;
+        }
+        return Err(refused(st, session, "replace", num, e));
+    }
 
     // 2. issue
     let issued = crate::issuance::issue(st, session, &input.issue, progress);
@@ -295,6 +309,13 @@ fn settle(
                 StationError::Other(format!("no document {new_number} of job {}", job.id))
             })?;
             let (status, _) = crate::records::revocation_for(&rep.reason)?;
+            crate::ra_services::seam(st).replacement_settled(
+                st,
+                actor,
+                &number.to_string(),
+                &rep.reason,
+                Some(&new_number.to_string()),
+            )?;
             let now = registry::now_rfc3339();
             let tx = st.registry.transaction()?;
             for c in &held {
@@ -333,6 +354,15 @@ fn settle(
         }
         // Rolled back, or never begun: the old card is the holder's again.
         Some(JobState::RolledBack) | None => {
+            if old.status == DocumentStatus::Suspended {
+                crate::ra_services::seam(st).replacement_settled(
+                    st,
+                    actor,
+                    &number.to_string(),
+                    &rep.reason,
+                    None,
+                )?;
+            }
             let tx = st.registry.transaction()?;
             // Revoked meanwhile (`idstation revoke` of the held document): it stays revoked.
             if old.status == DocumentStatus::Suspended {

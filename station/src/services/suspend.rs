@@ -47,17 +47,46 @@ pub struct ResumeInput {
     pub identity_confirmed: bool,
 }
 
-/// A station enrolled with a centre: the centre's record decides a document's state, and
-/// `centre_api` has no hold call.
-fn refuse_in_centre_mode(st: &Station, service: &str) -> Result<(), StationError> {
-    if st.config.centre.is_some() {
-        return Err(StationError::Conflict(format!(
-            "centre: this station is enrolled with a national centre and the centre API has no \
-             hold call, so `{service}` is only available on a standalone station; take the \
-             document out of use with `idstation revoke` instead"
-        )));
-    }
-    Ok(())
+/// A document only the centre knows (no local record): held or released there.
+fn at_centre_only(
+    st: &mut Station,
+    session: &Session,
+    num: &str,
+    release: Option<bool>,
+) -> Result<crate::service_seam::Hold, StationError> {
+    let seam = crate::ra_services::seam(st);
+    let r = match release {
+        None => seam.hold(st, session.actor(), num),
+        Some(confirmed) => seam.release(st, session.actor(), num, confirmed),
+    };
+    let service = if release.is_some() {
+        "resume"
+    } else {
+        "suspend"
+    };
+    let hold = r
+        .and_then(|h| {
+            h.ok_or_else(|| StationError::NotFound(format!("document: no document {num}")))
+        })
+        .map_err(|e| refused(st, session, service, num, e))?;
+    st.registry.audit(&AuditEntry {
+        actor: session.actor(),
+        action: if release.is_some() {
+            "document.resumed"
+        } else {
+            "document.suspended"
+        },
+        object: &format!("document:{num}"),
+        details: &serde_json::json!({ "at_centre": true, "certificates": hold.certificates,
+            "suspended_at": hold.suspended_at }),
+    })?;
+    Ok(hold)
+}
+
+/// Whether document `num` is in this station's registry.
+fn known_here(st: &Station, num: &str) -> Result<bool, StationError> {
+    let number = crate::records::parse_document(num)?;
+    Ok(st.registry.document(number)?.is_some())
 }
 
 fn limit_seconds(st: &Station) -> u64 {
@@ -76,8 +105,17 @@ pub fn suspend(
         "suspend documents",
         &[registry::Role::Clerk],
     )?;
+    if !known_here(st, num).map_err(|e| refused(st, session, "suspend", num, e))? {
+        let h = at_centre_only(st, session, num, None)?;
+        return Ok(SuspendReport {
+            document: h.document,
+            status: h.state,
+            held_certificates: h.certificates,
+            crl_reason: HOLD.into(),
+            resume_until: h.release_until,
+        });
+    }
     let checked = (|| {
-        refuse_in_centre_mode(st, "suspend")?;
         let number = crate::records::parse_document(num)?;
         let doc = st
             .registry
@@ -104,11 +142,17 @@ pub fn suspend(
     })();
     let (doc, certs) = checked.map_err(|e| refused(st, session, "suspend", num, e))?;
     let number = doc.number;
+    let national = crate::ra_services::seam(st)
+        .hold(st, session.actor(), &number.to_string())
+        .map_err(|e| refused(st, session, "suspend", num, e))?;
     let now = registry::now_rfc3339();
-    let until = crate::time_util::parse_rfc3339(&now)
-        .map(|t| t + std::time::Duration::from_secs(limit_seconds(st)))
-        .map(crate::time_util::format_rfc3339)
-        .map_err(StationError::Other)?;
+    let until = match &national {
+        Some(h) => h.release_until.clone(),
+        None => crate::time_util::parse_rfc3339(&now)
+            .map(|t| t + std::time::Duration::from_secs(limit_seconds(st)))
+            .map(crate::time_util::format_rfc3339)
+            .map_err(StationError::Other)?,
+    };
     let held: Vec<String> = certs.iter().map(|c| c.data.serial.clone()).collect();
     let tx = st.registry.transaction()?;
     tx.set_document_status(
@@ -155,8 +199,17 @@ pub fn resume(
         &[registry::Role::Clerk],
     )?;
     let num = input.document.as_str();
+    if !known_here(st, num).map_err(|e| refused(st, session, "resume", num, e))? {
+        let h = at_centre_only(st, session, num, Some(input.identity_confirmed))?;
+        return Ok(ResumeReport {
+            document: h.document,
+            status: h.state,
+            released_certificates: h.certificates,
+            suspended_at: h.suspended_at,
+            identity_confirmed_by: session.operator().to_string(),
+        });
+    }
     let checked = (|| {
-        refuse_in_centre_mode(st, "resume")?;
         if !input.identity_confirmed {
             return Err(StationError::invalid(
                 "identity_confirmed",
@@ -222,6 +275,9 @@ pub fn resume(
     })();
     let (doc, since, certs) = checked.map_err(|e| refused(st, session, "resume", num, e))?;
     let number = doc.number;
+    crate::ra_services::seam(st)
+        .release(st, session.actor(), &number.to_string(), true)
+        .map_err(|e| refused(st, session, "resume", num, e))?;
     let released: Vec<String> = certs.iter().map(|c| c.data.serial.clone()).collect();
     let tx = st.registry.transaction()?;
     tx.set_document_status(number, DocumentStatus::Active, "resumed", session.actor())?;

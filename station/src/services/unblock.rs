@@ -70,6 +70,11 @@ pub fn unblock(
         &[&doc.holder.data.pinfl],
         &format!("unblock --document {}", doc.document.number),
     )?;
+    // One card service per document at a time; recovery leaves a live one alone.
+    let _lock = crate::datadir::WorkLock::acquire(
+        &st.layout.root,
+        crate::datadir::Work::CardService(doc.document.id),
+    )?;
     let profile = st.card_profile()?.clone();
 
     let pcsc = Pcsc::establish().map_err(|e| StationError::card(None, &e))?;
@@ -83,54 +88,8 @@ pub fn unblock(
     let slots: Vec<_> = profile.keys.iter().map(|k| k.slot).collect();
     let card = card_services::read_issued(&mut tx, &slots)
         .map_err(|e| StationError::card(Some("read the card"), &e))?;
-    // A renewal interrupted after its certificates were issued may have written them: they
-    // identify the card too (the renewal is finished by the next `renew`, which needs the PIN).
-    let renewing = match st
-        .registry
-        .running_service_job(doc.document.id, ServiceKind::Renew)?
-    {
-        Some(job) => super::renew::renewal_certificates(st, &doc, &job)?.unwrap_or_default(),
-        None => Vec::new(),
-    };
-    match_card(&doc, &card, &slots, |slot| {
-        let mut ok: Vec<&[u8]> = Vec::new();
-        if let Some(c) = doc.certificate(&profile, slot) {
-            ok.push(&c.data.der);
-        }
-        ok.extend(
-            renewing
-                .iter()
-                .filter(|c| c.slot == slot)
-                .map(|c| c.der.as_slice()),
-        );
-        ok
-    })
-    .map_err(|e| refused(st, session, "unblock", &input.document, e))?;
-    match super::match_document(st, &mut tx, &doc) {
-        Ok(_) => {}
-        Err(e @ StationError::Conflict(_)) => {
-            return Err(refused(st, session, "unblock", &input.document, e))
-        }
-        Err(e) => return Err(e),
-    }
-    if let Some(job) = st
-        .registry
-        .running_service_job(doc.document.id, ServiceKind::Unblock)?
-    {
-        // An unblock killed mid-way: the card has the old or the new PIN and nothing else
-        // depends on it; this unblock sets the PIN again.
-        let why = "interrupted; superseded by a new unblock";
-        st.registry.write(|t| {
-            t.end_service_job(job.id, JobState::Failed, Some(why))?;
-            t.audit(&AuditEntry {
-                actor: session.actor(),
-                action: "unblock.failed",
-                object: &format!("document:{}", doc.document.number),
-                details: &json!({ "service_job": job.id, "error": why }),
-            })?;
-            Ok(())
-        })?;
-    }
+    check_card(st, session, input, &doc, &profile, &mut tx, &card)?;
+    close_interrupted(st, session, &doc)?;
     let card_key = card_management_key(st, &profile, card.serial)?;
 
     // The new PUK goes into its letter before it goes to the card (a PUK on a card with no
@@ -173,16 +132,7 @@ pub fn unblock(
         Err(e) => {
             let err = StationError::card(Some(step.as_str()), &e);
             remove_letter();
-            let _ = st.registry.write(|t| {
-                t.finish_service_step(step_id, StepState::Failed, None)?;
-                t.end_service_job(job_id, JobState::Failed, Some(&err.to_string()))?;
-                t.audit(&AuditEntry {
-                    actor: session.actor(),
-                    action: "unblock.failed",
-                    object: &format!("document:{}", doc.document.number),
-                    details: &json!({ "service_job": job_id, "error": err.to_string() }),
-                })
-            });
+            fail_job(st, session, &doc, job_id, step_id, &err);
             return Err(err);
         }
     };
@@ -192,21 +142,7 @@ pub fn unblock(
         StepState::Done,
         &json!({ "new_puk": report.new_puk }),
     )?;
-    st.registry.write(|t| {
-        t.end_service_job(job_id, JobState::Completed, None)?;
-        t.audit(&AuditEntry {
-            actor: session.actor(),
-            action: "card.unblocked",
-            object: &format!("document:{}", doc.document.number),
-            details: &json!({
-                "service_job": job_id,
-                "card": doc.card.chip_serial,
-                "identity_confirmed_by": session.operator(),
-                "new_puk": report.new_puk,
-            }),
-        })?;
-        Ok(())
-    })?;
+    complete_job(st, session, &doc, job_id, report.new_puk)?;
     crate::audit::checkpoint_after(st, "card.unblocked");
     Ok(UnblockReport {
         service_job: job_id,
@@ -218,6 +154,124 @@ pub fn unblock(
         apdus: report.stats.apdus,
         total_ms: started.elapsed().as_secs_f64() * 1000.0,
     })
+}
+
+/// The card in the reader is the document's (its current certificates, or those of a renewal
+/// waiting to be resumed) and its chip opens with the document's MRZ; refusals audited.
+fn check_card(
+    st: &mut Station,
+    session: &Session,
+    input: &UnblockInput,
+    doc: &IssuedDocument,
+    profile: &profiles::card::CardProfile,
+    tx: &mut dyn personalization::transport::Transport,
+    card: &card_services::IssuedCard,
+) -> Result<(), StationError> {
+    let slots: Vec<_> = profile.keys.iter().map(|k| k.slot).collect();
+    // A renewal interrupted after its certificates were issued may have written them: they
+    // identify the card too (the renewal is finished by the next `renew`, which needs the PIN).
+    let renewing = match st
+        .registry
+        .running_service_job(doc.document.id, ServiceKind::Renew)?
+    {
+        Some(job) => super::renew::renewal_certificates(st, doc, &job)?.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    match_card(doc, card, &slots, |slot| {
+        let mut ok: Vec<&[u8]> = Vec::new();
+        if let Some(c) = doc.certificate(profile, slot) {
+            ok.push(&c.data.der);
+        }
+        ok.extend(
+            renewing
+                .iter()
+                .filter(|c| c.slot == slot)
+                .map(|c| c.der.as_slice()),
+        );
+        ok
+    })
+    .map_err(|e| refused(st, session, "unblock", &input.document, e))?;
+    match super::match_document(st, tx, doc) {
+        Ok(_) => {}
+        Err(e @ StationError::Conflict(_)) => {
+            return Err(refused(st, session, "unblock", &input.document, e))
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(())
+}
+
+/// An unblock killed mid-way: the card has the old or the new PIN and nothing else depends on
+/// it; this unblock sets the PIN again.
+fn close_interrupted(
+    st: &mut Station,
+    session: &Session,
+    doc: &IssuedDocument,
+) -> Result<(), StationError> {
+    if let Some(job) = st
+        .registry
+        .running_service_job(doc.document.id, ServiceKind::Unblock)?
+    {
+        // An unblock killed mid-way: the card has the old or the new PIN and nothing else
+        // depends on it; this unblock sets the PIN again.
+        let why = "interrupted; superseded by a new unblock";
+        st.registry.write(|t| {
+            t.end_service_job(job.id, JobState::Failed, Some(why))?;
+            t.audit(&AuditEntry {
+                actor: session.actor(),
+                action: "unblock.failed",
+                object: &format!("document:{}", doc.document.number),
+                details: &json!({ "service_job": job.id, "error": why }),
+            })?;
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+fn fail_job(
+    st: &mut Station,
+    session: &Session,
+    doc: &IssuedDocument,
+    job_id: i64,
+    step_id: i64,
+    err: &StationError,
+) {
+    let _ = st.registry.write(|t| {
+        t.finish_service_step(step_id, StepState::Failed, None)?;
+        t.end_service_job(job_id, JobState::Failed, Some(&err.to_string()))?;
+        t.audit(&AuditEntry {
+            actor: session.actor(),
+            action: "unblock.failed",
+            object: &format!("document:{}", doc.document.number),
+            details: &json!({ "service_job": job_id, "error": err.to_string() }),
+        })
+    });
+}
+
+fn complete_job(
+    st: &mut Station,
+    session: &Session,
+    doc: &IssuedDocument,
+    job_id: i64,
+    new_puk: bool,
+) -> Result<(), StationError> {
+    st.registry.write(|t| {
+        t.end_service_job(job_id, JobState::Completed, None)?;
+        t.audit(&AuditEntry {
+            actor: session.actor(),
+            action: "card.unblocked",
+            object: &format!("document:{}", doc.document.number),
+            details: &json!({
+                "service_job": job_id,
+                "card": doc.card.chip_serial,
+                "identity_confirmed_by": session.operator(),
+                "new_puk": new_puk,
+            }),
+        })?;
+        Ok(())
+    })?;
+    Ok(())
 }
 
 /// Before the card: the clerk's confirmation, the document and its card on record, the new

@@ -1,0 +1,190 @@
+//! Hold and release (`POST /v1/services/{job}/hold|release`): suspend and resume a document.
+//! A hold revokes the document's active certificates with reason certificateHold (RFC 5280
+//! §5.3.1) and makes the document SUSPENDED; a release, with the holder in person and within
+//! `[issuance] suspension_limit_days` of the hold, makes them active again. The certificates'
+//! trigger queues their OCSP responses and the CRL (migration V10 queues the CRL on a release
+//! too), so `serve` signs both again at once.
+
+use std::time::{Duration, SystemTime};
+
+use centre_api::{rules, HoldRequest, HoldResponse, JobState};
+
+use super::{audit, document, keep, replay, require_active, serials, station_job, NewJob};
+use crate::enrol::WhoAmI;
+use crate::error::{CentralError, Refusal, Result};
+use crate::issuance::{check_operator, conflict};
+use crate::pki::Centre;
+
+fn rfc3339(t: SystemTime) -> String {
+    time::OffsetDateTime::from(t)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn limit(centre: &Centre) -> Duration {
+    Duration::from_secs(u64::from(centre.issuance.suspension_limit_days) * 86_400)
+}
+
+/// `hold` (step and job kind `hold`) or `release` (`release`).
+pub async fn run(
+    centre: &Centre,
+    who: &WhoAmI,
+    id: &str,
+    kind: &'static str,
+    req: &HoldRequest,
+) -> Result<HoldResponse> {
+    check_operator(&req.operator)?;
+    let mut client = centre.pool.get().await?;
+    let tx = client.transaction().await?;
+    if station_job(&tx, who, id, kind).await?.is_some() {
+        return replay(&tx, id, kind, req)
+            .await?
+            .ok_or_else(|| conflict(format!("service job {id} has no {kind} step")));
+    }
+    let doc = document(&tx, &req.document).await?;
+    let (certs, suspended_at, state) = if kind == "hold" {
+        require_active(&doc, "hold")?;
+        let rows = tx
+            .query(
+                "UPDATE certificates SET state = 'revoked', revocation_reason = 'certificateHold', revoked_at = now()
+                 WHERE job = $1 AND state = 'active' RETURNING serial",
+                &[&doc.job],
+            )
+            .await?;
+        let at: SystemTime = tx
+            .query_one(
+                "UPDATE documents SET state = 'suspended', state_reason = 'suspended', state_changed_at = now(),
+                        state_changed_by = $2, suspended_at = now()
+                 WHERE id = $1 RETURNING suspended_at",
+                &[&doc.id, &format!("{}/{}", who.station, req.operator)],
+            )
+            .await?
+            .get(0);
+        (serials(&rows), at, "suspended")
+    } else {
+        let at = check_release(&tx, centre, &doc, req).await?;
+        let rows = tx
+            .query(
+                "UPDATE certificates SET state = 'active', revocation_reason = NULL, revoked_at = NULL
+                 WHERE job = $1 AND state = 'revoked' AND revocation_reason = 'certificateHold' RETURNING serial",
+                &[&doc.job],
+            )
+            .await?;
+        tx.execute(
+            "UPDATE documents SET state = 'active', state_reason = 'resumed', state_changed_at = now(),
+                    state_changed_by = $2, suspended_at = NULL
+             WHERE id = $1",
+            &[&doc.id, &format!("{}/{}", who.station, req.operator)],
+        )
+        .await?;
+        (serials(&rows), at, "active")
+    };
+    super::insert_job(
+        &tx,
+        who,
+        &NewJob {
+            id,
+            operator: &req.operator,
+            kind,
+            document_id: Some(doc.id),
+            holder_id: doc.holder_id,
+            state: JobState::Completed,
+            challenge: None,
+        },
+    )
+    .await?;
+    let mut certificates = certs;
+    certificates.sort();
+    let answer = HoldResponse {
+        document: doc.number.clone(),
+        state: state.to_owned(),
+        certificates,
+        suspended_at: rfc3339(suspended_at),
+        release_until: rfc3339(suspended_at + limit(centre)),
+    };
+    keep(&tx, id, kind, req, &answer).await?;
+    let action = if kind == "hold" {
+        "document.held"
+    } else {
+        "document.released"
+    };
+    let mut details = serde_json::json!({ "service_job": id, "certificates": answer.certificates,
+        "issued_by_office": doc.office, "suspended_at": answer.suspended_at });
+    if kind == "hold" {
+        details["crl_reason"] = serde_json::json!("certificateHold");
+    } else {
+        details["identity_confirmed_by"] = serde_json::json!(req.operator);
+    }
+    audit(
+        &tx,
+        who,
+        &req.operator,
+        action,
+        &format!("document:{}", doc.number),
+        details,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(answer)
+}
+
+/// A release: the holder in person, the document suspended (not held for a replacement), within
+/// the limit, and no other active card of the holder. When the hold began.
+async fn check_release(
+    tx: &deadpool_postgres::Transaction<'_>,
+    centre: &Centre,
+    doc: &super::Doc,
+    req: &HoldRequest,
+) -> Result<SystemTime> {
+    if !req.identity_confirmed {
+        return Err(CentralError::refused(
+            Refusal::BadRequest,
+            rules::IDENTITY_NOT_CONFIRMED,
+            "identity_confirmed: a suspended document is released only with its holder in person, whose identity the clerk confirmed",
+        ));
+    }
+    if doc.state != "suspended" {
+        return Err(CentralError::refused(
+            Refusal::Conflict,
+            rules::DOCUMENT_NOT_SUSPENDED,
+            format!(
+                "document {} is {}: only a suspended document is released",
+                doc.number, doc.state
+            ),
+        ));
+    }
+    let at = doc.suspended_at.unwrap_or(SystemTime::UNIX_EPOCH);
+    let elapsed = SystemTime::now().duration_since(at).unwrap_or_default();
+    if elapsed >= limit(centre) {
+        return Err(CentralError::refused(
+            Refusal::Conflict,
+            rules::SUSPENSION_LIMIT_EXCEEDED,
+            format!(
+                "document {} was suspended at {}, {} day(s) ago; a hold is released within {} day(s) ([issuance] suspension_limit_days), after that the document must be revoked",
+                doc.number,
+                rfc3339(at),
+                elapsed.as_secs() / 86_400,
+                centre.issuance.suspension_limit_days
+            ),
+        ));
+    }
+    if let Some(r) = tx
+        .query_opt(
+            "SELECT office, series, number FROM documents WHERE holder_id = $1 AND state = 'active'",
+            &[&doc.holder_id],
+        )
+        .await?
+    {
+        let office: String = r.get(0);
+        return Err(CentralError::refused_at(
+            rules::HOLDER_HAS_ACTIVE_CARD,
+            office.clone(),
+            format!(
+                "the holder of {} has an active card ({}) issued by office {office}: the hold cannot be released",
+                doc.number,
+                crate::numbers::document_number(r.get(1), r.get(2))
+            ),
+        ));
+    }
+    Ok(at)
+}

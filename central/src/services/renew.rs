@@ -1,0 +1,444 @@
+//! A renewal through the centre (`POST /v1/services/{job}/renew|certify|complete|abort`): new
+//! certificates for new key pairs on an issued card, which prove possession as at issuance.
+//!
+//! ```text
+//! renew (document ACTIVE, the card's chip serial; a challenge) ─► certify (keys + proofs;
+//!   certificates `issued`, validity capped at the document's expiry) ─► complete (new active,
+//!   the document's previous ones revoked superseded)   … or abort (the new ones revoked
+//!   cessationOfOperation; the old ones stay active)
+//! ```
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use centre_api::{
+    rules, CertifyRequest, CertifyResponse, JobState, RenewRequest, RenewResponse,
+    ServiceFinishRequest, ServiceFinishResponse,
+};
+use deadpool_postgres::Transaction;
+
+use super::{audit, document, existing_job, keep, replay, require_active, serials, ServiceJob};
+use crate::enrol::WhoAmI;
+use crate::error::{CentralError, Refusal, Result};
+use crate::issuance::certify::{check_keys, Checked, Proven};
+use crate::issuance::{check_card_serial, check_operator, conflict};
+use crate::pki::Centre;
+
+const KIND: &str = "renew";
+
+fn date_text(d: time::Date) -> String {
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
+fn today() -> time::Date {
+    time::OffsetDateTime::now_utc().date()
+}
+
+/// `renew`: open the renewal (see the module documentation).
+pub async fn open(
+    centre: &Centre,
+    who: &WhoAmI,
+    id: &str,
+    req: &RenewRequest,
+) -> Result<RenewResponse> {
+    check_operator(&req.operator)?;
+    check_card_serial(&req.card_serial)?;
+    let mut client = centre.pool.get().await?;
+    let tx = client.transaction().await?;
+    if super::station_job(&tx, who, id, KIND).await?.is_some() {
+        return replay(&tx, id, KIND, req)
+            .await?
+            .ok_or_else(|| conflict(format!("service job {id} has no renew step")));
+    }
+    let doc = document(&tx, &req.document).await?;
+    require_active(&doc, "renewal")?;
+    if !doc.card_serial.eq_ignore_ascii_case(&req.card_serial) {
+        return Err(CentralError::refused(
+            Refusal::Conflict,
+            rules::CARD_NOT_THE_DOCUMENTS,
+            format!(
+                "document {} is on card {}, not on card {}",
+                doc.number, doc.card_serial, req.card_serial
+            ),
+        ));
+    }
+    if doc.date_of_expiry <= today() + time::Duration::days(1) {
+        return Err(CentralError::refused(
+            Refusal::Conflict,
+            rules::DOCUMENT_EXPIRES,
+            format!(
+                "document {} expires on {}: there is nothing to renew",
+                doc.number,
+                date_text(doc.date_of_expiry)
+            ),
+        ));
+    }
+    if let Some(r) = tx
+        .query_opt(
+            "SELECT id, office FROM service_jobs
+             WHERE document_id = $1 AND kind = 'renew' AND state IN ('reserved', 'certified')",
+            &[&doc.id],
+        )
+        .await?
+    {
+        let (other, office): (String, String) = (r.get(0), r.get(1));
+        return Err(conflict(format!(
+            "document {} has a renewal open at office {office} (service job {other}); it must complete or abort first",
+            doc.number
+        )));
+    }
+    let mut challenge = [0u8; 32];
+    getrandom::fill(&mut challenge)
+        .map_err(|e| CentralError::Other(format!("random challenge: {e}")))?;
+    super::insert_job(
+        &tx,
+        who,
+        &super::NewJob {
+            id,
+            operator: &req.operator,
+            kind: KIND,
+            document_id: Some(doc.id),
+            holder_id: doc.holder_id,
+            state: JobState::Reserved,
+            challenge: Some(&challenge),
+        },
+    )
+    .await?;
+    let answer = RenewResponse {
+        job: id.to_owned(),
+        document: doc.number.clone(),
+        challenge: hex::encode(challenge),
+        date_of_expiry: date_text(doc.date_of_expiry),
+    };
+    keep(&tx, id, KIND, req, &answer).await?;
+    let details = serde_json::json!({ "service_job": id, "card_serial": req.card_serial,
+        "issued_by_office": doc.office });
+    audit(
+        &tx,
+        who,
+        &req.operator,
+        "renewal.opened",
+        &format!("document:{}", doc.number),
+        details,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(answer)
+}
+
+/// The renewal's document (by id, locked).
+async fn job_document(tx: &Transaction<'_>, job: &ServiceJob) -> Result<super::Doc> {
+    let id = job
+        .document_id
+        .ok_or_else(|| CentralError::Database(format!("renewal {} names no document", job.id)))?;
+    let r = tx
+        .query_one("SELECT series, number FROM documents WHERE id = $1", &[&id])
+        .await?;
+    document(tx, &crate::numbers::document_number(r.get(0), r.get(1))).await
+}
+
+/// Issue the certificates in the HSM, each profile's validity capped at the document's expiry
+/// and the issuer's own (on the blocking pool: the HSM call blocks).
+async fn issue(
+    centre: &Arc<Centre>,
+    tx: &Transaction<'_>,
+    holder_id: i64,
+    expiry: time::Date,
+    esign: Arc<ca::Issuer>,
+    keys: Vec<Checked>,
+) -> Result<Vec<(Checked, ca::IssuedCert)>> {
+    let holder = crate::holders::get(tx, holder_id).await?;
+    let days_left = (expiry - today()).whole_days();
+    let c = Arc::clone(centre);
+    tokio::task::spawn_blocking(move || {
+        let country = &c.profiles.document(profiles::DEFAULT_DOCUMENT)?.country;
+        let subject =
+            ca::holder_subject(&holder.pinfl, &holder.surname, &holder.given_names, country);
+        let now = SystemTime::now();
+        let issuer_days = esign
+            .not_after()
+            .duration_since(now)
+            .map(|d| d.as_secs() / 86_400)
+            .unwrap_or(0);
+        let cap = u32::try_from(days_left.min(i64::try_from(issuer_days).unwrap_or(i64::MAX)))
+            .unwrap_or(0);
+        if cap < 1 {
+            return Err(CentralError::Conflict(
+                "the e-Signature CA certificate expires within a day: roll it over before renewing"
+                    .into(),
+            ));
+        }
+        keys.into_iter()
+            .map(|k| {
+                let profile = c.profiles.cert(&k.profile)?.with_validity_at_most(cap);
+                let cert = ca::issue(c.store.as_ref(), &profile, &esign, &k.spki, &subject, now)?;
+                Ok((k, cert))
+            })
+            .collect::<Result<Vec<_>>>()
+    })
+    .await
+    .map_err(|e| CentralError::Other(format!("issuing task: {e}")))?
+}
+
+/// The renewal's certificates and their issuer's certificate.
+async fn issued(tx: &Transaction<'_>, job: &str) -> Result<CertifyResponse> {
+    let rows = tx
+        .query(
+            "SELECT c.slot, c.profile, c.serial, c.cert_der, k.cert_der FROM certificates c
+             JOIN ca_keys k ON k.label = c.issuer_key WHERE c.service_job = $1 ORDER BY c.slot",
+            &[&job],
+        )
+        .await?;
+    let issuer = rows
+        .first()
+        .map(|r| hex::encode(r.get::<_, &[u8]>(4)))
+        .unwrap_or_default();
+    Ok(CertifyResponse {
+        job: job.to_owned(),
+        certificates: rows
+            .iter()
+            .map(|r| centre_api::IssuedCertificate {
+                slot: r.get(0),
+                profile: r.get(1),
+                serial: hex::encode_upper(r.get::<_, &[u8]>(2)),
+                der: hex::encode(r.get::<_, &[u8]>(3)),
+            })
+            .collect(),
+        issuer,
+    })
+}
+
+fn aborted(job: &ServiceJob) -> CentralError {
+    CentralError::refused(
+        Refusal::Conflict,
+        rules::JOB_ABORTED,
+        format!("renewal {} was aborted", job.id),
+    )
+}
+
+/// `certify`: the new card keys, each with its proof of possession.
+pub async fn certify(
+    centre: &Arc<Centre>,
+    who: &WhoAmI,
+    id: &str,
+    req: &CertifyRequest,
+) -> Result<CertifyResponse> {
+    check_operator(&req.operator)?;
+    let mut client = centre.pool.get().await?;
+    let tx = client.transaction().await?;
+    let job = existing_job(&tx, who, id, KIND).await?;
+    if job.state == JobState::Aborted {
+        return Err(aborted(&job));
+    }
+    if let Some(answer) = replay(&tx, id, "certify", req).await? {
+        return Ok(answer);
+    }
+    if job.state != JobState::Reserved {
+        return Err(conflict(format!(
+            "renewal {id} is {}: certify comes after renew only",
+            crate::issuance::state_str(job.state)
+        )));
+    }
+    let doc = job_document(&tx, &job).await?;
+    require_active(&doc, "renewal")?;
+    let challenge = job.challenge.clone().unwrap_or_default();
+    let keys = check_keys(
+        centre,
+        &Proven {
+            id,
+            challenge: &challenge,
+        },
+        req,
+    )?;
+    let esign = centre.active_issuer(&tx, "esign").await?;
+    let made = issue(centre, &tx, doc.holder_id, doc.date_of_expiry, esign, keys).await?;
+    let mut listed = Vec::new();
+    for (k, cert) in &made {
+        tx.execute(
+            "INSERT INTO certificates (serial, job, holder_id, slot, profile, cert_der, issuer_key, state, service_job)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'issued', $8)",
+            &[&cert.serial, &doc.job, &doc.holder_id, &k.slot.to_string(), &k.profile, &cert.der,
+              &cert.issuer_key_label, &id],
+        )
+        .await?;
+        listed.push(serde_json::json!({ "slot": k.slot.to_string(), "serial": hex::encode_upper(&cert.serial) }));
+    }
+    super::set_state(&tx, id, JobState::Certified, None).await?;
+    let answer = issued(&tx, id).await?;
+    keep(&tx, id, "certify", req, &answer).await?;
+    let details = serde_json::json!({ "service_job": id, "certificates": listed });
+    audit(
+        &tx,
+        who,
+        &req.operator,
+        "renewal.certified",
+        &format!("document:{}", doc.number),
+        details,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(answer)
+}
+
+/// `complete`: the renewal's certificates active, the document's previous ones superseded.
+pub async fn complete(
+    centre: &Centre,
+    who: &WhoAmI,
+    id: &str,
+    req: &ServiceFinishRequest,
+) -> Result<ServiceFinishResponse> {
+    check_operator(&req.operator)?;
+    let mut client = centre.pool.get().await?;
+    let tx = client.transaction().await?;
+    let job = existing_job(&tx, who, id, KIND).await?;
+    if let Some(answer) = replay(&tx, id, "complete", req).await? {
+        return Ok(answer);
+    }
+    match job.state {
+        JobState::Certified => {}
+        JobState::Aborted => return Err(aborted(&job)),
+        s => {
+            return Err(conflict(format!(
+                "renewal {id} is {}: complete comes after certify only",
+                crate::issuance::state_str(s)
+            )))
+        }
+    }
+    let doc = job_document(&tx, &job).await?;
+    require_active(&doc, "renewal")?;
+    let superseded = tx
+        .query(
+            "UPDATE certificates SET state = 'revoked', revocation_reason = 'superseded', revoked_at = now()
+             WHERE job = $1 AND state = 'active' AND service_job IS DISTINCT FROM $2 RETURNING serial",
+            &[&doc.job, &id],
+        )
+        .await?;
+    let active = tx
+        .query(
+            "UPDATE certificates SET state = 'active' WHERE service_job = $1 AND state = 'issued' RETURNING serial",
+            &[&id],
+        )
+        .await?;
+    super::set_state(&tx, id, JobState::Completed, None).await?;
+    let mut answer = ServiceFinishResponse {
+        job: id.to_owned(),
+        document: doc.number.clone(),
+        state: JobState::Completed,
+        active: serials(&active),
+        revoked: serials(&superseded),
+    };
+    answer.active.sort();
+    answer.revoked.sort();
+    keep(&tx, id, "complete", req, &answer).await?;
+    let details = serde_json::json!({ "service_job": id, "active": answer.active,
+        "superseded": answer.revoked });
+    audit(
+        &tx,
+        who,
+        &req.operator,
+        "renewal.completed",
+        &format!("document:{}", doc.number),
+        details,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(answer)
+}
+
+/// `abort`: the renewal's certificates revoked (cessationOfOperation); the card keeps working
+/// with the document's previous ones.
+pub async fn abort(
+    centre: &Centre,
+    who: &WhoAmI,
+    id: &str,
+    req: &ServiceFinishRequest,
+) -> Result<ServiceFinishResponse> {
+    check_operator(&req.operator)?;
+    let reason = req.reason.trim();
+    if reason.is_empty() || reason.chars().count() > 500 || req.reason.chars().any(char::is_control)
+    {
+        return Err(CentralError::invalid(
+            "reason",
+            "must be 1-500 characters without control characters",
+        ));
+    }
+    let mut client = centre.pool.get().await?;
+    let tx = client.transaction().await?;
+    let job = existing_job(&tx, who, id, KIND).await?;
+    if let Some(answer) = replay(&tx, id, "abort", req).await? {
+        return Ok(answer);
+    }
+    if job.state == JobState::Completed {
+        return Err(conflict(format!(
+            "renewal {id} is completed: its certificates are on the card"
+        )));
+    }
+    let doc = job_document(&tx, &job).await?;
+    let revoked = tx
+        .query(
+            "UPDATE certificates SET state = 'revoked', revocation_reason = 'cessationOfOperation', revoked_at = now()
+             WHERE service_job = $1 AND state <> 'revoked' RETURNING serial",
+            &[&id],
+        )
+        .await?;
+    super::set_state(&tx, id, JobState::Aborted, Some(reason)).await?;
+    let mut answer = ServiceFinishResponse {
+        job: id.to_owned(),
+        document: doc.number.clone(),
+        state: JobState::Aborted,
+        active: Vec::new(),
+        revoked: serials(&revoked),
+    };
+    answer.revoked.sort();
+    keep(&tx, id, "abort", req, &answer).await?;
+    let details =
+        serde_json::json!({ "service_job": id, "reason": reason, "revoked": answer.revoked });
+    audit(
+        &tx,
+        who,
+        &req.operator,
+        "renewal.aborted",
+        &format!("document:{}", doc.number),
+        details,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(answer)
+}
+
+/// `GET /v1/services/{job}`.
+pub async fn status(
+    centre: &Centre,
+    who: &WhoAmI,
+    id: &str,
+) -> Result<centre_api::ServiceJobStatus> {
+    let mut client = centre.pool.get().await?;
+    let tx = client.transaction().await?;
+    super::check_job_id_only(id)?;
+    let job = super::find(&tx, id).await?.ok_or_else(|| {
+        CentralError::refused(
+            Refusal::NotFound,
+            "job-not-found",
+            format!("service job {id} is not known to the centre"),
+        )
+    })?;
+    let job = existing_job(&tx, who, id, &job.kind).await?;
+    let document = match job.document_id {
+        Some(d) => {
+            let r = tx
+                .query_one("SELECT series, number FROM documents WHERE id = $1", &[&d])
+                .await?;
+            Some(crate::numbers::document_number(r.get(0), r.get(1)))
+        }
+        None => None,
+    };
+    let certificates = issued(&tx, id).await?.certificates;
+    tx.commit().await?;
+    Ok(centre_api::ServiceJobStatus {
+        job: job.id,
+        kind: job.kind,
+        state: job.state,
+        document,
+        certificates,
+    })
+}

@@ -1,0 +1,640 @@
+//! The card services through the centre end to end (docs/centre.md, "Card services"): a real
+//! PostgreSQL cluster, the centre's SoftHSM2 token, `idcentral serve` over TLS 1.3 with its
+//! public plain-HTTP listener, two enrolled stations of two offices, and software P-256 card
+//! keys that sign the centre's proof digest as a PIV card would. Oracles: openssl (`verify`
+//! of the renewed certificates up to the root, `crl` of the published CRL, `ocsp` against the
+//! public responder) and the centre's tables.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use centre_api::{
+    CertifyResponse, EnrolResponse, HoldResponse, RenewResponse, ReserveResponse,
+    ServiceFinishResponse,
+};
+use common::*;
+use p256::ecdsa::signature::hazmat::PrehashSigner;
+use p256::pkcs8::EncodePublicKey;
+use serde_json::{json, Value};
+
+type Reply = Result<(u16, Value, Vec<u8>), String>;
+
+struct Enrolled {
+    _station: Station,
+    tls: Arc<rustls::ClientConfig>,
+}
+
+struct World {
+    rt: tokio::runtime::Runtime,
+    server: Server,
+    anon: Arc<rustls::ClientConfig>,
+}
+
+impl World {
+    fn call(&self, tls: &Arc<rustls::ClientConfig>, path: &str, body: &Value) -> Reply {
+        self.rt.block_on(https(
+            self.server.addr,
+            "localhost",
+            Arc::clone(tls),
+            "POST",
+            path,
+            Some(body),
+        ))
+    }
+
+    fn ok(&self, tls: &Arc<rustls::ClientConfig>, path: &str, body: &Value) -> Value {
+        let (status, v, _) = self.call(tls, path, body).unwrap();
+        assert_eq!(status, 200, "POST {path}: {v}");
+        v
+    }
+
+    fn enrol(&self, token: &str, name: &str, code: &str) -> Enrolled {
+        let station = Station::new(token);
+        let req = station.enrol_request(name, code);
+        let resp: EnrolResponse =
+            serde_json::from_value(self.ok(&self.anon, "/v1/enrol", &req)).unwrap();
+        let id = identity(&station.store, "identity", der_of_pem(&resp.identity_cert));
+        let tls = client_config(&der_of_pem(&resp.trust_anchors.station_ca), Some(id));
+        Enrolled {
+            _station: station,
+            tls,
+        }
+    }
+
+    /// A plain HTTP GET on the public listener: the body.
+    fn public_get(&self, path: &str) -> Vec<u8> {
+        let addr = self.server.public.expect("public listener");
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        use std::io::{Read, Write};
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut all = Vec::new();
+        s.read_to_end(&mut all).unwrap();
+        let at = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let head = String::from_utf8_lossy(&all[..at]).to_string();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(
+            !head.to_lowercase().contains("transfer-encoding: chunked"),
+            "{head}"
+        );
+        all[at..].to_vec()
+    }
+}
+
+fn new_job() -> String {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).unwrap();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+struct CardKey(p256::ecdsa::SigningKey);
+
+impl CardKey {
+    fn new() -> CardKey {
+        let mut b = [0u8; 32];
+        getrandom::fill(&mut b).unwrap();
+        CardKey(p256::ecdsa::SigningKey::from_slice(&b).unwrap())
+    }
+    fn spki(&self) -> Vec<u8> {
+        self.0
+            .verifying_key()
+            .to_public_key_der()
+            .unwrap()
+            .as_bytes()
+            .to_vec()
+    }
+    fn entry(&self, job: &str, challenge: &str, slot: u8, profile: &str) -> Value {
+        let digest =
+            centre_api::proof_digest(job, &hex::decode(challenge).unwrap(), slot, &self.spki());
+        let sig: p256::ecdsa::DerSignature = self.0.sign_prehash(&digest).unwrap();
+        json!({ "slot": format!("{slot:02X}"), "profile": profile,
+                "public_key": hex::encode(self.spki()), "proof": hex::encode(sig.as_bytes()) })
+    }
+}
+
+fn keys_body(job: &str, challenge: &str) -> Value {
+    json!({ "operator": "clerk1", "keys": [
+        CardKey::new().entry(job, challenge, 0x9a, "holder-auth"),
+        CardKey::new().entry(job, challenge, 0x9c, "holder-sign")] })
+}
+
+fn date(d: time::Date) -> String {
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
+fn pem(der: &[u8]) -> String {
+    der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, der).unwrap()
+}
+
+/// Run a tool in `dir`: (success, stdout + stderr).
+fn tool(dir: &Path, program: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} could not be started ({e}): it is required"));
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// `openssl ocsp` for `cert` (a PEM file in `dir`) until it says `want`.
+fn ocsp_until(w: &World, dir: &Path, cert: &str, want: &str) -> String {
+    let url = format!("http://{}/ocsp", w.server.public.unwrap());
+    let start = Instant::now();
+    loop {
+        let (_, out) = tool(
+            dir,
+            "openssl",
+            &[
+                "ocsp",
+                "-issuer",
+                "esign.pem",
+                "-CAfile",
+                "chain.pem",
+                "-url",
+                &url,
+                "-no_nonce",
+                "-cert",
+                cert,
+            ],
+        );
+        if out.contains(want) {
+            assert!(out.contains("Response verify OK"), "{out}");
+            return out;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "OCSP never said {want:?}; last answer:\n{out}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The published CRL of esign-ca-1 (verified by openssl against the chain) until `until` holds
+/// for its text.
+fn crl_until(w: &World, dir: &Path, until: impl Fn(&str) -> bool) -> String {
+    let start = Instant::now();
+    loop {
+        std::fs::write(dir.join("esign.crl"), w.public_get("/crl/esign-ca-1.crl")).unwrap();
+        let (ok, text) = tool(
+            dir,
+            "openssl",
+            &[
+                "crl",
+                "-in",
+                "esign.crl",
+                "-inform",
+                "DER",
+                "-CAfile",
+                "chain.pem",
+                "-noout",
+                "-text",
+            ],
+        );
+        assert!(ok && text.contains("verify OK"), "{text}");
+        if until(&text) {
+            return text;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the CRL never got there:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The CRL's entry of `serial` (upper-case hex): the lines up to the next serial.
+fn crl_entry(text: &str, serial: &str) -> Option<String> {
+    let at = text.find(&format!("Serial Number: {serial}"))?;
+    let rest = &text[at + 15..];
+    let end = rest.find("Serial Number:").unwrap_or(rest.len());
+    Some(text[at..at + 15 + end].to_owned())
+}
+
+#[test]
+fn renewal_hold_release_and_address_changes_through_the_centre() {
+    let (tmp, cluster, config) = centre("\n[server]\npublic_name = \"localhost\"\n");
+    let dir = tmp.path();
+    ok(idcentral(
+        &config,
+        &["init", "--admin", "admin"],
+        &format!("{ADMIN_PASSWORD}\n"),
+    ));
+    let code_tas = add_station_at(&config, "TAS01", "tas01-st1");
+    let code_sam = add_station_at(&config, "SAM01", "sam01-st1");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let db = rt.block_on(db(&cluster));
+    let ca_cert = |ca: &str| -> Vec<u8> {
+        rt.block_on(db.query_one(
+            "SELECT cert_der FROM ca_keys WHERE ca = $1 AND state = 'active'",
+            &[&ca],
+        ))
+        .unwrap()
+        .get(0)
+    };
+    let (root, esign, station_ca) = (ca_cert("root"), ca_cert("esign"), ca_cert("station-ca"));
+    std::fs::write(dir.join("esign.pem"), pem(&esign)).unwrap();
+    std::fs::write(dir.join("root.pem"), pem(&root)).unwrap();
+    std::fs::write(dir.join("chain.pem"), pem(&root) + &pem(&esign)).unwrap();
+    let w = World {
+        server: Server::start_public(&config),
+        anon: client_config(&station_ca, None),
+        rt,
+    };
+    let tas = w.enrol("cs-tas", "tas01-st1", &code_tas);
+    let sam = w.enrol("cs-sam", "sam01-st1", &code_sam);
+
+    // A card issued at TAS01 that expires in 400 days (shorter than a certificate's validity).
+    let expiry = time::OffsetDateTime::now_utc().date() + time::Duration::days(400);
+    let job = new_job();
+    let holder = json!({ "pinfl": "31234567890123", "surname": "Karimova", "given_names": "Dilnoza",
+        "sex": "F", "date_of_birth": "1990-04-12", "place_of_birth": "Tashkent", "citizenship": "UZB" });
+    let address = json!({ "kind": "permanent", "region": "Toshkent", "district": "Yunusobod",
+        "street": "Amir Temur 1", "house": "12", "registered_on": "2015-06-01" });
+    let r: ReserveResponse = serde_json::from_value(w.ok(
+        &tas.tls,
+        "/v1/jobs/reserve",
+        &json!({ "job": job, "operator": "clerk1", "holder": holder, "address": address,
+                 "update_holder": false, "card_serial": "0A1B2C3D" }),
+    ))
+    .unwrap();
+    let first: CertifyResponse = serde_json::from_value(w.ok(
+        &tas.tls,
+        &centre_api::paths::certify(&job),
+        &keys_body(&job, &r.challenge),
+    ))
+    .unwrap();
+    w.ok(
+        &tas.tls,
+        &centre_api::paths::complete(&job),
+        &json!({ "operator": "clerk1", "card_serial": "0A1B2C3D",
+                 "date_of_issue": date(time::OffsetDateTime::now_utc().date()),
+                 "date_of_expiry": date(expiry) }),
+    );
+    let doc = r.document.clone();
+    let old: Vec<String> = first
+        .certificates
+        .iter()
+        .map(|c| c.serial.clone())
+        .collect();
+
+    // Renewal at SAM01 (another office: any office serves any holder).
+    let rj = new_job();
+    let path = |step: &str| centre_api::paths::service(&rj, step);
+    let renew = json!({ "operator": "clerk2", "document": doc, "card_serial": "0A1B2C3D" });
+    assert_refused(
+        &w.call(
+            &sam.tls,
+            &path("renew"),
+            &json!({ "operator": "clerk2", "document": doc, "card_serial": "FFFF0000" }),
+        ),
+        409,
+        "card-not-the-documents",
+    );
+    let opened: RenewResponse =
+        serde_json::from_value(w.ok(&sam.tls, &path("renew"), &renew)).unwrap();
+    assert_eq!(opened.date_of_expiry, date(expiry));
+    let again: RenewResponse =
+        serde_json::from_value(w.ok(&sam.tls, &path("renew"), &renew)).unwrap();
+    assert_eq!(again, opened, "a repeated renew gets the same answer");
+    // Another station may not touch SAM01's job.
+    assert_refused(
+        &w.call(
+            &tas.tls,
+            &path("certify"),
+            &keys_body(&rj, &opened.challenge),
+        ),
+        403,
+        "job-of-another-station",
+    );
+    // A proof over another challenge proves nothing.
+    assert_refused(
+        &w.call(
+            &sam.tls,
+            &path("certify"),
+            &keys_body(&rj, &"00".repeat(32)),
+        ),
+        400,
+        "proof-of-possession-failed",
+    );
+    let body = keys_body(&rj, &opened.challenge);
+    let renewed: CertifyResponse =
+        serde_json::from_value(w.ok(&sam.tls, &path("certify"), &body)).unwrap();
+    let repeat: CertifyResponse =
+        serde_json::from_value(w.ok(&sam.tls, &path("certify"), &body)).unwrap();
+    assert_eq!(
+        repeat, renewed,
+        "a repeated certify gets the same certificates"
+    );
+    assert_eq!(renewed.certificates.len(), 2);
+    for c in &renewed.certificates {
+        let f = format!("new-{}.pem", c.slot);
+        std::fs::write(dir.join(&f), pem(&hex::decode(&c.der).unwrap())).unwrap();
+        let (ok, out) = openssl_verify(
+            dir,
+            &[
+                "-x509_strict",
+                "-CAfile",
+                "root.pem",
+                "-untrusted",
+                "esign.pem",
+                &f,
+            ],
+        );
+        assert!(ok, "openssl verify {f}: {out}");
+        // Capped at the document's expiry.
+        let (_, end) = tool(dir, "openssl", &["x509", "-in", &f, "-noout", "-enddate"]);
+        let (_, check) = tool(
+            dir,
+            "openssl",
+            &[
+                "x509",
+                "-in",
+                &f,
+                "-noout",
+                "-checkend",
+                &(401 * 86_400).to_string(),
+            ],
+        );
+        assert!(check.contains("will expire"), "{f} {end}: {check}");
+    }
+    let done: ServiceFinishResponse = serde_json::from_value(w.ok(
+        &sam.tls,
+        &path("complete"),
+        &json!({ "operator": "clerk2" }),
+    ))
+    .unwrap();
+    let mut old_sorted = old.clone();
+    old_sorted.sort();
+    assert_eq!(done.revoked, old_sorted, "the old certificates superseded");
+    assert_eq!(done.active.len(), 2);
+    let crl = crl_until(&w, dir, |t| old.iter().all(|s| t.contains(s.as_str())));
+    for s in &old {
+        let entry = crl_entry(&crl, s).unwrap();
+        assert!(entry.contains("Superseded"), "{s}: {entry}");
+    }
+    let sign_pem = "new-9C.pem";
+    ocsp_until(&w, dir, sign_pem, &format!("{sign_pem}: good"));
+    let office: String =
+        w.rt.block_on(db.query_one("SELECT office FROM service_jobs WHERE id = $1", &[&rj]))
+            .unwrap()
+            .get(0);
+    assert_eq!(office, "SAM01", "the centre records which office renewed");
+
+    // Hold at TAS01: OCSP says revoked, certificateHold; a renewal is refused; release (the
+    // holder in person) and OCSP says good again, the CRL drops the hold.
+    let hold: HoldResponse = serde_json::from_value(w.ok(
+        &tas.tls,
+        &centre_api::paths::service(&new_job(), "hold"),
+        &json!({ "operator": "clerk1", "document": doc }),
+    ))
+    .unwrap();
+    assert_eq!(hold.state, "suspended");
+    assert_eq!(hold.certificates, done.active);
+    let out = ocsp_until(&w, dir, sign_pem, &format!("{sign_pem}: revoked"));
+    assert!(out.contains("Reason: certificateHold"), "{out}");
+    let new_sign = renewed
+        .certificates
+        .iter()
+        .find(|c| c.slot == "9C")
+        .unwrap()
+        .serial
+        .clone();
+    let held = crl_until(&w, dir, |t| t.contains(new_sign.as_str()));
+    assert!(
+        crl_entry(&held, &new_sign)
+            .unwrap()
+            .contains("Certificate Hold"),
+        "{held}"
+    );
+    assert_refused(
+        &w.call(
+            &sam.tls,
+            &centre_api::paths::service(&new_job(), "renew"),
+            &renew,
+        ),
+        409,
+        "document-suspended",
+    );
+    assert_refused(
+        &w.call(
+            &tas.tls,
+            &centre_api::paths::service(&new_job(), "release"),
+            &json!({ "operator": "clerk1", "document": doc }),
+        ),
+        400,
+        "identity-not-confirmed",
+    );
+    let released: HoldResponse = serde_json::from_value(w.ok(
+        &tas.tls,
+        &centre_api::paths::service(&new_job(), "release"),
+        &json!({ "operator": "clerk1", "document": doc, "identity_confirmed": true }),
+    ))
+    .unwrap();
+    assert_eq!(
+        (released.state.as_str(), &released.certificates),
+        ("active", &done.active)
+    );
+    ocsp_until(&w, dir, sign_pem, &format!("{sign_pem}: good"));
+    crl_until(&w, dir, |t| !t.contains(new_sign.as_str()));
+    assert_refused(
+        &w.call(
+            &tas.tls,
+            &centre_api::paths::service(&new_job(), "release"),
+            &json!({ "operator": "clerk1", "document": doc, "identity_confirmed": true }),
+        ),
+        409,
+        "document-not-suspended",
+    );
+
+    // A renewal aborted: its certificates revoked (cessationOfOperation), the card's stay.
+    let aj = new_job();
+    let o: RenewResponse =
+        serde_json::from_value(w.ok(&tas.tls, &centre_api::paths::service(&aj, "renew"), &renew))
+            .unwrap();
+    let c: CertifyResponse = serde_json::from_value(w.ok(
+        &tas.tls,
+        &centre_api::paths::service(&aj, "certify"),
+        &keys_body(&aj, &o.challenge),
+    ))
+    .unwrap();
+    let ab: ServiceFinishResponse = serde_json::from_value(w.ok(
+        &tas.tls,
+        &centre_api::paths::service(&aj, "abort"),
+        &json!({ "operator": "clerk1", "reason": "card pulled during card.install" }),
+    ))
+    .unwrap();
+    let mut aborted: Vec<String> = c.certificates.iter().map(|c| c.serial.clone()).collect();
+    aborted.sort();
+    assert_eq!(ab.revoked, aborted);
+    let states: Vec<(String, Option<String>)> = w
+        .rt
+        .block_on(db.query(
+            "SELECT state, revocation_reason FROM certificates WHERE service_job = $1 OR service_job = $2 ORDER BY service_job = $1, slot",
+            &[&aj, &rj],
+        ))
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("active".into(), None),
+            ("active".into(), None),
+            ("revoked".into(), Some("cessationOfOperation".into())),
+            ("revoked".into(), Some("cessationOfOperation".into())),
+        ]
+    );
+
+    // Address changes: a temporary registration set at SAM01, ended at TAS01; each in the
+    // national history and the e-government outbox.
+    let temp = json!({ "kind": "temporary", "region": "Samarqand", "district": "Samarqand",
+        "street": "Registon 5", "house": "3", "registered_on": "2026-01-10",
+        "registered_until": "2027-01-10" });
+    let set = w.ok(
+        &sam.tls,
+        &centre_api::paths::service(&new_job(), "address"),
+        &json!({ "operator": "clerk2", "pinfl": "31234567890123", "set": temp }),
+    );
+    let ended = w.ok(
+        &tas.tls,
+        &centre_api::paths::service(&new_job(), "address"),
+        &json!({ "operator": "clerk1", "pinfl": "31234567890123", "end_temporary_on": "2026-06-01" }),
+    );
+    assert_eq!(set["address_id"], ended["address_id"]);
+    assert_refused(
+        &w.call(
+            &tas.tls,
+            &centre_api::paths::service(&new_job(), "address"),
+            &json!({ "operator": "clerk1", "pinfl": "31234567890123", "end_temporary_on": "2026-06-02" }),
+        ),
+        409,
+        "no-temporary-address",
+    );
+    assert_refused(
+        &w.call(
+            &tas.tls,
+            &centre_api::paths::service(&new_job(), "address"),
+            &json!({ "operator": "clerk1", "pinfl": "39999999999999", "end_temporary_on": "2026-06-02" }),
+        ),
+        404,
+        "holder-not-found",
+    );
+    let history: Vec<(String, String, String)> = w
+        .rt
+        .block_on(db.query(
+            "SELECT a.kind, a.street, a.station FROM holder_addresses a JOIN holders h ON h.id = a.holder_id
+             WHERE h.pinfl = '31234567890123' ORDER BY a.id",
+            &[],
+        ))
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        history,
+        [
+            (
+                "permanent".into(),
+                "Amir Temur 1".into(),
+                "tas01-st1".into()
+            ),
+            ("temporary".into(), "Registon 5".into(), "sam01-st1".into()),
+        ]
+    );
+    let outbox: Vec<(String, Value)> =
+        w.rt.block_on(db.query(
+            "SELECT topic, payload FROM outbox WHERE topic = 'address.changed' ORDER BY id",
+            &[],
+        ))
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(outbox.len(), 2, "{outbox:?}");
+    assert_eq!(outbox[0].1["change"], "set");
+    assert_eq!(outbox[0].1["office"], "SAM01");
+    assert_eq!(outbox[1].1["change"], "end");
+    assert_eq!(outbox[1].1["ended_on"], "2026-06-01");
+
+    // Every refusal is audited with its rule; every service names the office that did it.
+    let refusals: Vec<String> =
+        w.rt.block_on(db.query(
+            "SELECT details FROM audit_log WHERE action = 'request.refused' ORDER BY seq",
+            &[],
+        ))
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for rule in [
+        "card-not-the-documents",
+        "job-of-another-station",
+        "proof-of-possession-failed",
+        "document-suspended",
+        "identity-not-confirmed",
+        "document-not-suspended",
+        "no-temporary-address",
+        "holder-not-found",
+    ] {
+        assert!(
+            refusals
+                .iter()
+                .any(|d| d.contains(&format!("\"rule\":\"{rule}\""))),
+            "{rule} not audited: {refusals:?}"
+        );
+    }
+    let served: Vec<(String, String)> = w
+        .rt
+        .block_on(db.query(
+            "SELECT action, details FROM audit_log WHERE action IN
+               ('renewal.completed', 'document.held', 'document.released', 'address.set', 'address.ended')
+             ORDER BY seq",
+            &[],
+        ))
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let offices: Vec<(&str, bool)> = served
+        .iter()
+        .map(|(a, d)| (a.as_str(), d.contains("\"office\":\"SAM01\"")))
+        .collect();
+    assert_eq!(
+        offices,
+        [
+            ("renewal.completed", true),
+            ("document.held", false),
+            ("document.released", false),
+            ("address.set", true),
+            ("address.ended", false),
+        ]
+    );
+}

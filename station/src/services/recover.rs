@@ -1,0 +1,159 @@
+//! `idstation recover` for card services: renewal and unblock jobs left `running` by a process
+//! that died (a service whose process is alive holds its document's lock and is left alone).
+//!
+//! - **renew, stopped before `ca.issue` finished**: nothing of it is in use (the old
+//!   certificates are still the document's active ones): rolled back — the national centre
+//!   (when enrolled) is told to abort the job's UUID, which revokes whatever it may have
+//!   issued; locally the job ends `rolled-back`. The card may hold new keys under its old
+//!   certificates until the next renewal generates again.
+//! - **renew, stopped after `ca.issue`**: the new certificates exist and may be on the card;
+//!   finishing needs the card and the holder's PIN (read back, test signatures), so recovery
+//!   does not touch it and reports it `waiting-for-card`: the next `idstation renew` of the
+//!   document, with the card, resumes it at `card.install`.
+//! - **unblock**: the card holds its old or its new PIN and nothing else depends on it: the
+//!   job ends `failed`; the next `idstation unblock` sets the PIN again.
+
+use registry::{AuditEntry, JobState, ServiceJob, ServiceKind, StepState};
+use serde::Serialize;
+use serde_json::json;
+
+use super::ServiceStep;
+use crate::datadir::{Work, WorkLock};
+use crate::error::StationError;
+use crate::service_seam::Renewal;
+use crate::session::Session;
+use crate::Station;
+
+/// What recovery did with one service job.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceRecovered {
+    pub service_job: i64,
+    pub kind: &'static str,
+    pub document: String,
+    /// rolled-back, waiting-for-card or failed.
+    pub outcome: &'static str,
+    pub detail: String,
+}
+
+/// Settle every interrupted card service job (see the module documentation). Clerk or
+/// ca-admin.
+pub fn recover(st: &mut Station, session: &Session) -> Result<Vec<ServiceRecovered>, StationError> {
+    crate::session::require_current(
+        &mut st.registry,
+        session,
+        "recover card services",
+        &[registry::Role::Clerk, registry::Role::CaAdmin],
+    )?;
+    let mut out = Vec::new();
+    for job in st.registry.unfinished_service_jobs()? {
+        let Ok(_lock) = WorkLock::acquire(&st.layout.root, Work::CardService(job.document_id))
+        else {
+            continue;
+        };
+        let document = document_text(st, &job)?;
+        let r = match job.kind {
+            ServiceKind::Unblock => fail_unblock(st, session, &job, &document)?,
+            ServiceKind::Renew => recover_renewal(st, session, &job, &document)?,
+        };
+        out.push(r);
+    }
+    Ok(out)
+}
+
+fn document_text(st: &Station, job: &ServiceJob) -> Result<String, StationError> {
+    let doc = st
+        .registry
+        .documents_of_holder(job.holder_id)?
+        .into_iter()
+        .find(|d| d.id == job.document_id)
+        .ok_or_else(|| {
+            StationError::Other(format!(
+                "service job {}: no document {}",
+                job.id, job.document_id
+            ))
+        })?;
+    Ok(doc.number.to_string())
+}
+
+fn fail_unblock(
+    st: &mut Station,
+    session: &Session,
+    job: &ServiceJob,
+    document: &str,
+) -> Result<ServiceRecovered, StationError> {
+    let why = "interrupted; the card has its old or its new PIN: run `idstation unblock` again";
+    st.registry.write(|t| {
+        t.end_service_job(job.id, JobState::Failed, Some(why))?;
+        t.audit(&AuditEntry {
+            actor: session.actor(),
+            action: "unblock.failed",
+            object: &format!("document:{document}"),
+            details: &json!({ "service_job": job.id, "error": why, "by": "recovery" }),
+        })?;
+        Ok(())
+    })?;
+    Ok(ServiceRecovered {
+        service_job: job.id,
+        kind: "unblock",
+        document: document.into(),
+        outcome: "failed",
+        detail: why.into(),
+    })
+}
+
+fn recover_renewal(
+    st: &mut Station,
+    session: &Session,
+    job: &ServiceJob,
+    document: &str,
+) -> Result<ServiceRecovered, StationError> {
+    let issued = job
+        .step(ServiceStep::CaIssue.as_str())
+        .is_some_and(|s| s.state == StepState::Done);
+    if issued {
+        return Ok(ServiceRecovered {
+            service_job: job.id,
+            kind: "renew",
+            document: document.into(),
+            outcome: "waiting-for-card",
+            detail: format!(
+                "its certificates are issued and may be on card {}: run `idstation renew --document {document}` with the card and the holder's PIN to finish it",
+                job.card_serial
+            ),
+        });
+    }
+    let uuid = super::renew::renewal_uuid(job);
+    let holder = st
+        .registry
+        .holder(job.holder_id)?
+        .ok_or_else(|| StationError::Other(format!("service job {}: no holder", job.id)))?;
+    let reason = "interrupted before its certificates were issued; rolled back by recovery";
+    if !uuid.is_empty() {
+        let renewal = Renewal {
+            service_job: job.id,
+            uuid: &uuid,
+            document,
+            date_of_expiry: "",
+            card_serial: &job.card_serial,
+            holder: &holder.data,
+        };
+        crate::ra_services::seam(st).renewal_abort(st, session.actor(), &renewal, reason)?;
+    }
+    st.registry.write(|t| {
+        t.end_service_job(job.id, JobState::RolledBack, Some(reason))?;
+        t.audit(&AuditEntry {
+            actor: session.actor(),
+            action: "renewal.rolled-back",
+            object: &format!("document:{document}"),
+            details: &json!({ "service_job": job.id, "error": reason, "revoked": [], "by": "recovery" }),
+        })?;
+        Ok(())
+    })?;
+    Ok(ServiceRecovered {
+        service_job: job.id,
+        kind: "renew",
+        document: document.into(),
+        outcome: "rolled-back",
+        detail: reason.into(),
+    })
+}

@@ -1,0 +1,580 @@
+//! Issue 16 through the national centre (issue 15), end to end: stations enrolled to one
+//! `idcentral serve` (PostgreSQL, its own SoftHSM2 token, mutual TLS on 127.0.0.1, the public
+//! relying-party listener: testrig::centre) renew, suspend, resume, replace and change
+//! addresses through the `idstation` binary with a `vchip` card in a vpcd reader. Oracles:
+//! openssl (`verify` of the renewed certificates up to the centre's root, `crl` of the CRL the
+//! centre publishes, `ocsp` against the centre's responder) and `idcentral show`.
+//!
+//! Needs `idcentral` built in the same target dir (`cargo build -p central --bin idcentral`);
+//! run under `flock /tmp/idstation-pcsc.lock` (it uses the card readers).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use testrig::centre::Centre;
+
+const ADMIN_PASSWORD: &str = "station-admin-pw-6b0e";
+const CLERK_PASSWORD: &str = "station-clerk-pw-93aa";
+const HSM_PIN: &str = "station-hsm-pin-c1e4";
+const PIN: &str = "48291637";
+#[path = "common/holder_pin.rs"]
+mod holder_pin;
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/holders")
+        .join(name)
+}
+
+/// A station enrolled to `centre`, with a clerk.
+struct Station {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    data: PathBuf,
+}
+
+impl Station {
+    fn enrol(centre: &Centre, office: &str, name: &str) -> Station {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let data = dir.join("data");
+        let pin_file = dir.join("hsm-pin");
+        std::fs::write(&pin_file, format!("{HSM_PIN}\n")).unwrap();
+        std::fs::set_permissions(
+            &pin_file,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+        let st = Station {
+            _tmp: tmp,
+            dir,
+            data,
+        };
+        let code = centre.add_station(office, name);
+        let url = centre.url();
+        let args = [
+            "init",
+            "--centre",
+            &url,
+            "--centre-fingerprint",
+            centre.fingerprint(),
+            "--enrolment-code",
+            "-",
+            "--station",
+            name,
+            "--admin",
+            "admin",
+            "--hsm-pin-file",
+            pin_file.to_str().unwrap(),
+        ];
+        let o = st.run(&args, &[ADMIN_PASSWORD, &code]);
+        assert!(o.status.success(), "enrol {name}:\n{}", text(&o));
+        let o = st.run(
+            &[
+                "operator",
+                "add",
+                "--name",
+                "clerk",
+                "--role",
+                "clerk",
+                "--operator",
+                "admin",
+            ],
+            &[ADMIN_PASSWORD, CLERK_PASSWORD],
+        );
+        assert!(o.status.success(), "clerk:\n{}", text(&o));
+        st
+    }
+
+    fn run(&self, args: &[&str], secrets: &[&str]) -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_idstation"));
+        c.arg("--data-dir").arg(&self.data).args(args);
+        c.env("IDSTATION_LOG", "debug");
+        let o = holder_pin::output(c, args, &self.dir, secrets, PIN);
+        let all = text(&o);
+        for s in [ADMIN_PASSWORD, CLERK_PASSWORD, HSM_PIN, PIN] {
+            assert!(!all.contains(s), "secret {s:?} in the output:\n{all}");
+        }
+        o
+    }
+
+    /// `--json` `args` as the clerk (and `more` secrets after the password), which must succeed.
+    fn json(&self, args: &[&str], more: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        all.extend(["--operator", "clerk"]);
+        let mut secrets = vec![CLERK_PASSWORD];
+        secrets.extend_from_slice(more);
+        let o = self.run(&all, &secrets);
+        assert!(o.status.success(), "{args:?}:\n{}", text(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    }
+
+    fn blank_card(&self, serial: u32) -> PathBuf {
+        let img = self.dir.join(format!("card-{serial:08X}.img"));
+        let o = Command::new(testrig::vchip_bin().expect("vchip"))
+            .args(["create", "--out"])
+            .arg(&img)
+            .args(["--serial", &serial.to_string()])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        img
+    }
+
+    /// The PEM file of the active CA certificate of CA `ca` (`ca show`).
+    fn ca_file(&self, ca: &str) -> PathBuf {
+        let o = self.run(&["--json", "ca", "show"], &[]);
+        assert!(o.status.success(), "{}", text(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let list = v.as_array().cloned().unwrap_or_default();
+        let entry = list
+            .iter()
+            .find(|c| c["ca"] == ca && c["state"] == "active")
+            .unwrap_or_else(|| panic!("no active {ca} in {v}"));
+        PathBuf::from(entry["file"].as_str().unwrap())
+    }
+
+    /// The holder certificates (serial upper-case hex, DER, status) of `document`'s job.
+    fn certificates_of(&self, document: &str) -> Vec<(String, Vec<u8>, String)> {
+        let reg = registry::Registry::open_read_only(self.data.join("registry.sqlite"))
+            .expect("registry");
+        let mut stmt = reg
+            .connection()
+            .prepare(
+                "SELECT c.serial, c.der, c.status FROM certificates c JOIN issuance_jobs j ON c.job_id = j.id
+                 WHERE j.series || printf('%07d', j.number) = ?1 ORDER BY c.id",
+            )
+            .unwrap();
+        let rows = stmt
+            .query_map([document], |r| {
+                Ok((
+                    r.get::<_, String>(0)?.to_ascii_uppercase(),
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .unwrap();
+        rows.map(Result::unwrap).collect()
+    }
+}
+
+fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
+    let o = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    (
+        o.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
+fn pem(der: &[u8]) -> String {
+    der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, der).unwrap()
+}
+
+/// A plain HTTP GET on the centre's public listener: the body.
+fn public_get(addr: SocketAddr, path: &str) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).unwrap();
+    let at = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&all[..at]).to_string();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    all[at..].to_vec()
+}
+
+/// The centre's CRL (openssl-verified against root + e-Signature CA) once `until` holds.
+fn crl_until(public: SocketAddr, dir: &Path, until: impl Fn(&str) -> bool) -> String {
+    let start = Instant::now();
+    loop {
+        std::fs::write(
+            dir.join("esign.crl"),
+            public_get(public, "/crl/esign-ca-1.crl"),
+        )
+        .unwrap();
+        let (ok, t) = openssl(
+            dir,
+            &[
+                "crl",
+                "-in",
+                "esign.crl",
+                "-inform",
+                "DER",
+                "-CAfile",
+                "chain.pem",
+                "-noout",
+                "-text",
+            ],
+        );
+        assert!(ok && t.contains("verify OK"), "{t}");
+        if until(&t) {
+            return t;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "CRL:\n{t}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `openssl ocsp` at the centre's responder for `cert` (PEM in `dir`) until it says `want`.
+fn ocsp_until(public: SocketAddr, dir: &Path, cert: &str, want: &str) -> String {
+    let url = format!("http://{public}/ocsp");
+    let start = Instant::now();
+    loop {
+        let (_, out) = openssl(
+            dir,
+            &[
+                "ocsp",
+                "-issuer",
+                "esign.pem",
+                "-CAfile",
+                "chain.pem",
+                "-url",
+                &url,
+                "-no_nonce",
+                "-cert",
+                cert,
+            ],
+        );
+        if out.contains(want) {
+            assert!(out.contains("Response verify OK"), "{out}");
+            return out;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "OCSP never said {want:?}:\n{out}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn crl_entry(text: &str, serial: &str) -> String {
+    let at = text
+        .find(&format!("Serial Number: {serial}"))
+        .unwrap_or_else(|| panic!("{serial} not in\n{text}"));
+    let rest = &text[at + 15..];
+    let end = rest.find("Serial Number:").unwrap_or(rest.len());
+    text[at..at + 15 + end].to_owned()
+}
+
+fn show(centre: &Centre, pinfl: &str) -> serde_json::Value {
+    let out = centre.ok(&["--json", "show", "--pinfl", pinfl, "--operator", "admin"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    if v.get("documents").is_some() {
+        v
+    } else {
+        v["holder"].clone()
+    }
+}
+
+#[test]
+fn renew_suspend_resume_address_and_replace_through_the_centre() {
+    let mut centre = Centre::start();
+    let public = centre.enable_public();
+    centre.serve();
+    let tas = Station::enrol(&centre, "TAS01", "tas01-st1");
+    let sam = Station::enrol(&centre, "SAM01", "sam01-st1");
+    let slot = testrig::Slot::lease();
+    let reader = slot.reader_name.clone();
+    let d = &tas.dir;
+    let (root, esign) = (tas.ca_file("root"), tas.ca_file("esign"));
+    std::fs::copy(&esign, d.join("esign.pem")).unwrap();
+    let chain = std::fs::read_to_string(&root).unwrap() + &std::fs::read_to_string(&esign).unwrap();
+    std::fs::write(d.join("chain.pem"), chain).unwrap();
+
+    let holder: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture("holder-01.json")).unwrap()).unwrap();
+    let pinfl = holder["pinfl"].as_str().unwrap().to_owned();
+    // A card issued at TAS01.
+    let img = tas.blank_card(0x5C00_0001);
+    let card = slot.insert(&img, &[]);
+    let issued = tas.json(
+        &[
+            "issue",
+            "--holder",
+            fixture("holder-01.json").to_str().unwrap(),
+            "--reader",
+            &reader,
+        ],
+        &[],
+    );
+    let doc = issued["document"].as_str().unwrap().to_owned();
+    let old: Vec<String> = tas
+        .certificates_of(&doc)
+        .into_iter()
+        .map(|(s, _, _)| s)
+        .collect();
+    assert_eq!(old.len(), 2);
+
+    // Renewal on the enrolled station: new certificates from the centre, chained to its root;
+    // the old ones superseded on the centre's CRL.
+    let r = tas.json(
+        &[
+            "renew",
+            "--document",
+            &doc,
+            "--reader",
+            &reader,
+            "--pin-fd",
+            "0",
+        ],
+        &[PIN],
+    );
+    assert_eq!(r["certificates"].as_array().map(Vec::len), Some(2), "{r}");
+    let mut superseded: Vec<String> = r["superseded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_ascii_uppercase())
+        .collect();
+    superseded.sort();
+    let mut old_sorted = old.clone();
+    old_sorted.sort();
+    assert_eq!(superseded, old_sorted, "{r}");
+    let certs = tas.certificates_of(&doc);
+    let new: Vec<&(String, Vec<u8>, String)> = certs
+        .iter()
+        .filter(|(s, _, st)| st == "active" && !old.contains(s))
+        .collect();
+    assert_eq!(new.len(), 2, "{certs:?}");
+    for (i, (_, der, _)) in new.iter().enumerate() {
+        let f = format!("renewed-{i}.pem");
+        std::fs::write(d.join(&f), pem(der)).unwrap();
+        let (ok, out) = openssl(
+            d,
+            &[
+                "verify",
+                "-x509_strict",
+                "-CAfile",
+                root.to_str().unwrap(),
+                "-untrusted",
+                "esign.pem",
+                &f,
+            ],
+        );
+        assert!(ok, "openssl verify {f}: {out}");
+    }
+    let crl = crl_until(public, d, |t| old.iter().all(|s| t.contains(s.as_str())));
+    for s in &old {
+        assert!(crl_entry(&crl, s).contains("Superseded"), "{crl}");
+    }
+    let view = show(&centre, &pinfl);
+    let active_at_centre = view["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["state"] == "active")
+        .count();
+    assert_eq!(active_at_centre, 2, "{view}");
+
+    // Suspend at TAS01: the centre's OCSP says revoked (certificateHold); resume: good.
+    let renewed = "renewed-1.pem";
+    ocsp_until(public, d, renewed, &format!("{renewed}: good"));
+    let s = tas.json(&["suspend", "--document", &doc], &[]);
+    assert_eq!(s["status"], "suspended", "{s}");
+    let out = ocsp_until(public, d, renewed, &format!("{renewed}: revoked"));
+    assert!(out.contains("Reason: certificateHold"), "{out}");
+    let r = tas.json(&["resume", "--document", &doc, "--identity-confirmed"], &[]);
+    assert_eq!(r["status"], "active", "{r}");
+    ocsp_until(public, d, renewed, &format!("{renewed}: good"));
+    // SAM01 has no record of TAS01's card and still serves its holder: at the centre only.
+    let s = sam.json(&["suspend", "--document", &doc], &[]);
+    assert_eq!(s["status"], "suspended", "{s}");
+    ocsp_until(public, d, renewed, &format!("{renewed}: revoked"));
+    sam.json(&["resume", "--document", &doc, "--identity-confirmed"], &[]);
+    ocsp_until(public, d, renewed, &format!("{renewed}: good"));
+
+    // An address change through the centre lands in the national registry and its outbox.
+    let addr = d.join("temporary.json");
+    std::fs::write(
+        &addr,
+        r#"{"kind":"temporary","region":"Samarqand","district":"Samarqand","street":"Registon 5","house":"3","registered_on":"2026-01-10","registered_until":"2027-01-10"}"#,
+    )
+    .unwrap();
+    let a = tas.json(
+        &[
+            "address",
+            "set",
+            "--pinfl",
+            &pinfl,
+            "--holder-address",
+            addr.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let view = show(&centre, &pinfl);
+    let addresses = view["addresses"].as_array().unwrap();
+    assert!(
+        addresses
+            .iter()
+            .any(|x| x["street"] == "Registon 5" && x["station"] == "tas01-st1"),
+        "{view}"
+    );
+    let outbox = centre.ok(&["--json", "outbox", "list", "--operator", "admin"]);
+    assert!(
+        outbox.contains("address.changed"),
+        "the centre's outbox: {outbox}\naddress set: {a}"
+    );
+
+    // Replacement of the lost card through the centre: old revoked keyCompromise, linked.
+    card.pull();
+    let card = slot.insert(&tas.blank_card(0x5C00_0002), &[]);
+    let letter = holder_pin::letter_path(d);
+    let rep = tas.json(
+        &[
+            "replace",
+            "--document",
+            &doc,
+            "--reason",
+            "lost",
+            "--holder",
+            fixture("holder-01.json").to_str().unwrap(),
+            "--reader",
+            &reader,
+            "--pin-fd",
+            "0",
+            "--pin-letter",
+            letter.to_str().unwrap(),
+        ],
+        &[PIN],
+    );
+    let new_doc = rep["new"]["document"].as_str().unwrap().to_owned();
+    assert_eq!(rep["old_status"], "lost", "{rep}");
+    card.pull();
+    let view = show(&centre, &pinfl);
+    let docs = view["documents"].as_array().unwrap();
+    let old_doc = docs.iter().find(|x| x["document"] == doc.as_str()).unwrap();
+    assert_eq!(old_doc["state"], "lost", "{view}");
+    assert_eq!(old_doc["replaced_by"], new_doc.as_str(), "{view}");
+    let renewed_serials: Vec<&String> = new.iter().map(|(s, _, _)| s).collect();
+    for c in view["certificates"].as_array().unwrap() {
+        if renewed_serials.contains(&&c["serial"].as_str().unwrap().to_string()) {
+            assert_eq!(c["revocation_reason"], "keyCompromise", "{view}");
+        }
+    }
+    let out = ocsp_until(public, d, renewed, &format!("{renewed}: revoked"));
+    assert!(out.contains("Reason: keyCompromise"), "{out}");
+}
+
+/// `args` as the clerk: must fail with `code`, the centre's rule `rule` in the message.
+fn refused(st: &Station, args: &[&str], code: i32, rule: &str) {
+    let mut all = args.to_vec();
+    all.extend(["--operator", "clerk"]);
+    let o = st.run(&all, &[CLERK_PASSWORD]);
+    assert_eq!(o.status.code(), Some(code), "{args:?}:\n{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&format!("(rule {rule})")),
+        "{args:?} names rule {rule}:\n{}",
+        text(&o)
+    );
+}
+
+/// The details of the station's audit events `action`.
+fn audited(st: &Station, action: &str) -> Vec<String> {
+    let reg =
+        registry::Registry::open_read_only(st.data.join("registry.sqlite")).expect("registry");
+    let mut stmt = reg
+        .connection()
+        .prepare("SELECT details FROM audit_events WHERE action = ?1 ORDER BY seq")
+        .unwrap();
+    let rows = stmt.query_map([action], |r| r.get::<_, String>(0)).unwrap();
+    rows.map(Result::unwrap).collect()
+}
+
+#[test]
+fn refusals_by_the_centre_name_the_rule_and_are_audited_at_the_station() {
+    let mut centre = Centre::start();
+    centre.serve();
+    let tas = Station::enrol(&centre, "TAS01", "tas01-st1");
+    let sam = Station::enrol(&centre, "SAM01", "sam01-st1");
+    let slot = testrig::Slot::lease();
+    let card = slot.insert(&tas.blank_card(0x5C00_0011), &[]);
+    let issued = tas.json(
+        &[
+            "issue",
+            "--holder",
+            fixture("holder-02.json").to_str().unwrap(),
+            "--reader",
+            &slot.reader_name,
+        ],
+        &[],
+    );
+    let doc = issued["document"].as_str().unwrap().to_owned();
+    card.pull();
+    // SAM01 knows nothing of the card: the centre decides and names its rule.
+    refused(
+        &sam,
+        &["resume", "--document", &doc, "--identity-confirmed"],
+        5,
+        "document-not-suspended",
+    );
+    sam.json(&["suspend", "--document", &doc], &[]);
+    refused(
+        &sam,
+        &["suspend", "--document", &doc],
+        5,
+        "document-suspended",
+    );
+    // TAS01's mirror still says active; the centre's record says suspended and wins.
+    refused(
+        &tas,
+        &["suspend", "--document", &doc],
+        5,
+        "document-suspended",
+    );
+    assert!(
+        audited(&tas, "suspend.refused")
+            .iter()
+            .any(|d| d.contains("document-suspended")),
+        "the refusal is in TAS01's audit log"
+    );
+    // An address change for a holder the national registry does not know.
+    let addr = sam.dir.join("a.json");
+    std::fs::write(
+        &addr,
+        r#"{"kind":"permanent","region":"Toshkent","district":"Chilonzor","street":"Bunyodkor 2","house":"9","registered_on":"2020-01-01"}"#,
+    )
+    .unwrap();
+    refused(
+        &sam,
+        &[
+            "address",
+            "set",
+            "--pinfl",
+            "30101199100017",
+            "--holder-address",
+            addr.to_str().unwrap(),
+        ],
+        2,
+        "holder-not-found",
+    );
+    assert!(
+        audited(&sam, "address.set.refused")
+            .iter()
+            .any(|d| d.contains("holder-not-found")),
+        "the refusal is in SAM01's audit log"
+    );
+}
