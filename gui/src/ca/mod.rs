@@ -1,23 +1,21 @@
 //! The CA administrator's workspace: the CA hierarchy as the registry records it (certificate
-//! subject, SHA-256 fingerprint, validity, HSM key label, key state), publishing a CRL of the
-//! active e-Signature CA key, revoking one certificate by serial (RFC 5280 §5.3.1 reason), and
-//! and CA key rotation under dual control (`station::rotation`, docs/rotation.md): filing
-//! rotation requests, approving or refusing open ones, and the re-issuance list.
+//! subject, SHA-256 fingerprint, validity, HSM key label, key state), publishing the CRL of
+//! every CA key that must publish one, revoking one certificate by serial (RFC 5280 §5.3.1
+//! reason, shown in words), and CA key rotation under dual control ([`requests`]:
+//! `station::rotation`, docs/rotation.md). Station errors are shown in plain words with the
+//! technical text under "Details" (`crate::error`).
+
+pub mod requests;
 
 use egui::{Color32, RichText};
 use station::ca_admin::CrlReport;
 use station::hierarchy::CaSummary;
 
+use crate::error::{self as gerr, Shown};
 use crate::i18n::{self, t, ta};
-use crate::worker::{Command, Event, RotationLists};
+use crate::worker::{Command, Event, RotationLists, SessionInfo};
 
-/// The rotation requests an administrator can file: (catalogue id of the button, CA name for
-/// `request_rotation`).
-pub const ROTATIONS: &[(&str, &str)] = &[
-    ("ca-request-esign", "esign"),
-    ("ca-request-root", "root"),
-    ("ca-request-document-signer", "document-signer"),
-];
+pub use requests::{RolloverForm, ROTATIONS};
 
 /// RFC 5280 §5.3.1 reason names offered for a single certificate (shown in words: the
 /// catalogue's `reason-<name>`).
@@ -32,17 +30,19 @@ pub const REASONS: &[&str] = &[
 #[derive(Default)]
 pub struct CaState {
     requested: bool,
-    summaries: Option<Result<Vec<CaSummary>, String>>,
+    summaries: Option<Result<Vec<CaSummary>, Shown>>,
     crl_pending: bool,
-    crl: Option<Result<Vec<CrlReport>, String>>,
+    crl: Option<Result<Vec<CrlReport>, Shown>>,
     serial: String,
     reason: usize,
     confirm: bool,
     revoke_pending: bool,
-    revoked: Option<Result<String, String>>,
-    rotation: Option<Result<Box<RotationLists>, String>>,
+    revoked: Option<Result<String, Shown>>,
+    rotation: Option<Result<Box<RotationLists>, Shown>>,
     rotation_pending: bool,
-    rotation_result: Option<Result<String, String>>,
+    rotation_result: Option<Result<String, Shown>>,
+    /// The root rollover's confirmation, open after "Request root rollover".
+    pub rollover: Option<RolloverForm>,
 }
 
 impl CaState {
@@ -75,7 +75,7 @@ impl CaState {
     }
 }
 
-pub fn ui(ui: &mut egui::Ui, st: &mut CaState, cmds: &mut Vec<Command>) {
+pub fn ui(ui: &mut egui::Ui, st: &mut CaState, session: &SessionInfo, cmds: &mut Vec<Command>) {
     if !st.requested {
         st.requested = true;
         cmds.push(Command::CaSummaries);
@@ -83,320 +83,177 @@ pub fn ui(ui: &mut egui::Ui, st: &mut CaState, cmds: &mut Vec<Command>) {
     }
     egui::CentralPanel::default_margins().show(ui, |ui| {
         egui::ScrollArea::vertical().show(ui, |ui| {
-            ui.horizontal(|ui| {
-                ui.heading(t(ui, "ca-hierarchy"));
-                if ui.button(t(ui, "refresh")).clicked() {
-                    st.summaries = None;
-                    cmds.push(Command::CaSummaries);
-                }
-            });
-            match &st.summaries {
-                None => {
-                    ui.spinner();
-                }
-                Some(Err(e)) => {
-                    ui.colored_label(Color32::RED, e);
-                }
-                Some(Ok(list)) => {
-                    egui::Grid::new("ca-keys")
-                        .striped(true)
-                        .num_columns(6)
-                        .show(ui, |ui| {
-                            for h in [
-                                "ca-col-ca",
-                                "ca-col-key",
-                                "ca-col-state",
-                                "ca-col-subject",
-                                "ca-col-valid",
-                                "ca-col-fingerprint",
-                            ] {
-                                ui.label(RichText::new(t(ui, h)).strong());
-                            }
-                            ui.end_row();
-                            for c in list {
-                                ui.label(&c.ca);
-                                ui.label(RichText::new(&c.key_label).monospace());
-                                let color = match c.state.as_str() {
-                                    "active" => Color32::from_rgb(0, 140, 60),
-                                    "revoked" | "destroyed" => Color32::RED,
-                                    _ => Color32::GRAY,
-                                };
-                                ui.colored_label(color, &c.state);
-                                ui.label(&c.subject);
-                                // Monospace: dates of equal length keep the column, and so
-                                // the fingerprint column after it, at the same x every time.
-                                ui.label(
-                                    RichText::new(format!(
-                                        "{}\n{}",
-                                        i18n::date(&c.not_before),
-                                        i18n::date(&c.not_after)
-                                    ))
-                                    .monospace(),
-                                );
-                                ui.horizontal(|ui| {
-                                    ui.label(
-                                        RichText::new(fingerprint_lines(&c.fingerprint_sha256))
-                                            .monospace(),
-                                    );
-                                    if ui
-                                        .small_button(t(ui, "copy"))
-                                        .on_hover_text(t(ui, "copy"))
-                                        .clicked()
-                                    {
-                                        ui.ctx().copy_text(c.fingerprint_sha256.clone());
-                                    }
-                                });
-                                ui.end_row();
-                            }
-                        });
-                }
-            }
+            hierarchy_ui(ui, st, cmds);
             ui.separator();
-            ui.heading(t(ui, "crl-heading"));
-            if ui
-                .add_enabled(!st.crl_pending, egui::Button::new(t(ui, "crl-publish")))
-                .clicked()
-            {
-                st.crl_pending = true;
-                cmds.push(Command::PublishCrl);
-            }
-            if st.crl_pending {
-                ui.horizontal(|ui| {
-                    ui.spinner();
-                    ui.label(t(ui, "crl-signing"));
-                });
-            }
-            match &st.crl {
-                Some(Ok(reports)) => {
-                    ui.colored_label(
-                        Color32::from_rgb(0, 140, 60),
-                        ta(
-                            ui,
-                            "crl-published",
-                            &[("count", i18n::n(reports.len() as f64))],
-                        ),
-                    );
-                    egui::Grid::new("crls").striped(true).show(ui, |ui| {
-                        for h in [
-                            "crl-col-key",
-                            "crl-col-number",
-                            "crl-col-revoked",
-                            "crl-col-this-update",
-                            "crl-col-next-update",
-                        ] {
-                            ui.strong(t(ui, h));
-                        }
-                        ui.end_row();
-                        for r in reports {
-                            ui.label(RichText::new(&r.issuer_key).monospace());
-                            ui.label(r.crl_number.to_string());
-                            ui.label(r.revoked.to_string());
-                            ui.label(&r.this_update);
-                            ui.label(&r.next_update);
-                            ui.end_row();
-                        }
-                    });
-                }
-                Some(Err(e)) => {
-                    ui.colored_label(Color32::RED, e);
-                }
-                None => {}
-            }
+            crl_ui(ui, st, cmds);
             ui.separator();
-            ui.heading(t(ui, "ca-revoke-heading"));
-            ui.horizontal(|ui| {
-                let l = ui.label(t(ui, "ca-revoke-serial"));
-                ui.add(egui::TextEdit::singleline(&mut st.serial).desired_width(320.0))
-                    .labelled_by(l.id);
-            });
-            let reason_word = |ui: &egui::Ui, r: &str| t(ui, &format!("reason-{r}"));
-            let chosen = reason_word(ui, REASONS[st.reason.min(REASONS.len() - 1)]);
-            egui::ComboBox::from_label(t(ui, "ca-revoke-reason"))
-                .selected_text(chosen)
-                .show_ui(ui, |ui| {
-                    for (i, r) in REASONS.iter().enumerate() {
-                        let w = reason_word(ui, r);
-                        ui.selectable_value(&mut st.reason, i, w);
-                    }
-                });
-            ui.checkbox(&mut st.confirm, t(ui, "ca-revoke-confirm"));
-            if ui
-                .add_enabled(
-                    st.confirm && !st.revoke_pending && !st.serial.trim().is_empty(),
-                    egui::Button::new(t(ui, "ca-revoke-button")),
-                )
-                .clicked()
-            {
-                st.revoke_pending = true;
-                cmds.push(Command::RevokeCertificate {
-                    serial: st.serial.clone(),
-                    reason: REASONS[st.reason.min(REASONS.len() - 1)].to_string(),
-                });
-            }
-            match &st.revoked {
-                Some(Ok(s)) => {
-                    ui.colored_label(
-                        Color32::from_rgb(0, 140, 60),
-                        ta(ui, "ca-revoked", &[("serial", i18n::s(s.as_str()))]),
-                    );
-                }
-                Some(Err(e)) => {
-                    ui.colored_label(Color32::RED, e);
-                }
-                None => {}
-            }
+            revoke_ui(ui, st, cmds);
             ui.separator();
-            rotation_ui(ui, st, cmds);
+            requests::ui(ui, st, &session.operator, cmds);
         });
     });
 }
 
-/// Send a rotation command; afterwards the lists and the hierarchy are read again.
-fn rotation_cmd(st: &mut CaState, cmds: &mut Vec<Command>, cmd: Command) {
-    st.rotation_pending = true;
-    st.rotation_result = None;
-    cmds.push(cmd);
-    cmds.push(Command::CaRequests);
-    cmds.push(Command::CaSummaries);
-}
-
-fn rotation_ui(ui: &mut egui::Ui, st: &mut CaState, cmds: &mut Vec<Command>) {
-    ui.heading(t(ui, "ca-rotation-heading"));
-    ui.label(t(ui, "ca-rotation-note"));
+/// The CA keys with their certificates.
+fn hierarchy_ui(ui: &mut egui::Ui, st: &mut CaState, cmds: &mut Vec<Command>) {
     ui.horizontal(|ui| {
-        for (button, ca) in ROTATIONS {
-            if ui
-                .add_enabled(!st.rotation_pending, egui::Button::new(t(ui, button)))
-                .clicked()
-            {
-                rotation_cmd(st, cmds, Command::RequestRotation { ca: ca.to_string() });
-            }
+        ui.heading(t(ui, "ca-hierarchy"));
+        if ui.button(t(ui, "refresh")).clicked() {
+            st.summaries = None;
+            cmds.push(Command::CaSummaries);
         }
     });
-    if st.rotation_pending {
-        ui.horizontal(|ui| {
-            ui.spinner();
-            ui.label(t(ui, "ca-rotation-working"));
-        });
-    }
-    match &st.rotation_result {
-        Some(Ok(m)) => {
-            ui.colored_label(Color32::from_rgb(0, 140, 60), m);
-        }
-        Some(Err(e)) => {
-            ui.colored_label(
-                Color32::RED,
-                ta(ui, "ca-refused", &[("detail", i18n::s(e.as_str()))]),
-            );
-        }
-        None => {}
-    }
-    let mut action = None;
-    match &st.rotation {
+    let list = match &st.summaries {
         None => {
             ui.spinner();
+            return;
         }
-        Some(Err(e)) => {
-            ui.colored_label(Color32::RED, e);
-        }
-        Some(Ok(lists)) => {
-            if lists.requests.is_empty() {
-                ui.label(t(ui, "ca-no-requests"));
-            } else {
-                egui::Grid::new("ca-requests")
-                    .striped(true)
-                    .num_columns(8)
-                    .show(ui, |ui| {
-                        for h in [
-                            "ca-col-request",
-                            "ca-col-ca",
-                            "ca-col-kind",
-                            "ca-col-requested-by",
-                            "ca-col-approvals",
-                            "ca-col-state",
-                            "ca-col-expires",
-                        ] {
-                            ui.label(RichText::new(t(ui, h)).strong());
-                        }
-                        ui.label("");
-                        ui.end_row();
-                        for r in &lists.requests {
-                            ui.label(ta(ui, "ca-request", &[("id", i18n::s(r.id.to_string()))]));
-                            ui.label(&r.ca);
-                            ui.label(&r.kind);
-                            ui.label(&r.requested_by);
-                            ui.label(format!(
-                                "{}/{} {}",
-                                r.approvals.len(),
-                                r.quorum,
-                                r.approvals.join(", ")
-                            ));
-                            ui.label(match &r.outcome {
-                                Some(o) => format!("{}: {o}", r.state),
-                                None => r.state.clone(),
-                            });
-                            ui.label(i18n::date(&r.expires_at));
-                            if r.state == "pending" {
-                                ui.horizontal(|ui| {
-                                    let enabled = !st.rotation_pending;
-                                    if ui
-                                        .add_enabled(
-                                            enabled,
-                                            egui::Button::new(t(ui, "ca-approve")),
-                                        )
-                                        .clicked()
-                                    {
-                                        action = Some(Command::ApproveRequest { id: r.id });
-                                    }
-                                    if ui
-                                        .add_enabled(enabled, egui::Button::new(t(ui, "ca-refuse")))
-                                        .clicked()
-                                    {
-                                        action = Some(Command::RefuseRequest { id: r.id });
-                                    }
-                                });
-                            } else {
-                                ui.label("");
-                            }
-                            ui.end_row();
-                        }
-                    });
+        Some(Err(e)) => return gerr::ui(ui, e),
+        Some(Ok(list)) => list,
+    };
+    egui::Grid::new("ca-keys")
+        .striped(true)
+        .num_columns(6)
+        .show(ui, |ui| {
+            for h in [
+                "ca-col-ca",
+                "ca-col-key",
+                "ca-col-state",
+                "ca-col-subject",
+                "ca-col-valid",
+                "ca-col-fingerprint",
+            ] {
+                ui.label(RichText::new(t(ui, h)).strong());
             }
-            ui.add_space(6.0);
-            ui.label(RichText::new(t(ui, "ca-reissue-heading")).strong());
-            if lists.reissue.is_empty() {
-                ui.label(t(ui, "ca-reissue-none"));
-            } else {
-                egui::Grid::new("reissue")
-                    .striped(true)
-                    .num_columns(6)
-                    .show(ui, |ui| {
-                        for h in [
-                            "ca-col-holder",
-                            "field-pinfl",
-                            "ca-col-document",
-                            "ca-col-certificate",
-                            "ca-col-purpose",
-                            "ca-col-issuer-key",
-                        ] {
-                            ui.label(RichText::new(t(ui, h)).strong());
-                        }
-                        ui.end_row();
-                        for i in &lists.reissue {
-                            ui.label(format!("{} {}", i.surname, i.given_names));
-                            ui.label(&i.pinfl);
-                            ui.label(i.document.as_deref().unwrap_or("-"));
-                            ui.label(RichText::new(&i.serial).monospace());
-                            ui.label(format!("{} ({})", i.purpose, i.status));
-                            ui.label(&i.issuer_key);
-                            ui.end_row();
-                        }
-                    });
+            ui.end_row();
+            for c in list {
+                ui.label(&c.ca);
+                ui.label(RichText::new(&c.key_label).monospace());
+                let color = match c.state.as_str() {
+                    "active" => Color32::from_rgb(0, 140, 60),
+                    "revoked" | "destroyed" => Color32::RED,
+                    _ => Color32::GRAY,
+                };
+                ui.colored_label(color, &c.state);
+                ui.label(&c.subject);
+                // Monospace: dates of equal length keep the column, and so the fingerprint
+                // column after it, at the same x every time.
+                ui.label(
+                    RichText::new(format!(
+                        "{}\n{}",
+                        i18n::date(&c.not_before),
+                        i18n::date(&c.not_after)
+                    ))
+                    .monospace(),
+                );
+                ui.horizontal(|ui| {
+                    ui.label(RichText::new(fingerprint_lines(&c.fingerprint_sha256)).monospace());
+                    if ui
+                        .small_button(t(ui, "copy"))
+                        .on_hover_text(t(ui, "copy"))
+                        .clicked()
+                    {
+                        ui.ctx().copy_text(c.fingerprint_sha256.clone());
+                    }
+                });
+                ui.end_row();
             }
-        }
+        });
+}
+
+/// "Publish CRL" and the table of what it signed.
+fn crl_ui(ui: &mut egui::Ui, st: &mut CaState, cmds: &mut Vec<Command>) {
+    ui.heading(t(ui, "crl-heading"));
+    if ui
+        .add_enabled(!st.crl_pending, egui::Button::new(t(ui, "crl-publish")))
+        .clicked()
+    {
+        st.crl_pending = true;
+        cmds.push(Command::PublishCrl);
     }
-    if let Some(cmd) = action {
-        rotation_cmd(st, cmds, cmd);
+    if st.crl_pending {
+        ui.horizontal(|ui| {
+            ui.spinner();
+            ui.label(t(ui, "crl-signing"));
+        });
+    }
+    match &st.crl {
+        Some(Ok(reports)) => {
+            ui.colored_label(
+                Color32::from_rgb(0, 140, 60),
+                ta(
+                    ui,
+                    "crl-published",
+                    &[("count", i18n::n(reports.len() as f64))],
+                ),
+            );
+            egui::Grid::new("crls").striped(true).show(ui, |ui| {
+                for h in [
+                    "crl-col-key",
+                    "crl-col-number",
+                    "crl-col-revoked",
+                    "crl-col-this-update",
+                    "crl-col-next-update",
+                ] {
+                    ui.strong(t(ui, h));
+                }
+                ui.end_row();
+                for r in reports {
+                    ui.label(RichText::new(&r.issuer_key).monospace());
+                    ui.label(r.crl_number.to_string());
+                    ui.label(r.revoked.to_string());
+                    ui.label(&r.this_update);
+                    ui.label(&r.next_update);
+                    ui.end_row();
+                }
+            });
+        }
+        Some(Err(e)) => gerr::ui(ui, e),
+        None => {}
+    }
+}
+
+/// Revoke one certificate by serial, for a reason in words, after a confirmation.
+fn revoke_ui(ui: &mut egui::Ui, st: &mut CaState, cmds: &mut Vec<Command>) {
+    ui.heading(t(ui, "ca-revoke-heading"));
+    ui.horizontal(|ui| {
+        let l = ui.label(t(ui, "ca-revoke-serial"));
+        ui.add(egui::TextEdit::singleline(&mut st.serial).desired_width(320.0))
+            .labelled_by(l.id);
+    });
+    let reason_word = |ui: &egui::Ui, r: &str| t(ui, &format!("reason-{r}"));
+    let chosen = reason_word(ui, REASONS[st.reason.min(REASONS.len() - 1)]);
+    egui::ComboBox::from_label(t(ui, "ca-revoke-reason"))
+        .selected_text(chosen)
+        .show_ui(ui, |ui| {
+            for (i, r) in REASONS.iter().enumerate() {
+                let w = reason_word(ui, r);
+                ui.selectable_value(&mut st.reason, i, w);
+            }
+        });
+    ui.checkbox(&mut st.confirm, t(ui, "ca-revoke-confirm"));
+    if ui
+        .add_enabled(
+            st.confirm && !st.revoke_pending && !st.serial.trim().is_empty(),
+            egui::Button::new(t(ui, "ca-revoke-button")),
+        )
+        .clicked()
+    {
+        st.revoke_pending = true;
+        cmds.push(Command::RevokeCertificate {
+            serial: st.serial.clone(),
+            reason: REASONS[st.reason.min(REASONS.len() - 1)].to_string(),
+        });
+    }
+    match &st.revoked {
+        Some(Ok(s)) => {
+            ui.colored_label(
+                Color32::from_rgb(0, 140, 60),
+                ta(ui, "ca-revoked", &[("serial", i18n::s(s.as_str()))]),
+            );
+        }
+        Some(Err(e)) => gerr::ui(ui, e),
+        None => {}
     }
 }
 
