@@ -81,11 +81,7 @@ pub fn ui(ui: &mut egui::Ui, st: &mut AuditorState, cmds: &mut Vec<Command>) {
         Some(Err(e)) => {
             ui.colored_label(
                 Color32::RED,
-                ta(
-                    ui,
-                    "audit-export-failed",
-                    &[("detail", i18n::s(e.as_str()))],
-                ),
+                ta(ui, "audit-export-failed", &[("detail", i18n::s(e.text()))]),
             );
         }
         None => {}
@@ -140,7 +136,7 @@ fn verify_ui(ui: &mut egui::Ui, st: &mut AuditorState, cmds: &mut Vec<Command>) 
                 ta(
                     ui,
                     "audit-export-not-verified",
-                    &[("detail", i18n::s(e.as_str()))],
+                    &[("detail", i18n::s(e.text()))],
                 ),
             );
         }

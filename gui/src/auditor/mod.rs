@@ -16,6 +16,7 @@ use station::AuditEvent;
 pub use filters::Filters;
 pub use plots::PlotData;
 
+use crate::error::Shown;
 use crate::i18n::{self, t, ta};
 use crate::options::GuiOptions;
 use crate::worker::{Command, Event};
@@ -33,8 +34,8 @@ pub enum View {
 #[derive(Default)]
 pub struct AuditorState {
     requested: bool,
-    events: Option<Result<Vec<AuditEvent>, String>>,
-    chain: Option<Result<VerifyLogOutcome, String>>,
+    events: Option<Result<Vec<AuditEvent>, Shown>>,
+    chain: Option<Result<VerifyLogOutcome, Shown>>,
     pub filters: Filters,
     /// The sequence number of the event shown in the detail pane.
     pub selected: Option<u64>,
@@ -46,10 +47,10 @@ pub struct AuditorState {
     export_dir: String,
     csv: bool,
     export_pending: bool,
-    exported: Option<Result<Box<ExportOutcome>, String>>,
+    exported: Option<Result<Box<ExportOutcome>, Shown>>,
     verify_dir: String,
     verify_pending: bool,
-    verified: Option<Result<Box<VerifyOutcome>, String>>,
+    verified: Option<Result<Box<VerifyOutcome>, Shown>>,
 }
 
 impl AuditorState {
@@ -141,8 +142,9 @@ fn chain_status(ui: &mut egui::Ui, st: &AuditorState) {
             ui.colored_label(Color32::from_rgb(0, 140, 60), ta(ui, id, &args));
         }
         Some(Err(e)) => {
-            let args = [("detail", i18n::s(e.as_str()))];
+            let args = [("detail", i18n::s(e.message.as_str()))];
             ui.colored_label(Color32::RED, ta(ui, "audit-chain-not-verified", &args));
+            crate::error::details_ui(ui, &e.details);
         }
     }
 }
@@ -155,7 +157,7 @@ fn events_ui(ui: &mut egui::Ui, st: &mut AuditorState) {
             return;
         }
         Some(Err(e)) => {
-            ui.colored_label(Color32::RED, e);
+            crate::error::ui(ui, e);
             return;
         }
         Some(Ok(events)) => events,
