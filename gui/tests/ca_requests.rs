@@ -9,6 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use egui_kittest::kittest::Queryable;
 
 fn registry() -> registry::Registry {
     registry::Registry::open_read_only(rig().data.join("registry.sqlite")).expect("registry")
