@@ -30,6 +30,13 @@ fn log_out(h: &mut H) {
     h.step();
 }
 
+/// Click, and draw the frame that shows what the click changed.
+fn click_then_draw(h: &mut H, label: &str) {
+    click(h, label);
+    h.step();
+    h.step();
+}
+
 #[test]
 fn a_root_rollover_needs_a_reason_and_withdrawn_is_not_refused() {
     let mut h = harness(options(None, false), [1600.0, 1400.0]);
@@ -39,16 +46,16 @@ fn a_root_rollover_needs_a_reason_and_withdrawn_is_not_refused() {
     });
 
     // Without a reason and a confirmation, nothing is filed; each missing part is named.
-    click(&mut h, "Request root rollover");
-    click(&mut h, "File the rollover request");
+    click_then_draw(&mut h, "Request root rollover");
+    click_then_draw(&mut h, "File the rollover request");
     assert!(has_label_containing(
         &h,
         "Reason for the rollover: write why the root is replaced"
     ));
     assert!(has_label(&h, "Tick the confirmation to file the request."));
     type_into(&mut h, "Reason for the rollover", "   ");
-    click(&mut h, "I confirm the root rollover");
-    click(&mut h, "File the rollover request");
+    click_then_draw(&mut h, "I confirm the root rollover");
+    click_then_draw(&mut h, "File the rollover request");
     assert!(
         has_label_containing(&h, "Reason for the rollover: write why"),
         "blank is no reason"
@@ -60,7 +67,7 @@ fn a_root_rollover_needs_a_reason_and_withdrawn_is_not_refused() {
     // With both, the request is filed and keeps the reason.
     let reason = "The root key reaches the end of its planned life";
     type_into(&mut h, "Reason for the rollover", reason);
-    click(&mut h, "File the rollover request");
+    click_then_draw(&mut h, "File the rollover request");
     wait_for(&mut h, "request filed", Duration::from_secs(30), |h| {
         has_label_containing(h, "Request 1 filed: rotate CA root")
     });
@@ -77,7 +84,7 @@ fn a_root_rollover_needs_a_reason_and_withdrawn_is_not_refused() {
     assert_eq!(reqs[0].ca, "root");
 
     // The requester withdraws it: listed as withdrawn, not refused.
-    click(&mut h, "Withdraw");
+    click_then_draw(&mut h, "Withdraw");
     wait_for(&mut h, "withdrawn", Duration::from_secs(30), |h| {
         has_label(h, "Request 1 withdrawn.")
     });
@@ -90,7 +97,7 @@ fn a_root_rollover_needs_a_reason_and_withdrawn_is_not_refused() {
     );
 
     // Another administrator's refusal of a request is a refusal.
-    click(&mut h, "Request e-Signature CA rotation");
+    click_then_draw(&mut h, "Request e-Signature CA rotation");
     wait_for(&mut h, "request filed", Duration::from_secs(30), |h| {
         has_label_containing(h, "Request 2 filed: rotate CA esign")
     });
@@ -99,7 +106,7 @@ fn a_root_rollover_needs_a_reason_and_withdrawn_is_not_refused() {
     wait_for(&mut h, "request listed", Duration::from_secs(30), |h| {
         has_label(h, "Request 2") && has_label(h, "waiting for approval")
     });
-    click(&mut h, "Refuse");
+    click_then_draw(&mut h, "Refuse");
     wait_for(&mut h, "refused", Duration::from_secs(30), |h| {
         has_label(h, "refused by admin2")
     });

@@ -33,7 +33,13 @@ fn a_station_refusal_is_shown_to_a_clerk_in_plain_words_in_two_languages_without
         let mut h = harness(options(None, false), [1280.0, 1000.0]);
         click(&mut h, lang.native_name());
         h.step();
-        log_in(&mut h, name, CLERK_PASSWORD, &tr(lang, "workspace-clerk"));
+        type_into(&mut h, &tr(lang, "login-operator"), name);
+        type_into(&mut h, &tr(lang, "login-password"), CLERK_PASSWORD);
+        click(&mut h, &tr(lang, "login-button"));
+        let heading = tr(lang, "workspace-clerk");
+        wait_for(&mut h, &heading, Duration::from_secs(30), |h| {
+            has_label(h, &heading)
+        });
         {
             let mut st = station::Station::open(&rig().data).expect("open");
             let a = admin(&mut st);

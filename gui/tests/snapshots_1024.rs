@@ -94,6 +94,7 @@ fn the_auditor_screen_fits_1024x768() {
         assert!(has_label(&h, &tr("audit-date-no-such-day")));
         assert!(has_label(&h, &tr("audit-date-shape")));
         click(&mut h, "1");
+        h.step();
         assert!(has_label(&h, &tr("audit-field-seq")), "detail pane");
         for _ in 0..3 {
             h.step();
