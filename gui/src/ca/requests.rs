@@ -57,7 +57,8 @@ pub fn ui(ui: &mut egui::Ui, st: &mut CaState, me: &str, cmds: &mut Vec<Command>
     ui.label(t(ui, "ca-rotation-note"));
     ui.horizontal_wrapped(|ui| {
         for (button, ca) in ROTATIONS {
-            let enabled = !st.rotation_pending && !(*ca == "root" && st.rollover.is_some());
+            let form_open = *ca == "root" && st.rollover.is_some();
+            let enabled = !(st.rotation_pending || form_open);
             if ui
                 .add_enabled(enabled, egui::Button::new(t(ui, button)))
                 .clicked()
