@@ -380,7 +380,7 @@ impl StationApp {
                     }
                 }
             }
-            Role::CaAdmin => crate::ca::ui(ui, &mut self.ca, &mut cmds),
+            Role::CaAdmin => crate::ca::ui(ui, &mut self.ca, s, &mut cmds),
             Role::Auditor => crate::auditor::ui(ui, &mut self.auditor, &self.opts, &mut cmds),
         }
         for c in cmds {

@@ -145,6 +145,11 @@ pub fn tr_args(lang: Lang, id: &str, args: &[(&str, FluentValue<'_>)]) -> String
     id.to_owned()
 }
 
+/// Whether the catalogues have message `id` (every catalogue has English's ids).
+pub fn has(id: &str) -> bool {
+    bundle(Lang::En).has_message(id)
+}
+
 /// Message `id` in `lang`.
 pub fn tr(lang: Lang, id: &str) -> String {
     tr_args(lang, id, &[])

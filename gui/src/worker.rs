@@ -23,6 +23,7 @@ use station::Station;
 use station::{AuditEvent, ExportFormat, Role};
 use zeroize::Zeroizing;
 
+use crate::error::{self as gerr, Shown};
 use crate::i18n::{self, tr, tr_args, Lang};
 
 /// What the UI asks the station to do. Secrets travel in zeroizing buffers.
@@ -67,6 +68,8 @@ pub enum Command {
     /// File a rotation request for CA `ca` (`esign`, `root`, `document-signer`).
     RequestRotation {
         ca: String,
+        /// Why, in the requester's words (kept with the request).
+        note: Option<String>,
     },
     ApproveRequest {
         id: i64,
@@ -128,8 +131,11 @@ impl From<&JobProgress> for StepReport {
 pub struct Failure {
     pub message: String,
     pub next: String,
-    /// The same action may simply be repeated (card pulled, reader busy).
+    /// The same action may simply be repeated (card pulled, reader busy):
+    /// [`crate::error::retry_can_succeed`] decides it.
     pub retry: bool,
+    /// The station's technical text, for a "Details" expander (`crate::error::details_ui`).
+    pub details: String,
     /// The holder is registered with other personal data: what differs (registered → entered),
     /// for the clerk to confirm against the holder's documents.
     pub holder_changes: Vec<station::holder_update::FieldChange>,
@@ -145,16 +151,16 @@ pub enum Event {
     IssueStep(StepReport),
     Issued(Result<Box<IssueReport>, Failure>),
     DocumentRevoked(Result<RevokeReport, String>),
-    CaSummaries(Result<Vec<CaSummary>, String>),
-    CrlPublished(Result<Vec<CrlReport>, String>),
-    CertificateRevoked(Result<String, String>),
-    CaRequests(Result<Box<RotationLists>, String>),
+    CaSummaries(Result<Vec<CaSummary>, Shown>),
+    CrlPublished(Result<Vec<CrlReport>, Shown>),
+    CertificateRevoked(Result<String, Shown>),
+    CaRequests(Result<Box<RotationLists>, Shown>),
     /// The outcome of a request, approve or refuse, in plain words.
-    CaRequestDone(Result<String, String>),
-    AuditEvents(Result<Vec<AuditEvent>, String>),
-    LogVerified(Result<VerifyLogOutcome, String>),
-    Exported(Result<Box<ExportOutcome>, String>),
-    ExportVerified(Result<Box<VerifyOutcome>, String>),
+    CaRequestDone(Result<String, Shown>),
+    AuditEvents(Result<Vec<AuditEvent>, Shown>),
+    LogVerified(Result<VerifyLogOutcome, Shown>),
+    Exported(Result<Box<ExportOutcome>, Shown>),
+    ExportVerified(Result<Box<VerifyOutcome>, Shown>),
 }
 
 /// The CA-admin's rotation view: every request (newest first) and the re-issuance list.
@@ -295,58 +301,37 @@ fn text(e: StationError) -> String {
     e.to_string()
 }
 
-/// Plain words and the next step for a failed issuance, in `lang`.
+/// Plain words and the next step for a failed issuance, in `lang`. Whether Retry is offered
+/// is [`gerr::retry_can_succeed`]'s decision.
 pub fn explain_issue_error(lang: Lang, e: &StationError) -> Failure {
-    let detail = |m: &str| [("detail", i18n::s(m))];
-    match e {
-        StationError::Card { message, .. } if message.contains("removed") => Failure {
-            message: tr_args(lang, "issue-card-removed", &detail(message)),
-            next: tr(lang, "issue-card-removed-next"),
-            retry: true,
-            ..Failure::default()
-        },
-        StationError::Card { message, .. } if message.contains("no card") => Failure {
-            message: tr_args(lang, "issue-no-card", &detail(message)),
-            next: tr(lang, "issue-no-card-next"),
-            retry: true,
-            ..Failure::default()
-        },
-        StationError::Card { message, .. } => Failure {
-            message: tr_args(lang, "issue-card-failed", &detail(message)),
-            next: tr(lang, "issue-card-failed-next"),
-            retry: true,
-            ..Failure::default()
-        },
-        StationError::Conflict(m) => Failure {
-            message: m.clone(),
-            next: tr(lang, "issue-conflict-next"),
-            retry: false,
-            ..Failure::default()
-        },
-        StationError::HolderDiffers { changes, .. } => Failure {
-            message: tr(lang, "issue-holder-differs"),
-            next: tr(lang, "issue-holder-differs-next"),
-            retry: false,
-            holder_changes: changes.clone(),
-        },
-        StationError::Invalid { field, rule } => Failure {
-            message: format!("{}: {rule}", crate::form::label_of(lang, field)),
-            next: tr(lang, "issue-invalid-next"),
-            retry: false,
-            ..Failure::default()
-        },
-        StationError::Hsm(h) => Failure {
-            message: tr_args(lang, "issue-hsm-failed", &detail(&h.to_string())),
-            next: tr(lang, "issue-hsm-failed-next"),
-            retry: false,
-            ..Failure::default()
-        },
-        other => Failure {
-            message: other.to_string(),
-            next: tr(lang, "issue-other-next"),
-            retry: true,
-            ..Failure::default()
-        },
+    let plain = gerr::shown(lang, e);
+    let words = |id: &str, next: &str| (tr(lang, id), tr(lang, next));
+    let (message, next) = match e {
+        StationError::Card { message, .. } if message.contains("removed") => {
+            words("issue-card-removed", "issue-card-removed-next")
+        }
+        StationError::Card { message, .. } if message.contains("no card") => {
+            words("issue-no-card", "issue-no-card-next")
+        }
+        StationError::Card { .. } => words("issue-card-failed", "issue-card-failed-next"),
+        StationError::Hsm(_) => words("issue-hsm-failed", "issue-hsm-failed-next"),
+        StationError::HolderDiffers { .. } => {
+            words("issue-holder-differs", "issue-holder-differs-next")
+        }
+        StationError::Conflict(_) => (plain.message, tr(lang, "issue-conflict-next")),
+        StationError::Invalid { .. } => (plain.message, tr(lang, "issue-invalid-next")),
+        _ => (plain.message, plain.next),
+    };
+    let holder_changes = match e {
+        StationError::HolderDiffers { changes, .. } => changes.clone(),
+        _ => Vec::new(),
+    };
+    Failure {
+        message,
+        next,
+        retry: plain.retry,
+        holder_changes,
+        details: plain.details,
     }
 }
 
@@ -396,7 +381,9 @@ impl WorkerState {
             c @ (Command::AuditEvents
             | Command::VerifyLog
             | Command::Export { .. }
-            | Command::VerifyExport { .. }) => auditor(st, &session, &self.data_dir, c, send),
+            | Command::VerifyExport { .. }) => {
+                auditor(st, &session, (&self.data_dir, lang), c, send)
+            }
             c @ (Command::CaSummaries
             | Command::PublishCrl
             | Command::RevokeCertificate { .. }
@@ -463,26 +450,39 @@ impl WorkerState {
 
 /// Before every action: the account is still enabled, unlocked and of the same role, and the
 /// role may do it; refusals are audited like the CLI's.
-fn need(st: &mut Station, session: &Session, roles: &[Role], action: &str) -> Result<(), String> {
-    interactive::require(st, session, action, roles).map_err(text)
+fn need(
+    st: &mut Station,
+    session: &Session,
+    roles: &[Role],
+    action: &str,
+) -> Result<(), StationError> {
+    interactive::require(st, session, action, roles)
+}
+
+/// A station error in plain words for a screen that shows one line (the clerk's look-ups).
+fn plain(lang: Lang) -> impl Fn(StationError) -> String {
+    move |e| gerr::shown(lang, &e).text()
+}
+
+/// A station error in plain words with its details (the CA and audit workspaces).
+fn shown(lang: Lang) -> impl Fn(StationError) -> Shown {
+    move |e| gerr::shown(lang, &e)
 }
 
 /// The clerk's commands: look-ups, issuance, revocation of a document.
 fn clerk(st: &mut Station, session: &Session, lang: Lang, cmd: Command, send: &dyn Fn(Event)) {
     match cmd {
         Command::LookupHolder { pinfl } => send(Event::Holder(
-            need(st, session, &[Role::Clerk], "look up holders").and_then(|_| {
-                interactive::holder_record(st, session, pinfl.trim())
-                    .map(|h| h.map(Box::new))
-                    .map_err(text)
-            }),
+            need(st, session, &[Role::Clerk], "look up holders")
+                .and_then(|_| interactive::holder_record(st, session, pinfl.trim()))
+                .map(|h| h.map(Box::new))
+                .map_err(plain(lang)),
         )),
         Command::LookupDocument { number } => send(Event::Document(
-            need(st, session, &[Role::Clerk], "look up documents").and_then(|_| {
-                station::records::show_document(st, session, number.trim())
-                    .map(Box::new)
-                    .map_err(text)
-            }),
+            need(st, session, &[Role::Clerk], "look up documents")
+                .and_then(|_| station::records::show_document(st, session, number.trim()))
+                .map(Box::new)
+                .map_err(plain(lang)),
         )),
         Command::Issue {
             holder,
@@ -492,12 +492,7 @@ fn clerk(st: &mut Station, session: &Session, lang: Lang, cmd: Command, send: &d
             update_holder,
         } => {
             let r = match need(st, session, &[Role::Clerk], "issue cards") {
-                Err(m) => Err(Failure {
-                    message: m,
-                    next: tr(lang, "issue-log-in-as-clerk"),
-                    retry: false,
-                    ..Failure::default()
-                }),
+                Err(e) => Err(explain_issue_error(lang, &e)),
                 Ok(()) => {
                     let input = IssueInput {
                         holder: *holder,
@@ -522,9 +517,8 @@ fn clerk(st: &mut Station, session: &Session, lang: Lang, cmd: Command, send: &d
                 &[Role::Clerk, Role::CaAdmin],
                 "revoke documents",
             )
-            .and_then(|_| {
-                station::records::revoke(st, session, number.trim(), &reason).map_err(text)
-            }),
+            .and_then(|_| station::records::revoke(st, session, number.trim(), &reason))
+            .map_err(plain(lang)),
         )),
         _ => {}
     }
@@ -533,60 +527,61 @@ fn clerk(st: &mut Station, session: &Session, lang: Lang, cmd: Command, send: &d
 /// The CA administrator's commands: the hierarchy, CRLs, certificates and dual-control
 /// requests.
 fn ca_admin(st: &mut Station, session: &Session, lang: Lang, cmd: Command, send: &dyn Fn(Event)) {
+    let id_arg = |id: i64| ("id", i18n::s(id.to_string()));
     match cmd {
         Command::CaSummaries => send(Event::CaSummaries(
-            need(st, session, &[Role::CaAdmin], "view the CA hierarchy").and_then(|_| {
-                station::hierarchy::summaries(&st.registry, &st.layout).map_err(text)
-            }),
+            need(st, session, &[Role::CaAdmin], "view the CA hierarchy")
+                .and_then(|_| station::hierarchy::summaries(&st.registry, &st.layout))
+                .map_err(shown(lang)),
         )),
         Command::PublishCrl => send(Event::CrlPublished(
             need(st, session, &[Role::CaAdmin], "publish CRLs")
-                .and_then(|_| station::ca_admin::crl_all(st, session, None).map_err(text)),
+                .and_then(|_| station::ca_admin::crl_all(st, session, None))
+                .map_err(shown(lang)),
         )),
         Command::RevokeCertificate { serial, reason } => send(Event::CertificateRevoked(
-            interactive::revoke_certificate(st, session, &serial, &reason).map_err(text),
+            interactive::revoke_certificate(st, session, &serial, &reason).map_err(shown(lang)),
         )),
         Command::CaRequests => send(Event::CaRequests(
-            need(st, session, &[Role::CaAdmin], "view CA requests").and_then(|_| {
-                let requests =
-                    station::rotation::list_requests(st, session.actor()).map_err(text)?;
-                let reissue = station::rotation::reissue_list(st, session).map_err(text)?;
-                Ok(Box::new(RotationLists { requests, reissue }))
-            }),
+            need(st, session, &[Role::CaAdmin], "view CA requests")
+                .and_then(|_| {
+                    let requests = station::rotation::list_requests(st, session.actor())?;
+                    let reissue = station::rotation::reissue_list(st, session)?;
+                    Ok(Box::new(RotationLists { requests, reissue }))
+                })
+                .map_err(shown(lang)),
         )),
-        Command::RequestRotation { ca } => send(Event::CaRequestDone(
-            station::rotation::request_rotation(st, session, &ca)
+        Command::RequestRotation { ca, note } => send(Event::CaRequestDone(
+            station::rotation::request_rotation(st, session, &ca, note.as_deref())
                 .map(|r| {
                     tr_args(
                         lang,
                         "ca-request-filed",
                         &[
-                            ("id", i18n::s(r.id.to_string())),
+                            id_arg(r.id),
                             ("ca", i18n::s(r.ca.as_str())),
                             ("expires", i18n::s(i18n::date(&r.expires_at))),
                         ],
                     )
                 })
-                .map_err(text),
+                .map_err(shown(lang)),
         )),
         Command::ApproveRequest { id } => send(Event::CaRequestDone(
             station::rotation::approve(st, session, id)
                 .map(|a| approval_text(lang, &a))
-                .map_err(text),
+                .map_err(shown(lang)),
         )),
         Command::RefuseRequest { id } => send(Event::CaRequestDone(
             station::rotation::refuse(st, session, id, None)
                 .map(|r| {
-                    tr_args(
-                        lang,
-                        "ca-request-refused",
-                        &[
-                            ("id", i18n::s(r.id.to_string())),
-                            ("why", i18n::s(r.outcome.unwrap_or_default())),
-                        ],
-                    )
+                    if r.state == station::rotation::WITHDRAWN {
+                        tr_args(lang, "ca-request-withdrawn", &[id_arg(r.id)])
+                    } else {
+                        let why = ("why", i18n::s(r.outcome.unwrap_or_default()));
+                        tr_args(lang, "ca-request-refused", &[id_arg(r.id), why])
+                    }
                 })
-                .map_err(text),
+                .map_err(shown(lang)),
         )),
         _ => {}
     }
@@ -596,13 +591,13 @@ fn ca_admin(st: &mut Station, session: &Session, lang: Lang, cmd: Command, send:
 fn auditor(
     st: &mut Station,
     session: &Session,
-    data_dir: &Path,
+    (data_dir, lang): (&Path, Lang),
     cmd: Command,
     send: &dyn Fn(Event),
 ) {
     match cmd {
         Command::AuditEvents => send(Event::AuditEvents(
-            interactive::audit_events(st, session).map_err(text),
+            interactive::audit_events(st, session).map_err(shown(lang)),
         )),
         Command::VerifyLog => send(Event::LogVerified(
             need(
@@ -612,16 +607,16 @@ fn auditor(
                 "verify the audit log",
             )
             .and_then(|_| {
-                let root = station::audit::root_file(None, data_dir).map_err(text)?;
-                station::audit::verify_log(st, &root, &Default::default()).map_err(text)
-            }),
+                let root = station::audit::root_file(None, data_dir)?;
+                station::audit::verify_log(st, &root, &Default::default())
+            })
+            .map_err(shown(lang)),
         )),
         Command::Export { dir, range, format } => send(Event::Exported(
-            need(st, session, &[Role::Auditor], "export the audit log").and_then(|_| {
-                station::audit::export(st, session, &dir, &range, format)
-                    .map(Box::new)
-                    .map_err(text)
-            }),
+            need(st, session, &[Role::Auditor], "export the audit log")
+                .and_then(|_| station::audit::export(st, session, &dir, &range, format))
+                .map(Box::new)
+                .map_err(shown(lang)),
         )),
         Command::VerifyExport { dir, root } => send(Event::ExportVerified(
             need(
@@ -631,11 +626,11 @@ fn auditor(
                 "verify audit exports",
             )
             .and_then(|_| {
-                let root = station::audit::root_file(root.as_deref(), data_dir).map_err(text)?;
+                let root = station::audit::root_file(root.as_deref(), data_dir)?;
                 station::audit::verify(&dir, &root)
-                    .map(Box::new)
-                    .map_err(text)
-            }),
+            })
+            .map(Box::new)
+            .map_err(shown(lang)),
         )),
         _ => {}
     }

@@ -1,6 +1,6 @@
 //! CA key rotation under dual control from the CA workspace: one administrator files an
-//! e-Signature CA rotation, their own approval is refused with the station's dual-control rule,
-//! a second administrator approves, and the request runs (new key esign-ca-2 active). A
+//! e-Signature CA rotation and is offered only Withdraw on it (dual control), a second
+//! administrator approves, and the request runs (new key esign-ca-2 active). A
 //! certificate of the retired key revoked afterwards is on the CRL "Publish CRL" signs with the
 //! retired key (openssl reads it).
 
@@ -121,15 +121,13 @@ fn an_esign_rotation_needs_a_second_administrator_and_then_runs() {
         has_label_containing(h, "Request 1 filed: rotate CA esign")
     });
     wait_for(&mut h, "request listed", Duration::from_secs(30), |h| {
-        has_label(h, "Request 1") && has_label(h, "pending")
+        has_label(h, "Request 1") && has_label(h, "waiting for approval")
     });
 
-    // The requester's own approval is refused with the station's rule.
-    click(&mut h, "Approve");
-    wait_for(&mut h, "refusal", Duration::from_secs(30), |h| {
-        has_label_containing(h, "Refused: ") && has_label_containing(h, "dual control")
-    });
-    assert!(has_label(&h, "pending"), "the request is still pending");
+    // The requester cannot approve their own request (dual control; the station refuses it
+    // too, station/tests/cli_rotation.rs): it is offered Withdraw, not Approve.
+    assert!(!has_label(&h, "Approve"), "no Approve on one's own request");
+    assert!(has_label(&h, "Withdraw"));
     assert!(!has_label(&h, "esign-ca-2"), "no new key yet");
 
     click(&mut h, "Log out");
@@ -138,8 +136,12 @@ fn an_esign_rotation_needs_a_second_administrator_and_then_runs() {
     });
     admin_log_in(&mut h, "admin2", ADMIN2_PASSWORD);
     wait_for(&mut h, "request listed", Duration::from_secs(30), |h| {
-        has_label(h, "Request 1") && has_label(h, "pending")
+        has_label(h, "Request 1") && has_label(h, "waiting for approval")
     });
+    assert!(
+        !has_label(&h, "Withdraw"),
+        "another's request: Approve or Refuse"
+    );
     click(&mut h, "Approve");
     wait_for(&mut h, "execution", Duration::from_secs(120), |h| {
         has_label_containing(
@@ -151,7 +153,7 @@ fn an_esign_rotation_needs_a_second_administrator_and_then_runs() {
         &mut h,
         "executed in the list",
         Duration::from_secs(30),
-        |h| has_label_containing(h, "executed"),
+        |h| has_label(h, "done"),
     );
     wait_for(&mut h, "hierarchy", Duration::from_secs(30), |h| {
         has_label(h, "esign-ca-2")

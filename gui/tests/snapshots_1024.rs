@@ -57,3 +57,58 @@ fn the_clerk_desk_fits_1024x768_in_each_language() {
         results.add(h.try_snapshot_options(format!("clerk-1024-{}", lang.tag()), &opts));
     }
 }
+
+/// Labels that start inside the window and reach past its right or bottom edge. (A label
+/// wholly below the window is further down a scroll area, reached by scrolling.)
+fn cut_off(h: &H) -> Vec<String> {
+    h.query_all_by(|n| n.label().is_some_and(|l| !l.is_empty()))
+        .filter(|n| n.rect().min.x < 1024.0 && n.rect().min.y < 768.0)
+        .filter(|n| n.rect().max.x > 1024.5 || n.rect().max.y > 768.5)
+        .map(|n| {
+            format!(
+                "{:?} ends at {:?}",
+                n.accesskit_node().label(),
+                n.rect().max
+            )
+        })
+        .collect()
+}
+
+/// The auditor's screen at 1024×768 in English and Russian: the filters with a rejected date's
+/// rule under its field, the table with the detail pane of a selected event, and the charts —
+/// nothing reaches past the window's edges.
+#[test]
+fn the_auditor_screen_fits_1024x768() {
+    for lang in [gui::i18n::Lang::En, gui::i18n::Lang::Ru] {
+        let tr = |id: &str| gui::i18n::tr(lang, id);
+        let mut h = harness(options(None, false), [1024.0, 768.0]);
+        click(&mut h, lang.native_name());
+        h.step();
+        type_into(&mut h, &tr("login-operator"), "auditor");
+        type_into(&mut h, &tr("login-password"), AUDITOR_PASSWORD);
+        click(&mut h, &tr("login-button"));
+        let heading = tr("audit-log");
+        wait_for(&mut h, "table", Duration::from_secs(30), |h| {
+            has_label(h, &heading) && h.state().auditor.shown().is_some()
+        });
+        type_into(&mut h, &tr("audit-from"), "31022026");
+        type_into(&mut h, &tr("audit-to"), "0112");
+        assert!(has_label(&h, &tr("audit-date-no-such-day")));
+        assert!(has_label(&h, &tr("audit-date-shape")));
+        click(&mut h, "1");
+        h.step();
+        assert!(has_label(&h, &tr("audit-field-seq")), "detail pane");
+        for _ in 0..3 {
+            h.step();
+        }
+        let over = cut_off(&h);
+        assert!(over.is_empty(), "{}: events: {over:?}", lang.tag());
+        click(&mut h, &tr("audit-view-charts"));
+        for _ in 0..3 {
+            h.step();
+        }
+        assert!(has_label(&h, &tr("audit-plot-refusals")));
+        let over = cut_off(&h);
+        assert!(over.is_empty(), "{}: charts: {over:?}", lang.tag());
+    }
+}

@@ -123,6 +123,73 @@ impl StationError {
     }
 }
 
+/// What kind of failure a [`StationError`] is, for a user interface that words it in the
+/// operator's language (the GUI's catalogue has one message per kind). A registry error is
+/// sorted by its own kind: invalid, conflict, not found, or the database itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    Invalid,
+    NotInitialised,
+    AlreadyInitialised,
+    Config,
+    Io,
+    Insecure,
+    Hsm,
+    Ca,
+    Profile,
+    Card,
+    /// The registry database itself (SQLite, its files, the audit chain, a schema).
+    Database,
+    NotFound,
+    NotPermitted,
+    Conflict,
+    HolderDiffers,
+    CentreUnreachable,
+    CentreRefused,
+    Other,
+}
+
+impl StationError {
+    /// This error's [`ErrorKind`].
+    pub fn kind(&self) -> ErrorKind {
+        use registry::Error as R;
+        match self {
+            StationError::Invalid { .. } => ErrorKind::Invalid,
+            StationError::NotInitialised { .. } => ErrorKind::NotInitialised,
+            StationError::AlreadyInitialised { .. } => ErrorKind::AlreadyInitialised,
+            StationError::Config { .. } => ErrorKind::Config,
+            StationError::Io { .. } => ErrorKind::Io,
+            StationError::Insecure { .. } => ErrorKind::Insecure,
+            StationError::Hsm(_) => ErrorKind::Hsm,
+            StationError::Ca(_) => ErrorKind::Ca,
+            StationError::Profile(_) => ErrorKind::Profile,
+            StationError::Card { .. } => ErrorKind::Card,
+            StationError::Registry(R::Invalid { .. } | R::Password(_)) => ErrorKind::Invalid,
+            StationError::Registry(R::Conflict(_)) => ErrorKind::Conflict,
+            StationError::Registry(R::NotFound(_)) => ErrorKind::NotFound,
+            StationError::Registry(R::Signer(_)) => ErrorKind::Hsm,
+            StationError::Registry(_) => ErrorKind::Database,
+            StationError::NotFound(_) => ErrorKind::NotFound,
+            StationError::NotPermitted(_) => ErrorKind::NotPermitted,
+            StationError::Conflict(_) => ErrorKind::Conflict,
+            StationError::HolderDiffers { .. } => ErrorKind::HolderDiffers,
+            StationError::CentreUnreachable { .. } => ErrorKind::CentreUnreachable,
+            StationError::CentreRefused { .. } => ErrorKind::CentreRefused,
+            StationError::Other(_) => ErrorKind::Other,
+        }
+    }
+
+    /// The record key of the field an invalid-input error names (`pinfl`,
+    /// `address.registered_until`, …), if it names one.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            StationError::Invalid { field, .. } => Some(field),
+            StationError::Registry(registry::Error::Invalid { field, .. }) => Some(field),
+            _ => None,
+        }
+    }
+}
+
 fn ca_exit_code(e: &ca::CaError) -> i32 {
     use ca::CaError as E;
     match e {

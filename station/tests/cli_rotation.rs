@@ -297,7 +297,8 @@ fn a_single_admin_a_clerk_a_repeat_approver_and_an_expired_request_cannot_comple
     assert_eq!(
         states,
         vec![
-            (id4, "refused".into()),
+            // admin filed id4 and refused it: a withdrawal.
+            (id4, "withdrawn".into()),
             (id3, "refused".into()),
             (id2, "expired".into()),
             (id, "executed".into())
@@ -314,7 +315,8 @@ fn a_single_admin_a_clerk_a_repeat_approver_and_an_expired_request_cannot_comple
     let count = |action: &str| audit.iter().filter(|(a, _, _)| a == action).count();
     assert_eq!(count("ca.request.created"), 4);
     assert_eq!(count("ca.request.approved"), 2);
-    assert_eq!(count("ca.request.refused"), 2);
+    assert_eq!(count("ca.request.refused"), 1);
+    assert_eq!(count("ca.request.withdrawn"), 1);
     assert_eq!(count("ca.request.expired"), 1);
     // admin self-approval ×2, bob twice, carol after execution, bob on expired and refused.
     assert_eq!(count("ca.request.refused-attempt"), 6, "{audit:#?}");

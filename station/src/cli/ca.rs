@@ -28,6 +28,9 @@ pub enum CaCmd {
         /// esign, root, document-signer (alias ds) or csca.
         #[arg(long, value_parser = ["esign", "root", "document-signer", "ds", "csca"])]
         ca: String,
+        /// Why the key is rotated; recorded with the request (and its audit event).
+        #[arg(long)]
+        note: Option<String>,
         #[command(flatten)]
         op: OperatorArg,
     },
@@ -124,10 +127,10 @@ pub fn run(ctx: &Ctx, cmd: &CaCmd) -> Result<(), StationError> {
         CaCmd::Show => show(ctx),
         CaCmd::Issue(a) => issue(ctx, a),
         CaCmd::Crl(a) => crl(ctx, a),
-        CaCmd::Rotate { ca, op } => {
+        CaCmd::Rotate { ca, note, op } => {
             let (mut st, session) =
                 ctx.open_as(&op.operator, "request CA key rotations", &[Role::CaAdmin])?;
-            let r = rotation::request_rotation(&mut st, &session, ca)?;
+            let r = rotation::request_rotation(&mut st, &session, ca, note.as_deref())?;
             ctx.print(&r, |r| request_text(r, "Filed"))
         }
         CaCmd::RevokeCa {
@@ -151,7 +154,12 @@ pub fn run(ctx: &Ctx, cmd: &CaCmd) -> Result<(), StationError> {
             let (mut st, session) =
                 ctx.open_as(&op.operator, "refuse CA requests", &[Role::CaAdmin])?;
             let r = rotation::refuse(&mut st, &session, *request, note.as_deref())?;
-            ctx.print(&r, |r| request_text(r, "Refused"))
+            let verb = if r.state == rotation::WITHDRAWN {
+                "Withdrawn"
+            } else {
+                "Refused"
+            };
+            ctx.print(&r, |r| request_text(r, verb))
         }
         CaCmd::Requests => requests(ctx),
         CaCmd::ReissueList { op } => reissue_list(ctx, op),
@@ -308,6 +316,10 @@ pub fn request_text(r: &RequestView, verb: &str) -> String {
         ("revoke-ca", Some(k), Some(reason)) => format!("revoke-ca {} {k} ({reason})", r.ca),
         (kind, Some(k), _) => format!("{kind} {} (from {k})", r.ca),
         (kind, None, _) => format!("{kind} {}", r.ca),
+    };
+    let what = match &r.note {
+        Some(n) => format!("{what} \"{n}\""),
+        None => what,
     };
     let lead = if verb.is_empty() {
         String::new()

@@ -159,7 +159,8 @@ pub struct RequestView {
     pub key: Option<String>,
     /// CA revocation: the RFC 5280 CRLReason.
     pub reason: Option<String>,
-    /// `pending`, `approved` (quorum reached, executing), `executed`, `refused`, `expired`.
+    /// `pending`, `approved` (quorum reached, executing), `executed`, `refused` (vetoed by
+    /// another ca-admin), [`WITHDRAWN`] (refused by its own requester), `expired`.
     pub state: String,
     pub requested_by: String,
     pub created_at: String,
@@ -167,25 +168,43 @@ pub struct RequestView {
     pub quorum: u32,
     pub approvals: Vec<String>,
     pub outcome: Option<String>,
+    /// Why it was filed, in the requester's words (a root rollover needs one in the GUI).
+    pub note: Option<String>,
+}
+
+/// The state a request refused by its own requester is shown in. The registry records it as
+/// `refused` with the outcome "withdrawn by NAME" (audited `ca.request.withdrawn`).
+pub const WITHDRAWN: &str = "withdrawn";
+
+/// A withdrawal's outcome text: "withdrawn by NAME".
+fn withdrawn_by(name: &str) -> String {
+    format!("withdrawn by {name}")
 }
 
 impl RequestView {
     fn new(r: &CaRequest, outcome: Option<String>) -> Self {
         let payload: serde_json::Value = serde_json::from_str(&r.payload).unwrap_or_default();
         let text = |k: &str| payload.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        let withdrawn = r.state == "refused"
+            && outcome.as_deref() == Some(withdrawn_by(&r.requested_by).as_str());
         RequestView {
             id: r.id,
             kind: r.kind.clone(),
             ca: r.ca.clone(),
             key: text("key"),
             reason: text("reason"),
-            state: r.state.clone(),
+            state: if withdrawn {
+                WITHDRAWN.to_owned()
+            } else {
+                r.state.clone()
+            },
             requested_by: r.requested_by.clone(),
             created_at: r.created_at.clone(),
             expires_at: r.expires_at.clone(),
             quorum: r.quorum,
             approvals: r.approvals.clone(),
             outcome,
+            note: text("note"),
         }
     }
 }
@@ -232,11 +251,13 @@ pub struct Recovered {
 // Requests
 // ---------------------------------------------------------------------------------------------
 
-/// File a rotation request for CA `ca` (`esign` or `root`).
+/// File a rotation request for CA `ca` (`esign`, `root`, `document-signer`, `csca`), with the
+/// requester's reason `note` (recorded in the request and its audit event; blank is none).
 pub fn request_rotation(
     st: &mut Station,
     session: &Session,
     ca: &str,
+    note: Option<&str>,
 ) -> Result<RequestView, StationError> {
     require_ca_admin(st, session, "request a CA key rotation", None)?;
     let ca = rotating_ca(ca)
@@ -251,7 +272,10 @@ pub fn request_rotation(
         })?
         .name;
     let from = st.registry.active_ca_key(ca)?.map(|k| k.label);
-    let payload = serde_json::json!({ "key": from });
+    let mut payload = serde_json::json!({ "key": from });
+    if let Some(n) = note.map(str::trim).filter(|n| !n.is_empty()) {
+        payload["note"] = serde_json::Value::from(n);
+    }
     create(st, session, KIND_ROTATE, ca, payload)
 }
 
@@ -434,7 +458,8 @@ pub fn approve(st: &mut Station, session: &Session, id: i64) -> Result<Approval,
 }
 
 /// Refuse (veto) request `id`: it can no longer be approved. Any ca-admin may refuse a pending
-/// request, the requester included (withdrawal).
+/// request; the requester's own refusal is a withdrawal (shown [`WITHDRAWN`], audited
+/// `ca.request.withdrawn`).
 pub fn refuse(
     st: &mut Station,
     session: &Session,
@@ -447,13 +472,24 @@ pub fn refuse(
     if let Some(rule) = settled_rule(&req) {
         return Err(refused_attempt(st, session.actor(), id, "refuse", &rule));
     }
+    let by = &session.actor().operator;
+    let withdrawn = req.requested_by == *by;
     {
         let tx = st.registry.transaction()?;
         tx.set_ca_request_state(id, "refused")?;
-        tx.set_ca_request_outcome(id, &format!("refused by {}", session.actor().operator))?;
+        let outcome = if withdrawn {
+            withdrawn_by(by)
+        } else {
+            format!("refused by {by}")
+        };
+        tx.set_ca_request_outcome(id, &outcome)?;
         tx.audit(&AuditEntry {
             actor: session.actor(),
-            action: "ca.request.refused",
+            action: if withdrawn {
+                "ca.request.withdrawn"
+            } else {
+                "ca.request.refused"
+            },
             object: &format!("ca-request:{id}"),
             details: &serde_json::json!({ "note": note }),
         })?;
@@ -727,5 +763,21 @@ mod tests {
         let v = RequestView::new(&req("pending", "not json"), Some("x".into()));
         assert_eq!(v.key, None);
         assert_eq!(v.outcome.as_deref(), Some("x"));
+        let v = RequestView::new(
+            &req("pending", r#"{"key":"root-ca-1","note":"ten years"}"#),
+            None,
+        );
+        assert_eq!(v.note.as_deref(), Some("ten years"));
+    }
+
+    #[test]
+    fn a_request_refused_by_its_requester_is_withdrawn_and_by_another_refused() {
+        let own = RequestView::new(&req("refused", "{}"), Some(withdrawn_by("alice")));
+        assert_eq!(own.state, WITHDRAWN);
+        let vetoed = RequestView::new(&req("refused", "{}"), Some("refused by bob".into()));
+        assert_eq!(vetoed.state, "refused");
+        // Only the requester's own withdrawal: another's name in the outcome is not one.
+        let other = RequestView::new(&req("refused", "{}"), Some(withdrawn_by("bob")));
+        assert_eq!(other.state, "refused");
     }
 }
