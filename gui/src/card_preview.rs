@@ -135,9 +135,7 @@ fn caption(ui: &mut egui::Ui, id: &str) {
 
 fn value(ui: &mut egui::Ui, text: &str) {
     let text = if text.trim().is_empty() { "—" } else { text };
-    ui.add(
-        egui::Label::new(RichText::new(text).size(11.0).strong().color(INK)).truncate(),
-    );
+    ui.add(egui::Label::new(RichText::new(text).size(11.0).strong().color(INK)).truncate());
 }
 
 fn front(ui: &mut egui::Ui, width: f32, p: &PreviewInput<'_>) {
@@ -152,7 +150,12 @@ fn front(ui: &mut egui::Ui, width: f32, p: &PreviewInput<'_>) {
         .truncate(),
     );
     ui.add(
-        egui::Label::new(RichText::new(t(ui, "card-print-title")).size(8.5).color(INK)).truncate(),
+        egui::Label::new(
+            RichText::new(t(ui, "card-print-title"))
+                .size(8.5)
+                .color(INK),
+        )
+        .truncate(),
     );
     ui.add_space(3.0);
     let photo_w = (width * 0.27).round();
@@ -163,7 +166,11 @@ fn front(ui: &mut egui::Ui, width: f32, p: &PreviewInput<'_>) {
             for (id, latin, cyr) in [
                 ("card-print-surname", &f.surname, &f.surname_cyrillic),
                 ("card-print-given", &f.given_names, &f.given_names_cyrillic),
-                ("card-print-patronymic", &f.patronymic, &f.patronymic_cyrillic),
+                (
+                    "card-print-patronymic",
+                    &f.patronymic,
+                    &f.patronymic_cyrillic,
+                ),
             ] {
                 let (l, c) = both_scripts(latin, cyr);
                 caption(ui, id);
@@ -212,7 +219,11 @@ fn photo(ui: &mut egui::Ui, p: &PreviewInput<'_>, size: egui::Vec2) {
                     ui.set_min_size(size);
                     ui.set_max_size(size);
                     ui.centered_and_justified(|ui| {
-                        ui.label(RichText::new(t(ui, "card-print-photo")).size(9.0).color(INK));
+                        ui.label(
+                            RichText::new(t(ui, "card-print-photo"))
+                                .size(9.0)
+                                .color(INK),
+                        );
                     });
                 });
         }

@@ -13,9 +13,9 @@ use station::issuance::IssueReport;
 use station::journal::JobStep;
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::form::{HolderForm, FIELDS};
 use crate::form_view;
 pub use crate::form_view::decode_photo;
-use crate::form::{self, HolderForm, Input, FIELDS, NAME_PAIRS};
 use crate::i18n::{self, t, ta, tr, tr_args, Lang};
 use crate::lookup::{self, LookupState};
 use crate::notation::card_serial;
@@ -470,7 +470,10 @@ fn reader_state(ui: &egui::Ui, state: &str) -> String {
             ta(
                 ui,
                 "reader-card",
-                &[("serial", i18n::s(card_serial(serial))), ("state", i18n::s(word))],
+                &[
+                    ("serial", i18n::s(card_serial(serial))),
+                    ("state", i18n::s(word)),
+                ],
             )
         }
         _ => state.to_owned(),
@@ -676,7 +679,10 @@ fn holder_pin_window(
             pin_letter: PathBuf::from(st.pin_letter.trim()),
             // A name change is the holder's new name: the clerk chose it, so the registry
             // takes it.
-            update_holder: st.replacing.as_ref().is_some_and(|r| r.reason == "name-change"),
+            update_holder: st
+                .replacing
+                .as_ref()
+                .is_some_and(|r| r.reason == "name-change"),
             replace: st.replacing.clone(),
         };
         st.clear_secrets();

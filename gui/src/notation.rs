@@ -9,7 +9,10 @@ pub fn card_serial(raw: &str) -> String {
         .strip_prefix("0x")
         .or_else(|| s.strip_prefix("0X"))
         .unwrap_or(s);
-    let digits: String = s.chars().filter(|c| !matches!(c, ':' | ' ' | '-')).collect();
+    let digits: String = s
+        .chars()
+        .filter(|c| !matches!(c, ':' | ' ' | '-'))
+        .collect();
     if digits.is_empty() || digits.len() > 8 || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
         return raw.trim().to_owned();
     }
@@ -24,7 +27,13 @@ mod tests {
     fn every_form_of_a_serial_reads_as_the_registry_writes_it() {
         // The registry's own notation, from the station's formatter.
         let registry = station::card::serial_text(0x6E00_0001);
-        for raw in ["6E000001", "6e000001", "0x6e000001", "6E:00:00:01", " 6e-00-00-01 "] {
+        for raw in [
+            "6E000001",
+            "6e000001",
+            "0x6e000001",
+            "6E:00:00:01",
+            " 6e-00-00-01 ",
+        ] {
             assert_eq!(card_serial(raw), registry, "{raw}");
         }
         assert_eq!(card_serial("1F"), station::card::serial_text(0x1F));

@@ -79,9 +79,7 @@ fn load_photo(h: &mut H) {
 
 /// The PIN letter's path, the Issue button (`button`), the holder's PIN twice, and the result.
 fn issue(h: &mut H, button: &str, name: &str) {
-    let letter = rig()
-        .dir
-        .join(format!("{name}-{}.pdf", std::process::id()));
+    let letter = rig().dir.join(format!("{name}-{}.pdf", std::process::id()));
     type_into(h, "Save the PIN letter to", &letter.display().to_string());
     click(h, button);
     h.step();
@@ -131,7 +129,9 @@ fn chip_dg1_mrz(img: &Path) -> Vec<String> {
     let len = bytes[at + 2] as usize;
     let mrz = std::str::from_utf8(&bytes[at + 3..at + 3 + len]).expect("ASCII MRZ");
     assert_eq!(len, 90, "a TD1 MRZ");
-    (0..3).map(|i| mrz[30 * i..30 * (i + 1)].to_owned()).collect()
+    (0..3)
+        .map(|i| mrz[30 * i..30 * (i + 1)].to_owned())
+        .collect()
 }
 
 /// The MRZ builder's lines for the fixture holder with document number `number`.
@@ -209,7 +209,10 @@ fn a_holder_with_an_active_card_is_stopped_at_look_up_and_replaced_lost() {
         has_label_containing(h, "loaded into the form")
     });
     assert!(has_label(&h, "No documents yet."));
-    assert!(has_label_containing(&h, &format!("Number {spoiled} was spoiled")));
+    assert!(has_label_containing(
+        &h,
+        &format!("Number {spoiled} was spoiled")
+    ));
     type_into(&mut h, "Document number", &spoiled);
     click(&mut h, "Find document");
     wait_for(&mut h, "spoiled number", Duration::from_secs(20), |h| {

@@ -81,7 +81,10 @@ fn the_card_preview_fits_1024x768_in_two_languages() {
         // Both scripts on the front: the Cyrillic form from the MRZ's transliteration rules.
         assert!(has_label(&h, "Toʻxtayeva / Тўхтаева"), "{}", lang.tag());
         assert!(has_label(&h, "Gʻulnora / Ғулнора"), "{}", lang.tag());
-        assert!(has_label(&h, "OʻZBEKISTON RESPUBLIKASI · REPUBLIC OF UZBEKISTAN"));
+        assert!(has_label(
+            &h,
+            "OʻZBEKISTON RESPUBLIKASI · REPUBLIC OF UZBEKISTAN"
+        ));
         h.get_by_label(&tr("preview-heading")).scroll_to_me();
         for _ in 0..4 {
             h.step();
@@ -94,9 +97,19 @@ fn the_card_preview_fits_1024x768_in_two_languages() {
         let over: Vec<String> = h
             .query_all_by(|n| n.label().is_some_and(|l| !l.is_empty()))
             .filter(|n| n.rect().max.x > 1024.5)
-            .map(|n| format!("{:?} ends at {:?}", n.accesskit_node().label(), n.rect().max))
+            .map(|n| {
+                format!(
+                    "{:?} ends at {:?}",
+                    n.accesskit_node().label(),
+                    n.rect().max
+                )
+            })
             .collect();
-        assert!(over.is_empty(), "{}: cut off at 1024 px: {over:?}", lang.tag());
+        assert!(
+            over.is_empty(),
+            "{}: cut off at 1024 px: {over:?}",
+            lang.tag()
+        );
         settle(&mut h);
         let opts = egui_kittest::SnapshotOptions::new().max_failed_pixels(16usize);
         results.add(h.try_snapshot_options(format!("clerk-preview-1024-{}", lang.tag()), &opts));
