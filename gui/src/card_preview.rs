@@ -122,10 +122,13 @@ fn card_side(ui: &mut egui::Ui, width: f32, draw: impl FnOnce(&mut egui::Ui, f32
         .corner_radius(10.0)
         .inner_margin(margin)
         .show(ui, |ui| {
-            ui.set_width(inner);
-            ui.set_height(width * ID1_RATIO - 2.0 * margin);
-            ui.spacing_mut().item_spacing.y = 1.0;
-            draw(ui, inner);
+            // Top to bottom inside the card, whatever the layout around it.
+            ui.vertical(|ui| {
+                ui.set_width(inner);
+                ui.set_height(width * ID1_RATIO - 2.0 * margin);
+                ui.spacing_mut().item_spacing.y = 1.0;
+                draw(ui, inner);
+            });
         });
 }
 
