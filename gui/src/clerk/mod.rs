@@ -13,15 +13,17 @@ use station::issuance::IssueReport;
 use station::journal::JobStep;
 use zeroize::{Zeroize, Zeroizing};
 
+pub use self::form_view::decode_photo;
+use self::lookup::LookupState;
 use crate::form::{HolderForm, FIELDS};
-use crate::form_view;
-pub use crate::form_view::decode_photo;
 use crate::i18n::{self, t, ta, tr, tr_args, Lang};
-use crate::lookup::{self, LookupState};
 use crate::notation::card_serial;
 use crate::options::GuiOptions;
 use crate::readers::ReaderSnapshot;
 use crate::worker::{Command, Event, Failure, SessionInfo, StepReport};
+
+pub mod form_view;
+pub mod lookup;
 
 /// The job steps in the order an issuance runs them, with the catalogue ids of the words the
 /// clerk sees.

@@ -9,7 +9,7 @@ use station::holder::HolderRecord;
 use station::interactive::{HolderLookup, SpoiledNumber};
 use station::records::{DocumentView, HolderView, RevokeReport};
 
-use crate::clerk::copyable;
+use super::copyable;
 use crate::i18n::{self, t, ta, tr, tr_args, Lang};
 use crate::notation::card_serial;
 use crate::worker::{Command, Event};

@@ -7,8 +7,8 @@ use std::sync::mpsc;
 
 use egui::{Color32, RichText};
 
+use super::{ClerkState, COL_MIN_WIDTH, COL_WIDTH};
 use crate::card_preview;
-use crate::clerk::{ClerkState, COL_MIN_WIDTH, COL_WIDTH};
 use crate::form::{self, Input, FIELDS, NAME_PAIRS};
 use crate::i18n::{self, t, ta, tr_args, Lang};
 use crate::worker::SessionInfo;
