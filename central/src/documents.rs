@@ -21,11 +21,14 @@ pub fn revocation_for(reason: &str) -> Result<(&'static str, &'static str)> {
         "lost" | "stolen" => ("lost", "keyCompromise"),
         "damaged" | "deceased" => ("revoked", "cessationOfOperation"),
         "replaced" => ("revoked", "superseded"),
+        // A replacement because the holder's name changed (the station's `replace --reason
+        // name-change`): the old certificates name someone who no longer exists by that name.
+        "name-change" => ("revoked", "superseded"),
         "data-changed" => ("revoked", "affiliationChanged"),
         _ => {
             return Err(CentralError::invalid(
                 "reason",
-                "must be one of lost, stolen, damaged, deceased, replaced, data-changed",
+                "must be one of lost, stolen, damaged, deceased, replaced, name-change, data-changed",
             ))
         }
     })

@@ -3,7 +3,9 @@
 //! apostrophe U+02BC; DejaVu Sans (2.37, from Debian's `fonts-dejavu-core`; licence in
 //! `gui/fonts/DejaVuSans-LICENSE.txt`) has both and every Uzbek Cyrillic letter (Ўў Ққ Ғғ Ҳҳ).
 //! It is embedded in the binary and added as a fallback of both families: nothing depends on
-//! the fonts installed on the station.
+//! the fonts installed on the station. OCR-B (Debian's `fonts-ocr-b`, public domain; licence in
+//! `gui/fonts/OCRB-LICENSE.txt`), the typeface ICAO 9303 Part 3 prescribes for the MRZ, is
+//! embedded as the family [`OCR_B`] for the card preview.
 
 use egui::epaint::text::{FontInsert, InsertFontFamily};
 use egui::{FontData, FontFamily};
@@ -11,8 +13,24 @@ use egui::{FontData, FontFamily};
 /// DejaVu Sans, embedded.
 pub const DEJAVU_SANS: &[u8] = include_bytes!("../fonts/DejaVuSans.ttf");
 
-/// Add the embedded DejaVu Sans as the last fallback of both families.
+/// OCR-B, embedded.
+pub const OCR_B_FONT: &[u8] = include_bytes!("../fonts/OCRB.otf");
+
+/// The font family of the MRZ on the card preview.
+pub const OCR_B: &str = "ocr-b";
+
+/// Add the embedded DejaVu Sans as the last fallback of both families, and OCR-B as a family
+/// of its own (DejaVu Sans behind it for any character OCR-B lacks).
 pub fn install(ctx: &egui::Context) {
+    let ocr = FontFamily::Name(OCR_B.into());
+    ctx.add_font(FontInsert::new(
+        OCR_B,
+        FontData::from_static(OCR_B_FONT),
+        vec![InsertFontFamily {
+            family: ocr.clone(),
+            priority: egui::epaint::text::FontPriority::Highest,
+        }],
+    ));
     ctx.add_font(FontInsert::new(
         "dejavu-sans",
         FontData::from_static(DEJAVU_SANS),
@@ -23,6 +41,10 @@ pub fn install(ctx: &egui::Context) {
             },
             InsertFontFamily {
                 family: FontFamily::Monospace,
+                priority: egui::epaint::text::FontPriority::Lowest,
+            },
+            InsertFontFamily {
+                family: ocr,
                 priority: egui::epaint::text::FontPriority::Lowest,
             },
         ],

@@ -6,11 +6,13 @@
 pub mod app;
 pub mod auditor;
 pub mod ca;
+pub mod card_preview;
 pub mod clerk;
 pub mod error;
 pub mod fonts;
 pub mod form;
 pub mod i18n;
+pub mod notation;
 pub mod options;
 pub mod readers;
 pub mod worker;

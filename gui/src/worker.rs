@@ -11,13 +11,14 @@ use station::audit::{ExportOutcome, Range, VerifyLogOutcome, VerifyOutcome};
 use station::ca_admin::CrlReport;
 use station::error::StationError;
 use station::hierarchy::CaSummary;
-use station::holder::{HolderRecord, ValidHolder};
-use station::interactive;
+use station::holder::ValidHolder;
+use station::interactive::{self, HolderLookup, SpoiledNumber};
 use station::issuance::{IssueInput, IssueReport, JobProgress};
 use station::journal::JobStep;
 use station::operators::Session;
 use station::records::{DocumentView, HolderView, RevokeReport};
 use station::rotation::{Approval, ReissueItem, RequestView};
+use station::services::ReplaceReport;
 use station::DocumentProfile;
 use station::Station;
 use station::{AuditEvent, ExportFormat, Role};
@@ -56,6 +57,17 @@ pub enum Command {
     RevokeDocument {
         number: String,
         reason: String,
+    },
+    /// Replace the holder's active document `document` for `reason` (lost, stolen, damaged,
+    /// name-change): the new card issued as [`Command::Issue`] does.
+    Replace {
+        document: String,
+        reason: String,
+        holder: Box<ValidHolder>,
+        reader: Option<String>,
+        pin: Zeroizing<String>,
+        pin_letter: std::path::PathBuf,
+        update_holder: bool,
     },
     CaSummaries,
     PublishCrl,
@@ -146,8 +158,11 @@ pub enum Event {
     LoggedIn(SessionInfo),
     LoginFailed(String),
     LoggedOut,
-    Holder(Result<Option<Box<HolderRecord>>, String>),
+    Holder(Result<Option<Box<HolderLookup>>, String>),
     Document(Result<Box<(HolderView, DocumentView)>, String>),
+    /// The number looked up is on no document: it was spoiled in an issuance.
+    SpoiledNumber(Box<SpoiledNumber>),
+    Replaced(Result<Box<ReplaceReport>, Failure>),
     IssueStep(StepReport),
     Issued(Result<Box<IssueReport>, Failure>),
     DocumentRevoked(Result<RevokeReport, String>),
@@ -377,6 +392,7 @@ impl WorkerState {
             c @ (Command::LookupHolder { .. }
             | Command::LookupDocument { .. }
             | Command::Issue { .. }
+            | Command::Replace { .. }
             | Command::RevokeDocument { .. }) => clerk(st, &session, lang, c, send),
             c @ (Command::AuditEvents
             | Command::VerifyLog
@@ -474,16 +490,35 @@ fn clerk(st: &mut Station, session: &Session, lang: Lang, cmd: Command, send: &d
     match cmd {
         Command::LookupHolder { pinfl } => send(Event::Holder(
             need(st, session, &[Role::Clerk], "look up holders")
-                .and_then(|_| interactive::holder_record(st, session, pinfl.trim()))
+                .and_then(|_| interactive::look_up_holder(st, session, pinfl.trim()))
                 .map(|h| h.map(Box::new))
                 .map_err(plain(lang)),
         )),
-        Command::LookupDocument { number } => send(Event::Document(
-            need(st, session, &[Role::Clerk], "look up documents")
-                .and_then(|_| station::records::show_document(st, session, number.trim()))
-                .map(Box::new)
-                .map_err(plain(lang)),
-        )),
+        Command::LookupDocument { number } => {
+            let plain = plain(lang);
+            let r = need(st, session, &[Role::Clerk], "look up documents")
+                .map_err(&plain)
+                .and_then(
+                    |_| match station::records::show_document(st, session, number.trim()) {
+                        Ok(found) => Ok(Ok(Box::new(found))),
+                        // No document: a spoiled number is said so.
+                        Err(e @ StationError::NotFound(_)) => {
+                            match interactive::spoiled_number(st, session, &number)
+                                .map_err(&plain)?
+                            {
+                                Some(s) => Ok(Err(Box::new(s))),
+                                None => Err(plain(e)),
+                            }
+                        }
+                        Err(e) => Err(plain(e)),
+                    },
+                );
+            send(match r {
+                Ok(Err(spoiled)) => Event::SpoiledNumber(spoiled),
+                Ok(Ok(found)) => Event::Document(Ok(found)),
+                Err(e) => Event::Document(Err(e)),
+            })
+        }
         Command::Issue {
             holder,
             reader,
@@ -509,6 +544,41 @@ fn clerk(st: &mut Station, session: &Session, lang: Lang, cmd: Command, send: &d
                 }
             };
             send(Event::Issued(r));
+        }
+        Command::Replace {
+            document,
+            reason,
+            holder,
+            reader,
+            pin,
+            pin_letter,
+            update_holder,
+        } => {
+            let input = station::services::ReplaceInput {
+                document,
+                reason,
+                issue: IssueInput {
+                    holder: *holder,
+                    reader,
+                    pin,
+                    pin_letter,
+                    update_holder,
+                },
+            };
+            let r = match need(st, session, &[Role::Clerk], "replace documents") {
+                Err(m) => Err(Failure {
+                    message: m,
+                    next: tr(lang, "issue-log-in-as-clerk"),
+                    retry: false,
+                    ..Failure::default()
+                }),
+                Ok(()) => station::services::replace(st, session, &input, &mut |p| {
+                    send(Event::IssueStep(StepReport::from(p)))
+                })
+                .map(Box::new)
+                .map_err(|e| explain_issue_error(lang, &e)),
+            };
+            send(Event::Replaced(r));
         }
         Command::RevokeDocument { number, reason } => send(Event::DocumentRevoked(
             need(

@@ -112,3 +112,61 @@ fn the_auditor_screen_fits_1024x768() {
         assert!(over.is_empty(), "{}: charts: {over:?}", lang.tag());
     }
 }
+
+/// The card preview under the clerk's form at 1024×768, in English and Uzbek (Cyrillic): the
+/// names typed in Latin shown in both scripts on the front, and nothing past the window's
+/// edges with the form scrolled to the preview.
+#[test]
+fn the_card_preview_fits_1024x768_in_two_languages() {
+    let mut results = egui_kittest::SnapshotResults::new();
+    for lang in [gui::i18n::Lang::En, gui::i18n::Lang::UzCyrl] {
+        let tr = |id: &str| gui::i18n::tr(lang, id);
+        let mut h = harness(options(None, false), [1024.0, 768.0]);
+        click(&mut h, lang.native_name());
+        h.step();
+        type_into(&mut h, &tr("login-operator"), L10N_CLERK);
+        type_into(&mut h, &tr("login-password"), CLERK_PASSWORD);
+        click(&mut h, &tr("login-button"));
+        let heading = tr("workspace-clerk");
+        wait_for(&mut h, &heading, Duration::from_secs(30), |h| {
+            has_label(h, &heading)
+        });
+        type_into(&mut h, &tr("field-surname"), "Toʻxtayeva");
+        type_into(&mut h, &tr("field-given-names"), "Gʻulnora");
+        // Both scripts on the front: the Cyrillic form from the MRZ's transliteration rules.
+        assert!(has_label(&h, "Toʻxtayeva / Тўхтаева"), "{}", lang.tag());
+        assert!(has_label(&h, "Gʻulnora / Ғулнора"), "{}", lang.tag());
+        assert!(has_label(
+            &h,
+            "OʻZBEKISTON RESPUBLIKASI · REPUBLIC OF UZBEKISTAN"
+        ));
+        h.get_by_label(&tr("preview-heading")).scroll_to_me();
+        for _ in 0..4 {
+            h.step();
+        }
+        assert!(
+            h.get_by_label(&tr("preview-mrz-later")).rect().max.y < 768.5,
+            "{}: the MRZ band is on screen",
+            lang.tag()
+        );
+        let over: Vec<String> = h
+            .query_all_by(|n| n.label().is_some_and(|l| !l.is_empty()))
+            .filter(|n| n.rect().max.x > 1024.5)
+            .map(|n| {
+                format!(
+                    "{:?} ends at {:?}",
+                    n.accesskit_node().label(),
+                    n.rect().max
+                )
+            })
+            .collect();
+        assert!(
+            over.is_empty(),
+            "{}: cut off at 1024 px: {over:?}",
+            lang.tag()
+        );
+        settle(&mut h);
+        let opts = egui_kittest::SnapshotOptions::new().max_failed_pixels(16usize);
+        results.add(h.try_snapshot_options(format!("clerk-preview-1024-{}", lang.tag()), &opts));
+    }
+}

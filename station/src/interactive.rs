@@ -114,6 +114,104 @@ pub fn holder_record(
     }))
 }
 
+/// A document number the registry records as spoiled: its card was written, then discarded
+/// when the issuance was undone, so the number is on no valid document and is never handed
+/// out again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoiledNumber {
+    pub document: String,
+    /// The issuance job that spoiled it.
+    pub job_id: i64,
+    /// The card it was written to.
+    pub card_serial: Option<String>,
+    /// When the job ended (RFC 3339).
+    pub when: String,
+}
+
+/// What the clerk's look-up of a holder shows: the record to prefill the form with, the
+/// holder's documents (status, dates, office, card, certificates) and the numbers spoiled in
+/// their issuances.
+#[derive(Debug, Clone)]
+pub struct HolderLookup {
+    pub record: HolderRecord,
+    pub view: crate::records::HolderView,
+    pub spoiled: Vec<SpoiledNumber>,
+}
+
+impl HolderLookup {
+    /// The holder's active document: one active card per holder, so a new card is then a
+    /// replacement ([`crate::services::replace`]).
+    pub fn active_document(&self) -> Option<&crate::records::DocumentView> {
+        self.view.documents.iter().find(|d| d.status == "active")
+    }
+}
+
+/// The spoiled number of job `job`, if its number was spoiled.
+fn spoiled_of(st: &Station, job: &registry::Job) -> Result<Option<SpoiledNumber>, StationError> {
+    let Some(num) = job.document else {
+        return Ok(None);
+    };
+    // A number the centre handed out has no row here (NotFound): the centre keeps its state.
+    match st.registry.document_number_state(num) {
+        Ok(registry::NumberState::Spoiled) => {}
+        Ok(_) | Err(registry::Error::NotFound(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    Ok(Some(SpoiledNumber {
+        document: num.to_string(),
+        job_id: job.id,
+        card_serial: job.card_serial.clone(),
+        when: job
+            .finished_at
+            .clone()
+            .unwrap_or_else(|| job.updated_at.clone()),
+    }))
+}
+
+/// The holder with PINFL `pinfl` for the clerk's look-up ([`HolderLookup`]), or `None` (clerk
+/// or auditor; the read is audited once, `holder.read`).
+pub fn look_up_holder(
+    st: &mut Station,
+    session: &Session,
+    pinfl: &str,
+) -> Result<Option<HolderLookup>, StationError> {
+    let Some(record) = holder_record(st, session, pinfl)? else {
+        return Ok(None);
+    };
+    let h = st
+        .registry
+        .holder_by_pinfl(pinfl)?
+        .ok_or_else(|| StationError::NotFound(format!("no holder with PINFL {pinfl}")))?;
+    let view = crate::records::holder_view(st, &h)?;
+    let mut spoiled = Vec::new();
+    for j in st.registry.jobs_of_holder(h.id)? {
+        spoiled.extend(spoiled_of(st, &j)?);
+    }
+    Ok(Some(HolderLookup {
+        record,
+        view,
+        spoiled,
+    }))
+}
+
+/// Document number `num` if the registry records it as spoiled (clerk or auditor). A spoiled
+/// number has no document, so [`crate::records::show_document`] does not find it; this says
+/// what became of it.
+pub fn spoiled_number(
+    st: &mut Station,
+    session: &Session,
+    num: &str,
+) -> Result<Option<SpoiledNumber>, StationError> {
+    require(st, session, "look up documents", crate::records::READ_ROLES)?;
+    let Ok(number) = crate::records::parse_document(num.trim()) else {
+        return Ok(None);
+    };
+    match st.registry.job_of_document(number)? {
+        Some(j) => spoiled_of(st, &j),
+        None => Ok(None),
+    }
+}
+
 /// Every audit event, oldest first (auditor and CA admin only).
 pub fn audit_events(st: &mut Station, session: &Session) -> Result<Vec<AuditEvent>, StationError> {
     require(

@@ -74,7 +74,7 @@ enum Cmd {
     /// Resume a suspended document with its holder in person (--identity-confirmed), within
     /// [services] suspension_limit_days: the hold released, the certificates off the next CRL.
     Resume(cli::resume::ResumeArgs),
-    /// Replace a lost, stolen or damaged card: the old document held, a new card issued for
+    /// Replace a lost, stolen or damaged card, or after a name change: the old document held, a new card issued for
     /// the same holder (as `issue`), then the old one revoked with the link old → new; an
     /// issuance that fails gives the old document back (clerk; standalone station).
     Replace(cli::replace::ReplaceArgs),

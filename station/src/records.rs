@@ -141,7 +141,7 @@ fn document_view(st: &Station, d: &registry::Document) -> Result<DocumentView, S
     })
 }
 
-fn holder_view(st: &Station, h: &Holder) -> Result<HolderView, StationError> {
+pub(crate) fn holder_view(st: &Station, h: &Holder) -> Result<HolderView, StationError> {
     let documents = st
         .registry
         .documents_of_holder(h.id)?

@@ -419,3 +419,38 @@ ca-state-expired = expired
 ca-withdraw = Withdraw
 ca-request-withdrawn = Request { $id } withdrawn.
 ca-by = by { $name }
+# The holder's documents at look-up, replacements (issue 20, item 7)
+doc-office = Office: { $office }
+lookup-no-documents = No documents yet.
+lookup-spoiled = Number { $number } was spoiled (card { $card }, { $date }): it is on no valid document and is never issued again.
+lookup-has-active = This holder has an active card, document { $number }. A new card replaces it: choose why.
+replace-lost = Replace: lost
+replace-stolen = Replace: stolen
+replace-damaged = Replace: damaged
+replace-name-change = Replace: name change
+replace-preparing = New card replacing document { $number } ({ $reason }).
+replace-name-change-hint = Enter the holder's new name in the form, as in their documents.
+replace-cancel = Cancel the replacement
+replace-stopped = This holder has an active card, document { $number }: a second card is not issued. Choose a replacement reason under Look up.
+replace-issue-button = Issue the replacement card
+replace-done = Document { $old } is now { $status }; this card replaces it.
+replace-reason-name-change = name change
+
+# The card's printed words (front and back of the card preview): the card is printed in Uzbek
+# and English whatever the desk's language, so these are the same in every catalogue.
+card-print-state = OʻZBEKISTON RESPUBLIKASI · REPUBLIC OF UZBEKISTAN
+card-print-title = SHAXS GUVOHNOMASI · IDENTITY CARD
+card-print-surname = Familiyasi / Surname
+card-print-given = Ismi / Given names
+card-print-patronymic = Otasining ismi / Patronymic
+card-print-sex = Jinsi / Sex
+card-print-birth = Tugʻilgan sanasi / Date of birth
+card-print-number = Hujjat raqami / Document No.
+card-print-expiry = Amal qilish muddati / Date of expiry
+card-print-nationality = Fuqaroligi / Nationality
+card-print-can = CAN ······
+card-print-photo = Surat / Photo
+card-print-pinfl = JShShIR / PINFL
+card-print-issued = Berilgan sanasi / Date of issue
+card-print-place-of-birth = Tugʻilgan joyi / Place of birth
+card-print-authority = Bergan davlat / Issuing state

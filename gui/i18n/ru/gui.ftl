@@ -412,3 +412,38 @@ ca-state-expired = истекла
 ca-withdraw = Отозвать
 ca-request-withdrawn = Заявка { $id } отозвана.
 ca-by = — { $name }
+# The holder's documents at look-up, replacements (issue 20, item 7)
+doc-office = Пункт выдачи: { $office }
+lookup-no-documents = Документов пока нет.
+lookup-spoiled = Номер { $number } испорчен (карта { $card }, { $date }): он не относится ни к одному действующему документу и больше не выдаётся.
+lookup-has-active = У этого владельца есть действующая карта, документ { $number }. Новая карта её заменит: выберите причину.
+replace-lost = Заменить: утеряна
+replace-stolen = Заменить: украдена
+replace-damaged = Заменить: повреждена
+replace-name-change = Заменить: смена имени
+replace-preparing = Новая карта взамен документа { $number } ({ $reason }).
+replace-name-change-hint = Введите в форму новое имя владельца, как в его документах.
+replace-cancel = Отменить замену
+replace-stopped = У этого владельца есть действующая карта, документ { $number }: вторая карта не выдаётся. Выберите причину замены в разделе «Поиск».
+replace-issue-button = Выдать карту взамен
+replace-done = Документ { $old } теперь { $status }; эта карта заменяет его.
+replace-reason-name-change = смена имени
+
+# The card's printed words (front and back of the card preview): the card is printed in Uzbek
+# and English whatever the desk's language, so these are the same in every catalogue.
+card-print-state = OʻZBEKISTON RESPUBLIKASI · REPUBLIC OF UZBEKISTAN
+card-print-title = SHAXS GUVOHNOMASI · IDENTITY CARD
+card-print-surname = Familiyasi / Surname
+card-print-given = Ismi / Given names
+card-print-patronymic = Otasining ismi / Patronymic
+card-print-sex = Jinsi / Sex
+card-print-birth = Tugʻilgan sanasi / Date of birth
+card-print-number = Hujjat raqami / Document No.
+card-print-expiry = Amal qilish muddati / Date of expiry
+card-print-nationality = Fuqaroligi / Nationality
+card-print-can = CAN ······
+card-print-photo = Surat / Photo
+card-print-pinfl = JShShIR / PINFL
+card-print-issued = Berilgan sanasi / Date of issue
+card-print-place-of-birth = Tugʻilgan joyi / Place of birth
+card-print-authority = Bergan davlat / Issuing state

@@ -412,3 +412,38 @@ ca-state-expired = муддати ўтди
 ca-withdraw = Қайтариб олиш
 ca-request-withdrawn = { $id }-сўров қайтариб олинди.
 ca-by = { $name } томонидан
+# The holder's documents at look-up, replacements (issue 20, item 7)
+doc-office = Бериш жойи: { $office }
+lookup-no-documents = Ҳозирча ҳужжатлар йўқ.
+lookup-spoiled = { $number } рақами бузилган (карта { $card }, { $date }): у ҳеч қайси амалдаги ҳужжатда йўқ ва қайта берилмайди.
+lookup-has-active = Бу эгада амалдаги карта бор, ҳужжат { $number }. Янги карта унинг ўрнига берилади: сабабини танланг.
+replace-lost = Алмаштириш: йўқолган
+replace-stolen = Алмаштириш: ўғирланган
+replace-damaged = Алмаштириш: шикастланган
+replace-name-change = Алмаштириш: исм ўзгарган
+replace-preparing = { $number } ҳужжати ўрнига янги карта ({ $reason }).
+replace-name-change-hint = Эганинг янги исмини ҳужжатларидагидек формага киритинг.
+replace-cancel = Алмаштиришни бекор қилиш
+replace-stopped = Бу эгада амалдаги карта бор, ҳужжат { $number }: иккинчи карта берилмайди. «Қидирув» бўлимида алмаштириш сабабини танланг.
+replace-issue-button = Ўрнига карта бериш
+replace-done = { $old } ҳужжати энди { $status }; бу карта унинг ўрнига.
+replace-reason-name-change = исм ўзгарган
+
+# The card's printed words (front and back of the card preview): the card is printed in Uzbek
+# and English whatever the desk's language, so these are the same in every catalogue.
+card-print-state = OʻZBEKISTON RESPUBLIKASI · REPUBLIC OF UZBEKISTAN
+card-print-title = SHAXS GUVOHNOMASI · IDENTITY CARD
+card-print-surname = Familiyasi / Surname
+card-print-given = Ismi / Given names
+card-print-patronymic = Otasining ismi / Patronymic
+card-print-sex = Jinsi / Sex
+card-print-birth = Tugʻilgan sanasi / Date of birth
+card-print-number = Hujjat raqami / Document No.
+card-print-expiry = Amal qilish muddati / Date of expiry
+card-print-nationality = Fuqaroligi / Nationality
+card-print-can = CAN ······
+card-print-photo = Surat / Photo
+card-print-pinfl = JShShIR / PINFL
+card-print-issued = Berilgan sanasi / Date of issue
+card-print-place-of-birth = Tugʻilgan joyi / Place of birth
+card-print-authority = Bergan davlat / Issuing state

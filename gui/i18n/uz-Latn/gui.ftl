@@ -412,3 +412,38 @@ ca-state-expired = muddati oʻtdi
 ca-withdraw = Qaytarib olish
 ca-request-withdrawn = { $id }-soʻrov qaytarib olindi.
 ca-by = { $name } tomonidan
+# The holder's documents at look-up, replacements (issue 20, item 7)
+doc-office = Berish joyi: { $office }
+lookup-no-documents = Hozircha hujjatlar yoʻq.
+lookup-spoiled = { $number } raqami buzilgan (karta { $card }, { $date }): u hech qaysi amaldagi hujjatda yoʻq va qayta berilmaydi.
+lookup-has-active = Bu egada amaldagi karta bor, hujjat { $number }. Yangi karta uning oʻrniga beriladi: sababini tanlang.
+replace-lost = Almashtirish: yoʻqolgan
+replace-stolen = Almashtirish: oʻgʻirlangan
+replace-damaged = Almashtirish: shikastlangan
+replace-name-change = Almashtirish: ism oʻzgargan
+replace-preparing = { $number } hujjati oʻrniga yangi karta ({ $reason }).
+replace-name-change-hint = Eganing yangi ismini hujjatlaridagidek formaga kiriting.
+replace-cancel = Almashtirishni bekor qilish
+replace-stopped = Bu egada amaldagi karta bor, hujjat { $number }: ikkinchi karta berilmaydi. «Qidiruv» boʻlimida almashtirish sababini tanlang.
+replace-issue-button = Oʻrniga karta berish
+replace-done = { $old } hujjati endi { $status }; bu karta uning oʻrniga.
+replace-reason-name-change = ism oʻzgargan
+
+# The card's printed words (front and back of the card preview): the card is printed in Uzbek
+# and English whatever the desk's language, so these are the same in every catalogue.
+card-print-state = OʻZBEKISTON RESPUBLIKASI · REPUBLIC OF UZBEKISTAN
+card-print-title = SHAXS GUVOHNOMASI · IDENTITY CARD
+card-print-surname = Familiyasi / Surname
+card-print-given = Ismi / Given names
+card-print-patronymic = Otasining ismi / Patronymic
+card-print-sex = Jinsi / Sex
+card-print-birth = Tugʻilgan sanasi / Date of birth
+card-print-number = Hujjat raqami / Document No.
+card-print-expiry = Amal qilish muddati / Date of expiry
+card-print-nationality = Fuqaroligi / Nationality
+card-print-can = CAN ······
+card-print-photo = Surat / Photo
+card-print-pinfl = JShShIR / PINFL
+card-print-issued = Berilgan sanasi / Date of issue
+card-print-place-of-birth = Tugʻilgan joyi / Place of birth
+card-print-authority = Bergan davlat / Issuing state

@@ -1,5 +1,5 @@
 //! `idstation replace`: a new card for the same holder in place of a lost, stolen or damaged
-//! one, in one job (the work is `station::services::replace`); progress on stderr, the report
+//! one, or after a name change, in one job (the work is `station::services::replace`); progress on stderr, the report
 //! on stdout.
 
 use std::path::PathBuf;
@@ -18,10 +18,15 @@ pub struct ReplaceArgs {
     /// The document replaced, e.g. AA0000001.
     #[arg(long, value_name = "NUMBER")]
     document: String,
-    /// lost or stolen (the old certificates revoked keyCompromise) or damaged
-    /// (cessationOfOperation).
+    /// lost or stolen (the old certificates revoked keyCompromise), damaged
+    /// (cessationOfOperation) or name-change (superseded; the holder file carries the new
+    /// name, confirmed with --update-holder).
     #[arg(long)]
     reason: String,
+    /// The holder's personal data changed (a new name): the registry takes the holder file's
+    /// data, each change audited. Confirm it against the holder's documents first.
+    #[arg(long)]
+    update_holder: bool,
     /// The holder record (JSON) for the new card: the same PINFL as the old document's holder.
     #[arg(long, value_name = "FILE")]
     holder: PathBuf,
@@ -65,7 +70,7 @@ pub fn run(ctx: &Ctx, a: &ReplaceArgs) -> Result<(), StationError> {
             reader: a.reader.clone(),
             pin,
             pin_letter: a.pin_letter.clone(),
-            update_holder: false,
+            update_holder: a.update_holder,
         },
     };
     let quiet = ctx.json;

@@ -18,7 +18,9 @@
 //! 3. **settle** (one transaction), decided by that issuance job: completed → the hold made
 //!    final with the reason's CRLReason (lost/stolen keyCompromise — the keys may be in
 //!    someone else's hands; damaged cessationOfOperation — the keys are gone with the chip,
-//!    not compromised, as `revoke --reason damaged`), the old document LOST or REVOKED, the
+//!    not compromised, as `revoke --reason damaged`; name-change superseded — the holder's
+//!    record took the new name and the old card names them by the old one), the old document
+//!    LOST or REVOKED, the
 //!    replacement completed with the new document; rolled back or never begun → the hold
 //!    released, the old document active again, the replacement rolled-back; still unfinished
 //!    (after the LOCK command) → left for `idstation recover`, which first finishes the
@@ -66,16 +68,61 @@ pub struct Settled {
     pub new_document: Option<String>,
 }
 
-/// The CRLReason of a replacement's reason.
+/// The reasons a card is replaced for.
+pub const REASONS: &[&str] = &["lost", "stolen", "damaged", "name-change"];
+
+/// The CRLReason of a replacement's reason. A name change supersedes the old card
+/// (superseded, RFC 5280 §5.3.1): its keys were never at risk, but its certificates name the
+/// holder by the old name.
 fn crl_reason(reason: &str) -> Result<&'static str, StationError> {
     match reason {
         "lost" | "stolen" => Ok("keyCompromise"),
         "damaged" => Ok("cessationOfOperation"),
+        "name-change" => Ok("superseded"),
         other => Err(StationError::invalid(
             "reason",
-            format!("{other:?} must be one of lost, stolen, damaged"),
+            format!("{other:?} must be one of lost, stolen, damaged, name-change"),
         )),
     }
+}
+
+/// What becomes of the old document once its replacement is issued: lost (lost, stolen) or
+/// revoked (damaged, name change).
+fn old_status(reason: &str) -> Result<DocumentStatus, StationError> {
+    match reason {
+        "name-change" => Ok(DocumentStatus::Revoked),
+        other => crate::records::revocation_for(other).map(|(status, _)| status),
+    }
+}
+
+/// A name-change replacement carries the holder's new name: at least one of the names (Latin
+/// or Cyrillic) differs from the registered record, and the clerk confirmed the change.
+fn check_name_change(
+    registered: &registry::NewHolder,
+    input: &IssueInput,
+) -> Result<(), StationError> {
+    let r = &input.holder.record;
+    let same = registered.surname == r.surname
+        && registered.given_names == r.given_names
+        && registered.patronymic == r.patronymic
+        && registered.surname_cyrillic == r.surname_cyrillic
+        && registered.given_names_cyrillic == r.given_names_cyrillic
+        && registered.patronymic_cyrillic == r.patronymic_cyrillic;
+    if same {
+        return Err(StationError::invalid(
+            "surname",
+            "a name-change replacement needs the holder's new name: the names are the ones \
+             registered; enter the new name from the holder's documents",
+        ));
+    }
+    if !input.update_holder {
+        return Err(StationError::invalid(
+            "surname",
+            "the holder's new name changes the registry: confirm it against the holder's \
+             documents (--update-holder) before the replacement",
+        ));
+    }
+    Ok(())
 }
 
 /// Replace document `input.document`. See the module docs.
@@ -121,6 +168,9 @@ pub fn replace(
                     input.issue.holder.record.pinfl
                 ),
             ));
+        }
+        if input.reason == "name-change" {
+            check_name_change(&holder.data, &input.issue)?;
         }
         let card = st.registry.card_of_document(doc.id)?.ok_or_else(|| {
             StationError::Conflict(format!(
@@ -308,7 +358,7 @@ fn settle(
             let new_doc = st.registry.document(new_number)?.ok_or_else(|| {
                 StationError::Other(format!("no document {new_number} of job {}", job.id))
             })?;
-            let (status, _) = crate::records::revocation_for(&rep.reason)?;
+            let status = old_status(&rep.reason)?;
             crate::ra_services::seam(st).replacement_settled(
                 st,
                 actor,
@@ -412,4 +462,67 @@ pub fn recover(
         &[registry::Role::Clerk, registry::Role::CaAdmin],
     )?;
     settle_open(st, session.actor())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::date;
+
+    fn input(update_holder: bool) -> IssueInput {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/holders/holder-01.json");
+        let holder = crate::holder::load(
+            &p,
+            &crate::holder::ValidationPolicy::new(date!(2026 - 01 - 01)),
+        )
+        .expect("the fixture holder is valid");
+        IssueInput {
+            holder,
+            reader: None,
+            pin: zeroize::Zeroizing::new(String::new()),
+            pin_letter: "letter.pdf".into(),
+            update_holder,
+        }
+    }
+
+    #[test]
+    fn each_reason_has_its_crl_reason_and_the_old_documents_status() {
+        let expected = [
+            ("lost", "keyCompromise", DocumentStatus::Lost),
+            ("stolen", "keyCompromise", DocumentStatus::Lost),
+            ("damaged", "cessationOfOperation", DocumentStatus::Revoked),
+            ("name-change", "superseded", DocumentStatus::Revoked),
+        ];
+        assert_eq!(
+            REASONS,
+            expected.iter().map(|e| e.0).collect::<Vec<_>>().as_slice()
+        );
+        for (reason, crl, status) in expected {
+            assert_eq!(crl_reason(reason).expect(reason), crl);
+            assert_eq!(old_status(reason).expect(reason), status);
+        }
+        let e = crl_reason("renamed").expect_err("not a reason");
+        assert!(e.to_string().contains("name-change"), "{e}");
+    }
+
+    #[test]
+    fn a_name_change_needs_a_new_name_and_the_clerks_confirmation() {
+        let new = input(true);
+        let mut registered = registry::NewHolder::try_from(&new.holder).expect("holder");
+        // The same names: refused, naming the surname field.
+        let e = check_name_change(&registered, &new).expect_err("same names");
+        assert!(e.to_string().contains("surname"), "{e}");
+        assert!(e.to_string().contains("new name"), "{e}");
+        // The registry has the old surname: a name change.
+        registered.surname = "Karimova".into();
+        check_name_change(&registered, &new).expect("a new surname");
+        // Only the Cyrillic form changed: still a name change.
+        let mut cyr = registry::NewHolder::try_from(&new.holder).expect("holder");
+        cyr.surname_cyrillic = Some("Каримова".into());
+        check_name_change(&cyr, &new).expect("a new Cyrillic surname");
+        // Not confirmed by the clerk: refused.
+        let e = check_name_change(&registered, &input(false)).expect_err("unconfirmed");
+        assert!(e.to_string().contains("confirm"), "{e}");
+    }
 }

@@ -1,23 +1,29 @@
-//! The clerk's workspace: holder form with validation as you type, name preview, photo,
-//! look-ups by PINFL and document number, the reader panel, issuance with PIN/PUK, progress
-//! and result, and declaring a card lost or stolen.
+//! The clerk's workspace: the look-up panel (`lookup`) and the reader panel beside the holder
+//! form (`form_view`, with the card preview of `card_preview`), validation as you type, the
+//! Issue bar (or the replacement being prepared), the holder's PIN window, progress and
+//! result.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc::Receiver;
 
 use egui::{Color32, RichText};
 use station::holder::{FieldError, ValidHolder, ValidationPolicy};
 use station::issuance::IssueReport;
 use station::journal::JobStep;
-use station::records::{DocumentView, HolderView, RevokeReport};
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::form::{self, HolderForm, Input, FIELDS, NAME_PAIRS};
+pub use self::form_view::decode_photo;
+use self::lookup::LookupState;
+use crate::form::{HolderForm, FIELDS};
 use crate::i18n::{self, t, ta, tr, tr_args, Lang};
+use crate::notation::card_serial;
 use crate::options::GuiOptions;
 use crate::readers::ReaderSnapshot;
 use crate::worker::{Command, Event, Failure, SessionInfo, StepReport};
+
+pub mod form_view;
+pub mod lookup;
 
 /// The job steps in the order an issuance runs them, with the catalogue ids of the words the
 /// clerk sees.
@@ -50,25 +56,31 @@ struct PendingIssue {
     pin_letter: PathBuf,
     /// The clerk confirmed the registered holder's changed data.
     update_holder: bool,
+    /// The issuance replaces this document.
+    replace: Option<Replacing>,
+}
+
+/// A replacement being prepared: the holder's active document and why it is replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replacing {
+    pub document: String,
+    pub reason: &'static str,
 }
 
 pub struct ClerkState {
     pub form: HolderForm,
-    errors: BTreeMap<String, Vec<String>>,
-    valid: Option<ValidHolder>,
-    validated_form: Option<HolderForm>,
-    pinfl_lookup: String,
-    doc_lookup: String,
-    lookup_msg: Option<(bool, String)>,
-    lookup_pending: bool,
-    found_document: Option<Box<(HolderView, DocumentView)>>,
-    revoke_pending: bool,
-    revoke_confirm: Option<&'static str>,
-    revoke_result: Option<Result<RevokeReport, String>>,
-    photo_path: String,
-    photo: Option<(egui::TextureHandle, [usize; 2])>,
-    photo_rx: Option<Receiver<Result<(PathBuf, egui::ColorImage), String>>>,
-    photo_error: Option<String>,
+    pub(crate) errors: BTreeMap<String, Vec<String>>,
+    pub(crate) valid: Option<ValidHolder>,
+    pub(crate) validated_form: Option<HolderForm>,
+    pub lookup: LookupState,
+    /// The next card replaces the holder's active document (chosen in the look-up panel).
+    pub replacing: Option<Replacing>,
+    /// The replacement just issued: (old document, its status now).
+    replaced: Option<(String, String)>,
+    pub(crate) photo_path: String,
+    pub(crate) photo: Option<(egui::TextureHandle, [usize; 2])>,
+    pub(crate) photo_rx: Option<Receiver<Result<(PathBuf, egui::ColorImage), String>>>,
+    pub(crate) photo_error: Option<String>,
     /// The holder's PIN, typed by the holder in the holder PIN window (never in the form).
     pin: String,
     pin2: String,
@@ -91,11 +103,11 @@ pub struct ClerkState {
     default_nationality: String,
     /// Put the keyboard focus on this field in the next frame (after log-in: PINFL; "go to
     /// first" problem).
-    focus_field: Option<String>,
+    pub(crate) focus_field: Option<String>,
     /// Transliterations offered for a name field (key → suggestion), for the clerk to confirm.
-    suggestion: BTreeMap<String, Result<String, String>>,
+    pub(crate) suggestion: BTreeMap<String, Result<String, String>>,
     /// The width of a form column in this frame.
-    col_width: f32,
+    pub(crate) col_width: f32,
 }
 
 impl ClerkState {
@@ -121,14 +133,9 @@ impl Default for ClerkState {
             errors: BTreeMap::new(),
             valid: None,
             validated_form: None,
-            pinfl_lookup: String::new(),
-            doc_lookup: String::new(),
-            lookup_msg: None,
-            lookup_pending: false,
-            found_document: None,
-            revoke_pending: false,
-            revoke_confirm: None,
-            revoke_result: None,
+            lookup: LookupState::default(),
+            replacing: None,
+            replaced: None,
             photo_path: String::new(),
             photo: None,
             photo_rx: None,
@@ -187,7 +194,7 @@ impl ClerkState {
     }
 
     pub fn busy(&self) -> bool {
-        matches!(self.view, IssueView::Running { .. }) || self.lookup_pending || self.revoke_pending
+        matches!(self.view, IssueView::Running { .. }) || self.lookup.busy()
     }
 
     /// The document number of the issuance on the result screen.
@@ -221,72 +228,49 @@ impl ClerkState {
     }
 
     pub fn handle(&mut self, ev: &Event, lang: Lang) {
+        if let Some(rec) = self.lookup.handle(ev, lang) {
+            self.form.prefill(&rec);
+            self.replacing = None;
+        }
         match ev {
-            Event::Holder(r) => {
-                self.lookup_pending = false;
-                match r {
-                    Ok(Some(rec)) => {
-                        self.form.prefill(rec);
-                        self.lookup_msg = Some((
-                            true,
-                            tr_args(
-                                lang,
-                                "lookup-holder-loaded",
-                                &[("pinfl", i18n::s(rec.pinfl.as_str()))],
-                            ),
-                        ));
-                    }
-                    Ok(None) => self.lookup_msg = Some((false, tr(lang, "lookup-holder-none"))),
-                    Err(e) => self.lookup_msg = Some((false, e.clone())),
-                }
-            }
-            Event::Document(r) => {
-                self.lookup_pending = false;
-                match r {
-                    Ok(d) => {
-                        self.lookup_msg = None;
-                        self.found_document = Some(d.clone());
-                        self.revoke_result = None;
-                        self.revoke_confirm = None;
-                    }
-                    Err(e) => {
-                        self.found_document = None;
-                        self.lookup_msg = Some((false, e.clone()));
-                    }
-                }
-            }
-            Event::DocumentRevoked(r) => {
-                self.revoke_pending = false;
-                self.revoke_confirm = None;
-                if let (Ok(rep), Some(found)) = (r, self.found_document.as_mut()) {
-                    found.1.status = rep.status.clone();
-                }
-                self.revoke_result = Some(r.clone());
-            }
             Event::IssueStep(s) => {
                 if let IssueView::Running { steps } = &mut self.view {
                     steps.push(s.clone());
                 }
             }
-            Event::Issued(r) => {
-                let steps = match std::mem::replace(&mut self.view, IssueView::Form) {
-                    IssueView::Running { steps } => steps,
-                    _ => Vec::new(),
-                };
-                self.view = match r {
-                    Ok(rep) => {
-                        self.letter_saved = self.last.take().map(|p| p.pin_letter);
-                        self.pin_letter.clear();
-                        IssueView::Done(rep.clone())
-                    }
-                    Err(f) => IssueView::Failed {
-                        failure: f.clone(),
-                        steps,
-                    },
-                };
+            Event::Issued(r) => self.finished(r.as_ref().map(|r| (**r).clone()), None),
+            Event::Replaced(r) => {
+                let replaced = r
+                    .as_ref()
+                    .ok()
+                    .map(|r| (r.old_document.clone(), r.old_status.clone()));
+                self.finished(r.as_ref().map(|r| r.new.clone()), replaced);
             }
             _ => {}
         }
+    }
+
+    /// An issuance (or a replacement's) ended: the result or the failure, and the look-up
+    /// asked again so it shows the registry as it is now.
+    fn finished(&mut self, r: Result<IssueReport, &Failure>, replaced: Option<(String, String)>) {
+        let steps = match std::mem::replace(&mut self.view, IssueView::Form) {
+            IssueView::Running { steps } => steps,
+            _ => Vec::new(),
+        };
+        self.lookup.refresh();
+        self.view = match r {
+            Ok(rep) => {
+                self.letter_saved = self.last.take().map(|p| p.pin_letter);
+                self.pin_letter.clear();
+                self.replacing = None;
+                self.replaced = replaced;
+                IssueView::Done(Box::new(rep))
+            }
+            Err(f) => IssueView::Failed {
+                failure: f.clone(),
+                steps,
+            },
+        };
     }
 
     fn revalidate(&mut self, policy: &ValidationPolicy, lang: Lang) {
@@ -368,7 +352,7 @@ pub fn ui(
     opts: &GuiOptions,
     cmds: &mut Vec<Command>,
 ) {
-    poll_photo(ui.ctx(), st);
+    form_view::poll_photo(ui.ctx(), st);
     let lang = i18n::current(ui.ctx());
     if matches!(st.view, IssueView::Form) {
         st.revalidate(
@@ -381,7 +365,12 @@ pub fn ui(
         .resizable(true)
         .show(ui, |ui| {
             egui::ScrollArea::vertical().id_salt("side").show(ui, |ui| {
-                lookup_panel(ui, st, cmds);
+                let replacing = st.replacing.as_ref().map(|r| r.document.as_str());
+                if let Some(lookup::Action::Replace { document, reason }) =
+                    lookup::panel(ui, &mut st.lookup, replacing, cmds)
+                {
+                    st.replacing = Some(Replacing { document, reason });
+                }
                 ui.separator();
                 reader_panel(ui, readers);
             });
@@ -390,12 +379,14 @@ pub fn ui(
         if matches!(st.view, IssueView::Form) {
             // The form scrolls; the Issue bar under it stays at the bottom whatever the form's
             // length, and comes after the form in the Tab order.
-            let bar = ISSUE_BAR_HEIGHT + if st.secret_error.is_some() { 20.0 } else { 0.0 };
+            let bar = ISSUE_BAR_HEIGHT
+                + if st.secret_error.is_some() { 20.0 } else { 0.0 }
+                + if st.replacing.is_some() { 24.0 } else { 0.0 };
             egui::ScrollArea::vertical()
                 .id_salt("main")
                 .max_height((ui.available_height() - bar).max(100.0))
                 .auto_shrink([false, false])
-                .show(ui, |ui| form_ui(ui, st, session));
+                .show(ui, |ui| form_view::form_ui(ui, st, session));
             ui.separator();
             issue_bar(ui, st);
         } else {
@@ -481,547 +472,81 @@ fn reader_state(ui: &egui::Ui, state: &str) -> String {
             ta(
                 ui,
                 "reader-card",
-                &[("serial", i18n::s(serial)), ("state", i18n::s(word))],
+                &[
+                    ("serial", i18n::s(card_serial(serial))),
+                    ("state", i18n::s(word)),
+                ],
             )
         }
         _ => state.to_owned(),
     }
 }
 
-fn lookup_panel(ui: &mut egui::Ui, st: &mut ClerkState, cmds: &mut Vec<Command>) {
-    ui.heading(t(ui, "lookup-heading"));
-    let enter = |ui: &egui::Ui, r: &egui::Response| {
-        r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter))
-    };
-    ui.horizontal(|ui| {
-        let l = ui.label(t(ui, "lookup-pinfl"));
-        let r = ui
-            .add(egui::TextEdit::singleline(&mut st.pinfl_lookup).desired_width(150.0))
-            .labelled_by(l.id);
-        let go = enter(ui, &r);
-        let b = ui.add_enabled(
-            !st.lookup_pending,
-            egui::Button::new(t(ui, "lookup-find-holder")),
-        );
-        if (b.clicked() || go) && !st.lookup_pending {
-            st.lookup_pending = true;
-            st.lookup_msg = None;
-            cmds.push(Command::LookupHolder {
-                pinfl: st.pinfl_lookup.clone(),
-            });
-        }
-    });
-    ui.horizontal(|ui| {
-        let l = ui.label(t(ui, "lookup-document"));
-        let r = ui
-            .add(egui::TextEdit::singleline(&mut st.doc_lookup).desired_width(150.0))
-            .labelled_by(l.id);
-        let go = enter(ui, &r);
-        let b = ui.add_enabled(
-            !st.lookup_pending,
-            egui::Button::new(t(ui, "lookup-find-document")),
-        );
-        if (b.clicked() || go) && !st.lookup_pending {
-            st.lookup_pending = true;
-            st.lookup_msg = None;
-            cmds.push(Command::LookupDocument {
-                number: st.doc_lookup.clone(),
-            });
-        }
-    });
-    if st.lookup_pending {
-        ui.spinner();
-    }
-    if let Some((ok, m)) = &st.lookup_msg {
-        ui.colored_label(if *ok { GREEN } else { Color32::RED }, m);
-    }
-    let Some(found) = &st.found_document else {
-        return;
-    };
-    let (h, d) = &**found;
-    ui.separator();
-    copyable(ui, t(ui, "doc-document"), &d.document);
-    ui.label(ta(
-        ui,
-        "doc-holder",
-        &[
-            ("surname", i18n::s(h.surname.as_str())),
-            ("given", i18n::s(h.given_names.as_str())),
-            ("pinfl", i18n::s(h.pinfl.as_str())),
-        ],
-    ));
-    ui.label(ta(
-        ui,
-        "doc-status",
-        &[("status", i18n::s(status_word(ui, &d.status)))],
-    ));
-    ui.label(ta(
-        ui,
-        "doc-valid",
-        &[
-            ("from", i18n::s(i18n::date(&d.date_of_issue))),
-            ("to", i18n::s(i18n::date(&d.date_of_expiry))),
-        ],
-    ));
-    if let Some(c) = &d.card_serial {
-        copyable(ui, t(ui, "doc-card"), c);
-    }
-    for c in &d.certificates {
-        copyable(
-            ui,
-            ta(
-                ui,
-                "doc-certificate",
-                &[
-                    ("profile", i18n::s(c.profile.as_str())),
-                    ("status", i18n::s(status_word(ui, &c.status))),
-                ],
-            ),
-            &c.serial,
-        );
-    }
-    let number = d.document.clone();
-    if d.status == "active" || d.status == "suspended" {
-        ui.add_space(6.0);
-        ui.label(t(ui, "doc-declare"));
-        ui.horizontal(|ui| {
-            if ui.button(t(ui, "doc-declare-lost")).clicked() {
-                st.revoke_confirm = Some("lost");
-            }
-            if ui.button(t(ui, "doc-declare-stolen")).clicked() {
-                st.revoke_confirm = Some("stolen");
-            }
-        });
-        if let Some(reason) = st.revoke_confirm {
-            let reason_word = status_word(ui, reason);
+/// Above the Issue bar: the replacement being prepared (with a way out), or — for a holder
+/// looked up with an active card — why there is no Issue button. Returns true when the
+/// issuance is stopped.
+fn replace_line(ui: &mut egui::Ui, st: &mut ClerkState) -> bool {
+    if let Some(r) = &st.replacing {
+        let mut cancel = false;
+        ui.horizontal_wrapped(|ui| {
+            let reason = lookup::reason_word(ui, r.reason);
             ui.colored_label(
                 ORANGE,
                 ta(
                     ui,
-                    "doc-declare-warning",
-                    &[
-                        ("number", i18n::s(number.as_str())),
-                        ("reason", i18n::s(reason_word.as_str())),
-                    ],
-                ),
-            );
-            ui.horizontal(|ui| {
-                let b = ui.add_enabled(
-                    !st.revoke_pending,
-                    egui::Button::new(ta(
-                        ui,
-                        "doc-declare-confirm",
-                        &[("reason", i18n::s(reason_word.as_str()))],
-                    )),
-                );
-                if b.clicked() {
-                    st.revoke_pending = true;
-                    cmds.push(Command::RevokeDocument {
-                        number: number.clone(),
-                        reason: reason.to_string(),
-                    });
-                }
-                if ui.button(t(ui, "cancel")).clicked() {
-                    st.revoke_confirm = None;
-                }
-            });
-        }
-    }
-    match &st.revoke_result {
-        Some(Ok(r)) => {
-            ui.colored_label(
-                GREEN,
-                ta(
-                    ui,
-                    "doc-revoked",
+                    "replace-preparing",
                     &[
                         ("number", i18n::s(r.document.as_str())),
-                        ("status", i18n::s(status_word(ui, &r.status))),
-                        ("count", i18n::n(r.revoked_certificates.len() as f64)),
+                        ("reason", i18n::s(reason)),
                     ],
                 ),
             );
-        }
-        Some(Err(e)) => {
-            ui.colored_label(Color32::RED, e);
-        }
-        None => {}
-    }
-}
-
-/// A registry status in words ("active", "lost", "revoked" …); an unknown one as it is.
-fn status_word(ui: &egui::Ui, status: &str) -> String {
-    let id = format!("status-{status}");
-    let w = t(ui, &id);
-    if w == id {
-        status.to_owned()
-    } else {
-        w
-    }
-}
-
-/// The choices of a list field: (value stored, text shown).
-fn choices(ui: &egui::Ui, st: &ClerkState, key: &str) -> Vec<(String, String)> {
-    let lang = i18n::current(ui.ctx());
-    match key {
-        "sex" => vec![
-            ("M".into(), t(ui, "sex-male")),
-            ("F".into(), t(ui, "sex-female")),
-        ],
-        "address.kind" => vec![
-            ("permanent".into(), t(ui, "address-permanent")),
-            ("temporary".into(), t(ui, "address-temporary")),
-        ],
-        // The registry keeps the Uzbek Latin name; a Russian or Cyrillic screen also shows the
-        // Russian one (and finds it when typed).
-        "address.region" => station::regions::uz_regions()
-            .regions
-            .iter()
-            .map(|r| (r.name.clone(), place_name(lang, &r.name, &r.name_ru)))
-            .collect(),
-        "address.district" => station::regions::uz_regions()
-            .region(&st.form.region)
-            .map(|r| {
-                r.districts
-                    .iter()
-                    .map(|d| (d.name.clone(), place_name(lang, &d.name, &d.name_ru)))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        "citizenship" => station::regions::citizenships()
-            .countries
-            .iter()
-            .map(|c| {
-                let name = match lang {
-                    Lang::Ru | Lang::UzCyrl => &c.name_ru,
-                    _ => &c.name,
-                };
-                (c.code.clone(), format!("{} — {name}", c.code))
-            })
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// A place as the list shows it: the Uzbek Latin name, with the Russian one beside it on a
-/// Russian or Uzbek Cyrillic screen.
-fn place_name(lang: Lang, name: &str, name_ru: &str) -> String {
-    match lang {
-        Lang::Ru | Lang::UzCyrl => format!("{name} — {name_ru}"),
-        _ => name.to_owned(),
-    }
-}
-
-/// Letters only, lower case, Uzbek marks and apostrophes dropped: "Margʻilon" and "margilon"
-/// match.
-fn fold(s: &str) -> String {
-    s.chars()
-        .filter(|c| {
-            !matches!(
-                c,
-                '\u{2BB}' | '\u{2BC}' | '\u{2018}' | '\u{2019}' | '\'' | '`'
-            )
-        })
-        .filter(|c| c.is_alphanumeric() || *c == ' ')
-        .flat_map(char::to_lowercase)
-        .collect()
-}
-
-fn field_ui(ui: &mut egui::Ui, st: &mut ClerkState, key: &str) {
-    let Some(f) = form::field(key) else { return };
-    let focus = st.focus_field.as_deref() == Some(key);
-    let label = t(ui, f.label);
-    let opts = if f.input == Input::Choice {
-        choices(ui, st, key)
-    } else {
-        Vec::new()
-    };
-    let col = st.col_width;
-    ui.vertical(|ui| {
-        ui.set_width(col);
-        let l = ui.label(&label);
-        let hint = t(ui, f.hint);
-        let Some(text) = st.form.field_mut(key) else {
-            return;
-        };
-        let before = text.clone();
-        let mut focus_target = None;
-        if opts.len() == 2 {
-            // Two choices (sex, address kind): buttons, reached by Tab, chosen by Space/Enter.
-            ui.horizontal(|ui| {
-                for (i, (value, shown)) in opts.iter().enumerate() {
-                    let r = ui.selectable_label(*text == *value, shown);
-                    if r.clicked() {
-                        *text = value.clone();
-                    }
-                    if i == 0 {
-                        focus_target = Some(r);
-                    }
-                }
-            });
-        } else {
-            let r = ui
-                .add(
-                    egui::TextEdit::singleline(text)
-                        .hint_text(hint)
-                        .desired_width(col - 8.0),
-                )
-                .labelled_by(l.id);
-            if f.input == Input::Date && r.changed() {
-                *text = i18n::mask_date(text);
+            if r.reason == "name-change" {
+                ui.label(t(ui, "replace-name-change-hint"));
             }
-            if f.input == Input::Choice && !text.is_empty() && !opts.iter().any(|(v, _)| v == text)
-            {
-                // A name typed without its marks or capitals ("margilon shahri") is the listed
-                // one ("Margʻilon shahri") when exactly one entry matches.
-                let typed = fold(text);
-                let exact: Vec<&(String, String)> = opts
-                    .iter()
-                    .filter(|(v, s)| fold(v) == typed || fold(s) == typed)
-                    .collect();
-                if let [only] = exact.as_slice() {
-                    *text = only.0.clone();
-                }
-            }
-            focus_target = Some(r);
-        }
-        if f.input == Input::Choice && opts.len() > 2 {
-            let typed = fold(text);
-            let listed = opts.iter().any(|(v, _)| v == text);
-            if !typed.is_empty() && !listed {
-                let hits: Vec<&(String, String)> = opts
-                    .iter()
-                    .filter(|(v, s)| fold(v).contains(&typed) || fold(s).contains(&typed))
-                    .take(6)
-                    .collect();
-                for (v, shown) in hits {
-                    if ui.small_button(shown).clicked() {
-                        *text = v.clone();
-                    }
-                }
-            }
-        }
-        let changed = *text != before;
-        if let Some(r) = focus_target {
-            if focus {
-                r.request_focus();
-                r.scroll_to_me(Some(egui::Align::Center));
-            }
-        }
-        if changed {
-            st.form.touched.insert(key.to_string());
-            if key == "address.region" {
-                st.form.district.clear();
-            }
-        }
-        if st.form.touched.contains(key) {
-            if let Some(errs) = st.errors.get(key) {
-                for e in errs {
-                    // Wraps within the column: the grid keeps its width.
-                    ui.add(egui::Label::new(RichText::new(e).color(Color32::RED)).wrap());
-                }
-            }
-        }
-    });
-    if focus {
-        st.focus_field = None;
-    }
-}
-
-/// "Transliterate" beside a Cyrillic name: the Latin form in Cyrillic (or back), with the
-/// MRZ's correspondences (`station::translit`); the clerk takes it or leaves it.
-fn translit_ui(ui: &mut egui::Ui, st: &mut ClerkState, latin: &str, cyr: &str) {
-    let (Some(l), Some(c)) = (
-        st.form.field_mut(latin).cloned(),
-        st.form.field_mut(cyr).cloned(),
-    ) else {
-        return;
-    };
-    ui.horizontal(|ui| {
-        if !l.trim().is_empty()
-            && c.trim().is_empty()
-            && ui.small_button(t(ui, "translit-to-cyrillic")).clicked()
-        {
-            st.suggestion
-                .insert(cyr.to_owned(), station::translit::cyrillic_from_latin(&l));
-        }
-        if l.trim().is_empty()
-            && !c.trim().is_empty()
-            && ui.small_button(t(ui, "translit-to-latin")).clicked()
-        {
-            st.suggestion
-                .insert(latin.to_owned(), station::translit::latin_from_cyrillic(&c));
-        }
-    });
-    for key in [latin, cyr] {
-        let Some(s) = st.suggestion.get(key).cloned() else {
-            continue;
-        };
-        match s {
-            Ok(text) => {
-                let mut take = false;
-                let mut drop = false;
-                ui.horizontal_wrapped(|ui| {
-                    ui.label(ta(
-                        ui,
-                        "translit-offer",
-                        &[("text", i18n::s(text.as_str()))],
-                    ));
-                    take = ui.button(t(ui, "translit-take")).clicked();
-                    drop = ui.button(t(ui, "translit-leave")).clicked();
-                });
-                if take {
-                    if let Some(f) = st.form.field_mut(key) {
-                        *f = text;
-                        st.form.touched.insert(key.to_owned());
-                    }
-                }
-                if take || drop {
-                    st.suggestion.remove(key);
-                }
-            }
-            Err(e) => {
-                ui.colored_label(
-                    Color32::RED,
-                    ta(ui, "translit-failed", &[("detail", i18n::s(e.as_str()))]),
-                );
-                st.suggestion.remove(key);
-            }
-        }
-    }
-}
-
-fn form_ui(ui: &mut egui::Ui, st: &mut ClerkState, session: &SessionInfo) {
-    let gap = ui.spacing().item_spacing.x;
-    st.col_width = ((ui.available_width() - 2.0 * gap) / 3.0).clamp(COL_MIN_WIDTH, COL_WIDTH);
-    ui.heading(t(ui, "holder-heading"));
-    ui.horizontal_top(|ui| {
-        field_ui(ui, st, "pinfl");
-        field_ui(ui, st, "sex");
-        field_ui(ui, st, "date_of_birth");
-    });
-    ui.add_space(4.0);
-    ui.label(RichText::new(t(ui, "names-hint")).weak());
-    for (latin, cyr) in NAME_PAIRS {
-        ui.horizontal_top(|ui| {
-            field_ui(ui, st, latin);
-            field_ui(ui, st, cyr);
-            ui.vertical(|ui| {
-                ui.add_space(18.0);
-                translit_ui(ui, st, latin, cyr);
-            });
+            cancel = ui.button(t(ui, "replace-cancel")).clicked();
         });
-    }
-    ui.horizontal_top(|ui| {
-        field_ui(ui, st, "place_of_birth");
-        field_ui(ui, st, "citizenship");
-    });
-    ui.add_space(4.0);
-    ui.heading(t(ui, "address-heading"));
-    ui.horizontal_top(|ui| {
-        field_ui(ui, st, "address.kind");
-        field_ui(ui, st, "address.region");
-        field_ui(ui, st, "address.district");
-    });
-    ui.horizontal_top(|ui| {
-        field_ui(ui, st, "address.street");
-        field_ui(ui, st, "address.house");
-        field_ui(ui, st, "address.apartment");
-    });
-    ui.horizontal_top(|ui| {
-        field_ui(ui, st, "address.registered_on");
-        field_ui(ui, st, "address.registered_until");
-    });
-    if st.validated_form.as_ref() != Some(&st.form) {
-        // An edit in this frame: show its validation in the next one.
-        ui.ctx().request_repaint();
-    }
-
-    ui.separator();
-    ui.heading(t(ui, "photo-heading"));
-    let focus_photo = st.focus_field.as_deref() == Some("photo");
-    ui.horizontal(|ui| {
-        let l = ui.label(t(ui, "photo-file"));
-        let r = ui
-            .add(
-                egui::TextEdit::singleline(&mut st.photo_path)
-                    .hint_text(t(ui, "photo-file-hint"))
-                    .desired_width(320.0),
-            )
-            .labelled_by(l.id);
-        if focus_photo {
-            r.request_focus();
-            r.scroll_to_me(Some(egui::Align::Center));
-            st.focus_field = None;
+        if cancel {
+            st.replacing = None;
         }
-        let go = r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
-        let b = ui.add_enabled(
-            st.photo_rx.is_none(),
-            egui::Button::new(t(ui, "photo-load")),
-        );
-        if (b.clicked() || go) && st.photo_rx.is_none() {
-            load_photo(st);
-        }
-    });
-    // The photo's problems sit in the Photo section.
-    if let Some(e) = &st.photo_error {
-        ui.add(egui::Label::new(RichText::new(e).color(Color32::RED)).wrap());
+        return false;
     }
-    if st.form.touched.contains("photo") || st.form.touched.len() >= FIELDS.len() {
-        for e in st.errors.get("photo").into_iter().flatten() {
-            ui.add(egui::Label::new(RichText::new(e).color(Color32::RED)).wrap());
-        }
-    }
-    if let Some(p) = &st.form.photo {
-        ui.label(ta(
-            ui,
-            "photo-loaded",
-            &[(
-                "file",
-                i18n::s(
-                    p.file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default(),
-                ),
-            )],
-        ));
-    }
-    if let Some((tex, [w, h])) = &st.photo {
-        let scale = 160.0 / (*h as f32).max(1.0);
-        ui.add(
-            egui::Image::new(tex)
-                .fit_to_exact_size(egui::vec2(*w as f32 * scale, 160.0))
-                .alt_text(t(ui, "photo-preview")),
-        );
-    }
-
-    ui.separator();
-    ui.heading(t(ui, "preview-heading"));
-    match &st.valid {
-        Some(v) => {
-            ui.label(ta(
+    let Some(d) = st.lookup.active_document(&st.form.pinfl) else {
+        return false;
+    };
+    ui.add(
+        egui::Label::new(
+            RichText::new(ta(
                 ui,
-                "preview-printed-name",
-                &[("name", i18n::s(station::holder_views::printed_name(v)))],
-            ));
-        }
-        None => {
-            ui.label(t(ui, "preview-printed-name-later"));
-        }
-    }
-    mrz_preview(ui, st, session);
+                "replace-stopped",
+                &[("number", i18n::s(d.document.as_str()))],
+            ))
+            .color(ORANGE)
+            .strong(),
+        )
+        .wrap(),
+    );
+    true
 }
 
 /// The Issue bar, pinned at the bottom: where the PIN letter goes, Issue card, and the count of
 /// problems with a button to the first.
 fn issue_bar(ui: &mut egui::Ui, st: &mut ClerkState) {
     ui.add_space(4.0);
+    if replace_line(ui, st) {
+        return;
+    }
     ui.horizontal_wrapped(|ui| {
         let l = ui.label(t(ui, "issue-letter"));
         ui.add(egui::TextEdit::singleline(&mut st.pin_letter).desired_width(220.0))
             .labelled_by(l.id)
             .on_hover_text(t(ui, "issue-letter-help"));
-        if ui.button(t(ui, "issue-button")).clicked() {
+        let button = if st.replacing.is_some() {
+            "replace-issue-button"
+        } else {
+            "issue-button"
+        };
+        if ui.button(t(ui, button)).clicked() {
             st.form.touch_all();
             st.secret_error = if st.pin_letter.trim().is_empty() {
                 Some(t(ui, "issue-letter-missing"))
@@ -1058,55 +583,6 @@ fn issue_bar(ui: &mut egui::Ui, st: &mut ClerkState) {
         }
     }
     ui.add_space(4.0);
-}
-
-/// The document number the preview shows: the next number is handed out only when the card is
-/// issued, so the preview uses the office's series with seven zeros.
-pub fn placeholder_number(session: &SessionInfo) -> String {
-    format!("{}0000000", session.series.as_deref().unwrap_or("AA"))
-}
-
-/// The TD1 MRZ (ICAO 9303 Part 5) the card will carry, from
-/// `station::holder_views::record_mrz_lines`.
-fn mrz_preview(ui: &mut egui::Ui, st: &ClerkState, session: &SessionInfo) {
-    let Some(v) = &st.valid else {
-        ui.label(RichText::new(t(ui, "preview-mrz-later")).weak());
-        return;
-    };
-    let number = placeholder_number(session);
-    match station::holder_views::record_mrz_lines(
-        &station::holder_views::MrzRecord::from_record(&v.record),
-        &session.document,
-        &number,
-        session.expiry,
-    ) {
-        Ok(lines) => {
-            ui.add(
-                egui::Label::new(ta(
-                    ui,
-                    "preview-mrz",
-                    &[
-                        ("number", i18n::s(number.as_str())),
-                        ("expiry", i18n::s(i18n::date_of(session.expiry))),
-                    ],
-                ))
-                .wrap(),
-            );
-            for l in lines {
-                ui.label(RichText::new(l).monospace());
-            }
-        }
-        Err(e) => {
-            ui.colored_label(
-                Color32::RED,
-                ta(
-                    ui,
-                    "preview-mrz-error",
-                    &[("detail", i18n::s(e.to_string()))],
-                ),
-            );
-        }
-    }
 }
 
 /// The holder's own PIN entry: a window apart from the clerk's form, for the holder to type
@@ -1203,7 +679,13 @@ fn holder_pin_window(
             holder,
             pin: Zeroizing::new(st.pin.clone()),
             pin_letter: PathBuf::from(st.pin_letter.trim()),
-            update_holder: false,
+            // A name change is the holder's new name: the clerk chose it, so the registry
+            // takes it.
+            update_holder: st
+                .replacing
+                .as_ref()
+                .is_some_and(|r| r.reason == "name-change"),
+            replace: st.replacing.clone(),
         };
         st.clear_secrets();
         start_issue(st, pending, opts, cmds);
@@ -1211,12 +693,23 @@ fn holder_pin_window(
 }
 
 fn start_issue(st: &mut ClerkState, p: PendingIssue, opts: &GuiOptions, cmds: &mut Vec<Command>) {
-    cmds.push(Command::Issue {
-        holder: Box::new(p.holder.clone()),
-        reader: opts.reader.clone(),
-        pin: p.pin.clone(),
-        pin_letter: p.pin_letter.clone(),
-        update_holder: p.update_holder,
+    cmds.push(match &p.replace {
+        None => Command::Issue {
+            holder: Box::new(p.holder.clone()),
+            reader: opts.reader.clone(),
+            pin: p.pin.clone(),
+            pin_letter: p.pin_letter.clone(),
+            update_holder: p.update_holder,
+        },
+        Some(r) => Command::Replace {
+            document: r.document.clone(),
+            reason: r.reason.to_owned(),
+            holder: Box::new(p.holder.clone()),
+            reader: opts.reader.clone(),
+            pin: p.pin.clone(),
+            pin_letter: p.pin_letter.clone(),
+            update_holder: p.update_holder,
+        },
     });
     st.last = Some(p);
     st.view = IssueView::Running { steps: Vec::new() };
@@ -1290,7 +783,17 @@ fn issue_view(ui: &mut egui::Ui, st: &mut ClerkState, opts: &GuiOptions, cmds: &
                     ui.ctx().copy_text(r.document.clone());
                 }
             });
-            copyable(ui, t(ui, "issue-card-serial"), &r.card_serial);
+            copyable(ui, t(ui, "issue-card-serial"), &card_serial(&r.card_serial));
+            if let Some((old, status)) = &st.replaced {
+                ui.label(ta(
+                    ui,
+                    "replace-done",
+                    &[
+                        ("old", i18n::s(old.as_str())),
+                        ("status", i18n::s(lookup::status_word(ui, status))),
+                    ],
+                ));
+            }
             ui.label(ta(
                 ui,
                 "issue-reader",
@@ -1399,70 +902,4 @@ fn holder_changes_ui(ui: &mut egui::Ui, changes: &[station::holder_update::Field
                 ui.end_row();
             }
         });
-}
-
-fn load_photo(st: &mut ClerkState) {
-    let path = PathBuf::from(st.photo_path.trim());
-    let (tx, rx) = mpsc::channel();
-    st.photo_rx = Some(rx);
-    st.photo_error = None;
-    std::thread::spawn(move || {
-        let r = decode_photo(&path).map(|img| (path, img));
-        let _ = tx.send(r);
-    });
-}
-
-/// Read and decode a JPEG (or PNG) photo for the preview.
-pub fn decode_photo(path: &std::path::Path) -> Result<egui::ColorImage, String> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        crate::GuiError::Photo {
-            path: path.into(),
-            reason: e.to_string(),
-        }
-        .to_string()
-    })?;
-    let img = image::load_from_memory(&bytes).map_err(|e| {
-        crate::GuiError::Photo {
-            path: path.into(),
-            reason: e.to_string(),
-        }
-        .to_string()
-    })?;
-    let rgba = img.to_rgba8();
-    let size = [rgba.width() as usize, rgba.height() as usize];
-    Ok(egui::ColorImage::from_rgba_unmultiplied(
-        size,
-        rgba.as_raw(),
-    ))
-}
-
-fn poll_photo(ctx: &egui::Context, st: &mut ClerkState) {
-    let Some(rx) = &st.photo_rx else { return };
-    match rx.try_recv() {
-        Ok(Ok((path, img))) => {
-            let size = img.size;
-            let tex = ctx.load_texture("holder-photo", img, egui::TextureOptions::LINEAR);
-            st.photo = Some((tex, size));
-            st.form.photo = Some(path);
-            st.form.touched.insert("photo".into());
-            st.photo_rx = None;
-        }
-        Ok(Err(e)) => {
-            // "photo: PATH: reason" (GuiError::Photo) in the operator's words.
-            let reason = e.rsplit(": ").next().unwrap_or(&e).to_owned();
-            let file = st.photo_path.trim().to_owned();
-            st.photo_error = Some(tr_args(
-                i18n::current(ctx),
-                "photo-unreadable",
-                &[("file", i18n::s(file)), ("reason", i18n::s(reason))],
-            ));
-            st.photo = None;
-            st.form.photo = None;
-            st.photo_rx = None;
-        }
-        Err(mpsc::TryRecvError::Empty) => {
-            ctx.request_repaint_after(std::time::Duration::from_millis(50))
-        }
-        Err(mpsc::TryRecvError::Disconnected) => st.photo_rx = None,
-    }
 }

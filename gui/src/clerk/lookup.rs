@@ -1,0 +1,458 @@
+//! The clerk's look-up panel: a holder by PINFL (their documents with status, dates, office,
+//! card and certificates, the numbers spoiled in their issuances, and — for a holder with an
+//! active card — the replacement reasons instead of a new issuance), a document by number (a
+//! spoiled number said so), and declaring a card lost or stolen. What it shows is asked for
+//! again after every action, so no screen keeps a status the registry no longer has.
+
+use egui::{Color32, RichText};
+use station::holder::HolderRecord;
+use station::interactive::{HolderLookup, SpoiledNumber};
+use station::records::{DocumentView, HolderView, RevokeReport};
+
+use super::copyable;
+use crate::i18n::{self, t, ta, tr, tr_args, Lang};
+use crate::notation::card_serial;
+use crate::worker::{Command, Event};
+
+const GREEN: Color32 = Color32::from_rgb(0, 140, 60);
+const ORANGE: Color32 = Color32::from_rgb(200, 120, 0);
+
+/// The replacement reasons the clerk chooses from, with the catalogue ids of their buttons
+/// (`station::services::replace::REASONS`).
+pub const REPLACE_REASONS: &[(&str, &str)] = &[
+    ("lost", "replace-lost"),
+    ("stolen", "replace-stolen"),
+    ("damaged", "replace-damaged"),
+    ("name-change", "replace-name-change"),
+];
+
+/// What the clerk chose in the panel for the clerk's workspace to act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Replace the active document `document` for `reason` (one of [`REPLACE_REASONS`]).
+    Replace {
+        document: String,
+        reason: &'static str,
+    },
+}
+
+#[derive(Default)]
+pub struct LookupState {
+    pub pinfl: String,
+    pub number: String,
+    msg: Option<(bool, String)>,
+    /// Look-ups sent and not answered yet.
+    pending: u32,
+    /// The answers on their way come from the clerk's own look-up (a holder's record fills
+    /// the form, messages are replaced); a refresh after an action only renews what is shown.
+    asked: bool,
+    holder: Option<Box<HolderLookup>>,
+    document: Option<Box<(HolderView, DocumentView)>>,
+    spoiled: Option<SpoiledNumber>,
+    revoke_pending: bool,
+    revoke_confirm: Option<&'static str>,
+    revoke_result: Option<Result<RevokeReport, String>>,
+    /// Ask for what is shown again in the next frame.
+    refresh: bool,
+}
+
+impl LookupState {
+    pub fn busy(&self) -> bool {
+        self.pending > 0 || self.revoke_pending
+    }
+
+    /// Ask the registry again for the holder and the document shown (after an issuance, a
+    /// replacement or a revocation).
+    pub fn refresh(&mut self) {
+        self.refresh = true;
+    }
+
+    /// The active document of the holder looked up, when the form is for that holder: a new
+    /// card for them is a replacement, not an issuance.
+    pub fn active_document(&self, form_pinfl: &str) -> Option<&DocumentView> {
+        let h = self.holder.as_ref()?;
+        (h.view.pinfl == form_pinfl.trim())
+            .then(|| h.active_document())
+            .flatten()
+    }
+
+    /// Take a look-up's answer. Returns the holder record to fill the form with (the clerk's
+    /// own holder look-up only).
+    pub fn handle(&mut self, ev: &Event, lang: Lang) -> Option<HolderRecord> {
+        match ev {
+            Event::Holder(r) => {
+                self.pending = self.pending.saturating_sub(1);
+                match r {
+                    Ok(Some(found)) => {
+                        let fill = std::mem::take(&mut self.asked);
+                        let record = found.record.clone();
+                        self.holder = Some(found.clone());
+                        if fill {
+                            self.msg = Some((
+                                true,
+                                tr_args(
+                                    lang,
+                                    "lookup-holder-loaded",
+                                    &[("pinfl", i18n::s(record.pinfl.as_str()))],
+                                ),
+                            ));
+                            return Some(record);
+                        }
+                    }
+                    Ok(None) => {
+                        self.holder = None;
+                        self.msg = Some((false, tr(lang, "lookup-holder-none")));
+                    }
+                    Err(e) => self.msg = Some((false, e.clone())),
+                }
+            }
+            Event::Document(r) => {
+                self.pending = self.pending.saturating_sub(1);
+                self.spoiled = None;
+                match r {
+                    Ok(d) => {
+                        if std::mem::take(&mut self.asked) {
+                            self.msg = None;
+                            self.revoke_result = None;
+                            self.revoke_confirm = None;
+                        }
+                        self.document = Some(d.clone());
+                    }
+                    Err(e) => {
+                        self.document = None;
+                        self.msg = Some((false, e.clone()));
+                    }
+                }
+            }
+            Event::SpoiledNumber(s) => {
+                self.pending = self.pending.saturating_sub(1);
+                self.document = None;
+                self.msg = None;
+                self.spoiled = Some((**s).clone());
+            }
+            Event::DocumentRevoked(r) => {
+                self.revoke_pending = false;
+                self.revoke_confirm = None;
+                self.revoke_result = Some(r.clone());
+                self.refresh = true;
+            }
+            _ => {}
+        }
+        None
+    }
+
+    fn send_refresh(&mut self, cmds: &mut Vec<Command>) {
+        if !std::mem::take(&mut self.refresh) {
+            return;
+        }
+        self.asked = false;
+        if let Some(h) = &self.holder {
+            self.pending += 1;
+            cmds.push(Command::LookupHolder {
+                pinfl: h.view.pinfl.clone(),
+            });
+        }
+        if let Some(d) = &self.document {
+            self.pending += 1;
+            cmds.push(Command::LookupDocument {
+                number: d.1.document.clone(),
+            });
+        }
+    }
+}
+
+/// Draw the look-up panel. `replacing` is the document a replacement is being prepared for.
+pub fn panel(
+    ui: &mut egui::Ui,
+    st: &mut LookupState,
+    replacing: Option<&str>,
+    cmds: &mut Vec<Command>,
+) -> Option<Action> {
+    if st.pending == 0 {
+        st.send_refresh(cmds);
+    }
+    ui.heading(t(ui, "lookup-heading"));
+    search_ui(ui, st, cmds);
+    if st.pending > 0 {
+        ui.spinner();
+    }
+    if let Some((ok, m)) = &st.msg {
+        ui.colored_label(if *ok { GREEN } else { Color32::RED }, m);
+    }
+    if let Some(s) = &st.spoiled {
+        ui.separator();
+        spoiled_ui(ui, s);
+    }
+    let mut action = None;
+    if st.holder.is_some() {
+        ui.separator();
+        action = holder_ui(ui, st, replacing);
+    }
+    if st.document.is_some() {
+        ui.separator();
+        found_document_ui(ui, st, cmds);
+    }
+    action
+}
+
+fn search_ui(ui: &mut egui::Ui, st: &mut LookupState, cmds: &mut Vec<Command>) {
+    let enter = |ui: &egui::Ui, r: &egui::Response| {
+        r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter))
+    };
+    for holder in [true, false] {
+        ui.horizontal(|ui| {
+            let (label, button, text) = if holder {
+                ("lookup-pinfl", "lookup-find-holder", &mut st.pinfl)
+            } else {
+                ("lookup-document", "lookup-find-document", &mut st.number)
+            };
+            let l = ui.label(t(ui, label));
+            let r = ui
+                .add(egui::TextEdit::singleline(text).desired_width(150.0))
+                .labelled_by(l.id);
+            let go = enter(ui, &r);
+            let b = ui.add_enabled(st.pending == 0, egui::Button::new(t(ui, button)));
+            if (b.clicked() || go) && st.pending == 0 {
+                st.pending += 1;
+                st.asked = true;
+                st.msg = None;
+                cmds.push(if holder {
+                    Command::LookupHolder {
+                        pinfl: st.pinfl.clone(),
+                    }
+                } else {
+                    Command::LookupDocument {
+                        number: st.number.clone(),
+                    }
+                });
+            }
+        });
+    }
+}
+
+/// A spoiled number: no document carries it and it is never handed out again.
+fn spoiled_ui(ui: &mut egui::Ui, s: &SpoiledNumber) {
+    let text = ta(
+        ui,
+        "lookup-spoiled",
+        &[
+            ("number", i18n::s(s.document.as_str())),
+            (
+                "card",
+                i18n::s(
+                    s.card_serial
+                        .as_deref()
+                        .map(card_serial)
+                        .unwrap_or_else(|| "—".into()),
+                ),
+            ),
+            ("date", i18n::s(i18n::date(&s.when))),
+        ],
+    );
+    ui.add(egui::Label::new(RichText::new(text).color(ORANGE)).wrap());
+}
+
+/// The holder looked up: documents, spoiled numbers, and the replacement reasons when they
+/// have an active card.
+fn holder_ui(ui: &mut egui::Ui, st: &LookupState, replacing: Option<&str>) -> Option<Action> {
+    let h = st.holder.as_ref()?;
+    let v = &h.view;
+    ui.label(
+        RichText::new(ta(
+            ui,
+            "doc-holder",
+            &[
+                ("surname", i18n::s(v.surname.as_str())),
+                ("given", i18n::s(v.given_names.as_str())),
+                ("pinfl", i18n::s(v.pinfl.as_str())),
+            ],
+        ))
+        .strong(),
+    );
+    if v.documents.is_empty() {
+        ui.label(t(ui, "lookup-no-documents"));
+    }
+    for d in &v.documents {
+        document_ui(ui, d);
+    }
+    for s in &h.spoiled {
+        spoiled_ui(ui, s);
+    }
+    let active = h.active_document()?;
+    ui.add_space(6.0);
+    ui.add(
+        egui::Label::new(
+            RichText::new(ta(
+                ui,
+                "lookup-has-active",
+                &[("number", i18n::s(active.document.as_str()))],
+            ))
+            .color(ORANGE)
+            .strong(),
+        )
+        .wrap(),
+    );
+    if replacing == Some(active.document.as_str()) {
+        return None;
+    }
+    let mut action = None;
+    ui.horizontal_wrapped(|ui| {
+        for &(reason, id) in REPLACE_REASONS {
+            if ui.button(t(ui, id)).clicked() {
+                action = Some(Action::Replace {
+                    document: active.document.clone(),
+                    reason,
+                });
+            }
+        }
+    });
+    action
+}
+
+/// One document: number, status, dates, office, card, certificates.
+fn document_ui(ui: &mut egui::Ui, d: &DocumentView) {
+    ui.add_space(4.0);
+    copyable(ui, t(ui, "doc-document"), &d.document);
+    ui.label(ta(
+        ui,
+        "doc-status",
+        &[("status", i18n::s(status_word(ui, &d.status)))],
+    ));
+    ui.label(ta(
+        ui,
+        "doc-valid",
+        &[
+            ("from", i18n::s(i18n::date(&d.date_of_issue))),
+            ("to", i18n::s(i18n::date(&d.date_of_expiry))),
+        ],
+    ));
+    ui.label(ta(
+        ui,
+        "doc-office",
+        &[("office", i18n::s(d.office.as_str()))],
+    ));
+    if let Some(c) = &d.card_serial {
+        copyable(ui, t(ui, "doc-card"), &card_serial(c));
+    }
+    for c in &d.certificates {
+        copyable(
+            ui,
+            ta(
+                ui,
+                "doc-certificate",
+                &[
+                    ("profile", i18n::s(c.profile.as_str())),
+                    ("status", i18n::s(status_word(ui, &c.status))),
+                ],
+            ),
+            &c.serial,
+        );
+    }
+}
+
+/// The document looked up by number, with "Declare lost / stolen" while it is in use.
+fn found_document_ui(ui: &mut egui::Ui, st: &mut LookupState, cmds: &mut Vec<Command>) {
+    let Some(found) = &st.document else { return };
+    let (h, d) = &**found;
+    ui.label(ta(
+        ui,
+        "doc-holder",
+        &[
+            ("surname", i18n::s(h.surname.as_str())),
+            ("given", i18n::s(h.given_names.as_str())),
+            ("pinfl", i18n::s(h.pinfl.as_str())),
+        ],
+    ));
+    document_ui(ui, d);
+    let number = d.document.clone();
+    if d.status == "active" || d.status == "suspended" {
+        declare_ui(ui, st, number, cmds);
+    }
+    match &st.revoke_result {
+        Some(Ok(r)) => {
+            ui.colored_label(
+                GREEN,
+                ta(
+                    ui,
+                    "doc-revoked",
+                    &[
+                        ("number", i18n::s(r.document.as_str())),
+                        ("status", i18n::s(status_word(ui, &r.status))),
+                        ("count", i18n::n(r.revoked_certificates.len() as f64)),
+                    ],
+                ),
+            );
+        }
+        Some(Err(e)) => {
+            ui.colored_label(Color32::RED, e);
+        }
+        None => {}
+    }
+}
+
+fn declare_ui(ui: &mut egui::Ui, st: &mut LookupState, number: String, cmds: &mut Vec<Command>) {
+    ui.add_space(6.0);
+    ui.label(t(ui, "doc-declare"));
+    ui.horizontal(|ui| {
+        if ui.button(t(ui, "doc-declare-lost")).clicked() {
+            st.revoke_confirm = Some("lost");
+        }
+        if ui.button(t(ui, "doc-declare-stolen")).clicked() {
+            st.revoke_confirm = Some("stolen");
+        }
+    });
+    let Some(reason) = st.revoke_confirm else {
+        return;
+    };
+    let reason_word = status_word(ui, reason);
+    ui.colored_label(
+        ORANGE,
+        ta(
+            ui,
+            "doc-declare-warning",
+            &[
+                ("number", i18n::s(number.as_str())),
+                ("reason", i18n::s(reason_word.as_str())),
+            ],
+        ),
+    );
+    ui.horizontal(|ui| {
+        let b = ui.add_enabled(
+            !st.revoke_pending,
+            egui::Button::new(ta(
+                ui,
+                "doc-declare-confirm",
+                &[("reason", i18n::s(reason_word.as_str()))],
+            )),
+        );
+        if b.clicked() {
+            st.revoke_pending = true;
+            cmds.push(Command::RevokeDocument {
+                number: number.clone(),
+                reason: reason.to_string(),
+            });
+        }
+        if ui.button(t(ui, "cancel")).clicked() {
+            st.revoke_confirm = None;
+        }
+    });
+}
+
+/// Why a card is replaced, in words: "lost", "stolen", "damaged", "name change".
+pub fn reason_word(ui: &egui::Ui, reason: &str) -> String {
+    match reason {
+        "name-change" => t(ui, "replace-reason-name-change"),
+        other => status_word(ui, other),
+    }
+}
+
+/// A registry status in words ("active", "lost", "revoked" …); an unknown one as it is.
+pub fn status_word(ui: &egui::Ui, status: &str) -> String {
+    let id = format!("status-{status}");
+    let w = t(ui, &id);
+    if w == id {
+        status.to_owned()
+    } else {
+        w
+    }
+}
