@@ -397,9 +397,15 @@ impl StationApp {
                         (ClerkTab::Issuance, "tab-issuance"),
                         (ClerkTab::Services, "tab-services"),
                     ];
-                    for (tab, id) in tabs {
+                    // Alt+1 and Alt+2 switch between them from anywhere.
+                    for (n, (tab, id)) in tabs.into_iter().enumerate() {
+                        let key = [egui::Key::Num1, egui::Key::Num2][n];
+                        if ui.input_mut(|i| i.consume_key(egui::Modifiers::ALT, key)) {
+                            self.clerk_tab = tab;
+                        }
                         let text = RichText::new(i18n::t(ui, id)).strong();
-                        ui.selectable_value(&mut self.clerk_tab, tab, text);
+                        ui.selectable_value(&mut self.clerk_tab, tab, text)
+                            .on_hover_text(format!("Alt+{}", n + 1));
                     }
                 }
             });

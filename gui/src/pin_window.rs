@@ -113,8 +113,8 @@ impl PinWindow {
                             if focus && i == 0 {
                                 r.request_focus();
                             }
-                            let enter = r.lost_focus()
-                                && ui.input(|x| x.key_pressed(egui::Key::Enter));
+                            let enter =
+                                r.lost_focus() && ui.input(|x| x.key_pressed(egui::Key::Enter));
                             if i + 1 == fields && enter {
                                 start = true;
                             }

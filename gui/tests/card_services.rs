@@ -36,17 +36,13 @@ fn blank_card(serial: u32) -> PathBuf {
 /// Holder-01 with PINFL digits 12-13 set to `n` (and the check digit recomputed): a holder of
 /// its own for each test, as one holder has one active card.
 fn holder_file(n: u32) -> PathBuf {
-    let mut rec: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(fixture("holder-01.json")).expect("fixture"),
-    )
-    .expect("json");
+    let mut rec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("holder-01.json")).expect("fixture"))
+            .expect("json");
     let base = rec["pinfl"].as_str().expect("pinfl")[..11].to_owned();
     let first13 = format!("{base}{n:02}");
     let digits: Vec<u32> = first13.bytes().map(|c| u32::from(c - b'0')).collect();
-    let pinfl = format!(
-        "{first13}{}",
-        station::holder::pinfl_check_digit(&digits)
-    );
+    let pinfl = format!("{first13}{}", station::holder::pinfl_check_digit(&digits));
     rec["pinfl"] = pinfl.into();
     let photo = fixture(rec["photo"].as_str().expect("photo"));
     rec["photo"] = photo.to_str().expect("utf-8").into();
@@ -186,7 +182,10 @@ fn renewal_ends_with_the_new_certificates_on_screen_and_in_the_registry() {
     assert_eq!(new.len(), 2, "{certs:?}");
     for s in &new {
         assert!(!old.contains(s), "{s} is new");
-        assert!(has_label(&h, s), "new certificate {s} shown after the refresh");
+        assert!(
+            has_label(&h, s),
+            "new certificate {s} shown after the refresh"
+        );
     }
     for s in &old {
         let c = certs.iter().find(|c| &c.0 == s).expect("old certificate");
@@ -210,7 +209,9 @@ fn a_pin_blocked_by_three_wrong_tries_is_unblocked_and_the_new_pin_works() {
             .status
             .success());
     }
-    assert!(!yubico(&r, &["-a", "verify-pin", "-P", PIN]).status.success());
+    assert!(!yubico(&r, &["-a", "verify-pin", "-P", PIN])
+        .status
+        .success());
     let mut h = open_services(&r, &number);
     assert!(has_label(&h, "blocked"), "the PIN shows blocked");
     assert!(has_label(
@@ -380,9 +381,19 @@ fn the_card_services_workspace_fits_1024x768_in_two_languages() {
         let over: Vec<String> = h
             .query_all_by(|n| n.label().is_some_and(|l| !l.is_empty()))
             .filter(|n| n.rect().max.x > 1024.5 || n.rect().max.y > 768.5)
-            .map(|n| format!("{:?} ends at {:?}", n.accesskit_node().label(), n.rect().max))
+            .map(|n| {
+                format!(
+                    "{:?} ends at {:?}",
+                    n.accesskit_node().label(),
+                    n.rect().max
+                )
+            })
             .collect();
-        assert!(over.is_empty(), "{}: cut off at 1024 px: {over:?}", lang.tag());
+        assert!(
+            over.is_empty(),
+            "{}: cut off at 1024 px: {over:?}",
+            lang.tag()
+        );
         settle(&mut h);
         let opts = egui_kittest::SnapshotOptions::new().max_failed_pixels(16usize);
         results.add(h.try_snapshot_options(format!("services-1024-{}", lang.tag()), &opts));

@@ -56,7 +56,12 @@ impl AddressDraft {
             None
         };
         Ok(AddressRecord {
-            kind: if self.temporary { "temporary" } else { "permanent" }.into(),
+            kind: if self.temporary {
+                "temporary"
+            } else {
+                "permanent"
+            }
+            .into(),
             region: need(&self.region, "field-region")?,
             district: need(&self.district, "field-district")?,
             street: need(&self.street, "field-street")?,
@@ -117,7 +122,7 @@ pub fn show(ctx: &egui::Context, st: &mut ServicesState, cmds: &mut Vec<Command>
     let mut choice = Choice::None;
     let first = std::mem::take(&mut st.focus_dialog);
     egui::Window::new(title)
-        .id(egui::Id::new("svc-dialog"))
+        .id(egui::Id::unique("svc-dialog"))
         .collapsible(false)
         .resizable(false)
         .anchor(egui::Align2::CENTER_CENTER, [0.0, 0.0])
@@ -225,9 +230,6 @@ fn body(
         r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter))
     };
     let mut submitted = false;
-    let wrap = |ui: &mut egui::Ui, text: String| {
-        ui.add(egui::Label::new(text).wrap());
-    };
     let error = match d {
         Dialog::Unblock {
             identity,
@@ -235,7 +237,8 @@ fn body(
             letter,
             error,
         } => {
-            wrap(ui, ta(ui, "svc-unblock-text", args));
+            let text = ta(ui, "svc-unblock-text", args);
+            wrap(ui, text);
             let r = ui.checkbox(identity, t(ui, "svc-identity-confirmed"));
             if first {
                 r.request_focus();
@@ -249,16 +252,19 @@ fn body(
                         .labelled_by(l.id);
                     submitted |= enter(ui, &r);
                 });
-                wrap(ui, t(ui, "issue-letter-help"));
+                let text = t(ui, "issue-letter-help");
+                wrap(ui, text);
             }
             error.clone()
         }
         Dialog::Suspend => {
-            wrap(ui, ta(ui, "svc-suspend-text", args));
+            let text = ta(ui, "svc-suspend-text", args);
+            wrap(ui, text);
             None
         }
         Dialog::Resume { identity, error } => {
-            wrap(ui, ta(ui, "svc-resume-text", args));
+            let text = ta(ui, "svc-resume-text", args);
+            wrap(ui, text);
             let r = ui.checkbox(identity, t(ui, "svc-identity-confirmed"));
             if first {
                 r.request_focus();
@@ -266,16 +272,19 @@ fn body(
             error.clone()
         }
         Dialog::Returned => {
-            wrap(ui, ta(ui, "svc-returned-text", args));
+            let text = ta(ui, "svc-returned-text", args);
+            wrap(ui, text);
             None
         }
         Dialog::AddressSet { draft, error } => {
-            wrap(ui, ta(ui, "svc-address-set-text", args));
+            let text = ta(ui, "svc-address-set-text", args);
+            wrap(ui, text);
             submitted |= super::view::address_form(ui, draft, first);
             error.clone()
         }
         Dialog::AddressEnd { ended_on, error } => {
-            wrap(ui, ta(ui, "svc-address-end-text", args));
+            let text = ta(ui, "svc-address-end-text", args);
+            wrap(ui, text);
             ui.horizontal(|ui| {
                 let l = ui.label(t(ui, "svc-ended-on"));
                 let r = ui
@@ -309,4 +318,9 @@ fn body(
         }
     });
     choice
+}
+
+/// A paragraph that wraps at the dialog's width.
+fn wrap(ui: &mut egui::Ui, text: String) {
+    ui.add(egui::Label::new(text).wrap());
 }

@@ -34,14 +34,20 @@ pub fn explain(lang: Lang, e: &StationError) -> ServiceFailure {
         StationError::Card { message, .. } => card(lang, message, e),
         StationError::Conflict(m) => conflict(lang, m, e),
         StationError::Invalid { field, rule } => invalid(lang, field, rule, e),
-        StationError::NotFound(_) => failure(lang, "svc-err-not-found", "svc-next-read-again", false, e),
+        StationError::NotFound(_) => {
+            failure(lang, "svc-err-not-found", "svc-next-read-again", false, e)
+        }
         StationError::NotPermitted(_) => {
             failure(lang, "svc-err-not-permitted", "svc-next-clerk", false, e)
         }
         StationError::Hsm(_) => failure(lang, "svc-err-hsm", "svc-next-admin", false, e),
-        StationError::CentreUnreachable { .. } => {
-            failure(lang, "svc-err-centre-unreachable", "svc-next-retry-later", true, e)
-        }
+        StationError::CentreUnreachable { .. } => failure(
+            lang,
+            "svc-err-centre-unreachable",
+            "svc-next-retry-later",
+            true,
+            e,
+        ),
         _ => failure(lang, "svc-err-other", "svc-next-admin", false, e),
     }
 }
@@ -66,7 +72,13 @@ fn card(lang: Lang, message: &str, e: &StationError) -> ServiceFailure {
         return failure(lang, "svc-err-pin-blocked", "svc-next-unblock", false, e);
     }
     if has("card removed") || has("card was reset") {
-        return failure(lang, "svc-err-card-removed", "svc-next-insert-retry", true, e);
+        return failure(
+            lang,
+            "svc-err-card-removed",
+            "svc-next-insert-retry",
+            true,
+            e,
+        );
     }
     if has("no card in reader") || has("no reader named") || has("reader") && has("is gone") {
         return failure(lang, "svc-err-no-card", "svc-next-insert-retry", true, e);
@@ -127,13 +139,18 @@ pub fn blocker(lang: Lang, b: &Blocker) -> String {
         Blocker::CardNotLocked(_) => tr(lang, "svc-why-not-locked"),
         Blocker::PinBlocked => tr(lang, "svc-why-pin-blocked"),
         Blocker::CentreMode => tr(lang, "svc-why-centre"),
-        Blocker::Expired(d) => tr_args(lang, "svc-why-expired", &[("date", i18n::s(i18n::date(d)))]),
+        Blocker::Expired(d) => {
+            tr_args(lang, "svc-why-expired", &[("date", i18n::s(i18n::date(d)))])
+        }
         Blocker::SuspensionLimit { days, since } => tr_args(
             lang,
             "svc-why-limit",
             &[
                 ("days", i18n::n(*days)),
-                ("since", i18n::s(i18n::date(since.get(..10).unwrap_or(since)))),
+                (
+                    "since",
+                    i18n::s(i18n::date(since.get(..10).unwrap_or(since))),
+                ),
             ],
         ),
         Blocker::DocumentInUse(s) => tr_args(lang, "svc-why-in-use", &[st(s)]),
@@ -143,5 +160,75 @@ pub fn blocker(lang: Lang, b: &Blocker) -> String {
             &[("date", i18n::s(i18n::date(at.get(..10).unwrap_or(at))))],
         ),
         Blocker::NoTemporaryAddress => tr(lang, "svc-why-no-temporary"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conflict_of(m: &str) -> ServiceFailure {
+        explain(Lang::En, &StationError::Conflict(m.into()))
+    }
+
+    #[test]
+    fn refusals_are_plain_words_without_retry_and_keep_the_station_words_as_details() {
+        let m = "suspension_limit_days: document AA0000001 was suspended at 2026-01-01T00:00:00Z, \
+                 40 day(s) ago; a suspension can be resumed within 30 day(s)";
+        let f = conflict_of(m);
+        assert_eq!(f.message, "The suspension is older than the allowed limit.");
+        assert!(f.next.contains("Revoke the document"), "{f:?}");
+        assert!(!f.retry, "repeating cannot succeed");
+        assert!(f.details.contains("suspension_limit_days"));
+        for internal in ["suspension_limit_days", "_", "AA0000001"] {
+            assert!(!f.message.contains(internal) && !f.next.contains(internal));
+        }
+        let f = conflict_of(
+            "card serial: the card in the reader is 5C000001, document AA1 is on card 5C000002",
+        );
+        assert!(f.message.contains("does not belong"), "{f:?}");
+        assert!(!f.retry);
+    }
+
+    #[test]
+    fn card_faults_offer_retry_when_it_can_succeed() {
+        let card = |m: &str| {
+            explain(
+                Lang::Ru,
+                &StationError::Card {
+                    step: Some("card.install".into()),
+                    message: m.into(),
+                },
+            )
+        };
+        let f = card("card removed");
+        assert!(f.retry);
+        assert_eq!(f.message, tr(Lang::Ru, "svc-err-card-removed"));
+        let f = card("verify the holder's PIN: wrong PIN: 2 tries left");
+        assert!(f.retry);
+        assert!(f.message.contains('2'), "{f:?}");
+        assert!(!f.message.contains("63C"), "no status words: {f:?}");
+        let f = card("PIN is blocked");
+        assert!(!f.retry, "a blocked PIN needs an unblock, not a retry");
+    }
+
+    #[test]
+    fn a_resume_beyond_the_limit_says_why_in_each_language() {
+        let b = Blocker::SuspensionLimit {
+            days: 30,
+            since: "2026-01-02T10:00:00Z".into(),
+        };
+        let en = blocker(Lang::En, &b);
+        assert!(
+            en.contains("02.01.2026") && en.contains("30") && en.contains("revoked"),
+            "{en}"
+        );
+        for l in Lang::ALL {
+            let t = blocker(l, &b);
+            assert!(t.contains("02.01.2026"), "{}: {t}", l.tag());
+            if l != Lang::En {
+                assert_ne!(t, en, "{} is translated", l.tag());
+            }
+        }
     }
 }

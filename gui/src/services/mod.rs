@@ -28,7 +28,9 @@ pub use explain::ServiceFailure;
 /// What the workspace asks the worker.
 pub enum Request {
     /// Read the card in the reader and match it to the registry.
-    Identify { reader: Option<String> },
+    Identify {
+        reader: Option<String>,
+    },
     Act(Action),
 }
 

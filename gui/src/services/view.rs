@@ -98,13 +98,20 @@ fn reader_panel(
         .labelled_by(l.id);
     if let Some(snap) = readers {
         for row in &snap.rows {
-            let color = if row.card_present { GREEN } else { Color32::GRAY };
+            let color = if row.card_present {
+                GREEN
+            } else {
+                Color32::GRAY
+            };
             let state = if row.card_present {
                 t(ui, "svc-reader-card")
             } else {
                 t(ui, "reader-no-card")
             };
-            ui.add(egui::Label::new(RichText::new(format!("{}: {state}", row.reader)).color(color)).wrap());
+            ui.add(
+                egui::Label::new(RichText::new(format!("{}: {state}", row.reader)).color(color))
+                    .wrap(),
+            );
         }
     }
     ui.add_space(8.0);
@@ -140,7 +147,11 @@ fn main(ui: &mut egui::Ui, st: &mut ServicesState, cmds: &mut Vec<Command>) {
         ui.add_space(6.0);
     }
     if let Some((plan, f)) = st.action_failure.clone() {
-        let title = ta(ui, "svc-action-failed", &[("service", i18n::s(service_name(lang, plan.service())))]);
+        let title = ta(
+            ui,
+            "svc-action-failed",
+            &[("service", i18n::s(service_name(lang, plan.service())))],
+        );
         if failure_box(ui, &title, &f) && !st.busy() {
             st.go(plan, cmds);
         }
@@ -183,13 +194,24 @@ fn running(ui: &mut egui::Ui, r: &super::Running) {
     let lang = i18n::current(ui.ctx());
     ui.horizontal(|ui| {
         ui.spinner();
-        ui.label(RichText::new(ta(ui, "svc-running", &[("service", i18n::s(service_name(lang, r.service)))])).strong());
+        ui.label(
+            RichText::new(ta(
+                ui,
+                "svc-running",
+                &[("service", i18n::s(service_name(lang, r.service)))],
+            ))
+            .strong(),
+        );
     });
     let n = r.steps.len();
     for (i, id) in r.steps.iter().enumerate() {
         let words = t(ui, id);
         if i + 1 == n {
-            ui.label(RichText::new(format!("▶ {words}")).strong().color(Color32::from_rgb(0, 90, 200)));
+            ui.label(
+                RichText::new(format!("▶ {words}"))
+                    .strong()
+                    .color(Color32::from_rgb(0, 90, 200)),
+            );
         } else {
             ui.label(RichText::new(format!("✔ {words}")).color(GREEN));
         }
@@ -199,10 +221,14 @@ fn running(ui: &mut egui::Ui, r: &super::Running) {
 
 /// A cell of fixed width; a longer text is cut with an ellipsis.
 fn cell(ui: &mut egui::Ui, width: f32, text: impl Into<egui::WidgetText>) {
-    ui.allocate_ui_with_layout(egui::vec2(width, ROW), Layout::left_to_right(Align::Center), |ui| {
-        ui.set_width(width);
-        ui.add(egui::Label::new(text).truncate());
-    });
+    ui.allocate_ui_with_layout(
+        egui::vec2(width, ROW),
+        Layout::left_to_right(Align::Center),
+        |ui| {
+            ui.set_width(width);
+            ui.add(egui::Label::new(text).truncate());
+        },
+    );
 }
 
 /// One labelled value on a line: label column fixed.
@@ -219,32 +245,71 @@ fn identity(ui: &mut egui::Ui, id: &CardIdentity) {
     let h = &id.holder;
     ui.heading(t(ui, "svc-holder"));
     let join = |parts: [Option<&str>; 3]| parts.into_iter().flatten().collect::<Vec<_>>().join(" ");
-    field(ui, &t(ui, "svc-name"), &join([Some(&h.surname), Some(&h.given_names), h.patronymic.as_deref()]));
+    field(
+        ui,
+        &t(ui, "svc-name"),
+        &join([
+            Some(h.surname.as_str()),
+            Some(h.given_names.as_str()),
+            h.patronymic.as_deref(),
+        ]),
+    );
     if h.surname_cyrillic.is_some() {
-        let c = join([h.surname_cyrillic.as_deref(), h.given_names_cyrillic.as_deref(), h.patronymic_cyrillic.as_deref()]);
+        let c = join([
+            h.surname_cyrillic.as_deref(),
+            h.given_names_cyrillic.as_deref(),
+            h.patronymic_cyrillic.as_deref(),
+        ]);
         field(ui, &t(ui, "svc-name-cyrillic"), &c);
     }
     crate::clerk::copyable(ui, t(ui, "field-pinfl"), &h.pinfl);
-    field(ui, &t(ui, "field-date-of-birth"), &i18n::date(&h.date_of_birth));
+    field(
+        ui,
+        &t(ui, "field-date-of-birth"),
+        &i18n::date(&h.date_of_birth),
+    );
 
     ui.add_space(6.0);
     ui.heading(t(ui, "svc-document"));
     crate::clerk::copyable(ui, t(ui, "lookup-document"), &id.document.number);
     let status = status_word(lang, &id.document.status);
-    let status_text = RichText::new(&status).strong().color(if id.document.status == "active" { GREEN } else { Color32::from_rgb(200, 120, 0) });
+    let status_text = RichText::new(&status)
+        .strong()
+        .color(if id.document.status == "active" {
+            GREEN
+        } else {
+            Color32::from_rgb(200, 120, 0)
+        });
     ui.horizontal(|ui| {
         cell(ui, 170.0, RichText::new(t(ui, "svc-status")).weak());
         cell(ui, 420.0, status_text);
     });
-    field(ui, &t(ui, "svc-issued-on"), &i18n::date(&id.document.date_of_issue));
-    field(ui, &t(ui, "svc-expires-on"), &i18n::date(&id.document.date_of_expiry));
+    field(
+        ui,
+        &t(ui, "svc-issued-on"),
+        &i18n::date(&id.document.date_of_issue),
+    );
+    field(
+        ui,
+        &t(ui, "svc-expires-on"),
+        &i18n::date(&id.document.date_of_expiry),
+    );
     if let (Some(since), Some(until)) = (&id.suspended_since, &id.resume_until) {
-        let text = ta(ui, "svc-suspended-since", &[("since", i18n::s(i18n::date(&since[..10.min(since.len())]))), ("until", i18n::s(i18n::date(&until[..10.min(until.len())])))]);
+        let text = ta(
+            ui,
+            "svc-suspended-since",
+            &[
+                ("since", i18n::s(i18n::date(&since[..10.min(since.len())]))),
+                ("until", i18n::s(i18n::date(&until[..10.min(until.len())]))),
+            ],
+        );
         ui.add(egui::Label::new(text).wrap());
     }
     crate::clerk::copyable(ui, t(ui, "issue-card-serial"), &id.card_serial);
     let pin = match id.pin {
-        PinState::Blocked => RichText::new(t(ui, "svc-pin-blocked")).color(Color32::RED).strong(),
+        PinState::Blocked => RichText::new(t(ui, "svc-pin-blocked"))
+            .color(Color32::RED)
+            .strong(),
         PinState::TriesLeft(n) => RichText::new(ta(ui, "svc-pin-tries", &[("tries", i18n::n(n))])),
     };
     ui.horizontal(|ui| {
@@ -264,7 +329,12 @@ fn certificates(ui: &mut egui::Ui, id: &CardIdentity) {
     ui.heading(t(ui, "svc-certificates"));
     let cols = [50.0, 190.0, 100.0, 80.0];
     ui.horizontal(|ui| {
-        for (w, h) in cols.iter().zip(["svc-col-slot", "svc-col-status", "svc-col-expires", "svc-col-on-card"]) {
+        for (w, h) in cols.iter().zip([
+            "svc-col-slot",
+            "svc-col-status",
+            "svc-col-expires",
+            "svc-col-on-card",
+        ]) {
             cell(ui, *w, RichText::new(t(ui, h)).strong());
         }
         cell(ui, 240.0, RichText::new(t(ui, "svc-col-serial")).strong());
@@ -272,17 +342,41 @@ fn certificates(ui: &mut egui::Ui, id: &CardIdentity) {
     for c in &id.certificates {
         let status = match (c.status.as_str(), c.reason.as_deref()) {
             ("revoked", Some("certificateHold")) => t(ui, "svc-cert-on-hold"),
-            ("revoked", Some(r)) => format!("{} ({})", status_word(lang, "revoked"), reason_word(lang, r)),
+            ("revoked", Some(r)) => format!(
+                "{} ({})",
+                status_word(lang, "revoked"),
+                reason_word(lang, r)
+            ),
             (s, _) => status_word(lang, s),
         };
         let on_card = id.on_card.contains(&c.serial);
         ui.horizontal(|ui| {
             cell(ui, cols[0], c.slot.as_str());
             cell(ui, cols[1], status);
-            cell(ui, cols[2], i18n::date(&c.not_after[..10.min(c.not_after.len())]));
-            cell(ui, cols[3], if on_card { t(ui, "svc-yes") } else { t(ui, "svc-no") });
+            cell(
+                ui,
+                cols[2],
+                i18n::date(&c.not_after[..10.min(c.not_after.len())]),
+            );
+            cell(
+                ui,
+                cols[3],
+                if on_card {
+                    t(ui, "svc-yes")
+                } else {
+                    t(ui, "svc-no")
+                },
+            );
             cell(ui, 190.0, RichText::new(c.serial.as_str()).monospace());
-            if ui.small_button(t(ui, "copy")).on_hover_text(ta(ui, "copy-value", &[("what", i18n::s(c.serial.as_str()))])).clicked() {
+            if ui
+                .small_button(t(ui, "copy"))
+                .on_hover_text(ta(
+                    ui,
+                    "copy-value",
+                    &[("what", i18n::s(c.serial.as_str()))],
+                ))
+                .clicked()
+            {
                 ui.ctx().copy_text(c.serial.clone());
             }
         });
@@ -293,7 +387,11 @@ fn certificates(ui: &mut egui::Ui, id: &CardIdentity) {
 fn reason_word(lang: Lang, reason: &str) -> String {
     let id = format!("reason-{reason}");
     let w = i18n::tr(lang, &id);
-    if w == id { reason.to_owned() } else { w }
+    if w == id {
+        reason.to_owned()
+    } else {
+        w
+    }
 }
 
 fn addresses(ui: &mut egui::Ui, id: &CardIdentity) {
@@ -301,12 +399,24 @@ fn addresses(ui: &mut egui::Ui, id: &CardIdentity) {
     ui.heading(t(ui, "svc-addresses"));
     let cols = [110.0, 300.0, 90.0, 90.0];
     ui.horizontal(|ui| {
-        for (w, h) in cols.iter().zip(["svc-col-kind", "svc-col-address", "svc-col-from", "svc-col-until"]) {
+        for (w, h) in cols.iter().zip([
+            "svc-col-kind",
+            "svc-col-address",
+            "svc-col-from",
+            "svc-col-until",
+        ]) {
             cell(ui, *w, RichText::new(t(ui, h)).strong());
         }
     });
     for a in &id.addresses {
-        let kind = t(ui, if a.kind == "temporary" { "address-temporary" } else { "address-permanent" });
+        let kind = t(
+            ui,
+            if a.kind == "temporary" {
+                "address-temporary"
+            } else {
+                "address-permanent"
+            },
+        );
         let until = match (&a.ended_on, &a.registered_until) {
             (Some(e), _) => ta(ui, "svc-ended", &[("date", i18n::s(i18n::date(e)))]),
             (None, Some(u)) => i18n::date(u),
@@ -347,18 +457,27 @@ fn offers(ui: &mut egui::Ui, st: &mut ServicesState, id: &CardIdentity) {
         ui.horizontal(|ui| {
             let allowed = offer.refused.is_none();
             let b = ui.add_enabled_ui(allowed && idle, |ui| {
-                ui.add_sized([200.0, 24.0], egui::Button::new(service_name(lang, offer.service)))
+                ui.add_sized(
+                    [200.0, 24.0],
+                    egui::Button::new(service_name(lang, offer.service)),
+                )
             });
             if b.inner.clicked() {
                 open(st, offer.service, id);
             }
             let text = match &offer.refused {
                 None => RichText::new(t(ui, &format!("{}-help", service_id(offer.service)))),
-                Some(why) => RichText::new(blocker(lang, why)).color(Color32::from_rgb(200, 120, 0)),
+                Some(why) => {
+                    RichText::new(blocker(lang, why)).color(Color32::from_rgb(200, 120, 0))
+                }
             };
-            ui.allocate_ui_with_layout(egui::vec2(ui.available_width().min(460.0), 24.0), Layout::left_to_right(Align::Center), |ui| {
-                ui.add(egui::Label::new(text).wrap());
-            });
+            ui.allocate_ui_with_layout(
+                egui::vec2(ui.available_width().min(460.0), 24.0),
+                Layout::left_to_right(Align::Center),
+                |ui| {
+                    ui.add(egui::Label::new(text).wrap());
+                },
+            );
         });
     }
 }
@@ -373,14 +492,28 @@ fn open(st: &mut ServicesState, service: Service, id: &CardIdentity) {
             st.go(Plan::Renew, &mut Vec::new());
             None
         }
-        Service::Unblock => Some(Dialog::Unblock { identity: false, new_puk: false, letter: String::new(), error: None }),
+        Service::Unblock => Some(Dialog::Unblock {
+            identity: false,
+            new_puk: false,
+            letter: String::new(),
+            error: None,
+        }),
         Service::Suspend => Some(Dialog::Suspend),
-        Service::Resume => Some(Dialog::Resume { identity: false, error: None }),
+        Service::Resume => Some(Dialog::Resume {
+            identity: false,
+            error: None,
+        }),
         Service::CardReturned => Some(Dialog::Returned),
-        Service::AddressSet => Some(Dialog::AddressSet { draft: Box::default(), error: None }),
+        Service::AddressSet => Some(Dialog::AddressSet {
+            draft: Box::default(),
+            error: None,
+        }),
         Service::AddressEnd => {
             let _ = id;
-            Some(Dialog::AddressEnd { ended_on: i18n::date_of(station::time_util::today_utc()), error: None })
+            Some(Dialog::AddressEnd {
+                ended_on: i18n::date_of(station::time_util::today_utc()),
+                error: None,
+            })
         }
     };
 }
@@ -396,26 +529,42 @@ pub fn address_form(ui: &mut egui::Ui, d: &mut AddressDraft, first: bool) -> boo
         }
         ui.radio_value(&mut d.temporary, true, t(ui, "address-temporary"));
     });
-    egui::Grid::new("svc-address").num_columns(2).min_col_width(150.0).show(ui, |ui| {
-        let regions = &station::regions::uz_regions().regions;
-        list(ui, "field-region", &mut d.region, regions.iter().map(|r| (r.name.clone(), place(lang, &r.name, &r.name_ru))).collect());
-        let districts = station::regions::uz_regions()
-            .region(&d.region)
-            .map(|r| r.districts.iter().map(|x| (x.name.clone(), place(lang, &x.name, &x.name_ru))).collect())
-            .unwrap_or_default();
-        list(ui, "field-district", &mut d.district, districts);
-        for (id, text, date) in [
-            ("field-street", &mut d.street, false),
-            ("field-house", &mut d.house, false),
-            ("field-apartment", &mut d.apartment, false),
-            ("field-registered-on", &mut d.registered_on, true),
-        ] {
-            enter |= text_row(ui, id, text, date);
-        }
-        if d.temporary {
-            enter |= text_row(ui, "field-registered-until", &mut d.registered_until, true);
-        }
-    });
+    egui::Grid::new("svc-address")
+        .num_columns(2)
+        .min_col_width(150.0)
+        .show(ui, |ui| {
+            let regions = &station::regions::uz_regions().regions;
+            list(
+                ui,
+                "field-region",
+                &mut d.region,
+                regions
+                    .iter()
+                    .map(|r| (r.name.clone(), place(lang, &r.name, &r.name_ru)))
+                    .collect(),
+            );
+            let districts = station::regions::uz_regions()
+                .region(&d.region)
+                .map(|r| {
+                    r.districts
+                        .iter()
+                        .map(|x| (x.name.clone(), place(lang, &x.name, &x.name_ru)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            list(ui, "field-district", &mut d.district, districts);
+            for (id, text, date) in [
+                ("field-street", &mut d.street, false),
+                ("field-house", &mut d.house, false),
+                ("field-apartment", &mut d.apartment, false),
+                ("field-registered-on", &mut d.registered_on, true),
+            ] {
+                enter |= text_row(ui, id, text, date);
+            }
+            if d.temporary {
+                enter |= text_row(ui, "field-registered-until", &mut d.registered_until, true);
+            }
+        });
     enter
 }
 
@@ -428,7 +577,11 @@ fn place(lang: Lang, name: &str, name_ru: &str) -> String {
 
 fn list(ui: &mut egui::Ui, label: &str, value: &mut String, items: Vec<(String, String)>) {
     let l = ui.label(t(ui, label));
-    let shown = items.iter().find(|(v, _)| v == value).map(|(_, s)| s.clone()).unwrap_or_else(|| value.clone());
+    let shown = items
+        .iter()
+        .find(|(v, _)| v == value)
+        .map(|(_, s)| s.clone())
+        .unwrap_or_else(|| value.clone());
     egui::ComboBox::from_id_salt(("svc", label))
         .width(300.0)
         .truncate()
@@ -446,7 +599,11 @@ fn list(ui: &mut egui::Ui, label: &str, value: &mut String, items: Vec<(String, 
 fn text_row(ui: &mut egui::Ui, label: &str, value: &mut String, date: bool) -> bool {
     let l = ui.label(t(ui, label));
     let r = ui
-        .add(egui::TextEdit::singleline(value).desired_width(300.0).hint_text(if date { "DD.MM.YYYY" } else { "" }))
+        .add(
+            egui::TextEdit::singleline(value)
+                .desired_width(300.0)
+                .hint_text(if date { "DD.MM.YYYY" } else { "" }),
+        )
         .labelled_by(l.id);
     if date {
         *value = i18n::mask_date(value);

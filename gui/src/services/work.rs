@@ -65,7 +65,8 @@ fn perform(
                 pin,
             };
             let r = station::services::renew(st, session, &input, progress).map(|r| {
-                let serials: Vec<String> = r.certificates.iter().map(|c| c.serial.clone()).collect();
+                let serials: Vec<String> =
+                    r.certificates.iter().map(|c| c.serial.clone()).collect();
                 tr_args(lang, "svc-done-renew", &[a("serials", serials.join(", "))])
             });
             (Service::Renew, r)
@@ -84,15 +85,15 @@ fn perform(
                 new_pin: pin,
                 new_puk_letter,
             };
-            let r = station::services::unblock(st, session, &input, progress).map(|r| match r
-                .pin_letter
-            {
-                Some(p) => tr_args(
-                    lang,
-                    "svc-done-unblock-puk",
-                    &[a("path", p.display().to_string())],
-                ),
-                None => tr_args(lang, "svc-done-unblock", &[]),
+            let r = station::services::unblock(st, session, &input, progress).map(|r| {
+                match r.pin_letter {
+                    Some(p) => tr_args(
+                        lang,
+                        "svc-done-unblock-puk",
+                        &[a("path", p.display().to_string())],
+                    ),
+                    None => tr_args(lang, "svc-done-unblock", &[]),
+                }
             });
             (Service::Unblock, r)
         }

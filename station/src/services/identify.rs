@@ -172,8 +172,7 @@ pub fn identify(
     let card = card_services::read_issued(&mut tx, &slots)
         .map_err(|e| StationError::card(Some("read the card"), &e))?;
     let serial = serial_text(card.serial);
-    let (doc, certs) =
-        on_record(st, &card).map_err(|e| refused(st, session, &serial, e))?;
+    let (doc, certs) = on_record(st, &card).map_err(|e| refused(st, session, &serial, e))?;
     match super::match_document(st, &mut tx, &doc) {
         Ok(_) => {}
         Err(e @ StationError::Conflict(_)) => return Err(refused(st, session, &serial, e)),
@@ -344,14 +343,25 @@ fn summary(
 }
 
 /// Why `service` does not apply to the card now, if it does not.
-fn blocker(st: &Station, doc: &IssuedDocument, id: &CardIdentity, service: Service) -> Option<Blocker> {
+fn blocker(
+    st: &Station,
+    doc: &IssuedDocument,
+    id: &CardIdentity,
+    service: Service,
+) -> Option<Blocker> {
     let centre = st.config.centre.is_some();
     let status = doc.document.status;
-    let not = |s: DocumentStatus| (status != s).then(|| Blocker::DocumentStatus(status.as_str().into()));
+    let not =
+        |s: DocumentStatus| (status != s).then(|| Blocker::DocumentStatus(status.as_str().into()));
     let locked = (doc.card.lifecycle != CardLifecycle::Locked)
         .then(|| Blocker::CardNotLocked(doc.card.lifecycle.as_str().into()));
     let today = crate::time_util::today_utc();
-    let today = format!("{:04}-{:02}-{:02}", today.year(), u8::from(today.month()), today.day());
+    let today = format!(
+        "{:04}-{:02}-{:02}",
+        today.year(),
+        u8::from(today.month()),
+        today.day()
+    );
     let centre_mode = centre.then_some(Blocker::CentreMode);
     match service {
         Service::Renew => centre_mode
@@ -385,7 +395,9 @@ fn blocker(st: &Station, doc: &IssuedDocument, id: &CardIdentity, service: Servi
             let current = id.addresses.iter().any(|a| {
                 a.kind == "temporary"
                     && a.ended_on.is_none()
-                    && a.registered_until.as_deref().is_none_or(|u| u >= today.as_str())
+                    && a.registered_until
+                        .as_deref()
+                        .is_none_or(|u| u >= today.as_str())
             });
             (!current).then_some(Blocker::NoTemporaryAddress)
         }),
@@ -394,10 +406,8 @@ fn blocker(st: &Station, doc: &IssuedDocument, id: &CardIdentity, service: Servi
 
 /// A registration address as the GUI's form gives it (`kind`, dates `YYYY-MM-DD`), as
 /// `address set` takes it; a field that does not fit is named.
-pub fn address_from_record(
-    r: &crate::holder::AddressRecord,
-) -> Result<NewAddress, StationError> {
-    let value = serde_json::to_value(r)
-        .map_err(|e| StationError::invalid("address", e.to_string()))?;
+pub fn address_from_record(r: &crate::holder::AddressRecord) -> Result<NewAddress, StationError> {
+    let value =
+        serde_json::to_value(r).map_err(|e| StationError::invalid("address", e.to_string()))?;
     serde_json::from_value(value).map_err(|e| StationError::invalid("address.kind", e.to_string()))
 }
