@@ -149,6 +149,13 @@ fn wait_done(h: &mut H, done: &str) {
     });
 }
 
+/// Press a service's button; its dialog (or the PIN window) is laid out in the next frames.
+fn open(h: &mut H, label: &str) {
+    click(h, label);
+    h.step();
+    h.step();
+}
+
 fn holder_pin(h: &mut H, fields: &[&str], pin: &str) {
     h.step();
     for f in fields {
@@ -169,7 +176,7 @@ fn renewal_ends_with_the_new_certificates_on_screen_and_in_the_registry() {
     for s in &old {
         assert!(has_label(&h, s), "old certificate {s} shown");
     }
-    click(&mut h, "Renew certificates");
+    open(&mut h, "Renew certificates");
     assert!(has_label(&h, "For the holder: type the PIN of your card."));
     holder_pin(&mut h, &["Holder PIN"], PIN);
     wait_done(&mut h, "Certificates renewed.");
@@ -218,7 +225,7 @@ fn a_pin_blocked_by_three_wrong_tries_is_unblocked_and_the_new_pin_works() {
         &h,
         "Not possible while the PIN is blocked: unblock the PIN first."
     ));
-    click(&mut h, "Unblock PIN");
+    open(&mut h, "Unblock PIN");
     click(&mut h, "Confirm");
     assert!(
         has_label(
@@ -229,6 +236,8 @@ fn a_pin_blocked_by_three_wrong_tries_is_unblocked_and_the_new_pin_works() {
     );
     click(&mut h, "I have checked the holder's identity in person");
     click(&mut h, "Confirm");
+    h.step();
+    h.step();
     assert!(has_label(
         &h,
         "For the holder: choose a new PIN for your card and type it twice."
@@ -251,7 +260,7 @@ fn suspend_then_resume_with_the_holder_in_person() {
     let card = slot.insert(&blank_card(0x5C00_0003), &[]);
     let number = issue(&slot.reader_name, 23);
     let mut h = open_services(&slot.reader_name, &number);
-    click(&mut h, "Suspend");
+    open(&mut h, "Suspend");
     click(&mut h, "Confirm");
     wait_done(&mut h, &format!("Document {number} suspended."));
     assert_eq!(document_status(&number), "suspended");
@@ -266,7 +275,7 @@ fn suspend_then_resume_with_the_holder_in_person() {
         has_label(&h, "Not possible: the document is suspended."),
         "renewal is not offered for a suspended document"
     );
-    click(&mut h, "Resume");
+    open(&mut h, "Resume");
     click(&mut h, "I have checked the holder's identity in person");
     click(&mut h, "Confirm");
     wait_done(&mut h, &format!("Document {number} resumed"));
@@ -294,7 +303,7 @@ fn a_card_of_a_lost_document_is_recorded_as_returned() {
     }
     let mut h = open_services(&slot.reader_name, &number);
     assert!(has_label(&h, "lost"));
-    click(&mut h, "Card returned");
+    open(&mut h, "Card returned");
     click(&mut h, "Confirm");
     wait_done(&mut h, "recorded as returned and destroyed");
     let reg = registry();
@@ -315,12 +324,16 @@ fn a_temporary_address_is_set_then_ended() {
         &h,
         "The holder has no current temporary registration."
     ));
-    click(&mut h, "New address");
+    open(&mut h, "New address");
     click(&mut h, "Temporary");
     click(&mut h, "Region");
+    h.step();
     click(&mut h, "Toshkent shahri");
+    h.step();
     click(&mut h, "District");
+    h.step();
     click(&mut h, "Yunusobod tumani");
+    h.step();
     type_into(&mut h, "Street", "Bogʻishamol koʻchasi");
     type_into(&mut h, "House", "7");
     type_into(&mut h, "Registered until", "31122030");
@@ -328,7 +341,7 @@ fn a_temporary_address_is_set_then_ended() {
     wait_done(&mut h, "The new address is recorded.");
     assert!(has_label_containing(&h, "Bogʻishamol koʻchasi"));
     assert!(has_label(&h, "31.12.2030"));
-    click(&mut h, "End temporary address");
+    open(&mut h, "End temporary address");
     click(&mut h, "Confirm");
     wait_done(&mut h, "The temporary registration is ended.");
     assert!(has_label_containing(&h, "ended "));

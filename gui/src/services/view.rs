@@ -327,7 +327,7 @@ fn certificates(ui: &mut egui::Ui, id: &CardIdentity) {
     let lang = i18n::current(ui.ctx());
     ui.add_space(6.0);
     ui.heading(t(ui, "svc-certificates"));
-    let cols = [50.0, 190.0, 100.0, 80.0];
+    let cols = [40.0, 180.0, 90.0, 60.0];
     ui.horizontal(|ui| {
         for (w, h) in cols.iter().zip([
             "svc-col-slot",
@@ -337,7 +337,7 @@ fn certificates(ui: &mut egui::Ui, id: &CardIdentity) {
         ]) {
             cell(ui, *w, RichText::new(t(ui, h)).strong());
         }
-        cell(ui, 240.0, RichText::new(t(ui, "svc-col-serial")).strong());
+        cell(ui, 150.0, RichText::new(t(ui, "svc-col-serial")).strong());
     });
     for c in &id.certificates {
         let status = match (c.status.as_str(), c.reason.as_deref()) {
@@ -367,7 +367,7 @@ fn certificates(ui: &mut egui::Ui, id: &CardIdentity) {
                     t(ui, "svc-no")
                 },
             );
-            cell(ui, 190.0, RichText::new(c.serial.as_str()).monospace());
+            cell(ui, 150.0, RichText::new(c.serial.as_str()).monospace());
             if ui
                 .small_button(t(ui, "copy"))
                 .on_hover_text(ta(
