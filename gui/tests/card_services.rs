@@ -227,6 +227,7 @@ fn a_pin_blocked_by_three_wrong_tries_is_unblocked_and_the_new_pin_works() {
     ));
     open(&mut h, "Unblock PIN");
     click(&mut h, "Confirm");
+    h.step();
     assert!(
         has_label(
             &h,
@@ -328,9 +329,11 @@ fn a_temporary_address_is_set_then_ended() {
     click(&mut h, "Temporary");
     click(&mut h, "Region");
     h.step();
+    h.step();
     click(&mut h, "Toshkent shahri");
     h.step();
     click(&mut h, "District");
+    h.step();
     h.step();
     click(&mut h, "Yunusobod tumani");
     h.step();
