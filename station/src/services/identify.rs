@@ -226,7 +226,7 @@ fn on_record(
             StationError::Other(format!("document {}: no issuance job", document.number))
         })?;
     let mut certs = st.registry.certificates_of_job(job.id)?;
-    certs.sort_by(|a, b| b.id.cmp(&a.id));
+    certs.sort_by_key(|c| std::cmp::Reverse(c.id));
     for (slot, der) in &card.certificates {
         if !certs.iter().any(|c| c.data.der == *der) {
             return Err(StationError::Conflict(format!(
