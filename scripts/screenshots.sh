@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # PNG screenshots of the real station window (eframe, wgpu on Mesa) under Xvfb, saved into
-# docs/screenshots/: the log-in screen and each role's workspace on a fresh demo data dir.
+# docs/screenshots/: the log-in screen and each role's workspace on a fresh demo data dir, and the
+# clerk's Card services workspace with a card issued on a vchip card in "Virtual PCD 00 00"
+# (pcscd with vpcd running; the card part holds /tmp/idstation-pcsc.lock like the tests).
 # The operator logs in by keyboard like a person (xdotool types into the window).
 # Needs: xvfb, xdotool, imagemagick (`import`), mesa-vulkan-drivers (or Mesa GL), softhsm2.
 set -euo pipefail
@@ -12,7 +14,7 @@ for tool in Xvfb xdotool import; do
   command -v "$tool" >/dev/null || { echo "screenshots.sh: $tool missing (apt-get install xvfb xdotool imagemagick)" >&2; exit 1; }
 done
 
-cargo build -p station -p gui --bins
+cargo build -p station -p gui -p chip --bins
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
 
 WORK=$(mktemp -d)
@@ -44,7 +46,7 @@ export DISPLAY=":$N"
 sleep 1
 
 start_gui() {
-  "$BIN/idstation-gui" --data-dir "$DATA" --reader "no-reader-in-screenshots" >"$WORK/gui.log" 2>&1 &
+  "$BIN/idstation-gui" --data-dir "$DATA" --reader "${1:-no-reader-in-screenshots}" >"$WORK/gui.log" 2>&1 &
   GPID=$!
   for _ in $(seq 1 100); do
     WID=$(xdotool search --name '^idstation$' 2>/dev/null | head -n 1 || true)
@@ -109,4 +111,43 @@ for lang in en uz-Latn; do
     shot "$name$suffix"
     stop_gui
   done
+done
+
+# The clerk's Card services workspace with an issued card in the reader, in both languages: a
+# card issued with the CLI (the holder's PIN on --pin-fd 0), then the clerk logs in (language
+# chosen as above), Alt+2 opens Card services and the card in the reader is read.
+READER="Virtual PCD 00 00"
+exec 9>/tmp/idstation-pcsc.lock
+flock 9
+"$BIN/vchip" create --out "$WORK/card.img" --serial 4096 >/dev/null
+"$BIN/vchip" insert "$WORK/card.img" --port 35963 >"$WORK/vchip.log" 2>&1 &
+VPID=$!
+trap 'kill $VPID 2>/dev/null || true; cleanup' EXIT
+sleep 2
+printf '%s\n' shot-clerk-password 48291637 |
+  "$BIN/idstation" --data-dir "$DATA" issue --holder station/tests/fixtures/holders/holder-01.json \
+  --reader "$READER" --pin-fd 0 --pin-letter "$WORK/letter.pdf" --operator clerk >/dev/null
+for lang in en uz-Latn; do
+  case $lang in
+    en) tabs=4; suffix="" ;;
+    uz-Latn) tabs=1; suffix="-uz-Latn" ;;
+  esac
+  start_gui "$READER"
+  xdotool windowfocus --sync "$WID" 2>/dev/null || xdotool windowfocus "$WID"
+  xdotool type --delay 60 clerk
+  sleep 0.4
+  xdotool key Tab
+  sleep 0.4
+  xdotool type --delay 60 shot-clerk-password
+  sleep 0.4
+  for _ in $(seq 1 "$tabs"); do xdotool key Tab; sleep 0.4; done
+  xdotool key space
+  sleep 0.4
+  for _ in $(seq 1 "$tabs"); do xdotool key shift+Tab; sleep 0.4; done
+  xdotool key Return
+  sleep 3
+  xdotool key alt+2
+  sleep 4
+  shot "services$suffix"
+  stop_gui
 done

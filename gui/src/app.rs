@@ -14,6 +14,7 @@ use crate::clerk::ClerkState;
 use crate::i18n::{self, Lang};
 use crate::options::GuiOptions;
 use crate::readers::ReaderPoller;
+use crate::services::ServicesState;
 use crate::worker::{Command, Event, SessionInfo, Worker};
 
 #[derive(Default)]
@@ -25,6 +26,16 @@ struct LoginState {
     /// The operator chose the language on this log-in screen (it is then remembered for them);
     /// otherwise their remembered language applies once they are logged in.
     lang_chosen: bool,
+}
+
+/// The clerk's two workspaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClerkTab {
+    /// Enrolment and issuance (clerk.rs).
+    #[default]
+    Issuance,
+    /// Card services for an issued card (services/).
+    Services,
 }
 
 /// What the idle time-out does next.
@@ -46,6 +57,10 @@ pub struct StationApp {
     last_activity: Instant,
     notice: Option<String>,
     pub clerk: ClerkState,
+    /// The clerk's Card services workspace.
+    pub services: ServicesState,
+    /// Which of the clerk's workspaces is shown.
+    pub clerk_tab: ClerkTab,
     pub ca: CaState,
     pub auditor: AuditorState,
     /// Time spent building the last frames' UI, for the frame-time figure.
@@ -78,6 +93,8 @@ impl StationApp {
             last_activity: Instant::now(),
             notice: None,
             clerk: ClerkState::default(),
+            services: ServicesState::default(),
+            clerk_tab: ClerkTab::default(),
             ca: CaState::default(),
             auditor: AuditorState::default(),
             frame_times: Vec::new(),
@@ -96,7 +113,11 @@ impl StationApp {
 
     /// Work still running on the worker (an issuance, an export, ...).
     pub fn busy(&self) -> bool {
-        self.clerk.busy() || self.auditor.busy() || self.ca.busy() || self.login.pending
+        self.clerk.busy()
+            || self.services.busy()
+            || self.auditor.busy()
+            || self.ca.busy()
+            || self.login.pending
     }
 
     fn send(&mut self, cmd: Command) {
@@ -115,6 +136,8 @@ impl StationApp {
             ("idle timeout", Some(op)) if clerk.has_data() => Some((op, clerk)),
             _ => None,
         };
+        self.services = ServicesState::default();
+        self.clerk_tab = ClerkTab::default();
         self.ca = CaState::default();
         self.auditor = AuditorState::default();
         self.login.password.zeroize();
@@ -157,6 +180,8 @@ impl StationApp {
                     _ => ClerkState::for_document(&s.document),
                 };
                 self.clerk.focus_first_field();
+                self.services = ServicesState::default();
+                self.clerk_tab = ClerkTab::default();
                 self.ca = CaState::default();
                 self.auditor = AuditorState::default();
                 self.session = Some(s);
@@ -167,11 +192,12 @@ impl StationApp {
             }
             Event::LoggedOut => {}
             other => {
-                let clerk_busy = self.clerk.busy();
+                let card_busy = self.clerk.busy() || self.services.busy();
                 self.clerk.handle(&other, self.lang);
+                self.services.handle(&other, self.lang);
                 self.ca.handle(&other);
                 self.auditor.handle(&other);
-                if clerk_busy && !self.clerk.busy() {
+                if card_busy && !self.clerk.busy() && !self.services.busy() {
                     if let Some(r) = &self.readers {
                         r.busy.store(false, std::sync::atomic::Ordering::Relaxed);
                         r.generation
@@ -365,6 +391,23 @@ impl StationApp {
                         ("role", i18n::s(role)),
                     ],
                 ));
+                if s.role == Role::Clerk {
+                    ui.separator();
+                    let tabs = [
+                        (ClerkTab::Issuance, "tab-issuance"),
+                        (ClerkTab::Services, "tab-services"),
+                    ];
+                    // Alt+1 and Alt+2 switch between them from anywhere.
+                    for (n, (tab, id)) in tabs.into_iter().enumerate() {
+                        let key = [egui::Key::Num1, egui::Key::Num2][n];
+                        if ui.input_mut(|i| i.consume_key(egui::Modifiers::ALT, key)) {
+                            self.clerk_tab = tab;
+                        }
+                        let text = RichText::new(i18n::t(ui, id)).strong();
+                        ui.selectable_value(&mut self.clerk_tab, tab, text)
+                            .on_hover_text(format!("Alt+{}", n + 1));
+                    }
+                }
             });
         });
         let mut cmds = Vec::new();
@@ -373,8 +416,24 @@ impl StationApp {
         match s.role {
             Role::Clerk => {
                 let snap = self.readers.as_ref().map(|r| r.snapshot());
-                crate::clerk::ui(ui, &mut self.clerk, s, snap.as_ref(), &self.opts, &mut cmds);
-                if self.clerk.busy() {
+                match self.clerk_tab {
+                    ClerkTab::Issuance => crate::clerk::ui(
+                        ui,
+                        &mut self.clerk,
+                        s,
+                        snap.as_ref(),
+                        &self.opts,
+                        &mut cmds,
+                    ),
+                    ClerkTab::Services => crate::services::view::ui(
+                        ui,
+                        &mut self.services,
+                        snap.as_ref(),
+                        self.opts.reader.as_deref(),
+                        &mut cmds,
+                    ),
+                }
+                if self.clerk.busy() || self.services.busy() {
                     if let Some(r) = &self.readers {
                         r.busy.store(true, std::sync::atomic::Ordering::Relaxed);
                     }
@@ -394,7 +453,7 @@ impl StationApp {
                 logout = ui.button(i18n::t(ui, "logout")).clicked();
             });
         if logout {
-            if s.role == Role::Clerk && self.clerk.has_data() {
+            if s.role == Role::Clerk && (self.clerk.has_data() || self.services.has_data()) {
                 self.confirm_logout = true;
                 self.focus_confirm = true;
             } else {

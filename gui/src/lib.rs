@@ -1,5 +1,5 @@
-//! The idstation station GUI: log-in, and the clerk, CA-admin and auditor
-//! workspaces in egui/eframe over the `station` core. The UI thread only draws: card, HSM and
+//! The idstation station GUI: log-in, and the clerk (issuance and card services), CA-admin
+//! and auditor workspaces in egui/eframe over the `station` core. The UI thread only draws: card, HSM and
 //! database work runs on the [`worker`] thread, PC/SC polling on the [`readers`] thread.
 //! See docs/gui.md.
 
@@ -14,7 +14,9 @@ pub mod form;
 pub mod i18n;
 pub mod notation;
 pub mod options;
+pub mod pin_window;
 pub mod readers;
+pub mod services;
 pub mod worker;
 
 pub use app::StationApp;

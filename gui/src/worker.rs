@@ -100,6 +100,8 @@ pub enum Command {
         dir: PathBuf,
         root: Option<PathBuf>,
     },
+    /// The clerk's Card services workspace (`services::work`).
+    Service(crate::services::Request),
 }
 
 /// Who is logged in, as the UI needs to know it (no password).
@@ -176,6 +178,8 @@ pub enum Event {
     LogVerified(Result<VerifyLogOutcome, Shown>),
     Exported(Result<Box<ExportOutcome>, Shown>),
     ExportVerified(Result<Box<VerifyOutcome>, Shown>),
+    /// The Card services workspace's replies.
+    Service(crate::services::Reply),
 }
 
 /// The CA-admin's rotation view: every request (newest first) and the re-issuance list.
@@ -407,6 +411,7 @@ impl WorkerState {
             | Command::RequestRotation { .. }
             | Command::ApproveRequest { .. }
             | Command::RefuseRequest { .. }) => ca_admin(st, &session, lang, c, send),
+            Command::Service(r) => crate::services::work::run(st, &session, lang, r, send),
         }
     }
 

@@ -97,7 +97,10 @@ fn holder(st: &Station, pinfl: &str) -> Result<registry::Holder, StationError> {
         .ok_or_else(|| StationError::NotFound(format!("pinfl: no holder with PINFL {pinfl}")))
 }
 
-fn history(st: &Station, holder_id: i64) -> Result<Vec<AddressHistoryEntry>, StationError> {
+pub(crate) fn history(
+    st: &Station,
+    holder_id: i64,
+) -> Result<Vec<AddressHistoryEntry>, StationError> {
     let ends = st.registry.address_ends(holder_id)?;
     Ok(st
         .registry

@@ -21,9 +21,12 @@
 //! [`suspend`] / [`resume`] (certificateHold, one registry transaction each), [`address`]
 //! changes (history kept, e-government outbox) and [`card_returned`] (a card brought back,
 //! destroyed) need no card. [`replace`] holds the old document while the ordinary issuance
-//! makes the new card, then settles (revokes the old or releases the hold).
+//! makes the new card, then settles (revokes the old or releases the hold). [`identify`] reads
+//! the card in a reader, matches it to the registry and says which of these apply to it (the
+//! GUI's Card services workspace).
 
 pub mod address;
+pub mod identify;
 pub mod recover;
 pub(crate) mod renew;
 pub mod replace;
@@ -31,6 +34,7 @@ mod returned;
 mod suspend;
 mod unblock;
 
+pub use identify::{identify, CardIdentity};
 pub use recover::{recover, ServiceRecovered};
 pub use renew::{renew, RenewInput, RenewReport};
 pub use replace::{replace, ReplaceInput, ReplaceReport};

@@ -1,0 +1,420 @@
+//! The clerk's Card services workspace against real issued cards: `vchip` cards behind pcscd
+//! and vpcd, SoftHSM2, the registry file. Each card is issued through the station library
+//! first (the issuance GUI has tests of its own, issuance.rs); then the clerk inserts it,
+//! the workspace reads and matches it and the clerk runs one service, and the outcome is
+//! checked on screen and, independently of the GUI, in the registry (and with
+//! yubico-piv-tool on the card). Run under `flock /tmp/idstation-pcsc.lock`.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::*;
+use egui_kittest::kittest::{NodeT, Queryable};
+use zeroize::Zeroizing;
+
+const PIN: &str = "48291637";
+const NEW_PIN: &str = "61730294";
+const WRONG_PIN: &str = "00000000";
+const LONG: Duration = Duration::from_secs(180);
+const SHORT: Duration = Duration::from_secs(60);
+
+fn blank_card(serial: u32) -> PathBuf {
+    let img = rig().dir.join(format!("svc-card-{serial:08X}.img"));
+    let out = Command::new(testrig::vchip_bin().expect("vchip"))
+        .args(["create", "--out"])
+        .arg(&img)
+        .args(["--serial", &serial.to_string()])
+        .output()
+        .expect("run vchip create");
+    assert!(out.status.success(), "vchip create: {out:?}");
+    img
+}
+
+/// Holder-01 with PINFL digits 12-13 set to `n` (and the check digit recomputed): a holder of
+/// its own for each test, as one holder has one active card.
+fn holder_file(n: u32) -> PathBuf {
+    let mut rec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("holder-01.json")).expect("fixture"))
+            .expect("json");
+    let base = rec["pinfl"].as_str().expect("pinfl")[..11].to_owned();
+    let first13 = format!("{base}{n:02}");
+    let digits: Vec<u32> = first13.bytes().map(|c| u32::from(c - b'0')).collect();
+    let pinfl = format!("{first13}{}", station::holder::pinfl_check_digit(&digits));
+    rec["pinfl"] = pinfl.into();
+    let photo = fixture(rec["photo"].as_str().expect("photo"));
+    rec["photo"] = photo.to_str().expect("utf-8").into();
+    let path = rig().dir.join(format!("svc-holder-{n}.json"));
+    std::fs::write(&path, rec.to_string()).expect("write holder");
+    path
+}
+
+fn clerk_session(st: &mut station::Station) -> station::operators::Session {
+    st.authorize(
+        "clerk",
+        &Zeroizing::new(CLERK_PASSWORD.into()),
+        "issue cards",
+        &[registry::Role::Clerk],
+    )
+    .expect("clerk log-in")
+}
+
+/// Issue a card for holder `n` on the card in `reader` (library call); its document number.
+fn issue(reader: &str, n: u32) -> String {
+    let mut st = station::Station::open(&rig().data).expect("open");
+    let session = clerk_session(&mut st);
+    let policy = station::interactive::holder_policy(st.document_profile().expect("profile"));
+    let holder = station::holder::load(&holder_file(n), &policy).expect("valid holder");
+    let input = station::issuance::IssueInput {
+        holder,
+        reader: Some(reader.to_owned()),
+        pin: Zeroizing::new(PIN.into()),
+        pin_letter: rig().dir.join(format!("svc-letter-{n}.pdf")),
+        update_holder: false,
+    };
+    let r = station::issuance::issue(&mut st, &session, &input, &mut |_| {}).expect("issue");
+    r.document
+}
+
+fn registry() -> registry::Registry {
+    registry::Registry::open_read_only(rig().data.join("registry.sqlite")).expect("registry")
+}
+
+fn document_status(number: &str) -> String {
+    registry()
+        .document(number.parse().expect("number"))
+        .expect("read")
+        .expect("document")
+        .status
+        .as_str()
+        .to_owned()
+}
+
+/// (serial, status, reason) of document `number`'s certificates.
+fn certificates(number: &str) -> Vec<(String, String, Option<String>)> {
+    let reg = registry();
+    let job = reg
+        .job_of_document(number.parse().expect("number"))
+        .expect("read")
+        .expect("job");
+    reg.certificates_of_job(job.id)
+        .expect("certificates")
+        .into_iter()
+        .map(|c| {
+            (
+                c.data.serial,
+                c.status.as_str().to_owned(),
+                c.revocation_reason,
+            )
+        })
+        .collect()
+}
+
+fn yubico(reader: &str, args: &[&str]) -> Output {
+    Command::new("yubico-piv-tool")
+        .args(["-r", reader])
+        .args(args)
+        .output()
+        .expect("run yubico-piv-tool")
+}
+
+/// Log in as clerk, open Card services and wait until the card of document `number` is read.
+fn open_services(reader: &str, number: &str) -> H {
+    let mut h = harness(options(Some(reader), true), [1280.0, 1100.0]);
+    log_in(&mut h, "clerk", CLERK_PASSWORD, "Clerk workspace");
+    click(&mut h, "Card services");
+    let shown = format!("Document number {number}");
+    wait_for(&mut h, "the card read and matched", SHORT, |h| {
+        has_label(h, &shown) && !h.state().services.busy()
+    });
+    h
+}
+
+/// Wait for the outcome of a service and for the card to be read again.
+fn wait_done(h: &mut H, done: &str) {
+    wait_for(h, done, LONG, |h| {
+        let s = &h.state().services;
+        (has_label_containing(h, done) || s.action_failure.is_some()) && !s.busy()
+    });
+    assert!(
+        has_label_containing(h, done),
+        "{done}: {:?}",
+        h.state().services.action_failure
+    );
+    // The card is read again after every action.
+    wait_for(h, "the card read again", SHORT, |h| {
+        !h.state().services.busy()
+    });
+}
+
+/// Press a service's button; its dialog (or the PIN window) is laid out in the next frames.
+fn open(h: &mut H, label: &str) {
+    click(h, label);
+    h.step();
+    h.step();
+}
+
+fn holder_pin(h: &mut H, fields: &[&str], pin: &str) {
+    h.step();
+    for f in fields {
+        type_into(h, f, pin);
+    }
+    click(h, "Continue");
+}
+
+#[test]
+fn renewal_ends_with_the_new_certificates_on_screen_and_in_the_registry() {
+    let slot = testrig::Slot::lease();
+    let card = slot.insert(&blank_card(0x5C00_0001), &[]);
+    let number = issue(&slot.reader_name, 21);
+    let old: Vec<String> = certificates(&number).into_iter().map(|c| c.0).collect();
+    let mut h = open_services(&slot.reader_name, &number);
+    assert!(has_label(&h, "Toʻxtayeva Gʻulnora Shavkat qizi"));
+    assert!(has_label(&h, "active"));
+    for s in &old {
+        assert!(has_label(&h, s), "old certificate {s} shown");
+    }
+    open(&mut h, "Renew certificates");
+    assert!(has_label(&h, "For the holder: type the PIN of your card."));
+    holder_pin(&mut h, &["Holder PIN"], PIN);
+    wait_done(&mut h, "Certificates renewed.");
+    let certs = certificates(&number);
+    let new: Vec<&String> = certs
+        .iter()
+        .filter(|c| c.1 == "active")
+        .map(|c| &c.0)
+        .collect();
+    assert_eq!(new.len(), 2, "{certs:?}");
+    for s in &new {
+        assert!(!old.contains(s), "{s} is new");
+        assert!(
+            has_label(&h, s),
+            "new certificate {s} shown after the refresh"
+        );
+    }
+    for s in &old {
+        let c = certs.iter().find(|c| &c.0 == s).expect("old certificate");
+        assert_eq!(
+            (c.1.as_str(), c.2.as_deref()),
+            ("revoked", Some("superseded"))
+        );
+    }
+    assert!(has_label(&h, "revoked (Replaced by a new certificate)"));
+    card.pull();
+}
+
+#[test]
+fn a_pin_blocked_by_three_wrong_tries_is_unblocked_and_the_new_pin_works() {
+    let slot = testrig::Slot::lease();
+    let card = slot.insert(&blank_card(0x5C00_0002), &[]);
+    let r = slot.reader_name.clone();
+    let number = issue(&r, 22);
+    for _ in 0..3 {
+        assert!(!yubico(&r, &["-a", "verify-pin", "-P", WRONG_PIN])
+            .status
+            .success());
+    }
+    assert!(!yubico(&r, &["-a", "verify-pin", "-P", PIN])
+        .status
+        .success());
+    let mut h = open_services(&r, &number);
+    assert!(has_label(&h, "blocked"), "the PIN shows blocked");
+    assert!(has_label(
+        &h,
+        "Not possible while the PIN is blocked: unblock the PIN first."
+    ));
+    open(&mut h, "Unblock PIN");
+    click(&mut h, "Confirm");
+    h.step();
+    assert!(
+        has_label(
+            &h,
+            "Check the holder's identity in person and tick the box first."
+        ),
+        "the identity check is required"
+    );
+    click(&mut h, "I have checked the holder's identity in person");
+    click(&mut h, "Confirm");
+    h.step();
+    h.step();
+    assert!(has_label(
+        &h,
+        "For the holder: choose a new PIN for your card and type it twice."
+    ));
+    holder_pin(&mut h, &["Holder PIN", "Holder PIN again"], NEW_PIN);
+    wait_done(&mut h, "PIN unblocked");
+    assert!(has_label_containing(&h, "tries left"), "the PIN is usable");
+    // Independent of the GUI: the card takes the new PIN.
+    let o = yubico(&r, &["-a", "verify-pin", "-P", NEW_PIN]);
+    assert!(o.status.success(), "{o:?}");
+    let reg = registry();
+    let events = reg.audit_events(0, u64::MAX).expect("audit");
+    assert!(events.iter().any(|e| e.action == "card.unblocked"));
+    card.pull();
+}
+
+#[test]
+fn suspend_then_resume_with_the_holder_in_person() {
+    let slot = testrig::Slot::lease();
+    let card = slot.insert(&blank_card(0x5C00_0003), &[]);
+    let number = issue(&slot.reader_name, 23);
+    let mut h = open_services(&slot.reader_name, &number);
+    open(&mut h, "Suspend");
+    click(&mut h, "Confirm");
+    wait_done(&mut h, &format!("Document {number} suspended."));
+    assert_eq!(document_status(&number), "suspended");
+    assert!(certificates(&number)
+        .iter()
+        .filter(|c| c.1 == "revoked")
+        .all(|c| c.2.as_deref() == Some("certificateHold")));
+    assert!(has_label(&h, "suspended"));
+    assert!(has_label(&h, "on hold (suspended)"));
+    assert!(has_label_containing(&h, "it can be resumed until"));
+    assert!(
+        has_label(&h, "Not possible: the document is suspended."),
+        "renewal is not offered for a suspended document"
+    );
+    open(&mut h, "Resume");
+    click(&mut h, "I have checked the holder's identity in person");
+    click(&mut h, "Confirm");
+    wait_done(&mut h, &format!("Document {number} resumed"));
+    assert_eq!(document_status(&number), "active");
+    assert_eq!(
+        certificates(&number)
+            .iter()
+            .filter(|c| c.1 == "active")
+            .count(),
+        2
+    );
+    assert!(!has_label(&h, "on hold (suspended)"));
+    card.pull();
+}
+
+#[test]
+fn a_card_of_a_lost_document_is_recorded_as_returned() {
+    let slot = testrig::Slot::lease();
+    let card = slot.insert(&blank_card(0x5C00_0004), &[]);
+    let number = issue(&slot.reader_name, 24);
+    {
+        let mut st = station::Station::open(&rig().data).expect("open");
+        let session = clerk_session(&mut st);
+        station::records::revoke(&mut st, &session, &number, "lost").expect("declare lost");
+    }
+    let mut h = open_services(&slot.reader_name, &number);
+    assert!(has_label(&h, "lost"));
+    open(&mut h, "Card returned");
+    click(&mut h, "Confirm");
+    wait_done(&mut h, "recorded as returned and destroyed");
+    let reg = registry();
+    let c = reg.card("5C000004").expect("read").expect("card");
+    let ret = reg.card_return(c.id).expect("read").expect("returned");
+    assert!(ret.destroyed);
+    assert!(has_label_containing(&h, "Already recorded as returned on"));
+    card.pull();
+}
+
+#[test]
+#[ignore = "unfinished: the kittest click on the Region combo box does not open its list yet"]
+fn a_temporary_address_is_set_then_ended() {
+    let slot = testrig::Slot::lease();
+    let card = slot.insert(&blank_card(0x5C00_0005), &[]);
+    let number = issue(&slot.reader_name, 25);
+    let mut h = open_services(&slot.reader_name, &number);
+    assert!(has_label(
+        &h,
+        "The holder has no current temporary registration."
+    ));
+    open(&mut h, "New address");
+    click(&mut h, "Temporary");
+    click(&mut h, "Region");
+    h.step();
+    h.step();
+    click(&mut h, "Toshkent shahri");
+    h.step();
+    click(&mut h, "District");
+    h.step();
+    h.step();
+    click(&mut h, "Yunusobod tumani");
+    h.step();
+    type_into(&mut h, "Street", "Bogʻishamol koʻchasi");
+    type_into(&mut h, "House", "7");
+    type_into(&mut h, "Registered until", "31122030");
+    click(&mut h, "Confirm");
+    wait_done(&mut h, "The new address is recorded.");
+    assert!(has_label_containing(&h, "Bogʻishamol koʻchasi"));
+    assert!(has_label(&h, "31.12.2030"));
+    open(&mut h, "End temporary address");
+    click(&mut h, "Confirm");
+    wait_done(&mut h, "The temporary registration is ended.");
+    assert!(has_label_containing(&h, "ended "));
+    let reg = registry();
+    let pinfl = h
+        .state()
+        .services
+        .identity
+        .as_ref()
+        .expect("identity")
+        .holder
+        .pinfl
+        .clone();
+    let holder = reg.holder_by_pinfl(&pinfl).expect("read").expect("holder");
+    let ends = reg.address_ends(holder.id).expect("ends");
+    assert_eq!(ends.len(), 1, "one temporary registration ended");
+    assert!(has_label(
+        &h,
+        "The holder has no current temporary registration."
+    ));
+    card.pull();
+}
+
+/// The workspace with a card read, at 1024×768 in English and Russian: recorded as images,
+/// and no text or control reaches past the window's right or bottom edge.
+#[test]
+#[ignore = "unfinished: fails at the log-in step; no snapshot images recorded yet"]
+fn the_card_services_workspace_fits_1024x768_in_two_languages() {
+    let slot = testrig::Slot::lease();
+    let card = slot.insert(&blank_card(0x5C00_0006), &[]);
+    let number = issue(&slot.reader_name, 26);
+    let mut results = egui_kittest::SnapshotResults::new();
+    for lang in [gui::i18n::Lang::En, gui::i18n::Lang::Ru] {
+        let tr = |id: &str| gui::i18n::tr(lang, id);
+        let mut h = harness(options(Some(&slot.reader_name), true), [1024.0, 768.0]);
+        click(&mut h, lang.native_name());
+        type_into(&mut h, &tr("login-operator"), L10N_CLERK);
+        type_into(&mut h, &tr("login-password"), CLERK_PASSWORD);
+        click(&mut h, &tr("login-button"));
+        let heading = tr("workspace-clerk");
+        wait_for(&mut h, &heading, SHORT, |h| has_label(h, &heading));
+        click(&mut h, &tr("tab-services"));
+        let shown = format!("{} {number}", tr("lookup-document"));
+        wait_for(&mut h, "card read", SHORT, |h| {
+            has_label(h, &shown) && !h.state().services.busy()
+        });
+        for _ in 0..3 {
+            h.step();
+        }
+        assert!(has_label(&h, &tr("svc-renew")));
+        let over: Vec<String> = h
+            .query_all_by(|n| n.label().is_some_and(|l| !l.is_empty()))
+            .filter(|n| n.rect().max.x > 1024.5 || n.rect().max.y > 768.5)
+            .map(|n| {
+                format!(
+                    "{:?} ends at {:?}",
+                    n.accesskit_node().label(),
+                    n.rect().max
+                )
+            })
+            .collect();
+        assert!(
+            over.is_empty(),
+            "{}: cut off at 1024 px: {over:?}",
+            lang.tag()
+        );
+        settle(&mut h);
+        let opts = egui_kittest::SnapshotOptions::new().max_failed_pixels(16usize);
+        results.add(h.try_snapshot_options(format!("services-1024-{}", lang.tag()), &opts));
+    }
+    card.pull();
+}
