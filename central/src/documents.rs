@@ -25,12 +25,10 @@ pub fn revocation_for(reason: &str) -> Result<(&'static str, &'static str)> {
         // name-change`): the old certificates name someone who no longer exists by that name.
         "name-change" => ("revoked", "superseded"),
         "data-changed" => ("revoked", "affiliationChanged"),
-        _ => {
-            return Err(CentralError::invalid(
-                "reason",
-                "must be one of lost, stolen, damaged, deceased, replaced, name-change, data-changed",
-            ))
-        }
+        _ => return Err(CentralError::invalid(
+            "reason",
+            "must be one of lost, stolen, damaged, deceased, replaced, name-change, data-changed",
+        )),
     })
 }
 

@@ -156,6 +156,17 @@ pub fn tr(lang: Lang, id: &str) -> String {
 }
 
 /// A string argument.
+/// A registry status in words ("active", "suspended", "lost", …); an unknown one as it is.
+pub fn status_word(lang: Lang, status: &str) -> String {
+    let id = format!("status-{status}");
+    let w = tr(lang, &id);
+    if w == id {
+        status.to_owned()
+    } else {
+        w
+    }
+}
+
 pub fn s<'a>(v: impl Into<String>) -> FluentValue<'a> {
     FluentValue::String(v.into().into())
 }

@@ -16,6 +16,7 @@ pub mod notation;
 pub mod options;
 pub mod pin_window;
 pub mod readers;
+pub mod service_work;
 pub mod services;
 pub mod worker;
 

@@ -100,8 +100,8 @@ pub enum Command {
         dir: PathBuf,
         root: Option<PathBuf>,
     },
-    /// The clerk's Card services workspace (`services::work`).
-    Service(crate::services::Request),
+    /// The clerk's Card services workspace (`service_work`).
+    Service(crate::service_work::Request),
 }
 
 /// Who is logged in, as the UI needs to know it (no password).
@@ -179,7 +179,7 @@ pub enum Event {
     Exported(Result<Box<ExportOutcome>, Shown>),
     ExportVerified(Result<Box<VerifyOutcome>, Shown>),
     /// The Card services workspace's replies.
-    Service(crate::services::Reply),
+    Service(crate::service_work::Reply),
 }
 
 /// The CA-admin's rotation view: every request (newest first) and the re-issuance list.
@@ -411,7 +411,9 @@ impl WorkerState {
             | Command::RequestRotation { .. }
             | Command::ApproveRequest { .. }
             | Command::RefuseRequest { .. }) => ca_admin(st, &session, lang, c, send),
-            Command::Service(r) => crate::services::work::run(st, &session, lang, r, send),
+            Command::Service(r) => crate::service_work::run(st, &session, lang, r, &|reply| {
+                send(Event::Service(reply))
+            }),
         }
     }
 
@@ -571,12 +573,7 @@ fn clerk(st: &mut Station, session: &Session, lang: Lang, cmd: Command, send: &d
                 },
             };
             let r = match need(st, session, &[Role::Clerk], "replace documents") {
-                Err(m) => Err(Failure {
-                    message: m,
-                    next: tr(lang, "issue-log-in-as-clerk"),
-                    retry: false,
-                    ..Failure::default()
-                }),
+                Err(e) => Err(explain_issue_error(lang, &e)),
                 Ok(()) => station::services::replace(st, session, &input, &mut |p| {
                     send(Event::IssueStep(StepReport::from(p)))
                 })

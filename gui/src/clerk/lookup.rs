@@ -446,13 +446,7 @@ pub fn reason_word(ui: &egui::Ui, reason: &str) -> String {
     }
 }
 
-/// A registry status in words ("active", "lost", "revoked" …); an unknown one as it is.
+/// A registry status in words ("active", "lost", "revoked" …) in the screen's language.
 pub fn status_word(ui: &egui::Ui, status: &str) -> String {
-    let id = format!("status-{status}");
-    let w = t(ui, &id);
-    if w == id {
-        status.to_owned()
-    } else {
-        w
-    }
+    crate::i18n::status_word(crate::i18n::current(ui.ctx()), status)
 }

@@ -3,16 +3,14 @@
 //! document and each certificate with status and expiry, the holder's registration addresses,
 //! and the services that apply to it now — renew the certificates, unblock the PIN, suspend /
 //! resume, card returned, address set / end — each refused one with its reason. Every service
-//! runs on the worker thread ([`work`]) with its steps shown as they are begun, a failure in
-//! plain words ([`explain`]) with Retry only when repeating can succeed, and the card read
+//! runs on the worker thread ([`crate::service_work`]) with its steps shown as they are begun, a failure in
+//! plain words ([`crate::service_work::explain`]) with Retry only when repeating can succeed, and the card read
 //! again after every action so the screen shows what the registry now holds. The holder types
 //! PINs in the holder PIN window ([`crate::pin_window`]). Drawing is in [`view`] and
 //! [`dialogs`].
 
 pub mod dialogs;
-pub mod explain;
 pub mod view;
-pub mod work;
 
 use std::path::PathBuf;
 
@@ -20,64 +18,10 @@ use station::holder::AddressRecord;
 use station::services::identify::{CardIdentity, Service};
 use zeroize::Zeroizing;
 
-use crate::i18n::{tr, Lang};
+use crate::i18n::Lang;
 use crate::pin_window::PinWindow;
+pub use crate::service_work::{Action, Reply, Request, ServiceFailure};
 use crate::worker::{Command, Event};
-pub use explain::ServiceFailure;
-
-/// What the workspace asks the worker.
-pub enum Request {
-    /// Read the card in the reader and match it to the registry.
-    Identify {
-        reader: Option<String>,
-    },
-    Act(Action),
-}
-
-/// A service for the card on screen. Secrets travel in zeroizing buffers.
-pub enum Action {
-    Renew {
-        document: String,
-        reader: Option<String>,
-        pin: Zeroizing<String>,
-    },
-    Unblock {
-        document: String,
-        reader: Option<String>,
-        pin: Zeroizing<String>,
-        identity_confirmed: bool,
-        new_puk_letter: Option<PathBuf>,
-    },
-    Suspend {
-        document: String,
-    },
-    Resume {
-        document: String,
-        identity_confirmed: bool,
-    },
-    CardReturned {
-        document: String,
-    },
-    AddressSet {
-        pinfl: String,
-        address: AddressRecord,
-    },
-    AddressEnd {
-        pinfl: String,
-        ended_on: Option<String>,
-    },
-}
-
-/// What comes back.
-pub enum Reply {
-    Identified(Result<Box<CardIdentity>, ServiceFailure>),
-    /// The catalogue id of the step being begun.
-    Step(&'static str),
-    Done {
-        service: Service,
-        result: Result<String, ServiceFailure>,
-    },
-}
 
 /// A service as the clerk chose it, without the PIN (kept for Retry; a PIN is asked again).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -276,13 +220,4 @@ impl ServicesState {
     }
 }
 
-/// A registry status in words ("active", "suspended", …); an unknown one as it is.
-pub fn status_word(lang: Lang, status: &str) -> String {
-    let id = format!("status-{status}");
-    let w = tr(lang, &id);
-    if w == id {
-        status.to_owned()
-    } else {
-        w
-    }
-}
+pub use crate::i18n::status_word;

@@ -8,10 +8,10 @@ use egui::{Align, Color32, Layout, RichText};
 use station::services::identify::{CardIdentity, PinState, Service};
 
 use super::dialogs::{AddressDraft, Dialog};
-use super::explain::{blocker, ServiceFailure};
 use super::{status_word, Plan, ServicesState};
 use crate::i18n::{self, t, ta, Lang};
 use crate::readers::ReaderSnapshot;
+use crate::service_work::explain::{blocker, ServiceFailure};
 use crate::worker::Command;
 
 const GREEN: Color32 = Color32::from_rgb(0, 140, 60);

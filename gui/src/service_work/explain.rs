@@ -133,7 +133,7 @@ fn invalid(lang: Lang, field: &str, rule: &str, e: &StationError) -> ServiceFail
 
 /// Why a service does not apply to the card now, in plain words.
 pub fn blocker(lang: Lang, b: &Blocker) -> String {
-    let st = |s: &str| ("status", i18n::s(crate::services::status_word(lang, s)));
+    let st = |s: &str| ("status", i18n::s(i18n::status_word(lang, s)));
     match b {
         Blocker::DocumentStatus(s) => tr_args(lang, "svc-why-status", &[st(s)]),
         Blocker::CardNotLocked(_) => tr(lang, "svc-why-not-locked"),

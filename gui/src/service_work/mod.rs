@@ -1,4 +1,5 @@
-//! The Card services requests as the worker thread runs them: every one goes to the station's
+//! The Card services requests (what the workspace in `services` asks) as the worker thread
+//! runs them: every one goes to the station's
 //! own service function (which checks the clerk role itself and audits), its progress comes
 //! back as step names, its outcome as plain words in the operator's language.
 
@@ -8,10 +9,71 @@ use station::services::identify::Service;
 use station::services::{ResumeInput, ServiceProgress, ServiceStep, UnblockInput};
 use station::Station;
 
-use super::explain::explain;
-use super::{Action, Reply, Request};
+pub mod explain;
+
+use std::path::PathBuf;
+
+use station::holder::AddressRecord;
+use station::services::identify::CardIdentity;
+use zeroize::Zeroizing;
+
 use crate::i18n::{self, tr_args, Lang};
-use crate::worker::Event;
+use explain::explain;
+pub use explain::ServiceFailure;
+
+/// What the workspace asks the worker.
+pub enum Request {
+    /// Read the card in the reader and match it to the registry.
+    Identify {
+        reader: Option<String>,
+    },
+    Act(Action),
+}
+
+/// A service for the card on screen. Secrets travel in zeroizing buffers.
+pub enum Action {
+    Renew {
+        document: String,
+        reader: Option<String>,
+        pin: Zeroizing<String>,
+    },
+    Unblock {
+        document: String,
+        reader: Option<String>,
+        pin: Zeroizing<String>,
+        identity_confirmed: bool,
+        new_puk_letter: Option<PathBuf>,
+    },
+    Suspend {
+        document: String,
+    },
+    Resume {
+        document: String,
+        identity_confirmed: bool,
+    },
+    CardReturned {
+        document: String,
+    },
+    AddressSet {
+        pinfl: String,
+        address: AddressRecord,
+    },
+    AddressEnd {
+        pinfl: String,
+        ended_on: Option<String>,
+    },
+}
+
+/// What comes back.
+pub enum Reply {
+    Identified(Result<Box<CardIdentity>, ServiceFailure>),
+    /// The catalogue id of the step being begun.
+    Step(&'static str),
+    Done {
+        service: Service,
+        result: Result<String, ServiceFailure>,
+    },
+}
 
 /// The catalogue id of the words for a service step.
 pub fn step_id(step: ServiceStep) -> &'static str {
@@ -25,23 +87,23 @@ pub fn step_id(step: ServiceStep) -> &'static str {
 }
 
 /// Run `req` for `session` on the worker thread; replies go to `send`.
-pub fn run(st: &mut Station, session: &Session, lang: Lang, req: Request, send: &dyn Fn(Event)) {
+pub fn run(st: &mut Station, session: &Session, lang: Lang, req: Request, send: &dyn Fn(Reply)) {
     let action = match req {
         Request::Identify { reader } => {
             let r = station::services::identify(st, session, reader.as_deref())
                 .map(Box::new)
                 .map_err(|e| explain(lang, &e));
-            send(Event::Service(Reply::Identified(r)));
+            send(Reply::Identified(r));
             return;
         }
         Request::Act(action) => action,
     };
-    let mut progress = |p: &ServiceProgress| send(Event::Service(Reply::Step(step_id(p.step))));
+    let mut progress = |p: &ServiceProgress| send(Reply::Step(step_id(p.step)));
     let (service, result) = perform(st, session, lang, action, &mut progress);
-    send(Event::Service(Reply::Done {
+    send(Reply::Done {
         service,
         result: result.map_err(|e| explain(lang, &e)),
-    }));
+    });
 }
 
 /// The service `action` asks for; its outcome in words.
