@@ -107,10 +107,13 @@ fn a_clerk_fills_the_form_by_keyboard_only() {
     assert!(rest.iter().any(|l| l == "Photo file"), "{rest:?}");
     let rest = tab_to(&mut h, "Log out", 6);
     assert_eq!(rest.last().map(String::as_str), Some("Log out"));
-    // Past Log out the focus wraps round to the first field of the workspace, the look-up.
+    // Past Log out the focus wraps round to the workspace's tabs (Issuance first), then the
+    // look-up.
     h.key_press(egui::Key::Tab);
     h.step();
-    assert_eq!(focused(&h), "Holder PINFL");
+    assert_eq!(focused(&h), "Issuance");
+    let rest = tab_to(&mut h, "Holder PINFL", 3);
+    assert_eq!(rest.first().map(String::as_str), Some("Card services"), "{rest:?}");
 
     // Enter submits a look-up: a PINFL nobody has.
     type_here(&mut h, "31234567890123");

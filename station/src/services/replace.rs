@@ -142,77 +142,12 @@ pub fn replace(
     // Earlier interrupted replacements first (their issuance jobs are resolved by the
     // issuance's own recovery; what needs no card is settled here).
     settle_open(st, session.actor())?;
-    let checked = (|| {
-        let crl = crl_reason(&input.reason)?;
-        let number = crate::records::parse_document(num)?;
-        let doc = st
-            .registry
-            .document(number)?
-            .ok_or_else(|| StationError::NotFound(format!("document: no document {number}")))?;
-        if doc.status != DocumentStatus::Active {
-            return Err(StationError::Conflict(format!(
-                "document status: document {number} is {}; only an active document is replaced",
-                doc.status.as_str()
-            )));
-        }
-        let holder = st
-            .registry
-            .holder(doc.holder_id)?
-            .ok_or_else(|| StationError::Other(format!("document {number} has no holder")))?;
-        if holder.data.pinfl != input.issue.holder.record.pinfl {
-            return Err(StationError::invalid(
-                "pinfl",
-                format!(
-                    "the holder record is for PINFL {}, document {number} belongs to another \
-                     holder: a replacement is issued to the same holder",
-                    input.issue.holder.record.pinfl
-                ),
-            ));
-        }
-        if input.reason == "name-change" {
-            check_name_change(&holder.data, &input.issue)?;
-        }
-        let card = st.registry.card_of_document(doc.id)?.ok_or_else(|| {
-            StationError::Conflict(format!(
-                "document {number} has no card on record: only an issued document is replaced"
-            ))
-        })?;
-        Ok((doc, card, crl))
-    })();
-    let (doc, card, crl) = checked.map_err(|e| refused(st, session, "replace", num, e))?;
+    let (doc, card, crl) = check(st, input).map_err(|e| refused(st, session, "replace", num, e))?;
     let number = doc.number;
 
     // 1. hold
-    let certs: Vec<_> = st
-        .registry
-        .certificates_of_card(card.id)?
-        .into_iter()
-        .filter(|c| c.status == CertStatus::Active)
-        .collect();
-    let now = registry::now_rfc3339();
-    let tx = st.registry.transaction()?;
-    let rep_id =
-        tx.start_replacement(doc.id, doc.holder_id, &input.reason, crl, session.actor())?;
-    tx.set_document_status(
-        number,
-        DocumentStatus::Suspended,
-        "replacement",
-        session.actor(),
-    )?;
-    for c in &certs {
-        tx.revoke_certificate(c.id, HOLD, &now)?;
-    }
-    tx.audit(&AuditEntry {
-        actor: session.actor(),
-        action: "replacement.started",
-        object: &format!("document:{number}"),
-        details: &serde_json::json!({
-            "replacement": rep_id,
-            "reason": input.reason,
-            "held": certs.iter().map(|c| c.data.serial.as_str()).collect::<Vec<_>>(),
-        }),
-    })?;
-    tx.commit()?;
+    let held = hold(st, session, input, &doc, card.id, crl)?;
+    let rep_id = held.id;
     crate::failpoint::hit("replace.held");
     // The national record (a station enrolled to a centre): the old document held there too,
     // which lets the centre reserve the holder's new card. Refused or unreachable: the local
@@ -242,6 +177,120 @@ pub fn replace(
         .find(|r| r.id == rep_id)
         .ok_or_else(|| StationError::Other(format!("replacement {rep_id} is not open")))?;
     let settled = settle(st, session.actor(), &rep)?;
+    finish(st, input, issued, &settled, &held, number)
+}
+
+/// The replacement's preconditions: the document is active, issued on a card, and the
+/// holder's (and, for a name change, the holder's new name); the document, its card and the
+/// old certificates' CRL reason.
+fn check(
+    st: &Station,
+    input: &ReplaceInput,
+) -> Result<(registry::Document, registry::Card, &'static str), StationError> {
+    let num = input.document.as_str();
+    let crl = crl_reason(&input.reason)?;
+    let number = crate::records::parse_document(num)?;
+    let doc = st
+        .registry
+        .document(number)?
+        .ok_or_else(|| StationError::NotFound(format!("document: no document {number}")))?;
+    if doc.status != DocumentStatus::Active {
+        return Err(StationError::Conflict(format!(
+            "document status: document {number} is {}; only an active document is replaced",
+            doc.status.as_str()
+        )));
+    }
+    let holder = st
+        .registry
+        .holder(doc.holder_id)?
+        .ok_or_else(|| StationError::Other(format!("document {number} has no holder")))?;
+    if holder.data.pinfl != input.issue.holder.record.pinfl {
+        return Err(StationError::invalid(
+            "pinfl",
+            format!(
+                "the holder record is for PINFL {}, document {number} belongs to another \
+                 holder: a replacement is issued to the same holder",
+                input.issue.holder.record.pinfl
+            ),
+        ));
+    }
+    if input.reason == "name-change" {
+        check_name_change(&holder.data, &input.issue)?;
+    }
+    let card = st.registry.card_of_document(doc.id)?.ok_or_else(|| {
+        StationError::Conflict(format!(
+            "document {number} has no card on record: only an issued document is replaced"
+        ))
+    })?;
+    Ok((doc, card, crl))
+}
+
+/// A replacement begun: its id, the certificates it put on hold, their CRL reason.
+struct Held {
+    id: i64,
+    certs: Vec<registry::Certificate>,
+    crl: &'static str,
+}
+
+/// Step 1, one registry transaction: the replacement recorded, the old document suspended and
+/// its active certificates on hold; the replacement's id and the held certificates.
+fn hold(
+    st: &mut Station,
+    session: &Session,
+    input: &ReplaceInput,
+    doc: &registry::Document,
+    card_id: i64,
+    crl: &'static str,
+) -> Result<Held, StationError> {
+    let number = doc.number;
+    let certs: Vec<_> = st
+        .registry
+        .certificates_of_card(card_id)?
+        .into_iter()
+        .filter(|c| c.status == CertStatus::Active)
+        .collect();
+    let now = registry::now_rfc3339();
+    let tx = st.registry.transaction()?;
+    let rep_id =
+        tx.start_replacement(doc.id, doc.holder_id, &input.reason, crl, session.actor())?;
+    tx.set_document_status(
+        number,
+        DocumentStatus::Suspended,
+        "replacement",
+        session.actor(),
+    )?;
+    for c in &certs {
+        tx.revoke_certificate(c.id, HOLD, &now)?;
+    }
+    tx.audit(&AuditEntry {
+        actor: session.actor(),
+        action: "replacement.started",
+        object: &format!("document:{number}"),
+        details: &serde_json::json!({
+            "replacement": rep_id,
+            "reason": input.reason,
+            "held": certs.iter().map(|c| c.data.serial.as_str()).collect::<Vec<_>>(),
+        }),
+    })?;
+    tx.commit()?;
+    Ok(Held {
+        id: rep_id,
+        certs,
+        crl,
+    })
+}
+
+/// The outcome once the replacement is settled: the report, or the issuance's error with a
+/// note saying whether the old document is active again or the replacement is pending.
+fn finish(
+    st: &Station,
+    input: &ReplaceInput,
+    issued: Result<crate::issuance::IssueReport, StationError>,
+    settled: &Settled,
+    held: &Held,
+    number: registry::DocumentNumber,
+) -> Result<ReplaceReport, StationError> {
+    let (rep_id, crl, certs) = (held.id, held.crl, &held.certs);
     match issued {
         Ok(new) => {
             if settled.outcome != "completed" {
