@@ -113,7 +113,11 @@ fn a_clerk_fills_the_form_by_keyboard_only() {
     h.step();
     assert_eq!(focused(&h), "Issuance");
     let rest = tab_to(&mut h, "Holder PINFL", 3);
-    assert_eq!(rest.first().map(String::as_str), Some("Card services"), "{rest:?}");
+    assert_eq!(
+        rest.first().map(String::as_str),
+        Some("Card services"),
+        "{rest:?}"
+    );
 
     // Enter submits a look-up: a PINFL nobody has.
     type_here(&mut h, "31234567890123");
