@@ -156,6 +156,27 @@ fn open(h: &mut H, label: &str) {
     h.step();
 }
 
+/// Choose `item` in the combo box labelled `label` from the keyboard, as a clerk can: focus
+/// the box, Space opens its list, focus the entry, Space takes it.
+fn pick(h: &mut H, label: &str, item: &str) {
+    h.get_by_label(label).focus();
+    h.step();
+    h.key_press(egui::Key::Space);
+    for _ in 0..3 {
+        h.step();
+    }
+    h.get_by_label(item).focus();
+    h.step();
+    h.key_press(egui::Key::Space);
+    for _ in 0..3 {
+        h.step();
+    }
+    assert!(
+        !has_label(h, item) || h.query_all_by_label(item).count() == 1,
+        "{item}: the list is closed"
+    );
+}
+
 fn holder_pin(h: &mut H, fields: &[&str], pin: &str) {
     h.step();
     for f in fields {
@@ -316,7 +337,7 @@ fn a_card_of_a_lost_document_is_recorded_as_returned() {
 }
 
 #[test]
-#[ignore = "unfinished: the kittest click on the Region combo box does not open its list yet"]
+#[ignore = "unfinished: region and district are now chosen from the keyboard, but after Confirm the outcome never shows (the dialog's own error is not read yet)"]
 fn a_temporary_address_is_set_then_ended() {
     let slot = testrig::Slot::lease();
     let card = slot.insert(&blank_card(0x5C00_0005), &[]);
@@ -328,15 +349,13 @@ fn a_temporary_address_is_set_then_ended() {
     ));
     open(&mut h, "New address");
     click(&mut h, "Temporary");
-    click(&mut h, "Region");
-    h.step();
-    h.step();
-    click(&mut h, "Toshkent shahri");
-    h.step();
-    click(&mut h, "District");
-    h.step();
-    h.step();
-    click(&mut h, "Yunusobod tumani");
+    pick(&mut h, "Region", "Toshkent shahri");
+    let region = match &h.state().services.dialog {
+        Some(gui::services::dialogs::Dialog::AddressSet { draft, .. }) => draft.region.clone(),
+        _ => panic!("the address dialog is open"),
+    };
+    assert_eq!(region, "Toshkent shahri");
+    pick(&mut h, "District", "Yunusobod tumani");
     h.step();
     type_into(&mut h, "Street", "Bogʻishamol koʻchasi");
     type_into(&mut h, "House", "7");
