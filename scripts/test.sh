@@ -4,27 +4,29 @@
 # bounded run of each fuzz target. Fails loudly on the first error.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+start=$SECONDS
+elapsed() { printf "%dm%02ds" $(((SECONDS - start) / 60)) $(((SECONDS - start) % 60)); }
 
 bash scripts/install-deps.sh
 bash scripts/pcsc-up.sh
 
-echo "== cargo fmt --check"
+echo "== [$(elapsed)] cargo fmt --check"
 cargo fmt --all -- --check
-echo "== cargo clippy"
+echo "== [$(elapsed)] cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
-echo "== no failpoint code without the failpoints feature"
+echo "== [$(elapsed)] no failpoint code without the failpoints feature"
 bash scripts/check-no-failpoints.sh
-echo "== cargo test"
+echo "== [$(elapsed)] cargo test"
 # A hung test must fail the run loudly, long before CI's own 90-minute limit (a full run takes
 # about 5-6 minutes of tests after the build on 2 cores). IDSTATION_TEST_TIMEOUT overrides the limit (timeout(1) syntax).
 limit="${IDSTATION_TEST_TIMEOUT:-45m}"
 rc=0
 timeout --kill-after=30s "$limit" cargo test --workspace --no-fail-fast || rc=$?
 if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
-  echo "== FAILED: cargo test did not finish within $limit (a test hangs); pcscd log: /tmp/idstation-pcscd.log" >&2
+  echo "== [$(elapsed)] FAILED: cargo test did not finish within $limit (a test hangs); pcscd log: /tmp/idstation-pcscd.log" >&2
   exit 1
 fi
-[ "$rc" -eq 0 ] || { echo "== FAILED: cargo test exited $rc" >&2; exit "$rc"; }
-echo "== cargo fuzz (bounded: IDSTATION_FUZZ_SECONDS per target, default 60)"
+[ "$rc" -eq 0 ] || { echo "== [$(elapsed)] FAILED: cargo test exited $rc" >&2; exit "$rc"; }
+echo "== [$(elapsed)] cargo fuzz (bounded: IDSTATION_FUZZ_SECONDS per target, default 60)"
 bash scripts/fuzz.sh
-echo "== all green"
+echo "== [$(elapsed)] all green"

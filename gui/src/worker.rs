@@ -160,14 +160,14 @@ pub enum Event {
     LoggedIn(SessionInfo),
     LoginFailed(String),
     LoggedOut,
-    Holder(Result<Option<Box<HolderLookup>>, String>),
-    Document(Result<Box<(HolderView, DocumentView)>, String>),
+    Holder(Result<Option<Box<HolderLookup>>, Shown>),
+    Document(Result<Box<(HolderView, DocumentView)>, Shown>),
     /// The number looked up is on no document: it was spoiled in an issuance.
     SpoiledNumber(Box<SpoiledNumber>),
     Replaced(Result<Box<ReplaceReport>, Failure>),
     IssueStep(StepReport),
     Issued(Result<Box<IssueReport>, Failure>),
-    DocumentRevoked(Result<RevokeReport, String>),
+    DocumentRevoked(Result<RevokeReport, Shown>),
     CaSummaries(Result<Vec<CaSummary>, Shown>),
     CrlPublished(Result<Vec<CrlReport>, Shown>),
     CertificateRevoked(Result<String, Shown>),
@@ -482,12 +482,7 @@ fn need(
     interactive::require(st, session, action, roles)
 }
 
-/// A station error in plain words for a screen that shows one line (the clerk's look-ups).
-fn plain(lang: Lang) -> impl Fn(StationError) -> String {
-    move |e| gerr::shown(lang, &e).text()
-}
-
-/// A station error in plain words with its details (the CA and audit workspaces).
+/// A station error in plain words with its details (look-ups, the CA and audit workspaces).
 fn shown(lang: Lang) -> impl Fn(StationError) -> Shown {
     move |e| gerr::shown(lang, &e)
 }
@@ -499,25 +494,25 @@ fn clerk(st: &mut Station, session: &Session, lang: Lang, cmd: Command, send: &d
             need(st, session, &[Role::Clerk], "look up holders")
                 .and_then(|_| interactive::look_up_holder(st, session, pinfl.trim()))
                 .map(|h| h.map(Box::new))
-                .map_err(plain(lang)),
+                .map_err(shown(lang)),
         )),
         Command::LookupDocument { number } => {
-            let plain = plain(lang);
+            let shown = shown(lang);
             let r = need(st, session, &[Role::Clerk], "look up documents")
-                .map_err(&plain)
+                .map_err(&shown)
                 .and_then(
                     |_| match station::records::show_document(st, session, number.trim()) {
                         Ok(found) => Ok(Ok(Box::new(found))),
                         // No document: a spoiled number is said so.
                         Err(e @ StationError::NotFound(_)) => {
                             match interactive::spoiled_number(st, session, &number)
-                                .map_err(&plain)?
+                                .map_err(&shown)?
                             {
                                 Some(s) => Ok(Err(Box::new(s))),
-                                None => Err(plain(e)),
+                                None => Err(shown(e)),
                             }
                         }
-                        Err(e) => Err(plain(e)),
+                        Err(e) => Err(shown(e)),
                     },
                 );
             send(match r {
@@ -590,7 +585,7 @@ fn clerk(st: &mut Station, session: &Session, lang: Lang, cmd: Command, send: &d
                 "revoke documents",
             )
             .and_then(|_| station::records::revoke(st, session, number.trim(), &reason))
-            .map_err(plain(lang)),
+            .map_err(shown(lang)),
         )),
         _ => {}
     }

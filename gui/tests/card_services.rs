@@ -136,17 +136,31 @@ fn open_services(reader: &str, number: &str) -> H {
 fn wait_done(h: &mut H, done: &str) {
     wait_for(h, done, LONG, |h| {
         let s = &h.state().services;
-        (has_label_containing(h, done) || s.action_failure.is_some()) && !s.busy()
+        (has_label_containing(h, done) || s.action_failure.is_some() || dialog_error(h).is_some())
+            && !s.busy()
     });
     assert!(
         has_label_containing(h, done),
-        "{done}: {:?}",
-        h.state().services.action_failure
+        "{done}: failure {:?}, dialog error {:?}",
+        h.state().services.action_failure,
+        dialog_error(h)
     );
     // The card is read again after every action.
     wait_for(h, "the card read again", SHORT, |h| {
         !h.state().services.busy()
     });
+}
+
+/// The error the open dialog shows under its fields, if any.
+fn dialog_error(h: &H) -> Option<String> {
+    use gui::services::dialogs::Dialog;
+    match h.state().services.dialog.as_ref()? {
+        Dialog::Unblock { error, .. }
+        | Dialog::Resume { error, .. }
+        | Dialog::AddressSet { error, .. }
+        | Dialog::AddressEnd { error, .. } => error.clone(),
+        Dialog::Suspend | Dialog::Returned => None,
+    }
 }
 
 /// Press a service's button; its dialog (or the PIN window) is laid out in the next frames.

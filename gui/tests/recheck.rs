@@ -46,8 +46,19 @@ fn a_clerk_disabled_while_logged_in_is_refused_at_the_next_action_and_it_is_audi
     assert_eq!(refusals("session ended: operator is disabled"), 0);
 
     click(&mut h, "Find holder");
+    // The refusal in plain words, the station's own text under Details.
     wait_for(&mut h, "refusal", Duration::from_secs(30), |h| {
-        has_label_containing(h, "clerk: operator name or password is wrong")
+        has_label(h, "The station does not allow this for your account.")
     });
+    assert!(has_label(
+        &h,
+        "Log out and ask the administrator to check your account and role."
+    ));
+    click(&mut h, "Details");
+    h.step();
+    assert!(has_label_containing(
+        &h,
+        "clerk: operator name or password is wrong"
+    ));
     assert_eq!(refusals("session ended: operator is disabled"), 1);
 }

@@ -10,6 +10,7 @@ use station::interactive::{HolderLookup, SpoiledNumber};
 use station::records::{DocumentView, HolderView, RevokeReport};
 
 use super::copyable;
+use crate::error::Shown;
 use crate::i18n::{self, t, ta, tr, tr_args, Lang};
 use crate::notation::card_serial;
 use crate::worker::{Command, Event};
@@ -41,6 +42,8 @@ pub struct LookupState {
     pub pinfl: String,
     pub number: String,
     msg: Option<(bool, String)>,
+    /// The last look-up failed: in plain words, its details under "Details".
+    failure: Option<Shown>,
     /// Look-ups sent and not answered yet.
     pending: u32,
     /// The answers on their way come from the clerk's own look-up (a holder's record fills
@@ -51,7 +54,7 @@ pub struct LookupState {
     spoiled: Option<SpoiledNumber>,
     revoke_pending: bool,
     revoke_confirm: Option<&'static str>,
-    revoke_result: Option<Result<RevokeReport, String>>,
+    revoke_result: Option<Result<RevokeReport, Shown>>,
     /// Ask for what is shown again in the next frame.
     refresh: bool,
 }
@@ -84,6 +87,7 @@ impl LookupState {
                 self.pending = self.pending.saturating_sub(1);
                 match r {
                     Ok(Some(found)) => {
+                        self.failure = None;
                         let fill = std::mem::take(&mut self.asked);
                         let record = found.record.clone();
                         self.holder = Some(found.clone());
@@ -100,10 +104,11 @@ impl LookupState {
                         }
                     }
                     Ok(None) => {
+                        self.failure = None;
                         self.holder = None;
                         self.msg = Some((false, tr(lang, "lookup-holder-none")));
                     }
-                    Err(e) => self.msg = Some((false, e.clone())),
+                    Err(e) => self.failure = Some(e.clone()),
                 }
             }
             Event::Document(r) => {
@@ -113,6 +118,7 @@ impl LookupState {
                     Ok(d) => {
                         if std::mem::take(&mut self.asked) {
                             self.msg = None;
+                            self.failure = None;
                             self.revoke_result = None;
                             self.revoke_confirm = None;
                         }
@@ -120,7 +126,7 @@ impl LookupState {
                     }
                     Err(e) => {
                         self.document = None;
-                        self.msg = Some((false, e.clone()));
+                        self.failure = Some(e.clone());
                     }
                 }
             }
@@ -128,6 +134,7 @@ impl LookupState {
                 self.pending = self.pending.saturating_sub(1);
                 self.document = None;
                 self.msg = None;
+                self.failure = None;
                 self.spoiled = Some((**s).clone());
             }
             Event::DocumentRevoked(r) => {
@@ -179,6 +186,9 @@ pub fn panel(
     if let Some((ok, m)) = &st.msg {
         ui.colored_label(if *ok { GREEN } else { Color32::RED }, m);
     }
+    if let Some(f) = &st.failure {
+        crate::error::ui(ui, f);
+    }
     if let Some(s) = &st.spoiled {
         ui.separator();
         spoiled_ui(ui, s);
@@ -216,6 +226,7 @@ fn search_ui(ui: &mut egui::Ui, st: &mut LookupState, cmds: &mut Vec<Command>) {
                 st.pending += 1;
                 st.asked = true;
                 st.msg = None;
+                st.failure = None;
                 cmds.push(if holder {
                     Command::LookupHolder {
                         pinfl: st.pinfl.clone(),
@@ -383,9 +394,7 @@ fn found_document_ui(ui: &mut egui::Ui, st: &mut LookupState, cmds: &mut Vec<Com
                 ),
             );
         }
-        Some(Err(e)) => {
-            ui.colored_label(Color32::RED, e);
-        }
+        Some(Err(e)) => crate::error::ui(ui, e),
         None => {}
     }
 }
