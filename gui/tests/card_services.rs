@@ -186,8 +186,8 @@ fn pick(h: &mut H, label: &str, item: &str) {
         h.step();
     }
     assert!(
-        !has_label(h, item) || h.query_all_by_label(item).count() == 1,
-        "{item}: the list is closed"
+        !egui::Popup::is_any_open(&h.ctx),
+        "{label}: the list closes once {item} is taken"
     );
 }
 
@@ -351,7 +351,6 @@ fn a_card_of_a_lost_document_is_recorded_as_returned() {
 }
 
 #[test]
-#[ignore = "unfinished: region and district are now chosen from the keyboard, but after Confirm the outcome never shows (the dialog's own error is not read yet)"]
 fn a_temporary_address_is_set_then_ended() {
     let slot = testrig::Slot::lease();
     let card = slot.insert(&blank_card(0x5C00_0005), &[]);
@@ -369,8 +368,28 @@ fn a_temporary_address_is_set_then_ended() {
         _ => panic!("the address dialog is open"),
     };
     assert_eq!(region, "Toshkent shahri");
-    pick(&mut h, "District", "Yunusobod tumani");
+    // Escape with a list open closes the list, not the dialog.
+    h.get_by_label("District").focus();
     h.step();
+    h.key_press(egui::Key::Space);
+    h.step();
+    h.step();
+    assert!(egui::Popup::is_any_open(&h.ctx), "the district list opens");
+    h.key_press(egui::Key::Escape);
+    h.step();
+    h.step();
+    assert!(!egui::Popup::is_any_open(&h.ctx), "Escape closes the list");
+    assert!(
+        h.state().services.dialog.is_some(),
+        "and leaves the dialog open"
+    );
+    pick(&mut h, "District", "Yunusobod tumani");
+    match &h.state().services.dialog {
+        Some(gui::services::dialogs::Dialog::AddressSet { draft, .. }) => {
+            assert_eq!(draft.district, "Yunusobod tumani")
+        }
+        _ => panic!("the address dialog is open"),
+    }
     type_into(&mut h, "Street", "Bogʻishamol koʻchasi");
     type_into(&mut h, "House", "7");
     type_into(&mut h, "Registered until", "31122030");

@@ -228,7 +228,10 @@ fn revoke_ui(ui: &mut egui::Ui, st: &mut CaState, cmds: &mut Vec<Command>) {
         .show_ui(ui, |ui| {
             for (i, r) in REASONS.iter().enumerate() {
                 let w = reason_word(ui, r);
-                ui.selectable_value(&mut st.reason, i, w);
+                // The list closes once a reason is taken, from the keyboard too.
+                if ui.selectable_value(&mut st.reason, i, w).clicked() {
+                    ui.close();
+                }
             }
         });
     ui.checkbox(&mut st.confirm, t(ui, "ca-revoke-confirm"));

@@ -121,6 +121,7 @@ pub fn show(ctx: &egui::Context, st: &mut ServicesState, cmds: &mut Vec<Command>
     let title = i18n::tr(lang, title_id(&dialog));
     let mut choice = Choice::None;
     let first = std::mem::take(&mut st.focus_dialog);
+    let list_open = egui::Popup::is_any_open(ctx);
     egui::Window::new(title)
         .id(egui::Id::unique("svc-dialog"))
         .collapsible(false)
@@ -134,7 +135,8 @@ pub fn show(ctx: &egui::Context, st: &mut ServicesState, cmds: &mut Vec<Command>
             ];
             choice = body(ui, &mut dialog, &args, first);
         });
-    if ctx.input(|i| i.key_pressed(egui::Key::Escape)) {
+    // Escape closes an open list first; only with none open does it cancel the dialog.
+    if !list_open && ctx.input(|i| i.key_pressed(egui::Key::Escape)) {
         choice = Choice::Cancel;
     }
     match choice {

@@ -89,9 +89,17 @@ fn reader_panel(
         .truncate()
         .selected_text(shown)
         .show_ui(ui, |ui| {
-            ui.selectable_value(&mut st.reader, None, any.clone());
+            // The list closes once an entry is taken, from the keyboard too.
+            let mut taken = ui
+                .selectable_value(&mut st.reader, None, any.clone())
+                .clicked();
             for n in names {
-                ui.selectable_value(&mut st.reader, Some(n.clone()), n);
+                taken |= ui
+                    .selectable_value(&mut st.reader, Some(n.clone()), n)
+                    .clicked();
+            }
+            if taken {
+                ui.close();
             }
         })
         .response
@@ -582,13 +590,20 @@ fn list(ui: &mut egui::Ui, label: &str, value: &mut String, items: Vec<(String, 
         .find(|(v, _)| v == value)
         .map(|(_, s)| s.clone())
         .unwrap_or_else(|| value.clone());
+    // Tall enough for the longest list (a region's districts) without scrolling, so every
+    // entry is on screen and reachable from the keyboard.
     egui::ComboBox::from_id_salt(("svc", label))
         .width(300.0)
+        .height(520.0)
         .truncate()
         .selected_text(shown)
         .show_ui(ui, |ui| {
             for (v, s) in items {
-                ui.selectable_value(value, v, s);
+                // Taken with Space from the keyboard as well as by a click: the list closes
+                // either way (egui closes it only on a click).
+                if ui.selectable_value(value, v, s).clicked() {
+                    ui.close();
+                }
             }
         })
         .response
