@@ -155,7 +155,6 @@ pub fn tr(lang: Lang, id: &str) -> String {
     tr_args(lang, id, &[])
 }
 
-/// A string argument.
 /// A registry status in words ("active", "suspended", "lost", …); an unknown one as it is.
 pub fn status_word(lang: Lang, status: &str) -> String {
     let id = format!("status-{status}");
@@ -167,6 +166,7 @@ pub fn status_word(lang: Lang, status: &str) -> String {
     }
 }
 
+/// A string argument.
 pub fn s<'a>(v: impl Into<String>) -> FluentValue<'a> {
     FluentValue::String(v.into().into())
 }

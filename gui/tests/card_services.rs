@@ -448,17 +448,7 @@ fn the_card_services_workspace_fits_1024x768_in_two_languages() {
             h.step();
         }
         assert!(has_label(&h, &tr("svc-renew")));
-        let over: Vec<String> = h
-            .query_all_by(|n| n.label().is_some_and(|l| !l.is_empty()))
-            .filter(|n| n.rect().max.x > 1024.5 || n.rect().max.y > 768.5)
-            .map(|n| {
-                format!(
-                    "{:?} ends at {:?}",
-                    n.accesskit_node().label(),
-                    n.rect().max
-                )
-            })
-            .collect();
+        let over = labels_past(&h, 1024.0, 768.0, false);
         assert!(
             over.is_empty(),
             "{}: cut off at 1024 px: {over:?}",

@@ -47,13 +47,13 @@ fn a_station_refusal_is_shown_to_a_clerk_in_plain_words_in_two_languages_without
         }
         type_into(&mut h, &tr(lang, "lookup-document"), "AA0000001");
         click(&mut h, &tr(lang, "lookup-find-document"));
-        let message = format!(
-            "{} {}",
+        // What happened, and what to do next, each on its own line.
+        let (message, next) = (
             tr(lang, "station-error-not-permitted"),
-            tr(lang, "station-error-not-permitted-next")
+            tr(lang, "station-error-not-permitted-next"),
         );
         wait_for(&mut h, "the refusal", Duration::from_secs(30), |h| {
-            has_label(h, &message)
+            has_label(h, &message) && has_label(h, &next)
         });
         // Plain words: not the station's English rule, not its internal names.
         for internal in ["not permitted", "disabled", "look up documents"] {
@@ -66,6 +66,14 @@ fn a_station_refusal_is_shown_to_a_clerk_in_plain_words_in_two_languages_without
         assert!(
             !has_label(&h, &tr(lang, "issue-retry")),
             "{}: no Retry for a refusal",
+            lang.tag()
+        );
+        // The station's own sentence is kept under Details.
+        click(&mut h, &tr(lang, "station-error-details"));
+        h.step();
+        assert!(
+            has_label_containing(&h, &format!("{name}: operator name or password is wrong")),
+            "{}: the station's words under Details",
             lang.tag()
         );
         // The station did refuse it, by its rule (the audit log is the oracle).

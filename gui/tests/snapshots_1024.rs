@@ -36,17 +36,7 @@ fn the_clerk_desk_fits_1024x768_in_each_language() {
         for _ in 0..3 {
             h.step();
         }
-        let over: Vec<String> = h
-            .query_all_by(|n| n.label().is_some_and(|l| !l.is_empty()))
-            .filter(|n| n.rect().max.x > 1024.5 || n.rect().max.y > 768.5)
-            .map(|n| {
-                format!(
-                    "{:?} ends at {:?}",
-                    n.accesskit_node().label(),
-                    n.rect().max
-                )
-            })
-            .collect();
+        let over = labels_past(&h, 1024.0, 768.0, false);
         assert!(
             over.is_empty(),
             "{}: cut off at 1024 px: {over:?}",
@@ -56,22 +46,6 @@ fn the_clerk_desk_fits_1024x768_in_each_language() {
         let opts = egui_kittest::SnapshotOptions::new().max_failed_pixels(16usize);
         results.add(h.try_snapshot_options(format!("clerk-1024-{}", lang.tag()), &opts));
     }
-}
-
-/// Labels that start inside the window and reach past its right or bottom edge. (A label
-/// wholly below the window is further down a scroll area, reached by scrolling.)
-fn cut_off(h: &H) -> Vec<String> {
-    h.query_all_by(|n| n.label().is_some_and(|l| !l.is_empty()))
-        .filter(|n| n.rect().min.x < 1024.0 && n.rect().min.y < 768.0)
-        .filter(|n| n.rect().max.x > 1024.5 || n.rect().max.y > 768.5)
-        .map(|n| {
-            format!(
-                "{:?} ends at {:?}",
-                n.accesskit_node().label(),
-                n.rect().max
-            )
-        })
-        .collect()
 }
 
 /// The auditor's screen at 1024×768 in English and Russian: the filters with a rejected date's
@@ -101,14 +75,14 @@ fn the_auditor_screen_fits_1024x768() {
         for _ in 0..3 {
             h.step();
         }
-        let over = cut_off(&h);
+        let over = labels_past(&h, 1024.0, 768.0, true);
         assert!(over.is_empty(), "{}: events: {over:?}", lang.tag());
         click(&mut h, &tr("audit-view-charts"));
         for _ in 0..3 {
             h.step();
         }
         assert!(has_label(&h, &tr("audit-plot-refusals")));
-        let over = cut_off(&h);
+        let over = labels_past(&h, 1024.0, 768.0, true);
         assert!(over.is_empty(), "{}: charts: {over:?}", lang.tag());
     }
 }
@@ -149,17 +123,7 @@ fn the_card_preview_fits_1024x768_in_two_languages() {
             "{}: the MRZ band is on screen",
             lang.tag()
         );
-        let over: Vec<String> = h
-            .query_all_by(|n| n.label().is_some_and(|l| !l.is_empty()))
-            .filter(|n| n.rect().max.x > 1024.5)
-            .map(|n| {
-                format!(
-                    "{:?} ends at {:?}",
-                    n.accesskit_node().label(),
-                    n.rect().max
-                )
-            })
-            .collect();
+        let over = labels_past(&h, 1024.0, f32::INFINITY, false);
         assert!(
             over.is_empty(),
             "{}: cut off at 1024 px: {over:?}",

@@ -1,37 +1,16 @@
 //! PACE, Chip Authentication and Active Authentication through the real PC/SC stack: pcscd +
 //! vsmartcard vpcd + `vchip` (via `testrig`), the host side of `personalization` as the
-//! inspection system. Also the same-run comparison of PACE + CA + AA + DG1/DG2 against BAC +
-//! the same reads (time and APDUs), printed for docs/BENCHMARKS.md.
+//! inspection system. The same reads timed against BAC: the bench `pace_bac`.
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::*;
-use personalization::apdu::{Channel, Command};
+use personalization::apdu::Channel;
 use personalization::lds::{self, LdsFiles};
 use personalization::pace::{ca, Access, IcaoReader};
-use personalization::piv::objects::tags;
-use personalization::piv::Piv;
-use personalization::secret::ManagementKey;
-use personalization::tlv;
 use personalization::transport::pcsc::Pcsc;
-
-const CAN: &str = "730512";
-const MRZ_INFO: &str = "L898902C<369080619406236";
-
-fn files() -> LdsFiles {
-    let mut dgs = BTreeMap::new();
-    dgs.insert(1, tlv::encode(0x61, &tlv::encode(0x5F1F, &[b'I'; 90])));
-    // A DG2 of the size of a real facial image (about 15 kB).
-    let face: Vec<u8> = (0..15_000u32).map(|i| (i * 31 % 251) as u8).collect();
-    dgs.insert(2, tlv::encode(0x75, &face));
-    LdsFiles {
-        dgs,
-        sod: tlv::encode(0x77, &[0x30; 200]),
-    }
-}
 
 /// The chip's persistent PACE failure counter, from the image vchip saves after every change.
 fn pace_failures(img: &std::path::Path) -> u64 {
@@ -52,40 +31,7 @@ fn pace_ca_aa_through_pcscd_and_the_comparison_with_bac() {
     let pcsc = Pcsc::establish().unwrap();
 
     // Personalization: keys on the chip, DG14/DG15, PACE passwords and the BAC seed, lock.
-    let card = slot.insert(&img, &[]);
-    pcsc.wait_for_card(&slot.reader_name, Duration::from_secs(10))
-        .unwrap();
-    let mut f = files();
-    let keys = {
-        let mut c = pcsc.connect(&slot.reader_name).unwrap();
-        let mut tx = c.begin().unwrap();
-        let keys = {
-            let mut piv = Piv::new(&mut tx);
-            piv.select().unwrap();
-            piv.authenticate(&ManagementKey::transport_default())
-                .unwrap();
-            piv.put_data(tags::CHUID, &[0x53, 0x01, 0x01]).unwrap();
-            let ch = piv.channel();
-            ch.ok(&Command::new(
-                "SELECT LDS1",
-                0xA4,
-                0x04,
-                0x0C,
-                personalization::bac::LDS1_AID.to_vec(),
-            ))
-            .unwrap();
-            let keys = ca::generate_chip_keys(ch).unwrap();
-            f.dgs.insert(14, ca::dg14(&keys.ca));
-            f.dgs.insert(15, ca::dg15(&keys.aa));
-            lds::write_lds(ch, &f, &personalization::bac::kseed(MRZ_INFO)).unwrap();
-            lds::write_pace_passwords(ch, MRZ_INFO, CAN).unwrap();
-            ch.ok(&Command::new("LOCK", 0x44, 0, 0, vec![])).unwrap();
-            keys
-        };
-        tx.end().unwrap();
-        keys
-    };
-    card.pull();
+    let (keys, f) = icao_card(&pcsc, &slot, &img);
 
     // The issued card, as an inspection system meets it.
     let card = slot.insert(&img, &[]);
@@ -95,8 +41,7 @@ fn pace_ca_aa_through_pcscd_and_the_comparison_with_bac() {
     let mut tx = c.begin().unwrap();
     let mut ch = Channel::new(&mut tx);
 
-    // PACE-CAN + CA + AA + DG1 + DG2.
-    let (t0, a0) = (Instant::now(), ch.stats().apdus);
+    // PACE-CAN + CA + AA + DG1 + DG2 (what the bench `pace_bac` times).
     {
         let mut r = IcaoReader::open(&mut ch, &Access::can(CAN).unwrap()).unwrap();
         let d14 = ca::parse_dg14(&r.read_ef(0x010E).unwrap()).unwrap();
@@ -107,22 +52,13 @@ fn pace_ca_aa_through_pcscd_and_the_comparison_with_bac() {
         assert_eq!(r.read_ef(0x0101).unwrap(), f.dgs[&1]);
         assert_eq!(r.read_ef(0x0102).unwrap(), f.dgs[&2]);
     }
-    let (pace_time, pace_apdus) = (t0.elapsed(), ch.stats().apdus - a0);
 
     // BAC + DG1 + DG2 on the same card, same session.
-    let (t0, a0) = (Instant::now(), ch.stats().apdus);
     {
         let mut r = IcaoReader::open(&mut ch, &Access::bac(MRZ_INFO)).unwrap();
         assert_eq!(r.read_ef(0x0101).unwrap(), f.dgs[&1]);
         assert_eq!(r.read_ef(0x0102).unwrap(), f.dgs[&2]);
     }
-    let (bac_time, bac_apdus) = (t0.elapsed(), ch.stats().apdus - a0);
-    println!(
-        "BENCH pace_can+ca+aa+dg1+dg2: {:.1} ms, {pace_apdus} APDUs (DG14/DG15 reads included); \
-         bac+dg1+dg2: {:.1} ms, {bac_apdus} APDUs",
-        pace_time.as_secs_f64() * 1e3,
-        bac_time.as_secs_f64() * 1e3
-    );
 
     // PACE with the MRZ.
     let mut r = IcaoReader::open(&mut ch, &Access::pace_mrz(MRZ_INFO)).unwrap();
@@ -281,30 +217,7 @@ fn issue(
     dg15_on_chip: Option<&[u8]>,
 ) -> (LdsFiles, ca::ChipKeys) {
     use p256::ecdsa::signature::Signer;
-    let card = slot.insert(img, &[]);
-    pcsc.wait_for_card(&slot.reader_name, Duration::from_secs(10))
-        .unwrap();
-    let mut c = pcsc.connect(&slot.reader_name).unwrap();
-    let mut tx = c.begin().unwrap();
-    let mut f = files();
-    let keys = {
-        let mut piv = Piv::new(&mut tx);
-        piv.select().unwrap();
-        piv.authenticate(&ManagementKey::transport_default())
-            .unwrap();
-        piv.put_data(tags::CHUID, &[0x53, 0x01, 0x01]).unwrap();
-        let ch = piv.channel();
-        ch.ok(&Command::new(
-            "SELECT LDS1",
-            0xA4,
-            0x04,
-            0x0C,
-            personalization::bac::LDS1_AID.to_vec(),
-        ))
-        .unwrap();
-        let keys = ca::generate_chip_keys(ch).unwrap();
-        f.dgs.insert(14, ca::dg14(&keys.ca));
-        f.dgs.insert(15, ca::dg15(&keys.aa));
+    let (keys, f) = icao_card_with(pcsc, slot, img, |f| {
         let key = pki.ds_key.clone();
         f.sod = personalization::sod::build_sod(&f.dg_hashes(), &pki.ds_der, |m| {
             let s: p256::ecdsa::DerSignature = key.sign(m);
@@ -318,14 +231,8 @@ fn issue(
         if let Some(dg15) = dg15_on_chip {
             written.dgs.insert(15, dg15.to_vec());
         }
-        lds::write_lds_files(ch, &written).unwrap();
-        lds::write_pace_passwords(ch, MRZ_INFO, CAN).unwrap();
-        ch.ok(&Command::new("LOCK", 0x44, 0, 0, vec![])).unwrap();
-        keys
-    };
-    tx.end().unwrap();
-    drop(c);
-    card.pull();
+        written
+    });
     (f, keys)
 }
 

@@ -292,8 +292,8 @@ fn show(centre: &Centre, pinfl: &str) -> serde_json::Value {
 
 #[test]
 fn renew_suspend_resume_address_and_replace_through_the_centre() {
-    let mut centre = Centre::start();
-    let public = centre.enable_public();
+    let mut centre = Centre::start_public();
+    let public = centre.public_addr();
     centre.serve();
     let tas = Station::enrol(&centre, "TAS01", "tas01-st1");
     let sam = Station::enrol(&centre, "SAM01", "sam01-st1");

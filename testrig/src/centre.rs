@@ -262,20 +262,6 @@ public_name = "localhost"
         .expect("write centre.toml");
     }
 
-    /// Serve the relying-party services (OCSP, CRLs) on a plain-HTTP listener on a free port
-    /// of 127.0.0.1 from the next `serve` on (`[public] listen` and `base_url`); its address.
-    pub fn enable_public(&self) -> SocketAddr {
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port");
-        let mut text = std::fs::read_to_string(&self.config).expect("read centre.toml");
-        text.push_str(&format!(
-            "\n[public]\nlisten = \"{addr}\"\nbase_url = \"http://{addr}\"\nocsp_validity_seconds = 60\n"
-        ));
-        std::fs::write(&self.config, text).expect("write centre.toml");
-        addr
-    }
-
     /// Start `idcentral serve` (on a free port the first time, on the same port after
     /// [`Centre::stop`]) and wait until it listens.
     pub fn serve(&mut self) {
@@ -338,6 +324,15 @@ public_name = "localhost"
     /// `http://127.0.0.1:PORT` of the public listener of a [`Centre::start_public`] centre.
     pub fn public_base(&self) -> Option<&str> {
         self.public_base.as_deref()
+    }
+
+    /// The address of the public listener of a [`Centre::start_public`] centre.
+    pub fn public_addr(&self) -> SocketAddr {
+        self.public_base
+            .as_deref()
+            .and_then(|b| b.strip_prefix("http://"))
+            .and_then(|a| a.parse().ok())
+            .expect("a centre made by Centre::start_public")
     }
 
     /// The cluster's directory (`url`, `password`, `socket/`).

@@ -308,6 +308,7 @@ audit-field-object = Object
 audit-key-pinfl = PINFL
 audit-key-document = Document number
 audit-key-card = Card serial
+audit-key-card_serial = Card serial
 audit-key-job = Issuance job
 audit-key-certificates = Certificates
 audit-key-date_of_issue = Date of issue

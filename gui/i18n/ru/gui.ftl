@@ -301,6 +301,7 @@ audit-field-object = Объект
 audit-key-pinfl = ПИНФЛ
 audit-key-document = Номер документа
 audit-key-card = Серийный номер карты
+audit-key-card_serial = Серийный номер карты
 audit-key-job = Задание выдачи
 audit-key-certificates = Сертификаты
 audit-key-date_of_issue = Дата выдачи

@@ -301,6 +301,7 @@ audit-field-object = Объект
 audit-key-pinfl = ЖШШИР
 audit-key-document = Ҳужжат рақами
 audit-key-card = Карта серия рақами
+audit-key-card_serial = Карта серия рақами
 audit-key-job = Бериш топшириғи
 audit-key-certificates = Сертификатлар
 audit-key-date_of_issue = Берилган сана

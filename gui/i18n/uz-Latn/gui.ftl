@@ -301,6 +301,7 @@ audit-field-object = Obyekt
 audit-key-pinfl = JShShIR
 audit-key-document = Hujjat raqami
 audit-key-card = Karta seriya raqami
+audit-key-card_serial = Karta seriya raqami
 audit-key-job = Berish topshirigʻi
 audit-key-certificates = Sertifikatlar
 audit-key-date_of_issue = Berilgan sana

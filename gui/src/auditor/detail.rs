@@ -6,6 +6,7 @@ use egui::RichText;
 use station::AuditEvent;
 
 use crate::i18n::{self, Lang};
+use crate::notation::card_serial;
 
 /// An RFC 3339 time of the audit log (always UTC, `…Z`) as `DD.MM.YYYY HH:MM:SS UTC`; the
 /// fraction of a second is dropped. Text of another shape comes back as it is.
@@ -76,7 +77,14 @@ pub fn fields(lang: Lang, e: &AuditEvent) -> Vec<(String, String)> {
     ];
     match serde_json::from_str::<serde_json::Value>(&e.details) {
         Ok(serde_json::Value::Object(map)) => {
-            out.extend(map.iter().map(|(k, v)| (key_label(lang, k), value_text(v))));
+            out.extend(map.iter().map(|(k, v)| {
+                let text = match (k.as_str(), v) {
+                    // A card serial in the desk's one notation, whatever form it was logged in.
+                    ("card" | "card_serial", serde_json::Value::String(s)) => card_serial(s),
+                    _ => value_text(v),
+                };
+                (key_label(lang, k), text)
+            }));
         }
         Ok(serde_json::Value::Null) | Err(_) => {}
         Ok(other) => out.push((i18n::tr(lang, "audit-col-details"), value_text(&other))),
@@ -151,7 +159,7 @@ mod tests {
             station: "tas-01".into(),
             action: "issuance.completed".into(),
             object: "document:AA1234567".into(),
-            details: r#"{"card":"0000ABCD","certificates":[3,4],"job":7,"pinfl":"31405850000012"}"#
+            details: r#"{"card":"0x0000abcd","certificates":[3,4],"job":7,"pinfl":"31405850000012"}"#
                 .into(),
             prev_hash: [0; 32],
             hash: [1; 32],

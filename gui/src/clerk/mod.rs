@@ -848,6 +848,7 @@ fn issue_view(ui: &mut egui::Ui, st: &mut ClerkState, opts: &GuiOptions, cmds: &
             if !failure.holder_changes.is_empty() {
                 holder_changes_ui(ui, &failure.holder_changes);
             }
+            crate::error::details_ui(ui, &failure.details);
             ui.horizontal(|ui| {
                 if failure.retry && st.last.is_some() {
                     retry = ui.button(t(ui, "issue-retry")).clicked();

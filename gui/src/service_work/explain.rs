@@ -19,12 +19,26 @@ pub struct ServiceFailure {
     pub details: String,
 }
 
-fn failure(lang: Lang, message: &str, next: &str, retry: bool, e: &StationError) -> ServiceFailure {
+/// `e` as `message` and `next`; whether Retry is offered is the desk's one policy for the
+/// error's kind ([`crate::error::retry_can_succeed`]).
+fn failure(lang: Lang, message: &str, next: &str, e: &StationError) -> ServiceFailure {
+    words(tr(lang, message), tr(lang, next), e)
+}
+
+fn words(message: String, next: String, e: &StationError) -> ServiceFailure {
     ServiceFailure {
-        message: tr(lang, message),
-        next: tr(lang, next),
-        retry,
+        message,
+        next,
+        retry: crate::error::retry_can_succeed(e),
         details: e.to_string(),
+    }
+}
+
+/// A card fault that repeating cannot mend (a blocked PIN, pcscd itself).
+fn final_failure(lang: Lang, message: &str, next: &str, e: &StationError) -> ServiceFailure {
+    ServiceFailure {
+        retry: false,
+        ..failure(lang, message, next, e)
     }
 }
 
@@ -35,20 +49,17 @@ pub fn explain(lang: Lang, e: &StationError) -> ServiceFailure {
         StationError::Conflict(m) => conflict(lang, m, e),
         StationError::Invalid { field, rule } => invalid(lang, field, rule, e),
         StationError::NotFound(_) => {
-            failure(lang, "svc-err-not-found", "svc-next-read-again", false, e)
+            failure(lang, "svc-err-not-found", "svc-next-read-again", e)
         }
         StationError::NotPermitted(_) => {
-            failure(lang, "svc-err-not-permitted", "svc-next-clerk", false, e)
+            failure(lang, "svc-err-not-permitted", "svc-next-clerk", e)
         }
-        StationError::Hsm(_) => failure(lang, "svc-err-hsm", "svc-next-admin", false, e),
+        StationError::Hsm(_) => failure(lang, "svc-err-hsm", "svc-next-admin", e),
         StationError::CentreUnreachable { .. } => failure(
             lang,
             "svc-err-centre-unreachable",
-            "svc-next-retry-later",
-            true,
-            e,
-        ),
-        _ => failure(lang, "svc-err-other", "svc-next-admin", false, e),
+            "svc-next-retry-later", e),
+        _ => failure(lang, "svc-err-other", "svc-next-admin", e),
     }
 }
 
@@ -61,35 +72,31 @@ fn card(lang: Lang, message: &str, e: &StationError) -> ServiceFailure {
             .nth(1)
             .and_then(|r| r.split_whitespace().next())
             .unwrap_or("?");
-        return ServiceFailure {
-            message: tr_args(lang, "svc-err-wrong-pin", &[("tries", i18n::s(tries))]),
-            next: tr(lang, "svc-next-pin-again"),
-            retry: true,
-            details: e.to_string(),
-        };
+        return words(
+            tr_args(lang, "svc-err-wrong-pin", &[("tries", i18n::s(tries))]),
+            tr(lang, "svc-next-pin-again"),
+            e,
+        );
     }
     if has("PIN is blocked") {
-        return failure(lang, "svc-err-pin-blocked", "svc-next-unblock", false, e);
+        return final_failure(lang, "svc-err-pin-blocked", "svc-next-unblock", e);
     }
     if has("card removed") || has("card was reset") {
         return failure(
             lang,
             "svc-err-card-removed",
-            "svc-next-insert-retry",
-            true,
-            e,
-        );
+            "svc-next-insert-retry", e);
     }
     if has("no card in reader") || has("no reader named") || has("reader") && has("is gone") {
-        return failure(lang, "svc-err-no-card", "svc-next-insert-retry", true, e);
+        return failure(lang, "svc-err-no-card", "svc-next-insert-retry", e);
     }
     if has("in use by another application") {
-        return failure(lang, "svc-err-card-busy", "svc-next-retry", true, e);
+        return failure(lang, "svc-err-card-busy", "svc-next-retry", e);
     }
     if has("pcscd") {
-        return failure(lang, "svc-err-pcsc", "svc-next-admin", false, e);
+        return final_failure(lang, "svc-err-pcsc", "svc-next-admin", e);
     }
-    failure(lang, "svc-err-card", "svc-next-card-retry", true, e)
+    failure(lang, "svc-err-card", "svc-next-card-retry", e)
 }
 
 /// A refusal: the station's sentence starts with the thing it is about (`document status:`).
@@ -109,7 +116,7 @@ fn conflict(lang: Lang, m: &str, e: &StationError) -> ServiceFailure {
         "card" => ("svc-err-already-returned", "svc-next-read-again"),
         _ => ("svc-err-refused", "svc-next-read-again"),
     };
-    failure(lang, message, next, false, e)
+    failure(lang, message, next, e)
 }
 
 /// Input the station did not take: named by the field's label.
@@ -123,12 +130,11 @@ fn invalid(lang: Lang, field: &str, rule: &str, e: &StationError) -> ServiceFail
         f if f.starts_with("address") => "svc-err-address",
         _ => "svc-err-invalid",
     };
-    ServiceFailure {
-        message: tr_args(lang, id, &[("rule", i18n::s(rule))]),
-        next: tr(lang, "svc-next-correct"),
-        retry: false,
-        details: e.to_string(),
-    }
+    words(
+        tr_args(lang, id, &[("rule", i18n::s(rule))]),
+        tr(lang, "svc-next-correct"),
+        e,
+    )
 }
 
 /// Why a service does not apply to the card now, in plain words.

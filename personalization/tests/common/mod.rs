@@ -162,3 +162,91 @@ pub fn personalize(t: &mut dyn Transport, ca: &mut OpensslCa) -> Result<Personal
     let report = p.complete(t, &prepared, &card_key(), &input, &mut |_| {})?;
     Ok((prepared, certificates, report))
 }
+
+// ------------------------------------------------------------ an ICAO card with PACE ---
+
+/// The CAN and the MRZ information of [`icao_card`] (the latter: ICAO Doc 9303 Part 11
+/// Appendix D.2, the specimen "L898902C<" document).
+pub const CAN: &str = "730512";
+pub const MRZ_INFO: &str = "L898902C<369080619406236";
+
+/// DG1 and a DG2 of the size of a real facial image (about 15 kB), with a placeholder SOD.
+pub fn icao_files() -> personalization::lds::LdsFiles {
+    use personalization::tlv;
+    let mut dgs = std::collections::BTreeMap::new();
+    dgs.insert(1, tlv::encode(0x61, &tlv::encode(0x5F1F, &[b'I'; 90])));
+    let face: Vec<u8> = (0..15_000u32).map(|i| (i * 31 % 251) as u8).collect();
+    dgs.insert(2, tlv::encode(0x75, &face));
+    personalization::lds::LdsFiles {
+        dgs,
+        sod: tlv::encode(0x77, &[0x30; 200]),
+    }
+}
+
+/// Personalize the blank card `img` in `slot` as an issued ICAO card: CA and AA keys made on
+/// the chip (DG14/DG15), the LDS, the BAC seed and the PACE passwords ([`MRZ_INFO`], [`CAN`]),
+/// then LOCK; the card is pulled afterwards. Returns the chip's keys and the files written.
+pub fn icao_card(
+    pcsc: &personalization::transport::pcsc::Pcsc,
+    slot: &testrig::Slot,
+    img: &Path,
+) -> (
+    personalization::pace::ca::ChipKeys,
+    personalization::lds::LdsFiles,
+) {
+    icao_card_with(pcsc, slot, img, |f| personalization::lds::LdsFiles {
+        dgs: f.dgs.clone(),
+        sod: f.sod.clone(),
+    })
+}
+
+/// [`icao_card`], where `finish` gets the files with DG14 and DG15 (it may sign an EF.SOD
+/// into them) and returns the files to write on the chip (it may swap one).
+pub fn icao_card_with(
+    pcsc: &personalization::transport::pcsc::Pcsc,
+    slot: &testrig::Slot,
+    img: &Path,
+    finish: impl FnOnce(&mut personalization::lds::LdsFiles) -> personalization::lds::LdsFiles,
+) -> (
+    personalization::pace::ca::ChipKeys,
+    personalization::lds::LdsFiles,
+) {
+    use personalization::apdu::Command as Apdu;
+    use personalization::pace::ca;
+    use personalization::piv::{objects::tags, Piv};
+    let card = slot.insert(img, &[]);
+    pcsc.wait_for_card(&slot.reader_name, std::time::Duration::from_secs(10))
+        .unwrap();
+    let mut f = icao_files();
+    let mut c = pcsc.connect(&slot.reader_name).unwrap();
+    let mut tx = c.begin().unwrap();
+    let keys = {
+        let mut piv = Piv::new(&mut tx);
+        piv.select().unwrap();
+        piv.authenticate(&ManagementKey::transport_default())
+            .unwrap();
+        piv.put_data(tags::CHUID, &[0x53, 0x01, 0x01]).unwrap();
+        let ch = piv.channel();
+        ch.ok(&Apdu::new(
+            "SELECT LDS1",
+            0xA4,
+            0x04,
+            0x0C,
+            personalization::bac::LDS1_AID.to_vec(),
+        ))
+        .unwrap();
+        let keys = ca::generate_chip_keys(ch).unwrap();
+        f.dgs.insert(14, ca::dg14(&keys.ca));
+        f.dgs.insert(15, ca::dg15(&keys.aa));
+        let written = finish(&mut f);
+        personalization::lds::write_lds(ch, &written, &personalization::bac::kseed(MRZ_INFO))
+            .unwrap();
+        personalization::lds::write_pace_passwords(ch, MRZ_INFO, CAN).unwrap();
+        ch.ok(&Apdu::new("LOCK", 0x44, 0, 0, vec![])).unwrap();
+        keys
+    };
+    tx.end().unwrap();
+    drop(c);
+    card.pull();
+    (keys, f)
+}
