@@ -126,6 +126,11 @@ pub struct PublicSection {
     /// again when less than half of it is left.
     #[serde(default = "default_ocsp_validity")]
     pub ocsp_validity_seconds: u64,
+    /// How many stored OCSP responses each process keeps in memory (about 1 KB each), so that
+    /// a request for one needs no database round trip; 0: none (every request reads the
+    /// database).
+    #[serde(default = "default_ocsp_cache_entries")]
+    pub ocsp_cache_entries: usize,
 }
 
 impl Default for PublicSection {
@@ -134,6 +139,7 @@ impl Default for PublicSection {
             listen: None,
             base_url: None,
             ocsp_validity_seconds: default_ocsp_validity(),
+            ocsp_cache_entries: default_ocsp_cache_entries(),
         }
     }
 }
@@ -141,6 +147,14 @@ impl Default for PublicSection {
 fn default_ocsp_validity() -> u64 {
     4 * 3600
 }
+
+/// The most entries of the OCSP cache by default (about 100 MB).
+fn default_ocsp_cache_entries() -> usize {
+    100_000
+}
+
+/// The most entries of the OCSP cache a configuration may ask for (about 10 GB).
+const MAX_OCSP_CACHE_ENTRIES: usize = 10_000_000;
 
 impl PublicSection {
     /// The section's rules, each refusal naming its key.
@@ -163,6 +177,11 @@ impl PublicSection {
             return Err(
                 "public.ocsp_validity_seconds: must be 60 to 604800 (7 days, RFC 5019 §6)".into(),
             );
+        }
+        if self.ocsp_cache_entries > MAX_OCSP_CACHE_ENTRIES {
+            return Err(format!(
+                "public.ocsp_cache_entries: must be 0 to {MAX_OCSP_CACHE_ENTRIES} (about 1 KB each)"
+            ));
         }
         Ok(())
     }
@@ -422,6 +441,19 @@ mod tests {
             .check()
             .unwrap_err()
             .starts_with("public.ocsp_validity_seconds"));
+        let s = PublicSection {
+            ocsp_cache_entries: 20_000_000,
+            ..Default::default()
+        };
+        assert!(s
+            .check()
+            .unwrap_err()
+            .starts_with("public.ocsp_cache_entries"));
+        let off = PublicSection {
+            ocsp_cache_entries: 0,
+            ..Default::default()
+        };
+        assert!(off.check().is_ok());
     }
 
     #[test]

@@ -418,6 +418,7 @@ pub async fn serve_with(cfg: &CentreConfig, opts: &ServeOptions) -> Result<()> {
         });
         let public = crate::public::prepare(cfg, centre).await?;
         crate::public::spawn_worker(&public, cfg);
+        crate::public::spawn_ocsp_cache(&public, cfg);
         let (listener, bound) = crate::public::bind(addr).await?;
         println!("public listening on {bound}");
         return crate::public::serve(public, listener).await;
@@ -442,6 +443,7 @@ pub async fn serve_with(cfg: &CentreConfig, opts: &ServeOptions) -> Result<()> {
     println!("listening on {bound}");
     println!("TLS SHA256 Fingerprint={}", centre.tls_fingerprint);
     if let Some((listener, public_bound)) = public_listener {
+        crate::public::spawn_ocsp_cache(&public, cfg);
         println!("public listening on {public_bound}");
         tokio::spawn(async move {
             if let Err(e) = crate::public::serve(public, listener).await {

@@ -263,6 +263,107 @@ fn header<'a>(h: &'a hyper::HeaderMap, name: &str) -> &'a str {
         .unwrap()
 }
 
+/// The stored response of `serial`, as the database has it now.
+fn stored_der(rt: &tokio::runtime::Runtime, db: &tokio_postgres::Client, serial: &[u8]) -> Vec<u8> {
+    rt.block_on(db.query_one(
+        "SELECT response_der FROM ocsp_responses WHERE serial = $1",
+        &[&serial],
+    ))
+    .unwrap()
+    .get(0)
+}
+
+/// GET `/ocsp/{b64}` from `addr` until the answer is what the database stores for `serial`
+/// (at most `limit`); how long it took.
+fn get_until_stored(
+    rt: &tokio::runtime::Runtime,
+    db: &tokio_postgres::Client,
+    addr: SocketAddr,
+    b64: &str,
+    serial: &[u8],
+    limit: Duration,
+) -> Duration {
+    let start = Instant::now();
+    loop {
+        let (_, _, body) = rt.block_on(http(addr, "GET", &format!("/ocsp/{b64}"), None, vec![]));
+        if body == stored_der(rt, db, serial) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{addr} did not answer the stored response within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The OCSP cache (central/src/public/ocsp_cache.rs) against the database: `b64` asks for
+/// `serial`; `other` is another certificate whose stored response is put in its place.
+fn memory_follows_the_database(
+    rt: &tokio::runtime::Runtime,
+    db: &tokio_postgres::Client,
+    public: SocketAddr,
+    b64: &str,
+    serial: &[u8],
+    other: &[u8],
+) {
+    let get = || {
+        rt.block_on(http(public, "GET", &format!("/ocsp/{b64}"), None, vec![]))
+            .2
+    };
+    let sql = |q: &str| rt.block_on(db.batch_execute(q)).unwrap();
+    let put_other = || {
+        rt.block_on(db.execute(
+            "UPDATE ocsp_responses SET response_der =
+               (SELECT response_der FROM ocsp_responses WHERE serial = $2) WHERE serial = $1",
+            &[&serial, &other],
+        ))
+        .unwrap()
+    };
+    // A change the processes are not told of (the V11 trigger off) is not seen: the answer
+    // comes from memory, not from the database.
+    let cached = get();
+    assert_eq!(get(), cached);
+    sql("ALTER TABLE ocsp_responses DISABLE TRIGGER ocsp_responses_notify");
+    assert_eq!(put_other(), 1);
+    assert_ne!(stored_der(rt, db, serial), cached);
+    assert_eq!(get(), cached, "answered from memory");
+    // The LISTEN connection lost: the cache is dropped, the database's row is answered.
+    let killed: i64 = rt
+        .block_on(db.query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE application_name = 'idcentral-ocsp-cache'",
+            &[],
+        ))
+        .unwrap()
+        .get(0);
+    assert_eq!(killed, 1, "one process listens for the cache");
+    let took = get_until_stored(rt, db, public, b64, serial, Duration::from_secs(5));
+    eprintln!("OCSP cache dropped {took:?} after its LISTEN connection was terminated");
+    sql("ALTER TABLE ocsp_responses ENABLE TRIGGER ocsp_responses_notify");
+    // Back to memory once LISTEN is back; the worker signs the response again (queued as a
+    // refresh would) and stores it: the new one replaces the one in memory.
+    std::thread::sleep(Duration::from_millis(1500));
+    let filled = get();
+    assert_eq!(get(), filled);
+    sql(&format!(
+        "INSERT INTO relying_party_queue (kind, issuer_key, serial)
+         SELECT 'ocsp', issuer_key, serial FROM ocsp_responses WHERE serial = '\\x{}';
+         NOTIFY idcentral_relying_parties",
+        hex::encode(serial)
+    ));
+    let start = Instant::now();
+    while stored_der(rt, db, serial) == filled {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "never signed again"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let took = get_until_stored(rt, db, public, b64, serial, Duration::from_secs(1));
+    eprintln!("the response the worker signed again was answered {took:?} after it was stored");
+}
+
 #[test]
 fn ocsp_crl_ca_and_tsa_answer_relying_parties_over_plain_http() {
     let public = free_port();
@@ -630,6 +731,11 @@ fn ocsp_crl_ca_and_tsa_answer_relying_parties_over_plain_http() {
         std::thread::sleep(Duration::from_millis(500));
     }
 
+    // The stored response is answered from memory, and memory follows the database.
+    let auth = c.certificates.iter().find(|x| x.slot == "9A").unwrap();
+    let auth_serial = hex::decode(&auth.serial).unwrap();
+    memory_follows_the_database(&rt, &db, public, &b64, &serial, &auth_serial);
+
     // Revocation: `revoked` (with the reason) within 2 seconds, asked for as a relying party
     // would, and the CRL lists the serial within seconds too.
     let revoked_at = Instant::now();
@@ -845,6 +951,19 @@ fn ocsp_crl_ca_and_tsa_answer_relying_parties_over_plain_http() {
     assert!(out.contains("Response verify OK"), "{out}");
     let (status, _, body) = rt.block_on(http(addr, "GET", "/ca/root-ca-1.cer", None, vec![]));
     assert_eq!((status, body), (200, root.clone()));
+    // Both processes keep the revoked response in memory; a change to the row reaches both.
+    for a in [public, addr] {
+        get_until_stored(&rt, &db, a, &b64, &serial, Duration::from_secs(5));
+    }
+    rt.block_on(db.execute(
+        "UPDATE ocsp_responses SET response_der =
+           (SELECT response_der FROM ocsp_responses WHERE serial = $2) WHERE serial = $1",
+        &[&serial, &auth_serial],
+    ))
+    .unwrap();
+    for a in [public, addr] {
+        get_until_stored(&rt, &db, a, &b64, &serial, Duration::from_secs(2));
+    }
     let _ = only.kill();
     let _ = only.wait();
     drop(server);

@@ -19,6 +19,7 @@
 pub mod asn1;
 pub mod crl;
 pub mod ocsp;
+pub mod ocsp_cache;
 pub mod tsa;
 pub mod worker;
 
@@ -80,6 +81,9 @@ pub struct Public {
     pub responders: RwLock<Vec<Arc<ocsp::Responder>>>,
     pub tsa: tsa::Tsa,
     pub ocsp_validity: Duration,
+    /// The stored OCSP responses in memory ([`ocsp_cache`]); kept current by
+    /// [`spawn_ocsp_cache`], serves nothing without it.
+    pub ocsp_cache: Arc<ocsp_cache::OcspCache>,
 }
 
 impl Public {
@@ -191,6 +195,7 @@ pub async fn prepare(cfg: &CentreConfig, centre: Arc<Centre>) -> Result<Arc<Publ
         responders: RwLock::new(responders),
         tsa,
         ocsp_validity: Duration::from_secs(cfg.public.ocsp_validity_seconds),
+        ocsp_cache: Arc::new(ocsp_cache::OcspCache::new(cfg.public.ocsp_cache_entries)),
     }))
 }
 
@@ -220,6 +225,17 @@ pub async fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAd
 /// Start the signing worker ([`worker`]): every `serve` runs one.
 pub fn spawn_worker(public: &Arc<Public>, cfg: &CentreConfig) {
     tokio::spawn(worker::run(Arc::clone(public), cfg.database.clone()));
+}
+
+/// Keep the OCSP cache current ([`ocsp_cache::listen`]): what a process that serves the public
+/// listener runs (nothing when the cache is disabled).
+pub fn spawn_ocsp_cache(public: &Arc<Public>, cfg: &CentreConfig) {
+    if cfg.public.ocsp_cache_entries > 0 {
+        tokio::spawn(ocsp_cache::listen(
+            Arc::clone(&public.ocsp_cache),
+            cfg.database.clone(),
+        ));
+    }
 }
 
 /// Serve the public routes on `listener` until the process stops.

@@ -14,6 +14,9 @@
 //! - a CA key that is not the centre's: `unauthorized` (RFC 5019 §2.2.3);
 //! - anything that is not one DER OCSPRequest: `malformedRequest` (RFC 6960 §2.3).
 //!
+//! A stored response is served from memory when [`ocsp_cache`] has it (no database round trip),
+//! else read from the database (and kept in memory).
+//!
 //! Requests' nonces are not echoed (RFC 5019 §2.2.1: a pre-signed response cannot).
 
 use std::sync::Arc;
@@ -31,7 +34,7 @@ use x509_ocsp::{
 };
 
 use super::asn1::{self, enc};
-use super::Public;
+use super::{ocsp_cache, Public};
 use crate::audit;
 use crate::error::{CentralError, Result};
 
@@ -355,6 +358,15 @@ fn serial_bytes(id: &CertId) -> Vec<u8> {
     b[start..].to_vec()
 }
 
+/// A response signed ahead of time, as stored.
+fn stored_answer(e: ocsp_cache::Entry) -> Response {
+    super::signed_object(
+        "application/ocsp-response",
+        e.der,
+        Some((e.produced_at, e.next_update)),
+    )
+}
+
 /// Answer one DER OCSPRequest (see the module documentation).
 pub async fn answer(public: &Arc<Public>, der: &[u8]) -> Response {
     let request = match OcspRequest::from_der(der) {
@@ -397,6 +409,15 @@ async fn status_answer(
     id: CertId,
 ) -> Result<Response> {
     let serial = serial_bytes(&id);
+    let sha1 = id.hash_algorithm.oid == asn1::SHA1;
+    let cache = &public.ocsp_cache;
+    if let Some(e) = sha1
+        .then(|| cache.get(&responder.ca_key, &serial, SystemTime::now()))
+        .flatten()
+    {
+        return Ok(stored_answer(e));
+    }
+    let ticket = cache.ticket();
     let client = public.centre.pool.get().await?;
     // A statement prepared once per pooled connection: the hot path is then one round trip.
     let stored_q = client
@@ -408,12 +429,14 @@ async fn status_answer(
     let stored = client
         .query_opt(&stored_q, &[&responder.ca_key, &serial])
         .await?;
-    if let Some(row) = stored.filter(|_| id.hash_algorithm.oid == asn1::SHA1) {
-        return Ok(super::signed_object(
-            "application/ocsp-response",
-            row.get(0),
-            Some((row.get(1), row.get(2))),
-        ));
+    if let Some(row) = stored.filter(|_| sha1) {
+        let e = ocsp_cache::Entry {
+            der: row.get(0),
+            produced_at: row.get(1),
+            next_update: row.get(2),
+        };
+        cache.fill(ticket, &responder.ca_key, &serial, e.clone());
+        return Ok(stored_answer(e));
     }
     // Not stored for this CertID (SHA-256, not yet signed, or a serial never issued): the status
     // from the registry, signed now.
