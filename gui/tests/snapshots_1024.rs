@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use egui_kittest::kittest::{NodeT, Queryable};
+use egui_kittest::kittest::Queryable;
 
 /// The clerk's desk at 1024×768 in each language: recorded as images, and no text or control
 /// reaches past the window's right or bottom edge (nothing is cut off; the form scrolls above

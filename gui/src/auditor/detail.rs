@@ -159,8 +159,9 @@ mod tests {
             station: "tas-01".into(),
             action: "issuance.completed".into(),
             object: "document:AA1234567".into(),
-            details: r#"{"card":"0x0000abcd","certificates":[3,4],"job":7,"pinfl":"31405850000012"}"#
-                .into(),
+            details:
+                r#"{"card":"0x0000abcd","certificates":[3,4],"job":7,"pinfl":"31405850000012"}"#
+                    .into(),
             prev_hash: [0; 32],
             hash: [1; 32],
         };

@@ -48,9 +48,7 @@ pub fn explain(lang: Lang, e: &StationError) -> ServiceFailure {
         StationError::Card { message, .. } => card(lang, message, e),
         StationError::Conflict(m) => conflict(lang, m, e),
         StationError::Invalid { field, rule } => invalid(lang, field, rule, e),
-        StationError::NotFound(_) => {
-            failure(lang, "svc-err-not-found", "svc-next-read-again", e)
-        }
+        StationError::NotFound(_) => failure(lang, "svc-err-not-found", "svc-next-read-again", e),
         StationError::NotPermitted(_) => {
             failure(lang, "svc-err-not-permitted", "svc-next-clerk", e)
         }
@@ -58,7 +56,9 @@ pub fn explain(lang: Lang, e: &StationError) -> ServiceFailure {
         StationError::CentreUnreachable { .. } => failure(
             lang,
             "svc-err-centre-unreachable",
-            "svc-next-retry-later", e),
+            "svc-next-retry-later",
+            e,
+        ),
         _ => failure(lang, "svc-err-other", "svc-next-admin", e),
     }
 }
@@ -82,10 +82,7 @@ fn card(lang: Lang, message: &str, e: &StationError) -> ServiceFailure {
         return final_failure(lang, "svc-err-pin-blocked", "svc-next-unblock", e);
     }
     if has("card removed") || has("card was reset") {
-        return failure(
-            lang,
-            "svc-err-card-removed",
-            "svc-next-insert-retry", e);
+        return failure(lang, "svc-err-card-removed", "svc-next-insert-retry", e);
     }
     if has("no card in reader") || has("no reader named") || has("reader") && has("is gone") {
         return failure(lang, "svc-err-no-card", "svc-next-insert-retry", e);

@@ -195,6 +195,7 @@ pub fn settle(h: &mut H) {
 /// With `started_inside`, only those that start inside the window (a label wholly below it is
 /// further down a scroll area, reached by scrolling). For "nothing is cut off at 1024×768".
 pub fn labels_past(h: &H, right: f32, bottom: f32, started_inside: bool) -> Vec<String> {
+    use egui_kittest::kittest::NodeT as _;
     h.query_all_by(|n| n.label().is_some_and(|l| !l.is_empty()))
         .filter(|n| !started_inside || (n.rect().min.x < right && n.rect().min.y < bottom))
         .filter(|n| n.rect().max.x > right + 0.5 || n.rect().max.y > bottom + 0.5)
