@@ -674,17 +674,58 @@ fn three_wrong_pins_block_the_card_and_after_unblock_the_new_pin_signs() {
     assert!(image_keys(&img).contains("lifecycle:  locked"));
 }
 
+/// One round of a tear test: the card in with `--tear-after k`, `run` (a service on it), the
+/// card out. `None` when the service finished before the tear; else it must have exited 3
+/// naming where it stopped, the card and the registry must agree, and its error line comes back.
+fn torn_round(
+    st: &Station,
+    slot: &testrig::Slot,
+    img: &Path,
+    k: u64,
+    run: impl Fn() -> Output,
+) -> Option<String> {
+    let card = slot.insert(img, &["--tear-after", &k.to_string()]);
+    let o = run();
+    let _ = card.wait_removed(Duration::from_secs(10));
+    if o.status.success() {
+        return None;
+    }
+    assert_eq!(o.status.code(), Some(3), "tear after {k}:\n{}", text(&o));
+    let line = error_line(&o);
+    assert!(
+        line.contains("card: ") && (line.contains(" during '") || line.contains("job step")),
+        "tear after {k}: the error names the step: {line}"
+    );
+    st.check_agreement();
+    Some(line)
+}
+
+/// Service jobs still marked running (none once every service ended or was finished).
+fn running_service_jobs(st: &Station) -> i64 {
+    st.registry()
+        .connection()
+        .query_row(
+            "SELECT count(*) FROM service_jobs WHERE state = 'running'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("query")
+}
+
+/// A card issued from a blank image with `serial`, out of the reader; its image and document.
+fn issued_card(st: &Station, slot: &testrig::Slot, serial: u32) -> (PathBuf, String) {
+    let img = st.blank_card(serial);
+    let card = slot.insert(&img, &[]);
+    let doc = st.issue(&slot.reader_name);
+    card.pull();
+    (img, doc)
+}
+
 #[test]
 fn a_renewal_pulled_at_every_apdu_exits_3_naming_the_step_and_a_retry_succeeds() {
     let st = Station::new();
     let slot = testrig::Slot::lease();
-    let img = st.blank_card(0x5E00_0030);
-    let doc = {
-        let card = slot.insert(&img, &[]);
-        let doc = st.issue(&slot.reader_name);
-        card.pull();
-        doc
-    };
+    let (img, doc) = issued_card(&st, &slot, 0x5E00_0030);
     let mut torn = 0;
     let mut resumed = 0;
     let mut steps = std::collections::BTreeSet::new();
@@ -695,20 +736,12 @@ fn a_renewal_pulled_at_every_apdu_exits_3_naming_the_step_and_a_retry_succeeds()
             k < 400,
             "no renewal completed with the card pulled after {k} APDUs"
         );
-        let card = slot.insert(&img, &["--tear-after", &k.to_string()]);
-        let o = st.renew(&doc, &slot.reader_name, PIN);
-        let _ = card.wait_removed(Duration::from_secs(10));
-        if o.status.success() {
+        let Some(line) = torn_round(&st, &slot, &img, k, || {
+            st.renew(&doc, &slot.reader_name, PIN)
+        }) else {
             break;
-        }
+        };
         torn += 1;
-        assert_eq!(o.status.code(), Some(3), "tear after {k}:\n{}", text(&o));
-        let line = error_line(&o);
-        assert!(
-            line.contains("card: ") && (line.contains(" during '") || line.contains("job step")),
-            "tear after {k}: the error names the step: {line}"
-        );
-        st.check_agreement();
         let step = [
             "connect to the card",
             "card.generate",
@@ -751,16 +784,62 @@ fn a_renewal_pulled_at_every_apdu_exits_3_naming_the_step_and_a_retry_succeeds()
         assert!(steps.contains(step), "no tear in {step}: {steps:?}");
     }
     assert!(resumed > 5, "only {resumed} renewals resumed");
-    let running: i64 = st
-        .registry()
-        .connection()
-        .query_row(
-            "SELECT count(*) FROM service_jobs WHERE state = 'running'",
-            [],
-            |r| r.get(0),
+    assert_eq!(running_service_jobs(&st), 0);
+}
+
+#[test]
+fn an_unblock_pulled_at_every_apdu_exits_3_naming_the_step_and_a_retry_succeeds() {
+    let st = Station::new();
+    let slot = testrig::Slot::lease();
+    let (img, doc) = issued_card(&st, &slot, 0x5E00_0031);
+    let unblock = |pin: &str| {
+        st.run(
+            &[
+                "--json",
+                "unblock",
+                "--document",
+                &doc,
+                "--reader",
+                &slot.reader_name,
+                "--identity-confirmed",
+                "--pin-fd",
+                "0",
+                "--operator",
+                "clerk",
+            ],
+            &[CLERK_PASSWORD, pin],
         )
-        .expect("query");
-    assert_eq!(running, 0);
+    };
+    let mut torn = 0;
+    let mut k = 0u64;
+    loop {
+        assert!(
+            k < 200,
+            "no unblock completed with the card pulled after {k} APDUs"
+        );
+        // Each round sets the other PIN, so that the retry's PIN is seen to be the card's.
+        let pin = if k.is_multiple_of(2) { NEW_PIN } else { PIN };
+        if torn_round(&st, &slot, &img, k, || unblock(pin)).is_none() {
+            break;
+        }
+        torn += 1;
+        // The card back in: the unblock succeeds and the card takes the PIN it set.
+        let card = slot.insert(&img, &[]);
+        let o = unblock(pin);
+        assert!(o.status.success(), "retry after tear {k}:\n{}", text(&o));
+        let o = yubico(&slot.reader_name, &["-a", "verify-pin", "-P", pin]);
+        assert!(
+            o.status.success(),
+            "the PIN set after tear {k}:\n{}",
+            text(&o)
+        );
+        card.pull();
+        st.check_agreement();
+        k += 1;
+    }
+    assert!(torn > 3, "only {torn} APDUs in an unblock?");
+    assert_eq!(running_service_jobs(&st), 0);
+    assert!(image_keys(&img).contains("lifecycle:  locked"));
 }
 
 #[test]
@@ -827,16 +906,7 @@ fn a_renewal_or_unblock_killed_after_each_journaled_step_is_finished_by_the_next
     let o = unblock(&[]);
     assert!(o.status.success(), "{}", text(&o));
     opensc_signs_and_openssl_verifies(&st, r, NEW_PIN, "unblock-after-kill");
-    let running: i64 = st
-        .registry()
-        .connection()
-        .query_row(
-            "SELECT count(*) FROM service_jobs WHERE state = 'running'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("query");
-    assert_eq!(running, 0);
+    assert_eq!(running_service_jobs(&st), 0);
 }
 
 #[test]
@@ -857,16 +927,7 @@ fn recover_rolls_back_a_renewal_before_ca_issue_waits_for_the_card_after_and_clo
             .cloned()
             .collect()
     };
-    let running = || -> i64 {
-        st.registry()
-            .connection()
-            .query_row(
-                "SELECT count(*) FROM service_jobs WHERE state = 'running'",
-                [],
-                |r| r.get(0),
-            )
-            .expect("query")
-    };
+    let running = || running_service_jobs(&st);
     // Killed in ca.issue (before the certificates were recorded): recover rolls it back; the
     // old certificates stay the document's, and the next renewal starts afresh.
     let before = st.certificates(&doc, "active");
