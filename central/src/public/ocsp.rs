@@ -419,17 +419,22 @@ async fn status_answer(
     }
     let ticket = cache.ticket();
     let client = public.centre.pool.get().await?;
-    // A statement prepared once per pooled connection: the hot path is then one round trip.
-    let stored_q = client
-        .prepare_cached(
-            "SELECT response_der, produced_at, next_update FROM ocsp_responses
-             WHERE issuer_key = $1 AND serial = $2 AND next_update > now()",
-        )
-        .await?;
-    let stored = client
-        .query_opt(&stored_q, &[&responder.ca_key, &serial])
-        .await?;
-    if let Some(row) = stored.filter(|_| sha1) {
+    // Stored responses answer SHA-1 CertIDs only: a SHA-256 one skips the look-up. A statement
+    // prepared once per pooled connection: the hot path is then one round trip.
+    let stored = if sha1 {
+        let stored_q = client
+            .prepare_cached(
+                "SELECT response_der, produced_at, next_update FROM ocsp_responses
+                 WHERE issuer_key = $1 AND serial = $2 AND next_update > now()",
+            )
+            .await?;
+        client
+            .query_opt(&stored_q, &[&responder.ca_key, &serial])
+            .await?
+    } else {
+        None
+    };
+    if let Some(row) = stored {
         let e = ocsp_cache::Entry {
             der: row.get(0),
             produced_at: row.get(1),
