@@ -20,9 +20,11 @@ else
   export RUSTC_BOOTSTRAP=1
   fuzz=(cargo fuzz)
 fi
-# The fuzz crates are not workspace members and build with their own flags: keep their
-# artifacts apart from the workspace's target dir.
+# The fuzz crates are not workspace members and build with their own flags (sanitizer,
+# coverage): keep their artifacts apart from the workspace's target dir, but in one directory
+# for the three of them, so libFuzzer and the dependencies they share are compiled once.
 unset CARGO_TARGET_DIR
+fuzz_target_dir="$PWD/target/fuzz"
 
 for t in chip/fuzz:apdu chip/fuzz:pace personalization/fuzz:sm_response registry/fuzz:export_verify; do
   dir="${t%%:*}" target="${t##*:}"
@@ -31,7 +33,7 @@ for t in chip/fuzz:apdu chip/fuzz:pace personalization/fuzz:sm_response registry
   echo "== fuzz $dir $target for ${secs}s"
   log="$work.log"
   rc=0
-  (cd "$dir" && "${fuzz[@]}" run "$target" "$work" -- -max_total_time="$secs") >"$log" 2>&1 || rc=$?
+  (cd "$dir" && "${fuzz[@]}" run --target-dir "$fuzz_target_dir" "$target" "$work" -- -max_total_time="$secs") >"$log" 2>&1 || rc=$?
   grep -E '^Done [0-9]+ runs|panicked at|^SUMMARY' "$log" || true
   rm -rf "$work"
   if [ "$rc" -ne 0 ]; then

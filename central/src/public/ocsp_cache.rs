@@ -111,6 +111,30 @@ impl OcspCache {
         map.insert(key, entry);
     }
 
+    /// Store every `(issuer key, serial, entry)` a database read begun at `ticket` found (the
+    /// preload at start), under the same rules as [`OcspCache::fill`], up to the bound; how many
+    /// were stored.
+    pub fn fill_all(&self, ticket: Ticket, entries: Vec<(String, Vec<u8>, Entry)>) -> usize {
+        if self.max == 0 || !self.live.load(Ordering::Acquire) {
+            return 0;
+        }
+        let Ok(mut map) = self.map.write() else {
+            return 0;
+        };
+        if self.generation.load(Ordering::Acquire) != ticket.0 {
+            return 0;
+        }
+        let mut stored = 0;
+        for (key, serial, entry) in entries {
+            if map.len() >= self.max {
+                break;
+            }
+            map.insert((key, serial), entry);
+            stored += 1;
+        }
+        stored
+    }
+
     /// Drop the entry of (`issuer_key`, `serial`): its row changed.
     pub fn evict(&self, issuer_key: &str, serial: &[u8]) {
         if let Ok(mut map) = self.map.write() {
@@ -206,6 +230,9 @@ async fn serve_notifications(
         .map_err(dberr)?;
     cache.go_live();
     tracing::debug!("the OCSP cache listens for changed responses");
+    // Notifications of changes committed from here on queue in `rx` and are applied after the
+    // preload, so a row the preload read just before it changed is dropped again.
+    preload(cache, client).await?;
     let mut beat = tokio::time::interval(HEARTBEAT);
     loop {
         tokio::select! {
@@ -221,6 +248,40 @@ async fn serve_notifications(
             }
         }
     }
+}
+
+/// Fill the live cache with the stored responses still current (at most its bound, those that
+/// stay current longest first), so the first request for each is answered from memory too.
+async fn preload(cache: &OcspCache, client: &tokio_postgres::Client) -> Result<()> {
+    let dberr = |e: tokio_postgres::Error| CentralError::Database(e.to_string());
+    let ticket = cache.ticket();
+    let limit = i64::try_from(cache.max).unwrap_or(i64::MAX);
+    let rows = client
+        .query(
+            "SELECT issuer_key, serial, response_der, produced_at, next_update
+             FROM ocsp_responses WHERE next_update > now()
+             ORDER BY next_update DESC LIMIT $1",
+            &[&limit],
+        )
+        .await
+        .map_err(dberr)?;
+    let entries = rows
+        .into_iter()
+        .map(|r| {
+            let entry = Entry {
+                der: r.get(2),
+                produced_at: r.get(3),
+                next_update: r.get(4),
+            };
+            (r.get(0), r.get(1), entry)
+        })
+        .collect();
+    let stored = cache.fill_all(ticket, entries);
+    tracing::info!(
+        stored,
+        "the OCSP cache is preloaded with the stored responses"
+    );
+    Ok(())
 }
 
 /// One notification: drop its entry; everything for `*` (a TRUNCATE) or a payload that cannot
@@ -315,6 +376,29 @@ mod tests {
         c.go_live();
         c.fill(before, "k", &[1], entry(1, later()));
         assert!(c.is_empty(), "a read from before the reconnection");
+    }
+
+    #[test]
+    fn a_preload_is_bounded_and_dropped_when_something_changed_during_its_read() {
+        let c = live(2);
+        let rows = |n: u8| {
+            (0..n)
+                .map(|i| ("esign-ca-1".to_owned(), vec![i], entry(i, later())))
+                .collect::<Vec<_>>()
+        };
+        let t = c.ticket();
+        c.evict("esign-ca-1", &[9]);
+        assert_eq!(
+            c.fill_all(t, rows(3)),
+            0,
+            "a read older than a drop stores nothing"
+        );
+        assert!(c.is_empty());
+        assert_eq!(c.fill_all(c.ticket(), rows(3)), 2, "at most the bound");
+        assert_eq!(c.len(), 2);
+        let got = c.get("esign-ca-1", &[0], SystemTime::now()).map(|e| e.der);
+        assert_eq!(got, Some(vec![0]));
+        assert_eq!(OcspCache::new(0).fill_all(Ticket(0), rows(1)), 0);
     }
 
     #[test]
