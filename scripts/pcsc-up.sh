@@ -32,7 +32,8 @@ if ! pgrep -x pcscd >/dev/null; then
   mkdir -p /run/pcscd
   # 9>&-: pcscd must not inherit the setup lock, or every later holder of it (the test rig)
   # waits for as long as pcscd runs.
-  setsid pcscd --foreground </dev/null >/tmp/idstation-pcscd.log 2>&1 9>&- &
+  echo "== pcsc-up.sh starts pcscd ($(date -u +%FT%TZ))" >>/tmp/idstation-pcscd.log
+  setsid pcscd --foreground </dev/null >>/tmp/idstation-pcscd.log 2>&1 9>&- &
   echo $! > /tmp/idstation-pcscd.pid
   echo "pcsc-up: started pcscd (pid $!)"
 fi

@@ -16,19 +16,21 @@ echo "== [$(elapsed)] cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== [$(elapsed)] no failpoint code without the failpoints feature"
 bash scripts/check-no-failpoints.sh
-echo "== [$(elapsed)] cargo test"
-# A hung test must fail the run loudly, long before CI's own 90-minute limit. On 2 cores with
-# a cold target (2026-12-03, clean clone): clippy 7.5 min, the failpoint check's build 7 min,
-# the test build about 12 min and the tests about 19 min; each phase prints its start time.
-# IDSTATION_TEST_TIMEOUT overrides the limit (timeout(1) syntax).
+echo "== [$(elapsed)] tests (cargo test --no-run, then the test binaries side by side)"
+# Every test binary, IDSTATION_TEST_JOBS (default 3) at a time, every one run even after a
+# failure (scripts/run-tests.py), then the doc-tests. A hung test must fail the run loudly,
+# long before CI's own 90-minute limit. On 2 cores with a cold target (2026-12-03, clean
+# clone): clippy 7.5 min, the failpoint check's build 7 min, the test build about 12 min; the
+# tests took 13.5 min one binary after another (cargo test) and 7.7 min three at a time;
+# each phase prints its start time. IDSTATION_TEST_TIMEOUT overrides the limit (timeout(1)).
 limit="${IDSTATION_TEST_TIMEOUT:-55m}"
 rc=0
-timeout --kill-after=30s "$limit" cargo test --workspace --no-fail-fast || rc=$?
+timeout --kill-after=30s "$limit" python3 scripts/run-tests.py || rc=$?
 if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
-  echo "== [$(elapsed)] FAILED: cargo test did not finish within $limit (a test hangs); pcscd log: /tmp/idstation-pcscd.log" >&2
+  echo "== [$(elapsed)] FAILED: the tests did not finish within $limit (a test hangs); pcscd log: /tmp/idstation-pcscd.log" >&2
   exit 1
 fi
-[ "$rc" -eq 0 ] || { echo "== [$(elapsed)] FAILED: cargo test exited $rc" >&2; exit "$rc"; }
+[ "$rc" -eq 0 ] || { echo "== [$(elapsed)] FAILED: the tests exited $rc" >&2; exit "$rc"; }
 echo "== [$(elapsed)] cargo fuzz (bounded: IDSTATION_FUZZ_SECONDS per target, default 60)"
 bash scripts/fuzz.sh
 echo "== [$(elapsed)] all green"

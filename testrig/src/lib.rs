@@ -180,7 +180,23 @@ fn rig_pcscd_pid() -> Option<i32> {
 fn start_pcscd() -> Result<(), RigError> {
     fs::create_dir_all("/run/pcscd")
         .map_err(|e| RigError::Pcscd(format!("/run/pcscd: {e} (run as root)")))?;
-    let log = File::create(PCSCD_LOG).map_err(|e| RigError::Pcscd(format!("{PCSCD_LOG}: {e}")))?;
+    // Appended to, not replaced: when a test finds pcscd gone, the log of the one that ended
+    // is what tells why.
+    let mut log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(PCSCD_LOG)
+        .map_err(|e| RigError::Pcscd(format!("{PCSCD_LOG}: {e}")))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    writeln!(
+        log,
+        "== testrig starts pcscd (unix time {now}, test process {})",
+        std::process::id()
+    )
+    .map_err(|e| RigError::Pcscd(format!("{PCSCD_LOG}: {e}")))?;
     let log2 = log
         .try_clone()
         .map_err(|e| RigError::Pcscd(format!("{PCSCD_LOG}: {e}")))?;

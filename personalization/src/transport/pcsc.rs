@@ -223,45 +223,48 @@ impl PcscTransaction<'_> {
     }
 
     /// Classifies an unexpected transmit failure by asking pcscd for the card's status: a card
-    /// that left the reader is [`Error::CardRemoved`] whatever the transmit error was.
+    /// that left the reader within [`MUTE_GRACE`] is [`Error::CardRemoved`] whatever the
+    /// transmit error was (vpcd reports a card torn mid-command as a failed transaction before
+    /// pcscd's poll of the reader notices the removal, later when the machine is busy).
     fn classify(&self, e: pcsc::Error) -> Error {
         let typed = map_err(e, &self.reader);
         if !matches!(typed, Error::Pcsc(_)) {
             return typed;
         }
-        if let Some(tx) = &self.tx {
-            match tx.status2_owned() {
-                Err(pcsc::Error::RemovedCard) | Err(pcsc::Error::NoSmartcard) => {
-                    return Error::CardRemoved
-                }
-                Err(pcsc::Error::ResetCard) => return Error::CardReset,
-                Ok(st) if !st.status().contains(pcsc::Status::PRESENT) => {
-                    return Error::CardRemoved
-                }
-                _ => {}
-            }
+        match self.watch_removal() {
+            Some(e) if !matches!(e, Error::Pcsc(_)) => e,
+            _ => typed,
         }
-        typed
     }
 }
 
-/// How long a card that answered without a status word is watched for removal.
+/// How long a card that answered without a status word, or whose transmit failed, is watched
+/// for removal.
 const MUTE_GRACE: Duration = Duration::from_secs(3);
 
 impl PcscTransaction<'_> {
     /// Classifies an answer without status word: removed / reset if pcscd reports so within
     /// [`MUTE_GRACE`], else a mute card.
     fn mute_card(&self) -> Error {
+        self.watch_removal().unwrap_or_else(|| Error::CardMute {
+            reader: self.reader.clone(),
+        })
+    }
+
+    /// Asks pcscd for the card's status until it reports the card removed or reset (that
+    /// error) or [`MUTE_GRACE`] has passed with the card present (None). A status query that
+    /// fails otherwise ends the watch with its error.
+    fn watch_removal(&self) -> Option<Error> {
         let deadline = Instant::now() + MUTE_GRACE;
         while let Some(tx) = &self.tx {
             match tx.status2_owned() {
                 Err(pcsc::Error::RemovedCard) | Err(pcsc::Error::NoSmartcard) => {
-                    return Error::CardRemoved
+                    return Some(Error::CardRemoved)
                 }
-                Err(pcsc::Error::ResetCard) => return Error::CardReset,
-                Err(e) => return map_err(e, &self.reader),
+                Err(pcsc::Error::ResetCard) => return Some(Error::CardReset),
+                Err(e) => return Some(map_err(e, &self.reader)),
                 Ok(st) if !st.status().contains(pcsc::Status::PRESENT) => {
-                    return Error::CardRemoved
+                    return Some(Error::CardRemoved)
                 }
                 Ok(_) => {}
             }
@@ -270,9 +273,7 @@ impl PcscTransaction<'_> {
             }
             std::thread::sleep(Duration::from_millis(25));
         }
-        Error::CardMute {
-            reader: self.reader.clone(),
-        }
+        None
     }
 }
 

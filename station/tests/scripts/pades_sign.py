@@ -19,7 +19,7 @@ from pyhanko.sign import fields, pkcs11, signers, timestamps
 from pyhanko_certvalidator import ValidationContext
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from pyhanko_sign import one_page_pdf  # noqa: E402
+from pyhanko_sign import one_page_pdf, open_session  # noqa: E402
 
 
 def load_cert(path: str) -> x509.Certificate:
@@ -50,7 +50,7 @@ def main() -> None:
         use_pades_lta=lta,
         validation_context=vc if lta else None,
     )
-    session = pkcs11.open_pkcs11_session(module, slot_no=int(slot, 0), user_pin=pin)
+    session = open_session(module, slot, pin)
     try:
         # 9C is OpenSC key id 02 with CKA_ALWAYS_AUTHENTICATE: the PIN again for the signature.
         signer = pkcs11.PKCS11Signer(

@@ -43,10 +43,29 @@ def load_cert(path: str) -> x509.Certificate:
     return x509.Certificate.load(data)
 
 
+def open_session(module: str, slot: str, pin: str):
+    """pyHanko's PKCS#11 session on OpenSC. OpenSC's C_GetSlotList lists every PC/SC reader and
+    fails as a whole (CKR_DEVICE_ERROR) when one of them changes under it: the test suite runs
+    other tests that insert and tear cards in the other virtual readers at the same time. Asked
+    again, it answers; anything else, or a third failure, is the test's failure."""
+    import time
+
+    import pkcs11 as p11
+
+    for attempt in range(3):
+        try:
+            return pkcs11.open_pkcs11_session(module, slot_no=int(slot, 0), user_pin=pin)
+        except p11.exceptions.DeviceError:
+            if attempt == 2:
+                raise
+            print("C_GetSlotList: CKR_DEVICE_ERROR, asking again", file=sys.stderr)
+            time.sleep(0.5)
+
+
 def main() -> None:
     module, slot, out_path, root, esign = sys.argv[1:6]
     pin = sys.stdin.readline().strip()
-    session = pkcs11.open_pkcs11_session(module, slot_no=int(slot, 0), user_pin=pin)
+    session = open_session(module, slot, pin)
     try:
         # 9C is OpenSC key id 02 with CKA_ALWAYS_AUTHENTICATE: the PIN again for the signature.
         signer = pkcs11.PKCS11Signer(
