@@ -364,15 +364,21 @@ async fn outbox(cli: &Cli, cfg: &CentreConfig, oc: &OutboxCmd) -> Result<(), Cen
     use central::egov::outbox as ob;
     let pool = central::db::pool(&cfg.database)?;
     let line = |m: &ob::OutboxItem| {
-        let when = match m.status.as_str() {
-            "delivered" => format!("delivered {}", m.delivered_at.as_deref().unwrap_or("-")),
-            "pending" => format!("next {}", m.next_attempt_at.as_deref().unwrap_or("-")),
-            _ => format!("last {}", m.last_attempt_at.as_deref().unwrap_or("-")),
+        use centre_api::OutboxStatus as S;
+        let when = match m.status {
+            S::Delivered => format!("delivered {}", m.delivered_at.as_deref().unwrap_or("-")),
+            S::Pending => format!("next {}", m.next_attempt_at.as_deref().unwrap_or("-")),
+            S::Failed => format!("last {}", m.last_attempt_at.as_deref().unwrap_or("-")),
+        };
+        let status = match m.status {
+            S::Delivered => "delivered",
+            S::Pending => "pending",
+            S::Failed => "failed",
         };
         let error = m
             .last_error
             .as_deref()
-            .filter(|_| m.status != "delivered")
+            .filter(|_| m.status != S::Delivered)
             .map(|e| format!(" ({e})"))
             .unwrap_or_default();
         format!(
@@ -380,7 +386,7 @@ async fn outbox(cli: &Cli, cfg: &CentreConfig, oc: &OutboxCmd) -> Result<(), Cen
             m.id,
             m.topic,
             m.document.as_deref().unwrap_or("-"),
-            m.status,
+            status,
             m.attempts
         )
     };
@@ -388,7 +394,7 @@ async fn outbox(cli: &Cli, cfg: &CentreConfig, oc: &OutboxCmd) -> Result<(), Cen
         OutboxCmd::List { failed, operator } => {
             let roles = [Role::CaAdmin, Role::Auditor];
             let s = log_in(&pool, cfg, operator, "read the outbox", &roles).await?;
-            let items = ob::list(&pool, &s, *failed).await?;
+            let items = ob::list(&pool, s.actor(), *failed).await?;
             print(cli.json, &items, |l| l.iter().map(line).collect())
         }
         OutboxCmd::Retry { id, operator } => {

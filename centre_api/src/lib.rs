@@ -46,6 +46,13 @@ pub mod paths {
     pub fn service_job(job: &str) -> String {
         format!("/v1/services/{job}")
     }
+    /// `POST`: the e-government outbox as a station's operator may see it
+    /// ([`crate::OutboxListRequest`]).
+    pub const OUTBOX_LIST: &str = "/v1/outbox/list";
+    /// `POST`: put the dead letter `id` back in the queue ([`crate::OutboxRetryRequest`]).
+    pub fn outbox_retry(id: i64) -> String {
+        format!("/v1/outbox/{id}/retry")
+    }
 }
 
 /// A refusal: HTTP 400, 401, 403, 404 or 409 with this body. `rule` is a stable name
@@ -93,6 +100,20 @@ pub mod rules {
     pub const HOLDER_NOT_FOUND: &str = "holder-not-found";
     /// `address end` with no temporary registration in force.
     pub const NO_TEMPORARY_ADDRESS: &str = "no-temporary-address";
+    /// The role the station named for its operator may not do this at the centre (an outbox
+    /// list needs ca-admin or auditor, a retry ca-admin).
+    pub const OPERATOR_ROLE_NOT_PERMITTED: &str = "operator-role-not-permitted";
+    /// An outbox id the centre does not have.
+    pub const OUTBOX_MESSAGE_NOT_FOUND: &str = "outbox-message-not-found";
+    /// A retry of an outbox message that is not the dead letter (pending or delivered).
+    pub const OUTBOX_MESSAGE_NOT_FAILED: &str = "outbox-message-not-failed";
+}
+
+/// The station roles a station may name for its operator (`registry::Role`'s names).
+pub mod roles {
+    pub const CA_ADMIN: &str = "ca-admin";
+    pub const AUDITOR: &str = "auditor";
+    pub const CLERK: &str = "clerk";
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -483,6 +504,77 @@ pub struct ServiceJobStatus {
     pub state: JobState,
     pub document: Option<String>,
     pub certificates: Vec<IssuedCertificate>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The e-government outbox (docs/egov.md "The station's view")
+
+/// `POST /v1/outbox/list`: the centre's e-government outbox, every message or only the dead
+/// letters (`failed_only`), oldest first. `operator` and `role` are the station's operator as
+/// the station logged them in; the centre answers a role of ca-admin or auditor only
+/// (`operator-role-not-permitted`) and audits the read (`outbox.read`, the station and the
+/// operator).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxListRequest {
+    pub operator: String,
+    /// The operator's role at the station (`ca-admin`, `auditor`, `clerk`).
+    pub role: String,
+    #[serde(default)]
+    pub failed_only: bool,
+}
+
+/// `POST /v1/outbox/{id}/retry`: a `failed` message becomes `pending` again, no attempts
+/// counted, due now (audited `outbox.retried`). The role must be ca-admin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxRetryRequest {
+    pub operator: String,
+    pub role: String,
+}
+
+/// The delivery state of an outbox message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutboxStatus {
+    /// Waiting for its next attempt (`next_attempt_at`).
+    Pending,
+    /// The receiver has it (`delivered_at`, `receipt`).
+    Delivered,
+    /// The dead letter: it failed `max_attempts` times; only a retry sends it again.
+    Failed,
+}
+
+/// One message of the outbox as a station sees it: no personal data but the document number.
+/// Times are RFC 3339 UTC.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxMessage {
+    pub id: i64,
+    /// `document.issued`, `address.changed`.
+    pub topic: String,
+    pub document: Option<String>,
+    pub status: OutboxStatus,
+    /// Failed attempts since it was queued (or last retried).
+    pub attempts: u32,
+    pub created_at: String,
+    /// Pending: when it is tried next.
+    pub next_attempt_at: Option<String>,
+    pub last_attempt_at: Option<String>,
+    /// Why the last attempt failed (`HTTP 500: …`, `no answer within 10 s`, …).
+    pub last_error: Option<String>,
+    /// Failed: when its last attempt, the one that made it the dead letter, began.
+    pub dead_since: Option<String>,
+    pub delivered_at: Option<String>,
+    /// The receiver's HTTP status at the last attempt that got an answer.
+    pub receipt_status: Option<i32>,
+    /// Delivered: the receiver's answer (its JSON, or `{"text": …}`).
+    pub receipt: Option<serde_json::Value>,
+}
+
+/// The answer to [`OutboxListRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxList {
+    pub messages: Vec<OutboxMessage>,
 }
 
 // ---------------------------------------------------------------------------------------------
