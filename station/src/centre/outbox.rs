@@ -11,7 +11,9 @@
 //! with its rule). A standalone station has no centre: `idstation outbox list` shows its own
 //! outbox ([`crate::records::outbox_list`]).
 
-use centre_api::{paths, OutboxList, OutboxListRequest, OutboxMessage, OutboxRetryRequest};
+use centre_api::{paths, OutboxList, OutboxListRequest, OutboxRetryRequest};
+/// The wire types of a message, for the station's callers (the GUI names no other crate).
+pub use centre_api::{OutboxMessage, OutboxStatus};
 use registry::{AuditEntry, Role};
 
 use super::CentreClient;
