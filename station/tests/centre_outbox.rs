@@ -115,18 +115,26 @@ fn list(rig: &EgovRig, operator: &str, password: &str, failed: bool) -> Vec<Outb
 
 #[test]
 fn a_dead_letter_is_listed_and_retried_from_the_station_by_role_and_delivered_once() {
-    let rig = EgovRig::start("tas01-egov", 2);
+    let mut rig = EgovRig::start("tas01-egov", 2);
     let document = rig.issue("31234567890121");
+    let dead = dead_letter(&rig, &document);
+    listed_by_role(&rig, &dead, &document);
+    auditor_refused(&rig, &dead);
+    retried_and_delivered_once(&rig, &dead);
+    check_station_audit(&rig);
+    check_centre_audit(&rig, dead.id);
+    disabled_then_unreachable(&mut rig);
+}
 
-    // The receiver refuses: two attempts, then the dead letter. Polled through the core.
+/// The receiver refuses: two attempts, then the dead letter (polled through the core).
+fn dead_letter(rig: &EgovRig, document: &str) -> OutboxMessage {
     let mut st = station::Station::open_read_only(&rig.data).unwrap();
     let admin = rig.session(&mut st, "admin", EGOV_ADMIN_PASSWORD);
-    let auditor = rig.session(&mut st, "auditor", EGOV_AUDITOR_PASSWORD);
     let dead = poll("the dead letter", Duration::from_secs(60), || {
         station::centre::outbox::list(&mut st, &admin, true)
             .unwrap()
             .into_iter()
-            .find(|m| m.document.as_deref() == Some(document.as_str()))
+            .find(|m| m.document.as_deref() == Some(document))
     });
     assert_eq!(dead.status, OutboxStatus::Failed);
     assert_eq!(dead.attempts, 2);
@@ -145,33 +153,51 @@ fn a_dead_letter_is_listed_and_retried_from_the_station_by_role_and_delivered_on
         (rig.recv.posts(dead.id), rig.recv.accepted(dead.id)),
         (2, 0)
     );
+    dead
+}
 
-    // Listed by the CLI as ca-admin (text) and as auditor (JSON).
+/// Listed by the CLI as ca-admin (text) and as auditor (JSON).
+fn listed_by_role(rig: &EgovRig, dead: &OutboxMessage, document: &str) {
     let o = idstation(
-        &rig,
+        rig,
         &["outbox", "list", "--failed", "--operator", "admin"],
         EGOV_ADMIN_PASSWORD,
     );
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
-        out.contains(&document) && out.contains("failed") && out.contains("HTTP 500"),
+        out.contains(document) && out.contains("failed") && out.contains("HTTP 500"),
         "{out}"
     );
-    let seen = list(&rig, "auditor", EGOV_AUDITOR_PASSWORD, true);
+    let seen = list(rig, "auditor", EGOV_AUDITOR_PASSWORD, true);
     assert_eq!(seen.iter().map(|m| m.id).collect::<Vec<_>>(), [dead.id]);
+    // `--local`: the station's own outbox (no delivery state), not the centre's.
+    let o = idstation(
+        rig,
+        &["--json", "outbox", "list", "--local", "--operator", "admin"],
+        EGOV_ADMIN_PASSWORD,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let own: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(own
+        .iter()
+        .all(|m| m.get("payload").is_some() && m.get("status").is_none()));
+}
 
-    // The auditor may not retry: refused at the station (exit 6), in the core as well...
+/// The auditor may not retry: refused at the station (the CLI's exit 6, the core), and a
+/// station naming a role it may not is refused by the centre (403, its rule). Nothing changed.
+fn auditor_refused(rig: &EgovRig, dead: &OutboxMessage) {
     let id = dead.id.to_string();
     let o = idstation(
-        &rig,
+        rig,
         &["outbox", "retry", &id, "--operator", "auditor"],
         EGOV_AUDITOR_PASSWORD,
     );
     assert_eq!(o.status.code(), Some(6), "{}", text(&o));
+    let mut st = station::Station::open_read_only(&rig.data).unwrap();
+    let auditor = rig.session(&mut st, "auditor", EGOV_AUDITOR_PASSWORD);
     let e = station::centre::outbox::retry(&mut st, &auditor, dead.id).unwrap_err();
     assert!(matches!(e, station::StationError::NotPermitted(_)), "{e}");
-    // ... and a station naming a role it may not, refused by the centre (403, its rule).
     let client = station::centre::CentreClient::for_station(&st).unwrap();
     let forged = centre_api::OutboxRetryRequest {
         operator: "auditor".into(),
@@ -187,13 +213,17 @@ fn a_dead_letter_is_listed_and_retried_from_the_station_by_role_and_delivered_on
         }
         other => panic!("{other}"),
     }
-    let still = list(&rig, "admin", EGOV_ADMIN_PASSWORD, true);
+    let still = list(rig, "admin", EGOV_ADMIN_PASSWORD, true);
     assert_eq!(still.len(), 1, "nothing changed: {still:?}");
+}
 
-    // The ca-admin's retry: pending at once, delivered once the receiver accepts.
+/// The ca-admin's retry: pending at once, delivered once the receiver accepts, taken once; a
+/// retry of the delivered message is the centre's refusal (exit 5).
+fn retried_and_delivered_once(rig: &EgovRig, dead: &OutboxMessage) {
     rig.recv.set(testrig::egov::Mode::Accept);
+    let id = dead.id.to_string();
     let o = idstation(
-        &rig,
+        rig,
         &["--json", "outbox", "retry", &id, "--operator", "admin"],
         EGOV_ADMIN_PASSWORD,
     );
@@ -204,39 +234,45 @@ fn a_dead_letter_is_listed_and_retried_from_the_station_by_role_and_delivered_on
         (OutboxStatus::Pending, 0)
     );
     let delivered = poll("the delivery", Duration::from_secs(30), || {
-        list(&rig, "admin", EGOV_ADMIN_PASSWORD, false)
+        list(rig, "admin", EGOV_ADMIN_PASSWORD, false)
             .into_iter()
             .find(|m| m.id == dead.id && m.status == OutboxStatus::Delivered)
     });
     assert!(delivered.receipt.is_some() && delivered.delivered_at.is_some());
     assert_eq!(rig.recv.accepted(dead.id), 1, "the receiver took it once");
     assert_eq!(rig.recv.kept(), [dead.id]);
-    assert!(list(&rig, "auditor", EGOV_AUDITOR_PASSWORD, true).is_empty());
-    // Retrying a delivered message: the centre's refusal, exit 5.
+    assert!(list(rig, "auditor", EGOV_AUDITOR_PASSWORD, true).is_empty());
     let o = idstation(
-        &rig,
+        rig,
         &["outbox", "retry", &id, "--operator", "admin"],
         EGOV_ADMIN_PASSWORD,
     );
     assert_eq!(o.status.code(), Some(5), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("outbox-message-not-failed"));
+}
 
-    check_station_audit(&rig);
-    check_centre_audit(&rig, dead.id);
-
-    // A disabled station is refused (exit 6); an unreachable centre is exit 7.
+/// A disabled station is refused (exit 6); an unreachable centre is exit 7.
+fn disabled_then_unreachable(rig: &mut EgovRig) {
     rig.centre.disable_station(&rig.station);
     let o = idstation(
-        &rig,
+        rig,
         &["outbox", "list", "--operator", "admin"],
         EGOV_ADMIN_PASSWORD,
     );
     assert_eq!(o.status.code(), Some(6), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("station-disabled"));
-    let mut rig = rig;
+    let refused = centre_events(rig).into_iter().any(|e| {
+        e["action"] == "request.refused"
+            && e["station"] == rig.station.as_str()
+            && e["details"].to_string().contains("station-disabled")
+    });
+    assert!(
+        refused,
+        "the disabled station's refusal audited at the centre"
+    );
     rig.centre.stop();
     let o = idstation(
-        &rig,
+        rig,
         &["outbox", "list", "--failed", "--operator", "auditor"],
         EGOV_AUDITOR_PASSWORD,
     );
