@@ -545,6 +545,17 @@ pub enum OutboxStatus {
     Failed,
 }
 
+impl OutboxStatus {
+    /// The state's name on the wire (`pending`, `delivered`, `failed`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxStatus::Pending => "pending",
+            OutboxStatus::Delivered => "delivered",
+            OutboxStatus::Failed => "failed",
+        }
+    }
+}
+
 /// One message of the outbox as a station sees it: no personal data but the document number.
 /// Times are RFC 3339 UTC.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -569,6 +580,32 @@ pub struct OutboxMessage {
     pub receipt_status: Option<i32>,
     /// Delivered: the receiver's answer (its JSON, or `{"text": …}`).
     pub receipt: Option<serde_json::Value>,
+}
+
+impl OutboxMessage {
+    /// The message as `idcentral outbox list` and `idstation outbox list` print it: id, topic,
+    /// document, state, attempts, and when it was delivered, is next due or was last tried,
+    /// with the last error of one not delivered.
+    pub fn line(&self) -> String {
+        let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+        let when = match self.status {
+            OutboxStatus::Delivered => format!("delivered {}", or_dash(&self.delivered_at)),
+            OutboxStatus::Pending => format!("next {}", or_dash(&self.next_attempt_at)),
+            OutboxStatus::Failed => format!("last {}", or_dash(&self.last_attempt_at)),
+        };
+        let error = match (&self.last_error, self.status) {
+            (Some(e), OutboxStatus::Pending | OutboxStatus::Failed) => format!(" ({e})"),
+            _ => String::new(),
+        };
+        format!(
+            "{:>6} {:<16} {:<10} {:<9} attempts {:<3} {when}{error}\n",
+            self.id,
+            self.topic,
+            self.document.as_deref().unwrap_or("-"),
+            self.status.as_str(),
+            self.attempts
+        )
+    }
 }
 
 /// The answer to [`OutboxListRequest`].
@@ -649,6 +686,47 @@ mod tests {
         };
         assert_eq!(b.left(), 0);
         assert_eq!(NumberBlock { next: 1, ..b }.left(), 10);
+    }
+
+    #[test]
+    fn an_outbox_line_says_when_and_what_failed_of_a_message_not_delivered() {
+        let m = OutboxMessage {
+            id: 7,
+            topic: "document.issued".into(),
+            document: Some("AA0000001".into()),
+            status: OutboxStatus::Failed,
+            attempts: 2,
+            created_at: "2026-12-02T12:00:00Z".into(),
+            next_attempt_at: None,
+            last_attempt_at: Some("2026-12-02T12:17:02Z".into()),
+            last_error: Some("HTTP 500: busy".into()),
+            dead_since: Some("2026-12-02T12:17:02Z".into()),
+            delivered_at: None,
+            receipt_status: Some(500),
+            receipt: None,
+        };
+        let line = m.line();
+        for part in [
+            "7 document.issued",
+            "AA0000001",
+            "failed",
+            "attempts 2",
+            "last 2026-12-02T12:17:02Z (HTTP 500: busy)",
+        ] {
+            assert!(line.contains(part), "{part:?} in {line:?}");
+        }
+        let delivered = OutboxMessage {
+            status: OutboxStatus::Delivered,
+            delivered_at: Some("2026-12-02T12:30:00Z".into()),
+            ..m
+        };
+        let line = delivered.line();
+        assert!(
+            line.contains("delivered 2026-12-02T12:30:00Z") && !line.contains("HTTP 500"),
+            "{line}"
+        );
+        let json = serde_json::to_value(&delivered).unwrap();
+        assert_eq!(json["status"], "delivered");
     }
 
     #[test]

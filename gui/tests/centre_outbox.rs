@@ -43,15 +43,8 @@ fn deliveries(rig: &EgovRig, name: &str, password: &str, heading: &str, label: &
 fn a_dead_letter_is_shown_retried_by_the_ca_admin_only_and_delivered() {
     let mut rig = EgovRig::start("tas01-gui", 2);
     let document = rig.issue("31234567890131");
-    let mut st = station::Station::open_read_only(&rig.data).unwrap();
-    let admin = rig.session(&mut st, "admin", EGOV_ADMIN_PASSWORD);
-    let dead = poll("the dead letter", Duration::from_secs(60), || {
-        station::centre::outbox::list(&mut st, &admin, true)
-            .unwrap()
-            .into_iter()
-            .find(|m| m.status == OutboxStatus::Failed)
-    });
-    drop(st);
+    let dead = rig.dead_letter(&document);
+    assert_eq!(dead.status, OutboxStatus::Failed);
 
     // The auditor: the dead letter, what failed, and no Retry.
     let auditor = tr(Lang::En, "workspace-auditor");

@@ -128,14 +128,7 @@ fn a_dead_letter_is_listed_and_retried_from_the_station_by_role_and_delivered_on
 
 /// The receiver refuses: two attempts, then the dead letter (polled through the core).
 fn dead_letter(rig: &EgovRig, document: &str) -> OutboxMessage {
-    let mut st = station::Station::open_read_only(&rig.data).unwrap();
-    let admin = rig.session(&mut st, "admin", EGOV_ADMIN_PASSWORD);
-    let dead = poll("the dead letter", Duration::from_secs(60), || {
-        station::centre::outbox::list(&mut st, &admin, true)
-            .unwrap()
-            .into_iter()
-            .find(|m| m.document.as_deref() == Some(document))
-    });
+    let dead = rig.dead_letter(document);
     assert_eq!(dead.status, OutboxStatus::Failed);
     assert_eq!(dead.attempts, 2);
     assert!(

@@ -317,9 +317,9 @@ pub fn new_job() -> String {
     )
 }
 
-/// A key as a card would generate it: a software P-256 key whose proof signs
-/// `centre_api::proof_digest` for the job.
-fn card_key(job: &str, challenge: &str, slot: u8, profile: &str) -> Value {
+/// A key as a card would generate it for `slot` under `profile`: a software P-256 key whose
+/// proof signs `centre_api::proof_digest` for the job, as the entry of a certify request.
+pub fn card_key(job: &str, challenge: &str, slot: u8, profile: &str) -> Value {
     use p256::ecdsa::signature::hazmat::PrehashSigner;
     use p256::pkcs8::EncodePublicKey;
     let mut b = [0u8; 32];

@@ -9,7 +9,7 @@
 //! retry itself. The station's own log records what its operator did (`outbox.read`,
 //! `outbox.retried` with `"at_centre": true`) and a refusal by the centre (`operator.refused`
 //! with its rule). A standalone station has no centre: `idstation outbox list` shows its own
-//! outbox ([`crate::records::outbox_list`]).
+//! outbox (`records::outbox_list`).
 
 use centre_api::{paths, OutboxList, OutboxListRequest, OutboxRetryRequest};
 /// The wire types of a message, for the station's callers (the GUI names no other crate).

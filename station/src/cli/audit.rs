@@ -223,7 +223,7 @@ pub fn run_outbox(ctx: &Ctx, cmd: &OutboxCmd) -> Result<(), StationError> {
             )?;
             if st.config.centre.is_some() && !local {
                 let items = station::centre::outbox::list(&mut st, &session, *failed)?;
-                return ctx.print(&items, |items| items.iter().map(centre_line).collect());
+                return ctx.print(&items, |items| items.iter().map(|m| m.line()).collect());
             }
             if *failed {
                 return Err(StationError::invalid(
@@ -251,7 +251,7 @@ pub fn run_outbox(ctx: &Ctx, cmd: &OutboxCmd) -> Result<(), StationError> {
                 format!(
                     "Outbox message {} is pending again at the centre\n{}",
                     m.id,
-                    centre_line(m)
+                    m.line()
                 )
             })
         }
@@ -267,34 +267,4 @@ pub fn run_outbox(ctx: &Ctx, cmd: &OutboxCmd) -> Result<(), StationError> {
             })
         }
     }
-}
-
-/// One of the centre's messages as `idcentral outbox list` prints it: id, topic, document,
-/// state, attempts, and when it was delivered, is next due or died, with the last error.
-fn centre_line(m: &centre_api::OutboxMessage) -> String {
-    use centre_api::OutboxStatus as S;
-    let (status, when) = match m.status {
-        S::Delivered => (
-            "delivered",
-            format!("delivered {}", or_dash(&m.delivered_at)),
-        ),
-        S::Pending => ("pending", format!("next {}", or_dash(&m.next_attempt_at))),
-        S::Failed => ("failed", format!("failed since {}", or_dash(&m.dead_since))),
-    };
-    let error = match (&m.last_error, m.status) {
-        (Some(e), S::Pending | S::Failed) => format!(" ({e})"),
-        _ => String::new(),
-    };
-    format!(
-        "{:>6} {:<16} {:<10} {:<9} attempts {:<3} {when}{error}\n",
-        m.id,
-        m.topic,
-        m.document.as_deref().unwrap_or("-"),
-        status,
-        m.attempts
-    )
-}
-
-fn or_dash(v: &Option<String>) -> &str {
-    v.as_deref().unwrap_or("-")
 }

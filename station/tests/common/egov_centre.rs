@@ -86,6 +86,21 @@ impl EgovRig {
     }
 }
 
+impl EgovRig {
+    /// Wait (through the station's core, as its ca-admin) until `document`'s message is the
+    /// centre's dead letter, and return it.
+    pub fn dead_letter(&self, document: &str) -> station::centre::outbox::OutboxMessage {
+        let mut st = station::Station::open_read_only(&self.data).expect("open the station");
+        let admin = self.session(&mut st, "admin", EGOV_ADMIN_PASSWORD);
+        poll("the dead letter", Duration::from_secs(60), || {
+            station::centre::outbox::list(&mut st, &admin, true)
+                .expect("the centre's dead letters")
+                .into_iter()
+                .find(|m| m.document.as_deref() == Some(document))
+        })
+    }
+}
+
 /// `init --centre` in this process, then an auditor.
 fn enrol(centre: &Centre, dir: &Path, data: &Path, station: &str) {
     let pin_file = dir.join("hsm-pin");
