@@ -255,8 +255,8 @@ fn item(r: &tokio_postgres::Row) -> Result<OutboxItem> {
 }
 
 /// Every outbox message (or only the `failed` ones), oldest first. The read is audited
-/// (`outbox.read`, how many, which filter, and `via` the station when a station asked) as
-/// `actor`'s. The caller checked the role (ca-admin or auditor).
+/// (`outbox.read`, how many and which filter) as `actor`'s: a centre operator, or a station's
+/// operator with the station named. The caller checked the role (ca-admin or auditor).
 pub async fn list(pool: &Pool, actor: &Actor, failed_only: bool) -> Result<Vec<OutboxItem>> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
