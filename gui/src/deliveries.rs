@@ -16,7 +16,7 @@ use crate::i18n::{self, t, ta};
 use crate::worker::{Command, Event, SessionInfo};
 
 /// The width of the "What failed" column: the centre's last error wraps inside it.
-const ERROR_WIDTH: f32 = 320.0;
+const ERROR_WIDTH: f32 = 200.0;
 
 #[derive(Default)]
 pub struct DeliveriesState {
@@ -174,11 +174,12 @@ fn header(ui: &mut egui::Ui) {
         "deliveries-col-status",
         "deliveries-col-attempts",
         "deliveries-col-when",
-        "deliveries-col-error",
     ] {
         ui.label(RichText::new(t(ui, h)).strong());
     }
+    // Retry before what failed: the button stays inside a 1024-pixel window.
     ui.label("");
+    ui.label(RichText::new(t(ui, "deliveries-col-error")).strong());
     ui.end_row();
 }
 
@@ -195,6 +196,12 @@ fn row(ui: &mut egui::Ui, m: &OutboxMessage, can_retry: bool) -> bool {
     ui.colored_label(color, status_word(ui, m.status));
     ui.label(m.attempts.to_string());
     ui.label(when(ui, m));
+    let clicked = m.status == OutboxStatus::Failed
+        && can_retry
+        && ui.button(t(ui, "deliveries-retry")).clicked();
+    if m.status != OutboxStatus::Failed || !can_retry {
+        ui.label("");
+    }
     let error = match m.status {
         OutboxStatus::Delivered => "",
         _ => m.last_error.as_deref().unwrap_or(""),
@@ -203,12 +210,6 @@ fn row(ui: &mut egui::Ui, m: &OutboxMessage, can_retry: bool) -> bool {
         ui.set_width(ERROR_WIDTH);
         ui.add(egui::Label::new(RichText::new(error).small()).wrap());
     });
-    let clicked = m.status == OutboxStatus::Failed
-        && can_retry
-        && ui.button(t(ui, "deliveries-retry")).clicked();
-    if m.status != OutboxStatus::Failed || !can_retry {
-        ui.label("");
-    }
     ui.end_row();
     clicked
 }

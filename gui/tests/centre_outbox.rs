@@ -4,7 +4,7 @@
 //! station enrolled in this process that the GUI's worker opens. The auditor sees the dead
 //! letter with what failed and no Retry; the CA administrator retries it through the
 //! confirmation, sees it pending, and delivered after a refresh — the receiver took it once;
-//! with the centre stopped the tab says in plain words that it cannot be reached. Every wait
+//! another dead letter's row fits a 1024×768 window in Russian and Uzbek; with the centre stopped the tab says in plain words that it cannot be reached. Every wait
 //! polls with a deadline.
 //!
 //! Needs `idcentral` built in the same target dir (`cargo build -p central --bin idcentral`).
@@ -37,6 +37,34 @@ fn deliveries(rig: &EgovRig, name: &str, password: &str, heading: &str, label: &
         has_label(h, label)
     });
     h
+}
+
+/// The CA administrator's deliveries tab in `lang` at 1024×768 shows `document`'s dead letter
+/// with Retry, and no label reaches past the window's edges.
+fn fits_1024(rig: &EgovRig, lang: Lang, document: &str) {
+    let mut opts = GuiOptions::new(rig.data.clone());
+    opts.poll_readers = false;
+    let mut h = harness(opts, [1024.0, 768.0]);
+    click(&mut h, lang.native_name());
+    h.step();
+    type_into(&mut h, &tr(lang, "login-operator"), "admin");
+    type_into(&mut h, &tr(lang, "login-password"), EGOV_ADMIN_PASSWORD);
+    click(&mut h, &tr(lang, "login-button"));
+    let heading = tr(lang, "workspace-ca");
+    wait_for(&mut h, &heading, Duration::from_secs(30), |h| {
+        has_label(h, &heading)
+    });
+    click(&mut h, &tr(lang, "tab-deliveries"));
+    wait_for(&mut h, document, Duration::from_secs(30), |h| {
+        has_label(h, document)
+    });
+    assert!(
+        has_label(&h, &tr(lang, "deliveries-retry")),
+        "{}",
+        lang.tag()
+    );
+    let past = labels_past(&h, 1024.0, 768.0, true);
+    assert!(past.is_empty(), "{}: {past:?}", lang.tag());
 }
 
 #[test]
@@ -86,6 +114,15 @@ fn a_dead_letter_is_shown_retried_by_the_ca_admin_only_and_delivered() {
     });
     assert_eq!(rig.recv.accepted(dead.id), 1, "the receiver took it once");
     assert!(!has_label(&h, "Retry"), "nothing left to retry");
+
+    // Another dead letter: at 1024×768 in Russian and Uzbek its row, Retry included, stays
+    // inside the window.
+    rig.recv.set(testrig::egov::Mode::Refuse);
+    let second = rig.issue("31234567890132");
+    rig.dead_letter(&second);
+    for lang in [Lang::Ru, Lang::UzLatn] {
+        fits_1024(&rig, lang, &second);
+    }
 
     // The centre stopped: plain words, the station's sentence under Details.
     rig.centre.stop();
