@@ -363,33 +363,14 @@ async fn run(cli: &Cli, cfg: &CentreConfig) -> Result<(), CentralError> {
 async fn outbox(cli: &Cli, cfg: &CentreConfig, oc: &OutboxCmd) -> Result<(), CentralError> {
     use central::egov::outbox as ob;
     let pool = central::db::pool(&cfg.database)?;
-    let line = |m: &ob::OutboxItem| {
-        let when = match m.status.as_str() {
-            "delivered" => format!("delivered {}", m.delivered_at.as_deref().unwrap_or("-")),
-            "pending" => format!("next {}", m.next_attempt_at.as_deref().unwrap_or("-")),
-            _ => format!("last {}", m.last_attempt_at.as_deref().unwrap_or("-")),
-        };
-        let error = m
-            .last_error
-            .as_deref()
-            .filter(|_| m.status != "delivered")
-            .map(|e| format!(" ({e})"))
-            .unwrap_or_default();
-        format!(
-            "{:>6} {:<16} {:<10} {:<9} attempts {:<3} {when}{error}\n",
-            m.id,
-            m.topic,
-            m.document.as_deref().unwrap_or("-"),
-            m.status,
-            m.attempts
-        )
-    };
     match oc {
         OutboxCmd::List { failed, operator } => {
             let roles = [Role::CaAdmin, Role::Auditor];
             let s = log_in(&pool, cfg, operator, "read the outbox", &roles).await?;
-            let items = ob::list(&pool, &s, *failed).await?;
-            print(cli.json, &items, |l| l.iter().map(line).collect())
+            let items = ob::list(&pool, s.actor(), *failed).await?;
+            print(cli.json, &items, |l| {
+                l.iter().map(ob::OutboxItem::line).collect()
+            })
         }
         OutboxCmd::Retry { id, operator } => {
             let roles = [Role::CaAdmin];
@@ -397,7 +378,7 @@ async fn outbox(cli: &Cli, cfg: &CentreConfig, oc: &OutboxCmd) -> Result<(), Cen
             let item = ob::retry(&pool, &s, *id).await?;
             checkpoint_after(cfg, &pool, "outbox.retried").await;
             print(cli.json, &item, |m| {
-                format!("Outbox message {} is pending again\n{}", m.id, line(m))
+                format!("Outbox message {} is pending again\n{}", m.id, m.line())
             })
         }
     }

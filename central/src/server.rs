@@ -9,7 +9,9 @@
 //!   [`crate::issuance`];
 //! - `POST /v1/audit/push`: [`crate::audit_push`];
 //! - `POST /v1/services/{job}/renew|certify|complete|abort|hold|release|address`,
-//!   `GET /v1/services/{job}`: the card services, [`crate::services`].
+//!   `GET /v1/services/{job}`: the card services, [`crate::services`];
+//! - `POST /v1/outbox/list`, `POST /v1/outbox/{id}/retry`: the e-government outbox for a
+//!   station's ca-admin or auditor, [`crate::egov::station_view`].
 //!
 //! Beside them run the job timeout sweep, the audit checkpoints and, with `[egov]`, the
 //! e-government publisher ([`crate::egov`]). The public relying-party services (OCSP, CRLs, CA
@@ -315,6 +317,49 @@ async fn service_job_handler(
     run.await.map(Json).map_err(ApiError)
 }
 
+/// `POST /v1/outbox/list`: [`crate::egov::station_view::list`].
+async fn outbox_list_handler(
+    State(centre): State<Arc<Centre>>,
+    Extension(cert): Extension<ClientCert>,
+    bytes: Bytes,
+) -> Answer<centre_api::OutboxList> {
+    let run = async {
+        let who = enrol::authenticate(&centre, client_cert(&cert)).await?;
+        let r =
+            async { crate::egov::station_view::list(&centre, &who, &body(&bytes)?).await }.await;
+        refusals::audited(&centre, &who, "outbox-list", None, &bytes, r).await
+    };
+    run.await.map(Json).map_err(ApiError)
+}
+
+/// `POST /v1/outbox/{id}/retry`: [`crate::egov::station_view::retry`].
+async fn outbox_retry_handler(
+    State(centre): State<Arc<Centre>>,
+    Extension(cert): Extension<ClientCert>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Answer<centre_api::OutboxMessage> {
+    let run = async {
+        let who = enrol::authenticate(&centre, client_cert(&cert)).await?;
+        let r =
+            async { crate::egov::station_view::retry(&centre, &who, &id, &body(&bytes)?).await }
+                .await;
+        let r = refusals::audited(&centre, &who, "outbox-retry", None, &bytes, r).await;
+        if r.is_ok() {
+            // As `idcentral outbox retry` does: a checkpoint signed over the retry at once.
+            crate::audit::checkpoint_after(
+                &centre.pool,
+                centre.store.as_ref(),
+                &centre.name,
+                "outbox.retried",
+            )
+            .await;
+        }
+        r
+    };
+    run.await.map(Json).map_err(ApiError)
+}
+
 /// The API's routes over `centre`.
 pub fn router(centre: Arc<Centre>) -> Router {
     use centre_api::paths;
@@ -329,6 +374,8 @@ pub fn router(centre: Arc<Centre>) -> Router {
         .route("/v1/documents/{document}/revoke", post(revoke_handler))
         .route("/v1/services/{job}", get(service_job_handler))
         .route("/v1/services/{job}/{step}", post(service_handler))
+        .route(paths::OUTBOX_LIST, post(outbox_list_handler))
+        .route("/v1/outbox/{id}/retry", post(outbox_retry_handler))
         .with_state(centre)
 }
 

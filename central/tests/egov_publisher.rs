@@ -23,9 +23,8 @@ use hsm::KeyStore;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
-use p256::ecdsa::signature::hazmat::PrehashSigner;
-use p256::pkcs8::EncodePublicKey;
 use serde_json::{json, Value};
+use testrig::egov::{card_key as card_entry, new_job};
 use zeroize::Zeroizing;
 
 // ------------------------------------------------------------------------------------------
@@ -370,35 +369,6 @@ fn receiver(
 struct Enrolled {
     tls: Arc<rustls::ClientConfig>,
     _station: Station,
-}
-
-/// A fresh job UUID (v4 shape, lower case).
-fn new_job() -> String {
-    let mut b = [0u8; 16];
-    getrandom::fill(&mut b).unwrap();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
-}
-
-/// A card key: a software P-256 key signing the proof digest as a PIV card would.
-fn card_entry(job: &str, challenge: &str, slot: u8, profile: &str) -> Value {
-    let mut b = [0u8; 32];
-    getrandom::fill(&mut b).unwrap();
-    let key = p256::ecdsa::SigningKey::from_slice(&b).unwrap();
-    let spki = key.verifying_key().to_public_key_der().unwrap().into_vec();
-    let digest = centre_api::proof_digest(job, &hex::decode(challenge).unwrap(), slot, &spki);
-    let sig: p256::ecdsa::DerSignature = key.sign_prehash(&digest).unwrap();
-    json!({ "slot": format!("{slot:02X}"), "profile": profile,
-            "public_key": hex::encode(&spki), "proof": hex::encode(sig.as_bytes()) })
 }
 
 async fn call(

@@ -46,6 +46,13 @@ pub mod paths {
     pub fn service_job(job: &str) -> String {
         format!("/v1/services/{job}")
     }
+    /// `POST`: the e-government outbox as a station's operator may see it
+    /// ([`crate::OutboxListRequest`]).
+    pub const OUTBOX_LIST: &str = "/v1/outbox/list";
+    /// `POST`: put the dead letter `id` back in the queue ([`crate::OutboxRetryRequest`]).
+    pub fn outbox_retry(id: i64) -> String {
+        format!("/v1/outbox/{id}/retry")
+    }
 }
 
 /// A refusal: HTTP 400, 401, 403, 404 or 409 with this body. `rule` is a stable name
@@ -93,6 +100,20 @@ pub mod rules {
     pub const HOLDER_NOT_FOUND: &str = "holder-not-found";
     /// `address end` with no temporary registration in force.
     pub const NO_TEMPORARY_ADDRESS: &str = "no-temporary-address";
+    /// The role the station named for its operator may not do this at the centre (an outbox
+    /// list needs ca-admin or auditor, a retry ca-admin).
+    pub const OPERATOR_ROLE_NOT_PERMITTED: &str = "operator-role-not-permitted";
+    /// An outbox id the centre does not have.
+    pub const OUTBOX_MESSAGE_NOT_FOUND: &str = "outbox-message-not-found";
+    /// A retry of an outbox message that is not the dead letter (pending or delivered).
+    pub const OUTBOX_MESSAGE_NOT_FAILED: &str = "outbox-message-not-failed";
+}
+
+/// The station roles a station may name for its operator (`registry::Role`'s names).
+pub mod roles {
+    pub const CA_ADMIN: &str = "ca-admin";
+    pub const AUDITOR: &str = "auditor";
+    pub const CLERK: &str = "clerk";
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -486,6 +507,114 @@ pub struct ServiceJobStatus {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The e-government outbox (docs/egov.md "The station's view")
+
+/// `POST /v1/outbox/list`: the centre's e-government outbox, every message or only the dead
+/// letters (`failed_only`), oldest first. `operator` and `role` are the station's operator as
+/// the station logged them in; the centre answers a role of ca-admin or auditor only
+/// (`operator-role-not-permitted`) and audits the read (`outbox.read`, the station and the
+/// operator).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxListRequest {
+    pub operator: String,
+    /// The operator's role at the station (`ca-admin`, `auditor`, `clerk`).
+    pub role: String,
+    #[serde(default)]
+    pub failed_only: bool,
+}
+
+/// `POST /v1/outbox/{id}/retry`: a `failed` message becomes `pending` again, no attempts
+/// counted, due now (audited `outbox.retried`). The role must be ca-admin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxRetryRequest {
+    pub operator: String,
+    pub role: String,
+}
+
+/// The delivery state of an outbox message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutboxStatus {
+    /// Waiting for its next attempt (`next_attempt_at`).
+    Pending,
+    /// The receiver has it (`delivered_at`, `receipt`).
+    Delivered,
+    /// The dead letter: it failed `max_attempts` times; only a retry sends it again.
+    Failed,
+}
+
+impl OutboxStatus {
+    /// The state's name on the wire (`pending`, `delivered`, `failed`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxStatus::Pending => "pending",
+            OutboxStatus::Delivered => "delivered",
+            OutboxStatus::Failed => "failed",
+        }
+    }
+}
+
+/// One message of the outbox as a station sees it: no personal data but the document number.
+/// Times are RFC 3339 UTC.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxMessage {
+    pub id: i64,
+    /// `document.issued`, `address.changed`.
+    pub topic: String,
+    pub document: Option<String>,
+    pub status: OutboxStatus,
+    /// Failed attempts since it was queued (or last retried).
+    pub attempts: u32,
+    pub created_at: String,
+    /// Pending: when it is tried next.
+    pub next_attempt_at: Option<String>,
+    pub last_attempt_at: Option<String>,
+    /// Why the last attempt failed (`HTTP 500: …`, `no answer within 10 s`, …).
+    pub last_error: Option<String>,
+    /// Failed: when its last attempt, the one that made it the dead letter, began.
+    pub dead_since: Option<String>,
+    pub delivered_at: Option<String>,
+    /// The receiver's HTTP status at the last attempt that got an answer.
+    pub receipt_status: Option<i32>,
+    /// Delivered: the receiver's answer (its JSON, or `{"text": …}`).
+    pub receipt: Option<serde_json::Value>,
+}
+
+impl OutboxMessage {
+    /// The message as `idcentral outbox list` and `idstation outbox list` print it: id, topic,
+    /// document, state, attempts, and when it was delivered, is next due or was last tried,
+    /// with the last error of one not delivered.
+    pub fn line(&self) -> String {
+        let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+        let when = match self.status {
+            OutboxStatus::Delivered => format!("delivered {}", or_dash(&self.delivered_at)),
+            OutboxStatus::Pending => format!("next {}", or_dash(&self.next_attempt_at)),
+            OutboxStatus::Failed => format!("last {}", or_dash(&self.last_attempt_at)),
+        };
+        let error = match (&self.last_error, self.status) {
+            (Some(e), OutboxStatus::Pending | OutboxStatus::Failed) => format!(" ({e})"),
+            _ => String::new(),
+        };
+        format!(
+            "{:>6} {:<16} {:<10} {:<9} attempts {:<3} {when}{error}\n",
+            self.id,
+            self.topic,
+            self.document.as_deref().unwrap_or("-"),
+            self.status.as_str(),
+            self.attempts
+        )
+    }
+}
+
+/// The answer to [`OutboxListRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxList {
+    pub messages: Vec<OutboxMessage>,
+}
+
+// ---------------------------------------------------------------------------------------------
 // Audit anchoring
 
 /// One event of a station's audit log (registry::audit's fields; hashes in hex).
@@ -557,6 +686,47 @@ mod tests {
         };
         assert_eq!(b.left(), 0);
         assert_eq!(NumberBlock { next: 1, ..b }.left(), 10);
+    }
+
+    #[test]
+    fn an_outbox_line_says_when_and_what_failed_of_a_message_not_delivered() {
+        let m = OutboxMessage {
+            id: 7,
+            topic: "document.issued".into(),
+            document: Some("AA0000001".into()),
+            status: OutboxStatus::Failed,
+            attempts: 2,
+            created_at: "2026-12-02T12:00:00Z".into(),
+            next_attempt_at: None,
+            last_attempt_at: Some("2026-12-02T12:17:02Z".into()),
+            last_error: Some("HTTP 500: busy".into()),
+            dead_since: Some("2026-12-02T12:17:02Z".into()),
+            delivered_at: None,
+            receipt_status: Some(500),
+            receipt: None,
+        };
+        let line = m.line();
+        for part in [
+            "7 document.issued",
+            "AA0000001",
+            "failed",
+            "attempts 2",
+            "last 2026-12-02T12:17:02Z (HTTP 500: busy)",
+        ] {
+            assert!(line.contains(part), "{part:?} in {line:?}");
+        }
+        let delivered = OutboxMessage {
+            status: OutboxStatus::Delivered,
+            delivered_at: Some("2026-12-02T12:30:00Z".into()),
+            ..m
+        };
+        let line = delivered.line();
+        assert!(
+            line.contains("delivered 2026-12-02T12:30:00Z") && !line.contains("HTTP 500"),
+            "{line}"
+        );
+        let json = serde_json::to_value(&delivered).unwrap();
+        assert_eq!(json["status"], "delivered");
     }
 
     #[test]

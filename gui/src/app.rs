@@ -11,6 +11,7 @@ use zeroize::Zeroize;
 use crate::auditor::AuditorState;
 use crate::ca::CaState;
 use crate::clerk::ClerkState;
+use crate::deliveries::DeliveriesState;
 use crate::i18n::{self, Lang};
 use crate::options::GuiOptions;
 use crate::readers::ReaderPoller;
@@ -38,6 +39,16 @@ pub enum ClerkTab {
     Services,
 }
 
+/// The CA administrator's and the auditor's two workspaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AdminTab {
+    /// The role's own workspace (ca/, auditor/).
+    #[default]
+    Main,
+    /// The national centre's e-government deliveries (deliveries.rs).
+    Deliveries,
+}
+
 /// What the idle time-out does next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Idle {
@@ -63,6 +74,10 @@ pub struct StationApp {
     pub clerk_tab: ClerkTab,
     pub ca: CaState,
     pub auditor: AuditorState,
+    /// The e-government deliveries tab of the CA-admin and auditor workspaces.
+    pub deliveries: DeliveriesState,
+    /// Which of the CA-admin's or auditor's workspaces is shown.
+    pub admin_tab: AdminTab,
     /// Time spent building the last frames' UI, for the frame-time figure.
     pub frame_times: Vec<Duration>,
     fonts_installed: bool,
@@ -97,6 +112,8 @@ impl StationApp {
             clerk_tab: ClerkTab::default(),
             ca: CaState::default(),
             auditor: AuditorState::default(),
+            deliveries: DeliveriesState::default(),
+            admin_tab: AdminTab::default(),
             frame_times: Vec::new(),
             fonts_installed: false,
             lang: Lang::default(),
@@ -117,6 +134,7 @@ impl StationApp {
             || self.services.busy()
             || self.auditor.busy()
             || self.ca.busy()
+            || self.deliveries.busy()
             || self.login.pending
     }
 
@@ -140,6 +158,8 @@ impl StationApp {
         self.clerk_tab = ClerkTab::default();
         self.ca = CaState::default();
         self.auditor = AuditorState::default();
+        self.deliveries = DeliveriesState::default();
+        self.admin_tab = AdminTab::default();
         self.login.password.zeroize();
         self.login.lang_chosen = false;
         self.confirm_logout = false;
@@ -184,6 +204,8 @@ impl StationApp {
                 self.clerk_tab = ClerkTab::default();
                 self.ca = CaState::default();
                 self.auditor = AuditorState::default();
+                self.deliveries = DeliveriesState::default();
+                self.admin_tab = AdminTab::default();
                 self.session = Some(s);
             }
             Event::LoginFailed(e) => {
@@ -197,6 +219,11 @@ impl StationApp {
                 self.services.handle(&other, self.lang);
                 self.ca.handle(&other);
                 self.auditor.handle(&other);
+                let mut cmds = Vec::new();
+                self.deliveries.handle(&other, &mut cmds);
+                for c in cmds {
+                    self.send(c);
+                }
                 if card_busy && !self.clerk.busy() && !self.services.busy() {
                     if let Some(r) = &self.readers {
                         r.busy.store(false, std::sync::atomic::Ordering::Relaxed);
@@ -391,6 +418,10 @@ impl StationApp {
                         ("role", i18n::s(role)),
                     ],
                 ));
+                if s.role != Role::Clerk {
+                    ui.separator();
+                    self.admin_tabs_ui(ui, s.role);
+                }
                 if s.role == Role::Clerk {
                     ui.separator();
                     let tabs = [
@@ -439,6 +470,9 @@ impl StationApp {
                     }
                 }
             }
+            Role::CaAdmin | Role::Auditor if self.admin_tab == AdminTab::Deliveries => {
+                crate::deliveries::ui(ui, &mut self.deliveries, s, &mut cmds)
+            }
             Role::CaAdmin => crate::ca::ui(ui, &mut self.ca, s, &mut cmds),
             Role::Auditor => crate::auditor::ui(ui, &mut self.auditor, &self.opts, &mut cmds),
         }
@@ -467,6 +501,28 @@ impl StationApp {
         }
         if self.busy() {
             ui.ctx().request_repaint_after(Duration::from_millis(100));
+        }
+    }
+
+    /// The CA administrator's or auditor's tabs: their workspace and the e-government
+    /// deliveries (Alt+1, Alt+2 from anywhere).
+    fn admin_tabs_ui(&mut self, ui: &mut egui::Ui, role: Role) {
+        let main = match role {
+            Role::CaAdmin => "tab-ca-keys",
+            _ => "tab-audit-log",
+        };
+        let tabs = [
+            (AdminTab::Main, main),
+            (AdminTab::Deliveries, "tab-deliveries"),
+        ];
+        for (n, (tab, id)) in tabs.into_iter().enumerate() {
+            let key = [egui::Key::Num1, egui::Key::Num2][n];
+            if ui.input_mut(|i| i.consume_key(egui::Modifiers::ALT, key)) {
+                self.admin_tab = tab;
+            }
+            let text = RichText::new(i18n::t(ui, id)).strong();
+            ui.selectable_value(&mut self.admin_tab, tab, text)
+                .on_hover_text(format!("Alt+{}", n + 1));
         }
     }
 

@@ -8,6 +8,7 @@ pub mod auditor;
 pub mod ca;
 pub mod card_preview;
 pub mod clerk;
+pub mod deliveries;
 pub mod error;
 pub mod fonts;
 pub mod form;

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use station::audit::{ExportOutcome, Range, VerifyLogOutcome, VerifyOutcome};
 use station::ca_admin::CrlReport;
+use station::centre::outbox::OutboxMessage;
 use station::error::StationError;
 use station::hierarchy::CaSummary;
 use station::holder::ValidHolder;
@@ -102,6 +103,15 @@ pub enum Command {
     },
     /// The clerk's Card services workspace (`service_work`).
     Service(crate::service_work::Request),
+    /// The national centre's e-government outbox: the dead letters, or every message
+    /// (`crate::deliveries`; ca-admin or auditor).
+    CentreOutbox {
+        failed_only: bool,
+    },
+    /// Send the centre's dead letter `id` again (ca-admin).
+    RetryCentreOutbox {
+        id: i64,
+    },
 }
 
 /// Who is logged in, as the UI needs to know it (no password).
@@ -118,6 +128,8 @@ pub struct SessionInfo {
     /// The operator's interface language: chosen at this log-in, or remembered from an
     /// earlier one (`station::preferences`).
     pub language: Option<String>,
+    /// The station is enrolled with a national centre (station.toml `[centre]`).
+    pub centre: bool,
 }
 
 /// One step of an issuance as the progress view shows it.
@@ -180,6 +192,8 @@ pub enum Event {
     ExportVerified(Result<Box<VerifyOutcome>, Shown>),
     /// The Card services workspace's replies.
     Service(crate::service_work::Reply),
+    CentreOutbox(Result<Vec<OutboxMessage>, Shown>),
+    CentreOutboxRetried(Result<OutboxMessage, Shown>),
 }
 
 /// The CA-admin's rotation view: every request (newest first) and the re-issuance list.
@@ -414,6 +428,12 @@ impl WorkerState {
             Command::Service(r) => crate::service_work::run(st, &session, lang, r, &|reply| {
                 send(Event::Service(reply))
             }),
+            Command::CentreOutbox { failed_only } => send(Event::CentreOutbox(
+                station::centre::outbox::list(st, &session, failed_only).map_err(shown(lang)),
+            )),
+            Command::RetryCentreOutbox { id } => send(Event::CentreOutboxRetried(
+                station::centre::outbox::retry(st, &session, id).map_err(shown(lang)),
+            )),
         }
     }
 
@@ -436,10 +456,10 @@ impl WorkerState {
                 .and_then(|b| b.into_iter().find(|b| b.next <= b.last))
                 .map(|b| b.series);
             let expiry = doc.expiry(station::time_util::today_utc());
-            Ok((s, doc, series, expiry))
+            Ok((s, doc, series, expiry, st.config.centre.is_some()))
         });
         match r {
-            Ok((s, document, series, expiry)) => {
+            Ok((s, document, series, expiry, centre)) => {
                 // The language chosen now is remembered for this operator; without a choice,
                 // the one remembered applies.
                 let language = match chosen {
@@ -463,6 +483,7 @@ impl WorkerState {
                     document,
                     series,
                     expiry,
+                    centre,
                 }));
                 self.session = Some(s);
             }

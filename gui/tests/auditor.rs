@@ -253,3 +253,22 @@ fn an_issuance_event_reads_in_named_fields_bad_dates_are_refused_and_charts_coun
     assert!(has_label(&h, "Cards issued per day"));
     assert!(has_label(&h, "Refusals per operator"));
 }
+
+#[test]
+fn a_standalone_station_says_its_deliveries_are_no_centres() {
+    let _turn = turn();
+    for (name, password, heading) in [
+        ("auditor", AUDITOR_PASSWORD, "Audit"),
+        ("admin", ADMIN_PASSWORD, "CA administration"),
+    ] {
+        let mut h = harness(options(None, false), [1280.0, 1000.0]);
+        log_in(&mut h, name, password, heading);
+        click(&mut h, "E-government deliveries");
+        let sentence = gui::i18n::tr(gui::i18n::Lang::En, "deliveries-standalone");
+        assert!(has_label(&h, &sentence), "{name}: the standalone sentence");
+        assert!(
+            !has_label(&h, "Retry") && !has_label(&h, "Refresh"),
+            "{name}"
+        );
+    }
+}

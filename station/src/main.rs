@@ -91,7 +91,8 @@ enum Cmd {
     /// The audit log: checkpoints, export for auditors, offline verification.
     #[command(subcommand)]
     Audit(cli::audit::AuditCmd),
-    /// Messages for other government systems (e.g. e-government registration).
+    /// Messages for other government systems: the station's own outbox, or on an enrolled
+    /// station the national centre's e-government deliveries (`list --failed`, `retry`).
     #[command(subcommand)]
     Outbox(cli::audit::OutboxCmd),
     /// Open the station GUI on the data dir (runs `idstation-gui` from the `gui` crate, found

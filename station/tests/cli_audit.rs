@@ -671,6 +671,31 @@ fn outbox_list_needs_an_operator_and_ack_is_audited_for_clerks_only() {
         text(&o)
     );
 
+    // A standalone station has no centre: no dead letters to list, no retry (exit 2, the
+    // option or the centre named).
+    let o = idstation(
+        &data,
+        &["outbox", "list", "--failed", "--operator", "clerk1"],
+        CLERK_PASSWORD,
+    );
+    exit(&o, 2);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("failed"),
+        "{}",
+        text(&o)
+    );
+    let o = idstation(
+        &data,
+        &["outbox", "retry", &id, "--operator", "admin"],
+        ADMIN_PASSWORD,
+    );
+    exit(&o, 2);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not enrolled"),
+        "{}",
+        text(&o)
+    );
+
     // An auditor may not acknowledge; a clerk may, once.
     exit(
         &idstation(

@@ -248,6 +248,35 @@ public_name = "localhost"
         ]);
     }
 
+    /// Append `[egov]` (docs/egov.md) delivering to `url` with `ca_file` as the receiver's CA,
+    /// quick for tests: 2 s per attempt, backoff 100..200 ms, a look every 100 ms, the dead
+    /// letter after `max_attempts` failures. Before [`Centre::serve`].
+    pub fn enable_egov(&self, url: &str, ca_file: &Path, max_attempts: u32) {
+        let mut text = std::fs::read_to_string(&self.config).expect("read centre.toml");
+        text.push_str(&format!(
+            "\n[egov]\nurl = \"{url}\"\nca_file = \"{}\"\ntimeout_seconds = 2\n\
+             max_attempts = {max_attempts}\nretry_initial_ms = 100\nretry_max_ms = 200\n\
+             poll_interval_ms = 100\n",
+            ca_file.display()
+        ));
+        std::fs::write(&self.config, text).expect("write centre.toml");
+    }
+
+    /// `idcentral operator add --name NAME --role ROLE` by the admin, with `password`.
+    pub fn add_operator(&self, name: &str, role: &str, password: &str) {
+        let args = [
+            "operator",
+            "add",
+            "--name",
+            name,
+            "--role",
+            role,
+            "--operator",
+            "admin",
+        ];
+        self.ok_as(&args, &format!("{CENTRE_ADMIN_PASSWORD}\n{password}"));
+    }
+
     /// Set `[server] public_name` (the next `serve` issues a new server certificate for it).
     pub fn set_public_name(&self, name: &str) {
         let text = std::fs::read_to_string(&self.config).expect("read centre.toml");

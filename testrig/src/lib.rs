@@ -20,6 +20,8 @@
 //!   test executable (target/<profile>/vchip: build it with `cargo build -p chip --bin vchip`).
 
 pub mod centre;
+#[cfg(feature = "egov")]
+pub mod egov;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;

@@ -9,6 +9,8 @@
 //! - [`message`]: what the decree asks of a message, read from the registry;
 //! - [`outbox`]: the delivery state in PostgreSQL (claims with `FOR UPDATE SKIP LOCKED`, leases,
 //!   backoff, the dead letter) and the operators' `outbox list` / `outbox retry`;
+//! - [`station_view`]: the same list and retry asked by an enrolled station for its operator
+//!   (`/v1/outbox/…`);
 //! - [`client`]: one delivery over HTTPS;
 //! - [`publisher`]: the loop `serve` runs.
 
@@ -18,6 +20,7 @@ pub mod keys;
 pub mod message;
 pub mod outbox;
 pub mod publisher;
+pub mod station_view;
 
 pub use publisher::spawn;
 

@@ -15,7 +15,6 @@
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
-use serde::Serialize;
 
 use super::client::Outcome;
 use super::keys::EgovKeys;
@@ -211,24 +210,9 @@ pub async fn record(
     Ok(done)
 }
 
-/// One outbox message as `idcentral outbox list` shows it (no personal data but the document
-/// number).
-#[derive(Debug, Clone, Serialize)]
-pub struct OutboxItem {
-    pub id: i64,
-    pub topic: String,
-    pub document: Option<String>,
-    /// `pending`, `delivered` or `failed`.
-    pub status: String,
-    pub attempts: i32,
-    pub created_at: String,
-    pub next_attempt_at: Option<String>,
-    pub last_attempt_at: Option<String>,
-    pub last_error: Option<String>,
-    pub delivered_at: Option<String>,
-    /// The receiver's HTTP status at the last attempt that got an answer.
-    pub receipt_status: Option<i32>,
-}
+/// One outbox message as `idcentral outbox list` and a station show it (no personal data but
+/// the document number): the wire type, so the CLI's `--json` and the API agree.
+pub type OutboxItem = centre_api::OutboxMessage;
 
 const ITEM_COLS: &str = "id, topic, payload->>'document', status, attempts,
     to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
@@ -236,28 +220,44 @@ const ITEM_COLS: &str = "id, topic, payload->>'document', status, attempts,
     to_char(last_attempt_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
     last_error,
     to_char(delivered_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
-    receipt_status";
+    receipt_status, receipt";
 
-fn item(r: &tokio_postgres::Row) -> OutboxItem {
-    OutboxItem {
+fn item(r: &tokio_postgres::Row) -> Result<OutboxItem> {
+    use centre_api::OutboxStatus;
+    let status = match r.get::<_, &str>(3) {
+        "pending" => OutboxStatus::Pending,
+        "delivered" => OutboxStatus::Delivered,
+        "failed" => OutboxStatus::Failed,
+        other => {
+            return Err(CentralError::Other(format!(
+                "outbox status {other:?} is none of pending, delivered, failed"
+            )))
+        }
+    };
+    let last_attempt_at: Option<String> = r.get(7);
+    Ok(OutboxItem {
         id: r.get(0),
         topic: r.get(1),
         document: r.get(2),
-        status: r.get(3),
-        attempts: r.get(4),
+        status,
+        attempts: u32::try_from(r.get::<_, i32>(4)).unwrap_or(0),
         created_at: r.get(5),
         next_attempt_at: r.get(6),
-        last_attempt_at: r.get(7),
+        dead_since: last_attempt_at
+            .clone()
+            .filter(|_| status == OutboxStatus::Failed),
+        last_attempt_at,
         last_error: r.get(8),
         delivered_at: r.get(9),
         receipt_status: r.get(10),
-    }
+        receipt: r.get(11),
+    })
 }
 
 /// Every outbox message (or only the `failed` ones), oldest first. The read is audited
-/// (`outbox.read`, how many and which filter). The caller checked the role (ca-admin or
-/// auditor).
-pub async fn list(pool: &Pool, session: &Session, failed_only: bool) -> Result<Vec<OutboxItem>> {
+/// (`outbox.read`, how many and which filter) as `actor`'s: a centre operator, or a station's
+/// operator with the station named. The caller checked the role (ca-admin or auditor).
+pub async fn list(pool: &Pool, actor: &Actor, failed_only: bool) -> Result<Vec<OutboxItem>> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let filter = if failed_only {
@@ -265,7 +265,7 @@ pub async fn list(pool: &Pool, session: &Session, failed_only: bool) -> Result<V
     } else {
         ""
     };
-    let items: Vec<OutboxItem> = tx
+    let items = tx
         .query(
             &format!("SELECT {ITEM_COLS} FROM outbox {filter} ORDER BY id"),
             &[],
@@ -273,10 +273,10 @@ pub async fn list(pool: &Pool, session: &Session, failed_only: bool) -> Result<V
         .await?
         .iter()
         .map(item)
-        .collect();
+        .collect::<Result<Vec<_>>>()?;
     audit::append(
         &tx,
-        session.actor(),
+        actor,
         "outbox.read",
         "outbox",
         &serde_json::json!({ "failed_only": failed_only, "count": items.len() }),
@@ -286,11 +286,44 @@ pub async fn list(pool: &Pool, session: &Session, failed_only: bool) -> Result<V
     Ok(items)
 }
 
+/// Why a retry was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetryRefused {
+    NoSuchMessage,
+    /// The message is `pending` or `delivered`.
+    NotFailed(String),
+}
+
+impl RetryRefused {
+    /// The reason as the audit log records it.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            RetryRefused::NoSuchMessage => "no such message",
+            RetryRefused::NotFailed(_) => "not failed",
+        }
+    }
+
+    /// The refusal's sentence, naming the field and the rule.
+    pub fn sentence(&self, id: i64) -> String {
+        match self {
+            RetryRefused::NoSuchMessage => format!("id: there is no outbox message {id}"),
+            RetryRefused::NotFailed(status) => {
+                format!("id: outbox message {id} is {status}: only a failed message is retried")
+            }
+        }
+    }
+}
+
 /// Put the dead letter `id` back in the queue: `pending`, no attempts counted, due now
-/// (audited `outbox.retried` with the attempts and the last error it had). A message that is
-/// not `failed`, or no message, is refused naming it, and the refusal audited
-/// (`operator.refused`). The caller checked the role (ca-admin).
-pub async fn retry(pool: &Pool, session: &Session, id: i64) -> Result<OutboxItem> {
+/// (audited `outbox.retried` with the attempts and the last error it had, as `actor`'s). A
+/// message that is not `failed`, or no message, is `Ok(Err(why))` with nothing changed and
+/// nothing audited: the caller audits the refusal its own way ([`retry`] for the CLI, the
+/// API's `request.refused` for a station). The caller checked the role (ca-admin).
+pub async fn retry_message(
+    pool: &Pool,
+    actor: &Actor,
+    id: i64,
+) -> Result<std::result::Result<OutboxItem, RetryRefused>> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let row = tx
@@ -299,27 +332,13 @@ pub async fn retry(pool: &Pool, session: &Session, id: i64) -> Result<OutboxItem
             &[&id],
         )
         .await?;
-    let refusal = match &row {
-        None => Some((
-            "no such message",
-            CentralError::NotFound(format!("id: there is no outbox message {id}")),
-        )),
-        Some(r) if r.get::<_, &str>(0) != "failed" => {
-            let status: String = r.get(0);
-            Some((
-                "not failed",
-                CentralError::Conflict(format!(
-                    "id: outbox message {id} is {status}: only a failed message is retried"
-                )),
-            ))
-        }
-        Some(_) => None,
+    let Some(r) = row else {
+        return Ok(Err(RetryRefused::NoSuchMessage));
     };
-    if let Some((reason, err)) = refusal {
-        drop(tx);
-        return Err(refuse(pool, session, id, reason, err).await);
+    let status: String = r.get(0);
+    if status != "failed" {
+        return Ok(Err(RetryRefused::NotFailed(status)));
     }
-    let r = row.ok_or_else(|| CentralError::Other("outbox row vanished".into()))?;
     let (attempts, last_error): (i32, Option<String>) = (r.get(1), r.get(2));
     tx.execute(
         "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = now(), claim = NULL
@@ -329,7 +348,7 @@ pub async fn retry(pool: &Pool, session: &Session, id: i64) -> Result<OutboxItem
     .await?;
     audit::append(
         &tx,
-        session.actor(),
+        actor,
         "outbox.retried",
         &format!("outbox:{id}"),
         &serde_json::json!({ "message": id, "attempts": attempts, "last_error": last_error }),
@@ -341,9 +360,24 @@ pub async fn retry(pool: &Pool, session: &Session, id: i64) -> Result<OutboxItem
             &[&id],
         )
         .await?,
-    );
+    )?;
     tx.commit().await?;
-    Ok(item)
+    Ok(Ok(item))
+}
+
+/// `idcentral outbox retry`: [`retry_message`], a refusal named (`NotFound`, exit 2;
+/// `Conflict`, exit 5) and audited (`operator.refused`).
+pub async fn retry(pool: &Pool, session: &Session, id: i64) -> Result<OutboxItem> {
+    match retry_message(pool, session.actor(), id).await? {
+        Ok(item) => Ok(item),
+        Err(why) => {
+            let err = match &why {
+                RetryRefused::NoSuchMessage => CentralError::NotFound(why.sentence(id)),
+                RetryRefused::NotFailed(_) => CentralError::Conflict(why.sentence(id)),
+            };
+            Err(refuse(pool, session, id, why.reason(), err).await)
+        }
+    }
 }
 
 /// Audit a refused `outbox retry` in its own transaction and return `err`.

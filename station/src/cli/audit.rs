@@ -1,7 +1,9 @@
 //! `idstation audit …` and `idstation outbox …` (arguments and output only; the work is in
 //! `station::audit`). Roles (docs/audit.md): checkpoint = clerk or ca-admin; export =
 //! auditor or ca-admin; verify-log = any operator; verify = nobody (offline, no database);
-//! outbox list = no operator (like `ca show`); outbox ack = clerk or ca-admin.
+//! outbox list = clerk, ca-admin or auditor (its own outbox; on an enrolled station the
+//! centre's, ca-admin or auditor, checked in `station::centre::outbox`); outbox retry =
+//! ca-admin (enrolled station); outbox ack = clerk or ca-admin.
 
 use std::path::PathBuf;
 
@@ -95,9 +97,23 @@ pub struct ExportArgs {
 
 #[derive(Subcommand)]
 pub enum OutboxCmd {
-    /// Messages not yet acknowledged by the receiving system (clerk, ca-admin or auditor; the
-    /// read is audited).
+    /// A standalone station: its messages not yet acknowledged by the receiving system (clerk,
+    /// ca-admin or auditor). An enrolled station: the national centre's e-government
+    /// deliveries, with what failed and when (ca-admin or auditor). The read is audited.
     List {
+        /// Only the dead letters: messages the centre gave up on (enrolled station).
+        #[arg(long, conflicts_with = "local")]
+        failed: bool,
+        /// An enrolled station: this station's own outbox instead of the centre's.
+        #[arg(long)]
+        local: bool,
+        #[command(flatten)]
+        op: OperatorArg,
+    },
+    /// Put the centre's dead letter ID back in its delivery queue (enrolled station; ca-admin).
+    Retry {
+        /// Message id (from `outbox list --failed`).
+        id: i64,
         #[command(flatten)]
         op: OperatorArg,
     },
@@ -199,18 +215,44 @@ fn export(ctx: &Ctx, a: &ExportArgs) -> Result<(), StationError> {
 
 pub fn run_outbox(ctx: &Ctx, cmd: &OutboxCmd) -> Result<(), StationError> {
     match cmd {
-        OutboxCmd::List { op } => {
+        OutboxCmd::List { failed, local, op } => {
             let (mut st, session) = ctx.open_read_only_as(
                 &op.operator,
                 "read the outbox",
                 &[Role::Clerk, Role::CaAdmin, Role::Auditor],
             )?;
+            if st.config.centre.is_some() && !local {
+                let items = station::centre::outbox::list(&mut st, &session, *failed)?;
+                return ctx.print(&items, |items| items.iter().map(|m| m.line()).collect());
+            }
+            if *failed {
+                return Err(StationError::invalid(
+                    "failed",
+                    "only an enrolled station lists dead letters: they are the national \
+                     centre's (a standalone station's messages wait for `outbox ack`)",
+                ));
+            }
             let items = station::records::outbox_list(&mut st, &session)?;
             ctx.print(&items, |items| {
                 items
                     .iter()
                     .map(|m| format!("{}\t{}\t{}\t{}\n", m.id, m.topic, m.created_at, m.payload))
                     .collect()
+            })
+        }
+        OutboxCmd::Retry { id, op } => {
+            let (mut st, session) = ctx.open_read_only_as(
+                &op.operator,
+                "retry e-government messages",
+                &[Role::CaAdmin],
+            )?;
+            let m = station::centre::outbox::retry(&mut st, &session, *id)?;
+            ctx.print(&m, |m| {
+                format!(
+                    "Outbox message {} is pending again at the centre\n{}",
+                    m.id,
+                    m.line()
+                )
             })
         }
         OutboxCmd::Ack { id, op } => {
