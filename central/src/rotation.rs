@@ -36,9 +36,29 @@ use crate::operators::{Role, Session};
 pub const REQUEST_EXPIRY_HOURS: i32 = 24;
 
 /// The CAs whose keys rotate at the centre, with the profile their new certificate takes.
-/// (The National Root and the Station CA are trust anchors the stations pin and the TLS
-/// verifier holds: their rollover is not offered here; docs/centre.md says why.)
-pub const ROTATING: &[(&str, &str)] = &[("esign", "esign-ca"), ("csca", "csca")];
+/// The Station CA's new key is certified by the active root like the e-Signature CA's; while
+/// the retired key is valid and not revoked the centre still accepts the identities it issued
+/// and keeps its TLS server certificate under it (`crate::tls`, docs/centre.md "Station CA
+/// rollover"). The National Root is not offered (see [`ROOT_REFUSAL`]).
+pub const ROTATING: &[(&str, &str)] = &[
+    ("esign", "esign-ca"),
+    ("csca", "csca"),
+    ("station-ca", "station-ca"),
+];
+
+/// Why `ca rotate --ca root` is refused.
+pub const ROOT_REFUSAL: &str = "the National Root does not roll over at the centre yet: \
+    stations would need the new root delivered through a NewWithOld link certificate and the \
+    issuing CAs re-certified, which is not built (docs/centre.md \"National Root rollover\"); \
+    give esign, csca or station";
+
+/// The CA a `--ca` value names (`station` is the Station CA).
+pub fn ca_name(given: &str) -> &str {
+    match given {
+        "station" => "station-ca",
+        other => other,
+    }
+}
 
 /// Advisory lock space of an executing request (beside the audit lock): one executor at a time.
 const EXECUTE_LOCK_BASE: i64 = 0x6964_6361_0000_0000;
@@ -185,15 +205,16 @@ async fn expire_overdue(pool: &Pool) -> Result<()> {
 
 /// File a request to rotate `ca`'s active key.
 pub async fn request_rotation(pool: &Pool, s: &Session, ca: &str) -> Result<RequestView> {
+    let ca = ca_name(ca);
     let object = format!("ca:{ca}");
     require_ca_admin(pool, s, "file CA requests", &object).await?;
     if profile_of(ca).is_none() {
-        return Err(CentralError::invalid(
-            "ca",
-            format!(
-                "{ca} does not rotate at the centre: give esign or csca (the National Root and the Station CA are pinned by every station; docs/centre.md)"
-            ),
-        ));
+        let why = match ca {
+            "root" => ROOT_REFUSAL.to_owned(),
+            _ => format!("{ca} does not rotate at the centre: give esign, csca or station"),
+        };
+        let e = CentralError::invalid("ca", why);
+        return Err(refuse_attempt(pool, s.actor(), "file", &object, "rotating CAs", e).await);
     }
     expire_overdue(pool).await?;
     let mut client = pool.get().await?;

@@ -9,7 +9,8 @@
 //!   [`crate::issuance`];
 //! - `POST /v1/audit/push`: [`crate::audit_push`];
 //! - `POST /v1/services/{job}/renew|certify|complete|abort|hold|release|address`,
-//!   `GET /v1/services/{job}`: the card services, [`crate::services`].
+//!   `GET /v1/services/{job}`: the card services, [`crate::services`];
+//! - `GET /v1/anchors`, `POST /v1/identity/renew`: the Station CA rollover, [`crate::anchors`].
 //!
 //! Beside them run the job timeout sweep, the audit checkpoints and, with `[egov]`, the
 //! e-government publisher ([`crate::egov`]). The public relying-party services (OCSP, CRLs, CA
@@ -99,11 +100,11 @@ impl IntoResponse for ApiError {
 type Answer<T> = std::result::Result<Json<T>, ApiError>;
 
 /// A JSON body of type `T`; a body that does not parse is `invalid-request` naming the error.
-fn body<T: serde::de::DeserializeOwned>(bytes: &Bytes) -> Result<T> {
+pub(crate) fn body<T: serde::de::DeserializeOwned>(bytes: &Bytes) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|e| CentralError::invalid("body", e.to_string()))
 }
 
-fn client_cert(cert: &ClientCert) -> Option<&[u8]> {
+pub(crate) fn client_cert(cert: &ClientCert) -> Option<&[u8]> {
     cert.0.as_deref().map(Vec::as_slice)
 }
 
@@ -329,6 +330,7 @@ pub fn router(centre: Arc<Centre>) -> Router {
         .route("/v1/documents/{document}/revoke", post(revoke_handler))
         .route("/v1/services/{job}", get(service_job_handler))
         .route("/v1/services/{job}/{step}", post(service_handler))
+        .merge(crate::anchors::routes())
         .with_state(centre)
 }
 
@@ -352,23 +354,24 @@ async fn open(
 
 /// Open the database and the HSM, make sure the server certificate exists, and build the
 /// shared state and the TLS configuration.
-pub async fn prepare(cfg: &CentreConfig) -> Result<(Arc<Centre>, rustls::ServerConfig)> {
+pub async fn prepare(cfg: &CentreConfig) -> Result<(Arc<Centre>, Arc<crate::tls::LiveTls>)> {
     let (pool, store, cas, profiles) = open(cfg).await?;
     let server_cert =
-        crate::tls::server_certificate(&pool, store.as_ref(), &cas, &profiles, &cfg.server).await?;
-    let tls =
-        crate::tls::server_config(Arc::clone(&store), &server_cert, cas.station_ca.cert_der())?;
+        crate::tls::server_certificate(&pool, store.as_ref(), &profiles, &cfg.server).await?;
+    let station_cas = crate::tls::usable_station_cas(&pool.get().await?).await?;
     let centre = Centre {
         name: cfg.centre.name.clone(),
         pool,
-        store,
+        store: Arc::clone(&store),
         cas,
         profiles,
-        tls_fingerprint: ca::fingerprint_sha256(&server_cert)?,
+        tls_fingerprint: ca::fingerprint_sha256(&server_cert.der)?,
+        server_anchor: server_cert.issuer.cert_der.clone(),
         issuance: cfg.issuance.clone(),
         active: Default::default(),
     };
-    Ok((Arc::new(centre), tls))
+    let tls = crate::tls::LiveTls::new(store, server_cert, station_cas)?;
+    Ok((Arc::new(centre), Arc::new(tls)))
 }
 
 /// What `idcentral serve` runs: the mutual-TLS API on `listen` (default `[server] listen`),
@@ -413,6 +416,7 @@ pub async fn serve_with(cfg: &CentreConfig, opts: &ServeOptions) -> Result<()> {
             cas,
             profiles,
             tls_fingerprint: String::new(),
+            server_anchor: Vec::new(),
             issuance: cfg.issuance.clone(),
             active: Default::default(),
         });
@@ -451,7 +455,10 @@ pub async fn serve_with(cfg: &CentreConfig, opts: &ServeOptions) -> Result<()> {
             }
         });
     }
-    let acceptor = TlsAcceptor::from(Arc::new(tls));
+    tokio::spawn(crate::tls::refresh_station_cas(
+        Arc::clone(&tls),
+        centre.pool.clone(),
+    ));
     tokio::spawn(issuance::sweep::run(Arc::clone(&centre)));
     tokio::spawn(crate::audit::run_checkpoints(
         Arc::clone(&centre),
@@ -466,7 +473,8 @@ pub async fn serve_with(cfg: &CentreConfig, opts: &ServeOptions) -> Result<()> {
                 continue;
             }
         };
-        tokio::spawn(connection(acceptor.clone(), app.clone(), tcp, peer));
+        let acceptor = TlsAcceptor::from(tls.current());
+        tokio::spawn(connection(acceptor, app.clone(), tcp, peer));
     }
 }
 

@@ -1033,7 +1033,7 @@ fn a_rotation_under_dual_control_switches_the_serving_centres_keys_and_recovers_
             &[],
         ),
         2,
-        "invalid value 'root'",
+        "the National Root does not roll over at the centre yet",
     );
     let done = ok(as_admin(
         &config,

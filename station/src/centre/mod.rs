@@ -1,9 +1,11 @@
 //! The station as the national centre's client (docs/centre.md, docs/station.md
 //! "Enrolment"): the HTTPS client ([`CentreClient`]: TLS 1.3, the station's identity key in
 //! its HSM as the client certificate), the files enrolment leaves in the data dir
-//! ([`files`]), the pinned first connection ([`pin`]) and `idstation centre status`
-//! ([`status`]).
+//! ([`files`]), the pinned first connection ([`pin`]), `idstation centre status`
+//! ([`status`]) and the centre's Station CA rollover: new anchors, a renewed identity
+//! ([`anchors`]).
 
+pub mod anchors;
 pub mod audit_push;
 pub mod client;
 pub mod files;
