@@ -286,6 +286,12 @@ fn a_station_ca_rollover_keeps_every_station_working_and_moves_identities_to_the
         w.ok(i, &old_tls, "GET", "/v1/whoami", None);
     }
 
+    let list = ok(w.admin(&["station", "list"], "admin", &[]));
+    assert!(
+        list.lines()
+            .any(|l| l.contains("tas01-st1") && l.ends_with("(identity under station-ca-1)")),
+        "{list}"
+    );
     rotate_with_crashes(&w, &db);
     let ca2: Vec<u8> =
         w.rt.block_on(db.query_one(
@@ -437,6 +443,11 @@ fn server_certificate_moves(
     let only_old = World::tls(st1, &st1.identity, &[ca1.to_vec()]);
     let e = w.call(0, &only_old, "GET", "/v1/whoami", None).unwrap_err();
     assert!(e.contains("handshake"), "{e}");
+    let list = ok(w.admin(&["station", "list"], "admin", &[]));
+    for st in ["tas01-st1", "tas01-st2"] {
+        let line = list.lines().find(|l| l.contains(st)).unwrap_or_default();
+        assert!(line.ends_with("(identity under station-ca-2)"), "{list}");
+    }
     let verify = ok(w.admin(&["audit", "verify-log"], "admin", &[]));
     assert!(verify.contains("the chain holds"), "{verify}");
     let actions = w.rt.block_on(audit_actions(db));
