@@ -347,8 +347,9 @@ fn a_station_ca_rollover_keeps_every_station_working_and_moves_identities_to_the
     }
     reserves(&w, 1, &st2_tls, "31234567890125");
 
-    renew_identities(&w, &db, &mut st1, &ca1, &ca2);
-    server_certificate_moves(w, &config, &st1, &ca1, &ca2, &db);
+    let old = renew_identities(&w, &db, &mut st1, &ca1, &ca2);
+    let w = server_certificate_moves(w, &config, &st1, &ca1, &ca2, &db);
+    revoked_key_is_refused(&w, &db, &st1, &old, &ca1, &ca2);
 }
 
 /// The renewal: a new identity under station-ca-2 for the same key; the old one stays
@@ -359,7 +360,7 @@ fn renew_identities(
     st1: &mut Enrolled,
     ca1: &[u8],
     ca2: &[u8],
-) {
+) -> Vec<u8> {
     let old = st1.identity.clone();
     let old_tls = World::tls(st1, &old, &[ca1.to_vec()]);
     let body = json!({ "operator": "admin", "identity_csr": st1.station.csr("identity") });
@@ -410,6 +411,7 @@ fn renew_identities(
         actions.iter().any(|a| a == "request.refused"),
         "{actions:?}"
     );
+    old
 }
 
 /// `[server] station_ca_key = "station-ca-2"` and a restart: the server certificate moves; a
@@ -421,7 +423,7 @@ fn server_certificate_moves(
     ca1: &[u8],
     ca2: &[u8],
     db: &tokio_postgres::Client,
-) {
+) -> World {
     let both = World::tls(st1, &st1.identity, &[ca1.to_vec(), ca2.to_vec()]);
     let (_, _, cert) = w.call(0, &both, "GET", "/v1/whoami", None).unwrap();
     assert!(ca::issued_by(&cert, ca1).unwrap());
@@ -452,4 +454,36 @@ fn server_certificate_moves(
     assert!(verify.contains("the chain holds"), "{verify}");
     let actions = w.rt.block_on(audit_actions(db));
     assert!(actions.iter().any(|a| a == "ca.key.rotated"), "{actions:?}");
+    w
+}
+
+/// station-ca-1 marked revoked in the database (what an emergency revocation would record):
+/// the serving instance stops accepting identities under it within its refresh, without a
+/// restart, and `GET /v1/anchors` no longer lists it.
+fn revoked_key_is_refused(
+    w: &World,
+    db: &tokio_postgres::Client,
+    st1: &Enrolled,
+    old: &[u8],
+    ca1: &[u8],
+    ca2: &[u8],
+) {
+    let old_tls = World::tls(st1, old, &[ca1.to_vec(), ca2.to_vec()]);
+    w.ok(0, &old_tls, "GET", "/v1/whoami", None);
+    let revoke = "UPDATE ca_keys SET state = 'revoked' WHERE label = 'station-ca-1'";
+    w.rt.block_on(db.execute(revoke, &[])).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Ok((200, _, _)) = w.call(0, &old_tls, "GET", "/v1/whoami", None) {
+        assert!(
+            Instant::now() < deadline,
+            "an identity under a revoked key still accepted"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = w.call(0, &old_tls, "GET", "/v1/whoami", None);
+    assert!(r.is_err(), "the TLS layer should refuse it: {r:?}");
+    let new_tls = World::tls(st1, &st1.identity, &[ca2.to_vec()]);
+    let a: Anchors = serde_json::from_value(w.ok(0, &new_tls, "GET", "/v1/anchors", None)).unwrap();
+    let labels: Vec<&str> = a.station_cas.iter().map(|k| k.label.as_str()).collect();
+    assert_eq!(labels, ["station-ca-2"]);
 }
