@@ -13,7 +13,9 @@
 
 use std::sync::Arc;
 
-use centre_api::anchors::{Anchors, IdentityRenewRequest, IdentityRenewResponse, StationCaAnchor};
+use centre_api::anchors::{
+    Anchors, IdentityRenewRequest, IdentityRenewResponse, RootLink, StationCaAnchor,
+};
 use centre_api::WhoAmI;
 use serde_json::json;
 
@@ -51,11 +53,54 @@ pub async fn anchors(centre: &Centre) -> Result<Anchors> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
+    let (roots, root_links) = roots_and_links(&client).await?;
     Ok(Anchors {
         root: pem(&root)?,
         station_cas,
         server_issuer,
+        roots,
+        root_links,
     })
+}
+
+/// Every National Root key that is active or retired and unexpired, and the link certificates
+/// between root keys.
+async fn roots_and_links(
+    client: &deadpool_postgres::Client,
+) -> Result<(Vec<StationCaAnchor>, Vec<RootLink>)> {
+    let rows = client
+        .query(
+            "SELECT label, state, cert_der FROM ca_keys
+             WHERE ca = 'root' AND state IN ('active', 'retired') ORDER BY created_at, label",
+            &[],
+        )
+        .await?;
+    let mut roots = Vec::new();
+    for r in rows.iter().filter(|r| crate::tls::unexpired(r.get(2))) {
+        roots.push(StationCaAnchor {
+            label: r.get(0),
+            state: r.get(1),
+            cert: pem(r.get(2))?,
+        });
+    }
+    let rows = client
+        .query(
+            "SELECT l.certified_key, l.signer_key, l.kind, l.cert_der FROM ca_links l
+             JOIN ca_keys k ON k.label = l.certified_key WHERE k.ca = 'root'
+             ORDER BY l.certified_key, l.signer_key",
+            &[],
+        )
+        .await?;
+    let mut links = Vec::new();
+    for r in &rows {
+        links.push(RootLink {
+            certified: r.get(0),
+            signer: r.get(1),
+            kind: r.get(2),
+            cert: pem(r.get(3))?,
+        });
+    }
+    Ok((roots, links))
 }
 
 /// The serial (DER bytes) of the certificate `der`.

@@ -18,8 +18,8 @@ pub enum CaCmd {
         operator: String,
     },
     /// File a request to replace the active key of a CA; a second ca-admin approves it.
-    /// `station` is the Station CA (docs/centre.md "Station CA rollover"); `root` is refused
-    /// with the reason.
+    /// `station` is the Station CA (docs/centre.md "Station CA rollover"), `root` the National
+    /// Root ("National Root rollover").
     Rotate {
         #[arg(long, value_parser = ["esign", "csca", "station", "root"])]
         ca: String,

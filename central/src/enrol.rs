@@ -96,6 +96,7 @@ pub(crate) fn checked_key(field: &'static str, text: &str) -> Result<Vec<u8>> {
 
 /// The issuers of an enrolment read in its transaction: the active Station CA and CSCA keys.
 struct Issuers {
+    root: Arc<ca::Issuer>,
     station_ca: Arc<ca::Issuer>,
     csca: Arc<ca::Issuer>,
 }
@@ -118,14 +119,8 @@ fn issue_three(
         st,
         now,
     )?;
-    let audit = ca::issue_station_cert(
-        store,
-        p("audit-signer")?,
-        &centre.cas.root,
-        &keys[1],
-        st,
-        now,
-    )?;
+    let audit =
+        ca::issue_station_cert(store, p("audit-signer")?, &issuers.root, &keys[1], st, now)?;
     let ds = ca::issue_station_cert(
         store,
         p("document-signer")?,
@@ -161,10 +156,15 @@ pub async fn enrol(centre: &Arc<Centre>, req: &EnrolRequest) -> Result<EnrolResp
     let csca = centre.active_issuer(&tx, "csca").await?;
     let esign = centre.active_issuer(&tx, "esign").await?;
     let issuers = Issuers {
+        root: centre.active_issuer(&tx, "root").await?,
         station_ca: centre.active_issuer(&tx, "station-ca").await?,
         csca: Arc::clone(&csca),
     };
-    let (c, station) = (Arc::clone(centre), req.station.clone());
+    let (c, station, root) = (
+        Arc::clone(centre),
+        req.station.clone(),
+        Arc::clone(&issuers.root),
+    );
     let certs = tokio::task::spawn_blocking(move || issue_three(&c, &issuers, &station, &keys))
         .await
         .map_err(|e| CentralError::Other(format!("issuing task: {e}")))??;
@@ -210,7 +210,7 @@ pub async fn enrol(centre: &Arc<Centre>, req: &EnrolRequest) -> Result<EnrolResp
         audit_cert: pem(&certs[1])?,
         document_signer_cert: pem(&certs[2])?,
         trust_anchors: TrustAnchors {
-            root: pem(centre.cas.root.cert_der())?,
+            root: pem(root.cert_der())?,
             esign: pem(esign.cert_der())?,
             csca: pem(csca.cert_der())?,
             station_ca: pem(&centre.server_anchor)?,

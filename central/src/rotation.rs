@@ -1,8 +1,8 @@
 //! CA key rotation at the centre, under dual control (`idcentral ca rotate|approve|refuse|
 //! requests|recover|list`; docs/centre.md "CA key rotation").
 //!
-//! A ca-admin files a request to replace the active key of the e-Signature CA or the CSCA; a
-//! second ca-admin approves it, and the approval executes it. The rules are the station's
+//! A ca-admin files a request to replace the active key of the e-Signature CA, the CSCA, the
+//! Station CA or the National Root; a second ca-admin approves it, and the approval executes it. The rules are the station's
 //! (docs/rotation.md): the requester never approves their own request (also a CHECK in the
 //! database); only an operator who was already a ca-admin when the request was filed may approve
 //! it; a request expires after [`REQUEST_EXPIRY_HOURS`]; one pending request per CA; a refused,
@@ -12,8 +12,8 @@
 //! Execution is journaled in the request's row, each step committed before the next side
 //! effect: (1) the new key's label (`esign-ca-<N+1>`, `csca-<N+1>`) → (2) the key generated in
 //! the HSM (non-extractable; a key already there under the journaled label is used, never made
-//! twice) → (3) its certificate signed (the e-Signature CA by the active root, the CSCA
-//! self-signed with both link certificates) and recorded → (4) the switch: one transaction
+//! twice) → (3) its certificate signed (the e-Signature CA and the Station CA by the active
+//! root, the CSCA and the root self-signed with both link certificates) and recorded → (4) the switch: one transaction
 //! retires the old key and makes the new one active, marks the request executed and audits
 //! `ca.key.rotated`. A crash leaves the old key the one active key; `idcentral ca recover`
 //! finishes the request from its journal. Running centres pick the new key up at their next
@@ -39,18 +39,20 @@ pub const REQUEST_EXPIRY_HOURS: i32 = 24;
 /// The Station CA's new key is certified by the active root like the e-Signature CA's; while
 /// the retired key is valid and not revoked the centre still accepts the identities it issued
 /// and keeps its TLS server certificate under it (`crate::tls`, docs/centre.md "Station CA
-/// rollover"). The National Root is not offered (see [`ROOT_REFUSAL`]).
+/// rollover"). The National Root self-signs its new key like the CSCA, with both link
+/// certificates (RFC 4210 §4.4: stations learn the new root only through NewWithOld); the CAs
+/// it certified keep their old-root chains until their own next rotation.
 pub const ROTATING: &[(&str, &str)] = &[
     ("esign", "esign-ca"),
     ("csca", "csca"),
     ("station-ca", "station-ca"),
+    ("root", "root-ca"),
 ];
 
-/// Why `ca rotate --ca root` is refused.
-pub const ROOT_REFUSAL: &str = "the National Root does not roll over at the centre yet: \
-    stations would need the new root delivered through a NewWithOld link certificate and the \
-    issuing CAs re-certified, which is not built (docs/centre.md \"National Root rollover\"); \
-    give esign, csca or station";
+/// Whether `ca`'s keys are self-signed (a new key comes with link certificates).
+fn self_signed(ca: &str) -> bool {
+    matches!(ca, "csca" | "root")
+}
 
 /// The CA a `--ca` value names (`station` is the Station CA).
 pub fn ca_name(given: &str) -> &str {
@@ -209,10 +211,7 @@ pub async fn request_rotation(pool: &Pool, s: &Session, ca: &str) -> Result<Requ
     let object = format!("ca:{ca}");
     require_ca_admin(pool, s, "file CA requests", &object).await?;
     if profile_of(ca).is_none() {
-        let why = match ca {
-            "root" => ROOT_REFUSAL.to_owned(),
-            _ => format!("{ca} does not rotate at the centre: give esign, csca or station"),
-        };
+        let why = format!("{ca} does not rotate at the centre: give esign, csca, station or root");
         let e = CentralError::invalid("ca", why);
         return Err(refuse_attempt(pool, s.actor(), "file", &object, "rotating CAs", e).await);
     }
@@ -581,7 +580,7 @@ async fn sign_new(
     let profiles = profiles::builtin()?;
     let profile = profiles.cert(profile_of(&j.ca).ok_or(CentralError::NotInitialised)?)?;
     let now = SystemTime::now();
-    let (cert, links) = if j.ca == "csca" {
+    let (cert, links) = if self_signed(&j.ca) {
         let new = ca::create_root(store, profile, label, now)?;
         let old = issuer_of(pool, store, &j.from_key).await?;
         let l = ca::root_link_certificates(store, &old, &new, now)?;

@@ -47,7 +47,7 @@ pub struct StationCaKey {
 }
 
 /// Whether `der` is a certificate whose notAfter has not passed.
-fn unexpired(der: &[u8]) -> bool {
+pub fn unexpired(der: &[u8]) -> bool {
     use der::Decode;
     x509_cert::Certificate::from_der(der).is_ok_and(|c| {
         c.tbs_certificate().validity().not_after.to_system_time() > std::time::SystemTime::now()

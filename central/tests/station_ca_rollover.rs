@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use centre_api::anchors::{Anchors, IdentityRenewResponse};
-use centre_api::{EnrolResponse, ReserveResponse};
+use centre_api::{CertifyResponse, EnrolResponse, ReserveResponse};
 use common::*;
 use serde_json::{json, Value};
 
@@ -173,7 +173,12 @@ fn reserve_body(pinfl: &str) -> Value {
 }
 
 /// Reserve a job for `pinfl` on `server` (the issuance protocol's first step).
-fn reserves(w: &World, server: usize, tls: &Arc<rustls::ClientConfig>, pinfl: &str) {
+fn reserves(
+    w: &World,
+    server: usize,
+    tls: &Arc<rustls::ClientConfig>,
+    pinfl: &str,
+) -> ReserveResponse {
     let v = w.ok(
         server,
         tls,
@@ -183,6 +188,35 @@ fn reserves(w: &World, server: usize, tls: &Arc<rustls::ClientConfig>, pinfl: &s
     );
     let r: ReserveResponse = serde_json::from_value(v).unwrap();
     assert!(r.document.starts_with("AA"), "{r:?}");
+    r
+}
+
+/// Reserve and certify a job for `pinfl` (card keys: software P-256 keys proving possession as a
+/// PIV card would); the answer.
+fn certifies(w: &World, tls: &Arc<rustls::ClientConfig>, pinfl: &str) -> CertifyResponse {
+    use p256::ecdsa::signature::hazmat::PrehashSigner;
+    use p256::pkcs8::EncodePublicKey;
+    let r = reserves(w, 0, tls, pinfl);
+    let entry = |slot: u8, profile: &str| {
+        let mut b = [0u8; 32];
+        getrandom::fill(&mut b).unwrap();
+        let key = p256::ecdsa::SigningKey::from_slice(&b).unwrap();
+        let spki = key
+            .verifying_key()
+            .to_public_key_der()
+            .unwrap()
+            .as_bytes()
+            .to_vec();
+        let digest =
+            centre_api::proof_digest(&r.job, &hex::decode(&r.challenge).unwrap(), slot, &spki);
+        let sig: p256::ecdsa::DerSignature = key.sign_prehash(&digest).unwrap();
+        json!({ "slot": format!("{slot:02X}"), "profile": profile,
+                "public_key": hex::encode(&spki), "proof": hex::encode(sig.as_bytes()) })
+    };
+    let body = json!({ "operator": "clerk1",
+                       "keys": [entry(0x9a, "holder-auth"), entry(0x9c, "holder-sign")] });
+    let path = centre_api::paths::certify(&r.job);
+    serde_json::from_value(w.ok(0, tls, "POST", &path, Some(&body))).unwrap()
 }
 
 fn set_server_key(config: &Path, label: &str) {
@@ -222,11 +256,6 @@ fn rotate_with_crashes(w: &World, db: &tokio_postgres::Client) {
         &w.admin(&["ca", "rotate", "--ca", "station"], "admin2", &[]),
         5,
         "still pending",
-    );
-    refused(
-        &w.admin(&["ca", "rotate", "--ca", "root"], "admin2", &[]),
-        2,
-        "the National Root does not roll over at the centre yet",
     );
     let fp = |p| [("IDCENTRAL_FAILPOINT", p)];
     let killed = w.admin(&["ca", "approve", "1"], "admin2", &fp("rotation.approved"));
@@ -486,4 +515,162 @@ fn revoked_key_is_refused(
     let a: Anchors = serde_json::from_value(w.ok(0, &new_tls, "GET", "/v1/anchors", None)).unwrap();
     let labels: Vec<&str> = a.station_cas.iter().map(|k| k.label.as_str()).collect();
     assert_eq!(labels, ["station-ca-2"]);
+}
+
+/// The `ca certs` files of `key` copied into the test's directory.
+fn certs_of(w: &World, key: &str) {
+    let out = w.dir.join(format!("certs-{key}"));
+    ok(w.admin(
+        &["ca", "certs", "--key", key, "--out", out.to_str().unwrap()],
+        "admin",
+        &[],
+    ));
+    for f in std::fs::read_dir(&out).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), w.dir.join(f.file_name())).unwrap();
+    }
+}
+
+/// Approve request `id` by admin2, executed.
+fn approved(w: &World, id: &str, what: &str) {
+    let done = ok(w.admin(&["ca", "approve", id], "admin2", &[]));
+    assert!(done.contains(what), "{done}");
+}
+
+/// The National Root rolled over under dual control, killed after its certificates were signed
+/// and finished by `ca recover`; both link certificates verify where they apply.
+fn root_rolls_over(w: &World) {
+    let filed = ok(w.admin(&["ca", "rotate", "--ca", "root"], "admin", &[]));
+    assert!(filed.contains("rotate root (from root-ca-1)"), "{filed}");
+    refused(
+        &w.admin(&["ca", "approve", "1"], "admin", &[]),
+        6,
+        "dual control",
+    );
+    let fp = [("IDCENTRAL_FAILPOINT", "rotation.cert-signed")];
+    let killed = w.admin(&["ca", "approve", "1"], "admin2", &fp);
+    assert_eq!(killed.status.code(), None, "{}", text(&killed));
+    let list = ok(w.admin(&["ca", "list"], "admin", &[]));
+    assert!(
+        list.contains("root-ca-1") && !list.contains("root-ca-2"),
+        "{list}"
+    );
+    let rec = ok(w.admin(&["ca", "recover"], "admin", &[]));
+    assert!(
+        rec.contains("root root-ca-2 active, root-ca-1 retired")
+            && rec.contains("new-with-old, old-with-new"),
+        "{rec}"
+    );
+    certs_of(w, "root-ca-1");
+    certs_of(w, "root-ca-2");
+    w.verifies(&[
+        "-CAfile",
+        "root-ca-1.pem",
+        "link-root-ca-2-by-root-ca-1.pem",
+    ]);
+    w.verifies(&[
+        "-CAfile",
+        "root-ca-2.pem",
+        "link-root-ca-1-by-root-ca-2.pem",
+    ]);
+    let (wrong, _) = openssl_verify(&w.dir, &["-CAfile", "root-ca-2.pem", "root-ca-1.pem"]);
+    assert!(
+        !wrong,
+        "root-ca-1 must not verify under root-ca-2 without the link"
+    );
+}
+
+/// Holder certificates of `c` verify with `ca_file` as the only anchor, `untrusted` the path.
+fn holder_certs_verify(w: &World, c: &CertifyResponse, name: &str, ca_file: &str, untrusted: &str) {
+    for cert in &c.certificates {
+        let f = format!("{name}-{}.pem", cert.slot);
+        w.pem_file(&f, &hex::decode(&cert.der).unwrap());
+        w.verifies(&["-CAfile", ca_file, "-untrusted", untrusted, &f]);
+    }
+}
+
+#[test]
+fn a_root_rollover_keeps_old_chains_and_later_cas_come_under_the_new_root() {
+    let (tmp, cluster, config) = centre("\n[server]\npublic_name = \"localhost\"\n");
+    let pw = format!("{ADMIN_PASSWORD}\n{ADMIN2_PASSWORD}\n");
+    ok(idcentral(
+        &config,
+        &["init", "--admin", "admin", "--second-admin", "admin2"],
+        &pw,
+    ));
+    let code1 = add_station_at(&config, "TAS01", "tas01-st1");
+    let code2 = add_station_at(&config, "TAS01", "tas01-st2");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let db = rt.block_on(db(&cluster));
+    let ca1: Vec<u8> = rt
+        .block_on(db.query_one(
+            "SELECT cert_der FROM ca_keys WHERE label = 'station-ca-1'",
+            &[],
+        ))
+        .unwrap()
+        .get(0);
+    let w = World {
+        rt,
+        servers: vec![Server::start(&config)],
+        config: config.clone(),
+        dir: tmp.path().to_owned(),
+    };
+    let st1 = w.enrol("rr-st1", "tas01-st1", &code1, &ca1);
+    let tls1 = World::tls(&st1, &st1.identity, std::slice::from_ref(&ca1));
+    root_rolls_over(&w);
+
+    // The station enrolled before carries on; its certificates still come from esign-ca-1,
+    // under the old root, which a relying party holding only root-ca-2 reaches by OldWithNew.
+    let c1 = certifies(&w, &tls1, "31234567890123");
+    w.pem_file("esign1.pem", &hex::decode(&c1.issuer).unwrap());
+    let chain = format!(
+        "{}{}",
+        std::fs::read_to_string(w.dir.join("esign1.pem")).unwrap(),
+        std::fs::read_to_string(w.dir.join("link-root-ca-1-by-root-ca-2.pem")).unwrap()
+    );
+    std::fs::write(w.dir.join("old-path.pem"), chain).unwrap();
+    holder_certs_verify(&w, &c1, "c1", "root-ca-2.pem", "old-path.pem");
+    let a: Anchors = serde_json::from_value(w.ok(0, &tls1, "GET", "/v1/anchors", None)).unwrap();
+    let roots: Vec<(&str, &str)> = a
+        .roots
+        .iter()
+        .map(|r| (r.label.as_str(), r.state.as_str()))
+        .collect();
+    assert_eq!(roots, [("root-ca-1", "retired"), ("root-ca-2", "active")]);
+    assert_eq!(a.root_links.len(), 2, "{:?}", a.root_links);
+
+    // The e-Signature CA and the Station CA rotated afterwards come under root-ca-2; a relying
+    // party holding only root-ca-1 reaches them by NewWithOld.
+    ok(w.admin(&["ca", "rotate", "--ca", "esign"], "admin", &[]));
+    approved(&w, "2", "esign esign-ca-2 active");
+    let c2 = certifies(&w, &tls1, "31234567890124");
+    w.pem_file("esign2.pem", &hex::decode(&c2.issuer).unwrap());
+    holder_certs_verify(&w, &c2, "c2", "root-ca-2.pem", "esign2.pem");
+    let chain = format!(
+        "{}{}",
+        std::fs::read_to_string(w.dir.join("esign2.pem")).unwrap(),
+        std::fs::read_to_string(w.dir.join("link-root-ca-2-by-root-ca-1.pem")).unwrap()
+    );
+    std::fs::write(w.dir.join("new-path.pem"), chain).unwrap();
+    holder_certs_verify(&w, &c2, "c2", "root-ca-1.pem", "new-path.pem");
+    ok(w.admin(&["ca", "rotate", "--ca", "station"], "admin", &[]));
+    approved(&w, "3", "station-ca station-ca-2 active");
+    certs_of(&w, "station-ca-2");
+    w.verifies(&["-CAfile", "root-ca-2.pem", "station-ca-2.pem"]);
+    w.ok(0, &tls1, "GET", "/v1/status", None);
+
+    // A station enrolled now gets root-ca-2 as its root and its audit certificate under it.
+    let st2 = w.enrol("rr-st2", "tas01-st2", &code2, &ca1);
+    assert_eq!(
+        der_of_pem(&st2.resp.trust_anchors.root),
+        der_of_pem(&std::fs::read_to_string(w.dir.join("root-ca-2.pem")).unwrap())
+    );
+    std::fs::write(w.dir.join("st2-audit.pem"), &st2.resp.audit_cert).unwrap();
+    w.verifies(&["-CAfile", "root-ca-2.pem", "st2-audit.pem"]);
+    // The centre's own audit signer stays under root-ca-1; the log verifies.
+    let verify = ok(w.admin(&["audit", "verify-log"], "admin", &[]));
+    assert!(verify.contains("the chain holds"), "{verify}");
 }

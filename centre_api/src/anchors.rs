@@ -21,15 +21,32 @@ pub struct StationCaAnchor {
     pub cert: String,
 }
 
+/// A link certificate between two National Root keys (RFC 4210 §4.4.1): `new-with-old` certifies
+/// the newer key (`certified`) under the older one (`signer`), `old-with-new` the reverse.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootLink {
+    pub certified: String,
+    pub signer: String,
+    pub kind: String,
+    /// The link certificate, PEM.
+    pub cert: String,
+}
+
 /// `GET /v1/anchors`: the active National Root (PEM, for information: a station checks each
-/// Station CA certificate against the root it already trusts, never against this one), every
-/// usable Station CA key, and the label of the one the centre's TLS server certificate is
-/// under.
+/// certificate against the roots it already trusts, never against this one), every usable
+/// Station CA key, the label of the one the centre's TLS server certificate is under, every
+/// unexpired National Root key (self-signed, PEM, `label`/`state` as for the Station CA) and
+/// the link certificates between them. A station accepts a new root only through a
+/// `new-with-old` link signed by a root it trusts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Anchors {
     pub root: String,
     pub station_cas: Vec<StationCaAnchor>,
     pub server_issuer: String,
+    #[serde(default)]
+    pub roots: Vec<StationCaAnchor>,
+    #[serde(default)]
+    pub root_links: Vec<RootLink>,
 }
 
 /// `POST /v1/identity/renew`: a PKCS#10 request (PEM or hex DER) for the station's identity key,

@@ -592,18 +592,26 @@ pub(crate) fn centre_issuer_key(st: &mut Station, issuer: &[u8]) -> Result<i64, 
     {
         return Ok(k.id);
     }
-    // A key the station has not seen (a rotation at the centre): recorded only when the
-    // centre's National Root, the anchor enrolment stored, signed its certificate.
-    let root = st
+    // A key the station has not seen (a rotation at the centre): recorded only when one of
+    // the centre's National Roots the station trusts (the anchor enrolment stored, or one learnt
+    // since through its link certificate: `centre::anchors`) signed its certificate.
+    let roots: Vec<Vec<u8>> = st
         .registry
-        .active_ca_key("root")?
-        .and_then(|k| k.certificate)
-        .ok_or_else(|| {
-            StationError::Other("no centre root CA certificate in the registry".into())
-        })?;
-    if !ca::issued_by(issuer, &root)? {
+        .ca_keys("root")?
+        .into_iter()
+        .filter_map(|k| k.certificate)
+        .collect();
+    if roots.is_empty() {
+        return Err(StationError::Other(
+            "no centre root CA certificate in the registry".into(),
+        ));
+    }
+    if !roots
+        .iter()
+        .any(|r| ca::issued_by(issuer, r).unwrap_or(false))
+    {
         return Err(StationError::Other(format!(
-            "the centre's answer names an e-Signature CA certificate ({}) that the National Root this station enrolled with did not sign: refused",
+            "the centre's answer names an e-Signature CA certificate ({}) that no National Root this station trusts signed: refused (after a root rollover at the centre, `idstation centre status` learns the new root)",
             ca::fingerprint_sha256(issuer)?
         )));
     }
