@@ -151,3 +151,84 @@ fn a_station_keeps_issuing_through_a_station_ca_rollover_and_renews_its_identity
         "{s}"
     );
 }
+
+/// The active National Root in the station's registry: its label.
+fn active_root(st: &Station) -> String {
+    let reg = st.registry();
+    reg.active_ca_key("root").unwrap().unwrap().label
+}
+
+#[test]
+fn a_station_learns_a_new_root_through_its_link_and_keeps_issuing_under_it() {
+    let mut centre = Centre::start();
+    centre.serve();
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let before = Station::enrol(&centre, "TAS01", "tas01-st1");
+    let slot = testrig::Slot::lease();
+    issues(&before, &slot, "holder-01.json", 0x5E00_0001);
+
+    centre.ok(&["ca", "rotate", "--ca", "root", "--operator", "admin"]);
+    let approve = ["ca", "approve", "1", "--operator", "admin2"];
+    centre.ok_as(&approve, CENTRE_ADMIN2_PASSWORD);
+    issues(&before, &slot, "holder-02.json", 0x5E00_0002);
+    assert_eq!(active_root(&before), "centre-root-ca");
+
+    // The e-Signature CA rotated under root-ca-2 before the station asked for anchors: the
+    // issuance learns the new root (through NewWithOld) and goes on.
+    centre.ok(&["ca", "rotate", "--ca", "esign", "--operator", "admin"]);
+    let approve = ["ca", "approve", "2", "--operator", "admin2"];
+    centre.ok_as(&approve, CENTRE_ADMIN2_PASSWORD);
+    issues(&before, &slot, "holder-03.json", 0x5E00_0003);
+    assert_eq!(active_root(&before), "centre-root-ca-2");
+    let actions: Vec<String> = before
+        .registry()
+        .audit_events(1, u64::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert!(
+        actions.iter().any(|a| a == "centre.root-learnt"),
+        "{actions:?}"
+    );
+    let s = status(&before);
+    assert!(s["anchors"]["roots_learnt"].is_null(), "{s}");
+
+    // The Station CA rotated under root-ca-2: stored, and the identity renewed under it.
+    centre.ok(&["ca", "rotate", "--ca", "station", "--operator", "admin"]);
+    let approve = ["ca", "approve", "3", "--operator", "admin2"];
+    centre.ok_as(&approve, CENTRE_ADMIN2_PASSWORD);
+    let s = status(&before);
+    assert_eq!(
+        s["anchors"]["added"],
+        serde_json::json!(["station-ca-2"]),
+        "{s}"
+    );
+    let renew = ["--json", "centre", "renew-identity", "--operator", "admin"];
+    ok(before.run(&renew, &[ADMIN_PASSWORD], &[]));
+    for key in ["root-ca-2", "station-ca-2"] {
+        let out = d.join(key);
+        let args = ["ca", "certs", "--key", key, "--out", out.to_str().unwrap()];
+        centre.ok(&[&args[..], &["--operator", "admin"]].concat());
+        std::fs::copy(out.join(format!("{key}.pem")), d.join(format!("{key}.pem"))).unwrap();
+    }
+    std::fs::copy(d.join("root-ca-2.pem"), d.join("root.pem")).unwrap();
+    let identity = before.data.join("centre/identity-1.pem");
+    assert!(verifies(d, "station-ca-2.pem", &identity));
+
+    // A station enrolled after the root rollover trusts root-ca-2 alone: it accepts station-ca-1
+    // (under root-ca-1) through OldWithNew and station-ca-2 directly.
+    let after = Station::enrol(&centre, "TAS02", "tas02-st1");
+    assert_eq!(active_root(&after), "centre-root-ca");
+    let root = after.registry().active_ca_key("root").unwrap().unwrap();
+    let pem = std::fs::read_to_string(d.join("root-ca-2.pem")).unwrap();
+    assert_eq!(
+        root.certificate.map(|c| ca::cert_pem(&c).unwrap()),
+        Some(pem)
+    );
+    let s = status(&after);
+    let keys = serde_json::json!(["station-ca-1", "station-ca-2"]);
+    assert_eq!(s["anchors"]["centre_keys"], keys, "{s}");
+    assert!(s["anchors"]["roots_learnt"].is_null(), "{s}");
+}

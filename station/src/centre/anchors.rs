@@ -347,7 +347,7 @@ fn store(
         pem += &ca::cert_pem(der)?;
     }
     let path = files.station_cas();
-    crate::datadir::write_atomic(&path, pem.as_bytes()).map_err(|e| StationError::io(&path, e))?;
+    registry::files::write_atomic(&path, pem.as_bytes()).map_err(|e| StationError::io(&path, e))?;
     let details = serde_json::json!({ "added": update.added, "certificate_sha256": fingerprints,
         "centre_keys": update.centre_keys, "server_issuer": update.server_issuer });
     audit(st, actor, "centre.anchors-updated", details)?;
@@ -437,7 +437,7 @@ fn keep_identity(
     anchors: AnchorUpdate,
 ) -> Result<IdentityRenewal, StationError> {
     let path = CentreFiles::new(&st.layout.root).identity();
-    crate::datadir::write_atomic(&path, ca::cert_pem(der)?.as_bytes())
+    registry::files::write_atomic(&path, ca::cert_pem(der)?.as_bytes())
         .map_err(|e| StationError::io(&path, e))?;
     let info = ca::CertInfo::parse(der)?;
     let details = serde_json::json!({ "serial": info.serial_hex, "issuer": r.issuer,

@@ -96,7 +96,7 @@ pub fn status(st: &mut Station) -> Result<(CentreStatus, Option<StationError>), 
 /// The Station CA keys: stored when new and valid; a refusal (audited) or a centre that does
 /// not answer `/v1/anchors` goes into `missing`.
 fn learn_anchors(st: &mut Station, client: &CentreClient, report: &mut CentreStatus) {
-    let actor = crate::rotation::system_actor(st);
+    let actor = registry::Actor::new("idstation", "system", &st.config.station.name);
     match super::anchors::refresh(st, client, &actor) {
         Ok(u) => report.anchors = Some(u),
         Err(e) => report
