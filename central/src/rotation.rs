@@ -2,23 +2,25 @@
 //! requests|recover|list`; docs/centre.md "CA key rotation").
 //!
 //! A ca-admin files a request to replace the active key of the e-Signature CA, the CSCA, the
-//! Station CA or the National Root; a second ca-admin approves it, and the approval executes it. The rules are the station's
-//! (docs/rotation.md): the requester never approves their own request (also a CHECK in the
-//! database); only an operator who was already a ca-admin when the request was filed may approve
-//! it; a request expires after [`REQUEST_EXPIRY_HOURS`]; one pending request per CA; a refused,
-//! expired or executed request cannot be approved. Every refusal is audited
-//! (`ca.request.refused-attempt`, with the rule).
+//! Station CA or the National Root; a second ca-admin approves it, and the approval executes
+//! it. The rules are the station's (docs/rotation.md): the requester never approves their own
+//! request (also a CHECK in the database); only an operator who was already a ca-admin when the
+//! request was filed may approve it; a request expires after [`REQUEST_EXPIRY_HOURS`]; one
+//! pending request per CA; a refused, expired or executed request cannot be approved. Every
+//! refusal is audited (`ca.request.refused-attempt`, with the rule).
 //!
 //! Execution is journaled in the request's row, each step committed before the next side
-//! effect: (1) the new key's label (`esign-ca-<N+1>`, `csca-<N+1>`) → (2) the key generated in
-//! the HSM (non-extractable; a key already there under the journaled label is used, never made
-//! twice) → (3) its certificate signed (the e-Signature CA and the Station CA by the active
-//! root, the CSCA and the root self-signed with both link certificates) and recorded → (4) the switch: one transaction
-//! retires the old key and makes the new one active, marks the request executed and audits
-//! `ca.key.rotated`. A crash leaves the old key the one active key; `idcentral ca recover`
-//! finishes the request from its journal. Running centres pick the new key up at their next
-//! issuance (`Centre::active_issuer` reads the active key in the issuance's transaction): the
-//! retired key keeps its certificate and signs nothing new.
+//! effect: (1) the new key's label (`esign-ca-<N+1>`, `csca-<N+1>`, `station-ca-<N+1>`,
+//! `root-ca-<N+1>`) → (2) the key generated in the HSM (non-extractable; a key already there
+//! under the journaled label is used, never made twice) → (3) its certificate signed (the
+//! e-Signature CA and the Station CA by the active root, the CSCA and the root self-signed with
+//! both link certificates) and recorded → (4) the switch: one transaction retires the old key
+//! and makes the new one active, marks the request executed and audits `ca.key.rotated`. A
+//! crash leaves the old key the one active key; `idcentral ca recover` finishes the request
+//! from its journal. Running centres pick the new key up at their next issuance
+//! (`Centre::active_issuer` reads the active key in the issuance's transaction; the TLS
+//! verifier reads the Station CA keys every 2 s): the retired key keeps its certificate and
+//! signs nothing new.
 
 use std::time::SystemTime;
 
