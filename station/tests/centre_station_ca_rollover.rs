@@ -231,4 +231,47 @@ fn a_station_learns_a_new_root_through_its_link_and_keeps_issuing_under_it() {
     let keys = serde_json::json!(["station-ca-1", "station-ca-2"]);
     assert_eq!(s["anchors"]["centre_keys"], keys, "{s}");
     assert!(s["anchors"]["roots_learnt"].is_null(), "{s}");
+    // It issues a card (another holder) under esign-ca-2, which root-ca-2 signed.
+    let holder = holder_variant(&after, "holder-01.json", 7);
+    let card = slot.insert(&after.blank_card(0x5E00_0004), &[]);
+    let args = ["--json", "issue", "--holder", holder.to_str().unwrap()];
+    let args = [
+        &args[..],
+        &["--reader", &slot.reader_name, "--operator", "clerk"],
+    ]
+    .concat();
+    let o = after.run(&args, &[CLERK_PASSWORD], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    card.pull();
+}
+
+/// `base` with another PINFL (the registry's check digit: weights 7, 3, 1), its photo path
+/// made absolute, written into the station's directory.
+fn holder_variant(st: &Station, base: &str, seq: u32) -> std::path::PathBuf {
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture(base)).unwrap()).unwrap();
+    let pinfl = v["pinfl"].as_str().unwrap().to_owned();
+    let mut digits: Vec<u32> = pinfl[..9]
+        .chars()
+        .map(|c| c.to_digit(10).unwrap())
+        .collect();
+    digits.extend(format!("{seq:04}").chars().map(|c| c.to_digit(10).unwrap()));
+    let check = digits
+        .iter()
+        .zip([7, 3, 1].iter().cycle())
+        .map(|(d, w)| d * w)
+        .sum::<u32>()
+        % 10;
+    let new: String = digits
+        .iter()
+        .chain(std::iter::once(&check))
+        .map(|d| char::from_digit(*d, 10).unwrap())
+        .collect();
+    v["pinfl"] = serde_json::json!(new);
+    if let Some(p) = v["photo"].as_str() {
+        v["photo"] = serde_json::json!(fixture(p).to_str().unwrap());
+    }
+    let path = st.dir.join(format!("holder-{new}.json"));
+    std::fs::write(&path, v.to_string()).unwrap();
+    path
 }
