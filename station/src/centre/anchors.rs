@@ -37,6 +37,10 @@ pub struct AnchorUpdate {
     pub centre_keys: Vec<String>,
     /// Those this station did not hold before and stored now.
     pub added: Vec<String>,
+    /// SHA-256 fingerprints of the Station CA certificates dropped now (the centre no longer
+    /// accepts their key).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
     /// The key the centre's TLS server certificate is under.
     pub server_issuer: String,
     /// National Root keys learnt now (through their NewWithOld link).
@@ -317,8 +321,26 @@ fn record_root(
     audit(st, actor, "centre.root-learnt", details)
 }
 
-/// Write `keys` (but the one of enrolment, kept in its own file) to `station-cas.pem` when the
-/// station does not hold each of them already; audit what was added.
+/// What `station-cas.pem` should hold given the Station CA keys the centre accepts now
+/// (`keys`, checked): each of them but the enrolment's (kept in its own file), in the
+/// centre's order; `None` when `bundle` (what it holds) is that already. A key the centre no
+/// longer lists (revoked, expired) is dropped.
+fn next_bundle(
+    enrolled: &[u8],
+    bundle: &[Vec<u8>],
+    keys: &[(String, Vec<u8>)],
+) -> Option<Vec<Vec<u8>>> {
+    let next: Vec<Vec<u8>> = keys
+        .iter()
+        .map(|(_, d)| d.clone())
+        .filter(|d| d != enrolled)
+        .collect();
+    let same = next.len() == bundle.len() && next.iter().all(|d| bundle.contains(d));
+    (!same).then_some(next)
+}
+
+/// Rewrite `station-cas.pem` when [`next_bundle`] says so (0600, atomically, never through a
+/// link) and audit what was added and dropped (`centre.anchors-updated`).
 fn store(
     st: &mut Station,
     actor: &Actor,
@@ -326,29 +348,35 @@ fn store(
     keys: Vec<(String, Vec<u8>)>,
 ) -> Result<AnchorUpdate, StationError> {
     let files = CentreFiles::new(&st.layout.root);
-    let mut held = files.read_all_station_cas()?;
-    let added: Vec<&(String, Vec<u8>)> = keys.iter().filter(|(_, d)| !held.contains(d)).collect();
+    let held = files.read_all_station_cas()?;
+    let (enrolled, bundle) = (&held[0], &held[1..]);
+    let fingerprint = |d: &Vec<u8>| ca::fingerprint_sha256(d);
+    let removed: Vec<String> = bundle
+        .iter()
+        .filter(|d| !keys.iter().any(|(_, k)| k == *d))
+        .map(fingerprint)
+        .collect::<Result<_, _>>()?;
     let update = AnchorUpdate {
         centre_keys: keys.iter().map(|(l, _)| l.clone()).collect(),
-        added: added.iter().map(|(l, _)| l.clone()).collect(),
+        added: keys
+            .iter()
+            .filter(|(_, d)| !held.contains(d))
+            .map(|(l, _)| l.clone())
+            .collect(),
+        removed,
         server_issuer: a.server_issuer.clone(),
         roots_learnt: Vec::new(),
     };
-    if added.is_empty() {
+    let Some(next) = next_bundle(enrolled, bundle, &keys) else {
         return Ok(update);
-    }
-    let fingerprints: Vec<String> = added
-        .iter()
-        .map(|(_, d)| ca::fingerprint_sha256(d))
-        .collect::<Result<_, _>>()?;
-    held.extend(added.iter().map(|(_, d)| d.clone()));
+    };
     let mut pem = String::new();
-    for der in &held[1..] {
+    for der in &next {
         pem += &ca::cert_pem(der)?;
     }
     let path = files.station_cas();
     registry::files::write_atomic(&path, pem.as_bytes()).map_err(|e| StationError::io(&path, e))?;
-    let details = serde_json::json!({ "added": update.added, "certificate_sha256": fingerprints,
+    let details = serde_json::json!({ "added": update.added, "removed_sha256": update.removed,
         "centre_keys": update.centre_keys, "server_issuer": update.server_issuer });
     audit(st, actor, "centre.anchors-updated", details)?;
     Ok(update)
@@ -591,5 +619,31 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("certifies another key or name"), "{e}");
+    }
+
+    #[test]
+    fn the_stored_station_cas_follow_the_keys_the_centre_accepts() {
+        let (a, b, c) = (vec![1u8], vec![2u8], vec![3u8]);
+        let keys = |v: &[&Vec<u8>]| -> Vec<(String, Vec<u8>)> {
+            v.iter()
+                .map(|d| (format!("k{}", d[0]), (*d).clone()))
+                .collect()
+        };
+        let bundle = [b.clone()];
+        assert_eq!(next_bundle(&a, &bundle, &keys(&[&a, &b])), None);
+        assert_eq!(
+            next_bundle(&a, &bundle, &keys(&[&a, &b, &c])),
+            Some(vec![b.clone(), c.clone()])
+        );
+        // b revoked at the centre: dropped.
+        assert_eq!(
+            next_bundle(&a, &bundle, &keys(&[&a, &c])),
+            Some(vec![c.clone()])
+        );
+        assert_eq!(next_bundle(&a, &[], &keys(&[&a])), None);
+        assert_eq!(
+            next_bundle(&a, std::slice::from_ref(&c), &keys(&[&c, &a])),
+            None
+        );
     }
 }
