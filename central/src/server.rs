@@ -10,7 +10,8 @@
 //! - `POST /v1/audit/push`: [`crate::audit_push`];
 //! - `POST /v1/services/{job}/renew|certify|complete|abort|hold|release|address`,
 //!   `GET /v1/services/{job}`: the card services, [`crate::services`];
-//! - `GET /v1/anchors`, `POST /v1/identity/renew`: the Station CA rollover, [`crate::anchors`].
+//! - `GET /v1/anchors`, `POST /v1/identity/renew`: the Station CA and root rollovers,
+//!   [`crate::anchors`].
 //!
 //! Beside them run the job timeout sweep, the audit checkpoints and, with `[egov]`, the
 //! e-government publisher ([`crate::egov`]). The public relying-party services (OCSP, CRLs, CA
@@ -46,8 +47,8 @@ const AUDIT_CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_se
 /// How long a client may take to finish the TLS handshake before the connection is dropped.
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// The client certificate of the connection a request came on (DER), verified up to the
-/// Station CA by the TLS layer; `None` when the client sent none.
+/// The client certificate of the connection a request came on (DER), verified up to a usable
+/// Station CA key by the TLS layer ([`crate::tls::LiveTls`]); `None` when the client sent none.
 #[derive(Clone, Default)]
 pub struct ClientCert(pub Option<Arc<Vec<u8>>>);
 
