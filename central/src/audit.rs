@@ -174,6 +174,25 @@ async fn root_cert(client: &tokio_postgres::Client) -> Result<Vec<u8>> {
         .ok_or(CentralError::NotInitialised)
 }
 
+/// The National Root key (any state) whose certificate signed `der`, else the active one: after
+/// a root rollover a certificate stays under the root that issued it.
+async fn root_of(client: &impl tokio_postgres::GenericClient, der: &[u8]) -> Result<Vec<u8>> {
+    let rows = client
+        .query("SELECT cert_der FROM ca_keys WHERE ca = 'root'", &[])
+        .await?;
+    match rows
+        .into_iter()
+        .map(|r| r.get::<_, Vec<u8>>(0))
+        .find(|c| ca::issued_by(der, c).unwrap_or(false))
+    {
+        Some(root) => Ok(root),
+        None => Err(CentralError::Conflict(format!(
+            "certificate {} was not issued by any National Root key of this centre",
+            ca::fingerprint_sha256(der)?
+        ))),
+    }
+}
+
 /// The audit signer, made on first use: a P-256 key `centre-audit-1` in the HSM (an existing
 /// key of that label is reused: a run that stopped after generating it), certified by the
 /// National Root CA under the `audit-signer` profile, stored in `audit_signer_keys` with the
@@ -199,11 +218,12 @@ pub async fn ensure_signer(
     if let Some(row) = row {
         let label: String = row.get(0);
         let der: Vec<u8> = row.get(1);
+        let issuer = root_of(&*tx, &der).await?;
         tx.commit().await?;
         check_key_matches(store, &label, &der)?;
         return Ok(AuditSigner {
             label,
-            chain_der: vec![der, root],
+            chain_der: vec![der, issuer],
         });
     }
     let label = AUDIT_KEY_LABEL;
@@ -406,7 +426,6 @@ pub struct LogReport {
 /// hash it signed. The first failure is an error naming the sequence number.
 pub async fn verify_log(client: &tokio_postgres::Client) -> Result<LogReport> {
     let events = verify_chain(client).await?;
-    let root = root_cert(client).await?;
     let keys = client
         .query("SELECT label, cert_der FROM audit_signer_keys", &[])
         .await?;
@@ -414,6 +433,7 @@ pub async fn verify_log(client: &tokio_postgres::Client) -> Result<LogReport> {
     for k in &keys {
         let label: String = k.get(0);
         let der: Vec<u8> = k.get(1);
+        let root = root_of(client, &der).await?;
         let key =
             registry::export::audit_key_from_chain(&[der, root.clone()], &root, unix_now(), &[])
                 .map_err(|e| CentralError::Conflict(format!("audit signer {label}: {e}")))?;

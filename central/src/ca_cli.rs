@@ -18,8 +18,10 @@ pub enum CaCmd {
         operator: String,
     },
     /// File a request to replace the active key of a CA; a second ca-admin approves it.
+    /// `station` is the Station CA (docs/centre.md "Station CA rollover"), `root` the National
+    /// Root ("National Root rollover").
     Rotate {
-        #[arg(long, value_parser = ["esign", "csca"])]
+        #[arg(long, value_parser = ["esign", "csca", "station", "root"])]
         ca: String,
         #[arg(long, value_name = "NAME")]
         operator: String,

@@ -261,6 +261,12 @@ pub struct ServerSection {
     /// certificate's subjectAltName (with 127.0.0.1).
     #[serde(default = "default_public_name")]
     pub public_name: String,
+    /// The Station CA key (`station-ca-N`) that issues the TLS server certificate. Unset: the
+    /// key that issued the current one while it is valid and not revoked, else the active key
+    /// (docs/centre.md "Station CA rollover": set it to the new key once every station has the
+    /// new anchor).
+    #[serde(default)]
+    pub station_ca_key: Option<String>,
 }
 
 impl Default for ServerSection {
@@ -268,6 +274,7 @@ impl Default for ServerSection {
         ServerSection {
             listen: default_listen(),
             public_name: default_public_name(),
+            station_ca_key: None,
         }
     }
 }

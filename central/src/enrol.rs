@@ -89,15 +89,22 @@ fn csr_bytes(field: &'static str, text: &str) -> Result<Vec<u8>> {
 }
 
 /// Check a request's proof of possession; its SubjectPublicKeyInfo (DER).
-fn checked_key(field: &'static str, text: &str) -> Result<Vec<u8>> {
+pub(crate) fn checked_key(field: &'static str, text: &str) -> Result<Vec<u8>> {
     ca::verify_csr(&csr_bytes(field, text)?)
         .map_err(|e| CentralError::invalid(field, e.to_string()))
+}
+
+/// The issuers of an enrolment read in its transaction: the active Station CA and CSCA keys.
+struct Issuers {
+    root: Arc<ca::Issuer>,
+    station_ca: Arc<ca::Issuer>,
+    csca: Arc<ca::Issuer>,
 }
 
 /// The three certificates of an enrolment, DER: identity, audit, Document Signer.
 fn issue_three(
     centre: &Centre,
-    csca: &ca::Issuer,
+    issuers: &Issuers,
     st: &str,
     keys: &[Vec<u8>; 3],
 ) -> Result<[Vec<u8>; 3]> {
@@ -107,23 +114,17 @@ fn issue_three(
     let identity = ca::issue_station_cert(
         store,
         p("station-identity")?,
-        &centre.cas.station_ca,
+        &issuers.station_ca,
         &keys[0],
         st,
         now,
     )?;
-    let audit = ca::issue_station_cert(
-        store,
-        p("audit-signer")?,
-        &centre.cas.root,
-        &keys[1],
-        st,
-        now,
-    )?;
+    let audit =
+        ca::issue_station_cert(store, p("audit-signer")?, &issuers.root, &keys[1], st, now)?;
     let ds = ca::issue_station_cert(
         store,
         p("document-signer")?,
-        csca,
+        &issuers.csca,
         &keys[2],
         &format!("{st} Document Signer"),
         now,
@@ -149,12 +150,22 @@ pub async fn enrol(centre: &Arc<Centre>, req: &EnrolRequest) -> Result<EnrolResp
     let mut client = centre.pool.get().await?;
     let tx = client.transaction().await?;
     let office = check_code(&tx, &req.station, &req.enrolment_code).await?;
-    // The rotating CAs' active keys, read in this transaction: the Document Signer is certified
-    // by the CSCA key that is active now, and the anchors handed out are the active ones.
+    // The rotating CAs' active keys, read in this transaction: the identity and the Document
+    // Signer are certified by the Station CA and CSCA keys active now, and the anchors handed
+    // out are the active ones (the Station CA anchor: the one the server certificate is under).
     let csca = centre.active_issuer(&tx, "csca").await?;
     let esign = centre.active_issuer(&tx, "esign").await?;
-    let (c, station, signer) = (Arc::clone(centre), req.station.clone(), Arc::clone(&csca));
-    let certs = tokio::task::spawn_blocking(move || issue_three(&c, &signer, &station, &keys))
+    let issuers = Issuers {
+        root: centre.active_issuer(&tx, "root").await?,
+        station_ca: centre.active_issuer(&tx, "station-ca").await?,
+        csca: Arc::clone(&csca),
+    };
+    let (c, station, root) = (
+        Arc::clone(centre),
+        req.station.clone(),
+        Arc::clone(&issuers.root),
+    );
+    let certs = tokio::task::spawn_blocking(move || issue_three(&c, &issuers, &station, &keys))
         .await
         .map_err(|e| CentralError::Other(format!("issuing task: {e}")))??;
     let mut details = serde_json::Map::new();
@@ -199,19 +210,20 @@ pub async fn enrol(centre: &Arc<Centre>, req: &EnrolRequest) -> Result<EnrolResp
         audit_cert: pem(&certs[1])?,
         document_signer_cert: pem(&certs[2])?,
         trust_anchors: TrustAnchors {
-            root: pem(centre.cas.root.cert_der())?,
+            root: pem(root.cert_der())?,
             esign: pem(esign.cert_der())?,
             csca: pem(csca.cert_der())?,
-            station_ca: pem(centre.cas.station_ca.cert_der())?,
+            station_ca: pem(&centre.server_anchor)?,
         },
         centre_tls_fingerprint_sha256: centre.tls_fingerprint.clone(),
         number_block,
     })
 }
 
-/// The station a TLS client certificate (already verified up to the Station CA by the TLS
-/// layer) belongs to: it must be the identity certificate recorded at enrolment, and the station
-/// must not be disabled.
+/// The station a TLS client certificate (already verified up to a usable Station CA key by the
+/// TLS layer) belongs to: it must be the identity certificate recorded at enrolment or at the
+/// last renewal (or the one renewed then: `crate::anchors`), and the station must not be
+/// disabled.
 pub async fn authenticate(centre: &Centre, client_cert: Option<&[u8]>) -> Result<WhoAmI> {
     let der = client_cert.ok_or_else(|| {
         CentralError::refused(
@@ -227,7 +239,7 @@ pub async fn authenticate(centre: &Centre, client_cert: Option<&[u8]>) -> Result
         .query_opt(
             "SELECT s.name, s.office, s.state, c.cert_der FROM station_certs c
              JOIN stations s ON s.name = c.station
-             WHERE c.purpose = 'identity' AND c.serial = $1",
+             WHERE c.purpose IN ('identity', 'identity-previous') AND c.serial = $1",
             &[&serial],
         )
         .await?;

@@ -2,6 +2,7 @@
 //! centre's HSM and one registry in PostgreSQL for every issuance office; stations enrol with a
 //! one-time code. The `idcentral` binary is a thin layer over these modules (docs/centre.md).
 
+pub mod anchors;
 pub mod audit;
 pub mod audit_export;
 pub mod audit_push;

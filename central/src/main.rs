@@ -639,7 +639,15 @@ async fn station(cli: &Cli, cfg: &CentreConfig, sc: &StationCmd) -> Result<(), C
                             .as_deref()
                             .map(|t| format!(" (code valid until {t})"))
                             .unwrap_or_default();
-                        format!("{:<6} {:<24} {}{}\n", st.office, st.name, st.state, until)
+                        let issuer = st
+                            .identity_issuer
+                            .as_deref()
+                            .map(|k| format!(" (identity under {k})"))
+                            .unwrap_or_default();
+                        format!(
+                            "{:<6} {:<24} {}{until}{issuer}\n",
+                            st.office, st.name, st.state
+                        )
                     })
                     .collect()
             })

@@ -16,8 +16,6 @@ pub struct CentreCas {
     pub esign: ca::Issuer,
     /// CSCA: station Document Signers.
     pub csca: ca::Issuer,
-    /// Station CA: station identities and the centre's TLS server certificate.
-    pub station_ca: ca::Issuer,
 }
 
 /// What the server's handlers share: the pool, the HSM, the CAs and the profiles.
@@ -29,6 +27,9 @@ pub struct Centre {
     pub profiles: profiles::ProfileSet,
     /// SHA-256 fingerprint of the centre's TLS server certificate (as `ca::fingerprint_sha256`).
     pub tls_fingerprint: String,
+    /// The Station CA certificate (DER) that issued the TLS server certificate: the anchor a
+    /// station enrolling now verifies the centre with (empty in `serve --public-only`).
+    pub server_anchor: Vec<u8>,
     /// `[issuance]`: series, block size, job timeout.
     pub issuance: crate::config::IssuanceSection,
     /// The keys of rotating CAs issued with since start (see [`Centre::active_issuer`]).
@@ -36,7 +37,7 @@ pub struct Centre {
 }
 
 /// Issuers built for the active keys of the CAs that rotate while the centre serves (the
-/// e-Signature CA, the CSCA): one per key, made when a request first meets it.
+/// e-Signature CA, the CSCA, the Station CA): one per key, made when a request first meets it.
 #[derive(Default)]
 pub struct ActiveIssuers(std::sync::Mutex<Vec<Arc<ca::Issuer>>>);
 
@@ -101,6 +102,5 @@ pub async fn load_cas(pool: &Pool, store: &dyn KeyStore) -> Result<CentreCas> {
         root: find("root")?,
         esign: find("esign")?,
         csca: find("csca")?,
-        station_ca: find("station-ca")?,
     })
 }

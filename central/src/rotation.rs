@@ -1,24 +1,26 @@
 //! CA key rotation at the centre, under dual control (`idcentral ca rotate|approve|refuse|
 //! requests|recover|list`; docs/centre.md "CA key rotation").
 //!
-//! A ca-admin files a request to replace the active key of the e-Signature CA or the CSCA; a
-//! second ca-admin approves it, and the approval executes it. The rules are the station's
-//! (docs/rotation.md): the requester never approves their own request (also a CHECK in the
-//! database); only an operator who was already a ca-admin when the request was filed may approve
-//! it; a request expires after [`REQUEST_EXPIRY_HOURS`]; one pending request per CA; a refused,
-//! expired or executed request cannot be approved. Every refusal is audited
-//! (`ca.request.refused-attempt`, with the rule).
+//! A ca-admin files a request to replace the active key of the e-Signature CA, the CSCA, the
+//! Station CA or the National Root; a second ca-admin approves it, and the approval executes
+//! it. The rules are the station's (docs/rotation.md): the requester never approves their own
+//! request (also a CHECK in the database); only an operator who was already a ca-admin when the
+//! request was filed may approve it; a request expires after [`REQUEST_EXPIRY_HOURS`]; one
+//! pending request per CA; a refused, expired or executed request cannot be approved. Every
+//! refusal is audited (`ca.request.refused-attempt`, with the rule).
 //!
 //! Execution is journaled in the request's row, each step committed before the next side
-//! effect: (1) the new key's label (`esign-ca-<N+1>`, `csca-<N+1>`) → (2) the key generated in
-//! the HSM (non-extractable; a key already there under the journaled label is used, never made
-//! twice) → (3) its certificate signed (the e-Signature CA by the active root, the CSCA
-//! self-signed with both link certificates) and recorded → (4) the switch: one transaction
-//! retires the old key and makes the new one active, marks the request executed and audits
-//! `ca.key.rotated`. A crash leaves the old key the one active key; `idcentral ca recover`
-//! finishes the request from its journal. Running centres pick the new key up at their next
-//! issuance (`Centre::active_issuer` reads the active key in the issuance's transaction): the
-//! retired key keeps its certificate and signs nothing new.
+//! effect: (1) the new key's label (`esign-ca-<N+1>`, `csca-<N+1>`, `station-ca-<N+1>`,
+//! `root-ca-<N+1>`) → (2) the key generated in the HSM (non-extractable; a key already there
+//! under the journaled label is used, never made twice) → (3) its certificate signed (the
+//! e-Signature CA and the Station CA by the active root, the CSCA and the root self-signed with
+//! both link certificates) and recorded → (4) the switch: one transaction retires the old key
+//! and makes the new one active, marks the request executed and audits `ca.key.rotated`. A
+//! crash leaves the old key the one active key; `idcentral ca recover` finishes the request
+//! from its journal. Running centres pick the new key up at their next issuance
+//! (`Centre::active_issuer` reads the active key in the issuance's transaction; the TLS
+//! verifier reads the Station CA keys every 2 s): the retired key keeps its certificate and
+//! signs nothing new.
 
 use std::time::SystemTime;
 
@@ -36,9 +38,31 @@ use crate::operators::{Role, Session};
 pub const REQUEST_EXPIRY_HOURS: i32 = 24;
 
 /// The CAs whose keys rotate at the centre, with the profile their new certificate takes.
-/// (The National Root and the Station CA are trust anchors the stations pin and the TLS
-/// verifier holds: their rollover is not offered here; docs/centre.md says why.)
-pub const ROTATING: &[(&str, &str)] = &[("esign", "esign-ca"), ("csca", "csca")];
+/// The Station CA's new key is certified by the active root like the e-Signature CA's; while
+/// the retired key is valid and not revoked the centre still accepts the identities it issued
+/// and keeps its TLS server certificate under it (`crate::tls`, docs/centre.md "Station CA
+/// rollover"). The National Root self-signs its new key like the CSCA, with both link
+/// certificates (RFC 4210 §4.4: stations learn the new root only through NewWithOld); the CAs
+/// it certified keep their old-root chains until their own next rotation.
+pub const ROTATING: &[(&str, &str)] = &[
+    ("esign", "esign-ca"),
+    ("csca", "csca"),
+    ("station-ca", "station-ca"),
+    ("root", "root-ca"),
+];
+
+/// Whether `ca`'s keys are self-signed (a new key comes with link certificates).
+fn self_signed(ca: &str) -> bool {
+    matches!(ca, "csca" | "root")
+}
+
+/// The CA a `--ca` value names (`station` is the Station CA).
+pub fn ca_name(given: &str) -> &str {
+    match given {
+        "station" => "station-ca",
+        other => other,
+    }
+}
 
 /// Advisory lock space of an executing request (beside the audit lock): one executor at a time.
 const EXECUTE_LOCK_BASE: i64 = 0x6964_6361_0000_0000;
@@ -185,15 +209,13 @@ async fn expire_overdue(pool: &Pool) -> Result<()> {
 
 /// File a request to rotate `ca`'s active key.
 pub async fn request_rotation(pool: &Pool, s: &Session, ca: &str) -> Result<RequestView> {
+    let ca = ca_name(ca);
     let object = format!("ca:{ca}");
     require_ca_admin(pool, s, "file CA requests", &object).await?;
     if profile_of(ca).is_none() {
-        return Err(CentralError::invalid(
-            "ca",
-            format!(
-                "{ca} does not rotate at the centre: give esign or csca (the National Root and the Station CA are pinned by every station; docs/centre.md)"
-            ),
-        ));
+        let why = format!("{ca} does not rotate at the centre: give esign, csca, station or root");
+        let e = CentralError::invalid("ca", why);
+        return Err(refuse_attempt(pool, s.actor(), "file", &object, "rotating CAs", e).await);
     }
     expire_overdue(pool).await?;
     let mut client = pool.get().await?;
@@ -560,7 +582,7 @@ async fn sign_new(
     let profiles = profiles::builtin()?;
     let profile = profiles.cert(profile_of(&j.ca).ok_or(CentralError::NotInitialised)?)?;
     let now = SystemTime::now();
-    let (cert, links) = if j.ca == "csca" {
+    let (cert, links) = if self_signed(&j.ca) {
         let new = ca::create_root(store, profile, label, now)?;
         let old = issuer_of(pool, store, &j.from_key).await?;
         let l = ca::root_link_certificates(store, &old, &new, now)?;

@@ -12,6 +12,8 @@
 //!   `GET /v1/services/{job}`: the card services, [`crate::services`];
 //! - `POST /v1/outbox/list`, `POST /v1/outbox/{id}/retry`: the e-government outbox for a
 //!   station's ca-admin or auditor, [`crate::egov::station_view`].
+//! - `GET /v1/anchors`, `POST /v1/identity/renew`: the Station CA and root rollovers,
+//!   [`crate::anchors`].
 //!
 //! Beside them run the job timeout sweep, the audit checkpoints and, with `[egov]`, the
 //! e-government publisher ([`crate::egov`]). The public relying-party services (OCSP, CRLs, CA
@@ -47,8 +49,8 @@ const AUDIT_CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_se
 /// How long a client may take to finish the TLS handshake before the connection is dropped.
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// The client certificate of the connection a request came on (DER), verified up to the
-/// Station CA by the TLS layer; `None` when the client sent none.
+/// The client certificate of the connection a request came on (DER), verified up to a usable
+/// Station CA key by the TLS layer ([`crate::tls::LiveTls`]); `None` when the client sent none.
 #[derive(Clone, Default)]
 pub struct ClientCert(pub Option<Arc<Vec<u8>>>);
 
@@ -101,11 +103,11 @@ impl IntoResponse for ApiError {
 type Answer<T> = std::result::Result<Json<T>, ApiError>;
 
 /// A JSON body of type `T`; a body that does not parse is `invalid-request` naming the error.
-fn body<T: serde::de::DeserializeOwned>(bytes: &Bytes) -> Result<T> {
+pub(crate) fn body<T: serde::de::DeserializeOwned>(bytes: &Bytes) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|e| CentralError::invalid("body", e.to_string()))
 }
 
-fn client_cert(cert: &ClientCert) -> Option<&[u8]> {
+pub(crate) fn client_cert(cert: &ClientCert) -> Option<&[u8]> {
     cert.0.as_deref().map(Vec::as_slice)
 }
 
@@ -376,6 +378,7 @@ pub fn router(centre: Arc<Centre>) -> Router {
         .route("/v1/services/{job}/{step}", post(service_handler))
         .route(paths::OUTBOX_LIST, post(outbox_list_handler))
         .route("/v1/outbox/{id}/retry", post(outbox_retry_handler))
+        .merge(crate::anchors::routes())
         .with_state(centre)
 }
 
@@ -399,23 +402,24 @@ async fn open(
 
 /// Open the database and the HSM, make sure the server certificate exists, and build the
 /// shared state and the TLS configuration.
-pub async fn prepare(cfg: &CentreConfig) -> Result<(Arc<Centre>, rustls::ServerConfig)> {
+pub async fn prepare(cfg: &CentreConfig) -> Result<(Arc<Centre>, Arc<crate::tls::LiveTls>)> {
     let (pool, store, cas, profiles) = open(cfg).await?;
     let server_cert =
-        crate::tls::server_certificate(&pool, store.as_ref(), &cas, &profiles, &cfg.server).await?;
-    let tls =
-        crate::tls::server_config(Arc::clone(&store), &server_cert, cas.station_ca.cert_der())?;
+        crate::tls::server_certificate(&pool, store.as_ref(), &profiles, &cfg.server).await?;
+    let station_cas = crate::tls::usable_station_cas(&pool.get().await?).await?;
     let centre = Centre {
         name: cfg.centre.name.clone(),
         pool,
-        store,
+        store: Arc::clone(&store),
         cas,
         profiles,
-        tls_fingerprint: ca::fingerprint_sha256(&server_cert)?,
+        tls_fingerprint: ca::fingerprint_sha256(&server_cert.der)?,
+        server_anchor: server_cert.issuer.cert_der.clone(),
         issuance: cfg.issuance.clone(),
         active: Default::default(),
     };
-    Ok((Arc::new(centre), tls))
+    let tls = crate::tls::LiveTls::new(store, server_cert, station_cas)?;
+    Ok((Arc::new(centre), Arc::new(tls)))
 }
 
 /// What `idcentral serve` runs: the mutual-TLS API on `listen` (default `[server] listen`),
@@ -460,6 +464,7 @@ pub async fn serve_with(cfg: &CentreConfig, opts: &ServeOptions) -> Result<()> {
             cas,
             profiles,
             tls_fingerprint: String::new(),
+            server_anchor: Vec::new(),
             issuance: cfg.issuance.clone(),
             active: Default::default(),
         });
@@ -498,7 +503,10 @@ pub async fn serve_with(cfg: &CentreConfig, opts: &ServeOptions) -> Result<()> {
             }
         });
     }
-    let acceptor = TlsAcceptor::from(Arc::new(tls));
+    tokio::spawn(crate::tls::refresh_station_cas(
+        Arc::clone(&tls),
+        centre.pool.clone(),
+    ));
     tokio::spawn(issuance::sweep::run(Arc::clone(&centre)));
     tokio::spawn(crate::audit::run_checkpoints(
         Arc::clone(&centre),
@@ -513,7 +521,8 @@ pub async fn serve_with(cfg: &CentreConfig, opts: &ServeOptions) -> Result<()> {
                 continue;
             }
         };
-        tokio::spawn(connection(acceptor.clone(), app.clone(), tcp, peer));
+        let acceptor = TlsAcceptor::from(tls.current());
+        tokio::spawn(connection(acceptor, app.clone(), tcp, peer));
     }
 }
 

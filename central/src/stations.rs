@@ -143,6 +143,17 @@ pub struct StationInfo {
     pub office: String,
     pub state: String,
     pub enrolment_expires_at: Option<String>,
+    /// The Station CA key that issued the station's current identity certificate (during a
+    /// Station CA rollover: who has renewed; docs/centre.md).
+    pub identity_issuer: Option<String>,
+}
+
+/// The label of the Station CA key in `keys` (label, certificate) that signed `identity`.
+fn issuer_label(identity: Option<&[u8]>, keys: &[(String, Vec<u8>)]) -> Option<String> {
+    let der = identity?;
+    keys.iter()
+        .find(|(_, ca)| ca::issued_by(der, ca).unwrap_or(false))
+        .map(|(l, _)| l.clone())
 }
 
 pub async fn list(pool: &Pool, session: &Session) -> Result<Vec<StationInfo>> {
@@ -151,11 +162,21 @@ pub async fn list(pool: &Pool, session: &Session) -> Result<Vec<StationInfo>> {
     let rows = client
         .query(
             "SELECT name, office, state,
-                    to_char(enrolment_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
-             FROM stations ORDER BY office, name",
+                    to_char(enrolment_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                    (SELECT cert_der FROM station_certs c WHERE c.station = s.name AND c.purpose = 'identity')
+             FROM stations s ORDER BY office, name",
             &[],
         )
         .await?;
+    let keys: Vec<(String, Vec<u8>)> = client
+        .query(
+            "SELECT label, cert_der FROM ca_keys WHERE ca = 'station-ca'",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
     Ok(rows
         .iter()
         .map(|r| StationInfo {
@@ -163,6 +184,7 @@ pub async fn list(pool: &Pool, session: &Session) -> Result<Vec<StationInfo>> {
             office: r.get(1),
             state: r.get(2),
             enrolment_expires_at: r.get(3),
+            identity_issuer: issuer_label(r.get::<_, Option<&[u8]>>(4), &keys),
         })
         .collect())
 }

@@ -1025,16 +1025,6 @@ fn a_rotation_under_dual_control_switches_the_serving_centres_keys_and_recovers_
         5,
         "still pending",
     );
-    refused(
-        &as_admin(
-            &config,
-            &["ca", "rotate", "--ca", "root", "--operator", "admin2"],
-            ADMIN2_PASSWORD,
-            &[],
-        ),
-        2,
-        "invalid value 'root'",
-    );
     let done = ok(as_admin(
         &config,
         &["ca", "approve", "1", "--operator", "admin2"],

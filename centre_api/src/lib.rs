@@ -8,6 +8,8 @@
 //! with the answer it gave the first time (idempotency by station, job and step), so a station
 //! may retry any call after a timeout.
 
+pub mod anchors;
+
 use registry::{NewAddress, NewHolder};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

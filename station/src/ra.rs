@@ -582,6 +582,24 @@ pub(crate) fn decode_hex(what: &str, v: &str) -> Result<Vec<u8>, StationError> {
     hex::decode(v).map_err(|e| StationError::Other(format!("the centre's {what}: not hex: {e}")))
 }
 
+/// Whether a National Root the registry holds (any state) signed `issuer`.
+fn under_trusted_root(st: &Station, issuer: &[u8]) -> Result<bool, StationError> {
+    let roots: Vec<Vec<u8>> = st
+        .registry
+        .ca_keys("root")?
+        .into_iter()
+        .filter_map(|k| k.certificate)
+        .collect();
+    if roots.is_empty() {
+        return Err(StationError::Other(
+            "no centre root CA certificate in the registry".into(),
+        ));
+    }
+    Ok(roots
+        .iter()
+        .any(|r| ca::issued_by(issuer, r).unwrap_or(false)))
+}
+
 /// The local registry id of the centre's e-Signature CA key whose certificate is `issuer`:
 /// the one enrolment recorded, or (after a rotation at the centre) a new record of it.
 pub(crate) fn centre_issuer_key(st: &mut Station, issuer: &[u8]) -> Result<i64, StationError> {
@@ -592,18 +610,19 @@ pub(crate) fn centre_issuer_key(st: &mut Station, issuer: &[u8]) -> Result<i64, 
     {
         return Ok(k.id);
     }
-    // A key the station has not seen (a rotation at the centre): recorded only when the
-    // centre's National Root, the anchor enrolment stored, signed its certificate.
-    let root = st
-        .registry
-        .active_ca_key("root")?
-        .and_then(|k| k.certificate)
-        .ok_or_else(|| {
-            StationError::Other("no centre root CA certificate in the registry".into())
-        })?;
-    if !ca::issued_by(issuer, &root)? {
+    // A key the station has not seen (a rotation at the centre): recorded only when one of
+    // the centre's National Roots the station trusts (the anchor enrolment stored, or one learnt
+    // since through its link certificate: `centre::anchors`) signed its certificate.
+    // A root rollover the station has not heard of yet: learn the centre's roots (each only
+    // through a link certificate a trusted root signed) and look again.
+    if !under_trusted_root(st, issuer)? {
+        let client = crate::centre::CentreClient::for_station(st)?;
+        let actor = registry::Actor::new("idstation", "system", &st.config.station.name);
+        crate::centre::anchors::refresh(st, &client, &actor)?;
+    }
+    if !under_trusted_root(st, issuer)? {
         return Err(StationError::Other(format!(
-            "the centre's answer names an e-Signature CA certificate ({}) that the National Root this station enrolled with did not sign: refused",
+            "the centre's answer names an e-Signature CA certificate ({}) that no National Root this station trusts signed: refused",
             ca::fingerprint_sha256(issuer)?
         )));
     }

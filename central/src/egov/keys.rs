@@ -82,6 +82,21 @@ pub async fn active_cert(
         .map(|r| (r.get(0), r.get(1))))
 }
 
+/// The certificate of the key of CA `ca` (any state) that signed `der`.
+async fn issuer_of(
+    client: &impl deadpool_postgres::GenericClient,
+    ca: &str,
+    der: &[u8],
+) -> Result<Option<Vec<u8>>> {
+    let rows = client
+        .query("SELECT cert_der FROM ca_keys WHERE ca = $1", &[&ca])
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| r.get::<_, Vec<u8>>(0))
+        .find(|c| ca::issued_by(der, c).unwrap_or(false)))
+}
+
 async fn ensure_one(
     pool: &Pool,
     store: &dyn KeyStore,
@@ -101,9 +116,12 @@ async fn ensure_one(
         .ok_or(CentralError::NotInitialised)?;
     let (ca_label, ca_der): (String, Vec<u8>) = (ca.get(0), ca.get(1));
     if let Some((label, der)) = active_cert(&tx, p.name).await? {
+        // After a rollover of its CA the certificate is still under the key that issued it:
+        // that key's certificate goes with it, not the active one's.
+        let issuer_der = issuer_of(&tx, p.ca, &der).await?.unwrap_or(ca_der);
         tx.commit().await?;
         check_key_matches(store, &label, &der)?;
-        return Ok((label, vec![der, ca_der]));
+        return Ok((label, vec![der, issuer_der]));
     }
     if store.find(p.label)?.is_none() {
         store.generate_p256(p.label)?;

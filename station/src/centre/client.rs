@@ -4,8 +4,8 @@
 //!
 //! The server is authenticated in one of two ways: at enrolment by the SHA-256 of its
 //! certificate, which the operator typed ([`super::pin`]); afterwards by its chain up to the
-//! Station CA received at enrolment, for the URL's host name (webpki), so a renewed server
-//! certificate keeps working. An enrolled station presents its identity certificate; the
+//! Station CA received at enrolment or any Station CA learnt since (`super::anchors`), for the
+//! URL's host name (webpki), so a renewed server certificate keeps working. An enrolled station presents its identity certificate; the
 //! signature of the handshake is made by its HSM (`hsm::tls`).
 //!
 //! One connection per request (the station makes a handful per issuance). Errors: no
@@ -39,8 +39,9 @@ const MAX_BODY: usize = 16 * 1024 * 1024;
 pub enum ServerAuth {
     /// Enrolment: exactly the certificate with this SHA-256.
     Fingerprint(Fingerprint),
-    /// Afterwards: a chain up to this Station CA certificate (DER), for the URL's host name.
-    Anchor(Vec<u8>),
+    /// Afterwards: a chain up to one of these Station CA certificates (DER: the one from
+    /// enrolment and those learnt in a rollover), for the URL's host name.
+    Anchors(Vec<Vec<u8>>),
 }
 
 /// A client of one centre, for one station (or for one enrolment).
@@ -72,6 +73,13 @@ impl CentreClient {
     /// identity certificate from `DIR/centre/`, the identity key in the station's HSM (opened
     /// here from `[hsm]`, so a station opened read-only works too).
     pub fn for_station(st: &Station) -> Result<CentreClient, StationError> {
+        let identity = CentreFiles::new(&st.layout.root).read_identity()?;
+        CentreClient::for_station_as(st, identity)
+    }
+
+    /// [`CentreClient::for_station`] presenting `identity` (DER; for the identity key) instead
+    /// of the certificate in `DIR/centre/`: a renewed certificate tried before it is kept.
+    pub fn for_station_as(st: &Station, identity: Vec<u8>) -> Result<CentreClient, StationError> {
         let centre = st.config.centre.as_ref().ok_or_else(|| {
             StationError::invalid(
                 "centre",
@@ -79,22 +87,20 @@ impl CentreClient {
                  [centre] section; a station enrols with `idstation init --centre URL ...`)",
             )
         })?;
-        let files = CentreFiles::new(&st.layout.root);
-        let anchor = files.read_station_ca()?;
-        let identity = files.read_identity()?;
+        let anchors = CentreFiles::new(&st.layout.root).read_all_station_cas()?;
         let keys: Arc<dyn hsm::KeyStore> = Arc::from(hsm::open(&st.config.hsm)?);
         let ck = hsm::tls::certified_key(keys, super::IDENTITY_KEY, &[identity])?;
         let timeout = Duration::from_secs(centre.request_timeout_seconds);
         let mut client = CentreClient::new(
             &centre.url,
-            ServerAuth::Anchor(anchor.clone()),
+            ServerAuth::Anchors(anchors.clone()),
             Some(ck.clone()),
             timeout,
         )?;
         for url in &centre.other_urls {
             let other = CentreClient::new(
                 url,
-                ServerAuth::Anchor(anchor.clone()),
+                ServerAuth::Anchors(anchors.clone()),
                 Some(ck.clone()),
                 timeout,
             )?;
@@ -129,14 +135,16 @@ impl CentreClient {
                     Some(v),
                 )
             }
-            ServerAuth::Anchor(der) => {
+            ServerAuth::Anchors(ders) => {
                 let mut roots = rustls::RootCertStore::empty();
-                roots.add(CertificateDer::from(der)).map_err(|e| {
-                    StationError::invalid(
-                        "centre/station-ca.pem",
-                        format!("is not a usable trust anchor: {e}"),
-                    )
-                })?;
+                for der in ders {
+                    roots.add(CertificateDer::from(der)).map_err(|e| {
+                        StationError::invalid(
+                            "centre/station-ca.pem",
+                            format!("is not a usable trust anchor: {e}"),
+                        )
+                    })?;
+                }
                 (builder.with_root_certificates(roots), None)
             }
         };

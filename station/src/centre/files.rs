@@ -1,7 +1,8 @@
 //! What enrolment leaves in the data dir, beside the registry: `DIR/centre/` (0700) with the
 //! Station CA certificate the centre's TLS chain is verified against (`station-ca.pem`), the
-//! station's identity certificate (`identity-1.pem`) and, between the centre's answer and the
-//! end of a local step that failed, that answer (`enrolment.json`, 0600).
+//! station's identity certificate (`identity-1.pem`), the Station CA certificates learnt after
+//! enrolment (`station-cas.pem`, written by [`super::anchors`]) and, between the centre's
+//! answer and the end of a local step that failed, that answer (`enrolment.json`, 0600).
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +24,30 @@ impl CentreFiles {
     /// The Station CA certificate (PEM): the anchor of the centre's TLS certificate.
     pub fn station_ca(&self) -> PathBuf {
         self.dir.join("station-ca.pem")
+    }
+
+    /// Station CA certificates learnt after enrolment (PEM, one after another): each checked
+    /// to the National Root the station trusts before it was written (0600, atomically).
+    pub fn station_cas(&self) -> PathBuf {
+        self.dir.join("station-cas.pem")
+    }
+
+    /// Every Station CA certificate the centre's TLS certificate may chain to (DER): the one
+    /// from enrolment, then those of [`CentreFiles::station_cas`] (none when it is absent).
+    pub fn read_all_station_cas(&self) -> Result<Vec<Vec<u8>>, StationError> {
+        let mut all = vec![self.read_station_ca()?];
+        let path = self.station_cas();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(all),
+            Err(e) => return Err(StationError::io(&path, e)),
+        };
+        for der in pem_chain_to_der(&path.display().to_string(), &text)? {
+            if !all.contains(&der) {
+                all.push(der);
+            }
+        }
+        Ok(all)
     }
 
     /// The station's identity certificate (PEM): its TLS client certificate.
@@ -60,4 +85,19 @@ pub fn pem_to_der(field: &str, pem: &str) -> Result<Vec<u8>, StationError> {
     })?;
     cert.to_der()
         .map_err(|e| StationError::invalid(field, format!("does not re-encode as DER: {e}")))
+}
+
+/// Every PEM certificate of `pem`, as DER; `field` names the text in the error.
+pub fn pem_chain_to_der(field: &str, pem: &str) -> Result<Vec<Vec<u8>>, StationError> {
+    use der::Encode;
+    let certs = x509_cert::Certificate::load_pem_chain(pem.as_bytes())
+        .map_err(|e| StationError::invalid(field, format!("is not PEM X.509 certificates: {e}")))?;
+    certs
+        .iter()
+        .map(|c| {
+            c.to_der().map_err(|e| {
+                StationError::invalid(field, format!("does not re-encode as DER: {e}"))
+            })
+        })
+        .collect()
 }

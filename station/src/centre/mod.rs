@@ -2,8 +2,10 @@
 //! "Enrolment"): the HTTPS client ([`CentreClient`]: TLS 1.3, the station's identity key in
 //! its HSM as the client certificate), the files enrolment leaves in the data dir
 //! ([`files`]), the pinned first connection ([`pin`]), `idstation centre status`
-//! ([`status`]) and the centre's e-government outbox for a ca-admin or auditor ([`outbox`]).
+//! ([`status`]), the centre's e-government outbox for a ca-admin or auditor ([`outbox`]) and
+//! the centre's Station CA and root rollovers: new anchors, a renewed identity ([`anchors`]).
 
+pub mod anchors;
 pub mod audit_push;
 pub mod client;
 pub mod files;

@@ -1,6 +1,7 @@
 //! `idstation centre status`: whether the centre answers, the station and office as the
 //! centre sees them (`GET /v1/status`, or `GET /v1/whoami` from a centre that lacks it), the
-//! identity certificate's validity (from the local certificate) and the numbers left.
+//! identity certificate's validity (from the local certificate) and the numbers left; then the
+//! centre's Station CA keys (`super::anchors::refresh`: a new one is checked and stored).
 
 use serde::Serialize;
 
@@ -20,6 +21,9 @@ pub struct CentreStatus {
     /// What the centre said (absent when it could not be reached).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub centre: Option<CentreView>,
+    /// The centre's Station CA keys and those stored now (absent when not learnt).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anchors: Option<super::anchors::AnchorUpdate>,
     /// What could not be learnt, in plain words.
     pub missing: Vec<String>,
 }
@@ -64,7 +68,7 @@ pub struct CentreView {
 /// The status. `Ok((report, Some(e)))` when the centre could not be reached: the report holds
 /// what is known locally and `e` is the [`StationError::CentreUnreachable`] to exit with. A
 /// refusal by the centre (e.g. a disabled station, exit 6) is `Err`.
-pub fn status(st: &Station) -> Result<(CentreStatus, Option<StationError>), StationError> {
+pub fn status(st: &mut Station) -> Result<(CentreStatus, Option<StationError>), StationError> {
     let centre = st.config.centre.as_ref().ok_or_else(|| {
         StationError::invalid(
             "centre",
@@ -78,9 +82,34 @@ pub fn status(st: &Station) -> Result<(CentreStatus, Option<StationError>), Stat
         reachable: false,
         local,
         centre: None,
+        anchors: None,
         missing: Vec::new(),
     };
     let client = CentreClient::for_station(st)?;
+    let r = ask(&client, &mut report)?;
+    if r.is_none() {
+        learn_anchors(st, &client, &mut report);
+    }
+    Ok((report, r))
+}
+
+/// The Station CA keys: stored when new and valid; a refusal (audited) or a centre that does
+/// not answer `/v1/anchors` goes into `missing`.
+fn learn_anchors(st: &mut Station, client: &CentreClient, report: &mut CentreStatus) {
+    let actor = registry::Actor::new("idstation", "system", &st.config.station.name);
+    match super::anchors::refresh(st, client, &actor) {
+        Ok(u) => report.anchors = Some(u),
+        Err(e) => report
+            .missing
+            .push(format!("the centre's Station CA keys: {e}")),
+    }
+}
+
+/// `GET /v1/status` (or `whoami`) into `report`; `Some(e)` when the centre cannot be reached.
+fn ask(
+    client: &CentreClient,
+    report: &mut CentreStatus,
+) -> Result<Option<StationError>, StationError> {
     match client.get::<centre_api::StationStatus>(centre_api::paths::STATUS) {
         Ok(s) => {
             report.reachable = true;
@@ -98,7 +127,7 @@ pub fn status(st: &Station) -> Result<(CentreStatus, Option<StationError>), Stat
         Err(StationError::CentreRefused { status: 404, .. }) => {
             let w: centre_api::WhoAmI = match client.get(centre_api::paths::WHOAMI) {
                 Ok(w) => w,
-                Err(e @ StationError::CentreUnreachable { .. }) => return Ok((report, Some(e))),
+                Err(e @ StationError::CentreUnreachable { .. }) => return Ok(Some(e)),
                 Err(e) => return Err(e),
             };
             report.reachable = true;
@@ -123,11 +152,11 @@ pub fn status(st: &Station) -> Result<(CentreStatus, Option<StationError>), Stat
             report
                 .missing
                 .push("everything the centre knows: it cannot be reached".into());
-            return Ok((report, Some(e)));
+            return Ok(Some(e));
         }
         Err(e) => return Err(e),
     }
-    Ok((report, None))
+    Ok(None)
 }
 
 /// The station's own facts: names, the identity certificate, the numbers left.

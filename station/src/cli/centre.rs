@@ -18,19 +18,40 @@ pub enum CentreCmd {
     /// to the latest signed checkpoint (issuances do this after each completion; this sends
     /// what an unreachable centre missed).
     PushAudit,
+    /// After the centre's Station CA rollover: fetch and check the centre's Station CA keys,
+    /// then get a new identity certificate for the same HSM key under the active one (kept only
+    /// once the centre accepts it). A ca-admin.
+    RenewIdentity {
+        #[command(flatten)]
+        op: super::OperatorArg,
+    },
 }
 
 pub fn run(ctx: &Ctx, c: &CentreCmd) -> Result<(), StationError> {
     match c {
         CentreCmd::Status => {
             // The HSM is opened by the client alone (its identity key signs the handshake).
-            let st = Station::open_read_only(ctx.data_dir)?;
-            let (report, unreachable) = status(&st)?;
+            let mut st = Station::open_read_only(ctx.data_dir)?;
+            let (report, unreachable) = status(&mut st)?;
             ctx.print(&report, text)?;
             match unreachable {
                 Some(e) => Err(e),
                 None => Ok(()),
             }
+        }
+        CentreCmd::RenewIdentity { op } => {
+            let roles = [registry::Role::CaAdmin];
+            let (mut st, session) =
+                ctx.open_as(&op.operator, "renew the centre identity", &roles)?;
+            let r = station::centre::anchors::renew_identity(&mut st, &session)?;
+            ctx.print(&r, |r| {
+                format!(
+                    "Identity certificate renewed: serial {} from {} (valid until {}); serial {} stays accepted until it expires\nStation CA keys of the centre: {} (new here: {})\n",
+                    r.serial, r.issuer, r.not_after, r.previous_serial,
+                    r.anchors.centre_keys.join(", "),
+                    if r.anchors.added.is_empty() { "none".into() } else { r.anchors.added.join(", ") }
+                )
+            })
         }
         CentreCmd::PushAudit => {
             let st = Station::open_read_only(ctx.data_dir)?;
@@ -87,6 +108,18 @@ fn text(r: &CentreStatus) -> String {
         "Numbers left in the local number block: {}\n",
         l.numbers_left
     );
+    if let Some(a) = &r.anchors {
+        s += &format!(
+            "Station CA keys of the centre: {} (server certificate under {}){}\n",
+            a.centre_keys.join(", "),
+            a.server_issuer,
+            if a.added.is_empty() {
+                String::new()
+            } else {
+                format!("; stored now: {}", a.added.join(", "))
+            }
+        );
+    }
     for m in &r.missing {
         s += &format!("Unknown: {m}\n");
     }
