@@ -378,7 +378,14 @@ pub fn router(centre: Arc<Centre>) -> Router {
         .route("/v1/services/{job}/{step}", post(service_handler))
         .route(paths::OUTBOX_LIST, post(outbox_list_handler))
         .route("/v1/outbox/{id}/retry", post(outbox_retry_handler))
-        .merge(crate::anchors::routes())
+        .route(
+            centre_api::anchors::ANCHORS_PATH,
+            get(anchors_http::anchors),
+        )
+        .route(
+            centre_api::anchors::IDENTITY_RENEW_PATH,
+            post(anchors_http::renew),
+        )
         .with_state(centre)
 }
 
@@ -562,5 +569,53 @@ async fn connection(
         .await
     {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// The HTTP layer of the Station CA and root rollovers ([`crate::anchors`]): authenticate, call,
+/// audit a refusal.
+mod anchors_http {
+    use std::sync::Arc;
+
+    use axum::body::Bytes;
+    use axum::extract::{Extension, State};
+    use axum::Json;
+    use centre_api::anchors::{Anchors, IdentityRenewResponse};
+
+    use super::{body, client_cert, ApiError, ClientCert};
+    use crate::error::CentralError;
+    use crate::pki::Centre;
+    use crate::refusals;
+
+    type Answer<T> = std::result::Result<Json<T>, ApiError>;
+
+    pub async fn anchors(
+        State(centre): State<Arc<Centre>>,
+        Extension(cert): Extension<ClientCert>,
+    ) -> Answer<Anchors> {
+        let run = async {
+            let who = crate::enrol::authenticate(&centre, client_cert(&cert)).await?;
+            let r = crate::anchors::anchors(&centre).await;
+            refusals::audited(&centre, &who, "anchors", None, &[], r).await
+        };
+        run.await.map(Json).map_err(ApiError)
+    }
+
+    pub async fn renew(
+        State(centre): State<Arc<Centre>>,
+        Extension(cert): Extension<ClientCert>,
+        bytes: Bytes,
+    ) -> Answer<IdentityRenewResponse> {
+        let run = async {
+            let presented = client_cert(&cert);
+            let who = crate::enrol::authenticate(&centre, presented).await?;
+            let presented = presented.ok_or(CentralError::NotInitialised)?;
+            let r = async {
+                crate::anchors::renew_identity(&centre, &who, presented, &body(&bytes)?).await
+            }
+            .await;
+            refusals::audited(&centre, &who, "identity-renew", None, &bytes, r).await
+        };
+        run.await.map(Json).map_err(ApiError)
     }
 }
