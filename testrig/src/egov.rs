@@ -5,7 +5,7 @@
 //! its `Idempotency-Key` and can be told to refuse (HTTP 500). It runs on its own tokio
 //! runtime, so a synchronous test drives it.
 //!
-//! ```no_run
+//! ```text
 //! let mut recv = testrig::egov::Receiver::new(dir);      // PKI and port, not yet accepting
 //! centre.enable_egov(&recv.url(), recv.ca_file(), 2);    // [egov], before `serve`
 //! recv.start(&station_ca_der);                           // accepting, answering 200
