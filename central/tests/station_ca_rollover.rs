@@ -278,8 +278,22 @@ fn rotate_with_crashes(w: &World, db: &tokio_postgres::Client) {
     );
 }
 
-#[test]
-fn a_station_ca_rollover_keeps_every_station_working_and_moves_identities_to_the_new_key() {
+/// A centre initialised with two ca-admins and two enrolment codes of office TAS01
+/// (tas01-st1, tas01-st2), `servers` instances of `serve` on its database: the temporary dir
+/// and the cluster (kept alive by the caller), a database connection, the world, both codes
+/// and the Station CA certificate (station-ca-1).
+#[allow(clippy::type_complexity)]
+fn set_up(
+    servers: usize,
+) -> (
+    tempfile::TempDir,
+    Cluster,
+    tokio_postgres::Client,
+    World,
+    String,
+    String,
+    Vec<u8>,
+) {
     let (tmp, cluster, config) = centre("\n[server]\npublic_name = \"localhost\"\n");
     let pw = format!("{ADMIN_PASSWORD}\n{ADMIN2_PASSWORD}\n");
     ok(idcentral(
@@ -303,10 +317,16 @@ fn a_station_ca_rollover_keeps_every_station_working_and_moves_identities_to_the
         .get(0);
     let w = World {
         rt,
-        servers: vec![Server::start(&config), Server::start(&config)],
+        servers: (0..servers).map(|_| Server::start(&config)).collect(),
         config: config.clone(),
         dir: tmp.path().to_owned(),
     };
+    (tmp, cluster, db, w, code1, code2, ca1)
+}
+
+#[test]
+fn a_station_ca_rollover_keeps_every_station_working_and_moves_identities_to_the_new_key() {
+    let (_tmp, _cluster, db, w, code1, code2, ca1) = set_up(2);
     let mut st1 = w.enrol("ro-st1", "tas01-st1", &code1, &ca1);
     w.pem_file("root.pem", &der_of_pem(&st1.resp.trust_anchors.root));
     w.pem_file("ca1.pem", &ca1);
@@ -377,6 +397,7 @@ fn a_station_ca_rollover_keeps_every_station_working_and_moves_identities_to_the
     reserves(&w, 1, &st2_tls, "31234567890125");
 
     let old = renew_identities(&w, &db, &mut st1, &ca1, &ca2);
+    let config = w.config.clone();
     let w = server_certificate_moves(w, &config, &st1, &ca1, &ca2, &db);
     revoked_key_is_refused(&w, &db, &st1, &old, &ca1, &ca2);
 }
@@ -591,33 +612,7 @@ fn holder_certs_verify(w: &World, c: &CertifyResponse, name: &str, ca_file: &str
 
 #[test]
 fn a_root_rollover_keeps_old_chains_and_later_cas_come_under_the_new_root() {
-    let (tmp, cluster, config) = centre("\n[server]\npublic_name = \"localhost\"\n");
-    let pw = format!("{ADMIN_PASSWORD}\n{ADMIN2_PASSWORD}\n");
-    ok(idcentral(
-        &config,
-        &["init", "--admin", "admin", "--second-admin", "admin2"],
-        &pw,
-    ));
-    let code1 = add_station_at(&config, "TAS01", "tas01-st1");
-    let code2 = add_station_at(&config, "TAS01", "tas01-st2");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let db = rt.block_on(db(&cluster));
-    let ca1: Vec<u8> = rt
-        .block_on(db.query_one(
-            "SELECT cert_der FROM ca_keys WHERE label = 'station-ca-1'",
-            &[],
-        ))
-        .unwrap()
-        .get(0);
-    let w = World {
-        rt,
-        servers: vec![Server::start(&config)],
-        config: config.clone(),
-        dir: tmp.path().to_owned(),
-    };
+    let (_tmp, _cluster, _db, w, code1, code2, ca1) = set_up(1);
     let st1 = w.enrol("rr-st1", "tas01-st1", &code1, &ca1);
     let tls1 = World::tls(&st1, &st1.identity, std::slice::from_ref(&ca1));
     root_rolls_over(&w);
