@@ -68,15 +68,13 @@ impl std::fmt::Debug for CentreClient {
     }
 }
 
-/// The station's `[centre]` section, or the refusal naming `centre` for a standalone station.
-fn enrolled(st: &Station) -> Result<&crate::config::CentreSection, StationError> {
-    st.config.centre.as_ref().ok_or_else(|| {
-        StationError::invalid(
-            "centre",
-            "this station is not enrolled with a national centre (station.toml has no \
-             [centre] section; a station enrols with `idstation init --centre URL ...`)",
-        )
-    })
+/// The refusal naming `centre` for a station without a `[centre]` section.
+fn not_enrolled() -> StationError {
+    StationError::invalid(
+        "centre",
+        "this station is not enrolled with a national centre (station.toml has no [centre] \
+         section; a station enrols with `idstation init --centre URL ...`)",
+    )
 }
 
 impl CentreClient {
@@ -84,7 +82,7 @@ impl CentreClient {
     /// identity certificate from `DIR/centre/`, the identity key in the station's HSM (opened
     /// here from `[hsm]`, so a station opened read-only works too).
     pub fn for_station(st: &Station) -> Result<CentreClient, StationError> {
-        enrolled(st)?;
+        st.config.centre.as_ref().ok_or_else(not_enrolled)?;
         let identity = CentreFiles::new(&st.layout.root).read_identity()?;
         CentreClient::for_station_as(st, identity)
     }
@@ -92,7 +90,7 @@ impl CentreClient {
     /// [`CentreClient::for_station`] presenting `identity` (DER; for the identity key) instead
     /// of the certificate in `DIR/centre/`: a renewed certificate tried before it is kept.
     pub fn for_station_as(st: &Station, identity: Vec<u8>) -> Result<CentreClient, StationError> {
-        let centre = enrolled(st)?;
+        let centre = st.config.centre.as_ref().ok_or_else(not_enrolled)?;
         let anchors = CentreFiles::new(&st.layout.root).read_all_station_cas()?;
         let keys: Arc<dyn hsm::KeyStore> = Arc::from(hsm::open(&st.config.hsm)?);
         let ck = hsm::tls::certified_key(keys, super::IDENTITY_KEY, &[identity])?;
