@@ -17,12 +17,13 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== [$(elapsed)] no failpoint code without the failpoints feature"
 bash scripts/check-no-failpoints.sh
 echo "== [$(elapsed)] tests (cargo test --no-run, then the test binaries side by side)"
-# Every test binary, IDSTATION_TEST_JOBS (default 3) at a time, every one run even after a
-# failure (scripts/run-tests.py), then the doc-tests. A hung test must fail the run loudly,
-# long before CI's own 90-minute limit. On 2 cores with a cold target (2026-12-03, clean
-# clone): clippy 7.5 min, the failpoint check's build 7 min, the test build about 12 min; the
-# tests took 13.5 min one binary after another (cargo test) and 7.7 min three at a time;
-# each phase prints its start time. IDSTATION_TEST_TIMEOUT overrides the limit (timeout(1)).
+# Every test binary, IDSTATION_TEST_JOBS (default 3) lanes: the card-reader binaries one at a
+# time, the rest beside them (scripts/run-tests.py), every one run even after a failure, then
+# the doc-tests. A hung test must fail the run loudly, long before CI's own 90-minute limit.
+# On 2 cores (2026-12-03): a cold target's clippy 7.5 min, failpoint check's build 7 min and
+# test build about 12 min; the binaries ran 802 s one after another under cargo test and 585 s
+# in lanes (a warm clean-clone run: all green in 21 min). Each phase prints its start time.
+# IDSTATION_TEST_TIMEOUT overrides the limit (timeout(1) syntax).
 limit="${IDSTATION_TEST_TIMEOUT:-55m}"
 rc=0
 timeout --kill-after=30s "$limit" python3 scripts/run-tests.py || rc=$?
