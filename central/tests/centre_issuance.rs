@@ -109,22 +109,7 @@ fn reserve_body(job: &str, h: &NewHolder, update: bool) -> Value {
     })
 }
 
-/// A fresh job UUID (v4 shape, lower case).
-fn new_job() -> String {
-    let mut b = [0u8; 16];
-    getrandom::fill(&mut b).unwrap();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
-}
+use testrig::egov::new_job;
 
 /// A card key: a software P-256 key.
 struct CardKey(p256::ecdsa::SigningKey);

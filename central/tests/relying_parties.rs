@@ -183,22 +183,7 @@ fn pem(der: &[u8]) -> String {
     der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, der).unwrap()
 }
 
-/// A fresh job UUID (v4 shape, lower case).
-fn new_job() -> String {
-    let mut b = [0u8; 16];
-    getrandom::fill(&mut b).unwrap();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
-}
+use testrig::egov::new_job;
 
 /// A card key's certify entry: a software P-256 key signing the proof digest.
 fn card_key(job: &str, challenge: &str, slot: u8, profile: &str) -> Value {

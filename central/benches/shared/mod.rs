@@ -186,22 +186,7 @@ pub fn card_key(job: &str, challenge: &[u8], slot: u8, profile: &str) -> Value {
             "public_key": hex::encode(&spki), "proof": hex::encode(sig.as_bytes()) })
 }
 
-/// A job UUID (v4 shape, lower case), as the station draws one.
-pub fn new_job() -> String {
-    let mut b = [0u8; 16];
-    getrandom::fill(&mut b).unwrap();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
-}
+pub use testrig::egov::new_job;
 
 /// One card's three calls and the card-side key work (key generation and proofs).
 pub struct Card {
