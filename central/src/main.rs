@@ -634,11 +634,13 @@ async fn station(cli: &Cli, cfg: &CentreConfig, sc: &StationCmd) -> Result<(), C
             print(cli.json, &list, |l| {
                 l.iter()
                     .map(|st| {
-                        let until = st
-                            .enrolment_expires_at
-                            .as_deref()
-                            .map(|t| format!(" (code valid until {t})"))
-                            .unwrap_or_default();
+                        let until = match st.enrolment_expires_at.as_deref() {
+                            Some(t) if st.enrolment_code_expired => {
+                                format!(" (code expired {t}: add the station again for a new one)")
+                            }
+                            Some(t) => format!(" (code valid until {t})"),
+                            None => String::new(),
+                        };
                         let issuer = st
                             .identity_issuer
                             .as_deref()

@@ -5,7 +5,7 @@
 //! groups of five; only its SHA-256 is stored, it works once and expires after
 //! [`ENROLMENT_CODE_HOURS`] hours.
 
-use deadpool_postgres::Pool;
+use deadpool_postgres::{Pool, Transaction};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -91,7 +91,42 @@ pub struct Added {
     pub expires_at: String,
 }
 
-/// Add `station` of `office`; returns the one-time enrolment code.
+/// Whether `station` may be given a code by `add`: true when it is still awaiting enrolment in
+/// `office` and its code expired unused (a new code replaces it), false when it does not exist;
+/// any other existing station is refused, naming its state (locks the row until the commit).
+async fn renewable(tx: &Transaction<'_>, office: &str, station: &str) -> Result<bool> {
+    let Some(row) = tx
+        .query_opt(
+            "SELECT state, office, enrolment_expires_at < now(),
+                    to_char(enrolment_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+             FROM stations WHERE name = $1 FOR UPDATE",
+            &[&station],
+        )
+        .await?
+    else {
+        return Ok(false);
+    };
+    let (state, its_office, expired): (String, String, Option<bool>) =
+        (row.get(0), row.get(1), row.get(2));
+    let until: Option<String> = row.get(3);
+    match (state.as_str(), expired) {
+        ("awaiting-enrolment", Some(true)) if its_office == office => Ok(true),
+        ("awaiting-enrolment", Some(true)) => Err(CentralError::Conflict(format!(
+            "station {station} already exists in office {its_office}, not {office}"
+        ))),
+        ("awaiting-enrolment", _) => Err(CentralError::Conflict(format!(
+            "station {station} already exists (awaiting-enrolment; its code is valid until {}): \
+             a new code is given only after it expires, or disable the station",
+            until.unwrap_or_default()
+        ))),
+        _ => Err(CentralError::Conflict(format!(
+            "station {station} already exists ({state})"
+        ))),
+    }
+}
+
+/// Add `station` of `office`; returns the one-time enrolment code. A station still awaiting
+/// enrolment whose code expired unused gets a new code (audited `station.code-renewed`).
 pub async fn add(pool: &Pool, session: &Session, office: &str, station: &str) -> Result<Added> {
     require(session, Role::CaAdmin, "add stations")?;
     check_office(office)?;
@@ -100,29 +135,36 @@ pub async fn add(pool: &Pool, session: &Session, office: &str, station: &str) ->
     let digest = code_digest(&code);
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let exists = tx
-        .query_opt("SELECT state FROM stations WHERE name = $1", &[&station])
-        .await?;
-    if let Some(row) = exists {
-        let state: String = row.get(0);
-        return Err(CentralError::Conflict(format!(
-            "station {station} already exists ({state})"
-        )));
-    }
-    let row = tx
-        .query_one(
+    let renewing = renewable(&tx, office, station).await?;
+    let row = if renewing {
+        tx.query_one(
+            "UPDATE stations SET enrolment_code_sha256 = $2,
+                    enrolment_expires_at = now() + make_interval(hours => $3)
+             WHERE name = $1
+             RETURNING to_char(enrolment_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')",
+            &[&station, &digest.as_slice(), &ENROLMENT_CODE_HOURS],
+        )
+        .await?
+    } else {
+        tx.query_one(
             "INSERT INTO stations (name, office, state, enrolment_code_sha256, enrolment_expires_at, created_by)
              VALUES ($1, $2, 'awaiting-enrolment', $3, now() + make_interval(hours => $4), $5)
              RETURNING to_char(enrolment_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')",
             &[&station, &office, &digest.as_slice(), &ENROLMENT_CODE_HOURS, &session.actor().operator],
         )
-        .await?;
+        .await?
+    };
     let expires_at: String = row.get(0);
     let details = serde_json::json!({ "office": office, "enrolment_expires_at": expires_at });
+    let action = if renewing {
+        "station.code-renewed"
+    } else {
+        "station.added"
+    };
     audit::append(
         &tx,
         session.actor(),
-        "station.added",
+        action,
         &format!("station:{station}"),
         &details,
     )
@@ -142,7 +184,11 @@ pub struct StationInfo {
     pub name: String,
     pub office: String,
     pub state: String,
+    /// When the outstanding enrolment code stops working (none once the station enrolled or
+    /// was disabled: the code is gone).
     pub enrolment_expires_at: Option<String>,
+    /// Whether that code has already expired unused.
+    pub enrolment_code_expired: bool,
     /// The Station CA key that issued the station's current identity certificate (during a
     /// Station CA rollover: who has renewed; docs/centre.md).
     pub identity_issuer: Option<String>,
@@ -162,8 +208,10 @@ pub async fn list(pool: &Pool, session: &Session) -> Result<Vec<StationInfo>> {
     let rows = client
         .query(
             "SELECT name, office, state,
-                    to_char(enrolment_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
-                    (SELECT cert_der FROM station_certs c WHERE c.station = s.name AND c.purpose = 'identity')
+                    CASE WHEN enrolment_code_sha256 IS NOT NULL THEN
+                      to_char(enrolment_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') END,
+                    (SELECT cert_der FROM station_certs c WHERE c.station = s.name AND c.purpose = 'identity'),
+                    enrolment_code_sha256 IS NOT NULL AND enrolment_expires_at < now()
              FROM stations s ORDER BY office, name",
             &[],
         )
@@ -184,6 +232,7 @@ pub async fn list(pool: &Pool, session: &Session) -> Result<Vec<StationInfo>> {
             office: r.get(1),
             state: r.get(2),
             enrolment_expires_at: r.get(3),
+            enrolment_code_expired: r.get(5),
             identity_issuer: issuer_label(r.get::<_, Option<&[u8]>>(4), &keys),
         })
         .collect())

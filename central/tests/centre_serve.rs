@@ -239,6 +239,67 @@ fn a_station_enrols_once_over_mutual_tls_and_is_refused_when_it_should_be() {
     };
     let r = enrol_with_new_keys("st3", "tas01-st3", &code3);
     assert_refused(&r, 403, "enrolment-code-expired");
+    // The list says so; a new code is given to the station, in its own office only; the old code
+    // stays refused and the new one enrols.
+    let list = ok(idcentral(
+        &config,
+        &["station", "list", "--operator", "admin"],
+        &pw,
+    ));
+    let st3 = list.lines().find(|l| l.contains("tas01-st3")).unwrap();
+    assert!(st3.contains("awaiting-enrolment (code expired "), "{list}");
+    let tas01_st1 = list.lines().find(|l| l.contains("tas01-st1")).unwrap();
+    assert!(
+        !tas01_st1.contains("code"),
+        "an enrolled station has no code: {list}"
+    );
+    refused(
+        &idcentral(
+            &config,
+            &[
+                "station",
+                "add",
+                "--office",
+                "SAM01",
+                "--station",
+                "tas01-st3",
+                "--operator",
+                "admin",
+            ],
+            &pw,
+        ),
+        5,
+        "already exists in office TAS01, not SAM01",
+    );
+    let code3b = add_station(&config, "tas01-st3");
+    assert_ne!(code3b, code3);
+    refused(
+        &idcentral(
+            &config,
+            &[
+                "station",
+                "add",
+                "--office",
+                "TAS01",
+                "--station",
+                "tas01-st3",
+                "--operator",
+                "admin",
+            ],
+            &pw,
+        ),
+        5,
+        "a new code is given only after it expires",
+    );
+    assert_refused(
+        &enrol_with_new_keys("st3b", "tas01-st3", &code3),
+        403,
+        "enrolment-code-wrong",
+    );
+    assert_eq!(
+        enrol_with_new_keys("st3c", "tas01-st3", &code3b).unwrap().0,
+        200
+    );
     disable_station(&config, "tas01-st2");
     let r = enrol_with_new_keys("st2b", "tas01-st2", &code2);
     assert_refused(&r, 403, "station-disabled");
@@ -255,7 +316,15 @@ fn a_station_enrols_once_over_mutual_tls_and_is_refused_when_it_should_be() {
     let actions = rt.block_on(audit_actions(&db));
     assert_eq!(
         actions.iter().filter(|a| *a == "station.enrolled").count(),
-        2,
+        3,
+        "{actions:?}"
+    );
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| *a == "station.code-renewed")
+            .count(),
+        1,
         "{actions:?}"
     );
     ok(idcentral(
