@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Bounded fuzzing run, as CI runs it after the tests: every cargo-fuzz target of the project
+# Bounded fuzzing run, as CI runs it (alongside the tests, scripts/test.sh): every cargo-fuzz target of the project
 # (chip/fuzz: the card's APDU entry point and its PACE / Chip Authentication parsers;
 # personalization/fuzz: the host's secure-messaging
 # response reader; registry/fuzz: the offline audit export verifier) for
@@ -26,21 +26,50 @@ fi
 unset CARGO_TARGET_DIR
 fuzz_target_dir="$PWD/target/fuzz"
 
-for t in chip/fuzz:apdu chip/fuzz:pace personalization/fuzz:sm_response registry/fuzz:export_verify; do
-  dir="${t%%:*}" target="${t##*:}"
-  work="$(mktemp -d)"
-  cp -r "$dir/corpus/$target/." "$work/"
-  echo "== fuzz $dir $target for ${secs}s"
-  log="$work.log"
-  rc=0
-  (cd "$dir" && "${fuzz[@]}" run --target-dir "$fuzz_target_dir" "$target" "$work" -- -max_total_time="$secs") >"$log" 2>&1 || rc=$?
-  grep -E '^Done [0-9]+ runs|panicked at|^SUMMARY' "$log" || true
-  rm -rf "$work"
-  if [ "$rc" -ne 0 ]; then
-    tail -40 "$log" >&2
-    echo "== FAILED: fuzz target $target ($dir) exited $rc; a crash input is in $dir/artifacts/$target/" >&2
+targets=(chip/fuzz:apdu chip/fuzz:pace personalization/fuzz:sm_response registry/fuzz:export_verify)
+jobs="${IDSTATION_FUZZ_JOBS:-2}"
+# Build every target first (one cargo at a time), then run them IDSTATION_FUZZ_JOBS at a time
+# (default 2: libFuzzer is single-threaded, one per core).
+logs="$(mktemp -d)"
+trap 'rm -rf "$logs"' EXIT
+for dir in chip/fuzz personalization/fuzz registry/fuzz; do
+  echo "== fuzz build $dir"
+  if ! (cd "$dir" && "${fuzz[@]}" build --target-dir "$fuzz_target_dir") >"$logs/build.log" 2>&1; then
+    tail -40 "$logs/build.log" >&2
+    echo "== FAILED: cargo fuzz build in $dir" >&2
     exit 1
   fi
-  rm -f "$log"
 done
+
+# One target: a copy of its seed corpus, a bounded run, a summary in $logs/<target>.summary.
+run_target() {
+  local dir="${1%%:*}" target="${1##*:}" rc=0
+  local work="$logs/$target.corpus" log="$logs/$target.log"
+  mkdir -p "$work"
+  cp -r "$dir/corpus/$target/." "$work/"
+  (cd "$dir" && "${fuzz[@]}" run --target-dir "$fuzz_target_dir" "$target" "$work" -- -max_total_time="$secs") >"$log" 2>&1 || rc=$?
+  {
+    echo "== fuzz $dir $target for ${secs}s"
+    grep -E '^Done [0-9]+ runs|panicked at|^SUMMARY' "$log" || true
+    if [ "$rc" -ne 0 ]; then
+      tail -40 "$log"
+      echo "== FAILED: fuzz target $target ($dir) exited $rc; a crash input is in $dir/artifacts/$target/"
+    fi
+  } >"$logs/$target.summary"
+  return "$rc"
+}
+
+pids=()
+for t in "${targets[@]}"; do
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
+  run_target "$t" &
+  pids+=($!)
+done
+failed=0
+for p in "${pids[@]}"; do wait "$p" || failed=1; done
+for t in "${targets[@]}"; do cat "$logs/${t##*:}.summary"; done
+if [ "$failed" -ne 0 ]; then
+  echo "== FAILED: a fuzz target found a crash (above)" >&2
+  exit 1
+fi
 echo "== fuzzing done"

@@ -4,8 +4,13 @@
 
 Most of the suite's time is spent waiting (on pcscd and the virtual chips, on PostgreSQL, on
 child processes), and `cargo test` runs one binary at a time, so the few long PC/SC binaries
-leave the two cores mostly idle. cargo-nextest would do this, but it is not packaged for
-Debian 12 and building it from crates.io takes longer on a fresh CI machine than it saves.
+leave the two cores mostly idle. (cargo-nextest could schedule this too; it is not packaged for
+Debian 12, and the lanes below need no extra tool.)
+
+`--alongside CMD` starts the shell command CMD once the test build is done, at the lowest CPU
+and I/O priority (nice 19, ionice idle), so that CPU-bound work (CI: the fuzz build and the
+bounded fuzz runs) uses the cores the waiting tests leave idle without taking time from them.
+Its output goes to a log that is printed when it ends; its failure fails the run.
 
 Each binary runs as cargo runs it: through the target runner (scripts/cargo-runner.sh, a
 private SoftHSM2 configuration per process), in its package's directory, with its own
@@ -19,7 +24,7 @@ start first in each lane: the durations of the last run on this machine
 failed binary's whole output is printed; the exit status is 1 when any failed. Doc-tests run
 afterwards through cargo.
 
-Usage: scripts/run-tests.py [--jobs N]   (IDSTATION_TEST_JOBS, default 3)
+Usage: scripts/run-tests.py [--jobs N] [--alongside CMD]   (IDSTATION_TEST_JOBS, default 3)
 """
 import argparse
 import concurrent.futures as cf
@@ -133,6 +138,8 @@ def run_one(test, print_lock):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=int(os.environ.get("IDSTATION_TEST_JOBS", "3")))
+    ap.add_argument("--alongside", metavar="CMD",
+                    help="a shell command to run at idle priority once the tests are built")
     args = ap.parse_args()
     if args.jobs < 1:
         sys.exit("--jobs: must be at least 1")
@@ -142,6 +149,7 @@ def main():
     except (OSError, ValueError):
         durations = {}
     tests = order(build(), durations)
+    alongside = start_alongside(args.alongside)
     readers = [t for t in tests if t[3]]
     others = [t for t in tests if not t[3]]
     lanes = max(args.jobs - 1, 1)
@@ -161,11 +169,43 @@ def main():
     print(f"== test binaries: {totals[0]} passed, {totals[1]} failed, {totals[2]} ignored "
           f"in {time.monotonic() - start:.0f}s", flush=True)
     doc = subprocess.run(["cargo", "test", "--workspace", "--doc"], cwd=ROOT)
+    side_ok = finish_alongside(alongside, start)
     if failed:
         print("== FAILED test binaries: " + ", ".join(failed), file=sys.stderr)
     if doc.returncode != 0:
         print(f"== FAILED: doc-tests exited {doc.returncode}", file=sys.stderr)
-    return 1 if failed or doc.returncode != 0 else 0
+    return 1 if failed or doc.returncode != 0 or not side_ok else 0
+
+
+def start_alongside(cmd):
+    """Start `cmd` (a shell command) at idle priority, its output in a log; None if no cmd."""
+    if not cmd:
+        return None
+    log = open(target_dir() / "alongside.log", "w+")
+    print(f"== alongside the tests, at idle priority: {cmd} (log {log.name})", flush=True)
+    proc = subprocess.Popen(
+        ["nice", "-n", "19", "ionice", "-c", "3", "bash", "-c", cmd],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True,
+    )
+    return cmd, proc, log, time.monotonic()
+
+
+def finish_alongside(alongside, tests_started):
+    """Wait for the command started by `start_alongside`, print its log; whether it passed."""
+    if alongside is None:
+        return True
+    cmd, proc, log, started = alongside
+    waited = time.monotonic()
+    rc = proc.wait()
+    now = time.monotonic()
+    log.seek(0)
+    print(f"== output of the command alongside ({cmd}):", flush=True)
+    sys.stdout.write(log.read())
+    print(f"== alongside: exit {rc} after {now - started:.0f}s, of which {now - waited:.0f}s "
+          f"after the tests ({waited - tests_started:.0f}s after they started)", flush=True)
+    if rc != 0:
+        print(f"== FAILED: {cmd} exited {rc}", file=sys.stderr)
+    return rc == 0
 
 
 if __name__ == "__main__":
