@@ -453,6 +453,14 @@ fn issuance_stops_and_resumes(
             .contains("esign-ca-1 was revoked"),
         "{v}"
     );
+    let repeat = desk.ok(
+        centre_api::paths::RESERVE,
+        &reserve_body(open_job, "51234567890125"),
+    );
+    assert_eq!(
+        repeat["challenge"], challenge,
+        "a repeated reserve gets its first answer"
+    );
     let (status, v) = desk.call(
         centre_api::paths::RESERVE,
         &reserve_body(&new_job(), "61234567890126"),
@@ -464,6 +472,9 @@ fn issuance_stops_and_resumes(
     );
     let refused_requests = q("SELECT 1 FROM audit_log WHERE action = 'request.refused' AND details LIKE '%no-active-ca-key%'");
     assert_eq!(refused_requests.len(), 2, "both refusals audited");
+
+    // A centre with no active e-Signature key still starts serving.
+    drop(Server::start_public(config));
 
     let list = ok(as_op(
         config,
