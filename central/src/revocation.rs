@@ -327,3 +327,34 @@ fn item(r: &tokio_postgres::Row) -> ReissueItem {
         request: r.get(10),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_cas_with_a_parent_are_revoked_and_refusals_name_the_field_and_rule() {
+        assert!(target_refusal("esign").is_none() && target_refusal("station-ca").is_none());
+        let (rule, e) = target_refusal("root").unwrap();
+        assert_eq!(rule, "root not revocable");
+        assert!(
+            e.to_string().starts_with("ca: the National Root cannot"),
+            "{e}"
+        );
+        let (rule, e) = target_refusal("csca").unwrap();
+        assert_eq!(rule, "csca not revocable");
+        assert!(e.to_string().contains("ICAO 9303-12"), "{e}");
+        assert_eq!(e.exit_code(), 2);
+        for r in REASONS {
+            assert!(check_reason(r).is_ok(), "{r}");
+            assert!(ca::RevocationReason::from_rfc5280_name(r).is_some(), "{r}");
+        }
+        let (rule, e) = check_reason("certificateHold").unwrap_err();
+        assert_eq!(rule, "revocation reasons");
+        assert!(
+            e.to_string()
+                .starts_with("reason: \"certificateHold\" is not"),
+            "{e}"
+        );
+    }
+}
