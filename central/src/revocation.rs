@@ -106,8 +106,41 @@ pub fn check_reason(reason: &str) -> std::result::Result<(), Refused> {
     Err(("revocation reasons", CentralError::invalid("reason", why)))
 }
 
-/// The key to revoke: `key` (a key of `ca`, not revoked yet) or else `ca`'s active key.
+/// The key to revoke: `key` (a key of `ca`, not revoked yet) or else `ca`'s active key; never
+/// the active Station CA key ([`station_ca_refusal`]).
 pub async fn target_key(
+    tx: &Transaction<'_>,
+    ca: &str,
+    key: Option<&str>,
+) -> std::result::Result<String, Refused> {
+    let label = any_target_key(tx, ca, key).await?;
+    let active = tx
+        .query_opt(
+            "SELECT 1 FROM ca_keys WHERE label = $1 AND state = 'active'",
+            &[&label],
+        )
+        .await
+        .map_err(|e| ("database", CentralError::from(e)))?
+        .is_some();
+    match (ca, active) {
+        ("station-ca", true) => Err(station_ca_refusal(&label)),
+        _ => Ok(label),
+    }
+}
+
+/// The active Station CA key issues the centre's TLS server certificate and every enrolment:
+/// with it revoked and none active, no instance could start and no station enrol. It is rotated
+/// first, then revoked.
+fn station_ca_refusal(label: &str) -> Refused {
+    let why = format!(
+        "{label} is the active Station CA key, which issues the centre's TLS server certificate \
+         and every station identity: rotate it first (`ca rotate --ca station`, approved), then \
+         revoke it with --key {label}"
+    );
+    ("active station ca", CentralError::invalid("key", why))
+}
+
+async fn any_target_key(
     tx: &Transaction<'_>,
     ca: &str,
     key: Option<&str>,

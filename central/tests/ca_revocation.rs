@@ -318,7 +318,7 @@ fn refusals(config: &Path, q: &dyn Fn(&str) -> Vec<tokio_postgres::Row>) {
         args.extend(extra);
         as_op(config, &args, "admin", &[])
     };
-    let cases: [(&[&str], i32, &str); 5] = [
+    let cases: [(&[&str], i32, &str); 6] = [
         (
             &["--ca", "root", "--reason", "keyCompromise"],
             2,
@@ -358,6 +358,11 @@ fn refusals(config: &Path, q: &dyn Fn(&str) -> Vec<tokio_postgres::Row>) {
             2,
             "reason: \"bogus\" is not a CA revocation reason: give one of keyCompromise",
         ),
+        (
+            &["--ca", "station", "--reason", "keyCompromise"],
+            2,
+            "key: station-ca-1 is the active Station CA key, which issues the centre's TLS server certificate",
+        ),
     ];
     for (args, code, part) in cases {
         refused(&revoke(args), code, part);
@@ -380,7 +385,8 @@ fn refusals(config: &Path, q: &dyn Fn(&str) -> Vec<tokio_postgres::Row>) {
             "csca not revocable",
             "unknown key",
             "unknown key",
-            "revocation reasons"
+            "revocation reasons",
+            "active station ca"
         ]
     );
     assert!(q("SELECT 1 FROM ca_requests").is_empty(), "nothing filed");
