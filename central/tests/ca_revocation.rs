@@ -308,6 +308,7 @@ fn an_emergency_revocation_of_the_esign_ca_is_published_flags_cards_and_a_rotati
 
     published(&desk, d, &q, &chain);
     issuance_stops_and_resumes(&desk, &config, &q, &open_job, &challenge, [&doc1, &doc2]);
+    retired_station_ca(&desk, d, &config);
     ok(as_op(&config, &["audit", "verify-log"], "admin", &[]));
 }
 
@@ -527,5 +528,56 @@ fn issuance_stops_and_resumes(
         issuer,
         ca::CertInfo::parse(&key2).unwrap(),
         "certified by esign-ca-2"
+    );
+}
+
+/// After a Station CA rollover the retired station-ca-1 is revoked: the root's CRL lists it
+/// beside the e-Signature CA certificate.
+fn retired_station_ca(desk: &Desk, d: &Path, config: &Path) {
+    ok(as_op(
+        config,
+        &["ca", "rotate", "--ca", "station"],
+        "admin",
+        &[],
+    ));
+    let done = ok(as_op(config, &["ca", "approve", "3"], "admin2", &[]));
+    assert!(
+        done.contains("station-ca-2 active, station-ca-1 retired"),
+        "{done}"
+    );
+    let args = [
+        "ca",
+        "revoke-ca",
+        "--ca",
+        "station",
+        "--key",
+        "station-ca-1",
+        "--reason",
+        "superseded",
+    ];
+    let filed = ok(as_op(config, &args, "admin", &[]));
+    assert!(
+        filed.contains("Filed CA request 4: revoke-ca station-ca station-ca-1"),
+        "{filed}"
+    );
+    let done = ok(as_op(config, &["ca", "approve", "4"], "admin2", &[]));
+    assert!(
+        done.contains("station-ca station-ca-1 revoked (superseded)"),
+        "{done}"
+    );
+    let list = ok(as_op(config, &["ca", "list"], "admin", &[]));
+    assert!(list.contains("station-ca-1  revoked"), "{list}");
+    wait_for(
+        "the root's CRL lists station-ca-1",
+        Duration::from_secs(10),
+        || {
+            let text = fetch_crl(desk, d, "root-ca-1", "root.pem");
+            (text.matches("Serial Number:").count() == 2).then_some(())
+        },
+    );
+    let text = fetch_crl(desk, d, "root-ca-1", "root.pem");
+    assert!(
+        text.contains("Key Compromise") && text.contains("Superseded"),
+        "{text}"
     );
 }
