@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use central::operators::Role;
-use central::rotation::{self, Execution, KeyView, RequestView};
+use central::revocation::{self, ReissueItem, Revocation};
+use central::rotation::{self, Executed, Execution, KeyView, RequestView};
 use central::{CentralError, CentreConfig};
 use clap::Subcommand;
 
@@ -23,6 +24,25 @@ pub enum CaCmd {
     Rotate {
         #[arg(long, value_parser = ["esign", "csca", "station", "root"])]
         ca: String,
+        #[arg(long, value_name = "NAME")]
+        operator: String,
+    },
+    /// File a request to revoke a CA certificate in an emergency (docs/centre.md "Emergency: CA
+    /// certificate revocation"); a second ca-admin approves it. Default key: the active one.
+    RevokeCa {
+        #[arg(long, value_parser = ["esign", "csca", "station", "root"])]
+        ca: String,
+        #[arg(long, value_name = "LABEL")]
+        key: Option<String>,
+        /// RFC 5280 reason: keyCompromise, cACompromise, affiliationChanged, superseded,
+        /// cessationOfOperation.
+        #[arg(long)]
+        reason: String,
+        #[arg(long, value_name = "NAME")]
+        operator: String,
+    },
+    /// Holder certificates to issue again after a CA revocation (each holder read audited).
+    ReissueList {
         #[arg(long, value_name = "NAME")]
         operator: String,
     },
@@ -87,13 +107,42 @@ pub async fn run(cli: &Cli, cfg: &CentreConfig, cc: &CaCmd) -> Result<(), Centra
                 )
             })
         }
+        CaCmd::RevokeCa {
+            ca,
+            key,
+            reason,
+            operator,
+        } => {
+            let s = log_in(&pool, cfg, operator, "file CA requests", &admin).await?;
+            let r = rotation::request_revocation(&pool, &s, ca, key.as_deref(), reason).await?;
+            checkpoint_after(cfg, &pool, "ca.request.created").await;
+            print(cli.json, &r, |r| {
+                format!(
+                    "Filed CA request {}: revoke-ca {} {} ({}); a second ca-admin approves it before {}\n",
+                    r.id, r.ca, r.from_key, reason, r.expires_at
+                )
+            })
+        }
+        CaCmd::ReissueList { operator } => {
+            let s = log_in(
+                &pool,
+                cfg,
+                operator,
+                "list certificates to re-issue",
+                &readers,
+            )
+            .await?;
+            let items = revocation::reissue_list(&pool, &s).await?;
+            checkpoint_after(cfg, &pool, "holder.shown").await;
+            print(cli.json, &items, |i| reissue_text(i))
+        }
         CaCmd::Approve { id, operator } => {
             let s = log_in(&pool, cfg, operator, "approve CA requests", &admin).await?;
             let store = hsm::open(&cfg.hsm)?;
             let (r, done) = rotation::approve(&pool, store.as_ref(), &s, *id).await?;
-            checkpoint_after(cfg, &pool, "ca.key.rotated").await;
+            checkpoint_after(cfg, &pool, "ca.request.executed").await;
             let out = serde_json::json!({ "request": r, "executed": done });
-            print(cli.json, &out, |_| execution_text(&done))
+            print(cli.json, &out, |_| executed_text(&done))
         }
         CaCmd::Refuse { id, note, operator } => {
             let s = log_in(&pool, cfg, operator, "refuse CA requests", &admin).await?;
@@ -110,7 +159,7 @@ pub async fn run(cli: &Cli, cfg: &CentreConfig, cc: &CaCmd) -> Result<(), Centra
                 if d.is_empty() {
                     "Nothing to recover\n".into()
                 } else {
-                    d.iter().map(execution_text).collect()
+                    d.iter().map(executed_text).collect()
                 }
             })
         }
@@ -165,16 +214,59 @@ fn request_text(r: &RequestView) -> String {
         .as_deref()
         .map(|k| format!(" → {k}"))
         .unwrap_or_default();
+    let reason = r
+        .reason
+        .as_deref()
+        .map(|k| format!(" ({k})"))
+        .unwrap_or_default();
     format!(
-        "{:>4}  {:<8} {} {}{new}  {}  requested by {} at {}{settled}\n",
+        "{:>4}  {:<8} {} {}{new}  {}{reason}  requested by {} at {}{settled}\n",
         r.id, r.state, r.kind, r.ca, r.from_key, r.requested_by, r.created_at
     )
 }
 
+fn executed_text(d: &Executed) -> String {
+    match d {
+        Executed::Rotation(r) => execution_text(r),
+        Executed::Revocation(r) => revocation_text(r),
+    }
+}
+
+fn revocation_text(r: &Revocation) -> String {
+    format!(
+        "Executed CA request {}: {} {} revoked ({}) at {}\n  serial {} on the CRL of {}\n  {} holder certificates flagged for re-issuance (ca reissue-list)\n",
+        r.request, r.ca, r.key, r.reason, r.revoked_at, r.serial, r.parent_key, r.flagged
+    )
+}
+
+fn reissue_text(items: &[ReissueItem]) -> String {
+    if items.is_empty() {
+        return "No holder certificate to re-issue\n".into();
+    }
+    items
+        .iter()
+        .map(|i| {
+            format!(
+                "{}  {} {}  document {} ({})  {} {} serial {}  issued by {} (CA request {})\n",
+                i.pinfl,
+                i.surname,
+                i.given_names,
+                i.document,
+                i.document_state.as_deref().unwrap_or("not completed"),
+                i.slot,
+                i.profile,
+                i.serial,
+                i.issuer_key,
+                i.request
+            )
+        })
+        .collect()
+}
+
 fn execution_text(d: &Execution) -> String {
     let mut s = format!(
-        "Executed CA request {}: {} {} active, {} retired\n  {}\n  SHA256 Fingerprint={}\n",
-        d.request, d.ca, d.new_key, d.old_key, d.subject, d.certificate_sha256
+        "Executed CA request {}: {} {} active, {} {}\n  {}\n  SHA256 Fingerprint={}\n",
+        d.request, d.ca, d.new_key, d.old_key, d.old_state, d.subject, d.certificate_sha256
     );
     if !d.links.is_empty() {
         s += &format!("  link certificates: {}\n", d.links.join(", "));

@@ -12,8 +12,9 @@ use crate::error::{CentralError, Result};
 pub struct CentreCas {
     /// National Root CA: station audit signers.
     pub root: ca::Issuer,
-    /// e-Signature CA: holder certificates (the issuance protocol's `certify`).
-    pub esign: ca::Issuer,
+    /// e-Signature CA: holder certificates (the issuance protocol's `certify`); `None` while
+    /// its key is revoked and no new one is approved (`idcentral ca revoke-ca`).
+    pub esign: Option<ca::Issuer>,
     /// CSCA: station Document Signers.
     pub csca: ca::Issuer,
 }
@@ -76,7 +77,49 @@ impl Centre {
             cache.push(Arc::clone(&issuer));
             return Ok(issuer);
         }
-        Err(CentralError::NotInitialised)
+        Err(no_active_key(client, ca).await)
+    }
+}
+
+/// Refuse at once (HTTP 409 `no-active-ca-key`) when `ca` has no active key because its key
+/// was revoked (`idcentral ca revoke-ca`): what issuance answers until a new key is approved.
+pub async fn require_active(
+    client: &impl deadpool_postgres::GenericClient,
+    ca: &str,
+) -> Result<()> {
+    let active = client
+        .query_opt(
+            "SELECT 1 FROM ca_keys WHERE ca = $1 AND state = 'active'",
+            &[&ca],
+        )
+        .await?;
+    match active {
+        Some(_) => Ok(()),
+        None => Err(no_active_key(client, ca).await),
+    }
+}
+
+/// Why `ca` has no active key, as the refusal a station is given.
+async fn no_active_key(client: &impl deadpool_postgres::GenericClient, ca: &str) -> CentralError {
+    let revoked = client
+        .query_opt(
+            "SELECT label FROM ca_keys WHERE ca = $1 AND state = 'revoked'
+             ORDER BY revoked_at DESC NULLS LAST, created_at DESC LIMIT 1",
+            &[&ca],
+        )
+        .await;
+    match revoked {
+        Ok(Some(r)) => CentralError::refused(
+            crate::error::Refusal::Conflict,
+            centre_api::rules::NO_ACTIVE_CA_KEY,
+            format!(
+                "the {ca} CA has no active key: {} was revoked; issuance resumes once a new key is approved (idcentral ca rotate --ca {})",
+                r.get::<_, String>(0),
+                if ca == "station-ca" { "station" } else { ca }
+            ),
+        ),
+        Ok(None) => CentralError::NotInitialised,
+        Err(e) => e.into(),
     }
 }
 
@@ -100,7 +143,7 @@ pub async fn load_cas(pool: &Pool, store: &dyn KeyStore) -> Result<CentreCas> {
     };
     Ok(CentreCas {
         root: find("root")?,
-        esign: find("esign")?,
+        esign: find("esign").ok(),
         csca: find("csca")?,
     })
 }

@@ -83,6 +83,8 @@ pub struct RequestView {
     pub note: Option<String>,
     pub new_key: Option<String>,
     pub executed_at: Option<String>,
+    /// `revoke-ca` only: the RFC 5280 reason.
+    pub reason: Option<String>,
 }
 
 /// What an executed rotation did.
@@ -96,6 +98,16 @@ pub struct Execution {
     pub certificate_sha256: String,
     /// Link certificates made (CSCA): `new-with-old`, `old-with-new`.
     pub links: Vec<String>,
+    /// The old key's state after the switch: `retired`, or `revoked` when it was revoked before.
+    pub old_state: String,
+}
+
+/// What an executed request did: a rotation or a CA certificate's revocation.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Executed {
+    Rotation(Execution),
+    Revocation(crate::revocation::Revocation),
 }
 
 /// One CA key as `ca list` shows it.
@@ -115,7 +127,7 @@ const REQUEST_COLUMNS: &str = "id, kind, ca, from_key, state, requested_by, \
     to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
     to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
     approved_by, refused_by, note, new_key, \
-    to_char(executed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
+    to_char(executed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), reason";
 
 fn view(r: &Row) -> RequestView {
     RequestView {
@@ -132,6 +144,7 @@ fn view(r: &Row) -> RequestView {
         note: r.get(10),
         new_key: r.get(11),
         executed_at: r.get(12),
+        reason: r.get(13),
     }
 }
 
@@ -220,26 +233,18 @@ pub async fn request_rotation(pool: &Pool, s: &Session, ca: &str) -> Result<Requ
     expire_overdue(pool).await?;
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    // The active key; after an emergency revocation (no active key) the newest revoked one.
     let active: String = tx
         .query_opt(
-            "SELECT label FROM ca_keys WHERE ca = $1 AND state = 'active'",
+            "SELECT label FROM ca_keys WHERE ca = $1 AND state IN ('active', 'revoked')
+             ORDER BY state = 'active' DESC, created_at DESC LIMIT 1",
             &[&ca],
         )
         .await?
         .ok_or(CentralError::NotInitialised)?
         .get(0);
-    let pending = tx
-        .query_opt(
-            "SELECT id FROM ca_requests WHERE ca = $1 AND state IN ('open', 'approved')",
-            &[&ca],
-        )
-        .await?;
-    if let Some(p) = pending {
-        let id: i64 = p.get(0);
+    if let Some(e) = pending(&tx, ca).await? {
         drop(tx);
-        let e = CentralError::Conflict(format!(
-            "CA request {id} for {ca} is still pending: one request per CA at a time (approve, refuse or let it expire)"
-        ));
         return Err(
             refuse_attempt(pool, s.actor(), "file", &object, "one pending per CA", e).await,
         );
@@ -266,6 +271,78 @@ pub async fn request_rotation(pool: &Pool, s: &Session, ca: &str) -> Result<Requ
         &details,
     )
     .await?;
+    tx.commit().await?;
+    Ok(v)
+}
+
+/// The refusal of a new request for `ca` while another is pending (open or approved).
+async fn pending(tx: &tokio_postgres::Transaction<'_>, ca: &str) -> Result<Option<CentralError>> {
+    let row = tx
+        .query_opt(
+            "SELECT id FROM ca_requests WHERE ca = $1 AND state IN ('open', 'approved')",
+            &[&ca],
+        )
+        .await?;
+    Ok(row.map(|p| {
+        let id: i64 = p.get(0);
+        CentralError::Conflict(format!(
+            "CA request {id} for {ca} is still pending: one request per CA at a time (approve, refuse or let it expire)"
+        ))
+    }))
+}
+
+/// File a request to revoke the certificate of `ca`'s key `key` (default: the active key) with
+/// the RFC 5280 `reason` (`crate::revocation`); a second ca-admin's approval executes it.
+pub async fn request_revocation(
+    pool: &Pool,
+    s: &Session,
+    ca: &str,
+    key: Option<&str>,
+    reason: &str,
+) -> Result<RequestView> {
+    let ca = ca_name(ca);
+    let object = format!("ca:{ca}");
+    require_ca_admin(pool, s, "file CA requests", &object).await?;
+    let checked = match crate::revocation::target_refusal(ca) {
+        Some(refused) => Err(refused),
+        None => crate::revocation::check_reason(reason),
+    };
+    if let Err((rule, e)) = checked {
+        return Err(refuse_attempt(pool, s.actor(), "file revoke-ca", &object, rule, e).await);
+    }
+    expire_overdue(pool).await?;
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let target = match crate::revocation::target_key(&tx, ca, key).await {
+        Ok(label) => pending(&tx, ca)
+            .await?
+            .map_or(Ok(label), |e| Err(("one pending per CA", e))),
+        Err(refused) => Err(refused),
+    };
+    let label = match target {
+        Ok(label) => label,
+        Err((rule, e)) => {
+            drop(tx);
+            return Err(refuse_attempt(pool, s.actor(), "file revoke-ca", &object, rule, e).await);
+        }
+    };
+    let sql = format!(
+        "INSERT INTO ca_requests (kind, ca, from_key, state, requested_by, expires_at, reason)
+         VALUES ('revoke-ca', $1, $2, 'open', $3, now() + make_interval(hours => $4), $5)
+         RETURNING {REQUEST_COLUMNS}"
+    );
+    let args: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
+        &ca,
+        &label,
+        &s.actor().operator,
+        &REQUEST_EXPIRY_HOURS,
+        &reason,
+    ];
+    let v = view(&tx.query_one(&sql, &args).await?);
+    let details = json!({ "kind": "revoke-ca", "ca": ca, "key": label, "reason": reason,
+                          "expires_at": v.expires_at });
+    let object = format!("ca-request:{}", v.id);
+    audit::append(&tx, s.actor(), "ca.request.created", &object, &details).await?;
     tx.commit().await?;
     Ok(v)
 }
@@ -388,7 +465,7 @@ pub async fn approve(
     store: &dyn KeyStore,
     s: &Session,
     id: i64,
-) -> Result<(RequestView, Execution)> {
+) -> Result<(RequestView, Executed)> {
     let object = format!("ca-request:{id}");
     require_ca_admin(pool, s, "approve CA requests", &object).await?;
     expire_overdue(pool).await?;
@@ -419,7 +496,7 @@ pub async fn approve(
 }
 
 /// Finish every approved request a crash left unexecuted (ca-admin).
-pub async fn recover(pool: &Pool, store: &dyn KeyStore, s: &Session) -> Result<Vec<Execution>> {
+pub async fn recover(pool: &Pool, store: &dyn KeyStore, s: &Session) -> Result<Vec<Executed>> {
     require_ca_admin(pool, s, "recover CA requests", "ca-requests").await?;
     let ids: Vec<i64> = pool
         .get()
@@ -441,6 +518,10 @@ pub async fn recover(pool: &Pool, store: &dyn KeyStore, s: &Session) -> Result<V
 
 /// The journal of one approved request, as read at the start of an execution.
 struct Journal {
+    kind: String,
+    reason: Option<String>,
+    /// `revoke-ca`: whether the revocation committed.
+    revoked: bool,
     ca: String,
     from_key: String,
     approved_by: String,
@@ -451,7 +532,7 @@ struct Journal {
 }
 
 /// Execute approved request `id` from wherever its journal stands (see the module docs).
-async fn execute(pool: &Pool, store: &dyn KeyStore, actor: &Actor, id: i64) -> Result<Execution> {
+async fn execute(pool: &Pool, store: &dyn KeyStore, actor: &Actor, id: i64) -> Result<Executed> {
     // One executor per request: a session-level advisory lock on a connection of our own.
     let lock = pool.get().await?;
     let got: bool = lock
@@ -481,7 +562,7 @@ async fn read_journal(pool: &Pool, id: i64) -> Result<Journal> {
     let r = client
         .query_opt(
             "SELECT ca, from_key, state, approved_by, requested_by, new_key, new_cert_der,
-                    link_new_with_old, link_old_with_new
+                    link_new_with_old, link_old_with_new, kind, reason, revoked_at IS NOT NULL
              FROM ca_requests WHERE id = $1",
             &[&id],
         )
@@ -501,6 +582,9 @@ async fn read_journal(pool: &Pool, id: i64) -> Result<Journal> {
         _ => None,
     };
     Ok(Journal {
+        kind: r.get(9),
+        reason: r.get(10),
+        revoked: r.get(11),
         ca: r.get(0),
         from_key: r.get(1),
         approved_by: r.get(3),
@@ -612,8 +696,33 @@ async fn execute_locked(
     store: &dyn KeyStore,
     actor: &Actor,
     id: i64,
-) -> Result<Execution> {
+) -> Result<Executed> {
     let j = read_journal(pool, id).await?;
+    if j.kind == "revoke-ca" {
+        let job = crate::revocation::Job {
+            id,
+            ca: &j.ca,
+            key: &j.from_key,
+            reason: j.reason.as_deref().unwrap_or("unspecified"),
+            requested_by: &j.requested_by,
+            approved_by: &j.approved_by,
+            revoked: j.revoked,
+        };
+        let done = crate::revocation::execute(pool, actor, &job).await?;
+        return Ok(Executed::Revocation(done));
+    }
+    rotate(pool, store, actor, id, j)
+        .await
+        .map(Executed::Rotation)
+}
+
+async fn rotate(
+    pool: &Pool,
+    store: &dyn KeyStore,
+    actor: &Actor,
+    id: i64,
+    j: Journal,
+) -> Result<Execution> {
     let label = choose_label(pool, id, &j).await?;
     let (cert, links) = sign_new(pool, store, id, &j, &label).await?;
     // Step 4: the switch, in one transaction.
@@ -643,6 +752,10 @@ async fn execute_locked(
         &[&id],
     )
     .await?;
+    let old_state: String = tx
+        .query_one("SELECT state FROM ca_keys WHERE label = $1", &[&j.from_key])
+        .await?
+        .get(0);
     let info = ca::CertInfo::parse(&cert)?;
     let fingerprint = ca::fingerprint_sha256(&cert)?;
     let details = json!({
@@ -667,6 +780,7 @@ async fn execute_locked(
         subject: info.subject,
         certificate_sha256: fingerprint,
         links: made,
+        old_state,
     })
 }
 

@@ -109,6 +109,9 @@ pub mod rules {
     pub const OUTBOX_MESSAGE_NOT_FOUND: &str = "outbox-message-not-found";
     /// A retry of an outbox message that is not the dead letter (pending or delivered).
     pub const OUTBOX_MESSAGE_NOT_FAILED: &str = "outbox-message-not-failed";
+    /// The CA that would issue has no active key: its certificate was revoked in an emergency
+    /// (`idcentral ca revoke-ca`) and no new key is approved yet (`ca rotate`).
+    pub const NO_ACTIVE_CA_KEY: &str = "no-active-ca-key";
 }
 
 /// The station roles a station may name for its operator (`registry::Role`'s names).

@@ -52,6 +52,8 @@ pub async fn reserve(
     if let Some(job) = find_job(&tx, &req.job, true).await? {
         return repeat(who, &job, req);
     }
+    // No number is handed out while the e-Signature CA cannot certify the card's keys.
+    crate::pki::require_active(&tx, "esign").await?;
     let holder_id = check_and_record_holder(&tx, who, req).await?;
     let (series, number) =
         crate::numbers::allocate(&tx, &who.station, &req.job, &centre.issuance).await?;

@@ -1,6 +1,8 @@
 //! CRLs served at `/crl/{key}.crl` (RFC 5280 §5): each CA key's CRL, signed in the HSM through
 //! `ca::issue_crl` under the `esign-crl` profile, lists every certificate of that key revoked in
-//! the registry with its date and reason. [`super::worker`] signs it again when a certificate
+//! the registry with its date and reason (the holder certificates it issued and, for a root
+//! key, the CA certificates it signed that `idcentral ca revoke-ca` revoked: the V13 view
+//! `issued_status`). [`super::worker`] signs it again when a certificate
 //! of the key is revoked (the queue) and when less than half of its validity is left; the newest
 //! is kept in `crls` with a cRLNumber that only grows (§5.2.3).
 
@@ -54,7 +56,7 @@ pub async fn resign(public: &Public, tx: &Transaction<'_>, key: &str) -> Result<
         .unwrap_or(1);
     let rows = tx
         .query(
-            "SELECT serial, revoked_at, revocation_reason FROM certificates
+            "SELECT serial, revoked_at, revocation_reason FROM issued_status
              WHERE issuer_key = $1 AND state = 'revoked' ORDER BY revoked_at, serial",
             &[&key],
         )

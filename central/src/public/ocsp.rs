@@ -447,7 +447,7 @@ async fn status_answer(
     // from the registry, signed now.
     let row = client
         .query_opt(
-            "SELECT state, revoked_at, revocation_reason FROM certificates
+            "SELECT state, revoked_at, revocation_reason FROM issued_status
              WHERE issuer_key = $1 AND serial = $2",
             &[&responder.ca_key, &serial],
         )

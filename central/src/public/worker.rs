@@ -202,7 +202,7 @@ pub async fn drain(public: &Arc<Public>) -> Result<usize> {
                 };
                 let cert = tx
                     .query_opt(
-                        "SELECT state, revoked_at, revocation_reason FROM certificates
+                        "SELECT state, revoked_at, revocation_reason FROM issued_status
                          WHERE issuer_key = $1 AND serial = $2",
                         &[&key, &serial],
                     )

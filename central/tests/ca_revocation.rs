@@ -1,0 +1,583 @@
+//! Emergency revocation of a CA certificate at the centre (docs/centre.md "Emergency: CA
+//! certificate revocation"): a real PostgreSQL cluster, the centre's SoftHSM2 token, `idcentral
+//! serve` with its public listener, an enrolled station issuing cards through the protocol with
+//! software card keys (`testrig::egov::issue_without_card`), and openssl as the relying party.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use centre_api::EnrolResponse;
+use common::*;
+use serde_json::{json, Value};
+use testrig::egov::{card_key, issue_without_card, new_job};
+
+const ADMIN2_PASSWORD: &str = "centre-second-admin-pw-5e91";
+
+/// `idcentral ARGS` as `who` (admin or admin2, the password on standard input), with `env`.
+fn as_op(config: &Path, args: &[&str], who: &str, env: &[(&str, &str)]) -> std::process::Output {
+    let pw = if who == "admin" {
+        ADMIN_PASSWORD
+    } else {
+        ADMIN2_PASSWORD
+    };
+    let mut all = args.to_vec();
+    all.extend(["--operator", who]);
+    let out = idcentral_env(config, &all, &format!("{pw}\n"), env);
+    assert!(!text(&out).contains(ADMIN2_PASSWORD), "{}", text(&out));
+    out
+}
+
+/// The station's side of the test: its TLS configuration against the serving centre.
+struct Desk {
+    rt: tokio::runtime::Runtime,
+    server: Server,
+    tls: Arc<rustls::ClientConfig>,
+}
+
+impl Desk {
+    fn call(&self, path: &str, body: &Value) -> (u16, Value) {
+        let tls = Arc::clone(&self.tls);
+        let r = self.rt.block_on(https(
+            self.server.addr,
+            "localhost",
+            tls,
+            "POST",
+            path,
+            Some(body),
+        ));
+        let (status, v, _) = r.unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        (status, v)
+    }
+
+    fn ok(&self, path: &str, body: &Value) -> Value {
+        let (status, v) = self.call(path, body);
+        assert_eq!(status, 200, "POST {path}: {v}");
+        v
+    }
+
+    /// One plain HTTP GET of the public listener: (status, body).
+    fn public_get(&self, path: &str) -> (u16, Vec<u8>) {
+        use std::io::{Read, Write};
+        let addr = self.server.public.expect("the public listener");
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).unwrap();
+        let end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        assert!(
+            !head
+                .to_ascii_lowercase()
+                .contains("transfer-encoding: chunked"),
+            "{head}"
+        );
+        (status, raw[end + 4..].to_vec())
+    }
+}
+
+fn reserve_body(job: &str, pinfl: &str) -> Value {
+    json!({
+        "job": job, "operator": "clerk1",
+        "holder": { "pinfl": pinfl, "surname": "Tursunov", "given_names": "Bekzod",
+                    "patronymic": null, "surname_cyrillic": null, "given_names_cyrillic": null,
+                    "patronymic_cyrillic": null, "sex": "M", "date_of_birth": "1988-03-09",
+                    "place_of_birth": "Samarkand", "citizenship": "UZB", "photo_sha256": null },
+        "address": { "kind": "permanent", "region": "Toshkent", "district": "Yunusobod",
+                     "street": "Amir Temur 1", "house": "12", "apartment": null,
+                     "registered_on": "2015-06-01", "registered_until": null },
+        "update_holder": false, "card_serial": "0A1B2C3D",
+    })
+}
+
+fn certify_body(job: &str, challenge: &str) -> Value {
+    json!({ "operator": "clerk1", "keys": [
+        card_key(job, challenge, 0x9a, "holder-auth"),
+        card_key(job, challenge, 0x9c, "holder-sign"),
+    ]})
+}
+
+/// Run openssl in `dir`: (success, stdout + stderr).
+fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl is required");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), all)
+}
+
+/// Fetch `/crl/{key}.crl` into `dir/{key}.crl.pem` (verified by openssl against `ca_file`); its
+/// `openssl crl -text`.
+fn fetch_crl(desk: &Desk, dir: &Path, key: &str, ca_file: &str) -> String {
+    let (status, der) = desk.public_get(&format!("/crl/{key}.crl"));
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&der));
+    std::fs::write(dir.join(format!("{key}.crl")), der).unwrap();
+    let (der_file, pem_file) = (format!("{key}.crl"), format!("{key}.crl.pem"));
+    let to_pem = ["crl", "-inform", "DER", "-in", &der_file, "-out", &pem_file];
+    let (ok, out) = openssl(dir, &to_pem);
+    assert!(ok, "openssl crl {key}: {out}");
+    let show = [
+        "crl", "-in", &pem_file, "-CAfile", ca_file, "-noout", "-text",
+    ];
+    let (ok, text) = openssl(dir, &show);
+    assert!(
+        ok && text.contains("verify OK"),
+        "openssl crl {key}: {text}"
+    );
+    text
+}
+
+/// Poll (at most `limit`) until `f` gives `Some`.
+fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(100)); // between polls, under the deadline
+    }
+}
+
+/// A centre with two ca-admins, serving with its public listener, and one enrolled station.
+fn set_up() -> (tempfile::TempDir, Cluster, std::path::PathBuf, Desk) {
+    let (tmp, cluster, config) = centre("\n[server]\npublic_name = \"localhost\"\n");
+    let pw = format!("{ADMIN_PASSWORD}\n{ADMIN2_PASSWORD}\n");
+    let init = ["init", "--admin", "admin", "--second-admin", "admin2"];
+    ok(idcentral(&config, &init, &pw));
+    let code = add_station(&config, "tas01-st1");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let db = rt.block_on(db(&cluster));
+    let station_ca: Vec<u8> = rt
+        .block_on(db.query_one("SELECT cert_der FROM ca_keys WHERE ca = 'station-ca'", &[]))
+        .unwrap()
+        .get(0);
+    let server = Server::start_public(&config);
+    let station = Station::new("rv-st1");
+    let anon = client_config(&station_ca, None);
+    let req = station.enrol_request("tas01-st1", &code);
+    let enrolled = rt.block_on(https(
+        server.addr,
+        "localhost",
+        anon,
+        "POST",
+        "/v1/enrol",
+        Some(&req),
+    ));
+    let (status, v, _) = enrolled.unwrap();
+    assert_eq!(status, 200, "{v}");
+    let resp: EnrolResponse = serde_json::from_value(v).unwrap();
+    std::fs::write(tmp.path().join("root.pem"), &resp.trust_anchors.root).unwrap();
+    std::fs::write(tmp.path().join("esign.pem"), &resp.trust_anchors.esign).unwrap();
+    let id = identity(&station.store, "identity", der_of_pem(&resp.identity_cert));
+    let tls = client_config(&der_of_pem(&resp.trust_anchors.station_ca), Some(id));
+    (tmp, cluster, config, Desk { rt, server, tls })
+}
+
+#[test]
+fn an_emergency_revocation_of_the_esign_ca_is_published_flags_cards_and_a_rotation_restores_issuance(
+) {
+    let (tmp, cluster, config, desk) = set_up();
+    let d = tmp.path();
+    let db = desk.rt.block_on(db(&cluster));
+    let q = |sql: &str| desk.rt.block_on(db.query(sql, &[])).unwrap();
+
+    // Two cards under esign-ca-1, and a job reserved (not certified) before the revocation.
+    let post = |path: &str, body: &Value| desk.ok(path, body);
+    let doc1 = issue_without_card(&post, "clerk1", "31234567890123");
+    let doc2 = issue_without_card(&post, "clerk1", "41234567890124");
+    let open_job = new_job();
+    let reserved = desk.ok(
+        centre_api::paths::RESERVE,
+        &reserve_body(&open_job, "51234567890125"),
+    );
+    let challenge = reserved["challenge"].as_str().unwrap().to_owned();
+    let holder_der: Vec<u8> =
+        q("SELECT cert_der FROM certificates ORDER BY issued_at LIMIT 1")[0].get(0);
+    std::fs::write(d.join("holder.pem"), ca::cert_pem(&holder_der).unwrap()).unwrap();
+    fetch_crl(&desk, d, "root-ca-1", "root.pem");
+    fetch_crl(&desk, d, "esign-ca-1", "esign.pem");
+    let chain = [
+        "verify",
+        "-x509_strict",
+        "-crl_check_all",
+        "-CAfile",
+        "root.pem",
+        "-untrusted",
+        "esign.pem",
+        "-CRLfile",
+        "root-ca-1.crl.pem",
+        "-CRLfile",
+        "esign-ca-1.crl.pem",
+        "holder.pem",
+    ];
+    let (good, out) = openssl(d, &chain);
+    assert!(
+        good,
+        "before the revocation the chain verifies with its CRLs: {out}"
+    );
+
+    refusals(&config, &q);
+
+    // Filed by admin; admin cannot approve it; admin2's approval is killed after the
+    // revocation committed.
+    let filed = ok(as_op(
+        &config,
+        &[
+            "ca",
+            "revoke-ca",
+            "--ca",
+            "esign",
+            "--reason",
+            "keyCompromise",
+        ],
+        "admin",
+        &[],
+    ));
+    assert!(
+        filed.contains("Filed CA request 1: revoke-ca esign esign-ca-1 (keyCompromise)"),
+        "{filed}"
+    );
+    refused(
+        &as_op(&config, &["ca", "approve", "1"], "admin", &[]),
+        6,
+        "admin requested CA request 1 and cannot also approve it (dual control)",
+    );
+    let killed = as_op(
+        &config,
+        &["ca", "approve", "1"],
+        "admin2",
+        &[("IDCENTRAL_FAILPOINT", "rotation.revoked")],
+    );
+    assert_eq!(killed.status.code(), None, "killed: {}", text(&killed));
+    let state = |sql: &str| -> String { q(sql)[0].get(0) };
+    assert_eq!(
+        state("SELECT state FROM ca_requests WHERE id = 1"),
+        "approved"
+    );
+    assert_eq!(
+        state("SELECT state FROM ca_keys WHERE label = 'esign-ca-1'"),
+        "revoked"
+    );
+    let recovered = ok(as_op(&config, &["ca", "recover"], "admin", &[]));
+    assert!(
+        recovered.contains("Executed CA request 1: esign esign-ca-1 revoked (keyCompromise)")
+            && recovered.contains("4 holder certificates flagged"),
+        "{recovered}"
+    );
+    let again = ok(as_op(&config, &["ca", "recover"], "admin", &[]));
+    assert_eq!(again, "Nothing to recover\n");
+    assert_eq!(
+        state("SELECT state FROM ca_requests WHERE id = 1"),
+        "executed"
+    );
+    let revoked_events = q("SELECT details FROM audit_log WHERE action = 'ca.revoked'");
+    assert_eq!(revoked_events.len(), 1, "one revocation, no duplicate");
+    let details: Value = serde_json::from_str(revoked_events[0].get(0)).unwrap();
+    assert_eq!(
+        (
+            &details["reason"],
+            &details["flagged"],
+            &details["requested_by"],
+            &details["approved_by"]
+        ),
+        (
+            &json!("keyCompromise"),
+            &json!(4),
+            &json!("admin"),
+            &json!("admin2")
+        ),
+        "{details}"
+    );
+
+    published(&desk, d, &q, &chain);
+    issuance_stops_and_resumes(&desk, &config, &q, &open_job, &challenge, [&doc1, &doc2]);
+    retired_station_ca(&desk, d, &config);
+    ok(as_op(&config, &["audit", "verify-log"], "admin", &[]));
+}
+
+/// The refusals of `revoke-ca`, each naming the field and the rule, each audited.
+fn refusals(config: &Path, q: &dyn Fn(&str) -> Vec<tokio_postgres::Row>) {
+    let revoke = |extra: &[&str]| {
+        let mut args = vec!["ca", "revoke-ca"];
+        args.extend(extra);
+        as_op(config, &args, "admin", &[])
+    };
+    let cases: [(&[&str], i32, &str); 6] = [
+        (
+            &["--ca", "root", "--reason", "keyCompromise"],
+            2,
+            "ca: the National Root cannot be revoked with revoke-ca",
+        ),
+        (
+            &["--ca", "csca", "--reason", "keyCompromise"],
+            2,
+            "ca: the CSCA cannot be revoked with revoke-ca: it is self-signed",
+        ),
+        (
+            &[
+                "--ca",
+                "esign",
+                "--key",
+                "esign-ca-9",
+                "--reason",
+                "keyCompromise",
+            ],
+            2,
+            "key: esign-ca-9 is not a key of the CA esign",
+        ),
+        (
+            &[
+                "--ca",
+                "esign",
+                "--key",
+                "root-ca-1",
+                "--reason",
+                "keyCompromise",
+            ],
+            2,
+            "key: root-ca-1 is not a key of the CA esign",
+        ),
+        (
+            &["--ca", "esign", "--reason", "bogus"],
+            2,
+            "reason: \"bogus\" is not a CA revocation reason: give one of keyCompromise",
+        ),
+        (
+            &["--ca", "station", "--reason", "keyCompromise"],
+            2,
+            "key: station-ca-1 is the active Station CA key, which issues the centre's TLS server certificate",
+        ),
+    ];
+    for (args, code, part) in cases {
+        refused(&revoke(args), code, part);
+    }
+    let rules: Vec<String> = q(
+        "SELECT details FROM audit_log WHERE action = 'ca.request.refused-attempt' ORDER BY seq",
+    )
+    .iter()
+    .map(|r| {
+        serde_json::from_str::<Value>(r.get(0)).unwrap()["rule"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    })
+    .collect();
+    assert_eq!(
+        rules,
+        [
+            "root not revocable",
+            "csca not revocable",
+            "unknown key",
+            "unknown key",
+            "revocation reasons",
+            "active station ca"
+        ]
+    );
+    assert!(q("SELECT 1 FROM ca_requests").is_empty(), "nothing filed");
+}
+
+/// The root's CRL at the public listener lists the e-Signature CA certificate with its reason
+/// (polled), openssl then refuses the holder's chain, and the root's OCSP answer is revoked.
+fn published(desk: &Desk, d: &Path, q: &dyn Fn(&str) -> Vec<tokio_postgres::Row>, chain: &[&str]) {
+    let (_, serial) = openssl(d, &["x509", "-in", "esign.pem", "-noout", "-serial"]);
+    let serial = serial
+        .trim()
+        .trim_start_matches("serial=")
+        .trim_start_matches('0')
+        .to_owned();
+    let listed = wait_for(
+        "the root's CRL lists esign-ca-1",
+        Duration::from_secs(10),
+        || {
+            let text = fetch_crl(desk, d, "root-ca-1", "root.pem");
+            text.lines()
+                .any(|l| {
+                    l.trim()
+                        .trim_start_matches("Serial Number: ")
+                        .trim_start_matches('0')
+                        == serial
+                })
+                .then_some(text)
+        },
+    );
+    assert!(listed.contains("Key Compromise"), "{listed}");
+    fetch_crl(desk, d, "esign-ca-1", "esign.pem");
+    let (good, out) = openssl(d, chain);
+    assert!(!good && out.contains("certificate revoked"), "{out}");
+    wait_for(
+        "the root's stored OCSP answer for esign-ca-1",
+        Duration::from_secs(10),
+        || {
+            let rows = q("SELECT status, reason FROM ocsp_responses r JOIN ca_keys k
+                      ON r.issuer_key = k.parent_key AND r.serial = k.serial WHERE k.label = 'esign-ca-1'");
+            rows.first()
+                .map(|r| (r.get::<_, String>(0), r.get::<_, Option<String>>(1)))
+                .filter(|s| s.0 == "revoked")
+                .map(|s| assert_eq!(s.1.as_deref(), Some("keyCompromise")))
+        },
+    );
+}
+
+/// With no active e-Signature key reserve and certify are refused (409 `no-active-ca-key`);
+/// `reissue-list` names the flagged cards; a rotation from the revoked key restores issuance.
+fn issuance_stops_and_resumes(
+    desk: &Desk,
+    config: &Path,
+    q: &dyn Fn(&str) -> Vec<tokio_postgres::Row>,
+    open_job: &str,
+    challenge: &str,
+    docs: [&str; 2],
+) {
+    let certify = centre_api::paths::certify(open_job);
+    let body = certify_body(open_job, challenge);
+    let (status, v) = desk.call(&certify, &body);
+    assert_eq!(
+        (status, v["rule"].as_str()),
+        (409, Some("no-active-ca-key")),
+        "{v}"
+    );
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("esign-ca-1 was revoked"),
+        "{v}"
+    );
+    let repeat = desk.ok(
+        centre_api::paths::RESERVE,
+        &reserve_body(open_job, "51234567890125"),
+    );
+    assert_eq!(
+        repeat["challenge"], challenge,
+        "a repeated reserve gets its first answer"
+    );
+    let (status, v) = desk.call(
+        centre_api::paths::RESERVE,
+        &reserve_body(&new_job(), "61234567890126"),
+    );
+    assert_eq!(
+        (status, v["rule"].as_str()),
+        (409, Some("no-active-ca-key")),
+        "{v}"
+    );
+    let refused_requests = q("SELECT 1 FROM audit_log WHERE action = 'request.refused' AND details LIKE '%no-active-ca-key%'");
+    assert_eq!(refused_requests.len(), 2, "both refusals audited");
+
+    // A centre with no active e-Signature key still starts serving.
+    drop(Server::start_public(config));
+
+    let list = ok(as_op(
+        config,
+        &["--json", "ca", "reissue-list"],
+        "admin",
+        &[],
+    ));
+    let items: Vec<Value> = serde_json::from_str(&list).unwrap();
+    assert_eq!(items.len(), 4, "{list}");
+    for doc in docs {
+        assert_eq!(
+            items.iter().filter(|i| i["document"] == doc).count(),
+            2,
+            "{list}"
+        );
+    }
+    assert!(items
+        .iter()
+        .all(|i| i["issuer_key"] == "esign-ca-1" && i["serial"].as_str().is_some()));
+    let shown = q("SELECT object FROM audit_log WHERE action = 'holder.shown' ORDER BY seq");
+    let shown: Vec<String> = shown.iter().map(|r| r.get(0)).collect();
+    assert_eq!(shown, ["holder:31234567890123", "holder:41234567890124"]);
+
+    let filed = ok(as_op(
+        config,
+        &["ca", "rotate", "--ca", "esign"],
+        "admin",
+        &[],
+    ));
+    assert!(
+        filed.contains("Filed CA request 2: rotate esign (from esign-ca-1)"),
+        "{filed}"
+    );
+    let done = ok(as_op(config, &["ca", "approve", "2"], "admin2", &[]));
+    assert!(
+        done.contains("esign esign-ca-2 active, esign-ca-1 revoked"),
+        "{done}"
+    );
+    let c = desk.ok(&certify, &body);
+    assert_eq!(c["certificates"].as_array().unwrap().len(), 2, "{c}");
+    let issuer = ca::CertInfo::parse(&hex::decode(c["issuer"].as_str().unwrap()).unwrap()).unwrap();
+    let key2: Vec<u8> = q("SELECT cert_der FROM ca_keys WHERE label = 'esign-ca-2'")[0].get(0);
+    assert_eq!(
+        issuer,
+        ca::CertInfo::parse(&key2).unwrap(),
+        "certified by esign-ca-2"
+    );
+}
+
+/// After a Station CA rollover the retired station-ca-1 is revoked: the root's CRL lists it
+/// beside the e-Signature CA certificate.
+fn retired_station_ca(desk: &Desk, d: &Path, config: &Path) {
+    ok(as_op(
+        config,
+        &["ca", "rotate", "--ca", "station"],
+        "admin",
+        &[],
+    ));
+    let done = ok(as_op(config, &["ca", "approve", "3"], "admin2", &[]));
+    assert!(
+        done.contains("station-ca-2 active, station-ca-1 retired"),
+        "{done}"
+    );
+    let args = [
+        "ca",
+        "revoke-ca",
+        "--ca",
+        "station",
+        "--key",
+        "station-ca-1",
+        "--reason",
+        "superseded",
+    ];
+    let filed = ok(as_op(config, &args, "admin", &[]));
+    assert!(
+        filed.contains("Filed CA request 4: revoke-ca station-ca station-ca-1"),
+        "{filed}"
+    );
+    let done = ok(as_op(config, &["ca", "approve", "4"], "admin2", &[]));
+    assert!(
+        done.contains("station-ca station-ca-1 revoked (superseded)"),
+        "{done}"
+    );
+    let list = ok(as_op(config, &["ca", "list"], "admin", &[]));
+    assert!(list.contains("station-ca-1  revoked"), "{list}");
+    wait_for(
+        "the root's CRL lists station-ca-1",
+        Duration::from_secs(10),
+        || {
+            let text = fetch_crl(desk, d, "root-ca-1", "root.pem");
+            (text.matches("Serial Number:").count() == 2).then_some(())
+        },
+    );
+    let text = fetch_crl(desk, d, "root-ca-1", "root.pem");
+    assert!(
+        text.contains("Key Compromise") && text.contains("Superseded"),
+        "{text}"
+    );
+}
