@@ -201,8 +201,8 @@ def finish_alongside(alongside, tests_started):
     log.seek(0)
     print(f"== output of the command alongside ({cmd}):", flush=True)
     sys.stdout.write(log.read())
-    print(f"== alongside: exit {rc} after {now - started:.0f}s, of which {now - waited:.0f}s "
-          f"after the tests ({waited - tests_started:.0f}s after they started)", flush=True)
+    print(f"== alongside: exit {rc} after {now - started:.0f}s; the tests took "
+          f"{waited - tests_started:.0f}s, it ended {now - waited:.0f}s after them", flush=True)
     if rc != 0:
         print(f"== FAILED: {cmd} exited {rc}", file=sys.stderr)
     return rc == 0

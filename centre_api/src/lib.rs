@@ -7,6 +7,7 @@
 //! before its first call; the centre answers a repeated call of the same step of the same job
 //! with the answer it gave the first time (idempotency by station, job and step), so a station
 //! may retry any call after a timeout.
+#![forbid(unsafe_code)]
 
 pub mod anchors;
 

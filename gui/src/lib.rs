@@ -2,6 +2,7 @@
 //! and auditor workspaces in egui/eframe over the `station` core. The UI thread only draws: card, HSM and
 //! database work runs on the [`worker`] thread, PC/SC polling on the [`readers`] thread.
 //! See docs/gui.md.
+#![forbid(unsafe_code)]
 
 pub mod app;
 pub mod auditor;

@@ -18,6 +18,7 @@
 //!
 //! Secrets (PINs, PUKs, management keys) live in zeroizing buffers, and no `Debug`, `Display`,
 //! log line or error ever contains one.
+#![forbid(unsafe_code)]
 
 pub mod apdu;
 pub mod bac;

@@ -12,6 +12,7 @@
 //! [`rules`]; every error names the file, the key and the rule. The shipped profiles are
 //! embedded in the binary ([`builtin`]) so a data dir can be initialised without the source
 //! tree ([`write_builtin`]); a directory can override them ([`load_dir_over_builtin`]).
+#![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
 use std::fmt;

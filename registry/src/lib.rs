@@ -11,6 +11,7 @@
 //!
 //! The audit log format (hash encoding, checkpoints, export folder) is specified in
 //! `docs/audit-format.md`; [`audit`] and [`export`] implement it.
+#![forbid(unsafe_code)]
 
 pub mod audit;
 pub mod export;
