@@ -159,15 +159,9 @@ fn set_up() -> (tempfile::TempDir, Cluster, std::path::PathBuf, Desk) {
     let init = ["init", "--admin", "admin", "--second-admin", "admin2"];
     ok(idcentral(&config, &init, &pw));
     let code = add_station(&config, "tas01-st1");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let db = rt.block_on(db(&cluster));
-    let station_ca: Vec<u8> = rt
-        .block_on(db.query_one("SELECT cert_der FROM ca_keys WHERE ca = 'station-ca'", &[]))
-        .unwrap()
-        .get(0);
+    let station_ca = rt.block_on(station_ca_cert(&db));
     let server = Server::start_public(&config);
     let station = Station::new("rv-st1");
     let anon = client_config(&station_ca, None);

@@ -192,15 +192,9 @@ fn stations_reserve_certify_and_complete_once_per_holder_in_the_country() {
     let code1 = add_station_at(&config, "TAS01", "tas01-st1");
     let code2 = add_station_at(&config, "SAM02", "sam02-st1");
     let code3 = add_station_at(&config, "TAS01", "tas01-st3");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let db = rt.block_on(db(&cluster));
-    let station_ca: Vec<u8> = rt
-        .block_on(db.query_one("SELECT cert_der FROM ca_keys WHERE ca = 'station-ca'", &[]))
-        .unwrap()
-        .get(0);
+    let station_ca = rt.block_on(station_ca_cert(&db));
     let w = World {
         server: Server::start(&config),
         anon: client_config(&station_ca, None),
@@ -948,15 +942,9 @@ fn a_rotation_under_dual_control_switches_the_serving_centres_keys_and_recovers_
     ));
     let code1 = add_station_at(&config, "TAS01", "tas01-st1");
     let code2 = add_station_at(&config, "TAS01", "tas01-st2");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let db = rt.block_on(db(&cluster));
-    let station_ca: Vec<u8> = rt
-        .block_on(db.query_one("SELECT cert_der FROM ca_keys WHERE ca = 'station-ca'", &[]))
-        .unwrap()
-        .get(0);
+    let station_ca = rt.block_on(station_ca_cert(&db));
     let w = World {
         server: Server::start_public(&config),
         anon: client_config(&station_ca, None),

@@ -21,18 +21,12 @@ fn a_station_enrols_once_over_mutual_tls_and_is_refused_when_it_should_be() {
     let code3 = add_station(&config, "tas01-st3");
     let code4 = add_station(&config, "tas01-st4");
     let server = Server::start(&config);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
 
     // The station trusts the Station CA before it enrols (the lead's station side pins the
     // fingerprint instead); here it comes from the database.
     let db = rt.block_on(db(&cluster));
-    let station_ca: Vec<u8> = rt
-        .block_on(db.query_one("SELECT cert_der FROM ca_keys WHERE ca = 'station-ca'", &[]))
-        .unwrap()
-        .get(0);
+    let station_ca = rt.block_on(station_ca_cert(&db));
     let anon = client_config(&station_ca, None);
     let call = |tls: &Arc<rustls::ClientConfig>, method, path, body: Option<&serde_json::Value>| {
         rt.block_on(https(
@@ -254,40 +248,14 @@ fn a_station_enrols_once_over_mutual_tls_and_is_refused_when_it_should_be() {
         "an enrolled station has no code: {list}"
     );
     refused(
-        &idcentral(
-            &config,
-            &[
-                "station",
-                "add",
-                "--office",
-                "SAM01",
-                "--station",
-                "tas01-st3",
-                "--operator",
-                "admin",
-            ],
-            &pw,
-        ),
+        &station_add(&config, "SAM01", "tas01-st3"),
         5,
         "already exists in office TAS01, not SAM01",
     );
     let code3b = add_station(&config, "tas01-st3");
     assert_ne!(code3b, code3);
     refused(
-        &idcentral(
-            &config,
-            &[
-                "station",
-                "add",
-                "--office",
-                "TAS01",
-                "--station",
-                "tas01-st3",
-                "--operator",
-                "admin",
-            ],
-            &pw,
-        ),
+        &station_add(&config, "TAS01", "tas01-st3"),
         5,
         "a new code is given only after it expires",
     );

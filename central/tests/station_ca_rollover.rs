@@ -303,10 +303,7 @@ fn set_up(
     ));
     let code1 = add_station_at(&config, "TAS01", "tas01-st1");
     let code2 = add_station_at(&config, "TAS01", "tas01-st2");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let db = rt.block_on(db(&cluster));
     let ca1: Vec<u8> = rt
         .block_on(db.query_one(

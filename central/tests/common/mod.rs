@@ -121,6 +121,23 @@ pub fn private_file(path: &Path, content: &str) {
     std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
 }
 
+/// A multi-thread tokio runtime for a test's database and HTTPS calls.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The active Station CA certificate: what a station trusts before it enrols (the real
+/// station pins its fingerprint instead).
+pub async fn station_ca_cert(db: &tokio_postgres::Client) -> Vec<u8> {
+    db.query_one("SELECT cert_der FROM ca_keys WHERE ca = 'station-ca'", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
 pub async fn db(cluster: &Cluster) -> tokio_postgres::Client {
     let mut cfg: tokio_postgres::Config = cluster.url().parse().unwrap();
     cfg.password(
@@ -209,23 +226,27 @@ pub fn add_station(config: &Path, station: &str) -> String {
     add_station_at(config, "TAS01", station)
 }
 
+/// `idcentral --json station add --office OFFICE --station STATION --operator admin`, as run.
+pub fn station_add(config: &Path, office: &str, station: &str) -> Output {
+    let args = [
+        "--json",
+        "station",
+        "add",
+        "--office",
+        office,
+        "--station",
+        station,
+    ];
+    idcentral(
+        config,
+        &[&args[..], &["--operator", "admin"]].concat(),
+        &format!("{ADMIN_PASSWORD}\n"),
+    )
+}
+
 /// `idcentral station add --office OFFICE`; the enrolment code.
 pub fn add_station_at(config: &Path, office: &str, station: &str) -> String {
-    let out = ok(idcentral(
-        config,
-        &[
-            "--json",
-            "station",
-            "add",
-            "--office",
-            office,
-            "--station",
-            station,
-            "--operator",
-            "admin",
-        ],
-        &format!("{ADMIN_PASSWORD}\n"),
-    ));
+    let out = ok(station_add(config, office, station));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     v["enrolment_code"].as_str().unwrap().to_owned()
 }
