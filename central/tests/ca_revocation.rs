@@ -159,7 +159,7 @@ fn set_up() -> (tempfile::TempDir, Cluster, std::path::PathBuf, Desk) {
     let init = ["init", "--admin", "admin", "--second-admin", "admin2"];
     ok(idcentral(&config, &init, &pw));
     let code = add_station(&config, "tas01-st1");
-    let rt = runtime();
+    let rt = test_runtime();
     let db = rt.block_on(db(&cluster));
     let station_ca = rt.block_on(station_ca_cert(&db));
     let server = Server::start_public(&config);

@@ -231,7 +231,7 @@ fn renewal_hold_release_and_address_changes_through_the_centre() {
     ));
     let code_tas = add_station_at(&config, "TAS01", "tas01-st1");
     let code_sam = add_station_at(&config, "SAM01", "sam01-st1");
-    let rt = runtime();
+    let rt = test_runtime();
     let db = rt.block_on(db(&cluster));
     let ca_cert = |ca: &str| -> Vec<u8> {
         rt.block_on(db.query_one(

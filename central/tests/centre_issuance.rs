@@ -192,7 +192,7 @@ fn stations_reserve_certify_and_complete_once_per_holder_in_the_country() {
     let code1 = add_station_at(&config, "TAS01", "tas01-st1");
     let code2 = add_station_at(&config, "SAM02", "sam02-st1");
     let code3 = add_station_at(&config, "TAS01", "tas01-st3");
-    let rt = runtime();
+    let rt = test_runtime();
     let db = rt.block_on(db(&cluster));
     let station_ca = rt.block_on(station_ca_cert(&db));
     let w = World {
@@ -942,7 +942,7 @@ fn a_rotation_under_dual_control_switches_the_serving_centres_keys_and_recovers_
     ));
     let code1 = add_station_at(&config, "TAS01", "tas01-st1");
     let code2 = add_station_at(&config, "TAS01", "tas01-st2");
-    let rt = runtime();
+    let rt = test_runtime();
     let db = rt.block_on(db(&cluster));
     let station_ca = rt.block_on(station_ca_cert(&db));
     let w = World {

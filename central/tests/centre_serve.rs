@@ -21,7 +21,7 @@ fn a_station_enrols_once_over_mutual_tls_and_is_refused_when_it_should_be() {
     let code3 = add_station(&config, "tas01-st3");
     let code4 = add_station(&config, "tas01-st4");
     let server = Server::start(&config);
-    let rt = runtime();
+    let rt = test_runtime();
 
     // The station trusts the Station CA before it enrols (the lead's station side pins the
     // fingerprint instead); here it comes from the database.

@@ -401,7 +401,7 @@ fn ocsp_crl_ca_and_tsa_answer_relying_parties_over_plain_http() {
     let pw = format!("{ADMIN_PASSWORD}\n");
     ok(idcentral(&config, &["init", "--admin", "admin"], &pw));
     let code = add_station(&config, "tas01-st1");
-    let rt = runtime();
+    let rt = test_runtime();
     let db = rt.block_on(db(&cluster));
     let ca_cert = |ca: &str| -> Vec<u8> {
         rt.block_on(db.query_one(

@@ -303,7 +303,7 @@ fn set_up(
     ));
     let code1 = add_station_at(&config, "TAS01", "tas01-st1");
     let code2 = add_station_at(&config, "TAS01", "tas01-st2");
-    let rt = runtime();
+    let rt = test_runtime();
     let db = rt.block_on(db(&cluster));
     let ca1: Vec<u8> = rt
         .block_on(db.query_one(

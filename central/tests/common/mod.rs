@@ -122,7 +122,7 @@ pub fn private_file(path: &Path, content: &str) {
 }
 
 /// A multi-thread tokio runtime for a test's database and HTTPS calls.
-pub fn runtime() -> tokio::runtime::Runtime {
+pub fn test_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
