@@ -23,9 +23,10 @@ echo "== [$(elapsed)] tests (cargo test --no-run, then the test binaries side by
 # the fuzz build and the bounded fuzz runs (scripts/fuzz.sh, IDSTATION_FUZZ_SECONDS per target,
 # default 60) run alongside them at idle CPU and I/O priority; their failure fails the run too.
 # A hung test must fail the run loudly, long before CI's own 90-minute limit.
-# On 2 cores (2026-12-03): a cold target's clippy 7.5 min, failpoint check's build 7 min and
-# test build about 12 min; the binaries ran 802 s one after another under cargo test and 585 s
-# in lanes. Each phase prints its start time.
+# On 2 cores (2026-12-03, a cold clean clone, docs/BENCHMARKS.md): clippy 2.6 min, the
+# failpoint check's build 1.1 min, the test build 9.7 min, the binaries 712 s in lanes with the
+# fuzz build and runs alongside (ending 160 s after them): all green in 29 min. Each phase
+# prints its start time.
 # IDSTATION_TEST_TIMEOUT overrides the limit (timeout(1) syntax).
 limit="${IDSTATION_TEST_TIMEOUT:-55m}"
 rc=0
