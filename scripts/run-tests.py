@@ -143,13 +143,14 @@ def main():
     args = ap.parse_args()
     if args.jobs < 1:
         sys.exit("--jobs: must be at least 1")
-    durations_file = target_dir() / "test-durations.json"
+    target = target_dir()
+    durations_file = target / "test-durations.json"
     try:
         durations = json.loads(durations_file.read_text())
     except (OSError, ValueError):
         durations = {}
     tests = order(build(), durations)
-    alongside = start_alongside(args.alongside)
+    alongside = start_alongside(args.alongside, target / "alongside.log")
     readers = [t for t in tests if t[3]]
     others = [t for t in tests if not t[3]]
     lanes = max(args.jobs - 1, 1)
@@ -177,11 +178,11 @@ def main():
     return 1 if failed or doc.returncode != 0 or not side_ok else 0
 
 
-def start_alongside(cmd):
-    """Start `cmd` (a shell command) at idle priority, its output in a log; None if no cmd."""
+def start_alongside(cmd, log_path):
+    """Start `cmd` (a shell command) at idle priority, its output in `log_path`; None if no cmd."""
     if not cmd:
         return None
-    log = open(target_dir() / "alongside.log", "w+")
+    log = open(log_path, "w+")
     print(f"== alongside the tests, at idle priority: {cmd} (log {log.name})", flush=True)
     proc = subprocess.Popen(
         ["nice", "-n", "19", "ionice", "-c", "3", "bash", "-c", cmd],

@@ -55,6 +55,24 @@ impl Session {
     pub fn role(&self) -> Role {
         self.role
     }
+    /// The library's own role check, behind the one [`log_in`] made: refused unless this
+    /// operator's role is one of `roles`.
+    pub fn require(&self, roles: &[Role], action: &str) -> Result<()> {
+        if roles.contains(&self.role) {
+            return Ok(());
+        }
+        Err(role_refusal(&self.actor.operator, self.role, action, roles))
+    }
+}
+
+/// `NAME is a ROLE; ACTION needs the role A or B`: what a refused role is told.
+fn role_refusal(name: &str, role: Role, action: &str, allowed: &[Role]) -> CentralError {
+    let needed: Vec<&str> = allowed.iter().map(|r| r.as_str()).collect();
+    CentralError::NotPermitted(format!(
+        "{name} is a {}; {action} needs the role {}",
+        role.as_str(),
+        needed.join(" or ")
+    ))
 }
 
 /// Operator names: 1–64 of `a-z 0-9 . _ -`, starting with a letter or digit.
@@ -151,12 +169,7 @@ pub async fn log_in(
         )
         .await?;
         tx.commit().await?;
-        let needed: Vec<&str> = allowed.iter().map(|r| r.as_str()).collect();
-        return Err(CentralError::NotPermitted(format!(
-            "{name} is a {}; {action} needs the role {}",
-            role.as_str(),
-            needed.join(" or ")
-        )));
+        return Err(role_refusal(name, role, action, allowed));
     }
     if failed > 0 {
         tx.execute(

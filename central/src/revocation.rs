@@ -315,13 +315,7 @@ async fn summary(c: &impl GenericClient, job: &Job<'_>) -> Result<Revocation> {
 /// The holder certificates flagged for re-issuance (ca-admin or auditor). It reads personal
 /// data: each holder listed is audited as `holder.shown`, in the transaction that reads.
 pub async fn reissue_list(pool: &Pool, session: &Session) -> Result<Vec<ReissueItem>> {
-    if !matches!(session.role(), Role::CaAdmin | Role::Auditor) {
-        return Err(CentralError::NotPermitted(format!(
-            "{} is a {}; reissue-list needs the ca-admin or auditor role",
-            session.actor().operator,
-            session.role().as_str()
-        )));
-    }
+    session.require(&[Role::CaAdmin, Role::Auditor], "reissue-list")?;
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let rows = tx

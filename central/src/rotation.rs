@@ -249,28 +249,35 @@ pub async fn request_rotation(pool: &Pool, s: &Session, ca: &str) -> Result<Requ
             refuse_attempt(pool, s.actor(), "file", &object, "one pending per CA", e).await,
         );
     }
+    let details = json!({ "kind": "rotate", "ca": ca, "from_key": active });
+    file(tx, s, ("rotate", ca, &active, None), details).await
+}
+
+/// Insert an open request (kind, CA, key, reason) filed by `s` and audit `ca.request.created`
+/// with `details` and the request's expiry, in `tx`, then commit.
+async fn file(
+    tx: deadpool_postgres::Transaction<'_>,
+    s: &Session,
+    (kind, ca, key, reason): (&str, &str, &str, Option<&str>),
+    mut details: serde_json::Value,
+) -> Result<RequestView> {
     let sql = format!(
-        "INSERT INTO ca_requests (kind, ca, from_key, state, requested_by, expires_at)
-         VALUES ('rotate', $1, $2, 'open', $3, now() + make_interval(hours => $4))
+        "INSERT INTO ca_requests (kind, ca, from_key, state, requested_by, expires_at, reason)
+         VALUES ($1, $2, $3, 'open', $4, now() + make_interval(hours => $5), $6)
          RETURNING {REQUEST_COLUMNS}"
     );
-    let row = tx
-        .query_one(
-            &sql,
-            &[&ca, &active, &s.actor().operator, &REQUEST_EXPIRY_HOURS],
-        )
-        .await?;
-    let v = view(&row);
-    let details =
-        json!({ "kind": "rotate", "ca": ca, "from_key": active, "expires_at": v.expires_at });
-    audit::append(
-        &tx,
-        s.actor(),
-        "ca.request.created",
-        &format!("ca-request:{}", v.id),
-        &details,
-    )
-    .await?;
+    let args: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+        &kind,
+        &ca,
+        &key,
+        &s.actor().operator,
+        &REQUEST_EXPIRY_HOURS,
+        &reason,
+    ];
+    let v = view(&tx.query_one(&sql, &args).await?);
+    details["expires_at"] = json!(v.expires_at);
+    let object = format!("ca-request:{}", v.id);
+    audit::append(&tx, s.actor(), "ca.request.created", &object, &details).await?;
     tx.commit().await?;
     Ok(v)
 }
@@ -326,25 +333,8 @@ pub async fn request_revocation(
             return Err(refuse_attempt(pool, s.actor(), "file revoke-ca", &object, rule, e).await);
         }
     };
-    let sql = format!(
-        "INSERT INTO ca_requests (kind, ca, from_key, state, requested_by, expires_at, reason)
-         VALUES ('revoke-ca', $1, $2, 'open', $3, now() + make_interval(hours => $4), $5)
-         RETURNING {REQUEST_COLUMNS}"
-    );
-    let args: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
-        &ca,
-        &label,
-        &s.actor().operator,
-        &REQUEST_EXPIRY_HOURS,
-        &reason,
-    ];
-    let v = view(&tx.query_one(&sql, &args).await?);
-    let details = json!({ "kind": "revoke-ca", "ca": ca, "key": label, "reason": reason,
-                          "expires_at": v.expires_at });
-    let object = format!("ca-request:{}", v.id);
-    audit::append(&tx, s.actor(), "ca.request.created", &object, &details).await?;
-    tx.commit().await?;
-    Ok(v)
+    let details = json!({ "kind": "revoke-ca", "ca": ca, "key": label, "reason": reason });
+    file(tx, s, ("revoke-ca", ca, &label, Some(reason)), details).await
 }
 
 /// Every request, newest first (overdue ones expired first).

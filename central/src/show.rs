@@ -152,13 +152,7 @@ fn describe(q: &Query) -> (String, serde_json::Value) {
 
 /// Look a holder up (see the module documentation).
 pub async fn show(pool: &Pool, session: &Session, q: &Query) -> Result<HolderRecord> {
-    if !matches!(session.role(), Role::CaAdmin | Role::Auditor) {
-        return Err(CentralError::NotPermitted(format!(
-            "{} is a {}; show needs the ca-admin or auditor role",
-            session.actor().operator,
-            session.role().as_str()
-        )));
-    }
+    session.require(&[Role::CaAdmin, Role::Auditor], "show")?;
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let id = holder_id(&tx, q).await;

@@ -128,7 +128,7 @@ async fn renewable(tx: &Transaction<'_>, office: &str, station: &str) -> Result<
 /// Add `station` of `office`; returns the one-time enrolment code. A station still awaiting
 /// enrolment whose code expired unused gets a new code (audited `station.code-renewed`).
 pub async fn add(pool: &Pool, session: &Session, office: &str, station: &str) -> Result<Added> {
-    require(session, Role::CaAdmin, "add stations")?;
+    session.require(&[Role::CaAdmin], "add stations")?;
     check_office(office)?;
     check_station_name(station)?;
     let code = new_code()?;
@@ -203,7 +203,7 @@ fn issuer_label(identity: Option<&[u8]>, keys: &[(String, Vec<u8>)]) -> Option<S
 }
 
 pub async fn list(pool: &Pool, session: &Session) -> Result<Vec<StationInfo>> {
-    require_any(session, &[Role::CaAdmin, Role::Auditor], "list stations")?;
+    session.require(&[Role::CaAdmin, Role::Auditor], "list stations")?;
     let client = pool.get().await?;
     let rows = client
         .query(
@@ -241,7 +241,7 @@ pub async fn list(pool: &Pool, session: &Session) -> Result<Vec<StationInfo>> {
 /// Cut `station` off: its enrolment code (if unused) stops working, and it is refused from now
 /// on. Disabling a disabled station is refused.
 pub async fn disable(pool: &Pool, session: &Session, station: &str) -> Result<()> {
-    require(session, Role::CaAdmin, "disable stations")?;
+    session.require(&[Role::CaAdmin], "disable stations")?;
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let state: Option<String> = tx
@@ -280,22 +280,6 @@ pub async fn disable(pool: &Pool, session: &Session, station: &str) -> Result<()
     .await?;
     tx.commit().await?;
     Ok(())
-}
-
-fn require(session: &Session, role: Role, action: &str) -> Result<()> {
-    require_any(session, &[role], action)
-}
-
-fn require_any(session: &Session, roles: &[Role], action: &str) -> Result<()> {
-    if roles.contains(&session.role()) {
-        Ok(())
-    } else {
-        Err(CentralError::NotPermitted(format!(
-            "{} is a {}; {action} needs another role",
-            session.actor().operator,
-            session.role().as_str()
-        )))
-    }
 }
 
 #[cfg(test)]
