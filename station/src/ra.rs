@@ -355,6 +355,12 @@ impl Registrar for CentreRegistrar {
                     cj.centre_job, r.state
                 )))
             }
+            Err(StationError::CentreRefused {
+                status: 409,
+                refusal,
+            }) if refusal.rule == centre_api::rules::JOB_ABORTED => {
+                return Err(self.aborted_by_centre(st, actor, completion, &refusal))
+            }
             Err(e) => return Err(e),
         }
         crate::failpoint::hit("centre.completed");
@@ -385,6 +391,40 @@ impl Registrar for CentreRegistrar {
             }
         }
         LocalRegistry.abort(st, actor, rollback, card_serial)
+    }
+}
+
+impl CentreRegistrar {
+    /// The centre aborted the job before it completed (its timeout, or a revoked CA key that
+    /// issued the job's certificates): the card holds certificates the centre has revoked. The
+    /// job is rolled back here too (number spoiled: it is on the card), and the error says the
+    /// card is void. A rollback that fails leaves the job for recovery, which asks again.
+    fn aborted_by_centre(
+        &self,
+        st: &mut Station,
+        actor: &Actor,
+        completion: &registry::Completion,
+        refusal: &centre_api::Refusal,
+    ) -> StationError {
+        // The registry keeps up to 500 characters of a reason; the centre keeps all of it.
+        let reason: String = format!("the centre aborted the job: {}", refusal.error)
+            .chars()
+            .take(500)
+            .collect();
+        let rollback = Rollback {
+            job_id: completion.job_id,
+            number: NumberState::Spoiled,
+            card_reset: None,
+            reason,
+        };
+        // Nothing to abort at the centre: it has.
+        if let Err(e) = LocalRegistry.abort(st, actor, &rollback, Some(&completion.card_serial)) {
+            tracing::error!(job = completion.job_id, error = %e, "rolling back a job the centre aborted failed; recovery will retry");
+        }
+        StationError::Conflict(format!(
+            "card {} is void: {}",
+            completion.card_serial, refusal.error
+        ))
     }
 }
 

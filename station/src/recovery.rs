@@ -254,7 +254,23 @@ fn resolve_with_card(
             card_serial: crate::card::serial_text(info.serial),
             certificate_ids: certs.iter().map(|c| c.id).collect(),
         };
-        registrar.complete(st, actor, &completion, JobStep::RegistryComplete.as_str())?;
+        if let Err(e) =
+            registrar.complete(st, actor, &completion, JobStep::RegistryComplete.as_str())
+        {
+            // Refused for good (the centre aborted the job, so the registrar rolled it back
+            // here): recovery is done with it; the card is void.
+            return match st.registry.job(job.id)? {
+                Some(now) if now.state == registry::JobState::RolledBack => {
+                    crate::audit::checkpoint_after(st, "recovery.rolled-back");
+                    Ok(Resolved {
+                        job_id: job.id,
+                        outcome: "rolled-back",
+                        detail: e.to_string(),
+                    })
+                }
+                _ => Err(e),
+            };
+        }
         return Ok(Resolved {
             job_id: job.id,
             outcome: "completed",

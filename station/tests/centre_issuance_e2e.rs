@@ -602,3 +602,128 @@ fn the_database_primary_killed_the_standby_promoted_issuance_goes_on_through_the
     assert_eq!(check_centre_invariants(&view), 1, "{view}");
     check_station_invariants(&st);
 }
+
+/// The e-Signature CA key revoked at the centre (`idcentral ca revoke-ca`) while a card is being
+/// issued with its certificates: the card LOCKED meanwhile is void. Recovery asks the centre to
+/// complete, the centre aborts the job instead (naming the revoked key), and the station rolls it
+/// back (number spoiled: it is on the card). Until a new key is active the next issuance is
+/// refused before any card is touched (409 `no-active-ca-key`, exit 5); after `ca rotate` the
+/// holder gets a card.
+#[test]
+fn a_revoked_esign_key_voids_the_card_locked_meanwhile_and_issuance_resumes_after_a_rotation() {
+    let mut centre = Centre::start();
+    centre.serve();
+    let st = Station::enrol(&centre, "TAS01", "tas01-st1");
+    let slot = testrig::Slot::lease();
+    let holder = holder_variant(&st, "holder-03.json", 300);
+    let issue = |env: &[(&str, &str)]| {
+        st.run(
+            &[
+                "--json",
+                "issue",
+                "--holder",
+                holder.to_str().unwrap(),
+                "--reader",
+                &slot.reader_name,
+                "--operator",
+                "clerk",
+            ],
+            &[CLERK_PASSWORD],
+            env,
+        )
+    };
+
+    // The station dies right after LOCK reached the card, before `complete`.
+    let img = st.blank_card(0x5C00_0001);
+    let card = slot.insert(&img, &[]);
+    let o = issue(&[("IDSTATION_FAILPOINT", "card.locked")]);
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(o.status.signal(), Some(9), "{}", text(&o));
+    }
+    // Meanwhile the centre revokes its e-Signature CA key under dual control.
+    centre.ok(&[
+        "ca",
+        "revoke-ca",
+        "--ca",
+        "esign",
+        "--reason",
+        "keyCompromise",
+        "--operator",
+        "admin",
+    ]);
+    centre.ok_as(
+        &["ca", "approve", "1", "--operator", "admin2"],
+        testrig::centre::CENTRE_ADMIN2_PASSWORD,
+    );
+
+    // Recovery with the LOCKED card: the centre refuses to complete and aborts the job.
+    let o = st.run(
+        &["--json", "recover", "--operator", "clerk"],
+        &[CLERK_PASSWORD],
+        &[],
+    );
+    assert!(o.status.success(), "recover:\n{}", text(&o));
+    let resolved: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let out = resolved.to_string();
+    assert!(
+        out.contains("rolled-back") && out.contains("esign-ca-1") && out.contains("revoked"),
+        "recovery rolled the job back naming the revoked key: {out}"
+    );
+    check_station_invariants(&st);
+    let view = centre_view(&centre, &holder);
+    assert_eq!(check_centre_invariants(&view), 0, "no active card: {view}");
+    let certs = view["certificates"].as_array().cloned().unwrap_or_default();
+    assert_eq!(certs.len(), 2, "{view}");
+    assert!(
+        certs.iter().all(|c| c["state"] == "revoked"),
+        "the void card's certificates are revoked: {view}"
+    );
+    let reg = st.registry();
+    let (job_state, number_state): (String, String) = reg
+        .connection()
+        .query_row(
+            "SELECT j.state, n.state FROM issuance_jobs j
+             JOIN document_numbers n ON n.series = j.series AND n.number = j.number
+             ORDER BY j.id DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (job_state.as_str(), number_state.as_str()),
+        ("rolled-back", "spoiled")
+    );
+    card.pull();
+
+    // No active e-Signature key: refused before the card, naming the rule.
+    let img = st.blank_card(0x5C00_0002);
+    let card = slot.insert(&img, &[]);
+    let o = issue(&[]);
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    assert!(text(&o).contains("no-active-ca-key"), "{}", text(&o));
+    card.pull();
+    let shown = Command::new(testrig::vchip_bin().unwrap())
+        .args(["show", "--json"])
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).contains("\"lifecycle\": \"blank\""),
+        "the card was not touched:\n{}",
+        text(&shown)
+    );
+
+    // A new key under dual control, and the holder gets a card.
+    centre.ok(&["ca", "rotate", "--ca", "esign", "--operator", "admin"]);
+    centre.ok_as(
+        &["ca", "approve", "2", "--operator", "admin2"],
+        testrig::centre::CENTRE_ADMIN2_PASSWORD,
+    );
+    let card = slot.insert(&img, &[]);
+    let o = issue(&[]);
+    assert!(o.status.success(), "after the rotation:\n{}", text(&o));
+    let view = centre_view(&centre, &holder);
+    assert_eq!(check_centre_invariants(&view), 1, "{view}");
+    card.pull();
+}

@@ -74,6 +74,29 @@ pub async fn complete(
         }
     }
     let (issue, expiry) = check_complete(&job, req)?;
+    if let Some(why) = revoked_issuer(&tx, &job).await? {
+        // The card's certificates chain to a revoked CA certificate: it is not handed out.
+        let by = Actor {
+            operator: centre.name.clone(),
+            role: "centre".into(),
+            station: centre.name.clone(),
+        };
+        abort_job(
+            &tx,
+            &job,
+            &by,
+            &why,
+            NumberOutcome::Spoiled,
+            Some(&json(req)?),
+        )
+        .await?;
+        tx.commit().await?;
+        return Err(CentralError::refused(
+            crate::error::Refusal::Conflict,
+            centre_api::rules::JOB_ABORTED,
+            format!("job {} was aborted: {why}", job.id),
+        ));
+    }
     tx.execute(
         "INSERT INTO documents (series, number, holder_id, station, office, job, state, date_of_issue, date_of_expiry, card_serial)
          VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9)",
@@ -110,6 +133,36 @@ pub async fn complete(
     .await?;
     tx.commit().await?;
     Ok(answer)
+}
+
+/// Why `job` may not complete when a CA key that issued its certificates has been revoked
+/// (`idcentral ca revoke-ca`) since `certify`; `None` otherwise. The key rows are read `FOR
+/// SHARE`: a revocation committing meanwhile waits for this transaction, and then flags the
+/// completed job's certificates for re-issuance instead.
+async fn revoked_issuer(tx: &Transaction<'_>, job: &Job) -> Result<Option<String>> {
+    let rows = tx
+        .query(
+            "SELECT k.label, to_char(k.revoked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                    k.revocation_reason
+             FROM ca_keys k
+             WHERE k.label IN (SELECT issuer_key FROM certificates WHERE job = $1)
+             ORDER BY k.label FOR SHARE OF k",
+            &[&job.id],
+        )
+        .await?;
+    Ok(rows.iter().find_map(|r| {
+        let at: Option<String> = r.get(1);
+        at.map(|at| {
+            let key: String = r.get(0);
+            let reason: Option<String> = r.get(2);
+            format!(
+                "the CA key {key} that issued this job's certificates was revoked at {at} ({}): \
+                 the card holds certificates no relying party will accept and must be destroyed; \
+                 issue a new card once a new key is active (`idcentral ca rotate`)",
+                reason.as_deref().unwrap_or("no reason recorded")
+            )
+        })
+    }))
 }
 
 /// The e-government message of a completed issuance.

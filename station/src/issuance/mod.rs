@@ -316,6 +316,15 @@ fn run(
 /// back at once (and the PIN letter, whose PUK the card does not keep, removed).
 fn abandon(job: &mut Job<'_>, e: &StationError, letter: Option<&std::path::PathBuf>) {
     let job_id = job.job_id;
+    let settled = matches!(
+        job.st.registry.job(job_id),
+        Ok(Some(j)) if j.state == registry::JobState::RolledBack
+    );
+    if settled {
+        // Already settled: the registrar rolled it back (the centre aborted the job).
+        tracing::warn!(job = job_id, error = %e, "issuance refused and rolled back");
+        return;
+    }
     if job.reached.lock_may_have_reached_the_card() {
         // Only the card can say. Recovery asks it when it is inserted again (or `idstation
         // recover` decides without it).
