@@ -120,10 +120,15 @@ enum StationCmd {
         #[arg(long, value_name = "NAME")]
         operator: String,
     },
-    /// Cut a station off.
+    /// Cut a station off; with --reason also revoke its certificates (identity, audit signer,
+    /// Document Signer) on their CAs' CRLs.
     Disable {
         #[arg(long)]
         station: String,
+        /// keyCompromise (its keys may be in other hands), affiliationChanged, superseded or
+        /// cessationOfOperation. Without it the certificates stay valid.
+        #[arg(long, value_name = "REASON")]
+        reason: Option<String>,
         #[arg(long, value_name = "NAME")]
         operator: String,
     },
@@ -654,15 +659,27 @@ async fn station(cli: &Cli, cfg: &CentreConfig, sc: &StationCmd) -> Result<(), C
                     .collect()
             })
         }
-        StationCmd::Disable { station, operator } => {
+        StationCmd::Disable {
+            station,
+            reason,
+            operator,
+        } => {
             let s = log_in(&pool, cfg, operator, "disable stations", &[Role::CaAdmin]).await?;
-            stations::disable(&pool, &s, station).await?;
+            let done = stations::disable(&pool, &s, station, reason.as_deref()).await?;
             checkpoint_after(cfg, &pool, "station.disabled").await;
-            print(
-                cli.json,
-                &serde_json::json!({ "station": station, "state": "disabled" }),
-                |_| format!("Station {station} disabled.\n"),
-            )
+            print(cli.json, &done, |d| {
+                let mut out = format!("Station {} disabled.\n", d.station);
+                for c in &d.revoked {
+                    out.push_str(&format!(
+                        "Revoked ({}): {} certificate {} (on the CRL of {})\n",
+                        d.reason.as_deref().unwrap_or(""),
+                        c.purpose,
+                        c.serial,
+                        c.issuer_key
+                    ));
+                }
+                out
+            })
         }
     }
 }

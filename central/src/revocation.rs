@@ -272,9 +272,9 @@ async fn revoke(pool: &Pool, actor: &Actor, job: &Job<'_>) -> Result<()> {
     Ok(())
 }
 
-/// Queue the parent's CRL and the certificate's OCSP response for the signing worker, and wake
+/// Queue the issuing key's (`parent`'s) CRL and the certificate's OCSP response for the signing worker, and wake
 /// it at commit (as the V7 trigger does for holder certificates).
-async fn publish(tx: &Transaction<'_>, parent: &str, serial: &[u8]) -> Result<()> {
+pub(crate) async fn publish(tx: &Transaction<'_>, parent: &str, serial: &[u8]) -> Result<()> {
     tx.execute(
         "INSERT INTO relying_party_queue (kind, issuer_key, serial)
          VALUES ('crl', $1, '\\x'::bytea), ('ocsp', $1, $2)

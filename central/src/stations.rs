@@ -238,10 +238,56 @@ pub async fn list(pool: &Pool, session: &Session) -> Result<Vec<StationInfo>> {
         .collect())
 }
 
-/// Cut `station` off: its enrolment code (if unused) stops working, and it is refused from now
-/// on. Disabling a disabled station is refused.
-pub async fn disable(pool: &Pool, session: &Session, station: &str) -> Result<()> {
+/// The reasons a station's certificates are revoked with (RFC 5280 §5.3.1; end-entity
+/// certificates, so not cACompromise).
+pub const REVOCATION_REASONS: &[&str] = &[
+    "keyCompromise",
+    "affiliationChanged",
+    "superseded",
+    "cessationOfOperation",
+];
+
+/// One station certificate revoked by [`disable`].
+#[derive(Debug, Clone, Serialize)]
+pub struct RevokedStationCert {
+    pub purpose: String,
+    /// Upper-case hex.
+    pub serial: String,
+    /// The CA key that issued it, whose CRL lists it.
+    pub issuer_key: String,
+}
+
+/// What [`disable`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Disabled {
+    pub station: String,
+    pub state: &'static str,
+    pub reason: Option<String>,
+    pub revoked: Vec<RevokedStationCert>,
+}
+
+/// Cut `station` off: it is refused from its next request on. With `reason` (one of
+/// [`REVOCATION_REASONS`]) its certificates are revoked too, each on the CRL of the CA key that
+/// issued it (queued for the signing worker like a CA revocation). Without one, the
+/// certificates stay valid: the cards whose EF.SOD its Document Signer signed stay good. A
+/// station disabled before may be disabled again with a reason, which revokes what is not
+/// revoked yet. Ca-admin; one transaction with its audit event.
+pub async fn disable(
+    pool: &Pool,
+    session: &Session,
+    station: &str,
+    reason: Option<&str>,
+) -> Result<Disabled> {
     session.require(&[Role::CaAdmin], "disable stations")?;
+    if let Some(r) = reason.filter(|r| !REVOCATION_REASONS.contains(r)) {
+        return Err(CentralError::invalid(
+            "reason",
+            format!(
+                "{r:?} is not a reason to revoke a station's certificates: give one of {}",
+                REVOCATION_REASONS.join(", ")
+            ),
+        ));
+    }
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let state: Option<String> = tx
@@ -251,35 +297,109 @@ pub async fn disable(pool: &Pool, session: &Session, station: &str) -> Result<()
         )
         .await?
         .map(|r| r.get(0));
-    match state.as_deref() {
-        None => {
+    match (state.as_deref(), reason) {
+        (None, _) => {
             return Err(CentralError::NotFound(format!(
                 "station {station} is not known to the centre"
             )))
         }
-        Some("disabled") => {
+        (Some("disabled"), None) => {
             return Err(CentralError::Conflict(format!(
                 "station {station} is already disabled"
             )))
         }
-        Some(_) => {}
+        _ => {}
     }
     tx.execute(
-        "UPDATE stations SET state = 'disabled', enrolment_code_sha256 = NULL, disabled_at = now() WHERE name = $1",
+        "UPDATE stations SET state = 'disabled', enrolment_code_sha256 = NULL,
+                disabled_at = coalesce(disabled_at, now()) WHERE name = $1",
         &[&station],
     )
     .await?;
-    let details = serde_json::json!({ "previous_state": state });
+    let revoked = match reason {
+        Some(r) => revoke_certs(&tx, station, r).await?,
+        None => Vec::new(),
+    };
+    if state.as_deref() == Some("disabled") && revoked.is_empty() {
+        return Err(CentralError::Conflict(format!(
+            "station {station} is already disabled and its certificates are revoked"
+        )));
+    }
+    let details =
+        serde_json::json!({ "previous_state": state, "reason": reason, "revoked": revoked });
+    let action = if revoked.is_empty() {
+        "station.disabled"
+    } else {
+        "station.disabled-revoked"
+    };
     audit::append(
         &tx,
         session.actor(),
-        "station.disabled",
+        action,
         &format!("station:{station}"),
         &details,
     )
     .await?;
     tx.commit().await?;
-    Ok(())
+    Ok(Disabled {
+        station: station.to_owned(),
+        state: "disabled",
+        reason: reason.map(str::to_owned),
+        revoked,
+    })
+}
+
+/// Revoke every certificate of `station` not revoked yet (identity, the previous identity of a
+/// renewal, audit signer, Document Signer) with `reason`: each names the CA key whose signature
+/// it carries (any key of `ca_keys`, retired ones too), and that key's CRL and the
+/// certificate's OCSP answer are queued.
+async fn revoke_certs(
+    tx: &Transaction<'_>,
+    station: &str,
+    reason: &str,
+) -> Result<Vec<RevokedStationCert>> {
+    let keys: Vec<(String, Vec<u8>)> = tx
+        .query("SELECT label, cert_der FROM ca_keys ORDER BY label", &[])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let rows = tx
+        .query(
+            "SELECT purpose, serial, cert_der FROM station_certs
+             WHERE station = $1 AND revoked_at IS NULL ORDER BY purpose FOR UPDATE",
+            &[&station],
+        )
+        .await?;
+    let mut out = Vec::new();
+    for r in rows {
+        let (purpose, serial, der): (String, Vec<u8>, Vec<u8>) = (r.get(0), r.get(1), r.get(2));
+        let mut issuer = None;
+        for (label, ca_der) in &keys {
+            if ca::issued_by(&der, ca_der)? {
+                issuer = Some(label.clone());
+                break;
+            }
+        }
+        let issuer = issuer.ok_or_else(|| {
+            CentralError::Other(format!(
+                "no CA key of this centre signed the {purpose} certificate of station {station}"
+            ))
+        })?;
+        tx.execute(
+            "UPDATE station_certs SET issuer_key = $3, revoked_at = now(), revocation_reason = $4
+             WHERE station = $1 AND purpose = $2",
+            &[&station, &purpose, &issuer, &reason],
+        )
+        .await?;
+        crate::revocation::publish(tx, &issuer, &serial).await?;
+        out.push(RevokedStationCert {
+            purpose,
+            serial: hex::encode_upper(&serial),
+            issuer_key: issuer,
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -179,6 +179,8 @@ fn set_up() -> (tempfile::TempDir, Cluster, std::path::PathBuf, Desk) {
     let resp: EnrolResponse = serde_json::from_value(v).unwrap();
     std::fs::write(tmp.path().join("root.pem"), &resp.trust_anchors.root).unwrap();
     std::fs::write(tmp.path().join("esign.pem"), &resp.trust_anchors.esign).unwrap();
+    std::fs::write(tmp.path().join("csca.pem"), &resp.trust_anchors.csca).unwrap();
+    std::fs::write(tmp.path().join("ds.pem"), &resp.document_signer_cert).unwrap();
     let id = identity(&station.store, "identity", der_of_pem(&resp.identity_cert));
     let tls = client_config(&der_of_pem(&resp.trust_anchors.station_ca), Some(id));
     (tmp, cluster, config, Desk { rt, server, tls })
@@ -574,4 +576,113 @@ fn retired_station_ca(desk: &Desk, d: &Path, config: &Path) {
         text.contains("Key Compromise") && text.contains("Superseded"),
         "{text}"
     );
+}
+
+/// Whether the `openssl crl -text` output `text` lists the certificate in `pem_file` (in `dir`).
+fn crl_lists(dir: &Path, text: &str, pem_file: &str) -> bool {
+    let (_, serial) = openssl(dir, &["x509", "-in", pem_file, "-noout", "-serial"]);
+    let serial = serial
+        .trim()
+        .trim_start_matches("serial=")
+        .trim_start_matches('0')
+        .to_owned();
+    text.lines().any(|l| {
+        l.trim()
+            .trim_start_matches("Serial Number: ")
+            .trim_start_matches('0')
+            == serial
+    })
+}
+
+/// A station cut off for cause (docs/centre.md "Cutting a station off"): `station disable
+/// --reason keyCompromise` revokes its identity, audit-signer and Document Signer certificates,
+/// each on the CRL of the key that issued it. openssl is the relying party: the CSCA's CRL lists
+/// the Document Signer with its reason, and `openssl verify -crl_check` refuses the DS
+/// certificate that it accepted before. A plain disable revokes nothing (a decommissioned
+/// station's cards stay good); a later disable with a reason revokes; a third is refused; a
+/// reason that is not one is refused naming the field.
+#[test]
+fn a_station_disabled_for_key_compromise_has_its_document_signer_on_the_cscas_crl() {
+    let (tmp, cluster, config, desk) = set_up();
+    let d = tmp.path();
+    let verify_ds = [
+        "verify",
+        "-crl_check",
+        "-CAfile",
+        "csca.pem",
+        "-CRLfile",
+        "csca-1.crl.pem",
+        "ds.pem",
+    ];
+    fetch_crl(&desk, d, "csca-1", "csca.pem");
+    let (good, out) = openssl(d, &verify_ds);
+    assert!(good, "before: the DS verifies with the CSCA's CRL: {out}");
+
+    let disable = |extra: &[&str]| {
+        let mut args = vec!["--json", "station", "disable", "--station", "tas01-st1"];
+        args.extend(extra);
+        as_op(&config, &args, "admin", &[])
+    };
+    refused(
+        &disable(&["--reason", "cACompromise"]),
+        2,
+        "reason: \"cACompromise\" is not a reason to revoke a station's certificates: give one of keyCompromise",
+    );
+    let plain: Value = serde_json::from_str(&ok(disable(&[]))).unwrap();
+    assert_eq!(plain["revoked"], json!([]), "{plain}");
+    let (status, v) = desk.call(
+        centre_api::paths::RESERVE,
+        &reserve_body(&new_job(), "61234567890126"),
+    );
+    assert_eq!(
+        (status, v["rule"].as_str()),
+        (403, Some("station-disabled")),
+        "{v}"
+    );
+
+    let done: Value = serde_json::from_str(&ok(disable(&["--reason", "keyCompromise"]))).unwrap();
+    let issuers: Vec<(String, String)> = done["revoked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["purpose"].as_str().unwrap().into(),
+                c["issuer_key"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        issuers,
+        [
+            ("audit".to_string(), "root-ca-1".to_string()),
+            ("document-signer".into(), "csca-1".into()),
+            ("identity".into(), "station-ca-1".into()),
+        ],
+        "{done}"
+    );
+    refused(
+        &disable(&["--reason", "keyCompromise"]),
+        5,
+        "station tas01-st1 is already disabled and its certificates are revoked",
+    );
+
+    let listed = wait_for(
+        "the CSCA's CRL lists the DS",
+        Duration::from_secs(10),
+        || {
+            let text = fetch_crl(&desk, d, "csca-1", "csca.pem");
+            crl_lists(d, &text, "ds.pem").then_some(text)
+        },
+    );
+    assert!(listed.contains("Key Compromise"), "{listed}");
+    let (good, out) = openssl(d, &verify_ds);
+    assert!(!good && out.contains("certificate revoked"), "after: {out}");
+    let db = desk.rt.block_on(db(&cluster));
+    let audited = desk.rt.block_on(db.query(
+        "SELECT action FROM audit_log WHERE object = 'station:tas01-st1' AND action LIKE 'station.disabled%' ORDER BY seq",
+        &[],
+    ));
+    let actions: Vec<String> = audited.unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(actions, ["station.disabled", "station.disabled-revoked"]);
 }
