@@ -250,12 +250,30 @@ pub async fn request_rotation(pool: &Pool, s: &Session, ca: &str) -> Result<Requ
         );
     }
     let details = json!({ "kind": "rotate", "ca": ca, "from_key": active });
-    file(tx, s, ("rotate", ca, &active, None), details).await
+    file(pool, tx, s, ("rotate", ca, &active, None), details).await
 }
 
 /// Insert an open request (kind, CA, key, reason) filed by `s` and audit `ca.request.created`
 /// with `details` and the request's expiry, in `tx`, then commit.
 async fn file(
+    pool: &Pool,
+    tx: deadpool_postgres::Transaction<'_>,
+    s: &Session,
+    request: (&str, &str, &str, Option<&str>),
+    details: serde_json::Value,
+) -> Result<RequestView> {
+    match insert_request(tx, s, request, details).await {
+        // Another ca-admin's request for the same CA committed between the pending check and
+        // this insert (the partial unique index `ca_requests_one_pending` decides).
+        Err(e @ CentralError::Conflict(_)) => {
+            let object = format!("ca:{}", request.1);
+            Err(refuse_attempt(pool, s.actor(), "file", &object, "one pending per CA", e).await)
+        }
+        r => r,
+    }
+}
+
+async fn insert_request(
     tx: deadpool_postgres::Transaction<'_>,
     s: &Session,
     (kind, ca, key, reason): (&str, &str, &str, Option<&str>),
@@ -274,7 +292,17 @@ async fn file(
         &REQUEST_EXPIRY_HOURS,
         &reason,
     ];
-    let v = view(&tx.query_one(&sql, &args).await?);
+    let row = tx.query_one(&sql, &args).await.map_err(|e| {
+        if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
+            CentralError::Conflict(format!(
+                "another CA request for {ca} was filed at the same moment: one request per CA \
+                 at a time (see `idcentral ca requests`)"
+            ))
+        } else {
+            e.into()
+        }
+    })?;
+    let v = view(&row);
     details["expires_at"] = json!(v.expires_at);
     let object = format!("ca-request:{}", v.id);
     audit::append(&tx, s.actor(), "ca.request.created", &object, &details).await?;
@@ -334,7 +362,14 @@ pub async fn request_revocation(
         }
     };
     let details = json!({ "kind": "revoke-ca", "ca": ca, "key": label, "reason": reason });
-    file(tx, s, ("revoke-ca", ca, &label, Some(reason)), details).await
+    file(
+        pool,
+        tx,
+        s,
+        ("revoke-ca", ca, &label, Some(reason)),
+        details,
+    )
+    .await
 }
 
 /// Every request, newest first (overdue ones expired first).

@@ -686,3 +686,62 @@ fn a_station_disabled_for_key_compromise_has_its_document_signer_on_the_cscas_cr
     let actions: Vec<String> = audited.unwrap().iter().map(|r| r.get(0)).collect();
     assert_eq!(actions, ["station.disabled", "station.disabled-revoked"]);
 }
+
+/// Two ca-admins filing for one CA at the same moment: the partial unique index
+/// `ca_requests_one_pending` decides, and the one who loses gets the conflict (exit 5, naming
+/// the rule, audited as a refused attempt), not a database error. Made deterministic by an
+/// uncommitted request of the test's own that the command's insert has to wait behind.
+#[test]
+fn a_ca_request_filed_at_the_same_moment_as_another_is_a_conflict() {
+    let (_tmp, cluster, config) = centre("");
+    let pw = format!("{ADMIN_PASSWORD}\n{ADMIN2_PASSWORD}\n");
+    ok(idcentral(
+        &config,
+        &["init", "--admin", "admin", "--second-admin", "admin2"],
+        &pw,
+    ));
+    let rt = test_runtime();
+    let mut first = rt.block_on(db(&cluster));
+    let watcher = rt.block_on(db(&cluster));
+    let tx = rt.block_on(first.transaction()).unwrap();
+    rt.block_on(tx.execute(
+        "INSERT INTO ca_requests (kind, ca, from_key, state, requested_by, expires_at)
+         VALUES ('rotate', 'esign', 'esign-ca-1', 'open', 'admin2', now() + interval '1 hour')",
+        &[],
+    ))
+    .unwrap();
+    let cfg = config.clone();
+    let filing =
+        std::thread::spawn(move || as_op(&cfg, &["ca", "rotate", "--ca", "esign"], "admin", &[]));
+    wait_for(
+        "the command's insert waiting behind the open transaction",
+        Duration::from_secs(30),
+        || {
+            let waiting: i64 = rt
+                .block_on(watcher.query_one(
+                    "SELECT count(*) FROM pg_stat_activity
+                     WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO ca_requests%'",
+                    &[],
+                ))
+                .unwrap()
+                .get(0);
+            (waiting == 1).then_some(())
+        },
+    );
+    rt.block_on(tx.commit()).unwrap();
+    let out = filing.join().unwrap();
+    refused(
+        &out,
+        5,
+        "another CA request for esign was filed at the same moment: one request per CA at a time",
+    );
+    let refused_attempts: i64 = rt
+        .block_on(watcher.query_one(
+            "SELECT count(*) FROM audit_log WHERE action = 'ca.request.refused-attempt'
+             AND details::jsonb ->> 'rule' = 'one pending per CA'",
+            &[],
+        ))
+        .unwrap()
+        .get(0);
+    assert_eq!(refused_attempts, 1);
+}
