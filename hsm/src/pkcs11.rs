@@ -40,6 +40,8 @@ use zeroize::Zeroizing;
 
 use crate::{HsmConfig, HsmError, KeyInfo, KeyKind, KeyStore, Result};
 
+#[cfg(test)]
+pub(crate) mod test_token;
 mod token_lock;
 pub use token_lock::LOCK_FILE_NAME;
 use token_lock::{Access, TokenLock};
