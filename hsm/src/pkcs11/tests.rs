@@ -1,10 +1,15 @@
 //! PKCS#11 backend tests against SoftHSM2 with a private token directory.
 
+use cryptoki::object::{Attribute, AttributeType};
+use cryptoki::session::SessionState;
+use der::Encode;
+
+use super::keys::unwrap_ec_point;
 use super::test_token::{self, fresh_store, fresh_token_with_pin, USER_PIN};
 use super::*;
 use crate::conformance;
 use crate::test_support;
-use crate::SecretSource;
+use crate::{KeyStore, SecretSource};
 
 crate::conformance_tests!(fresh_store());
 
