@@ -117,7 +117,7 @@ mod tests {
 
     #[test]
     fn the_hsm_signs_ecdsa_p256_sha256_and_offers_nothing_else() {
-        let store: Arc<dyn KeyStore> = Arc::new(crate::test_support::fresh_store());
+        let store: Arc<dyn KeyStore> = Arc::new(crate::pkcs11::test_token::fresh_store());
         store.generate_p256("tls").unwrap();
         let key = HsmSigningKey::new(Arc::clone(&store), "tls").unwrap();
         assert_eq!(key.algorithm(), SignatureAlgorithm::ECDSA);

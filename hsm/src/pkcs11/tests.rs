@@ -1,9 +1,15 @@
 //! PKCS#11 backend tests against SoftHSM2 with a private token directory.
 
+use cryptoki::object::{Attribute, AttributeType};
+use cryptoki::session::SessionState;
+use der::Encode;
+
+use super::keys::unwrap_ec_point;
+use super::test_token::{self, fresh_store, fresh_token_with_pin, USER_PIN};
 use super::*;
 use crate::conformance;
-use crate::test_support::{self, fresh_store, fresh_token_with_pin, USER_PIN};
-use crate::SecretSource;
+use crate::test_support;
+use crate::{KeyStore, SecretSource};
 
 crate::conformance_tests!(fresh_store());
 
@@ -223,7 +229,7 @@ fn no_hsm_pin_appears_in_any_log_line() {
     let wrong = "log-probe-wrong-5e4d3c";
 
     let token =
-        SoftHsm2Token::create(&test_support::softhsm_dir(), "log-probe", so_pin, pin).unwrap();
+        SoftHsm2Token::create(&test_token::softhsm_dir(), "log-probe", so_pin, pin).unwrap();
     let err = token.open(Zeroizing::new(wrong.into())).unwrap_err();
     let shown = format!("{err} {err:?}");
     let store = token.open(Zeroizing::new(pin.into())).unwrap();
@@ -280,7 +286,7 @@ fn missing_module_is_a_clear_error() {
 #[test]
 fn unknown_token_label_is_token_not_found() {
     let _ = fresh_store(); // make sure the module is initialised with the test environment
-    let t = SoftHsm2Token::at(&test_support::softhsm_dir(), "no-such-token");
+    let t = SoftHsm2Token::at(&test_token::softhsm_dir(), "no-such-token");
     let err = t.open(Zeroizing::new(USER_PIN.into())).unwrap_err();
     assert!(
         matches!(&err, HsmError::TokenNotFound { label } if label == "no-such-token"),

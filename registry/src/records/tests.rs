@@ -1,8 +1,21 @@
 //! The record modules' tests, and the holder and address fixtures other modules' tests use.
 
+use std::sync::OnceLock;
+
 use super::*;
 use crate::testutil::{actor, temp_registry};
 use crate::{Actor, Registry};
+
+/// The built-in default document profile ([`profiles::DEFAULT_DOCUMENT`]): the fixtures take
+/// their country codes from it, as the station does.
+fn document_profile() -> &'static profiles::document::DocumentProfile {
+    static DOC: OnceLock<profiles::document::DocumentProfile> = OnceLock::new();
+    DOC.get_or_init(|| {
+        let set = profiles::builtin().expect("built-in profiles");
+        let doc = set.document(profiles::DEFAULT_DOCUMENT);
+        doc.expect("default document profile").clone()
+    })
+}
 
 pub fn holder(pinfl: &str) -> NewHolder {
     NewHolder {
@@ -16,7 +29,7 @@ pub fn holder(pinfl: &str) -> NewHolder {
         sex: "F".into(),
         date_of_birth: "1985-02-14".into(),
         place_of_birth: "Toshkent".into(),
-        citizenship: "UZB".into(),
+        citizenship: document_profile().default_nationality.clone(),
         photo_sha256: None,
     }
 }
@@ -82,7 +95,8 @@ fn bad_holder_input_is_refused_naming_field_and_rule_and_nothing_is_written() {
         ),
         (
             NewHolder {
-                citizenship: "UZ".into(),
+                // The country's alpha-2 code where an alpha-3 one is due.
+                citizenship: document_profile().country.clone(),
                 photo_sha256: None,
                 ..holder("31405850000012")
             },
