@@ -439,8 +439,9 @@ fn main() {
                 let n = cards / 2 + (i < cards % 2) as usize;
                 s.spawn(move || {
                     let rt = runtime();
+                    let mut link = Link::new(addr, tls);
                     (0..n as u64)
-                        .map(|seq| rt.block_on(one_card(addr, tls, i, seq)).job)
+                        .map(|seq| rt.block_on(one_card(&mut link, i, seq)).job)
                         .collect::<Vec<_>>()
                 })
             })

@@ -60,6 +60,8 @@ pub struct Station {
     pub keys: Box<dyn hsm::KeyStore>,
     pub registry: registry::Registry,
     pub profiles: profiles::ProfileSet,
+    /// An enrolled station's client of the centre, kept between calls (its connection too).
+    pub centre_client: centre::ClientCache,
 }
 
 impl Station {
@@ -96,6 +98,7 @@ impl Station {
             keys,
             registry,
             profiles,
+            centre_client: centre::ClientCache::default(),
         })
     }
 

@@ -113,15 +113,95 @@ pub fn cpu_between(a: &CpuSnap, b: &CpuSnap) -> (f64, f64, f64) {
 // ---------------------------------------------------------------------------------------------
 // The stations' side
 
-/// One HTTPS call as the station makes it: a new TCP connection, a full TLS 1.3 handshake with
-/// the station's client certificate, one HTTP/1.1 request. Times the connection + handshake
-/// and the exchange separately.
+/// One HTTPS call: the time spent connecting (a new TCP connection and a full TLS 1.3
+/// handshake with the station's client certificate; zero on a kept connection) and the
+/// exchange (one HTTP/1.1 request and its answer), timed separately.
 pub struct Call {
     pub handshake: Duration,
     pub exchange: Duration,
     pub body: Value,
 }
 
+/// A station's connection to the centre as `station::centre::CentreClient` keeps it: opened
+/// at the first call, kept open for the next ones (the station keeps it while it is used at
+/// least every 30 s, which a loop of cards always does).
+pub struct Link {
+    addr: SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+    open: Option<(
+        hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+        tokio::task::JoinHandle<()>,
+    )>,
+}
+
+impl Link {
+    pub fn new(addr: SocketAddr, tls: &Arc<rustls::ClientConfig>) -> Link {
+        Link {
+            addr,
+            tls: Arc::clone(tls),
+            open: None,
+        }
+    }
+
+    /// One call, on the kept connection (a new one first when there is none or it closed).
+    pub async fn call(&mut self, method: &str, path: &str, body: Option<&Value>) -> Call {
+        let t0 = Instant::now();
+        if self.open.as_ref().is_some_and(|(s, _)| s.is_closed()) {
+            self.open = None;
+        }
+        if self.open.is_none() {
+            let tcp = tokio::net::TcpStream::connect(self.addr)
+                .await
+                .expect("connect to idcentral");
+            let stream = tokio_rustls::TlsConnector::from(Arc::clone(&self.tls))
+                .connect(ServerName::try_from("localhost").unwrap(), tcp)
+                .await
+                .expect("TLS handshake with idcentral");
+            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .expect("HTTP/1.1 handshake");
+            let task = tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            self.open = Some((sender, task));
+        }
+        let t1 = Instant::now();
+        let (sender, _) = self.open.as_mut().expect("a connection");
+        sender.ready().await.expect("the kept connection");
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "localhost")
+            .header("accept", "application/json")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(
+                body.map(|b| b.to_string()).unwrap_or_default(),
+            )))
+            .unwrap();
+        let resp = sender.send_request(req).await.expect("request");
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        let t2 = Instant::now();
+        let body: Value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| json!({ "raw": String::from_utf8_lossy(&bytes) }));
+        assert_eq!(status, 200, "{method} {path}: {body}");
+        Call {
+            handshake: t1 - t0,
+            exchange: t2 - t1,
+            body,
+        }
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        if let Some((_, task)) = self.open.take() {
+            task.abort();
+        }
+    }
+}
+
+/// One call on a new connection (a full handshake), closed afterwards.
 pub async fn call(
     addr: SocketAddr,
     tls: &Arc<rustls::ClientConfig>,
@@ -129,43 +209,7 @@ pub async fn call(
     path: &str,
     body: Option<&Value>,
 ) -> Call {
-    let t0 = Instant::now();
-    let tcp = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connect to idcentral");
-    let stream = tokio_rustls::TlsConnector::from(Arc::clone(tls))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .expect("TLS handshake with idcentral");
-    let t1 = Instant::now();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("HTTP/1.1 handshake");
-    let conn = tokio::spawn(conn);
-    let req = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "localhost")
-        .header("accept", "application/json")
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(
-            body.map(|b| b.to_string()).unwrap_or_default(),
-        )))
-        .unwrap();
-    let resp = sender.send_request(req).await.expect("request");
-    let status = resp.status().as_u16();
-    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-    let t2 = Instant::now();
-    drop(sender);
-    conn.abort();
-    let body: Value = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| json!({ "raw": String::from_utf8_lossy(&bytes) }));
-    assert_eq!(status, 200, "{method} {path}: {body}");
-    Call {
-        handshake: t1 - t0,
-        exchange: t2 - t1,
-        body,
-    }
+    Link::new(addr, tls).call(method, path, body).await
 }
 
 /// A card key: a software P-256 key that signs the proof digest as a PIV card does (the
@@ -200,13 +244,9 @@ pub struct Card {
     pub total: Duration,
 }
 
-/// reserve → certify → complete for a new holder (PINFL from `station`, `seq`).
-pub async fn one_card(
-    addr: SocketAddr,
-    tls: &Arc<rustls::ClientConfig>,
-    station: usize,
-    seq: u64,
-) -> Card {
+/// reserve → certify → complete for a new holder (PINFL from `station`, `seq`) on the
+/// station's `link`.
+pub async fn one_card(link: &mut Link, station: usize, seq: u64) -> Card {
     let start = Instant::now();
     let pinfl = format!("3{:02}{:011}", station, seq);
     let serial = format!("{:08X}", ((station as u64) << 24) | (seq & 0xff_ffff));
@@ -235,14 +275,9 @@ pub async fn one_card(
         "job": job, "operator": "clerk1", "holder": holder, "address": address,
         "update_holder": false, "card_serial": serial,
     });
-    let r = call(
-        addr,
-        tls,
-        "POST",
-        centre_api::paths::RESERVE,
-        Some(&reserve),
-    )
-    .await;
+    let r = link
+        .call("POST", centre_api::paths::RESERVE, Some(&reserve))
+        .await;
     let challenge = hex::decode(r.body["challenge"].as_str().expect("challenge")).unwrap();
     let t = Instant::now();
     let keys = vec![
@@ -250,29 +285,27 @@ pub async fn one_card(
         card_key(&job, &challenge, 0x9c, "holder-sign"),
     ];
     let key_work = t.elapsed();
-    let c = call(
-        addr,
-        tls,
-        "POST",
-        &centre_api::paths::certify(&job),
-        Some(&json!({ "operator": "clerk1", "keys": keys })),
-    )
-    .await;
+    let c = link
+        .call(
+            "POST",
+            &centre_api::paths::certify(&job),
+            Some(&json!({ "operator": "clerk1", "keys": keys })),
+        )
+        .await;
     assert_eq!(
         c.body["certificates"].as_array().map(Vec::len),
         Some(2),
         "{}",
         c.body
     );
-    let f = call(
-        addr,
-        tls,
-        "POST",
-        &centre_api::paths::complete(&job),
-        Some(&json!({ "operator": "clerk1", "card_serial": serial,
+    let f = link
+        .call(
+            "POST",
+            &centre_api::paths::complete(&job),
+            Some(&json!({ "operator": "clerk1", "card_serial": serial,
                       "date_of_issue": "2026-12-02", "date_of_expiry": "2036-12-01" })),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(f.body["state"], "completed", "{}", f.body);
     let end = Instant::now();
     Card {
@@ -296,7 +329,7 @@ pub fn runtime() -> tokio::runtime::Runtime {
 
 /// Enrols `station` (its one-time `code`) at the centre on `addr` with a new identity key in a
 /// SoftHSM2 token named `label`: the station and its mutual-TLS client configuration (no session
-/// resumption: the station makes a new client per call, so every call is a full handshake).
+/// resumption, as the station's client: a new connection is a full handshake).
 pub fn enrol(
     rt: &tokio::runtime::Runtime,
     addr: SocketAddr,

@@ -8,13 +8,18 @@
 //! URL's host name (webpki), so a renewed server certificate keeps working. An enrolled station presents its identity certificate; the
 //! signature of the handshake is made by its HSM (`hsm::tls`).
 //!
-//! One connection per request (the station makes a handful per issuance). Errors: no
+//! An enrolled station's client is kept with the [`Station`] ([`CentreClient::for_station`]:
+//! built again only when its identity certificate or trust anchors on disk change) and keeps
+//! its last HTTP/1.1 connection open for [`IDLE_LIMIT`], so an issuance's calls (status,
+//! reserve, certify, complete) share one TLS handshake and one HSM log-in. A request that fails
+//! on a reused connection before any answer (the centre closed it meanwhile) is sent once more
+//! on a new one: every call of the protocol may be repeated. Errors: no
 //! connection, a timeout, a TLS failure or an HTTP 5xx are [`StationError::CentreUnreachable`]
 //! (exit 7); a 4xx refusal is [`StationError::CentreRefused`] with the centre's sentence and
 //! rule. Bodies are never logged (an enrolment request carries the one-time code).
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
@@ -34,6 +39,47 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The largest answer body read, in bytes.
 const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// How long an idle connection is kept for the next request.
+pub const IDLE_LIMIT: Duration = Duration::from_secs(30);
+
+/// An open connection waiting for the next request.
+struct Idle {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    /// The connection's task on the client's runtime (aborted when the connection is dropped).
+    task: tokio::task::JoinHandle<()>,
+    since: Instant,
+}
+
+impl Drop for Idle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What a cached client was built from: a change on disk builds a new one.
+#[derive(PartialEq, Eq)]
+struct Built {
+    identity: Vec<u8>,
+    anchors: Vec<Vec<u8>>,
+}
+
+/// The enrolled station's client, kept with its [`Station`] between calls.
+#[derive(Default)]
+pub struct ClientCache(Mutex<Option<(Built, Arc<CentreClient>)>>);
+
+impl std::fmt::Debug for ClientCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientCache")
+    }
+}
+
+/// How one attempt on a connection ended.
+enum Attempt {
+    Answered(u16, Bytes),
+    /// The connection was closed before an answer (only a reused one is tried again).
+    Closed(String),
+}
 
 /// How the centre's certificate is checked.
 pub enum ServerAuth {
@@ -56,6 +102,8 @@ pub struct CentreClient {
     rt: tokio::runtime::Runtime,
     connect_timeout: Duration,
     request_timeout: Duration,
+    /// The connection kept open since the last answer.
+    idle: Mutex<Option<Idle>>,
     /// Other instances of the same centre, asked in turn when this one cannot be reached.
     others: Vec<CentreClient>,
 }
@@ -81,17 +129,50 @@ impl CentreClient {
     /// For an enrolled station (station.toml has `[centre]`): the Station CA anchor and the
     /// identity certificate from `DIR/centre/`, the identity key in the station's HSM (opened
     /// here from `[hsm]`, so a station opened read-only works too).
-    pub fn for_station(st: &Station) -> Result<CentreClient, StationError> {
+    ///
+    /// Kept with `st` and reused while the identity certificate and the Station CA anchors on
+    /// disk are the ones it was built from (another process may renew them).
+    pub fn for_station(st: &Station) -> Result<Arc<CentreClient>, StationError> {
         st.config.centre.as_ref().ok_or_else(not_enrolled)?;
-        let identity = CentreFiles::new(&st.layout.root).read_identity()?;
-        CentreClient::for_station_as(st, identity)
+        let files = CentreFiles::new(&st.layout.root);
+        let now = Built {
+            identity: files.read_identity()?,
+            anchors: files.read_all_station_cas()?,
+        };
+        let mut cache = st
+            .centre_client
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((built, client)) = cache.as_ref() {
+            if *built == now {
+                return Ok(Arc::clone(client));
+            }
+        }
+        let client = Arc::new(CentreClient::build(
+            st,
+            now.identity.clone(),
+            now.anchors.clone(),
+        )?);
+        *cache = Some((now, Arc::clone(&client)));
+        Ok(client)
     }
 
     /// [`CentreClient::for_station`] presenting `identity` (DER; for the identity key) instead
-    /// of the certificate in `DIR/centre/`: a renewed certificate tried before it is kept.
+    /// of the certificate in `DIR/centre/`: a renewed certificate tried before it is kept. Not
+    /// kept with the station.
     pub fn for_station_as(st: &Station, identity: Vec<u8>) -> Result<CentreClient, StationError> {
-        let centre = st.config.centre.as_ref().ok_or_else(not_enrolled)?;
+        st.config.centre.as_ref().ok_or_else(not_enrolled)?;
         let anchors = CentreFiles::new(&st.layout.root).read_all_station_cas()?;
+        CentreClient::build(st, identity, anchors)
+    }
+
+    fn build(
+        st: &Station,
+        identity: Vec<u8>,
+        anchors: Vec<Vec<u8>>,
+    ) -> Result<CentreClient, StationError> {
+        let centre = st.config.centre.as_ref().ok_or_else(not_enrolled)?;
         let keys: Arc<dyn hsm::KeyStore> = Arc::from(hsm::open(&st.config.hsm)?);
         let ck = hsm::tls::certified_key(keys, super::IDENTITY_KEY, &[identity])?;
         let timeout = Duration::from_secs(centre.request_timeout_seconds);
@@ -180,6 +261,7 @@ impl CentreClient {
             rt,
             connect_timeout: CONNECT_TIMEOUT,
             request_timeout,
+            idle: Mutex::new(None),
             others: Vec::new(),
         })
     }
@@ -252,7 +334,8 @@ impl CentreClient {
         }
     }
 
-    /// One request on a new connection: the answer's body on 2xx, the typed error otherwise.
+    /// One request, on the kept connection or a new one: the answer's body on 2xx, the typed
+    /// error otherwise.
     fn request(
         &self,
         method: &str,
@@ -260,7 +343,19 @@ impl CentreClient {
         body: Option<Vec<u8>>,
     ) -> Result<Bytes, StationError> {
         tracing::debug!(url = %self.url, method, path, "centre request");
+        let body = Bytes::from(body.unwrap_or_default());
         let (status, bytes) = self.rt.block_on(async {
+            if let Some(mut idle) = self.take_idle() {
+                match self.attempt(&mut idle.sender, method, path, body.clone()).await? {
+                    Attempt::Answered(status, bytes) => {
+                        self.keep(idle);
+                        return Ok((status, bytes));
+                    }
+                    Attempt::Closed(why) => {
+                        tracing::debug!(url = %self.url, %why, "the kept connection was closed; a new one");
+                    }
+                }
+            }
             let stream = tokio::time::timeout(self.connect_timeout, self.connect())
                 .await
                 .map_err(|_| {
@@ -269,17 +364,14 @@ impl CentreClient {
                         self.connect_timeout.as_secs()
                     ))
                 })??;
-            tokio::time::timeout(
-                self.request_timeout,
-                self.exchange(stream, method, path, body),
-            )
-            .await
-            .map_err(|_| {
-                self.unreachable(format!(
-                    "no answer to {method} {path} within {} s",
-                    self.request_timeout.as_secs()
-                ))
-            })?
+            let mut idle = self.open(stream).await?;
+            match self.attempt(&mut idle.sender, method, path, body).await? {
+                Attempt::Answered(status, bytes) => {
+                    self.keep(idle);
+                    Ok((status, bytes))
+                }
+                Attempt::Closed(why) => Err(self.unreachable(format!("{method} {path}: {why}"))),
+            }
         })?;
         tracing::debug!(url = %self.url, method, path, status, "centre answer");
         match status {
@@ -329,38 +421,89 @@ impl CentreClient {
             })
     }
 
-    async fn exchange(
+    /// HTTP/1.1 on a new TLS stream, its connection task spawned on the client's runtime.
+    async fn open(
         &self,
         stream: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
-        method: &str,
-        path: &str,
-        body: Option<Vec<u8>>,
-    ) -> Result<(u16, Bytes), StationError> {
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    ) -> Result<Idle, StationError> {
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| self.unreachable(format!("HTTP: {e}")))?;
-        let conn = tokio::spawn(conn);
+        let task = tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "a connection to the centre ended");
+            }
+        });
+        Ok(Idle {
+            sender,
+            task,
+            since: Instant::now(),
+        })
+    }
+
+    /// One request on `sender` within the request timeout.
+    async fn attempt(
+        &self,
+        sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+        method: &str,
+        path: &str,
+        body: Bytes,
+    ) -> Result<Attempt, StationError> {
         let req = hyper::Request::builder()
             .method(method)
             .uri(path)
             .header(hyper::header::HOST, &self.authority)
             .header(hyper::header::ACCEPT, "application/json")
             .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .body(Full::new(body))
             .map_err(|e| StationError::invalid("path", format!("{path:?}: {e}")))?;
-        let resp = sender
-            .send_request(req)
+        let exchange = async {
+            if let Err(e) = sender.ready().await {
+                return Ok(Attempt::Closed(e.to_string()));
+            }
+            let resp = match sender.send_request(req).await {
+                Ok(r) => r,
+                // Closed before an answer began: nothing was answered, the request may be sent
+                // again.
+                Err(e) if e.is_canceled() || e.is_incomplete_message() || e.is_closed() => {
+                    return Ok(Attempt::Closed(e.to_string()))
+                }
+                Err(e) => return Err(self.unreachable(format!("{method} {path}: {e}"))),
+            };
+            let status = resp.status().as_u16();
+            let bytes = Limited::new(resp.into_body(), MAX_BODY)
+                .collect()
+                .await
+                .map_err(|e| {
+                    self.unreachable(format!("reading the answer to {method} {path}: {e}"))
+                })?
+                .to_bytes();
+            Ok(Attempt::Answered(status, bytes))
+        };
+        tokio::time::timeout(self.request_timeout, exchange)
             .await
-            .map_err(|e| self.unreachable(format!("{method} {path}: {e}")))?;
-        let status = resp.status().as_u16();
-        let bytes = Limited::new(resp.into_body(), MAX_BODY)
-            .collect()
-            .await
-            .map_err(|e| self.unreachable(format!("reading the answer to {method} {path}: {e}")))?
-            .to_bytes();
-        drop(sender);
-        conn.abort();
-        Ok((status, bytes))
+            .map_err(|_| {
+                self.unreachable(format!(
+                    "no answer to {method} {path} within {} s",
+                    self.request_timeout.as_secs()
+                ))
+            })?
+    }
+
+    /// The kept connection, unless it has been idle too long or is closed.
+    fn take_idle(&self) -> Option<Idle> {
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()?;
+        (idle.since.elapsed() < IDLE_LIMIT && !idle.sender.is_closed()).then_some(idle)
+    }
+
+    /// Keep `idle` for the next request.
+    fn keep(&self, mut idle: Idle) {
+        idle.since = Instant::now();
+        *self.idle.lock().unwrap_or_else(PoisonError::into_inner) = Some(idle);
     }
 }
 
@@ -493,5 +636,141 @@ mod tests {
         let e = c.get::<serde_json::Value>("/v1/whoami").unwrap_err();
         assert!(matches!(e, StationError::CentreUnreachable { .. }), "{e}");
         assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    }
+
+    /// A TLS server on 127.0.0.1 answering each request `{"n": K}` (K counts requests), that
+    /// either keeps the connection open or closes it after each answer without saying so
+    /// (`Connection: close` absent: as a server that drops an idle connection). Returns the
+    /// port, the certificate (DER) and the number of connections accepted.
+    fn server(close_after_answer: bool) -> (u16, Vec<u8>, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("c.der"), dir.path().join("k.der"));
+        let made = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .args([
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=localhost",
+                "-outform",
+                "DER",
+            ])
+            .arg("-keyout")
+            .arg(dir.path().join("k.pem"))
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "{made:?}");
+        let pk8 = std::process::Command::new("openssl")
+            .args(["pkcs8", "-topk8", "-nocrypt", "-outform", "DER", "-in"])
+            .arg(dir.path().join("k.pem"))
+            .arg("-out")
+            .arg(&key)
+            .output()
+            .unwrap();
+        assert!(pk8.status.success(), "{pk8:?}");
+        let cert = std::fs::read(cert).unwrap();
+        let key = rustls::pki_types::PrivatePkcs8KeyDer::from(std::fs::read(key).unwrap());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![CertificateDer::from(cert.clone())], key.into())
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&accepted);
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let mut answered = 0;
+                loop {
+                    let (tcp, _) = listener.accept().await.unwrap();
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        continue;
+                    };
+                    // One connection at a time: the client sends one request at a time.
+                    loop {
+                        let mut head = Vec::new();
+                        let mut byte = [0u8; 1];
+                        while !head.ends_with(b"\r\n\r\n") {
+                            match tls.read(&mut byte).await {
+                                Ok(1) => head.push(byte[0]),
+                                _ => break,
+                            }
+                        }
+                        if !head.ends_with(b"\r\n\r\n") {
+                            break;
+                        }
+                        answered += 1;
+                        let body = format!("{{\"n\": {answered}}}");
+                        let reply = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        tls.write_all(reply.as_bytes()).await.unwrap();
+                        tls.flush().await.unwrap();
+                        if close_after_answer {
+                            let _ = tls.shutdown().await;
+                            break;
+                        }
+                    }
+                }
+            });
+        });
+        (port, cert, accepted)
+    }
+
+    fn client_of(port: u16, cert: &[u8]) -> CentreClient {
+        CentreClient::new(
+            &format!("https://localhost:{port}"),
+            ServerAuth::Fingerprint(Fingerprint::of(cert)),
+            None,
+            Duration::from_secs(10),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn requests_share_one_kept_connection() {
+        let (port, cert, accepted) = server(false);
+        let c = client_of(port, &cert);
+        for n in 1..=3 {
+            let v: serde_json::Value = c.get("/v1/status").unwrap();
+            assert_eq!(v["n"], n);
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_kept_connection_the_server_closed_is_replaced_and_the_request_answered() {
+        let (port, cert, accepted) = server(true);
+        let c = client_of(port, &cert);
+        for n in 1..=3 {
+            let v: serde_json::Value = c.get("/v1/status").unwrap();
+            assert_eq!(v["n"], n, "each request answered once");
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
     }
 }

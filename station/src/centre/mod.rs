@@ -13,7 +13,7 @@ pub mod outbox;
 pub mod pin;
 pub mod status;
 
-pub use client::CentreClient;
+pub use client::{CentreClient, ClientCache};
 
 /// HSM label of the station's identity key (its TLS client certificate at the centre).
 pub const IDENTITY_KEY: &str = "identity-1";
