@@ -8,8 +8,8 @@
 //! `audit-signer` profile), stored in `audit_checkpoints` (append-only). [`ensure_signer`] makes
 //! the key once, [`checkpoint`] signs, [`verify_log`] checks the chain and every signature.
 
+use deadpool_postgres::Transaction;
 use registry::audit::{canonical_json, event_hash, AuditEvent, GENESIS_PREV_HASH};
-use tokio_postgres::Transaction;
 
 use crate::error::{CentralError, Result};
 
@@ -37,14 +37,22 @@ pub async fn append(
     details: &serde_json::Value,
 ) -> Result<AuditEvent> {
     let details = canonical_json(details).map_err(|e| CentralError::Other(e.to_string()))?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&AUDIT_LOCK])
+    // Prepared once per pooled connection: the lock is held from here to the commit, so each
+    // round trip saved here is time no other append waits.
+    let lock = tx
+        .prepare_cached("SELECT pg_advisory_xact_lock($1)")
         .await?;
-    let last = tx
-        .query_opt(
-            "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
-            &[],
+    let head = tx
+        .prepare_cached("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        .await?;
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO audit_log (seq, time, operator, role, station, action, object, details, prev_hash, hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .await?;
+    tx.execute(&lock, &[&AUDIT_LOCK]).await?;
+    let last = tx.query_opt(&head, &[]).await?;
     let (seq, prev_hash) = match last {
         None => (1u64, GENESIS_PREV_HASH),
         Some(row) => {
@@ -71,8 +79,7 @@ pub async fn append(
         &prev_hash,
     );
     tx.execute(
-        "INSERT INTO audit_log (seq, time, operator, role, station, action, object, details, prev_hash, hash)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        &insert,
         &[
             &(seq as i64),
             &time,

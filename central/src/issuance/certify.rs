@@ -222,6 +222,8 @@ pub async fn certify(
     .await?;
     let details =
         serde_json::json!({ "job": job.id, "document": job.document(), "certificates": serials });
+    // Read before the audit append: its lock is held until the commit.
+    let certs = issued(&tx, &job.id).await?;
     audit::append(
         &tx,
         &actor(who, &req.operator),
@@ -230,7 +232,6 @@ pub async fn certify(
         &details,
     )
     .await?;
-    let certs = issued(&tx, &job.id).await?;
     tx.commit().await?;
     Ok(answer(certs))
 }
