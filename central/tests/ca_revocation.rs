@@ -152,8 +152,9 @@ fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) ->
     }
 }
 
-/// A centre with two ca-admins, serving with its public listener, and one enrolled station.
-fn set_up() -> (tempfile::TempDir, Cluster, std::path::PathBuf, Desk) {
+/// A centre with two ca-admins, serving with its public listener, and one enrolled station
+/// whose token is labelled `token` (tests of this binary share a SoftHSM2 directory).
+fn set_up(token: &str) -> (tempfile::TempDir, Cluster, std::path::PathBuf, Desk) {
     let (tmp, cluster, config) = centre("\n[server]\npublic_name = \"localhost\"\n");
     let pw = format!("{ADMIN_PASSWORD}\n{ADMIN2_PASSWORD}\n");
     let init = ["init", "--admin", "admin", "--second-admin", "admin2"];
@@ -163,7 +164,7 @@ fn set_up() -> (tempfile::TempDir, Cluster, std::path::PathBuf, Desk) {
     let db = rt.block_on(db(&cluster));
     let station_ca = rt.block_on(station_ca_cert(&db));
     let server = Server::start_public(&config);
-    let station = Station::new("rv-st1");
+    let station = Station::new(token);
     let anon = client_config(&station_ca, None);
     let req = station.enrol_request("tas01-st1", &code);
     let enrolled = rt.block_on(https(
@@ -189,7 +190,7 @@ fn set_up() -> (tempfile::TempDir, Cluster, std::path::PathBuf, Desk) {
 #[test]
 fn an_emergency_revocation_of_the_esign_ca_is_published_flags_cards_and_a_rotation_restores_issuance(
 ) {
-    let (tmp, cluster, config, desk) = set_up();
+    let (tmp, cluster, config, desk) = set_up("rv-st1");
     let d = tmp.path();
     let db = desk.rt.block_on(db(&cluster));
     let q = |sql: &str| desk.rt.block_on(db.query(sql, &[])).unwrap();
@@ -603,7 +604,7 @@ fn crl_lists(dir: &Path, text: &str, pem_file: &str) -> bool {
 /// reason that is not one is refused naming the field.
 #[test]
 fn a_station_disabled_for_key_compromise_has_its_document_signer_on_the_cscas_crl() {
-    let (tmp, cluster, config, desk) = set_up();
+    let (tmp, cluster, config, desk) = set_up("rv-st2");
     let d = tmp.path();
     let verify_ds = [
         "verify",
