@@ -255,22 +255,7 @@ fn two_enrolled_stations_issue_with_national_numbers_one_card_per_holder_and_the
     }
     let ca = a.insert(&tas.blank_card(0x5A00_0020), &[]);
     let cb = b.insert(&sam.blank_card(0x5A00_0021), &[]);
-    let issue_at = |st: &Station, reader: &str| {
-        st.run(
-            &[
-                "--json",
-                "issue",
-                "--holder",
-                st.dir.join(holder).to_str().unwrap(),
-                "--reader",
-                reader,
-                "--operator",
-                "clerk",
-            ],
-            &[CLERK_PASSWORD],
-            &[],
-        )
-    };
+    let issue_at = |st: &Station, reader: &str| st.issue_file(&st.dir.join(holder), reader, &[]);
     let (oa, ob) = std::thread::scope(|s| {
         let pa = s.spawn(|| issue_at(&tas, &a.reader_name));
         let pb = s.spawn(|| issue_at(&sam, &b.reader_name));
@@ -443,20 +428,7 @@ fn the_centre_or_the_station_killed_after_each_protocol_step_leaves_nothing_dupl
         } else {
             env.push(("IDSTATION_FAILPOINT", point));
         }
-        let o = st.run(
-            &[
-                "--json",
-                "issue",
-                "--holder",
-                holder.to_str().unwrap(),
-                "--reader",
-                &slot.reader_name,
-                "--operator",
-                "clerk",
-            ],
-            &[CLERK_PASSWORD],
-            &env,
-        );
+        let o = st.issue_file(&holder, &slot.reader_name, &env);
         if who == "centre" {
             // No answer: the station says the centre cannot be reached.
             assert_eq!(o.status.code(), Some(7), "{point}:\n{}", text(&o));
@@ -489,20 +461,7 @@ fn the_centre_or_the_station_killed_after_each_protocol_step_leaves_nothing_dupl
                 .count();
             assert_eq!(live, 0, "{who} {point}: every certificate revoked: {view}");
             // The same card (reset if needed) is issued now.
-            let o = st.run(
-                &[
-                    "--json",
-                    "issue",
-                    "--holder",
-                    holder.to_str().unwrap(),
-                    "--reader",
-                    &slot.reader_name,
-                    "--operator",
-                    "clerk",
-                ],
-                &[CLERK_PASSWORD],
-                &[],
-            );
+            let o = st.issue_file(&holder, &slot.reader_name, &[]);
             assert!(o.status.success(), "{who} {point}: again:\n{}", text(&o));
             let view = centre_view(&centre, &holder);
             assert_eq!(check_centre_invariants(&view), 1, "{view}");
@@ -616,22 +575,7 @@ fn a_revoked_esign_key_voids_the_card_locked_meanwhile_and_issuance_resumes_afte
     let st = Station::enrol(&centre, "TAS01", "tas01-st1");
     let slot = testrig::Slot::lease();
     let holder = holder_variant(&st, "holder-03.json", 300);
-    let issue = |env: &[(&str, &str)]| {
-        st.run(
-            &[
-                "--json",
-                "issue",
-                "--holder",
-                holder.to_str().unwrap(),
-                "--reader",
-                &slot.reader_name,
-                "--operator",
-                "clerk",
-            ],
-            &[CLERK_PASSWORD],
-            env,
-        )
-    };
+    let issue = |env: &[(&str, &str)]| st.issue_file(&holder, &slot.reader_name, env);
 
     // The station dies right after LOCK reached the card, before `complete`.
     let img = st.blank_card(0x5C00_0001);

@@ -121,13 +121,19 @@ impl Station {
         o
     }
 
+    /// `idstation --json issue` of fixture `holder` by the clerk.
     pub fn issue(&self, holder: &str, reader: &str, env: &[(&str, &str)]) -> Output {
+        self.issue_file(&fixture(holder), reader, env)
+    }
+
+    /// `idstation --json issue` of the holder file `holder` by the clerk.
+    pub fn issue_file(&self, holder: &Path, reader: &str, env: &[(&str, &str)]) -> Output {
         self.run(
             &[
                 "--json",
                 "issue",
                 "--holder",
-                fixture(holder).to_str().unwrap(),
+                holder.to_str().unwrap(),
                 "--reader",
                 reader,
                 "--operator",
