@@ -7,7 +7,7 @@
 //! another dead letter's row fits a 1024×768 window in Russian and Uzbek; with the centre stopped the tab says in plain words that it cannot be reached. Every wait
 //! polls with a deadline.
 //!
-//! Needs `idcentral` built in the same target dir (`cargo build -p central --bin idcentral`).
+//! Needs `idcentral` built in the same target dir as the tests build it (`cargo test -p central --no-run`).
 
 mod common;
 #[path = "../../station/tests/common/egov_centre.rs"]

@@ -5,7 +5,7 @@
 //! openssl (`verify` of the renewed certificates up to the centre's root, `crl` of the CRL the
 //! centre publishes, `ocsp` against the centre's responder) and `idcentral show`.
 //!
-//! Needs `idcentral` built in the same target dir (`cargo build -p central --bin idcentral`);
+//! Needs `idcentral` built in the same target dir as the tests build it (`cargo test -p central --no-run`);
 //! run under `flock /tmp/idstation-pcsc.lock` (it uses the card readers).
 
 use std::net::SocketAddr;

@@ -1,6 +1,6 @@
 //! Issue 15, end to end: a station enrols with a real national centre (`idcentral serve` on
 //! 127.0.0.1 over TLS 1.3, PostgreSQL, both SoftHSM2 tokens: testrig::centre) through the
-//! `idstation` binary, then asks `centre status`. Needs `cargo build -p central --bin idcentral`
+//! `idstation` binary, then asks `centre status`. Needs `cargo test -p central --no-run`
 //! in the same target dir.
 
 use std::io::Write;

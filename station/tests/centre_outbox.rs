@@ -8,7 +8,7 @@
 //! it exactly once. A disabled station is refused and an unreachable centre is exit 7. Every
 //! wait polls with a deadline.
 //!
-//! Needs `idcentral` built in the same target dir (`cargo build -p central --bin idcentral`).
+//! Needs `idcentral` built in the same target dir as the tests build it (`cargo test -p central --no-run`).
 
 #[path = "common/egov_centre.rs"]
 mod egov_centre;

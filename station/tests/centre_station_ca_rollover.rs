@@ -3,7 +3,7 @@
 //! it with the identity it enrolled with, and after it renewed its identity under the new key;
 //! `centre status` stores the new Station CA (checked to its root, 0600); a station enrolled
 //! after gets its identity from the new key. A real centre (testrig::centre: PostgreSQL,
-//! SoftHSM2, two `idcentral serve` instances). Needs `cargo build -p central --bin idcentral`
+//! SoftHSM2, two `idcentral serve` instances). Needs `cargo test -p central --no-run`
 //! in the same target dir.
 
 use std::os::unix::fs::PermissionsExt;

@@ -9,7 +9,7 @@
 //!
 //! Real parts throughout: PostgreSQL and `idcentral serve` with its public listener
 //! (testrig::centre), an enrolled station, pcscd + vpcd + vchip, OpenSC's PKCS#11 module.
-//! Needs `idcentral` built in the same target dir (`cargo build -p central --bin idcentral`) and
+//! Needs `idcentral` built in the same target dir as the tests build it (`cargo test -p central --no-run`) and
 //! the pcsc lock (`flock /tmp/idstation-pcsc.lock`) like the other card tests.
 
 use std::path::{Path, PathBuf};

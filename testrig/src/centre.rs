@@ -12,8 +12,9 @@
 //! ```
 //!
 //! The `idcentral` binary is `$IDCENTRAL_BIN`, else `idcentral` in target/<profile>/ beside
-//! the test executable: build it with `cargo build -p central --bin idcentral` (same
-//! CARGO_TARGET_DIR and profile). As root the cluster runs as the `postgres` user, so the
+//! the test executable: build it as the tests do, with the test failpoints, by `cargo test -p
+//! central --no-run` (same CARGO_TARGET_DIR; a crash test refuses an idcentral built without
+//! them). As root the cluster runs as the `postgres` user, so the
 //! temporary directory is made under /tmp and traversable (0711).
 
 use std::io::{BufRead, BufReader, Write};
@@ -476,7 +477,11 @@ impl Drop for Instance {
 /// Start `idcentral --config CONFIG serve --listen LISTEN` with `env` and wait until it
 /// listens: the child, its address and its certificate's fingerprint.
 fn spawn_serve(config: &Path, listen: &str, env: &[(&str, &str)]) -> (Child, SocketAddr, String) {
-    let mut child = Command::new(idcentral_bin().unwrap_or_else(|e| panic!("{e}")))
+    let bin = idcentral_bin().unwrap_or_else(|e| panic!("{e}"));
+    if let Some((_, point)) = env.iter().find(|(k, _)| *k == "IDCENTRAL_FAILPOINT") {
+        require_failpoints(&bin, point);
+    }
+    let mut child = Command::new(&bin)
         .arg("--config")
         .arg(config)
         .args(["serve", "--listen", listen])
@@ -508,6 +513,25 @@ fn spawn_serve(config: &Path, listen: &str, env: &[(&str, &str)]) -> (Child, Soc
     (child, addr, fingerprint)
 }
 
+/// A test that crashes the centre at `point` needs an idcentral built with the `failpoints`
+/// feature, as `cargo test` builds it. A plain `cargo build -p central` writes one without to
+/// the same path, which would never crash: the test would then fail for the wrong reason. The
+/// same check as scripts/check-no-failpoints.sh, the other way round.
+fn require_failpoints(bin: &Path, point: &str) {
+    let found = Command::new("grep")
+        .args(["-q", "-a", "-F", "IDCENTRAL_FAILPOINT"])
+        .arg(bin)
+        .status()
+        .expect("run grep");
+    assert!(
+        found.success(),
+        "{} was built without the failpoints feature (by a plain `cargo build -p central`?), so \
+         IDCENTRAL_FAILPOINT={point} would not stop it: build it as the tests do, \
+         `cargo test -p central --no-run`",
+        bin.display()
+    );
+}
+
 /// The idcentral binary: `$IDCENTRAL_BIN`, else `idcentral` in the directory above the test
 /// executable's `deps/` (target/<profile>/idcentral), else next to the executable.
 pub fn idcentral_bin() -> Result<PathBuf, String> {
@@ -534,8 +558,9 @@ pub fn idcentral_bin() -> Result<PathBuf, String> {
     }
     candidates.into_iter().find(|p| p.is_file()).ok_or_else(|| {
         format!(
-            "idcentral not found next to {} (run `cargo build -p central --bin idcentral` with \
-             the same CARGO_TARGET_DIR and profile, or set IDCENTRAL_BIN)",
+            "idcentral not found next to {} (run `cargo test -p central --no-run` with the same \
+             CARGO_TARGET_DIR: it builds idcentral with the test failpoints; or set \
+             IDCENTRAL_BIN)",
             exe.display()
         )
     })
