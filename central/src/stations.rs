@@ -194,7 +194,8 @@ pub struct StationInfo {
     pub identity_issuer: Option<String>,
 }
 
-/// The label of the Station CA key in `keys` (label, certificate) that signed `identity`.
+/// The label of the CA key in `keys` (label, certificate) that signed `identity` (any station
+/// certificate).
 fn issuer_label(identity: Option<&[u8]>, keys: &[(String, Vec<u8>)]) -> Option<String> {
     let der = identity?;
     keys.iter()
@@ -374,14 +375,7 @@ async fn revoke_certs(
     let mut out = Vec::new();
     for r in rows {
         let (purpose, serial, der): (String, Vec<u8>, Vec<u8>) = (r.get(0), r.get(1), r.get(2));
-        let mut issuer = None;
-        for (label, ca_der) in &keys {
-            if ca::issued_by(&der, ca_der)? {
-                issuer = Some(label.clone());
-                break;
-            }
-        }
-        let issuer = issuer.ok_or_else(|| {
+        let issuer = issuer_label(Some(&der), &keys).ok_or_else(|| {
             CentralError::Other(format!(
                 "no CA key of this centre signed the {purpose} certificate of station {station}"
             ))

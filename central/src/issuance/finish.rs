@@ -76,11 +76,7 @@ pub async fn complete(
     let (issue, expiry) = check_complete(&job, req)?;
     if let Some(why) = revoked_issuer(&tx, &job).await? {
         // The card's certificates chain to a revoked CA certificate: it is not handed out.
-        let by = Actor {
-            operator: centre.name.clone(),
-            role: "centre".into(),
-            station: centre.name.clone(),
-        };
+        let by = crate::public::centre_actor(&centre.name);
         abort_job(
             &tx,
             &job,

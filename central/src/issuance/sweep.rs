@@ -9,7 +9,6 @@ use std::time::Duration;
 use centre_api::{JobState, NumberOutcome};
 
 use super::find_job;
-use crate::audit::Actor;
 use crate::error::Result;
 use crate::pki::Centre;
 
@@ -37,11 +36,7 @@ pub async fn sweep_once(centre: &Centre) -> Result<usize> {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let by = Actor {
-        operator: centre.name.clone(),
-        role: "centre".into(),
-        station: centre.name.clone(),
-    };
+    let by = crate::public::centre_actor(&centre.name);
     let reason = format!("timeout: the job stayed open longer than {timeout} seconds");
     for id in &ids {
         let Some(job) = find_job(&tx, id, true).await? else {
