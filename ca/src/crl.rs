@@ -94,7 +94,8 @@ pub struct RevokedEntry {
 /// Issue a v2 CRL (RFC 5280 §5) signed by `issuer`'s HSM key: cRLNumber `crl_number` (the
 /// caller keeps it strictly increasing per key, §5.2.3), authorityKeyIdentifier of the signing
 /// key (§5.2.1), thisUpdate `now`, nextUpdate from the profile, and one entry per revoked
-/// certificate with its revocation date and reason code (§5.3.1). Returns the CRL, DER.
+/// certificate with its revocation date and (unless the profile says `entry_reasons = false`)
+/// its reason code (§5.3.1). Returns the CRL, DER.
 ///
 /// The CRL is built here rather than with `x509_cert::builder::CrlBuilder`, which copies the
 /// issuer certificate's own authorityKeyIdentifier (the key that signed the CA, not the key
@@ -117,7 +118,7 @@ pub fn issue_crl(
     let next_update =
         this_update + Duration::from_secs(u64::from(profile.next_update_hours) * 3600);
 
-    let entries = revoked_certs(revoked, this_update)?;
+    let entries = revoked_certs(revoked, this_update, profile.entry_reasons)?;
 
     let aki = AuthorityKeyIdentifier {
         key_identifier: Some(OctetString::new(issuer.key_id()).map_err(enc("AKI"))?),
@@ -180,8 +181,13 @@ fn check_crl_signer(issuer: &Issuer) -> Result<()> {
 }
 
 /// The CRL entries (RFC 5280 §5.1.2.6): each serial once, revoked no later than thisUpdate,
-/// with its reasonCode entry extension when a reason is given (§5.3.1).
-fn revoked_certs(revoked: &[RevokedEntry], this_update: SystemTime) -> Result<Vec<RevokedCert>> {
+/// with its reasonCode entry extension when a reason is given (§5.3.1) and the profile keeps
+/// entry reasons.
+fn revoked_certs(
+    revoked: &[RevokedEntry],
+    this_update: SystemTime,
+    entry_reasons: bool,
+) -> Result<Vec<RevokedCert>> {
     use const_oid::AssociatedOid;
     let mut entries = Vec::with_capacity(revoked.len());
     let mut seen = std::collections::BTreeSet::new();
@@ -202,7 +208,7 @@ fn revoked_certs(revoked: &[RevokedEntry], this_update: SystemTime) -> Result<Ve
         if r.revoked_at > this_update {
             return Err(bad("revocation date is after thisUpdate"));
         }
-        let crl_entry_extensions = match r.reason {
+        let crl_entry_extensions = match r.reason.filter(|_| entry_reasons) {
             Some(reason) => Some(vec![ext(CrlReason::OID, false, &reason.crl_reason())?]),
             None => None,
         };

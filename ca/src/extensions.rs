@@ -1,8 +1,10 @@
 //! Certificate extensions (RFC 5280 §4.2) rendered from a profile for one issuer, and the
 //! URLs (CRL distribution point, AIA) they carry.
 
+use std::time::{Duration, SystemTime};
+
 use const_oid::ObjectIdentifier;
-use der::asn1::{Ia5String, OctetString};
+use der::asn1::{GeneralizedTime, Ia5String, OctetString, PrintableString, SetOfVec};
 use der::{Any, Encode};
 use profiles::{CertProfile, KeyUsageBit};
 use x509_cert::ext::pkix::certpolicy::{
@@ -12,13 +14,14 @@ use x509_cert::ext::pkix::crl::dp::DistributionPoint;
 use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
 use x509_cert::ext::pkix::{
     AccessDescription, AuthorityInfoAccessSyntax, AuthorityKeyIdentifier, BasicConstraints,
-    CertificatePolicies, CrlDistributionPoints, ExtendedKeyUsage, KeyUsage, KeyUsages,
-    SubjectKeyIdentifier,
+    CertificatePolicies, CrlDistributionPoints, ExtendedKeyUsage, IssuerAltName, KeyUsage,
+    KeyUsages, PrivateKeyUsagePeriod, SubjectKeyIdentifier,
 };
 use x509_cert::ext::Extension;
 
 use crate::error::{enc, CaError, Result};
 use crate::qc;
+use crate::subject::icao_directory_name;
 
 pub(crate) const ID_QT_CPS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.2.1");
 pub(crate) const ID_QT_UNOTICE: ObjectIdentifier =
@@ -29,6 +32,10 @@ pub(crate) const ID_PKIX_OCSP_NOCHECK: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1.5");
 pub(crate) const ID_AD_CA_ISSUERS: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.2");
+/// id-icao-mrtd-security-extensions-documentTypeList (ICAO Doc 9303-12 §7.1.1.6):
+/// { id-icao-mrtd-security-extensions 2 }, id-icao-mrtd-security = 2.23.136.1.1.
+pub const ID_ICAO_DOCUMENT_TYPE_LIST: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("2.23.136.1.1.6.2");
 
 pub(crate) fn render_url(
     template: &str,
@@ -148,11 +155,66 @@ pub(crate) fn extensions(profile: &CertProfile, ctx: &ExtContext<'_>) -> Result<
             &AuthorityInfoAccessSyntax(access),
         )?);
     }
+    if let Some(icao) = &profile.icao_9303 {
+        let state = GeneralName::DirectoryName(icao_directory_name(&icao.country)?);
+        out.push(ext(IssuerAltName::OID, false, &IssuerAltName(vec![state]))?);
+        if !icao.document_types.is_empty() {
+            out.push(ext(
+                ID_ICAO_DOCUMENT_TYPE_LIST,
+                false,
+                &document_type_list(&icao.document_types)?,
+            )?);
+        }
+    }
     if let Some(qc_rule) = &profile.qc_statements {
         let statements = qc::statements(qc_rule).map_err(enc("QC statements"))?;
         out.push(ext(qc::ID_PE_QC_STATEMENTS, false, &statements)?);
     }
     Ok(out)
+}
+
+/// DocumentTypeListSyntax (ICAO Doc 9303-12 §7.1.1.6):
+/// `SEQUENCE { version DocumentTypeListVersion (v0), docTypeList SET OF DocumentType }`, where
+/// `DocumentType ::= PrintableString (SIZE(1..2))`.
+#[derive(Debug, der::Sequence)]
+struct DocumentTypeListSyntax {
+    version: u8,
+    doc_type_list: SetOfVec<PrintableString>,
+}
+
+fn document_type_list(types: &[String]) -> Result<DocumentTypeListSyntax> {
+    let mut list = SetOfVec::new();
+    for t in types {
+        list.insert(PrintableString::new(t).map_err(enc("document type"))?)
+            .map_err(enc("document type list"))?;
+    }
+    Ok(DocumentTypeListSyntax {
+        version: 0,
+        doc_type_list: list,
+    })
+}
+
+/// privateKeyUsagePeriod (RFC 3280 §4.2.1.4) of a certificate valid from `not_before`: the
+/// profile's usage period from the same second, notAfter its last second (both present, as
+/// ICAO Doc 9303-12 Table 6 allows). `None` when the profile has none.
+pub(crate) fn private_key_usage_period(
+    profile: &CertProfile,
+    not_before: SystemTime,
+) -> Result<Option<Extension>> {
+    use const_oid::AssociatedOid;
+    let Some(rule) = &profile.private_key_usage_period else {
+        return Ok(None);
+    };
+    let end = not_before + Duration::from_secs(u64::from(rule.days.max(1)) * 86_400 - 1);
+    let period = PrivateKeyUsagePeriod {
+        not_before: Some(
+            GeneralizedTime::from_system_time(not_before).map_err(enc("privateKeyUsagePeriod"))?,
+        ),
+        not_after: Some(
+            GeneralizedTime::from_system_time(end).map_err(enc("privateKeyUsagePeriod"))?,
+        ),
+    };
+    Ok(Some(ext(PrivateKeyUsagePeriod::OID, false, &period)?))
 }
 
 /// keyUsage (RFC 5280 §4.2.1.3) from the profile's bits.

@@ -39,6 +39,10 @@ pub struct CertInfo {
     /// Validity as RFC 3339 UTC timestamps.
     pub not_before: String,
     pub not_after: String,
+    /// The end of the private key usage period (privateKeyUsagePeriod notAfter, RFC 3280
+    /// §4.2.1.4), RFC 3339, when the certificate states one: a Document Signer's or CSCA's
+    /// (ICAO Doc 9303-12 Table 6).
+    pub key_usage_until: Option<String>,
 }
 
 impl CertInfo {
@@ -52,7 +56,15 @@ impl CertInfo {
             [0, rest @ ..] if !rest.is_empty() => rest,
             s => s,
         };
+        let key_usage_until = tbs
+            .get_extension::<x509_cert::ext::pkix::PrivateKeyUsagePeriod>()
+            .map_err(|e| CaError::Certificate {
+                reason: format!("privateKeyUsagePeriod: {e}"),
+            })?
+            .and_then(|(_, p)| p.not_after)
+            .map(|t| rfc3339(t.to_system_time()));
         Ok(CertInfo {
+            key_usage_until,
             serial_hex: hex::encode(serial),
             subject: tbs.subject().to_string(),
             not_before: rfc3339(tbs.validity().not_before.to_system_time()),

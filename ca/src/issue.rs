@@ -10,7 +10,7 @@ use x509_cert::time::Validity;
 
 use crate::csr::verify_csr;
 use crate::error::{enc, CaError, Result};
-use crate::extensions::{extensions, ExtContext};
+use crate::extensions::{extensions, private_key_usage_period, ExtContext};
 use crate::issuer::Issuer;
 use crate::keys::{
     checked_p256_spki, key_identifier, key_identifier_of, p256_point, p256_spki_prefix,
@@ -43,7 +43,12 @@ pub fn create_root(
         issuer_key_id_hex: &ski_hex,
         ski: &ski,
     };
-    let extensions = extensions(profile, &ctx)?;
+    let mut extensions = extensions(profile, &ctx)?;
+    extensions.extend(san_extension(profile, &SubjectAltNames::default())?);
+    extensions.extend(private_key_usage_period(
+        profile,
+        not_before.to_system_time(),
+    )?);
     let cert = sign_certificate(
         store,
         key_label,
@@ -157,10 +162,19 @@ pub(crate) fn issue_for_spki(
     names: &SubjectAltNames,
     now: SystemTime,
 ) -> Result<IssuedCert> {
+    let (not_before, not_after) = validity(profile, now, Some(issuer))?;
+    // The extensions that differ between certificates of one profile and issuer; the others
+    // come from the issuer's cache.
     let mut own_extensions = Vec::new();
-    if let Some(san) = san_extension(profile, names)? {
-        san.encode_to_vec(&mut own_extensions)
-            .map_err(enc("subjectAltName"))?;
+    for e in san_extension(profile, names)?
+        .into_iter()
+        .chain(private_key_usage_period(
+            profile,
+            not_before.to_system_time(),
+        )?)
+    {
+        e.encode_to_vec(&mut own_extensions)
+            .map_err(enc("certificate extension"))?;
     }
     // The key is checked (P-256, on the curve). A key given in the canonical uncompressed
     // encoding is recognised by its DER prefix and used as given; anything else is decoded,
@@ -182,7 +196,6 @@ pub(crate) fn issue_for_spki(
     };
     let subject = subject_values(profile, holder)?;
     let ski = key_identifier_of(profile.subject_key_identifier, point);
-    let (not_before, not_after) = validity(profile, now, Some(issuer))?;
     let ctx = ExtContext {
         issuer_label: &issuer.key_label,
         issuer_key_id: &issuer.key_id,

@@ -11,6 +11,7 @@ use x509_cert::ext::Extension;
 
 use crate::error::{enc, CaError, Result};
 use crate::extensions::{ext, ia5};
+use crate::subject::icao_directory_name;
 
 /// The alternative names of one certificate's subject.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -54,12 +55,27 @@ fn check_dns_name(name: &str) -> Result<()> {
 }
 
 /// The subjectAltName extension for `names` under `profile`, or `None` when the profile has no
-/// rule and no names are given. Not critical: every profile's subject is non-empty.
+/// rule and no names are given; under an ICAO 9303 profile the State's directory name. Not critical: every profile's subject is non-empty.
 pub(crate) fn san_extension(
     profile: &CertProfile,
     names: &SubjectAltNames,
 ) -> Result<Option<Extension>> {
     use const_oid::AssociatedOid;
+    if let Some(icao) = &profile.icao_9303 {
+        if !names.is_empty() {
+            return Err(refuse(format!(
+                "profile '{}' names the State in subjectAltName (ICAO Doc 9303-12 §7.1.1.2); it \
+                 takes no DNS or IP names",
+                profile.name
+            )));
+        }
+        let state = GeneralName::DirectoryName(icao_directory_name(&icao.country)?);
+        return Ok(Some(ext(
+            SubjectAltName::OID,
+            false,
+            &SubjectAltName(vec![state]),
+        )?));
+    }
     let Some(rule) = &profile.subject_alt_name else {
         if names.is_empty() {
             return Ok(None);

@@ -139,6 +139,20 @@ pub(crate) fn render_subject(
     Ok(Name::hazmat_from_rdn_sequence(seq))
 }
 
+/// The directory name ICAO Doc 9303-12 §7.1.1.2 has subjectAltName and issuerAltName carry:
+/// one `localityName` with the State's ICAO three-letter code as in the MRZ (PrintableString).
+pub(crate) fn icao_directory_name(country: &str) -> Result<Name> {
+    let s = PrintableStringRef::new(country.as_bytes()).map_err(enc("ICAO country code"))?;
+    let atv = AttributeTypeAndValue {
+        oid: const_oid::db::rfc4519::LOCALITY_NAME,
+        value: Any::encode_from(&s).map_err(enc("ICAO country code"))?,
+    };
+    let rdn = RelativeDistinguishedName::try_from(vec![atv]).map_err(enc("directory name"))?;
+    let mut seq = RdnSequence::default();
+    seq.push(rdn);
+    Ok(Name::hazmat_from_rdn_sequence(seq))
+}
+
 pub(crate) fn holder_field(kind: AttributeKind) -> &'static str {
     match kind {
         AttributeKind::SerialNumber => "pinfl",

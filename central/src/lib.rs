@@ -21,6 +21,7 @@ pub mod operators;
 pub mod pki;
 pub mod public;
 pub mod refusals;
+pub mod replacements;
 pub mod revocation;
 pub mod rotation;
 pub mod server;

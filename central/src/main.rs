@@ -132,6 +132,15 @@ enum StationCmd {
         #[arg(long, value_name = "NAME")]
         operator: String,
     },
+    /// Cards to replace: those whose Document Signer was revoked with their station (ca-admin
+    /// or auditor; the read is audited).
+    CardsToReplace {
+        /// Only this station's cards.
+        #[arg(long)]
+        station: Option<String>,
+        #[arg(long, value_name = "NAME")]
+        operator: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -678,7 +687,26 @@ async fn station(cli: &Cli, cfg: &CentreConfig, sc: &StationCmd) -> Result<(), C
                         c.issuer_key
                     ));
                 }
+                if d.cards_to_replace > 0 {
+                    out.push_str(&format!(
+                        "{} cards it issued are flagged for replacement (station cards-to-replace)\n",
+                        d.cards_to_replace
+                    ));
+                }
                 out
+            })
+        }
+        StationCmd::CardsToReplace { station, operator } => {
+            let roles = [Role::CaAdmin, Role::Auditor];
+            let s = log_in(&pool, cfg, operator, "list cards to replace", &roles).await?;
+            let cards = central::replacements::list(&pool, &s, station.as_deref()).await?;
+            print(cli.json, &cards, |l| {
+                if l.is_empty() {
+                    return "No card is flagged for replacement.\n".to_owned();
+                }
+                l.iter()
+                    .map(central::replacements::CardToReplace::line)
+                    .collect()
             })
         }
     }
@@ -747,6 +775,9 @@ fn show_text(r: &central::show::HolderRecord) -> String {
             d.date_of_expiry,
             d.card_serial
         );
+        if let Some(why) = &d.replacement_due {
+            s += &format!("    to be replaced: {why}\n");
+        }
     }
     s += "Certificates:\n";
     for c in &r.certificates {

@@ -33,6 +33,9 @@ pub struct DocumentRecord {
     /// The document that replaced this one (a replacement), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replaced_by: Option<String>,
+    /// Why the card must be replaced (its Document Signer was revoked), if it must.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replacement_due: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -93,7 +96,8 @@ async fn documents(c: &impl GenericClient, holder: i64) -> Result<Vec<DocumentRe
     let rows = c
         .query(
             "SELECT d.series, d.number, d.state, d.station, d.office, d.date_of_issue::text,
-                    d.date_of_expiry::text, d.card_serial, d.job, n.series, n.number
+                    d.date_of_expiry::text, d.card_serial, d.job, n.series, n.number,
+                    d.replacement_due
              FROM documents d LEFT JOIN documents n ON n.id = d.replaced_by
              WHERE d.holder_id = $1 ORDER BY d.id",
             &[&holder],
@@ -113,6 +117,7 @@ async fn documents(c: &impl GenericClient, holder: i64) -> Result<Vec<DocumentRe
             replaced_by: r
                 .get::<_, Option<String>>(9)
                 .map(|s| crate::numbers::document_number(&s, r.get(10))),
+            replacement_due: r.get(11),
         })
         .collect())
 }

@@ -265,12 +265,17 @@ pub struct Disabled {
     pub state: &'static str,
     pub reason: Option<String>,
     pub revoked: Vec<RevokedStationCert>,
+    /// The station's cards in use flagged for replacement because its Document Signer was
+    /// revoked (`station cards-to-replace` lists them).
+    pub cards_to_replace: u64,
 }
 
 /// Cut `station` off: it is refused from its next request on. With `reason` (one of
 /// [`REVOCATION_REASONS`]) its certificates are revoked too, each on the CRL of the CA key that
-/// issued it (queued for the signing worker like a CA revocation). Without one, the
-/// certificates stay valid: the cards whose EF.SOD its Document Signer signed stay good. A
+/// issued it (queued for the signing worker like a CA revocation), and the station's cards in
+/// use are flagged for replacement (their EF.SOD no longer passes passive authentication).
+/// Without one, the certificates stay valid: the cards whose EF.SOD its Document Signer signed
+/// stay good. A
 /// station disabled before may be disabled again with a reason, which revokes what is not
 /// revoked yet. Ca-admin; one transaction with its audit event.
 pub async fn disable(
@@ -326,8 +331,16 @@ pub async fn disable(
             "station {station} is already disabled and its certificates are revoked"
         )));
     }
-    let details =
-        serde_json::json!({ "previous_state": state, "reason": reason, "revoked": revoked });
+    let cards_to_replace = match reason {
+        Some(r) if revoked.iter().any(|c| c.purpose == "document-signer") => {
+            crate::replacements::flag_station_cards(&tx, station, r).await?
+        }
+        _ => 0,
+    };
+    let details = serde_json::json!({
+        "previous_state": state, "reason": reason, "revoked": revoked,
+        "cards_to_replace": cards_to_replace,
+    });
     let action = if revoked.is_empty() {
         "station.disabled"
     } else {
@@ -347,6 +360,7 @@ pub async fn disable(
         state: "disabled",
         reason: reason.map(str::to_owned),
         revoked,
+        cards_to_replace,
     })
 }
 

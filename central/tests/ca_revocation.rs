@@ -598,7 +598,7 @@ fn crl_lists(dir: &Path, text: &str, pem_file: &str) -> bool {
 /// A station cut off for cause (docs/centre.md "Cutting a station off"): `station disable
 /// --reason keyCompromise` revokes its identity, audit-signer and Document Signer certificates,
 /// each on the CRL of the key that issued it. openssl is the relying party: the CSCA's CRL lists
-/// the Document Signer with its reason, and `openssl verify -crl_check` refuses the DS
+/// the Document Signer (with no reason code, as ICAO Doc 9303-12 Table 10 asks), and `openssl verify -crl_check` refuses the DS
 /// certificate that it accepted before. A plain disable revokes nothing (a decommissioned
 /// station's cards stay good); a later disable with a reason revokes; a third is refused; a
 /// reason that is not one is refused naming the field.
@@ -618,6 +618,12 @@ fn a_station_disabled_for_key_compromise_has_its_document_signer_on_the_cscas_cr
     fetch_crl(&desk, d, "csca-1", "csca.pem");
     let (good, out) = openssl(d, &verify_ds);
     assert!(good, "before: the DS verifies with the CSCA's CRL: {out}");
+    // Two cards the station issued before it was cut off.
+    let post = |path: &str, body: &Value| desk.ok(path, body);
+    let cards = [
+        issue_without_card(&post, "clerk1", "31234567890123"),
+        issue_without_card(&post, "clerk1", "41234567890124"),
+    ];
 
     let disable = |extra: &[&str]| {
         let mut args = vec!["--json", "station", "disable", "--station", "tas01-st1"];
@@ -631,6 +637,7 @@ fn a_station_disabled_for_key_compromise_has_its_document_signer_on_the_cscas_cr
     );
     let plain: Value = serde_json::from_str(&ok(disable(&[]))).unwrap();
     assert_eq!(plain["revoked"], json!([]), "{plain}");
+    assert_eq!(plain["cards_to_replace"], 0, "{plain}");
     let (status, v) = desk.call(
         centre_api::paths::RESERVE,
         &reserve_body(&new_job(), "61234567890126"),
@@ -662,10 +669,49 @@ fn a_station_disabled_for_key_compromise_has_its_document_signer_on_the_cscas_cr
         ],
         "{done}"
     );
+    // Its EF.SODs no longer pass passive authentication: both cards are to be replaced.
+    assert_eq!(done["cards_to_replace"], 2, "{done}");
     refused(
         &disable(&["--reason", "keyCompromise"]),
         5,
         "station tas01-st1 is already disabled and its certificates are revoked",
+    );
+    let listed = as_op(
+        &config,
+        &[
+            "--json",
+            "station",
+            "cards-to-replace",
+            "--station",
+            "tas01-st1",
+        ],
+        "admin",
+        &[],
+    );
+    let listed: Value = serde_json::from_str(&ok(listed)).unwrap();
+    let docs: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["document"].as_str().unwrap())
+        .collect();
+    assert_eq!(docs, cards.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(listed[0]["pinfl"], "31234567890123", "{listed}");
+    assert_eq!(
+        listed[0]["reason"], "the Document Signer of station tas01-st1 was revoked (keyCompromise)",
+        "{listed}"
+    );
+    let shown = ok(as_op(
+        &config,
+        &["show", "--document", &cards[1]],
+        "admin",
+        &[],
+    ));
+    assert!(
+        shown.contains(
+            "to be replaced: the Document Signer of station tas01-st1 was revoked (keyCompromise)"
+        ),
+        "{shown}"
     );
 
     let listed = wait_for(
@@ -676,7 +722,9 @@ fn a_station_disabled_for_key_compromise_has_its_document_signer_on_the_cscas_cr
             crl_lists(d, &text, "ds.pem").then_some(text)
         },
     );
-    assert!(listed.contains("Key Compromise"), "{listed}");
+    // ICAO Doc 9303-12 §7.1.4 Table 10: the CSCA's CRL entries carry no reason code; the
+    // reason stays in the centre's registry.
+    assert!(!listed.contains("CRL Reason Code"), "{listed}");
     let (good, out) = openssl(d, &verify_ds);
     assert!(!good && out.contains("certificate revoked"), "after: {out}");
     let db = desk.rt.block_on(db(&cluster));
@@ -686,6 +734,27 @@ fn a_station_disabled_for_key_compromise_has_its_document_signer_on_the_cscas_cr
     ));
     let actions: Vec<String> = audited.unwrap().iter().map(|r| r.get(0)).collect();
     assert_eq!(actions, ["station.disabled", "station.disabled-revoked"]);
+    // The list is a read of personal data: audited with the number of cards.
+    let read: String = desk
+        .rt
+        .block_on(db.query_one(
+            "SELECT details::text FROM audit_log WHERE action = 'documents.replacement-listed'",
+            &[],
+        ))
+        .unwrap()
+        .get(0);
+    let read: Value = serde_json::from_str(&read).unwrap();
+    assert_eq!(read["cards"], 2, "{read}");
+    let reason: String = desk
+        .rt
+        .block_on(db.query_one(
+            "SELECT revocation_reason FROM station_certs
+             WHERE station = 'tas01-st1' AND purpose = 'document-signer'",
+            &[],
+        ))
+        .unwrap()
+        .get(0);
+    assert_eq!(reason, "keyCompromise");
 }
 
 /// Two ca-admins filing for one CA at the same moment: the partial unique index

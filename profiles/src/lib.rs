@@ -154,6 +154,14 @@ pub struct CertProfile {
     /// subjectAltName (RFC 5280 §4.2.1.6): which name forms the certificate may carry; the
     /// values come from the issuance call, never from the profile or a request. End-entity only.
     pub subject_alt_name: Option<SanRule>,
+    /// privateKeyUsagePeriod (RFC 3280 §4.2.1.4): the private key signs from notBefore for
+    /// this many days, a much shorter time than the certificate is valid (ICAO Doc 9303-12
+    /// §4.1 Table 1: a CSCA key 3–5 years, a Document Signer key up to 3 months; Table 6 makes
+    /// the extension mandatory for both). Encoded non-critical, notBefore and notAfter present.
+    pub private_key_usage_period: Option<ValidityRule>,
+    /// The eMRTD PKI's own extensions (ICAO Doc 9303-12 §7.1.1, Table 6), for the CSCA and
+    /// Document Signer profiles.
+    pub icao_9303: Option<Icao9303Rule>,
     /// How the subjectKeyIdentifier is derived (RFC 5280 §4.2.1.2, RFC 7093 §2).
     #[serde(default)]
     pub subject_key_identifier: SkiMethod,
@@ -306,6 +314,21 @@ pub const ISSUER_PLACEHOLDERS: &[&str] = &["issuer_key", "issuer_key_id"];
 pub struct ValidityRule {
     /// notAfter = notBefore + `days` days.
     pub days: u32,
+}
+
+/// What ICAO Doc 9303-12 §7.1.1 adds to a CSCA or Document Signer certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Icao9303Rule {
+    /// The issuing State's ICAO three-letter code as it appears in the MRZ: the
+    /// `localityName` of the directory name that subjectAltName and issuerAltName carry
+    /// (§7.1.1.2: both mandatory, Table 6).
+    pub country: String,
+    /// The document types, as they appear in the MRZ (`I` for a TD1 ID card whose document
+    /// code is `I<`), a Document Signer may sign: the DocumentTypeList extension (§7.1.1.6,
+    /// mandatory for a Document Signer, absent from a CSCA).
+    #[serde(default)]
+    pub document_types: Vec<String>,
 }
 
 /// keyUsage bits by their RFC 5280 §4.2.1.3 names.
@@ -504,6 +527,10 @@ pub struct CrlProfile {
     pub description: String,
     /// nextUpdate = thisUpdate + this many hours (RFC 5280 §5.1.2.5).
     pub next_update_hours: u32,
+    /// Whether an entry carries its reasonCode (RFC 5280 §5.3.1; default yes). A CSCA's CRL
+    /// carries no entry extensions (ICAO Doc 9303-12 §7.1.4, Table 10: reasonCode `x`).
+    #[serde(default = "default_true")]
+    pub entry_reasons: bool,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -588,6 +615,17 @@ impl ProfileSet {
     }
 }
 
+/// The CRL profile the keys of CA `ca` (a registry CA name: `root`, `esign`, `csca`, ...) sign
+/// their CRLs under: `csca-crl` for the CSCA (ICAO Doc 9303-12 §7.1.4), `esign-crl` for the
+/// others.
+pub fn crl_profile_name(ca: &str) -> &'static str {
+    if ca == "csca" {
+        "csca-crl"
+    } else {
+        "esign-crl"
+    }
+}
+
 /// The profiles shipped with idstation, as (relative path, TOML text).
 pub const BUILTIN_FILES: &[(&str, &str)] = &[
     ("cert/root-ca.toml", include_str!("../cert/root-ca.toml")),
@@ -631,6 +669,7 @@ pub const BUILTIN_FILES: &[(&str, &str)] = &[
     ),
     ("cert/tsa.toml", include_str!("../cert/tsa.toml")),
     ("crl/esign-crl.toml", include_str!("../crl/esign-crl.toml")),
+    ("crl/csca-crl.toml", include_str!("../crl/csca-crl.toml")),
     (
         "card/card-esign.toml",
         include_str!("../card/card-esign.toml"),
@@ -983,6 +1022,63 @@ mod tests {
         let id = set.cert("station-identity").unwrap();
         assert_eq!(id.extended_key_usage, [Eku::CLIENT_AUTH]);
         assert_eq!(id.subject.last().unwrap().value, "{common_name}");
+    }
+
+    #[test]
+    fn icao_9303_profiles_carry_what_doc_9303_12_table_6_makes_mandatory() {
+        const CSCA: &str = include_str!("../cert/csca.toml");
+        const DS: &str = include_str!("../cert/document-signer.toml");
+        let csca = cert(CSCA).unwrap();
+        assert_eq!(csca.icao_9303.as_ref().unwrap().country, "UZB");
+        assert!(csca.crl_distribution_point.is_some());
+        let ds = cert(DS).unwrap();
+        assert_eq!(ds.icao_9303.as_ref().unwrap().document_types, ["I"]);
+        assert_eq!(ds.private_key_usage_period.as_ref().unwrap().days, 92);
+        let cases = [
+            (CSCA.replace("\"UZB\"", "\"UZ\""), "icao_9303.country"),
+            (CSCA.replace("\"UZB\"", "\"uzb\""), "icao_9303.country"),
+            (
+                CSCA.replace(
+                    "country = \"UZB\"",
+                    "country = \"UZB\"\ndocument_types = [\"I\"]",
+                ),
+                "icao_9303.document_types",
+            ),
+            (
+                DS.replace("document_types = [\"I\"]", ""),
+                "icao_9303.document_types",
+            ),
+            (
+                DS.replace("[\"I\"]", "[\"I<\"]"),
+                "icao_9303.document_types[0]",
+            ),
+            (
+                DS.replace("[\"I\"]", "[\"IDX\"]"),
+                "icao_9303.document_types[0]",
+            ),
+            (
+                DS.replace("crl_distribution_point", "# crl_distribution_point"),
+                "crl_distribution_point",
+            ),
+            (
+                DS.replace("private_key_usage_period", "# private_key_usage_period"),
+                "private_key_usage_period",
+            ),
+            (
+                DS.replace("days = 92", "days = 4000"),
+                "private_key_usage_period.days",
+            ),
+            (
+                DS.to_owned() + "\n[subject_alt_name]\ntypes = [\"dNSName\"]\n",
+                "subject_alt_name",
+            ),
+        ];
+        for (text, key) in cases {
+            assert_eq!(rule_key(cert(&text)).0, key, "{text}");
+        }
+        // A root without the ICAO table keeps RFC 5280 §6.1.1's rule: no CDP of its own.
+        let plain_root = CSCA.replace("[icao_9303]\ncountry = \"UZB\"", "");
+        assert_eq!(rule_key(cert(&plain_root)).0, "crl_distribution_point");
     }
 
     #[test]

@@ -61,7 +61,20 @@ pub fn check_cert_profile(p: &CertProfile) -> RuleResult {
             check_url_template("authority_info_access.ocsp", u, &["http://"])?;
         }
     }
+    check_icao(p)?;
+    if let Some(pkup) = &p.private_key_usage_period {
+        if pkup.days == 0 || pkup.days > p.validity.days {
+            return fail(
+                "private_key_usage_period.days",
+                "the key usage period is 1 day up to the certificate's validity (ICAO Doc \
+                 9303-12 §4.1: a key signs for a part of the time its certificate is valid)",
+            );
+        }
+    }
+    // ICAO Doc 9303-12 Table 6 requires cRLDistributionPoints in the self-signed CSCA
+    // certificate: there it tells a receiving State where the CSCA's own CRL is.
     if p.kind == CertKind::RootCa
+        && p.icao_9303.is_none()
         && (p.crl_distribution_point.is_some() || p.authority_info_access.is_some())
     {
         return fail(
@@ -69,6 +82,66 @@ pub fn check_cert_profile(p: &CertProfile) -> RuleResult {
             "a self-signed root carries no CRL distribution point or AIA: a trust anchor is not \
              checked through a CRL or issuer it names itself (RFC 5280 §6.1.1 d)",
         );
+    }
+    Ok(())
+}
+
+fn check_icao(p: &CertProfile) -> RuleResult {
+    let Some(icao) = &p.icao_9303 else {
+        return Ok(());
+    };
+    if icao.country.len() != 3 || !icao.country.bytes().all(|b| b.is_ascii_uppercase()) {
+        return fail(
+            "icao_9303.country",
+            "the ICAO three-letter code of the issuing State, capital letters (Doc 9303-12 \
+             §7.1.1.2, Doc 9303-3 §5)",
+        );
+    }
+    if p.subject_alt_name.is_some() {
+        return fail(
+            "subject_alt_name",
+            "an ICAO 9303 profile's subjectAltName is the State's directory name (Doc 9303-12 \
+             §7.1.1.2); it takes no DNS or IP names",
+        );
+    }
+    if p.crl_distribution_point.is_none() {
+        return fail(
+            "crl_distribution_point",
+            "Doc 9303-12 Table 6 makes cRLDistributionPoints mandatory for CSCA and Document \
+             Signer certificates",
+        );
+    }
+    if p.private_key_usage_period.is_none() {
+        return fail(
+            "private_key_usage_period",
+            "Doc 9303-12 Table 6 makes privateKeyUsagePeriod mandatory for CSCA and Document \
+             Signer certificates",
+        );
+    }
+    match (p.kind.is_ca(), icao.document_types.is_empty()) {
+        (false, true) => {
+            return fail(
+                "icao_9303.document_types",
+                "a Document Signer names the document types it signs (Doc 9303-12 §7.1.1.6, \
+                 Table 6: DocumentType mandatory)",
+            )
+        }
+        (true, false) => {
+            return fail(
+                "icao_9303.document_types",
+                "a CSCA certificate carries no DocumentType extension (Doc 9303-12 Table 6)",
+            )
+        }
+        _ => {}
+    }
+    for (i, t) in icao.document_types.iter().enumerate() {
+        if t.is_empty() || t.len() > 2 || !t.bytes().all(|b| b.is_ascii_uppercase()) {
+            return fail(
+                format!("icao_9303.document_types[{i}]"),
+                "a document type is the MRZ document code without fillers: 1 or 2 capital \
+                 letters (Doc 9303-12 §7.1.1.6, PrintableString SIZE(1..2))",
+            );
+        }
     }
     Ok(())
 }

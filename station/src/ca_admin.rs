@@ -306,7 +306,10 @@ pub(crate) fn crl_as(
         // Before a CRL number is spent: the operator's file is new, never overwritten.
         check_new_output("out", out)?;
     }
-    let profile = st.profiles.crl("esign-crl")?.clone();
+    let profile = st
+        .profiles
+        .crl(profiles::crl_profile_name(&key.ca))?
+        .clone();
     let now = SystemTime::now();
     let revoked: Vec<ca::RevokedEntry> = st
         .registry

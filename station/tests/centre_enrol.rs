@@ -197,11 +197,28 @@ fn a_station_enrols_then_centre_status_and_ca_show_report_it_and_the_code_works_
         s["centre"]["numbers_left"], s["local"]["numbers_left"],
         "{s}"
     );
+    // The Document Signer the centre's CSCA certified at enrolment states a key usage period
+    // of 92 days (ICAO Doc 9303-12 Table 1: up to 3 months): 91 whole days are left.
+    let ds = &s["local"]["document_signer"];
+    assert_eq!(ds["days_left"], 91, "{s}");
+    assert!(
+        ds["key_usage_until"].as_str().unwrap().ends_with('Z'),
+        "{s}"
+    );
     let text_out = idstation(&data, &["centre", "status"], &[], &[]);
     assert!(text_out.status.success(), "{}", text(&text_out));
     let t = String::from_utf8_lossy(&text_out.stdout);
     assert!(
         t.contains("reachable") && t.contains("valid") && t.contains("Numbers left"),
+        "{t}"
+    );
+    assert!(
+        t.contains(&format!(
+            "Document Signer {} (serial {}) signs EF.SOD until {} (91 days left)",
+            ds["key"].as_str().unwrap(),
+            ds["serial"].as_str().unwrap(),
+            ds["key_usage_until"].as_str().unwrap()
+        )),
         "{t}"
     );
 

@@ -1,5 +1,6 @@
 //! CRLs served at `/crl/{key}.crl` (RFC 5280 §5): each CA key's CRL, signed in the HSM through
-//! `ca::issue_crl` under the `esign-crl` profile, lists every certificate of that key revoked in
+//! `ca::issue_crl` under the `esign-crl` profile (the CSCA's under `csca-crl`: ICAO Doc 9303-12
+//! §7.1.4, no reason codes), lists every certificate of that key revoked in
 //! the registry with its date and reason (the holder certificates it issued and, for a root
 //! key, the CA certificates it signed that `idcentral ca revoke-ca` revoked: the V13 view
 //! `issued_status`). [`super::worker`] signs it again when a certificate
@@ -12,9 +13,6 @@ use deadpool_postgres::Transaction;
 
 use super::Public;
 use crate::error::{CentralError, Result};
-
-/// The CRL profile every CA key's CRL is signed under.
-pub const PROFILE: &str = "esign-crl";
 
 /// A stored CRL.
 pub struct StoredCrl {
@@ -77,7 +75,15 @@ pub async fn resign(public: &Public, tx: &Transaction<'_>, key: &str) -> Result<
                 .and_then(ca::RevocationReason::from_rfc5280_name),
         })
         .collect();
-    let profile = public.centre.profiles.crl(PROFILE)?.clone();
+    let ca: String = tx
+        .query_one("SELECT ca FROM ca_keys WHERE label = $1", &[&key])
+        .await?
+        .get(0);
+    let profile = public
+        .centre
+        .profiles
+        .crl(profiles::crl_profile_name(&ca))?
+        .clone();
     let store = std::sync::Arc::clone(&public.centre.store);
     let count = revoked.len();
     let der = tokio::task::spawn_blocking(move || {

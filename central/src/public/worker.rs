@@ -115,21 +115,16 @@ pub async fn refresh(public: &Arc<Public>, at_start: bool) -> Result<()> {
             &[&(half_ocsp as f64)],
         )
         .await?;
-    let half_crl = u64::from(
-        public
-            .centre
-            .profiles
-            .crl(super::crl::PROFILE)?
-            .next_update_hours,
-    ) * 1800;
+    // Each CRL when less than half of its own validity is left (its profile's nextUpdate:
+    // 48 hours for most keys, 90 days for the CSCA's).
     client
         .execute(
             "INSERT INTO relying_party_queue (kind, issuer_key, serial)
              SELECT 'crl', k.label, '\\x'::bytea FROM ca_keys k
              WHERE NOT EXISTS (SELECT 1 FROM crls c WHERE c.issuer_key = k.label
-                               AND c.next_update > now() + make_interval(secs => $1))
+                               AND c.next_update > now() + (c.next_update - c.this_update) / 2)
              ON CONFLICT DO NOTHING",
-            &[&(half_crl as f64)],
+            &[],
         )
         .await?;
     if at_start {

@@ -35,6 +35,57 @@ pub struct LocalView {
     pub identity: IdentityValidity,
     /// Numbers left in the office's local number blocks.
     pub numbers_left: u64,
+    /// The Document Signer that signs this station's EF.SODs (absent on a registry without one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub document_signer: Option<DocumentSignerUse>,
+}
+
+/// The active Document Signer and its key usage period (ICAO Doc 9303-12 §4.1.1: at most 3
+/// months, stated by the certificate's privateKeyUsagePeriod).
+#[derive(Debug, Clone, Serialize)]
+pub struct DocumentSignerUse {
+    pub key: String,
+    pub serial: String,
+    /// The end of the key usage period, when the certificate states one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_usage_until: Option<String>,
+    /// Whole days until then (negative once it has ended).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub days_left: Option<i64>,
+}
+
+/// Whole days from now until the RFC 3339 time `t` (negative once it has passed).
+fn days_until(t: &str, what: &str) -> Result<i64, StationError> {
+    crate::time_util::parse_rfc3339(t)
+        .map(|t| {
+            let now = std::time::SystemTime::now();
+            match t.duration_since(now) {
+                Ok(d) => (d.as_secs() / 86_400) as i64,
+                Err(e) => -((e.duration().as_secs() / 86_400) as i64) - 1,
+            }
+        })
+        .map_err(|e| StationError::Other(format!("{what}: {e}")))
+}
+
+fn document_signer(st: &Station) -> Result<Option<DocumentSignerUse>, StationError> {
+    let Some(key) = st.registry.active_ca_key("document-signer")? else {
+        return Ok(None);
+    };
+    let Some(der) = key.certificate.as_deref() else {
+        return Ok(None);
+    };
+    let info = ca::CertInfo::parse(der)?;
+    let days_left = info
+        .key_usage_until
+        .as_deref()
+        .map(|t| days_until(t, "Document Signer privateKeyUsagePeriod"))
+        .transpose()?;
+    Ok(Some(DocumentSignerUse {
+        key: key.label,
+        serial: info.serial_hex,
+        key_usage_until: info.key_usage_until,
+        days_left,
+    }))
 }
 
 /// The identity certificate (the TLS client certificate at the centre).
@@ -159,19 +210,12 @@ fn ask(
     Ok(None)
 }
 
-/// The station's own facts: names, the identity certificate, the numbers left.
+/// The station's own facts: names, the identity certificate, the numbers left, the Document
+/// Signer's key usage period.
 fn local_view(st: &Station) -> Result<LocalView, StationError> {
     let der = CentreFiles::new(&st.layout.root).read_identity()?;
     let info = ca::CertInfo::parse(&der)?;
-    let days_left = crate::time_util::parse_rfc3339(&info.not_after)
-        .map(|t| {
-            let now = std::time::SystemTime::now();
-            match t.duration_since(now) {
-                Ok(d) => (d.as_secs() / 86_400) as i64,
-                Err(e) => -((e.duration().as_secs() / 86_400) as i64) - 1,
-            }
-        })
-        .map_err(|e| StationError::Other(format!("identity certificate notAfter: {e}")))?;
+    let days_left = days_until(&info.not_after, "identity certificate notAfter")?;
     let office = st.config.station.office.clone();
     let numbers_left = st
         .registry
@@ -190,5 +234,6 @@ fn local_view(st: &Station) -> Result<LocalView, StationError> {
             days_left,
         },
         numbers_left,
+        document_signer: document_signer(st)?,
     })
 }

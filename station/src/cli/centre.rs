@@ -108,6 +108,23 @@ fn text(r: &CentreStatus) -> String {
         "Numbers left in the local number block: {}\n",
         l.numbers_left
     );
+    if let Some(ds) = &l.document_signer {
+        s += &match (&ds.key_usage_until, ds.days_left) {
+            (Some(until), Some(d)) if d >= 0 => format!(
+                "Document Signer {} (serial {}) signs EF.SOD until {until} ({d} days left)\n",
+                ds.key, ds.serial
+            ),
+            (Some(until), _) => format!(
+                "Document Signer {} (serial {}): its key usage period ended {until}; EF.SODs \
+                 signed now are signed after it (ICAO Doc 9303-12 §4.1.1)\n",
+                ds.key, ds.serial
+            ),
+            (None, _) => format!(
+                "Document Signer {} (serial {}), no key usage period stated\n",
+                ds.key, ds.serial
+            ),
+        };
+    }
     if let Some(a) = &r.anchors {
         s += &format!(
             "Station CA keys of the centre: {} (server certificate under {}){}\n",

@@ -1,0 +1,117 @@
+//! Cards to replace because their chip data can no longer be authenticated: the Document
+//! Signer that signed their EF.SOD was revoked with its station (`idcentral station disable
+//! --reason`, docs/centre.md "Cutting a station off"). [`flag_station_cards`] marks them in the
+//! disable's transaction (migration V16); [`list`] is what `idcentral station cards-to-replace`
+//! prints: a read of personal data, ca-admin or auditor, audited in the transaction that reads.
+
+use deadpool_postgres::{Pool, Transaction};
+use serde::Serialize;
+
+use crate::audit;
+use crate::error::Result;
+use crate::operators::{Role, Session};
+
+/// Flag every card of `station` still in use (active or suspended, not replaced, not flagged
+/// before) for replacement, naming why; returns how many.
+pub(crate) async fn flag_station_cards(
+    tx: &Transaction<'_>,
+    station: &str,
+    reason: &str,
+) -> Result<u64> {
+    let why = format!("the Document Signer of station {station} was revoked ({reason})");
+    Ok(tx
+        .execute(
+            "UPDATE documents SET replacement_due = $2, replacement_due_at = now()
+             WHERE station = $1 AND state IN ('active', 'suspended') AND replaced_by IS NULL
+               AND replacement_due IS NULL",
+            &[&station, &why],
+        )
+        .await?)
+}
+
+/// One card to replace.
+#[derive(Debug, Clone, Serialize)]
+pub struct CardToReplace {
+    /// Series and number (`AA0000042`).
+    pub document: String,
+    pub state: String,
+    pub pinfl: String,
+    pub surname: String,
+    pub given_names: String,
+    pub station: String,
+    pub office: String,
+    pub date_of_issue: String,
+    pub reason: String,
+    pub flagged_at: String,
+}
+
+/// The cards flagged for replacement and not replaced yet, of `station` or of every station,
+/// oldest flag first.
+pub async fn list(
+    pool: &Pool,
+    session: &Session,
+    station: Option<&str>,
+) -> Result<Vec<CardToReplace>> {
+    session.require(&[Role::CaAdmin, Role::Auditor], "list cards to replace")?;
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let rows = tx
+        .query(
+            "SELECT d.series, d.number, d.state, h.pinfl, h.surname, h.given_names, d.station,
+                    d.office, d.date_of_issue::text, d.replacement_due,
+                    to_char(d.replacement_due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+             FROM documents d JOIN holders h ON h.id = d.holder_id
+             WHERE d.replacement_due IS NOT NULL AND d.replaced_by IS NULL
+               AND d.state IN ('active', 'suspended')
+               AND ($1::text IS NULL OR d.station = $1)
+             ORDER BY d.replacement_due_at, d.id",
+            &[&station],
+        )
+        .await?;
+    let cards: Vec<CardToReplace> = rows
+        .iter()
+        .map(|r| CardToReplace {
+            document: crate::numbers::document_number(r.get(0), r.get(1)),
+            state: r.get(2),
+            pinfl: r.get(3),
+            surname: r.get(4),
+            given_names: r.get(5),
+            station: r.get(6),
+            office: r.get(7),
+            date_of_issue: r.get(8),
+            reason: r.get(9),
+            flagged_at: r.get(10),
+        })
+        .collect();
+    let details = serde_json::json!({ "station": station, "cards": cards.len() });
+    let object = station.map_or_else(|| "stations".to_owned(), |s| format!("station:{s}"));
+    audit::append(
+        &tx,
+        session.actor(),
+        "documents.replacement-listed",
+        &object,
+        &details,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(cards)
+}
+
+impl CardToReplace {
+    /// One line of `idcentral station cards-to-replace`.
+    pub fn line(&self) -> String {
+        format!(
+            "{} {:<9} PINFL {} {} {} — {} {}, issued {}; flagged {}: {}\n",
+            self.document,
+            self.state,
+            self.pinfl,
+            self.surname,
+            self.given_names,
+            self.office,
+            self.station,
+            self.date_of_issue,
+            self.flagged_at,
+            self.reason
+        )
+    }
+}
