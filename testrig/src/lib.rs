@@ -87,6 +87,9 @@ const INSERT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(4);
 /// taken before the next insertion into the slot (or before the lease ends), not at removal, so
 /// whatever a test does between a removal and the next insertion overlaps with it.
 const REMOVAL_SETTLE: Duration = Duration::from_millis(500);
+/// How long a card found in a slot before an insertion may take to go before it counts as a
+/// stray (pcscd polls vpcd slots every 400 ms).
+const STRAY_CARD_WAIT: Duration = Duration::from_secs(5);
 
 fn lock_path(port: u16) -> PathBuf {
     PathBuf::from(format!("/tmp/idstation-vpcd-{port}.lock"))
@@ -385,10 +388,14 @@ impl Slot {
     ) -> Result<InsertedCard<'_>, RigError> {
         let bin = vchip_bin()?;
         self.settle();
-        if card_present(&self.reader_name)? {
+        // pcscd may still report the previous lessee's card for a poll or two after it said
+        // the slot was empty; a stray vchip on the port stays.
+        if card_present(&self.reader_name)? && self.wait_empty(STRAY_CARD_WAIT).is_err() {
             return Err(RigError::Vchip(format!(
-                "{} already holds a card before insertion (a stray vchip on port {}?)",
-                self.reader_name, self.port
+                "{} already holds a card before insertion, for {} s (a stray vchip on port {}?)",
+                self.reader_name,
+                STRAY_CARD_WAIT.as_secs(),
+                self.port
             )));
         }
         // pcscd polls vpcd slots every 400 ms; a card that connects again within a poll
