@@ -32,7 +32,11 @@
 //! the request is sent; the time to the first `revoked` answer.
 //!
 //! Environment: `OCSP_LOAD_CARDS` (default 200), `OCSP_LOAD_CLIENTS` (default 16),
-//! `OCSP_LOAD_SECONDS` (each phase, default 10), `OCSP_LOAD_REVOKES` (default 7).
+//! `OCSP_LOAD_SECONDS` (each phase, default 10), `OCSP_LOAD_REVOKES` (default 7),
+//! `OCSP_LOAD_PIN` (`G:S`, taskset CPU lists, e.g. `0:1`: before the load phases every thread
+//! of this process, the load generator, is moved to CPUs G and every thread of each responder,
+//! `idcentral` and `openssl ocsp` alike, to CPUs S, so that neither side runs on the other's
+//! core; unset, the scheduler places them).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -287,6 +291,32 @@ fn load(
 
 fn pem(der: &[u8]) -> String {
     der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, der).unwrap()
+}
+
+/// `OCSP_LOAD_PIN=G:S` (see the module documentation): this process to CPUs `G`, each of
+/// `responders` to CPUs `S`, every thread, with `taskset -a -cp`.
+fn pin_if_asked(responders: &[u32]) {
+    let Ok(spec) = std::env::var("OCSP_LOAD_PIN") else {
+        return;
+    };
+    let (generator, servers) = spec
+        .split_once(':')
+        .unwrap_or_else(|| panic!("OCSP_LOAD_PIN={spec:?}: give G:S, e.g. 0:1"));
+    let own = std::process::id();
+    for (cpus, pid) in
+        std::iter::once((generator, own)).chain(responders.iter().map(|p| (servers, *p)))
+    {
+        let o = Command::new("taskset")
+            .args(["-a", "-cp", cpus, &pid.to_string()])
+            .output()
+            .expect("run taskset (Debian util-linux)");
+        assert!(
+            o.status.success(),
+            "taskset -a -cp {cpus} {pid}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    println!("pinned: the load generator to CPUs {generator}, the responders to CPUs {servers}");
 }
 
 fn free_port() -> SocketAddr {
@@ -553,6 +583,7 @@ fn main() {
     }
 
     // Maximum rate, then 80 % of it, for each; the peer in the same run.
+    pin_if_asked(&[server.child.id(), peer.id()]);
     println!("load average before the load: {}", loadavg());
     let pg_pid = postmaster_pid(&cluster);
     let mut figures = Vec::new();
