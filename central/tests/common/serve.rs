@@ -180,6 +180,34 @@ pub async fn https(
     path: &str,
     body: Option<&serde_json::Value>,
 ) -> Result<(u16, serde_json::Value, Vec<u8>), String> {
+    // A bound on the whole call, as the station's own client has: a test that meets a hung
+    // exchange fails (or retries) naming it instead of waiting forever. (Seen once: a call
+    // made while an instance was refusing the client's certificate never completed, with no
+    // socket left open.)
+    tokio::time::timeout(
+        HTTPS_CALL_LIMIT,
+        https_once(addr, name, tls, method, path, body),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(format!(
+            "{method} {path}: no answer within {} s",
+            HTTPS_CALL_LIMIT.as_secs()
+        ))
+    })
+}
+
+/// How long [`https`] waits for one whole exchange.
+const HTTPS_CALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn https_once(
+    addr: SocketAddr,
+    name: &str,
+    tls: Arc<rustls::ClientConfig>,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> Result<(u16, serde_json::Value, Vec<u8>), String> {
     let tcp = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| e.to_string())?;
@@ -193,6 +221,12 @@ pub async fn https(
         .await
         .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
+    // hyper's documented order: wait until the connection can take a request (an error here
+    // when the server has already closed it, e.g. after refusing the client certificate).
+    sender
+        .ready()
+        .await
+        .map_err(|e| format!("connection: {e}"))?;
     let req = hyper::Request::builder()
         .method(method)
         .uri(path)
