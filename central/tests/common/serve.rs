@@ -184,73 +184,62 @@ pub async fn https(
     // exchange fails (or retries) naming it instead of waiting forever. (Seen once: a call
     // made while an instance was refusing the client's certificate never completed, with no
     // socket left open.)
-    tokio::time::timeout(
-        HTTPS_CALL_LIMIT,
-        https_once(addr, name, tls, method, path, body),
-    )
-    .await
-    .unwrap_or_else(|_| {
-        Err(format!(
-            "{method} {path}: no answer within {} s",
-            HTTPS_CALL_LIMIT.as_secs()
-        ))
-    })
+    let exchange = async {
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let server_name = ServerName::try_from(name.to_owned()).unwrap();
+        let stream = tokio_rustls::TlsConnector::from(tls)
+            .connect(server_name, tcp)
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        let server_cert = stream.get_ref().1.peer_certificates().unwrap()[0].to_vec();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        // hyper's documented order: wait until the connection can take a request (an error here
+        // when the server has already closed it, e.g. after refusing the client certificate).
+        sender
+            .ready()
+            .await
+            .map_err(|e| format!("connection: {e}"))?;
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", name)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(
+                body.map(|b| b.to_string()).unwrap_or_default(),
+            )))
+            .unwrap();
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("request: {e}"))?;
+        let status = resp.status().as_u16();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        let json = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| serde_json::json!({ "raw": String::from_utf8_lossy(&bytes) }));
+        Ok((status, json, server_cert))
+    };
+    tokio::time::timeout(HTTPS_CALL_LIMIT, exchange)
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "{method} {path}: no answer within {} s",
+                HTTPS_CALL_LIMIT.as_secs()
+            ))
+        })
 }
 
 /// How long [`https`] waits for one whole exchange.
 const HTTPS_CALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
-
-async fn https_once(
-    addr: SocketAddr,
-    name: &str,
-    tls: Arc<rustls::ClientConfig>,
-    method: &str,
-    path: &str,
-    body: Option<&serde_json::Value>,
-) -> Result<(u16, serde_json::Value, Vec<u8>), String> {
-    let tcp = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| e.to_string())?;
-    let server_name = ServerName::try_from(name.to_owned()).unwrap();
-    let stream = tokio_rustls::TlsConnector::from(tls)
-        .connect(server_name, tcp)
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    let server_cert = stream.get_ref().1.peer_certificates().unwrap()[0].to_vec();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    // hyper's documented order: wait until the connection can take a request (an error here
-    // when the server has already closed it, e.g. after refusing the client certificate).
-    sender
-        .ready()
-        .await
-        .map_err(|e| format!("connection: {e}"))?;
-    let req = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", name)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(
-            body.map(|b| b.to_string()).unwrap_or_default(),
-        )))
-        .unwrap();
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(|e| format!("request: {e}"))?;
-    let status = resp.status().as_u16();
-    let bytes = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    let json = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| serde_json::json!({ "raw": String::from_utf8_lossy(&bytes) }));
-    Ok((status, json, server_cert))
-}
 
 pub fn assert_refused(
     r: &Result<(u16, serde_json::Value, Vec<u8>), String>,
