@@ -139,7 +139,8 @@ pub async fn run(cli: &Cli, cfg: &CentreConfig, cc: &CaCmd) -> Result<(), Centra
         CaCmd::Approve { id, operator } => {
             let s = log_in(&pool, cfg, operator, "approve CA requests", &admin).await?;
             let store = hsm::open(&cfg.hsm)?;
-            let (r, done) = rotation::approve(&pool, store.as_ref(), &s, *id).await?;
+            let profiles = central::public::centre_profiles(cfg.public.base_url.as_deref())?;
+            let (r, done) = rotation::approve(&pool, store.as_ref(), &profiles, &s, *id).await?;
             checkpoint_after(cfg, &pool, "ca.request.executed").await;
             let out = serde_json::json!({ "request": r, "executed": done });
             print(cli.json, &out, |_| executed_text(&done))
@@ -153,7 +154,8 @@ pub async fn run(cli: &Cli, cfg: &CentreConfig, cc: &CaCmd) -> Result<(), Centra
         CaCmd::Recover { operator } => {
             let s = log_in(&pool, cfg, operator, "recover CA requests", &admin).await?;
             let store = hsm::open(&cfg.hsm)?;
-            let done = rotation::recover(&pool, store.as_ref(), &s).await?;
+            let profiles = central::public::centre_profiles(cfg.public.base_url.as_deref())?;
+            let done = rotation::recover(&pool, store.as_ref(), &profiles, &s).await?;
             checkpoint_after(cfg, &pool, "ca.recovered").await;
             print(cli.json, &done, |d| {
                 if d.is_empty() {

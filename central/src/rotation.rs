@@ -488,6 +488,7 @@ pub async fn refuse(pool: &Pool, s: &Session, id: i64, note: Option<&str>) -> Re
 pub async fn approve(
     pool: &Pool,
     store: &dyn KeyStore,
+    profiles: &profiles::ProfileSet,
     s: &Session,
     id: i64,
 ) -> Result<(RequestView, Executed)> {
@@ -514,14 +515,19 @@ pub async fn approve(
         tx.commit().await?;
     }
     crate::failpoint::hit("rotation.approved");
-    let done = execute(pool, store, s.actor(), id).await?;
+    let done = execute(pool, store, profiles, s.actor(), id).await?;
     let client = pool.get().await?;
     let sql = format!("SELECT {REQUEST_COLUMNS} FROM ca_requests WHERE id = $1");
     Ok((view(&client.query_one(&sql, &[&id]).await?), done))
 }
 
 /// Finish every approved request a crash left unexecuted (ca-admin).
-pub async fn recover(pool: &Pool, store: &dyn KeyStore, s: &Session) -> Result<Vec<Executed>> {
+pub async fn recover(
+    pool: &Pool,
+    store: &dyn KeyStore,
+    profiles: &profiles::ProfileSet,
+    s: &Session,
+) -> Result<Vec<Executed>> {
     require_ca_admin(pool, s, "recover CA requests", "ca-requests").await?;
     let ids: Vec<i64> = pool
         .get()
@@ -536,7 +542,7 @@ pub async fn recover(pool: &Pool, store: &dyn KeyStore, s: &Session) -> Result<V
         .collect();
     let mut done = Vec::new();
     for id in ids {
-        done.push(execute(pool, store, s.actor(), id).await?);
+        done.push(execute(pool, store, profiles, s.actor(), id).await?);
     }
     Ok(done)
 }
@@ -557,7 +563,13 @@ struct Journal {
 }
 
 /// Execute approved request `id` from wherever its journal stands (see the module docs).
-async fn execute(pool: &Pool, store: &dyn KeyStore, actor: &Actor, id: i64) -> Result<Executed> {
+async fn execute(
+    pool: &Pool,
+    store: &dyn KeyStore,
+    profiles: &profiles::ProfileSet,
+    actor: &Actor,
+    id: i64,
+) -> Result<Executed> {
     // One executor per request: a session-level advisory lock on a connection of our own.
     let lock = pool.get().await?;
     let got: bool = lock
@@ -572,7 +584,7 @@ async fn execute(pool: &Pool, store: &dyn KeyStore, actor: &Actor, id: i64) -> R
             "CA request {id} is being executed by another process; run `idcentral ca recover` later if it does not finish"
         )));
     }
-    let r = execute_locked(pool, store, actor, id).await;
+    let r = execute_locked(pool, store, profiles, actor, id).await;
     let _ = lock
         .execute(
             "SELECT pg_advisory_unlock($1)",
@@ -677,6 +689,7 @@ async fn issuer_of(pool: &Pool, store: &dyn KeyStore, label: &str) -> Result<ca:
 async fn sign_new(
     pool: &Pool,
     store: &dyn KeyStore,
+    profiles: &profiles::ProfileSet,
     id: i64,
     j: &Journal,
     label: &str,
@@ -688,7 +701,7 @@ async fn sign_new(
         store.generate_p256(label)?;
     }
     crate::failpoint::hit("rotation.key-generated");
-    let profiles = profiles::builtin()?;
+    // The centre's profiles: their URLs at `[public] base_url`, as at `init`.
     let profile = profiles.cert(profile_of(&j.ca).ok_or(CentralError::NotInitialised)?)?;
     let now = SystemTime::now();
     let (cert, links) = if self_signed(&j.ca) {
@@ -719,6 +732,7 @@ async fn sign_new(
 async fn execute_locked(
     pool: &Pool,
     store: &dyn KeyStore,
+    profiles: &profiles::ProfileSet,
     actor: &Actor,
     id: i64,
 ) -> Result<Executed> {
@@ -736,7 +750,7 @@ async fn execute_locked(
         let done = crate::revocation::execute(pool, actor, &job).await?;
         return Ok(Executed::Revocation(done));
     }
-    rotate(pool, store, actor, id, j)
+    rotate(pool, store, profiles, actor, id, j)
         .await
         .map(Executed::Rotation)
 }
@@ -744,12 +758,13 @@ async fn execute_locked(
 async fn rotate(
     pool: &Pool,
     store: &dyn KeyStore,
+    profiles: &profiles::ProfileSet,
     actor: &Actor,
     id: i64,
     j: Journal,
 ) -> Result<Execution> {
     let label = choose_label(pool, id, &j).await?;
-    let (cert, links) = sign_new(pool, store, id, &j, &label).await?;
+    let (cert, links) = sign_new(pool, store, profiles, id, &j, &label).await?;
     // Step 4: the switch, in one transaction.
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;

@@ -155,7 +155,9 @@ fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) ->
 /// A centre with two ca-admins, serving with its public listener, and one enrolled station
 /// whose token is labelled `token` (tests of this binary share a SoftHSM2 directory).
 fn set_up(token: &str) -> (tempfile::TempDir, Cluster, std::path::PathBuf, Desk) {
-    let (tmp, cluster, config) = centre("\n[server]\npublic_name = \"localhost\"\n");
+    let (tmp, cluster, config) = centre(
+        "\n[server]\npublic_name = \"localhost\"\n\n[public]\nbase_url = \"http://pki.centre.test\"\n",
+    );
     let pw = format!("{ADMIN_PASSWORD}\n{ADMIN2_PASSWORD}\n");
     let init = ["init", "--admin", "admin", "--second-admin", "admin2"];
     ok(idcentral(&config, &init, &pw));
@@ -525,6 +527,18 @@ fn issuance_stops_and_resumes(
         issuer,
         ca::CertInfo::parse(&key2).unwrap(),
         "certified by esign-ca-2"
+    );
+    // The rotation certified the new key under the centre's profiles: its CRL distribution
+    // point and caIssuers at `[public] base_url`, as `init` did for esign-ca-1.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("esign2.pem"), ca::cert_pem(&key2).unwrap()).unwrap();
+    let (good, text) = openssl(d, &["x509", "-in", "esign2.pem", "-noout", "-text"]);
+    assert!(good, "{text}");
+    assert!(
+        text.contains("URI:http://pki.centre.test/crl/root-ca-1.crl")
+            && text.contains("CA Issuers - URI:http://pki.centre.test/ca/root-ca-1.cer"),
+        "{text}"
     );
 }
 
