@@ -211,6 +211,18 @@ pub async fn ensure_signer(
     store: &dyn hsm::KeyStore,
     centre: &str,
 ) -> Result<AuditSigner> {
+    ensure_signer_with(pool, store, &profiles::builtin()?, centre).await
+}
+
+/// [`ensure_signer`] certifying a new signer under `profiles` (the centre's, URLs at `[public]
+/// base_url`): what `init` calls, which makes the signer. Later callers only find it; a
+/// centre initialised before the audit signer existed gets it under the built-in profiles.
+pub async fn ensure_signer_with(
+    pool: &deadpool_postgres::Pool,
+    store: &dyn hsm::KeyStore,
+    profiles: &profiles::ProfileSet,
+    centre: &str,
+) -> Result<AuditSigner> {
     let mut client = pool.get().await?;
     let root = root_cert(&client).await?;
     let tx = client.transaction().await?;
@@ -245,7 +257,6 @@ pub async fn ensure_signer(
         )
         .await?;
     let issuer = ca::Issuer::new(store, root_issuer.get(0), &root)?;
-    let profiles = profiles::builtin()?;
     let cert = ca::issue_station_cert(
         store,
         profiles.cert("audit-signer")?,

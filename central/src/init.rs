@@ -138,8 +138,8 @@ pub async fn init(cfg: &CentreConfig, opts: &InitOptions) -> Result<InitReport> 
     // signer, the first `serve` the others (as for a centre initialised before they existed).
     let store: std::sync::Arc<dyn KeyStore> = std::sync::Arc::from(store);
     let keys = async {
-        audit::ensure_signer(&pool, store.as_ref(), &cfg.centre.name).await?;
-        crate::egov::keys::ensure(&pool, store.as_ref(), &cfg.centre.name).await?;
+        audit::ensure_signer_with(&pool, store.as_ref(), &profiles, &cfg.centre.name).await?;
+        crate::egov::keys::ensure(&pool, store.as_ref(), &profiles, &cfg.centre.name).await?;
         crate::public::ensure_keys(&pool, &store, &profiles, &cfg.centre.name).await
     };
     if let Err(e) = keys.await {

@@ -540,6 +540,20 @@ fn issuance_stops_and_resumes(
             && text.contains("CA Issuers - URI:http://pki.centre.test/ca/root-ca-1.cer"),
         "{text}"
     );
+    // So did `init` for the audit signer and the e-government keys.
+    let own = q("SELECT cert_der FROM audit_signer_keys UNION ALL SELECT cert_der FROM egov_keys");
+    assert_eq!(own.len(), 3);
+    for (i, r) in own.iter().enumerate() {
+        let f = d.join(format!("own-{i}.pem"));
+        std::fs::write(&f, ca::cert_pem(r.get::<_, &[u8]>(0)).unwrap()).unwrap();
+        let (good, text) = openssl(d, &["x509", "-in", f.to_str().unwrap(), "-noout", "-text"]);
+        assert!(good, "{text}");
+        assert!(
+            text.contains("URI:http://pki.centre.test/crl/")
+                && !text.contains("pki.idstation.example.com"),
+            "{text}"
+        );
+    }
 }
 
 /// After a Station CA rollover the retired station-ca-1 is revoked: the root's CRL lists it

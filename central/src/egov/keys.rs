@@ -57,9 +57,15 @@ const TLS: Purpose = Purpose {
 };
 
 /// Both keys, made and certified where missing (see the module documentation).
-pub async fn ensure(pool: &Pool, store: &dyn KeyStore, centre: &str) -> Result<EgovKeys> {
-    let (jws_label, jws_chain) = ensure_one(pool, store, centre, &JWS).await?;
-    let (tls_label, tls_chain) = ensure_one(pool, store, centre, &TLS).await?;
+/// Certificates are made under `profiles`, the centre's (URLs at `[public] base_url`).
+pub async fn ensure(
+    pool: &Pool,
+    store: &dyn KeyStore,
+    profiles: &profiles::ProfileSet,
+    centre: &str,
+) -> Result<EgovKeys> {
+    let (jws_label, jws_chain) = ensure_one(pool, store, profiles, centre, &JWS).await?;
+    let (tls_label, tls_chain) = ensure_one(pool, store, profiles, centre, &TLS).await?;
     Ok(EgovKeys {
         jws_label,
         jws_chain,
@@ -100,6 +106,7 @@ async fn issuer_of(
 async fn ensure_one(
     pool: &Pool,
     store: &dyn KeyStore,
+    profiles: &profiles::ProfileSet,
     centre: &str,
     p: &Purpose,
 ) -> Result<(String, Vec<Vec<u8>>)> {
@@ -128,7 +135,6 @@ async fn ensure_one(
     }
     let spki = store.public_key_spki(p.label)?;
     let issuer = ca::Issuer::new(store, &ca_label, &ca_der)?;
-    let profiles = profiles::builtin()?;
     let cert = ca::issue_station_cert(
         store,
         profiles.cert(p.profile)?,

@@ -31,7 +31,13 @@ pub async fn spawn(centre: &Arc<Centre>, cfg: Option<&EgovSection>) -> Result<()
         tracing::info!("no [egov] section: outbox messages are kept, not delivered");
         return Ok(());
     };
-    let keys = keys::ensure(&centre.pool, centre.store.as_ref(), &centre.name).await?;
+    let keys = keys::ensure(
+        &centre.pool,
+        centre.store.as_ref(),
+        &centre.profiles,
+        &centre.name,
+    )
+    .await?;
     let client = EgovClient::new(cfg, Arc::clone(&centre.store), &keys)?;
     tracing::info!(url = client.url(), "e-government publisher started");
     tokio::spawn(run(Arc::clone(centre), cfg.clone(), keys, Arc::new(client)));
