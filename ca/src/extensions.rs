@@ -127,16 +127,10 @@ pub(crate) fn extensions(profile: &CertProfile, ctx: &ExtContext<'_>) -> Result<
         )?);
     }
     if let Some(t) = &profile.crl_distribution_point {
-        let uri = url(t, ctx)?;
-        let dp = DistributionPoint {
-            distribution_point: Some(DistributionPointName::FullName(vec![uri])),
-            reasons: None,
-            crl_issuer: None,
-        };
-        out.push(ext(
-            CrlDistributionPoints::OID,
-            false,
-            &CrlDistributionPoints(vec![dp]),
+        out.push(crl_distribution_points(
+            t,
+            ctx.issuer_label,
+            ctx.issuer_key_id_hex,
         )?);
     }
     if let Some(aia) = &profile.authority_info_access {
@@ -261,6 +255,31 @@ fn certificate_policies(profile: &CertProfile) -> Result<CertificatePolicies> {
         });
     }
     Ok(CertificatePolicies(policies))
+}
+
+/// cRLDistributionPoints (RFC 5280 §4.2.1.13, non-critical) with one URI: `template` filled
+/// for the issuing key `issuer_label` (whose CRL lists the certificate).
+pub(crate) fn crl_distribution_points(
+    template: &str,
+    issuer_label: &str,
+    issuer_key_id_hex: &str,
+) -> Result<Extension> {
+    use const_oid::AssociatedOid;
+    let uri = GeneralName::UniformResourceIdentifier(ia5(&render_url(
+        template,
+        issuer_label,
+        issuer_key_id_hex,
+    )?)?);
+    let dp = DistributionPoint {
+        distribution_point: Some(DistributionPointName::FullName(vec![uri])),
+        reasons: None,
+        crl_issuer: None,
+    };
+    ext(
+        CrlDistributionPoints::OID,
+        false,
+        &CrlDistributionPoints(vec![dp]),
+    )
 }
 
 /// A URL template of the profile filled for this issuer, as a URI general name.

@@ -14,12 +14,13 @@ use std::time::{Duration, SystemTime};
 
 use der::{Decode, Encode};
 use hsm::KeyStore;
+use profiles::CertProfile;
 use x509_cert::certificate::Certificate;
-use x509_cert::ext::pkix::AuthorityKeyIdentifier;
+use x509_cert::ext::pkix::{AuthorityKeyIdentifier, CrlDistributionPoints};
 use x509_cert::time::Time;
 
 use crate::error::enc;
-use crate::extensions::ext;
+use crate::extensions::{crl_distribution_points, ext};
 use crate::sign::{sign_certificate, Prepared};
 use crate::{CaError, IssuedCert, Issuer, Result};
 
@@ -34,26 +35,33 @@ pub struct RootLinks {
 
 /// Create `OldWithNew` and `NewWithOld` for a rollover from root `old` to root `new` (both
 /// self-signed CA certificates whose keys are in `store`).
+/// `profile` is the roots' certificate profile: when it names a CRL distribution point (an
+/// ICAO 9303 CSCA, Doc 9303-12 Table 6: mandatory in a CSCA link certificate too), each link
+/// names the CRL of the key that signed it, where its revocation would be listed.
 pub fn root_link_certificates(
     store: &dyn KeyStore,
     old: &Issuer,
     new: &Issuer,
+    profile: &CertProfile,
     now: SystemTime,
 ) -> Result<RootLinks> {
     let end = old.not_after().min(new.not_after());
+    let cdp = profile.crl_distribution_point.as_deref();
     Ok(RootLinks {
-        old_with_new: link_certificate(store, new, old.cert_der(), now, end)?,
-        new_with_old: link_certificate(store, old, new.cert_der(), now, end)?,
+        old_with_new: link_certificate(store, new, old.cert_der(), cdp, now, end)?,
+        new_with_old: link_certificate(store, old, new.cert_der(), cdp, now, end)?,
     })
 }
 
 /// Certify the public key of the CA certificate `certified_der` with `signer`'s key: same
-/// subject, key and extensions (authorityKeyIdentifier replaced by the signer's key id),
-/// issuer = the signer's subject, valid from `now` until `not_after` (capped by both CAs).
+/// subject, key and extensions (authorityKeyIdentifier replaced by the signer's key id, and
+/// with `crl_template` the CRL distribution point filled for the signer), issuer = the
+/// signer's subject, valid from `now` until `not_after` (capped by both CAs).
 pub fn link_certificate(
     store: &dyn KeyStore,
     signer: &Issuer,
     certified_der: &[u8],
+    crl_template: Option<&str>,
     now: SystemTime,
     not_after: SystemTime,
 ) -> Result<IssuedCert> {
@@ -88,9 +96,19 @@ pub fn link_certificate(
         .map(|e| e.to_vec())
         .unwrap_or_default()
         .into_iter()
-        .filter(|e| e.extn_id != AuthorityKeyIdentifier::OID)
+        .filter(|e| {
+            e.extn_id != AuthorityKeyIdentifier::OID
+                && (crl_template.is_none() || e.extn_id != CrlDistributionPoints::OID)
+        })
         .collect();
     extensions.push(aki);
+    if let Some(t) = crl_template {
+        extensions.push(crl_distribution_points(
+            t,
+            signer.key_label(),
+            &signer.key_id_hex,
+        )?);
+    }
     // Re-encode the SPKI through der so the builder gets an owned value.
     let spki = spki::SubjectPublicKeyInfoOwned::from_der(
         &tbs.subject_public_key_info()
@@ -141,7 +159,7 @@ mod tests {
         store.generate_p256("root-2").unwrap();
         let old = crate::create_root(&store, prof, "root-1", now).unwrap();
         let new = crate::create_root(&store, prof, "root-2", now).unwrap();
-        let links = root_link_certificates(&store, &old, &new, now).unwrap();
+        let links = root_link_certificates(&store, &old, &new, prof, now).unwrap();
 
         let own = Certificate::from_der(&links.old_with_new.der).unwrap();
         let t = own.tbs_certificate();

@@ -321,3 +321,67 @@ fn the_e_signature_crl_keeps_its_reason_codes() {
     }
     assert!(!set.crl("csca-crl").unwrap().entry_reasons);
 }
+
+/// A CSCA rollover's link certificates (Doc 9303-12 §4.1.4, Table 6 "CSCA Link": the same
+/// mandatory extensions as the CSCA) keep the certified CSCA's subject, key, alternative names
+/// and key usage period, and name the CRL of the CSCA that signed them.
+#[test]
+fn csca_link_certificates_name_the_crl_of_the_csca_that_signed_them() {
+    let s = common::softhsm_store();
+    let p = pki(&s);
+    let d = p.dir.path();
+    let set = profiles::builtin().unwrap();
+    let profile = set.cert("csca").unwrap();
+    s.generate_p256("csca-2").expect("CSCA key 2");
+    let csca2 = ca::create_root(&s, profile, "csca-2", SystemTime::now()).unwrap();
+    let links =
+        ca::root_link_certificates(&s, &p.csca, &csca2, profile, SystemTime::now()).unwrap();
+    write(d, "csca2.pem", &ca::cert_pem(csca2.cert_der()).unwrap());
+    for (file, der, signer, trusted) in [
+        (
+            "new-with-old.pem",
+            &links.new_with_old.der,
+            "csca-1",
+            "csca.pem",
+        ),
+        (
+            "old-with-new.pem",
+            &links.old_with_new.der,
+            "csca-2",
+            "csca2.pem",
+        ),
+    ] {
+        write(d, file, &ca::cert_pem(der).unwrap());
+        assert_eq!(
+            run_ok(
+                "openssl",
+                &["verify", "-CAfile", trusted, "-partial_chain", file],
+                d
+            )
+            .trim(),
+            format!("{file}: OK")
+        );
+        let text = openssl_text(d, file);
+        let cdp = extension_text(&text, "X509v3 CRL Distribution Points");
+        assert!(
+            cdp.contains(&format!(
+                "URI:http://pki.idstation.example.com/crl/{signer}.crl"
+            )),
+            "{file}: {cdp}"
+        );
+        assert_eq!(
+            text.matches("X509v3 CRL Distribution Points").count(),
+            1,
+            "{text}"
+        );
+        for name in ["Subject", "Issuer"] {
+            assert!(
+                extension_text(&text, &format!("X509v3 {name} Alternative Name"))
+                    .ends_with("DirName:/L=UZB"),
+                "{text}"
+            );
+        }
+        assert!(text.contains("X509v3 Private Key Usage Period"), "{text}");
+        pkilint("lint_pkix_cert", &[], &d.join(file));
+    }
+}

@@ -707,7 +707,7 @@ async fn sign_new(
     let (cert, links) = if self_signed(&j.ca) {
         let new = ca::create_root(store, profile, label, now)?;
         let old = issuer_of(pool, store, &j.from_key).await?;
-        let l = ca::root_link_certificates(store, &old, &new, now)?;
+        let l = ca::root_link_certificates(store, &old, &new, profile, now)?;
         (
             new.cert_der().to_vec(),
             Some((l.new_with_old.der, l.old_with_new.der)),

@@ -524,8 +524,9 @@ mod tests {
                 .cert_der()
                 .to_vec()
         };
-        let links = ca::root_link_certificates(&store, &root1, &root2, now).unwrap();
-        let forged = ca::root_link_certificates(&store, &other, &root2, now).unwrap();
+        let rp = p.cert("root-ca").unwrap();
+        let links = ca::root_link_certificates(&store, &root1, &root2, rp, now).unwrap();
+        let forged = ca::root_link_certificates(&store, &other, &root2, rp, now).unwrap();
         World {
             ca1: sub(&root1, "s-1"),
             ca_next: sub(&root1, "s-2"),

@@ -99,7 +99,7 @@ pub(super) fn sign_root(
             let old_issuer = ca::Issuer::new(st.keys.as_ref(), &o.label, der)?;
             Some((
                 o,
-                ca::root_link_certificates(st.keys.as_ref(), &old_issuer, &new, now)?,
+                ca::root_link_certificates(st.keys.as_ref(), &old_issuer, &new, &profile, now)?,
             ))
         }
         None => None,
