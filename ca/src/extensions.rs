@@ -34,7 +34,7 @@ pub(crate) const ID_AD_CA_ISSUERS: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.2");
 /// id-icao-mrtd-security-extensions-documentTypeList (ICAO Doc 9303-12 §7.1.1.6):
 /// { id-icao-mrtd-security-extensions 2 }, id-icao-mrtd-security = 2.23.136.1.1.
-pub const ID_ICAO_DOCUMENT_TYPE_LIST: ObjectIdentifier =
+pub(crate) const ID_ICAO_DOCUMENT_TYPE_LIST: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("2.23.136.1.1.6.2");
 
 pub(crate) fn render_url(
