@@ -29,6 +29,18 @@ pub fn cert_pem(cert_der: &[u8]) -> Result<String> {
         .map_err(enc("certificate PEM"))
 }
 
+/// The SubjectPublicKeyInfo (DER) a certificate certifies.
+pub fn certificate_spki(cert_der: &[u8]) -> Result<Vec<u8>> {
+    use der::Encode;
+    let cert = Certificate::from_der(cert_der).map_err(|e| CaError::Certificate {
+        reason: e.to_string(),
+    })?;
+    cert.tbs_certificate()
+        .subject_public_key_info()
+        .to_der()
+        .map_err(enc("subjectPublicKeyInfo"))
+}
+
 /// What the registry and `ca show` record about a certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertInfo {

@@ -8,6 +8,7 @@ pub mod audit_export;
 pub mod audit_push;
 pub mod config;
 pub mod db;
+pub mod document_signer;
 pub mod documents;
 pub mod egov;
 pub mod enrol;

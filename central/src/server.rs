@@ -13,7 +13,8 @@
 //! - `POST /v1/outbox/list`, `POST /v1/outbox/{id}/retry`: the e-government outbox for a
 //!   station's ca-admin or auditor, [`crate::egov::station_view`].
 //! - `GET /v1/anchors`, `POST /v1/identity/renew`: the Station CA and root rollovers,
-//!   [`crate::anchors`].
+//!   [`crate::anchors`]; `POST /v1/document-signer/renew`: a station's next Document Signer,
+//!   [`crate::document_signer`].
 //!
 //! Beside them run the job timeout sweep, the audit checkpoints and, with `[egov]`, the
 //! e-government publisher ([`crate::egov`]). The public relying-party services (OCSP, CRLs, CA
@@ -386,6 +387,10 @@ pub fn router(centre: Arc<Centre>) -> Router {
             centre_api::anchors::IDENTITY_RENEW_PATH,
             post(anchors_http::renew),
         )
+        .route(
+            centre_api::anchors::DOCUMENT_SIGNER_RENEW_PATH,
+            post(anchors_http::renew_document_signer),
+        )
         .with_state(centre)
 }
 
@@ -580,7 +585,7 @@ mod anchors_http {
     use axum::body::Bytes;
     use axum::extract::{Extension, State};
     use axum::Json;
-    use centre_api::anchors::{Anchors, IdentityRenewResponse};
+    use centre_api::anchors::{Anchors, DocumentSignerRenewResponse, IdentityRenewResponse};
 
     use super::{body, client_cert, ApiError, ClientCert};
     use crate::error::CentralError;
@@ -615,6 +620,20 @@ mod anchors_http {
             }
             .await;
             refusals::audited(&centre, &who, "identity-renew", None, &bytes, r).await
+        };
+        run.await.map(Json).map_err(ApiError)
+    }
+
+    pub async fn renew_document_signer(
+        State(centre): State<Arc<Centre>>,
+        Extension(cert): Extension<ClientCert>,
+        bytes: Bytes,
+    ) -> Answer<DocumentSignerRenewResponse> {
+        let run = async {
+            let who = crate::enrol::authenticate(&centre, client_cert(&cert)).await?;
+            let r =
+                async { crate::document_signer::renew(&centre, &who, &body(&bytes)?).await }.await;
+            refusals::audited(&centre, &who, "document-signer-renew", None, &bytes, r).await
         };
         run.await.map(Json).map_err(ApiError)
     }

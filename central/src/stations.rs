@@ -196,7 +196,7 @@ pub struct StationInfo {
 
 /// The label of the CA key in `keys` (label, certificate) that signed `identity` (any station
 /// certificate).
-fn issuer_label(identity: Option<&[u8]>, keys: &[(String, Vec<u8>)]) -> Option<String> {
+pub(crate) fn issuer_label(identity: Option<&[u8]>, keys: &[(String, Vec<u8>)]) -> Option<String> {
     let der = identity?;
     keys.iter()
         .find(|(_, ca)| ca::issued_by(der, ca).unwrap_or(false))
@@ -365,7 +365,7 @@ pub async fn disable(
 }
 
 /// Revoke every certificate of `station` not revoked yet (identity, the previous identity of a
-/// renewal, audit signer, Document Signer) with `reason`: each names the CA key whose signature
+/// renewal, audit signer, each Document Signer it was ever certified) with `reason`: each names the CA key whose signature
 /// it carries (any key of `ca_keys`, retired ones too), and that key's CRL and the
 /// certificate's OCSP answer are queued.
 async fn revoke_certs(
@@ -396,8 +396,8 @@ async fn revoke_certs(
         })?;
         tx.execute(
             "UPDATE station_certs SET issuer_key = $3, revoked_at = now(), revocation_reason = $4
-             WHERE station = $1 AND purpose = $2",
-            &[&station, &purpose, &issuer, &reason],
+             WHERE station = $1 AND purpose = $2 AND serial = $5",
+            &[&station, &purpose, &issuer, &reason, &serial],
         )
         .await?;
         crate::revocation::publish(tx, &issuer, &serial).await?;

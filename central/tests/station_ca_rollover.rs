@@ -666,3 +666,81 @@ fn a_root_rollover_keeps_old_chains_and_later_cas_come_under_the_new_root() {
     let verify = ok(w.admin(&["audit", "verify-log"], "admin", &[]));
     assert!(verify.contains("the chain holds"), "{verify}");
 }
+
+/// `POST /v1/document-signer/renew` (docs/centre.md "Document Signer renewal"): a new key is
+/// certified by the active CSCA and recorded beside the first; asking again for the same key
+/// returns the same certificate and records nothing; the station's identity or audit key, a
+/// request without proof of possession, a client without a station certificate and a
+/// disabled station are refused.
+#[test]
+fn a_document_signer_renewal_is_idempotent_by_key_and_refuses_other_keys() {
+    use centre_api::anchors::DocumentSignerRenewResponse;
+    let (_tmp, _cluster, db, w, code1, _code2, ca1) = set_up(1);
+    let st = w.enrol("ds-st1", "tas01-st1", &code1, &ca1);
+    let tls = World::tls(&st, &st.identity, std::slice::from_ref(&ca1));
+    let path = "/v1/document-signer/renew";
+    st.station.store.generate_p256("ds-2").unwrap();
+    let body =
+        |key: &str| json!({ "operator": "admin", "document_signer_csr": st.station.csr(key) });
+    let renew = || -> DocumentSignerRenewResponse {
+        serde_json::from_value(w.ok(0, &tls, "POST", path, Some(&body("ds-2")))).unwrap()
+    };
+    let first = renew();
+    assert!(first.issued_now);
+    assert_eq!(first.csca, "csca-1");
+    assert_eq!(first.csca_cert, st.resp.trust_anchors.csca);
+    assert!(first.csca_links.is_empty());
+    let der = der_of_pem(&first.document_signer_cert);
+    assert!(ca::issued_by(&der, &der_of_pem(&first.csca_cert)).unwrap());
+    assert_eq!(
+        ca::certificate_spki(&der).unwrap(),
+        st.station.store.public_key_spki("ds-2").unwrap()
+    );
+    let info = ca::CertInfo::parse(&der).unwrap();
+    assert!(info.key_usage_until.is_some(), "{info:?}");
+    let again = renew();
+    assert!(!again.issued_now);
+    assert_eq!(again.document_signer_cert, first.document_signer_cert);
+    let rows: i64 =
+        w.rt.block_on(db.query_one(
+            "SELECT count(*) FROM station_certs WHERE station = 'tas01-st1' AND purpose = 'document-signer'",
+            &[],
+        ))
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 2);
+
+    for (key, part) in [("identity", "identity key"), ("audit", "audit key")] {
+        let r = w.call(0, &tls, "POST", path, Some(&body(key)));
+        assert_refused(&r, 400, "invalid-request");
+        let msg = r.unwrap().1["error"].as_str().unwrap().to_owned();
+        assert!(
+            msg.contains("document_signer_csr") && msg.contains(part),
+            "{msg}"
+        );
+    }
+    let bad = json!({ "operator": "admin", "document_signer_csr": "3000" });
+    assert_refused(
+        &w.call(0, &tls, "POST", path, Some(&bad)),
+        400,
+        "invalid-request",
+    );
+    let anon = client_config(&ca1, None);
+    assert_refused(
+        &w.call(0, &anon, "POST", path, Some(&body("ds-2"))),
+        401,
+        "client-certificate-required",
+    );
+    disable_station(&w.config, "tas01-st1");
+    assert_refused(
+        &w.call(0, &tls, "POST", path, Some(&body("ds-2"))),
+        403,
+        "station-disabled",
+    );
+    let actions = w.rt.block_on(audit_actions(&db));
+    let renewed = actions
+        .iter()
+        .filter(|a| *a == "station.document-signer-renewed")
+        .count();
+    assert_eq!(renewed, 1, "{actions:?}");
+}

@@ -67,3 +67,32 @@ pub struct IdentityRenewResponse {
     pub issuer: String,
     pub previous_serial: String,
 }
+
+/// `POST` a [`DocumentSignerRenewRequest`]: [`DocumentSignerRenewResponse`].
+pub const DOCUMENT_SIGNER_RENEW_PATH: &str = "/v1/document-signer/renew";
+
+/// `POST /v1/document-signer/renew`: a PKCS#10 request (PEM or hex DER) for a new Document
+/// Signer key in the station's HSM, signed by that key; the operator who asked. Idempotent by
+/// key: asking again for a key the centre already certified for this station gets the same
+/// certificate (a retry after a lost answer).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentSignerRenewRequest {
+    pub operator: String,
+    pub document_signer_csr: String,
+}
+
+/// The Document Signer certificate (PEM) from the CSCA key `csca` (its certificate, PEM, in
+/// `csca_cert`), every `new-with-old` link certificate between the centre's CSCA keys (so a
+/// station that knows an older CSCA can check a newer one: ICAO Doc 9303-12's CSCA Link
+/// certificates) and whether it was issued now (`false`: the key had been certified before,
+/// the same certificate is returned).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DocumentSignerRenewResponse {
+    pub station: String,
+    pub document_signer_cert: String,
+    pub csca: String,
+    pub csca_cert: String,
+    pub csca_links: Vec<RootLink>,
+    pub issued_now: bool,
+}

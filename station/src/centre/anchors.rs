@@ -77,7 +77,7 @@ fn valid_now(c: &Certificate) -> bool {
     v.not_before.to_system_time() <= now && now <= v.not_after.to_system_time()
 }
 
-fn signed_by_any(der: &[u8], trust: &[Vec<u8>]) -> bool {
+pub(super) fn signed_by_any(der: &[u8], trust: &[Vec<u8>]) -> bool {
     trust.iter().any(|t| ca::issued_by(der, t).unwrap_or(false))
 }
 
@@ -191,7 +191,12 @@ fn audit(
 }
 
 /// `err`, audited as a refusal of `what` (a failure to audit is logged, never put in its place).
-fn refused(st: &mut Station, actor: &Actor, what: &str, err: StationError) -> StationError {
+pub(super) fn refused(
+    st: &mut Station,
+    actor: &Actor,
+    what: &str,
+    err: StationError,
+) -> StationError {
     let details = serde_json::json!({ "what": what, "reason": err.to_string() });
     if let Err(e) = audit(st, actor, "centre.rollover-refused", details) {
         tracing::error!(error = %e, "could not audit a refused rollover step");
@@ -482,24 +487,24 @@ fn keep_identity(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// Certificates (DER) of two roots with one name (a rollover), a root of another name, the
     /// links, and Station CAs under them.
-    struct World {
-        root1: Vec<u8>,
-        root2: Vec<u8>,
-        other: Vec<u8>,
-        new_with_old: Vec<u8>,
-        forged_link: Vec<u8>,
+    pub(crate) struct World {
+        pub(crate) root1: Vec<u8>,
+        pub(crate) root2: Vec<u8>,
+        pub(crate) other: Vec<u8>,
+        pub(crate) new_with_old: Vec<u8>,
+        pub(crate) forged_link: Vec<u8>,
         ca1: Vec<u8>,
         ca_next: Vec<u8>,
         ca_under_root2: Vec<u8>,
         ca_forged: Vec<u8>,
     }
 
-    fn world() -> World {
+    pub(crate) fn world() -> World {
         use hsm::KeyStore;
         let dir = hsm::pkcs11::SoftHsm2Token::process_dir()
             .expect("run through cargo: the runner sets SOFTHSM2_CONF");

@@ -25,6 +25,15 @@ pub enum CentreCmd {
         #[command(flatten)]
         op: super::OperatorArg,
     },
+    /// A new Document Signer: a new key in this station's HSM, certified by the centre's CSCA,
+    /// becomes the one that signs EF.SOD; the one before is retired (its certificate stays
+    /// valid for the cards it signed). Needed before the active one's private key usage period
+    /// ends (`centre status` shows the days left). Safe to run again after an interruption. A
+    /// ca-admin.
+    RenewDocumentSigner {
+        #[command(flatten)]
+        op: super::OperatorArg,
+    },
 }
 
 pub fn run(ctx: &Ctx, c: &CentreCmd) -> Result<(), StationError> {
@@ -50,6 +59,24 @@ pub fn run(ctx: &Ctx, c: &CentreCmd) -> Result<(), StationError> {
                     r.serial, r.issuer, r.not_after, r.previous_serial,
                     r.anchors.centre_keys.join(", "),
                     if r.anchors.added.is_empty() { "none".into() } else { r.anchors.added.join(", ") }
+                )
+            })
+        }
+        CentreCmd::RenewDocumentSigner { op } => {
+            let roles = [registry::Role::CaAdmin];
+            let (mut st, session) =
+                ctx.open_as(&op.operator, "renew the Document Signer", &roles)?;
+            let r = station::centre::document_signer::renew(&mut st, &session)?;
+            ctx.print(&r, |r| {
+                let learnt = match &r.csca_learnt {
+                    Some(l) => format!("; CSCA {l} learnt through its link certificate"),
+                    None => String::new(),
+                };
+                format!(
+                    "Document Signer {} (serial {}) certified by the centre's {}, usable until {}; {} retired{}\n",
+                    r.key, r.serial, r.csca,
+                    r.key_usage_until.as_deref().unwrap_or("its certificate expires"),
+                    r.previous_key.as_deref().unwrap_or("no key"), learnt
                 )
             })
         }

@@ -8,7 +8,8 @@ use crate::Station;
 
 /// The checks of an issuance that need no card, run before the first APDU: the
 /// active e-Signature CA key (its certificate, its key in the HSM), the active Document Signer
-/// (its certificate, its key in the HSM) and the CSCA certificate that certified it, the card
+/// (its certificate, its key in the HSM, its private key usage period not ended) and the CSCA
+/// certificate that certified it, the card
 /// master key and the audit key in the HSM, a document number left in the office's blocks, and
 /// no active card or running issuance for the holder. Each refusal says what to do; a missing
 /// or unusable key is a conflict with the station's state (exit 5), an HSM that does not answer
@@ -56,6 +57,7 @@ pub fn preflight(
             ds.label
         )));
     }
+    key_usage_current(st, &ds.label, &ds_der)?;
     // The other HSM keys an issuance uses: the card master key and the audit key.
     for label in [&st.config.ca.card_master_key, &st.config.ca.audit_key] {
         if st.keys.find(label)?.is_none() {
@@ -70,6 +72,38 @@ pub fn preflight(
 }
 
 /// Whether the certificate `der` certifies the public key `spki` (same subjectPublicKey bits).
+/// The Document Signer `label` (certificate `der`) is within its private key usage period
+/// (ICAO Doc 9303-12 Table 1: about three months; after it, the key signs no EF.SOD).
+fn key_usage_current(st: &Station, label: &str, der: &[u8]) -> Result<(), StationError> {
+    let enrolled = st.config.centre.is_some();
+    key_usage_current_at(label, der, enrolled, std::time::SystemTime::now())
+}
+
+/// [`key_usage_current`] at `now`; `enrolled` picks the command the refusal names.
+fn key_usage_current_at(
+    label: &str,
+    der: &[u8],
+    enrolled: bool,
+    now: std::time::SystemTime,
+) -> Result<(), StationError> {
+    let Some(until) = ca::CertInfo::parse(der)?.key_usage_until else {
+        return Ok(());
+    };
+    let end = crate::time_util::parse_rfc3339(&until)
+        .map_err(|e| StationError::Other(format!("Document Signer {label}: {e}")))?;
+    if end > now {
+        return Ok(());
+    }
+    let next = if enrolled {
+        "run `idstation centre renew-document-signer` (a ca-admin)"
+    } else {
+        "run `idstation ca rotate --ca ds` and have another ca-admin approve it"
+    };
+    Err(StationError::Conflict(format!(
+        "the private key usage period of Document Signer {label} ended at {until}: it signs no new EF.SOD, so no card can be issued; {next}"
+    )))
+}
+
 fn certificate_has_key(der: &[u8], spki: &[u8]) -> bool {
     use der::Decode;
     let Ok(c) = x509_cert::Certificate::from_der(der) else {
@@ -101,4 +135,52 @@ fn esign_ready(
         e => e,
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn a_document_signer_past_its_private_key_usage_period_signs_no_card() {
+        use hsm::KeyStore;
+        let dir = hsm::pkcs11::SoftHsm2Token::process_dir()
+            .expect("run through cargo: the runner sets SOFTHSM2_CONF");
+        std::fs::create_dir_all(&dir).unwrap();
+        let pin = "preflight-test-pin-1";
+        let token = hsm::pkcs11::SoftHsm2Token::create(&dir, "preflight-pkup", "so-pin-1234", pin)
+            .expect("a test token");
+        let store = token.open(zeroize::Zeroizing::new(pin.to_owned())).unwrap();
+        store.generate_p256("csca-1").unwrap();
+        store.generate_p256("ds-1").unwrap();
+        let p = profiles::builtin().unwrap();
+        let now = SystemTime::now();
+        let csca = ca::create_root(&store, p.cert("csca").unwrap(), "csca-1", now).unwrap();
+        let spki = store.public_key_spki("ds-1").unwrap();
+        let ds = ca::issue_station_cert(
+            &store,
+            p.cert("document-signer").unwrap(),
+            &csca,
+            &spki,
+            "Document Signer",
+            now,
+        )
+        .unwrap();
+        key_usage_current_at("ds-1", &ds.der, false, now).unwrap();
+        // The shipped profile: 92 days of key usage.
+        let day = Duration::from_secs(86_400);
+        key_usage_current_at("ds-1", &ds.der, false, now + 91 * day).unwrap();
+        let e = key_usage_current_at("ds-1", &ds.der, false, now + 93 * day)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("Document Signer ds-1") && e.contains("idstation ca rotate --ca ds"),
+            "{e}"
+        );
+        let e = key_usage_current_at("ds-1", &ds.der, true, now + 93 * day)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("idstation centre renew-document-signer"), "{e}");
+    }
 }

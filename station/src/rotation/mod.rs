@@ -271,6 +271,15 @@ pub fn request_rotation(
             )
         })?
         .name;
+    if st.config.centre.is_some() {
+        return Err(StationError::NotPermitted(
+            if ca == crate::hierarchy::DS_CA {
+                "this station is enrolled to the national centre, whose CSCA certifies its Document Signer: a new one comes from `idstation centre renew-document-signer`".into()
+            } else {
+                format!("this station is enrolled to the national centre, which holds the {ca} CA's key: its rotations are made there (`idcentral ca rotate`)")
+            },
+        ));
+    }
     let from = st.registry.active_ca_key(ca)?.map(|k| k.label);
     let mut payload = serde_json::json!({ "key": from });
     if let Some(n) = note.map(str::trim).filter(|n| !n.is_empty()) {

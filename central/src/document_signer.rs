@@ -1,0 +1,197 @@
+//! A station's Document Signer renewed (`POST /v1/document-signer/renew`, docs/centre.md
+//! "Document Signer renewal"). ICAO Doc 9303-12 Table 1 bounds a Document Signer's private key
+//! usage to about three months (the shipped `document-signer` profile: 92 days of
+//! privateKeyUsagePeriod), while its certificate stays valid for the documents it signed. So a
+//! station makes a new key in its HSM each quarter and sends its PKCS#10 request here over its
+//! mutual-TLS connection.
+//!
+//! In one transaction the centre locks the station (it must still be enrolled: a `station
+//! disable` waits or wins) and its certificates, then either finds a Document Signer it already
+//! certified for that key (a retry after a lost answer: the same certificate, nothing new
+//! recorded) or certifies the key under the active CSCA, records it as one more
+//! `document-signer` row (the older ones stay: they remain valid, and a `station disable
+//! --reason` revokes them all) and audits `station.document-signer-renewed`. A key that is
+//! the station's identity or audit key, or a Document Signer key whose certificate was revoked,
+//! is refused.
+
+use std::sync::Arc;
+
+use centre_api::anchors::{DocumentSignerRenewRequest, DocumentSignerRenewResponse, RootLink};
+use centre_api::WhoAmI;
+use serde_json::json;
+
+use crate::error::{CentralError, Refusal, Result};
+use crate::pki::Centre;
+
+const PURPOSE: &str = "document-signer";
+
+fn pem(der: &[u8]) -> Result<String> {
+    ca::cert_pem(der).map_err(CentralError::from)
+}
+
+/// What the station holds already for the requested key: the Document Signer certificate
+/// that certifies it (unrevoked), if any; a refusal when the key has another use or its
+/// certificate was revoked.
+async fn earlier_certificate(
+    tx: &tokio_postgres::Transaction<'_>,
+    station: &str,
+    spki: &[u8],
+) -> Result<Option<Vec<u8>>> {
+    let state: Option<String> = tx
+        .query_opt(
+            "SELECT state FROM stations WHERE name = $1 FOR SHARE",
+            &[&station],
+        )
+        .await?
+        .map(|r| r.get(0));
+    if state.as_deref() != Some("enrolled") {
+        return Err(CentralError::refused(
+            Refusal::Forbidden,
+            "station-disabled",
+            format!("station {station} is not enrolled"),
+        ));
+    }
+    let rows = tx
+        .query(
+            "SELECT purpose, cert_der, revoked_at IS NOT NULL FROM station_certs
+             WHERE station = $1 FOR UPDATE",
+            &[&station],
+        )
+        .await?;
+    for r in &rows {
+        let (purpose, der, revoked): (&str, &[u8], bool) = (r.get(0), r.get(1), r.get(2));
+        if ca::certificate_spki(der)? != spki {
+            continue;
+        }
+        if purpose != PURPOSE {
+            return Err(CentralError::invalid(
+                "document_signer_csr",
+                format!(
+                    "is for the station's {purpose} key: a Document Signer needs a key of its own"
+                ),
+            ));
+        }
+        if revoked {
+            return Err(CentralError::refused(
+                Refusal::Conflict,
+                "document-signer-key-revoked",
+                "the Document Signer certificate of this key is revoked: make a new key",
+            ));
+        }
+        return Ok(Some(der.to_vec()));
+    }
+    Ok(None)
+}
+
+/// The CSCA keys (label, certificate) and the `new-with-old` links between them.
+async fn cscas_and_links(
+    tx: &tokio_postgres::Transaction<'_>,
+) -> Result<(Vec<(String, Vec<u8>)>, Vec<RootLink>)> {
+    let keys = tx
+        .query(
+            "SELECT label, cert_der FROM ca_keys WHERE ca = 'csca' ORDER BY created_at, label",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let rows = tx
+        .query(
+            "SELECT l.certified_key, l.signer_key, l.kind, l.cert_der FROM ca_links l
+             JOIN ca_keys k ON k.label = l.certified_key
+             WHERE k.ca = 'csca' AND l.kind = 'new-with-old' ORDER BY k.created_at, l.signer_key",
+            &[],
+        )
+        .await?;
+    let mut links = Vec::new();
+    for r in &rows {
+        links.push(RootLink {
+            certified: r.get(0),
+            signer: r.get(1),
+            kind: r.get(2),
+            cert: pem(r.get(3))?,
+        });
+    }
+    Ok((keys, links))
+}
+
+/// A `document-signer` certificate for `spki` by `csca`, signed on tokio's blocking pool.
+async fn issue(
+    centre: &Arc<Centre>,
+    csca: &Arc<ca::Issuer>,
+    station: &str,
+    spki: Vec<u8>,
+) -> Result<ca::IssuedCert> {
+    let (c, signer) = (Arc::clone(centre), Arc::clone(csca));
+    let name = format!("{station} Document Signer");
+    tokio::task::spawn_blocking(move || {
+        ca::issue_station_cert(
+            c.store.as_ref(),
+            c.profiles.cert(PURPOSE)?,
+            &signer,
+            &spki,
+            &name,
+            std::time::SystemTime::now(),
+        )
+        .map_err(CentralError::from)
+    })
+    .await
+    .map_err(|e| CentralError::Other(format!("issuing task: {e}")))?
+}
+
+/// `POST /v1/document-signer/renew` by `who` (see the module documentation).
+pub async fn renew(
+    centre: &Arc<Centre>,
+    who: &WhoAmI,
+    req: &DocumentSignerRenewRequest,
+) -> Result<DocumentSignerRenewResponse> {
+    crate::issuance::check_operator(&req.operator)?;
+    let spki = crate::enrol::checked_key("document_signer_csr", &req.document_signer_csr)?;
+    let mut client = centre.pool.get().await?;
+    let tx = client.transaction().await?;
+    let earlier = earlier_certificate(&tx, &who.station, &spki).await?;
+    let (cscas, csca_links) = cscas_and_links(&tx).await?;
+    let issued_now = earlier.is_none();
+    let der = match earlier {
+        Some(der) => der,
+        None => {
+            let csca = centre.active_issuer(&tx, "csca").await?;
+            let cert = issue(centre, &csca, &who.station, spki).await?;
+            let serial =
+                hex::decode(cert.serial_hex()).map_err(|e| CentralError::Other(e.to_string()))?;
+            tx.execute(
+                "INSERT INTO station_certs (station, purpose, serial, cert_der) VALUES ($1, $2, $3, $4)",
+                &[&who.station, &PURPOSE, &serial, &cert.der],
+            )
+            .await?;
+            let info = ca::CertInfo::parse(&cert.der)?;
+            let details = json!({
+                "serial": info.serial_hex, "fingerprint_sha256": ca::fingerprint_sha256(&cert.der)?,
+                "issuer": csca.key_label(), "key_usage_until": info.key_usage_until,
+            });
+            let actor = crate::issuance::actor(who, &req.operator);
+            let object = format!("station:{}", who.station);
+            let action = "station.document-signer-renewed";
+            crate::audit::append(&tx, &actor, action, &object, &details).await?;
+            cert.der
+        }
+    };
+    let (csca, csca_der) = crate::stations::issuer_label(Some(&der), &cscas)
+        .and_then(|l| cscas.iter().find(|(k, _)| *k == l).cloned())
+        .ok_or_else(|| {
+            CentralError::Other(format!(
+                "no CSCA key of this centre signed the Document Signer of station {}",
+                who.station
+            ))
+        })?;
+    tx.commit().await?;
+    Ok(DocumentSignerRenewResponse {
+        station: who.station.clone(),
+        document_signer_cert: pem(&der)?,
+        csca,
+        csca_cert: pem(&csca_der)?,
+        csca_links,
+        issued_now,
+    })
+}

@@ -1,0 +1,245 @@
+//! An enrolled station renews its Document Signer through the centre (docs/centre.md "Document
+//! Signer renewal"): `idstation centre renew-document-signer` makes `ds-2` in the station's
+//! HSM and the centre's CSCA certifies it; a run killed after the centre answered leaves `ds-1`
+//! active and the next run finishes with the same certificate (nothing issued twice); after the
+//! centre's CSCA rollover the next renewal learns `csca-2` through its link certificate. Cards
+//! issued in between (vpcd + vchip, read back through PACE) carry the Document Signer active
+//! then, and openssl verifies each EF.SOD with the CSCA as the only anchor. A station disabled
+//! for cause has all three Document Signers revoked. A real centre (testrig::centre:
+//! PostgreSQL, SoftHSM2, `idcentral serve`). Needs `cargo test -p central --no-run` in the same
+//! target dir.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use testrig::centre::{Centre, CENTRE_ADMIN2_PASSWORD};
+
+#[path = "common/enrolled.rs"]
+mod enrolled;
+use enrolled::*;
+
+fn ok(o: std::process::Output) -> serde_json::Value {
+    assert!(o.status.success(), "idstation failed:\n{}", text(&o));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}:\n{}", text(&o)))
+}
+
+const RENEW: [&str; 5] = [
+    "--json",
+    "centre",
+    "renew-document-signer",
+    "--operator",
+    "admin",
+];
+
+/// Issue `holder` on a fresh card, read EF.SOD back through PACE with the MRZ `show` gives,
+/// write it (DER ContentInfo) into the station's directory.
+fn issue_and_read_sod(st: &Station, slot: &testrig::Slot, holder: &str, serial: u32) -> PathBuf {
+    use personalization::transport::pcsc::Pcsc;
+    use personalization::{apdu::Channel, lds, mrz, sod};
+    let img = st.blank_card(serial);
+    let card = slot.insert(&img, &[]);
+    let issued = ok(st.run(
+        &[
+            "--json",
+            "issue",
+            "--holder",
+            fixture(holder).to_str().unwrap(),
+            "--reader",
+            &slot.reader_name,
+            "--operator",
+            "clerk",
+        ],
+        &[CLERK_PASSWORD],
+        &[],
+    ));
+    let doc = issued["document"].as_str().expect("document").to_owned();
+    let show = ok(st.run(
+        &["--json", "show", "--document", &doc, "--operator", "clerk"],
+        &[CLERK_PASSWORD],
+        &[],
+    ));
+    let lines: Vec<String> = show["mrz"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no mrz: {show}"))
+        .iter()
+        .map(|l| l.as_str().unwrap().to_owned())
+        .collect();
+    let mrz_lines: [String; 3] = lines.try_into().unwrap();
+    let read = {
+        let pcsc = Pcsc::establish().unwrap();
+        let mut c = pcsc.connect(&slot.reader_name).unwrap();
+        let mut tx = c.begin().unwrap();
+        let mut ch = Channel::new(&mut tx);
+        let info = mrz::bac_mrz_information(&mrz_lines).unwrap();
+        let access = personalization::pace::Access::pace_mrz(&info);
+        lds::read_lds_with(&mut ch, &access).unwrap()
+    };
+    card.pull();
+    let out = st.dir.join(format!("sod-{doc}.der"));
+    std::fs::write(&out, sod::content_info_der(&read.sod).unwrap()).unwrap();
+    out
+}
+
+/// `openssl cms -verify` of EF.SOD with only `csca` trusted: the signer certificate it found
+/// (PEM path), or openssl's complaint.
+fn cms_verify(sod: &Path, csca: &Path) -> Result<PathBuf, String> {
+    let signer = sod.with_extension("signer.pem");
+    let o = Command::new("openssl")
+        .args(["cms", "-verify", "-inform", "DER", "-in"])
+        .arg(sod)
+        .arg("-CAfile")
+        .arg(csca)
+        .args(["-binary", "-out", "/dev/null", "-signer"])
+        .arg(&signer)
+        .output()
+        .unwrap();
+    if o.status.success() {
+        Ok(signer)
+    } else {
+        Err(text(&o))
+    }
+}
+
+/// The certificate (DER) in the PEM file `path`.
+fn der_of(path: &Path) -> Vec<u8> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let (_, der) = der::pem::decode_vec(text.as_bytes()).unwrap();
+    der
+}
+
+/// The Document Signer keys of the station's registry: (label, state).
+fn document_signers(st: &Station) -> Vec<(String, String)> {
+    let reg = st.registry();
+    let keys = reg.ca_keys("document-signer").unwrap();
+    keys.into_iter()
+        .map(|k| (k.label, k.state.as_str().to_owned()))
+        .collect()
+}
+
+fn pair(label: &str, state: &str) -> (String, String) {
+    (label.to_owned(), state.to_owned())
+}
+
+/// The file of key `label` in the station's `ca/` folder.
+fn ca_pem(st: &Station, label: &str) -> PathBuf {
+    st.data.join("ca").join(format!("{label}.pem"))
+}
+
+#[test]
+fn an_enrolled_station_renews_its_document_signer_through_the_centre_and_keeps_issuing() {
+    let mut centre = Centre::start();
+    centre.serve();
+    let st = Station::enrol(&centre, "TAS01", "tas01-st1");
+    let slot = testrig::Slot::lease();
+    let csca1 = st.ca_file("csca");
+
+    let sod1 = issue_and_read_sod(&st, &slot, "holder-01.json", 0x5F00_0001);
+    let signer = cms_verify(&sod1, &csca1).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(der_of(&signer), der_of(&ca_pem(&st, "ds-1")));
+
+    // The station's own dual-control rotation does not apply: the centre's CSCA certifies.
+    let o = st.run(
+        &["ca", "rotate", "--ca", "ds", "--operator", "admin"],
+        &[ADMIN_PASSWORD],
+        &[],
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("idstation centre renew-document-signer"),
+        "{}",
+        text(&o)
+    );
+    // A clerk may not.
+    let clerk = [&RENEW[..4], &["clerk"]].concat();
+    let o = st.run(&clerk, &[CLERK_PASSWORD], &[]);
+    assert!(!o.status.success(), "{}", text(&o));
+
+    // Killed after the centre answered: ds-1 stays active; the next run finishes with the
+    // certificate the centre issued then.
+    let kill = [("IDSTATION_FAILPOINT", "centre.ds-renew.answered")];
+    let o = st.run(&RENEW, &[ADMIN_PASSWORD], &kill);
+    assert_eq!(o.status.code(), None, "not killed:\n{}", text(&o));
+    assert_eq!(document_signers(&st), vec![pair("ds-1", "active")]);
+    let r = ok(st.run(&RENEW, &[ADMIN_PASSWORD], &[]));
+    assert_eq!(r["key"], "ds-2", "{r}");
+    assert_eq!(r["previous_key"], "ds-1", "{r}");
+    assert_eq!(r["csca"], "csca-1", "{r}");
+    assert_eq!(r["issued_now"], false, "{r}");
+    assert!(r["csca_learnt"].is_null(), "{r}");
+    assert_eq!(
+        document_signers(&st),
+        vec![pair("ds-1", "retired"), pair("ds-2", "active")]
+    );
+    let status = ok(st.run(&["--json", "centre", "status"], &[], &[]));
+    assert_eq!(
+        status["local"]["document_signer"]["key"], "ds-2",
+        "{status}"
+    );
+    assert!(
+        status["local"]["document_signer"]["days_left"]
+            .as_i64()
+            .unwrap()
+            >= 90,
+        "{status}"
+    );
+
+    let sod2 = issue_and_read_sod(&st, &slot, "holder-02.json", 0x5F00_0002);
+    let signer = cms_verify(&sod2, &csca1).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(der_of(&signer), der_of(&ca_pem(&st, "ds-2")));
+
+    // The centre's CSCA rolls over: the next renewal learns csca-2 through its link.
+    centre.ok(&["ca", "rotate", "--ca", "csca", "--operator", "admin"]);
+    let approve = ["ca", "approve", "1", "--operator", "admin2"];
+    centre.ok_as(&approve, CENTRE_ADMIN2_PASSWORD);
+    let r = ok(st.run(&RENEW, &[ADMIN_PASSWORD], &[]));
+    assert_eq!(r["key"], "ds-3", "{r}");
+    assert_eq!(r["csca"], "csca-2", "{r}");
+    assert_eq!(r["csca_learnt"], "centre-csca-2", "{r}");
+    assert_eq!(r["issued_now"], true, "{r}");
+    let csca2 = st.ca_file("csca");
+    assert_eq!(csca2, ca_pem(&st, "centre-csca-2"));
+    let sod3 = issue_and_read_sod(&st, &slot, "holder-03.json", 0x5F00_0003);
+    let signer = cms_verify(&sod3, &csca2).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(der_of(&signer), der_of(&ca_pem(&st, "ds-3")));
+    assert!(cms_verify(&sod3, &csca1).is_err());
+    // The cards signed before stay valid under the CSCA of their time.
+    cms_verify(&sod1, &csca1).unwrap_or_else(|e| panic!("{e}"));
+    cms_verify(&sod2, &csca1).unwrap_or_else(|e| panic!("{e}"));
+
+    let actions: Vec<String> = st
+        .registry()
+        .audit_events(1, u64::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    let renewed = actions
+        .iter()
+        .filter(|a| *a == "centre.document-signer-renewed")
+        .count();
+    assert_eq!(renewed, 2, "{actions:?}");
+
+    // Cut off for cause: each Document Signer the centre certified is revoked, once.
+    let out = centre.ok(&[
+        "--json",
+        "station",
+        "disable",
+        "--station",
+        "tas01-st1",
+        "--reason",
+        "keyCompromise",
+        "--operator",
+        "admin",
+    ]);
+    let done: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let issuers: Vec<&str> = done["revoked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["purpose"] == "document-signer")
+        .map(|c| c["issuer_key"].as_str().unwrap())
+        .collect();
+    let mut sorted = issuers.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["csca-1", "csca-1", "csca-2"], "{done}");
+}
