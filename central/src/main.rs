@@ -660,8 +660,17 @@ async fn station(cli: &Cli, cfg: &CentreConfig, sc: &StationCmd) -> Result<(), C
                             .as_deref()
                             .map(|k| format!(" (identity under {k})"))
                             .unwrap_or_default();
+                        let ds = match (&st.document_signer_until, st.document_signer_days_left) {
+                            (Some(t), Some(d)) if d < 0 => {
+                                format!(" (Document Signer ended {t}: it must renew)")
+                            }
+                            (Some(t), Some(d)) => {
+                                format!(" (Document Signer until {t}, {d} days)")
+                            }
+                            _ => String::new(),
+                        };
                         format!(
-                            "{:<6} {:<24} {}{until}{issuer}\n",
+                            "{:<6} {:<24} {}{until}{ds}{issuer}\n",
                             st.office, st.name, st.state
                         )
                     })

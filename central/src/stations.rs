@@ -192,6 +192,28 @@ pub struct StationInfo {
     /// The Station CA key that issued the station's current identity certificate (during a
     /// Station CA rollover: who has renewed; docs/centre.md).
     pub identity_issuer: Option<String>,
+    /// The end of the private key usage period of the station's newest unrevoked Document
+    /// Signer, and the whole days left until then (negative once it has passed): a station
+    /// renews its Document Signer before then (docs/centre.md "Document Signer renewal").
+    pub document_signer_until: Option<String>,
+    pub document_signer_days_left: Option<i64>,
+}
+
+/// The end of the private key usage period of Document Signer certificate `der` and the whole
+/// days from now until then (negative once it has passed).
+fn key_usage_left(der: Option<&[u8]>) -> Result<(Option<String>, Option<i64>)> {
+    use time::format_description::well_known::Rfc3339;
+    let Some(until) = der
+        .map(ca::CertInfo::parse)
+        .transpose()?
+        .and_then(|i| i.key_usage_until)
+    else {
+        return Ok((None, None));
+    };
+    let end = time::OffsetDateTime::parse(&until, &Rfc3339)
+        .map_err(|e| CentralError::Other(format!("privateKeyUsagePeriod {until}: {e}")))?;
+    let left = (end - time::OffsetDateTime::now_utc()).whole_seconds();
+    Ok((Some(until), Some(left.div_euclid(86_400))))
 }
 
 /// The label of the CA key in `keys` (label, certificate) that signed `identity` (any station
@@ -212,7 +234,10 @@ pub async fn list(pool: &Pool, session: &Session) -> Result<Vec<StationInfo>> {
                     CASE WHEN enrolment_code_sha256 IS NOT NULL THEN
                       to_char(enrolment_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') END,
                     (SELECT cert_der FROM station_certs c WHERE c.station = s.name AND c.purpose = 'identity'),
-                    enrolment_code_sha256 IS NOT NULL AND enrolment_expires_at < now()
+                    enrolment_code_sha256 IS NOT NULL AND enrolment_expires_at < now(),
+                    (SELECT cert_der FROM station_certs c WHERE c.station = s.name
+                       AND c.purpose = 'document-signer' AND c.revoked_at IS NULL
+                     ORDER BY c.issued_at DESC LIMIT 1)
              FROM stations s ORDER BY office, name",
             &[],
         )
@@ -226,17 +251,21 @@ pub async fn list(pool: &Pool, session: &Session) -> Result<Vec<StationInfo>> {
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    Ok(rows
-        .iter()
-        .map(|r| StationInfo {
-            name: r.get(0),
-            office: r.get(1),
-            state: r.get(2),
-            enrolment_expires_at: r.get(3),
-            enrolment_code_expired: r.get(5),
-            identity_issuer: issuer_label(r.get::<_, Option<&[u8]>>(4), &keys),
+    rows.iter()
+        .map(|r| {
+            let (document_signer_until, document_signer_days_left) = key_usage_left(r.get(6))?;
+            Ok(StationInfo {
+                name: r.get(0),
+                office: r.get(1),
+                state: r.get(2),
+                enrolment_expires_at: r.get(3),
+                enrolment_code_expired: r.get(5),
+                identity_issuer: issuer_label(r.get::<_, Option<&[u8]>>(4), &keys),
+                document_signer_until,
+                document_signer_days_left,
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// The reasons a station's certificates are revoked with (RFC 5280 §5.3.1; end-entity

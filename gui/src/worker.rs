@@ -84,6 +84,8 @@ pub enum Command {
         /// Why, in the requester's words (kept with the request).
         note: Option<String>,
     },
+    /// An enrolled station's next Document Signer, certified by the centre's CSCA.
+    RenewDocumentSigner,
     ApproveRequest {
         id: i64,
     },
@@ -423,6 +425,7 @@ impl WorkerState {
             | Command::RevokeCertificate { .. }
             | Command::CaRequests
             | Command::RequestRotation { .. }
+            | Command::RenewDocumentSigner
             | Command::ApproveRequest { .. }
             | Command::RefuseRequest { .. }) => ca_admin(st, &session, lang, c, send),
             Command::Service(r) => crate::service_work::run(st, &session, lang, r, &|reply| {
@@ -649,6 +652,24 @@ fn ca_admin(st: &mut Station, session: &Session, lang: Lang, cmd: Command, send:
                             id_arg(r.id),
                             ("ca", i18n::s(r.ca.as_str())),
                             ("expires", i18n::s(i18n::date(&r.expires_at))),
+                        ],
+                    )
+                })
+                .map_err(shown(lang)),
+        )),
+        Command::RenewDocumentSigner => send(Event::CaRequestDone(
+            station::document_signer::renew(st, session)
+                .map(|r| {
+                    tr_args(
+                        lang,
+                        "ca-ds-renewed",
+                        &[
+                            ("key", i18n::s(r.key.as_str())),
+                            ("csca", i18n::s(r.csca.as_str())),
+                            (
+                                "until",
+                                i18n::s(i18n::date(r.key_usage_until.as_deref().unwrap_or(""))),
+                            ),
                         ],
                     )
                 })

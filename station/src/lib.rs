@@ -15,6 +15,7 @@ pub mod centre;
 pub mod certifier;
 pub mod config;
 pub mod datadir;
+pub mod document_signer;
 pub mod error;
 pub mod failpoint;
 pub mod field_change;

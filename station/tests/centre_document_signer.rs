@@ -219,6 +219,26 @@ fn an_enrolled_station_renews_its_document_signer_through_the_centre_and_keeps_i
         .count();
     assert_eq!(renewed, 2, "{actions:?}");
 
+    // The centre's station list shows when the newest Document Signer's key usage ends.
+    let list: serde_json::Value =
+        serde_json::from_str(&centre.ok(&["--json", "station", "list", "--operator", "admin"]))
+            .unwrap();
+    let row = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "tas01-st1")
+        .unwrap_or_else(|| panic!("{list}"));
+    let ds3 = ca::CertInfo::parse(&der_of(&ca_pem(&st, "ds-3"))).unwrap();
+    assert_eq!(
+        row["document_signer_until"].as_str(),
+        ds3.key_usage_until.as_deref(),
+        "{row}"
+    );
+    assert_eq!(row["document_signer_days_left"], 91, "{row}");
+    let text = centre.ok(&["station", "list", "--operator", "admin"]);
+    assert!(text.contains("(Document Signer until "), "{text}");
+
     // Cut off for cause: each Document Signer the centre certified is revoked, once.
     let out = centre.ok(&[
         "--json",

@@ -2,7 +2,9 @@
 //! subject, SHA-256 fingerprint, validity, HSM key label, key state), publishing the CRL of
 //! every CA key that must publish one, revoking one certificate by serial (RFC 5280 §5.3.1
 //! reason, shown in words), and CA key rotation under dual control ([`requests`]:
-//! `station::rotation`, docs/rotation.md). Station errors are shown in plain words with the
+//! `station::rotation`, docs/rotation.md). On a station enrolled to the national centre, whose
+//! CAs the centre holds, it shows the hierarchy, the Document Signer renewal
+//! (`station::document_signer`) and the dual-control requests that remain (operators). Station errors are shown in plain words with the
 //! technical text under "Details" (`crate::error`).
 
 pub mod requests;
@@ -85,11 +87,21 @@ pub fn ui(ui: &mut egui::Ui, st: &mut CaState, session: &SessionInfo, cmds: &mut
         egui::ScrollArea::vertical().show(ui, |ui| {
             hierarchy_ui(ui, st, cmds);
             ui.separator();
-            crl_ui(ui, st, cmds);
-            ui.separator();
-            revoke_ui(ui, st, cmds);
-            ui.separator();
-            requests::ui(ui, st, &session.operator, cmds);
+            if session.centre {
+                // The centre holds the root, e-Signature CA and CSCA keys: their CRLs,
+                // revocations and rotations are made there; the station renews its own
+                // Document Signer.
+                ui.add(egui::Label::new(t(ui, "ca-centre-held")).wrap());
+                ui.separator();
+                requests::document_signer_ui(ui, st, cmds);
+                ui.separator();
+            } else {
+                crl_ui(ui, st, cmds);
+                ui.separator();
+                revoke_ui(ui, st, cmds);
+                ui.separator();
+            }
+            requests::ui(ui, st, &session.operator, !session.centre, cmds);
         });
     });
 }

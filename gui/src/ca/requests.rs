@@ -51,12 +51,29 @@ fn rotation_cmd(st: &mut CaState, cmds: &mut Vec<Command>, cmd: Command) {
     cmds.push(Command::CaSummaries);
 }
 
-/// The rotation section: buttons, the rollover form, the outcome, the lists.
-pub fn ui(ui: &mut egui::Ui, st: &mut CaState, me: &str, cmds: &mut Vec<Command>) {
+/// An enrolled station's Document Signer renewal: what it does, the button; the outcome shows
+/// with the requests' (below).
+pub fn document_signer_ui(ui: &mut egui::Ui, st: &mut CaState, cmds: &mut Vec<Command>) {
+    ui.heading(t(ui, "ca-ds-heading"));
+    ui.add(egui::Label::new(t(ui, "ca-ds-note")).wrap());
+    if ui
+        .add_enabled(
+            !st.rotation_pending,
+            egui::Button::new(t(ui, "ca-ds-renew")),
+        )
+        .clicked()
+    {
+        rotation_cmd(st, cmds, Command::RenewDocumentSigner);
+    }
+}
+
+/// The rotation section: buttons (`rotations`: the station's own CAs, not on an enrolled
+/// station), the rollover form, the outcome, the lists.
+pub fn ui(ui: &mut egui::Ui, st: &mut CaState, me: &str, rotations: bool, cmds: &mut Vec<Command>) {
     ui.heading(t(ui, "ca-rotation-heading"));
     ui.label(t(ui, "ca-rotation-note"));
     ui.horizontal_wrapped(|ui| {
-        for (button, ca) in ROTATIONS {
+        for (button, ca) in ROTATIONS.iter().filter(|_| rotations) {
             let form_open = *ca == "root" && st.rollover.is_some();
             let enabled = !(st.rotation_pending || form_open);
             if ui

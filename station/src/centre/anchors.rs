@@ -77,7 +77,7 @@ fn valid_now(c: &Certificate) -> bool {
     v.not_before.to_system_time() <= now && now <= v.not_after.to_system_time()
 }
 
-pub(super) fn signed_by_any(der: &[u8], trust: &[Vec<u8>]) -> bool {
+pub(crate) fn signed_by_any(der: &[u8], trust: &[Vec<u8>]) -> bool {
     trust.iter().any(|t| ca::issued_by(der, t).unwrap_or(false))
 }
 
@@ -191,7 +191,7 @@ fn audit(
 }
 
 /// `err`, audited as a refusal of `what` (a failure to audit is logged, never put in its place).
-pub(super) fn refused(
+pub(crate) fn refused(
     st: &mut Station,
     actor: &Actor,
     what: &str,
@@ -487,7 +487,7 @@ fn keep_identity(
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Certificates (DER) of two roots with one name (a rollover), a root of another name, the

@@ -3,13 +3,13 @@
 //! its HSM as the client certificate), the files enrolment leaves in the data dir
 //! ([`files`]), the pinned first connection ([`pin`]), `idstation centre status`
 //! ([`status`]), the centre's e-government outbox for a ca-admin or auditor ([`outbox`]) and
-//! the centre's Station CA and root rollovers: new anchors, a renewed identity ([`anchors`]);
-//! the station's next Document Signer, certified by the centre's CSCA ([`document_signer`]).
+//! the centre's Station CA and root rollovers: new anchors, a renewed identity ([`anchors`]).
+//! The station's next Document Signer, certified by the centre's CSCA, is
+//! `crate::document_signer` (it needs the hierarchy, which this module must not import).
 
 pub mod anchors;
 pub mod audit_push;
 pub mod client;
-pub mod document_signer;
 pub mod files;
 pub mod outbox;
 pub mod pin;

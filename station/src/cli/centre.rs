@@ -66,7 +66,7 @@ pub fn run(ctx: &Ctx, c: &CentreCmd) -> Result<(), StationError> {
             let roles = [registry::Role::CaAdmin];
             let (mut st, session) =
                 ctx.open_as(&op.operator, "renew the Document Signer", &roles)?;
-            let r = station::centre::document_signer::renew(&mut st, &session)?;
+            let r = station::document_signer::renew(&mut st, &session)?;
             ctx.print(&r, |r| {
                 let learnt = match &r.csca_learnt {
                     Some(l) => format!("; CSCA {l} learnt through its link certificate"),

@@ -27,9 +27,9 @@ use centre_api::anchors::{
 use registry::{Actor, AuditEntry, CaKeyState, Role};
 use serde::Serialize;
 
-use super::anchors::{check_new_root, refused, signed_by_any};
-use super::files::pem_to_der;
-use super::CentreClient;
+use crate::centre::anchors::{check_new_root, refused, signed_by_any};
+use crate::centre::files::pem_to_der;
+use crate::centre::CentreClient;
 use crate::error::StationError;
 use crate::hierarchy::{CSCA_CA, DS_CA};
 use crate::session::Session;
