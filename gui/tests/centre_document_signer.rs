@@ -2,8 +2,8 @@
 //! workspace"), with real parts: a PostgreSQL cluster, `idcentral serve`, a station enrolled in
 //! this process (its SoftHSM2 token) that the GUI's worker opens. The CA administrator sees
 //! that the centre holds the CAs (no CRL, revocation or rotation buttons of the station's own),
-//! renews the Document Signer with one button, sees the outcome in words and `ds-2` active in
-//! the hierarchy; the registry agrees. Every wait polls with a deadline.
+//! sees until when the active Document Signer signs, renews it with one button, sees the outcome
+//! in words and `ds-2` active in the hierarchy; the registry agrees. Every wait polls with a deadline.
 //!
 //! Needs `idcentral` built in the same target dir as the tests build it (`cargo test -p central --no-run`).
 
@@ -20,7 +20,10 @@ use gui::GuiOptions;
 
 #[test]
 fn an_enrolled_stations_ca_admin_renews_the_document_signer_from_the_ca_workspace() {
+    let today = || time::OffsetDateTime::now_utc().date();
+    let before = today();
     let rig = EgovRig::start("tas01-gui-ds", 2);
+    let after = today();
     let mut opts = GuiOptions::new(rig.data.clone());
     opts.poll_readers = false;
     let mut h = harness(opts, [1280.0, 900.0]);
@@ -47,6 +50,17 @@ fn an_enrolled_stations_ca_admin_renews_the_document_signer_from_the_ca_workspac
         "ds-1 in the hierarchy",
         Duration::from_secs(30),
         |h| has_label(h, "ds-1"),
+    );
+    // Its key usage end, from the certificate: 92 days from the enrolment (the day before and
+    // after it both accepted, for a run across midnight).
+    let line = |d: time::Date| {
+        let until = gui::i18n::date_of(d + time::Duration::days(92));
+        format!("ds-1 signs the chip data of new cards until {until}")
+    };
+    assert!(
+        has_label_containing(&h, &line(before)) || has_label_containing(&h, &line(after)),
+        "no line {:?}",
+        line(after)
     );
 
     click(&mut h, &renew);

@@ -44,7 +44,7 @@ pub fn summaries(reg: &Registry, layout: &Layout) -> Result<Vec<CaSummary>, Stat
 }
 
 fn summary(key: &CaKey, layout: &Layout) -> Result<CaSummary, StationError> {
-    let (subject, fingerprint, not_before, not_after) = match &key.certificate {
+    let (subject, fingerprint, not_before, not_after, key_usage_until) = match &key.certificate {
         Some(der) => {
             let info = ca::CertInfo::parse(der)?;
             (
@@ -52,9 +52,10 @@ fn summary(key: &CaKey, layout: &Layout) -> Result<CaSummary, StationError> {
                 ca::fingerprint_sha256(der)?,
                 info.not_before,
                 info.not_after,
+                info.key_usage_until,
             )
         }
-        None => (String::new(), String::new(), String::new(), String::new()),
+        None => Default::default(),
     };
     Ok(CaSummary {
         ca: key.ca.clone(),
@@ -63,6 +64,7 @@ fn summary(key: &CaKey, layout: &Layout) -> Result<CaSummary, StationError> {
         fingerprint_sha256: fingerprint,
         not_before,
         not_after,
+        key_usage_until,
         state: key.state.as_str().to_string(),
         file: layout.ca_cert(&key.label),
     })
@@ -76,6 +78,10 @@ pub struct CaSummary {
     pub fingerprint_sha256: String,
     pub not_before: String,
     pub not_after: String,
+    /// The end of the certificate's private key usage period (RFC 3280 §4.2.1.4), when it
+    /// states one: a Document Signer's (ICAO Doc 9303-12 Table 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_usage_until: Option<String>,
     pub state: String,
     pub file: PathBuf,
 }

@@ -183,6 +183,13 @@ fn an_enrolled_station_renews_its_document_signer_through_the_centre_and_keeps_i
         "{status}"
     );
 
+    let show = st.run(&["ca", "show"], &[], &[]);
+    let show = String::from_utf8_lossy(&show.stdout);
+    let until = status["local"]["document_signer"]["key_usage_until"]
+        .as_str()
+        .unwrap();
+    assert!(show.contains(&format!("key usage until {until}")), "{show}");
+
     let sod2 = issue_and_read_sod(&st, &slot, "holder-02.json", 0x5F00_0002);
     let signer = cms_verify(&sod2, &csca1).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(der_of(&signer), der_of(&ca_pem(&st, "ds-2")));

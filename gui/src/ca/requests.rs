@@ -56,6 +56,26 @@ fn rotation_cmd(st: &mut CaState, cmds: &mut Vec<Command>, cmd: Command) {
 pub fn document_signer_ui(ui: &mut egui::Ui, st: &mut CaState, cmds: &mut Vec<Command>) {
     ui.heading(t(ui, "ca-ds-heading"));
     ui.add(egui::Label::new(t(ui, "ca-ds-note")).wrap());
+    let active = match &st.summaries {
+        Some(Ok(list)) => list
+            .iter()
+            .find(|c| c.ca == "document-signer" && c.state == "active"),
+        _ => None,
+    };
+    if let Some((key, until)) =
+        active.and_then(|c| Some((c.key_label.as_str(), c.key_usage_until.as_deref()?)))
+    {
+        let args = [("key", i18n::s(key)), ("until", i18n::s(i18n::date(until)))];
+        let ended =
+            time::OffsetDateTime::parse(until, &time::format_description::well_known::Rfc3339)
+                .is_ok_and(|t| t <= time::OffsetDateTime::now_utc());
+        if ended {
+            let text = ta(ui, "ca-ds-ended", &args);
+            ui.add(egui::Label::new(RichText::new(text).color(Color32::RED)).wrap());
+        } else {
+            ui.label(ta(ui, "ca-ds-until", &args));
+        }
+    }
     if ui
         .add_enabled(
             !st.rotation_pending,

@@ -360,6 +360,9 @@ pub fn summaries_text(cas: &[CaSummary]) -> String {
             "{:<ca_w$} {:<key_w$} {:<state_w$} {}\n{indent}SHA-256 {}\n{indent}valid {} .. {}\n",
             c.ca, c.key_label, c.state, c.subject, c.fingerprint_sha256, c.not_before, c.not_after
         );
+        if let Some(until) = &c.key_usage_until {
+            s += &format!("{indent}key usage until {until}\n");
+        }
     }
     s
 }

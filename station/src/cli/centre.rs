@@ -93,6 +93,9 @@ pub fn run(ctx: &Ctx, c: &CentreCmd) -> Result<(), StationError> {
     }
 }
 
+/// Days of Document Signer key usage left from which `centre status` asks for a renewal.
+const RENEW_WITHIN_DAYS: i64 = 14;
+
 fn text(r: &CentreStatus) -> String {
     let l = &r.local;
     let mut s = format!(
@@ -137,13 +140,19 @@ fn text(r: &CentreStatus) -> String {
     );
     if let Some(ds) = &l.document_signer {
         s += &match (&ds.key_usage_until, ds.days_left) {
-            (Some(until), Some(d)) if d >= 0 => format!(
+            (Some(until), Some(d)) if d >= RENEW_WITHIN_DAYS => format!(
                 "Document Signer {} (serial {}) signs EF.SOD until {until} ({d} days left)\n",
                 ds.key, ds.serial
             ),
+            (Some(until), Some(d)) if d >= 0 => format!(
+                "Document Signer {} (serial {}) signs EF.SOD until {until} ({d} days left): \
+                 renew it now with `idstation centre renew-document-signer` (a ca-admin)\n",
+                ds.key, ds.serial
+            ),
             (Some(until), _) => format!(
-                "Document Signer {} (serial {}): its key usage period ended {until}; EF.SODs \
-                 signed now are signed after it (ICAO Doc 9303-12 §4.1.1)\n",
+                "Document Signer {} (serial {}): its key usage period ended {until}, so no card \
+                 can be issued (ICAO Doc 9303-12 Table 1) until a ca-admin runs `idstation \
+                 centre renew-document-signer`\n",
                 ds.key, ds.serial
             ),
             (None, _) => format!(
