@@ -145,29 +145,6 @@ async fn shift_identities(
     Ok(purpose)
 }
 
-/// A `station-identity` certificate for `spki` by `issuer`, signed on tokio's blocking pool.
-async fn issue_identity(
-    centre: &Arc<Centre>,
-    issuer: &Arc<ca::Issuer>,
-    station: &str,
-    spki: Vec<u8>,
-) -> Result<ca::IssuedCert> {
-    let (c, station, signer) = (Arc::clone(centre), station.to_owned(), Arc::clone(issuer));
-    tokio::task::spawn_blocking(move || {
-        ca::issue_station_cert(
-            c.store.as_ref(),
-            c.profiles.cert("station-identity")?,
-            &signer,
-            &spki,
-            &station,
-            std::time::SystemTime::now(),
-        )
-        .map_err(CentralError::from)
-    })
-    .await
-    .map_err(|e| CentralError::Other(format!("issuing task: {e}")))?
-}
-
 /// `POST /v1/identity/renew` by `who`, whose connection came with `presented` (DER).
 pub async fn renew_identity(
     centre: &Arc<Centre>,
@@ -181,7 +158,9 @@ pub async fn renew_identity(
     let tx = client.transaction().await?;
     let issuer = centre.active_issuer(&tx, "station-ca").await?;
     let previous = shift_identities(&tx, &who.station, presented).await?;
-    let cert = issue_identity(centre, &issuer, &who.station, spki).await?;
+    let name = who.station.clone();
+    let cert =
+        crate::pki::issue_station_cert(centre, &issuer, "station-identity", spki, name).await?;
     tx.execute(
         "INSERT INTO station_certs (station, purpose, serial, cert_der) VALUES ($1, 'identity', $2, $3)",
         &[&who.station, &serial_of(&cert.der)?, &cert.der],

@@ -116,30 +116,6 @@ async fn cscas_and_links(
     Ok((keys, links))
 }
 
-/// A `document-signer` certificate for `spki` by `csca`, signed on tokio's blocking pool.
-async fn issue(
-    centre: &Arc<Centre>,
-    csca: &Arc<ca::Issuer>,
-    station: &str,
-    spki: Vec<u8>,
-) -> Result<ca::IssuedCert> {
-    let (c, signer) = (Arc::clone(centre), Arc::clone(csca));
-    let name = format!("{station} Document Signer");
-    tokio::task::spawn_blocking(move || {
-        ca::issue_station_cert(
-            c.store.as_ref(),
-            c.profiles.cert(PURPOSE)?,
-            &signer,
-            &spki,
-            &name,
-            std::time::SystemTime::now(),
-        )
-        .map_err(CentralError::from)
-    })
-    .await
-    .map_err(|e| CentralError::Other(format!("issuing task: {e}")))?
-}
-
 /// `POST /v1/document-signer/renew` by `who` (see the module documentation).
 pub async fn renew(
     centre: &Arc<Centre>,
@@ -157,7 +133,8 @@ pub async fn renew(
         Some(der) => der,
         None => {
             let csca = centre.active_issuer(&tx, "csca").await?;
-            let cert = issue(centre, &csca, &who.station, spki).await?;
+            let name = format!("{} Document Signer", who.station);
+            let cert = crate::pki::issue_station_cert(centre, &csca, PURPOSE, spki, name).await?;
             let serial =
                 hex::decode(cert.serial_hex()).map_err(|e| CentralError::Other(e.to_string()))?;
             tx.execute(

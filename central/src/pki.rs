@@ -147,3 +147,29 @@ pub async fn load_cas(pool: &Pool, store: &dyn KeyStore) -> Result<CentreCas> {
         csca: find("csca")?,
     })
 }
+
+/// A station certificate (identity, audit signer, Document Signer) for `spki` named
+/// `common_name`, by `issuer` under the centre's profile `profile`, signed on tokio's blocking
+/// pool (not on the thread that serves connections).
+pub async fn issue_station_cert(
+    centre: &Arc<Centre>,
+    issuer: &Arc<ca::Issuer>,
+    profile: &'static str,
+    spki: Vec<u8>,
+    common_name: String,
+) -> Result<ca::IssuedCert> {
+    let (c, signer) = (Arc::clone(centre), Arc::clone(issuer));
+    tokio::task::spawn_blocking(move || {
+        ca::issue_station_cert(
+            c.store.as_ref(),
+            c.profiles.cert(profile)?,
+            &signer,
+            &spki,
+            &common_name,
+            std::time::SystemTime::now(),
+        )
+        .map_err(CentralError::from)
+    })
+    .await
+    .map_err(|e| CentralError::Other(format!("issuing task: {e}")))?
+}

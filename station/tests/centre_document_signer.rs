@@ -34,10 +34,7 @@ const RENEW: [&str; 5] = [
 /// Issue `holder` on a fresh card, read EF.SOD back through PACE with the MRZ `show` gives,
 /// write it (DER ContentInfo) into the station's directory.
 fn issue_and_read_sod(st: &Station, slot: &testrig::Slot, holder: &str, serial: u32) -> PathBuf {
-    use personalization::transport::pcsc::Pcsc;
-    use personalization::{apdu::Channel, lds, mrz, sod};
-    let img = st.blank_card(serial);
-    let card = slot.insert(&img, &[]);
+    let card = slot.insert(&st.blank_card(serial), &[]);
     let issued = ok(st.run(
         &[
             "--json",
@@ -53,31 +50,9 @@ fn issue_and_read_sod(st: &Station, slot: &testrig::Slot, holder: &str, serial: 
         &[],
     ));
     let doc = issued["document"].as_str().expect("document").to_owned();
-    let show = ok(st.run(
-        &["--json", "show", "--document", &doc, "--operator", "clerk"],
-        &[CLERK_PASSWORD],
-        &[],
-    ));
-    let lines: Vec<String> = show["mrz"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no mrz: {show}"))
-        .iter()
-        .map(|l| l.as_str().unwrap().to_owned())
-        .collect();
-    let mrz_lines: [String; 3] = lines.try_into().unwrap();
-    let read = {
-        let pcsc = Pcsc::establish().unwrap();
-        let mut c = pcsc.connect(&slot.reader_name).unwrap();
-        let mut tx = c.begin().unwrap();
-        let mut ch = Channel::new(&mut tx);
-        let info = mrz::bac_mrz_information(&mrz_lines).unwrap();
-        let access = personalization::pace::Access::pace_mrz(&info);
-        lds::read_lds_with(&mut ch, &access).unwrap()
-    };
+    let sod = st.read_sod(&slot.reader_name, &doc);
     card.pull();
-    let out = st.dir.join(format!("sod-{doc}.der"));
-    std::fs::write(&out, sod::content_info_der(&read.sod).unwrap()).unwrap();
-    out
+    sod
 }
 
 /// `openssl cms -verify` of EF.SOD with only `csca` trusted: the signer certificate it found

@@ -18,38 +18,7 @@ use enrolled::*;
 /// Read the card in `reader` through PACE with the MRZ `show` gives for `document`, and have
 /// openssl verify its EF.SOD with the CSCA the station trusts (the centre's) as the only anchor.
 fn assert_sod_verifies(st: &Station, document: &str, reader: &str) {
-    use personalization::transport::pcsc::Pcsc;
-    use personalization::{apdu::Channel, lds, mrz, sod};
-    let o = st.run(
-        &[
-            "--json",
-            "show",
-            "--document",
-            document,
-            "--operator",
-            "clerk",
-        ],
-        &[CLERK_PASSWORD],
-        &[],
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let lines: Vec<String> = v["mrz"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no mrz: {v}"))
-        .iter()
-        .map(|l| l.as_str().unwrap().to_owned())
-        .collect();
-    let mrz_lines: [String; 3] = lines.try_into().unwrap();
-    let pcsc = Pcsc::establish().unwrap();
-    let mut card = pcsc.connect(reader).unwrap();
-    let mut tx = card.begin().unwrap();
-    let mut ch = Channel::new(&mut tx);
-    let info = mrz::bac_mrz_information(&mrz_lines).unwrap();
-    let access = personalization::pace::Access::pace_mrz(&info);
-    let read = lds::read_lds_with(&mut ch, &access).unwrap();
-    let sod_der = st.dir.join(format!("sod-{document}.der"));
-    std::fs::write(&sod_der, sod::content_info_der(&read.sod).unwrap()).unwrap();
+    let sod_der = st.read_sod(reader, document);
     let o = Command::new("openssl")
         .args(["cms", "-verify", "-inform", "DER", "-in"])
         .arg(&sod_der)

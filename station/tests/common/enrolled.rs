@@ -156,6 +156,41 @@ impl Station {
         img
     }
 
+    /// Read the card in `reader` through PACE with the MRZ `show` gives for `document` and
+    /// write its EF.SOD (DER ContentInfo) to `DIR/sod-<document>.der`: that path.
+    pub fn read_sod(&self, reader: &str, document: &str) -> PathBuf {
+        use personalization::transport::pcsc::Pcsc;
+        use personalization::{apdu::Channel, lds, mrz, sod};
+        let args = [
+            "--json",
+            "show",
+            "--document",
+            document,
+            "--operator",
+            "clerk",
+        ];
+        let o = self.run(&args, &[CLERK_PASSWORD], &[]);
+        assert!(o.status.success(), "{}", text(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let lines: Vec<String> = v["mrz"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no mrz: {v}"))
+            .iter()
+            .map(|l| l.as_str().unwrap().to_owned())
+            .collect();
+        let mrz_lines: [String; 3] = lines.try_into().unwrap();
+        let pcsc = Pcsc::establish().unwrap();
+        let mut card = pcsc.connect(reader).unwrap();
+        let mut tx = card.begin().unwrap();
+        let mut ch = Channel::new(&mut tx);
+        let info = mrz::bac_mrz_information(&mrz_lines).unwrap();
+        let access = personalization::pace::Access::pace_mrz(&info);
+        let read = lds::read_lds_with(&mut ch, &access).unwrap();
+        let out = self.dir.join(format!("sod-{document}.der"));
+        std::fs::write(&out, sod::content_info_der(&read.sod).unwrap()).unwrap();
+        out
+    }
+
     pub fn registry(&self) -> registry::Registry {
         registry::Registry::open_read_only(self.data.join("registry.sqlite")).expect("registry")
     }
