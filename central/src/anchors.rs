@@ -83,12 +83,21 @@ async fn roots_and_links(
             cert: pem(r.get(2))?,
         });
     }
+    Ok((roots, ca_links(client, "root").await?))
+}
+
+/// The link certificates between `ca`'s keys (RFC 4210 §4.4.1; for the CSCA, ICAO Doc 9303-12's
+/// CSCA link certificates), the certified keys oldest first.
+pub(crate) async fn ca_links(
+    client: &impl deadpool_postgres::GenericClient,
+    ca: &str,
+) -> Result<Vec<RootLink>> {
     let rows = client
         .query(
             "SELECT l.certified_key, l.signer_key, l.kind, l.cert_der FROM ca_links l
-             JOIN ca_keys k ON k.label = l.certified_key WHERE k.ca = 'root'
-             ORDER BY l.certified_key, l.signer_key",
-            &[],
+             JOIN ca_keys k ON k.label = l.certified_key WHERE k.ca = $1
+             ORDER BY k.created_at, l.certified_key, l.signer_key",
+            &[&ca],
         )
         .await?;
     let mut links = Vec::new();
@@ -100,7 +109,7 @@ async fn roots_and_links(
             cert: pem(r.get(3))?,
         });
     }
-    Ok((roots, links))
+    Ok(links)
 }
 
 /// The serial (DER bytes) of the certificate `der`.

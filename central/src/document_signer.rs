@@ -85,7 +85,7 @@ async fn earlier_certificate(
 
 /// The CSCA keys (label, certificate) and the `new-with-old` links between them.
 async fn cscas_and_links(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &deadpool_postgres::Transaction<'_>,
 ) -> Result<(Vec<(String, Vec<u8>)>, Vec<RootLink>)> {
     let keys = tx
         .query(
@@ -96,23 +96,8 @@ async fn cscas_and_links(
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    let rows = tx
-        .query(
-            "SELECT l.certified_key, l.signer_key, l.kind, l.cert_der FROM ca_links l
-             JOIN ca_keys k ON k.label = l.certified_key
-             WHERE k.ca = 'csca' AND l.kind = 'new-with-old' ORDER BY k.created_at, l.signer_key",
-            &[],
-        )
-        .await?;
-    let mut links = Vec::new();
-    for r in &rows {
-        links.push(RootLink {
-            certified: r.get(0),
-            signer: r.get(1),
-            kind: r.get(2),
-            cert: pem(r.get(3))?,
-        });
-    }
+    let mut links = crate::anchors::ca_links(tx, "csca").await?;
+    links.retain(|l| l.kind == "new-with-old");
     Ok((keys, links))
 }
 
