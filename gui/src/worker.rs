@@ -132,6 +132,9 @@ pub struct SessionInfo {
     pub language: Option<String>,
     /// The station is enrolled with a national centre (station.toml `[centre]`).
     pub centre: bool,
+    /// The active Document Signer's key usage at log-in: its end (RFC 3339) and the whole days
+    /// left (negative once ended), when its certificate states one.
+    pub document_signer: Option<(String, i64)>,
 }
 
 /// One step of an issuance as the progress view shows it.
@@ -459,10 +462,16 @@ impl WorkerState {
                 .and_then(|b| b.into_iter().find(|b| b.next <= b.last))
                 .map(|b| b.series);
             let expiry = doc.expiry(station::time_util::today_utc());
-            Ok((s, doc, series, expiry, st.config.centre.is_some()))
+            // What the clerk is told about the Document Signer: a failure to read it is no
+            // reason to refuse the log-in (the issuance checks it again).
+            let ds = station::centre::status::document_signer(st)
+                .ok()
+                .flatten()
+                .and_then(|d| Some((d.key_usage_until?, d.days_left?)));
+            Ok((s, doc, series, expiry, (st.config.centre.is_some(), ds)))
         });
         match r {
-            Ok((s, document, series, expiry, centre)) => {
+            Ok((s, document, series, expiry, (centre, document_signer))) => {
                 // The language chosen now is remembered for this operator; without a choice,
                 // the one remembered applies.
                 let language = match chosen {
@@ -487,6 +496,7 @@ impl WorkerState {
                     series,
                     expiry,
                     centre,
+                    document_signer,
                 }));
                 self.session = Some(s);
             }

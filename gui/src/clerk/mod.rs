@@ -376,6 +376,7 @@ pub fn ui(
             });
         });
     egui::CentralPanel::default_margins().show(ui, |ui| {
+        document_signer_notice(ui, session);
         if matches!(st.view, IssueView::Form) {
             // The form scrolls; the Issue bar under it stays at the bottom whatever the form's
             // length, and comes after the form in the Tab order.
@@ -396,6 +397,47 @@ pub fn ui(
         }
     });
     holder_pin_window(ui.ctx(), st, opts, cmds);
+}
+
+/// From how many days of Document Signer key usage left the clerk is told to have it renewed.
+pub const DS_NOTICE_DAYS: i64 = 14;
+
+/// What the clerk is told about a Document Signer whose key usage ends at `until` (RFC 3339)
+/// with `days_left`, in `lang`: nothing while more than [`DS_NOTICE_DAYS`] are left; else the
+/// text and whether it has ended (no card can be issued then).
+pub fn document_signer_notice_text(
+    lang: Lang,
+    until: &str,
+    days_left: i64,
+) -> Option<(String, bool)> {
+    let id = match days_left {
+        d if d < 0 => "clerk-ds-ended",
+        d if d <= DS_NOTICE_DAYS => "clerk-ds-ending",
+        _ => return None,
+    };
+    let args = [
+        ("until", i18n::s(i18n::date(until))),
+        ("days", i18n::s(days_left.to_string())),
+    ];
+    Some((tr_args(lang, id, &args), days_left < 0))
+}
+
+/// The Document Signer's key usage ending soon (amber) or ended (red), as it was at log-in.
+fn document_signer_notice(ui: &mut egui::Ui, session: &SessionInfo) {
+    let Some((until, days)) = &session.document_signer else {
+        return;
+    };
+    let lang = i18n::current(ui.ctx());
+    let Some((text, ended)) = document_signer_notice_text(lang, until, *days) else {
+        return;
+    };
+    let color = if ended {
+        Color32::RED
+    } else {
+        Color32::from_rgb(170, 100, 0)
+    };
+    ui.add(egui::Label::new(RichText::new(text).color(color)).wrap());
+    ui.separator();
 }
 
 /// A value with a copy button beside it (serials, fingerprints, document numbers).
@@ -903,4 +945,27 @@ fn holder_changes_ui(ui: &mut egui::Ui, changes: &[station::holder_update::Field
                 ui.end_row();
             }
         });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clerks_are_told_from_fourteen_days_before_the_document_signer_ends_and_after() {
+        let until = "2026-12-18T10:00:00Z";
+        for lang in Lang::ALL {
+            assert_eq!(document_signer_notice_text(lang, until, 15), None);
+            let (soon, ended) = document_signer_notice_text(lang, until, 14).unwrap();
+            assert!(
+                !ended && soon.contains("18.12.2026") && soon.contains("14"),
+                "{soon}"
+            );
+            let (gone, ended) = document_signer_notice_text(lang, until, -1).unwrap();
+            assert!(
+                ended && gone.contains("18.12.2026") && !gone.contains("clerk-ds"),
+                "{gone}"
+            );
+        }
+    }
 }

@@ -67,7 +67,9 @@ fn days_until(t: &str, what: &str) -> Result<i64, StationError> {
         .map_err(|e| StationError::Other(format!("{what}: {e}")))
 }
 
-fn document_signer(st: &Station) -> Result<Option<DocumentSignerUse>, StationError> {
+/// The active Document Signer's use (any station: the registry's `document-signer` key), for
+/// `centre status` and the GUI's notice to clerks.
+pub fn document_signer(st: &Station) -> Result<Option<DocumentSignerUse>, StationError> {
     let Some(key) = st.registry.active_ca_key("document-signer")? else {
         return Ok(None);
     };
