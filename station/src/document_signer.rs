@@ -19,7 +19,8 @@
 //!    (`centre.document-signer-renewed`). Issuances read the active Document Signer once per
 //!    EF.SOD, so each card is signed by one key or the other, never a mix.
 //!
-//! A refused answer is audited (`centre.rollover-refused`) and nothing is recorded.
+//! A refused answer is audited (`centre.rollover-refused`) and nothing is recorded. One renewal
+//! runs at a time (a lock in `DIR/locks/`; a second is refused, exit 5).
 
 use centre_api::anchors::{
     DocumentSignerRenewRequest, DocumentSignerRenewResponse, DOCUMENT_SIGNER_RENEW_PATH,
@@ -30,6 +31,7 @@ use serde::Serialize;
 use crate::centre::anchors::{check_new_root, refused, signed_by_any};
 use crate::centre::files::pem_to_der;
 use crate::centre::CentreClient;
+use crate::datadir::{Work, WorkLock};
 use crate::error::StationError;
 use crate::hierarchy::{CSCA_CA, DS_CA};
 use crate::session::Session;
@@ -286,6 +288,8 @@ pub fn renew(st: &mut Station, session: &Session) -> Result<DocumentSignerRenewa
     crate::session::require_current(&mut st.registry, session, action, &[Role::CaAdmin])?;
     let actor = session.actor().clone();
     let client = CentreClient::for_station(st)?;
+    // Two renewals at once would both take the same next label.
+    let _lock = WorkLock::acquire(&st.layout.root, Work::DocumentSignerRenewal)?;
     let label = next_label(st)?;
     if st.keys.find(&label)?.is_none() {
         st.keys.generate_p256(&label)?;

@@ -124,6 +124,20 @@ fn an_enrolled_station_renews_its_document_signer_through_the_centre_and_keeps_i
         "{}",
         text(&o)
     );
+    // One renewal at a time: another process holding the lock gets a conflict (exit 5).
+    let lock = st.data.join("locks/document-signer-renewal.lock");
+    let held = std::fs::File::create(&lock).unwrap();
+    held.lock().unwrap();
+    let o = st.run(&RENEW, &[ADMIN_PASSWORD], &[]);
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    assert!(
+        text(&o).contains("renewal is running in another process"),
+        "{}",
+        text(&o)
+    );
+    drop(held);
+    std::fs::remove_file(&lock).unwrap();
+    assert_eq!(document_signers(&st), vec![pair("ds-1", "active")]);
     // A clerk may not.
     let clerk = [&RENEW[..4], &["clerk"]].concat();
     let o = st.run(&clerk, &[CLERK_PASSWORD], &[]);
