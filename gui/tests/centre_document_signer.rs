@@ -3,7 +3,8 @@
 //! this process (its SoftHSM2 token) that the GUI's worker opens. The CA administrator sees
 //! that the centre holds the CAs (no CRL, revocation or rotation buttons of the station's own),
 //! sees until when the active Document Signer signs, renews it with one button, sees the outcome
-//! in words and `ds-2` active in the hierarchy; the registry agrees. Every wait polls with a deadline.
+//! in words and `ds-2` active in the hierarchy; the registry agrees. The station's own
+//! certificate revocation, not offered there, is refused by the core and audited. Every wait polls with a deadline.
 //!
 //! Needs `idcentral` built in the same target dir as the tests build it (`cargo test -p central --no-run`).
 
@@ -84,4 +85,23 @@ fn an_enrolled_stations_ca_admin_renews_the_document_signer_from_the_ca_workspac
         .collect();
     assert_eq!(renewed.len(), 1);
     assert_eq!(renewed[0].operator, "admin");
+
+    // The certificate revocation the workspace no longer offers here is refused by the core
+    // too (the centre decides what relying parties see), and the refusal is audited.
+    let mut st = station::Station::open_read_only(&rig.data).unwrap();
+    let admin = rig.session(&mut st, "admin", EGOV_ADMIN_PASSWORD);
+    let e = station::interactive::revoke_certificate(&mut st, &admin, "00ff", "keyCompromise")
+        .unwrap_err();
+    assert!(
+        matches!(e, station::error::StationError::NotPermitted(_)),
+        "{e}"
+    );
+    assert!(e.to_string().contains("idstation revoke --document"), "{e}");
+    let events = st.registry.audit_events(1, u64::MAX).unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.action == "certificate.revoke-refused" && e.object == "certificate:00ff"),
+        "no audited refusal"
+    );
 }

@@ -266,7 +266,9 @@ pub fn inspect_card(reader: &str) -> Result<String, StationError> {
 }
 
 /// Revoke one certificate by serial (hex, as the registry records it) with an RFC 5280
-/// reason name; it appears on the next CRL of its issuing key. CA admin only; audited.
+/// reason name; it appears on the next CRL of its issuing key. CA admin only; audited. Refused
+/// (audited) on a station enrolled with the national centre: there a document is revoked at
+/// the centre (`crate::records::revoke`).
 pub fn revoke_certificate(
     st: &mut Station,
     session: &Session,
@@ -275,6 +277,24 @@ pub fn revoke_certificate(
 ) -> Result<String, StationError> {
     require(st, session, "revoke certificates", &[Role::CaAdmin])?;
     let serial = serial.trim().to_ascii_lowercase();
+    if st.config.centre.is_some() {
+        // The centre's CRLs and OCSP answers decide; a revocation recorded here alone would
+        // leave the certificate good for every relying party.
+        st.registry.audit(&AuditEntry {
+            actor: session.actor(),
+            action: "certificate.revoke-refused",
+            object: &format!("certificate:{serial}"),
+            details: &serde_json::json!({
+                "reason": "enrolled with the national centre: revoke the document there",
+            }),
+        })?;
+        return Err(StationError::NotPermitted(
+            "this station is enrolled with the national centre, whose CRLs and OCSP answers \
+             decide: revoke the holder's document (`idstation revoke --document N`, or the card \
+             services), which revokes its certificates at the centre"
+                .into(),
+        ));
+    }
     if serial.is_empty() || !serial.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(StationError::invalid(
             "serial",
