@@ -209,6 +209,11 @@ pub struct StationStatus {
     pub open_jobs: u64,
     /// The last audit checkpoint the centre accepted from the station (0 = none yet).
     pub audit_head_seq: u64,
+    /// The serial (lower-case hex) of the newest unrevoked Document Signer the centre certified
+    /// for the station: when it is not the one the station signs with, a renewal was
+    /// interrupted after the centre's answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document_signer_serial: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------

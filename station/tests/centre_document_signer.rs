@@ -149,6 +149,11 @@ fn an_enrolled_station_renews_its_document_signer_through_the_centre_and_keeps_i
     let o = st.run(&RENEW, &[ADMIN_PASSWORD], &kill);
     assert_eq!(o.status.code(), None, "not killed:\n{}", text(&o));
     assert_eq!(document_signers(&st), vec![pair("ds-1", "active")]);
+    // `centre status` sees that the centre certified a key the station does not use yet.
+    let o = st.run(&["centre", "status"], &[], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let pending = "a renewal was interrupted; run `idstation centre renew-document-signer` again";
+    assert!(text(&o).contains(pending), "{}", text(&o));
     let r = ok(st.run(&RENEW, &[ADMIN_PASSWORD], &[]));
     assert_eq!(r["key"], "ds-2", "{r}");
     assert_eq!(r["previous_key"], "ds-1", "{r}");
@@ -163,6 +168,16 @@ fn an_enrolled_station_renews_its_document_signer_through_the_centre_and_keeps_i
     assert_eq!(
         status["local"]["document_signer"]["key"], "ds-2",
         "{status}"
+    );
+    assert_eq!(
+        status["centre"]["document_signer_serial"], status["local"]["document_signer"]["serial"],
+        "{status}"
+    );
+    let o = st.run(&["centre", "status"], &[], &[]);
+    assert!(
+        !text(&o).contains("renewal was interrupted"),
+        "{}",
+        text(&o)
     );
     assert!(
         status["local"]["document_signer"]["days_left"]

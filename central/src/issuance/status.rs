@@ -40,7 +40,8 @@ pub async fn job_status(centre: &Centre, who: &WhoAmI, id: &str) -> Result<JobSt
     Ok(status)
 }
 
-/// The station's identity certificate's notAfter, number blocks, open jobs and audit head.
+/// The station's identity certificate's notAfter, number blocks, open jobs, audit head and
+/// newest Document Signer.
 pub async fn station_status(centre: &Centre, who: &WhoAmI) -> Result<StationStatus> {
     let client = centre.pool.get().await?;
     let identity: Vec<u8> = client
@@ -65,7 +66,19 @@ pub async fn station_status(centre: &Centre, who: &WhoAmI) -> Result<StationStat
         )
         .await?
         .map(|r| r.get(0));
+    let ds: Option<Vec<u8>> = client
+        .query_opt(
+            "SELECT cert_der FROM station_certs WHERE station = $1 AND purpose = 'document-signer'
+               AND revoked_at IS NULL ORDER BY issued_at DESC LIMIT 1",
+            &[&who.station],
+        )
+        .await?
+        .map(|r| r.get(0));
+    let document_signer_serial = ds
+        .map(|d| ca::CertInfo::parse(&d).map(|i| i.serial_hex))
+        .transpose()?;
     Ok(StationStatus {
+        document_signer_serial,
         station: who.station.clone(),
         office: who.office.clone(),
         state: who.state.clone(),

@@ -116,6 +116,9 @@ pub struct CentreView {
     pub open_jobs: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audit_head_seq: Option<u64>,
+    /// The newest Document Signer the centre certified for this station (serial).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub document_signer_serial: Option<String>,
 }
 
 /// The status. `Ok((report, Some(e)))` when the centre could not be reached: the report holds
@@ -175,6 +178,7 @@ fn ask(
                 numbers_left: Some(s.numbers_left),
                 open_jobs: Some(s.open_jobs),
                 audit_head_seq: Some(s.audit_head_seq),
+                document_signer_serial: s.document_signer_serial,
             });
         }
         Err(StationError::CentreRefused { status: 404, .. }) => {
@@ -199,6 +203,7 @@ fn ask(
                 numbers_left: None,
                 open_jobs: None,
                 audit_head_seq: None,
+                document_signer_serial: None,
             });
         }
         Err(e @ StationError::CentreUnreachable { .. }) => {

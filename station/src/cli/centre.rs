@@ -125,6 +125,16 @@ fn text(r: &CentreStatus) -> String {
         if let Some(n) = c.audit_head_seq {
             s += &format!("Audit events the centre holds: up to {n}\n");
         }
+        let local_ds = l.document_signer.as_ref().map(|d| d.serial.as_str());
+        if let Some(serial) = c.document_signer_serial.as_deref() {
+            if Some(serial) != local_ds {
+                s += &format!(
+                    "The centre certified a newer Document Signer (serial {serial}) that this \
+                     station has not taken into use: a renewal was interrupted; run `idstation \
+                     centre renew-document-signer` again to finish it\n"
+                );
+            }
+        }
     }
     s += &format!(
         "Identity certificate {} (serial {}) valid {} to {} ({} days left)\n",
