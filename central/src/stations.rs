@@ -394,9 +394,9 @@ pub async fn disable(
 }
 
 /// Revoke every certificate of `station` not revoked yet (identity, the previous identity of a
-/// renewal, audit signer, each Document Signer it was ever certified) with `reason`: each names the CA key whose signature
-/// it carries (any key of `ca_keys`, retired ones too), and that key's CRL and the
-/// certificate's OCSP answer are queued.
+/// renewal, audit signer, each Document Signer it was ever certified) with `reason`: each
+/// names the CA key whose signature it carries (any key of `ca_keys`, retired ones too), and
+/// that key's CRL and the certificate's OCSP answer are queued.
 async fn revoke_certs(
     tx: &Transaction<'_>,
     station: &str,

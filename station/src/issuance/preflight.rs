@@ -9,11 +9,10 @@ use crate::Station;
 /// The checks of an issuance that need no card, run before the first APDU: the
 /// active e-Signature CA key (its certificate, its key in the HSM), the active Document Signer
 /// (its certificate, its key in the HSM, its private key usage period not ended) and the CSCA
-/// certificate that certified it, the card
-/// master key and the audit key in the HSM, a document number left in the office's blocks, and
-/// no active card or running issuance for the holder. Each refusal says what to do; a missing
-/// or unusable key is a conflict with the station's state (exit 5), an HSM that does not answer
-/// or lacks a key is exit 4.
+/// certificate that certified it, the card master key and the audit key in the HSM, a document
+/// number left in the office's blocks, and no active card or running issuance for the holder.
+/// Each refusal says what to do; a missing or unusable key is a conflict with the station's
+/// state (exit 5), an HSM that does not answer or lacks a key is exit 4.
 pub fn preflight(
     st: &Station,
     holder: &ValidHolder,
@@ -71,7 +70,6 @@ pub fn preflight(
     registrar.precheck(st, holder)
 }
 
-/// Whether the certificate `der` certifies the public key `spki` (same subjectPublicKey bits).
 /// The Document Signer `label` (certificate `der`) is within its private key usage period
 /// (ICAO Doc 9303-12 Table 1: about three months; after it, the key signs no EF.SOD).
 fn key_usage_current(st: &Station, label: &str, der: &[u8]) -> Result<(), StationError> {
@@ -104,6 +102,7 @@ fn key_usage_current_at(
     )))
 }
 
+/// Whether the certificate `der` certifies the public key `spki` (same subjectPublicKey bits).
 fn certificate_has_key(der: &[u8], spki: &[u8]) -> bool {
     use der::Decode;
     let Ok(c) = x509_cert::Certificate::from_der(der) else {
