@@ -10,7 +10,10 @@
 //!   carries on with the other.
 //!
 //! The helpers are copied from tests/centre_serve.rs and tests/common/ so that this file stands
-//! alone; only the HTTP wire format and the CLI are shared with the centre.
+//! alone, but for the HTTPS exchange itself (`common::https`, with its bound on a hung call);
+//! otherwise only the HTTP wire format and the CLI are shared with the centre.
+
+mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -21,10 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use testrig::centre::{kill_postmaster, script};
 
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::CertificateDer;
 use zeroize::Zeroizing;
 
 const ADMIN_PASSWORD: &str = "centre-admin-pw-ha-3b81";
@@ -359,7 +359,8 @@ fn client_config(
 
 type Answer = Result<(u16, serde_json::Value), String>;
 
-/// One HTTPS request to `addr` (as `localhost`); `Err` when no TLS connection was made.
+/// One HTTPS request to `addr` (as `localhost`); `Err` when no TLS connection was made. The
+/// shared helper ([`common::https`]), bounded like the station's own client.
 async fn https(
     addr: SocketAddr,
     tls: Arc<rustls::ClientConfig>,
@@ -367,40 +368,9 @@ async fn https(
     path: &str,
     body: Option<&serde_json::Value>,
 ) -> Answer {
-    let tcp = tokio::net::TcpStream::connect(addr)
+    common::https(addr, "localhost", tls, method, path, body)
         .await
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    let stream = tokio_rustls::TlsConnector::from(tls)
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    let req = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "localhost")
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(
-            body.map(|b| b.to_string()).unwrap_or_default(),
-        )))
-        .unwrap();
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(|e| format!("request: {e}"))?;
-    let status = resp.status().as_u16();
-    let bytes = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    let json = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| serde_json::json!({ "raw": String::from_utf8_lossy(&bytes) }));
-    Ok((status, json))
+        .map(|(status, json, _)| (status, json))
 }
 
 /// A station's request to the first of `centres` it can connect to, in order: what a station
