@@ -35,20 +35,7 @@ const RENEW: [&str; 5] = [
 /// write it (DER ContentInfo) into the station's directory.
 fn issue_and_read_sod(st: &Station, slot: &testrig::Slot, holder: &str, serial: u32) -> PathBuf {
     let card = slot.insert(&st.blank_card(serial), &[]);
-    let issued = ok(st.run(
-        &[
-            "--json",
-            "issue",
-            "--holder",
-            fixture(holder).to_str().unwrap(),
-            "--reader",
-            &slot.reader_name,
-            "--operator",
-            "clerk",
-        ],
-        &[CLERK_PASSWORD],
-        &[],
-    ));
+    let issued = ok(st.issue(holder, &slot.reader_name, &[]));
     let doc = issued["document"].as_str().expect("document").to_owned();
     let sod = st.read_sod(&slot.reader_name, &doc);
     card.pull();
@@ -217,13 +204,7 @@ fn an_enrolled_station_renews_its_document_signer_through_the_centre_and_keeps_i
     cms_verify(&sod1, &csca1).unwrap_or_else(|e| panic!("{e}"));
     cms_verify(&sod2, &csca1).unwrap_or_else(|e| panic!("{e}"));
 
-    let actions: Vec<String> = st
-        .registry()
-        .audit_events(1, u64::MAX)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.action)
-        .collect();
+    let actions = st.audit_actions();
     let renewed = actions
         .iter()
         .filter(|a| *a == "centre.document-signer-renewed")

@@ -55,12 +55,6 @@ fn verifies(d: &Path, ca: &str, leaf: &Path) -> bool {
         .success()
 }
 
-fn station_actions(st: &Station) -> Vec<String> {
-    let reg = st.registry();
-    let events = reg.audit_events(1, u64::MAX).unwrap();
-    events.into_iter().map(|e| e.action).collect()
-}
-
 /// Rotate the centre's Station CA (admin files, admin2 approves) and write the root and both
 /// Station CA certificates into `d`.
 fn rotate(centre: &Centre, d: &Path) {
@@ -108,7 +102,7 @@ fn renews(st: &Station, d: &Path) {
     assert!(!verifies(d, "station-ca-1.pem", &identity));
     let mode = std::fs::metadata(&identity).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "identity-1.pem mode {mode:o}");
-    let actions = station_actions(st);
+    let actions = st.audit_actions();
     for a in ["centre.anchors-updated", "centre.identity-renewed"] {
         assert!(actions.iter().any(|x| x == a), "no {a} in {actions:?}");
     }
@@ -181,13 +175,7 @@ fn a_station_learns_a_new_root_through_its_link_and_keeps_issuing_under_it() {
     centre.ok_as(&approve, CENTRE_ADMIN2_PASSWORD);
     issues(&before, &slot, "holder-03.json", 0x5E00_0003);
     assert_eq!(active_root(&before), "centre-root-ca-2");
-    let actions: Vec<String> = before
-        .registry()
-        .audit_events(1, u64::MAX)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.action)
-        .collect();
+    let actions = before.audit_actions();
     assert!(
         actions.iter().any(|a| a == "centre.root-learnt"),
         "{actions:?}"

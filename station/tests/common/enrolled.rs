@@ -191,6 +191,12 @@ impl Station {
         out
     }
 
+    /// The actions of the station's audit log, in order.
+    pub fn audit_actions(&self) -> Vec<String> {
+        let events = self.registry().audit_events(1, u64::MAX).unwrap();
+        events.into_iter().map(|e| e.action).collect()
+    }
+
     pub fn registry(&self) -> registry::Registry {
         registry::Registry::open_read_only(self.data.join("registry.sqlite")).expect("registry")
     }
