@@ -265,6 +265,27 @@ pub fn inspect_card(reader: &str) -> Result<String, StationError> {
     ))
 }
 
+/// The refusal to revoke certificate `serial` (`message`), audited as
+/// `certificate.revoke-refused` with `why`; a failure to audit is the error instead.
+fn revoke_refused(
+    st: &mut Station,
+    session: &Session,
+    serial: &str,
+    why: &serde_json::Value,
+    message: String,
+) -> StationError {
+    let audited = st.registry.audit(&AuditEntry {
+        actor: session.actor(),
+        action: "certificate.revoke-refused",
+        object: &format!("certificate:{serial}"),
+        details: why,
+    });
+    match audited {
+        Ok(_) => StationError::NotPermitted(message),
+        Err(e) => e.into(),
+    }
+}
+
 /// Revoke one certificate by serial (hex, as the registry records it) with an RFC 5280
 /// reason name; it appears on the next CRL of its issuing key. CA admin only; audited. Refused
 /// (audited) on a station enrolled with the national centre: there a document is revoked at
@@ -280,20 +301,13 @@ pub fn revoke_certificate(
     if st.config.centre.is_some() {
         // The centre's CRLs and OCSP answers decide; a revocation recorded here alone would
         // leave the certificate good for every relying party.
-        st.registry.audit(&AuditEntry {
-            actor: session.actor(),
-            action: "certificate.revoke-refused",
-            object: &format!("certificate:{serial}"),
-            details: &serde_json::json!({
-                "reason": "enrolled with the national centre: revoke the document there",
-            }),
-        })?;
-        return Err(StationError::NotPermitted(
-            "this station is enrolled with the national centre, whose CRLs and OCSP answers \
-             decide: revoke the holder's document (`idstation revoke --document N`, or the card \
-             services), which revokes its certificates at the centre"
-                .into(),
-        ));
+        let why = serde_json::json!({
+            "reason": "enrolled with the national centre: revoke the document there",
+        });
+        let message = "this station is enrolled with the national centre, whose CRLs and OCSP \
+             answers decide: revoke the holder's document (`idstation revoke --document N`, or \
+             the card services), which revokes its certificates at the centre";
+        return Err(revoke_refused(st, session, &serial, &why, message.into()));
     }
     if serial.is_empty() || !serial.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(StationError::invalid(
@@ -336,20 +350,16 @@ pub fn revoke_certificate(
         })
         .unwrap_or(false);
     if !holder_kind {
-        st.registry.audit(&AuditEntry {
-            actor: session.actor(),
-            action: "certificate.revoke-refused",
-            object: &format!("certificate:{serial}"),
-            details: &serde_json::json!({
-                "reason": "not a holder certificate; ca revoke-ca under dual control",
-                "purpose": cert.data.purpose,
-            }),
-        })?;
-        return Err(StationError::NotPermitted(format!(
+        let why = serde_json::json!({
+            "reason": "not a holder certificate; ca revoke-ca under dual control",
+            "purpose": cert.data.purpose,
+        });
+        let message = format!(
             "certificate {serial} is a {} certificate of the station's PKI, not a holder's: \
              revoke it with `idstation ca revoke-ca` (two CA administrators approve)",
             cert.data.purpose
-        )));
+        );
+        return Err(revoke_refused(st, session, &serial, &why, message));
     }
     if !matches!(cert.status, CertStatus::Active | CertStatus::Issued) {
         return Err(StationError::Conflict(format!(
