@@ -10,7 +10,6 @@
 //! target dir.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use testrig::centre::{Centre, CENTRE_ADMIN2_PASSWORD};
 
@@ -40,26 +39,6 @@ fn issue_and_read_sod(st: &Station, slot: &testrig::Slot, holder: &str, serial: 
     let sod = st.read_sod(&slot.reader_name, &doc);
     card.pull();
     sod
-}
-
-/// `openssl cms -verify` of EF.SOD with only `csca` trusted: the signer certificate it found
-/// (PEM path), or openssl's complaint.
-fn cms_verify(sod: &Path, csca: &Path) -> Result<PathBuf, String> {
-    let signer = sod.with_extension("signer.pem");
-    let o = Command::new("openssl")
-        .args(["cms", "-verify", "-inform", "DER", "-in"])
-        .arg(sod)
-        .arg("-CAfile")
-        .arg(csca)
-        .args(["-binary", "-out", "/dev/null", "-signer"])
-        .arg(&signer)
-        .output()
-        .unwrap();
-    if o.status.success() {
-        Ok(signer)
-    } else {
-        Err(text(&o))
-    }
 }
 
 /// The certificate (DER) in the PEM file `path`.

@@ -19,19 +19,9 @@ use enrolled::*;
 /// openssl verify its EF.SOD with the CSCA the station trusts (the centre's) as the only anchor.
 fn assert_sod_verifies(st: &Station, document: &str, reader: &str) {
     let sod_der = st.read_sod(reader, document);
-    let o = Command::new("openssl")
-        .args(["cms", "-verify", "-inform", "DER", "-in"])
-        .arg(&sod_der)
-        .arg("-CAfile")
-        .arg(st.ca_file("csca"))
-        .args(["-binary", "-out", "/dev/null"])
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "openssl cms -verify of {document}:\n{}",
-        text(&o)
-    );
+    if let Err(e) = cms_verify(&sod_der, &st.ca_file("csca")) {
+        panic!("openssl cms -verify of {document}:\n{e}");
+    }
 }
 
 fn openssl(args: &[&str], files: &[&Path]) -> Output {

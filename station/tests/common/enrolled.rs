@@ -230,3 +230,23 @@ impl Station {
         rows.map(Result::unwrap).collect()
     }
 }
+
+/// `openssl cms -verify` of EF.SOD with only `csca` trusted: the signer certificate it found
+/// (PEM path), or openssl's complaint.
+pub fn cms_verify(sod: &Path, csca: &Path) -> Result<PathBuf, String> {
+    let signer = sod.with_extension("signer.pem");
+    let o = Command::new("openssl")
+        .args(["cms", "-verify", "-inform", "DER", "-in"])
+        .arg(sod)
+        .arg("-CAfile")
+        .arg(csca)
+        .args(["-binary", "-out", "/dev/null", "-signer"])
+        .arg(&signer)
+        .output()
+        .unwrap();
+    if o.status.success() {
+        Ok(signer)
+    } else {
+        Err(text(&o))
+    }
+}
