@@ -100,12 +100,16 @@ fn held_cscas(st: &Station) -> Result<Vec<(i64, Vec<u8>)>, StationError> {
         .collect())
 }
 
-/// The CSCA of the answer, known or checked through the centre's CSCA link certificates.
-fn check_csca(st: &Station, r: &DocumentSignerRenewResponse) -> Result<CscaOrigin, StationError> {
+/// The CSCA of the answer, known or checked through the centre's CSCA link certificates, and
+/// its certificate (DER).
+fn check_csca(
+    st: &Station,
+    r: &DocumentSignerRenewResponse,
+) -> Result<(CscaOrigin, Vec<u8>), StationError> {
     let der = pem_to_der("csca_cert", &r.csca_cert)?;
     let held = held_cscas(st)?;
     if let Some((id, _)) = held.iter().find(|(_, d)| *d == der) {
-        return Ok(CscaOrigin::Held(*id));
+        return Ok((CscaOrigin::Held(*id), der));
     }
     let links = r
         .csca_links
@@ -119,7 +123,12 @@ fn check_csca(st: &Station, r: &DocumentSignerRenewResponse) -> Result<CscaOrigi
     check_linked_csca(&held, &r.csca, &der, &links)?;
     let spki = ca::certificate_spki(&der)?;
     let label = format!("centre-{}", r.csca);
-    Ok(CscaOrigin::Learnt { label, der, spki })
+    let learnt = CscaOrigin::Learnt {
+        label,
+        der: der.clone(),
+        spki,
+    };
+    Ok((learnt, der))
 }
 
 /// A CSCA `csca` (DER) named `label` that this station does not hold is accepted when one of
@@ -179,15 +188,7 @@ fn check(
             ));
         }
     }
-    let csca = check_csca(st, r)?;
-    let csca_der = match &csca {
-        CscaOrigin::Held(id) => st
-            .registry
-            .ca_key(*id)?
-            .and_then(|k| k.certificate)
-            .unwrap_or_default(),
-        CscaOrigin::Learnt { der, .. } => der.clone(),
-    };
+    let (csca, csca_der) = check_csca(st, r)?;
     if !ca::issued_by(&der, &csca_der)? {
         return Err(StationError::invalid(
             field,
