@@ -68,13 +68,7 @@ impl CertInfo {
             [0, rest @ ..] if !rest.is_empty() => rest,
             s => s,
         };
-        let key_usage_until = tbs
-            .get_extension::<x509_cert::ext::pkix::PrivateKeyUsagePeriod>()
-            .map_err(|e| CaError::Certificate {
-                reason: format!("privateKeyUsagePeriod: {e}"),
-            })?
-            .and_then(|(_, p)| p.not_after)
-            .map(|t| rfc3339(t.to_system_time()));
+        let key_usage_until = key_usage_end(&cert)?.map(rfc3339);
         Ok(CertInfo {
             key_usage_until,
             serial_hex: hex::encode(serial),
@@ -83,6 +77,26 @@ impl CertInfo {
             not_after: rfc3339(tbs.validity().not_after.to_system_time()),
         })
     }
+}
+
+/// The end of a certificate's private key usage period (privateKeyUsagePeriod notAfter, RFC
+/// 3280 §4.2.1.4), when it states one.
+pub fn private_key_usage_end(cert_der: &[u8]) -> Result<Option<SystemTime>> {
+    let cert = Certificate::from_der(cert_der).map_err(|e| CaError::Certificate {
+        reason: e.to_string(),
+    })?;
+    key_usage_end(&cert)
+}
+
+fn key_usage_end(cert: &Certificate) -> Result<Option<SystemTime>> {
+    Ok(cert
+        .tbs_certificate()
+        .get_extension::<x509_cert::ext::pkix::PrivateKeyUsagePeriod>()
+        .map_err(|e| CaError::Certificate {
+            reason: format!("privateKeyUsagePeriod: {e}"),
+        })?
+        .and_then(|(_, p)| p.not_after)
+        .map(|t| t.to_system_time()))
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for a time from a certificate or CRL (whole seconds, UTC).

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use central::operators::Role;
+use central::public::service_keys::ServiceKeys;
 use central::revocation::{self, ReissueItem, Revocation};
 use central::rotation::{self, Executed, Execution, KeyView, RequestView};
 use central::{CentralError, CentreConfig};
@@ -15,6 +16,12 @@ use super::{checkpoint_after, log_in, print, Cli};
 pub enum CaCmd {
     /// Every CA key with its state (active, retired, revoked), subject and expiry.
     List {
+        #[arg(long, value_name = "NAME")]
+        operator: String,
+    },
+    /// The keys the public services sign with: each CA key's OCSP responder and the
+    /// time-stamping keys, with when `serve` rolls each over.
+    Services {
         #[arg(long, value_name = "NAME")]
         operator: String,
     },
@@ -89,6 +96,14 @@ pub async fn run(cli: &Cli, cfg: &CentreConfig, cc: &CaCmd) -> Result<(), Centra
         CaCmd::List { operator } => {
             log_in(&pool, cfg, operator, "list CA keys", &readers).await?;
             print(cli.json, &rotation::keys(&pool).await?, |k| keys_text(k))
+        }
+        CaCmd::Services { operator } => {
+            log_in(&pool, cfg, operator, "list service keys", &readers).await?;
+            print(
+                cli.json,
+                &central::public::service_keys::service_keys(&pool).await?,
+                services_text,
+            )
         }
         CaCmd::Requests { operator } => {
             log_in(&pool, cfg, operator, "list CA requests", &readers).await?;
@@ -203,6 +218,29 @@ fn keys_text(keys: &[KeyView]) -> String {
             )
         })
         .collect()
+}
+
+fn services_text(s: &ServiceKeys) -> String {
+    let mut out = String::from("OCSP responders (one per CA key):\n");
+    for r in &s.ocsp_responders {
+        out += &format!(
+            "  {:<13} key {:<18} certificate {} until {} (certified again from {})\n",
+            r.ca_key, r.key, r.serial, r.not_after, r.renewed_from
+        );
+    }
+    out += "Time-stamping keys (the active one signs):\n";
+    for t in &s.tsa_keys {
+        let state = match (&t.rolls_from, &t.retired_at) {
+            (Some(from), _) => format!("active, rolls over from {from}"),
+            (None, Some(at)) => format!("retired {at}"),
+            (None, None) => t.state.clone(),
+        };
+        out += &format!(
+            "  {:<13} {state}\n    signs until {}, tokens verify until {}  {}\n    SHA256 Fingerprint={}\n",
+            t.key, t.key_usage_until, t.not_after, t.subject, t.fingerprint_sha256
+        );
+    }
+    out
 }
 
 fn request_text(r: &RequestView) -> String {

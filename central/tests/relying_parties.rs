@@ -64,8 +64,9 @@ impl Centre {
     }
 }
 
-/// `idcentral serve --public-only` on a free port: the child and its public address.
-fn start_public_only(config: &Path) -> (Child, SocketAddr) {
+/// `idcentral serve --public-only` on a free port, its log to `stderr`: the child and its
+/// public address.
+fn start_public_only(config: &Path, stderr: Stdio) -> (Child, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_idcentral"))
         .arg("--config")
         .arg(config)
@@ -73,7 +74,7 @@ fn start_public_only(config: &Path) -> (Child, SocketAddr) {
         .env("IDCENTRAL_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .expect("start idcentral serve --public-only");
     let line = BufReader::new(child.stdout.take().unwrap())
@@ -388,6 +389,203 @@ fn memory_follows_the_database(
     }
     let took = get_until_stored(rt, db, public, b64, serial, Duration::from_secs(1));
     eprintln!("the response the worker signed again was answered {took:?} after it was stored");
+}
+
+/// After the rollover at `only`'s start: `centre-tsa-2` is active and signs the next token
+/// (verified with its certificate, not with the old one, by openssl), the old key is retired and
+/// its token `r.tsr` still verifies; the rollover is audited.
+fn tsa_rolled_over(
+    rt: &tokio::runtime::Runtime,
+    db: &tokio_postgres::Client,
+    dir: &Path,
+    only: SocketAddr,
+) {
+    let keys: Vec<(String, String)> = rt
+        .block_on(db.query("SELECT label, state FROM tsa_keys ORDER BY label", &[]))
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let pair = |l: &str, s: &str| (l.to_owned(), s.to_owned());
+    assert_eq!(
+        keys,
+        [
+            pair("centre-tsa-1", "retired"),
+            pair("centre-tsa-2", "active")
+        ]
+    );
+    let cert = |label: &str| -> Vec<u8> {
+        rt.block_on(db.query_one("SELECT cert_der FROM tsa_keys WHERE label = $1", &[&label]))
+            .unwrap()
+            .get(0)
+    };
+    std::fs::write(dir.join("tsa-1.pem"), pem(&cert("centre-tsa-1"))).unwrap();
+    std::fs::write(dir.join("tsa-2.pem"), pem(&cert("centre-tsa-2"))).unwrap();
+    let (_, text) = tool(
+        dir,
+        "openssl",
+        &["x509", "-in", "tsa-2.pem", "-noout", "-text"],
+    );
+    assert!(
+        text.contains("Private Key Usage Period") && text.contains("Time Stamping"),
+        "{text}"
+    );
+    // A request without certReq: the token carries no certificate, so only the right one given
+    // to openssl verifies it.
+    let (made, o) = tool(
+        dir,
+        "openssl",
+        &[
+            "ts", "-query", "-data", "data.txt", "-sha256", "-out", "q3.tsq",
+        ],
+    );
+    assert!(made, "{o}");
+    let (status, _, body) = rt.block_on(http(
+        only,
+        "POST",
+        "/tsa",
+        Some("application/timestamp-query"),
+        std::fs::read(dir.join("q3.tsq")).unwrap(),
+    ));
+    assert_eq!(status, 200);
+    std::fs::write(dir.join("r3.tsr"), &body).unwrap();
+    let verify = |reply: &str, query: &str, untrusted: Option<&str>| {
+        let mut args = vec!["ts", "-verify", "-in", reply, "-queryfile", query];
+        args.extend_from_slice(&["-CAfile", "root.pem"]);
+        if let Some(u) = untrusted {
+            args.extend_from_slice(&["-untrusted", u]);
+        }
+        tool(dir, "openssl", &args)
+    };
+    let (ok, out) = verify("r3.tsr", "q3.tsq", Some("tsa-2.pem"));
+    assert!(ok && out.contains("Verification: OK"), "{out}");
+    let (ok, out) = verify("r3.tsr", "q3.tsq", Some("tsa-1.pem"));
+    assert!(!ok, "signed by centre-tsa-1? {out}");
+    let by_key: Vec<(String, i64)> = rt
+        .block_on(db.query(
+            "SELECT tsa_key, count(*) FROM tsa_tokens GROUP BY tsa_key ORDER BY tsa_key",
+            &[],
+        ))
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        by_key,
+        [
+            ("centre-tsa-1".to_owned(), 2),
+            ("centre-tsa-2".to_owned(), 1)
+        ]
+    );
+    // The old key's token still verifies (its certificate is valid for years).
+    let (ok, out) = verify("r.tsr", "q.tsq", None);
+    assert!(ok && out.contains("Verification: OK"), "{out}");
+    let details: String = rt
+        .block_on(db.query_one(
+            "SELECT details FROM audit_log WHERE action = 'tsa.certified' ORDER BY seq DESC LIMIT 1",
+            &[],
+        ))
+        .unwrap()
+        .get(0);
+    let details: Value = serde_json::from_str(&details).unwrap();
+    assert_eq!(
+        (details["key"].as_str(), details["replaces"].as_str()),
+        (Some("centre-tsa-2"), Some("centre-tsa-1")),
+        "{details}"
+    );
+}
+
+/// A rollover that fails (here: the database refuses the new row, after the key was generated
+/// and certified) leaves the active key signing while its usage period lasts: an instance starts,
+/// says why in its log and time-stamps with `centre-tsa-2`; nothing is recorded. The next
+/// instance's rollover reuses the key the failed one left in the HSM.
+fn tsa_rollover_fails_softly(
+    rt: &tokio::runtime::Runtime,
+    db: &tokio_postgres::Client,
+    dir: &Path,
+    config: &Path,
+) {
+    rt.block_on(db.batch_execute(
+        "UPDATE tsa_keys SET key_usage_until = now() + interval '1 day' WHERE state = 'active';
+         CREATE FUNCTION test_refuse() RETURNS trigger LANGUAGE plpgsql
+             AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$;
+         CREATE TRIGGER test_refuse BEFORE INSERT ON tsa_keys
+             FOR EACH ROW EXECUTE FUNCTION test_refuse()",
+    ))
+    .unwrap();
+    let start = |name: &str| {
+        let log_path = dir.join(name);
+        let log = std::fs::File::create(&log_path).unwrap();
+        let (child, addr) = start_public_only(config, Stdio::from(log));
+        (child, addr, log_path)
+    };
+    // The log without its colours (ANSI SGR sequences).
+    let stop = |mut child: Child, log_path: &Path| {
+        let _ = child.kill();
+        let _ = child.wait();
+        let raw = std::fs::read_to_string(log_path).unwrap();
+        let mut plain = String::with_capacity(raw.len());
+        let mut chars = raw.chars();
+        while let Some(c) = chars.next() {
+            if c == '\x1b' {
+                chars.by_ref().find(|&c| c == 'm');
+            } else {
+                plain.push(c);
+            }
+        }
+        plain
+    };
+    let (third, addr, log_path) = start("third.log");
+    let (status, _, body) = rt.block_on(http(
+        addr,
+        "POST",
+        "/tsa",
+        Some("application/timestamp-query"),
+        std::fs::read(dir.join("q3.tsq")).unwrap(),
+    ));
+    let log = stop(third, &log_path);
+    assert_eq!(status, 200);
+    std::fs::write(dir.join("r4.tsr"), &body).unwrap();
+    let (ok, out) = tool(
+        dir,
+        "openssl",
+        &[
+            "ts",
+            "-verify",
+            "-in",
+            "r4.tsr",
+            "-queryfile",
+            "q3.tsq",
+            "-CAfile",
+            "root.pem",
+            "-untrusted",
+            "tsa-2.pem",
+        ],
+    );
+    assert!(ok && out.contains("Verification: OK"), "{out}");
+    assert!(
+        log.contains("could not roll the time-stamping key over")
+            && log.contains("refused by the test")
+            && log.contains("generated P-256 key pair label=\"centre-tsa-3\""),
+        "{log}"
+    );
+    let count = |sql: &str| -> i64 { rt.block_on(db.query_one(sql, &[])).unwrap().get(0) };
+    assert_eq!(count("SELECT count(*) FROM tsa_keys"), 2);
+    rt.block_on(
+        db.batch_execute("DROP TRIGGER test_refuse ON tsa_keys; DROP FUNCTION test_refuse()"),
+    )
+    .unwrap();
+    let (fourth, _, log_path) = start("fourth.log");
+    let log = stop(fourth, &log_path);
+    assert!(
+        log.contains("certified the time-stamping unit key=centre-tsa-3")
+            && !log.contains("generated P-256 key pair"),
+        "{log}"
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM tsa_keys WHERE state = 'active' AND label = 'centre-tsa-3'"),
+        1
+    );
 }
 
 #[test]
@@ -921,7 +1119,9 @@ fn ocsp_crl_ca_and_tsa_answer_relying_parties_over_plain_http() {
     .unwrap();
     std::fs::write(
         dir.join("tsa.pem"),
-        pem(&stored("SELECT cert_der FROM tsa_keys")),
+        pem(&stored(
+            "SELECT cert_der FROM tsa_keys WHERE state = 'active'",
+        )),
     )
     .unwrap();
     let revoked_der: Vec<u8> = rt
@@ -954,11 +1154,48 @@ fn ocsp_crl_ca_and_tsa_answer_relying_parties_over_plain_http() {
         &[],
     ))
     .unwrap();
-    let (mut only, addr) = start_public_only(&config);
+    // It also rolls the time-stamping key over when a twelfth of its usage period is left: the
+    // key's period recorded to end tomorrow.
+    rt.block_on(db.execute(
+        "UPDATE tsa_keys SET key_usage_until = now() + interval '1 day' WHERE state = 'active'",
+        &[],
+    ))
+    .unwrap();
+    let (mut only, addr) = start_public_only(&config, Stdio::inherit());
     assert_eq!(
         count("SELECT count(*) FROM ocsp_responders WHERE ca_key = 'esign-ca-1'"),
         2
     );
+    tsa_rolled_over(&rt, &db, dir, addr);
+    // `ca services` shows it to a ca-admin: the active key with when it rolls, the retired one.
+    let services: Value = serde_json::from_str(&ok(idcentral(
+        &config,
+        &["--json", "ca", "services", "--operator", "admin"],
+        &pw,
+    )))
+    .unwrap();
+    let tsa = services["tsa_keys"].as_array().unwrap();
+    assert_eq!(
+        (tsa[0]["key"].as_str(), tsa[0]["state"].as_str()),
+        (Some("centre-tsa-2"), Some("active"))
+    );
+    assert!(tsa[0]["rolls_from"].as_str().unwrap() < tsa[0]["key_usage_until"].as_str().unwrap());
+    assert_eq!(
+        (tsa[1]["key"].as_str(), tsa[1]["rolls_from"].as_str()),
+        (Some("centre-tsa-1"), None)
+    );
+    assert!(tsa[1]["retired_at"].is_string(), "{services}");
+    assert_eq!(services["ocsp_responders"].as_array().unwrap().len(), 4);
+    let text = ok(idcentral(
+        &config,
+        &["ca", "services", "--operator", "admin"],
+        &pw,
+    ));
+    assert!(
+        text.contains("centre-tsa-2  active, rolls over from") && text.contains("OCSP responders"),
+        "{text}"
+    );
+    tsa_rollover_fails_softly(&rt, &db, dir, &config);
     assert_eq!(
         count("SELECT count(*) FROM audit_log WHERE action = 'ocsp.responder-certified'"),
         9

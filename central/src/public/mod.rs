@@ -20,6 +20,7 @@ pub mod asn1;
 pub mod crl;
 pub mod ocsp;
 pub mod ocsp_cache;
+pub mod service_keys;
 pub mod tsa;
 pub mod worker;
 
@@ -79,7 +80,8 @@ pub struct Public {
     pub issuers: RwLock<Arc<BTreeMap<String, ca::Issuer>>>,
     /// The current delegated responder of each CA key ([`ocsp::ensure_responders`]).
     pub responders: RwLock<Vec<Arc<ocsp::Responder>>>,
-    pub tsa: tsa::Tsa,
+    /// The active time-stamping key ([`tsa::ensure_tsa`]); the worker replaces it when it rolls.
+    pub tsa: RwLock<Arc<tsa::Tsa>>,
     pub ocsp_validity: Duration,
     /// The stored OCSP responses in memory ([`ocsp_cache`]); kept current by
     /// [`spawn_ocsp_cache`], serves nothing without it.
@@ -101,6 +103,46 @@ impl Public {
             .read()
             .map(|i| Arc::clone(&i))
             .unwrap_or_default()
+    }
+
+    /// The active time-stamping key now.
+    pub fn tsa(&self) -> Option<Arc<tsa::Tsa>> {
+        self.tsa.read().ok().map(|t| Arc::clone(&t))
+    }
+
+    /// The active time-stamping key as the database has it (rolled over when its usage period
+    /// is nearly over, [`tsa::ensure_tsa`]), kept for the next requests.
+    pub async fn reload_tsa(&self) -> Result<Arc<tsa::Tsa>> {
+        let c = &self.centre;
+        let fresh = Arc::new(
+            tsa::ensure_tsa(&c.pool, &c.store, &self.issuers(), &c.profiles, &c.name).await?,
+        );
+        if let Ok(mut t) = self.tsa.write() {
+            if t.key_label != fresh.key_label {
+                tracing::info!(key = %fresh.key_label, "time-stamps are signed with a new key");
+            }
+            *t = Arc::clone(&fresh);
+        }
+        Ok(fresh)
+    }
+
+    /// The key a token is signed with now: the one kept, or (when its usage period or
+    /// certificate has ended) the database's, rolled over if need be. An error when none can
+    /// sign.
+    pub async fn signing_tsa(&self) -> Result<Arc<tsa::Tsa>> {
+        let now = SystemTime::now();
+        if let Some(t) = self.tsa().filter(|t| t.signs_at(now)) {
+            return Ok(t);
+        }
+        let t = self.reload_tsa().await?;
+        if t.signs_at(SystemTime::now()) {
+            Ok(t)
+        } else {
+            Err(CentralError::Other(format!(
+                "time-stamping key {} is outside its usage period or its certificate's validity",
+                t.key_label
+            )))
+        }
     }
 
     /// Load the CA keys again and make sure each has its responder: a key rotation at the
@@ -193,7 +235,7 @@ pub async fn prepare(cfg: &CentreConfig, centre: Arc<Centre>) -> Result<Arc<Publ
         centre,
         issuers: RwLock::new(Arc::new(issuers)),
         responders: RwLock::new(responders),
-        tsa,
+        tsa: RwLock::new(Arc::new(tsa)),
         ocsp_validity: Duration::from_secs(cfg.public.ocsp_validity_seconds),
         ocsp_cache: Arc::new(ocsp_cache::OcspCache::new(cfg.public.ocsp_cache_entries)),
     }))

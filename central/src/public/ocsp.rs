@@ -42,7 +42,7 @@ use crate::error::{CentralError, Result};
 pub const PROFILE: &str = "ocsp-responder";
 
 /// A responder certificate is issued again when less than this share of its validity is left.
-const ROLL_WHEN_LEFT: u32 = 3;
+pub const ROLL_WHEN_LEFT: u32 = 3;
 
 /// The HSM label of the responder key of CA key `ca_key`.
 pub fn responder_key(ca_key: &str) -> String {

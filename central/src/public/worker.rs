@@ -10,8 +10,10 @@
 //!
 //! Every [`REFRESH`] (or a quarter of the OCSP validity, when shorter) it also queues what would otherwise expire: responses with less than half
 //! of their validity left, CRLs with less than half of theirs, and (once, at start) every
-//! certificate with no stored response; and it issues a responder certificate again when a
-//! third of its validity is left.
+//! certificate with no stored response; it issues a responder certificate again when a
+//! third of its validity is left, and rolls the time-stamping key over when a twelfth of its
+//! usage period is left ([`super::tsa::ensure_tsa`]; another instance's rollover is picked up
+//! here too).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -147,6 +149,11 @@ pub async fn refresh(public: &Arc<Public>, at_start: bool) -> Result<()> {
         .responders()
         .iter()
         .any(|r| r.not_after.duration_since(now).unwrap_or_default() <= validity / 3);
+    // The time-stamping key: rolled over here before its usage period ends (or picked up
+    // when another instance rolled it).
+    if let Err(e) = public.reload_tsa().await {
+        tracing::warn!(error = %e, "could not roll the time-stamping key over");
+    }
     if rolling {
         let fresh = ocsp::ensure_responders(
             &public.centre.pool,

@@ -1,0 +1,104 @@
+//! What `idcentral ca services` shows: the keys the public services sign with — each CA key's
+//! current delegated OCSP responder ([`super::ocsp::ensure_responders`]) and every time-stamping
+//! key ([`super::tsa::ensure_tsa`]) — with when `serve` rolls each over.
+
+use deadpool_postgres::Pool;
+use serde::Serialize;
+
+use super::{ocsp, tsa};
+use crate::error::Result;
+
+/// The public services' keys.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceKeys {
+    pub ocsp_responders: Vec<ResponderView>,
+    pub tsa_keys: Vec<TsaKeyView>,
+}
+
+/// A CA key's current OCSP responder certificate.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResponderView {
+    pub ca_key: String,
+    pub key: String,
+    pub serial: String,
+    pub not_after: String,
+    /// From when `serve` certifies it again (a third of its validity left).
+    pub renewed_from: String,
+}
+
+/// A time-stamping key: the active one signs, retired ones are kept for their tokens.
+#[derive(Debug, Clone, Serialize)]
+pub struct TsaKeyView {
+    pub key: String,
+    pub state: String,
+    pub serial: Option<String>,
+    pub subject: String,
+    /// The end of its usage period: no token is signed with it afterwards.
+    pub key_usage_until: String,
+    /// From when `serve` rolls it over (a twelfth of its usage period left); active key only.
+    pub rolls_from: Option<String>,
+    /// The end of its certificate's validity: until when its tokens verify.
+    pub not_after: String,
+    pub created_at: String,
+    pub retired_at: Option<String>,
+    pub fingerprint_sha256: String,
+}
+
+const UTC: &str = "AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
+
+/// The responders and TSA keys as recorded.
+pub async fn service_keys(pool: &Pool) -> Result<ServiceKeys> {
+    let client = pool.get().await?;
+    let responders = client
+        .query(
+            &format!(
+                "SELECT DISTINCT ON (ca_key) ca_key, key_label, serial, to_char(not_after {UTC},
+                        to_char((not_after - (not_after - created_at) / $1::int) {UTC}
+                 FROM ocsp_responders ORDER BY ca_key, not_after DESC"
+            ),
+            &[&(ocsp::ROLL_WHEN_LEFT as i32)],
+        )
+        .await?
+        .iter()
+        .map(|r| ResponderView {
+            ca_key: r.get(0),
+            key: r.get(1),
+            serial: hex::encode(r.get::<_, Vec<u8>>(2)),
+            not_after: r.get(3),
+            renewed_from: r.get(4),
+        })
+        .collect();
+    let rows = client
+        .query(
+            &format!(
+                "SELECT label, state, serial, cert_der, to_char(key_usage_until {UTC},
+                        CASE WHEN state = 'active' THEN to_char((key_usage_until
+                            - (key_usage_until - created_at) / $1::int) {UTC} END,
+                        to_char(not_after {UTC}, to_char(created_at {UTC},
+                        to_char(retired_at {UTC}
+                 FROM tsa_keys ORDER BY created_at DESC, label DESC"
+            ),
+            &[&(tsa::ROLL_WHEN_LEFT as i32)],
+        )
+        .await?;
+    let mut tsa_keys = Vec::with_capacity(rows.len());
+    for r in rows {
+        let der: Vec<u8> = r.get(3);
+        tsa_keys.push(TsaKeyView {
+            key: r.get(0),
+            state: r.get(1),
+            serial: r.get::<_, Option<Vec<u8>>>(2).map(hex::encode),
+            subject: ca::CertInfo::parse(&der)?.subject,
+            key_usage_until: r.get(4),
+            rolls_from: r.get(5),
+            not_after: r.get(6),
+            created_at: r.get(7),
+            retired_at: r.get(8),
+            fingerprint_sha256: ca::fingerprint_sha256(&der)?,
+        });
+    }
+    Ok(ServiceKeys {
+        ocsp_responders: responders,
+        tsa_keys,
+    })
+}
