@@ -18,37 +18,14 @@ use zeroize::Zeroizing;
 const PIN: &str = "48291637";
 const NEW_PIN: &str = "61730294";
 const WRONG_PIN: &str = "00000000";
-const LONG: Duration = Duration::from_secs(180);
-const SHORT: Duration = Duration::from_secs(60);
+const SHORT: Duration = SERVICE_SHORT;
 
 fn blank_card(serial: u32) -> PathBuf {
-    let img = rig().dir.join(format!("svc-card-{serial:08X}.img"));
-    let out = Command::new(testrig::vchip_bin().expect("vchip"))
-        .args(["create", "--out"])
-        .arg(&img)
-        .args(["--serial", &serial.to_string()])
-        .output()
-        .expect("run vchip create");
-    assert!(out.status.success(), "vchip create: {out:?}");
-    img
+    blank_card_in(&rig().dir, serial)
 }
 
-/// Holder-01 with PINFL digits 12-13 set to `n` (and the check digit recomputed): a holder of
-/// its own for each test, as one holder has one active card.
 fn holder_file(n: u32) -> PathBuf {
-    let mut rec: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("holder-01.json")).expect("fixture"))
-            .expect("json");
-    let base = rec["pinfl"].as_str().expect("pinfl")[..11].to_owned();
-    let first13 = format!("{base}{n:02}");
-    let digits: Vec<u32> = first13.bytes().map(|c| u32::from(c - b'0')).collect();
-    let pinfl = format!("{first13}{}", station::holder::pinfl_check_digit(&digits));
-    rec["pinfl"] = pinfl.into();
-    let photo = fixture(rec["photo"].as_str().expect("photo"));
-    rec["photo"] = photo.to_str().expect("utf-8").into();
-    let path = rig().dir.join(format!("svc-holder-{n}.json"));
-    std::fs::write(&path, rec.to_string()).expect("write holder");
-    path
+    holder_file_in(&rig().dir, n)
 }
 
 fn clerk_session(st: &mut station::Station) -> station::operators::Session {
@@ -130,73 +107,6 @@ fn open_services(reader: &str, number: &str) -> H {
         has_label(h, &shown) && !h.state().services.busy()
     });
     h
-}
-
-/// Wait for the outcome of a service and for the card to be read again.
-fn wait_done(h: &mut H, done: &str) {
-    wait_for(h, done, LONG, |h| {
-        let s = &h.state().services;
-        (has_label_containing(h, done) || s.action_failure.is_some() || dialog_error(h).is_some())
-            && !s.busy()
-    });
-    assert!(
-        has_label_containing(h, done),
-        "{done}: failure {:?}, dialog error {:?}",
-        h.state().services.action_failure,
-        dialog_error(h)
-    );
-    // The card is read again after every action.
-    wait_for(h, "the card read again", SHORT, |h| {
-        !h.state().services.busy()
-    });
-}
-
-/// The error the open dialog shows under its fields, if any.
-fn dialog_error(h: &H) -> Option<String> {
-    use gui::services::dialogs::Dialog;
-    match h.state().services.dialog.as_ref()? {
-        Dialog::Unblock { error, .. }
-        | Dialog::Resume { error, .. }
-        | Dialog::AddressSet { error, .. }
-        | Dialog::AddressEnd { error, .. } => error.clone(),
-        Dialog::Suspend | Dialog::Returned => None,
-    }
-}
-
-/// Press a service's button; its dialog (or the PIN window) is laid out in the next frames.
-fn open(h: &mut H, label: &str) {
-    click(h, label);
-    h.step();
-    h.step();
-}
-
-/// Choose `item` in the combo box labelled `label` from the keyboard, as a clerk can: focus
-/// the box, Space opens its list, focus the entry, Space takes it.
-fn pick(h: &mut H, label: &str, item: &str) {
-    h.get_by_label(label).focus();
-    h.step();
-    h.key_press(egui::Key::Space);
-    for _ in 0..3 {
-        h.step();
-    }
-    h.get_by_label(item).focus();
-    h.step();
-    h.key_press(egui::Key::Space);
-    for _ in 0..3 {
-        h.step();
-    }
-    assert!(
-        !egui::Popup::is_any_open(&h.ctx),
-        "{label}: the list closes once {item} is taken"
-    );
-}
-
-fn holder_pin(h: &mut H, fields: &[&str], pin: &str) {
-    h.step();
-    for f in fields {
-        type_into(h, f, pin);
-    }
-    click(h, "Continue");
 }
 
 #[test]

@@ -53,6 +53,12 @@ pub fn explain(lang: Lang, e: &StationError) -> ServiceFailure {
             failure(lang, "svc-err-not-permitted", "svc-next-clerk", e)
         }
         StationError::Hsm(_) => failure(lang, "svc-err-hsm", "svc-next-admin", e),
+        StationError::CentreRefused { .. } => failure(
+            lang,
+            "station-error-centre-refused",
+            "station-error-centre-refused-next",
+            e,
+        ),
         StationError::CentreUnreachable { .. } => failure(
             lang,
             "svc-err-centre-unreachable",
@@ -106,7 +112,6 @@ fn conflict(lang: Lang, m: &str, e: &StationError) -> ServiceFailure {
         a if a.starts_with("certificate ") => ("svc-err-certificates", "svc-next-admin"),
         "pin" => ("svc-err-pin-blocked", "svc-next-unblock"),
         "suspension_limit_days" => ("svc-err-limit", "svc-next-revoke"),
-        "centre" | "renewal" => ("svc-err-centre", "svc-next-standalone"),
         "date_of_expiry" => ("svc-err-expired", "svc-next-replace"),
         "esign CA" => ("svc-err-esign-expiring", "svc-next-admin"),
         "kind" => ("svc-err-no-temporary", "svc-next-read-again"),
@@ -141,7 +146,6 @@ pub fn blocker(lang: Lang, b: &Blocker) -> String {
         Blocker::DocumentStatus(s) => tr_args(lang, "svc-why-status", &[st(s)]),
         Blocker::CardNotLocked(_) => tr(lang, "svc-why-not-locked"),
         Blocker::PinBlocked => tr(lang, "svc-why-pin-blocked"),
-        Blocker::CentreMode => tr(lang, "svc-why-centre"),
         Blocker::Expired(d) => {
             tr_args(lang, "svc-why-expired", &[("date", i18n::s(i18n::date(d)))])
         }
@@ -191,6 +195,25 @@ mod tests {
         );
         assert!(f.message.contains("does not belong"), "{f:?}");
         assert!(!f.retry);
+    }
+
+    #[test]
+    fn a_refusal_by_the_centre_says_so_without_retry_and_keeps_its_rule_as_details() {
+        let e = StationError::CentreRefused {
+            status: 409,
+            refusal: centre_api::Refusal {
+                error: "document AA0000007 is not active at the centre (suspended)".into(),
+                rule: "document-not-active".into(),
+                office: None,
+            },
+        };
+        for l in Lang::ALL {
+            let f = explain(l, &e);
+            assert_eq!(f.message, tr(l, "station-error-centre-refused"));
+            assert_eq!(f.next, tr(l, "station-error-centre-refused-next"));
+            assert!(!f.retry, "repeating the same request gets the same refusal");
+            assert!(f.details.contains("document-not-active") || f.details.contains("suspended"));
+        }
     }
 
     #[test]

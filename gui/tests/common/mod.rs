@@ -208,3 +208,107 @@ pub fn labels_past(h: &H, right: f32, bottom: f32, started_inside: bool) -> Vec<
         })
         .collect()
 }
+
+/// How long a card service may take (a renewal generates keys on the card and issues).
+pub const SERVICE_LONG: Duration = Duration::from_secs(180);
+/// How long reading a card may take.
+pub const SERVICE_SHORT: Duration = Duration::from_secs(60);
+
+/// A blank `vchip` card image with chip serial `serial`, in `dir`.
+pub fn blank_card_in(dir: &Path, serial: u32) -> PathBuf {
+    let img = dir.join(format!("svc-card-{serial:08X}.img"));
+    let out = std::process::Command::new(testrig::vchip_bin().expect("vchip"))
+        .args(["create", "--out"])
+        .arg(&img)
+        .args(["--serial", &serial.to_string()])
+        .output()
+        .expect("run vchip create");
+    assert!(out.status.success(), "vchip create: {out:?}");
+    img
+}
+
+/// Holder-01 with PINFL digits 12-13 set to `n` (and the check digit recomputed), written to
+/// `dir`: a holder of its own for each test, as one holder has one active card.
+pub fn holder_file_in(dir: &Path, n: u32) -> PathBuf {
+    let mut rec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("holder-01.json")).expect("fixture"))
+            .expect("json");
+    let base = rec["pinfl"].as_str().expect("pinfl")[..11].to_owned();
+    let first13 = format!("{base}{n:02}");
+    let digits: Vec<u32> = first13.bytes().map(|c| u32::from(c - b'0')).collect();
+    let pinfl = format!("{first13}{}", station::holder::pinfl_check_digit(&digits));
+    rec["pinfl"] = pinfl.into();
+    let photo = fixture(rec["photo"].as_str().expect("photo"));
+    rec["photo"] = photo.to_str().expect("utf-8").into();
+    let path = dir.join(format!("svc-holder-{n}.json"));
+    std::fs::write(&path, rec.to_string()).expect("write holder");
+    path
+}
+
+/// Wait for the outcome of a service and for the card to be read again.
+pub fn wait_done(h: &mut H, done: &str) {
+    wait_for(h, done, SERVICE_LONG, |h| {
+        let s = &h.state().services;
+        (has_label_containing(h, done) || s.action_failure.is_some() || dialog_error(h).is_some())
+            && !s.busy()
+    });
+    assert!(
+        has_label_containing(h, done),
+        "{done}: failure {:?}, dialog error {:?}",
+        h.state().services.action_failure,
+        dialog_error(h)
+    );
+    // The card is read again after every action.
+    wait_for(h, "the card read again", SERVICE_SHORT, |h| {
+        !h.state().services.busy()
+    });
+}
+
+/// The error the open dialog shows under its fields, if any.
+pub fn dialog_error(h: &H) -> Option<String> {
+    use gui::services::dialogs::Dialog;
+    match h.state().services.dialog.as_ref()? {
+        Dialog::Unblock { error, .. }
+        | Dialog::Resume { error, .. }
+        | Dialog::AddressSet { error, .. }
+        | Dialog::AddressEnd { error, .. } => error.clone(),
+        Dialog::Suspend | Dialog::Returned => None,
+    }
+}
+
+/// Press a service's button; its dialog (or the PIN window) is laid out in the next frames.
+pub fn open(h: &mut H, label: &str) {
+    click(h, label);
+    h.step();
+    h.step();
+}
+
+/// Type `pin` into each of the holder PIN window's `fields`, then Continue.
+pub fn holder_pin(h: &mut H, fields: &[&str], pin: &str) {
+    h.step();
+    for f in fields {
+        type_into(h, f, pin);
+    }
+    click(h, "Continue");
+}
+
+/// Choose `item` in the combo box labelled `label` from the keyboard, as a clerk can: focus
+/// the box, Space opens its list, focus the entry, Space takes it.
+pub fn pick(h: &mut H, label: &str, item: &str) {
+    h.get_by_label(label).focus();
+    h.step();
+    h.key_press(egui::Key::Space);
+    for _ in 0..3 {
+        h.step();
+    }
+    h.get_by_label(item).focus();
+    h.step();
+    h.key_press(egui::Key::Space);
+    for _ in 0..3 {
+        h.step();
+    }
+    assert!(
+        !egui::Popup::is_any_open(&h.ctx),
+        "{label}: the list closes once {item} is taken"
+    );
+}

@@ -97,8 +97,6 @@ pub enum Blocker {
     CardNotLocked(String),
     /// The PIN is blocked: unblock it first.
     PinBlocked,
-    /// The station is enrolled with a centre, whose API has no such call.
-    CentreMode,
     /// The document expired on this date (`YYYY-MM-DD`).
     Expired(String),
     /// Suspended on `since` (RFC 3339), more than `days` days ago: revoke instead.
@@ -349,7 +347,6 @@ fn blocker(
     id: &CardIdentity,
     service: Service,
 ) -> Option<Blocker> {
-    let centre = st.config.centre.is_some();
     let status = doc.document.status;
     let not =
         |s: DocumentStatus| (status != s).then(|| Blocker::DocumentStatus(status.as_str().into()));
@@ -362,10 +359,8 @@ fn blocker(
         u8::from(today.month()),
         today.day()
     );
-    let centre_mode = centre.then_some(Blocker::CentreMode);
     match service {
-        Service::Renew => centre_mode
-            .or_else(|| not(DocumentStatus::Active))
+        Service::Renew => not(DocumentStatus::Active)
             .or(locked)
             .or_else(|| (id.pin == PinState::Blocked).then_some(Blocker::PinBlocked))
             .or_else(|| {
@@ -373,16 +368,14 @@ fn blocker(
                     .then(|| Blocker::Expired(doc.document.date_of_expiry.clone()))
             }),
         Service::Unblock => not(DocumentStatus::Active).or(locked),
-        Service::Suspend => centre_mode.or_else(|| not(DocumentStatus::Active)),
-        Service::Resume => centre_mode
-            .or_else(|| not(DocumentStatus::Suspended))
-            .or_else(|| {
-                let until = id.resume_until.as_deref()?;
-                (registry::now_rfc3339().as_str() >= until).then(|| Blocker::SuspensionLimit {
-                    days: st.config.services.suspension_limit_days,
-                    since: id.suspended_since.clone().unwrap_or_default(),
-                })
-            }),
+        Service::Suspend => not(DocumentStatus::Active),
+        Service::Resume => not(DocumentStatus::Suspended).or_else(|| {
+            let until = id.resume_until.as_deref()?;
+            (registry::now_rfc3339().as_str() >= until).then(|| Blocker::SuspensionLimit {
+                days: st.config.services.suspension_limit_days,
+                since: id.suspended_since.clone().unwrap_or_default(),
+            })
+        }),
         Service::CardReturned => {
             if matches!(status, DocumentStatus::Active | DocumentStatus::Suspended) {
                 Some(Blocker::DocumentInUse(status.as_str().into()))
@@ -390,8 +383,8 @@ fn blocker(
                 id.returned_at.clone().map(Blocker::AlreadyReturned)
             }
         }
-        Service::AddressSet => centre_mode,
-        Service::AddressEnd => centre_mode.or_else(|| {
+        Service::AddressSet => None,
+        Service::AddressEnd => {
             let current = id.addresses.iter().any(|a| {
                 a.kind == "temporary"
                     && a.ended_on.is_none()
@@ -400,7 +393,7 @@ fn blocker(
                         .is_none_or(|u| u >= today.as_str())
             });
             (!current).then_some(Blocker::NoTemporaryAddress)
-        }),
+        }
     }
 }
 

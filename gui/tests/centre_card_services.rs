@@ -1,0 +1,177 @@
+//! The Card services workspace of a station enrolled with the national centre (docs/gui.md
+//! "Card services workspace"), with real parts: a PostgreSQL cluster, `idcentral serve`, a
+//! station enrolled in this process (its SoftHSM2 token), and a `vchip` card issued through the
+//! centre behind pcscd and vpcd. The clerk suspends and resumes the card, gives the holder a
+//! temporary address and renews the certificates from the workspace, as at a standalone
+//! station; after each the centre's own record (`idcentral show`) and the station's registry
+//! agree with the screen. Every wait polls with a deadline.
+//!
+//! Needs `idcentral` built in the same target dir as the tests build it (`cargo test -p central
+//! --no-run`); run under `flock /tmp/idstation-pcsc.lock` (it uses a card reader).
+
+mod common;
+#[path = "../../station/tests/common/egov_centre.rs"]
+mod egov_centre;
+
+use std::time::Duration;
+
+use common::*;
+use egov_centre::*;
+use gui::GuiOptions;
+use zeroize::Zeroizing;
+
+const CLERK: &str = "centre-clerk-pw-51c2";
+const PIN: &str = "48291637";
+
+/// The holder's record at the centre (`idcentral show --pinfl`, as its admin).
+fn at_centre(rig: &EgovRig, pinfl: &str) -> serde_json::Value {
+    let out = rig
+        .centre
+        .ok(&["--json", "show", "--pinfl", pinfl, "--operator", "admin"]);
+    serde_json::from_str(&out).expect("show's JSON")
+}
+
+/// Document `number`'s state at the centre and its active certificates' serials there.
+fn centre_document(rig: &EgovRig, pinfl: &str, number: &str) -> (String, Vec<String>) {
+    let v = at_centre(rig, pinfl);
+    let state = v["documents"]
+        .as_array()
+        .expect("documents")
+        .iter()
+        .find(|d| d["document"] == number)
+        .unwrap_or_else(|| panic!("{number} not at the centre: {v}"))["state"]
+        .as_str()
+        .expect("state")
+        .to_owned();
+    let active = v["certificates"]
+        .as_array()
+        .expect("certificates")
+        .iter()
+        .filter(|c| c["state"] == "active")
+        .map(|c| c["serial"].as_str().expect("serial").to_owned())
+        .collect();
+    (state, active)
+}
+
+#[test]
+fn a_clerk_at_an_enrolled_station_serves_a_card_through_the_centre() {
+    let slot = testrig::Slot::lease();
+    let rig = EgovRig::start("tas01-gui-svc", 5);
+    let mut st = station::Station::open(&rig.data).expect("open the station");
+    let admin = rig.session(&mut st, "admin", EGOV_ADMIN_PASSWORD);
+    station::operators::add(
+        &mut st,
+        &admin,
+        "clerk",
+        registry::Role::Clerk,
+        &Zeroizing::new(CLERK.into()),
+    )
+    .expect("add the clerk");
+    // A card issued through the centre (the station library, as the issuance GUI calls it).
+    let card = slot.insert(&blank_card_in(&rig.dir, 0x5C00_0141), &[]);
+    let clerk = st
+        .authorize(
+            "clerk",
+            &Zeroizing::new(CLERK.into()),
+            "issue cards",
+            &[registry::Role::Clerk],
+        )
+        .expect("clerk log-in");
+    let policy = station::interactive::holder_policy(st.document_profile().expect("profile"));
+    let holder = station::holder::load(&holder_file_in(&rig.dir, 41), &policy).expect("holder");
+    let pinfl = holder.record.pinfl.clone();
+    let input = station::issuance::IssueInput {
+        holder,
+        reader: Some(slot.reader_name.clone()),
+        pin: Zeroizing::new(PIN.into()),
+        pin_letter: rig.dir.join("letter-41.pdf"),
+        update_holder: false,
+    };
+    let number = station::issuance::issue(&mut st, &clerk, &input, &mut |_| {})
+        .expect("issue through the centre")
+        .document;
+    drop(st);
+    let (state, issued) = centre_document(&rig, &pinfl, &number);
+    assert_eq!((state.as_str(), issued.len()), ("active", 2));
+
+    let mut opts = GuiOptions::new(rig.data.clone());
+    opts.reader = Some(slot.reader_name.clone());
+    let mut h = harness(opts, [1280.0, 1100.0]);
+    log_in(&mut h, "clerk", CLERK, "Clerk workspace");
+    click(&mut h, "Card services");
+    let shown = format!("Document number {number}");
+    wait_for(&mut h, "the card read and matched", SERVICE_SHORT, |h| {
+        has_label(h, &shown) && !h.state().services.busy()
+    });
+    // The services of an active card all apply (each goes through the centre); only resuming
+    // it, taking back a card still in use and ending a temporary address the holder lacks do
+    // not.
+    {
+        use station::services::identify::{Blocker, Service};
+        let id = h.state().services.identity.as_ref().expect("identity");
+        for s in Service::ALL {
+            let refused = &id.offer(s).expect("offered").refused;
+            match s {
+                Service::CardReturned => {
+                    assert!(matches!(refused, Some(Blocker::DocumentInUse(_))))
+                }
+                Service::AddressEnd => assert_eq!(refused, &Some(Blocker::NoTemporaryAddress)),
+                Service::Resume => {
+                    assert_eq!(refused, &Some(Blocker::DocumentStatus("active".into())))
+                }
+                _ => assert_eq!(refused, &None, "{s:?}"),
+            }
+        }
+    }
+
+    open(&mut h, "Suspend");
+    click(&mut h, "Confirm");
+    wait_done(&mut h, &format!("Document {number} suspended."));
+    assert!(has_label(&h, "on hold (suspended)"));
+    assert_eq!(centre_document(&rig, &pinfl, &number).0, "suspended");
+
+    open(&mut h, "Resume");
+    click(&mut h, "I have checked the holder's identity in person");
+    click(&mut h, "Confirm");
+    wait_done(&mut h, &format!("Document {number} resumed"));
+    let (state, active) = centre_document(&rig, &pinfl, &number);
+    assert_eq!((state.as_str(), &active), ("active", &issued));
+
+    open(&mut h, "New address");
+    click(&mut h, "Temporary");
+    pick(&mut h, "Region", "Toshkent shahri");
+    pick(&mut h, "District", "Yunusobod tumani");
+    type_into(&mut h, "Street", "Bogʻishamol koʻchasi");
+    type_into(&mut h, "House", "7");
+    type_into(&mut h, "Registered until", "31122030");
+    click(&mut h, "Confirm");
+    wait_done(&mut h, "The new address is recorded.");
+    let v = at_centre(&rig, &pinfl);
+    assert!(
+        v["addresses"]
+            .as_array()
+            .expect("addresses")
+            .iter()
+            .any(|a| {
+                a["street"] == "Bogʻishamol koʻchasi" && a["station"] == "tas01-gui-svc"
+            }),
+        "{v}"
+    );
+
+    open(&mut h, "Renew certificates");
+    holder_pin(&mut h, &["Holder PIN"], PIN);
+    wait_done(&mut h, "Certificates renewed.");
+    let (state, renewed) = centre_document(&rig, &pinfl, &number);
+    assert_eq!((state.as_str(), renewed.len()), ("active", 2));
+    for s in &renewed {
+        assert!(!issued.contains(s), "{s} is new");
+        assert!(
+            has_label(&h, &s.to_lowercase()),
+            "{s} shown after the renewal"
+        );
+    }
+    card.pull();
+    wait_for(&mut h, "the screen cleared", Duration::from_secs(30), |h| {
+        !has_label(h, &shown)
+    });
+}
