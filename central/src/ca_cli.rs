@@ -101,7 +101,11 @@ pub async fn run(cli: &Cli, cfg: &CentreConfig, cc: &CaCmd) -> Result<(), Centra
             log_in(&pool, cfg, operator, "list service keys", &readers).await?;
             print(
                 cli.json,
-                &central::public::service_keys::service_keys(&pool).await?,
+                &central::public::service_keys::service_keys(
+                    &pool,
+                    &central::public::centre_profiles(cfg.public.base_url.as_deref())?,
+                )
+                .await?,
                 services_text,
             )
         }
@@ -229,6 +233,9 @@ fn services_text(s: &ServiceKeys) -> String {
         );
     }
     out += "Time-stamping keys (the active one signs):\n";
+    if let Some(p) = &s.tsa_pending {
+        out += &format!("  {p:<13} pending: a rollover under way, or failed (see the log)\n");
+    }
     for t in &s.tsa_keys {
         let state = match (&t.rolls_from, &t.retired_at) {
             (Some(from), _) => format!("active, rolls over from {from}"),

@@ -391,7 +391,7 @@ fn memory_follows_the_database(
     eprintln!("the response the worker signed again was answered {took:?} after it was stored");
 }
 
-/// After the rollover at `only`'s start: `centre-tsa-2` is active and signs the next token
+/// After the rollover at `only`'s start: `centre-tsa-3` is active and signs the next token
 /// (verified with its certificate, not with the old one, by openssl), the old key is retired and
 /// its token `r.tsr` still verifies; the rollover is audited.
 fn tsa_rolled_over(
@@ -410,8 +410,8 @@ fn tsa_rolled_over(
     assert_eq!(
         keys,
         [
-            pair("centre-tsa-1", "retired"),
-            pair("centre-tsa-2", "active")
+            pair("centre-tsa-2", "retired"),
+            pair("centre-tsa-3", "active")
         ]
     );
     let cert = |label: &str| -> Vec<u8> {
@@ -419,12 +419,15 @@ fn tsa_rolled_over(
             .unwrap()
             .get(0)
     };
-    std::fs::write(dir.join("tsa-1.pem"), pem(&cert("centre-tsa-1"))).unwrap();
-    std::fs::write(dir.join("tsa-2.pem"), pem(&cert("centre-tsa-2"))).unwrap();
+    std::fs::write(dir.join("tsa-old.pem"), pem(&cert("centre-tsa-2"))).unwrap();
+    std::fs::write(dir.join("tsa-new.pem"), pem(&cert("centre-tsa-3"))).unwrap();
+    // A new key, not the old one certified again.
+    let key_of = |f: &str| tool(dir, "openssl", &["x509", "-in", f, "-noout", "-pubkey"]).1;
+    assert_ne!(key_of("tsa-old.pem"), key_of("tsa-new.pem"));
     let (_, text) = tool(
         dir,
         "openssl",
-        &["x509", "-in", "tsa-2.pem", "-noout", "-text"],
+        &["x509", "-in", "tsa-new.pem", "-noout", "-text"],
     );
     assert!(
         text.contains("Private Key Usage Period") && text.contains("Time Stamping"),
@@ -457,10 +460,10 @@ fn tsa_rolled_over(
         }
         tool(dir, "openssl", &args)
     };
-    let (ok, out) = verify("r3.tsr", "q3.tsq", Some("tsa-2.pem"));
+    let (ok, out) = verify("r3.tsr", "q3.tsq", Some("tsa-new.pem"));
     assert!(ok && out.contains("Verification: OK"), "{out}");
-    let (ok, out) = verify("r3.tsr", "q3.tsq", Some("tsa-1.pem"));
-    assert!(!ok, "signed by centre-tsa-1? {out}");
+    let (ok, out) = verify("r3.tsr", "q3.tsq", Some("tsa-old.pem"));
+    assert!(!ok, "signed by centre-tsa-2? {out}");
     let by_key: Vec<(String, i64)> = rt
         .block_on(db.query(
             "SELECT tsa_key, count(*) FROM tsa_tokens GROUP BY tsa_key ORDER BY tsa_key",
@@ -473,8 +476,8 @@ fn tsa_rolled_over(
     assert_eq!(
         by_key,
         [
-            ("centre-tsa-1".to_owned(), 2),
-            ("centre-tsa-2".to_owned(), 1)
+            ("centre-tsa-2".to_owned(), 2),
+            ("centre-tsa-3".to_owned(), 1)
         ]
     );
     // The old key's token still verifies (its certificate is valid for years).
@@ -490,27 +493,29 @@ fn tsa_rolled_over(
     let details: Value = serde_json::from_str(&details).unwrap();
     assert_eq!(
         (details["key"].as_str(), details["replaces"].as_str()),
-        (Some("centre-tsa-2"), Some("centre-tsa-1")),
+        (Some("centre-tsa-3"), Some("centre-tsa-2")),
         "{details}"
     );
 }
 
-/// A rollover that fails (here: the database refuses the new row, after the key was generated
-/// and certified) leaves the active key signing while its usage period lasts: an instance starts,
-/// says why in its log and time-stamps with `centre-tsa-2`; nothing is recorded. The next
-/// instance's rollover reuses the key the failed one left in the HSM.
+/// A rollover that fails (here: the database refuses to make the new key active, after the
+/// key was generated and the root certified it) leaves the active key signing while its usage
+/// period lasts: an instance starts, says why in its log, time-stamps with `centre-tsa-3`,
+/// audits the failure with the serial the root signed, and `ca services` shows the pending
+/// label. The next instance's rollover finishes it with the key the failed one made.
 fn tsa_rollover_fails_softly(
     rt: &tokio::runtime::Runtime,
     db: &tokio_postgres::Client,
     dir: &Path,
     config: &Path,
+    pw: &str,
 ) {
     rt.block_on(db.batch_execute(
         "UPDATE tsa_keys SET key_usage_until = now() + interval '1 day' WHERE state = 'active';
          CREATE FUNCTION test_refuse() RETURNS trigger LANGUAGE plpgsql
              AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$;
-         CREATE TRIGGER test_refuse BEFORE INSERT ON tsa_keys
-             FOR EACH ROW EXECUTE FUNCTION test_refuse()",
+         CREATE TRIGGER test_refuse BEFORE UPDATE ON tsa_keys
+             FOR EACH ROW WHEN (NEW.state = 'active') EXECUTE FUNCTION test_refuse()",
     ))
     .unwrap();
     let start = |name: &str| {
@@ -546,7 +551,7 @@ fn tsa_rollover_fails_softly(
     let log = stop(third, &log_path);
     assert_eq!(status, 200);
     std::fs::write(dir.join("r4.tsr"), &body).unwrap();
-    let (ok, out) = tool(
+    let (verified, out) = tool(
         dir,
         "openssl",
         &[
@@ -559,18 +564,49 @@ fn tsa_rollover_fails_softly(
             "-CAfile",
             "root.pem",
             "-untrusted",
-            "tsa-2.pem",
+            "tsa-new.pem",
         ],
     );
-    assert!(ok && out.contains("Verification: OK"), "{out}");
+    assert!(verified && out.contains("Verification: OK"), "{out}");
     assert!(
         log.contains("could not roll the time-stamping key over")
             && log.contains("refused by the test")
-            && log.contains("generated P-256 key pair label=\"centre-tsa-3\""),
+            && log.contains("generated P-256 key pair label=\"centre-tsa-4\""),
         "{log}"
     );
-    let count = |sql: &str| -> i64 { rt.block_on(db.query_one(sql, &[])).unwrap().get(0) };
-    assert_eq!(count("SELECT count(*) FROM tsa_keys"), 2);
+    let states: Vec<(String, String)> = rt
+        .block_on(db.query("SELECT label, state FROM tsa_keys ORDER BY label", &[]))
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let pair = |l: &str, s: &str| (l.to_owned(), s.to_owned());
+    assert_eq!(
+        states,
+        [
+            pair("centre-tsa-2", "retired"),
+            pair("centre-tsa-3", "active"),
+            pair("centre-tsa-4", "pending")
+        ]
+    );
+    let failed: String = rt
+        .block_on(db.query_one(
+            "SELECT details FROM audit_log WHERE action = 'tsa.rollover-failed' ORDER BY seq DESC LIMIT 1",
+            &[],
+        ))
+        .unwrap()
+        .get(0);
+    let failed: Value = serde_json::from_str(&failed).unwrap();
+    assert_eq!(failed["key"], "centre-tsa-4", "{failed}");
+    assert!(failed["unrecorded_serial"].is_string(), "{failed}");
+    let services: Value = serde_json::from_str(&ok(idcentral(
+        config,
+        &["--json", "ca", "services", "--operator", "admin"],
+        pw,
+    )))
+    .unwrap();
+    assert_eq!(services["tsa_pending"], "centre-tsa-4", "{services}");
+
     rt.block_on(
         db.batch_execute("DROP TRIGGER test_refuse ON tsa_keys; DROP FUNCTION test_refuse()"),
     )
@@ -578,14 +614,15 @@ fn tsa_rollover_fails_softly(
     let (fourth, _, log_path) = start("fourth.log");
     let log = stop(fourth, &log_path);
     assert!(
-        log.contains("certified the time-stamping unit key=centre-tsa-3")
+        log.contains("certified the time-stamping unit key=centre-tsa-4")
             && !log.contains("generated P-256 key pair"),
         "{log}"
     );
-    assert_eq!(
-        count("SELECT count(*) FROM tsa_keys WHERE state = 'active' AND label = 'centre-tsa-3'"),
-        1
-    );
+    let active: String = rt
+        .block_on(db.query_one("SELECT label FROM tsa_keys WHERE state = 'active'", &[]))
+        .unwrap()
+        .get(0);
+    assert_eq!(active, "centre-tsa-4");
 }
 
 #[test]
@@ -626,14 +663,20 @@ fn ocsp_crl_ca_and_tsa_answer_relying_parties_over_plain_http() {
     );
     assert!(actions.iter().any(|a| a == "tsa.certified"), "{actions:?}");
 
-    // A centre that has the keys in its HSM but no certificates recorded for them (as after an
-    // interrupted run) gets them certified again by `serve`, with the keys it has.
+    // A centre that has the keys in its HSM but no certificates recorded for them (as after a
+    // database restore) gets its responders certified again by `serve`, with the keys it has.
     rt.block_on(db.batch_execute("DELETE FROM ocsp_responders; DELETE FROM tsa_keys"))
         .unwrap();
     let server = Centre::start(&config, public);
     let count = |sql: &str| -> i64 { rt.block_on(db.query_one(sql, &[])).unwrap().get(0) };
     assert_eq!(count("SELECT count(*) FROM ocsp_responders"), 4);
+    // The TSA key in the HSM without a row is not certified again (after a database restore it
+    // may have signed tokens the registry no longer knows): centre-tsa-2 is made.
     assert_eq!(count("SELECT count(*) FROM tsa_keys"), 1);
+    assert_eq!(
+        count("SELECT count(*) FROM tsa_keys WHERE label = 'centre-tsa-2' AND state = 'active'"),
+        1
+    );
     assert_eq!(
         count("SELECT count(*) FROM audit_log WHERE action = 'ocsp.responder-certified'"),
         8
@@ -1177,12 +1220,12 @@ fn ocsp_crl_ca_and_tsa_answer_relying_parties_over_plain_http() {
     let tsa = services["tsa_keys"].as_array().unwrap();
     assert_eq!(
         (tsa[0]["key"].as_str(), tsa[0]["state"].as_str()),
-        (Some("centre-tsa-2"), Some("active"))
+        (Some("centre-tsa-3"), Some("active"))
     );
     assert!(tsa[0]["rolls_from"].as_str().unwrap() < tsa[0]["key_usage_until"].as_str().unwrap());
     assert_eq!(
         (tsa[1]["key"].as_str(), tsa[1]["rolls_from"].as_str()),
-        (Some("centre-tsa-1"), None)
+        (Some("centre-tsa-2"), None)
     );
     assert!(tsa[1]["retired_at"].is_string(), "{services}");
     assert_eq!(services["ocsp_responders"].as_array().unwrap().len(), 4);
@@ -1192,10 +1235,9 @@ fn ocsp_crl_ca_and_tsa_answer_relying_parties_over_plain_http() {
         &pw,
     ));
     assert!(
-        text.contains("centre-tsa-2  active, rolls over from") && text.contains("OCSP responders"),
+        text.contains("centre-tsa-3  active, rolls over from") && text.contains("OCSP responders"),
         "{text}"
     );
-    tsa_rollover_fails_softly(&rt, &db, dir, &config);
     assert_eq!(
         count("SELECT count(*) FROM audit_log WHERE action = 'ocsp.responder-certified'"),
         9
@@ -1227,4 +1269,6 @@ fn ocsp_crl_ca_and_tsa_answer_relying_parties_over_plain_http() {
     let _ = only.kill();
     let _ = only.wait();
     drop(server);
+    // With no other instance running (whose worker would try the same rollover).
+    tsa_rollover_fails_softly(&rt, &db, dir, &config, &pw);
 }

@@ -22,6 +22,7 @@ pub mod ocsp;
 pub mod ocsp_cache;
 pub mod service_keys;
 pub mod tsa;
+pub mod tsa_keys;
 pub mod worker;
 
 use std::collections::BTreeMap;
@@ -80,8 +81,8 @@ pub struct Public {
     pub issuers: RwLock<Arc<BTreeMap<String, ca::Issuer>>>,
     /// The current delegated responder of each CA key ([`ocsp::ensure_responders`]).
     pub responders: RwLock<Vec<Arc<ocsp::Responder>>>,
-    /// The active time-stamping key ([`tsa::ensure_tsa`]); the worker replaces it when it rolls.
-    pub tsa: RwLock<Arc<tsa::Tsa>>,
+    /// The time-stamping key this process signs with ([`tsa_keys`]); the worker rolls it over.
+    pub tsa: tsa_keys::Kept,
     pub ocsp_validity: Duration,
     /// The stored OCSP responses in memory ([`ocsp_cache`]); kept current by
     /// [`spawn_ocsp_cache`], serves nothing without it.
@@ -103,46 +104,6 @@ impl Public {
             .read()
             .map(|i| Arc::clone(&i))
             .unwrap_or_default()
-    }
-
-    /// The active time-stamping key now.
-    pub fn tsa(&self) -> Option<Arc<tsa::Tsa>> {
-        self.tsa.read().ok().map(|t| Arc::clone(&t))
-    }
-
-    /// The active time-stamping key as the database has it (rolled over when its usage period
-    /// is nearly over, [`tsa::ensure_tsa`]), kept for the next requests.
-    pub async fn reload_tsa(&self) -> Result<Arc<tsa::Tsa>> {
-        let c = &self.centre;
-        let fresh = Arc::new(
-            tsa::ensure_tsa(&c.pool, &c.store, &self.issuers(), &c.profiles, &c.name).await?,
-        );
-        if let Ok(mut t) = self.tsa.write() {
-            if t.key_label != fresh.key_label {
-                tracing::info!(key = %fresh.key_label, "time-stamps are signed with a new key");
-            }
-            *t = Arc::clone(&fresh);
-        }
-        Ok(fresh)
-    }
-
-    /// The key a token is signed with now: the one kept, or (when its usage period or
-    /// certificate has ended) the database's, rolled over if need be. An error when none can
-    /// sign.
-    pub async fn signing_tsa(&self) -> Result<Arc<tsa::Tsa>> {
-        let now = SystemTime::now();
-        if let Some(t) = self.tsa().filter(|t| t.signs_at(now)) {
-            return Ok(t);
-        }
-        let t = self.reload_tsa().await?;
-        if t.signs_at(SystemTime::now()) {
-            Ok(t)
-        } else {
-            Err(CentralError::Other(format!(
-                "time-stamping key {} is outside its usage period or its certificate's validity",
-                t.key_label
-            )))
-        }
     }
 
     /// Load the CA keys again and make sure each has its responder: a key rotation at the
@@ -208,8 +169,11 @@ pub async fn ensure_keys(
 ) -> Result<()> {
     let issuers = load_issuers(pool, store.as_ref()).await?;
     ocsp::ensure_responders(pool, store, &issuers, profiles, centre_name).await?;
-    tsa::ensure_tsa(pool, store, &issuers, profiles, centre_name).await?;
-    Ok(())
+    match tsa_keys::ensure_tsa(pool, store, &issuers, profiles, centre_name).await {
+        (Some(_), _) => Ok(()),
+        (None, Some(e)) => Err(e),
+        (None, None) => Err(CentralError::Other("no time-stamping key".into())),
+    }
 }
 
 /// Build the public services' state over `centre`.
@@ -223,19 +187,20 @@ pub async fn prepare(cfg: &CentreConfig, centre: Arc<Centre>) -> Result<Arc<Publ
         &centre.name,
     )
     .await?;
-    let tsa = tsa::ensure_tsa(
+    // No key that can sign leaves /tsa refusing (logged), not the centre down.
+    let (tsa, failure) = tsa_keys::ensure_tsa(
         &centre.pool,
         &centre.store,
         &issuers,
         &centre.profiles,
         &centre.name,
     )
-    .await?;
+    .await;
     Ok(Arc::new(Public {
         centre,
         issuers: RwLock::new(Arc::new(issuers)),
         responders: RwLock::new(responders),
-        tsa: RwLock::new(Arc::new(tsa)),
+        tsa: tsa_keys::Kept::new(tsa, failure.is_some()),
         ocsp_validity: Duration::from_secs(cfg.public.ocsp_validity_seconds),
         ocsp_cache: Arc::new(ocsp_cache::OcspCache::new(cfg.public.ocsp_cache_entries)),
     }))

@@ -1,11 +1,11 @@
 //! What `idcentral ca services` shows: the keys the public services sign with — each CA key's
 //! current delegated OCSP responder ([`super::ocsp::ensure_responders`]) and every time-stamping
-//! key ([`super::tsa::ensure_tsa`]) — with when `serve` rolls each over.
+//! key ([`super::tsa_keys`]) — with when `serve` rolls each over.
 
 use deadpool_postgres::Pool;
 use serde::Serialize;
 
-use super::{ocsp, tsa};
+use super::{ocsp, tsa_keys};
 use crate::error::Result;
 
 /// The public services' keys.
@@ -13,6 +13,8 @@ use crate::error::Result;
 pub struct ServiceKeys {
     pub ocsp_responders: Vec<ResponderView>,
     pub tsa_keys: Vec<TsaKeyView>,
+    /// A rollover under way or failed: the label recorded before its key was made.
+    pub tsa_pending: Option<String>,
 }
 
 /// A CA key's current OCSP responder certificate.
@@ -35,7 +37,8 @@ pub struct TsaKeyView {
     pub subject: String,
     /// The end of its usage period: no token is signed with it afterwards.
     pub key_usage_until: String,
-    /// From when `serve` rolls it over (a twelfth of its usage period left); active key only.
+    /// From when `serve` rolls it over (a twelfth of the profile's usage period before its
+    /// end); active key only.
     pub rolls_from: Option<String>,
     /// The end of its certificate's validity: until when its tokens verify.
     pub not_after: String,
@@ -46,8 +49,9 @@ pub struct TsaKeyView {
 
 const UTC: &str = "AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
 
-/// The responders and TSA keys as recorded.
-pub async fn service_keys(pool: &Pool) -> Result<ServiceKeys> {
+/// The responders and TSA keys as recorded, with the centre's `profiles`.
+pub async fn service_keys(pool: &Pool, profiles: &profiles::ProfileSet) -> Result<ServiceKeys> {
+    let margin = tsa_keys::roll_margin(profiles.cert(tsa_keys::PROFILE)?).as_secs_f64();
     let client = pool.get().await?;
     let responders = client
         .query(
@@ -73,12 +77,12 @@ pub async fn service_keys(pool: &Pool) -> Result<ServiceKeys> {
             &format!(
                 "SELECT label, state, serial, cert_der, to_char(key_usage_until {UTC},
                         CASE WHEN state = 'active' THEN to_char((key_usage_until
-                            - (key_usage_until - created_at) / $1::int) {UTC} END,
+                            - make_interval(secs => $1)) {UTC} END,
                         to_char(not_after {UTC}, to_char(created_at {UTC},
                         to_char(retired_at {UTC}
-                 FROM tsa_keys ORDER BY created_at DESC, label DESC"
+                 FROM tsa_keys WHERE state <> 'pending' ORDER BY created_at DESC, label DESC"
             ),
-            &[&(tsa::ROLL_WHEN_LEFT as i32)],
+            &[&margin],
         )
         .await?;
     let mut tsa_keys = Vec::with_capacity(rows.len());
@@ -97,8 +101,13 @@ pub async fn service_keys(pool: &Pool) -> Result<ServiceKeys> {
             fingerprint_sha256: ca::fingerprint_sha256(&der)?,
         });
     }
+    let tsa_pending = client
+        .query_opt("SELECT label FROM tsa_keys WHERE state = 'pending'", &[])
+        .await?
+        .map(|r| r.get(0));
     Ok(ServiceKeys {
         ocsp_responders: responders,
         tsa_keys,
+        tsa_pending,
     })
 }

@@ -12,8 +12,8 @@
 //! of their validity left, CRLs with less than half of theirs, and (once, at start) every
 //! certificate with no stored response; it issues a responder certificate again when a
 //! third of its validity is left, and rolls the time-stamping key over when a twelfth of its
-//! usage period is left ([`super::tsa::ensure_tsa`]; another instance's rollover is picked up
-//! here too).
+//! usage period is left ([`super::tsa_keys`]; another instance's rollover is picked up here
+//! too).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -151,8 +151,8 @@ pub async fn refresh(public: &Arc<Public>, at_start: bool) -> Result<()> {
         .any(|r| r.not_after.duration_since(now).unwrap_or_default() <= validity / 3);
     // The time-stamping key: rolled over here before its usage period ends (or picked up
     // when another instance rolled it).
-    if let Err(e) = public.reload_tsa().await {
-        tracing::warn!(error = %e, "could not roll the time-stamping key over");
+    if let Err(e) = public.tsa.refresh(&public.centre, &public.issuers()).await {
+        tracing::warn!(error = %e, "could not read the time-stamping key");
     }
     if rolling {
         let fresh = ocsp::ensure_responders(
