@@ -90,6 +90,38 @@ fn an_enrolled_station_renews_its_document_signer_through_the_centre_and_keeps_i
         "{}",
         text(&o)
     );
+    // Nor does the station's own CA revocation: it would revoke in this registry only, while
+    // the centre's CRL and OCSP, which relying parties ask, kept the certificate good. Refused
+    // at filing (exit 6) naming the centre's command, and audited.
+    let o = st.run(
+        &[
+            "ca",
+            "revoke-ca",
+            "--ca",
+            "esign",
+            "--reason",
+            "keyCompromise",
+            "--operator",
+            "admin",
+        ],
+        &[ADMIN_PASSWORD],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(6), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("idcentral ca revoke-ca"),
+        "{}",
+        text(&o)
+    );
+    let refused = st.audit_actions();
+    assert_eq!(
+        refused
+            .iter()
+            .filter(|a| *a == "ca.request.refused-filing")
+            .count(),
+        2,
+        "the rotation and the revocation: {refused:?}"
+    );
     // One renewal at a time: another process holding the lock gets a conflict (exit 5).
     let lock = st.data.join("locks/document-signer-renewal.lock");
     let held = std::fs::File::create(&lock).unwrap();

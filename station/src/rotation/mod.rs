@@ -272,13 +272,12 @@ pub fn request_rotation(
         })?
         .name;
     if st.config.centre.is_some() {
-        return Err(StationError::NotPermitted(
-            if ca == crate::hierarchy::DS_CA {
-                "this station is enrolled to the national centre, whose CSCA certifies its Document Signer: a new one comes from `idstation centre renew-document-signer`".into()
-            } else {
-                format!("this station is enrolled to the national centre, which holds the {ca} CA's key: its rotations are made there (`idcentral ca rotate`)")
-            },
-        ));
+        let rule = if ca == crate::hierarchy::DS_CA {
+            "this station is enrolled to the national centre, whose CSCA certifies its Document Signer: a new one comes from `idstation centre renew-document-signer`".into()
+        } else {
+            format!("this station is enrolled to the national centre, which holds the {ca} CA's key: its rotations are made there (`idcentral ca rotate`)")
+        };
+        return Err(refused_filing(st, session.actor(), KIND_ROTATE, ca, &rule));
     }
     let from = st.registry.active_ca_key(ca)?.map(|k| k.label);
     let mut payload = serde_json::json!({ "key": from });
@@ -298,6 +297,16 @@ pub fn request_ca_revocation(
     reason: &str,
 ) -> Result<RequestView, StationError> {
     require_ca_admin(st, session, "request a CA revocation", None)?;
+    if st.config.centre.is_some() {
+        let rule = format!("this station is enrolled to the national centre, which holds the {ca} CA's key: its certificate is revoked there (`idcentral ca revoke-ca`)");
+        return Err(refused_filing(
+            st,
+            session.actor(),
+            KIND_REVOKE_CA,
+            ca,
+            &rule,
+        ));
+    }
     if ca != "esign" {
         return Err(StationError::invalid(
             "ca",
@@ -422,6 +431,15 @@ pub fn approve(st: &mut Station, session: &Session, id: i64) -> Result<Approval,
     expire_overdue(st, session.actor())?;
     let req = load(st, id)?;
     if let Some(rule) = settled_rule(&req) {
+        return Err(refused_attempt(st, session.actor(), id, "approve", &rule));
+    }
+    // A CA request filed before the station was enrolled (or by an older version) would act
+    // on keys the centre holds: the centre's CRL and OCSP would not follow.
+    if st.config.centre.is_some() && matches!(req.kind.as_str(), KIND_ROTATE | KIND_REVOKE_CA) {
+        let rule = format!(
+            "this station is enrolled to the national centre, which holds the {} CA's key: a {} request is made there (`idcentral ca {}`)",
+            req.ca, req.kind, req.kind
+        );
         return Err(refused_attempt(st, session.actor(), id, "approve", &rule));
     }
     let reached = {
@@ -593,6 +611,26 @@ fn require_ca_admin(
         action,
         &rule,
     ))
+}
+
+/// Audit a request refused at filing and return the error naming the rule.
+fn refused_filing(
+    st: &mut Station,
+    actor: &Actor,
+    kind: &str,
+    ca: &str,
+    rule: &str,
+) -> StationError {
+    let audited = st.registry.audit(&AuditEntry {
+        actor,
+        action: "ca.request.refused-filing",
+        object: &format!("ca:{ca}"),
+        details: &serde_json::json!({ "kind": kind, "rule": rule }),
+    });
+    if let Err(e) = audited {
+        tracing::error!(error = %e, "could not audit a refused CA request");
+    }
+    StationError::NotPermitted(rule.to_owned())
 }
 
 /// Audit a refused attempt and return the error naming the rule.
