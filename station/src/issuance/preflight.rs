@@ -18,9 +18,21 @@ pub fn preflight(
     holder: &ValidHolder,
     registrar: &dyn Registrar,
 ) -> Result<(), StationError> {
+    let enrolled = st.config.centre.is_some();
+    // What to run about the Document Signer: an enrolled station's comes from the centre's CSCA.
+    let renew_ds = |standalone: &str| {
+        if enrolled {
+            "run `idstation centre renew-document-signer` (a ca-admin)".to_owned()
+        } else {
+            standalone.to_owned()
+        }
+    };
     let rotate = |ca: &str, what: &str| {
+        let next = renew_ds(&format!(
+            "run `idstation ca rotate --ca {ca}` and have another ca-admin approve it"
+        ));
         StationError::Conflict(format!(
-            "no active {what} key with a certificate, so no card can be issued; run `idstation ca rotate --ca {ca}` and have another ca-admin approve it"
+            "no active {what} key with a certificate, so no card can be issued; {next}"
         ))
     };
     // e-Signature CA: the key that signs the holder certificates (the centre's, when the
@@ -43,20 +55,22 @@ pub fn preflight(
         )
     {
         return Err(StationError::Conflict(format!(
-            "the CSCA key {} that certified Document Signer {} is {}; run `idstation ca rotate --ca csca`, then `idstation ca rotate --ca ds`",
+            "the CSCA key {} that certified Document Signer {} is {}; {}",
             csca.label,
             ds.label,
-            csca.state.as_str()
+            csca.state.as_str(),
+            renew_ds("run `idstation ca rotate --ca csca`, then `idstation ca rotate --ca ds`")
         )));
     }
     let ds_spki = st.keys.public_key_spki(&ds.label)?;
     if ca::CertInfo::parse(&ds_der).is_err() || !certificate_has_key(&ds_der, &ds_spki) {
         return Err(StationError::Conflict(format!(
-            "the HSM key {} is not the Document Signer certificate's key; run `idstation ca rotate --ca ds`",
-            ds.label
+            "the HSM key {} is not the Document Signer certificate's key; {}",
+            ds.label,
+            renew_ds("run `idstation ca rotate --ca ds`")
         )));
     }
-    key_usage_current(st, &ds.label, &ds_der)?;
+    key_usage_current_at(&ds.label, &ds_der, enrolled, std::time::SystemTime::now())?;
     // The other HSM keys an issuance uses: the card master key and the audit key.
     for label in [&st.config.ca.card_master_key, &st.config.ca.audit_key] {
         if st.keys.find(label)?.is_none() {
@@ -70,14 +84,9 @@ pub fn preflight(
     registrar.precheck(st, holder)
 }
 
-/// The Document Signer `label` (certificate `der`) is within its private key usage period
-/// (ICAO Doc 9303-12 Table 1: about three months; after it, the key signs no EF.SOD).
-fn key_usage_current(st: &Station, label: &str, der: &[u8]) -> Result<(), StationError> {
-    let enrolled = st.config.centre.is_some();
-    key_usage_current_at(label, der, enrolled, std::time::SystemTime::now())
-}
-
-/// [`key_usage_current`] at `now`; `enrolled` picks the command the refusal names.
+/// The Document Signer `label` (certificate `der`) is within its private key usage period at
+/// `now` (ICAO Doc 9303-12 Table 1: about three months; after it, the key signs no EF.SOD);
+/// `enrolled` picks the command the refusal names.
 fn key_usage_current_at(
     label: &str,
     der: &[u8],
