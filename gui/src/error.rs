@@ -247,6 +247,30 @@ mod tests {
     }
 
     #[test]
+    fn the_centres_holder_data_refusal_offers_the_confirmed_update_and_no_other_refusal_does() {
+        use crate::worker::explain_issue_error;
+        let refused = |rule: &str| StationError::CentreRefused {
+            status: 409,
+            refusal: centre_api::Refusal {
+                error: "holder 31234567890123 is registered with other data in: surname".into(),
+                rule: rule.into(),
+                office: None,
+            },
+        };
+        for l in Lang::ALL {
+            let f = explain_issue_error(l, &refused(centre_api::rules::HOLDER_DATA_DIFFERS));
+            assert!(f.confirm_update && !f.retry, "{f:?}");
+            assert_eq!(f.message, tr(l, "issue-holder-differs-centre"));
+            assert!(
+                f.details.contains("surname"),
+                "the fields are in the details"
+            );
+            let f = explain_issue_error(l, &refused(centre_api::rules::HOLDER_HAS_ACTIVE_CARD));
+            assert!(!f.confirm_update, "{f:?}");
+        }
+    }
+
+    #[test]
     fn an_issuance_refused_by_rule_or_authorization_offers_no_retry() {
         use crate::worker::explain_issue_error;
         let e = StationError::NotPermitted("clerk: session ended: operator is disabled".into());

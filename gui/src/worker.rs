@@ -170,6 +170,9 @@ pub struct Failure {
     /// The holder is registered with other personal data: what differs (registered → entered),
     /// for the clerk to confirm against the holder's documents.
     pub holder_changes: Vec<station::holder_update::FieldChange>,
+    /// The holder is registered (here, or in the national registry) with other personal data:
+    /// the clerk may confirm the update against the holder's documents and issue.
+    pub confirm_update: bool,
 }
 
 /// What comes back from the worker.
@@ -356,6 +359,10 @@ pub fn explain_issue_error(lang: Lang, e: &StationError) -> Failure {
         StationError::HolderDiffers { .. } => {
             words("issue-holder-differs", "issue-holder-differs-next")
         }
+        e if centre_holder_differs(e) => words(
+            "issue-holder-differs-centre",
+            "issue-holder-differs-centre-next",
+        ),
         StationError::Conflict(_) => (plain.message, tr(lang, "issue-conflict-next")),
         StationError::Invalid { .. } => (plain.message, tr(lang, "issue-invalid-next")),
         _ => (plain.message, plain.next),
@@ -369,8 +376,16 @@ pub fn explain_issue_error(lang: Lang, e: &StationError) -> Failure {
         next,
         retry: plain.retry,
         holder_changes,
+        confirm_update: matches!(e, StationError::HolderDiffers { .. }) || centre_holder_differs(e),
         details: plain.details,
     }
+}
+
+/// The national centre refused the reservation because it has the holder with other data
+/// (`holder-data-differs`): the fields are in its sentence, its registered values are not sent.
+fn centre_holder_differs(e: &StationError) -> bool {
+    matches!(e, StationError::CentreRefused { refusal, .. }
+        if refusal.rule == centre_api::rules::HOLDER_DATA_DIFFERS)
 }
 
 impl WorkerState {

@@ -174,6 +174,8 @@ issue-card-failed-next = Check the reader and the card, then press Retry. If it 
 issue-conflict-next = If the holder's old card is lost or stolen, declare it first; if the card is already issued, insert a blank card.
 issue-holder-differs = This holder is registered with other personal data than the form shows.
 issue-holder-differs-next = Compare each field below with the holder's documents. If the documents confirm the new data, update the registry and issue; otherwise correct the form.
+issue-holder-differs-centre = The national registry has this holder with other personal data than the form shows.
+issue-holder-differs-centre-next = Details name the fields that differ: compare them with the holder's documents. If the documents confirm the new data, update the registry and issue; otherwise correct the form.
 issue-invalid-next = Correct the field and press Issue card again.
 issue-hsm-failed = The HSM failed.
 issue-hsm-failed-next = Nothing was written to the card that cannot be recovered. Call the CA administrator.
@@ -582,6 +584,7 @@ svc-err-not-found = The registry has no such record.
 svc-err-not-permitted = You are not allowed to do this.
 svc-err-hsm = The station's security module (HSM) did not answer.
 svc-err-centre-unreachable = The national centre cannot be reached; nothing was changed.
+svc-err-renew-centre = The national centre cannot be reached, so the renewal is not finished.
 svc-err-other = The station could not finish this service.
 svc-err-identity = The holder's identity must be checked in person first.
 svc-err-pin-rule = PIN: { $rule }
@@ -602,6 +605,7 @@ svc-next-replace = The holder needs a new card.
 svc-next-admin = Call the station administrator and show them the details.
 svc-next-clerk = Log in as a clerk.
 svc-next-retry-later = Press Retry when the network is back.
+svc-next-renew-retry = Keep the holder here: press Retry when the centre answers, and the renewal goes on where it stopped.
 svc-next-correct = Correct it and confirm again.
 
 ## E-government deliveries of the national centre (deliveries.rs)

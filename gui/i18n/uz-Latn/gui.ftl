@@ -167,6 +167,8 @@ issue-card-failed-next = Oʻquvchi va kartani tekshirib, «Qayta urinish» ni bo
 issue-conflict-next = Eganing eski kartasi yoʻqolgan yoki oʻgʻirlangan boʻlsa, avval buni eʼlon qiling; bu karta allaqachon berilgan boʻlsa, boʻsh kartani joylang.
 issue-holder-differs = Bu ega formadagidan boshqa shaxsiy maʼlumotlar bilan roʻyxatga olingan.
 issue-holder-differs-next = Quyidagi har bir maydonni ega hujjatlari bilan solishtiring. Hujjatlar yangi maʼlumotni tasdiqlasa, reyestrni yangilab bering; aks holda formani tuzating.
+issue-holder-differs-centre = Milliy reyestrda bu ega formadagidan boshqa shaxsiy maʼlumotlar bilan yozilgan.
+issue-holder-differs-centre-next = «Batafsil» boʻlimida farq qiladigan maydonlar koʻrsatilgan: ularni ega hujjatlari bilan solishtiring. Hujjatlar yangi maʼlumotni tasdiqlasa, reyestrni yangilab bering; aks holda formani tuzating.
 issue-invalid-next = Maydonni tuzating va yana «Kartani berish» ni bosing.
 issue-hsm-failed = HSM nosozligi.
 issue-hsm-failed-next = Kartaga tiklab boʻlmaydigan hech narsa yozilmadi. SM administratoriga murojaat qiling.
@@ -572,6 +574,7 @@ svc-err-not-found = Reyestrda bunday yozuv yoʻq.
 svc-err-not-permitted = Sizga bu amalni bajarishga ruxsat yoʻq.
 svc-err-hsm = Stansiyaning xavfsizlik moduli (HSM) javob bermadi.
 svc-err-centre-unreachable = Milliy markaz bilan aloqa yoʻq; hech narsa oʻzgartirilmadi.
+svc-err-renew-centre = Milliy markaz bilan aloqa yoʻq, shuning uchun sertifikatlarni yangilash tugallanmadi.
 svc-err-other = Stansiya bu xizmatni yakunlay olmadi.
 svc-err-identity = Avval eganing shaxsini shaxsan tekshirish kerak.
 svc-err-pin-rule = PIN: { $rule }
@@ -592,6 +595,7 @@ svc-next-replace = Egaga yangi karta kerak.
 svc-next-admin = Stansiya administratoriga murojaat qiling va tafsilotlarni koʻrsating.
 svc-next-clerk = Hujjat beruvchi sifatida kiring.
 svc-next-retry-later = Tarmoq tiklanganda «Qayta urinish» ni bosing.
+svc-next-renew-retry = Karta egasidan kutib turishini soʻrang: markaz javob berganda «Qayta urinish» ni bosing, yangilash toʻxtagan joyidan davom etadi.
 svc-next-correct = Tuzating va yana tasdiqlang.
 
 ## E-government deliveries of the national centre (deliveries.rs)

@@ -895,7 +895,7 @@ fn issue_view(ui: &mut egui::Ui, st: &mut ClerkState, opts: &GuiOptions, cmds: &
                 if failure.retry && st.last.is_some() {
                     retry = ui.button(t(ui, "issue-retry")).clicked();
                 }
-                if !failure.holder_changes.is_empty() && st.last.is_some() {
+                if failure.confirm_update && st.last.is_some() {
                     confirm_update = ui.button(t(ui, "issue-confirm-update")).clicked();
                 }
                 back = ui.button(t(ui, "issue-back")).clicked();

@@ -3,7 +3,7 @@
 //! names and status words) kept for a "Details" expander only.
 
 use station::error::StationError;
-use station::services::identify::Blocker;
+use station::services::identify::{Blocker, Service};
 
 use crate::i18n::{self, tr, tr_args, Lang};
 
@@ -66,6 +66,18 @@ pub fn explain(lang: Lang, e: &StationError) -> ServiceFailure {
             e,
         ),
         _ => failure(lang, "svc-err-other", "svc-next-admin", e),
+    }
+}
+
+/// Plain words for `e` ending `service`: [`explain`], except that a renewal which lost the
+/// national centre is not said to have changed nothing — the card may already hold its new keys
+/// and the journaled job goes on at the next try.
+pub fn explain_service(lang: Lang, service: Service, e: &StationError) -> ServiceFailure {
+    match (service, e) {
+        (Service::Renew, StationError::CentreUnreachable { .. }) => {
+            failure(lang, "svc-err-renew-centre", "svc-next-renew-retry", e)
+        }
+        _ => explain(lang, e),
     }
 }
 
@@ -213,6 +225,22 @@ mod tests {
             assert_eq!(f.next, tr(l, "station-error-centre-refused-next"));
             assert!(!f.retry, "repeating the same request gets the same refusal");
             assert!(f.details.contains("document-not-active") || f.details.contains("suspended"));
+        }
+    }
+
+    #[test]
+    fn a_renewal_that_lost_the_centre_asks_to_keep_the_holder_and_retry() {
+        let e = StationError::CentreUnreachable {
+            url: "https://centre.example:8443".into(),
+            reason: "connection refused".into(),
+        };
+        for l in Lang::ALL {
+            let f = explain_service(l, Service::Renew, &e);
+            assert_eq!(f.message, tr(l, "svc-err-renew-centre"));
+            assert_eq!(f.next, tr(l, "svc-next-renew-retry"));
+            assert!(f.retry, "the journaled renewal goes on at the next try");
+            let other = explain_service(l, Service::Suspend, &e);
+            assert_eq!(other.message, tr(l, "svc-err-centre-unreachable"));
         }
     }
 

@@ -18,8 +18,8 @@ use station::services::identify::CardIdentity;
 use zeroize::Zeroizing;
 
 use crate::i18n::{self, tr_args, Lang};
-use explain::explain;
 pub use explain::ServiceFailure;
+use explain::{explain, explain_service};
 
 /// What the workspace asks the worker.
 pub enum Request {
@@ -102,7 +102,7 @@ pub fn run(st: &mut Station, session: &Session, lang: Lang, req: Request, send: 
     let (service, result) = perform(st, session, lang, action, &mut progress);
     send(Reply::Done {
         service,
-        result: result.map_err(|e| explain(lang, &e)),
+        result: result.map_err(|e| explain_service(lang, service, &e)),
     });
 }
 
