@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -14,15 +13,7 @@ use egui_kittest::kittest::Queryable;
 const PIN: &str = "48291637";
 
 fn blank_card(serial: u32) -> PathBuf {
-    let img = rig().dir.join(format!("card-{serial:08X}.img"));
-    let out = Command::new(testrig::vchip_bin().expect("vchip"))
-        .args(["create", "--out"])
-        .arg(&img)
-        .args(["--serial", &serial.to_string()])
-        .output()
-        .expect("run vchip create");
-    assert!(out.status.success(), "vchip create: {out:?}");
-    img
+    blank_card_in(&rig().dir, serial)
 }
 
 /// Type the fixture holder into the form, field by field, and load its photo.

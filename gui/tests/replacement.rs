@@ -19,15 +19,7 @@ const PIN: &str = "48291637";
 const HOLDER: &str = "holder-01.json";
 
 fn blank_card(serial: u32) -> PathBuf {
-    let img = rig().dir.join(format!("card-{serial:08X}.img"));
-    let out = Command::new(testrig::vchip_bin().expect("vchip"))
-        .args(["create", "--out"])
-        .arg(&img)
-        .args(["--serial", &serial.to_string()])
-        .output()
-        .expect("run vchip create");
-    assert!(out.status.success(), "vchip create: {out:?}");
-    img
+    blank_card_in(&rig().dir, serial)
 }
 
 fn record() -> station::holder::HolderRecord {

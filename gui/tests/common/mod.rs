@@ -216,7 +216,7 @@ pub const SERVICE_SHORT: Duration = Duration::from_secs(60);
 
 /// A blank `vchip` card image with chip serial `serial`, in `dir`.
 pub fn blank_card_in(dir: &Path, serial: u32) -> PathBuf {
-    let img = dir.join(format!("svc-card-{serial:08X}.img"));
+    let img = dir.join(format!("card-{serial:08X}.img"));
     let out = std::process::Command::new(testrig::vchip_bin().expect("vchip"))
         .args(["create", "--out"])
         .arg(&img)
