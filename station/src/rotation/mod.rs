@@ -621,16 +621,13 @@ fn refused_filing(
     ca: &str,
     rule: &str,
 ) -> StationError {
-    let audited = st.registry.audit(&AuditEntry {
+    let entry = AuditEntry {
         actor,
         action: "ca.request.refused-filing",
         object: &format!("ca:{ca}"),
         details: &serde_json::json!({ "kind": kind, "rule": rule }),
-    });
-    if let Err(e) = audited {
-        tracing::error!(error = %e, "could not audit a refused CA request");
-    }
-    StationError::NotPermitted(rule.to_owned())
+    };
+    audited_refusal(st, &entry, rule)
 }
 
 /// Audit a refused attempt and return the error naming the rule.
@@ -641,14 +638,20 @@ fn refused_attempt(
     action: &str,
     rule: &str,
 ) -> StationError {
-    let audited = st.registry.audit(&AuditEntry {
+    let entry = AuditEntry {
         actor,
         action: "ca.request.refused-attempt",
         object: &format!("ca-request:{id}"),
         details: &serde_json::json!({ "attempt": action, "rule": rule }),
-    });
-    if let Err(e) = audited {
-        tracing::error!(error = %e, "could not audit a refused CA request attempt");
+    };
+    audited_refusal(st, &entry, rule)
+}
+
+/// Write `entry` (a refusal) to the audit log and return NotPermitted naming `rule`; a failed
+/// write is logged, the refusal stands.
+fn audited_refusal(st: &mut Station, entry: &AuditEntry<'_>, rule: &str) -> StationError {
+    if let Err(e) = st.registry.audit(entry) {
+        tracing::error!(error = %e, action = entry.action, "could not audit a refused CA request");
     }
     StationError::NotPermitted(rule.to_owned())
 }
