@@ -97,6 +97,22 @@ pub fn message_id(e: &StationError) -> &'static str {
     }
 }
 
+/// The catalogue id of a refusal of the national centre a clerk can act on, by its rule
+/// (centre_api::rules); others keep the general words.
+fn centre_rule_id(rule: &str) -> Option<&'static str> {
+    use centre_api::rules as r;
+    Some(match rule {
+        r::HOLDER_HAS_ACTIVE_CARD => "centre-refused-active-card",
+        r::HOLDER_HAS_PENDING_ISSUANCE => "centre-refused-pending-issuance",
+        r::STATION_DISABLED => "centre-refused-station-disabled",
+        r::NO_NUMBERS_LEFT => "centre-refused-no-numbers",
+        r::DOCUMENT_NOT_ACTIVE | r::DOCUMENT_SUSPENDED => "centre-refused-document-not-active",
+        r::SUSPENSION_LIMIT_EXCEEDED => "centre-refused-suspension-limit",
+        r::DOCUMENT_HELD_FOR_REPLACEMENT => "centre-refused-held-for-replacement",
+        _ => return None,
+    })
+}
+
 /// The label of a field the station names: the form's label, else the catalogue's
 /// `station-field-<key>`, else "a value" — never the internal key.
 pub fn field_label(lang: Lang, key: &str) -> String {
@@ -114,6 +130,18 @@ pub fn field_label(lang: Lang, key: &str) -> String {
 
 /// `e` in plain words, in `lang`.
 pub fn shown(lang: Lang, e: &StationError) -> Shown {
+    if let StationError::CentreRefused { refusal, .. } = e {
+        if let Some(id) = centre_rule_id(&refusal.rule) {
+            let office = refusal.office.clone().unwrap_or_else(|| "?".into());
+            let args = [("office", i18n::s(office))];
+            return Shown {
+                message: tr_args(lang, id, &args),
+                next: tr_args(lang, &format!("{id}-next"), &args),
+                details: e.to_string(),
+                retry: retry_can_succeed(e),
+            };
+        }
+    }
     let id = message_id(e);
     let field = e.field().map(|f| field_label(lang, f)).unwrap_or_default();
     let args = [("field", i18n::s(field))];
@@ -268,6 +296,47 @@ mod tests {
             let f = explain_issue_error(l, &refused(centre_api::rules::HOLDER_HAS_ACTIVE_CARD));
             assert!(!f.confirm_update, "{f:?}");
         }
+    }
+
+    #[test]
+    fn a_centre_refusal_a_clerk_can_act_on_is_said_in_its_own_words_naming_the_office() {
+        let refused = |rule: &str, office: Option<&str>| StationError::CentreRefused {
+            status: 409,
+            refusal: centre_api::Refusal {
+                error:
+                    "holder 31234567890123 has an active card (AA0000003) issued by office SAM01"
+                        .into(),
+                rule: rule.into(),
+                office: office.map(str::to_owned),
+            },
+        };
+        let general = tr(Lang::En, "station-error-centre-refused");
+        for l in Lang::ALL {
+            let s = shown(
+                l,
+                &refused(centre_api::rules::HOLDER_HAS_ACTIVE_CARD, Some("SAM01")),
+            );
+            assert!(s.message.contains("SAM01"), "{}: {s:?}", l.tag());
+            assert!(!s.retry);
+            assert!(s.details.contains("holder-has-active-card"));
+            for rule in [
+                centre_api::rules::HOLDER_HAS_PENDING_ISSUANCE,
+                centre_api::rules::STATION_DISABLED,
+                centre_api::rules::NO_NUMBERS_LEFT,
+                centre_api::rules::DOCUMENT_NOT_ACTIVE,
+                centre_api::rules::SUSPENSION_LIMIT_EXCEEDED,
+                centre_api::rules::DOCUMENT_HELD_FOR_REPLACEMENT,
+            ] {
+                let s = shown(l, &refused(rule, Some("SAM01")));
+                assert!(
+                    !s.message.is_empty() && s.message != general && !s.next.is_empty(),
+                    "{rule}: {s:?}"
+                );
+            }
+        }
+        // A rule the clerk cannot act on keeps the general words.
+        let s = shown(Lang::En, &refused(centre_api::rules::JOB_CONFLICT, None));
+        assert_eq!(s.message, general);
     }
 
     #[test]

@@ -53,12 +53,10 @@ pub fn explain(lang: Lang, e: &StationError) -> ServiceFailure {
             failure(lang, "svc-err-not-permitted", "svc-next-clerk", e)
         }
         StationError::Hsm(_) => failure(lang, "svc-err-hsm", "svc-next-admin", e),
-        StationError::CentreRefused { .. } => failure(
-            lang,
-            "station-error-centre-refused",
-            "station-error-centre-refused-next",
-            e,
-        ),
+        StationError::CentreRefused { .. } => {
+            let s = crate::error::shown(lang, e);
+            words(s.message, s.next, e)
+        }
         StationError::CentreUnreachable { .. } => failure(
             lang,
             "svc-err-centre-unreachable",
@@ -210,7 +208,7 @@ mod tests {
     }
 
     #[test]
-    fn a_refusal_by_the_centre_says_so_without_retry_and_keeps_its_rule_as_details() {
+    fn a_refusal_by_the_centre_says_why_without_retry_and_keeps_its_rule_as_details() {
         let e = StationError::CentreRefused {
             status: 409,
             refusal: centre_api::Refusal {
@@ -221,8 +219,8 @@ mod tests {
         };
         for l in Lang::ALL {
             let f = explain(l, &e);
-            assert_eq!(f.message, tr(l, "station-error-centre-refused"));
-            assert_eq!(f.next, tr(l, "station-error-centre-refused-next"));
+            assert_eq!(f.message, tr(l, "centre-refused-document-not-active"));
+            assert_eq!(f.next, tr(l, "centre-refused-document-not-active-next"));
             assert!(!f.retry, "repeating the same request gets the same refusal");
             assert!(f.details.contains("document-not-active") || f.details.contains("suspended"));
         }
