@@ -184,6 +184,9 @@ pub enum Event {
     Document(Result<Box<(HolderView, DocumentView)>, Shown>),
     /// The number looked up is on no document: it was spoiled in an issuance.
     SpoiledNumber(Box<SpoiledNumber>),
+    /// A document number this enrolled station did not issue: the national centre may know it
+    /// (a holder may declare a card lost at any office).
+    DocumentElsewhere(String),
     Replaced(Result<Box<ReplaceReport>, Failure>),
     IssueStep(StepReport),
     Issued(Result<Box<IssueReport>, Failure>),
@@ -552,12 +555,16 @@ fn clerk(st: &mut Station, session: &Session, lang: Lang, cmd: Command, send: &d
                 .and_then(
                     |_| match station::records::show_document(st, session, number.trim()) {
                         Ok(found) => Ok(Ok(Box::new(found))),
-                        // No document: a spoiled number is said so.
+                        // No document: a spoiled number is said so; on an enrolled station
+                        // another office's document is the centre's.
                         Err(e @ StationError::NotFound(_)) => {
                             match interactive::spoiled_number(st, session, &number)
                                 .map_err(&shown)?
                             {
-                                Some(s) => Ok(Err(Box::new(s))),
+                                Some(s) => Ok(Err(Ok(Box::new(s)))),
+                                None if st.config.centre.is_some() => {
+                                    Ok(Err(Err(number.trim().to_owned())))
+                                }
                                 None => Err(shown(e)),
                             }
                         }
@@ -565,7 +572,8 @@ fn clerk(st: &mut Station, session: &Session, lang: Lang, cmd: Command, send: &d
                     },
                 );
             send(match r {
-                Ok(Err(spoiled)) => Event::SpoiledNumber(spoiled),
+                Ok(Err(Ok(spoiled))) => Event::SpoiledNumber(spoiled),
+                Ok(Err(Err(number))) => Event::DocumentElsewhere(number),
                 Ok(Ok(found)) => Event::Document(Ok(found)),
                 Err(e) => Event::Document(Err(e)),
             })

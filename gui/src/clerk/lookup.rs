@@ -52,6 +52,8 @@ pub struct LookupState {
     holder: Option<Box<HolderLookup>>,
     document: Option<Box<(HolderView, DocumentView)>>,
     spoiled: Option<SpoiledNumber>,
+    /// A number this enrolled station did not issue (the centre may know it).
+    elsewhere: Option<String>,
     revoke_pending: bool,
     revoke_confirm: Option<&'static str>,
     revoke_result: Option<Result<RevokeReport, Shown>>,
@@ -114,6 +116,7 @@ impl LookupState {
             Event::Document(r) => {
                 self.pending = self.pending.saturating_sub(1);
                 self.spoiled = None;
+                self.elsewhere = None;
                 match r {
                     Ok(d) => {
                         if std::mem::take(&mut self.asked) {
@@ -133,9 +136,22 @@ impl LookupState {
             Event::SpoiledNumber(s) => {
                 self.pending = self.pending.saturating_sub(1);
                 self.document = None;
+                self.elsewhere = None;
                 self.msg = None;
                 self.failure = None;
                 self.spoiled = Some((**s).clone());
+            }
+            Event::DocumentElsewhere(number) => {
+                self.pending = self.pending.saturating_sub(1);
+                if std::mem::take(&mut self.asked) {
+                    self.msg = None;
+                    self.revoke_result = None;
+                    self.revoke_confirm = None;
+                }
+                self.document = None;
+                self.spoiled = None;
+                self.failure = None;
+                self.elsewhere = Some(number.clone());
             }
             Event::DocumentRevoked(r) => {
                 self.revoke_pending = false;
@@ -201,6 +217,18 @@ pub fn panel(
     if st.document.is_some() {
         ui.separator();
         found_document_ui(ui, st, cmds);
+    }
+    if let Some(number) = st.elsewhere.clone() {
+        ui.separator();
+        ui.label(ta(
+            ui,
+            "doc-elsewhere",
+            &[("number", i18n::s(number.as_str()))],
+        ));
+        if !matches!(st.revoke_result, Some(Ok(_))) {
+            declare_ui(ui, st, number, cmds);
+        }
+        revoke_result_ui(ui, st);
     }
     action
 }
@@ -379,6 +407,11 @@ fn found_document_ui(ui: &mut egui::Ui, st: &mut LookupState, cmds: &mut Vec<Com
     if d.status == "active" || d.status == "suspended" {
         declare_ui(ui, st, number, cmds);
     }
+    revoke_result_ui(ui, st);
+}
+
+/// What the last "Declare lost / stolen" did.
+fn revoke_result_ui(ui: &mut egui::Ui, st: &LookupState) {
     match &st.revoke_result {
         Some(Ok(r)) => {
             ui.colored_label(

@@ -1,0 +1,75 @@
+//! The clerk's look-up on a station enrolled with the national centre (docs/gui.md "Clerk
+//! workspace"), with real parts: a PostgreSQL cluster, `idcentral serve`, a station enrolled in
+//! this process. A document this station did not issue is the centre's: the look-up says so and
+//! the clerk declares it lost there. (A file of its own: one station per test process, as
+//! SoftHSM2 reads its token directory once per process.)
+//!
+//! Needs `idcentral` built in the same target dir as the tests build it (`cargo test -p central
+//! --no-run`).
+
+mod common;
+#[path = "../../station/tests/common/egov_centre.rs"]
+mod egov_centre;
+
+use common::*;
+use egov_centre::*;
+use gui::GuiOptions;
+use zeroize::Zeroizing;
+
+const CLERK: &str = "centre-clerk-pw-51c2";
+
+/// Document `number`'s state in the centre's record of holder `pinfl`.
+fn centre_state(rig: &EgovRig, pinfl: &str, number: &str) -> String {
+    let out = rig
+        .centre
+        .ok(&["--json", "show", "--pinfl", pinfl, "--operator", "admin"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("show's JSON");
+    v["documents"]
+        .as_array()
+        .expect("documents")
+        .iter()
+        .find(|d| d["document"] == number)
+        .unwrap_or_else(|| panic!("{number} not at the centre: {v}"))["state"]
+        .as_str()
+        .expect("state")
+        .to_owned()
+}
+
+/// A holder declares a card of another office lost here: the look-up says the document was not
+/// issued at this station and offers the declaration; confirmed, the national centre revokes
+/// it (its record says lost) and the screen says so.
+#[test]
+fn a_card_of_another_office_is_declared_lost_at_the_centre_from_the_look_up() {
+    let rig = EgovRig::start("tas01-gui-lost", 5);
+    let mut st = station::Station::open(&rig.data).expect("open the station");
+    let admin = rig.session(&mut st, "admin", EGOV_ADMIN_PASSWORD);
+    station::operators::add(
+        &mut st,
+        &admin,
+        "clerk",
+        registry::Role::Clerk,
+        &Zeroizing::new(CLERK.into()),
+    )
+    .expect("add the clerk");
+    drop(st);
+    // Issued through the centre's protocol without this station's registry: to the station it
+    // is another office's document.
+    let pinfl = "31234567890141";
+    let number = rig.issue(pinfl);
+    let mut opts = GuiOptions::new(rig.data.clone());
+    opts.poll_readers = false;
+    let mut h = harness(opts, [1280.0, 1100.0]);
+    log_in(&mut h, "clerk", CLERK, "Clerk workspace");
+    type_into(&mut h, "Document number", &number);
+    click(&mut h, "Find document");
+    let elsewhere = format!("Document {number} was not issued at this station.");
+    wait_for(&mut h, "not issued here", SERVICE_SHORT, |h| {
+        has_label_containing(h, &elsewhere)
+    });
+    click(&mut h, "Declare lost");
+    click(&mut h, "Confirm: lost");
+    wait_for(&mut h, "revoked at the centre", SERVICE_SHORT, |h| {
+        has_label_containing(h, "is now lost")
+    });
+    assert_eq!(centre_state(&rig, pinfl, &number), "lost");
+}
