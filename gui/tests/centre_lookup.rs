@@ -1,7 +1,8 @@
 //! The clerk's look-up on a station enrolled with the national centre (docs/gui.md "Clerk
 //! workspace"), with real parts: a PostgreSQL cluster, `idcentral serve`, a station enrolled in
 //! this process. A document this station did not issue is the centre's: the look-up says so and
-//! the clerk declares it lost there. (A file of its own: one station per test process, as
+//! the clerk declares it lost there; the CA administrator revokes another one from the CA
+//! workspace. (A file of its own: one station per test process, as
 //! SoftHSM2 reads its token directory once per process.)
 //!
 //! Needs `idcentral` built in the same target dir as the tests build it (`cargo test -p central
@@ -13,6 +14,7 @@ mod egov_centre;
 
 use common::*;
 use egov_centre::*;
+use gui::i18n::{tr, Lang};
 use gui::GuiOptions;
 use zeroize::Zeroizing;
 
@@ -37,9 +39,10 @@ fn centre_state(rig: &EgovRig, pinfl: &str, number: &str) -> String {
 
 /// A holder declares a card of another office lost here: the look-up says the document was not
 /// issued at this station and offers the declaration; confirmed, the national centre revokes
-/// it (its record says lost) and the screen says so.
+/// it (its record says lost) and the screen says so. Then the CA administrator revokes another
+/// document (damaged) from the CA workspace; the centre's record says revoked.
 #[test]
-fn a_card_of_another_office_is_declared_lost_at_the_centre_from_the_look_up() {
+fn another_offices_card_is_declared_lost_from_the_look_up_and_a_ca_admin_revokes_a_document() {
     let rig = EgovRig::start("tas01-gui-lost", 5);
     let mut st = station::Station::open(&rig.data).expect("open the station");
     let admin = rig.session(&mut st, "admin", EGOV_ADMIN_PASSWORD);
@@ -72,4 +75,30 @@ fn a_card_of_another_office_is_declared_lost_at_the_centre_from_the_look_up() {
         has_label_containing(h, "is now lost")
     });
     assert_eq!(centre_state(&rig, pinfl, &number), "lost");
+
+    // The CA administrator revokes another document at the centre from the CA workspace,
+    // where the station's own certificate revocation is not offered.
+    let other_pinfl = "31234567890142";
+    let other = rig.issue(other_pinfl);
+    let mut opts = GuiOptions::new(rig.data.clone());
+    opts.poll_readers = false;
+    let mut h = harness(opts, [1280.0, 1400.0]);
+    log_in(
+        &mut h,
+        "admin",
+        EGOV_ADMIN_PASSWORD,
+        &tr(Lang::En, "workspace-ca"),
+    );
+    wait_for(&mut h, "the document form", SERVICE_SHORT, |h| {
+        has_label(h, "Revoke a document at the national centre")
+    });
+    assert!(!has_label(&h, "Revoke certificate"));
+    type_into(&mut h, "Document number", &other);
+    pick(&mut h, "Reason", "Damaged");
+    click(&mut h, "I have checked the number: revoke the document");
+    click(&mut h, "Revoke document");
+    wait_for(&mut h, "revoked at the centre", SERVICE_SHORT, |h| {
+        has_label_containing(h, &format!("Document {other} is now revoked"))
+    });
+    assert_eq!(centre_state(&rig, other_pinfl, &other), "revoked");
 }

@@ -45,12 +45,35 @@ pub struct CaState {
     rotation_result: Option<Result<String, Shown>>,
     /// The root rollover's confirmation, open after "Request root rollover".
     pub rollover: Option<RolloverForm>,
+    /// An enrolled station's revocation of a document at the centre.
+    doc: DocRevocation,
 }
+
+/// The form revoking a document at the national centre (an enrolled station's CA workspace).
+#[derive(Default)]
+struct DocRevocation {
+    number: String,
+    reason: usize,
+    confirm: bool,
+    pending: bool,
+    result: Option<Result<station::records::RevokeReport, Shown>>,
+}
+
+/// The reasons `station::records::revoke` takes, in the order offered.
+const DOC_REASONS: [&str; 6] = [
+    "lost",
+    "stolen",
+    "damaged",
+    "deceased",
+    "replaced",
+    "data-changed",
+];
 
 impl CaState {
     pub fn busy(&self) -> bool {
         self.crl_pending
             || self.revoke_pending
+            || self.doc.pending
             || self.rotation_pending
             || (self.requested && (self.summaries.is_none() || self.rotation.is_none()))
     }
@@ -58,6 +81,11 @@ impl CaState {
     pub fn handle(&mut self, ev: &Event) {
         match ev {
             Event::CaSummaries(r) => self.summaries = Some(r.clone()),
+            Event::DocumentRevoked(r) if self.doc.pending => {
+                self.doc.pending = false;
+                self.doc.confirm = false;
+                self.doc.result = Some(r.clone());
+            }
             Event::CrlPublished(r) => {
                 self.crl_pending = false;
                 self.crl = Some(r.clone());
@@ -94,6 +122,8 @@ pub fn ui(ui: &mut egui::Ui, st: &mut CaState, session: &SessionInfo, cmds: &mut
                 ui.add(egui::Label::new(t(ui, "ca-centre-held")).wrap());
                 ui.separator();
                 requests::document_signer_ui(ui, st, cmds);
+                ui.separator();
+                revoke_document_ui(ui, &mut st.doc, cmds);
                 ui.separator();
             } else {
                 crl_ui(ui, st, cmds);
@@ -265,6 +295,65 @@ fn revoke_ui(ui: &mut egui::Ui, st: &mut CaState, cmds: &mut Vec<Command>) {
             ui.colored_label(
                 Color32::from_rgb(0, 140, 60),
                 ta(ui, "ca-revoked", &[("serial", i18n::s(s.as_str()))]),
+            );
+        }
+        Some(Err(e)) => gerr::ui(ui, e),
+        None => {}
+    }
+}
+
+/// Revoke a document by number at the national centre (an enrolled station), for a reason in
+/// words, after a confirmation: `station::records::revoke`, which the centre's record decides.
+fn revoke_document_ui(ui: &mut egui::Ui, d: &mut DocRevocation, cmds: &mut Vec<Command>) {
+    ui.heading(t(ui, "ca-doc-heading"));
+    ui.add(egui::Label::new(t(ui, "ca-doc-note")).wrap());
+    ui.horizontal(|ui| {
+        let l = ui.label(t(ui, "ca-doc-number"));
+        ui.add(egui::TextEdit::singleline(&mut d.number).desired_width(200.0))
+            .labelled_by(l.id);
+    });
+    let word = |ui: &egui::Ui, r: &str| t(ui, &format!("ca-doc-reason-{r}"));
+    let reason = DOC_REASONS[d.reason.min(DOC_REASONS.len() - 1)];
+    egui::ComboBox::from_label(t(ui, "ca-doc-reason"))
+        .selected_text(word(ui, reason))
+        .show_ui(ui, |ui| {
+            for (i, r) in DOC_REASONS.iter().enumerate() {
+                let w = word(ui, r);
+                if ui.selectable_value(&mut d.reason, i, w).clicked() {
+                    ui.close();
+                }
+            }
+        });
+    ui.checkbox(&mut d.confirm, t(ui, "ca-doc-confirm"));
+    if ui
+        .add_enabled(
+            d.confirm && !d.pending && !d.number.trim().is_empty(),
+            egui::Button::new(t(ui, "ca-doc-button")),
+        )
+        .clicked()
+    {
+        d.pending = true;
+        cmds.push(Command::RevokeDocument {
+            number: d.number.trim().to_owned(),
+            reason: reason.to_owned(),
+        });
+    }
+    match &d.result {
+        Some(Ok(r)) => {
+            ui.colored_label(
+                Color32::from_rgb(0, 140, 60),
+                ta(
+                    ui,
+                    "doc-revoked",
+                    &[
+                        ("number", i18n::s(r.document.as_str())),
+                        (
+                            "status",
+                            i18n::s(i18n::status_word(i18n::current(ui.ctx()), &r.status)),
+                        ),
+                        ("count", i18n::n(r.revoked_certificates.len() as f64)),
+                    ],
+                ),
             );
         }
         Some(Err(e)) => gerr::ui(ui, e),
