@@ -170,6 +170,67 @@ fn a_clerk_at_an_enrolled_station_serves_a_card_through_the_centre() {
             "{s} shown after the renewal"
         );
     }
+
+    // Another office declares the document lost at the centre (this station's registry still
+    // has it active): the renewal offered here is refused by the centre before the card's keys
+    // are replaced — the card still signs with the key of its certificate (yubico-piv-tool).
+    {
+        let st = station::Station::open_read_only(&rig.data).expect("open the station");
+        let actor = registry::Actor {
+            operator: "clerk2".into(),
+            role: "clerk".into(),
+            station: "sam01-st1".into(),
+        };
+        station::ra::revoke_at_centre(&st, &actor, number.parse().expect("number"), "lost")
+            .expect("lost at the centre");
+    }
+    assert_eq!(centre_document(&rig, &pinfl, &number).0, "lost");
+    let reader = slot.reader_name.clone();
+    let test_signature = || {
+        let cert = rig.dir.join("9a.pem");
+        let piv = |args: &[&str]| {
+            std::process::Command::new("yubico-piv-tool")
+                .args(["-r", &reader])
+                .args(args)
+                .output()
+                .expect("run yubico-piv-tool")
+        };
+        let read = piv(&[
+            "-a",
+            "read-certificate",
+            "-s",
+            "9a",
+            "-o",
+            cert.to_str().unwrap(),
+        ]);
+        assert!(read.status.success(), "{read:?}");
+        piv(&[
+            "-a",
+            "verify-pin",
+            "-P",
+            PIN,
+            "-a",
+            "test-signature",
+            "-s",
+            "9a",
+            "-i",
+            cert.to_str().unwrap(),
+        ])
+    };
+    // (yubico-piv-tool takes the reader: the workspace lets it go between actions.)
+    let before = test_signature();
+    assert!(before.status.success(), "{before:?}");
+    open(&mut h, "Renew certificates");
+    holder_pin(&mut h, &["Holder PIN"], PIN);
+    let refused = gui::i18n::tr(gui::i18n::Lang::En, "centre-refused-document-not-active");
+    wait_for(&mut h, "the centre's refusal", SERVICE_LONG, |h| {
+        has_label(h, &refused) && !h.state().services.busy()
+    });
+    let after = test_signature();
+    assert!(
+        after.status.success(),
+        "the card's 9A key no longer matches its certificate: {after:?}"
+    );
     card.pull();
     wait_for(&mut h, "the screen cleared", Duration::from_secs(30), |h| {
         !has_label(h, &shown)

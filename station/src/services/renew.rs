@@ -11,6 +11,10 @@
 //!     back, test-sign) ─► registry.complete (new active, old revoked superseded, one commit)
 //! ```
 //!
+//! Through a centre the renewal is opened there before `card.generate`, so a refusal (the
+//! document no longer active in the national registry, expiring, another office's renewal
+//! open) leaves the card's keys as they were.
+//!
 //! A failure before `ca.issue` finished rolls the job back (the card may hold new keys under
 //! its old certificates until the next renewal; the old certificates stay active; the centre,
 //! if any, is told to abort the job's UUID, which revokes what it may have issued). From
@@ -453,6 +457,12 @@ impl<'a> Run<'a> {
             &json!({ "slots": names, "uuid": job.uuid }),
         )?;
         crate::failpoint::hit("renew.card.generate");
+        // The UUID is journaled: ask the national centre, if any, before the card's keys are
+        // replaced. It opens the renewal (the document active there, on this card, not
+        // expiring) or refuses; the same request again, with the keys, gets the same answer.
+        let renewal = self.renewal(job);
+        self.seam
+            .renewal_proof_digests(self.st, self.session.actor(), &renewal, &[])?;
         (self.progress)(&ServiceProgress {
             step,
             detail: "new key pairs on the card".into(),
