@@ -75,6 +75,36 @@ fn another_offices_card_is_declared_lost_from_the_look_up_and_a_ca_admin_revokes
         has_label_containing(h, "is now lost")
     });
     assert_eq!(centre_state(&rig, pinfl, &number), "lost");
+    // Recorded at this station too, although it mirrors nothing of that document.
+    let actions = |object: &str| -> Vec<String> {
+        registry::Registry::open_read_only(rig.data.join("registry.sqlite"))
+            .expect("registry")
+            .audit_events(1, u64::MAX)
+            .expect("audit")
+            .into_iter()
+            .filter(|e| e.object == object)
+            .map(|e| e.action)
+            .collect()
+    };
+    let object = format!("document:{number}");
+    assert_eq!(actions(&object), ["document.revoked"]);
+    // Declared stolen afterwards: the centre has it lost already and changes nothing; the desk
+    // says so instead of a revocation that did not happen, and the refusal is audited.
+    click(&mut h, "Find document");
+    wait_for(&mut h, "looked up again", SERVICE_SHORT, |h| {
+        has_label(h, "Declare stolen")
+    });
+    click(&mut h, "Declare stolen");
+    click(&mut h, "Confirm: stolen");
+    wait_for(&mut h, "the refusal", SERVICE_SHORT, |h| {
+        actions(&object).len() == 2 && !h.state().clerk.busy()
+    });
+    assert_eq!(
+        actions(&object),
+        ["document.revoked", "document.revoke-refused"]
+    );
+    assert!(!has_label_containing(&h, "is now stolen"));
+    assert_eq!(centre_state(&rig, pinfl, &number), "lost");
 
     // The CA administrator revokes another document at the centre from the CA workspace,
     // where the station's own certificate revocation is not offered.

@@ -309,6 +309,25 @@ pub struct RevokeReport {
     pub crl_reason: String,
 }
 
+/// Audit a refused revocation of document `num` (`document.revoke-refused`) and return `e`.
+fn revoke_refused(
+    st: &mut Station,
+    session: &Session,
+    num: DocumentNumber,
+    e: StationError,
+) -> StationError {
+    let entry = AuditEntry {
+        actor: session.actor(),
+        action: "document.revoke-refused",
+        object: &format!("document:{num}"),
+        details: &serde_json::json!({ "error": e.to_string() }),
+    };
+    if let Err(ae) = st.registry.audit(&entry) {
+        tracing::error!(error = %ae, "a refused revocation could not be audited");
+    }
+    e
+}
+
 /// `idstation revoke`: the document's status, its certificates revoked (they appear on the
 /// next CRL of the key that issued them), one audit event — in one transaction.
 pub fn revoke(
@@ -327,26 +346,46 @@ pub fn revoke(
     let num = parse_document(num)?;
     if st.config.centre.is_some() {
         // The centre's record decides; the station mirrors what it knows.
-        let answer = crate::ra::revoke_at_centre(st, session.actor(), num, reason)?;
+        let answer = crate::ra::revoke_at_centre(st, session.actor(), num, reason)
+            .map_err(|e| revoke_refused(st, session, num, e))?;
         if st.registry.document(num)?.is_none() {
-            // Issued by another office: nothing to mirror here.
+            // Issued by another office: nothing to mirror here, but recorded here.
+            if answer.crl_reason.is_empty() {
+                // The centre had it out of use already and changed nothing.
+                let e = StationError::Conflict(format!(
+                    "document status: document {num} is already {} at the national centre; nothing was changed",
+                    answer.state
+                ));
+                return Err(revoke_refused(st, session, num, e));
+            }
+            st.registry.audit(&AuditEntry {
+                actor: session.actor(),
+                action: "document.revoked",
+                object: &format!("document:{num}"),
+                details: &serde_json::json!({
+                    "reason": reason, "status": answer.state, "certificates": answer.revoked,
+                    "crl_reason": answer.crl_reason, "at_centre": true,
+                }),
+            })?;
             return Ok(RevokeReport {
                 document: answer.document,
                 status: answer.state,
                 revoked_certificates: answer.revoked,
-                crl_reason: crl_reason.into(),
+                crl_reason: answer.crl_reason,
             });
         }
     }
     let doc = st
         .registry
         .document(num)?
-        .ok_or_else(|| StationError::NotFound(format!("no document {num}")))?;
+        .ok_or_else(|| StationError::NotFound(format!("no document {num}")))
+        .map_err(|e| revoke_refused(st, session, num, e))?;
     if doc.status != DocumentStatus::Active && doc.status != DocumentStatus::Suspended {
-        return Err(StationError::Conflict(format!(
-            "document {num} is {}, not active",
+        let e = StationError::Conflict(format!(
+            "document status: document {num} is {}, not active",
             doc.status.as_str()
-        )));
+        ));
+        return Err(revoke_refused(st, session, num, e));
     }
     let certs = match st.registry.job_of_document(num)? {
         Some(j) => st.registry.certificates_of_job(j.id)?,
