@@ -433,13 +433,7 @@ pub fn approve(st: &mut Station, session: &Session, id: i64) -> Result<Approval,
     if let Some(rule) = settled_rule(&req) {
         return Err(refused_attempt(st, session.actor(), id, "approve", &rule));
     }
-    // A CA request filed before the station was enrolled (or by an older version) would act
-    // on keys the centre holds: the centre's CRL and OCSP would not follow.
-    if st.config.centre.is_some() && matches!(req.kind.as_str(), KIND_ROTATE | KIND_REVOKE_CA) {
-        let rule = format!(
-            "this station is enrolled to the national centre, which holds the {} CA's key: a {} request is made there (`idcentral ca {}`)",
-            req.ca, req.kind, req.kind
-        );
+    if let Some(rule) = centre_held(st, &req) {
         return Err(refused_attempt(st, session.actor(), id, "approve", &rule));
     }
     let reached = {
@@ -613,6 +607,23 @@ fn require_ca_admin(
     ))
 }
 
+/// Why request `req` may not be approved or run here: on a station enrolled to the national
+/// centre a CA rotation or revocation (filed by an older version, which did not refuse them)
+/// would act on keys the centre holds, and the centre's CRL and OCSP would not follow.
+fn centre_held(st: &Station, req: &registry::CaRequest) -> Option<String> {
+    if st.config.centre.is_none() || !matches!(req.kind.as_str(), KIND_ROTATE | KIND_REVOKE_CA) {
+        return None;
+    }
+    Some(if req.ca == crate::hierarchy::DS_CA {
+        "this station is enrolled to the national centre, whose CSCA certifies its Document Signer: a new one comes from `idstation centre renew-document-signer`".into()
+    } else {
+        format!(
+            "this station is enrolled to the national centre, which holds the {} CA's key: a {} request is made there (`idcentral ca {}`)",
+            req.ca, req.kind, req.kind
+        )
+    })
+}
+
 /// Audit a request refused at filing and return the error naming the rule.
 fn refused_filing(
     st: &mut Station,
@@ -682,6 +693,10 @@ pub use sign::link_path;
 fn execute(st: &mut Station, actor: &Actor, id: i64) -> Result<Execution, StationError> {
     let _lock = WorkLock::acquire(&st.layout.root, Work::CaRequest(id))?;
     let req = load(st, id)?;
+    // `recover` comes here too, with requests approved by an older version.
+    if let Some(rule) = centre_held(st, &req) {
+        return Err(refused_attempt(st, actor, id, "execute", &rule));
+    }
     let started = std::time::Instant::now();
     let mut out = match req.kind.as_str() {
         KIND_ROTATE => execute::execute_rotation(st, actor, &req)?,
