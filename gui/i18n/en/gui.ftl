@@ -412,9 +412,9 @@ station-error-centre-unreachable-next = Check the network, then try again.
 station-error-centre-refused = The national centre refused the request.
 station-error-centre-refused-next = Check what you entered; Details give the centre's rule.
 centre-refused-active-card = This holder already has an active card, issued by office { $office }.
-centre-refused-active-card-next = A holder has one active card in the country: the old card is declared lost or stolen, or replaced, before a new one is issued.
+centre-refused-active-card-next = A holder has one active card in the country: that card must be declared lost or stolen, or replaced, first.
 centre-refused-pending-issuance = A card for this holder is being issued right now at office { $office }.
-centre-refused-pending-issuance-next = Wait until that issuance ends (the centre ends an abandoned one after its timeout), then try again.
+centre-refused-pending-issuance-next = Wait until that issuance ends (the centre ends an abandoned one after its timeout), then start again.
 centre-refused-station-disabled = The national centre has disabled this station.
 centre-refused-station-disabled-next = Nothing can be issued or changed here: ask the centre's administrator.
 centre-refused-no-numbers = The national centre has no document numbers left for this office.
@@ -632,7 +632,7 @@ svc-next-replace = The holder needs a new card.
 svc-next-admin = Call the station administrator and show them the details.
 svc-next-clerk = Log in as a clerk.
 svc-next-retry-later = Press Retry when the network is back.
-svc-next-renew-retry = Keep the holder here: press Retry when the centre answers, and the renewal goes on where it stopped.
+svc-next-renew-retry = Keep the holder here: press Retry when the centre answers to finish the renewal.
 svc-next-correct = Correct it and confirm again.
 
 ## E-government deliveries of the national centre (deliveries.rs)

@@ -405,9 +405,9 @@ station-error-centre-unreachable-next = Tarmoqni tekshiring, soʻng qaytadan uri
 station-error-centre-refused = Milliy markaz soʻrovni rad etdi.
 station-error-centre-refused-next = Kiritilganini tekshiring; markaz qoidasi batafsil qismida.
 centre-refused-active-card = Bu egada { $office } boʻlimi bergan amaldagi karta allaqachon bor.
-centre-refused-active-card-next = Egada mamlakatda bitta amaldagi karta boʻladi: yangisi berilishidan oldin eski karta yoʻqolgan yoki oʻgʻirlangan deb eʼlon qilinadi yoki almashtiriladi.
+centre-refused-active-card-next = Egada mamlakatda bitta amaldagi karta boʻladi: avval oʻsha karta yoʻqolgan yoki oʻgʻirlangan deb eʼlon qilinadi yoki almashtiriladi.
 centre-refused-pending-issuance = Bu ega uchun karta hozir { $office } boʻlimida berilmoqda.
-centre-refused-pending-issuance-next = Oʻsha berish tugashini kuting (tashlab ketilganini markaz muddat oʻtgach tugatadi), soʻng qayta urinib koʻring.
+centre-refused-pending-issuance-next = Oʻsha berish tugashini kuting (tashlab ketilganini markaz muddat oʻtgach tugatadi), soʻng qaytadan boshlang.
 centre-refused-station-disabled = Milliy markaz bu stansiyani oʻchirib qoʻygan.
 centre-refused-station-disabled-next = Bu yerda hech narsa berib yoki oʻzgartirib boʻlmaydi: markaz administratoriga murojaat qiling.
 centre-refused-no-numbers = Milliy markazda bu boʻlim uchun hujjat raqamlari qolmagan.
@@ -622,7 +622,7 @@ svc-next-replace = Egaga yangi karta kerak.
 svc-next-admin = Stansiya administratoriga murojaat qiling va tafsilotlarni koʻrsating.
 svc-next-clerk = Hujjat beruvchi sifatida kiring.
 svc-next-retry-later = Tarmoq tiklanganda «Qayta urinish» ni bosing.
-svc-next-renew-retry = Karta egasidan kutib turishini soʻrang: markaz javob berganda «Qayta urinish» ni bosing, yangilash toʻxtagan joyidan davom etadi.
+svc-next-renew-retry = Karta egasidan kutib turishini soʻrang: yangilashni tugatish uchun markaz javob berganda «Qayta urinish» ni bosing.
 svc-next-correct = Tuzating va yana tasdiqlang.
 
 ## E-government deliveries of the national centre (deliveries.rs)
