@@ -391,6 +391,22 @@ fn memory_follows_the_database(
     eprintln!("the response the worker signed again was answered {took:?} after it was stored");
 }
 
+/// POST the TimeStampReq in `dir/query` to `/tsa` at `addr`: (status, headers, body).
+fn post_tsa(
+    rt: &tokio::runtime::Runtime,
+    addr: SocketAddr,
+    dir: &Path,
+    query: &str,
+) -> (u16, hyper::HeaderMap, Vec<u8>) {
+    rt.block_on(http(
+        addr,
+        "POST",
+        "/tsa",
+        Some("application/timestamp-query"),
+        std::fs::read(dir.join(query)).unwrap(),
+    ))
+}
+
 /// Every TSA key as "label state", by label.
 fn tsa_states(rt: &tokio::runtime::Runtime, db: &tokio_postgres::Client) -> Vec<String> {
     rt.block_on(db.query(
@@ -445,13 +461,7 @@ fn tsa_rolled_over(
         ],
     );
     assert!(made, "{o}");
-    let (status, _, body) = rt.block_on(http(
-        only,
-        "POST",
-        "/tsa",
-        Some("application/timestamp-query"),
-        std::fs::read(dir.join("q3.tsq")).unwrap(),
-    ));
+    let (status, _, body) = post_tsa(rt, only, dir, "q3.tsq");
     assert_eq!(status, 200);
     std::fs::write(dir.join("r3.tsr"), &body).unwrap();
     let verify = |reply: &str, query: &str, untrusted: Option<&str>| {
@@ -543,13 +553,7 @@ fn tsa_rollover_fails_softly(
         plain
     };
     let (third, addr, log_path) = start("third.log");
-    let (status, _, body) = rt.block_on(http(
-        addr,
-        "POST",
-        "/tsa",
-        Some("application/timestamp-query"),
-        std::fs::read(dir.join("q3.tsq")).unwrap(),
-    ));
+    let (status, _, body) = post_tsa(rt, addr, dir, "q3.tsq");
     let log = stop(third, &log_path);
     assert_eq!(status, 200);
     std::fs::write(dir.join("r4.tsr"), &body).unwrap();
@@ -1060,13 +1064,7 @@ fn ocsp_crl_ca_and_tsa_answer_relying_parties_over_plain_http() {
         ],
     );
     assert!(made, "{o}");
-    let (status, headers, body) = rt.block_on(http(
-        public,
-        "POST",
-        "/tsa",
-        Some("application/timestamp-query"),
-        std::fs::read(dir.join("q.tsq")).unwrap(),
-    ));
+    let (status, headers, body) = post_tsa(&rt, public, dir, "q.tsq");
     assert_eq!(status, 200);
     assert_eq!(
         header(&headers, "content-type"),
@@ -1092,13 +1090,7 @@ fn ocsp_crl_ca_and_tsa_answer_relying_parties_over_plain_http() {
     assert!(text.contains("1.3.6.1.4.1.32473.1.5.1"), "{text}");
     assert!(text.contains("Accuracy: 0x01 seconds"), "{text}");
     // A second token has another serial number; both are recorded.
-    let (_, _, body2) = rt.block_on(http(
-        public,
-        "POST",
-        "/tsa",
-        Some("application/timestamp-query"),
-        std::fs::read(dir.join("q.tsq")).unwrap(),
-    ));
+    let (_, _, body2) = post_tsa(&rt, public, dir, "q.tsq");
     std::fs::write(dir.join("r2.tsr"), &body2).unwrap();
     let (_, text2) = tool(dir, "openssl", &["ts", "-reply", "-in", "r2.tsr", "-text"]);
     let serial_of = |t: &str| {

@@ -57,16 +57,8 @@ fn centre_document(rig: &EgovRig, pinfl: &str, number: &str) -> (String, Vec<Str
 fn a_clerk_at_an_enrolled_station_serves_a_card_through_the_centre() {
     let slot = testrig::Slot::lease();
     let rig = EgovRig::start("tas01-gui-svc", 5);
+    rig.add_clerk(CLERK);
     let mut st = station::Station::open(&rig.data).expect("open the station");
-    let admin = rig.session(&mut st, "admin", EGOV_ADMIN_PASSWORD);
-    station::operators::add(
-        &mut st,
-        &admin,
-        "clerk",
-        registry::Role::Clerk,
-        &Zeroizing::new(CLERK.into()),
-    )
-    .expect("add the clerk");
     // A card issued through the centre (the station library, as the issuance GUI calls it).
     let card = slot.insert(&blank_card_in(&rig.dir, 0x5C00_0141), &[]);
     let clerk = st

@@ -16,7 +16,6 @@ use common::*;
 use egov_centre::*;
 use gui::i18n::{tr, Lang};
 use gui::GuiOptions;
-use zeroize::Zeroizing;
 
 const CLERK: &str = "centre-clerk-pw-51c2";
 
@@ -44,17 +43,7 @@ fn centre_state(rig: &EgovRig, pinfl: &str, number: &str) -> String {
 #[test]
 fn another_offices_card_is_declared_lost_from_the_look_up_and_a_ca_admin_revokes_a_document() {
     let rig = EgovRig::start("tas01-gui-lost", 5);
-    let mut st = station::Station::open(&rig.data).expect("open the station");
-    let admin = rig.session(&mut st, "admin", EGOV_ADMIN_PASSWORD);
-    station::operators::add(
-        &mut st,
-        &admin,
-        "clerk",
-        registry::Role::Clerk,
-        &Zeroizing::new(CLERK.into()),
-    )
-    .expect("add the clerk");
-    drop(st);
+    rig.add_clerk(CLERK);
     // Issued through the centre's protocol without this station's registry: to the station it
     // is another office's document.
     let pinfl = "31234567890141";

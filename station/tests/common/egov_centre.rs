@@ -72,6 +72,20 @@ impl EgovRig {
         .expect("log in")
     }
 
+    /// A clerk `clerk` with `password`, added by the ca-admin.
+    pub fn add_clerk(&self, password: &str) {
+        let mut st = station::Station::open(&self.data).expect("open the station");
+        let admin = self.session(&mut st, "admin", EGOV_ADMIN_PASSWORD);
+        station::operators::add(
+            &mut st,
+            &admin,
+            "clerk",
+            registry::Role::Clerk,
+            &Zeroizing::new(password.into()),
+        )
+        .expect("add the clerk");
+    }
+
     /// One issuance through the centre's protocol (no card): the document number. The centre
     /// queues its `document.issued` message.
     pub fn issue(&self, pinfl: &str) -> String {
