@@ -72,6 +72,27 @@ pub(crate) fn checkpoint_in(
     Ok(())
 }
 
+/// Record the refusal `e` of `action` on `object` (details: the error), then return `e`; a
+/// failure to write the event is logged, the refusal stands.
+pub(crate) fn refused(
+    st: &mut Station,
+    session: &Session,
+    action: &str,
+    object: &str,
+    e: StationError,
+) -> StationError {
+    let entry = AuditEntry {
+        actor: session.actor(),
+        action,
+        object,
+        details: &serde_json::json!({ "error": e.to_string() }),
+    };
+    if let Err(ae) = st.registry.audit(&entry) {
+        tracing::error!(error = %ae, %action, "a refusal could not be audited");
+    }
+    e
+}
+
 /// Sign a checkpoint over the newest event after an issuance was rolled back or finished by
 /// recovery, so that those outcomes end inside a signed checkpoint too (a completed issuance
 /// commits its checkpoint with the completion). It runs after the outcome's own commit: an HSM

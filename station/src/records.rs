@@ -316,16 +316,8 @@ fn revoke_refused(
     num: DocumentNumber,
     e: StationError,
 ) -> StationError {
-    let entry = AuditEntry {
-        actor: session.actor(),
-        action: "document.revoke-refused",
-        object: &format!("document:{num}"),
-        details: &serde_json::json!({ "error": e.to_string() }),
-    };
-    if let Err(ae) = st.registry.audit(&entry) {
-        tracing::error!(error = %ae, "a refused revocation could not be audited");
-    }
-    e
+    let object = format!("document:{num}");
+    crate::audit::refused(st, session, "document.revoke-refused", &object, e)
 }
 
 /// `idstation revoke`: the document's status, its certificates revoked (they appear on the

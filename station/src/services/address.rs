@@ -353,14 +353,6 @@ fn refused(
     pinfl: &str,
     e: StationError,
 ) -> StationError {
-    let entry = AuditEntry {
-        actor: session.actor(),
-        action: &format!("{action}.refused"),
-        object: &format!("holder:{pinfl}"),
-        details: &serde_json::json!({ "error": e.to_string() }),
-    };
-    if let Err(ae) = st.registry.audit(&entry) {
-        tracing::error!(error = %ae, "an address refusal could not be audited");
-    }
-    e
+    let (action, object) = (format!("{action}.refused"), format!("holder:{pinfl}"));
+    crate::audit::refused(st, session, &action, &object, e)
 }

@@ -12,7 +12,7 @@ use personalization::piv::services as card_services;
 use personalization::piv::PinStatus;
 use personalization::transport::pcsc::Pcsc;
 use profiles::card::Slot;
-use registry::{AuditEntry, CardLifecycle, CertStatus, DocumentStatus, NewAddress};
+use registry::{CardLifecycle, CertStatus, DocumentStatus, NewAddress};
 use serde::Serialize;
 
 use super::address::AddressHistoryEntry;
@@ -246,16 +246,8 @@ fn on_record(
 
 /// An audited refusal to identify card `serial`.
 fn refused(st: &mut Station, session: &Session, serial: &str, e: StationError) -> StationError {
-    let entry = AuditEntry {
-        actor: session.actor(),
-        action: "card.identify.refused",
-        object: &format!("card:{serial}"),
-        details: &serde_json::json!({ "error": e.to_string() }),
-    };
-    if let Err(ae) = st.registry.audit(&entry) {
-        tracing::error!(error = %ae, "a refused card identification could not be audited");
-    }
-    e
+    let object = format!("card:{serial}");
+    crate::audit::refused(st, session, "card.identify.refused", &object, e)
 }
 
 /// What the workspace shows of a matched card.

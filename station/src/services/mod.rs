@@ -45,7 +45,7 @@ pub use unblock::{unblock, UnblockInput, UnblockReport};
 use personalization::lifecycle::Lifecycle;
 use personalization::piv::services::{self as card_services, IssuedCard};
 use profiles::card::{CardProfile, Slot};
-use registry::{AuditEntry, CertStatus, Certificate, DocumentStatus, StepState};
+use registry::{CertStatus, Certificate, DocumentStatus, StepState};
 use serde_json::Value;
 
 use crate::card::{serial_text, slot_name};
@@ -254,16 +254,8 @@ pub(crate) fn refused(
     document: &str,
     e: StationError,
 ) -> StationError {
-    let entry = AuditEntry {
-        actor: session.actor(),
-        action: &format!("{service}.refused"),
-        object: &format!("document:{document}"),
-        details: &serde_json::json!({ "error": e.to_string() }),
-    };
-    if let Err(ae) = st.registry.audit(&entry) {
-        tracing::error!(error = %ae, "a card-service refusal could not be audited");
-    }
-    e
+    let (action, object) = (format!("{service}.refused"), format!("document:{document}"));
+    crate::audit::refused(st, session, &action, &object, e)
 }
 
 /// Begin `step` of service job `job_id` in the journal (durably, before the side effect).
