@@ -147,6 +147,18 @@ async fn active_with(pool: &Pool, policy: ObjectIdentifier) -> Result<Option<Tsa
     }
 }
 
+/// The active key when the HSM has it.
+async fn usable(
+    pool: &Pool,
+    store: &Arc<dyn KeyStore>,
+    policy: ObjectIdentifier,
+) -> Result<Option<Tsa>> {
+    match active_with(pool, policy).await? {
+        Some(t) if store.find(&t.key_label)?.is_some() => Ok(Some(t)),
+        _ => Ok(None),
+    }
+}
+
 /// The active TSA key, rolled over first when it is due (see the module documentation), and
 /// the error of a rollover that failed. A failed rollover leaves the active key while it may
 /// still sign; `None` when no key can sign.
@@ -172,11 +184,7 @@ async fn ensure(
 ) -> Result<(Option<Tsa>, Option<CentralError>)> {
     let profile = profiles.cert(PROFILE)?;
     let policy = policy(profile)?;
-    let current = match active_with(pool, policy).await? {
-        Some(t) if store.find(&t.key_label)?.is_some() => Some(t),
-        _ => None,
-    };
-    let current = match current {
+    let current = match usable(pool, store, policy).await? {
         Some(t) if !t.due(SystemTime::now(), roll_margin(profile)) => return Ok((Some(t), None)),
         other => other,
     };
@@ -324,12 +332,11 @@ impl Rollover<'_> {
     /// The attempt; a failure is audited.
     async fn run(&self, client: &mut deadpool_postgres::Object) -> Result<Tsa> {
         // Another instance may have rolled while this one waited for the lock.
-        if let Some(t) = active_with(self.pool, self.policy).await? {
-            if self.store.find(&t.key_label)?.is_some()
-                && !t.due(SystemTime::now(), roll_margin(self.profile))
-            {
-                return Ok(t);
-            }
+        if let Some(t) = usable(self.pool, self.store, self.policy)
+            .await?
+            .filter(|t| !t.due(SystemTime::now(), roll_margin(self.profile)))
+        {
+            return Ok(t);
         }
         let (label, n) = match self.pending_label(client).await {
             Ok(l) => l,
