@@ -60,7 +60,7 @@ struct DocRevocation {
 }
 
 /// The reasons `station::records::revoke` takes, in the order offered.
-const DOC_REASONS: [&str; 6] = [
+const DOC_REASONS: &[&str] = &[
     "lost",
     "stolen",
     "damaged",
@@ -263,19 +263,7 @@ fn revoke_ui(ui: &mut egui::Ui, st: &mut CaState, cmds: &mut Vec<Command>) {
         ui.add(egui::TextEdit::singleline(&mut st.serial).desired_width(320.0))
             .labelled_by(l.id);
     });
-    let reason_word = |ui: &egui::Ui, r: &str| t(ui, &format!("reason-{r}"));
-    let chosen = reason_word(ui, REASONS[st.reason.min(REASONS.len() - 1)]);
-    egui::ComboBox::from_label(t(ui, "ca-revoke-reason"))
-        .selected_text(chosen)
-        .show_ui(ui, |ui| {
-            for (i, r) in REASONS.iter().enumerate() {
-                let w = reason_word(ui, r);
-                // The list closes once a reason is taken, from the keyboard too.
-                if ui.selectable_value(&mut st.reason, i, w).clicked() {
-                    ui.close();
-                }
-            }
-        });
+    let reason = reason_picker(ui, "ca-revoke-reason", "reason-", REASONS, &mut st.reason);
     ui.checkbox(&mut st.confirm, t(ui, "ca-revoke-confirm"));
     if ui
         .add_enabled(
@@ -287,7 +275,7 @@ fn revoke_ui(ui: &mut egui::Ui, st: &mut CaState, cmds: &mut Vec<Command>) {
         st.revoke_pending = true;
         cmds.push(Command::RevokeCertificate {
             serial: st.serial.clone(),
-            reason: REASONS[st.reason.min(REASONS.len() - 1)].to_string(),
+            reason: reason.to_string(),
         });
     }
     match &st.revoked {
@@ -312,18 +300,13 @@ fn revoke_document_ui(ui: &mut egui::Ui, d: &mut DocRevocation, cmds: &mut Vec<C
         ui.add(egui::TextEdit::singleline(&mut d.number).desired_width(200.0))
             .labelled_by(l.id);
     });
-    let word = |ui: &egui::Ui, r: &str| t(ui, &format!("ca-doc-reason-{r}"));
-    let reason = DOC_REASONS[d.reason.min(DOC_REASONS.len() - 1)];
-    egui::ComboBox::from_label(t(ui, "ca-doc-reason"))
-        .selected_text(word(ui, reason))
-        .show_ui(ui, |ui| {
-            for (i, r) in DOC_REASONS.iter().enumerate() {
-                let w = word(ui, r);
-                if ui.selectable_value(&mut d.reason, i, w).clicked() {
-                    ui.close();
-                }
-            }
-        });
+    let reason = reason_picker(
+        ui,
+        "ca-doc-reason",
+        "ca-doc-reason-",
+        DOC_REASONS,
+        &mut d.reason,
+    );
     ui.checkbox(&mut d.confirm, t(ui, "ca-doc-confirm"));
     if ui
         .add_enabled(
@@ -338,27 +321,32 @@ fn revoke_document_ui(ui: &mut egui::Ui, d: &mut DocRevocation, cmds: &mut Vec<C
             reason: reason.to_owned(),
         });
     }
-    match &d.result {
-        Some(Ok(r)) => {
-            ui.colored_label(
-                Color32::from_rgb(0, 140, 60),
-                ta(
-                    ui,
-                    "doc-revoked",
-                    &[
-                        ("number", i18n::s(r.document.as_str())),
-                        (
-                            "status",
-                            i18n::s(i18n::status_word(i18n::current(ui.ctx()), &r.status)),
-                        ),
-                        ("count", i18n::n(r.revoked_certificates.len() as f64)),
-                    ],
-                ),
-            );
-        }
-        Some(Err(e)) => gerr::ui(ui, e),
-        None => {}
-    }
+    crate::clerk::lookup::revoke_result_ui(ui, &d.result);
+}
+
+/// A combo box labelled `label` choosing one of `reasons` (each in words: catalogue id
+/// `prefix` + reason) into `chosen`; the list closes once a reason is taken, from the keyboard
+/// too. The reason chosen.
+fn reason_picker<'r>(
+    ui: &mut egui::Ui,
+    label: &str,
+    prefix: &str,
+    reasons: &[&'r str],
+    chosen: &mut usize,
+) -> &'r str {
+    let word = |ui: &egui::Ui, r: &str| t(ui, &format!("{prefix}{r}"));
+    let reason = reasons[(*chosen).min(reasons.len() - 1)];
+    egui::ComboBox::from_label(t(ui, label))
+        .selected_text(word(ui, reason))
+        .show_ui(ui, |ui| {
+            for (i, r) in reasons.iter().enumerate() {
+                let w = word(ui, r);
+                if ui.selectable_value(chosen, i, w).clicked() {
+                    ui.close();
+                }
+            }
+        });
+    reasons[(*chosen).min(reasons.len() - 1)]
 }
 
 /// A SHA-256 fingerprint (hex, with or without colons) as two lines of colon-separated pairs.

@@ -228,7 +228,7 @@ pub fn panel(
         if !matches!(st.revoke_result, Some(Ok(_))) {
             declare_ui(ui, st, number, cmds);
         }
-        revoke_result_ui(ui, st);
+        revoke_result_ui(ui, &st.revoke_result);
     }
     action
 }
@@ -407,12 +407,12 @@ fn found_document_ui(ui: &mut egui::Ui, st: &mut LookupState, cmds: &mut Vec<Com
     if d.status == "active" || d.status == "suspended" {
         declare_ui(ui, st, number, cmds);
     }
-    revoke_result_ui(ui, st);
+    revoke_result_ui(ui, &st.revoke_result);
 }
 
-/// What the last "Declare lost / stolen" did.
-fn revoke_result_ui(ui: &mut egui::Ui, st: &LookupState) {
-    match &st.revoke_result {
+/// What the last document revocation ("Declare lost / stolen", the CA workspace's) did.
+pub(crate) fn revoke_result_ui(ui: &mut egui::Ui, result: &Option<Result<RevokeReport, Shown>>) {
+    match result {
         Some(Ok(r)) => {
             ui.colored_label(
                 GREEN,
