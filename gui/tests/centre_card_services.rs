@@ -23,26 +23,9 @@ use zeroize::Zeroizing;
 const CLERK: &str = "centre-clerk-pw-51c2";
 const PIN: &str = "48291637";
 
-/// The holder's record at the centre (`idcentral show --pinfl`, as its admin).
-fn at_centre(rig: &EgovRig, pinfl: &str) -> serde_json::Value {
-    let out = rig
-        .centre
-        .ok(&["--json", "show", "--pinfl", pinfl, "--operator", "admin"]);
-    serde_json::from_str(&out).expect("show's JSON")
-}
-
 /// Document `number`'s state at the centre and its active certificates' serials there.
 fn centre_document(rig: &EgovRig, pinfl: &str, number: &str) -> (String, Vec<String>) {
-    let v = at_centre(rig, pinfl);
-    let state = v["documents"]
-        .as_array()
-        .expect("documents")
-        .iter()
-        .find(|d| d["document"] == number)
-        .unwrap_or_else(|| panic!("{number} not at the centre: {v}"))["state"]
-        .as_str()
-        .expect("state")
-        .to_owned();
+    let v = rig.show(pinfl);
     let active = v["certificates"]
         .as_array()
         .expect("certificates")
@@ -50,7 +33,7 @@ fn centre_document(rig: &EgovRig, pinfl: &str, number: &str) -> (String, Vec<Str
         .filter(|c| c["state"] == "active")
         .map(|c| c["serial"].as_str().expect("serial").to_owned())
         .collect();
-    (state, active)
+    (document_state_in(&v, number), active)
 }
 
 #[test]
@@ -138,7 +121,7 @@ fn a_clerk_at_an_enrolled_station_serves_a_card_through_the_centre() {
     type_into(&mut h, "Registered until", "31122030");
     click(&mut h, "Confirm");
     wait_done(&mut h, "The new address is recorded.");
-    let v = at_centre(&rig, &pinfl);
+    let v = rig.show(&pinfl);
     assert!(
         v["addresses"]
             .as_array()

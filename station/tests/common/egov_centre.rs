@@ -86,6 +86,19 @@ impl EgovRig {
         .expect("add the clerk");
     }
 
+    /// Holder `pinfl`'s record at the centre (`idcentral --json show --pinfl`, as its admin).
+    pub fn show(&self, pinfl: &str) -> serde_json::Value {
+        let out = self
+            .centre
+            .ok(&["--json", "show", "--pinfl", pinfl, "--operator", "admin"]);
+        serde_json::from_str(&out).expect("show's JSON")
+    }
+
+    /// Document `number`'s state in holder `pinfl`'s record at the centre.
+    pub fn document_state(&self, pinfl: &str, number: &str) -> String {
+        document_state_in(&self.show(pinfl), number)
+    }
+
     /// One issuance through the centre's protocol (no card): the document number. The centre
     /// queues its `document.issued` message.
     pub fn issue(&self, pinfl: &str) -> String {
@@ -159,6 +172,19 @@ fn enrol(centre: &Centre, dir: &Path, data: &Path, station: &str) {
         &Zeroizing::new(EGOV_AUDITOR_PASSWORD.into()),
     )
     .expect("add the auditor");
+}
+
+/// Document `number`'s state in a holder's record `v` (from [`EgovRig::show`]).
+pub fn document_state_in(v: &serde_json::Value, number: &str) -> String {
+    v["documents"]
+        .as_array()
+        .expect("documents")
+        .iter()
+        .find(|d| d["document"] == number)
+        .unwrap_or_else(|| panic!("{number} not at the centre: {v}"))["state"]
+        .as_str()
+        .expect("state")
+        .to_owned()
 }
 
 /// Poll `f` every 100 ms until it gives a value; panic naming `what` after `limit`.
