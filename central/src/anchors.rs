@@ -11,6 +11,7 @@
 //!   certificate replaces the unanswered one), the new one `identity`, and
 //!   `station.identity-renewed` is audited.
 
+use crate::db::Prepared;
 use std::sync::Arc;
 
 use centre_api::anchors::{
@@ -30,7 +31,7 @@ fn pem(der: &[u8]) -> Result<String> {
 pub async fn anchors(centre: &Centre) -> Result<Anchors> {
     let client = centre.pool.get().await?;
     let root: Vec<u8> = client
-        .query_opt(
+        .prepared_opt(
             "SELECT cert_der FROM ca_keys WHERE ca = 'root' AND state = 'active'",
             &[],
         )
@@ -69,7 +70,7 @@ async fn roots_and_links(
     client: &deadpool_postgres::Client,
 ) -> Result<(Vec<StationCaAnchor>, Vec<RootLink>)> {
     let rows = client
-        .query(
+        .prepared_query(
             "SELECT label, state, cert_der FROM ca_keys
              WHERE ca = 'root' AND state IN ('active', 'retired') ORDER BY created_at, label",
             &[],
@@ -93,7 +94,7 @@ pub(crate) async fn ca_links(
     ca: &str,
 ) -> Result<Vec<RootLink>> {
     let rows = client
-        .query(
+        .prepared_query(
             "SELECT l.certified_key, l.signer_key, l.kind, l.cert_der FROM ca_links l
              JOIN ca_keys k ON k.label = l.certified_key WHERE k.ca = $1
              ORDER BY k.created_at, l.certified_key, l.signer_key",
@@ -170,7 +171,7 @@ pub async fn renew_identity(
     let name = who.station.clone();
     let cert =
         crate::pki::issue_station_cert(centre, &issuer, "station-identity", spki, name).await?;
-    tx.execute(
+    tx.prepared_execute(
         "INSERT INTO station_certs (station, purpose, serial, cert_der) VALUES ($1, 'identity', $2, $3)",
         &[&who.station, &serial_of(&cert.der)?, &cert.der],
     )

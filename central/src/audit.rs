@@ -8,6 +8,7 @@
 //! `audit-signer` profile), stored in `audit_checkpoints` (append-only). [`ensure_signer`] makes
 //! the key once, [`checkpoint`] signs, [`verify_log`] checks the chain and every signature.
 
+use crate::db::Prepared;
 use deadpool_postgres::Transaction;
 use registry::audit::{canonical_json, event_hash, AuditEvent, GENESIS_PREV_HASH};
 
@@ -226,10 +227,10 @@ pub async fn ensure_signer_with(
     let mut client = pool.get().await?;
     let root = root_cert(&client).await?;
     let tx = client.transaction().await?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&AUDIT_LOCK])
+    tx.prepared_execute("SELECT pg_advisory_xact_lock($1)", &[&AUDIT_LOCK])
         .await?;
     let row = tx
-        .query_opt(
+        .prepared_opt(
             "SELECT label, cert_der FROM audit_signer_keys WHERE state = 'active'",
             &[],
         )
@@ -251,7 +252,7 @@ pub async fn ensure_signer_with(
     }
     let spki = store.public_key_spki(label)?;
     let root_issuer = tx
-        .query_one(
+        .prepared_one(
             "SELECT label FROM ca_keys WHERE ca = 'root' AND state = 'active'",
             &[],
         )
@@ -265,7 +266,7 @@ pub async fn ensure_signer_with(
         &format!("{centre} audit"),
         std::time::SystemTime::now(),
     )?;
-    tx.execute(
+    tx.prepared_execute(
         "INSERT INTO audit_signer_keys (label, state, cert_der) VALUES ($1, 'active', $2)",
         &[&label, &cert.der],
     )
@@ -328,10 +329,10 @@ pub async fn checkpoint(
     let signer = ensure_signer(pool, store, centre).await?;
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&AUDIT_LOCK])
+    tx.prepared_execute("SELECT pg_advisory_xact_lock($1)", &[&AUDIT_LOCK])
         .await?;
     let last = tx
-        .query_opt(
+        .prepared_opt(
             "SELECT l.seq, l.hash, c.seq IS NOT NULL FROM audit_log l
              LEFT JOIN audit_checkpoints c ON c.seq = l.seq
              ORDER BY l.seq DESC LIMIT 1",
@@ -352,7 +353,7 @@ pub async fn checkpoint(
     let time = registry::now_rfc3339();
     let msg = registry::audit::checkpoint_message(seq, &hash, &time);
     let signature = store.sign_p256_sha256(&signer.label, &msg)?;
-    tx.execute(
+    tx.prepared_execute(
         "INSERT INTO audit_checkpoints (seq, hash, time, signature, key_label)
          VALUES ($1, $2, $3, $4, $5)",
         &[

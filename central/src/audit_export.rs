@@ -5,6 +5,7 @@
 //! then the National Root CA). The station's offline verifier (`idstation audit verify`,
 //! [`registry::export::verify_export`]) accepts it, and [`verify`] is that verifier.
 
+use crate::db::Prepared;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -253,7 +254,7 @@ async fn write(
         GENESIS_PREV_HASH
     } else {
         let row = tx
-            .query_opt(
+            .prepared_opt(
                 "SELECT hash FROM audit_log WHERE seq = $1",
                 &[&((from - 1) as i64)],
             )

@@ -5,6 +5,7 @@
 //! signature verifies with the station's enrolled audit certificate. The station's history is
 //! then anchored off the station. A repeated push of an accepted head is accepted again.
 
+use crate::db::Prepared;
 use centre_api::{rules, AuditEventWire, AuditHead, AuditPush};
 use deadpool_postgres::Transaction;
 use registry::audit::{AuditEvent, Checkpoint, GENESIS_PREV_HASH};
@@ -50,7 +51,7 @@ fn does_not_extend(station: &str, why: String) -> CentralError {
 async fn head(tx: &Transaction<'_>, station: &str) -> Result<(u64, [u8; 32])> {
     crate::holders::advisory_lock(tx, "audit-head", station).await?;
     let row = tx
-        .query_opt(
+        .prepared_opt(
             "SELECT seq, hash FROM station_audit_heads WHERE station = $1",
             &[&station],
         )
@@ -112,7 +113,7 @@ async fn audit_key(tx: &Transaction<'_>, station: &str) -> Result<p256::ecdsa::V
     use der::{Decode, Encode};
     use p256::pkcs8::DecodePublicKey;
     let der: Vec<u8> = tx
-        .query_one(
+        .prepared_one(
             "SELECT cert_der FROM station_certs WHERE station = $1 AND purpose = 'audit'",
             &[&station],
         )
@@ -133,7 +134,7 @@ async fn audit_key(tx: &Transaction<'_>, station: &str) -> Result<p256::ecdsa::V
 /// centre holds with that hash (a repeated push), refused otherwise.
 async fn repeated(tx: &Transaction<'_>, station: &str, cp: &Checkpoint) -> Result<()> {
     let held: Option<Vec<u8>> = tx
-        .query_opt(
+        .prepared_opt(
             "SELECT hash FROM station_audit_events WHERE station = $1 AND seq = $2",
             &[&station, &(cp.seq as i64)],
         )
@@ -159,14 +160,14 @@ async fn store(
     cp: &Checkpoint,
 ) -> Result<()> {
     for e in events {
-        tx.execute(
+        tx.prepared_execute(
             "INSERT INTO station_audit_events (station, seq, time, operator, role, event_station, action, object, details, prev_hash, hash)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             &[&station, &(e.seq as i64), &e.time, &e.operator, &e.role, &e.station, &e.action, &e.object, &e.details, &e.prev_hash.as_slice(), &e.hash.as_slice()],
         )
         .await?;
     }
-    tx.execute(
+    tx.prepared_execute(
         "INSERT INTO station_audit_heads (station, seq, hash, time, signature) VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (station) DO UPDATE SET seq = $2, hash = $3, time = $4, signature = $5, accepted_at = now()",
         &[&station, &(cp.seq as i64), &cp.hash.as_slice(), &cp.time, &cp.signature],

@@ -10,12 +10,14 @@
 //! read-only server is dropped and another made. While no primary answers, every request fails
 //! at once with [`CentralError::Database`].
 
+use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
 use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::config::TargetSessionAttrs;
-use tokio_postgres::{NoTls, SimpleQueryMessage};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row, SimpleQueryMessage};
 use zeroize::Zeroizing;
 
 use crate::config::DatabaseSection;
@@ -186,6 +188,76 @@ async fn writable(client: &tokio_postgres::Client) -> std::result::Result<(), Ho
         )),
     }
 }
+
+/// Statements prepared once per pooled connection. tokio-postgres sends a statement given as
+/// text as an unnamed one: a round trip to parse and describe it, then another to bind and run
+/// it, and the server parses and plans it every time. Through these the text is parsed once per
+/// connection (deadpool's statement cache) and each later run is one round trip. The text must
+/// be `'static` — a fixed statement, never one built at run time — so the cache stays bounded
+/// by the statements this program has.
+pub trait Prepared: deadpool_postgres::GenericClient {
+    /// Like `query`, prepared once per connection.
+    fn prepared_query<'a>(
+        &'a self,
+        sql: &'static str,
+        params: &'a [&'a (dyn ToSql + Sync)],
+    ) -> impl Future<Output = std::result::Result<Vec<Row>, tokio_postgres::Error>> + Send + 'a
+    where
+        Self: Sized,
+    {
+        async move {
+            let st = self.prepare_cached(sql).await?;
+            self.query(&st, params).await
+        }
+    }
+
+    /// Like `query_one`, prepared once per connection.
+    fn prepared_one<'a>(
+        &'a self,
+        sql: &'static str,
+        params: &'a [&'a (dyn ToSql + Sync)],
+    ) -> impl Future<Output = std::result::Result<Row, tokio_postgres::Error>> + Send + 'a
+    where
+        Self: Sized,
+    {
+        async move {
+            let st = self.prepare_cached(sql).await?;
+            self.query_one(&st, params).await
+        }
+    }
+
+    /// Like `query_opt`, prepared once per connection.
+    fn prepared_opt<'a>(
+        &'a self,
+        sql: &'static str,
+        params: &'a [&'a (dyn ToSql + Sync)],
+    ) -> impl Future<Output = std::result::Result<Option<Row>, tokio_postgres::Error>> + Send + 'a
+    where
+        Self: Sized,
+    {
+        async move {
+            let st = self.prepare_cached(sql).await?;
+            self.query_opt(&st, params).await
+        }
+    }
+
+    /// Like `execute`, prepared once per connection.
+    fn prepared_execute<'a>(
+        &'a self,
+        sql: &'static str,
+        params: &'a [&'a (dyn ToSql + Sync)],
+    ) -> impl Future<Output = std::result::Result<u64, tokio_postgres::Error>> + Send + 'a
+    where
+        Self: Sized,
+    {
+        async move {
+            let st = self.prepare_cached(sql).await?;
+            self.execute(&st, params).await
+        }
+    }
+}
+
+impl<C: deadpool_postgres::GenericClient> Prepared for C {}
 
 /// Bring the schema up to the newest version this program knows; refuse a database written by a
 /// newer one.

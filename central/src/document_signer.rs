@@ -14,6 +14,7 @@
 //! the station's identity or audit key, or a Document Signer key whose certificate was revoked,
 //! is refused.
 
+use crate::db::Prepared;
 use std::sync::Arc;
 
 use centre_api::anchors::{DocumentSignerRenewRequest, DocumentSignerRenewResponse, RootLink};
@@ -88,7 +89,7 @@ async fn cscas_and_links(
     tx: &deadpool_postgres::Transaction<'_>,
 ) -> Result<(Vec<(String, Vec<u8>)>, Vec<RootLink>)> {
     let keys = tx
-        .query(
+        .prepared_query(
             "SELECT label, cert_der FROM ca_keys WHERE ca = 'csca' ORDER BY created_at, label",
             &[],
         )
@@ -122,7 +123,7 @@ pub async fn renew(
             let cert = crate::pki::issue_station_cert(centre, &csca, PURPOSE, spki, name).await?;
             let serial =
                 hex::decode(cert.serial_hex()).map_err(|e| CentralError::Other(e.to_string()))?;
-            tx.execute(
+            tx.prepared_execute(
                 "INSERT INTO station_certs (station, purpose, serial, cert_der) VALUES ($1, $2, $3, $4)",
                 &[&who.station, &PURPOSE, &serial, &cert.der],
             )

@@ -6,6 +6,7 @@
 //! operator. A repeated request for a document already out of use answers with its state and
 //! the certificates revoked, and changes nothing.
 
+use crate::db::Prepared;
 use centre_api::{RevokeRequest, RevokeResponse};
 
 use crate::audit;
@@ -45,7 +46,7 @@ pub async fn revoke(
     let mut client = centre.pool.get().await?;
     let tx = client.transaction().await?;
     let row = tx
-        .query_opt(
+        .prepared_opt(
             "SELECT job, state, office, id, holder_id FROM documents WHERE series = $1 AND number = $2 FOR UPDATE",
             &[&series, &number],
         )
@@ -72,7 +73,7 @@ pub async fn revoke(
         });
     }
     let by = crate::issuance::actor(who, &req.operator);
-    tx.execute(
+    tx.prepared_execute(
         "UPDATE documents SET state = $2, state_reason = $3, state_changed_at = now(), state_changed_by = $4,
                 suspended_at = NULL
          WHERE job = $1",
@@ -121,7 +122,7 @@ async fn link_replacement(
         CentralError::invalid("replaced_by", "must be a document number (e.g. AA0000042)")
     })?;
     let row = tx
-        .query_opt(
+        .prepared_opt(
             "SELECT id FROM documents WHERE series = $1 AND number = $2 AND holder_id = $3 AND state = 'active'",
             &[&series, &number, &holder],
         )
@@ -133,7 +134,7 @@ async fn link_replacement(
             )
         })?;
     let new_id: i64 = row.get(0);
-    tx.execute(
+    tx.prepared_execute(
         "UPDATE documents SET replaced_by = $2 WHERE id = $1",
         &[&old, &new_id],
     )
@@ -143,7 +144,7 @@ async fn link_replacement(
 
 async fn revoked_of(tx: &deadpool_postgres::Transaction<'_>, job: &str) -> Result<Vec<String>> {
     Ok(tx
-        .query(
+        .prepared_query(
             "SELECT serial FROM certificates WHERE job = $1 AND state = 'revoked' ORDER BY slot",
             &[&job],
         )

@@ -8,6 +8,7 @@
 //! writes the audit event, and assigns the station its first block of document numbers. A
 //! failure anywhere leaves the code unspent.
 
+use crate::db::Prepared;
 use std::sync::Arc;
 
 use crate::audit::{self, Actor};
@@ -173,7 +174,7 @@ pub async fn enrol(centre: &Arc<Centre>, req: &EnrolRequest) -> Result<EnrolResp
         let info = ca::CertInfo::parse(der)?;
         let serial =
             hex::decode(&info.serial_hex).map_err(|e| CentralError::Other(e.to_string()))?;
-        tx.execute(
+        tx.prepared_execute(
             "INSERT INTO station_certs (station, purpose, serial, cert_der) VALUES ($1, $2, $3, $4)",
             &[&req.station, purpose, &serial, der],
         )
@@ -183,7 +184,7 @@ pub async fn enrol(centre: &Arc<Centre>, req: &EnrolRequest) -> Result<EnrolResp
             serde_json::json!({ "serial": info.serial_hex, "fingerprint_sha256": ca::fingerprint_sha256(der)? }),
         );
     }
-    tx.execute(
+    tx.prepared_execute(
         "UPDATE stations SET state = 'enrolled', enrolment_code_sha256 = NULL, enrolled_at = now() WHERE name = $1",
         &[&req.station],
     )
@@ -236,7 +237,7 @@ pub async fn authenticate(centre: &Centre, client_cert: Option<&[u8]>) -> Result
     let serial = hex::decode(&info.serial_hex).map_err(|e| CentralError::Other(e.to_string()))?;
     let client = centre.pool.get().await?;
     let row = client
-        .query_opt(
+        .prepared_opt(
             "SELECT s.name, s.office, s.state, c.cert_der FROM station_certs c
              JOIN stations s ON s.name = c.station
              WHERE c.purpose IN ('identity', 'identity-previous') AND c.serial = $1",

@@ -3,6 +3,7 @@
 //! advisory lock keyed by the PINFL first, so every centre instance serialises the checks of
 //! one holder (one active card, one open issuance).
 
+use crate::db::Prepared;
 use deadpool_postgres::{GenericClient, Transaction};
 use registry::{AddressKind, NewAddress, NewHolder};
 use sha2::{Digest, Sha256};
@@ -34,7 +35,7 @@ pub async fn advisory_lock(tx: &Transaction<'_>, domain: &str, key: &str) -> Res
         .finalize();
     let mut key = [0u8; 8];
     key.copy_from_slice(&d[..8]);
-    tx.execute(
+    tx.prepared_execute(
         "SELECT pg_advisory_xact_lock($1)",
         &[&i64::from_be_bytes(key)],
     )
@@ -95,7 +96,7 @@ pub fn differing_fields(old: &NewHolder, new: &NewHolder) -> Vec<String> {
 /// Record a new holder; its id.
 pub async fn insert(tx: &Transaction<'_>, h: &NewHolder, by: &RecordedBy<'_>) -> Result<i64> {
     let row = tx
-        .query_one(
+        .prepared_one(
             "INSERT INTO holders (pinfl, surname, given_names, patronymic, surname_cyrillic,
                 given_names_cyrillic, patronymic_cyrillic, sex, date_of_birth, place_of_birth,
                 citizenship, photo_sha256, created_station, created_operator)
@@ -123,7 +124,7 @@ pub async fn insert(tx: &Transaction<'_>, h: &NewHolder, by: &RecordedBy<'_>) ->
 
 /// Overwrite a registered holder's data (the clerk confirmed the change).
 pub async fn update(tx: &Transaction<'_>, id: i64, h: &NewHolder) -> Result<()> {
-    tx.execute(
+    tx.prepared_execute(
         "UPDATE holders SET surname = $2, given_names = $3, patronymic = $4, surname_cyrillic = $5,
             given_names_cyrillic = $6, patronymic_cyrillic = $7, sex = $8, date_of_birth = $9,
             place_of_birth = $10, citizenship = $11, photo_sha256 = $12, updated_at = now()
@@ -160,7 +161,7 @@ pub struct RecordedAddress {
 /// The holder's addresses, oldest first.
 pub async fn addresses(c: &impl GenericClient, holder: i64) -> Result<Vec<RecordedAddress>> {
     let rows = c
-        .query(
+        .prepared_query(
             "SELECT kind, region, district, street, house, apartment, registered_on, registered_until,
                     to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), station, operator
              FROM holder_addresses WHERE holder_id = $1 ORDER BY id",
@@ -204,7 +205,7 @@ pub async fn record_address(
     if latest.is_some_and(|l| l.address == *a) {
         return Ok(false);
     }
-    tx.execute(
+    tx.prepared_execute(
         "INSERT INTO holder_addresses (holder_id, kind, region, district, street, house, apartment,
             registered_on, registered_until, station, operator)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",

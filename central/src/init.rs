@@ -12,6 +12,7 @@
 //! part comes first, so a failed run leaves keys on the token and nothing in the database, and a
 //! second run on the same token is refused naming the key that exists.
 
+use crate::db::Prepared;
 use std::time::SystemTime;
 
 use deadpool_postgres::Pool;
@@ -87,7 +88,7 @@ pub async fn init(cfg: &CentreConfig, opts: &InitOptions) -> Result<InitReport> 
     let tx = client.transaction().await?;
     let mut cas = Vec::new();
     for ((ca, label, _, _), der) in CAS.iter().zip(&certs) {
-        tx.execute(
+        tx.prepared_execute(
             "INSERT INTO ca_keys (label, ca, state, cert_der) VALUES ($1, $2, 'active', $3)",
             &[label, ca, der],
         )
@@ -100,13 +101,13 @@ pub async fn init(cfg: &CentreConfig, opts: &InitOptions) -> Result<InitReport> 
             fingerprint_sha256: ca::fingerprint_sha256(der)?,
         });
     }
-    tx.execute(
+    tx.prepared_execute(
         "INSERT INTO operators (name, role, password_hash) VALUES ($1, $2, $3)",
         &[&opts.admin, &Role::CaAdmin.as_str(), &password_hash],
     )
     .await?;
     if let Some((name, hash)) = &second {
-        tx.execute(
+        tx.prepared_execute(
             "INSERT INTO operators (name, role, password_hash) VALUES ($1, $2, $3)",
             &[name, &Role::CaAdmin.as_str(), hash],
         )
@@ -159,7 +160,7 @@ fn strip_field(msg: &str) -> String {
 async fn refuse_if_initialised(pool: &Pool, url: &str) -> Result<()> {
     let client = pool.get().await?;
     let n: i64 = client
-        .query_one("SELECT count(*) FROM operators", &[])
+        .prepared_one("SELECT count(*) FROM operators", &[])
         .await?
         .get(0);
     if n > 0 {

@@ -2,6 +2,7 @@
 //! lock, so they never overlap), and the numbers handed out of them. A released number is never handed
 //! out again; when a station's blocks run out it gets the next block of the series.
 
+use crate::db::Prepared;
 use centre_api::NumberBlock;
 use deadpool_postgres::Transaction;
 
@@ -26,7 +27,7 @@ pub async fn assign_block(
 ) -> Result<NumberBlock> {
     crate::holders::advisory_lock(tx, "number-blocks", &cfg.series).await?;
     let last: Option<i32> = tx
-        .query_one(
+        .prepared_one(
             "SELECT max(last) FROM number_blocks WHERE series = $1",
             &[&cfg.series],
         )
@@ -45,7 +46,7 @@ pub async fn assign_block(
         ));
     }
     let last = first.saturating_add(size - 1).min(MAX_NUMBER);
-    tx.execute(
+    tx.prepared_execute(
         "INSERT INTO number_blocks (station, series, first, last, next) VALUES ($1, $2, $3, $4, $3)",
         &[&station, &cfg.series, &first, &last],
     )
@@ -96,7 +97,7 @@ pub async fn allocate(
             })?
         }
     };
-    tx.execute(
+    tx.prepared_execute(
         "INSERT INTO document_numbers (series, number, block_id, state, job) VALUES ($1, $2, $3, 'allocated', $4)",
         &[&series, &number, &block, &job],
     )
@@ -107,7 +108,7 @@ pub async fn allocate(
 /// Take the next number of the station's oldest block that has one (the block row locked).
 async fn next_of_blocks(tx: &Transaction<'_>, station: &str) -> Result<Option<(i64, String, i32)>> {
     let row = tx
-        .query_opt(
+        .prepared_opt(
             "UPDATE number_blocks SET next = next + 1
              WHERE id = (SELECT id FROM number_blocks WHERE station = $1 AND next <= last
                          ORDER BY id LIMIT 1 FOR UPDATE)
@@ -120,7 +121,7 @@ async fn next_of_blocks(tx: &Transaction<'_>, station: &str) -> Result<Option<(i
 
 /// Mark a job's number `used`, `spoiled` or `released`.
 pub async fn set_state(tx: &Transaction<'_>, series: &str, number: i32, state: &str) -> Result<()> {
-    tx.execute(
+    tx.prepared_execute(
         "UPDATE document_numbers SET state = $3, changed_at = now() WHERE series = $1 AND number = $2",
         &[&series, &number, &state],
     )

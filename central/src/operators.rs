@@ -7,6 +7,7 @@
 //! approval given at once (dual control: both log in); the last active ca-admin cannot be
 //! disabled; a password is changed only by its owner. Each change and each refusal is audited.
 
+use crate::db::Prepared;
 use deadpool_postgres::Pool;
 use zeroize::Zeroizing;
 
@@ -109,7 +110,7 @@ pub async fn log_in(
 ) -> Result<Session> {
     let mut client = pool.get().await?;
     let row = client
-        .query_opt(
+        .prepared_opt(
             "SELECT role, password_hash, active, failed_logins FROM operators WHERE name = $1",
             &[&name],
         )
@@ -135,7 +136,7 @@ pub async fn log_in(
     };
     if let Some(reason) = reason {
         if reason == "wrong password" {
-            tx.execute(
+            tx.prepared_execute(
                 "UPDATE operators SET failed_logins = failed_logins + 1 WHERE name = $1",
                 &[&name],
             )
@@ -172,7 +173,7 @@ pub async fn log_in(
         return Err(role_refusal(name, role, action, allowed));
     }
     if failed > 0 {
-        tx.execute(
+        tx.prepared_execute(
             "UPDATE operators SET failed_logins = 0 WHERE name = $1",
             &[&name],
         )
@@ -201,7 +202,7 @@ pub struct OperatorInfo {
 pub async fn list(pool: &Pool) -> Result<Vec<OperatorInfo>> {
     let client = pool.get().await?;
     let rows = client
-        .query(
+        .prepared_query(
             "SELECT name, role, active, failed_logins FROM operators ORDER BY name",
             &[],
         )
@@ -416,7 +417,7 @@ pub async fn add(
             "operator {name} already exists"
         )));
     }
-    tx.execute(
+    tx.prepared_execute(
         "INSERT INTO operators (name, role, password_hash) VALUES ($1, $2, $3)",
         &[&name, &role.as_str(), &hash],
     )
@@ -476,7 +477,7 @@ pub async fn disable(pool: &Pool, session: &Session, name: &str) -> Result<()> {
         .await);
     }
     let tx = require_current(pool, tx, &all, session, "disable", name).await?;
-    tx.execute(
+    tx.prepared_execute(
         "UPDATE operators SET active = FALSE WHERE name = $1",
         &[&name],
     )
@@ -505,7 +506,7 @@ pub async fn enable(
     let role = {
         let client = pool.get().await?;
         let row = client
-            .query_opt("SELECT role FROM operators WHERE name = $1", &[&name])
+            .prepared_opt("SELECT role FROM operators WHERE name = $1", &[&name])
             .await?
             .ok_or_else(|| CentralError::NotFound(format!("operator {name} does not exist")))?;
         row.get::<_, String>(0)
@@ -537,7 +538,7 @@ pub async fn enable(
         }
         Some(_) => {}
     }
-    tx.execute(
+    tx.prepared_execute(
         "UPDATE operators SET active = TRUE WHERE name = $1",
         &[&name],
     )
@@ -567,14 +568,14 @@ pub async fn unlock(pool: &Pool, session: &Session, name: &str) -> Result<()> {
     let all = lock_operators(&tx).await?;
     let tx = require_current(pool, tx, &all, session, "unlock", name).await?;
     let row = tx
-        .query_opt(
+        .prepared_opt(
             "SELECT failed_logins FROM operators WHERE name = $1",
             &[&name],
         )
         .await?
         .ok_or_else(|| CentralError::NotFound(format!("operator {name} does not exist")))?;
     let failed: i32 = row.get(0);
-    tx.execute(
+    tx.prepared_execute(
         "UPDATE operators SET failed_logins = 0 WHERE name = $1",
         &[&name],
     )
@@ -602,7 +603,7 @@ pub async fn change_password(
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let n = tx
-        .execute(
+        .prepared_execute(
             "UPDATE operators SET password_hash = $2 WHERE name = $1 AND active",
             &[me, &hash],
         )

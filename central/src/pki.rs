@@ -1,6 +1,7 @@
 //! The running centre's PKI: the HSM, the active key of each CA (from `ca_keys`) as a `ca`
 //! issuer, and the certificate profiles. What `serve`'s requests issue with.
 
+use crate::db::Prepared;
 use std::sync::Arc;
 
 use deadpool_postgres::Pool;
@@ -55,7 +56,7 @@ impl Centre {
         // see the new one (its snapshot is older): ask again.
         for _ in 0..3 {
             let row = client
-                .query_opt(
+                .prepared_opt(
                     "SELECT label, cert_der FROM ca_keys WHERE ca = $1 AND state = 'active' FOR SHARE",
                     &[&ca],
                 )
@@ -88,7 +89,7 @@ pub async fn require_active(
     ca: &str,
 ) -> Result<()> {
     let active = client
-        .query_opt(
+        .prepared_opt(
             "SELECT 1 FROM ca_keys WHERE ca = $1 AND state = 'active'",
             &[&ca],
         )
@@ -102,7 +103,7 @@ pub async fn require_active(
 /// Why `ca` has no active key, as the refusal a station is given.
 async fn no_active_key(client: &impl deadpool_postgres::GenericClient, ca: &str) -> CentralError {
     let revoked = client
-        .query_opt(
+        .prepared_opt(
             "SELECT label FROM ca_keys WHERE ca = $1 AND state = 'revoked'
              ORDER BY revoked_at DESC NULLS LAST, created_at DESC LIMIT 1",
             &[&ca],
@@ -127,7 +128,7 @@ async fn no_active_key(client: &impl deadpool_postgres::GenericClient, ca: &str)
 pub async fn load_cas(pool: &Pool, store: &dyn KeyStore) -> Result<CentreCas> {
     let client = pool.get().await?;
     let rows = client
-        .query(
+        .prepared_query(
             "SELECT ca, label, cert_der FROM ca_keys WHERE state = 'active'",
             &[],
         )

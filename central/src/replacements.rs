@@ -4,6 +4,7 @@
 //! disable's transaction (migration V16); [`list`] is what `idcentral station cards-to-replace`
 //! prints: a read of personal data, ca-admin or auditor, audited in the transaction that reads.
 
+use crate::db::Prepared;
 use deadpool_postgres::{Pool, Transaction};
 use serde::Serialize;
 
@@ -20,7 +21,7 @@ pub(crate) async fn flag_station_cards(
 ) -> Result<u64> {
     let why = format!("the Document Signer of station {station} was revoked ({reason})");
     Ok(tx
-        .execute(
+        .prepared_execute(
             "UPDATE documents SET replacement_due = $2, replacement_due_at = now()
              WHERE station = $1 AND state IN ('active', 'suspended') AND replaced_by IS NULL
                AND replacement_due IS NULL",
@@ -56,7 +57,7 @@ pub async fn list(
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let rows = tx
-        .query(
+        .prepared_query(
             "SELECT d.series, d.number, d.state, h.pinfl, h.surname, h.given_names, d.station,
                     d.office, d.date_of_issue::text, d.replacement_due,
                     to_char(d.replacement_due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')

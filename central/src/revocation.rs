@@ -15,6 +15,7 @@
 //! certified by the National Root). The National Root and the CSCA are self-signed: no CRL of
 //! a parent can list them ([`target_refusal`]).
 
+use crate::db::Prepared;
 use deadpool_postgres::{GenericClient, Pool, Transaction};
 use serde::Serialize;
 use serde_json::json;
@@ -115,7 +116,7 @@ pub async fn target_key(
 ) -> std::result::Result<String, Refused> {
     let label = any_target_key(tx, ca, key).await?;
     let active = tx
-        .query_opt(
+        .prepared_opt(
             "SELECT 1 FROM ca_keys WHERE label = $1 AND state = 'active'",
             &[&label],
         )
@@ -148,7 +149,7 @@ async fn any_target_key(
     let db = |e: tokio_postgres::Error| ("database", CentralError::from(e));
     let Some(label) = key else {
         let active = tx
-            .query_opt(
+            .prepared_opt(
                 "SELECT label FROM ca_keys WHERE ca = $1 AND state = 'active'",
                 &[&ca],
             )
@@ -160,7 +161,7 @@ async fn any_target_key(
         });
     };
     let row = tx
-        .query_opt(
+        .prepared_opt(
             "SELECT state FROM ca_keys WHERE label = $1 AND ca = $2",
             &[&label, &ca],
         )
@@ -200,7 +201,7 @@ pub async fn execute(pool: &Pool, actor: &Actor, job: &Job<'_>) -> Result<Revoca
     }
     let client = pool.get().await?;
     client
-        .execute(
+        .prepared_execute(
             "UPDATE ca_requests SET state = 'executed', executed_at = now()
              WHERE id = $1 AND state = 'approved'",
             &[&job.id],
@@ -212,7 +213,7 @@ pub async fn execute(pool: &Pool, actor: &Actor, job: &Job<'_>) -> Result<Revoca
 /// The National Root key whose certificate signed `cert`.
 async fn parent_of(tx: &Transaction<'_>, label: &str, cert: &[u8]) -> Result<String> {
     for r in tx
-        .query("SELECT label, cert_der FROM ca_keys WHERE ca = 'root'", &[])
+        .prepared_query("SELECT label, cert_der FROM ca_keys WHERE ca = 'root'", &[])
         .await?
     {
         if ca::issued_by(cert, r.get::<_, &[u8]>(1))? {
@@ -231,7 +232,7 @@ async fn revoke(pool: &Pool, actor: &Actor, job: &Job<'_>) -> Result<()> {
     // Waits for an issuance holding the key FOR SHARE (`Centre::active_issuer`): its
     // certificates are committed, and flagged below.
     let cert: Vec<u8> = tx
-        .query_one(
+        .prepared_one(
             "SELECT cert_der FROM ca_keys WHERE label = $1 FOR UPDATE",
             &[&job.key],
         )
@@ -240,7 +241,7 @@ async fn revoke(pool: &Pool, actor: &Actor, job: &Job<'_>) -> Result<()> {
     let parent = parent_of(&tx, job.key, &cert).await?;
     let serial = hex::decode(ca::CertInfo::parse(&cert)?.serial_hex)
         .map_err(|e| CentralError::Other(format!("serial: {e}")))?;
-    tx.execute(
+    tx.prepared_execute(
         "UPDATE ca_keys SET state = 'revoked', parent_key = $2, serial = $3,
                 revoked_at = now(), revocation_reason = $4
          WHERE label = $1",
@@ -248,7 +249,7 @@ async fn revoke(pool: &Pool, actor: &Actor, job: &Job<'_>) -> Result<()> {
     )
     .await?;
     let flagged = tx
-        .execute(
+        .prepared_execute(
             "UPDATE certificates SET reissue_request = $2
              WHERE issuer_key = $1 AND state <> 'revoked' AND reissue_request IS NULL",
             &[&job.key, &job.id],
@@ -256,7 +257,7 @@ async fn revoke(pool: &Pool, actor: &Actor, job: &Job<'_>) -> Result<()> {
         .await?;
     let flagged = i32::try_from(flagged).unwrap_or(i32::MAX);
     publish(&tx, &parent, &serial).await?;
-    tx.execute(
+    tx.prepared_execute(
         "UPDATE ca_requests SET revoked_at = now(), flagged = $2 WHERE id = $1",
         &[&job.id, &flagged],
     )
@@ -275,14 +276,14 @@ async fn revoke(pool: &Pool, actor: &Actor, job: &Job<'_>) -> Result<()> {
 /// Queue the issuing key's (`parent`'s) CRL and the certificate's OCSP response for the signing worker, and wake
 /// it at commit (as the V7 trigger does for holder certificates).
 pub(crate) async fn publish(tx: &Transaction<'_>, parent: &str, serial: &[u8]) -> Result<()> {
-    tx.execute(
+    tx.prepared_execute(
         "INSERT INTO relying_party_queue (kind, issuer_key, serial)
          VALUES ('crl', $1, '\\x'::bytea), ('ocsp', $1, $2)
          ON CONFLICT (kind, issuer_key, serial) DO UPDATE SET queued_at = clock_timestamp()",
         &[&parent, &serial],
     )
     .await?;
-    tx.execute(
+    tx.prepared_execute(
         "SELECT pg_notify('idcentral_relying_parties', $1)",
         &[&parent],
     )
@@ -292,7 +293,7 @@ pub(crate) async fn publish(tx: &Transaction<'_>, parent: &str, serial: &[u8]) -
 
 async fn summary(c: &impl GenericClient, job: &Job<'_>) -> Result<Revocation> {
     let r = c
-        .query_one(
+        .prepared_one(
             "SELECT k.serial, k.parent_key,
                     to_char(k.revoked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
                     r.flagged
@@ -319,7 +320,7 @@ pub async fn reissue_list(pool: &Pool, session: &Session) -> Result<Vec<ReissueI
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let rows = tx
-        .query(
+        .prepared_query(
             "SELECT h.pinfl, h.surname, h.given_names, j.series, j.number, d.state,
                     c.serial, c.slot, c.profile, c.issuer_key, c.reissue_request
              FROM certificates c JOIN holders h ON h.id = c.holder_id

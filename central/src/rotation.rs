@@ -22,6 +22,7 @@
 //! verifier reads the Station CA keys every 2 s): the retired key keeps its certificate and
 //! signs nothing new.
 
+use crate::db::Prepared;
 use std::time::SystemTime;
 
 use deadpool_postgres::Pool;
@@ -194,7 +195,7 @@ async fn expire_overdue(pool: &Pool) -> Result<()> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let rows = tx
-        .query(
+        .prepared_query(
             "UPDATE ca_requests SET state = 'expired'
              WHERE state = 'open' AND expires_at <= now() RETURNING id, ca",
             &[],
@@ -235,7 +236,7 @@ pub async fn request_rotation(pool: &Pool, s: &Session, ca: &str) -> Result<Requ
     let tx = client.transaction().await?;
     // The active key; after an emergency revocation (no active key) the newest revoked one.
     let active: String = tx
-        .query_opt(
+        .prepared_opt(
             "SELECT label FROM ca_keys WHERE ca = $1 AND state IN ('active', 'revoked')
              ORDER BY state = 'active' DESC, created_at DESC LIMIT 1",
             &[&ca],
@@ -503,7 +504,7 @@ pub async fn approve(
             return Err(refuse_attempt(pool, s.actor(), "approve", &object, rule, e).await);
         }
         let r = tx
-            .query_one(
+            .prepared_one(
                 "UPDATE ca_requests SET state = 'approved', approved_by = $2, approved_at = now()
                  WHERE id = $1 RETURNING ca, requested_by",
                 &[&id, &s.actor().operator],
@@ -532,7 +533,7 @@ pub async fn recover(
     let ids: Vec<i64> = pool
         .get()
         .await?
-        .query(
+        .prepared_query(
             "SELECT id FROM ca_requests WHERE state = 'approved' ORDER BY id",
             &[],
         )
@@ -573,7 +574,7 @@ async fn execute(
     // One executor per request: a session-level advisory lock on a connection of our own.
     let lock = pool.get().await?;
     let got: bool = lock
-        .query_one(
+        .prepared_one(
             "SELECT pg_try_advisory_lock($1)",
             &[&(EXECUTE_LOCK_BASE + id)],
         )
@@ -586,7 +587,7 @@ async fn execute(
     }
     let r = execute_locked(pool, store, profiles, actor, id).await;
     let _ = lock
-        .execute(
+        .prepared_execute(
             "SELECT pg_advisory_unlock($1)",
             &[&(EXECUTE_LOCK_BASE + id)],
         )
@@ -597,7 +598,7 @@ async fn execute(
 async fn read_journal(pool: &Pool, id: i64) -> Result<Journal> {
     let client = pool.get().await?;
     let r = client
-        .query_opt(
+        .prepared_opt(
             "SELECT ca, from_key, state, approved_by, requested_by, new_key, new_cert_der,
                     link_new_with_old, link_old_with_new, kind, reason, revoked_at IS NOT NULL
              FROM ca_requests WHERE id = $1",
@@ -639,7 +640,7 @@ async fn choose_label(pool: &Pool, id: i64, j: &Journal) -> Result<String> {
     }
     let client = pool.get().await?;
     let labels: Vec<String> = client
-        .query("SELECT label FROM ca_keys WHERE ca = $1", &[&j.ca])
+        .prepared_query("SELECT label FROM ca_keys WHERE ca = $1", &[&j.ca])
         .await?
         .iter()
         .map(|r| r.get(0))
@@ -656,7 +657,7 @@ async fn choose_label(pool: &Pool, id: i64, j: &Journal) -> Result<String> {
         .unwrap_or(0);
     let label = format!("{prefix}-{}", n + 1);
     client
-        .execute(
+        .prepared_execute(
             "UPDATE ca_requests SET new_key = $2 WHERE id = $1 AND new_key IS NULL",
             &[&id, &label],
         )
@@ -668,7 +669,7 @@ async fn choose_label(pool: &Pool, id: i64, j: &Journal) -> Result<String> {
 async fn active_root(pool: &Pool, store: &dyn KeyStore) -> Result<ca::Issuer> {
     let client = pool.get().await?;
     let r = client
-        .query_one(
+        .prepared_one(
             "SELECT label, cert_der FROM ca_keys WHERE ca = 'root' AND state = 'active'",
             &[],
         )
@@ -680,7 +681,7 @@ async fn active_root(pool: &Pool, store: &dyn KeyStore) -> Result<ca::Issuer> {
 async fn issuer_of(pool: &Pool, store: &dyn KeyStore, label: &str) -> Result<ca::Issuer> {
     let client = pool.get().await?;
     let r = client
-        .query_one("SELECT cert_der FROM ca_keys WHERE label = $1", &[&label])
+        .prepared_one("SELECT cert_der FROM ca_keys WHERE label = $1", &[&label])
         .await?;
     Ok(ca::Issuer::new(store, label, r.get::<_, &[u8]>(0))?)
 }
@@ -719,7 +720,7 @@ async fn sign_new(
     };
     let client = pool.get().await?;
     client
-        .execute(
+        .prepared_execute(
             "UPDATE ca_requests SET new_cert_der = $2, link_new_with_old = $3, link_old_with_new = $4
              WHERE id = $1 AND new_cert_der IS NULL",
             &[&id, &cert, &links.as_ref().map(|l| &l.0), &links.as_ref().map(|l| &l.1)],
@@ -768,32 +769,32 @@ async fn rotate(
     // Step 4: the switch, in one transaction.
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    tx.execute(
+    tx.prepared_execute(
         "UPDATE ca_keys SET state = 'retired', retired_at = now() WHERE label = $1 AND state = 'active'",
         &[&j.from_key],
     )
     .await?;
-    tx.execute(
+    tx.prepared_execute(
         "INSERT INTO ca_keys (label, ca, state, cert_der) VALUES ($1, $2, 'active', $3)",
         &[&label, &j.ca, &cert],
     )
     .await?;
     let mut made = Vec::new();
     if let Some((new_with_old, old_with_new)) = &links {
-        tx.execute(
+        tx.prepared_execute(
             "INSERT INTO ca_links (certified_key, signer_key, kind, cert_der) VALUES ($1, $2, 'new-with-old', $3), ($2, $1, 'old-with-new', $4)",
             &[&label, &j.from_key, new_with_old, old_with_new],
         )
         .await?;
         made = vec!["new-with-old".to_owned(), "old-with-new".to_owned()];
     }
-    tx.execute(
+    tx.prepared_execute(
         "UPDATE ca_requests SET state = 'executed', executed_at = now() WHERE id = $1",
         &[&id],
     )
     .await?;
     let old_state: String = tx
-        .query_one("SELECT state FROM ca_keys WHERE label = $1", &[&j.from_key])
+        .prepared_one("SELECT state FROM ca_keys WHERE label = $1", &[&j.from_key])
         .await?
         .get(0);
     let info = ca::CertInfo::parse(&cert)?;
@@ -828,7 +829,7 @@ async fn rotate(
 pub async fn keys(pool: &Pool) -> Result<Vec<KeyView>> {
     let client = pool.get().await?;
     let rows = client
-        .query(
+        .prepared_query(
             "SELECT ca, label, state, cert_der,
                     to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
                     to_char(retired_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
@@ -858,12 +859,12 @@ pub async fn keys(pool: &Pool) -> Result<Vec<KeyView>> {
 pub async fn certificates(pool: &Pool, label: &str) -> Result<Vec<(String, Vec<u8>)>> {
     let client = pool.get().await?;
     let key = client
-        .query_opt("SELECT cert_der FROM ca_keys WHERE label = $1", &[&label])
+        .prepared_opt("SELECT cert_der FROM ca_keys WHERE label = $1", &[&label])
         .await?
         .ok_or_else(|| CentralError::NotFound(format!("key: no CA key {label}")))?;
     let mut out = vec![(label.to_owned(), key.get::<_, Vec<u8>>(0))];
     for r in client
-        .query(
+        .prepared_query(
             "SELECT certified_key, signer_key, cert_der FROM ca_links
              WHERE certified_key = $1 OR signer_key = $1 ORDER BY certified_key",
             &[&label],

@@ -3,6 +3,7 @@
 //! (serial, profile, state). A read of personal data: ca-admin or auditor, and every look-up is
 //! written to the audit log (found, not found or refused) in the transaction that reads.
 
+use crate::db::Prepared;
 use deadpool_postgres::{GenericClient, Pool};
 use registry::NewHolder;
 use serde::Serialize;
@@ -82,7 +83,7 @@ async fn holder_id(c: &impl GenericClient, q: &Query) -> Result<Option<i64>> {
         }
         Query::Document(d) => {
             let (series, number) = parse_document(d)?;
-            c.query_opt(
+            c.prepared_opt(
                 "SELECT holder_id FROM jobs WHERE series = $1 AND number = $2 ORDER BY created_at DESC LIMIT 1",
                 &[&series, &number],
             )
@@ -94,7 +95,7 @@ async fn holder_id(c: &impl GenericClient, q: &Query) -> Result<Option<i64>> {
 
 async fn documents(c: &impl GenericClient, holder: i64) -> Result<Vec<DocumentRecord>> {
     let rows = c
-        .query(
+        .prepared_query(
             "SELECT d.series, d.number, d.state, d.station, d.office, d.date_of_issue::text,
                     d.date_of_expiry::text, d.card_serial, d.job, n.series, n.number,
                     d.replacement_due
@@ -124,7 +125,7 @@ async fn documents(c: &impl GenericClient, holder: i64) -> Result<Vec<DocumentRe
 
 async fn certificates(c: &impl GenericClient, holder: i64) -> Result<Vec<CertificateRecord>> {
     let rows = c
-        .query(
+        .prepared_query(
             "SELECT c.serial, c.slot, c.profile, c.state, c.revocation_reason, j.series, j.number, j.id
              FROM certificates c JOIN jobs j ON j.id = c.job
              WHERE c.holder_id = $1 ORDER BY c.issued_at, c.slot",

@@ -5,6 +5,7 @@
 //! groups of five; only its SHA-256 is stored, it works once and expires after
 //! [`ENROLMENT_CODE_HOURS`] hours.
 
+use crate::db::Prepared;
 use deadpool_postgres::{Pool, Transaction};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -96,7 +97,7 @@ pub struct Added {
 /// any other existing station is refused, naming its state (locks the row until the commit).
 async fn renewable(tx: &Transaction<'_>, office: &str, station: &str) -> Result<bool> {
     let Some(row) = tx
-        .query_opt(
+        .prepared_opt(
             "SELECT state, office, enrolment_expires_at < now(),
                     to_char(enrolment_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
              FROM stations WHERE name = $1 FOR UPDATE",
@@ -137,7 +138,7 @@ pub async fn add(pool: &Pool, session: &Session, office: &str, station: &str) ->
     let tx = client.transaction().await?;
     let renewing = renewable(&tx, office, station).await?;
     let row = if renewing {
-        tx.query_one(
+        tx.prepared_one(
             "UPDATE stations SET enrolment_code_sha256 = $2,
                     enrolment_expires_at = now() + make_interval(hours => $3)
              WHERE name = $1
@@ -146,7 +147,7 @@ pub async fn add(pool: &Pool, session: &Session, office: &str, station: &str) ->
         )
         .await?
     } else {
-        tx.query_one(
+        tx.prepared_one(
             "INSERT INTO stations (name, office, state, enrolment_code_sha256, enrolment_expires_at, created_by)
              VALUES ($1, $2, 'awaiting-enrolment', $3, now() + make_interval(hours => $4), $5)
              RETURNING to_char(enrolment_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')",
@@ -229,7 +230,7 @@ pub async fn list(pool: &Pool, session: &Session) -> Result<Vec<StationInfo>> {
     session.require(&[Role::CaAdmin, Role::Auditor], "list stations")?;
     let client = pool.get().await?;
     let rows = client
-        .query(
+        .prepared_query(
             "SELECT name, office, state,
                     CASE WHEN enrolment_code_sha256 IS NOT NULL THEN
                       to_char(enrolment_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') END,
@@ -243,7 +244,7 @@ pub async fn list(pool: &Pool, session: &Session) -> Result<Vec<StationInfo>> {
         )
         .await?;
     let keys: Vec<(String, Vec<u8>)> = client
-        .query(
+        .prepared_query(
             "SELECT label, cert_der FROM ca_keys WHERE ca = 'station-ca'",
             &[],
         )
@@ -326,7 +327,7 @@ pub async fn disable(
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let state: Option<String> = tx
-        .query_opt(
+        .prepared_opt(
             "SELECT state FROM stations WHERE name = $1 FOR UPDATE",
             &[&station],
         )
@@ -345,7 +346,7 @@ pub async fn disable(
         }
         _ => {}
     }
-    tx.execute(
+    tx.prepared_execute(
         "UPDATE stations SET state = 'disabled', enrolment_code_sha256 = NULL,
                 disabled_at = coalesce(disabled_at, now()) WHERE name = $1",
         &[&station],
@@ -403,13 +404,13 @@ async fn revoke_certs(
     reason: &str,
 ) -> Result<Vec<RevokedStationCert>> {
     let keys: Vec<(String, Vec<u8>)> = tx
-        .query("SELECT label, cert_der FROM ca_keys ORDER BY label", &[])
+        .prepared_query("SELECT label, cert_der FROM ca_keys ORDER BY label", &[])
         .await?
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
     let rows = tx
-        .query(
+        .prepared_query(
             "SELECT purpose, serial, cert_der FROM station_certs
              WHERE station = $1 AND revoked_at IS NULL ORDER BY purpose FOR UPDATE",
             &[&station],
@@ -423,7 +424,7 @@ async fn revoke_certs(
                 "no CA key of this centre signed the {purpose} certificate of station {station}"
             ))
         })?;
-        tx.execute(
+        tx.prepared_execute(
             "UPDATE station_certs SET issuer_key = $3, revoked_at = now(), revocation_reason = $4
              WHERE station = $1 AND purpose = $2 AND serial = $5",
             &[&station, &purpose, &issuer, &reason, &serial],

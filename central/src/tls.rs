@@ -9,6 +9,7 @@
 //! serving instance follows a rollover without a restart. The server certificate stays under
 //! the key that issued it while that key is usable ([`server_certificate`]).
 
+use crate::db::Prepared;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -59,7 +60,7 @@ pub async fn usable_station_cas(
     client: &impl deadpool_postgres::GenericClient,
 ) -> Result<Vec<StationCaKey>> {
     let rows = client
-        .query(
+        .prepared_query(
             "SELECT label, state, cert_der FROM ca_keys
              WHERE ca = 'station-ca' AND state IN ('active', 'retired') ORDER BY created_at, label",
             &[],
@@ -125,7 +126,7 @@ pub async fn server_certificate(
     let client = pool.get().await?;
     let cas = usable_station_cas(&client).await?;
     let row = client
-        .query_opt(
+        .prepared_opt(
             "SELECT public_name, cert_der FROM server_certs WHERE key_label = $1",
             &[&SERVER_KEY],
         )
@@ -157,7 +158,7 @@ pub async fn server_certificate(
         std::time::SystemTime::now(),
     )?;
     client
-        .execute(
+        .prepared_execute(
             "INSERT INTO server_certs (key_label, public_name, cert_der) VALUES ($1, $2, $3)
              ON CONFLICT (key_label) DO UPDATE SET public_name = $2, cert_der = $3, created_at = now()",
             &[&SERVER_KEY, &server.public_name, &cert.der],

@@ -12,6 +12,7 @@
 //! label left by an interrupted run is reused, and each certificate is audited
 //! (`egov.key-certified`).
 
+use crate::db::Prepared;
 use deadpool_postgres::Pool;
 use hsm::KeyStore;
 
@@ -80,7 +81,7 @@ pub async fn active_cert(
     purpose: &str,
 ) -> Result<Option<(String, Vec<u8>)>> {
     Ok(client
-        .query_opt(
+        .prepared_opt(
             "SELECT label, cert_der FROM egov_keys WHERE purpose = $1 AND state = 'active'",
             &[&purpose],
         )
@@ -95,7 +96,7 @@ async fn issuer_of(
     der: &[u8],
 ) -> Result<Option<Vec<u8>>> {
     let rows = client
-        .query("SELECT cert_der FROM ca_keys WHERE ca = $1", &[&ca])
+        .prepared_query("SELECT cert_der FROM ca_keys WHERE ca = $1", &[&ca])
         .await?;
     Ok(rows
         .into_iter()
@@ -112,10 +113,10 @@ async fn ensure_one(
 ) -> Result<(String, Vec<Vec<u8>>)> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&EGOV_KEYS_LOCK])
+    tx.prepared_execute("SELECT pg_advisory_xact_lock($1)", &[&EGOV_KEYS_LOCK])
         .await?;
     let ca = tx
-        .query_opt(
+        .prepared_opt(
             "SELECT label, cert_der FROM ca_keys WHERE ca = $1 AND state = 'active'",
             &[&p.ca],
         )
@@ -143,7 +144,7 @@ async fn ensure_one(
         &format!("{centre} {}", p.common_name),
         std::time::SystemTime::now(),
     )?;
-    tx.execute(
+    tx.prepared_execute(
         "INSERT INTO egov_keys (label, purpose, state, cert_der) VALUES ($1, $2, 'active', $3)",
         &[&p.label, &p.name, &cert.der],
     )

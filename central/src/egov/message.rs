@@ -5,6 +5,7 @@
 //! registry when the message is first sent; the signed text is then kept with the outbox row, so
 //! every retry sends the same bytes.
 
+use crate::db::Prepared;
 use deadpool_postgres::GenericClient;
 use serde::{Deserialize, Serialize};
 
@@ -182,7 +183,7 @@ pub async fn build(
     let h = crate::holders::get(c, holder_id).await?;
     // The address in force when the issuance completed: the newest recorded by then.
     let a = c
-        .query_opt(
+        .prepared_opt(
             "SELECT a.kind, a.region, a.district, a.street, a.house, a.apartment, a.registered_on,
                     a.registered_until
              FROM holder_addresses a, outbox o
@@ -193,7 +194,7 @@ pub async fn build(
         .await?
         .ok_or_else(|| missing("the holder has no registration address"))?;
     let certificates = c
-        .query(
+        .prepared_query(
             "SELECT serial, slot, profile FROM certificates
              WHERE job = $1 AND service_job IS NULL ORDER BY slot",
             &[&job],

@@ -12,6 +12,7 @@
 //! `max_attempts`-th failure makes it `failed`, the dead letter (audited `egov.failed`), until
 //! `idcentral outbox retry`.
 
+use crate::db::Prepared;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
@@ -63,7 +64,7 @@ pub async fn claim(
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let rows = tx
-        .query(
+        .prepared_query(
             "SELECT id, topic, job, message FROM outbox
              WHERE status = 'pending' AND next_attempt_at <= now()
              ORDER BY next_attempt_at, id LIMIT $1 FOR UPDATE SKIP LOCKED",
@@ -84,7 +85,7 @@ pub async fn claim(
         let mut token = [0u8; 16];
         getrandom::fill(&mut token)
             .map_err(|e| CentralError::Other(format!("random claim token: {e}")))?;
-        tx.execute(
+        tx.prepared_execute(
             "UPDATE outbox SET claim = $2, next_attempt_at = now() + make_interval(secs => $3),
                     last_attempt_at = now(), message = COALESCE(message, $4)
              WHERE id = $1",
@@ -143,7 +144,7 @@ pub async fn record(
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let row = tx
-        .query_opt(
+        .prepared_opt(
             "SELECT attempts, payload->>'document' FROM outbox
              WHERE id = $1 AND claim = $2 AND status = 'pending' FOR UPDATE",
             &[&claimed.id, &claimed.claim.as_slice()],
@@ -157,7 +158,7 @@ pub async fn record(
     let object = format!("outbox:{}", claimed.id);
     let done = match outcome {
         Outcome::Delivered { status, receipt } => {
-            tx.execute(
+            tx.prepared_execute(
                 "UPDATE outbox SET status = 'delivered', delivered_at = now(), attempts = $2,
                         receipt = $3, receipt_status = $4, last_error = NULL, claim = NULL
                  WHERE id = $1",
@@ -174,7 +175,7 @@ pub async fn record(
         Outcome::Failed { status, error } => {
             let error: String = error.chars().take(500).collect();
             if attempts as u32 >= cfg.max_attempts {
-                tx.execute(
+                tx.prepared_execute(
                     "UPDATE outbox SET status = 'failed', attempts = $2, last_error = $3,
                             receipt_status = $4, claim = NULL
                      WHERE id = $1",
@@ -189,7 +190,7 @@ pub async fn record(
                 Recorded::DeadLetter
             } else {
                 let wait = backoff(cfg, attempts as u32);
-                tx.execute(
+                tx.prepared_execute(
                     "UPDATE outbox SET attempts = $2, last_error = $3, receipt_status = $4,
                             next_attempt_at = now() + make_interval(secs => $5), claim = NULL
                      WHERE id = $1",
@@ -327,7 +328,7 @@ pub async fn retry_message(
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let row = tx
-        .query_opt(
+        .prepared_opt(
             "SELECT status, attempts, last_error FROM outbox WHERE id = $1 FOR UPDATE",
             &[&id],
         )
@@ -340,7 +341,7 @@ pub async fn retry_message(
         return Ok(Err(RetryRefused::NotFailed(status)));
     }
     let (attempts, last_error): (i32, Option<String>) = (r.get(1), r.get(2));
-    tx.execute(
+    tx.prepared_execute(
         "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = now(), claim = NULL
          WHERE id = $1",
         &[&id],

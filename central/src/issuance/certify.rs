@@ -3,6 +3,7 @@
 //! [`centre_api::proof_digest`] (the job, its challenge, the slot, the key). The e-Signature CA
 //! issues the certificates in the HSM; they are recorded `issued` in the step's transaction.
 
+use crate::db::Prepared;
 use std::sync::Arc;
 
 use centre_api::{rules, CertifyRequest, CertifyResponse, JobState, KeyToCertify};
@@ -204,7 +205,7 @@ pub async fn certify(
     let made = issue(centre, &tx, &job, esign, keys).await?;
     let mut serials = Vec::new();
     for (k, cert) in &made {
-        tx.execute(
+        tx.prepared_execute(
             "INSERT INTO certificates (serial, job, holder_id, slot, profile, cert_der, issuer_key, state)
              VALUES ($1, $2, $3, $4, $5, $6, $7, 'issued')",
             &[&cert.serial, &job.id, &job.holder_id, &k.slot.to_string(), &k.profile, &cert.der, &cert.issuer_key_label],
@@ -216,7 +217,7 @@ pub async fn certify(
         &tx,
         &job.id,
         JobState::Certified,
-        "certify_request",
+        super::Step::Certify,
         &json(req)?,
     )
     .await?;
@@ -243,7 +244,7 @@ async fn issued(
 ) -> Result<(Vec<centre_api::IssuedCertificate>, Vec<u8>)> {
     let certs = certificates(tx, job).await?;
     let issuer = tx
-        .query_one(
+        .prepared_one(
             "SELECT k.cert_der FROM ca_keys k
              WHERE k.label = (SELECT issuer_key FROM certificates
                               WHERE job = $1 AND service_job IS NULL ORDER BY slot LIMIT 1)",

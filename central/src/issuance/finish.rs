@@ -4,6 +4,7 @@
 //! released. Each in one transaction with its audit event; the centre's timeout sweep aborts
 //! through [`abort_job`] too.
 
+use crate::db::Prepared;
 use centre_api::{
     AbortRequest, AbortResponse, CompleteRequest, CompleteResponse, JobState, NumberOutcome,
 };
@@ -93,7 +94,7 @@ pub async fn complete(
             format!("job {} was aborted: {why}", job.id),
         ));
     }
-    tx.execute(
+    tx.prepared_execute(
         "INSERT INTO documents (series, number, holder_id, station, office, job, state, date_of_issue, date_of_expiry, card_serial)
          VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9)",
         &[&job.series, &job.number, &job.holder_id, &who.station, &who.office, &job.id, &issue, &expiry, &req.card_serial],
@@ -101,7 +102,7 @@ pub async fn complete(
     .await?;
     crate::numbers::set_state(&tx, &job.series, job.number, "used").await?;
     let serials: Vec<String> = tx
-        .query("UPDATE certificates SET state = 'active' WHERE job = $1 AND state = 'issued' RETURNING serial", &[&job.id])
+        .prepared_query("UPDATE certificates SET state = 'active' WHERE job = $1 AND state = 'issued' RETURNING serial", &[&job.id])
         .await?
         .iter()
         .map(|r| hex::encode_upper(r.get::<_, &[u8]>(0)))
@@ -111,7 +112,7 @@ pub async fn complete(
         &tx,
         &job.id,
         JobState::Completed,
-        "complete_request",
+        super::Step::Complete,
         &json(req)?,
     )
     .await?;
@@ -137,7 +138,7 @@ pub async fn complete(
 /// completed job's certificates for re-issuance instead.
 async fn revoked_issuer(tx: &Transaction<'_>, job: &Job) -> Result<Option<String>> {
     let rows = tx
-        .query(
+        .prepared_query(
             "SELECT k.label, to_char(k.revoked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
                     k.revocation_reason
              FROM ca_keys k
@@ -170,7 +171,7 @@ async fn outbox(
     serials: &[String],
 ) -> Result<()> {
     let pinfl: String = tx
-        .query_one("SELECT pinfl FROM holders WHERE id = $1", &[&job.holder_id])
+        .prepared_one("SELECT pinfl FROM holders WHERE id = $1", &[&job.holder_id])
         .await?
         .get(0);
     let payload = serde_json::json!({
@@ -178,7 +179,7 @@ async fn outbox(
         "date_of_issue": req.date_of_issue, "date_of_expiry": req.date_of_expiry,
         "card_serial": req.card_serial, "certificates": serials,
     });
-    tx.execute(
+    tx.prepared_execute(
         "INSERT INTO outbox (topic, job, payload) VALUES ('document.issued', $1, $2)",
         &[&job.id, &payload],
     )
@@ -247,7 +248,7 @@ pub async fn abort(
 
 async fn revoked_serials(tx: &Transaction<'_>, job: &str) -> Result<Vec<String>> {
     Ok(tx
-        .query(
+        .prepared_query(
             "SELECT serial FROM certificates WHERE job = $1 AND state = 'revoked' ORDER BY slot",
             &[&job],
         )
@@ -267,7 +268,7 @@ pub async fn abort_job(
     number: NumberOutcome,
     request: Option<&serde_json::Value>,
 ) -> Result<Vec<String>> {
-    tx.execute(
+    tx.prepared_execute(
         "UPDATE certificates SET state = 'revoked', revocation_reason = 'cessationOfOperation', revoked_at = now()
          WHERE job = $1 AND state <> 'revoked'",
         &[&job.id],
@@ -279,7 +280,7 @@ pub async fn abort_job(
         NumberOutcome::Spoiled => "spoiled",
     };
     crate::numbers::set_state(tx, &job.series, job.number, outcome).await?;
-    tx.execute(
+    tx.prepared_execute(
         "UPDATE jobs SET state = 'aborted', abort_reason = $2, abort_request = $3, updated_at = now() WHERE id = $1",
         &[&job.id, &reason, &request],
     )

@@ -12,6 +12,7 @@ pub mod reserve;
 pub mod status;
 pub mod sweep;
 
+use crate::db::Prepared;
 use centre_api::{rules, IssuedCertificate, JobState};
 use deadpool_postgres::{GenericClient, Transaction};
 use serde::de::DeserializeOwned;
@@ -206,7 +207,7 @@ pub fn aborted(job: &Job) -> CentralError {
 /// The certificates issued for a job, in slot order (not those of later renewals).
 pub async fn certificates(c: &impl GenericClient, job: &str) -> Result<Vec<IssuedCertificate>> {
     let rows = c
-        .query(
+        .prepared_query(
             "SELECT slot, profile, serial, cert_der FROM certificates
              WHERE job = $1 AND service_job IS NULL ORDER BY slot",
             &[&job],
@@ -223,17 +224,30 @@ pub async fn certificates(c: &impl GenericClient, job: &str) -> Result<Vec<Issue
         .collect())
 }
 
+/// The step whose request a state change records (the `jobs` column it goes to).
+#[derive(Debug, Clone, Copy)]
+pub enum Step {
+    Certify,
+    Complete,
+}
+
 /// Set a job's state (and the request of the step that moved it).
 pub async fn set_state(
     tx: &Transaction<'_>,
     job: &str,
     state: JobState,
-    column: &'static str,
+    step: Step,
     request: &serde_json::Value,
 ) -> Result<()> {
-    let sql =
-        format!("UPDATE jobs SET state = $2, {column} = $3, updated_at = now() WHERE id = $1");
-    tx.execute(&sql, &[&job, &state_str(state), request])
+    let sql = match step {
+        Step::Certify => {
+            "UPDATE jobs SET state = $2, certify_request = $3, updated_at = now() WHERE id = $1"
+        }
+        Step::Complete => {
+            "UPDATE jobs SET state = $2, complete_request = $3, updated_at = now() WHERE id = $1"
+        }
+    };
+    tx.prepared_execute(sql, &[&job, &state_str(state), request])
         .await?;
     Ok(())
 }

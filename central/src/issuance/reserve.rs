@@ -2,6 +2,7 @@
 //! country, one open issuance per holder, registered data changed only when the clerk confirmed;
 //! then the holder (and a changed address) is recorded and a number reserved for the job.
 
+use crate::db::Prepared;
 use centre_api::{rules, ReserveRequest, ReserveResponse};
 use deadpool_postgres::Transaction;
 
@@ -59,7 +60,7 @@ pub async fn reserve(
         crate::numbers::allocate(&tx, &who.station, &req.job, &centre.issuance).await?;
     let mut challenge = [0u8; 32];
     getrandom::fill(&mut challenge).map_err(|e| CentralError::Other(format!("challenge: {e}")))?;
-    tx.execute(
+    tx.prepared_execute(
         "INSERT INTO jobs (id, station, operator, holder_id, series, number, state, challenge,
             card_serial, reserve_request)
          VALUES ($1, $2, $3, $4, $5, $6, 'reserved', $7, $8, $9)",
@@ -162,7 +163,7 @@ async fn check_and_record_holder(
 /// 409 when the holder has an active card, or an issuance open at another job, anywhere.
 async fn refuse_active_or_pending(tx: &Transaction<'_>, holder: i64, pinfl: &str) -> Result<()> {
     let active = tx
-        .query_opt(
+        .prepared_opt(
             "SELECT office, series, number FROM documents WHERE holder_id = $1 AND state = 'active'",
             &[&holder],
         )
@@ -177,7 +178,7 @@ async fn refuse_active_or_pending(tx: &Transaction<'_>, holder: i64, pinfl: &str
         ));
     }
     let open = tx
-        .query_opt(
+        .prepared_opt(
             "SELECT s.office FROM jobs j JOIN stations s ON s.name = j.station
              WHERE j.holder_id = $1 AND j.state IN ('reserved', 'certified')",
             &[&holder],

@@ -1,6 +1,7 @@
 //! `GET /v1/jobs/{job}` (what the centre knows of one of the station's jobs: recovery asks it)
 //! and `GET /v1/status` (the station as the centre sees it).
 
+use crate::db::Prepared;
 use centre_api::{JobStatus, StationStatus};
 
 use super::{certificates, station_job};
@@ -45,7 +46,7 @@ pub async fn job_status(centre: &Centre, who: &WhoAmI, id: &str) -> Result<JobSt
 pub async fn station_status(centre: &Centre, who: &WhoAmI) -> Result<StationStatus> {
     let client = centre.pool.get().await?;
     let identity: Vec<u8> = client
-        .query_one(
+        .prepared_one(
             "SELECT cert_der FROM station_certs WHERE station = $1 AND purpose = 'identity'",
             &[&who.station],
         )
@@ -53,21 +54,21 @@ pub async fn station_status(centre: &Centre, who: &WhoAmI) -> Result<StationStat
         .get(0);
     let number_blocks = crate::numbers::blocks(&client, &who.station).await?;
     let open_jobs: i64 = client
-        .query_one(
+        .prepared_one(
             "SELECT count(*) FROM jobs WHERE station = $1 AND state IN ('reserved', 'certified')",
             &[&who.station],
         )
         .await?
         .get(0);
     let head: Option<i64> = client
-        .query_opt(
+        .prepared_opt(
             "SELECT seq FROM station_audit_heads WHERE station = $1",
             &[&who.station],
         )
         .await?
         .map(|r| r.get(0));
     let ds: Option<Vec<u8>> = client
-        .query_opt(
+        .prepared_opt(
             "SELECT cert_der FROM station_certs WHERE station = $1 AND purpose = 'document-signer'
                AND revoked_at IS NULL ORDER BY issued_at DESC LIMIT 1",
             &[&who.station],

@@ -3,6 +3,7 @@
 //! each takes the overdue jobs no other holds (`FOR UPDATE SKIP LOCKED`). The number of a job
 //! whose certificates were issued is spoiled (it may be on a card), otherwise released.
 
+use crate::db::Prepared;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,7 +27,7 @@ pub async fn sweep_once(centre: &Centre) -> Result<usize> {
     let mut client = centre.pool.get().await?;
     let tx = client.transaction().await?;
     let ids: Vec<String> = tx
-        .query(
+        .prepared_query(
             "SELECT id FROM jobs WHERE state IN ('reserved', 'certified')
                AND created_at < now() - make_interval(secs => $1)
              ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED",

@@ -7,6 +7,7 @@
 //! of the key is revoked (the queue) and when less than half of its validity is left; the newest
 //! is kept in `crls` with a cRLNumber that only grows (§5.2.3).
 
+use crate::db::Prepared;
 use std::time::SystemTime;
 
 use deadpool_postgres::Transaction;
@@ -25,7 +26,7 @@ pub struct StoredCrl {
 pub async fn newest(public: &Public, key: &str) -> Result<Option<StoredCrl>> {
     let client = public.centre.pool.get().await?;
     Ok(client
-        .query_opt(
+        .prepared_opt(
             "SELECT crl_der, this_update, next_update FROM crls WHERE issuer_key = $1",
             &[&key],
         )
@@ -45,7 +46,7 @@ pub async fn resign(public: &Public, tx: &Transaction<'_>, key: &str) -> Result<
         return Ok(());
     };
     let number: i64 = tx
-        .query_opt(
+        .prepared_opt(
             "SELECT crl_number FROM crls WHERE issuer_key = $1 FOR UPDATE",
             &[&key],
         )
@@ -53,7 +54,7 @@ pub async fn resign(public: &Public, tx: &Transaction<'_>, key: &str) -> Result<
         .map(|r| r.get::<_, i64>(0) + 1)
         .unwrap_or(1);
     let rows = tx
-        .query(
+        .prepared_query(
             "SELECT serial, revoked_at, revocation_reason FROM issued_status
              WHERE issuer_key = $1 AND state = 'revoked' ORDER BY revoked_at, serial",
             &[&key],
@@ -76,7 +77,7 @@ pub async fn resign(public: &Public, tx: &Transaction<'_>, key: &str) -> Result<
         })
         .collect();
     let ca: String = tx
-        .query_one("SELECT ca FROM ca_keys WHERE label = $1", &[&key])
+        .prepared_one("SELECT ca FROM ca_keys WHERE label = $1", &[&key])
         .await?
         .get(0);
     let profile = public
@@ -99,7 +100,7 @@ pub async fn resign(public: &Public, tx: &Transaction<'_>, key: &str) -> Result<
     .await
     .map_err(|e| CentralError::Other(format!("CRL signing task: {e}")))??;
     let info = crl_times(&der)?;
-    tx.execute(
+    tx.prepared_execute(
         "INSERT INTO crls (issuer_key, crl_number, crl_der, this_update, next_update)
          VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (issuer_key) DO UPDATE

@@ -25,6 +25,7 @@ pub mod tsa;
 pub mod tsa_keys;
 pub mod worker;
 
+use crate::db::Prepared;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -141,7 +142,7 @@ pub async fn load_issuers(
 ) -> Result<BTreeMap<String, ca::Issuer>> {
     let client = pool.get().await?;
     let rows = client
-        .query("SELECT label, cert_der FROM ca_keys ORDER BY label", &[])
+        .prepared_query("SELECT label, cert_der FROM ca_keys ORDER BY label", &[])
         .await?;
     let mut out = BTreeMap::new();
     for r in rows {

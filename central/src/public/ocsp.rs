@@ -19,6 +19,7 @@
 //!
 //! Requests' nonces are not echoed (RFC 5019 §2.2.1: a pre-signed response cannot).
 
+use crate::db::Prepared;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -165,7 +166,7 @@ pub async fn ensure_responders(
     let validity = Duration::from_secs(u64::from(profile.validity.days) * 86_400);
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    tx.execute(
+    tx.prepared_execute(
         "SELECT pg_advisory_xact_lock(hashtext('idcentral.ocsp-responders'))",
         &[],
     )
@@ -176,7 +177,7 @@ pub async fn ensure_responders(
         let label = responder_key(ca_key);
         let key_exists = store.find(&label)?.is_some();
         let newest = tx
-            .query_opt(
+            .prepared_opt(
                 "SELECT cert_der, not_after FROM ocsp_responders WHERE ca_key = $1 AND key_label = $2
                  ORDER BY not_after DESC LIMIT 1",
                 &[ca_key, &label],
@@ -204,7 +205,7 @@ pub async fn ensure_responders(
             now,
         )?;
         let not_after = cert.not_after;
-        tx.execute(
+        tx.prepared_execute(
             "INSERT INTO ocsp_responders (ca_key, key_label, serial, cert_der, not_after)
              VALUES ($1, $2, $3, $4, $5)",
             &[ca_key, &label, &cert.serial, &cert.der, &not_after],
@@ -446,7 +447,7 @@ async fn status_answer(
     // Not stored for this CertID (SHA-256, not yet signed, or a serial never issued): the status
     // from the registry, signed now.
     let row = client
-        .query_opt(
+        .prepared_opt(
             "SELECT state, revoked_at, revocation_reason FROM issued_status
              WHERE issuer_key = $1 AND serial = $2",
             &[&responder.ca_key, &serial],

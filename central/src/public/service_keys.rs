@@ -2,6 +2,7 @@
 //! current delegated OCSP responder ([`super::ocsp::ensure_responders`]) and every time-stamping
 //! key ([`super::tsa_keys`]) — with when `serve` rolls each over.
 
+use crate::db::Prepared;
 use deadpool_postgres::Pool;
 use serde::Serialize;
 
@@ -102,7 +103,7 @@ pub async fn service_keys(pool: &Pool, profiles: &profiles::ProfileSet) -> Resul
         });
     }
     let tsa_pending = client
-        .query_opt("SELECT label FROM tsa_keys WHERE state = 'pending'", &[])
+        .prepared_opt("SELECT label FROM tsa_keys WHERE state = 'pending'", &[])
         .await?
         .map(|r| r.get(0));
     Ok(ServiceKeys {

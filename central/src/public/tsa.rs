@@ -14,6 +14,7 @@
 //! Signed attributes: contentType id-ct-TSTInfo, messageDigest, and ESS signingCertificateV2
 //! (RFC 5035, RFC 5816) naming the TSA certificate by its SHA-256.
 
+use crate::db::Prepared;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -138,7 +139,7 @@ async fn token(public: &Arc<Public>, tsa: &Arc<Tsa>, req: &TimeStampReq) -> Resu
     let client = public.centre.pool.get().await?;
     let serial = random_serial()?;
     client
-        .execute(
+        .prepared_execute(
             "INSERT INTO tsa_tokens (serial, gen_time, imprint_alg, imprint, tsa_key)
              VALUES ($1, $2, $3, $4, $5)",
             &[

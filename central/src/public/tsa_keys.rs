@@ -21,6 +21,7 @@
 //! Each process keeps the key it signs with ([`super::Public::tsa`]); requests never roll, they
 //! re-read the active row ([`active`]) when the kept key can no longer sign.
 
+use crate::db::Prepared;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -136,7 +137,7 @@ pub async fn active(pool: &Pool, profiles: &profiles::ProfileSet) -> Result<Opti
 async fn active_with(pool: &Pool, policy: ObjectIdentifier) -> Result<Option<Tsa>> {
     let client = pool.get().await?;
     match client
-        .query_opt(
+        .prepared_opt(
             "SELECT label, cert_der, key_usage_until FROM tsa_keys WHERE state = 'active'",
             &[],
         )
@@ -190,7 +191,7 @@ async fn ensure(
     };
     let mut client = pool.get().await?;
     client
-        .execute("SELECT pg_advisory_lock(hashtext('idcentral.tsa'))", &[])
+        .prepared_execute("SELECT pg_advisory_lock(hashtext('idcentral.tsa'))", &[])
         .await?;
     let rolled = Rollover {
         pool,
@@ -204,7 +205,7 @@ async fn ensure(
     .await;
     // A connection whose unlock fails is broken: the server ends its session and the lock.
     let _ = client
-        .execute("SELECT pg_advisory_unlock(hashtext('idcentral.tsa'))", &[])
+        .prepared_execute("SELECT pg_advisory_unlock(hashtext('idcentral.tsa'))", &[])
         .await;
     drop(client);
     Ok(match rolled {
@@ -401,7 +402,7 @@ impl Rollover<'_> {
                 .unwrap_or(0)
         };
         if let Some(r) = client
-            .query_opt("SELECT label FROM tsa_keys WHERE state = 'pending'", &[])
+            .prepared_opt("SELECT label FROM tsa_keys WHERE state = 'pending'", &[])
             .await?
         {
             let label: String = r.get(0);
@@ -409,7 +410,7 @@ impl Rollover<'_> {
             return Ok((label, n));
         }
         let last: Option<i32> = client
-            .query_one(
+            .prepared_one(
                 "SELECT max(substring(label FROM '^centre-tsa-([0-9]{1,9})$')::int) FROM tsa_keys",
                 &[],
             )
@@ -429,7 +430,7 @@ impl Rollover<'_> {
         }
         let label = format!("{KEY_PREFIX}{n}");
         client
-            .execute(
+            .prepared_execute(
                 "INSERT INTO tsa_keys (label, state) VALUES ($1, 'pending')",
                 &[&label],
             )
@@ -441,7 +442,7 @@ impl Rollover<'_> {
     /// it after this process started).
     async fn active_root(&self, client: &deadpool_postgres::Object) -> Result<ca::Issuer> {
         let label: String = client
-            .query_one(
+            .prepared_one(
                 "SELECT label FROM ca_keys WHERE ca = 'root' AND state = 'active'",
                 &[],
             )
@@ -467,14 +468,14 @@ impl Rollover<'_> {
         let key_usage_until = ca::private_key_usage_end(&cert.der)?.unwrap_or(cert.not_after);
         let tx = client.transaction().await?;
         let replaces: Option<String> = tx
-            .query_opt(
+            .prepared_opt(
                 "UPDATE tsa_keys SET state = 'retired', retired_at = now()
                  WHERE state = 'active' RETURNING label",
                 &[],
             )
             .await?
             .map(|r| r.get(0));
-        tx.execute(
+        tx.prepared_execute(
             "UPDATE tsa_keys SET state = 'active', cert_der = $2, not_after = $3, serial = $4,
                  key_usage_until = $5, created_at = now()
              WHERE label = $1 AND state = 'pending'",

@@ -15,6 +15,7 @@
 //! usage period is left ([`super::tsa_keys`]; another instance's rollover is picked up here
 //! too).
 
+use crate::db::Prepared;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -109,7 +110,7 @@ pub async fn refresh(public: &Arc<Public>, at_start: bool) -> Result<()> {
     let client = public.centre.pool.get().await?;
     let half_ocsp = i64::try_from(public.ocsp_validity.as_secs() / 2).unwrap_or(i64::MAX);
     client
-        .execute(
+        .prepared_execute(
             "INSERT INTO relying_party_queue (kind, issuer_key, serial)
              SELECT 'ocsp', issuer_key, serial FROM ocsp_responses
              WHERE next_update < now() + make_interval(secs => $1)
@@ -120,7 +121,7 @@ pub async fn refresh(public: &Arc<Public>, at_start: bool) -> Result<()> {
     // Each CRL when less than half of its own validity is left (its profile's nextUpdate:
     // 48 hours for most keys, 90 days for the CSCA's).
     client
-        .execute(
+        .prepared_execute(
             "INSERT INTO relying_party_queue (kind, issuer_key, serial)
              SELECT 'crl', k.label, '\\x'::bytea FROM ca_keys k
              WHERE NOT EXISTS (SELECT 1 FROM crls c WHERE c.issuer_key = k.label
@@ -131,7 +132,7 @@ pub async fn refresh(public: &Arc<Public>, at_start: bool) -> Result<()> {
         .await?;
     if at_start {
         client
-            .execute(
+            .prepared_execute(
                 "INSERT INTO relying_party_queue (kind, issuer_key, serial)
                  SELECT 'ocsp', c.issuer_key, c.serial FROM certificates c
                  WHERE NOT EXISTS (SELECT 1 FROM ocsp_responses r
@@ -175,7 +176,7 @@ pub async fn drain(public: &Arc<Public>) -> Result<usize> {
     let mut client = public.centre.pool.get().await?;
     let tx = client.transaction().await?;
     let rows = tx
-        .query(
+        .prepared_query(
             "SELECT kind, issuer_key, serial, queued_at FROM relying_party_queue
              ORDER BY queued_at LIMIT $1 FOR UPDATE SKIP LOCKED",
             &[&BATCH],
@@ -203,7 +204,7 @@ pub async fn drain(public: &Arc<Public>) -> Result<usize> {
                     continue;
                 };
                 let cert = tx
-                    .query_opt(
+                    .prepared_opt(
                         "SELECT state, revoked_at, revocation_reason FROM issued_status
                          WHERE issuer_key = $1 AND serial = $2",
                         &[&key, &serial],
@@ -238,7 +239,7 @@ pub async fn drain(public: &Arc<Public>) -> Result<usize> {
                     Status::Revoked { at, reason } => ("revoked", Some(*at), reason.clone()),
                     _ => ("good", None, None),
                 };
-                tx.execute(
+                tx.prepared_execute(
                     "INSERT INTO ocsp_responses
                        (issuer_key, serial, status, revoked_at, reason, response_der, produced_at, next_update)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -250,7 +251,7 @@ pub async fn drain(public: &Arc<Public>) -> Result<usize> {
                 .await?;
             }
         }
-        tx.execute(
+        tx.prepared_execute(
             "DELETE FROM relying_party_queue
              WHERE kind = $1 AND issuer_key = $2 AND serial = $3 AND queued_at = $4",
             &[&kind, &key, &serial, &row.get::<_, SystemTime>(3)],

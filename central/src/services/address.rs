@@ -5,6 +5,7 @@
 //! in the same transaction. The card is not touched (DG11 keeps the address printed at
 //! issuance).
 
+use crate::db::Prepared;
 use centre_api::{rules, AddressRequest, AddressResponse, JobState};
 use registry::AddressKind;
 
@@ -44,7 +45,7 @@ async fn temporary_in_force(
     on: &str,
 ) -> Result<Option<i64>> {
     Ok(tx
-        .query_opt(
+        .prepared_opt(
             "SELECT a.id FROM holder_addresses a
              WHERE a.holder_id = $1 AND a.kind = 'temporary'
                AND NOT EXISTS (SELECT 1 FROM holder_address_ends e WHERE e.address_id = a.id)
@@ -73,7 +74,7 @@ pub async fn change(
     }
     holders::lock(&tx, &req.pinfl).await?;
     let holder: i64 = tx
-        .query_opt("SELECT id FROM holders WHERE pinfl = $1", &[&req.pinfl])
+        .prepared_opt("SELECT id FROM holders WHERE pinfl = $1", &[&req.pinfl])
         .await?
         .ok_or_else(|| {
             CentralError::refused(
@@ -99,7 +100,7 @@ pub async fn change(
                 ));
             }
             let id: i64 = tx
-                .query_one(
+                .prepared_one(
                     "SELECT max(id) FROM holder_addresses WHERE holder_id = $1",
                     &[&holder],
                 )
@@ -118,7 +119,7 @@ pub async fn change(
                     ),
                 )
             })?;
-            tx.execute(
+            tx.prepared_execute(
                 "INSERT INTO holder_address_ends (address_id, ended_on, station, operator) VALUES ($1, $2, $3, $4)",
                 &[&current, on, &who.station, &req.operator],
             )
@@ -157,7 +158,7 @@ pub async fn change(
     )
     .await?;
     let outbox_id: i64 = tx
-        .query_one(
+        .prepared_one(
             "INSERT INTO outbox (topic, job, payload) VALUES ($1, $2, $3) RETURNING id",
             &[&TOPIC, &id, &payload],
         )

@@ -5,6 +5,7 @@
 //! trigger queues their OCSP responses and the CRL (migration V10 queues the CRL on a release
 //! too), so `serve` signs both again at once.
 
+use crate::db::Prepared;
 use std::time::{Duration, SystemTime};
 
 use centre_api::{rules, HoldRequest, HoldResponse, JobState};
@@ -45,14 +46,14 @@ pub async fn run(
     let (certs, suspended_at, state) = if kind == "hold" {
         require_active(&doc, "hold")?;
         let rows = tx
-            .query(
+            .prepared_query(
                 "UPDATE certificates SET state = 'revoked', revocation_reason = 'certificateHold', revoked_at = now()
                  WHERE job = $1 AND state = 'active' RETURNING serial",
                 &[&doc.job],
             )
             .await?;
         let at: SystemTime = tx
-            .query_one(
+            .prepared_one(
                 "UPDATE documents SET state = 'suspended', state_reason = 'suspended', state_changed_at = now(),
                         state_changed_by = $2, suspended_at = now()
                  WHERE id = $1 RETURNING suspended_at",
@@ -64,13 +65,13 @@ pub async fn run(
     } else {
         let at = check_release(&tx, centre, &doc, req).await?;
         let rows = tx
-            .query(
+            .prepared_query(
                 "UPDATE certificates SET state = 'active', revocation_reason = NULL, revoked_at = NULL
                  WHERE job = $1 AND state = 'revoked' AND revocation_reason = 'certificateHold' RETURNING serial",
                 &[&doc.job],
             )
             .await?;
-        tx.execute(
+        tx.prepared_execute(
             "UPDATE documents SET state = 'active', state_reason = 'resumed', state_changed_at = now(),
                     state_changed_by = $2, suspended_at = NULL
              WHERE id = $1",
@@ -169,7 +170,7 @@ async fn check_release(
         ));
     }
     if let Some(r) = tx
-        .query_opt(
+        .prepared_opt(
             "SELECT office, series, number FROM documents WHERE holder_id = $1 AND state = 'active'",
             &[&doc.holder_id],
         )

@@ -17,6 +17,7 @@ pub mod address;
 pub mod hold;
 pub mod renew;
 
+use crate::db::Prepared;
 use centre_api::{rules, JobState};
 use deadpool_postgres::{GenericClient, Transaction};
 use serde::{de::DeserializeOwned, Serialize};
@@ -41,7 +42,7 @@ pub struct ServiceJob {
 /// Service job `id` (locked for the transaction), whoever it belongs to.
 pub async fn find(c: &impl GenericClient, id: &str) -> Result<Option<ServiceJob>> {
     let Some(r) = c
-        .query_opt(
+        .prepared_opt(
             "SELECT id, station, kind, document_id, holder_id, state, challenge
              FROM service_jobs WHERE id = $1 FOR UPDATE",
             &[&id],
@@ -114,7 +115,7 @@ pub async fn replay<Q: Serialize, R: DeserializeOwned>(
     req: &Q,
 ) -> Result<Option<R>> {
     let Some(r) = c
-        .query_opt(
+        .prepared_opt(
             "SELECT request, response FROM service_steps WHERE job = $1 AND step = $2",
             &[&job, &step],
         )
@@ -142,7 +143,7 @@ pub async fn keep<Q: Serialize, R: Serialize>(
     req: &Q,
     answer: &R,
 ) -> Result<()> {
-    tx.execute(
+    tx.prepared_execute(
         "INSERT INTO service_steps (job, step, request, response) VALUES ($1, $2, $3, $4)",
         &[&job, &step, &json(req)?, &json(answer)?],
     )
@@ -162,7 +163,7 @@ pub struct NewJob<'a> {
 }
 
 pub async fn insert_job(tx: &Transaction<'_>, who: &WhoAmI, j: &NewJob<'_>) -> Result<()> {
-    tx.execute(
+    tx.prepared_execute(
         "INSERT INTO service_jobs (id, station, office, operator, kind, document_id, holder_id, state, challenge)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         &[&j.id, &who.station, &who.office, &j.operator, &j.kind, &j.document_id, &j.holder_id,
@@ -178,7 +179,7 @@ pub async fn set_state(
     state: JobState,
     reason: Option<&str>,
 ) -> Result<()> {
-    tx.execute(
+    tx.prepared_execute(
         "UPDATE service_jobs SET state = $2, abort_reason = $3, updated_at = now() WHERE id = $1",
         &[&job, &state_str(state), &reason],
     )
@@ -205,7 +206,7 @@ pub struct Doc {
 pub async fn document(c: &impl GenericClient, number: &str) -> Result<Doc> {
     let (series, n) = crate::show::parse_document(number)?;
     let r = c
-        .query_opt(
+        .prepared_opt(
             "SELECT id, job, holder_id, state, office, date_of_expiry, card_serial, suspended_at
              FROM documents WHERE series = $1 AND number = $2 FOR UPDATE",
             &[&series, &n],

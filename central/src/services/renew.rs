@@ -8,6 +8,7 @@
 //!   cessationOfOperation; the old ones stay active)
 //! ```
 
+use crate::db::Prepared;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -74,7 +75,7 @@ pub async fn open(
         ));
     }
     if let Some(r) = tx
-        .query_opt(
+        .prepared_opt(
             "SELECT id, office FROM service_jobs
              WHERE document_id = $1 AND kind = 'renew' AND state IN ('reserved', 'certified')",
             &[&doc.id],
@@ -132,7 +133,7 @@ async fn job_document(tx: &Transaction<'_>, job: &ServiceJob) -> Result<super::D
         .document_id
         .ok_or_else(|| CentralError::Database(format!("renewal {} names no document", job.id)))?;
     let r = tx
-        .query_one("SELECT series, number FROM documents WHERE id = $1", &[&id])
+        .prepared_one("SELECT series, number FROM documents WHERE id = $1", &[&id])
         .await?;
     document(tx, &crate::numbers::document_number(r.get(0), r.get(1))).await
 }
@@ -183,7 +184,7 @@ async fn issue(
 /// The renewal's certificates and their issuer's certificate.
 async fn issued(tx: &Transaction<'_>, job: &str) -> Result<CertifyResponse> {
     let rows = tx
-        .query(
+        .prepared_query(
             "SELECT c.slot, c.profile, c.serial, c.cert_der, k.cert_der FROM certificates c
              JOIN ca_keys k ON k.label = c.issuer_key WHERE c.service_job = $1 ORDER BY c.slot",
             &[&job],
@@ -254,7 +255,7 @@ pub async fn certify(
     let made = issue(centre, &tx, doc.holder_id, doc.date_of_expiry, esign, keys).await?;
     let mut listed = Vec::new();
     for (k, cert) in &made {
-        tx.execute(
+        tx.prepared_execute(
             "INSERT INTO certificates (serial, job, holder_id, slot, profile, cert_der, issuer_key, state, service_job)
              VALUES ($1, $2, $3, $4, $5, $6, $7, 'issued', $8)",
             &[&cert.serial, &doc.job, &doc.holder_id, &k.slot.to_string(), &k.profile, &cert.der,
@@ -307,14 +308,14 @@ pub async fn complete(
     let doc = job_document(&tx, &job).await?;
     require_active(&doc, "renewal")?;
     let superseded = tx
-        .query(
+        .prepared_query(
             "UPDATE certificates SET state = 'revoked', revocation_reason = 'superseded', revoked_at = now()
              WHERE job = $1 AND state = 'active' AND service_job IS DISTINCT FROM $2 RETURNING serial",
             &[&doc.job, &id],
         )
         .await?;
     let active = tx
-        .query(
+        .prepared_query(
             "UPDATE certificates SET state = 'active' WHERE service_job = $1 AND state = 'issued' RETURNING serial",
             &[&id],
         )
@@ -375,7 +376,7 @@ pub async fn abort(
     }
     let doc = job_document(&tx, &job).await?;
     let revoked = tx
-        .query(
+        .prepared_query(
             "UPDATE certificates SET state = 'revoked', revocation_reason = 'cessationOfOperation', revoked_at = now()
              WHERE service_job = $1 AND state <> 'revoked' RETURNING serial",
             &[&id],
@@ -426,7 +427,7 @@ pub async fn status(
     let document = match job.document_id {
         Some(d) => {
             let r = tx
-                .query_one("SELECT series, number FROM documents WHERE id = $1", &[&d])
+                .prepared_one("SELECT series, number FROM documents WHERE id = $1", &[&d])
                 .await?;
             Some(crate::numbers::document_number(r.get(0), r.get(1)))
         }
