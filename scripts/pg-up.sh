@@ -10,6 +10,9 @@
 # DIR/url       postgres://idcentral@127.0.0.1:PORT/idcentral (no password in it)
 # DIR/log       the server log
 #
+# PG_UP_OPTIONS, when set, adds server options at start (a bench's profile, e.g.
+# "-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all").
+#
 # Local (socket) connections authenticate by peer, TCP ones by scram-sha-256. Debian 12's
 # `postgresql` package (15) keeps initdb and pg_ctl under /usr/lib/postgresql/15/bin. initdb
 # refuses root, so as root the cluster runs as the package's `postgres` user, and DIR's parent
@@ -55,7 +58,7 @@ fi
 
 if ! as "$bin/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
   as "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 60 \
-    -o "-k $dir/socket -p $port -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on" \
+    -o "-k $dir/socket -p $port -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on ${PG_UP_OPTIONS:-}" \
     start >/dev/null || { tail -20 "$dir/log" >&2; exit 1; }
 fi
 

@@ -29,7 +29,10 @@
 //! measured window.
 //!
 //! Environment: `CENTRE_LOAD_SECONDS` (measured window, default 20), `CENTRE_LOAD_PEER_SECONDS`
-//! (each peer phase, default 5), `CENTRE_LOAD_WARMUP_SECONDS` (default 3).
+//! (each peer phase, default 5), `CENTRE_LOAD_WARMUP_SECONDS` (default 3). With
+//! `CENTRE_LOAD_STATEMENTS=1` and `PG_UP_OPTIONS="-c shared_preload_libraries=pg_stat_statements
+//! -c pg_stat_statements.track=all"` (read by scripts/pg-up.sh) it also prints the statements
+//! the cluster spent most time executing, triggers' statements included.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -260,6 +263,37 @@ fn seq_scans(cluster: &Cluster) -> Vec<(String, i64, i64)> {
     })
 }
 
+/// The 40 statements the cluster spent most time executing (pg_stat_statements: the cluster
+/// must have been started with it preloaded, see `CENTRE_LOAD_STATEMENTS` above).
+fn print_statements(cluster: &Cluster) {
+    let port = std::fs::read_to_string(cluster.dir.join("port")).expect("the cluster's port");
+    let q = "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; \
+        SELECT calls, round(total_exec_time::numeric, 1) AS ms, \
+               round((1000 * total_exec_time / calls)::numeric, 1) AS us_each, rows, \
+               left(regexp_replace(query, '\\s+', ' ', 'g'), 140) AS statement \
+        FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 40";
+    // As the cluster's owner over its socket (peer authentication), as scripts/pg-up.sh does.
+    let script = format!(
+        "bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1); \
+         if [ \"$(id -u)\" -eq 0 ]; then as='runuser -u postgres --'; fi; \
+         $as \"$bin/psql\" -v ON_ERROR_STOP=1 -h '{}' -p {} -d idcentral -c \"$0\"",
+        cluster.dir.join("socket").display(),
+        port.trim()
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-c", &script, q])
+        .output()
+        .expect("run psql");
+    println!("statements by total execution time (pg_stat_statements):");
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    if !out.status.success() {
+        panic!(
+            "pg_stat_statements: {} (start the cluster with PG_UP_OPTIONS=\"-c shared_preload_libraries=pg_stat_statements\")",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         println!("centre_load: bench");
@@ -341,6 +375,9 @@ fn main() {
         let cards = issue_load(addr, &tls, stop, 1);
         (cards, waits.join().expect("the sampler"))
     });
+    if std::env::var_os("CENTRE_LOAD_STATEMENTS").is_some() {
+        print_statements(&cluster);
+    }
     let after = cpu_snap(server.child.id(), pg_pid);
     let counters_after = pg_counters(&cluster);
     let scans = seq_scans(&cluster);

@@ -120,10 +120,22 @@ fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
 }
 
 /// Fetch `/crl/{key}.crl` into `dir/{key}.crl.pem` (verified by openssl against `ca_file`); its
-/// `openssl crl -text`.
+/// `openssl crl -text`. A key's first CRL is signed by the worker `serve` starts, so a fetch
+/// right after the start may hear "not signed yet" (404) for a moment.
 fn fetch_crl(desk: &Desk, dir: &Path, key: &str, ca_file: &str) -> String {
-    let (status, der) = desk.public_get(&format!("/crl/{key}.crl"));
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&der));
+    let der = wait_for(
+        &format!("the first CRL of {key}"),
+        Duration::from_secs(10),
+        || {
+            let (status, der) = desk.public_get(&format!("/crl/{key}.crl"));
+            let body = String::from_utf8_lossy(&der);
+            if status == 404 && body.contains("is not signed yet") {
+                return None;
+            }
+            assert_eq!(status, 200, "{body}");
+            Some(der)
+        },
+    );
     std::fs::write(dir.join(format!("{key}.crl")), der).unwrap();
     let (der_file, pem_file) = (format!("{key}.crl"), format!("{key}.crl.pem"));
     let to_pem = ["crl", "-inform", "DER", "-in", &der_file, "-out", &pem_file];
