@@ -8,7 +8,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::{Error, Result};
 
 /// The newest schema this code knows.
-pub const LATEST: i64 = 9;
+pub const LATEST: i64 = 10;
 
 /// Version 1: the core registry.
 const V1: &str = r#"
@@ -408,7 +408,15 @@ CREATE TRIGGER document_cans_no_update BEFORE UPDATE ON document_cans
 BEGIN SELECT RAISE(ABORT, 'a card access number is never changed'); END;
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9];
+/// Version 10: the end of the window in which a suspension may be resumed, recorded with the
+/// suspension (the national centre's `release_until` on an enrolled station, the station's own
+/// `[services] suspension_limit_days` otherwise). Suspensions recorded before it have none.
+const V10: &str = r#"
+ALTER TABLE document_status_history ADD COLUMN resume_until TEXT
+    CHECK (resume_until IS NULL OR status = 'suspended');
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10];
 
 /// The schema version of the file (`PRAGMA user_version`; 0 = empty).
 pub fn version(conn: &Connection) -> Result<i64> {

@@ -390,11 +390,36 @@ fn renew_suspend_resume_address_and_replace_through_the_centre() {
         .count();
     assert_eq!(active_at_centre, 2, "{view}");
 
-    // Suspend at TAS01: the centre's OCSP says revoked (certificateHold); resume: good.
+    // Suspend at TAS01: the centre's OCSP says revoked (certificateHold); resume: good. The
+    // window to resume is the centre's ([issuance] suspension_limit_days, 30 by default), not
+    // the station's: with `[services] suspension_limit_days = 0` at TAS01 a standalone station
+    // would refuse every resume, this one resumes within the centre's window.
+    let toml = tas.data.join("station.toml");
+    let cfg = std::fs::read_to_string(&toml).unwrap();
+    assert!(!cfg.contains("[services]"), "{cfg}");
+    std::fs::write(
+        &toml,
+        format!("{cfg}\n[services]\nsuspension_limit_days = 0\n"),
+    )
+    .unwrap();
     let renewed = "renewed-1.pem";
     ocsp_until(public, d, renewed, &format!("{renewed}: good"));
     let s = tas.json(&["suspend", "--document", &doc], &[]);
     assert_eq!(s["status"], "suspended", "{s}");
+    let until = s["resume_until"].as_str().expect("resume_until");
+    let in_days =
+        (time::OffsetDateTime::parse(until, &time::format_description::well_known::Rfc3339)
+            .expect("resume_until is RFC 3339")
+            - time::OffsetDateTime::now_utc())
+        .whole_hours();
+    assert!(
+        (29 * 24..=30 * 24).contains(&in_days),
+        "the centre's 30 days: {s}"
+    );
+    assert!(
+        until.ends_with('Z') && !until.contains('.'),
+        "whole seconds: {until}"
+    );
     let out = ocsp_until(public, d, renewed, &format!("{renewed}: revoked"));
     assert!(out.contains("Reason: certificateHold"), "{out}");
     let r = tas.json(&["resume", "--document", &doc, "--identity-confirmed"], &[]);

@@ -133,6 +133,35 @@ impl Tx<'_> {
         reason: &str,
         by: &Actor,
     ) -> Result<()> {
+        self.change_status(num, status, reason, by, None)
+    }
+
+    /// Suspend a document, recording until when the suspension may be resumed (RFC 3339).
+    pub fn suspend_document(
+        &self,
+        num: DocumentNumber,
+        reason: &str,
+        by: &Actor,
+        resume_until: &str,
+    ) -> Result<()> {
+        validate::date_time("resume_until", resume_until)?;
+        self.change_status(
+            num,
+            DocumentStatus::Suspended,
+            reason,
+            by,
+            Some(resume_until),
+        )
+    }
+
+    fn change_status(
+        &self,
+        num: DocumentNumber,
+        status: DocumentStatus,
+        reason: &str,
+        by: &Actor,
+        resume_until: Option<&str>,
+    ) -> Result<()> {
         validate::text("reason", reason, 200)?;
         let id: i64 = self
             .conn()
@@ -154,9 +183,9 @@ impl Tx<'_> {
                 })
             })?;
         self.conn().execute(
-            "INSERT INTO document_status_history (document_id, status, reason, at, operator)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![id, status.as_str(), reason, now_rfc3339(), by.operator],
+            "INSERT INTO document_status_history (document_id, status, reason, at, operator, resume_until)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![id, status.as_str(), reason, now_rfc3339(), by.operator, resume_until],
         )?;
         Ok(())
     }

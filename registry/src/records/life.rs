@@ -8,6 +8,16 @@ use super::card::Card;
 use super::certificate::{cert_from_row, Certificate, CERT_COLS};
 use crate::{now_rfc3339, validate, Actor, Error, Registry, Result, Tx};
 
+/// A document's suspension: since when, and until when it may be resumed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suspension {
+    /// When the document became suspended (RFC 3339).
+    pub since: String,
+    /// Until when it may be resumed, as recorded with the suspension (schema version 10 on);
+    /// `None` for a suspension recorded before.
+    pub resume_until: Option<String>,
+}
+
 /// The end of a registration address (`address end`): on `ended_on`, recorded by whom.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AddressEnd {
@@ -292,15 +302,20 @@ impl Registry {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// When document `document_id` last became suspended (its status history), if ever.
-    pub fn suspended_since(&self, document_id: i64) -> Result<Option<String>> {
+    /// Document `document_id`'s last suspension (its status history), if ever.
+    pub fn last_suspension(&self, document_id: i64) -> Result<Option<Suspension>> {
         Ok(self
             .conn
             .query_row(
-                "SELECT at FROM document_status_history
+                "SELECT at, resume_until FROM document_status_history
                  WHERE document_id = ?1 AND status = 'suspended' ORDER BY id DESC LIMIT 1",
                 [document_id],
-                |r| r.get(0),
+                |r| {
+                    Ok(Suspension {
+                        since: r.get(0)?,
+                        resume_until: r.get(1)?,
+                    })
+                },
             )
             .optional()?)
     }

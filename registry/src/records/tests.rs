@@ -367,3 +367,53 @@ fn five_wrong_passwords_lock_and_only_unlock_lifts_the_lock() {
     let op = reg.operator("clerk").unwrap().unwrap();
     assert!(!op.locked && op.failed_logins == 0);
 }
+
+#[test]
+fn a_suspension_records_until_when_it_may_be_resumed_and_an_older_one_has_no_window() {
+    let (_d, mut reg) = temp_registry();
+    let a = actor();
+    reg.write(|tx| tx.add_number_block("TAS01", "AA", 1, 9).map(|_| ()))
+        .unwrap();
+    let h = reg
+        .write(|tx| tx.insert_holder(&holder("31405850000012"), &address(), &a))
+        .unwrap();
+    let num = reg.allocate_document_number("TAS01").unwrap();
+    let doc = reg
+        .write(|tx| tx.insert_document(num, h, "TAS01", "2026-01-01", "2036-01-01", &a))
+        .unwrap();
+    // A suspension without a window, as every one recorded before schema version 10.
+    reg.write(|tx| tx.set_document_status(num, DocumentStatus::Suspended, "suspended", &a))
+        .unwrap();
+    let s = reg.last_suspension(doc).unwrap().expect("suspended");
+    assert_eq!(s.resume_until, None);
+    reg.write(|tx| tx.set_document_status(num, DocumentStatus::Active, "resumed", &a))
+        .unwrap();
+
+    // A bad window is refused naming the field and the rule, and nothing changes.
+    let e = reg
+        .write(|tx| tx.suspend_document(num, "suspended", &a, "in 30 days"))
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("resume_until") && e.to_string().contains("RFC 3339"),
+        "{e}"
+    );
+    assert_eq!(
+        reg.document(num).unwrap().unwrap().status,
+        DocumentStatus::Active
+    );
+
+    reg.write(|tx| tx.suspend_document(num, "suspended", &a, "2027-01-31T10:00:00Z"))
+        .unwrap();
+    let s = reg.last_suspension(doc).unwrap().expect("suspended");
+    assert_eq!(s.resume_until.as_deref(), Some("2027-01-31T10:00:00Z"));
+    // Only a suspension has a window (the schema's CHECK).
+    let e = reg
+        .connection()
+        .execute(
+            "INSERT INTO document_status_history (document_id, status, reason, at, operator, resume_until)
+             VALUES (?1, 'active', 'resumed', '2027-01-02T00:00:00Z', 'alice', '2027-01-31T10:00:00Z')",
+            [doc],
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("CHECK"), "{e}");
+}

@@ -99,7 +99,8 @@ pub enum Blocker {
     PinBlocked,
     /// The document expired on this date (`YYYY-MM-DD`).
     Expired(String),
-    /// Suspended on `since` (RFC 3339), more than `days` days ago: revoke instead.
+    /// Suspended on `since` (RFC 3339) and not resumed within its window of `days` days (the
+    /// centre's on an enrolled station): revoke instead.
     SuspensionLimit { days: u32, since: String },
     /// The document is still in use (its status): a card is taken back only when it is not.
     DocumentInUse(String),
@@ -269,17 +270,15 @@ fn summary(
             .unwrap_or_else(|| purpose.to_owned())
     };
     let h = &doc.holder.data;
-    let suspended_since = match doc.document.status {
-        DocumentStatus::Suspended => st.registry.suspended_since(doc.document.id)?,
+    let suspension = match doc.document.status {
+        DocumentStatus::Suspended => st.registry.last_suspension(doc.document.id)?,
         _ => None,
     };
-    let limit = st.config.services.suspension_limit_days;
-    let resume_until = suspended_since.as_deref().and_then(|s| {
-        crate::time_util::parse_rfc3339(s)
-            .ok()
-            .map(|t| t + std::time::Duration::from_secs(u64::from(limit) * 86_400))
-            .map(crate::time_util::format_rfc3339)
-    });
+    let window = suspension
+        .as_ref()
+        .and_then(|s| super::suspend::window(st, s).ok());
+    let suspended_since = suspension.map(|s| s.since);
+    let resume_until = window.as_ref().map(|w| w.until.clone());
     let mut id = CardIdentity {
         reader,
         card_serial: doc.card.chip_serial.clone(),
@@ -363,9 +362,11 @@ fn blocker(
         Service::Suspend => not(DocumentStatus::Active),
         Service::Resume => not(DocumentStatus::Suspended).or_else(|| {
             let until = id.resume_until.as_deref()?;
-            (registry::now_rfc3339().as_str() >= until).then(|| Blocker::SuspensionLimit {
-                days: st.config.services.suspension_limit_days,
-                since: id.suspended_since.clone().unwrap_or_default(),
+            let since = id.suspended_since.clone().unwrap_or_default();
+            super::suspend::window_passed(until).then(|| Blocker::SuspensionLimit {
+                days: super::suspend::whole_days(&since, until)
+                    .unwrap_or(st.config.services.suspension_limit_days),
+                since,
             })
         }),
         Service::CardReturned => {

@@ -93,6 +93,48 @@ fn limit_seconds(st: &Station) -> u64 {
     u64::from(st.config.services.suspension_limit_days) * 86_400
 }
 
+/// Until when a suspension may be resumed, and the length of that window in whole days.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumeWindow {
+    pub until: String,
+    pub days: u32,
+}
+
+/// The window of `s`: as recorded with the suspension (on an enrolled station the centre's),
+/// or for a suspension recorded before the registry kept it, `[services]
+/// suspension_limit_days` from its start.
+pub fn window(st: &Station, s: &registry::Suspension) -> Result<ResumeWindow, StationError> {
+    let since = crate::time_util::parse_rfc3339(&s.since).map_err(StationError::Other)?;
+    let Some(until) = &s.resume_until else {
+        return Ok(ResumeWindow {
+            until: crate::time_util::format_rfc3339(
+                since + std::time::Duration::from_secs(limit_seconds(st)),
+            ),
+            days: st.config.services.suspension_limit_days,
+        });
+    };
+    crate::time_util::parse_rfc3339(until).map_err(StationError::Other)?;
+    Ok(ResumeWindow {
+        until: until.clone(),
+        days: whole_days(&s.since, until).unwrap_or_default(),
+    })
+}
+
+/// Whether the window that ends at `until` (RFC 3339) is over: compared as times, not as text
+/// (the registry's own timestamps carry microseconds, a window's end whole seconds). An end
+/// that does not parse counts as over.
+pub fn window_passed(until: &str) -> bool {
+    crate::time_util::parse_rfc3339(until).map_or(true, |end| std::time::SystemTime::now() >= end)
+}
+
+/// The days from `since` to `until` (RFC 3339), to the nearest whole day.
+pub fn whole_days(since: &str, until: &str) -> Option<u32> {
+    let a = crate::time_util::parse_rfc3339(since).ok()?;
+    let b = crate::time_util::parse_rfc3339(until).ok()?;
+    let secs = b.duration_since(a).unwrap_or_default().as_secs();
+    u32::try_from((secs + 43_200) / 86_400).ok()
+}
+
 /// Suspend document `num`: its card's active certificates on hold, the document SUSPENDED.
 pub fn suspend(
     st: &mut Station,
@@ -146,21 +188,28 @@ pub fn suspend(
         .hold(st, session.actor(), &number.to_string())
         .map_err(|e| refused(st, session, "suspend", num, e))?;
     let now = registry::now_rfc3339();
-    let until = match &national {
-        Some(h) => h.release_until.clone(),
-        None => crate::time_util::parse_rfc3339(&now)
+    let local_until = || {
+        crate::time_util::parse_rfc3339(&now)
             .map(|t| t + std::time::Duration::from_secs(limit_seconds(st)))
             .map(crate::time_util::format_rfc3339)
-            .map_err(StationError::Other)?,
+            .map_err(StationError::Other)
+    };
+    // On an enrolled station the centre's window governs (its `[issuance]
+    // suspension_limit_days`); it is recorded in the registry's own format, whole seconds.
+    let until = match &national {
+        Some(h) => match crate::time_util::parse_rfc3339(&h.release_until) {
+            Ok(t) => crate::time_util::format_rfc3339(t),
+            Err(e) => {
+                tracing::warn!(release_until = %h.release_until, error = %e,
+                    "the centre's release_until is not RFC 3339; the station's limit is recorded");
+                local_until()?
+            }
+        },
+        None => local_until()?,
     };
     let held: Vec<String> = certs.iter().map(|c| c.data.serial.clone()).collect();
     let tx = st.registry.transaction()?;
-    tx.set_document_status(
-        number,
-        DocumentStatus::Suspended,
-        "suspended",
-        session.actor(),
-    )?;
+    tx.suspend_document(number, "suspended", session.actor(), &until)?;
     for c in &certs {
         tx.revoke_certificate(c.id, HOLD, &now)?;
     }
@@ -240,26 +289,21 @@ pub fn resume(
                 r.id
             )));
         }
-        let since = st.registry.suspended_since(doc.id)?.ok_or_else(|| {
+        let suspension = st.registry.last_suspension(doc.id)?.ok_or_else(|| {
             StationError::Other(format!(
                 "document {number} is suspended but its history has no suspension"
             ))
         })?;
-        let at = crate::time_util::parse_rfc3339(&since).map_err(StationError::Other)?;
-        let elapsed = std::time::SystemTime::now()
-            .duration_since(at)
-            .unwrap_or_default()
-            .as_secs();
-        let limit = st.config.services.suspension_limit_days;
-        if elapsed >= limit_seconds(st) {
+        let w = window(st, &suspension)?;
+        if window_passed(&w.until) {
             return Err(StationError::Conflict(format!(
-                "suspension_limit_days: document {number} was suspended at {since}, {} day(s) ago; \
-                 a suspension can be resumed within {limit} day(s) ([services] \
-                 suspension_limit_days), after that the document must be revoked \
+                "suspension_limit_days: document {number} was suspended at {}; it could be \
+                 resumed until {} ({} day(s)), after that the document must be revoked \
                  (idstation revoke --document {number} --reason ...)",
-                elapsed / 86_400
+                suspension.since, w.until, w.days
             )));
         }
+        let since = suspension.since;
         let card = st.registry.card_of_document(doc.id)?.ok_or_else(|| {
             StationError::Other(format!("document {number} has no card on record"))
         })?;
