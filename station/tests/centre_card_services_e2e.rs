@@ -428,6 +428,11 @@ fn renew_suspend_resume_address_and_replace_through_the_centre() {
     // SAM01 has no record of TAS01's card and still serves its holder: at the centre only.
     let s = sam.json(&["suspend", "--document", &doc], &[]);
     assert_eq!(s["status"], "suspended", "{s}");
+    let until = s["resume_until"].as_str().expect("resume_until");
+    assert!(
+        until.ends_with('Z') && !until.contains('.'),
+        "whole seconds: {s}"
+    );
     ocsp_until(public, d, renewed, &format!("{renewed}: revoked"));
     sam.json(&["resume", "--document", &doc, "--identity-confirmed"], &[]);
     ocsp_until(public, d, renewed, &format!("{renewed}: good"));

@@ -154,7 +154,9 @@ pub fn suspend(
             status: h.state,
             held_certificates: h.certificates,
             crl_reason: HOLD.into(),
-            resume_until: h.release_until,
+            resume_until: crate::time_util::parse_rfc3339(&h.release_until)
+                .map(crate::time_util::format_rfc3339)
+                .unwrap_or(h.release_until),
         });
     }
     let checked = (|| {
