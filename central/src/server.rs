@@ -335,6 +335,20 @@ async fn outbox_list_handler(
     run.await.map(Json).map_err(ApiError)
 }
 
+/// `POST /v1/cards/lookup`: [`crate::services::lookup::card`].
+async fn card_lookup_handler(
+    State(centre): State<Arc<Centre>>,
+    Extension(cert): Extension<ClientCert>,
+    bytes: Bytes,
+) -> Answer<centre_api::CardAtCentre> {
+    let run = async {
+        let who = enrol::authenticate(&centre, client_cert(&cert)).await?;
+        let r = async { crate::services::lookup::card(&centre, &who, &body(&bytes)?).await }.await;
+        refusals::audited(&centre, &who, "card-lookup", None, &bytes, r).await
+    };
+    run.await.map(Json).map_err(ApiError)
+}
+
 /// `POST /v1/outbox/{id}/retry`: [`crate::egov::station_view::retry`].
 async fn outbox_retry_handler(
     State(centre): State<Arc<Centre>>,
@@ -377,6 +391,7 @@ pub fn router(centre: Arc<Centre>) -> Router {
         .route("/v1/documents/{document}/revoke", post(revoke_handler))
         .route("/v1/services/{job}", get(service_job_handler))
         .route("/v1/services/{job}/{step}", post(service_handler))
+        .route(paths::CARD_LOOKUP, post(card_lookup_handler))
         .route(paths::OUTBOX_LIST, post(outbox_list_handler))
         .route("/v1/outbox/{id}/retry", post(outbox_retry_handler))
         .route(

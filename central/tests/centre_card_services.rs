@@ -400,6 +400,81 @@ fn renewal_hold_release_and_address_changes_through_the_centre() {
     .unwrap();
     assert_eq!(hold.state, "suspended");
     assert_eq!(hold.certificates, done.active);
+
+    // SAM01's clerk reads the card TAS01 issued: the national registry's record of it, found
+    // by chip serial and checked against the certificates on the card; the read is audited.
+    let lookup = |serial: &str, certs: &[String]| {
+        w.call(
+            &sam.tls,
+            centre_api::paths::CARD_LOOKUP,
+            &json!({ "operator": "clerk2", "card_serial": serial, "certificates": certs }),
+        )
+    };
+    let seen: centre_api::CardAtCentre = serde_json::from_value(w.ok(
+        &sam.tls,
+        centre_api::paths::CARD_LOOKUP,
+        &json!({ "operator": "clerk2", "card_serial": "0a1b2c3d", "certificates": done.active }),
+    ))
+    .unwrap();
+    assert_eq!(
+        (
+            seen.document.as_str(),
+            seen.state.as_str(),
+            seen.office.as_str()
+        ),
+        (doc.as_str(), "suspended", "TAS01")
+    );
+    assert_eq!(seen.holder.pinfl, "31234567890123");
+    assert_eq!(
+        seen.suspended_at.as_deref(),
+        Some(hold.suspended_at.as_str())
+    );
+    assert_eq!(
+        seen.release_until.as_deref(),
+        Some(hold.release_until.as_str())
+    );
+    // Every certificate of the document, the renewal's on hold and the first ones superseded.
+    assert_eq!(seen.certificates.len(), 4, "{seen:?}");
+    for c in &seen.certificates {
+        let want = if done.active.contains(&c.serial) {
+            ("revoked", Some("certificateHold"))
+        } else {
+            ("revoked", Some("superseded"))
+        };
+        assert_eq!((c.state.as_str(), c.reason.as_deref()), want, "{c:?}");
+        assert!(c.not_after.ends_with('Z'), "{c:?}");
+    }
+    assert_eq!(seen.addresses.len(), 1, "{seen:?}");
+    assert_eq!(seen.addresses[0].address.district, "Yunusobod");
+    assert_eq!(seen.addresses[0].recorded_by, "tas01-st1/clerk1");
+    // A certificate that is not the document's, an unknown card, a bad serial: refused.
+    assert_refused(
+        &lookup("0A1B2C3D", &[old[0].clone(), "0123ABCD".into()]),
+        409,
+        "card-not-the-documents",
+    );
+    assert_refused(&lookup("FFFF0000", &old), 404, "document-not-found");
+    let bad = lookup("0A1B-2C3D", &old);
+    assert_refused(&bad, 400, "invalid-request");
+    let said = bad.as_ref().unwrap().1["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        said.starts_with("card_serial:") && said.contains("hexadecimal"),
+        "{said}"
+    );
+    let looked: Vec<(String, String)> = w
+        .rt
+        .block_on(db.query(
+            "SELECT station, details::jsonb->>'issued_by_office' FROM audit_log WHERE action = 'card.looked-up'",
+            &[],
+        ))
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(looked, [("sam01-st1".to_string(), "TAS01".to_string())]);
     let out = ocsp_until(&w, dir, sign_pem, &format!("{sign_pem}: revoked"));
     assert!(out.contains("Reason: certificateHold"), "{out}");
     let new_sign = renewed

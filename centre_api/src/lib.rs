@@ -49,6 +49,9 @@ pub mod paths {
     pub fn service_job(job: &str) -> String {
         format!("/v1/services/{job}")
     }
+    /// `POST`: a card of any office as the national registry has it ([`crate::CardLookupRequest`]
+    /// → [`crate::CardAtCentre`]): a clerk serves a holder whose card another office issued.
+    pub const CARD_LOOKUP: &str = "/v1/cards/lookup";
     /// `POST`: the e-government outbox as a station's operator may see it
     /// ([`crate::OutboxListRequest`]).
     pub const OUTBOX_LIST: &str = "/v1/outbox/list";
@@ -504,6 +507,85 @@ pub struct AddressResponse {
     pub address_id: i64,
     /// The e-government outbox message.
     pub outbox_id: i64,
+}
+
+/// `POST /v1/cards/lookup`: the card in a clerk's reader, by its chip serial, with the serials
+/// of the certificates read from it (each must be one the centre issued for the card's
+/// document, or `card-not-the-documents`). Any enrolled station may ask, for its clerk; the read
+/// of the holder's data is audited at the centre (`card.looked-up`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardLookupRequest {
+    pub operator: String,
+    /// The chip serial (hex, as the issuing station recorded it).
+    pub card_serial: String,
+    /// Serials (hex) of the certificates on the card.
+    pub certificates: Vec<String>,
+}
+
+/// A card as the national registry has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardAtCentre {
+    pub document: String,
+    /// `active`, `suspended`, `lost`, `stolen`, `revoked`, ...
+    pub state: String,
+    /// The office that issued it.
+    pub office: String,
+    /// `YYYY-MM-DD`.
+    pub date_of_issue: String,
+    /// `YYYY-MM-DD`.
+    pub date_of_expiry: String,
+    pub holder: HolderAtCentre,
+    /// Every certificate issued for the document (renewals' included), newest first.
+    pub certificates: Vec<CertificateAtCentre>,
+    /// The holder's registration addresses, oldest first.
+    pub addresses: Vec<AddressAtCentre>,
+    /// When the hold began, if the document is suspended (RFC 3339 UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspended_at: Option<String>,
+    /// The last moment the hold may be released (RFC 3339 UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_until: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HolderAtCentre {
+    pub pinfl: String,
+    pub surname: String,
+    pub given_names: String,
+    pub patronymic: Option<String>,
+    pub surname_cyrillic: Option<String>,
+    pub given_names_cyrillic: Option<String>,
+    pub patronymic_cyrillic: Option<String>,
+    /// `YYYY-MM-DD`.
+    pub date_of_birth: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateAtCentre {
+    /// `9A`, `9C`.
+    pub slot: String,
+    /// Hex, upper case.
+    pub serial: String,
+    /// `issued`, `active`, `revoked`.
+    pub state: String,
+    /// The revocation reason (RFC 5280 name), if revoked.
+    pub reason: Option<String>,
+    /// RFC 3339 UTC.
+    pub not_after: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressAtCentre {
+    /// The national registry's row (what `end_temporary_on` ends).
+    pub address_id: i64,
+    #[serde(flatten)]
+    pub address: NewAddress,
+    /// `YYYY-MM-DD`, when a temporary registration was ended.
+    pub ended_on: Option<String>,
+    /// RFC 3339 UTC.
+    pub recorded_at: String,
+    /// The station and operator that recorded it.
+    pub recorded_by: String,
 }
 
 /// `GET /v1/services/{job}`: a card service job as the centre has it.

@@ -16,13 +16,13 @@ use crate::error::{CentralError, Refusal, Result};
 use crate::issuance::{check_operator, conflict};
 use crate::pki::Centre;
 
-fn rfc3339(t: SystemTime) -> String {
+pub(crate) fn rfc3339(t: SystemTime) -> String {
     time::OffsetDateTime::from(t)
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
 
-fn limit(centre: &Centre) -> Duration {
+pub(crate) fn limit(centre: &Centre) -> Duration {
     Duration::from_secs(u64::from(centre.issuance.suspension_limit_days) * 86_400)
 }
 

@@ -1,6 +1,7 @@
 //! Card services through the centre (issue 16; docs/centre.md, "Card services"): a renewal of
 //! an issued card's certificates ([`renew`]), a hold and its release ([`hold`]: suspend and
-//! resume), and registration address changes ([`address`]).
+//! resume), registration address changes ([`address`]), and a card of any office as the
+//! national registry has it ([`lookup`], read only).
 //!
 //! Each is a station's *service job* named by the station's UUID, and each step is idempotent
 //! by (station, job, step): the step's request and answer are kept in `service_steps`; the same
@@ -15,6 +16,7 @@
 
 pub mod address;
 pub mod hold;
+pub mod lookup;
 pub mod renew;
 
 use crate::db::Prepared;

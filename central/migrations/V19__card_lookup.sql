@@ -1,0 +1,3 @@
+-- Version 19: a card by its chip serial (`POST /v1/cards/lookup`: a clerk of any office serves a
+-- holder whose card another office issued), without reading the whole documents table.
+CREATE INDEX documents_card_serial ON documents (card_serial);

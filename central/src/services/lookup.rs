@@ -1,0 +1,212 @@
+//! `POST /v1/cards/lookup`: the card in a clerk's reader as the national registry has it, so
+//! that any office can serve a holder whose card another office issued (docs/centre.md "Card
+//! services"). The card is found by its chip serial; every certificate the station read from it
+//! must be one the centre issued for that document (`card-not-the-documents` otherwise: a chip
+//! serial alone is not proof of which card this is). Nothing changes but the audit log: the read
+//! of the holder's data is `card.looked-up`, naming the station, its office and the operator.
+
+use centre_api::{
+    rules, AddressAtCentre, CardAtCentre, CardLookupRequest, CertificateAtCentre, HolderAtCentre,
+};
+use deadpool_postgres::GenericClient;
+
+use super::audit;
+use crate::db::Prepared;
+use crate::enrol::WhoAmI;
+use crate::error::{CentralError, Refusal, Result};
+use crate::issuance::check_operator;
+use crate::pki::Centre;
+
+/// The longest chip serial or certificate serial (hex) a request may name.
+const MAX_HEX: usize = 64;
+
+fn check_hex(field: &'static str, v: &str) -> Result<()> {
+    if v.is_empty() || v.len() > MAX_HEX || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(CentralError::invalid(
+            field,
+            format!(
+                "{:?} must be 1 to {MAX_HEX} hexadecimal digits",
+                registry::audit::bounded_name(v)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check(req: &CardLookupRequest) -> Result<()> {
+    check_operator(&req.operator)?;
+    check_hex("card_serial", &req.card_serial)?;
+    if req.certificates.is_empty() || req.certificates.len() > 8 {
+        return Err(CentralError::invalid(
+            "certificates",
+            "name the 1 to 8 certificates read from the card",
+        ));
+    }
+    for s in &req.certificates {
+        check_hex("certificates", s)?;
+    }
+    Ok(())
+}
+
+/// The card `req` names, audited.
+pub async fn card(centre: &Centre, who: &WhoAmI, req: &CardLookupRequest) -> Result<CardAtCentre> {
+    check(req)?;
+    let mut client = centre.pool.get().await?;
+    let tx = client.transaction().await?;
+    let found = tx
+        .prepared_opt(
+            "SELECT d.id, d.series, d.number, d.state, d.office, d.date_of_issue::text,
+                    d.date_of_expiry::text, d.job, d.holder_id, d.suspended_at
+             FROM documents d WHERE upper(d.card_serial) = upper($1)
+             ORDER BY d.id DESC LIMIT 1",
+            &[&req.card_serial],
+        )
+        .await?;
+    let Some(d) = found else {
+        return Err(CentralError::refused(
+            Refusal::NotFound,
+            rules::DOCUMENT_NOT_FOUND,
+            format!(
+                "the national registry has no document issued on card {}",
+                req.card_serial
+            ),
+        ));
+    };
+    let document = crate::numbers::document_number(d.get(1), d.get(2));
+    let job: String = d.get(7);
+    let holder_id: i64 = d.get(8);
+    let certificates = certificates(&tx, &job).await?;
+    for s in &req.certificates {
+        if !certificates
+            .iter()
+            .any(|c| c.serial.eq_ignore_ascii_case(s))
+        {
+            return Err(CentralError::refused(
+                Refusal::Conflict,
+                rules::CARD_NOT_THE_DOCUMENTS,
+                format!(
+                    "certificate {s} on card {} is not one the centre issued for document {document}",
+                    req.card_serial
+                ),
+            ));
+        }
+    }
+    let holder = holder(&tx, holder_id).await?;
+    let addresses = addresses(&tx, holder_id).await?;
+    let state: String = d.get(3);
+    let suspended_at: Option<std::time::SystemTime> = d.get(9);
+    let (suspended_at, release_until) = match (state.as_str(), suspended_at) {
+        ("suspended", Some(at)) => (
+            Some(super::hold::rfc3339(at)),
+            Some(super::hold::rfc3339(at + super::hold::limit(centre))),
+        ),
+        _ => (None, None),
+    };
+    let answer = CardAtCentre {
+        document: document.clone(),
+        state,
+        office: d.get(4),
+        date_of_issue: d.get(5),
+        date_of_expiry: d.get(6),
+        holder,
+        certificates,
+        addresses,
+        suspended_at,
+        release_until,
+    };
+    audit(
+        &tx,
+        who,
+        &req.operator,
+        "card.looked-up",
+        &format!("document:{document}"),
+        serde_json::json!({ "card_serial": req.card_serial, "holder": answer.holder.pinfl,
+            "issued_by_office": answer.office }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(answer)
+}
+
+/// Every certificate of issuance job `job` (renewals hang on it too), newest first.
+async fn certificates(c: &impl GenericClient, job: &str) -> Result<Vec<CertificateAtCentre>> {
+    let rows = c
+        .prepared_query(
+            "SELECT serial, slot, state, revocation_reason, cert_der FROM certificates
+             WHERE job = $1 ORDER BY issued_at DESC, slot",
+            &[&job],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let info = ca::CertInfo::parse(r.get::<_, &[u8]>(4))?;
+            Ok(CertificateAtCentre {
+                slot: r.get(1),
+                serial: hex::encode_upper(r.get::<_, &[u8]>(0)),
+                state: r.get(2),
+                reason: r.get(3),
+                not_after: info.not_after,
+            })
+        })
+        .collect()
+}
+
+async fn holder(c: &impl GenericClient, id: i64) -> Result<HolderAtCentre> {
+    let r = c
+        .prepared_one(
+            "SELECT pinfl, surname, given_names, patronymic, surname_cyrillic, given_names_cyrillic,
+                    patronymic_cyrillic, date_of_birth
+             FROM holders WHERE id = $1",
+            &[&id],
+        )
+        .await?;
+    Ok(HolderAtCentre {
+        pinfl: r.get(0),
+        surname: r.get(1),
+        given_names: r.get(2),
+        patronymic: r.get(3),
+        surname_cyrillic: r.get(4),
+        given_names_cyrillic: r.get(5),
+        patronymic_cyrillic: r.get(6),
+        date_of_birth: r.get(7),
+    })
+}
+
+async fn addresses(c: &impl GenericClient, holder: i64) -> Result<Vec<AddressAtCentre>> {
+    let rows = c
+        .prepared_query(
+            "SELECT a.id, a.kind, a.region, a.district, a.street, a.house, a.apartment,
+                    a.registered_on, a.registered_until, e.ended_on,
+                    to_char(a.recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                    a.station, a.operator
+             FROM holder_addresses a LEFT JOIN holder_address_ends e ON e.address_id = a.id
+             WHERE a.holder_id = $1 ORDER BY a.id",
+            &[&holder],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let kind = match r.get::<_, &str>(1) {
+                "permanent" => registry::AddressKind::Permanent,
+                "temporary" => registry::AddressKind::Temporary,
+                k => return Err(CentralError::Database(format!("address kind {k:?}"))),
+            };
+            Ok(AddressAtCentre {
+                address_id: r.get(0),
+                address: registry::NewAddress {
+                    kind,
+                    region: r.get(2),
+                    district: r.get(3),
+                    street: r.get(4),
+                    house: r.get(5),
+                    apartment: r.get(6),
+                    registered_on: r.get(7),
+                    registered_until: r.get(8),
+                },
+                ended_on: r.get(9),
+                recorded_at: r.get(10),
+                recorded_by: format!("{}/{}", r.get::<_, &str>(11), r.get::<_, &str>(12)),
+            })
+        })
+        .collect()
+}
