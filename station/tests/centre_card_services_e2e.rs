@@ -329,6 +329,67 @@ fn renew_suspend_resume_address_and_replace_through_the_centre() {
         .collect();
     assert_eq!(old.len(), 2);
 
+    // SAM01's clerk reads the card TAS01 issued (`card show`, what the desk's Card services
+    // shows): SAM01 has no record of it, so the centre's record is shown, and only what the
+    // centre serves for any office is offered.
+    let id = sam.json(&["card", "show", "--reader", &reader], &[]);
+    assert_eq!(id["issued_elsewhere"], "TAS01", "{id}");
+    assert_eq!(
+        (&id["document"]["number"], &id["document"]["status"]),
+        (&serde_json::json!(doc), &serde_json::json!("active")),
+        "{id}"
+    );
+    assert_eq!(id["holder"]["pinfl"], pinfl.as_str(), "{id}");
+    let mut on_card: Vec<String> = serde_json::from_value(id["on_card"].clone()).unwrap();
+    on_card.sort();
+    let mut want = old.clone();
+    want.sort();
+    assert_eq!(on_card, want);
+    assert_eq!(id["addresses"].as_array().map(Vec::len), Some(1), "{id}");
+    let offers: Vec<(String, serde_json::Value)> = id["offers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["service"].as_str().unwrap().to_owned(),
+                o["refused"].clone(),
+            )
+        })
+        .collect();
+    let elsewhere = serde_json::json!({ "IssuedElsewhere": "TAS01" });
+    assert_eq!(
+        offers,
+        [
+            ("Renew".to_string(), elsewhere.clone()),
+            ("Unblock".into(), elsewhere.clone()),
+            ("Suspend".into(), serde_json::Value::Null),
+            (
+                "Resume".into(),
+                serde_json::json!({ "DocumentStatus": "active" })
+            ),
+            ("CardReturned".into(), elsewhere),
+            ("AddressSet".into(), serde_json::Value::Null),
+            ("AddressEnd".into(), serde_json::json!("NoTemporaryAddress")),
+        ],
+        "{id}"
+    );
+    // The read of the holder's data is audited at SAM01 (and at the centre:
+    // central/tests/centre_card_services.rs); the text form says where the card is from.
+    assert!(audited(&sam, "holder.read")
+        .iter()
+        .any(|d| d.contains("TAS01")));
+    let o = sam.run(
+        &["card", "show", "--reader", &reader, "--operator", "clerk"],
+        &[CLERK_PASSWORD],
+    );
+    let shown = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        shown.contains("Issued by office TAS01")
+            && shown.contains("Renew         not now: only at office TAS01"),
+        "{shown}"
+    );
+
     // Renewal on the enrolled station: new certificates from the centre, chained to its root;
     // the old ones superseded on the centre's CRL.
     let r = tas.json(

@@ -177,6 +177,11 @@ pub fn blocker(lang: Lang, b: &Blocker) -> String {
             &[("date", i18n::s(i18n::date(at.get(..10).unwrap_or(at))))],
         ),
         Blocker::NoTemporaryAddress => tr(lang, "svc-why-no-temporary"),
+        Blocker::IssuedElsewhere(office) => tr_args(
+            lang,
+            "svc-why-elsewhere",
+            &[("office", i18n::s(office.clone()))],
+        ),
     }
 }
 
@@ -262,6 +267,20 @@ mod tests {
         assert!(!f.message.contains("63C"), "no status words: {f:?}");
         let f = card("PIN is blocked");
         assert!(!f.retry, "a blocked PIN needs an unblock, not a retry");
+    }
+
+    #[test]
+    fn a_service_of_the_issuing_office_names_it_in_each_language() {
+        let b = Blocker::IssuedElsewhere("SAM02".into());
+        let en = blocker(Lang::En, &b);
+        assert!(en.contains("SAM02") && en.contains("issued"), "{en}");
+        for l in Lang::ALL {
+            let t = blocker(l, &b);
+            assert!(t.contains("SAM02"), "{}: {t}", l.tag());
+            if l != Lang::En {
+                assert_ne!(t, en, "{} is translated", l.tag());
+            }
+        }
     }
 
     #[test]

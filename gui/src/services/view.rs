@@ -279,6 +279,14 @@ fn identity(ui: &mut egui::Ui, id: &CardIdentity) {
 
     ui.add_space(6.0);
     ui.heading(t(ui, "svc-document"));
+    if let Some(office) = &id.issued_elsewhere {
+        let text = ta(
+            ui,
+            "svc-issued-elsewhere",
+            &[("office", i18n::s(office.clone()))],
+        );
+        ui.add(egui::Label::new(RichText::new(text).strong()).wrap());
+    }
     crate::clerk::copyable(ui, t(ui, "lookup-document"), &id.document.number);
     let status = status_word(lang, &id.document.status);
     let status_text = RichText::new(&status)

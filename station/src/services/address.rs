@@ -122,7 +122,7 @@ pub(crate) fn history(
         .collect())
 }
 
-fn address_text(a: &NewAddress) -> String {
+pub(super) fn address_text(a: &NewAddress) -> String {
     let mut s = format!("{}, {}, {} {}", a.region, a.district, a.street, a.house);
     if let Some(ap) = &a.apartment {
         s += &format!(", apt {ap}");

@@ -108,6 +108,9 @@ pub enum Blocker {
     AlreadyReturned(String),
     /// The holder has no current temporary registration.
     NoTemporaryAddress,
+    /// Another office issued the card (its office code): the service needs that station's card
+    /// keys or records.
+    IssuedElsewhere(String),
 }
 
 /// A service and whether it applies now.
@@ -135,6 +138,9 @@ pub struct CardIdentity {
     /// The last moment a suspended document may be resumed (RFC 3339).
     pub resume_until: Option<String>,
     pub returned_at: Option<String>,
+    /// The office that issued the card when it is not this station's: the record shown is the
+    /// national registry's (an enrolled station only).
+    pub issued_elsewhere: Option<String>,
     pub offers: Vec<Offer>,
 }
 
@@ -171,6 +177,22 @@ pub fn identify(
     let card = card_services::read_issued(&mut tx, &slots)
         .map_err(|e| StationError::card(Some("read the card"), &e))?;
     let serial = serial_text(card.serial);
+    if st.registry.card(&serial)?.is_none() {
+        if let Some(found) = super::elsewhere::lookup(st, session.operator(), &card, &serial)
+            .map_err(|e| refused(st, session, &serial, e))?
+        {
+            crate::records::audit_holder_reads(
+                st,
+                session,
+                &[&found.holder.pinfl],
+                &format!(
+                    "card services: card {serial} of office {}, at the national centre",
+                    found.office
+                ),
+            )?;
+            return super::elsewhere::summary(st, &card, found, reader, serial);
+        }
+    }
     let (doc, certs) = on_record(st, &card).map_err(|e| refused(st, session, &serial, e))?;
     match super::match_document(st, &mut tx, &doc) {
         Ok(_) => {}
@@ -319,6 +341,7 @@ fn summary(
         suspended_since,
         resume_until,
         returned_at: st.registry.card_return(doc.card.id)?.map(|r| r.returned_at),
+        issued_elsewhere: None,
         offers: Vec::new(),
     };
     id.offers = Service::ALL
@@ -343,13 +366,7 @@ fn blocker(
         |s: DocumentStatus| (status != s).then(|| Blocker::DocumentStatus(status.as_str().into()));
     let locked = (doc.card.lifecycle != CardLifecycle::Locked)
         .then(|| Blocker::CardNotLocked(doc.card.lifecycle.as_str().into()));
-    let today = crate::time_util::today_utc();
-    let today = format!(
-        "{:04}-{:02}-{:02}",
-        today.year(),
-        u8::from(today.month()),
-        today.day()
-    );
+    let today = today_text();
     match service {
         Service::Renew => not(DocumentStatus::Active)
             .or(locked)
@@ -360,15 +377,7 @@ fn blocker(
             }),
         Service::Unblock => not(DocumentStatus::Active).or(locked),
         Service::Suspend => not(DocumentStatus::Active),
-        Service::Resume => not(DocumentStatus::Suspended).or_else(|| {
-            let until = id.resume_until.as_deref()?;
-            let since = id.suspended_since.clone().unwrap_or_default();
-            super::suspend::window_passed(until).then(|| Blocker::SuspensionLimit {
-                days: super::suspend::whole_days(&since, until)
-                    .unwrap_or(st.config.services.suspension_limit_days),
-                since,
-            })
-        }),
+        Service::Resume => not(DocumentStatus::Suspended).or_else(|| resume_blocker(st, id)),
         Service::CardReturned => {
             if matches!(status, DocumentStatus::Active | DocumentStatus::Suspended) {
                 Some(Blocker::DocumentInUse(status.as_str().into()))
@@ -377,17 +386,43 @@ fn blocker(
             }
         }
         Service::AddressSet => None,
-        Service::AddressEnd => {
-            let current = id.addresses.iter().any(|a| {
-                a.kind == "temporary"
-                    && a.ended_on.is_none()
-                    && a.registered_until
-                        .as_deref()
-                        .is_none_or(|u| u >= today.as_str())
-            });
-            (!current).then_some(Blocker::NoTemporaryAddress)
-        }
+        Service::AddressEnd => address_end_blocker(id),
     }
+}
+
+/// A suspended document past its window to resume.
+pub(super) fn resume_blocker(st: &Station, id: &CardIdentity) -> Option<Blocker> {
+    let until = id.resume_until.as_deref()?;
+    let since = id.suspended_since.clone().unwrap_or_default();
+    super::suspend::window_passed(until).then(|| Blocker::SuspensionLimit {
+        days: super::suspend::whole_days(&since, until)
+            .unwrap_or(st.config.services.suspension_limit_days),
+        since,
+    })
+}
+
+/// No temporary registration in force today to end.
+pub(super) fn address_end_blocker(id: &CardIdentity) -> Option<Blocker> {
+    let today = today_text();
+    let current = id.addresses.iter().any(|a| {
+        a.kind == "temporary"
+            && a.ended_on.is_none()
+            && a.registered_until
+                .as_deref()
+                .is_none_or(|u| u >= today.as_str())
+    });
+    (!current).then_some(Blocker::NoTemporaryAddress)
+}
+
+/// Today (UTC) as `YYYY-MM-DD`.
+fn today_text() -> String {
+    let today = crate::time_util::today_utc();
+    format!(
+        "{:04}-{:02}-{:02}",
+        today.year(),
+        u8::from(today.month()),
+        today.day()
+    )
 }
 
 /// A registration address as the GUI's form gives it (`kind`, dates `YYYY-MM-DD`), as

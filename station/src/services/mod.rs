@@ -26,6 +26,7 @@
 //! GUI's Card services workspace).
 
 pub mod address;
+mod elsewhere;
 pub mod identify;
 pub mod recover;
 pub(crate) mod renew;

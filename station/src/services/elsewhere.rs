@@ -1,0 +1,155 @@
+//! A card another office issued, on a station enrolled with the national centre (docs/gui.md
+//! "Card services"): the station has no record of it, so [`identify`](super::identify) asks the
+//! centre (`POST /v1/cards/lookup`) with the chip serial and the serials of the certificates read
+//! from the card, and shows the national registry's record. What the centre serves for any
+//! office applies (suspend, resume, address changes); what needs the issuing station's card
+//! keys or its records does not (renewal, unblock: the card's management key is that station's;
+//! a returned card is recorded where it was issued) and says so.
+
+use centre_api::{paths, CardAtCentre, CardLookupRequest};
+use personalization::piv::services::IssuedCard;
+use personalization::piv::PinStatus;
+
+use super::address::AddressHistoryEntry;
+use super::identify::{
+    address_end_blocker, resume_blocker, Blocker, CardIdentity, CertificateSummary,
+    DocumentSummary, HolderSummary, Offer, PinState, Service,
+};
+use crate::centre::CentreClient;
+use crate::error::StationError;
+use crate::Station;
+
+/// The centre's record of `card`, or `None` when this station is not enrolled (a standalone
+/// station knows only its own cards).
+pub(super) fn lookup(
+    st: &Station,
+    operator: &str,
+    card: &IssuedCard,
+    card_serial: &str,
+) -> Result<Option<CardAtCentre>, StationError> {
+    if st.config.centre.is_none() {
+        return Ok(None);
+    }
+    let certificates = card
+        .certificates
+        .iter()
+        .map(|(_, der)| {
+            ca::CertInfo::parse(der)
+                .map(|i| i.serial_hex.to_uppercase())
+                .map_err(|e| StationError::Other(format!("a certificate on the card: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let request = CardLookupRequest {
+        operator: operator.to_owned(),
+        card_serial: card_serial.to_owned(),
+        certificates,
+    };
+    CentreClient::for_station(st)?
+        .post(paths::CARD_LOOKUP, &request)
+        .map(Some)
+}
+
+/// What the workspace shows of a card the centre knows and this station does not.
+pub(super) fn summary(
+    st: &Station,
+    card: &IssuedCard,
+    found: CardAtCentre,
+    reader: String,
+    card_serial: String,
+) -> Result<CardIdentity, StationError> {
+    let profile = st.card_profile()?;
+    let on_card: Vec<String> = found
+        .certificates
+        .iter()
+        .filter(|c| {
+            card.certificates.iter().any(|(_, der)| {
+                ca::CertInfo::parse(der).is_ok_and(|i| i.serial_hex.eq_ignore_ascii_case(&c.serial))
+            })
+        })
+        .map(|c| c.serial.clone())
+        .collect();
+    let whole_seconds = |t: &str| {
+        crate::time_util::parse_rfc3339(t)
+            .map(crate::time_util::format_rfc3339)
+            .unwrap_or_else(|_| t.to_owned())
+    };
+    let h = found.holder;
+    let mut id = CardIdentity {
+        reader,
+        card_serial,
+        pin: match card.pin {
+            PinStatus::Blocked => PinState::Blocked,
+            PinStatus::TriesLeft(n) => PinState::TriesLeft(n),
+            PinStatus::Verified => PinState::TriesLeft(profile.pin.retries),
+        },
+        holder: HolderSummary {
+            pinfl: h.pinfl,
+            surname: h.surname,
+            given_names: h.given_names,
+            patronymic: h.patronymic,
+            surname_cyrillic: h.surname_cyrillic,
+            given_names_cyrillic: h.given_names_cyrillic,
+            patronymic_cyrillic: h.patronymic_cyrillic,
+            date_of_birth: h.date_of_birth,
+        },
+        document: DocumentSummary {
+            number: found.document,
+            status: found.state,
+            date_of_issue: found.date_of_issue,
+            date_of_expiry: found.date_of_expiry,
+        },
+        certificates: found
+            .certificates
+            .into_iter()
+            .filter(|c| c.state != "issued" || on_card.contains(&c.serial))
+            .map(|c| CertificateSummary {
+                slot: c.slot,
+                serial: c.serial,
+                status: c.state,
+                reason: c.reason,
+                not_after: c.not_after,
+            })
+            .collect(),
+        on_card,
+        addresses: found
+            .addresses
+            .into_iter()
+            .map(|a| AddressHistoryEntry {
+                address_id: a.address_id,
+                kind: a.address.kind.as_str().into(),
+                text: super::address::address_text(&a.address),
+                registered_on: a.address.registered_on.clone(),
+                registered_until: a.address.registered_until.clone(),
+                ended_on: a.ended_on,
+                recorded_at: a.recorded_at,
+                recorded_by: a.recorded_by,
+            })
+            .collect(),
+        suspended_since: found.suspended_at.as_deref().map(whole_seconds),
+        resume_until: found.release_until.as_deref().map(whole_seconds),
+        returned_at: None,
+        issued_elsewhere: Some(found.office.clone()),
+        offers: Vec::new(),
+    };
+    let office = found.office;
+    let not = |status: &str| {
+        (id.document.status != status).then(|| Blocker::DocumentStatus(id.document.status.clone()))
+    };
+    let offers = Service::ALL
+        .iter()
+        .map(|&service| Offer {
+            service,
+            refused: match service {
+                Service::Renew | Service::Unblock | Service::CardReturned => {
+                    Some(Blocker::IssuedElsewhere(office.clone()))
+                }
+                Service::Suspend => not("active"),
+                Service::Resume => not("suspended").or_else(|| resume_blocker(st, &id)),
+                Service::AddressSet => None,
+                Service::AddressEnd => address_end_blocker(&id),
+            },
+        })
+        .collect();
+    id.offers = offers;
+    Ok(id)
+}
