@@ -490,18 +490,32 @@ pub fn card_present(reader: &str) -> Result<bool, RigError> {
 /// The vchip binary: `$VCHIP_BIN`, else `vchip` in the directory above the test executable's
 /// `deps/` or `examples/` directory (target/<profile>/vchip), else next to the executable.
 pub fn vchip_bin() -> Result<PathBuf, RigError> {
-    if let Some(p) = std::env::var_os("VCHIP_BIN") {
+    workspace_bin("vchip", "VCHIP_BIN", "cargo build -p chip --bin vchip").map_err(RigError::Vchip)
+}
+
+/// The station's `idstation` binary, found as [`vchip_bin`] finds vchip (`$IDSTATION_BIN`):
+/// a test of another crate that needs a second station in its own process (`cargo test
+/// --workspace` builds it, as the station's own tests need it).
+pub fn idstation_bin() -> Result<PathBuf, String> {
+    workspace_bin(
+        "idstation",
+        "IDSTATION_BIN",
+        "cargo build -p station --bin idstation",
+    )
+}
+
+/// Binary `name` of this workspace: `$var`, else in the directory above the test executable's
+/// `deps/` or `examples/` directory (target/<profile>/name), else next to the executable.
+fn workspace_bin(name: &str, var: &str, build: &str) -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os(var) {
         let p = PathBuf::from(p);
         return if p.is_file() {
             Ok(p)
         } else {
-            Err(RigError::Vchip(format!(
-                "VCHIP_BIN={} is not a file",
-                p.display()
-            )))
+            Err(format!("{var}={} is not a file", p.display()))
         };
     }
-    let exe = std::env::current_exe().map_err(|e| RigError::Vchip(format!("current_exe: {e}")))?;
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     let mut candidates = Vec::new();
     if let Some(dir) = exe.parent() {
         if dir
@@ -509,17 +523,17 @@ pub fn vchip_bin() -> Result<PathBuf, RigError> {
             .is_some_and(|n| n == "deps" || n == "examples")
         {
             if let Some(profile) = dir.parent() {
-                candidates.push(profile.join("vchip"));
+                candidates.push(profile.join(name));
             }
         }
-        candidates.push(dir.join("vchip"));
+        candidates.push(dir.join(name));
     }
     candidates.into_iter().find(|p| p.is_file()).ok_or_else(|| {
-        RigError::Vchip(format!(
-            "vchip not found next to {} (run `cargo build -p chip --bin vchip` with the same \
-             CARGO_TARGET_DIR and profile, or set VCHIP_BIN)",
+        format!(
+            "{name} not found next to {} (run `{build}` with the same CARGO_TARGET_DIR and \
+             profile, or set {var})",
             exe.display()
-        ))
+        )
     })
 }
 

@@ -1,0 +1,194 @@
+//! A card another office issued, at the Card services desk of a station enrolled with the
+//! national centre (docs/gui.md "Card services workspace"), with real parts: a PostgreSQL
+//! cluster, `idcentral serve`, this station (TAS01) enrolled in this process, and a second
+//! station (SAM02) enrolled and issuing the card through the `idstation` binary in processes of
+//! its own (its own SoftHSM2 token), the card a `vchip` behind pcscd and vpcd. TAS01 has no
+//! record of the card: the desk shows the national registry's, suspends and resumes it at the
+//! centre, and says that a renewal is SAM02's.
+//!
+//! Needs `idcentral` and `idstation` built in the same target dir as the tests build them
+//! (`cargo test --workspace --no-run`); run under `flock /tmp/idstation-pcsc.lock` (it uses a
+//! card reader).
+
+mod common;
+#[path = "../../station/tests/common/egov_centre.rs"]
+mod egov_centre;
+#[path = "../../station/tests/common/holder_pin.rs"]
+mod holder_pin;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::*;
+use egov_centre::*;
+use gui::GuiOptions;
+
+const CLERK: &str = "centre-clerk-pw-51c2";
+const SAM_ADMIN: &str = "sam02-admin-pw-2a7c";
+const SAM_CLERK: &str = "sam02-clerk-pw-90d3";
+const SAM_HSM_PIN: &str = "sam02-hsm-pin-5b1e";
+const PIN: &str = "48291637";
+
+/// The second office's station, run as `idstation` processes.
+struct OtherOffice {
+    dir: PathBuf,
+    data: PathBuf,
+}
+
+impl OtherOffice {
+    fn run(&self, args: &[&str], secrets: &[&str]) -> Output {
+        let mut c = Command::new(testrig::idstation_bin().expect("idstation"));
+        c.arg("--data-dir").arg(&self.data).args(args);
+        let o = holder_pin::output(c, args, &self.dir, secrets, PIN);
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        for s in [SAM_ADMIN, SAM_CLERK, SAM_HSM_PIN, PIN] {
+            assert!(!all.contains(s), "secret {s:?} in the output:\n{all}");
+        }
+        assert!(o.status.success(), "idstation {args:?}:\n{all}");
+        o
+    }
+
+    /// Station `name` of office `office` enrolled with the centre, with a clerk.
+    fn enrol(rig: &EgovRig, office: &str, name: &str) -> OtherOffice {
+        let dir = rig.dir.join(name);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let pin_file = dir.join("hsm-pin");
+        std::fs::write(&pin_file, format!("{SAM_HSM_PIN}\n")).expect("pin file");
+        std::fs::set_permissions(
+            &pin_file,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .expect("chmod");
+        let st = OtherOffice {
+            data: dir.join("data"),
+            dir,
+        };
+        let code = rig.centre.add_station(office, name);
+        let url = rig.centre.url();
+        st.run(
+            &[
+                "init",
+                "--centre",
+                &url,
+                "--centre-fingerprint",
+                rig.centre.fingerprint(),
+                "--enrolment-code",
+                "-",
+                "--station",
+                name,
+                "--admin",
+                "admin",
+                "--hsm-pin-file",
+                pin_file.to_str().expect("utf-8"),
+            ],
+            &[SAM_ADMIN, &code],
+        );
+        st.run(
+            &[
+                "operator",
+                "add",
+                "--name",
+                "clerk",
+                "--role",
+                "clerk",
+                "--operator",
+                "admin",
+            ],
+            &[SAM_ADMIN, SAM_CLERK],
+        );
+        st
+    }
+
+    /// Issue a card to the holder in `holder` on the card in `reader`: its document number.
+    fn issue(&self, holder: &Path, reader: &str) -> String {
+        let o = self.run(
+            &[
+                "--json",
+                "issue",
+                "--holder",
+                holder.to_str().expect("utf-8"),
+                "--reader",
+                reader,
+                "--operator",
+                "clerk",
+            ],
+            &[SAM_CLERK],
+        );
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("issue's JSON");
+        v["document"].as_str().expect("document").to_owned()
+    }
+}
+
+#[test]
+fn a_card_of_another_office_is_suspended_and_resumed_at_the_centre_from_the_desk() {
+    let slot = testrig::Slot::lease();
+    let rig = EgovRig::start("tas01-gui-other", 5);
+    rig.add_clerk(CLERK);
+    let sam = OtherOffice::enrol(&rig, "SAM02", "sam02-st1");
+    let _card = slot.insert(&blank_card_in(&rig.dir, 0x5C00_0152), &[]);
+    let holder = holder_file_in(&rig.dir, 52);
+    let number = sam.issue(&holder, &slot.reader_name);
+    let pinfl: String = serde_json::from_str::<serde_json::Value>(
+        &std::fs::read_to_string(&holder).expect("holder"),
+    )
+    .expect("json")["pinfl"]
+        .as_str()
+        .expect("pinfl")
+        .to_owned();
+    assert_eq!(rig.document_state(&pinfl, &number), "active");
+
+    let mut opts = GuiOptions::new(rig.data.clone());
+    opts.reader = Some(slot.reader_name.clone());
+    let mut h = harness(opts, [1280.0, 1100.0]);
+    log_in(&mut h, "clerk", CLERK, "Clerk workspace");
+    click(&mut h, "Card services");
+    let shown = format!("Document number {number}");
+    wait_for(&mut h, "the card read at the centre", SERVICE_SHORT, |h| {
+        has_label(h, &shown) && !h.state().services.busy()
+    });
+    assert!(has_label_containing(
+        &h,
+        "Issued by office SAM02. This station has no record of the card"
+    ));
+    assert!(has_label_containing(
+        &h,
+        "Only at office SAM02, which issued the card"
+    ));
+    // This station's registry still knows nothing of the card or its holder.
+    {
+        let reg =
+            registry::Registry::open_read_only(rig.data.join("registry.sqlite")).expect("registry");
+        assert!(reg.holder_by_pinfl(&pinfl).expect("holder").is_none());
+    }
+
+    open(&mut h, "Suspend");
+    click(&mut h, "Confirm");
+    wait_done(&mut h, &format!("Document {number} suspended."));
+    assert_eq!(rig.document_state(&pinfl, &number), "suspended");
+    // Read again from the centre: suspended, with until when it may be resumed.
+    wait_for(&mut h, "the suspension on screen", SERVICE_SHORT, |h| {
+        has_label_containing(h, "it can be resumed until") && !h.state().services.busy()
+    });
+
+    open(&mut h, "Resume");
+    click(&mut h, "I have checked the holder's identity in person");
+    click(&mut h, "Confirm");
+    wait_done(&mut h, &format!("Document {number} resumed"));
+    assert_eq!(rig.document_state(&pinfl, &number), "active");
+
+    // Each step is recorded at this station, which mirrors nothing of the document.
+    let actions: Vec<String> = registry::Registry::open_read_only(rig.data.join("registry.sqlite"))
+        .expect("registry")
+        .audit_events(1, u64::MAX)
+        .expect("audit")
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    for a in ["holder.read", "document.suspended", "document.resumed"] {
+        assert!(actions.iter().any(|x| x == a), "{a} in {actions:?}");
+    }
+}
