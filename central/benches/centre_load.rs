@@ -375,11 +375,12 @@ fn main() {
         let cards = issue_load(addr, &tls, stop, 1);
         (cards, waits.join().expect("the sampler"))
     });
+    let after = cpu_snap(server.child.id(), pg_pid);
+    let counters_after = pg_counters(&cluster);
+    // After the window's figures: the profile's own queries are not counted in them.
     if std::env::var_os("CENTRE_LOAD_STATEMENTS").is_some() {
         print_statements(&cluster);
     }
-    let after = cpu_snap(server.child.id(), pg_pid);
-    let counters_after = pg_counters(&cluster);
     let scans = seq_scans(&cluster);
     let (snap_at, snap, counters_before) = before.into_inner().unwrap().expect("the CPU snapshot");
     let load_during = loadavg();

@@ -43,9 +43,14 @@ pub async fn advisory_lock(tx: &Transaction<'_>, domain: &str, key: &str) -> Res
     Ok(())
 }
 
-const HOLDER_COLS: &str = "id, pinfl, surname, given_names, patronymic, surname_cyrillic, \
-    given_names_cyrillic, patronymic_cyrillic, sex, date_of_birth, place_of_birth, citizenship, \
-    photo_sha256";
+/// A holder's columns as [`holder_of`] reads them (a macro, so that the statements are literals
+/// that [`Prepared`] can keep).
+macro_rules! holder_cols {
+    () => {
+        "id, pinfl, surname, given_names, patronymic, surname_cyrillic, given_names_cyrillic, \
+         patronymic_cyrillic, sex, date_of_birth, place_of_birth, citizenship, photo_sha256"
+    };
+}
 
 fn holder_of(r: &Row) -> (i64, NewHolder) {
     (
@@ -69,14 +74,14 @@ fn holder_of(r: &Row) -> (i64, NewHolder) {
 
 /// The registered holder `pinfl` with its id.
 pub async fn find(c: &impl GenericClient, pinfl: &str) -> Result<Option<(i64, NewHolder)>> {
-    let sql = format!("SELECT {HOLDER_COLS} FROM holders WHERE pinfl = $1");
-    Ok(c.query_opt(&sql, &[&pinfl]).await?.map(|r| holder_of(&r)))
+    const SQL: &str = concat!("SELECT ", holder_cols!(), " FROM holders WHERE pinfl = $1");
+    Ok(c.prepared_opt(SQL, &[&pinfl]).await?.map(|r| holder_of(&r)))
 }
 
 /// The holder with id `id`.
 pub async fn get(c: &impl GenericClient, id: i64) -> Result<NewHolder> {
-    let sql = format!("SELECT {HOLDER_COLS} FROM holders WHERE id = $1");
-    let row = c.query_one(&sql, &[&id]).await?;
+    const SQL: &str = concat!("SELECT ", holder_cols!(), " FROM holders WHERE id = $1");
+    let row = c.prepared_one(SQL, &[&id]).await?;
     Ok(holder_of(&row).1)
 }
 

@@ -447,34 +447,54 @@ fn renewal_hold_release_and_address_changes_through_the_centre() {
     assert_eq!(seen.addresses.len(), 1, "{seen:?}");
     assert_eq!(seen.addresses[0].address.district, "Yunusobod");
     assert_eq!(seen.addresses[0].recorded_by, "tas01-st1/clerk1");
-    // A certificate that is not the document's, an unknown card, a bad serial: refused.
-    assert_refused(
-        &lookup("0A1B2C3D", &[old[0].clone(), "0123ABCD".into()]),
-        409,
-        "card-not-the-documents",
+    // A certificate that is not the document's and an unknown card get the same answer, which
+    // names no document; a bad serial is refused naming the field and the rule. Each refusal
+    // is audited with its request.
+    let wrong = lookup("0A1B2C3D", &[old[0].clone(), "0123ABCD".into()]);
+    let unknown = lookup("FFFF0000", &old);
+    assert_refused(&wrong, 404, "document-not-found");
+    assert_refused(&unknown, 404, "document-not-found");
+    let said = |r: &Reply| r.as_ref().unwrap().1["error"].as_str().unwrap().to_owned();
+    assert_eq!(
+        said(&wrong).replace("0A1B2C3D", "X"),
+        said(&unknown).replace("FFFF0000", "X")
     );
-    assert_refused(&lookup("FFFF0000", &old), 404, "document-not-found");
+    assert!(!said(&wrong).contains(&doc), "{}", said(&wrong));
     let bad = lookup("0A1B-2C3D", &old);
     assert_refused(&bad, 400, "invalid-request");
-    let said = bad.as_ref().unwrap().1["error"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        said.starts_with("card_serial:") && said.contains("hexadecimal"),
-        "{said}"
-    );
-    let looked: Vec<(String, String)> = w
-        .rt
-        .block_on(db.query(
-            "SELECT station, details::jsonb->>'issued_by_office' FROM audit_log WHERE action = 'card.looked-up'",
+    assert_eq!(said(&bad), "card_serial: must be 8 hexadecimal digits");
+    let refusals: Vec<String> =
+        w.rt.block_on(db.query(
+            "SELECT details FROM audit_log WHERE action = 'request.refused'
+             AND details LIKE '%card-lookup%' ORDER BY seq",
             &[],
         ))
         .unwrap()
         .iter()
-        .map(|r| (r.get(0), r.get(1)))
+        .map(|r| r.get(0))
         .collect();
-    assert_eq!(looked, [("sam01-st1".to_string(), "TAS01".to_string())]);
+    assert_eq!(refusals.len(), 3, "{refusals:?}");
+    let looked: Vec<[String; 5]> =
+        w.rt.block_on(db.query(
+            "SELECT station, operator, object, details::jsonb->>'issued_by_office',
+                    details::jsonb->>'holder'
+             FROM audit_log WHERE action = 'card.looked-up'",
+            &[],
+        ))
+        .unwrap()
+        .iter()
+        .map(|r| [r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)])
+        .collect();
+    assert_eq!(
+        looked,
+        [[
+            "sam01-st1".to_string(),
+            "clerk2".into(),
+            format!("document:{doc}"),
+            "TAS01".into(),
+            "31234567890123".into()
+        ]]
+    );
     let out = ocsp_until(&w, dir, sign_pem, &format!("{sign_pem}: revoked"));
     assert!(out.contains("Reason: certificateHold"), "{out}");
     let new_sign = renewed

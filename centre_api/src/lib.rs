@@ -511,12 +511,13 @@ pub struct AddressResponse {
 
 /// `POST /v1/cards/lookup`: the card in a clerk's reader, by its chip serial, with the serials
 /// of the certificates read from it (each must be one the centre issued for the card's
-/// document, or `card-not-the-documents`). Any enrolled station may ask, for its clerk; the read
-/// of the holder's data is audited at the centre (`card.looked-up`).
+/// document; an unknown card and a certificate that is not the document's are both
+/// `document-not-found`). Any enrolled station may ask, for its clerk; the read of the holder's
+/// data is audited at the centre (`card.looked-up`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CardLookupRequest {
     pub operator: String,
-    /// The chip serial (hex, as the issuing station recorded it).
+    /// The chip serial: 8 hexadecimal digits, as the issuing station recorded it (either case).
     pub card_serial: String,
     /// Serials (hex) of the certificates on the card.
     pub certificates: Vec<String>,

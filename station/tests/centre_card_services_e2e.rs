@@ -379,6 +379,32 @@ fn renew_suspend_resume_address_and_replace_through_the_centre() {
     assert!(audited(&sam, "holder.read")
         .iter()
         .any(|d| d.contains("TAS01")));
+    // The chip must open with the MRZ of the centre's record: with another date of birth on
+    // record (the chip serial and certificates still the document's) the card is refused.
+    centre_sql(
+        &centre,
+        &format!("UPDATE holders SET date_of_birth = '1970-01-01' WHERE pinfl = '{pinfl}'"),
+    );
+    let o = sam.run(
+        &["card", "show", "--reader", &reader, "--operator", "clerk"],
+        &[CLERK_PASSWORD],
+    );
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!(
+            "the card's chip does not open with the MRZ of document {doc}"
+        )),
+        "{}",
+        text(&o)
+    );
+    assert!(audited(&sam, "card.identify.refused")
+        .iter()
+        .any(|d| d.contains("does not open")));
+    let born = holder["date_of_birth"].as_str().expect("date_of_birth");
+    centre_sql(
+        &centre,
+        &format!("UPDATE holders SET date_of_birth = '{born}' WHERE pinfl = '{pinfl}'"),
+    );
     let o = sam.run(
         &["card", "show", "--reader", &reader, "--operator", "clerk"],
         &[CLERK_PASSWORD],
@@ -668,4 +694,25 @@ fn refusals_by_the_centre_name_the_rule_and_are_audited_at_the_station() {
             .any(|d| d.contains("holder-not-found")),
         "the refusal is in SAM01's audit log"
     );
+}
+
+/// Run `sql` on the centre's database as the cluster's superuser (over its socket, as
+/// scripts/pg-up.sh does): a change the centre itself would never make, for a test.
+fn centre_sql(centre: &Centre, sql: &str) {
+    let dir = centre.cluster_dir();
+    let port = std::fs::read_to_string(dir.join("port")).expect("the cluster's port");
+    let o = Command::new("bash")
+        .args([
+            "-c",
+            "bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1); \
+             if [ \"$(id -u)\" -eq 0 ]; then as='runuser -u postgres --'; fi; \
+             $as \"$bin/psql\" -v ON_ERROR_STOP=1 -q -h \"$1\" -p \"$2\" -d idcentral -c \"$3\"",
+            "psql",
+        ])
+        .arg(dir.join("socket"))
+        .arg(port.trim())
+        .arg(sql)
+        .output()
+        .expect("run psql");
+    assert!(o.status.success(), "psql {sql}: {}", text(&o));
 }

@@ -490,24 +490,36 @@ pub fn card_present(reader: &str) -> Result<bool, RigError> {
 /// The vchip binary: `$VCHIP_BIN`, else `vchip` in the directory above the test executable's
 /// `deps/` or `examples/` directory (target/<profile>/vchip), else next to the executable.
 pub fn vchip_bin() -> Result<PathBuf, RigError> {
-    workspace_bin("vchip", "VCHIP_BIN", "cargo build -p chip --bin vchip").map_err(RigError::Vchip)
+    let set = std::env::var_os("VCHIP_BIN");
+    workspace_bin(
+        "vchip",
+        ("VCHIP_BIN", set),
+        "cargo build -p chip --bin vchip",
+    )
+    .map_err(RigError::Vchip)
 }
 
 /// The station's `idstation` binary, found as [`vchip_bin`] finds vchip (`$IDSTATION_BIN`):
 /// a test of another crate that needs a second station in its own process (`cargo test
 /// --workspace` builds it, as the station's own tests need it).
 pub fn idstation_bin() -> Result<PathBuf, String> {
+    let set = std::env::var_os("IDSTATION_BIN");
     workspace_bin(
         "idstation",
-        "IDSTATION_BIN",
+        ("IDSTATION_BIN", set),
         "cargo build -p station --bin idstation",
     )
 }
 
-/// Binary `name` of this workspace: `$var`, else in the directory above the test executable's
-/// `deps/` or `examples/` directory (target/<profile>/name), else next to the executable.
-fn workspace_bin(name: &str, var: &str, build: &str) -> Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os(var) {
+/// Binary `name` of this workspace: the path in variable `var` (its name and value) when set,
+/// else in the directory above the test executable's `deps/` or `examples/` directory
+/// (target/<profile>/name), else next to the executable.
+fn workspace_bin(
+    name: &str,
+    (var, set): (&str, Option<std::ffi::OsString>),
+    build: &str,
+) -> Result<PathBuf, String> {
+    if let Some(p) = set {
         let p = PathBuf::from(p);
         return if p.is_file() {
             Ok(p)

@@ -111,16 +111,25 @@ pub fn state_str(s: JobState) -> &'static str {
     }
 }
 
-const JOB_COLS: &str = "id, station, operator, holder_id, series, number, state, challenge, \
-    card_serial, reserve_request, certify_request, complete_request, abort_request, abort_reason";
+/// A job's columns as [`find_job`] reads them (a macro, so that its statements are literals that
+/// [`Prepared`] can keep).
+macro_rules! job_cols {
+    () => {
+        "id, station, operator, holder_id, series, number, state, challenge, card_serial, \
+         reserve_request, certify_request, complete_request, abort_request, abort_reason"
+    };
+}
+const SELECT_JOB: &str = concat!("SELECT ", job_cols!(), " FROM jobs WHERE id = $1");
+const SELECT_JOB_LOCKED: &str = concat!(
+    "SELECT ",
+    job_cols!(),
+    " FROM jobs WHERE id = $1 FOR UPDATE"
+);
 
 /// The job `id` (locked for the transaction when `lock`), whoever it belongs to.
 pub async fn find_job(c: &impl GenericClient, id: &str, lock: bool) -> Result<Option<Job>> {
-    let sql = format!(
-        "SELECT {JOB_COLS} FROM jobs WHERE id = $1{}",
-        if lock { " FOR UPDATE" } else { "" }
-    );
-    let Some(r) = c.query_opt(&sql, &[&id]).await? else {
+    let sql = if lock { SELECT_JOB_LOCKED } else { SELECT_JOB };
+    let Some(r) = c.prepared_opt(sql, &[&id]).await? else {
         return Ok(None);
     };
     Ok(Some(Job {

@@ -1,9 +1,11 @@
 //! `POST /v1/cards/lookup`: the card in a clerk's reader as the national registry has it, so
 //! that any office can serve a holder whose card another office issued (docs/centre.md "Card
 //! services"). The card is found by its chip serial; every certificate the station read from it
-//! must be one the centre issued for that document (`card-not-the-documents` otherwise: a chip
-//! serial alone is not proof of which card this is). Nothing changes but the audit log: the read
-//! of the holder's data is `card.looked-up`, naming the station, its office and the operator.
+//! must be one the centre issued for that document; an unknown card and a certificate that is
+//! not the document's get the same `document-not-found`, which names no document. The station
+//! then opens the chip with the MRZ of the answer before it shows anything
+//! (`station::services::elsewhere`). Nothing changes but the audit log: the read of the
+//! holder's data is `card.looked-up`, naming the station, its office and the operator.
 
 use centre_api::{
     rules, AddressAtCentre, CardAtCentre, CardLookupRequest, CertificateAtCentre, HolderAtCentre,
@@ -14,11 +16,11 @@ use super::audit;
 use crate::db::Prepared;
 use crate::enrol::WhoAmI;
 use crate::error::{CentralError, Refusal, Result};
-use crate::issuance::check_operator;
+use crate::issuance::{check_card_serial, check_operator};
 use crate::pki::Centre;
 
-/// The longest chip serial or certificate serial (hex) a request may name.
-const MAX_HEX: usize = 64;
+/// The longest certificate serial (hex) a request may name: 20 octets (RFC 5280 §4.1.2.2).
+const MAX_HEX: usize = 40;
 
 fn check_hex(field: &'static str, v: &str) -> Result<()> {
     if v.is_empty() || v.len() > MAX_HEX || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -35,7 +37,7 @@ fn check_hex(field: &'static str, v: &str) -> Result<()> {
 
 fn check(req: &CardLookupRequest) -> Result<()> {
     check_operator(&req.operator)?;
-    check_hex("card_serial", &req.card_serial)?;
+    check_card_serial(&req.card_serial)?;
     if req.certificates.is_empty() || req.certificates.len() > 8 {
         return Err(CentralError::invalid(
             "certificates",
@@ -62,34 +64,34 @@ pub async fn card(centre: &Centre, who: &WhoAmI, req: &CardLookupRequest) -> Res
             &[&req.card_serial],
         )
         .await?;
-    let Some(d) = found else {
-        return Err(CentralError::refused(
+    // An unknown card and a known card with a certificate that is not its document's get the
+    // same answer, which names no document: a station learns nothing of a card it cannot show
+    // the certificates of (the refusal's audit event keeps the request).
+    let not_found = || {
+        CentralError::refused(
             Refusal::NotFound,
             rules::DOCUMENT_NOT_FOUND,
             format!(
-                "the national registry has no document issued on card {}",
+                "the national registry has no document on card {} with the certificates read \
+                 from it",
                 req.card_serial
             ),
-        ));
+        )
+    };
+    let Some(d) = found else {
+        return Err(not_found());
     };
     let document = crate::numbers::document_number(d.get(1), d.get(2));
     let job: String = d.get(7);
     let holder_id: i64 = d.get(8);
     let certificates = certificates(&tx, &job).await?;
-    for s in &req.certificates {
-        if !certificates
+    let theirs = |s: &String| {
+        certificates
             .iter()
             .any(|c| c.serial.eq_ignore_ascii_case(s))
-        {
-            return Err(CentralError::refused(
-                Refusal::Conflict,
-                rules::CARD_NOT_THE_DOCUMENTS,
-                format!(
-                    "certificate {s} on card {} is not one the centre issued for document {document}",
-                    req.card_serial
-                ),
-            ));
-        }
+    };
+    if !req.certificates.iter().all(theirs) {
+        return Err(not_found());
     }
     let holder = holder(&tx, holder_id).await?;
     let addresses = addresses(&tx, holder_id).await?;

@@ -49,6 +49,34 @@ pub(super) fn lookup(
         .map(Some)
 }
 
+/// The card's chip must open with the MRZ of the centre's record (document number, date of
+/// birth, date of expiry: the BAC/PACE key, ICAO Doc 9303-11 §9.7.1 / Appendix D.2) and its DG1
+/// carry that document number, as for this station's own cards: a chip serial and certificate
+/// serials can be read from any card, the chip's access key cannot.
+pub(super) fn match_chip(
+    tx: &mut dyn personalization::transport::Transport,
+    found: &CardAtCentre,
+) -> Result<(), StationError> {
+    use personalization::mrz::{check_digit, yymmdd};
+    let date = |field: &'static str, v: &str| {
+        crate::holder::parse_date(v)
+            .map_err(|_| StationError::Other(format!("the centre's {field} {v:?} is not a date")))
+    };
+    let birth = yymmdd(date("date of birth", &found.holder.date_of_birth)?);
+    let expiry = yymmdd(date("date of expiry", &found.date_of_expiry)?);
+    let number = &found.document;
+    let cd = |field: &str, v: &str| {
+        check_digit(field, v).map_err(|e| StationError::invalid("mrz", e.to_string()))
+    };
+    let info = zeroize::Zeroizing::new(format!(
+        "{number}{}{birth}{}{expiry}{}",
+        cd("document number", number)?,
+        cd("date of birth", &birth)?,
+        cd("date of expiry", &expiry)?
+    ));
+    super::open_chip(tx, &info, number).map(|_| ())
+}
+
 /// What the workspace shows of a card the centre knows and this station does not.
 pub(super) fn summary(
     st: &Station,

@@ -181,6 +181,11 @@ pub fn identify(
         if let Some(found) = super::elsewhere::lookup(st, session.operator(), &card, &serial)
             .map_err(|e| refused(st, session, &serial, e))?
         {
+            match super::elsewhere::match_chip(&mut tx, &found) {
+                Ok(()) => {}
+                Err(e @ StationError::Conflict(_)) => return Err(refused(st, session, &serial, e)),
+                Err(e) => return Err(e),
+            }
             crate::records::audit_holder_reads(
                 st,
                 session,

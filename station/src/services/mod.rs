@@ -226,8 +226,19 @@ pub(crate) fn match_document(
         personalization::mrz::bac_mrz_information(&mrz)
             .map_err(|e| StationError::invalid("mrz", e.to_string()))?,
     );
+    open_chip(tx, &info, &number.to_string())
+}
+
+/// Open the chip's LDS with the MRZ information `info` (PACE where the chip offers it, else
+/// BAC) and check that its DG1 carries document `number` (TD1 line 1, positions 6-14): the card
+/// is the document's. The APDUs it took.
+pub(crate) fn open_chip(
+    tx: &mut dyn personalization::transport::Transport,
+    info: &str,
+    number: &str,
+) -> Result<u64, StationError> {
     let step = "match the card to the registry";
-    let (on_card, stats, _access) = match card_services::read_mrz(tx, &info) {
+    let (on_card, stats, _access) = match card_services::read_mrz(tx, info) {
         Ok(r) => r,
         Err(e) if matches!(e.root(), personalization::Error::Bac { .. }) => {
             return Err(StationError::Conflict(format!(
@@ -237,9 +248,7 @@ pub(crate) fn match_document(
         }
         Err(e) => return Err(StationError::card(Some(step), &e)),
     };
-    // TD1 line 1, positions 6-14: the document number.
-    let field = |l: &str| l.get(5..14).map(str::to_owned);
-    if field(&on_card[0]).is_none() || field(&on_card[0]) != field(&mrz[0]) {
+    if on_card[0].get(5..14) != Some(number) {
         return Err(StationError::Conflict(format!(
             "document number: the card's DG1 does not carry document {number}"
         )));

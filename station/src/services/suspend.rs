@@ -223,7 +223,9 @@ pub fn suspend(
             "certificates": held,
             "crl_reason": HOLD,
             "resume_until": until,
-            "suspension_limit_days": st.config.services.suspension_limit_days,
+            // The window recorded: the centre's on an enrolled station.
+            "suspension_limit_days": whole_days(&now, &until)
+                .unwrap_or(st.config.services.suspension_limit_days),
         }),
     })?;
     tx.commit()?;
