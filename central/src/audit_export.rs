@@ -49,8 +49,9 @@ pub struct ExportOutcome {
     pub signer_key: String,
 }
 
-/// A time bound: a date `YYYY-MM-DD` or an RFC 3339 time.
-fn check_time_bound(field: &'static str, v: &str) -> Result<()> {
+/// A time bound, when given: a date `YYYY-MM-DD` or an RFC 3339 time.
+pub(crate) fn check_time_bound(field: &'static str, v: Option<&str>) -> Result<()> {
+    let Some(v) = v else { return Ok(()) };
     let ok = if v.len() == 10 {
         registry::validate::date(field, v).is_ok()
     } else {
@@ -67,7 +68,7 @@ fn check_time_bound(field: &'static str, v: &str) -> Result<()> {
 }
 
 /// A bare date as exclusive upper bound sorts after every time of that day.
-fn day_end(s: &str) -> String {
+pub(crate) fn day_end(s: &str) -> String {
     if s.len() == 10 {
         format!("{s}T99")
     } else {
@@ -90,13 +91,8 @@ impl Range {
                 }
             }
             Range::Time { from, to } => {
-                if let Some(f) = from {
-                    check_time_bound("from", f)?;
-                }
-                if let Some(t) = to {
-                    check_time_bound("to", t)?;
-                }
-                Ok(())
+                check_time_bound("from", from.as_deref())?;
+                check_time_bound("to", to.as_deref())
             }
         }
     }

@@ -6,6 +6,7 @@ pub mod anchors;
 pub mod audit;
 pub mod audit_export;
 pub mod audit_push;
+pub mod audit_search;
 pub mod config;
 pub mod db;
 pub mod document_signer;

@@ -231,6 +231,33 @@ enum AuditCmd {
         #[arg(long, value_name = "NAME")]
         operator: String,
     },
+    /// Find events in the national audit log, newest first (auditor or ca-admin). Every
+    /// search is itself audited (`audit.searched`).
+    Search {
+        /// An action (document.held), or a prefix followed by '*' (document.*).
+        #[arg(long, value_name = "ACTION")]
+        action: Option<String>,
+        /// The station that acted (`centre` for the centre's own operators).
+        #[arg(long, value_name = "STATION")]
+        station: Option<String>,
+        /// The operator that acted.
+        #[arg(long, value_name = "NAME")]
+        actor: Option<String>,
+        /// The object (document:AA0000001, job:UUID, station:NAME, holder:PINFL).
+        #[arg(long, value_name = "OBJECT")]
+        object: Option<String>,
+        /// First day or time (inclusive): YYYY-MM-DD or RFC 3339 UTC.
+        #[arg(long, value_name = "DATE")]
+        from: Option<String>,
+        /// Last day (inclusive) or time (exclusive): YYYY-MM-DD or RFC 3339 UTC.
+        #[arg(long, value_name = "DATE")]
+        to: Option<String>,
+        /// At most this many events (1 to 10000).
+        #[arg(long, value_name = "N", default_value_t = 100)]
+        limit: i64,
+        #[arg(long, value_name = "NAME")]
+        operator: String,
+    },
     /// Verify an export folder offline against the trusted National Root certificate (no
     /// database, no HSM, no --config); exit 0 when valid, 2 naming what is wrong.
     Verify {
@@ -542,6 +569,45 @@ async fn audit(cli: &Cli, cfg: &CentreConfig, ac: &AuditCmd) -> Result<(), Centr
                     v["seq"], v["time"]
                 ),
                 None => "The newest event already has a checkpoint\n".into(),
+            })
+        }
+        AuditCmd::Search {
+            action,
+            station,
+            actor,
+            object,
+            from,
+            to,
+            limit,
+            operator,
+        } => {
+            let filter = central::audit_search::Filter {
+                action: action.clone(),
+                station: station.clone(),
+                actor: actor.clone(),
+                object: object.clone(),
+                from: from.clone(),
+                to: to.clone(),
+                limit: *limit,
+            };
+            let s = log_in(&pool, cfg, operator, "search the audit log", &both).await?;
+            let r = central::audit_search::search(&pool, &s, &filter).await?;
+            print(cli.json, &r, |r| {
+                let mut out = String::new();
+                for e in &r.events {
+                    out += &format!(
+                        "{:>8} {} {}/{} ({}) {} {} {}\n",
+                        e.seq, e.time, e.station, e.operator, e.role, e.action, e.object, e.details
+                    );
+                }
+                out += &match (r.events.len(), r.more) {
+                    (0, _) => "no event matches\n".to_owned(),
+                    (n, true) => {
+                        format!("{n} newest matching events shown; more match (--limit)\n")
+                    }
+                    (n, false) => format!("{n} matching event(s)\n"),
+                };
+                out
             })
         }
         AuditCmd::Export {

@@ -11,6 +11,7 @@ use std::process::{Command, Output, Stdio};
 mod common;
 
 use common::*;
+use serde_json::json;
 
 const ADMIN2_PASSWORD: &str = "second-admin-pw-3b8d";
 const AUDITOR_PASSWORD: &str = "auditor-pw-0f6e2a";
@@ -549,7 +550,78 @@ fn the_national_audit_export_is_the_stations_format_and_one_changed_byte_is_foun
             .mode();
         assert_eq!(m & 0o777, 0o600, "{f}");
     }
+    // The auditor searches the log: newest first, by action or prefix, with a limit; each
+    // search audited, a bad filter refused naming the field and audited too.
+    let search = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["--json", "audit", "search"];
+        all.extend_from_slice(args);
+        all.extend(["--operator", "aud"]);
+        serde_json::from_str(&ok(run(&config, &all, &[AUDITOR_PASSWORD]))).unwrap()
+    };
+    let found = search(&["--action", "audit.export"]);
+    let events = found["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{found}");
+    assert_eq!(
+        (
+            &events[0]["operator"],
+            &events[0]["role"],
+            &events[0]["object"]
+        ),
+        (&json!("aud"), &json!("auditor"), &json!("audit-log"))
+    );
+    assert_eq!(events[0]["details"]["format"], "jsonl", "{found}");
+    let all_ops = search(&["--action", "operator.*"]);
+    let n = all_ops["events"].as_array().unwrap().len();
+    assert!(n >= 2 && all_ops["more"] == false, "{all_ops}");
+    let ops = search(&["--action", "operator.*", "--limit", "2"]);
+    let seqs: Vec<i64> = ops["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            assert!(
+                e["action"].as_str().unwrap().starts_with("operator."),
+                "{e}"
+            );
+            e["seq"].as_i64().unwrap()
+        })
+        .collect();
+    assert_eq!(seqs.len(), 2, "{ops}");
+    assert!(seqs[0] > seqs[1], "newest first: {seqs:?}");
+    assert_eq!(ops["more"], n > 2, "{ops}");
+    let newest = search(&["--action", "operator.*", "--limit", "1"]);
+    assert_eq!(newest["events"][0]["seq"].as_i64(), Some(seqs[0]));
+    assert_eq!(newest["more"], true, "{newest}");
+    let today = time::OffsetDateTime::now_utc().date().to_string();
+    let none = search(&["--action", "audit.export", "--to", "2000-01-01"]);
+    assert_eq!(none["events"], json!([]), "{none}");
+    let same = search(&["--action", "audit.export", "--from", &today, "--to", &today]);
+    assert_eq!(same["events"].as_array().unwrap().len(), 1, "{same}");
+    for (args, said) in [
+        (vec!["--limit", "0"], "limit: 0 must be 1 to 10000"),
+        (
+            vec!["--action", "document*.x"],
+            "action: \"document*.x\" must be an action name",
+        ),
+        (
+            vec!["--from", "2026-13-01"],
+            "from: \"2026-13-01\" must be YYYY-MM-DD",
+        ),
+    ] {
+        let mut all = vec!["audit", "search"];
+        all.extend(args.iter().copied());
+        all.extend(["--operator", "aud"]);
+        refused(&run(&config, &all, &[AUDITOR_PASSWORD]), 2, said);
+    }
     let actions = rt.block_on(audit_actions(&client));
+    assert_eq!(actions.iter().filter(|a| *a == "audit.searched").count(), 6);
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| *a == "audit.search-refused")
+            .count(),
+        3
+    );
     assert!(actions.iter().any(|a| a == "audit.export"));
     assert_eq!(
         actions
