@@ -3,8 +3,8 @@
 //! cluster, `idcentral serve`, this station (TAS01) enrolled in this process, and a second
 //! station (SAM02) enrolled and issuing the card through the `idstation` binary in processes of
 //! its own (its own SoftHSM2 token), the card a `vchip` behind pcscd and vpcd. TAS01 has no
-//! record of the card: the desk shows the national registry's, suspends and resumes it at the
-//! centre, and says that a renewal is SAM02's.
+//! record of the card: the desk shows the national registry's, suspends and resumes it and
+//! records a temporary address at the centre, and says that a renewal is SAM02's.
 //!
 //! Needs `idcentral` and `idstation` built in the same target dir as the tests build them
 //! (`cargo test --workspace --no-run`); run under `flock /tmp/idstation-pcsc.lock` (it uses a
@@ -180,6 +180,26 @@ fn a_card_of_another_office_is_suspended_and_resumed_at_the_centre_from_the_desk
     wait_done(&mut h, &format!("Document {number} resumed"));
     assert_eq!(rig.document_state(&pinfl, &number), "active");
 
+    // A temporary address for the holder, recorded in the national registry by this station.
+    open(&mut h, "New address");
+    click(&mut h, "Temporary");
+    pick(&mut h, "Region", "Toshkent shahri");
+    pick(&mut h, "District", "Yunusobod tumani");
+    type_into(&mut h, "Street", "Bogʻishamol koʻchasi");
+    type_into(&mut h, "House", "9");
+    type_into(&mut h, "Registered until", "31122030");
+    click(&mut h, "Confirm");
+    wait_done(&mut h, "The new address is recorded.");
+    let v = rig.show(&pinfl);
+    assert!(
+        v["addresses"]
+            .as_array()
+            .expect("addresses")
+            .iter()
+            .any(|a| a["street"] == "Bogʻishamol koʻchasi" && a["station"] == "tas01-gui-other"),
+        "{v}"
+    );
+
     // Each step is recorded at this station, which mirrors nothing of the document.
     let actions: Vec<String> = registry::Registry::open_read_only(rig.data.join("registry.sqlite"))
         .expect("registry")
@@ -188,7 +208,12 @@ fn a_card_of_another_office_is_suspended_and_resumed_at_the_centre_from_the_desk
         .into_iter()
         .map(|e| e.action)
         .collect();
-    for a in ["holder.read", "document.suspended", "document.resumed"] {
+    for a in [
+        "holder.read",
+        "document.suspended",
+        "document.resumed",
+        "address.set",
+    ] {
         assert!(actions.iter().any(|x| x == a), "{a} in {actions:?}");
     }
 }
