@@ -349,6 +349,21 @@ async fn card_lookup_handler(
     run.await.map(Json).map_err(ApiError)
 }
 
+/// `POST /v1/documents/lookup`: [`crate::services::lookup::document`].
+async fn document_lookup_handler(
+    State(centre): State<Arc<Centre>>,
+    Extension(cert): Extension<ClientCert>,
+    bytes: Bytes,
+) -> Answer<centre_api::CardAtCentre> {
+    let run = async {
+        let who = enrol::authenticate(&centre, client_cert(&cert)).await?;
+        let r =
+            async { crate::services::lookup::document(&centre, &who, &body(&bytes)?).await }.await;
+        refusals::audited(&centre, &who, "document-lookup", None, &bytes, r).await
+    };
+    run.await.map(Json).map_err(ApiError)
+}
+
 /// `POST /v1/outbox/{id}/retry`: [`crate::egov::station_view::retry`].
 async fn outbox_retry_handler(
     State(centre): State<Arc<Centre>>,
@@ -392,6 +407,7 @@ pub fn router(centre: Arc<Centre>) -> Router {
         .route("/v1/services/{job}", get(service_job_handler))
         .route("/v1/services/{job}/{step}", post(service_handler))
         .route(paths::CARD_LOOKUP, post(card_lookup_handler))
+        .route(paths::DOCUMENT_LOOKUP, post(document_lookup_handler))
         .route(paths::OUTBOX_LIST, post(outbox_list_handler))
         .route("/v1/outbox/{id}/retry", post(outbox_retry_handler))
         .route(

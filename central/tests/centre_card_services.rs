@@ -463,6 +463,38 @@ fn renewal_hold_release_and_address_changes_through_the_centre() {
     let bad = lookup("0A1B-2C3D", &old);
     assert_refused(&bad, 400, "invalid-request");
     assert_eq!(said(&bad), "card_serial: must be 8 hexadecimal digits");
+    // By number (a clerk's look-up): the same record; an unknown or malformed number refused.
+    let by_number: centre_api::CardAtCentre = serde_json::from_value(w.ok(
+        &sam.tls,
+        centre_api::paths::DOCUMENT_LOOKUP,
+        &json!({ "operator": "clerk2", "document": doc }),
+    ))
+    .unwrap();
+    assert_eq!(by_number, seen);
+    let by = |number: &str| {
+        w.call(
+            &sam.tls,
+            centre_api::paths::DOCUMENT_LOOKUP,
+            &json!({ "operator": "clerk2", "document": number }),
+        )
+    };
+    assert_refused(&by("ZZ9999999"), 404, "document-not-found");
+    let bad = by("aa1");
+    assert_refused(&bad, 400, "invalid-request");
+    assert!(
+        said(&bad).starts_with("document: must be a series"),
+        "{}",
+        said(&bad)
+    );
+    let numbered: i64 =
+        w.rt.block_on(db.query_one(
+            "SELECT count(*) FROM audit_log WHERE action = 'document.looked-up'
+             AND operator = 'clerk2' AND station = 'sam01-st1'",
+            &[],
+        ))
+        .unwrap()
+        .get(0);
+    assert_eq!(numbered, 1);
     let refusals: Vec<String> =
         w.rt.block_on(db.query(
             "SELECT details FROM audit_log WHERE action = 'request.refused'

@@ -52,6 +52,9 @@ pub mod paths {
     /// `POST`: a card of any office as the national registry has it ([`crate::CardLookupRequest`]
     /// → [`crate::CardAtCentre`]): a clerk serves a holder whose card another office issued.
     pub const CARD_LOOKUP: &str = "/v1/cards/lookup";
+    /// `POST`: a document of any office by its number ([`crate::DocumentLookupRequest`] →
+    /// [`crate::CardAtCentre`]): whose it is, for a clerk who looks a number up.
+    pub const DOCUMENT_LOOKUP: &str = "/v1/documents/lookup";
     /// `POST`: the e-government outbox as a station's operator may see it
     /// ([`crate::OutboxListRequest`]).
     pub const OUTBOX_LIST: &str = "/v1/outbox/list";
@@ -523,7 +526,16 @@ pub struct CardLookupRequest {
     pub certificates: Vec<String>,
 }
 
-/// A card as the national registry has it.
+/// `POST /v1/documents/lookup`: a document by its number, for a clerk who looks it up (a holder
+/// who lost the card has only the number); audited at the centre (`document.looked-up`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocumentLookupRequest {
+    pub operator: String,
+    /// The document number (`AA0000042`).
+    pub document: String,
+}
+
+/// A card (its document) as the national registry has it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CardAtCentre {
     pub document: String,

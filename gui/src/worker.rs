@@ -184,9 +184,9 @@ pub enum Event {
     Document(Result<Box<(HolderView, DocumentView)>, Shown>),
     /// The number looked up is on no document: it was spoiled in an issuance.
     SpoiledNumber(Box<SpoiledNumber>),
-    /// A document number this enrolled station did not issue: the national centre may know it
-    /// (a holder may declare a card lost at any office).
-    DocumentElsewhere(String),
+    /// A document this enrolled station did not issue, as the national registry has it (a
+    /// holder may declare a card lost at any office).
+    DocumentElsewhere(Box<centre_api::CardAtCentre>),
     Replaced(Result<Box<ReplaceReport>, Failure>),
     IssueStep(StepReport),
     Issued(Result<Box<IssueReport>, Failure>),
@@ -563,7 +563,13 @@ fn clerk(st: &mut Station, session: &Session, lang: Lang, cmd: Command, send: &d
                             {
                                 Some(s) => Ok(Err(Ok(Box::new(s)))),
                                 None if st.config.centre.is_some() => {
-                                    Ok(Err(Err(number.trim().to_owned())))
+                                    station::services::document_at_centre(
+                                        st,
+                                        session,
+                                        number.trim(),
+                                    )
+                                    .map(|found| Err(Err(Box::new(found))))
+                                    .map_err(&shown)
                                 }
                                 None => Err(shown(e)),
                             }
@@ -573,7 +579,7 @@ fn clerk(st: &mut Station, session: &Session, lang: Lang, cmd: Command, send: &d
                 );
             send(match r {
                 Ok(Err(Ok(spoiled))) => Event::SpoiledNumber(spoiled),
-                Ok(Err(Err(number))) => Event::DocumentElsewhere(number),
+                Ok(Err(Err(found))) => Event::DocumentElsewhere(found),
                 Ok(Ok(found)) => Event::Document(Ok(found)),
                 Err(e) => Event::Document(Err(e)),
             })

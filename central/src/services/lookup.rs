@@ -8,7 +8,8 @@
 //! holder's data is `card.looked-up`, naming the station, its office and the operator.
 
 use centre_api::{
-    rules, AddressAtCentre, CardAtCentre, CardLookupRequest, CertificateAtCentre, HolderAtCentre,
+    rules, AddressAtCentre, CardAtCentre, CardLookupRequest, CertificateAtCentre,
+    DocumentLookupRequest, HolderAtCentre,
 };
 use deadpool_postgres::GenericClient;
 
@@ -81,20 +82,83 @@ pub async fn card(centre: &Centre, who: &WhoAmI, req: &CardLookupRequest) -> Res
     let Some(d) = found else {
         return Err(not_found());
     };
-    let document = crate::numbers::document_number(d.get(1), d.get(2));
-    let job: String = d.get(7);
-    let holder_id: i64 = d.get(8);
-    let certificates = certificates(&tx, &job).await?;
+    let answer = answer(&tx, centre, &d).await?;
     let theirs = |s: &String| {
-        certificates
+        answer
+            .certificates
             .iter()
             .any(|c| c.serial.eq_ignore_ascii_case(s))
     };
     if !req.certificates.iter().all(theirs) {
         return Err(not_found());
     }
-    let holder = holder(&tx, holder_id).await?;
-    let addresses = addresses(&tx, holder_id).await?;
+    audit(
+        &tx,
+        who,
+        &req.operator,
+        "card.looked-up",
+        &format!("document:{}", answer.document),
+        serde_json::json!({ "card_serial": req.card_serial, "holder": answer.holder.pinfl,
+            "issued_by_office": answer.office }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(answer)
+}
+
+/// `POST /v1/documents/lookup`: document `req.document` as the national registry has it, for a
+/// clerk who looks a number up (a holder declaring a card lost, say) and must see whose it is.
+/// Audited `document.looked-up`.
+pub async fn document(
+    centre: &Centre,
+    who: &WhoAmI,
+    req: &DocumentLookupRequest,
+) -> Result<CardAtCentre> {
+    check_operator(&req.operator)?;
+    let (series, number) = crate::show::parse_document(&req.document)?;
+    let mut client = centre.pool.get().await?;
+    let tx = client.transaction().await?;
+    let d = tx
+        .prepared_opt(
+            "SELECT d.id, d.series, d.number, d.state, d.office, d.date_of_issue::text,
+                    d.date_of_expiry::text, d.job, d.holder_id, d.suspended_at
+             FROM documents d WHERE d.series = $1 AND d.number = $2",
+            &[&series, &number],
+        )
+        .await?
+        .ok_or_else(|| {
+            CentralError::refused(
+                Refusal::NotFound,
+                rules::DOCUMENT_NOT_FOUND,
+                format!(
+                    "the national registry has no issued document {}",
+                    req.document
+                ),
+            )
+        })?;
+    let answer = answer(&tx, centre, &d).await?;
+    audit(
+        &tx,
+        who,
+        &req.operator,
+        "document.looked-up",
+        &format!("document:{}", answer.document),
+        serde_json::json!({ "holder": answer.holder.pinfl, "issued_by_office": answer.office }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(answer)
+}
+
+/// The national registry's record of the document in row `d` (the columns both look-ups
+/// select).
+async fn answer(
+    c: &impl GenericClient,
+    centre: &Centre,
+    d: &tokio_postgres::Row,
+) -> Result<CardAtCentre> {
+    let job: String = d.get(7);
+    let holder_id: i64 = d.get(8);
     let state: String = d.get(3);
     let suspended_at: Option<std::time::SystemTime> = d.get(9);
     let (suspended_at, release_until) = match (state.as_str(), suspended_at) {
@@ -104,30 +168,18 @@ pub async fn card(centre: &Centre, who: &WhoAmI, req: &CardLookupRequest) -> Res
         ),
         _ => (None, None),
     };
-    let answer = CardAtCentre {
-        document: document.clone(),
+    Ok(CardAtCentre {
+        document: crate::numbers::document_number(d.get(1), d.get(2)),
         state,
         office: d.get(4),
         date_of_issue: d.get(5),
         date_of_expiry: d.get(6),
-        holder,
-        certificates,
-        addresses,
+        holder: holder(c, holder_id).await?,
+        certificates: certificates(c, &job).await?,
+        addresses: addresses(c, holder_id).await?,
         suspended_at,
         release_until,
-    };
-    audit(
-        &tx,
-        who,
-        &req.operator,
-        "card.looked-up",
-        &format!("document:{document}"),
-        serde_json::json!({ "card_serial": req.card_serial, "holder": answer.holder.pinfl,
-            "issued_by_office": answer.office }),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(answer)
+    })
 }
 
 /// Every certificate of issuance job `job` (renewals hang on it too), newest first.

@@ -47,6 +47,7 @@ doc-card = Card
 doc-certificate = Certificate { $profile } ({ $status })
 doc-declare = Declare this card:
 doc-elsewhere = Document { $number } was not issued at this station. If it is the holder's lost or stolen card, declare it here: the national centre revokes it.
+doc-elsewhere-record = National registry: { $name }, PINFL { $pinfl }, born { $born }. The document is { $status }; issued by office { $office } on { $issued }, expires { $expires }. Check that this is the person in front of you.
 doc-declare-lost = Declare lost
 doc-declare-stolen = Declare stolen
 doc-declare-warning = Document { $number } will be marked { $reason } and its certificates revoked. This cannot be undone.

@@ -46,6 +46,7 @@ doc-card = Karta
 doc-certificate = Sertifikat { $profile } ({ $status })
 doc-declare = Bu karta haqida xabar berish:
 doc-elsewhere = { $number } hujjati bu stansiyada berilmagan. Agar bu eganing yoʻqolgan yoki oʻgʻirlangan kartasi boʻlsa, shu yerda eʼlon qiling: milliy markaz uni bekor qiladi.
+doc-elsewhere-record = Milliy reyestr: { $name }, JShShIR { $pinfl }, tugʻilgan sana { $born }. Hujjat: { $status }; { $office } boʻlimi tomonidan { $issued } da berilgan, { $expires } gacha amal qiladi. Qarshingizdagi shaxs shu ekanini tekshiring.
 doc-declare-lost = Yoʻqolgan deb eʼlon qilish
 doc-declare-stolen = Oʻgʻirlangan deb eʼlon qilish
 doc-declare-warning = { $number } hujjati «{ $reason }» deb belgilanadi va sertifikatlari bekor qilinadi. Buni qaytarib boʻlmaydi.

@@ -52,8 +52,8 @@ pub struct LookupState {
     holder: Option<Box<HolderLookup>>,
     document: Option<Box<(HolderView, DocumentView)>>,
     spoiled: Option<SpoiledNumber>,
-    /// A number this enrolled station did not issue (the centre may know it).
-    elsewhere: Option<String>,
+    /// A document this enrolled station did not issue, as the national registry has it.
+    elsewhere: Option<Box<centre_api::CardAtCentre>>,
     revoke_pending: bool,
     revoke_confirm: Option<&'static str>,
     revoke_result: Option<Result<RevokeReport, Shown>>,
@@ -141,7 +141,7 @@ impl LookupState {
                 self.failure = None;
                 self.spoiled = Some((**s).clone());
             }
-            Event::DocumentElsewhere(number) => {
+            Event::DocumentElsewhere(found) => {
                 self.pending = self.pending.saturating_sub(1);
                 if std::mem::take(&mut self.asked) {
                     self.msg = None;
@@ -151,7 +151,7 @@ impl LookupState {
                 self.document = None;
                 self.spoiled = None;
                 self.failure = None;
-                self.elsewhere = Some(number.clone());
+                self.elsewhere = Some(found.clone());
             }
             Event::DocumentRevoked(r) => {
                 self.revoke_pending = false;
@@ -179,6 +179,13 @@ impl LookupState {
             self.pending += 1;
             cmds.push(Command::LookupDocument {
                 number: d.1.document.clone(),
+            });
+        }
+        // Another office's document: the centre's record again (after a declaration, lost).
+        if let Some(found) = &self.elsewhere {
+            self.pending += 1;
+            cmds.push(Command::LookupDocument {
+                number: found.document.clone(),
             });
         }
     }
@@ -218,14 +225,13 @@ pub fn panel(
         ui.separator();
         found_document_ui(ui, st, cmds);
     }
-    if let Some(number) = st.elsewhere.clone() {
+    if let Some(found) = st.elsewhere.clone() {
         ui.separator();
-        ui.label(ta(
-            ui,
-            "doc-elsewhere",
-            &[("number", i18n::s(number.as_str()))],
-        ));
-        if !matches!(st.revoke_result, Some(Ok(_))) {
+        let number = found.document.clone();
+        elsewhere_ui(ui, &found);
+        if matches!(found.state.as_str(), "active" | "suspended")
+            && !matches!(st.revoke_result, Some(Ok(_)))
+        {
             declare_ui(ui, st, number, cmds);
         }
         revoke_result_ui(ui, &st.revoke_result);
@@ -267,6 +273,43 @@ fn search_ui(ui: &mut egui::Ui, st: &mut LookupState, cmds: &mut Vec<Command>) {
             }
         });
     }
+}
+
+/// Another office's document as the national registry has it: whose it is, so that the clerk
+/// can check the holder in front of them before declaring anything.
+fn elsewhere_ui(ui: &mut egui::Ui, found: &centre_api::CardAtCentre) {
+    let lang = i18n::current(ui.ctx());
+    ui.label(ta(
+        ui,
+        "doc-elsewhere",
+        &[("number", i18n::s(found.document.as_str()))],
+    ));
+    let h = &found.holder;
+    let name = [
+        Some(h.surname.as_str()),
+        Some(h.given_names.as_str()),
+        h.patronymic.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(" ");
+    ui.label(
+        egui::RichText::new(ta(
+            ui,
+            "doc-elsewhere-record",
+            &[
+                ("name", i18n::s(name)),
+                ("pinfl", i18n::s(h.pinfl.as_str())),
+                ("born", i18n::s(i18n::date(&h.date_of_birth))),
+                ("status", i18n::s(i18n::status_word(lang, &found.state))),
+                ("office", i18n::s(found.office.as_str())),
+                ("issued", i18n::s(i18n::date(&found.date_of_issue))),
+                ("expires", i18n::s(i18n::date(&found.date_of_expiry))),
+            ],
+        ))
+        .strong(),
+    );
 }
 
 /// A spoiled number: no document carries it and it is never handed out again.

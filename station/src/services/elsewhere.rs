@@ -6,7 +6,7 @@
 //! keys or its records does not (renewal, unblock: the card's management key is that station's;
 //! a returned card is recorded where it was issued) and says so.
 
-use centre_api::{paths, CardAtCentre, CardLookupRequest};
+use centre_api::{paths, CardAtCentre, CardLookupRequest, DocumentLookupRequest};
 use personalization::piv::services::IssuedCard;
 use personalization::piv::PinStatus;
 
@@ -17,6 +17,7 @@ use super::identify::{
 };
 use crate::centre::CentreClient;
 use crate::error::StationError;
+use crate::session::Session;
 use crate::Station;
 
 /// The centre's record of `card`, or `None` when this station is not enrolled (a standalone
@@ -180,4 +181,38 @@ pub(super) fn summary(
         .collect();
     id.offers = offers;
     Ok(id)
+}
+
+/// Document `number` as the national registry has it, for a clerk's look-up on an enrolled
+/// station that has no record of it (a holder declaring a lost card has only its number): whose
+/// it is, before anything is declared. Clerk only; the read of the holder's data is audited here
+/// (`holder.read`) and at the centre (`document.looked-up`).
+pub fn document_at_centre(
+    st: &mut Station,
+    session: &Session,
+    number: &str,
+) -> Result<CardAtCentre, StationError> {
+    crate::session::require_current(
+        &mut st.registry,
+        session,
+        "look up documents",
+        &[registry::Role::Clerk],
+    )?;
+    let number = crate::records::parse_document(number)?.to_string();
+    let request = DocumentLookupRequest {
+        operator: session.operator().to_owned(),
+        document: number.clone(),
+    };
+    let found: CardAtCentre =
+        CentreClient::for_station(st)?.post(paths::DOCUMENT_LOOKUP, &request)?;
+    crate::records::audit_holder_reads(
+        st,
+        session,
+        &[&found.holder.pinfl],
+        &format!(
+            "look-up: document {number} of office {}, at the national centre",
+            found.office
+        ),
+    )?;
+    Ok(found)
 }

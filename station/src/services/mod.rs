@@ -25,6 +25,7 @@
 //! the card in a reader, matches it to the registry and says which of these apply to it (the
 //! GUI's Card services workspace).
 
+pub use elsewhere::document_at_centre;
 pub mod address;
 mod elsewhere;
 pub mod identify;
