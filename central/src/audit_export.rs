@@ -62,9 +62,24 @@ pub(crate) fn check_time_bound(field: &'static str, v: Option<&str>) -> Result<(
     } else {
         Err(CentralError::invalid(
             field,
-            format!("{v:?} must be YYYY-MM-DD or an RFC 3339 time"),
+            format!(
+                "{:?} must be YYYY-MM-DD or an RFC 3339 time",
+                registry::audit::bounded_name(v)
+            ),
         ))
     }
+}
+
+/// A bound as the log's times are stored, so that the two compare as text in time order: a
+/// time in UTC with six fractional digits (`registry::format_time`; an offset or a shorter
+/// fraction would sort wrongly against `…T02:12:56.027870Z`), a bare date as it is.
+pub(crate) fn bound_text(s: &str) -> String {
+    if s.len() == 10 {
+        return s.to_owned();
+    }
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map(registry::format_time)
+        .unwrap_or_else(|_| s.to_owned())
 }
 
 /// A bare date as exclusive upper bound sorts after every time of that day.
@@ -72,7 +87,7 @@ pub(crate) fn day_end(s: &str) -> String {
     if s.len() == 10 {
         format!("{s}T99")
     } else {
-        s.to_owned()
+        bound_text(s)
     }
 }
 
@@ -114,7 +129,7 @@ impl Range {
                 let lo: Option<i64> = client
                     .query_one(
                         "SELECT min(seq) FROM audit_log WHERE time >= $1",
-                        &[&from.clone().unwrap_or_default()],
+                        &[&from.as_deref().map(bound_text).unwrap_or_default()],
                     )
                     .await?
                     .get(0);

@@ -12,6 +12,7 @@ use serde_json::json;
 use crate::audit;
 use crate::db::Prepared;
 use crate::error::{CentralError, Result};
+use crate::operators::Role;
 use crate::operators::Session;
 
 /// The most events one search returns.
@@ -22,7 +23,8 @@ pub const MAX_LIMIT: i64 = 10_000;
 pub struct Filter {
     /// An action (`document.held`), or a prefix ending in `*` (`document.*`).
     pub action: Option<String>,
-    /// The station that acted (`tas01-st1`; `centre` for the centre's own operators).
+    /// The station that acted (`tas01-st1`; the centre's `[centre] name` for its own
+    /// operators).
     pub station: Option<String>,
     /// The operator that acted.
     pub actor: Option<String>,
@@ -107,10 +109,16 @@ impl Filter {
 
 /// Search the log as `session` (auditor or ca-admin: the caller logged in with those roles).
 pub async fn search(pool: &Pool, session: &Session, filter: &Filter) -> Result<Outcome> {
+    session.require(&[Role::Auditor, Role::CaAdmin], "search the audit log")?;
     if let Err(e) = filter.check() {
         let mut client = pool.get().await?;
         let tx = client.transaction().await?;
-        let d = json!({ "filter": filter, "error": e.to_string() });
+        // The values as given, each cut to a bounded length (a refused value may be anything).
+        let b = |v: &Option<String>| v.as_deref().map(registry::audit::bounded_name);
+        let given = json!({ "action": b(&filter.action), "station": b(&filter.station),
+            "actor": b(&filter.actor), "object": b(&filter.object), "from": b(&filter.from),
+            "to": b(&filter.to), "limit": filter.limit });
+        let d = json!({ "filter": given, "error": e.to_string() });
         audit::append(
             &tx,
             session.actor(),
@@ -129,6 +137,7 @@ pub async fn search(pool: &Pool, session: &Session, filter: &Filter) -> Result<O
         },
         None => (None, None),
     };
+    let from = filter.from.as_deref().map(crate::audit_export::bound_text);
     let to = filter.to.as_deref().map(crate::audit_export::day_end);
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
@@ -149,7 +158,7 @@ pub async fn search(pool: &Pool, session: &Session, filter: &Filter) -> Result<O
                 &filter.station,
                 &filter.actor,
                 &filter.object,
-                &filter.from,
+                &from,
                 &to,
                 &(filter.limit + 1),
             ],

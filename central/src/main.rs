@@ -237,7 +237,7 @@ enum AuditCmd {
         /// An action (document.held), or a prefix followed by '*' (document.*).
         #[arg(long, value_name = "ACTION")]
         action: Option<String>,
-        /// The station that acted (`centre` for the centre's own operators).
+        /// The station that acted (the centre's `[centre] name` for its own operators).
         #[arg(long, value_name = "STATION")]
         station: Option<String>,
         /// The operator that acted.

@@ -592,11 +592,52 @@ fn the_national_audit_export_is_the_stations_format_and_one_changed_byte_is_foun
     let newest = search(&["--action", "operator.*", "--limit", "1"]);
     assert_eq!(newest["events"][0]["seq"].as_i64(), Some(seqs[0]));
     assert_eq!(newest["more"], true, "{newest}");
-    let today = time::OffsetDateTime::now_utc().date().to_string();
+    // Dates and times: the export's own day includes it; a time given with an offset is the
+    // same instant in UTC, compared to the microsecond.
+    let at = events[0]["time"].as_str().unwrap().to_owned();
+    let day = &at[..10];
     let none = search(&["--action", "audit.export", "--to", "2000-01-01"]);
     assert_eq!(none["events"], json!([]), "{none}");
-    let same = search(&["--action", "audit.export", "--from", &today, "--to", &today]);
+    let same = search(&["--action", "audit.export", "--from", day, "--to", day]);
     assert_eq!(same["events"].as_array().unwrap().len(), 1, "{same}");
+    let instant =
+        time::OffsetDateTime::parse(&at, &time::format_description::well_known::Rfc3339).unwrap();
+    let plus5 = instant
+        .to_offset(time::UtcOffset::from_hms(5, 0, 0).unwrap())
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let from_it = search(&["--action", "audit.export", "--from", &plus5]);
+    assert_eq!(
+        from_it["events"].as_array().unwrap().len(),
+        1,
+        "{plus5}: {from_it}"
+    );
+    let before_it = search(&["--action", "audit.export", "--to", &plus5]);
+    assert_eq!(before_it["events"], json!([]), "{plus5}: {before_it}");
+    // By station, actor and object: the centre's own operators act as the centre.
+    let by_actor = search(&[
+        "--actor",
+        "aud",
+        "--object",
+        "audit-log",
+        "--station",
+        "centre",
+    ]);
+    let acts: Vec<&str> = by_actor["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(
+        acts.contains(&"audit.export") && acts.contains(&"audit.searched"),
+        "{by_actor}"
+    );
+    assert!(search(&["--station", "tas01-st1"])["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["station"] == "tas01-st1"));
     for (args, said) in [
         (vec!["--limit", "0"], "limit: 0 must be 1 to 10000"),
         (
@@ -614,7 +655,24 @@ fn the_national_audit_export_is_the_stations_format_and_one_changed_byte_is_foun
         refused(&run(&config, &all, &[AUDITOR_PASSWORD]), 2, said);
     }
     let actions = rt.block_on(audit_actions(&client));
-    assert_eq!(actions.iter().filter(|a| *a == "audit.searched").count(), 6);
+    assert_eq!(
+        actions.iter().filter(|a| *a == "audit.searched").count(),
+        10
+    );
+    let searched: String = rt
+        .block_on(client.query_one(
+            "SELECT details FROM audit_log WHERE action = 'audit.searched' ORDER BY seq DESC LIMIT 1",
+            &[],
+        ))
+        .unwrap()
+        .get(0);
+    let searched: serde_json::Value = serde_json::from_str(&searched).unwrap();
+    assert_eq!(searched["filter"]["station"], "tas01-st1", "{searched}");
+    assert_eq!(searched["filter"]["limit"], 100, "{searched}");
+    assert!(
+        searched["returned"].is_number() && searched["more"] == false,
+        "{searched}"
+    );
     assert_eq!(
         actions
             .iter()

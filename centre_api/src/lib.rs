@@ -548,9 +548,11 @@ pub struct CardAtCentre {
     /// `YYYY-MM-DD`.
     pub date_of_expiry: String,
     pub holder: HolderAtCentre,
-    /// Every certificate issued for the document (renewals' included), newest first.
+    /// Every certificate issued for the document (renewals' included), newest first; none in
+    /// the answer to a look-up by number.
     pub certificates: Vec<CertificateAtCentre>,
-    /// The holder's registration addresses, oldest first.
+    /// The holder's registration addresses, oldest first; none in the answer to a look-up by
+    /// number (a number alone is no proof of having the card).
     pub addresses: Vec<AddressAtCentre>,
     /// When the hold began, if the document is suspended (RFC 3339 UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -109,6 +109,7 @@ fn centre_rule_id(rule: &str) -> Option<&'static str> {
         r::DOCUMENT_NOT_ACTIVE | r::DOCUMENT_SUSPENDED => "centre-refused-document-not-active",
         r::SUSPENSION_LIMIT_EXCEEDED => "centre-refused-suspension-limit",
         r::DOCUMENT_HELD_FOR_REPLACEMENT => "centre-refused-held-for-replacement",
+        r::DOCUMENT_NOT_FOUND => "centre-refused-document-not-found",
         _ => return None,
     })
 }

@@ -47,6 +47,15 @@ fn another_offices_card_is_declared_lost_from_the_look_up_and_a_ca_admin_revokes
         &h,
         "The document is active; issued by office TAS01"
     ));
+    // The read of the holder's data, audited here (and at the centre: document.looked-up).
+    let reads = registry::Registry::open_read_only(rig.data.join("registry.sqlite"))
+        .expect("registry")
+        .audit_events(1, u64::MAX)
+        .expect("audit")
+        .into_iter()
+        .filter(|e| e.action == "holder.read" && e.details.contains(&number))
+        .count();
+    assert_eq!(reads, 1);
     click(&mut h, "Declare lost");
     click(&mut h, "Confirm: lost");
     wait_for(&mut h, "revoked at the centre", SERVICE_SHORT, |h| {

@@ -196,7 +196,10 @@ fn a_card_of_another_office_is_suspended_and_resumed_at_the_centre_from_the_desk
             .as_array()
             .expect("addresses")
             .iter()
-            .any(|a| a["street"] == "Bogʻishamol koʻchasi" && a["station"] == "tas01-gui-other"),
+            .any(|a| a["street"] == "Bogʻishamol koʻchasi"
+                && a["kind"] == "temporary"
+                && a["registered_until"] == "2030-12-31"
+                && a["station"] == "tas01-gui-other"),
         "{v}"
     );
 

@@ -280,7 +280,9 @@ pub fn now_rfc3339() -> String {
     format_time(time::OffsetDateTime::now_utc())
 }
 
-pub(crate) fn format_time(t: time::OffsetDateTime) -> String {
+/// `t` in UTC as the registry (and the audit log) stores times: RFC 3339 with six fractional
+/// digits and `Z`, so that stored times compare as text in time order.
+pub fn format_time(t: time::OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",

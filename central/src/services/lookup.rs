@@ -82,7 +82,7 @@ pub async fn card(centre: &Centre, who: &WhoAmI, req: &CardLookupRequest) -> Res
     let Some(d) = found else {
         return Err(not_found());
     };
-    let answer = answer(&tx, centre, &d).await?;
+    let answer = answer(&tx, centre, &d, true).await?;
     let theirs = |s: &String| {
         answer
             .certificates
@@ -136,7 +136,9 @@ pub async fn document(
                 ),
             )
         })?;
-    let answer = answer(&tx, centre, &d).await?;
+    // A number is no proof of having the card: whose it is and its state, not the holder's
+    // addresses or the certificates.
+    let answer = answer(&tx, centre, &d, false).await?;
     audit(
         &tx,
         who,
@@ -151,11 +153,12 @@ pub async fn document(
 }
 
 /// The national registry's record of the document in row `d` (the columns both look-ups
-/// select).
+/// select); with its certificates and the holder's addresses when `full`.
 async fn answer(
     c: &impl GenericClient,
     centre: &Centre,
     d: &tokio_postgres::Row,
+    full: bool,
 ) -> Result<CardAtCentre> {
     let job: String = d.get(7);
     let holder_id: i64 = d.get(8);
@@ -175,8 +178,16 @@ async fn answer(
         date_of_issue: d.get(5),
         date_of_expiry: d.get(6),
         holder: holder(c, holder_id).await?,
-        certificates: certificates(c, &job).await?,
-        addresses: addresses(c, holder_id).await?,
+        certificates: if full {
+            certificates(c, &job).await?
+        } else {
+            Vec::new()
+        },
+        addresses: if full {
+            addresses(c, holder_id).await?
+        } else {
+            Vec::new()
+        },
         suspended_at,
         release_until,
     })

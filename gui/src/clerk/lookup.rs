@@ -279,9 +279,15 @@ fn search_ui(ui: &mut egui::Ui, st: &mut LookupState, cmds: &mut Vec<Command>) {
 /// can check the holder in front of them before declaring anything.
 fn elsewhere_ui(ui: &mut egui::Ui, found: &centre_api::CardAtCentre) {
     let lang = i18n::current(ui.ctx());
+    // The invitation to declare only while a declaration is offered (the document in use).
+    let in_use = matches!(found.state.as_str(), "active" | "suspended");
     ui.label(ta(
         ui,
-        "doc-elsewhere",
+        if in_use {
+            "doc-elsewhere"
+        } else {
+            "doc-elsewhere-out"
+        },
         &[("number", i18n::s(found.document.as_str()))],
     ));
     let h = &found.holder;
