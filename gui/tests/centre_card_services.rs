@@ -112,15 +112,7 @@ fn a_clerk_at_an_enrolled_station_serves_a_card_through_the_centre() {
     let (state, active) = centre_document(&rig, &pinfl, &number);
     assert_eq!((state.as_str(), &active), ("active", &issued));
 
-    open(&mut h, "New address");
-    click(&mut h, "Temporary");
-    pick(&mut h, "Region", "Toshkent shahri");
-    pick(&mut h, "District", "Yunusobod tumani");
-    type_into(&mut h, "Street", "Bogʻishamol koʻchasi");
-    type_into(&mut h, "House", "7");
-    type_into(&mut h, "Registered until", "31122030");
-    click(&mut h, "Confirm");
-    wait_done(&mut h, "The new address is recorded.");
+    add_temporary_address(&mut h, "Bogʻishamol koʻchasi", "7");
     let v = rig.show(&pinfl);
     assert!(
         v["addresses"]

@@ -181,15 +181,7 @@ fn a_card_of_another_office_is_suspended_and_resumed_at_the_centre_from_the_desk
     assert_eq!(rig.document_state(&pinfl, &number), "active");
 
     // A temporary address for the holder, recorded in the national registry by this station.
-    open(&mut h, "New address");
-    click(&mut h, "Temporary");
-    pick(&mut h, "Region", "Toshkent shahri");
-    pick(&mut h, "District", "Yunusobod tumani");
-    type_into(&mut h, "Street", "Bogʻishamol koʻchasi");
-    type_into(&mut h, "House", "9");
-    type_into(&mut h, "Registered until", "31122030");
-    click(&mut h, "Confirm");
-    wait_done(&mut h, "The new address is recorded.");
+    add_temporary_address(&mut h, "Bogʻishamol koʻchasi", "9");
     let v = rig.show(&pinfl);
     assert!(
         v["addresses"]

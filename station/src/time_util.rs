@@ -19,6 +19,12 @@ pub fn format_rfc3339(t: SystemTime) -> String {
         .unwrap_or_default()
 }
 
+/// RFC 3339 time `t` as this station writes whole-second times (UTC, no fraction): how a
+/// time another party gave (the centre's `release_until`) is kept and shown here.
+pub fn whole_seconds(t: &str) -> Result<String, String> {
+    parse_rfc3339(t).map(format_rfc3339)
+}
+
 /// `t` without its fraction of a second.
 pub fn floor_to_second(t: SystemTime) -> SystemTime {
     match t.duration_since(SystemTime::UNIX_EPOCH) {

@@ -312,3 +312,17 @@ pub fn pick(h: &mut H, label: &str, item: &str) {
         "{label}: the list closes once {item} is taken"
     );
 }
+
+/// Card services' New address as a clerk fills it: a temporary registration in Yunusobod
+/// tumani, Toshkent shahri, at `street` `house`, until 31.12.2030; confirmed, and waited for.
+pub fn add_temporary_address(h: &mut H, street: &str, house: &str) {
+    open(h, "New address");
+    click(h, "Temporary");
+    pick(h, "Region", "Toshkent shahri");
+    pick(h, "District", "Yunusobod tumani");
+    type_into(h, "Street", street);
+    type_into(h, "House", house);
+    type_into(h, "Registered until", "31122030");
+    click(h, "Confirm");
+    wait_done(h, "The new address is recorded.");
+}

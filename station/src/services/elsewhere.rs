@@ -20,6 +20,12 @@ use crate::error::StationError;
 use crate::session::Session;
 use crate::Station;
 
+/// A card as the centre knows it, with the serials of the certificates read from it.
+pub(super) struct AtCentre {
+    pub record: CardAtCentre,
+    read: Vec<String>,
+}
+
 /// The centre's record of `card`, or `None` when this station is not enrolled (a standalone
 /// station knows only its own cards).
 pub(super) fn lookup(
@@ -27,11 +33,11 @@ pub(super) fn lookup(
     operator: &str,
     card: &IssuedCard,
     card_serial: &str,
-) -> Result<Option<CardAtCentre>, StationError> {
+) -> Result<Option<AtCentre>, StationError> {
     if st.config.centre.is_none() {
         return Ok(None);
     }
-    let certificates = card
+    let read = card
         .certificates
         .iter()
         .map(|(_, der)| {
@@ -43,11 +49,10 @@ pub(super) fn lookup(
     let request = CardLookupRequest {
         operator: operator.to_owned(),
         card_serial: card_serial.to_owned(),
-        certificates,
+        certificates: read.clone(),
     };
-    CentreClient::for_station(st)?
-        .post(paths::CARD_LOOKUP, &request)
-        .map(Some)
+    let record = CentreClient::for_station(st)?.post(paths::CARD_LOOKUP, &request)?;
+    Ok(Some(AtCentre { record, read }))
 }
 
 /// The card's chip must open with the MRZ of the centre's record (document number, date of
@@ -82,26 +87,23 @@ pub(super) fn match_chip(
 pub(super) fn summary(
     st: &Station,
     card: &IssuedCard,
-    found: CardAtCentre,
+    at_centre: AtCentre,
     reader: String,
     card_serial: String,
 ) -> Result<CardIdentity, StationError> {
     let profile = st.card_profile()?;
+    let AtCentre {
+        record: found,
+        read,
+    } = at_centre;
     let on_card: Vec<String> = found
         .certificates
         .iter()
-        .filter(|c| {
-            card.certificates.iter().any(|(_, der)| {
-                ca::CertInfo::parse(der).is_ok_and(|i| i.serial_hex.eq_ignore_ascii_case(&c.serial))
-            })
-        })
+        .filter(|c| read.iter().any(|s| s.eq_ignore_ascii_case(&c.serial)))
         .map(|c| c.serial.clone())
         .collect();
-    let whole_seconds = |t: &str| {
-        crate::time_util::parse_rfc3339(t)
-            .map(crate::time_util::format_rfc3339)
-            .unwrap_or_else(|_| t.to_owned())
-    };
+    let whole_seconds =
+        |t: &str| crate::time_util::whole_seconds(t).unwrap_or_else(|_| t.to_owned());
     let h = found.holder;
     let mut id = CardIdentity {
         reader,

@@ -181,7 +181,7 @@ pub fn identify(
         if let Some(found) = super::elsewhere::lookup(st, session.operator(), &card, &serial)
             .map_err(|e| refused(st, session, &serial, e))?
         {
-            match super::elsewhere::match_chip(&mut tx, &found) {
+            match super::elsewhere::match_chip(&mut tx, &found.record) {
                 Ok(()) => {}
                 Err(e @ StationError::Conflict(_)) => return Err(refused(st, session, &serial, e)),
                 Err(e) => return Err(e),
@@ -189,10 +189,10 @@ pub fn identify(
             crate::records::audit_holder_reads(
                 st,
                 session,
-                &[&found.holder.pinfl],
+                &[&found.record.holder.pinfl],
                 &format!(
                     "card services: card {serial} of office {}, at the national centre",
-                    found.office
+                    found.record.office
                 ),
             )?;
             return super::elsewhere::summary(st, &card, found, reader, serial);

@@ -154,8 +154,7 @@ pub fn suspend(
             status: h.state,
             held_certificates: h.certificates,
             crl_reason: HOLD.into(),
-            resume_until: crate::time_util::parse_rfc3339(&h.release_until)
-                .map(crate::time_util::format_rfc3339)
+            resume_until: crate::time_util::whole_seconds(&h.release_until)
                 .unwrap_or(h.release_until),
         });
     }
@@ -199,8 +198,8 @@ pub fn suspend(
     // On an enrolled station the centre's window governs (its `[issuance]
     // suspension_limit_days`); it is recorded in the registry's own format, whole seconds.
     let until = match &national {
-        Some(h) => match crate::time_util::parse_rfc3339(&h.release_until) {
-            Ok(t) => crate::time_util::format_rfc3339(t),
+        Some(h) => match crate::time_util::whole_seconds(&h.release_until) {
+            Ok(t) => t,
             Err(e) => {
                 tracing::warn!(release_until = %h.release_until, error = %e,
                     "the centre's release_until is not RFC 3339; the station's limit is recorded");
