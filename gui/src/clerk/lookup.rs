@@ -236,6 +236,11 @@ pub fn panel(
         }
         revoke_result_ui(ui, &st.revoke_result);
     }
+    // A declaration went through but the record could not be read again (the centre or the
+    // registry away): what was declared stays on screen, with the failure above it.
+    if st.document.is_none() && st.elsewhere.is_none() {
+        revoke_result_ui(ui, &st.revoke_result);
+    }
     action
 }
 
@@ -540,4 +545,52 @@ pub fn reason_word(ui: &egui::Ui, reason: &str) -> String {
 /// A registry status in words ("active", "lost", "revoked" …) in the screen's language.
 pub fn status_word(ui: &egui::Ui, status: &str) -> String {
     crate::i18n::status_word(crate::i18n::current(ui.ctx()), status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use egui_kittest::kittest::Queryable as _;
+
+    /// A declaration that went through stays on screen when reading the record again fails
+    /// (the centre stopped between the two): the clerk must not be left wondering whether the
+    /// card is now lost.
+    #[test]
+    fn a_declaration_stays_shown_when_the_record_cannot_be_read_again() {
+        let mut st = LookupState {
+            revoke_pending: true,
+            ..LookupState::default()
+        };
+        st.handle(
+            &Event::DocumentRevoked(Ok(RevokeReport {
+                document: "AA0000042".into(),
+                status: "lost".into(),
+                revoked_certificates: vec!["01".into(), "02".into()],
+                crl_reason: "keyCompromise".into(),
+            })),
+            Lang::En,
+        );
+        assert!(st.refresh, "a declaration asks for the record again");
+        st.handle(
+            &Event::Document(Err(Shown {
+                message: "The national centre cannot be reached.".into(),
+                next: "Try again.".into(),
+                details: "centre: unreachable".into(),
+                retry: true,
+            })),
+            Lang::En,
+        );
+        let mut harness = egui_kittest::Harness::new_ui_state(
+            |ui, st: &mut LookupState| {
+                crate::i18n::set(ui.ctx(), Lang::En);
+                let mut cmds = Vec::new();
+                st.refresh = false;
+                panel(ui, st, None, &mut cmds);
+            },
+            st,
+        );
+        harness.run();
+        harness.get_by_label_contains("Document AA0000042 is now lost");
+        harness.get_by_label_contains("The national centre cannot be reached.");
+    }
 }

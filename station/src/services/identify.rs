@@ -301,11 +301,20 @@ fn summary(
         DocumentStatus::Suspended => st.registry.last_suspension(doc.document.id)?,
         _ => None,
     };
-    let window = suspension
+    let suspended_since = suspension.as_ref().map(|s| s.since.clone());
+    // A window that cannot be worked out (a time the registry holds but cannot read) is kept
+    // as recorded: `resume_blocker` counts an end it cannot read as passed, so resuming is
+    // not offered, and the log says why.
+    let resume_until = suspension
         .as_ref()
-        .and_then(|s| super::suspend::window(st, s).ok());
-    let suspended_since = suspension.map(|s| s.since);
-    let resume_until = window.as_ref().map(|w| w.until.clone());
+        .map(|s| match super::suspend::window(st, s) {
+            Ok(w) => w.until,
+            Err(e) => {
+                tracing::warn!(document = %doc.document.number, error = %e,
+                    "the suspension's window to resume cannot be read; resuming is not offered");
+                s.resume_until.clone().unwrap_or_else(|| s.since.clone())
+            }
+        });
     let mut id = CardIdentity {
         reader,
         card_serial: doc.card.chip_serial.clone(),
