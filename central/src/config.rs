@@ -205,6 +205,14 @@ pub struct IssuanceSection {
     /// that it must be revoked.
     #[serde(default = "default_suspension_limit")]
     pub suspension_limit_days: u32,
+    /// Number look-ups (`POST /v1/documents/lookup`) one station may make in an hour; more are
+    /// refused (`lookup-limit`) until the hour has room again.
+    #[serde(default = "default_lookups_per_hour")]
+    pub document_lookups_per_hour: u32,
+}
+
+fn default_lookups_per_hour() -> u32 {
+    120
 }
 
 fn default_suspension_limit() -> u32 {
@@ -218,6 +226,7 @@ impl Default for IssuanceSection {
             block_size: default_block_size(),
             job_timeout_seconds: default_job_timeout(),
             suspension_limit_days: default_suspension_limit(),
+            document_lookups_per_hour: default_lookups_per_hour(),
         }
     }
 }
@@ -234,6 +243,9 @@ impl IssuanceSection {
         }
         if !(1..=30 * 86_400).contains(&self.job_timeout_seconds) {
             return Err("issuance.job_timeout_seconds: must be 1 to 2592000 (30 days)".into());
+        }
+        if !(1..=100_000).contains(&self.document_lookups_per_hour) {
+            return Err("issuance.document_lookups_per_hour: must be 1 to 100000".into());
         }
         Ok(())
     }

@@ -54,6 +54,8 @@ pub enum Refusal {
     NotFound,
     /// In conflict with the current state (e.g. already enrolled): HTTP 409.
     Conflict,
+    /// More requests than a limit allows in its window (e.g. number look-ups): HTTP 429.
+    TooMany,
 }
 
 impl CentralError {
@@ -121,7 +123,7 @@ impl CentralError {
             CentralError::Refused { status, .. } => match status {
                 Refusal::Conflict => 5,
                 Refusal::BadRequest | Refusal::NotFound => 2,
-                Refusal::Unauthenticated | Refusal::Forbidden => 6,
+                Refusal::Unauthenticated | Refusal::Forbidden | Refusal::TooMany => 6,
             },
             CentralError::Database(_) => 7,
             CentralError::Io { .. } | CentralError::Other(_) => 1,

@@ -68,6 +68,7 @@ impl IntoResponse for ApiError {
                     Refusal::Forbidden => StatusCode::FORBIDDEN,
                     Refusal::NotFound => StatusCode::NOT_FOUND,
                     Refusal::Conflict => StatusCode::CONFLICT,
+                    Refusal::TooMany => StatusCode::TOO_MANY_REQUESTS,
                 },
                 office.clone(),
             ),

@@ -222,7 +222,9 @@ fn crl_entry(text: &str, serial: &str) -> Option<String> {
 
 #[test]
 fn renewal_hold_release_and_address_changes_through_the_centre() {
-    let (tmp, cluster, config) = centre("\n[server]\npublic_name = \"localhost\"\n");
+    let (tmp, cluster, config) = centre(
+        "\n[server]\npublic_name = \"localhost\"\n\n[issuance]\ndocument_lookups_per_hour = 4\n",
+    );
     let dir = tmp.path();
     ok(idcentral(
         &config,
@@ -554,6 +556,40 @@ fn renewal_hold_release_and_address_changes_through_the_centre() {
             "31234567890123".into()
         ]]
     );
+
+    // The number look-ups are limited per station ([issuance] document_lookups_per_hour = 4
+    // here): SAM01 has made two (the unknown number counts, the malformed one does not); two
+    // more are answered, the fifth refused with the time the hour has room again, and counted
+    // separately for each station.
+    for _ in 0..2 {
+        assert_eq!(by(&doc).as_ref().map(|r| r.0), Ok(200));
+    }
+    let limited = by(&doc);
+    assert_refused(&limited, 429, "lookup-limit");
+    let why = said(&limited);
+    assert!(
+        why.starts_with("station sam01-st1 has looked up 4 document numbers in the last hour")
+            && why.contains("document_lookups_per_hour")
+            && why.contains(" again after 20"),
+        "{why}"
+    );
+    assert_refused(&by("ZZ9999999"), 429, "lookup-limit");
+    let tas_by = w.call(
+        &tas.tls,
+        centre_api::paths::DOCUMENT_LOOKUP,
+        &json!({ "operator": "clerk1", "document": doc }),
+    );
+    assert_eq!(tas_by.as_ref().map(|r| r.0), Ok(200));
+    let limit_refusals: i64 =
+        w.rt.block_on(db.query_one(
+            "SELECT count(*) FROM audit_log WHERE action = 'request.refused'
+             AND station = 'sam01-st1' AND details::jsonb->>'rule' = 'lookup-limit'",
+            &[],
+        ))
+        .unwrap()
+        .get(0);
+    assert_eq!(limit_refusals, 2);
+
     let out = ocsp_until(&w, dir, sign_pem, &format!("{sign_pem}: revoked"));
     assert!(out.contains("Reason: certificateHold"), "{out}");
     let new_sign = renewed

@@ -91,6 +91,9 @@ pub mod rules {
     pub const STATION_DISABLED: &str = "station-disabled";
     /// A card service named a document the centre has not issued.
     pub const DOCUMENT_NOT_FOUND: &str = "document-not-found";
+    /// A station looked up more document numbers in the last hour than the centre's
+    /// `[issuance] document_lookups_per_hour` allows (HTTP 429).
+    pub const LOOKUP_LIMIT: &str = "lookup-limit";
     /// A card service needs an active document (renewal, hold) or a suspended one (release).
     pub const DOCUMENT_NOT_ACTIVE: &str = "document-not-active";
     pub const DOCUMENT_SUSPENDED: &str = "document-suspended";

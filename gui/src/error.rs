@@ -110,6 +110,7 @@ fn centre_rule_id(rule: &str) -> Option<&'static str> {
         r::SUSPENSION_LIMIT_EXCEEDED => "centre-refused-suspension-limit",
         r::DOCUMENT_HELD_FOR_REPLACEMENT => "centre-refused-held-for-replacement",
         r::DOCUMENT_NOT_FOUND => "centre-refused-document-not-found",
+        r::LOOKUP_LIMIT => "centre-refused-lookup-limit",
         _ => return None,
     })
 }

@@ -116,7 +116,7 @@ impl StationError {
             StationError::CentreUnreachable { .. } => EXIT_CENTRE_UNREACHABLE,
             StationError::CentreRefused { status, .. } => match status {
                 409 => 5,
-                401 | 403 => 6,
+                401 | 403 | 429 => 6,
                 _ => 2,
             },
         }

@@ -117,6 +117,7 @@ pub async fn document(
     check_operator(&req.operator)?;
     let (series, number) = crate::show::parse_document(&req.document)?;
     let mut client = centre.pool.get().await?;
+    count_within_limit(&mut client, centre, who).await?;
     let tx = client.transaction().await?;
     let d = tx
         .prepared_opt(
@@ -150,6 +151,63 @@ pub async fn document(
     .await?;
     tx.commit().await?;
     Ok(answer)
+}
+
+/// Count station `who`'s number look-up, or refuse it when the station has made `[issuance]
+/// document_lookups_per_hour` of them in the last hour (`lookup-limit`, HTTP 429): a number is
+/// no proof of having the card, so a station (or a stolen station key) must not be able to walk
+/// the national registry. Every attempt is counted (migration V20's `document_lookups`), a
+/// number the registry does not have too, in a transaction of its own committed before the
+/// look-up, so the count holds across every `idcentral` on the database; a station's attempts
+/// are counted one at a time under a transaction-scoped advisory lock. Look-ups by card
+/// (`/v1/cards/lookup`) prove the card is in the reader and are not counted.
+async fn count_within_limit(
+    client: &mut deadpool_postgres::Object,
+    centre: &Centre,
+    who: &WhoAmI,
+) -> Result<()> {
+    let limit = i64::from(centre.issuance.document_lookups_per_hour);
+    let tx = client.transaction().await?;
+    tx.prepared_execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended('document-lookup:' || $1, 0))",
+        &[&who.station],
+    )
+    .await?;
+    tx.prepared_execute(
+        "DELETE FROM document_lookups WHERE station = $1 AND at < now() - interval '1 hour'",
+        &[&who.station],
+    )
+    .await?;
+    // The `limit`-th latest attempt within the hour: while there is one, the hour is full.
+    let full = tx
+        .prepared_opt(
+            "SELECT to_char((at + interval '1 hour') AT TIME ZONE 'UTC',
+                            'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+             FROM document_lookups WHERE station = $1
+             ORDER BY at DESC OFFSET $2 LIMIT 1",
+            &[&who.station, &(limit - 1)],
+        )
+        .await?;
+    if let Some(r) = full {
+        let again: String = r.get(0);
+        return Err(CentralError::refused(
+            Refusal::TooMany,
+            rules::LOOKUP_LIMIT,
+            format!(
+                "station {} has looked up {limit} document numbers in the last hour, the most \
+                 [issuance] document_lookups_per_hour allows; look a number up again after \
+                 {again}, or look the card up with the card in the reader",
+                who.station
+            ),
+        ));
+    }
+    tx.prepared_execute(
+        "INSERT INTO document_lookups (station) VALUES ($1)",
+        &[&who.station],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// The national registry's record of the document in row `d` (the columns both look-ups
