@@ -117,7 +117,7 @@ pub fn holder_record(
 /// A document number the registry records as spoiled: its card was written, then discarded
 /// when the issuance was undone, so the number is on no valid document and is never handed
 /// out again.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SpoiledNumber {
     pub document: String,
     /// The issuance job that spoiled it.

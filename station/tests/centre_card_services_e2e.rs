@@ -415,6 +415,45 @@ fn renew_suspend_resume_address_and_replace_through_the_centre() {
             && shown.contains("Renew         not now: only at office TAS01"),
         "{shown}"
     );
+    // By number, without the card (`show --document`): SAM01 has no record, so its clerk sees
+    // the national registry's, whose it is and its state (no certificates, no addresses).
+    let by_number = sam.json(&["show", "--document", &doc], &[]);
+    let at = &by_number["at_centre"];
+    assert_eq!(
+        (
+            &at["document"],
+            &at["state"],
+            &at["office"],
+            &at["holder"]["pinfl"]
+        ),
+        (
+            &serde_json::json!(doc),
+            &serde_json::json!("active"),
+            &serde_json::json!("TAS01"),
+            &serde_json::json!(pinfl)
+        ),
+        "{by_number}"
+    );
+    assert_eq!(at["addresses"], serde_json::json!([]), "{by_number}");
+    let o = sam.run(
+        &["show", "--document", &doc, "--operator", "clerk"],
+        &[CLERK_PASSWORD],
+    );
+    let shown = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success()
+            && shown.contains(&format!(
+                "Document {doc} active, office TAS01 (issued at another office)"
+            )),
+        "{}",
+        text(&o)
+    );
+    let o = sam.run(
+        &["show", "--document", "AA9999999", "--operator", "clerk"],
+        &[CLERK_PASSWORD],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("document-not-found"), "{}", text(&o));
 
     // Renewal on the enrolled station: new certificates from the centre, chained to its root;
     // the old ones superseded on the centre's CRL.

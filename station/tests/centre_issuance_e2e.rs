@@ -588,19 +588,35 @@ fn a_revoked_esign_key_voids_the_card_locked_meanwhile_and_issuance_resumes_afte
         "the void card's certificates are revoked: {view}"
     );
     let reg = st.registry();
-    let (job_state, number_state): (String, String) = reg
+    let (job_state, number_state, spoiled): (String, String, String) = reg
         .connection()
         .query_row(
-            "SELECT j.state, n.state FROM issuance_jobs j
+            "SELECT j.state, n.state, printf('%s%07d', n.series, n.number) FROM issuance_jobs j
              JOIN document_numbers n ON n.series = j.series AND n.number = j.number
              ORDER BY j.id DESC LIMIT 1",
             [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .unwrap();
     assert_eq!(
         (job_state.as_str(), number_state.as_str()),
         ("rolled-back", "spoiled")
+    );
+    // `show --document` says what became of the spoiled number (no document has it).
+    let o = st.run(
+        &["show", "--document", &spoiled, "--operator", "clerk"],
+        &[CLERK_PASSWORD],
+        &[],
+    );
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success()
+            && said.starts_with(&format!(
+                "Document number {spoiled} was spoiled: issuance job "
+            ))
+            && said.contains("without issuing it (card 5C000001)"),
+        "{}",
+        text(&o)
     );
     card.pull();
 

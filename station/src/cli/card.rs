@@ -64,15 +64,10 @@ pub fn run(ctx: &Ctx, c: &CardCmd) -> Result<(), StationError> {
 fn show_text(id: &CardIdentity) -> String {
     let h = &id.holder;
     let mut out = format!(
-        "Card {} in {}\nHolder: {} {}{} (PINFL {}), born {}\n",
+        "Card {} in {}\nHolder: {} (PINFL {}), born {}\n",
         id.card_serial,
         id.reader,
-        h.surname,
-        h.given_names,
-        h.patronymic
-            .as_deref()
-            .map(|p| format!(" {p}"))
-            .unwrap_or_default(),
+        super::show::full_name(&h.surname, &h.given_names, h.patronymic.as_deref()),
         h.pinfl,
         h.date_of_birth
     );

@@ -3,15 +3,20 @@
 //! `station::records`.
 
 use clap::Args;
+use registry::Role;
 use station::error::StationError;
 use station::records::{self, CertView, DocumentView, HolderView, JobView};
+use station::session::Session;
+use station::Station;
 
 use super::{Ctx, OperatorArg};
 
 #[derive(Args)]
 #[command(group(clap::ArgGroup::new("what").required(true).args(["document", "pinfl", "job"])))]
 pub struct ShowArgs {
-    /// Document number, e.g. AA0000001: the document, its holder, MRZ and certificates.
+    /// Document number, e.g. AA0000001: the document, its holder, MRZ and certificates; a
+    /// spoiled number says what became of it; on a station enrolled with the national centre
+    /// a clerk sees another office's document as the national registry has it.
     #[arg(long, value_name = "NUMBER")]
     document: Option<String>,
     /// The holder's PINFL (14 digits): the holder with every document and issuance job.
@@ -28,8 +33,15 @@ pub fn run(ctx: &Ctx, a: &ShowArgs) -> Result<(), StationError> {
     let (mut st, session) =
         ctx.open_read_only_as(&a.op.operator, "read holder records", records::READ_ROLES)?;
     let (v, text) = match (&a.document, &a.pinfl, a.job) {
-        (Some(d), _, _) => {
-            let (h, d) = records::show_document(&mut st, &session, d)?;
+        (Some(num), _, _) => {
+            let (h, d) = match records::show_document(&mut st, &session, num) {
+                Ok(found) => found,
+                Err(StationError::NotFound(e)) => {
+                    let (v, text) = not_here(&mut st, &session, num, e)?;
+                    return ctx.print(&v, |_| text);
+                }
+                Err(e) => return Err(e),
+            };
             let text = format!("{}{}", holder_line(&h), document_text(&d));
             // `mrz` and `can` at the top level too: other tools open the chip with them.
             (
@@ -68,17 +80,71 @@ pub fn run(ctx: &Ctx, a: &ShowArgs) -> Result<(), StationError> {
     ctx.print(&v, |_| text)
 }
 
+/// A number this station has no document for: a spoiled number says what became of it; on a
+/// station enrolled with the national centre a clerk sees the national registry's record
+/// (another office's document: whose it is and its state, audited here and at the centre).
+fn not_here(
+    st: &mut Station,
+    session: &Session,
+    num: &str,
+    not_found: String,
+) -> Result<(serde_json::Value, String), StationError> {
+    if let Some(s) = station::interactive::spoiled_number(st, session, num)? {
+        let text = format!(
+            "Document number {} was spoiled: issuance job {} ended at {} without issuing it{}\n",
+            s.document,
+            s.job_id,
+            s.when,
+            s.card_serial
+                .as_deref()
+                .map(|c| format!(" (card {c})"))
+                .unwrap_or_default()
+        );
+        return Ok((serde_json::json!({ "spoiled": s }), text));
+    }
+    if st.config.centre.is_none() || session.role() != Role::Clerk {
+        return Err(StationError::NotFound(not_found));
+    }
+    let found = station::services::document_at_centre(st, session, num)?;
+    let text = at_centre_text(&found);
+    Ok((serde_json::json!({ "at_centre": found }), text))
+}
+
+/// Another office's document as the national registry has it (`show --document`'s text form).
+fn at_centre_text(d: &centre_api::CardAtCentre) -> String {
+    let h = &d.holder;
+    let mut s = format!(
+        "Holder {}: {}, born {} (the national registry's record)\n\
+         Document {} {}, office {} (issued at another office), issued {}, expires {}\n",
+        h.pinfl,
+        full_name(&h.surname, &h.given_names, h.patronymic.as_deref()),
+        h.date_of_birth,
+        d.document,
+        d.state,
+        d.office,
+        d.date_of_issue,
+        d.date_of_expiry
+    );
+    if let (Some(at), Some(until)) = (&d.suspended_at, &d.release_until) {
+        s += &format!("  suspended at {at}; may be resumed until {until}\n");
+    }
+    s
+}
+
+/// "SURNAME GIVEN PATRONYMIC", as the text forms print a holder.
+pub(super) fn full_name(surname: &str, given: &str, patronymic: Option<&str>) -> String {
+    match patronymic {
+        Some(p) => format!("{surname} {given} {p}"),
+        None => format!("{surname} {given}"),
+    }
+}
+
 /// `show`'s text form (docs/station.md, "show, revoke"): one line for the holder.
 fn holder_line(h: &HolderView) -> String {
     format!(
-        "Holder {}: {} {}{}, born {}, citizenship {}\n",
+        "Holder {}: {}, born {}, citizenship {}\n",
         h.pinfl,
-        h.surname,
-        h.given_names,
-        h.patronymic
-            .as_deref()
-            .map(|p| format!(" {p}"))
-            .unwrap_or_default(),
+        full_name(&h.surname, &h.given_names, h.patronymic.as_deref()),
         h.date_of_birth,
         h.citizenship
     )
