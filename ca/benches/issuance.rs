@@ -247,6 +247,9 @@ impl KeyStore for Timed<'_> {
     fn hmac_sha256(&self, label: &str, data: &[u8]) -> hsm::Result<Zeroizing<[u8; 32]>> {
         self.inner.hmac_sha256(label, data)
     }
+    fn destroy(&self, label: &str) -> hsm::Result<bool> {
+        self.inner.destroy(label)
+    }
 }
 
 /// Not a key store: answers every signature with one fixed, well-formed signature, so that
@@ -287,6 +290,9 @@ impl KeyStore for FixedSignature {
         Err(hsm::HsmError::KeyNotFound {
             label: label.into(),
         })
+    }
+    fn destroy(&self, _: &str) -> hsm::Result<bool> {
+        Ok(false)
     }
 }
 

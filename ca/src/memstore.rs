@@ -88,6 +88,14 @@ impl KeyStore for MemStore {
         }
     }
 
+    fn destroy(&self, label: &str) -> hsm::Result<bool> {
+        let mut keys = self.keys.lock().map_err(|_| HsmError::Operation {
+            op: "lock",
+            reason: "poisoned".into(),
+        })?;
+        Ok(keys.remove(label).is_some())
+    }
+
     fn list(&self) -> hsm::Result<Vec<KeyInfo>> {
         let keys = self.keys.lock().map_err(|_| HsmError::Operation {
             op: "lock",

@@ -516,6 +516,9 @@ fn hsm_failure_surfaces_as_hsm_error() {
         fn hmac_sha256(&self, l: &str, d: &[u8]) -> hsm::Result<zeroize::Zeroizing<[u8; 32]>> {
             self.0.hmac_sha256(l, d)
         }
+        fn destroy(&self, l: &str) -> hsm::Result<bool> {
+            self.0.destroy(l)
+        }
     }
     let f = Failing(MemStore::new());
     f.generate_p256("root").unwrap();

@@ -227,6 +227,27 @@ pub fn concurrent_use(store: &dyn KeyStore) {
     });
 }
 
+/// A destroyed key is gone (found, listed, signing: no), its label is free again, the other
+/// keys are untouched, and destroying it again says there was nothing to destroy.
+pub fn destroy_removes_the_key(store: &dyn KeyStore) {
+    let keep = store.generate_p256("tsa-2").unwrap();
+    store.generate_p256("tsa-1").unwrap();
+    store.generate_hmac_secret("old-master").unwrap();
+    assert!(store.destroy("tsa-1").unwrap());
+    assert!(store.destroy("old-master").unwrap());
+    assert_eq!(store.find("tsa-1").unwrap(), None);
+    assert_eq!(store.find("old-master").unwrap(), None);
+    assert_eq!(store.list().unwrap(), vec![keep.clone()]);
+    let r = store.sign_p256_sha256("tsa-1", b"after its end");
+    assert!(matches!(r, Err(HsmError::KeyNotFound { .. })), "{r:?}");
+    assert!(!store.destroy("tsa-1").unwrap(), "nothing left to destroy");
+    assert!(!store.destroy("never-made").unwrap());
+    // The label is free: a new key (no left-over public half makes it ambiguous).
+    let again = store.generate_p256("tsa-1").unwrap();
+    assert_ne!(again.spki_der, keep.spki_der);
+    assert!(store.sign_p256_sha256("tsa-2", b"still signs").is_ok());
+}
+
 /// One `#[test]` per conformance check for a backend; `$make` builds a fresh store.
 #[macro_export]
 #[doc(hidden)]
@@ -266,6 +287,10 @@ macro_rules! conformance_tests {
             #[test]
             fn conformance_bad_labels_refused() {
                 conformance::bad_labels_refused(&$make);
+            }
+            #[test]
+            fn conformance_destroy_removes_the_key() {
+                conformance::destroy_removes_the_key(&$make);
             }
             #[test]
             fn conformance_concurrent_use() {

@@ -203,6 +203,12 @@ pub trait KeyStore: Send + Sync {
     /// HMAC-SHA256(secret `label`, `data`) computed inside the HSM. Used to derive per-card
     /// secrets from a master key and a card serial; the result is the caller's to zeroize.
     fn hmac_sha256(&self, label: &str, data: &[u8]) -> Result<Zeroizing<[u8; 32]>>;
+
+    /// Remove key `label` from the HSM for good (a key pair with its public half, or a secret):
+    /// the end of a key's life, e.g. a time-stamping key after its usage period. `Ok(false)`
+    /// when there is no such key, so a retry after a crash is harmless. Objects under the label
+    /// that are not a key this trait made are left alone.
+    fn destroy(&self, label: &str) -> Result<bool>;
 }
 
 impl std::fmt::Debug for dyn KeyStore {

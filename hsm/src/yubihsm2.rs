@@ -283,6 +283,22 @@ impl KeyStore for YubiHsmStore {
         })
     }
 
+    fn destroy(&self, label: &str) -> Result<bool> {
+        let _g = self.generate.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((id, kind)) = self.lookup(label)? else {
+            return Ok(false);
+        };
+        let object_type = match kind {
+            KeyKind::EcP256 => object::Type::AsymmetricKey,
+            KeyKind::HmacSha256 => object::Type::HmacKey,
+        };
+        self.client
+            .delete_object(id, object_type)
+            .map_err(|e| op_err("destroy key", e))?;
+        tracing::info!(label, object_id = id, "destroyed key on YubiHSM 2");
+        Ok(true)
+    }
+
     fn find(&self, label: &str) -> Result<Option<KeyInfo>> {
         let Some((id, kind)) = self.lookup(label)? else {
             return Ok(None);

@@ -173,6 +173,9 @@ impl hsm::KeyStore for NoHsm {
     fn sign_p256_sha256(&self, _label: &str, _message: &[u8]) -> hsm::Result<Vec<u8>> {
         Self::refuse("sign_p256_sha256")
     }
+    fn destroy(&self, _label: &str) -> hsm::Result<bool> {
+        Self::refuse("destroy")
+    }
     fn hmac_sha256(&self, _label: &str, _data: &[u8]) -> hsm::Result<zeroize::Zeroizing<[u8; 32]>> {
         Self::refuse("hmac_sha256")
     }

@@ -289,6 +289,35 @@ impl KeyStore for Pkcs11Store {
         })
     }
 
+    fn destroy(&self, label: &str) -> Result<bool> {
+        crate::check_label(label, crate::MAX_LABEL_LEN)?;
+        let destroyed = self.run("destroy key", Access::Write, |s, cache| {
+            let Some(found) = lookup(s, cache, label)? else {
+                return Ok(false);
+            };
+            // The public half first: should the private key's destruction fail, the retry
+            // still finds the key by its private object.
+            if found.kind == KeyKind::EcP256 {
+                let id = key_id_of(s, found.key)?;
+                for h in s.find_objects(&[
+                    Attribute::Token(true),
+                    Attribute::Class(ObjectClass::PUBLIC_KEY),
+                    Attribute::Label(label.as_bytes().to_vec()),
+                    Attribute::Id(id),
+                ])? {
+                    s.destroy_object(h)?;
+                }
+            }
+            cache.remove(label);
+            s.destroy_object(found.key)?;
+            Ok(true)
+        })?;
+        if destroyed {
+            tracing::info!(label, token = %self.token_label, "destroyed key");
+        }
+        Ok(destroyed)
+    }
+
     fn find(&self, label: &str) -> Result<Option<KeyInfo>> {
         self.run("find key", Access::Read, |s, cache| {
             let Some(f) = lookup(s, cache, label)? else {
