@@ -48,6 +48,15 @@ pub enum CaCmd {
         #[arg(long, value_name = "NAME")]
         operator: String,
     },
+    /// File a request to destroy a retired time-stamping key in the HSM once its usage period
+    /// is over (the key deletion ceremony of docs/relying-parties.md "Time-stamps"); a second
+    /// ca-admin approves it. The certificate stays: the key's tokens verify with it.
+    DestroyTsaKey {
+        #[arg(long, value_name = "LABEL")]
+        key: String,
+        #[arg(long, value_name = "NAME")]
+        operator: String,
+    },
     /// Holder certificates to issue again after a CA revocation (each holder read audited).
     ReissueList {
         #[arg(long, value_name = "NAME")]
@@ -139,6 +148,17 @@ pub async fn run(cli: &Cli, cfg: &CentreConfig, cc: &CaCmd) -> Result<(), Centra
                 format!(
                     "Filed CA request {}: revoke-ca {} {} ({}); a second ca-admin approves it before {}\n",
                     r.id, r.ca, r.from_key, reason, r.expires_at
+                )
+            })
+        }
+        CaCmd::DestroyTsaKey { key, operator } => {
+            let s = log_in(&pool, cfg, operator, "file CA requests", &admin).await?;
+            let r = rotation::request_tsa_key_destruction(&pool, &s, key).await?;
+            checkpoint_after(cfg, &pool, "ca.request.created").await;
+            print(cli.json, &r, |r| {
+                format!(
+                    "Filed CA request {}: destroy time-stamping key {} in the HSM; a second ca-admin approves it before {}\n",
+                    r.id, r.from_key, r.expires_at
                 )
             })
         }
@@ -237,10 +257,14 @@ fn services_text(s: &ServiceKeys) -> String {
         out += &format!("  {p:<13} pending: a rollover under way, or failed (see the log)\n");
     }
     for t in &s.tsa_keys {
-        let state = match (&t.rolls_from, &t.retired_at) {
-            (Some(from), _) => format!("active, rolls over from {from}"),
-            (None, Some(at)) => format!("retired {at}"),
-            (None, None) => t.state.clone(),
+        let state = match (&t.rolls_from, &t.retired_at, &t.destroyed_at) {
+            (Some(from), _, _) => format!("active, rolls over from {from}"),
+            (None, Some(at), Some(gone)) => format!("retired {at}, key destroyed {gone}"),
+            (None, Some(at), None) => format!(
+                "retired {at}, key in the HSM: destroy it by {} (ca destroy-tsa-key)",
+                t.destroy_by
+            ),
+            (None, None, _) => t.state.clone(),
         };
         out += &format!(
             "  {:<13} {state}\n    signs until {}, tokens verify until {}  {}\n    SHA256 Fingerprint={}\n",
@@ -276,6 +300,16 @@ fn executed_text(d: &Executed) -> String {
     match d {
         Executed::Rotation(r) => execution_text(r),
         Executed::Revocation(r) => revocation_text(r),
+        Executed::Destruction(d) => format!(
+            "Executed CA request {}: time-stamping key {} destroyed in the HSM at {} (requested by {}, approved by {}){}\n  its certificate is kept: SHA256 Fingerprint={}\n",
+            d.request,
+            d.key,
+            d.destroyed_at,
+            d.requested_by,
+            d.approved_by,
+            if d.removed_from_hsm { "" } else { "; the HSM no longer had it" },
+            d.fingerprint_sha256
+        ),
     }
 }
 

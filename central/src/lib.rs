@@ -18,6 +18,7 @@ pub mod failpoint;
 pub mod holders;
 pub mod init;
 pub mod issuance;
+pub mod key_destruction;
 pub mod numbers;
 pub mod operators;
 pub mod pki;

@@ -103,12 +103,14 @@ pub struct Execution {
     pub old_state: String,
 }
 
-/// What an executed request did: a rotation or a CA certificate's revocation.
+/// What an executed request did: a rotation, a CA certificate's revocation or a TSA key's
+/// destruction.
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum Executed {
     Rotation(Execution),
     Revocation(crate::revocation::Revocation),
+    Destruction(crate::key_destruction::Destruction),
 }
 
 /// One CA key as `ca list` shows it.
@@ -312,7 +314,10 @@ async fn insert_request(
 }
 
 /// The refusal of a new request for `ca` while another is pending (open or approved).
-async fn pending(tx: &tokio_postgres::Transaction<'_>, ca: &str) -> Result<Option<CentralError>> {
+pub(crate) async fn pending(
+    tx: &tokio_postgres::Transaction<'_>,
+    ca: &str,
+) -> Result<Option<CentralError>> {
     let row = tx
         .query_opt(
             "SELECT id FROM ca_requests WHERE ca = $1 AND state IN ('open', 'approved')",
@@ -371,6 +376,32 @@ pub async fn request_revocation(
         details,
     )
     .await
+}
+
+/// File a request to destroy the retired TSA key `key` (`crate::key_destruction`); a second
+/// ca-admin's approval executes it.
+pub async fn request_tsa_key_destruction(
+    pool: &Pool,
+    s: &Session,
+    key: &str,
+) -> Result<RequestView> {
+    use crate::key_destruction::{CA, KIND};
+    let object = format!("tsa:{}", registry::audit::bounded_name(key));
+    require_ca_admin(pool, s, "file CA requests", &object).await?;
+    expire_overdue(pool).await?;
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let refused = match crate::key_destruction::refusal(&tx, key).await? {
+        Some(r) => Some(r),
+        None => pending(&tx, CA).await?.map(|e| ("one pending per CA", e)),
+    };
+    if let Some((rule, e)) = refused {
+        drop(tx);
+        let attempt = "file destroy-tsa-key";
+        return Err(refuse_attempt(pool, s.actor(), attempt, &object, rule, e).await);
+    }
+    let details = json!({ "kind": KIND, "ca": CA, "key": key });
+    file(pool, tx, s, (KIND, CA, key, None), details).await
 }
 
 /// Every request, newest first (overdue ones expired first).
@@ -750,6 +781,16 @@ async fn execute_locked(
         };
         let done = crate::revocation::execute(pool, actor, &job).await?;
         return Ok(Executed::Revocation(done));
+    }
+    if j.kind == crate::key_destruction::KIND {
+        let job = crate::key_destruction::Job {
+            id,
+            key: &j.from_key,
+            requested_by: &j.requested_by,
+            approved_by: &j.approved_by,
+        };
+        let done = crate::key_destruction::execute(pool, store, actor, &job).await?;
+        return Ok(Executed::Destruction(done));
     }
     rotate(pool, store, profiles, actor, id, j)
         .await

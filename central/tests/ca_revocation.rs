@@ -14,22 +14,6 @@ use common::*;
 use serde_json::{json, Value};
 use testrig::egov::{card_key, issue_without_card, new_job};
 
-const ADMIN2_PASSWORD: &str = "centre-second-admin-pw-5e91";
-
-/// `idcentral ARGS` as `who` (admin or admin2, the password on standard input), with `env`.
-fn as_op(config: &Path, args: &[&str], who: &str, env: &[(&str, &str)]) -> std::process::Output {
-    let pw = if who == "admin" {
-        ADMIN_PASSWORD
-    } else {
-        ADMIN2_PASSWORD
-    };
-    let mut all = args.to_vec();
-    all.extend(["--operator", who]);
-    let out = idcentral_env(config, &all, &format!("{pw}\n"), env);
-    assert!(!text(&out).contains(ADMIN2_PASSWORD), "{}", text(&out));
-    out
-}
-
 /// The station's side of the test: its TLS configuration against the serving centre.
 struct Desk {
     rt: tokio::runtime::Runtime,
@@ -248,7 +232,7 @@ fn an_emergency_revocation_of_the_esign_ca_is_published_flags_cards_and_a_rotati
 
     // Filed by admin; admin cannot approve it; admin2's approval is killed after the
     // revocation committed.
-    let filed = ok(as_op(
+    let filed = ok(as_operator(
         &config,
         &[
             "ca",
@@ -266,11 +250,11 @@ fn an_emergency_revocation_of_the_esign_ca_is_published_flags_cards_and_a_rotati
         "{filed}"
     );
     refused(
-        &as_op(&config, &["ca", "approve", "1"], "admin", &[]),
+        &as_operator(&config, &["ca", "approve", "1"], "admin", &[]),
         6,
         "admin requested CA request 1 and cannot also approve it (dual control)",
     );
-    let killed = as_op(
+    let killed = as_operator(
         &config,
         &["ca", "approve", "1"],
         "admin2",
@@ -286,13 +270,13 @@ fn an_emergency_revocation_of_the_esign_ca_is_published_flags_cards_and_a_rotati
         state("SELECT state FROM ca_keys WHERE label = 'esign-ca-1'"),
         "revoked"
     );
-    let recovered = ok(as_op(&config, &["ca", "recover"], "admin", &[]));
+    let recovered = ok(as_operator(&config, &["ca", "recover"], "admin", &[]));
     assert!(
         recovered.contains("Executed CA request 1: esign esign-ca-1 revoked (keyCompromise)")
             && recovered.contains("4 holder certificates flagged"),
         "{recovered}"
     );
-    let again = ok(as_op(&config, &["ca", "recover"], "admin", &[]));
+    let again = ok(as_operator(&config, &["ca", "recover"], "admin", &[]));
     assert_eq!(again, "Nothing to recover\n");
     assert_eq!(
         state("SELECT state FROM ca_requests WHERE id = 1"),
@@ -320,7 +304,7 @@ fn an_emergency_revocation_of_the_esign_ca_is_published_flags_cards_and_a_rotati
     published(&desk, d, &q, &chain);
     issuance_stops_and_resumes(&desk, &config, &q, &open_job, &challenge, [&doc1, &doc2]);
     retired_station_ca(&desk, d, &config);
-    ok(as_op(&config, &["audit", "verify-log"], "admin", &[]));
+    ok(as_operator(&config, &["audit", "verify-log"], "admin", &[]));
 }
 
 /// The refusals of `revoke-ca`, each naming the field and the rule, each audited.
@@ -328,7 +312,7 @@ fn refusals(config: &Path, q: &dyn Fn(&str) -> Vec<tokio_postgres::Row>) {
     let revoke = |extra: &[&str]| {
         let mut args = vec!["ca", "revoke-ca"];
         args.extend(extra);
-        as_op(config, &args, "admin", &[])
+        as_operator(config, &args, "admin", &[])
     };
     let cases: [(&[&str], i32, &str); 6] = [
         (
@@ -494,7 +478,7 @@ fn issuance_stops_and_resumes(
     // A centre with no active e-Signature key still starts serving.
     drop(Server::start_public(config));
 
-    let list = ok(as_op(
+    let list = ok(as_operator(
         config,
         &["--json", "ca", "reissue-list"],
         "admin",
@@ -516,7 +500,7 @@ fn issuance_stops_and_resumes(
     let shown: Vec<String> = shown.iter().map(|r| r.get(0)).collect();
     assert_eq!(shown, ["holder:31234567890123", "holder:41234567890124"]);
 
-    let filed = ok(as_op(
+    let filed = ok(as_operator(
         config,
         &["ca", "rotate", "--ca", "esign"],
         "admin",
@@ -526,7 +510,7 @@ fn issuance_stops_and_resumes(
         filed.contains("Filed CA request 2: rotate esign (from esign-ca-1)"),
         "{filed}"
     );
-    let done = ok(as_op(config, &["ca", "approve", "2"], "admin2", &[]));
+    let done = ok(as_operator(config, &["ca", "approve", "2"], "admin2", &[]));
     assert!(
         done.contains("esign esign-ca-2 active, esign-ca-1 revoked"),
         "{done}"
@@ -571,13 +555,13 @@ fn issuance_stops_and_resumes(
 /// After a Station CA rollover the retired station-ca-1 is revoked: the root's CRL lists it
 /// beside the e-Signature CA certificate.
 fn retired_station_ca(desk: &Desk, d: &Path, config: &Path) {
-    ok(as_op(
+    ok(as_operator(
         config,
         &["ca", "rotate", "--ca", "station"],
         "admin",
         &[],
     ));
-    let done = ok(as_op(config, &["ca", "approve", "3"], "admin2", &[]));
+    let done = ok(as_operator(config, &["ca", "approve", "3"], "admin2", &[]));
     assert!(
         done.contains("station-ca-2 active, station-ca-1 retired"),
         "{done}"
@@ -592,17 +576,17 @@ fn retired_station_ca(desk: &Desk, d: &Path, config: &Path) {
         "--reason",
         "superseded",
     ];
-    let filed = ok(as_op(config, &args, "admin", &[]));
+    let filed = ok(as_operator(config, &args, "admin", &[]));
     assert!(
         filed.contains("Filed CA request 4: revoke-ca station-ca station-ca-1"),
         "{filed}"
     );
-    let done = ok(as_op(config, &["ca", "approve", "4"], "admin2", &[]));
+    let done = ok(as_operator(config, &["ca", "approve", "4"], "admin2", &[]));
     assert!(
         done.contains("station-ca station-ca-1 revoked (superseded)"),
         "{done}"
     );
-    let list = ok(as_op(config, &["ca", "list"], "admin", &[]));
+    let list = ok(as_operator(config, &["ca", "list"], "admin", &[]));
     assert!(list.contains("station-ca-1  revoked"), "{list}");
     wait_for(
         "the root's CRL lists station-ca-1",
@@ -668,7 +652,7 @@ fn a_station_disabled_for_key_compromise_has_its_document_signer_on_the_cscas_cr
     let disable = |extra: &[&str]| {
         let mut args = vec!["--json", "station", "disable", "--station", "tas01-st1"];
         args.extend(extra);
-        as_op(&config, &args, "admin", &[])
+        as_operator(&config, &args, "admin", &[])
     };
     refused(
         &disable(&["--reason", "cACompromise"]),
@@ -716,7 +700,7 @@ fn a_station_disabled_for_key_compromise_has_its_document_signer_on_the_cscas_cr
         5,
         "station tas01-st1 is already disabled and its certificates are revoked",
     );
-    let listed = as_op(
+    let listed = as_operator(
         &config,
         &[
             "--json",
@@ -741,7 +725,7 @@ fn a_station_disabled_for_key_compromise_has_its_document_signer_on_the_cscas_cr
         listed[0]["reason"], "the Document Signer of station tas01-st1 was revoked (keyCompromise)",
         "{listed}"
     );
-    let shown = ok(as_op(
+    let shown = ok(as_operator(
         &config,
         &["show", "--document", &cards[1]],
         "admin",
@@ -821,8 +805,9 @@ fn a_ca_request_filed_at_the_same_moment_as_another_is_a_conflict() {
     ))
     .unwrap();
     let cfg = config.clone();
-    let filing =
-        std::thread::spawn(move || as_op(&cfg, &["ca", "rotate", "--ca", "esign"], "admin", &[]));
+    let filing = std::thread::spawn(move || {
+        as_operator(&cfg, &["ca", "rotate", "--ca", "esign"], "admin", &[])
+    });
     wait_for(
         "the command's insert waiting behind the open transaction",
         Duration::from_secs(30),

@@ -180,6 +180,17 @@ fn tool(dir: &Path, program: &str, args: &[&str]) -> (bool, String) {
     )
 }
 
+/// `openssl ts -verify` of the reply `reply` to the query `query` against `root.pem` in `dir`,
+/// with the TSA certificate `untrusted` when the token carries none.
+fn ts_verify(dir: &Path, reply: &str, query: &str, untrusted: Option<&str>) -> (bool, String) {
+    let mut args = vec!["ts", "-verify", "-in", reply, "-queryfile", query];
+    args.extend_from_slice(&["-CAfile", "root.pem"]);
+    if let Some(u) = untrusted {
+        args.extend_from_slice(&["-untrusted", u]);
+    }
+    tool(dir, "openssl", &args)
+}
+
 fn pem(der: &[u8]) -> String {
     der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, der).unwrap()
 }
@@ -464,17 +475,9 @@ fn tsa_rolled_over(
     let (status, _, body) = post_tsa(rt, only, dir, "q3.tsq");
     assert_eq!(status, 200);
     std::fs::write(dir.join("r3.tsr"), &body).unwrap();
-    let verify = |reply: &str, query: &str, untrusted: Option<&str>| {
-        let mut args = vec!["ts", "-verify", "-in", reply, "-queryfile", query];
-        args.extend_from_slice(&["-CAfile", "root.pem"]);
-        if let Some(u) = untrusted {
-            args.extend_from_slice(&["-untrusted", u]);
-        }
-        tool(dir, "openssl", &args)
-    };
-    let (ok, out) = verify("r3.tsr", "q3.tsq", Some("tsa-new.pem"));
+    let (ok, out) = ts_verify(dir, "r3.tsr", "q3.tsq", Some("tsa-new.pem"));
     assert!(ok && out.contains("Verification: OK"), "{out}");
-    let (ok, out) = verify("r3.tsr", "q3.tsq", Some("tsa-old.pem"));
+    let (ok, out) = ts_verify(dir, "r3.tsr", "q3.tsq", Some("tsa-old.pem"));
     assert!(!ok, "signed by centre-tsa-2? {out}");
     let by_key: Vec<(String, i64)> = rt
         .block_on(db.query(
@@ -493,7 +496,7 @@ fn tsa_rolled_over(
         ]
     );
     // The old key's token still verifies (its certificate is valid for years).
-    let (ok, out) = verify("r.tsr", "q.tsq", None);
+    let (ok, out) = ts_verify(dir, "r.tsr", "q.tsq", None);
     assert!(ok && out.contains("Verification: OK"), "{out}");
     let details: String = rt
         .block_on(db.query_one(
@@ -557,22 +560,7 @@ fn tsa_rollover_fails_softly(
     let log = stop(third, &log_path);
     assert_eq!(status, 200);
     std::fs::write(dir.join("r4.tsr"), &body).unwrap();
-    let (verified, out) = tool(
-        dir,
-        "openssl",
-        &[
-            "ts",
-            "-verify",
-            "-in",
-            "r4.tsr",
-            "-queryfile",
-            "q3.tsq",
-            "-CAfile",
-            "root.pem",
-            "-untrusted",
-            "tsa-new.pem",
-        ],
-    );
+    let (verified, out) = ts_verify(dir, "r4.tsr", "q3.tsq", Some("tsa-new.pem"));
     assert!(verified && out.contains("Verification: OK"), "{out}");
     assert!(
         log.contains("could not roll the time-stamping key over")
@@ -624,6 +612,161 @@ fn tsa_rollover_fails_softly(
     assert_eq!(active, "centre-tsa-4");
 }
 
+/// The public keys SoftHSM2 holds under `dir/hsm`, as OpenSC's pkcs11-tool lists them (no
+/// login: public objects only), and the number of objects it stores on disk.
+fn hsm_objects(dir: &Path) -> (String, usize) {
+    let out = Command::new("pkcs11-tool")
+        .args([
+            "--module",
+            "/usr/lib/softhsm/libsofthsm2.so",
+            "--token-label",
+            "idcentral",
+            "--list-objects",
+            "--type",
+            "pubkey",
+        ])
+        .env("SOFTHSM2_CONF", dir.join("hsm/softhsm2.conf"))
+        .output()
+        .expect("pkcs11-tool (opensc) is required");
+    assert!(out.status.success(), "{out:?}");
+    fn count(p: &Path) -> usize {
+        std::fs::read_dir(p)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| match e.file_type() {
+                        Ok(t) if t.is_dir() => count(&e.path()),
+                        _ => usize::from(e.path().extension().is_some_and(|x| x == "object")),
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        count(&dir.join("hsm")),
+    )
+}
+
+/// The key deletion ceremony: a retired TSA key whose usage period is over is destroyed in the
+/// HSM when a second ca-admin approves the first one's request; the active key, a key that may
+/// still sign and an unknown key are refused (and the refusals audited); the token the destroyed
+/// key signed still verifies with its certificate, which `ca services` keeps showing.
+fn tsa_key_destroyed_under_dual_control(
+    rt: &tokio::runtime::Runtime,
+    db: &tokio_postgres::Client,
+    dir: &Path,
+    config: &Path,
+) {
+    let as_op = |args: &[&str], who: &str| as_operator(config, args, who, &[]);
+    let destroy = |key: &str| as_op(&["--json", "ca", "destroy-tsa-key", "--key", key], "admin");
+    refused(
+        &destroy("centre-tsa-4"),
+        5,
+        "centre-tsa-4 is active: only a retired key",
+    );
+    refused(
+        &destroy("centre-tsa-3"),
+        5,
+        "centre-tsa-3 may still sign until 20",
+    );
+    refused(
+        &destroy("centre-tsa-9"),
+        2,
+        "no time-stamping key centre-tsa-9",
+    );
+    let attempts: i64 = rt
+        .block_on(db.query_one(
+            "SELECT count(*) FROM audit_log WHERE action = 'ca.request.refused-attempt'
+             AND object LIKE 'tsa:%'",
+            &[],
+        ))
+        .unwrap()
+        .get(0);
+    assert_eq!(attempts, 3);
+
+    // centre-tsa-3's usage period over: filed by admin, not approvable by admin, approved by
+    // admin2, which destroys it.
+    rt.block_on(db.execute(
+        "UPDATE tsa_keys SET key_usage_until = now() - interval '1 second' WHERE label = 'centre-tsa-3'",
+        &[],
+    ))
+    .unwrap();
+    let (before, objects_before) = hsm_objects(dir);
+    assert!(before.contains("label:      centre-tsa-3"), "{before}");
+    let filed: Value = serde_json::from_str(&ok(destroy("centre-tsa-3"))).unwrap();
+    assert_eq!(
+        (
+            filed["kind"].as_str(),
+            filed["ca"].as_str(),
+            filed["from_key"].as_str()
+        ),
+        (Some("destroy-tsa-key"), Some("tsa"), Some("centre-tsa-3")),
+        "{filed}"
+    );
+    let id = filed["id"].as_i64().unwrap().to_string();
+    refused(&as_op(&["ca", "approve", &id], "admin"), 6, "dual control");
+    assert!(hsm_objects(dir).0.contains("label:      centre-tsa-3"));
+    let done = ok(as_op(&["ca", "approve", &id], "admin2"));
+    assert!(
+        done.contains("time-stamping key centre-tsa-3 destroyed in the HSM")
+            && done.contains("requested by admin, approved by admin2"),
+        "{done}"
+    );
+    let (after, objects_after) = hsm_objects(dir);
+    assert!(
+        !after.contains("centre-tsa-3") && after.contains("label:      centre-tsa-4"),
+        "{after}"
+    );
+    assert_eq!(
+        objects_after + 2,
+        objects_before,
+        "its private and public key objects"
+    );
+    let details: String = rt
+        .block_on(db.query_one(
+            "SELECT details FROM audit_log WHERE action = 'tsa.key-destroyed'",
+            &[],
+        ))
+        .unwrap()
+        .get(0);
+    let details: Value = serde_json::from_str(&details).unwrap();
+    assert_eq!(
+        (
+            details["key"].as_str(),
+            details["requested_by"].as_str(),
+            details["approved_by"].as_str(),
+            details["removed_from_hsm"].as_bool()
+        ),
+        (
+            Some("centre-tsa-3"),
+            Some("admin"),
+            Some("admin2"),
+            Some(true)
+        ),
+        "{details}"
+    );
+    refused(
+        &destroy("centre-tsa-3"),
+        5,
+        "centre-tsa-3 was destroyed already",
+    );
+    // Its token verifies with the certificate kept (r4.tsr: centre-tsa-3's, tsa-new.pem).
+    let (verified, out) = ts_verify(dir, "r4.tsr", "q3.tsq", Some("tsa-new.pem"));
+    assert!(verified && out.contains("Verification: OK"), "{out}");
+    let services = ok(as_op(&["ca", "services"], "admin2"));
+    assert!(
+        services.contains("centre-tsa-3  retired ")
+            && services.contains(", key destroyed 20")
+            && services.contains("key in the HSM: destroy it by 20"),
+        "{services}"
+    );
+    let listed = ok(as_op(&["ca", "requests"], "admin"));
+    assert!(
+        listed.contains("executed destroy-tsa-key tsa  centre-tsa-3"),
+        "{listed}"
+    );
+}
+
 #[test]
 fn ocsp_crl_ca_and_tsa_answer_relying_parties_over_plain_http() {
     let public = free_port();
@@ -633,7 +776,12 @@ fn ocsp_crl_ca_and_tsa_answer_relying_parties_over_plain_http() {
     ));
     let dir = tmp.path();
     let pw = format!("{ADMIN_PASSWORD}\n");
-    ok(idcentral(&config, &["init", "--admin", "admin"], &pw));
+    let init = ["init", "--admin", "admin", "--second-admin", "admin2"];
+    ok(idcentral(
+        &config,
+        &init,
+        &format!("{ADMIN_PASSWORD}\n{ADMIN2_PASSWORD}\n"),
+    ));
     let code = add_station(&config, "tas01-st1");
     let rt = test_runtime();
     let db = rt.block_on(db(&cluster));
@@ -1071,20 +1219,7 @@ fn ocsp_crl_ca_and_tsa_answer_relying_parties_over_plain_http() {
         "application/timestamp-reply"
     );
     std::fs::write(dir.join("r.tsr"), &body).unwrap();
-    let (verified, out) = tool(
-        dir,
-        "openssl",
-        &[
-            "ts",
-            "-verify",
-            "-in",
-            "r.tsr",
-            "-queryfile",
-            "q.tsq",
-            "-CAfile",
-            "root.pem",
-        ],
-    );
+    let (verified, out) = ts_verify(dir, "r.tsr", "q.tsq", None);
     assert!(verified && out.contains("Verification: OK"), "{out}");
     let (_, text) = tool(dir, "openssl", &["ts", "-reply", "-in", "r.tsr", "-text"]);
     assert!(text.contains("1.3.6.1.4.1.32473.1.5.1"), "{text}");
@@ -1258,4 +1393,5 @@ fn ocsp_crl_ca_and_tsa_answer_relying_parties_over_plain_http() {
     drop(server);
     // With no other instance running (whose worker would try the same rollover).
     tsa_rollover_fails_softly(&rt, &db, dir, &config, &pw);
+    tsa_key_destroyed_under_dual_control(&rt, &db, dir, &config);
 }

@@ -17,8 +17,6 @@ use centre_api::{CertifyResponse, EnrolResponse, ReserveResponse};
 use common::*;
 use serde_json::{json, Value};
 
-const ADMIN2_PASSWORD: &str = "centre-second-admin-pw-5e91";
-
 type Reply = Result<(u16, Value, Vec<u8>), String>;
 
 struct Enrolled {
@@ -101,16 +99,7 @@ impl World {
     }
 
     fn admin(&self, args: &[&str], who: &str, env: &[(&str, &str)]) -> std::process::Output {
-        let pw = if who == "admin" {
-            ADMIN_PASSWORD
-        } else {
-            ADMIN2_PASSWORD
-        };
-        let mut all = args.to_vec();
-        all.extend(["--operator", who]);
-        let out = idcentral_env(&self.config, &all, &format!("{pw}\n"), env);
-        assert!(!text(&out).contains(ADMIN2_PASSWORD) && !text(&out).contains(ADMIN_PASSWORD));
-        out
+        as_operator(&self.config, args, who, env)
     }
 
     fn pem_file(&self, name: &str, der: &[u8]) {

@@ -45,6 +45,11 @@ pub struct TsaKeyView {
     pub not_after: String,
     pub created_at: String,
     pub retired_at: Option<String>,
+    /// When its private key was destroyed in the HSM (`ca destroy-tsa-key`, dual control).
+    pub destroyed_at: Option<String>,
+    /// The latest date its private key should be destroyed: 18 months after its certificate
+    /// was issued (CA/Browser Forum Code Signing Baseline Requirements §6.3.2).
+    pub destroy_by: String,
     pub fingerprint_sha256: String,
 }
 
@@ -80,7 +85,7 @@ pub async fn service_keys(pool: &Pool, profiles: &profiles::ProfileSet) -> Resul
                         CASE WHEN state = 'active' THEN to_char((key_usage_until
                             - make_interval(secs => $1)) {UTC} END,
                         to_char(not_after {UTC}, to_char(created_at {UTC},
-                        to_char(retired_at {UTC}
+                        to_char(retired_at {UTC}, to_char(destroyed_at {UTC}
                  FROM tsa_keys WHERE state <> 'pending' ORDER BY created_at DESC, label DESC"
             ),
             &[&margin],
@@ -89,16 +94,19 @@ pub async fn service_keys(pool: &Pool, profiles: &profiles::ProfileSet) -> Resul
     let mut tsa_keys = Vec::with_capacity(rows.len());
     for r in rows {
         let der: Vec<u8> = r.get(3);
+        let info = ca::CertInfo::parse(&der)?;
         tsa_keys.push(TsaKeyView {
             key: r.get(0),
             state: r.get(1),
             serial: r.get::<_, Option<Vec<u8>>>(2).map(hex::encode),
-            subject: ca::CertInfo::parse(&der)?.subject,
+            destroy_by: eighteen_months_after(&info.not_before),
+            subject: info.subject,
             key_usage_until: r.get(4),
             rolls_from: r.get(5),
             not_after: r.get(6),
             created_at: r.get(7),
             retired_at: r.get(8),
+            destroyed_at: r.get(9),
             fingerprint_sha256: ca::fingerprint_sha256(&der)?,
         });
     }
@@ -111,4 +119,56 @@ pub async fn service_keys(pool: &Pool, profiles: &profiles::ProfileSet) -> Resul
         tsa_keys,
         tsa_pending,
     })
+}
+
+/// `t` (RFC 3339) plus 18 calendar months, the day kept where the month has it (else its last
+/// day), in the listing's form; `t` itself when it does not parse.
+fn eighteen_months_after(t: &str) -> String {
+    use time::format_description::well_known::Rfc3339;
+    let Ok(at) = time::OffsetDateTime::parse(t, &Rfc3339) else {
+        return t.to_owned();
+    };
+    let months = at.year() * 12 + i32::from(u8::from(at.month())) - 1 + 18;
+    let year = months.div_euclid(12);
+    let Ok(month) = time::Month::try_from((months.rem_euclid(12) + 1) as u8) else {
+        return t.to_owned();
+    };
+    let day = at.day().min(time::util::days_in_month(month, year));
+    match time::Date::from_calendar_date(year, month, day) {
+        Ok(date) => {
+            let end = at.replace_date(date);
+            format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+                end.year(),
+                u8::from(end.month()),
+                end.day(),
+                end.hour(),
+                end.minute(),
+                end.second()
+            )
+        }
+        Err(_) => t.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::eighteen_months_after;
+
+    #[test]
+    fn eighteen_months_are_calendar_months() {
+        assert_eq!(
+            eighteen_months_after("2026-12-04T23:13:05Z"),
+            "2028-06-04T23:13:05Z"
+        );
+        assert_eq!(
+            eighteen_months_after("2026-08-31T10:00:00Z"),
+            "2028-02-29T10:00:00Z"
+        );
+        assert_eq!(
+            eighteen_months_after("2027-08-31T10:00:00Z"),
+            "2029-02-28T10:00:00Z"
+        );
+        assert_eq!(eighteen_months_after("not a time"), "not a time");
+    }
 }

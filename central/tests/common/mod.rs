@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 pub const ADMIN_PASSWORD: &str = "centre-admin-pw-71c2";
+/// The second ca-admin's password (`init --admin admin --second-admin admin2`).
+pub const ADMIN2_PASSWORD: &str = "centre-second-admin-pw-5e91";
 pub const HSM_PIN: &str = "centre-hsm-pin-5e9a";
 
 pub fn workspace() -> PathBuf {
@@ -90,6 +92,21 @@ pub fn idcentral_env(config: &Path, args: &[&str], stdin: &str, env: &[(&str, &s
             "a secret appeared in the output:\n{all}"
         );
     }
+    out
+}
+
+/// `idcentral ARGS --operator WHO` as `admin` or `admin2` (the password on standard input),
+/// with `env`; neither password may appear in the output.
+pub fn as_operator(config: &Path, args: &[&str], who: &str, env: &[(&str, &str)]) -> Output {
+    let pw = if who == "admin" {
+        ADMIN_PASSWORD
+    } else {
+        ADMIN2_PASSWORD
+    };
+    let mut all = args.to_vec();
+    all.extend(["--operator", who]);
+    let out = idcentral_env(config, &all, &format!("{pw}\n"), env);
+    assert!(!text(&out).contains(ADMIN2_PASSWORD), "{}", text(&out));
     out
 }
 
