@@ -94,6 +94,106 @@ pub(crate) async fn refusal(
     })
 }
 
+/// Why the execution of a request stops: for good (the request ends `failed`), or for now (an
+/// HSM or database that cannot answer: it stays approved, for `idcentral ca recover`).
+enum Stop {
+    Refused(CentralError),
+    Transient(CentralError),
+}
+
+impl From<CentralError> for Stop {
+    fn from(e: CentralError) -> Self {
+        Stop::Transient(e)
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for Stop {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        Stop::Transient(e.into())
+    }
+}
+
+impl From<tokio_postgres::Error> for Stop {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Stop::Transient(e.into())
+    }
+}
+
+impl From<hsm::HsmError> for Stop {
+    fn from(e: hsm::HsmError) -> Self {
+        Stop::Transient(e.into())
+    }
+}
+
+impl From<ca::CaError> for Stop {
+    fn from(e: ca::CaError) -> Self {
+        Stop::Transient(e.into())
+    }
+}
+
+/// The checks before the HSM is first asked to destroy `key`: still retired with its usage
+/// period over (the state may have changed since the request was filed), and in the HSM as the
+/// key its certificate certifies — not missing (another token, another domain: nothing would
+/// be destroyed while the record said it was), not another key under the label.
+async fn first_attempt(
+    pool: &Pool,
+    store: &dyn KeyStore,
+    key: &str,
+) -> std::result::Result<(), Stop> {
+    let client = pool.get().await?;
+    if let Some((_, e)) = refusal(&client, key).await? {
+        return Err(Stop::Refused(e));
+    }
+    let cert: Vec<u8> = client
+        .prepared_one("SELECT cert_der FROM tsa_keys WHERE label = $1", &[&key])
+        .await?
+        .get(0);
+    let wanted = ca::certificate_spki(&cert)?;
+    match store.find(key)? {
+        None => Err(Stop::Refused(CentralError::Conflict(format!(
+            "the HSM ({}) has no key {key}: check that [hsm] names the token the time-stamping \
+             keys are in; nothing was destroyed",
+            store.backend()
+        )))),
+        Some(found) if found.spki_der.as_deref() != Some(wanted.as_slice()) => {
+            Err(Stop::Refused(CentralError::Conflict(format!(
+                "the key {key} in the HSM is not the one its certificate certifies; nothing was \
+                 destroyed"
+            ))))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// End request `job` as `failed` (audited `ca.request.failed` with the reason) when its
+/// execution stops for good; the error back either way.
+async fn fail(pool: &Pool, actor: &Actor, job: &Job<'_>, stop: Stop) -> CentralError {
+    let e = match stop {
+        Stop::Refused(e) => e,
+        Stop::Transient(e) => return e,
+    };
+    let reason = e.to_string();
+    let write = async {
+        let mut client = pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.prepared_execute(
+            "UPDATE ca_requests SET state = 'failed', note = $2 WHERE id = $1 AND state = 'approved'",
+            &[&job.id, &registry::audit::bounded_name(&reason)],
+        )
+        .await?;
+        let details = json!({ "key": job.key, "reason": reason,
+            "requested_by": job.requested_by, "approved_by": job.approved_by });
+        let object = format!("ca-request:{}", job.id);
+        audit::append(&tx, actor, "ca.request.failed", &object, &details).await?;
+        tx.commit().await?;
+        Ok::<_, CentralError>(())
+    };
+    if let Err(w) = write.await {
+        tracing::error!(error = %w, request = job.id, "could not record a failed CA request");
+    }
+    e
+}
+
 /// An approved request `id` for `key`, as its journal gives it.
 pub struct Job<'a> {
     pub id: i64,
@@ -110,23 +210,31 @@ pub async fn execute(
     actor: &Actor,
     job: &Job<'_>,
 ) -> Result<Destruction> {
-    let recorded = {
-        let client = pool.get().await?;
-        client
-            .prepared_one(
-                "SELECT destroyed_at IS NOT NULL FROM tsa_keys WHERE label = $1",
-                &[&job.key],
-            )
-            .await?
-            .get::<_, bool>(0)
-    };
-    if !recorded {
-        // Checked again: the key's state may have changed since the request was filed.
-        if let Some((_, e)) = refusal(&pool.get().await?, job.key).await? {
-            return Err(e);
+    let journal = pool
+        .get()
+        .await?
+        .prepared_one(
+            "SELECT (SELECT destroyed_at IS NOT NULL FROM tsa_keys WHERE label = $1),
+                    hsm_attempted_at IS NOT NULL
+             FROM ca_requests WHERE id = $2",
+            &[&job.key, &job.id],
+        )
+        .await?;
+    let (recorded, attempted): (Option<bool>, bool) = (journal.get(0), journal.get(1));
+    let recorded = recorded == Some(true);
+    if !recorded && !attempted {
+        if let Err(e) = first_attempt(pool, store, job.key).await {
+            return Err(fail(pool, actor, job, e).await);
         }
+        pool.get()
+            .await?
+            .prepared_execute(
+                "UPDATE ca_requests SET hsm_attempted_at = now() WHERE id = $1",
+                &[&job.id],
+            )
+            .await?;
     }
-    let removed = store.destroy(job.key)?;
+    let removed = !recorded && store.destroy(job.key)?;
     crate::failpoint::hit("destroy.hsm-done");
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;

@@ -765,6 +765,82 @@ fn tsa_key_destroyed_under_dual_control(
         listed.contains("executed destroy-tsa-key tsa  centre-tsa-3"),
         "{listed}"
     );
+
+    // centre-tsa-2, its usage over, recorded with another key's certificate: the execution
+    // finds the HSM's key is not the certificate's, destroys nothing and ends the request
+    // `failed` (audited), so that another may be filed.
+    let sql = |q: &str| rt.block_on(db.batch_execute(q)).unwrap();
+    sql(
+        "CREATE TABLE test_cert AS SELECT cert_der FROM tsa_keys WHERE label = 'centre-tsa-2';
+         UPDATE tsa_keys SET key_usage_until = now() - interval '1 second',
+             cert_der = (SELECT cert_der FROM tsa_keys WHERE label = 'centre-tsa-4')
+         WHERE label = 'centre-tsa-2'",
+    );
+    let filed: Value = serde_json::from_str(&ok(destroy("centre-tsa-2"))).unwrap();
+    let id = filed["id"].as_i64().unwrap().to_string();
+    refused(
+        &as_op(&["ca", "approve", &id], "admin2"),
+        5,
+        "the key centre-tsa-2 in the HSM is not the one its certificate certifies; nothing was destroyed",
+    );
+    assert!(hsm_objects(dir).0.contains("label:      centre-tsa-2"));
+    let state = |q: &str| -> String { rt.block_on(db.query_one(q, &[])).unwrap().get(0) };
+    assert_eq!(
+        state(&format!("SELECT state FROM ca_requests WHERE id = {id}")),
+        "failed"
+    );
+    assert!(
+        state("SELECT details FROM audit_log WHERE action = 'ca.request.failed'")
+            .contains("not the one its certificate certifies")
+    );
+    sql(
+        "UPDATE tsa_keys SET cert_der = (SELECT cert_der FROM test_cert)
+         WHERE label = 'centre-tsa-2'; DROP TABLE test_cert",
+    );
+
+    // A crash right after the HSM destroyed the key: `ca recover` finishes the record from the
+    // request's journal, once (the HSM no longer has the key).
+    let filed: Value = serde_json::from_str(&ok(destroy("centre-tsa-2"))).unwrap();
+    let id = filed["id"].as_i64().unwrap().to_string();
+    let killed = as_operator(
+        config,
+        &["ca", "approve", &id],
+        "admin2",
+        &[("IDCENTRAL_FAILPOINT", "destroy.hsm-done")],
+    );
+    assert_eq!(killed.status.code(), None, "killed: {}", text(&killed));
+    assert!(!hsm_objects(dir).0.contains("centre-tsa-2"));
+    assert_eq!(
+        state(&format!("SELECT state FROM ca_requests WHERE id = {id}")),
+        "approved"
+    );
+    let recovered = ok(as_op(&["ca", "recover"], "admin"));
+    assert!(
+        recovered.contains("time-stamping key centre-tsa-2 destroyed in the HSM")
+            && recovered.contains("the HSM no longer had it"),
+        "{recovered}"
+    );
+    assert_eq!(
+        ok(as_op(&["ca", "recover"], "admin")),
+        "Nothing to recover\n"
+    );
+    let events: Vec<Value> = rt
+        .block_on(db.query(
+            "SELECT details FROM audit_log WHERE action = 'tsa.key-destroyed' ORDER BY seq",
+            &[],
+        ))
+        .unwrap()
+        .iter()
+        .map(|r| serde_json::from_str(r.get::<_, &str>(0)).unwrap())
+        .collect();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(
+        (
+            events[1]["key"].as_str(),
+            events[1]["removed_from_hsm"].as_bool()
+        ),
+        (Some("centre-tsa-2"), Some(false))
+    );
 }
 
 #[test]

@@ -266,6 +266,9 @@ fn search_ui(ui: &mut egui::Ui, st: &mut LookupState, cmds: &mut Vec<Command>) {
                 st.asked = true;
                 st.msg = None;
                 st.failure = None;
+                // A new look-up: the last declaration's result is not this one's.
+                st.revoke_result = None;
+                st.revoke_confirm = None;
                 cmds.push(if holder {
                     Command::LookupHolder {
                         pinfl: st.pinfl.clone(),
@@ -592,5 +595,13 @@ mod tests {
         harness.run();
         harness.get_by_label_contains("Document AA0000042 is now lost");
         harness.get_by_label_contains("The national centre cannot be reached.");
+        // The clerk's next look-up is not about that declaration: its result goes.
+        harness.get_by_label("Find document").click();
+        // The look-up is on its way (a spinner keeps repainting): two frames, not until idle.
+        harness.run_steps(2);
+        assert!(harness.state().revoke_result.is_none());
+        assert!(harness
+            .query_by_label_contains("Document AA0000042 is now lost")
+            .is_none());
     }
 }
