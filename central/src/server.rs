@@ -113,6 +113,26 @@ pub(crate) fn client_cert(cert: &ClientCert) -> Option<&[u8]> {
     cert.0.as_deref().map(Vec::as_slice)
 }
 
+/// A station's POST of a JSON body to `f`: the station authenticated by its client
+/// certificate, the body parsed, a refusal audited as `request` (`crate::refusals`).
+async fn station_post<Req, T>(
+    centre: &Centre,
+    cert: &ClientCert,
+    bytes: &Bytes,
+    request: &str,
+    f: impl AsyncFnOnce(&Centre, &enrol::WhoAmI, &Req) -> Result<T>,
+) -> Answer<T>
+where
+    Req: serde::de::DeserializeOwned,
+{
+    let run = async {
+        let who = enrol::authenticate(centre, client_cert(cert)).await?;
+        let r = async { f(centre, &who, &body(bytes)?).await }.await;
+        refusals::audited(centre, &who, request, None, bytes, r).await
+    };
+    run.await.map(Json).map_err(ApiError)
+}
+
 async fn enrol_handler(State(centre): State<Arc<Centre>>, bytes: Bytes) -> Answer<EnrolResponse> {
     let run = async { enrol::enrol(&centre, &body(&bytes)?).await };
     run.await.map(Json).map_err(ApiError)
@@ -239,12 +259,14 @@ async fn audit_push_handler(
     Extension(cert): Extension<ClientCert>,
     bytes: Bytes,
 ) -> Answer<centre_api::AuditHead> {
-    let run = async {
-        let who = enrol::authenticate(&centre, client_cert(&cert)).await?;
-        let r = async { crate::audit_push::push(&centre, &who, &body(&bytes)?).await }.await;
-        refusals::audited(&centre, &who, "audit-push", None, &bytes, r).await
-    };
-    run.await.map(Json).map_err(ApiError)
+    station_post(
+        &centre,
+        &cert,
+        &bytes,
+        "audit-push",
+        crate::audit_push::push,
+    )
+    .await
 }
 
 /// `POST /v1/services/{job}/{step}`: a card service step ([`crate::services`]).
@@ -327,13 +349,14 @@ async fn outbox_list_handler(
     Extension(cert): Extension<ClientCert>,
     bytes: Bytes,
 ) -> Answer<centre_api::OutboxList> {
-    let run = async {
-        let who = enrol::authenticate(&centre, client_cert(&cert)).await?;
-        let r =
-            async { crate::egov::station_view::list(&centre, &who, &body(&bytes)?).await }.await;
-        refusals::audited(&centre, &who, "outbox-list", None, &bytes, r).await
-    };
-    run.await.map(Json).map_err(ApiError)
+    station_post(
+        &centre,
+        &cert,
+        &bytes,
+        "outbox-list",
+        crate::egov::station_view::list,
+    )
+    .await
 }
 
 /// `POST /v1/cards/lookup`: [`crate::services::lookup::card`].
@@ -342,12 +365,14 @@ async fn card_lookup_handler(
     Extension(cert): Extension<ClientCert>,
     bytes: Bytes,
 ) -> Answer<centre_api::CardAtCentre> {
-    let run = async {
-        let who = enrol::authenticate(&centre, client_cert(&cert)).await?;
-        let r = async { crate::services::lookup::card(&centre, &who, &body(&bytes)?).await }.await;
-        refusals::audited(&centre, &who, "card-lookup", None, &bytes, r).await
-    };
-    run.await.map(Json).map_err(ApiError)
+    station_post(
+        &centre,
+        &cert,
+        &bytes,
+        "card-lookup",
+        crate::services::lookup::card,
+    )
+    .await
 }
 
 /// `POST /v1/documents/lookup`: [`crate::services::lookup::document`].
@@ -356,13 +381,14 @@ async fn document_lookup_handler(
     Extension(cert): Extension<ClientCert>,
     bytes: Bytes,
 ) -> Answer<centre_api::CardAtCentre> {
-    let run = async {
-        let who = enrol::authenticate(&centre, client_cert(&cert)).await?;
-        let r =
-            async { crate::services::lookup::document(&centre, &who, &body(&bytes)?).await }.await;
-        refusals::audited(&centre, &who, "document-lookup", None, &bytes, r).await
-    };
-    run.await.map(Json).map_err(ApiError)
+    station_post(
+        &centre,
+        &cert,
+        &bytes,
+        "document-lookup",
+        crate::services::lookup::document,
+    )
+    .await
 }
 
 /// `POST /v1/outbox/{id}/retry`: [`crate::egov::station_view::retry`].
