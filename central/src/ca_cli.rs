@@ -248,8 +248,25 @@ fn services_text(s: &ServiceKeys) -> String {
     let mut out = String::from("OCSP responders (one per CA key):\n");
     for r in &s.ocsp_responders {
         out += &format!(
-            "  {:<13} key {:<18} certificate {} until {} (certified again from {})\n",
-            r.ca_key, r.key, r.serial, r.not_after, r.renewed_from
+            "  {:<13} key {:<18} certificate {} until {} (a new key from {})\n",
+            r.ca_key, r.key, r.serial, r.not_after, r.replaced_from
+        );
+    }
+    let (destroyed, waiting): (Vec<_>, Vec<_>) = s
+        .ocsp_replaced_keys
+        .iter()
+        .partition(|k| k.destroyed_at.is_some());
+    if !waiting.is_empty() {
+        out +=
+            "Replaced OCSP responder keys still in the HSM (serve destroys each after its end):\n";
+        for k in waiting {
+            out += &format!("  {:<13} key {:<18} ends {}\n", k.ca_key, k.key, k.ended);
+        }
+    }
+    if !destroyed.is_empty() {
+        out += &format!(
+            "Replaced OCSP responder keys destroyed: {}\n",
+            destroyed.len()
         );
     }
     out += "Time-stamping keys (the active one signs):\n";

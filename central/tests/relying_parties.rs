@@ -647,6 +647,165 @@ fn hsm_objects(dir: &Path) -> (String, usize) {
     )
 }
 
+/// The HSM labels of the public keys `hsm_objects` lists.
+fn hsm_labels(dir: &Path) -> Vec<String> {
+    hsm_objects(dir)
+        .0
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("label:"))
+        .map(|l| l.trim().to_owned())
+        .collect()
+}
+
+/// The e-Signature CA's responder was certified again at the start of `serve --public-only` for
+/// a new key (`ocsp-esign-ca-1-k2`, audited as replacing `ocsp-esign-ca-1`); once the old key's
+/// certificate has ended, the next `serve` destroys it in the HSM and records it, a replaced key
+/// the HSM no longer has is recorded as not removed, and the new responder signs.
+fn responder_key_replaced_then_destroyed(
+    rt: &tokio::runtime::Runtime,
+    db: &tokio_postgres::Client,
+    dir: &Path,
+    config: &Path,
+    pw: &str,
+) {
+    let rows = rt
+        .block_on(db.query(
+            "SELECT key_label, cert_der FROM ocsp_responders WHERE ca_key = 'esign-ca-1'
+             ORDER BY not_after DESC",
+            &[],
+        ))
+        .unwrap();
+    let labels: Vec<&str> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(labels, ["ocsp-esign-ca-1-k2", "ocsp-esign-ca-1"]);
+    let spki = |der: Vec<u8>| {
+        let info = ca::CertInfo::parse(&der).unwrap();
+        (info.subject, ca::certificate_spki(&der).unwrap())
+    };
+    let (new, old) = (spki(rows[0].get(1)), spki(rows[1].get(1)));
+    assert_eq!(new.0, old.0, "the same responder name");
+    assert_ne!(new.1, old.1, "a new key");
+    let replaces: Value = serde_json::from_str(
+        rt.block_on(db.query_one(
+            "SELECT details FROM audit_log WHERE action = 'ocsp.responder-certified'
+             ORDER BY seq DESC LIMIT 1",
+            &[],
+        ))
+        .unwrap()
+        .get(0),
+    )
+    .unwrap();
+    assert_eq!(
+        (replaces["key"].as_str(), replaces["replaces"].as_str()),
+        (Some("ocsp-esign-ca-1-k2"), Some("ocsp-esign-ca-1"))
+    );
+    let held = hsm_labels(dir);
+    for l in ["ocsp-esign-ca-1", "ocsp-esign-ca-1-k2"] {
+        assert!(held.iter().any(|h| h == l), "{l} not in {held:?}");
+    }
+    let services = || -> Value {
+        serde_json::from_str(&ok(idcentral(
+            config,
+            &["--json", "ca", "services", "--operator", "admin"],
+            pw,
+        )))
+        .unwrap()
+    };
+    let replaced = &services()["ocsp_replaced_keys"];
+    assert_eq!(replaced[0]["key"], "ocsp-esign-ca-1", "{replaced}");
+    assert!(replaced[0]["destroyed_at"].is_null(), "{replaced}");
+
+    // The old key's certificate ends; a replaced key of the root's that the HSM does not have
+    // (its removal not recorded, as after a crash) ended yesterday.
+    rt.block_on(db.batch_execute(
+        "UPDATE ocsp_responders SET not_after = now() - interval '1 second'
+           WHERE key_label = 'ocsp-esign-ca-1';
+         INSERT INTO ocsp_responders (ca_key, key_label, serial, cert_der, not_after)
+           SELECT ca_key, 'ocsp-root-ca-1-k9', '\x4242', cert_der, now() - interval '1 day'
+           FROM ocsp_responders WHERE ca_key = 'root-ca-1'",
+    ))
+    .unwrap();
+    let (mut only, addr) = start_public_only(config, Stdio::inherit());
+    let destroyed = |rt: &tokio::runtime::Runtime| -> Vec<Value> {
+        rt.block_on(db.query(
+            "SELECT details FROM audit_log WHERE action = 'ocsp.responder-key-destroyed'
+             ORDER BY seq",
+            &[],
+        ))
+        .unwrap()
+        .iter()
+        .map(|r| serde_json::from_str(r.get(0)).unwrap())
+        .collect()
+    };
+    let start = Instant::now();
+    while destroyed(rt).len() < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            destroyed(rt)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut events: Vec<(String, bool)> = destroyed(rt)
+        .iter()
+        .map(|d| {
+            (
+                d["key"].as_str().unwrap().to_owned(),
+                d["removed_from_hsm"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    events.sort();
+    assert_eq!(
+        events,
+        [
+            ("ocsp-esign-ca-1".to_owned(), true),
+            ("ocsp-root-ca-1-k9".to_owned(), false)
+        ]
+    );
+    let held = hsm_labels(dir);
+    assert!(!held.iter().any(|h| h == "ocsp-esign-ca-1"), "{held:?}");
+    assert!(held.iter().any(|h| h == "ocsp-esign-ca-1-k2"), "{held:?}");
+    let left: i64 = rt
+        .block_on(db.query_one(
+            "SELECT count(*) FROM ocsp_responders WHERE destroyed_at IS NULL
+               AND key_label IN ('ocsp-esign-ca-1', 'ocsp-root-ca-1-k9')",
+            &[],
+        ))
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+    // The current responder signs an answer made on demand; verified through its certificate.
+    let (out, _) = ocsp_until(
+        dir,
+        &format!("http://{addr}/ocsp"),
+        &["-serial", "0x4343434343434343"],
+        "unknown",
+        Duration::from_secs(5),
+    );
+    assert!(out.contains("Response verify OK"), "{out}");
+    let _ = only.kill();
+    let _ = only.wait();
+    let replaced = &services()["ocsp_replaced_keys"];
+    assert!(
+        replaced
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["destroyed_at"].is_string()),
+        "{replaced}"
+    );
+    let text = ok(idcentral(
+        config,
+        &["ca", "services", "--operator", "admin"],
+        pw,
+    ));
+    assert!(
+        text.contains("Replaced OCSP responder keys destroyed: 2")
+            && text.contains("key ocsp-esign-ca-1-k2"),
+        "{text}"
+    );
+}
+
 /// The key deletion ceremony: a retired TSA key whose usage period is over is destroyed in the
 /// HSM when a second ca-admin approves the first one's request; the active key, a key that may
 /// still sign and an unknown key are refused (and the refusals audited); the token the destroyed
@@ -1389,7 +1548,8 @@ fn ocsp_crl_ca_and_tsa_answer_relying_parties_over_plain_http() {
 
     // `serve --public-only` (a host of its own on the same database and HSM) answers the same.
     // Its start rolls a responder with less than a third of its validity left: the e-Signature
-    // CA's, recorded to end tomorrow, gets a new certificate (same HSM key).
+    // CA's, recorded to end tomorrow, gets a new certificate for a new key (checked, with the
+    // old key's destruction, in `responder_key_replaced_then_destroyed`).
     rt.block_on(db.execute(
         "UPDATE ocsp_responders SET not_after = now() + interval '1 day' WHERE ca_key = 'esign-ca-1'",
         &[],
@@ -1470,4 +1630,5 @@ fn ocsp_crl_ca_and_tsa_answer_relying_parties_over_plain_http() {
     // With no other instance running (whose worker would try the same rollover).
     tsa_rollover_fails_softly(&rt, &db, dir, &config, &pw);
     tsa_key_destroyed_under_dual_control(&rt, &db, dir, &config);
+    responder_key_replaced_then_destroyed(&rt, &db, dir, &config, &pw);
 }

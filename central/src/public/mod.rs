@@ -20,6 +20,7 @@ pub mod asn1;
 pub mod crl;
 pub mod ocsp;
 pub mod ocsp_cache;
+pub mod responder_keys;
 pub mod service_keys;
 pub mod tsa;
 pub mod tsa_keys;
@@ -80,7 +81,7 @@ pub struct Public {
     /// Every CA key the centre has (active or retired), by HSM label; reloaded when a rotation
     /// at the centre adds one ([`Public::reload_keys`]).
     pub issuers: RwLock<Arc<BTreeMap<String, ca::Issuer>>>,
-    /// The current delegated responder of each CA key ([`ocsp::ensure_responders`]).
+    /// The current delegated responder of each CA key ([`responder_keys::ensure_responders`]).
     pub responders: RwLock<Vec<Arc<ocsp::Responder>>>,
     /// The time-stamping key this process signs with ([`tsa_keys`]); the worker rolls it over.
     pub tsa: tsa_keys::Kept,
@@ -113,7 +114,8 @@ impl Public {
         let c = &self.centre;
         let issuers = load_issuers(&c.pool, c.store.as_ref()).await?;
         let responders =
-            ocsp::ensure_responders(&c.pool, &c.store, &issuers, &c.profiles, &c.name).await?;
+            responder_keys::ensure_responders(&c.pool, &c.store, &issuers, &c.profiles, &c.name)
+                .await?;
         tracing::info!(keys = issuers.len(), "CA keys reloaded for OCSP and CRLs");
         if let Ok(mut i) = self.issuers.write() {
             *i = Arc::new(issuers);
@@ -169,7 +171,7 @@ pub async fn ensure_keys(
     centre_name: &str,
 ) -> Result<()> {
     let issuers = load_issuers(pool, store.as_ref()).await?;
-    ocsp::ensure_responders(pool, store, &issuers, profiles, centre_name).await?;
+    responder_keys::ensure_responders(pool, store, &issuers, profiles, centre_name).await?;
     match tsa_keys::ensure_tsa(pool, store, &issuers, profiles, centre_name).await {
         (Some(_), _) => Ok(()),
         (None, Some(e)) => Err(e),
@@ -180,7 +182,7 @@ pub async fn ensure_keys(
 /// Build the public services' state over `centre`.
 pub async fn prepare(cfg: &CentreConfig, centre: Arc<Centre>) -> Result<Arc<Public>> {
     let issuers = load_issuers(&centre.pool, centre.store.as_ref()).await?;
-    let responders = ocsp::ensure_responders(
+    let responders = responder_keys::ensure_responders(
         &centre.pool,
         &centre.store,
         &issuers,

@@ -1,8 +1,8 @@
 //! OCSP (RFC 6960) as profiled for high volume by RFC 5019: one delegated responder per issuing
 //! CA key (profile `ocsp-responder`: EKU OCSPSigning, id-pkix-ocsp-nocheck, 30 days, issued
-//! again when a third of that is left), its key `ocsp-<CA key>` in the centre's HSM; responses
-//! signed ahead of time ([`super::worker`]) with a SHA-1 CertID (RFC 5019 §2.2.1) and served as
-//! stored.
+//! again for a new key when a third of that is left: [`super::responder_keys`]), its key in the
+//! centre's HSM; responses signed ahead of time ([`super::worker`]) with a SHA-1 CertID (RFC 5019
+//! §2.2.1) and served as stored.
 //!
 //! A request (RFC 5019 §2.1.1: exactly one certificate) for
 //! - a certificate the centre issued: its stored response (`good`, or `revoked` with time and
@@ -24,7 +24,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::response::Response;
-use deadpool_postgres::Pool;
 use hsm::KeyStore;
 use x509_cert_02::der::asn1::{BitString, OctetString};
 use x509_cert_02::der::{Decode, Encode};
@@ -36,19 +35,10 @@ use x509_ocsp::{
 
 use super::asn1::{self, enc};
 use super::{ocsp_cache, Public};
-use crate::audit;
 use crate::error::{CentralError, Result};
 
 /// The responder certificate's profile.
 pub const PROFILE: &str = "ocsp-responder";
-
-/// A responder certificate is issued again when less than this share of its validity is left.
-pub const ROLL_WHEN_LEFT: u32 = 3;
-
-/// The HSM label of the responder key of CA key `ca_key`.
-pub fn responder_key(ca_key: &str) -> String {
-    format!("ocsp-{ca_key}")
-}
 
 /// The issuing CA key as a CertID names it (RFC 6960 §4.1.1): hashes of its name and key.
 #[derive(Debug, Clone)]
@@ -118,7 +108,7 @@ pub struct Responder {
 }
 
 impl Responder {
-    fn new(issuer: &ca::Issuer, key_label: String, cert_der: Vec<u8>) -> Result<Self> {
+    pub(super) fn new(issuer: &ca::Issuer, key_label: String, cert_der: Vec<u8>) -> Result<Self> {
         use sha2::Digest;
         let cert = asn1::cert02(&cert_der)?;
         let key_hash = sha1::Sha1::digest(
@@ -150,85 +140,6 @@ pub enum Status {
         reason: Option<String>,
     },
     Unknown,
-}
-
-/// The current responder of every CA key in `issuers`: the newest certificate recorded, or a
-/// new one (key generated when the HSM lacks it) when there is none or a third of its validity
-/// is left. Under a transaction advisory lock, so instances on one database issue one each.
-pub async fn ensure_responders(
-    pool: &Pool,
-    store: &Arc<dyn KeyStore>,
-    issuers: &std::collections::BTreeMap<String, ca::Issuer>,
-    profiles: &profiles::ProfileSet,
-    centre_name: &str,
-) -> Result<Vec<Arc<Responder>>> {
-    let profile = profiles.cert(PROFILE)?;
-    let validity = Duration::from_secs(u64::from(profile.validity.days) * 86_400);
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    tx.prepared_execute(
-        "SELECT pg_advisory_xact_lock(hashtext('idcentral.ocsp-responders'))",
-        &[],
-    )
-    .await?;
-    let now = SystemTime::now();
-    let mut out = Vec::new();
-    for (ca_key, issuer) in issuers {
-        let label = responder_key(ca_key);
-        let key_exists = store.find(&label)?.is_some();
-        let newest = tx
-            .prepared_opt(
-                "SELECT cert_der, not_after FROM ocsp_responders WHERE ca_key = $1 AND key_label = $2
-                 ORDER BY not_after DESC LIMIT 1",
-                &[ca_key, &label],
-            )
-            .await?;
-        if let Some(row) = newest.filter(|_| key_exists) {
-            let mut r = Responder::new(issuer, label.clone(), row.get(0))?;
-            // The recorded end is the certificate's; a responder retired early ends sooner.
-            r.not_after = r.not_after.min(row.get(1));
-            let left = r.not_after.duration_since(now).unwrap_or_default();
-            if left > validity / ROLL_WHEN_LEFT {
-                out.push(Arc::new(r));
-                continue;
-            }
-        }
-        if !key_exists {
-            store.generate_p256(&label)?;
-        }
-        let cert = ca::issue_station_cert(
-            store.as_ref(),
-            profile,
-            issuer,
-            &store.public_key_spki(&label)?,
-            &format!("idstation OCSP responder {ca_key}"),
-            now,
-        )?;
-        let not_after = cert.not_after;
-        tx.prepared_execute(
-            "INSERT INTO ocsp_responders (ca_key, key_label, serial, cert_der, not_after)
-             VALUES ($1, $2, $3, $4, $5)",
-            &[ca_key, &label, &cert.serial, &cert.der, &not_after],
-        )
-        .await?;
-        let details = serde_json::json!({
-            "ca_key": ca_key, "key": label, "serial": cert.serial_hex(),
-            "not_after": crate::public::http_date(not_after),
-            "fingerprint_sha256": ca::fingerprint_sha256(&cert.der)?,
-        });
-        audit::append(
-            &tx,
-            &super::centre_actor(centre_name),
-            "ocsp.responder-certified",
-            &format!("ca-key:{ca_key}"),
-            &details,
-        )
-        .await?;
-        tracing::info!(%ca_key, serial = %cert.serial_hex(), "certified an OCSP responder");
-        out.push(Arc::new(Responder::new(issuer, label, cert.der)?));
-    }
-    tx.commit().await?;
-    Ok(out)
 }
 
 /// Sign one response (RFC 6960 §4.2.1) for `cert_id` in `status`, valid from now for

@@ -1,18 +1,20 @@
 //! What `idcentral ca services` shows: the keys the public services sign with — each CA key's
-//! current delegated OCSP responder ([`super::ocsp::ensure_responders`]) and every time-stamping
-//! key ([`super::tsa_keys`]) — with when `serve` rolls each over.
+//! current delegated OCSP responder ([`super::responder_keys`]), the responder keys it replaced,
+//! and every time-stamping key ([`super::tsa_keys`]) — with when `serve` rolls each over.
 
 use crate::db::Prepared;
 use deadpool_postgres::Pool;
 use serde::Serialize;
 
-use super::{ocsp, tsa_keys};
+use super::{responder_keys, tsa_keys};
 use crate::error::Result;
 
 /// The public services' keys.
 #[derive(Debug, Clone, Serialize)]
 pub struct ServiceKeys {
     pub ocsp_responders: Vec<ResponderView>,
+    /// Responder keys a newer key replaced, newest first.
+    pub ocsp_replaced_keys: Vec<ReplacedResponderKey>,
     pub tsa_keys: Vec<TsaKeyView>,
     /// A rollover under way or failed: the label recorded before its key was made.
     pub tsa_pending: Option<String>,
@@ -25,8 +27,20 @@ pub struct ResponderView {
     pub key: String,
     pub serial: String,
     pub not_after: String,
-    /// From when `serve` certifies it again (a third of its validity left).
-    pub renewed_from: String,
+    /// From when `serve` replaces it with a new key and certificate (a third of its validity
+    /// left).
+    pub replaced_from: String,
+}
+
+/// A responder key that a newer one replaced ([`responder_keys`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplacedResponderKey {
+    pub ca_key: String,
+    pub key: String,
+    /// The recorded end of its last certificate: `serve` destroys the key after it.
+    pub ended: String,
+    /// When `serve` destroyed it in the HSM.
+    pub destroyed_at: Option<String>,
 }
 
 /// A time-stamping key: the active one signs, retired ones are kept for their tokens.
@@ -66,7 +80,7 @@ pub async fn service_keys(pool: &Pool, profiles: &profiles::ProfileSet) -> Resul
                         to_char((not_after - (not_after - created_at) / $1::int) {UTC}
                  FROM ocsp_responders ORDER BY ca_key, not_after DESC"
             ),
-            &[&(ocsp::ROLL_WHEN_LEFT as i32)],
+            &[&(responder_keys::ROLL_WHEN_LEFT as i32)],
         )
         .await?
         .iter()
@@ -75,7 +89,28 @@ pub async fn service_keys(pool: &Pool, profiles: &profiles::ProfileSet) -> Resul
             key: r.get(1),
             serial: hex::encode(r.get::<_, Vec<u8>>(2)),
             not_after: r.get(3),
-            renewed_from: r.get(4),
+            replaced_from: r.get(4),
+        })
+        .collect();
+    let ocsp_replaced_keys = client
+        .query(
+            &format!(
+                "SELECT r.ca_key, r.key_label, to_char(max(r.not_after) {UTC},
+                        to_char(max(r.destroyed_at) {UTC}
+                 FROM ocsp_responders r
+                 WHERE r.key_label <> (SELECT n.key_label FROM ocsp_responders n
+                                       WHERE n.ca_key = r.ca_key ORDER BY n.not_after DESC LIMIT 1)
+                 GROUP BY r.ca_key, r.key_label ORDER BY max(r.not_after) DESC, r.key_label"
+            ),
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| ReplacedResponderKey {
+            ca_key: r.get(0),
+            key: r.get(1),
+            ended: r.get(2),
+            destroyed_at: r.get(3),
         })
         .collect();
     let rows = client
@@ -116,6 +151,7 @@ pub async fn service_keys(pool: &Pool, profiles: &profiles::ProfileSet) -> Resul
         .map(|r| r.get(0));
     Ok(ServiceKeys {
         ocsp_responders: responders,
+        ocsp_replaced_keys,
         tsa_keys,
         tsa_pending,
     })

@@ -10,8 +10,9 @@
 //!
 //! Every [`REFRESH`] (or a quarter of the OCSP validity, when shorter) it also queues what would otherwise expire: responses with less than half
 //! of their validity left, CRLs with less than half of theirs, and (once, at start) every
-//! certificate with no stored response; it issues a responder certificate again when a
-//! third of its validity is left, and rolls the time-stamping key over when a twelfth of its
+//! certificate with no stored response; it certifies a new responder key when a third of the
+//! responder certificate's validity is left and destroys a replaced one whose certificates have
+//! all ended ([`super::responder_keys`]), and rolls the time-stamping key over when a twelfth of its
 //! usage period is left ([`super::tsa_keys`]; another instance's rollover is picked up here
 //! too).
 
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::ocsp::{self, Status};
-use super::Public;
+use super::{responder_keys, Public};
 use crate::error::{CentralError, Result};
 
 /// Queue rows signed in one transaction.
@@ -146,17 +147,17 @@ pub async fn refresh(public: &Arc<Public>, at_start: bool) -> Result<()> {
     let profile = public.centre.profiles.cert(ocsp::PROFILE)?;
     let validity = Duration::from_secs(u64::from(profile.validity.days) * 86_400);
     let now = SystemTime::now();
-    let rolling = public
-        .responders()
-        .iter()
-        .any(|r| r.not_after.duration_since(now).unwrap_or_default() <= validity / 3);
+    let rolling = public.responders().iter().any(|r| {
+        r.not_after.duration_since(now).unwrap_or_default()
+            <= validity / responder_keys::ROLL_WHEN_LEFT
+    });
     // The time-stamping key: rolled over here before its usage period ends (or picked up
     // when another instance rolled it).
     if let Err(e) = public.tsa.refresh(&public.centre, &public.issuers()).await {
         tracing::warn!(error = %e, "could not read the time-stamping key");
     }
     if rolling {
-        let fresh = ocsp::ensure_responders(
+        let fresh = responder_keys::ensure_responders(
             &public.centre.pool,
             &public.centre.store,
             &public.issuers(),
@@ -168,6 +169,13 @@ pub async fn refresh(public: &Arc<Public>, at_start: bool) -> Result<()> {
             *r = fresh;
         }
     }
+    // Replaced responder keys whose certificates have all ended leave the HSM.
+    responder_keys::destroy_ended(
+        &public.centre.pool,
+        &public.centre.store,
+        &public.centre.name,
+    )
+    .await?;
     Ok(())
 }
 
