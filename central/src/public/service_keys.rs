@@ -157,6 +157,60 @@ pub async fn service_keys(pool: &Pool, profiles: &profiles::ProfileSet) -> Resul
     })
 }
 
+/// How long before its destroy-by date a retired time-stamping key still in the HSM is reported
+/// in `serve`'s log ([`destruction_reminders`]).
+pub const REMIND_BEFORE: time::Duration = time::Duration::days(30);
+
+/// A retired time-stamping key still in the HSM whose destroy-by date (its certificate's
+/// notBefore + 18 months, CA/Browser Forum Code Signing Baseline Requirements §6.3.2) is less
+/// than [`REMIND_BEFORE`] away or past.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestructionDue {
+    pub key: String,
+    pub destroy_by: String,
+    pub overdue: bool,
+}
+
+/// The retired time-stamping keys due for destruction at `now`: what each `serve` logs as a
+/// warning at start and once a day, so the ca-admins file `ca destroy-tsa-key` in time.
+pub async fn destruction_reminders(
+    pool: &Pool,
+    now: time::OffsetDateTime,
+) -> Result<Vec<DestructionDue>> {
+    let client = pool.get().await?;
+    let rows = client
+        .prepared_query(
+            "SELECT label, cert_der FROM tsa_keys
+             WHERE state = 'retired' AND destroyed_at IS NULL ORDER BY label",
+            &[],
+        )
+        .await?;
+    let mut keys = Vec::with_capacity(rows.len());
+    for r in rows {
+        keys.push((r.get(0), ca::CertInfo::parse(r.get(1))?.not_before));
+    }
+    Ok(due_for_destruction(&keys, now))
+}
+
+/// Of `keys` (label, certificate notBefore as RFC 3339), those due at `now`.
+fn due_for_destruction(
+    keys: &[(String, String)],
+    now: time::OffsetDateTime,
+) -> Vec<DestructionDue> {
+    use time::format_description::well_known::Rfc3339;
+    keys.iter()
+        .filter_map(|(key, not_before)| {
+            let destroy_by = eighteen_months_after(not_before);
+            let at = time::OffsetDateTime::parse(&destroy_by, &Rfc3339).ok()?;
+            (at - now < REMIND_BEFORE).then(|| DestructionDue {
+                key: key.clone(),
+                overdue: at <= now,
+                destroy_by,
+            })
+        })
+        .collect()
+}
+
 /// `t` (RFC 3339) plus 18 calendar months, the day kept where the month has it (else its last
 /// day), in the listing's form; `t` itself when it does not parse.
 fn eighteen_months_after(t: &str) -> String {
@@ -189,7 +243,34 @@ fn eighteen_months_after(t: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::eighteen_months_after;
+    use super::{due_for_destruction, eighteen_months_after, DestructionDue};
+
+    #[test]
+    fn a_retired_key_is_due_from_a_month_before_its_destroy_by_date() {
+        let keys = [
+            ("centre-tsa-1".to_owned(), "2025-01-10T08:00:00Z".to_owned()),
+            ("centre-tsa-2".to_owned(), "2025-06-20T08:00:00Z".to_owned()),
+            ("centre-tsa-3".to_owned(), "2025-07-21T08:00:00Z".to_owned()),
+        ];
+        let now = time::macros::datetime!(2026-12-01 08:00 UTC);
+        // centre-tsa-1: by 2026-07-10, past; centre-tsa-2: by 2026-12-20, in 19 days;
+        // centre-tsa-3: by 2027-01-21, in 51 days (not yet).
+        assert_eq!(
+            due_for_destruction(&keys, now),
+            [
+                DestructionDue {
+                    key: "centre-tsa-1".into(),
+                    destroy_by: "2026-07-10T08:00:00Z".into(),
+                    overdue: true,
+                },
+                DestructionDue {
+                    key: "centre-tsa-2".into(),
+                    destroy_by: "2026-12-20T08:00:00Z".into(),
+                    overdue: false,
+                },
+            ]
+        );
+    }
 
     #[test]
     fn eighteen_months_are_calendar_months() {

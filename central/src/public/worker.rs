@@ -34,11 +34,37 @@ const CHANNEL: &str = "idcentral_relying_parties";
 /// validity is shorter).
 const REFRESH: Duration = Duration::from_secs(30);
 
+/// How often a process reports the time-stamping keys due for destruction.
+const REMIND: Duration = Duration::from_secs(86_400);
+
+/// Log a warning for each retired time-stamping key due for destruction
+/// ([`super::service_keys::destruction_reminders`]).
+async fn remind_destruction(public: &Arc<Public>) {
+    let now = time::OffsetDateTime::now_utc();
+    match super::service_keys::destruction_reminders(&public.centre.pool, now).await {
+        Ok(due) => {
+            for d in due {
+                let when = if d.overdue { "was due" } else { "is due" };
+                tracing::warn!(
+                    key = %d.key, destroy_by = %d.destroy_by,
+                    "the retired time-stamping key is still in the HSM: its destruction {when} by \
+                     {} (two ca-admins: `idcentral ca destroy-tsa-key --key {}`, then `ca approve`)",
+                    d.destroy_by, d.key
+                );
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the time-stamping keys due for destruction")
+        }
+    }
+}
+
 /// Run until the process stops; `db` is where to LISTEN (a connection apart from the pool).
 pub async fn run(public: Arc<Public>, db: crate::config::DatabaseSection) {
     let wake = Arc::new(tokio::sync::Notify::new());
     tokio::spawn(listen(db, Arc::clone(&wake)));
     let mut last_refresh: Option<Instant> = None;
+    let mut last_reminder: Option<Instant> = None;
     let every = REFRESH.min(public.ocsp_validity / 4);
     loop {
         if last_refresh.is_none_or(|t| t.elapsed() >= every) {
@@ -46,6 +72,10 @@ pub async fn run(public: Arc<Public>, db: crate::config::DatabaseSection) {
                 tracing::warn!(error = %e, "could not queue the responses and CRLs to refresh");
             }
             last_refresh = Some(Instant::now());
+        }
+        if last_reminder.is_none_or(|t| t.elapsed() >= REMIND) {
+            remind_destruction(&public).await;
+            last_reminder = Some(Instant::now());
         }
         match drain(&public).await {
             Ok(n) if n > 0 => continue,
