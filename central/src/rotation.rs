@@ -253,24 +253,26 @@ pub async fn request_rotation(pool: &Pool, s: &Session, ca: &str) -> Result<Requ
         );
     }
     let details = json!({ "kind": "rotate", "ca": ca, "from_key": active });
-    file(pool, tx, s, ("rotate", ca, &active, None), details).await
+    let refusal = ("file", object.as_str());
+    file(pool, tx, s, ("rotate", ca, &active, None), details, refusal).await
 }
 
 /// Insert an open request (kind, CA, key, reason) filed by `s` and audit `ca.request.created`
-/// with `details` and the request's expiry, in `tx`, then commit.
+/// with `details` and the request's expiry, in `tx`, then commit. A race lost to another
+/// request is refused as the filing's `(attempt, object)` names its other refusals.
 async fn file(
     pool: &Pool,
     tx: deadpool_postgres::Transaction<'_>,
     s: &Session,
     request: (&str, &str, &str, Option<&str>),
     details: serde_json::Value,
+    (attempt, object): (&str, &str),
 ) -> Result<RequestView> {
     match insert_request(tx, s, request, details).await {
         // Another ca-admin's request for the same CA committed between the pending check and
         // this insert (the partial unique index `ca_requests_one_pending` decides).
         Err(e @ CentralError::Conflict(_)) => {
-            let object = format!("ca:{}", request.1);
-            Err(refuse_attempt(pool, s.actor(), "file", &object, "one pending per CA", e).await)
+            Err(refuse_attempt(pool, s.actor(), attempt, object, "one pending per CA", e).await)
         }
         r => r,
     }
@@ -374,6 +376,7 @@ pub async fn request_revocation(
         s,
         ("revoke-ca", ca, &label, Some(reason)),
         details,
+        ("file revoke-ca", &object),
     )
     .await
 }
@@ -401,7 +404,8 @@ pub async fn request_tsa_key_destruction(
         return Err(refuse_attempt(pool, s.actor(), attempt, &object, rule, e).await);
     }
     let details = json!({ "kind": KIND, "ca": CA, "key": key });
-    file(pool, tx, s, (KIND, CA, key, None), details).await
+    let refusal = ("file destroy-tsa-key", object.as_str());
+    file(pool, tx, s, (KIND, CA, key, None), details, refusal).await
 }
 
 /// Every request, newest first (overdue ones expired first).
