@@ -42,6 +42,8 @@ pub enum CaError {
     Certificate { reason: String },
     #[error("cannot encode {what}: {reason}")]
     Encoding { what: &'static str, reason: String },
+    #[error("CSCA Master List (ICAO Doc 9303-12 §9): {rule}")]
+    MasterList { rule: String },
     #[error("operating system random number generator failed: {0}")]
     Random(String),
 }

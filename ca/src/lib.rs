@@ -31,7 +31,8 @@
 //!
 //! One module per noun: [`Issuer`] (`issuer`), the subject ([`HolderSubject`], `subject`),
 //! issuance (`issue`) and signing (`sign`), PKCS#10 requests (`csr`), public keys (`keys`), subject alternative names (`san`),
-//! extensions (`extensions`), CRLs (`crl`), link certificates (`link`), QC statements (`qc`),
+//! extensions (`extensions`), CRLs (`crl`), link certificates (`link`), the CSCA Master List
+//! (`master_list`), QC statements (`qc`),
 //! and what the registry records about a certificate (`info`).
 
 mod crl;
@@ -43,6 +44,7 @@ mod issue;
 mod issuer;
 mod keys;
 pub mod link;
+pub mod master_list;
 mod possession;
 pub mod qc;
 mod san;

@@ -27,7 +27,6 @@ pub fn verify_possession(spki_der: &[u8], digest: &[u8; 32], signature: &[u8]) -
 /// centre sends it before it records it.
 pub fn issued_by(child_der: &[u8], issuer_der: &[u8]) -> Result<bool> {
     use der::{Decode, Encode};
-    use signature::Verifier;
     let parse = |d: &[u8]| {
         x509_cert::Certificate::from_der(d).map_err(|e| crate::error::CaError::Certificate {
             reason: e.to_string(),
@@ -39,12 +38,6 @@ pub fn issued_by(child_der: &[u8], issuer_der: &[u8]) -> Result<bool> {
     {
         return Ok(false);
     }
-    let spki = issuer
-        .tbs_certificate()
-        .subject_public_key_info()
-        .to_der()
-        .map_err(crate::error::enc("issuer SPKI"))?;
-    let (_, key) = checked_p256_spki(&spki)?;
     let tbs = child
         .tbs_certificate()
         .to_der()
@@ -52,7 +45,25 @@ pub fn issued_by(child_der: &[u8], issuer_der: &[u8]) -> Result<bool> {
     let Some(sig) = child.signature().as_bytes() else {
         return Ok(false);
     };
-    Ok(DerSignature::from_bytes(sig).is_ok_and(|sig| key.verify(&tbs, &sig).is_ok()))
+    signed_by(&issuer, &tbs, sig)
+}
+
+/// Whether `signature` (DER `Ecdsa-Sig-Value`) over `message` (ecdsa-with-SHA256) verifies with
+/// the key `cert` certifies. An error when that key is not P-256.
+pub(crate) fn signed_by(
+    cert: &x509_cert::Certificate,
+    message: &[u8],
+    signature: &[u8],
+) -> Result<bool> {
+    use der::Encode;
+    use signature::Verifier;
+    let spki = cert
+        .tbs_certificate()
+        .subject_public_key_info()
+        .to_der()
+        .map_err(crate::error::enc("SPKI"))?;
+    let (_, key) = checked_p256_spki(&spki)?;
+    Ok(DerSignature::from_bytes(signature).is_ok_and(|sig| key.verify(message, &sig).is_ok()))
 }
 
 /// The subject of a holder certificate: PINFL, names, "given names surname" as the common name,

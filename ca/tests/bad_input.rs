@@ -177,7 +177,7 @@ fn unknown_profile_is_refused_by_name() {
     let err: ca::CaError = set.cert("holder-x").unwrap_err().into();
     assert_eq!(
         err.to_string(),
-        "unknown certificate profile 'holder-x' (known: audit-signer, centre-tls, csca, document-signer, egov-signer, esign-ca, holder-auth, holder-sign, ocsp-responder, root-ca, station-ca, station-identity, tsa)"
+        "unknown certificate profile 'holder-x' (known: audit-signer, centre-tls, csca, document-signer, egov-signer, esign-ca, holder-auth, holder-sign, master-list-signer, ocsp-responder, root-ca, station-ca, station-identity, tsa)"
     );
 }
 

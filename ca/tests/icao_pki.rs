@@ -385,3 +385,152 @@ fn csca_link_certificates_name_the_crl_of_the_csca_that_signed_them() {
         pkilint("lint_pkix_cert", &[], &d.join(file));
     }
 }
+
+/// The Master List Signer's certificate (Doc 9303-12 §5.3, Table 6: keyUsage digitalSignature
+/// critical, extendedKeyUsage 2.23.136.1.1.3 critical, the State's alternative names, the
+/// CSCA's CRL, no basicConstraints, no DocumentType), and a Master List (§9, Table 18) of two
+/// CSCA certificates and the link between them that `openssl cms` verifies to the CSCA that
+/// issued its signer, with the structure Table 18 asks for; our own check refuses a list that
+/// another CSCA's signer signed, or that was changed, and a signer that is not a Master List
+/// Signer.
+#[test]
+fn the_master_list_and_its_signer_are_what_9303_12_section_9_and_table_6_say() {
+    let s = common::softhsm_store();
+    let p = pki(&s);
+    let d = p.dir.path();
+    let set = profiles::builtin().unwrap();
+    s.generate_p256("mls-1").expect("Master List Signer key");
+    let now = SystemTime::now();
+    let mls = ca::issue_station_cert(
+        &s,
+        set.cert("master-list-signer").unwrap(),
+        &p.csca,
+        &s.public_key_spki("mls-1").unwrap(),
+        "idstation Master List Signer 1",
+        now,
+    )
+    .unwrap();
+    write(d, "mls.pem", &ca::cert_pem(&mls.der).unwrap());
+    let text = openssl_text(d, "mls.pem");
+    assert!(
+        extension_text(&text, "X509v3 Key Usage").contains("critical\nDigital Signature"),
+        "{text}"
+    );
+    assert_eq!(
+        extension_text(&text, "X509v3 Extended Key Usage"),
+        "X509v3 Extended Key Usage: critical\n2.23.136.1.1.3"
+    );
+    assert!(!text.contains("Basic Constraints") && !text.contains("2.23.136.1.1.6.2"));
+    let start = mls.not_before;
+    assert_names_crl_and_usage_period(d, "mls.pem", &text, start, 365);
+    pkilint("lint_pkix_cert", &[], &d.join("mls.pem"));
+
+    // Two CSCA keys and the link certificate of the new one under the old.
+    let profile = set.cert("csca").unwrap();
+    s.generate_p256("csca-2").unwrap();
+    let csca2 = ca::create_root(&s, profile, "csca-2", now).unwrap();
+    let links = ca::root_link_certificates(&s, &p.csca, &csca2, profile, now).unwrap();
+    write(d, "csca2.pem", &ca::cert_pem(csca2.cert_der()).unwrap());
+    let listed = vec![
+        p.csca.cert_der().to_vec(),
+        csca2.cert_der().to_vec(),
+        links.new_with_old.der.clone(),
+        p.csca.cert_der().to_vec(),
+    ];
+    let sign = |m: &[u8]| s.sign_p256_sha256("mls-1", m).map_err(ca::CaError::from);
+    let ml = ca::master_list::build(&listed, &mls.der, p.csca.cert_der(), now, sign).unwrap();
+    std::fs::write(d.join("list.ml"), &ml).unwrap();
+    let out = run_ok(
+        "openssl",
+        &[
+            "cms",
+            "-verify",
+            "-inform",
+            "DER",
+            "-in",
+            "list.ml",
+            "-CAfile",
+            "csca.pem",
+            "-purpose",
+            "any",
+            "-out",
+            "content.der",
+        ],
+        d,
+    );
+    assert!(out.contains("Verification successful"), "{out}");
+    // The content openssl took out is our CscaMasterList, duplicates dropped: v0, three
+    // certificates.
+    let content = std::fs::read(d.join("content.der")).unwrap();
+    assert_eq!(content, ca::master_list::content(&listed).unwrap());
+    let parsed = run_ok(
+        "openssl",
+        &["asn1parse", "-inform", "DER", "-in", "content.der", "-i"],
+        d,
+    );
+    let top: Vec<String> = parsed
+        .lines()
+        .filter(|l| l.contains("d=1") || l.contains("d=2"))
+        .map(|l| l.split(':').skip(1).collect::<Vec<_>>().join(":"))
+        .collect();
+    assert!(
+        top[0].contains("INTEGER") && top[0].ends_with(":00"),
+        "{parsed}"
+    );
+    assert!(top[1].contains("SET"), "{parsed}");
+    assert_eq!(
+        top.iter().filter(|l| l.contains("SEQUENCE")).count(),
+        3,
+        "{parsed}"
+    );
+    // Table 18 as openssl prints the SignedData.
+    let printed = run_ok(
+        "openssl",
+        &[
+            "cms", "-cmsout", "-print", "-inform", "DER", "-in", "list.ml",
+        ],
+        d,
+    );
+    for want in [
+        "version: 3",
+        "eContentType: undefined (2.23.136.1.1.2)",
+        "subjectKeyIdentifier",
+        "signingTime",
+        "crls:\n      <ABSENT>",
+    ] {
+        assert!(printed.contains(want), "{want:?} not in\n{printed}");
+    }
+    assert_eq!(printed.matches("d.certificate:").count(), 2, "{printed}");
+
+    let got = ca::master_list::verify(&ml, &[p.csca.cert_der().to_vec()]).unwrap();
+    assert_eq!(got.certificates.len(), 3);
+    assert!(got.certificates.contains(&links.new_with_old.der));
+    assert_eq!(got.signer, mls.der);
+    let refused = |r: ca::Result<ca::master_list::MasterListContent>| r.unwrap_err().to_string();
+    let refused_build = |r: ca::Result<Vec<u8>>| r.unwrap_err().to_string();
+    assert!(
+        refused(ca::master_list::verify(&ml, &[csca2.cert_der().to_vec()]))
+            .contains("no trusted CSCA certificate issued the Master List Signer")
+    );
+    let mut changed = ml.clone();
+    let at = changed.len() - 300;
+    changed[at] ^= 1;
+    assert!(ca::master_list::verify(&changed, &[p.csca.cert_der().to_vec()]).is_err());
+    let not_mls = |m: &[u8]| s.sign_p256_sha256("ds-1", m).map_err(ca::CaError::from);
+    assert!(refused_build(ca::master_list::build(
+        &listed,
+        &p.ds.der,
+        p.csca.cert_der(),
+        now,
+        not_mls
+    ))
+    .contains("id-icao-cscaMasterListSigningKey"));
+    assert!(refused_build(ca::master_list::build(
+        &listed,
+        &mls.der,
+        csca2.cert_der(),
+        now,
+        sign
+    ))
+    .contains("did not issue"));
+}

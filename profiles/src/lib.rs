@@ -348,7 +348,8 @@ pub enum KeyUsageBit {
 }
 
 /// An extended key usage purpose, written in TOML by name (`clientAuth`, `emailProtection`,
-/// `serverAuth`, `codeSigning`, `timeStamping`, `OCSPSigning`) or as a dotted OID.
+/// `serverAuth`, `codeSigning`, `timeStamping`, `OCSPSigning`, `cscaMasterListSigningKey`) or as
+/// a dotted OID.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Eku(pub ObjectIdentifier);
 
@@ -359,6 +360,9 @@ impl Eku {
     pub const EMAIL_PROTECTION: Eku = Eku(ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.4"));
     pub const TIME_STAMPING: Eku = Eku(ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.8"));
     pub const OCSP_SIGNING: Eku = Eku(ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.9"));
+    /// id-icao-cscaMasterListSigningKey (ICAO Doc 9303-12 §7.1.1.3, §9.2): a Master List
+    /// Signer.
+    pub const CSCA_MASTER_LIST_SIGNING: Eku = Eku(ObjectIdentifier::new_unwrap("2.23.136.1.1.3"));
 
     fn from_name(s: &str) -> Option<Eku> {
         Some(match s {
@@ -368,6 +372,7 @@ impl Eku {
             "emailProtection" => Eku::EMAIL_PROTECTION,
             "timeStamping" => Eku::TIME_STAMPING,
             "OCSPSigning" => Eku::OCSP_SIGNING,
+            "cscaMasterListSigningKey" => Eku::CSCA_MASTER_LIST_SIGNING,
             _ => return None,
         })
     }
@@ -382,7 +387,8 @@ impl<'de> Deserialize<'de> for Eku {
         ObjectIdentifier::new(&s).map(Eku).map_err(|_| {
             serde::de::Error::custom(format!(
                 "extended key usage `{s}` is neither a known name (serverAuth, clientAuth, \
-                 codeSigning, emailProtection, timeStamping, OCSPSigning) nor a dotted OID"
+                 codeSigning, emailProtection, timeStamping, OCSPSigning, \
+                 cscaMasterListSigningKey) nor a dotted OID"
             ))
         })
     }
@@ -650,6 +656,10 @@ pub const BUILTIN_FILES: &[(&str, &str)] = &[
     (
         "cert/document-signer.toml",
         include_str!("../cert/document-signer.toml"),
+    ),
+    (
+        "cert/master-list-signer.toml",
+        include_str!("../cert/master-list-signer.toml"),
     ),
     (
         "cert/station-ca.toml",
@@ -976,6 +986,7 @@ mod tests {
                 "esign-ca",
                 "holder-auth",
                 "holder-sign",
+                "master-list-signer",
                 "ocsp-responder",
                 "root-ca",
                 "station-ca",
@@ -1022,6 +1033,47 @@ mod tests {
         let id = set.cert("station-identity").unwrap();
         assert_eq!(id.extended_key_usage, [Eku::CLIENT_AUTH]);
         assert_eq!(id.subject.last().unwrap().value, "{common_name}");
+    }
+
+    #[test]
+    fn a_master_list_signer_is_what_doc_9303_12_table_6_says() {
+        const MLS: &str = include_str!("../cert/master-list-signer.toml");
+        let mls = cert(MLS).unwrap();
+        assert_eq!(
+            mls.extended_key_usage,
+            [Eku::CSCA_MASTER_LIST_SIGNING],
+            "2.23.136.1.1.3"
+        );
+        assert!(mls.extended_key_usage_critical && mls.icao_9303.is_some());
+        for (text, key) in [
+            (
+                MLS.replace("extended_key_usage_critical = true", ""),
+                "extended_key_usage",
+            ),
+            (
+                MLS.replace(
+                    "[\"cscaMasterListSigningKey\"]",
+                    "[\"cscaMasterListSigningKey\", \"clientAuth\"]",
+                ),
+                "extended_key_usage",
+            ),
+            (
+                MLS.replace(
+                    "[\"digitalSignature\"]",
+                    "[\"digitalSignature\", \"keyAgreement\"]",
+                ),
+                "key_usage",
+            ),
+            (
+                MLS.replace(
+                    "country = \"UZB\"",
+                    "country = \"UZB\"\ndocument_types = [\"I\"]",
+                ),
+                "icao_9303.document_types",
+            ),
+        ] {
+            assert_eq!(rule_key(cert(&text)).0, key, "{text}");
+        }
     }
 
     #[test]
@@ -1189,7 +1241,7 @@ mod tests {
         let msg = set.cert("x").unwrap_err().to_string();
         assert_eq!(
             msg,
-            "unknown certificate profile 'x' (known: audit-signer, centre-tls, csca, document-signer, egov-signer, esign-ca, holder-auth, holder-sign, ocsp-responder, root-ca, station-ca, station-identity, tsa)"
+            "unknown certificate profile 'x' (known: audit-signer, centre-tls, csca, document-signer, egov-signer, esign-ca, holder-auth, holder-sign, master-list-signer, ocsp-responder, root-ca, station-ca, station-identity, tsa)"
         );
     }
 
@@ -1207,7 +1259,7 @@ mod tests {
         std::fs::write(&f, text).unwrap();
         let set = load_dir_over_builtin(dir.path()).unwrap();
         assert_eq!(set.crl("esign-crl").unwrap().next_update_hours, 12);
-        assert_eq!(set.certs.len(), 13);
+        assert_eq!(set.certs.len(), 14);
     }
 
     #[test]

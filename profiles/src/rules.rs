@@ -118,7 +118,41 @@ fn check_icao(p: &CertProfile) -> RuleResult {
              Signer certificates",
         );
     }
-    match (p.kind.is_ca(), icao.document_types.is_empty()) {
+    // A Master List Signer (Doc 9303-12 §5.3, Table 6): extendedKeyUsage
+    // id-icao-cscaMasterListSigningKey only and critical, keyUsage digitalSignature only, no
+    // DocumentType.
+    let master_list_signer = p
+        .extended_key_usage
+        .contains(&crate::Eku::CSCA_MASTER_LIST_SIGNING);
+    if master_list_signer {
+        if p.kind.is_ca()
+            || p.extended_key_usage != [crate::Eku::CSCA_MASTER_LIST_SIGNING]
+            || !p.extended_key_usage_critical
+        {
+            return fail(
+                "extended_key_usage",
+                "a Master List Signer is an end entity whose extendedKeyUsage is \
+                 id-icao-cscaMasterListSigningKey only, critical (Doc 9303-12 §7.1.1.3, Table 6)",
+            );
+        }
+        if p.key_usage != [crate::KeyUsageBit::DigitalSignature] {
+            return fail(
+                "key_usage",
+                "a Master List Signer's keyUsage is digitalSignature only (Doc 9303-12 Table 6)",
+            );
+        }
+        if !icao.document_types.is_empty() {
+            return fail(
+                "icao_9303.document_types",
+                "a Master List Signer certificate carries no DocumentType extension (Doc \
+                 9303-12 Table 6)",
+            );
+        }
+    }
+    match (
+        p.kind.is_ca() || master_list_signer,
+        icao.document_types.is_empty(),
+    ) {
         (false, true) => {
             return fail(
                 "icao_9303.document_types",
