@@ -57,6 +57,19 @@ pub enum CaCmd {
         #[arg(long, value_name = "NAME")]
         operator: String,
     },
+    /// File a request to withdraw a retired CSCA key from the CSCA Master List (a self-signed
+    /// CSCA cannot be revoked; docs/relying-parties.md "CSCA Master List"); a second ca-admin
+    /// approves it, and `serve` signs the next list without the key.
+    WithdrawCsca {
+        #[arg(long, value_name = "LABEL")]
+        key: String,
+        /// RFC 5280 reason: keyCompromise, cACompromise, affiliationChanged, superseded,
+        /// cessationOfOperation.
+        #[arg(long)]
+        reason: String,
+        #[arg(long, value_name = "NAME")]
+        operator: String,
+    },
     /// Holder certificates to issue again after a CA revocation (each holder read audited).
     ReissueList {
         #[arg(long, value_name = "NAME")]
@@ -83,6 +96,14 @@ pub enum CaCmd {
     },
     /// Finish approved requests a crash interrupted.
     Recover {
+        #[arg(long, value_name = "NAME")]
+        operator: String,
+    },
+    /// Write the newest CSCA Master List (ICAO 9303-12 §9, DER) to FILE (created new), e.g. for
+    /// an upload to the ICAO PKD; it is checked against the centre's CSCA certificates first.
+    MasterList {
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
         #[arg(long, value_name = "NAME")]
         operator: String,
     },
@@ -124,44 +145,10 @@ pub async fn run(cli: &Cli, cfg: &CentreConfig, cc: &CaCmd) -> Result<(), Centra
                 l.iter().map(request_text).collect()
             })
         }
-        CaCmd::Rotate { ca, operator } => {
-            let s = log_in(&pool, cfg, operator, "file CA requests", &admin).await?;
-            let r = rotation::request_rotation(&pool, &s, ca).await?;
-            checkpoint_after(cfg, &pool, "ca.request.created").await;
-            print(cli.json, &r, |r| {
-                format!(
-                    "Filed CA request {}: rotate {} (from {}); a second ca-admin approves it before {}\n",
-                    r.id, r.ca, r.from_key, r.expires_at
-                )
-            })
-        }
-        CaCmd::RevokeCa {
-            ca,
-            key,
-            reason,
-            operator,
-        } => {
-            let s = log_in(&pool, cfg, operator, "file CA requests", &admin).await?;
-            let r = rotation::request_revocation(&pool, &s, ca, key.as_deref(), reason).await?;
-            checkpoint_after(cfg, &pool, "ca.request.created").await;
-            print(cli.json, &r, |r| {
-                format!(
-                    "Filed CA request {}: revoke-ca {} {} ({}); a second ca-admin approves it before {}\n",
-                    r.id, r.ca, r.from_key, reason, r.expires_at
-                )
-            })
-        }
-        CaCmd::DestroyTsaKey { key, operator } => {
-            let s = log_in(&pool, cfg, operator, "file CA requests", &admin).await?;
-            let r = rotation::request_tsa_key_destruction(&pool, &s, key).await?;
-            checkpoint_after(cfg, &pool, "ca.request.created").await;
-            print(cli.json, &r, |r| {
-                format!(
-                    "Filed CA request {}: destroy time-stamping key {} in the HSM; a second ca-admin approves it before {}\n",
-                    r.id, r.from_key, r.expires_at
-                )
-            })
-        }
+        CaCmd::Rotate { .. }
+        | CaCmd::RevokeCa { .. }
+        | CaCmd::DestroyTsaKey { .. }
+        | CaCmd::WithdrawCsca { .. } => file_request(cli, cfg, &pool, cc).await,
         CaCmd::ReissueList { operator } => {
             let s = log_in(
                 &pool,
@@ -204,6 +191,25 @@ pub async fn run(cli: &Cli, cfg: &CentreConfig, cc: &CaCmd) -> Result<(), Centra
                 }
             })
         }
+        CaCmd::MasterList { out, operator } => {
+            log_in(
+                &pool,
+                cfg,
+                operator,
+                "export the CSCA Master List",
+                &readers,
+            )
+            .await?;
+            let written = write_master_list(&pool, out).await?;
+            print(cli.json, &written, |w| {
+                format!(
+                    "Wrote {} ({} CSCA certificates, signed {})\n",
+                    w["file"].as_str().unwrap_or_default(),
+                    w["csca_certificates"],
+                    w["signed_at"].as_str().unwrap_or_default()
+                )
+            })
+        }
         CaCmd::Certs { key, out, operator } => {
             log_in(&pool, cfg, operator, "export CA certificates", &readers).await?;
             let files = write_certs(&rotation::certificates(&pool, key).await?, out)?;
@@ -212,6 +218,97 @@ pub async fn run(cli: &Cli, cfg: &CentreConfig, cc: &CaCmd) -> Result<(), Centra
             })
         }
     }
+}
+
+/// The commands that file a CA request (a second ca-admin approves it).
+async fn file_request(
+    cli: &Cli,
+    cfg: &CentreConfig,
+    pool: &deadpool_postgres::Pool,
+    cc: &CaCmd,
+) -> Result<(), CentralError> {
+    let admin = [Role::CaAdmin];
+    match cc {
+        CaCmd::Rotate { ca, operator } => {
+            let s = log_in(pool, cfg, operator, "file CA requests", &admin).await?;
+            let r = rotation::request_rotation(pool, &s, ca).await?;
+            checkpoint_after(cfg, pool, "ca.request.created").await;
+            print(cli.json, &r, |r| {
+                format!(
+                    "Filed CA request {}: rotate {} (from {}); a second ca-admin approves it before {}\n",
+                    r.id, r.ca, r.from_key, r.expires_at
+                )
+            })
+        }
+        CaCmd::RevokeCa {
+            ca,
+            key,
+            reason,
+            operator,
+        } => {
+            let s = log_in(pool, cfg, operator, "file CA requests", &admin).await?;
+            let r = rotation::request_revocation(pool, &s, ca, key.as_deref(), reason).await?;
+            checkpoint_after(cfg, pool, "ca.request.created").await;
+            print(cli.json, &r, |r| {
+                format!(
+                    "Filed CA request {}: revoke-ca {} {} ({}); a second ca-admin approves it before {}\n",
+                    r.id, r.ca, r.from_key, reason, r.expires_at
+                )
+            })
+        }
+        CaCmd::DestroyTsaKey { key, operator } => {
+            let s = log_in(pool, cfg, operator, "file CA requests", &admin).await?;
+            let r = rotation::request_tsa_key_destruction(pool, &s, key).await?;
+            checkpoint_after(cfg, pool, "ca.request.created").await;
+            print(cli.json, &r, |r| {
+                format!(
+                    "Filed CA request {}: destroy time-stamping key {} in the HSM; a second ca-admin approves it before {}\n",
+                    r.id, r.from_key, r.expires_at
+                )
+            })
+        }
+        CaCmd::WithdrawCsca {
+            key,
+            reason,
+            operator,
+        } => {
+            let s = log_in(pool, cfg, operator, "file CA requests", &admin).await?;
+            let r = rotation::request_csca_withdrawal(pool, &s, key, reason).await?;
+            checkpoint_after(cfg, pool, "ca.request.created").await;
+            print(cli.json, &r, |r| {
+                format!(
+                    "Filed CA request {}: withdraw CSCA key {} from the Master List ({reason}); a second ca-admin approves it before {}\n",
+                    r.id, r.from_key, r.expires_at
+                )
+            })
+        }
+        _ => Err(CentralError::Other(
+            "not a command that files a CA request".into(),
+        )),
+    }
+}
+
+/// The newest Master List written to `out`, after `ca::master_list::verify` against every CSCA
+/// certificate the centre has: what was written.
+async fn write_master_list(
+    pool: &deadpool_postgres::Pool,
+    out: &std::path::Path,
+) -> Result<serde_json::Value, CentralError> {
+    use central::public::master_list;
+    let (der, signed_at) = master_list::newest(pool)
+        .await?
+        .ok_or_else(|| CentralError::NotFound("no CSCA Master List has been signed yet".into()))?;
+    let cscas = master_list::csca_keys(pool).await?;
+    let content = ca::master_list::verify(&der, &cscas)?;
+    registry::files::write_new(out, &der).map_err(|e| CentralError::Io {
+        path: out.to_owned(),
+        reason: e.to_string(),
+    })?;
+    Ok(serde_json::json!({
+        "file": out.display().to_string(),
+        "csca_certificates": content.certificates.len(),
+        "signed_at": central::public::http_date(signed_at),
+    }))
 }
 
 fn write_certs(
@@ -236,8 +333,13 @@ fn write_certs(
 fn keys_text(keys: &[KeyView]) -> String {
     keys.iter()
         .map(|k| {
+            let withdrawn = k
+                .withdrawn_at
+                .as_deref()
+                .map(|at| format!("\n            withdrawn from the Master List {at}"))
+                .unwrap_or_default();
             format!(
-                "{:<11} {:<13} {:<8} until {}  {}\n            SHA256 Fingerprint={}\n",
+                "{:<11} {:<13} {:<8} until {}  {}\n            SHA256 Fingerprint={}{withdrawn}\n",
                 k.ca, k.label, k.state, k.not_after, k.subject, k.fingerprint_sha256
             )
         })
@@ -288,6 +390,27 @@ fn services_text(s: &ServiceKeys) -> String {
             t.key, t.key_usage_until, t.not_after, t.subject, t.fingerprint_sha256
         );
     }
+    out += "CSCA Master List signers (the newest signs):\n";
+    for (i, m) in s.master_list_signers.iter().enumerate() {
+        let state = match (&m.destroyed_at, i) {
+            (Some(at), _) => format!("replaced, key destroyed {at}"),
+            (None, 0) => format!("signs until {}", m.key_usage_until),
+            (None, _) => format!("replaced, key destroyed after {}", m.not_after),
+        };
+        out += &format!(
+            "  {:<13} certified by {}  certificate {} until {}  {state}\n",
+            m.key, m.csca_key, m.serial, m.not_after
+        );
+    }
+    match &s.master_list {
+        Some(l) => {
+            out += &format!(
+                "CSCA Master List {}: {} CSCA certificates, signed by {} at {}, SHA-256 {}\n",
+                l.id, l.csca_certificates, l.signer, l.signed_at, l.sha256
+            )
+        }
+        None => out += "CSCA Master List: none signed yet\n",
+    }
     out
 }
 
@@ -326,6 +449,10 @@ fn executed_text(d: &Executed) -> String {
             d.approved_by,
             if d.removed_from_hsm { "" } else { "; the HSM no longer had it" },
             d.fingerprint_sha256
+        ),
+        Executed::Withdrawal(w) => format!(
+            "Executed CA request {}: CSCA key {} withdrawn from the Master List ({}) at {} (requested by {}, approved by {}); serve signs the next list without it\n",
+            w.request, w.key, w.reason, w.withdrawn_at, w.requested_by, w.approved_by
         ),
     }
 }

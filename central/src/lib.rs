@@ -8,6 +8,7 @@ pub mod audit_export;
 pub mod audit_push;
 pub mod audit_search;
 pub mod config;
+pub mod csca_withdrawal;
 pub mod db;
 pub mod document_signer;
 pub mod documents;

@@ -82,7 +82,8 @@ pub fn target_refusal(ca: &str) -> Option<Refused> {
             "csca not revocable",
             "the CSCA cannot be revoked with revoke-ca: it is self-signed (ICAO 9303-12 §5) and \
              a CRL it signs itself cannot revoke its own certificate; rotate it (`ca rotate --ca \
-             csca`) and withdraw the old CSCA from the master list and the ICAO PKD"
+             csca`), then withdraw the old key from the Master List (`ca withdraw-csca`) and from \
+             the ICAO PKD"
                 .to_owned(),
         ),
         other => (

@@ -111,6 +111,7 @@ pub enum Executed {
     Rotation(Execution),
     Revocation(crate::revocation::Revocation),
     Destruction(crate::key_destruction::Destruction),
+    Withdrawal(crate::csca_withdrawal::Withdrawal),
 }
 
 /// One CA key as `ca list` shows it.
@@ -124,6 +125,8 @@ pub struct KeyView {
     pub fingerprint_sha256: String,
     pub created_at: String,
     pub retired_at: Option<String>,
+    /// A CSCA key taken off the Master List (`ca withdraw-csca`).
+    pub withdrawn_at: Option<String>,
 }
 
 const REQUEST_COLUMNS: &str = "id, kind, ca, from_key, state, requested_by, \
@@ -406,6 +409,44 @@ pub async fn request_tsa_key_destruction(
     let details = json!({ "kind": KIND, "ca": CA, "key": key });
     let refusal = ("file destroy-tsa-key", object.as_str());
     file(pool, tx, s, (KIND, CA, key, None), details, refusal).await
+}
+
+/// File a request to withdraw the retired CSCA key `key` from the Master List for `reason`
+/// (`crate::csca_withdrawal`); a second ca-admin's approval executes it.
+pub async fn request_csca_withdrawal(
+    pool: &Pool,
+    s: &Session,
+    key: &str,
+    reason: &str,
+) -> Result<RequestView> {
+    use crate::csca_withdrawal::{CA, KIND};
+    let object = format!("ca:{CA}");
+    require_ca_admin(pool, s, "file CA requests", &object).await?;
+    let attempt = "file withdraw-csca";
+    if let Err((rule, e)) = crate::revocation::check_reason(reason) {
+        return Err(refuse_attempt(pool, s.actor(), attempt, &object, rule, e).await);
+    }
+    expire_overdue(pool).await?;
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let refused = match crate::csca_withdrawal::refusal(&tx, key).await? {
+        Some(r) => Some(r),
+        None => pending(&tx, CA).await?.map(|e| ("one pending per CA", e)),
+    };
+    if let Some((rule, e)) = refused {
+        drop(tx);
+        return Err(refuse_attempt(pool, s.actor(), attempt, &object, rule, e).await);
+    }
+    let details = json!({ "kind": KIND, "ca": CA, "key": key, "reason": reason });
+    file(
+        pool,
+        tx,
+        s,
+        (KIND, CA, key, Some(reason)),
+        details,
+        (attempt, &object),
+    )
+    .await
 }
 
 /// Every request, newest first (overdue ones expired first).
@@ -786,6 +827,17 @@ async fn execute_locked(
         let done = crate::revocation::execute(pool, actor, &job).await?;
         return Ok(Executed::Revocation(done));
     }
+    if j.kind == crate::csca_withdrawal::KIND {
+        let job = crate::csca_withdrawal::Job {
+            id,
+            key: &j.from_key,
+            reason: j.reason.as_deref().unwrap_or("unspecified"),
+            requested_by: &j.requested_by,
+            approved_by: &j.approved_by,
+        };
+        let done = crate::csca_withdrawal::execute(pool, actor, &job).await?;
+        return Ok(Executed::Withdrawal(done));
+    }
     if j.kind == crate::key_destruction::KIND {
         let job = crate::key_destruction::Job {
             id,
@@ -877,7 +929,8 @@ pub async fn keys(pool: &Pool) -> Result<Vec<KeyView>> {
         .prepared_query(
             "SELECT ca, label, state, cert_der,
                     to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
-                    to_char(retired_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+                    to_char(retired_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                    to_char(withdrawn_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
              FROM ca_keys ORDER BY ca, created_at, label",
             &[],
         )
@@ -895,6 +948,7 @@ pub async fn keys(pool: &Pool) -> Result<Vec<KeyView>> {
                 fingerprint_sha256: ca::fingerprint_sha256(der)?,
                 created_at: r.get(4),
                 retired_at: r.get(5),
+                withdrawn_at: r.get(6),
             })
         })
         .collect()

@@ -1632,3 +1632,266 @@ fn ocsp_crl_ca_and_tsa_answer_relying_parties_over_plain_http() {
     tsa_key_destroyed_under_dual_control(&rt, &db, dir, &config);
     responder_key_replaced_then_destroyed(&rt, &db, dir, &config, &pw);
 }
+
+/// The CSCA Master List (ICAO Doc 9303-12 §9): `init` signs one with a Master List Signer the
+/// CSCA certified; `/ca/csca-master-list.ml` serves it and `openssl cms -verify` accepts it
+/// against the CSCA; `ca master-list --out` writes the same bytes (0600, never over a file).
+/// After a CSCA rotation the next `serve` certifies a new signer under the new CSCA key and
+/// signs a list of both CSCA certificates and their link certificate, which verifies to the new
+/// CSCA and, through the link, to the old; an unchanged list is not signed again; a replaced
+/// signer key leaves the HSM once its certificate has ended; a CSCA key withdrawn under dual
+/// control leaves the list.
+#[test]
+fn the_csca_master_list_follows_the_cscas() {
+    let (tmp, cluster, config) = centre("");
+    let dir = tmp.path();
+    ok(idcentral(
+        &config,
+        &["init", "--admin", "admin", "--second-admin", "admin2"],
+        &format!("{ADMIN_PASSWORD}\n{ADMIN2_PASSWORD}\n"),
+    ));
+    let rt = test_runtime();
+    let db = rt.block_on(db(&cluster));
+    let count = |sql: &str| -> i64 { rt.block_on(db.query_one(sql, &[])).unwrap().get(0) };
+    let csca = |label: &str| -> Vec<u8> {
+        rt.block_on(db.query_one("SELECT cert_der FROM ca_keys WHERE label = $1", &[&label]))
+            .unwrap()
+            .get(0)
+    };
+    let csca1 = csca("csca-1");
+    std::fs::write(dir.join("csca1.pem"), pem(&csca1)).unwrap();
+    assert_eq!(count("SELECT count(*) FROM master_lists"), 1);
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM master_list_signers
+             WHERE label = 'centre-mls-1' AND csca_key = 'csca-1'"
+        ),
+        1
+    );
+    let fetch = |addr: SocketAddr, file: &str| -> Vec<u8> {
+        let (status, headers, body) =
+            rt.block_on(http(addr, "GET", "/ca/csca-master-list.ml", None, vec![]));
+        assert_eq!(status, 200);
+        assert_eq!(header(&headers, "content-type"), "application/octet-stream");
+        assert!(header(&headers, "etag").starts_with('"'));
+        std::fs::write(dir.join(file), &body).unwrap();
+        body
+    };
+    let verify = |file: &str, args: &[&str]| -> (bool, String) {
+        let mut all = vec![
+            "cms",
+            "-verify",
+            "-inform",
+            "DER",
+            "-in",
+            file,
+            "-purpose",
+            "any",
+            "-out",
+            "/dev/null",
+        ];
+        all.extend_from_slice(args);
+        tool(dir, "openssl", &all)
+    };
+    let (only, addr) = start_public_only(&config, Stdio::inherit());
+    let mut only = Killed(only);
+    let first = fetch(addr, "first.ml");
+    let (good, out) = verify("first.ml", &["-CAfile", "csca1.pem"]);
+    assert!(good && out.contains("Verification successful"), "{out}");
+    let listed = ca::master_list::verify(&first, std::slice::from_ref(&csca1)).unwrap();
+    assert_eq!(listed.certificates, std::slice::from_ref(&csca1));
+    std::fs::write(dir.join("mls.pem"), pem(&listed.signer)).unwrap();
+    let (clean, lint) = tool(dir, "lint_pkix_cert", &["lint", "-s", "WARNING", "mls.pem"]);
+    assert!(clean, "pkilint on the Master List Signer:\n{lint}");
+    // The offline copy: the same bytes, private, never over an existing file.
+    let out_file = dir.join("export.ml");
+    let export = ["ca", "master-list", "--out", out_file.to_str().unwrap()];
+    let said = ok(as_operator(&config, &export, "admin", &[]));
+    assert!(said.contains("(1 CSCA certificates"), "{said}");
+    assert_eq!(std::fs::read(&out_file).unwrap(), first);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&out_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_ne!(
+        as_operator(&config, &export, "admin", &[]).status.code(),
+        Some(0)
+    );
+
+    // A CSCA rotation under dual control; the next serve signs the new list at its start.
+    let filed: Value = serde_json::from_str(&ok(as_operator(
+        &config,
+        &["--json", "ca", "rotate", "--ca", "csca"],
+        "admin",
+        &[],
+    )))
+    .unwrap();
+    let id = filed["id"].as_i64().unwrap().to_string();
+    ok(as_operator(&config, &["ca", "approve", &id], "admin2", &[]));
+    let csca2 = csca("csca-2");
+    std::fs::write(dir.join("csca2.pem"), pem(&csca2)).unwrap();
+    let link: Vec<u8> = rt
+        .block_on(db.query_one(
+            "SELECT cert_der FROM ca_links WHERE certified_key = 'csca-2' AND kind = 'new-with-old'",
+            &[],
+        ))
+        .unwrap()
+        .get(0);
+    std::fs::write(dir.join("link.pem"), pem(&link)).unwrap();
+    let restart = |only: &mut Killed| -> SocketAddr {
+        let _ = only.0.kill();
+        let _ = only.0.wait();
+        let (c, a) = start_public_only(&config, Stdio::inherit());
+        only.0 = c;
+        a
+    };
+    let addr = restart(&mut only);
+    let second = fetch(addr, "second.ml");
+    assert_ne!(second, first);
+    let listed = ca::master_list::verify(&second, std::slice::from_ref(&csca2)).unwrap();
+    let mut want = vec![csca1.clone(), csca2.clone(), link.clone()];
+    want.sort();
+    let mut got = listed.certificates.clone();
+    got.sort();
+    assert_eq!(got, want);
+    assert!(ca::issued_by(&listed.signer, &csca2).unwrap());
+    let (good, out) = verify("second.ml", &["-CAfile", "csca2.pem"]);
+    assert!(good, "{out}");
+    // A verifier that still trusts only the old CSCA takes the new one through the link
+    // certificate the list carries (the new key under the old), then the list verifies to it.
+    let (good, out) = tool(
+        dir,
+        "openssl",
+        &["verify", "-CAfile", "csca1.pem", "link.pem"],
+    );
+    assert!(good && out.contains("link.pem: OK"), "{out}");
+    let (good, _) = verify("second.ml", &["-CAfile", "csca1.pem"]);
+    assert!(
+        !good,
+        "the new signer does not chain to the old CSCA directly"
+    );
+    let replaced: Value = serde_json::from_str(
+        rt.block_on(db.query_one(
+            "SELECT details FROM audit_log WHERE action = 'master-list.signer-certified'
+             ORDER BY seq DESC LIMIT 1",
+            &[],
+        ))
+        .unwrap()
+        .get(0),
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            replaced["key"].as_str(),
+            replaced["csca_key"].as_str(),
+            replaced["replaces"].as_str()
+        ),
+        (Some("centre-mls-2"), Some("csca-2"), Some("centre-mls-1"))
+    );
+    // Nothing changed: a restart signs no new list.
+    let addr = restart(&mut only);
+    assert_eq!(fetch(addr, "third.ml"), second);
+    assert_eq!(count("SELECT count(*) FROM master_lists"), 2);
+
+    // The replaced signer's certificate ends: the next serve destroys its key in the HSM.
+    assert!(hsm_labels(dir).iter().any(|l| l == "centre-mls-1"));
+    rt.block_on(db.execute(
+        "UPDATE master_list_signers SET not_after = now() - interval '1 second'
+         WHERE label = 'centre-mls-1'",
+        &[],
+    ))
+    .unwrap();
+    restart(&mut only);
+    let start = Instant::now();
+    while count("SELECT count(*) FROM audit_log WHERE action = 'master-list.signer-key-destroyed'")
+        == 0
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "centre-mls-1 not destroyed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let held = hsm_labels(dir);
+    assert!(!held.iter().any(|l| l == "centre-mls-1"), "{held:?}");
+    assert!(held.iter().any(|l| l == "centre-mls-2"), "{held:?}");
+
+    // csca-1 withdrawn from the list under dual control (a self-signed CSCA is not revoked):
+    // the active key is refused, the requester cannot approve, the second ca-admin does, and
+    // the next list lists csca-2 only.
+    let withdraw = |key: &str| {
+        as_operator(
+            &config,
+            &[
+                "--json",
+                "ca",
+                "withdraw-csca",
+                "--key",
+                key,
+                "--reason",
+                "keyCompromise",
+            ],
+            "admin",
+            &[],
+        )
+    };
+    refused(&withdraw("csca-2"), 5, "rotate the CSCA first");
+    refused(
+        &as_operator(
+            &config,
+            &[
+                "ca",
+                "revoke-ca",
+                "--ca",
+                "csca",
+                "--reason",
+                "keyCompromise",
+            ],
+            "admin",
+            &[],
+        ),
+        2,
+        "ca withdraw-csca",
+    );
+    let filed: Value = serde_json::from_str(&ok(withdraw("csca-1"))).unwrap();
+    let id = filed["id"].as_i64().unwrap().to_string();
+    refused(
+        &as_operator(&config, &["ca", "approve", &id], "admin", &[]),
+        6,
+        "dual control",
+    );
+    let done = ok(as_operator(&config, &["ca", "approve", &id], "admin2", &[]));
+    assert!(
+        done.contains("CSCA key csca-1 withdrawn from the Master List (keyCompromise)"),
+        "{done}"
+    );
+    refused(&withdraw("csca-1"), 5, "withdrawn already");
+    let list = ok(as_operator(&config, &["ca", "list"], "admin", &[]));
+    assert!(list.contains("withdrawn from the Master List"), "{list}");
+    assert_eq!(
+        count("SELECT count(*) FROM audit_log WHERE action = 'ca.csca-withdrawn'"),
+        1
+    );
+    let addr = restart(&mut only);
+    let fourth = fetch(addr, "fourth.ml");
+    let listed = ca::master_list::verify(&fourth, std::slice::from_ref(&csca2)).unwrap();
+    assert_eq!(listed.certificates, std::slice::from_ref(&csca2));
+    let text = ok(as_operator(&config, &["ca", "services"], "admin", &[]));
+    assert!(
+        text.contains("CSCA Master List 3: 1 CSCA certificates, signed by centre-mls-2")
+            && text.contains("centre-mls-1  certified by csca-1")
+            && text.contains("replaced, key destroyed"),
+        "{text}"
+    );
+}
+
+/// A child process killed when dropped (also when a test panics).
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -18,6 +18,7 @@
 
 pub mod asn1;
 pub mod crl;
+pub mod master_list;
 pub mod ocsp;
 pub mod ocsp_cache;
 pub mod responder_keys;
@@ -162,8 +163,9 @@ pub async fn load_issuers(
     Ok(out)
 }
 
-/// Make sure the responders and the TSA exist (keys in the HSM, certificates recorded): what
-/// `init` and every `serve` run, so an existing centre gets them on its first `serve`.
+/// Make sure the responders, the Master List (with its signer) and the TSA exist (keys in the
+/// HSM, certificates recorded): what `init` and every `serve` run, so an existing centre gets
+/// them on its first `serve`.
 pub async fn ensure_keys(
     pool: &Pool,
     store: &Arc<dyn KeyStore>,
@@ -172,6 +174,7 @@ pub async fn ensure_keys(
 ) -> Result<()> {
     let issuers = load_issuers(pool, store.as_ref()).await?;
     responder_keys::ensure_responders(pool, store, &issuers, profiles, centre_name).await?;
+    master_list::ensure(pool, store, &issuers, profiles, centre_name).await?;
     match tsa_keys::ensure_tsa(pool, store, &issuers, profiles, centre_name).await {
         (Some(_), _) => Ok(()),
         (None, Some(e)) => Err(e),
@@ -190,6 +193,18 @@ pub async fn prepare(cfg: &CentreConfig, centre: Arc<Centre>) -> Result<Arc<Publ
         &centre.name,
     )
     .await?;
+    // A Master List that cannot be signed now is tried again at each refresh of the worker.
+    if let Err(e) = master_list::ensure(
+        &centre.pool,
+        &centre.store,
+        &issuers,
+        &centre.profiles,
+        &centre.name,
+    )
+    .await
+    {
+        tracing::warn!(error = %e, "could not sign the CSCA Master List");
+    }
     // No key that can sign leaves /tsa refusing (logged), not the centre down.
     let (tsa, failure) = tsa_keys::ensure_tsa(
         &centre.pool,
@@ -398,6 +413,9 @@ async fn crl_get(
 }
 
 async fn ca_get(State(p): State<Arc<Public>>, Path(file): Path<String>) -> Response {
+    if file == master_list::FILE {
+        return master_list_get(&p).await;
+    }
     let Some(key) = key_of(&p, &file, &["cer", "crt"]) else {
         return not_found(format!(
             "no CA certificate {file}: the centre's CA keys are {} (KEY.cer or KEY.crt)",
@@ -411,6 +429,31 @@ async fn ca_get(State(p): State<Arc<Public>>, Path(file): Path<String>) -> Respo
         HeaderValue::from_static("max-age=86400, public"),
     );
     r
+}
+
+/// The newest CSCA Master List (a CMS SignedData, DER; Doc 9303-12 §9 names no media type).
+async fn master_list_get(p: &Public) -> Response {
+    match master_list::newest(&p.centre.pool).await {
+        Ok(Some((der, signed_at))) => {
+            use sha2::Digest;
+            let etag = hex::encode(&sha2::Sha256::digest(&der)[..16]);
+            let mut r = signed_object("application/octet-stream", der, None);
+            let h = r.headers_mut();
+            h.insert(header::ETAG, header_value(&format!("\"{etag}\"")));
+            h.insert(header::LAST_MODIFIED, header_value(&http_date(signed_at)));
+            h.insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("max-age=3600, public"),
+            );
+            h.insert(
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_static("attachment; filename=\"csca-master-list.ml\""),
+            );
+            r
+        }
+        Ok(None) => not_found("no CSCA Master List has been signed yet".into()),
+        Err(e) => internal(e),
+    }
 }
 
 async fn tsa_post(State(p): State<Arc<Public>>, headers: HeaderMap, body: Bytes) -> Response {

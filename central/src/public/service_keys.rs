@@ -1,6 +1,8 @@
 //! What `idcentral ca services` shows: the keys the public services sign with — each CA key's
 //! current delegated OCSP responder ([`super::responder_keys`]), the responder keys it replaced,
-//! and every time-stamping key ([`super::tsa_keys`]) — with when `serve` rolls each over.
+//! every time-stamping key ([`super::tsa_keys`]) and every Master List Signer key
+//! ([`super::master_list`]) — with when `serve` rolls each over — and the newest CSCA Master
+//! List.
 
 use crate::db::Prepared;
 use deadpool_postgres::Pool;
@@ -18,6 +20,35 @@ pub struct ServiceKeys {
     pub tsa_keys: Vec<TsaKeyView>,
     /// A rollover under way or failed: the label recorded before its key was made.
     pub tsa_pending: Option<String>,
+    /// Every Master List Signer key, newest (the one that signs) first.
+    pub master_list_signers: Vec<MasterListSignerView>,
+    /// The newest CSCA Master List.
+    pub master_list: Option<MasterListView>,
+}
+
+/// A Master List Signer key ([`super::master_list`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct MasterListSignerView {
+    pub key: String,
+    /// The CSCA key that certified it.
+    pub csca_key: String,
+    pub serial: String,
+    pub key_usage_until: String,
+    pub not_after: String,
+    /// When `serve` destroyed it in the HSM (replaced, its certificate ended).
+    pub destroyed_at: Option<String>,
+}
+
+/// The newest CSCA Master List.
+#[derive(Debug, Clone, Serialize)]
+pub struct MasterListView {
+    pub id: i64,
+    pub signer: String,
+    /// CSCA certificates listed (self-signed and link certificates).
+    pub csca_certificates: i32,
+    pub signed_at: String,
+    /// SHA-256 of the list's DER, as served.
+    pub sha256: String,
 }
 
 /// A CA key's current OCSP responder certificate.
@@ -145,6 +176,42 @@ pub async fn service_keys(pool: &Pool, profiles: &profiles::ProfileSet) -> Resul
             fingerprint_sha256: ca::fingerprint_sha256(&der)?,
         });
     }
+    let master_list_signers = client
+        .query(
+            &format!(
+                "SELECT label, csca_key, serial, to_char(key_usage_until {UTC},
+                        to_char(not_after {UTC}, to_char(destroyed_at {UTC}
+                 FROM master_list_signers ORDER BY created_at DESC, label DESC"
+            ),
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| MasterListSignerView {
+            key: r.get(0),
+            csca_key: r.get(1),
+            serial: hex::encode(r.get::<_, Vec<u8>>(2)),
+            key_usage_until: r.get(3),
+            not_after: r.get(4),
+            destroyed_at: r.get(5),
+        })
+        .collect();
+    let master_list = client
+        .query_opt(
+            &format!(
+                "SELECT id, signer, certificates, to_char(signed_at {UTC}, sha256(der)
+                 FROM master_lists ORDER BY id DESC LIMIT 1"
+            ),
+            &[],
+        )
+        .await?
+        .map(|r| MasterListView {
+            id: r.get(0),
+            signer: r.get(1),
+            csca_certificates: r.get(2),
+            signed_at: r.get(3),
+            sha256: hex::encode(r.get::<_, Vec<u8>>(4)),
+        });
     let tsa_pending = client
         .prepared_opt("SELECT label FROM tsa_keys WHERE state = 'pending'", &[])
         .await?
@@ -154,6 +221,8 @@ pub async fn service_keys(pool: &Pool, profiles: &profiles::ProfileSet) -> Resul
         ocsp_replaced_keys,
         tsa_keys,
         tsa_pending,
+        master_list_signers,
+        master_list,
     })
 }
 

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::ocsp::{self, Status};
-use super::{responder_keys, Public};
+use super::{master_list, responder_keys, Public};
 use crate::error::{CentralError, Result};
 
 /// Queue rows signed in one transaction.
@@ -200,12 +200,26 @@ pub async fn refresh(public: &Arc<Public>, at_start: bool) -> Result<()> {
         }
     }
     // Replaced responder keys whose certificates have all ended leave the HSM.
-    responder_keys::destroy_ended(
-        &public.centre.pool,
-        &public.centre.store,
-        &public.centre.name,
-    )
-    .await?;
+    let c = &public.centre;
+    responder_keys::destroy_ended(&c.pool, &c.store, &c.name).await?;
+    // The CSCA Master List: signed again when the CSCA certificates or its signer changed (a
+    // CSCA rotation adds a key this process may not have loaded yet).
+    let csca_known = {
+        let issuers = public.issuers();
+        let client = c.pool.get().await?;
+        client
+            .prepared_opt(
+                "SELECT label FROM ca_keys WHERE ca = 'csca' AND state = 'active'",
+                &[],
+            )
+            .await?
+            .is_none_or(|r| issuers.contains_key(r.get::<_, &str>(0)))
+    };
+    if !csca_known {
+        public.reload_keys().await?;
+    }
+    master_list::ensure(&c.pool, &c.store, &public.issuers(), &c.profiles, &c.name).await?;
+    master_list::destroy_ended(&c.pool, &c.store, &c.name).await?;
     Ok(())
 }
 
