@@ -2,8 +2,9 @@
 //! rollover (docs/centre.md "Station CA rollover"):
 //!
 //! - `GET /v1/anchors` ([`anchors`]): the active root, every usable Station CA key (active or
-//!   retired, unrevoked, unexpired: `crate::tls::usable_station_cas`) and the key the server
-//!   certificate is under;
+//!   retired, unrevoked, unexpired: `crate::tls::usable_station_cas`), the key the server
+//!   certificate is under, and the CSCA keys withdrawn from the Master List
+//!   (`crate::csca_withdrawal`);
 //! - `POST /v1/identity/renew` ([`renew_identity`]): a new identity certificate from the active
 //!   Station CA key for a key that proves possession by its PKCS#10 signature. In one
 //!   transaction the certificate the request came with becomes `identity-previous` (still
@@ -55,12 +56,23 @@ pub async fn anchors(centre: &Centre) -> Result<Anchors> {
         })
         .collect::<Result<Vec<_>>>()?;
     let (roots, root_links) = roots_and_links(&client).await?;
+    let withdrawn_cscas = client
+        .prepared_query(
+            "SELECT cert_der FROM ca_keys WHERE ca = 'csca' AND withdrawn_at IS NOT NULL
+             ORDER BY label",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| ca::fingerprint_sha256(r.get(0)).map_err(CentralError::from))
+        .collect::<Result<Vec<_>>>()?;
     Ok(Anchors {
         root: pem(&root)?,
         station_cas,
         server_issuer,
         roots,
         root_links,
+        withdrawn_cscas,
     })
 }
 

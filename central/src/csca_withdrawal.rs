@@ -9,8 +9,9 @@
 //! key with an RFC 5280 reason, a second ca-admin approves it, and the approval executes it in
 //! one transaction — `ca_keys.withdrawn_at` set, the request executed, `ca.csca-withdrawn`
 //! audited with both operators. Every `serve` signs the next Master List without the key at its
-//! next refresh (`crate::public::master_list`). The key's certificate and the Document Signers it
-//! issued are not changed; the stations' own trust in it is not changed either.
+//! next refresh (`crate::public::master_list`), and `GET /v1/anchors` names it to the stations,
+//! which stop trusting it (`crate::anchors`). The key's certificate and the Document Signer
+//! certificates it issued are not changed.
 
 use deadpool_postgres::{GenericClient, Pool};
 use serde::Serialize;

@@ -47,6 +47,11 @@ pub struct Anchors {
     pub roots: Vec<StationCaAnchor>,
     #[serde(default)]
     pub root_links: Vec<RootLink>,
+    /// SHA-256 fingerprints (`AB:CD:…`, of the DER certificate) of the CSCA keys the centre
+    /// withdrew from its CSCA Master List (`idcentral ca withdraw-csca`): a station stops
+    /// trusting them for passive authentication.
+    #[serde(default)]
+    pub withdrawn_cscas: Vec<String>,
 }
 
 /// `POST /v1/identity/renew`: a PKCS#10 request (PEM or hex DER) for the station's identity key,

@@ -90,12 +90,14 @@ enum CscaOrigin {
     },
 }
 
-/// The registry's CSCA keys with a certificate: (id, DER).
+/// The registry's CSCA keys with a certificate that are not revoked (withdrawn by the centre):
+/// (id, DER).
 fn held_cscas(st: &Station) -> Result<Vec<(i64, Vec<u8>)>, StationError> {
     Ok(st
         .registry
         .ca_keys(CSCA_CA)?
         .into_iter()
+        .filter(|k| k.state != registry::CaKeyState::Revoked)
         .filter_map(|k| Some((k.id, k.certificate?)))
         .collect())
 }

@@ -131,6 +131,8 @@ fn run(
         .ca_keys(crate::hierarchy::CSCA_CA)?
         .into_iter()
         .rev()
+        // A revoked CSCA (one the centre withdrew from its Master List) is no anchor.
+        .filter(|k| k.state != registry::CaKeyState::Revoked)
         .filter_map(|k| k.certificate)
         .collect();
     let cscas: Vec<&[u8]> = cscas.iter().map(Vec::as_slice).collect();

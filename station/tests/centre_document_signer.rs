@@ -222,6 +222,51 @@ fn an_enrolled_station_renews_its_document_signer_through_the_centre_and_keeps_i
         .count();
     assert_eq!(renewed, 2, "{actions:?}");
 
+    // The centre withdraws csca-1 from its Master List (dual control): the station's next
+    // `centre status` stops trusting it, once.
+    centre.ok(&[
+        "ca",
+        "withdraw-csca",
+        "--key",
+        "csca-1",
+        "--reason",
+        "keyCompromise",
+        "--operator",
+        "admin",
+    ]);
+    centre.ok_as(
+        &["ca", "approve", "2", "--operator", "admin2"],
+        CENTRE_ADMIN2_PASSWORD,
+    );
+    let status = ok(st.run(&["--json", "centre", "status"], &[], &[]));
+    assert_eq!(
+        status["anchors"]["cscas_withdrawn"],
+        serde_json::json!(["centre-csca"]),
+        "{status}"
+    );
+    let cscas: Vec<(String, String)> = st
+        .registry()
+        .ca_keys("csca")
+        .unwrap()
+        .into_iter()
+        .map(|k| (k.label, k.state.as_str().to_owned()))
+        .collect();
+    assert_eq!(
+        cscas,
+        [
+            pair("centre-csca", "revoked"),
+            pair("centre-csca-2", "active")
+        ]
+    );
+    let again = ok(st.run(&["--json", "centre", "status"], &[], &[]));
+    assert!(again["anchors"].get("cscas_withdrawn").is_none(), "{again}");
+    let withdrawn = st
+        .audit_actions()
+        .iter()
+        .filter(|a| *a == "centre.csca-withdrawn")
+        .count();
+    assert_eq!(withdrawn, 1);
+
     // The centre's station list shows when the newest Document Signer's key usage ends.
     let list: serde_json::Value =
         serde_json::from_str(&centre.ok(&["--json", "station", "list", "--operator", "admin"]))

@@ -46,6 +46,10 @@ pub struct AnchorUpdate {
     /// National Root keys learnt now (through their NewWithOld link).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub roots_learnt: Vec<String>,
+    /// CSCA keys this station stopped trusting now: the centre withdrew them from its Master
+    /// List ([`withdraw_cscas`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cscas_withdrawn: Vec<String>,
 }
 
 /// What [`renew_identity`] did.
@@ -222,11 +226,43 @@ pub fn refresh(
             let u = store(st, actor, &a, keys)?;
             Ok(AnchorUpdate {
                 roots_learnt: learnt,
+                cscas_withdrawn: withdraw_cscas(st, actor, &a)?,
                 ..u
             })
         }
         Err(e) => Err(refused(st, actor, "anchors", e)),
     }
+}
+
+/// Every CSCA key this station holds whose certificate the centre says it withdrew from its
+/// CSCA Master List (`Anchors::withdrawn_cscas`) and that is not `revoked` here yet becomes
+/// `revoked`, audited `centre.csca-withdrawn`: passive authentication (`crate::inspect`) and a
+/// Document Signer renewal no longer trust it. Only ever less trust, so the centre's word (over
+/// the mutual-TLS connection) is enough. The labels.
+fn withdraw_cscas(
+    st: &mut Station,
+    actor: &Actor,
+    a: &Anchors,
+) -> Result<Vec<String>, StationError> {
+    use registry::CaKeyState;
+    let mut done = Vec::new();
+    for k in st.registry.ca_keys(crate::hierarchy::CSCA_CA)? {
+        let Some(der) = &k.certificate else {
+            continue;
+        };
+        let fingerprint = ca::fingerprint_sha256(der)?;
+        if k.state == CaKeyState::Revoked || !a.withdrawn_cscas.contains(&fingerprint) {
+            continue;
+        }
+        let note = "the centre withdrew this CSCA from its CSCA Master List";
+        st.registry
+            .write(|tx| tx.set_ca_key_state(k.id, CaKeyState::Revoked, actor, &[], Some(note)))?;
+        let details = serde_json::json!({ "label": k.label, "was": k.state.as_str(),
+            "certificate_sha256": fingerprint });
+        audit(st, actor, "centre.csca-withdrawn", details)?;
+        done.push(k.label);
+    }
+    Ok(done)
 }
 
 /// The trusted roots and every root link certificate one of them signed.
@@ -371,6 +407,7 @@ fn store(
         removed,
         server_issuer: a.server_issuer.clone(),
         roots_learnt: Vec::new(),
+        cscas_withdrawn: Vec::new(),
     };
     let Some(next) = next_bundle(enrolled, bundle, &keys) else {
         return Ok(update);

@@ -182,6 +182,12 @@ fn text(r: &CentreStatus) -> String {
                 format!("; stored now: {}", a.added.join(", "))
             }
         );
+        if !a.cscas_withdrawn.is_empty() {
+            s += &format!(
+                "CSCA keys the centre withdrew from its Master List, no longer trusted here: {}\n",
+                a.cscas_withdrawn.join(", ")
+            );
+        }
     }
     for m in &r.missing {
         s += &format!("Unknown: {m}\n");
