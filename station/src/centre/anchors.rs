@@ -246,7 +246,9 @@ fn withdraw_cscas(
 ) -> Result<Vec<String>, StationError> {
     use registry::CaKeyState;
     let mut done = Vec::new();
-    for k in st.registry.ca_keys(crate::hierarchy::CSCA_CA)? {
+    // The registry's CA name of the CSCA (`crate::hierarchy::CSCA_CA`, which this module does
+    // not import: `hierarchy` depends on the configuration, which depends on this module).
+    for k in st.registry.ca_keys("csca")? {
         let Some(der) = &k.certificate else {
             continue;
         };
