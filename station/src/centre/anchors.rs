@@ -236,7 +236,7 @@ pub fn refresh(
 
 /// Every CSCA key this station holds whose certificate the centre says it withdrew from its
 /// CSCA Master List (`Anchors::withdrawn_cscas`) and that is not `revoked` here yet becomes
-/// `revoked`, audited `centre.csca-withdrawn`: passive authentication (`crate::inspect`) and a
+/// `revoked`, audited `centre.csca-withdrawn`: passive authentication (`inspect`) and a
 /// Document Signer renewal no longer trust it. Only ever less trust, so the centre's word (over
 /// the mutual-TLS connection) is enough. The labels.
 fn withdraw_cscas(
@@ -246,7 +246,7 @@ fn withdraw_cscas(
 ) -> Result<Vec<String>, StationError> {
     use registry::CaKeyState;
     let mut done = Vec::new();
-    // The registry's CA name of the CSCA (`crate::hierarchy::CSCA_CA`, which this module does
+    // The registry's CA name of the CSCA (`hierarchy::CSCA_CA`, which this module does
     // not import: `hierarchy` depends on the configuration, which depends on this module).
     for k in st.registry.ca_keys("csca")? {
         let Some(der) = &k.certificate else {
