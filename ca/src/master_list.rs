@@ -21,7 +21,7 @@
 //!
 //! [`verify`] is what a receiving State does before it uses a list (§6.1.2): the structure as
 //! above, the signer certificate a Master List Signer's issued by one of the CSCA certificates
-//! it trusts, the signature, and the content's digest.
+//! it trusts and valid at the signing time, the signature, and the content's digest.
 //!
 //! Every structure goes through `der` and the `cms` / `x509-cert` types; nothing is encoded by
 //! hand. The signature is made by a caller-supplied function (the HSM).
@@ -290,6 +290,7 @@ pub fn verify(ml: &[u8], trusted_cscas: &[Vec<u8>]) -> Result<MasterListContent>
     };
     if signer_info.digest_alg.oid != ID_SHA256
         || signer_info.signature_algorithm.oid != crate::ECDSA_WITH_SHA256
+        || !sd.digest_algorithms.iter().any(|a| a.oid == ID_SHA256)
     {
         return Err(rule("only SHA-256 with ecdsa-with-SHA256 is accepted"));
     }
@@ -344,6 +345,13 @@ pub fn verify(ml: &[u8], trusted_cscas: &[Vec<u8>]) -> Result<MasterListContent>
     let time: Time = attr_value(attrs, ID_SIGNING_TIME, "signingTime")?
         .decode_as()
         .map_err(|e| rule(format!("signingTime: {e}")))?;
+    let at = time.to_system_time();
+    let validity = signer.tbs_certificate().validity();
+    if at < validity.not_before.to_system_time() || at > validity.not_after.to_system_time() {
+        return Err(rule(
+            "the Master List Signer's certificate was not valid at the list's signingTime",
+        ));
+    }
     if content_type != ID_CSCA_MASTER_LIST {
         return Err(rule(
             "the contentType attribute is not id-icao-cscaMasterList",

@@ -164,9 +164,18 @@ pub async fn run(cli: &Cli, cfg: &CentreConfig, cc: &CaCmd) -> Result<(), Centra
         }
         CaCmd::Approve { id, operator } => {
             let s = log_in(&pool, cfg, operator, "approve CA requests", &admin).await?;
-            let store = hsm::open(&cfg.hsm)?;
+            let store: std::sync::Arc<dyn hsm::KeyStore> = hsm::open(&cfg.hsm)?.into();
             let profiles = central::public::centre_profiles(cfg.public.base_url.as_deref())?;
             let (r, done) = rotation::approve(&pool, store.as_ref(), &profiles, &s, *id).await?;
+            if r.ca == "csca" {
+                // The CSCA Master List follows at once (a serve would at its next refresh).
+                let name = &cfg.centre.name;
+                let signed =
+                    central::public::master_list::sign_now(&pool, &store, &profiles, name).await;
+                if let Err(e) = signed {
+                    eprintln!("The CSCA Master List was not signed again now ({e}); `idcentral serve` signs it within 30 seconds");
+                }
+            }
             checkpoint_after(cfg, &pool, "ca.request.executed").await;
             let out = serde_json::json!({ "request": r, "executed": done });
             print(cli.json, &out, |_| executed_text(&done))
@@ -300,6 +309,9 @@ async fn write_master_list(
         .ok_or_else(|| CentralError::NotFound("no CSCA Master List has been signed yet".into()))?;
     let cscas = master_list::csca_keys(pool).await?;
     let content = ca::master_list::verify(&der, &cscas)?;
+    if let Some(rule) = master_list::stale(pool, &content.certificates).await? {
+        return Err(CentralError::Conflict(rule));
+    }
     registry::files::write_new(out, &der).map_err(|e| CentralError::Io {
         path: out.to_owned(),
         reason: e.to_string(),

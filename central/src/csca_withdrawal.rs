@@ -53,7 +53,7 @@ pub(crate) async fn refusal(
         return Ok(Some((
             "unknown",
             CentralError::NotFound(format!(
-                "no CA key {shown} (`idcentral ca list` lists them)"
+                "key: no CA key {shown} (`idcentral ca list` lists them)"
             )),
         )));
     };
@@ -71,13 +71,13 @@ pub(crate) async fn refusal(
     } else if withdrawn {
         Some((
             "withdrawn",
-            CentralError::Conflict(format!("CSCA key {shown} was withdrawn already")),
+            CentralError::Conflict(format!("key: CSCA key {shown} was withdrawn already")),
         ))
     } else if state == "active" {
         Some((
             "active",
             CentralError::Conflict(format!(
-                "CSCA key {shown} is active: rotate the CSCA first (`ca rotate --ca csca`), then \
+                "key: CSCA key {shown} is active: rotate the CSCA first (`ca rotate --ca csca`), then \
                  withdraw the retired key"
             )),
         ))

@@ -420,7 +420,7 @@ pub async fn request_csca_withdrawal(
     reason: &str,
 ) -> Result<RequestView> {
     use crate::csca_withdrawal::{CA, KIND};
-    let object = format!("ca:{CA}");
+    let object = format!("ca-key:{}", registry::audit::bounded_name(key));
     require_ca_admin(pool, s, "file CA requests", &object).await?;
     let attempt = "file withdraw-csca";
     if let Err((rule, e)) = crate::revocation::check_reason(reason) {

@@ -647,6 +647,17 @@ fn hsm_objects(dir: &Path) -> (String, usize) {
     )
 }
 
+/// The details of the newest audit event `action`.
+fn last_details(rt: &tokio::runtime::Runtime, db: &tokio_postgres::Client, action: &str) -> Value {
+    let row = rt
+        .block_on(db.query_one(
+            "SELECT details FROM audit_log WHERE action = $1 ORDER BY seq DESC LIMIT 1",
+            &[&action],
+        ))
+        .unwrap();
+    serde_json::from_str(row.get(0)).unwrap()
+}
+
 /// The HSM labels of the public keys `hsm_objects` lists.
 fn hsm_labels(dir: &Path) -> Vec<String> {
     hsm_objects(dir)
@@ -684,16 +695,7 @@ fn responder_key_replaced_then_destroyed(
     let (new, old) = (spki(rows[0].get(1)), spki(rows[1].get(1)));
     assert_eq!(new.0, old.0, "the same responder name");
     assert_ne!(new.1, old.1, "a new key");
-    let replaces: Value = serde_json::from_str(
-        rt.block_on(db.query_one(
-            "SELECT details FROM audit_log WHERE action = 'ocsp.responder-certified'
-             ORDER BY seq DESC LIMIT 1",
-            &[],
-        ))
-        .unwrap()
-        .get(0),
-    )
-    .unwrap();
+    let replaces = last_details(rt, db, "ocsp.responder-certified");
     assert_eq!(
         (replaces["key"].as_str(), replaces["replaces"].as_str()),
         (Some("ocsp-esign-ca-1-k2"), Some("ocsp-esign-ca-1"))
@@ -1746,6 +1748,10 @@ fn the_csca_master_list_follows_the_cscas() {
         only.0 = c;
         a
     };
+    // The approval signed the new list at once; the old signer's key is still in the HSM until a
+    // serve's refresh destroys it.
+    assert_eq!(count("SELECT count(*) FROM master_lists"), 2);
+    assert!(hsm_labels(dir).iter().any(|l| l == "centre-mls-1"));
     let addr = restart(&mut only);
     let second = fetch(addr, "second.ml");
     assert_ne!(second, first);
@@ -1771,16 +1777,7 @@ fn the_csca_master_list_follows_the_cscas() {
         !good,
         "the new signer does not chain to the old CSCA directly"
     );
-    let replaced: Value = serde_json::from_str(
-        rt.block_on(db.query_one(
-            "SELECT details FROM audit_log WHERE action = 'master-list.signer-certified'
-             ORDER BY seq DESC LIMIT 1",
-            &[],
-        ))
-        .unwrap()
-        .get(0),
-    )
-    .unwrap();
+    let replaced = last_details(&rt, &db, "master-list.signer-certified");
     assert_eq!(
         (
             replaced["key"].as_str(),
@@ -1794,15 +1791,7 @@ fn the_csca_master_list_follows_the_cscas() {
     assert_eq!(fetch(addr, "third.ml"), second);
     assert_eq!(count("SELECT count(*) FROM master_lists"), 2);
 
-    // The replaced signer's certificate ends: the next serve destroys its key in the HSM.
-    assert!(hsm_labels(dir).iter().any(|l| l == "centre-mls-1"));
-    rt.block_on(db.execute(
-        "UPDATE master_list_signers SET not_after = now() - interval '1 second'
-         WHERE label = 'centre-mls-1'",
-        &[],
-    ))
-    .unwrap();
-    restart(&mut only);
+    // The replaced signer never signs again: the serve's first refresh destroyed its key.
     let start = Instant::now();
     while count("SELECT count(*) FROM audit_log WHERE action = 'master-list.signer-key-destroyed'")
         == 0
@@ -1813,6 +1802,14 @@ fn the_csca_master_list_follows_the_cscas() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    let destroyed = last_details(&rt, &db, "master-list.signer-key-destroyed");
+    assert_eq!(
+        (
+            destroyed["key"].as_str(),
+            destroyed["removed_from_hsm"].as_bool()
+        ),
+        (Some("centre-mls-1"), Some(true))
+    );
     let held = hsm_labels(dir);
     assert!(!held.iter().any(|l| l == "centre-mls-1"), "{held:?}");
     assert!(held.iter().any(|l| l == "centre-mls-2"), "{held:?}");
@@ -1837,6 +1834,25 @@ fn the_csca_master_list_follows_the_cscas() {
         )
     };
     refused(&withdraw("csca-2"), 5, "rotate the CSCA first");
+    refused(&withdraw("csca-9"), 2, "key: no CA key csca-9");
+    refused(&withdraw("esign-ca-1"), 2, "only a CSCA key is withdrawn");
+    refused(
+        &as_operator(
+            &config,
+            &["ca", "withdraw-csca", "--key", "csca-1", "--reason", "lost"],
+            "admin",
+            &[],
+        ),
+        2,
+        "reason",
+    );
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM audit_log WHERE action = 'ca.request.refused-attempt'
+             AND details::jsonb ->> 'attempt' = 'file withdraw-csca'"
+        ),
+        4
+    );
     refused(
         &as_operator(
             &config,
@@ -1869,6 +1885,30 @@ fn the_csca_master_list_follows_the_cscas() {
     refused(&withdraw("csca-1"), 5, "withdrawn already");
     let list = ok(as_operator(&config, &["ca", "list"], "admin", &[]));
     assert!(list.contains("withdrawn from the Master List"), "{list}");
+    // The approval signed the list without csca-1 at once: the export is current. A list that
+    // no longer says what the CSCAs are is not exported.
+    let export2 = dir.join("after-withdrawal.ml");
+    let export = ["ca", "master-list", "--out", export2.to_str().unwrap()];
+    let said = ok(as_operator(&config, &export, "admin", &[]));
+    assert!(said.contains("(1 CSCA certificates"), "{said}");
+    rt.block_on(db.execute(
+        "UPDATE ca_keys SET withdrawn_at = NULL WHERE label = 'csca-1'",
+        &[],
+    ))
+    .unwrap();
+    let stale = dir.join("stale.ml");
+    let export = ["ca", "master-list", "--out", stale.to_str().unwrap()];
+    refused(
+        &as_operator(&config, &export, "admin", &[]),
+        5,
+        "the centre's CSCAs are 3 now",
+    );
+    assert!(!stale.exists());
+    rt.block_on(db.execute(
+        "UPDATE ca_keys SET withdrawn_at = now() WHERE label = 'csca-1'",
+        &[],
+    ))
+    .unwrap();
     assert_eq!(
         count("SELECT count(*) FROM audit_log WHERE action = 'ca.csca-withdrawn'"),
         1

@@ -1071,6 +1071,10 @@ mod tests {
                 ),
                 "icao_9303.document_types",
             ),
+            (
+                MLS.replace("[icao_9303]\ncountry = \"UZB\"", ""),
+                "icao_9303",
+            ),
         ] {
             assert_eq!(rule_key(cert(&text)).0, key, "{text}");
         }

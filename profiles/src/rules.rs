@@ -61,6 +61,7 @@ pub fn check_cert_profile(p: &CertProfile) -> RuleResult {
             check_url_template("authority_info_access.ocsp", u, &["http://"])?;
         }
     }
+    check_master_list_signer(p)?;
     check_icao(p)?;
     if let Some(pkup) = &p.private_key_usage_period {
         if pkup.days == 0 || pkup.days > p.validity.days {
@@ -86,6 +87,56 @@ pub fn check_cert_profile(p: &CertProfile) -> RuleResult {
     Ok(())
 }
 
+/// Whether `p` makes Master List Signer certificates (extendedKeyUsage
+/// id-icao-cscaMasterListSigningKey, Doc 9303-12 §7.1.1.3).
+fn is_master_list_signer(p: &CertProfile) -> bool {
+    p.extended_key_usage
+        .contains(&crate::Eku::CSCA_MASTER_LIST_SIGNING)
+}
+
+/// A Master List Signer (Doc 9303-12 §5.3, Table 6): an end entity; extendedKeyUsage
+/// id-icao-cscaMasterListSigningKey only and critical; keyUsage digitalSignature only; the
+/// State's alternative names (`[icao_9303]`); no DocumentType.
+fn check_master_list_signer(p: &CertProfile) -> RuleResult {
+    if !is_master_list_signer(p) {
+        return Ok(());
+    }
+    if p.kind.is_ca() {
+        return fail(
+            "kind",
+            "a Master List Signer is an end entity (Doc 9303-12 Table 6: no basicConstraints)",
+        );
+    }
+    if p.extended_key_usage != [crate::Eku::CSCA_MASTER_LIST_SIGNING]
+        || !p.extended_key_usage_critical
+    {
+        return fail(
+            "extended_key_usage",
+            "a Master List Signer's extendedKeyUsage is id-icao-cscaMasterListSigningKey only, \
+             critical (Doc 9303-12 §7.1.1.3, Table 6)",
+        );
+    }
+    if p.key_usage != [crate::KeyUsageBit::DigitalSignature] {
+        return fail(
+            "key_usage",
+            "a Master List Signer's keyUsage is digitalSignature only (Doc 9303-12 Table 6)",
+        );
+    }
+    match &p.icao_9303 {
+        None => fail(
+            "icao_9303",
+            "a Master List Signer carries the State's subjectAltName and issuerAltName (Doc \
+             9303-12 §7.1.1.2, Table 6): give [icao_9303] country",
+        ),
+        Some(i) if !i.document_types.is_empty() => fail(
+            "icao_9303.document_types",
+            "a Master List Signer certificate carries no DocumentType extension (Doc 9303-12 \
+             Table 6)",
+        ),
+        Some(_) => Ok(()),
+    }
+}
+
 fn check_icao(p: &CertProfile) -> RuleResult {
     let Some(icao) = &p.icao_9303 else {
         return Ok(());
@@ -107,48 +158,19 @@ fn check_icao(p: &CertProfile) -> RuleResult {
     if p.crl_distribution_point.is_none() {
         return fail(
             "crl_distribution_point",
-            "Doc 9303-12 Table 6 makes cRLDistributionPoints mandatory for CSCA and Document \
-             Signer certificates",
+            "Doc 9303-12 Table 6 makes cRLDistributionPoints mandatory for CSCA, Document \
+             Signer and Master List Signer certificates",
         );
     }
     if p.private_key_usage_period.is_none() {
         return fail(
             "private_key_usage_period",
-            "Doc 9303-12 Table 6 makes privateKeyUsagePeriod mandatory for CSCA and Document \
-             Signer certificates",
+            "an ICAO 9303 profile states a privateKeyUsagePeriod (Doc 9303-12 Table 6: \
+             mandatory for CSCA and Document Signer certificates; here also for a Master List \
+             Signer, whose key `idcentral serve` rolls over by it)",
         );
     }
-    // A Master List Signer (Doc 9303-12 §5.3, Table 6): extendedKeyUsage
-    // id-icao-cscaMasterListSigningKey only and critical, keyUsage digitalSignature only, no
-    // DocumentType.
-    let master_list_signer = p
-        .extended_key_usage
-        .contains(&crate::Eku::CSCA_MASTER_LIST_SIGNING);
-    if master_list_signer {
-        if p.kind.is_ca()
-            || p.extended_key_usage != [crate::Eku::CSCA_MASTER_LIST_SIGNING]
-            || !p.extended_key_usage_critical
-        {
-            return fail(
-                "extended_key_usage",
-                "a Master List Signer is an end entity whose extendedKeyUsage is \
-                 id-icao-cscaMasterListSigningKey only, critical (Doc 9303-12 §7.1.1.3, Table 6)",
-            );
-        }
-        if p.key_usage != [crate::KeyUsageBit::DigitalSignature] {
-            return fail(
-                "key_usage",
-                "a Master List Signer's keyUsage is digitalSignature only (Doc 9303-12 Table 6)",
-            );
-        }
-        if !icao.document_types.is_empty() {
-            return fail(
-                "icao_9303.document_types",
-                "a Master List Signer certificate carries no DocumentType extension (Doc \
-                 9303-12 Table 6)",
-            );
-        }
-    }
+    let master_list_signer = is_master_list_signer(p);
     match (
         p.kind.is_ca() || master_list_signer,
         icao.document_types.is_empty(),

@@ -13,14 +13,14 @@
 //! HSM does not hold the key its certificate certifies; and it signs a new list when the CSCA
 //! certificates or the signer changed (§5.3: "it is RECOMMENDED that a new Master List be
 //! compiled and issued"). Every list is kept (`master_lists`); the newest is served. A signer key
-//! a newer one replaced leaves the HSM once its certificate has ended ([`destroy_ended`]).
+//! a newer one replaced never signs again and leaves the HSM at once ([`destroy_replaced`]).
 
 use crate::db::Prepared;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use deadpool_postgres::{Pool, Transaction};
+use deadpool_postgres::{GenericClient, Pool};
 use hsm::KeyStore;
 use sha2::{Digest, Sha256};
 
@@ -69,7 +69,9 @@ pub async fn csca_keys(pool: &Pool) -> Result<Vec<Vec<u8>>> {
 
 /// Make sure the newest list is signed by a current signer over today's CSCA certificates (see
 /// the module documentation); the id of a list signed now, if one was. Nothing when the CSCA
-/// has no active key (after an emergency revocation, until a rotation).
+/// has no active key (after an emergency revocation, until a rotation) or nothing to list. A new
+/// signer is certified and committed first, in a transaction of its own, so a list that then
+/// cannot be signed loses no certificate the CSCA issued.
 pub async fn ensure(
     pool: &Pool,
     store: &Arc<dyn KeyStore>,
@@ -77,10 +79,8 @@ pub async fn ensure(
     profiles: &profiles::ProfileSet,
     centre_name: &str,
 ) -> Result<Option<i64>> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    tx.prepared_execute(LOCK, &[]).await?;
-    let Some(csca) = tx
+    let client = pool.get().await?;
+    let Some(csca) = client
         .prepared_opt(
             "SELECT label FROM ca_keys WHERE ca = 'csca' AND state = 'active'",
             &[],
@@ -92,12 +92,22 @@ pub async fn ensure(
         return Ok(None);
     };
     let issuer = issuers.get(&csca).ok_or_else(|| {
-        CentralError::Other(format!("the active CSCA key {csca} is not usable here"))
+        CentralError::Other(format!(
+            "CSCA Master List: the active CSCA key {csca} is not in the HSM as its certificate \
+             says; no signer is certified"
+        ))
     })?;
-    let (signer, signer_der) = current_signer(&tx, store, issuer, profiles, centre_name).await?;
+    if csca_certificates(&client).await?.is_empty() {
+        tracing::warn!("no CSCA certificate to list: no Master List is signed");
+        return Ok(None);
+    }
+    drop(client);
+    let (signer, signer_der) = current_signer(pool, store, issuer, profiles, centre_name).await?;
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    tx.prepared_execute(LOCK, &[]).await?;
     let certs = csca_certificates(&tx).await?;
-    let content = ca::master_list::content(&certs)?;
-    let content_sha256 = Sha256::digest(&content).to_vec();
+    let content_sha256 = Sha256::digest(ca::master_list::content(&certs)?).to_vec();
     let unchanged = tx
         .prepared_opt(
             "SELECT 1 FROM master_lists WHERE id = (SELECT max(id) FROM master_lists)
@@ -106,8 +116,7 @@ pub async fn ensure(
         )
         .await?
         .is_some();
-    if unchanged {
-        tx.commit().await?;
+    if unchanged || certs.is_empty() {
         return Ok(None);
     }
     let now = SystemTime::now();
@@ -139,11 +148,42 @@ pub async fn ensure(
     Ok(Some(id))
 }
 
+/// [`ensure`] with the CA keys loaded from the HSM: what `idcentral ca approve` runs after a CSCA
+/// rotation or withdrawal, so the list is current at once rather than at the next refresh of a
+/// `serve`.
+pub async fn sign_now(
+    pool: &Pool,
+    store: &Arc<dyn KeyStore>,
+    profiles: &profiles::ProfileSet,
+    centre_name: &str,
+) -> Result<Option<i64>> {
+    let issuers = super::load_issuers(pool, store.as_ref()).await?;
+    ensure(pool, store, &issuers, profiles, centre_name).await
+}
+
+/// Why the newest list may not be handed out as the centre's: `Some(rule)` when it does not
+/// list exactly what the centre's CSCA certificates are now (a rotation or withdrawal since,
+/// signed again at the next refresh of a `serve`).
+pub async fn stale(pool: &Pool, listed: &[Vec<u8>]) -> Result<Option<String>> {
+    let client = pool.get().await?;
+    let now = csca_certificates(&client).await?;
+    let same = now.len() == listed.len() && now.iter().all(|c| listed.contains(c));
+    Ok((!same).then(|| {
+        format!(
+            "the newest CSCA Master List lists {} certificates, the centre's CSCAs are {} now (a \
+             rotation or withdrawal since it was signed): `idcentral serve` signs the next one \
+             within 30 seconds, export it then",
+            listed.len(),
+            now.len()
+        )
+    }))
+}
+
 /// The CSCA certificates a list carries: every CSCA key's certificate that is not revoked,
 /// withdrawn (`crate::csca_withdrawal`) or expired, and the new-with-old link certificates
 /// between two such keys that have not expired, oldest first.
-async fn csca_certificates(tx: &Transaction<'_>) -> Result<Vec<Vec<u8>>> {
-    let rows = tx
+async fn csca_certificates(c: &impl GenericClient) -> Result<Vec<Vec<u8>>> {
+    let rows = c
         .prepared_query(
             "SELECT cert_der FROM ca_keys
              WHERE ca = 'csca' AND state <> 'revoked' AND withdrawn_at IS NULL
@@ -151,7 +191,7 @@ async fn csca_certificates(tx: &Transaction<'_>) -> Result<Vec<Vec<u8>>> {
             &[],
         )
         .await?;
-    let links = tx
+    let links = c
         .prepared_query(
             "SELECT l.cert_der FROM ca_links l
                JOIN ca_keys c ON c.label = l.certified_key
@@ -171,8 +211,11 @@ async fn csca_certificates(tx: &Transaction<'_>) -> Result<Vec<Vec<u8>>> {
         .map(|r| r.get::<_, Vec<u8>>(0))
     {
         use der::Decode;
-        let cert = x509_cert::Certificate::from_der(&der)
-            .map_err(|e| CentralError::Other(format!("a CSCA certificate: {e}")))?;
+        let cert = x509_cert::Certificate::from_der(&der).map_err(|e| {
+            CentralError::Other(format!(
+                "CSCA Master List: a CSCA certificate in ca_keys or ca_links does not parse: {e}"
+            ))
+        })?;
         if cert.tbs_certificate().validity().not_after.to_system_time() > now {
             out.push(der);
         }
@@ -183,7 +226,7 @@ async fn csca_certificates(tx: &Transaction<'_>) -> Result<Vec<Vec<u8>>> {
 /// The signer to sign with now: the newest recorded while it is current (see the module
 /// documentation), else a new key certified by `csca` now. (label, certificate DER).
 async fn current_signer(
-    tx: &Transaction<'_>,
+    pool: &Pool,
     store: &Arc<dyn KeyStore>,
     csca: &ca::Issuer,
     profiles: &profiles::ProfileSet,
@@ -195,11 +238,14 @@ async fn current_signer(
         .as_ref()
         .map_or(profile.validity.days, |p| p.days);
     let margin = Duration::from_secs(u64::from(usage) * 86_400) / ROLL_WHEN_LEFT;
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    tx.prepared_execute(LOCK, &[]).await?;
     let now = SystemTime::now();
     let newest = tx
         .prepared_opt(
             "SELECT label, csca_key, cert_der, key_usage_until FROM master_list_signers
-             ORDER BY created_at DESC, label DESC LIMIT 1",
+             ORDER BY substring(label FROM '[0-9]+$')::int DESC LIMIT 1",
             &[],
         )
         .await?;
@@ -211,6 +257,7 @@ async fn current_signer(
             let held = store.find(&label)?.is_some()
                 && store.public_key_spki(&label)? == ca::certificate_spki(&der)?;
             if by == csca.key_label() && left > margin && held {
+                tx.commit().await?;
                 return Ok((label, der));
             }
             Some(label)
@@ -254,57 +301,38 @@ async fn current_signer(
         "replaces": replaces,
     });
     audit::append(
-        tx,
+        &tx,
         &super::centre_actor(centre_name),
         "master-list.signer-certified",
         &format!("ca-key:{}", csca.key_label()),
         &details,
     )
     .await?;
+    tx.commit().await?;
     tracing::info!(key = %label, csca = %csca.key_label(), "certified a Master List Signer");
     Ok((label, cert.der))
 }
 
-/// Signer keys a newer key replaced whose certificate has ended and that are not recorded
-/// destroyed.
-const ENDED: &str = "SELECT label FROM master_list_signers
-     WHERE destroyed_at IS NULL AND not_after < now()
-       AND label <> (SELECT label FROM master_list_signers ORDER BY created_at DESC, label DESC
-                     LIMIT 1)";
+/// Signer keys a newer key replaced, not recorded destroyed ([`super::replaced_keys`]): a
+/// replaced signer never signs again (lists are signed under the lock, by the newest signer),
+/// so its key goes at once; the lists it signed verify with its certificate.
+static REPLACED: super::replaced_keys::Replaced = super::replaced_keys::Replaced {
+    lock: LOCK,
+    due: "SELECT label, 'master-list-signer:' || label, not_after, csca_key, cert_der
+          FROM master_list_signers
+          WHERE destroyed_at IS NULL
+            AND label <> (SELECT label FROM master_list_signers
+                          ORDER BY substring(label FROM '[0-9]+$')::int DESC LIMIT 1)",
+    record: "UPDATE master_list_signers SET destroyed_at = now() WHERE label = $1",
+    action: "master-list.signer-key-destroyed",
+};
 
-/// Remove from the HSM every replaced signer key whose certificate has ended (the lists it
-/// signed can no longer be verified), record it and audit `master-list.signer-key-destroyed`;
-/// how many. A key already gone is recorded with `removed_from_hsm: false`.
-pub async fn destroy_ended(
+/// Remove from the HSM every replaced signer key, record it and audit
+/// `master-list.signer-key-destroyed`; how many.
+pub async fn destroy_replaced(
     pool: &Pool,
     store: &Arc<dyn KeyStore>,
     centre_name: &str,
 ) -> Result<usize> {
-    let mut client = pool.get().await?;
-    if client.prepared_query(ENDED, &[]).await?.is_empty() {
-        return Ok(0);
-    }
-    let tx = client.transaction().await?;
-    tx.prepared_execute(LOCK, &[]).await?;
-    let ended = tx.prepared_query(ENDED, &[]).await?;
-    for row in &ended {
-        let label: String = row.get(0);
-        let removed = store.destroy(&label)?;
-        tx.prepared_execute(
-            "UPDATE master_list_signers SET destroyed_at = now() WHERE label = $1",
-            &[&label],
-        )
-        .await?;
-        audit::append(
-            &tx,
-            &super::centre_actor(centre_name),
-            "master-list.signer-key-destroyed",
-            &format!("master-list-signer:{label}"),
-            &serde_json::json!({ "key": label, "removed_from_hsm": removed }),
-        )
-        .await?;
-        tracing::info!(key = %label, removed, "destroyed a replaced Master List Signer key");
-    }
-    tx.commit().await?;
-    Ok(ended.len())
+    super::replaced_keys::destroy_due(pool, store, centre_name, &REPLACED).await
 }

@@ -21,6 +21,7 @@ pub mod crl;
 pub mod master_list;
 pub mod ocsp;
 pub mod ocsp_cache;
+pub mod replaced_keys;
 pub mod responder_keys;
 pub mod service_keys;
 pub mod tsa;
@@ -443,7 +444,7 @@ async fn master_list_get(p: &Public) -> Response {
             h.insert(header::LAST_MODIFIED, header_value(&http_date(signed_at)));
             h.insert(
                 header::CACHE_CONTROL,
-                HeaderValue::from_static("max-age=3600, public"),
+                HeaderValue::from_static("max-age=300, public"),
             );
             h.insert(
                 header::CONTENT_DISPOSITION,

@@ -12,7 +12,8 @@
 //! of their validity left, CRLs with less than half of theirs, and (once, at start) every
 //! certificate with no stored response; it certifies a new responder key when a third of the
 //! responder certificate's validity is left and destroys a replaced one whose certificates have
-//! all ended ([`super::responder_keys`]), and rolls the time-stamping key over when a twelfth of its
+//! all ended ([`super::responder_keys`]), signs the CSCA Master List again when the CSCAs or its
+//! signer changed and destroys a replaced signer's key ([`super::master_list`]), and rolls the time-stamping key over when a twelfth of its
 //! usage period is left ([`super::tsa_keys`]; another instance's rollover is picked up here
 //! too).
 
@@ -199,11 +200,25 @@ pub async fn refresh(public: &Arc<Public>, at_start: bool) -> Result<()> {
             *r = fresh;
         }
     }
-    // Replaced responder keys whose certificates have all ended leave the HSM.
+    // The service keys' upkeep: each step on its own, so one that fails (logged) does not keep
+    // the others from running.
     let c = &public.centre;
-    responder_keys::destroy_ended(&c.pool, &c.store, &c.name).await?;
-    // The CSCA Master List: signed again when the CSCA certificates or its signer changed (a
-    // CSCA rotation adds a key this process may not have loaded yet).
+    if let Err(e) = responder_keys::destroy_ended(&c.pool, &c.store, &c.name).await {
+        tracing::warn!(error = %e, "could not destroy the replaced OCSP responder keys");
+    }
+    if let Err(e) = refresh_master_list(public).await {
+        tracing::warn!(error = %e, "could not sign the CSCA Master List");
+    }
+    if let Err(e) = master_list::destroy_replaced(&c.pool, &c.store, &c.name).await {
+        tracing::warn!(error = %e, "could not destroy the replaced Master List Signer keys");
+    }
+    Ok(())
+}
+
+/// The CSCA Master List signed again when the CSCA certificates or its signer changed (a CSCA
+/// rotation adds a key this process may not have loaded yet).
+async fn refresh_master_list(public: &Arc<Public>) -> Result<()> {
+    let c = &public.centre;
     let csca_known = {
         let issuers = public.issuers();
         let client = c.pool.get().await?;
@@ -219,7 +234,6 @@ pub async fn refresh(public: &Arc<Public>, at_start: bool) -> Result<()> {
         public.reload_keys().await?;
     }
     master_list::ensure(&c.pool, &c.store, &public.issuers(), &c.profiles, &c.name).await?;
-    master_list::destroy_ended(&c.pool, &c.store, &c.name).await?;
     Ok(())
 }
 
