@@ -168,13 +168,7 @@ pub async fn run(cli: &Cli, cfg: &CentreConfig, cc: &CaCmd) -> Result<(), Centra
             let profiles = central::public::centre_profiles(cfg.public.base_url.as_deref())?;
             let (r, done) = rotation::approve(&pool, store.as_ref(), &profiles, &s, *id).await?;
             if r.ca == "csca" {
-                // The CSCA Master List follows at once (a serve would at its next refresh).
-                let name = &cfg.centre.name;
-                let signed =
-                    central::public::master_list::sign_now(&pool, &store, &profiles, name).await;
-                if let Err(e) = signed {
-                    eprintln!("The CSCA Master List was not signed again now ({e}); `idcentral serve` signs it within 30 seconds");
-                }
+                resign_master_list(&pool, &store, &profiles, cfg).await;
             }
             checkpoint_after(cfg, &pool, "ca.request.executed").await;
             let out = serde_json::json!({ "request": r, "executed": done });
@@ -188,9 +182,17 @@ pub async fn run(cli: &Cli, cfg: &CentreConfig, cc: &CaCmd) -> Result<(), Centra
         }
         CaCmd::Recover { operator } => {
             let s = log_in(&pool, cfg, operator, "recover CA requests", &admin).await?;
-            let store = hsm::open(&cfg.hsm)?;
+            let store: std::sync::Arc<dyn hsm::KeyStore> = hsm::open(&cfg.hsm)?.into();
             let profiles = central::public::centre_profiles(cfg.public.base_url.as_deref())?;
             let done = rotation::recover(&pool, store.as_ref(), &profiles, &s).await?;
+            let csca = done.iter().any(|d| match d {
+                Executed::Rotation(r) => r.ca == "csca",
+                Executed::Withdrawal(_) => true,
+                _ => false,
+            });
+            if csca {
+                resign_master_list(&pool, &store, &profiles, cfg).await;
+            }
             checkpoint_after(cfg, &pool, "ca.recovered").await;
             print(cli.json, &done, |d| {
                 if d.is_empty() {
@@ -294,6 +296,23 @@ async fn file_request(
         _ => Err(CentralError::Other(
             "not a command that files a CA request".into(),
         )),
+    }
+}
+
+/// After an executed CSCA request: the CSCA Master List signed again at once (a `serve` would
+/// at its next refresh); a failure is said, not fatal.
+async fn resign_master_list(
+    pool: &deadpool_postgres::Pool,
+    store: &std::sync::Arc<dyn hsm::KeyStore>,
+    profiles: &profiles::ProfileSet,
+    cfg: &CentreConfig,
+) {
+    let name = &cfg.centre.name;
+    if let Err(e) = central::public::master_list::sign_now(pool, store, profiles, name).await {
+        eprintln!(
+            "The CSCA Master List was not signed again now ({e}); `idcentral serve` signs it \
+             within 30 seconds"
+        );
     }
 }
 

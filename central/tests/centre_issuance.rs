@@ -1147,6 +1147,23 @@ fn a_rotation_under_dual_control_switches_the_serving_centres_keys_and_recovers_
             && rec.contains("new-with-old, old-with-new"),
         "{rec}"
     );
+    // The recovery signed the CSCA Master List again at once: both CSCAs and the link, by a
+    // signer the new CSCA key certified.
+    let services: serde_json::Value = serde_json::from_str(&ok(as_admin(
+        &config,
+        &["--json", "ca", "services", "--operator", "admin"],
+        ADMIN_PASSWORD,
+        &[],
+    )))
+    .unwrap();
+    assert_eq!(
+        services["master_list"]["csca_certificates"], 3,
+        "{services}"
+    );
+    assert_eq!(
+        services["master_list_signers"][0]["csca_key"], "csca-2",
+        "{services}"
+    );
     let out = d.join("csca-certs");
     ok(as_admin(
         &config,
