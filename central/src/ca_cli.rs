@@ -481,10 +481,19 @@ fn executed_text(d: &Executed) -> String {
             if d.removed_from_hsm { "" } else { "; the HSM no longer had it" },
             d.fingerprint_sha256
         ),
-        Executed::Withdrawal(w) => format!(
-            "Executed CA request {}: CSCA key {} withdrawn from the Master List ({}) at {} (requested by {}, approved by {}); serve signs the next list without it\n",
-            w.request, w.key, w.reason, w.withdrawn_at, w.requested_by, w.approved_by
-        ),
+        Executed::Withdrawal(w) => {
+            let mut t = format!(
+                "Executed CA request {}: CSCA key {} withdrawn from the Master List ({}) at {} (requested by {}, approved by {})\n",
+                w.request, w.key, w.reason, w.withdrawn_at, w.requested_by, w.approved_by
+            );
+            if !w.document_signers.is_empty() {
+                t += &format!(
+                    "  Document Signers it issued: {}; each station stops issuing once it reads the centre's anchors (`idstation centre status`) until a ca-admin there runs `idstation centre renew-document-signer`\n",
+                    w.document_signers.join(", ")
+                );
+            }
+            t
+        }
     }
 }
 

@@ -35,6 +35,10 @@ pub struct Withdrawal {
     pub withdrawn_at: String,
     pub requested_by: String,
     pub approved_by: String,
+    /// The stations whose newest Document Signer certificate the key issued, as `station
+    /// (serial)`: each stops issuing once it reads the anchors, until it renews its Document
+    /// Signer under the active CSCA.
+    pub document_signers: Vec<String>,
 }
 
 /// Why CSCA key `key` may not be withdrawn now, as (rule, error); `None` when it may.
@@ -138,6 +142,27 @@ pub async fn execute(pool: &Pool, actor: &Actor, job: &Job<'_>) -> Result<Withdr
         "key": job.key, "reason": job.reason,
         "requested_by": job.requested_by, "approved_by": job.approved_by,
     });
+    let document_signers: Vec<String> = tx
+        .prepared_query(
+            "SELECT s.station, s.serial FROM station_certs s
+             WHERE s.purpose = 'document-signer' AND s.issuer_key = $1 AND s.revoked_at IS NULL
+               AND s.issued_at = (SELECT max(t.issued_at) FROM station_certs t
+                                  WHERE t.station = s.station AND t.purpose = 'document-signer')
+             ORDER BY s.station",
+            &[&job.key],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            format!(
+                "{} ({})",
+                r.get::<_, &str>(0),
+                hex::encode(r.get::<_, &[u8]>(1))
+            )
+        })
+        .collect();
+    let mut details = details;
+    details["document_signers"] = json!(document_signers);
     audit::append(&tx, actor, "ca.csca-withdrawn", &object, &details).await?;
     tx.commit().await?;
     tracing::info!(key = %job.key, request = job.id, "CSCA key withdrawn from the Master List");
@@ -148,5 +173,6 @@ pub async fn execute(pool: &Pool, actor: &Actor, job: &Job<'_>) -> Result<Withdr
         withdrawn_at: at,
         requested_by: job.requested_by.to_owned(),
         approved_by: job.approved_by.to_owned(),
+        document_signers,
     })
 }
