@@ -111,16 +111,9 @@ pub async fn execute(pool: &Pool, actor: &Actor, job: &Job<'_>) -> Result<Withdr
     )
     .await?;
     let object = format!("ca-request:{}", job.id);
-    let people = json!({ "requested_by": job.requested_by, "approved_by": job.approved_by });
     if let Some((_, e)) = refusal(&tx, job.key).await? {
-        let reason = e.to_string();
-        tx.prepared_execute(
-            "UPDATE ca_requests SET state = 'failed', note = $2 WHERE id = $1 AND state = 'approved'",
-            &[&job.id, &registry::audit::bounded_name(&reason)],
-        )
-        .await?;
-        let details = json!({ "key": job.key, "reason": reason, "operators": people });
-        audit::append(&tx, actor, "ca.request.failed", &object, &details).await?;
+        let request = (job.id, job.key, job.requested_by, job.approved_by);
+        crate::request_failure::record_failed(&tx, actor, request, &e.to_string()).await?;
         tx.commit().await?;
         return Err(e);
     }

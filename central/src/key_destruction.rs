@@ -176,15 +176,8 @@ async fn fail(pool: &Pool, actor: &Actor, job: &Job<'_>, stop: Stop) -> CentralE
     let write = async {
         let mut client = pool.get().await?;
         let tx = client.transaction().await?;
-        tx.prepared_execute(
-            "UPDATE ca_requests SET state = 'failed', note = $2 WHERE id = $1 AND state = 'approved'",
-            &[&job.id, &registry::audit::bounded_name(&reason)],
-        )
-        .await?;
-        let details = json!({ "key": job.key, "reason": reason,
-            "requested_by": job.requested_by, "approved_by": job.approved_by });
-        let object = format!("ca-request:{}", job.id);
-        audit::append(&tx, actor, "ca.request.failed", &object, &details).await?;
+        let request = (job.id, job.key, job.requested_by, job.approved_by);
+        crate::request_failure::record_failed(&tx, actor, request, &reason).await?;
         tx.commit().await?;
         Ok::<_, CentralError>(())
     };

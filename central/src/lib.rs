@@ -26,6 +26,7 @@ pub mod pki;
 pub mod public;
 pub mod refusals;
 pub mod replacements;
+pub mod request_failure;
 pub mod revocation;
 pub mod rotation;
 pub mod server;

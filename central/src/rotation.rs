@@ -281,6 +281,30 @@ async fn file(
     }
 }
 
+/// File a request for one key (kind, CA, key, reason) unless `refused` says why not or another
+/// request of the CA is pending: then the attempt is refused and audited as `(attempt, object)`.
+async fn file_checked(
+    pool: &Pool,
+    tx: deadpool_postgres::Transaction<'_>,
+    s: &Session,
+    refused: Option<(&'static str, CentralError)>,
+    request: (&str, &str, &str, Option<&str>),
+    details: serde_json::Value,
+    (attempt, object): (&str, &str),
+) -> Result<RequestView> {
+    let refused = match refused {
+        Some(r) => Some(r),
+        None => pending(&tx, request.1)
+            .await?
+            .map(|e| ("one pending per CA", e)),
+    };
+    if let Some((rule, e)) = refused {
+        drop(tx);
+        return Err(refuse_attempt(pool, s.actor(), attempt, object, rule, e).await);
+    }
+    file(pool, tx, s, request, details, (attempt, object)).await
+}
+
 async fn insert_request(
     tx: deadpool_postgres::Transaction<'_>,
     s: &Session,
@@ -397,18 +421,11 @@ pub async fn request_tsa_key_destruction(
     expire_overdue(pool).await?;
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let refused = match crate::key_destruction::refusal(&tx, key).await? {
-        Some(r) => Some(r),
-        None => pending(&tx, CA).await?.map(|e| ("one pending per CA", e)),
-    };
-    if let Some((rule, e)) = refused {
-        drop(tx);
-        let attempt = "file destroy-tsa-key";
-        return Err(refuse_attempt(pool, s.actor(), attempt, &object, rule, e).await);
-    }
+    let refused = crate::key_destruction::refusal(&tx, key).await?;
     let details = json!({ "kind": KIND, "ca": CA, "key": key });
-    let refusal = ("file destroy-tsa-key", object.as_str());
-    file(pool, tx, s, (KIND, CA, key, None), details, refusal).await
+    let request = (KIND, CA, key, None);
+    let attempt = ("file destroy-tsa-key", object.as_str());
+    file_checked(pool, tx, s, refused, request, details, attempt).await
 }
 
 /// File a request to withdraw the retired CSCA key `key` from the Master List for `reason`
@@ -429,24 +446,10 @@ pub async fn request_csca_withdrawal(
     expire_overdue(pool).await?;
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let refused = match crate::csca_withdrawal::refusal(&tx, key).await? {
-        Some(r) => Some(r),
-        None => pending(&tx, CA).await?.map(|e| ("one pending per CA", e)),
-    };
-    if let Some((rule, e)) = refused {
-        drop(tx);
-        return Err(refuse_attempt(pool, s.actor(), attempt, &object, rule, e).await);
-    }
+    let refused = crate::csca_withdrawal::refusal(&tx, key).await?;
     let details = json!({ "kind": KIND, "ca": CA, "key": key, "reason": reason });
-    file(
-        pool,
-        tx,
-        s,
-        (KIND, CA, key, Some(reason)),
-        details,
-        (attempt, &object),
-    )
-    .await
+    let request = (KIND, CA, key, Some(reason));
+    file_checked(pool, tx, s, refused, request, details, (attempt, &object)).await
 }
 
 /// Every request, newest first (overdue ones expired first).
