@@ -184,8 +184,14 @@ pub async fn renew_identity(
     let cert =
         crate::pki::issue_station_cert(centre, &issuer, "station-identity", spki, name).await?;
     tx.prepared_execute(
-        "INSERT INTO station_certs (station, purpose, serial, cert_der) VALUES ($1, 'identity', $2, $3)",
-        &[&who.station, &serial_of(&cert.der)?, &cert.der],
+        "INSERT INTO station_certs (station, purpose, serial, cert_der, issuer_key)
+         VALUES ($1, 'identity', $2, $3, $4)",
+        &[
+            &who.station,
+            &serial_of(&cert.der)?,
+            &cert.der,
+            &issuer.key_label(),
+        ],
     )
     .await?;
     let previous_serial = ca::CertInfo::parse(presented)?.serial_hex;

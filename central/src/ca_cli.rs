@@ -492,6 +492,12 @@ fn executed_text(d: &Executed) -> String {
                     w.document_signers.join(", ")
                 );
             }
+            if w.cards_to_replace > 0 {
+                t += &format!(
+                    "  {} cards whose EF.SOD they signed are flagged for replacement (station cards-to-replace)\n",
+                    w.cards_to_replace
+                );
+            }
             t
         }
     }

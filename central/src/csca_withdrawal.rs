@@ -11,7 +11,9 @@
 //! audited with both operators. Every `serve` signs the next Master List without the key at its
 //! next refresh (`crate::public::master_list`), and `GET /v1/anchors` names it to the stations,
 //! which stop trusting it (`crate::anchors`). The key's certificate and the Document Signer
-//! certificates it issued are not changed.
+//! certificates it issued are not changed, but every card in use whose EF.SOD such a Document
+//! Signer signed is flagged for replacement in the same transaction (`idcentral station
+//! cards-to-replace`): no inspection system that trusts the Master List accepts its chip data.
 
 use deadpool_postgres::{GenericClient, Pool};
 use serde::Serialize;
@@ -39,6 +41,9 @@ pub struct Withdrawal {
     /// (serial)`: each stops issuing once it reads the anchors, until it renews its Document
     /// Signer under the active CSCA.
     pub document_signers: Vec<String>,
+    /// Cards in use whose EF.SOD a Document Signer the key certified signed, now flagged for
+    /// replacement.
+    pub cards_to_replace: u64,
 }
 
 /// Why CSCA key `key` may not be withdrawn now, as (rule, error); `None` when it may.
@@ -135,6 +140,7 @@ pub async fn execute(pool: &Pool, actor: &Actor, job: &Job<'_>) -> Result<Withdr
         "key": job.key, "reason": job.reason,
         "requested_by": job.requested_by, "approved_by": job.approved_by,
     });
+    crate::stations::fill_issuer_keys(&tx, None).await?;
     let document_signers: Vec<String> = tx
         .prepared_query(
             "SELECT s.station, s.serial FROM station_certs s
@@ -154,8 +160,10 @@ pub async fn execute(pool: &Pool, actor: &Actor, job: &Job<'_>) -> Result<Withdr
             )
         })
         .collect();
+    let cards_to_replace = crate::replacements::flag_csca_cards(&tx, job.key, job.reason).await?;
     let mut details = details;
     details["document_signers"] = json!(document_signers);
+    details["cards_to_replace"] = json!(cards_to_replace);
     audit::append(&tx, actor, "ca.csca-withdrawn", &object, &details).await?;
     tx.commit().await?;
     tracing::info!(key = %job.key, request = job.id, "CSCA key withdrawn from the Master List");
@@ -167,5 +175,6 @@ pub async fn execute(pool: &Pool, actor: &Actor, job: &Job<'_>) -> Result<Withdr
         requested_by: job.requested_by.to_owned(),
         approved_by: job.approved_by.to_owned(),
         document_signers,
+        cards_to_replace,
     })
 }

@@ -124,8 +124,15 @@ pub async fn renew(
             let serial =
                 hex::decode(cert.serial_hex()).map_err(|e| CentralError::Other(e.to_string()))?;
             tx.prepared_execute(
-                "INSERT INTO station_certs (station, purpose, serial, cert_der) VALUES ($1, $2, $3, $4)",
-                &[&who.station, &PURPOSE, &serial, &cert.der],
+                "INSERT INTO station_certs (station, purpose, serial, cert_der, issuer_key)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    &who.station,
+                    &PURPOSE,
+                    &serial,
+                    &cert.der,
+                    &csca.key_label(),
+                ],
             )
             .await?;
             let info = ca::CertInfo::parse(&cert.der)?;

@@ -161,6 +161,12 @@ pub async fn enrol(centre: &Arc<Centre>, req: &EnrolRequest) -> Result<EnrolResp
         station_ca: centre.active_issuer(&tx, "station-ca").await?,
         csca: Arc::clone(&csca),
     };
+    // The CA key that issues each of the three, recorded with its certificate.
+    let issuer_keys = [
+        issuers.station_ca.key_label().to_owned(),
+        issuers.root.key_label().to_owned(),
+        issuers.csca.key_label().to_owned(),
+    ];
     let (c, station, root) = (
         Arc::clone(centre),
         req.station.clone(),
@@ -170,13 +176,15 @@ pub async fn enrol(centre: &Arc<Centre>, req: &EnrolRequest) -> Result<EnrolResp
         .await
         .map_err(|e| CentralError::Other(format!("issuing task: {e}")))??;
     let mut details = serde_json::Map::new();
-    for (purpose, der) in ["identity", "audit", "document-signer"].iter().zip(&certs) {
+    let purposes = ["identity", "audit", "document-signer"];
+    for ((purpose, der), issuer_key) in purposes.iter().zip(&certs).zip(&issuer_keys) {
         let info = ca::CertInfo::parse(der)?;
         let serial =
             hex::decode(&info.serial_hex).map_err(|e| CentralError::Other(e.to_string()))?;
         tx.prepared_execute(
-            "INSERT INTO station_certs (station, purpose, serial, cert_der) VALUES ($1, $2, $3, $4)",
-            &[&req.station, purpose, &serial, der],
+            "INSERT INTO station_certs (station, purpose, serial, cert_der, issuer_key)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[&req.station, purpose, &serial, der, issuer_key],
         )
         .await?;
         details.insert(

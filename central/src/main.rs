@@ -850,6 +850,9 @@ fn show_text(r: &central::show::HolderRecord) -> String {
             d.date_of_expiry,
             d.card_serial
         );
+        if let Some(ds) = &d.document_signer {
+            s += &format!("    EF.SOD signed by Document Signer {ds}\n");
+        }
         if let Some(why) = &d.replacement_due {
             s += &format!("    to be replaced: {why}\n");
         }

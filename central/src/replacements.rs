@@ -1,7 +1,9 @@
 //! Cards to replace because their chip data can no longer be authenticated: the Document
 //! Signer that signed their EF.SOD was revoked with its station (`idcentral station disable
-//! --reason`, docs/centre.md "Cutting a station off"). [`flag_station_cards`] marks them in the
-//! disable's transaction (migration V16); [`list`] is what `idcentral station cards-to-replace`
+//! --reason`, docs/centre.md "Cutting a station off"), or the CSCA key that certified that
+//! Document Signer was withdrawn from the CSCA Master List (`idcentral ca withdraw-csca`).
+//! [`flag_station_cards`] and [`flag_csca_cards`] mark them in the disable's or the withdrawal's
+//! transaction (migrations V16, V24); [`list`] is what `idcentral station cards-to-replace`
 //! prints: a read of personal data, ca-admin or auditor, audited in the transaction that reads.
 
 use crate::db::Prepared;
@@ -28,6 +30,46 @@ pub(crate) async fn flag_station_cards(
             &[&station, &why],
         )
         .await?)
+}
+
+/// Flag every card still in use (not replaced, not flagged before) whose EF.SOD a Document
+/// Signer certified by CSCA key `key` signed, naming why; returns how many. A card completed by a
+/// station that did not name its Document Signer (a station older than `complete`'s
+/// `document_signer`) is flagged when its station held a Document Signer under `key` by then:
+/// the centre cannot tell which of the station's keys signed it. The station certificates'
+/// issuer keys must be filled in first (`stations::fill_issuer_keys`).
+pub(crate) async fn flag_csca_cards(tx: &Transaction<'_>, key: &str, reason: &str) -> Result<u64> {
+    let why = format!(
+        "the CSCA key {key} that certified its Document Signer was withdrawn from the CSCA \
+         Master List ({reason})"
+    );
+    let known = tx
+        .prepared_execute(
+            "UPDATE documents d SET replacement_due = $2, replacement_due_at = now()
+             WHERE d.state IN ('active', 'suspended') AND d.replaced_by IS NULL
+               AND d.replacement_due IS NULL
+               AND EXISTS (SELECT 1 FROM station_certs s
+                           WHERE s.station = d.station AND s.purpose = 'document-signer'
+                             AND s.serial = d.document_signer AND s.issuer_key = $1)",
+            &[&key, &why],
+        )
+        .await?;
+    let unknown = format!(
+        "{why}; which Document Signer signed it is not recorded, and its station held one under \
+         that key when it was issued"
+    );
+    let inferred = tx
+        .prepared_execute(
+            "UPDATE documents d SET replacement_due = $2, replacement_due_at = now()
+             WHERE d.state IN ('active', 'suspended') AND d.replaced_by IS NULL
+               AND d.replacement_due IS NULL AND d.document_signer IS NULL
+               AND EXISTS (SELECT 1 FROM station_certs s
+                           WHERE s.station = d.station AND s.purpose = 'document-signer'
+                             AND s.issuer_key = $1 AND s.issued_at <= d.created_at)",
+            &[&key, &unknown],
+        )
+        .await?;
+    Ok(known + inferred)
 }
 
 /// One card to replace.

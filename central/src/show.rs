@@ -34,9 +34,14 @@ pub struct DocumentRecord {
     /// The document that replaced this one (a replacement), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replaced_by: Option<String>,
-    /// Why the card must be replaced (its Document Signer was revoked), if it must.
+    /// Why the card must be replaced (its Document Signer was revoked, or the CSCA key that
+    /// certified it withdrawn), if it must.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replacement_due: Option<String>,
+    /// The serial number (hex) of the Document Signer certificate that signed the card's
+    /// EF.SOD, as the station named it at `complete`; absent when the station did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub document_signer: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -98,7 +103,7 @@ async fn documents(c: &impl GenericClient, holder: i64) -> Result<Vec<DocumentRe
         .prepared_query(
             "SELECT d.series, d.number, d.state, d.station, d.office, d.date_of_issue::text,
                     d.date_of_expiry::text, d.card_serial, d.job, n.series, n.number,
-                    d.replacement_due
+                    d.replacement_due, encode(d.document_signer, 'hex')
              FROM documents d LEFT JOIN documents n ON n.id = d.replaced_by
              WHERE d.holder_id = $1 ORDER BY d.id",
             &[&holder],
@@ -119,6 +124,7 @@ async fn documents(c: &impl GenericClient, holder: i64) -> Result<Vec<DocumentRe
                 .get::<_, Option<String>>(9)
                 .map(|s| crate::numbers::document_number(&s, r.get(10))),
             replacement_due: r.get(11),
+            document_signer: r.get(12),
         })
         .collect())
 }

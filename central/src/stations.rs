@@ -226,6 +226,46 @@ pub(crate) fn issuer_label(identity: Option<&[u8]>, keys: &[(String, Vec<u8>)]) 
         .map(|(l, _)| l.clone())
 }
 
+/// Name the issuing CA key of each certificate of `station` (of every station when `None`) that
+/// names none — rows recorded before the centre stored it with the certificate — found by
+/// signature among every key of `ca_keys`, retired ones too.
+pub(crate) async fn fill_issuer_keys(tx: &Transaction<'_>, station: Option<&str>) -> Result<()> {
+    let rows = tx
+        .prepared_query(
+            "SELECT station, purpose, serial, cert_der FROM station_certs
+             WHERE issuer_key IS NULL AND ($1::text IS NULL OR station = $1) FOR UPDATE",
+            &[&station],
+        )
+        .await?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let keys = ca_key_certs(tx).await?;
+    for r in rows {
+        let (name, purpose, serial, der): (String, String, Vec<u8>, Vec<u8>) =
+            (r.get(0), r.get(1), r.get(2), r.get(3));
+        if let Some(issuer) = issuer_label(Some(&der), &keys) {
+            tx.prepared_execute(
+                "UPDATE station_certs SET issuer_key = $4
+                 WHERE station = $1 AND purpose = $2 AND serial = $3",
+                &[&name, &purpose, &serial, &issuer],
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Every CA key's label with its certificate.
+async fn ca_key_certs(tx: &Transaction<'_>) -> Result<Vec<(String, Vec<u8>)>> {
+    Ok(tx
+        .prepared_query("SELECT label, cert_der FROM ca_keys ORDER BY label", &[])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}
+
 pub async fn list(pool: &Pool, session: &Session) -> Result<Vec<StationInfo>> {
     session.require(&[Role::CaAdmin, Role::Auditor], "list stations")?;
     let client = pool.get().await?;
@@ -403,12 +443,7 @@ async fn revoke_certs(
     station: &str,
     reason: &str,
 ) -> Result<Vec<RevokedStationCert>> {
-    let keys: Vec<(String, Vec<u8>)> = tx
-        .prepared_query("SELECT label, cert_der FROM ca_keys ORDER BY label", &[])
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let keys = ca_key_certs(tx).await?;
     let rows = tx
         .prepared_query(
             "SELECT purpose, serial, cert_der FROM station_certs

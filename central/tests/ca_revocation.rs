@@ -2,6 +2,8 @@
 //! certificate revocation"): a real PostgreSQL cluster, the centre's SoftHSM2 token, `idcentral
 //! serve` with its public listener, an enrolled station issuing cards through the protocol with
 //! software card keys (`testrig::egov::issue_without_card`), and openssl as the relying party.
+//! Also a CSCA key withdrawn from the Master List: the cards its Document Signer signed flagged,
+//! a card signed after voided at `complete`.
 
 mod common;
 
@@ -12,7 +14,7 @@ use std::time::{Duration, Instant};
 use centre_api::EnrolResponse;
 use common::*;
 use serde_json::{json, Value};
-use testrig::egov::{card_key, issue_without_card, new_job};
+use testrig::egov::{card_key, issue_signed_by, issue_without_card, new_job};
 
 /// The station's side of the test: its TLS configuration against the serving centre.
 struct Desk {
@@ -839,4 +841,162 @@ fn a_ca_request_filed_at_the_same_moment_as_another_is_a_conflict() {
         .unwrap()
         .get(0);
     assert_eq!(refused_attempts, 1);
+}
+
+#[test]
+fn a_withdrawn_csca_flags_the_cards_its_document_signer_signed_and_voids_a_card_signed_after() {
+    let (tmp, cluster, config, desk) = set_up("wd-st1");
+    let d = tmp.path();
+    let db = desk.rt.block_on(db(&cluster));
+    let q = |sql: &str| desk.rt.block_on(db.query(sql, &[])).unwrap();
+    let ds_pem = std::fs::read_to_string(d.join("ds.pem")).unwrap();
+    let ds = ca::CertInfo::parse(&der_of_pem(&ds_pem))
+        .unwrap()
+        .serial_hex;
+
+    // One card names its Document Signer at `complete`; one comes from a station older than
+    // the field, and names none.
+    let post = |path: &str, body: &Value| desk.ok(path, body);
+    let named = issue_signed_by(&post, "clerk1", "31234567890123", Some(&ds));
+    let unnamed = issue_signed_by(&post, "clerk1", "41234567890124", None);
+    let recorded: Vec<Option<String>> =
+        q("SELECT encode(document_signer, 'hex') FROM documents ORDER BY id")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+    assert_eq!(recorded, [Some(ds.clone()), None]);
+
+    // A third job, certified: a completion naming no Document Signer of this station is refused,
+    // naming the field, and changes nothing.
+    let job = new_job();
+    let r = desk.ok(
+        centre_api::paths::RESERVE,
+        &reserve_body(&job, "51234567890125"),
+    );
+    let challenge = r["challenge"].as_str().unwrap();
+    desk.ok(
+        &centre_api::paths::certify(&job),
+        &certify_body(&job, challenge),
+    );
+    let complete = |ds: &str| {
+        json!({ "operator": "clerk1", "card_serial": "0A1B2C3D", "date_of_issue": "2026-12-02",
+                "date_of_expiry": "2036-12-01", "document_signer": ds })
+    };
+    for (bad, why) in [
+        ("zz", "not 1-20 bytes in hex"),
+        ("0102", "no such certificate"),
+    ] {
+        let (status, v) = desk.call(&centre_api::paths::complete(&job), &complete(bad));
+        assert_eq!(
+            (status, v["rule"].as_str()),
+            (400, Some("invalid-request")),
+            "{v}"
+        );
+        let error = v["error"].as_str().unwrap();
+        assert!(
+            error.contains("document_signer") && error.contains(why),
+            "{v}"
+        );
+    }
+    let state: String = q(&format!("SELECT state FROM jobs WHERE id = '{job}'"))[0].get(0);
+    assert_eq!(state, "certified");
+
+    // The station certificates as a centre older than their `issuer_key` recorded them: the
+    // withdrawal finds each one's issuer by its signature.
+    q("UPDATE station_certs SET issuer_key = NULL");
+
+    // The CSCA rotates, then csca-1 is withdrawn (dual control).
+    ok(as_operator(
+        &config,
+        &["ca", "rotate", "--ca", "csca"],
+        "admin",
+        &[],
+    ));
+    ok(as_operator(&config, &["ca", "approve", "1"], "admin2", &[]));
+    let withdraw = [
+        "ca",
+        "withdraw-csca",
+        "--key",
+        "csca-1",
+        "--reason",
+        "keyCompromise",
+    ];
+    ok(as_operator(&config, &withdraw, "admin", &[]));
+    let done = ok(as_operator(&config, &["ca", "approve", "2"], "admin2", &[]));
+    assert!(
+        done.contains(&format!("Document Signers it issued: tas01-st1 ({ds})")),
+        "{done}"
+    );
+    assert!(
+        done.contains("2 cards whose EF.SOD they signed are flagged for replacement"),
+        "{done}"
+    );
+    let issuers: Vec<(String, String)> =
+        q("SELECT purpose, issuer_key FROM station_certs ORDER BY purpose")
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+    let pair = |p: &str, k: &str| (p.to_owned(), k.to_owned());
+    assert_eq!(
+        issuers,
+        [
+            pair("audit", "root-ca-1"),
+            pair("document-signer", "csca-1"),
+            pair("identity", "station-ca-1")
+        ]
+    );
+    let event = q("SELECT details FROM audit_log WHERE action = 'ca.csca-withdrawn'");
+    let details: Value = serde_json::from_str(event[0].get(0)).unwrap();
+    assert_eq!(details["cards_to_replace"], 2, "{details}");
+
+    let listed = as_operator(
+        &config,
+        &["--json", "station", "cards-to-replace"],
+        "admin",
+        &[],
+    );
+    let listed: Value = serde_json::from_str(&ok(listed)).unwrap();
+    let flagged: Vec<(&str, &str)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["document"].as_str().unwrap(),
+                c["reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let because = "the CSCA key csca-1 that certified its Document Signer was withdrawn from the \
+                   CSCA Master List (keyCompromise)";
+    assert_eq!(flagged.len(), 2, "{listed}");
+    assert_eq!(flagged[0], (named.as_str(), because), "{listed}");
+    assert_eq!(flagged[1].0, unnamed, "{listed}");
+    assert!(
+        flagged[1].1.starts_with(because) && flagged[1].1.contains("is not recorded"),
+        "{listed}"
+    );
+
+    // The certified job's card, signed by the withdrawn CSCA's Document Signer, is not handed
+    // out: the completion aborts the job, its number spoiled and its certificates revoked.
+    let (status, v) = desk.call(&centre_api::paths::complete(&job), &complete(&ds));
+    assert_eq!(
+        (status, v["rule"].as_str()),
+        (409, Some("job-aborted")),
+        "{v}"
+    );
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("the CSCA key csca-1 that certified the Document Signer"),
+        "{v}"
+    );
+    let state: String = q(&format!("SELECT state FROM jobs WHERE id = '{job}'"))[0].get(0);
+    assert_eq!(state, "aborted");
+    let revoked: i64 = q(&format!(
+        "SELECT count(*) FROM certificates WHERE job = '{job}' AND state = 'revoked'"
+    ))[0]
+        .get(0);
+    assert_eq!(revoked, 2);
 }

@@ -311,6 +311,11 @@ pub struct CompleteRequest {
     pub date_of_issue: String,
     /// `YYYY-MM-DD`.
     pub date_of_expiry: String,
+    /// The serial number (hex) of the Document Signer certificate whose key signed the card's
+    /// EF.SOD: one the centre certified for this station. Absent from a station older than the
+    /// field; the centre then records no Document Signer for the document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document_signer: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -412,6 +412,7 @@ fn main() {
                 date_of_expiry: "2036-11-24".into(),
                 card_serial: format!("BENCH-{i:06}"),
                 certificate_ids: vec![cert],
+                document_signer: None,
             },
             &clerk,
         )

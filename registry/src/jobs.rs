@@ -134,6 +134,10 @@ pub struct Completion {
     pub card_serial: String,
     /// Certificates (ids from [`Tx::insert_certificate`]) now on the locked card.
     pub certificate_ids: Vec<i64>,
+    /// The serial number (hex) of the Document Signer certificate whose key signed the card's
+    /// EF.SOD; recorded in the `issuance.completed` audit event. `None` when not known (a job
+    /// journaled by an older version).
+    pub document_signer: Option<String>,
 }
 
 const JOB_COLS: &str = "id, holder_id, office, operator, station, series, number, card_serial, \
@@ -406,16 +410,20 @@ impl Tx<'_> {
              WHERE id = ?1",
             params![c.job_id, c.card_serial, now],
         )?;
+        let mut details = serde_json::json!({
+            "job": c.job_id,
+            "card": c.card_serial,
+            "certificates": c.certificate_ids,
+            "pinfl": pinfl,
+        });
+        if let Some(ds) = &c.document_signer {
+            details["document_signer"] = serde_json::json!(ds);
+        }
         self.audit(&AuditEntry {
             actor: by,
             action: "issuance.completed",
             object: &format!("document:{num}"),
-            details: &serde_json::json!({
-                "job": c.job_id,
-                "card": c.card_serial,
-                "certificates": c.certificate_ids,
-                "pinfl": pinfl,
-            }),
+            details: &details,
         })?;
         Ok(doc_id)
     }
@@ -749,6 +757,7 @@ mod tests {
                     date_of_expiry: "2036-11-24".into(),
                     card_serial: "VCHIP-0001".into(),
                     certificate_ids: vec![cert],
+                    document_signer: None,
                 },
                 &a,
             )
@@ -967,6 +976,7 @@ mod tests {
                         date_of_expiry: "2036-11-24".into(),
                         card_serial: "VCHIP-0002".into(),
                         certificate_ids: vec![999],
+                        document_signer: None,
                     },
                     &a,
                 )

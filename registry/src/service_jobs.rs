@@ -361,6 +361,7 @@ mod tests {
                     date_of_expiry: "2036-11-24".into(),
                     card_serial: "0A0B0C0D".into(),
                     certificate_ids: vec![],
+                    document_signer: None,
                 },
                 &a,
             )

@@ -345,6 +345,7 @@ impl Registrar for CentreRegistrar {
             card_serial: completion.card_serial.clone(),
             date_of_issue: completion.date_of_issue.clone(),
             date_of_expiry: completion.date_of_expiry.clone(),
+            document_signer: completion.document_signer.clone(),
         };
         let client = CentreClient::for_station(st)?;
         match client.post::<_, CompleteResponse>(&paths::complete(&cj.centre_job), &request) {

@@ -220,6 +220,19 @@ pub(crate) fn recover_with_card(
     Ok(out)
 }
 
+/// The Document Signer certificate serial journaled with the job's `card.complete` step (the
+/// key that signed the EF.SOD now on the card); `None` for a job an older version journaled.
+fn journaled_document_signer(job: &Job) -> Option<String> {
+    job.steps
+        .iter()
+        .rev()
+        .filter(|s| s.step == JobStep::CardComplete.as_str())
+        .find_map(|s| {
+            let details: serde_json::Value = serde_json::from_str(&s.details).ok()?;
+            details.get("document_signer")?.as_str().map(str::to_owned)
+        })
+}
+
 fn resolve_with_card(
     st: &mut Station,
     actor: &Actor,
@@ -253,6 +266,7 @@ fn resolve_with_card(
             date_of_expiry: doc.expiry(issued).to_string(),
             card_serial: crate::card::serial_text(info.serial),
             certificate_ids: certs.iter().map(|c| c.id).collect(),
+            document_signer: journaled_document_signer(job),
         };
         if let Err(e) =
             registrar.complete(st, actor, &completion, JobStep::RegistryComplete.as_str())

@@ -4,7 +4,9 @@
 //! active and the next run finishes with the same certificate (nothing issued twice); after the
 //! centre's CSCA rollover the next renewal learns `csca-2` through its link certificate. Cards
 //! issued in between (vpcd + vchip, read back through PACE) carry the Document Signer active
-//! then, and openssl verifies each EF.SOD with the CSCA as the only anchor. A station disabled
+//! then, and openssl verifies each EF.SOD with the CSCA as the only anchor; the centre records
+//! which Document Signer signed each card, and withdrawing `csca-1` flags exactly the cards its
+//! Document Signers signed for replacement. A station disabled
 //! for cause has all three Document Signers revoked. A real centre (testrig::centre:
 //! PostgreSQL, SoftHSM2, `idcentral serve`). Needs `cargo test -p central --no-run` in the same
 //! target dir.
@@ -31,14 +33,39 @@ const RENEW: [&str; 5] = [
 ];
 
 /// Issue `holder` on a fresh card, read EF.SOD back through PACE with the MRZ `show` gives,
-/// write it (DER ContentInfo) into the station's directory.
-fn issue_and_read_sod(st: &Station, slot: &testrig::Slot, holder: &str, serial: u32) -> PathBuf {
+/// write it (DER ContentInfo) into the station's directory; the document number and that file.
+fn issue_and_read_sod(
+    st: &Station,
+    slot: &testrig::Slot,
+    holder: &str,
+    serial: u32,
+) -> (String, PathBuf) {
     let card = slot.insert(&st.blank_card(serial), &[]);
     let issued = ok(st.issue(holder, &slot.reader_name, &[]));
     let doc = issued["document"].as_str().expect("document").to_owned();
     let sod = st.read_sod(&slot.reader_name, &doc);
     card.pull();
-    sod
+    (doc, sod)
+}
+
+/// The Document Signer serial the centre recorded for `doc` (`idcentral show --document`).
+fn centre_document_signer(centre: &Centre, doc: &str) -> serde_json::Value {
+    let shown = centre.ok(&["--json", "show", "--document", doc, "--operator", "admin"]);
+    let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    let record = shown["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["document"] == doc)
+        .unwrap_or_else(|| panic!("{shown}"));
+    record["document_signer"].clone()
+}
+
+/// The serial (hex) of the station's certificate `label` in `DIR/ca/`.
+fn serial_of(st: &Station, label: &str) -> String {
+    ca::CertInfo::parse(&der_of(&ca_pem(st, label)))
+        .unwrap()
+        .serial_hex
 }
 
 /// The certificate (DER) in the PEM file `path`.
@@ -74,7 +101,7 @@ fn an_enrolled_station_renews_its_document_signer_through_the_centre_and_keeps_i
     let slot = testrig::Slot::lease();
     let csca1 = st.ca_file("csca");
 
-    let sod1 = issue_and_read_sod(&st, &slot, "holder-01.json", 0x5F00_0001);
+    let (doc1, sod1) = issue_and_read_sod(&st, &slot, "holder-01.json", 0x5F00_0001);
     let signer = cms_verify(&sod1, &csca1).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(der_of(&signer), der_of(&ca_pem(&st, "ds-1")));
 
@@ -192,7 +219,7 @@ fn an_enrolled_station_renews_its_document_signer_through_the_centre_and_keeps_i
         .unwrap();
     assert!(show.contains(&format!("key usage until {until}")), "{show}");
 
-    let sod2 = issue_and_read_sod(&st, &slot, "holder-02.json", 0x5F00_0002);
+    let (doc2, sod2) = issue_and_read_sod(&st, &slot, "holder-02.json", 0x5F00_0002);
     let signer = cms_verify(&sod2, &csca1).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(der_of(&signer), der_of(&ca_pem(&st, "ds-2")));
 
@@ -207,7 +234,7 @@ fn an_enrolled_station_renews_its_document_signer_through_the_centre_and_keeps_i
     assert_eq!(r["issued_now"], true, "{r}");
     let csca2 = st.ca_file("csca");
     assert_eq!(csca2, ca_pem(&st, "centre-csca-2"));
-    let sod3 = issue_and_read_sod(&st, &slot, "holder-03.json", 0x5F00_0003);
+    let (doc3, sod3) = issue_and_read_sod(&st, &slot, "holder-03.json", 0x5F00_0003);
     let signer = cms_verify(&sod3, &csca2).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(der_of(&signer), der_of(&ca_pem(&st, "ds-3")));
     assert!(cms_verify(&sod3, &csca1).is_err());
@@ -234,10 +261,43 @@ fn an_enrolled_station_renews_its_document_signer_through_the_centre_and_keeps_i
         "--operator",
         "admin",
     ]);
-    centre.ok_as(
+    let done = centre.ok_as(
         &["ca", "approve", "2", "--operator", "admin2"],
         CENTRE_ADMIN2_PASSWORD,
     );
+    // Each card names the Document Signer that signed its EF.SOD at `complete`: the two under
+    // csca-1 are flagged for replacement, the one under csca-2 is not.
+    assert_eq!(
+        centre_document_signer(&centre, &doc1),
+        serial_of(&st, "ds-1")
+    );
+    assert_eq!(
+        centre_document_signer(&centre, &doc2),
+        serial_of(&st, "ds-2")
+    );
+    assert_eq!(
+        centre_document_signer(&centre, &doc3),
+        serial_of(&st, "ds-3")
+    );
+    assert!(
+        done.contains("2 cards whose EF.SOD they signed are flagged for replacement"),
+        "{done}"
+    );
+    let listed = centre.ok(&[
+        "--json",
+        "station",
+        "cards-to-replace",
+        "--operator",
+        "admin",
+    ]);
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let flagged: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["document"].as_str().unwrap())
+        .collect();
+    assert_eq!(flagged, [doc1.as_str(), doc2.as_str()], "{listed}");
     let status = ok(st.run(&["--json", "centre", "status"], &[], &[]));
     assert_eq!(
         status["anchors"]["cscas_withdrawn"],

@@ -303,6 +303,22 @@ fn holder_variant(st: &Station, base: &str, seq: u32) -> PathBuf {
 }
 
 /// What the centre knows of the holder in `holder_file` (`idcentral show --pinfl --json`).
+/// The serial number of the certificate in PEM file `path`, as `openssl x509 -serial` prints it
+/// (upper-case hex).
+fn openssl_serial(path: &Path) -> String {
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-serial", "-in"])
+        .arg(path)
+        .output()
+        .expect("openssl is required");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.trim()
+        .strip_prefix("serial=")
+        .unwrap_or_else(|| panic!("{text}"))
+        .to_owned()
+}
+
 fn centre_view(centre: &Centre, holder_file: &Path) -> serde_json::Value {
     let v: serde_json::Value =
         serde_json::from_slice(&std::fs::read(holder_file).unwrap()).unwrap();
@@ -372,6 +388,7 @@ fn the_centre_or_the_station_killed_after_each_protocol_step_leaves_nothing_dupl
     centre.serve();
     let st = Station::enrol(&centre, "TAS01", "tas01-st1");
     let slot = testrig::Slot::lease();
+    let ds_serial = openssl_serial(&st.data.join("ca/ds-1.pem"));
     // (who is killed, where, whether the card was LOCKED by then)
     let cases = [
         ("centre", "reserve", false),
@@ -412,8 +429,20 @@ fn the_centre_or_the_station_killed_after_each_protocol_step_leaves_nothing_dupl
         let view = centre_view(&centre, &holder);
         let active = check_centre_invariants(&view);
         if locked {
-            // The card was LOCKED: recovery completed the issuance on both sides.
+            // The card was LOCKED: recovery completed the issuance on both sides, naming the
+            // Document Signer journaled when EF.SOD was signed (openssl reads its serial).
             assert_eq!(active, 1, "{who} {point}: completed at the centre: {view}");
+            let document = view["documents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|d| d["state"] == "active")
+                .unwrap_or_else(|| panic!("{view}"));
+            assert_eq!(
+                document["document_signer"].as_str().map(str::to_uppercase),
+                Some(ds_serial.clone()),
+                "{who} {point}: {view}"
+            );
         } else {
             assert_eq!(active, 0, "{who} {point}: nothing active: {view}");
             let live = view["certificates"]

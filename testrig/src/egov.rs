@@ -345,6 +345,17 @@ pub fn issue_without_card(
     operator: &str,
     pinfl: &str,
 ) -> String {
+    issue_signed_by(post, operator, pinfl, None)
+}
+
+/// [`issue_without_card`], the completion naming `document_signer` (the serial, hex, of the
+/// Document Signer certificate that signed the card's EF.SOD) when given, as a station does.
+pub fn issue_signed_by(
+    post: &dyn Fn(&str, &Value) -> Value,
+    operator: &str,
+    pinfl: &str,
+    document_signer: Option<&str>,
+) -> String {
     let job = new_job();
     let reserve = json!({
         "job": job, "operator": operator,
@@ -365,8 +376,11 @@ pub fn issue_without_card(
         card_key(&job, &challenge, 0x9c, "holder-sign"),
     ]});
     post(&centre_api::paths::certify(&job), &keys);
-    let complete = json!({ "operator": operator, "card_serial": "0A1B2C3D",
-                           "date_of_issue": "2026-12-02", "date_of_expiry": "2036-12-01" });
+    let mut complete = json!({ "operator": operator, "card_serial": "0A1B2C3D",
+                               "date_of_issue": "2026-12-02", "date_of_expiry": "2036-12-01" });
+    if let Some(ds) = document_signer {
+        complete["document_signer"] = json!(ds);
+    }
     post(&centre_api::paths::complete(&job), &complete);
     document
 }

@@ -75,7 +75,12 @@ pub async fn complete(
         }
     }
     let (issue, expiry) = check_complete(&job, req)?;
-    if let Some(why) = revoked_issuer(&tx, &job).await? {
+    let (document_signer, signer_void) = signing_document_signer(&tx, who, req).await?;
+    let void = match signer_void {
+        Some(why) => Some(why),
+        None => revoked_issuer(&tx, &job).await?,
+    };
+    if let Some(why) = void {
         // The card's certificates chain to a revoked CA certificate: it is not handed out.
         let by = crate::public::centre_actor(&centre.name);
         abort_job(
@@ -95,9 +100,9 @@ pub async fn complete(
         ));
     }
     tx.prepared_execute(
-        "INSERT INTO documents (series, number, holder_id, station, office, job, state, date_of_issue, date_of_expiry, card_serial)
-         VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9)",
-        &[&job.series, &job.number, &job.holder_id, &who.station, &who.office, &job.id, &issue, &expiry, &req.card_serial],
+        "INSERT INTO documents (series, number, holder_id, station, office, job, state, date_of_issue, date_of_expiry, card_serial, document_signer)
+         VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9, $10)",
+        &[&job.series, &job.number, &job.holder_id, &who.station, &who.office, &job.id, &issue, &expiry, &req.card_serial, &document_signer],
     )
     .await?;
     crate::numbers::set_state(&tx, &job.series, job.number, "used").await?;
@@ -119,6 +124,7 @@ pub async fn complete(
     let details = serde_json::json!({
         "job": job.id, "document": job.document(), "card_serial": req.card_serial,
         "date_of_issue": req.date_of_issue, "date_of_expiry": req.date_of_expiry, "certificates": serials,
+        "document_signer": req.document_signer,
     });
     audit::append(
         &tx,
@@ -130,6 +136,72 @@ pub async fn complete(
     .await?;
     tx.commit().await?;
     Ok(answer)
+}
+
+/// The Document Signer a completion names (`document_signer`), as its serial, checked against
+/// the certificates the centre issued to the station; with why the card may not be handed out
+/// when that certificate has been revoked or its CSCA key withdrawn from the Master List (no
+/// inspection system would then accept the card's EF.SOD). `(None, None)` when a station older
+/// than the field names none. The CSCA key's row is read `FOR SHARE`: a withdrawal committing
+/// meanwhile waits for this transaction, and then flags the completed card for replacement.
+async fn signing_document_signer(
+    tx: &Transaction<'_>,
+    who: &WhoAmI,
+    req: &CompleteRequest,
+) -> Result<(Option<Vec<u8>>, Option<String>)> {
+    let Some(text) = req.document_signer.as_deref() else {
+        return Ok((None, None));
+    };
+    let rule = |what: &str| {
+        CentralError::invalid(
+            "document_signer",
+            format!(
+                "must be the serial number (hex) of a Document Signer certificate the centre \
+                 issued to station {}: {what}",
+                who.station
+            ),
+        )
+    };
+    let serial = hex::decode(text)
+        .ok()
+        .filter(|s| (1..=20).contains(&s.len()))
+        .ok_or_else(|| rule("not 1-20 bytes in hex"))?;
+    let query = "SELECT s.issuer_key, k.withdrawn_at IS NOT NULL,
+                        to_char(s.revoked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                        s.revocation_reason
+                 FROM station_certs s JOIN ca_keys k ON k.label = s.issuer_key
+                 WHERE s.station = $1 AND s.purpose = 'document-signer' AND s.serial = $2
+                 FOR SHARE OF k";
+    let mut row = tx.prepared_opt(query, &[&who.station, &serial]).await?;
+    if row.is_none() {
+        // A certificate recorded before the centre stored its issuer names none yet.
+        crate::stations::fill_issuer_keys(tx, Some(&who.station)).await?;
+        row = tx.prepared_opt(query, &[&who.station, &serial]).await?;
+    }
+    let Some(r) = row else {
+        return Err(rule("no such certificate"));
+    };
+    let (csca, withdrawn, revoked_at, reason): (String, bool, Option<String>, Option<String>) =
+        (r.get(0), r.get(1), r.get(2), r.get(3));
+    let shown = hex::encode_upper(&serial);
+    let void = if let Some(at) = revoked_at {
+        Some(format!(
+            "the Document Signer certificate {shown} that signed the card's EF.SOD was revoked at \
+             {at} ({}): no inspection system will accept the card's chip data, so it must be \
+             destroyed",
+            reason.as_deref().unwrap_or("no reason recorded")
+        ))
+    } else if withdrawn {
+        Some(format!(
+            "the CSCA key {csca} that certified the Document Signer {shown} signing the card's \
+             EF.SOD was withdrawn from the CSCA Master List: no inspection system will accept the \
+             card's chip data, so it must be destroyed; renew the station's Document Signer \
+             (`idstation centre renew-document-signer`) and issue a new card"
+        ))
+    } else {
+        None
+    };
+    Ok((Some(serial), void))
 }
 
 /// Why `job` may not complete when a CA key that issued its certificates has been revoked

@@ -130,6 +130,8 @@ pub(super) struct Locked {
     certified: Certified,
     report: executor::Report,
     expiry: time::Date,
+    /// The serial (hex) of the Document Signer certificate whose key signed EF.SOD.
+    document_signer: String,
 }
 
 impl Inspected {
@@ -285,6 +287,7 @@ impl Certified {
         let details = json!({
             "lds": lds.files.dgs.keys().collect::<Vec<_>>(),
             "chip_access": job.doc_profile.chip_access.as_str(),
+            "document_signer": lds.document_signer,
         });
         let report = job.journaled(JobStep::CardComplete, details, |job, _| {
             let report = self.complete_card(job, &lds, &can, expiry, (pin, puk))?;
@@ -293,6 +296,7 @@ impl Certified {
                 "signatures": report.signatures_verified.len(),
                 "lds_passive_authentication": report.lds_verified,
                 "lds_checks": report.lds_checks,
+                "document_signer": lds.document_signer,
             });
             Ok((report, Some(details)))
         })?;
@@ -301,6 +305,7 @@ impl Certified {
             certified: self,
             report,
             expiry,
+            document_signer: lds.document_signer,
         })
     }
 
@@ -399,6 +404,7 @@ impl Locked {
             date_of_expiry: self.expiry.to_string(),
             card_serial: serial.clone(),
             certificate_ids: self.certified.recorded.iter().map(|c| c.id).collect(),
+            document_signer: Some(self.document_signer.clone()),
         };
         job.registrar
             .complete(job.st, job.session.actor(), &completion, step.as_str())?;

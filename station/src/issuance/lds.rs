@@ -20,6 +20,9 @@ pub struct LdsData {
     pub files: LdsFiles,
     pub mrz_information: Zeroizing<String>,
     pub csca_der: Vec<u8>,
+    /// The serial number (lower-case hex) of the Document Signer certificate whose key signed
+    /// EF.SOD: the station journals it with the card step and tells the centre at `complete`.
+    pub document_signer: String,
 }
 
 /// The active key (with its certificate) of a registry CA name.
@@ -73,19 +76,22 @@ pub fn build_lds(
         files.dgs.insert(14, ca::dg14(&keys.ca));
         files.dgs.insert(15, ca::dg15(&keys.aa));
     }
-    let csca_der = sign_sod(st, &mut files)?;
+    let (csca_der, document_signer) = sign_sod(st, &mut files)?;
     Ok(LdsData {
         files,
         mrz_information: groups.mrz_information,
         csca_der,
+        document_signer,
     })
 }
 
 /// EF.SOD over `files`' data groups, signed by the active Document Signer key; returns the
 /// certificate of the CSCA key that certified that Document Signer (after a CSCA rollover the
-/// DS may still be certified by the retired CSCA key, whose certificate stays valid).
-fn sign_sod(st: &Station, files: &mut LdsFiles) -> Result<Vec<u8>, StationError> {
+/// DS may still be certified by the retired CSCA key, whose certificate stays valid) and the
+/// Document Signer certificate's serial number (hex).
+fn sign_sod(st: &Station, files: &mut LdsFiles) -> Result<(Vec<u8>, String), StationError> {
     let (ds_label, ds_cert) = active_key(st, crate::hierarchy::DS_CA)?;
+    let ds_serial = ::ca::CertInfo::parse(&ds_cert)?.serial_hex;
     let csca_der = crate::hierarchy::certifying_key(st, &ds_label, &ds_cert)?
         .1
         .certificate
@@ -107,5 +113,5 @@ fn sign_sod(st: &Station, files: &mut LdsFiles) -> Result<Vec<u8>, StationError>
         (Ok(s), None) => s,
         (Err(e), None) => return Err(StationError::Other(e.to_string())),
     };
-    Ok(csca_der)
+    Ok((csca_der, ds_serial))
 }
