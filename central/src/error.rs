@@ -84,7 +84,7 @@ impl CentralError {
     pub fn rule(&self) -> Option<&'static str> {
         Some(match self {
             CentralError::Refused { rule, .. } => rule,
-            CentralError::Invalid { .. } => "invalid-request",
+            CentralError::Invalid { .. } => centre_api::rules::INVALID_REQUEST,
             CentralError::NotFound(_) => "not-found",
             CentralError::Conflict(_) => "conflict",
             CentralError::NotPermitted(_) => "not-permitted",

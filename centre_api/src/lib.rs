@@ -77,6 +77,8 @@ pub struct Refusal {
 
 /// Rules of refusals a station acts on.
 pub mod rules {
+    /// A request the centre could not read or whose field breaks a rule (HTTP 400).
+    pub const INVALID_REQUEST: &str = "invalid-request";
     pub const HOLDER_HAS_ACTIVE_CARD: &str = "holder-has-active-card";
     pub const HOLDER_HAS_PENDING_ISSUANCE: &str = "holder-has-pending-issuance";
     pub const HOLDER_DATA_DIFFERS: &str = "holder-data-differs";
@@ -316,6 +318,17 @@ pub struct CompleteRequest {
     /// field; the centre then records no Document Signer for the document.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub document_signer: Option<String>,
+}
+
+impl CompleteRequest {
+    /// Whether `refusal` is a centre older than [`CompleteRequest::document_signer`] refusing
+    /// the field it does not know (its request bodies refuse unknown fields: 400
+    /// `invalid-request`, serde's "unknown field `document_signer`"). The station then completes
+    /// without it rather than leave a locked card uncompleted.
+    pub fn refused_as_unknown_field(refusal: &Refusal) -> bool {
+        refusal.rule == rules::INVALID_REQUEST
+            && refusal.error.contains("unknown field `document_signer`")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -781,6 +794,51 @@ pub struct AuditHead {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A centre older than `document_signer` read a completion into this shape and answered
+    /// serde's error as `invalid-request` (`central::server`: "body: …").
+    #[test]
+    fn an_older_centres_refusal_of_document_signer_is_recognised() {
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct OlderCompleteRequest {
+            operator: String,
+            card_serial: String,
+            date_of_issue: String,
+            date_of_expiry: String,
+        }
+        let request = CompleteRequest {
+            operator: "clerk1".into(),
+            card_serial: "0A1B2C3D".into(),
+            date_of_issue: "2026-12-02".into(),
+            date_of_expiry: "2036-12-01".into(),
+            document_signer: Some("5f3e".into()),
+        };
+        let body = serde_json::to_vec(&request).unwrap();
+        let e = serde_json::from_slice::<OlderCompleteRequest>(&body).unwrap_err();
+        let refusal = Refusal {
+            error: format!("body: {e}"),
+            rule: rules::INVALID_REQUEST.into(),
+            office: None,
+        };
+        assert!(
+            CompleteRequest::refused_as_unknown_field(&refusal),
+            "{refusal:?}"
+        );
+        let other = Refusal {
+            error: "date_of_issue: must be a calendar date".into(),
+            ..refusal
+        };
+        assert!(!CompleteRequest::refused_as_unknown_field(&other));
+        // Without the field, the older shape reads the request.
+        let older = CompleteRequest {
+            document_signer: None,
+            ..request
+        };
+        serde_json::from_slice::<OlderCompleteRequest>(&serde_json::to_vec(&older).unwrap())
+            .unwrap();
+    }
 
     #[test]
     fn the_proof_digest_binds_job_challenge_slot_and_key() {

@@ -340,7 +340,7 @@ impl Registrar for CentreRegistrar {
         step_name: &str,
     ) -> Result<(), StationError> {
         let cj = centre_job(st, completion.job_id)?;
-        let request = CompleteRequest {
+        let mut request = CompleteRequest {
             operator: actor.operator.clone(),
             card_serial: completion.card_serial.clone(),
             date_of_issue: completion.date_of_issue.clone(),
@@ -348,7 +348,24 @@ impl Registrar for CentreRegistrar {
             document_signer: completion.document_signer.clone(),
         };
         let client = CentreClient::for_station(st)?;
-        match client.post::<_, CompleteResponse>(&paths::complete(&cj.centre_job), &request) {
+        let path = paths::complete(&cj.centre_job);
+        let answer = match client.post::<_, CompleteResponse>(&path, &request) {
+            Err(StationError::CentreRefused {
+                status: 400,
+                refusal,
+            }) if CompleteRequest::refused_as_unknown_field(&refusal) => {
+                // A centre older than this station: the card is locked, so complete without
+                // the field (the centre then records no Document Signer for the document).
+                tracing::warn!(
+                    job = %cj.centre_job,
+                    "the centre does not take the Document Signer at complete: upgrade the centre"
+                );
+                request.document_signer = None;
+                client.post::<_, CompleteResponse>(&path, &request)
+            }
+            other => other,
+        };
+        match answer {
             Ok(r) if r.state == JobState::Completed => {}
             Ok(r) => {
                 return Err(StationError::Conflict(format!(
