@@ -205,8 +205,9 @@ pub struct IssuanceSection {
     /// that it must be revoked.
     #[serde(default = "default_suspension_limit")]
     pub suspension_limit_days: u32,
-    /// Number look-ups (`POST /v1/documents/lookup`) one station may make in an hour; more are
-    /// refused (`lookup-limit`) until the hour has room again.
+    /// Distinct document numbers one station may look up (`POST /v1/documents/lookup`) in an
+    /// hour; a new number beyond them is refused (`lookup-limit`) until the hour has room again,
+    /// a number looked up within the hour is answered again.
     #[serde(default = "default_lookups_per_hour")]
     pub document_lookups_per_hour: u32,
 }

@@ -558,13 +558,16 @@ fn renewal_hold_release_and_address_changes_through_the_centre() {
     );
 
     // The number look-ups are limited per station ([issuance] document_lookups_per_hour = 4
-    // here): SAM01 has made two (the unknown number counts, the malformed one does not); two
-    // more are answered, the fifth refused with the time the hour has room again, and counted
-    // separately for each station.
+    // here), counting distinct numbers: SAM01 has looked up two (the unknown number counts, the
+    // malformed one does not); the same number again (a retry) is answered and not counted;
+    // two more numbers are, the fifth refused with the time the hour has room again, and
+    // counted separately for each station.
     for _ in 0..2 {
         assert_eq!(by(&doc).as_ref().map(|r| r.0), Ok(200));
     }
-    let limited = by(&doc);
+    assert_refused(&by("ZZ9999998"), 404, "document-not-found");
+    assert_refused(&by("ZZ9999997"), 404, "document-not-found");
+    let limited = by("ZZ9999996");
     assert_refused(&limited, 429, "lookup-limit");
     let why = said(&limited);
     assert!(
@@ -573,7 +576,18 @@ fn renewal_hold_release_and_address_changes_through_the_centre() {
             && why.contains(" again after 20"),
         "{why}"
     );
-    assert_refused(&by("ZZ9999999"), 429, "lookup-limit");
+    assert_refused(&by("ZZ9999995"), 429, "lookup-limit");
+    // A number looked up within the hour is still answered: it teaches nothing new.
+    assert_eq!(by(&doc).as_ref().map(|r| r.0), Ok(200));
+    assert_refused(&by("ZZ9999999"), 404, "document-not-found");
+    let counted: i64 =
+        w.rt.block_on(db.query_one(
+            "SELECT count(*) FROM document_lookups WHERE station = 'sam01-st1'",
+            &[],
+        ))
+        .unwrap()
+        .get(0);
+    assert_eq!(counted, 4);
     let tas_by = w.call(
         &tas.tls,
         centre_api::paths::DOCUMENT_LOOKUP,

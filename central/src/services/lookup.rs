@@ -117,7 +117,8 @@ pub async fn document(
     check_operator(&req.operator)?;
     let (series, number) = crate::show::parse_document(&req.document)?;
     let mut client = centre.pool.get().await?;
-    count_within_limit(&mut client, centre, who).await?;
+    let counted = crate::numbers::document_number(&series, number);
+    count_within_limit(&mut client, centre, who, &counted).await?;
     let tx = client.transaction().await?;
     let d = tx
         .prepared_opt(
@@ -156,15 +157,18 @@ pub async fn document(
 /// Count station `who`'s number look-up, or refuse it when the station has made `[issuance]
 /// document_lookups_per_hour` of them in the last hour (`lookup-limit`, HTTP 429): a number is
 /// no proof of having the card, so a station (or a stolen station key) must not be able to walk
-/// the national registry. Every attempt is counted (migration V20's `document_lookups`), a
-/// number the registry does not have too, in a transaction of its own committed before the
-/// look-up, so the count holds across every `idcentral` on the database; a station's attempts
-/// are counted one at a time under a transaction-scoped advisory lock. Look-ups by card
+/// the national registry. Every distinct number is counted (migration V20's `document_lookups`,
+/// V25's `document`), one the registry does not have too, in a transaction of its own committed
+/// before the look-up, so the count holds across every `idcentral` on the database; a station's
+/// attempts are counted one at a time under a transaction-scoped advisory lock. A number the
+/// station looked up within the hour is not counted again and is answered even when the hour is
+/// full: it teaches nothing new (a retry after a lost answer, say). Look-ups by card
 /// (`/v1/cards/lookup`) prove the card is in the reader and are not counted.
 async fn count_within_limit(
     client: &mut deadpool_postgres::Object,
     centre: &Centre,
     who: &WhoAmI,
+    document: &str,
 ) -> Result<()> {
     let limit = i64::from(centre.issuance.document_lookups_per_hour);
     let tx = client.transaction().await?;
@@ -178,6 +182,16 @@ async fn count_within_limit(
         &[&who.station],
     )
     .await?;
+    let seen = tx
+        .prepared_opt(
+            "SELECT 1 FROM document_lookups WHERE station = $1 AND document = $2 LIMIT 1",
+            &[&who.station, &document],
+        )
+        .await?;
+    if seen.is_some() {
+        tx.commit().await?;
+        return Ok(());
+    }
     // The `limit`-th latest attempt within the hour: while there is one, the hour is full.
     let full = tx
         .prepared_opt(
@@ -202,8 +216,8 @@ async fn count_within_limit(
         ));
     }
     tx.prepared_execute(
-        "INSERT INTO document_lookups (station) VALUES ($1)",
-        &[&who.station],
+        "INSERT INTO document_lookups (station, document) VALUES ($1, $2)",
+        &[&who.station, &document],
     )
     .await?;
     tx.commit().await?;
