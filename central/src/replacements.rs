@@ -35,15 +35,18 @@ pub(crate) async fn flag_station_cards(
 /// Flag every card still in use (not replaced, not flagged before) whose EF.SOD a Document
 /// Signer certified by CSCA key `key` signed, naming why; returns how many. A card completed by a
 /// station that did not name its Document Signer (a station older than `complete`'s
-/// `document_signer`) is flagged when its station held a Document Signer under `key` by then:
-/// the centre cannot tell which of the station's keys signed it. The station certificates'
-/// issuer keys must be filled in first (`stations::fill_issuer_keys`).
+/// `document_signer`) is flagged when its station held a Document Signer under `key` by then
+/// whose key usage period had not ended when the job was reserved (an hour's margin: the
+/// station's pre-flight refuses a Document Signer past its period before it reserves); the
+/// centre cannot tell which of the station's keys signed it, so such a card may have been
+/// signed by a newer one, and its reason says so. The station certificates' issuer keys must be
+/// filled in first (`stations::fill_issuer_keys`).
 pub(crate) async fn flag_csca_cards(tx: &Transaction<'_>, key: &str, reason: &str) -> Result<u64> {
     let why = format!(
         "the CSCA key {key} that certified its Document Signer was withdrawn from the CSCA \
          Master List ({reason})"
     );
-    let known = tx
+    let mut flagged = tx
         .prepared_execute(
             "UPDATE documents d SET replacement_due = $2, replacement_due_at = now()
              WHERE d.state IN ('active', 'suspended') AND d.replaced_by IS NULL
@@ -58,18 +61,31 @@ pub(crate) async fn flag_csca_cards(tx: &Transaction<'_>, key: &str, reason: &st
         "{why}; which Document Signer signed it is not recorded, and its station held one under \
          that key when it was issued"
     );
-    let inferred = tx
-        .prepared_execute(
-            "UPDATE documents d SET replacement_due = $2, replacement_due_at = now()
-             WHERE d.state IN ('active', 'suspended') AND d.replaced_by IS NULL
-               AND d.replacement_due IS NULL AND d.document_signer IS NULL
-               AND EXISTS (SELECT 1 FROM station_certs s
-                           WHERE s.station = d.station AND s.purpose = 'document-signer'
-                             AND s.issuer_key = $1 AND s.issued_at <= d.created_at)",
-            &[&key, &unknown],
+    let signers = tx
+        .prepared_query(
+            "SELECT station, issued_at, cert_der FROM station_certs
+             WHERE purpose = 'document-signer' AND issuer_key = $1",
+            &[&key],
         )
         .await?;
-    Ok(known + inferred)
+    for s in signers {
+        let (station, issued_at): (String, std::time::SystemTime) = (s.get(0), s.get(1));
+        // No usage period (a profile without one): no end to bound by.
+        let usage_until = ca::CertInfo::parse(s.get(2))?.key_usage_until;
+        flagged += tx
+            .prepared_execute(
+                "UPDATE documents d SET replacement_due = $3, replacement_due_at = now()
+                 FROM jobs j
+                 WHERE j.id = d.job AND d.station = $1
+                   AND d.state IN ('active', 'suspended') AND d.replaced_by IS NULL
+                   AND d.replacement_due IS NULL AND d.document_signer IS NULL
+                   AND d.created_at >= $2
+                   AND ($4::text IS NULL OR j.created_at <= $4::text::timestamptz + interval '1 hour')",
+                &[&station, &issued_at, &unknown, &usage_until],
+            )
+            .await?;
+    }
+    Ok(flagged)
 }
 
 /// One card to replace.

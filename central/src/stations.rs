@@ -256,6 +256,15 @@ pub(crate) async fn fill_issuer_keys(tx: &Transaction<'_>, station: Option<&str>
     Ok(())
 }
 
+/// The label of the CA key (any of `ca_keys`, retired ones too) whose signature certificate
+/// `der` carries, if any.
+pub(crate) async fn issuer_by_signature(
+    tx: &Transaction<'_>,
+    der: &[u8],
+) -> Result<Option<String>> {
+    Ok(issuer_label(Some(der), &ca_key_certs(tx).await?))
+}
+
 /// Every CA key's label with its certificate.
 async fn ca_key_certs(tx: &Transaction<'_>) -> Result<Vec<(String, Vec<u8>)>> {
     Ok(tx

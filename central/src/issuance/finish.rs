@@ -60,7 +60,14 @@ pub async fn complete(
     if job.state == JobState::Aborted {
         return Err(super::aborted(&job));
     }
-    if super::repeated(&job.id, "complete", job.complete_request.as_ref(), req)?.is_some() {
+    if super::repeated(
+        &job.id,
+        "complete",
+        job.complete_request.as_ref(),
+        &as_kept(job.complete_request.as_ref(), req),
+    )?
+    .is_some()
+    {
         return Ok(answer);
     }
     match job.state {
@@ -138,12 +145,26 @@ pub async fn complete(
     Ok(answer)
 }
 
+/// `req` as comparable with the completion kept for the job: without `document_signer` when the
+/// kept one has none — a station meeting an older centre completed without the field, and a
+/// retry after the centre's upgrade (recovery reads the serial from its journal) is the same
+/// completion.
+fn as_kept(kept: Option<&serde_json::Value>, req: &CompleteRequest) -> CompleteRequest {
+    let kept_names_it = kept.is_some_and(|k| !k["document_signer"].is_null());
+    CompleteRequest {
+        document_signer: req.document_signer.clone().filter(|_| kept_names_it),
+        ..req.clone()
+    }
+}
+
 /// The Document Signer a completion names (`document_signer`), as its serial, checked against
 /// the certificates the centre issued to the station; with why the card may not be handed out
 /// when that certificate has been revoked or its CSCA key withdrawn from the Master List (no
 /// inspection system would then accept the card's EF.SOD). `(None, None)` when a station older
-/// than the field names none. The CSCA key's row is read `FOR SHARE`: a withdrawal committing
-/// meanwhile waits for this transaction, and then flags the completed card for replacement.
+/// than the field names none. The CSCA key's row, then the certificate's, are read `FOR SHARE`
+/// (in the order a withdrawal locks them: the key, then the station certificates): a withdrawal
+/// or a `station disable` committing meanwhile waits for this transaction, and then flags the
+/// completed card for replacement.
 async fn signing_document_signer(
     tx: &Transaction<'_>,
     who: &WhoAmI,
@@ -166,24 +187,42 @@ async fn signing_document_signer(
         .ok()
         .filter(|s| (1..=20).contains(&s.len()))
         .ok_or_else(|| rule("not 1-20 bytes in hex"))?;
-    let query = "SELECT s.issuer_key, k.withdrawn_at IS NOT NULL,
-                        to_char(s.revoked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
-                        s.revocation_reason
-                 FROM station_certs s JOIN ca_keys k ON k.label = s.issuer_key
-                 WHERE s.station = $1 AND s.purpose = 'document-signer' AND s.serial = $2
-                 FOR SHARE OF k";
-    let mut row = tx.prepared_opt(query, &[&who.station, &serial]).await?;
-    if row.is_none() {
-        // A certificate recorded before the centre stored its issuer names none yet.
-        crate::stations::fill_issuer_keys(tx, Some(&who.station)).await?;
-        row = tx.prepared_opt(query, &[&who.station, &serial]).await?;
-    }
-    let Some(r) = row else {
+    let Some(r) = tx
+        .prepared_opt(
+            "SELECT issuer_key, cert_der FROM station_certs
+             WHERE station = $1 AND purpose = 'document-signer' AND serial = $2",
+            &[&who.station, &serial],
+        )
+        .await?
+    else {
         return Err(rule("no such certificate"));
     };
-    let (csca, withdrawn, revoked_at, reason): (String, bool, Option<String>, Option<String>) =
-        (r.get(0), r.get(1), r.get(2), r.get(3));
-    let shown = hex::encode_upper(&serial);
+    let csca: String = match r.get::<_, Option<String>>(0) {
+        Some(key) => key,
+        // Recorded before the centre stored a certificate's issuer: found by its signature
+        // (written back by the next withdrawal, not here, so this takes no row lock first).
+        None => crate::stations::issuer_by_signature(tx, r.get(1))
+            .await?
+            .ok_or_else(|| rule("no CA key of this centre signed it"))?,
+    };
+    let withdrawn: bool = tx
+        .prepared_one(
+            "SELECT withdrawn_at IS NOT NULL FROM ca_keys WHERE label = $1 FOR SHARE",
+            &[&csca],
+        )
+        .await?
+        .get(0);
+    let r = tx
+        .prepared_one(
+            "SELECT to_char(revoked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                    revocation_reason
+             FROM station_certs
+             WHERE station = $1 AND purpose = 'document-signer' AND serial = $2 FOR SHARE",
+            &[&who.station, &serial],
+        )
+        .await?;
+    let (revoked_at, reason): (Option<String>, Option<String>) = (r.get(0), r.get(1));
+    let shown = hex::encode(&serial);
     let void = if let Some(at) = revoked_at {
         Some(format!(
             "the Document Signer certificate {shown} that signed the card's EF.SOD was revoked at \
