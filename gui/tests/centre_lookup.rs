@@ -14,6 +14,7 @@ mod egov_centre;
 
 use common::*;
 use egov_centre::*;
+use egui_kittest::kittest::{NodeT, Queryable};
 use gui::i18n::{tr, Lang};
 use gui::GuiOptions;
 
@@ -123,13 +124,28 @@ fn another_offices_card_is_declared_lost_from_the_look_up_and_a_ca_admin_revokes
         EGOV_ADMIN_PASSWORD,
         &tr(Lang::En, "workspace-ca"),
     );
+    // The form, once what the workspace loads above it (the hierarchy, the CA requests, the
+    // deliveries) is there: a click aimed before the layout settles would miss.
     wait_for(&mut h, "the document form", SERVICE_SHORT, |h| {
-        has_label(h, "Revoke a document at the national centre")
+        has_label(h, "Revoke a document at the national centre") && !h.state().busy()
     });
     assert!(!has_label(&h, "Revoke certificate"));
+    // The form in view (it is at the foot of the workspace), then each step seen to land.
+    h.get_by_label("Revoke document").scroll_to_me();
+    h.step();
+    h.step();
     type_into(&mut h, "Document number", &other);
+    assert_eq!(
+        h.get_by_label("Document number").value().as_deref(),
+        Some(other.as_str())
+    );
     pick(&mut h, "Reason", "Damaged");
     click(&mut h, "I have checked the number: revoke the document");
+    wait_for(&mut h, "the revocation enabled", SERVICE_SHORT, |h| {
+        !h.get_by_label("Revoke document")
+            .accesskit_node()
+            .is_disabled()
+    });
     click(&mut h, "Revoke document");
     wait_for(&mut h, "revoked at the centre", SERVICE_SHORT, |h| {
         has_label_containing(h, &format!("Document {other} is now revoked"))

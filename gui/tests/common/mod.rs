@@ -124,7 +124,16 @@ pub fn wait_for(h: &mut H, what: &str, timeout: Duration, pred: impl Fn(&H) -> b
             return;
         }
         if start.elapsed() > timeout {
-            panic!("timed out after {timeout:?} waiting for {what}");
+            // What the screen said instead (an error, a pending state), for the report.
+            let shown: Vec<String> = h
+                .query_all_by_label_contains("")
+                .filter_map(|n| {
+                    use egui_kittest::kittest::NodeT;
+                    n.accesskit_node().label()
+                })
+                .filter(|l| l.len() > 2)
+                .collect();
+            panic!("timed out after {timeout:?} waiting for {what}; on screen: {shown:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
     }
