@@ -779,9 +779,7 @@ async fn station(cli: &Cli, cfg: &CentreConfig, sc: &StationCmd) -> Result<(), C
                 if l.is_empty() {
                     return "No card is flagged for replacement.\n".to_owned();
                 }
-                l.iter()
-                    .map(central::replacements::CardToReplace::line)
-                    .collect()
+                l.iter().map(centre_api::CardToReplace::line).collect()
             })
         }
     }

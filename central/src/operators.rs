@@ -12,7 +12,8 @@ use deadpool_postgres::Pool;
 use zeroize::Zeroizing;
 
 use crate::audit::{self, Actor};
-use crate::error::{CentralError, Result};
+use crate::error::{CentralError, Refusal, Result};
+use centre_api::{roles, rules, WhoAmI};
 
 /// Wrong passwords in a row after which an account is locked.
 pub const MAX_FAILED_LOGINS: i32 = 5;
@@ -631,5 +632,42 @@ fn hash_password(password: &Zeroizing<String>) -> Result<String> {
     registry::passwords::hash_password(password).map_err(|e| match e {
         registry::Error::Password(rule) => CentralError::invalid("password", rule),
         e => CentralError::Other(e.to_string()),
+    })
+}
+
+/// The station's operator as the audit log names them, after the name and role rules: the
+/// operator-name rule (`operator: …`, 400), a known station role (`role: …`, 400), and one of
+/// `allowed` (`operator-role-not-permitted`, 403).
+pub(crate) fn station_operator(
+    who: &WhoAmI,
+    operator: &str,
+    role: &str,
+    action: &str,
+    allowed: &[&str],
+) -> Result<Actor> {
+    check_name("operator", operator)?;
+    if ![roles::CA_ADMIN, roles::AUDITOR, roles::CLERK].contains(&role) {
+        return Err(CentralError::invalid(
+            "role",
+            format!(
+                "{:?} must be one of ca-admin, auditor, clerk",
+                registry::audit::bounded_name(role)
+            ),
+        ));
+    }
+    if !allowed.contains(&role) {
+        return Err(CentralError::refused(
+            Refusal::Forbidden,
+            rules::OPERATOR_ROLE_NOT_PERMITTED,
+            format!(
+                "role: a {role} may not {action} at the centre (only {})",
+                allowed.join(" or ")
+            ),
+        ));
+    }
+    Ok(Actor {
+        operator: operator.to_owned(),
+        role: role.to_owned(),
+        station: who.station.clone(),
     })
 }

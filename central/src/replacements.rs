@@ -4,15 +4,18 @@
 //! Document Signer was withdrawn from the CSCA Master List (`idcentral ca withdraw-csca`).
 //! [`flag_station_cards`] and [`flag_csca_cards`] mark them in the disable's or the withdrawal's
 //! transaction (migrations V16, V24); [`list`] is what `idcentral station cards-to-replace`
-//! prints: a read of personal data, ca-admin or auditor, audited in the transaction that reads.
+//! prints (ca-admin or auditor) and [`for_office`] what a station asks for its office's cards
+//! (`POST /v1/cards-to-replace`): reads of personal data, audited in the transaction that
+//! reads.
 
 use crate::db::Prepared;
+use centre_api::{roles, CardsToReplace, CardsToReplaceRequest, WhoAmI};
 use deadpool_postgres::{Pool, Transaction};
-use serde::Serialize;
 
 use crate::audit;
 use crate::error::Result;
 use crate::operators::{Role, Session};
+use crate::pki::Centre;
 
 /// Flag every card of `station` still in use (active or suspended, not replaced, not flagged
 /// before) for replacement, naming why; returns how many.
@@ -88,24 +91,11 @@ pub(crate) async fn flag_csca_cards(tx: &Transaction<'_>, key: &str, reason: &st
     Ok(flagged)
 }
 
-/// One card to replace.
-#[derive(Debug, Clone, Serialize)]
-pub struct CardToReplace {
-    /// Series and number (`AA0000042`).
-    pub document: String,
-    pub state: String,
-    pub pinfl: String,
-    pub surname: String,
-    pub given_names: String,
-    pub station: String,
-    pub office: String,
-    pub date_of_issue: String,
-    pub reason: String,
-    pub flagged_at: String,
-}
+/// One card to replace (the wire type stations read too).
+pub use centre_api::CardToReplace;
 
 /// The cards flagged for replacement and not replaced yet, of `station` or of every station,
-/// oldest flag first.
+/// oldest flag first; `idcentral station cards-to-replace`, ca-admin or auditor, audited.
 pub async fn list(
     pool: &Pool,
     session: &Session,
@@ -114,34 +104,7 @@ pub async fn list(
     session.require(&[Role::CaAdmin, Role::Auditor], "list cards to replace")?;
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let rows = tx
-        .prepared_query(
-            "SELECT d.series, d.number, d.state, h.pinfl, h.surname, h.given_names, d.station,
-                    d.office, d.date_of_issue::text, d.replacement_due,
-                    to_char(d.replacement_due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
-             FROM documents d JOIN holders h ON h.id = d.holder_id
-             WHERE d.replacement_due IS NOT NULL AND d.replaced_by IS NULL
-               AND d.state IN ('active', 'suspended')
-               AND ($1::text IS NULL OR d.station = $1)
-             ORDER BY d.replacement_due_at, d.id",
-            &[&station],
-        )
-        .await?;
-    let cards: Vec<CardToReplace> = rows
-        .iter()
-        .map(|r| CardToReplace {
-            document: crate::numbers::document_number(r.get(0), r.get(1)),
-            state: r.get(2),
-            pinfl: r.get(3),
-            surname: r.get(4),
-            given_names: r.get(5),
-            station: r.get(6),
-            office: r.get(7),
-            date_of_issue: r.get(8),
-            reason: r.get(9),
-            flagged_at: r.get(10),
-        })
-        .collect();
+    let cards = flagged(&tx, station, None).await?;
     let details = serde_json::json!({ "station": station, "cards": cards.len() });
     let object = station.map_or_else(|| "stations".to_owned(), |s| format!("station:{s}"));
     audit::append(
@@ -156,21 +119,78 @@ pub async fn list(
     Ok(cards)
 }
 
-impl CardToReplace {
-    /// One line of `idcentral station cards-to-replace`.
-    pub fn line(&self) -> String {
-        format!(
-            "{} {:<9} PINFL {} {} {} — {} {}, issued {}; flagged {}: {}\n",
-            self.document,
-            self.state,
-            self.pinfl,
-            self.surname,
-            self.given_names,
-            self.office,
-            self.station,
-            self.date_of_issue,
-            self.flagged_at,
-            self.reason
+/// The roles of a station's operator that may list the office's cards to replace: each of them
+/// serves the holders who must be called in.
+const STATION_ROLES: &[&str] = &[roles::CLERK, roles::CA_ADMIN, roles::AUDITOR];
+
+/// `POST /v1/cards-to-replace`: the cards of the asking station's office flagged and not
+/// replaced yet, for the station's operator; audited `documents.replacement-listed` with the
+/// station, its operator and role.
+pub async fn for_office(
+    centre: &Centre,
+    who: &WhoAmI,
+    req: &CardsToReplaceRequest,
+) -> Result<CardsToReplace> {
+    let actor = crate::operators::station_operator(
+        who,
+        &req.operator,
+        &req.role,
+        "list the cards to replace",
+        STATION_ROLES,
+    )?;
+    let mut client = centre.pool.get().await?;
+    let tx = client.transaction().await?;
+    let cards = flagged(&tx, None, Some(&who.office)).await?;
+    let details = serde_json::json!({ "office": who.office, "cards": cards.len() });
+    let object = format!("office:{}", who.office);
+    audit::append(
+        &tx,
+        &actor,
+        "documents.replacement-listed",
+        &object,
+        &details,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(CardsToReplace {
+        office: who.office.clone(),
+        cards,
+    })
+}
+
+/// The flagged cards in use, of `station` and/or `office` when given, oldest flag first.
+async fn flagged(
+    tx: &Transaction<'_>,
+    station: Option<&str>,
+    office: Option<&str>,
+) -> Result<Vec<CardToReplace>> {
+    let rows = tx
+        .prepared_query(
+            "SELECT d.series, d.number, d.state, h.pinfl, h.surname, h.given_names, d.station,
+                    d.office, d.date_of_issue::text, d.replacement_due,
+                    to_char(d.replacement_due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+             FROM documents d JOIN holders h ON h.id = d.holder_id
+             WHERE d.replacement_due IS NOT NULL AND d.replaced_by IS NULL
+               AND d.state IN ('active', 'suspended')
+               AND ($1::text IS NULL OR d.station = $1)
+               AND ($2::text IS NULL OR d.office = $2)
+             ORDER BY d.replacement_due_at, d.id",
+            &[&station, &office],
         )
-    }
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| CardToReplace {
+            document: crate::numbers::document_number(r.get(0), r.get(1)),
+            state: r.get(2),
+            pinfl: r.get(3),
+            surname: r.get(4),
+            given_names: r.get(5),
+            station: r.get(6),
+            office: r.get(7),
+            date_of_issue: r.get(8),
+            reason: r.get(9),
+            flagged_at: r.get(10),
+        })
+        .collect())
 }

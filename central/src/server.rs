@@ -359,6 +359,22 @@ async fn outbox_list_handler(
     .await
 }
 
+/// `POST /v1/cards-to-replace`: [`crate::replacements::for_office`].
+async fn cards_to_replace_handler(
+    State(centre): State<Arc<Centre>>,
+    Extension(cert): Extension<ClientCert>,
+    bytes: Bytes,
+) -> Answer<centre_api::CardsToReplace> {
+    station_post(
+        &centre,
+        &cert,
+        &bytes,
+        "cards-to-replace",
+        crate::replacements::for_office,
+    )
+    .await
+}
+
 /// `POST /v1/cards/lookup`: [`crate::services::lookup::card`].
 async fn card_lookup_handler(
     State(centre): State<Arc<Centre>>,
@@ -436,6 +452,7 @@ pub fn router(centre: Arc<Centre>) -> Router {
         .route(paths::CARD_LOOKUP, post(card_lookup_handler))
         .route(paths::DOCUMENT_LOOKUP, post(document_lookup_handler))
         .route(paths::OUTBOX_LIST, post(outbox_list_handler))
+        .route(paths::CARDS_TO_REPLACE, post(cards_to_replace_handler))
         .route("/v1/outbox/{id}/retry", post(outbox_retry_handler))
         .route(
             centre_api::anchors::ANCHORS_PATH,

@@ -990,6 +990,30 @@ fn a_withdrawn_csca_flags_the_cards_its_document_signer_signed_and_voids_a_card_
         "{listed}"
     );
 
+    // The station's office sees the same two (any of its roles; another role is refused).
+    let asked = |role: &str| {
+        desk.call(
+            centre_api::paths::CARDS_TO_REPLACE,
+            &json!({ "operator": "clerk1", "role": role }),
+        )
+    };
+    let (status, office) = asked("clerk");
+    assert_eq!(status, 200, "{office}");
+    assert_eq!(office["office"], "TAS01", "{office}");
+    assert_eq!(office["cards"], listed, "{office}");
+    let (status, v) = asked("janitor");
+    assert_eq!(
+        (status, v["rule"].as_str()),
+        (400, Some("invalid-request")),
+        "{v}"
+    );
+    assert!(v["error"].as_str().unwrap().starts_with("role: "), "{v}");
+    let reads: i64 = q("SELECT count(*) FROM audit_log
+                        WHERE action = 'documents.replacement-listed' AND object = 'office:TAS01'
+                          AND operator = 'clerk1' AND station = 'tas01-st1'")[0]
+        .get(0);
+    assert_eq!(reads, 1);
+
     // The certified job's card, signed by the withdrawn CSCA's Document Signer, is not handed
     // out: the completion aborts the job, its number spoiled and its certificates revoked.
     let (status, v) = desk.call(&centre_api::paths::complete(&job), &complete(&ds));

@@ -58,6 +58,9 @@ pub mod paths {
     /// `POST`: the e-government outbox as a station's operator may see it
     /// ([`crate::OutboxListRequest`]).
     pub const OUTBOX_LIST: &str = "/v1/outbox/list";
+    /// `POST`: the cards of the station's office flagged for replacement
+    /// ([`crate::CardsToReplaceRequest`] → [`crate::CardsToReplace`]).
+    pub const CARDS_TO_REPLACE: &str = "/v1/cards-to-replace";
     /// `POST`: put the dead letter `id` back in the queue ([`crate::OutboxRetryRequest`]).
     pub fn outbox_retry(id: i64) -> String {
         format!("/v1/outbox/{id}/retry")
@@ -651,6 +654,64 @@ pub struct OutboxListRequest {
     pub role: String,
     #[serde(default)]
     pub failed_only: bool,
+}
+
+/// `POST /v1/cards-to-replace`: the cards of the station's office still in use that the centre
+/// flagged for replacement (their EF.SOD can no longer be authenticated), for the station's
+/// logged-in operator (any role; the read is audited at the centre and the station).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CardsToReplaceRequest {
+    pub operator: String,
+    /// The operator's role at the station (`ca-admin`, `auditor`, `clerk`).
+    pub role: String,
+}
+
+/// The answer to [`CardsToReplaceRequest`], oldest flag first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardsToReplace {
+    pub office: String,
+    pub cards: Vec<CardToReplace>,
+}
+
+/// One card to replace, as the national registry has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardToReplace {
+    /// Series and number (`AA0000042`).
+    pub document: String,
+    /// `active` or `suspended`.
+    pub state: String,
+    pub pinfl: String,
+    pub surname: String,
+    pub given_names: String,
+    /// The station that issued it, and its office.
+    pub station: String,
+    pub office: String,
+    /// `YYYY-MM-DD`.
+    pub date_of_issue: String,
+    /// Why it must be replaced.
+    pub reason: String,
+    /// When it was flagged (RFC 3339 UTC).
+    pub flagged_at: String,
+}
+
+impl CardToReplace {
+    /// One line of a text listing.
+    pub fn line(&self) -> String {
+        format!(
+            "{} {:<9} PINFL {} {} {} — {} {}, issued {}; flagged {}: {}\n",
+            self.document,
+            self.state,
+            self.pinfl,
+            self.surname,
+            self.given_names,
+            self.office,
+            self.station,
+            self.date_of_issue,
+            self.flagged_at,
+            self.reason
+        )
+    }
 }
 
 /// `POST /v1/outbox/{id}/retry`: a `failed` message becomes `pending` again, no attempts

@@ -298,6 +298,49 @@ fn an_enrolled_station_renews_its_document_signer_through_the_centre_and_keeps_i
         .map(|c| c["document"].as_str().unwrap())
         .collect();
     assert_eq!(flagged, [doc1.as_str(), doc2.as_str()], "{listed}");
+    // The office sees the same cards from the station, a clerk included; the read is audited.
+    let at_station = ok(st.run(
+        &[
+            "--json",
+            "centre",
+            "cards-to-replace",
+            "--operator",
+            "clerk",
+        ],
+        &[CLERK_PASSWORD],
+        &[],
+    ));
+    assert_eq!(at_station["office"], "TAS01", "{at_station}");
+    let seen: Vec<&str> = at_station["cards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["document"].as_str().unwrap())
+        .collect();
+    assert_eq!(seen, flagged, "{at_station}");
+    assert!(
+        at_station["cards"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the CSCA key csca-1 that certified its Document Signer was withdrawn"),
+        "{at_station}"
+    );
+    let o = st.run(
+        &["centre", "cards-to-replace", "--operator", "clerk"],
+        &[CLERK_PASSWORD],
+        &[],
+    );
+    assert!(
+        text(&o).contains("2 card(s) of office TAS01 to replace, oldest flag first:"),
+        "{}",
+        text(&o)
+    );
+    let listed_here = st
+        .audit_actions()
+        .iter()
+        .filter(|a| *a == "documents.replacement-listed")
+        .count();
+    assert_eq!(listed_here, 2);
     let status = ok(st.run(&["--json", "centre", "status"], &[], &[]));
     assert_eq!(
         status["anchors"]["cscas_withdrawn"],

@@ -14,7 +14,6 @@ use centre_api::{
 };
 
 use super::outbox::{self, RetryRefused};
-use crate::audit::Actor;
 use crate::error::{CentralError, Refusal, Result};
 use crate::pki::Centre;
 
@@ -23,46 +22,9 @@ const LIST_ROLES: &[&str] = &[roles::CA_ADMIN, roles::AUDITOR];
 /// The roles that may retry a dead letter.
 const RETRY_ROLES: &[&str] = &[roles::CA_ADMIN];
 
-/// The station's operator as the audit log names them, after the name and role rules: the
-/// operator-name rule (`operator: …`, 400), a known station role (`role: …`, 400), and one of
-/// `allowed` (`operator-role-not-permitted`, 403).
-fn station_operator(
-    who: &WhoAmI,
-    operator: &str,
-    role: &str,
-    action: &str,
-    allowed: &[&str],
-) -> Result<Actor> {
-    crate::issuance::check_operator(operator)?;
-    if ![roles::CA_ADMIN, roles::AUDITOR, roles::CLERK].contains(&role) {
-        return Err(CentralError::invalid(
-            "role",
-            format!(
-                "{:?} must be one of ca-admin, auditor, clerk",
-                registry::audit::bounded_name(role)
-            ),
-        ));
-    }
-    if !allowed.contains(&role) {
-        return Err(CentralError::refused(
-            Refusal::Forbidden,
-            rules::OPERATOR_ROLE_NOT_PERMITTED,
-            format!(
-                "role: a {role} may not {action} at the centre (only {})",
-                allowed.join(" or ")
-            ),
-        ));
-    }
-    Ok(Actor {
-        operator: operator.to_owned(),
-        role: role.to_owned(),
-        station: who.station.clone(),
-    })
-}
-
 /// `POST /v1/outbox/list`: every message, or the dead letters only; the read audited.
 pub async fn list(centre: &Centre, who: &WhoAmI, req: &OutboxListRequest) -> Result<OutboxList> {
-    let actor = station_operator(
+    let actor = crate::operators::station_operator(
         who,
         &req.operator,
         &req.role,
@@ -94,7 +56,7 @@ pub async fn retry(
     req: &OutboxRetryRequest,
 ) -> Result<OutboxMessage> {
     let id = parse_id(id)?;
-    let actor = station_operator(
+    let actor = crate::operators::station_operator(
         who,
         &req.operator,
         &req.role,
@@ -130,23 +92,29 @@ mod tests {
 
     #[test]
     fn the_centre_checks_the_role_the_station_names() {
-        let a = station_operator(&who(), "aud1", "auditor", "list", LIST_ROLES).unwrap();
+        let a = crate::operators::station_operator(&who(), "aud1", "auditor", "list", LIST_ROLES)
+            .unwrap();
         assert_eq!(
             (a.operator.as_str(), a.role.as_str(), a.station.as_str()),
             ("aud1", "auditor", "tas01-st1")
         );
-        let e = station_operator(&who(), "aud1", "auditor", "retry", RETRY_ROLES).unwrap_err();
+        let e = crate::operators::station_operator(&who(), "aud1", "auditor", "retry", RETRY_ROLES)
+            .unwrap_err();
         assert_eq!(e.rule(), Some(rules::OPERATOR_ROLE_NOT_PERMITTED));
         assert!(
             e.to_string().contains("role: a auditor may not retry"),
             "{e}"
         );
-        let e = station_operator(&who(), "clerk1", "clerk", "list", LIST_ROLES).unwrap_err();
+        let e = crate::operators::station_operator(&who(), "clerk1", "clerk", "list", LIST_ROLES)
+            .unwrap_err();
         assert_eq!(e.rule(), Some(rules::OPERATOR_ROLE_NOT_PERMITTED));
-        let e = station_operator(&who(), "a", "root", "list", LIST_ROLES).unwrap_err();
+        let e = crate::operators::station_operator(&who(), "a", "root", "list", LIST_ROLES)
+            .unwrap_err();
         assert!(e.to_string().contains("role"), "{e}");
         assert_eq!(e.rule(), Some("invalid-request"));
-        let e = station_operator(&who(), "Bad Name", "ca-admin", "list", LIST_ROLES).unwrap_err();
+        let e =
+            crate::operators::station_operator(&who(), "Bad Name", "ca-admin", "list", LIST_ROLES)
+                .unwrap_err();
         assert!(e.to_string().contains("operator"), "{e}");
     }
 

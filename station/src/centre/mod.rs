@@ -2,8 +2,9 @@
 //! "Enrolment"): the HTTPS client ([`CentreClient`]: TLS 1.3, the station's identity key in
 //! its HSM as the client certificate), the files enrolment leaves in the data dir
 //! ([`files`]), the pinned first connection ([`pin`]), `idstation centre status`
-//! ([`status`]), the centre's e-government outbox for a ca-admin or auditor ([`outbox`]) and
-//! the centre's Station CA and root rollovers: new anchors, a renewed identity ([`anchors`]).
+//! ([`status`]), the centre's e-government outbox for a ca-admin or auditor ([`outbox`]), the
+//! office's cards the centre flagged for replacement ([`to_replace`]) and the centre's Station
+//! CA and root rollovers: new anchors, a renewed identity ([`anchors`]).
 //! The station's next Document Signer, certified by the centre's CSCA, is
 //! `crate::document_signer` (it needs the hierarchy, which this module must not import).
 
@@ -14,6 +15,7 @@ pub mod files;
 pub mod outbox;
 pub mod pin;
 pub mod status;
+pub mod to_replace;
 
 pub use client::{CentreClient, ClientCache};
 

@@ -34,6 +34,14 @@ pub enum CentreCmd {
         #[command(flatten)]
         op: super::OperatorArg,
     },
+    /// The cards of this station's office that the centre flagged for replacement (their chip
+    /// data can no longer be authenticated: a Document Signer revoked, or its CSCA withdrawn),
+    /// oldest first, so their holders can be called in. Any role; the read is audited here and
+    /// at the centre.
+    CardsToReplace {
+        #[command(flatten)]
+        op: super::OperatorArg,
+    },
 }
 
 pub fn run(ctx: &Ctx, c: &CentreCmd) -> Result<(), StationError> {
@@ -78,6 +86,31 @@ pub fn run(ctx: &Ctx, c: &CentreCmd) -> Result<(), StationError> {
                     r.key_usage_until.as_deref().unwrap_or("its certificate expires"),
                     r.previous_key.as_deref().unwrap_or("no key"), learnt
                 )
+            })
+        }
+        CentreCmd::CardsToReplace { op } => {
+            let roles = station::centre::to_replace::ROLES;
+            let (mut st, session) =
+                ctx.open_read_only_as(&op.operator, "list the cards to replace", roles)?;
+            let list = station::centre::to_replace::list(&mut st, &session)?;
+            ctx.print(&list, |l| {
+                if l.cards.is_empty() {
+                    return format!(
+                        "No card of office {} is flagged for replacement\n",
+                        l.office
+                    );
+                }
+                let mut s = format!(
+                    "{} card(s) of office {} to replace, oldest flag first:\n",
+                    l.cards.len(),
+                    l.office
+                );
+                s.extend(
+                    l.cards
+                        .iter()
+                        .map(station::centre::to_replace::CardToReplace::line),
+                );
+                s
             })
         }
         CentreCmd::PushAudit => {
