@@ -378,7 +378,7 @@ impl CentreClient {
             200..=299 => Ok(bytes),
             400..=499 => Err(StationError::CentreRefused {
                 status,
-                refusal: refusal(status, &bytes),
+                refusal: unknown_endpoint(refusal(status, &bytes), &self.url, method, path),
             }),
             500..=599 => {
                 Err(self.unreachable(format!("HTTP {status}: {}", refusal(status, &bytes).error)))
@@ -507,6 +507,27 @@ impl CentreClient {
     }
 }
 
+/// `r`, said in words when it is a plain 404 (no refusal body): the centre has no such
+/// endpoint, so it is older than this station (stations are upgraded after their centre).
+fn unknown_endpoint(
+    r: centre_api::Refusal,
+    url: &str,
+    method: &str,
+    path: &str,
+) -> centre_api::Refusal {
+    if r.rule != "http-404" {
+        return r;
+    }
+    centre_api::Refusal {
+        error: format!(
+            "the centre at {url} does not offer {method} {path}: it is older than this station \
+             (upgrade the centre; {})",
+            r.error
+        ),
+        ..r
+    }
+}
+
 /// The centre's refusal body, or one made from the status when the body is not one (e.g. an
 /// older centre's plain 404).
 fn refusal(status: u16, body: &[u8]) -> centre_api::Refusal {
@@ -595,6 +616,25 @@ mod tests {
             (r.error.as_str(), r.rule.as_str()),
             ("used", "enrolment-code-used")
         );
+    }
+
+    #[test]
+    fn a_plain_404_says_the_centre_is_older() {
+        let url = "https://centre.example:8443";
+        let path = "/v1/cards-to-replace";
+        let r = unknown_endpoint(refusal(404, b""), url, "POST", path);
+        assert_eq!(r.rule, "http-404");
+        assert!(
+            r.error.starts_with(&format!(
+                "the centre at {url} does not offer POST {path}: it is older than this station"
+            )),
+            "{}",
+            r.error
+        );
+        // A refusal the centre explained (a document it does not have) stays as it said.
+        let body = br#"{"error":"no document AA0000001","rule":"document-not-found"}"#;
+        let r = unknown_endpoint(refusal(404, body), url, "POST", path);
+        assert_eq!(r.error, "no document AA0000001");
     }
 
     #[test]
