@@ -16,6 +16,7 @@ use crate::i18n::{self, Lang};
 use crate::options::GuiOptions;
 use crate::readers::ReaderPoller;
 use crate::services::ServicesState;
+use crate::to_replace::ToReplaceState;
 use crate::worker::{Command, Event, SessionInfo, Worker};
 
 #[derive(Default)]
@@ -37,6 +38,9 @@ pub enum ClerkTab {
     Issuance,
     /// Card services for an issued card (services/).
     Services,
+    /// The office's cards the centre flagged for replacement (to_replace.rs; an enrolled
+    /// station only).
+    ToReplace,
 }
 
 /// The CA administrator's and the auditor's two workspaces.
@@ -76,6 +80,8 @@ pub struct StationApp {
     pub auditor: AuditorState,
     /// The e-government deliveries tab of the CA-admin and auditor workspaces.
     pub deliveries: DeliveriesState,
+    /// The clerk's cards-to-replace tab (an enrolled station).
+    pub to_replace: ToReplaceState,
     /// Which of the CA-admin's or auditor's workspaces is shown.
     pub admin_tab: AdminTab,
     /// Time spent building the last frames' UI, for the frame-time figure.
@@ -113,6 +119,7 @@ impl StationApp {
             ca: CaState::default(),
             auditor: AuditorState::default(),
             deliveries: DeliveriesState::default(),
+            to_replace: ToReplaceState::default(),
             admin_tab: AdminTab::default(),
             frame_times: Vec::new(),
             fonts_installed: false,
@@ -135,6 +142,7 @@ impl StationApp {
             || self.auditor.busy()
             || self.ca.busy()
             || self.deliveries.busy()
+            || self.to_replace.busy()
             || self.login.pending
     }
 
@@ -159,6 +167,7 @@ impl StationApp {
         self.ca = CaState::default();
         self.auditor = AuditorState::default();
         self.deliveries = DeliveriesState::default();
+        self.to_replace = ToReplaceState::default();
         self.admin_tab = AdminTab::default();
         self.login.password.zeroize();
         self.login.lang_chosen = false;
@@ -205,6 +214,7 @@ impl StationApp {
                 self.ca = CaState::default();
                 self.auditor = AuditorState::default();
                 self.deliveries = DeliveriesState::default();
+                self.to_replace = ToReplaceState::default();
                 self.admin_tab = AdminTab::default();
                 self.session = Some(s);
             }
@@ -219,6 +229,7 @@ impl StationApp {
                 self.services.handle(&other, self.lang);
                 self.ca.handle(&other);
                 self.auditor.handle(&other);
+                self.to_replace.handle(&other);
                 let mut cmds = Vec::new();
                 self.deliveries.handle(&other, &mut cmds);
                 for c in cmds {
@@ -424,13 +435,17 @@ impl StationApp {
                 }
                 if s.role == Role::Clerk {
                     ui.separator();
-                    let tabs = [
+                    let mut tabs = vec![
                         (ClerkTab::Issuance, "tab-issuance"),
                         (ClerkTab::Services, "tab-services"),
                     ];
-                    // Alt+1 and Alt+2 switch between them from anywhere.
+                    // The cards to replace are the national centre's: an enrolled station.
+                    if s.centre {
+                        tabs.push((ClerkTab::ToReplace, "tab-to-replace"));
+                    }
+                    // Alt+1, Alt+2 (and Alt+3) switch between them from anywhere.
                     for (n, (tab, id)) in tabs.into_iter().enumerate() {
-                        let key = [egui::Key::Num1, egui::Key::Num2][n];
+                        let key = [egui::Key::Num1, egui::Key::Num2, egui::Key::Num3][n];
                         if ui.input_mut(|i| i.consume_key(egui::Modifiers::ALT, key)) {
                             self.clerk_tab = tab;
                         }
@@ -463,6 +478,9 @@ impl StationApp {
                         self.opts.reader.as_deref(),
                         &mut cmds,
                     ),
+                    ClerkTab::ToReplace => {
+                        crate::to_replace::ui(ui, &mut self.to_replace, &mut cmds)
+                    }
                 }
                 if self.clerk.busy() || self.services.busy() {
                     if let Some(r) = &self.readers {

@@ -20,6 +20,7 @@ pub mod pin_window;
 pub mod readers;
 pub mod service_work;
 pub mod services;
+pub mod to_replace;
 pub mod worker;
 
 pub use app::StationApp;

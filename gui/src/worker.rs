@@ -110,6 +110,9 @@ pub enum Command {
     CentreOutbox {
         failed_only: bool,
     },
+    /// The office's cards the centre flagged for replacement (`crate::to_replace`; any role
+    /// on an enrolled station, the clerk's tab).
+    CardsToReplace,
     /// Send the centre's dead letter `id` again (ca-admin).
     RetryCentreOutbox {
         id: i64,
@@ -205,6 +208,7 @@ pub enum Event {
     Service(crate::service_work::Reply),
     CentreOutbox(Result<Vec<OutboxMessage>, Shown>),
     CentreOutboxRetried(Result<OutboxMessage, Shown>),
+    CardsToReplace(Result<station::centre::to_replace::CardsToReplace, Shown>),
 }
 
 /// The CA-admin's rotation view: every request (newest first) and the re-issuance list.
@@ -454,6 +458,9 @@ impl WorkerState {
             }),
             Command::CentreOutbox { failed_only } => send(Event::CentreOutbox(
                 station::centre::outbox::list(st, &session, failed_only).map_err(shown(lang)),
+            )),
+            Command::CardsToReplace => send(Event::CardsToReplace(
+                station::centre::to_replace::list(st, &session).map_err(shown(lang)),
             )),
             Command::RetryCentreOutbox { id } => send(Event::CentreOutboxRetried(
                 station::centre::outbox::retry(st, &session, id).map_err(shown(lang)),

@@ -677,3 +677,21 @@ deliveries-confirm-yes = Send again
 deliveries-confirm-no = Cancel
 deliveries-retried = Message { $id } is queued again at the centre: { $status }.
 deliveries-retrying = Asking the centre to send it again…
+
+## Cards to replace (to_replace.rs)
+tab-to-replace = Cards to replace
+replace-heading = Cards of this office to replace
+replace-note = The national centre flagged these cards, still in use, because their chip data can no longer be checked (the key that signed it is no longer trusted). Call the holders in and issue a replacement; a replaced card leaves the list.
+replace-loading = Asking the national centre…
+replace-none = No card of office { $office } is flagged for replacement.
+replace-count = { $count ->
+    [one] One card of office { $office } to replace, oldest flag first:
+   *[other] { $count } cards of office { $office } to replace, oldest flag first:
+}
+replace-col-document = Document
+replace-col-state = State
+replace-col-holder = Holder
+replace-col-issued = Issued
+replace-col-flagged = Flagged
+replace-col-why = Why
+replace-issued = { $date } at { $station }

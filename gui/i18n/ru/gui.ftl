@@ -671,3 +671,22 @@ deliveries-confirm-yes = Отправить снова
 deliveries-confirm-no = Отмена
 deliveries-retried = Сообщение { $id } снова в очереди центра: { $status }.
 deliveries-retrying = Центр снова ставит сообщение в очередь…
+
+## Cards to replace (to_replace.rs)
+tab-to-replace = Карты на замену
+replace-heading = Карты этого офиса, подлежащие замене
+replace-note = Национальный центр отметил эти карты, которые ещё используются, потому что данные их чипа больше нельзя проверить (ключу, которым они подписаны, больше не доверяют). Пригласите владельцев и выдайте замену; заменённая карта уходит из списка.
+replace-loading = Запрос к национальному центру…
+replace-none = Ни одна карта офиса { $office } не отмечена для замены.
+replace-count = { $count ->
+    [one] { $count } карта офиса { $office } на замену, сначала отмеченные раньше:
+    [few] { $count } карты офиса { $office } на замену, сначала отмеченные раньше:
+   *[other] { $count } карт офиса { $office } на замену, сначала отмеченные раньше:
+}
+replace-col-document = Документ
+replace-col-state = Состояние
+replace-col-holder = Владелец
+replace-col-issued = Выдана
+replace-col-flagged = Отмечена
+replace-col-why = Почему
+replace-issued = { $date }, { $station }

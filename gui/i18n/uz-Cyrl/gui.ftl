@@ -667,3 +667,18 @@ deliveries-confirm-yes = Ҳа, яна юбориш
 deliveries-confirm-no = Бекор қилиш
 deliveries-retried = { $id }-хабар марказ навбатига қайтди: { $status }.
 deliveries-retrying = Марказдан қайта юбориш сўралмоқда…
+
+## Cards to replace (to_replace.rs)
+tab-to-replace = Алмаштириладиган карталар
+replace-heading = Ушбу идоранинг алмаштирилиши керак бўлган карталари
+replace-note = Миллий марказ ҳали фойдаланилаётган ушбу карталарни белгилади, чунки уларнинг чип маълумотларини энди текшириб бўлмайди (уларни имзолаган калитга энди ишонилмайди). Эгаларини чақиринг ва алмаштириб беринг; алмаштирилган карта рўйхатдан чиқади.
+replace-loading = Миллий марказдан сўралмоқда…
+replace-none = { $office } идорасининг бирорта картаси алмаштириш учун белгиланмаган.
+replace-count = { $office } идорасининг алмаштириладиган карталари: { $count } та, аввал белгиланганлари биринчи:
+replace-col-document = Ҳужжат
+replace-col-state = Ҳолат
+replace-col-holder = Эгаси
+replace-col-issued = Берилган
+replace-col-flagged = Белгиланган
+replace-col-why = Сабаби
+replace-issued = { $date }, { $station }

@@ -667,3 +667,18 @@ deliveries-confirm-yes = Ha, yana yuborish
 deliveries-confirm-no = Bekor qilish
 deliveries-retried = { $id }-xabar markaz navbatiga qaytdi: { $status }.
 deliveries-retrying = Markazdan qayta yuborish soʻralmoqda…
+
+## Cards to replace (to_replace.rs)
+tab-to-replace = Almashtiriladigan kartalar
+replace-heading = Ushbu idoraning almashtirilishi kerak boʻlgan kartalari
+replace-note = Milliy markaz hali foydalanilayotgan ushbu kartalarni belgiladi, chunki ularning chip maʼlumotlarini endi tekshirib boʻlmaydi (ularni imzolagan kalitga endi ishonilmaydi). Egalarini chaqiring va almashtirib bering; almashtirilgan karta roʻyxatdan chiqadi.
+replace-loading = Milliy markazdan soʻralmoqda…
+replace-none = { $office } idorasining birorta kartasi almashtirish uchun belgilanmagan.
+replace-count = { $office } idorasining almashtiriladigan kartalari: { $count } ta, avval belgilanganlari birinchi:
+replace-col-document = Hujjat
+replace-col-state = Holat
+replace-col-holder = Egasi
+replace-col-issued = Berilgan
+replace-col-flagged = Belgilangan
+replace-col-why = Sababi
+replace-issued = { $date }, { $station }
