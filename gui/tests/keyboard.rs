@@ -118,6 +118,8 @@ fn a_clerk_fills_the_form_by_keyboard_only() {
         Some("Card services"),
         "{rest:?}"
     );
+    // A standalone station has no centre, so no cards-to-replace tab.
+    assert!(!has_label(&h, "Cards to replace"));
 
     // Enter submits a look-up: a PINFL nobody has.
     type_here(&mut h, "31234567890123");
