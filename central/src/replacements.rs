@@ -141,7 +141,9 @@ pub async fn for_office(
     let mut client = centre.pool.get().await?;
     let tx = client.transaction().await?;
     let cards = flagged(&tx, None, Some(&who.office)).await?;
-    let details = serde_json::json!({ "office": who.office, "cards": cards.len() });
+    let documents: Vec<&str> = cards.iter().map(|c| c.document.as_str()).collect();
+    let details =
+        serde_json::json!({ "office": who.office, "cards": cards.len(), "documents": documents });
     let object = format!("office:{}", who.office);
     audit::append(
         &tx,

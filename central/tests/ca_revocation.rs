@@ -1008,11 +1008,16 @@ fn a_withdrawn_csca_flags_the_cards_its_document_signer_signed_and_voids_a_card_
         "{v}"
     );
     assert!(v["error"].as_str().unwrap().starts_with("role: "), "{v}");
-    let reads: i64 = q("SELECT count(*) FROM audit_log
-                        WHERE action = 'documents.replacement-listed' AND object = 'office:TAS01'
-                          AND operator = 'clerk1' AND station = 'tas01-st1'")[0]
-        .get(0);
-    assert_eq!(reads, 1);
+    let reads = q("SELECT details FROM audit_log
+                   WHERE action = 'documents.replacement-listed' AND object = 'office:TAS01'
+                     AND operator = 'clerk1' AND station = 'tas01-st1'");
+    assert_eq!(reads.len(), 1);
+    let read: Value = serde_json::from_str(reads[0].get(0)).unwrap();
+    assert_eq!(read["documents"], json!([named, unnamed]), "{read}");
+    let refused = q("SELECT details FROM audit_log
+                     WHERE action = 'request.refused' AND station = 'tas01-st1'
+                       AND details::jsonb ->> 'request' = 'cards-to-replace'");
+    assert_eq!(refused.len(), 1, "the janitor's refusal audited");
 
     // The certified job's card, signed by the withdrawn CSCA's Document Signer, is not handed
     // out: the completion aborts the job, its number spoiled and its certificates revoked.

@@ -478,9 +478,11 @@ impl StationApp {
                         self.opts.reader.as_deref(),
                         &mut cmds,
                     ),
-                    ClerkTab::ToReplace => {
+                    ClerkTab::ToReplace if s.centre => {
                         crate::to_replace::ui(ui, &mut self.to_replace, &mut cmds)
                     }
+                    // No centre, no such tab.
+                    ClerkTab::ToReplace => self.clerk_tab = ClerkTab::Issuance,
                 }
                 if self.clerk.busy() || self.services.busy() {
                     if let Some(r) = &self.readers {

@@ -111,6 +111,8 @@ fn centre_rule_id(rule: &str) -> Option<&'static str> {
         r::DOCUMENT_HELD_FOR_REPLACEMENT => "centre-refused-held-for-replacement",
         r::DOCUMENT_NOT_FOUND => "centre-refused-document-not-found",
         r::LOOKUP_LIMIT => "centre-refused-lookup-limit",
+        // A route the centre does not have (`station::centre::client`): it is older.
+        "http-404" => "centre-refused-older",
         _ => return None,
     })
 }

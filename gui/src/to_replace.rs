@@ -29,7 +29,8 @@ impl ToReplaceState {
     }
 
     pub fn handle(&mut self, ev: &Event) {
-        if let Event::CardsToReplace(r) = ev {
+        // Only an answer this session asked for (a late one after a log-out is dropped).
+        if let (Event::CardsToReplace(r), true) = (ev, self.requested) {
             self.list = Some(r.clone());
         }
     }
@@ -110,8 +111,9 @@ fn header(ui: &mut egui::Ui) {
 fn row(ui: &mut egui::Ui, c: &CardToReplace) {
     ui.label(RichText::new(c.document.as_str()).monospace());
     ui.label(crate::clerk::lookup::status_word(ui, &c.state));
+    let pinfl = t(ui, "field-pinfl");
     ui.label(format!(
-        "{} {}\nPINFL {}",
+        "{} {}\n{pinfl} {}",
         c.surname, c.given_names, c.pinfl
     ));
     let issued = [

@@ -61,7 +61,9 @@ fn a_clerk_sees_the_offices_cards_the_centre_flagged_after_a_csca_withdrawal() {
     log_in(&mut h, "clerk", CLERK, "Clerk workspace");
     let tab = tr(Lang::En, "tab-to-replace");
     assert!(has_label(&h, &tab), "the tab of an enrolled station");
-    click(&mut h, &tab);
+    // Alt+3 opens it from anywhere.
+    h.key_press_modifiers(egui::Modifiers::ALT, egui::Key::Num3);
+    h.step();
     let count = "2 cards of office TAS01 to replace, oldest flag first:";
     wait_for(&mut h, "the flagged cards", SERVICE_SHORT, |h| {
         has_label(h, count) && !h.state().busy()

@@ -424,6 +424,8 @@ centre-refused-document-not-found = В национальном реестре �
 centre-refused-document-not-found-next = Проверьте номер на карте или в письме владельца и найдите снова.
 centre-refused-lookup-limit = Национальный центр получил с этого рабочего места за последний час столько поисков по номеру, сколько допускает.
 centre-refused-lookup-limit-next = Найдите номер позже или найдите карту, вставив её в считыватель.
+centre-refused-older = Национальный центр пока этого не предоставляет: его версия старше, чем у станции.
+centre-refused-older-next = Попросите администратора центра обновить центр.
 station-error-other = Станция не смогла это выполнить.
 station-error-other-next = Повторите; если снова не получится, обратитесь к администратору с подробностями.
 station-field-unknown = Значение
@@ -679,14 +681,14 @@ replace-note = Национальный центр отметил эти кар�
 replace-loading = Запрос к национальному центру…
 replace-none = Ни одна карта офиса { $office } не отмечена для замены.
 replace-count = { $count ->
-    [one] { $count } карта офиса { $office } на замену, сначала отмеченные раньше:
-    [few] { $count } карты офиса { $office } на замену, сначала отмеченные раньше:
-   *[other] { $count } карт офиса { $office } на замену, сначала отмеченные раньше:
+    [one] { $count } карта офиса { $office } на замену, по дате отметки, начиная с самых давних:
+    [few] { $count } карты офиса { $office } на замену, по дате отметки, начиная с самых давних:
+   *[other] { $count } карт офиса { $office } на замену, по дате отметки, начиная с самых давних:
 }
 replace-col-document = Документ
 replace-col-state = Состояние
 replace-col-holder = Владелец
-replace-col-issued = Выдана
-replace-col-flagged = Отмечена
-replace-col-why = Почему
+replace-col-issued = Дата выдачи
+replace-col-flagged = Дата отметки
+replace-col-why = Причина
 replace-issued = { $date }, { $station }

@@ -515,7 +515,9 @@ fn unknown_endpoint(
     method: &str,
     path: &str,
 ) -> centre_api::Refusal {
-    if r.rule != "http-404" {
+    // The centre explains every refusal of its own; an empty 404 is a route it does not have
+    // (a proxy in between answers with a page of its own, which stays as it is).
+    if r.rule != "http-404" || !r.error.ends_with("without an explanation") {
         return r;
     }
     centre_api::Refusal {
@@ -631,6 +633,9 @@ mod tests {
             "{}",
             r.error
         );
+        // A proxy's page in between is not the centre speaking: left as it is.
+        let r = unknown_endpoint(refusal(404, b"<html>Not Found</html>"), url, "POST", path);
+        assert!(r.error.starts_with("HTTP 404: <html>"), "{}", r.error);
         // A refusal the centre explained (a document it does not have) stays as it said.
         let body = br#"{"error":"no document AA0000001","rule":"document-not-found"}"#;
         let r = unknown_endpoint(refusal(404, body), url, "POST", path);
