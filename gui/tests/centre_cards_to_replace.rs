@@ -107,11 +107,7 @@ fn fits_1024(rig: &EgovRig, lang: Lang, document: &str) {
     let mut opts = GuiOptions::new(rig.data.clone());
     opts.poll_readers = false;
     let mut h = harness(opts, [1024.0, 768.0]);
-    click(&mut h, lang.native_name());
-    h.step();
-    type_into(&mut h, &tr(lang, "login-operator"), "clerk");
-    type_into(&mut h, &tr(lang, "login-password"), CLERK);
-    click(&mut h, &tr(lang, "login-button"));
+    log_in_in(&mut h, lang, "clerk", CLERK);
     let tab = tr(lang, "tab-to-replace");
     wait_for(&mut h, &tab, std::time::Duration::from_secs(30), |h| {
         has_label(h, &tab)

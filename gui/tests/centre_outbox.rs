@@ -45,11 +45,7 @@ fn fits_1024(rig: &EgovRig, lang: Lang, document: &str) {
     let mut opts = GuiOptions::new(rig.data.clone());
     opts.poll_readers = false;
     let mut h = harness(opts, [1024.0, 768.0]);
-    click(&mut h, lang.native_name());
-    h.step();
-    type_into(&mut h, &tr(lang, "login-operator"), "admin");
-    type_into(&mut h, &tr(lang, "login-password"), EGOV_ADMIN_PASSWORD);
-    click(&mut h, &tr(lang, "login-button"));
+    log_in_in(&mut h, lang, "admin", EGOV_ADMIN_PASSWORD);
     let heading = tr(lang, "workspace-ca");
     wait_for(&mut h, &heading, Duration::from_secs(30), |h| {
         has_label(h, &heading)

@@ -164,6 +164,16 @@ pub fn click(h: &mut H, label: &str) {
     h.step();
 }
 
+/// Choose `lang` on the log-in screen, then log in as `name` (the workspace's wait is the
+/// caller's).
+pub fn log_in_in(h: &mut H, lang: gui::i18n::Lang, name: &str, password: &str) {
+    click(h, lang.native_name());
+    h.step();
+    type_into(h, &gui::i18n::tr(lang, "login-operator"), name);
+    type_into(h, &gui::i18n::tr(lang, "login-password"), password);
+    click(h, &gui::i18n::tr(lang, "login-button"));
+}
+
 /// Log in through the form and wait for the workspace heading.
 pub fn log_in(h: &mut H, name: &str, password: &str, heading: &str) {
     type_into(h, "Operator", name);
