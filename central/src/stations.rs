@@ -445,25 +445,27 @@ pub async fn disable(
 
 /// Revoke every certificate of `station` not revoked yet (identity, the previous identity of a
 /// renewal, audit signer, each Document Signer it was ever certified) with `reason`: each
-/// names the CA key whose signature it carries (any key of `ca_keys`, retired ones too), and
-/// that key's CRL and the certificate's OCSP answer are queued.
+/// names the CA key that issued it (recorded with it, or found by its signature among every
+/// key of `ca_keys`, retired ones too), and that key's CRL and the certificate's OCSP answer
+/// are queued.
 async fn revoke_certs(
     tx: &Transaction<'_>,
     station: &str,
     reason: &str,
 ) -> Result<Vec<RevokedStationCert>> {
-    let keys = ca_key_certs(tx).await?;
+    // Each certificate names its issuer since it was recorded; older rows get theirs here.
+    fill_issuer_keys(tx, Some(station)).await?;
     let rows = tx
         .prepared_query(
-            "SELECT purpose, serial, cert_der FROM station_certs
+            "SELECT purpose, serial, issuer_key FROM station_certs
              WHERE station = $1 AND revoked_at IS NULL ORDER BY purpose FOR UPDATE",
             &[&station],
         )
         .await?;
     let mut out = Vec::new();
     for r in rows {
-        let (purpose, serial, der): (String, Vec<u8>, Vec<u8>) = (r.get(0), r.get(1), r.get(2));
-        let issuer = issuer_label(Some(&der), &keys).ok_or_else(|| {
+        let (purpose, serial): (String, Vec<u8>) = (r.get(0), r.get(1));
+        let issuer: String = r.get::<_, Option<String>>(2).ok_or_else(|| {
             CentralError::Other(format!(
                 "no CA key of this centre signed the {purpose} certificate of station {station}"
             ))
