@@ -493,8 +493,13 @@ fn executed_text(d: &Executed) -> String {
                 );
             }
             if w.cards_to_replace > 0 {
+                let (cards, are) = if w.cards_to_replace == 1 {
+                    ("card", "is")
+                } else {
+                    ("cards", "are")
+                };
                 t += &format!(
-                    "  {} cards whose EF.SOD they signed are flagged for replacement (station cards-to-replace)\n",
+                    "  {} {cards} whose EF.SOD they signed {are} flagged for replacement (station cards-to-replace)\n",
                     w.cards_to_replace
                 );
             }

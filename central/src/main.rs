@@ -763,9 +763,18 @@ async fn station(cli: &Cli, cfg: &CentreConfig, sc: &StationCmd) -> Result<(), C
                     ));
                 }
                 if d.cards_to_replace > 0 {
+                    let cards = if d.cards_to_replace == 1 {
+                        "1 card it issued is"
+                    } else {
+                        "cards it issued are"
+                    };
+                    let count = if d.cards_to_replace == 1 {
+                        String::new()
+                    } else {
+                        format!("{} ", d.cards_to_replace)
+                    };
                     out.push_str(&format!(
-                        "{} cards it issued are flagged for replacement (station cards-to-replace)\n",
-                        d.cards_to_replace
+                        "{count}{cards} flagged for replacement (station cards-to-replace)\n"
                     ));
                 }
                 out

@@ -584,6 +584,20 @@ pub struct CardAtCentre {
     /// The last moment the hold may be released (RFC 3339 UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release_until: Option<String>,
+    /// The card is still in use and the centre flagged it for replacement (its chip data can no
+    /// longer be authenticated): why and when. Absent from a centre older than the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replacement_due: Option<ReplacementDue>,
+}
+
+/// Why and since when the centre wants a card replaced (`POST /v1/cards-to-replace` lists them
+/// by office).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplacementDue {
+    /// The centre's sentence (the revoked Document Signer or the withdrawn CSCA key, and why).
+    pub reason: String,
+    /// When it was flagged (RFC 3339 UTC).
+    pub flagged_at: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

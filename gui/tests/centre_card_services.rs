@@ -152,6 +152,12 @@ fn a_clerk_at_an_enrolled_station_serves_a_card_through_the_centre() {
             .expect("lost at the centre");
     }
     assert_eq!(centre_document(&rig, &pinfl, &number).0, "lost");
+    // Read again, the card shows this station's record and the centre's word beside it.
+    click(&mut h, "Read the card");
+    wait_for(&mut h, "the centre's state", SERVICE_SHORT, |h| {
+        has_label_containing(h, "The national registry says this document is lost")
+            && !h.state().services.busy()
+    });
     let reader = slot.reader_name.clone();
     let test_signature = || {
         let cert = rig.dir.join("9a.pem");

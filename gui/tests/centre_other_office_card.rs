@@ -195,6 +195,30 @@ fn a_card_of_another_office_is_suspended_and_resumed_at_the_centre_from_the_desk
         "{v}"
     );
 
+    // SAM02 is cut off with its keys revoked: the centre flags its cards for replacement, and
+    // the card read again here says so, with the centre's reason.
+    rig.centre.ok(&[
+        "station",
+        "disable",
+        "--station",
+        "sam02-st1",
+        "--reason",
+        "keyCompromise",
+        "--operator",
+        "admin",
+    ]);
+    click(&mut h, "Read the card");
+    wait_for(&mut h, "the replacement flag", SERVICE_SHORT, |h| {
+        has_label_containing(
+            h,
+            "To be replaced: the national centre flagged this card on",
+        ) && !h.state().services.busy()
+    });
+    assert!(has_label_containing(
+        &h,
+        "The centre's reason: the Document Signer of station sam02-st1 was revoked (keyCompromise)"
+    ));
+
     // Each step is recorded at this station, which mirrors nothing of the document.
     let actions: Vec<String> = registry::Registry::open_read_only(rig.data.join("registry.sqlite"))
         .expect("registry")

@@ -329,6 +329,16 @@ fn renew_suspend_resume_address_and_replace_through_the_centre() {
         .collect();
     assert_eq!(old.len(), 2);
 
+    // TAS01's own card, read at TAS01: its record, and the centre's word beside it (the same
+    // state, no replacement flag).
+    let own = tas.json(&["card", "show", "--reader", &reader], &[]);
+    assert_eq!(own["issued_elsewhere"], serde_json::Value::Null, "{own}");
+    assert_eq!(
+        own["national"],
+        serde_json::json!({ "Record": { "state": "active", "replacement_due": null } }),
+        "{own}"
+    );
+
     // SAM01's clerk reads the card TAS01 issued (`card show`, what the desk's Card services
     // shows): SAM01 has no record of it, so the centre's record is shown, and only what the
     // centre serves for any office is offered.
@@ -340,6 +350,7 @@ fn renew_suspend_resume_address_and_replace_through_the_centre() {
         "{id}"
     );
     assert_eq!(id["holder"]["pinfl"], pinfl.as_str(), "{id}");
+    assert_eq!(id["national"]["Record"]["state"], "active", "{id}");
     let mut on_card: Vec<String> = serde_json::from_value(id["on_card"].clone()).unwrap();
     on_card.sort();
     let mut want = old.clone();
@@ -560,6 +571,31 @@ fn renew_suspend_resume_address_and_replace_through_the_centre() {
         "whole seconds: {s}"
     );
     ocsp_until(public, d, renewed, &format!("{renewed}: revoked"));
+    // TAS01's record of its card still says active; its clerk is told the centre's state.
+    let own = tas.json(&["card", "show", "--reader", &reader], &[]);
+    assert_eq!(
+        (
+            &own["document"]["status"],
+            &own["national"]["Record"]["state"]
+        ),
+        (
+            &serde_json::json!("active"),
+            &serde_json::json!("suspended")
+        ),
+        "{own}"
+    );
+    let o = tas.run(
+        &["card", "show", "--reader", &reader, "--operator", "clerk"],
+        &[CLERK_PASSWORD],
+    );
+    assert!(
+        text(&o).contains(
+            "The national registry says the document is suspended (this station's record says \
+             active): it was changed at another office"
+        ),
+        "{}",
+        text(&o)
+    );
     sam.json(&["resume", "--document", &doc, "--identity-confirmed"], &[]);
     ocsp_until(public, d, renewed, &format!("{renewed}: good"));
 
@@ -597,7 +633,8 @@ fn renew_suspend_resume_address_and_replace_through_the_centre() {
 
     // Replacement of the lost card through the centre: old revoked keyCompromise, linked.
     card.pull();
-    let card = slot.insert(&tas.blank_card(0x5C00_0002), &[]);
+    let replacement_image = tas.blank_card(0x5C00_0002);
+    let card = slot.insert(&replacement_image, &[]);
     let letter = holder_pin::letter_path(d);
     let rep = tas.json(
         &[
@@ -633,6 +670,70 @@ fn renew_suspend_resume_address_and_replace_through_the_centre() {
     }
     let out = ocsp_until(public, d, renewed, &format!("{renewed}: revoked"));
     assert!(out.contains("Reason: keyCompromise"), "{out}");
+
+    // The centre's CSCA rolls over and csca-1 is withdrawn (each under dual control): the new
+    // card, whose EF.SOD TAS01's Document Signer under csca-1 signed, is flagged; the clerk
+    // reading it at TAS01 (its own card) and at SAM01 (the centre's record) is told.
+    centre.ok(&["ca", "rotate", "--ca", "csca", "--operator", "admin"]);
+    let approve = |id: &str| {
+        centre.ok_as(
+            &["ca", "approve", id, "--operator", "admin2"],
+            testrig::centre::CENTRE_ADMIN2_PASSWORD,
+        )
+    };
+    approve("1");
+    centre.ok(&[
+        "ca",
+        "withdraw-csca",
+        "--key",
+        "csca-1",
+        "--reason",
+        "keyCompromise",
+        "--operator",
+        "admin",
+    ]);
+    let done = approve("2");
+    assert!(
+        done.contains("1 card whose EF.SOD they signed is flagged for replacement"),
+        "{done}"
+    );
+    let _card = slot.insert(&replacement_image, &[]);
+    let withdrawn = "the CSCA key csca-1 that certified its Document Signer was withdrawn from \
+                     the CSCA Master List (keyCompromise)";
+    for st in [&tas, &sam] {
+        let id = st.json(&["card", "show", "--reader", &reader], &[]);
+        assert_eq!(id["document"]["number"], new_doc.as_str(), "{id}");
+        let due = &id["national"]["Record"]["replacement_due"];
+        assert_eq!(due["reason"], withdrawn, "{id}");
+        assert!(
+            due["flagged_at"].as_str().is_some_and(|t| t.ends_with('Z')),
+            "{id}"
+        );
+        let o = st.run(
+            &["card", "show", "--reader", &reader, "--operator", "clerk"],
+            &[CLERK_PASSWORD],
+        );
+        assert!(
+            text(&o).contains("To be replaced: the national centre flagged this card at")
+                && text(&o).contains(withdrawn),
+            "{}",
+            text(&o)
+        );
+    }
+    // The centre stopped: TAS01 still shows its own card, and says the centre was not read.
+    centre.stop();
+    let o = tas.run(
+        &["card", "show", "--reader", &reader, "--operator", "clerk"],
+        &[CLERK_PASSWORD],
+    );
+    assert!(
+        o.status.success()
+            && text(&o).contains(&format!("Document {new_doc}: active"))
+            && text(&o).contains("The national centre's record was not read (")
+            && !text(&o).contains("To be replaced"),
+        "{}",
+        text(&o)
+    );
 }
 
 /// `args` as the clerk: must fail with `code`, the centre's rule `rule` in the message.

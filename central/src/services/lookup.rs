@@ -9,7 +9,7 @@
 
 use centre_api::{
     rules, AddressAtCentre, CardAtCentre, CardLookupRequest, CertificateAtCentre,
-    DocumentLookupRequest, HolderAtCentre,
+    DocumentLookupRequest, HolderAtCentre, ReplacementDue,
 };
 use deadpool_postgres::GenericClient;
 
@@ -59,7 +59,10 @@ pub async fn card(centre: &Centre, who: &WhoAmI, req: &CardLookupRequest) -> Res
     let found = tx
         .prepared_opt(
             "SELECT d.id, d.series, d.number, d.state, d.office, d.date_of_issue::text,
-                    d.date_of_expiry::text, d.job, d.holder_id, d.suspended_at
+                    d.date_of_expiry::text, d.job, d.holder_id, d.suspended_at,
+                    CASE WHEN d.replaced_by IS NULL AND d.state IN ('active', 'suspended')
+                         THEN d.replacement_due END,
+                    to_char(d.replacement_due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
              FROM documents d WHERE upper(d.card_serial) = upper($1)
              ORDER BY d.id DESC LIMIT 1",
             &[&req.card_serial],
@@ -123,7 +126,10 @@ pub async fn document(
     let d = tx
         .prepared_opt(
             "SELECT d.id, d.series, d.number, d.state, d.office, d.date_of_issue::text,
-                    d.date_of_expiry::text, d.job, d.holder_id, d.suspended_at
+                    d.date_of_expiry::text, d.job, d.holder_id, d.suspended_at,
+                    CASE WHEN d.replaced_by IS NULL AND d.state IN ('active', 'suspended')
+                         THEN d.replacement_due END,
+                    to_char(d.replacement_due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
              FROM documents d WHERE d.series = $1 AND d.number = $2",
             &[&series, &number],
         )
@@ -262,6 +268,18 @@ async fn answer(
         },
         suspended_at,
         release_until,
+        replacement_due: replacement_due(d),
+    })
+}
+
+/// The replacement flag of the document in row `d` (columns 10 and 11: set only while the card
+/// is in use and not replaced, as `replacements::flagged` lists them).
+fn replacement_due(d: &tokio_postgres::Row) -> Option<ReplacementDue> {
+    let reason: Option<String> = d.get(10);
+    let flagged_at: Option<String> = d.get(11);
+    Some(ReplacementDue {
+        reason: reason?,
+        flagged_at: flagged_at.unwrap_or_default(),
     })
 }
 

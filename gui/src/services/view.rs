@@ -5,7 +5,7 @@
 //! the screen at 1024×768.
 
 use egui::{Align, Color32, Layout, RichText};
-use station::services::identify::{CardIdentity, PinState, Service};
+use station::services::identify::{CardIdentity, National, PinState, Service};
 
 use super::dialogs::{AddressDraft, Dialog};
 use super::{status_word, Plan, ServicesState};
@@ -247,6 +247,43 @@ fn field(ui: &mut egui::Ui, label: &str, value: &str) {
     });
 }
 
+/// What the national centre says of the card beyond the record shown (an enrolled station):
+/// a replacement flag, a state another office changed, or that the centre could not be asked.
+fn national(ui: &mut egui::Ui, id: &CardIdentity) {
+    const ORANGE: Color32 = Color32::from_rgb(200, 120, 0);
+    let lang = i18n::current(ui.ctx());
+    if let Some(due) = id.replacement_due() {
+        egui::Frame::group(ui.style()).show(ui, |ui| {
+            ui.set_width(ui.available_width());
+            let date = i18n::date(&due.flagged_at[..10.min(due.flagged_at.len())]);
+            let text = ta(ui, "svc-replacement-due", &[("date", i18n::s(date))]);
+            ui.add(egui::Label::new(RichText::new(text).strong().color(ORANGE)).wrap());
+            let why = ta(
+                ui,
+                "svc-replacement-reason",
+                &[("reason", i18n::s(due.reason.clone()))],
+            );
+            ui.add(egui::Label::new(why).wrap());
+        });
+    }
+    if let Some(state) = id.national_state_differs() {
+        let text = ta(
+            ui,
+            "svc-national-state",
+            &[("state", i18n::s(status_word(lang, state)))],
+        );
+        ui.add(egui::Label::new(RichText::new(text).strong().color(ORANGE)).wrap());
+    }
+    if let Some(National::Unanswered(why)) = &id.national {
+        ui.add(egui::Label::new(t(ui, "svc-national-unanswered")).wrap());
+        egui::CollapsingHeader::new(t(ui, "svc-details"))
+            .id_salt("svc-national-details")
+            .show(ui, |ui| {
+                ui.add(egui::Label::new(RichText::new(why.as_str()).monospace()).wrap());
+            });
+    }
+}
+
 /// Holder, document, card, certificates, addresses.
 fn identity(ui: &mut egui::Ui, id: &CardIdentity) {
     let lang = i18n::current(ui.ctx());
@@ -321,6 +358,7 @@ fn identity(ui: &mut egui::Ui, id: &CardIdentity) {
         );
         ui.add(egui::Label::new(text).wrap());
     }
+    national(ui, id);
     crate::clerk::copyable(ui, t(ui, "issue-card-serial"), &id.card_serial);
     let pin = match id.pin {
         PinState::Blocked => RichText::new(t(ui, "svc-pin-blocked"))

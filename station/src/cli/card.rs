@@ -5,7 +5,7 @@
 use clap::{Args, Subcommand};
 use registry::Role;
 use station::error::StationError;
-use station::services::identify::{Blocker, CardIdentity, PinState};
+use station::services::identify::{Blocker, CardIdentity, National, PinState};
 
 use super::{Ctx, OperatorArg};
 
@@ -84,6 +84,7 @@ fn show_text(id: &CardIdentity) -> String {
     if let (Some(since), Some(until)) = (&id.suspended_since, &id.resume_until) {
         out += &format!("Suspended at {since}; may be resumed until {until}\n");
     }
+    out += &national_text(id);
     out += &format!(
         "PIN: {}\n",
         match id.pin {
@@ -124,6 +125,35 @@ fn show_text(id: &CardIdentity) -> String {
             None => out += &format!("  {name:<13} available\n"),
             Some(b) => out += &format!("  {name:<13} not now: {}\n", blocker_text(b)),
         }
+    }
+    out
+}
+
+/// What the national centre says of the card beyond the record shown (an enrolled station).
+fn national_text(id: &CardIdentity) -> String {
+    let mut out = String::new();
+    if let Some(Some(why)) = id.national.as_ref().map(|n| match n {
+        National::Unanswered(why) => Some(why),
+        National::Record { .. } => None,
+    }) {
+        out += &format!(
+            "The national centre's record was not read ({why}): shown as this station has it; \
+             whether the centre changed or flagged the card is not known\n"
+        );
+    }
+    if let Some(state) = id.national_state_differs() {
+        out += &format!(
+            "The national registry says the document is {state} (this station's record says {}): \
+             it was changed at another office, and the centre's record is the one that counts\n",
+            id.document.status
+        );
+    }
+    if let Some(due) = id.replacement_due() {
+        out += &format!(
+            "To be replaced: the national centre flagged this card at {}: {}. Its chip data can no \
+             longer be authenticated; call the holder in for a new card\n",
+            due.flagged_at, due.reason
+        );
     }
     out
 }

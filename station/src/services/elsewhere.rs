@@ -13,7 +13,7 @@ use personalization::piv::PinStatus;
 use super::address::AddressHistoryEntry;
 use super::identify::{
     address_end_blocker, resume_blocker, Blocker, CardIdentity, CertificateSummary,
-    DocumentSummary, HolderSummary, Offer, PinState, Service,
+    DocumentSummary, HolderSummary, National, Offer, PinState, Service,
 };
 use crate::centre::CentreClient;
 use crate::error::StationError;
@@ -24,6 +24,16 @@ use crate::Station;
 pub(super) struct AtCentre {
     pub record: CardAtCentre,
     read: Vec<String>,
+}
+
+impl AtCentre {
+    /// The centre's word on the card, as the workspace shows it beside a record.
+    pub(super) fn national(&self) -> National {
+        National::Record {
+            state: self.record.state.clone(),
+            replacement_due: self.record.replacement_due.clone(),
+        }
+    }
 }
 
 /// The centre's record of `card`, or `None` when this station is not enrolled (a standalone
@@ -92,6 +102,7 @@ pub(super) fn summary(
     card_serial: String,
 ) -> Result<CardIdentity, StationError> {
     let profile = st.card_profile()?;
+    let national = Some(at_centre.national());
     let AtCentre {
         record: found,
         read,
@@ -160,6 +171,7 @@ pub(super) fn summary(
         resume_until: found.release_until.as_deref().map(whole_seconds),
         returned_at: None,
         issued_elsewhere: Some(found.office.clone()),
+        national,
         offers: Vec::new(),
     };
     let office = found.office;

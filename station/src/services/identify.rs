@@ -141,7 +141,47 @@ pub struct CardIdentity {
     /// The office that issued the card when it is not this station's: the record shown is the
     /// national registry's (an enrolled station only).
     pub issued_elsewhere: Option<String>,
+    /// On a station enrolled with the national centre: what the centre's record says of the
+    /// card, or why the centre could not tell; `None` on a standalone station.
+    pub national: Option<National>,
     pub offers: Vec<Offer>,
+}
+
+/// The national registry's word on a card, beside this station's record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum National {
+    /// The centre's record of the card's document.
+    Record {
+        /// The document's state there. The centre decides: another office may have changed it
+        /// (a suspension, a declared loss) since this station's record was written.
+        state: String,
+        /// The centre flagged the card for replacement: its chip data can no longer be
+        /// authenticated (its Document Signer revoked, or the CSCA key behind it withdrawn).
+        replacement_due: Option<centre_api::ReplacementDue>,
+    },
+    /// The centre could not be asked, or refused (the station's words for it): the card is
+    /// shown as this station has it.
+    Unanswered(String),
+}
+
+impl CardIdentity {
+    /// The centre's state of the document when it differs from the one shown (this station's).
+    pub fn national_state_differs(&self) -> Option<&str> {
+        match &self.national {
+            Some(National::Record { state, .. }) if *state != self.document.status => Some(state),
+            _ => None,
+        }
+    }
+
+    /// The centre's replacement flag, if it set one.
+    pub fn replacement_due(&self) -> Option<&centre_api::ReplacementDue> {
+        match &self.national {
+            Some(National::Record {
+                replacement_due, ..
+            }) => replacement_due.as_ref(),
+            _ => None,
+        }
+    }
 }
 
 impl CardIdentity {
@@ -215,7 +255,31 @@ pub fn identify(
         .filter(|c| card.certificates.iter().any(|(_, der)| *der == c.data.der))
         .map(|c| c.data.serial.clone())
         .collect();
-    summary(st, &doc, certs, on_card, reader, card.pin)
+    let national = national(st, session.operator(), &card, &serial);
+    let mut id = summary(st, &doc, certs, on_card, reader, card.pin)?;
+    id.national = national;
+    Ok(id)
+}
+
+/// On an enrolled station, the centre's record of this station's own card (`POST
+/// /v1/cards/lookup`, audited there as `card.looked-up`): its document's state there and any
+/// replacement flag. The card is still shown when the centre cannot be asked or refuses; the
+/// clerk is told why (and the station's log).
+fn national(
+    st: &Station,
+    operator: &str,
+    card: &card_services::IssuedCard,
+    serial: &str,
+) -> Option<National> {
+    match super::elsewhere::lookup(st, operator, card, serial) {
+        Ok(None) => None,
+        Ok(Some(found)) => Some(found.national()),
+        Err(e) => {
+            tracing::warn!(card = %serial, error = %e,
+                "the national centre was not asked about this station's card");
+            Some(National::Unanswered(e.to_string()))
+        }
+    }
 }
 
 /// The registry's record of `card`: the card by chip serial, its document and holder, and
@@ -356,6 +420,7 @@ fn summary(
         resume_until,
         returned_at: st.registry.card_return(doc.card.id)?.map(|r| r.returned_at),
         issued_elsewhere: None,
+        national: None,
         offers: Vec::new(),
     };
     id.offers = Service::ALL

@@ -36,7 +36,7 @@ mod returned;
 mod suspend;
 mod unblock;
 
-pub use identify::{identify, CardIdentity};
+pub use identify::{identify, CardIdentity, National};
 pub use recover::{recover, ServiceRecovered};
 pub use renew::{renew, RenewInput, RenewReport};
 pub use replace::{replace, ReplaceInput, ReplaceReport};
