@@ -22,9 +22,10 @@
 //! process, one keep-alive connection each, reconnecting when the server closes it) POST
 //! `application/ocsp-request` bodies (built with `x509-ocsp`, one random certificate of the set
 //! each) for `OCSP_LOAD_SECONDS`: answers per second (each answer decoded: `successful`, one
-//! SingleResponse, `good`). Then paced at 80 % of that rate for the same time: every client sends
-//! on a fixed schedule, and latency runs from the scheduled send time to the whole answer (a
-//! client that falls behind its schedule counts the wait: no coordinated omission).
+//! SingleResponse, `good`). Then paced at 80 % of that rate for the same time: a pacer thread
+//! hands out each request's send time when it is due (sleeping in between, not spinning), the
+//! first free client sends it, and latency runs from the scheduled send time to the whole answer
+//! (a request that waits for a free client counts the wait: no coordinated omission).
 //!
 //! Revocation: `OCSP_LOAD_REVOKES` documents, one after another, are revoked with `POST
 //! /v1/documents/{d}/revoke` (a station over mutual TLS, as the clerk's station does); a client
@@ -199,11 +200,23 @@ struct Phase {
     answers: u64,
     secs: f64,
     latencies_ms: Vec<f64>,
+    /// Paced requests answered in more than [`SLOW_MS`]: when each was due (ms into the phase)
+    /// and its latency, to tell a tail spread over the phase from one made by a few stalls.
+    slow: Vec<(f64, f64)>,
     connects: u64,
 }
 
+/// The p99 target (issue 21), ms.
+const SLOW_MS: f64 = 5.0;
+
 /// `clients` clients ask `addr` for `d`: as fast as they can (`rate` None) or on a schedule of
 /// `rate` requests per second in all. Every answer must say `good`.
+///
+/// On a schedule, a pacer thread of its own ([`pace`]) hands out each request's send time when
+/// it comes; the first free client takes it, and latency runs from that time to the whole
+/// answer (a request waiting for a free client counts the wait: no coordinated omission). The
+/// clients wait for the next send time without spinning, so the load generator does not take
+/// CPU time from the responder it measures.
 fn load(
     addr: SocketAddr,
     path: &'static str,
@@ -218,36 +231,41 @@ fn load(
         .build()
         .unwrap();
     let bad = Arc::new(AtomicU64::new(0));
+    let start = Instant::now() + Duration::from_millis(50);
+    let stop = start + d;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let (pacer, tickets) = match rate {
+        Some(r) => (
+            Some(std::thread::spawn(move || pace(start, stop, r, tx))),
+            Some(Arc::new(tokio::sync::Mutex::new(rx))),
+        ),
+        None => (None, None),
+    };
     let results = rt.block_on(async {
-        let start = Instant::now() + Duration::from_millis(50);
-        let stop = start + d;
         let tasks: Vec<_> = (0..clients)
             .map(|i| {
                 let requests = Arc::clone(requests);
                 let bad = Arc::clone(&bad);
+                let tickets = tickets.clone();
                 tokio::spawn(async move {
                     let mut client = Client::new(addr, path);
                     client.connect().await;
                     let mut lat = Vec::new();
+                    let mut slow = Vec::new();
                     let mut n = 0u64;
-                    let mut k = 0u64;
                     let mut pick = i * 7919;
                     tokio::time::sleep_until(start.into()).await;
                     loop {
-                        let scheduled = match rate {
-                            // Client i sends its k-th request at (k·clients + i) / rate.
-                            Some(r) => {
-                                start
-                                    + Duration::from_secs_f64(
-                                        (k as f64 * clients as f64 + i as f64) / r,
-                                    )
-                            }
+                        let scheduled = match &tickets {
+                            Some(rx) => match rx.lock().await.recv().await {
+                                Some(t) => t,
+                                None => break,
+                            },
                             None => Instant::now(),
                         };
                         if scheduled >= stop {
                             break;
                         }
-                        wait_until(scheduled).await;
                         pick = (pick + 104_729) % requests.len();
                         let body = client.ask(&requests[pick]).await;
                         let done = Instant::now();
@@ -256,11 +274,14 @@ fn load(
                         }
                         if done <= stop {
                             n += 1;
-                            lat.push(ms(done - scheduled));
+                            let took = ms(done - scheduled);
+                            lat.push(took);
+                            if rate.is_some() && took > SLOW_MS {
+                                slow.push((ms(scheduled - start), took));
+                            }
                         }
-                        k += 1;
                     }
-                    (n, lat, client.connects)
+                    (n, lat, slow, client.connects)
                 })
             })
             .collect();
@@ -270,6 +291,9 @@ fn load(
         }
         out
     });
+    if let Some(p) = pacer {
+        p.join().expect("the pacer");
+    }
     assert_eq!(
         bad.load(Ordering::Relaxed),
         0,
@@ -279,31 +303,40 @@ fn load(
         answers: 0,
         secs: d.as_secs_f64(),
         latencies_ms: Vec::new(),
+        slow: Vec::new(),
         connects: 0,
     };
-    for (n, lat, c) in results {
+    for (n, lat, slow, c) in results {
         phase.answers += n;
         phase.latencies_ms.extend(lat);
+        phase.slow.extend(slow);
         phase.connects += c;
     }
     phase
 }
 
-/// Wait until `t` with sub-millisecond precision. tokio's timer ticks in whole milliseconds: a
-/// sleep, even one to a time already past, ends at a tick, which capped every client at about one
-/// request per millisecond and added up to 1 ms to each paced request. So: nothing when `t` has
-/// passed, a timer sleep for all but the last 2 ms, then yield until `t` (the load generator
-/// spins on its own CPU for that part).
-async fn wait_until(t: Instant) {
-    let now = Instant::now();
-    if t <= now {
-        return;
-    }
-    if t - now > Duration::from_millis(2) {
-        tokio::time::sleep_until((t - Duration::from_millis(2)).into()).await;
-    }
-    while Instant::now() < t {
-        tokio::task::yield_now().await;
+/// The schedule: request k is due at `start + k / rate`, until `stop`; each send time is handed
+/// out when it comes. The thread sleeps between them (`nanosleep`: tokio's timer would round to
+/// whole milliseconds); a sleep that ends late hands out every time that has passed at once,
+/// each still timed from when it was due.
+fn pace(
+    start: Instant,
+    stop: Instant,
+    rate: f64,
+    tickets: tokio::sync::mpsc::UnboundedSender<Instant>,
+) {
+    for k in 0u64.. {
+        let due = start + Duration::from_secs_f64(k as f64 / rate);
+        if due >= stop {
+            break;
+        }
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        if tickets.send(due).is_err() {
+            break;
+        }
     }
 }
 
@@ -425,7 +458,36 @@ fn report(name: &str, max: &Phase, paced: &mut Phase, rate: f64) -> (f64, f64, f
         paced.answers as f64 / paced.secs,
         paced.connects
     );
+    println!("    {}", slow_text(paced));
     (per_s, p50, p99)
+}
+
+/// Where the paced phase's answers slower than [`SLOW_MS`] were: how many, in how many of the
+/// phase's 100 ms windows (by when they were due), and the worst.
+fn slow_text(paced: &Phase) -> String {
+    let windows = (paced.secs * 10.0).ceil() as usize;
+    let mut hit: Vec<usize> = paced
+        .slow
+        .iter()
+        .map(|(at, _)| (at / 100.0) as usize)
+        .collect();
+    hit.sort_unstable();
+    hit.dedup();
+    let worst = paced
+        .slow
+        .iter()
+        .copied()
+        .max_by(|a, b| a.1.total_cmp(&b.1));
+    format!(
+        "answers over {SLOW_MS} ms: {} ({:.2} %), due in {} of {windows} 100-ms windows{}",
+        paced.slow.len(),
+        100.0 * paced.slow.len() as f64 / paced.answers.max(1) as f64,
+        hit.len(),
+        worst.map_or(String::new(), |(at, took)| format!(
+            "; the worst {took:.1} ms, due {:.2} s into the phase",
+            at / 1000.0
+        ))
+    )
 }
 
 fn main() {
