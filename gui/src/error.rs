@@ -111,8 +111,9 @@ fn centre_rule_id(rule: &str) -> Option<&'static str> {
         r::DOCUMENT_HELD_FOR_REPLACEMENT => "centre-refused-held-for-replacement",
         r::DOCUMENT_NOT_FOUND => "centre-refused-document-not-found",
         r::LOOKUP_LIMIT => "centre-refused-lookup-limit",
-        // A route the centre does not have (`station::centre::client`): it is older.
-        "http-404" => "centre-refused-older",
+        // A route the centre does not have (an empty 404, `station::centre::client`): it is
+        // older. A proxy's 404 page keeps `http-404` and the general words.
+        station::centre::client::ROUTE_UNKNOWN => "centre-refused-older",
         _ => return None,
     })
 }
@@ -340,6 +341,14 @@ mod tests {
         }
         // A rule the clerk cannot act on keeps the general words.
         let s = shown(Lang::En, &refused(centre_api::rules::JOB_CONFLICT, None));
+        assert_eq!(s.message, general);
+        // A route the centre does not have is an older centre; a proxy's 404 page is not.
+        let s = shown(
+            Lang::En,
+            &refused(station::centre::client::ROUTE_UNKNOWN, None),
+        );
+        assert_eq!(s.message, tr(Lang::En, "centre-refused-older"));
+        let s = shown(Lang::En, &refused("http-404", None));
         assert_eq!(s.message, general);
     }
 

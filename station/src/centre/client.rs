@@ -507,6 +507,11 @@ impl CentreClient {
     }
 }
 
+/// The rule of a request the centre has no route for (an empty 404), which the station names so:
+/// the centre is older than this station. A 404 with a body that is not the centre's (a proxy's
+/// page) keeps `http-404`.
+pub const ROUTE_UNKNOWN: &str = "route-unknown";
+
 /// `r`, said in words when it is a plain 404 (no refusal body): the centre has no such
 /// endpoint, so it is older than this station (stations are upgraded after their centre).
 fn unknown_endpoint(
@@ -526,6 +531,7 @@ fn unknown_endpoint(
              (upgrade the centre; {})",
             r.error
         ),
+        rule: ROUTE_UNKNOWN.to_owned(),
         ..r
     }
 }
@@ -625,7 +631,7 @@ mod tests {
         let url = "https://centre.example:8443";
         let path = "/v1/cards-to-replace";
         let r = unknown_endpoint(refusal(404, b""), url, "POST", path);
-        assert_eq!(r.rule, "http-404");
+        assert_eq!(r.rule, ROUTE_UNKNOWN);
         assert!(
             r.error.starts_with(&format!(
                 "the centre at {url} does not offer POST {path}: it is older than this station"
@@ -636,6 +642,7 @@ mod tests {
         // A proxy's page in between is not the centre speaking: left as it is.
         let r = unknown_endpoint(refusal(404, b"<html>Not Found</html>"), url, "POST", path);
         assert!(r.error.starts_with("HTTP 404: <html>"), "{}", r.error);
+        assert_eq!(r.rule, "http-404");
         // A refusal the centre explained (a document it does not have) stays as it said.
         let body = br#"{"error":"no document AA0000001","rule":"document-not-found"}"#;
         let r = unknown_endpoint(refusal(404, body), url, "POST", path);
