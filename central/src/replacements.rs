@@ -104,7 +104,7 @@ pub async fn list(
     session.require(&[Role::CaAdmin, Role::Auditor], "list cards to replace")?;
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let cards = flagged(&tx, station, None).await?;
+    let cards = flagged(&tx, station, None, None).await?;
     let details = serde_json::json!({ "station": station, "cards": cards.len() });
     let object = station.map_or_else(|| "stations".to_owned(), |s| format!("station:{s}"));
     audit::append(
@@ -138,12 +138,17 @@ pub async fn for_office(
         "list the cards to replace",
         STATION_ROLES,
     )?;
+    let only = req
+        .document
+        .as_deref()
+        .map(crate::show::parse_document)
+        .transpose()?;
     let mut client = centre.pool.get().await?;
     let tx = client.transaction().await?;
-    let cards = flagged(&tx, None, Some(&who.office)).await?;
+    let cards = flagged(&tx, None, Some(&who.office), only.as_ref()).await?;
     let documents: Vec<&str> = cards.iter().map(|c| c.document.as_str()).collect();
-    let details =
-        serde_json::json!({ "office": who.office, "cards": cards.len(), "documents": documents });
+    let details = serde_json::json!({ "office": who.office, "cards": cards.len(),
+        "documents": documents, "asked_for": req.document });
     let object = format!("office:{}", who.office);
     audit::append(
         &tx,
@@ -160,12 +165,15 @@ pub async fn for_office(
     })
 }
 
-/// The flagged cards in use, of `station` and/or `office` when given, oldest flag first.
+/// The flagged cards in use, of `station`, `office` and the one document (series, number) when
+/// given, oldest flag first.
 async fn flagged(
     tx: &Transaction<'_>,
     station: Option<&str>,
     office: Option<&str>,
+    document: Option<&(String, i32)>,
 ) -> Result<Vec<CardToReplace>> {
+    let (series, number) = (document.map(|d| d.0.as_str()), document.map(|d| d.1));
     let rows = tx
         .prepared_query(
             "SELECT d.series, d.number, d.state, h.pinfl, h.surname, h.given_names, d.station,
@@ -176,8 +184,9 @@ async fn flagged(
                AND d.state IN ('active', 'suspended')
                AND ($1::text IS NULL OR d.station = $1)
                AND ($2::text IS NULL OR d.office = $2)
+               AND ($3::text IS NULL OR (d.series = $3 AND d.number = $4))
              ORDER BY d.replacement_due_at, d.id",
-            &[&station, &office],
+            &[&station, &office, &series, &number],
         )
         .await?;
     Ok(rows

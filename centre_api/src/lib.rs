@@ -679,6 +679,10 @@ pub struct CardsToReplaceRequest {
     pub operator: String,
     /// The operator's role at the station (`ca-admin`, `auditor`, `clerk`).
     pub role: String,
+    /// Only this document of the office (`AA0000042`): whether it is flagged, for a replacement
+    /// the centre recalled (`replace --reason recalled`). Absent: every flagged card.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document: Option<String>,
 }
 
 /// The answer to [`CardsToReplaceRequest`], oldest flag first.

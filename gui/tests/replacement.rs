@@ -234,6 +234,8 @@ fn a_holder_with_an_active_card_is_stopped_at_look_up_and_replaced_lost() {
     for reason in ["lost", "stolen", "damaged", "name change"] {
         assert!(has_label(&h, &format!("Replace: {reason}")), "{reason}");
     }
+    // A recall is the national centre's: a standalone station does not offer it.
+    assert!(!has_label(&h, "Replace: recalled by the centre"));
     // Replace: lost, onto a new blank card.
     let second_img = blank_card(0x6E00_0012);
     let second = slot.insert(&second_img, &[]);

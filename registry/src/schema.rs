@@ -8,7 +8,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::{Error, Result};
 
 /// The newest schema this code knows.
-pub const LATEST: i64 = 10;
+pub const LATEST: i64 = 11;
 
 /// Version 1: the core registry.
 const V1: &str = r#"
@@ -416,7 +416,37 @@ ALTER TABLE document_status_history ADD COLUMN resume_until TEXT
     CHECK (resume_until IS NULL OR status = 'suspended');
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10];
+/// Version 11: a replacement's reason may also be `name-change` (the holder's name changed)
+/// and `recalled` (the national centre flagged the card): V8's CHECK allowed lost, stolen and
+/// damaged only, so a name-change replacement failed at its hold. SQLite cannot change a CHECK
+/// in place: the table is made again under the same name, every row kept, its index with it
+/// (nothing references the table).
+const V11: &str = r#"
+CREATE TABLE document_replacements_v11 (
+    id                 INTEGER PRIMARY KEY,
+    old_document_id    INTEGER NOT NULL REFERENCES documents (id),
+    holder_id          INTEGER NOT NULL REFERENCES holders (id),
+    reason             TEXT NOT NULL
+        CHECK (reason IN ('lost', 'stolen', 'damaged', 'name-change', 'recalled')),
+    crl_reason         TEXT NOT NULL,
+    state              TEXT NOT NULL CHECK (state IN ('holding', 'completed', 'rolled-back')),
+    issuance_job_floor INTEGER NOT NULL,
+    new_document_id    INTEGER REFERENCES documents (id),
+    issuance_job_id    INTEGER REFERENCES issuance_jobs (id),
+    operator           TEXT NOT NULL,
+    station            TEXT NOT NULL,
+    created_at         TEXT NOT NULL,
+    finished_at        TEXT,
+    CHECK ((state = 'completed') = (new_document_id IS NOT NULL AND issuance_job_id IS NOT NULL))
+) STRICT;
+INSERT INTO document_replacements_v11 SELECT * FROM document_replacements;
+DROP TABLE document_replacements;
+ALTER TABLE document_replacements_v11 RENAME TO document_replacements;
+CREATE UNIQUE INDEX document_replacements_one_open ON document_replacements (old_document_id)
+    WHERE state IN ('holding', 'completed');
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11];
 
 /// The schema version of the file (`PRAGMA user_version`; 0 = empty).
 pub fn version(conn: &Connection) -> Result<i64> {
@@ -566,6 +596,42 @@ mod tests {
             reg.allocate_document_number("TAS01").unwrap().to_string(),
             "AA0000002"
         );
+    }
+
+    #[test]
+    fn v11_lets_a_replacement_be_for_a_name_change_or_a_recall_and_keeps_the_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("v10.sqlite");
+        let mut c = Connection::open(&p).unwrap();
+        migrate(&mut c, 10).unwrap();
+        // The rows' own references are not what this checks.
+        c.pragma_update(None, "foreign_keys", false).unwrap();
+        let insert = |c: &Connection, id: i64, old: i64, reason: &str| {
+            c.execute(
+                "INSERT INTO document_replacements (id, old_document_id, holder_id, reason,
+                     crl_reason, state, issuance_job_floor, operator, station, created_at)
+                 VALUES (?1, ?2, 1, ?3, 'superseded', 'holding', 0, 'alice', 'S1',
+                         '2026-01-01T00:00:00.000000Z')",
+                rusqlite::params![id, old, reason],
+            )
+        };
+        insert(&c, 1, 10, "lost").unwrap();
+        let refused = insert(&c, 2, 11, "name-change").expect_err("v10 allows three reasons");
+        assert!(refused.to_string().contains("CHECK"), "{refused}");
+        migrate(&mut c, 11).unwrap();
+        insert(&c, 2, 11, "name-change").unwrap();
+        insert(&c, 3, 12, "recalled").unwrap();
+        assert!(insert(&c, 4, 13, "renamed").is_err());
+        let kept: String = c
+            .query_row(
+                "SELECT reason FROM document_replacements WHERE id = 1",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(kept, "lost");
+        // One open replacement per document, as before.
+        assert!(insert(&c, 5, 10, "damaged").is_err());
     }
 
     #[test]

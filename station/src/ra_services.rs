@@ -215,6 +215,13 @@ impl ServiceSeam for ViaCentre {
         let number = crate::records::parse_document(old)?;
         match new {
             Some(new) => {
+                // The centre's word for a card replaced because it was recalled (the centre
+                // keeps why it flagged the card): replaced, superseded, linked to the new one.
+                let reason = if reason == "recalled" {
+                    "replaced"
+                } else {
+                    reason
+                };
                 crate::ra::revoke_replaced_at_centre(st, actor, number, reason, Some(new))?;
                 Ok(())
             }

@@ -783,12 +783,20 @@ fn replace_lost_revokes_the_old_keycompromise_issues_a_new_card_and_links_them()
     old_certs.sort();
     old_card.pull();
     let new_img = st.blank_card(0x5E10_0005);
-    let _new_card = slot.insert(&new_img, &[]);
+    let new_card = slot.insert(&new_img, &[]);
 
-    // A reason outside lost, stolen, damaged is refused before anything is done.
+    // A reason outside lost, stolen, damaged, name-change, recalled is refused before anything
+    // is done; so is a recall on a station without a national centre to have flagged the card.
     let o = st.replace_env(&old, "misplaced", r, &[]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(error_line(&o).contains("reason"), "{}", text(&o));
+    let o = st.replace_env(&old, "recalled", r, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        error_line(&o).contains("this station is not enrolled with a centre"),
+        "{}",
+        text(&o)
+    );
     assert_eq!(st.replacements(&old), vec![]);
 
     let o = st.replace_env(&old, "lost", r, &[]);
@@ -832,6 +840,71 @@ fn replace_lost_revokes_the_old_keycompromise_issues_a_new_card_and_links_them()
     let o = st.replace_env(&old, "lost", r, &[]);
     assert_eq!(o.status.code(), Some(5), "{}", text(&o));
     assert!(error_line(&o).contains("document status"), "{}", text(&o));
+
+    // The holder marries: a name-change replacement with the new surname, confirmed, onto a
+    // third card. The old card is revoked (superseded), the registry takes the new name.
+    new_card.pull();
+    let _third = slot.insert(&st.blank_card(0x5E10_0006), &[]);
+    let mut renamed: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture("holder-01.json")).unwrap()).unwrap();
+    renamed["surname"] = "RAHIMOVA".into();
+    // The photo is named relative to the holder file.
+    let photo = renamed["photo"].as_str().expect("photo").to_owned();
+    renamed["photo"] = fixture(&photo).to_str().unwrap().into();
+    if renamed
+        .get("surname_cyrillic")
+        .is_some_and(|v| !v.is_null())
+    {
+        renamed["surname_cyrillic"] = "РАҲИМОВА".into();
+    }
+    let holder = st.dir.join("renamed.json");
+    std::fs::write(&holder, serde_json::to_vec(&renamed).unwrap()).unwrap();
+    let letter = holder_pin::letter_path(&st.dir);
+    let o = st.run(
+        &[
+            "--json",
+            "replace",
+            "--document",
+            &new,
+            "--reason",
+            "name-change",
+            "--update-holder",
+            "--holder",
+            holder.to_str().unwrap(),
+            "--reader",
+            r,
+            "--pin-fd",
+            "0",
+            "--pin-letter",
+            letter.to_str().unwrap(),
+            "--operator",
+            "clerk",
+        ],
+        &[CLERK_PASSWORD, PIN],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let rep: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(
+        (&rep["old_status"], &rep["crl_reason"]),
+        (
+            &serde_json::json!("revoked"),
+            &serde_json::json!("superseded")
+        ),
+        "{rep}"
+    );
+    let third = rep["new"]["document"].as_str().expect("third document");
+    assert_eq!(
+        st.replacements(&new),
+        vec![("completed".into(), Some(third.to_owned()))]
+    );
+    assert_eq!(document_status(&st, &new), "revoked");
+    let pinfl = renamed["pinfl"].as_str().unwrap();
+    let h = st
+        .registry()
+        .holder_by_pinfl(pinfl)
+        .expect("holder")
+        .expect("on record");
+    assert_eq!(h.data.surname, "RAHIMOVA");
 }
 
 #[test]

@@ -671,6 +671,50 @@ fn renew_suspend_resume_address_and_replace_through_the_centre() {
     let out = ocsp_until(public, d, renewed, &format!("{renewed}: revoked"));
     assert!(out.contains("Reason: keyCompromise"), "{out}");
 
+    // A recall is for a card the centre flagged: the new card is not (yet), so its recalled
+    // replacement is refused before anything changes.
+    let holder_file = fixture("holder-01.json");
+    let recall = |number: &str| {
+        let letter = holder_pin::letter_path(d);
+        let args = [
+            "--json",
+            "replace",
+            "--document",
+            number,
+            "--reason",
+            "recalled",
+            "--holder",
+            holder_file.to_str().unwrap(),
+            "--reader",
+            &reader,
+            "--pin-fd",
+            "0",
+            "--pin-letter",
+            letter.to_str().unwrap(),
+            "--operator",
+            "clerk",
+        ];
+        tas.run(&args, &[CLERK_PASSWORD, PIN])
+    };
+    let o = recall(&new_doc);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!(
+            "document {new_doc} is not flagged for replacement at the national centre"
+        )),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        show(&centre, &pinfl)["documents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["document"] == new_doc.as_str())
+            .unwrap()["state"],
+        "active"
+    );
+
     // The centre's CSCA rolls over and csca-1 is withdrawn (each under dual control): the new
     // card, whose EF.SOD TAS01's Document Signer under csca-1 signed, is flagged; the clerk
     // reading it at TAS01 (its own card) and at SAM01 (the centre's record) is told.
@@ -697,7 +741,7 @@ fn renew_suspend_resume_address_and_replace_through_the_centre() {
         done.contains("1 card whose EF.SOD they signed is flagged for replacement"),
         "{done}"
     );
-    let _card = slot.insert(&replacement_image, &[]);
+    let flagged_card = slot.insert(&replacement_image, &[]);
     let withdrawn = "the CSCA key csca-1 that certified its Document Signer was withdrawn from \
                      the CSCA Master List (keyCompromise)";
     for st in [&tas, &sam] {
@@ -720,6 +764,44 @@ fn renew_suspend_resume_address_and_replace_through_the_centre() {
             text(&o)
         );
     }
+    // The holder is called in: TAS01 renews its Document Signer under the new CSCA, then
+    // replaces the recalled card. The old document is revoked (superseded) and linked to the
+    // new one at the centre, and no longer listed to replace.
+    let o = tas.run(
+        &["centre", "renew-document-signer", "--operator", "admin"],
+        &[ADMIN_PASSWORD],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    flagged_card.pull();
+    let _third = slot.insert(&tas.blank_card(0x5C00_0003), &[]);
+    let o = recall(&new_doc);
+    assert!(o.status.success(), "{}", text(&o));
+    let rep: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (&rep["old_status"], &rep["crl_reason"]),
+        (
+            &serde_json::json!("revoked"),
+            &serde_json::json!("superseded")
+        ),
+        "{rep}"
+    );
+    let third_doc = rep["new"]["document"].as_str().unwrap().to_owned();
+    let view = show(&centre, &pinfl);
+    let recalled = view["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["document"] == new_doc.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (&recalled["state"], &recalled["replaced_by"]),
+        (&serde_json::json!("revoked"), &serde_json::json!(third_doc)),
+        "{view}"
+    );
+    let listed = tas.json(&["centre", "cards-to-replace"], &[]);
+    assert_eq!(listed["cards"], serde_json::json!([]), "{listed}");
+
     // The centre stopped: TAS01 still shows its own card, and says the centre was not read.
     centre.stop();
     let o = tas.run(
@@ -728,7 +810,7 @@ fn renew_suspend_resume_address_and_replace_through_the_centre() {
     );
     assert!(
         o.status.success()
-            && text(&o).contains(&format!("Document {new_doc}: active"))
+            && text(&o).contains(&format!("Document {third_doc}: active"))
             && text(&o).contains("The national centre's record was not read (")
             && !text(&o).contains("To be replaced"),
         "{}",

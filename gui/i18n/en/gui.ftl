@@ -475,6 +475,7 @@ replace-lost = Replace: lost
 replace-stolen = Replace: stolen
 replace-damaged = Replace: damaged
 replace-name-change = Replace: name change
+replace-recalled = Replace: recalled by the centre
 replace-preparing = New card replacing document { $number } ({ $reason }).
 replace-name-change-hint = Enter the holder's new name in the form, as in their documents.
 replace-cancel = Cancel the replacement
@@ -482,6 +483,7 @@ replace-stopped = This holder has an active card, document { $number }: a second
 replace-issue-button = Issue the replacement card
 replace-done = Document { $old } is now { $status }; this card replaces it.
 replace-reason-name-change = name change
+replace-reason-recalled = recalled by the centre
 
 # The card's printed words (front and back of the card preview): the card is printed in Uzbek
 # and English whatever the desk's language, so these are the same in every catalogue.

@@ -468,6 +468,7 @@ replace-lost = Заменить: утеряна
 replace-stolen = Заменить: украдена
 replace-damaged = Заменить: повреждена
 replace-name-change = Заменить: смена имени
+replace-recalled = Заменить: отозвана центром
 replace-preparing = Новая карта взамен документа { $number } ({ $reason }).
 replace-name-change-hint = Введите в форму новое имя владельца, как в его документах.
 replace-cancel = Отменить замену
@@ -475,6 +476,7 @@ replace-stopped = У этого владельца есть действующа
 replace-issue-button = Выдать карту взамен
 replace-done = Документ { $old } теперь { $status }; эта карта заменяет его.
 replace-reason-name-change = смена имени
+replace-reason-recalled = отозвана центром
 
 # The card's printed words (front and back of the card preview): the card is printed in Uzbek
 # and English whatever the desk's language, so these are the same in every catalogue.

@@ -25,6 +25,8 @@ pub const REPLACE_REASONS: &[(&str, &str)] = &[
     ("stolen", "replace-stolen"),
     ("damaged", "replace-damaged"),
     ("name-change", "replace-name-change"),
+    // Offered on an enrolled station only: a card the national centre flagged.
+    ("recalled", "replace-recalled"),
 ];
 
 /// What the clerk chose in the panel for the clerk's workspace to act on.
@@ -196,6 +198,7 @@ pub fn panel(
     ui: &mut egui::Ui,
     st: &mut LookupState,
     replacing: Option<&str>,
+    centre: bool,
     cmds: &mut Vec<Command>,
 ) -> Option<Action> {
     if st.pending == 0 {
@@ -219,7 +222,7 @@ pub fn panel(
     let mut action = None;
     if st.holder.is_some() {
         ui.separator();
-        action = holder_ui(ui, st, replacing);
+        action = holder_ui(ui, st, replacing, centre);
     }
     if st.document.is_some() {
         ui.separator();
@@ -349,8 +352,13 @@ fn spoiled_ui(ui: &mut egui::Ui, s: &SpoiledNumber) {
 }
 
 /// The holder looked up: documents, spoiled numbers, and the replacement reasons when they
-/// have an active card.
-fn holder_ui(ui: &mut egui::Ui, st: &LookupState, replacing: Option<&str>) -> Option<Action> {
+/// have an active card (`recalled` only on a station enrolled with the national centre).
+fn holder_ui(
+    ui: &mut egui::Ui,
+    st: &LookupState,
+    replacing: Option<&str>,
+    centre: bool,
+) -> Option<Action> {
     let h = st.holder.as_ref()?;
     let v = &h.view;
     ui.label(
@@ -394,6 +402,9 @@ fn holder_ui(ui: &mut egui::Ui, st: &LookupState, replacing: Option<&str>) -> Op
     let mut action = None;
     ui.horizontal_wrapped(|ui| {
         for &(reason, id) in REPLACE_REASONS {
+            if reason == "recalled" && !centre {
+                continue;
+            }
             if ui.button(t(ui, id)).clicked() {
                 action = Some(Action::Replace {
                     document: active.document.clone(),
@@ -537,10 +548,12 @@ fn declare_ui(ui: &mut egui::Ui, st: &mut LookupState, number: String, cmds: &mu
     });
 }
 
-/// Why a card is replaced, in words: "lost", "stolen", "damaged", "name change".
+/// Why a card is replaced, in words: "lost", "stolen", "damaged", "name change", "recalled by
+/// the centre".
 pub fn reason_word(ui: &egui::Ui, reason: &str) -> String {
     match reason {
         "name-change" => t(ui, "replace-reason-name-change"),
+        "recalled" => t(ui, "replace-reason-recalled"),
         other => status_word(ui, other),
     }
 }
@@ -588,7 +601,7 @@ mod tests {
                 crate::i18n::set(ui.ctx(), Lang::En);
                 let mut cmds = Vec::new();
                 st.refresh = false;
-                panel(ui, st, None, &mut cmds);
+                panel(ui, st, None, true, &mut cmds);
             },
             st,
         );

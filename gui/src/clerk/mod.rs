@@ -367,7 +367,7 @@ pub fn ui(
             egui::ScrollArea::vertical().id_salt("side").show(ui, |ui| {
                 let replacing = st.replacing.as_ref().map(|r| r.document.as_str());
                 if let Some(lookup::Action::Replace { document, reason }) =
-                    lookup::panel(ui, &mut st.lookup, replacing, cmds)
+                    lookup::panel(ui, &mut st.lookup, replacing, session.centre, cmds)
                 {
                     st.replacing = Some(Replacing { document, reason });
                 }

@@ -29,14 +29,38 @@ const ACTION: &str = "list the cards to replace";
 /// The cards of this station's office flagged for replacement at the centre, oldest flag first.
 /// Not enrolled: `invalid` naming `centre`; the centre down: [`StationError::CentreUnreachable`].
 pub fn list(st: &mut Station, session: &Session) -> Result<CardsToReplace, StationError> {
+    ask(st, session, None)
+}
+
+/// Document `number` of this office as the centre flagged it for replacement, or `None` when it
+/// is not flagged (in use and not replaced): what a replacement the centre recalled checks
+/// first. Audited as [`list`] is, naming the document.
+pub fn flagged(
+    st: &mut Station,
+    session: &Session,
+    number: &str,
+) -> Result<Option<CardToReplace>, StationError> {
+    let list = ask(st, session, Some(number))?;
+    Ok(list.cards.into_iter().find(|c| c.document == number))
+}
+
+fn ask(
+    st: &mut Station,
+    session: &Session,
+    document: Option<&str>,
+) -> Result<CardsToReplace, StationError> {
     crate::session::require_current(&mut st.registry, session, ACTION, ROLES)?;
     let req = CardsToReplaceRequest {
         operator: session.actor().operator.clone(),
         role: session.role().as_str().to_owned(),
+        document: document.map(str::to_owned),
     };
     let answer =
         CentreClient::for_station(st)?.post::<_, CardsToReplace>(paths::CARDS_TO_REPLACE, &req);
-    let object = format!("office:{}", st.config.station.office);
+    let object = match document {
+        Some(d) => format!("document:{d}"),
+        None => format!("office:{}", st.config.station.office),
+    };
     let list = refused_audited(st, session, ACTION, &object, answer)?;
     let documents: Vec<&str> = list.cards.iter().map(|c| c.document.as_str()).collect();
     st.registry.audit(&AuditEntry {

@@ -19,8 +19,9 @@ pub struct ReplaceArgs {
     #[arg(long, value_name = "NUMBER")]
     document: String,
     /// lost or stolen (the old certificates revoked keyCompromise), damaged
-    /// (cessationOfOperation) or name-change (superseded; the holder file carries the new
-    /// name, confirmed with --update-holder).
+    /// (cessationOfOperation), name-change (superseded; the holder file carries the new
+    /// name, confirmed with --update-holder) or recalled (superseded: a card the national
+    /// centre flagged for replacement, on an enrolled station).
     #[arg(long)]
     reason: String,
     /// The holder's personal data changed (a new name): the registry takes the holder file's

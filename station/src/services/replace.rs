@@ -68,8 +68,10 @@ pub struct Settled {
     pub new_document: Option<String>,
 }
 
-/// The reasons a card is replaced for.
-pub const REASONS: &[&str] = &["lost", "stolen", "damaged", "name-change"];
+/// The reasons a card is replaced for. `recalled`: the national centre flagged the card for
+/// replacement (its chip data can no longer be authenticated: docs/centre.md "Cutting a station
+/// off"), on an enrolled station only and only for a card the centre flagged.
+pub const REASONS: &[&str] = &["lost", "stolen", "damaged", "name-change", "recalled"];
 
 /// The CRLReason of a replacement's reason. A name change supersedes the old card
 /// (superseded, RFC 5280 §5.3.1): its keys were never at risk, but its certificates name the
@@ -78,20 +80,46 @@ fn crl_reason(reason: &str) -> Result<&'static str, StationError> {
     match reason {
         "lost" | "stolen" => Ok("keyCompromise"),
         "damaged" => Ok("cessationOfOperation"),
-        "name-change" => Ok("superseded"),
+        // A recalled card's keys were never at risk either: the new card supersedes it.
+        "name-change" | "recalled" => Ok("superseded"),
         other => Err(StationError::invalid(
             "reason",
-            format!("{other:?} must be one of lost, stolen, damaged, name-change"),
+            format!("{other:?} must be one of lost, stolen, damaged, name-change, recalled"),
         )),
     }
 }
 
 /// What becomes of the old document once its replacement is issued: lost (lost, stolen) or
-/// revoked (damaged, name change).
+/// revoked (damaged, name change, recalled).
 fn old_status(reason: &str) -> Result<DocumentStatus, StationError> {
     match reason {
-        "name-change" => Ok(DocumentStatus::Revoked),
+        "name-change" | "recalled" => Ok(DocumentStatus::Revoked),
         other => crate::records::revocation_for(other).map(|(status, _)| status),
+    }
+}
+
+/// A recalled card is one the national centre flagged for replacement; asked before anything
+/// changes (the centre unreachable: nothing changed).
+fn check_recalled(st: &mut Station, session: &Session, number: &str) -> Result<(), StationError> {
+    let other = "choose lost, stolen, damaged or name-change";
+    if st.config.centre.is_none() {
+        return Err(StationError::invalid(
+            "reason",
+            format!(
+                "recalled is for a card the national centre flagged for replacement, and this \
+                 station is not enrolled with a centre: {other}"
+            ),
+        ));
+    }
+    match crate::centre::to_replace::flagged(st, session, number)? {
+        Some(_) => Ok(()),
+        None => Err(StationError::invalid(
+            "reason",
+            format!(
+                "document {number} is not flagged for replacement at the national centre: \
+                 recalled is only for a card the centre flagged; {other}"
+            ),
+        )),
     }
 }
 
@@ -144,6 +172,10 @@ pub fn replace(
     settle_open(st, session.actor())?;
     let (doc, card, crl) = check(st, input).map_err(|e| refused(st, session, "replace", num, e))?;
     let number = doc.number;
+    if input.reason == "recalled" {
+        check_recalled(st, session, &number.to_string())
+            .map_err(|e| refused(st, session, "replace", num, e))?;
+    }
 
     // 1. hold
     let held = hold(st, session, input, &doc, card.id, crl)?;
@@ -542,6 +574,7 @@ mod tests {
             ("stolen", "keyCompromise", DocumentStatus::Lost),
             ("damaged", "cessationOfOperation", DocumentStatus::Revoked),
             ("name-change", "superseded", DocumentStatus::Revoked),
+            ("recalled", "superseded", DocumentStatus::Revoked),
         ];
         assert_eq!(
             REASONS,
