@@ -17,7 +17,6 @@ use common::*;
 use egov_centre::*;
 use gui::i18n::{tr, Lang};
 use gui::GuiOptions;
-use testrig::centre::CENTRE_ADMIN2_PASSWORD;
 
 const CLERK: &str = "replace-clerk-pw-3e71";
 
@@ -30,26 +29,8 @@ fn a_clerk_sees_the_offices_cards_the_centre_flagged_after_a_csca_withdrawal() {
 
     // The centre's CSCA rolls over, then csca-1 is withdrawn (each under dual control): the
     // cards its Document Signer signed are flagged.
-    let centre = &rig.centre;
-    centre.ok(&["ca", "rotate", "--ca", "csca", "--operator", "admin"]);
-    let approve = |id: &str| {
-        centre.ok_as(
-            &["ca", "approve", id, "--operator", "admin2"],
-            CENTRE_ADMIN2_PASSWORD,
-        )
-    };
-    approve("1");
-    centre.ok(&[
-        "ca",
-        "withdraw-csca",
-        "--key",
-        "csca-1",
-        "--reason",
-        "keyCompromise",
-        "--operator",
-        "admin",
-    ]);
-    let done = approve("2");
+    rig.centre.rotate_csca("1");
+    let done = rig.centre.withdraw_csca("csca-1", "2");
     assert!(
         done.contains("2 cards whose EF.SOD they signed are flagged for replacement"),
         "{done}"

@@ -720,29 +720,40 @@ impl Station {
     /// `idstation --json replace` of `doc` for holder-01 onto the blank card in `reader`, the
     /// holder's new PIN on `--pin-fd 0`.
     fn replace_env(&self, doc: &str, reason: &str, reader: &str, env: &[(&str, &str)]) -> Output {
+        self.replace_with(doc, reason, &fixture("holder-01.json"), &[], reader, env)
+    }
+
+    /// [`Station::replace_env`] with another holder file and `more` arguments.
+    fn replace_with(
+        &self,
+        doc: &str,
+        reason: &str,
+        holder: &Path,
+        more: &[&str],
+        reader: &str,
+        env: &[(&str, &str)],
+    ) -> Output {
         let letter = holder_pin::letter_path(&self.dir);
-        self.run_env(
-            &[
-                "--json",
-                "replace",
-                "--document",
-                doc,
-                "--reason",
-                reason,
-                "--holder",
-                fixture("holder-01.json").to_str().unwrap(),
-                "--reader",
-                reader,
-                "--pin-fd",
-                "0",
-                "--pin-letter",
-                letter.to_str().unwrap(),
-                "--operator",
-                "clerk",
-            ],
-            &[CLERK_PASSWORD, PIN],
-            env,
-        )
+        let mut args = vec![
+            "--json",
+            "replace",
+            "--document",
+            doc,
+            "--reason",
+            reason,
+            "--holder",
+            holder.to_str().unwrap(),
+            "--reader",
+            reader,
+            "--pin-fd",
+            "0",
+            "--pin-letter",
+            letter.to_str().unwrap(),
+            "--operator",
+            "clerk",
+        ];
+        args.extend_from_slice(more);
+        self.run_env(&args, &[CLERK_PASSWORD, PIN], env)
     }
 
     /// The replacements of document `doc` as (state, new document number).
@@ -859,29 +870,7 @@ fn replace_lost_revokes_the_old_keycompromise_issues_a_new_card_and_links_them()
     }
     let holder = st.dir.join("renamed.json");
     std::fs::write(&holder, serde_json::to_vec(&renamed).unwrap()).unwrap();
-    let letter = holder_pin::letter_path(&st.dir);
-    let o = st.run(
-        &[
-            "--json",
-            "replace",
-            "--document",
-            &new,
-            "--reason",
-            "name-change",
-            "--update-holder",
-            "--holder",
-            holder.to_str().unwrap(),
-            "--reader",
-            r,
-            "--pin-fd",
-            "0",
-            "--pin-letter",
-            letter.to_str().unwrap(),
-            "--operator",
-            "clerk",
-        ],
-        &[CLERK_PASSWORD, PIN],
-    );
+    let o = st.replace_with(&new, "name-change", &holder, &["--update-holder"], r, &[]);
     assert!(o.status.success(), "{}", text(&o));
     let rep: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(

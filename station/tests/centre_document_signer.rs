@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
-use testrig::centre::{Centre, CENTRE_ADMIN2_PASSWORD};
+use testrig::centre::Centre;
 
 #[path = "common/enrolled.rs"]
 mod enrolled;
@@ -224,9 +224,7 @@ fn an_enrolled_station_renews_its_document_signer_through_the_centre_and_keeps_i
     assert_eq!(der_of(&signer), der_of(&ca_pem(&st, "ds-2")));
 
     // The centre's CSCA rolls over: the next renewal learns csca-2 through its link.
-    centre.ok(&["ca", "rotate", "--ca", "csca", "--operator", "admin"]);
-    let approve = ["ca", "approve", "1", "--operator", "admin2"];
-    centre.ok_as(&approve, CENTRE_ADMIN2_PASSWORD);
+    centre.rotate_csca("1");
     let r = ok(st.run(&RENEW, &[ADMIN_PASSWORD], &[]));
     assert_eq!(r["key"], "ds-3", "{r}");
     assert_eq!(r["csca"], "csca-2", "{r}");
@@ -251,20 +249,7 @@ fn an_enrolled_station_renews_its_document_signer_through_the_centre_and_keeps_i
 
     // The centre withdraws csca-1 from its Master List (dual control): the station's next
     // `centre status` stops trusting it, once.
-    centre.ok(&[
-        "ca",
-        "withdraw-csca",
-        "--key",
-        "csca-1",
-        "--reason",
-        "keyCompromise",
-        "--operator",
-        "admin",
-    ]);
-    let done = centre.ok_as(
-        &["ca", "approve", "2", "--operator", "admin2"],
-        CENTRE_ADMIN2_PASSWORD,
-    );
+    let done = centre.withdraw_csca("csca-1", "2");
     // Each card names the Document Signer that signed its EF.SOD at `complete`: the two under
     // csca-1 are flagged for replacement, the one under csca-2 is not.
     assert_eq!(

@@ -216,6 +216,37 @@ public_name = "localhost"
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `idcentral ca approve ID` as `admin2`, the second CA administrator: its standard output.
+    pub fn approve(&self, request: &str) -> String {
+        self.ok_as(
+            &["ca", "approve", request, "--operator", "admin2"],
+            CENTRE_ADMIN2_PASSWORD,
+        )
+    }
+
+    /// The CSCA rolled over by `admin`, approved as CA request `request` by `admin2`.
+    pub fn rotate_csca(&self, request: &str) -> String {
+        self.ok(&["ca", "rotate", "--ca", "csca", "--operator", "admin"]);
+        self.approve(request)
+    }
+
+    /// CSCA key `key` withdrawn from the Master List for keyCompromise by `admin`, approved as CA
+    /// request `request` by `admin2`: what the approval printed (the Document Signers it issued,
+    /// the cards flagged).
+    pub fn withdraw_csca(&self, key: &str, request: &str) -> String {
+        self.ok(&[
+            "ca",
+            "withdraw-csca",
+            "--key",
+            key,
+            "--reason",
+            "keyCompromise",
+            "--operator",
+            "admin",
+        ]);
+        self.approve(request)
+    }
+
     /// `idcentral station add`: the one-time enrolment code.
     pub fn add_station(&self, office: &str, station: &str) -> String {
         let out = self.ok(&[

@@ -468,7 +468,7 @@ replace-lost = Заменить: утеряна
 replace-stolen = Заменить: украдена
 replace-damaged = Заменить: повреждена
 replace-name-change = Заменить: смена имени
-replace-recalled = Заменить: отозвана центром
+replace-recalled = Заменить: по требованию центра
 replace-preparing = Новая карта взамен документа { $number } ({ $reason }).
 replace-name-change-hint = Введите в форму новое имя владельца, как в его документах.
 replace-cancel = Отменить замену
@@ -476,7 +476,7 @@ replace-stopped = У этого владельца есть действующа
 replace-issue-button = Выдать карту взамен
 replace-done = Документ { $old } теперь { $status }; эта карта заменяет его.
 replace-reason-name-change = смена имени
-replace-reason-recalled = отозвана центром
+replace-reason-recalled = по требованию центра
 
 # The card's printed words (front and back of the card preview): the card is printed in Uzbek
 # and English whatever the desk's language, so these are the same in every catalogue.
@@ -523,7 +523,7 @@ svc-suspended-since = Приостановлен { $since }; возобнови�
 svc-issued-elsewhere = Выдана отделением { $office }. На этой станции нет записи о карте: показано по данным национального реестра.
 svc-replacement-due = Подлежит замене: национальный центр отметил эту карту { $date }. Данные её чипа больше нельзя проверить — пригласите владельца за новой картой.
 svc-replacement-reason = Причина, указанная центром: { $reason }
-svc-national-state = По данным национального реестра статус документа: { $state }. Он был изменён в другом отделении, и действует запись центра.
+svc-national-state = По данным национального реестра статус документа: { $state }. Запись этой станции отличается: действует запись центра, и услуги следуют ей.
 svc-national-unanswered = Не удалось запросить национальный центр об этой карте: она показана по записи этой станции; изменил ли центр её статус или отметил ли её к замене, неизвестно.
 svc-pin = PIN
 svc-pin-blocked = заблокирован

@@ -255,7 +255,7 @@ fn national(ui: &mut egui::Ui, id: &CardIdentity) {
     if let Some(due) = id.replacement_due() {
         egui::Frame::group(ui.style()).show(ui, |ui| {
             ui.set_width(ui.available_width());
-            let date = i18n::date(&due.flagged_at[..10.min(due.flagged_at.len())]);
+            let date = i18n::date(due.flagged_at.get(..10).unwrap_or(&due.flagged_at));
             let text = ta(ui, "svc-replacement-due", &[("date", i18n::s(date))]);
             ui.add(egui::Label::new(RichText::new(text).strong().color(ORANGE)).wrap());
             let why = ta(

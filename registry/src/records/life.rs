@@ -45,7 +45,7 @@ pub struct Replacement {
     pub id: i64,
     pub old_document_id: i64,
     pub holder_id: i64,
-    /// lost, stolen or damaged.
+    /// lost, stolen, damaged, name-change or recalled.
     pub reason: String,
     /// The RFC 5280 CRLReason the old certificates get when the replacement completes.
     pub crl_reason: String,

@@ -144,7 +144,7 @@ fn national_text(id: &CardIdentity) -> String {
     if let Some(state) = id.national_state_differs() {
         out += &format!(
             "The national registry says the document is {state} (this station's record says {}): \
-             it was changed at another office, and the centre's record is the one that counts\n",
+             the centre's record is the one that counts, and the services follow it\n",
             id.document.status
         );
     }

@@ -6,7 +6,9 @@
 //! document and each certificate with status and expiry, the holder's registration addresses,
 //! and which services apply to it now (each refused one with its reason). Nothing is changed;
 //! the read of the holder's personal data is audited (`holder.read`), and a card that does not
-//! match is an audited refusal (`card.identify.refused`).
+//! match is an audited refusal (`card.identify.refused`). On a station enrolled with the
+//! national centre the centre's record is asked for too ([`National`]): its state of the
+//! document, which the offers follow where it differs, and any replacement flag.
 
 use personalization::piv::services as card_services;
 use personalization::piv::PinStatus;
@@ -255,29 +257,71 @@ pub fn identify(
         .filter(|c| card.certificates.iter().any(|(_, der)| *der == c.data.der))
         .map(|c| c.data.serial.clone())
         .collect();
-    let national = national(st, session.operator(), &card, &serial);
+    // The card is read and matched: the reader is let go before the centre is asked.
+    drop(tx);
+    let number = doc.document.number.to_string();
+    let national = national(st, session, &card, &serial, &number);
     let mut id = summary(st, &doc, certs, on_card, reader, card.pin)?;
     id.national = national;
+    follow_the_centre(&mut id);
     Ok(id)
 }
 
-/// On an enrolled station, the centre's record of this station's own card (`POST
-/// /v1/cards/lookup`, audited there as `card.looked-up`): its document's state there and any
-/// replacement flag. The card is still shown when the centre cannot be asked or refuses; the
-/// clerk is told why (and the station's log).
+/// On an enrolled station, the centre's record of this station's own card `serial` (document
+/// `number`; `POST /v1/cards/lookup`, audited there as `card.looked-up`): its document's state
+/// there and any replacement flag. The card is still shown when the centre cannot be asked or
+/// refuses; the clerk is told why, and a refusal is audited here
+/// (`card.identify.centre-refused`).
 fn national(
-    st: &Station,
-    operator: &str,
+    st: &mut Station,
+    session: &Session,
     card: &card_services::IssuedCard,
     serial: &str,
+    number: &str,
 ) -> Option<National> {
-    match super::elsewhere::lookup(st, operator, card, serial) {
+    match super::elsewhere::lookup(st, session.operator(), card, serial) {
         Ok(None) => None,
+        // The centre finds a card by its chip serial: its record must be of the same document.
+        Ok(Some(found)) if found.record.document != number => Some(National::Unanswered(format!(
+            "the centre's record of card {serial} is of document {}, this station's of {number}",
+            found.record.document
+        ))),
         Ok(Some(found)) => Some(found.national()),
         Err(e) => {
             tracing::warn!(card = %serial, error = %e,
                 "the national centre was not asked about this station's card");
+            let e = match e {
+                e @ StationError::CentreRefused { .. } => crate::audit::refused(
+                    st,
+                    session,
+                    "card.identify.centre-refused",
+                    &format!("card:{serial}"),
+                    e,
+                ),
+                e => e,
+            };
             Some(National::Unanswered(e.to_string()))
+        }
+    }
+}
+
+/// When the centre's state of the document differs from this station's record, the services
+/// that need the document in a state are offered by the centre's: a card declared lost at
+/// another office is not renewed or unblocked here (the centre decides; unblocking does not ask
+/// it).
+fn follow_the_centre(id: &mut CardIdentity) {
+    let Some(state) = id.national_state_differs().map(str::to_owned) else {
+        return;
+    };
+    let needs = |s: &str| (state != s).then(|| Blocker::DocumentStatus(state.clone()));
+    for o in &mut id.offers {
+        let by_centre = match o.service {
+            Service::Renew | Service::Unblock | Service::Suspend => needs("active"),
+            Service::Resume => needs("suspended"),
+            Service::CardReturned | Service::AddressSet | Service::AddressEnd => None,
+        };
+        if o.refused.is_none() {
+            o.refused = by_centre;
         }
     }
 }

@@ -1,5 +1,5 @@
 //! `idstation replace`: a new card for the same holder in place of a lost, stolen or damaged
-//! one, in one job whose every stop leaves the old card active or the new one issued, never
+//! one, one that names them by a former name, or one the national centre recalled, in one job whose every stop leaves the old card active or the new one issued, never
 //! neither:
 //!
 //! 1. **hold** (one transaction): a `document_replacements` row (state holding: the
@@ -19,7 +19,8 @@
 //!    final with the reason's CRLReason (lost/stolen keyCompromise — the keys may be in
 //!    someone else's hands; damaged cessationOfOperation — the keys are gone with the chip,
 //!    not compromised, as `revoke --reason damaged`; name-change superseded — the holder's
-//!    record took the new name and the old card names them by the old one), the old document
+//!    record took the new name and the old card names them by the old one; recalled
+//!    superseded too — the centre flagged the card, its keys were never at risk), the old document
 //!    LOST or REVOKED, the
 //!    replacement completed with the new document; rolled back or never begun → the hold
 //!    released, the old document active again, the replacement rolled-back; still unfinished
@@ -40,7 +41,7 @@ use super::suspend::HOLD;
 /// What the clerk hands to a replacement.
 pub struct ReplaceInput {
     pub document: String,
-    /// lost, stolen or damaged.
+    /// One of [`REASONS`].
     pub reason: String,
     /// The new card's issuance: the holder record (same PINFL as the old document's holder),
     /// the reader with the blank card, the holder's PIN and the new PIN letter.
@@ -69,8 +70,10 @@ pub struct Settled {
 }
 
 /// The reasons a card is replaced for. `recalled`: the national centre flagged the card for
-/// replacement (its chip data can no longer be authenticated: docs/centre.md "Cutting a station
-/// off"), on an enrolled station only and only for a card the centre flagged.
+/// replacement (its chip data can no longer be authenticated, e.g. after a CSCA withdrawal),
+/// on an enrolled station only and only for a card of its own the centre flagged (a disabled
+/// station's cards cannot be replaced this way: the centre refuses that station, and another
+/// has no record of them).
 pub const REASONS: &[&str] = &["lost", "stolen", "damaged", "name-change", "recalled"];
 
 /// The CRLReason of a replacement's reason. A name change supersedes the old card
