@@ -584,13 +584,41 @@ fn renew_suspend_resume_address_and_replace_through_the_centre() {
         ),
         "{own}"
     );
-    // The services go by the centre's state: no renewal or unblock of a suspended card.
+    // The services go by the centre's state: no renewal or unblock of a suspended card, and
+    // the unblock itself asks the centre (it changes nothing on the card then).
     let held = serde_json::json!({ "DocumentStatus": "suspended" });
     for o in own["offers"].as_array().unwrap() {
         if ["Renew", "Unblock", "Suspend"].contains(&o["service"].as_str().unwrap()) {
             assert_eq!(o["refused"], held, "{own}");
         }
     }
+    let o = tas.run(
+        &[
+            "unblock",
+            "--document",
+            &doc,
+            "--reader",
+            &reader,
+            "--identity-confirmed",
+            "--pin-fd",
+            "0",
+            "--operator",
+            "clerk",
+        ],
+        &[CLERK_PASSWORD, "55667788"],
+    );
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!(
+            "the national registry has document {doc} as suspended (this station's record says \
+             active); a PIN is unblocked only on an active document"
+        )),
+        "{}",
+        text(&o)
+    );
+    assert!(audited(&tas, "unblock.refused")
+        .iter()
+        .any(|d| d.contains("national registry")));
     let o = tas.run(
         &["card", "show", "--reader", &reader, "--operator", "clerk"],
         &[CLERK_PASSWORD],
@@ -605,6 +633,21 @@ fn renew_suspend_resume_address_and_replace_through_the_centre() {
     );
     sam.json(&["resume", "--document", &doc, "--identity-confirmed"], &[]);
     ocsp_until(public, d, renewed, &format!("{renewed}: good"));
+    // Active again at the centre: the unblock goes ahead.
+    let u = tas.json(
+        &[
+            "unblock",
+            "--document",
+            &doc,
+            "--reader",
+            &reader,
+            "--identity-confirmed",
+            "--pin-fd",
+            "0",
+        ],
+        &["55667788"],
+    );
+    assert_eq!(u["document"], doc.as_str(), "{u}");
 
     // An address change through the centre lands in the national registry and its outbox.
     let addr = d.join("temporary.json");

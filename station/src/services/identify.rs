@@ -307,8 +307,7 @@ fn national(
 
 /// When the centre's state of the document differs from this station's record, the services
 /// that need the document in a state are offered by the centre's: a card declared lost at
-/// another office is not renewed or unblocked here (the centre decides; unblocking does not ask
-/// it).
+/// another office is not renewed or unblocked here (each of them asks the centre again).
 fn follow_the_centre(id: &mut CardIdentity) {
     let Some(state) = id.national_state_differs().map(str::to_owned) else {
         return;

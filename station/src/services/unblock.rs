@@ -198,6 +198,42 @@ fn check_card(
         }
         Err(e) => return Err(e),
     }
+    check_national(st, session, doc, card)
+        .map_err(|e| refused(st, session, "unblock", &input.document, e))
+}
+
+/// On a station enrolled with the national centre the centre's state of the document decides,
+/// as for the other card services: another office may have declared the card lost or stolen
+/// since this station's record was written. The card is looked up there (`POST
+/// /v1/cards/lookup`) and must be of the same document, active; a centre that cannot be asked
+/// stops the unblock with nothing changed.
+fn check_national(
+    st: &Station,
+    session: &Session,
+    doc: &IssuedDocument,
+    card: &card_services::IssuedCard,
+) -> Result<(), StationError> {
+    let serial = serial_text(card.serial);
+    let number = doc.document.number.to_string();
+    let Some(found) = super::elsewhere::lookup(st, session.operator(), card, &serial)? else {
+        return Ok(());
+    };
+    let at_centre = &found.record;
+    if at_centre.document != number {
+        return Err(StationError::Conflict(format!(
+            "document number: the national registry has card {serial} as document {}, this \
+             station as {number}",
+            at_centre.document
+        )));
+    }
+    if at_centre.state != "active" {
+        return Err(StationError::Conflict(format!(
+            "document status: the national registry has document {number} as {} (this \
+             station's record says {}); a PIN is unblocked only on an active document",
+            at_centre.state,
+            doc.document.status.as_str()
+        )));
+    }
     Ok(())
 }
 
