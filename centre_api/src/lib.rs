@@ -685,6 +685,14 @@ pub struct CardsToReplaceRequest {
     pub document: Option<String>,
 }
 
+impl CardsToReplaceRequest {
+    /// Whether `refusal` is a centre older than [`CardsToReplaceRequest::document`] refusing
+    /// the field it does not know (400 `invalid-request`, serde's "unknown field `document`").
+    pub fn refused_as_unknown_field(refusal: &Refusal) -> bool {
+        refusal.rule == rules::INVALID_REQUEST && refusal.error.contains("unknown field `document`")
+    }
+}
+
 /// The answer to [`CardsToReplaceRequest`], oldest flag first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CardsToReplace {
@@ -876,6 +884,39 @@ mod tests {
 
     /// A centre older than `document_signer` read a completion into this shape and answered
     /// serde's error as `invalid-request` (`central::server`: "body: …").
+    /// A centre older than `CardsToReplaceRequest::document` reads the request into the shape
+    /// without it; without the field the older shape reads it.
+    #[test]
+    fn an_older_centres_refusal_of_the_document_filter_is_recognised() {
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct OlderCardsToReplaceRequest {
+            operator: String,
+            role: String,
+        }
+        let request = CardsToReplaceRequest {
+            operator: "clerk1".into(),
+            role: "clerk".into(),
+            document: Some("AA0000012".into()),
+        };
+        let body = serde_json::to_vec(&request).unwrap();
+        let e = serde_json::from_slice::<OlderCardsToReplaceRequest>(&body).unwrap_err();
+        let refusal = Refusal {
+            error: format!("body: {e}"),
+            rule: rules::INVALID_REQUEST.into(),
+            office: None,
+        };
+        assert!(CardsToReplaceRequest::refused_as_unknown_field(&refusal));
+        assert!(!CompleteRequest::refused_as_unknown_field(&refusal));
+        let all = CardsToReplaceRequest {
+            document: None,
+            ..request
+        };
+        serde_json::from_slice::<OlderCardsToReplaceRequest>(&serde_json::to_vec(&all).unwrap())
+            .unwrap();
+    }
+
     #[test]
     fn an_older_centres_refusal_of_document_signer_is_recognised() {
         #[derive(Debug, Deserialize)]

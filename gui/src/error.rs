@@ -353,6 +353,22 @@ mod tests {
     }
 
     #[test]
+    fn a_recall_the_centre_did_not_flag_is_said_in_plain_words() {
+        use crate::worker::explain_issue_error;
+        let e = StationError::invalid(
+            "reason",
+            "document AA0000012 is not flagged for replacement at the national centre",
+        );
+        for l in Lang::ALL {
+            let f = explain_issue_error(l, &e);
+            assert_eq!(f.message, tr(l, "replace-recalled-refused"), "{}", l.tag());
+            assert_eq!(f.next, tr(l, "replace-recalled-refused-next"));
+            assert!(!f.retry);
+            assert_eq!(f.details, e.to_string());
+        }
+    }
+
+    #[test]
     fn an_issuance_refused_by_rule_or_authorization_offers_no_retry() {
         use crate::worker::explain_issue_error;
         let e = StationError::NotPermitted("clerk: session ended: operator is disabled".into());

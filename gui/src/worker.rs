@@ -370,6 +370,11 @@ pub fn explain_issue_error(lang: Lang, e: &StationError) -> Failure {
             "issue-holder-differs-centre",
             "issue-holder-differs-centre-next",
         ),
+        // Only a replacement names `reason`, and the desk offers only reasons it knows: a
+        // recall the centre did not flag (or cannot confirm).
+        StationError::Invalid { field, .. } if field == "reason" => {
+            words("replace-recalled-refused", "replace-recalled-refused-next")
+        }
         StationError::Conflict(_) => (plain.message, tr(lang, "issue-conflict-next")),
         StationError::Invalid { .. } => (plain.message, tr(lang, "issue-invalid-next")),
         _ => (plain.message, plain.next),

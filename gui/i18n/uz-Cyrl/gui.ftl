@@ -468,7 +468,7 @@ replace-lost = Алмаштириш: йўқолган
 replace-stolen = Алмаштириш: ўғирланган
 replace-damaged = Алмаштириш: шикастланган
 replace-name-change = Алмаштириш: исм ўзгарган
-replace-recalled = Алмаштириш: марказ чақириб олган
+replace-recalled = Алмаштириш: марказ талаби билан
 replace-preparing = { $number } ҳужжати ўрнига янги карта ({ $reason }).
 replace-name-change-hint = Эганинг янги исмини ҳужжатларидагидек формага киритинг.
 replace-cancel = Алмаштиришни бекор қилиш
@@ -476,7 +476,9 @@ replace-stopped = Бу эгада амалдаги карта бор, ҳужжа
 replace-issue-button = Ўрнига карта бериш
 replace-done = { $old } ҳужжати энди { $status }; бу карта унинг ўрнига.
 replace-reason-name-change = исм ўзгарган
-replace-reason-recalled = марказ чақириб олган
+replace-reason-recalled = марказ талаби билан
+replace-recalled-refused = Миллий марказ бу картани алмаштиришга белгиламаган ёки буни тасдиқлай олмайди: у марказ талаби билан алмаштирилмайди. Ҳеч нарса ўзгартирилмади.
+replace-recalled-refused-next = Алмаштиришни бекор қилинг ёки мос сабабни танланг: йўқолган, ўғирланган, шикастланган ёки исм ўзгарган.
 
 # The card's printed words (front and back of the card preview): the card is printed in Uzbek
 # and English whatever the desk's language, so these are the same in every catalogue.

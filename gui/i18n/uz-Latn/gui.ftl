@@ -468,7 +468,7 @@ replace-lost = Almashtirish: yoʻqolgan
 replace-stolen = Almashtirish: oʻgʻirlangan
 replace-damaged = Almashtirish: shikastlangan
 replace-name-change = Almashtirish: ism oʻzgargan
-replace-recalled = Almashtirish: markaz chaqirib olgan
+replace-recalled = Almashtirish: markaz talabi bilan
 replace-preparing = { $number } hujjati oʻrniga yangi karta ({ $reason }).
 replace-name-change-hint = Eganing yangi ismini hujjatlaridagidek formaga kiriting.
 replace-cancel = Almashtirishni bekor qilish
@@ -476,7 +476,9 @@ replace-stopped = Bu egada amaldagi karta bor, hujjat { $number }: ikkinchi kart
 replace-issue-button = Oʻrniga karta berish
 replace-done = { $old } hujjati endi { $status }; bu karta uning oʻrniga.
 replace-reason-name-change = ism oʻzgargan
-replace-reason-recalled = markaz chaqirib olgan
+replace-reason-recalled = markaz talabi bilan
+replace-recalled-refused = Milliy markaz bu kartani almashtirishga belgilamagan yoki buni tasdiqlay olmaydi: u markaz talabi bilan almashtirilmaydi. Hech narsa oʻzgartirilmadi.
+replace-recalled-refused-next = Almashtirishni bekor qiling yoki mos sababni tanlang: yoʻqolgan, oʻgʻirlangan, shikastlangan yoki ism oʻzgargan.
 
 # The card's printed words (front and back of the card preview): the card is printed in Uzbek
 # and English whatever the desk's language, so these are the same in every catalogue.

@@ -114,9 +114,22 @@ fn check_recalled(st: &mut Station, session: &Session, number: &str) -> Result<(
             ),
         ));
     }
-    match crate::centre::to_replace::flagged(st, session, number)? {
-        Some(_) => Ok(()),
-        None => Err(StationError::invalid(
+    let asked = crate::centre::to_replace::flagged(st, session, number);
+    let older = |e: &StationError| {
+        matches!(e, StationError::CentreRefused { refusal, .. }
+            if centre_api::CardsToReplaceRequest::refused_as_unknown_field(refusal))
+    };
+    match asked {
+        Err(e) if older(&e) => Err(StationError::invalid(
+            "reason",
+            format!(
+                "the national centre is older than this station and cannot say whether \
+                 document {number} is flagged for replacement (upgrade the centre): {other}"
+            ),
+        )),
+        Err(e) => Err(e),
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(StationError::invalid(
             "reason",
             format!(
                 "document {number} is not flagged for replacement at the national centre: \
