@@ -479,7 +479,13 @@ impl StationApp {
                         &mut cmds,
                     ),
                     ClerkTab::ToReplace if s.centre => {
-                        crate::to_replace::ui(ui, &mut self.to_replace, &mut cmds)
+                        // "Look up": the holder under Issuance, where the card is replaced.
+                        if let Some(pinfl) =
+                            crate::to_replace::ui(ui, &mut self.to_replace, &mut cmds)
+                        {
+                            self.clerk_tab = ClerkTab::Issuance;
+                            self.clerk.lookup.find_holder(&pinfl, &mut cmds);
+                        }
                     }
                     // No centre, no such tab.
                     ClerkTab::ToReplace => self.clerk_tab = ClerkTab::Issuance,

@@ -42,8 +42,10 @@ impl ToReplaceState {
     }
 }
 
-/// The tab: the heading, what the list is, Refresh, and the table.
-pub fn ui(ui: &mut egui::Ui, st: &mut ToReplaceState, cmds: &mut Vec<Command>) {
+/// The tab: the heading, what the list is, Refresh, and the table; the PINFL of the holder
+/// whose "Look up" was pressed (the clerk's workspace looks them up to replace the card).
+pub fn ui(ui: &mut egui::Ui, st: &mut ToReplaceState, cmds: &mut Vec<Command>) -> Option<String> {
+    let mut chosen = None;
     egui::CentralPanel::default_margins().show(ui, |ui| {
         ui.heading(t(ui, "replace-heading"));
         ui.add(egui::Label::new(t(ui, "replace-note")).wrap());
@@ -87,11 +89,14 @@ pub fn ui(ui: &mut egui::Ui, st: &mut ToReplaceState, cmds: &mut Vec<Command>) {
                     .show(ui, |ui| {
                         header(ui);
                         for c in &list.cards {
-                            row(ui, c);
+                            if row(ui, c) {
+                                chosen = Some(c.pinfl.clone());
+                            }
                         }
                     });
             });
     });
+    chosen
 }
 
 fn header(ui: &mut egui::Ui) {
@@ -108,8 +113,16 @@ fn header(ui: &mut egui::Ui) {
     ui.end_row();
 }
 
-fn row(ui: &mut egui::Ui, c: &CardToReplace) {
-    ui.label(RichText::new(c.document.as_str()).monospace());
+/// One card; true when its "Look up" was pressed.
+fn row(ui: &mut egui::Ui, c: &CardToReplace) -> bool {
+    let look_up = ui
+        .vertical(|ui| {
+            ui.label(RichText::new(c.document.as_str()).monospace());
+            ui.small_button(t(ui, "replace-row-lookup"))
+                .on_hover_text(t(ui, "replace-row-lookup-hint"))
+                .clicked()
+        })
+        .inner;
     ui.label(crate::clerk::lookup::status_word(ui, &c.state));
     let pinfl = t(ui, "field-pinfl");
     ui.label(format!(
@@ -127,4 +140,5 @@ fn row(ui: &mut egui::Ui, c: &CardToReplace) {
         ui.add(egui::Label::new(RichText::new(c.reason.as_str()).small()).wrap());
     });
     ui.end_row();
+    look_up
 }

@@ -15,6 +15,7 @@ mod egov_centre;
 
 use common::*;
 use egov_centre::*;
+use egui_kittest::kittest::Queryable;
 use gui::i18n::{tr, Lang};
 use gui::GuiOptions;
 
@@ -74,6 +75,19 @@ fn a_clerk_sees_the_offices_cards_the_centre_flagged_after_a_csca_withdrawal() {
         reads[0].contains(&first) && reads[0].contains(&second),
         "{reads:?}"
     );
+    // "Look up" on the first card: the Issuance tab, with the holder looked up there (where a
+    // card is replaced).
+    h.get_all_by_label("Look up")
+        .next()
+        .expect("a Look up button per card")
+        .click();
+    h.step();
+    h.step();
+    assert_eq!(h.state().clerk_tab, gui::app::ClerkTab::Issuance);
+    assert_eq!(h.state().clerk.lookup.pinfl, "31234567890151");
+    wait_for(&mut h, "the holder's look-up", SERVICE_SHORT, |h| {
+        !h.state().clerk.lookup.busy()
+    });
     drop(h);
 
     // In the languages with the longest words, the tab bar and the table stay inside a

@@ -704,4 +704,6 @@ replace-col-holder = Holder
 replace-col-issued = Issued
 replace-col-flagged = Flagged
 replace-col-why = Why
+replace-row-lookup = Look up
+replace-row-lookup-hint = Find the holder under Issuance, where the card is replaced
 replace-issued = { $date } at { $station }

@@ -699,4 +699,6 @@ replace-col-holder = Владелец
 replace-col-issued = Дата выдачи
 replace-col-flagged = Дата отметки
 replace-col-why = Причина
+replace-row-lookup = Найти
+replace-row-lookup-hint = Найти владельца на вкладке «Выдача», где карта заменяется
 replace-issued = { $date }, { $station }

@@ -691,4 +691,6 @@ replace-col-holder = Эгаси
 replace-col-issued = Берилган
 replace-col-flagged = Белгиланган
 replace-col-why = Сабаби
+replace-row-lookup = Қидириш
+replace-row-lookup-hint = Эгасини «Бериш» бўлимида топиш, карта ўша ерда алмаштирилади
 replace-issued = { $date }, { $station }

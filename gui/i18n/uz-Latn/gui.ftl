@@ -691,4 +691,6 @@ replace-col-holder = Egasi
 replace-col-issued = Berilgan
 replace-col-flagged = Belgilangan
 replace-col-why = Sababi
+replace-row-lookup = Qidirish
+replace-row-lookup-hint = Egasini «Berish» boʻlimida topish, karta oʻsha yerda almashtiriladi
 replace-issued = { $date }, { $station }

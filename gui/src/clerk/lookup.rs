@@ -265,24 +265,37 @@ fn search_ui(ui: &mut egui::Ui, st: &mut LookupState, cmds: &mut Vec<Command>) {
             let go = enter(ui, &r);
             let b = ui.add_enabled(st.pending == 0, egui::Button::new(t(ui, button)));
             if (b.clicked() || go) && st.pending == 0 {
-                st.pending += 1;
-                st.asked = true;
-                st.msg = None;
-                st.failure = None;
-                // A new look-up: the last declaration's result is not this one's.
-                st.revoke_result = None;
-                st.revoke_confirm = None;
-                cmds.push(if holder {
-                    Command::LookupHolder {
-                        pinfl: st.pinfl.clone(),
-                    }
-                } else {
-                    Command::LookupDocument {
-                        number: st.number.clone(),
-                    }
-                });
+                st.ask(holder, cmds);
             }
         });
+    }
+}
+
+impl LookupState {
+    /// The clerk's own look-up of the PINFL (`holder`) or the document number typed in.
+    fn ask(&mut self, holder: bool, cmds: &mut Vec<Command>) {
+        self.pending += 1;
+        self.asked = true;
+        self.msg = None;
+        self.failure = None;
+        // A new look-up: the last declaration's result is not this one's.
+        self.revoke_result = None;
+        self.revoke_confirm = None;
+        cmds.push(if holder {
+            Command::LookupHolder {
+                pinfl: self.pinfl.clone(),
+            }
+        } else {
+            Command::LookupDocument {
+                number: self.number.clone(),
+            }
+        });
+    }
+
+    /// Look up the holder `pinfl` as if the clerk had typed it (from the cards to replace).
+    pub fn find_holder(&mut self, pinfl: &str, cmds: &mut Vec<Command>) {
+        pinfl.clone_into(&mut self.pinfl);
+        self.ask(true, cmds);
     }
 }
 
