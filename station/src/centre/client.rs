@@ -318,6 +318,23 @@ impl CentreClient {
         })
     }
 
+    /// [`CentreClient::post`] answered within `limit` on each instance tried, connection
+    /// included, whatever the configured request timeout: for a question whose answer is only
+    /// advice (the card in a reader is shown either way).
+    pub fn post_within<Q: Serialize, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Q,
+        limit: Duration,
+    ) -> Result<R, StationError> {
+        let json = serde_json::to_vec(body)
+            .map_err(|e| StationError::Other(format!("request body for {path}: {e}")))?;
+        self.with_others(|c| {
+            let answer = c.request_within("POST", path, Some(json.clone()), Some(limit))?;
+            c.parse(path, &answer)
+        })
+    }
+
     fn parse<R: DeserializeOwned>(&self, path: &str, body: &[u8]) -> Result<R, StationError> {
         serde_json::from_slice(body).map_err(|e| {
             StationError::Other(format!(
@@ -342,11 +359,26 @@ impl CentreClient {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<Bytes, StationError> {
+        self.request_within(method, path, body, None)
+    }
+
+    /// [`CentreClient::request`], the whole of it (connection included) within `limit` when
+    /// given.
+    fn request_within(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+        limit: Option<Duration>,
+    ) -> Result<Bytes, StationError> {
         tracing::debug!(url = %self.url, method, path, "centre request");
         let body = Bytes::from(body.unwrap_or_default());
-        let (status, bytes) = self.rt.block_on(async {
+        let exchange = async {
             if let Some(mut idle) = self.take_idle() {
-                match self.attempt(&mut idle.sender, method, path, body.clone()).await? {
+                match self
+                    .attempt(&mut idle.sender, method, path, body.clone())
+                    .await?
+                {
                     Attempt::Answered(status, bytes) => {
                         self.keep(idle);
                         return Ok((status, bytes));
@@ -371,6 +403,17 @@ impl CentreClient {
                     Ok((status, bytes))
                 }
                 Attempt::Closed(why) => Err(self.unreachable(format!("{method} {path}: {why}"))),
+            }
+        };
+        let (status, bytes) = self.rt.block_on(async {
+            match limit {
+                Some(limit) => tokio::time::timeout(limit, exchange).await.map_err(|_| {
+                    self.unreachable(format!(
+                        "no answer to {method} {path} within {} s",
+                        limit.as_secs_f64()
+                    ))
+                })?,
+                None => exchange.await,
             }
         })?;
         tracing::debug!(url = %self.url, method, path, status, "centre answer");
@@ -688,6 +731,32 @@ mod tests {
         let e = c.get::<serde_json::Value>("/v1/whoami").unwrap_err();
         assert!(matches!(e, StationError::CentreUnreachable { .. }), "{e}");
         assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    }
+
+    /// A centre that takes the connection and never answers (not even the TLS handshake):
+    /// `post_within` gives up at its limit, not at the request timeout.
+    #[test]
+    fn an_answer_wanted_within_a_limit_is_given_up_at_the_limit() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let held = std::thread::spawn(move || listener.accept().map(|(s, _)| s));
+        let c = CentreClient::new(
+            &format!("https://127.0.0.1:{port}"),
+            ServerAuth::Fingerprint(Fingerprint::of(b"x")),
+            None,
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        let t = std::time::Instant::now();
+        let limit = Duration::from_millis(300);
+        let e = c
+            .post_within::<_, serde_json::Value>("/v1/cards/lookup", &serde_json::json!({}), limit)
+            .unwrap_err();
+        assert!(matches!(e, StationError::CentreUnreachable { .. }), "{e}");
+        assert!(e.to_string().contains("within 0.3 s"), "{e}");
+        let took = t.elapsed();
+        assert!(took >= limit && took < Duration::from_secs(3), "{took:?}");
+        drop(held.join().unwrap());
     }
 
     /// A TLS server on 127.0.0.1 answering each request `{"n": K}` (K counts requests), that

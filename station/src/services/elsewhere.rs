@@ -36,6 +36,11 @@ impl AtCentre {
     }
 }
 
+/// How long the centre may take to answer when its record of a card is only advice (this
+/// station's own card in a reader, shown either way): a centre that hangs must not hold the
+/// clerk's screen for the whole request timeout.
+pub(super) const ADVICE_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The centre's record of `card`, or `None` when this station is not enrolled (a standalone
 /// station knows only its own cards).
 pub(super) fn lookup(
@@ -43,6 +48,17 @@ pub(super) fn lookup(
     operator: &str,
     card: &IssuedCard,
     card_serial: &str,
+) -> Result<Option<AtCentre>, StationError> {
+    lookup_within(st, operator, card, card_serial, None)
+}
+
+/// [`lookup`] answered within `limit` when given ([`ADVICE_WITHIN`]).
+pub(super) fn lookup_within(
+    st: &Station,
+    operator: &str,
+    card: &IssuedCard,
+    card_serial: &str,
+    limit: Option<std::time::Duration>,
 ) -> Result<Option<AtCentre>, StationError> {
     if st.config.centre.is_none() {
         return Ok(None);
@@ -61,7 +77,11 @@ pub(super) fn lookup(
         card_serial: card_serial.to_owned(),
         certificates: read.clone(),
     };
-    let record = CentreClient::for_station(st)?.post(paths::CARD_LOOKUP, &request)?;
+    let client = CentreClient::for_station(st)?;
+    let record = match limit {
+        Some(limit) => client.post_within(paths::CARD_LOOKUP, &request, limit)?,
+        None => client.post(paths::CARD_LOOKUP, &request)?,
+    };
     Ok(Some(AtCentre { record, read }))
 }
 

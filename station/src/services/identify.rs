@@ -279,7 +279,8 @@ fn national(
     serial: &str,
     number: &str,
 ) -> Option<National> {
-    match super::elsewhere::lookup(st, session.operator(), card, serial) {
+    let limit = Some(super::elsewhere::ADVICE_WITHIN);
+    match super::elsewhere::lookup_within(st, session.operator(), card, serial, limit) {
         Ok(None) => None,
         // The centre finds a card by its chip serial: its record must be of the same document.
         Ok(Some(found)) if found.record.document != number => Some(National::Unanswered(format!(
