@@ -471,13 +471,20 @@ impl StationApp {
                         &self.opts,
                         &mut cmds,
                     ),
-                    ClerkTab::Services => crate::services::view::ui(
-                        ui,
-                        &mut self.services,
-                        snap.as_ref(),
-                        self.opts.reader.as_deref(),
-                        &mut cmds,
-                    ),
+                    ClerkTab::Services => {
+                        crate::services::view::ui(
+                            ui,
+                            &mut self.services,
+                            snap.as_ref(),
+                            self.opts.reader.as_deref(),
+                            &mut cmds,
+                        );
+                        // A flagged card to replace: its holder under Issuance.
+                        if let Some(pinfl) = self.services.replace_holder.take() {
+                            self.clerk_tab = ClerkTab::Issuance;
+                            self.clerk.lookup.find_holder(&pinfl, &mut cmds);
+                        }
+                    }
                     ClerkTab::ToReplace if s.centre => {
                         // "Look up": the holder under Issuance, where the card is replaced.
                         if let Some(pinfl) =

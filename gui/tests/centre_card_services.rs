@@ -138,6 +138,30 @@ fn a_clerk_at_an_enrolled_station_serves_a_card_through_the_centre() {
         );
     }
 
+    // The centre withdraws the CSCA key behind this station's Document Signer: the card is
+    // flagged. Read again, it says so, and "Replace the card" opens Issuance with the holder
+    // looked up, the recall among the replacement reasons.
+    rig.centre.rotate_csca("1");
+    let done = rig.centre.withdraw_csca("csca-1", "2");
+    assert!(done.contains("1 card whose EF.SOD"), "{done}");
+    click(&mut h, "Read the card");
+    wait_for(&mut h, "the replacement flag", SERVICE_SHORT, |h| {
+        has_label_containing(
+            h,
+            "To be replaced: the national centre flagged this card on",
+        ) && !h.state().services.busy()
+    });
+    click(&mut h, "Replace the card (Issuance)");
+    h.step();
+    h.step();
+    assert_eq!(h.state().clerk_tab, gui::app::ClerkTab::Issuance);
+    wait_for(&mut h, "the holder looked up", SERVICE_SHORT, |h| {
+        has_label(h, "Replace: recalled by the centre") && !h.state().clerk.lookup.busy()
+    });
+    assert_eq!(h.state().clerk.lookup.pinfl, pinfl);
+    click(&mut h, "Card services");
+    h.step();
+
     // Another office declares the document lost at the centre (this station's registry still
     // has it active): the renewal offered here is refused by the centre before the card's keys
     // are replaced — the card still signs with the key of its certificate (yubico-piv-tool).

@@ -218,6 +218,8 @@ fn a_card_of_another_office_is_suspended_and_resumed_at_the_centre_from_the_desk
         &h,
         "The centre's reason: the Document Signer of station sam02-st1 was revoked (keyCompromise)"
     ));
+    // Another office's card is not replaced here: no such button.
+    assert!(!has_label(&h, "Replace the card (Issuance)"));
 
     // Each step is recorded at this station, which mirrors nothing of the document.
     let actions: Vec<String> = registry::Registry::open_read_only(rig.data.join("registry.sqlite"))

@@ -532,6 +532,7 @@ svc-suspended-since = Suspended on { $since }; it can be resumed until { $until 
 svc-issued-elsewhere = Issued by office { $office }. This station has no record of the card: shown as the national registry has it.
 svc-replacement-due = To be replaced: the national centre flagged this card on { $date }. Its chip data can no longer be checked — call the holder in for a new card.
 svc-replacement-reason = The centre's reason: { $reason }
+svc-replacement-go = Replace the card (Issuance)
 svc-national-state = The national registry says this document is { $state }. This station's record differs: the centre's record is the one that counts, and the services follow it.
 svc-national-unanswered = The national centre could not be asked about this card: it is shown as this station has it, and whether the centre changed or flagged it is not known.
 svc-pin = PIN

@@ -525,6 +525,7 @@ svc-suspended-since = { $since } da toʻxtatilgan; { $until } gacha qayta tiklas
 svc-issued-elsewhere = { $office } boʻlimi tomonidan berilgan. Bu stansiyada karta haqida yozuv yoʻq: milliy reyestr maʼlumotlari koʻrsatilgan.
 svc-replacement-due = Almashtirilishi kerak: milliy markaz bu kartani { $date } kuni belgilagan. Uning chipidagi maʼlumotlarni endi tekshirib boʻlmaydi — egasini yangi karta uchun chaqiring.
 svc-replacement-reason = Markaz koʻrsatgan sabab: { $reason }
+svc-replacement-go = Kartani almashtirish («Berish» boʻlimi)
 svc-national-state = Milliy reyestrga koʻra hujjat holati: { $state }. Ushbu stansiya yozuvi farq qiladi: markazning yozuvi amal qiladi va xizmatlar unga amal qiladi.
 svc-national-unanswered = Milliy markazdan bu karta haqida soʻrab boʻlmadi: u ushbu stansiya yozuviga koʻra koʻrsatilgan; markaz uni oʻzgartirganmi yoki almashtirishga belgilaganmi, nomaʼlum.
 svc-pin = PIN

@@ -90,6 +90,9 @@ pub struct ServicesState {
     refresh: bool,
     /// The chosen reader had a card in the last frame (a card inserted is read at once).
     card_was_present: bool,
+    /// The holder (PINFL) whose flagged card the clerk chose to replace: the clerk's workspace
+    /// looks them up under Issuance, where the card is replaced. Taken by the app.
+    pub replace_holder: Option<String>,
 }
 
 impl ServicesState {

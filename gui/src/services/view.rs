@@ -170,7 +170,9 @@ fn main(ui: &mut egui::Ui, st: &mut ServicesState, cmds: &mut Vec<Command>) {
         }
         return;
     };
-    identity(ui, &id);
+    if identity(ui, &id) {
+        st.replace_holder = Some(id.holder.pinfl.clone());
+    }
     ui.add_space(10.0);
     offers(ui, st, &id);
 }
@@ -249,9 +251,11 @@ fn field(ui: &mut egui::Ui, label: &str, value: &str) {
 
 /// What the national centre says of the card beyond the record shown (an enrolled station):
 /// a replacement flag, a state another office changed, or that the centre could not be asked.
-fn national(ui: &mut egui::Ui, id: &CardIdentity) {
+/// True when the clerk chose to replace a flagged card of this station's.
+fn national(ui: &mut egui::Ui, id: &CardIdentity) -> bool {
     const ORANGE: Color32 = Color32::from_rgb(200, 120, 0);
     let lang = i18n::current(ui.ctx());
+    let mut replace = false;
     if let Some(due) = id.replacement_due() {
         egui::Frame::group(ui.style()).show(ui, |ui| {
             ui.set_width(ui.available_width());
@@ -264,6 +268,10 @@ fn national(ui: &mut egui::Ui, id: &CardIdentity) {
                 &[("reason", i18n::s(due.reason.clone()))],
             );
             ui.add(egui::Label::new(why).wrap());
+            // A card of this station's is replaced here (another office's where it was issued).
+            if id.issued_elsewhere.is_none() {
+                replace = ui.button(t(ui, "svc-replacement-go")).clicked();
+            }
         });
     }
     if let Some(state) = id.national_state_differs() {
@@ -282,10 +290,12 @@ fn national(ui: &mut egui::Ui, id: &CardIdentity) {
                 ui.add(egui::Label::new(RichText::new(why.as_str()).monospace()).wrap());
             });
     }
+    replace
 }
 
-/// Holder, document, card, certificates, addresses.
-fn identity(ui: &mut egui::Ui, id: &CardIdentity) {
+/// Holder, document, card, certificates, addresses; true when the clerk chose to replace a
+/// flagged card.
+fn identity(ui: &mut egui::Ui, id: &CardIdentity) -> bool {
     let lang = i18n::current(ui.ctx());
     let h = &id.holder;
     ui.heading(t(ui, "svc-holder"));
@@ -358,7 +368,7 @@ fn identity(ui: &mut egui::Ui, id: &CardIdentity) {
         );
         ui.add(egui::Label::new(text).wrap());
     }
-    national(ui, id);
+    let replace = national(ui, id);
     crate::clerk::copyable(ui, t(ui, "issue-card-serial"), &id.card_serial);
     let pin = match id.pin {
         PinState::Blocked => RichText::new(t(ui, "svc-pin-blocked"))
@@ -375,6 +385,7 @@ fn identity(ui: &mut egui::Ui, id: &CardIdentity) {
     }
     certificates(ui, id);
     addresses(ui, id);
+    replace
 }
 
 fn certificates(ui: &mut egui::Ui, id: &CardIdentity) {
