@@ -882,8 +882,6 @@ pub struct AuditHead {
 mod tests {
     use super::*;
 
-    /// A centre older than `document_signer` read a completion into this shape and answered
-    /// serde's error as `invalid-request` (`central::server`: "body: …").
     /// A centre older than `CardsToReplaceRequest::document` reads the request into the shape
     /// without it; without the field the older shape reads it.
     #[test]
@@ -917,6 +915,8 @@ mod tests {
             .unwrap();
     }
 
+    /// A centre older than `document_signer` read a completion into this shape and answered
+    /// serde's error as `invalid-request` (`central::server`: "body: …").
     #[test]
     fn an_older_centres_refusal_of_document_signer_is_recognised() {
         #[derive(Debug, Deserialize)]

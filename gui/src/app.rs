@@ -100,6 +100,15 @@ pub struct StationApp {
 }
 
 impl StationApp {
+    /// Issuance, with holder `pinfl` looked up there to replace their flagged card; while an
+    /// issuance runs only the tab changes (its form is not overwritten).
+    fn look_up_to_replace(&mut self, pinfl: &str) {
+        self.clerk_tab = ClerkTab::Issuance;
+        if !self.clerk.issuing() {
+            self.clerk.lookup.find_holder(pinfl);
+        }
+    }
+
     pub fn new(opts: GuiOptions) -> Self {
         let worker = Worker::spawn(opts.data_dir.clone());
         let readers = opts
@@ -481,17 +490,15 @@ impl StationApp {
                         );
                         // A flagged card to replace: its holder under Issuance.
                         if let Some(pinfl) = self.services.replace_holder.take() {
-                            self.clerk_tab = ClerkTab::Issuance;
-                            self.clerk.lookup.find_holder(&pinfl, &mut cmds);
+                            self.look_up_to_replace(&pinfl);
                         }
                     }
                     ClerkTab::ToReplace if s.centre => {
                         // "Look up": the holder under Issuance, where the card is replaced.
                         if let Some(pinfl) =
-                            crate::to_replace::ui(ui, &mut self.to_replace, &mut cmds)
+                            crate::to_replace::ui(ui, &mut self.to_replace, &s.station, &mut cmds)
                         {
-                            self.clerk_tab = ClerkTab::Issuance;
-                            self.clerk.lookup.find_holder(&pinfl, &mut cmds);
+                            self.look_up_to_replace(&pinfl);
                         }
                     }
                     // No centre, no such tab.

@@ -44,7 +44,12 @@ impl ToReplaceState {
 
 /// The tab: the heading, what the list is, Refresh, and the table; the PINFL of the holder
 /// whose "Look up" was pressed (the clerk's workspace looks them up to replace the card).
-pub fn ui(ui: &mut egui::Ui, st: &mut ToReplaceState, cmds: &mut Vec<Command>) -> Option<String> {
+pub fn ui(
+    ui: &mut egui::Ui,
+    st: &mut ToReplaceState,
+    station: &str,
+    cmds: &mut Vec<Command>,
+) -> Option<String> {
     let mut chosen = None;
     egui::CentralPanel::default_margins().show(ui, |ui| {
         ui.heading(t(ui, "replace-heading"));
@@ -89,7 +94,7 @@ pub fn ui(ui: &mut egui::Ui, st: &mut ToReplaceState, cmds: &mut Vec<Command>) -
                     .show(ui, |ui| {
                         header(ui);
                         for c in &list.cards {
-                            if row(ui, c) {
+                            if row(ui, c, station) {
                                 chosen = Some(c.pinfl.clone());
                             }
                         }
@@ -113,14 +118,18 @@ fn header(ui: &mut egui::Ui) {
     ui.end_row();
 }
 
-/// One card; true when its "Look up" was pressed.
-fn row(ui: &mut egui::Ui, c: &CardToReplace) -> bool {
+/// One card; true when its "Look up" was pressed. Offered for an active card this station
+/// issued: only its registry has the card to replace (another station of the office replaces
+/// its own; a suspended card is resumed or revoked first).
+fn row(ui: &mut egui::Ui, c: &CardToReplace, station: &str) -> bool {
     let look_up = ui
         .vertical(|ui| {
             ui.label(RichText::new(c.document.as_str()).monospace());
-            ui.small_button(t(ui, "replace-row-lookup"))
-                .on_hover_text(t(ui, "replace-row-lookup-hint"))
-                .clicked()
+            (c.station == station && c.state == "active")
+                && ui
+                    .small_button(t(ui, "replace-row-lookup"))
+                    .on_hover_text(t(ui, "replace-row-lookup-hint"))
+                    .clicked()
         })
         .inner;
     ui.label(crate::clerk::lookup::status_word(ui, &c.state));

@@ -135,6 +135,8 @@ pub struct SessionInfo {
     pub language: Option<String>,
     /// The station is enrolled with a national centre (station.toml `[centre]`).
     pub centre: bool,
+    /// This station's name (station.toml `[station] name`).
+    pub station: String,
     /// The active Document Signer's key usage at log-in: its end (RFC 3339) and the whole days
     /// left (negative once ended), when its certificate states one.
     pub document_signer: Option<(String, i64)>,
@@ -498,10 +500,17 @@ impl WorkerState {
                 .ok()
                 .flatten()
                 .and_then(|d| Some((d.key_usage_until?, d.days_left?)));
-            Ok((s, doc, series, expiry, (st.config.centre.is_some(), ds)))
+            let station = st.config.station.name.clone();
+            Ok((
+                s,
+                doc,
+                series,
+                expiry,
+                (st.config.centre.is_some(), ds, station),
+            ))
         });
         match r {
-            Ok((s, document, series, expiry, (centre, document_signer))) => {
+            Ok((s, document, series, expiry, (centre, document_signer, station))) => {
                 // The language chosen now is remembered for this operator; without a choice,
                 // the one remembered applies.
                 let language = match chosen {
@@ -526,6 +535,7 @@ impl WorkerState {
                     series,
                     expiry,
                     centre,
+                    station,
                     document_signer,
                 }));
                 self.session = Some(s);

@@ -485,7 +485,7 @@ replace-done = Document { $old } is now { $status }; this card replaces it.
 replace-reason-name-change = name change
 replace-reason-recalled = recalled by the centre
 replace-recalled-refused = The national centre has not flagged this card for replacement, or cannot say so: it is not replaced as recalled. Nothing was changed.
-replace-recalled-refused-next = Cancel the replacement, or choose the reason that applies: lost, stolen, damaged or name change.
+replace-recalled-refused-next = Cancel the replacement and choose the reason that applies: lost, stolen, damaged or name change.
 
 # The card's printed words (front and back of the card preview): the card is printed in Uzbek
 # and English whatever the desk's language, so these are the same in every catalogue.

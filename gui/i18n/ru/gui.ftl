@@ -478,7 +478,7 @@ replace-done = Документ { $old } теперь { $status }; эта кар
 replace-reason-name-change = смена имени
 replace-reason-recalled = по требованию центра
 replace-recalled-refused = Национальный центр не отметил эту карту к замене или не может это подтвердить: замена по требованию центра невозможна. Ничего не изменено.
-replace-recalled-refused-next = Отмените замену или выберите подходящую причину: утеряна, похищена, повреждена или смена имени.
+replace-recalled-refused-next = Отмените замену и выберите подходящую причину: утеряна, украдена, повреждена или смена имени.
 
 # The card's printed words (front and back of the card preview): the card is printed in Uzbek
 # and English whatever the desk's language, so these are the same in every catalogue.

@@ -478,7 +478,7 @@ replace-done = { $old } ҳужжати энди { $status }; бу карта у�
 replace-reason-name-change = исм ўзгарган
 replace-reason-recalled = марказ талаби билан
 replace-recalled-refused = Миллий марказ бу картани алмаштиришга белгиламаган ёки буни тасдиқлай олмайди: у марказ талаби билан алмаштирилмайди. Ҳеч нарса ўзгартирилмади.
-replace-recalled-refused-next = Алмаштиришни бекор қилинг ёки мос сабабни танланг: йўқолган, ўғирланган, шикастланган ёки исм ўзгарган.
+replace-recalled-refused-next = Алмаштиришни бекор қилинг ва мос сабабни танланг: йўқолган, ўғирланган, шикастланган ёки исм ўзгарган.
 
 # The card's printed words (front and back of the card preview): the card is printed in Uzbek
 # and English whatever the desk's language, so these are the same in every catalogue.

@@ -478,7 +478,7 @@ replace-done = { $old } hujjati endi { $status }; bu karta uning oʻrniga.
 replace-reason-name-change = ism oʻzgargan
 replace-reason-recalled = markaz talabi bilan
 replace-recalled-refused = Milliy markaz bu kartani almashtirishga belgilamagan yoki buni tasdiqlay olmaydi: u markaz talabi bilan almashtirilmaydi. Hech narsa oʻzgartirilmadi.
-replace-recalled-refused-next = Almashtirishni bekor qiling yoki mos sababni tanlang: yoʻqolgan, oʻgʻirlangan, shikastlangan yoki ism oʻzgargan.
+replace-recalled-refused-next = Almashtirishni bekor qiling va mos sababni tanlang: yoʻqolgan, oʻgʻirlangan, shikastlangan yoki ism oʻzgargan.
 
 # The card's printed words (front and back of the card preview): the card is printed in Uzbek
 # and English whatever the desk's language, so these are the same in every catalogue.

@@ -61,11 +61,13 @@ pub struct LookupState {
     revoke_result: Option<Result<RevokeReport, Shown>>,
     /// Ask for what is shown again in the next frame.
     refresh: bool,
+    /// Look up the PINFL in the field once nothing is pending ([`LookupState::find_holder`]).
+    find_typed: bool,
 }
 
 impl LookupState {
     pub fn busy(&self) -> bool {
-        self.pending > 0 || self.revoke_pending
+        self.pending > 0 || self.revoke_pending || self.find_typed
     }
 
     /// Ask the registry again for the holder and the document shown (after an issuance, a
@@ -201,6 +203,10 @@ pub fn panel(
     centre: bool,
     cmds: &mut Vec<Command>,
 ) -> Option<Action> {
+    if st.pending == 0 && std::mem::take(&mut st.find_typed) {
+        st.refresh = false;
+        st.ask(true, cmds);
+    }
     if st.pending == 0 {
         st.send_refresh(cmds);
     }
@@ -292,10 +298,12 @@ impl LookupState {
         });
     }
 
-    /// Look up the holder `pinfl` as if the clerk had typed it (from the cards to replace).
-    pub fn find_holder(&mut self, pinfl: &str, cmds: &mut Vec<Command>) {
+    /// Look up the holder `pinfl` as if the clerk had typed it (from the cards to replace or a
+    /// flagged card in Card services): sent by the panel once no other look-up is on its way,
+    /// so that the answer that fills the form is this one.
+    pub fn find_holder(&mut self, pinfl: &str) {
         pinfl.clone_into(&mut self.pinfl);
-        self.ask(true, cmds);
+        self.find_typed = true;
     }
 }
 

@@ -194,7 +194,12 @@ impl ClerkState {
     }
 
     pub fn busy(&self) -> bool {
-        matches!(self.view, IssueView::Running { .. }) || self.lookup.busy()
+        self.issuing() || self.lookup.busy()
+    }
+
+    /// An issuance (or replacement) is running: its form and look-up are not to be changed.
+    pub fn issuing(&self) -> bool {
+        matches!(self.view, IssueView::Running { .. })
     }
 
     /// The document number of the issuance on the result screen.

@@ -4,7 +4,9 @@
 //! from the card, and shows the national registry's record. What the centre serves for any
 //! office applies (suspend, resume, address changes); what needs the issuing station's card
 //! keys or its records does not (renewal, unblock: the card's management key is that station's;
-//! a returned card is recorded where it was issued) and says so.
+//! a returned card is recorded where it was issued) and says so. The same look-up gives the
+//! centre's word on this station's own cards ([`lookup_within`]: `identify`'s advice, the
+//! check before a PIN unblock).
 
 use centre_api::{paths, CardAtCentre, CardLookupRequest, DocumentLookupRequest};
 use personalization::piv::services::IssuedCard;
@@ -36,10 +38,11 @@ impl AtCentre {
     }
 }
 
-/// How long the centre may take to answer when its record of a card is only advice (this
-/// station's own card in a reader, shown either way): a centre that hangs must not hold the
-/// clerk's screen for the whole request timeout.
-pub(super) const ADVICE_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long each centre instance may take to answer when this station asks about a card of its
+/// own in a reader: advice for the card shown (`identify`), or the check before a PIN unblock,
+/// which holds the reader meanwhile. A centre that hangs must not hold the clerk's screen or the
+/// card for the whole request timeout; nothing is changed when it gives up.
+pub(super) const LOOKUP_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The centre's record of `card`, or `None` when this station is not enrolled (a standalone
 /// station knows only its own cards).
@@ -52,7 +55,7 @@ pub(super) fn lookup(
     lookup_within(st, operator, card, card_serial, None)
 }
 
-/// [`lookup`] answered within `limit` when given ([`ADVICE_WITHIN`]).
+/// [`lookup`] answered within `limit` when given ([`LOOKUP_WITHIN`]).
 pub(super) fn lookup_within(
     st: &Station,
     operator: &str,

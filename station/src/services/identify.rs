@@ -279,7 +279,7 @@ fn national(
     serial: &str,
     number: &str,
 ) -> Option<National> {
-    let limit = Some(super::elsewhere::ADVICE_WITHIN);
+    let limit = Some(super::elsewhere::LOOKUP_WITHIN);
     match super::elsewhere::lookup_within(st, session.operator(), card, serial, limit) {
         Ok(None) => None,
         // The centre finds a card by its chip serial: its record must be of the same document.

@@ -198,15 +198,20 @@ fn check_card(
         }
         Err(e) => return Err(e),
     }
-    check_national(st, session, doc, card)
-        .map_err(|e| refused(st, session, "unblock", &input.document, e))
+    match check_national(st, session, doc, card) {
+        Err(e @ (StationError::Conflict(_) | StationError::CentreRefused { .. })) => {
+            Err(refused(st, session, "unblock", &input.document, e))
+        }
+        other => other,
+    }
 }
 
 /// On a station enrolled with the national centre the centre's state of the document decides,
 /// as for the other card services: another office may have declared the card lost or stolen
 /// since this station's record was written. The card is looked up there (`POST
-/// /v1/cards/lookup`) and must be of the same document, active; a centre that cannot be asked
-/// stops the unblock with nothing changed.
+/// /v1/cards/lookup`, each instance within [`super::elsewhere::LOOKUP_WITHIN`]: the reader is
+/// held meanwhile) and must be of the same document, active; a centre that cannot be asked stops
+/// the unblock with nothing changed.
 fn check_national(
     st: &Station,
     session: &Session,
@@ -215,7 +220,10 @@ fn check_national(
 ) -> Result<(), StationError> {
     let serial = serial_text(card.serial);
     let number = doc.document.number.to_string();
-    let Some(found) = super::elsewhere::lookup(st, session.operator(), card, &serial)? else {
+    let limit = Some(super::elsewhere::LOOKUP_WITHIN);
+    let Some(found) =
+        super::elsewhere::lookup_within(st, session.operator(), card, &serial, limit)?
+    else {
         return Ok(());
     };
     let at_centre = &found.record;
