@@ -592,8 +592,9 @@ fn renew_suspend_resume_address_and_replace_through_the_centre() {
             assert_eq!(o["refused"], held, "{own}");
         }
     }
-    let o = tas.run(
-        &[
+    let unblock = || {
+        let args = [
+            "--json",
             "unblock",
             "--document",
             &doc,
@@ -604,9 +605,10 @@ fn renew_suspend_resume_address_and_replace_through_the_centre() {
             "0",
             "--operator",
             "clerk",
-        ],
-        &[CLERK_PASSWORD, "55667788"],
-    );
+        ];
+        tas.run(&args, &[CLERK_PASSWORD, "55667788"])
+    };
+    let o = unblock();
     assert_eq!(o.status.code(), Some(5), "{}", text(&o));
     assert!(
         text(&o).contains(&format!(
@@ -634,19 +636,9 @@ fn renew_suspend_resume_address_and_replace_through_the_centre() {
     sam.json(&["resume", "--document", &doc, "--identity-confirmed"], &[]);
     ocsp_until(public, d, renewed, &format!("{renewed}: good"));
     // Active again at the centre: the unblock goes ahead.
-    let u = tas.json(
-        &[
-            "unblock",
-            "--document",
-            &doc,
-            "--reader",
-            &reader,
-            "--identity-confirmed",
-            "--pin-fd",
-            "0",
-        ],
-        &["55667788"],
-    );
+    let o = unblock();
+    assert!(o.status.success(), "{}", text(&o));
+    let u: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(u["document"], doc.as_str(), "{u}");
 
     // An address change through the centre lands in the national registry and its outbox.
