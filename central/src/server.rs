@@ -375,6 +375,22 @@ async fn cards_to_replace_handler(
     .await
 }
 
+/// `POST /v1/documents/changes`: [`crate::services::changes::list`].
+async fn document_changes_handler(
+    State(centre): State<Arc<Centre>>,
+    Extension(cert): Extension<ClientCert>,
+    bytes: Bytes,
+) -> Answer<centre_api::DocumentChanges> {
+    station_post(
+        &centre,
+        &cert,
+        &bytes,
+        "document-changes",
+        crate::services::changes::list,
+    )
+    .await
+}
+
 /// `POST /v1/cards/lookup`: [`crate::services::lookup::card`].
 async fn card_lookup_handler(
     State(centre): State<Arc<Centre>>,
@@ -453,6 +469,7 @@ pub fn router(centre: Arc<Centre>) -> Router {
         .route(paths::DOCUMENT_LOOKUP, post(document_lookup_handler))
         .route(paths::OUTBOX_LIST, post(outbox_list_handler))
         .route(paths::CARDS_TO_REPLACE, post(cards_to_replace_handler))
+        .route(paths::DOCUMENT_CHANGES, post(document_changes_handler))
         .route("/v1/outbox/{id}/retry", post(outbox_retry_handler))
         .route(
             centre_api::anchors::ANCHORS_PATH,

@@ -61,6 +61,9 @@ pub mod paths {
     /// `POST`: the cards of the station's office flagged for replacement
     /// ([`crate::CardsToReplaceRequest`] → [`crate::CardsToReplace`]).
     pub const CARDS_TO_REPLACE: &str = "/v1/cards-to-replace";
+    /// The states of this station's documents changed at the centre
+    /// ([`crate::DocumentChangesRequest`] → [`crate::DocumentChanges`]).
+    pub const DOCUMENT_CHANGES: &str = "/v1/documents/changes";
     /// `POST`: put the dead letter `id` back in the queue ([`crate::OutboxRetryRequest`]).
     pub fn outbox_retry(id: i64) -> String {
         format!("/v1/outbox/{id}/retry")
@@ -691,6 +694,47 @@ impl CardsToReplaceRequest {
     pub fn refused_as_unknown_field(refusal: &Refusal) -> bool {
         refusal.rule == rules::INVALID_REQUEST && refusal.error.contains("unknown field `document`")
     }
+}
+
+/// `POST /v1/documents/changes`: the documents this station issued whose state changed at the
+/// centre after `since` (RFC 3339; absent: every one ever changed), for the station to bring its
+/// registry up to date with what other offices did (a suspension, a declared loss). A clerk or
+/// ca-admin of the station; audited at the centre (`documents.changes-read`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentChangesRequest {
+    pub operator: String,
+    /// The operator's role at the station (`clerk`, `ca-admin`).
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+}
+
+/// The answer to [`DocumentChangesRequest`], oldest change first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocumentChanges {
+    /// The centre's time of the answer (RFC 3339 UTC): the next request's `since` (less a
+    /// margin: a change committed meanwhile may carry an earlier time).
+    pub until: String,
+    pub documents: Vec<DocumentChange>,
+}
+
+/// A document's state at the centre and its last change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocumentChange {
+    /// Series and number (`AA0000042`).
+    pub document: String,
+    /// `active`, `suspended`, `lost`, `revoked`, ...
+    pub state: String,
+    /// Why (`suspended`, `resumed`, or a revocation reason: `lost`, `stolen`, `damaged`, …).
+    pub reason: Option<String>,
+    /// RFC 3339 UTC.
+    pub changed_at: String,
+    /// The station and operator (`sam01-st1/clerk2`).
+    pub changed_by: Option<String>,
+    /// A suspended document: the last moment the hold may be released (RFC 3339 UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_until: Option<String>,
 }
 
 /// The answer to [`CardsToReplaceRequest`], oldest flag first.

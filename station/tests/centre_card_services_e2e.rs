@@ -633,9 +633,52 @@ fn renew_suspend_resume_address_and_replace_through_the_centre() {
         "{}",
         text(&o)
     );
+    // TAS01 brings its registry up to date: suspended here too, its certificates on hold; a
+    // second sync has nothing to do.
+    let synced = |was: &str, now: &str| {
+        let sy = tas.json(&["centre", "sync"], &[]);
+        let m = &sy["mirrored"];
+        assert_eq!(m.as_array().map(Vec::len), Some(1), "{sy}");
+        assert_eq!(
+            (&m[0]["document"], &m[0]["was"], &m[0]["now"]),
+            (
+                &serde_json::json!(doc),
+                &serde_json::json!(was),
+                &serde_json::json!(now)
+            ),
+            "{sy}"
+        );
+        assert!(
+            m[0]["changed_by"]
+                .as_str()
+                .is_some_and(|b| b.starts_with("sam01-st1/")),
+            "{sy}"
+        );
+        let again = tas.json(&["centre", "sync"], &[]);
+        assert_eq!(again["mirrored"], serde_json::json!([]), "{again}");
+    };
+    synced("active", "suspended");
+    let own = tas.json(&["card", "show", "--reader", &reader], &[]);
+    assert_eq!(own["document"]["status"], "suspended", "{own}");
+    let on_hold: i64 = registry::Registry::open_read_only(tas.data.join("registry.sqlite"))
+        .expect("registry")
+        .connection()
+        .query_row(
+            "SELECT count(*) FROM certificates c JOIN issuance_jobs j ON c.job_id = j.id
+             WHERE j.series || printf('%07d', j.number) = ?1
+               AND c.revocation_reason = 'certificateHold'",
+            [&doc],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(on_hold, 2, "the renewed certificates on hold here too");
+    assert!(audited(&tas, "document.mirrored")
+        .iter()
+        .any(|d| d.contains("sam01-st1/")));
     sam.json(&["resume", "--document", &doc, "--identity-confirmed"], &[]);
     ocsp_until(public, d, renewed, &format!("{renewed}: good"));
-    // Active again at the centre: the unblock goes ahead.
+    synced("suspended", "active");
+    // Active again at the centre and here: the unblock goes ahead.
     let o = unblock();
     assert!(o.status.success(), "{}", text(&o));
     let u: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -827,6 +870,38 @@ fn renew_suspend_resume_address_and_replace_through_the_centre() {
     let listed = tas.json(&["centre", "cards-to-replace"], &[]);
     assert_eq!(listed["cards"], serde_json::json!([]), "{listed}");
 
+    // The card declared stolen at SAM01: TAS01's sync takes it out of use here too, its
+    // certificates revoked keyCompromise.
+    let r = sam.json(
+        &["revoke", "--document", &third_doc, "--reason", "stolen"],
+        &[],
+    );
+    assert_eq!(r["status"], "lost", "{r}");
+    let sy = tas.json(&["centre", "sync"], &[]);
+    let m = &sy["mirrored"];
+    assert_eq!(
+        (&m[0]["document"], &m[0]["now"], &m[0]["reason"]),
+        (
+            &serde_json::json!(third_doc),
+            &serde_json::json!("lost"),
+            &serde_json::json!("stolen")
+        ),
+        "{sy}"
+    );
+    let revoked: Vec<String> = registry::Registry::open_read_only(tas.data.join("registry.sqlite"))
+        .expect("registry")
+        .connection()
+        .prepare(
+            "SELECT c.revocation_reason FROM certificates c JOIN issuance_jobs j ON c.job_id = j.id
+             WHERE j.series || printf('%07d', j.number) = ?1",
+        )
+        .unwrap()
+        .query_map([&third_doc], |r| r.get::<_, Option<String>>(0))
+        .unwrap()
+        .map(|r| r.unwrap().unwrap_or_default())
+        .collect();
+    assert_eq!(revoked, ["keyCompromise", "keyCompromise"], "{sy}");
+
     // The centre stopped: TAS01 still shows its own card, and says the centre was not read.
     centre.stop();
     let o = tas.run(
@@ -835,7 +910,7 @@ fn renew_suspend_resume_address_and_replace_through_the_centre() {
     );
     assert!(
         o.status.success()
-            && text(&o).contains(&format!("Document {third_doc}: active"))
+            && text(&o).contains(&format!("Document {third_doc}: lost"))
             && text(&o).contains("The national centre's record was not read (")
             && !text(&o).contains("To be replaced"),
         "{}",

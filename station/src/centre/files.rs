@@ -21,6 +21,12 @@ impl CentreFiles {
         }
     }
 
+    /// The centre's time of the last document changes this station brought into its registry
+    /// (`centre sync`; RFC 3339, 0600, replaced atomically).
+    pub fn changes_until(&self) -> PathBuf {
+        self.dir.join("changes-until")
+    }
+
     /// The Station CA certificate (PEM): the anchor of the centre's TLS certificate.
     pub fn station_ca(&self) -> PathBuf {
         self.dir.join("station-ca.pem")

@@ -81,7 +81,7 @@ pub fn retry(st: &mut Station, session: &Session, id: i64) -> Result<OutboxMessa
 
 /// `answer`, with a refusal by the centre written to the station's log as the operator's
 /// refused `action` (its rule and sentence); other errors pass unaudited (nothing was refused).
-pub(super) fn refused_audited<T>(
+pub(crate) fn refused_audited<T>(
     st: &mut Station,
     session: &Session,
     action: &str,

@@ -42,6 +42,14 @@ pub enum CentreCmd {
         #[command(flatten)]
         op: super::OperatorArg,
     },
+    /// Bring this station's registry up to date with what other offices changed at the centre
+    /// about the documents it issued (suspended, resumed, declared lost or revoked there): each
+    /// such document changed here as this station's own service would have, audited
+    /// `document.mirrored`. Safe to repeat. A clerk or ca-admin.
+    Sync {
+        #[command(flatten)]
+        op: super::OperatorArg,
+    },
 }
 
 pub fn run(ctx: &Ctx, c: &CentreCmd) -> Result<(), StationError> {
@@ -110,6 +118,31 @@ pub fn run(ctx: &Ctx, c: &CentreCmd) -> Result<(), StationError> {
                         .iter()
                         .map(station::centre::to_replace::CardToReplace::line),
                 );
+                s
+            })
+        }
+        CentreCmd::Sync { op } => {
+            let roles = station::services::mirror::ROLES;
+            let (mut st, session) = ctx.open_as(&op.operator, "sync with the centre", roles)?;
+            let r = station::services::mirror::sync(&mut st, &session)?;
+            ctx.print(&r, |r| {
+                let mut s = format!(
+                    "{} change(s) of this station's documents at the centre up to {}; {} brought here\n",
+                    r.listed,
+                    r.until,
+                    r.mirrored.len()
+                );
+                for m in &r.mirrored {
+                    s += &format!(
+                        "  {} {} -> {} ({}; at {} by {})\n",
+                        m.document,
+                        m.was,
+                        m.now,
+                        m.reason.as_deref().unwrap_or("-"),
+                        m.changed_at,
+                        m.changed_by.as_deref().unwrap_or("?")
+                    );
+                }
                 s
             })
         }

@@ -29,6 +29,7 @@ pub use elsewhere::document_at_centre;
 pub mod address;
 mod elsewhere;
 pub mod identify;
+pub mod mirror;
 pub mod recover;
 pub(crate) mod renew;
 pub mod replace;

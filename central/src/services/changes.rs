@@ -1,0 +1,80 @@
+//! `POST /v1/documents/changes`: the documents a station issued whose state changed at the
+//! centre after a given time, so that the station brings its registry up to date with what
+//! other offices did (a holder may suspend a card or declare it lost at any office; the issuing
+//! station's registry is not told at the time). A read of the station's own documents: a clerk
+//! or ca-admin of the station, audited `documents.changes-read` with the count.
+
+use centre_api::{roles, DocumentChange, DocumentChanges, DocumentChangesRequest, WhoAmI};
+
+use crate::audit;
+use crate::db::Prepared;
+use crate::error::{CentralError, Result};
+use crate::pki::Centre;
+
+/// The roles of a station's operator that may ask: those who serve its documents.
+const ROLES: &[&str] = &[roles::CLERK, roles::CA_ADMIN];
+
+/// The changes `req` asks for (see the module documentation), oldest first.
+pub async fn list(
+    centre: &Centre,
+    who: &WhoAmI,
+    req: &DocumentChangesRequest,
+) -> Result<DocumentChanges> {
+    let actor = crate::operators::station_operator(
+        who,
+        &req.operator,
+        &req.role,
+        "read the changes of its documents",
+        ROLES,
+    )?;
+    let since = req
+        .since
+        .as_deref()
+        .map(|s| {
+            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .map(std::time::SystemTime::from)
+                .map_err(|e| {
+                    CentralError::invalid("since", format!("{s:?} is not an RFC 3339 time: {e}"))
+                })
+        })
+        .transpose()?;
+    let mut client = centre.pool.get().await?;
+    let tx = client.transaction().await?;
+    let until: std::time::SystemTime = tx.prepared_one("SELECT now()", &[]).await?.get(0);
+    let rows = tx
+        .prepared_query(
+            "SELECT d.series, d.number, d.state, d.state_reason, d.state_changed_at,
+                    d.state_changed_by, d.suspended_at
+             FROM documents d
+             WHERE d.station = $1 AND d.state_changed_at IS NOT NULL
+               AND ($2::timestamptz IS NULL OR d.state_changed_at > $2)
+             ORDER BY d.state_changed_at, d.id",
+            &[&who.station, &since],
+        )
+        .await?;
+    let documents: Vec<DocumentChange> = rows
+        .iter()
+        .map(|r| {
+            let state: String = r.get(2);
+            let suspended_at: Option<std::time::SystemTime> = r.get(6);
+            DocumentChange {
+                document: crate::numbers::document_number(r.get(0), r.get(1)),
+                release_until: suspended_at
+                    .filter(|_| state == "suspended")
+                    .map(|at| super::hold::rfc3339(at + super::hold::limit(centre))),
+                state,
+                reason: r.get(3),
+                changed_at: super::hold::rfc3339(r.get(4)),
+                changed_by: r.get(5),
+            }
+        })
+        .collect();
+    let details = serde_json::json!({ "since": req.since, "documents": documents.len() });
+    let object = format!("station:{}", who.station);
+    audit::append(&tx, &actor, "documents.changes-read", &object, &details).await?;
+    tx.commit().await?;
+    Ok(DocumentChanges {
+        until: super::hold::rfc3339(until),
+        documents,
+    })
+}
