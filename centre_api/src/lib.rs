@@ -717,6 +717,9 @@ pub struct DocumentChanges {
     /// margin: a change committed meanwhile may carry an earlier time).
     pub until: String,
     pub documents: Vec<DocumentChange>,
+    /// The list was cut at its page size: ask again from `until` (exactly) for the rest.
+    #[serde(default)]
+    pub more: bool,
 }
 
 /// A document's state at the centre and its last change.

@@ -14,6 +14,10 @@ use crate::pki::Centre;
 /// The roles of a station's operator that may ask: those who serve its documents.
 const ROLES: &[&str] = &[roles::CLERK, roles::CA_ADMIN];
 
+/// The most changes one answer holds; a longer list ends its `until` at the last one listed, so
+/// the next request goes on from there.
+const PAGE: i64 = 1000;
+
 /// The changes `req` asks for (see the module documentation), oldest first.
 pub async fn list(
     centre: &Centre,
@@ -48,10 +52,17 @@ pub async fn list(
              FROM documents d
              WHERE d.station = $1 AND d.state_changed_at IS NOT NULL
                AND ($2::timestamptz IS NULL OR d.state_changed_at > $2)
-             ORDER BY d.state_changed_at, d.id",
-            &[&who.station, &since],
+             ORDER BY d.state_changed_at, d.id
+             LIMIT $3",
+            &[&who.station, &since, &PAGE],
         )
         .await?;
+    // A full page: the next request starts at its last change (listed again, harmless).
+    let more = rows.len() as i64 == PAGE;
+    let until = match rows.last() {
+        Some(last) if more => last.get(4),
+        _ => until,
+    };
     let documents: Vec<DocumentChange> = rows
         .iter()
         .map(|r| {
@@ -76,5 +87,6 @@ pub async fn list(
     Ok(DocumentChanges {
         until: super::hold::rfc3339(until),
         documents,
+        more,
     })
 }

@@ -143,8 +143,22 @@ pub fn run(ctx: &Ctx, c: &CentreCmd) -> Result<(), StationError> {
                         m.changed_by.as_deref().unwrap_or("?")
                     );
                 }
+                for (d, why) in &r.skipped {
+                    s += &format!("  {d} left as it is: {why}\n");
+                }
+                for (d, e) in &r.failed {
+                    s += &format!("  {d} NOT brought here: {e}\n");
+                }
                 s
-            })
+            })?;
+            if r.failed.is_empty() {
+                Ok(())
+            } else {
+                Err(StationError::Other(format!(
+                    "{} document(s) could not be brought up to date; the next sync tries them again",
+                    r.failed.len()
+                )))
+            }
         }
         CentreCmd::PushAudit => {
             let st = Station::open_read_only(ctx.data_dir)?;

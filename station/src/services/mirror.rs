@@ -48,7 +48,13 @@ pub struct SyncReport {
     /// The centre's changes listed (this station's own included).
     pub listed: usize,
     pub mirrored: Vec<Mirrored>,
-    /// The centre's time this sync reached (the next one starts a little before it).
+    /// Documents left as they are here, and why (a replacement holding, changed here after the
+    /// list was read: the next sync lists them again).
+    pub skipped: Vec<(String, String)>,
+    /// Documents that could not be changed here, and the error; the next sync tries them again.
+    pub failed: Vec<(String, String)>,
+    /// The centre's time this sync reached (the next one starts a little before it); not kept
+    /// when a document failed, so the next sync lists it again.
     pub until: String,
 }
 
@@ -56,64 +62,143 @@ pub struct SyncReport {
 pub fn sync(st: &mut Station, session: &Session) -> Result<SyncReport, StationError> {
     crate::session::require_current(&mut st.registry, session, ACTION, ROLES)?;
     let files = CentreFiles::new(&st.layout.root);
-    let since = match std::fs::read_to_string(files.changes_until()) {
+    let kept = files.changes_until();
+    let since = match std::fs::read_to_string(&kept) {
         Ok(t) => {
-            let t = crate::time_util::parse_rfc3339(t.trim()).map_err(|e| {
-                StationError::Other(format!("{}: {e}", files.changes_until().display()))
-            })?;
+            let t = crate::time_util::parse_rfc3339(t.trim())
+                .map_err(|e| StationError::Other(format!("{}: {e}", kept.display())))?;
             Some(crate::time_util::format_rfc3339(
                 t.checked_sub(OVERLAP).unwrap_or(t),
             ))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => {
-            return Err(StationError::Other(format!(
-                "{}: {e}",
-                files.changes_until().display()
-            )))
-        }
+        Err(e) => return Err(StationError::Other(format!("{}: {e}", kept.display()))),
     };
-    let req = DocumentChangesRequest {
-        operator: session.actor().operator.clone(),
-        role: session.role().as_str().to_owned(),
-        since,
-    };
-    let answer =
-        CentreClient::for_station(st)?.post::<_, DocumentChanges>(paths::DOCUMENT_CHANGES, &req);
-    let object = format!("station:{}", st.config.station.name);
-    let changes = refused_audited(st, session, ACTION, &object, answer)?;
-    let mut mirrored = Vec::new();
-    for c in &changes.documents {
-        if let Some(m) = mirror(st, session, c)? {
-            mirrored.push(m);
+    let (mut mirrored, mut skipped, mut failed) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut since, mut listed) = (since, 0);
+    let until = loop {
+        let req = DocumentChangesRequest {
+            operator: session.actor().operator.clone(),
+            role: session.role().as_str().to_owned(),
+            since: since.clone(),
+        };
+        // What this station changes from now on is not undone by the list read now.
+        let asked_at = registry::now_rfc3339();
+        let answer = CentreClient::for_station(st)?
+            .post::<_, DocumentChanges>(paths::DOCUMENT_CHANGES, &req);
+        let object = format!("station:{}", st.config.station.name);
+        let changes = refused_audited(st, session, ACTION, &object, answer)?;
+        listed += changes.documents.len();
+        for c in &changes.documents {
+            match mirror(st, session, c, &asked_at) {
+                Ok(Outcome::Mirrored(m)) => mirrored.push(m),
+                Ok(Outcome::Same) => {}
+                Ok(Outcome::Skipped(why)) => skipped.push((c.document.clone(), why)),
+                Err(e) => {
+                    tracing::warn!(document = %c.document, error = %e, "a change at the centre could not be brought here");
+                    failed.push((c.document.clone(), e.to_string()));
+                }
+            }
         }
+        if !changes.more {
+            break changes.until;
+        }
+        // The rest of a long list, from where this page ended.
+        since = Some(changes.until);
+    };
+    if failed.is_empty() {
+        registry::files::write_atomic(&kept, until.as_bytes())
+            .map_err(|e| StationError::Other(format!("{}: {e}", kept.display())))?;
     }
-    registry::files::write_atomic(&files.changes_until(), changes.until.as_bytes())
-        .map_err(|e| StationError::Other(format!("{}: {e}", files.changes_until().display())))?;
     Ok(SyncReport {
-        listed: changes.documents.len(),
+        listed,
         mirrored,
-        until: changes.until,
+        skipped,
+        failed,
+        until,
     })
 }
 
-/// Change document `c.document` here to the centre's state, if it differs; `None` when there
-/// is nothing to do (the same state, a document this station has no record of, or a state this
-/// station does not move to by itself).
+enum Outcome {
+    Mirrored(Mirrored),
+    /// Nothing to do: the same state here, a document this station has no record of, or a
+    /// state it does not move to by itself.
+    Same,
+    Skipped(String),
+}
+
+/// The transition that brings a document from `was` to the centre's `state`.
+enum Transition {
+    Suspend,
+    Resume,
+    OutOfUse(DocumentStatus, &'static str),
+}
+
+fn transition(c: &DocumentChange, was: DocumentStatus) -> Option<Transition> {
+    use DocumentStatus::{Active, Suspended};
+    Some(match (c.state.as_str(), was) {
+        ("suspended", Active) => Transition::Suspend,
+        ("active", Suspended) => Transition::Resume,
+        ("lost", Active | Suspended) => {
+            // The centre keeps a lost and a stolen card as lost: its keys may be in other hands.
+            Transition::OutOfUse(DocumentStatus::Lost, "keyCompromise")
+        }
+        ("revoked", Active | Suspended) => {
+            let (status, crl) = match c.reason.as_deref() {
+                // A replacement at the centre (a name change, a recall): superseded.
+                Some("name-change" | "replaced") => (DocumentStatus::Revoked, "superseded"),
+                Some(r) => crate::records::revocation_for(r)
+                    .unwrap_or((DocumentStatus::Revoked, "unspecified")),
+                None => (DocumentStatus::Revoked, "unspecified"),
+            };
+            Transition::OutOfUse(status, crl)
+        }
+        _ => return None,
+    })
+}
+
+/// Change document `c.document` here to the centre's state, if it differs (see
+/// [`Outcome`]). `asked_at`: when the list was asked for; a document changed here since is left
+/// for the next sync, as is one whose replacement is holding it (`recover` settles that).
 fn mirror(
     st: &mut Station,
     session: &Session,
     c: &DocumentChange,
-) -> Result<Option<Mirrored>, StationError> {
+    asked_at: &str,
+) -> Result<Outcome, StationError> {
     let number = crate::records::parse_document(&c.document)?;
     let Some(doc) = st.registry.document(number)? else {
-        return Ok(None);
+        return Ok(Outcome::Same);
     };
     let was = doc.status;
-    let Some(card) = st.registry.card_of_document(doc.id)? else {
-        return Ok(None);
+    let Some(step) = transition(c, was) else {
+        return Ok(Outcome::Same);
     };
-    let certs = st.registry.certificates_of_card(card.id)?;
+    if st
+        .registry
+        .replacements_of(doc.id)?
+        .iter()
+        .any(|r| r.state == "holding")
+    {
+        return Ok(Outcome::Skipped(
+            "a replacement here is holding it (idstation recover settles it)".into(),
+        ));
+    }
+    let changed_here = st
+        .registry
+        .document_history(doc.id)?
+        .last()
+        .is_some_and(|h| h.at.as_str() >= asked_at);
+    if changed_here {
+        return Ok(Outcome::Skipped(
+            "changed here after the centre's list was read".into(),
+        ));
+    }
+    // Every certificate of the issuance (renewals' too), as `revoke` takes them.
+    let certs = match st.registry.job_of_document(number)? {
+        Some(j) => st.registry.certificates_of_job(j.id)?,
+        None => Vec::new(),
+    };
     let on_hold = |c: &registry::Certificate| {
         c.status == CertStatus::Revoked && c.revocation_reason.as_deref() == Some(HOLD)
     };
@@ -121,8 +206,8 @@ fn mirror(
     let actor = session.actor();
     let mut changed = Vec::new();
     let tx = st.registry.transaction()?;
-    match (c.state.as_str(), was) {
-        ("suspended", DocumentStatus::Active) => {
+    match step {
+        Transition::Suspend => {
             let until = c
                 .release_until
                 .as_deref()
@@ -141,7 +226,7 @@ fn mirror(
                 changed.push(cert.data.serial.clone());
             }
         }
-        ("active", DocumentStatus::Suspended) => {
+        Transition::Resume => {
             tx.set_document_status(
                 number,
                 DocumentStatus::Active,
@@ -153,20 +238,8 @@ fn mirror(
                 changed.push(cert.data.serial.clone());
             }
         }
-        (out, DocumentStatus::Active | DocumentStatus::Suspended)
-            if matches!(out, "lost" | "stolen" | "revoked") =>
-        {
-            let reason = c.reason.as_deref().unwrap_or("unspecified");
-            let (status, crl) = match crate::records::revocation_for(reason) {
-                Ok(sc) => sc,
-                // A reason only the centre uses (a name change's replacement): superseded.
-                Err(_) => (DocumentStatus::Revoked, "superseded"),
-            };
-            let status = if out == "lost" {
-                DocumentStatus::Lost
-            } else {
-                status
-            };
+        Transition::OutOfUse(status, crl) => {
+            let reason = c.reason.as_deref().unwrap_or(c.state.as_str());
             tx.set_document_status(number, status, &format!("{reason} at the centre"), actor)?;
             for cert in &certs {
                 if matches!(cert.status, CertStatus::Active | CertStatus::Issued) {
@@ -178,7 +251,6 @@ fn mirror(
                 }
             }
         }
-        _ => return Ok(None),
     }
     let m = Mirrored {
         document: c.document.clone(),
@@ -196,5 +268,5 @@ fn mirror(
         details: &serde_json::to_value(&m).map_err(|e| StationError::Other(e.to_string()))?,
     })?;
     tx.commit()?;
-    Ok(Some(m))
+    Ok(Outcome::Mirrored(m))
 }
