@@ -301,6 +301,31 @@ pub fn revocation_for(reason: &str) -> Result<(DocumentStatus, &'static str), St
     })
 }
 
+/// Inside `tx`, every certificate of a document taken out of use revoked with `crl_reason`: the
+/// active or issued ones revoked, those on hold (a suspended document) made final (RFC 5280
+/// §5.3.1); their serials.
+pub(crate) fn revoke_all(
+    tx: &registry::Tx<'_>,
+    certs: &[registry::Certificate],
+    crl_reason: &str,
+) -> Result<Vec<String>, StationError> {
+    let now = registry::now_rfc3339();
+    let mut revoked = Vec::new();
+    for c in certs {
+        if matches!(c.status, CertStatus::Active | CertStatus::Issued) {
+            tx.revoke_certificate(c.id, crl_reason, &now)?;
+        } else if c.status == CertStatus::Revoked
+            && c.revocation_reason.as_deref() == Some("certificateHold")
+        {
+            tx.finalize_certificate_hold(c.id, crl_reason, &now)?;
+        } else {
+            continue;
+        }
+        revoked.push(c.data.serial.clone());
+    }
+    Ok(revoked)
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct RevokeReport {
     pub document: String,
@@ -383,22 +408,9 @@ pub fn revoke(
         Some(j) => st.registry.certificates_of_job(j.id)?,
         None => Vec::new(),
     };
-    let now = registry::now_rfc3339();
-    let mut revoked = Vec::new();
     let tx = st.registry.transaction()?;
     tx.set_document_status(num, status, reason, session.actor())?;
-    for c in &certs {
-        if matches!(c.status, CertStatus::Active | CertStatus::Issued) {
-            tx.revoke_certificate(c.id, crl_reason, &now)?;
-            revoked.push(c.data.serial.clone());
-        } else if c.status == CertStatus::Revoked
-            && c.revocation_reason.as_deref() == Some("certificateHold")
-        {
-            // A suspended document: its hold becomes final (RFC 5280 §5.3.1).
-            tx.finalize_certificate_hold(c.id, crl_reason, &now)?;
-            revoked.push(c.data.serial.clone());
-        }
-    }
+    let revoked = revoke_all(&tx, &certs, crl_reason)?;
     tx.audit(&AuditEntry {
         actor: session.actor(),
         action: "document.revoked",

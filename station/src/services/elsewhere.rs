@@ -5,7 +5,7 @@
 //! office applies (suspend, resume, address changes); what needs the issuing station's card
 //! keys or its records does not (renewal, unblock: the card's management key is that station's;
 //! a returned card is recorded where it was issued) and says so. The same look-up gives the
-//! centre's word on this station's own cards ([`lookup_within`]: `identify`'s advice, the
+//! centre's word on this station's own cards ([`own_card`]: `identify`'s advice, the
 //! check before a PIN unblock).
 
 use centre_api::{paths, CardAtCentre, CardLookupRequest, DocumentLookupRequest};
@@ -55,8 +55,31 @@ pub(super) fn lookup(
     lookup_within(st, operator, card, card_serial, None)
 }
 
+/// The centre's record of this station's own card `card_serial`, document `number`, each
+/// instance within [`LOOKUP_WITHIN`]; `None` when not enrolled. The centre finds a card by its
+/// chip serial: a record of another document is a conflict naming `document number`.
+pub(super) fn own_card(
+    st: &Station,
+    operator: &str,
+    card: &IssuedCard,
+    card_serial: &str,
+    number: &str,
+) -> Result<Option<AtCentre>, StationError> {
+    let found = lookup_within(st, operator, card, card_serial, Some(LOOKUP_WITHIN))?;
+    if let Some(f) = &found {
+        if f.record.document != number {
+            return Err(StationError::Conflict(format!(
+                "document number: the national registry has card {card_serial} as document {}, \
+                 this station as {number}",
+                f.record.document
+            )));
+        }
+    }
+    Ok(found)
+}
+
 /// [`lookup`] answered within `limit` when given ([`LOOKUP_WITHIN`]).
-pub(super) fn lookup_within(
+fn lookup_within(
     st: &Station,
     operator: &str,
     card: &IssuedCard,

@@ -279,14 +279,8 @@ fn national(
     serial: &str,
     number: &str,
 ) -> Option<National> {
-    let limit = Some(super::elsewhere::LOOKUP_WITHIN);
-    match super::elsewhere::lookup_within(st, session.operator(), card, serial, limit) {
+    match super::elsewhere::own_card(st, session.operator(), card, serial, number) {
         Ok(None) => None,
-        // The centre finds a card by its chip serial: its record must be of the same document.
-        Ok(Some(found)) if found.record.document != number => Some(National::Unanswered(format!(
-            "the centre's record of card {serial} is of document {}, this station's of {number}",
-            found.record.document
-        ))),
         Ok(Some(found)) => Some(found.national()),
         Err(e) => {
             tracing::warn!(card = %serial, error = %e,

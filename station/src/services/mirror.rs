@@ -241,15 +241,7 @@ fn mirror(
         Transition::OutOfUse(status, crl) => {
             let reason = c.reason.as_deref().unwrap_or(c.state.as_str());
             tx.set_document_status(number, status, &format!("{reason} at the centre"), actor)?;
-            for cert in &certs {
-                if matches!(cert.status, CertStatus::Active | CertStatus::Issued) {
-                    tx.revoke_certificate(cert.id, crl, &now)?;
-                    changed.push(cert.data.serial.clone());
-                } else if on_hold(cert) {
-                    tx.finalize_certificate_hold(cert.id, crl, &now)?;
-                    changed.push(cert.data.serial.clone());
-                }
-            }
+            changed = crate::records::revoke_all(&tx, &certs, crl)?;
         }
     }
     let m = Mirrored {

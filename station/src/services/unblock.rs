@@ -220,20 +220,11 @@ fn check_national(
 ) -> Result<(), StationError> {
     let serial = serial_text(card.serial);
     let number = doc.document.number.to_string();
-    let limit = Some(super::elsewhere::LOOKUP_WITHIN);
-    let Some(found) =
-        super::elsewhere::lookup_within(st, session.operator(), card, &serial, limit)?
+    let Some(found) = super::elsewhere::own_card(st, session.operator(), card, &serial, &number)?
     else {
         return Ok(());
     };
     let at_centre = &found.record;
-    if at_centre.document != number {
-        return Err(StationError::Conflict(format!(
-            "document number: the national registry has card {serial} as document {}, this \
-             station as {number}",
-            at_centre.document
-        )));
-    }
     if at_centre.state != "active" {
         return Err(StationError::Conflict(format!(
             "document status: the national registry has document {number} as {} (this \
