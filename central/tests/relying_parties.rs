@@ -659,6 +659,27 @@ fn last_details(rt: &tokio::runtime::Runtime, db: &tokio_postgres::Client, actio
 }
 
 /// The HSM labels of the public keys `hsm_objects` lists.
+/// Delete the public half of key pair `label` in the centre's token (a public object: no
+/// login), as a destroy cut short between the two objects leaves it.
+fn delete_public_half(dir: &Path, label: &str) {
+    let out = Command::new("pkcs11-tool")
+        .args([
+            "--module",
+            "/usr/lib/softhsm/libsofthsm2.so",
+            "--token-label",
+            "idcentral",
+            "--delete-object",
+            "--type",
+            "pubkey",
+            "--label",
+            label,
+        ])
+        .env("SOFTHSM2_CONF", dir.join("hsm/softhsm2.conf"))
+        .output()
+        .expect("pkcs11-tool (opensc) is required");
+    assert!(out.status.success(), "{out:?}");
+}
+
 fn hsm_labels(dir: &Path) -> Vec<String> {
     hsm_objects(dir)
         .0
@@ -1741,9 +1762,12 @@ fn the_csca_master_list_follows_the_cscas() {
         .unwrap()
         .get(0);
     std::fs::write(dir.join("link.pem"), pem(&link)).unwrap();
-    let restart = |only: &mut Killed| -> SocketAddr {
+    let stop = |only: &mut Killed| {
         let _ = only.0.kill();
         let _ = only.0.wait();
+    };
+    let restart = |only: &mut Killed| -> SocketAddr {
+        stop(only);
         let (c, a) = start_public_only(&config, Stdio::inherit());
         only.0 = c;
         a
@@ -1751,7 +1775,13 @@ fn the_csca_master_list_follows_the_cscas() {
     // The approval signed the new list at once; the old signer's key is still in the HSM until a
     // serve's refresh destroys it.
     assert_eq!(count("SELECT count(*) FROM master_lists"), 2);
+    stop(&mut only);
     assert!(hsm_labels(dir).iter().any(|l| l == "centre-mls-1"));
+    // A destroy cut short (the process killed between the key pair's two objects) left the
+    // private key without its public half: the next refresh destroys what is left.
+    let objects = hsm_objects(dir).1;
+    delete_public_half(dir, "centre-mls-1");
+    assert_eq!(hsm_objects(dir).1, objects - 1);
     let addr = restart(&mut only);
     let second = fetch(addr, "second.ml");
     assert_ne!(second, first);
@@ -1813,6 +1843,14 @@ fn the_csca_master_list_follows_the_cscas() {
     let held = hsm_labels(dir);
     assert!(!held.iter().any(|l| l == "centre-mls-1"), "{held:?}");
     assert!(held.iter().any(|l| l == "centre-mls-2"), "{held:?}");
+    // The private half went too: two objects fewer than before the public one was deleted, and
+    // two more for the new CSCA's OCSP responder key the restart made.
+    assert!(held.iter().any(|l| l == "ocsp-csca-2"), "{held:?}");
+    assert_eq!(
+        hsm_objects(dir).1,
+        objects - 2 + 2,
+        "centre-mls-1's private key is left"
+    );
 
     // csca-1 withdrawn from the list under dual control (a self-signed CSCA is not revoked):
     // the active key is refused, the requester cannot approve, the second ca-admin does, and

@@ -157,6 +157,12 @@ pub enum HsmError {
     },
     #[error("HSM operation {op} failed: {reason}")]
     Operation { op: &'static str, reason: String },
+    /// A key pair's private half without its public half: what a destroy interrupted between
+    /// the two objects leaves (destroying it again removes the rest).
+    #[error(
+        "key {label:?} has no public key object in the HSM (an interrupted destroy leaves this)"
+    )]
+    PublicHalfMissing { label: String },
     #[error("key label {label:?} is not allowed: {rule}")]
     InvalidLabel { label: String, rule: String },
     /// The process was started without the environment a PKCS#11 module reads at
@@ -206,8 +212,9 @@ pub trait KeyStore: Send + Sync {
 
     /// Remove key `label` from the HSM for good (a key pair with its public half, or a secret):
     /// the end of a key's life, e.g. a time-stamping key after its usage period. `Ok(false)`
-    /// when there is no such key, so a retry after a crash is harmless. Objects under the label
-    /// that are not a key this trait made are left alone.
+    /// when there is no such key, so a retry after a crash is harmless; a retry also removes
+    /// what an interrupted destroy left (a public half without its private key, or the
+    /// reverse). Objects under the label that are not a key this trait made are left alone.
     fn destroy(&self, label: &str) -> Result<bool>;
 }
 

@@ -3,7 +3,8 @@
 //! when the kind says it is due (a responder's once each of its certificates has ended, a Master
 //! List Signer's once replaced), [`destroy_due`] removes it from the HSM, records the removal
 //! and audits it, in one transaction under the kind's advisory lock. A key under the label that
-//! is not the one the certificate certifies is left alone (logged). A key already gone (an
+//! is not the one the certificate certifies is left alone (logged); a private key without its
+//! public half (a destroy cut short by a crash) is this key and goes. A key already gone (an
 //! attempt that removed it and did not commit; or another HSM token configured, which every
 //! other signature of the centre would show at once) is recorded with `removed_from_hsm:
 //! false`.
@@ -49,10 +50,15 @@ pub async fn destroy_due(
         let (label, object, ended): (String, String, SystemTime) =
             (row.get(0), row.get(1), row.get(2));
         let (ca_key, cert): (Option<String>, Vec<u8>) = (row.get(3), row.get(4));
-        // Never another key under the label: only the key the certificate certifies goes.
-        if store.find(&label)?.is_some()
-            && store.public_key_spki(&label)? != ca::certificate_spki(&cert)?
-        {
+        // Never another key under the label: only the key the certificate certifies goes. A
+        // private key whose public half is gone is this key, half destroyed before a crash.
+        let certified = ca::certificate_spki(&cert)?;
+        let other = match store.find(&label) {
+            Ok(found) => found.is_some_and(|f| f.spki_der.as_ref() != Some(&certified)),
+            Err(hsm::HsmError::PublicHalfMissing { .. }) => false,
+            Err(e) => return Err(e.into()),
+        };
+        if other {
             tracing::warn!(key = %label, action = k.action,
                 "the HSM key under this label is not the one its certificate certifies: not destroyed");
             continue;

@@ -165,9 +165,8 @@ fn spki_of(session: &Session, label: &str, id: &[u8]) -> std::result::Result<Vec
     }
     let handles = session.find_objects(&template)?;
     let Some(public) = handles.first() else {
-        return Err(Fail::Hsm(HsmError::Operation {
-            op: "read public key",
-            reason: format!("the token holds no public key object for {label:?}"),
+        return Err(Fail::Hsm(HsmError::PublicHalfMissing {
+            label: label.to_owned(),
         }));
     };
     let attrs = session.get_attributes(*public, &[AttributeType::EcPoint])?;
@@ -292,25 +291,35 @@ impl KeyStore for Pkcs11Store {
     fn destroy(&self, label: &str) -> Result<bool> {
         crate::check_label(label, crate::MAX_LABEL_LEN)?;
         let destroyed = self.run("destroy key", Access::Write, |s, cache| {
-            let Some(found) = lookup(s, cache, label)? else {
-                return Ok(false);
-            };
-            // The public half first: should the private key's destruction fail, the retry
-            // still finds the key by its private object.
-            if found.kind == KeyKind::EcP256 {
-                let id = key_id_of(s, found.key)?;
-                for h in s.find_objects(&[
-                    Attribute::Token(true),
-                    Attribute::Class(ObjectClass::PUBLIC_KEY),
-                    Attribute::Label(label.as_bytes().to_vec()),
-                    Attribute::Id(id),
-                ])? {
-                    s.destroy_object(h)?;
-                }
-            }
+            // Another process may have destroyed the key since it was cached here.
             cache.remove(label);
-            s.destroy_object(found.key)?;
-            Ok(true)
+            let found = lookup(s, cache, label)?;
+            cache.remove(label);
+            // The key pair's public halves: those with the private key's id, or, when no
+            // private key is left, every EC public key under the label (an interrupted destroy).
+            let mut publics = vec![
+                Attribute::Token(true),
+                Attribute::Class(ObjectClass::PUBLIC_KEY),
+                Attribute::KeyType(KeyType::EC),
+                Attribute::Label(label.as_bytes().to_vec()),
+            ];
+            let publics = match found {
+                Some(f) if f.kind == KeyKind::HmacSha256 => Vec::new(),
+                Some(f) => {
+                    publics.push(Attribute::Id(key_id_of(s, f.key)?));
+                    s.find_objects(&publics)?
+                }
+                None => s.find_objects(&publics)?,
+            };
+            // The private key first: once it is gone nothing can sign under the label, and a
+            // retry finds any public half left by the label alone.
+            if let Some(f) = found {
+                s.destroy_object(f.key)?;
+            }
+            for h in &publics {
+                s.destroy_object(*h)?;
+            }
+            Ok(found.is_some() || !publics.is_empty())
         })?;
         if destroyed {
             tracing::info!(label, token = %self.token_label, "destroyed key");

@@ -195,6 +195,61 @@ fn keys_persist_across_stores_and_are_found_by_label() {
     assert_eq!(second.find("persisted").unwrap(), Some(k));
 }
 
+/// Destroy one half of key pair `label` behind the store's back, as a destroy cut short by a
+/// crash (or by an older version's order) leaves it.
+fn destroy_half(store: &Pkcs11Store, label: &str, class: cryptoki::object::ObjectClass) {
+    store
+        .with_session(|s| {
+            let found = s
+                .find_objects(&[
+                    Attribute::Token(true),
+                    Attribute::Class(class),
+                    Attribute::Label(label.as_bytes().to_vec()),
+                ])
+                .unwrap();
+            assert_eq!(found.len(), 1, "{label}: one {class:?}");
+            s.destroy_object(found[0]).unwrap();
+        })
+        .unwrap();
+}
+
+#[test]
+fn a_destroy_cut_short_is_finished_by_the_next_one_whichever_half_is_left() {
+    use cryptoki::object::ObjectClass;
+    let token = fresh_token_with_pin(USER_PIN);
+    let store = token.open(Zeroizing::new(USER_PIN.into())).unwrap();
+    let keep = store.generate_p256("keep").unwrap();
+    store.generate_p256("only-private").unwrap();
+    store.generate_p256("only-public").unwrap();
+
+    // The private half left (the public one went first): found, but unreadable as a key, and
+    // named as such; destroy removes it.
+    destroy_half(&store, "only-private", ObjectClass::PUBLIC_KEY);
+    let r = store.find("only-private");
+    assert!(
+        matches!(&r, Err(HsmError::PublicHalfMissing { label }) if label == "only-private"),
+        "{r:?}"
+    );
+    assert!(store.destroy("only-private").unwrap());
+    assert_eq!(store.find("only-private").unwrap(), None);
+
+    // The public half left, seen by another process that had the key pair cached: destroy
+    // removes the public object, and the label is free again.
+    let other = token.open(Zeroizing::new(USER_PIN.into())).unwrap();
+    assert!(other.find("only-public").unwrap().is_some(), "cached there");
+    destroy_half(&store, "only-public", ObjectClass::PRIVATE_KEY);
+    assert_eq!(store.find("only-public").unwrap(), None);
+    assert!(
+        other.destroy("only-public").unwrap(),
+        "the public half was left"
+    );
+    assert!(!store.destroy("only-public").unwrap(), "nothing left");
+    store.generate_p256("only-public").unwrap();
+
+    assert_eq!(store.find("keep").unwrap(), Some(keep.clone()));
+    assert!(store.sign_p256_sha256("keep", b"untouched").is_ok());
+}
+
 #[test]
 fn open_from_config_reads_the_pin_from_a_file() {
     let token = fresh_token_with_pin(USER_PIN);
