@@ -10,6 +10,7 @@ use zeroize::Zeroize;
 
 use crate::auditor::AuditorState;
 use crate::ca::CaState;
+use crate::centre_sync::CentreSyncState;
 use crate::clerk::ClerkState;
 use crate::deliveries::DeliveriesState;
 use crate::i18n::{self, Lang};
@@ -82,6 +83,8 @@ pub struct StationApp {
     pub deliveries: DeliveriesState,
     /// The clerk's cards-to-replace tab (an enrolled station).
     pub to_replace: ToReplaceState,
+    /// The registry brought up to date with the centre (enrolled station, clerk or ca-admin).
+    pub centre_sync: CentreSyncState,
     /// Which of the CA-admin's or auditor's workspaces is shown.
     pub admin_tab: AdminTab,
     /// Time spent building the last frames' UI, for the frame-time figure.
@@ -129,6 +132,7 @@ impl StationApp {
             auditor: AuditorState::default(),
             deliveries: DeliveriesState::default(),
             to_replace: ToReplaceState::default(),
+            centre_sync: CentreSyncState::default(),
             admin_tab: AdminTab::default(),
             frame_times: Vec::new(),
             fonts_installed: false,
@@ -177,6 +181,7 @@ impl StationApp {
         self.auditor = AuditorState::default();
         self.deliveries = DeliveriesState::default();
         self.to_replace = ToReplaceState::default();
+        self.centre_sync = CentreSyncState::default();
         self.admin_tab = AdminTab::default();
         self.login.password.zeroize();
         self.login.lang_chosen = false;
@@ -224,6 +229,7 @@ impl StationApp {
                 self.auditor = AuditorState::default();
                 self.deliveries = DeliveriesState::default();
                 self.to_replace = ToReplaceState::default();
+                self.centre_sync = CentreSyncState::default();
                 self.admin_tab = AdminTab::default();
                 self.session = Some(s);
             }
@@ -239,6 +245,8 @@ impl StationApp {
                 self.ca.handle(&other);
                 self.auditor.handle(&other);
                 self.to_replace.handle(&other);
+                let every = self.session.as_ref().and_then(|s| s.centre_sync);
+                self.centre_sync.handle(&other, every);
                 let mut cmds = Vec::new();
                 self.deliveries.handle(&other, &mut cmds);
                 for c in cmds {
@@ -466,6 +474,7 @@ impl StationApp {
             });
         });
         let mut cmds = Vec::new();
+        crate::centre_sync::bar(ui, &mut self.centre_sync, s, &mut cmds);
         // The role decides what is drawn: another role's workspace is never built, so it
         // cannot be reached by mouse, keyboard or screen reader.
         match s.role {

@@ -8,6 +8,7 @@ pub mod app;
 pub mod auditor;
 pub mod ca;
 pub mod card_preview;
+pub mod centre_sync;
 pub mod clerk;
 pub mod deliveries;
 pub mod error;

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use station::audit::{ExportOutcome, Range, VerifyLogOutcome, VerifyOutcome};
 use station::ca_admin::CrlReport;
@@ -117,6 +118,9 @@ pub enum Command {
     RetryCentreOutbox {
         id: i64,
     },
+    /// Bring the registry up to date with what other offices changed at the centre
+    /// (`crate::centre_sync`; clerk or ca-admin on an enrolled station).
+    SyncWithCentre,
 }
 
 /// Who is logged in, as the UI needs to know it (no password).
@@ -140,6 +144,10 @@ pub struct SessionInfo {
     /// The active Document Signer's key usage at log-in: its end (RFC 3339) and the whole days
     /// left (negative once ended), when its certificate states one.
     pub document_signer: Option<(String, i64)>,
+    /// How often the registry is brought up to date with the centre while this operator is
+    /// logged in (station.toml `[centre] sync_every_seconds`): `None` on a standalone station,
+    /// for an auditor, or with the automatic sync off.
+    pub centre_sync: Option<Duration>,
 }
 
 /// One step of an issuance as the progress view shows it.
@@ -211,6 +219,7 @@ pub enum Event {
     CentreOutbox(Result<Vec<OutboxMessage>, Shown>),
     CentreOutboxRetried(Result<OutboxMessage, Shown>),
     CardsToReplace(Result<station::centre::to_replace::CardsToReplace, Shown>),
+    CentreSynced(Result<station::services::mirror::SyncReport, Shown>),
 }
 
 /// The CA-admin's rotation view: every request (newest first) and the re-issuance list.
@@ -472,6 +481,9 @@ impl WorkerState {
             Command::RetryCentreOutbox { id } => send(Event::CentreOutboxRetried(
                 station::centre::outbox::retry(st, &session, id).map_err(shown(lang)),
             )),
+            Command::SyncWithCentre => send(Event::CentreSynced(
+                station::services::mirror::sync(st, &session).map_err(shown(lang)),
+            )),
         }
     }
 
@@ -501,16 +513,22 @@ impl WorkerState {
                 .flatten()
                 .and_then(|d| Some((d.key_usage_until?, d.days_left?)));
             let station = st.config.station.name.clone();
+            let sync = st
+                .config
+                .centre
+                .as_ref()
+                .and_then(|c| c.sync_every())
+                .filter(|_| station::services::mirror::ROLES.contains(&s.role()));
             Ok((
                 s,
                 doc,
                 series,
                 expiry,
-                (st.config.centre.is_some(), ds, station),
+                (st.config.centre.is_some(), ds, station, sync),
             ))
         });
         match r {
-            Ok((s, document, series, expiry, (centre, document_signer, station))) => {
+            Ok((s, document, series, expiry, (centre, document_signer, station, centre_sync))) => {
                 // The language chosen now is remembered for this operator; without a choice,
                 // the one remembered applies.
                 let language = match chosen {
@@ -537,6 +555,7 @@ impl WorkerState {
                     centre,
                     station,
                     document_signer,
+                    centre_sync,
                 }));
                 self.session = Some(s);
             }

@@ -69,10 +69,26 @@ fn a_clerk_at_an_enrolled_station_serves_a_card_through_the_centre() {
     let (state, issued) = centre_document(&rig, &pinfl, &number);
     assert_eq!((state.as_str(), issued.len()), ("active", 2));
 
+    // The automatic sync runs at the log-in, and next after an hour: within this test only
+    // when asked.
+    let config = rig.data.join("station.toml");
+    let toml = std::fs::read_to_string(&config).expect("station.toml");
+    assert!(toml.contains("[centre]\n"), "{toml}");
+    let toml = toml.replace("[centre]\n", "[centre]\nsync_every_seconds = 3600\n");
+    std::fs::write(&config, toml).expect("write station.toml");
+
     let mut opts = GuiOptions::new(rig.data.clone());
     opts.reader = Some(slot.reader_name.clone());
     let mut h = harness(opts, [1280.0, 1100.0]);
     log_in(&mut h, "clerk", CLERK, "Clerk workspace");
+    wait_for(&mut h, "the sync at the log-in", SERVICE_SHORT, |h| {
+        has_label_containing(h, "Registry brought up to date with the national centre at")
+    });
+    assert!(has_label(
+        &h,
+        "No document of this station had changed elsewhere."
+    ));
+    assert!(has_label_containing(&h, "Next sync at"));
     click(&mut h, "Card services");
     let shown = format!("Document number {number}");
     wait_for(&mut h, "the card read and matched", SERVICE_SHORT, |h| {
@@ -232,6 +248,53 @@ fn a_clerk_at_an_enrolled_station_serves_a_card_through_the_centre() {
     assert!(has_label_containing(
         &h,
         "Not possible: the document is lost."
+    ));
+    // The registry brought up to date: the loss at the centre is this station's record too,
+    // and read again the card no longer shows the two apart.
+    let registry_state = || {
+        registry::Registry::open_read_only(rig.data.join("registry.sqlite"))
+            .expect("registry")
+            .document(number.parse().expect("number"))
+            .expect("read")
+            .expect("document")
+            .status
+            .as_str()
+            .to_owned()
+    };
+    assert_eq!(registry_state(), "active");
+    click(&mut h, "Sync now");
+    wait_for(&mut h, "the sync asked for", SERVICE_SHORT, |h| {
+        has_label(h, "One document changed at the centre was brought here.")
+            && !h.state().centre_sync.pending()
+    });
+    assert_eq!(registry_state(), "lost");
+    let report = h
+        .state()
+        .centre_sync
+        .last_report()
+        .expect("a report")
+        .clone();
+    assert_eq!(
+        report
+            .mirrored
+            .iter()
+            .map(|m| (m.document.as_str(), m.was.as_str(), m.now.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(number.as_str(), "active", "lost")]
+    );
+    click(&mut h, "What changed");
+    h.step();
+    assert!(has_label_containing(
+        &h,
+        &format!("Document {number}: active here, lost at the centre since")
+    ));
+    click(&mut h, "Read the card");
+    wait_for(&mut h, "the card read again", SERVICE_SHORT, |h| {
+        has_label_containing(h, "Not possible: the document is lost.") && !h.state().services.busy()
+    });
+    assert!(!has_label_containing(
+        &h,
+        "The national registry says this document is lost"
     ));
     card.pull();
     wait_for(&mut h, "the screen cleared", Duration::from_secs(30), |h| {

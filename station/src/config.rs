@@ -54,10 +54,33 @@ pub struct CentreSection {
         skip_serializing_if = "CentreSection::is_default_request_timeout"
     )]
     pub request_timeout_seconds: u64,
+    /// How often the station GUI brings the registry up to date with what other offices
+    /// changed at the centre (`idstation centre sync`), in seconds, while a clerk or ca-admin
+    /// is logged in: at the log-in and then every this often (default 300; 0: only when asked).
+    #[serde(
+        default = "CentreSection::default_sync_every",
+        skip_serializing_if = "CentreSection::is_default_sync_every"
+    )]
+    pub sync_every_seconds: u64,
 }
 
 impl CentreSection {
     pub const DEFAULT_REQUEST_TIMEOUT_SECONDS: u64 = 30;
+    pub const DEFAULT_SYNC_EVERY_SECONDS: u64 = 300;
+
+    fn default_sync_every() -> u64 {
+        Self::DEFAULT_SYNC_EVERY_SECONDS
+    }
+
+    fn is_default_sync_every(v: &u64) -> bool {
+        *v == Self::DEFAULT_SYNC_EVERY_SECONDS
+    }
+
+    /// The interval of the GUI's automatic sync; `None` when it is off.
+    pub fn sync_every(&self) -> Option<std::time::Duration> {
+        (self.sync_every_seconds > 0)
+            .then(|| std::time::Duration::from_secs(self.sync_every_seconds))
+    }
 
     fn default_request_timeout() -> u64 {
         Self::DEFAULT_REQUEST_TIMEOUT_SECONDS
@@ -83,6 +106,15 @@ impl CentreSection {
                 reason: format!(
                     "centre.request_timeout_seconds = {}: must be 1..600",
                     self.request_timeout_seconds
+                ),
+            });
+        }
+        if self.sync_every_seconds != 0 && !(10..=86_400).contains(&self.sync_every_seconds) {
+            return Err(StationError::Config {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "centre.sync_every_seconds = {}: must be 0 (only when asked) or 10..86400",
+                    self.sync_every_seconds
                 ),
             });
         }
@@ -312,6 +344,28 @@ mod tests {
         .unwrap();
         let e = StationConfig::load(dir.path()).unwrap_err().to_string();
         assert!(e.contains("centre.request_timeout_seconds = 0"), "{e}");
+        assert_eq!(c.sync_every(), Some(std::time::Duration::from_secs(300)));
+        for (every, said) in [
+            (0, None),
+            (5, Some("must be 0 (only when asked) or 10..86400")),
+        ] {
+            std::fs::write(
+                dir.path().join(CONFIG_FILE),
+                format!("{with}sync_every_seconds = {every}\n"),
+            )
+            .unwrap();
+            match (StationConfig::load(dir.path()), said) {
+                (Ok(cfg), None) => assert_eq!(cfg.centre.unwrap().sync_every(), None),
+                (Err(e), Some(rule)) => {
+                    let e = e.to_string();
+                    assert!(
+                        e.contains(&format!("centre.sync_every_seconds = {every}: {rule}")),
+                        "{e}"
+                    );
+                }
+                (got, _) => panic!("sync_every_seconds = {every}: {got:?}"),
+            }
+        }
     }
 
     #[test]

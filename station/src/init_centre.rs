@@ -548,6 +548,7 @@ fn finish(
             other_urls: opts.other_urls.clone(),
             fingerprint_sha256: pending.fingerprint_sha256.clone(),
             request_timeout_seconds: CentreSection::DEFAULT_REQUEST_TIMEOUT_SECONDS,
+            sync_every_seconds: CentreSection::DEFAULT_SYNC_EVERY_SECONDS,
         }),
     )?;
     let _ = std::fs::remove_file(files.pending_enrolment());

@@ -708,3 +708,23 @@ replace-col-why = Why
 replace-row-lookup = Look up
 replace-row-lookup-hint = Find the holder under Issuance, where the card is replaced
 replace-issued = { $date } at { $station }
+
+## Kept up to date with the national centre (the bar at the bottom of the workspace)
+sync-now = Sync now
+sync-running = Bringing the registry up to date with the national centre…
+sync-off = The registry is brought up to date with the national centre only when asked (station.toml [centre] sync_every_seconds = 0).
+sync-done = Registry brought up to date with the national centre at { $time }.
+sync-unchanged = No document of this station had changed elsewhere.
+sync-changed = { $count ->
+    [one] One document changed at the centre was brought here.
+   *[other] { $count } documents changed at the centre were brought here.
+}
+sync-failed-some = { $count ->
+    [one] One document could not be brought up to date; the next sync tries it again.
+   *[other] { $count } documents could not be brought up to date; the next sync tries them again.
+}
+sync-failed = The registry could not be brought up to date with the national centre at { $time }. Nothing was changed here; it is tried again.
+sync-next = Next sync at { $time }.
+sync-what-changed = What changed
+sync-document = Document { $document }: { $was } here, { $now } at the centre since { $when } ({ $by })
+sync-document-failed = Document { $document } could not be brought up to date:

@@ -695,3 +695,23 @@ replace-col-why = Sababi
 replace-row-lookup = Qidirish
 replace-row-lookup-hint = Egasini «Berish» boʻlimida topish, karta oʻsha yerda almashtiriladi
 replace-issued = { $date }, { $station }
+
+## Milliy markaz bilan solishtirish (ish joyining pastidagi satr)
+sync-now = Hozir solishtirish
+sync-running = Reyestr milliy markaz bilan solishtirilmoqda…
+sync-off = Reyestr milliy markaz bilan faqat soʻralganda solishtiriladi (station.toml [centre] sync_every_seconds = 0).
+sync-done = Reyestr milliy markaz bilan { $time } da solishtirildi.
+sync-unchanged = Bu stansiyaning hech bir hujjati boshqa joyda oʻzgarmagan.
+sync-changed = { $count ->
+    [one] Markazda oʻzgargan { $count } ta hujjat bu yerga koʻchirildi.
+   *[other] Markazda oʻzgargan { $count } ta hujjat bu yerga koʻchirildi.
+}
+sync-failed-some = { $count ->
+    [one] { $count } ta hujjatni yangilab boʻlmadi; keyingi solishtirish yana urinadi.
+   *[other] { $count } ta hujjatni yangilab boʻlmadi; keyingi solishtirish yana urinadi.
+}
+sync-failed = Reyestrni milliy markaz bilan { $time } da solishtirib boʻlmadi. Bu yerda hech narsa oʻzgartirilmadi; yana urinib koʻriladi.
+sync-next = Keyingi solishtirish { $time } da.
+sync-what-changed = Nima oʻzgardi
+sync-document = Hujjat { $document }: bu yerda { $was }, markazda { $when } dan beri { $now } ({ $by })
+sync-document-failed = Hujjat { $document } ni yangilab boʻlmadi:

@@ -30,6 +30,10 @@ const ACTION: &str = "bring the registry up to date with the centre";
 /// while the last list was read can carry an earlier time.
 const OVERLAP: std::time::Duration = std::time::Duration::from_secs(300);
 
+/// How long the centre may take to answer one page of the list, connection included: a centre
+/// that hangs does not hold the station (the GUI syncs on its worker) for the request timeout.
+const PAGE_WITHIN: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// One document changed here.
 #[derive(Debug, Clone, Serialize)]
 pub struct Mirrored {
@@ -84,8 +88,11 @@ pub fn sync(st: &mut Station, session: &Session) -> Result<SyncReport, StationEr
         };
         // What this station changes from now on is not undone by the list read now.
         let asked_at = registry::now_rfc3339();
-        let answer = CentreClient::for_station(st)?
-            .post::<_, DocumentChanges>(paths::DOCUMENT_CHANGES, &req);
+        let answer = CentreClient::for_station(st)?.post_within::<_, DocumentChanges>(
+            paths::DOCUMENT_CHANGES,
+            &req,
+            PAGE_WITHIN,
+        );
         let object = format!("station:{}", st.config.station.name);
         let changes = refused_audited(st, session, ACTION, &object, answer)?;
         listed += changes.documents.len();
