@@ -825,3 +825,213 @@ fn renewal_hold_release_and_address_changes_through_the_centre() {
         ]
     );
 }
+
+/// Issue a card at the station `tls` is for, to holder `pinfl`, through the protocol; its
+/// document number.
+fn issue(w: &World, tls: &Arc<rustls::ClientConfig>, pinfl: &str, serial: &str) -> String {
+    let job = new_job();
+    let holder = json!({ "pinfl": pinfl, "surname": "Aliyev", "given_names": "Bobur",
+        "sex": "M", "date_of_birth": "1988-02-03", "place_of_birth": "Samarkand", "citizenship": "UZB" });
+    let address = json!({ "kind": "permanent", "region": "Toshkent", "district": "Yunusobod",
+        "street": "Amir Temur 1", "house": "3", "registered_on": "2015-06-01" });
+    let r: ReserveResponse = serde_json::from_value(w.ok(
+        tls,
+        "/v1/jobs/reserve",
+        &json!({ "job": job, "operator": "clerk1", "holder": holder, "address": address,
+                 "update_holder": false, "card_serial": serial }),
+    ))
+    .unwrap();
+    w.ok(
+        tls,
+        &centre_api::paths::certify(&job),
+        &keys_body(&job, &r.challenge),
+    );
+    let today = time::OffsetDateTime::now_utc().date();
+    w.ok(
+        tls,
+        &centre_api::paths::complete(&job),
+        &json!({ "operator": "clerk1", "card_serial": serial, "date_of_issue": date(today),
+                 "date_of_expiry": date(today + time::Duration::days(3650)) }),
+    );
+    r.document
+}
+
+/// `POST /v1/documents/changes` (docs/centre.md "What other offices changed"): a station lists
+/// the changes of its own documents only, oldest first, to its clerk or ca-admin (an auditor
+/// and an unknown role refused, a bad `since` or `limit` named); `limit` pages the list, and a
+/// page ends with every change of its last change's time, so that changes made at the same
+/// instant are neither lost nor listed for ever. Each read is audited with its count.
+#[test]
+fn a_station_pages_through_the_changes_of_its_documents() {
+    let (_tmp, cluster, config) = centre("");
+    ok(idcentral(
+        &config,
+        &["init", "--admin", "admin"],
+        &format!("{ADMIN_PASSWORD}\n"),
+    ));
+    let code_tas = add_station_at(&config, "TAS01", "tas01-st1");
+    let code_sam = add_station_at(&config, "SAM01", "sam01-st1");
+    let rt = test_runtime();
+    let db = rt.block_on(db(&cluster));
+    let station_ca: Vec<u8> = rt
+        .block_on(db.query_one(
+            "SELECT cert_der FROM ca_keys WHERE ca = 'station-ca' AND state = 'active'",
+            &[],
+        ))
+        .unwrap()
+        .get(0);
+    let w = World {
+        server: Server::start_public(&config),
+        anon: client_config(&station_ca, None),
+        rt,
+    };
+    let tas = w.enrol("ch-tas", "tas01-st1", &code_tas);
+    let sam = w.enrol("ch-sam", "sam01-st1", &code_sam);
+    let docs: Vec<String> = (1..=3)
+        .map(|i| {
+            issue(
+                &w,
+                &tas.tls,
+                &format!("3123456789012{i}"),
+                &format!("0A1B2C3{i}"),
+            )
+        })
+        .collect();
+    // SAM01 (another office) declares each lost, one after the other.
+    for d in &docs {
+        w.ok(
+            &sam.tls,
+            &centre_api::paths::revoke(d),
+            &json!({ "operator": "clerk2", "reason": "lost" }),
+        );
+    }
+    let changes = |tls: &Arc<rustls::ClientConfig>, body: Value| {
+        w.call(tls, centre_api::paths::DOCUMENT_CHANGES, &body)
+    };
+    let listed = |v: &Value| -> Vec<(String, String, String)> {
+        v["documents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let s = |k: &str| c[k].as_str().unwrap().to_owned();
+                (s("document"), s("state"), s("changed_by"))
+            })
+            .collect()
+    };
+    let lost = |d: &String| (d.clone(), "lost".to_owned(), "sam01-st1/clerk2".to_owned());
+
+    // Every change, oldest first, to TAS01; none to SAM01, which issued none of them.
+    let all = w.ok(
+        &tas.tls,
+        centre_api::paths::DOCUMENT_CHANGES,
+        &json!({ "operator": "clerk1", "role": "clerk" }),
+    );
+    assert_eq!(
+        listed(&all),
+        docs.iter().map(lost).collect::<Vec<_>>(),
+        "{all}"
+    );
+    assert_eq!(all["more"], false, "{all}");
+    let theirs = w.ok(
+        &sam.tls,
+        centre_api::paths::DOCUMENT_CHANGES,
+        &json!({ "operator": "clerk2", "role": "ca-admin" }),
+    );
+    assert_eq!(listed(&theirs), vec![], "{theirs}");
+
+    // Who may ask, and what is refused.
+    let refused = |body: Value, status: u16, rule: &str, field: &str| {
+        let r = changes(&tas.tls, body);
+        assert_refused(&r, status, rule);
+        let (_, v, _) = r.unwrap();
+        assert!(v["error"].as_str().unwrap().starts_with(field), "{v}");
+    };
+    refused(
+        json!({ "operator": "aud1", "role": "auditor" }),
+        403,
+        "operator-role-not-permitted",
+        "",
+    );
+    refused(
+        json!({ "operator": "clerk1", "role": "janitor" }),
+        400,
+        "invalid-request",
+        "role: ",
+    );
+    refused(
+        json!({ "operator": "clerk1", "role": "clerk", "since": "yesterday" }),
+        400,
+        "invalid-request",
+        "since: ",
+    );
+    for limit in [0, 1001] {
+        refused(
+            json!({ "operator": "clerk1", "role": "clerk", "limit": limit }),
+            400,
+            "invalid-request",
+            "limit: ",
+        );
+    }
+
+    // Two per page: two, then from the second's time the third.
+    let page = |since: Option<&str>, limit: u32| {
+        let mut body = json!({ "operator": "clerk1", "role": "clerk", "limit": limit });
+        if let Some(s) = since {
+            body["since"] = s.into();
+        }
+        w.ok(&tas.tls, centre_api::paths::DOCUMENT_CHANGES, &body)
+    };
+    let first = page(None, 2);
+    assert_eq!(
+        listed(&first),
+        docs[..2].iter().map(lost).collect::<Vec<_>>()
+    );
+    assert_eq!(first["more"], true, "{first}");
+    assert_eq!(
+        first["until"], first["documents"][1]["changed_at"],
+        "{first}"
+    );
+    let rest = page(first["until"].as_str(), 2);
+    assert_eq!(listed(&rest), vec![lost(&docs[2])], "{rest}");
+    assert_eq!(rest["more"], false, "{rest}");
+
+    // The three changed at one instant (one transaction's time): a page of two holds all three,
+    // and the next, after that instant, none.
+    rt_exec(
+        &w.rt,
+        &db,
+        "UPDATE documents SET state_changed_at = now() - interval '1 hour'
+         WHERE station = 'tas01-st1'",
+    );
+    let tied = page(None, 2);
+    assert_eq!(
+        listed(&tied),
+        docs.iter().map(lost).collect::<Vec<_>>(),
+        "{tied}"
+    );
+    assert_eq!(tied["more"], true, "{tied}");
+    let after = page(tied["until"].as_str(), 2);
+    assert_eq!(
+        (listed(&after), &after["more"]),
+        (vec![], &json!(false)),
+        "{after}"
+    );
+
+    // Every read audited with its count; the refusals as refusals.
+    let reads: Vec<i64> =
+        w.rt.block_on(db.query(
+            "SELECT (details::jsonb ->> 'documents')::bigint FROM audit_log
+             WHERE action = 'documents.changes-read' ORDER BY seq",
+            &[],
+        ))
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(reads, vec![3, 0, 2, 1, 3, 0]);
+}
+
+fn rt_exec(rt: &tokio::runtime::Runtime, db: &tokio_postgres::Client, sql: &str) {
+    rt.block_on(db.execute(sql, &[])).unwrap();
+}

@@ -708,6 +708,10 @@ pub struct DocumentChangesRequest {
     pub role: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<String>,
+    /// At most this many changes per answer (1..=1000; absent: 1000). A page holds every
+    /// change of its last change's time, so it can hold a few more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
 }
 
 /// The answer to [`DocumentChangesRequest`], oldest change first.

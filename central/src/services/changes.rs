@@ -14,9 +14,17 @@ use crate::pki::Centre;
 /// The roles of a station's operator that may ask: those who serve its documents.
 const ROLES: &[&str] = &[roles::CLERK, roles::CA_ADMIN];
 
-/// The most changes one answer holds; a longer list ends its `until` at the last one listed, so
-/// the next request goes on from there.
-const PAGE: i64 = 1000;
+/// The most changes one answer holds (and the default); a longer list ends its `until` at the
+/// last one listed, so the next request goes on from there.
+const PAGE: u32 = 1000;
+
+/// The columns of a change; `d.id` last, for the page's end.
+macro_rules! columns {
+    () => {
+        "d.series, d.number, d.state, d.state_reason, d.state_changed_at, d.state_changed_by,
+         d.suspended_at, d.id"
+    };
+}
 
 /// The changes `req` asks for (see the module documentation), oldest first.
 pub async fn list(
@@ -45,20 +53,49 @@ pub async fn list(
     let mut client = centre.pool.get().await?;
     let tx = client.transaction().await?;
     let until: std::time::SystemTime = tx.prepared_one("SELECT now()", &[]).await?.get(0);
-    let rows = tx
+    let limit = match req.limit {
+        None => PAGE,
+        Some(n @ 1..=PAGE) => n,
+        Some(n) => {
+            return Err(CentralError::invalid(
+                "limit",
+                format!("{n}: must be 1..{PAGE}"),
+            ))
+        }
+    };
+    let mut rows = tx
         .prepared_query(
-            "SELECT d.series, d.number, d.state, d.state_reason, d.state_changed_at,
-                    d.state_changed_by, d.suspended_at
-             FROM documents d
-             WHERE d.station = $1 AND d.state_changed_at IS NOT NULL
-               AND ($2::timestamptz IS NULL OR d.state_changed_at > $2)
-             ORDER BY d.state_changed_at, d.id
-             LIMIT $3",
-            &[&who.station, &since, &PAGE],
+            concat!(
+                "SELECT ",
+                columns!(),
+                " FROM documents d
+                 WHERE d.station = $1 AND d.state_changed_at IS NOT NULL
+                   AND ($2::timestamptz IS NULL OR d.state_changed_at > $2)
+                 ORDER BY d.state_changed_at, d.id
+                 LIMIT $3"
+            ),
+            &[&who.station, &since, &i64::from(limit)],
         )
         .await?;
-    // A full page: the next request starts at its last change (listed again, harmless).
-    let more = rows.len() as i64 == PAGE;
+    // A full page: it ends with every change of its last change's time (documents changed at
+    // the same instant), so that the next request, strictly after it, loses none of them.
+    let more = rows.len() == limit as usize;
+    if let Some(last) = rows.last().filter(|_| more) {
+        let (at, id): (std::time::SystemTime, i64) = (last.get(4), last.get(7));
+        let ties = tx
+            .prepared_query(
+                concat!(
+                    "SELECT ",
+                    columns!(),
+                    " FROM documents d
+                     WHERE d.station = $1 AND d.state_changed_at = $2 AND d.id > $3
+                     ORDER BY d.id"
+                ),
+                &[&who.station, &at, &id],
+            )
+            .await?;
+        rows.extend(ties);
+    }
     let until = match rows.last() {
         Some(last) if more => last.get(4),
         _ => until,

@@ -85,6 +85,7 @@ pub fn sync(st: &mut Station, session: &Session) -> Result<SyncReport, StationEr
             operator: session.actor().operator.clone(),
             role: session.role().as_str().to_owned(),
             since: since.clone(),
+            limit: None,
         };
         // What this station changes from now on is not undone by the list read now.
         let asked_at = registry::now_rfc3339();
@@ -109,6 +110,14 @@ pub fn sync(st: &mut Station, session: &Session) -> Result<SyncReport, StationEr
         }
         if !changes.more {
             break changes.until;
+        }
+        if since.as_deref() == Some(changes.until.as_str()) {
+            // A centre whose next page would be this one again: stop rather than loop.
+            return Err(StationError::Other(format!(
+                "the centre's list of changes does not advance past {}: asked again from there, it \
+                 answered the same page",
+                changes.until
+            )));
         }
         // The rest of a long list, from where this page ended.
         since = Some(changes.until);
