@@ -642,11 +642,15 @@ fn clerk(st: &mut Station, session: &Session, lang: Lang, cmd: Command, send: &d
                         pin_letter,
                         update_holder,
                     };
-                    station::issuance::issue(st, session, &input, &mut |p| {
-                        send(Event::IssueStep(StepReport::from(p)))
-                    })
-                    .map(Box::new)
-                    .map_err(|e| explain_issue_error(lang, &e))
+                    let pinfl = input.holder.record.pinfl.clone();
+                    station::services::mirror::before_issue(st, session, &pinfl)
+                        .and_then(|()| {
+                            station::issuance::issue(st, session, &input, &mut |p| {
+                                send(Event::IssueStep(StepReport::from(p)))
+                            })
+                        })
+                        .map(Box::new)
+                        .map_err(|e| explain_issue_error(lang, &e))
                 }
             };
             send(Event::Issued(r));

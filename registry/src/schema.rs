@@ -8,7 +8,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::{Error, Result};
 
 /// The newest schema this code knows.
-pub const LATEST: i64 = 11;
+pub const LATEST: i64 = 12;
 
 /// Version 1: the core registry.
 const V1: &str = r#"
@@ -446,7 +446,33 @@ CREATE UNIQUE INDEX document_replacements_one_open ON document_replacements (old
     WHERE state IN ('holding', 'completed');
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11];
+/// Version 12: the journal of a replacement of another station's card (a station enrolled with
+/// the national centre; `station::services::replace_elsewhere`): this station has no record of
+/// the old document, which is held at the centre while the new card is issued here, then
+/// revoked there and linked to the new one, or released. One open per old document.
+const V12: &str = r#"
+CREATE TABLE centre_replacements (
+    id                 INTEGER PRIMARY KEY,
+    old_document       TEXT NOT NULL,
+    old_office         TEXT NOT NULL,
+    pinfl              TEXT NOT NULL,
+    reason             TEXT NOT NULL
+        CHECK (reason IN ('lost', 'stolen', 'damaged', 'name-change', 'recalled')),
+    state              TEXT NOT NULL CHECK (state IN ('holding', 'completed', 'rolled-back')),
+    issuance_job_floor INTEGER NOT NULL,
+    new_document_id    INTEGER REFERENCES documents (id),
+    issuance_job_id    INTEGER REFERENCES issuance_jobs (id),
+    operator           TEXT NOT NULL,
+    station            TEXT NOT NULL,
+    created_at         TEXT NOT NULL,
+    finished_at        TEXT,
+    CHECK ((state = 'completed') = (new_document_id IS NOT NULL AND issuance_job_id IS NOT NULL))
+) STRICT;
+CREATE UNIQUE INDEX centre_replacements_one_open ON centre_replacements (old_document)
+    WHERE state IN ('holding', 'completed');
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12];
 
 /// The schema version of the file (`PRAGMA user_version`; 0 = empty).
 pub fn version(conn: &Connection) -> Result<i64> {

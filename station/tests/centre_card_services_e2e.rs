@@ -98,9 +98,15 @@ impl Station {
     }
 
     fn run(&self, args: &[&str], secrets: &[&str]) -> Output {
+        self.run_env(args, secrets, &[])
+    }
+
+    /// [`Station::run`] with `env` set (a failpoint).
+    fn run_env(&self, args: &[&str], secrets: &[&str], env: &[(&str, &str)]) -> Output {
         let mut c = Command::new(env!("CARGO_BIN_EXE_idstation"));
         c.arg("--data-dir").arg(&self.data).args(args);
         c.env("IDSTATION_LOG", "debug");
+        c.envs(env.iter().copied());
         let o = holder_pin::output(c, args, &self.dir, secrets, PIN);
         let all = text(&o);
         for s in [ADMIN_PASSWORD, CLERK_PASSWORD, HSM_PIN, PIN] {
@@ -1037,4 +1043,245 @@ fn centre_sql(centre: &Centre, sql: &str) {
         .output()
         .expect("run psql");
     assert!(o.status.success(), "psql {sql}: {}", text(&o));
+}
+
+/// The document's state and `replaced_by` in the centre's record of holder `pinfl`.
+fn at_centre(centre: &Centre, pinfl: &str, document: &str) -> (String, Option<String>) {
+    let view = show(centre, pinfl);
+    let d = view["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["document"] == document)
+        .unwrap_or_else(|| panic!("{document} not in {view}"))
+        .clone();
+    (
+        d["state"].as_str().unwrap().to_owned(),
+        d["replaced_by"].as_str().map(str::to_owned),
+    )
+}
+
+/// A card TAS01 issued is replaced at SAM01, which has no record of it (docs/station.md
+/// "Another station's card"): the document must be active at the centre and the holder's, a
+/// recall must be the centre's; killed once the replacement is journaled, `recover` leaves the
+/// old card active; killed after the new card was issued, `recover` revokes the old document at
+/// the centre and links it to the new one; done in one go, damaged → revoked
+/// (cessationOfOperation) and linked; TAS01's sync then takes it out of use there.
+#[test]
+fn another_offices_card_is_replaced_here_through_the_centre() {
+    let mut centre = Centre::start();
+    centre.serve();
+    let tas = Station::enrol(&centre, "TAS01", "tas01-st1");
+    let sam = Station::enrol(&centre, "SAM01", "sam01-st1");
+    let slot = testrig::Slot::lease();
+    let reader = slot.reader_name.clone();
+    let holder_file = fixture("holder-02.json");
+    let holder: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&holder_file).unwrap()).unwrap();
+    let pinfl = holder["pinfl"].as_str().unwrap().to_owned();
+    let card = slot.insert(&tas.blank_card(0x5C00_0021), &[]);
+    let issued = tas.json(
+        &[
+            "issue",
+            "--holder",
+            holder_file.to_str().unwrap(),
+            "--reader",
+            &reader,
+        ],
+        &[],
+    );
+    let doc = issued["document"].as_str().unwrap().to_owned();
+    card.pull();
+
+    let replace = |document: &str, reason: &str, holder: &Path, env: &[(&str, &str)]| {
+        let letter = holder_pin::letter_path(&sam.dir);
+        let args = [
+            "--json",
+            "replace",
+            "--document",
+            document,
+            "--reason",
+            reason,
+            "--holder",
+            holder.to_str().unwrap(),
+            "--reader",
+            &reader,
+            "--pin-fd",
+            "0",
+            "--pin-letter",
+            letter.to_str().unwrap(),
+            "--operator",
+            "clerk",
+        ];
+        sam.run_env(&args, &[CLERK_PASSWORD, PIN], env)
+    };
+    let journal = || -> Vec<(String, String)> {
+        registry::Registry::open_read_only(sam.data.join("registry.sqlite"))
+            .expect("registry")
+            .centre_replacements_of(&doc)
+            .expect("read")
+            .into_iter()
+            .map(|r| (r.reason, r.state))
+            .collect()
+    };
+    let blank = slot.insert(&sam.blank_card(0x5C00_0022), &[]);
+
+    // Refused before anything changes: another holder, a recall the centre did not make, a
+    // suspended document.
+    let o = replace(&doc, "lost", &fixture("holder-01.json"), &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("belongs to another holder"),
+        "{}",
+        text(&o)
+    );
+    let o = replace(&doc, "recalled", &holder_file, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!(
+            "document {doc} is not flagged for replacement at the national centre"
+        )),
+        "{}",
+        text(&o)
+    );
+    sam.json(&["suspend", "--document", &doc], &[]);
+    let o = replace(&doc, "lost", &holder_file, &[]);
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!(
+            "document {doc} is suspended at the national centre"
+        )),
+        "{}",
+        text(&o)
+    );
+    sam.json(&["resume", "--document", &doc, "--identity-confirmed"], &[]);
+    assert_eq!(journal(), vec![]);
+    assert!(
+        audited(&sam, "replace.refused").len() >= 3,
+        "each refusal audited at SAM01"
+    );
+
+    // Killed once journaled (before the centre's hold): recover rolls it back, the document
+    // still active at the centre.
+    let o = replace(
+        &doc,
+        "lost",
+        &holder_file,
+        &[("IDSTATION_FAILPOINT", "replace.held")],
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    assert_eq!(journal(), vec![("lost".into(), "holding".into())]);
+    let rec = sam.json(&["recover"], &[]);
+    assert!(
+        rec.as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["outcome"] == "rolled-back" && x["old_document"] == doc.as_str()),
+        "{rec}"
+    );
+    assert_eq!(at_centre(&centre, &pinfl, &doc), ("active".into(), None));
+    assert_eq!(journal(), vec![("lost".into(), "rolled-back".into())]);
+
+    // Killed after the new card was issued: the old document is still held at the centre, the
+    // holder's new card active there; recover revokes the old one and links it.
+    let o = replace(
+        &doc,
+        "damaged",
+        &holder_file,
+        &[("IDSTATION_FAILPOINT", "replace.issued")],
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    assert_eq!(at_centre(&centre, &pinfl, &doc).0, "suspended");
+    let rec = sam.json(&["recover"], &[]);
+    let done = rec
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["outcome"] == "completed")
+        .unwrap_or_else(|| panic!("no completed replacement in {rec}"))
+        .clone();
+    let new_doc = done["new_document"].as_str().unwrap().to_owned();
+    assert_eq!(
+        at_centre(&centre, &pinfl, &doc),
+        ("revoked".into(), Some(new_doc.clone()))
+    );
+    assert_eq!(at_centre(&centre, &pinfl, &new_doc).0, "active");
+    assert_eq!(
+        journal(),
+        vec![
+            ("lost".into(), "rolled-back".into()),
+            ("damaged".into(), "completed".into())
+        ]
+    );
+    let replaced = audited(&sam, "document.replaced");
+    assert!(
+        replaced.iter().any(|d| d.contains("\"at_centre\":true")
+            && d.contains("cessationOfOperation")
+            && d.contains(&new_doc)),
+        "{replaced:?}"
+    );
+    // Once revoked at the centre it is not replaced again.
+    let o = replace(&doc, "lost", &holder_file, &[]);
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+
+    // The new card (SAM01's now) replaced in one go at TAS01, which has no record of it, and
+    // whose registry still has the holder's first document active (not synced since): it is
+    // brought up to date before the new card, else it would refuse the holder a second one.
+    blank.pull();
+    let _third = slot.insert(&tas.blank_card(0x5C00_0023), &[]);
+    let letter = holder_pin::letter_path(&tas.dir);
+    let rep = tas.json(
+        &[
+            "replace",
+            "--document",
+            &new_doc,
+            "--reason",
+            "stolen",
+            "--holder",
+            holder_file.to_str().unwrap(),
+            "--reader",
+            &reader,
+            "--pin-fd",
+            "0",
+            "--pin-letter",
+            letter.to_str().unwrap(),
+        ],
+        &[PIN],
+    );
+    let third = rep["new"]["document"].as_str().unwrap().to_owned();
+    assert_eq!(
+        (&rep["old_status"], &rep["crl_reason"]),
+        (
+            &serde_json::json!("lost"),
+            &serde_json::json!("keyCompromise")
+        ),
+        "{rep}"
+    );
+    assert_eq!(
+        rep["revoked_certificates"].as_array().unwrap().len(),
+        2,
+        "{rep}"
+    );
+    assert_eq!(
+        at_centre(&centre, &pinfl, &new_doc),
+        ("lost".into(), Some(third.clone()))
+    );
+
+    // TAS01's registry took its first document out of use on the way (revoked, superseded by
+    // the replacement at the centre), audited as mirrored.
+    let reg =
+        registry::Registry::open_read_only(tas.data.join("registry.sqlite")).expect("registry");
+    let first = reg
+        .document(doc.parse().expect("number"))
+        .expect("read")
+        .expect("document");
+    assert_eq!(first.status.as_str(), "revoked");
+    assert!(
+        audited(&tas, "document.mirrored")
+            .iter()
+            .any(|d| d.contains(&doc)),
+        "the mirror of {doc} audited at TAS01"
+    );
+    let sy = tas.json(&["centre", "sync"], &[]);
+    assert_eq!(sy["mirrored"], serde_json::json!([]), "{sy}");
 }

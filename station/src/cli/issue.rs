@@ -50,6 +50,7 @@ pub fn run(ctx: &Ctx, a: &IssueArgs) -> Result<(), StationError> {
         pin_letter: a.pin_letter.clone(),
         update_holder: a.update_holder,
     };
+    station::services::mirror::before_issue(&mut st, &session, &input.holder.record.pinfl)?;
     let quiet = ctx.json;
     let r = station::issuance::issue(&mut st, &session, &input, &mut |p| {
         if !quiet {

@@ -135,6 +135,28 @@ pub fn sync(st: &mut Station, session: &Session) -> Result<SyncReport, StationEr
     })
 }
 
+/// Before a new card for holder `pinfl` on an enrolled station: if this registry still has an
+/// active document of theirs, another office may have declared it lost or replaced it at the
+/// centre since the last sync (the centre's reserve would then issue, and this registry refuse
+/// the second active card), so the registry is brought up to date first. Nothing to do on a
+/// standalone station, or for a holder with no active document here.
+pub fn before_issue(st: &mut Station, session: &Session, pinfl: &str) -> Result<(), StationError> {
+    if st.config.centre.is_none() {
+        return Ok(());
+    }
+    let Some(holder) = st.registry.holder_by_pinfl(pinfl)? else {
+        return Ok(());
+    };
+    if st.registry.active_card(holder.id)?.is_some() {
+        let r = sync(st, session)?;
+        tracing::info!(
+            mirrored = r.mirrored.len(),
+            "brought the registry up to date before an issuance"
+        );
+    }
+    Ok(())
+}
+
 enum Outcome {
     Mirrored(Mirrored),
     /// Nothing to do: the same state here, a document this station has no record of, or a

@@ -33,6 +33,7 @@ pub mod mirror;
 pub mod recover;
 pub(crate) mod renew;
 pub mod replace;
+mod replace_elsewhere;
 mod returned;
 mod suspend;
 mod unblock;

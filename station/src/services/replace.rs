@@ -79,7 +79,7 @@ pub const REASONS: &[&str] = &["lost", "stolen", "damaged", "name-change", "reca
 /// The CRLReason of a replacement's reason. A name change supersedes the old card
 /// (superseded, RFC 5280 §5.3.1): its keys were never at risk, but its certificates name the
 /// holder by the old name.
-fn crl_reason(reason: &str) -> Result<&'static str, StationError> {
+pub(super) fn crl_reason(reason: &str) -> Result<&'static str, StationError> {
     match reason {
         "lost" | "stolen" => Ok("keyCompromise"),
         "damaged" => Ok("cessationOfOperation"),
@@ -186,6 +186,10 @@ pub fn replace(
     // Earlier interrupted replacements first (their issuance jobs are resolved by the
     // issuance's own recovery; what needs no card is settled here).
     settle_open(st, session.actor())?;
+    // Another station's card: the centre's record and this station's journal of it.
+    if st.config.centre.is_some() && !issued_here(st, num)? {
+        return super::replace_elsewhere::replace(st, session, input, progress);
+    }
     let (doc, card, crl) = check(st, input).map_err(|e| refused(st, session, "replace", num, e))?;
     let number = doc.number;
     if input.reason == "recalled" {
@@ -226,6 +230,15 @@ pub fn replace(
         .ok_or_else(|| StationError::Other(format!("replacement {rep_id} is not open")))?;
     let settled = settle(st, session.actor(), &rep)?;
     finish(st, input, issued, &settled, &held, number)
+}
+
+/// Whether this station's registry has document `num` (a number that does not parse is left
+/// to [`check`], which names it).
+fn issued_here(st: &Station, num: &str) -> Result<bool, StationError> {
+    match crate::records::parse_document(num) {
+        Ok(n) => Ok(st.registry.document(n)?.is_some()),
+        Err(_) => Ok(true),
+    }
 }
 
 /// The replacement's preconditions: the document is active, issued on a card, and the
@@ -377,7 +390,7 @@ fn finish(
 }
 
 /// `e` with `note` added to its message, keeping its kind (and so its exit code).
-fn with_note(e: StationError, note: &str) -> StationError {
+pub(super) fn with_note(e: StationError, note: &str) -> StationError {
     match e {
         StationError::Card { step, message } => StationError::Card {
             step,
@@ -407,6 +420,7 @@ pub fn settle_open(
     for rep in st.registry.open_replacements()? {
         out.push(settle(st, actor, &rep)?);
     }
+    out.extend(super::replace_elsewhere::settle_open(st, actor)?);
     Ok(out)
 }
 
