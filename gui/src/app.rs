@@ -103,12 +103,12 @@ pub struct StationApp {
 }
 
 impl StationApp {
-    /// Issuance, with holder `pinfl` looked up there to replace their flagged card; while an
-    /// issuance runs only the tab changes (its form is not overwritten).
-    fn look_up_to_replace(&mut self, pinfl: &str) {
+    /// Issuance, with the holder (or another station's document) looked up there to replace a
+    /// flagged card; while an issuance runs only the tab changes (its form is not overwritten).
+    fn look_up_to_replace(&mut self, what: &crate::clerk::lookup::Find) {
         self.clerk_tab = ClerkTab::Issuance;
         if !self.clerk.issuing() {
-            self.clerk.lookup.find_holder(pinfl);
+            self.clerk.lookup.find(what);
         }
     }
 
@@ -497,17 +497,17 @@ impl StationApp {
                             self.opts.reader.as_deref(),
                             &mut cmds,
                         );
-                        // A flagged card to replace: its holder under Issuance.
-                        if let Some(pinfl) = self.services.replace_holder.take() {
-                            self.look_up_to_replace(&pinfl);
+                        // A flagged card to replace: its holder (or document) under Issuance.
+                        if let Some(what) = self.services.replace.take() {
+                            self.look_up_to_replace(&what);
                         }
                     }
                     ClerkTab::ToReplace if s.centre => {
                         // "Look up": the holder under Issuance, where the card is replaced.
-                        if let Some(pinfl) =
+                        if let Some(what) =
                             crate::to_replace::ui(ui, &mut self.to_replace, &s.station, &mut cmds)
                         {
-                            self.look_up_to_replace(&pinfl);
+                            self.look_up_to_replace(&what);
                         }
                     }
                     // No centre, no such tab.

@@ -138,6 +138,24 @@ impl HolderForm {
         self.touch_all();
     }
 
+    /// A new form (citizenship `nationality`) with the holder's identity as the national
+    /// registry has it (another office's card to replace here): PINFL, names and date of birth;
+    /// every other field as in a new form, for the clerk to fill from the holder's documents.
+    pub fn with_identity(nationality: &str, h: &centre_api::HolderAtCentre) -> Self {
+        let s = |o: &Option<String>| o.clone().unwrap_or_default();
+        HolderForm {
+            pinfl: h.pinfl.clone(),
+            surname: h.surname.clone(),
+            given_names: h.given_names.clone(),
+            patronymic: s(&h.patronymic),
+            surname_cyrillic: s(&h.surname_cyrillic),
+            given_names_cyrillic: s(&h.given_names_cyrillic),
+            patronymic_cyrillic: s(&h.patronymic_cyrillic),
+            date_of_birth: crate::i18n::date(&h.date_of_birth),
+            ..HolderForm::new(nationality)
+        }
+    }
+
     /// Mark every field as edited (Issue pressed, or prefilled).
     pub fn touch_all(&mut self) {
         for f in FIELDS {

@@ -10,6 +10,7 @@
 use egui::RichText;
 use station::centre::to_replace::{CardToReplace, CardsToReplace};
 
+use crate::clerk::lookup::Find;
 use crate::error::{self as gerr, Shown};
 use crate::i18n::{self, t, ta};
 use crate::worker::{Command, Event};
@@ -42,14 +43,15 @@ impl ToReplaceState {
     }
 }
 
-/// The tab: the heading, what the list is, Refresh, and the table; the PINFL of the holder
-/// whose "Look up" was pressed (the clerk's workspace looks them up to replace the card).
+/// The tab: the heading, what the list is, Refresh, and the table; what to look up for the
+/// card whose "Look up" was pressed (the clerk's workspace looks it up to replace the card):
+/// the holder of a card this station issued, the document of another station's.
 pub fn ui(
     ui: &mut egui::Ui,
     st: &mut ToReplaceState,
     station: &str,
     cmds: &mut Vec<Command>,
-) -> Option<String> {
+) -> Option<Find> {
     let mut chosen = None;
     egui::CentralPanel::default_margins().show(ui, |ui| {
         ui.heading(t(ui, "replace-heading"));
@@ -94,8 +96,12 @@ pub fn ui(
                     .show(ui, |ui| {
                         header(ui);
                         for c in &list.cards {
-                            if row(ui, c, station) {
-                                chosen = Some(c.pinfl.clone());
+                            if row(ui, c) {
+                                chosen = Some(if c.station == station {
+                                    Find::Holder(c.pinfl.clone())
+                                } else {
+                                    Find::Document(c.document.clone())
+                                });
                             }
                         }
                     });
@@ -118,14 +124,13 @@ fn header(ui: &mut egui::Ui) {
     ui.end_row();
 }
 
-/// One card; true when its "Look up" was pressed. Offered for an active card this station
-/// issued: only its registry has the card to replace (another station of the office replaces
-/// its own; a suspended card is resumed or revoked first).
-fn row(ui: &mut egui::Ui, c: &CardToReplace, station: &str) -> bool {
+/// One card; true when its "Look up" was pressed. Offered for an active card (a suspended
+/// card is resumed or revoked first), whichever station of the office issued it.
+fn row(ui: &mut egui::Ui, c: &CardToReplace) -> bool {
     let look_up = ui
         .vertical(|ui| {
             ui.label(RichText::new(c.document.as_str()).monospace());
-            (c.station == station && c.state == "active")
+            c.state == "active"
                 && ui
                     .small_button(t(ui, "replace-row-lookup"))
                     .on_hover_text(t(ui, "replace-row-lookup-hint"))

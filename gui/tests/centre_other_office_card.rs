@@ -129,7 +129,7 @@ fn a_card_of_another_office_is_suspended_and_resumed_at_the_centre_from_the_desk
     let rig = EgovRig::start("tas01-gui-other", 5);
     rig.add_clerk(CLERK);
     let sam = OtherOffice::enrol(&rig, "SAM02", "sam02-st1");
-    let _card = slot.insert(&blank_card_in(&rig.dir, 0x5C00_0152), &[]);
+    let card = slot.insert(&blank_card_in(&rig.dir, 0x5C00_0152), &[]);
     let holder = holder_file_in(&rig.dir, 52);
     let number = sam.issue(&holder, &slot.reader_name);
     let pinfl: String = serde_json::from_str::<serde_json::Value>(
@@ -218,8 +218,112 @@ fn a_card_of_another_office_is_suspended_and_resumed_at_the_centre_from_the_desk
         &h,
         "The centre's reason: the Document Signer of station sam02-st1 was revoked (keyCompromise)"
     ));
-    // Another office's card is not replaced here: no such button.
-    assert!(!has_label(&h, "Replace the card (Issuance)"));
+    // Replaced here through the centre: "Replace the card (Issuance)" looks the document up
+    // under Issuance, where the national registry's record offers the recall.
+    click(&mut h, "Replace the card (Issuance)");
+    h.step();
+    h.step();
+    assert_eq!(h.state().clerk_tab, gui::app::ClerkTab::Issuance);
+    wait_for(&mut h, "the document looked up", SERVICE_SHORT, |h| {
+        has_label(h, "Replace: recalled by the centre") && !h.state().clerk.lookup.busy()
+    });
+    assert!(has_label_containing(
+        &h,
+        &format!("Document {number} was not issued at this station.")
+    ));
+    assert!(has_label(&h, "Replace: damaged"));
+    click(&mut h, "Replace: recalled by the centre");
+    assert!(has_label_containing(
+        &h,
+        &format!("New card replacing document {number}")
+    ));
+    // The form holds the holder's identity as the national registry has it; the clerk types
+    // the rest from the holder's documents.
+    let rec: station::holder::HolderRecord =
+        serde_json::from_str(&std::fs::read_to_string(&holder).expect("holder")).expect("json");
+    assert_eq!(
+        (
+            h.state().clerk.form.pinfl.as_str(),
+            h.state().clerk.form.surname.as_str(),
+            h.state().clerk.form.date_of_birth.as_str(),
+            h.state().clerk.form.citizenship.as_str()
+        ),
+        (
+            pinfl.as_str(),
+            rec.surname.as_str(),
+            gui::i18n::date(&rec.date_of_birth).as_str(),
+            "UZB"
+        )
+    );
+    let a = &rec.address;
+    click(&mut h, if rec.sex == "F" { "Female" } else { "Male" });
+    h.step();
+    for (label, v) in [
+        ("Region", a.region.clone()),
+        ("District", a.district.clone()),
+        ("Street", a.street.clone()),
+        ("House", a.house.clone()),
+        ("Apartment", a.apartment.clone().unwrap_or_default()),
+        ("Registered on", gui::i18n::date(&a.registered_on)),
+        ("Place of birth", rec.place_of_birth.clone()),
+        ("Photo file", rec.photo.clone().expect("a photo")),
+    ] {
+        type_into(&mut h, label, &v);
+    }
+    click(&mut h, "Load photo");
+    wait_for(&mut h, "photo loaded", SERVICE_SHORT, |h| {
+        has_label_containing(h, "Photo loaded: ")
+    });
+    assert_eq!(h.state().clerk.form.place_of_birth, rec.place_of_birth);
+    card.pull();
+    let _blank = slot.insert(&blank_card_in(&rig.dir, 0x5C00_0153), &[]);
+    let letter = rig.dir.join("replacement-letter.pdf");
+    type_into(
+        &mut h,
+        "Save the PIN letter to",
+        &letter.display().to_string(),
+    );
+    click(&mut h, "Issue the replacement card");
+    h.step();
+    type_into(&mut h, "Holder PIN", PIN);
+    type_into(&mut h, "Holder PIN again", PIN);
+    click(&mut h, "Start issuance");
+    wait_for(&mut h, "result screen", SERVICE_LONG, |h| {
+        has_label(h, "Card issued") || has_label(h, "The card was not issued")
+    });
+    assert!(
+        has_label(&h, "Card issued"),
+        "issued: {}",
+        h.state().clerk.view_text()
+    );
+    // At the centre the old card is revoked as replaced and linked to the new one, which is
+    // TAS01's and active; TAS01's journal has the replacement completed.
+    let v = rig.show(&pinfl);
+    let docs = v["documents"].as_array().expect("documents");
+    let old = docs
+        .iter()
+        .find(|d| d["document"] == number.as_str())
+        .expect("old");
+    let new = old["replaced_by"].as_str().expect("linked").to_owned();
+    assert_eq!(old["state"], "revoked", "{v}");
+    let fresh = docs
+        .iter()
+        .find(|d| d["document"] == new.as_str())
+        .expect("new");
+    assert_eq!(
+        (&fresh["state"], &fresh["office"]),
+        (&"active".into(), &"TAS01".into()),
+        "{v}"
+    );
+    let journal: Vec<(String, String)> =
+        registry::Registry::open_read_only(rig.data.join("registry.sqlite"))
+            .expect("registry")
+            .centre_replacements_of(&number)
+            .expect("journal")
+            .into_iter()
+            .map(|r| (r.reason, r.state))
+            .collect();
+    assert_eq!(journal, vec![("recalled".into(), "completed".into())]);
 
     // Each step is recorded at this station, which mirrors nothing of the document.
     let actions: Vec<String> = registry::Registry::open_read_only(rig.data.join("registry.sqlite"))

@@ -49,6 +49,7 @@ doc-declare = Declare this card:
 doc-elsewhere = Document { $number } was not issued at this station. If it is the holder's lost or stolen card, declare it here: the national centre revokes it.
 doc-elsewhere-out = Document { $number } was not issued at this station.
 doc-elsewhere-record = National registry: { $name }, PINFL { $pinfl }, born { $born }. The document is { $status }; issued by office { $office } on { $issued }, expires { $expires }. Check that this is the person in front of you.
+doc-elsewhere-replace = Or give the holder a new card here: choose why the card is replaced. The national centre holds the old card while the new one is issued, then revokes it (or releases it if the issuance does not finish); fill in the rest of the form from the holder's documents.
 doc-declare-lost = Declare lost
 doc-declare-stolen = Declare stolen
 doc-declare-warning = Document { $number } will be marked { $reason } and its certificates revoked. This cannot be undone.
@@ -706,7 +707,7 @@ replace-col-issued = Issued
 replace-col-flagged = Flagged
 replace-col-why = Why
 replace-row-lookup = Look up
-replace-row-lookup-hint = Find the holder under Issuance, where the card is replaced
+replace-row-lookup-hint = Find the holder (a card of another station: its document) under Issuance, where the card is replaced
 replace-issued = { $date } at { $station }
 
 ## Kept up to date with the national centre (the bar at the bottom of the workspace)

@@ -48,6 +48,7 @@ doc-declare = Bu karta haqida xabar berish:
 doc-elsewhere = { $number } hujjati bu stansiyada berilmagan. Agar bu eganing yoʻqolgan yoki oʻgʻirlangan kartasi boʻlsa, shu yerda eʼlon qiling: milliy markaz uni bekor qiladi.
 doc-elsewhere-out = { $number } hujjati bu stansiyada berilmagan.
 doc-elsewhere-record = Milliy reyestr: { $name }, JShShIR { $pinfl }, tugʻilgan sana { $born }. Hujjat: { $status }; { $office } boʻlimi tomonidan { $issued } da berilgan, { $expires } gacha amal qiladi. Qarshingizdagi shaxs shu ekanini tekshiring.
+doc-elsewhere-replace = Yoki egasiga shu yerda yangi karta bering: almashtirish sababini tanlang. Milliy markaz yangi karta berilayotganda eskisini toʻxtatib turadi, soʻng uni bekor qiladi (berish tugamasa, toʻxtatishni bekor qiladi); shaklning qolgan qismini egasining hujjatlaridan toʻldiring.
 doc-declare-lost = Yoʻqolgan deb eʼlon qilish
 doc-declare-stolen = Oʻgʻirlangan deb eʼlon qilish
 doc-declare-warning = { $number } hujjati «{ $reason }» deb belgilanadi va sertifikatlari bekor qilinadi. Buni qaytarib boʻlmaydi.
@@ -693,7 +694,7 @@ replace-col-issued = Berilgan
 replace-col-flagged = Belgilangan
 replace-col-why = Sababi
 replace-row-lookup = Qidirish
-replace-row-lookup-hint = Egasini «Berish» boʻlimida topish, karta oʻsha yerda almashtiriladi
+replace-row-lookup-hint = Egasini (boshqa stansiya kartasi boʻlsa — hujjat raqami boʻyicha) «Berish» boʻlimida topish, karta oʻsha yerda almashtiriladi
 replace-issued = { $date }, { $station }
 
 ## Milliy markaz bilan solishtirish (ish joyining pastidagi satr)

@@ -29,6 +29,15 @@ pub const REPLACE_REASONS: &[(&str, &str)] = &[
     ("recalled", "replace-recalled"),
 ];
 
+/// What another workspace asks the look-up to find for a replacement: the holder of a card of
+/// this station's (their record fills the form), or another station's document (the national
+/// registry's record, with the replacement reasons).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Find {
+    Holder(String),
+    Document(String),
+}
+
 /// What the clerk chose in the panel for the clerk's workspace to act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -36,6 +45,13 @@ pub enum Action {
     Replace {
         document: String,
         reason: &'static str,
+    },
+    /// Replace another office's active document `document` here for `reason`, the form
+    /// prefilled with the holder's identity as the national registry has it.
+    ReplaceElsewhere {
+        document: String,
+        reason: &'static str,
+        holder: Box<centre_api::HolderAtCentre>,
     },
 }
 
@@ -61,13 +77,14 @@ pub struct LookupState {
     revoke_result: Option<Result<RevokeReport, Shown>>,
     /// Ask for what is shown again in the next frame.
     refresh: bool,
-    /// Look up the PINFL in the field once nothing is pending ([`LookupState::find_holder`]).
-    find_typed: bool,
+    /// Look up the PINFL (`true`) or the document number (`false`) in the field once nothing
+    /// is pending ([`LookupState::find`]).
+    find_typed: Option<bool>,
 }
 
 impl LookupState {
     pub fn busy(&self) -> bool {
-        self.pending > 0 || self.revoke_pending || self.find_typed
+        self.pending > 0 || self.revoke_pending || self.find_typed.is_some()
     }
 
     /// Ask the registry again for the holder and the document shown (after an issuance, a
@@ -203,9 +220,11 @@ pub fn panel(
     centre: bool,
     cmds: &mut Vec<Command>,
 ) -> Option<Action> {
-    if st.pending == 0 && std::mem::take(&mut st.find_typed) {
-        st.refresh = false;
-        st.ask(true, cmds);
+    if st.pending == 0 {
+        if let Some(holder) = st.find_typed.take() {
+            st.refresh = false;
+            st.ask(holder, cmds);
+        }
     }
     if st.pending == 0 {
         st.send_refresh(cmds);
@@ -238,9 +257,11 @@ pub fn panel(
         ui.separator();
         let number = found.document.clone();
         elsewhere_ui(ui, &found);
-        if matches!(found.state.as_str(), "active" | "suspended")
-            && !matches!(st.revoke_result, Some(Ok(_)))
-        {
+        let declared = matches!(st.revoke_result, Some(Ok(_)));
+        if found.state == "active" && !declared && replacing != Some(number.as_str()) {
+            action = replace_elsewhere_ui(ui, &found).or(action);
+        }
+        if matches!(found.state.as_str(), "active" | "suspended") && !declared {
             declare_ui(ui, st, number, cmds);
         }
         revoke_result_ui(ui, &st.revoke_result);
@@ -298,12 +319,20 @@ impl LookupState {
         });
     }
 
-    /// Look up the holder `pinfl` as if the clerk had typed it (from the cards to replace or a
-    /// flagged card in Card services): sent by the panel once no other look-up is on its way,
-    /// so that the answer that fills the form is this one.
-    pub fn find_holder(&mut self, pinfl: &str) {
-        pinfl.clone_into(&mut self.pinfl);
-        self.find_typed = true;
+    /// Look up `what` as if the clerk had typed it (from the cards to replace or a flagged card
+    /// in Card services): sent by the panel once no other look-up is on its way, so that the
+    /// answer shown is this one.
+    pub fn find(&mut self, what: &Find) {
+        match what {
+            Find::Holder(pinfl) => {
+                pinfl.clone_into(&mut self.pinfl);
+                self.find_typed = Some(true);
+            }
+            Find::Document(number) => {
+                number.clone_into(&mut self.number);
+                self.find_typed = Some(false);
+            }
+        }
     }
 }
 
@@ -348,6 +377,29 @@ fn elsewhere_ui(ui: &mut egui::Ui, found: &centre_api::CardAtCentre) {
         ))
         .strong(),
     );
+}
+
+/// The replacement reasons for another office's active card, replaced here through the
+/// centre (`recalled` only for a card the centre flagged).
+fn replace_elsewhere_ui(ui: &mut egui::Ui, found: &centre_api::CardAtCentre) -> Option<Action> {
+    ui.add_space(6.0);
+    ui.add(egui::Label::new(t(ui, "doc-elsewhere-replace")).wrap());
+    let mut action = None;
+    ui.horizontal_wrapped(|ui| {
+        for &(reason, id) in REPLACE_REASONS {
+            if reason == "recalled" && found.replacement_due.is_none() {
+                continue;
+            }
+            if ui.button(t(ui, id)).clicked() {
+                action = Some(Action::ReplaceElsewhere {
+                    document: found.document.clone(),
+                    reason,
+                    holder: Box::new(found.holder.clone()),
+                });
+            }
+        }
+    });
+    action
 }
 
 /// A spoiled number: no document carries it and it is never handed out again.

@@ -371,10 +371,19 @@ pub fn ui(
         .show(ui, |ui| {
             egui::ScrollArea::vertical().id_salt("side").show(ui, |ui| {
                 let replacing = st.replacing.as_ref().map(|r| r.document.as_str());
-                if let Some(lookup::Action::Replace { document, reason }) =
-                    lookup::panel(ui, &mut st.lookup, replacing, session.centre, cmds)
-                {
-                    st.replacing = Some(Replacing { document, reason });
+                match lookup::panel(ui, &mut st.lookup, replacing, session.centre, cmds) {
+                    Some(lookup::Action::Replace { document, reason }) => {
+                        st.replacing = Some(Replacing { document, reason });
+                    }
+                    Some(lookup::Action::ReplaceElsewhere {
+                        document,
+                        reason,
+                        holder,
+                    }) => {
+                        st.form = HolderForm::with_identity(&st.default_nationality, &holder);
+                        st.replacing = Some(Replacing { document, reason });
+                    }
+                    None => {}
                 }
                 ui.separator();
                 reader_panel(ui, readers);

@@ -90,9 +90,10 @@ pub struct ServicesState {
     refresh: bool,
     /// The chosen reader had a card in the last frame (a card inserted is read at once).
     card_was_present: bool,
-    /// The holder (PINFL) whose flagged card the clerk chose to replace: the clerk's workspace
-    /// looks them up under Issuance, where the card is replaced. Taken by the app.
-    pub replace_holder: Option<String>,
+    /// The flagged card the clerk chose to replace: its holder (a card of this station's) or
+    /// its document (another station's), which the clerk's workspace looks up under Issuance,
+    /// where the card is replaced. Taken by the app.
+    pub replace: Option<crate::clerk::lookup::Find>,
 }
 
 impl ServicesState {

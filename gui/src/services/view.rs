@@ -171,7 +171,11 @@ fn main(ui: &mut egui::Ui, st: &mut ServicesState, cmds: &mut Vec<Command>) {
         return;
     };
     if identity(ui, &id) {
-        st.replace_holder = Some(id.holder.pinfl.clone());
+        use crate::clerk::lookup::Find;
+        st.replace = Some(match id.issued_elsewhere {
+            None => Find::Holder(id.holder.pinfl.clone()),
+            Some(_) => Find::Document(id.document.number.clone()),
+        });
     }
     ui.add_space(10.0);
     offers(ui, st, &id);
@@ -251,7 +255,7 @@ fn field(ui: &mut egui::Ui, label: &str, value: &str) {
 
 /// What the national centre says of the card beyond the record shown (an enrolled station):
 /// a replacement flag, a state another office changed, or that the centre could not be asked.
-/// True when the clerk chose to replace a flagged card of this station's.
+/// True when the clerk chose to replace a flagged card.
 fn national(ui: &mut egui::Ui, id: &CardIdentity) -> bool {
     const ORANGE: Color32 = Color32::from_rgb(200, 120, 0);
     let lang = i18n::current(ui.ctx());
@@ -268,10 +272,9 @@ fn national(ui: &mut egui::Ui, id: &CardIdentity) -> bool {
                 &[("reason", i18n::s(due.reason.clone()))],
             );
             ui.add(egui::Label::new(why).wrap());
-            // A card of this station's is replaced here (another office's where it was issued).
-            if id.issued_elsewhere.is_none() {
-                replace = ui.button(t(ui, "svc-replacement-go")).clicked();
-            }
+            // Replaced under Issuance: a card of this station's from its holder's record,
+            // another office's through the national centre.
+            replace = ui.button(t(ui, "svc-replacement-go")).clicked();
         });
     }
     if let Some(state) = id.national_state_differs() {
