@@ -91,6 +91,8 @@ pub mod rules {
     pub const NO_NUMBERS_LEFT: &str = "no-numbers-left";
     /// The same job UUID with a different request, or a step out of order.
     pub const JOB_CONFLICT: &str = "job-conflict";
+    /// A job (issuance or card service) the centre does not know.
+    pub const JOB_NOT_FOUND: &str = "job-not-found";
     /// A job that belongs to another station.
     pub const JOB_OF_ANOTHER_STATION: &str = "job-of-another-station";
     pub const PROOF_OF_POSSESSION_FAILED: &str = "proof-of-possession-failed";

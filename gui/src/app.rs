@@ -108,6 +108,8 @@ impl StationApp {
     fn look_up_to_replace(&mut self, what: &crate::clerk::lookup::Find) {
         self.clerk_tab = ClerkTab::Issuance;
         if !self.clerk.issuing() {
+            // A replacement prepared for another card is not this one's.
+            self.clerk.replacing = None;
             self.clerk.lookup.find(what);
         }
     }

@@ -3,11 +3,13 @@
 //! the worker for `idstation centre sync` (`station::services::mirror`: what other offices
 //! changed at the centre about this station's documents — a suspension, a resume, a loss or a
 //! revocation — brought into this station's registry, each audited) at the log-in and then
-//! every `[centre] sync_every_seconds`, and sooner again (after a minute at most) when it
-//! failed. A bar at the bottom of the workspace says when the registry was last brought up to
-//! date, what changed, what failed and when the next sync is, with "Sync now". The sync does
-//! not count as work in progress: it neither keeps the operator from an idle log-out nor waits
-//! for the operator; an answer that arrives after a log-out is dropped.
+//! every `[centre] sync_every_seconds`. A bar at the bottom of the workspace says when the registry was last brought up to
+//! date, what changed, what failed and when the next sync is, with "Sync now". After a failure
+//! the next try waits a minute, doubled with each failure in a row up to the interval; a
+//! refusal a repeat does not change stops the automatic sync until "Sync now". The sync does
+//! not count as work in progress (it does not keep the operator from an idle log-out), but it
+//! runs on the worker: the operator's next action waits for it (at most 15 s a page). An
+//! answer that arrives after a log-out is dropped.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -18,7 +20,8 @@ use crate::error::{self as gerr, Shown};
 use crate::i18n::{self, t, ta};
 use crate::worker::{Command, Event, SessionInfo};
 
-/// After a failed sync the next one is due after this at most.
+/// After a failed sync the next one is due after this, doubled with each failure in a row up
+/// to the configured interval.
 const RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// The last sync's outcome.
@@ -36,6 +39,12 @@ pub struct CentreSyncState {
     /// When the next automatic sync is due; `None` before the first (due at once).
     due: Option<Instant>,
     last: Option<Last>,
+    /// Failed syncs in a row.
+    failures: u32,
+    /// The last sync was refused in a way a repeat does not change (the operator's account, the
+    /// station at the centre): no automatic sync until "Sync now" (nor a refusal audited each
+    /// minute).
+    stopped: bool,
 }
 
 /// Whether `s` may sync: a clerk or ca-admin of an enrolled station.
@@ -56,12 +65,17 @@ impl CentreSyncState {
 
     fn ask(&mut self, cmds: &mut Vec<Command>) {
         self.pending = true;
+        self.stopped = false;
         cmds.push(Command::SyncWithCentre);
     }
 
     /// Ask for the automatic sync when it is due (every frame of the workspace).
     fn tick(&mut self, every: Option<Duration>, cmds: &mut Vec<Command>) {
-        if every.is_some() && !self.pending && self.due.is_none_or(|d| Instant::now() >= d) {
+        if every.is_some()
+            && !self.pending
+            && !self.stopped
+            && self.due.is_none_or(|d| Instant::now() >= d)
+        {
             self.ask(cmds);
         }
     }
@@ -73,7 +87,16 @@ impl CentreSyncState {
         };
         self.pending = false;
         let clean = matches!(r, Ok(rep) if rep.failed.is_empty());
-        let next = every.map(|e| if clean { e } else { e.min(RETRY_AFTER) });
+        self.failures = if clean {
+            0
+        } else {
+            self.failures.saturating_add(1)
+        };
+        self.stopped = matches!(r, Err(e) if !e.retry);
+        let backoff = RETRY_AFTER.saturating_mul(1 << self.failures.saturating_sub(1).min(10));
+        let next = every
+            .filter(|_| !self.stopped)
+            .map(|e| if clean { e } else { e.min(backoff) });
         self.due = next.map(|n| Instant::now() + n);
         self.last = Some(Last {
             at: station::time_util::format_rfc3339(SystemTime::now()),
@@ -137,8 +160,11 @@ fn outcome_ui(ui: &mut egui::Ui, last: &Last) {
                 );
             }
         }
-        Err(_) => {
+        Err(e) => {
             ui.colored_label(Color32::RED, ta(ui, "sync-failed", &when));
+            if !e.retry {
+                ui.label(t(ui, "sync-stopped"));
+            }
         }
     }
     if let Some(next) = &last.next {
@@ -178,4 +204,65 @@ fn changes_ui(ui: &mut egui::Ui, r: &SyncReport) {
                 ui.label(RichText::new(error).monospace().small());
             }
         });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(retry: bool) -> Event {
+        Event::CentreSynced(Err(Shown {
+            message: "the centre could not be reached".into(),
+            next: "try again".into(),
+            details: String::new(),
+            retry,
+        }))
+    }
+
+    /// Seconds from now to the next automatic sync.
+    fn due_in(st: &CentreSyncState) -> Option<u64> {
+        st.due.map(|d| {
+            d.saturating_duration_since(Instant::now())
+                .as_secs_f64()
+                .round() as u64
+        })
+    }
+
+    #[test]
+    fn a_failure_backs_off_to_the_interval_and_a_refusal_stops_until_sync_now() {
+        let every = Some(Duration::from_secs(300));
+        let mut st = CentreSyncState::default();
+        let mut cmds = Vec::new();
+        st.tick(every, &mut cmds);
+        st.tick(every, &mut cmds);
+        assert_eq!(cmds.len(), 1, "asked once at the start, then pending");
+        // 60, 120, 240, then the interval.
+        for want in [60, 120, 240, 300, 300] {
+            st.handle(&failure(true), every);
+            assert_eq!(due_in(&st), Some(want));
+            st.pending = true;
+        }
+        // A refusal that a repeat does not change: nothing automatic, even once due.
+        st.handle(&failure(false), every);
+        assert_eq!(due_in(&st), None);
+        st.due = Some(Instant::now());
+        let mut cmds = Vec::new();
+        st.tick(every, &mut cmds);
+        assert!(cmds.is_empty());
+        // Sync now asks, and a clean answer brings back the interval.
+        st.ask(&mut cmds);
+        assert_eq!(cmds.len(), 1);
+        let clean = station::services::mirror::SyncReport {
+            listed: 0,
+            mirrored: Vec::new(),
+            skipped: Vec::new(),
+            failed: Vec::new(),
+            until: "2026-12-05T14:00:00Z".into(),
+        };
+        st.handle(&Event::CentreSynced(Ok(clean)), every);
+        assert_eq!((st.failures, due_in(&st)), (0, Some(300)));
+        // An answer nobody asked for (after a log-out) changes nothing.
+        st.handle(&failure(true), every);
+        assert_eq!((st.failures, due_in(&st)), (0, Some(300)));
+    }
 }

@@ -448,14 +448,16 @@ CREATE UNIQUE INDEX document_replacements_one_open ON document_replacements (old
 
 /// Version 12: the journal of a replacement of another station's card (a station enrolled with
 /// the national centre; `station::services::replace_elsewhere`): this station has no record of
-/// the old document, which is held at the centre while the new card is issued here, then
-/// revoked there and linked to the new one, or released. One open per old document.
+/// the old document, which is held at the centre (under the service job `hold_job`, drawn
+/// before the hold is asked for) while the new card is issued here, then revoked there and
+/// linked to the new one, or released. One open per old document.
 const V12: &str = r#"
 CREATE TABLE centre_replacements (
     id                 INTEGER PRIMARY KEY,
     old_document       TEXT NOT NULL,
     old_office         TEXT NOT NULL,
     pinfl              TEXT NOT NULL,
+    hold_job           TEXT NOT NULL UNIQUE,
     reason             TEXT NOT NULL
         CHECK (reason IN ('lost', 'stolen', 'damaged', 'name-change', 'recalled')),
     state              TEXT NOT NULL CHECK (state IN ('holding', 'completed', 'rolled-back')),

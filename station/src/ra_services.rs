@@ -40,7 +40,7 @@ pub fn job_uuid() -> Result<String, StationError> {
 }
 
 /// POST `body` to `path`, again (same request) when the centre could not be reached.
-fn post<Q: Serialize, R: DeserializeOwned>(
+pub(crate) fn post<Q: Serialize, R: DeserializeOwned>(
     st: &Station,
     path: &str,
     body: &Q,

@@ -1161,8 +1161,9 @@ fn another_offices_card_is_replaced_here_through_the_centre() {
         "each refusal audited at SAM01"
     );
 
-    // Killed once journaled (before the centre's hold): recover rolls it back, the document
-    // still active at the centre.
+    // Killed once journaled (before the centre's hold): recover rolls it back. Meanwhile the
+    // holder suspended the card at TAS01: the centre never made SAM01's hold, so nothing is
+    // released and the suspension stays.
     let o = replace(
         &doc,
         "lost",
@@ -1171,6 +1172,7 @@ fn another_offices_card_is_replaced_here_through_the_centre() {
     );
     assert!(!o.status.success(), "{}", text(&o));
     assert_eq!(journal(), vec![("lost".into(), "holding".into())]);
+    tas.json(&["suspend", "--document", &doc], &[]);
     let rec = sam.json(&["recover"], &[]);
     assert!(
         rec.as_array()
@@ -1179,8 +1181,16 @@ fn another_offices_card_is_replaced_here_through_the_centre() {
             .any(|x| x["outcome"] == "rolled-back" && x["old_document"] == doc.as_str()),
         "{rec}"
     );
-    assert_eq!(at_centre(&centre, &pinfl, &doc), ("active".into(), None));
+    assert_eq!(at_centre(&centre, &pinfl, &doc), ("suspended".into(), None));
     assert_eq!(journal(), vec![("lost".into(), "rolled-back".into())]);
+    assert!(
+        audited(&sam, "replacement.rolled-back")
+            .iter()
+            .any(|d| d.contains("\"hold_released\":false")),
+        "the roll-back released nothing"
+    );
+    tas.json(&["resume", "--document", &doc, "--identity-confirmed"], &[]);
+    assert_eq!(at_centre(&centre, &pinfl, &doc), ("active".into(), None));
 
     // Killed after the new card was issued: the old document is still held at the centre, the
     // holder's new card active there; recover revokes the old one and links it.

@@ -161,7 +161,7 @@ pub async fn station_job(
     let job = find_job(c, id, lock).await?.ok_or_else(|| {
         CentralError::refused(
             Refusal::NotFound,
-            "job-not-found",
+            centre_api::rules::JOB_NOT_FOUND,
             format!("job {id} is not known to the centre"),
         )
     })?;

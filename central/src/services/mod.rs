@@ -103,7 +103,7 @@ pub async fn existing_job(
     station_job(c, who, id, kind).await?.ok_or_else(|| {
         CentralError::refused(
             Refusal::NotFound,
-            "job-not-found",
+            centre_api::rules::JOB_NOT_FOUND,
             format!("service job {id} is not known to the centre"),
         )
     })

@@ -419,7 +419,7 @@ pub async fn status(
     let job = super::find(&tx, id).await?.ok_or_else(|| {
         CentralError::refused(
             Refusal::NotFound,
-            "job-not-found",
+            centre_api::rules::JOB_NOT_FOUND,
             format!("service job {id} is not known to the centre"),
         )
     })?;

@@ -726,6 +726,7 @@ sync-failed-some = { $count ->
 }
 sync-failed = The registry could not be brought up to date with the national centre at { $time }. Nothing was changed here; it is tried again.
 sync-next = Next sync at { $time }.
+sync-stopped = The automatic sync has stopped: the refusal does not change by trying again. Sync now tries once more.
 sync-what-changed = What changed
 sync-document = Document { $document }: { $was } here, { $now } at the centre since { $when } ({ $by })
 sync-document-failed = Document { $document } could not be brought up to date:

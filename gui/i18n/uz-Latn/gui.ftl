@@ -713,6 +713,7 @@ sync-failed-some = { $count ->
 }
 sync-failed = Reyestrni milliy markaz bilan { $time } da solishtirib boʻlmadi. Bu yerda hech narsa oʻzgartirilmadi; yana urinib koʻriladi.
 sync-next = Keyingi solishtirish { $time } da.
+sync-stopped = Avtomatik solishtirish toʻxtatildi: qayta urinish rad etishni oʻzgartirmaydi. «Hozir solishtirish» yana bir bor urinadi.
 sync-what-changed = Nima oʻzgardi
 sync-document = Hujjat { $document }: bu yerda { $was }, markazda { $when } dan beri { $now } ({ $by })
 sync-document-failed = Hujjat { $document } ni yangilab boʻlmadi:

@@ -226,6 +226,22 @@ impl ClerkState {
         }
     }
 
+    /// Another holder's form in place of the one shown (another office's card to replace
+    /// here): nothing of the previous holder stays — photo and its preview, a photo still
+    /// loading, problems, suggestions, the PIN fields.
+    fn new_form(&mut self, form: HolderForm) {
+        self.form = form;
+        self.errors.clear();
+        self.valid = None;
+        self.validated_form = None;
+        self.photo_path.clear();
+        self.photo = None;
+        self.photo_rx = None;
+        self.photo_error = None;
+        self.suggestion.clear();
+        self.clear_secrets();
+    }
+
     fn clear_secrets(&mut self) {
         self.pin.zeroize();
         self.pin2.zeroize();
@@ -380,7 +396,8 @@ pub fn ui(
                         reason,
                         holder,
                     }) => {
-                        st.form = HolderForm::with_identity(&st.default_nationality, &holder);
+                        let form = HolderForm::with_identity(&st.default_nationality, &holder);
+                        st.new_form(form);
                         st.replacing = Some(Replacing { document, reason });
                     }
                     None => {}

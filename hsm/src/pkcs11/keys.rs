@@ -296,7 +296,8 @@ impl KeyStore for Pkcs11Store {
             let found = lookup(s, cache, label)?;
             cache.remove(label);
             // The key pair's public halves: those with the private key's id, or, when no
-            // private key is left, every EC public key under the label (an interrupted destroy).
+            // private key is left under the label, each EC public key under it whose id no
+            // private key has (what an interrupted destroy leaves; another key's half stays).
             let mut publics = vec![
                 Attribute::Token(true),
                 Attribute::Class(ObjectClass::PUBLIC_KEY),
@@ -309,7 +310,21 @@ impl KeyStore for Pkcs11Store {
                     publics.push(Attribute::Id(key_id_of(s, f.key)?));
                     s.find_objects(&publics)?
                 }
-                None => s.find_objects(&publics)?,
+                None => {
+                    let mut orphans = Vec::new();
+                    for h in s.find_objects(&publics)? {
+                        let id = key_id_of(s, h)?;
+                        let paired = s.find_objects(&[
+                            Attribute::Token(true),
+                            Attribute::Class(ObjectClass::PRIVATE_KEY),
+                            Attribute::Id(id),
+                        ])?;
+                        if paired.is_empty() {
+                            orphans.push(h);
+                        }
+                    }
+                    orphans
+                }
             };
             // The private key first: once it is gone nothing can sign under the label, and a
             // retry finds any public half left by the label alone.

@@ -17,6 +17,9 @@ pub struct CentreReplacement {
     /// The office that issued it.
     pub old_office: String,
     pub pinfl: String,
+    /// The UUID of the centre's service job that holds the old document (drawn before the
+    /// hold is asked for: the centre knows the job only if it made the hold).
+    pub hold_job: String,
     /// lost, stolen, damaged, name-change or recalled.
     pub reason: String,
     /// holding (held at the centre, the new card being issued here), completed, rolled-back.
@@ -30,8 +33,8 @@ pub struct CentreReplacement {
     pub finished_at: Option<String>,
 }
 
-const COLS: &str = "id, old_document, old_office, pinfl, reason, state, issuance_job_floor, \
-    new_document_id, issuance_job_id, operator, created_at, finished_at";
+const COLS: &str = "id, old_document, old_office, pinfl, hold_job, reason, state, \
+    issuance_job_floor, new_document_id, issuance_job_id, operator, created_at, finished_at";
 
 fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CentreReplacement> {
     Ok(CentreReplacement {
@@ -39,14 +42,15 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CentreReplacement> {
         old_document: r.get(1)?,
         old_office: r.get(2)?,
         pinfl: r.get(3)?,
-        reason: r.get(4)?,
-        state: r.get(5)?,
-        issuance_job_floor: r.get(6)?,
-        new_document_id: r.get(7)?,
-        issuance_job_id: r.get(8)?,
-        operator: r.get(9)?,
-        created_at: r.get(10)?,
-        finished_at: r.get(11)?,
+        hold_job: r.get(4)?,
+        reason: r.get(5)?,
+        state: r.get(6)?,
+        issuance_job_floor: r.get(7)?,
+        new_document_id: r.get(8)?,
+        issuance_job_id: r.get(9)?,
+        operator: r.get(10)?,
+        created_at: r.get(11)?,
+        finished_at: r.get(12)?,
     })
 }
 
@@ -58,6 +62,7 @@ impl Tx<'_> {
         old_document: &str,
         old_office: &str,
         pinfl: &str,
+        hold_job: &str,
         reason: &str,
         by: &Actor,
     ) -> Result<i64> {
@@ -68,13 +73,14 @@ impl Tx<'_> {
                 })?;
         self.conn()
             .execute(
-                "INSERT INTO centre_replacements (old_document, old_office, pinfl, reason, state,
-                     issuance_job_floor, operator, station, created_at)
-                 VALUES (?1, ?2, ?3, ?4, 'holding', ?5, ?6, ?7, ?8)",
+                "INSERT INTO centre_replacements (old_document, old_office, pinfl, hold_job, reason,
+                     state, issuance_job_floor, operator, station, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'holding', ?6, ?7, ?8, ?9)",
                 params![
                     old_document,
                     old_office,
                     pinfl,
+                    hold_job,
                     reason,
                     floor,
                     by.operator,
@@ -142,11 +148,25 @@ mod tests {
         let by = Actor::new("alice", "clerk", "S1");
         let id = reg
             .write(|tx| {
-                tx.start_centre_replacement("AA0000007", "SAM01", "31234567890123", "lost", &by)
+                tx.start_centre_replacement(
+                    "AA0000007",
+                    "SAM01",
+                    "31234567890123",
+                    "job-1",
+                    "lost",
+                    &by,
+                )
             })
             .unwrap();
         let again = reg.write(|tx| {
-            tx.start_centre_replacement("AA0000007", "SAM01", "31234567890123", "damaged", &by)
+            tx.start_centre_replacement(
+                "AA0000007",
+                "SAM01",
+                "31234567890123",
+                "job-2",
+                "damaged",
+                &by,
+            )
         });
         assert!(
             matches!(&again, Err(Error::Conflict(m)) if m.contains("AA0000007")),
@@ -167,7 +187,14 @@ mod tests {
         // Rolled back: the document may be replaced again.
         let next = reg
             .write(|tx| {
-                tx.start_centre_replacement("AA0000007", "SAM01", "31234567890123", "damaged", &by)
+                tx.start_centre_replacement(
+                    "AA0000007",
+                    "SAM01",
+                    "31234567890123",
+                    "job-3",
+                    "damaged",
+                    &by,
+                )
             })
             .unwrap();
         assert_eq!(
@@ -180,7 +207,14 @@ mod tests {
         );
         // A reason outside the list is refused by the table itself.
         let bad = reg.write(|tx| {
-            tx.start_centre_replacement("AA0000008", "SAM01", "31234567890123", "bored", &by)
+            tx.start_centre_replacement(
+                "AA0000008",
+                "SAM01",
+                "31234567890123",
+                "job-4",
+                "bored",
+                &by,
+            )
         });
         assert!(bad.is_err(), "{bad:?}");
     }

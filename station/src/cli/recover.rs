@@ -52,6 +52,7 @@ pub fn run(ctx: &Ctx, a: &RecoverArgs) -> Result<(), StationError> {
         svc.iter()
             .map(|x| serde_json::to_value(x).unwrap_or_default()),
     );
+    let failed = rep.iter().filter(|x| x.outcome == "failed").count();
     ctx.print(&all, |_| {
         if r.is_empty() && rot.is_empty() && rep.is_empty() && svc.is_empty() {
             "Nothing to recover\n".into()
@@ -63,8 +64,13 @@ pub fn run(ctx: &Ctx, a: &RecoverArgs) -> Result<(), StationError> {
                         .map(|x| format!("CA request {}: {}\n", x.request_id, x.outcome)),
                 )
                 .chain(rep.iter().map(|x| {
+                    let why = x
+                        .error
+                        .as_deref()
+                        .map(|e| format!(" ({e})"))
+                        .unwrap_or_default();
                     format!(
-                        "replacement {} of document {}: {}\n",
+                        "replacement {} of document {}: {}{why}\n",
                         x.replacement, x.old_document, x.outcome
                     )
                 }))
@@ -76,5 +82,12 @@ pub fn run(ctx: &Ctx, a: &RecoverArgs) -> Result<(), StationError> {
                 }))
                 .collect()
         }
-    })
+    })?;
+    if failed > 0 {
+        return Err(StationError::Other(format!(
+            "{failed} replacement(s) could not be settled now (see above); `idstation recover` \
+             tries again"
+        )));
+    }
+    Ok(())
 }

@@ -147,12 +147,22 @@ pub fn before_issue(st: &mut Station, session: &Session, pinfl: &str) -> Result<
     let Some(holder) = st.registry.holder_by_pinfl(pinfl)? else {
         return Ok(());
     };
-    if st.registry.active_card(holder.id)?.is_some() {
-        let r = sync(st, session)?;
-        tracing::info!(
-            mirrored = r.mirrored.len(),
-            "brought the registry up to date before an issuance"
-        );
+    let Some(active) = st.registry.active_card(holder.id)? else {
+        return Ok(());
+    };
+    let number = active.document.number.to_string();
+    let r = sync(st, session)?;
+    tracing::info!(
+        mirrored = r.mirrored.len(),
+        "brought the registry up to date before an issuance"
+    );
+    // The holder's own document could not be brought here: the issuance would be refused by
+    // this registry after the centre reserved the card, so it is not begun.
+    if let Some((_, why)) = r.failed.iter().find(|(d, _)| *d == number) {
+        return Err(StationError::Other(format!(
+            "document {number} of holder {pinfl} could not be brought up to date with the \
+             national centre ({why}); no card was touched: try again"
+        )));
     }
     Ok(())
 }

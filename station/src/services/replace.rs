@@ -64,9 +64,26 @@ pub struct ReplaceReport {
 pub struct Settled {
     pub replacement: i64,
     pub old_document: String,
-    /// completed, rolled-back, or pending (its issuance job is still unfinished).
+    /// completed, rolled-back, pending (its issuance job is still unfinished), or failed (it
+    /// could not be settled now: `error` says why; the next `recover` or `replace` tries again).
     pub outcome: &'static str,
     pub new_document: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Settled {
+    /// Replacement `id` of `old_document`, which could not be settled: `e`.
+    pub(super) fn failed(id: i64, old_document: &str, e: &StationError) -> Settled {
+        tracing::warn!(replacement = id, document = old_document, error = %e, "a replacement could not be settled");
+        Settled {
+            replacement: id,
+            old_document: old_document.to_owned(),
+            outcome: "failed",
+            new_document: None,
+            error: Some(e.to_string()),
+        }
+    }
 }
 
 /// The reasons a card is replaced for. `recalled`: the national centre flagged the card for
@@ -411,14 +428,29 @@ pub(super) fn with_note(e: StationError, note: &str) -> StationError {
     }
 }
 
-/// Settle every replacement left holding (a crash, or an issuance left for recovery).
+/// Settle every replacement left holding (a crash, or an issuance left for recovery); one that
+/// cannot be settled now is reported as failed (`Settled::error`) and the others go on.
 pub fn settle_open(
     st: &mut Station,
     actor: &registry::Actor,
 ) -> Result<Vec<Settled>, StationError> {
     let mut out = Vec::new();
     for rep in st.registry.open_replacements()? {
-        out.push(settle(st, actor, &rep)?);
+        out.push(match settle(st, actor, &rep) {
+            Ok(s) => s,
+            Err(e) => {
+                let number = st
+                    .registry
+                    .documents_of_holder(rep.holder_id)
+                    .ok()
+                    .and_then(|ds| ds.into_iter().find(|d| d.id == rep.old_document_id))
+                    .map_or_else(
+                        || format!("(document id {})", rep.old_document_id),
+                        |d| d.number.to_string(),
+                    );
+                Settled::failed(rep.id, &number, &e)
+            }
+        });
     }
     out.extend(super::replace_elsewhere::settle_open(st, actor)?);
     Ok(out)
@@ -460,6 +492,7 @@ fn settle(
             old_document: number.to_string(),
             outcome: "pending",
             new_document: None,
+            error: None,
         }),
         Some(JobState::Completed) => {
             let job = job.as_ref().expect("matched Some");
@@ -511,6 +544,7 @@ fn settle(
                 old_document: number.to_string(),
                 outcome: "completed",
                 new_document: Some(new_number.to_string()),
+                error: None,
             })
         }
         // Rolled back, or never begun: the old card is the holder's again.
@@ -553,6 +587,7 @@ fn settle(
                 old_document: number.to_string(),
                 outcome: "rolled-back",
                 new_document: None,
+                error: None,
             })
         }
     }

@@ -10,13 +10,15 @@
 //!    for `recalled` flagged by the centre; for `name-change` the new name must differ from the
 //!    centre's), the replacement journaled here (holding), then the document held at the
 //!    centre (suspended: it no longer counts against the one-active-card rule, so the centre
-//!    reserves the new card). Refused or unreachable: the journal is rolled back at once.
+//!    reserves the new card). Refused or unanswered: the journal is rolled back at once.
 //! 2. **issue**: the ordinary issuance through the centre onto the blank card in the reader.
 //! 3. **settle**, decided by that issuance job: completed → the old document revoked at the
-//!    centre for the reason (lost, stolen: lost; damaged, name change: revoked; recalled:
-//!    replaced) and linked to the new one, then the journal completed; rolled back or never
-//!    begun → the hold released at the centre (a document no longer suspended there is left
-//!    as it is), the journal rolled back; still unfinished → left for `idstation recover`,
+//!    centre for the reason (lost, stolen: lost; damaged, name change: revoked; recalled: the
+//!    centre's reason `replaced`, revoked superseded) and linked to the new one, then the
+//!    journal completed; rolled back or never begun → the replacement's own hold released at
+//!    the centre if the centre made it (it knows the hold's job, drawn and journaled before
+//!    the hold was asked for; a document no longer suspended there is left as it is), the
+//!    journal rolled back; still unfinished → left for `idstation recover`,
 //!    which finishes the issuance first. A centre that does not answer leaves the replacement
 //!    holding, for the next `replace` or `recover` to settle.
 
@@ -48,12 +50,15 @@ pub(super) fn replace(
     // out of use elsewhere) brought up to date before the new card.
     super::mirror::before_issue(st, session, &input.issue.holder.record.pinfl)?;
 
-    // 1. hold: journaled here first, so that a crash after the centre's hold is settled.
-    let rep_id = st.registry.write(|tx| {
+    // 1. hold: journaled here first, with the centre's job for the hold drawn now, so that a
+    // crash after the centre's hold is settled and a hold never made is never released.
+    let hold_job = crate::ra_services::job_uuid()?;
+    let started = st.registry.write(|tx| {
         let id = tx.start_centre_replacement(
             &document,
             &found.office,
             &found.holder.pinfl,
+            &hold_job,
             &input.reason,
             session.actor(),
         )?;
@@ -63,21 +68,20 @@ pub(super) fn replace(
             object: &format!("document:{document}"),
             details: &serde_json::json!({
                 "replacement": id, "reason": input.reason, "issued_by_office": found.office,
-                "at_centre": true,
+                "at_centre": true, "hold_job": hold_job,
             }),
         })?;
         Ok(id)
-    })?;
+    });
+    let rep_id = started.map_err(|e| refused(st, e.into()))?;
     crate::failpoint::hit("replace.held");
-    let national = crate::ra_services::seam(st).hold(st, session.actor(), &document);
-    if let Err(e) = national {
+    if let Err(e) = hold(st, session.actor(), &hold_job, &document) {
         let rep = open(st, rep_id)?
             .ok_or_else(|| StationError::Other(format!("replacement {rep_id} is not open")))?;
-        // Refused: nothing was held (another office's hold, say, is not released). Not
-        // answered: the hold may have been made, and is released.
-        let refused_there = matches!(e, StationError::CentreRefused { .. });
-        let rolled = if refused_there {
-            close(st, session.actor(), &rep, None)
+        // Refused: nothing was held. Not answered: the centre is asked whether it made the
+        // hold, which is released if so.
+        let rolled = if matches!(e, StationError::CentreRefused { .. }) {
+            close(st, session.actor(), &rep, None, false)
         } else {
             roll_back(st, session.actor(), &rep, None)
         };
@@ -209,14 +213,18 @@ fn open(st: &Station, id: i64) -> Result<Option<CentreReplacement>, StationError
         .find(|r| r.id == id))
 }
 
-/// Settle every replacement of another station's card left holding.
+/// Settle every replacement of another station's card left holding; one that cannot be
+/// settled now (the centre away, or refusing) is reported as failed, and the others go on.
 pub(super) fn settle_open(
     st: &mut Station,
     actor: &registry::Actor,
 ) -> Result<Vec<Settled>, StationError> {
     let mut out = Vec::new();
     for rep in st.registry.open_centre_replacements()? {
-        out.push(settle(st, actor, &rep)?.0);
+        out.push(match settle(st, actor, &rep) {
+            Ok((s, _)) => s,
+            Err(e) => Settled::failed(rep.id, &rep.old_document, &e),
+        });
     }
     Ok(out)
 }
@@ -242,6 +250,7 @@ fn settle(
         old_document: rep.old_document.clone(),
         outcome,
         new_document,
+        error: None,
     };
     let none = || centre_api::RevokeResponse {
         document: rep.old_document.clone(),
@@ -295,29 +304,72 @@ fn settle(
     }
 }
 
-/// The hold released at the centre (if the centre holds it), the journal rolled back.
+/// Hold `document` at the centre under service job `job` (a repeat after a lost answer is the
+/// same job: the centre answers it with its first answer).
+fn hold(
+    st: &Station,
+    actor: &registry::Actor,
+    job: &str,
+    document: &str,
+) -> Result<centre_api::HoldResponse, StationError> {
+    let request = centre_api::HoldRequest {
+        operator: actor.operator.clone(),
+        document: document.to_owned(),
+        identity_confirmed: false,
+    };
+    crate::ra_services::post(st, &centre_api::paths::service(job, "hold"), &request)
+}
+
+/// The journal rolled back, the hold released at the centre first if the centre made it (it
+/// knows the replacement's hold job): a suspension anyone else made is not touched. (A hold
+/// request still on its way when the centre says it does not know the job would arrive after
+/// this: the document is then left suspended at the centre, for the holder to resume in
+/// person.)
 fn roll_back(
     st: &mut Station,
     actor: &registry::Actor,
     rep: &CentreReplacement,
     job: Option<i64>,
 ) -> Result<(), StationError> {
-    crate::ra_services::seam(st).replacement_settled(
-        st,
-        actor,
-        &rep.old_document,
-        &rep.reason,
-        None,
-    )?;
-    close(st, actor, rep, job)
+    let asked = crate::centre::CentreClient::for_station(st)?
+        .get::<centre_api::ServiceJobStatus>(&centre_api::paths::service_job(&rep.hold_job));
+    let held = match asked {
+        Ok(s) if s.kind == "hold" && s.document.as_deref() == Some(rep.old_document.as_str()) => {
+            true
+        }
+        Ok(s) => {
+            return Err(StationError::Other(format!(
+                "replacement {}: the centre's job {} is a {} job of document {:?}, not this \
+                 replacement's hold of {}",
+                rep.id, rep.hold_job, s.kind, s.document, rep.old_document
+            )))
+        }
+        Err(StationError::CentreRefused { refusal, .. })
+            if refusal.rule == centre_api::rules::JOB_NOT_FOUND =>
+        {
+            false
+        }
+        Err(e) => return Err(e),
+    };
+    if held {
+        crate::ra_services::seam(st).replacement_settled(
+            st,
+            actor,
+            &rep.old_document,
+            &rep.reason,
+            None,
+        )?;
+    }
+    close(st, actor, rep, job, held)
 }
 
-/// The journal rolled back (nothing held at the centre, or the hold released).
+/// The journal rolled back (`released`: the replacement's hold at the centre released).
 fn close(
     st: &mut Station,
     actor: &registry::Actor,
     rep: &CentreReplacement,
     job: Option<i64>,
+    released: bool,
 ) -> Result<(), StationError> {
     st.registry.write(|tx| {
         tx.finish_centre_replacement(rep.id, None)?;
@@ -327,6 +379,7 @@ fn close(
             object: &format!("document:{}", rep.old_document),
             details: &serde_json::json!({
                 "replacement": rep.id, "issuance_job": job, "at_centre": true,
+                "hold_released": released,
             }),
         })
     })?;
