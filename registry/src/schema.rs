@@ -450,7 +450,9 @@ CREATE UNIQUE INDEX document_replacements_one_open ON document_replacements (old
 /// the national centre; `station::services::replace_elsewhere`): this station has no record of
 /// the old document, which is held at the centre (under the service job `hold_job`, drawn
 /// before the hold is asked for) while the new card is issued here, then revoked there and
-/// linked to the new one, or released. One open per old document.
+/// linked to the new one, or released. One open per old document. A replacement of the
+/// station's own card on an enrolled station journals its centre hold's job too
+/// (`document_replacements.hold_job`; NULL for those begun before, and on a standalone station).
 const V12: &str = r#"
 CREATE TABLE centre_replacements (
     id                 INTEGER PRIMARY KEY,
@@ -472,6 +474,7 @@ CREATE TABLE centre_replacements (
 ) STRICT;
 CREATE UNIQUE INDEX centre_replacements_one_open ON centre_replacements (old_document)
     WHERE state IN ('holding', 'completed');
+ALTER TABLE document_replacements ADD COLUMN hold_job TEXT;
 "#;
 
 const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12];

@@ -1093,27 +1093,31 @@ fn another_offices_card_is_replaced_here_through_the_centre() {
     let doc = issued["document"].as_str().unwrap().to_owned();
     card.pull();
 
+    let replace_at =
+        |st: &Station, document: &str, reason: &str, holder: &Path, env: &[(&str, &str)]| {
+            let letter = holder_pin::letter_path(&st.dir);
+            let args = [
+                "--json",
+                "replace",
+                "--document",
+                document,
+                "--reason",
+                reason,
+                "--holder",
+                holder.to_str().unwrap(),
+                "--reader",
+                &reader,
+                "--pin-fd",
+                "0",
+                "--pin-letter",
+                letter.to_str().unwrap(),
+                "--operator",
+                "clerk",
+            ];
+            st.run_env(&args, &[CLERK_PASSWORD, PIN], env)
+        };
     let replace = |document: &str, reason: &str, holder: &Path, env: &[(&str, &str)]| {
-        let letter = holder_pin::letter_path(&sam.dir);
-        let args = [
-            "--json",
-            "replace",
-            "--document",
-            document,
-            "--reason",
-            reason,
-            "--holder",
-            holder.to_str().unwrap(),
-            "--reader",
-            &reader,
-            "--pin-fd",
-            "0",
-            "--pin-letter",
-            letter.to_str().unwrap(),
-            "--operator",
-            "clerk",
-        ];
-        sam.run_env(&args, &[CLERK_PASSWORD, PIN], env)
+        replace_at(&sam, document, reason, holder, env)
     };
     let journal = || -> Vec<(String, String)> {
         registry::Registry::open_read_only(sam.data.join("registry.sqlite"))
@@ -1160,6 +1164,30 @@ fn another_offices_card_is_replaced_here_through_the_centre() {
         audited(&sam, "replace.refused").len() >= 3,
         "each refusal audited at SAM01"
     );
+
+    // TAS01 replacing its own card is killed after its local hold, before the centre's; the
+    // holder then suspends the card at SAM01. TAS01's recover releases its own hold only: the
+    // centre never made TAS01's, so SAM01's suspension stays there.
+    let o = replace_at(
+        &tas,
+        &doc,
+        "damaged",
+        &holder_file,
+        &[("IDSTATION_FAILPOINT", "replace.held")],
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    sam.json(&["suspend", "--document", &doc], &[]);
+    let rec = tas.json(&["recover"], &[]);
+    assert!(
+        rec.as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["outcome"] == "rolled-back" && x["old_document"] == doc.as_str()),
+        "{rec}"
+    );
+    assert_eq!(at_centre(&centre, &pinfl, &doc), ("suspended".into(), None));
+    sam.json(&["resume", "--document", &doc, "--identity-confirmed"], &[]);
+    assert_eq!(at_centre(&centre, &pinfl, &doc), ("active".into(), None));
 
     // Killed once journaled (before the centre's hold): recover rolls it back. Meanwhile the
     // holder suspended the card at TAS01: the centre never made SAM01's hold, so nothing is

@@ -60,10 +60,14 @@ pub struct Replacement {
     pub operator: String,
     pub created_at: String,
     pub finished_at: Option<String>,
+    /// On an enrolled station, the centre's service job that holds the old document there
+    /// (drawn before the hold is asked for; schema V12, `None` before it).
+    pub hold_job: Option<String>,
 }
 
 const REPLACEMENT_COLS: &str = "id, old_document_id, holder_id, reason, crl_reason, state, \
-    issuance_job_floor, new_document_id, issuance_job_id, operator, created_at, finished_at";
+    issuance_job_floor, new_document_id, issuance_job_id, operator, created_at, finished_at, \
+    hold_job";
 
 fn replacement_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Replacement> {
     Ok(Replacement {
@@ -79,6 +83,7 @@ fn replacement_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Replacement> 
         operator: r.get(9)?,
         created_at: r.get(10)?,
         finished_at: r.get(11)?,
+        hold_job: r.get(12)?,
     })
 }
 
@@ -91,6 +96,7 @@ impl Tx<'_> {
         holder_id: i64,
         reason: &str,
         crl_reason: &str,
+        hold_job: Option<&str>,
         by: &Actor,
     ) -> Result<i64> {
         let floor: i64 =
@@ -101,8 +107,8 @@ impl Tx<'_> {
         self.conn()
             .execute(
                 "INSERT INTO document_replacements (old_document_id, holder_id, reason, crl_reason,
-                    state, issuance_job_floor, operator, station, created_at)
-                 VALUES (?1, ?2, ?3, ?4, 'holding', ?5, ?6, ?7, ?8)",
+                    state, issuance_job_floor, operator, station, created_at, hold_job)
+                 VALUES (?1, ?2, ?3, ?4, 'holding', ?5, ?6, ?7, ?8, ?9)",
                 params![
                     old_document_id,
                     holder_id,
@@ -111,7 +117,8 @@ impl Tx<'_> {
                     floor,
                     by.operator,
                     by.station,
-                    now_rfc3339()
+                    now_rfc3339(),
+                    hold_job
                 ],
             )
             .map_err(|e| {

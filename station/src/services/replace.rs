@@ -12,9 +12,10 @@
 //! On a station enrolled to a national centre each step is the centre's too (through
 //! [`crate::service_seam::ServiceSeam`]): the old document is held at the centre before the
 //! local hold (a suspended document does not count against the one-active-card rule, so the
-//! centre reserves the new card), the issuance goes through the centre as any issuance, and the
-//! settlement revokes the old document at the centre naming the new one (the centre links old
-//! → new) or releases the hold there, before the local transaction.
+//! centre reserves the new card; the centre's job for that hold is drawn and journaled with
+//! the local hold), the issuance goes through the centre as any issuance, and the settlement
+//! revokes the old document at the centre naming the new one (the centre links old → new) or
+//! releases the hold there if the centre made it, before the local transaction.
 //! 3. **settle** (one transaction), decided by that issuance job: completed → the hold made
 //!    final with the reason's CRLReason (lost/stolen keyCompromise — the keys may be in
 //!    someone else's hands; damaged cessationOfOperation — the keys are gone with the chip,
@@ -221,17 +222,35 @@ pub fn replace(
     // The national record (a station enrolled to a centre): the old document held there too,
     // which lets the centre reserve the holder's new card. Refused or unreachable: the local
     // hold is released at once (a crash in between: `idstation recover` releases it).
-    let national = crate::ra_services::seam(st).hold(st, session.actor(), &number.to_string());
+    let national = match &held.hold_job {
+        // Under the job the journal holds: a roll-back releases only a hold the centre made.
+        Some(job) => super::replace_elsewhere::hold(st, session.actor(), job, &number.to_string())
+            .map(|_| ()),
+        None => crate::ra_services::seam(st)
+            .hold(st, session.actor(), &number.to_string())
+            .map(|_| ()),
+    };
     if let Err(e) = national {
-        if let Some(rep) = st
+        let rep = st
             .registry
             .open_replacements()?
             .into_iter()
-            .find(|r| r.id == rep_id)
-        {
-            settle(st, session.actor(), &rep)?;
-        }
-        return Err(refused(st, session, "replace", num, e));
+            .find(|r| r.id == rep_id);
+        let rolled = match rep {
+            Some(rep) => settle(st, session.actor(), &rep).map(|_| ()),
+            None => Ok(()),
+        };
+        let e = refused(st, session, "replace", num, e);
+        return Err(match rolled {
+            Ok(()) => e,
+            Err(r) => with_note(
+                e,
+                &format!(
+                    "replacement {rep_id} stays open until the centre answers (`idstation \
+                     recover` settles it): {r}"
+                ),
+            ),
+        });
     }
 
     // 2. issue
@@ -308,6 +327,8 @@ struct Held {
     id: i64,
     certs: Vec<registry::Certificate>,
     crl: &'static str,
+    /// The centre's job for the hold there (an enrolled station).
+    hold_job: Option<String>,
 }
 
 /// Step 1, one registry transaction: the replacement recorded, the old document suspended and
@@ -328,9 +349,20 @@ fn hold(
         .filter(|c| c.status == CertStatus::Active)
         .collect();
     let now = registry::now_rfc3339();
+    // On an enrolled station, the centre's job for the hold there, drawn before it is asked for.
+    let hold_job = match st.config.centre {
+        Some(_) => Some(crate::ra_services::job_uuid()?),
+        None => None,
+    };
     let tx = st.registry.transaction()?;
-    let rep_id =
-        tx.start_replacement(doc.id, doc.holder_id, &input.reason, crl, session.actor())?;
+    let rep_id = tx.start_replacement(
+        doc.id,
+        doc.holder_id,
+        &input.reason,
+        crl,
+        hold_job.as_deref(),
+        session.actor(),
+    )?;
     tx.set_document_status(
         number,
         DocumentStatus::Suspended,
@@ -355,6 +387,7 @@ fn hold(
         id: rep_id,
         certs,
         crl,
+        hold_job,
     })
 }
 
@@ -549,7 +582,16 @@ fn settle(
         }
         // Rolled back, or never begun: the old card is the holder's again.
         Some(JobState::RolledBack) | None => {
-            if old.status == DocumentStatus::Suspended {
+            // The hold at the centre is released only if the centre made it (a replacement
+            // begun before its job was journaled: as before, whenever held here).
+            let made = match (&rep.hold_job, &st.config.centre) {
+                (Some(job), Some(_)) if old.status == DocumentStatus::Suspended => {
+                    let n = number.to_string();
+                    super::replace_elsewhere::centre_made_hold(st, rep.id, job, &n)?
+                }
+                _ => true,
+            };
+            if old.status == DocumentStatus::Suspended && made {
                 crate::ra_services::seam(st).replacement_settled(
                     st,
                     actor,

@@ -306,7 +306,7 @@ fn settle(
 
 /// Hold `document` at the centre under service job `job` (a repeat after a lost answer is the
 /// same job: the centre answers it with its first answer).
-fn hold(
+pub(super) fn hold(
     st: &Station,
     actor: &registry::Actor,
     job: &str,
@@ -331,26 +331,7 @@ fn roll_back(
     rep: &CentreReplacement,
     job: Option<i64>,
 ) -> Result<(), StationError> {
-    let asked = crate::centre::CentreClient::for_station(st)?
-        .get::<centre_api::ServiceJobStatus>(&centre_api::paths::service_job(&rep.hold_job));
-    let held = match asked {
-        Ok(s) if s.kind == "hold" && s.document.as_deref() == Some(rep.old_document.as_str()) => {
-            true
-        }
-        Ok(s) => {
-            return Err(StationError::Other(format!(
-                "replacement {}: the centre's job {} is a {} job of document {:?}, not this \
-                 replacement's hold of {}",
-                rep.id, rep.hold_job, s.kind, s.document, rep.old_document
-            )))
-        }
-        Err(StationError::CentreRefused { refusal, .. })
-            if refusal.rule == centre_api::rules::JOB_NOT_FOUND =>
-        {
-            false
-        }
-        Err(e) => return Err(e),
-    };
+    let held = centre_made_hold(st, rep.id, &rep.hold_job, &rep.old_document)?;
     if held {
         crate::ra_services::seam(st).replacement_settled(
             st,
@@ -361,6 +342,32 @@ fn roll_back(
         )?;
     }
     close(st, actor, rep, job, held)
+}
+
+/// Whether the centre made replacement `id`'s hold of `document` (its service job `job`):
+/// unknown there, the hold was never made.
+pub(super) fn centre_made_hold(
+    st: &Station,
+    id: i64,
+    job: &str,
+    document: &str,
+) -> Result<bool, StationError> {
+    let asked = crate::centre::CentreClient::for_station(st)?
+        .get::<centre_api::ServiceJobStatus>(&centre_api::paths::service_job(job));
+    match asked {
+        Ok(s) if s.kind == "hold" && s.document.as_deref() == Some(document) => Ok(true),
+        Ok(s) => Err(StationError::Other(format!(
+            "replacement {id}: the centre's job {job} is a {} job of document {:?}, not this \
+             replacement's hold of {document}",
+            s.kind, s.document
+        ))),
+        Err(StationError::CentreRefused { refusal, .. })
+            if refusal.rule == centre_api::rules::JOB_NOT_FOUND =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// The journal rolled back (`released`: the replacement's hold at the centre released).
