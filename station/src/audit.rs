@@ -453,6 +453,32 @@ pub fn verify_with(
     })
 }
 
+/// What a log of this station is verified with: its audit key (for the checkpoint
+/// signatures), from its certificate chain checked against the trusted `root` file (the
+/// audit-signing mark, the links, `trust.crls`) — never from a key table in a database (no
+/// HSM); no anchor.
+pub fn checkpoint_trust(
+    st: &Station,
+    root: &Path,
+    trust: &TrustInputs,
+) -> Result<registry::VerifyOptions, StationError> {
+    let label = &st.config.ca.audit_key;
+    let root_bytes = std::fs::read(root).map_err(|e| {
+        StationError::invalid("root", format!("cannot read {}: {e}", root.display()))
+    })?;
+    let crls = trust.crls()?;
+    let chain = audit_chain(st)?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
+    let key =
+        registry::export::audit_key_from_chain(&chain, &root_bytes, now, &crls).map_err(|e| {
+            StationError::invalid("audit key", format!("audit certificate {label}: {e}"))
+        })?;
+    Ok(registry::VerifyOptions {
+        checkpoint_key: Some(key),
+        anchor: None,
+    })
+}
+
 /// What `idstation audit verify-log` reports.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct VerifyLogOutcome {
@@ -476,21 +502,11 @@ pub fn verify_log(
     trust: &TrustInputs,
 ) -> Result<VerifyLogOutcome, StationError> {
     let label = st.config.ca.audit_key.clone();
+    let mut opts = checkpoint_trust(st, root, trust)?;
     let root_bytes = std::fs::read(root).map_err(|e| {
         StationError::invalid("root", format!("cannot read {}: {e}", root.display()))
     })?;
-    let crls = trust.crls()?;
-    let chain = audit_chain(st)?;
-    let now = time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
-    let key =
-        registry::export::audit_key_from_chain(&chain, &root_bytes, now, &crls).map_err(|e| {
-            StationError::invalid("audit key", format!("audit certificate {label}: {e}"))
-        })?;
-    let anchor = trust.previous_head(&root_bytes, &crls)?;
-    let opts = registry::VerifyOptions {
-        checkpoint_key: Some(key),
-        anchor,
-    };
+    opts.anchor = trust.previous_head(&root_bytes, &trust.crls()?)?;
     let r = st.registry.verify_audit(&opts).map_err(|e| match e {
         registry::Error::AuditBroken { .. } => StationError::invalid("audit log", e.to_string()),
         e => e.into(),

@@ -9,6 +9,7 @@
 //! registry, next the national centre.
 
 pub mod audit;
+pub mod backup;
 pub mod ca_admin;
 pub mod card;
 pub mod centre;

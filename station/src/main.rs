@@ -91,6 +91,10 @@ enum Cmd {
     /// The audit log: checkpoints, export for auditors, offline verification.
     #[command(subcommand)]
     Audit(cli::audit::AuditCmd),
+    /// A copy of the registry taken while the station runs (`backup create`, ca-admin), and its
+    /// check against this station's audit key (`backup verify`).
+    #[command(subcommand)]
+    Backup(cli::backup::BackupCmd),
     /// Messages for other government systems: the station's own outbox, or on an enrolled
     /// station the national centre's e-government deliveries (`list --failed`, `retry`).
     #[command(subcommand)]
@@ -165,6 +169,7 @@ fn run(cmd: &Cmd, ctx: &Ctx) -> Result<(), StationError> {
         Cmd::Address(c) => cli::address::run(ctx, c),
         Cmd::Recover(a) => cli::recover::run(ctx, a),
         Cmd::Audit(c) => cli::audit::run_audit(ctx, c),
+        Cmd::Backup(c) => cli::backup::run(ctx, c),
         Cmd::Outbox(c) => cli::audit::run_outbox(ctx, c),
         Cmd::Gui(a) => cli::gui::run(ctx, a),
     }

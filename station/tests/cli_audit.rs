@@ -783,3 +783,186 @@ fn verify_log_names_the_sequence_of_an_event_edited_in_the_database_and_export_r
     );
     assert!(!out.join("manifest.json").exists());
 }
+
+/// `sqlite3 FILE SQL` (Debian's sqlite3, not this project's code): its output, trimmed.
+fn sqlite(file: &Path, sql: &str) -> String {
+    let o = Command::new("sqlite3")
+        .arg(file)
+        .arg(sql)
+        .output()
+        .expect("sqlite3 (Debian sqlite3)");
+    assert!(o.status.success(), "{}", text(&o));
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
+
+/// `backup create` (ca-admin) writes a private copy of the registry that sqlite3 reads whole,
+/// with every audit event up to the backup's own; `backup verify` checks it with the station's
+/// audit key; the backup is audited with the file's SHA-256. Refused: a clerk, an existing file
+/// or link, a directory other users may write to. A copy edited afterwards, cut short, or taken
+/// from another station fails `verify` naming what is wrong.
+#[test]
+fn a_backup_is_a_private_copy_that_verifies_and_a_changed_or_foreign_one_does_not() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = station(tmp.path());
+    ok(idstation(
+        &data,
+        &["audit", "checkpoint", "--operator", "admin"],
+        ADMIN_PASSWORD,
+    ));
+    let dir = tmp.path().join("backups");
+    std::fs::create_dir(&dir).expect("mkdir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let file = dir.join("registry-1.sqlite");
+    let create = |out: &Path, operator: &str, password: &str| {
+        idstation(
+            &data,
+            &[
+                "--json",
+                "backup",
+                "create",
+                "--out",
+                s(out),
+                "--operator",
+                operator,
+            ],
+            password,
+        )
+    };
+    let made = json(&ok(create(&file, "admin", ADMIN_PASSWORD)));
+    assert_eq!(
+        std::fs::metadata(&file)
+            .expect("backup")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    // sqlite3 reads it whole; it holds what the registry held before the backup's own event.
+    let live = data.join("registry.sqlite");
+    assert_eq!(sqlite(&file, "PRAGMA integrity_check"), "ok");
+    let q = "SELECT count(*) FROM holders; SELECT count(*) FROM certificates; \
+             SELECT max(seq) FROM audit_events";
+    let copy: Vec<String> = sqlite(&file, q).lines().map(str::to_owned).collect();
+    let now: Vec<String> = sqlite(&live, q).lines().map(str::to_owned).collect();
+    assert_eq!(copy[..2], now[..2]);
+    let last: u64 = copy[2].parse().expect("seq");
+    assert_eq!(
+        now[2].parse::<u64>().expect("seq"),
+        last + 1,
+        "the backup's own event after it"
+    );
+    assert_eq!(made["last_seq"], last);
+    // The backup audited with the file's SHA-256 (sha256sum's).
+    let o = Command::new("sha256sum")
+        .arg(&file)
+        .output()
+        .expect("sha256sum");
+    let digest = String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .next()
+        .expect("digest")
+        .to_owned();
+    assert_eq!(made["sha256"], digest.as_str());
+    let event = sqlite(
+        &live,
+        "SELECT operator || ' ' || details FROM audit_events WHERE action = 'registry.backed-up'",
+    );
+    assert!(
+        event.starts_with("admin ") && event.contains(&digest),
+        "{event}"
+    );
+    let verified = json(&ok(idstation(
+        &data,
+        &["--json", "backup", "verify", s(&file), "--operator", "aud1"],
+        AUDITOR_PASSWORD,
+    )));
+    assert_eq!(verified["sha256"], digest.as_str());
+    assert!(
+        verified["checkpoints"].as_u64().expect("checkpoints") >= 1,
+        "{verified}"
+    );
+
+    // Refused: a clerk (audited), the same file again, a link, a directory others may write to.
+    exit(
+        &create(&dir.join("clerk.sqlite"), "clerk1", CLERK_PASSWORD),
+        6,
+    );
+    assert!(!dir.join("clerk.sqlite").exists());
+    let o = create(&file, "admin", ADMIN_PASSWORD);
+    exit(&o, 2);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("out"),
+        "{}",
+        text(&o)
+    );
+    std::os::unix::fs::symlink(tmp.path().join("elsewhere"), dir.join("link.sqlite")).expect("ln");
+    exit(
+        &create(&dir.join("link.sqlite"), "admin", ADMIN_PASSWORD),
+        2,
+    );
+    assert!(!tmp.path().join("elsewhere").exists());
+    let open = tmp.path().join("open");
+    std::fs::create_dir(&open).expect("mkdir");
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let o = create(&open.join("b.sqlite"), "admin", ADMIN_PASSWORD);
+    exit(&o, 2);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("may be written by other users"),
+        "{}",
+        text(&o)
+    );
+    assert!(!open.join("b.sqlite").exists());
+
+    // A copy edited afterwards, one cut short, one of another station.
+    let verify = |f: &Path| {
+        idstation(
+            &data,
+            &["backup", "verify", s(f), "--operator", "aud1"],
+            AUDITOR_PASSWORD,
+        )
+    };
+    let edited = dir.join("edited.sqlite");
+    std::fs::copy(&file, &edited).expect("copy");
+    sqlite(
+        &edited,
+        "DROP TRIGGER audit_events_no_update; UPDATE audit_events SET operator = 'mallory' WHERE seq = 3;",
+    );
+    let o = verify(&edited);
+    exit(&o, 2);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("sequence 3"),
+        "{}",
+        text(&o)
+    );
+    let short = dir.join("short.sqlite");
+    let bytes = std::fs::read(&file).expect("read");
+    std::fs::write(&short, &bytes[..bytes.len() / 2]).expect("write");
+    exit(&verify(&short), 2);
+    let other = station(&tmp.path().join("other"));
+    ok(idstation(
+        &other,
+        &["audit", "checkpoint", "--operator", "admin"],
+        ADMIN_PASSWORD,
+    ));
+    let foreign = dir.join("foreign.sqlite");
+    ok(idstation(
+        &other,
+        &[
+            "backup",
+            "create",
+            "--out",
+            s(&foreign),
+            "--operator",
+            "admin",
+        ],
+        ADMIN_PASSWORD,
+    ));
+    let o = verify(&foreign);
+    exit(&o, 2);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("checkpoint signature"),
+        "{}",
+        text(&o)
+    );
+}

@@ -63,7 +63,7 @@ pub struct TrustArgs {
 }
 
 impl TrustArgs {
-    fn inputs(&self) -> audit::TrustInputs {
+    pub(super) fn inputs(&self) -> audit::TrustInputs {
         audit::TrustInputs {
             crls: self.crls.clone(),
             previous: self.previous.clone(),

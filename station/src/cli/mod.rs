@@ -4,6 +4,7 @@
 
 pub mod address;
 pub mod audit;
+pub mod backup;
 pub mod ca;
 pub mod card;
 pub mod centre;
