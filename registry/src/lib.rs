@@ -37,7 +37,7 @@ pub use export::{
 pub use jobs::{
     Completion, IssuanceFilter, Job, JobState, NewJob, Rollback, RollbackSummary, Step, StepState,
 };
-pub use numbers::{DocumentNumber, NumberBlock, NumberState};
+pub use numbers::{BlockMoved, DocumentNumber, NumberBlock, NumberState};
 pub use records::*;
 pub use rotation::{time_in, KeyGeneration, ReissueEntry, RequestStep};
 pub use service_jobs::{NewServiceJob, ServiceJob, ServiceKind, ServiceStep};
@@ -91,6 +91,21 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `PRAGMA application_id` of a backup copy ("IDBK"): a station refuses to work on it until
+/// the restore is finished.
+pub const BACKUP_COPY_ID: i32 = 0x4944_424B;
+
+/// Mark the database file `path` (a copy `VACUUM INTO` wrote) a backup copy, without opening it
+/// as a registry (which would turn it to WAL mode and migrate it).
+pub fn mark_backup_copy(path: &Path) -> Result<()> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.pragma_update(None, "application_id", BACKUP_COPY_ID)?;
+    conn.close().map_err(|(_, e)| Error::Sqlite(e))
+}
 
 impl Error {
     pub(crate) fn invalid(field: &str, value: impl Into<String>, rule: impl Into<String>) -> Self {
@@ -217,6 +232,26 @@ impl Registry {
     /// The schema version of the open file.
     pub fn schema_version(&self) -> Result<i64> {
         schema::version(&self.conn)
+    }
+
+    /// Whether this file is a backup copy not yet put back in use (its `PRAGMA application_id`
+    /// is [`BACKUP_COPY_ID`], which `idstation backup create` sets in the copy and
+    /// `idstation backup restored` clears).
+    pub fn is_backup_copy(&self) -> Result<bool> {
+        let id: i32 = self
+            .conn
+            .pragma_query_value(None, "application_id", |r| r.get(0))?;
+        Ok(id == BACKUP_COPY_ID)
+    }
+
+    /// Mark this file a backup copy (`true`) or a registry in use (`false`).
+    pub fn set_backup_copy(&self, copy: bool) -> Result<()> {
+        self.conn.pragma_update(
+            None,
+            "application_id",
+            if copy { BACKUP_COPY_ID } else { 0 },
+        )?;
+        Ok(())
     }
 
     /// Begin a write transaction (`BEGIN IMMEDIATE`). Commit with [`Tx::commit`]; dropping it

@@ -112,6 +112,16 @@ pub struct NumberBlock {
     pub next: u32,
 }
 
+/// A number block moved on by [`Tx::advance_number_blocks`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BlockMoved {
+    pub series: String,
+    pub first: u32,
+    pub last: u32,
+    pub next_before: u32,
+    pub next_after: u32,
+}
+
 impl Tx<'_> {
     /// Assign numbers `first..=last` of `series` to `office`. Refuses a range that overlaps any
     /// existing block of the same series.
@@ -152,6 +162,65 @@ impl Tx<'_> {
             params![office, series, first, last],
         )?;
         Ok(self.conn().last_insert_rowid())
+    }
+
+    /// After a restore from a backup: numbers below `next` of `office` are taken (cards issued
+    /// after the backup may carry them), so the office's blocks before the one holding `next`
+    /// are exhausted and that block goes on from `next`. Refuses a number in no block of the
+    /// office, and one below what the registry already handed out. The blocks changed.
+    pub fn advance_number_blocks(
+        &self,
+        office: &str,
+        next: DocumentNumber,
+    ) -> Result<Vec<BlockMoved>> {
+        let series = next.series_str();
+        let blocks: Vec<(i64, String, u32, u32, u32)> = {
+            let mut st = self.conn().prepare(
+                "SELECT id, series, first, last, next FROM number_blocks WHERE office = ?1 ORDER BY id",
+            )?;
+            let rows = st.query_map([office], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let Some(at) = blocks
+            .iter()
+            .position(|(_, s, f, l, _)| *s == series && (*f..=*l).contains(&next.number))
+        else {
+            return Err(Error::invalid(
+                "next_number",
+                next.to_string(),
+                format!("is in no number block of office {office}"),
+            ));
+        };
+        let mut changed = Vec::new();
+        for (i, (id, s, f, l, n)) in blocks.iter().enumerate().take(at + 1) {
+            let to = if i == at { next.number } else { l + 1 };
+            if to < *n {
+                return Err(Error::invalid(
+                    "next_number",
+                    next.to_string(),
+                    format!(
+                        "is below what the registry already handed out (block {s} \
+                         {f:07}..{l:07} goes on from {n:07})"
+                    ),
+                ));
+            }
+            if to > *n {
+                self.conn().execute(
+                    "UPDATE number_blocks SET next = ?2 WHERE id = ?1",
+                    params![id, to],
+                )?;
+                changed.push(BlockMoved {
+                    series: s.clone(),
+                    first: *f,
+                    last: *l,
+                    next_before: *n,
+                    next_after: to,
+                });
+            }
+        }
+        Ok(changed)
     }
 
     /// Hand out the next free number of `office` (lowest block id first).
@@ -488,5 +557,47 @@ mod tests {
             reg.number_blocks("TAS01").unwrap()[0].next as usize,
             2 * PER_PROCESS + 1
         );
+    }
+
+    #[test]
+    fn after_a_restore_the_blocks_before_the_next_number_are_used_up_and_nothing_goes_back() {
+        let (_d, mut reg) = temp_registry();
+        reg.write(|tx| {
+            tx.add_number_block("TAS01", "AA", 1, 10)?;
+            tx.add_number_block("TAS01", "AA", 100, 199)?;
+            tx.add_number_block("SAM01", "AA", 300, 399).map(|_| ())
+        })
+        .unwrap();
+        assert_eq!(reg.allocate_document_number("TAS01").unwrap().number, 1);
+        let n = |s: &str| -> DocumentNumber { s.parse().unwrap() };
+        // In the second block: the first is used up, the second goes on from 150.
+        let moved = reg
+            .write(|tx| tx.advance_number_blocks("TAS01", n("AA0000150")))
+            .unwrap();
+        assert_eq!(
+            moved
+                .iter()
+                .map(|b| (b.first, b.next_before, b.next_after))
+                .collect::<Vec<_>>(),
+            vec![(1, 2, 11), (100, 100, 150)]
+        );
+        assert_eq!(reg.allocate_document_number("TAS01").unwrap().number, 150);
+        // Not back, not in another office's block, not outside every block.
+        for (bad, rule) in [
+            ("AA0000120", "below what the registry already handed out"),
+            ("AA0000350", "in no number block of office TAS01"),
+            ("AA0000050", "in no number block of office TAS01"),
+        ] {
+            let e = reg
+                .write(|tx| tx.advance_number_blocks("TAS01", n(bad)))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("next_number") && e.contains(rule), "{bad}: {e}");
+        }
+        // The same number again changes nothing.
+        let again = reg
+            .write(|tx| tx.advance_number_blocks("TAS01", n("AA0000151")))
+            .unwrap();
+        assert!(again.is_empty(), "{again:?}");
     }
 }

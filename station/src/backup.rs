@@ -1,18 +1,26 @@
-//! `idstation backup`: a copy of the station's registry taken while the station runs, and its
-//! check (docs/station.md "Backup and restore"). The registry is the office's record — holders,
-//! documents, cards, certificates, the issuance and service journals, operators and the audit
-//! log — and on a standalone station the only one.
+//! `idstation backup`: a copy of the station's registry taken while the station runs, its
+//! check, and the end of a restore (docs/station.md "Backup and restore"). The registry is the
+//! office's record — holders, documents, cards, certificates, the issuance and service
+//! journals, operators and the audit log — and on a standalone station the only one.
 //!
 //! - **create** (a ca-admin): SQLite's `VACUUM INTO` writes a consistent copy of the database
 //!   as of one read transaction (the station may go on working) into a file this command
 //!   creates first, empty, private (0600), never over an existing file nor through a symbolic
-//!   link, in a directory no other user may write to. The copy is then opened and checked as
-//!   `verify` does, and the backup is audited (`registry.backed-up`: the file, its SHA-256,
-//!   the copy's last audit event and hash) — it holds every holder's personal data.
+//!   link, in a directory owned by this user that no other user may write to. The copy is
+//!   marked a backup copy (`PRAGMA application_id`), checked as `verify` does, and the backup
+//!   audited (`registry.backed-up`: the file, its SHA-256, the copy's last audit event and
+//!   hash). Anything failing after the file was created removes it.
 //! - **verify** (any operator): the copy's integrity (`PRAGMA integrity_check`), its schema
 //!   version, and its audit chain with the checkpoint signatures checked with this station's
-//!   audit key (from its certificate chain against the trusted root, as `audit verify-log`):
-//!   a copy of another station, or one edited since, fails.
+//!   audit key (from its certificate chain against the trusted root, as `audit verify-log`); and
+//!   whether this station's log records taking it (its SHA-256 in a `registry.backed-up`
+//!   event). Only the audit log is chained and signed: the other tables of a copy are vouched
+//!   for by that record of its SHA-256, not by the chain.
+//! - **restored** (a ca-admin, after the copy was put in place of the registry): the copy's
+//!   audit chain verified, on a standalone station the office's number blocks moved on to the
+//!   first number not on any card (`--next-number`: cards issued after the backup carry numbers
+//!   the copy would hand out again), `registry.restored` audited, the backup mark cleared. Until
+//!   then the station refuses to open a registry that is a backup copy.
 //!
 //! The HSM's keys are not in it (they never leave the HSM); nor are station.toml and the
 //! certificate files of the data dir, which a restore takes from the station's own copy.
@@ -20,6 +28,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use registry::DocumentNumber;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -41,6 +50,10 @@ pub struct BackupReport {
     pub last_seq: u64,
     pub last_hash: String,
     pub checkpoints: u64,
+    /// The file is marked a backup copy (every copy `create` writes is).
+    pub backup_copy: bool,
+    /// This station's log records taking this very file: when and by whom.
+    pub recorded: Option<String>,
 }
 
 /// Write a backup of the registry to the new file `out` (see the module documentation).
@@ -57,38 +70,61 @@ pub fn create(
         "back up the registry",
         &[registry::Role::CaAdmin],
     )?;
+    let text = out
+        .to_str()
+        .ok_or_else(|| StationError::invalid("out", "the path must be UTF-8 text"))?
+        .to_owned();
     check_directory(out)?;
+    // What the copy is checked with, before anything is written.
+    let opts = crate::audit::checkpoint_trust(st, root, trust)?;
     // Created here, empty and private: VACUUM INTO fills an empty file.
     let f = registry::files::create_new(out)
         .map_err(|e| StationError::invalid("out", format!("{}: {e}", out.display())))?;
     drop(f);
-    let written = st
-        .registry
-        .connection()
-        .execute("VACUUM INTO ?1", [out.to_string_lossy().as_ref()]);
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(out);
-        return Err(StationError::Other(format!(
-            "the backup to {} failed: {e}",
-            out.display()
-        )));
-    }
-    sync(out)?;
-    let report = verify(st, out, root, trust)?;
-    st.registry.write(|tx| {
+    let copied = copy_into(st, out, &text, &opts);
+    let report = match copied {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = std::fs::remove_file(out);
+            return Err(e);
+        }
+    };
+    let audited = st.registry.write(|tx| {
         tx.audit(&registry::AuditEntry {
             actor: session.actor(),
             action: "registry.backed-up",
             object: "registry",
             details: &serde_json::json!({
-                "file": out.display().to_string(), "sha256": report.sha256,
-                "bytes": report.bytes, "audit_last_seq": report.last_seq,
-                "audit_last_hash": report.last_hash, "holders": report.holders,
-                "documents": report.documents,
+                "file": text, "sha256": report.sha256, "bytes": report.bytes,
+                "audit_last_seq": report.last_seq, "audit_last_hash": report.last_hash,
+                "holders": report.holders, "documents": report.documents,
             }),
         })
-    })?;
-    Ok(report)
+    });
+    if let Err(e) = audited {
+        let _ = std::fs::remove_file(out);
+        return Err(e.into());
+    }
+    Ok(BackupReport {
+        recorded: Some(format!("now, by {}", session.operator())),
+        ..report
+    })
+}
+
+/// The copy written into the empty file `out`, marked, on disk, checked.
+fn copy_into(
+    st: &Station,
+    out: &Path,
+    text: &str,
+    opts: &registry::VerifyOptions,
+) -> Result<BackupReport, StationError> {
+    st.registry
+        .connection()
+        .execute("VACUUM INTO ?1", [text])
+        .map_err(|e| StationError::Other(format!("the backup to {text} failed: {e}")))?;
+    registry::mark_backup_copy(out)?;
+    sync(out)?;
+    check(st, out, opts)
 }
 
 /// Check the backup `file` (see the module documentation).
@@ -97,6 +133,15 @@ pub fn verify(
     file: &Path,
     root: &Path,
     trust: &TrustInputs,
+) -> Result<BackupReport, StationError> {
+    let opts = crate::audit::checkpoint_trust(st, root, trust)?;
+    check(st, file, &opts)
+}
+
+fn check(
+    st: &Station,
+    file: &Path,
+    opts: &registry::VerifyOptions,
 ) -> Result<BackupReport, StationError> {
     let named = |e: String| StationError::invalid("backup", format!("{}: {e}", file.display()));
     let bytes = std::fs::read(file).map_err(|e| named(e.to_string()))?;
@@ -113,13 +158,12 @@ pub fn verify(
             .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
             .map_err(|e| named(e.to_string()))
     };
-    let opts = crate::audit::checkpoint_trust(st, root, trust)?;
     let r = copy
-        .verify_audit(&opts)
+        .verify_audit(opts)
         .map_err(|e| named(format!("its audit log: {e}")))?;
+    let sha256 = hex::encode(Sha256::digest(&bytes));
     Ok(BackupReport {
         file: file.to_path_buf(),
-        sha256: hex::encode(Sha256::digest(&bytes)),
         bytes: bytes.len() as u64,
         schema_version: copy.schema_version().map_err(|e| named(e.to_string()))?,
         holders: count("holders")?,
@@ -128,35 +172,70 @@ pub fn verify(
         last_seq: r.last_seq,
         last_hash: hex::encode(r.last_hash),
         checkpoints: r.checkpoints,
+        backup_copy: copy.is_backup_copy().map_err(|e| named(e.to_string()))?,
+        recorded: recorded(st, &sha256)?,
+        sha256,
     })
 }
 
-/// The backup goes into a directory that exists and that no other user may write to (where
-/// another user could swap the new file for a link before the database is written into it).
+/// When and by whom this station's log records a backup with SHA-256 `sha256`.
+fn recorded(st: &Station, sha256: &str) -> Result<Option<String>, StationError> {
+    let mut stmt = st
+        .registry
+        .connection()
+        .prepare(
+            "SELECT time, operator, details FROM audit_events WHERE action = 'registry.backed-up'
+             ORDER BY seq",
+        )
+        .map_err(registry::Error::from)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })
+        .map_err(registry::Error::from)?;
+    for row in rows {
+        let (time, operator, details) = row.map_err(registry::Error::from)?;
+        let v: serde_json::Value = serde_json::from_str(&details).unwrap_or_default();
+        if v["sha256"] == sha256 {
+            return Ok(Some(format!("{time}, by {operator}")));
+        }
+    }
+    Ok(None)
+}
+
+/// The backup goes into an existing directory (not a link) owned by this user that no other
+/// user may write to, where no one else could swap the new file for a link before the database
+/// is written into it.
 fn check_directory(out: &Path) -> Result<(), StationError> {
     use std::os::unix::fs::MetadataExt;
     let dir = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let meta = std::fs::metadata(&dir)
-        .map_err(|e| StationError::invalid("out", format!("directory {}: {e}", dir.display())))?;
+    let refuse =
+        |why: String| StationError::invalid("out", format!("directory {}: {why}", dir.display()));
+    let meta = std::fs::symlink_metadata(&dir).map_err(|e| refuse(e.to_string()))?;
     if !meta.is_dir() {
-        return Err(StationError::invalid(
-            "out",
-            format!("{} is not a directory", dir.display()),
-        ));
+        return Err(refuse("is not a directory (a link is not followed)".into()));
+    }
+    // SAFETY: geteuid() has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return Err(refuse(format!(
+            "belongs to user {}, not to this user ({me}): choose a directory of your own",
+            meta.uid()
+        )));
     }
     if meta.mode() & 0o022 != 0 {
-        return Err(StationError::invalid(
-            "out",
-            format!(
-                "directory {} may be written by other users (mode {:o}): the backup holds \
-                 every holder's personal data; choose a directory only its owner writes to",
-                dir.display(),
-                meta.mode() & 0o7777
-            ),
-        ));
+        return Err(refuse(format!(
+            "may be written by other users (mode {:o}): the backup holds every holder's \
+             personal data; choose a directory only its owner writes to",
+            meta.mode() & 0o7777
+        )));
     }
     Ok(())
 }
@@ -170,4 +249,86 @@ fn sync(out: &Path) -> Result<(), StationError> {
     (&f).flush()
         .and_then(|()| f.sync_all())
         .map_err(|e| StationError::Other(format!("{}: {e}", out.display())))
+}
+
+/// What `backup restored` did.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RestoredReport {
+    pub audit_events: u64,
+    pub last_seq: u64,
+    pub last_hash: String,
+    /// The number blocks moved on.
+    pub number_blocks: Vec<registry::BlockMoved>,
+    pub enrolled: bool,
+}
+
+/// Finish a restore: the registry in place is a backup copy (see the module documentation).
+/// `next_number`: on a standalone station, the first document number on no card; on an
+/// enrolled one refused (the centre hands out the numbers and knows those it gave).
+pub fn restored(
+    st: &mut Station,
+    session: &Session,
+    next_number: Option<&str>,
+    root: &Path,
+    trust: &TrustInputs,
+) -> Result<RestoredReport, StationError> {
+    crate::session::require_current(
+        &mut st.registry,
+        session,
+        "finish a restore",
+        &[registry::Role::CaAdmin],
+    )?;
+    if !st.registry.is_backup_copy()? {
+        return Err(StationError::Conflict(format!(
+            "registry: {} is not a backup copy put back in place: there is no restore to finish",
+            st.layout.registry().display()
+        )));
+    }
+    let enrolled = st.config.centre.is_some();
+    let next: Option<DocumentNumber> =
+        match (next_number, enrolled) {
+            (Some(_), true) => return Err(StationError::invalid(
+                "next_number",
+                "this station is enrolled with a national centre, which hands out its document \
+                 numbers and knows those it gave: leave it out",
+            )),
+            (None, false) => return Err(StationError::invalid(
+                "next_number",
+                "required on a standalone station: the first document number on no card (cards \
+                 issued after the backup carry numbers the copy would hand out again; read the \
+                 last one off the cards or PIN letters issued since)",
+            )),
+            (Some(n), false) => Some(
+                crate::records::parse_document(n)
+                    .map_err(|e| StationError::invalid("next_number", e.to_string()))?,
+            ),
+            (None, true) => None,
+        };
+    let log = crate::audit::verify_log(st, root, trust)?;
+    let office = st.config.station.office.clone();
+    let blocks = st.registry.write(|tx| {
+        let blocks = match next {
+            Some(n) => tx.advance_number_blocks(&office, n)?,
+            None => Vec::new(),
+        };
+        tx.audit(&registry::AuditEntry {
+            actor: session.actor(),
+            action: "registry.restored",
+            object: "registry",
+            details: &serde_json::json!({
+                "audit_last_seq": log.last_seq, "audit_last_hash": log.last_hash,
+                "next_number": next.map(|n| n.to_string()), "number_blocks": blocks,
+                "enrolled": enrolled,
+            }),
+        })?;
+        Ok(blocks)
+    })?;
+    st.registry.set_backup_copy(false)?;
+    Ok(RestoredReport {
+        audit_events: log.events,
+        last_seq: log.last_seq,
+        last_hash: log.last_hash,
+        number_blocks: blocks,
+        enrolled,
+    })
 }

@@ -69,21 +69,29 @@ pub struct Station {
 impl Station {
     /// Open an initialised data dir: read station.toml, log in to the HSM, open the registry.
     pub fn open(data_dir: &Path) -> Result<Self, StationError> {
-        Self::open_with(data_dir, |config| Ok(hsm::open(&config.hsm)?))
+        Self::open_with(data_dir, |config| Ok(hsm::open(&config.hsm)?), false)
+    }
+
+    /// Open a data dir whose registry is a backup copy put back in place, to finish the restore
+    /// (`idstation backup restored`; [`crate::backup::restored`]); the HSM is not opened.
+    pub fn open_restoring(data_dir: &Path) -> Result<Self, StationError> {
+        Self::open_with(data_dir, |_| Ok(Box::new(NoHsm)), true)
     }
 
     /// Open an initialised data dir for a command that only reads the registry (`show`,
     /// `ca show`, `ca requests`, `operator list`, …): like [`Station::open`] but the HSM is not
     /// opened (no HSM PIN needed); any key operation fails with an HSM error saying so.
     pub fn open_read_only(data_dir: &Path) -> Result<Self, StationError> {
-        Self::open_with(data_dir, |_| Ok(Box::new(NoHsm)))
+        Self::open_with(data_dir, |_| Ok(Box::new(NoHsm)), false)
     }
 
-    /// Both openings: the configuration, the private-files check (a data dir or HSM PIN file
-    /// others can read is refused either way), profiles, `keys`, the registry.
+    /// Every opening: the configuration, the private-files check (a data dir or HSM PIN file
+    /// others can read is refused either way), profiles, `keys`, the registry — refused when it
+    /// is a backup copy whose restore is not finished, unless `restoring`.
     fn open_with(
         data_dir: &Path,
         keys: impl FnOnce(&StationConfig) -> Result<Box<dyn hsm::KeyStore>, StationError>,
+        restoring: bool,
     ) -> Result<Self, StationError> {
         let layout = Layout::new(data_dir);
         let config = StationConfig::load(data_dir)?;
@@ -94,6 +102,14 @@ impl Station {
         };
         let keys = keys(&config)?;
         let registry = registry::Registry::open(layout.registry())?;
+        if !restoring && registry.is_backup_copy()? {
+            return Err(StationError::Conflict(format!(
+                "registry: {} is a backup copy put back in place; finish the restore first: \
+                 `idstation backup restored --operator ADMIN` (on a standalone station with \
+                 --next-number, the first document number not yet on any card)",
+                layout.registry().display()
+            )));
+        }
         Ok(Station {
             layout,
             config,

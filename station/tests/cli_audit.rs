@@ -882,6 +882,13 @@ fn a_backup_is_a_private_copy_that_verifies_and_a_changed_or_foreign_one_does_no
         verified["checkpoints"].as_u64().expect("checkpoints") >= 1,
         "{verified}"
     );
+    assert_eq!(verified["backup_copy"], true);
+    assert!(
+        verified["recorded"]
+            .as_str()
+            .is_some_and(|r| r.contains("by admin")),
+        "{verified}"
+    );
 
     // Refused: a clerk (audited), the same file again, a link, a directory others may write to.
     exit(
@@ -964,5 +971,73 @@ fn a_backup_is_a_private_copy_that_verifies_and_a_changed_or_foreign_one_does_no
         String::from_utf8_lossy(&o.stderr).contains("checkpoint signature"),
         "{}",
         text(&o)
+    );
+
+    // The registry lost: the copy put in its place. Nothing works on it until the restore is
+    // finished; `backup restored` needs the first number on no card (a standalone station),
+    // moves the number block on to it, audits the restore, and the station works again.
+    let old = tmp.path().join("registry-before.sqlite");
+    std::fs::rename(&live, &old).expect("move the registry aside");
+    for ext in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(data.join(format!("registry.sqlite{ext}")));
+    }
+    std::fs::copy(&file, &live).expect("put the copy in place");
+    std::fs::set_permissions(&live, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let o = idstation(
+        &data,
+        &["audit", "verify-log", "--operator", "aud1"],
+        AUDITOR_PASSWORD,
+    );
+    exit(&o, 5);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("is a backup copy put back in place"),
+        "{}",
+        text(&o)
+    );
+    let restored = |extra: &[&str]| {
+        let mut args = vec!["--json", "backup", "restored", "--operator", "admin"];
+        args.extend_from_slice(extra);
+        idstation(&data, &args, ADMIN_PASSWORD)
+    };
+    let o = restored(&[]);
+    exit(&o, 2);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("next_number"),
+        "{}",
+        text(&o)
+    );
+    let series = sqlite(&live, "SELECT series FROM number_blocks");
+    exit(
+        &restored(&["--next-number", &format!("{series}0000000")]),
+        2,
+    );
+    let done = json(&ok(restored(&[
+        "--next-number",
+        &format!("{series}0000005"),
+    ])));
+    assert_eq!(
+        done["number_blocks"],
+        serde_json::json!([{ "series": series, "first": 1, "last": 9_999_999,
+                             "next_before": 1, "next_after": 5 }]),
+        "{done}"
+    );
+    assert_eq!(sqlite(&live, "SELECT next FROM number_blocks"), "5");
+    assert_eq!(sqlite(&live, "PRAGMA application_id"), "0");
+    ok(idstation(
+        &data,
+        &["audit", "verify-log", "--operator", "aud1"],
+        AUDITOR_PASSWORD,
+    ));
+    let event = sqlite(
+        &live,
+        "SELECT operator || ' ' || details FROM audit_events WHERE action = 'registry.restored'",
+    );
+    assert!(
+        event.starts_with("admin ") && event.contains("0000005"),
+        "{event}"
+    );
+    exit(
+        &restored(&["--next-number", &format!("{series}0000006")]),
+        5,
     );
 }

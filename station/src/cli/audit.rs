@@ -63,7 +63,7 @@ pub struct TrustArgs {
 }
 
 impl TrustArgs {
-    pub(super) fn inputs(&self) -> audit::TrustInputs {
+    fn inputs(&self) -> audit::TrustInputs {
         audit::TrustInputs {
             crls: self.crls.clone(),
             previous: self.previous.clone(),

@@ -77,6 +77,22 @@ impl Ctx<'_> {
         log_in(Station::open(self.data_dir)?, operator, action, roles)
     }
 
+    /// [`Ctx::open_as`] on a registry that is a backup copy put back in place, to finish the
+    /// restore (`backup restored`): the HSM is not opened.
+    pub fn open_restoring_as(
+        &self,
+        operator: &str,
+        action: &str,
+        roles: &[Role],
+    ) -> Result<(Station, Session), StationError> {
+        log_in(
+            Station::open_restoring(self.data_dir)?,
+            operator,
+            action,
+            roles,
+        )
+    }
+
     /// [`Ctx::open_as`] for a command that only reads the registry: the HSM is not opened.
     pub fn open_read_only_as(
         &self,

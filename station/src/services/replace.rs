@@ -220,8 +220,9 @@ pub fn replace(
     let rep_id = held.id;
     crate::failpoint::hit("replace.held");
     // The national record (a station enrolled to a centre): the old document held there too,
-    // which lets the centre reserve the holder's new card. Refused or unreachable: the local
-    // hold is released at once (a crash in between: `idstation recover` releases it).
+    // which lets the centre reserve the holder's new card. Refused or unanswered: the
+    // replacement is rolled back at once if the centre can say whether it made the hold, else
+    // left for `idstation recover` (as after a crash in between).
     let national = match &held.hold_job {
         // Under the job the journal holds: a roll-back releases only a hold the centre made.
         Some(job) => super::replace_elsewhere::hold(st, session.actor(), job, &number.to_string())
