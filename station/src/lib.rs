@@ -101,6 +101,15 @@ impl Station {
             None => profiles::builtin()?,
         };
         let keys = keys(&config)?;
+        // An initialised station without its registry has lost it: never a new, empty one in
+        // its place (its audit log would start again, its records gone unnoticed).
+        if !layout.registry().exists() {
+            return Err(StationError::Conflict(format!(
+                "registry: {} is missing from this initialised station; put it back, or restore \
+                 a backup (docs/station.md \"Backup and restore\")",
+                layout.registry().display()
+            )));
+        }
         let registry = registry::Registry::open(layout.registry())?;
         if !restoring && registry.is_backup_copy()? {
             return Err(StationError::Conflict(format!(

@@ -981,6 +981,19 @@ fn a_backup_is_a_private_copy_that_verifies_and_a_changed_or_foreign_one_does_no
     for ext in ["-wal", "-shm"] {
         let _ = std::fs::remove_file(data.join(format!("registry.sqlite{ext}")));
     }
+    // Without its registry the station does not start a new, empty one.
+    let o = idstation(
+        &data,
+        &["audit", "verify-log", "--operator", "aud1"],
+        AUDITOR_PASSWORD,
+    );
+    exit(&o, 5);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("is missing from this initialised station"),
+        "{}",
+        text(&o)
+    );
+    assert!(!live.exists());
     std::fs::copy(&file, &live).expect("put the copy in place");
     std::fs::set_permissions(&live, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let o = idstation(

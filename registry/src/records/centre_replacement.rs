@@ -6,7 +6,7 @@
 use rusqlite::params;
 use serde::Serialize;
 
-use crate::{now_rfc3339, Actor, Error, Registry, Result, Tx};
+use crate::{now_rfc3339, Actor, Registry, Result, Tx};
 
 /// One replacement of another station's card.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -101,19 +101,12 @@ impl Tx<'_> {
     /// End replacement `id`: completed with the new document and its issuance job, or rolled
     /// back (`None`).
     pub fn finish_centre_replacement(&self, id: i64, new: Option<(i64, i64)>) -> Result<()> {
-        let (state, doc, job) = match new {
-            Some((d, j)) => ("completed", Some(d), Some(j)),
-            None => ("rolled-back", None, None),
-        };
-        let n = self.conn().execute(
+        self.finish_holding(
             "UPDATE centre_replacements SET state = ?2, new_document_id = ?3, issuance_job_id = ?4,
                 finished_at = ?5 WHERE id = ?1 AND state = 'holding'",
-            params![id, state, doc, job, now_rfc3339()],
-        )?;
-        if n == 0 {
-            return Err(Error::Conflict(format!("replacement {id} is not holding")));
-        }
-        Ok(())
+            id,
+            new,
+        )
     }
 }
 
@@ -140,6 +133,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Error;
 
     #[test]
     fn one_open_replacement_per_old_document_and_each_ends_once() {

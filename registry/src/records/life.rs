@@ -132,15 +132,29 @@ impl Tx<'_> {
     /// End replacement `id`: completed with the new document and its issuance job, or
     /// rolled back (both `None`).
     pub fn finish_replacement(&self, id: i64, new: Option<(i64, i64)>) -> Result<()> {
+        self.finish_holding(
+            "UPDATE document_replacements SET state = ?2, new_document_id = ?3, issuance_job_id = ?4,
+                finished_at = ?5 WHERE id = ?1 AND state = 'holding'",
+            id,
+            new,
+        )
+    }
+
+    /// `update` (a replacement journal's end: id, state, new document, issuance job, time) run
+    /// for replacement `id`, which must be holding.
+    pub(super) fn finish_holding(
+        &self,
+        update: &str,
+        id: i64,
+        new: Option<(i64, i64)>,
+    ) -> Result<()> {
         let (state, doc, job) = match new {
             Some((d, j)) => ("completed", Some(d), Some(j)),
             None => ("rolled-back", None, None),
         };
-        let n = self.conn().execute(
-            "UPDATE document_replacements SET state = ?2, new_document_id = ?3, issuance_job_id = ?4,
-                finished_at = ?5 WHERE id = ?1 AND state = 'holding'",
-            params![id, state, doc, job, now_rfc3339()],
-        )?;
+        let n = self
+            .conn()
+            .execute(update, params![id, state, doc, job, now_rfc3339()])?;
         if n == 0 {
             return Err(Error::Conflict(format!("replacement {id} is not holding")));
         }

@@ -241,17 +241,11 @@ pub fn replace(
             Some(rep) => settle(st, session.actor(), &rep).map(|_| ()),
             None => Ok(()),
         };
-        let e = refused(st, session, "replace", num, e);
-        return Err(match rolled {
-            Ok(()) => e,
-            Err(r) => with_note(
-                e,
-                &format!(
-                    "replacement {rep_id} stays open until the centre answers (`idstation \
-                     recover` settles it): {r}"
-                ),
-            ),
-        });
+        return Err(unheld(
+            refused(st, session, "replace", num, e),
+            rep_id,
+            rolled,
+        ));
     }
 
     // 2. issue
@@ -437,6 +431,25 @@ fn finish(
             };
             Err(with_note(e, &note))
         }
+    }
+}
+
+/// The hold's refusal `e` of replacement `rep_id`, noting when the roll-back that followed
+/// (`rolled`) could not be done and is left for `recover`.
+pub(super) fn unheld(
+    e: StationError,
+    rep_id: i64,
+    rolled: Result<(), StationError>,
+) -> StationError {
+    match rolled {
+        Ok(()) => e,
+        Err(r) => with_note(
+            e,
+            &format!(
+                "replacement {rep_id} stays open until the centre answers (`idstation recover` \
+                 settles it): {r}"
+            ),
+        ),
     }
 }
 

@@ -85,17 +85,7 @@ pub(super) fn replace(
         } else {
             roll_back(st, session.actor(), &rep, None)
         };
-        let e = refused(st, e);
-        return Err(match rolled {
-            Ok(()) => e,
-            Err(r) => with_note(
-                e,
-                &format!(
-                    "replacement {rep_id} stays open until the centre answers (`idstation \
-                     recover` settles it): {r}"
-                ),
-            ),
-        });
+        return Err(super::replace::unheld(refused(st, e), rep_id, rolled));
     }
 
     // 2. issue
@@ -352,8 +342,17 @@ pub(super) fn centre_made_hold(
     job: &str,
     document: &str,
 ) -> Result<bool, StationError> {
-    let asked = crate::centre::CentreClient::for_station(st)?
-        .get::<centre_api::ServiceJobStatus>(&centre_api::paths::service_job(job));
+    let path = centre_api::paths::service_job(job);
+    let client = crate::centre::CentreClient::for_station(st)?;
+    // Asked again, a little later, when the centre could not be reached.
+    let mut asked = client.get::<centre_api::ServiceJobStatus>(&path);
+    for wait in [200, 400] {
+        if !matches!(asked, Err(StationError::CentreUnreachable { .. })) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(wait));
+        asked = client.get::<centre_api::ServiceJobStatus>(&path);
+    }
     match asked {
         Ok(s) if s.kind == "hold" && s.document.as_deref() == Some(document) => Ok(true),
         Ok(s) => Err(StationError::Other(format!(
