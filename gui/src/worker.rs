@@ -121,6 +121,10 @@ pub enum Command {
     /// Bring the registry up to date with what other offices changed at the centre
     /// (`crate::centre_sync`; clerk or ca-admin on an enrolled station).
     SyncWithCentre,
+    /// Back the registry up into the new file `out` (`crate::ca::backup`; ca-admin).
+    Backup {
+        out: PathBuf,
+    },
 }
 
 /// Who is logged in, as the UI needs to know it (no password).
@@ -220,6 +224,7 @@ pub enum Event {
     CentreOutboxRetried(Result<OutboxMessage, Shown>),
     CardsToReplace(Result<station::centre::to_replace::CardsToReplace, Shown>),
     CentreSynced(Result<station::services::mirror::SyncReport, Shown>),
+    BackedUp(Result<Box<station::backup::BackupReport>, Shown>),
 }
 
 /// The CA-admin's rotation view: every request (newest first) and the re-issuance list.
@@ -484,6 +489,9 @@ impl WorkerState {
             Command::SyncWithCentre => send(Event::CentreSynced(
                 station::services::mirror::sync(st, &session).map_err(shown(lang)),
             )),
+            Command::Backup { out } => send(Event::BackedUp(
+                backup(st, &session, &out).map_err(shown(lang)),
+            )),
         }
     }
 
@@ -562,6 +570,20 @@ impl WorkerState {
             Err(e) => send(Event::LoginFailed(e)),
         }
     }
+}
+
+/// `idstation backup create` with the data dir's root certificate as the audit key's anchor.
+fn backup(
+    st: &mut Station,
+    session: &Session,
+    out: &Path,
+) -> Result<Box<station::backup::BackupReport>, StationError> {
+    let root = station::audit::root_file(None, &st.layout.root)?;
+    let trust = station::audit::TrustInputs {
+        crls: Vec::new(),
+        previous: None,
+    };
+    station::backup::create(st, session, out, &root, &trust).map(Box::new)
 }
 
 /// Before every action: the account is still enabled, unlocked and of the same role, and the

@@ -449,6 +449,7 @@ station-field-note = Reason
 station-field-dir = Folder
 station-field-range = Date range
 station-field-reader = Reader
+station-field-out = Backup file
 ca-rollover-heading = Root rollover
 ca-rollover-note = A root rollover makes a new National Root; every station and relying party must then trust it. Give the reason and confirm before the request is filed.
 ca-rollover-reason = Reason for the rollover
@@ -730,3 +731,10 @@ sync-stopped = The automatic sync has stopped: the refusal does not change by tr
 sync-what-changed = What changed
 sync-document = Document { $document }: { $was } here, { $now } at the centre since { $when } ({ $by })
 sync-document-failed = Document { $document } could not be brought up to date:
+
+## Registry backup (CA workspace)
+backup-heading = Registry backup
+backup-note = A consistent copy of this station's registry — every holder's personal data, the journals, the operators and the audit log — taken while the station works, checked with the station's audit key and recorded in the audit log. The file must be new, in a folder of yours that no one else can write to. Keep it as safely as the station itself.
+backup-file = Backup file
+backup-button = Back up the registry
+backup-done = Backed up to { $file }: { $bytes } bytes, { $holders } holders, { $documents } documents, the audit log up to event { $seq }.

@@ -442,6 +442,7 @@ station-field-note = Sabab
 station-field-dir = Jild
 station-field-range = Sana oraligʻi
 station-field-reader = Oʻquvchi
+station-field-out = Nusxa fayli
 ca-rollover-heading = Ildiz kalitini almashtirish
 ca-rollover-note = Ildiz kalitini almashtirish yangi Milliy ildizni yaratadi; keyin unga barcha stansiyalar va tekshiruvchilar ishonishi kerak. Soʻrov berishdan oldin sababini yozing va tasdiqlang.
 ca-rollover-reason = Almashtirish sababi
@@ -717,3 +718,10 @@ sync-stopped = Avtomatik solishtirish toʻxtatildi: qayta urinish rad etishni o�
 sync-what-changed = Nima oʻzgardi
 sync-document = Hujjat { $document }: bu yerda { $was }, markazda { $when } dan beri { $now } ({ $by })
 sync-document-failed = Hujjat { $document } ni yangilab boʻlmadi:
+
+## Registry backup (CA workspace)
+backup-heading = Reyestrning zaxira nusxasi
+backup-note = Ushbu stansiya reyestrining izchil nusxasi — barcha egalarning shaxsiy maʼlumotlari, jurnallar, operatorlar va audit jurnali — stansiya ishlayotganda olinadi, stansiyaning audit kaliti bilan tekshiriladi va audit jurnaliga yoziladi. Fayl yangi boʻlishi, boshqa hech kim yoza olmaydigan sizning jildingizda boʻlishi kerak. Uni stansiyaning oʻzidek ishonchli saqlang.
+backup-file = Nusxa fayli
+backup-button = Reyestr nusxasini olish
+backup-done = Nusxa { $file } ga saqlandi: { $bytes } bayt, egalar: { $holders }, hujjatlar: { $documents }, audit jurnali { $seq }-hodisagacha.

@@ -4,9 +4,11 @@
 //! reason, shown in words), and CA key rotation under dual control ([`requests`]:
 //! `station::rotation`, docs/rotation.md). On a station enrolled to the national centre, whose
 //! CAs the centre holds, it shows the hierarchy, the Document Signer renewal
-//! (`station::document_signer`) and the dual-control requests that remain (operators). Station errors are shown in plain words with the
+//! (`station::document_signer`) and the dual-control requests that remain (operators). Last,
+//! the registry backup ([`backup`]). Station errors are shown in plain words with the
 //! technical text under "Details" (`crate::error`).
 
+pub mod backup;
 pub mod requests;
 
 use egui::{Color32, RichText};
@@ -47,6 +49,8 @@ pub struct CaState {
     pub rollover: Option<RolloverForm>,
     /// An enrolled station's revocation of a document at the centre.
     doc: DocRevocation,
+    /// The registry backup.
+    pub backup: backup::BackupState,
 }
 
 /// The form revoking a document at the national centre (an enrolled station's CA workspace).
@@ -75,10 +79,12 @@ impl CaState {
             || self.revoke_pending
             || self.doc.pending
             || self.rotation_pending
+            || self.backup.busy()
             || (self.requested && (self.summaries.is_none() || self.rotation.is_none()))
     }
 
     pub fn handle(&mut self, ev: &Event) {
+        self.backup.handle(ev);
         match ev {
             Event::CaSummaries(r) => self.summaries = Some(r.clone()),
             Event::DocumentRevoked(r) if self.doc.pending => {
@@ -132,6 +138,8 @@ pub fn ui(ui: &mut egui::Ui, st: &mut CaState, session: &SessionInfo, cmds: &mut
                 ui.separator();
             }
             requests::ui(ui, st, &session.operator, !session.centre, cmds);
+            ui.separator();
+            backup::ui(ui, &mut st.backup, cmds);
         });
     });
 }
