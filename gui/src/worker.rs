@@ -121,7 +121,7 @@ pub enum Command {
     /// Bring the registry up to date with what other offices changed at the centre
     /// (`crate::centre_sync`; clerk or ca-admin on an enrolled station).
     SyncWithCentre,
-    /// Back the registry up into the new file `out` (`crate::ca::backup`; ca-admin).
+    /// Back the registry up into the new file `out` (the CA workspace's backup; ca-admin).
     Backup {
         out: PathBuf,
     },
