@@ -144,8 +144,15 @@ fn check(
     opts: &registry::VerifyOptions,
 ) -> Result<BackupReport, StationError> {
     let named = |e: String| StationError::invalid("backup", format!("{}: {e}", file.display()));
-    let bytes = std::fs::read(file).map_err(|e| named(e.to_string()))?;
-    let copy = registry::Registry::open_read_only(file).map_err(|e| named(e.to_string()))?;
+    // Hashed as it is read, not held in memory whole.
+    let (bytes, sha256) = hash_file(file).map_err(|e| named(e.to_string()))?;
+    let copy = registry::Registry::open_read_only(file).map_err(|e| match e {
+        registry::Error::Conflict(m) if m.contains("needs migrating") => named(format!(
+            "{m}: a copy taken by an older version is checked once it is put in place \
+             (`backup restored` migrates and verifies it); the file itself is left as it is"
+        )),
+        e => named(e.to_string()),
+    })?;
     let integrity: String = copy
         .connection()
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
@@ -161,10 +168,9 @@ fn check(
     let r = copy
         .verify_audit(opts)
         .map_err(|e| named(format!("its audit log: {e}")))?;
-    let sha256 = hex::encode(Sha256::digest(&bytes));
     Ok(BackupReport {
         file: file.to_path_buf(),
-        bytes: bytes.len() as u64,
+        bytes,
         schema_version: copy.schema_version().map_err(|e| named(e.to_string()))?,
         holders: count("holders")?,
         documents: count("documents")?,
@@ -176,6 +182,24 @@ fn check(
         recorded: recorded(st, &sha256)?,
         sha256,
     })
+}
+
+/// The size and SHA-256 (hex) of `file`, read in blocks.
+fn hash_file(file: &Path) -> std::io::Result<(u64, String)> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(file)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((total, hex::encode(hasher.finalize())))
 }
 
 /// When and by whom this station's log records a backup with SHA-256 `sha256`.

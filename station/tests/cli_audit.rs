@@ -946,6 +946,19 @@ fn a_backup_is_a_private_copy_that_verifies_and_a_changed_or_foreign_one_does_no
     let bytes = std::fs::read(&file).expect("read");
     std::fs::write(&short, &bytes[..bytes.len() / 2]).expect("write");
     exit(&verify(&short), 2);
+    // A copy of an older schema is not migrated by `verify` (the file is left as it is).
+    let older = dir.join("older.sqlite");
+    std::fs::copy(&file, &older).expect("copy");
+    sqlite(&older, "PRAGMA user_version = 11");
+    let before = std::fs::read(&older).expect("read");
+    let o = verify(&older);
+    exit(&o, 2);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("a copy taken by an older version"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(std::fs::read(&older).expect("read"), before);
     let other = station(&tmp.path().join("other"));
     ok(idstation(
         &other,
