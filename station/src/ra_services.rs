@@ -46,9 +46,15 @@ pub(crate) fn post<Q: Serialize, R: DeserializeOwned>(
     body: &Q,
 ) -> Result<R, StationError> {
     let client = CentreClient::for_station(st)?;
+    retried(path, || client.post(path, body))
+}
+
+/// `call` to `path`, made again (the same request) when the centre could not be reached:
+/// [`ATTEMPTS`] in all, a little longer apart each time.
+fn retried<R>(path: &str, call: impl Fn() -> Result<R, StationError>) -> Result<R, StationError> {
     let mut last = None;
     for attempt in 1..=ATTEMPTS {
-        match client.post(path, body) {
+        match call() {
             Err(e @ StationError::CentreUnreachable { .. }) => {
                 tracing::warn!(attempt, %path, error = %e, "centre call failed; sending it again");
                 last = Some(e);
@@ -58,6 +64,46 @@ pub(crate) fn post<Q: Serialize, R: DeserializeOwned>(
         }
     }
     Err(last.unwrap_or_else(|| StationError::Other("no attempt made".into())))
+}
+
+/// Hold `document` at the centre under service job `job` (a repeat after a lost answer is the
+/// same job: the centre answers it with its first answer).
+pub(crate) fn hold_at_centre(
+    st: &Station,
+    actor: &Actor,
+    job: &str,
+    document: &str,
+) -> Result<Hold, StationError> {
+    let request = HoldRequest {
+        operator: actor.operator.clone(),
+        document: document.to_owned(),
+        identity_confirmed: false,
+    };
+    post(st, &paths::service(job, "hold"), &request)
+}
+
+/// Whether the centre made the hold of `document` under service job `job` (asked again when
+/// it cannot be reached): a job unknown there, the hold was never made.
+pub(crate) fn centre_made_hold(
+    st: &Station,
+    job: &str,
+    document: &str,
+) -> Result<bool, StationError> {
+    let path = paths::service_job(job);
+    let client = CentreClient::for_station(st)?;
+    match retried(&path, || client.get::<centre_api::ServiceJobStatus>(&path)) {
+        Ok(s) if s.kind == "hold" && s.document.as_deref() == Some(document) => Ok(true),
+        Ok(s) => Err(StationError::Other(format!(
+            "the centre's job {job} is a {} job of document {:?}, not a hold of {document}",
+            s.kind, s.document
+        ))),
+        Err(StationError::CentreRefused { refusal, .. })
+            if refusal.rule == centre_api::rules::JOB_NOT_FOUND =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// The card services through the centre.
@@ -181,12 +227,7 @@ impl ServiceSeam for ViaCentre {
         actor: &Actor,
         document: &str,
     ) -> Result<Option<Hold>, StationError> {
-        let request = HoldRequest {
-            operator: actor.operator.clone(),
-            document: document.to_owned(),
-            identity_confirmed: false,
-        };
-        post(st, &paths::service(&job_uuid()?, "hold"), &request).map(Some)
+        hold_at_centre(st, actor, &job_uuid()?, document).map(Some)
     }
 
     fn release(

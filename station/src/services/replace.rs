@@ -225,8 +225,10 @@ pub fn replace(
     // left for `idstation recover` (as after a crash in between).
     let national = match &held.hold_job {
         // Under the job the journal holds: a roll-back releases only a hold the centre made.
-        Some(job) => super::replace_elsewhere::hold(st, session.actor(), job, &number.to_string())
-            .map(|_| ()),
+        Some(job) => {
+            crate::ra_services::hold_at_centre(st, session.actor(), job, &number.to_string())
+                .map(|_| ())
+        }
         None => crate::ra_services::seam(st)
             .hold(st, session.actor(), &number.to_string())
             .map(|_| ()),
@@ -601,7 +603,7 @@ fn settle(
             let made = match (&rep.hold_job, &st.config.centre) {
                 (Some(job), Some(_)) if old.status == DocumentStatus::Suspended => {
                     let n = number.to_string();
-                    super::replace_elsewhere::centre_made_hold(st, rep.id, job, &n)?
+                    crate::ra_services::centre_made_hold(st, job, &n)?
                 }
                 _ => true,
             };

@@ -75,7 +75,7 @@ pub(super) fn replace(
     });
     let rep_id = started.map_err(|e| refused(st, e.into()))?;
     crate::failpoint::hit("replace.held");
-    if let Err(e) = hold(st, session.actor(), &hold_job, &document) {
+    if let Err(e) = crate::ra_services::hold_at_centre(st, session.actor(), &hold_job, &document) {
         let rep = open(st, rep_id)?
             .ok_or_else(|| StationError::Other(format!("replacement {rep_id} is not open")))?;
         // Refused: nothing was held. Not answered: the centre is asked whether it made the
@@ -294,22 +294,6 @@ fn settle(
     }
 }
 
-/// Hold `document` at the centre under service job `job` (a repeat after a lost answer is the
-/// same job: the centre answers it with its first answer).
-pub(super) fn hold(
-    st: &Station,
-    actor: &registry::Actor,
-    job: &str,
-    document: &str,
-) -> Result<centre_api::HoldResponse, StationError> {
-    let request = centre_api::HoldRequest {
-        operator: actor.operator.clone(),
-        document: document.to_owned(),
-        identity_confirmed: false,
-    };
-    crate::ra_services::post(st, &centre_api::paths::service(job, "hold"), &request)
-}
-
 /// The journal rolled back, the hold released at the centre first if the centre made it (it
 /// knows the replacement's hold job): a suspension anyone else made is not touched. (A hold
 /// request still on its way when the centre says it does not know the job would arrive after
@@ -321,7 +305,7 @@ fn roll_back(
     rep: &CentreReplacement,
     job: Option<i64>,
 ) -> Result<(), StationError> {
-    let held = centre_made_hold(st, rep.id, &rep.hold_job, &rep.old_document)?;
+    let held = crate::ra_services::centre_made_hold(st, &rep.hold_job, &rep.old_document)?;
     if held {
         crate::ra_services::seam(st).replacement_settled(
             st,
@@ -332,41 +316,6 @@ fn roll_back(
         )?;
     }
     close(st, actor, rep, job, held)
-}
-
-/// Whether the centre made replacement `id`'s hold of `document` (its service job `job`):
-/// unknown there, the hold was never made.
-pub(super) fn centre_made_hold(
-    st: &Station,
-    id: i64,
-    job: &str,
-    document: &str,
-) -> Result<bool, StationError> {
-    let path = centre_api::paths::service_job(job);
-    let client = crate::centre::CentreClient::for_station(st)?;
-    // Asked again, a little later, when the centre could not be reached.
-    let mut asked = client.get::<centre_api::ServiceJobStatus>(&path);
-    for wait in [200, 400] {
-        if !matches!(asked, Err(StationError::CentreUnreachable { .. })) {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(wait));
-        asked = client.get::<centre_api::ServiceJobStatus>(&path);
-    }
-    match asked {
-        Ok(s) if s.kind == "hold" && s.document.as_deref() == Some(document) => Ok(true),
-        Ok(s) => Err(StationError::Other(format!(
-            "replacement {id}: the centre's job {job} is a {} job of document {:?}, not this \
-             replacement's hold of {document}",
-            s.kind, s.document
-        ))),
-        Err(StationError::CentreRefused { refusal, .. })
-            if refusal.rule == centre_api::rules::JOB_NOT_FOUND =>
-        {
-            Ok(false)
-        }
-        Err(e) => Err(e),
-    }
 }
 
 /// The journal rolled back (`released`: the replacement's hold at the centre released).
