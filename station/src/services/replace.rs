@@ -157,31 +157,64 @@ fn check_recalled(st: &mut Station, session: &Session, number: &str) -> Result<(
     }
 }
 
-/// A name-change replacement carries the holder's new name: at least one of the names (Latin
-/// or Cyrillic) differs from the registered record, and the clerk confirmed the change.
+/// [`check_new_name`] against the names this station's registry has.
 fn check_name_change(
     registered: &registry::NewHolder,
     input: &IssueInput,
 ) -> Result<(), StationError> {
+    let h = registered;
+    let names = [
+        Some(h.surname.as_str()),
+        Some(h.given_names.as_str()),
+        h.patronymic.as_deref(),
+        h.surname_cyrillic.as_deref(),
+        h.given_names_cyrillic.as_deref(),
+        h.patronymic_cyrillic.as_deref(),
+    ];
+    check_new_name(names, input, false)
+}
+
+/// A name-change replacement carries the holder's new name: at least one of the names (Latin
+/// or Cyrillic) differs from `registered` (this station's registry's, or with `national` the
+/// national registry's), and the clerk confirmed the change.
+pub(super) fn check_new_name(
+    registered: [Option<&str>; 6],
+    input: &IssueInput,
+    national: bool,
+) -> Result<(), StationError> {
     let r = &input.holder.record;
-    let same = registered.surname == r.surname
-        && registered.given_names == r.given_names
-        && registered.patronymic == r.patronymic
-        && registered.surname_cyrillic == r.surname_cyrillic
-        && registered.given_names_cyrillic == r.given_names_cyrillic
-        && registered.patronymic_cyrillic == r.patronymic_cyrillic;
-    if same {
+    let typed = [
+        Some(r.surname.as_str()),
+        Some(r.given_names.as_str()),
+        r.patronymic.as_deref(),
+        r.surname_cyrillic.as_deref(),
+        r.given_names_cyrillic.as_deref(),
+        r.patronymic_cyrillic.as_deref(),
+    ];
+    let (whose, changes) = if national {
+        (
+            "the ones the national registry has",
+            "the national registry",
+        )
+    } else {
+        ("the ones registered", "the registry")
+    };
+    if registered == typed {
         return Err(StationError::invalid(
             "surname",
-            "a name-change replacement needs the holder's new name: the names are the ones \
-             registered; enter the new name from the holder's documents",
+            format!(
+                "a name-change replacement needs the holder's new name: the names are {whose}; \
+                 enter the new name from the holder's documents"
+            ),
         ));
     }
     if !input.update_holder {
         return Err(StationError::invalid(
             "surname",
-            "the holder's new name changes the registry: confirm it against the holder's \
-             documents (--update-holder) before the replacement",
+            format!(
+                "the holder's new name changes {changes}: confirm it against the holder's \
+                 documents (--update-holder) before the replacement"
+            ),
         ));
     }
     Ok(())

@@ -163,35 +163,20 @@ fn check(found: &CardAtCentre, input: &ReplaceInput) -> Result<(), StationError>
                  name-change"
             ),
         )),
-        "name-change" => check_name_change(found, input),
+        "name-change" => {
+            let h = &found.holder;
+            let registered = [
+                Some(h.surname.as_str()),
+                Some(h.given_names.as_str()),
+                h.patronymic.as_deref(),
+                h.surname_cyrillic.as_deref(),
+                h.given_names_cyrillic.as_deref(),
+                h.patronymic_cyrillic.as_deref(),
+            ];
+            super::replace::check_new_name(registered, &input.issue, true)
+        }
         _ => Ok(()),
     }
-}
-
-/// A name-change replacement carries a name other than the centre's, confirmed by the clerk.
-fn check_name_change(found: &CardAtCentre, input: &ReplaceInput) -> Result<(), StationError> {
-    let (c, r) = (&found.holder, &input.issue.holder.record);
-    let same = c.surname == r.surname
-        && c.given_names == r.given_names
-        && c.patronymic == r.patronymic
-        && c.surname_cyrillic == r.surname_cyrillic
-        && c.given_names_cyrillic == r.given_names_cyrillic
-        && c.patronymic_cyrillic == r.patronymic_cyrillic;
-    if same {
-        return Err(StationError::invalid(
-            "surname",
-            "a name-change replacement needs the holder's new name: the names are the ones the \
-             national registry has; enter the new name from the holder's documents",
-        ));
-    }
-    if !input.issue.update_holder {
-        return Err(StationError::invalid(
-            "surname",
-            "the holder's new name changes the national registry: confirm it against the \
-             holder's documents (--update-holder) before the replacement",
-        ));
-    }
-    Ok(())
 }
 
 /// Replacement `id` if it is still holding.
