@@ -456,7 +456,7 @@ pub fn verify_with(
 /// What a log of this station is verified with: its audit key (for the checkpoint
 /// signatures), from its certificate chain checked against the trusted `root` file (the
 /// audit-signing mark, the links, `trust.crls`) — never from a key table in a database (no
-/// HSM); no anchor.
+/// HSM); and with `trust.previous` the anchor of that earlier export's last event.
 pub fn checkpoint_trust(
     st: &Station,
     root: &Path,
@@ -475,7 +475,7 @@ pub fn checkpoint_trust(
         })?;
     Ok(registry::VerifyOptions {
         checkpoint_key: Some(key),
-        anchor: None,
+        anchor: trust.previous_head(&root_bytes, &crls)?,
     })
 }
 
@@ -502,11 +502,7 @@ pub fn verify_log(
     trust: &TrustInputs,
 ) -> Result<VerifyLogOutcome, StationError> {
     let label = st.config.ca.audit_key.clone();
-    let mut opts = checkpoint_trust(st, root, trust)?;
-    let root_bytes = std::fs::read(root).map_err(|e| {
-        StationError::invalid("root", format!("cannot read {}: {e}", root.display()))
-    })?;
-    opts.anchor = trust.previous_head(&root_bytes, &trust.crls()?)?;
+    let opts = checkpoint_trust(st, root, trust)?;
     let r = st.registry.verify_audit(&opts).map_err(|e| match e {
         registry::Error::AuditBroken { .. } => StationError::invalid("audit log", e.to_string()),
         e => e.into(),
