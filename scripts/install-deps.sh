@@ -14,6 +14,8 @@ APT_PACKAGES=(
   postgresql
   # GUI: a font with the Uzbek modifier letters (ʻ ʼ), Mesa's lavapipe for the wgpu snapshot tests
   fonts-dejavu-core mesa-vulkan-drivers libvulkan1
+  # libfaketime: a station run as if months had passed (the Document Signer's automatic renewal)
+  faketime
 )
 PIP_PACKAGES=(pkilint 'pyhanko[pkcs11]' pyhanko-cli mrz pyscard)
 
@@ -53,7 +55,7 @@ if [ ${#need_pip[@]} -gt 0 ]; then
   command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 fi
 
-for tool in pdftotext lint_etsi_cert lint_pkix_cert lint_crl openssl pkcs11-tool pkcs15-tool yubico-piv-tool softhsm2-util pcscd; do
+for tool in faketime pdftotext lint_etsi_cert lint_pkix_cert lint_crl openssl pkcs11-tool pkcs15-tool yubico-piv-tool softhsm2-util pcscd; do
   command -v "$tool" >/dev/null 2>&1 || { echo "install-deps: $tool is still missing after install" >&2; exit 1; }
 done
 echo "install-deps: all present"

@@ -233,6 +233,10 @@ pub struct StationStatus {
     /// interrupted after the centre's answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub document_signer_serial: Option<String>,
+    /// The centre's clock when it answered (RFC 3339, UTC): the station compares its own with
+    /// it before it judges by its clock whether its Document Signer is due for renewal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -249,6 +249,10 @@ impl StationApp {
                 self.to_replace.handle(&other);
                 let every = self.session.as_ref().and_then(|s| s.centre_sync);
                 self.centre_sync.handle(&other, every);
+                if let (Some(s), Some(d)) = (&mut self.session, CentreSyncState::renewed(&other)) {
+                    // What the clerk is told about the Document Signer: the new one now.
+                    s.document_signer = d.key_usage_until.clone().zip(d.days_left);
+                }
                 let mut cmds = Vec::new();
                 self.deliveries.handle(&other, &mut cmds);
                 for c in cmds {

@@ -14,6 +14,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use egui::{Color32, RichText};
+use station::document_signer::DocumentSignerRenewal;
 use station::services::mirror::SyncReport;
 
 use crate::error::{self as gerr, Shown};
@@ -63,6 +64,15 @@ impl CentreSyncState {
         self.last.as_ref().and_then(|l| l.result.as_ref().ok())
     }
 
+    /// The Document Signer that the sync answered by `ev` renewed (the station renews it by
+    /// itself once its key usage is about to end).
+    pub fn renewed(ev: &Event) -> Option<&DocumentSignerRenewal> {
+        match ev {
+            Event::CentreSynced(Ok(r)) => r.document_signer_renewed.as_ref(),
+            _ => None,
+        }
+    }
+
     fn ask(&mut self, cmds: &mut Vec<Command>) {
         self.pending = true;
         self.stopped = false;
@@ -86,7 +96,7 @@ impl CentreSyncState {
             return;
         };
         self.pending = false;
-        let clean = matches!(r, Ok(rep) if rep.failed.is_empty());
+        let clean = matches!(r, Ok(rep) if rep.clean());
         self.failures = if clean {
             0
         } else {
@@ -159,6 +169,17 @@ fn outcome_ui(ui: &mut egui::Ui, last: &Last) {
                     ta(ui, "sync-failed-some", &failed),
                 );
             }
+            if let Some(d) = &r.document_signer_renewed {
+                let until = d.key_usage_until.as_deref().unwrap_or("");
+                let args = [
+                    ("key", i18n::s(d.key.as_str())),
+                    ("until", i18n::s(i18n::date(until))),
+                ];
+                ui.label(ta(ui, "sync-ds-renewed", &args));
+            }
+            if r.document_signer_failed.is_some() {
+                ui.colored_label(Color32::from_rgb(200, 120, 0), t(ui, "sync-ds-failed"));
+            }
         }
         Err(e) => {
             ui.colored_label(Color32::RED, ta(ui, "sync-failed", &when));
@@ -175,7 +196,7 @@ fn outcome_ui(ui: &mut egui::Ui, last: &Last) {
 
 /// The documents the last sync changed here, and those it could not, under an expander.
 fn changes_ui(ui: &mut egui::Ui, r: &SyncReport) {
-    if r.mirrored.is_empty() && r.failed.is_empty() {
+    if r.mirrored.is_empty() && r.failed.is_empty() && r.document_signer_failed.is_none() {
         return;
     }
     let lang = i18n::current(ui.ctx());
@@ -201,6 +222,10 @@ fn changes_ui(ui: &mut egui::Ui, r: &SyncReport) {
                     Color32::from_rgb(200, 120, 0),
                     ta(ui, "sync-document-failed", &args),
                 );
+                ui.label(RichText::new(error).monospace().small());
+            }
+            if let Some(error) = &r.document_signer_failed {
+                ui.colored_label(Color32::from_rgb(200, 120, 0), t(ui, "sync-ds-failed"));
                 ui.label(RichText::new(error).monospace().small());
             }
         });
@@ -258,11 +283,56 @@ mod tests {
             skipped: Vec::new(),
             failed: Vec::new(),
             until: "2026-12-05T14:00:00Z".into(),
+            document_signer_renewed: None,
+            document_signer_failed: None,
         };
         st.handle(&Event::CentreSynced(Ok(clean)), every);
         assert_eq!((st.failures, due_in(&st)), (0, Some(300)));
         // An answer nobody asked for (after a log-out) changes nothing.
         st.handle(&failure(true), every);
         assert_eq!((st.failures, due_in(&st)), (0, Some(300)));
+    }
+
+    /// A sync whose due Document Signer renewal failed is retried as a failed one (after a
+    /// minute), and a renewal it made is what the workspace learns of the new Document Signer.
+    #[test]
+    fn a_failed_document_signer_renewal_is_retried_and_a_renewal_is_passed_on() {
+        let every = Some(Duration::from_secs(300));
+        let report = |failed: Option<&str>, renewed: Option<DocumentSignerRenewal>| {
+            Event::CentreSynced(Ok(SyncReport {
+                listed: 0,
+                mirrored: Vec::new(),
+                skipped: Vec::new(),
+                failed: Vec::new(),
+                until: "2026-12-05T14:00:00Z".into(),
+                document_signer_renewed: renewed,
+                document_signer_failed: failed.map(str::to_owned),
+            }))
+        };
+        let mut st = CentreSyncState::default();
+        st.ask(&mut Vec::new());
+        st.handle(
+            &report(Some("the centre could not be reached"), None),
+            every,
+        );
+        assert_eq!((st.failures, due_in(&st)), (1, Some(60)));
+        assert!(CentreSyncState::renewed(&report(Some("x"), None)).is_none());
+        let renewal = DocumentSignerRenewal {
+            key: "ds-2".into(),
+            serial: "01".into(),
+            csca: "csca-1".into(),
+            key_usage_until: Some("2027-03-07T12:00:00Z".into()),
+            days_left: Some(91),
+            previous_key: Some("ds-1".into()),
+            csca_learnt: None,
+            issued_now: true,
+            automatic: true,
+        };
+        st.ask(&mut Vec::new());
+        let done = report(None, Some(renewal));
+        st.handle(&done, every);
+        assert_eq!((st.failures, due_in(&st)), (0, Some(300)));
+        let d = CentreSyncState::renewed(&done).expect("the renewal");
+        assert_eq!((d.key.as_str(), d.days_left), ("ds-2", Some(91)));
     }
 }

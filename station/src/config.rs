@@ -62,11 +62,32 @@ pub struct CentreSection {
         skip_serializing_if = "CentreSection::is_default_sync_every"
     )]
     pub sync_every_seconds: u64,
+    /// From how many days before its key usage period ends the station renews its Document
+    /// Signer by itself (docs/centre.md "Document Signer renewal"): at a `centre sync` (the
+    /// GUI's automatic one included) or an issuance once that many days or fewer are left
+    /// (default 14; 0: only a ca-admin's `centre renew-document-signer`).
+    #[serde(
+        default = "CentreSection::default_renew_ds",
+        skip_serializing_if = "CentreSection::is_default_renew_ds"
+    )]
+    pub renew_document_signer_days: u32,
 }
 
 impl CentreSection {
     pub const DEFAULT_REQUEST_TIMEOUT_SECONDS: u64 = 30;
     pub const DEFAULT_SYNC_EVERY_SECONDS: u64 = 300;
+    pub const DEFAULT_RENEW_DOCUMENT_SIGNER_DAYS: u32 = 14;
+    /// The most `renew_document_signer_days` may be: under half of ICAO's three months, so a
+    /// Document Signer just renewed is never due again at once.
+    pub const MAX_RENEW_DOCUMENT_SIGNER_DAYS: u32 = 45;
+
+    fn default_renew_ds() -> u32 {
+        Self::DEFAULT_RENEW_DOCUMENT_SIGNER_DAYS
+    }
+
+    fn is_default_renew_ds(v: &u32) -> bool {
+        *v == Self::DEFAULT_RENEW_DOCUMENT_SIGNER_DAYS
+    }
 
     fn default_sync_every() -> u64 {
         Self::DEFAULT_SYNC_EVERY_SECONDS
@@ -115,6 +136,16 @@ impl CentreSection {
                 reason: format!(
                     "centre.sync_every_seconds = {}: must be 0 (only when asked) or 10..86400",
                     self.sync_every_seconds
+                ),
+            });
+        }
+        if self.renew_document_signer_days > Self::MAX_RENEW_DOCUMENT_SIGNER_DAYS {
+            return Err(StationError::Config {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "centre.renew_document_signer_days = {}: must be 0 (only by hand) or 1..{}",
+                    self.renew_document_signer_days,
+                    Self::MAX_RENEW_DOCUMENT_SIGNER_DAYS
                 ),
             });
         }
@@ -364,6 +395,31 @@ mod tests {
                     );
                 }
                 (got, _) => panic!("sync_every_seconds = {every}: {got:?}"),
+            }
+        }
+        assert_eq!(c.renew_document_signer_days, 14);
+        for (days, ok) in [(0, true), (45, true), (46, false)] {
+            std::fs::write(
+                dir.path().join(CONFIG_FILE),
+                format!("{with}renew_document_signer_days = {days}\n"),
+            )
+            .unwrap();
+            match StationConfig::load(dir.path()) {
+                Ok(cfg) => {
+                    assert!(ok, "{days} taken");
+                    assert_eq!(cfg.centre.unwrap().renew_document_signer_days, days);
+                }
+                Err(e) => {
+                    let e = e.to_string();
+                    assert!(!ok, "{days}: {e}");
+                    let rule = "must be 0 (only by hand) or 1..45";
+                    assert!(
+                        e.contains(&format!(
+                            "centre.renew_document_signer_days = {days}: {rule}"
+                        )),
+                        "{e}"
+                    );
+                }
             }
         }
     }

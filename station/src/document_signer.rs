@@ -21,6 +21,12 @@
 //!
 //! A refused answer is audited (`centre.rollover-refused`) and nothing is recorded. One renewal
 //! runs at a time (a lock in `DIR/locks/`; a second is refused, exit 5).
+//!
+//! The station also renews by itself ([`renew_when_due`]): once `[centre]
+//! renew_document_signer_days` (default 14) or fewer are left of the active Document Signer's
+//! key usage, a `centre sync` (the GUI runs one every few minutes) or an issuance ([`before_issue`])
+//! runs the same four steps in the session of the clerk or ca-admin at work, audited as
+//! automatic, so an office does not stop issuing because nobody renewed in time.
 
 use centre_api::anchors::{
     DocumentSignerRenewRequest, DocumentSignerRenewResponse, DOCUMENT_SIGNER_RENEW_PATH,
@@ -30,6 +36,7 @@ use serde::Serialize;
 
 use crate::centre::anchors::{check_new_root, refused, signed_by_any};
 use crate::centre::files::pem_to_der;
+use crate::centre::status::DocumentSignerUse;
 use crate::centre::CentreClient;
 use crate::datadir::{Work, WorkLock};
 use crate::error::StationError;
@@ -50,6 +57,8 @@ pub struct DocumentSignerRenewal {
     pub csca: String,
     /// End of the new key's private key usage period.
     pub key_usage_until: Option<String>,
+    /// Whole days until then.
+    pub days_left: Option<i64>,
     /// The key it replaces (retired now).
     pub previous_key: Option<String>,
     /// A CSCA this station learnt now through its link certificate (`centre-<label>`).
@@ -57,6 +66,8 @@ pub struct DocumentSignerRenewal {
     pub csca_learnt: Option<String>,
     /// `false` when the centre had certified this key before (an interrupted run finished).
     pub issued_now: bool,
+    /// Renewed by the station itself ([`renew_when_due`]), not by a ca-admin's command.
+    pub automatic: bool,
 }
 
 /// The label of the next Document Signer key: one above the highest `ds-<N>` the registry
@@ -217,6 +228,7 @@ fn switch(
     label: &str,
     r: &DocumentSignerRenewResponse,
     c: &Checked,
+    automatic: bool,
 ) -> Result<DocumentSignerRenewal, StationError> {
     let spki = st.keys.public_key_spki(label)?;
     let previous = st.registry.active_ca_key(DS_CA)?;
@@ -234,7 +246,7 @@ fn switch(
         "key": label, "serial": info.serial_hex, "csca": r.csca,
         "certificate_sha256": ca::fingerprint_sha256(&c.der)?,
         "key_usage_until": info.key_usage_until, "previous_key": previous.as_ref().map(|k| &k.label),
-        "csca_learnt": learnt, "issued_now": r.issued_now,
+        "csca_learnt": learnt, "issued_now": r.issued_now, "automatic": automatic,
     });
     let object = format!("centre:{}", st.config.station.name);
     // Its issuer is set in the transaction (a learnt CSCA gets its id there).
@@ -278,10 +290,16 @@ fn switch(
         key: label.to_owned(),
         serial: info.serial_hex,
         csca: r.csca.clone(),
+        days_left: info
+            .key_usage_until
+            .as_deref()
+            .map(|t| crate::centre::status::days_until(t, "privateKeyUsagePeriod"))
+            .transpose()?,
         key_usage_until: info.key_usage_until,
         previous_key: previous.map(|k| k.label),
         csca_learnt: learnt,
         issued_now: r.issued_now,
+        automatic,
     })
 }
 
@@ -289,6 +307,106 @@ fn switch(
 pub fn renew(st: &mut Station, session: &Session) -> Result<DocumentSignerRenewal, StationError> {
     let action = "renew the Document Signer";
     crate::session::require_current(&mut st.registry, session, action, &[Role::CaAdmin])?;
+    run(st, session, false)
+}
+
+/// Who may be at work when the station renews its Document Signer by itself: those who serve
+/// its documents. The renewal leaves them nothing to choose (the next key, its name and profile
+/// are fixed, and the centre's CSCA decides), so it is no ca-admin's decision.
+pub const AUTOMATIC_ROLES: &[Role] = &[Role::Clerk, Role::CaAdmin];
+
+/// The active Document Signer, when the station is to renew it by itself now: an enrolled
+/// station with `[centre] renew_document_signer_days` above 0, whose active Document Signer's
+/// key usage ends within that many whole days or has ended.
+pub fn due(st: &Station) -> Result<Option<DocumentSignerUse>, StationError> {
+    let days = match &st.config.centre {
+        Some(c) if c.renew_document_signer_days > 0 => i64::from(c.renew_document_signer_days),
+        _ => return Ok(None),
+    };
+    Ok(crate::centre::status::document_signer(st)?
+        .filter(|d| d.days_left.is_some_and(|left| left <= days)))
+}
+
+/// The automatic renewal (see the module documentation): when [`due`], the same renewal as
+/// [`renew`] in `session` (a clerk's or ca-admin's), audited with `"automatic": true`. `None`
+/// when nothing is due, or while another renewal runs (it does the work).
+pub fn renew_when_due(
+    st: &mut Station,
+    session: &Session,
+) -> Result<Option<DocumentSignerRenewal>, StationError> {
+    let action = "renew the Document Signer when its key usage is about to end";
+    crate::session::require_current(&mut st.registry, session, action, AUTOMATIC_ROLES)?;
+    if due(st)?.is_none() || WorkLock::is_held(&st.layout.root, Work::DocumentSignerRenewal) {
+        return Ok(None);
+    }
+    let client = CentreClient::for_station(st)?;
+    if let Err(e) = same_clock(&client) {
+        return Err(refused(st, session.actor(), "document-signer", e));
+    }
+    run(st, session, true).map(Some)
+}
+
+/// How far this station's clock may be from the centre's for the station to judge by it that
+/// its Document Signer is due.
+const CLOCK_TOLERANCE: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+/// The station judges by its own clock whether its Document Signer is due, so before it renews
+/// by itself it compares that clock with the centre's (`time` of `GET /v1/status`): a station
+/// whose clock ran months ahead would otherwise renew again at every sync, each new Document
+/// Signer looking as old as the last. A centre that does not state its time is taken as agreeing.
+fn same_clock(client: &CentreClient) -> Result<(), StationError> {
+    let status: centre_api::StationStatus = client.get(centre_api::paths::STATUS)?;
+    let Some(theirs) = status.time else {
+        return Ok(());
+    };
+    let ahead = crate::centre::status::clock_ahead(&theirs)?;
+    if ahead.unsigned_abs() <= CLOCK_TOLERANCE.as_secs() {
+        return Ok(());
+    }
+    let (how, by) = if ahead > 0 {
+        ("ahead of", ahead)
+    } else {
+        ("behind", -ahead)
+    };
+    Err(StationError::Conflict(format!(
+        "this station's clock is {} days {how} the national centre's ({theirs} there): the \
+         station does not renew its Document Signer by itself by a clock that far off; set the \
+         clock (or have a ca-admin renew it with `idstation centre renew-document-signer`)",
+        by / 86_400
+    )))
+}
+
+/// Before an issuance: a Document Signer that is [`due`] is renewed first. A failed renewal
+/// stops the issuance (before any card is touched) only when the centre cannot be reached —
+/// the issuance needs it too — or the active Document Signer's key usage has ended; otherwise
+/// the card is signed by the active one, the failure is logged, and the next sync or issuance
+/// tries again.
+pub fn before_issue(st: &mut Station, session: &Session) -> Result<(), StationError> {
+    let e = match renew_when_due(st, session) {
+        Ok(Some(r)) => {
+            tracing::info!(key = %r.key, "renewed the Document Signer before an issuance");
+            return Ok(());
+        }
+        Ok(None) => return Ok(()),
+        Err(e) => e,
+    };
+    let ended = due(st)?
+        .and_then(|d| d.days_left)
+        .is_some_and(|left| left < 0);
+    if ended || matches!(e, StationError::CentreUnreachable { .. }) {
+        return Err(e);
+    }
+    tracing::warn!(error = %e, "the Document Signer is due for renewal and its renewal failed; \
+        the card is signed by the active one");
+    Ok(())
+}
+
+/// The four steps (see the module documentation), by hand or `automatic`.
+fn run(
+    st: &mut Station,
+    session: &Session,
+    automatic: bool,
+) -> Result<DocumentSignerRenewal, StationError> {
     let actor = session.actor().clone();
     let client = CentreClient::for_station(st)?;
     // Two renewals at once would both take the same next label.
@@ -310,7 +428,7 @@ pub fn renew(st: &mut Station, session: &Session) -> Result<DocumentSignerRenewa
         Ok(c) => c,
         Err(e) => return Err(refused(st, &actor, "document-signer", e)),
     };
-    switch(st, &actor, &label, &r, &checked)
+    switch(st, &actor, &label, &r, &checked, automatic)
 }
 
 #[cfg(test)]

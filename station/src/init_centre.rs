@@ -549,6 +549,7 @@ fn finish(
             fingerprint_sha256: pending.fingerprint_sha256.clone(),
             request_timeout_seconds: CentreSection::DEFAULT_REQUEST_TIMEOUT_SECONDS,
             sync_every_seconds: CentreSection::DEFAULT_SYNC_EVERY_SECONDS,
+            renew_document_signer_days: CentreSection::DEFAULT_RENEW_DOCUMENT_SIGNER_DAYS,
         }),
     )?;
     let _ = std::fs::remove_file(files.pending_enrolment());

@@ -399,3 +399,118 @@ fn an_enrolled_station_renews_its_document_signer_through_the_centre_and_keeps_i
     sorted.sort();
     assert_eq!(sorted, ["csca-1", "csca-1", "csca-2"], "{done}");
 }
+
+/// The environment that runs `idstation` as if `offset` (libfaketime's "+80d") had passed:
+/// its wall clock only (timeouts run on the real monotonic clock).
+fn as_if(offset: &str) -> [(&'static str, String); 3] {
+    [
+        (
+            "LD_PRELOAD",
+            "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1".to_owned(),
+        ),
+        ("FAKETIME", offset.to_owned()),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_owned()),
+    ]
+}
+
+fn env_of<'a>(e: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    e.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// The details of the station's last `centre.document-signer-renewed` event, and its operator.
+fn last_renewal(st: &Station) -> (serde_json::Value, String) {
+    let events = st.registry().audit_events(1, u64::MAX).unwrap();
+    let e = events
+        .iter()
+        .rev()
+        .find(|e| e.action == "centre.document-signer-renewed")
+        .expect("a renewal event");
+    (
+        serde_json::from_str(&e.details).unwrap(),
+        e.operator.clone(),
+    )
+}
+
+/// The station renews its Document Signer by itself once `[centre] renew_document_signer_days`
+/// (14) or fewer days of its key usage are left (docs/centre.md "Document Signer renewal"). Today
+/// nothing is due. Run as if 80 days had passed (libfaketime; 11 days left) while the centre
+/// keeps today's time, the station does not renew: its clock is 80 days ahead of the centre's
+/// (a renewal by that clock would look due again at once), audited, nothing switched. With the
+/// centre's clock 80 days on as well, a clerk's issuance renews first, openssl verifies the
+/// card's EF.SOD with the new Document Signer under the CSCA, the renewal is audited as
+/// automatic under the clerk, and a sync right after renews nothing.
+#[test]
+fn an_enrolled_station_renews_its_document_signer_by_itself_when_it_is_due() {
+    let mut centre = Centre::start();
+    centre.serve();
+    let st = Station::enrol(&centre, "TAS01", "tas01-st1");
+    let slot = testrig::Slot::lease();
+    let sync = ["--json", "centre", "sync", "--operator", "clerk"];
+
+    let today = ok(st.run(&sync, &[CLERK_PASSWORD], &[]));
+    assert!(today.get("document_signer_renewed").is_none(), "{today}");
+    assert_eq!(document_signers(&st), vec![pair("ds-1", "active")]);
+
+    let later = as_if("+80d");
+    let o = st.run(&sync, &[CLERK_PASSWORD], &env_of(&later));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let said: serde_json::Value = serde_json::Deserializer::from_str(&out)
+        .into_iter()
+        .next()
+        .and_then(Result::ok)
+        .unwrap_or_else(|| panic!("{out}"));
+    let failed = said["document_signer_failed"].as_str().unwrap_or_default();
+    assert!(
+        failed.contains("clock is 80 days ahead of the national centre's"),
+        "{said}"
+    );
+    assert_eq!(document_signers(&st), vec![pair("ds-1", "active")]);
+    assert_eq!(
+        st.audit_actions().last().map(String::as_str),
+        Some("centre.rollover-refused")
+    );
+    // `centre status` shows how far the clocks are apart.
+    let status = ok(st.run(&["--json", "centre", "status"], &[], &env_of(&later)));
+    let ahead = status["centre"]["clock_ahead_seconds"].as_i64().unwrap();
+    assert!(
+        (80 * 86_400 - 60..=80 * 86_400 + 60).contains(&ahead),
+        "{status}"
+    );
+    let today = ok(st.run(&["--json", "centre", "status"], &[], &[]));
+    let ahead = today["centre"]["clock_ahead_seconds"].as_i64().unwrap();
+    assert!(ahead.abs() <= 2, "{today}");
+
+    centre.stop();
+    centre.serve_with(&env_of(&later));
+    let card = slot.insert(&st.blank_card(0x5F00_0101), &[]);
+    let issued = ok(st.issue("holder-01.json", &slot.reader_name, &env_of(&later)));
+    let doc = issued["document"].as_str().expect("document").to_owned();
+    let sod = st.read_sod(&slot.reader_name, &doc);
+    card.pull();
+    assert_eq!(
+        document_signers(&st),
+        vec![pair("ds-1", "retired"), pair("ds-2", "active")]
+    );
+    // As of 80 days on, when the centre certified ds-2.
+    let at = (std::time::SystemTime::now() + std::time::Duration::from_secs(80 * 86_400))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let signer = cms_verify_at(&sod, &st.ca_file("csca"), &["-attime", &at])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(der_of(&signer), der_of(&ca_pem(&st, "ds-2")));
+    let (details, operator) = last_renewal(&st);
+    assert_eq!(
+        (details["key"].as_str(), details["automatic"].as_bool()),
+        (Some("ds-2"), Some(true)),
+        "{details}"
+    );
+    assert_eq!(operator, "clerk");
+
+    // ds-2 has its whole period ahead by both clocks: nothing due, nothing renewed.
+    let again = ok(st.run(&sync, &[CLERK_PASSWORD], &env_of(&later)));
+    assert!(again.get("document_signer_renewed").is_none(), "{again}");
+    assert_eq!(document_signers(&st).len(), 2);
+}

@@ -79,6 +79,13 @@ pub async fn station_status(centre: &Centre, who: &WhoAmI) -> Result<StationStat
         .map(|d| ca::CertInfo::parse(&d).map(|i| i.serial_hex))
         .transpose()?;
     Ok(StationStatus {
+        time: time::OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            }),
         document_signer_serial,
         station: who.station.clone(),
         office: who.office.clone(),

@@ -55,7 +55,7 @@ pub struct DocumentSignerUse {
 }
 
 /// Whole days from now until the RFC 3339 time `t` (negative once it has passed).
-fn days_until(t: &str, what: &str) -> Result<i64, StationError> {
+pub(crate) fn days_until(t: &str, what: &str) -> Result<i64, StationError> {
     crate::time_util::parse_rfc3339(t)
         .map(|t| {
             let now = std::time::SystemTime::now();
@@ -65,6 +65,18 @@ fn days_until(t: &str, what: &str) -> Result<i64, StationError> {
             }
         })
         .map_err(|e| StationError::Other(format!("{what}: {e}")))
+}
+
+/// How many seconds this station's clock is ahead of `theirs` (RFC 3339, read from the centre
+/// just now; negative: behind).
+pub fn clock_ahead(theirs: &str) -> Result<i64, StationError> {
+    let theirs = crate::time_util::parse_rfc3339(theirs)
+        .map_err(|e| StationError::Other(format!("the centre's time {theirs:?}: {e}")))?;
+    let now = std::time::SystemTime::now();
+    Ok(match now.duration_since(theirs) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+    })
 }
 
 /// The active Document Signer's use (any station: the registry's `document-signer` key), for
@@ -119,6 +131,10 @@ pub struct CentreView {
     /// The newest Document Signer the centre certified for this station (serial).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub document_signer_serial: Option<String>,
+    /// How many seconds this station's clock is ahead of the centre's (negative: behind), when
+    /// the centre states its time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock_ahead_seconds: Option<i64>,
 }
 
 /// The status. `Ok((report, Some(e)))` when the centre could not be reached: the report holds
@@ -179,6 +195,7 @@ fn ask(
                 open_jobs: Some(s.open_jobs),
                 audit_head_seq: Some(s.audit_head_seq),
                 document_signer_serial: s.document_signer_serial,
+                clock_ahead_seconds: s.time.as_deref().map(clock_ahead).transpose()?,
             });
         }
         Err(StationError::CentreRefused { status: 404, .. }) => {
@@ -204,6 +221,7 @@ fn ask(
                 open_jobs: None,
                 audit_head_seq: None,
                 document_signer_serial: None,
+                clock_ahead_seconds: None,
             });
         }
         Err(e @ StationError::CentreUnreachable { .. }) => {

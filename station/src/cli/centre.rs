@@ -149,15 +149,31 @@ pub fn run(ctx: &Ctx, c: &CentreCmd) -> Result<(), StationError> {
                 for (d, e) in &r.failed {
                     s += &format!("  {d} NOT brought here: {e}\n");
                 }
+                if let Some(d) = &r.document_signer_renewed {
+                    s += &format!(
+                        "Document Signer renewed: {} (key usage until {}), {} retired\n",
+                        d.key,
+                        d.key_usage_until.as_deref().unwrap_or("-"),
+                        d.previous_key.as_deref().unwrap_or("-")
+                    );
+                }
+                if let Some(e) = &r.document_signer_failed {
+                    s += &format!("Document Signer due for renewal, NOT renewed: {e}\n");
+                }
                 s
             })?;
-            if r.failed.is_empty() {
-                Ok(())
-            } else {
+            if !r.failed.is_empty() {
                 Err(StationError::Other(format!(
                     "{} document(s) could not be brought up to date; the next sync tries them again",
                     r.failed.len()
                 )))
+            } else if let Some(e) = &r.document_signer_failed {
+                Err(StationError::Other(format!(
+                    "the Document Signer is due for renewal and its renewal failed ({e}); the next \
+                     sync tries again"
+                )))
+            } else {
+                Ok(())
             }
         }
         CentreCmd::PushAudit => {
@@ -205,6 +221,23 @@ fn text(r: &CentreStatus) -> String {
         if let Some(n) = c.audit_head_seq {
             s += &format!("Audit events the centre holds: up to {n}\n");
         }
+        match c.clock_ahead_seconds {
+            Some(a) if a.abs() <= 2 => s += "This station's clock agrees with the centre's\n",
+            Some(a) => {
+                let how = if a > 0 { "ahead of" } else { "behind" };
+                s += &format!(
+                    "This station's clock is {} s {how} the centre's{}\n",
+                    a.abs(),
+                    if a.abs() > 86_400 {
+                        ": set it (the station does not renew its Document Signer by itself by \
+                         a clock a day or more off)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            None => {}
+        }
         let local_ds = l.document_signer.as_ref().map(|d| d.serial.as_str());
         if let Some(serial) = c.document_signer_serial.as_deref() {
             if Some(serial) != local_ds {
@@ -236,7 +269,9 @@ fn text(r: &CentreStatus) -> String {
             ),
             (Some(until), Some(d)) if d >= 0 => format!(
                 "Document Signer {} (serial {}) signs EF.SOD until {until} ({d} days left): \
-                 renew it now with `idstation centre renew-document-signer` (a ca-admin)\n",
+                 the station renews it by itself at its next `centre sync` or issuance (unless \
+                 `[centre] renew_document_signer_days = 0`), or a ca-admin now with `idstation \
+                 centre renew-document-signer`\n",
                 ds.key, ds.serial
             ),
             (Some(until), _) => format!(

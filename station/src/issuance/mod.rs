@@ -151,6 +151,8 @@ pub fn issue_with(
         "issue cards",
         &[registry::Role::Clerk],
     )?;
+    // An enrolled station's Document Signer about to end its key usage is renewed first.
+    crate::document_signer::before_issue(st, session)?;
     let started = Instant::now();
     let mut t = Timings::default();
     let Checked {

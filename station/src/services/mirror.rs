@@ -17,6 +17,7 @@ use super::suspend::HOLD;
 use crate::centre::files::CentreFiles;
 use crate::centre::outbox::refused_audited;
 use crate::centre::CentreClient;
+use crate::document_signer::DocumentSignerRenewal;
 use crate::error::StationError;
 use crate::session::Session;
 use crate::Station;
@@ -60,6 +61,20 @@ pub struct SyncReport {
     /// The centre's time this sync reached (the next one starts a little before it); not kept
     /// when a document failed, so the next sync lists it again.
     pub until: String,
+    /// The Document Signer this sync renewed because its key usage was about to end
+    /// (`crate::document_signer::renew_when_due`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub document_signer_renewed: Option<DocumentSignerRenewal>,
+    /// Why that renewal, due, failed (the next sync tries again).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub document_signer_failed: Option<String>,
+}
+
+impl SyncReport {
+    /// Nothing failed: every listed document brought here, and no renewal due that failed.
+    pub fn clean(&self) -> bool {
+        self.failed.is_empty() && self.document_signer_failed.is_none()
+    }
 }
 
 /// Bring the registry up to date (see the module documentation).
@@ -126,12 +141,24 @@ pub fn sync(st: &mut Station, session: &Session) -> Result<SyncReport, StationEr
         registry::files::write_atomic(&kept, until.as_bytes())
             .map_err(|e| StationError::Other(format!("{}: {e}", kept.display())))?;
     }
+    // The Document Signer, when its key usage is about to end: a failure is reported, and the
+    // documents brought here stay.
+    let (document_signer_renewed, document_signer_failed) =
+        match crate::document_signer::renew_when_due(st, session) {
+            Ok(r) => (r, None),
+            Err(e) => {
+                tracing::warn!(error = %e, "the Document Signer is due and its renewal failed");
+                (None, Some(e.to_string()))
+            }
+        };
     Ok(SyncReport {
         listed,
         mirrored,
         skipped,
         failed,
         until,
+        document_signer_renewed,
+        document_signer_failed,
     })
 }
 

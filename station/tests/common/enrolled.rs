@@ -234,10 +234,16 @@ impl Station {
 /// `openssl cms -verify` of EF.SOD with only `csca` trusted: the signer certificate it found
 /// (PEM path), or openssl's complaint.
 pub fn cms_verify(sod: &Path, csca: &Path) -> Result<PathBuf, String> {
+    cms_verify_at(sod, csca, &[])
+}
+
+/// [`cms_verify`] with more arguments to openssl (`-attime T`: as of that time).
+pub fn cms_verify_at(sod: &Path, csca: &Path, more: &[&str]) -> Result<PathBuf, String> {
     let signer = sod.with_extension("signer.pem");
     let o = Command::new("openssl")
         .args(["cms", "-verify", "-inform", "DER", "-in"])
         .arg(sod)
+        .args(more)
         .arg("-CAfile")
         .arg(csca)
         .args(["-binary", "-out", "/dev/null", "-signer"])
