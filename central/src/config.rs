@@ -210,10 +210,18 @@ pub struct IssuanceSection {
     /// a number looked up within the hour is answered again.
     #[serde(default = "default_lookups_per_hour")]
     pub document_lookups_per_hour: u32,
+    /// Of those, the distinct numbers one operator of a station may look up in an hour (at most
+    /// `document_lookups_per_hour`): one clerk does not spend the office's hour alone.
+    #[serde(default = "default_lookups_per_operator")]
+    pub document_lookups_per_operator_per_hour: u32,
 }
 
 fn default_lookups_per_hour() -> u32 {
     120
+}
+
+fn default_lookups_per_operator() -> u32 {
+    40
 }
 
 fn default_suspension_limit() -> u32 {
@@ -228,6 +236,7 @@ impl Default for IssuanceSection {
             job_timeout_seconds: default_job_timeout(),
             suspension_limit_days: default_suspension_limit(),
             document_lookups_per_hour: default_lookups_per_hour(),
+            document_lookups_per_operator_per_hour: default_lookups_per_operator(),
         }
     }
 }
@@ -247,6 +256,15 @@ impl IssuanceSection {
         }
         if !(1..=100_000).contains(&self.document_lookups_per_hour) {
             return Err("issuance.document_lookups_per_hour: must be 1 to 100000".into());
+        }
+        if !(1..=self.document_lookups_per_hour)
+            .contains(&self.document_lookups_per_operator_per_hour)
+        {
+            return Err(format!(
+                "issuance.document_lookups_per_operator_per_hour: must be 1 to \
+                 issuance.document_lookups_per_hour ({})",
+                self.document_lookups_per_hour
+            ));
         }
         Ok(())
     }
@@ -389,8 +407,29 @@ mod tests {
             ..d.clone()
         };
         assert!(bad.check().unwrap_err().starts_with("issuance.series"));
-        let bad = IssuanceSection { block_size: 0, ..d };
+        let bad = IssuanceSection {
+            block_size: 0,
+            ..d.clone()
+        };
         assert!(bad.check().unwrap_err().starts_with("issuance.block_size"));
+        assert_eq!(
+            (
+                d.document_lookups_per_hour,
+                d.document_lookups_per_operator_per_hour
+            ),
+            (120, 40)
+        );
+        for per_operator in [0, 121] {
+            let bad = IssuanceSection {
+                document_lookups_per_operator_per_hour: per_operator,
+                ..d.clone()
+            };
+            assert_eq!(
+                bad.check().unwrap_err(),
+                "issuance.document_lookups_per_operator_per_hour: must be 1 to \
+                 issuance.document_lookups_per_hour (120)"
+            );
+        }
     }
 
     #[test]

@@ -223,7 +223,8 @@ fn crl_entry(text: &str, serial: &str) -> Option<String> {
 #[test]
 fn renewal_hold_release_and_address_changes_through_the_centre() {
     let (tmp, cluster, config) = centre(
-        "\n[server]\npublic_name = \"localhost\"\n\n[issuance]\ndocument_lookups_per_hour = 4\n",
+        "\n[server]\npublic_name = \"localhost\"\n\n[issuance]\ndocument_lookups_per_hour = 4\n\
+         document_lookups_per_operator_per_hour = 3\n",
     );
     let dir = tmp.path();
     ok(idcentral(
@@ -561,13 +562,32 @@ fn renewal_hold_release_and_address_changes_through_the_centre() {
     // here), counting distinct numbers: SAM01 has looked up two (the unknown number counts, the
     // malformed one does not); the same number again (a retry) is answered and not counted;
     // two more numbers are, the fifth refused with the time the hour has room again, and
-    // counted separately for each station.
+    // counted separately for each station. Within the station's hour one operator may look up
+    // three (document_lookups_per_operator_per_hour = 3): clerk2's fourth is refused, clerk3
+    // of the same station looks it up.
     for _ in 0..2 {
         assert_eq!(by(&doc).as_ref().map(|r| r.0), Ok(200));
     }
     assert_refused(&by("ZZ9999998"), 404, "document-not-found");
-    assert_refused(&by("ZZ9999997"), 404, "document-not-found");
-    let limited = by("ZZ9999996");
+    let mine = by("ZZ9999997");
+    assert_refused(&mine, 429, "lookup-limit");
+    let why = said(&mine);
+    assert!(
+        why.starts_with(
+            "operator clerk2 of station sam01-st1 has looked up 3 document numbers in the last hour"
+        ) && why.contains("document_lookups_per_operator_per_hour")
+            && why.contains(" again after 20"),
+        "{why}"
+    );
+    let by3 = |number: &str| {
+        w.call(
+            &sam.tls,
+            centre_api::paths::DOCUMENT_LOOKUP,
+            &json!({ "operator": "clerk3", "document": number }),
+        )
+    };
+    assert_refused(&by3("ZZ9999997"), 404, "document-not-found");
+    let limited = by3("ZZ9999996");
     assert_refused(&limited, 429, "lookup-limit");
     let why = said(&limited);
     assert!(
@@ -602,7 +622,7 @@ fn renewal_hold_release_and_address_changes_through_the_centre() {
         ))
         .unwrap()
         .get(0);
-    assert_eq!(limit_refusals, 2);
+    assert_eq!(limit_refusals, 3);
 
     let out = ocsp_until(&w, dir, sign_pem, &format!("{sign_pem}: revoked"));
     assert!(out.contains("Reason: certificateHold"), "{out}");

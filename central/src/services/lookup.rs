@@ -121,7 +121,7 @@ pub async fn document(
     let (series, number) = crate::show::parse_document(&req.document)?;
     let mut client = centre.pool.get().await?;
     let counted = crate::numbers::document_number(&series, number);
-    count_within_limit(&mut client, centre, who, &counted).await?;
+    count_within_limit(&mut client, centre, who, &req.operator, &counted).await?;
     let tx = client.transaction().await?;
     let d = tx
         .prepared_opt(
@@ -169,14 +169,18 @@ pub async fn document(
 /// attempts are counted one at a time under a transaction-scoped advisory lock. A number the
 /// station looked up within the hour is not counted again and is answered even when the hour is
 /// full: it teaches nothing new (a retry after a lost answer, say). Look-ups by card
-/// (`/v1/cards/lookup`) prove the card is in the reader and are not counted.
+/// (`/v1/cards/lookup`) prove the card is in the reader and are not counted. Within the
+/// station's hour each operator may look up at most `document_lookups_per_operator_per_hour`
+/// new numbers (migration V26), so one clerk does not spend the office's hour alone.
 async fn count_within_limit(
     client: &mut deadpool_postgres::Object,
     centre: &Centre,
     who: &WhoAmI,
+    operator: &str,
     document: &str,
 ) -> Result<()> {
     let limit = i64::from(centre.issuance.document_lookups_per_hour);
+    let per_operator = i64::from(centre.issuance.document_lookups_per_operator_per_hour);
     let tx = client.transaction().await?;
     tx.prepared_execute(
         "SELECT pg_advisory_xact_lock(hashtextextended('document-lookup:' || $1, 0))",
@@ -221,9 +225,33 @@ async fn count_within_limit(
             ),
         ));
     }
+    // The same for the operator's own attempts within the station's.
+    let full = tx
+        .prepared_opt(
+            "SELECT to_char((at + interval '1 hour') AT TIME ZONE 'UTC',
+                            'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+             FROM document_lookups WHERE station = $1 AND operator = $2
+             ORDER BY at DESC OFFSET $3 LIMIT 1",
+            &[&who.station, &operator, &(per_operator - 1)],
+        )
+        .await?;
+    if let Some(r) = full {
+        let again: String = r.get(0);
+        return Err(CentralError::refused(
+            Refusal::TooMany,
+            rules::LOOKUP_LIMIT,
+            format!(
+                "operator {operator} of station {} has looked up {per_operator} document numbers \
+                 in the last hour, the most [issuance] document_lookups_per_operator_per_hour \
+                 allows; look a number up again after {again}, or look the card up with the \
+                 card in the reader",
+                who.station
+            ),
+        ));
+    }
     tx.prepared_execute(
-        "INSERT INTO document_lookups (station, document) VALUES ($1, $2)",
-        &[&who.station, &document],
+        "INSERT INTO document_lookups (station, operator, document) VALUES ($1, $2, $3)",
+        &[&who.station, &operator, &document],
     )
     .await?;
     tx.commit().await?;
