@@ -333,24 +333,32 @@ pub struct VerifyOutcome {
     pub export: registry::ExportReport,
 }
 
-/// The root certificate to trust: `root` if given, else the data dir's own root
-/// certificate (`DATA/ca/root-ca-1.pem`) if that file exists.
+/// The root certificate to trust: `root` if given, else the data dir's own root certificate
+/// (`DATA/ca/root-ca-1.pem`, a standalone station's) or the National Root an enrolled
+/// station received at enrolment (`DATA/ca/centre-root-ca.pem`, which certified its audit
+/// key), whichever exists.
 pub fn root_file(root: Option<&Path>, data_dir: &Path) -> Result<PathBuf, StationError> {
     if let Some(r) = root {
         return Ok(r.to_path_buf());
     }
-    let own = crate::datadir::Layout::new(data_dir).ca_cert(crate::hierarchy::ROOT_KEY);
+    let layout = crate::datadir::Layout::new(data_dir);
+    let own = layout.ca_cert(crate::hierarchy::ROOT_KEY);
+    let national = layout.ca_cert(crate::init_centre::CENTRE_ROOT);
     if own.is_file() {
-        Ok(own)
-    } else {
-        Err(StationError::invalid(
-            "root",
-            format!(
-                "no --root given and {} does not exist: pass --root ROOT.pem (the national root certificate, PEM or DER)",
-                own.display()
-            ),
-        ))
+        return Ok(own);
     }
+    if national.is_file() {
+        return Ok(national);
+    }
+    Err(StationError::invalid(
+        "root",
+        format!(
+            "no --root given and neither {} nor {} exists: pass --root ROOT.pem (the \
+                 national root certificate, PEM or DER)",
+            own.display(),
+            national.display()
+        ),
+    ))
 }
 
 /// `idstation audit verify`: check an export folder against a trusted root. Needs neither the
@@ -599,5 +607,18 @@ mod tests {
         assert!(e.to_string().contains("--root"), "{e}");
         let given = tmp.path().join("r.pem");
         assert_eq!(root_file(Some(&given), tmp.path()).expect("given"), given);
+        // An enrolled station's: the National Root of its enrolment.
+        let ca = tmp.path().join("ca");
+        std::fs::create_dir(&ca).expect("mkdir");
+        std::fs::write(ca.join("centre-root-ca.pem"), "x").expect("write");
+        assert_eq!(
+            root_file(None, tmp.path()).expect("enrolled"),
+            ca.join("centre-root-ca.pem")
+        );
+        std::fs::write(ca.join("root-ca-1.pem"), "x").expect("write");
+        assert_eq!(
+            root_file(None, tmp.path()).expect("own"),
+            ca.join("root-ca-1.pem")
+        );
     }
 }
