@@ -6,7 +6,9 @@
 //! then anchored off the station. A repeated push of an accepted head is accepted again.
 
 use crate::db::Prepared;
-use centre_api::{rules, AuditEventWire, AuditHead, AuditPush};
+use centre_api::{
+    rules, AuditEventWire, AuditEvents, AuditEventsRequest, AuditHead, AuditPush, CheckpointWire,
+};
 use deadpool_postgres::Transaction;
 use registry::audit::{AuditEvent, Checkpoint, GENESIS_PREV_HASH};
 
@@ -233,5 +235,86 @@ pub async fn push(centre: &Centre, who: &WhoAmI, req: &AuditPush) -> Result<Audi
         station: who.station.clone(),
         seq: cp.seq,
         hash: hex::encode(cp.hash),
+    })
+}
+
+/// `POST /v1/audit/events`: the events of `who`'s audit log the centre holds after
+/// `req.after` (at most `req.limit`, 1..1000, default 500), the hash of event `after` as the
+/// centre holds it and the head it holds: what a station restored from a backup takes back.
+/// Only the calling station's own log; audited `station.audit-read` with the range.
+pub async fn events_after(
+    centre: &Centre,
+    who: &WhoAmI,
+    req: &AuditEventsRequest,
+) -> Result<AuditEvents> {
+    crate::issuance::check_operator(&req.operator)?;
+    let limit = req.limit.unwrap_or(500);
+    if !(1..=1000).contains(&limit) {
+        return Err(CentralError::invalid("limit", "must be 1 to 1000"));
+    }
+    let after = i64::try_from(req.after)
+        .map_err(|_| CentralError::invalid("after", "must be a sequence number"))?;
+    let mut client = centre.pool.get().await?;
+    let tx = client.transaction().await?;
+    let head = tx
+        .prepared_opt(
+            "SELECT seq, hash, time, signature FROM station_audit_heads WHERE station = $1",
+            &[&who.station],
+        )
+        .await?
+        .map(|r| CheckpointWire {
+            seq: r.get::<_, i64>(0) as u64,
+            hash: hex::encode(r.get::<_, Vec<u8>>(1)),
+            time: r.get(2),
+            signature: hex::encode(r.get::<_, Vec<u8>>(3)),
+        });
+    let after_hash = tx
+        .prepared_opt(
+            "SELECT hash FROM station_audit_events WHERE station = $1 AND seq = $2",
+            &[&who.station, &after],
+        )
+        .await?
+        .map(|r| hex::encode(r.get::<_, Vec<u8>>(0)));
+    let mut events: Vec<AuditEventWire> = tx
+        .prepared_query(
+            "SELECT seq, time, operator, role, event_station, action, object, details, prev_hash, hash
+             FROM station_audit_events WHERE station = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            &[&who.station, &after, &(i64::from(limit) + 1)],
+        )
+        .await?
+        .iter()
+        .map(|r| AuditEventWire {
+            seq: r.get::<_, i64>(0) as u64,
+            time: r.get(1),
+            operator: r.get(2),
+            role: r.get(3),
+            station: r.get(4),
+            action: r.get(5),
+            object: r.get(6),
+            details: r.get(7),
+            prev_hash: hex::encode(r.get::<_, Vec<u8>>(8)),
+            hash: hex::encode(r.get::<_, Vec<u8>>(9)),
+        })
+        .collect();
+    let more = events.len() > limit as usize;
+    events.truncate(limit as usize);
+    let details = serde_json::json!({
+        "after": req.after, "events": events.len(),
+        "head_seq": head.as_ref().map(|h| h.seq),
+    });
+    audit::append(
+        &tx,
+        &crate::issuance::actor(who, &req.operator),
+        "station.audit-read",
+        &format!("station:{}", who.station),
+        &details,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(AuditEvents {
+        after_hash,
+        events,
+        more,
+        head,
     })
 }

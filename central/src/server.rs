@@ -7,7 +7,7 @@
 //! - `GET /v1/status`: [`crate::issuance::status`];
 //! - `POST /v1/jobs/reserve`, `POST /v1/jobs/{job}/certify|complete|abort`, `GET /v1/jobs/{job}`:
 //!   [`crate::issuance`];
-//! - `POST /v1/audit/push`: [`crate::audit_push`];
+//! - `POST /v1/audit/push`, `POST /v1/audit/events`: [`crate::audit_push`];
 //! - `POST /v1/services/{job}/renew|certify|complete|abort|hold|release|address`,
 //!   `GET /v1/services/{job}`: the card services, [`crate::services`];
 //! - `POST /v1/outbox/list`, `POST /v1/outbox/{id}/retry`: the e-government outbox for a
@@ -254,6 +254,21 @@ async fn job_handler(
     run.await.map(Json).map_err(ApiError)
 }
 
+async fn audit_events_handler(
+    State(centre): State<Arc<Centre>>,
+    Extension(cert): Extension<ClientCert>,
+    bytes: Bytes,
+) -> Answer<centre_api::AuditEvents> {
+    station_post(
+        &centre,
+        &cert,
+        &bytes,
+        "audit-events",
+        crate::audit_push::events_after,
+    )
+    .await
+}
+
 async fn audit_push_handler(
     State(centre): State<Arc<Centre>>,
     Extension(cert): Extension<ClientCert>,
@@ -462,6 +477,7 @@ pub fn router(centre: Arc<Centre>) -> Router {
         .route("/v1/jobs/{job}", get(job_handler))
         .route("/v1/jobs/{job}/{step}", post(step_handler))
         .route(paths::AUDIT_PUSH, post(audit_push_handler))
+        .route(paths::AUDIT_EVENTS, post(audit_events_handler))
         .route("/v1/documents/{document}/revoke", post(revoke_handler))
         .route("/v1/services/{job}", get(service_job_handler))
         .route("/v1/services/{job}/{step}", post(service_handler))

@@ -22,6 +22,8 @@ pub mod paths {
     pub const STATUS: &str = "/v1/status";
     pub const RESERVE: &str = "/v1/jobs/reserve";
     pub const AUDIT_PUSH: &str = "/v1/audit/push";
+    /// `POST`: the events of the station's audit log the centre holds (a restore takes them back).
+    pub const AUDIT_EVENTS: &str = "/v1/audit/events";
 
     /// `GET`: what the centre knows of a job (recovery asks this).
     pub fn job(job: &str) -> String {
@@ -933,6 +935,34 @@ pub struct AuditHead {
     pub station: String,
     pub seq: u64,
     pub hash: String,
+}
+
+/// `POST /v1/audit/events`: the events of the calling station's audit log that the centre holds
+/// after sequence number `after`, oldest first, at most `limit` (1..1000, default 500) — what a
+/// station restored from a backup takes back (docs/station.md "Backup and restore").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditEventsRequest {
+    /// The station's operator who asks (audited at the centre).
+    pub operator: String,
+    pub after: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// The answer to [`AuditEventsRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvents {
+    /// The hash (hex) of event `after` as the centre holds it, when it holds that event: the
+    /// station compares it with its own before it takes anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_hash: Option<String>,
+    pub events: Vec<AuditEventWire>,
+    /// More events follow the last of `events`.
+    pub more: bool,
+    /// The head the centre holds: the last checkpoint it accepted (none before the first push).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<CheckpointWire>,
 }
 
 #[cfg(test)]

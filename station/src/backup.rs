@@ -19,8 +19,11 @@
 //! - **restored** (a ca-admin, after the copy was put in place of the registry): the copy's
 //!   audit chain verified, on a standalone station the office's number blocks moved on to the
 //!   first number not on any card (`--next-number`: cards issued after the backup carry numbers
-//!   the copy would hand out again), `registry.restored` audited, the backup mark cleared. Until
-//!   then the station refuses to open a registry that is a backup copy.
+//!   the copy would hand out again), on an enrolled one the audit events after the copy's last
+//!   that the centre holds taken back from it (chained on and signed by this station's audit
+//!   key, so its later pushes extend the centre's head again), `registry.restored` audited, the
+//!   backup mark cleared. Until then the station refuses to open a registry that is a backup
+//!   copy.
 //!
 //! The HSM's keys are not in it (they never leave the HSM); nor are station.toml and the
 //! certificate files of the data dir, which a restore takes from the station's own copy.
@@ -284,15 +287,22 @@ pub struct RestoredReport {
     /// The number blocks moved on.
     pub number_blocks: Vec<registry::BlockMoved>,
     pub enrolled: bool,
+    /// On an enrolled station: the events of its audit log after the copy's last that the
+    /// centre held and the restore took back (`None`: finished without the centre).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub taken_back: Option<crate::centre::audit_push::TakenBack>,
 }
 
 /// Finish a restore: the registry in place is a backup copy (see the module documentation).
 /// `next_number`: on a standalone station, the first document number on no card; on an
-/// enrolled one refused (the centre hands out the numbers and knows those it gave).
+/// enrolled one refused (the centre hands out the numbers and knows those it gave). An
+/// enrolled station takes back from the centre the audit events it held after the copy's
+/// last ([`crate::centre::audit_push::take_back`]), unless `without_centre`.
 pub fn restored(
     st: &mut Station,
     session: &Session,
     next_number: Option<&str>,
+    without_centre: bool,
     root: &Path,
     trust: &TrustInputs,
 ) -> Result<RestoredReport, StationError> {
@@ -328,6 +338,25 @@ pub fn restored(
             ),
             (None, true) => None,
         };
+    if without_centre && !enrolled {
+        return Err(StationError::invalid(
+            "without_centre",
+            "this station is standalone: there is no centre to leave out",
+        ));
+    }
+    let copy = crate::audit::verify_log(st, root, trust)?;
+    let taken_back = if enrolled && !without_centre {
+        let opts = crate::audit::checkpoint_trust(st, root, trust)?;
+        let signed = |c: &registry::audit::Checkpoint| {
+            opts.checkpoint_key.as_ref().is_some_and(|k| c.verify(k))
+        };
+        let from = (copy.last_seq, parse_hash(&copy.last_hash)?);
+        Some(crate::centre::audit_push::take_back(
+            st, session, &signed, from,
+        )?)
+    } else {
+        None
+    };
     let log = crate::audit::verify_log(st, root, trust)?;
     let office = st.config.station.office.clone();
     let blocks = st.registry.write(|tx| {
@@ -342,7 +371,8 @@ pub fn restored(
             details: &serde_json::json!({
                 "audit_last_seq": log.last_seq, "audit_last_hash": log.last_hash,
                 "next_number": next.map(|n| n.to_string()), "number_blocks": blocks,
-                "enrolled": enrolled,
+                "enrolled": enrolled, "copy_last_seq": copy.last_seq,
+                "taken_back_from_centre": taken_back.as_ref().map(|t| t.events),
             }),
         })?;
         Ok(blocks)
@@ -354,5 +384,14 @@ pub fn restored(
         last_hash: log.last_hash,
         number_blocks: blocks,
         enrolled,
+        taken_back,
     })
+}
+
+/// A hash as `verify_log` reports it (hex) back into bytes.
+fn parse_hash(text: &str) -> Result<[u8; 32], StationError> {
+    hex::decode(text)
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| StationError::Other(format!("audit hash {text:?}: not a SHA-256")))
 }

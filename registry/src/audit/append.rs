@@ -114,6 +114,93 @@ impl Tx<'_> {
             signature,
         }))
     }
+
+    /// Append `events` as they are — sequence numbers, times, hashes — and the signed
+    /// `checkpoint` over the last of them: the events a centre holds of this log and a copy
+    /// restored from a backup lacks (docs/station.md "Backup and restore"). Refused, nothing
+    /// written, unless they follow this log's last event one by one, each naming the hash
+    /// before it and each hash recomputing, and the checkpoint names the last event's sequence
+    /// number and hash and `verify` accepts its signature.
+    pub fn audit_take_back(
+        &self,
+        events: &[AuditEvent],
+        checkpoint: &Checkpoint,
+        verify: &dyn Fn(&Checkpoint) -> bool,
+    ) -> Result<()> {
+        let last: Option<(i64, Vec<u8>)> = self
+            .conn()
+            .query_row(
+                "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let (mut seq, mut prev) = match last {
+            Some((s, h)) => (s as u64, blob32(&h, "hash", s as u64)?),
+            None => (0, GENESIS_PREV_HASH),
+        };
+        let refused = |at: u64, reason: String| {
+            Error::Conflict(format!(
+                "the events taken back do not extend this audit log at sequence {at}: {reason}; \
+             nothing was written"
+            ))
+        };
+        for e in events {
+            if e.seq != seq + 1 {
+                return Err(refused(e.seq, format!("it follows {seq}")));
+            }
+            if e.prev_hash != prev {
+                return Err(refused(
+                    e.seq,
+                    format!("it does not name the hash of event {seq}"),
+                ));
+            }
+            if e.compute_hash() != e.hash {
+                return Err(refused(e.seq, "its hash does not recompute".into()));
+            }
+            (seq, prev) = (e.seq, e.hash);
+        }
+        if checkpoint.seq != seq || checkpoint.hash != prev {
+            return Err(refused(
+                checkpoint.seq,
+                format!("the checkpoint is not over the last event (sequence {seq})"),
+            ));
+        }
+        if !verify(checkpoint) {
+            return Err(refused(
+                checkpoint.seq,
+                "the checkpoint's signature does not verify with this station's audit key".into(),
+            ));
+        }
+        let mut insert = self.conn().prepare_cached(
+            "INSERT INTO audit_events (seq, time, operator, role, station, action, object, details, prev_hash, hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?;
+        for e in events {
+            insert.execute(params![
+                e.seq as i64,
+                e.time,
+                e.operator,
+                e.role,
+                e.station,
+                e.action,
+                e.object,
+                e.details,
+                &e.prev_hash[..],
+                &e.hash[..]
+            ])?;
+        }
+        self.conn().execute(
+            "INSERT OR IGNORE INTO audit_checkpoints (seq, hash, time, signature) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                checkpoint.seq as i64,
+                &checkpoint.hash[..],
+                checkpoint.time,
+                checkpoint.signature
+            ],
+        )?;
+        Ok(())
+    }
 }
 
 impl Registry {

@@ -386,3 +386,66 @@ fn event_hash_matches_the_documented_encoding_vector() {
 /// hashlib over the same bytes).
 pub const WORKED_EXAMPLE_HASH: &str =
     "5fd358db5c17635316837b82239bdebe1f0cbc650ef742a5bac7545e22abdad8";
+
+/// A copy of the first 5 events (and their checkpoint) takes back events 6..=10 and the
+/// checkpoint over 10, as the centre holds them: the same log, verified with its signatures.
+/// Events that leave a gap, do not chain, do not recompute, or come with a checkpoint that is
+/// not over the last of them or not signed by the audit key are refused, nothing written.
+#[test]
+fn a_restored_copy_takes_back_the_events_it_lacks_and_nothing_that_does_not_extend_it() {
+    let (_d, full, k) = log(10);
+    let all = full.audit_events(1, 10).unwrap();
+    let head = full.audit_checkpoints().unwrap().pop().unwrap();
+    assert_eq!(head.seq, 10);
+    let (_d2, mut copy) = temp_registry();
+    copy.write(|tx| {
+        tx.audit_take_back(&all[..5], &full.audit_checkpoints().unwrap()[0], &|c| {
+            c.verify(k.verifying_key())
+        })
+    })
+    .unwrap();
+    let ours = |c: &Checkpoint| c.verify(k.verifying_key());
+    let refused = |copy: &mut Registry, events: &[AuditEvent], cp: &Checkpoint, why: &str| {
+        let e = copy
+            .write(|tx| tx.audit_take_back(events, cp, &ours))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(why), "{e}");
+        assert_eq!(copy.audit_events(1, u64::MAX).unwrap().len(), 5);
+    };
+    refused(&mut copy, &all[6..], &head, "sequence 7: it follows 5");
+    let mut edited = all[5..].to_vec();
+    edited[1].details = "{\"i\":99}".into();
+    refused(
+        &mut copy,
+        &edited,
+        &head,
+        "sequence 7: its hash does not recompute",
+    );
+    edited[1].hash = edited[1].compute_hash();
+    refused(
+        &mut copy,
+        &edited,
+        &head,
+        "sequence 8: it does not name the hash of event 7",
+    );
+    refused(
+        &mut copy,
+        &all[5..9],
+        &head,
+        "the checkpoint is not over the last event (sequence 9)",
+    );
+    let mut forged = head.clone();
+    forged.signature = signer(&SigningKey::from_slice(&[0x43; 32]).unwrap())(&checkpoint_message(
+        head.seq, &head.hash, &head.time,
+    ))
+    .unwrap();
+    refused(&mut copy, &all[5..], &forged, "signature does not verify");
+
+    copy.write(|tx| tx.audit_take_back(&all[5..], &head, &ours))
+        .unwrap();
+    assert_eq!(copy.audit_events(1, u64::MAX).unwrap(), all);
+    let report = copy.verify_audit(&opts(&k)).unwrap();
+    assert_eq!(report.events, 10);
+    assert_eq!(copy.audit_checkpoints().unwrap().last(), Some(&head));
+}

@@ -3,11 +3,16 @@
 //! signed checkpoint, and that checkpoint. The centre accepts only events that extend its head,
 //! so a station's history, once pushed, cannot be rewritten on the station unnoticed.
 
-use centre_api::{paths, AuditEventWire, AuditHead, AuditPush, CheckpointWire, StationStatus};
+use centre_api::{
+    paths, AuditEventWire, AuditEvents, AuditEventsRequest, AuditHead, AuditPush, CheckpointWire,
+    StationStatus,
+};
+use registry::audit::{AuditEvent, Checkpoint};
 use serde::Serialize;
 
 use crate::centre::CentreClient;
 use crate::error::StationError;
+use crate::session::Session;
 use crate::Station;
 
 /// What a push did.
@@ -21,8 +26,8 @@ pub struct Pushed {
     pub events: usize,
 }
 
-/// Push the events after the centre's head up to the latest checkpoint (nothing when the
-/// centre already holds it).
+/// Push the events after the centre's head up to the latest checkpoint (the checkpoint alone
+/// when the centre's head covers it: the centre then checks that it holds the same event).
 pub fn push(st: &Station) -> Result<Pushed, StationError> {
     let client = CentreClient::for_station(st)?;
     let status: StationStatus = client.get(paths::STATUS)?;
@@ -34,16 +39,12 @@ pub fn push(st: &Station) -> Result<Pushed, StationError> {
             events: 0,
         });
     };
-    if cp.seq <= from {
-        return Ok(Pushed {
-            from_seq: from,
-            head_seq: from,
-            events: 0,
-        });
-    }
+    // A checkpoint the centre's head already covers is sent alone: the centre accepts it only
+    // when it holds the same event there, so a log that went its own way (a restore without
+    // the centre) is told at once.
     let events: Vec<AuditEventWire> = st
         .registry
-        .audit_events(from + 1, cp.seq)?
+        .audit_events(from + 1, cp.seq.max(from))?
         .into_iter()
         .map(|e| AuditEventWire {
             seq: e.seq,
@@ -92,4 +93,131 @@ pub fn push_after(st: &Station, what: &str) {
             tracing::warn!(what, error = %e, "audit log not anchored at the centre now; the next push sends it")
         }
     }
+}
+
+/// What a restore took back from the centre ([`take_back`]).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct TakenBack {
+    /// Events taken back (0 when the centre held none beyond the copy).
+    pub events: u64,
+    /// The copy's last event before, and the log's last event after.
+    pub from_seq: u64,
+    pub to_seq: u64,
+    /// The head the centre holds (0 before the first push).
+    pub centre_head_seq: u64,
+}
+
+fn hash_of(field: &str, hex_text: &str) -> Result<[u8; 32], StationError> {
+    hex::decode(hex_text)
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| StationError::Other(format!("the centre's {field}: not a SHA-256 in hex")))
+}
+
+fn event_of(w: AuditEventWire) -> Result<AuditEvent, StationError> {
+    Ok(AuditEvent {
+        prev_hash: hash_of("prev_hash", &w.prev_hash)?,
+        hash: hash_of("hash", &w.hash)?,
+        seq: w.seq,
+        time: w.time,
+        operator: w.operator,
+        role: w.role,
+        station: w.station,
+        action: w.action,
+        object: w.object,
+        details: w.details,
+    })
+}
+
+fn forked(seq: u64) -> StationError {
+    StationError::Conflict(format!(
+        "this station's restored audit log and the one the national centre holds differ at \
+         sequence {seq} (the copy is not of this station, or a log was rewritten): nothing was \
+         taken back; such a station is enrolled again under a new name (docs/station.md \
+         \"Backup and restore\")"
+    ))
+}
+
+/// A registry restored from a backup copy takes back from the centre the events of its audit
+/// log the copy lacks (docs/station.md "Backup and restore"): those the centre holds after the
+/// copy's last event `from` (sequence number, hash), up to the head it holds, appended as they
+/// are with the head's checkpoint — only when event `from` is the same at the centre, the
+/// events chain on from it, and `signed` accepts the head's signature (this station's audit
+/// key, checked to its root). When the centre's head is at or before `from`, the copy's event there must be the
+/// head, and nothing is taken. Events the station made after its last push are in no copy.
+pub fn take_back(
+    st: &mut Station,
+    session: &Session,
+    signed: &dyn Fn(&Checkpoint) -> bool,
+    from: (u64, [u8; 32]),
+) -> Result<TakenBack, StationError> {
+    let client = CentreClient::for_station(st)?;
+    let ask = |after: u64| -> Result<AuditEvents, StationError> {
+        client.post(
+            paths::AUDIT_EVENTS,
+            &AuditEventsRequest {
+                operator: session.operator().to_owned(),
+                after,
+                limit: None,
+            },
+        )
+    };
+    let first = ask(from.0)?;
+    let Some(head) = first.head.clone() else {
+        return Ok(TakenBack {
+            events: 0,
+            from_seq: from.0,
+            to_seq: from.0,
+            centre_head_seq: 0,
+        });
+    };
+    let head_hash = hash_of("head hash", &head.hash)?;
+    if head.seq <= from.0 {
+        let ours = st.registry.audit_events(head.seq, head.seq)?;
+        if ours.first().map(|e| e.hash) != Some(head_hash) {
+            return Err(forked(head.seq));
+        }
+        let taken = TakenBack {
+            events: 0,
+            from_seq: from.0,
+            to_seq: from.0,
+            centre_head_seq: head.seq,
+        };
+        return Ok(taken);
+    }
+    if from.0 > 0 && first.after_hash.as_deref() != Some(hex::encode(from.1).as_str()) {
+        return Err(forked(from.0));
+    }
+    let mut events = Vec::new();
+    let mut page = first;
+    loop {
+        let more = page.more;
+        for w in page.events {
+            events.push(event_of(w)?);
+        }
+        match events.last() {
+            Some(last) if more && last.seq < head.seq => page = ask(last.seq)?,
+            _ => break,
+        }
+    }
+    events.retain(|e| e.seq <= head.seq);
+    let checkpoint = Checkpoint {
+        seq: head.seq,
+        hash: head_hash,
+        time: head.time.clone(),
+        signature: hex::decode(&head.signature)
+            .map_err(|_| StationError::Other("the centre's head signature: not hex".into()))?,
+    };
+    st.registry
+        .write(|tx| tx.audit_take_back(&events, &checkpoint, signed))
+        .map_err(|e| match e {
+            registry::Error::Conflict(why) => StationError::Conflict(why),
+            e => e.into(),
+        })?;
+    Ok(TakenBack {
+        events: events.len() as u64,
+        from_seq: from.0,
+        to_seq: head.seq,
+        centre_head_seq: head.seq,
+    })
 }

@@ -67,6 +67,10 @@ pub enum BackupCmd {
         /// Standalone station only: the first document number on no card (e.g. AA0000042).
         #[arg(long, value_name = "DOCUMENT")]
         next_number: Option<String>,
+        /// Enrolled station only: finish without taking back from the centre the audit events
+        /// after the copy's (the centre then refuses this station's pushes).
+        #[arg(long)]
+        without_centre: bool,
         #[command(flatten)]
         trust: RootArgs,
         #[command(flatten)]
@@ -101,13 +105,21 @@ pub fn run(ctx: &Ctx, c: &BackupCmd) -> Result<(), StationError> {
         }
         BackupCmd::Restored {
             next_number,
+            without_centre,
             trust,
             op,
         } => {
             let (root, trust) = trust.resolve(ctx)?;
             let (mut st, session) =
                 ctx.open_restoring_as(&op.operator, "finish a restore", &[Role::CaAdmin])?;
-            let r = backup::restored(&mut st, &session, next_number.as_deref(), &root, &trust)?;
+            let r = backup::restored(
+                &mut st,
+                &session,
+                next_number.as_deref(),
+                *without_centre,
+                &root,
+                &trust,
+            )?;
             ctx.print(&r, |r| {
                 let mut s = format!(
                     "Restore finished: the audit log verifies ({} event(s), last {} hash {})\n",
@@ -117,6 +129,12 @@ pub fn run(ctx: &Ctx, c: &BackupCmd) -> Result<(), StationError> {
                     s += &format!(
                         "  number block {} {:07}..{:07}: next {:07} -> {:07}\n",
                         b.series, b.first, b.last, b.next_before, b.next_after
+                    );
+                }
+                if let Some(t) = &r.taken_back {
+                    s += &format!(
+                        "  taken back from the centre: {} audit event(s) after {} (the centre's head is {})\n",
+                        t.events, t.from_seq, t.centre_head_seq
                     );
                 }
                 if r.enrolled {
