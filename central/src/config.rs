@@ -211,18 +211,18 @@ pub struct IssuanceSection {
     #[serde(default = "default_lookups_per_hour")]
     pub document_lookups_per_hour: u32,
     /// Of those, the distinct numbers one operator of a station may look up in an hour (at most
-    /// `document_lookups_per_hour`): one clerk does not spend the office's hour alone.
-    #[serde(default = "default_lookups_per_operator")]
-    pub document_lookups_per_operator_per_hour: u32,
+    /// `document_lookups_per_hour`; unset: 40, or `document_lookups_per_hour` when that is
+    /// lower): one clerk does not spend the office's hour alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document_lookups_per_operator_per_hour: Option<u32>,
 }
 
 fn default_lookups_per_hour() -> u32 {
     120
 }
 
-fn default_lookups_per_operator() -> u32 {
-    40
-}
+/// `document_lookups_per_operator_per_hour` when unset (never above the station's).
+const DEFAULT_LOOKUPS_PER_OPERATOR: u32 = 40;
 
 fn default_suspension_limit() -> u32 {
     30
@@ -236,12 +236,18 @@ impl Default for IssuanceSection {
             job_timeout_seconds: default_job_timeout(),
             suspension_limit_days: default_suspension_limit(),
             document_lookups_per_hour: default_lookups_per_hour(),
-            document_lookups_per_operator_per_hour: default_lookups_per_operator(),
+            document_lookups_per_operator_per_hour: None,
         }
     }
 }
 
 impl IssuanceSection {
+    /// The distinct numbers one operator may look up in an hour (see the field).
+    pub fn lookups_per_operator(&self) -> u32 {
+        self.document_lookups_per_operator_per_hour
+            .unwrap_or(DEFAULT_LOOKUPS_PER_OPERATOR.min(self.document_lookups_per_hour))
+    }
+
     /// The section's rules, each refusal naming its key.
     pub fn check(&self) -> std::result::Result<(), String> {
         let s = self.series.as_bytes();
@@ -257,9 +263,7 @@ impl IssuanceSection {
         if !(1..=100_000).contains(&self.document_lookups_per_hour) {
             return Err("issuance.document_lookups_per_hour: must be 1 to 100000".into());
         }
-        if !(1..=self.document_lookups_per_hour)
-            .contains(&self.document_lookups_per_operator_per_hour)
-        {
+        if !(1..=self.document_lookups_per_hour).contains(&self.lookups_per_operator()) {
             return Err(format!(
                 "issuance.document_lookups_per_operator_per_hour: must be 1 to \
                  issuance.document_lookups_per_hour ({})",
@@ -413,15 +417,18 @@ mod tests {
         };
         assert!(bad.check().unwrap_err().starts_with("issuance.block_size"));
         assert_eq!(
-            (
-                d.document_lookups_per_hour,
-                d.document_lookups_per_operator_per_hour
-            ),
+            (d.document_lookups_per_hour, d.lookups_per_operator()),
             (120, 40)
         );
+        // A centre configured before the setting, with fewer per station: as many per operator.
+        let few = IssuanceSection {
+            document_lookups_per_hour: 20,
+            ..d.clone()
+        };
+        assert_eq!((few.check(), few.lookups_per_operator()), (Ok(()), 20));
         for per_operator in [0, 121] {
             let bad = IssuanceSection {
-                document_lookups_per_operator_per_hour: per_operator,
+                document_lookups_per_operator_per_hour: Some(per_operator),
                 ..d.clone()
             };
             assert_eq!(

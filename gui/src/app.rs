@@ -249,7 +249,11 @@ impl StationApp {
                 self.to_replace.handle(&other);
                 let every = self.session.as_ref().and_then(|s| s.centre_sync);
                 self.centre_sync.handle(&other, every);
-                if let (Some(s), Some(d)) = (&mut self.session, CentreSyncState::renewed(&other)) {
+                let renewed = match &other {
+                    Event::Issued(Ok(r)) => r.document_signer_renewed.as_ref(),
+                    other => CentreSyncState::renewed(other),
+                };
+                if let (Some(s), Some(d)) = (&mut self.session, renewed) {
                     // What the clerk is told about the Document Signer: the new one now.
                     s.document_signer = d.key_usage_until.clone().zip(d.days_left);
                 }

@@ -293,19 +293,52 @@ pub struct RestoredReport {
     pub taken_back: Option<crate::centre::audit_push::TakenBack>,
 }
 
+/// The first step of a restore on an enrolled station, run before anyone logs in (a refused
+/// log-in writes to the audit log, and must come after the events taken back): when the
+/// registry in place is a backup copy whose audit chain verifies, the events after its last
+/// that the station had anchored at the centre are taken back from it
+/// ([`crate::centre::audit_push::take_back`], asked as the station itself, `idstation`).
+/// `None` on a standalone station, `without_centre`, or a registry that is no backup copy.
+/// What it appends is only what the station's own audit key signed for, so it needs no
+/// operator's authority; finishing the restore ([`restored`]) does.
+pub fn take_back(
+    st: &mut Station,
+    without_centre: bool,
+    root: &Path,
+    trust: &TrustInputs,
+) -> Result<Option<crate::centre::audit_push::TakenBack>, StationError> {
+    if st.config.centre.is_none() || without_centre || !st.registry.is_backup_copy()? {
+        return Ok(None);
+    }
+    let copy = crate::audit::verify_log(st, root, trust)?;
+    let opts = crate::audit::checkpoint_trust(st, root, trust)?;
+    let signed =
+        |c: &registry::audit::Checkpoint| opts.checkpoint_key.as_ref().is_some_and(|k| c.verify(k));
+    let from = (copy.last_seq, parse_hash(&copy.last_hash)?);
+    crate::centre::audit_push::take_back(st, "idstation", &signed, from).map(Some)
+}
+
+/// The centre's part in [`restored`].
+pub struct Centre {
+    /// Finish without the centre (`--without-centre`).
+    pub without: bool,
+    /// What [`take_back`] took back before the log-in.
+    pub taken_back: Option<crate::centre::audit_push::TakenBack>,
+}
+
 /// Finish a restore: the registry in place is a backup copy (see the module documentation).
 /// `next_number`: on a standalone station, the first document number on no card; on an
-/// enrolled one refused (the centre hands out the numbers and knows those it gave). An
-/// enrolled station takes back from the centre the audit events it held after the copy's
-/// last ([`crate::centre::audit_push::take_back`]), unless `without_centre`.
+/// enrolled one refused (the centre hands out the numbers and knows those it gave). On an
+/// enrolled station [`take_back`] has run first, unless `centre.without`.
 pub fn restored(
     st: &mut Station,
     session: &Session,
     next_number: Option<&str>,
-    without_centre: bool,
+    centre: Centre,
     root: &Path,
     trust: &TrustInputs,
 ) -> Result<RestoredReport, StationError> {
+    let without_centre = centre.without;
     crate::session::require_current(
         &mut st.registry,
         session,
@@ -344,19 +377,15 @@ pub fn restored(
             "this station is standalone: there is no centre to leave out",
         ));
     }
-    let copy = crate::audit::verify_log(st, root, trust)?;
-    let taken_back = if enrolled && !without_centre {
-        let opts = crate::audit::checkpoint_trust(st, root, trust)?;
-        let signed = |c: &registry::audit::Checkpoint| {
-            opts.checkpoint_key.as_ref().is_some_and(|k| c.verify(k))
-        };
-        let from = (copy.last_seq, parse_hash(&copy.last_hash)?);
-        Some(crate::centre::audit_push::take_back(
-            st, session, &signed, from,
-        )?)
-    } else {
-        None
-    };
+    let taken_back = centre.taken_back;
+    if enrolled && !without_centre && taken_back.is_none() {
+        return Err(StationError::Conflict(
+            "the events this station anchored at the centre after the copy were not taken back \
+             before the log-in: run `idstation backup restored` (or finish with \
+             --without-centre)"
+                .into(),
+        ));
+    }
     let log = crate::audit::verify_log(st, root, trust)?;
     let office = st.config.station.office.clone();
     let blocks = st.registry.write(|tx| {
@@ -371,8 +400,9 @@ pub fn restored(
             details: &serde_json::json!({
                 "audit_last_seq": log.last_seq, "audit_last_hash": log.last_hash,
                 "next_number": next.map(|n| n.to_string()), "number_blocks": blocks,
-                "enrolled": enrolled, "copy_last_seq": copy.last_seq,
+                "enrolled": enrolled,
                 "taken_back_from_centre": taken_back.as_ref().map(|t| t.events),
+                "taken_back_after_seq": taken_back.as_ref().map(|t| t.from_seq),
             }),
         })?;
         Ok(blocks)

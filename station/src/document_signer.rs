@@ -307,7 +307,8 @@ fn switch(
 pub fn renew(st: &mut Station, session: &Session) -> Result<DocumentSignerRenewal, StationError> {
     let action = "renew the Document Signer";
     crate::session::require_current(&mut st.registry, session, action, &[Role::CaAdmin])?;
-    run(st, session, false)
+    run(st, session, false)?
+        .ok_or_else(|| StationError::Other("the renewal by hand ended without a renewal".into()))
 }
 
 /// Who may be at work when the station renews its Document Signer by itself: those who serve
@@ -340,10 +341,52 @@ pub fn renew_when_due(
         return Ok(None);
     }
     let client = CentreClient::for_station(st)?;
-    if let Err(e) = same_clock(&client) {
-        return Err(refused(st, session.actor(), "document-signer", e));
+    match long_enough(st).and_then(|()| same_clock(&client)) {
+        Err(e @ StationError::Conflict(_)) => {
+            return Err(refused(st, session.actor(), "document-signer", e))
+        }
+        Err(e) => return Err(e),
+        Ok(()) => {}
     }
-    run(st, session, true).map(Some)
+    run(st, session, true)
+}
+
+/// A Document Signer whose whole key usage period is not more than twice the days before its
+/// end at which the station renews would be due again as soon as it was made (a centre profile
+/// of a few days, say): the station then does not renew by itself, rather than at every sync.
+fn long_enough(st: &Station) -> Result<(), StationError> {
+    let days = st
+        .config
+        .centre
+        .as_ref()
+        .map_or(0, |c| i64::from(c.renew_document_signer_days));
+    let Some(der) = st
+        .registry
+        .active_ca_key(DS_CA)?
+        .and_then(|k| k.certificate)
+    else {
+        return Ok(());
+    };
+    let info = ca::CertInfo::parse(&der)?;
+    let Some(until) = info.key_usage_until.as_deref() else {
+        return Ok(());
+    };
+    let parse = |t: &str| {
+        crate::time_util::parse_rfc3339(t).map_err(|e| StationError::Other(format!("{t}: {e}")))
+    };
+    let period = parse(until)?
+        .duration_since(parse(&info.not_before)?)
+        .map(|d| (d.as_secs() / 86_400) as i64)
+        .unwrap_or(0);
+    if period > 2 * days {
+        return Ok(());
+    }
+    Err(StationError::Conflict(format!(
+        "the Document Signer's key usage period is {period} days, not more than twice [centre] \
+         renew_document_signer_days ({days}): a new one would be due again at once, so the \
+         station does not renew it by itself; lower the setting, or have a ca-admin renew it \
+         with `idstation centre renew-document-signer`"
+    )))
 }
 
 /// How far this station's clock may be from the centre's for the station to judge by it that
@@ -381,13 +424,16 @@ fn same_clock(client: &CentreClient) -> Result<(), StationError> {
 /// the issuance needs it too — or the active Document Signer's key usage has ended; otherwise
 /// the card is signed by the active one, the failure is logged, and the next sync or issuance
 /// tries again.
-pub fn before_issue(st: &mut Station, session: &Session) -> Result<(), StationError> {
+pub fn before_issue(
+    st: &mut Station,
+    session: &Session,
+) -> Result<Option<DocumentSignerRenewal>, StationError> {
     let e = match renew_when_due(st, session) {
         Ok(Some(r)) => {
             tracing::info!(key = %r.key, "renewed the Document Signer before an issuance");
-            return Ok(());
+            return Ok(Some(r));
         }
-        Ok(None) => return Ok(()),
+        Ok(None) => return Ok(None),
         Err(e) => e,
     };
     let ended = due(st)?
@@ -398,19 +444,23 @@ pub fn before_issue(st: &mut Station, session: &Session) -> Result<(), StationEr
     }
     tracing::warn!(error = %e, "the Document Signer is due for renewal and its renewal failed; \
         the card is signed by the active one");
-    Ok(())
+    Ok(None)
 }
 
-/// The four steps (see the module documentation), by hand or `automatic`.
+/// The four steps (see the module documentation), by hand or `automatic`; `None` when an
+/// automatic renewal finds, once it holds the lock, that another process renewed meanwhile.
 fn run(
     st: &mut Station,
     session: &Session,
     automatic: bool,
-) -> Result<DocumentSignerRenewal, StationError> {
+) -> Result<Option<DocumentSignerRenewal>, StationError> {
     let actor = session.actor().clone();
     let client = CentreClient::for_station(st)?;
     // Two renewals at once would both take the same next label.
     let _lock = WorkLock::acquire(&st.layout.root, Work::DocumentSignerRenewal)?;
+    if automatic && due(st)?.is_none() {
+        return Ok(None);
+    }
     let label = next_label(st)?;
     if st.keys.find(&label)?.is_none() {
         st.keys.generate_p256(&label)?;
@@ -422,13 +472,19 @@ fn run(
         operator: session.operator().to_owned(),
         document_signer_csr: hex::encode(csr),
     };
-    let r: DocumentSignerRenewResponse = client.post(DOCUMENT_SIGNER_RENEW_PATH, &req)?;
+    let r: DocumentSignerRenewResponse = match client.post(DOCUMENT_SIGNER_RENEW_PATH, &req) {
+        Ok(r) => r,
+        Err(e @ StationError::CentreRefused { .. }) => {
+            return Err(refused(st, &actor, "document-signer", e))
+        }
+        Err(e) => return Err(e),
+    };
     crate::failpoint::hit("centre.ds-renew.answered");
     let checked = match check(st, &label, &r) {
         Ok(c) => c,
         Err(e) => return Err(refused(st, &actor, "document-signer", e)),
     };
-    switch(st, &actor, &label, &r, &checked, automatic)
+    switch(st, &actor, &label, &r, &checked, automatic).map(Some)
 }
 
 #[cfg(test)]

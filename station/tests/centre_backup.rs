@@ -135,12 +135,15 @@ fn a_restored_enrolled_station_takes_back_its_anchored_audit_events_and_anchors_
         "{done}"
     );
     assert_eq!(events_up_to(&live, head), events_up_to(&before, head));
-    assert_eq!(
+    let after_head = |n: u64| {
         sqlite(
             &live,
-            &format!("SELECT action FROM audit_events WHERE seq = {}", head + 1)
-        ),
-        "registry.restored"
+            &format!("SELECT action FROM audit_events WHERE seq = {}", head + n),
+        )
+    };
+    assert_eq!(
+        (after_head(1), after_head(2)),
+        ("audit.taken-back".into(), "registry.restored".into())
     );
     let details = sqlite(
         &live,
@@ -148,7 +151,7 @@ fn a_restored_enrolled_station_takes_back_its_anchored_audit_events_and_anchors_
     );
     let details: serde_json::Value = serde_json::from_str(&details).unwrap();
     assert_eq!(details["taken_back_from_centre"], head - copy_last);
-    assert_eq!(details["copy_last_seq"], copy_last);
+    assert_eq!(details["taken_back_after_seq"], copy_last);
     let o = st.run(
         &["audit", "verify-log", "--operator", "admin"],
         &[ADMIN_PASSWORD],
@@ -169,6 +172,30 @@ fn a_restored_enrolled_station_takes_back_its_anchored_audit_events_and_anchors_
     // The restored station anchors again: its next push extends the centre's head.
     let next = anchored_change(&st, "clerk5");
     assert!(next > head + 1, "{next}");
+
+    // The copy put back once more, and a mistyped password at `backup restored`: the events
+    // are taken back before the log-in, so the refused log-in is written after them and the
+    // next run finds the log the centre holds (nothing more to take), not a fork.
+    put_in_place(&st, &copy, &st.dir.join("registry-1.sqlite"));
+    let o = st.run(
+        &["--json", "backup", "restored", "--operator", "admin"],
+        &["not-the-password-1"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(6), "{}", text(&o));
+    let done = ok(restored(&st, &[]));
+    assert_eq!(done["taken_back"]["events"], 0, "{done}");
+    assert_eq!(
+        events_up_to(&live, next),
+        events_up_to(&st.dir.join("registry-1.sqlite"), next)
+    );
+    let refused = sqlite(
+        &live,
+        &format!(
+            "SELECT count(*) FROM audit_events WHERE seq > {next} AND action = 'operator.refused'"
+        ),
+    );
+    assert_eq!(refused, "1");
 
     // A copy whose log went its own way after the centre's head: finished without the centre
     // (`--without-centre`), a change made and backed up, the centre's head moved on meanwhile.

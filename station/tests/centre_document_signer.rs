@@ -486,6 +486,7 @@ fn an_enrolled_station_renews_its_document_signer_by_itself_when_it_is_due() {
     let card = slot.insert(&st.blank_card(0x5F00_0101), &[]);
     let issued = ok(st.issue("holder-01.json", &slot.reader_name, &env_of(&later)));
     let doc = issued["document"].as_str().expect("document").to_owned();
+    assert_eq!(issued["document_signer_renewed"]["key"], "ds-2", "{issued}");
     let sod = st.read_sod(&slot.reader_name, &doc);
     card.pull();
     assert_eq!(

@@ -180,7 +180,7 @@ async fn count_within_limit(
     document: &str,
 ) -> Result<()> {
     let limit = i64::from(centre.issuance.document_lookups_per_hour);
-    let per_operator = i64::from(centre.issuance.document_lookups_per_operator_per_hour);
+    let per_operator = i64::from(centre.issuance.lookups_per_operator());
     let tx = client.transaction().await?;
     tx.prepared_execute(
         "SELECT pg_advisory_xact_lock(hashtextextended('document-lookup:' || $1, 0))",

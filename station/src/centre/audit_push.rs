@@ -12,7 +12,6 @@ use serde::Serialize;
 
 use crate::centre::CentreClient;
 use crate::error::StationError;
-use crate::session::Session;
 use crate::Station;
 
 /// What a push did.
@@ -147,7 +146,7 @@ fn forked(seq: u64) -> StationError {
 /// head, and nothing is taken. Events the station made after its last push are in no copy.
 pub fn take_back(
     st: &mut Station,
-    session: &Session,
+    operator: &str,
     signed: &dyn Fn(&Checkpoint) -> bool,
     from: (u64, [u8; 32]),
 ) -> Result<TakenBack, StationError> {
@@ -156,7 +155,7 @@ pub fn take_back(
         client.post(
             paths::AUDIT_EVENTS,
             &AuditEventsRequest {
-                operator: session.operator().to_owned(),
+                operator: operator.to_owned(),
                 after,
                 limit: None,
             },
@@ -189,18 +188,35 @@ pub fn take_back(
         return Err(forked(from.0));
     }
     let mut events = Vec::new();
-    let mut page = first;
+    let (mut page, mut after) = (first, from.0);
     loop {
+        // Each page goes on from the one before, and no more than the centre's head is taken:
+        // a centre that answered otherwise would have the station ask for ever.
         let more = page.more;
         for w in page.events {
+            if w.seq != after + 1 || w.seq > head.seq {
+                return Err(StationError::Other(format!(
+                    "the centre's audit events: event {} where {} was due (head {}): nothing \
+                     taken back",
+                    w.seq,
+                    after + 1,
+                    head.seq
+                )));
+            }
+            after = w.seq;
             events.push(event_of(w)?);
         }
-        match events.last() {
-            Some(last) if more && last.seq < head.seq => page = ask(last.seq)?,
-            _ => break,
+        if !more || after >= head.seq {
+            break;
+        }
+        page = ask(after)?;
+        if page.events.is_empty() {
+            return Err(StationError::Other(format!(
+                "the centre's audit events: an empty page after {after} though more were \
+                 announced: nothing taken back"
+            )));
         }
     }
-    events.retain(|e| e.seq <= head.seq);
     let checkpoint = Checkpoint {
         seq: head.seq,
         hash: head_hash,
@@ -208,16 +224,28 @@ pub fn take_back(
         signature: hex::decode(&head.signature)
             .map_err(|_| StationError::Other("the centre's head signature: not hex".into()))?,
     };
-    st.registry
-        .write(|tx| tx.audit_take_back(&events, &checkpoint, signed))
-        .map_err(|e| match e {
-            registry::Error::Conflict(why) => StationError::Conflict(why),
-            e => e.into(),
-        })?;
-    Ok(TakenBack {
+    let taken = TakenBack {
         events: events.len() as u64,
         from_seq: from.0,
         to_seq: head.seq,
         centre_head_seq: head.seq,
-    })
+    };
+    let actor = registry::Actor::new(operator, "system", &st.config.station.name);
+    let details = serde_json::to_value(&taken).map_err(|e| StationError::Other(e.to_string()))?;
+    st.registry
+        .write(|tx| {
+            tx.audit_take_back(&events, &checkpoint, signed)?;
+            tx.audit(&registry::AuditEntry {
+                actor: &actor,
+                action: "audit.taken-back",
+                object: "audit-log",
+                details: &details,
+            })?;
+            Ok(())
+        })
+        .map_err(|e| match e {
+            registry::Error::Conflict(why) => StationError::Conflict(why),
+            e => e.into(),
+        })?;
+    Ok(taken)
 }

@@ -195,7 +195,7 @@ fn ask(
                 open_jobs: Some(s.open_jobs),
                 audit_head_seq: Some(s.audit_head_seq),
                 document_signer_serial: s.document_signer_serial,
-                clock_ahead_seconds: s.time.as_deref().map(clock_ahead).transpose()?,
+                clock_ahead_seconds: s.time.as_deref().and_then(|t| clock_ahead(t).ok()),
             });
         }
         Err(StationError::CentreRefused { status: 404, .. }) => {

@@ -110,13 +110,21 @@ pub fn run(ctx: &Ctx, c: &BackupCmd) -> Result<(), StationError> {
             op,
         } => {
             let (root, trust) = trust.resolve(ctx)?;
+            // Before the log-in, so that a refused one is written after the events taken back.
+            let mut taken_back = None;
             let (mut st, session) =
-                ctx.open_restoring_as(&op.operator, "finish a restore", &[Role::CaAdmin])?;
+                ctx.open_restoring_as(&op.operator, "finish a restore", &[Role::CaAdmin], |st| {
+                    taken_back = backup::take_back(st, *without_centre, &root, &trust)?;
+                    Ok(())
+                })?;
             let r = backup::restored(
                 &mut st,
                 &session,
                 next_number.as_deref(),
-                *without_centre,
+                backup::Centre {
+                    without: *without_centre,
+                    taken_back,
+                },
                 &root,
                 &trust,
             )?;

@@ -84,13 +84,11 @@ impl Ctx<'_> {
         operator: &str,
         action: &str,
         roles: &[Role],
+        before_log_in: impl FnOnce(&mut Station) -> Result<(), StationError>,
     ) -> Result<(Station, Session), StationError> {
-        log_in(
-            Station::open_restoring(self.data_dir)?,
-            operator,
-            action,
-            roles,
-        )
+        let mut st = Station::open_restoring(self.data_dir)?;
+        before_log_in(&mut st)?;
+        log_in(st, operator, action, roles)
     }
 
     /// [`Ctx::open_as`] for a command that only reads the registry: the HSM is not opened.

@@ -432,6 +432,7 @@ impl Locked {
             bytes_to_card: stats.bytes_sent,
             bytes_from_card: stats.bytes_received,
             timings: Timings::default(),
+            document_signer_renewed: None,
         })
     }
 }

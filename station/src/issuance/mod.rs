@@ -101,6 +101,10 @@ pub struct IssueReport {
     pub bytes_to_card: u64,
     pub bytes_from_card: u64,
     pub timings: Timings,
+    /// The Document Signer the station renewed before this card because its key usage was
+    /// about to end (it signed this card's EF.SOD).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub document_signer_renewed: Option<crate::document_signer::DocumentSignerRenewal>,
 }
 
 /// A progress event for the CLI and the GUI: the job step and, inside card steps, the card step.
@@ -152,7 +156,7 @@ pub fn issue_with(
         &[registry::Role::Clerk],
     )?;
     // An enrolled station's Document Signer about to end its key usage is renewed first.
-    crate::document_signer::before_issue(st, session)?;
+    let renewed = crate::document_signer::before_issue(st, session)?;
     let started = Instant::now();
     let mut t = Timings::default();
     let Checked {
@@ -213,6 +217,7 @@ pub fn issue_with(
     match result {
         Ok(mut report) => {
             report.reader = reader;
+            report.document_signer_renewed = renewed;
             job.timings.total_ms = ms(started);
             report.timings = job.timings;
             Ok(report)
