@@ -114,6 +114,24 @@ pub fn holder_record(
     }))
 }
 
+/// The holder record of document `document`'s holder, as [`holder_record`] gives it (audited
+/// `holder.read`); `None` when this registry has no such document (another office's).
+pub fn holder_record_of_document(
+    st: &mut Station,
+    session: &Session,
+    document: &str,
+) -> Result<Option<HolderRecord>, StationError> {
+    require(st, session, "look up holders", crate::records::READ_ROLES)?;
+    let number = crate::records::parse_document(document)?;
+    let Some(doc) = st.registry.document(number)? else {
+        return Ok(None);
+    };
+    let Some(holder) = st.registry.holder(doc.holder_id)? else {
+        return Ok(None);
+    };
+    holder_record(st, session, &holder.data.pinfl)
+}
+
 /// A document number the registry records as spoiled: its card was written, then discarded
 /// when the issuance was undone, so the number is on no valid document and is never handed
 /// out again.

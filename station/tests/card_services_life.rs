@@ -855,7 +855,7 @@ fn replace_lost_revokes_the_old_keycompromise_issues_a_new_card_and_links_them()
     // The holder marries: a name-change replacement with the new surname, confirmed, onto a
     // third card. The old card is revoked (superseded), the registry takes the new name.
     new_card.pull();
-    let _third = slot.insert(&st.blank_card(0x5E10_0006), &[]);
+    let third_card = slot.insert(&st.blank_card(0x5E10_0006), &[]);
     let mut renamed: serde_json::Value =
         serde_json::from_slice(&std::fs::read(fixture("holder-01.json")).unwrap()).unwrap();
     renamed["surname"] = "RAHIMOVA".into();
@@ -894,6 +894,49 @@ fn replace_lost_revokes_the_old_keycompromise_issues_a_new_card_and_links_them()
         .expect("holder")
         .expect("on record");
     assert_eq!(h.data.surname, "RAHIMOVA");
+
+    // The third card damaged: replaced without a holder file, from the registry's record of
+    // the holder (the new name, the address) and the photo given, onto a fourth card.
+    third_card.pull();
+    let _fourth = slot.insert(&st.blank_card(0x5E10_0007), &[]);
+    let letter = holder_pin::letter_path(&st.dir);
+    let photo_file = fixture(&photo);
+    let mut args = vec![
+        "--json",
+        "replace",
+        "--document",
+        third,
+        "--reason",
+        "damaged",
+        "--reader",
+        r,
+        "--pin-fd",
+        "0",
+        "--pin-letter",
+        letter.to_str().unwrap(),
+        "--operator",
+        "clerk",
+    ];
+    let o = st.run_env(&args, &[CLERK_PASSWORD, PIN], &[]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "neither --holder nor --photo: {}",
+        text(&o)
+    );
+    args.extend(["--photo", photo_file.to_str().unwrap()]);
+    let o = st.run_env(&args, &[CLERK_PASSWORD, PIN], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let rep: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let fourth = rep["new"]["document"].as_str().expect("fourth document");
+    assert_eq!(document_status(&st, third), "revoked");
+    assert_eq!(document_status(&st, fourth), "active");
+    let d = st
+        .registry()
+        .document(fourth.parse().expect("number"))
+        .expect("document")
+        .expect("on record");
+    assert_eq!(d.holder_id, h.id, "the same holder");
 }
 
 #[test]

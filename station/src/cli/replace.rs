@@ -29,8 +29,13 @@ pub struct ReplaceArgs {
     #[arg(long)]
     update_holder: bool,
     /// The holder record (JSON) for the new card: the same PINFL as the old document's holder.
-    #[arg(long, value_name = "FILE")]
-    holder: PathBuf,
+    /// Without it, the registry's record of the holder of this station's document, with --photo.
+    #[arg(long, value_name = "FILE", required_unless_present = "photo")]
+    holder: Option<PathBuf>,
+    /// The holder's photo for the new card (JPEG), when --holder is not given: everything else
+    /// comes from this station's record of the holder (names, birth, address).
+    #[arg(long, value_name = "FILE", conflicts_with = "holder")]
+    photo: Option<PathBuf>,
     /// Reader with the blank card (or a unique part of its name); default: the one reader
     /// holding a card.
     #[arg(long)]
@@ -49,7 +54,32 @@ pub struct ReplaceArgs {
 pub fn run(ctx: &Ctx, a: &ReplaceArgs) -> Result<(), StationError> {
     let (mut st, session) = ctx.open_as(&a.op.operator, "replace documents", &[Role::Clerk])?;
     let policy = holder_policy(st.document_profile()?);
-    let holder = station::holder::load(&a.holder, &policy).map_err(|errs| {
+    let checked = match (&a.holder, &a.photo) {
+        (Some(file), _) => station::holder::load(file, &policy),
+        (None, photo) => {
+            let photo = photo
+                .as_deref()
+                .ok_or_else(|| StationError::invalid("photo", "give --holder or --photo"))?;
+            let mut record =
+                station::interactive::holder_record_of_document(&mut st, &session, &a.document)?
+                    .ok_or_else(|| {
+                        StationError::invalid(
+                            "holder",
+                            format!(
+                                "this station has no record of document {}'s holder (another \
+                                 office's card): give --holder, a holder file with the holder's \
+                                 current address",
+                                a.document
+                            ),
+                        )
+                    })?;
+            let photo = std::path::absolute(photo)
+                .map_err(|e| StationError::invalid("photo", e.to_string()))?;
+            record.photo = Some(photo.to_string_lossy().into_owned());
+            station::holder::validate(&record, &policy, Some(std::path::Path::new("/")))
+        }
+    };
+    let holder = checked.map_err(|errs| {
         let mut it = errs.into_iter();
         match it.next() {
             Some(first) => {
