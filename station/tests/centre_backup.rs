@@ -40,9 +40,9 @@ fn events_up_to(file: &Path, n: u64) -> String {
     sqlite(file, &EVENTS.replace("%N", &n.to_string()))
 }
 
-/// An audited change, signed checkpoint and push to the centre: the station adds operator
-/// `name` (a clerk), then `audit checkpoint` and `centre push-audit`; the centre's head after.
-fn anchored_change(st: &Station, name: &str) -> u64 {
+/// An audited change and a signed checkpoint: the station adds operator `name` (a clerk), then
+/// `audit checkpoint`.
+fn checkpointed_change(st: &Station, name: &str) {
     let o = st.run(
         &[
             "operator",
@@ -63,6 +63,11 @@ fn anchored_change(st: &Station, name: &str) -> u64 {
         &[ADMIN_PASSWORD],
         &[],
     ));
+}
+
+/// [`checkpointed_change`] and `centre push-audit`: the centre's head after.
+fn anchored_change(st: &Station, name: &str) -> u64 {
+    checkpointed_change(st, name);
     let pushed = ok(st.run(&["--json", "centre", "push-audit"], &[], &[]));
     pushed["head_seq"].as_u64().expect("head_seq")
 }
@@ -201,26 +206,7 @@ fn a_restored_enrolled_station_takes_back_its_anchored_audit_events_and_anchors_
     // (`--without-centre`), a change made and backed up, the centre's head moved on meanwhile.
     put_in_place(&st, &copy, &st.dir.join("registry-2.sqlite"));
     ok(restored(&st, &["--without-centre"]));
-    let o = st.run(
-        &[
-            "operator",
-            "add",
-            "--name",
-            "clerk6",
-            "--role",
-            "clerk",
-            "--operator",
-            "admin",
-        ],
-        &[ADMIN_PASSWORD, CLERK_PASSWORD],
-        &[],
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    ok(st.run(
-        &["--json", "audit", "checkpoint", "--operator", "admin"],
-        &[ADMIN_PASSWORD],
-        &[],
-    ));
+    checkpointed_change(&st, "clerk6");
     let o = st.run(&["--json", "centre", "push-audit"], &[], &[]);
     assert_eq!(
         o.status.code(),

@@ -202,52 +202,29 @@ async fn count_within_limit(
         tx.commit().await?;
         return Ok(());
     }
-    // The `limit`-th latest attempt within the hour: while there is one, the hour is full.
-    let full = tx
-        .prepared_opt(
-            "SELECT to_char((at + interval '1 hour') AT TIME ZONE 'UTC',
-                            'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
-             FROM document_lookups WHERE station = $1
-             ORDER BY at DESC OFFSET $2 LIMIT 1",
-            &[&who.station, &(limit - 1)],
-        )
-        .await?;
-    if let Some(r) = full {
-        let again: String = r.get(0);
-        return Err(CentralError::refused(
-            Refusal::TooMany,
-            rules::LOOKUP_LIMIT,
-            format!(
-                "station {} has looked up {limit} document numbers in the last hour, the most \
-                 [issuance] document_lookups_per_hour allows; look a number up again after \
-                 {again}, or look the card up with the card in the reader",
-                who.station
-            ),
-        ));
-    }
-    // The same for the operator's own attempts within the station's.
-    let full = tx
-        .prepared_opt(
-            "SELECT to_char((at + interval '1 hour') AT TIME ZONE 'UTC',
-                            'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
-             FROM document_lookups WHERE station = $1 AND operator = $2
-             ORDER BY at DESC OFFSET $3 LIMIT 1",
-            &[&who.station, &operator, &(per_operator - 1)],
-        )
-        .await?;
-    if let Some(r) = full {
-        let again: String = r.get(0);
-        return Err(CentralError::refused(
-            Refusal::TooMany,
-            rules::LOOKUP_LIMIT,
-            format!(
-                "operator {operator} of station {} has looked up {per_operator} document numbers \
-                 in the last hour, the most [issuance] document_lookups_per_operator_per_hour \
-                 allows; look a number up again after {again}, or look the card up with the \
-                 card in the reader",
-                who.station
-            ),
-        ));
+    // The station's hour, then the operator's own attempts within it.
+    let station_text = format!("station {}", who.station);
+    let operator_text = format!("operator {operator} of station {}", who.station);
+    for (whose, by, most, key) in [
+        (None, &station_text, limit, "document_lookups_per_hour"),
+        (
+            Some(operator),
+            &operator_text,
+            per_operator,
+            "document_lookups_per_operator_per_hour",
+        ),
+    ] {
+        if let Some(again) = hour_full(&tx, &who.station, whose, most).await? {
+            return Err(CentralError::refused(
+                Refusal::TooMany,
+                rules::LOOKUP_LIMIT,
+                format!(
+                    "{by} has looked up {most} document numbers in the last hour, the most \
+                     [issuance] {key} allows; look a number up again after {again}, or look the \
+                     card up with the card in the reader"
+                ),
+            ));
+        }
     }
     tx.prepared_execute(
         "INSERT INTO document_lookups (station, operator, document) VALUES ($1, $2, $3)",
@@ -256,6 +233,26 @@ async fn count_within_limit(
     .await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// When `station`'s (or, with `operator`, that operator's) hour of look-ups is full — its
+/// `most`-th latest attempt within the hour exists — the time (RFC 3339) it has room again.
+async fn hour_full(
+    tx: &deadpool_postgres::Transaction<'_>,
+    station: &str,
+    operator: Option<&str>,
+    most: i64,
+) -> Result<Option<String>> {
+    Ok(tx
+        .prepared_opt(
+            "SELECT to_char((at + interval '1 hour') AT TIME ZONE 'UTC',
+                            'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+             FROM document_lookups WHERE station = $1 AND ($2::text IS NULL OR operator = $2)
+             ORDER BY at DESC OFFSET $3 LIMIT 1",
+            &[&station, &operator, &(most - 1)],
+        )
+        .await?
+        .map(|r| r.get(0)))
 }
 
 /// The national registry's record of the document in row `d` (the columns both look-ups

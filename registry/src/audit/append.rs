@@ -43,32 +43,34 @@ impl Tx<'_> {
             hash: [0; 32],
         };
         ev.hash = ev.compute_hash();
+        self.insert_event(&ev)?;
+        Ok(ev)
+    }
+
+    /// One event row as it is (its hash computed by the caller).
+    fn insert_event(&self, e: &AuditEvent) -> Result<()> {
         self.conn()
             .prepare_cached(
                 "INSERT INTO audit_events (seq, time, operator, role, station, action, object, details, prev_hash, hash)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?
             .execute(params![
-                ev.seq as i64,
-                ev.time,
-                ev.operator,
-                ev.role,
-                ev.station,
-                ev.action,
-                ev.object,
-                ev.details,
-                &ev.prev_hash[..],
-                &ev.hash[..]
+                e.seq as i64,
+                e.time,
+                e.operator,
+                e.role,
+                e.station,
+                e.action,
+                e.object,
+                e.details,
+                &e.prev_hash[..],
+                &e.hash[..]
             ])?;
-        Ok(ev)
+        Ok(())
     }
 
-    /// Sign a checkpoint over the last event with `sign` (returns a DER ECDSA P-256/SHA-256
-    /// signature over the message it is given). `None` if the log is empty.
-    pub fn audit_checkpoint<E: std::fmt::Display>(
-        &self,
-        sign: &crate::SignFn<'_, E>,
-    ) -> Result<Option<Checkpoint>> {
+    /// The last event's sequence number and hash (0 and the genesis hash for an empty log).
+    fn last_event(&self) -> Result<Option<(u64, [u8; 32])>> {
         let last: Option<(i64, Vec<u8>)> = self
             .conn()
             .query_row(
@@ -77,11 +79,19 @@ impl Tx<'_> {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
-        let Some((seq, hash)) = last else {
+        last.map(|(s, h)| Ok((s as u64, blob32(&h, "hash", s as u64)?)))
+            .transpose()
+    }
+
+    /// Sign a checkpoint over the last event with `sign` (returns a DER ECDSA P-256/SHA-256
+    /// signature over the message it is given). `None` if the log is empty.
+    pub fn audit_checkpoint<E: std::fmt::Display>(
+        &self,
+        sign: &crate::SignFn<'_, E>,
+    ) -> Result<Option<Checkpoint>> {
+        let Some((seq, hash)) = self.last_event()? else {
             return Ok(None);
         };
-        let seq = seq as u64;
-        let hash = blob32(&hash, "hash", seq)?;
         let time = now_rfc3339();
         let msg = checkpoint_message(seq, &hash, &time);
         let signature = sign(&msg).map_err(|e| Error::Signer(e.to_string()))?;
@@ -127,18 +137,7 @@ impl Tx<'_> {
         checkpoint: &Checkpoint,
         verify: &dyn Fn(&Checkpoint) -> bool,
     ) -> Result<()> {
-        let last: Option<(i64, Vec<u8>)> = self
-            .conn()
-            .query_row(
-                "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        let (mut seq, mut prev) = match last {
-            Some((s, h)) => (s as u64, blob32(&h, "hash", s as u64)?),
-            None => (0, GENESIS_PREV_HASH),
-        };
+        let (mut seq, mut prev) = self.last_event()?.unwrap_or((0, GENESIS_PREV_HASH));
         let refused = |at: u64, reason: String| {
             Error::Conflict(format!(
                 "the events taken back do not extend this audit log at sequence {at}: {reason}; \
@@ -172,23 +171,8 @@ impl Tx<'_> {
                 "the checkpoint's signature does not verify with this station's audit key".into(),
             ));
         }
-        let mut insert = self.conn().prepare_cached(
-            "INSERT INTO audit_events (seq, time, operator, role, station, action, object, details, prev_hash, hash)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        )?;
         for e in events {
-            insert.execute(params![
-                e.seq as i64,
-                e.time,
-                e.operator,
-                e.role,
-                e.station,
-                e.action,
-                e.object,
-                e.details,
-                &e.prev_hash[..],
-                &e.hash[..]
-            ])?;
+            self.insert_event(e)?;
         }
         self.conn().execute(
             "INSERT OR IGNORE INTO audit_checkpoints (seq, hash, time, signature) VALUES (?1, ?2, ?3, ?4)",
