@@ -251,6 +251,7 @@ impl StationApp {
                 self.centre_sync.handle(&other, every);
                 let renewed = match &other {
                     Event::Issued(Ok(r)) => r.document_signer_renewed.as_ref(),
+                    Event::Replaced(Ok(r)) => r.new.document_signer_renewed.as_ref(),
                     other => CentreSyncState::renewed(other),
                 };
                 if let (Some(s), Some(d)) = (&mut self.session, renewed) {

@@ -298,43 +298,58 @@ pub struct RestoredReport {
 /// registry in place is a backup copy whose audit chain verifies, the events after its last
 /// that the station had anchored at the centre are taken back from it
 /// ([`crate::centre::audit_push::take_back`], asked as the station itself, `idstation`).
-/// `None` on a standalone station, `without_centre`, or a registry that is no backup copy.
-/// What it appends is only what the station's own audit key signed for, so it needs no
-/// operator's authority; finishing the restore ([`restored`]) does.
+/// Always tried on an enrolled station's copy — a run without a password must not be able to
+/// write a refused log-in into the copy first — and `without_centre` only lets the restore go
+/// on when it fails (the centre cannot be reached, or its log differs). Nothing to do on a
+/// standalone station or a registry that is no backup copy. What it appends is only what the
+/// station's own audit key signed for, so it needs no operator's authority; finishing the
+/// restore ([`restored`]) does.
 pub fn take_back(
     st: &mut Station,
     without_centre: bool,
     root: &Path,
     trust: &TrustInputs,
-) -> Result<Option<crate::centre::audit_push::TakenBack>, StationError> {
-    if st.config.centre.is_none() || without_centre || !st.registry.is_backup_copy()? {
-        return Ok(None);
+) -> Result<BeforeLogIn, StationError> {
+    let mut before = BeforeLogIn {
+        without: without_centre,
+        taken_back: None,
+        failed: None,
+    };
+    if st.config.centre.is_none() || !st.registry.is_backup_copy()? {
+        return Ok(before);
     }
     let copy = crate::audit::verify_log(st, root, trust)?;
     let opts = crate::audit::checkpoint_trust(st, root, trust)?;
     let signed =
         |c: &registry::audit::Checkpoint| opts.checkpoint_key.as_ref().is_some_and(|k| c.verify(k));
     let from = (copy.last_seq, parse_hash(&copy.last_hash)?);
-    crate::centre::audit_push::take_back(st, "idstation", &signed, from).map(Some)
+    match crate::centre::audit_push::take_back(st, "idstation", &signed, from) {
+        Ok(t) => before.taken_back = Some(t),
+        Err(e) if without_centre => {
+            tracing::warn!(error = %e, "nothing taken back from the centre; the restore goes on without it");
+            before.failed = Some(e.to_string());
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(before)
 }
 
-/// The centre's part in [`restored`].
-pub struct Centre {
-    /// Finish without the centre (`--without-centre`).
-    pub without: bool,
-    /// What [`take_back`] took back before the log-in.
-    pub taken_back: Option<crate::centre::audit_push::TakenBack>,
+/// What [`take_back`] did before the log-in, for [`restored`] (made only by [`take_back`]).
+pub struct BeforeLogIn {
+    without: bool,
+    taken_back: Option<crate::centre::audit_push::TakenBack>,
+    failed: Option<String>,
 }
 
 /// Finish a restore: the registry in place is a backup copy (see the module documentation).
 /// `next_number`: on a standalone station, the first document number on no card; on an
 /// enrolled one refused (the centre hands out the numbers and knows those it gave). On an
-/// enrolled station [`take_back`] has run first, unless `centre.without`.
+/// enrolled station [`take_back`] has run first.
 pub fn restored(
     st: &mut Station,
     session: &Session,
     next_number: Option<&str>,
-    centre: Centre,
+    centre: BeforeLogIn,
     root: &Path,
     trust: &TrustInputs,
 ) -> Result<RestoredReport, StationError> {
@@ -378,7 +393,7 @@ pub fn restored(
         ));
     }
     let taken_back = centre.taken_back;
-    if enrolled && !without_centre && taken_back.is_none() {
+    if enrolled && !without_centre && taken_back.is_none() && centre.failed.is_none() {
         return Err(StationError::Conflict(
             "the events this station anchored at the centre after the copy were not taken back \
              before the log-in: run `idstation backup restored` (or finish with \
@@ -403,6 +418,7 @@ pub fn restored(
                 "enrolled": enrolled,
                 "taken_back_from_centre": taken_back.as_ref().map(|t| t.events),
                 "taken_back_after_seq": taken_back.as_ref().map(|t| t.from_seq),
+                "take_back_failed": centre.failed,
             }),
         })?;
         Ok(blocks)

@@ -78,10 +78,20 @@ pub fn holder_record(
     pinfl: &str,
 ) -> Result<Option<HolderRecord>, StationError> {
     require(st, session, "look up holders", crate::records::READ_ROLES)?;
+    holder_record_for(st, session, pinfl, "gui look-up")
+}
+
+/// [`holder_record`] after the role check, the read audited with `purpose`.
+fn holder_record_for(
+    st: &mut Station,
+    session: &Session,
+    pinfl: &str,
+    purpose: &str,
+) -> Result<Option<HolderRecord>, StationError> {
     let Some(h) = st.registry.holder_by_pinfl(pinfl)? else {
         return Ok(None);
     };
-    crate::records::audit_holder_reads(st, session, &[&h.data.pinfl], "gui look-up")?;
+    crate::records::audit_holder_reads(st, session, &[&h.data.pinfl], purpose)?;
     let addresses = st.registry.addresses(h.id)?;
     let address = addresses
         .last()
@@ -129,7 +139,8 @@ pub fn holder_record_of_document(
     let Some(holder) = st.registry.holder(doc.holder_id)? else {
         return Ok(None);
     };
-    holder_record(st, session, &holder.data.pinfl)
+    let purpose = format!("replacement of {document}");
+    holder_record_for(st, session, &holder.data.pinfl, &purpose)
 }
 
 /// A document number the registry records as spoiled: its card was written, then discarded

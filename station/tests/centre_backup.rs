@@ -202,10 +202,20 @@ fn a_restored_enrolled_station_takes_back_its_anchored_audit_events_and_anchors_
     );
     assert_eq!(refused, "1");
 
-    // A copy whose log went its own way after the centre's head: finished without the centre
-    // (`--without-centre`), a change made and backed up, the centre's head moved on meanwhile.
+    // A copy whose log went its own way after the centre's head: the centre stopped, the
+    // restore refused (exit 7, nothing changed) and then finished with `--without-centre`; a
+    // change made and backed up, the centre started again.
     put_in_place(&st, &copy, &st.dir.join("registry-2.sqlite"));
-    ok(restored(&st, &["--without-centre"]));
+    centre.stop();
+    let o = restored(&st, &[]);
+    assert_eq!(o.status.code(), Some(7), "{}", text(&o));
+    assert_eq!(
+        sqlite(&live, "SELECT max(seq) FROM audit_events"),
+        copy_last.to_string()
+    );
+    let done = ok(restored(&st, &["--without-centre"]));
+    assert!(done.get("taken_back").is_none(), "{done}");
+    centre.serve();
     checkpointed_change(&st, "clerk6");
     let o = st.run(&["--json", "centre", "push-audit"], &[], &[]);
     assert_eq!(

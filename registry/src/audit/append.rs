@@ -69,7 +69,7 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// The last event's sequence number and hash (0 and the genesis hash for an empty log).
+    /// The last event's sequence number and hash; `None` for an empty log.
     fn last_event(&self) -> Result<Option<(u64, [u8; 32])>> {
         let last: Option<(i64, Vec<u8>)> = self
             .conn()

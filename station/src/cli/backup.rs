@@ -67,8 +67,9 @@ pub enum BackupCmd {
         /// Standalone station only: the first document number on no card (e.g. AA0000042).
         #[arg(long, value_name = "DOCUMENT")]
         next_number: Option<String>,
-        /// Enrolled station only: finish without taking back from the centre the audit events
-        /// after the copy's (the centre then refuses this station's pushes).
+        /// Enrolled station only: finish even when the audit events after the copy's cannot be
+        /// taken back from the centre (it cannot be reached, or its log differs; the centre
+        /// then refuses this station's pushes).
         #[arg(long)]
         without_centre: bool,
         #[command(flatten)]
@@ -111,20 +112,20 @@ pub fn run(ctx: &Ctx, c: &BackupCmd) -> Result<(), StationError> {
         } => {
             let (root, trust) = trust.resolve(ctx)?;
             // Before the log-in, so that a refused one is written after the events taken back.
-            let mut taken_back = None;
+            let mut before = None;
             let (mut st, session) =
                 ctx.open_restoring_as(&op.operator, "finish a restore", &[Role::CaAdmin], |st| {
-                    taken_back = backup::take_back(st, *without_centre, &root, &trust)?;
+                    before = Some(backup::take_back(st, *without_centre, &root, &trust)?);
                     Ok(())
                 })?;
+            let before = before.ok_or_else(|| {
+                StationError::Other("the step before the log-in did not run".into())
+            })?;
             let r = backup::restored(
                 &mut st,
                 &session,
                 next_number.as_deref(),
-                backup::Centre {
-                    without: *without_centre,
-                    taken_back,
-                },
+                before,
                 &root,
                 &trust,
             )?;
