@@ -30,6 +30,10 @@ pub struct Filter {
     pub actor: Option<String>,
     /// The object (`document:AA0000001`, `job:…`, `station:…`).
     pub object: Option<String>,
+    /// The rule a refusal names in its details (`lookup-limit`, `audit-head-does-not-extend`):
+    /// with `request.refused`, what an auditor watches for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
     /// From this day or time (inclusive): `YYYY-MM-DD` or RFC 3339 UTC.
     pub from: Option<String>,
     /// To this day (inclusive) or time (exclusive).
@@ -101,6 +105,18 @@ impl Filter {
         check_text("station", &self.station)?;
         check_text("actor", &self.actor)?;
         check_text("object", &self.object)?;
+        check_text("rule", &self.rule)?;
+        if let Some(r) = &self.rule {
+            if !r
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_".contains(c))
+            {
+                return Err(CentralError::invalid(
+                    "rule",
+                    format!("{r:?} must be a rule name (lower case, digits, '-', '_')"),
+                ));
+            }
+        }
         crate::audit_export::check_time_bound("from", self.from.as_deref())?;
         crate::audit_export::check_time_bound("to", self.to.as_deref())?;
         Ok(())
@@ -116,7 +132,8 @@ pub async fn search(pool: &Pool, session: &Session, filter: &Filter) -> Result<O
         // The values as given, each cut to a bounded length (a refused value may be anything).
         let b = |v: &Option<String>| v.as_deref().map(registry::audit::bounded_name);
         let given = json!({ "action": b(&filter.action), "station": b(&filter.station),
-            "actor": b(&filter.actor), "object": b(&filter.object), "from": b(&filter.from),
+            "actor": b(&filter.actor), "object": b(&filter.object), "rule": b(&filter.rule),
+            "from": b(&filter.from),
             "to": b(&filter.to), "limit": filter.limit });
         let d = json!({ "filter": given, "error": e.to_string() });
         audit::append(
@@ -151,6 +168,7 @@ pub async fn search(pool: &Pool, session: &Session, filter: &Filter) -> Result<O
                AND ($5::text IS NULL OR object = $5)
                AND ($6::text IS NULL OR time >= $6)
                AND ($7::text IS NULL OR time < $7)
+               AND ($9::text IS NULL OR details::jsonb ->> 'rule' = $9)
              ORDER BY seq DESC LIMIT $8",
             &[
                 &exact,
@@ -161,6 +179,7 @@ pub async fn search(pool: &Pool, session: &Session, filter: &Filter) -> Result<O
                 &from,
                 &to,
                 &(filter.limit + 1),
+                &filter.rule,
             ],
         )
         .await?;

@@ -246,6 +246,10 @@ enum AuditCmd {
         /// The object (document:AA0000001, job:UUID, station:NAME, holder:PINFL).
         #[arg(long, value_name = "OBJECT")]
         object: Option<String>,
+        /// The rule a refusal names (lookup-limit, audit-head-does-not-extend, …): with
+        /// --action request.refused, what to watch for.
+        #[arg(long, value_name = "RULE")]
+        rule: Option<String>,
         /// First day or time (inclusive): YYYY-MM-DD or RFC 3339 UTC.
         #[arg(long, value_name = "DATE")]
         from: Option<String>,
@@ -576,12 +580,14 @@ async fn audit(cli: &Cli, cfg: &CentreConfig, ac: &AuditCmd) -> Result<(), Centr
             station,
             actor,
             object,
+            rule,
             from,
             to,
             limit,
             operator,
         } => {
             let filter = central::audit_search::Filter {
+                rule: rule.clone(),
                 action: action.clone(),
                 station: station.clone(),
                 actor: actor.clone(),

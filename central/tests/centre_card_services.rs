@@ -623,6 +623,48 @@ fn renewal_hold_release_and_address_changes_through_the_centre() {
         .unwrap()
         .get(0);
     assert_eq!(limit_refusals, 3);
+    // What an auditor watches for: the refusals by rule, through `audit search --rule`.
+    let found: Value = serde_json::from_str(&ok(idcentral(
+        &config,
+        &[
+            "--json",
+            "audit",
+            "search",
+            "--action",
+            "request.refused",
+            "--rule",
+            "lookup-limit",
+            "--operator",
+            "admin",
+        ],
+        &format!("{ADMIN_PASSWORD}\n"),
+    )))
+    .unwrap();
+    let stations: Vec<&str> = found["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["station"].as_str().unwrap())
+        .collect();
+    assert_eq!(stations, ["sam01-st1"; 3], "{found}");
+    let bad = idcentral(
+        &config,
+        &[
+            "audit",
+            "search",
+            "--rule",
+            "Lookup Limit",
+            "--operator",
+            "admin",
+        ],
+        &format!("{ADMIN_PASSWORD}\n"),
+    );
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
 
     let out = ocsp_until(&w, dir, sign_pem, &format!("{sign_pem}: revoked"));
     assert!(out.contains("Reason: certificateHold"), "{out}");
