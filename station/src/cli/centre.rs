@@ -231,6 +231,8 @@ fn text(r: &CentreStatus) -> String {
                     if a.abs() > 86_400 {
                         ": set it (the station does not renew its Document Signer by itself by \
                          a clock a day or more off)"
+                    } else if a.abs() > 300 {
+                        ": set it (the times this station signs and records are off)"
                     } else {
                         ""
                     }
