@@ -510,11 +510,7 @@ pub fn verify_log(
     trust: &TrustInputs,
 ) -> Result<VerifyLogOutcome, StationError> {
     let label = st.config.ca.audit_key.clone();
-    let opts = checkpoint_trust(st, root, trust)?;
-    let r = st.registry.verify_audit(&opts).map_err(|e| match e {
-        registry::Error::AuditBroken { .. } => StationError::invalid("audit log", e.to_string()),
-        e => e.into(),
-    })?;
+    let r = verify_chain(st, &checkpoint_trust(st, root, trust)?)?;
     Ok(VerifyLogOutcome {
         events: r.events,
         last_seq: r.last_seq,
@@ -522,6 +518,18 @@ pub fn verify_log(
         checkpoints: r.checkpoints,
         checkpoint_signatures_checked: r.checkpoint_signatures_checked,
         key_label: label,
+    })
+}
+
+/// The chain in the database verified with `opts` ([`checkpoint_trust`]'s); a broken chain is
+/// an `Invalid` error naming the sequence number.
+pub(crate) fn verify_chain(
+    st: &Station,
+    opts: &registry::VerifyOptions,
+) -> Result<registry::VerifyReport, StationError> {
+    st.registry.verify_audit(opts).map_err(|e| match e {
+        registry::Error::AuditBroken { .. } => StationError::invalid("audit log", e.to_string()),
+        e => e.into(),
     })
 }
 

@@ -318,11 +318,11 @@ pub fn take_back(
     if st.config.centre.is_none() || !st.registry.is_backup_copy()? {
         return Ok(before);
     }
-    let copy = crate::audit::verify_log(st, root, trust)?;
     let opts = crate::audit::checkpoint_trust(st, root, trust)?;
+    let copy = crate::audit::verify_chain(st, &opts)?;
     let signed =
         |c: &registry::audit::Checkpoint| opts.checkpoint_key.as_ref().is_some_and(|k| c.verify(k));
-    let from = (copy.last_seq, parse_hash(&copy.last_hash)?);
+    let from = (copy.last_seq, copy.last_hash);
     match crate::centre::audit_push::take_back(st, "idstation", &signed, from) {
         Ok(t) => before.taken_back = Some(t),
         Err(e) if without_centre => {
@@ -432,12 +432,4 @@ pub fn restored(
         enrolled,
         taken_back,
     })
-}
-
-/// A hash as `verify_log` reports it (hex) back into bytes.
-fn parse_hash(text: &str) -> Result<[u8; 32], StationError> {
-    hex::decode(text)
-        .ok()
-        .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .ok_or_else(|| StationError::Other(format!("audit hash {text:?}: not a SHA-256")))
 }

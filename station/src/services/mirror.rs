@@ -77,8 +77,23 @@ impl SyncReport {
     }
 }
 
-/// Bring the registry up to date (see the module documentation).
+/// Bring the registry up to date (see the module documentation), then renew the Document
+/// Signer when its key usage is about to end (`crate::document_signer::renew_when_due`): a
+/// failure is reported, and the documents brought here stay.
 pub fn sync(st: &mut Station, session: &Session) -> Result<SyncReport, StationError> {
+    let mut report = documents(st, session)?;
+    match crate::document_signer::renew_when_due(st, session) {
+        Ok(r) => report.document_signer_renewed = r,
+        Err(e) => {
+            tracing::warn!(error = %e, "the Document Signer is due and its renewal failed");
+            report.document_signer_failed = Some(e.to_string());
+        }
+    }
+    Ok(report)
+}
+
+/// The documents part of [`sync`].
+fn documents(st: &mut Station, session: &Session) -> Result<SyncReport, StationError> {
     crate::session::require_current(&mut st.registry, session, ACTION, ROLES)?;
     let files = CentreFiles::new(&st.layout.root);
     let kept = files.changes_until();
@@ -141,24 +156,14 @@ pub fn sync(st: &mut Station, session: &Session) -> Result<SyncReport, StationEr
         registry::files::write_atomic(&kept, until.as_bytes())
             .map_err(|e| StationError::Other(format!("{}: {e}", kept.display())))?;
     }
-    // The Document Signer, when its key usage is about to end: a failure is reported, and the
-    // documents brought here stay.
-    let (document_signer_renewed, document_signer_failed) =
-        match crate::document_signer::renew_when_due(st, session) {
-            Ok(r) => (r, None),
-            Err(e) => {
-                tracing::warn!(error = %e, "the Document Signer is due and its renewal failed");
-                (None, Some(e.to_string()))
-            }
-        };
     Ok(SyncReport {
         listed,
         mirrored,
         skipped,
         failed,
         until,
-        document_signer_renewed,
-        document_signer_failed,
+        document_signer_renewed: None,
+        document_signer_failed: None,
     })
 }
 
@@ -178,7 +183,8 @@ pub fn before_issue(st: &mut Station, session: &Session, pinfl: &str) -> Result<
         return Ok(());
     };
     let number = active.document.number.to_string();
-    let r = sync(st, session)?;
+    // The documents only: the issuance renews a due Document Signer itself, right after.
+    let r = documents(st, session)?;
     tracing::info!(
         mirrored = r.mirrored.len(),
         "brought the registry up to date before an issuance"
