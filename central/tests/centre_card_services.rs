@@ -482,13 +482,14 @@ fn renewal_hold_release_and_address_changes_through_the_centre() {
             ..seen.clone()
         }
     );
-    let by = |number: &str| {
+    let lookup_as = |operator: &str, number: &str| {
         w.call(
             &sam.tls,
             centre_api::paths::DOCUMENT_LOOKUP,
-            &json!({ "operator": "clerk2", "document": number }),
+            &json!({ "operator": operator, "document": number }),
         )
     };
+    let by = |number: &str| lookup_as("clerk2", number);
     assert_refused(&by("ZZ9999999"), 404, "document-not-found");
     let bad = by("aa1");
     assert_refused(&bad, 400, "invalid-request");
@@ -579,13 +580,7 @@ fn renewal_hold_release_and_address_changes_through_the_centre() {
             && why.contains(" again after 20"),
         "{why}"
     );
-    let by3 = |number: &str| {
-        w.call(
-            &sam.tls,
-            centre_api::paths::DOCUMENT_LOOKUP,
-            &json!({ "operator": "clerk3", "document": number }),
-        )
-    };
+    let by3 = |number: &str| lookup_as("clerk3", number);
     assert_refused(&by3("ZZ9999997"), 404, "document-not-found");
     let limited = by3("ZZ9999996");
     assert_refused(&limited, 429, "lookup-limit");
