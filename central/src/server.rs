@@ -422,6 +422,22 @@ async fn card_lookup_handler(
     .await
 }
 
+/// `POST /v1/cards/key`: [`crate::services::card_keys::release`].
+async fn card_key_handler(
+    State(centre): State<Arc<Centre>>,
+    Extension(cert): Extension<ClientCert>,
+    bytes: Bytes,
+) -> Answer<centre_api::CardKey> {
+    station_post(
+        &centre,
+        &cert,
+        &bytes,
+        "card-key",
+        crate::services::card_keys::release,
+    )
+    .await
+}
+
 /// `POST /v1/documents/lookup`: [`crate::services::lookup::document`].
 async fn document_lookup_handler(
     State(centre): State<Arc<Centre>>,
@@ -483,6 +499,7 @@ pub fn router(centre: Arc<Centre>) -> Router {
         .route("/v1/services/{job}/{step}", post(service_handler))
         .route(paths::CARD_LOOKUP, post(card_lookup_handler))
         .route(paths::DOCUMENT_LOOKUP, post(document_lookup_handler))
+        .route(paths::CARD_KEY, post(card_key_handler))
         .route(paths::OUTBOX_LIST, post(outbox_list_handler))
         .route(paths::CARDS_TO_REPLACE, post(cards_to_replace_handler))
         .route(paths::DOCUMENT_CHANGES, post(document_changes_handler))
@@ -527,6 +544,7 @@ pub async fn prepare(cfg: &CentreConfig) -> Result<(Arc<Centre>, Arc<crate::tls:
     let server_cert =
         crate::tls::server_certificate(&pool, store.as_ref(), &profiles, &cfg.server).await?;
     let station_cas = crate::tls::usable_station_cas(&pool.get().await?).await?;
+    crate::services::card_keys::ensure(&pool, store.as_ref(), &cfg.centre.name).await?;
     let centre = Centre {
         name: cfg.centre.name.clone(),
         pool,

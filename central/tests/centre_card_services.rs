@@ -1092,3 +1092,229 @@ fn a_station_pages_through_the_changes_of_its_documents() {
 fn rt_exec(rt: &tokio::runtime::Runtime, db: &tokio_postgres::Client, sql: &str) {
     rt.block_on(db.execute(sql, &[])).unwrap();
 }
+
+/// `POST /v1/cards/key` (docs/centre.md "Card management keys"): the centre releases a card's
+/// management key to the station whose issuance job the card is, while the job is reserved
+/// (recorded on the job) and again later (the same key); for an issued card to any station that
+/// names the active document and certificates read from it; the same card gets the same key
+/// and another card another. Refused, and audited as such: another station's job, another card
+/// than the job's, a malformed request (the field named), a certificate that is not the
+/// document's, a document out of use, a card issued without a key of the centre. Each release
+/// is audited `card.key-released` with the station and the purpose.
+#[test]
+fn the_centre_releases_a_card_key_only_for_the_card_a_station_holds() {
+    let (_tmp, cluster, config) = centre("");
+    ok(idcentral(
+        &config,
+        &["init", "--admin", "admin"],
+        &format!("{ADMIN_PASSWORD}\n"),
+    ));
+    let code_tas = add_station_at(&config, "TAS01", "tas01-st1");
+    let code_sam = add_station_at(&config, "SAM01", "sam01-st1");
+    let rt = test_runtime();
+    let db = rt.block_on(db(&cluster));
+    let station_ca: Vec<u8> = rt
+        .block_on(db.query_one(
+            "SELECT cert_der FROM ca_keys WHERE ca = 'station-ca' AND state = 'active'",
+            &[],
+        ))
+        .unwrap()
+        .get(0);
+    let w = World {
+        server: Server::start_public(&config),
+        anon: client_config(&station_ca, None),
+        rt,
+    };
+    let tas = w.enrol("ck-tas", "tas01-st1", &code_tas);
+    let sam = w.enrol("ck-sam", "sam01-st1", &code_sam);
+    let key = |tls: &Arc<rustls::ClientConfig>, body: Value| {
+        w.call(tls, centre_api::paths::CARD_KEY, &body)
+    };
+    let secret = |v: &Value| v["secret"].as_str().unwrap().to_owned();
+
+    // TAS01 reserves a job for card 0A1B2C41 and asks for the card's key.
+    let job = new_job();
+    let holder = json!({ "pinfl": "31234567890141", "surname": "Aliyev", "given_names": "Bobur",
+        "sex": "M", "date_of_birth": "1988-02-03", "place_of_birth": "Samarkand", "citizenship": "UZB" });
+    let address = json!({ "kind": "permanent", "region": "Toshkent", "district": "Yunusobod",
+        "street": "Amir Temur 1", "house": "3", "registered_on": "2015-06-01" });
+    let r: ReserveResponse = serde_json::from_value(w.ok(
+        &tas.tls,
+        "/v1/jobs/reserve",
+        &json!({ "job": job, "operator": "clerk1", "holder": holder, "address": address,
+                 "update_holder": false, "card_serial": "0A1B2C41" }),
+    ))
+    .unwrap();
+    let for_job = |serial: &str, job: &str| json!({ "operator": "clerk1", "card_serial": serial, "purpose": "issuance", "job": job });
+    let issued = w.ok(
+        &tas.tls,
+        centre_api::paths::CARD_KEY,
+        &for_job("0a1b2c41", &job),
+    );
+    assert_eq!(
+        (&issued["card_serial"], &issued["key"]),
+        (&json!("0A1B2C41"), &json!("card-keys-1")),
+        "{issued}"
+    );
+    let first = secret(&issued);
+    assert_eq!(first.len(), 64, "32 bytes, hex");
+    assert_refused(
+        &key(&sam.tls, for_job("0A1B2C41", &job)),
+        403,
+        "job-of-another-station",
+    );
+    assert_refused(
+        &key(&tas.tls, for_job("0A1B2C42", &job)),
+        409,
+        "card-not-the-documents",
+    );
+    assert_refused(
+        &key(&tas.tls, for_job("0A1B2C41", &new_job())),
+        404,
+        "job-not-found",
+    );
+    for (body, field) in [
+        (
+            json!({ "operator": "clerk1", "card_serial": "0A1B2C41", "purpose": "x", "job": job }),
+            "purpose",
+        ),
+        (
+            json!({ "operator": "clerk1", "card_serial": "0A1B2C41", "purpose": "issuance" }),
+            "job",
+        ),
+        (
+            json!({ "operator": "clerk1", "card_serial": "0A1B", "purpose": "issuance", "job": job }),
+            "card_serial",
+        ),
+        (
+            json!({ "operator": "clerk1", "card_serial": "0A1B2C41", "purpose": "unblock",
+                 "document": "AA0000001", "certificates": [] }),
+            "certificates",
+        ),
+    ] {
+        let r = key(&tas.tls, body);
+        assert_refused(&r, 400, "invalid-request");
+        let said = r.as_ref().unwrap().1["error"].as_str().unwrap().to_owned();
+        assert!(said.starts_with(&format!("{field}:")), "{said}");
+    }
+
+    // Certified and completed: the same key again for the job, and for the issued card to
+    // SAM01 with its certificates.
+    let certified: CertifyResponse = serde_json::from_value(w.ok(
+        &tas.tls,
+        &centre_api::paths::certify(&job),
+        &keys_body(&job, &r.challenge),
+    ))
+    .unwrap();
+    let today = time::OffsetDateTime::now_utc().date();
+    w.ok(
+        &tas.tls,
+        &centre_api::paths::complete(&job),
+        &json!({ "operator": "clerk1", "card_serial": "0A1B2C41", "date_of_issue": date(today),
+                 "date_of_expiry": date(today + time::Duration::days(3650)) }),
+    );
+    let again = w.ok(
+        &tas.tls,
+        centre_api::paths::CARD_KEY,
+        &for_job("0A1B2C41", &job),
+    );
+    assert_eq!(secret(&again), first, "the job's card, the same key");
+    let serials: Vec<String> = certified
+        .certificates
+        .iter()
+        .map(|c| c.serial.clone())
+        .collect();
+    let for_document = |document: &str, certificates: &[String]| {
+        json!({ "operator": "clerk2", "card_serial": "0A1B2C41", "purpose": "unblock",
+                "document": document, "certificates": certificates })
+    };
+    let at_sam = w.ok(
+        &sam.tls,
+        centre_api::paths::CARD_KEY,
+        &for_document(&r.document, &serials),
+    );
+    assert_eq!(secret(&at_sam), first, "the same card at another office");
+    assert_refused(
+        &key(&sam.tls, for_document(&r.document, &["7E57".to_owned()])),
+        404,
+        "document-not-found",
+    );
+
+    // A card issued without asking for a key (as before the centre derived them): its
+    // station's own key; and another card gets another key.
+    let older = issue(&w, &tas.tls, "31234567890142", "0A1B2C43");
+    let older_certs: Vec<String> = rt_rows(
+        &w.rt,
+        &db,
+        &format!(
+            "SELECT encode(c.serial, 'hex') FROM certificates c JOIN documents d ON d.job = c.job
+             WHERE d.series || lpad(d.number::text, 7, '0') = '{older}'"
+        ),
+    );
+    let mut refused_older = for_document(&older, &older_certs);
+    refused_older["card_serial"] = json!("0A1B2C43");
+    assert_refused(
+        &key(&sam.tls, refused_older),
+        409,
+        "card-key-of-issuing-station",
+    );
+    let other_job = new_job();
+    let holder2 = json!({ "pinfl": "31234567890143", "surname": "Aliyeva", "given_names": "Nodira",
+        "sex": "F", "date_of_birth": "1990-02-03", "place_of_birth": "Samarkand", "citizenship": "UZB" });
+    w.ok(
+        &sam.tls,
+        "/v1/jobs/reserve",
+        &json!({ "job": other_job, "operator": "clerk2", "holder": holder2, "address": address,
+                 "update_holder": false, "card_serial": "0A1B2C44" }),
+    );
+    let other = w.ok(
+        &sam.tls,
+        centre_api::paths::CARD_KEY,
+        &for_job("0A1B2C44", &other_job),
+    );
+    assert_ne!(secret(&other), first, "another card, another key");
+
+    // Out of use: no key.
+    w.ok(
+        &sam.tls,
+        &centre_api::paths::revoke(&r.document),
+        &json!({ "operator": "clerk2", "reason": "lost" }),
+    );
+    assert_refused(
+        &key(&sam.tls, for_document(&r.document, &serials)),
+        409,
+        "document-not-active",
+    );
+
+    let released = rt_rows(
+        &w.rt,
+        &db,
+        "SELECT station || ' ' || (details::json ->> 'purpose') FROM audit_log
+         WHERE action = 'card.key-released' ORDER BY seq",
+    );
+    assert_eq!(
+        released,
+        [
+            "tas01-st1 issuance",
+            "tas01-st1 issuance",
+            "sam01-st1 unblock",
+            "sam01-st1 issuance"
+        ],
+    );
+    let refused = rt_rows(
+        &w.rt,
+        &db,
+        "SELECT count(*)::text FROM audit_log WHERE action = 'request.refused'
+         AND details LIKE '%card-key%'",
+    );
+    assert!(refused[0].parse::<u32>().unwrap() >= 9, "{refused:?}");
+}
+
+/// The first column (text) of every row `sql` returns.
+fn rt_rows(rt: &tokio::runtime::Runtime, db: &tokio_postgres::Client, sql: &str) -> Vec<String> {
+    rt.block_on(db.query(sql, &[]))
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect()
+}

@@ -10,6 +10,8 @@
 #![forbid(unsafe_code)]
 
 pub mod anchors;
+mod card_keys;
+pub use card_keys::{CardKey, CardKeyRequest};
 
 use registry::{NewAddress, NewHolder};
 use serde::{Deserialize, Serialize};
@@ -66,6 +68,9 @@ pub mod paths {
     /// The states of this station's documents changed at the centre
     /// ([`crate::DocumentChangesRequest`] → [`crate::DocumentChanges`]).
     pub const DOCUMENT_CHANGES: &str = "/v1/documents/changes";
+    /// `POST`: the per-card management key of a card whose key the centre derives
+    /// ([`crate::CardKeyRequest`] → [`crate::CardKey`]).
+    pub const CARD_KEY: &str = "/v1/cards/key";
     /// `POST`: put the dead letter `id` back in the queue ([`crate::OutboxRetryRequest`]).
     pub fn outbox_retry(id: i64) -> String {
         format!("/v1/outbox/{id}/retry")
@@ -112,6 +117,9 @@ pub mod rules {
     pub const DOCUMENT_NOT_SUSPENDED: &str = "document-not-suspended";
     /// The card the station read is not the document's card.
     pub const CARD_NOT_THE_DOCUMENTS: &str = "card-not-the-documents";
+    /// The card's management key is its issuing station's (a card issued before the centre
+    /// derived card keys): renewal and PIN unblock are served at that office.
+    pub const CARD_KEY_OF_ISSUING_STATION: &str = "card-key-of-issuing-station";
     /// The document expires within a day: nothing to renew.
     pub const DOCUMENT_EXPIRES: &str = "document-expires";
     /// A release after `[issuance] suspension_limit_days`: revoke instead.
@@ -599,6 +607,12 @@ pub struct CardAtCentre {
     /// longer be authenticated): why and when. Absent from a centre older than the field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replacement_due: Option<ReplacementDue>,
+    /// The label of the centre's key the card's management key derives from, when the centre
+    /// derives it (`POST /v1/cards/key`): then any office can renew the card's certificates and
+    /// unblock its PIN. Absent for a card under its issuing station's own key, and from a centre
+    /// older than the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card_key: Option<String>,
 }
 
 /// Why and since when the centre wants a card replaced (`POST /v1/cards-to-replace` lists them

@@ -3,8 +3,9 @@
 //! cluster, `idcentral serve`, this station (TAS01) enrolled in this process, and a second
 //! station (SAM02) enrolled and issuing the card through the `idstation` binary in processes of
 //! its own (its own SoftHSM2 token), the card a `vchip` behind pcscd and vpcd. TAS01 has no
-//! record of the card: the desk shows the national registry's, suspends and resumes it and
-//! records a temporary address at the centre, and says that a renewal is SAM02's.
+//! record of the card: the desk shows the national registry's, suspends and resumes it, records
+//! a temporary address at the centre and unblocks its PIN with the card key the centre
+//! releases, and says that a renewal is SAM02's.
 //!
 //! Needs `idcentral` and `idstation` built in the same target dir as the tests build them
 //! (`cargo test --workspace --no-run`); run under `flock /tmp/idstation-pcsc.lock` (it uses a
@@ -194,6 +195,28 @@ fn a_card_of_another_office_is_suspended_and_resumed_at_the_centre_from_the_desk
                 && a["station"] == "tas01-gui-other"),
         "{v}"
     );
+
+    // The card is under the management key the centre derives: its PIN is unblocked here too,
+    // with the key the centre releases for it.
+    open(&mut h, "Unblock PIN");
+    click(&mut h, "I have checked the holder's identity in person");
+    click(&mut h, "Confirm");
+    h.step();
+    h.step();
+    holder_pin(&mut h, &["Holder PIN", "Holder PIN again"], "55667788");
+    wait_done(&mut h, "PIN unblocked");
+    let o = Command::new("yubico-piv-tool")
+        .args([
+            "-r",
+            &slot.reader_name,
+            "-a",
+            "verify-pin",
+            "-P",
+            "55667788",
+        ])
+        .output()
+        .expect("yubico-piv-tool");
+    assert!(o.status.success(), "the card takes the new PIN: {o:?}");
 
     // SAM02 is cut off with its keys revoked: the centre flags its cards for replacement, and
     // the card read again here says so, with the centre's reason.

@@ -10,7 +10,8 @@
 
 use std::time::SystemTime;
 
-use profiles::card::Slot;
+use personalization::secret::ManagementKey;
+use profiles::card::{CardProfile, Slot};
 use registry::Actor;
 
 use crate::error::StationError;
@@ -45,6 +46,22 @@ pub type ProofDigests = Vec<(Slot, [u8; 32])>;
 
 /// Turns a card's public keys plus the holder into certificates, one per key, in key order.
 pub trait Certifier {
+    /// The per-card management key of job `job_id`'s card `serial`, and the label of the
+    /// centre's card key it derives from (`None`: this station's own, derived in its HSM,
+    /// [`crate::card::card_management_key`]). Whoever certifies the card's keys decides whose
+    /// key the card is under: a card certified by the national centre is under the centre's,
+    /// so that any office can serve it later.
+    fn card_key(
+        &self,
+        st: &Station,
+        _actor: &Actor,
+        _job_id: i64,
+        profile: &CardProfile,
+        serial: u32,
+    ) -> Result<(ManagementKey, Option<String>), StationError> {
+        Ok((crate::card::card_management_key(st, profile, serial)?, None))
+    }
+
     /// What each card key of job `job_id` must sign to prove possession before
     /// [`certify`](Self::certify): one SHA-256 digest per `(slot, SubjectPublicKeyInfo)`, or
     /// `None` when this certifier needs no proof (it generated nothing it does not trust).

@@ -556,10 +556,47 @@ pub fn revoke_replaced_at_centre(
 // ---------------------------------------------------------------------------------------------
 // Certifier
 
+/// The management key of local issuance job `job_id`'s card `serial`, released by the centre
+/// for the job's UUID (the card being issued, reset or recovered), with the label of the
+/// centre's card key.
+pub fn centre_card_key_for_job(
+    st: &Station,
+    actor: &Actor,
+    job_id: i64,
+    profile: &profiles::card::CardProfile,
+    serial: u32,
+) -> Result<(personalization::secret::ManagementKey, String), StationError> {
+    let cj = centre_job(st, job_id)?;
+    crate::card::centre_card_key(
+        st,
+        profile,
+        &centre_api::CardKeyRequest {
+            operator: actor.operator.clone(),
+            card_serial: crate::card::serial_text(serial),
+            purpose: "issuance".into(),
+            job: Some(cj.centre_job),
+            document: None,
+            certificates: Vec::new(),
+        },
+    )
+}
+
 /// Certificates from the centre's e-Signature CA, for keys that proved possession on the card.
 pub struct CentreCertifier;
 
 impl Certifier for CentreCertifier {
+    fn card_key(
+        &self,
+        st: &Station,
+        actor: &Actor,
+        job_id: i64,
+        profile: &profiles::card::CardProfile,
+        serial: u32,
+    ) -> Result<(personalization::secret::ManagementKey, Option<String>), StationError> {
+        let (key, label) = centre_card_key_for_job(st, actor, job_id, profile, serial)?;
+        Ok((key, Some(label)))
+    }
+
     fn proof_digests(
         &self,
         st: &Station,

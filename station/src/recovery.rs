@@ -301,7 +301,12 @@ fn resolve_with_card(
             "the card is LOCKED but not with this job's certificates",
         );
     }
-    let key = crate::card::card_management_key(st, &profile, info.serial)?;
+    // Under the key the job's journal says the card went under: the centre's is asked for
+    // again (the job's UUID names it), this station's is derived again.
+    let key = match crate::card::journaled_card_key(job) {
+        Some(_) => crate::ra::centre_card_key_for_job(st, actor, job.id, &profile, info.serial)?.0,
+        None => crate::card::card_management_key(st, &profile, info.serial)?,
+    };
     Personalizer::new(&profile)
         .reset(tx, &key, &mut |_| {})
         .map_err(|e| StationError::card(Some(JobStep::CardReset.as_str()), &e))?;

@@ -1323,3 +1323,207 @@ fn another_offices_card_is_replaced_here_through_the_centre() {
     let sy = tas.json(&["centre", "sync"], &[]);
     assert_eq!(sy["mirrored"], serde_json::json!([]), "{sy}");
 }
+
+/// yubico-piv-tool on `reader` with `args`.
+fn yubico(reader: &str, args: &[&str]) -> Output {
+    Command::new("yubico-piv-tool")
+        .args(["-r", reader])
+        .args(args)
+        .output()
+        .expect("run yubico-piv-tool")
+}
+
+/// `unblock` of `doc` at `st` with the new PIN `new_pin` (and `extra` arguments).
+fn unblock_at(st: &Station, doc: &str, reader: &str, new_pin: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "--json",
+        "unblock",
+        "--document",
+        doc,
+        "--reader",
+        reader,
+        "--pin-fd",
+        "0",
+        "--operator",
+        "clerk",
+    ];
+    args.extend_from_slice(extra);
+    st.run(&args, &[CLERK_PASSWORD, new_pin])
+}
+
+/// The centre's `card.key-released` events, as `idcentral audit search` lists them.
+fn keys_released(centre: &Centre) -> Vec<serde_json::Value> {
+    let out = centre.ok(&[
+        "--json",
+        "audit",
+        "search",
+        "--action",
+        "card.key-released",
+        "--operator",
+        "admin",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["events"]
+        .as_array()
+        .or(v.as_array())
+        .cloned()
+        .unwrap_or_else(|| panic!("no events in {v}"))
+}
+
+/// A card TAS01 issued through the centre is under a management key the centre derives
+/// (docs/centre.md "Card management keys"): SAM01, which has no record of it, offers the PIN
+/// unblock, refuses it without the clerk's confirmation, for a suspended document and for a
+/// card under its issuing station's own key, and then unblocks it with the key the centre
+/// released — yubico-piv-tool takes the new PIN, the new letter's PUK unblocks the card again.
+/// Each release is audited at the centre with the station and the purpose; the unblock at
+/// SAM01, before and after the card.
+#[test]
+fn another_offices_card_has_its_pin_unblocked_here_with_the_centres_card_key() {
+    let mut centre = Centre::start();
+    centre.serve();
+    let tas = Station::enrol(&centre, "TAS01", "tas01-st1");
+    let sam = Station::enrol(&centre, "SAM01", "sam01-st1");
+    let slot = testrig::Slot::lease();
+    let reader = slot.reader_name.clone();
+    let holder_file = fixture("holder-03.json");
+    let _card = slot.insert(&tas.blank_card(0x5C00_0031), &[]);
+    let issued = tas.json(
+        &[
+            "issue",
+            "--holder",
+            holder_file.to_str().unwrap(),
+            "--reader",
+            &reader,
+        ],
+        &[],
+    );
+    let doc = issued["document"].as_str().unwrap().to_owned();
+    let released = keys_released(&centre);
+    assert_eq!(
+        released.len(),
+        1,
+        "one release, for the issuance: {released:?}"
+    );
+    let first = released[0].to_string();
+    assert!(
+        first.contains("tas01-st1") && first.contains("\"issuance\""),
+        "{first}"
+    );
+
+    // SAM01 reads the card from the national registry: unblock offered, renewal not.
+    let shown = sam.json(&["card", "show", "--reader", &reader], &[]);
+    let offer = |service: &str| {
+        shown["offers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["service"] == service)
+            .unwrap_or_else(|| panic!("{service} in {shown}"))["refused"]
+            .clone()
+    };
+    assert_eq!(offer("Unblock"), serde_json::Value::Null, "{shown}");
+    assert_eq!(
+        offer("Renew"),
+        serde_json::json!({ "IssuedElsewhere": "TAS01" }),
+        "{shown}"
+    );
+
+    for _ in 0..3 {
+        let o = yubico(&reader, &["-a", "verify-pin", "-P", "11112222"]);
+        assert!(!o.status.success(), "{}", text(&o));
+    }
+    let o = yubico(&reader, &["-a", "verify-pin", "-P", PIN]);
+    assert!(!o.status.success(), "the PIN must be blocked: {}", text(&o));
+
+    // Refused before the card is touched: no confirmation; the document suspended; the card
+    // under its issuing station's own key (as a card issued before the centre derived them).
+    let o = unblock_at(&sam, &doc, &reader, "55667788", &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("identity_confirmed"), "{}", text(&o));
+    sam.json(&["suspend", "--document", &doc], &[]);
+    let o = unblock_at(&sam, &doc, &reader, "55667788", &["--identity-confirmed"]);
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!(
+            "the national registry has document {doc} as suspended; a PIN is unblocked only on \
+             an active document"
+        )),
+        "{}",
+        text(&o)
+    );
+    sam.json(&["resume", "--document", &doc, "--identity-confirmed"], &[]);
+    centre_sql(&centre, "UPDATE jobs SET card_key = NULL");
+    let o = unblock_at(&sam, &doc, &reader, "55667788", &["--identity-confirmed"]);
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    assert!(
+        text(&o).contains("under that station's own management key"),
+        "{}",
+        text(&o)
+    );
+    centre_sql(&centre, "UPDATE jobs SET card_key = 'card-keys-1'");
+    assert_eq!(
+        keys_released(&centre).len(),
+        1,
+        "nothing released for a refusal"
+    );
+    assert!(audited(&sam, "unblock.refused").len() >= 3);
+
+    let letter = holder_pin::letter_path(&sam.dir);
+    let o = unblock_at(
+        &sam,
+        &doc,
+        &reader,
+        "55667788",
+        &[
+            "--identity-confirmed",
+            "--new-puk",
+            "--pin-letter",
+            letter.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let u: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (&u["document"], &u["issued_by_office"], &u["service_job"]),
+        (
+            &serde_json::json!(doc),
+            &serde_json::json!("TAS01"),
+            &serde_json::Value::Null
+        ),
+        "{u}"
+    );
+    let o = yubico(&reader, &["-a", "verify-pin", "-P", "55667788"]);
+    assert!(o.status.success(), "the new PIN: {}", text(&o));
+    let puk = holder_pin::puk_in_letter(&letter);
+    let o = yubico(&reader, &["-a", "unblock-pin", "-P", &puk, "-N", PIN]);
+    assert!(o.status.success(), "the new PUK: {}", text(&o));
+    let o = yubico(&reader, &["-a", "verify-pin", "-P", PIN]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    let released = keys_released(&centre);
+    assert_eq!(released.len(), 2, "{released:?}");
+    let last = released
+        .iter()
+        .map(|e| e.to_string())
+        .find(|e| e.contains("sam01-st1"));
+    let last = last.unwrap_or_else(|| panic!("a release to sam01-st1 in {released:?}"));
+    assert!(
+        last.contains("\"unblock\"") && last.contains(&doc) && last.contains("TAS01"),
+        "{last}"
+    );
+    let started = audited(&sam, "unblock.started");
+    let done = audited(&sam, "card.unblocked");
+    assert_eq!((started.len(), done.len()), (1, 1), "{started:?} {done:?}");
+    assert!(
+        done[0].contains("\"issued_by_office\":\"TAS01\""),
+        "{}",
+        done[0]
+    );
+    assert!(!done[0].contains("55667788") && !done[0].contains(&puk));
+
+    // TAS01 still serves its own card under the centre's key: an unblock there too.
+    let o = unblock_at(&tas, &doc, &reader, "66778899", &["--identity-confirmed"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = yubico(&reader, &["-a", "verify-pin", "-P", "66778899"]);
+    assert!(o.status.success(), "{}", text(&o));
+}

@@ -39,13 +39,18 @@ fn check_hex(field: &'static str, v: &str) -> Result<()> {
 fn check(req: &CardLookupRequest) -> Result<()> {
     check_operator(&req.operator)?;
     check_card_serial(&req.card_serial)?;
-    if req.certificates.is_empty() || req.certificates.len() > 8 {
+    check_certificates(&req.certificates)
+}
+
+/// The serials of the certificates a station read from a card: 1 to 8, each hex.
+pub(super) fn check_certificates(certificates: &[String]) -> Result<()> {
+    if certificates.is_empty() || certificates.len() > 8 {
         return Err(CentralError::invalid(
             "certificates",
             "name the 1 to 8 certificates read from the card",
         ));
     }
-    for s in &req.certificates {
+    for s in certificates {
         check_hex("certificates", s)?;
     }
     Ok(())
@@ -62,7 +67,8 @@ pub async fn card(centre: &Centre, who: &WhoAmI, req: &CardLookupRequest) -> Res
                     d.date_of_expiry::text, d.job, d.holder_id, d.suspended_at,
                     CASE WHEN d.replaced_by IS NULL AND d.state IN ('active', 'suspended')
                          THEN d.replacement_due END,
-                    to_char(d.replacement_due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+                    to_char(d.replacement_due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                    (SELECT j.card_key FROM jobs j WHERE j.id = d.job)
              FROM documents d WHERE upper(d.card_serial) = upper($1)
              ORDER BY d.id DESC LIMIT 1",
             &[&req.card_serial],
@@ -129,7 +135,8 @@ pub async fn document(
                     d.date_of_expiry::text, d.job, d.holder_id, d.suspended_at,
                     CASE WHEN d.replaced_by IS NULL AND d.state IN ('active', 'suspended')
                          THEN d.replacement_due END,
-                    to_char(d.replacement_due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+                    to_char(d.replacement_due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                    (SELECT j.card_key FROM jobs j WHERE j.id = d.job)
              FROM documents d WHERE d.series = $1 AND d.number = $2",
             &[&series, &number],
         )
@@ -294,6 +301,7 @@ async fn answer(
         suspended_at,
         release_until,
         replacement_due: replacement_due(d),
+        card_key: d.get(12),
     })
 }
 

@@ -15,6 +15,7 @@
 //! (`service_jobs.office`, the audit event's station and details).
 
 pub mod address;
+pub mod card_keys;
 pub mod changes;
 pub mod hold;
 pub mod lookup;

@@ -318,6 +318,23 @@ impl CentreClient {
         })
     }
 
+    /// [`CentreClient::post`] for an answer that carries a secret (a card's management key):
+    /// the answer's bytes are wiped once parsed.
+    pub fn post_secret<Q: Serialize, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Q,
+    ) -> Result<R, StationError> {
+        let json = serde_json::to_vec(body)
+            .map_err(|e| StationError::Other(format!("request body for {path}: {e}")))?;
+        self.with_others(|c| {
+            let mut answer: Vec<u8> = c.request("POST", path, Some(json.clone()))?.into();
+            let parsed = c.parse(path, &answer);
+            zeroize::Zeroize::zeroize(&mut answer);
+            parsed
+        })
+    }
+
     /// [`CentreClient::post`] answered within `limit` on each instance tried, connection
     /// included, whatever the configured request timeout: for a question whose answer is only
     /// advice (the card in a reader is shown either way).

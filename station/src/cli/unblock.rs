@@ -61,9 +61,16 @@ pub fn run(ctx: &Ctx, a: &UnblockArgs) -> Result<(), StationError> {
 }
 
 fn report_text(r: &UnblockReport) -> String {
+    let whose = match (&r.service_job, &r.issued_by_office) {
+        (Some(job), _) => format!("service job {job}"),
+        (None, Some(office)) => {
+            format!("a card of office {office}, with the national centre's card key")
+        }
+        (None, None) => "no service job".into(),
+    };
     let mut s = format!(
-        "PIN of document {} on card {} in {} unblocked: the holder's new PIN is set (service job {})\n",
-        r.document, r.card_serial, r.reader, r.service_job
+        "PIN of document {} on card {} in {} unblocked: the holder's new PIN is set ({whose})\n",
+        r.document, r.card_serial, r.reader
     );
     if let Some(p) = &r.pin_letter {
         s += &format!(

@@ -24,7 +24,7 @@ use zeroize::Zeroizing;
 
 use super::lds::{build_lds, LdsData};
 use super::{IssueReport, IssuedCertSummary, JobProgress, Timings};
-use crate::card::{card_management_key, serial_text, slot_name};
+use crate::card::{serial_text, slot_name};
 use crate::certifier::{CardCertificate, Certifier, KeyToCertify};
 use crate::error::StationError;
 use crate::holder::ValidHolder;
@@ -141,20 +141,35 @@ impl Inspected {
         let personalizer =
             Personalizer::new(job.profile).with_chip_access(job.doc_profile.chip_access);
         let t0 = Instant::now();
-        let card_key = card_management_key(job.st, job.profile, self.info.serial)?;
+        let (card_key, centre_key) = job.certifier.card_key(
+            job.st,
+            job.session.actor(),
+            job.job_id,
+            job.profile,
+            self.info.serial,
+        )?;
         job.timings.hsm_ms += ms(t0);
+        // Whose key the card goes under is journaled before it does (and kept when the step
+        // finishes), so that recovery and the card services later ask for the same one.
+        let mut key_details = json!({});
+        if let Some(label) = &centre_key {
+            key_details[crate::card::JOURNALED_CARD_KEY] = json!(label);
+        }
         if self.info.lifecycle == Lifecycle::Personalizing {
-            job.journaled(JobStep::CardReset, json!({}), |job, _| {
+            job.journaled(JobStep::CardReset, key_details.clone(), |job, _| {
                 let t0 = Instant::now();
                 let mut progress = card_progress(&mut *job.progress, JobStep::CardReset);
                 let outcome = personalizer
                     .reset(&mut *job.card, &card_key, &mut progress)
                     .map_err(|e| StationError::card(Some(JobStep::CardReset.as_str()), &e))?;
                 job.timings.card_ms += ms(t0);
-                Ok(((), Some(json!({ "outcome": format!("{outcome:?}") }))))
+                let mut finished = key_details.clone();
+                finished["outcome"] = json!(format!("{outcome:?}"));
+                Ok(((), Some(finished)))
             })?;
         }
-        let details = json!({ "card": serial_text(self.info.serial) });
+        let mut details = key_details.clone();
+        details["card"] = json!(serial_text(self.info.serial));
         let prepared = job.journaled(JobStep::CardPrepare, details, |job, _| {
             let t0 = Instant::now();
             let mut progress = card_progress(&mut *job.progress, JobStep::CardPrepare);
@@ -162,12 +177,11 @@ impl Inspected {
                 .prepare(&mut *job.card, &card_key, &mut progress)
                 .map_err(|e| StationError::card(Some(JobStep::CardPrepare.as_str()), &e))?;
             job.timings.card_ms += ms(t0);
-            let keys = prepared.public_keys.len();
-            let chip_keys = prepared.chip_keys.is_some();
-            Ok((
-                prepared,
-                Some(json!({ "keys": keys, "chip_authentication_keys": chip_keys })),
-            ))
+            // The finished step's details replace the begun step's: the key's label stays.
+            let mut finished = key_details;
+            finished["keys"] = json!(prepared.public_keys.len());
+            finished["chip_authentication_keys"] = json!(prepared.chip_keys.is_some());
+            Ok((prepared, Some(finished)))
         })?;
         Ok(Prepared { card_key, prepared })
     }

@@ -2,9 +2,11 @@
 //! "Card services"): the station has no record of it, so [`identify`](super::identify) asks the
 //! centre (`POST /v1/cards/lookup`) with the chip serial and the serials of the certificates read
 //! from the card, and shows the national registry's record. What the centre serves for any
-//! office applies (suspend, resume, address changes); what needs the issuing station's card
-//! keys or its records does not (renewal, unblock: the card's management key is that station's;
-//! a returned card is recorded where it was issued) and says so. The same look-up gives the
+//! office applies (suspend, resume, address changes, and a PIN unblock of a card under a
+//! management key the centre derives: [`super::unblock_elsewhere`]); what needs the issuing
+//! station's records or card key does not (renewal: its service job hangs on that station's
+//! record; an unblock of a card under that station's own key; a returned card is recorded where
+//! it was issued) and says so. The same look-up gives the
 //! centre's word on this station's own cards ([`own_card`]: `identify`'s advice, the
 //! check before a PIN unblock).
 
@@ -89,15 +91,7 @@ fn lookup_within(
     if st.config.centre.is_none() {
         return Ok(None);
     }
-    let read = card
-        .certificates
-        .iter()
-        .map(|(_, der)| {
-            ca::CertInfo::parse(der)
-                .map(|i| i.serial_hex.to_uppercase())
-                .map_err(|e| StationError::Other(format!("a certificate on the card: {e}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let read = serials_read(card)?;
     let request = CardLookupRequest {
         operator: operator.to_owned(),
         card_serial: card_serial.to_owned(),
@@ -109,6 +103,18 @@ fn lookup_within(
         None => client.post(paths::CARD_LOOKUP, &request)?,
     };
     Ok(Some(AtCentre { record, read }))
+}
+
+/// The serials (upper-case hex) of the certificates read from `card`.
+pub(super) fn serials_read(card: &IssuedCard) -> Result<Vec<String>, StationError> {
+    card.certificates
+        .iter()
+        .map(|(_, der)| {
+            ca::CertInfo::parse(der)
+                .map(|i| i.serial_hex.to_uppercase())
+                .map_err(|e| StationError::Other(format!("a certificate on the card: {e}")))
+        })
+        .collect()
 }
 
 /// The card's chip must open with the MRZ of the centre's record (document number, date of
@@ -221,6 +227,7 @@ pub(super) fn summary(
         offers: Vec::new(),
     };
     let office = found.office;
+    let centre_key = found.card_key.is_some();
     let not = |status: &str| {
         (id.document.status != status).then(|| Blocker::DocumentStatus(id.document.status.clone()))
     };
@@ -229,6 +236,9 @@ pub(super) fn summary(
         .map(|&service| Offer {
             service,
             refused: match service {
+                // A card under a management key the centre derives has its PIN unblocked at
+                // any office; one under its issuing station's own key only there.
+                Service::Unblock if centre_key => not("active"),
                 Service::Renew | Service::Unblock | Service::CardReturned => {
                     Some(Blocker::IssuedElsewhere(office.clone()))
                 }

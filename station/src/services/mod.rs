@@ -37,6 +37,7 @@ mod replace_elsewhere;
 mod returned;
 mod suspend;
 mod unblock;
+mod unblock_elsewhere;
 
 pub use identify::{identify, CardIdentity, National};
 pub use recover::{recover, ServiceRecovered};
@@ -97,6 +98,42 @@ impl std::fmt::Display for ServiceStep {
 pub struct ServiceProgress {
     pub step: ServiceStep,
     pub detail: String,
+}
+
+/// The management key of `doc`'s card, read from the reader and matched (`card`): the national
+/// centre's when the document's issuance journaled it (released for `purpose`, `renewal` or
+/// `unblock`, with the serials of the certificates read from the card), else this station's own.
+pub(crate) fn card_key_of(
+    st: &Station,
+    actor: &registry::Actor,
+    profile: &CardProfile,
+    doc: &IssuedDocument,
+    card: &personalization::piv::services::IssuedCard,
+    purpose: &str,
+) -> Result<personalization::secret::ManagementKey, StationError> {
+    let job = st.registry.job(doc.issuance_job)?;
+    if job
+        .as_ref()
+        .and_then(crate::card::journaled_card_key)
+        .is_none()
+    {
+        return crate::card::card_management_key(st, profile, card.serial);
+    }
+    let request = centre_api::CardKeyRequest {
+        operator: actor.operator.clone(),
+        card_serial: crate::card::serial_text(card.serial),
+        purpose: purpose.into(),
+        job: None,
+        document: Some(doc.document.number.to_string()),
+        certificates: elsewhere::serials_read(card)?,
+    };
+    Ok(crate::card::centre_card_key(st, profile, &request)?.0)
+}
+
+/// Whether document `num` is in this station's registry.
+pub(crate) fn known_here(st: &Station, num: &str) -> Result<bool, StationError> {
+    let number = crate::records::parse_document(num)?;
+    Ok(st.registry.document(number)?.is_some())
 }
 
 /// A document with an issued card, as the registry knows it.

@@ -36,7 +36,7 @@ use zeroize::Zeroizing;
 
 use super::{begin, finish, issued_document, match_card, refused, IssuedDocument};
 use super::{ServiceProgress, ServiceStep};
-use crate::card::{card_management_key, serial_text, slot_name};
+use crate::card::{serial_text, slot_name};
 use crate::certifier::{CardCertificate, KeyToCertify};
 use crate::error::StationError;
 use crate::service_seam::{Renewal, ServiceSeam};
@@ -232,7 +232,7 @@ pub fn renew(
         None => None,
     };
     run.check_card(&mut tx, &card, &profile, resumable.as_ref(), &pin)?;
-    let card_key = card_management_key(run.st, &profile, card.serial)?;
+    let card_key = super::card_key_of(run.st, session.actor(), &profile, &doc, &card, "renewal")?;
     let (job, recorded, resumed) = match resumable {
         Some((job, recorded)) => (job, recorded, true),
         None => {

@@ -83,12 +83,6 @@ fn at_centre_only(
     Ok(hold)
 }
 
-/// Whether document `num` is in this station's registry.
-fn known_here(st: &Station, num: &str) -> Result<bool, StationError> {
-    let number = crate::records::parse_document(num)?;
-    Ok(st.registry.document(number)?.is_some())
-}
-
 fn limit_seconds(st: &Station) -> u64 {
     u64::from(st.config.services.suspension_limit_days) * 86_400
 }
@@ -147,7 +141,7 @@ pub fn suspend(
         "suspend documents",
         &[registry::Role::Clerk],
     )?;
-    if !known_here(st, num).map_err(|e| refused(st, session, "suspend", num, e))? {
+    if !super::known_here(st, num).map_err(|e| refused(st, session, "suspend", num, e))? {
         let h = at_centre_only(st, session, num, None)?;
         return Ok(SuspendReport {
             document: h.document,
@@ -251,7 +245,7 @@ pub fn resume(
         &[registry::Role::Clerk],
     )?;
     let num = input.document.as_str();
-    if !known_here(st, num).map_err(|e| refused(st, session, "resume", num, e))? {
+    if !super::known_here(st, num).map_err(|e| refused(st, session, "resume", num, e))? {
         let h = at_centre_only(st, session, num, Some(input.identity_confirmed))?;
         return Ok(ResumeReport {
             document: h.document,

@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 
 use super::{begin, finish, issued_document, match_card, refused, IssuedDocument};
 use super::{ServiceProgress, ServiceStep};
-use crate::card::{card_management_key, serial_text};
+use crate::card::serial_text;
 use crate::error::StationError;
 use crate::session::Session;
 use crate::Station;
@@ -38,7 +38,12 @@ pub struct UnblockInput {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct UnblockReport {
-    pub service_job: i64,
+    /// This station's service job; `None` for another office's card (no record here: the
+    /// audit log is the record).
+    pub service_job: Option<i64>,
+    /// The office that issued the card, when it is another office's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued_by_office: Option<String>,
     pub document: String,
     pub card_serial: String,
     pub reader: String,
@@ -62,6 +67,12 @@ pub fn unblock(
         &[registry::Role::Clerk],
     )?;
     let started = Instant::now();
+    if !super::known_here(st, &input.document)
+        .map_err(|e| refused(st, session, "unblock", &input.document, e))?
+        && st.config.centre.is_some()
+    {
+        return super::unblock_elsewhere::unblock(st, session, input, progress, started);
+    }
     let (doc, pin) = check_before_card(st, input)
         .map_err(|e| refused(st, session, "unblock", &input.document, e))?;
     crate::records::audit_holder_reads(
@@ -90,7 +101,7 @@ pub fn unblock(
         .map_err(|e| StationError::card(Some("read the card"), &e))?;
     check_card(st, session, input, &doc, &profile, &mut tx, &card)?;
     close_interrupted(st, session, &doc)?;
-    let card_key = card_management_key(st, &profile, card.serial)?;
+    let card_key = super::card_key_of(st, session.actor(), &profile, &doc, &card, "unblock")?;
 
     // The new PUK goes into its letter before it goes to the card (a PUK on a card with no
     // letter would help nobody).
@@ -145,7 +156,8 @@ pub fn unblock(
     complete_job(st, session, &doc, job_id, report.new_puk)?;
     crate::audit::checkpoint_after(st, "card.unblocked");
     Ok(UnblockReport {
-        service_job: job_id,
+        service_job: Some(job_id),
+        issued_by_office: None,
         document: doc.document.number.to_string(),
         card_serial: serial_text(card.serial),
         reader,
@@ -315,13 +327,7 @@ fn check_before_card(
     st: &Station,
     input: &UnblockInput,
 ) -> Result<(IssuedDocument, Pin), StationError> {
-    if !input.identity_confirmed {
-        return Err(StationError::invalid(
-            "identity_confirmed",
-            "the clerk must confirm the holder's identity in person before a PIN is unblocked \
-             (--identity-confirmed)",
-        ));
-    }
+    check_identity_confirmed(input)?;
     let doc = issued_document(st, &input.document)?;
     let dob = crate::holder::parse_date(&doc.holder.data.date_of_birth).map_err(|e| {
         StationError::Other(format!(
@@ -336,10 +342,37 @@ fn check_before_card(
     Ok((doc, pin))
 }
 
-/// A random PUK as the card profile allows, printed into the letter at `path`.
+/// The clerk confirmed the holder's identity in person.
+pub(super) fn check_identity_confirmed(input: &UnblockInput) -> Result<(), StationError> {
+    if !input.identity_confirmed {
+        return Err(StationError::invalid(
+            "identity_confirmed",
+            "the clerk must confirm the holder's identity in person before a PIN is unblocked \
+             (--identity-confirmed)",
+        ));
+    }
+    Ok(())
+}
+
+/// A random PUK as the card profile allows, printed into the letter at `path` for document
+/// `doc`'s holder.
 fn write_letter(
     st: &Station,
     doc: &IssuedDocument,
+    profile: &profiles::card::CardProfile,
+    path: &std::path::Path,
+) -> Result<Pin, StationError> {
+    let h = &doc.holder.data;
+    let name = format!("{} {}", h.surname, h.given_names);
+    write_letter_for(st, &doc.document.number.to_string(), &name, profile, path)
+}
+
+/// A random PUK as the card profile allows, printed into the letter at `path` for document
+/// `document` of holder `holder_name`.
+pub(super) fn write_letter_for(
+    st: &Station,
+    document: &str,
+    holder_name: &str,
     profile: &profiles::card::CardProfile,
     path: &std::path::Path,
 ) -> Result<Pin, StationError> {
@@ -349,11 +382,9 @@ fn write_letter(
     profile
         .check_secret(&puk)
         .map_err(|e| StationError::invalid("puk", e.to_string()))?;
-    let h = &doc.holder.data;
-    let name = format!("{} {}", h.surname, h.given_names);
     let facts = crate::pin_letter::LetterFacts {
-        document: &doc.document.number.to_string(),
-        holder_name: &name,
+        document,
+        holder_name,
         office: &st.config.station.office,
         issued_on: crate::time_util::today_utc(),
     };

@@ -1,0 +1,281 @@
+//! The per-card PIV management keys the centre derives (docs/centre.md "Card management keys").
+//!
+//! A card's management key lets whoever holds it generate keys on the card and write its
+//! certificates (NIST SP 800-73-4 Part 2 §3.2.4, the issuer's operational-state rights,
+//! docs/card.md): a renewal and a PIN unblock need it. A standalone station derives it from a
+//! secret in its own HSM, so only that station can serve its cards. For the cards its stations
+//! issue, the centre derives it instead — HMAC-SHA256 under the active `card_keys` secret in the
+//! centre's HSM over the chip serial, the same derivation as the station's — and releases it to
+//! the station that has the card in its reader: for the station's own issuance job of that card
+//! (`issuance`), or for an active document's card whose certificates the station read from it
+//! (`renewal`, `unblock`). Neither side stores it; every release is audited
+//! (`card.key-released`, naming the station, its office, the operator, the purpose and the
+//! issuing office) and every refusal too (`request.refused`).
+
+use centre_api::{rules, CardKey, CardKeyRequest};
+use deadpool_postgres::{GenericClient, Transaction};
+
+use super::audit;
+use crate::db::Prepared;
+use crate::enrol::WhoAmI;
+use crate::error::{CentralError, Refusal, Result};
+use crate::issuance::{check_card_serial, check_job_id, check_operator};
+use crate::pki::Centre;
+
+/// The label the first card key gets.
+pub const FIRST_LABEL: &str = "card-keys-1";
+/// The derivation's purpose string: the station's own (`station::card::MGMT_KEY_PURPOSE`), so
+/// both derive alike, each under its own secret.
+pub const PURPOSE: &str = "piv-management-key";
+
+/// Make sure the centre has an active card key: recorded in `card_keys` and present in the HSM.
+/// The first `serve` after this version generates it (an HMAC secret, sensitive and not
+/// extractable), under an advisory lock so that two instances starting together make one.
+pub async fn ensure(
+    pool: &deadpool_postgres::Pool,
+    store: &dyn hsm::KeyStore,
+    centre: &str,
+) -> Result<String> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    tx.prepared_execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended('card-keys', 0))",
+        &[],
+    )
+    .await?;
+    let active = tx
+        .prepared_opt("SELECT label FROM card_keys WHERE state = 'active'", &[])
+        .await?;
+    if let Some(row) = active {
+        let label: String = row.get(0);
+        if store.find(&label)?.is_none() {
+            return Err(CentralError::Other(format!(
+                "the card key {label} is recorded as active but the HSM has no key of that \
+                 label: restore the HSM token (the cards issued under it cannot be renewed or \
+                 unblocked without it)"
+            )));
+        }
+        return Ok(label);
+    }
+    let label = FIRST_LABEL;
+    if store.find(label)?.is_none() {
+        store.generate_hmac_secret(label)?;
+    }
+    tx.prepared_execute("INSERT INTO card_keys (label) VALUES ($1)", &[&label])
+        .await?;
+    crate::audit::append(
+        &tx,
+        &crate::audit::Actor {
+            operator: "idcentral".into(),
+            role: "system".into(),
+            station: centre.to_owned(),
+        },
+        "card-keys.created",
+        &format!("key:{label}"),
+        &serde_json::json!({ "purpose": PURPOSE }),
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(label, "generated the centre's card key");
+    Ok(label.to_owned())
+}
+
+fn check(req: &CardKeyRequest) -> Result<()> {
+    check_operator(&req.operator)?;
+    check_card_serial(&req.card_serial)?;
+    match req.purpose.as_str() {
+        "issuance" => {
+            let job = req.job.as_deref().ok_or_else(|| {
+                CentralError::invalid("job", "name the issuance job of the card (issuance)")
+            })?;
+            check_job_id(job)?;
+        }
+        "renewal" | "unblock" => {
+            if req.document.is_none() {
+                return Err(CentralError::invalid(
+                    "document",
+                    "name the document of the card (renewal, unblock)",
+                ));
+            }
+            super::lookup::check_certificates(&req.certificates)?;
+        }
+        _ => {
+            return Err(CentralError::invalid(
+                "purpose",
+                "must be issuance, renewal or unblock",
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// `POST /v1/cards/key`: the management key of the card `req` names, audited.
+pub async fn release(centre: &Centre, who: &WhoAmI, req: &CardKeyRequest) -> Result<CardKey> {
+    check(req)?;
+    let mut client = centre.pool.get().await?;
+    let tx = client.transaction().await?;
+    let (label, object, issued_by) = match req.purpose.as_str() {
+        "issuance" => for_job(&tx, who, req).await?,
+        _ => for_document(&tx, req).await?,
+    };
+    audit(
+        &tx,
+        who,
+        &req.operator,
+        "card.key-released",
+        &object,
+        serde_json::json!({ "card_serial": req.card_serial.to_uppercase(),
+            "purpose": req.purpose, "key": label, "issued_by_office": issued_by }),
+    )
+    .await?;
+    let serial = u32::from_str_radix(&req.card_serial, 16)
+        .map_err(|_| CentralError::invalid("card_serial", "must be 8 hexadecimal digits"))?;
+    let store = std::sync::Arc::clone(&centre.store);
+    let key_label = label.clone();
+    let secret = tokio::task::spawn_blocking(move || {
+        hsm::derive_card_secret(store.as_ref(), &key_label, PURPOSE, &serial.to_be_bytes())
+    })
+    .await
+    .map_err(|e| CentralError::Other(format!("the card key derivation: {e}")))??;
+    // Committed only once the HSM answered: a release is audited when it happened.
+    tx.commit().await?;
+    Ok(CardKey {
+        card_serial: req.card_serial.to_uppercase(),
+        key: label,
+        secret: hex::encode(&secret[..]),
+    })
+}
+
+/// The card of this station's issuance job `req.job`: the job's key, or — while the job is
+/// only reserved (its card not yet prepared) — the active card key, recorded on the job.
+async fn for_job(
+    tx: &Transaction<'_>,
+    who: &WhoAmI,
+    req: &CardKeyRequest,
+) -> Result<(String, String, String)> {
+    let job = req.job.as_deref().unwrap_or_default();
+    let row = tx
+        .prepared_opt(
+            "SELECT station, card_serial, state, card_key FROM jobs WHERE id = $1 FOR UPDATE",
+            &[&job],
+        )
+        .await?
+        .ok_or_else(|| {
+            CentralError::refused(
+                Refusal::NotFound,
+                rules::JOB_NOT_FOUND,
+                format!("the centre has no issuance job {job}"),
+            )
+        })?;
+    if row.get::<_, &str>(0) != who.station {
+        return Err(CentralError::refused(
+            Refusal::Forbidden,
+            rules::JOB_OF_ANOTHER_STATION,
+            format!("job {job} is another station's"),
+        ));
+    }
+    if !row.get::<_, &str>(1).eq_ignore_ascii_case(&req.card_serial) {
+        return Err(CentralError::refused(
+            Refusal::Conflict,
+            rules::CARD_NOT_THE_DOCUMENTS,
+            format!(
+                "card_serial: job {job} issues card {}, not {}",
+                row.get::<_, &str>(1),
+                req.card_serial
+            ),
+        ));
+    }
+    let object = format!("job:{job}");
+    if let Some(label) = row.get::<_, Option<String>>(3) {
+        return Ok((label, object, who.office.clone()));
+    }
+    if row.get::<_, &str>(2) != "reserved" {
+        return Err(CentralError::refused_at(
+            rules::CARD_KEY_OF_ISSUING_STATION,
+            who.office.clone(),
+            format!(
+                "card_serial: job {job} was certified without a card key of the centre: the \
+                 card is under this station's own key"
+            ),
+        ));
+    }
+    let label: String = tx
+        .prepared_one("SELECT label FROM card_keys WHERE state = 'active'", &[])
+        .await?
+        .get(0);
+    tx.prepared_execute(
+        "UPDATE jobs SET card_key = $2 WHERE id = $1",
+        &[&job, &label],
+    )
+    .await?;
+    Ok((label, object, who.office.clone()))
+}
+
+/// The card of active document `req.document`, every certificate read from it the document's.
+async fn for_document(
+    tx: &Transaction<'_>,
+    req: &CardKeyRequest,
+) -> Result<(String, String, String)> {
+    let document = req.document.as_deref().unwrap_or_default();
+    let (series, number) = crate::show::parse_document(document)?;
+    let not_found = || {
+        CentralError::refused(
+            Refusal::NotFound,
+            rules::DOCUMENT_NOT_FOUND,
+            format!(
+                "the national registry has no document {document} on card {} with the \
+                 certificates read from it",
+                req.card_serial
+            ),
+        )
+    };
+    let d = tx
+        .prepared_opt(
+            "SELECT d.state, d.office, d.card_serial, d.job, j.card_key
+             FROM documents d JOIN jobs j ON j.id = d.job
+             WHERE d.series = $1 AND d.number = $2",
+            &[&series, &number],
+        )
+        .await?
+        .ok_or_else(not_found)?;
+    if !d.get::<_, &str>(2).eq_ignore_ascii_case(&req.card_serial) {
+        return Err(not_found());
+    }
+    let job: String = d.get(3);
+    let theirs = certificate_serials(tx, &job).await?;
+    if !req
+        .certificates
+        .iter()
+        .all(|s| theirs.iter().any(|t| t.eq_ignore_ascii_case(s)))
+    {
+        return Err(not_found());
+    }
+    let office: String = d.get(1);
+    let state: &str = d.get(0);
+    if state != "active" {
+        return Err(CentralError::refused_at(
+            rules::DOCUMENT_NOT_ACTIVE,
+            office,
+            format!("document {document} is {state}: its card is not served"),
+        ));
+    }
+    let label = d.get::<_, Option<String>>(4).ok_or_else(|| {
+        CentralError::refused_at(
+            rules::CARD_KEY_OF_ISSUING_STATION,
+            office.clone(),
+            format!(
+                "document {document}: its card is under the management key of the station \
+                 of office {office} that issued it (issued before the centre derived card \
+                 keys): renewal and PIN unblock are served there"
+            ),
+        )
+    })?;
+    Ok((label, format!("document:{document}"), office))
+}
+
+async fn certificate_serials(c: &impl GenericClient, job: &str) -> Result<Vec<String>> {
+    let rows = c
+        .prepared_query("SELECT serial FROM certificates WHERE job = $1", &[&job])
+        .await?;
+    Ok(super::serials(&rows))
+}
