@@ -1274,6 +1274,22 @@ fn the_centre_releases_a_card_key_only_for_the_card_a_station_holds() {
     );
     assert_ne!(secret(&other), first, "another card, another key");
 
+    // A reservation naming the chip serial of a card another job issued gets no key for it.
+    let stolen_job = new_job();
+    let holder3 = json!({ "pinfl": "31234567890144", "surname": "Karimov", "given_names": "Aziz",
+        "sex": "M", "date_of_birth": "1991-02-03", "place_of_birth": "Samarkand", "citizenship": "UZB" });
+    w.ok(
+        &sam.tls,
+        "/v1/jobs/reserve",
+        &json!({ "job": stolen_job, "operator": "clerk2", "holder": holder3, "address": address,
+                 "update_holder": false, "card_serial": "0A1B2C41" }),
+    );
+    assert_refused(
+        &key(&sam.tls, for_job("0A1B2C41", &stolen_job)),
+        409,
+        "card-not-the-documents",
+    );
+
     // Out of use: no key.
     w.ok(
         &sam.tls,
@@ -1307,7 +1323,7 @@ fn the_centre_releases_a_card_key_only_for_the_card_a_station_holds() {
         "SELECT count(*)::text FROM audit_log WHERE action = 'request.refused'
          AND details LIKE '%card-key%'",
     );
-    assert!(refused[0].parse::<u32>().unwrap() >= 9, "{refused:?}");
+    assert!(refused[0].parse::<u32>().unwrap() >= 10, "{refused:?}");
 }
 
 /// The first column (text) of every row `sql` returns.

@@ -146,8 +146,9 @@ pub async fn release(centre: &Centre, who: &WhoAmI, req: &CardKeyRequest) -> Res
     })
 }
 
-/// The card of this station's issuance job `req.job`: the job's key, or — while the job is
-/// only reserved (its card not yet prepared) — the active card key, recorded on the job.
+/// The card of this station's issuance job `req.job`, no other issuance's document: the job's
+/// key, or — while the job is only reserved (its card not yet prepared) — the active card key,
+/// recorded on the job.
 async fn for_job(
     tx: &Transaction<'_>,
     who: &WhoAmI,
@@ -182,6 +183,26 @@ async fn for_job(
                 "card_serial: job {job} issues card {}, not {}",
                 row.get::<_, &str>(1),
                 req.card_serial
+            ),
+        ));
+    }
+    // A chip serial can be read from any card and named in a reservation: the key of a card
+    // another job issued is not released for this one.
+    let issued = tx
+        .prepared_opt(
+            "SELECT series, number, office FROM documents
+             WHERE upper(card_serial) = upper($1) AND job <> $2 LIMIT 1",
+            &[&req.card_serial, &job],
+        )
+        .await?;
+    if let Some(d) = issued {
+        return Err(CentralError::refused_at(
+            rules::CARD_NOT_THE_DOCUMENTS,
+            d.get(2),
+            format!(
+                "card_serial: card {} is document {} of another issuance",
+                req.card_serial,
+                crate::numbers::document_number(d.get(0), d.get(1))
             ),
         ));
     }
