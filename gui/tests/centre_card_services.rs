@@ -177,6 +177,11 @@ fn a_clerk_at_an_enrolled_station_serves_a_card_through_the_centre() {
     assert_eq!(h.state().clerk.lookup.pinfl, pinfl);
     click(&mut h, "Card services");
     h.step();
+    // Back on the workspace it reads the card again: yubico-piv-tool below needs the reader the
+    // worker holds meanwhile.
+    wait_for(&mut h, "the card read again", SERVICE_SHORT, |h| {
+        !h.state().services.busy()
+    });
 
     // Another office declares the document lost at the centre (this station's registry still
     // has it active): the renewal offered here is refused by the centre before the card's keys

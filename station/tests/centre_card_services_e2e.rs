@@ -379,7 +379,8 @@ fn renew_suspend_resume_address_and_replace_through_the_centre() {
         offers,
         [
             ("Renew".to_string(), elsewhere.clone()),
-            ("Unblock".into(), elsewhere.clone()),
+            // Issued under the centre's card key: its PIN is unblocked at any office.
+            ("Unblock".into(), serde_json::Value::Null),
             ("Suspend".into(), serde_json::Value::Null),
             (
                 "Resume".into(),
