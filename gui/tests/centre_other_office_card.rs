@@ -4,8 +4,8 @@
 //! station (SAM02) enrolled and issuing the card through the `idstation` binary in processes of
 //! its own (its own SoftHSM2 token), the card a `vchip` behind pcscd and vpcd. TAS01 has no
 //! record of the card: the desk shows the national registry's, suspends and resumes it, records
-//! a temporary address at the centre and unblocks its PIN with the card key the centre
-//! releases, and says that a renewal is SAM02's.
+//! a temporary address at the centre, renews its certificates and unblocks its PIN with the
+//! card key the centre releases, and says that a returned card is SAM02's.
 //!
 //! Needs `idcentral` and `idstation` built in the same target dir as the tests build them
 //! (`cargo test --workspace --no-run`); run under `flock /tmp/idstation-pcsc.lock` (it uses a
@@ -196,8 +196,28 @@ fn a_card_of_another_office_is_suspended_and_resumed_at_the_centre_from_the_desk
         "{v}"
     );
 
-    // The card is under the management key the centre derives: its PIN is unblocked here too,
+    // The card is under the management key the centre derives: its certificates are renewed
+    // here (the centre's e-Signature CA, the old ones superseded there) and its PIN unblocked,
     // with the key the centre releases for it.
+    let before = rig.show(&pinfl);
+    open(&mut h, "Renew certificates");
+    holder_pin(&mut h, &["Holder PIN"], PIN);
+    wait_done(&mut h, "Certificates renewed.");
+    let after = rig.show(&pinfl);
+    let active = |v: &serde_json::Value| -> Vec<String> {
+        v["certificates"]
+            .as_array()
+            .expect("certificates")
+            .iter()
+            .filter(|c| c["state"] == "active")
+            .map(|c| c["serial"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert_eq!(active(&after).len(), 2, "{after}");
+    assert!(
+        active(&after).iter().all(|s| !active(&before).contains(s)),
+        "two new active certificates: {before} {after}"
+    );
     open(&mut h, "Unblock PIN");
     click(&mut h, "I have checked the holder's identity in person");
     click(&mut h, "Confirm");

@@ -8,7 +8,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::{Error, Result};
 
 /// The newest schema this code knows.
-pub const LATEST: i64 = 12;
+pub const LATEST: i64 = 13;
 
 /// Version 1: the core registry.
 const V1: &str = r#"
@@ -477,7 +477,34 @@ CREATE UNIQUE INDEX centre_replacements_one_open ON centre_replacements (old_doc
 ALTER TABLE document_replacements ADD COLUMN hold_job TEXT;
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12];
+/// Version 13: the journal of a certificate renewal of another station's card (a station
+/// enrolled with the national centre; `station::services::renew_elsewhere`): this station has no
+/// record of the document; the renewal is the centre's service job `uuid` (drawn and journaled
+/// before the centre is asked), and its new certificates are kept here once the centre issued
+/// them (`certificates`, JSON), so that an interrupted renewal is finished on the card, or
+/// aborted at the centre before it issued. One running per document.
+const V13: &str = r#"
+CREATE TABLE centre_renewals (
+    id            INTEGER PRIMARY KEY,
+    document      TEXT NOT NULL,
+    office        TEXT NOT NULL,
+    card_serial   TEXT NOT NULL,
+    uuid          TEXT NOT NULL UNIQUE,
+    state         TEXT NOT NULL CHECK (state IN ('running', 'completed', 'rolled-back')),
+    step          TEXT NOT NULL CHECK (step IN ('opened', 'generated', 'certified', 'installed')),
+    certificates  TEXT,
+    error         TEXT,
+    operator      TEXT NOT NULL,
+    station       TEXT NOT NULL,
+    created_at    TEXT NOT NULL,
+    finished_at   TEXT,
+    CHECK ((step IN ('certified', 'installed')) = (certificates IS NOT NULL))
+) STRICT;
+CREATE UNIQUE INDEX centre_renewals_one_running ON centre_renewals (document)
+    WHERE state = 'running';
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12, V13];
 
 /// The schema version of the file (`PRAGMA user_version`; 0 = empty).
 pub fn version(conn: &Connection) -> Result<i64> {

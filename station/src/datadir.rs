@@ -185,6 +185,9 @@ pub enum Work {
     /// A card service (renew, unblock) on a document (its id): one at a time per document, and
     /// recovery never touches a service job whose process is alive.
     CardService(i64),
+    /// A renewal of another office's card (its `centre_renewals` journal id): recovery never
+    /// touches one whose process is alive.
+    CentreRenewal(i64),
     /// An enrolled station's Document Signer renewal (`crate::document_signer`): one at a
     /// time, so two never make the same next key.
     DocumentSignerRenewal,
@@ -197,6 +200,7 @@ impl Work {
             Work::CaRequest(id) => format!("ca-request-{id}.lock"),
             Work::CentreReservation(id) => format!("centre-reservation-{id:016x}.lock"),
             Work::CardService(id) => format!("card-service-{id}.lock"),
+            Work::CentreRenewal(id) => format!("centre-renewal-{id}.lock"),
             Work::DocumentSignerRenewal => "document-signer-renewal.lock".to_owned(),
         }
     }
@@ -210,6 +214,9 @@ impl Work {
             }
             Work::CardService(id) => {
                 format!("a card service on document {id} is running in another process")
+            }
+            Work::CentreRenewal(id) => {
+                format!("renewal {id} of another office's card is running in another process")
             }
             Work::DocumentSignerRenewal => {
                 "a Document Signer renewal is running in another process".to_owned()

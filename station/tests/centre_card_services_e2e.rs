@@ -378,8 +378,8 @@ fn renew_suspend_resume_address_and_replace_through_the_centre() {
     assert_eq!(
         offers,
         [
-            ("Renew".to_string(), elsewhere.clone()),
-            // Issued under the centre's card key: its PIN is unblocked at any office.
+            // Issued under the centre's card key: renewed and unblocked at any office.
+            ("Renew".to_string(), serde_json::Value::Null),
             ("Unblock".into(), serde_json::Value::Null),
             ("Suspend".into(), serde_json::Value::Null),
             (
@@ -430,7 +430,8 @@ fn renew_suspend_resume_address_and_replace_through_the_centre() {
     let shown = String::from_utf8_lossy(&o.stdout);
     assert!(
         shown.contains("Issued by office TAS01")
-            && shown.contains("Renew         not now: only at office TAS01"),
+            && shown.contains("Renew         available")
+            && shown.contains("not now: only at office TAS01"),
         "{shown}"
     );
     // By number, without the card (`show --document`): SAM01 has no record, so its clerk sees
@@ -1411,7 +1412,8 @@ fn another_offices_card_has_its_pin_unblocked_here_with_the_centres_card_key() {
         "{first}"
     );
 
-    // SAM01 reads the card from the national registry: unblock offered, renewal not.
+    // SAM01 reads the card from the national registry: unblock and renewal offered, the
+    // returned card not (it is recorded where it was issued).
     let shown = sam.json(&["card", "show", "--reader", &reader], &[]);
     let offer = |service: &str| {
         shown["offers"]
@@ -1423,8 +1425,9 @@ fn another_offices_card_has_its_pin_unblocked_here_with_the_centres_card_key() {
             .clone()
     };
     assert_eq!(offer("Unblock"), serde_json::Value::Null, "{shown}");
+    assert_eq!(offer("Renew"), serde_json::Value::Null, "{shown}");
     assert_eq!(
-        offer("Renew"),
+        offer("CardReturned"),
         serde_json::json!({ "IssuedElsewhere": "TAS01" }),
         "{shown}"
     );
@@ -1446,8 +1449,8 @@ fn another_offices_card_has_its_pin_unblocked_here_with_the_centres_card_key() {
     assert_eq!(o.status.code(), Some(5), "{}", text(&o));
     assert!(
         text(&o).contains(&format!(
-            "the national registry has document {doc} as suspended; a PIN is unblocked only on \
-             an active document"
+            "the national registry has document {doc} as suspended; its PIN is unblocked only \
+             on an active document"
         )),
         "{}",
         text(&o)
@@ -1526,5 +1529,212 @@ fn another_offices_card_has_its_pin_unblocked_here_with_the_centres_card_key() {
     let o = unblock_at(&tas, &doc, &reader, "66778899", &["--identity-confirmed"]);
     assert!(o.status.success(), "{}", text(&o));
     let o = yubico(&reader, &["-a", "verify-pin", "-P", "66778899"]);
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+/// The serials of the certificates of holder `pinfl` in state `state` at the centre.
+fn serials_at_centre(centre: &Centre, pinfl: &str, state: &str) -> Vec<String> {
+    let mut s: Vec<String> = show(centre, pinfl)["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["state"] == state)
+        .map(|c| c["serial"].as_str().unwrap().to_uppercase())
+        .collect();
+    s.sort();
+    s
+}
+
+/// The holder signs with the card's 9C key and the signature verifies with the 9C certificate
+/// on the card (yubico-piv-tool, independent of the station): the serial of that certificate.
+fn card_signs(st: &Station, reader: &str) -> String {
+    let cert = st.dir.join("card-9c.pem");
+    let o = yubico(
+        reader,
+        &[
+            "-a",
+            "read-certificate",
+            "-s",
+            "9c",
+            "-o",
+            cert.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o = yubico(
+        reader,
+        &[
+            "-a",
+            "verify-pin",
+            "-P",
+            PIN,
+            "-a",
+            "test-signature",
+            "-s",
+            "9c",
+            "-i",
+            cert.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "test-signature: {}", text(&o));
+    let (ok, out) = openssl(
+        &st.dir,
+        &["x509", "-noout", "-serial", "-in", cert.to_str().unwrap()],
+    );
+    assert!(ok, "{out}");
+    out.trim().trim_start_matches("serial=").to_uppercase()
+}
+
+/// `renew` of `doc` at `st` with the holder's PIN, with `env` (a failpoint).
+fn renew_at(st: &Station, doc: &str, reader: &str, env: &[(&str, &str)]) -> Output {
+    let args = [
+        "--json",
+        "renew",
+        "--document",
+        doc,
+        "--reader",
+        reader,
+        "--pin-fd",
+        "0",
+        "--operator",
+        "clerk",
+    ];
+    st.run_env(&args, &[CLERK_PASSWORD, PIN], env)
+}
+
+/// A card TAS01 issued through the centre is renewed at SAM01, which has no record of it: killed
+/// after the new keys (before the centre certified), `recover` aborts the renewal at the centre
+/// and the old certificates stay active; killed after the centre's certificates were journaled,
+/// `recover` leaves it for the card and the next `renew` resumes it — the new certificates
+/// active at the centre, the old ones superseded, the card signing with the new 9C key
+/// (yubico-piv-tool). Back at TAS01 the card is read: TAS01's registry takes the new
+/// certificates (`certificates.mirrored`) and serves the card again (an unblock).
+#[test]
+fn another_offices_card_is_renewed_here_and_its_issuing_station_takes_the_new_certificates() {
+    let mut centre = Centre::start();
+    centre.serve();
+    let tas = Station::enrol(&centre, "TAS01", "tas01-st1");
+    let sam = Station::enrol(&centre, "SAM01", "sam01-st1");
+    let slot = testrig::Slot::lease();
+    let reader = slot.reader_name.clone();
+    let holder_file = fixture("holder-01.json");
+    let holder: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&holder_file).unwrap()).unwrap();
+    let pinfl = holder["pinfl"].as_str().unwrap().to_owned();
+    let _card = slot.insert(&tas.blank_card(0x5C00_0041), &[]);
+    let issued = tas.json(
+        &[
+            "issue",
+            "--holder",
+            holder_file.to_str().unwrap(),
+            "--reader",
+            &reader,
+        ],
+        &[],
+    );
+    let doc = issued["document"].as_str().unwrap().to_owned();
+    let first = serials_at_centre(&centre, &pinfl, "active");
+    assert_eq!(first.len(), 2);
+
+    let shown = sam.json(&["card", "show", "--reader", &reader], &[]);
+    let renew_offer = shown["offers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["service"] == "Renew")
+        .unwrap()["refused"]
+        .clone();
+    assert_eq!(renew_offer, serde_json::Value::Null, "{shown}");
+
+    // Killed with the new keys on the card, before the centre certified: recovery aborts it at
+    // the centre; the old certificates stay the document's.
+    let o = renew_at(
+        &sam,
+        &doc,
+        &reader,
+        &[("IDSTATION_FAILPOINT", "renew.ca.issue")],
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    let rec = sam.json(&["recover"], &[]);
+    assert!(
+        rec.to_string().contains("\"kind\":\"renew-at-centre\"")
+            && rec.to_string().contains("\"outcome\":\"rolled-back\""),
+        "{rec}"
+    );
+    assert_eq!(serials_at_centre(&centre, &pinfl, "active"), first);
+
+    // Killed after the centre's certificates were journaled: left for the card, then resumed.
+    let o = renew_at(
+        &sam,
+        &doc,
+        &reader,
+        &[("IDSTATION_FAILPOINT", "renew.card.install")],
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    let rec = sam.json(&["recover"], &[]);
+    assert!(rec.to_string().contains("waiting-for-card"), "{rec}");
+    let o = renew_at(&sam, &doc, &reader, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (&r["resumed"], &r["issued_by_office"], &r["service_job"]),
+        (
+            &serde_json::json!(true),
+            &serde_json::json!("TAS01"),
+            &serde_json::Value::Null
+        ),
+        "{r}"
+    );
+    let mut new: Vec<String> = r["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["serial"].as_str().unwrap().to_uppercase())
+        .collect();
+    new.sort();
+    assert_eq!(serials_at_centre(&centre, &pinfl, "active"), new, "{r}");
+    let mut superseded: Vec<String> = r["superseded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_uppercase())
+        .collect();
+    superseded.sort();
+    assert_eq!(superseded, first, "{r}");
+    let on_card = card_signs(&sam, &reader);
+    assert!(
+        new.iter()
+            .any(|s| s.trim_start_matches('0') == on_card.trim_start_matches('0')),
+        "{on_card} not in {new:?}"
+    );
+    let sam_events = (
+        audited(&sam, "renewal.started").len(),
+        audited(&sam, "renewal.rolled-back").len(),
+        audited(&sam, "renewal.completed").len(),
+    );
+    assert_eq!(sam_events, (2, 1, 1));
+    let released = keys_released(&centre);
+    assert!(
+        released
+            .iter()
+            .any(|e| e.to_string().contains("sam01-st1") && e.to_string().contains("\"renewal\"")),
+        "{released:?}"
+    );
+
+    // TAS01 reads its card again: the new certificates are taken here, the old superseded.
+    let own = tas.json(&["card", "show", "--reader", &reader], &[]);
+    assert_eq!(own["document"]["status"], "active", "{own}");
+    let mirrored = audited(&tas, "certificates.mirrored");
+    assert_eq!(mirrored.len(), 1, "{mirrored:?}");
+    let active_here: Vec<String> = tas
+        .certificates_of(&doc)
+        .into_iter()
+        .filter(|(_, _, status)| status == "active")
+        .map(|(serial, _, _)| serial.to_uppercase())
+        .collect();
+    let mut active_here = active_here;
+    active_here.sort();
+    assert_eq!(active_here, new);
+    let o = unblock_at(&tas, &doc, &reader, PIN, &["--identity-confirmed"]);
     assert!(o.status.success(), "{}", text(&o));
 }

@@ -60,12 +60,18 @@ fn holder_pin(fd: Option<u32>) -> Result<Zeroizing<String>, StationError> {
 }
 
 fn report_text(r: &RenewReport) -> String {
+    let whose = match (&r.service_job, &r.issued_by_office) {
+        (Some(job), _) => format!("service job {job}"),
+        (None, Some(office)) => {
+            format!("a card of office {office}, with the national centre's card key")
+        }
+        (None, None) => "no service job".into(),
+    };
     let mut s = format!(
-        "Renewed the certificates of document {} on card {} in {} (service job {}{})\n",
+        "Renewed the certificates of document {} on card {} in {} ({whose}{})\n",
         r.document,
         r.card_serial,
         r.reader,
-        r.service_job,
         if r.resumed {
             ", an interrupted renewal finished"
         } else {

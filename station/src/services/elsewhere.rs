@@ -2,11 +2,11 @@
 //! "Card services"): the station has no record of it, so [`identify`](super::identify) asks the
 //! centre (`POST /v1/cards/lookup`) with the chip serial and the serials of the certificates read
 //! from the card, and shows the national registry's record. What the centre serves for any
-//! office applies (suspend, resume, address changes, and a PIN unblock of a card under a
-//! management key the centre derives: [`super::unblock_elsewhere`]); what needs the issuing
-//! station's records or card key does not (renewal: its service job hangs on that station's
-//! record; an unblock of a card under that station's own key; a returned card is recorded where
-//! it was issued) and says so. The same look-up gives the
+//! office applies (suspend, resume, address changes, and the renewal and PIN unblock of a card
+//! under a management key the centre derives: [`super::renew_elsewhere`],
+//! [`super::unblock_elsewhere`]); what needs the issuing station's card key or records does not
+//! (the renewal and unblock of a card under that station's own key; a returned card is recorded
+//! where it was issued) and says so. The same look-up gives the
 //! centre's word on this station's own cards ([`own_card`]: `identify`'s advice, the
 //! check before a PIN unblock).
 
@@ -236,8 +236,14 @@ pub(super) fn summary(
         .map(|&service| Offer {
             service,
             refused: match service {
-                // A card under a management key the centre derives has its PIN unblocked at
-                // any office; one under its issuing station's own key only there.
+                // A card under a management key the centre derives is renewed and has its PIN
+                // unblocked at any office; one under its issuing station's own key only there.
+                Service::Renew if centre_key => not("active")
+                    .or_else(|| (id.pin == PinState::Blocked).then_some(Blocker::PinBlocked))
+                    .or_else(|| {
+                        (id.document.date_of_expiry <= super::identify::today_text())
+                            .then(|| Blocker::Expired(id.document.date_of_expiry.clone()))
+                    }),
                 Service::Unblock if centre_key => not("active"),
                 Service::Renew | Service::Unblock | Service::CardReturned => {
                     Some(Blocker::IssuedElsewhere(office.clone()))

@@ -240,6 +240,8 @@ pub fn identify(
             return super::elsewhere::summary(st, &card, found, reader, serial);
         }
     }
+    // A card of this station renewed at another office: its new certificates brought here.
+    super::adopt::for_card(st, session, &profile, &card);
     let (doc, certs) = on_record(st, &card).map_err(|e| refused(st, session, &serial, e))?;
     match super::match_document(st, &mut tx, &doc) {
         Ok(_) => {}
@@ -532,7 +534,7 @@ pub(super) fn address_end_blocker(id: &CardIdentity) -> Option<Blocker> {
 }
 
 /// Today (UTC) as `YYYY-MM-DD`.
-fn today_text() -> String {
+pub(super) fn today_text() -> String {
     let today = crate::time_util::today_utc();
     format!(
         "{:04}-{:02}-{:02}",

@@ -27,11 +27,13 @@
 
 pub use elsewhere::document_at_centre;
 pub mod address;
+mod adopt;
 mod elsewhere;
 pub mod identify;
 pub mod mirror;
 pub mod recover;
 pub(crate) mod renew;
+mod renew_elsewhere;
 pub mod replace;
 mod replace_elsewhere;
 mod returned;

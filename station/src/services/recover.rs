@@ -12,6 +12,8 @@
 //!   document, with the card, resumes it at `card.install`.
 //! - **unblock**: the card holds its old or its new PIN and nothing else depends on it: the
 //!   job ends `failed`; the next `idstation unblock` sets the PIN again.
+//! - **a renewal of another office's card** (`centre_renewals`, kind `renew-at-centre`): as a
+//!   renewal, by whether the centre's certificates were journaled (`certified`).
 
 use registry::{AuditEntry, JobState, ServiceJob, ServiceKind, StepState};
 use serde::Serialize;
@@ -57,7 +59,43 @@ pub fn recover(st: &mut Station, session: &Session) -> Result<Vec<ServiceRecover
         };
         out.push(r);
     }
+    for r in st.registry.running_centre_renewals()? {
+        let Ok(_lock) = WorkLock::acquire(&st.layout.root, Work::CentreRenewal(r.id)) else {
+            continue;
+        };
+        out.push(recover_centre_renewal(st, session, &r)?);
+    }
     Ok(out)
+}
+
+/// A renewal of another office's card (its journal, `centre_renewals`): aborted at the centre
+/// and rolled back when it never got its certificates, else left for the card.
+fn recover_centre_renewal(
+    st: &mut Station,
+    session: &Session,
+    r: &registry::CentreRenewal,
+) -> Result<ServiceRecovered, StationError> {
+    let recovered = |outcome, detail| ServiceRecovered {
+        service_job: r.id,
+        kind: "renew-at-centre",
+        document: r.document.clone(),
+        outcome,
+        detail,
+    };
+    if r.certificates.is_some() {
+        return Ok(recovered(
+            "waiting-for-card",
+            format!(
+                "a renewal of office {}'s card {}: its certificates are issued and may be on the \
+                 card: run `idstation renew --document {}` with the card and the holder's PIN to \
+                 finish it",
+                r.office, r.card_serial, r.document
+            ),
+        ));
+    }
+    let reason = "interrupted before its certificates were issued; rolled back by recovery";
+    super::renew_elsewhere::abort_and_roll_back(st, session.actor(), r, reason)?;
+    Ok(recovered("rolled-back", reason.into()))
 }
 
 fn document_text(st: &Station, job: &ServiceJob) -> Result<String, StationError> {

@@ -64,7 +64,12 @@ pub struct RenewedCertificate {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RenewReport {
-    pub service_job: i64,
+    /// This station's service job; `None` for another office's card (its journal is
+    /// `centre_renewals`).
+    pub service_job: Option<i64>,
+    /// The office that issued the card, when it is another office's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued_by_office: Option<String>,
     pub document: String,
     pub card_serial: String,
     pub reader: String,
@@ -153,13 +158,13 @@ pub(crate) fn renewal_uuid(job: &ServiceJob) -> String {
 }
 
 /// The card in a reader, in a transaction.
-struct CardSession {
-    reader: String,
-    conn: personalization::transport::pcsc::PcscCard,
+pub(super) struct CardSession {
+    pub reader: String,
+    pub conn: personalization::transport::pcsc::PcscCard,
     _pcsc: Pcsc,
 }
 
-fn connect(reader: Option<&str>) -> Result<CardSession, StationError> {
+pub(super) fn connect(reader: Option<&str>) -> Result<CardSession, StationError> {
     let pcsc = Pcsc::establish().map_err(|e| StationError::card(None, &e))?;
     let reader = crate::readers::choose_reader(&pcsc, reader)?;
     let conn = pcsc
@@ -187,6 +192,12 @@ pub fn renew(
         &[registry::Role::Clerk],
     )?;
     let started = Instant::now();
+    if !super::known_here(st, &input.document)
+        .map_err(|e| refused(st, session, "renewal", &input.document, e))?
+        && st.config.centre.is_some()
+    {
+        return super::renew_elsewhere::renew(st, session, input, progress, started);
+    }
     let (doc, pin) = check_before_card(st, input)
         .map_err(|e| refused(st, session, "renewal", &input.document, e))?;
     crate::records::audit_holder_reads(
@@ -210,6 +221,12 @@ pub fn renew(
     let slots: Vec<Slot> = profile.keys.iter().map(|k| k.slot).collect();
     let card = card_services::read_issued(&mut tx, &slots)
         .map_err(|e| StationError::card(Some("read the card"), &e))?;
+    // Renewed at another office since this registry last saw it: brought here first.
+    let doc = if super::adopt::renewed_elsewhere(st, session, &profile, &doc, &card)? {
+        issued_document(st, &input.document)?
+    } else {
+        doc
+    };
     let number = doc.document.number.to_string();
     let mut run = Run {
         seam: crate::ra_services::seam(st),
@@ -252,7 +269,8 @@ pub fn renew(
     let superseded = run.install_and_complete(&mut tx, &job, &card_key, &recorded, &pin)?;
     crate::audit::checkpoint_after(run.st, "renewal.completed");
     Ok(RenewReport {
-        service_job: job.id,
+        service_job: Some(job.id),
+        issued_by_office: None,
         document: number.clone(),
         card_serial: serial_text(card.serial),
         reader: card_session.reader.clone(),

@@ -99,6 +99,12 @@ pub fn unblock(
     let slots: Vec<_> = profile.keys.iter().map(|k| k.slot).collect();
     let card = card_services::read_issued(&mut tx, &slots)
         .map_err(|e| StationError::card(Some("read the card"), &e))?;
+    // Renewed at another office since this registry last saw it: brought here first.
+    let doc = if super::adopt::renewed_elsewhere(st, session, &profile, &doc, &card)? {
+        issued_document(st, &input.document)?
+    } else {
+        doc
+    };
     check_card(st, session, input, &doc, &profile, &mut tx, &card)?;
     close_interrupted(st, session, &doc)?;
     let card_key = super::card_key_of(st, session.actor(), &profile, &doc, &card, "unblock")?;

@@ -79,7 +79,7 @@ pub(super) fn unblock(
             record.office
         ),
     )?;
-    check_record(&found, &number, &serial).map_err(|e| refuse(st, e))?;
+    check_record(&found, &number, &serial, "unblocked").map_err(|e| refuse(st, e))?;
     elsewhere::match_chip(&mut tx, record).map_err(|e| refuse(st, e))?;
     let dob = crate::holder::parse_date(&record.holder.date_of_birth).map_err(|_| {
         StationError::Other(format!(
@@ -165,8 +165,19 @@ pub(super) fn unblock(
     })
 }
 
-/// The centre's record is of document `number`, active, and its card under the centre's key.
-fn check_record(found: &AtCentre, number: &str, serial: &str) -> Result<(), StationError> {
+/// The centre's record is of document `number`, active, and its card under the centre's key;
+/// `done` says what the service does (`unblocked`: a PIN; `renewed`: the certificates).
+pub(super) fn check_record(
+    found: &AtCentre,
+    number: &str,
+    serial: &str,
+    done: &str,
+) -> Result<(), StationError> {
+    let what = if done == "renewed" {
+        "its certificates are"
+    } else {
+        "its PIN is"
+    };
     let record = &found.record;
     if record.document != number {
         return Err(StationError::Conflict(format!(
@@ -177,16 +188,16 @@ fn check_record(found: &AtCentre, number: &str, serial: &str) -> Result<(), Stat
     }
     if record.state != "active" {
         return Err(StationError::Conflict(format!(
-            "document status: the national registry has document {number} as {}; a PIN is \
-             unblocked only on an active document",
+            "document status: the national registry has document {number} as {}; {what} {done} \
+             only on an active document",
             record.state
         )));
     }
     if record.card_key.is_none() {
         return Err(StationError::Conflict(format!(
             "card key: card {serial} was issued by office {} under that station's own \
-             management key (before the national centre derived card keys): its PIN is \
-             unblocked at that office",
+             management key (before the national centre derived card keys): {what} {done} at \
+             that office",
             record.office
         )));
     }

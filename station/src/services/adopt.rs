@@ -1,0 +1,149 @@
+//! A card of this station renewed at another office (docs/station.md "Card services on an issued
+//! card"): on a station enrolled with the national centre any office renews a card under the
+//! centre's card key, and the centre — not this registry — is told. When such a card is back in
+//! this station's reader it carries certificates this registry has never seen; before the card
+//! is matched, [`renewed_elsewhere`] asks the centre (`POST /v1/cards/lookup`): when every one of
+//! them is the document's `active` certificate there and was signed by an e-Signature CA key this
+//! station knows, they are recorded here as the document's active certificates and the ones they
+//! replace revoked `superseded`, in one transaction audited `certificates.mirrored`. Anything
+//! else is left to the match, which refuses the card as before.
+
+use personalization::piv::services::IssuedCard;
+use profiles::card::CardProfile;
+use registry::{AuditEntry, CertStatus};
+use serde_json::json;
+
+use super::IssuedDocument;
+use crate::card::{serial_text, slot_name};
+use crate::error::StationError;
+use crate::session::Session;
+use crate::Station;
+
+/// Bring `doc`'s certificates here up to date with a renewal made at another office, when the
+/// card in the reader (`card`) shows one (see the module documentation). `true` when it did:
+/// the caller reads the document again.
+pub(crate) fn renewed_elsewhere(
+    st: &mut Station,
+    session: &Session,
+    profile: &CardProfile,
+    doc: &IssuedDocument,
+    card: &IssuedCard,
+) -> Result<bool, StationError> {
+    if st.config.centre.is_none() {
+        return Ok(false);
+    }
+    let known = st.registry.certificates_of_job(doc.issuance_job)?;
+    let unknown: Vec<(String, &[u8], String)> = profile
+        .keys
+        .iter()
+        .filter_map(|k| {
+            let der = card.certificate(k.slot)?;
+            (!known.iter().any(|c| c.data.der == der))
+                .then(|| (slot_name(k.slot), der, k.certificate_profile.clone()))
+        })
+        .collect();
+    if unknown.is_empty() {
+        return Ok(false);
+    }
+    let serial = serial_text(card.serial);
+    let number = doc.document.number.to_string();
+    let Some(found) = super::elsewhere::own_card(st, session.operator(), card, &serial, &number)?
+    else {
+        return Ok(false);
+    };
+    let esign = st.registry.ca_keys("esign")?;
+    let mut adopted = Vec::new();
+    for (slot, der, purpose) in &unknown {
+        let info = ca::CertInfo::parse(der)?;
+        let active_there = found.record.certificates.iter().any(|c| {
+            c.serial.eq_ignore_ascii_case(&info.serial_hex)
+                && c.state == "active"
+                && &c.slot == slot
+        });
+        if !active_there {
+            return Ok(false);
+        }
+        let issuer = esign.iter().find(|k| {
+            k.certificate
+                .as_deref()
+                .is_some_and(|i| ca::issued_by(der, i).unwrap_or(false))
+        });
+        let Some(issuer) = issuer else {
+            return Err(StationError::Other(format!(
+                "certificate {slot}: the card was renewed at the national centre under an \
+                 e-Signature CA key this station has not met yet; issue a card here first (the \
+                 station learns the centre's new key then), and read the card again"
+            )));
+        };
+        adopted.push((
+            issuer.id,
+            *der,
+            purpose.clone(),
+            info.serial_hex.to_uppercase(),
+        ));
+    }
+    let now = registry::now_rfc3339();
+    let actor = session.actor();
+    let superseded: Vec<(i64, String)> = doc
+        .certificates
+        .iter()
+        .filter(|c| c.status == CertStatus::Active && adopted.iter().any(|a| a.2 == c.data.purpose))
+        .map(|c| (c.id, c.data.serial.clone()))
+        .collect();
+    st.registry.write(|t| {
+        for (issuer_key_id, der, purpose, _) in &adopted {
+            let mut rec = crate::hierarchy::cert_record(*issuer_key_id, der, purpose)
+                .map_err(|e| registry::Error::Conflict(e.to_string()))?;
+            rec.holder_id = Some(doc.holder.id);
+            rec.job_id = Some(doc.issuance_job);
+            let id = t.insert_certificate(&rec)?;
+            t.activate_certificate(id, doc.card.id)?;
+        }
+        for (id, _) in &superseded {
+            t.revoke_certificate(*id, "superseded", &now)?;
+        }
+        t.audit(&AuditEntry {
+            actor,
+            action: "certificates.mirrored",
+            object: &format!("document:{number}"),
+            details: &json!({
+                "card": serial,
+                "active": adopted.iter().map(|a| &a.3).collect::<Vec<_>>(),
+                "superseded": superseded.iter().map(|s| &s.1).collect::<Vec<_>>(),
+                "renewed_at": "the national centre, by another office",
+            }),
+        })
+    })?;
+    tracing::info!(document = %number, "certificates renewed at another office brought here");
+    Ok(true)
+}
+
+/// [`renewed_elsewhere`] for the card in the reader when it is one of this station's: what the
+/// desk shows (`identify`) is then the renewed card. A centre that cannot be asked changes
+/// nothing here (the card is shown as this registry has it, and the match says so).
+pub(crate) fn for_card(
+    st: &mut Station,
+    session: &Session,
+    profile: &CardProfile,
+    card: &IssuedCard,
+) {
+    let Ok(Some(rec)) = st.registry.card(&serial_text(card.serial)) else {
+        return;
+    };
+    let (Some(holder_id), Some(document_id)) = (rec.holder_id, rec.document_id) else {
+        return;
+    };
+    let number = match st.registry.documents_of_holder(holder_id) {
+        Ok(docs) => docs
+            .into_iter()
+            .find(|d| d.id == document_id)
+            .map(|d| d.number),
+        Err(_) => None,
+    };
+    let Some(doc) = number.and_then(|n| super::issued_document(st, &n.to_string()).ok()) else {
+        return;
+    };
+    if let Err(e) = renewed_elsewhere(st, session, profile, &doc, card) {
+        tracing::warn!(card = %rec.chip_serial, error = %e, "a renewal at another office could not be brought here");
+    }
+}
