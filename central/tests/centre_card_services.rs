@@ -1095,9 +1095,10 @@ fn rt_exec(rt: &tokio::runtime::Runtime, db: &tokio_postgres::Client, sql: &str)
 
 /// `POST /v1/cards/key` (docs/centre.md "Card management keys"): the centre releases a card's
 /// management key to the station whose issuance job the card is, while the job is reserved
-/// (recorded on the job) and again later (the same key); for an issued card to any station that
-/// names the active document and certificates read from it; the same card gets the same key
-/// and another card another. Refused, and audited as such: another station's job, another card
+/// (recorded on the job with a random value of its own) and again later (the same key); for an
+/// issued card to any station that names the active document and certificates read from it;
+/// the same card gets the same key, another card another, and the same chip serial in another
+/// job another. Refused, and audited as such: another station's job, another card
 /// than the job's, a malformed request (the field named), a certificate that is not the
 /// document's, a document out of use, a card issued without a key of the centre. Each release
 /// is audited `card.key-released` with the station and the purpose.
@@ -1273,6 +1274,28 @@ fn the_centre_releases_a_card_key_only_for_the_card_a_station_holds() {
         &for_job("0A1B2C44", &other_job),
     );
     assert_ne!(secret(&other), first, "another card, another key");
+    // The same chip serial in a second reservation (a blank card named by another station
+    // before its issuance) gets another key: each job draws its own value, so a key released for
+    // one job opens no card another job prepared.
+    let twin_job = new_job();
+    let holder4 = json!({ "pinfl": "31234567890145", "surname": "Karimova", "given_names": "Zarina",
+        "sex": "F", "date_of_birth": "1992-02-03", "place_of_birth": "Samarkand", "citizenship": "UZB" });
+    w.ok(
+        &tas.tls,
+        "/v1/jobs/reserve",
+        &json!({ "job": twin_job, "operator": "clerk1", "holder": holder4, "address": address,
+                 "update_holder": false, "card_serial": "0A1B2C44" }),
+    );
+    let twin = w.ok(
+        &tas.tls,
+        centre_api::paths::CARD_KEY,
+        &for_job("0A1B2C44", &twin_job),
+    );
+    assert_ne!(
+        secret(&twin),
+        secret(&other),
+        "the same chip serial, another job"
+    );
 
     // A reservation naming the chip serial of a card another job issued gets no key for it.
     let stolen_job = new_job();
@@ -1314,7 +1337,8 @@ fn the_centre_releases_a_card_key_only_for_the_card_a_station_holds() {
             "tas01-st1 issuance",
             "tas01-st1 issuance",
             "sam01-st1 unblock",
-            "sam01-st1 issuance"
+            "sam01-st1 issuance",
+            "tas01-st1 issuance"
         ],
     );
     let refused = rt_rows(

@@ -33,9 +33,10 @@ pub struct CardKey {
     pub card_serial: String,
     /// The label of the centre's key it derives from (`card-keys-1`).
     pub key: String,
-    /// HMAC-SHA256(card key, "idstation/piv-management-key" ‖ 0x00 ‖ serial, 4 bytes big
-    /// endian), hex: the station takes as many leading bytes as the card profile's management
-    /// key algorithm needs, as for a key it derives itself.
+    /// HMAC-SHA256(card key, "idstation/piv-management-key" ‖ 0x00 ‖ serial (4 bytes, big
+    /// endian) ‖ the issuance job's random value (16 bytes)), hex: the station takes as many
+    /// leading bytes as the card profile's management key algorithm needs, as for a key it
+    /// derives itself.
     pub secret: String,
 }
 

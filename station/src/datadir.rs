@@ -185,22 +185,28 @@ pub enum Work {
     /// A card service (renew, unblock) on a document (its id): one at a time per document, and
     /// recovery never touches a service job whose process is alive.
     CardService(i64),
-    /// A renewal of another office's card (its `centre_renewals` journal id): recovery never
-    /// touches one whose process is alive.
-    CentreRenewal(i64),
+    /// A renewal of another office's card, by its document ([`Work::centre_renewal`]): one at a
+    /// time per document, and recovery never touches one whose process is alive.
+    CentreRenewal(u64),
     /// An enrolled station's Document Signer renewal (`crate::document_signer`): one at a
     /// time, so two never make the same next key.
     DocumentSignerRenewal,
 }
 
 impl Work {
+    /// [`Work::CentreRenewal`] of document `number`.
+    pub fn centre_renewal(number: registry::DocumentNumber) -> Work {
+        let [a, b] = number.series.map(|c| u64::from(c.saturating_sub(b'A')));
+        Work::CentreRenewal((a * 26 + b) * 10_000_000 + u64::from(number.number))
+    }
+
     fn file_name(self) -> String {
         match self {
             Work::IssuanceJob(id) => format!("job-{id}.lock"),
             Work::CaRequest(id) => format!("ca-request-{id}.lock"),
             Work::CentreReservation(id) => format!("centre-reservation-{id:016x}.lock"),
             Work::CardService(id) => format!("card-service-{id}.lock"),
-            Work::CentreRenewal(id) => format!("centre-renewal-{id}.lock"),
+            Work::CentreRenewal(id) => format!("centre-renewal-{id:010}.lock"),
             Work::DocumentSignerRenewal => "document-signer-renewal.lock".to_owned(),
         }
     }
@@ -215,8 +221,8 @@ impl Work {
             Work::CardService(id) => {
                 format!("a card service on document {id} is running in another process")
             }
-            Work::CentreRenewal(id) => {
-                format!("renewal {id} of another office's card is running in another process")
+            Work::CentreRenewal(_) => {
+                "a renewal of this document is running in another process".to_owned()
             }
             Work::DocumentSignerRenewal => {
                 "a Document Signer renewal is running in another process".to_owned()

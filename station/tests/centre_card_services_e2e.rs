@@ -1456,7 +1456,11 @@ fn another_offices_card_has_its_pin_unblocked_here_with_the_centres_card_key() {
         text(&o)
     );
     sam.json(&["resume", "--document", &doc, "--identity-confirmed"], &[]);
-    centre_sql(&centre, "UPDATE jobs SET card_key = NULL");
+    centre_sql(
+        &centre,
+        "CREATE TABLE saved_card_keys AS SELECT id, card_key, card_key_salt FROM jobs; \
+         UPDATE jobs SET card_key = NULL, card_key_salt = NULL",
+    );
     let o = unblock_at(&sam, &doc, &reader, "55667788", &["--identity-confirmed"]);
     assert_eq!(o.status.code(), Some(5), "{}", text(&o));
     assert!(
@@ -1464,7 +1468,11 @@ fn another_offices_card_has_its_pin_unblocked_here_with_the_centres_card_key() {
         "{}",
         text(&o)
     );
-    centre_sql(&centre, "UPDATE jobs SET card_key = 'card-keys-1'");
+    centre_sql(
+        &centre,
+        "UPDATE jobs j SET card_key = s.card_key, card_key_salt = s.card_key_salt \
+         FROM saved_card_keys s WHERE s.id = j.id",
+    );
     assert_eq!(
         keys_released(&centre).len(),
         1,

@@ -5,10 +5,11 @@
 //! docs/card.md): a renewal and a PIN unblock need it. A standalone station derives it from a
 //! secret in its own HSM, so only that station can serve its cards. For the cards its stations
 //! issue, the centre derives it instead — HMAC-SHA256 under the active `card_keys` secret in the
-//! centre's HSM over the chip serial, the same derivation as the station's — and releases it to
-//! the station that has the card in its reader: for the station's own issuance job of that card
-//! (`issuance`), or for an active document's card whose certificates the station read from it
-//! (`renewal`, `unblock`). Neither side stores it; every release is audited
+//! centre's HSM over the chip serial and a random value drawn for the issuance job that prepares
+//! the card (migration V28: a chip serial alone is printed on the card and can be named in any
+//! reservation) — and releases it to the station that has the card in its reader: for the
+//! station's own issuance job of that card (`issuance`), or for an active document's card whose
+//! current certificates the station read from it (`renewal`, `unblock`). Neither side stores it; every release is audited
 //! (`card.key-released`, naming the station, its office, the operator, the purpose and the
 //! issuing office) and every refusal too (`request.refused`).
 
@@ -114,7 +115,7 @@ pub async fn release(centre: &Centre, who: &WhoAmI, req: &CardKeyRequest) -> Res
     check(req)?;
     let mut client = centre.pool.get().await?;
     let tx = client.transaction().await?;
-    let (label, object, issued_by) = match req.purpose.as_str() {
+    let (label, salt, object, issued_by) = match req.purpose.as_str() {
         "issuance" => for_job(&tx, who, req).await?,
         _ => for_document(&tx, req).await?,
     };
@@ -132,8 +133,10 @@ pub async fn release(centre: &Centre, who: &WhoAmI, req: &CardKeyRequest) -> Res
         .map_err(|_| CentralError::invalid("card_serial", "must be 8 hexadecimal digits"))?;
     let store = std::sync::Arc::clone(&centre.store);
     let key_label = label.clone();
+    let mut input = serial.to_be_bytes().to_vec();
+    input.extend_from_slice(&salt);
     let secret = tokio::task::spawn_blocking(move || {
-        hsm::derive_card_secret(store.as_ref(), &key_label, PURPOSE, &serial.to_be_bytes())
+        hsm::derive_card_secret(store.as_ref(), &key_label, PURPOSE, &input)
     })
     .await
     .map_err(|e| CentralError::Other(format!("the card key derivation: {e}")))??;
@@ -146,18 +149,18 @@ pub async fn release(centre: &Centre, who: &WhoAmI, req: &CardKeyRequest) -> Res
     })
 }
 
+/// The card key's label and the job's random value, the audit object and the issuing office.
+type Release = (String, Vec<u8>, String, String);
+
 /// The card of this station's issuance job `req.job`, no other issuance's document: the job's
-/// key, or — while the job is only reserved (its card not yet prepared) — the active card key,
-/// recorded on the job.
-async fn for_job(
-    tx: &Transaction<'_>,
-    who: &WhoAmI,
-    req: &CardKeyRequest,
-) -> Result<(String, String, String)> {
+/// key, or — while the job is only reserved (its card not yet prepared) — the active card key
+/// and a new random value, recorded on the job.
+async fn for_job(tx: &Transaction<'_>, who: &WhoAmI, req: &CardKeyRequest) -> Result<Release> {
     let job = req.job.as_deref().unwrap_or_default();
     let row = tx
         .prepared_opt(
-            "SELECT station, card_serial, state, card_key FROM jobs WHERE id = $1 FOR UPDATE",
+            "SELECT station, card_serial, state, card_key, card_key_salt FROM jobs
+             WHERE id = $1 FOR UPDATE",
             &[&job],
         )
         .await?
@@ -207,8 +210,11 @@ async fn for_job(
         ));
     }
     let object = format!("job:{job}");
-    if let Some(label) = row.get::<_, Option<String>>(3) {
-        return Ok((label, object, who.office.clone()));
+    if let (Some(label), Some(salt)) = (
+        row.get::<_, Option<String>>(3),
+        row.get::<_, Option<Vec<u8>>>(4),
+    ) {
+        return Ok((label, salt, object, who.office.clone()));
     }
     if row.get::<_, &str>(2) != "reserved" {
         return Err(CentralError::refused_at(
@@ -224,19 +230,20 @@ async fn for_job(
         .prepared_one("SELECT label FROM card_keys WHERE state = 'active'", &[])
         .await?
         .get(0);
+    let mut salt = vec![0u8; 16];
+    getrandom::fill(&mut salt)
+        .map_err(|e| CentralError::Other(format!("random card key value: {e}")))?;
     tx.prepared_execute(
-        "UPDATE jobs SET card_key = $2 WHERE id = $1",
-        &[&job, &label],
+        "UPDATE jobs SET card_key = $2, card_key_salt = $3 WHERE id = $1",
+        &[&job, &label, &salt],
     )
     .await?;
-    Ok((label, object, who.office.clone()))
+    Ok((label, salt, object, who.office.clone()))
 }
 
-/// The card of active document `req.document`, every certificate read from it the document's.
-async fn for_document(
-    tx: &Transaction<'_>,
-    req: &CardKeyRequest,
-) -> Result<(String, String, String)> {
+/// The card of active document `req.document`, every certificate read from it a current one of
+/// the document's (active, or issued by a renewal not yet completed).
+async fn for_document(tx: &Transaction<'_>, req: &CardKeyRequest) -> Result<Release> {
     let document = req.document.as_deref().unwrap_or_default();
     let (series, number) = crate::show::parse_document(document)?;
     let not_found = || {
@@ -252,7 +259,7 @@ async fn for_document(
     };
     let d = tx
         .prepared_opt(
-            "SELECT d.state, d.office, d.card_serial, d.job, j.card_key
+            "SELECT d.state, d.office, d.card_serial, d.job, j.card_key, j.card_key_salt
              FROM documents d JOIN jobs j ON j.id = d.job
              WHERE d.series = $1 AND d.number = $2",
             &[&series, &number],
@@ -263,12 +270,13 @@ async fn for_document(
         return Err(not_found());
     }
     let job: String = d.get(3);
-    let theirs = certificate_serials(tx, &job).await?;
-    if !req
-        .certificates
-        .iter()
-        .all(|s| theirs.iter().any(|t| t.eq_ignore_ascii_case(s)))
-    {
+    let (all, current) = certificate_serials(tx, &job).await?;
+    let among = |set: &[String]| {
+        req.certificates
+            .iter()
+            .all(|s| set.iter().any(|t| t.eq_ignore_ascii_case(s)))
+    };
+    if !among(&all) {
         return Err(not_found());
     }
     let office: String = d.get(1);
@@ -280,23 +288,59 @@ async fn for_document(
             format!("document {document} is {state}: its card is not served"),
         ));
     }
-    let label = d.get::<_, Option<String>>(4).ok_or_else(|| {
-        CentralError::refused_at(
-            rules::CARD_KEY_OF_ISSUING_STATION,
-            office.clone(),
+    if !among(&current) {
+        return Err(CentralError::refused(
+            Refusal::NotFound,
+            rules::DOCUMENT_NOT_FOUND,
             format!(
-                "document {document}: its card is under the management key of the station \
+                "certificates: those read from card {} are not document {document}'s current \
+                 ones (active, or issued by a renewal not yet completed)",
+                req.card_serial
+            ),
+        ));
+    }
+    let salt: Option<Vec<u8>> = d.get(5);
+    let label = d
+        .get::<_, Option<String>>(4)
+        .filter(|_| salt.is_some())
+        .ok_or_else(|| {
+            CentralError::refused_at(
+                rules::CARD_KEY_OF_ISSUING_STATION,
+                office.clone(),
+                format!(
+                    "document {document}: its card is under the management key of the station \
                  of office {office} that issued it (issued before the centre derived card \
                  keys): renewal and PIN unblock are served there"
-            ),
-        )
-    })?;
-    Ok((label, format!("document:{document}"), office))
+                ),
+            )
+        })?;
+    Ok((
+        label,
+        salt.unwrap_or_default(),
+        format!("document:{document}"),
+        office,
+    ))
 }
 
-async fn certificate_serials(c: &impl GenericClient, job: &str) -> Result<Vec<String>> {
+/// Every certificate of the document's issuance job, and its current ones: active, or issued
+/// by a renewal not yet completed (a card left between a renewal's certificates and its
+/// completion carries those). Revoked ones — on the CRL for anyone to read — prove nothing.
+async fn certificate_serials(
+    c: &impl GenericClient,
+    job: &str,
+) -> Result<(Vec<String>, Vec<String>)> {
     let rows = c
-        .prepared_query("SELECT serial FROM certificates WHERE job = $1", &[&job])
+        .prepared_query(
+            "SELECT serial, state IN ('active', 'issued') FROM certificates WHERE job = $1",
+            &[&job],
+        )
         .await?;
-    Ok(super::serials(&rows))
+    let all = super::serials(&rows);
+    let current = all
+        .iter()
+        .zip(&rows)
+        .filter(|(_, r)| r.get::<_, bool>(1))
+        .map(|(s, _)| s.clone())
+        .collect();
+    Ok((all, current))
 }

@@ -102,9 +102,39 @@ pub struct ServiceProgress {
     pub detail: String,
 }
 
+/// Where the management key of a card in the reader comes from: this station's HSM (derived
+/// at once), or the national centre, asked only when the key is first needed — after the
+/// centre has opened the service the key is for, so that a refusal there releases no key.
+pub(crate) enum CardKey {
+    Ready(personalization::secret::ManagementKey),
+    Centre(Box<centre_api::CardKeyRequest>),
+}
+
+impl CardKey {
+    /// The key, released by the centre on the first call when it is the centre's.
+    pub(crate) fn get(
+        &mut self,
+        st: &Station,
+        profile: &CardProfile,
+    ) -> Result<&personalization::secret::ManagementKey, StationError> {
+        if let CardKey::Centre(request) = self {
+            let (key, _) = crate::card::centre_card_key(st, profile, request)?;
+            *self = CardKey::Ready(key);
+        }
+        match self {
+            CardKey::Ready(key) => Ok(key),
+            CardKey::Centre(request) => Err(StationError::Other(format!(
+                "the management key of card {} was not released",
+                request.card_serial
+            ))),
+        }
+    }
+}
+
 /// The management key of `doc`'s card, read from the reader and matched (`card`): the national
-/// centre's when the document's issuance journaled it (released for `purpose`, `renewal` or
-/// `unblock`, with the serials of the certificates read from the card), else this station's own.
+/// centre's when the document's issuance journaled it (to be released for `purpose`, `renewal`
+/// or `unblock`, with the serials of the certificates read from the card), else this station's
+/// own.
 pub(crate) fn card_key_of(
     st: &Station,
     actor: &registry::Actor,
@@ -112,24 +142,23 @@ pub(crate) fn card_key_of(
     doc: &IssuedDocument,
     card: &personalization::piv::services::IssuedCard,
     purpose: &str,
-) -> Result<personalization::secret::ManagementKey, StationError> {
+) -> Result<CardKey, StationError> {
     let job = st.registry.job(doc.issuance_job)?;
     if job
         .as_ref()
         .and_then(crate::card::journaled_card_key)
         .is_none()
     {
-        return crate::card::card_management_key(st, profile, card.serial);
+        return crate::card::card_management_key(st, profile, card.serial).map(CardKey::Ready);
     }
-    let request = centre_api::CardKeyRequest {
+    Ok(CardKey::Centre(Box::new(centre_api::CardKeyRequest {
         operator: actor.operator.clone(),
         card_serial: crate::card::serial_text(card.serial),
         purpose: purpose.into(),
         job: None,
         document: Some(doc.document.number.to_string()),
         certificates: elsewhere::serials_read(card)?,
-    };
-    Ok(crate::card::centre_card_key(st, profile, &request)?.0)
+    })))
 }
 
 /// Whether document `num` is in this station's registry.

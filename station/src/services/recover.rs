@@ -60,10 +60,15 @@ pub fn recover(st: &mut Station, session: &Session) -> Result<Vec<ServiceRecover
         out.push(r);
     }
     for r in st.registry.running_centre_renewals()? {
-        let Ok(_lock) = WorkLock::acquire(&st.layout.root, Work::CentreRenewal(r.id)) else {
+        let number = crate::records::parse_document(&r.document)?;
+        let Ok(_lock) = WorkLock::acquire(&st.layout.root, Work::centre_renewal(number)) else {
             continue;
         };
-        out.push(recover_centre_renewal(st, session, &r)?);
+        // Read again under the lock: a process that held it may have finished it meanwhile.
+        match st.registry.running_centre_renewal(&r.document)? {
+            Some(now) if now.id == r.id => out.push(recover_centre_renewal(st, session, &now)?),
+            _ => continue,
+        }
     }
     Ok(out)
 }

@@ -249,12 +249,20 @@ pub fn renew(
         None => None,
     };
     run.check_card(&mut tx, &card, &profile, resumable.as_ref(), &pin)?;
-    let card_key = super::card_key_of(run.st, session.actor(), &profile, &doc, &card, "renewal")?;
+    // The centre's card key is asked for only once the renewal is open there.
+    let mut card_key =
+        super::card_key_of(run.st, session.actor(), &profile, &doc, &card, "renewal")?;
     let (job, recorded, resumed) = match resumable {
         Some((job, recorded)) => (job, recorded, true),
         None => {
             let job = run.open_job()?;
-            let recorded = match run.generate_and_certify(&mut tx, &job, &card_key, &slots, &pin) {
+            let recorded = match run.generate_and_certify(
+                &mut tx,
+                &job,
+                &mut card_key,
+                &slots,
+                &pin,
+            ) {
                 Ok(r) => r,
                 Err(e) => {
                     if let Err(re) = run.roll_back(&job, &e) {
@@ -266,7 +274,7 @@ pub fn renew(
             (job, recorded, false)
         }
     };
-    let superseded = run.install_and_complete(&mut tx, &job, &card_key, &recorded, &pin)?;
+    let superseded = run.install_and_complete(&mut tx, &job, &mut card_key, &recorded, &pin)?;
     crate::audit::checkpoint_after(run.st, "renewal.completed");
     Ok(RenewReport {
         service_job: Some(job.id),
@@ -462,7 +470,7 @@ impl<'a> Run<'a> {
         &mut self,
         tx: &mut dyn Transport,
         job: &RenewJob,
-        card_key: &personalization::secret::ManagementKey,
+        card_key: &mut super::CardKey,
         slots: &[Slot],
         pin: &Pin,
     ) -> Result<Vec<Recorded>, StationError> {
@@ -486,7 +494,9 @@ impl<'a> Run<'a> {
             detail: "new key pairs on the card".into(),
         });
         let t0 = Instant::now();
-        let keys = card_services::generate_keys(tx, self.serial, card_key, slots)
+        let profile = self.st.card_profile()?.clone();
+        let key = card_key.get(self.st, &profile)?;
+        let keys = card_services::generate_keys(tx, self.serial, key, slots)
             .map_err(|e| Self::step_error(step, &e))?;
         self.card_ms += ms(t0);
         self.apdus += keys.stats.apdus;
@@ -612,7 +622,7 @@ impl<'a> Run<'a> {
         &mut self,
         tx: &mut dyn Transport,
         job: &RenewJob,
-        card_key: &personalization::secret::ManagementKey,
+        card_key: &mut super::CardKey,
         recorded: &[Recorded],
         pin: &Pin,
     ) -> Result<Vec<String>, StationError> {
@@ -632,7 +642,7 @@ impl<'a> Run<'a> {
         &mut self,
         tx: &mut dyn Transport,
         job_id: i64,
-        card_key: &personalization::secret::ManagementKey,
+        card_key: &mut super::CardKey,
         recorded: &[Recorded],
         pin: &Pin,
     ) -> Result<(), StationError> {
@@ -646,7 +656,9 @@ impl<'a> Run<'a> {
         let certs: Vec<(Slot, Vec<u8>)> =
             recorded.iter().map(|c| (c.slot, c.der.clone())).collect();
         let t0 = Instant::now();
-        let report = card_services::install_certificates(tx, self.serial, card_key, &certs, pin)
+        let profile = self.st.card_profile()?.clone();
+        let key = card_key.get(self.st, &profile)?;
+        let report = card_services::install_certificates(tx, self.serial, key, &certs, pin)
             .map_err(|e| Self::step_error(step, &e))?;
         self.card_ms += ms(t0);
         self.apdus += report.stats.apdus;

@@ -122,6 +122,10 @@ pub(super) fn renew(
     };
     run.check_card(&mut tx, &found, &card, &pin)?;
 
+    // One renewal of the document at a time here, and recovery leaves a live one alone: the
+    // lock is taken before the journal is read.
+    let parsed = crate::records::parse_document(&run.number)?;
+    let _lock = WorkLock::acquire(&run.st.layout.root, Work::centre_renewal(parsed))?;
     let running = run.st.registry.running_centre_renewal(&run.number)?;
     let (journal, resumed) = match running {
         Some(r) if r.certificates.is_some() => (r, true),
@@ -135,7 +139,6 @@ pub(super) fn renew(
         }
         None => (run.open()?, false),
     };
-    let _lock = WorkLock::acquire(&run.st.layout.root, Work::CentreRenewal(journal.id))?;
     let request = centre_api::CardKeyRequest {
         operator: session.operator().to_owned(),
         card_serial: serial_text(card.serial),
@@ -144,27 +147,15 @@ pub(super) fn renew(
         document: Some(run.number.clone()),
         certificates: elsewhere::serials_read(&card)?,
     };
-    let card_key = match crate::card::centre_card_key(run.st, &profile, &request) {
-        Ok((key, _)) => key,
-        Err(e) => {
-            if !resumed {
-                let _ = run.roll_back(&journal, &e.to_string());
-            }
-            return Err(match e {
-                e @ StationError::CentreRefused { .. } => {
-                    refused(run.st, session, "renewal", &run.number, e)
-                }
-                e => e,
-            });
-        }
-    };
+    // Released only once the renewal is open at the centre (or, resumed, for the card step).
+    let mut card_key = super::CardKey::Centre(Box::new(request));
     let issued = if resumed {
         serde_json::from_str::<Vec<Issued>>(journal.certificates.as_deref().unwrap_or("[]"))
             .map_err(|e| {
                 StationError::Other(format!("renewal {}: certificates: {e}", journal.id))
             })?
     } else {
-        match run.generate_and_certify(&mut tx, &journal, &card_key, &slots, &pin) {
+        match run.generate_and_certify(&mut tx, &journal, &mut card_key, &slots, &pin) {
             Ok(issued) => issued,
             Err(e) => {
                 if let Err(re) = run.roll_back(&journal, &e.to_string()) {
@@ -174,7 +165,8 @@ pub(super) fn renew(
             }
         }
     };
-    let superseded = match run.install_and_complete(&mut tx, &journal, &card_key, &issued, &pin) {
+    let superseded = match run.install_and_complete(&mut tx, &journal, &mut card_key, &issued, &pin)
+    {
         Ok(s) => s,
         Err(e) => {
             let _ = run
@@ -246,6 +238,19 @@ impl Run<'_> {
         refused(self.st, self.session, "renewal", &self.number, e)
     }
 
+    /// The card's management key, released by the centre on first use; its refusal audited.
+    fn key<'k>(
+        &mut self,
+        card_key: &'k mut super::CardKey,
+    ) -> Result<&'k ManagementKey, StationError> {
+        let profile = self.st.card_profile()?.clone();
+        match card_key.get(self.st, &profile) {
+            Ok(key) => Ok(key),
+            Err(e @ StationError::CentreRefused { .. }) => Err(self.refuse(e)),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The centre's record is of this document, active, under the centre's card key; the chip
     /// opens with its MRZ; the holder's PIN is not blocked and verifies.
     fn check_card(
@@ -303,7 +308,7 @@ impl Run<'_> {
         &mut self,
         tx: &mut dyn Transport,
         journal: &CentreRenewal,
-        card_key: &ManagementKey,
+        card_key: &mut super::CardKey,
         slots: &[Slot],
         pin: &Pin,
     ) -> Result<Vec<Issued>, StationError> {
@@ -321,6 +326,7 @@ impl Run<'_> {
             },
         )?;
         let challenge = decode_hex("challenge", &opened.challenge)?;
+        let card_key = self.key(card_key)?;
         crate::failpoint::hit("renew.card.generate");
         (self.progress)(&ServiceProgress {
             step: ServiceStep::CardGenerate,
@@ -403,7 +409,7 @@ impl Run<'_> {
         &mut self,
         tx: &mut dyn Transport,
         journal: &CentreRenewal,
-        card_key: &ManagementKey,
+        card_key: &mut super::CardKey,
         issued: &[Issued],
         pin: &Pin,
     ) -> Result<Vec<String>, StationError> {
@@ -416,6 +422,7 @@ impl Run<'_> {
             .iter()
             .map(|c| Ok((c.slot()?, decode_hex("certificate", &c.der)?)))
             .collect::<Result<Vec<_>, StationError>>()?;
+        let card_key = self.key(card_key)?;
         let t0 = Instant::now();
         let report = card_services::install_certificates(tx, self.serial, card_key, &certs, pin)
             .map_err(|e| StationError::card(Some(ServiceStep::CardInstall.as_str()), &e))?;
@@ -476,7 +483,10 @@ pub(crate) fn abort_and_roll_back(
         reason: why.chars().take(500).collect(),
     };
     match post::<_, ServiceFinishResponse>(st, &paths::service(&journal.uuid, "abort"), &request) {
-        Ok(_) | Err(StationError::CentreRefused { status: 404, .. }) => {}
+        Ok(_) => {}
+        // The centre never saw the job (by its rule, not any 404): nothing to undo there.
+        Err(StationError::CentreRefused { refusal, .. })
+            if refusal.rule == centre_api::rules::JOB_NOT_FOUND => {}
         Err(e) => {
             let _ = st
                 .registry

@@ -107,7 +107,14 @@ pub fn unblock(
     };
     check_card(st, session, input, &doc, &profile, &mut tx, &card)?;
     close_interrupted(st, session, &doc)?;
-    let card_key = super::card_key_of(st, session.actor(), &profile, &doc, &card, "unblock")?;
+    let mut card_key = super::card_key_of(st, session.actor(), &profile, &doc, &card, "unblock")?;
+    let card_key = match card_key.get(st, &profile) {
+        Ok(key) => key,
+        Err(e @ StationError::CentreRefused { .. }) => {
+            return Err(refused(st, session, "unblock", &input.document, e))
+        }
+        Err(e) => return Err(e),
+    };
 
     // The new PUK goes into its letter before it goes to the card (a PUK on a card with no
     // letter would help nobody).
@@ -143,7 +150,7 @@ pub fn unblock(
         step,
         detail: "new PIN with the issuer's key".into(),
     });
-    let result = card_services::unblock(&mut tx, card.serial, &card_key, &pin, puk.as_ref());
+    let result = card_services::unblock(&mut tx, card.serial, card_key, &pin, puk.as_ref());
     let report = match result {
         Ok(r) => r,
         Err(e) => {
