@@ -883,6 +883,52 @@ fn renewal_hold_release_and_address_changes_through_the_centre() {
     );
 }
 
+/// An initialised centre serving with its public listener, TAS01 and SAM01 enrolled (their
+/// tokens `{tag}-tas`, `{tag}-sam`), and a client of its database.
+struct TwoStations {
+    _tmp: tempfile::TempDir,
+    _cluster: Cluster,
+    w: World,
+    db: tokio_postgres::Client,
+    tas: Enrolled,
+    sam: Enrolled,
+}
+
+fn two_stations(tag: &str) -> TwoStations {
+    let (tmp, cluster, config) = centre("");
+    ok(idcentral(
+        &config,
+        &["init", "--admin", "admin"],
+        &format!("{ADMIN_PASSWORD}\n"),
+    ));
+    let code_tas = add_station_at(&config, "TAS01", "tas01-st1");
+    let code_sam = add_station_at(&config, "SAM01", "sam01-st1");
+    let rt = test_runtime();
+    let db = rt.block_on(db(&cluster));
+    let station_ca: Vec<u8> = rt
+        .block_on(db.query_one(
+            "SELECT cert_der FROM ca_keys WHERE ca = 'station-ca' AND state = 'active'",
+            &[],
+        ))
+        .unwrap()
+        .get(0);
+    let w = World {
+        server: Server::start_public(&config),
+        anon: client_config(&station_ca, None),
+        rt,
+    };
+    let tas = w.enrol(&format!("{tag}-tas"), "tas01-st1", &code_tas);
+    let sam = w.enrol(&format!("{tag}-sam"), "sam01-st1", &code_sam);
+    TwoStations {
+        _tmp: tmp,
+        _cluster: cluster,
+        w,
+        db,
+        tas,
+        sam,
+    }
+}
+
 /// Issue a card at the station `tls` is for, to holder `pinfl`, through the protocol; its
 /// document number.
 fn issue(w: &World, tls: &Arc<rustls::ClientConfig>, pinfl: &str, serial: &str) -> String {
@@ -920,30 +966,14 @@ fn issue(w: &World, tls: &Arc<rustls::ClientConfig>, pinfl: &str, serial: &str) 
 /// instant are neither lost nor listed for ever. Each read is audited with its count.
 #[test]
 fn a_station_pages_through_the_changes_of_its_documents() {
-    let (_tmp, cluster, config) = centre("");
-    ok(idcentral(
-        &config,
-        &["init", "--admin", "admin"],
-        &format!("{ADMIN_PASSWORD}\n"),
-    ));
-    let code_tas = add_station_at(&config, "TAS01", "tas01-st1");
-    let code_sam = add_station_at(&config, "SAM01", "sam01-st1");
-    let rt = test_runtime();
-    let db = rt.block_on(db(&cluster));
-    let station_ca: Vec<u8> = rt
-        .block_on(db.query_one(
-            "SELECT cert_der FROM ca_keys WHERE ca = 'station-ca' AND state = 'active'",
-            &[],
-        ))
-        .unwrap()
-        .get(0);
-    let w = World {
-        server: Server::start_public(&config),
-        anon: client_config(&station_ca, None),
-        rt,
-    };
-    let tas = w.enrol("ch-tas", "tas01-st1", &code_tas);
-    let sam = w.enrol("ch-sam", "sam01-st1", &code_sam);
+    let TwoStations {
+        _tmp,
+        _cluster,
+        w,
+        db,
+        tas,
+        sam,
+    } = two_stations("ch");
     let docs: Vec<String> = (1..=3)
         .map(|i| {
             issue(
@@ -1104,30 +1134,14 @@ fn rt_exec(rt: &tokio::runtime::Runtime, db: &tokio_postgres::Client, sql: &str)
 /// is audited `card.key-released` with the station and the purpose.
 #[test]
 fn the_centre_releases_a_card_key_only_for_the_card_a_station_holds() {
-    let (_tmp, cluster, config) = centre("");
-    ok(idcentral(
-        &config,
-        &["init", "--admin", "admin"],
-        &format!("{ADMIN_PASSWORD}\n"),
-    ));
-    let code_tas = add_station_at(&config, "TAS01", "tas01-st1");
-    let code_sam = add_station_at(&config, "SAM01", "sam01-st1");
-    let rt = test_runtime();
-    let db = rt.block_on(db(&cluster));
-    let station_ca: Vec<u8> = rt
-        .block_on(db.query_one(
-            "SELECT cert_der FROM ca_keys WHERE ca = 'station-ca' AND state = 'active'",
-            &[],
-        ))
-        .unwrap()
-        .get(0);
-    let w = World {
-        server: Server::start_public(&config),
-        anon: client_config(&station_ca, None),
-        rt,
-    };
-    let tas = w.enrol("ck-tas", "tas01-st1", &code_tas);
-    let sam = w.enrol("ck-sam", "sam01-st1", &code_sam);
+    let TwoStations {
+        _tmp,
+        _cluster,
+        w,
+        db,
+        tas,
+        sam,
+    } = two_stations("ck");
     let key = |tls: &Arc<rustls::ClientConfig>, body: Value| {
         w.call(tls, centre_api::paths::CARD_KEY, &body)
     };

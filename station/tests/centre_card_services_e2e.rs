@@ -176,6 +176,56 @@ impl Station {
     }
 }
 
+/// A centre with TAS01 and SAM01 enrolled, and a card TAS01 issued through it to the holder of
+/// fixture `holder` on a blank card of chip serial `serial`, in `slot`.
+struct TwoOffices {
+    centre: Centre,
+    tas: Station,
+    sam: Station,
+    reader: String,
+    holder_file: PathBuf,
+    pinfl: String,
+    doc: String,
+}
+
+fn two_offices<'s>(
+    slot: &'s testrig::Slot,
+    holder: &str,
+    serial: u32,
+) -> (TwoOffices, testrig::InsertedCard<'s>) {
+    let mut centre = Centre::start();
+    centre.serve();
+    let tas = Station::enrol(&centre, "TAS01", "tas01-st1");
+    let sam = Station::enrol(&centre, "SAM01", "sam01-st1");
+    let reader = slot.reader_name.clone();
+    let holder_file = fixture(holder);
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&holder_file).unwrap()).unwrap();
+    let pinfl = record["pinfl"].as_str().unwrap().to_owned();
+    let card = slot.insert(&tas.blank_card(serial), &[]);
+    let issued = tas.json(
+        &[
+            "issue",
+            "--holder",
+            holder_file.to_str().unwrap(),
+            "--reader",
+            &reader,
+        ],
+        &[],
+    );
+    let doc = issued["document"].as_str().unwrap().to_owned();
+    let offices = TwoOffices {
+        centre,
+        tas,
+        sam,
+        reader,
+        holder_file,
+        pinfl,
+        doc,
+    };
+    (offices, card)
+}
+
 fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
     let o = Command::new("openssl")
         .args(args)
@@ -1071,28 +1121,17 @@ fn at_centre(centre: &Centre, pinfl: &str, document: &str) -> (String, Option<St
 /// (cessationOfOperation) and linked; TAS01's sync then takes it out of use there.
 #[test]
 fn another_offices_card_is_replaced_here_through_the_centre() {
-    let mut centre = Centre::start();
-    centre.serve();
-    let tas = Station::enrol(&centre, "TAS01", "tas01-st1");
-    let sam = Station::enrol(&centre, "SAM01", "sam01-st1");
     let slot = testrig::Slot::lease();
-    let reader = slot.reader_name.clone();
-    let holder_file = fixture("holder-02.json");
-    let holder: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&holder_file).unwrap()).unwrap();
-    let pinfl = holder["pinfl"].as_str().unwrap().to_owned();
-    let card = slot.insert(&tas.blank_card(0x5C00_0021), &[]);
-    let issued = tas.json(
-        &[
-            "issue",
-            "--holder",
-            holder_file.to_str().unwrap(),
-            "--reader",
-            &reader,
-        ],
-        &[],
-    );
-    let doc = issued["document"].as_str().unwrap().to_owned();
+    let (offices, card) = two_offices(&slot, "holder-02.json", 0x5C00_0021);
+    let TwoOffices {
+        centre,
+        tas,
+        sam,
+        reader,
+        holder_file,
+        pinfl,
+        doc,
+    } = offices;
     card.pull();
 
     let replace_at =
@@ -1381,25 +1420,16 @@ fn keys_released(centre: &Centre) -> Vec<serde_json::Value> {
 /// SAM01, before and after the card.
 #[test]
 fn another_offices_card_has_its_pin_unblocked_here_with_the_centres_card_key() {
-    let mut centre = Centre::start();
-    centre.serve();
-    let tas = Station::enrol(&centre, "TAS01", "tas01-st1");
-    let sam = Station::enrol(&centre, "SAM01", "sam01-st1");
     let slot = testrig::Slot::lease();
-    let reader = slot.reader_name.clone();
-    let holder_file = fixture("holder-03.json");
-    let _card = slot.insert(&tas.blank_card(0x5C00_0031), &[]);
-    let issued = tas.json(
-        &[
-            "issue",
-            "--holder",
-            holder_file.to_str().unwrap(),
-            "--reader",
-            &reader,
-        ],
-        &[],
-    );
-    let doc = issued["document"].as_str().unwrap().to_owned();
+    let (offices, _card) = two_offices(&slot, "holder-03.json", 0x5C00_0031);
+    let TwoOffices {
+        centre,
+        tas,
+        sam,
+        reader,
+        doc,
+        ..
+    } = offices;
     let released = keys_released(&centre);
     assert_eq!(
         released.len(),
@@ -1619,28 +1649,17 @@ fn renew_at(st: &Station, doc: &str, reader: &str, env: &[(&str, &str)]) -> Outp
 /// certificates (`certificates.mirrored`) and serves the card again (an unblock).
 #[test]
 fn another_offices_card_is_renewed_here_and_its_issuing_station_takes_the_new_certificates() {
-    let mut centre = Centre::start();
-    centre.serve();
-    let tas = Station::enrol(&centre, "TAS01", "tas01-st1");
-    let sam = Station::enrol(&centre, "SAM01", "sam01-st1");
     let slot = testrig::Slot::lease();
-    let reader = slot.reader_name.clone();
-    let holder_file = fixture("holder-01.json");
-    let holder: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&holder_file).unwrap()).unwrap();
-    let pinfl = holder["pinfl"].as_str().unwrap().to_owned();
-    let _card = slot.insert(&tas.blank_card(0x5C00_0041), &[]);
-    let issued = tas.json(
-        &[
-            "issue",
-            "--holder",
-            holder_file.to_str().unwrap(),
-            "--reader",
-            &reader,
-        ],
-        &[],
-    );
-    let doc = issued["document"].as_str().unwrap().to_owned();
+    let (offices, _card) = two_offices(&slot, "holder-01.json", 0x5C00_0041);
+    let TwoOffices {
+        centre,
+        tas,
+        sam,
+        reader,
+        pinfl,
+        doc,
+        ..
+    } = offices;
     let first = serials_at_centre(&centre, &pinfl, "active");
     assert_eq!(first.len(), 2);
 

@@ -105,6 +105,46 @@ fn lookup_within(
     Ok(Some(AtCentre { record, read }))
 }
 
+/// Another office's card in the reader, for `service` (`renewal`, `unblock`) of document
+/// `number`: the centre's record, the read of the holder's data audited here; a refusal (the
+/// centre's, or no such card) audited as `{service}.refused`.
+pub(super) fn for_service(
+    st: &mut Station,
+    session: &Session,
+    service: &str,
+    number: &str,
+    card: &IssuedCard,
+) -> Result<AtCentre, StationError> {
+    let serial = crate::card::serial_text(card.serial);
+    let found = match lookup(st, session.operator(), card, &serial) {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            return Err(StationError::NotFound(format!(
+                "document: no document {number}"
+            )))
+        }
+        Err(e @ (StationError::CentreRefused { .. } | StationError::NotFound(_))) => {
+            return Err(super::refused(st, session, service, number, e))
+        }
+        Err(e) => return Err(e),
+    };
+    let verb = if service == "renewal" {
+        "renew"
+    } else {
+        service
+    };
+    crate::records::audit_holder_reads(
+        st,
+        session,
+        &[&found.record.holder.pinfl],
+        &format!(
+            "{verb} --document {number}: card {serial} of office {}, at the national centre",
+            found.record.office
+        ),
+    )?;
+    Ok(found)
+}
+
 /// The serials (upper-case hex) of the certificates read from `card`.
 pub(super) fn serials_read(card: &IssuedCard) -> Result<Vec<String>, StationError> {
     card.certificates

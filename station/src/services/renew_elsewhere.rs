@@ -109,7 +109,7 @@ pub(super) fn renew(
         .map_err(|e| StationError::card(None, &e.in_step("open a card transaction")))?;
     let card = card_services::read_issued(&mut tx, &slots)
         .map_err(|e| StationError::card(Some("read the card"), &e))?;
-    let found = look_up(st, session, &number, &card)?;
+    let found = elsewhere::for_service(st, session, "renewal", &number, &card)?;
     let mut run = Run {
         st,
         session,
@@ -198,39 +198,6 @@ pub(super) fn renew(
         hsm_ms: 0.0,
         total_ms: ms(started),
     })
-}
-
-/// The card's record at the centre (the read of the holder's data audited here), refusals
-/// audited.
-fn look_up(
-    st: &mut Station,
-    session: &Session,
-    number: &str,
-    card: &IssuedCard,
-) -> Result<AtCentre, StationError> {
-    let serial = serial_text(card.serial);
-    let found = match elsewhere::lookup(st, session.operator(), card, &serial) {
-        Ok(Some(found)) => found,
-        Ok(None) => {
-            return Err(StationError::NotFound(format!(
-                "document: no document {number}"
-            )))
-        }
-        Err(e @ (StationError::CentreRefused { .. } | StationError::NotFound(_))) => {
-            return Err(refused(st, session, "renewal", number, e))
-        }
-        Err(e) => return Err(e),
-    };
-    crate::records::audit_holder_reads(
-        st,
-        session,
-        &[&found.record.holder.pinfl],
-        &format!(
-            "renew --document {number}: card {serial} of office {}, at the national centre",
-            found.record.office
-        ),
-    )?;
-    Ok(found)
 }
 
 impl Run<'_> {

@@ -17,7 +17,6 @@
 use std::time::Instant;
 
 use personalization::piv::services as card_services;
-use personalization::transport::pcsc::Pcsc;
 use registry::AuditEntry;
 use serde_json::json;
 
@@ -45,40 +44,18 @@ pub(super) fn unblock(
         crate::pin_letter::check_destination(path).map_err(|e| refuse(st, e))?;
     }
     let profile = st.card_profile()?.clone();
-    let pcsc = Pcsc::establish().map_err(|e| StationError::card(None, &e))?;
-    let reader = crate::readers::choose_reader(&pcsc, input.reader.as_deref())?;
-    let mut conn = pcsc
-        .connect(&reader)
-        .map_err(|e| StationError::card(None, &e.in_step("connect to the card")))?;
-    let mut tx = conn
+    let mut card_session = super::renew::connect(input.reader.as_deref())?;
+    let reader = card_session.reader.clone();
+    let mut tx = card_session
+        .conn
         .begin()
         .map_err(|e| StationError::card(None, &e.in_step("open a card transaction")))?;
     let slots: Vec<_> = profile.keys.iter().map(|k| k.slot).collect();
     let card = card_services::read_issued(&mut tx, &slots)
         .map_err(|e| StationError::card(Some("read the card"), &e))?;
     let serial = serial_text(card.serial);
-    let found = match elsewhere::lookup(st, session.operator(), &card, &serial) {
-        Ok(Some(found)) => found,
-        Ok(None) => {
-            return Err(StationError::NotFound(format!(
-                "document: no document {number}"
-            )))
-        }
-        Err(e @ (StationError::CentreRefused { .. } | StationError::NotFound(_))) => {
-            return Err(refuse(st, e))
-        }
-        Err(e) => return Err(e),
-    };
+    let found = elsewhere::for_service(st, session, "unblock", &number, &card)?;
     let record = &found.record;
-    crate::records::audit_holder_reads(
-        st,
-        session,
-        &[&record.holder.pinfl],
-        &format!(
-            "unblock --document {number}: card {serial} of office {}, at the national centre",
-            record.office
-        ),
-    )?;
     check_record(&found, &number, &serial, "unblocked").map_err(|e| refuse(st, e))?;
     elsewhere::match_chip(&mut tx, record).map_err(|e| refuse(st, e))?;
     let dob = crate::holder::parse_date(&record.holder.date_of_birth).map_err(|_| {
