@@ -631,6 +631,28 @@ impl Registry {
         Ok(jobs)
     }
 
+    /// The newest issuance job other than `except` that began preparing card `card_serial`
+    /// (journaled a `card.prepare` step), with its steps: whose key a card left half-personalized
+    /// is under.
+    pub fn last_job_that_prepared(&self, card_serial: &str, except: i64) -> Result<Option<Job>> {
+        let job = self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT {JOB_COLS} FROM issuance_jobs j WHERE card_serial = ?1 AND id <> ?2
+                       AND EXISTS (SELECT 1 FROM job_steps s WHERE s.job_id = j.id
+                                   AND s.step = 'card.prepare')
+                     ORDER BY id DESC LIMIT 1"
+                ),
+                params![card_serial, except],
+                job_from_row,
+            )
+            .optional()?;
+        let Some(mut job) = job else { return Ok(None) };
+        job.steps = self.steps(job.id)?;
+        Ok(Some(job))
+    }
+
     /// Issuances by date range / office / operator / state, newest first.
     pub fn issuances(&self, f: &IssuanceFilter) -> Result<Vec<Job>> {
         let mut sql = format!("SELECT {JOB_COLS} FROM issuance_jobs WHERE 1=1");

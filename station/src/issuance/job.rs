@@ -107,6 +107,27 @@ fn card_progress<'p>(
     move |p| progress(&JobProgress::new(step, Some(p.clone())))
 }
 
+/// The management key a card left PERSONALIZING by an earlier job of this station is under: that
+/// job's — the centre's, asked for again by its UUID, or this station's own. `None` when no
+/// earlier job here prepared the card.
+fn key_of_earlier_job(job: &Job<'_>, serial: u32) -> Result<Option<ManagementKey>, StationError> {
+    let earlier = job
+        .st
+        .registry
+        .last_job_that_prepared(&serial_text(serial), job.job_id)?;
+    let Some(earlier) = earlier else {
+        return Ok(None);
+    };
+    let key = match crate::card::journaled_card_key(&earlier) {
+        Some(_) => {
+            let actor = job.session.actor();
+            crate::ra::centre_card_key_for_job(job.st, actor, earlier.id, job.profile, serial)?.0
+        }
+        None => crate::card::card_management_key(job.st, job.profile, serial)?,
+    };
+    Ok(Some(key))
+}
+
 /// The card inspected and the job reserved: the card steps start here.
 pub(super) struct Inspected {
     pub info: CardInfo,
@@ -156,11 +177,18 @@ impl Inspected {
             key_details[crate::card::JOURNALED_CARD_KEY] = json!(label);
         }
         if self.info.lifecycle == Lifecycle::Personalizing {
+            // The card is under the key of the job that left it so, not this one's (the
+            // centre's key differs per job).
+            let earlier = key_of_earlier_job(job, self.info.serial)?;
             job.journaled(JobStep::CardReset, key_details.clone(), |job, _| {
                 let t0 = Instant::now();
                 let mut progress = card_progress(&mut *job.progress, JobStep::CardReset);
                 let outcome = personalizer
-                    .reset(&mut *job.card, &card_key, &mut progress)
+                    .reset(
+                        &mut *job.card,
+                        earlier.as_ref().unwrap_or(&card_key),
+                        &mut progress,
+                    )
                     .map_err(|e| StationError::card(Some(JobStep::CardReset.as_str()), &e))?;
                 job.timings.card_ms += ms(t0);
                 let mut finished = key_details.clone();
