@@ -12,7 +12,6 @@
 
 use personalization::piv::services as card_services;
 use personalization::piv::PinStatus;
-use personalization::transport::pcsc::Pcsc;
 use profiles::card::Slot;
 use registry::{CardLifecycle, CertStatus, DocumentStatus, NewAddress};
 use serde::Serialize;
@@ -208,12 +207,10 @@ pub fn identify(
     )?;
     let profile = st.card_profile()?.clone();
     let slots: Vec<Slot> = profile.keys.iter().map(|k| k.slot).collect();
-    let pcsc = Pcsc::establish().map_err(|e| StationError::card(None, &e))?;
-    let reader = crate::readers::choose_reader(&pcsc, reader)?;
-    let mut conn = pcsc
-        .connect(&reader)
-        .map_err(|e| StationError::card(None, &e.in_step("connect to the card")))?;
-    let mut tx = conn
+    let mut card_session = super::connect(reader)?;
+    let reader = card_session.reader.clone();
+    let mut tx = card_session
+        .conn
         .begin()
         .map_err(|e| StationError::card(None, &e.in_step("open a card transaction")))?;
     let card = card_services::read_issued(&mut tx, &slots)

@@ -161,6 +161,28 @@ pub(crate) fn card_key_of(
     })))
 }
 
+/// A connection to the card in a reader (the named one, or the one reader holding a card), for
+/// a card service to open its transaction on.
+pub(super) struct CardSession {
+    pub reader: String,
+    pub conn: personalization::transport::pcsc::PcscCard,
+    _pcsc: personalization::transport::pcsc::Pcsc,
+}
+
+pub(super) fn connect(reader: Option<&str>) -> Result<CardSession, StationError> {
+    let pcsc = personalization::transport::pcsc::Pcsc::establish()
+        .map_err(|e| StationError::card(None, &e))?;
+    let reader = crate::readers::choose_reader(&pcsc, reader)?;
+    let conn = pcsc
+        .connect(&reader)
+        .map_err(|e| StationError::card(None, &e.in_step("connect to the card")))?;
+    Ok(CardSession {
+        reader,
+        conn,
+        _pcsc: pcsc,
+    })
+}
+
 /// Whether document `num` is in this station's registry.
 pub(crate) fn known_here(st: &Station, num: &str) -> Result<bool, StationError> {
     let number = crate::records::parse_document(num)?;

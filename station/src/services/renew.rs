@@ -26,7 +26,6 @@ use std::time::Instant;
 use personalization::piv::services as card_services;
 use personalization::piv::Piv;
 use personalization::secret::Pin;
-use personalization::transport::pcsc::Pcsc;
 use personalization::transport::Transport;
 use profiles::card::Slot;
 use registry::{AuditEntry, CertStatus, JobState, NewServiceJob, ServiceJob, ServiceKind};
@@ -84,7 +83,7 @@ pub struct RenewReport {
     pub total_ms: f64,
 }
 
-fn ms(t0: Instant) -> f64 {
+pub(super) fn ms(t0: Instant) -> f64 {
     t0.elapsed().as_secs_f64() * 1000.0
 }
 
@@ -157,26 +156,6 @@ pub(crate) fn renewal_uuid(job: &ServiceJob) -> String {
         .unwrap_or_default()
 }
 
-/// The card in a reader, in a transaction.
-pub(super) struct CardSession {
-    pub reader: String,
-    pub conn: personalization::transport::pcsc::PcscCard,
-    _pcsc: Pcsc,
-}
-
-pub(super) fn connect(reader: Option<&str>) -> Result<CardSession, StationError> {
-    let pcsc = Pcsc::establish().map_err(|e| StationError::card(None, &e))?;
-    let reader = crate::readers::choose_reader(&pcsc, reader)?;
-    let conn = pcsc
-        .connect(&reader)
-        .map_err(|e| StationError::card(None, &e.in_step("connect to the card")))?;
-    Ok(CardSession {
-        reader,
-        conn,
-        _pcsc: pcsc,
-    })
-}
-
 /// Renew the certificates of document `input.document` on its card in the reader. See the
 /// module docs.
 pub fn renew(
@@ -212,7 +191,7 @@ pub fn renew(
         crate::datadir::Work::CardService(doc.document.id),
     )?;
     let t0 = Instant::now();
-    let mut card_session = connect(input.reader.as_deref())?;
+    let mut card_session = super::connect(input.reader.as_deref())?;
     let mut tx = card_session
         .conn
         .begin()

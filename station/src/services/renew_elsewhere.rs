@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::elsewhere::{self, AtCentre};
-use super::renew::{RenewInput, RenewReport, RenewedCertificate};
+use super::renew::{ms, RenewInput, RenewReport, RenewedCertificate};
 use super::{refused, ServiceProgress, ServiceStep};
 use crate::card::{serial_text, slot_name};
 use crate::datadir::{Work, WorkLock};
@@ -77,10 +77,6 @@ struct Run<'a> {
     card_ms: f64,
 }
 
-fn ms(t0: Instant) -> f64 {
-    t0.elapsed().as_secs_f64() * 1000.0
-}
-
 /// Renew the certificates of another office's card, document `input.document`, in the reader.
 pub(super) fn renew(
     st: &mut Station,
@@ -102,7 +98,7 @@ pub(super) fn renew(
     let profile = st.card_profile()?.clone();
     let slots: Vec<Slot> = profile.keys.iter().map(|k| k.slot).collect();
     let t0 = Instant::now();
-    let mut card_session = super::renew::connect(input.reader.as_deref())?;
+    let mut card_session = super::connect(input.reader.as_deref())?;
     let mut tx = card_session
         .conn
         .begin()

@@ -11,7 +11,6 @@ use std::time::Instant;
 use personalization::piv::services as card_services;
 use personalization::plan::Credentials;
 use personalization::secret::{Pin, PinKind};
-use personalization::transport::pcsc::Pcsc;
 use registry::{AuditEntry, JobState, NewServiceJob, ServiceKind, StepState};
 use serde::Serialize;
 use serde_json::json;
@@ -88,12 +87,10 @@ pub fn unblock(
     )?;
     let profile = st.card_profile()?.clone();
 
-    let pcsc = Pcsc::establish().map_err(|e| StationError::card(None, &e))?;
-    let reader = crate::readers::choose_reader(&pcsc, input.reader.as_deref())?;
-    let mut conn = pcsc
-        .connect(&reader)
-        .map_err(|e| StationError::card(None, &e.in_step("connect to the card")))?;
-    let mut tx = conn
+    let mut card_session = super::connect(input.reader.as_deref())?;
+    let reader = card_session.reader.clone();
+    let mut tx = card_session
+        .conn
         .begin()
         .map_err(|e| StationError::card(None, &e.in_step("open a card transaction")))?;
     let slots: Vec<_> = profile.keys.iter().map(|k| k.slot).collect();

@@ -44,7 +44,7 @@ pub(super) fn unblock(
         crate::pin_letter::check_destination(path).map_err(|e| refuse(st, e))?;
     }
     let profile = st.card_profile()?.clone();
-    let mut card_session = super::renew::connect(input.reader.as_deref())?;
+    let mut card_session = super::connect(input.reader.as_deref())?;
     let reader = card_session.reader.clone();
     let mut tx = card_session
         .conn
