@@ -118,20 +118,21 @@ pub(crate) fn renewed_elsewhere(
     Ok(true)
 }
 
-/// [`renewed_elsewhere`] for the card in the reader when it is one of this station's: what the
-/// desk shows (`identify`) is then the renewed card. A centre that cannot be asked changes
-/// nothing here (the card is shown as this registry has it, and the match says so).
+/// [`renewed_elsewhere`] for the card in the reader when it is one of this station's, `true`
+/// when it brought certificates here: what the desk shows (`identify`) is then the renewed
+/// card. A centre that cannot be asked changes nothing here (the card is shown as this
+/// registry has it, and the match says so).
 pub(crate) fn for_card(
     st: &mut Station,
     session: &Session,
     profile: &CardProfile,
     card: &IssuedCard,
-) {
+) -> bool {
     let Ok(Some(rec)) = st.registry.card(&serial_text(card.serial)) else {
-        return;
+        return false;
     };
     let (Some(holder_id), Some(document_id)) = (rec.holder_id, rec.document_id) else {
-        return;
+        return false;
     };
     let number = match st.registry.documents_of_holder(holder_id) {
         Ok(docs) => docs
@@ -141,9 +142,10 @@ pub(crate) fn for_card(
         Err(_) => None,
     };
     let Some(doc) = number.and_then(|n| super::issued_document(st, &n.to_string()).ok()) else {
-        return;
+        return false;
     };
-    if let Err(e) = renewed_elsewhere(st, session, profile, &doc, card) {
+    renewed_elsewhere(st, session, profile, &doc, card).unwrap_or_else(|e| {
         tracing::warn!(card = %rec.chip_serial, error = %e, "a renewal at another office could not be brought here");
-    }
+        false
+    })
 }

@@ -237,9 +237,15 @@ pub fn identify(
             return super::elsewhere::summary(st, &card, found, reader, serial);
         }
     }
-    // A card of this station renewed at another office: its new certificates brought here.
-    super::adopt::for_card(st, session, &profile, &card);
-    let (doc, certs) = on_record(st, &card).map_err(|e| refused(st, session, &serial, e))?;
+    // A card this registry does not match may be one of this station's renewed at another
+    // office: its new certificates brought here, then matched again.
+    let recorded = match on_record(st, &card) {
+        Err(StationError::Conflict(_)) if super::adopt::for_card(st, session, &profile, &card) => {
+            on_record(st, &card)
+        }
+        recorded => recorded,
+    };
+    let (doc, certs) = recorded.map_err(|e| refused(st, session, &serial, e))?;
     match super::match_document(st, &mut tx, &doc) {
         Ok(_) => {}
         Err(e @ StationError::Conflict(_)) => return Err(refused(st, session, &serial, e)),
