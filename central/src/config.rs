@@ -201,6 +201,11 @@ pub struct IssuanceSection {
     /// A job reserved or certified longer than this is aborted by the centre.
     #[serde(default = "default_job_timeout")]
     pub job_timeout_seconds: u64,
+    /// A renewal of an issued card's certificates (a service job) reserved or certified longer
+    /// than this is aborted by the centre, which revokes what it issued for it: until then the
+    /// document can be renewed at no other office.
+    #[serde(default = "default_renewal_timeout")]
+    pub renewal_timeout_seconds: u64,
     /// A held (suspended) document may be released within this many days of the hold; after
     /// that it must be revoked.
     #[serde(default = "default_suspension_limit")]
@@ -234,6 +239,7 @@ impl Default for IssuanceSection {
             series: default_series(),
             block_size: default_block_size(),
             job_timeout_seconds: default_job_timeout(),
+            renewal_timeout_seconds: default_renewal_timeout(),
             suspension_limit_days: default_suspension_limit(),
             document_lookups_per_hour: default_lookups_per_hour(),
             document_lookups_per_operator_per_hour: None,
@@ -260,6 +266,9 @@ impl IssuanceSection {
         if !(1..=30 * 86_400).contains(&self.job_timeout_seconds) {
             return Err("issuance.job_timeout_seconds: must be 1 to 2592000 (30 days)".into());
         }
+        if !(1..=30 * 86_400).contains(&self.renewal_timeout_seconds) {
+            return Err("issuance.renewal_timeout_seconds: must be 1 to 2592000 (30 days)".into());
+        }
         if !(1..=100_000).contains(&self.document_lookups_per_hour) {
             return Err("issuance.document_lookups_per_hour: must be 1 to 100000".into());
         }
@@ -284,6 +293,10 @@ fn default_block_size() -> u32 {
 
 fn default_job_timeout() -> u64 {
     3600
+}
+
+fn default_renewal_timeout() -> u64 {
+    86_400
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -405,7 +418,16 @@ mod tests {
             (d.series.as_str(), d.block_size, d.job_timeout_seconds),
             ("AA", 10_000, 3600)
         );
+        assert_eq!(d.renewal_timeout_seconds, 86_400);
         assert!(d.check().is_ok());
+        let bad = IssuanceSection {
+            renewal_timeout_seconds: 0,
+            ..d.clone()
+        };
+        assert!(bad
+            .check()
+            .unwrap_err()
+            .starts_with("issuance.renewal_timeout_seconds"));
         let bad = IssuanceSection {
             series: "A1".into(),
             ..d.clone()

@@ -1372,3 +1372,223 @@ fn rt_rows(rt: &tokio::runtime::Runtime, db: &tokio_postgres::Client, sql: &str)
         .map(|r| r.get::<_, String>(0))
         .collect()
 }
+
+/// A card issued through the protocol with the centre's card key asked for (as an enrolled
+/// station's issuance does): its document number and certificate serials.
+fn issue_under_card_key(
+    w: &World,
+    tls: &Arc<rustls::ClientConfig>,
+    pinfl: &str,
+    serial: &str,
+) -> (String, Vec<String>) {
+    let job = new_job();
+    let holder = json!({ "pinfl": pinfl, "surname": "Rakhimov", "given_names": "Jasur",
+        "sex": "M", "date_of_birth": "1985-04-05", "place_of_birth": "Bukhara", "citizenship": "UZB" });
+    let address = json!({ "kind": "permanent", "region": "Buxoro", "district": "Buxoro",
+        "street": "Navoi 2", "house": "7", "registered_on": "2012-03-01" });
+    let r: ReserveResponse = serde_json::from_value(w.ok(
+        tls,
+        "/v1/jobs/reserve",
+        &json!({ "job": job, "operator": "clerk1", "holder": holder, "address": address,
+                 "update_holder": false, "card_serial": serial }),
+    ))
+    .unwrap();
+    w.ok(
+        tls,
+        centre_api::paths::CARD_KEY,
+        &json!({ "operator": "clerk1", "card_serial": serial, "purpose": "issuance", "job": job }),
+    );
+    let c: CertifyResponse = serde_json::from_value(w.ok(
+        tls,
+        &centre_api::paths::certify(&job),
+        &keys_body(&job, &r.challenge),
+    ))
+    .unwrap();
+    let today = time::OffsetDateTime::now_utc().date();
+    w.ok(
+        tls,
+        &centre_api::paths::complete(&job),
+        &json!({ "operator": "clerk1", "card_serial": serial, "date_of_issue": date(today),
+                 "date_of_expiry": date(today + time::Duration::days(3650)) }),
+    );
+    (
+        r.document,
+        c.certificates.iter().map(|c| c.serial.clone()).collect(),
+    )
+}
+
+/// A renewal left open is aborted by the centre after `[issuance] renewal_timeout_seconds`
+/// (here by a second instance with a 1-second timeout, as the sweep of every `serve` does): one
+/// left reserved and one left certified, whose certificates are revoked (cessationOfOperation)
+/// while the document's previous ones stay active; the station's `complete` is then refused,
+/// saying the centre aborted it, and its status says why. The card may carry the aborted
+/// renewal's certificates, so they still get its key released — at any office — until a renewal
+/// of the document completes; a renewal its station aborted proves nothing.
+#[test]
+fn a_renewal_left_open_is_aborted_by_the_centre_and_its_card_still_served() {
+    let TwoStations {
+        _tmp,
+        _cluster,
+        w,
+        db,
+        tas,
+        sam,
+    } = two_stations("rt");
+    let (doc, first) = issue_under_card_key(&w, &tas.tls, "41234567890121", "0B1C2D31");
+    let (doc2, _) = issue_under_card_key(&w, &tas.tls, "41234567890122", "0B1C2D32");
+    let renew = |tls: &Arc<rustls::ClientConfig>, doc: &str, serial: &str| {
+        let job = new_job();
+        let o: RenewResponse = serde_json::from_value(w.ok(
+            tls,
+            &centre_api::paths::service(&job, "renew"),
+            &json!({ "operator": "clerk1", "document": doc, "card_serial": serial }),
+        ))
+        .unwrap();
+        (job, o.challenge)
+    };
+    let certify = |tls: &Arc<rustls::ClientConfig>, job: &str, challenge: &str| -> Vec<String> {
+        let c: CertifyResponse = serde_json::from_value(w.ok(
+            tls,
+            &centre_api::paths::service(job, "certify"),
+            &keys_body(job, challenge),
+        ))
+        .unwrap();
+        c.certificates.iter().map(|c| c.serial.clone()).collect()
+    };
+    let (left, challenge) = renew(&tas.tls, &doc, "0B1C2D31");
+    let on_card = certify(&tas.tls, &left, &challenge);
+    let (reserved, _) = renew(&tas.tls, &doc2, "0B1C2D32");
+    // Another office cannot renew the document while the renewal is open.
+    assert_refused(
+        &w.call(
+            &sam.tls,
+            &centre_api::paths::service(&new_job(), "renew"),
+            &json!({ "operator": "clerk2", "document": doc, "card_serial": "0B1C2D31" }),
+        ),
+        409,
+        "job-conflict",
+    );
+
+    let config = _tmp.path().join("centre.toml");
+    let short = config.with_file_name("centre-short-renewal-timeout.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &short,
+        format!("{text}\n[issuance]\nrenewal_timeout_seconds = 1\n"),
+    )
+    .unwrap();
+    let sweeper = Server::start(&short);
+    let status = |job: &str| -> centre_api::ServiceJobStatus {
+        let (code, v, _) =
+            w.rt.block_on(https(
+                w.server.addr,
+                "localhost",
+                Arc::clone(&tas.tls),
+                "GET",
+                &centre_api::paths::service_job(job),
+                None,
+            ))
+            .unwrap();
+        assert_eq!(code, 200, "{v}");
+        serde_json::from_value(v).unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while [&left, &reserved]
+        .iter()
+        .any(|j| status(j).state != centre_api::JobState::Aborted)
+    {
+        assert!(Instant::now() < deadline, "the renewals were not aborted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(sweeper);
+    let s = status(&left);
+    assert!(s.timed_out, "{s:?}");
+    assert!(
+        s.abort_reason
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("timeout: the renewal stayed open longer than 1 seconds"),
+        "{s:?}"
+    );
+    let states = rt_rows(
+        &w.rt,
+        &db,
+        &format!(
+            "SELECT encode(serial, 'hex') || ' ' || state || ' ' || coalesce(revocation_reason, '-')
+             FROM certificates WHERE service_job = '{left}' OR job = (SELECT job FROM documents
+               WHERE series || lpad(number::text, 7, '0') = '{doc}') ORDER BY 1"
+        ),
+    );
+    let upper = |s: &str| s.split(' ').next().unwrap().to_uppercase();
+    assert_eq!(states.len(), 4, "{states:?}");
+    for row in &states {
+        let expected = if on_card.contains(&upper(row)) {
+            "revoked cessationOfOperation"
+        } else {
+            assert!(first.contains(&upper(row)), "{row}");
+            "active -"
+        };
+        assert!(row.ends_with(expected), "{row}");
+    }
+    let refused = w.call(
+        &tas.tls,
+        &centre_api::paths::service(&left, "complete"),
+        &json!({ "operator": "clerk1" }),
+    );
+    assert_refused(&refused, 409, "job-aborted");
+    let said = refused.unwrap().1["error"].as_str().unwrap().to_owned();
+    assert!(said.contains("aborted by the centre (timeout"), "{said}");
+
+    // The card with the aborted renewal's certificates on it: its key, at another office.
+    let key = |certificates: &[String]| {
+        w.call(
+            &sam.tls,
+            centre_api::paths::CARD_KEY,
+            &json!({ "operator": "clerk2", "card_serial": "0B1C2D31", "purpose": "renewal",
+                     "document": doc, "certificates": certificates }),
+        )
+    };
+    let with_first = key(&first).unwrap();
+    assert_eq!(with_first.0, 200, "{:?}", with_first.1);
+    let with_left = key(&on_card).unwrap();
+    assert_eq!(with_left.0, 200, "{:?}", with_left.1);
+    assert_eq!(with_left.1["secret"], with_first.1["secret"]);
+
+    // A renewal its station aborted: its certificates prove nothing.
+    let (aborted, challenge) = renew(&sam.tls, &doc, "0B1C2D31");
+    let never_on_card = certify(&sam.tls, &aborted, &challenge);
+    w.ok(
+        &sam.tls,
+        &centre_api::paths::service(&aborted, "abort"),
+        &json!({ "operator": "clerk2", "reason": "card pulled" }),
+    );
+    assert_refused(&key(&never_on_card), 404, "document-not-found");
+    assert_eq!(key(&on_card).unwrap().0, 200);
+    // Once a renewal of the document completes, the timed-out one's certificates are history.
+    let (done, challenge) = renew(&sam.tls, &doc, "0B1C2D31");
+    let renewed = certify(&sam.tls, &done, &challenge);
+    w.ok(
+        &sam.tls,
+        &centre_api::paths::service(&done, "complete"),
+        &json!({ "operator": "clerk2" }),
+    );
+    assert_refused(&key(&on_card), 404, "document-not-found");
+    assert_eq!(key(&renewed).unwrap().0, 200);
+
+    let audited = rt_rows(
+        &w.rt,
+        &db,
+        "SELECT station || ' ' || (details::json ->> 'service_job') || ' '
+                || coalesce(details::json ->> 'timed_out', 'false')
+         FROM audit_log WHERE action = 'renewal.aborted' ORDER BY seq",
+    );
+    let mut by_centre = vec![
+        format!("centre {left} true"),
+        format!("centre {reserved} true"),
+    ];
+    by_centre.sort();
+    let mut first_two = audited[..2].to_vec();
+    first_two.sort();
+    assert_eq!(first_two, by_centre, "{audited:?}");
+    assert_eq!(audited[2], format!("sam01-st1 {aborted} false"));
+}

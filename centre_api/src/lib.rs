@@ -675,6 +675,13 @@ pub struct ServiceJobStatus {
     pub state: JobState,
     pub document: Option<String>,
     pub certificates: Vec<IssuedCertificate>,
+    /// Why an aborted job was aborted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort_reason: Option<String>,
+    /// Aborted by the centre because it stayed open too long (`[issuance]
+    /// renewal_timeout_seconds`), not by its station.
+    #[serde(default)]
+    pub timed_out: bool,
 }
 
 // ---------------------------------------------------------------------------------------------

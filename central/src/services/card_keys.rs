@@ -294,7 +294,7 @@ async fn for_document(tx: &Transaction<'_>, req: &CardKeyRequest) -> Result<Rele
             rules::DOCUMENT_NOT_FOUND,
             format!(
                 "certificates: those read from card {} are not document {document}'s current \
-                 ones (active, or issued by a renewal not yet completed)",
+                 ones (active, or issued by a renewal not yet completed or timed out)",
                 req.card_serial
             ),
         ));
@@ -324,14 +324,23 @@ async fn for_document(tx: &Transaction<'_>, req: &CardKeyRequest) -> Result<Rele
 
 /// Every certificate of the document's issuance job, and its current ones: active, or issued
 /// by a renewal not yet completed (a card left between a renewal's certificates and its
-/// completion carries those). Revoked ones — on the CRL for anyone to read — prove nothing.
+/// completion carries those), or issued by a renewal the centre aborted on its timeout with no
+/// renewal completed since (the same card, left longer: the abort revoked them, the card still
+/// carries them). Other revoked ones — on the CRL for anyone to read — prove nothing.
 async fn certificate_serials(
     c: &impl GenericClient,
     job: &str,
 ) -> Result<(Vec<String>, Vec<String>)> {
     let rows = c
         .prepared_query(
-            "SELECT serial, state IN ('active', 'issued') FROM certificates WHERE job = $1",
+            "SELECT c.serial, c.state IN ('active', 'issued')
+                    OR (c.state = 'revoked' AND c.revocation_reason = 'cessationOfOperation'
+                        AND s.timed_out_at IS NOT NULL
+                        AND NOT EXISTS (SELECT 1 FROM service_jobs l
+                            WHERE l.document_id = s.document_id AND l.kind = 'renew'
+                              AND l.state = 'completed' AND l.created_at > s.created_at))
+             FROM certificates c LEFT JOIN service_jobs s ON s.id = c.service_job
+             WHERE c.job = $1",
             &[&job],
         )
         .await?;

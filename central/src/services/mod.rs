@@ -41,13 +41,18 @@ pub struct ServiceJob {
     pub holder_id: i64,
     pub state: JobState,
     pub challenge: Option<Vec<u8>>,
+    /// Why it was aborted (an aborted job).
+    pub abort_reason: Option<String>,
+    /// Aborted by the centre's timeout sweep.
+    pub timed_out: bool,
 }
 
 /// Service job `id` (locked for the transaction), whoever it belongs to.
 pub async fn find(c: &impl GenericClient, id: &str) -> Result<Option<ServiceJob>> {
     let Some(r) = c
         .prepared_opt(
-            "SELECT id, station, kind, document_id, holder_id, state, challenge
+            "SELECT id, station, kind, document_id, holder_id, state, challenge, abort_reason,
+                    timed_out_at IS NOT NULL
              FROM service_jobs WHERE id = $1 FOR UPDATE",
             &[&id],
         )
@@ -63,6 +68,8 @@ pub async fn find(c: &impl GenericClient, id: &str) -> Result<Option<ServiceJob>
         holder_id: r.get(4),
         state: state_of(r.get(5))?,
         challenge: r.get(6),
+        abort_reason: r.get(7),
+        timed_out: r.get(8),
     }))
 }
 

@@ -210,10 +210,19 @@ async fn issued(tx: &Transaction<'_>, job: &str) -> Result<CertifyResponse> {
 }
 
 fn aborted(job: &ServiceJob) -> CentralError {
+    let by = if job.timed_out {
+        "by the centre"
+    } else {
+        "by its station"
+    };
     CentralError::refused(
         Refusal::Conflict,
         rules::JOB_ABORTED,
-        format!("renewal {} was aborted", job.id),
+        format!(
+            "renewal {} was aborted {by} ({})",
+            job.id,
+            job.abort_reason.as_deref().unwrap_or("no reason recorded")
+        ),
     )
 }
 
@@ -375,22 +384,7 @@ pub async fn abort(
         )));
     }
     let doc = job_document(&tx, &job).await?;
-    let revoked = tx
-        .prepared_query(
-            "UPDATE certificates SET state = 'revoked', revocation_reason = 'cessationOfOperation', revoked_at = now()
-             WHERE service_job = $1 AND state <> 'revoked' RETURNING serial",
-            &[&id],
-        )
-        .await?;
-    super::set_state(&tx, id, JobState::Aborted, Some(reason)).await?;
-    let mut answer = ServiceFinishResponse {
-        job: id.to_owned(),
-        document: doc.number.clone(),
-        state: JobState::Aborted,
-        active: Vec::new(),
-        revoked: serials(&revoked),
-    };
-    answer.revoked.sort();
+    let answer = abort_renewal(&tx, &job, &doc, reason, false).await?;
     keep(&tx, id, "abort", req, &answer).await?;
     let details =
         serde_json::json!({ "service_job": id, "reason": reason, "revoked": answer.revoked });
@@ -405,6 +399,87 @@ pub async fn abort(
     .await?;
     tx.commit().await?;
     Ok(answer)
+}
+
+/// Abort renewal `job` of `doc`: what it issued revoked (cessationOfOperation), the document's
+/// previous certificates untouched; `timed_out` when the centre's sweep does it.
+async fn abort_renewal(
+    tx: &Transaction<'_>,
+    job: &ServiceJob,
+    doc: &super::Doc,
+    reason: &str,
+    timed_out: bool,
+) -> Result<ServiceFinishResponse> {
+    let revoked = tx
+        .prepared_query(
+            "UPDATE certificates SET state = 'revoked', revocation_reason = 'cessationOfOperation', revoked_at = now()
+             WHERE service_job = $1 AND state <> 'revoked' RETURNING serial",
+            &[&job.id],
+        )
+        .await?;
+    super::set_state(tx, &job.id, JobState::Aborted, Some(reason)).await?;
+    if timed_out {
+        tx.prepared_execute(
+            "UPDATE service_jobs SET timed_out_at = now() WHERE id = $1",
+            &[&job.id],
+        )
+        .await?;
+    }
+    let mut answer = ServiceFinishResponse {
+        job: job.id.clone(),
+        document: doc.number.clone(),
+        state: JobState::Aborted,
+        active: Vec::new(),
+        revoked: serials(&revoked),
+    };
+    answer.revoked.sort();
+    Ok(answer)
+}
+
+/// Renewals aborted per transaction of the sweep.
+const SWEEP_BATCH: i64 = 50;
+
+/// The centre's sweep: abort the renewals reserved or certified longer than `[issuance]
+/// renewal_timeout_seconds` that no other instance is working on (`FOR UPDATE SKIP LOCKED`);
+/// how many. Each is audited `renewal.aborted` by the centre, naming the office that opened it.
+pub async fn sweep_once(centre: &Centre) -> Result<usize> {
+    let timeout = centre.issuance.renewal_timeout_seconds;
+    let mut client = centre.pool.get().await?;
+    let tx = client.transaction().await?;
+    let ids: Vec<(String, String)> = tx
+        .prepared_query(
+            "SELECT id, office FROM service_jobs WHERE kind = 'renew' AND state IN ('reserved', 'certified')
+               AND created_at < now() - make_interval(secs => $1)
+             ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+            &[&(timeout as f64), &SWEEP_BATCH],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let by = crate::public::centre_actor(&centre.name);
+    let reason = format!("timeout: the renewal stayed open longer than {timeout} seconds");
+    for (id, office) in &ids {
+        let Some(job) = super::find(&tx, id).await? else {
+            continue;
+        };
+        let doc = job_document(&tx, &job).await?;
+        let answer = abort_renewal(&tx, &job, &doc, &reason, true).await?;
+        let details = serde_json::json!({ "service_job": id, "reason": reason,
+            "revoked": answer.revoked, "timed_out": true, "office": office,
+            "station": job.station });
+        crate::audit::append(
+            &tx,
+            &by,
+            "renewal.aborted",
+            &format!("document:{}", doc.number),
+            &details,
+        )
+        .await?;
+        tracing::info!(job = %id, station = %job.station, "aborted an overdue renewal");
+    }
+    tx.commit().await?;
+    Ok(ids.len())
 }
 
 /// `GET /v1/services/{job}`.
@@ -441,5 +516,7 @@ pub async fn status(
         state: job.state,
         document,
         certificates,
+        abort_reason: job.abort_reason,
+        timed_out: job.timed_out,
     })
 }
