@@ -106,6 +106,36 @@ pub(crate) fn centre_made_hold(
     }
 }
 
+/// Why the centre aborted renewal `uuid` (its timeout, `[issuance] renewal_timeout_seconds`,
+/// or a station's abort), or `None` while it is open or completed there. A renewal this station
+/// left after the centre's certificates asks before it goes on: an aborted one cannot complete,
+/// and its certificates, which the card may carry, are revoked.
+pub(crate) fn renewal_aborted_at_centre(
+    st: &Station,
+    uuid: &str,
+) -> Result<Option<String>, StationError> {
+    let path = paths::service_job(uuid);
+    let client = CentreClient::for_station(st)?;
+    let s = retried(&path, || client.get::<centre_api::ServiceJobStatus>(&path))?;
+    if s.kind != "renew" {
+        return Err(StationError::Other(format!(
+            "the centre's job {uuid} is a {} job, not a renewal",
+            s.kind
+        )));
+    }
+    Ok((s.state == centre_api::JobState::Aborted).then(|| {
+        let by = if s.timed_out {
+            "the centre aborted it: it stayed open too long"
+        } else {
+            "it was aborted at the centre"
+        };
+        format!(
+            "renewal {uuid}: {by} ({})",
+            s.abort_reason.as_deref().unwrap_or("no reason recorded")
+        )
+    }))
+}
+
 /// The card services through the centre.
 pub struct ViaCentre;
 
@@ -219,6 +249,14 @@ impl ServiceSeam for ViaCentre {
             Err(StationError::CentreRefused { status: 404, .. }) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    fn renewal_aborted(
+        &self,
+        st: &Station,
+        renewal: &Renewal<'_>,
+    ) -> Result<Option<String>, StationError> {
+        renewal_aborted_at_centre(st, renewal.uuid)
     }
 
     fn hold(

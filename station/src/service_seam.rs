@@ -77,6 +77,14 @@ pub trait ServiceSeam {
         reason: &str,
     ) -> Result<(), StationError>;
 
+    /// Why the renewal was aborted by the record's keeper while this station waited for the
+    /// card (the centre's timeout); `None` while it can still complete.
+    fn renewal_aborted(
+        &self,
+        st: &Station,
+        renewal: &Renewal<'_>,
+    ) -> Result<Option<String>, StationError>;
+
     /// Put document `document` on hold nationally; `None` when the station's own registry is
     /// the record (standalone).
     fn hold(
@@ -186,6 +194,15 @@ impl ServiceSeam for InStation {
         _reason: &str,
     ) -> Result<(), StationError> {
         Ok(())
+    }
+
+    /// The station's own renewals wait for their card as long as it takes.
+    fn renewal_aborted(
+        &self,
+        _st: &Station,
+        _renewal: &Renewal<'_>,
+    ) -> Result<Option<String>, StationError> {
+        Ok(None)
     }
 
     fn hold(

@@ -1765,3 +1765,100 @@ fn another_offices_card_is_renewed_here_and_its_issuing_station_takes_the_new_ce
     let o = unblock_at(&tas, &doc, &reader, PIN, &["--identity-confirmed"]);
     assert!(o.status.success(), "{}", text(&o));
 }
+
+/// Waits until the centre has no certificate of holder `pinfl` left `issued` (a renewal left
+/// open aborted by the sweep of `instance`, whose `[issuance] renewal_timeout_seconds` is 1).
+fn renewal_timed_out(centre: &Centre, pinfl: &str) {
+    let _instance = centre.another_instance_with("[issuance]\nrenewal_timeout_seconds = 1");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !serials_at_centre(centre, pinfl, "issued").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the centre did not abort the renewal"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// A renewal left after its certificates were written to the card, before the centre's
+/// `complete` (killed there, then the card taken away), is aborted by the centre after
+/// `[issuance] renewal_timeout_seconds`: its certificates revoked, the document's previous ones
+/// still active. When the card comes back, the station rolls its renewal back and makes a new
+/// one at once, or `idstation recover` rolled it back before (`rolled-back`, not
+/// `waiting-for-card`) — at the issuing office (TAS01) and at another office (SAM01) alike, the
+/// card accepted with the aborted renewal's (revoked) certificates on it and its key released
+/// by the centre. The card then signs with the new 9C key (yubico-piv-tool).
+#[test]
+fn a_renewal_the_centre_timed_out_is_made_again_when_the_card_comes_back() {
+    let slot = testrig::Slot::lease();
+    let (offices, _card) = two_offices(&slot, "holder-02.json", 0x5C00_0051);
+    let TwoOffices {
+        centre,
+        tas,
+        sam,
+        reader,
+        pinfl,
+        doc,
+        ..
+    } = offices;
+    for (st, recover_first) in [(&tas, false), (&tas, true), (&sam, false), (&sam, true)] {
+        let before = serials_at_centre(&centre, &pinfl, "active");
+        assert_eq!(before.len(), 2);
+        let o = renew_at(
+            st,
+            &doc,
+            &reader,
+            &[("IDSTATION_FAILPOINT", "renew.registry.complete")],
+        );
+        assert!(!o.status.success(), "{}", text(&o));
+        let left = serials_at_centre(&centre, &pinfl, "issued");
+        assert_eq!(left.len(), 2);
+        let carried = card_signs(st, &reader);
+        let among = |set: &[String], serial: &str| {
+            set.iter()
+                .any(|s| s.trim_start_matches('0') == serial.trim_start_matches('0'))
+        };
+        assert!(among(&left, &carried), "{carried} not in {left:?}");
+
+        renewal_timed_out(&centre, &pinfl);
+        let revoked = serials_at_centre(&centre, &pinfl, "revoked");
+        assert!(left.iter().all(|s| revoked.contains(s)), "{revoked:?}");
+        assert_eq!(serials_at_centre(&centre, &pinfl, "active"), before);
+        if recover_first {
+            let rec = st.json(&["recover"], &[]).to_string();
+            assert!(
+                rec.contains("\"outcome\":\"rolled-back\"") && rec.contains("stayed open too long"),
+                "{rec}"
+            );
+        }
+
+        let o = renew_at(st, &doc, &reader, &[]);
+        assert!(o.status.success(), "{}", text(&o));
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(r["resumed"], false, "{r}");
+        let mut new: Vec<String> = r["certificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["serial"].as_str().unwrap().to_uppercase())
+            .collect();
+        new.sort();
+        assert_eq!(serials_at_centre(&centre, &pinfl, "active"), new, "{r}");
+        let mut superseded: Vec<String> = r["superseded"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_uppercase())
+            .collect();
+        superseded.sort();
+        assert_eq!(superseded, before, "{r}");
+        assert!(among(&new, &card_signs(st, &reader)));
+        let rolled_back = audited(st, "renewal.rolled-back");
+        assert!(
+            rolled_back
+                .last()
+                .is_some_and(|d| d.contains("stayed open too long")),
+            "{rolled_back:?}"
+        );
+    }
+}

@@ -353,6 +353,21 @@ public_name = "localhost"
         }
     }
 
+    /// [`Centre::another_instance`] with `extra` appended to a copy of `centre.toml` (a
+    /// section the file does not have yet, e.g. `[issuance]` with a short timeout, whose sweep
+    /// then runs in this instance).
+    pub fn another_instance_with(&self, extra: &str) -> Instance {
+        let text = std::fs::read_to_string(&self.config).expect("read centre.toml");
+        let config = self.config.with_file_name("centre-instance.toml");
+        std::fs::write(&config, format!("{text}\n{extra}\n")).expect("write the config copy");
+        let (child, addr, fingerprint) = spawn_serve(&config, "127.0.0.1:0", &[]);
+        Instance {
+            child: Some(child),
+            addr,
+            fingerprint,
+        }
+    }
+
     /// Kill the server (SIGKILL) and reap it; the address is kept for [`Centre::serve`].
     pub fn stop(&mut self) {
         if let Some(mut child) = self.server.take() {

@@ -8,7 +8,9 @@
 //!   certificates until the next renewal generates again.
 //! - **renew, stopped after `ca.issue`**: the new certificates exist and may be on the card;
 //!   finishing needs the card and the holder's PIN (read back, test signatures), so recovery
-//!   does not touch it and reports it `waiting-for-card`: the next `idstation renew` of the
+//!   does not touch it and reports it `waiting-for-card` (unless the centre aborted it meanwhile,
+//!   its renewal timeout: then it is rolled back, its certificates revoked here too, and the
+//!   next renewal makes new ones): the next `idstation renew` of the
 //!   document, with the card, resumes it at `card.install`.
 //! - **unblock**: the card holds its old or its new PIN and nothing else depends on it: the
 //!   job ends `failed`; the next `idstation unblock` sets the PIN again.
@@ -88,6 +90,10 @@ fn recover_centre_renewal(
         detail,
     };
     if r.certificates.is_some() {
+        if let Some(why) = aborted_at_centre(st, &r.uuid) {
+            super::renew_elsewhere::roll_back_journal(st, session.actor(), r, &why)?;
+            return Ok(recovered("rolled-back", why));
+        }
         return Ok(recovered(
             "waiting-for-card",
             format!(
@@ -101,6 +107,19 @@ fn recover_centre_renewal(
     let reason = "interrupted before its certificates were issued; rolled back by recovery";
     super::renew_elsewhere::abort_and_roll_back(st, session.actor(), r, reason)?;
     Ok(recovered("rolled-back", reason.into()))
+}
+
+/// Why the centre aborted renewal `uuid` left for its card (its timeout), on an enrolled
+/// station; `None` while it can still complete, on a standalone station, and when the centre
+/// cannot be asked now (logged: the renewal stays waiting for its card).
+fn aborted_at_centre(st: &Station, uuid: &str) -> Option<String> {
+    if st.config.centre.is_none() || uuid.is_empty() {
+        return None;
+    }
+    crate::ra_services::renewal_aborted_at_centre(st, uuid)
+        .inspect_err(|e| tracing::warn!(renewal = uuid, error = %e, "could not ask the centre about a renewal"))
+        .ok()
+        .flatten()
 }
 
 fn document_text(st: &Station, job: &ServiceJob) -> Result<String, StationError> {
@@ -154,6 +173,18 @@ fn recover_renewal(
         .step(ServiceStep::CaIssue.as_str())
         .is_some_and(|s| s.state == StepState::Done);
     if issued {
+        if let Some(why) = aborted_at_centre(st, &super::renew::renewal_uuid(job)) {
+            let doc = super::issued_document(st, document)?;
+            let e = StationError::Conflict(why.clone());
+            super::renew::roll_back_locally(st, session.actor(), &doc, job.id, &e)?;
+            return Ok(ServiceRecovered {
+                service_job: job.id,
+                kind: "renew",
+                document: document.into(),
+                outcome: "rolled-back",
+                detail: why,
+            });
+        }
         return Ok(ServiceRecovered {
             service_job: job.id,
             kind: "renew",

@@ -343,6 +343,7 @@ impl<'a> Run<'a> {
         pin: &Pin,
     ) -> Result<(), StationError> {
         let (doc, session, num) = (self.doc, self.session, self.number);
+        let left_on_card = left_on_card(self.st, doc)?;
         let slots: Vec<Slot> = profile.keys.iter().map(|k| k.slot).collect();
         let recorded_ders: Vec<(Slot, &[u8])> = resumable
             .map(|(_, r)| r.iter().map(|c| (c.slot, c.der.as_slice())).collect())
@@ -357,6 +358,12 @@ impl<'a> Run<'a> {
                     .iter()
                     .filter(|(s, _)| *s == slot)
                     .map(|(_, d)| *d),
+            );
+            ok.extend(
+                left_on_card
+                    .iter()
+                    .filter(|(s, _)| *s == slot)
+                    .map(|(_, d)| d.as_slice()),
             );
             ok
         })
@@ -409,8 +416,10 @@ impl<'a> Run<'a> {
     }
 
     /// A running renewal of this document: resumable (its certificates, from `ca.issue`) when
-    /// `ca.issue` finished; otherwise nothing of it is in use and it is rolled back now (an
-    /// error when the centre could not be told: the job stays for the next attempt).
+    /// `ca.issue` finished and the centre, if any, has not aborted it since (its timeout: then
+    /// it is rolled back here, and a new renewal accepts the card with its certificates on
+    /// it); otherwise nothing of it is in use and it is rolled back now (an error when the
+    /// centre could not be told: the job stays for the next attempt).
     fn resumable(
         &mut self,
         job: ServiceJob,
@@ -420,6 +429,18 @@ impl<'a> Run<'a> {
             uuid: renewal_uuid(&job),
         };
         if let Some(recorded) = renewal_certificates(self.st, self.doc, &job)? {
+            let renewal = self.renewal(&rj);
+            if let Some(why) = self.seam.renewal_aborted(self.st, &renewal)? {
+                tracing::warn!(job = job.id, reason = %why, "a renewal left for the card was aborted at the centre");
+                roll_back_locally(
+                    self.st,
+                    self.session.actor(),
+                    self.doc,
+                    rj.id,
+                    &StationError::Conflict(why),
+                )?;
+                return Ok(None);
+            }
             tracing::info!(job = job.id, "resuming an interrupted renewal");
             return Ok(Some((rj, recorded)));
         }
@@ -731,6 +752,24 @@ impl<'a> Run<'a> {
         }
         roll_back_locally(self.st, self.session.actor(), self.doc, job.id, e)
     }
+}
+
+/// The certificates of the document's latest renewal when it was rolled back after `ca.issue`
+/// (the centre aborted it while the card was away, its timeout): the card may carry them, so
+/// they still show it is the document's card.
+fn left_on_card(st: &Station, doc: &IssuedDocument) -> Result<Vec<(Slot, Vec<u8>)>, StationError> {
+    let Some(job) = st
+        .registry
+        .last_service_job(doc.document.id, ServiceKind::Renew)?
+        .filter(|j| j.state == JobState::RolledBack)
+    else {
+        return Ok(Vec::new());
+    };
+    Ok(renewal_certificates(st, doc, &job)?
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| (c.slot, c.der))
+        .collect())
 }
 
 /// The local half of a rollback (see `Run::roll_back`; recovery uses it too).

@@ -17,7 +17,10 @@
 //! issued) and rolls the journal back; when the centre cannot be told, the renewal stays
 //! running and the next attempt (or `idstation recover`) aborts it. From `certified` on it stays
 //! running and the next `renew` of the document, with the card and the holder's PIN, resumes it
-//! (both the card step and the centre's `complete` are repeated safely).
+//! (both the card step and the centre's `complete` are repeated safely) — unless the centre
+//! aborted it meanwhile (`[issuance] renewal_timeout_seconds`): then it is rolled back here and
+//! a new renewal made at once (the card, which may carry the aborted renewal's revoked
+//! certificates, still gets its key released).
 
 use std::time::Instant;
 
@@ -124,7 +127,17 @@ pub(super) fn renew(
     let _lock = WorkLock::acquire(&run.st.layout.root, Work::centre_renewal(parsed))?;
     let running = run.st.registry.running_centre_renewal(&run.number)?;
     let (journal, resumed) = match running {
-        Some(r) if r.certificates.is_some() => (r, true),
+        Some(r) if r.certificates.is_some() => {
+            match crate::ra_services::renewal_aborted_at_centre(run.st, &r.uuid)? {
+                // Aborted there while the card was away (the centre's timeout): its
+                // certificates are revoked; a new renewal replaces them.
+                Some(why) => {
+                    roll_back_journal(run.st, session.actor(), &r, &why)?;
+                    (run.open()?, false)
+                }
+                None => (r, true),
+            }
+        }
         Some(r) => {
             let why = format!(
                 "interrupted before its certificates were issued ({})",
@@ -457,6 +470,16 @@ pub(crate) fn abort_and_roll_back(
             return Err(e);
         }
     }
+    roll_back_journal(st, actor, journal, why)
+}
+
+/// The journal's half of [`abort_and_roll_back`]: renewal `journal` ended `rolled-back`, audited.
+pub(crate) fn roll_back_journal(
+    st: &mut Station,
+    actor: &registry::Actor,
+    journal: &CentreRenewal,
+    why: &str,
+) -> Result<(), StationError> {
     st.registry.write(|t| {
         t.finish_centre_renewal(journal.id, "rolled-back", Some(why))?;
         t.audit(&AuditEntry {
