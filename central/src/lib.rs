@@ -33,6 +33,7 @@ pub mod server;
 pub mod services;
 pub mod show;
 pub mod stations;
+pub mod timeouts;
 pub mod tls;
 
 pub use config::CentreConfig;

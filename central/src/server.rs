@@ -645,7 +645,7 @@ pub async fn serve_with(cfg: &CentreConfig, opts: &ServeOptions) -> Result<()> {
         Arc::clone(&tls),
         centre.pool.clone(),
     ));
-    tokio::spawn(issuance::sweep::run(Arc::clone(&centre)));
+    tokio::spawn(crate::timeouts::run(Arc::clone(&centre)));
     tokio::spawn(crate::audit::run_checkpoints(
         Arc::clone(&centre),
         AUDIT_CHECKPOINT_EVERY,

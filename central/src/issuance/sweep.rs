@@ -1,12 +1,10 @@
 //! The centre aborts jobs left open (reserved or certified) longer than `[issuance]
 //! job_timeout_seconds`: a task of every `idcentral serve`. Several instances share the work:
 //! each takes the overdue jobs no other holds (`FOR UPDATE SKIP LOCKED`). The number of a job
-//! whose certificates were issued is spoiled (it may be on a card), otherwise released. The same
-//! task aborts renewals left open longer than `[issuance] renewal_timeout_seconds`
-//! ([`crate::services::renew::sweep_once`]).
+//! whose certificates were issued is spoiled (it may be on a card), otherwise released.
+//! [`crate::timeouts`] runs it, with the renewals' sweep.
 
 use crate::db::Prepared;
-use std::sync::Arc;
 use std::time::Duration;
 
 use centre_api::{JobState, NumberOutcome};
@@ -54,30 +52,6 @@ pub async fn sweep_once(centre: &Centre) -> Result<usize> {
     }
     tx.commit().await?;
     Ok(ids.len())
-}
-
-/// Sweep every [`interval`] of the shorter timeout until the process ends; errors are logged
-/// and retried.
-pub async fn run(centre: Arc<Centre>) {
-    let every = interval(
-        centre
-            .issuance
-            .job_timeout_seconds
-            .min(centre.issuance.renewal_timeout_seconds),
-    );
-    loop {
-        tokio::time::sleep(every).await;
-        match sweep_once(&centre).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(jobs = n, "job timeout sweep"),
-            Err(e) => tracing::warn!(error = %e, "job timeout sweep failed"),
-        }
-        match crate::services::renew::sweep_once(&centre).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(renewals = n, "renewal timeout sweep"),
-            Err(e) => tracing::warn!(error = %e, "renewal timeout sweep failed"),
-        }
-    }
 }
 
 #[cfg(test)]
