@@ -79,7 +79,7 @@ fn reserve_body(job: &str, pinfl: &str) -> Value {
         "address": { "kind": "permanent", "region": "Toshkent", "district": "Yunusobod",
                      "street": "Amir Temur 1", "house": "12", "apartment": null,
                      "registered_on": "2015-06-01", "registered_until": null },
-        "update_holder": false, "card_serial": "0A1B2C3D",
+        "update_holder": false, "card_serial": testrig::egov::card_of(job),
     })
 }
 
@@ -877,7 +877,7 @@ fn a_withdrawn_csca_flags_the_cards_its_document_signer_signed_and_voids_a_card_
     // The completion without the field, sent again naming the Document Signer (a station's
     // recovery after the centre's upgrade), is the same completion.
     let unnamed_job: String = q("SELECT job FROM documents ORDER BY id LIMIT 1 OFFSET 1")[0].get(0);
-    let again = json!({ "operator": "clerk1", "card_serial": "0A1B2C3D",
+    let again = json!({ "operator": "clerk1", "card_serial": testrig::egov::card_of(&unnamed_job),
                         "date_of_issue": "2026-12-02", "date_of_expiry": "2036-12-01",
                         "document_signer": ds });
     let repeated = desk.ok(&centre_api::paths::complete(&unnamed_job), &again);
@@ -896,7 +896,7 @@ fn a_withdrawn_csca_flags_the_cards_its_document_signer_signed_and_voids_a_card_
         &certify_body(&job, challenge),
     );
     let complete = |ds: &str| {
-        json!({ "operator": "clerk1", "card_serial": "0A1B2C3D", "date_of_issue": "2026-12-02",
+        json!({ "operator": "clerk1", "card_serial": testrig::egov::card_of(&job), "date_of_issue": "2026-12-02",
                 "date_of_expiry": "2036-12-01", "document_signer": ds })
     };
     for (bad, why) in [

@@ -1276,12 +1276,13 @@ fn the_centre_releases_a_card_key_only_for_the_card_a_station_holds() {
     let other_job = new_job();
     let holder2 = json!({ "pinfl": "31234567890143", "surname": "Aliyeva", "given_names": "Nodira",
         "sex": "F", "date_of_birth": "1990-02-03", "place_of_birth": "Samarkand", "citizenship": "UZB" });
-    w.ok(
+    let other_reserved: ReserveResponse = serde_json::from_value(w.ok(
         &sam.tls,
         "/v1/jobs/reserve",
         &json!({ "job": other_job, "operator": "clerk2", "holder": holder2, "address": address,
                  "update_holder": false, "card_serial": "0A1B2C44" }),
-    );
+    ))
+    .unwrap();
     let other = w.ok(
         &sam.tls,
         centre_api::paths::CARD_KEY,
@@ -1311,18 +1312,40 @@ fn the_centre_releases_a_card_key_only_for_the_card_a_station_holds() {
         "the same chip serial, another job"
     );
 
-    // A reservation naming the chip serial of a card another job issued gets no key for it.
+    // A reservation naming the chip serial of a card another job issued is refused; and once
+    // one of two jobs on the same blank card completes, the other gets no key for that card.
     let stolen_job = new_job();
     let holder3 = json!({ "pinfl": "31234567890144", "surname": "Karimov", "given_names": "Aziz",
         "sex": "M", "date_of_birth": "1991-02-03", "place_of_birth": "Samarkand", "citizenship": "UZB" });
-    w.ok(
+    let stolen = w.call(
         &sam.tls,
         "/v1/jobs/reserve",
         &json!({ "job": stolen_job, "operator": "clerk2", "holder": holder3, "address": address,
-                 "update_holder": false, "card_serial": "0A1B2C41" }),
+                 "update_holder": false, "card_serial": "0a1b2c41" }),
+    );
+    assert_refused(&stolen, 409, "card-already-issued");
+    let said = stolen.unwrap().1;
+    assert_eq!(said["office"], "TAS01", "{said}");
+    assert!(
+        said["error"].as_str().unwrap().starts_with(&format!(
+            "card_serial: card 0a1b2c41 carries document {}",
+            r.document
+        )),
+        "{said}"
+    );
+    w.ok(
+        &sam.tls,
+        &centre_api::paths::certify(&other_job),
+        &keys_body(&other_job, &other_reserved.challenge),
+    );
+    w.ok(
+        &sam.tls,
+        &centre_api::paths::complete(&other_job),
+        &json!({ "operator": "clerk2", "card_serial": "0A1B2C44", "date_of_issue": date(today),
+                 "date_of_expiry": date(today + time::Duration::days(3650)) }),
     );
     assert_refused(
-        &key(&sam.tls, for_job("0A1B2C41", &stolen_job)),
+        &key(&tas.tls, for_job("0A1B2C44", &twin_job)),
         409,
         "card-not-the-documents",
     );

@@ -105,7 +105,7 @@ fn address(street: &str) -> NewAddress {
 fn reserve_body(job: &str, h: &NewHolder, update: bool) -> Value {
     json!({
         "job": job, "operator": "clerk1", "holder": h, "address": address("Amir Temur 1"),
-        "update_holder": update, "card_serial": "0A1B2C3D",
+        "update_holder": update, "card_serial": testrig::egov::card_of(job),
     })
 }
 
@@ -142,8 +142,8 @@ fn certify_body(keys: Vec<Value>) -> Value {
     json!({ "operator": "clerk1", "keys": keys })
 }
 
-fn complete_body() -> Value {
-    json!({ "operator": "clerk1", "card_serial": "0A1B2C3D",
+fn complete_body(job: &str) -> Value {
+    json!({ "operator": "clerk1", "card_serial": testrig::egov::card_of(job),
             "date_of_issue": "2026-12-02", "date_of_expiry": "2036-12-01" })
 }
 
@@ -380,13 +380,13 @@ fn stations_reserve_certify_and_complete_once_per_holder_in_the_country() {
 
     // complete: once; a repeat gets the same answer; aborting a completed job is a conflict.
     let complete_path = centre_api::paths::complete(&job);
-    let done = w.ok(&st1.tls, "POST", &complete_path, Some(&complete_body()));
+    let done = w.ok(&st1.tls, "POST", &complete_path, Some(&complete_body(&job)));
     assert_eq!(
         done,
         json!({ "job": job, "document": "AA0000001", "state": "completed" })
     );
     assert_eq!(
-        w.ok(&st1.tls, "POST", &complete_path, Some(&complete_body())),
+        w.ok(&st1.tls, "POST", &complete_path, Some(&complete_body(&job))),
         done
     );
     assert_refused(

@@ -396,7 +396,7 @@ async fn issue(addr: SocketAddr, st: &Enrolled, pinfl: &str, surname: &str) -> S
         "address": { "kind": "permanent", "region": "Toshkent", "district": "Yunusobod",
                      "street": format!("Amir Temur {}", &pinfl[12..]), "house": "12", "apartment": "5",
                      "registered_on": "2015-06-01", "registered_until": null },
-        "update_holder": false, "card_serial": "0A1B2C3D",
+        "update_holder": false, "card_serial": testrig::egov::card_of(&job),
     });
     let r: ReserveResponse =
         serde_json::from_value(call(addr, &st.tls, centre_api::paths::RESERVE, &reserve).await)
@@ -408,7 +408,7 @@ async fn issue(addr: SocketAddr, st: &Enrolled, pinfl: &str, surname: &str) -> S
     let _: CertifyResponse =
         serde_json::from_value(call(addr, &st.tls, &centre_api::paths::certify(&job), &keys).await)
             .unwrap();
-    let complete = json!({ "operator": "clerk1", "card_serial": "0A1B2C3D",
+    let complete = json!({ "operator": "clerk1", "card_serial": testrig::egov::card_of(&job),
                            "date_of_issue": "2026-12-02", "date_of_expiry": "2036-12-01" });
     call(addr, &st.tls, &centre_api::paths::complete(&job), &complete).await;
     r.document

@@ -1126,7 +1126,7 @@ fn ocsp_crl_ca_and_tsa_answer_relying_parties_over_plain_http() {
         "POST",
         "/v1/jobs/reserve",
         &json!({ "job": job, "operator": "clerk1", "holder": holder, "address": address,
-                 "update_holder": false, "card_serial": "0A1B2C3D" }),
+                 "update_holder": false, "card_serial": testrig::egov::card_of(&job) }),
     ))
     .unwrap();
     let c: CertifyResponse = serde_json::from_value(call(
@@ -1142,7 +1142,7 @@ fn ocsp_crl_ca_and_tsa_answer_relying_parties_over_plain_http() {
         &tls,
         "POST",
         &centre_api::paths::complete(&job),
-        &json!({ "operator": "clerk1", "card_serial": "0A1B2C3D",
+        &json!({ "operator": "clerk1", "card_serial": testrig::egov::card_of(&job),
                  "date_of_issue": "2026-12-02", "date_of_expiry": "2036-12-01" }),
     );
     let sign = c.certificates.iter().find(|x| x.slot == "9C").unwrap();

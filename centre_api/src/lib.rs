@@ -117,6 +117,9 @@ pub mod rules {
     pub const DOCUMENT_NOT_SUSPENDED: &str = "document-not-suspended";
     /// The card the station read is not the document's card.
     pub const CARD_NOT_THE_DOCUMENTS: &str = "card-not-the-documents";
+    /// A reservation naming the chip serial of a card a document is already on: an issued
+    /// card is locked and never personalized again (409, with the office that issued it).
+    pub const CARD_ALREADY_ISSUED: &str = "card-already-issued";
     /// The card's management key is its issuing station's (a card issued before the centre
     /// derived card keys): renewal and PIN unblock are served at that office.
     pub const CARD_KEY_OF_ISSUING_STATION: &str = "card-key-of-issuing-station";

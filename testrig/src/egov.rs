@@ -301,6 +301,12 @@ fn base64_encode(data: &[u8]) -> String {
 // An issuance without a card
 
 /// A fresh job UUID (RFC 9562 version 4, lower case).
+/// A chip serial for job `job`'s card (its first 8 hex digits): every card a test issues is
+/// another card, as the centre requires (`card-already-issued`).
+pub fn card_of(job: &str) -> String {
+    job[..8].to_uppercase()
+}
+
 pub fn new_job() -> String {
     let mut b = [0u8; 16];
     getrandom::fill(&mut b).expect("random");
@@ -366,7 +372,7 @@ pub fn issue_signed_by(
         "address": { "kind": "permanent", "region": "Toshkent", "district": "Yunusobod",
                      "street": "Amir Temur 1", "house": "12", "apartment": "5",
                      "registered_on": "2015-06-01", "registered_until": null },
-        "update_holder": false, "card_serial": "0A1B2C3D",
+        "update_holder": false, "card_serial": card_of(&job),
     });
     let r = post(centre_api::paths::RESERVE, &reserve);
     let challenge = r["challenge"].as_str().expect("a challenge").to_owned();
@@ -376,7 +382,7 @@ pub fn issue_signed_by(
         card_key(&job, &challenge, 0x9c, "holder-sign"),
     ]});
     post(&centre_api::paths::certify(&job), &keys);
-    let mut complete = json!({ "operator": operator, "card_serial": "0A1B2C3D",
+    let mut complete = json!({ "operator": operator, "card_serial": card_of(&job),
                                "date_of_issue": "2026-12-02", "date_of_expiry": "2036-12-01" });
     if let Some(ds) = document_signer {
         complete["document_signer"] = json!(ds);

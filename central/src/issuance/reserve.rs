@@ -1,6 +1,7 @@
 //! `POST /v1/jobs/reserve`: step 1. Under the holder's lock: one active card per holder in the
 //! country, one open issuance per holder, registered data changed only when the clerk confirmed;
-//! then the holder (and a changed address) is recorded and a number reserved for the job.
+//! no card a document is already on; then the holder (and a changed address) is recorded and
+//! a number reserved for the job.
 
 use crate::db::Prepared;
 use centre_api::{rules, ReserveRequest, ReserveResponse};
@@ -52,6 +53,27 @@ pub async fn reserve(
     holders::lock(&tx, &req.holder.pinfl).await?;
     if let Some(job) = find_job(&tx, &req.job, true).await? {
         return repeat(who, &job, req);
+    }
+    // An issued card is locked for good: its chip serial names it, and is never reserved again.
+    if let Some(d) = tx
+        .prepared_opt(
+            "SELECT series, number, office FROM documents WHERE upper(card_serial) = upper($1)
+             ORDER BY id LIMIT 1",
+            &[&req.card_serial],
+        )
+        .await?
+    {
+        let document = crate::numbers::document_number(d.get(0), d.get(1));
+        let office: String = d.get(2);
+        return Err(CentralError::refused_at(
+            rules::CARD_ALREADY_ISSUED,
+            office.clone(),
+            format!(
+                "card_serial: card {} carries document {document}, issued at office {office}: \
+                 an issued card is not personalized again",
+                req.card_serial
+            ),
+        ));
     }
     // No number is handed out while the e-Signature CA cannot certify the card's keys.
     crate::pki::require_active(&tx, "esign").await?;
