@@ -774,6 +774,20 @@ pub struct DocumentChange {
     /// A suspended document: the last moment the hold may be released (RFC 3339 UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release_until: Option<String>,
+    /// The document's certificates were renewed (its latest renewal, at any office).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewed: Option<CertificatesRenewed>,
+}
+
+/// The latest renewal of a document's certificates, in a [`DocumentChange`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificatesRenewed {
+    /// RFC 3339 UTC.
+    pub at: String,
+    /// The station and operator (`sam01-st1/clerk2`).
+    pub by: String,
+    /// The document's active certificates that a renewal issued (none while it is not active).
+    pub certificates: Vec<IssuedCertificate>,
 }
 
 /// The answer to [`CardsToReplaceRequest`], oldest flag first.

@@ -214,7 +214,12 @@ fn changes_ui(ui: &mut egui::Ui, r: &SyncReport) {
                     ),
                     ("by", i18n::s(m.changed_by.as_deref().unwrap_or("—"))),
                 ];
-                ui.label(ta(ui, "sync-document", &args));
+                let key = if m.reason.as_deref() == Some("renewed") {
+                    "sync-document-renewed"
+                } else {
+                    "sync-document"
+                };
+                ui.label(ta(ui, key, &args));
             }
             for (document, error) in &r.failed {
                 let args = [("document", i18n::s(document.as_str()))];

@@ -1861,4 +1861,41 @@ fn a_renewal_the_centre_timed_out_is_made_again_when_the_card_comes_back() {
             "{rolled_back:?}"
         );
     }
+
+    // TAS01's `centre sync` brings the certificates SAM01 renewed into its registry (the card
+    // has not been back): the document's active certificates here are the centre's; a second
+    // sync has nothing to do.
+    let sy = tas.json(&["centre", "sync"], &[]);
+    let m: Vec<&serde_json::Value> = sy["mirrored"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["reason"] == "renewed")
+        .collect();
+    assert_eq!(m.len(), 1, "{sy}");
+    let active = serials_at_centre(&centre, &pinfl, "active");
+    let mut listed: Vec<String> = m[0]["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_uppercase())
+        .collect();
+    listed.sort();
+    assert_eq!(listed, active, "{sy}");
+    assert!(
+        m[0]["changed_by"]
+            .as_str()
+            .is_some_and(|b| b.starts_with("sam01-st1/")),
+        "{sy}"
+    );
+    let mut here: Vec<String> = tas
+        .certificates_of(&doc)
+        .into_iter()
+        .filter(|(_, _, status)| status == "active")
+        .map(|(serial, _, _)| serial.to_uppercase())
+        .collect();
+    here.sort();
+    assert_eq!(here, active);
+    let again = tas.json(&["centre", "sync"], &[]);
+    assert_eq!(again["mirrored"], serde_json::json!([]), "{again}");
 }

@@ -1,8 +1,10 @@
 //! `POST /v1/documents/changes`: the documents a station issued whose state changed at the
 //! centre after a given time, so that the station brings its registry up to date with what
 //! other offices did (a holder may suspend a card or declare it lost at any office; the issuing
-//! station's registry is not told at the time). A read of the station's own documents: a clerk
-//! or ca-admin of the station, audited `documents.changes-read` with the count.
+//! station's registry is not told at the time), or whose certificates a renewal replaced (at
+//! any office: the document's active renewed certificates are listed). A read of the station's
+//! own documents: a clerk or ca-admin of the station, audited `documents.changes-read` with the
+//! count.
 
 use centre_api::{roles, DocumentChange, DocumentChanges, DocumentChangesRequest, WhoAmI};
 
@@ -18,12 +20,39 @@ const ROLES: &[&str] = &[roles::CLERK, roles::CA_ADMIN];
 /// last one listed, so the next request goes on from there.
 const PAGE: u32 = 1000;
 
-/// The columns of a change; `d.id` last, for the page's end.
+/// The columns of a change: column 4 is its time (the latest change of the document's state or
+/// of its certificates), `d.id` (7) for the page's end, then the certificates' change.
 macro_rules! columns {
     () => {
-        "d.series, d.number, d.state, d.state_reason, d.state_changed_at, d.state_changed_by,
-         d.suspended_at, d.id"
+        "d.series, d.number, d.state, d.state_reason,
+         greatest(d.state_changed_at, d.certificates_changed_at),
+         CASE WHEN d.certificates_changed_at > d.state_changed_at OR d.state_changed_at IS NULL
+              THEN d.certificates_changed_by ELSE d.state_changed_by END,
+         d.suspended_at, d.id, d.certificates_changed_at, d.certificates_changed_by, d.job"
     };
+}
+
+/// The document's active certificates that a renewal issued (hex), for a renewed document.
+async fn renewed_certificates(
+    tx: &deadpool_postgres::Transaction<'_>,
+    job: &str,
+) -> Result<Vec<centre_api::IssuedCertificate>> {
+    let rows = tx
+        .prepared_query(
+            "SELECT slot, profile, serial, cert_der FROM certificates
+             WHERE job = $1 AND state = 'active' AND service_job IS NOT NULL ORDER BY slot",
+            &[&job],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| centre_api::IssuedCertificate {
+            slot: r.get(0),
+            profile: r.get(1),
+            serial: hex::encode_upper(r.get::<_, &[u8]>(2)),
+            der: hex::encode(r.get::<_, &[u8]>(3)),
+        })
+        .collect())
 }
 
 /// The changes `req` asks for (see the module documentation), oldest first.
@@ -69,9 +98,11 @@ pub async fn list(
                 "SELECT ",
                 columns!(),
                 " FROM documents d
-                 WHERE d.station = $1 AND d.state_changed_at IS NOT NULL
-                   AND ($2::timestamptz IS NULL OR d.state_changed_at > $2)
-                 ORDER BY d.state_changed_at, d.id
+                 WHERE d.station = $1
+                   AND greatest(d.state_changed_at, d.certificates_changed_at) IS NOT NULL
+                   AND ($2::timestamptz IS NULL
+                        OR greatest(d.state_changed_at, d.certificates_changed_at) > $2)
+                 ORDER BY greatest(d.state_changed_at, d.certificates_changed_at), d.id
                  LIMIT $3"
             ),
             &[&who.station, &since, &i64::from(limit)],
@@ -88,7 +119,9 @@ pub async fn list(
                     "SELECT ",
                     columns!(),
                     " FROM documents d
-                     WHERE d.station = $1 AND d.state_changed_at = $2 AND d.id > $3
+                     WHERE d.station = $1
+                       AND greatest(d.state_changed_at, d.certificates_changed_at) = $2
+                       AND d.id > $3
                      ORDER BY d.id"
                 ),
                 &[&who.station, &at, &id],
@@ -100,23 +133,35 @@ pub async fn list(
         Some(last) if more => last.get(4),
         _ => until,
     };
-    let documents: Vec<DocumentChange> = rows
-        .iter()
-        .map(|r| {
-            let state: String = r.get(2);
-            let suspended_at: Option<std::time::SystemTime> = r.get(6);
-            DocumentChange {
-                document: crate::numbers::document_number(r.get(0), r.get(1)),
-                release_until: suspended_at
-                    .filter(|_| state == "suspended")
-                    .map(|at| super::hold::rfc3339(at + super::hold::limit(centre))),
-                state,
-                reason: r.get(3),
-                changed_at: super::hold::rfc3339(r.get(4)),
-                changed_by: r.get(5),
-            }
-        })
-        .collect();
+    let mut documents: Vec<DocumentChange> = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let state: String = r.get(2);
+        let suspended_at: Option<std::time::SystemTime> = r.get(6);
+        let renewed_at: Option<std::time::SystemTime> = r.get(8);
+        let renewed = match renewed_at {
+            Some(at) => Some(centre_api::CertificatesRenewed {
+                at: super::hold::rfc3339(at),
+                by: r.get::<_, Option<String>>(9).unwrap_or_default(),
+                certificates: if state == "active" {
+                    renewed_certificates(&tx, r.get(10)).await?
+                } else {
+                    Vec::new()
+                },
+            }),
+            None => None,
+        };
+        documents.push(DocumentChange {
+            document: crate::numbers::document_number(r.get(0), r.get(1)),
+            release_until: suspended_at
+                .filter(|_| state == "suspended")
+                .map(|at| super::hold::rfc3339(at + super::hold::limit(centre))),
+            state,
+            reason: r.get(3),
+            changed_at: super::hold::rfc3339(r.get(4)),
+            changed_by: r.get(5),
+            renewed,
+        });
+    }
     let details = serde_json::json!({ "since": req.since, "documents": documents.len() });
     let object = format!("station:{}", who.station);
     audit::append(&tx, &actor, "documents.changes-read", &object, &details).await?;

@@ -330,6 +330,13 @@ pub async fn complete(
         )
         .await?;
     super::set_state(&tx, id, JobState::Completed, None).await?;
+    // The issuing station hears of it in its list of changes.
+    tx.prepared_execute(
+        "UPDATE documents SET certificates_changed_at = now(), certificates_changed_by = $2
+         WHERE id = $1",
+        &[&doc.id, &format!("{}/{}", who.station, req.operator)],
+    )
+    .await?;
     let mut answer = ServiceFinishResponse {
         job: id.to_owned(),
         document: doc.number.clone(),

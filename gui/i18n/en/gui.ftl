@@ -730,6 +730,7 @@ sync-next = Next sync at { $time }.
 sync-stopped = The automatic sync has stopped: the refusal does not change by trying again. Sync now tries once more.
 sync-what-changed = What changed
 sync-document = Document { $document }: { $was } here, { $now } at the centre since { $when } ({ $by })
+sync-document-renewed = Document { $document }: its certificates were renewed at { $when } ({ $by }); the new ones are recorded here
 sync-document-failed = Document { $document } could not be brought up to date:
 sync-ds-renewed = The Document Signer's key usage was about to end: the station renewed it ({ $key }, signs cards until { $until }).
 sync-ds-failed = The Document Signer's key usage is about to end and the station could not renew it; the next sync tries again (a CA administrator can renew it in the CA workspace).

@@ -717,6 +717,7 @@ sync-next = Keyingi solishtirish { $time } da.
 sync-stopped = Avtomatik solishtirish toʻxtatildi: qayta urinish rad etishni oʻzgartirmaydi. «Hozir solishtirish» yana bir bor urinadi.
 sync-what-changed = Nima oʻzgardi
 sync-document = Hujjat { $document }: bu yerda { $was }, markazda { $when } dan beri { $now } ({ $by })
+sync-document-renewed = Hujjat { $document }: sertifikatlari { $when } da yangilandi ({ $by }); yangilari bu yerda yozildi
 sync-document-failed = Hujjat { $document } ni yangilab boʻlmadi:
 sync-ds-renewed = Hujjat imzolovchi kalitidan foydalanish muddati tugayotgan edi: stansiya uni yangiladi ({ $key }, kartalarni { $until } gacha imzolaydi).
 sync-ds-failed = Hujjat imzolovchi kalitidan foydalanish muddati tugayapti va stansiya uni yangilay olmadi; keyingi solishtirish yana urinadi (SM administratori uni SM boʻlimida yangilashi mumkin).

@@ -51,9 +51,7 @@ pub(crate) fn renewed_elsewhere(
     else {
         return Ok(false);
     };
-    let esign = st.registry.ca_keys("esign")?;
-    let mut adopted = Vec::new();
-    for (slot, der, purpose) in &unknown {
+    for (slot, der, _) in &unknown {
         let info = ca::CertInfo::parse(der)?;
         let active_there = found.record.certificates.iter().any(|c| {
             c.serial.eq_ignore_ascii_case(&info.serial_hex)
@@ -63,6 +61,38 @@ pub(crate) fn renewed_elsewhere(
         if !active_there {
             return Ok(false);
         }
+    }
+    let certs: Vec<(&[u8], String)> = unknown
+        .iter()
+        .map(|(_, der, purpose)| (*der, purpose.clone()))
+        .collect();
+    take_certificates(
+        st,
+        session.actor(),
+        doc,
+        &certs,
+        "the national centre, by another office",
+    )?;
+    Ok(true)
+}
+
+/// Record `certs` (DER, certificate profile) — the document's active certificates at the
+/// centre, which a renewal at another office issued — as `doc`'s active certificates here, the
+/// active ones of the same profiles revoked `superseded`, in one transaction audited
+/// `certificates.mirrored` (`renewed_at` says where). Each must be signed by an e-Signature CA
+/// key this station knows. The serials made active and superseded.
+pub(crate) fn take_certificates(
+    st: &mut Station,
+    actor: &registry::Actor,
+    doc: &IssuedDocument,
+    certs: &[(&[u8], String)],
+    renewed_at: &str,
+) -> Result<(Vec<String>, Vec<String>), StationError> {
+    let number = doc.document.number.to_string();
+    let esign = st.registry.ca_keys("esign")?;
+    let mut adopted = Vec::new();
+    for (der, purpose) in certs {
+        let info = ca::CertInfo::parse(der)?;
         let issuer = esign.iter().find(|k| {
             k.certificate
                 .as_deref()
@@ -70,9 +100,10 @@ pub(crate) fn renewed_elsewhere(
         });
         let Some(issuer) = issuer else {
             return Err(StationError::Other(format!(
-                "certificate {slot}: the card was renewed at the national centre under an \
+                "certificate {}: document {number} was renewed at the national centre under an \
                  e-Signature CA key this station has not met yet; issue a card here first (the \
-                 station learns the centre's new key then), and read the card again"
+                 station learns the centre's new key then), and try again",
+                info.serial_hex.to_uppercase()
             )));
         };
         adopted.push((
@@ -83,7 +114,6 @@ pub(crate) fn renewed_elsewhere(
         ));
     }
     let now = registry::now_rfc3339();
-    let actor = session.actor();
     let superseded: Vec<(i64, String)> = doc
         .certificates
         .iter()
@@ -107,15 +137,18 @@ pub(crate) fn renewed_elsewhere(
             action: "certificates.mirrored",
             object: &format!("document:{number}"),
             details: &json!({
-                "card": serial,
+                "card": doc.card.chip_serial,
                 "active": adopted.iter().map(|a| &a.3).collect::<Vec<_>>(),
                 "superseded": superseded.iter().map(|s| &s.1).collect::<Vec<_>>(),
-                "renewed_at": "the national centre, by another office",
+                "renewed_at": renewed_at,
             }),
         })
     })?;
     tracing::info!(document = %number, "certificates renewed at another office brought here");
-    Ok(true)
+    Ok((
+        adopted.into_iter().map(|a| a.3).collect(),
+        superseded.into_iter().map(|s| s.1).collect(),
+    ))
 }
 
 /// [`renewed_elsewhere`] for the card in the reader when it is one of this station's, `true`

@@ -6,8 +6,11 @@
 //! here differs is changed as this station's own service would have changed it — suspended
 //! (certificates on hold, the centre's window to resume), resumed (holds released) or taken out
 //! of use (certificates revoked, a hold made final) — in a transaction of its own with a
-//! `document.mirrored` event naming who changed it at the centre and when. A change already
-//! here is skipped, so a sync can be repeated and the lists overlap safely.
+//! `document.mirrored` event naming who changed it at the centre and when. A renewal of a
+//! document's certificates at another office is listed too: the renewed certificates are
+//! recorded here as the document's active ones (`certificates.mirrored`, as when the renewed
+//! card is read here). A change already here is skipped, so a sync can be repeated and the
+//! lists overlap safely.
 
 use centre_api::{paths, DocumentChange, DocumentChanges, DocumentChangesRequest};
 use registry::{AuditEntry, CertStatus, DocumentStatus, Role};
@@ -128,10 +131,19 @@ fn documents(st: &mut Station, session: &Session) -> Result<SyncReport, StationE
         let changes = refused_audited(st, session, ACTION, &object, answer)?;
         listed += changes.documents.len();
         for c in &changes.documents {
-            match mirror(st, session, c, &asked_at) {
-                Ok(Outcome::Mirrored(m)) => mirrored.push(m),
-                Ok(Outcome::Same) => {}
-                Ok(Outcome::Skipped(why)) => skipped.push((c.document.clone(), why)),
+            // The state first (a resumed hold gives back the certificates a renewal replaces),
+            // then the certificates a renewal at another office issued.
+            let done = mirror(st, session, c, &asked_at)
+                .and_then(|o| Ok((o, mirror_renewal(st, session, c)?)));
+            match done {
+                Ok((state, renewal)) => {
+                    match state {
+                        Outcome::Mirrored(m) => mirrored.push(m),
+                        Outcome::Same => {}
+                        Outcome::Skipped(why) => skipped.push((c.document.clone(), why)),
+                    }
+                    mirrored.extend(renewal);
+                }
                 Err(e) => {
                     tracing::warn!(document = %c.document, error = %e, "a change at the centre could not be brought here");
                     failed.push((c.document.clone(), e.to_string()));
@@ -236,6 +248,68 @@ fn transition(c: &DocumentChange, was: DocumentStatus) -> Option<Transition> {
         }
         _ => return None,
     })
+}
+
+/// The certificates of `c`'s latest renewal, made at another office, brought here when this
+/// registry does not have them yet and the document is active both here and at the centre
+/// ([`super::adopt::take_certificates`]: each signed by an e-Signature CA key this station
+/// knows, the ones they replace revoked `superseded`). A renewal made here, or already brought
+/// here, is nothing to do.
+fn mirror_renewal(
+    st: &mut Station,
+    session: &Session,
+    c: &DocumentChange,
+) -> Result<Option<Mirrored>, StationError> {
+    let Some(r) = c.renewed.as_ref().filter(|_| c.state == "active") else {
+        return Ok(None);
+    };
+    let number = crate::records::parse_document(&c.document)?;
+    let here = st.registry.document(number)?;
+    if r.certificates.is_empty() || here.is_none_or(|d| d.status != DocumentStatus::Active) {
+        return Ok(None);
+    }
+    let doc = super::issued_document(st, &c.document)?;
+    let profile = st.card_profile()?.clone();
+    let known = st.registry.certificates_of_job(doc.issuance_job)?;
+    let mut unknown: Vec<(Vec<u8>, String)> = Vec::new();
+    for cert in &r.certificates {
+        let der = crate::ra::decode_hex("renewed.certificates.der", &cert.der)?;
+        if known.iter().any(|k| k.data.der == der) {
+            continue;
+        }
+        let purpose = profile
+            .keys
+            .iter()
+            .find(|k| crate::card::slot_name(k.slot) == cert.slot)
+            .map(|k| k.certificate_profile.clone())
+            .ok_or_else(|| {
+                StationError::Other(format!(
+                    "document {}: the centre's renewed certificate {} is for slot {}, which the \
+                     card profile does not have",
+                    c.document, cert.serial, cert.slot
+                ))
+            })?;
+        unknown.push((der, purpose));
+    }
+    if unknown.is_empty() {
+        return Ok(None);
+    }
+    let certs: Vec<(&[u8], String)> = unknown
+        .iter()
+        .map(|(d, p)| (d.as_slice(), p.clone()))
+        .collect();
+    let renewed_at = format!("the national centre, by {}", r.by);
+    let (active, _) =
+        super::adopt::take_certificates(st, session.actor(), &doc, &certs, &renewed_at)?;
+    Ok(Some(Mirrored {
+        document: c.document.clone(),
+        was: "active".into(),
+        now: "active".into(),
+        reason: Some("renewed".into()),
+        changed_at: r.at.clone(),
+        changed_by: Some(r.by.clone()),
+        certificates: active,
+    }))
 }
 
 /// Change document `c.document` here to the centre's state, if it differs (see
