@@ -869,6 +869,17 @@ fn show_text(r: &central::show::HolderRecord) -> String {
         if let Some(why) = &d.replacement_due {
             s += &format!("    to be replaced: {why}\n");
         }
+        for r in &d.renewals {
+            let why = match (&r.abort_reason, r.timed_out) {
+                (Some(w), true) => format!(": aborted by the centre ({w})"),
+                (Some(w), false) => format!(": {w}"),
+                (None, _) => String::new(),
+            };
+            s += &format!(
+                "    renewal {} {} at office {} ({}/{}) opened {}, last changed {}{why}\n",
+                r.job, r.state, r.office, r.station, r.operator, r.opened_at, r.updated_at
+            );
+        }
     }
     s += "Certificates:\n";
     for c in &r.certificates {

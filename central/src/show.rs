@@ -1,6 +1,6 @@
 //! `idcentral show --pinfl N | --document D`: one holder as the national registry knows them —
-//! their data, address history, documents (station, office, state, dates) and certificates
-//! (serial, profile, state). A read of personal data: ca-admin or auditor, and every look-up is
+//! their data, address history, documents (station, office, state, dates, renewals) and
+//! certificates (serial, profile, state). A read of personal data: ca-admin or auditor, and every look-up is
 //! written to the audit log (found, not found or refused) in the transaction that reads.
 
 use crate::db::Prepared;
@@ -42,6 +42,27 @@ pub struct DocumentRecord {
     /// EF.SOD, as the station named it at `complete`; absent when the station did not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub document_signer: Option<String>,
+    /// Every renewal of the document's certificates, oldest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub renewals: Vec<RenewalRecord>,
+}
+
+/// A renewal of a document's certificates (a card service job), as `show` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RenewalRecord {
+    pub job: String,
+    pub office: String,
+    pub station: String,
+    pub operator: String,
+    /// `reserved`, `certified` (open: waiting for the card), `completed`, `aborted`.
+    pub state: String,
+    /// RFC 3339 UTC.
+    pub opened_at: String,
+    pub updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub abort_reason: Option<String>,
+    /// Aborted by the centre's renewal timeout.
+    pub timed_out: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -125,6 +146,41 @@ async fn documents(c: &impl GenericClient, holder: i64) -> Result<Vec<DocumentRe
                 .map(|s| crate::numbers::document_number(&s, r.get(10))),
             replacement_due: r.get(11),
             document_signer: r.get(12),
+            renewals: Vec::new(),
+        })
+        .collect())
+}
+
+/// The renewals of every document of `holder`, by document number.
+async fn renewals(c: &impl GenericClient, holder: i64) -> Result<Vec<(String, RenewalRecord)>> {
+    let rows = c
+        .prepared_query(
+            "SELECT d.series, d.number, s.id, s.office, s.station, s.operator, s.state,
+                    to_char(s.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                    to_char(s.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                    s.abort_reason, s.timed_out_at IS NOT NULL
+             FROM service_jobs s JOIN documents d ON d.id = s.document_id
+             WHERE d.holder_id = $1 AND s.kind = 'renew' ORDER BY s.created_at, s.id",
+            &[&holder],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (
+                crate::numbers::document_number(r.get(0), r.get(1)),
+                RenewalRecord {
+                    job: r.get(2),
+                    office: r.get(3),
+                    station: r.get(4),
+                    operator: r.get(5),
+                    state: r.get(6),
+                    opened_at: r.get(7),
+                    updated_at: r.get(8),
+                    abort_reason: r.get(9),
+                    timed_out: r.get(10),
+                },
+            )
         })
         .collect())
 }
@@ -186,7 +242,15 @@ pub async fn show(pool: &Pool, session: &Session, q: &Query) -> Result<HolderRec
         Some(id) => Some(HolderRecord {
             holder: holders::get(&tx, id).await?,
             addresses: holders::addresses(&tx, id).await?,
-            documents: documents(&tx, id).await?,
+            documents: {
+                let mut docs = documents(&tx, id).await?;
+                for (number, r) in renewals(&tx, id).await? {
+                    if let Some(d) = docs.iter_mut().find(|d| d.document == number) {
+                        d.renewals.push(r);
+                    }
+                }
+                docs
+            },
             certificates: certificates(&tx, id).await?,
         }),
     };

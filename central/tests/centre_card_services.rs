@@ -1327,10 +1327,10 @@ fn the_centre_releases_a_card_key_only_for_the_card_a_station_holds() {
     let said = stolen.unwrap().1;
     assert_eq!(said["office"], "TAS01", "{said}");
     assert!(
-        said["error"].as_str().unwrap().starts_with(&format!(
-            "card_serial: card 0a1b2c41 carries document {}",
-            r.document
-        )),
+        said["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("card_serial: card 0a1b2c41 was issued at office TAS01"),
         "{said}"
     );
     w.ok(
@@ -1614,4 +1614,48 @@ fn a_renewal_left_open_is_aborted_by_the_centre_and_its_card_still_served() {
     first_two.sort();
     assert_eq!(first_two, by_centre, "{audited:?}");
     assert_eq!(audited[2], format!("sam01-st1 {aborted} false"));
+
+    // `idcentral show` lists the document's renewals, the timed-out one saying so.
+    let pw = format!("{ADMIN_PASSWORD}\n");
+    let config = _tmp.path().join("centre.toml");
+    let args = ["--json", "show", "--document", &doc, "--operator", "admin"];
+    let v: Value = serde_json::from_str(&ok(idcentral(&config, &args, &pw))).unwrap();
+    let d = v["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["document"] == doc.as_str())
+        .unwrap();
+    let listed: Vec<(String, String, bool)> = d["renewals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["job"].as_str().unwrap().to_owned(),
+                format!(
+                    "{} {}",
+                    r["office"].as_str().unwrap(),
+                    r["state"].as_str().unwrap()
+                ),
+                r["timed_out"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (left.clone(), "TAS01 aborted".to_owned(), true),
+            (aborted.clone(), "SAM01 aborted".to_owned(), false),
+            (done.clone(), "SAM01 completed".to_owned(), false),
+        ],
+        "{v}"
+    );
+    let text = ok(idcentral(&config, &args[1..], &pw));
+    assert!(
+        text.contains(&format!(
+            "renewal {left} aborted at office TAS01 (tas01-st1/clerk1)"
+        )) && text.contains(": aborted by the centre (timeout: the renewal stayed open"),
+        "{text}"
+    );
 }

@@ -290,28 +290,6 @@ impl Registry {
         }
     }
 
-    /// The latest service job of `kind` of document `document_id`, whatever its state, with its
-    /// steps.
-    pub fn last_service_job(
-        &self,
-        document_id: i64,
-        kind: ServiceKind,
-    ) -> Result<Option<ServiceJob>> {
-        let id: Option<i64> = self
-            .conn
-            .query_row(
-                "SELECT max(id) FROM service_jobs WHERE document_id = ?1 AND kind = ?2",
-                params![document_id, kind.as_str()],
-                |r| r.get(0),
-            )
-            .optional()?
-            .flatten();
-        match id {
-            Some(id) => self.service_job(id),
-            None => Ok(None),
-        }
-    }
-
     /// Every service job still `running`, oldest first.
     pub fn unfinished_service_jobs(&self) -> Result<Vec<ServiceJob>> {
         let ids: Vec<i64> = self

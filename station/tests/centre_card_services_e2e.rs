@@ -1787,7 +1787,9 @@ fn renewal_timed_out(centre: &Centre, pinfl: &str) {
 /// one at once, or `idstation recover` rolled it back before (`rolled-back`, not
 /// `waiting-for-card`) — at the issuing office (TAS01) and at another office (SAM01) alike, the
 /// card accepted with the aborted renewal's (revoked) certificates on it and its key released
-/// by the centre. The card then signs with the new 9C key (yubico-piv-tool).
+/// by the centre, also after a further attempt that died before its certificates, and at the
+/// issuing office when the renewal another office left was aborted (TAS01 takes its revoked
+/// certificates from the centre). The card then signs with the new 9C key (yubico-piv-tool).
 #[test]
 fn a_renewal_the_centre_timed_out_is_made_again_when_the_card_comes_back() {
     let slot = testrig::Slot::lease();
@@ -1801,19 +1803,36 @@ fn a_renewal_the_centre_timed_out_is_made_again_when_the_card_comes_back() {
         doc,
         ..
     } = offices;
-    for (st, recover_first) in [(&tas, false), (&tas, true), (&sam, false), (&sam, true)] {
+    // (the office that leaves the renewal, where the card comes back, `recover` there first,
+    // an attempt there that dies before its certificates — the card keeps the aborted ones).
+    let rounds: [(&Station, &Station, bool, Option<&str>); 6] = [
+        (&tas, &tas, false, None),
+        (&tas, &tas, true, None),
+        (&tas, &tas, false, Some("renew.ca.issue")),
+        (&sam, &tas, false, None),
+        (&sam, &sam, false, None),
+        (&sam, &sam, true, None),
+    ];
+    let timed_out_here = |st: &Station| {
+        audited(st, "renewal.rolled-back")
+            .iter()
+            .filter(|d| d.contains("stayed open too long"))
+            .count()
+    };
+    for (leaves, back_at, recover_first, failed_attempt) in rounds {
         let before = serials_at_centre(&centre, &pinfl, "active");
         assert_eq!(before.len(), 2);
         let o = renew_at(
-            st,
+            leaves,
             &doc,
             &reader,
             &[("IDSTATION_FAILPOINT", "renew.registry.complete")],
         );
         assert!(!o.status.success(), "{}", text(&o));
-        let left = serials_at_centre(&centre, &pinfl, "issued");
+        let mut left = serials_at_centre(&centre, &pinfl, "issued");
+        left.sort();
         assert_eq!(left.len(), 2);
-        let carried = card_signs(st, &reader);
+        let carried = card_signs(leaves, &reader);
         let among = |set: &[String], serial: &str| {
             set.iter()
                 .any(|s| s.trim_start_matches('0') == serial.trim_start_matches('0'))
@@ -1824,15 +1843,22 @@ fn a_renewal_the_centre_timed_out_is_made_again_when_the_card_comes_back() {
         let revoked = serials_at_centre(&centre, &pinfl, "revoked");
         assert!(left.iter().all(|s| revoked.contains(s)), "{revoked:?}");
         assert_eq!(serials_at_centre(&centre, &pinfl, "active"), before);
+        let rolled_back_before = timed_out_here(leaves);
         if recover_first {
-            let rec = st.json(&["recover"], &[]).to_string();
+            let rec = leaves.json(&["recover"], &[]).to_string();
             assert!(
                 rec.contains("\"outcome\":\"rolled-back\"") && rec.contains("stayed open too long"),
                 "{rec}"
             );
         }
+        if let Some(point) = failed_attempt {
+            let o = renew_at(back_at, &doc, &reader, &[("IDSTATION_FAILPOINT", point)]);
+            assert!(!o.status.success(), "{}", text(&o));
+            let rec = back_at.json(&["recover"], &[]).to_string();
+            assert!(rec.contains("\"outcome\":\"rolled-back\""), "{rec}");
+        }
 
-        let o = renew_at(st, &doc, &reader, &[]);
+        let o = renew_at(back_at, &doc, &reader, &[]);
         assert!(o.status.success(), "{}", text(&o));
         let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         assert_eq!(r["resumed"], false, "{r}");
@@ -1852,14 +1878,24 @@ fn a_renewal_the_centre_timed_out_is_made_again_when_the_card_comes_back() {
             .collect();
         superseded.sort();
         assert_eq!(superseded, before, "{r}");
-        assert!(among(&new, &card_signs(st, &reader)));
-        let rolled_back = audited(st, "renewal.rolled-back");
-        assert!(
-            rolled_back
-                .last()
-                .is_some_and(|d| d.contains("stayed open too long")),
-            "{rolled_back:?}"
-        );
+        assert!(among(&new, &card_signs(back_at, &reader)));
+        if std::ptr::eq(leaves, back_at) {
+            assert_eq!(timed_out_here(leaves), rolled_back_before + 1);
+        } else {
+            // The issuing office took the aborted renewal's certificates, revoked, from the
+            // centre when the card came back, and renewed it.
+            let mirrored = audited(back_at, "certificates.mirrored");
+            let last: serde_json::Value =
+                serde_json::from_str(mirrored.last().expect("certificates.mirrored")).unwrap();
+            let mut taken: Vec<String> = last["revoked"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap().to_uppercase())
+                .collect();
+            taken.sort();
+            assert_eq!(taken, left, "{last}");
+        }
     }
 
     // TAS01's `centre sync` brings the certificates SAM01 renewed into its registry (the card

@@ -55,22 +55,21 @@ pub async fn reserve(
         return repeat(who, &job, req);
     }
     // An issued card is locked for good: its chip serial names it, and is never reserved again.
+    // The chip serial is printed on the card: the refusal names the office, not the document.
     if let Some(d) = tx
         .prepared_opt(
-            "SELECT series, number, office FROM documents WHERE upper(card_serial) = upper($1)
-             ORDER BY id LIMIT 1",
+            "SELECT office FROM documents WHERE upper(card_serial) = upper($1) ORDER BY id LIMIT 1",
             &[&req.card_serial],
         )
         .await?
     {
-        let document = crate::numbers::document_number(d.get(0), d.get(1));
-        let office: String = d.get(2);
+        let office: String = d.get(0);
         return Err(CentralError::refused_at(
             rules::CARD_ALREADY_ISSUED,
             office.clone(),
             format!(
-                "card_serial: card {} carries document {document}, issued at office {office}: \
-                 an issued card is not personalized again",
+                "card_serial: card {} was issued at office {office}: an issued card is not \
+                 personalized again",
                 req.card_serial
             ),
         ));

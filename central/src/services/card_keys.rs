@@ -333,12 +333,12 @@ async fn certificate_serials(
 ) -> Result<(Vec<String>, Vec<String>)> {
     let rows = c
         .prepared_query(
-            "SELECT c.serial, c.state IN ('active', 'issued')
+            "SELECT c.serial, COALESCE(c.state IN ('active', 'issued')
                     OR (c.state = 'revoked' AND c.revocation_reason = 'cessationOfOperation'
                         AND s.timed_out_at IS NOT NULL
                         AND NOT EXISTS (SELECT 1 FROM service_jobs l
                             WHERE l.document_id = s.document_id AND l.kind = 'renew'
-                              AND l.state = 'completed' AND l.created_at > s.created_at))
+                              AND l.state = 'completed' AND l.created_at > s.created_at)), false)
              FROM certificates c LEFT JOIN service_jobs s ON s.id = c.service_job
              WHERE c.job = $1",
             &[&job],

@@ -21,38 +21,49 @@ const ROLES: &[&str] = &[roles::CLERK, roles::CA_ADMIN];
 const PAGE: u32 = 1000;
 
 /// The columns of a change: column 4 is its time (the latest change of the document's state or
-/// of its certificates), `d.id` (7) for the page's end, then the certificates' change.
+/// of its certificates: the list's order and pages), `d.id` (7) for the page's end; then the
+/// certificates' change (8, 9), the job (10) and the state's own change (11, 12; a document
+/// whose state never changed: the certificates').
 macro_rules! columns {
     () => {
         "d.series, d.number, d.state, d.state_reason,
-         greatest(d.state_changed_at, d.certificates_changed_at),
-         CASE WHEN d.certificates_changed_at > d.state_changed_at OR d.state_changed_at IS NULL
-              THEN d.certificates_changed_by ELSE d.state_changed_by END,
-         d.suspended_at, d.id, d.certificates_changed_at, d.certificates_changed_by, d.job"
+         greatest(d.state_changed_at, d.certificates_changed_at), NULL::text,
+         d.suspended_at, d.id, d.certificates_changed_at, d.certificates_changed_by, d.job,
+         coalesce(d.state_changed_at, d.certificates_changed_at),
+         coalesce(d.state_changed_by, d.certificates_changed_by)"
     };
 }
 
-/// The document's active certificates that a renewal issued (hex), for a renewed document.
+/// The active certificates that renewals issued of each of `jobs` (issuance jobs), by job: one
+/// query for a page.
 async fn renewed_certificates(
     tx: &deadpool_postgres::Transaction<'_>,
-    job: &str,
-) -> Result<Vec<centre_api::IssuedCertificate>> {
+    jobs: &[String],
+) -> Result<std::collections::HashMap<String, Vec<centre_api::IssuedCertificate>>> {
+    let mut by_job: std::collections::HashMap<String, Vec<_>> = std::collections::HashMap::new();
+    if jobs.is_empty() {
+        return Ok(by_job);
+    }
     let rows = tx
         .prepared_query(
-            "SELECT slot, profile, serial, cert_der FROM certificates
-             WHERE job = $1 AND state = 'active' AND service_job IS NOT NULL ORDER BY slot",
-            &[&job],
+            "SELECT job, slot, profile, serial, cert_der FROM certificates
+             WHERE job = ANY($1) AND state = 'active' AND service_job IS NOT NULL
+             ORDER BY job, slot",
+            &[&jobs],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(|r| centre_api::IssuedCertificate {
-            slot: r.get(0),
-            profile: r.get(1),
-            serial: hex::encode_upper(r.get::<_, &[u8]>(2)),
-            der: hex::encode(r.get::<_, &[u8]>(3)),
-        })
-        .collect())
+    for r in &rows {
+        by_job
+            .entry(r.get(0))
+            .or_default()
+            .push(centre_api::IssuedCertificate {
+                slot: r.get(1),
+                profile: r.get(2),
+                serial: hex::encode_upper(r.get::<_, &[u8]>(3)),
+                der: hex::encode(r.get::<_, &[u8]>(4)),
+            });
+    }
+    Ok(by_job)
 }
 
 /// The changes `req` asks for (see the module documentation), oldest first.
@@ -99,9 +110,8 @@ pub async fn list(
                 columns!(),
                 " FROM documents d
                  WHERE d.station = $1
-                   AND greatest(d.state_changed_at, d.certificates_changed_at) IS NOT NULL
-                   AND ($2::timestamptz IS NULL
-                        OR greatest(d.state_changed_at, d.certificates_changed_at) > $2)
+                   AND greatest(d.state_changed_at, d.certificates_changed_at)
+                       > coalesce($2::timestamptz, '-infinity')
                  ORDER BY greatest(d.state_changed_at, d.certificates_changed_at), d.id
                  LIMIT $3"
             ),
@@ -133,23 +143,27 @@ pub async fn list(
         Some(last) if more => last.get(4),
         _ => until,
     };
+    // Every listed active document's renewed certificates (a station that skipped a renewal while
+    // the document was on hold gets it once the document is active again).
+    let renewed_jobs: Vec<String> = rows
+        .iter()
+        .filter(|r| r.get::<_, &str>(2) == "active")
+        .filter(|r| r.get::<_, Option<std::time::SystemTime>>(8).is_some())
+        .map(|r| r.get(10))
+        .collect();
+    let mut renewed_certs = renewed_certificates(&tx, &renewed_jobs).await?;
     let mut documents: Vec<DocumentChange> = Vec::with_capacity(rows.len());
     for r in &rows {
         let state: String = r.get(2);
         let suspended_at: Option<std::time::SystemTime> = r.get(6);
         let renewed_at: Option<std::time::SystemTime> = r.get(8);
-        let renewed = match renewed_at {
-            Some(at) => Some(centre_api::CertificatesRenewed {
-                at: super::hold::rfc3339(at),
-                by: r.get::<_, Option<String>>(9).unwrap_or_default(),
-                certificates: if state == "active" {
-                    renewed_certificates(&tx, r.get(10)).await?
-                } else {
-                    Vec::new()
-                },
-            }),
-            None => None,
-        };
+        let renewed = renewed_at.map(|at| centre_api::CertificatesRenewed {
+            at: super::hold::rfc3339(at),
+            by: r.get::<_, Option<String>>(9).unwrap_or_default(),
+            certificates: renewed_certs
+                .remove(r.get::<_, &str>(10))
+                .unwrap_or_default(),
+        });
         documents.push(DocumentChange {
             document: crate::numbers::document_number(r.get(0), r.get(1)),
             release_until: suspended_at
@@ -157,8 +171,8 @@ pub async fn list(
                 .map(|at| super::hold::rfc3339(at + super::hold::limit(centre))),
             state,
             reason: r.get(3),
-            changed_at: super::hold::rfc3339(r.get(4)),
-            changed_by: r.get(5),
+            changed_at: super::hold::rfc3339(r.get(11)),
+            changed_by: r.get(12),
             renewed,
         });
     }

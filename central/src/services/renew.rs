@@ -391,6 +391,24 @@ pub async fn abort(
         )));
     }
     let doc = job_document(&tx, &job).await?;
+    if job.state == JobState::Aborted {
+        // Aborted already (by the centre's timeout, or an abort whose answer was lost): as it
+        // is, reason and audit unchanged.
+        let rows = tx
+            .prepared_query(
+                "SELECT serial FROM certificates WHERE service_job = $1 ORDER BY serial",
+                &[&id],
+            )
+            .await?;
+        tx.commit().await?;
+        return Ok(ServiceFinishResponse {
+            job: id.to_owned(),
+            document: doc.number,
+            state: JobState::Aborted,
+            active: Vec::new(),
+            revoked: serials(&rows),
+        });
+    }
     let answer = abort_renewal(&tx, &job, &doc, reason, false).await?;
     keep(&tx, id, "abort", req, &answer).await?;
     let details =
@@ -446,7 +464,7 @@ async fn abort_renewal(
 /// Renewals aborted per transaction of the sweep.
 const SWEEP_BATCH: i64 = 50;
 
-/// The centre's sweep: abort the renewals reserved or certified longer than `[issuance]
+/// The centre's sweep: abort the renewals whose last step is older than `[issuance]
 /// renewal_timeout_seconds` that no other instance is working on (`FOR UPDATE SKIP LOCKED`);
 /// how many. Each is audited `renewal.aborted` by the centre, naming the office that opened it.
 pub async fn sweep_once(centre: &Centre) -> Result<usize> {
@@ -456,8 +474,8 @@ pub async fn sweep_once(centre: &Centre) -> Result<usize> {
     let ids: Vec<(String, String)> = tx
         .prepared_query(
             "SELECT id, office FROM service_jobs WHERE kind = 'renew' AND state IN ('reserved', 'certified')
-               AND created_at < now() - make_interval(secs => $1)
-             ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+               AND updated_at < now() - make_interval(secs => $1)
+             ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED",
             &[&(timeout as f64), &SWEEP_BATCH],
         )
         .await?

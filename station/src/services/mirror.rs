@@ -132,21 +132,21 @@ fn documents(st: &mut Station, session: &Session) -> Result<SyncReport, StationE
         listed += changes.documents.len();
         for c in &changes.documents {
             // The state first (a resumed hold gives back the certificates a renewal replaces),
-            // then the certificates a renewal at another office issued.
-            let done = mirror(st, session, c, &asked_at)
-                .and_then(|o| Ok((o, mirror_renewal(st, session, c)?)));
-            match done {
-                Ok((state, renewal)) => {
-                    match state {
-                        Outcome::Mirrored(m) => mirrored.push(m),
-                        Outcome::Same => {}
-                        Outcome::Skipped(why) => skipped.push((c.document.clone(), why)),
+            // then the certificates a renewal at another office issued; each reported.
+            let state = mirror(st, session, c, &asked_at);
+            let renewal = match state {
+                Ok(_) => Some(mirror_renewal(st, session, c)),
+                Err(_) => None,
+            };
+            for outcome in std::iter::once(state).chain(renewal) {
+                match outcome {
+                    Ok(Outcome::Mirrored(m)) => mirrored.push(m),
+                    Ok(Outcome::Same) => {}
+                    Ok(Outcome::Skipped(why)) => skipped.push((c.document.clone(), why)),
+                    Err(e) => {
+                        tracing::warn!(document = %c.document, error = %e, "a change at the centre could not be brought here");
+                        failed.push((c.document.clone(), e.to_string()));
                     }
-                    mirrored.extend(renewal);
-                }
-                Err(e) => {
-                    tracing::warn!(document = %c.document, error = %e, "a change at the centre could not be brought here");
-                    failed.push((c.document.clone(), e.to_string()));
                 }
             }
         }
@@ -252,22 +252,33 @@ fn transition(c: &DocumentChange, was: DocumentStatus) -> Option<Transition> {
 
 /// The certificates of `c`'s latest renewal, made at another office, brought here when this
 /// registry does not have them yet and the document is active both here and at the centre
-/// ([`super::adopt::take_certificates`]: each signed by an e-Signature CA key this station
-/// knows, the ones they replace revoked `superseded`). A renewal made here, or already brought
-/// here, is nothing to do.
+/// ([`super::adopt::take_certificates`]: the ones they replace revoked `superseded`). A renewal
+/// made here, or already brought here, is nothing to do. Skipped for the next sync: a document
+/// a card service here is working on (its lock is held), and certificates under an
+/// e-Signature CA key this station has not met yet (it learns it at its next issuance).
 fn mirror_renewal(
     st: &mut Station,
     session: &Session,
     c: &DocumentChange,
-) -> Result<Option<Mirrored>, StationError> {
+) -> Result<Outcome, StationError> {
     let Some(r) = c.renewed.as_ref().filter(|_| c.state == "active") else {
-        return Ok(None);
+        return Ok(Outcome::Same);
     };
     let number = crate::records::parse_document(&c.document)?;
-    let here = st.registry.document(number)?;
-    if r.certificates.is_empty() || here.is_none_or(|d| d.status != DocumentStatus::Active) {
-        return Ok(None);
+    let Some(here) = st.registry.document(number)? else {
+        return Ok(Outcome::Same);
+    };
+    if r.certificates.is_empty() || here.status != DocumentStatus::Active {
+        return Ok(Outcome::Same);
     }
+    let Ok(_lock) = crate::datadir::WorkLock::acquire(
+        &st.layout.root,
+        crate::datadir::Work::CardService(here.id),
+    ) else {
+        return Ok(Outcome::Skipped(
+            "a card service here is working on it".into(),
+        ));
+    };
     let doc = super::issued_document(st, &c.document)?;
     let profile = st.card_profile()?.clone();
     let known = st.registry.certificates_of_job(doc.issuance_job)?;
@@ -292,16 +303,25 @@ fn mirror_renewal(
         unknown.push((der, purpose));
     }
     if unknown.is_empty() {
-        return Ok(None);
+        return Ok(Outcome::Same);
     }
-    let certs: Vec<(&[u8], String)> = unknown
+    for (der, _) in &unknown {
+        if !super::adopt::esign_key_known(st, der)? {
+            return Ok(Outcome::Skipped(
+                "renewed under an e-Signature CA key this station has not met yet (it learns \
+                 it at its next issuance)"
+                    .into(),
+            ));
+        }
+    }
+    let certs: Vec<(&[u8], String, bool)> = unknown
         .iter()
-        .map(|(d, p)| (d.as_slice(), p.clone()))
+        .map(|(d, p)| (d.as_slice(), p.clone(), false))
         .collect();
     let renewed_at = format!("the national centre, by {}", r.by);
     let (active, _) =
         super::adopt::take_certificates(st, session.actor(), &doc, &certs, &renewed_at)?;
-    Ok(Some(Mirrored {
+    Ok(Outcome::Mirrored(Mirrored {
         document: c.document.clone(),
         was: "active".into(),
         now: "active".into(),

@@ -174,15 +174,39 @@ fn recover_renewal(
         .is_some_and(|s| s.state == StepState::Done);
     if issued {
         if let Some(why) = aborted_at_centre(st, &super::renew::renewal_uuid(job)) {
-            let doc = super::issued_document(st, document)?;
-            let e = StationError::Conflict(why.clone());
-            super::renew::roll_back_locally(st, session.actor(), &doc, job.id, &e)?;
-            return Ok(ServiceRecovered {
-                service_job: job.id,
-                kind: "renew",
-                document: document.into(),
-                outcome: "rolled-back",
-                detail: why,
+            // Whatever the document's state now (it may have been suspended or declared lost
+            // since): its issuance job is all the rollback needs.
+            let number = crate::records::parse_document(document)?;
+            let rolled_back = match st.registry.job_of_document(number)? {
+                Some(issuance) => {
+                    let e = StationError::Conflict(why.clone());
+                    super::renew::roll_back_locally(
+                        st,
+                        session.actor(),
+                        (issuance.id, document),
+                        job.id,
+                        &e,
+                    )
+                }
+                None => Err(StationError::Other(format!(
+                    "document {document}: no issuance job in this registry"
+                ))),
+            };
+            return Ok(match rolled_back {
+                Ok(()) => ServiceRecovered {
+                    service_job: job.id,
+                    kind: "renew",
+                    document: document.into(),
+                    outcome: "rolled-back",
+                    detail: why,
+                },
+                Err(e) => ServiceRecovered {
+                    service_job: job.id,
+                    kind: "renew",
+                    document: document.into(),
+                    outcome: "waiting-for-card",
+                    detail: format!("{why}; it could not be rolled back here: {e}"),
+                },
             });
         }
         return Ok(ServiceRecovered {

@@ -101,7 +101,7 @@ pub(super) struct Recorded {
 /// The certificates renewal `job` recorded at `ca.issue`, when that step finished.
 pub(super) fn renewal_certificates(
     st: &Station,
-    doc: &IssuedDocument,
+    issuance_job: i64,
     job: &ServiceJob,
 ) -> Result<Option<Vec<Recorded>>, StationError> {
     let Some(step) = job
@@ -117,7 +117,7 @@ pub(super) fn renewal_certificates(
         .as_array()
         .map(|a| a.iter().filter_map(|v| v["id"].as_i64()).collect())
         .unwrap_or_default();
-    let all = st.registry.certificates_of_job(doc.issuance_job)?;
+    let all = st.registry.certificates_of_job(issuance_job)?;
     let profile = st.card_profile()?;
     ids.iter()
         .map(|id| {
@@ -343,7 +343,7 @@ impl<'a> Run<'a> {
         pin: &Pin,
     ) -> Result<(), StationError> {
         let (doc, session, num) = (self.doc, self.session, self.number);
-        let left_on_card = left_on_card(self.st, doc)?;
+        let left_on_card = carried_certificates(self.st, doc, profile)?;
         let slots: Vec<Slot> = profile.keys.iter().map(|k| k.slot).collect();
         let recorded_ders: Vec<(Slot, &[u8])> = resumable
             .map(|(_, r)| r.iter().map(|c| (c.slot, c.der.as_slice())).collect())
@@ -428,14 +428,15 @@ impl<'a> Run<'a> {
             id: job.id,
             uuid: renewal_uuid(&job),
         };
-        if let Some(recorded) = renewal_certificates(self.st, self.doc, &job)? {
+        if let Some(recorded) = renewal_certificates(self.st, self.doc.issuance_job, &job)? {
             let renewal = self.renewal(&rj);
             if let Some(why) = self.seam.renewal_aborted(self.st, &renewal)? {
                 tracing::warn!(job = job.id, reason = %why, "a renewal left for the card was aborted at the centre");
+                let number = self.number.to_owned();
                 roll_back_locally(
                     self.st,
                     self.session.actor(),
-                    self.doc,
+                    (self.doc.issuance_job, &number),
                     rj.id,
                     &StationError::Conflict(why),
                 )?;
@@ -750,45 +751,76 @@ impl<'a> Run<'a> {
                 .write(|t| t.set_service_job_error(job.id, &format!("{e}; abort: {ce}")));
             return Err(ce);
         }
-        roll_back_locally(self.st, self.session.actor(), self.doc, job.id, e)
+        let number = self.number.to_owned();
+        roll_back_locally(
+            self.st,
+            self.session.actor(),
+            (self.doc.issuance_job, &number),
+            job.id,
+            e,
+        )
     }
 }
 
-/// The certificates of the document's latest renewal when it was rolled back after `ca.issue`
-/// (the centre aborted it while the card was away, its timeout): the card may carry them, so
-/// they still show it is the document's card.
-fn left_on_card(st: &Station, doc: &IssuedDocument) -> Result<Vec<(Slot, Vec<u8>)>, StationError> {
-    let Some(job) = st
-        .registry
-        .last_service_job(doc.document.id, ServiceKind::Renew)?
-        .filter(|j| j.state == JobState::RolledBack)
-    else {
-        return Ok(Vec::new());
-    };
-    Ok(renewal_certificates(st, doc, &job)?
-        .unwrap_or_default()
-        .into_iter()
-        .map(|c| (c.slot, c.der))
-        .collect())
+/// Certificates a card of `doc` may carry besides its active ones, per slot: those issued for
+/// the document after its active certificate of that slot, by a renewal still running (`issued`:
+/// perhaps written before it stopped) or one rolled back here or aborted by the centre's timeout
+/// (revoked `cessationOfOperation`: written before the renewal could complete). Any of them shows
+/// the card is the document's; its chip must still open with the document's MRZ and the holder's
+/// PIN verify.
+pub(super) fn carried_certificates(
+    st: &Station,
+    doc: &IssuedDocument,
+    profile: &profiles::card::CardProfile,
+) -> Result<Vec<(Slot, Vec<u8>)>, StationError> {
+    let all = st.registry.certificates_of_job(doc.issuance_job)?;
+    let mut out = Vec::new();
+    for k in &profile.keys {
+        let of_slot = || {
+            all.iter()
+                .filter(|c| c.data.purpose == k.certificate_profile)
+        };
+        let active = of_slot()
+            .filter(|c| c.status == CertStatus::Active)
+            .map(|c| c.id)
+            .max();
+        for c in of_slot() {
+            let left = c.status == CertStatus::Issued
+                || (c.status == CertStatus::Revoked
+                    && c.revocation_reason.as_deref() == Some("cessationOfOperation"));
+            if left && active.is_none_or(|a| c.id > a) {
+                out.push((k.slot, c.data.der.clone()));
+            }
+        }
+    }
+    Ok(out)
 }
 
-/// The local half of a rollback (see `Run::roll_back`; recovery uses it too).
+/// The local half of a rollback (see `Run::roll_back`; recovery uses it too) of renewal
+/// `job_id` of the document (its issuance job, its number).
 pub(crate) fn roll_back_locally(
     st: &mut Station,
     actor: &registry::Actor,
-    doc: &IssuedDocument,
+    (issuance_job, number): (i64, &str),
     job_id: i64,
     e: &StationError,
 ) -> Result<(), StationError> {
     let now = registry::now_rfc3339();
+    // Not those revoked since (the document declared lost, say): they stay as they are.
+    let all = st.registry.certificates_of_job(issuance_job)?;
+    let unrevoked = |id: i64| {
+        all.iter()
+            .any(|c| c.id == id && matches!(c.status, CertStatus::Issued | CertStatus::Active))
+    };
     let issued: Vec<(i64, String)> = st
         .registry
         .service_job(job_id)
         .ok()
         .flatten()
-        .and_then(|j| renewal_certificates(st, doc, &j).ok().flatten())
+        .and_then(|j| renewal_certificates(st, issuance_job, &j).ok().flatten())
         .unwrap_or_default()
         .into_iter()
+        .filter(|c| unrevoked(c.id))
         .map(|c| (c.id, c.serial))
         .collect();
     st.registry.write(|t| {
@@ -799,7 +831,7 @@ pub(crate) fn roll_back_locally(
         t.audit(&AuditEntry {
             actor,
             action: "renewal.rolled-back",
-            object: &format!("document:{}", doc.document.number),
+            object: &format!("document:{number}"),
             details: &json!({
                 "service_job": job_id,
                 "error": e.to_string(),

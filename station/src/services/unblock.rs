@@ -190,15 +190,9 @@ fn check_card(
     card: &card_services::IssuedCard,
 ) -> Result<(), StationError> {
     let slots: Vec<_> = profile.keys.iter().map(|k| k.slot).collect();
-    // A renewal interrupted after its certificates were issued may have written them: they
-    // identify the card too (the renewal is finished by the next `renew`, which needs the PIN).
-    let renewing = match st
-        .registry
-        .running_service_job(doc.document.id, ServiceKind::Renew)?
-    {
-        Some(job) => super::renew::renewal_certificates(st, doc, &job)?.unwrap_or_default(),
-        None => Vec::new(),
-    };
+    // A renewal interrupted after its certificates were issued, or one rolled back or aborted by
+    // the centre after, may have written them: they identify the card too.
+    let renewing = super::renew::carried_certificates(st, doc, profile)?;
     match_card(doc, card, &slots, |slot| {
         let mut ok: Vec<&[u8]> = Vec::new();
         if let Some(c) = doc.certificate(profile, slot) {
@@ -207,8 +201,8 @@ fn check_card(
         ok.extend(
             renewing
                 .iter()
-                .filter(|c| c.slot == slot)
-                .map(|c| c.der.as_slice()),
+                .filter(|(s, _)| *s == slot)
+                .map(|(_, der)| der.as_slice()),
         );
         ok
     })
