@@ -932,6 +932,18 @@ fn two_stations(tag: &str) -> TwoStations {
 /// Issue a card at the station `tls` is for, to holder `pinfl`, through the protocol; its
 /// document number.
 fn issue(w: &World, tls: &Arc<rustls::ClientConfig>, pinfl: &str, serial: &str) -> String {
+    issue_card(w, tls, pinfl, serial, false).0
+}
+
+/// [`issue`], asking for the card's key from the centre first when `with_key`: the document
+/// number and the certificate serials.
+fn issue_card(
+    w: &World,
+    tls: &Arc<rustls::ClientConfig>,
+    pinfl: &str,
+    serial: &str,
+    with_key: bool,
+) -> (String, Vec<String>) {
     let job = new_job();
     let holder = json!({ "pinfl": pinfl, "surname": "Aliyev", "given_names": "Bobur",
         "sex": "M", "date_of_birth": "1988-02-03", "place_of_birth": "Samarkand", "citizenship": "UZB" });
@@ -944,11 +956,19 @@ fn issue(w: &World, tls: &Arc<rustls::ClientConfig>, pinfl: &str, serial: &str) 
                  "update_holder": false, "card_serial": serial }),
     ))
     .unwrap();
-    w.ok(
+    if with_key {
+        w.ok(
+            tls,
+            centre_api::paths::CARD_KEY,
+            &json!({ "operator": "clerk1", "card_serial": serial, "purpose": "issuance", "job": job }),
+        );
+    }
+    let c: CertifyResponse = serde_json::from_value(w.ok(
         tls,
         &centre_api::paths::certify(&job),
         &keys_body(&job, &r.challenge),
-    );
+    ))
+    .unwrap();
     let today = time::OffsetDateTime::now_utc().date();
     w.ok(
         tls,
@@ -956,7 +976,10 @@ fn issue(w: &World, tls: &Arc<rustls::ClientConfig>, pinfl: &str, serial: &str) 
         &json!({ "operator": "clerk1", "card_serial": serial, "date_of_issue": date(today),
                  "date_of_expiry": date(today + time::Duration::days(3650)) }),
     );
-    r.document
+    (
+        r.document,
+        c.certificates.iter().map(|c| c.serial.clone()).collect(),
+    )
 }
 
 /// `POST /v1/documents/changes` (docs/centre.md "What other offices changed"): a station lists
@@ -1404,40 +1427,7 @@ fn issue_under_card_key(
     pinfl: &str,
     serial: &str,
 ) -> (String, Vec<String>) {
-    let job = new_job();
-    let holder = json!({ "pinfl": pinfl, "surname": "Rakhimov", "given_names": "Jasur",
-        "sex": "M", "date_of_birth": "1985-04-05", "place_of_birth": "Bukhara", "citizenship": "UZB" });
-    let address = json!({ "kind": "permanent", "region": "Buxoro", "district": "Buxoro",
-        "street": "Navoi 2", "house": "7", "registered_on": "2012-03-01" });
-    let r: ReserveResponse = serde_json::from_value(w.ok(
-        tls,
-        "/v1/jobs/reserve",
-        &json!({ "job": job, "operator": "clerk1", "holder": holder, "address": address,
-                 "update_holder": false, "card_serial": serial }),
-    ))
-    .unwrap();
-    w.ok(
-        tls,
-        centre_api::paths::CARD_KEY,
-        &json!({ "operator": "clerk1", "card_serial": serial, "purpose": "issuance", "job": job }),
-    );
-    let c: CertifyResponse = serde_json::from_value(w.ok(
-        tls,
-        &centre_api::paths::certify(&job),
-        &keys_body(&job, &r.challenge),
-    ))
-    .unwrap();
-    let today = time::OffsetDateTime::now_utc().date();
-    w.ok(
-        tls,
-        &centre_api::paths::complete(&job),
-        &json!({ "operator": "clerk1", "card_serial": serial, "date_of_issue": date(today),
-                 "date_of_expiry": date(today + time::Duration::days(3650)) }),
-    );
-    (
-        r.document,
-        c.certificates.iter().map(|c| c.serial.clone()).collect(),
-    )
+    issue_card(w, tls, pinfl, serial, true)
 }
 
 /// A renewal left open is aborted by the centre after `[issuance] renewal_timeout_seconds`

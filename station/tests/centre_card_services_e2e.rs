@@ -1623,6 +1623,19 @@ fn card_signs(st: &Station, reader: &str) -> String {
     out.trim().trim_start_matches("serial=").to_uppercase()
 }
 
+/// The serials of a JSON list — of strings, or of certificates with a `serial` — upper-case,
+/// sorted.
+fn serials_in(list: &serde_json::Value) -> Vec<String> {
+    let mut out: Vec<String> = list
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"))
+        .iter()
+        .map(|x| x["serial"].as_str().or(x.as_str()).unwrap().to_uppercase())
+        .collect();
+    out.sort();
+    out
+}
+
 /// `renew` of `doc` at `st` with the holder's PIN, with `env` (a failpoint).
 fn renew_at(st: &Station, doc: &str, reader: &str, env: &[(&str, &str)]) -> Output {
     let args = [
@@ -1712,21 +1725,9 @@ fn another_offices_card_is_renewed_here_and_its_issuing_station_takes_the_new_ce
         ),
         "{r}"
     );
-    let mut new: Vec<String> = r["certificates"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["serial"].as_str().unwrap().to_uppercase())
-        .collect();
-    new.sort();
+    let new = serials_in(&r["certificates"]);
     assert_eq!(serials_at_centre(&centre, &pinfl, "active"), new, "{r}");
-    let mut superseded: Vec<String> = r["superseded"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_uppercase())
-        .collect();
-    superseded.sort();
+    let superseded = serials_in(&r["superseded"]);
     assert_eq!(superseded, first, "{r}");
     let on_card = card_signs(&sam, &reader);
     assert!(
@@ -1862,21 +1863,9 @@ fn a_renewal_the_centre_timed_out_is_made_again_when_the_card_comes_back() {
         assert!(o.status.success(), "{}", text(&o));
         let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         assert_eq!(r["resumed"], false, "{r}");
-        let mut new: Vec<String> = r["certificates"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c["serial"].as_str().unwrap().to_uppercase())
-            .collect();
-        new.sort();
+        let new = serials_in(&r["certificates"]);
         assert_eq!(serials_at_centre(&centre, &pinfl, "active"), new, "{r}");
-        let mut superseded: Vec<String> = r["superseded"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s.as_str().unwrap().to_uppercase())
-            .collect();
-        superseded.sort();
+        let superseded = serials_in(&r["superseded"]);
         assert_eq!(superseded, before, "{r}");
         assert!(among(&new, &card_signs(back_at, &reader)));
         if std::ptr::eq(leaves, back_at) {
@@ -1887,13 +1876,7 @@ fn a_renewal_the_centre_timed_out_is_made_again_when_the_card_comes_back() {
             let mirrored = audited(back_at, "certificates.mirrored");
             let last: serde_json::Value =
                 serde_json::from_str(mirrored.last().expect("certificates.mirrored")).unwrap();
-            let mut taken: Vec<String> = last["revoked"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|s| s.as_str().unwrap().to_uppercase())
-                .collect();
-            taken.sort();
+            let taken = serials_in(&last["revoked"]);
             assert_eq!(taken, left, "{last}");
         }
     }
@@ -1910,13 +1893,7 @@ fn a_renewal_the_centre_timed_out_is_made_again_when_the_card_comes_back() {
         .collect();
     assert_eq!(m.len(), 1, "{sy}");
     let active = serials_at_centre(&centre, &pinfl, "active");
-    let mut listed: Vec<String> = m[0]["certificates"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_uppercase())
-        .collect();
-    listed.sort();
+    let listed = serials_in(&m[0]["certificates"]);
     assert_eq!(listed, active, "{sy}");
     assert!(
         m[0]["changed_by"]

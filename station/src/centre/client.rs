@@ -310,12 +310,7 @@ impl CentreClient {
         path: &str,
         body: &Q,
     ) -> Result<R, StationError> {
-        let json = serde_json::to_vec(body)
-            .map_err(|e| StationError::Other(format!("request body for {path}: {e}")))?;
-        self.with_others(|c| {
-            let answer = c.request("POST", path, Some(json.clone()))?;
-            c.parse(path, &answer)
-        })
+        self.post_wiping(path, body, false)
     }
 
     /// [`CentreClient::post`] for an answer that carries a secret (a card's management key):
@@ -325,12 +320,24 @@ impl CentreClient {
         path: &str,
         body: &Q,
     ) -> Result<R, StationError> {
+        self.post_wiping(path, body, true)
+    }
+
+    /// A POST on each instance in turn; the answer's bytes wiped once parsed when `wipe`.
+    fn post_wiping<Q: Serialize, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Q,
+        wipe: bool,
+    ) -> Result<R, StationError> {
         let json = serde_json::to_vec(body)
             .map_err(|e| StationError::Other(format!("request body for {path}: {e}")))?;
         self.with_others(|c| {
             let mut answer: Vec<u8> = c.request("POST", path, Some(json.clone()))?.into();
             let parsed = c.parse(path, &answer);
-            zeroize::Zeroize::zeroize(&mut answer);
+            if wipe {
+                zeroize::Zeroize::zeroize(&mut answer);
+            }
             parsed
         })
     }
