@@ -42,7 +42,7 @@ pub async fn revoke(
 ) -> Result<RevokeResponse> {
     crate::issuance::check_operator(&req.operator)?;
     let (state, crl_reason) = revocation_for(&req.reason)?;
-    let (series, number) = crate::show::parse_document(document)?;
+    let (series, number) = crate::numbers::parse_document(document)?;
     let mut client = centre.pool.get().await?;
     let tx = client.transaction().await?;
     let row = tx
@@ -118,7 +118,7 @@ async fn link_replacement(
     holder: i64,
     new: &str,
 ) -> Result<()> {
-    let (series, number) = crate::show::parse_document(new).map_err(|_| {
+    let (series, number) = crate::numbers::parse_document(new).map_err(|_| {
         CentralError::invalid("replaced_by", "must be a document number (e.g. AA0000042)")
     })?;
     let row = tx

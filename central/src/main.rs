@@ -83,6 +83,30 @@ enum Cmd {
     /// The e-government outbox: what the publisher delivered, is retrying, or gave up on.
     #[command(subcommand)]
     Outbox(OutboxCmd),
+    /// Renewals of documents' certificates: list (the open ones block other offices), abort.
+    #[command(subcommand)]
+    Renewals(RenewalsCmd),
+}
+
+#[derive(Subcommand)]
+enum RenewalsCmd {
+    /// Every renewal, or the open ones (ca-admin or auditor; the read is audited).
+    List {
+        /// Only the open ones (reserved or certified: waiting for their card).
+        #[arg(long)]
+        open: bool,
+        #[arg(long, value_name = "NAME")]
+        operator: String,
+    },
+    /// Abort an open renewal now, as the renewal timeout would (ca-admin; audited).
+    Abort {
+        /// The renewal's job (from `renewals list`).
+        job: String,
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+        #[arg(long, value_name = "NAME")]
+        operator: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -402,6 +426,35 @@ async fn run(cli: &Cli, cfg: &CentreConfig) -> Result<(), CentralError> {
         Cmd::Audit(ac) => audit(cli, cfg, ac).await,
         Cmd::Ca(cc) => ca_cli::run(cli, cfg, cc).await,
         Cmd::Outbox(oc) => outbox(cli, cfg, oc).await,
+        Cmd::Renewals(rc) => renewals(cli, cfg, rc).await,
+    }
+}
+
+async fn renewals(cli: &Cli, cfg: &CentreConfig, rc: &RenewalsCmd) -> Result<(), CentralError> {
+    use central::services::renewals as rn;
+    let pool = central::db::pool(&cfg.database)?;
+    match rc {
+        RenewalsCmd::List { open, operator } => {
+            let roles = [Role::CaAdmin, Role::Auditor];
+            let s = log_in(&pool, cfg, operator, "read the renewals", &roles).await?;
+            let all = rn::list(&pool, &s, *open).await?;
+            print(cli.json, &all, |l| match l.len() {
+                0 if *open => "No open renewals\n".to_owned(),
+                0 => "No renewals\n".to_owned(),
+                _ => l.iter().map(|r| format!("{}\n", r.line())).collect(),
+            })
+        }
+        RenewalsCmd::Abort {
+            job,
+            reason,
+            operator,
+        } => {
+            let roles = [Role::CaAdmin];
+            let s = log_in(&pool, cfg, operator, "abort renewals", &roles).await?;
+            let r = rn::abort(&pool, &s, job, reason).await?;
+            checkpoint_after(cfg, &pool, "renewal.aborted").await;
+            print(cli.json, &r, |r| format!("{}\n", r.line()))
+        }
     }
 }
 
@@ -870,15 +923,7 @@ fn show_text(r: &central::show::HolderRecord) -> String {
             s += &format!("    to be replaced: {why}\n");
         }
         for r in &d.renewals {
-            let why = match (&r.abort_reason, r.timed_out) {
-                (Some(w), true) => format!(": aborted by the centre ({w})"),
-                (Some(w), false) => format!(": {w}"),
-                (None, _) => String::new(),
-            };
-            s += &format!(
-                "    renewal {} {} at office {} ({}/{}) opened {}, last changed {}{why}\n",
-                r.job, r.state, r.office, r.station, r.operator, r.opened_at, r.updated_at
-            );
+            s += &format!("    {}\n", r.line());
         }
     }
     s += "Certificates:\n";

@@ -17,6 +17,21 @@ pub fn document_number(series: &str, number: i32) -> String {
     format!("{series}{number:07}")
 }
 
+/// A document number's series and number (`AA0000042`).
+pub fn parse_document(d: &str) -> Result<(String, i32)> {
+    let ok = d.len() == 9
+        && d.as_bytes()[..2].iter().all(u8::is_ascii_uppercase)
+        && d.as_bytes()[2..].iter().all(u8::is_ascii_digit);
+    let number = d.get(2..).and_then(|n| n.parse::<i32>().ok());
+    match number {
+        Some(n) if ok => Ok((d[..2].to_owned(), n)),
+        _ => Err(CentralError::invalid(
+            "document",
+            "must be a series of two capital letters and seven digits (e.g. AA0000042)",
+        )),
+    }
+}
+
 /// Assign `station` the next block of the configured series (its first block at enrolment, a
 /// new one when the others are used up). Blocks of a series are cut under one advisory lock, so
 /// two centre instances never cut overlapping ones.
@@ -131,6 +146,18 @@ pub async fn set_state(tx: &Transaction<'_>, series: &str, number: i32, state: &
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn document_numbers_parse_and_bad_ones_name_the_field() {
+        assert_eq!(
+            super::parse_document("AA0000042").unwrap(),
+            ("AA".into(), 42)
+        );
+        for bad in ["AA000004", "aa0000042", "AA00000X2", "AAA000042"] {
+            let e = super::parse_document(bad).unwrap_err().to_string();
+            assert!(e.starts_with("document: "), "{bad}: {e}");
+        }
+    }
+
     #[test]
     fn a_document_number_is_the_series_and_seven_digits() {
         assert_eq!(super::document_number("AA", 42), "AA0000042");

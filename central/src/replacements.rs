@@ -141,7 +141,7 @@ pub async fn for_office(
     let only = req
         .document
         .as_deref()
-        .map(crate::show::parse_document)
+        .map(crate::numbers::parse_document)
         .transpose()?;
     let mut client = centre.pool.get().await?;
     let tx = client.transaction().await?;

@@ -44,25 +44,7 @@ pub struct DocumentRecord {
     pub document_signer: Option<String>,
     /// Every renewal of the document's certificates, oldest first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub renewals: Vec<RenewalRecord>,
-}
-
-/// A renewal of a document's certificates (a card service job), as `show` lists it.
-#[derive(Debug, Clone, Serialize)]
-pub struct RenewalRecord {
-    pub job: String,
-    pub office: String,
-    pub station: String,
-    pub operator: String,
-    /// `reserved`, `certified` (open: waiting for the card), `completed`, `aborted`.
-    pub state: String,
-    /// RFC 3339 UTC.
-    pub opened_at: String,
-    pub updated_at: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub abort_reason: Option<String>,
-    /// Aborted by the centre's renewal timeout.
-    pub timed_out: bool,
+    pub renewals: Vec<crate::services::renewals::RenewalRecord>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -85,21 +67,6 @@ pub struct HolderRecord {
     pub certificates: Vec<CertificateRecord>,
 }
 
-/// A document number's series and number (`AA0000042`).
-pub(crate) fn parse_document(d: &str) -> Result<(String, i32)> {
-    let ok = d.len() == 9
-        && d.as_bytes()[..2].iter().all(u8::is_ascii_uppercase)
-        && d.as_bytes()[2..].iter().all(u8::is_ascii_digit);
-    let number = d.get(2..).and_then(|n| n.parse::<i32>().ok());
-    match number {
-        Some(n) if ok => Ok((d[..2].to_owned(), n)),
-        _ => Err(CentralError::invalid(
-            "document",
-            "must be a series of two capital letters and seven digits (e.g. AA0000042)",
-        )),
-    }
-}
-
 async fn holder_id(c: &impl GenericClient, q: &Query) -> Result<Option<i64>> {
     Ok(match q {
         Query::Pinfl(p) => {
@@ -108,7 +75,7 @@ async fn holder_id(c: &impl GenericClient, q: &Query) -> Result<Option<i64>> {
             holders::find(c, p).await?.map(|(id, _)| id)
         }
         Query::Document(d) => {
-            let (series, number) = parse_document(d)?;
+            let (series, number) = crate::numbers::parse_document(d)?;
             c.prepared_opt(
                 "SELECT holder_id FROM jobs WHERE series = $1 AND number = $2 ORDER BY created_at DESC LIMIT 1",
                 &[&series, &number],
@@ -147,40 +114,6 @@ async fn documents(c: &impl GenericClient, holder: i64) -> Result<Vec<DocumentRe
             replacement_due: r.get(11),
             document_signer: r.get(12),
             renewals: Vec::new(),
-        })
-        .collect())
-}
-
-/// The renewals of every document of `holder`, by document number.
-async fn renewals(c: &impl GenericClient, holder: i64) -> Result<Vec<(String, RenewalRecord)>> {
-    let rows = c
-        .prepared_query(
-            "SELECT d.series, d.number, s.id, s.office, s.station, s.operator, s.state,
-                    to_char(s.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
-                    to_char(s.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
-                    s.abort_reason, s.timed_out_at IS NOT NULL
-             FROM service_jobs s JOIN documents d ON d.id = s.document_id
-             WHERE d.holder_id = $1 AND s.kind = 'renew' ORDER BY s.created_at, s.id",
-            &[&holder],
-        )
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            (
-                crate::numbers::document_number(r.get(0), r.get(1)),
-                RenewalRecord {
-                    job: r.get(2),
-                    office: r.get(3),
-                    station: r.get(4),
-                    operator: r.get(5),
-                    state: r.get(6),
-                    opened_at: r.get(7),
-                    updated_at: r.get(8),
-                    abort_reason: r.get(9),
-                    timed_out: r.get(10),
-                },
-            )
         })
         .collect())
 }
@@ -244,8 +177,8 @@ pub async fn show(pool: &Pool, session: &Session, q: &Query) -> Result<HolderRec
             addresses: holders::addresses(&tx, id).await?,
             documents: {
                 let mut docs = documents(&tx, id).await?;
-                for (number, r) in renewals(&tx, id).await? {
-                    if let Some(d) = docs.iter_mut().find(|d| d.document == number) {
+                for r in crate::services::renewals::renewals(&tx, Some(id), false).await? {
+                    if let Some(d) = docs.iter_mut().find(|d| d.document == r.document) {
                         d.renewals.push(r);
                     }
                 }
@@ -257,19 +190,4 @@ pub async fn show(pool: &Pool, session: &Session, q: &Query) -> Result<HolderRec
     tx.commit().await?;
     record
         .ok_or_else(|| CentralError::NotFound(format!("{object} is not in the national registry")))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn document_numbers_parse_and_bad_ones_name_the_field() {
-        assert_eq!(
-            super::parse_document("AA0000042").unwrap(),
-            ("AA".into(), 42)
-        );
-        for bad in ["AA000004", "aa0000042", "AA00000X2", "AAA000042"] {
-            let e = super::parse_document(bad).unwrap_err().to_string();
-            assert!(e.starts_with("document: "), "{bad}: {e}");
-        }
-    }
 }

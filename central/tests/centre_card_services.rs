@@ -1449,6 +1449,7 @@ fn a_renewal_left_open_is_aborted_by_the_centre_and_its_card_still_served() {
     } = two_stations("rt");
     let (doc, first) = issue_under_card_key(&w, &tas.tls, "41234567890121", "0B1C2D31");
     let (doc2, _) = issue_under_card_key(&w, &tas.tls, "41234567890122", "0B1C2D32");
+    let (doc3, _) = issue_under_card_key(&w, &tas.tls, "41234567890123", "0B1C2D33");
     let renew = |tls: &Arc<rustls::ClientConfig>, doc: &str, serial: &str| {
         let job = new_job();
         let o: RenewResponse = serde_json::from_value(w.ok(
@@ -1482,12 +1483,62 @@ fn a_renewal_left_open_is_aborted_by_the_centre_and_its_card_still_served() {
         "job-conflict",
     );
 
+    // `idcentral renewals list --open` shows the three open ones; a ca-admin aborts the third at
+    // once (a holder who lost the card mid-renewal), which the timeout then leaves alone.
+    let (lost, _) = renew(&sam.tls, &doc3, "0B1C2D33");
     let config = _tmp.path().join("centre.toml");
+    let pw = format!("{ADMIN_PASSWORD}\n");
+    let admin = |args: &[&str]| {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        all.extend(["--operator", "admin"]);
+        idcentral(&config, &all, &pw)
+    };
+    let open: Value = serde_json::from_str(&ok(admin(&["renewals", "list", "--open"]))).unwrap();
+    let open_jobs: Vec<&str> = open
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["job"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        open_jobs,
+        [left.as_str(), reserved.as_str(), lost.as_str()],
+        "{open}"
+    );
+    let aborted_now: Value = serde_json::from_str(&ok(admin(&[
+        "renewals",
+        "abort",
+        &lost,
+        "--reason",
+        "the holder lost the card",
+    ])))
+    .unwrap();
+    assert_eq!(
+        (
+            &aborted_now["state"],
+            &aborted_now["timed_out"],
+            &aborted_now["office"]
+        ),
+        (&json!("aborted"), &json!(false), &json!("SAM01")),
+        "{aborted_now}"
+    );
+    assert_eq!(
+        aborted_now["abort_reason"],
+        "aborted by admin at the centre: the holder lost the card"
+    );
+    let again = admin(&["renewals", "abort", &lost, "--reason", "twice"]);
+    assert_eq!(again.status.code(), Some(5), "{again:?}");
+    let unknown = admin(&["renewals", "abort", &new_job(), "--reason", "x"]);
+    assert_eq!(unknown.status.code(), Some(2), "{unknown:?}");
+    let no_reason = admin(&["renewals", "abort", &left, "--reason", " "]);
+    assert_eq!(no_reason.status.code(), Some(2), "{no_reason:?}");
+
     let short = config.with_file_name("centre-short-renewal-timeout.toml");
-    let text = std::fs::read_to_string(&config).unwrap();
+    let base = std::fs::read_to_string(&config).unwrap();
     std::fs::write(
         &short,
-        format!("{text}\n[issuance]\nrenewal_timeout_seconds = 1\n"),
+        format!("{base}\n[issuance]\nrenewal_timeout_seconds = 1\n"),
     )
     .unwrap();
     let sweeper = Server::start(&short);
@@ -1593,7 +1644,7 @@ fn a_renewal_left_open_is_aborted_by_the_centre_and_its_card_still_served() {
         &db,
         "SELECT station || ' ' || (details::json ->> 'service_job') || ' '
                 || coalesce(details::json ->> 'timed_out', 'false')
-         FROM audit_log WHERE action = 'renewal.aborted' ORDER BY seq",
+         FROM audit_log WHERE action = 'renewal.aborted' AND role <> 'ca-admin' ORDER BY seq",
     );
     let mut by_centre = vec![
         format!("centre {left} true"),
@@ -1605,9 +1656,15 @@ fn a_renewal_left_open_is_aborted_by_the_centre_and_its_card_still_served() {
     assert_eq!(first_two, by_centre, "{audited:?}");
     assert_eq!(audited[2], format!("sam01-st1 {aborted} false"));
 
+    let by_admin = rt_rows(
+        &w.rt,
+        &db,
+        "SELECT operator || ' ' || (details::json ->> 'service_job') FROM audit_log
+         WHERE action = 'renewal.aborted' AND role = 'ca-admin'",
+    );
+    assert_eq!(by_admin, [format!("admin {lost}")]);
+
     // `idcentral show` lists the document's renewals, the timed-out one saying so.
-    let pw = format!("{ADMIN_PASSWORD}\n");
-    let config = _tmp.path().join("centre.toml");
     let args = ["--json", "show", "--document", &doc, "--operator", "admin"];
     let v: Value = serde_json::from_str(&ok(idcentral(&config, &args, &pw))).unwrap();
     let d = v["documents"]
@@ -1644,7 +1701,7 @@ fn a_renewal_left_open_is_aborted_by_the_centre_and_its_card_still_served() {
     let text = ok(idcentral(&config, &args[1..], &pw));
     assert!(
         text.contains(&format!(
-            "renewal {left} aborted at office TAS01 (tas01-st1/clerk1)"
+            "renewal {left} of {doc} aborted at office TAS01 (tas01-st1/clerk1)"
         )) && text.contains(": aborted by the centre (timeout: the renewal stayed open"),
         "{text}"
     );

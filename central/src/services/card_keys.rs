@@ -245,7 +245,7 @@ async fn for_job(tx: &Transaction<'_>, who: &WhoAmI, req: &CardKeyRequest) -> Re
 /// the document's (active, or issued by a renewal not yet completed).
 async fn for_document(tx: &Transaction<'_>, req: &CardKeyRequest) -> Result<Release> {
     let document = req.document.as_deref().unwrap_or_default();
-    let (series, number) = crate::show::parse_document(document)?;
+    let (series, number) = crate::numbers::parse_document(document)?;
     let not_found = || {
         CentralError::refused(
             Refusal::NotFound,

@@ -124,7 +124,7 @@ pub async fn document(
     req: &DocumentLookupRequest,
 ) -> Result<CardAtCentre> {
     check_operator(&req.operator)?;
-    let (series, number) = crate::show::parse_document(&req.document)?;
+    let (series, number) = crate::numbers::parse_document(&req.document)?;
     let mut client = centre.pool.get().await?;
     let counted = crate::numbers::document_number(&series, number);
     count_within_limit(&mut client, centre, who, &req.operator, &counted).await?;

@@ -20,6 +20,7 @@ pub mod changes;
 pub mod hold;
 pub mod lookup;
 pub mod renew;
+pub mod renewals;
 
 use crate::db::Prepared;
 use centre_api::{rules, JobState};
@@ -215,7 +216,7 @@ pub struct Doc {
 
 /// Document `number` (locked for the transaction), or `document-not-found`.
 pub async fn document(c: &impl GenericClient, number: &str) -> Result<Doc> {
-    let (series, n) = crate::show::parse_document(number)?;
+    let (series, n) = crate::numbers::parse_document(number)?;
     let r = c
         .prepared_opt(
             "SELECT id, job, holder_id, state, office, date_of_expiry, card_serial, suspended_at

@@ -128,7 +128,7 @@ pub async fn open(
 }
 
 /// The renewal's document (by id, locked).
-async fn job_document(tx: &Transaction<'_>, job: &ServiceJob) -> Result<super::Doc> {
+pub(super) async fn job_document(tx: &Transaction<'_>, job: &ServiceJob) -> Result<super::Doc> {
     let id = job
         .document_id
         .ok_or_else(|| CentralError::Database(format!("renewal {} names no document", job.id)))?;
@@ -428,7 +428,7 @@ pub async fn abort(
 
 /// Abort renewal `job` of `doc`: what it issued revoked (cessationOfOperation), the document's
 /// previous certificates untouched; `timed_out` when the centre's sweep does it.
-async fn abort_renewal(
+pub(super) async fn abort_renewal(
     tx: &Transaction<'_>,
     job: &ServiceJob,
     doc: &super::Doc,

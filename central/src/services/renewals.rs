@@ -1,0 +1,163 @@
+//! The renewals of the country as the centre's operators see them (`idcentral renewals list`,
+//! `idcentral renewals abort`): every renewal of a document's certificates, or the open ones —
+//! reserved or certified, each blocking every other office's renewal of its document until it
+//! completes, its station aborts it, or the centre's timeout does (`[issuance]
+//! renewal_timeout_seconds`). A ca-admin may abort an open one at once (a holder who lost the
+//! card in the middle of a renewal, an office closed): as the timeout does, its certificates
+//! are revoked cessationOfOperation and the card, if it carries them, stays served.
+
+use deadpool_postgres::{GenericClient, Pool};
+use serde::Serialize;
+
+use crate::audit;
+use crate::db::Prepared;
+use crate::error::{CentralError, Result};
+use crate::operators::Session;
+
+/// A renewal of a document's certificates (a card service job).
+#[derive(Debug, Clone, Serialize)]
+pub struct RenewalRecord {
+    pub document: String,
+    pub job: String,
+    pub office: String,
+    pub station: String,
+    pub operator: String,
+    /// `reserved`, `certified` (open: waiting for the card), `completed`, `aborted`.
+    pub state: String,
+    /// RFC 3339 UTC.
+    pub opened_at: String,
+    pub updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub abort_reason: Option<String>,
+    /// Aborted by the centre's renewal timeout.
+    pub timed_out: bool,
+}
+
+impl RenewalRecord {
+    /// One line of `renewals list` and of `show`.
+    pub fn line(&self) -> String {
+        let why = match (&self.abort_reason, self.timed_out) {
+            (Some(w), true) => format!(": aborted by the centre ({w})"),
+            (Some(w), false) => format!(": {w}"),
+            (None, _) => String::new(),
+        };
+        format!(
+            "renewal {} of {} {} at office {} ({}/{}) opened {}, last changed {}{why}",
+            self.job,
+            self.document,
+            self.state,
+            self.office,
+            self.station,
+            self.operator,
+            self.opened_at,
+            self.updated_at
+        )
+    }
+}
+
+/// The renewals of `holder`'s documents (every holder: `None`), only the open ones when
+/// `open_only`; oldest first.
+pub async fn renewals(
+    c: &impl GenericClient,
+    holder: Option<i64>,
+    open_only: bool,
+) -> Result<Vec<RenewalRecord>> {
+    let rows = c
+        .prepared_query(
+            "SELECT d.series, d.number, s.id, s.office, s.station, s.operator, s.state,
+                    to_char(s.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                    to_char(s.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                    s.abort_reason, s.timed_out_at IS NOT NULL
+             FROM service_jobs s JOIN documents d ON d.id = s.document_id
+             WHERE s.kind = 'renew' AND ($1::bigint IS NULL OR d.holder_id = $1)
+               AND (NOT $2 OR s.state IN ('reserved', 'certified'))
+             ORDER BY s.created_at, s.id",
+            &[&holder, &open_only],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| RenewalRecord {
+            document: crate::numbers::document_number(r.get(0), r.get(1)),
+            job: r.get(2),
+            office: r.get(3),
+            station: r.get(4),
+            operator: r.get(5),
+            state: r.get(6),
+            opened_at: r.get(7),
+            updated_at: r.get(8),
+            abort_reason: r.get(9),
+            timed_out: r.get(10),
+        })
+        .collect())
+}
+
+/// `idcentral renewals list [--open]` (ca-admin or auditor): audited `renewals.read` with the
+/// count.
+pub async fn list(pool: &Pool, session: &Session, open_only: bool) -> Result<Vec<RenewalRecord>> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let all = renewals(&tx, None, open_only).await?;
+    let details = serde_json::json!({ "open_only": open_only, "count": all.len() });
+    audit::append(&tx, session.actor(), "renewals.read", "renewals", &details).await?;
+    tx.commit().await?;
+    Ok(all)
+}
+
+/// `idcentral renewals abort JOB --reason TEXT` (ca-admin): an open renewal aborted now, as the
+/// timeout would (its certificates revoked cessationOfOperation, the document's previous ones
+/// untouched); audited `renewal.aborted` by the operator. A completed or aborted one is refused
+/// (exit 5), an unknown one exits 2.
+pub async fn abort(
+    pool: &Pool,
+    session: &Session,
+    job: &str,
+    reason: &str,
+) -> Result<RenewalRecord> {
+    let reason = reason.trim();
+    if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(char::is_control) {
+        return Err(CentralError::invalid(
+            "reason",
+            "must be 1-500 characters without control characters",
+        ));
+    }
+    crate::issuance::check_job_id(job)?;
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let found = super::find(&tx, job)
+        .await?
+        .filter(|j| j.kind == "renew")
+        .ok_or_else(|| CentralError::NotFound(format!("job: no renewal {job} at the centre")))?;
+    if !matches!(
+        found.state,
+        centre_api::JobState::Reserved | centre_api::JobState::Certified
+    ) {
+        return Err(CentralError::Conflict(format!(
+            "renewal {job} is {}: only an open renewal (reserved or certified) is aborted",
+            crate::issuance::state_str(found.state)
+        )));
+    }
+    let doc = super::renew::job_document(&tx, &found).await?;
+    let reason = format!(
+        "aborted by {} at the centre: {reason}",
+        session.actor().operator
+    );
+    let answer = super::renew::abort_renewal(&tx, &found, &doc, &reason, false).await?;
+    let details = serde_json::json!({ "service_job": job, "reason": reason,
+        "revoked": answer.revoked, "station": found.station });
+    audit::append(
+        &tx,
+        session.actor(),
+        "renewal.aborted",
+        &format!("document:{}", doc.number),
+        &details,
+    )
+    .await?;
+    let record = renewals(&tx, Some(doc.holder_id), false)
+        .await?
+        .into_iter()
+        .find(|r| r.job == job)
+        .ok_or_else(|| CentralError::Database(format!("renewal {job} vanished")))?;
+    tx.commit().await?;
+    Ok(record)
+}
