@@ -84,8 +84,11 @@ pub async fn open(
     {
         let (other, office): (String, String) = (r.get(0), r.get(1));
         return Err(conflict(format!(
-            "document {} has a renewal open at office {office} (service job {other}); it must complete or abort first",
-            doc.number
+            "document {} has a renewal open at office {office} (service job {other}); it must \
+             complete or abort first (the centre aborts it {} hours after its last step; a \
+             ca-admin of the centre can abort it now: idcentral renewals abort)",
+            doc.number,
+            centre.issuance.renewal_timeout_seconds.div_ceil(3600)
         )));
     }
     let mut challenge = [0u8; 32];
