@@ -340,4 +340,51 @@ mod tests {
         let d = CentreSyncState::renewed(&done).expect("the renewal");
         assert_eq!((d.key.as_str(), d.days_left), ("ds-2", Some(91)));
     }
+
+    /// What a sync changed, listed in words: a state change as "here / at the centre", a
+    /// renewal at another office as renewed certificates recorded here.
+    #[test]
+    fn the_changes_of_a_sync_say_what_changed_and_a_renewal_in_its_own_words() {
+        use egui_kittest::kittest::Queryable as _;
+        use station::services::mirror::Mirrored;
+        let mirrored = |now: &str, reason: &str| Mirrored {
+            document: "AA0000042".into(),
+            was: "active".into(),
+            now: now.into(),
+            reason: Some(reason.into()),
+            changed_at: "2026-12-05T10:11:12Z".into(),
+            changed_by: Some("sam01-st1/clerk2".into()),
+            certificates: vec!["0A".into()],
+        };
+        let report = SyncReport {
+            listed: 2,
+            mirrored: vec![
+                mirrored("suspended", "suspended"),
+                mirrored("active", "renewed"),
+            ],
+            skipped: Vec::new(),
+            failed: Vec::new(),
+            until: "2026-12-05T14:00:00Z".into(),
+            document_signer_renewed: None,
+            document_signer_failed: None,
+        };
+        let mut harness = egui_kittest::Harness::new_ui_state(
+            |ui, r: &mut SyncReport| {
+                crate::i18n::set(ui.ctx(), crate::i18n::Lang::En);
+                changes_ui(ui, r);
+            },
+            report,
+        );
+        harness.run();
+        harness.get_by_label("What changed").click();
+        harness.run();
+        harness.get_by_label_contains("Document AA0000042: active here, suspended at the centre");
+        harness.get_by_label_contains(
+            "Document AA0000042: its certificates were renewed at 05.12.2026 10:11:12 UTC \
+             (sam01-st1/clerk2); the new ones are recorded here",
+        );
+        assert!(harness
+            .query_by_label_contains("active here, active at the centre")
+            .is_none());
+    }
 }
