@@ -149,6 +149,36 @@ mod tests {
         assert_eq!(timestamp("yesterday"), "yesterday");
     }
 
+    /// The card services' events read in words too, in every language; an action without
+    /// words keeps its name.
+    #[test]
+    fn card_service_actions_are_in_words_with_their_names() {
+        assert_eq!(
+            action_text(Lang::En, "renewal.rolled-back"),
+            "Certificate renewal undone (renewal.rolled-back)"
+        );
+        assert_eq!(
+            action_text(Lang::En, "certificates.mirrored"),
+            "Certificates renewed at another office recorded (certificates.mirrored)"
+        );
+        for action in [
+            "renewal.started",
+            "renewal.completed",
+            "card.unblocked",
+            "document.mirrored",
+            "address.ended",
+        ] {
+            for lang in [Lang::En, Lang::Ru, Lang::UzCyrl, Lang::UzLatn] {
+                let text = action_text(lang, action);
+                assert!(
+                    text.ends_with(&format!(" ({action})")) && text.len() > action.len() + 3,
+                    "{lang:?} {action}: {text}"
+                );
+            }
+        }
+        assert_eq!(action_text(Lang::En, "no.such-action"), "no.such-action");
+    }
+
     #[test]
     fn an_issuance_event_has_named_fields_in_the_operators_language() {
         let e = AuditEvent {
