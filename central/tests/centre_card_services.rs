@@ -1485,7 +1485,8 @@ fn a_renewal_left_open_is_aborted_by_the_centre_and_its_card_still_served() {
 
     // `idcentral renewals list --open` shows the three open ones; a ca-admin aborts the third at
     // once (a holder who lost the card mid-renewal), which the timeout then leaves alone.
-    let (lost, _) = renew(&sam.tls, &doc3, "0B1C2D33");
+    let (lost, lost_challenge) = renew(&sam.tls, &doc3, "0B1C2D33");
+    let lost_certs = certify(&sam.tls, &lost, &lost_challenge);
     let config = _tmp.path().join("centre.toml");
     let pw = format!("{ADMIN_PASSWORD}\n");
     let admin = |args: &[&str]| {
@@ -1533,6 +1534,16 @@ fn a_renewal_left_open_is_aborted_by_the_centre_and_its_card_still_served() {
     assert_eq!(unknown.status.code(), Some(2), "{unknown:?}");
     let no_reason = admin(&["renewals", "abort", &left, "--reason", " "]);
     assert_eq!(no_reason.status.code(), Some(2), "{no_reason:?}");
+    // Its certificates, which the card may carry, still get the card's key (at another office).
+    let (code, said, _) = w
+        .call(
+            &tas.tls,
+            centre_api::paths::CARD_KEY,
+            &json!({ "operator": "clerk1", "card_serial": "0B1C2D33", "purpose": "renewal",
+                     "document": doc3, "certificates": lost_certs }),
+        )
+        .unwrap();
+    assert_eq!(code, 200, "{said}");
 
     let short = config.with_file_name("centre-short-renewal-timeout.toml");
     let base = std::fs::read_to_string(&config).unwrap();

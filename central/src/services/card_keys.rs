@@ -324,9 +324,10 @@ async fn for_document(tx: &Transaction<'_>, req: &CardKeyRequest) -> Result<Rele
 
 /// Every certificate of the document's issuance job, and its current ones: active, or issued
 /// by a renewal not yet completed (a card left between a renewal's certificates and its
-/// completion carries those), or issued by a renewal the centre aborted on its timeout with no
-/// renewal completed since (the same card, left longer: the abort revoked them, the card still
-/// carries them). Other revoked ones — on the CRL for anyone to read — prove nothing.
+/// completion carries those), or issued by a renewal the centre aborted (its timeout, or a
+/// ca-admin) with no renewal completed since (the same card, left longer: the abort revoked
+/// them, the card still carries them). Other revoked ones — on the CRL for anyone to read —
+/// prove nothing.
 async fn certificate_serials(
     c: &impl GenericClient,
     job: &str,
@@ -335,7 +336,7 @@ async fn certificate_serials(
         .prepared_query(
             "SELECT c.serial, COALESCE(c.state IN ('active', 'issued')
                     OR (c.state = 'revoked' AND c.revocation_reason = 'cessationOfOperation'
-                        AND s.timed_out_at IS NOT NULL
+                        AND s.aborted_at_centre
                         AND NOT EXISTS (SELECT 1 FROM service_jobs l
                             WHERE l.document_id = s.document_id AND l.kind = 'renew'
                               AND l.state = 'completed' AND l.created_at > s.created_at)), false)

@@ -35,6 +35,16 @@ fn today() -> time::Date {
     time::OffsetDateTime::now_utc().date()
 }
 
+/// `secs` in words: seconds, minutes or hours, whichever is whole enough.
+fn span(secs: u64) -> String {
+    let (n, unit) = match secs {
+        s if s >= 3600 => (s.div_ceil(3600), "hour"),
+        s if s >= 60 => (s.div_ceil(60), "minute"),
+        s => (s, "second"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
 /// `renew`: open the renewal (see the module documentation).
 pub async fn open(
     centre: &Centre,
@@ -85,10 +95,10 @@ pub async fn open(
         let (other, office): (String, String) = (r.get(0), r.get(1));
         return Err(conflict(format!(
             "document {} has a renewal open at office {office} (service job {other}); it must \
-             complete or abort first (the centre aborts it {} hours after its last step; a \
-             ca-admin of the centre can abort it now: idcentral renewals abort)",
+             complete or abort first (the centre aborts it {} after its last step; a ca-admin \
+             of the centre can abort it now: idcentral renewals abort)",
             doc.number,
-            centre.issuance.renewal_timeout_seconds.div_ceil(3600)
+            span(centre.issuance.renewal_timeout_seconds)
         )));
     }
     let mut challenge = [0u8; 32];
@@ -412,7 +422,7 @@ pub async fn abort(
             revoked: serials(&rows),
         });
     }
-    let answer = abort_renewal(&tx, &job, &doc, reason, false).await?;
+    let answer = abort_renewal(&tx, &job, &doc, reason, AbortedBy::Station).await?;
     keep(&tx, id, "abort", req, &answer).await?;
     let details =
         serde_json::json!({ "service_job": id, "reason": reason, "revoked": answer.revoked });
@@ -429,14 +439,26 @@ pub async fn abort(
     Ok(answer)
 }
 
+/// Who aborts a renewal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum AbortedBy {
+    /// Its station.
+    Station,
+    /// The centre's timeout sweep.
+    Timeout,
+    /// A ca-admin of the centre (`idcentral renewals abort`).
+    CentreOperator,
+}
+
 /// Abort renewal `job` of `doc`: what it issued revoked (cessationOfOperation), the document's
-/// previous certificates untouched; `timed_out` when the centre's sweep does it.
+/// previous certificates untouched. Aborted at the centre (not by its station), its
+/// certificates still count as the card's for the card-key release (`aborted_at_centre`).
 pub(super) async fn abort_renewal(
     tx: &Transaction<'_>,
     job: &ServiceJob,
     doc: &super::Doc,
     reason: &str,
-    timed_out: bool,
+    by: AbortedBy,
 ) -> Result<ServiceFinishResponse> {
     let revoked = tx
         .prepared_query(
@@ -446,10 +468,12 @@ pub(super) async fn abort_renewal(
         )
         .await?;
     super::set_state(tx, &job.id, JobState::Aborted, Some(reason)).await?;
-    if timed_out {
+    if by != AbortedBy::Station {
         tx.prepared_execute(
-            "UPDATE service_jobs SET timed_out_at = now() WHERE id = $1",
-            &[&job.id],
+            "UPDATE service_jobs SET aborted_at_centre = true,
+                    timed_out_at = CASE WHEN $2 THEN now() END
+             WHERE id = $1",
+            &[&job.id, &(by == AbortedBy::Timeout)],
         )
         .await?;
     }
@@ -492,7 +516,7 @@ pub async fn sweep_once(centre: &Centre) -> Result<usize> {
             continue;
         };
         let doc = job_document(&tx, &job).await?;
-        let answer = abort_renewal(&tx, &job, &doc, &reason, true).await?;
+        let answer = abort_renewal(&tx, &job, &doc, &reason, AbortedBy::Timeout).await?;
         let details = serde_json::json!({ "service_job": id, "reason": reason,
             "revoked": answer.revoked, "timed_out": true, "office": office,
             "station": job.station });
@@ -547,4 +571,18 @@ pub async fn status(
         abort_reason: job.abort_reason,
         timed_out: job.timed_out,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_timeout_is_said_in_whole_hours_minutes_or_seconds() {
+        assert_eq!(super::span(86_400), "24 hours");
+        assert_eq!(super::span(3600), "1 hour");
+        assert_eq!(super::span(3601), "2 hours");
+        assert_eq!(super::span(90), "2 minutes");
+        assert_eq!(super::span(60), "1 minute");
+        assert_eq!(super::span(1), "1 second");
+        assert_eq!(super::span(45), "45 seconds");
+    }
 }

@@ -142,7 +142,14 @@ pub async fn abort(
         "aborted by {} at the centre: {reason}",
         session.actor().operator
     );
-    let answer = super::renew::abort_renewal(&tx, &found, &doc, &reason, false).await?;
+    let answer = super::renew::abort_renewal(
+        &tx,
+        &found,
+        &doc,
+        &reason,
+        super::renew::AbortedBy::CentreOperator,
+    )
+    .await?;
     let details = serde_json::json!({ "service_job": job, "reason": reason,
         "revoked": answer.revoked, "station": found.station });
     audit::append(

@@ -62,7 +62,7 @@ pub struct SyncReport {
     /// Documents that could not be changed here, and the error; the next sync tries them again.
     pub failed: Vec<(String, String)>,
     /// The centre's time this sync reached (the next one starts a little before it); not kept
-    /// when a document failed, so the next sync lists it again.
+    /// when a document failed or a renewal was skipped, so the next sync lists it again.
     pub until: String,
     /// The Document Signer this sync renewed because its key usage was about to end
     /// (`crate::document_signer::renew_when_due`).
@@ -112,6 +112,8 @@ fn documents(st: &mut Station, session: &Session) -> Result<SyncReport, StationE
         Err(e) => return Err(StationError::Other(format!("{}: {e}", kept.display()))),
     };
     let (mut mirrored, mut skipped, mut failed) = (Vec::new(), Vec::new(), Vec::new());
+    // A renewal skipped now is not listed again once the watermark passes it: it holds it.
+    let mut renewal_skipped = false;
     let (mut since, mut listed) = (since, 0);
     let until = loop {
         let req = DocumentChangesRequest {
@@ -138,6 +140,7 @@ fn documents(st: &mut Station, session: &Session) -> Result<SyncReport, StationE
                 Ok(_) => Some(mirror_renewal(st, session, c)),
                 Err(_) => None,
             };
+            renewal_skipped |= matches!(renewal, Some(Ok(Outcome::Skipped(_))));
             for outcome in std::iter::once(state).chain(renewal) {
                 match outcome {
                     Ok(Outcome::Mirrored(m)) => mirrored.push(m),
@@ -164,7 +167,7 @@ fn documents(st: &mut Station, session: &Session) -> Result<SyncReport, StationE
         // The rest of a long list, from where this page ended.
         since = Some(changes.until);
     };
-    if failed.is_empty() {
+    if failed.is_empty() && !renewal_skipped {
         registry::files::write_atomic(&kept, until.as_bytes())
             .map_err(|e| StationError::Other(format!("{}: {e}", kept.display())))?;
     }
@@ -271,13 +274,17 @@ fn mirror_renewal(
     if r.certificates.is_empty() || here.status != DocumentStatus::Active {
         return Ok(Outcome::Same);
     }
-    let Ok(_lock) = crate::datadir::WorkLock::acquire(
+    let _lock = match crate::datadir::WorkLock::acquire(
         &st.layout.root,
         crate::datadir::Work::CardService(here.id),
-    ) else {
-        return Ok(Outcome::Skipped(
-            "a card service here is working on it".into(),
-        ));
+    ) {
+        Ok(l) => l,
+        Err(StationError::Conflict(_)) => {
+            return Ok(Outcome::Skipped(
+                "a card service here is working on it".into(),
+            ))
+        }
+        Err(e) => return Err(e),
     };
     let doc = super::issued_document(st, &c.document)?;
     let profile = st.card_profile()?.clone();

@@ -774,21 +774,22 @@ pub(super) fn carried_certificates(
     profile: &profiles::card::CardProfile,
 ) -> Result<Vec<(Slot, Vec<u8>)>, StationError> {
     let all = st.registry.certificates_of_job(doc.issuance_job)?;
+    let left = |c: &registry::Certificate| {
+        c.status == CertStatus::Issued
+            || (c.status == CertStatus::Revoked
+                && c.revocation_reason.as_deref() == Some("cessationOfOperation"))
+    };
     let mut out = Vec::new();
     for k in &profile.keys {
         let of_slot = || {
             all.iter()
                 .filter(|c| c.data.purpose == k.certificate_profile)
         };
-        let active = of_slot()
-            .filter(|c| c.status == CertStatus::Active)
-            .map(|c| c.id)
-            .max();
+        // After the slot's last certificate that was on the card for good (active, on hold,
+        // superseded, expired): a renewal completed since replaced whatever came before it.
+        let settled = of_slot().filter(|c| !left(c)).map(|c| c.id).max();
         for c in of_slot() {
-            let left = c.status == CertStatus::Issued
-                || (c.status == CertStatus::Revoked
-                    && c.revocation_reason.as_deref() == Some("cessationOfOperation"));
-            if left && active.is_none_or(|a| c.id > a) {
+            if left(c) && settled.is_none_or(|s| c.id > s) {
                 out.push((k.slot, c.data.der.clone()));
             }
         }
