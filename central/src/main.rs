@@ -90,11 +90,18 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum RenewalsCmd {
-    /// Every renewal, or the open ones (ca-admin or auditor; the read is audited).
+    /// Every renewal, or the open ones, oldest first (ca-admin or auditor; the read is
+    /// audited).
     List {
         /// Only the open ones (reserved or certified: waiting for their card).
         #[arg(long)]
         open: bool,
+        /// Only those of this document (e.g. AA0000042).
+        #[arg(long, value_name = "D")]
+        document: Option<String>,
+        /// At most this many (1..100000; default 1000).
+        #[arg(long, value_name = "N")]
+        limit: Option<i64>,
         #[arg(long, value_name = "NAME")]
         operator: String,
     },
@@ -434,14 +441,29 @@ async fn renewals(cli: &Cli, cfg: &CentreConfig, rc: &RenewalsCmd) -> Result<(),
     use central::services::renewals as rn;
     let pool = central::db::pool(&cfg.database)?;
     match rc {
-        RenewalsCmd::List { open, operator } => {
+        RenewalsCmd::List {
+            open,
+            document,
+            limit,
+            operator,
+        } => {
             let roles = [Role::CaAdmin, Role::Auditor];
             let s = log_in(&pool, cfg, operator, "read the renewals", &roles).await?;
-            let all = rn::list(&pool, &s, *open).await?;
+            let all = rn::list(&pool, &s, *open, document.as_deref(), *limit).await?;
+            let cap = limit.unwrap_or(rn::LIST_LIMIT);
             print(cli.json, &all, |l| match l.len() {
                 0 if *open => "No open renewals\n".to_owned(),
                 0 => "No renewals\n".to_owned(),
-                _ => l.iter().map(|r| format!("{}\n", r.line())).collect(),
+                n => {
+                    let mut text: String = l.iter().map(|r| format!("{}\n", r.line())).collect();
+                    if n as i64 == cap {
+                        text += &format!(
+                            "(the oldest {n}: there may be more; narrow with --open or \
+                             --document, or raise --limit)\n"
+                        );
+                    }
+                    text
+                }
             })
         }
         RenewalsCmd::Abort {

@@ -177,7 +177,11 @@ pub async fn show(pool: &Pool, session: &Session, q: &Query) -> Result<HolderRec
             addresses: holders::addresses(&tx, id).await?,
             documents: {
                 let mut docs = documents(&tx, id).await?;
-                for r in crate::services::renewals::renewals(&tx, Some(id), false).await? {
+                let which = crate::services::renewals::Which {
+                    holder: Some(id),
+                    ..Default::default()
+                };
+                for r in crate::services::renewals::renewals(&tx, &which).await? {
                     if let Some(d) = docs.iter_mut().find(|d| d.document == r.document) {
                         d.renewals.push(r);
                     }

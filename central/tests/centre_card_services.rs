@@ -1507,6 +1507,29 @@ fn a_renewal_left_open_is_aborted_by_the_centre_and_its_card_still_served() {
         [left.as_str(), reserved.as_str(), lost.as_str()],
         "{open}"
     );
+    let of_doc3: Value =
+        serde_json::from_str(&ok(admin(&["renewals", "list", "--document", &doc3]))).unwrap();
+    assert_eq!(of_doc3.as_array().map(Vec::len), Some(1), "{of_doc3}");
+    assert_eq!(of_doc3[0]["job"], lost.as_str());
+    let first_two = ok(idcentral(
+        &config,
+        &[
+            "renewals",
+            "list",
+            "--open",
+            "--limit",
+            "2",
+            "--operator",
+            "admin",
+        ],
+        &pw,
+    ));
+    assert!(
+        first_two.lines().count() == 3 && first_two.contains("(the oldest 2: there may be more"),
+        "{first_two}"
+    );
+    let no_limit = admin(&["renewals", "list", "--limit", "0"]);
+    assert_eq!(no_limit.status.code(), Some(2), "{no_limit:?}");
     let aborted_now: Value = serde_json::from_str(&ok(admin(&[
         "renewals",
         "abort",

@@ -55,13 +55,25 @@ impl RenewalRecord {
     }
 }
 
-/// The renewals of `holder`'s documents (every holder: `None`), only the open ones when
-/// `open_only`; oldest first.
-pub async fn renewals(
-    c: &impl GenericClient,
-    holder: Option<i64>,
-    open_only: bool,
-) -> Result<Vec<RenewalRecord>> {
+/// Which renewals [`renewals`] reads.
+#[derive(Debug, Clone, Default)]
+pub struct Which {
+    /// Of this holder's documents (all: `None`).
+    pub holder: Option<i64>,
+    /// Of this document (series, number).
+    pub document: Option<(String, i32)>,
+    /// Only the open ones (reserved or certified).
+    pub open_only: bool,
+    /// At most this many, the oldest first.
+    pub limit: Option<i64>,
+}
+
+/// The renewals `which` names, oldest first.
+pub async fn renewals(c: &impl GenericClient, which: &Which) -> Result<Vec<RenewalRecord>> {
+    let (series, number) = match &which.document {
+        Some((s, n)) => (Some(s.as_str()), Some(*n)),
+        None => (None, None),
+    };
     let rows = c
         .prepared_query(
             "SELECT d.series, d.number, s.id, s.office, s.station, s.operator, s.state,
@@ -71,8 +83,15 @@ pub async fn renewals(
              FROM service_jobs s JOIN documents d ON d.id = s.document_id
              WHERE s.kind = 'renew' AND ($1::bigint IS NULL OR d.holder_id = $1)
                AND (NOT $2 OR s.state IN ('reserved', 'certified'))
-             ORDER BY s.created_at, s.id",
-            &[&holder, &open_only],
+               AND ($3::text IS NULL OR (d.series = $3 AND d.number = $4))
+             ORDER BY s.created_at, s.id LIMIT $5",
+            &[
+                &which.holder,
+                &which.open_only,
+                &series,
+                &number,
+                &which.limit,
+            ],
         )
         .await?;
     Ok(rows
@@ -92,13 +111,37 @@ pub async fn renewals(
         .collect())
 }
 
-/// `idcentral renewals list [--open]` (ca-admin or auditor): audited `renewals.read` with the
-/// count.
-pub async fn list(pool: &Pool, session: &Session, open_only: bool) -> Result<Vec<RenewalRecord>> {
+/// The most renewals `renewals list` prints unless `--limit` says otherwise.
+pub const LIST_LIMIT: i64 = 1000;
+
+/// `idcentral renewals list [--open] [--document D] [--limit N]` (ca-admin or auditor): the
+/// oldest `limit` (1..=100000; absent: [`LIST_LIMIT`]) renewals `which` names; audited
+/// `renewals.read` with the filters and the count.
+pub async fn list(
+    pool: &Pool,
+    session: &Session,
+    open_only: bool,
+    document: Option<&str>,
+    limit: Option<i64>,
+) -> Result<Vec<RenewalRecord>> {
+    let limit = limit.unwrap_or(LIST_LIMIT);
+    if !(1..=100_000).contains(&limit) {
+        return Err(CentralError::invalid(
+            "limit",
+            format!("{limit}: must be 1..100000"),
+        ));
+    }
+    let which = Which {
+        document: document.map(crate::numbers::parse_document).transpose()?,
+        open_only,
+        limit: Some(limit),
+        ..Which::default()
+    };
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let all = renewals(&tx, None, open_only).await?;
-    let details = serde_json::json!({ "open_only": open_only, "count": all.len() });
+    let all = renewals(&tx, &which).await?;
+    let details = serde_json::json!({ "open_only": open_only, "document": document,
+        "limit": limit, "count": all.len() });
     audit::append(&tx, session.actor(), "renewals.read", "renewals", &details).await?;
     tx.commit().await?;
     Ok(all)
@@ -160,7 +203,11 @@ pub async fn abort(
         &details,
     )
     .await?;
-    let record = renewals(&tx, Some(doc.holder_id), false)
+    let which = Which {
+        holder: Some(doc.holder_id),
+        ..Which::default()
+    };
+    let record = renewals(&tx, &which)
         .await?
         .into_iter()
         .find(|r| r.job == job)
