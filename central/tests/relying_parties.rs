@@ -1526,9 +1526,38 @@ fn ocsp_crl_ca_and_tsa_answer_relying_parties_over_plain_http() {
     let (_, text) = tool(dir, "openssl", &["ts", "-reply", "-in", "bad.tsr", "-text"]);
     assert_eq!(status, 200);
     assert!(
-        text.contains("Status: Rejected") && text.contains("Content-Type"),
+        text.contains("Status: Rejected")
+            && text.contains("Content-Type")
+            && text.contains("transaction not permitted or supported"),
         "{text}"
     );
+    // A request carrying an extension the TSA does not know (any; here one under the RFC 5612
+    // documentation arc): refused unacceptedExtension, no token recorded (RFC 3161 §2.4.1).
+    {
+        use x509_cert_02::der::{Decode, Encode};
+        let mut req =
+            x509_tsp::TimeStampReq::from_der(&std::fs::read(dir.join("q.tsq")).unwrap()).unwrap();
+        req.extensions = Some(vec![x509_cert_02::ext::Extension {
+            extn_id: "1.3.6.1.4.1.32473.1.99".parse().unwrap(),
+            critical: false,
+            extn_value: x509_cert_02::der::asn1::OctetString::new(vec![0x05, 0x00]).unwrap(),
+        }]);
+        std::fs::write(dir.join("ext.tsq"), req.to_der().unwrap()).unwrap();
+    }
+    let (status, _, body) = post_tsa(&rt, public, dir, "ext.tsq");
+    std::fs::write(dir.join("ext.tsr"), &body).unwrap();
+    let (_, text) = tool(dir, "openssl", &["ts", "-reply", "-in", "ext.tsr", "-text"]);
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("Status: Rejected")
+            && text.contains("the requested extension is not supported by the TSA"),
+        "{text}"
+    );
+    let tokens: i64 = rt
+        .block_on(db.query_one("SELECT count(*) FROM tsa_tokens", &[]))
+        .unwrap()
+        .get(0);
+    assert_eq!(tokens, 2, "a refused request records no token");
 
     // pkilint finds nothing at WARNING or above in the responder and TSA certificates, the CRL
     // and the OCSP responses (good and revoked).

@@ -251,6 +251,14 @@ fn unauthorized() -> Response {
     )
 }
 
+fn internal_error() -> Response {
+    super::signed_object(
+        "application/ocsp-response",
+        error_response(OcspResponseStatus::InternalError),
+        None,
+    )
+}
+
 fn try_later() -> Response {
     super::signed_object(
         "application/ocsp-response",
@@ -311,7 +319,11 @@ pub async fn answer(public: &Arc<Public>, der: &[u8]) -> Response {
             tracing::error!(error = %e, "OCSP: the database cannot be reached: tryLater");
             try_later()
         }
-        Err(e) => super::internal(e),
+        // An OCSPResponse a client can read (RFC 6960 §4.2.1 internalError), the error logged.
+        Err(e) => {
+            tracing::error!(error = %e, "OCSP: the answer could not be made: internalError");
+            internal_error()
+        }
     }
 }
 

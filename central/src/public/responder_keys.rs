@@ -50,9 +50,51 @@ fn generation(ca_key: &str, label: &str) -> Option<u32> {
     }
 }
 
+/// What to do about one CA key's responder ([`plan`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    /// The recorded responder serves on.
+    Keep,
+    /// Certify a new key for this many days (the profile's, or fewer: a responder certificate
+    /// never outlives its CA's, RFC 5280 §6.1.3 would reject it).
+    Certify { days: u32 },
+    /// No new certificate can be made (the CA certificate ends within a day, or has ended):
+    /// the recorded responder serves while it is valid, else none.
+    CannotCertify,
+}
+
+/// The plan for a CA key whose certificate ends at `issuer_end`, whose recorded responder (if
+/// usable: its key held, not ended) ends at `current`: kept while more than a third of the
+/// validity is left, or while a new certificate could not end a day later than it (its CA
+/// ends first); else a new one for as many whole days as the profile's `validity` and the CA
+/// allow.
+fn plan(
+    now: SystemTime,
+    validity: Duration,
+    issuer_end: SystemTime,
+    current: Option<SystemTime>,
+) -> Plan {
+    const DAY: Duration = Duration::from_secs(86_400);
+    if let Some(end) = current {
+        let left = end.duration_since(now).unwrap_or_default();
+        if left > validity / ROLL_WHEN_LEFT || end + DAY > issuer_end {
+            return Plan::Keep;
+        }
+    }
+    let ca_left = issuer_end.duration_since(now).unwrap_or_default();
+    let days = (ca_left.as_secs() / DAY.as_secs()).min(validity.as_secs() / DAY.as_secs());
+    match u32::try_from(days) {
+        Ok(days) if days > 0 => Plan::Certify { days },
+        _ => Plan::CannotCertify,
+    }
+}
+
 /// The current responder of every CA key in `issuers`: the newest certificate recorded while
 /// its key is the one in the HSM and more than a third of its validity is left, else a new
-/// certificate for a new key (see the module documentation).
+/// certificate for a new key (see the module documentation). A CA key whose responder cannot
+/// be certified (its CA certificate ends within a day, or the HSM or the database failed for
+/// it) keeps its recorded responder while that is valid and is logged; it does not keep the
+/// other CA keys from theirs. An error only when no CA key has a responder and one failed.
 pub async fn ensure_responders(
     pool: &Pool,
     store: &Arc<dyn KeyStore>,
@@ -61,83 +103,155 @@ pub async fn ensure_responders(
     centre_name: &str,
 ) -> Result<Vec<Arc<Responder>>> {
     let profile = profiles.cert(PROFILE)?;
-    let validity = Duration::from_secs(u64::from(profile.validity.days) * 86_400);
     let now = SystemTime::now();
     let mut out = Vec::new();
+    let mut failure = None;
     // A transaction per CA key: a certificate one CA key issued is committed before the next
     // key is looked at, so a later failure loses none.
     let mut client = pool.get().await?;
     for (ca_key, issuer) in issuers {
         let tx = client.transaction().await?;
-        tx.prepared_execute(LOCK, &[]).await?;
-        let rows = tx
-            .prepared_query(
-                "SELECT key_label, cert_der, not_after FROM ocsp_responders WHERE ca_key = $1
-                 ORDER BY not_after DESC",
-                &[ca_key],
-            )
-            .await?;
-        let replaces = match rows.first() {
-            Some(row) => {
-                let label: String = row.get(0);
-                let mut r = Responder::new(issuer, label.clone(), row.get(1))?;
-                // The recorded end is the certificate's; a responder retired early ends sooner.
-                r.not_after = r.not_after.min(row.get(2));
-                let left = r.not_after.duration_since(now).unwrap_or_default();
-                if left > validity / ROLL_WHEN_LEFT && holds(store.as_ref(), &r)? {
-                    tx.commit().await?;
-                    out.push(Arc::new(r));
-                    continue;
-                }
-                Some(label)
+        match ensure_one(tx, store, ca_key, issuer, profile, now, centre_name).await {
+            Ok(Some(r)) => out.push(Arc::new(r)),
+            Ok(None) => {
+                tracing::warn!(%ca_key, "the CA certificate has ended or ends within a day: no OCSP responder can be certified for it");
             }
-            None => None,
-        };
-        let last = rows
-            .iter()
-            .filter_map(|r| generation(ca_key, r.get(0)))
-            .max()
-            .unwrap_or(0);
-        let label = responder_key(ca_key, last + 1);
-        // A key under the next label with no certificate was made by an attempt that did not
-        // commit (or the database was restored without its rows): it is certified.
-        if store.find(&label)?.is_none() {
-            store.generate_p256(&label)?;
+            Err(e) => {
+                tracing::warn!(%ca_key, error = %e, "could not certify an OCSP responder for this CA key");
+                failure.get_or_insert(e);
+            }
         }
-        let cert = ca::issue_station_cert(
-            store.as_ref(),
-            profile,
-            issuer,
-            &store.public_key_spki(&label)?,
-            &format!("idstation OCSP responder {ca_key}"),
-            now,
-        )?;
-        let not_after = cert.not_after;
-        tx.prepared_execute(
-            "INSERT INTO ocsp_responders (ca_key, key_label, serial, cert_der, not_after)
-             VALUES ($1, $2, $3, $4, $5)",
-            &[ca_key, &label, &cert.serial, &cert.der, &not_after],
-        )
-        .await?;
-        let details = serde_json::json!({
-            "ca_key": ca_key, "key": label, "serial": cert.serial_hex(),
-            "not_after": crate::public::http_date(not_after),
-            "fingerprint_sha256": ca::fingerprint_sha256(&cert.der)?,
-            "replaces": replaces,
-        });
-        audit::append(
-            &tx,
-            &super::centre_actor(centre_name),
-            "ocsp.responder-certified",
-            &format!("ca-key:{ca_key}"),
-            &details,
-        )
-        .await?;
-        tx.commit().await?;
-        tracing::info!(%ca_key, key = %label, serial = %cert.serial_hex(), "certified an OCSP responder");
-        out.push(Arc::new(Responder::new(issuer, label, cert.der)?));
     }
-    Ok(out)
+    match failure {
+        Some(e) if out.is_empty() => Err(e),
+        _ => Ok(out),
+    }
+}
+
+/// [`ensure_responders`] for one CA key, in `tx`: its responder, or `None` when its CA
+/// certificate allows no new one and the recorded one has ended. A failure to certify a new
+/// one while the recorded one is still valid is logged and the recorded one kept.
+async fn ensure_one(
+    tx: deadpool_postgres::Transaction<'_>,
+    store: &Arc<dyn KeyStore>,
+    ca_key: &str,
+    issuer: &ca::Issuer,
+    profile: &profiles::CertProfile,
+    now: SystemTime,
+    centre_name: &str,
+) -> Result<Option<Responder>> {
+    let validity = Duration::from_secs(u64::from(profile.validity.days) * 86_400);
+    tx.prepared_execute(LOCK, &[]).await?;
+    let rows = tx
+        .prepared_query(
+            "SELECT key_label, cert_der, not_after FROM ocsp_responders WHERE ca_key = $1
+             ORDER BY not_after DESC",
+            &[&ca_key],
+        )
+        .await?;
+    let mut usable = None;
+    let mut replaces = None;
+    if let Some(row) = rows.first() {
+        let label: String = row.get(0);
+        let mut r = Responder::new(issuer, label.clone(), row.get(1))?;
+        // The recorded end is the certificate's; a responder retired early ends sooner.
+        r.not_after = r.not_after.min(row.get(2));
+        if r.not_after > now && holds(store.as_ref(), &r)? {
+            usable = Some(r);
+        }
+        replaces = Some(label);
+    }
+    let days = match plan(
+        now,
+        validity,
+        issuer.not_after(),
+        usable.as_ref().map(|r| r.not_after),
+    ) {
+        Plan::Keep => {
+            tx.commit().await?;
+            return Ok(usable);
+        }
+        Plan::CannotCertify => return Ok(usable),
+        Plan::Certify { days } => days,
+    };
+    let last = rows
+        .iter()
+        .filter_map(|r| generation(ca_key, r.get(0)))
+        .max()
+        .unwrap_or(0);
+    let label = responder_key(ca_key, last + 1);
+    let mut capped = profile.clone();
+    capped.validity.days = days;
+    let certified = certify(
+        &tx,
+        store,
+        (ca_key, issuer),
+        &capped,
+        &label,
+        replaces,
+        (now, centre_name),
+    )
+    .await;
+    match certified {
+        Ok(der) => {
+            tx.commit().await?;
+            tracing::info!(%ca_key, key = %label, days, "certified an OCSP responder");
+            Ok(Some(Responder::new(issuer, label, der)?))
+        }
+        Err(e) if usable.is_some() => {
+            tracing::warn!(%ca_key, error = %e, "could not certify the next OCSP responder; the current one serves on");
+            Ok(usable)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Certify `label` (generated first unless an attempt that did not commit left it) for
+/// `ca_key`'s responder with `profile`, record and audit it in `tx`; its certificate.
+async fn certify(
+    tx: &deadpool_postgres::Transaction<'_>,
+    store: &Arc<dyn KeyStore>,
+    (ca_key, issuer): (&str, &ca::Issuer),
+    profile: &profiles::CertProfile,
+    label: &str,
+    replaces: Option<String>,
+    (now, centre_name): (SystemTime, &str),
+) -> Result<Vec<u8>> {
+    // A key under the next label with no certificate was made by an attempt that did not
+    // commit (or the database was restored without its rows): it is certified.
+    if store.find(label)?.is_none() {
+        store.generate_p256(label)?;
+    }
+    let cert = ca::issue_station_cert(
+        store.as_ref(),
+        profile,
+        issuer,
+        &store.public_key_spki(label)?,
+        &format!("idstation OCSP responder {ca_key}"),
+        now,
+    )?;
+    let not_after = cert.not_after;
+    tx.prepared_execute(
+        "INSERT INTO ocsp_responders (ca_key, key_label, serial, cert_der, not_after)
+         VALUES ($1, $2, $3, $4, $5)",
+        &[&ca_key, &label, &cert.serial, &cert.der, &not_after],
+    )
+    .await?;
+    let details = serde_json::json!({
+        "ca_key": ca_key, "key": label, "serial": cert.serial_hex(),
+        "not_after": crate::public::http_date(not_after),
+        "fingerprint_sha256": ca::fingerprint_sha256(&cert.der)?,
+        "replaces": replaces,
+    });
+    audit::append(
+        tx,
+        &super::centre_actor(centre_name),
+        "ocsp.responder-certified",
+        &format!("ca-key:{ca_key}"),
+        &details,
+    )
+    .await?;
+    Ok(cert.der)
 }
 
 /// Whether the HSM holds the key `r`'s certificate certifies, under its label.
@@ -178,7 +292,43 @@ pub async fn destroy_ended(
 
 #[cfg(test)]
 mod tests {
-    use super::{generation, responder_key};
+    use super::{generation, plan, responder_key, Plan};
+    use std::time::{Duration, SystemTime};
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    #[test]
+    fn a_responder_never_outlives_its_ca_and_a_ca_near_its_end_keeps_one() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let validity = 30 * DAY;
+        let years = now + 3650 * DAY;
+        // None yet, or a third or less left: a new one for the profile's 30 days.
+        assert_eq!(plan(now, validity, years, None), Plan::Certify { days: 30 });
+        assert_eq!(
+            plan(now, validity, years, Some(now + 10 * DAY)),
+            Plan::Certify { days: 30 }
+        );
+        assert_eq!(plan(now, validity, years, Some(now + 11 * DAY)), Plan::Keep);
+        // The CA certificate ends in 20.5 days: a new one for 20 days, not 30 (it would
+        // outlive its issuer), and that one is kept to its end (another could not end later).
+        let soon = now + 20 * DAY + DAY / 2;
+        assert_eq!(plan(now, validity, soon, None), Plan::Certify { days: 20 });
+        assert_eq!(
+            plan(now, validity, soon, Some(now + 5 * DAY)),
+            Plan::Certify { days: 20 }
+        );
+        assert_eq!(plan(now, validity, soon, Some(now + 20 * DAY)), Plan::Keep);
+        assert_eq!(
+            plan(now + 18 * DAY, validity, soon, Some(now + 20 * DAY)),
+            Plan::Keep
+        );
+        // Less than a day, or none, left on the CA: nothing can be certified.
+        assert_eq!(
+            plan(now, validity, now + DAY / 2, None),
+            Plan::CannotCertify
+        );
+        assert_eq!(plan(now, validity, now - DAY, None), Plan::CannotCertify);
+    }
 
     #[test]
     fn labels_count_the_generations() {

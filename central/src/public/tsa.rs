@@ -16,10 +16,10 @@
 
 use crate::db::Prepared;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use axum::response::Response;
-use cmpv2::status::{PkiFailureInfoValues, PkiStatus, PkiStatusInfo};
+use cmpv2::status::{PkiStatus, PkiStatusInfo};
 use cms02::cert::{CertificateChoices, IssuerAndSerialNumber};
 use cms02::content_info::{CmsVersion, ContentInfo};
 use cms02::signed_data::{
@@ -27,10 +27,11 @@ use cms02::signed_data::{
 };
 use hsm::KeyStore;
 use x509_cert_02::attr::Attribute;
+use x509_cert_02::der::asn1::BitString;
 use x509_cert_02::der::asn1::{
     Any, GeneralizedTime, Int, ObjectIdentifier, OctetString, SetOfVec, Utf8StringRef,
 };
-use x509_cert_02::der::{Decode, Encode};
+use x509_cert_02::der::{Decode, Encode, EncodeValue, FixedTag, Length, Tag, Writer};
 use x509_tsp::{Accuracy, TimeStampReq, TimeStampResp, TspVersion, TstInfo};
 
 use super::asn1::{self, enc};
@@ -43,22 +44,84 @@ const ID_SIGNED_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.1
 const ID_CONTENT_TYPE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.3");
 const ID_MESSAGE_DIGEST: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.4");
 
+/// The PKIFailureInfo bits a TSA answers with (RFC 3161 §2.4.2), by their position in the BIT
+/// STRING. (`cmpv2` 0.2's `PkiFailureInfoValues` gives these positions as flag masks —
+/// `UnacceptedExtension = 16` is the mask of bit 4, badCertId — so the failure is encoded here
+/// as the BIT STRING it is.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FailInfo {
+    BadAlg = 0,
+    BadRequest = 2,
+    BadDataFormat = 5,
+    UnacceptedPolicy = 15,
+    UnacceptedExtension = 16,
+    SystemFailure = 25,
+}
+
+impl FailInfo {
+    /// The named bit alone, in DER: no trailing zero bits (X.690 §11.2.2).
+    fn bits(self) -> x509_cert_02::der::Result<BitString> {
+        let n = self as usize;
+        let mut bytes = vec![0u8; n / 8 + 1];
+        bytes[n / 8] = 0x80 >> (n % 8);
+        BitString::new(7 - (n % 8) as u8, bytes)
+    }
+}
+
+/// PKIStatusInfo with status rejection, one statusString and failInfo (RFC 3161 §2.4.2).
+struct Rejected<'a> {
+    text: Vec<Utf8StringRef<'a>>,
+    fail: BitString,
+}
+
+impl FixedTag for Rejected<'_> {
+    const TAG: Tag = Tag::Sequence;
+}
+
+impl EncodeValue for Rejected<'_> {
+    fn value_len(&self) -> x509_cert_02::der::Result<Length> {
+        (PkiStatus::Rejection.encoded_len()? + self.text.encoded_len()?)?
+            + self.fail.encoded_len()?
+    }
+    fn encode_value(&self, w: &mut impl Writer) -> x509_cert_02::der::Result<()> {
+        PkiStatus::Rejection.encode(w)?;
+        self.text.encode(w)?;
+        self.fail.encode(w)
+    }
+}
+
+/// TimeStampResp ::= SEQUENCE { status PKIStatusInfo, timeStampToken absent }.
+struct RejectedResp<'a>(Rejected<'a>);
+
+impl FixedTag for RejectedResp<'_> {
+    const TAG: Tag = Tag::Sequence;
+}
+
+impl EncodeValue for RejectedResp<'_> {
+    fn value_len(&self) -> x509_cert_02::der::Result<Length> {
+        self.0.encoded_len()
+    }
+    fn encode_value(&self, w: &mut impl Writer) -> x509_cert_02::der::Result<()> {
+        self.0.encode(w)
+    }
+}
+
+/// The DER of a TimeStampResp refusing a request with `fail` and the sentence `why`.
+fn rejection_der(fail: FailInfo, why: &str) -> x509_cert_02::der::Result<Vec<u8>> {
+    RejectedResp(Rejected {
+        text: vec![Utf8StringRef::new(why)?],
+        fail: fail.bits()?,
+    })
+    .to_der()
+}
+
 /// A refused request as a TimeStampResp (RFC 3161 §2.4.2: status rejection, the failure and a
 /// sentence naming the rule), logged.
-fn rejection(fail: PkiFailureInfoValues, why: &str) -> Response {
-    tracing::info!(reason = why, "time-stamp request refused");
-    let text = Utf8StringRef::new(why).ok();
-    let resp = TimeStampResp {
-        status: PkiStatusInfo {
-            status: PkiStatus::Rejection,
-            status_string: text.map(|t| vec![t]),
-            fail_info: Some(fail.into()),
-        },
-        time_stamp_token: None,
-    };
+fn rejection(fail: FailInfo, why: &str) -> Response {
+    tracing::info!(reason = why, ?fail, "time-stamp request refused");
     super::signed_object(
         "application/timestamp-reply",
-        resp.to_der().unwrap_or_default(),
+        rejection_der(fail, why).unwrap_or_default(),
         None,
     )
 }
@@ -67,7 +130,7 @@ fn rejection(fail: PkiFailureInfoValues, why: &str) -> Response {
 pub async fn answer(public: &Arc<Public>, content_type: &str, body: &[u8]) -> Response {
     if !content_type.starts_with("application/timestamp-query") {
         return rejection(
-            PkiFailureInfoValues::BadRequest,
+            FailInfo::BadRequest,
             "Content-Type: must be application/timestamp-query (RFC 3161 §3.4)",
         );
     }
@@ -75,7 +138,7 @@ pub async fn answer(public: &Arc<Public>, content_type: &str, body: &[u8]) -> Re
         Ok(r) => r,
         Err(_) => {
             return rejection(
-                PkiFailureInfoValues::BadDataFormat,
+                FailInfo::BadDataFormat,
                 "body: not a DER TimeStampReq (RFC 3161 §2.4.1)",
             )
         }
@@ -84,13 +147,13 @@ pub async fn answer(public: &Arc<Public>, content_type: &str, body: &[u8]) -> Re
     match asn1::digest_len(&imprint.hash_algorithm.oid) {
         None => {
             return rejection(
-                PkiFailureInfoValues::BadAlg,
+                FailInfo::BadAlg,
                 "messageImprint.hashAlgorithm: must be SHA-1, SHA-256, SHA-384 or SHA-512",
             )
         }
         Some(n) if n != imprint.hashed_message.as_bytes().len() => {
             return rejection(
-                PkiFailureInfoValues::BadDataFormat,
+                FailInfo::BadDataFormat,
                 "messageImprint.hashedMessage: its length is not the hash algorithm's",
             )
         }
@@ -101,15 +164,23 @@ pub async fn answer(public: &Arc<Public>, content_type: &str, body: &[u8]) -> Re
         Err(e) => {
             tracing::error!(error = %e, "no time-stamping key can sign now");
             return rejection(
-                PkiFailureInfoValues::SystemFailure,
+                FailInfo::SystemFailure,
                 "the time-stamping unit has no key in its usage period now; try again later",
             );
         }
     };
     if req.req_policy.is_some_and(|p| p != tsa.policy) {
         return rejection(
-            PkiFailureInfoValues::UnacceptedPolicy,
+            FailInfo::UnacceptedPolicy,
             "reqPolicy: this TSA time-stamps under its own policy only",
+        );
+    }
+    // "If an extension … is not recognized by the server, the server SHALL not issue a token
+    // and SHALL return a failure (unacceptedExtension)" (RFC 3161 §2.4.1): it knows none.
+    if req.extensions.as_ref().is_some_and(|e| !e.is_empty()) {
+        return rejection(
+            FailInfo::UnacceptedExtension,
+            "extensions: this TSA recognises no request extension (RFC 3161 §2.4.1)",
         );
     }
     match token(public, &tsa, &req).await {
@@ -117,7 +188,7 @@ pub async fn answer(public: &Arc<Public>, content_type: &str, body: &[u8]) -> Re
         Err(e) => {
             tracing::error!(error = %e, "time-stamp failed");
             rejection(
-                PkiFailureInfoValues::SystemFailure,
+                FailInfo::SystemFailure,
                 "the time-stamping unit could not sign now; try again",
             )
         }
@@ -132,19 +203,27 @@ fn random_serial() -> Result<Vec<u8>> {
     Ok(b)
 }
 
+/// How far from its genTime a token may be signed: under the accuracy it states (1 s), less
+/// the time a signature takes.
+const MAX_OFF: Duration = Duration::from_millis(950);
+
 /// Record, sign and encode one granted TimeStampResp.
 async fn token(public: &Arc<Public>, tsa: &Arc<Tsa>, req: &TimeStampReq) -> Result<Vec<u8>> {
-    let now = SystemTime::now();
-    let gen_time: GeneralizedTime = asn1::generalized(now)?;
     let client = public.centre.pool.get().await?;
     let serial = random_serial()?;
+    // The time is read once a connection is at hand and rounded to the nearest second (a
+    // GeneralizedTime without fractions), and the token is signed within the accuracy it
+    // states or not at all (below): genTime is its creation time ± 1 s.
+    let now = SystemTime::now() + Duration::from_millis(500);
+    let gen_time: GeneralizedTime = asn1::generalized(now)?;
+    let gen_at = gen_time.to_system_time();
     client
         .prepared_execute(
             "INSERT INTO tsa_tokens (serial, gen_time, imprint_alg, imprint, tsa_key)
              VALUES ($1, $2, $3, $4, $5)",
             &[
                 &serial,
-                &gen_time.to_system_time(),
+                &gen_at,
                 &req.message_imprint.hash_algorithm.oid.to_string(),
                 &req.message_imprint.hashed_message.as_bytes(),
                 &tsa.key_label,
@@ -173,8 +252,18 @@ async fn token(public: &Arc<Public>, tsa: &Arc<Tsa>, req: &TimeStampReq) -> Resu
     let tsa = Arc::clone(tsa);
     let with_cert = req.cert_req;
     tokio::task::spawn_blocking(move || {
+        let signing_at = SystemTime::now();
+        let off = signing_at
+            .duration_since(gen_at)
+            .unwrap_or_else(|e| e.duration());
+        if off >= MAX_OFF {
+            return Err(CentralError::Other(format!(
+                "the token would be signed {} ms from its genTime, past the accuracy it states",
+                off.as_millis()
+            )));
+        }
         // The key's usage period may have ended since the request came in.
-        if !tsa.signs_at(SystemTime::now()) {
+        if !tsa.signs_at(signing_at) {
             return Err(CentralError::Other(format!(
                 "time-stamping key {} left its usage period before it signed",
                 tsa.key_label
@@ -284,4 +373,34 @@ fn signed_response(
     }
     .to_der()
     .map_err(enc("TimeStampResp"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{rejection_der, FailInfo};
+
+    /// The failure is the one named bit of RFC 3161 §2.4.2's PKIFailureInfo, DER-encoded with
+    /// no trailing zero bits (X.690 §11.2.2): unacceptedExtension (16) is the first bit of the
+    /// third byte, 7 bits unused; systemFailure (25) the second bit of the fourth, 6 unused.
+    #[test]
+    fn a_refusal_carries_the_named_failure_bit() {
+        let cases = [
+            (FailInfo::BadAlg, &[0x07, 0x80][..]),
+            (FailInfo::BadRequest, &[0x05, 0x20]),
+            (FailInfo::BadDataFormat, &[0x02, 0x04]),
+            (FailInfo::UnacceptedPolicy, &[0x00, 0x00, 0x01]),
+            (FailInfo::UnacceptedExtension, &[0x07, 0x00, 0x00, 0x80]),
+            (FailInfo::SystemFailure, &[0x06, 0x00, 0x00, 0x00, 0x40]),
+        ];
+        for (fail, value) in cases {
+            let der = rejection_der(fail, "why").unwrap();
+            // SEQUENCE { SEQUENCE { INTEGER 2, SEQUENCE { UTF8String "why" }, BIT STRING } }
+            let mut inner = vec![0x02, 0x01, 0x02, 0x30, 0x05, 0x0c, 0x03, b'w', b'h', b'y'];
+            inner.extend_from_slice(&[0x03, value.len() as u8]);
+            inner.extend_from_slice(value);
+            let mut want = vec![0x30, inner.len() as u8 + 2, 0x30, inner.len() as u8];
+            want.extend_from_slice(&inner);
+            assert_eq!(der, want, "{fail:?}");
+        }
+    }
 }

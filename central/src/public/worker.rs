@@ -175,6 +175,11 @@ pub async fn refresh(public: &Arc<Public>, at_start: bool) -> Result<()> {
             .await?;
     }
     drop(client);
+    // A CA key another process made (`idcentral ca approve` of a rotation, another instance):
+    // loaded here before its certificates are asked about, its CRL and certificate served.
+    if let Err(e) = pick_up_new_keys(public).await {
+        tracing::warn!(error = %e, "could not load the CA keys made since");
+    }
     let profile = public.centre.profiles.cert(ocsp::PROFILE)?;
     let validity = Duration::from_secs(u64::from(profile.validity.days) * 86_400);
     let now = SystemTime::now();
@@ -188,16 +193,23 @@ pub async fn refresh(public: &Arc<Public>, at_start: bool) -> Result<()> {
         tracing::warn!(error = %e, "could not read the time-stamping key");
     }
     if rolling {
-        let fresh = responder_keys::ensure_responders(
+        // Each CA key on its own (responder_keys::ensure_responders); nothing certified at all
+        // keeps the responders in memory and is tried again at the next refresh.
+        match responder_keys::ensure_responders(
             &public.centre.pool,
             &public.centre.store,
             &public.issuers(),
             &public.centre.profiles,
             &public.centre.name,
         )
-        .await?;
-        if let Ok(mut r) = public.responders.write() {
-            *r = fresh;
+        .await
+        {
+            Ok(fresh) => {
+                if let Ok(mut r) = public.responders.write() {
+                    *r = fresh;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not roll the OCSP responders over"),
         }
     }
     // The service keys' upkeep: each step on its own, so one that fails (logged) does not keep
@@ -215,24 +227,28 @@ pub async fn refresh(public: &Arc<Public>, at_start: bool) -> Result<()> {
     Ok(())
 }
 
-/// The CSCA Master List signed again when the CSCA certificates or its signer changed (a CSCA
-/// rotation adds a key this process may not have loaded yet).
-async fn refresh_master_list(public: &Arc<Public>) -> Result<()> {
-    let c = &public.centre;
-    let csca_known = {
-        let issuers = public.issuers();
-        let client = c.pool.get().await?;
-        client
-            .prepared_opt(
-                "SELECT label FROM ca_keys WHERE ca = 'csca' AND state = 'active'",
-                &[],
-            )
-            .await?
-            .is_none_or(|r| issuers.contains_key(r.get::<_, &str>(0)))
-    };
-    if !csca_known {
+/// Reload the CA keys when `ca_keys` lists one this process has not loaded (a key the HSM does
+/// not hold is left out by [`super::load_issuers`], logged at each try).
+async fn pick_up_new_keys(public: &Arc<Public>) -> Result<()> {
+    let known = public.issuers();
+    let client = public.centre.pool.get().await?;
+    let rows = client
+        .prepared_query("SELECT label FROM ca_keys", &[])
+        .await?;
+    drop(client);
+    if rows
+        .iter()
+        .any(|r| !known.contains_key(r.get::<_, &str>(0)))
+    {
         public.reload_keys().await?;
     }
+    Ok(())
+}
+
+/// The CSCA Master List signed again when the CSCA certificates or its signer changed (a CSCA
+/// rotation adds a key, loaded by [`pick_up_new_keys`] first).
+async fn refresh_master_list(public: &Arc<Public>) -> Result<()> {
+    let c = &public.centre;
     master_list::ensure(&c.pool, &c.store, &public.issuers(), &c.profiles, &c.name).await?;
     Ok(())
 }
@@ -265,8 +281,12 @@ pub async fn drain(public: &Arc<Public>) -> Result<usize> {
         match kind {
             "crl" => super::crl::resign(public, &tx, key).await?,
             _ => {
+                // Nothing can be signed for it (its CA certificate has ended, or its responder
+                // could not be certified: logged there): the item is dropped, not left at the
+                // head of the queue; the refresh queues the key's responses again.
                 let Some(responder) = responders.iter().find(|r| r.ca_key == key).cloned() else {
-                    tracing::warn!(%key, "an OCSP response was queued for a CA key without a responder: skipped");
+                    tracing::warn!(%key, "an OCSP response was queued for a CA key without a responder: dropped");
+                    dequeue(&tx, row).await?;
                     continue;
                 };
                 let cert = tx
@@ -277,6 +297,7 @@ pub async fn drain(public: &Arc<Public>) -> Result<usize> {
                     )
                     .await?;
                 let Some(cert) = cert else {
+                    dequeue(&tx, row).await?;
                     continue;
                 };
                 let status = if cert.get::<_, &str>(0) == "revoked" {
@@ -317,13 +338,21 @@ pub async fn drain(public: &Arc<Public>) -> Result<usize> {
                 .await?;
             }
         }
-        tx.prepared_execute(
-            "DELETE FROM relying_party_queue
-             WHERE kind = $1 AND issuer_key = $2 AND serial = $3 AND queued_at = $4",
-            &[&kind, &key, &serial, &row.get::<_, SystemTime>(3)],
-        )
-        .await?;
+        dequeue(&tx, row).await?;
     }
     tx.commit().await?;
     Ok(rows.len())
+}
+
+/// Remove queue item `row` (kind, issuer key, serial, queued at) — unless it was queued again
+/// meanwhile (a later `queued_at`).
+async fn dequeue(tx: &deadpool_postgres::Transaction<'_>, row: &tokio_postgres::Row) -> Result<()> {
+    let (kind, key, serial): (&str, &str, Vec<u8>) = (row.get(0), row.get(1), row.get(2));
+    tx.prepared_execute(
+        "DELETE FROM relying_party_queue
+         WHERE kind = $1 AND issuer_key = $2 AND serial = $3 AND queued_at = $4",
+        &[&kind, &key, &serial, &row.get::<_, SystemTime>(3)],
+    )
+    .await?;
+    Ok(())
 }
