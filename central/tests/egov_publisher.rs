@@ -43,6 +43,10 @@ enum Mode {
     Hang,
     /// Verify and keep the message, then say nothing: the centre never hears it arrived.
     KeepThenHang,
+    /// Keep nothing and answer 200 with a page, as a gateway in front of the receiver might.
+    Gateway,
+    /// Verify, keep and answer the receipt with a NUL character in one of its strings.
+    NulInReceipt,
 }
 
 #[derive(Default)]
@@ -225,12 +229,24 @@ async fn handle(
             tokio::time::sleep(Duration::from_secs(120)).await;
             return answer(503, json!({ "error": "too late" }));
         }
-        Mode::Accept | Mode::KeepThenHang => {}
+        Mode::Gateway => {
+            return hyper::Response::builder()
+                .status(200)
+                .header("content-type", "text/html")
+                .body(Full::new(Bytes::from_static(
+                    b"<html><body>The service is under maintenance.</body></html>",
+                )))
+                .unwrap()
+        }
+        Mode::Accept | Mode::KeepThenHang | Mode::NulInReceipt => {}
     }
     let receipt = {
         let mut seen = state.seen.lock().unwrap();
-        let fresh =
+        let mut fresh =
             json!({ "receipt": format!("EGOV-{key}-{}", seen.kept.len() + 1), "message_id": key });
+        if mode == Mode::NulInReceipt {
+            fresh["note"] = json!("kept\u{0}");
+        }
         let (first_jws, _, receipt) = seen
             .kept
             .entry(key)
@@ -386,6 +402,19 @@ async fn call(
 
 /// One whole issuance for holder `pinfl` (reserve, certify, complete): its document number.
 async fn issue(addr: SocketAddr, st: &Enrolled, pinfl: &str, surname: &str) -> String {
+    let (job, document) = reserve_certify(addr, st, pinfl, surname).await;
+    complete(addr, st, &job).await;
+    document
+}
+
+/// An issuance up to its certificates (reserve with a permanent address, certify): its job and
+/// document number.
+async fn reserve_certify(
+    addr: SocketAddr,
+    st: &Enrolled,
+    pinfl: &str,
+    surname: &str,
+) -> (String, String) {
     let job = new_job();
     let reserve = json!({
         "job": job, "operator": "clerk1",
@@ -408,10 +437,14 @@ async fn issue(addr: SocketAddr, st: &Enrolled, pinfl: &str, surname: &str) -> S
     let _: CertifyResponse =
         serde_json::from_value(call(addr, &st.tls, &centre_api::paths::certify(&job), &keys).await)
             .unwrap();
-    let complete = json!({ "operator": "clerk1", "card_serial": testrig::egov::card_of(&job),
+    (job, r.document)
+}
+
+/// `complete` of issuance `job`.
+async fn complete(addr: SocketAddr, st: &Enrolled, job: &str) {
+    let complete = json!({ "operator": "clerk1", "card_serial": testrig::egov::card_of(job),
                            "date_of_issue": "2026-12-02", "date_of_expiry": "2036-12-01" });
-    call(addr, &st.tls, &centre_api::paths::complete(&job), &complete).await;
-    r.document
+    call(addr, &st.tls, &centre_api::paths::complete(job), &complete).await;
 }
 
 // ------------------------------------------------------------------------------------------
@@ -518,7 +551,24 @@ async fn check_fields(db: &tokio_postgres::Client, payload: &Value, document: &s
         ),
         "{payload}"
     );
-    assert_eq!(address["kind"], "permanent");
+    // A holder whose permanent registration the test ended (step 1b) is sent the temporary one.
+    let permanent_ended: bool = db
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM holder_addresses a
+                            JOIN holder_address_ends e ON e.address_id = a.id
+                            JOIN holders h ON h.id = a.holder_id
+                            WHERE h.pinfl = $1 AND a.kind = 'permanent')",
+            &[&r.get::<_, String>(0)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let kind = if permanent_ended {
+        "temporary"
+    } else {
+        "permanent"
+    };
+    assert_eq!(address["kind"], kind, "{payload}");
     let in_message: Vec<&str> = payload["certificates"]
         .as_array()
         .unwrap()
@@ -711,6 +761,52 @@ fn every_message_arrives_exactly_once_through_refusals_hangs_outages_and_a_resta
         assert!(s.client_certs.iter().all(|c| *c == tls_client));
     });
 
+    // 1b. The registration in force when the issuance completed: a temporary address recorded
+    //     after the permanent one (before `complete`) does not take its place in the message;
+    //     a holder whose permanent registration ended before `complete` gets the temporary one.
+    rt.block_on(async {
+        let temporary = |pinfl: String, street: String| async move {
+            db.execute(
+                "INSERT INTO holder_addresses (holder_id, kind, region, district, street, house,
+                   apartment, registered_on, registered_until, station, operator)
+                 SELECT id, 'temporary', 'Samarqand', 'Urgut', $2, '3', '5', '2026-11-01',
+                        '2027-11-01', 'tas01-st1', 'clerk1'
+                 FROM holders WHERE pinfl = $1",
+                &[&pinfl, &street],
+            )
+            .await
+            .unwrap();
+        };
+        let (pa, pb) = (next_holder(), next_holder());
+        let (job_a, doc_a) = reserve_certify(addr, &st, &pa, "Saidova").await;
+        temporary(pa.clone(), "Registon 1".into()).await;
+        let (job_b, doc_b) = reserve_certify(addr, &st, &pb, "Saidova").await;
+        temporary(pb.clone(), format!("Amir Temur {}", &pb[12..])).await;
+        db.execute(
+            "INSERT INTO holder_address_ends (address_id, ended_on, station, operator)
+             SELECT a.id, '2026-12-01', 'tas01-st1', 'clerk1'
+             FROM holder_addresses a JOIN holders h ON h.id = a.holder_id
+             WHERE h.pinfl = $1 AND a.kind = 'permanent'",
+            &[&pb],
+        )
+        .await
+        .unwrap();
+        complete(addr, &st, &job_a).await;
+        complete(addr, &st, &job_b).await;
+        for (d, kind, street) in [
+            (&doc_a, "permanent", format!("Amir Temur {}", &pa[12..])),
+            (&doc_b, "temporary", format!("Amir Temur {}", &pb[12..])),
+        ] {
+            let id = message_id(db, d).await;
+            delivered(db, id, Duration::from_secs(20)).await;
+            let address = recv.seen(|s| s.kept[&id].1["registration_address"].clone());
+            assert_eq!(address["kind"], kind, "{d}: {address}");
+            assert_eq!(address["street"], street.as_str(), "{d}: {address}");
+        }
+        documents.push(doc_a);
+        documents.push(doc_b);
+    });
+
     // 2. A receiver answering 500: the centre retries with backoff, then delivers once it
     //    answers; the last error was the 500.
     recv.set(Mode::Refuse);
@@ -792,6 +888,43 @@ fn every_message_arrives_exactly_once_through_refusals_hangs_outages_and_a_resta
         id
     });
     recv.seen(|s| assert!(s.posts[&twice] >= 2, "{:?}", s.posts));
+
+    // 4b. A 200 that is no receipt (a gateway's page): an attempt counted, not a delivery; the
+    //    message is delivered once the receiver answers. A receipt with a NUL in a string
+    //    (which jsonb cannot hold) is recorded without it, not refused forever.
+    recv.set(Mode::Gateway);
+    let gated = rt.block_on(async {
+        let d = issue(addr, &st, &next_holder(), "Nazarova").await;
+        let id = message_id(db, &d).await;
+        let error = wait_for(
+            "an attempt answered by the gateway",
+            Duration::from_secs(20),
+            || async move {
+                let s = state(db, id).await;
+                (s.1 >= 1).then_some(s.2)
+            },
+        )
+        .await;
+        assert!(
+            error.as_deref().unwrap_or("").contains(&format!(
+                "HTTP 200 but the answer is not a JSON receipt for message {id}"
+            )),
+            "{error:?}"
+        );
+        recv.set(Mode::NulInReceipt);
+        delivered(db, id, Duration::from_secs(20)).await;
+        let receipt: Value = db
+            .query_one("SELECT receipt FROM outbox WHERE id = $1", &[&id])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(receipt["note"], "kept", "{receipt}");
+        assert_eq!(receipt["message_id"], id, "{receipt}");
+        recv.set(Mode::Accept);
+        documents.push(d);
+        id
+    });
+    recv.seen(|s| assert!(s.posts[&gated] >= 2 && s.kept.contains_key(&gated)));
 
     // 5. The receiver down long enough: the message becomes the dead letter after 8 attempts,
     //    `outbox list --failed` shows it, an auditor may not retry it, a ca-admin does, and it

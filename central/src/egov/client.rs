@@ -22,8 +22,9 @@ const MAX_RECEIPT: usize = 64 * 1024;
 /// What one attempt came to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    /// A 2xx answer: the receiver has the message. Its body is the receipt (JSON, or the text
-    /// as `{"text": …}`).
+    /// A 2xx answer with a receipt for the message: the receiver has it. The receipt is the
+    /// answer's JSON object, which names the message (`"message_id"`), NUL characters taken
+    /// out of its strings (PostgreSQL's jsonb cannot hold them).
     Delivered {
         status: u16,
         receipt: serde_json::Value,
@@ -121,11 +122,12 @@ impl EgovClient {
                 status: None,
                 error,
             },
-            Ok(Ok((status, body))) if (200..300).contains(&status) => Outcome::Delivered {
-                status,
-                receipt: serde_json::from_slice(&body).unwrap_or_else(
-                    |_| serde_json::json!({ "text": String::from_utf8_lossy(&body) }),
-                ),
+            Ok(Ok((status, body))) if (200..300).contains(&status) => match receipt(id, &body) {
+                Ok(receipt) => Outcome::Delivered { status, receipt },
+                Err(why) => Outcome::Failed {
+                    status: Some(status),
+                    error: format!("HTTP {status} but {why}"),
+                },
             },
             Ok(Ok((status, body))) => Outcome::Failed {
                 status: Some(status),
@@ -170,11 +172,44 @@ impl EgovClient {
         let body = Limited::new(resp.into_body(), MAX_RECEIPT)
             .collect()
             .await
-            .map_err(|e| format!("reading the answer: {e}"))?
+            .map_err(|e| format!("reading the answer (at most {MAX_RECEIPT} bytes): {e}"))?
             .to_bytes();
         drop(sender);
         conn.abort();
         Ok((status, body))
+    }
+}
+
+/// The receipt in a 2xx answer to message `id` (see [`Outcome::Delivered`]), or why the answer
+/// is none: a 2xx from something else on the way (a gateway's page, an empty body) must not
+/// pass for a delivery.
+fn receipt(id: i64, body: &[u8]) -> std::result::Result<serde_json::Value, String> {
+    let mut v: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|_| format!("the answer is not a JSON receipt for message {id}"))?;
+    if v.get("message_id").and_then(serde_json::Value::as_i64) != Some(id) {
+        return Err(format!(
+            "the answer is not a receipt for message {id} (it names no \"message_id\": {id})"
+        ));
+    }
+    strip_nul(&mut v);
+    Ok(v)
+}
+
+/// Take NUL characters out of every string and key of `v`.
+fn strip_nul(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    let clean = |s: &str| s.replace('\0', "");
+    match v {
+        Value::String(s) if s.contains('\0') => *s = clean(s),
+        Value::Array(a) => a.iter_mut().for_each(strip_nul),
+        Value::Object(o) => {
+            let fields = std::mem::take(o);
+            for (k, mut x) in fields {
+                strip_nul(&mut x);
+                o.insert(clean(&k), x);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -207,4 +242,40 @@ fn roots(file: &std::path::Path) -> Result<rustls::RootCertStore> {
         ));
     }
     Ok(roots)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::receipt;
+    use serde_json::json;
+
+    #[test]
+    fn only_a_json_receipt_naming_the_message_is_a_delivery() {
+        let ok = receipt(42, br#"{"receipt":"EGOV-42","message_id":42}"#).unwrap();
+        assert_eq!(ok, json!({"receipt": "EGOV-42", "message_id": 42}));
+        // A gateway's page, an empty body, another message's receipt, a receipt naming none.
+        for (body, why) in [
+            (&b"<html>maintenance</html>"[..], "not a JSON receipt"),
+            (b"", "not a JSON receipt"),
+            (
+                br#"{"receipt":"EGOV-41","message_id":41}"#,
+                "names no \"message_id\": 42",
+            ),
+            (br#"{"receipt":"EGOV-42"}"#, "names no \"message_id\": 42"),
+            (br#"[42]"#, "names no \"message_id\": 42"),
+        ] {
+            let e = receipt(42, body).unwrap_err();
+            assert!(e.contains(why) && e.contains("message 42"), "{e}");
+        }
+        // NUL characters, which PostgreSQL's jsonb refuses, are taken out of strings and keys.
+        let nul = receipt(
+            7,
+            br#"{"message_id":7,"note":"a\u0000b","list":["\u0000x"],"k\u0000":{"y":"\u0000"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            nul,
+            json!({"message_id": 7, "note": "ab", "list": ["x"], "k": {"y": ""}})
+        );
+    }
 }

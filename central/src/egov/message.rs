@@ -181,14 +181,21 @@ pub async fn build(
     let number: i32 = d.get(1);
     let holder_id: i64 = d.get(7);
     let h = crate::holders::get(c, holder_id).await?;
-    // The address in force when the issuance completed: the newest recorded by then.
+    // The registration in force when the issuance completed: of those recorded by then, one
+    // not ended nor expired by then first, a permanent one before a temporary one, the newest
+    // first (a holder whose every registration had ended gets the newest).
     let a = c
         .prepared_opt(
             "SELECT a.kind, a.region, a.district, a.street, a.house, a.apartment, a.registered_on,
                     a.registered_until
              FROM holder_addresses a, outbox o
              WHERE o.id = $1 AND a.holder_id = $2 AND a.recorded_at <= o.created_at
-             ORDER BY a.id DESC LIMIT 1",
+             ORDER BY (NOT EXISTS (SELECT 1 FROM holder_address_ends e
+                                   WHERE e.address_id = a.id AND e.recorded_at <= o.created_at)
+                       AND (a.registered_until IS NULL
+                            OR a.registered_until >= to_char(o.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD'))) DESC,
+                      (a.kind = 'permanent') DESC, a.id DESC
+             LIMIT 1",
             &[&id, &holder_id],
         )
         .await?

@@ -78,9 +78,23 @@ pub async fn claim(
         let job: String = r.get(2);
         let jws = match r.get::<_, Option<String>>(3) {
             Some(m) => Ok(m),
-            None => sign(&tx, store, keys, centre, id, &topic, &job)
-                .await
-                .map_err(|e| e.to_string()),
+            None => match sign(&tx, store, keys, centre, id, &topic, &job).await {
+                Ok(m) => Ok(m),
+                // The HSM, not the message, failed: nothing was sent and no attempt is
+                // counted; the message is due again after a short wait. (A database error
+                // aborts the whole claim.)
+                Err(CentralError::Hsm(e)) => {
+                    tracing::warn!(message = id, error = %e, "the e-government message could not be signed now; no attempt counted");
+                    tx.prepared_execute(
+                        "UPDATE outbox SET next_attempt_at = now() + interval '30 seconds'
+                         WHERE id = $1",
+                        &[&id],
+                    )
+                    .await?;
+                    continue;
+                }
+                Err(e) => Err(e.to_string()),
+            },
         };
         let mut token = [0u8; 16];
         getrandom::fill(&mut token)

@@ -93,7 +93,15 @@ pub async fn once(
     }
     let mut first_error = None;
     while let Some(done) = attempts.join_next().await {
-        let (c, outcome) = done.map_err(|e| CentralError::Other(format!("delivery task: {e}")))?;
+        // A task that panicked leaves its message to the lease; the others are still recorded.
+        let (c, outcome) = match done {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "an e-government delivery task failed; its message is tried again when its claim runs out");
+                first_error.get_or_insert(CentralError::Other(format!("delivery task: {e}")));
+                continue;
+            }
+        };
         match outbox::record(&centre.pool, cfg, &centre.name, &c, &outcome).await {
             Ok(Recorded::Delivered) => tracing::info!(message = c.id, "delivered to e-government"),
             Ok(Recorded::Retry(wait)) => tracing::warn!(
