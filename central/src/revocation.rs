@@ -274,13 +274,15 @@ async fn revoke(pool: &Pool, actor: &Actor, job: &Job<'_>) -> Result<()> {
     Ok(())
 }
 
-/// Queue the issuing key's (`parent`'s) CRL and the certificate's OCSP response for the signing worker, and wake
-/// it at commit (as the V7 trigger does for holder certificates).
+/// Queue the issuing key's (`parent`'s) CRL and the certificate's OCSP response for the signing
+/// worker, urgent (before refreshes), and wake it at commit (as the V7/V32 trigger does for
+/// holder certificates).
 pub(crate) async fn publish(tx: &Transaction<'_>, parent: &str, serial: &[u8]) -> Result<()> {
     tx.prepared_execute(
-        "INSERT INTO relying_party_queue (kind, issuer_key, serial)
-         VALUES ('crl', $1, '\\x'::bytea), ('ocsp', $1, $2)
-         ON CONFLICT (kind, issuer_key, serial) DO UPDATE SET queued_at = clock_timestamp()",
+        "INSERT INTO relying_party_queue (kind, issuer_key, serial, urgent)
+         VALUES ('crl', $1, '\\x'::bytea, true), ('ocsp', $1, $2, true)
+         ON CONFLICT (kind, issuer_key, serial)
+         DO UPDATE SET queued_at = clock_timestamp(), urgent = true",
         &[&parent, &serial],
     )
     .await?;

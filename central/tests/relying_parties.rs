@@ -1432,6 +1432,13 @@ fn ocsp_crl_ca_and_tsa_answer_relying_parties_over_plain_http() {
             rt.block_on(http(public, "GET", "/crl/esign-ca-1.crl", None, vec![]));
         assert_eq!(status, 200);
         assert_eq!(header(&headers, "content-type"), "application/pkix-crl");
+        // Kept by caches an hour at most, though valid 48 hours: a revocation re-signs it.
+        let max_age: u64 = header(&headers, "cache-control")
+            .strip_prefix("max-age=")
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap();
+        assert!((3500..=3600).contains(&max_age), "{headers:?}");
         std::fs::write(dir.join("esign.crl"), &body).unwrap();
         let (verified, text) = tool(
             dir,

@@ -99,8 +99,11 @@ pub async fn claim(
         let mut token = [0u8; 16];
         getrandom::fill(&mut token)
             .map_err(|e| CentralError::Other(format!("random claim token: {e}")))?;
+        // The lease counts from now, after this row's signature, not from the transaction's
+        // start (`now()`): signing the batch's messages in the HSM takes time.
         tx.prepared_execute(
-            "UPDATE outbox SET claim = $2, next_attempt_at = now() + make_interval(secs => $3),
+            "UPDATE outbox SET claim = $2,
+                    next_attempt_at = clock_timestamp() + make_interval(secs => $3),
                     last_attempt_at = now(), message = COALESCE(message, $4)
              WHERE id = $1",
             &[

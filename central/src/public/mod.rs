@@ -284,12 +284,27 @@ fn header_value(s: &str) -> HeaderValue {
     HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
+/// How long a cache may keep a CRL before it asks again (its ETag answers a 304 when nothing
+/// changed): a CRL is signed again within seconds of a revocation, and a cache that kept it to
+/// its nextUpdate (48 hours, 90 days for the CSCA's) would hide that revocation for as long.
+pub const CRL_MAX_AGE: Duration = Duration::from_secs(3600);
+
 /// A DER body with its media type and the caching headers of a signed object valid from
 /// `this_update` (Last-Modified) to `next_update` (Expires, max-age): RFC 5019 §6.2.
 pub fn signed_object(
     content_type: &'static str,
     der: Vec<u8>,
     validity: Option<(SystemTime, SystemTime)>,
+) -> Response {
+    signed_object_kept(content_type, der, validity, None)
+}
+
+/// [`signed_object`] whose max-age is at most `cap`.
+pub fn signed_object_kept(
+    content_type: &'static str,
+    der: Vec<u8>,
+    validity: Option<(SystemTime, SystemTime)>,
+    cap: Option<Duration>,
 ) -> Response {
     use sha2::Digest;
     let mut headers = HeaderMap::new();
@@ -300,7 +315,8 @@ pub fn signed_object(
             let max_age = next_update
                 .duration_since(now)
                 .map(|d| d.as_secs())
-                .unwrap_or(0);
+                .unwrap_or(0)
+                .min(cap.map_or(u64::MAX, |c| c.as_secs()));
             let etag = hex::encode(&sha2::Sha256::digest(&der)[..16]);
             headers.insert(header::ETAG, header_value(&format!("\"{etag}\"")));
             headers.insert(header::LAST_MODIFIED, header_value(&http_date(this_update)));
@@ -402,10 +418,11 @@ async fn crl_get(
     match crl::newest(&p, key).await {
         Ok(Some(c)) => conditional(
             &headers,
-            signed_object(
+            signed_object_kept(
                 "application/pkix-crl",
                 c.der,
                 Some((c.this_update, c.next_update)),
+                Some(CRL_MAX_AGE),
             ),
         ),
         Ok(None) => not_found(format!("the CRL of {key} is not signed yet; try again")),

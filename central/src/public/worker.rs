@@ -6,7 +6,9 @@
 //! stores and deletes them in one transaction, and looks again at once while there is work;
 //! idle, it waits for the trigger's `NOTIFY idcentral_relying_parties` on a connection of its own
 //! ([`listen`]), or [`POLL`] at most (the connection may be down: a failover). A revocation is
-//! therefore answered `revoked` within a few milliseconds plus one signature.
+//! therefore answered `revoked` within a few milliseconds plus one signature. What the trigger
+//! and a CA revocation queue is `urgent` (migration V32) and taken before the refresh below,
+//! so a revocation never waits behind responses whose status did not change.
 //!
 //! Every [`REFRESH`] (or a quarter of the OCSP validity, when shorter) it also queues what would otherwise expire: responses with less than half
 //! of their validity left, CRLs with less than half of theirs, and (once, at start) every
@@ -260,7 +262,7 @@ pub async fn drain(public: &Arc<Public>) -> Result<usize> {
     let rows = tx
         .prepared_query(
             "SELECT kind, issuer_key, serial, queued_at FROM relying_party_queue
-             ORDER BY queued_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+             ORDER BY urgent DESC, queued_at LIMIT $1 FOR UPDATE SKIP LOCKED",
             &[&BATCH],
         )
         .await?;
