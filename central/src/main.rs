@@ -118,11 +118,14 @@ enum RenewalsCmd {
 
 #[derive(Subcommand)]
 enum OutboxCmd {
-    /// Every message with its delivery state (ca-admin or auditor; the read is audited).
+    /// The newest messages with their delivery state (ca-admin or auditor; the read is audited).
     List {
         /// Only the failed messages (the dead letter).
         #[arg(long)]
         failed: bool,
+        /// At most this many, the newest (1 to 1000).
+        #[arg(long, value_name = "N", default_value_t = centre_api::OUTBOX_LIST_MAX)]
+        limit: u32,
         #[arg(long, value_name = "NAME")]
         operator: String,
     },
@@ -484,10 +487,20 @@ async fn outbox(cli: &Cli, cfg: &CentreConfig, oc: &OutboxCmd) -> Result<(), Cen
     use central::egov::outbox as ob;
     let pool = central::db::pool(&cfg.database)?;
     match oc {
-        OutboxCmd::List { failed, operator } => {
+        OutboxCmd::List {
+            failed,
+            limit,
+            operator,
+        } => {
             let roles = [Role::CaAdmin, Role::Auditor];
             let s = log_in(&pool, cfg, operator, "read the outbox", &roles).await?;
-            let items = ob::list(&pool, s.actor(), *failed).await?;
+            let (items, more) = ob::list(&pool, s.actor(), *failed, *limit).await?;
+            if more && !cli.json {
+                eprintln!(
+                    "(the newest {limit} messages; older ones were left out: raise --limit up to {})",
+                    centre_api::OUTBOX_LIST_MAX
+                );
+            }
             print(cli.json, &items, |l| {
                 l.iter().map(ob::OutboxItem::line).collect()
             })

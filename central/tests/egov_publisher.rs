@@ -971,6 +971,31 @@ fn every_message_arrives_exactly_once_through_refusals_hangs_outages_and_a_resta
         all.lines().filter(|l| l.contains("delivered")).count() == documents.len() - 1,
         "{all}"
     );
+    // `--limit N`: the newest N, oldest first, and a note that older ones were left out; a
+    // limit out of 1..=1000 refused naming it.
+    let newest = idcentral(
+        &config,
+        &["outbox", "list", "--limit", "2", "--operator", "admin"],
+        &pw,
+    );
+    let two = ok(newest.clone());
+    let last_two: Vec<&str> = all.lines().skip(documents.len() - 2).collect();
+    assert_eq!(two.lines().collect::<Vec<_>>(), last_two, "{two}");
+    assert!(
+        String::from_utf8_lossy(&newest.stderr)
+            .contains("the newest 2 messages; older ones were left out"),
+        "{}",
+        String::from_utf8_lossy(&newest.stderr)
+    );
+    refused(
+        &idcentral(
+            &config,
+            &["outbox", "list", "--limit", "0", "--operator", "admin"],
+            &pw,
+        ),
+        2,
+        "limit: 0 must be from 1 to 1000",
+    );
     let id = dead.to_string();
     refused(
         &idcentral(
@@ -1113,7 +1138,8 @@ fn every_message_arrives_exactly_once_through_refusals_hangs_outages_and_a_resta
     assert_eq!(count("egov.delivered"), documents.len());
     assert_eq!(count("egov.failed"), 1);
     assert_eq!(count("outbox.retried"), 1);
-    assert_eq!(count("outbox.read"), 2);
+    // --failed, the whole list, --limit 2 (the refused --limit 0 reads nothing).
+    assert_eq!(count("outbox.read"), 3);
     assert!(count("operator.refused") >= 3, "{actions:?}");
     ok(idcentral(
         &config,

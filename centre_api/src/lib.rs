@@ -693,7 +693,7 @@ pub struct ServiceJobStatus {
 // The e-government outbox (docs/egov.md "The station's view")
 
 /// `POST /v1/outbox/list`: the centre's e-government outbox, every message or only the dead
-/// letters (`failed_only`), oldest first. `operator` and `role` are the station's operator as
+/// letters (`failed_only`): the newest `limit` of them (1..=1000; absent: 1000), oldest first. `operator` and `role` are the station's operator as
 /// the station logged them in; the centre answers a role of ca-admin or auditor only
 /// (`operator-role-not-permitted`) and audits the read (`outbox.read`, the station and the
 /// operator).
@@ -705,7 +705,13 @@ pub struct OutboxListRequest {
     pub role: String,
     #[serde(default)]
     pub failed_only: bool,
+    /// At most this many messages, the newest (1..=[`OUTBOX_LIST_MAX`]; absent: the most).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
 }
+
+/// The most messages one outbox list answers.
+pub const OUTBOX_LIST_MAX: u32 = 1000;
 
 /// `POST /v1/cards-to-replace`: the cards of the station's office still in use that the centre
 /// flagged for replacement (their EF.SOD can no longer be authenticated), for the station's
@@ -831,7 +837,7 @@ pub struct OutboxMessage {
     pub delivered_at: Option<String>,
     /// The receiver's HTTP status at the last attempt that got an answer.
     pub receipt_status: Option<i32>,
-    /// Delivered: the receiver's answer (its JSON, or `{"text": …}`).
+    /// Delivered: the receiver's receipt (its JSON object, naming the message).
     pub receipt: Option<serde_json::Value>,
 }
 
@@ -865,6 +871,9 @@ impl OutboxMessage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutboxList {
     pub messages: Vec<OutboxMessage>,
+    /// Older messages of the filter were left out by the limit.
+    #[serde(default)]
+    pub more: bool,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@
 //! station has no centre and says so: its own outbox has no delivery state to show.
 
 use egui::{Color32, RichText};
-use station::centre::outbox::{OutboxMessage, OutboxStatus};
+use station::centre::outbox::{OutboxList, OutboxMessage, OutboxStatus};
 use station::Role;
 
 use crate::error::{self as gerr, Shown};
@@ -23,7 +23,7 @@ pub struct DeliveriesState {
     requested: bool,
     /// Every message, not only the dead letters.
     pub show_all: bool,
-    list: Option<Result<Vec<OutboxMessage>, Shown>>,
+    list: Option<Result<OutboxList, Shown>>,
     /// The message whose retry is being confirmed.
     confirm: Option<OutboxMessage>,
     retry_pending: bool,
@@ -140,6 +140,14 @@ fn table_ui(ui: &mut egui::Ui, st: &mut DeliveriesState, admin: bool) {
         Some(Err(e)) => return gerr::ui(ui, e),
         Some(Ok(list)) => list,
     };
+    if list.more {
+        let args = [(
+            "count",
+            i18n::n(u32::try_from(list.messages.len()).unwrap_or(u32::MAX)),
+        )];
+        ui.label(RichText::new(ta(ui, "deliveries-more", &args)).weak());
+    }
+    let list = &list.messages;
     if list.is_empty() {
         let id = if st.show_all {
             "deliveries-none"
@@ -275,5 +283,55 @@ fn confirm_ui(ui: &mut egui::Ui, st: &mut DeliveriesState, cmds: &mut Vec<Comman
         cmds.push(Command::RetryCentreOutbox { id: m.id });
     } else if no || ui.input(|i| i.key_pressed(egui::Key::Escape)) {
         st.confirm = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A list the centre cut at its limit says so above the table.
+    #[test]
+    fn a_list_cut_at_the_centre_says_older_messages_are_left_out() {
+        use egui_kittest::kittest::Queryable as _;
+        let message = OutboxMessage {
+            id: 1001,
+            topic: "document.issued".into(),
+            document: Some("AA0001001".into()),
+            status: OutboxStatus::Delivered,
+            attempts: 0,
+            created_at: "2026-12-06T10:00:00Z".into(),
+            next_attempt_at: None,
+            last_attempt_at: Some("2026-12-06T10:00:01Z".into()),
+            last_error: None,
+            dead_since: None,
+            delivered_at: Some("2026-12-06T10:00:01Z".into()),
+            receipt_status: Some(200),
+            receipt: None,
+        };
+        for (more, shown) in [(true, true), (false, false)] {
+            let st = DeliveriesState {
+                requested: true,
+                show_all: true,
+                list: Some(Ok(OutboxList {
+                    messages: vec![message.clone()],
+                    more,
+                })),
+                ..Default::default()
+            };
+            let mut harness = egui_kittest::Harness::new_ui_state(
+                |ui, st: &mut DeliveriesState| {
+                    crate::i18n::set(ui.ctx(), crate::i18n::Lang::En);
+                    table_ui(ui, st, false);
+                },
+                st,
+            );
+            harness.run();
+            harness.get_by_label("AA0001001");
+            let note = harness.query_by_label_contains(
+                "Showing the newest 1 messages; the centre holds older ones",
+            );
+            assert_eq!(note.is_some(), shown, "more: {more}");
+        }
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use station::audit::{ExportOutcome, Range, VerifyLogOutcome, VerifyOutcome};
 use station::ca_admin::CrlReport;
-use station::centre::outbox::OutboxMessage;
+use station::centre::outbox::{OutboxList, OutboxMessage};
 use station::error::StationError;
 use station::hierarchy::CaSummary;
 use station::holder::ValidHolder;
@@ -220,7 +220,7 @@ pub enum Event {
     ExportVerified(Result<Box<VerifyOutcome>, Shown>),
     /// The Card services workspace's replies.
     Service(crate::service_work::Reply),
-    CentreOutbox(Result<Vec<OutboxMessage>, Shown>),
+    CentreOutbox(Result<OutboxList, Shown>),
     CentreOutboxRetried(Result<OutboxMessage, Shown>),
     CardsToReplace(Result<station::centre::to_replace::CardsToReplace, Shown>),
     CentreSynced(Result<station::services::mirror::SyncReport, Shown>),
@@ -478,7 +478,7 @@ impl WorkerState {
                 send(Event::Service(reply))
             }),
             Command::CentreOutbox { failed_only } => send(Event::CentreOutbox(
-                station::centre::outbox::list(st, &session, failed_only).map_err(shown(lang)),
+                station::centre::outbox::list(st, &session, failed_only, None).map_err(shown(lang)),
             )),
             Command::CardsToReplace => send(Event::CardsToReplace(
                 station::centre::to_replace::list(st, &session).map_err(shown(lang)),

@@ -16,7 +16,7 @@ mod egov_centre;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use centre_api::{OutboxMessage, OutboxStatus};
+use centre_api::{OutboxList, OutboxMessage, OutboxStatus};
 use egov_centre::*;
 use registry::Role;
 
@@ -104,9 +104,22 @@ fn centre_events(rig: &EgovRig) -> Vec<serde_json::Value> {
 }
 
 fn list(rig: &EgovRig, operator: &str, password: &str, failed: bool) -> Vec<OutboxMessage> {
+    list_limited(rig, operator, password, failed, None).messages
+}
+
+fn list_limited(
+    rig: &EgovRig,
+    operator: &str,
+    password: &str,
+    failed: bool,
+    limit: Option<&str>,
+) -> OutboxList {
     let mut args = vec!["--json", "outbox", "list", "--operator", operator];
     if failed {
         args.push("--failed");
+    }
+    if let Some(n) = limit {
+        args.extend(["--limit", n]);
     }
     let o = idstation(rig, &args, password);
     assert!(o.status.success(), "outbox list: {}", text(&o));
@@ -164,6 +177,20 @@ fn listed_by_role(rig: &EgovRig, dead: &OutboxMessage, document: &str) {
     );
     let seen = list(rig, "auditor", EGOV_AUDITOR_PASSWORD, true);
     assert_eq!(seen.iter().map(|m| m.id).collect::<Vec<_>>(), [dead.id]);
+    // `--limit`: the newest N and whether older ones were left out; 0 refused naming it.
+    let one = list_limited(rig, "auditor", EGOV_AUDITOR_PASSWORD, true, Some("1"));
+    assert_eq!((one.messages.len(), one.more), (1, false), "{one:?}");
+    let o = idstation(
+        rig,
+        &["outbox", "list", "--limit", "0", "--operator", "auditor"],
+        EGOV_AUDITOR_PASSWORD,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("limit: 0 must be from 1 to 1000"),
+        "{}",
+        text(&o)
+    );
     // `--local`: the station's own outbox (no delivery state), not the centre's.
     let o = idstation(
         rig,

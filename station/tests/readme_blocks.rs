@@ -134,8 +134,9 @@ fn command_of(line: &str) -> Option<(Vec<String>, Vec<String>)> {
             skip_value = false;
             continue;
         }
-        if let Some(f) = t.strip_prefix("--") {
-            let name = f.split(['=', '[', ']', '|']).next().unwrap_or("");
+        // An optional flag in brackets (`[--failed]`) is a flag too.
+        if let Some(f) = t.trim_start_matches(['[', '(', '`']).strip_prefix("--") {
+            let name = f.split(['=', '[', ']', '|', ')', '`']).next().unwrap_or("");
             if name == "data-dir" {
                 skip_value = !f.contains('=');
                 continue;

@@ -272,10 +272,22 @@ fn item(r: &tokio_postgres::Row) -> Result<OutboxItem> {
     })
 }
 
-/// Every outbox message (or only the `failed` ones), oldest first. The read is audited
-/// (`outbox.read`, how many and which filter) as `actor`'s: a centre operator, or a station's
-/// operator with the station named. The caller checked the role (ca-admin or auditor).
-pub async fn list(pool: &Pool, actor: &Actor, failed_only: bool) -> Result<Vec<OutboxItem>> {
+/// The newest `limit` outbox messages (or only the `failed` ones), oldest first, and whether
+/// older ones were left out. The read is audited (`outbox.read`, how many, the filter and the
+/// limit) as `actor`'s: a centre operator, or a station's operator with the station named. The
+/// caller checked the role (ca-admin or auditor).
+pub async fn list(
+    pool: &Pool,
+    actor: &Actor,
+    failed_only: bool,
+    limit: u32,
+) -> Result<(Vec<OutboxItem>, bool)> {
+    if limit == 0 || limit > centre_api::OUTBOX_LIST_MAX {
+        return Err(CentralError::invalid(
+            "limit",
+            format!("{limit} must be from 1 to {}", centre_api::OUTBOX_LIST_MAX),
+        ));
+    }
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let filter = if failed_only {
@@ -283,25 +295,34 @@ pub async fn list(pool: &Pool, actor: &Actor, failed_only: bool) -> Result<Vec<O
     } else {
         ""
     };
-    let items = tx
+    // One more than asked says whether there are more.
+    let mut items = tx
         .query(
-            &format!("SELECT {ITEM_COLS} FROM outbox {filter} ORDER BY id"),
-            &[],
+            &format!(
+                "SELECT * FROM (SELECT {ITEM_COLS} FROM outbox {filter} ORDER BY id DESC LIMIT $1) n
+                 ORDER BY id"
+            ),
+            &[&(i64::from(limit) + 1)],
         )
         .await?
         .iter()
         .map(item)
         .collect::<Result<Vec<_>>>()?;
+    let more = items.len() > limit as usize;
+    if more {
+        items.remove(0);
+    }
     audit::append(
         &tx,
         actor,
         "outbox.read",
         "outbox",
-        &serde_json::json!({ "failed_only": failed_only, "count": items.len() }),
+        &serde_json::json!({ "failed_only": failed_only, "count": items.len(),
+                             "limit": limit, "more": more }),
     )
     .await?;
     tx.commit().await?;
-    Ok(items)
+    Ok((items, more))
 }
 
 /// Why a retry was refused.

@@ -31,8 +31,9 @@ pub async fn list(centre: &Centre, who: &WhoAmI, req: &OutboxListRequest) -> Res
         "read the e-government outbox",
         LIST_ROLES,
     )?;
-    let messages = outbox::list(&centre.pool, &actor, req.failed_only).await?;
-    Ok(OutboxList { messages })
+    let limit = req.limit.unwrap_or(centre_api::OUTBOX_LIST_MAX);
+    let (messages, more) = outbox::list(&centre.pool, &actor, req.failed_only, limit).await?;
+    Ok(OutboxList { messages, more })
 }
 
 /// The outbox id in a path: a positive whole number.

@@ -683,6 +683,7 @@ deliveries-failed-only = Failed only
 deliveries-all = All messages
 deliveries-loading = Asking the national centre…
 deliveries-none-failed = No failed deliveries: every message was delivered or is still being tried.
+deliveries-more = Showing the newest { $count } messages; the centre holds older ones (a centre operator lists them with idcentral outbox list).
 deliveries-none = The centre has no e-government messages.
 deliveries-read-only = Only a CA administrator can send a failed message again.
 deliveries-col-id = No.

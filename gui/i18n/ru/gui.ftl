@@ -677,6 +677,7 @@ deliveries-failed-only = Только недоставленные
 deliveries-all = Все сообщения
 deliveries-loading = Запрос к национальному центру…
 deliveries-none-failed = Недоставленных сообщений нет: каждое доставлено или ещё отправляется.
+deliveries-more = Показаны последние сообщения: { $count }; более ранние хранятся в центре (оператор центра видит их командой idcentral outbox list).
 deliveries-none = В центре нет сообщений для электронного правительства.
 deliveries-read-only = Отправить недоставленное сообщение снова может только администратор УЦ.
 deliveries-col-id = №

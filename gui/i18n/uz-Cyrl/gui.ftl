@@ -673,6 +673,7 @@ deliveries-failed-only = Фақат етказилмаганлар
 deliveries-all = Барча хабарлар
 deliveries-loading = Миллий марказдан сўралмоқда…
 deliveries-none-failed = Етказилмаган хабар йўқ: ҳар бир хабар етказилди ёки ҳали юборилмоқда.
+deliveries-more = Энг сўнгги хабарлар кўрсатилган: { $count }; олдингилари марказда сақланади (марказ оператори уларни idcentral outbox list буйруғи билан кўради).
 deliveries-none = Марказда электрон ҳукумат учун хабар йўқ.
 deliveries-read-only = Етказилмаган хабарни фақат СМ администратори қайта юбора олади.
 deliveries-col-id = №

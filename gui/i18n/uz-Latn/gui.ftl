@@ -673,6 +673,7 @@ deliveries-failed-only = Faqat yetkazilmaganlar
 deliveries-all = Barcha xabarlar
 deliveries-loading = Milliy markazdan soʻralmoqda…
 deliveries-none-failed = Yetkazilmagan xabar yoʻq: har bir xabar yetkazildi yoki hali yuborilmoqda.
+deliveries-more = Eng soʻnggi xabarlar koʻrsatilgan: { $count }; oldingilari markazda saqlanadi (markaz operatori ularni idcentral outbox list buyrugʻi bilan koʻradi).
 deliveries-none = Markazda elektron hukumat uchun xabar yoʻq.
 deliveries-read-only = Yetkazilmagan xabarni faqat SM administratori qayta yubora oladi.
 deliveries-col-id = №

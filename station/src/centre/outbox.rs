@@ -11,7 +11,8 @@
 //! with its rule). A standalone station has no centre: `idstation outbox list` shows its own
 //! outbox (`records::outbox_list`).
 
-use centre_api::{paths, OutboxList, OutboxListRequest, OutboxRetryRequest};
+pub use centre_api::OutboxList;
+use centre_api::{paths, OutboxListRequest, OutboxRetryRequest};
 /// The wire types of a message, for the station's callers (the GUI names no other crate).
 pub use centre_api::{OutboxMessage, OutboxStatus};
 use registry::{AuditEntry, Role};
@@ -29,18 +30,28 @@ pub const RETRY_ROLES: &[Role] = &[Role::CaAdmin];
 const LIST_ACTION: &str = "read the centre's e-government outbox";
 const RETRY_ACTION: &str = "retry e-government messages";
 
-/// The centre's outbox: every message, or only the dead letters (`failed_only`), oldest first.
+/// The centre's outbox: the newest `limit` messages (absent: the most the centre answers,
+/// [`centre_api::OUTBOX_LIST_MAX`]), or only the dead letters (`failed_only`), oldest first;
+/// `more` when older ones were left out.
 /// Not enrolled: `invalid` naming `centre`; the centre down: [`StationError::CentreUnreachable`].
 pub fn list(
     st: &mut Station,
     session: &Session,
     failed_only: bool,
-) -> Result<Vec<OutboxMessage>, StationError> {
+    limit: Option<u32>,
+) -> Result<OutboxList, StationError> {
     crate::session::require_current(&mut st.registry, session, LIST_ACTION, LIST_ROLES)?;
+    if let Some(n) = limit.filter(|n| *n == 0 || *n > centre_api::OUTBOX_LIST_MAX) {
+        return Err(StationError::invalid(
+            "limit",
+            format!("{n} must be from 1 to {}", centre_api::OUTBOX_LIST_MAX),
+        ));
+    }
     let req = OutboxListRequest {
         operator: session.actor().operator.clone(),
         role: session.role().as_str().to_owned(),
         failed_only,
+        limit,
     };
     let answer = CentreClient::for_station(st)?.post::<_, OutboxList>(paths::OUTBOX_LIST, &req);
     let list = refused_audited(st, session, LIST_ACTION, "outbox", answer)?;
@@ -49,9 +60,10 @@ pub fn list(
         actor: session.actor(),
         action: "outbox.read",
         object: "outbox",
-        details: &serde_json::json!({ "at_centre": true, "failed_only": failed_only, "messages": ids }),
+        details: &serde_json::json!({ "at_centre": true, "failed_only": failed_only,
+                                      "messages": ids, "more": list.more }),
     })?;
-    Ok(list.messages)
+    Ok(list)
 }
 
 /// Put the centre's dead letter `id` back in its queue: it is `pending` again, due now.

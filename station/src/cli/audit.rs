@@ -107,6 +107,10 @@ pub enum OutboxCmd {
         /// An enrolled station: this station's own outbox instead of the centre's.
         #[arg(long)]
         local: bool,
+        /// An enrolled station: at most this many of the centre's messages, the newest (1 to
+        /// 1000; default 1000).
+        #[arg(long, value_name = "N", conflicts_with = "local")]
+        limit: Option<u32>,
         #[command(flatten)]
         op: OperatorArg,
     },
@@ -215,15 +219,29 @@ fn export(ctx: &Ctx, a: &ExportArgs) -> Result<(), StationError> {
 
 pub fn run_outbox(ctx: &Ctx, cmd: &OutboxCmd) -> Result<(), StationError> {
     match cmd {
-        OutboxCmd::List { failed, local, op } => {
+        OutboxCmd::List {
+            failed,
+            local,
+            limit,
+            op,
+        } => {
             let (mut st, session) = ctx.open_read_only_as(
                 &op.operator,
                 "read the outbox",
                 &[Role::Clerk, Role::CaAdmin, Role::Auditor],
             )?;
             if st.config.centre.is_some() && !local {
-                let items = station::centre::outbox::list(&mut st, &session, *failed)?;
-                return ctx.print(&items, |items| items.iter().map(|m| m.line()).collect());
+                let list = station::centre::outbox::list(&mut st, &session, *failed, *limit)?;
+                return ctx.print(&list, |l| {
+                    let mut out: String = l.messages.iter().map(|m| m.line()).collect();
+                    if l.more {
+                        out.push_str(&format!(
+                            "(the newest {} messages; the centre has older ones: raise --limit)\n",
+                            l.messages.len()
+                        ));
+                    }
+                    out
+                });
             }
             if *failed {
                 return Err(StationError::invalid(

@@ -120,8 +120,9 @@ impl EgovRig {
         let mut st = station::Station::open_read_only(&self.data).expect("open the station");
         let admin = self.session(&mut st, "admin", EGOV_ADMIN_PASSWORD);
         poll("the dead letter", Duration::from_secs(60), || {
-            station::centre::outbox::list(&mut st, &admin, true)
+            station::centre::outbox::list(&mut st, &admin, true, None)
                 .expect("the centre's dead letters")
+                .messages
                 .into_iter()
                 .find(|m| m.document.as_deref() == Some(document))
         })
