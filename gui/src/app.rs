@@ -363,13 +363,13 @@ impl StationApp {
                     }
                     ui.end_row();
                     let l = ui.label(i18n::t(ui, "login-password"));
-                    let pw = ui
-                        .add(
-                            egui::TextEdit::singleline(&mut self.login.password)
-                                .password(true)
-                                .desired_width(240.0),
-                        )
-                        .labelled_by(l.id);
+                    let pw = crate::secret_field::secret_field(
+                        ui,
+                        &mut self.login.password,
+                        "login-password",
+                        240.0,
+                    )
+                    .labelled_by(l.id);
                     ui.end_row();
                     let enter = pw.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
                     ui.label(i18n::t(ui, "login-language"));

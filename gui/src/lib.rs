@@ -19,6 +19,7 @@ pub mod notation;
 pub mod options;
 pub mod pin_window;
 pub mod readers;
+pub mod secret_field;
 pub mod service_work;
 pub mod services;
 pub mod to_replace;

@@ -102,14 +102,13 @@ impl PinWindow {
                         {
                             let id = if i == 0 { "pin-first" } else { "pin-second" };
                             let l = ui.label(t(ui, id));
-                            let r = ui
-                                .add(
-                                    egui::TextEdit::singleline(text)
-                                        .id_salt(("svc", id, self.attempt))
-                                        .password(true)
-                                        .desired_width(160.0),
-                                )
-                                .labelled_by(l.id);
+                            let r = crate::secret_field::secret_field(
+                                ui,
+                                text,
+                                ("svc", id, self.attempt),
+                                160.0,
+                            )
+                            .labelled_by(l.id);
                             if focus && i == 0 {
                                 r.request_focus();
                             }

@@ -687,14 +687,9 @@ fn holder_pin_window(
                 for (i, text) in [&mut st.pin, &mut st.pin2].into_iter().enumerate() {
                     let id = if i == 0 { "pin-first" } else { "pin-second" };
                     let l = ui.label(t(ui, id));
-                    let r = ui
-                        .add(
-                            egui::TextEdit::singleline(text)
-                                .id_salt((id, st.pin_attempt))
-                                .password(true)
-                                .desired_width(160.0),
-                        )
-                        .labelled_by(l.id);
+                    let r =
+                        crate::secret_field::secret_field(ui, text, (id, st.pin_attempt), 160.0)
+                            .labelled_by(l.id);
                     if focus && i == 0 {
                         r.request_focus();
                     }
