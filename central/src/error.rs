@@ -135,6 +135,18 @@ impl From<tokio_postgres::Error> for CentralError {
     fn from(e: tokio_postgres::Error) -> Self {
         // The server's own message (constraint, trigger) when there is one.
         match e.as_db_error() {
+            // The one-active-card rule's index caught what the checks before it could not (two
+            // transactions racing): a refusal with its rule, not "the database, try again".
+            Some(db)
+                if *db.code() == tokio_postgres::error::SqlState::UNIQUE_VIOLATION
+                    && db.constraint() == Some("documents_one_active_per_holder") =>
+            {
+                CentralError::refused(
+                    Refusal::Conflict,
+                    centre_api::rules::HOLDER_HAS_ACTIVE_CARD,
+                    "the holder has an active card already (another office's change came first)",
+                )
+            }
             Some(db) => CentralError::Database(format!("{} ({})", db.message(), db.code().code())),
             None => CentralError::Database(e.to_string()),
         }

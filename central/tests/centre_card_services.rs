@@ -1740,3 +1740,198 @@ fn a_renewal_left_open_is_aborted_by_the_centre_and_its_card_still_served() {
         "{text}"
     );
 }
+
+/// A hold aborts the document's open renewal (its certificates, perhaps on the card already,
+/// must not stay good while the card is held): revoked cessationOfOperation, the job aborted at
+/// the centre naming the hold, the station's `complete` refused. A release waits for an
+/// issuance in progress for the holder (a replacement card): refused `holder-has-pending-
+/// issuance` naming the office, as `reserve` is refused while the other way round.
+#[test]
+fn a_hold_aborts_an_open_renewal_and_a_release_waits_for_a_pending_issuance() {
+    let TwoStations {
+        _tmp,
+        _cluster,
+        w,
+        db,
+        tas,
+        sam,
+    } = two_stations("hr");
+    let (doc, first) = issue_under_card_key(&w, &tas.tls, "41234567890131", "0B1C2D41");
+    // A renewal at TAS01, certified (its certificates on the card, `issued`), not completed.
+    let job = new_job();
+    let r: RenewResponse = serde_json::from_value(w.ok(
+        &tas.tls,
+        &centre_api::paths::service(&job, "renew"),
+        &json!({ "operator": "clerk1", "document": doc, "card_serial": "0B1C2D41" }),
+    ))
+    .unwrap();
+    let c: CertifyResponse = serde_json::from_value(w.ok(
+        &tas.tls,
+        &centre_api::paths::service(&job, "certify"),
+        &keys_body(&job, &r.challenge),
+    ))
+    .unwrap();
+    let renewed: Vec<String> = c.certificates.iter().map(|c| c.serial.clone()).collect();
+    // SAM01 holds the document (the holder reported the card lost there).
+    let hold: HoldResponse = serde_json::from_value(w.ok(
+        &sam.tls,
+        &centre_api::paths::service(&new_job(), "hold"),
+        &json!({ "operator": "clerk2", "document": doc }),
+    ))
+    .unwrap();
+    assert_eq!(hold.state, "suspended");
+    let state_of = |serials: &[String]| -> Vec<String> {
+        serials
+            .iter()
+            .map(|s| {
+                let r =
+                    w.rt.block_on(db.query_one(
+                        "SELECT state || '/' || coalesce(revocation_reason, '') FROM certificates
+                         WHERE serial = decode($1, 'hex')",
+                        &[s],
+                    ))
+                    .unwrap();
+                r.get(0)
+            })
+            .collect()
+    };
+    assert_eq!(
+        state_of(&first),
+        ["revoked/certificateHold", "revoked/certificateHold"]
+    );
+    assert_eq!(
+        state_of(&renewed),
+        [
+            "revoked/cessationOfOperation",
+            "revoked/cessationOfOperation"
+        ],
+        "the open renewal's certificates"
+    );
+    let (code, status, _) =
+        w.rt.block_on(https(
+            w.server.addr,
+            "localhost",
+            Arc::clone(&tas.tls),
+            "GET",
+            &centre_api::paths::service_job(&job),
+            None,
+        ))
+        .unwrap();
+    assert_eq!(code, 200, "{status}");
+    assert_eq!(status["state"], "aborted", "{status}");
+    assert!(
+        status["abort_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("suspended by sam01-st1/clerk2")),
+        "{status}"
+    );
+    assert_refused(
+        &w.call(
+            &tas.tls,
+            &centre_api::paths::service(&job, "complete"),
+            &json!({ "operator": "clerk1" }),
+        ),
+        409,
+        "job-aborted",
+    );
+    let aborted: i64 =
+        w.rt.block_on(db.query_one(
+            "SELECT count(*) FROM audit_log WHERE action = 'renewal.aborted'
+               AND details::jsonb->>'by_hold' = 'true' AND details::jsonb->>'service_job' = $1",
+            &[&job],
+        ))
+        .unwrap()
+        .get(0);
+    assert_eq!(aborted, 1);
+
+    // A replacement card reserved at TAS01 for the holder: the release waits for it.
+    let replacement = new_job();
+    let holder = json!({ "pinfl": "41234567890131", "surname": "Aliyev", "given_names": "Bobur",
+        "sex": "M", "date_of_birth": "1988-02-03", "place_of_birth": "Samarkand", "citizenship": "UZB" });
+    let address = json!({ "kind": "permanent", "region": "Toshkent", "district": "Yunusobod",
+        "street": "Amir Temur 1", "house": "3", "registered_on": "2015-06-01" });
+    w.ok(
+        &tas.tls,
+        "/v1/jobs/reserve",
+        &json!({ "job": replacement, "operator": "clerk1", "holder": holder, "address": address,
+                 "update_holder": false, "card_serial": "0B1C2D42" }),
+    );
+    let refused = w.call(
+        &sam.tls,
+        &centre_api::paths::service(&new_job(), "release"),
+        &json!({ "operator": "clerk2", "document": doc, "identity_confirmed": true }),
+    );
+    assert_refused(&refused, 409, "holder-has-pending-issuance");
+    let body = &refused.as_ref().unwrap().1;
+    assert_eq!(body["office"], "TAS01", "{body}");
+    // The replacement given up: the release goes through.
+    w.ok(
+        &tas.tls,
+        &centre_api::paths::abort(&replacement),
+        &json!({ "operator": "clerk1", "reason": "the holder found the card", "number": "released" }),
+    );
+    let released: HoldResponse = serde_json::from_value(w.ok(
+        &sam.tls,
+        &centre_api::paths::service(&new_job(), "release"),
+        &json!({ "operator": "clerk2", "document": doc, "identity_confirmed": true }),
+    ))
+    .unwrap();
+    assert_eq!(released.state, "active");
+}
+
+/// Two open jobs may name one blank card (neither `reserve` saw a document on it): the first
+/// `complete` gets it, the second is refused `card-already-issued` naming the office, and the
+/// chip serial is on one document only.
+#[test]
+fn a_blank_card_reserved_twice_is_completed_once() {
+    let TwoStations {
+        _tmp,
+        _cluster,
+        w,
+        db,
+        tas,
+        sam,
+    } = two_stations("bc");
+    let reserve = |tls: &Arc<rustls::ClientConfig>, pinfl: &str| -> (String, Vec<String>) {
+        let job = new_job();
+        let holder = json!({ "pinfl": pinfl, "surname": "Aliyev", "given_names": "Bobur",
+            "sex": "M", "date_of_birth": "1988-02-03", "place_of_birth": "Samarkand",
+            "citizenship": "UZB" });
+        let address = json!({ "kind": "permanent", "region": "Toshkent", "district": "Yunusobod",
+            "street": "Amir Temur 1", "house": "3", "registered_on": "2015-06-01" });
+        let r: ReserveResponse = serde_json::from_value(w.ok(
+            tls,
+            "/v1/jobs/reserve",
+            &json!({ "job": job, "operator": "clerk1", "holder": holder, "address": address,
+                     "update_holder": false, "card_serial": "0B1C2D51" }),
+        ))
+        .unwrap();
+        let c: CertifyResponse = serde_json::from_value(w.ok(
+            tls,
+            &centre_api::paths::certify(&job),
+            &keys_body(&job, &r.challenge),
+        ))
+        .unwrap();
+        (
+            job,
+            c.certificates.iter().map(|c| c.serial.clone()).collect(),
+        )
+    };
+    let (first, _) = reserve(&tas.tls, "41234567890141");
+    let (second, _) = reserve(&sam.tls, "41234567890142");
+    let today = time::OffsetDateTime::now_utc().date();
+    let complete = json!({ "operator": "clerk1", "card_serial": "0B1C2D51",
+        "date_of_issue": date(today), "date_of_expiry": date(today + time::Duration::days(3650)) });
+    w.ok(&tas.tls, &centre_api::paths::complete(&first), &complete);
+    let refused = w.call(&sam.tls, &centre_api::paths::complete(&second), &complete);
+    assert_refused(&refused, 409, "card-already-issued");
+    assert_eq!(refused.as_ref().unwrap().1["office"], "TAS01");
+    let on_serial: i64 =
+        w.rt.block_on(db.query_one(
+            "SELECT count(*) FROM documents WHERE upper(card_serial) = '0B1C2D51'",
+            &[],
+        ))
+        .unwrap()
+        .get(0);
+    assert_eq!(on_serial, 1);
+}

@@ -82,6 +82,10 @@ pub async fn complete(
         }
     }
     let (issue, expiry) = check_complete(&job, req)?;
+    // Two open jobs may name one blank card (each reserve saw no document on it); the first to
+    // complete gets it. Under a lock on the serial, so two completing at once are ordered.
+    crate::holders::advisory_lock(&tx, "card-serial", &req.card_serial.to_uppercase()).await?;
+    super::reserve::card_not_issued(&tx, &req.card_serial).await?;
     let (document_signer, signer_void) = signing_document_signer(&tx, who, req).await?;
     let void = match signer_void {
         Some(why) => Some(why),

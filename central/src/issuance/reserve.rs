@@ -55,25 +55,7 @@ pub async fn reserve(
         return repeat(who, &job, req);
     }
     // An issued card is locked for good: its chip serial names it, and is never reserved again.
-    // The chip serial is printed on the card: the refusal names the office, not the document.
-    if let Some(d) = tx
-        .prepared_opt(
-            "SELECT office FROM documents WHERE upper(card_serial) = upper($1) ORDER BY id LIMIT 1",
-            &[&req.card_serial],
-        )
-        .await?
-    {
-        let office: String = d.get(0);
-        return Err(CentralError::refused_at(
-            rules::CARD_ALREADY_ISSUED,
-            office.clone(),
-            format!(
-                "card_serial: card {} was issued at office {office}: an issued card is not \
-                 personalized again",
-                req.card_serial
-            ),
-        ));
-    }
+    card_not_issued(&tx, &req.card_serial).await?;
     // No number is handed out while the e-Signature CA cannot certify the card's keys.
     crate::pki::require_active(&tx, "esign").await?;
     let holder_id = check_and_record_holder(&tx, who, req).await?;
@@ -211,6 +193,29 @@ async fn refuse_active_or_pending(tx: &Transaction<'_>, holder: i64, pinfl: &str
             rules::HOLDER_HAS_PENDING_ISSUANCE,
             office.clone(),
             format!("holder {pinfl} has an issuance in progress at office {office}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuse chip serial `serial` when a document is on it (`card-already-issued`, naming the
+/// office: the chip serial is printed on the card, so the sentence names no document).
+pub(super) async fn card_not_issued(tx: &Transaction<'_>, serial: &str) -> Result<()> {
+    if let Some(d) = tx
+        .prepared_opt(
+            "SELECT office FROM documents WHERE upper(card_serial) = upper($1) ORDER BY id LIMIT 1",
+            &[&serial],
+        )
+        .await?
+    {
+        let office: String = d.get(0);
+        return Err(CentralError::refused_at(
+            rules::CARD_ALREADY_ISSUED,
+            office.clone(),
+            format!(
+                "card_serial: card {serial} was issued at office {office}: an issued card is not \
+                 personalized again"
+            ),
         ));
     }
     Ok(())

@@ -9,7 +9,7 @@ use crate::db::Prepared;
 use centre_api::{rules, AddressRequest, AddressResponse, JobState};
 use registry::AddressKind;
 
-use super::{audit, keep, replay, station_job, NewJob};
+use super::{audit, keep, replay, station_job_locked, NewJob};
 use crate::enrol::WhoAmI;
 use crate::error::{CentralError, Refusal, Result};
 use crate::holders::{self, RecordedBy};
@@ -67,7 +67,7 @@ pub async fn change(
     check(req)?;
     let mut client = centre.pool.get().await?;
     let tx = client.transaction().await?;
-    if station_job(&tx, who, id, "address").await?.is_some() {
+    if station_job_locked(&tx, who, id, "address").await?.is_some() {
         return replay(&tx, id, "address", req)
             .await?
             .ok_or_else(|| conflict(format!("service job {id} has no address step")));

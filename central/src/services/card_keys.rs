@@ -119,6 +119,19 @@ pub async fn release(centre: &Centre, who: &WhoAmI, req: &CardKeyRequest) -> Res
         "issuance" => for_job(&tx, who, req).await?,
         _ => for_document(&tx, req).await?,
     };
+    let serial = u32::from_str_radix(&req.card_serial, 16)
+        .map_err(|_| CentralError::invalid("card_serial", "must be 8 hexadecimal digits"))?;
+    let store = std::sync::Arc::clone(&centre.store);
+    let key_label = label.clone();
+    let mut input = serial.to_be_bytes().to_vec();
+    input.extend_from_slice(&salt);
+    // Derived before the audit append: the append holds the centre's audit lock until the
+    // commit, and every audited write in the country would wait behind the HSM meanwhile.
+    let secret = tokio::task::spawn_blocking(move || {
+        hsm::derive_card_secret(store.as_ref(), &key_label, PURPOSE, &input)
+    })
+    .await
+    .map_err(|e| CentralError::Other(format!("the card key derivation: {e}")))??;
     audit(
         &tx,
         who,
@@ -129,18 +142,7 @@ pub async fn release(centre: &Centre, who: &WhoAmI, req: &CardKeyRequest) -> Res
             "purpose": req.purpose, "key": label, "issued_by_office": issued_by }),
     )
     .await?;
-    let serial = u32::from_str_radix(&req.card_serial, 16)
-        .map_err(|_| CentralError::invalid("card_serial", "must be 8 hexadecimal digits"))?;
-    let store = std::sync::Arc::clone(&centre.store);
-    let key_label = label.clone();
-    let mut input = serial.to_be_bytes().to_vec();
-    input.extend_from_slice(&salt);
-    let secret = tokio::task::spawn_blocking(move || {
-        hsm::derive_card_secret(store.as_ref(), &key_label, PURPOSE, &input)
-    })
-    .await
-    .map_err(|e| CentralError::Other(format!("the card key derivation: {e}")))??;
-    // Committed only once the HSM answered: a release is audited when it happened.
+    // The key leaves only once its release is committed to the audit log.
     tx.commit().await?;
     Ok(CardKey {
         card_serial: req.card_serial.to_uppercase(),

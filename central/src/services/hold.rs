@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use centre_api::{rules, HoldRequest, HoldResponse, JobState};
 
-use super::{audit, document, keep, replay, require_active, serials, station_job, NewJob};
+use super::{audit, document, keep, replay, require_active, serials, station_job_locked, NewJob};
 use crate::enrol::WhoAmI;
 use crate::error::{CentralError, Refusal, Result};
 use crate::issuance::{check_operator, conflict};
@@ -37,14 +37,16 @@ pub async fn run(
     check_operator(&req.operator)?;
     let mut client = centre.pool.get().await?;
     let tx = client.transaction().await?;
-    if station_job(&tx, who, id, kind).await?.is_some() {
+    if station_job_locked(&tx, who, id, kind).await?.is_some() {
         return replay(&tx, id, kind, req)
             .await?
             .ok_or_else(|| conflict(format!("service job {id} has no {kind} step")));
     }
     let doc = document(&tx, &req.document).await?;
+    let mut renewal_aborted = None;
     let (certs, suspended_at, state) = if kind == "hold" {
         require_active(&doc, "hold")?;
+        renewal_aborted = abort_open_renewal(&tx, &doc, who, &req.operator).await?;
         let rows = tx
             .prepared_query(
                 "UPDATE certificates SET state = 'revoked', revocation_reason = 'certificateHold', revoked_at = now()
@@ -113,6 +115,9 @@ pub async fn run(
         "issued_by_office": doc.office, "suspended_at": answer.suspended_at });
     if kind == "hold" {
         details["crl_reason"] = serde_json::json!("certificateHold");
+        if let Some(job) = &renewal_aborted {
+            details["renewal_aborted"] = serde_json::json!(job);
+        }
     } else {
         details["identity_confirmed_by"] = serde_json::json!(req.operator);
     }
@@ -129,8 +134,60 @@ pub async fn run(
     Ok(answer)
 }
 
+/// A hold aborts the document's open renewal, as the renewal timeout would: the certificates
+/// it issued — on the card already, perhaps, and `issued` (good at OCSP) until its `complete` —
+/// must not stay good while the card is held. They are revoked cessationOfOperation and still
+/// count as the card's for the card-key release (`aborted_at_centre`). The aborted job's id.
+async fn abort_open_renewal(
+    tx: &deadpool_postgres::Transaction<'_>,
+    doc: &super::Doc,
+    who: &WhoAmI,
+    operator: &str,
+) -> Result<Option<String>> {
+    let Some(row) = tx
+        .prepared_opt(
+            "SELECT id FROM service_jobs WHERE kind = 'renew' AND document_id = $1
+               AND state IN ('reserved', 'certified') FOR UPDATE",
+            &[&doc.id],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let id: String = row.get(0);
+    let Some(job) = super::find(tx, &id).await? else {
+        return Ok(None);
+    };
+    let reason = format!(
+        "the document was suspended by {}/{operator} while the renewal was open",
+        who.station
+    );
+    let answer = super::renew::abort_renewal(
+        tx,
+        &job,
+        doc,
+        &reason,
+        super::renew::AbortedBy::CentreOperator,
+    )
+    .await?;
+    let details = serde_json::json!({ "service_job": id, "reason": reason,
+        "revoked": answer.revoked, "station": job.station,
+        "by_hold": true });
+    audit(
+        tx,
+        who,
+        operator,
+        "renewal.aborted",
+        &format!("document:{}", doc.number),
+        details,
+    )
+    .await?;
+    Ok(Some(id))
+}
+
 /// A release: the holder in person, the document suspended (not held for a replacement), within
-/// the limit, and no other active card of the holder. When the hold began.
+/// the limit, no issuance in progress for the holder and no other active card of the holder.
+/// When the hold began.
 async fn check_release(
     tx: &deadpool_postgres::Transaction<'_>,
     centre: &Centre,
@@ -166,6 +223,32 @@ async fn check_release(
                 rfc3339(at),
                 elapsed.as_secs() / 86_400,
                 centre.issuance.suspension_limit_days
+            ),
+        ));
+    }
+    // Under the holder's lock, as `reserve` checks: an issuance in progress for the holder (a
+    // replacement card, say) first — its `complete` would make a second active card — then an
+    // active card (checked second: a `complete` committing between the two is seen by it).
+    let pinfl: String = tx
+        .prepared_one("SELECT pinfl FROM holders WHERE id = $1", &[&doc.holder_id])
+        .await?
+        .get(0);
+    crate::holders::lock(tx, &pinfl).await?;
+    if let Some(r) = tx
+        .prepared_opt(
+            "SELECT s.office FROM jobs j JOIN stations s ON s.name = j.station
+             WHERE j.holder_id = $1 AND j.state IN ('reserved', 'certified')",
+            &[&doc.holder_id],
+        )
+        .await?
+    {
+        let office: String = r.get(0);
+        return Err(CentralError::refused_at(
+            rules::HOLDER_HAS_PENDING_ISSUANCE,
+            office.clone(),
+            format!(
+                "the holder of {} has an issuance in progress at office {office} (a replacement card?): the hold cannot be released",
+                doc.number
             ),
         ));
     }

@@ -102,6 +102,21 @@ pub async fn station_job(
     Ok(Some(job))
 }
 
+/// [`station_job`] for a step that makes job `id` when it does not exist yet, under a
+/// transaction lock on the job's id: a retry sent while the first request is still running
+/// waits for it and then answers as a retry (the job it made), not as a second request that
+/// finds the first one's effects (its own open renewal, a document already held).
+pub async fn station_job_locked(
+    tx: &deadpool_postgres::Transaction<'_>,
+    who: &WhoAmI,
+    id: &str,
+    kind: &str,
+) -> Result<Option<ServiceJob>> {
+    check_job_id(id)?;
+    crate::holders::advisory_lock(tx, "service-job", id).await?;
+    station_job(tx, who, id, kind).await
+}
+
 /// The existing service job `id` of `who` and `kind`, or 404.
 pub async fn existing_job(
     c: &impl GenericClient,

@@ -56,7 +56,10 @@ pub async fn open(
     check_card_serial(&req.card_serial)?;
     let mut client = centre.pool.get().await?;
     let tx = client.transaction().await?;
-    if super::station_job(&tx, who, id, KIND).await?.is_some() {
+    if super::station_job_locked(&tx, who, id, KIND)
+        .await?
+        .is_some()
+    {
         return replay(&tx, id, KIND, req)
             .await?
             .ok_or_else(|| conflict(format!("service job {id} has no renew step")));
