@@ -49,6 +49,11 @@ const AUDIT_CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_se
 
 /// How long a client may take to finish the TLS handshake before the connection is dropped.
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a request's head may take to arrive, and a kept connection may wait idle for the
+/// next one (hyper starts the clock when it waits for a head): longer than a station keeps an
+/// idle connection (30 s), short enough that a client trickling bytes cannot hold connections
+/// open at will. (Without a timer hyper 1 applies none.)
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The client certificate of the connection a request came on (DER), verified up to a usable
 /// Station CA key by the TLS layer ([`crate::tls::LiveTls`]); `None` when the client sent none.
@@ -91,6 +96,8 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %self.0, "request failed");
             "the centre could not complete the request; see its log".to_owned()
         } else {
+            // The status and the rule only: a refusal's sentence may name a holder.
+            tracing::info!(status = status.as_u16(), rule, "request refused");
             self.0.to_string()
         };
         let body = centre_api::Refusal {
@@ -696,6 +703,8 @@ async fn connection(
             tower::ServiceExt::oneshot(app.clone(), req)
         });
     if let Err(e) = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
         .serve_connection(TokioIo::new(tls), service)
         .await
     {

@@ -1843,6 +1843,15 @@ fn a_hold_aborts_an_open_renewal_and_a_release_waits_for_a_pending_issuance() {
         .unwrap()
         .get(0);
     assert_eq!(aborted, 1);
+    // The status read names the holder's certificates: audited.
+    let shown: i64 =
+        w.rt.block_on(db.query_one(
+            "SELECT count(*) FROM audit_log WHERE action = 'service-job.shown' AND object = $1",
+            &[&format!("service-job:{job}")],
+        ))
+        .unwrap()
+        .get(0);
+    assert_eq!(shown, 1);
 
     // A replacement card reserved at TAS01 for the holder: the release waits for it.
     let replacement = new_job();

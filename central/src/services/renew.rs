@@ -564,8 +564,7 @@ pub async fn status(
         None => None,
     };
     let certificates = issued(&tx, id).await?.certificates;
-    tx.commit().await?;
-    Ok(centre_api::ServiceJobStatus {
+    let status = centre_api::ServiceJobStatus {
         job: job.id,
         kind: job.kind,
         state: job.state,
@@ -573,7 +572,25 @@ pub async fn status(
         certificates,
         abort_reason: job.abort_reason,
         timed_out: job.timed_out,
-    })
+    };
+    // The certificates name the holder: the read is audited, as `job.shown` is for issuance.
+    let by = crate::audit::Actor {
+        operator: who.station.clone(),
+        role: "station".into(),
+        station: who.station.clone(),
+    };
+    let details = serde_json::json!({ "service_job": status.job, "kind": status.kind,
+        "document": status.document, "certificates": status.certificates.len() });
+    crate::audit::append(
+        &tx,
+        &by,
+        "service-job.shown",
+        &format!("service-job:{}", status.job),
+        &details,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(status)
 }
 
 #[cfg(test)]
