@@ -1042,6 +1042,28 @@ fn a_registered_holder_with_changed_data_is_refused_unless_the_clerk_confirms_th
         .query_row("SELECT count(*) FROM documents", [], |r| r.get(0))
         .expect("count");
     assert_eq!(documents_after, documents_before, "no number spent");
+    // The refusal is audited on the holder; the registry's values it showed back are a read of
+    // the holder's record.
+    let audited = |action: &str| -> i64 {
+        reg.connection()
+            .query_row(
+                "SELECT count(*) FROM audit_events WHERE action = ?1 AND object = 'holder:41505852610128'",
+                [action],
+                |r| r.get(0),
+            )
+            .expect("count")
+    };
+    assert_eq!(audited("issuance.refused"), 1);
+    let reads: i64 = reg
+        .connection()
+        .query_row(
+            "SELECT count(*) FROM audit_events WHERE action = 'holder.read'
+               AND object = 'holder:41505852610128' AND details LIKE '%registered with other data%'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(reads, 1);
     let state = image_lifecycle(&second_img).to_ascii_lowercase();
     assert!(state.contains("blank"), "the card was not touched: {state}");
 

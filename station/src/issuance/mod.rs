@@ -164,7 +164,8 @@ pub fn issue_with(
         pin,
         doc_profile,
         record,
-    } = check_before_card(st, input, registrar)?;
+    } = check_before_card(st, input, registrar)
+        .map_err(|e| refused_before_card(st, session, &input.holder.record.pinfl, e))?;
 
     // Card first (reads only): a missing card or reader costs no document number.
     let t0 = Instant::now();
@@ -178,7 +179,19 @@ pub fn issue_with(
         .map_err(|e| StationError::card(None, &e.in_step("open a card transaction")))?;
     let first = executor::inspect(&mut tx).map_err(|e| StationError::card(None, &e))?;
     t.card_ms += ms(t0);
-    let info = recover_first(st, session, registrar, &mut tx, first.serial, &reader)?;
+    let info = recover_first(st, session, registrar, &mut tx, first.serial, &reader).map_err(
+        |e| match e {
+            // A LOCKED card: refused, audited on the card.
+            StationError::Conflict(_) => crate::audit::refused(
+                st,
+                session,
+                "issuance.refused",
+                &format!("card:{}", serial_text(first.serial)),
+                e,
+            ),
+            e => e,
+        },
+    )?;
 
     // Registry: holder, number, job (one transaction; a conflict leaves nothing behind).
     let t0 = Instant::now();
@@ -259,6 +272,36 @@ fn check_before_card(
         doc_profile,
         record,
     })
+}
+
+/// An issuance refused before any card was touched (`check_before_card`): audited
+/// `issuance.refused` on the holder. A holder registered with other data is answered with the
+/// registry's values (the clerk compares them with the documents): a read of the holder's record,
+/// audited `holder.read` too.
+fn refused_before_card(
+    st: &mut Station,
+    session: &Session,
+    pinfl: &str,
+    e: StationError,
+) -> StationError {
+    if matches!(e, StationError::HolderDiffers { .. }) {
+        let read = crate::records::audit_holder_reads(
+            st,
+            session,
+            &[pinfl],
+            "issue: registered with other data",
+        );
+        if let Err(ae) = read {
+            tracing::error!(error = %ae, "the holder read could not be audited");
+        }
+    }
+    crate::audit::refused(
+        st,
+        session,
+        "issuance.refused",
+        &format!("holder:{pinfl}"),
+        e,
+    )
 }
 
 /// Recovery first: unfinished jobs are resolved, those of this card with the card at hand.
