@@ -301,6 +301,14 @@ impl Tx<'_> {
         &self.tx
     }
 
+    /// Clear the backup-copy mark ([`Registry::set_backup_copy`]) in this transaction: the
+    /// mark is in the database header (`PRAGMA application_id`), written through the pager like
+    /// any page, so it goes with the transaction's other changes or not at all.
+    pub fn clear_backup_copy(&self) -> Result<()> {
+        self.tx.pragma_update(None, "application_id", 0)?;
+        Ok(())
+    }
+
     /// The transaction's connection, for bulk loads (benchmark fixtures, imports). Writes
     /// through it skip this crate's validation; the schema's CHECKs and triggers still apply.
     #[doc(hidden)]
@@ -343,5 +351,28 @@ pub(crate) mod testutil {
 
     pub fn actor() -> Actor {
         Actor::new("alice", "clerk", "TAS01-ST1")
+    }
+}
+
+#[cfg(test)]
+mod backup_mark_tests {
+    use super::testutil::temp_registry;
+
+    /// The backup-copy mark is cleared with the transaction that clears it, or not at all.
+    #[test]
+    fn the_backup_mark_goes_with_its_transaction() {
+        let (dir, mut reg) = temp_registry();
+        reg.set_backup_copy(true).unwrap();
+        let tx = reg.transaction().unwrap();
+        tx.clear_backup_copy().unwrap();
+        tx.rollback().unwrap();
+        assert!(reg.is_backup_copy().unwrap(), "rolled back: still marked");
+        let tx = reg.transaction().unwrap();
+        tx.clear_backup_copy().unwrap();
+        tx.commit().unwrap();
+        assert!(!reg.is_backup_copy().unwrap());
+        drop(reg);
+        let again = super::Registry::open(dir.path().join("registry.sqlite")).unwrap();
+        assert!(!again.is_backup_copy().unwrap(), "durable");
     }
 }

@@ -401,6 +401,23 @@ pub fn restored(
                 .into(),
         ));
     }
+    // The file put in place may have been cut short (a copy interrupted by a crash): checked
+    // whole, as `backup verify` checks a copy, before anything is written to it.
+    let integrity: String = st
+        .registry
+        .connection()
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .map_err(|e| StationError::invalid("registry", e.to_string()))?;
+    if integrity != "ok" {
+        return Err(StationError::invalid(
+            "registry",
+            format!(
+                "{} is damaged ({integrity}): put an intact copy in place (`idstation backup \
+                 verify FILE` first)",
+                st.layout.registry().display()
+            ),
+        ));
+    }
     let log = crate::audit::verify_log(st, root, trust)?;
     let office = st.config.station.office.clone();
     let blocks = st.registry.write(|tx| {
@@ -421,9 +438,12 @@ pub fn restored(
                 "take_back_failed": centre.failed,
             }),
         })?;
+        // In the same transaction: a crash leaves either the copy still marked and nothing
+        // written (run again), or the restore finished — never the event without the mark
+        // cleared, which a second run would repeat (blocks moved again, events taken back twice).
+        tx.clear_backup_copy()?;
         Ok(blocks)
     })?;
-    st.registry.set_backup_copy(false)?;
     Ok(RestoredReport {
         audit_events: log.events,
         last_seq: log.last_seq,

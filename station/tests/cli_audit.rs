@@ -1025,6 +1025,33 @@ fn a_backup_is_a_private_copy_that_verifies_and_a_changed_or_foreign_one_does_no
         args.extend_from_slice(extra);
         idstation(&data, &args, ADMIN_PASSWORD)
     };
+    // A copy damaged in place (an index pointing at another table's pages: it opens and reads,
+    // and fails `PRAGMA integrity_check`): the restore refuses it before writing anything.
+    let pristine = std::fs::read(&live).expect("read");
+    let root = sqlite(
+        &live,
+        "SELECT rootpage FROM sqlite_master WHERE name = 'audit_events'",
+    );
+    sqlite(
+        &live,
+        &format!(
+            "PRAGMA writable_schema = ON; \
+             UPDATE sqlite_master SET rootpage = {root} WHERE name = 'holders_surname';"
+        ),
+    );
+    let series = sqlite(&live, "SELECT series FROM number_blocks");
+    let o = restored(&["--next-number", &format!("{series}0000005")]);
+    exit(&o, 2);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("is damaged"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(sqlite(&live, "PRAGMA application_id"), "1229210187");
+    std::fs::write(&live, &pristine).expect("the intact copy back");
+    for ext in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(data.join(format!("registry.sqlite{ext}")));
+    }
     let o = restored(&[]);
     exit(&o, 2);
     assert!(
@@ -1032,7 +1059,6 @@ fn a_backup_is_a_private_copy_that_verifies_and_a_changed_or_foreign_one_does_no
         "{}",
         text(&o)
     );
-    let series = sqlite(&live, "SELECT series FROM number_blocks");
     exit(
         &restored(&["--next-number", &format!("{series}0000000")]),
         2,
