@@ -28,7 +28,8 @@ pub fn read_holder_pin(fd: Option<u32>) -> Result<Zeroizing<String>, StationErro
         let file = std::fs::File::open(&path).map_err(|e| {
             StationError::invalid("pin-fd", format!("cannot read file descriptor {fd}: {e}"))
         })?;
-        let mut buf = Zeroizing::new(Vec::with_capacity(64));
+        // Room for all it may read: a buffer that grew would leave the PIN in the one it left.
+        let mut buf = Zeroizing::new(Vec::with_capacity(257));
         file.take(256).read_to_end(&mut buf).map_err(|e| {
             StationError::invalid("pin-fd", format!("cannot read file descriptor {fd}: {e}"))
         })?;
@@ -102,7 +103,7 @@ pub fn generate_puk(len: usize) -> Result<Zeroizing<String>, StationError> {
 /// any of the usual orders (`DDMMYY`, `DDMMYYYY`, `YYMMDD`, `YYYYMMDD`, `MMDDYY`, `MMDDYYYY`).
 /// The error names the rule, never the value.
 pub fn check_holder_pin(pin: &str, date_of_birth: Date) -> Result<(), StationError> {
-    let digits: Vec<u8> = pin.bytes().collect();
+    let digits: Zeroizing<Vec<u8>> = Zeroizing::new(pin.bytes().collect());
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         // The card profile's own checks name this case.
         return Ok(());
@@ -111,10 +112,12 @@ pub fn check_holder_pin(pin: &str, date_of_birth: Date) -> Result<(), StationErr
     if digits.iter().all(|d| *d == digits[0]) {
         return weak("is one digit repeated; the holder must choose a PIN that is hard to guess");
     }
-    let steps: Vec<i16> = digits
-        .windows(2)
-        .map(|w| (i16::from(w[1]) - i16::from(w[0])).rem_euclid(10))
-        .collect();
+    let steps: Zeroizing<Vec<i16>> = Zeroizing::new(
+        digits
+            .windows(2)
+            .map(|w| (i16::from(w[1]) - i16::from(w[0])).rem_euclid(10))
+            .collect(),
+    );
     if steps.iter().all(|s| *s == 1) || steps.iter().all(|s| *s == 9) {
         return weak(
             "is a run of consecutive digits; the holder must choose a PIN that is hard to guess",
@@ -191,7 +194,7 @@ pub fn render(facts: &LetterFacts<'_>, puk: &str) -> Zeroizing<Vec<u8>> {
     let contents = Ref::new(6);
     let (f_regular, f_bold) = (Name(b"F1"), Name(b"F2"));
 
-    let mut pdf = Pdf::new();
+    let mut pdf = Pdf::with_capacity(4 * LETTER_BUFFER);
     pdf.catalog(catalog).pages(tree);
     pdf.pages(tree).kids([page_id]).count(1);
     let mut page = pdf.page(page_id);
@@ -248,7 +251,9 @@ pub fn render(facts: &LetterFacts<'_>, puk: &str) -> Zeroizing<Vec<u8>> {
     ] {
         lines.push((f_regular, 11.0, l.to_owned()));
     }
-    let mut content = Content::new();
+    // Buffers big enough from the start: one that grew after the PUK was written into it would
+    // leave a copy in the memory it gave back, unwiped.
+    let mut content = Content::with_capacity(LETTER_BUFFER);
     content.begin_text();
     let mut y = 770.0;
     for (font, size, text) in &lines {
@@ -265,6 +270,9 @@ pub fn render(facts: &LetterFacts<'_>, puk: &str) -> Zeroizing<Vec<u8>> {
     }
     Zeroizing::new(pdf.finish())
 }
+
+/// The size the letter's content stream is given up front (it is ≈ 1.2 KB).
+const LETTER_BUFFER: usize = 16 * 1024;
 
 /// Render the letter and write it to `path`: created new (an existing file or a link there is
 /// an error), mode 0600, synced. The bytes are zeroized afterwards.
@@ -355,5 +363,21 @@ mod tests {
         let e = check_destination(&dir.path().join("no/such/dir/l.pdf")).expect_err("no dir");
         assert!(e.to_string().contains("does not exist"), "{e}");
         check_destination(&dir.path().join("new.pdf")).expect("free");
+    }
+
+    /// The letter's buffers never grow (a grown buffer leaves the PUK in the memory it gave
+    /// back): even for a very long name the PDF fits the capacity it was given.
+    #[test]
+    fn the_letter_fits_its_buffer() {
+        let name = "Abdurahmonova-Toʻxtayeva Gʻulnora ".repeat(8);
+        let facts = LetterFacts {
+            document: "AA0000042",
+            holder_name: &name,
+            office: "TAS01",
+            issued_on: date!(2026 - 12 - 02),
+        };
+        let pdf = render(&facts, "73015528");
+        assert_eq!(pdf.capacity(), 4 * LETTER_BUFFER, "the PDF buffer grew");
+        assert!(pdf.len() < LETTER_BUFFER);
     }
 }
