@@ -241,7 +241,10 @@ pub fn spoiled_number(
     }
 }
 
-/// Every audit event, oldest first (auditor and CA admin only).
+/// Every audit event, oldest first (auditor and CA admin only). The events name holders and
+/// carry their changed data (`holder.updated`), so the read is audited (`audit.read`, how many
+/// and up to which sequence number), as `audit export` is; a read that cannot be audited is
+/// not answered.
 pub fn audit_events(st: &mut Station, session: &Session) -> Result<Vec<AuditEvent>, StationError> {
     require(
         st,
@@ -249,7 +252,15 @@ pub fn audit_events(st: &mut Station, session: &Session) -> Result<Vec<AuditEven
         "read the audit log",
         &[Role::Auditor, Role::CaAdmin],
     )?;
-    Ok(st.registry.audit_events(1, u64::MAX)?)
+    let events = st.registry.audit_events(1, u64::MAX)?;
+    st.registry.audit(&AuditEntry {
+        actor: session.actor(),
+        action: "audit.read",
+        object: "audit-log",
+        details: &serde_json::json!({ "via": "gui", "events": events.len(),
+            "through_seq": events.last().map(|e| e.seq) }),
+    })?;
+    Ok(events)
 }
 
 /// A reader as the GUI's reader panel shows it.
