@@ -1041,4 +1041,12 @@ fn a_withdrawn_csca_flags_the_cards_its_document_signer_signed_and_voids_a_card_
     ))[0]
         .get(0);
     assert_eq!(revoked, 2);
+    // The station's abort of the job the centre voided answers with its state (not as a
+    // different request of a step already taken).
+    let (status, v) = desk.call(
+        &centre_api::paths::abort(&job),
+        &json!({ "operator": "clerk1", "reason": "the card was refused", "number": "spoiled" }),
+    );
+    assert_eq!((status, &v["state"]), (200, &json!("aborted")), "{v}");
+    assert_eq!(v["revoked"].as_array().map(Vec::len), Some(2), "{v}");
 }

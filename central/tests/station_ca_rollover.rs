@@ -386,6 +386,67 @@ fn a_station_ca_rollover_keeps_every_station_working_and_moves_identities_to_the
     let config = w.config.clone();
     let w = server_certificate_moves(w, &config, &st1, &ca1, &ca2, &db);
     revoked_key_is_refused(&w, &db, &st1, &old, &ca1, &ca2);
+    egov_client_recertified(w, &config, &db, &ca1, &ca2);
+}
+
+/// The centre's e-government client certificate was made under station-ca-1 at `init`; with
+/// that key revoked, the publisher's start certifies the same HSM key again under station-ca-2
+/// (`egov.key-recertified`, saying why) and presents that chain.
+fn egov_client_recertified(
+    mut w: World,
+    config: &Path,
+    db: &tokio_postgres::Client,
+    ca1: &[u8],
+    ca2: &[u8],
+) {
+    let tls_cert = |w: &World| -> Vec<u8> {
+        w.rt.block_on(db.query_one(
+            "SELECT cert_der FROM egov_keys WHERE purpose = 'tls-client' AND state = 'active'",
+            &[],
+        ))
+        .unwrap()
+        .get(0)
+    };
+    let before = tls_cert(&w);
+    assert!(ca::issued_by(&before, ca1).unwrap());
+    let with_egov = w.dir.join("centre-egov.toml");
+    let mut text = std::fs::read_to_string(config).unwrap();
+    text.push_str(&format!(
+        "\n[egov]\nurl = \"https://localhost:9/v1/messages\"\nca_file = \"{}\"\n",
+        w.dir.join("root.pem").display()
+    ));
+    std::fs::write(&with_egov, text).unwrap();
+    w.servers = vec![Server::start(&with_egov)];
+    let after = tls_cert(&w);
+    assert!(
+        ca::issued_by(&after, ca2).unwrap(),
+        "re-certified under station-ca-2"
+    );
+    assert_eq!(
+        ca::certificate_spki(&after).unwrap(),
+        ca::certificate_spki(&before).unwrap(),
+        "the same HSM key"
+    );
+    let details: String =
+        w.rt.block_on(db.query_one(
+            "SELECT details FROM audit_log WHERE action = 'egov.key-recertified'",
+            &[],
+        ))
+        .unwrap()
+        .get(0);
+    let details: Value = serde_json::from_str(&details).unwrap();
+    assert_eq!(details["why"], "its CA key was revoked", "{details}");
+    assert_eq!(details["issuer_key"], "station-ca-2", "{details}");
+    w.pem_file("egov-client.pem", &after);
+    w.verifies(&[
+        "-CAfile",
+        "root.pem",
+        "-untrusted",
+        "ca2.pem",
+        "-purpose",
+        "sslclient",
+        "egov-client.pem",
+    ]);
 }
 
 /// The renewal: a new identity under station-ca-2 for the same key; the old one stays

@@ -10,9 +10,14 @@
 //! [`ensure`] makes them once (`init`, or the first `serve` of a centre initialised before them):
 //! idempotent, under an advisory lock so several instances make one pair, an HSM key of the
 //! label left by an interrupted run is reused, and each certificate is audited
-//! (`egov.key-certified`).
+//! (`egov.key-certified`). It also keeps them certified: a certificate with less than a sixth
+//! of its validity left, or whose CA key was revoked, is replaced by a new certificate of the
+//! same HSM key from the CA's active key (`egov.key-recertified`, naming why and both serials).
+//! The publisher runs it at its start and every hour ([`RECHECK`]).
 
 use crate::db::Prepared;
+use std::time::SystemTime;
+
 use deadpool_postgres::Pool;
 use hsm::KeyStore;
 
@@ -22,6 +27,9 @@ use crate::error::{CentralError, Result};
 
 /// Key of the advisory lock that serialises making the keys.
 const EGOV_KEYS_LOCK: i64 = 0x0e90_7ea5;
+
+/// How often the publisher looks whether a certificate is due ([`renewal_due`]).
+pub const RECHECK: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// The two keys: HSM label and certificate chain (DER, end entity first, then its CA).
 #[derive(Debug, Clone)]
@@ -89,19 +97,52 @@ pub async fn active_cert(
         .map(|r| (r.get(0), r.get(1))))
 }
 
-/// The certificate of the key of CA `ca` (any state) that signed `der`.
+/// The key of CA `ca` (any state) that signed `der`: its label, state and certificate.
 async fn issuer_of(
     client: &impl deadpool_postgres::GenericClient,
     ca: &str,
     der: &[u8],
-) -> Result<Option<Vec<u8>>> {
+) -> Result<Option<(String, String, Vec<u8>)>> {
     let rows = client
-        .prepared_query("SELECT cert_der FROM ca_keys WHERE ca = $1", &[&ca])
+        .prepared_query(
+            "SELECT label, state, cert_der FROM ca_keys WHERE ca = $1",
+            &[&ca],
+        )
         .await?;
     Ok(rows
         .into_iter()
-        .map(|r| r.get::<_, Vec<u8>>(0))
-        .find(|c| ca::issued_by(der, c).unwrap_or(false)))
+        .map(|r| (r.get(0), r.get(1), r.get::<_, Vec<u8>>(2)))
+        .find(|(_, _, c)| ca::issued_by(der, c).unwrap_or(false)))
+}
+
+/// Why certificate `der` must be replaced now, if it must: its CA key (`issuer_state`) revoked,
+/// or less than a sixth of its validity left at `now` (six months of the TLS client's three
+/// years, ten of the signer's five), so a certificate never runs out under a running publisher.
+fn renewal_due(der: &[u8], issuer_state: Option<&str>, now: SystemTime) -> Result<Option<String>> {
+    use der::Decode;
+    if issuer_state == Some("revoked") {
+        return Ok(Some("its CA key was revoked".into()));
+    }
+    let c = x509_cert::Certificate::from_der(der)
+        .map_err(|e| CentralError::Database(format!("egov_keys: certificate: {e}")))?;
+    let v = c.tbs_certificate().validity();
+    Ok(due_by_time(
+        v.not_before.to_system_time(),
+        v.not_after.to_system_time(),
+        now,
+    ))
+}
+
+/// [`renewal_due`]'s clock: less than a sixth of `from`..`until` left at `now`.
+fn due_by_time(from: SystemTime, until: SystemTime, now: SystemTime) -> Option<String> {
+    let whole = until.duration_since(from).unwrap_or_default();
+    let left = until.duration_since(now).unwrap_or_default();
+    (left < whole / 6).then(|| {
+        format!(
+            "{} day(s) of its validity left, less than a sixth",
+            left.as_secs() / 86_400
+        )
+    })
 }
 
 async fn ensure_one(
@@ -123,18 +164,30 @@ async fn ensure_one(
         .await?
         .ok_or(CentralError::NotInitialised)?;
     let (ca_label, ca_der): (String, Vec<u8>) = (ca.get(0), ca.get(1));
+    let mut replaces = None;
     if let Some((label, der)) = active_cert(&tx, p.name).await? {
         // After a rollover of its CA the certificate is still under the key that issued it:
         // that key's certificate goes with it, not the active one's.
-        let issuer_der = issuer_of(&tx, p.ca, &der).await?.unwrap_or(ca_der);
-        tx.commit().await?;
+        let issuer = issuer_of(&tx, p.ca, &der).await?;
+        let why = renewal_due(
+            &der,
+            issuer.as_ref().map(|(_, state, _)| state.as_str()),
+            SystemTime::now(),
+        )?;
+        let Some(why) = why else {
+            let issuer_der = issuer.map_or(ca_der, |(_, _, c)| c);
+            tx.commit().await?;
+            check_key_matches(store, &label, &der)?;
+            return Ok((label, vec![der, issuer_der]));
+        };
         check_key_matches(store, &label, &der)?;
-        return Ok((label, vec![der, issuer_der]));
+        replaces = Some((label, der, why));
     }
-    if store.find(p.label)?.is_none() {
-        store.generate_p256(p.label)?;
+    let label = replaces.as_ref().map_or(p.label, |(l, _, _)| l.as_str());
+    if store.find(label)?.is_none() {
+        store.generate_p256(label)?;
     }
-    let spki = store.public_key_spki(p.label)?;
+    let spki = store.public_key_spki(label)?;
     let issuer = ca::Issuer::new(store, &ca_label, &ca_der)?;
     let cert = ca::issue_station_cert(
         store,
@@ -144,38 +197,58 @@ async fn ensure_one(
         &format!("{centre} {}", p.common_name),
         std::time::SystemTime::now(),
     )?;
-    tx.prepared_execute(
-        "INSERT INTO egov_keys (label, purpose, state, cert_der) VALUES ($1, $2, 'active', $3)",
-        &[&p.label, &p.name, &cert.der],
-    )
-    .await?;
+    let mut details = serde_json::json!({
+        "key_label": label,
+        "purpose": p.name,
+        "issuer_key": ca_label,
+        "serial": cert.serial_hex(),
+        "fingerprint_sha256": ca::fingerprint_sha256(&cert.der)?,
+        "profile": p.profile,
+    });
+    let action = match &replaces {
+        None => {
+            tx.prepared_execute(
+                "INSERT INTO egov_keys (label, purpose, state, cert_der) VALUES ($1, $2, 'active', $3)",
+                &[&label, &p.name, &cert.der],
+            )
+            .await?;
+            "egov.key-certified"
+        }
+        Some((_, old, why)) => {
+            // The same HSM key, certified again: the row keeps its label, the old certificate
+            // stays in the audit event.
+            tx.prepared_execute(
+                "UPDATE egov_keys SET cert_der = $2, created_at = now() WHERE label = $1",
+                &[&label, &cert.der],
+            )
+            .await?;
+            details["why"] = serde_json::json!(why);
+            details["replaces_serial"] = serde_json::json!(serial_hex(old));
+            "egov.key-recertified"
+        }
+    };
     let actor = Actor {
         operator: "idcentral".into(),
         role: "system".into(),
         station: centre.to_owned(),
     };
-    audit::append(
-        &tx,
-        &actor,
-        "egov.key-certified",
-        &format!("egov-key:{}", p.label),
-        &serde_json::json!({
-            "key_label": p.label,
-            "purpose": p.name,
-            "issuer_key": ca_label,
-            "serial": cert.serial_hex(),
-            "fingerprint_sha256": ca::fingerprint_sha256(&cert.der)?,
-            "profile": p.profile,
-        }),
-    )
-    .await?;
+    audit::append(&tx, &actor, action, &format!("egov-key:{label}"), &details).await?;
     tx.commit().await?;
     tracing::info!(
-        key = p.label,
+        key = label,
         purpose = p.name,
+        action,
         "certified an e-government key"
     );
-    Ok((p.label.to_owned(), vec![cert.der, ca_der]))
+    Ok((label.to_owned(), vec![cert.der, ca_der]))
+}
+
+/// Certificate `der`'s serial number, hexadecimal (empty when it does not parse).
+fn serial_hex(der: &[u8]) -> String {
+    use der::Decode;
+    x509_cert::Certificate::from_der(der)
+        .map(|c| hex::encode_upper(c.tbs_certificate().serial_number().as_bytes()))
+        .unwrap_or_default()
 }
 
 /// The certificate must hold the public key of the HSM key `label`.
@@ -195,4 +268,25 @@ fn check_key_matches(store: &dyn KeyStore, label: &str, cert_der: &[u8]) -> Resu
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::due_by_time;
+    use std::time::{Duration, SystemTime};
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    /// Three years of validity (the TLS client's): renewed in its last six months, not before;
+    /// one that has ended is due too.
+    #[test]
+    fn a_certificate_is_renewed_in_the_last_sixth_of_its_validity() {
+        let from = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let until = from + 1095 * DAY;
+        assert_eq!(due_by_time(from, until, from + 900 * DAY), None);
+        assert_eq!(due_by_time(from, until, from + 912 * DAY), None);
+        let due = due_by_time(from, until, from + 913 * DAY).expect("due");
+        assert!(due.starts_with("182 day(s)"), "{due}");
+        assert!(due_by_time(from, until, until + DAY).is_some());
+    }
 }

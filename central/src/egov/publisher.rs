@@ -44,10 +44,27 @@ pub async fn spawn(centre: &Arc<Centre>, cfg: Option<&EgovSection>) -> Result<()
     Ok(())
 }
 
-/// Deliver until the process ends.
-pub async fn run(centre: Arc<Centre>, cfg: EgovSection, keys: EgovKeys, client: Arc<EgovClient>) {
+/// Deliver until the process ends. Every [`keys::RECHECK`] the keys' certificates are looked
+/// at again ([`keys::ensure`] certifies one anew when due) and a renewed one taken into use.
+pub async fn run(
+    centre: Arc<Centre>,
+    cfg: EgovSection,
+    mut keys: EgovKeys,
+    mut client: Arc<EgovClient>,
+) {
     let poll = Duration::from_millis(cfg.poll_interval_ms);
+    let mut checked = tokio::time::Instant::now();
     loop {
+        if checked.elapsed() >= keys::RECHECK {
+            checked = tokio::time::Instant::now();
+            match recheck(&centre, &cfg, &keys).await {
+                Ok(Some((k, c))) => (keys, client) = (k, c),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not look at the e-government keys' certificates")
+                }
+            }
+        }
         match once(&centre, &cfg, &keys, &client).await {
             Ok(0) => tokio::time::sleep(poll).await,
             Ok(_) => {}
@@ -57,6 +74,27 @@ pub async fn run(centre: Arc<Centre>, cfg: EgovSection, keys: EgovKeys, client: 
             }
         }
     }
+}
+
+/// The keys again ([`keys::ensure`]): new ones with a client for them when a certificate changed.
+async fn recheck(
+    centre: &Centre,
+    cfg: &EgovSection,
+    current: &EgovKeys,
+) -> Result<Option<(EgovKeys, Arc<EgovClient>)>> {
+    let keys = keys::ensure(
+        &centre.pool,
+        centre.store.as_ref(),
+        &centre.profiles,
+        &centre.name,
+    )
+    .await?;
+    if keys.jws_chain == current.jws_chain && keys.tls_chain == current.tls_chain {
+        return Ok(None);
+    }
+    let client = EgovClient::new(cfg, Arc::clone(&centre.store), &keys)?;
+    tracing::info!("the e-government keys' certificates were renewed: now in use");
+    Ok(Some((keys, Arc::new(client))))
 }
 
 /// One round: the messages due now, delivered and recorded. How many were attempted.

@@ -326,7 +326,16 @@ pub async fn abort(
     let mut client = centre.pool.get().await?;
     let tx = client.transaction().await?;
     let job = station_job(&tx, who, id, true).await?;
-    super::repeated(&job.id, "abort", job.abort_request.as_ref(), req)?;
+    // Aborted by the centre (its timeout keeps no request, a voided completion keeps the
+    // completion's): the station's abort answers with the state, as documented, not as a
+    // different abort request.
+    let by_station = job
+        .abort_request
+        .as_ref()
+        .is_some_and(|k| serde_json::from_value::<AbortRequest>(k.clone()).is_ok());
+    if job.state != JobState::Aborted || by_station {
+        super::repeated(&job.id, "abort", job.abort_request.as_ref(), req)?;
+    }
     match job.state {
         JobState::Completed => {
             return Err(super::conflict(format!(
