@@ -935,15 +935,13 @@ fn issue(w: &World, tls: &Arc<rustls::ClientConfig>, pinfl: &str, serial: &str) 
     issue_card(w, tls, pinfl, serial, false).0
 }
 
-/// [`issue`], asking for the card's key from the centre first when `with_key`: the document
-/// number and the certificate serials.
-fn issue_card(
+/// `reserve` of a new job for holder `pinfl` (the same record each time) on chip `serial`.
+fn reserve_job(
     w: &World,
     tls: &Arc<rustls::ClientConfig>,
     pinfl: &str,
     serial: &str,
-    with_key: bool,
-) -> (String, Vec<String>) {
+) -> (String, ReserveResponse) {
     let job = new_job();
     let holder = json!({ "pinfl": pinfl, "surname": "Aliyev", "given_names": "Bobur",
         "sex": "M", "date_of_birth": "1988-02-03", "place_of_birth": "Samarkand", "citizenship": "UZB" });
@@ -956,6 +954,19 @@ fn issue_card(
                  "update_holder": false, "card_serial": serial }),
     ))
     .unwrap();
+    (job, r)
+}
+
+/// [`issue`], asking for the card's key from the centre first when `with_key`: the document
+/// number and the certificate serials.
+fn issue_card(
+    w: &World,
+    tls: &Arc<rustls::ClientConfig>,
+    pinfl: &str,
+    serial: &str,
+    with_key: bool,
+) -> (String, Vec<String>) {
+    let (job, r) = reserve_job(w, tls, pinfl, serial);
     if with_key {
         w.ok(
             tls,
@@ -1854,17 +1865,7 @@ fn a_hold_aborts_an_open_renewal_and_a_release_waits_for_a_pending_issuance() {
     assert_eq!(shown, 1);
 
     // A replacement card reserved at TAS01 for the holder: the release waits for it.
-    let replacement = new_job();
-    let holder = json!({ "pinfl": "41234567890131", "surname": "Aliyev", "given_names": "Bobur",
-        "sex": "M", "date_of_birth": "1988-02-03", "place_of_birth": "Samarkand", "citizenship": "UZB" });
-    let address = json!({ "kind": "permanent", "region": "Toshkent", "district": "Yunusobod",
-        "street": "Amir Temur 1", "house": "3", "registered_on": "2015-06-01" });
-    w.ok(
-        &tas.tls,
-        "/v1/jobs/reserve",
-        &json!({ "job": replacement, "operator": "clerk1", "holder": holder, "address": address,
-                 "update_holder": false, "card_serial": "0B1C2D42" }),
-    );
+    let (replacement, _) = reserve_job(&w, &tas.tls, "41234567890131", "0B1C2D42");
     let refused = w.call(
         &sam.tls,
         &centre_api::paths::service(&new_job(), "release"),
@@ -1902,19 +1903,7 @@ fn a_blank_card_reserved_twice_is_completed_once() {
         sam,
     } = two_stations("bc");
     let reserve = |tls: &Arc<rustls::ClientConfig>, pinfl: &str| -> (String, Vec<String>) {
-        let job = new_job();
-        let holder = json!({ "pinfl": pinfl, "surname": "Aliyev", "given_names": "Bobur",
-            "sex": "M", "date_of_birth": "1988-02-03", "place_of_birth": "Samarkand",
-            "citizenship": "UZB" });
-        let address = json!({ "kind": "permanent", "region": "Toshkent", "district": "Yunusobod",
-            "street": "Amir Temur 1", "house": "3", "registered_on": "2015-06-01" });
-        let r: ReserveResponse = serde_json::from_value(w.ok(
-            tls,
-            "/v1/jobs/reserve",
-            &json!({ "job": job, "operator": "clerk1", "holder": holder, "address": address,
-                     "update_holder": false, "card_serial": "0B1C2D51" }),
-        ))
-        .unwrap();
+        let (job, r) = reserve_job(&w, tls, pinfl, "0B1C2D51");
         let c: CertifyResponse = serde_json::from_value(w.ok(
             tls,
             &centre_api::paths::certify(&job),

@@ -31,13 +31,7 @@ pub async fn spawn(centre: &Arc<Centre>, cfg: Option<&EgovSection>) -> Result<()
         tracing::info!("no [egov] section: outbox messages are kept, not delivered");
         return Ok(());
     };
-    let keys = keys::ensure(
-        &centre.pool,
-        centre.store.as_ref(),
-        &centre.profiles,
-        &centre.name,
-    )
-    .await?;
+    let keys = centre_keys(centre).await?;
     let client = EgovClient::new(cfg, Arc::clone(&centre.store), &keys)?;
     tracing::info!(url = client.url(), "e-government publisher started");
     tokio::spawn(run(Arc::clone(centre), cfg.clone(), keys, Arc::new(client)));
@@ -76,19 +70,24 @@ pub async fn run(
     }
 }
 
+/// [`keys::ensure`] on `centre`'s database, HSM and profiles.
+async fn centre_keys(centre: &Centre) -> Result<EgovKeys> {
+    keys::ensure(
+        &centre.pool,
+        centre.store.as_ref(),
+        &centre.profiles,
+        &centre.name,
+    )
+    .await
+}
+
 /// The keys again ([`keys::ensure`]): new ones with a client for them when a certificate changed.
 async fn recheck(
     centre: &Centre,
     cfg: &EgovSection,
     current: &EgovKeys,
 ) -> Result<Option<(EgovKeys, Arc<EgovClient>)>> {
-    let keys = keys::ensure(
-        &centre.pool,
-        centre.store.as_ref(),
-        &centre.profiles,
-        &centre.name,
-    )
-    .await?;
+    let keys = centre_keys(centre).await?;
     if keys.jws_chain == current.jws_chain && keys.tls_chain == current.tls_chain {
         return Ok(None);
     }

@@ -5,7 +5,7 @@ use crate::db::Prepared;
 use centre_api::{JobStatus, StationStatus};
 
 use super::{certificates, station_job};
-use crate::audit::{self, Actor};
+use crate::audit;
 use crate::enrol::WhoAmI;
 use crate::error::Result;
 use crate::pki::Centre;
@@ -23,11 +23,7 @@ pub async fn job_status(centre: &Centre, who: &WhoAmI, id: &str) -> Result<JobSt
         abort_reason: job.abort_reason.clone(),
         job: job.id,
     };
-    let by = Actor {
-        operator: who.station.clone(),
-        role: "station".into(),
-        station: who.station.clone(),
-    };
+    let by = super::actor(who, &who.station);
     let details = serde_json::json!({ "job": status.job, "state": super::state_str(status.state) });
     audit::append(
         &tx,

@@ -574,11 +574,7 @@ pub async fn status(
         timed_out: job.timed_out,
     };
     // The certificates name the holder: the read is audited, as `job.shown` is for issuance.
-    let by = crate::audit::Actor {
-        operator: who.station.clone(),
-        role: "station".into(),
-        station: who.station.clone(),
-    };
+    let by = crate::issuance::actor(who, &who.station);
     let details = serde_json::json!({ "service_job": status.job, "kind": status.kind,
         "document": status.document, "certificates": status.certificates.len() });
     crate::audit::append(
