@@ -126,6 +126,10 @@ enum OutboxCmd {
         /// At most this many, the newest (1 to 1000).
         #[arg(long, value_name = "N", default_value_t = centre_api::OUTBOX_LIST_MAX)]
         limit: u32,
+        /// Only messages numbered below ID (the next page of a list cut at its limit: the
+        /// first id it showed).
+        #[arg(long, value_name = "ID")]
+        before: Option<i64>,
         #[arg(long, value_name = "NAME")]
         operator: String,
     },
@@ -490,15 +494,16 @@ async fn outbox(cli: &Cli, cfg: &CentreConfig, oc: &OutboxCmd) -> Result<(), Cen
         OutboxCmd::List {
             failed,
             limit,
+            before,
             operator,
         } => {
             let roles = [Role::CaAdmin, Role::Auditor];
             let s = log_in(&pool, cfg, operator, "read the outbox", &roles).await?;
-            let (items, more) = ob::list(&pool, s.actor(), *failed, *limit).await?;
-            if more && !cli.json {
+            let (items, more) = ob::list(&pool, s.actor(), *failed, *limit, *before).await?;
+            if let Some(first) = items.first().filter(|_| more) {
                 eprintln!(
-                    "(the newest {limit} messages; older ones were left out: raise --limit up to {})",
-                    centre_api::OUTBOX_LIST_MAX
+                    "(the newest {limit} messages; older ones were left out: --before {} lists them)",
+                    first.id
                 );
             }
             print(cli.json, &items, |l| {

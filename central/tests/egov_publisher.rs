@@ -981,12 +981,35 @@ fn every_message_arrives_exactly_once_through_refusals_hangs_outages_and_a_resta
     let two = ok(newest.clone());
     let last_two: Vec<&str> = all.lines().skip(documents.len() - 2).collect();
     assert_eq!(two.lines().collect::<Vec<_>>(), last_two, "{two}");
+    let note = String::from_utf8_lossy(&newest.stderr).into_owned();
     assert!(
-        String::from_utf8_lossy(&newest.stderr)
-            .contains("the newest 2 messages; older ones were left out"),
-        "{}",
-        String::from_utf8_lossy(&newest.stderr)
+        note.contains("the newest 2 messages; older ones were left out: --before "),
+        "{note}"
     );
+    // The next page: `--before` the first id shown.
+    let first_shown = two
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    let page2 = ok(idcentral(
+        &config,
+        &[
+            "outbox",
+            "list",
+            "--limit",
+            "2",
+            "--before",
+            first_shown,
+            "--operator",
+            "admin",
+        ],
+        &pw,
+    ));
+    let before_two: Vec<&str> = all.lines().skip(documents.len() - 4).take(2).collect();
+    assert_eq!(page2.lines().collect::<Vec<_>>(), before_two, "{page2}");
     refused(
         &idcentral(
             &config,
@@ -1138,8 +1161,8 @@ fn every_message_arrives_exactly_once_through_refusals_hangs_outages_and_a_resta
     assert_eq!(count("egov.delivered"), documents.len());
     assert_eq!(count("egov.failed"), 1);
     assert_eq!(count("outbox.retried"), 1);
-    // --failed, the whole list, --limit 2 (the refused --limit 0 reads nothing).
-    assert_eq!(count("outbox.read"), 3);
+    // --failed, the whole list, --limit 2 twice (the refused --limit 0 reads nothing).
+    assert_eq!(count("outbox.read"), 4);
     assert!(count("operator.refused") >= 3, "{actions:?}");
     ok(idcentral(
         &config,

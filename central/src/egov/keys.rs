@@ -145,7 +145,44 @@ fn due_by_time(from: SystemTime, until: SystemTime, now: SystemTime) -> Option<S
     })
 }
 
+/// [`certify_one`]; when it fails while the current certificate is still valid (an HSM that
+/// does not answer, a CA certificate ending within a day), that one is kept, logged, and the
+/// next look tries again.
 async fn ensure_one(
+    pool: &Pool,
+    store: &dyn KeyStore,
+    profiles: &profiles::ProfileSet,
+    centre: &str,
+    p: &Purpose,
+) -> Result<(String, Vec<Vec<u8>>)> {
+    let e = match certify_one(pool, store, profiles, centre, p).await {
+        Ok(chain) => return Ok(chain),
+        Err(e) => e,
+    };
+    let client = pool.get().await?;
+    let Some((label, der)) = active_cert(&client, p.name).await? else {
+        return Err(e);
+    };
+    let valid = {
+        use der::Decode;
+        x509_cert::Certificate::from_der(&der).is_ok_and(|c| {
+            c.tbs_certificate().validity().not_after.to_system_time() > SystemTime::now()
+        })
+    };
+    if !valid || check_key_matches(store, &label, &der).is_err() {
+        return Err(e);
+    }
+    tracing::warn!(key = %label, error = %e, "could not certify the e-government key again; its current certificate is kept");
+    let issuer_der = match issuer_of(&client, p.ca, &der).await? {
+        Some((_, _, c)) => c,
+        None => return Err(e),
+    };
+    Ok((label, vec![der, issuer_der]))
+}
+
+/// The key of `p` certified: made and certified when missing, certified again when due
+/// ([`renewal_due`]), else the current certificate.
+async fn certify_one(
     pool: &Pool,
     store: &dyn KeyStore,
     profiles: &profiles::ProfileSet,
@@ -189,9 +226,28 @@ async fn ensure_one(
     }
     let spki = store.public_key_spki(label)?;
     let issuer = ca::Issuer::new(store, &ca_label, &ca_der)?;
+    // Never past the CA's own end (RFC 5280 path validation would refuse it): the profile's
+    // validity, or the whole days the CA certificate has left.
+    let mut profile = profiles.cert(p.profile)?.clone();
+    let ca_days = issuer
+        .not_after()
+        .duration_since(SystemTime::now())
+        .unwrap_or_default()
+        .as_secs()
+        / 86_400;
+    profile.validity.days = profile
+        .validity
+        .days
+        .min(u32::try_from(ca_days).unwrap_or(u32::MAX));
+    if profile.validity.days == 0 {
+        return Err(CentralError::Other(format!(
+            "the {} CA certificate {ca_label} ends within a day: no certificate for {label}",
+            p.ca
+        )));
+    }
     let cert = ca::issue_station_cert(
         store,
-        profiles.cert(p.profile)?,
+        &profile,
         &issuer,
         &spki,
         &format!("{centre} {}", p.common_name),

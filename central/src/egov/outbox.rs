@@ -272,8 +272,8 @@ fn item(r: &tokio_postgres::Row) -> Result<OutboxItem> {
     })
 }
 
-/// The newest `limit` outbox messages (or only the `failed` ones), oldest first, and whether
-/// older ones were left out. The read is audited (`outbox.read`, how many, the filter and the
+/// The newest `limit` outbox messages (or only the `failed` ones) — of those numbered below
+/// `before`, when given — oldest first, and whether older ones were left out. The read is audited (`outbox.read`, how many, the filter and the
 /// limit) as `actor`'s: a centre operator, or a station's operator with the station named. The
 /// caller checked the role (ca-admin or auditor).
 pub async fn list(
@@ -281,6 +281,7 @@ pub async fn list(
     actor: &Actor,
     failed_only: bool,
     limit: u32,
+    before: Option<i64>,
 ) -> Result<(Vec<OutboxItem>, bool)> {
     if limit == 0 || limit > centre_api::OUTBOX_LIST_MAX {
         return Err(CentralError::invalid(
@@ -291,7 +292,7 @@ pub async fn list(
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let filter = if failed_only {
-        "WHERE status = 'failed'"
+        "AND status = 'failed'"
     } else {
         ""
     };
@@ -299,10 +300,11 @@ pub async fn list(
     let mut items = tx
         .query(
             &format!(
-                "SELECT * FROM (SELECT {ITEM_COLS} FROM outbox {filter} ORDER BY id DESC LIMIT $1) n
+                "SELECT * FROM (SELECT {ITEM_COLS} FROM outbox WHERE id < $2 {filter}
+                                ORDER BY id DESC LIMIT $1) n
                  ORDER BY id"
             ),
-            &[&(i64::from(limit) + 1)],
+            &[&(i64::from(limit) + 1), &before.unwrap_or(i64::MAX)],
         )
         .await?
         .iter()
@@ -318,7 +320,7 @@ pub async fn list(
         "outbox.read",
         "outbox",
         &serde_json::json!({ "failed_only": failed_only, "count": items.len(),
-                             "limit": limit, "more": more }),
+                             "limit": limit, "before": before, "more": more }),
     )
     .await?;
     tx.commit().await?;

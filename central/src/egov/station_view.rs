@@ -32,7 +32,7 @@ pub async fn list(centre: &Centre, who: &WhoAmI, req: &OutboxListRequest) -> Res
         LIST_ROLES,
     )?;
     let limit = req.limit.unwrap_or(centre_api::OUTBOX_LIST_MAX);
-    let (messages, more) = outbox::list(&centre.pool, &actor, req.failed_only, limit).await?;
+    let (messages, more) = outbox::list(&centre.pool, &actor, req.failed_only, limit, None).await?;
     Ok(OutboxList { messages, more })
 }
 

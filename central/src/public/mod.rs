@@ -115,9 +115,15 @@ impl Public {
     pub async fn reload_keys(&self) -> Result<()> {
         let c = &self.centre;
         let issuers = load_issuers(&c.pool, c.store.as_ref()).await?;
-        let responders =
-            responder_keys::ensure_responders(&c.pool, &c.store, &issuers, &c.profiles, &c.name)
-                .await?;
+        let responders = responder_keys::ensure_responders(
+            &c.pool,
+            &c.store,
+            &issuers,
+            &c.profiles,
+            &c.name,
+            &self.responders(),
+        )
+        .await?;
         tracing::info!(keys = issuers.len(), "CA keys reloaded for OCSP and CRLs");
         if let Ok(mut i) = self.issuers.write() {
             *i = Arc::new(issuers);
@@ -174,7 +180,7 @@ pub async fn ensure_keys(
     centre_name: &str,
 ) -> Result<()> {
     let issuers = load_issuers(pool, store.as_ref()).await?;
-    responder_keys::ensure_responders(pool, store, &issuers, profiles, centre_name).await?;
+    responder_keys::ensure_responders(pool, store, &issuers, profiles, centre_name, &[]).await?;
     master_list::ensure(pool, store, &issuers, profiles, centre_name).await?;
     match tsa_keys::ensure_tsa(pool, store, &issuers, profiles, centre_name).await {
         (Some(_), _) => Ok(()),
@@ -192,6 +198,7 @@ pub async fn prepare(cfg: &CentreConfig, centre: Arc<Centre>) -> Result<Arc<Publ
         &issuers,
         &centre.profiles,
         &centre.name,
+        &[],
     )
     .await?;
     // A Master List that cannot be signed now is tried again at each refresh of the worker.

@@ -93,14 +93,16 @@ fn plan(
 /// its key is the one in the HSM and more than a third of its validity is left, else a new
 /// certificate for a new key (see the module documentation). A CA key whose responder cannot
 /// be certified (its CA certificate ends within a day, or the HSM or the database failed for
-/// it) keeps its recorded responder while that is valid and is logged; it does not keep the
-/// other CA keys from theirs. An error only when no CA key has a responder and one failed.
+/// it) keeps its recorded responder — or the one in memory, `previous` — while that is valid
+/// and is logged; it does not keep the other CA keys from theirs. An error only when no CA key
+/// has a responder and one failed.
 pub async fn ensure_responders(
     pool: &Pool,
     store: &Arc<dyn KeyStore>,
     issuers: &std::collections::BTreeMap<String, ca::Issuer>,
     profiles: &profiles::ProfileSet,
     centre_name: &str,
+    previous: &[Arc<Responder>],
 ) -> Result<Vec<Arc<Responder>>> {
     let profile = profiles.cert(PROFILE)?;
     let now = SystemTime::now();
@@ -118,7 +120,17 @@ pub async fn ensure_responders(
             }
             Err(e) => {
                 tracing::warn!(%ca_key, error = %e, "could not certify an OCSP responder for this CA key");
-                failure.get_or_insert(e);
+                // The one in memory, while it is valid, answers on (tried again at the next
+                // refresh: a CA key without a responder makes the worker roll).
+                match previous
+                    .iter()
+                    .find(|r| r.ca_key == *ca_key && r.not_after > now)
+                {
+                    Some(r) => out.push(Arc::clone(r)),
+                    None => {
+                        failure.get_or_insert(e);
+                    }
+                }
             }
         }
     }
@@ -156,7 +168,12 @@ async fn ensure_one(
         let mut r = Responder::new(issuer, label.clone(), row.get(1))?;
         // The recorded end is the certificate's; a responder retired early ends sooner.
         r.not_after = r.not_after.min(row.get(2));
-        if r.not_after > now && holds(store.as_ref(), &r)? {
+        // The HSM not answering now is no reason to drop a valid responder: kept, logged.
+        let held = holds(store.as_ref(), &r).unwrap_or_else(|e| {
+            tracing::warn!(%ca_key, error = %e, "could not look at the responder key in the HSM; the recorded responder is kept");
+            true
+        });
+        if r.not_after > now && held {
             usable = Some(r);
         }
         replaces = Some(label);

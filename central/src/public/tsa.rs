@@ -209,7 +209,10 @@ const MAX_OFF: Duration = Duration::from_millis(950);
 
 /// Record, sign and encode one granted TimeStampResp.
 async fn token(public: &Arc<Public>, tsa: &Arc<Tsa>, req: &TimeStampReq) -> Result<Vec<u8>> {
-    let client = public.centre.pool.get().await?;
+    // The token is recorded in a transaction committed once it is signed: a refused or failed
+    // signature leaves no token recorded as issued.
+    let mut client = public.centre.pool.get().await?;
+    let tx = client.transaction().await?;
     let serial = random_serial()?;
     // The time is read once a connection is at hand and rounded to the nearest second (a
     // GeneralizedTime without fractions), and the token is signed within the accuracy it
@@ -217,20 +220,18 @@ async fn token(public: &Arc<Public>, tsa: &Arc<Tsa>, req: &TimeStampReq) -> Resu
     let now = SystemTime::now() + Duration::from_millis(500);
     let gen_time: GeneralizedTime = asn1::generalized(now)?;
     let gen_at = gen_time.to_system_time();
-    client
-        .prepared_execute(
-            "INSERT INTO tsa_tokens (serial, gen_time, imprint_alg, imprint, tsa_key)
+    tx.prepared_execute(
+        "INSERT INTO tsa_tokens (serial, gen_time, imprint_alg, imprint, tsa_key)
              VALUES ($1, $2, $3, $4, $5)",
-            &[
-                &serial,
-                &gen_at,
-                &req.message_imprint.hash_algorithm.oid.to_string(),
-                &req.message_imprint.hashed_message.as_bytes(),
-                &tsa.key_label,
-            ],
-        )
-        .await?;
-    drop(client);
+        &[
+            &serial,
+            &gen_at,
+            &req.message_imprint.hash_algorithm.oid.to_string(),
+            &req.message_imprint.hashed_message.as_bytes(),
+            &tsa.key_label,
+        ],
+    )
+    .await?;
     let tst = TstInfo {
         version: TspVersion::V1,
         policy: tsa.policy,
@@ -251,7 +252,7 @@ async fn token(public: &Arc<Public>, tsa: &Arc<Tsa>, req: &TimeStampReq) -> Resu
     let store = Arc::clone(&public.centre.store);
     let tsa = Arc::clone(tsa);
     let with_cert = req.cert_req;
-    tokio::task::spawn_blocking(move || {
+    let der = tokio::task::spawn_blocking(move || {
         let signing_at = SystemTime::now();
         let off = signing_at
             .duration_since(gen_at)
@@ -279,7 +280,9 @@ async fn token(public: &Arc<Public>, tsa: &Arc<Tsa>, req: &TimeStampReq) -> Resu
         )
     })
     .await
-    .map_err(|e| CentralError::Other(format!("time-stamp signing task: {e}")))?
+    .map_err(|e| CentralError::Other(format!("time-stamp signing task: {e}")))??;
+    tx.commit().await?;
+    Ok(der)
 }
 
 fn attribute(

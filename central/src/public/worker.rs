@@ -185,9 +185,14 @@ pub async fn refresh(public: &Arc<Public>, at_start: bool) -> Result<()> {
     let profile = public.centre.profiles.cert(ocsp::PROFILE)?;
     let validity = Duration::from_secs(u64::from(profile.validity.days) * 86_400);
     let now = SystemTime::now();
-    let rolling = public.responders().iter().any(|r| {
+    let responders = public.responders();
+    let rolling = responders.iter().any(|r| {
         r.not_after.duration_since(now).unwrap_or_default()
             <= validity / responder_keys::ROLL_WHEN_LEFT
+    }) || public.issuers().iter().any(|(key, issuer)| {
+        // A CA key whose responder could not be certified (and whose CA has a day left).
+        issuer.not_after() > now + Duration::from_secs(86_400)
+            && !responders.iter().any(|r| r.ca_key == *key)
     });
     // The time-stamping key: rolled over here before its usage period ends (or picked up
     // when another instance rolled it).
@@ -203,6 +208,7 @@ pub async fn refresh(public: &Arc<Public>, at_start: bool) -> Result<()> {
             &public.issuers(),
             &public.centre.profiles,
             &public.centre.name,
+            &responders,
         )
         .await
         {
@@ -277,18 +283,29 @@ pub async fn drain(public: &Arc<Public>) -> Result<usize> {
     {
         public.reload_keys().await?;
     }
-    let responders = public.responders();
+    let (issuers, responders) = (public.issuers(), public.responders());
+    let mut skipped = 0usize;
     for row in &rows {
         let (kind, key, serial): (&str, &str, Vec<u8>) = (row.get(0), row.get(1), row.get(2));
         match kind {
             "crl" => super::crl::resign(public, &tx, key).await?,
             _ => {
-                // Nothing can be signed for it (its CA certificate has ended, or its responder
-                // could not be certified: logged there): the item is dropped, not left at the
-                // head of the queue; the refresh queues the key's responses again.
                 let Some(responder) = responders.iter().find(|r| r.ca_key == key).cloned() else {
-                    tracing::warn!(%key, "an OCSP response was queued for a CA key without a responder: dropped");
-                    dequeue(&tx, row).await?;
+                    // Nothing can be signed for it now. Its CA certificate ended: the item is
+                    // dropped. Else (its responder could not be certified yet, logged there;
+                    // the refresh tries again) it goes to the back of the queue, not urgent, so
+                    // it neither blocks the items behind it nor is taken again at once.
+                    let ended = issuers
+                        .get(key)
+                        .is_some_and(|i| i.not_after() <= SystemTime::now());
+                    if ended {
+                        tracing::warn!(%key, "an OCSP response was queued for a CA key whose certificate has ended: dropped");
+                        dequeue(&tx, row).await?;
+                    } else {
+                        tracing::warn!(%key, "an OCSP response was queued for a CA key without a responder yet: deferred");
+                        defer(&tx, row).await?;
+                    }
+                    skipped += 1;
                     continue;
                 };
                 let cert = tx
@@ -343,7 +360,20 @@ pub async fn drain(public: &Arc<Public>) -> Result<usize> {
         dequeue(&tx, row).await?;
     }
     tx.commit().await?;
-    Ok(rows.len())
+    // Deferred items are no work done: the worker waits for a notification or its poll.
+    Ok(rows.len() - skipped)
+}
+
+/// Put queue item `row` back at the end of the queue, not urgent.
+async fn defer(tx: &deadpool_postgres::Transaction<'_>, row: &tokio_postgres::Row) -> Result<()> {
+    let (kind, key, serial): (&str, &str, Vec<u8>) = (row.get(0), row.get(1), row.get(2));
+    tx.prepared_execute(
+        "UPDATE relying_party_queue SET urgent = false, queued_at = clock_timestamp()
+         WHERE kind = $1 AND issuer_key = $2 AND serial = $3 AND queued_at = $4",
+        &[&kind, &key, &serial, &row.get::<_, SystemTime>(3)],
+    )
+    .await?;
+    Ok(())
 }
 
 /// Remove queue item `row` (kind, issuer key, serial, queued at) — unless it was queued again

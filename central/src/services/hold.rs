@@ -42,6 +42,20 @@ pub async fn run(
             .await?
             .ok_or_else(|| conflict(format!("service job {id} has no {kind} step")));
     }
+    if kind == "hold" {
+        // The document's open renewal is locked before the document, in the order its own
+        // steps and the renewal sweep take them (job, then document): no deadlock between them.
+        if let Ok((series, number)) = crate::numbers::parse_document(&req.document) {
+            tx.prepared_query(
+                "SELECT j.id FROM service_jobs j JOIN documents d ON d.id = j.document_id
+                 WHERE d.series = $1 AND d.number = $2 AND j.kind = 'renew'
+                   AND j.state IN ('reserved', 'certified')
+                 FOR UPDATE OF j",
+                &[&series, &number],
+            )
+            .await?;
+        }
+    }
     let doc = document(&tx, &req.document).await?;
     let mut renewal_aborted = None;
     let (certs, suspended_at, state) = if kind == "hold" {

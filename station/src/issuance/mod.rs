@@ -285,14 +285,14 @@ fn refused_before_card(
     e: StationError,
 ) -> StationError {
     if matches!(e, StationError::HolderDiffers { .. }) {
-        let read = crate::records::audit_holder_reads(
+        // A read that cannot be audited is not answered: the registry's values stay here.
+        if let Err(ae) = crate::records::audit_holder_reads(
             st,
             session,
             &[pinfl],
             "issue: registered with other data",
-        );
-        if let Err(ae) = read {
-            tracing::error!(error = %ae, "the holder read could not be audited");
+        ) {
+            return ae;
         }
     }
     crate::audit::refused(
