@@ -1405,6 +1405,28 @@ fn ocsp_crl_ca_and_tsa_answer_relying_parties_over_plain_http() {
     let auth_serial = hex::decode(&auth.serial).unwrap();
     memory_follows_the_database(&rt, &db, public, &b64, &serial, &auth_serial);
 
+    // A CA key this instance cannot load (its HSM key missing: left out of the issuers, so it
+    // has no responder) with more urgent items queued than one batch takes: they are put back
+    // at the end of the queue, not urgent, and neither block the revocation below nor are
+    // dropped while the CA certificate is valid.
+    rt.block_on(db.batch_execute(
+        "INSERT INTO ca_keys (label, ca, state, cert_der)
+           SELECT 'ghost-ca', 'esign', 'retired', cert_der FROM ca_keys WHERE label = 'esign-ca-1';
+         INSERT INTO relying_party_queue (kind, issuer_key, serial, urgent, queued_at)
+           SELECT 'ocsp', 'ghost-ca', int4send(n), true, clock_timestamp() - interval '1 hour'
+           FROM generate_series(1, 70) n",
+    ))
+    .unwrap();
+    let ghosts = |urgent: bool| -> i64 {
+        rt.block_on(db.query_one(
+            "SELECT count(*) FROM relying_party_queue
+             WHERE issuer_key = 'ghost-ca' AND kind = 'ocsp' AND urgent = $1",
+            &[&urgent],
+        ))
+        .unwrap()
+        .get(0)
+    };
+
     // Revocation: `revoked` (with the reason) within 2 seconds, asked for as a relying party
     // would, and the CRL lists the serial within seconds too.
     let revoked_at = Instant::now();
@@ -1426,6 +1448,30 @@ fn ocsp_crl_ca_and_tsa_answer_relying_parties_over_plain_http() {
     assert!(took < Duration::from_secs(2), "revoked only after {took:?}");
     assert!(out.contains("Reason: keyCompromise"), "{out}");
     assert!(out.contains("Response verify OK"), "{out}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ghosts(true) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the unsignable items were not deferred"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(ghosts(false), 70, "deferred, not dropped");
+    let mut cleared = false;
+    for _ in 0..5 {
+        cleared = rt
+            .block_on(db.batch_execute(
+                "BEGIN; DELETE FROM relying_party_queue WHERE issuer_key = 'ghost-ca';
+                 DELETE FROM ca_keys WHERE label = 'ghost-ca'; COMMIT;",
+            ))
+            .is_ok();
+        if cleared {
+            break;
+        }
+        rt.block_on(db.batch_execute("ROLLBACK")).ok();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(cleared, "the test's ghost CA key removed");
     let start = Instant::now();
     let crl_text = loop {
         let (status, headers, body) =
