@@ -41,6 +41,23 @@ pub fn certificate_spki(cert_der: &[u8]) -> Result<Vec<u8>> {
         .map_err(enc("subjectPublicKeyInfo"))
 }
 
+/// A certificate's validity: notBefore and notAfter.
+pub fn certificate_validity(cert_der: &[u8]) -> Result<(SystemTime, SystemTime)> {
+    let cert = Certificate::from_der(cert_der).map_err(|e| CaError::Certificate {
+        reason: e.to_string(),
+    })?;
+    let v = cert.tbs_certificate().validity();
+    Ok((v.not_before.to_system_time(), v.not_after.to_system_time()))
+}
+
+/// The whole days a certificate issued at `now` under an issuer whose certificate ends at
+/// `issuer_end` may last: `days` (its profile's), or fewer, so that it does not outlive its
+/// issuer (which [`crate::issue_station_cert`] refuses); 0 when the issuer ends within a day.
+pub fn days_within_issuer(days: u32, issuer_end: SystemTime, now: SystemTime) -> u32 {
+    let left = issuer_end.duration_since(now).unwrap_or_default().as_secs() / 86_400;
+    days.min(u32::try_from(left).unwrap_or(u32::MAX))
+}
+
 /// What the registry and `ca show` record about a certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertInfo {

@@ -56,7 +56,10 @@ mod template;
 pub use crl::{crl_pem, crl_url, issue_crl, CrlInfo, RevocationReason, RevokedEntry};
 pub use csr::{csr_for_hsm_key, holder_subject_from_csr, verify_csr};
 pub use error::{CaError, Result};
-pub use info::{cert_pem, certificate_spki, fingerprint_sha256, private_key_usage_end, CertInfo};
+pub use info::{
+    cert_pem, certificate_spki, certificate_validity, days_within_issuer, fingerprint_sha256,
+    private_key_usage_end, CertInfo,
+};
 pub use issue::{
     create_root, create_subordinate_ca, issue, issue_from_csr, issue_station_cert,
     issue_station_cert_with_names,

@@ -713,6 +713,13 @@ pub struct OutboxListRequest {
 /// The most messages one outbox list answers.
 pub const OUTBOX_LIST_MAX: u32 = 1000;
 
+/// Why `limit` is no outbox list's limit (1..=[`OUTBOX_LIST_MAX`]), if it is not: the rule
+/// the station checks before it asks and the centre when it answers.
+pub fn outbox_limit_rule(limit: u32) -> Option<String> {
+    (limit == 0 || limit > OUTBOX_LIST_MAX)
+        .then(|| format!("{limit} must be from 1 to {OUTBOX_LIST_MAX}"))
+}
+
 /// `POST /v1/cards-to-replace`: the cards of the station's office still in use that the centre
 /// flagged for replacement (their EF.SOD can no longer be authenticated), for the station's
 /// logged-in operator (any role; the read is audited at the centre and the station).

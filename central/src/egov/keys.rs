@@ -119,18 +119,12 @@ async fn issuer_of(
 /// or less than a sixth of its validity left at `now` (six months of the TLS client's three
 /// years, ten of the signer's five), so a certificate never runs out under a running publisher.
 fn renewal_due(der: &[u8], issuer_state: Option<&str>, now: SystemTime) -> Result<Option<String>> {
-    use der::Decode;
     if issuer_state == Some("revoked") {
         return Ok(Some("its CA key was revoked".into()));
     }
-    let c = x509_cert::Certificate::from_der(der)
+    let (from, until) = ca::certificate_validity(der)
         .map_err(|e| CentralError::Database(format!("egov_keys: certificate: {e}")))?;
-    let v = c.tbs_certificate().validity();
-    Ok(due_by_time(
-        v.not_before.to_system_time(),
-        v.not_after.to_system_time(),
-        now,
-    ))
+    Ok(due_by_time(from, until, now))
 }
 
 /// [`renewal_due`]'s clock: less than a sixth of `from`..`until` left at `now`.
@@ -163,12 +157,7 @@ async fn ensure_one(
     let Some((label, der)) = active_cert(&client, p.name).await? else {
         return Err(e);
     };
-    let valid = {
-        use der::Decode;
-        x509_cert::Certificate::from_der(&der).is_ok_and(|c| {
-            c.tbs_certificate().validity().not_after.to_system_time() > SystemTime::now()
-        })
-    };
+    let valid = ca::certificate_validity(&der).is_ok_and(|(_, until)| until > SystemTime::now());
     if !valid || check_key_matches(store, &label, &der).is_err() {
         return Err(e);
     }
@@ -229,16 +218,8 @@ async fn certify_one(
     // Never past the CA's own end (RFC 5280 path validation would refuse it): the profile's
     // validity, or the whole days the CA certificate has left.
     let mut profile = profiles.cert(p.profile)?.clone();
-    let ca_days = issuer
-        .not_after()
-        .duration_since(SystemTime::now())
-        .unwrap_or_default()
-        .as_secs()
-        / 86_400;
-    profile.validity.days = profile
-        .validity
-        .days
-        .min(u32::try_from(ca_days).unwrap_or(u32::MAX));
+    profile.validity.days =
+        ca::days_within_issuer(profile.validity.days, issuer.not_after(), SystemTime::now());
     if profile.validity.days == 0 {
         return Err(CentralError::Other(format!(
             "the {} CA certificate {ca_label} ends within a day: no certificate for {label}",

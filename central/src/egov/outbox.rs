@@ -273,9 +273,10 @@ fn item(r: &tokio_postgres::Row) -> Result<OutboxItem> {
 }
 
 /// The newest `limit` outbox messages (or only the `failed` ones) — of those numbered below
-/// `before`, when given — oldest first, and whether older ones were left out. The read is audited (`outbox.read`, how many, the filter and the
-/// limit) as `actor`'s: a centre operator, or a station's operator with the station named. The
-/// caller checked the role (ca-admin or auditor).
+/// `before`, when given — oldest first, and whether older ones were left out. The read is
+/// audited (`outbox.read`, how many, the filter and the limit) as `actor`'s: a centre
+/// operator, or a station's operator with the station named. The caller checked the role
+/// (ca-admin or auditor).
 pub async fn list(
     pool: &Pool,
     actor: &Actor,
@@ -283,11 +284,8 @@ pub async fn list(
     limit: u32,
     before: Option<i64>,
 ) -> Result<(Vec<OutboxItem>, bool)> {
-    if limit == 0 || limit > centre_api::OUTBOX_LIST_MAX {
-        return Err(CentralError::invalid(
-            "limit",
-            format!("{limit} must be from 1 to {}", centre_api::OUTBOX_LIST_MAX),
-        ));
+    if let Some(rule) = centre_api::outbox_limit_rule(limit) {
+        return Err(CentralError::invalid("limit", rule));
     }
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;

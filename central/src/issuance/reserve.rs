@@ -165,30 +165,14 @@ async fn check_and_record_holder(
 
 /// 409 when the holder has an active card, or an issuance open at another job, anywhere.
 async fn refuse_active_or_pending(tx: &Transaction<'_>, holder: i64, pinfl: &str) -> Result<()> {
-    let active = tx
-        .prepared_opt(
-            "SELECT office, series, number FROM documents WHERE holder_id = $1 AND state = 'active'",
-            &[&holder],
-        )
-        .await?;
-    if let Some(r) = active {
-        let office: String = r.get(0);
-        let doc = crate::numbers::document_number(r.get(1), r.get(2));
+    if let Some((office, doc)) = active_card(tx, holder).await? {
         return Err(CentralError::refused_at(
             rules::HOLDER_HAS_ACTIVE_CARD,
             office.clone(),
             format!("holder {pinfl} has an active card ({doc}) issued by office {office}"),
         ));
     }
-    let open = tx
-        .prepared_opt(
-            "SELECT s.office FROM jobs j JOIN stations s ON s.name = j.station
-             WHERE j.holder_id = $1 AND j.state IN ('reserved', 'certified')",
-            &[&holder],
-        )
-        .await?;
-    if let Some(r) = open {
-        let office: String = r.get(0);
+    if let Some(office) = pending_issuance(tx, holder).await? {
         return Err(CentralError::refused_at(
             rules::HOLDER_HAS_PENDING_ISSUANCE,
             office.clone(),
@@ -219,4 +203,30 @@ pub(super) async fn card_not_issued(tx: &Transaction<'_>, serial: &str) -> Resul
         ));
     }
     Ok(())
+}
+
+/// Holder `holder`'s active card: the office that issued it and its document number.
+pub(crate) async fn active_card(
+    tx: &Transaction<'_>,
+    holder: i64,
+) -> Result<Option<(String, String)>> {
+    Ok(tx
+        .prepared_opt(
+            "SELECT office, series, number FROM documents WHERE holder_id = $1 AND state = 'active'",
+            &[&holder],
+        )
+        .await?
+        .map(|r| (r.get(0), crate::numbers::document_number(r.get(1), r.get(2)))))
+}
+
+/// The office of holder `holder`'s issuance in progress (a job reserved or certified).
+pub(crate) async fn pending_issuance(tx: &Transaction<'_>, holder: i64) -> Result<Option<String>> {
+    Ok(tx
+        .prepared_opt(
+            "SELECT s.office FROM jobs j JOIN stations s ON s.name = j.station
+             WHERE j.holder_id = $1 AND j.state IN ('reserved', 'certified')",
+            &[&holder],
+        )
+        .await?
+        .map(|r| r.get(0)))
 }

@@ -81,11 +81,10 @@ fn plan(
             return Plan::Keep;
         }
     }
-    let ca_left = issuer_end.duration_since(now).unwrap_or_default();
-    let days = (ca_left.as_secs() / DAY.as_secs()).min(validity.as_secs() / DAY.as_secs());
-    match u32::try_from(days) {
-        Ok(days) if days > 0 => Plan::Certify { days },
-        _ => Plan::CannotCertify,
+    let profile_days = u32::try_from(validity.as_secs() / DAY.as_secs()).unwrap_or(u32::MAX);
+    match ca::days_within_issuer(profile_days, issuer_end, now) {
+        0 => Plan::CannotCertify,
+        days => Plan::Certify { days },
     }
 }
 

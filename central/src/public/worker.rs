@@ -191,7 +191,7 @@ pub async fn refresh(public: &Arc<Public>, at_start: bool) -> Result<()> {
             <= validity / responder_keys::ROLL_WHEN_LEFT
     }) || public.issuers().iter().any(|(key, issuer)| {
         // A CA key whose responder could not be certified (and whose CA has a day left).
-        issuer.not_after() > now + Duration::from_secs(86_400)
+        ca::days_within_issuer(1, issuer.not_after(), now) > 0
             && !responders.iter().any(|r| r.ca_key == *key)
     });
     // The time-stamping key: rolled over here before its usage period ends (or picked up
@@ -366,25 +366,34 @@ pub async fn drain(public: &Arc<Public>) -> Result<usize> {
 
 /// Put queue item `row` back at the end of the queue, not urgent.
 async fn defer(tx: &deadpool_postgres::Transaction<'_>, row: &tokio_postgres::Row) -> Result<()> {
-    let (kind, key, serial): (&str, &str, Vec<u8>) = (row.get(0), row.get(1), row.get(2));
-    tx.prepared_execute(
+    on_item(
+        tx,
+        row,
         "UPDATE relying_party_queue SET urgent = false, queued_at = clock_timestamp()
          WHERE kind = $1 AND issuer_key = $2 AND serial = $3 AND queued_at = $4",
-        &[&kind, &key, &serial, &row.get::<_, SystemTime>(3)],
     )
-    .await?;
-    Ok(())
+    .await
 }
 
-/// Remove queue item `row` (kind, issuer key, serial, queued at) — unless it was queued again
-/// meanwhile (a later `queued_at`).
+/// Remove queue item `row` — unless it was queued again meanwhile (a later `queued_at`).
 async fn dequeue(tx: &deadpool_postgres::Transaction<'_>, row: &tokio_postgres::Row) -> Result<()> {
-    let (kind, key, serial): (&str, &str, Vec<u8>) = (row.get(0), row.get(1), row.get(2));
-    tx.prepared_execute(
+    on_item(
+        tx,
+        row,
         "DELETE FROM relying_party_queue
          WHERE kind = $1 AND issuer_key = $2 AND serial = $3 AND queued_at = $4",
-        &[&kind, &key, &serial, &row.get::<_, SystemTime>(3)],
     )
-    .await?;
+    .await
+}
+
+/// Run `sql` on queue item `row` (kind, issuer key, serial, queued at: `$1`..`$4`).
+async fn on_item(
+    tx: &deadpool_postgres::Transaction<'_>,
+    row: &tokio_postgres::Row,
+    sql: &'static str,
+) -> Result<()> {
+    let (kind, key, serial): (&str, &str, Vec<u8>) = (row.get(0), row.get(1), row.get(2));
+    tx.prepared_execute(sql, &[&kind, &key, &serial, &row.get::<_, SystemTime>(3)])
+        .await?;
     Ok(())
 }

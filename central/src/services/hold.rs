@@ -42,25 +42,29 @@ pub async fn run(
             .await?
             .ok_or_else(|| conflict(format!("service job {id} has no {kind} step")));
     }
-    if kind == "hold" {
-        // The document's open renewal is locked before the document, in the order its own
-        // steps and the renewal sweep take them (job, then document): no deadlock between them.
-        if let Ok((series, number)) = crate::numbers::parse_document(&req.document) {
-            tx.prepared_query(
+    // A hold aborts the document's open renewal, locked before the document, in the order its
+    // own steps and the renewal sweep take them (job, then document): no deadlock between them.
+    let open_renewal: Option<String> = match crate::numbers::parse_document(&req.document) {
+        Ok((series, number)) if kind == "hold" => tx
+            .prepared_opt(
                 "SELECT j.id FROM service_jobs j JOIN documents d ON d.id = j.document_id
                  WHERE d.series = $1 AND d.number = $2 AND j.kind = 'renew'
                    AND j.state IN ('reserved', 'certified')
                  FOR UPDATE OF j",
                 &[&series, &number],
             )
-            .await?;
-        }
-    }
+            .await?
+            .map(|r| r.get(0)),
+        _ => None,
+    };
     let doc = document(&tx, &req.document).await?;
     let mut renewal_aborted = None;
     let (certs, suspended_at, state) = if kind == "hold" {
         require_active(&doc, "hold")?;
-        renewal_aborted = abort_open_renewal(&tx, &doc, who, &req.operator).await?;
+        if let Some(id) = open_renewal {
+            abort_open_renewal(&tx, &id, &doc, who, &req.operator).await?;
+            renewal_aborted = Some(id);
+        }
         let rows = tx
             .prepared_query(
                 "UPDATE certificates SET state = 'revoked', revocation_reason = 'certificateHold', revoked_at = now()
@@ -151,26 +155,17 @@ pub async fn run(
 /// A hold aborts the document's open renewal, as the renewal timeout would: the certificates
 /// it issued — on the card already, perhaps, and `issued` (good at OCSP) until its `complete` —
 /// must not stay good while the card is held. They are revoked cessationOfOperation and still
-/// count as the card's for the card-key release (`aborted_at_centre`). The aborted job's id.
+/// count as the card's for the card-key release (`aborted_at_centre`). `id`: the open renewal,
+/// locked by the caller.
 async fn abort_open_renewal(
     tx: &deadpool_postgres::Transaction<'_>,
+    id: &str,
     doc: &super::Doc,
     who: &WhoAmI,
     operator: &str,
-) -> Result<Option<String>> {
-    let Some(row) = tx
-        .prepared_opt(
-            "SELECT id FROM service_jobs WHERE kind = 'renew' AND document_id = $1
-               AND state IN ('reserved', 'certified') FOR UPDATE",
-            &[&doc.id],
-        )
-        .await?
-    else {
-        return Ok(None);
-    };
-    let id: String = row.get(0);
-    let Some(job) = super::find(tx, &id).await? else {
-        return Ok(None);
+) -> Result<()> {
+    let Some(job) = super::find(tx, id).await? else {
+        return Ok(());
     };
     let reason = format!(
         "the document was suspended by {}/{operator} while the renewal was open",
@@ -196,7 +191,7 @@ async fn abort_open_renewal(
         details,
     )
     .await?;
-    Ok(Some(id))
+    Ok(())
 }
 
 /// A release: the holder in person, the document suspended (not held for a replacement), within
@@ -248,15 +243,7 @@ async fn check_release(
         .await?
         .get(0);
     crate::holders::lock(tx, &pinfl).await?;
-    if let Some(r) = tx
-        .prepared_opt(
-            "SELECT s.office FROM jobs j JOIN stations s ON s.name = j.station
-             WHERE j.holder_id = $1 AND j.state IN ('reserved', 'certified')",
-            &[&doc.holder_id],
-        )
-        .await?
-    {
-        let office: String = r.get(0);
+    if let Some(office) = crate::issuance::reserve::pending_issuance(tx, doc.holder_id).await? {
         return Err(CentralError::refused_at(
             rules::HOLDER_HAS_PENDING_ISSUANCE,
             office.clone(),
@@ -266,21 +253,14 @@ async fn check_release(
             ),
         ));
     }
-    if let Some(r) = tx
-        .prepared_opt(
-            "SELECT office, series, number FROM documents WHERE holder_id = $1 AND state = 'active'",
-            &[&doc.holder_id],
-        )
-        .await?
+    if let Some((office, active)) = crate::issuance::reserve::active_card(tx, doc.holder_id).await?
     {
-        let office: String = r.get(0);
         return Err(CentralError::refused_at(
             rules::HOLDER_HAS_ACTIVE_CARD,
             office.clone(),
             format!(
-                "the holder of {} has an active card ({}) issued by office {office}: the hold cannot be released",
-                doc.number,
-                crate::numbers::document_number(r.get(1), r.get(2))
+                "the holder of {} has an active card ({active}) issued by office {office}: the hold cannot be released",
+                doc.number
             ),
         ));
     }

@@ -41,11 +41,8 @@ pub fn list(
     limit: Option<u32>,
 ) -> Result<OutboxList, StationError> {
     crate::session::require_current(&mut st.registry, session, LIST_ACTION, LIST_ROLES)?;
-    if let Some(n) = limit.filter(|n| *n == 0 || *n > centre_api::OUTBOX_LIST_MAX) {
-        return Err(StationError::invalid(
-            "limit",
-            format!("{n} must be from 1 to {}", centre_api::OUTBOX_LIST_MAX),
-        ));
+    if let Some(rule) = limit.and_then(centre_api::outbox_limit_rule) {
+        return Err(StationError::invalid("limit", rule));
     }
     let req = OutboxListRequest {
         operator: session.actor().operator.clone(),
